@@ -1,0 +1,84 @@
+// StateOptions: how the state store lays itself out on disk and trades memory for speed.
+//
+// One struct, built by config/ (only config/ reads files and flags). Every field has a
+// default that suits one 2-core machine with a few GiB to spare; the comment on each says
+// its unit and what moving it costs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "gsau/common/status.h"
+
+namespace gsau::state {
+
+enum class Compression {
+  kNone,  // fastest writes, largest files
+  kLZ4,   // cheap to compress and decompress; the usual choice for hot data
+  kZSTD,  // ~20-30% smaller than LZ4 at a few times its CPU cost
+};
+
+struct StateOptions {
+  // Directory of the RocksDB database. Required. Created when missing (see create_if_missing).
+  std::string path;
+
+  // Create an empty store when `path` holds none. false: Open fails with kNotFound instead
+  // (use it where a missing store means a mistake, e.g. a restore).
+  bool create_if_missing = true;
+
+  // N: how many of a user's most recent clicks the session keeps (items, with times), oldest
+  // dropped first. Unit: clicks. The learner's sequence model reads the last 50, so keep
+  // N >= 50 in production; smaller values are accepted (tests). Larger N costs N * 12 bytes
+  // per user on disk and a longer scan per session read. May change between opens: reads
+  // always return at most the current N.
+  uint32_t session_length = 50;
+
+  // Shared LRU block cache for every column family, bytes. Hot SST blocks (recent edges and
+  // sessions) are read from here instead of the page cache. Bigger: fewer disk reads when the
+  // edge set outgrows the memtables; the memory is taken whether used or not only as blocks
+  // are read.
+  size_t block_cache_bytes = size_t{256} << 20;
+
+  // Memtable size of each of the large column families (edges, sessions, item_users,
+  // changes), bytes. Bigger: fewer, larger flushes and less write amplification; costs up to
+  // max_write_buffer_number * this per family in RAM and a longer WAL replay after a crash.
+  size_t write_buffer_bytes = size_t{64} << 20;
+
+  // Memtables per large column family (one active, the rest being flushed). 2 lets writes go
+  // on while one flushes; more only helps when flushes fall behind.
+  int max_write_buffer_number = 2;
+
+  // Compression of SST files at levels >= 2 (levels 0 and 1 stay uncompressed: they are
+  // rewritten soon, and compressing them only burns CPU on the write path).
+  Compression compression = Compression::kLZ4;
+
+  // Write-ahead log. true (the default, and what exactly-once across crashes relies on
+  // without extra flushes): every batch is in the WAL before ApplyBatch returns, so a killed
+  // process loses nothing it was told was applied. false: writes skip the WAL (faster); a
+  // crash then loses the batches since the last flush, but never half of one (flushes are
+  // atomic across column families), and since the offsets are lost with them, the consumer
+  // re-reads exactly those events. Use false only where re-reading is cheap.
+  bool wal = true;
+
+  // fsync the WAL on every batch. false (default): a batch survives a process crash (it is
+  // in the OS page cache) but the last few may be lost on power loss or a kernel crash; the
+  // state stays a whole number of batches either way, and the stored offsets match it, so
+  // exactly-once still holds (the lost events are consumed again). true: also survives power
+  // loss, at the cost of one fsync per batch (~0.1-10 ms depending on the disk).
+  bool sync = false;
+
+  // How many of the most recent batches the change feed (ChangesSince) can answer for. Unit:
+  // batches. Older change entries are deleted every 1,024 batches. A reader that falls
+  // further behind gets kNotFound and must rebuild from ForEachEdge / ForEachSession. Costs
+  // ~3-5 bytes per distinct (user, item) pair of each retained batch.
+  uint64_t changelog_retention_batches = 100'000;
+
+  // RocksDB background threads for flushes and compactions. 2 suits a 2-core machine.
+  int max_background_jobs = 2;
+
+  // Checks the options; kInvalidArgument names the first bad field.
+  Status Validate() const;
+};
+
+}  // namespace gsau::state

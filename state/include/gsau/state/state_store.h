@@ -1,0 +1,219 @@
+// StateStore: the incremental user-item graph and user sessions, in RocksDB, applied exactly
+// once together with the consumer offsets.
+//
+// Id spaces. Users and items get dense internal ids, 0-based, in order of first appearance:
+// the first user ever seen is 0, the next new one 1, and so on (likewise for items). An id is
+// never reused or changed, and stays the same across Close/Open, crashes and checkpoints. The
+// learner may use them directly as embedding rows (add 1 where it reserves row 0 for padding).
+//
+// The data, as a reader sees it:
+//  - session(u): the last N clicks of u as (item, event time), oldest first, every click kept
+//    (a user clicking the same item twice has it twice). N = StateOptions::session_length.
+//  - edge (u, i): exists once u has clicked i; carries the number of clicks and the latest
+//    event time among them. A repeated click updates the edge, never adds a second one.
+//  - degree(u) = number of distinct items of u; degree(i) = number of distinct users of i.
+//  - offsets: per topic-partition, the next offset to consume. They are written in the same
+//    RocksDB WriteBatch as the state changes of the events before them, so after any crash the
+//    stored state is exactly the events before the stored offsets: seek the consumer there.
+//  - batch sequence: every ApplyBatch that writes is one batch, numbered 1, 2, 3, ...; 0 means
+//    nothing was applied yet. It names a state version for the change feed and checkpoints.
+//
+// Change feed. Each batch also writes one change entry, keyed by its sequence number, listing
+// the distinct (user, item) pairs it touched (users and items follow from them). ChangesSince(s)
+// unions the entries of batches s+1 .. current. Entries older than
+// StateOptions::changelog_retention_batches are dropped; a reader further behind gets kNotFound
+// and rebuilds from ForEachEdge / ForEachSession, which report the sequence number they saw so
+// the reader can follow the feed from there. (A log keyed by sequence, rather than a
+// last-changed sequence per key, lets a reader that is a few batches behind read only those
+// batches instead of scanning everything.)
+//
+// Caches. The id maps (both directions), per-node counters and offsets are kept in memory for
+// speed (~100 bytes per user or item plus its external id). Everything in memory is derived
+// from the database and rebuilt by Open, so a crash loses nothing that a batch committed.
+// A batch either commits fully (database, then caches) or changes nothing.
+//
+// Thread safety: one writer thread at a time may call ApplyBatch, Flush, Compact and Close.
+// Any number of threads may call the const methods concurrently with the writer and with each
+// other; each read sees the state after some whole batch (never part of one). The ForEach*
+// iterations read a consistent snapshot without blocking the writer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "gsau/common/event.h"
+#include "gsau/common/status.h"
+#include "gsau/state/state_options.h"
+
+namespace gsau::state {
+
+using UserId = uint32_t;  // dense, 0-based, see above
+using ItemId = uint32_t;  // dense, 0-based, see above
+
+struct SessionEntry {
+  ItemId item = 0;
+  int64_t ts_ms = 0;  // event time, ms since the Unix epoch
+
+  friend bool operator==(const SessionEntry&, const SessionEntry&) = default;
+};
+
+struct Edge {
+  UserId user = 0;
+  ItemId item = 0;
+  uint32_t count = 0;      // clicks of this user on this item
+  int64_t last_ts_ms = 0;  // the latest event time among them
+
+  friend bool operator==(const Edge&, const Edge&) = default;
+};
+
+struct NodeStats {
+  uint32_t degree = 0;  // distinct neighbours
+  uint64_t clicks = 0;  // clicks, repeats included
+
+  friend bool operator==(const NodeStats&, const NodeStats&) = default;
+};
+
+// Sizes of the state after batch `batch_seq`.
+struct StateCounts {
+  uint64_t batch_seq = 0;
+  uint64_t users = 0;   // ids 0 .. users-1 exist
+  uint64_t items = 0;   // ids 0 .. items-1 exist
+  uint64_t edges = 0;   // distinct (user, item) pairs
+  uint64_t events = 0;  // clicks applied
+
+  friend bool operator==(const StateCounts&, const StateCounts&) = default;
+};
+
+// What one applied event became.
+struct AppliedEvent {
+  UserId user = 0;
+  ItemId item = 0;
+  int64_t ts_ms = 0;
+  bool new_user = false;  // first event of this user
+  bool new_item = false;  // first event of this item
+  bool new_edge = false;  // first click of this user on this item
+};
+
+struct BatchResult {
+  uint64_t batch_seq = 0;            // the sequence number the batch was given
+  std::vector<AppliedEvent> events;  // one per input event, same order
+};
+
+// What changed in batches (from_seq, to_seq]. Vectors are sorted and without duplicates.
+struct ChangeSet {
+  uint64_t from_seq = 0;  // exclusive
+  uint64_t to_seq = 0;    // inclusive
+  std::vector<UserId> users;                      // clicked: session, stats changed
+  std::vector<ItemId> items;                      // clicked: stats changed
+  std::vector<std::pair<UserId, ItemId>> edges;   // created or updated
+  // Users with id >= first_new_user and items with id >= first_new_item are new since
+  // from_seq (they are also listed above).
+  UserId first_new_user = 0;
+  ItemId first_new_item = 0;
+};
+
+class StateStore {
+ public:
+  // Opens (or creates, see StateOptions::create_if_missing) the store at options.path and
+  // rebuilds the in-memory caches from it. kInvalidArgument for bad options, kCorruption when
+  // the stored data breaks an invariant (ids not dense, degrees not matching).
+  static Result<std::unique_ptr<StateStore>> Open(const StateOptions& options);
+
+  // Copies the checkpoint in `checkpoint_dir` (made by CreateCheckpoint) to options.path,
+  // which must not exist or be empty, and opens it there. The checkpoint is left untouched,
+  // so it can be restored again (e.g. to roll back together with a learner checkpoint).
+  static Result<std::unique_ptr<StateStore>> OpenFromCheckpoint(const std::string& checkpoint_dir,
+                                                                const StateOptions& options);
+
+  ~StateStore();  // closes, logging (not returning) an error
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
+
+  // Closes the database. Afterwards every call but the destructor returns kAborted (or an
+  // empty answer for the plain getters).
+  Status Close();
+
+  // Applies `events` in order, and sets the stored next offset of each partition in
+  // `offsets`, as ONE atomic RocksDB WriteBatch: after a crash either all of it is there or
+  // none. Returns the batch's sequence number and the internal ids of the events.
+  //  - Events with an empty or oversized (> kMaxIdBytes) id make the whole call fail with
+  //    kInvalidArgument before anything is written (ingest validates first: this is a guard).
+  //  - An offset lower than the one stored for its partition, a negative one, or a
+  //    partition listed twice fails the call with kInvalidArgument: going back would apply
+  //    events twice.
+  //  - Both empty: nothing is written; the current sequence is returned.
+  //  - Events may be out of time order; the session keeps the order given, the edge keeps the
+  //    latest time.
+  // REQUIRES: called from one thread at a time (see the thread-safety contract above).
+  Result<BatchResult> ApplyBatch(std::span<const ClickEvent> events,
+                                 std::span<const PartitionOffset> offsets);
+
+  // Reads. Unknown ids (>= the count) give kNotFound from the Result readers and zeros from
+  // the plain getters.
+
+  // The last N clicks of `user`, oldest first.
+  Result<std::vector<SessionEntry>> Session(UserId user) const;
+  // The items of `user`, ascending by item id.
+  Result<std::vector<Edge>> UserNeighbours(UserId user) const;
+  // The users of `item`, ascending by user id.
+  Result<std::vector<Edge>> ItemNeighbours(ItemId item) const;
+
+  NodeStats UserStats(UserId user) const;
+  NodeStats ItemStats(ItemId item) const;
+  StateCounts Counts() const;
+  uint64_t BatchSeq() const;
+
+  // The stored next offset of every partition ever given to ApplyBatch, sorted.
+  std::vector<PartitionOffset> Offsets() const;
+  std::optional<int64_t> Offset(const TopicPartition& tp) const;
+
+  // External id <-> internal id.
+  std::optional<UserId> FindUser(std::string_view external_id) const;
+  std::optional<ItemId> FindItem(std::string_view external_id) const;
+  Result<std::string> UserExternalId(UserId user) const;
+  Result<std::string> ItemExternalId(ItemId item) const;
+
+  // Changes in batches (from_seq, BatchSeq()]. kNotFound when the feed no longer holds
+  // batch from_seq + 1 (reader too far behind: rebuild), kInvalidArgument when from_seq is
+  // ahead of the store.
+  Result<ChangeSet> ChangesSince(uint64_t from_seq) const;
+  // The oldest `from_seq` ChangesSince still answers.
+  uint64_t OldestChangeSeq() const;
+
+  // Every edge, ascending by (user, item), from one snapshot; returns that snapshot's counts
+  // (its batch_seq is where to follow the change feed from). The callback must not call back
+  // into the store's writer methods.
+  Result<StateCounts> ForEachEdge(const std::function<void(const Edge&)>& fn) const;
+  // Every non-empty session, ascending by user, oldest click first, from one snapshot.
+  Result<StateCounts> ForEachSession(
+      const std::function<void(UserId, std::span<const SessionEntry>)>& fn) const;
+
+  // Writes an openable copy of the store (a RocksDB Checkpoint: hard links where the file
+  // system allows) to `dir`, which must not exist. Returns the batch sequence it holds, to be
+  // saved with the learner's checkpoint.
+  Result<uint64_t> CreateCheckpoint(const std::string& dir) const;
+
+  // Maintenance: flush memtables to SST files; compact everything (steady-state size).
+  Status Flush();
+  Status Compact();
+  // Bytes of the live SST and WAL files.
+  Result<uint64_t> DiskBytes() const;
+
+  const StateOptions& options() const { return options_; }
+
+ private:
+  class Impl;
+  StateStore(const StateOptions& options, std::unique_ptr<Impl> impl);
+
+  StateOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gsau::state

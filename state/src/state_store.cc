@@ -1,0 +1,860 @@
+#include "gsau/state/state_store.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include <rocksdb/db.h>
+#include <rocksdb/utilities/checkpoint.h>
+#include <rocksdb/write_batch.h>
+
+#include "changelog.h"
+#include "db_options.h"
+#include "gsau/common/log.h"
+#include "keys.h"
+
+namespace gsau::state {
+namespace {
+
+namespace fs = std::filesystem;
+
+Status FromRocks(const rocksdb::Status& s, std::string_view context) {
+  if (s.ok()) return Status::Ok();
+  std::string m = std::string(context) + ": " + s.ToString();
+  if (s.IsNotFound()) return Status::NotFound(std::move(m));
+  if (s.IsCorruption()) return Status::Corruption(std::move(m));
+  if (s.IsInvalidArgument()) return Status::InvalidArgument(std::move(m));
+  if (s.IsIOError()) return Status::IoError(std::move(m));
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) return Status::Unavailable(std::move(m));
+  return Status::Internal(std::move(m));
+}
+
+rocksdb::Slice S(std::string_view v) { return {v.data(), v.size()}; }
+std::string_view V(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using IdMap = std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>>;
+using StagedIdMap = std::unordered_map<std::string_view, uint32_t>;
+
+// Ids are stored as u32; the largest is kept free so that id + 1 (a range bound) fits.
+constexpr uint64_t kMaxIds = std::numeric_limits<uint32_t>::max();
+constexpr uint64_t kChangelogTrimEvery = 1024;
+
+inline uint64_t Pair(uint32_t u, uint32_t i) { return (uint64_t{u} << 32) | i; }
+
+Status ValidateEvent(const ClickEvent& e, size_t index) {
+  if (e.user_id.empty() || e.user_id.size() > kMaxIdBytes || e.item_id.empty() ||
+      e.item_id.size() > kMaxIdBytes) {
+    return Status::InvalidArgument("state: event " + std::to_string(index) +
+                                   " has an empty or oversized id");
+  }
+  return Status::Ok();
+}
+
+// Releases a snapshot when it goes out of scope.
+class SnapshotGuard {
+ public:
+  explicit SnapshotGuard(rocksdb::DB* db) : db_(db), snap_(db->GetSnapshot()) {}
+  ~SnapshotGuard() { db_->ReleaseSnapshot(snap_); }
+  SnapshotGuard(const SnapshotGuard&) = delete;
+  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
+  const rocksdb::Snapshot* get() const { return snap_; }
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snap_;
+};
+
+}  // namespace
+
+class StateStore::Impl {
+ public:
+  explicit Impl(const StateOptions& options) : options_(options), setup_(MakeDbSetup(options)) {}
+  ~Impl() { CloseDb().IgnoreError(); }
+
+  Status OpenDb();
+  Status CloseDb();
+  Result<BatchResult> Apply(std::span<const ClickEvent> events,
+                            std::span<const PartitionOffset> offsets);
+
+  Result<std::vector<SessionEntry>> Session(UserId user) const;
+  Result<std::vector<Edge>> UserNeighbours(UserId user) const;
+  Result<std::vector<Edge>> ItemNeighbours(ItemId item) const;
+  NodeStats UserStats(UserId user) const {
+    std::shared_lock lock(mu_);
+    return user < user_stats_.size() ? user_stats_[user] : NodeStats{};
+  }
+  NodeStats ItemStats(ItemId item) const {
+    std::shared_lock lock(mu_);
+    return item < item_stats_.size() ? item_stats_[item] : NodeStats{};
+  }
+  StateCounts Counts() const {
+    std::shared_lock lock(mu_);
+    return CountsLocked();
+  }
+  std::vector<PartitionOffset> Offsets() const {
+    std::shared_lock lock(mu_);
+    std::vector<PartitionOffset> out;
+    out.reserve(offsets_.size());
+    for (const auto& [tp, off] : offsets_) out.push_back({tp, off});
+    return out;
+  }
+  std::optional<int64_t> Offset(const TopicPartition& tp) const {
+    std::shared_lock lock(mu_);
+    auto it = offsets_.find(tp);
+    if (it == offsets_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::optional<uint32_t> Find(const IdMap& map, std::string_view ext) const {
+    std::shared_lock lock(mu_);
+    auto it = map.find(ext);
+    if (it == map.end()) return std::nullopt;
+    return it->second;
+  }
+  Result<std::string> Name(const std::vector<const std::string*>& names, uint32_t id,
+                           const char* what) const {
+    std::shared_lock lock(mu_);
+    if (id >= names.size()) return Status::NotFound(std::string("state: no ") + what + " " + std::to_string(id));
+    return *names[id];
+  }
+  Result<ChangeSet> ChangesSince(uint64_t from_seq) const;
+  uint64_t OldestChangeSeq() const {
+    std::shared_lock lock(mu_);
+    return first_retained_change_ - 1;
+  }
+  Result<StateCounts> ForEachEdge(const std::function<void(const Edge&)>& fn) const;
+  Result<StateCounts> ForEachSession(
+      const std::function<void(UserId, std::span<const SessionEntry>)>& fn) const;
+  Result<uint64_t> CreateCheckpoint(const std::string& dir) const;
+  Status Flush();
+  Status Compact();
+  Result<uint64_t> DiskBytes() const;
+
+  const IdMap& user_ids() const { return user_ids_; }
+  const IdMap& item_ids() const { return item_ids_; }
+  const std::vector<const std::string*>& user_names() const { return user_names_; }
+  const std::vector<const std::string*>& item_names() const { return item_names_; }
+
+ private:
+  Status LoadCaches();
+  Status LoadIds(keys::Cf cf, IdMap* map, std::vector<const std::string*>* names, const char* what);
+  StateCounts CountsLocked() const {
+    return {seq_, user_names_.size(), item_names_.size(), edges_, events_};
+  }
+  Status CheckOpenLocked() const {
+    return db_ ? Status::Ok() : Status::Aborted("state: store is closed");
+  }
+  rocksdb::ColumnFamilyHandle* cf(keys::Cf c) const { return cfs_[c]; }
+
+  // Per-node stats being changed by the batch in progress: slot_[id] - 1 indexes staged_.
+  struct Staging {
+    std::vector<uint32_t> slot;
+    std::vector<std::pair<uint32_t, NodeStats>> staged;
+    NodeStats& Get(uint32_t id, const std::vector<NodeStats>& committed) {
+      if (id >= slot.size()) slot.resize(std::max<size_t>(id + 1, slot.size() * 2), 0);
+      if (slot[id] == 0) {
+        staged.emplace_back(id, id < committed.size() ? committed[id] : NodeStats{});
+        slot[id] = static_cast<uint32_t>(staged.size());
+      }
+      return staged[slot[id] - 1].second;
+    }
+    void Reset() {
+      for (const auto& [id, stats] : staged) slot[id] = 0;
+      staged.clear();
+    }
+  };
+
+  const StateOptions options_;
+  const DbSetup setup_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
+
+  // Guards everything below against readers: the writer holds it exclusively while it
+  // writes a batch to RocksDB and commits it to these caches, so a reader sees the database
+  // and the caches at the same batch. The writer reads them without it (it is their only
+  // writer).
+  mutable std::shared_mutex mu_;
+  IdMap user_ids_, item_ids_;
+  std::vector<const std::string*> user_names_, item_names_;  // into the maps' keys (stable)
+  std::vector<NodeStats> user_stats_, item_stats_;
+  std::map<TopicPartition, int64_t> offsets_;
+  uint64_t seq_ = 0;
+  uint64_t edges_ = 0;
+  uint64_t events_ = 0;
+  uint64_t first_retained_change_ = 1;
+
+  // Writer scratch, reused across batches to keep allocations off the hot path.
+  rocksdb::WriteBatch wb_;
+  Staging staged_users_, staged_items_;
+  std::vector<std::string_view> new_users_, new_items_;
+  StagedIdMap staged_user_ids_, staged_item_ids_;
+  std::vector<uint64_t> pairs_;        // per event
+  std::vector<uint64_t> touched_;      // distinct, ascending
+  std::vector<keys::EdgeValue> edge_values_;
+  std::vector<uint8_t> edge_exists_;
+  std::string scratch_;
+};
+
+Status StateStore::Impl::OpenDb() {
+  GSAU_RETURN_IF_ERROR(options_.Validate());
+  std::error_code ec;
+  if (!options_.create_if_missing && !fs::exists(fs::path(options_.path) / "CURRENT", ec)) {
+    return Status::NotFound("state: no store at " + options_.path);
+  }
+  fs::create_directories(options_.path, ec);
+  if (ec) return Status::IoError("state: cannot create " + options_.path + ": " + ec.message());
+
+  rocksdb::DB* raw = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  GSAU_RETURN_IF_ERROR(FromRocks(
+      rocksdb::DB::Open(setup_.db, options_.path, setup_.families, &handles, &raw),
+      "state: open " + options_.path));
+  db_.reset(raw);
+  cfs_ = std::move(handles);
+  Status s = LoadCaches();
+  if (!s.ok()) {
+    CloseDb().IgnoreError();  // the load error is the one to report
+    return s;
+  }
+  GSAU_LOG_INFO("state: opened {} at batch {}: {} users, {} items, {} edges, {} events",
+                options_.path, seq_, user_names_.size(), item_names_.size(), edges_, events_);
+  return Status::Ok();
+}
+
+Status StateStore::Impl::CloseDb() {
+  std::unique_lock lock(mu_);
+  if (!db_) return Status::Ok();
+  Status result;
+  for (auto* h : cfs_) {
+    Status s = FromRocks(db_->DestroyColumnFamilyHandle(h), "state: close");
+    if (result.ok()) result = s;
+  }
+  cfs_.clear();
+  Status s = FromRocks(db_->Close(), "state: close");
+  if (result.ok()) result = s;
+  db_.reset();
+  return result;
+}
+
+Status StateStore::Impl::LoadIds(keys::Cf c, IdMap* map, std::vector<const std::string*>* names,
+                                 const char* what) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(c)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->value().size() != 4) return Status::Corruption(std::string("state: bad ") + what + " id value");
+    const auto id = keys::GetFixed<uint32_t>(it->value().data());
+    auto [pos, inserted] = map->emplace(it->key().ToString(), id);
+    if (!inserted) return Status::Corruption(std::string("state: duplicate ") + what + " id");
+    if (id >= names->size()) names->resize(id + 1, nullptr);
+    if ((*names)[id] != nullptr) return Status::Corruption(std::string("state: ") + what + " id reused");
+    (*names)[id] = &pos->first;
+  }
+  GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load ids"));
+  if (names->size() != map->size()) {
+    return Status::Corruption(std::string("state: ") + what + " ids are not dense");
+  }
+  return Status::Ok();
+}
+
+Status StateStore::Impl::LoadCaches() {
+  std::string value;
+  rocksdb::ReadOptions ro;
+  auto s = db_->Get(ro, cf(keys::kMeta), S(keys::kFormatKey), &value);
+  if (s.IsNotFound()) {
+    // A new store, or one that was never written: stamp it.
+    GSAU_RETURN_IF_ERROR(FromRocks(
+        db_->Put(setup_.write, cf(keys::kMeta), S(keys::kFormatKey), S(keys::kFormatVersion)),
+        "state: write format"));
+  } else {
+    GSAU_RETURN_IF_ERROR(FromRocks(s, "state: read format"));
+    if (value != keys::kFormatVersion) {
+      return Status::Unimplemented("state: unknown store format " + value);
+    }
+  }
+  s = db_->Get(ro, cf(keys::kMeta), S(keys::kSeqKey), &value);
+  if (s.ok()) {
+    if (value.size() != 8) return Status::Corruption("state: bad batch sequence");
+    seq_ = keys::GetFixed<uint64_t>(value.data());
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "state: read batch sequence");
+  }
+
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kMeta)));
+    for (it->Seek(S(keys::kOffsetPrefix)); it->Valid() && it->key().starts_with(S(keys::kOffsetPrefix));
+         it->Next()) {
+      const std::string_view k = V(it->key()).substr(keys::kOffsetPrefix.size());
+      if (k.size() < 5 || k[k.size() - 5] != '\0' || it->value().size() != 8) {
+        return Status::Corruption("state: bad offset record");
+      }
+      TopicPartition tp{std::string(k.substr(0, k.size() - 5)),
+                        static_cast<int32_t>(keys::GetBE32(k.data() + k.size() - 4))};
+      offsets_[tp] = keys::GetFixed<int64_t>(it->value().data());
+    }
+    GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load offsets"));
+  }
+
+  GSAU_RETURN_IF_ERROR(LoadIds(keys::kUserIds, &user_ids_, &user_names_, "user"));
+  GSAU_RETURN_IF_ERROR(LoadIds(keys::kItemIds, &item_ids_, &item_names_, "item"));
+
+  user_stats_.assign(user_names_.size(), NodeStats{});
+  item_stats_.assign(item_names_.size(), NodeStats{});
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kNodes)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().size() != 5 || it->value().size() != keys::kNodeValueSize) {
+        return Status::Corruption("state: bad node record");
+      }
+      const uint32_t id = keys::GetBE32(it->key().data() + 1);
+      auto& stats = it->key()[0] == keys::kUserNode ? user_stats_ : item_stats_;
+      if (id >= stats.size()) return Status::Corruption("state: node record of an unknown id");
+      stats[id] = {keys::GetFixed<uint32_t>(it->value().data()),
+                   keys::GetFixed<uint64_t>(it->value().data() + 4)};
+    }
+    GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load nodes"));
+  }
+  uint64_t user_degrees = 0, item_degrees = 0, user_clicks = 0, item_clicks = 0;
+  for (const auto& n : user_stats_) user_degrees += n.degree, user_clicks += n.clicks;
+  for (const auto& n : item_stats_) item_degrees += n.degree, item_clicks += n.clicks;
+  if (user_degrees != item_degrees || user_clicks != item_clicks) {
+    return Status::Corruption("state: user and item degrees disagree");
+  }
+  edges_ = user_degrees;
+  events_ = user_clicks;
+
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kChanges)));
+    it->SeekToFirst();
+    GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load change feed"));
+    first_retained_change_ = it->Valid() ? keys::GetBE64(it->key().data()) : seq_ + 1;
+  }
+  return Status::Ok();
+}
+
+Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
+                                            std::span<const PartitionOffset> offsets) {
+  if (!db_) return Status::Aborted("state: store is closed");
+  for (size_t k = 0; k < events.size(); ++k) GSAU_RETURN_IF_ERROR(ValidateEvent(events[k], k));
+  for (size_t k = 0; k < offsets.size(); ++k) {
+    const auto& po = offsets[k];
+    if (po.next_offset < 0) return Status::InvalidArgument("state: negative offset for " + po.tp.topic);
+    if (po.tp.topic.empty() || po.tp.topic.find('\0') != std::string::npos) {
+      return Status::InvalidArgument("state: bad topic name in offsets");
+    }
+    for (size_t j = 0; j < k; ++j) {
+      if (offsets[j].tp == po.tp) {
+        return Status::InvalidArgument("state: partition " + po.tp.topic + "/" +
+                                       std::to_string(po.tp.partition) + " listed twice");
+      }
+    }
+    auto it = offsets_.find(po.tp);
+    if (it != offsets_.end() && po.next_offset < it->second) {
+      return Status::InvalidArgument("state: offset of " + po.tp.topic + "/" +
+                                     std::to_string(po.tp.partition) + " goes back from " +
+                                     std::to_string(it->second) + " to " +
+                                     std::to_string(po.next_offset));
+    }
+  }
+  BatchResult result;
+  if (events.empty() && offsets.empty()) {
+    result.batch_seq = seq_;
+    return result;
+  }
+
+  // 1. Internal ids: known ones from the maps, new ones numbered in order of appearance.
+  const auto users_before = static_cast<uint32_t>(user_names_.size());
+  const auto items_before = static_cast<uint32_t>(item_names_.size());
+  new_users_.clear();
+  new_items_.clear();
+  staged_user_ids_.clear();
+  staged_item_ids_.clear();
+  result.events.resize(events.size());
+  pairs_.resize(events.size());
+  auto resolve = [](const IdMap& map, StagedIdMap& staged, std::vector<std::string_view>& fresh,
+                    uint32_t before, std::string_view ext, bool* is_new) -> uint32_t {
+    if (auto it = map.find(ext); it != map.end()) return it->second;
+    auto [it, inserted] = staged.emplace(ext, before + static_cast<uint32_t>(fresh.size()));
+    if (inserted) {
+      fresh.push_back(ext);
+      *is_new = true;
+    }
+    return it->second;
+  };
+  for (size_t k = 0; k < events.size(); ++k) {
+    auto& a = result.events[k];
+    a.user = resolve(user_ids_, staged_user_ids_, new_users_, users_before, events[k].user_id, &a.new_user);
+    a.item = resolve(item_ids_, staged_item_ids_, new_items_, items_before, events[k].item_id, &a.new_item);
+    a.ts_ms = events[k].ts_ms;
+    pairs_[k] = Pair(a.user, a.item);
+  }
+  if (users_before + new_users_.size() >= kMaxIds || items_before + new_items_.size() >= kMaxIds) {
+    return Status::Internal("state: more than 2^32-1 users or items");
+  }
+
+  // 2. Which pairs are edges already: one MultiGet over the distinct old-id pairs.
+  touched_.assign(pairs_.begin(), pairs_.end());
+  std::sort(touched_.begin(), touched_.end());
+  touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
+  edge_values_.assign(touched_.size(), keys::EdgeValue{});
+  edge_exists_.assign(touched_.size(), 0);
+  {
+    std::vector<keys::Key8> key_store;
+    std::vector<rocksdb::Slice> lookup_keys;
+    std::vector<size_t> lookup_index;
+    key_store.reserve(touched_.size());
+    for (size_t k = 0; k < touched_.size(); ++k) {
+      const auto u = static_cast<uint32_t>(touched_[k] >> 32);
+      const auto i = static_cast<uint32_t>(touched_[k]);
+      if (u >= users_before || i >= items_before) continue;  // a new id has no edges yet
+      key_store.push_back(keys::PairKey(u, i));
+      lookup_index.push_back(k);
+    }
+    for (const auto& key : key_store) lookup_keys.push_back(S(key.view()));
+    if (!lookup_keys.empty()) {
+      std::vector<rocksdb::PinnableSlice> values(lookup_keys.size());
+      std::vector<rocksdb::Status> statuses(lookup_keys.size());
+      // Keys are ascending (touched_ is), which lets MultiGet skip its own sort.
+      db_->MultiGet(rocksdb::ReadOptions(), cf(keys::kEdges), lookup_keys.size(), lookup_keys.data(),
+                    values.data(), statuses.data(), /*sorted_input=*/true);
+      for (size_t j = 0; j < lookup_keys.size(); ++j) {
+        if (statuses[j].IsNotFound()) continue;
+        GSAU_RETURN_IF_ERROR(FromRocks(statuses[j], "state: read edge"));
+        if (values[j].size() != keys::kEdgeValueSize) return Status::Corruption("state: bad edge value");
+        edge_values_[lookup_index[j]] = keys::DecodeEdgeValue(values[j].data());
+        edge_exists_[lookup_index[j]] = 1;
+      }
+    }
+  }
+
+  // 3. Events in order: sessions, edges, node stats.
+  wb_.Clear();
+  const uint64_t n_session = options_.session_length;
+  uint64_t new_edges = 0;
+  char value[keys::kSessionValueSize];
+  for (size_t k = 0; k < events.size(); ++k) {
+    auto& a = result.events[k];
+    const size_t e = std::lower_bound(touched_.begin(), touched_.end(), pairs_[k]) - touched_.begin();
+    NodeStats& us = staged_users_.Get(a.user, user_stats_);
+    NodeStats& is = staged_items_.Get(a.item, item_stats_);
+    if (!edge_exists_[e]) {
+      edge_exists_[e] = 2;  // created by this batch
+      edge_values_[e] = {0, a.ts_ms};
+      a.new_edge = true;
+      ++us.degree;
+      ++is.degree;
+      ++new_edges;
+    }
+    auto& ev = edge_values_[e];
+    ++ev.count;
+    ev.last_ts_ms = std::max(ev.last_ts_ms, a.ts_ms);
+    const uint64_t pos = us.clicks++;
+    ++is.clicks;
+    keys::EncodeSessionValue(value, a.item, a.ts_ms);
+    wb_.Put(cf(keys::kSessions), S(keys::SessionKey(a.user, pos).view()), rocksdb::Slice(value, sizeof value));
+    if (pos >= n_session) wb_.Delete(cf(keys::kSessions), S(keys::SessionKey(a.user, pos - n_session).view()));
+  }
+  for (size_t e = 0; e < touched_.size(); ++e) {
+    const auto u = static_cast<uint32_t>(touched_[e] >> 32);
+    const auto i = static_cast<uint32_t>(touched_[e]);
+    keys::EncodeEdgeValue(value, edge_values_[e]);
+    wb_.Put(cf(keys::kEdges), S(keys::PairKey(u, i).view()), rocksdb::Slice(value, keys::kEdgeValueSize));
+    if (edge_exists_[e] == 2) wb_.Put(cf(keys::kItemUsers), S(keys::PairKey(i, u).view()), rocksdb::Slice());
+  }
+  for (const auto& [id, stats] : staged_users_.staged) {
+    keys::EncodeNodeValue(value, stats.degree, stats.clicks);
+    wb_.Put(cf(keys::kNodes), S(keys::NodeKey(keys::kUserNode, id).view()), rocksdb::Slice(value, keys::kNodeValueSize));
+  }
+  for (const auto& [id, stats] : staged_items_.staged) {
+    keys::EncodeNodeValue(value, stats.degree, stats.clicks);
+    wb_.Put(cf(keys::kNodes), S(keys::NodeKey(keys::kItemNode, id).view()), rocksdb::Slice(value, keys::kNodeValueSize));
+  }
+  for (size_t k = 0; k < new_users_.size(); ++k) {
+    const uint32_t id = users_before + static_cast<uint32_t>(k);
+    wb_.Put(cf(keys::kUserIds), S(new_users_[k]), rocksdb::Slice(reinterpret_cast<const char*>(&id), 4));
+  }
+  for (size_t k = 0; k < new_items_.size(); ++k) {
+    const uint32_t id = items_before + static_cast<uint32_t>(k);
+    wb_.Put(cf(keys::kItemIds), S(new_items_[k]), rocksdb::Slice(reinterpret_cast<const char*>(&id), 4));
+  }
+
+  // 4. The batch's sequence number, offsets and change entry travel in the same WriteBatch.
+  const uint64_t seq = seq_ + 1;
+  wb_.Put(cf(keys::kMeta), S(keys::kSeqKey), rocksdb::Slice(reinterpret_cast<const char*>(&seq), 8));
+  for (const auto& po : offsets) {
+    wb_.Put(cf(keys::kMeta), keys::OffsetKey(po.tp.topic, po.tp.partition),
+            rocksdb::Slice(reinterpret_cast<const char*>(&po.next_offset), 8));
+  }
+  ChangeEntry change{users_before, items_before, {}};
+  change.pairs.swap(touched_);
+  EncodeChangeEntry(change, &scratch_);
+  change.pairs.swap(touched_);
+  wb_.Put(cf(keys::kChanges), S(keys::SeqKey(seq).view()), scratch_);
+  uint64_t first_retained = first_retained_change_;
+  const uint64_t retention = options_.changelog_retention_batches;
+  if (seq % kChangelogTrimEvery == 0 && seq > retention && seq - retention + 1 > first_retained) {
+    first_retained = seq - retention + 1;
+    wb_.DeleteRange(cf(keys::kChanges), S(keys::SeqKey(0).view()), S(keys::SeqKey(first_retained).view()));
+  }
+
+  // 5. Write, then commit to the caches, both under the lock readers take.
+  {
+    std::unique_lock lock(mu_);
+    Status s = FromRocks(db_->Write(setup_.write, &wb_), "state: write batch");
+    if (!s.ok()) {
+      staged_users_.Reset();
+      staged_items_.Reset();
+      return s;
+    }
+    for (size_t k = 0; k < new_users_.size(); ++k) {
+      auto it = user_ids_.emplace(std::string(new_users_[k]), users_before + static_cast<uint32_t>(k)).first;
+      user_names_.push_back(&it->first);
+    }
+    for (size_t k = 0; k < new_items_.size(); ++k) {
+      auto it = item_ids_.emplace(std::string(new_items_[k]), items_before + static_cast<uint32_t>(k)).first;
+      item_names_.push_back(&it->first);
+    }
+    user_stats_.resize(user_names_.size());
+    item_stats_.resize(item_names_.size());
+    for (const auto& [id, stats] : staged_users_.staged) user_stats_[id] = stats;
+    for (const auto& [id, stats] : staged_items_.staged) item_stats_[id] = stats;
+    for (const auto& po : offsets) offsets_[po.tp] = po.next_offset;
+    edges_ += new_edges;
+    events_ += events.size();
+    seq_ = seq;
+    first_retained_change_ = first_retained;
+  }
+  staged_users_.Reset();
+  staged_items_.Reset();
+  result.batch_seq = seq;
+  return result;
+}
+
+Result<std::vector<SessionEntry>> StateStore::Impl::Session(UserId user) const {
+  std::shared_lock lock(mu_);
+  GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+  if (user >= user_stats_.size()) return Status::NotFound("state: no user " + std::to_string(user));
+  const uint64_t clicks = user_stats_[user].clicks;
+  const uint64_t n = options_.session_length;
+  const uint64_t start = clicks > n ? clicks - n : 0;
+  const auto lo = keys::SessionKey(user, start);
+  const auto hi = keys::SessionKey(user, clicks);
+  const rocksdb::Slice upper = S(hi.view());
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::vector<SessionEntry> out;
+  out.reserve(clicks - start);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kSessions)));
+  for (it->Seek(S(lo.view())); it->Valid(); it->Next()) {
+    if (it->value().size() != keys::kSessionValueSize) return Status::Corruption("state: bad session entry");
+    out.push_back({keys::GetFixed<uint32_t>(it->value().data()), keys::GetFixed<int64_t>(it->value().data() + 4)});
+  }
+  GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: read session"));
+  if (out.size() != clicks - start) return Status::Corruption("state: session of user " + std::to_string(user) + " is short");
+  return out;
+}
+
+Result<std::vector<Edge>> StateStore::Impl::UserNeighbours(UserId user) const {
+  std::shared_lock lock(mu_);
+  GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+  if (user >= user_stats_.size()) return Status::NotFound("state: no user " + std::to_string(user));
+  const auto lo = keys::PairKey(user, 0);
+  const auto hi = keys::PairKey(user + 1, 0);
+  const rocksdb::Slice upper = S(hi.view());
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::vector<Edge> out;
+  out.reserve(user_stats_[user].degree);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kEdges)));
+  for (it->Seek(S(lo.view())); it->Valid(); it->Next()) {
+    if (it->value().size() != keys::kEdgeValueSize) return Status::Corruption("state: bad edge value");
+    const auto v = keys::DecodeEdgeValue(it->value().data());
+    out.push_back({user, keys::GetBE32(it->key().data() + 4), v.count, v.last_ts_ms});
+  }
+  GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: read user neighbours"));
+  return out;
+}
+
+Result<std::vector<Edge>> StateStore::Impl::ItemNeighbours(ItemId item) const {
+  std::shared_lock lock(mu_);
+  GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+  if (item >= item_stats_.size()) return Status::NotFound("state: no item " + std::to_string(item));
+  const auto lo = keys::PairKey(item, 0);
+  const auto hi = keys::PairKey(item + 1, 0);
+  const rocksdb::Slice upper = S(hi.view());
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::vector<keys::Key8> edge_keys;
+  edge_keys.reserve(item_stats_[item].degree);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kItemUsers)));
+  for (it->Seek(S(lo.view())); it->Valid(); it->Next()) {
+    edge_keys.push_back(keys::PairKey(keys::GetBE32(it->key().data() + 4), item));
+  }
+  GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: read item neighbours"));
+  std::vector<rocksdb::Slice> slices;
+  slices.reserve(edge_keys.size());
+  for (const auto& k : edge_keys) slices.push_back(S(k.view()));
+  std::vector<rocksdb::PinnableSlice> values(slices.size());
+  std::vector<rocksdb::Status> statuses(slices.size());
+  db_->MultiGet(rocksdb::ReadOptions(), cf(keys::kEdges), slices.size(), slices.data(), values.data(),
+                statuses.data(), /*sorted_input=*/true);
+  std::vector<Edge> out;
+  out.reserve(slices.size());
+  for (size_t j = 0; j < slices.size(); ++j) {
+    GSAU_RETURN_IF_ERROR(FromRocks(statuses[j], "state: read edge of item neighbour"));
+    if (values[j].size() != keys::kEdgeValueSize) return Status::Corruption("state: bad edge value");
+    const auto v = keys::DecodeEdgeValue(values[j].data());
+    out.push_back({keys::GetBE32(edge_keys[j].data), item, v.count, v.last_ts_ms});
+  }
+  return out;
+}
+
+Result<ChangeSet> StateStore::Impl::ChangesSince(uint64_t from_seq) const {
+  std::unique_ptr<SnapshotGuard> snap;
+  ChangeSet out;
+  {
+    std::shared_lock lock(mu_);
+    GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+    if (from_seq > seq_) {
+      return Status::InvalidArgument("state: change feed asked from batch " + std::to_string(from_seq) +
+                                     " but the store is at " + std::to_string(seq_));
+    }
+    if (from_seq + 1 < first_retained_change_) {
+      return Status::NotFound("state: change feed no longer holds batch " + std::to_string(from_seq + 1) +
+                              " (oldest " + std::to_string(first_retained_change_) + "): rebuild");
+    }
+    out.from_seq = from_seq;
+    out.to_seq = seq_;
+    out.first_new_user = static_cast<UserId>(user_names_.size());
+    out.first_new_item = static_cast<ItemId>(item_names_.size());
+    if (from_seq == seq_) return out;
+    snap = std::make_unique<SnapshotGuard>(db_.get());
+  }
+  const auto lo = keys::SeqKey(from_seq + 1);
+  const auto hi = keys::SeqKey(out.to_seq + 1);
+  const rocksdb::Slice upper = S(hi.view());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap->get();
+  ro.iterate_upper_bound = &upper;
+  ChangeEntry entry;
+  uint64_t expect = from_seq + 1;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kChanges)));
+  for (it->Seek(S(lo.view())); it->Valid(); it->Next(), ++expect) {
+    if (keys::GetBE64(it->key().data()) != expect) return Status::Corruption("state: change feed has a gap");
+    GSAU_RETURN_IF_ERROR(DecodeChangeEntry(V(it->value()), &entry));
+    if (expect == from_seq + 1) {
+      out.first_new_user = entry.users_before;
+      out.first_new_item = entry.items_before;
+    }
+  }
+  GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: read change feed"));
+  if (expect != out.to_seq + 1) return Status::Corruption("state: change feed is short");
+  std::sort(entry.pairs.begin(), entry.pairs.end());
+  entry.pairs.erase(std::unique(entry.pairs.begin(), entry.pairs.end()), entry.pairs.end());
+  out.edges.reserve(entry.pairs.size());
+  out.users.reserve(entry.pairs.size());
+  out.items.reserve(entry.pairs.size());
+  for (uint64_t p : entry.pairs) {
+    const auto u = static_cast<UserId>(p >> 32);
+    const auto i = static_cast<ItemId>(p);
+    out.edges.emplace_back(u, i);
+    if (out.users.empty() || out.users.back() != u) out.users.push_back(u);
+    out.items.push_back(i);
+  }
+  std::sort(out.items.begin(), out.items.end());
+  out.items.erase(std::unique(out.items.begin(), out.items.end()), out.items.end());
+  return out;
+}
+
+Result<StateCounts> StateStore::Impl::ForEachEdge(const std::function<void(const Edge&)>& fn) const {
+  std::unique_ptr<SnapshotGuard> snap;
+  StateCounts counts;
+  {
+    std::shared_lock lock(mu_);
+    GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+    snap = std::make_unique<SnapshotGuard>(db_.get());
+    counts = CountsLocked();
+  }
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap->get();
+  ro.fill_cache = false;  // a full scan would evict the hot blocks
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kEdges)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() != 8 || it->value().size() != keys::kEdgeValueSize) {
+      return Status::Corruption("state: bad edge record");
+    }
+    const auto v = keys::DecodeEdgeValue(it->value().data());
+    fn(Edge{keys::GetBE32(it->key().data()), keys::GetBE32(it->key().data() + 4), v.count, v.last_ts_ms});
+  }
+  GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: scan edges"));
+  return counts;
+}
+
+Result<StateCounts> StateStore::Impl::ForEachSession(
+    const std::function<void(UserId, std::span<const SessionEntry>)>& fn) const {
+  std::unique_ptr<SnapshotGuard> snap;
+  StateCounts counts;
+  {
+    std::shared_lock lock(mu_);
+    GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+    snap = std::make_unique<SnapshotGuard>(db_.get());
+    counts = CountsLocked();
+  }
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap->get();
+  ro.fill_cache = false;
+  const size_t n = options_.session_length;
+  std::vector<SessionEntry> buf;
+  UserId current = 0;
+  auto emit = [&] {
+    if (buf.empty()) return;
+    // Entries beyond N remain only after N was lowered between opens: show the last N.
+    const size_t skip = buf.size() > n ? buf.size() - n : 0;
+    fn(current, std::span<const SessionEntry>(buf).subspan(skip));
+    buf.clear();
+  };
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kSessions)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() != 12 || it->value().size() != keys::kSessionValueSize) {
+      return Status::Corruption("state: bad session record");
+    }
+    const UserId u = keys::GetBE32(it->key().data());
+    if (u != current) {
+      emit();
+      current = u;
+    }
+    buf.push_back({keys::GetFixed<uint32_t>(it->value().data()), keys::GetFixed<int64_t>(it->value().data() + 4)});
+  }
+  GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: scan sessions"));
+  emit();
+  return counts;
+}
+
+Result<uint64_t> StateStore::Impl::CreateCheckpoint(const std::string& dir) const {
+  // Shared lock: no batch is being written, so the checkpoint holds exactly batch seq_.
+  std::shared_lock lock(mu_);
+  GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+  rocksdb::Checkpoint* raw = nullptr;
+  GSAU_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "state: checkpoint"));
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  GSAU_RETURN_IF_ERROR(FromRocks(cp->CreateCheckpoint(dir), "state: checkpoint to " + dir));
+  return seq_;
+}
+
+Status StateStore::Impl::Flush() {
+  if (!db_) return Status::Aborted("state: store is closed");
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return FromRocks(db_->Flush(fo, cfs_), "state: flush");
+}
+
+Status StateStore::Impl::Compact() {
+  if (!db_) return Status::Aborted("state: store is closed");
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (auto* h : cfs_) {
+    GSAU_RETURN_IF_ERROR(FromRocks(db_->CompactRange(co, h, nullptr, nullptr), "state: compact"));
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> StateStore::Impl::DiskBytes() const {
+  std::shared_lock lock(mu_);
+  GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+  std::vector<rocksdb::LiveFileMetaData> files;
+  db_->GetLiveFilesMetaData(&files);
+  uint64_t total = 0;
+  for (const auto& f : files) total += f.size;
+  rocksdb::VectorLogPtr wals;
+  GSAU_RETURN_IF_ERROR(FromRocks(db_->GetSortedWalFiles(wals), "state: list WAL files"));
+  for (const auto& w : wals) total += w->SizeFileBytes();
+  return total;
+}
+
+// StateStore: the public face forwards to Impl.
+
+StateStore::StateStore(const StateOptions& options, std::unique_ptr<Impl> impl)
+    : options_(options), impl_(std::move(impl)) {}
+
+StateStore::~StateStore() {
+  Status s = Close();
+  if (!s.ok()) GSAU_LOG_ERROR("state: close failed: {}", s.ToString());
+}
+
+Result<std::unique_ptr<StateStore>> StateStore::Open(const StateOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  GSAU_RETURN_IF_ERROR(impl->OpenDb());
+  return std::unique_ptr<StateStore>(new StateStore(options, std::move(impl)));
+}
+
+Result<std::unique_ptr<StateStore>> StateStore::OpenFromCheckpoint(const std::string& checkpoint_dir,
+                                                                   const StateOptions& options) {
+  GSAU_RETURN_IF_ERROR(options.Validate());
+  std::error_code ec;
+  if (!fs::exists(fs::path(checkpoint_dir) / "CURRENT", ec)) {
+    return Status::NotFound("state: no checkpoint at " + checkpoint_dir);
+  }
+  if (fs::exists(options.path, ec) && !fs::is_empty(options.path, ec)) {
+    return Status::InvalidArgument("state: restore target " + options.path + " is not empty");
+  }
+  fs::create_directories(options.path, ec);
+  fs::copy(checkpoint_dir, options.path, fs::copy_options::recursive, ec);
+  if (ec) {
+    return Status::IoError("state: copy checkpoint " + checkpoint_dir + " to " + options.path + ": " +
+                           ec.message());
+  }
+  StateOptions o = options;
+  o.create_if_missing = false;
+  return Open(o);
+}
+
+Status StateStore::Close() { return impl_->CloseDb(); }
+
+Result<BatchResult> StateStore::ApplyBatch(std::span<const ClickEvent> events,
+                                           std::span<const PartitionOffset> offsets) {
+  return impl_->Apply(events, offsets);
+}
+
+Result<std::vector<SessionEntry>> StateStore::Session(UserId user) const { return impl_->Session(user); }
+Result<std::vector<Edge>> StateStore::UserNeighbours(UserId user) const { return impl_->UserNeighbours(user); }
+Result<std::vector<Edge>> StateStore::ItemNeighbours(ItemId item) const { return impl_->ItemNeighbours(item); }
+NodeStats StateStore::UserStats(UserId user) const { return impl_->UserStats(user); }
+NodeStats StateStore::ItemStats(ItemId item) const { return impl_->ItemStats(item); }
+StateCounts StateStore::Counts() const { return impl_->Counts(); }
+uint64_t StateStore::BatchSeq() const { return impl_->Counts().batch_seq; }
+std::vector<PartitionOffset> StateStore::Offsets() const { return impl_->Offsets(); }
+std::optional<int64_t> StateStore::Offset(const TopicPartition& tp) const { return impl_->Offset(tp); }
+std::optional<UserId> StateStore::FindUser(std::string_view ext) const {
+  return impl_->Find(impl_->user_ids(), ext);
+}
+std::optional<ItemId> StateStore::FindItem(std::string_view ext) const {
+  return impl_->Find(impl_->item_ids(), ext);
+}
+Result<std::string> StateStore::UserExternalId(UserId user) const {
+  return impl_->Name(impl_->user_names(), user, "user");
+}
+Result<std::string> StateStore::ItemExternalId(ItemId item) const {
+  return impl_->Name(impl_->item_names(), item, "item");
+}
+Result<ChangeSet> StateStore::ChangesSince(uint64_t from_seq) const { return impl_->ChangesSince(from_seq); }
+uint64_t StateStore::OldestChangeSeq() const { return impl_->OldestChangeSeq(); }
+Result<StateCounts> StateStore::ForEachEdge(const std::function<void(const Edge&)>& fn) const {
+  return impl_->ForEachEdge(fn);
+}
+Result<StateCounts> StateStore::ForEachSession(
+    const std::function<void(UserId, std::span<const SessionEntry>)>& fn) const {
+  return impl_->ForEachSession(fn);
+}
+Result<uint64_t> StateStore::CreateCheckpoint(const std::string& dir) const {
+  return impl_->CreateCheckpoint(dir);
+}
+Status StateStore::Flush() { return impl_->Flush(); }
+Status StateStore::Compact() { return impl_->Compact(); }
+Result<uint64_t> StateStore::DiskBytes() const { return impl_->DiskBytes(); }
+
+}  // namespace gsau::state

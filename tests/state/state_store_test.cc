@@ -1,0 +1,373 @@
+#include "gsau/state/state_store.h"
+
+#include <atomic>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "reference_state.h"
+#include "stream.h"
+#include "temp_dir.h"
+
+namespace gsau::state {
+namespace {
+
+using testing::DumpStore;
+using testing::MakeEvents;
+using testing::Reference;
+using testing::StreamShape;
+
+const TopicPartition kTp{"clicks", 0};
+
+StateOptions SmallOptions(const std::string& path, uint32_t n = 50) {
+  StateOptions o;
+  o.path = path;
+  o.session_length = n;
+  o.block_cache_bytes = 8 << 20;
+  o.write_buffer_bytes = 1 << 20;  // small memtables: flushes and SST reads happen in tests
+  return o;
+}
+
+std::unique_ptr<StateStore> MustOpen(const StateOptions& o) {
+  auto store = StateStore::Open(o);
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? std::move(store).value() : nullptr;
+}
+
+// Applies events[begin, end) in random batch sizes in [1, max_batch], offsets = event index.
+void ApplyInBatches(StateStore& store, const std::vector<ClickEvent>& events, size_t begin, size_t end,
+                    std::mt19937_64& rng, size_t max_batch) {
+  std::uniform_int_distribution<size_t> size(1, max_batch);
+  for (size_t k = begin; k < end;) {
+    const size_t n = std::min(size(rng), end - k);
+    const PartitionOffset off{kTp, static_cast<int64_t>(k + n)};
+    auto r = store.ApplyBatch(std::span(events).subspan(k, n), std::span(&off, 1));
+    ASSERT_TRUE(r.ok()) << r.status();
+    k += n;
+  }
+}
+
+TEST(StateStoreTest, IncrementalBatchesEqualOneBatchFromScratch) {
+  for (uint64_t seed : {1, 2, 3}) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    gsau::testing::TempDir dir("gsau-state");
+    const auto events = MakeEvents(seed, 0, 6000, StreamShape{400, 700});
+    Reference ref(50);
+    ref.Apply(events);
+    const auto want = ref.ToDump();
+
+    auto incremental = MustOpen(SmallOptions(dir.File("inc")));
+    std::mt19937_64 rng(seed);
+    ApplyInBatches(*incremental, events, 0, events.size(), rng, 300);
+
+    auto scratch = MustOpen(SmallOptions(dir.File("scratch")));
+    const PartitionOffset off{kTp, static_cast<int64_t>(events.size())};
+    auto r = scratch->ApplyBatch(events, std::span(&off, 1));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->batch_seq, 1u);
+
+    EXPECT_EQ(DumpStore(*incremental), want);
+    EXPECT_EQ(DumpStore(*scratch), want);
+    EXPECT_EQ(incremental->Counts().edges, ref.edges());
+    EXPECT_EQ(incremental->Offset(kTp), static_cast<int64_t>(events.size()));
+    EXPECT_EQ(scratch->Offset(kTp), static_cast<int64_t>(events.size()));
+    // The stream has repeats and long sessions, or this test proves little.
+    EXPECT_LT(ref.edges(), events.size() * 3 / 4);
+    uint64_t longest = 0;
+    for (UserId u = 0; u < ref.users(); ++u) longest = std::max(longest, incremental->UserStats(u).clicks);
+    EXPECT_GT(longest, 100u);
+    EXPECT_GT(ref.users(), 300u);
+  }
+}
+
+TEST(StateStoreTest, SessionsKeepEveryClickInOrderTrimmedToN) {
+  gsau::testing::TempDir dir("gsau-state");
+  auto store = MustOpen(SmallOptions(dir.File("db"), 50));
+  std::vector<ClickEvent> events;
+  for (int k = 0; k < 137; ++k) {
+    // Two items alternate with a third: the session repeats items, the edges do not.
+    const std::string item = k % 3 == 2 ? "c" : (k % 2 ? "a" : "b");
+    events.push_back({"alice", item, 1000 + k, "click"});
+  }
+  for (size_t k = 0; k < events.size(); k += 10) {
+    const size_t n = std::min<size_t>(10, events.size() - k);
+    ASSERT_TRUE(store->ApplyBatch(std::span(events).subspan(k, n), {}).ok());
+  }
+  auto session = store->Session(0);
+  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_EQ(session->size(), 50u);
+  for (size_t j = 0; j < 50; ++j) {
+    const auto& e = events[137 - 50 + j];
+    EXPECT_EQ((*session)[j].ts_ms, e.ts_ms);
+    EXPECT_EQ((*session)[j].item, *store->FindItem(e.item_id));
+  }
+  EXPECT_EQ(store->UserStats(0), (NodeStats{3, 137}));
+  EXPECT_EQ(store->Counts().edges, 3u);
+
+  // A smaller N on reopen: reads give the last N at once.
+  ASSERT_TRUE(store->Close().ok());
+  store = MustOpen(SmallOptions(dir.File("db"), 7));
+  session = store->Session(0);
+  ASSERT_TRUE(session.ok());
+  ASSERT_EQ(session->size(), 7u);
+  EXPECT_EQ(session->back().ts_ms, 1000 + 136);
+  size_t scanned = 0;
+  ASSERT_TRUE(store->ForEachSession([&](UserId, std::span<const SessionEntry> s) { scanned = s.size(); }).ok());
+  EXPECT_EQ(scanned, 7u);
+}
+
+TEST(StateStoreTest, RepeatedPairUpdatesOneEdge) {
+  gsau::testing::TempDir dir("gsau-state");
+  auto store = MustOpen(SmallOptions(dir.File("db")));
+  std::vector<ClickEvent> a = {{"u", "i", 500, "click"}, {"u", "i", 300, "click"}};
+  std::vector<ClickEvent> b = {{"u", "i", 400, "click"}, {"v", "i", 100, "click"}};
+  auto r = store->ApplyBatch(a, {});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->events.size(), 2u);
+  EXPECT_TRUE(r->events[0].new_user && r->events[0].new_item && r->events[0].new_edge);
+  EXPECT_FALSE(r->events[1].new_user || r->events[1].new_item || r->events[1].new_edge);
+  r = store->ApplyBatch(b, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->events[0].new_edge);
+  EXPECT_TRUE(r->events[1].new_user && r->events[1].new_edge && !r->events[1].new_item);
+  EXPECT_EQ(r->events[1].user, 1u);
+
+  auto nb = store->UserNeighbours(0);
+  ASSERT_TRUE(nb.ok());
+  ASSERT_EQ(nb->size(), 1u);
+  EXPECT_EQ((*nb)[0], (Edge{0, 0, 3, 500}));  // count 3, latest event time (not last applied)
+  auto items = store->ItemNeighbours(0);
+  ASSERT_TRUE(items.ok());
+  EXPECT_EQ(*items, (std::vector<Edge>{{0, 0, 3, 500}, {1, 0, 1, 100}}));
+  EXPECT_EQ(store->ItemStats(0), (NodeStats{2, 4}));
+  EXPECT_EQ(store->Counts(), (StateCounts{2, 2, 1, 2, 4}));
+  EXPECT_EQ(store->Session(0)->size(), 3u);
+}
+
+TEST(StateStoreTest, IdsStableAcrossReopen) {
+  gsau::testing::TempDir dir("gsau-state");
+  const auto events = MakeEvents(7, 0, 4000);
+  Reference ref(50);
+  ref.Apply(events);
+  std::mt19937_64 rng(7);
+  std::vector<std::string> users_before;
+  {
+    auto store = MustOpen(SmallOptions(dir.File("db")));
+    ApplyInBatches(*store, events, 0, 2000, rng, 200);
+    for (UserId u = 0; u < store->Counts().users; ++u) users_before.push_back(*store->UserExternalId(u));
+  }  // destructor closes
+  for (int reopen = 0; reopen < 2; ++reopen) {
+    auto store = MustOpen(SmallOptions(dir.File("db")));
+    ASSERT_EQ(store->Offset(kTp), 2000 + 1000 * reopen);
+    for (UserId u = 0; u < users_before.size(); ++u) {
+      EXPECT_EQ(*store->UserExternalId(u), users_before[u]);
+      EXPECT_EQ(store->FindUser(users_before[u]), u);
+    }
+    ApplyInBatches(*store, events, 2000 + 1000 * reopen, 3000 + 1000 * reopen, rng, 200);
+    ASSERT_TRUE(store->Close().ok());
+    auto closed = store->Session(0);
+    EXPECT_EQ(closed.status().code(), StatusCode::kAborted);
+  }
+  auto store = MustOpen(SmallOptions(dir.File("db")));
+  EXPECT_EQ(DumpStore(*store), ref.ToDump());
+}
+
+TEST(StateStoreTest, CheckpointAndRestoreGiveTheSameAnswers) {
+  gsau::testing::TempDir dir("gsau-state");
+  const auto events = MakeEvents(11, 0, 5000);
+  Reference at_checkpoint(50);
+  at_checkpoint.Apply(std::vector<ClickEvent>(events.begin(), events.begin() + 3000));
+  std::mt19937_64 rng(11);
+  auto store = MustOpen(SmallOptions(dir.File("db")));
+  ApplyInBatches(*store, events, 0, 3000, rng, 250);
+  const uint64_t seq = store->BatchSeq();
+  const auto before = DumpStore(*store);
+  auto cp = store->CreateCheckpoint(dir.File("cp"));
+  ASSERT_TRUE(cp.ok()) << cp.status();
+  EXPECT_EQ(*cp, seq);
+  EXPECT_FALSE(store->CreateCheckpoint(dir.File("cp")).ok()) << "an existing dir must not be overwritten";
+  ApplyInBatches(*store, events, 3000, 5000, rng, 250);  // the live store moves on
+
+  for (const char* target : {"restore1", "restore2"}) {
+    auto restored = StateStore::OpenFromCheckpoint(dir.File("cp"), SmallOptions(dir.File(target)));
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    EXPECT_EQ((*restored)->BatchSeq(), seq);
+    EXPECT_EQ((*restored)->Offset(kTp), 3000);
+    EXPECT_EQ(DumpStore(**restored), before);
+    EXPECT_EQ(before, at_checkpoint.ToDump());
+    // The restored store takes new batches from where the checkpoint was.
+    ApplyInBatches(**restored, events, 3000, 5000, rng, 500);
+    Reference all(50);
+    all.Apply(events);
+    EXPECT_EQ(DumpStore(**restored), all.ToDump());
+  }
+  // Opening the checkpoint directory itself also works.
+  auto direct = StateStore::Open(SmallOptions(dir.File("cp")));
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  EXPECT_EQ(DumpStore(**direct), before);
+  // Restoring over a non-empty directory is refused.
+  EXPECT_EQ(StateStore::OpenFromCheckpoint(dir.File("cp"), SmallOptions(dir.File("db"))).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(StateStoreTest, ChangeFeedListsWhatEachRangeOfBatchesTouched) {
+  gsau::testing::TempDir dir("gsau-state");
+  const auto events = MakeEvents(5, 0, 3000, StreamShape{200, 300});
+  auto store = MustOpen(SmallOptions(dir.File("db")));
+  std::mt19937_64 rng(5);
+  std::uniform_int_distribution<size_t> size(1, 120);
+  std::vector<std::set<std::pair<UserId, ItemId>>> touched{{}};  // by batch seq
+  std::vector<std::pair<uint64_t, uint64_t>> counts_after{{0, 0}};  // users, items
+  for (size_t k = 0; k < events.size();) {
+    const size_t n = std::min(size(rng), events.size() - k);
+    auto r = store->ApplyBatch(std::span(events).subspan(k, n), {});
+    ASSERT_TRUE(r.ok());
+    std::set<std::pair<UserId, ItemId>> t;
+    for (const auto& a : r->events) t.emplace(a.user, a.item);
+    touched.push_back(t);
+    counts_after.emplace_back(store->Counts().users, store->Counts().items);
+    k += n;
+  }
+  const uint64_t last = store->BatchSeq();
+  ASSERT_EQ(last + 1, touched.size());
+  auto check = [&](const StateStore& s, uint64_t from) {
+    SCOPED_TRACE("from " + std::to_string(from));
+    auto c = s.ChangesSince(from);
+    ASSERT_TRUE(c.ok()) << c.status();
+    std::set<std::pair<UserId, ItemId>> edges;
+    for (uint64_t b = from + 1; b <= last; ++b) edges.insert(touched[b].begin(), touched[b].end());
+    std::set<UserId> users;
+    std::set<ItemId> items;
+    for (auto [u, i] : edges) users.insert(u), items.insert(i);
+    EXPECT_EQ(c->from_seq, from);
+    EXPECT_EQ(c->to_seq, last);
+    EXPECT_EQ(c->edges, std::vector(edges.begin(), edges.end()));
+    EXPECT_EQ(c->users, std::vector(users.begin(), users.end()));
+    EXPECT_EQ(c->items, std::vector(items.begin(), items.end()));
+    EXPECT_EQ(c->first_new_user, counts_after[from].first);
+    EXPECT_EQ(c->first_new_item, counts_after[from].second);
+  };
+  for (uint64_t from : {uint64_t{0}, uint64_t{1}, last / 3, last / 2, last - 1, last}) check(*store, from);
+  EXPECT_EQ(store->ChangesSince(last + 1).status().code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store->Close().ok());
+  store = MustOpen(SmallOptions(dir.File("db")));
+  for (uint64_t from : {uint64_t{0}, last / 2, last}) check(*store, from);
+}
+
+TEST(StateStoreTest, ChangeFeedForgetsOldBatchesAfterRetention) {
+  gsau::testing::TempDir dir("gsau-state");
+  auto o = SmallOptions(dir.File("db"));
+  o.changelog_retention_batches = 100;
+  auto store = MustOpen(o);
+  const auto events = MakeEvents(9, 0, 2100);
+  for (size_t k = 0; k < events.size(); ++k) ASSERT_TRUE(store->ApplyBatch(std::span(events).subspan(k, 1), {}).ok());
+  // Trimmed at batch 2048 (every 1,024 batches) to the last 100 batches.
+  EXPECT_EQ(store->OldestChangeSeq(), 2048u - 100u);
+  EXPECT_EQ(store->ChangesSince(100).status().code(), StatusCode::kNotFound);
+  auto c = store->ChangesSince(2048 - 100);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->to_seq, 2100u);
+  ASSERT_TRUE(store->Close().ok());
+  store = MustOpen(o);
+  EXPECT_EQ(store->OldestChangeSeq(), 2048u - 100u);
+  EXPECT_TRUE(store->ChangesSince(2000).ok());
+}
+
+TEST(StateStoreTest, BadInputChangesNothing) {
+  gsau::testing::TempDir dir("gsau-state");
+  auto store = MustOpen(SmallOptions(dir.File("db")));
+  const PartitionOffset o10{kTp, 10};
+  ASSERT_TRUE(store->ApplyBatch(MakeEvents(1, 0, 10), std::span(&o10, 1)).ok());
+  const auto before = DumpStore(*store);
+  const auto counts = store->Counts();
+
+  const PartitionOffset back{kTp, 9};
+  EXPECT_EQ(store->ApplyBatch(MakeEvents(1, 10, 11), std::span(&back, 1)).status().code(),
+            StatusCode::kInvalidArgument);
+  const PartitionOffset twice[] = {{kTp, 11}, {kTp, 12}};
+  EXPECT_EQ(store->ApplyBatch(MakeEvents(1, 10, 11), twice).status().code(), StatusCode::kInvalidArgument);
+  const PartitionOffset negative{{"other", 3}, -1};
+  EXPECT_EQ(store->ApplyBatch({}, std::span(&negative, 1)).status().code(), StatusCode::kInvalidArgument);
+  std::vector<ClickEvent> bad = MakeEvents(1, 10, 12);
+  bad[1].item_id = std::string(kMaxIdBytes + 1, 'x');
+  EXPECT_EQ(store->ApplyBatch(bad, {}).status().code(), StatusCode::kInvalidArgument);
+  bad[1].item_id = "";
+  EXPECT_EQ(store->ApplyBatch(bad, {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Counts(), counts);
+  EXPECT_EQ(DumpStore(*store), before);
+
+  // Nothing at all: no batch. Offsets alone (every event of a poll dead-lettered): a batch.
+  auto r = store->ApplyBatch({}, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->batch_seq, counts.batch_seq);
+  const PartitionOffset two[] = {{kTp, 15}, {{"clicks", 1}, 4}};
+  r = store->ApplyBatch({}, two);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->batch_seq, counts.batch_seq + 1);
+  EXPECT_EQ(store->Offsets(), (std::vector<PartitionOffset>{{kTp, 15}, {{"clicks", 1}, 4}}));
+  ASSERT_TRUE(store->Close().ok());
+  store = MustOpen(SmallOptions(dir.File("db")));
+  EXPECT_EQ(store->Offsets(), (std::vector<PartitionOffset>{{kTp, 15}, {{"clicks", 1}, 4}}));
+  EXPECT_EQ(store->BatchSeq(), counts.batch_seq + 1);
+  EXPECT_TRUE(store->ChangesSince(0)->edges.size() > 0);
+}
+
+TEST(StateStoreTest, OptionsAreValidated) {
+  StateOptions o;
+  EXPECT_EQ(StateStore::Open(o).status().code(), StatusCode::kInvalidArgument);  // no path
+  gsau::testing::TempDir dir("gsau-state");
+  o = SmallOptions(dir.File("db"));
+  o.session_length = 0;
+  EXPECT_EQ(StateStore::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o = SmallOptions(dir.File("missing"));
+  o.create_if_missing = false;
+  EXPECT_EQ(StateStore::Open(o).status().code(), StatusCode::kNotFound);
+}
+
+// Readers on other threads see whole batches only: every batch adds exactly kPerBatch clicks
+// of one user, so any count a reader sees is a multiple of it, and that user's session and
+// stats always agree with the count.
+TEST(StateStoreTest, ConcurrentReadersSeeWholeBatches) {
+  gsau::testing::TempDir dir("gsau-state");
+  auto store = MustOpen(SmallOptions(dir.File("db"), 64));
+  constexpr int kPerBatch = 16;
+  constexpr int kBatches = 300;
+  std::atomic<bool> done{false};
+  std::atomic<int> violations{0}, reads{0};
+  auto reader = [&] {
+    while (!done.load()) {
+      const auto c = store->Counts();
+      if (c.events % kPerBatch != 0 || c.events != c.batch_seq * kPerBatch) ++violations;
+      if (c.users > 0) {
+        auto s = store->Session(0);
+        const auto st = store->UserStats(0);
+        // (Two calls: each sees a whole batch, maybe not the same one.)
+        if (!s.ok() || st.clicks % kPerBatch != 0 || (s->size() != 64 && s->size() % kPerBatch != 0)) {
+          ++violations;
+        }
+      }
+      uint64_t edges = 0;
+      auto scanned = store->ForEachEdge([&](const Edge&) { ++edges; });
+      if (!scanned.ok() || scanned->edges != edges) ++violations;
+      ++reads;
+    }
+  };
+  std::thread r1(reader), r2(reader);
+  for (int b = 0; b < kBatches; ++b) {
+    std::vector<ClickEvent> events;
+    for (int k = 0; k < kPerBatch; ++k) {
+      events.push_back({"solo", "i" + std::to_string((b * kPerBatch + k) % 97), b * 100 + k, "click"});
+    }
+    ASSERT_TRUE(store->ApplyBatch(events, {}).ok());
+  }
+  done = true;
+  r1.join();
+  r2.join();
+  EXPECT_EQ(violations.load(), 0);
+  EXPECT_GT(reads.load(), 0);
+}
+
+}  // namespace
+}  // namespace gsau::state
