@@ -1,0 +1,19 @@
+# The gsau pipeline image: Debian 12 with the project's packages, built with scripts/setup.sh.
+FROM debian:12 AS build
+WORKDIR /src
+COPY scripts/setup.sh scripts/kafka_fetch.sh scripts/
+COPY scripts/kafka scripts/kafka
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends sudo && scripts/setup.sh --no-kafka
+COPY . .
+RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGSAU_BUILD_TESTS=OFF -DGSAU_BUILD_BENCH=OFF \
+ && cmake --build build -j"$(nproc)"
+
+FROM debian:12
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+      librdkafka++1 librocksdb7.8 libtorch1.13 libopenblas0-openmp libprometheus-cpp-core1.0 \
+      libprometheus-cpp-pull1.0 libsimdjson14 libyaml-cpp0.7 libspdlog1.10 libfmt9 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/build/gsau /usr/local/bin/gsau
+EXPOSE 9464
+ENTRYPOINT ["gsau"]
+CMD ["run", "--config", "/etc/gsau/gsau.yaml"]

@@ -1,0 +1,58 @@
+# gsau-stream: the two commands of the README, plus benchmarks and checks.
+#
+#   make demo    install what is missing, build, run the zero-setup demo
+#   make test    install what is missing, build, run the whole test suite
+#
+# Variables: BUILD (build dir), JOBS, WERROR=ON|OFF, BUILD_TYPE, CMAKE_ARGS.
+
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+WERROR     ?= OFF
+BUILD_TYPE ?= RelWithDebInfo
+CMAKE_ARGS ?=
+DEMO_ARGS  ?=
+
+.PHONY: all setup configure build test test-unit test-kafka demo clean \
+        test-asan test-tsan bench-replay bench-state bench-train
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+configure: setup
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DGSAU_WERROR=$(WERROR) $(CMAKE_ARGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j$(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure --timeout 1500 -j2
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit -j2
+
+test-kafka: build
+	cd $(BUILD) && ctest --output-on-failure -L kafka
+
+demo: build
+	$(BUILD)/gsau demo $(DEMO_ARGS)
+
+# Sanitizer builds: ASan+UBSan, and TSan, each in its own build directory.
+test-asan:
+	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DGSAU_SANITIZE=address -DGSAU_WITH_LEARNER=OFF"
+
+test-tsan:
+	$(MAKE) test BUILD=build-tsan CMAKE_ARGS="-DGSAU_SANITIZE=thread -DGSAU_WITH_LEARNER=OFF"
+
+bench-replay: build
+	scripts/bench_replay.sh $(BUILD)
+
+bench-state: build
+	$(BUILD)/bench/state/bench_state
+
+bench-train: build
+	$(BUILD)/bench/learner/bench_train
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan

@@ -1,0 +1,30 @@
+#include "config_flags.h"
+
+#include <iostream>
+
+namespace gsau::app {
+
+void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags) {
+  cmd->add_option("--config", flags->file, "YAML configuration file (see docs/CONFIG.md)");
+  cmd->add_option("--set", flags->sets, "Override one field: --set ingest.batch_max_events=500 (repeatable)")
+      ->type_name("KEY=VALUE");
+  cmd->add_flag("--help-config", flags->help_config, "Print every configuration field with its unit and default");
+}
+
+Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags& flags) {
+  config::LoadInput in;
+  in.config_file = flags.file;
+  in.overrides = flags.sets;
+  in.env = config::Environment();
+  auto cfg = config::Load(in);
+  if (!cfg.ok()) std::cerr << "gsau " << command << ": configuration error: " << cfg.status().message() << "\n";
+  return cfg;
+}
+
+bool MaybePrintConfigHelp(const ConfigFlags& flags) {
+  if (!flags.help_config) return false;
+  std::cout << config::FieldsMarkdown();
+  return true;
+}
+
+}  // namespace gsau::app

@@ -1,0 +1,28 @@
+// The configuration flags every pipeline subcommand shares: --config FILE, --set key=value.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "gsau/common/status.h"
+#include "gsau/config/config.h"
+
+namespace gsau::app {
+
+struct ConfigFlags {
+  std::string file;
+  std::vector<std::string> sets;
+  bool help_config = false;
+};
+
+void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags);
+
+// Loads the configuration (file < GSAU_* environment < --set). On failure prints
+// "gsau <command>: configuration error: <field>: <problem>" and returns the status.
+Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags& flags);
+
+// Handles --help-config: prints every field with type, unit and default; returns true if it did.
+bool MaybePrintConfigHelp(const ConfigFlags& flags);
+
+}  // namespace gsau::app

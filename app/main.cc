@@ -1,0 +1,55 @@
+// gsau: the streaming GSAU trainer. `gsau --help` lists the subcommands.
+#include <iostream>
+
+#include "commands.h"
+#include "gsau/common/log.h"
+
+namespace gsau::app {
+
+void AddUnavailableCommand(CLI::App& root, const std::string& name, const std::string& description,
+                           const std::string& why, int* exit_code) {
+  auto* cmd = root.add_subcommand(name, description + " [not available: " + why + "]");
+  cmd->allow_extras();
+  cmd->callback([name, why, exit_code] {
+    std::cerr << "gsau " << name << ": not available: " << why << "\n";
+    *exit_code = kExitNotAvailable;
+  });
+}
+
+}  // namespace gsau::app
+
+int main(int argc, char** argv) {
+  using namespace gsau::app;
+  gsau::log::Init();
+  CLI::App root{"gsau: continual GSAU training on live click streams (LightGCN + SASRec, one item table)"};
+  root.require_subcommand(1);
+  root.set_version_flag("--version", "gsau 0.1.0");
+  int exit_code = kExitOk;
+
+#if defined(GSAU_HAVE_PIPELINE)
+  AddUnavailableCommand(root, "run", "Run the pipeline: ingest, learn, publish",
+                        "the continual learner and publisher (issue 6) have not landed", &exit_code);
+  AddDemoCommand(root, &exit_code);
+  AddReplayCommand(root, &exit_code);
+  AddUnavailableCommand(root, "inspect", "Show state statistics, a user's session and top-K items",
+                        "the operations issue (7) has not landed", &exit_code);
+#else
+  for (const char* name : {"run", "demo", "replay", "inspect"}) {
+    AddUnavailableCommand(root, name, std::string("gsau ") + name,
+                          "this is a learner-only build (LibTorch without the pipeline libraries)", &exit_code);
+  }
+#endif
+#if defined(GSAU_HAVE_TORCH)
+  AddTrainCommand(root, &exit_code);
+#else
+  AddUnavailableCommand(root, "train", "Train GSAU offline on a dataset and evaluate it",
+                        "this build has no LibTorch (learner issue 5 not built)", &exit_code);
+#endif
+
+  try {
+    root.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return root.exit(e);
+  }
+  return exit_code;
+}

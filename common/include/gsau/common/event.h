@@ -1,0 +1,40 @@
+// ClickEvent: one validated click, as it flows from ingest (or replay) into the state store.
+//
+// Ids are the producers' external ids: non-empty UTF-8, at most kMaxIdBytes bytes
+// (SYSTEM.md, "Input"). Validation happens at the edge (ingest's decoder); code that takes a
+// ClickEvent may rely on these rules holding.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace gsau {
+
+inline constexpr size_t kMaxIdBytes = 256;
+
+struct ClickEvent {
+  std::string user_id;
+  std::string item_id;
+  int64_t ts_ms = 0;       // event time, ms since the Unix epoch
+  std::string event_type;  // "click" unless the producer said otherwise
+
+  friend bool operator==(const ClickEvent&, const ClickEvent&) = default;
+};
+
+// Where an event came from: the Kafka coordinates the state stores as "next offset".
+struct TopicPartition {
+  std::string topic;
+  int32_t partition = 0;
+
+  friend bool operator==(const TopicPartition&, const TopicPartition&) = default;
+  friend auto operator<=>(const TopicPartition&, const TopicPartition&) = default;
+};
+
+struct PartitionOffset {
+  TopicPartition tp;
+  int64_t next_offset = 0;  // the offset of the next message to consume
+
+  friend bool operator==(const PartitionOffset&, const PartitionOffset&) = default;
+};
+
+}  // namespace gsau

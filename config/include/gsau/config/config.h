@@ -1,0 +1,123 @@
+// Config: the one typed configuration of gsau, and the only place that reads files,
+// environment variables and flags.
+//
+// Sources, later ones winning:  defaults  <  YAML file (--config)  <  GSAU_* environment
+// variables  <  flags (--set key=value).
+//  - YAML keys are the dotted names below, nested (`ingest: {batch_max_events: 500}`).
+//  - Environment: GSAU_ + the key upper-cased with '.' -> '_' (GSAU_INGEST_BATCH_MAX_EVENTS).
+//    librdkafka properties: GSAU_KAFKA_PROPERTY_SASL_PASSWORD -> kafka.properties."sasl.password"
+//    (lower-cased, '_' -> '.').
+//  - YAML `kafka.properties` is a map passed verbatim to librdkafka (security.protocol,
+//    sasl.*, ssl.* ...). Secret values never appear in logs (Redacted()).
+// An unknown key, a value of the wrong type or out of range, or a missing file is an error
+// naming the field and where its value came from; start-up stops there.
+//
+// Modules never include this header: app/ calls the To*Options() functions to build each
+// module's own Options struct.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gsau/common/status.h"
+#include "gsau/kafka/options.h"
+#include "gsau/metrics/metrics.h"
+
+namespace gsau::config {
+
+struct KafkaSection {
+  std::string bootstrap_servers;  // empty = the embedded default (gsau demo / run without a broker)
+  std::string client_id = "gsau";
+  std::vector<std::pair<std::string, std::string>> properties;
+};
+
+struct TopicsSection {
+  std::string clicks = "clicks";
+  std::string dead_letter = "clicks.dlq";
+  std::string user_embeddings = "gsau.user-embeddings";
+  std::string item_embeddings = "gsau.item-embeddings";
+  int partitions = 4;  // used when gsau creates a missing topic
+};
+
+struct IngestSection {
+  std::string group_id = "gsau-ingest";
+  int batch_max_events = 1000;
+  int batch_max_wait_ms = 100;
+  int queue_capacity = 100000;
+  std::vector<std::string> accepted_event_types;  // empty = every type
+};
+
+struct StateSection {
+  std::string path = "gsau-data/state";
+  int session_length = 50;
+};
+
+struct LearnerSection {
+  std::string device = "auto";  // auto | cpu | cuda
+  int threads = 0;              // 0 = every core
+  int embedding_dim = 64;
+  int batch_size = 512;
+  double learning_rate = 1e-3;
+  double gamma = 0.1;
+  double replay_ratio = 0.5;
+  std::string checkpoint_dir = "gsau-data/checkpoints";
+  int checkpoint_interval_s = 300;
+  int checkpoint_keep = 3;
+};
+
+struct PublisherSection {
+  std::string format = "json";  // json | binary
+  int interval_ms = 200;
+};
+
+struct MetricsSection {
+  std::string listen_address = "127.0.0.1:9464";
+};
+
+struct Config {
+  KafkaSection kafka;
+  TopicsSection topics;
+  IngestSection ingest;
+  StateSection state;
+  LearnerSection learner;
+  PublisherSection publisher;
+  MetricsSection metrics;
+
+  // "key = value" lines of every field, secrets as ****.
+  std::string Redacted() const;
+};
+
+struct LoadInput {
+  std::string config_file;                                  // empty = none
+  std::vector<std::string> overrides;                       // "key=value", from --set
+  std::vector<std::pair<std::string, std::string>> env;     // the environment; see Environment()
+};
+
+// The process environment as (name, value) pairs.
+std::vector<std::pair<std::string, std::string>> Environment();
+
+// Builds and validates a Config. InvalidArgument/NotFound errors name the field (or file).
+Result<Config> Load(const LoadInput& input);
+
+// Checks every field's rule; the error names the first field that breaks one.
+Status Validate(const Config& config);
+
+// One documented field: for --help-config and docs/CONFIG.md.
+struct FieldDoc {
+  std::string key;
+  std::string type;
+  std::string unit;
+  std::string default_value;
+  std::string description;
+};
+std::vector<FieldDoc> Fields();
+// Fields() as a Markdown table (docs/CONFIG.md is this text; a test keeps them equal).
+std::string FieldsMarkdown();
+
+// Module options, built from a validated Config.
+kafka::KafkaOptions ToKafkaOptions(const Config& config);
+metrics::MetricsOptions ToMetricsOptions(const Config& config);
+
+}  // namespace gsau::config

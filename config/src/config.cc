@@ -1,0 +1,404 @@
+#include "gsau/config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <map>
+
+extern char** environ;
+
+namespace gsau::config {
+namespace {
+
+// One field of Config: how to parse, print, check and document it. The table below is the
+// single source of truth for YAML keys, environment names, --set keys and the docs.
+struct Field {
+  std::string key;
+  std::string type;
+  std::string unit;
+  std::string description;
+  std::function<Status(Config&, const std::string&)> set;
+  std::function<std::string(const Config&)> get;
+  std::function<std::string(const Config&)> check;  // "" when valid, else the problem
+};
+
+Status ParseInt(const std::string& text, int* out) {
+  int64_t v = 0;
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (r.ec != std::errc() || r.ptr != text.data() + text.size() || v < INT32_MIN || v > INT32_MAX) {
+    return Status::InvalidArgument("expected an integer, got '" + text + "'");
+  }
+  *out = static_cast<int>(v);
+  return Status::Ok();
+}
+
+Status ParseDouble(const std::string& text, double* out) {
+  double v = 0;
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (r.ec != std::errc() || r.ptr != text.data() + text.size() || !std::isfinite(v)) {
+    return Status::InvalidArgument("expected a number, got '" + text + "'");
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+std::string FormatDouble(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(start, comma - start);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+    start = comma + 1;
+  }
+  return out;
+}
+
+template <typename S>
+using Member = S Config::*;
+
+template <typename S>
+Field IntField(std::string key, Member<S> sec, int S::*m, std::string unit, std::string desc, int min, int max) {
+  return Field{std::move(key),
+               "int",
+               std::move(unit),
+               std::move(desc),
+               [=](Config& c, const std::string& t) { return ParseInt(t, &((c.*sec).*m)); },
+               [=](const Config& c) { return std::to_string((c.*sec).*m); },
+               [=](const Config& c) -> std::string {
+                 const int v = (c.*sec).*m;
+                 if (v < min || v > max) {
+                   return "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " +
+                          std::to_string(v);
+                 }
+                 return "";
+               }};
+}
+
+template <typename S>
+Field DoubleField(std::string key, Member<S> sec, double S::*m, std::string unit, std::string desc, double min,
+                  double max) {
+  return Field{std::move(key),
+               "float",
+               std::move(unit),
+               std::move(desc),
+               [=](Config& c, const std::string& t) { return ParseDouble(t, &((c.*sec).*m)); },
+               [=](const Config& c) { return FormatDouble((c.*sec).*m); },
+               [=](const Config& c) -> std::string {
+                 const double v = (c.*sec).*m;
+                 if (v < min || v > max) {
+                   return "must be in [" + FormatDouble(min) + ", " + FormatDouble(max) + "], got " + FormatDouble(v);
+                 }
+                 return "";
+               }};
+}
+
+// `allowed` empty = any string; `non_empty` rejects "".
+template <typename S>
+Field StringField(std::string key, Member<S> sec, std::string S::*m, std::string desc,
+                  std::vector<std::string> allowed = {}, bool non_empty = false) {
+  return Field{std::move(key),
+               "string",
+               "",
+               std::move(desc),
+               [=](Config& c, const std::string& t) {
+                 (c.*sec).*m = t;
+                 return Status::Ok();
+               },
+               [=](const Config& c) { return (c.*sec).*m; },
+               [=](const Config& c) -> std::string {
+                 const std::string& v = (c.*sec).*m;
+                 if (non_empty && v.empty()) return "must not be empty";
+                 if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+                   std::string list;
+                   for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+                   return "must be one of " + list + ", got '" + v + "'";
+                 }
+                 return "";
+               }};
+}
+
+template <typename S>
+Field ListField(std::string key, Member<S> sec, std::vector<std::string> S::*m, std::string desc) {
+  return Field{std::move(key),
+               "list of strings",
+               "",
+               std::move(desc),
+               [=](Config& c, const std::string& t) {
+                 (c.*sec).*m = SplitList(t);
+                 return Status::Ok();
+               },
+               [=](const Config& c) {
+                 std::string out;
+                 for (const auto& s : (c.*sec).*m) out += (out.empty() ? "" : ",") + s;
+                 return out;
+               },
+               [](const Config&) { return std::string(); }};
+}
+
+const std::vector<Field>& Table() {
+  using C = Config;
+  static const std::vector<Field> table = {
+      StringField("kafka.bootstrap_servers", &C::kafka, &KafkaSection::bootstrap_servers,
+                  "Kafka brokers, host:port[,host:port]. Empty: gsau demo starts an embedded broker."),
+      StringField("kafka.client_id", &C::kafka, &KafkaSection::client_id, "client.id sent to the brokers.", {},
+                  true),
+      StringField("topics.clicks", &C::topics, &TopicsSection::clicks, "Topic of incoming click events.", {}, true),
+      StringField("topics.dead_letter", &C::topics, &TopicsSection::dead_letter,
+                  "Dead-letter topic for bad events (with gsau.error.* headers).", {}, true),
+      StringField("topics.user_embeddings", &C::topics, &TopicsSection::user_embeddings,
+                  "Compacted topic of user embeddings.", {}, true),
+      StringField("topics.item_embeddings", &C::topics, &TopicsSection::item_embeddings,
+                  "Compacted topic of item embeddings.", {}, true),
+      IntField("topics.partitions", &C::topics, &TopicsSection::partitions, "partitions",
+               "Partitions of a topic that gsau creates because it is missing.", 1, 10000),
+      StringField("ingest.group_id", &C::ingest, &IngestSection::group_id, "Kafka consumer group of ingest.", {},
+                  true),
+      IntField("ingest.batch_max_events", &C::ingest, &IngestSection::batch_max_events, "events",
+               "Largest micro-batch applied to the state in one atomic write.", 1, 1000000),
+      IntField("ingest.batch_max_wait_ms", &C::ingest, &IngestSection::batch_max_wait_ms, "ms",
+               "Longest wait to fill a micro-batch before applying it.", 1, 60000),
+      IntField("ingest.queue_capacity", &C::ingest, &IngestSection::queue_capacity, "events",
+               "Applied events queued for the learner before ingest pauses its partitions.", 1, 100000000),
+      ListField("ingest.accepted_event_types", &C::ingest, &IngestSection::accepted_event_types,
+                "Event types kept (comma-separated); empty keeps every type."),
+      StringField("state.path", &C::state, &StateSection::path, "Directory of the RocksDB state store.", {}, true),
+      IntField("state.session_length", &C::state, &StateSection::session_length, "items",
+               "Clicks kept per user session (the SASRec input is the last 50).", 50, 100000),
+      StringField("learner.device", &C::learner, &LearnerSection::device,
+                  "auto picks CUDA when LibTorch sees a GPU, else CPU.", {"auto", "cpu", "cuda"}),
+      IntField("learner.threads", &C::learner, &LearnerSection::threads, "threads",
+               "CPU threads for LibTorch; 0 = every core.", 0, 1024),
+      IntField("learner.embedding_dim", &C::learner, &LearnerSection::embedding_dim, "floats",
+               "Embedding width d of users and items.", 1, 4096),
+      IntField("learner.batch_size", &C::learner, &LearnerSection::batch_size, "samples",
+               "Graph pairs and sequence samples per training step (each).", 1, 1000000),
+      DoubleField("learner.learning_rate", &C::learner, &LearnerSection::learning_rate, "",
+                  "Adam learning rate.", 1e-9, 10.0),
+      DoubleField("learner.gamma", &C::learner, &LearnerSection::gamma, "",
+                  "Weight of the uniformity terms in the GSAU loss.", 0.0, 100.0),
+      DoubleField("learner.replay_ratio", &C::learner, &LearnerSection::replay_ratio, "fraction",
+                  "Share of each batch drawn from older data (replay) rather than fresh events.", 0.0, 1.0),
+      StringField("learner.checkpoint_dir", &C::learner, &LearnerSection::checkpoint_dir,
+                  "Directory of model checkpoints.", {}, true),
+      IntField("learner.checkpoint_interval_s", &C::learner, &LearnerSection::checkpoint_interval_s, "s",
+               "Seconds between checkpoints.", 1, 86400),
+      IntField("learner.checkpoint_keep", &C::learner, &LearnerSection::checkpoint_keep, "checkpoints",
+               "Checkpoints kept on disk (older ones are deleted).", 1, 1000),
+      StringField("publisher.format", &C::publisher, &PublisherSection::format,
+                  "Embedding record format: json, or binary (float32 LE value, metadata in headers).",
+                  {"json", "binary"}),
+      IntField("publisher.interval_ms", &C::publisher, &PublisherSection::interval_ms, "ms",
+               "Embeddings changed within this interval are published together.", 1, 3600000),
+      StringField("metrics.listen_address", &C::metrics, &MetricsSection::listen_address,
+                  "host:port of the /metrics endpoint; port 0 picks a free one; empty disables it."),
+  };
+  return table;
+}
+
+const Field* FindField(const std::string& key) {
+  for (const auto& f : Table()) {
+    if (f.key == key) return &f;
+  }
+  return nullptr;
+}
+
+constexpr std::string_view kPropertiesKey = "kafka.properties";
+constexpr std::string_view kPropertyEnvPrefix = "GSAU_KAFKA_PROPERTY_";
+
+void SetProperty(Config& c, const std::string& name, const std::string& value) {
+  for (auto& [k, v] : c.kafka.properties) {
+    if (k == name) {
+      v = value;
+      return;
+    }
+  }
+  c.kafka.properties.emplace_back(name, value);
+}
+
+// Sets `key` from `text`; `origin` says where the value came from, for the error.
+Status SetKey(Config& c, const std::string& key, const std::string& text, const std::string& origin) {
+  if (key.rfind(std::string(kPropertiesKey) + ".", 0) == 0) {
+    SetProperty(c, key.substr(kPropertiesKey.size() + 1), text);
+    return Status::Ok();
+  }
+  const Field* f = FindField(key);
+  if (f == nullptr) {
+    std::string hint;
+    const std::string section = key.substr(0, key.find('.'));
+    for (const auto& g : Table()) {
+      if (g.key.rfind(section + ".", 0) == 0) hint += (hint.empty() ? "" : ", ") + g.key;
+    }
+    return Status::InvalidArgument("unknown configuration key '" + key + "' (" + origin + ")" +
+                                   (hint.empty() ? std::string() : "; known keys here: " + hint));
+  }
+  Status s = f->set(c, text);
+  if (!s.ok()) return Status::InvalidArgument(key + " (" + origin + "): " + s.message());
+  return Status::Ok();
+}
+
+std::string EnvName(const std::string& key) {
+  std::string out = "GSAU_";
+  for (char ch : key) out += ch == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return out;
+}
+
+Status FlattenYaml(const YAML::Node& node, const std::string& prefix, Config& c, const std::string& file) {
+  if (prefix == kPropertiesKey) {
+    if (!node.IsMap()) return Status::InvalidArgument("kafka.properties (" + file + "): must be a map");
+    for (const auto& kv : node) {
+      if (!kv.second.IsScalar()) {
+        return Status::InvalidArgument("kafka.properties." + kv.first.as<std::string>() + " (" + file +
+                                       "): must be a scalar");
+      }
+      SetProperty(c, kv.first.as<std::string>(), kv.second.as<std::string>());
+    }
+    return Status::Ok();
+  }
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      const std::string key = prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>();
+      GSAU_RETURN_IF_ERROR(FlattenYaml(kv.second, key, c, file));
+    }
+    return Status::Ok();
+  }
+  if (node.IsSequence()) {
+    std::string joined;
+    for (const auto& item : node) joined += (joined.empty() ? "" : ",") + item.as<std::string>();
+    return SetKey(c, prefix, joined, file);
+  }
+  if (node.IsNull()) return SetKey(c, prefix, "", file);
+  return SetKey(c, prefix, node.as<std::string>(), file);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> Environment() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view kv(*e);
+    const auto eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    out.emplace_back(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+  }
+  return out;
+}
+
+Result<Config> Load(const LoadInput& input) {
+  Config c;
+  if (!input.config_file.empty()) {
+    const std::string& file = input.config_file;
+    if (!std::filesystem::exists(file)) {
+      return Status::NotFound("config file '" + file + "' does not exist");
+    }
+    YAML::Node root;
+    try {
+      root = YAML::LoadFile(file);
+    } catch (const YAML::Exception& e) {
+      return Status::InvalidArgument("config file '" + file + "' is not valid YAML: " + e.what());
+    }
+    if (!root.IsNull()) {
+      if (!root.IsMap()) return Status::InvalidArgument("config file '" + file + "': the top level must be a map");
+      try {
+        GSAU_RETURN_IF_ERROR(FlattenYaml(root, "", c, "file " + file));
+      } catch (const YAML::Exception& e) {
+        return Status::InvalidArgument("config file '" + file + "': " + e.what());
+      }
+    }
+  }
+  for (const auto& [name, value] : input.env) {
+    if (name.rfind(kPropertyEnvPrefix, 0) == 0) {
+      std::string prop = name.substr(kPropertyEnvPrefix.size());
+      for (auto& ch : prop) ch = ch == '_' ? '.' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      SetProperty(c, prop, value);
+      continue;
+    }
+    for (const auto& f : Table()) {
+      if (EnvName(f.key) == name) GSAU_RETURN_IF_ERROR(SetKey(c, f.key, value, "environment " + name));
+    }
+  }
+  for (const auto& o : input.overrides) {
+    const auto eq = o.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::InvalidArgument("--set '" + o + "': expected key=value");
+    }
+    GSAU_RETURN_IF_ERROR(SetKey(c, o.substr(0, eq), o.substr(eq + 1), "--set"));
+  }
+  GSAU_RETURN_IF_ERROR(Validate(c));
+  return c;
+}
+
+Status Validate(const Config& c) {
+  for (const auto& f : Table()) {
+    const std::string problem = f.check(c);
+    if (!problem.empty()) return Status::InvalidArgument(f.key + ": " + problem);
+  }
+  if (!c.kafka.bootstrap_servers.empty() || !c.kafka.properties.empty()) {
+    kafka::KafkaOptions k = ToKafkaOptions(c);
+    if (k.bootstrap_servers.empty()) k.bootstrap_servers = "127.0.0.1:9092";  // only to check the properties
+    Status s = kafka::ValidateKafkaOptions(k);
+    if (!s.ok()) return Status::InvalidArgument("kafka.properties: " + s.message());
+  }
+  return Status::Ok();
+}
+
+std::string Config::Redacted() const {
+  std::string out;
+  for (const auto& f : Table()) out += f.key + " = " + f.get(*this) + "\n";
+  for (const auto& [k, v] : kafka.properties) {
+    out += std::string(kPropertiesKey) + "." + k + " = " + (kafka::IsSecretProperty(k) ? "****" : v) + "\n";
+  }
+  return out;
+}
+
+std::vector<FieldDoc> Fields() {
+  const Config defaults;
+  std::vector<FieldDoc> out;
+  for (const auto& f : Table()) out.push_back({f.key, f.type, f.unit, f.get(defaults), f.description});
+  out.push_back({std::string(kPropertiesKey), "map", "", "{}",
+                 "librdkafka properties passed verbatim to every client (security.protocol, sasl.*, ssl.*, "
+                 "...); env GSAU_KAFKA_PROPERTY_<NAME>. Secret values are never logged."});
+  return out;
+}
+
+std::string FieldsMarkdown() {
+  std::string out =
+      "| key | environment | type | unit | default | meaning |\n"
+      "|---|---|---|---|---|---|\n";
+  for (const auto& f : Fields()) {
+    const std::string env = f.key == kPropertiesKey ? std::string(kPropertyEnvPrefix) + "<NAME>" : EnvName(f.key);
+    out += "| `" + f.key + "` | `" + env + "` | " + f.type + " | " + f.unit + " | `" + f.default_value + "` | " +
+           f.description + " |\n";
+  }
+  return out;
+}
+
+kafka::KafkaOptions ToKafkaOptions(const Config& c) {
+  kafka::KafkaOptions k;
+  k.bootstrap_servers = c.kafka.bootstrap_servers;
+  k.client_id = c.kafka.client_id;
+  k.properties = c.kafka.properties;
+  return k;
+}
+
+metrics::MetricsOptions ToMetricsOptions(const Config& c) {
+  metrics::MetricsOptions m;
+  m.listen_address = c.metrics.listen_address;
+  return m;
+}
+
+}  // namespace gsau::config

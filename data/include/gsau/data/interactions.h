@@ -1,0 +1,57 @@
+// Reading interaction datasets: the formats of ../shared/datasets, in project types only.
+//
+// Formats (chosen by ReadOptions::format, or detected from the first line):
+//  - kTsv: a header line, then `user_id<TAB>item_id<TAB>timestamp[<TAB>...]` (extra columns
+//    ignored). Timestamps are numbers in seconds (fractions allowed) or milliseconds, see
+//    TimeUnit. Gzip-compressed when the name ends in .gz (needs zlib at build time).
+//  - kUserLines: one line per user, `uid i1 i2 ...` in the user's order, optionally with an
+//    aligned times file of the same shape (`uid t1 t2 ...`, seconds). Without times, an
+//    event's time is its position in the user's line (0, 1, 2, ...), so time order
+//    interleaves users round-robin.
+//
+// Ids stay external strings here; dense ids are given by whoever consumes the events.
+// Thread safety: free functions, no shared state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gsau/common/status.h"
+
+namespace gsau::data {
+
+struct Interaction {
+  std::string user_id;
+  std::string item_id;
+  int64_t ts_ms = 0;   // event time, ms since the Unix epoch (or the position, see above)
+  int64_t order = 0;   // index of the row in the file (TSV) or position in the user's line:
+                       // breaks time ties deterministically
+  bool has_time = true;  // false when ts_ms is only a position (user lines without times)
+};
+
+enum class Format { kAuto, kTsv, kUserLines };
+enum class TimeUnit { kAuto, kSeconds, kMilliseconds };
+
+struct ReadOptions {
+  Format format = Format::kAuto;
+  // For kUserLines: the aligned times file; empty = no times.
+  std::string times_path;
+  // kAuto: values below 1e11 are taken as seconds (1e11 s is year 5138; 1e11 ms is 1973).
+  TimeUnit time_unit = TimeUnit::kAuto;
+  // Stop after this many interactions (0 = all).
+  int64_t limit = 0;
+};
+
+// Reads every interaction of `path` in file order. Errors name the file and line.
+Result<std::vector<Interaction>> ReadInteractions(const std::string& path,
+                                                  const ReadOptions& options = {});
+
+// Sorts by (ts_ms, user_id, order): event-time order with deterministic ties, each user's
+// own order kept.
+void SortByTime(std::vector<Interaction>& events);
+
+// Reads a whole file, transparently gunzipping names ending in .gz.
+Result<std::string> ReadFileText(const std::string& path);
+
+}  // namespace gsau::data

@@ -1,0 +1,204 @@
+#include "gsau/data/interactions.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <string_view>
+
+#if defined(GSAU_HAVE_ZLIB)
+#include <zlib.h>
+#endif
+
+namespace gsau::data {
+namespace {
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::vector<std::string_view> SplitWs(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
+    size_t j = i;
+    while (j < line.size() && line[j] != ' ' && line[j] != '\t' && line[j] != '\r') ++j;
+    if (j > i) out.push_back(line.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+std::vector<std::string_view> SplitTabs(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (true) {
+    const size_t tab = line.find('\t', start);
+    out.push_back(line.substr(start, tab == std::string_view::npos ? tab : tab - start));
+    if (tab == std::string_view::npos) break;
+    start = tab + 1;
+  }
+  return out;
+}
+
+bool ParseDouble(std::string_view s, double* out) {
+  if (s.empty()) return false;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(*out);
+}
+
+int64_t ToMs(double v, TimeUnit unit) {
+  const bool seconds = unit == TimeUnit::kSeconds || (unit == TimeUnit::kAuto && std::fabs(v) < 1e11);
+  return static_cast<int64_t>(std::llround(seconds ? v * 1000.0 : v));
+}
+
+template <typename Fn>
+void ForEachLine(const std::string& text, Fn&& fn) {
+  size_t start = 0;
+  int64_t lineno = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    ++lineno;
+    if (!fn(std::string_view(text).substr(start, nl - start), lineno)) return;
+    start = nl + 1;
+  }
+}
+
+Status LineError(const std::string& path, int64_t lineno, const std::string& what) {
+  return Status::InvalidArgument(path + ":" + std::to_string(lineno) + ": " + what);
+}
+
+Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::string& text,
+                                         const ReadOptions& opt) {
+  std::vector<Interaction> out;
+  Status error;
+  ForEachLine(text, [&](std::string_view line, int64_t lineno) {
+    if (line.empty() || line == "\r") return true;
+    auto f = SplitTabs(line);
+    if (lineno == 1) {
+      double ignored;
+      if (f.size() < 3 || !ParseDouble(f[2], &ignored)) return true;  // the header
+    }
+    if (f.size() < 3) {
+      error = LineError(path, lineno, "expected user<TAB>item<TAB>timestamp, got " +
+                                          std::to_string(f.size()) + " fields");
+      return false;
+    }
+    double ts;
+    if (!ParseDouble(f[2], &ts)) {
+      error = LineError(path, lineno, "timestamp '" + std::string(f[2]) + "' is not a number");
+      return false;
+    }
+    if (f[0].empty() || f[1].empty()) {
+      error = LineError(path, lineno, "empty user or item id");
+      return false;
+    }
+    out.push_back({std::string(f[0]), std::string(f[1]), ToMs(ts, opt.time_unit),
+                   static_cast<int64_t>(out.size()), true});
+    return opt.limit <= 0 || static_cast<int64_t>(out.size()) < opt.limit;
+  });
+  if (!error.ok()) return error;
+  return out;
+}
+
+Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const std::string& text,
+                                               const ReadOptions& opt) {
+  std::vector<std::vector<std::string_view>> times_by_line;
+  std::string times_text;
+  if (!opt.times_path.empty()) {
+    GSAU_ASSIGN_OR_RETURN(times_text, ReadFileText(opt.times_path));
+    ForEachLine(times_text, [&](std::string_view line, int64_t) {
+      times_by_line.push_back(SplitWs(line));
+      return true;
+    });
+  }
+  std::vector<Interaction> out;
+  Status error;
+  size_t index = 0;
+  ForEachLine(text, [&](std::string_view line, int64_t lineno) {
+    auto f = SplitWs(line);
+    if (f.empty()) {
+      ++index;
+      return true;
+    }
+    const std::vector<std::string_view>* times = nullptr;
+    if (!opt.times_path.empty()) {
+      if (index >= times_by_line.size() || times_by_line[index].size() != f.size() ||
+          times_by_line[index][0] != f[0]) {
+        error = LineError(path, lineno, "not aligned with line " + std::to_string(index + 1) +
+                                            " of " + opt.times_path + " (user id or length differs)");
+        return false;
+      }
+      times = &times_by_line[index];
+    }
+    ++index;
+    for (size_t k = 1; k < f.size(); ++k) {
+      int64_t ts = static_cast<int64_t>(k - 1);
+      if (times != nullptr) {
+        double t;
+        if (!ParseDouble((*times)[k], &t)) {
+          error = LineError(opt.times_path, lineno, "time '" + std::string((*times)[k]) + "' is not a number");
+          return false;
+        }
+        ts = ToMs(t, opt.time_unit);
+      }
+      out.push_back({std::string(f[0]), std::string(f[k]), ts, static_cast<int64_t>(k - 1), times != nullptr});
+      if (opt.limit > 0 && static_cast<int64_t>(out.size()) >= opt.limit) return false;
+    }
+    return true;
+  });
+  if (!error.ok()) return error;
+  return out;
+}
+
+}  // namespace
+
+Result<std::string> ReadFileText(const std::string& path) {
+  if (EndsWith(path, ".gz")) {
+#if defined(GSAU_HAVE_ZLIB)
+    gzFile f = gzopen(path.c_str(), "rb");
+    if (f == nullptr) return Status::NotFound("cannot open " + path);
+    std::string out;
+    char buf[1 << 16];
+    int n;
+    while ((n = gzread(f, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+    const bool failed = n < 0;
+    gzclose(f);
+    if (failed) return Status::Corruption("gzip read failed in " + path);
+    return out;
+#else
+    return Status::Unimplemented(path + ": this build has no zlib; gunzip the file first");
+#endif
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot open " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const ReadOptions& options) {
+  GSAU_ASSIGN_OR_RETURN(std::string text, ReadFileText(path));
+  Format format = options.format;
+  if (format == Format::kAuto) {
+    const std::string_view first(text.data(), std::min(text.find('\n'), text.size()));
+    format = first.find('\t') != std::string_view::npos && SplitTabs(first).size() >= 3 ? Format::kTsv
+                                                                                        : Format::kUserLines;
+  }
+  if (format == Format::kTsv) return ReadTsv(path, text, options);
+  return ReadUserLines(path, text, options);
+}
+
+void SortByTime(std::vector<Interaction>& events) {
+  std::stable_sort(events.begin(), events.end(), [](const Interaction& a, const Interaction& b) {
+    if (a.ts_ms != b.ts_ms) return a.ts_ms < b.ts_ms;
+    if (a.user_id != b.user_id) return a.user_id < b.user_id;
+    return a.order < b.order;
+  });
+}
+
+}  // namespace gsau::data

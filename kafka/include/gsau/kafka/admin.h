@@ -1,0 +1,32 @@
+// Admin helpers: broker reachability and topic creation.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gsau/common/status.h"
+#include "gsau/kafka/options.h"
+
+namespace gsau::kafka {
+
+struct TopicSpec {
+  std::string name;
+  int partitions = 4;
+  int replication_factor = 1;
+  // Topic configs, e.g. {"cleanup.policy","compact"}.
+  std::vector<std::pair<std::string, std::string>> configs;
+};
+
+// Waits until the cluster answers a metadata request, up to `timeout_ms`.
+// Unavailable when it does not.
+Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms);
+
+// Creates each topic that does not exist yet; existing topics are left as they are.
+Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& topics, int timeout_ms);
+
+// The number of partitions of `topic`, or NotFound.
+Result<int> PartitionCount(const KafkaOptions& kafka, const std::string& topic, int timeout_ms);
+
+}  // namespace gsau::kafka

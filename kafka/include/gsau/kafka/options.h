@@ -1,0 +1,40 @@
+// Kafka connection settings shared by every client the project makes (consumer, producers,
+// admin), and the rules for passing librdkafka properties through.
+//
+// Security (security.protocol, sasl.*, ssl.*) and any other librdkafka property pass through
+// `properties` untouched. Values of secret properties (passwords, keys, tokens) are never
+// logged: use RedactedProperties() for anything printed.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "gsau/common/status.h"
+
+namespace gsau::kafka {
+
+struct KafkaOptions {
+  // Comma-separated host:port list. No default that reaches a network: config/ fills it.
+  std::string bootstrap_servers;
+  // Sent to the broker; shows up in its logs and quotas.
+  std::string client_id = "gsau";
+  // librdkafka properties set verbatim, in order, after the project's own defaults (so they
+  // can override them), e.g. {"security.protocol","SASL_SSL"}, {"sasl.password","..."}.
+  std::vector<std::pair<std::string, std::string>> properties;
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// True for properties whose values are secrets (passwords, private keys, tokens, JAAS).
+bool IsSecretProperty(std::string_view name);
+
+// "key=value, key=****" for logs.
+std::string RedactedProperties(const KafkaOptions& options);
+
+// Checks that every property is one librdkafka knows and accepts the value; the error names
+// the property (with its value redacted when secret).
+Status ValidateKafkaOptions(const KafkaOptions& options);
+
+}  // namespace gsau::kafka

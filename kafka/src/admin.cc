@@ -1,0 +1,122 @@
+#include "gsau/kafka/admin.h"
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "conf.h"
+
+namespace gsau::kafka {
+namespace {
+
+struct HandleDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+
+Result<Handle> MakeHandle(const KafkaOptions& kafka) {
+  GSAU_ASSIGN_OR_RETURN(rd_kafka_conf_t * conf, internal::BuildCConf(kafka, {}));
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return Status::InvalidArgument(std::string("creating a Kafka client: ") + err);
+  }
+  return Handle(rk);
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms) {
+  GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
+  const int64_t deadline = NowMs() + timeout_ms;
+  rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_NO_ERROR;
+  while (true) {
+    const int left = static_cast<int>(std::max<int64_t>(100, deadline - NowMs()));
+    const rd_kafka_metadata_t* md = nullptr;
+    last = rd_kafka_metadata(rk.get(), 0, nullptr, &md, std::min(left, 2000));
+    if (last == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const bool has_brokers = md->broker_cnt > 0;
+      rd_kafka_metadata_destroy(md);
+      if (has_brokers) return Status::Ok();
+    }
+    if (NowMs() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return Status::Unavailable("Kafka at " + kafka.bootstrap_servers + " did not answer within " +
+                             std::to_string(timeout_ms) + " ms: " + rd_kafka_err2str(last));
+}
+
+Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& topics, int timeout_ms) {
+  if (topics.empty()) return Status::Ok();
+  GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
+  char err[512];
+  std::vector<rd_kafka_NewTopic_t*> news;
+  Status status;
+  for (const auto& t : topics) {
+    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(t.name.c_str(), t.partitions, t.replication_factor, err, sizeof(err));
+    if (nt == nullptr) {
+      status = Status::InvalidArgument("topic " + t.name + ": " + err);
+      break;
+    }
+    news.push_back(nt);
+    for (const auto& [k, v] : t.configs) {
+      if (rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        status = Status::InvalidArgument("topic " + t.name + ": bad config " + k);
+      }
+    }
+  }
+  if (status.ok()) {
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk.get());
+    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, err, sizeof(err));
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, err, sizeof(err));
+    rd_kafka_CreateTopics(rk.get(), news.data(), news.size(), opts, queue);
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, timeout_ms + 2000);
+    if (ev == nullptr) {
+      status = Status::Unavailable("creating topics: no answer within " + std::to_string(timeout_ms) + " ms");
+    } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      status = Status::Unavailable(std::string("creating topics: ") + rd_kafka_event_error_string(ev));
+    } else {
+      size_t n = 0;
+      const rd_kafka_topic_result_t** results =
+          rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+      for (size_t i = 0; i < n && status.ok(); ++i) {
+        const auto e = rd_kafka_topic_result_error(results[i]);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+          const char* msg = rd_kafka_topic_result_error_string(results[i]);
+          status = Status::Unavailable(std::string("creating topic ") + rd_kafka_topic_result_name(results[i]) +
+                                       ": " + (msg != nullptr ? msg : rd_kafka_err2str(e)));
+        }
+      }
+    }
+    if (ev != nullptr) rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(queue);
+  }
+  rd_kafka_NewTopic_destroy_array(news.data(), news.size());
+  return status;
+}
+
+Result<int> PartitionCount(const KafkaOptions& kafka, const std::string& topic, int timeout_ms) {
+  GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  const auto err = rd_kafka_metadata(rk.get(), 0, rkt, &md, timeout_ms);
+  rd_kafka_topic_destroy(rkt);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status::Unavailable("metadata for " + topic + ": " + rd_kafka_err2str(err));
+  }
+  int count = -1;
+  if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) count = md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  if (count < 0) return Status::NotFound("topic " + topic + " does not exist");
+  return count;
+}
+
+}  // namespace gsau::kafka

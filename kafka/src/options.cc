@@ -1,0 +1,79 @@
+#include "gsau/kafka/options.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+#include "conf.h"
+
+namespace gsau::kafka {
+
+bool IsSecretProperty(std::string_view name) {
+  std::string lower(name);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  static constexpr std::array<std::string_view, 6> kMarkers = {"password", "secret", "jaas", "token",
+                                                               ".pem", "oauthbearer.config"};
+  return std::any_of(kMarkers.begin(), kMarkers.end(),
+                     [&](std::string_view m) { return lower.find(m) != std::string::npos; });
+}
+
+std::string RedactedProperties(const KafkaOptions& options) {
+  std::string out = "bootstrap.servers=" + options.bootstrap_servers + ", client.id=" + options.client_id;
+  for (const auto& [k, v] : options.properties) {
+    out += ", " + k + "=" + (IsSecretProperty(k) ? std::string("****") : v);
+  }
+  return out;
+}
+
+Status ValidateKafkaOptions(const KafkaOptions& options) {
+  if (options.bootstrap_servers.empty()) return Status::InvalidArgument("bootstrap.servers is empty");
+  auto conf = internal::BuildConf(options, {});
+  return conf.status();
+}
+
+namespace internal {
+
+Result<std::unique_ptr<RdKafka::Conf>> BuildConf(const KafkaOptions& kafka, const Props& defaults) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  auto set = [&](const std::string& k, const std::string& v) -> Status {
+    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
+      return Status::InvalidArgument("kafka property '" + k + "' = '" + (IsSecretProperty(k) ? "****" : v) +
+                                     "': " + err);
+    }
+    return Status::Ok();
+  };
+  GSAU_RETURN_IF_ERROR(set("bootstrap.servers", kafka.bootstrap_servers));
+  GSAU_RETURN_IF_ERROR(set("client.id", kafka.client_id));
+  for (const auto& [k, v] : defaults) GSAU_RETURN_IF_ERROR(set(k, v));
+  for (const auto& [k, v] : kafka.properties) GSAU_RETURN_IF_ERROR(set(k, v));
+  return conf;
+}
+
+Result<rd_kafka_conf_t*> BuildCConf(const KafkaOptions& kafka, const Props& defaults) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  auto set = [&](const std::string& k, const std::string& v) -> Status {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      return Status::InvalidArgument("kafka property '" + k + "' = '" + (IsSecretProperty(k) ? "****" : v) +
+                                     "': " + err);
+    }
+    return Status::Ok();
+  };
+  Status s = set("bootstrap.servers", kafka.bootstrap_servers);
+  if (s.ok()) s = set("client.id", kafka.client_id);
+  for (const auto& [k, v] : defaults) {
+    if (s.ok()) s = set(k, v);
+  }
+  for (const auto& [k, v] : kafka.properties) {
+    if (s.ok()) s = set(k, v);
+  }
+  if (!s.ok()) {
+    rd_kafka_conf_destroy(conf);
+    return s;
+  }
+  return conf;
+}
+
+}  // namespace internal
+}  // namespace gsau::kafka

@@ -1,0 +1,126 @@
+#include "gsau/kafka/producer.h"
+
+#include <atomic>
+#include <mutex>
+
+#include "conf.h"
+#include "gsau/common/log.h"
+
+namespace gsau::kafka {
+namespace {
+
+class DeliveryTracker : public RdKafka::DeliveryReportCb {
+ public:
+  void dr_cb(RdKafka::Message& message) override {
+    if (message.err() == RdKafka::ERR_NO_ERROR) {
+      delivered.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    failed.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(mu);
+    if (first_error.ok()) {
+      first_error = Status::Unavailable("delivery to " + message.topic_name() + " failed: " + message.errstr());
+    }
+  }
+
+  Status TakeError() {
+    std::lock_guard<std::mutex> lock(mu);
+    Status s = first_error;
+    first_error = Status::Ok();
+    return s;
+  }
+
+  std::atomic<int64_t> delivered{0};
+  std::atomic<int64_t> failed{0};
+
+ private:
+  std::mutex mu;
+  Status first_error;
+};
+
+class RdProducer final : public Producer {
+ public:
+  RdProducer(std::unique_ptr<DeliveryTracker> tracker, std::unique_ptr<RdKafka::Producer> producer, int close_ms)
+      : tracker_(std::move(tracker)), producer_(std::move(producer)), close_timeout_ms_(close_ms) {}
+
+  // The producer must go before the tracker it calls back into.
+  ~RdProducer() override {
+    Status s = Flush(close_timeout_ms_);
+    if (!s.ok()) GSAU_LOG_ERROR("kafka producer closing: {}", s.ToString());
+    producer_.reset();
+  }
+
+  Status Produce(std::string_view topic, std::string_view key, std::string_view value, const Headers& headers,
+                 int64_t timestamp_ms, bool tombstone) override {
+    RdKafka::Headers* rh = nullptr;
+    if (!headers.empty()) {
+      rh = RdKafka::Headers::create();
+      for (const auto& [k, v] : headers) rh->add(k, v.data(), v.size());
+    }
+    const std::string topic_name(topic);
+    while (true) {
+      const auto err = producer_->produce(
+          topic_name, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+          tombstone ? nullptr : const_cast<char*>(value.data()), tombstone ? 0 : value.size(), key.data(),
+          key.size(), timestamp_ms, rh, nullptr);
+      if (err == RdKafka::ERR_NO_ERROR) {
+        produced_.fetch_add(1, std::memory_order_relaxed);
+        return Status::Ok();  // librdkafka owns the headers now
+      }
+      if (err == RdKafka::ERR__QUEUE_FULL) {
+        producer_->poll(50);  // serve deliveries to make room, then retry
+        continue;
+      }
+      delete rh;
+      return Status::Unavailable("produce to " + topic_name + ": " + RdKafka::err2str(err));
+    }
+  }
+
+  void Poll() override { producer_->poll(0); }
+
+  Status Flush(int timeout_ms) override {
+    const auto err = producer_->flush(timeout_ms);
+    GSAU_RETURN_IF_ERROR(tracker_->TakeError());
+    if (err != RdKafka::ERR_NO_ERROR) {
+      return Status::Unavailable("flush: " + std::to_string(producer_->outq_len()) +
+                                 " messages still outstanding after " + std::to_string(timeout_ms) + " ms");
+    }
+    return Status::Ok();
+  }
+
+  DeliveryCounts counts() const override {
+    return {produced_.load(), tracker_->delivered.load(), tracker_->failed.load()};
+  }
+
+ private:
+  std::unique_ptr<DeliveryTracker> tracker_;
+  std::unique_ptr<RdKafka::Producer> producer_;
+  int close_timeout_ms_;
+  std::atomic<int64_t> produced_{0};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, const ProducerOptions& options) {
+  internal::Props defaults = {
+      {"enable.idempotence", options.idempotent ? "true" : "false"},
+      {"linger.ms", std::to_string(options.linger_ms)},
+      {"batch.size", std::to_string(options.batch_bytes)},
+      {"compression.type", options.compression},
+      {"message.timeout.ms", std::to_string(options.message_timeout_ms)},
+      {"queue.buffering.max.messages", "1000000"},
+  };
+  if (options.idempotent) defaults.emplace_back("acks", "all");
+  GSAU_ASSIGN_OR_RETURN(auto conf, internal::BuildConf(kafka, defaults));
+  auto tracker = std::make_unique<DeliveryTracker>();
+  std::string err;
+  if (conf->set("dr_cb", tracker.get(), err) != RdKafka::Conf::CONF_OK) {
+    return Status::Internal("setting the delivery callback: " + err);
+  }
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  if (!producer) return Status::InvalidArgument("creating the Kafka producer: " + err);
+  return std::unique_ptr<Producer>(
+      new RdProducer(std::move(tracker), std::move(producer), options.close_timeout_ms));
+}
+
+}  // namespace gsau::kafka

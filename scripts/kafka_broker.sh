@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# A single-node Apache Kafka broker (KRaft, combined broker+controller) for tests and demos.
+#
+#   kafka_broker.sh start --dir DIR [--port N] [--max-lifetime S]
+#       Formats a fresh log directory under DIR, starts the broker on a free loopback port
+#       (or N), waits until it answers metadata requests, and writes DIR/bootstrap
+#       ("127.0.0.1:PORT") and DIR/pid. Prints the bootstrap address on stdout.
+#       A watchdog stops the broker after S seconds (default 3600) even if nobody calls stop,
+#       so a killed test run cannot leave a broker behind for long.
+#   kafka_broker.sh stop --dir DIR     Stops the broker and removes DIR.
+#   kafka_broker.sh status --dir DIR   Exit 0 when the broker in DIR answers.
+#
+# The broker's jars come from scripts/kafka_fetch.sh (Maven, cached outside the repo).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cmd=${1:-}; shift || true
+dir=""; port=""; max_lifetime=3600
+while (($#)); do
+  case "$1" in
+    --dir) dir=$2; shift 2 ;;
+    --port) port=$2; shift 2 ;;
+    --max-lifetime) max_lifetime=$2; shift 2 ;;
+    *) echo "kafka_broker.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+done
+[ -n "$dir" ] || { echo "kafka_broker.sh: --dir is required" >&2; exit 2; }
+
+version=${GSAU_KAFKA_VERSION:-4.1.1}
+libs="${GSAU_CACHE:-$HOME/.cache/gsau-stream}/kafka-$version/libs"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+answers() {  # true when a metadata request to $1 succeeds
+  timeout 10 kcat -L -b "$1" -m 5 >/dev/null 2>&1
+}
+
+stop_broker() {
+  [ -f "$dir/pid" ] || return 0
+  local pid; pid=$(cat "$dir/pid")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  if [ -f "$dir/watchdog.pid" ]; then kill "$(cat "$dir/watchdog.pid")" 2>/dev/null || true; fi
+  rm -f "$dir/pid"
+}
+
+case "$cmd" in
+  start)
+    [ -f "$libs/.complete" ] || "$here/kafka_fetch.sh" >&2
+    if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+      stop_broker
+    fi
+    rm -rf "$dir"; mkdir -p "$dir/data"
+    port=${port:-$(free_port)}
+    cport=$(free_port)
+    while [ "$cport" = "$port" ]; do cport=$(free_port); done
+    cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=4
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.segment.bytes=67108864
+log.retention.check.interval.ms=60000
+PROPS
+    cat >"$dir/log4j2.properties" <<'LOG'
+rootLogger.level=WARN
+rootLogger.appenderRef.file.ref=FILE
+appender.file.type=File
+appender.file.name=FILE
+appender.file.fileName=${sys:kafka.logs.dir}/server.log
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+LOG
+    cp=$(ls "$libs"/*.jar | tr '\n' ':')
+    # A random 16-byte cluster id, url-safe base64 without padding, as Kafka writes them.
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    jvm=(java -Xms256m -Xmx768m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
+         -Dkafka.logs.dir="$dir" -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$cp")
+    "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
+      >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; exit 1; }
+    nohup "${jvm[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
+    echo $! >"$dir/pid"
+    # The watchdog outlives this script but not the broker's maximum lifetime.
+    # It polls, so it ends by itself within 2 s of the broker stopping for any other reason.
+    nohup bash -c "pid=\$1; end=\$((SECONDS + $max_lifetime)); while kill -0 \$pid 2>/dev/null; do
+      [ \$SECONDS -ge \$end ] && { kill -TERM \$pid; break; }; sleep 2; done" watchdog "$(cat "$dir/pid")" \
+      >/dev/null 2>&1 &
+    echo $! >"$dir/watchdog.pid"
+    bootstrap="127.0.0.1:$port"
+    for _ in $(seq 1 120); do
+      if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+        echo "kafka_broker.sh: the broker exited during start-up; last lines of its logs:" >&2
+        tail -20 "$dir/stdout.log" "$dir/server.log" >&2 2>/dev/null || true
+        exit 1
+      fi
+      if answers "$bootstrap"; then
+        echo "$bootstrap" >"$dir/bootstrap"
+        echo "$bootstrap"
+        exit 0
+      fi
+      sleep 0.5
+    done
+    echo "kafka_broker.sh: the broker did not answer metadata requests within 60 s" >&2
+    stop_broker; exit 1
+    ;;
+  stop)
+    stop_broker
+    rm -rf "$dir"
+    ;;
+  status)
+    [ -f "$dir/bootstrap" ] && answers "$(cat "$dir/bootstrap")"
+    ;;
+  *)
+    sed -n 2,15p "$0"; exit 2 ;;
+esac

@@ -1,0 +1,74 @@
+#include <gtest/gtest.h>
+
+#include "gsau/common/clock.h"
+#include "gsau/common/progress.h"
+#include "gsau/common/status.h"
+
+namespace gsau {
+namespace {
+
+Result<int> Half(int x) {
+  if (x % 2 != 0) return Status::InvalidArgument(std::to_string(x) + " is odd");
+  return x / 2;
+}
+
+Status Quarter(int x, int* out) {
+  GSAU_ASSIGN_OR_RETURN(int h, Half(x));
+  GSAU_ASSIGN_OR_RETURN(*out, Half(h));
+  return Status::Ok();
+}
+
+TEST(StatusTest, OkAndErrorsCarryCodeMessageAndContext) {
+  EXPECT_TRUE(Status::Ok().ok());
+  EXPECT_EQ(Status::Ok().ToString(), "OK");
+  const Status s = Status::NotFound("topic clicks").WithContext("ingest");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  EXPECT_EQ(s.ToString(), "NotFound: ingest: topic clicks");
+}
+
+TEST(StatusTest, ResultPropagatesThroughMacros) {
+  int out = 0;
+  EXPECT_TRUE(Quarter(12, &out).ok());
+  EXPECT_EQ(out, 3);
+  const Status s = Quarter(6, &out);  // 6 -> 3, which is odd
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "3 is odd");
+  EXPECT_EQ(Half(5).status().message(), "5 is odd");
+  EXPECT_EQ(*Half(8), 4);
+}
+
+TEST(ClockTest, ManualClockMovesOnlyWhenAdvanced) {
+  ManualClock clock(1000);
+  EXPECT_EQ(clock.NowMs(), 1000);
+  clock.AdvanceMs(250);
+  EXPECT_EQ(clock.NowMs(), 1250);
+  EXPECT_EQ(clock.MonotonicNs(), 1250 * 1'000'000LL);
+}
+
+TEST(ProgressTest, RendersPercentCountsAndEta) {
+  ProgressOptions o;
+  o.label = "replay";
+  o.unit = "events";
+  o.force_plain = true;
+  o.out = std::tmpfile();
+  ProgressBar bar(200, o);
+  bar.Update(50);
+  const std::string line = bar.Render("loss=0.5");
+  EXPECT_NE(line.find("replay ["), std::string::npos) << line;
+  EXPECT_NE(line.find(" 25.0% 50/200 events"), std::string::npos) << line;
+  EXPECT_NE(line.find("ETA "), std::string::npos) << line;
+  EXPECT_NE(line.find("loss=0.5"), std::string::npos) << line;
+  bar.Finish();
+  std::fclose(o.out);
+}
+
+TEST(ProgressTest, FormatsDurations) {
+  EXPECT_EQ(FormatDuration(42), "42s");
+  EXPECT_EQ(FormatDuration(185), "3m05s");
+  EXPECT_EQ(FormatDuration(3720), "1h02m");
+  EXPECT_EQ(FormatDuration(-1), "?");
+}
+
+}  // namespace
+}  // namespace gsau

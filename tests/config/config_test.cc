@@ -1,0 +1,119 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "gsau/config/config.h"
+#include "temp_dir.h"
+
+namespace gsau::config {
+namespace {
+
+using gsau::testing::TempDir;
+using gsau::testing::WriteFile;
+
+Result<Config> LoadWith(const std::string& file, std::vector<std::pair<std::string, std::string>> env,
+                        std::vector<std::string> sets) {
+  LoadInput in;
+  in.config_file = file;
+  in.env = std::move(env);
+  in.overrides = std::move(sets);
+  return Load(in);
+}
+
+TEST(ConfigTest, DefaultsAreValid) {
+  auto c = LoadWith("", {}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->topics.clicks, "clicks");
+  EXPECT_EQ(c->ingest.batch_max_events, 1000);
+  EXPECT_EQ(c->state.session_length, 50);
+}
+
+TEST(ConfigTest, FileThenEnvironmentThenFlags) {
+  TempDir dir;
+  WriteFile(dir.File("c.yaml"),
+            "kafka:\n  bootstrap_servers: broker:9092\n  properties:\n    security.protocol: SASL_SSL\n"
+            "    sasl.mechanisms: PLAIN\n    sasl.username: alice\n    sasl.password: hunter2\n"
+            "ingest:\n  batch_max_events: 500\n  batch_max_wait_ms: 20\n  accepted_event_types: [click, view]\n"
+            "learner:\n  gamma: 0.2\n");
+  auto c = LoadWith(dir.File("c.yaml"), {{"GSAU_INGEST_BATCH_MAX_EVENTS", "700"}, {"GSAU_LEARNER_GAMMA", "0.3"}},
+                    {"learner.gamma=0.4"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->kafka.bootstrap_servers, "broker:9092");
+  EXPECT_EQ(c->ingest.batch_max_events, 700);       // env beats file
+  EXPECT_EQ(c->ingest.batch_max_wait_ms, 20);       // file beats default
+  EXPECT_DOUBLE_EQ(c->learner.gamma, 0.4);          // flag beats env
+  EXPECT_EQ(c->ingest.accepted_event_types, (std::vector<std::string>{"click", "view"}));
+  ASSERT_EQ(c->kafka.properties.size(), 4u);
+  auto k = ToKafkaOptions(*c);
+  EXPECT_EQ(k.properties[0], (std::pair<std::string, std::string>{"security.protocol", "SASL_SSL"}));
+}
+
+TEST(ConfigTest, SecretsNeverAppearInRedactedOutput) {
+  TempDir dir;
+  WriteFile(dir.File("c.yaml"), "kafka:\n  properties:\n    sasl.password: hunter2\n    sasl.username: alice\n");
+  auto c = LoadWith(dir.File("c.yaml"), {{"GSAU_KAFKA_PROPERTY_SSL_KEY_PASSWORD", "s3cret"}}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string dump = c->Redacted();
+  EXPECT_EQ(dump.find("hunter2"), std::string::npos) << dump;
+  EXPECT_EQ(dump.find("s3cret"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("kafka.properties.sasl.password = ****"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("kafka.properties.ssl.key.password = ****"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("sasl.username = alice"), std::string::npos) << dump;
+}
+
+TEST(ConfigTest, NegativeBatchSizeNamesTheFieldAndSource) {
+  auto c = LoadWith("", {}, {"ingest.batch_max_events=-5"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(), "ingest.batch_max_events: must be in [1, 1000000], got -5");
+  auto e = LoadWith("", {{"GSAU_INGEST_BATCH_MAX_EVENTS", "many"}}, {});
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().message(),
+            "ingest.batch_max_events (environment GSAU_INGEST_BATCH_MAX_EVENTS): expected an integer, got 'many'");
+}
+
+TEST(ConfigTest, UnknownKeyIsNamed) {
+  TempDir dir;
+  WriteFile(dir.File("c.yaml"), "ingest:\n  batch_size: 10\n");
+  auto c = LoadWith(dir.File("c.yaml"), {}, {});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("unknown configuration key 'ingest.batch_size'"), std::string::npos)
+      << c.status();
+  EXPECT_NE(c.status().message().find("ingest.batch_max_events"), std::string::npos) << "lists the known keys";
+}
+
+TEST(ConfigTest, MissingAndMalformedFilesAreNamed) {
+  auto missing = LoadWith("/nonexistent/gsau.yaml", {}, {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("/nonexistent/gsau.yaml"), std::string::npos);
+  TempDir dir;
+  WriteFile(dir.File("bad.yaml"), "ingest: [unclosed\n");
+  auto bad = LoadWith(dir.File("bad.yaml"), {}, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("not valid YAML"), std::string::npos) << bad.status();
+}
+
+TEST(ConfigTest, EnumsAndKafkaPropertiesAreChecked) {
+  auto d = LoadWith("", {}, {"learner.device=tpu"});
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().message(), "learner.device: must be one of auto, cpu, cuda, got 'tpu'");
+  auto p = LoadWith("", {}, {"kafka.properties.no.such.property=1"});
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("no.such.property"), std::string::npos) << p.status();
+  auto s = LoadWith("", {}, {"kafka.properties.sasl.password=hunter2", "kafka.properties.security.protocol=carrier"});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("security.protocol"), std::string::npos) << s.status();
+  EXPECT_EQ(s.status().message().find("hunter2"), std::string::npos) << s.status();
+}
+
+TEST(ConfigTest, DocsListEveryField) {
+  std::ifstream in(gsau::testing::SourceDir() + "/docs/CONFIG.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_NE(ss.str().find(FieldsMarkdown()), std::string::npos)
+      << "docs/CONFIG.md is out of date: regenerate its table with `build/gsau replay --help-config`";
+}
+
+}  // namespace
+}  // namespace gsau::config

@@ -1,0 +1,156 @@
+// `gsau replay` end to end against the real broker: read back with librdkafka and with kcat.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <sstream>
+
+#include "kafka_broker.h"
+#include "temp_dir.h"
+
+namespace gsau {
+namespace {
+
+using gsau::testing::ConsumeAll;
+using gsau::testing::KafkaBootstrap;
+using gsau::testing::RunCommand;
+using gsau::testing::TempDir;
+using gsau::testing::UniqueTopic;
+
+struct Generated {
+  std::string path;
+  // user -> its items in time order
+  std::map<std::string, std::vector<std::string>> by_user;
+  int64_t count = 0;
+};
+
+// A TSV file whose rows are NOT in time order, with ties, so replay has to sort.
+Generated MakeFile(const TempDir& dir) {
+  Generated g;
+  g.path = dir.File("clicks.tsv");
+  std::ostringstream tsv;
+  tsv << "user_id\titem_id\ttimestamp\n";
+  std::vector<std::tuple<int64_t, std::string, std::string>> rows;
+  for (int u = 0; u < 37; ++u) {
+    for (int k = 0; k < 1 + u % 9; ++k) {
+      rows.emplace_back(1700000000 + (u * 7919 + k * 104729) % 5000 + k * 10000, "user-" + std::to_string(u),
+                        "item-" + std::to_string((u * 31 + k * 17) % 101));
+    }
+  }
+  std::vector<std::tuple<int64_t, std::string, std::string>> sorted = rows;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    return std::tie(std::get<0>(a), std::get<1>(a)) < std::tie(std::get<0>(b), std::get<1>(b));
+  });
+  for (const auto& [ts, u, i] : sorted) g.by_user[u].push_back(i);
+  // Write in reverse order.
+  for (auto it = rows.rbegin(); it != rows.rend(); ++it) {
+    tsv << std::get<1>(*it) << '\t' << std::get<2>(*it) << '\t' << std::get<0>(*it) << '\n';
+  }
+  // Within one user, reverse file order must not matter either: times are distinct per user.
+  g.count = static_cast<int64_t>(rows.size());
+  gsau::testing::WriteFile(g.path, tsv.str());
+  return g;
+}
+
+std::string Gsau() { return gsau::testing::BinaryDir() + "/gsau"; }
+
+std::string ReplayCmd(const std::string& file, const std::string& topic) {
+  return Gsau() + " replay --no-progress --data " + file + " --bootstrap " + KafkaBootstrap() + " --topic " + topic +
+         " 2>&1";
+}
+
+TEST(ReplayKafkaTest, EveryEventArrivesKeyedOrderedAndWellFormed) {
+  TempDir dir;
+  const Generated g = MakeFile(dir);
+  const std::string topic = UniqueTopic("replay");
+  std::string out;
+  ASSERT_EQ(RunCommand(ReplayCmd(g.path, topic), &out), 0) << out;
+  EXPECT_NE(out.find("replayed " + std::to_string(g.count) + " events"), std::string::npos) << out;
+
+  const auto records = ConsumeAll(KafkaBootstrap(), topic, g.count);
+  ASSERT_EQ(static_cast<int64_t>(records.size()), g.count);
+  std::map<std::string, std::vector<std::string>> seen;
+  std::map<std::string, int32_t> partition_of;
+  std::map<std::string, int64_t> last_ts;
+  for (const auto& r : records) {
+    const auto j = nlohmann::json::parse(r.value);
+    ASSERT_TRUE(j["user_id"].is_string() && j["item_id"].is_string() && j["ts"].is_number_integer()) << r.value;
+    EXPECT_EQ(j["event"], "click");
+    EXPECT_EQ(r.key, j["user_id"].get<std::string>()) << "keyed by user";
+    const int64_t ts = j["ts"].get<int64_t>();
+    EXPECT_GE(ts, 1700000000000) << "seconds were converted to ms";
+    EXPECT_EQ(ts % 1000, 0);
+    // One user's events stay in one partition; consumed per partition in offset order.
+    auto [it, fresh] = partition_of.emplace(r.key, r.partition);
+    EXPECT_EQ(it->second, r.partition);
+    if (!fresh) {
+      EXPECT_GE(ts, last_ts[r.key]) << "per-key event-time order";
+    }
+    last_ts[r.key] = ts;
+    seen[r.key].push_back(j["item_id"].get<std::string>());
+  }
+  EXPECT_EQ(seen, g.by_user);
+}
+
+TEST(ReplayKafkaTest, KcatReadsTheSameEvents) {
+  TempDir dir;
+  const Generated g = MakeFile(dir);
+  const std::string topic = UniqueTopic("replay-kcat");
+  std::string out;
+  ASSERT_EQ(RunCommand(ReplayCmd(g.path, topic), &out), 0) << out;
+  ASSERT_EQ(RunCommand("kcat -C -b " + KafkaBootstrap() + " -t " + topic + " -e -u -q -f '%k\\t%p\\t%s\\n' 2>&1", &out),
+            0)
+      << out;
+  std::istringstream lines(out);
+  std::string line;
+  std::map<std::string, std::vector<std::string>> seen;
+  int64_t n = 0;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    const auto t1 = line.find('\t');
+    const auto t2 = line.find('\t', t1 + 1);
+    ASSERT_NE(t2, std::string::npos) << line;
+    const auto j = nlohmann::json::parse(line.substr(t2 + 1));
+    EXPECT_EQ(line.substr(0, t1), j["user_id"].get<std::string>());
+    seen[j["user_id"].get<std::string>()].push_back(j["item_id"].get<std::string>());
+    ++n;
+  }
+  EXPECT_EQ(n, g.count);
+  EXPECT_EQ(seen, g.by_user) << "kcat prints partitions one after another, so per-user order holds";
+}
+
+TEST(ReplayKafkaTest, UserLinesWithoutTimesLeaveTsToKafkaAndKeepOrder) {
+  TempDir dir;
+  gsau::testing::WriteFile(dir.File("lines.txt"), "1 10 11 12\n2 20 21\n3 30\n");
+  const std::string topic = UniqueTopic("replay-lines");
+  std::string out;
+  ASSERT_EQ(RunCommand(ReplayCmd(dir.File("lines.txt"), topic), &out), 0) << out;
+  const auto records = ConsumeAll(KafkaBootstrap(), topic, 6);
+  ASSERT_EQ(records.size(), 6u);
+  std::map<std::string, std::vector<std::string>> seen;
+  for (const auto& r : records) {
+    const auto j = nlohmann::json::parse(r.value);
+    EXPECT_FALSE(j.contains("ts")) << r.value;
+    EXPECT_GT(r.timestamp_ms, 1700000000000) << "the Kafka timestamp stands in";
+    seen[r.key].push_back(j["item_id"].get<std::string>());
+  }
+  EXPECT_EQ(seen["1"], (std::vector<std::string>{"10", "11", "12"}));
+  EXPECT_EQ(seen["2"], (std::vector<std::string>{"20", "21"}));
+}
+
+TEST(ReplayKafkaTest, RateLimitIsHonoured) {
+  const std::string topic = UniqueTopic("replay-rate");
+  std::string out;
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(RunCommand(Gsau() + " replay --no-progress --synthetic 300 --rate 200 --bootstrap " + KafkaBootstrap() +
+                           " --topic " + topic + " 2>&1",
+                       &out),
+            0)
+      << out;
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(took, 1.4) << "300 events at 200/s take at least 1.5 s";
+  EXPECT_EQ(ConsumeAll(KafkaBootstrap(), topic, 300).size(), 300u);
+}
+
+}  // namespace
+}  // namespace gsau

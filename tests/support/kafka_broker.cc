@@ -1,0 +1,133 @@
+#include "kafka_broker.h"
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <filesystem>
+#include <set>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "temp_dir.h"
+
+namespace gsau::testing {
+namespace {
+
+// Stops the broker this process started, at exit.
+struct OwnBroker {
+  std::string dir;
+  ~OwnBroker() {
+    if (!dir.empty()) {
+      std::string out;
+      RunCommand(SourceDir() + "/scripts/kafka_broker.sh stop --dir " + dir, &out);
+    }
+  }
+};
+
+std::string ReadFirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+}  // namespace
+
+int RunCommand(const std::string& command, std::string* output) {
+  output->clear();
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return -1;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) output->append(buf.data(), n);
+  const int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+const std::string& KafkaBootstrap() {
+  static OwnBroker own;
+  static const std::string bootstrap = [] {
+    if (const char* dir = std::getenv("GSAU_TEST_KAFKA_DIR"); dir != nullptr) {
+      const std::string b = ReadFirstLine(std::string(dir) + "/bootstrap");
+      if (!b.empty()) return b;
+    }
+    own.dir = std::filesystem::temp_directory_path().string() + "/gsau-test-broker-" + std::to_string(getpid());
+    std::string out;
+    const int rc = RunCommand(SourceDir() + "/scripts/kafka_broker.sh start --dir " + own.dir + " --max-lifetime 1800",
+                              &out);
+    if (rc != 0 || out.empty()) {
+      std::cerr << "cannot start the test Kafka broker (scripts/kafka_broker.sh, rc=" << rc << ")\n";
+      std::abort();
+    }
+    return out.substr(0, out.find('\n'));
+  }();
+  return bootstrap;
+}
+
+std::string UniqueTopic(const std::string& prefix) {
+  static std::atomic<int> counter{0};
+  return prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + "-" +
+         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+}
+
+std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap, const std::string& topic, int64_t expected,
+                                       int timeout_ms) {
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  conf->set("bootstrap.servers", bootstrap, err);
+  conf->set("group.id", UniqueTopic("test-reader"), err);
+  conf->set("auto.offset.reset", "earliest", err);
+  conf->set("enable.auto.commit", "false", err);
+  conf->set("enable.partition.eof", "true", err);
+  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!c) {
+    std::cerr << "ConsumeAll: " << err << "\n";
+    return {};
+  }
+  c->subscribe({topic});
+  std::vector<ConsumedRecord> out;
+  std::set<int32_t> at_eof;
+  bool assigned = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (expected >= 0 && static_cast<int64_t>(out.size()) >= expected) break;
+    std::unique_ptr<RdKafka::Message> m(c->consume(200));
+    if (m->err() == RdKafka::ERR__PARTITION_EOF) {
+      at_eof.insert(m->partition());
+      std::vector<RdKafka::TopicPartition*> parts;
+      c->assignment(parts);
+      assigned = !parts.empty();
+      const bool all = assigned && at_eof.size() >= parts.size();
+      RdKafka::TopicPartition::destroy(parts);
+      if (expected < 0 && all) break;
+      continue;
+    }
+    if (m->err() != RdKafka::ERR_NO_ERROR) continue;
+    at_eof.erase(m->partition());
+    ConsumedRecord r;
+    if (m->key() != nullptr) r.key = *m->key();
+    r.null_value = m->payload() == nullptr;
+    if (!r.null_value) r.value.assign(static_cast<const char*>(m->payload()), m->len());
+    r.partition = m->partition();
+    r.offset = m->offset();
+    r.timestamp_ms = m->timestamp().timestamp;
+    if (RdKafka::Headers* h = m->headers(); h != nullptr) {
+      for (const auto& hd : h->get_all()) {
+        r.headers.emplace_back(hd.key(), std::string(static_cast<const char*>(hd.value()), hd.value_size()));
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  c->close();
+  return out;
+}
+
+}  // namespace gsau::testing

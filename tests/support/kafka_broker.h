@@ -1,0 +1,41 @@
+// The real Kafka broker for integration tests.
+//
+// Under CTest, the kafka_broker fixture (scripts/kafka_broker.sh) has started one broker for
+// the whole run and GSAU_TEST_KAFKA_DIR points at its directory. Run by hand, a test binary
+// starts its own broker in a temporary directory and stops it when the process ends (also
+// when a test fails).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gsau::testing {
+
+// host:port of the shared broker; starts one if needed. Aborts the test binary when no broker
+// can be had (an integration test without its broker must fail, not skip).
+const std::string& KafkaBootstrap();
+
+// A topic name unique to this process and call, so tests never see each other's data.
+std::string UniqueTopic(const std::string& prefix);
+
+struct ConsumedRecord {
+  std::string key;
+  std::string value;
+  bool null_value = false;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  int64_t timestamp_ms = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Reads every record of `topic` from the beginning until `expected` records arrived or
+// `timeout_ms` passed (expected < 0: until every partition reaches its end). With librdkafka.
+std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap, const std::string& topic, int64_t expected,
+                                       int timeout_ms = 30000);
+
+// Runs a shell command; returns its exit code and fills *output with stdout.
+int RunCommand(const std::string& command, std::string* output);
+
+}  // namespace gsau::testing
