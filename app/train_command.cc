@@ -1,0 +1,135 @@
+// gsau train: offline training and evaluation of GSAU and its baselines (learner issue 5).
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "gsau/common/log.h"
+#include "gsau/learner/dataset.h"
+#include "gsau/learner/trainer.h"
+
+namespace gsau::app {
+namespace {
+
+namespace fs = std::filesystem;
+
+// scripts/plot_training.py, looked up next to the executable's checkout (build/../scripts) and in
+// the working directory.
+std::string FindPlotScript() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  std::vector<fs::path> candidates = {fs::path("scripts/plot_training.py")};
+  if (!ec) {
+    for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
+      candidates.push_back(dir / "scripts/plot_training.py");
+    }
+  }
+  for (const auto& c : candidates) {
+    if (fs::exists(c, ec)) return c.string();
+  }
+  return "";
+}
+
+struct TrainArgs {
+  std::string data;
+  std::string times;
+  std::string model = "gsau-rec";
+  int max_len = 50;
+  bool plot = false;
+  learner::TrainOptions options;
+};
+
+int RunTrain(const TrainArgs& args) {
+  learner::TrainOptions options = args.options;
+  if (!learner::ParseModelKind(args.model, &options.model)) {
+    std::cerr << "gsau train: --model must be gsau-rec, gsau, sasrec or lightgcn, not " << args.model << "\n";
+    return kExitUsage;
+  }
+  learner::SplitOptions split;
+  split.max_len = args.max_len;
+  auto data = learner::LoadLeaveOneOut(args.data, args.times, split);
+  if (!data.ok()) {
+    std::cerr << "gsau train: " << data.status() << "\n";
+    return kExitFailure;
+  }
+  GSAU_LOG_INFO("{}: {} users, {} items, {} interactions; {} graph pairs, {} training samples, {} valid, {} test",
+                args.data, data->num_users - 1, data->num_items - 1, data->num_interactions(),
+                data->train_pairs.size(), data->train_samples.size(), data->valid_samples.size(),
+                data->test_samples.size());
+  auto trainer = learner::Trainer::Create(*data, options);
+  if (!trainer.ok()) {
+    std::cerr << "gsau train: " << trainer.status() << "\n";
+    return trainer.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  }
+  GSAU_LOG_INFO("model {} on {} with {} threads: {} parameters, {} steps per epoch, output {}", args.model,
+                (*trainer)->DeviceName(), (*trainer)->Threads(), (*trainer)->NumParameters(),
+                (*trainer)->StepsPerEpoch(), options.out_dir);
+  auto report = (*trainer)->Run();
+  if (!report.ok()) {
+    std::cerr << "gsau train: " << report.status() << "\n";
+    return kExitFailure;
+  }
+  std::cout << learner::ReportJson(*report, options, *data);
+  if (args.plot) {
+    const std::string script = FindPlotScript();
+    if (script.empty()) {
+      std::cerr << "gsau train: --plot: scripts/plot_training.py not found\n";
+      return kExitFailure;
+    }
+    const fs::path out = options.out_dir;
+    const std::string cmd = "python3 '" + script + "' '" + (out / "metrics.csv").string() + "' '" +
+                            (out / "curves.png").string() + "'";
+    if (std::system(cmd.c_str()) != 0) {
+      std::cerr << "gsau train: --plot failed: " << cmd << "\n";
+      return kExitFailure;
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddTrainCommand(CLI::App& root, int* exit_code) {
+  auto args = std::make_shared<TrainArgs>();
+  auto& o = args->options;
+  auto* cmd = root.add_subcommand("train", "Train GSAU (or a baseline) offline on a dataset and evaluate it");
+  cmd->add_option("--data", args->data, "interactions: per-user lines (uid i1 i2 ...) or TSV user,item,time")
+      ->required();
+  cmd->add_option("--times", args->times, "aligned times file for per-user lines");
+  cmd->add_option("--model", args->model, "gsau-rec | gsau | sasrec | lightgcn")->capture_default_str();
+  cmd->add_option("--out", o.out_dir, "output directory: metrics.csv, checkpoint.pt, best.pt, report.json")
+      ->required();
+  cmd->add_flag("--resume", o.resume, "continue from OUT/checkpoint.pt when it exists");
+  cmd->add_flag("--plot", args->plot, "write OUT/curves.png from metrics.csv at the end (python3 + matplotlib)");
+  cmd->add_option("--gamma", o.gamma, "weight of the uniformity terms")->capture_default_str();
+  cmd->add_option("--temperature", o.temperature, "t of the uniformity terms")->capture_default_str();
+  cmd->add_option("--epochs", o.max_epochs, "most epochs")->capture_default_str();
+  cmd->add_option("--patience", o.patience, "epochs without validation gain before stopping")->capture_default_str();
+  cmd->add_option("--valid-metric", o.valid_metric, "early-stopping metric")->capture_default_str();
+  cmd->add_option("--lr", o.lr, "Adam learning rate")->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay, "Adam weight decay")->capture_default_str();
+  cmd->add_option("--dim", o.dim, "embedding size")->capture_default_str();
+  cmd->add_option("--max-len", args->max_len, "longest prefix kept")->capture_default_str();
+  cmd->add_option("--graph-layers", o.graph_layers, "LightGCN layers")->capture_default_str();
+  cmd->add_option("--seq-layers", o.seq_layers, "SASRec blocks")->capture_default_str();
+  cmd->add_option("--dropout", o.hidden_dropout, "SASRec hidden dropout")->capture_default_str();
+  cmd->add_option("--attn-dropout", o.attn_dropout, "SASRec attention dropout")->capture_default_str();
+  cmd->add_option("--graph-batch", o.graph_batch, "graph pairs per step")->capture_default_str();
+  cmd->add_option("--seq-batch", o.seq_batch, "sequence samples per step")->capture_default_str();
+  cmd->add_option("--eval-batch", o.eval_batch, "users per evaluation chunk")->capture_default_str();
+  cmd->add_option("--max-steps-per-epoch", o.max_steps_per_epoch, "truncate epochs (smoke runs); 0 = whole")
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "random seed")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads for torch; 0 = all cores")->capture_default_str();
+  cmd->add_option("--device", o.device, "auto | cpu | cuda")->capture_default_str();
+  cmd->add_flag("!--no-mask-history", o.lightgcn_mask_history,
+                "lightgcn: rank over all items instead of masking the user's earlier items");
+  cmd->add_flag("!--no-progress", o.progress, "no progress bar");
+  cmd->callback([args, exit_code] { *exit_code = RunTrain(*args); });
+}
+
+}  // namespace gsau::app

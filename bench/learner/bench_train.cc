@@ -1,0 +1,168 @@
+// bench_train: how long a GSAU training epoch takes on Amazon Toys, and where the time goes.
+//
+// By default it times `--steps` steps after `--warmup` steps and extrapolates to a whole epoch
+// (`--full` runs the whole epoch instead), then times one validation pass. It also compares
+// three ways of doing the LightGCN sparse product (forward + backward of the full propagation).
+// Last line: BENCH train seconds_per_epoch=<s> samples_per_s=<n>.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <string>
+
+#include "gsau/learner/dataset.h"
+#include "gsau/learner/sparse.h"
+#include "gsau/learner/trainer.h"
+
+namespace {
+
+using gsau::learner::CsrMatrix;
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// fwd + bwd of a 2-layer LightGCN propagation with `spmm`, mean over `reps` runs, in ms.
+template <typename Spmm>
+double TimePropagation(const Spmm& spmm, const torch::Tensor& x0, int reps) {
+  double total = 0;
+  for (int r = 0; r < reps + 1; ++r) {
+    auto x = x0.detach().clone().requires_grad_(true);
+    const auto t = Clock::now();
+    auto e1 = spmm(x);
+    auto e2 = spmm(e1);
+    auto out = (x + e1 + e2) / 3.0;
+    out.sum().backward();
+    if (r > 0) total += Since(t);  // the first run warms up
+  }
+  return 1000.0 * total / reps;
+}
+
+void CompareSparseProducts(const gsau::learner::LeaveOneOutData& data) {
+  const CsrMatrix l = gsau::learner::BuildNormalizedAdjacency(data.num_users, data.num_items, data.train_pairs);
+  const auto x0 = torch::randn({l.rows, 64});
+  const int reps = 5;
+  const double custom = TimePropagation([&](const torch::Tensor& x) { return gsau::learner::SymmetricSpmm(l, x); }, x0, reps);
+  const auto offsets = l.row_ptr.slice(0, 0, l.rows);
+  const double bag = TimePropagation(
+      [&](const torch::Tensor& x) {
+        return std::get<0>(torch::embedding_bag(x, l.col, offsets, false, 0, false, l.val));
+      },
+      x0, reps);
+  const auto counts = l.row_ptr.slice(0, 1) - l.row_ptr.slice(0, 0, l.rows);
+  const auto rows = torch::repeat_interleave(torch::arange(l.rows, torch::kInt64), counts);
+  const auto coo = torch::sparse_coo_tensor(torch::stack({rows, l.col}), l.val, {l.rows, l.rows}).coalesce();
+  const double sparse_mm = TimePropagation([&](const torch::Tensor& x) { return torch::mm(coo, x); }, x0, reps);
+  std::printf("LightGCN K=2 fwd+bwd over %lld nodes, %lld nnz, d=64: csr kernel %.1f ms, embedding_bag %.1f ms, "
+              "torch sparse mm %.1f ms\n",
+              static_cast<long long>(l.rows), static_cast<long long>(l.col.size(0)), custom, bag, sparse_mm);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string data_path = "../shared/datasets/amazon-toys/Toys_and_Games.txt";
+  std::string model = "gsau-rec";
+  int threads = 0;
+  int64_t steps = 30;
+  int64_t warmup = 3;
+  bool full = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << a << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--data") data_path = next();
+    else if (a == "--model") model = next();
+    else if (a == "--threads") threads = std::atoi(next().c_str());
+    else if (a == "--steps") steps = std::atoll(next().c_str());
+    else if (a == "--warmup") warmup = std::atoll(next().c_str());
+    else if (a == "--full") full = true;
+    else {
+      std::cerr << "usage: bench_train [--data PATH] [--model gsau-rec|gsau|sasrec|lightgcn] [--threads N] "
+                   "[--steps N] [--warmup N] [--full]\n";
+      return 2;
+    }
+  }
+  // A relative default is relative to the repository root, wherever the bench runs from.
+  if (!std::filesystem::exists(data_path) && std::filesystem::path(data_path).is_relative()) {
+    data_path = (std::filesystem::path(GSAU_SOURCE_DIR) / data_path).string();
+  }
+  auto data = gsau::learner::LoadLeaveOneOut(data_path, "");
+  if (!data.ok()) {
+    std::cerr << "bench_train: " << data.status() << "\n";
+    return 1;
+  }
+  gsau::learner::TrainOptions opt;
+  if (!gsau::learner::ParseModelKind(model, &opt.model)) {
+    std::cerr << "bench_train: unknown model " << model << "\n";
+    return 2;
+  }
+  opt.threads = threads;
+  opt.device = "cpu";
+  opt.progress = false;
+  auto trainer = gsau::learner::Trainer::Create(*data, opt);
+  if (!trainer.ok()) {
+    std::cerr << "bench_train: " << trainer.status() << "\n";
+    return 1;
+  }
+  auto& t = **trainer;
+  const int64_t epoch_steps = t.StepsPerEpoch();
+  std::printf("data %s: %lld users, %lld items, %zu graph pairs, %zu training samples; model %s, %d threads, "
+              "%lld steps per epoch\n",
+              data_path.c_str(), static_cast<long long>(data->num_users - 1), static_cast<long long>(data->num_items - 1),
+              data->train_pairs.size(), data->train_samples.size(), model.c_str(), t.Threads(),
+              static_cast<long long>(epoch_steps));
+  CompareSparseProducts(*data);
+
+  // Warm-up steps are a separate truncated "epoch" (first allocations, thread pool start).
+  gsau::learner::TrainOptions warm = opt;
+  double seconds_per_epoch = 0;
+  gsau::learner::StepTimings tm;
+  gsau::learner::EpochStats stats;
+  {
+    auto w = gsau::learner::Trainer::Create(*data, [&] { auto o = opt; o.max_steps_per_epoch = warmup; return o; }());
+    if (w.ok() && warmup > 0) (*w)->TrainEpoch(1, nullptr).status().IgnoreError();
+  }
+  {
+    auto o = opt;
+    o.max_steps_per_epoch = full ? 0 : steps;
+    auto timed = gsau::learner::Trainer::Create(*data, o);
+    if (!timed.ok()) {
+      std::cerr << "bench_train: " << timed.status() << "\n";
+      return 1;
+    }
+    auto r = (*timed)->TrainEpoch(1, &tm);
+    if (!r.ok()) {
+      std::cerr << "bench_train: " << r.status() << "\n";
+      return 1;
+    }
+    stats = *r;
+  }
+  const double per_step = stats.train_seconds / static_cast<double>(stats.steps);
+  seconds_per_epoch = per_step * static_cast<double>(epoch_steps);
+  const double samples_per_step = static_cast<double>(stats.samples) / static_cast<double>(stats.steps);
+  auto ms = [&](double s) { return 1000.0 * s / static_cast<double>(tm.steps); };
+  std::printf("per step (mean of %lld steps%s): total %.1f ms = batch %.1f + graph fwd %.1f + graph loss %.1f + "
+              "graph bwd %.1f + seq fwd %.1f + seq loss %.1f + seq bwd %.1f + optimiser %.1f ms\n",
+              static_cast<long long>(tm.steps), full ? ", whole epoch" : "", 1000.0 * per_step, ms(tm.batch),
+              ms(tm.graph_fwd), ms(tm.graph_loss), ms(tm.graph_bwd), ms(tm.seq_fwd), ms(tm.seq_loss), ms(tm.seq_bwd),
+              ms(tm.optimizer));
+  const auto ev = Clock::now();
+  auto valid = t.Evaluate(gsau::learner::Split::kValid);
+  if (!valid.ok()) {
+    std::cerr << "bench_train: " << valid.status() << "\n";
+    return 1;
+  }
+  std::printf("validation pass (full ranking, %zu users): %.2f s\n", data->valid_samples.size(), Since(ev));
+  std::printf("epoch: %lld steps x %.1f ms = %.1f s%s\n", static_cast<long long>(epoch_steps), 1000.0 * per_step,
+              seconds_per_epoch, full ? " (measured)" : " (extrapolated)");
+  std::printf("BENCH train seconds_per_epoch=%.2f samples_per_s=%.0f\n", seconds_per_epoch, samples_per_step / per_step);
+  return 0;
+}

@@ -1,0 +1,71 @@
+// The offline dataset of the learner: dense ids, a leave-one-out split and RecBole's samples.
+//
+// Id spaces: users are 1..num_users-1 and items 1..num_items-1 (dense, in order of first
+// appearance in the input); id 0 is padding in both, so tables have num_users / num_items rows.
+//
+// Split (per user, time order i_0 .. i_{n-1}, as RecBole's leave-one-out with prefix augmentation):
+//  - every prefix predicts its next item; samples with targets i_1 .. i_{n-3} train, the sample with
+//    target i_{n-2} validates (its prefix is all training items), and the one with target i_{n-1}
+//    tests (its prefix includes the validation item). A prefix keeps its last max_len items.
+//  - the graph holds the training interactions (u, i_0) .. (u, i_{n-3}): every item before the
+//    validation item, including i_0, which no training sample has as its target.
+//  - users with fewer than 3 items contribute training data only (no validation or test sample).
+//
+// Thread safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gsau/common/status.h"
+#include "gsau/data/interactions.h"
+
+namespace gsau::learner {
+
+// One (prefix, next item) sample: the prefix is sequences[user][max(0, end - max_len) .. end),
+// the target is sequences[user][end].
+struct SequenceSample {
+  int32_t user = 0;
+  int32_t end = 0;
+  int32_t target = 0;
+};
+
+struct GraphPair {
+  int32_t user = 0;
+  int32_t item = 0;
+};
+
+struct SplitOptions {
+  int32_t max_len = 50;  // longest prefix a sample keeps (RecBole MAX_ITEM_LIST_LENGTH)
+};
+
+struct LeaveOneOutData {
+  int64_t num_users = 1;  // rows of the user table, padding row 0 included
+  int64_t num_items = 1;  // rows of the item table, padding row 0 included
+  int32_t max_len = 50;
+  std::vector<std::vector<int32_t>> sequences;  // [num_users], each user's items in time order
+  std::vector<GraphPair> train_pairs;           // the graph's edges, also the graph batches
+  std::vector<SequenceSample> train_samples;
+  std::vector<SequenceSample> valid_samples;
+  std::vector<SequenceSample> test_samples;
+  std::vector<std::string> user_names;  // external ids, [num_users] ("" for padding)
+  std::vector<std::string> item_names;  // external ids, [num_items]
+
+  int64_t num_interactions() const;
+  // The prefix of `s`, oldest first (at most max_len items).
+  std::vector<int32_t> Prefix(const SequenceSample& s) const;
+  // Length of the prefix of `s`.
+  int32_t PrefixLength(const SequenceSample& s) const;
+};
+
+// Groups `events` by user, orders each user's events by (ts_ms, order), assigns dense ids and
+// splits. Repeated (user, item) events are kept (they are distinct clicks).
+Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& events,
+                                         const SplitOptions& options = {});
+
+// Reads `path` (and `times_path`, may be empty) with data::ReadInteractions and splits it.
+Result<LeaveOneOutData> LoadLeaveOneOut(const std::string& path, const std::string& times_path,
+                                        const SplitOptions& options = {});
+
+}  // namespace gsau::learner

@@ -1,0 +1,92 @@
+// The GSAU model: one user table and one item table, shared by a LightGCN graph encoder and a
+// SASRec sequence encoder (the item table is the same tensor in both).
+//
+// Shapes: tables are [num_users, d] and [num_items, d] (row 0 = padding). A SequenceBatch holds
+// right-padded prefixes [B, L] (int64, padding 0, oldest item first) and their lengths [B] (>= 1).
+// SASRec runs its token-wise layers on the packed real tokens only [T, d]; attention runs per
+// group of sequences of similar length (sorted by length), each group padded to its own longest
+// sequence. This is exact: padded keys are masked (-10000 as RecBole, exp underflows to 0) and
+// padded queries are discarded, and most sequences are far shorter than max_len.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <utility>
+#include <vector>
+
+#include "gsau/learner/sparse.h"
+
+namespace gsau::learner {
+
+struct GsauModelOptions {
+  GsauModelOptions(int64_t num_users, int64_t num_items) : num_users_(num_users), num_items_(num_items) {}
+  TORCH_ARG(int64_t, num_users);
+  TORCH_ARG(int64_t, num_items);
+  TORCH_ARG(int64_t, dim) = 64;
+  TORCH_ARG(int64_t, max_len) = 50;        // learned positions 0..max_len-1
+  TORCH_ARG(int64_t, seq_layers) = 2;      // transformer blocks
+  TORCH_ARG(int64_t, heads) = 2;
+  TORCH_ARG(int64_t, ffn_dim) = 256;
+  TORCH_ARG(double, hidden_dropout) = 0.5;
+  TORCH_ARG(double, attn_dropout) = 0.5;
+  TORCH_ARG(double, layer_norm_eps) = 1e-12;
+  TORCH_ARG(int64_t, graph_layers) = 2;    // LightGCN K
+};
+
+struct SequenceBatch {
+  torch::Tensor items;    // [B, L] int64, right-padded with 0
+  torch::Tensor lengths;  // [B] int64, 1 <= length <= L
+};
+
+// Sequences [begin, end) of the length-sorted batch, whose tokens are rows [token_begin, token_end)
+// of the packed layout; attention runs on them padded to `len`.
+struct AttentionGroup {
+  int64_t batch = 0;  // sequences in the group
+  int64_t len = 0;    // longest sequence in the group
+  int64_t token_begin = 0, token_end = 0;
+  torch::Tensor flat_index;  // [tokens] int64: position of each token in the group's [batch * len]
+  torch::Tensor mask;        // [batch, 1, len, len] additive: 0 allowed, -10000 masked
+};
+
+// One post-LN block as RecBole's TransformerLayer: attention -> dropout -> LN(x + .), then
+// FFN (GELU) -> dropout -> LN(x + .).
+class SasRecBlockImpl : public torch::nn::Module {
+ public:
+  SasRecBlockImpl(const GsauModelOptions& options);
+  // h: packed tokens [T, d] of a length-sorted batch, covered by `groups` in order.
+  torch::Tensor forward(const torch::Tensor& h, const std::vector<AttentionGroup>& groups);
+
+ private:
+  GsauModelOptions options_;
+  torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr}, dense_{nullptr};
+  torch::nn::LayerNorm attn_norm_{nullptr};
+  torch::nn::Linear ffn_in_{nullptr}, ffn_out_{nullptr};
+  torch::nn::LayerNorm ffn_norm_{nullptr};
+};
+TORCH_MODULE(SasRecBlock);
+
+class GsauModelImpl : public torch::nn::Module {
+ public:
+  explicit GsauModelImpl(const GsauModelOptions& options);
+
+  // Xavier-normal for every Embedding and Linear weight, zero Linear biases, LayerNorm (1, 0).
+  void reset();
+
+  const GsauModelOptions& options() const { return options_; }
+  torch::Tensor user_table() const { return user_table_->weight; }
+  torch::Tensor item_table() const { return item_table_->weight; }
+
+  // LightGCN outputs for every user and item: ([num_users, d], [num_items, d]).
+  std::pair<torch::Tensor, torch::Tensor> GraphForward(const CsrMatrix& adjacency);
+  // SASRec output at each sequence's last real position: [B, d].
+  torch::Tensor SequenceForward(const SequenceBatch& batch);
+
+ private:
+  GsauModelOptions options_;
+  torch::nn::Embedding user_table_{nullptr}, item_table_{nullptr}, positions_{nullptr};
+  torch::nn::LayerNorm input_norm_{nullptr};
+  torch::nn::ModuleList blocks_{nullptr};
+};
+TORCH_MODULE(GsauModel);
+
+}  // namespace gsau::learner

@@ -1,0 +1,85 @@
+#include "gsau/learner/dataset.h"
+
+#include <algorithm>
+#include <numeric>
+#include <unordered_map>
+
+namespace gsau::learner {
+
+int64_t LeaveOneOutData::num_interactions() const {
+  int64_t n = 0;
+  for (const auto& s : sequences) n += static_cast<int64_t>(s.size());
+  return n;
+}
+
+int32_t LeaveOneOutData::PrefixLength(const SequenceSample& s) const {
+  return std::min(s.end, max_len);
+}
+
+std::vector<int32_t> LeaveOneOutData::Prefix(const SequenceSample& s) const {
+  const auto& seq = sequences[static_cast<size_t>(s.user)];
+  const int32_t begin = s.end - PrefixLength(s);
+  return {seq.begin() + begin, seq.begin() + s.end};
+}
+
+Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& events,
+                                         const SplitOptions& options) {
+  if (options.max_len < 1) return Status::InvalidArgument("max_len must be >= 1");
+  if (events.empty()) return Status::InvalidArgument("no interactions");
+  LeaveOneOutData d;
+  d.max_len = options.max_len;
+  d.user_names.emplace_back();
+  d.item_names.emplace_back();
+  std::unordered_map<std::string, int32_t> user_ids;
+  std::unordered_map<std::string, int32_t> item_ids;
+  std::vector<std::vector<size_t>> rows(1);  // event indices per dense user
+  for (size_t k = 0; k < events.size(); ++k) {
+    const auto& e = events[k];
+    auto [u, new_user] = user_ids.try_emplace(e.user_id, static_cast<int32_t>(d.user_names.size()));
+    if (new_user) {
+      d.user_names.push_back(e.user_id);
+      rows.emplace_back();
+    }
+    auto [i, new_item] = item_ids.try_emplace(e.item_id, static_cast<int32_t>(d.item_names.size()));
+    if (new_item) d.item_names.push_back(e.item_id);
+    rows[static_cast<size_t>(u->second)].push_back(k);
+  }
+  d.num_users = static_cast<int64_t>(d.user_names.size());
+  d.num_items = static_cast<int64_t>(d.item_names.size());
+  d.sequences.resize(rows.size());
+  for (size_t u = 1; u < rows.size(); ++u) {
+    auto& r = rows[u];
+    std::stable_sort(r.begin(), r.end(), [&](size_t a, size_t b) {
+      if (events[a].ts_ms != events[b].ts_ms) return events[a].ts_ms < events[b].ts_ms;
+      return events[a].order < events[b].order;
+    });
+    auto& seq = d.sequences[u];
+    seq.reserve(r.size());
+    for (size_t k : r) seq.push_back(item_ids.at(events[k].item_id));
+    const auto user = static_cast<int32_t>(u);
+    const auto n = static_cast<int32_t>(seq.size());
+    const int32_t n_train = n >= 3 ? n - 2 : n;  // items before the validation item
+    for (int32_t t = 0; t < n_train; ++t) d.train_pairs.push_back({user, seq[static_cast<size_t>(t)]});
+    for (int32_t t = 1; t < n_train; ++t) d.train_samples.push_back({user, t, seq[static_cast<size_t>(t)]});
+    if (n >= 3) {
+      d.valid_samples.push_back({user, n - 2, seq[static_cast<size_t>(n - 2)]});
+      d.test_samples.push_back({user, n - 1, seq[static_cast<size_t>(n - 1)]});
+    }
+  }
+  if (d.train_samples.empty() || d.valid_samples.empty()) {
+    return Status::InvalidArgument("dataset too small: no user has 3 or more interactions");
+  }
+  return d;
+}
+
+Result<LeaveOneOutData> LoadLeaveOneOut(const std::string& path, const std::string& times_path,
+                                        const SplitOptions& options) {
+  data::ReadOptions ro;
+  ro.times_path = times_path;
+  GSAU_ASSIGN_OR_RETURN(auto events, data::ReadInteractions(path, ro));
+  auto d = BuildLeaveOneOut(events, options);
+  if (!d.ok()) return d.status().WithContext(path);
+  return d;
+}
+
+}  // namespace gsau::learner

@@ -1,0 +1,336 @@
+// Model, sparse propagation and loss terms: the learner's torch kernels, in one TU to keep the
+// number of (slow to compile) torch translation units small.
+#include "gsau/learner/model.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "gsau/learner/loss.h"
+#include "gsau/learner/sparse.h"
+
+namespace gsau::learner {
+namespace F = torch::nn::functional;
+
+// ---------------------------------------------------------------------------------------------
+// Sparse propagation
+
+CsrMatrix CsrMatrix::To(const torch::Device& device) const {
+  return {row_ptr.to(device), col.to(device), val.to(device), rows};
+}
+
+torch::Tensor CsrMatrix::ToDense() const {
+  auto dense = torch::zeros({rows, rows}, val.options());
+  auto rp = row_ptr.cpu();
+  const auto counts = rp.slice(0, 1) - rp.slice(0, 0, rows);
+  auto row_index = torch::repeat_interleave(torch::arange(rows, rp.options()), counts);
+  dense.index_put_({row_index.to(val.device()), col}, val);
+  return dense;
+}
+
+CsrMatrix BuildNormalizedAdjacency(int64_t num_users, int64_t num_items,
+                                   const std::vector<GraphPair>& pairs) {
+  const int64_t n = num_users + num_items;
+  std::vector<std::vector<int64_t>> adj(static_cast<size_t>(n));
+  for (const auto& p : pairs) {
+    adj[static_cast<size_t>(p.user)].push_back(num_users + p.item);
+    adj[static_cast<size_t>(num_users + p.item)].push_back(p.user);
+  }
+  std::vector<double> inv_sqrt_deg(static_cast<size_t>(n));
+  for (size_t r = 0; r < adj.size(); ++r) {
+    auto& a = adj[r];
+    std::sort(a.begin(), a.end());
+    a.erase(std::unique(a.begin(), a.end()), a.end());
+    inv_sqrt_deg[r] = 1.0 / std::sqrt(static_cast<double>(a.size()) + 1e-7);
+  }
+  std::vector<int64_t> row_ptr(static_cast<size_t>(n) + 1, 0);
+  for (size_t r = 0; r < adj.size(); ++r) row_ptr[r + 1] = row_ptr[r] + static_cast<int64_t>(adj[r].size());
+  const int64_t nnz = row_ptr.back();
+  auto col = torch::empty({nnz}, torch::kInt64);
+  auto val = torch::empty({nnz}, torch::kFloat32);
+  auto* c = col.data_ptr<int64_t>();
+  auto* v = val.data_ptr<float>();
+  for (size_t r = 0; r < adj.size(); ++r) {
+    int64_t k = row_ptr[r];
+    for (int64_t j : adj[r]) {
+      c[k] = j;
+      v[k] = static_cast<float>(inv_sqrt_deg[r] * inv_sqrt_deg[static_cast<size_t>(j)]);
+      ++k;
+    }
+  }
+  return {torch::tensor(row_ptr, torch::kInt64), col, val, n};
+}
+
+namespace {
+
+// y = L x without autograd.
+torch::Tensor SpmmNoGrad(const torch::Tensor& row_ptr, const torch::Tensor& col,
+                         const torch::Tensor& val, const torch::Tensor& x_in) {
+  const int64_t rows = row_ptr.size(0) - 1;
+  if (!x_in.is_cpu()) {
+    // CUDA: embedding_bag in sum mode with per-sample weights is a CSR product.
+    auto offsets = row_ptr.slice(0, 0, rows);
+    return std::get<0>(torch::embedding_bag(x_in, col, offsets, /*scale_grad_by_freq=*/false,
+                                            /*mode=*/0, /*sparse=*/false, val));
+  }
+  TORCH_CHECK(x_in.scalar_type() == torch::kFloat32, "SymmetricSpmm: float32 only");
+  const auto x = x_in.contiguous();
+  const int64_t d = x.size(1);
+  auto out = torch::empty({rows, d}, x.options());
+  const int64_t* rp = row_ptr.data_ptr<int64_t>();
+  const int64_t* c = col.data_ptr<int64_t>();
+  const float* v = val.data_ptr<float>();
+  const float* xs = x.data_ptr<float>();
+  float* ys = out.data_ptr<float>();
+  at::parallel_for(0, rows, 512, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* y = ys + r * d;
+      std::fill(y, y + d, 0.0f);
+      for (int64_t k = rp[r]; k < rp[r + 1]; ++k) {
+        const float w = v[k];
+        const float* xr = xs + c[k] * d;
+        for (int64_t j = 0; j < d; ++j) y[j] += w * xr[j];
+      }
+    }
+  });
+  return out;
+}
+
+class SymmetricSpmmFunction : public torch::autograd::Function<SymmetricSpmmFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& row_ptr, const torch::Tensor& col,
+                               const torch::Tensor& val) {
+    ctx->save_for_backward({row_ptr, col, val});
+    return SpmmNoGrad(row_ptr, col, val, x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    return {SpmmNoGrad(saved[0], saved[1], saved[2], grad[0]), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor SymmetricSpmm(const CsrMatrix& l, const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 2 && x.size(0) == l.rows, "SymmetricSpmm: x must be [", l.rows, ", d]");
+  return SymmetricSpmmFunction::apply(x, l.row_ptr, l.col, l.val);
+}
+
+torch::Tensor LightGcnPropagate(const CsrMatrix& l, const torch::Tensor& x, int64_t layers) {
+  auto sum = x;
+  auto e = x;
+  for (int64_t k = 0; k < layers; ++k) {
+    e = SymmetricSpmm(l, e);
+    sum = sum + e;
+  }
+  return sum / static_cast<double>(layers + 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loss terms
+
+namespace {
+torch::Tensor Normalize(const torch::Tensor& x) {
+  return F::normalize(x, F::NormalizeFuncOptions().p(2).dim(1).eps(1e-12));
+}
+}  // namespace
+
+torch::Tensor Align(const torch::Tensor& x, const torch::Tensor& y) {
+  return (Normalize(x) - Normalize(y)).pow(2).sum(1).mean();
+}
+
+torch::Tensor Uniformity(const torch::Tensor& x, double t) {
+  const int64_t n = x.size(0);
+  if (n < 2) return torch::zeros({}, x.options());
+  // ||a - b||^2 = 2 - 2 a.b for unit vectors: one GEMM instead of pdist.
+  const auto xn = Normalize(x);
+  const auto sq = (2.0 - 2.0 * torch::matmul(xn, xn.t())).clamp_min(0.0);
+  const auto k = torch::exp(-t * sq);
+  const auto upper = (k.sum() - k.diagonal().sum()) / 2.0;  // sum over j < k
+  return torch::log(upper / (static_cast<double>(n) * static_cast<double>(n - 1) / 2.0));
+}
+
+torch::Tensor PairUniformity(const torch::Tensor& x, const torch::Tensor& y, double t) {
+  const auto sq = (Normalize(x) - Normalize(y)).pow(2).sum(1);
+  return torch::log(torch::exp(-t * sq).mean());
+}
+
+std::vector<int64_t> RandomDerangement(int64_t n, std::mt19937_64& rng) {
+  TORCH_CHECK(n >= 2, "RandomDerangement needs n >= 2");
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  while (true) {
+    std::iota(p.begin(), p.end(), 0);
+    std::shuffle(p.begin(), p.end(), rng);
+    bool fixed = false;
+    for (int64_t i = 0; i < n && !fixed; ++i) fixed = p[static_cast<size_t>(i)] == i;
+    if (!fixed) return p;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SASRec
+
+SasRecBlockImpl::SasRecBlockImpl(const GsauModelOptions& o) : options_(o) {
+  const int64_t d = o.dim();
+  query_ = register_module("query", torch::nn::Linear(d, d));
+  key_ = register_module("key", torch::nn::Linear(d, d));
+  value_ = register_module("value", torch::nn::Linear(d, d));
+  dense_ = register_module("dense", torch::nn::Linear(d, d));
+  attn_norm_ = register_module(
+      "attn_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(o.layer_norm_eps())));
+  ffn_in_ = register_module("ffn_in", torch::nn::Linear(d, o.ffn_dim()));
+  ffn_out_ = register_module("ffn_out", torch::nn::Linear(o.ffn_dim(), d));
+  ffn_norm_ = register_module(
+      "ffn_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(o.layer_norm_eps())));
+}
+
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& h, const std::vector<AttentionGroup>& groups) {
+  const int64_t d = options_.dim();
+  const int64_t heads = options_.heads();
+  const int64_t head_dim = d / heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  // One GEMM for Q, K and V (the three Linear modules keep their own Xavier init).
+  const auto w = torch::cat({query_->weight, key_->weight, value_->weight}, 0);
+  const auto b = torch::cat({query_->bias, key_->bias, value_->bias}, 0);
+  const auto qkv = torch::linear(h, w, b);  // [T, 3d]
+  std::vector<torch::Tensor> contexts;
+  contexts.reserve(groups.size());
+  for (const auto& g : groups) {
+    const auto padded = torch::zeros({g.batch * g.len, 3 * d}, qkv.options())
+                            .index_copy(0, g.flat_index, qkv.slice(0, g.token_begin, g.token_end))
+                            .view({g.batch, g.len, 3, heads, head_dim})
+                            .permute({2, 0, 3, 1, 4});  // [3, B, H, L, hd]
+    auto scores = torch::matmul(padded[0], padded[1].transpose(-1, -2)).mul_(scale).add_(g.mask);
+    auto probs = torch::dropout(torch::softmax(scores, -1), options_.attn_dropout(), is_training());
+    contexts.push_back(torch::matmul(probs, padded[2])  // [B, H, L, hd]
+                           .permute({0, 2, 1, 3})
+                           .reshape({g.batch * g.len, d})
+                           .index_select(0, g.flat_index));
+  }
+  const auto context = contexts.size() == 1 ? contexts[0] : torch::cat(contexts, 0);  // [T, d]
+  auto attn = torch::dropout(dense_(context), options_.hidden_dropout(), is_training());
+  const auto x = attn_norm_(attn + h);
+  auto ffn = ffn_out_(torch::gelu(ffn_in_(x)));
+  ffn = torch::dropout(ffn, options_.hidden_dropout(), is_training());
+  return ffn_norm_(ffn + x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GSAU
+
+GsauModelImpl::GsauModelImpl(const GsauModelOptions& o) : options_(o) {
+  TORCH_CHECK(o.dim() % o.heads() == 0, "dim must be a multiple of heads");
+  user_table_ = register_module("user_table", torch::nn::Embedding(o.num_users(), o.dim()));
+  item_table_ = register_module("item_table", torch::nn::Embedding(o.num_items(), o.dim()));
+  positions_ = register_module("positions", torch::nn::Embedding(o.max_len(), o.dim()));
+  input_norm_ = register_module(
+      "input_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.dim()}).eps(o.layer_norm_eps())));
+  blocks_ = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < o.seq_layers(); ++i) blocks_->push_back(SasRecBlock(o));
+  reset();
+}
+
+void GsauModelImpl::reset() {
+  torch::NoGradGuard no_grad;
+  for (auto& m : modules(/*include_self=*/false)) {
+    if (auto* e = m->as<torch::nn::EmbeddingImpl>()) {
+      torch::nn::init::xavier_normal_(e->weight);
+    } else if (auto* l = m->as<torch::nn::LinearImpl>()) {
+      torch::nn::init::xavier_normal_(l->weight);
+      if (l->bias.defined()) l->bias.zero_();
+    } else if (auto* n = m->as<torch::nn::LayerNormImpl>()) {
+      n->weight.fill_(1.0);
+      n->bias.zero_();
+    }
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> GsauModelImpl::GraphForward(const CsrMatrix& adjacency) {
+  const auto x = torch::cat({user_table_->weight, item_table_->weight}, 0);
+  const auto out = LightGcnPropagate(adjacency, x, options_.graph_layers());
+  return {out.slice(0, 0, options_.num_users()), out.slice(0, options_.num_users())};
+}
+
+torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
+  const int64_t b = batch.items.size(0);
+  const int64_t len = batch.items.size(1);
+  TORCH_CHECK(len <= options_.max_len(), "sequence longer than max_len");
+  const auto device = batch.items.device();
+  // Plan on the host: sort by length, pack the real tokens, cut into groups of similar length.
+  const auto items_cpu = batch.items.to(torch::kCPU).contiguous();
+  const auto lengths_cpu = batch.lengths.to(torch::kCPU).contiguous();
+  const int64_t* items = items_cpu.data_ptr<int64_t>();
+  const int64_t* lengths = lengths_cpu.data_ptr<int64_t>();
+  std::vector<int64_t> order(static_cast<size_t>(b));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return lengths[x] < lengths[y]; });
+  std::vector<int64_t> tokens, positions, last, inverse(static_cast<size_t>(b));
+  for (int64_t r = 0; r < b; ++r) {
+    const int64_t s = order[static_cast<size_t>(r)];
+    TORCH_CHECK(lengths[s] >= 1 && lengths[s] <= len, "sequence length out of range");
+    inverse[static_cast<size_t>(s)] = r;
+    for (int64_t j = 0; j < lengths[s]; ++j) {
+      tokens.push_back(items[s * len + j]);
+      positions.push_back(j);
+    }
+    last.push_back(static_cast<int64_t>(tokens.size()) - 1);
+  }
+  // Group caps: attention costs batch * len^2 per group, and each group costs a few ops.
+  static constexpr int64_t kCaps[] = {2, 4, 6, 8, 12, 16, 24, 32, 40};
+  std::vector<AttentionGroup> groups;
+  const auto causal = torch::ones({len, len}, torch::kBool).tril();
+  int64_t r = 0, token = 0;
+  while (r < b) {
+    const int64_t first_len = lengths[order[static_cast<size_t>(r)]];
+    int64_t cap = len;
+    for (int64_t c : kCaps) {
+      if (first_len <= c) {
+        cap = c;
+        break;
+      }
+    }
+    int64_t end = r;
+    int64_t group_len = 0;
+    std::vector<int64_t> flat;
+    std::vector<int64_t> group_lengths;
+    while (end < b && lengths[order[static_cast<size_t>(end)]] <= cap) {
+      group_len = std::max(group_len, lengths[order[static_cast<size_t>(end)]]);
+      group_lengths.push_back(lengths[order[static_cast<size_t>(end)]]);
+      ++end;
+    }
+    AttentionGroup g;
+    g.batch = end - r;
+    g.len = group_len;
+    g.token_begin = token;
+    for (int64_t k = 0; k < g.batch; ++k) {
+      for (int64_t j = 0; j < group_lengths[static_cast<size_t>(k)]; ++j) flat.push_back(k * group_len + j);
+    }
+    token += static_cast<int64_t>(flat.size());
+    g.token_end = token;
+    g.flat_index = torch::tensor(flat, torch::kInt64).to(device);
+    // Additive mask as RecBole: 0 where the key is real and not in the future, -10000 elsewhere.
+    const auto valid = torch::arange(group_len).unsqueeze(0) <
+                       torch::tensor(group_lengths, torch::kInt64).unsqueeze(1);  // [Bg, Lg]
+    const auto allowed = causal.slice(0, 0, group_len).slice(1, 0, group_len).unsqueeze(0).unsqueeze(0) &
+                         valid.unsqueeze(1).unsqueeze(2);  // [Bg, 1, Lg, Lg]
+    g.mask = torch::zeros(allowed.sizes(), item_table_->weight.options().device(torch::kCPU))
+                 .masked_fill(allowed.logical_not(), -10000.0)
+                 .to(device);
+    groups.push_back(std::move(g));
+    r = end;
+  }
+  const auto token_ids = torch::tensor(tokens, torch::kInt64).to(device);
+  const auto position_ids = torch::tensor(positions, torch::kInt64).to(device);
+  auto h = item_table_->weight.index_select(0, token_ids) + positions_->weight.index_select(0, position_ids);
+  h = torch::dropout(input_norm_(h), options_.hidden_dropout(), is_training());
+  for (const auto& block : *blocks_) h = block->as<SasRecBlockImpl>()->forward(h, groups);
+  const auto sorted_out = h.index_select(0, torch::tensor(last, torch::kInt64).to(device));  // [B, d], sorted
+  return sorted_out.index_select(0, torch::tensor(inverse, torch::kInt64).to(device));
+}
+
+}  // namespace gsau::learner

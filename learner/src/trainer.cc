@@ -1,0 +1,663 @@
+#include "gsau/learner/trainer.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "gsau/common/log.h"
+#include "gsau/common/progress.h"
+#include "gsau/learner/loss.h"
+#include "gsau/learner/model.h"
+#include "gsau/learner/sparse.h"
+
+namespace gsau::learner {
+namespace fs = std::filesystem;
+namespace F = torch::nn::functional;
+
+const char* ModelKindName(ModelKind kind) {
+  switch (kind) {
+    case ModelKind::kGsauRec: return "gsau-rec";
+    case ModelKind::kGsau: return "gsau";
+    case ModelKind::kSasRec: return "sasrec";
+    case ModelKind::kLightGcn: return "lightgcn";
+  }
+  return "?";
+}
+
+bool ParseModelKind(const std::string& name, ModelKind* out) {
+  for (auto k : {ModelKind::kGsauRec, ModelKind::kGsau, ModelKind::kSasRec, ModelKind::kLightGcn}) {
+    if (name == ModelKindName(k)) {
+      *out = k;
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+Status TorchError(const c10::Error& e, const std::string& what) {
+  return Status::Internal(what + ": torch: " + e.what_without_backtrace());
+}
+
+// Saves an archive to `path` through a temporary file and a rename, so that a crash leaves
+// either the old file or the new one.
+Status SaveAtomically(torch::serialize::OutputArchive& archive, const fs::path& path) {
+  const fs::path tmp = path.string() + ".tmp";
+  try {
+    archive.save_to(tmp.string());
+  } catch (const c10::Error& e) {
+    return TorchError(e, "writing " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::IoError("renaming " + tmp.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
+Status WriteTextAtomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << text;
+    f.flush();
+    if (!f) return Status::IoError("writing " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::IoError("renaming " + tmp.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
+std::string CsvHeader() {
+  std::string h = "epoch,steps,samples,train_seconds,eval_seconds,loss,graph_align,graph_unif,seq_align,seq_unif";
+  for (const auto& n : RankingMetrics::Names()) h += ",valid_" + n;
+  return h;
+}
+
+std::string CsvRow(const EpochStats& s) {
+  std::ostringstream os;
+  os.precision(6);
+  os << s.epoch << ',' << s.steps << ',' << s.samples << ',' << s.train_seconds << ',' << s.eval_seconds
+     << ',' << s.loss << ',' << s.graph_align << ',' << s.graph_unif << ',' << s.seq_align << ','
+     << s.seq_unif;
+  for (double v : s.valid.Values()) os << ',' << v;
+  return os.str();
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  const LeaveOneOutData& data;
+  TrainOptions opt;
+  torch::Device device = torch::kCPU;
+  int threads = 1;
+  bool use_graph = true;
+  bool use_seq = true;
+  GsauModel model{nullptr};
+  std::unique_ptr<torch::optim::Adam> adam;
+  CsrMatrix adjacency;
+  std::mt19937_64 rng;
+  std::vector<torch::Tensor> best_params;  // clones of the best weights so far
+
+  Impl(const LeaveOneOutData& d, const TrainOptions& o) : data(d), opt(o) {}
+
+  // Right-padded prefixes of samples[order[begin..end)] and their targets.
+  std::pair<SequenceBatch, torch::Tensor> MakeSequenceBatch(const std::vector<SequenceSample>& samples,
+                                                            const std::vector<int64_t>* order,
+                                                            int64_t begin, int64_t end) const {
+    const int64_t b = end - begin;
+    int32_t len = 1;
+    for (int64_t k = begin; k < end; ++k) {
+      const auto& s = samples[static_cast<size_t>(order ? (*order)[static_cast<size_t>(k)] : k)];
+      len = std::max(len, data.PrefixLength(s));
+    }
+    std::vector<int64_t> items(static_cast<size_t>(b * len), 0);
+    std::vector<int64_t> lengths(static_cast<size_t>(b));
+    std::vector<int64_t> targets(static_cast<size_t>(b));
+    for (int64_t k = begin; k < end; ++k) {
+      const auto& s = samples[static_cast<size_t>(order ? (*order)[static_cast<size_t>(k)] : k)];
+      const auto& seq = data.sequences[static_cast<size_t>(s.user)];
+      const int32_t l = data.PrefixLength(s);
+      const size_t row = static_cast<size_t>(k - begin);
+      for (int32_t t = 0; t < l; ++t) items[row * static_cast<size_t>(len) + static_cast<size_t>(t)] = seq[static_cast<size_t>(s.end - l + t)];
+      lengths[row] = l;
+      targets[row] = s.target;
+    }
+    SequenceBatch batch{torch::tensor(items, torch::kInt64).view({b, len}).to(device),
+                        torch::tensor(lengths, torch::kInt64).to(device)};
+    return {batch, torch::tensor(targets, torch::kInt64).to(device)};
+  }
+
+  std::vector<int64_t> Shuffled(size_t n) {
+    std::vector<int64_t> p(n);
+    std::iota(p.begin(), p.end(), 0);
+    std::shuffle(p.begin(), p.end(), rng);
+    return p;
+  }
+
+  int64_t GraphBatches() const {
+    return use_graph ? (static_cast<int64_t>(data.train_pairs.size()) + opt.graph_batch - 1) / opt.graph_batch : 0;
+  }
+  int64_t SeqBatches() const {
+    return use_seq ? (static_cast<int64_t>(data.train_samples.size()) + opt.seq_batch - 1) / opt.seq_batch : 0;
+  }
+  int64_t StepsPerEpoch() const {
+    int64_t steps = std::max(GraphBatches(), SeqBatches());
+    if (opt.max_steps_per_epoch > 0) steps = std::min(steps, opt.max_steps_per_epoch);
+    return steps;
+  }
+
+  EpochStats TrainEpoch(int epoch, StepTimings* timings) {
+    torch::manual_seed(opt.seed + static_cast<uint64_t>(epoch));
+    rng.seed(opt.seed * 1000003ULL + static_cast<uint64_t>(epoch));
+    model->train();
+    const auto start = Clock::now();
+    StepTimings local;
+    StepTimings& tm = timings ? *timings : local;
+    std::vector<int64_t> graph_order, seq_order;
+    size_t graph_pos = 0, seq_pos = 0;
+    if (use_graph) graph_order = Shuffled(data.train_pairs.size());
+    if (use_seq) seq_order = Shuffled(data.train_samples.size());
+    const int64_t steps = StepsPerEpoch();
+    const int64_t per_step = (use_graph ? opt.graph_batch : 0) + (use_seq ? opt.seq_batch : 0);
+    EpochStats stats;
+    stats.epoch = epoch;
+    std::unique_ptr<ProgressBar> bar;
+    if (opt.progress) {
+      ProgressOptions po;
+      po.label = "epoch " + std::to_string(epoch);
+      po.unit = "samples";
+      bar = std::make_unique<ProgressBar>(steps * per_step, po);
+    }
+    for (int64_t step = 0; step < steps; ++step) {
+      auto t = Clock::now();
+      // Graph batch.
+      torch::Tensor users, items;
+      if (use_graph) {
+        if (graph_pos >= graph_order.size()) {
+          graph_order = Shuffled(data.train_pairs.size());
+          graph_pos = 0;
+        }
+        const size_t end = std::min(graph_order.size(), graph_pos + static_cast<size_t>(opt.graph_batch));
+        std::vector<int64_t> u, i;
+        for (size_t k = graph_pos; k < end; ++k) {
+          const auto& p = data.train_pairs[static_cast<size_t>(graph_order[k])];
+          u.push_back(p.user);
+          i.push_back(p.item);
+        }
+        graph_pos = end;
+        users = torch::tensor(u, torch::kInt64).to(device);
+        items = torch::tensor(i, torch::kInt64).to(device);
+        stats.samples += static_cast<int64_t>(u.size());
+      }
+      SequenceBatch seq;
+      torch::Tensor targets;
+      if (use_seq) {
+        if (seq_pos >= seq_order.size()) {
+          seq_order = Shuffled(data.train_samples.size());
+          seq_pos = 0;
+        }
+        const size_t end = std::min(seq_order.size(), seq_pos + static_cast<size_t>(opt.seq_batch));
+        std::tie(seq, targets) = MakeSequenceBatch(data.train_samples, &seq_order, static_cast<int64_t>(seq_pos),
+                                                   static_cast<int64_t>(end));
+        seq_pos = end;
+        stats.samples += targets.size(0);
+      }
+      tm.batch += Since(t);
+
+      double loss_value = 0;
+      if (use_graph) {
+        t = Clock::now();
+        auto [gu_all, gi_all] = model->GraphForward(adjacency);
+        const auto gu = gu_all.index_select(0, users);
+        const auto gi = gi_all.index_select(0, items);
+        tm.graph_fwd += Since(t);
+        t = Clock::now();
+        const auto ga = Align(gu, gi);
+        const auto gunif = Uniformity(gu, opt.temperature) + Uniformity(gi, opt.temperature);
+        const auto loss = ga + opt.gamma * gunif;
+        tm.graph_loss += Since(t);
+        t = Clock::now();
+        loss.backward();
+        tm.graph_bwd += Since(t);
+        stats.graph_align += ga.item<double>();
+        stats.graph_unif += gunif.item<double>();
+        loss_value += loss.item<double>();
+      }
+      if (use_seq) {
+        t = Clock::now();
+        const auto s = model->SequenceForward(seq);
+        tm.seq_fwd += Since(t);
+        t = Clock::now();
+        const auto table = model->item_table();
+        torch::Tensor sa, sunif;
+        if (opt.model == ModelKind::kGsau) {
+          sa = Align(s, table.index_select(0, targets));
+        } else {
+          const auto query = opt.model == ModelKind::kSasRec ? s : F::normalize(s, F::NormalizeFuncOptions().dim(1));
+          sa = F::cross_entropy(torch::matmul(query, table.t()), targets);
+        }
+        auto loss = sa;
+        if (opt.model != ModelKind::kSasRec) {
+          const auto e = table.index_select(0, targets);
+          sunif = Uniformity(s, opt.temperature) + Uniformity(e, opt.temperature);
+          const int64_t b = targets.size(0);
+          if (b >= 2) {
+            const auto perm = RandomDerangement(b, rng);
+            const auto idx = torch::tensor(perm, torch::kInt64).to(device);
+            sunif = sunif + PairUniformity(s, e.index_select(0, idx), opt.temperature);
+          }
+          loss = loss + opt.gamma * sunif;
+          stats.seq_unif += sunif.item<double>();
+        }
+        tm.seq_loss += Since(t);
+        t = Clock::now();
+        loss.backward();
+        tm.seq_bwd += Since(t);
+        stats.seq_align += sa.item<double>();
+        loss_value += loss.item<double>();
+      }
+      t = Clock::now();
+      adam->step();
+      adam->zero_grad();
+      tm.optimizer += Since(t);
+      ++tm.steps;
+      if (!std::isfinite(loss_value)) {
+        throw std::runtime_error("loss is not finite at epoch " + std::to_string(epoch) + " step " +
+                                 std::to_string(step));
+      }
+      stats.loss += loss_value;
+      ++stats.steps;
+      if (bar) {
+        char suffix[160];
+        std::snprintf(suffix, sizeof(suffix), "loss %.4f (ga %.4f gu %.4f sa %.4f su %.4f)",
+                      stats.loss / static_cast<double>(stats.steps),
+                      stats.graph_align / static_cast<double>(stats.steps),
+                      stats.graph_unif / static_cast<double>(stats.steps),
+                      stats.seq_align / static_cast<double>(stats.steps),
+                      stats.seq_unif / static_cast<double>(stats.steps));
+        bar->Update(stats.samples, suffix);
+      }
+    }
+    if (bar) bar->Finish();
+    if (stats.steps > 0) {
+      const double n = static_cast<double>(stats.steps);
+      stats.loss /= n;
+      stats.graph_align /= n;
+      stats.graph_unif /= n;
+      stats.seq_align /= n;
+      stats.seq_unif /= n;
+    }
+    stats.train_seconds = Since(start);
+    return stats;
+  }
+
+  RankingMetrics Evaluate(Split split) {
+    torch::NoGradGuard no_grad;
+    model->eval();
+    const auto& samples = split == Split::kValid ? data.valid_samples : data.test_samples;
+    MetricAccumulator acc;
+    torch::Tensor graph_users, graph_items;
+    if (!use_seq) std::tie(graph_users, graph_items) = model->GraphForward(adjacency);
+    const auto table = model->item_table();
+    const auto n = static_cast<int64_t>(samples.size());
+    for (int64_t begin = 0; begin < n; begin += opt.eval_batch) {
+      const int64_t end = std::min(n, begin + opt.eval_batch);
+      auto [batch, targets] = MakeSequenceBatch(samples, nullptr, begin, end);
+      torch::Tensor scores;
+      if (use_seq) {
+        scores = torch::matmul(model->SequenceForward(batch), table.t());
+      } else {
+        std::vector<int64_t> users;
+        for (int64_t k = begin; k < end; ++k) users.push_back(samples[static_cast<size_t>(k)].user);
+        const auto u = torch::tensor(users, torch::kInt64).to(device);
+        scores = torch::matmul(graph_users.index_select(0, u), graph_items.t());
+        if (opt.lightgcn_mask_history) {
+          std::vector<int64_t> rows, cols;
+          for (int64_t k = begin; k < end; ++k) {
+            const auto& s = samples[static_cast<size_t>(k)];
+            const auto& seq = data.sequences[static_cast<size_t>(s.user)];
+            for (int32_t t = 0; t < s.end; ++t) {
+              if (seq[static_cast<size_t>(t)] == s.target) continue;  // never mask the target itself
+              rows.push_back(k - begin);
+              cols.push_back(seq[static_cast<size_t>(t)]);
+            }
+          }
+          if (!rows.empty()) {
+            scores.index_put_({torch::tensor(rows, torch::kInt64).to(device), torch::tensor(cols, torch::kInt64).to(device)},
+                              -std::numeric_limits<float>::infinity());
+          }
+        }
+      }
+      scores.select(1, 0).fill_(-std::numeric_limits<float>::infinity());  // padding item
+      const auto target_scores = scores.gather(1, targets.unsqueeze(1));
+      const auto ranks = (scores > target_scores).sum(1).to(torch::kCPU);
+      const auto* r = ranks.data_ptr<int64_t>();
+      for (int64_t k = 0; k < ranks.size(0); ++k) acc.Add(r[k]);
+    }
+    model->train();
+    return acc.Result();
+  }
+
+  void KeepBest() {
+    torch::NoGradGuard no_grad;
+    best_params.clear();
+    for (const auto& p : model->parameters()) best_params.push_back(p.detach().clone());
+  }
+  void RestoreBest() {
+    torch::NoGradGuard no_grad;
+    auto params = model->parameters();
+    for (size_t k = 0; k < params.size() && k < best_params.size(); ++k) params[k].copy_(best_params[k]);
+  }
+
+  Status SaveModel(const fs::path& path) {
+    torch::serialize::OutputArchive archive;
+    model->save(archive);
+    return SaveAtomically(archive, path);
+  }
+
+  struct TrainState {
+    int epoch = 0;
+    double best_value = -std::numeric_limits<double>::infinity();
+    int best_epoch = 0;
+    int bad_epochs = 0;
+  };
+
+  Status SaveCheckpoint(const fs::path& path, const TrainState& st) {
+    torch::serialize::OutputArchive archive, m, o;
+    model->save(m);
+    adam->save(o);
+    archive.write("model", m);
+    archive.write("optimizer", o);
+    archive.write("epoch", torch::tensor(static_cast<int64_t>(st.epoch)));
+    archive.write("best_value", torch::tensor(st.best_value, torch::kFloat64));
+    archive.write("best_epoch", torch::tensor(static_cast<int64_t>(st.best_epoch)));
+    archive.write("bad_epochs", torch::tensor(static_cast<int64_t>(st.bad_epochs)));
+    archive.write("model_kind", torch::tensor(static_cast<int64_t>(opt.model)));
+    archive.write("shape", torch::tensor({data.num_users, data.num_items, opt.dim}, torch::kInt64));
+    return SaveAtomically(archive, path);
+  }
+
+  Result<TrainState> LoadCheckpoint(const fs::path& path, const fs::path& best_path) {
+    TrainState st;
+    try {
+      if (fs::exists(best_path)) {
+        torch::serialize::InputArchive b;
+        b.load_from(best_path.string(), device);
+        model->load(b);
+        KeepBest();
+      }
+      torch::serialize::InputArchive archive, m, o;
+      archive.load_from(path.string(), device);
+      torch::Tensor kind, shape, epoch, best_value, best_epoch, bad;
+      archive.read("model_kind", kind);
+      archive.read("shape", shape);
+      if (kind.item<int64_t>() != static_cast<int64_t>(opt.model)) {
+        return Status::InvalidArgument(path.string() + " was written for another --model");
+      }
+      const auto sh = shape.to(torch::kCPU);
+      if (sh[0].item<int64_t>() != data.num_users || sh[1].item<int64_t>() != data.num_items ||
+          sh[2].item<int64_t>() != opt.dim) {
+        return Status::InvalidArgument(path.string() + " was written for another dataset or --dim");
+      }
+      archive.read("model", m);
+      model->load(m);
+      archive.read("optimizer", o);
+      adam->load(o);
+      archive.read("epoch", epoch);
+      archive.read("best_value", best_value);
+      archive.read("best_epoch", best_epoch);
+      archive.read("bad_epochs", bad);
+      st.epoch = static_cast<int>(epoch.item<int64_t>());
+      st.best_value = best_value.item<double>();
+      st.best_epoch = static_cast<int>(best_epoch.item<int64_t>());
+      st.bad_epochs = static_cast<int>(bad.item<int64_t>());
+      if (best_params.empty()) KeepBest();
+    } catch (const c10::Error& e) {
+      return TorchError(e, "loading " + path.string());
+    }
+    return st;
+  }
+};
+
+Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Trainer::~Trainer() = default;
+
+Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, const TrainOptions& options) {
+  auto impl = std::make_unique<Impl>(data, options);
+  const auto& o = options;
+  if (o.graph_batch < 1 || o.seq_batch < 1 || o.eval_batch < 1) return Status::InvalidArgument("batch sizes must be >= 1");
+  if (RankingMetrics().Get(o.valid_metric) < 0) return Status::InvalidArgument("unknown valid metric " + o.valid_metric);
+  try {
+    if (o.device == "cuda" || (o.device == "auto" && torch::cuda::is_available())) {
+      if (!torch::cuda::is_available()) return Status::Unavailable("--device cuda: CUDA is not available");
+      impl->device = torch::Device(torch::kCUDA);
+    } else if (o.device != "cpu" && o.device != "auto") {
+      return Status::InvalidArgument("device must be auto, cpu or cuda, not " + o.device);
+    }
+    unsigned cores = std::thread::hardware_concurrency();
+    impl->threads = o.threads > 0 ? o.threads : static_cast<int>(cores == 0 ? 1 : cores);
+    torch::set_num_threads(impl->threads);
+    torch::manual_seed(o.seed);
+    impl->rng.seed(o.seed);
+    impl->use_graph = o.model != ModelKind::kSasRec;
+    impl->use_seq = o.model != ModelKind::kLightGcn;
+    impl->model = GsauModel(GsauModelOptions(data.num_users, data.num_items)
+                                .dim(o.dim)
+                                .max_len(data.max_len)
+                                .seq_layers(o.seq_layers)
+                                .heads(o.heads)
+                                .ffn_dim(o.ffn_dim)
+                                .hidden_dropout(o.hidden_dropout)
+                                .attn_dropout(o.attn_dropout)
+                                .graph_layers(o.graph_layers));
+    impl->model->to(impl->device);
+    impl->adam = std::make_unique<torch::optim::Adam>(
+        impl->model->parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
+    if (impl->use_graph) {
+      impl->adjacency = BuildNormalizedAdjacency(data.num_users, data.num_items, data.train_pairs).To(impl->device);
+    }
+  } catch (const c10::Error& e) {
+    return TorchError(e, "creating the model");
+  }
+  return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
+}
+
+std::string Trainer::DeviceName() const { return impl_->device.is_cuda() ? "cuda" : "cpu"; }
+int Trainer::Threads() const { return impl_->threads; }
+int64_t Trainer::StepsPerEpoch() const { return impl_->StepsPerEpoch(); }
+int64_t Trainer::NumParameters() const {
+  int64_t n = 0;
+  for (const auto& p : impl_->model->parameters()) n += p.numel();
+  return n;
+}
+
+Result<EpochStats> Trainer::TrainEpoch(int epoch, StepTimings* timings) {
+  try {
+    return impl_->TrainEpoch(epoch, timings);
+  } catch (const c10::Error& e) {
+    return TorchError(e, "training epoch " + std::to_string(epoch));
+  } catch (const std::runtime_error& e) {
+    return Status::Internal(e.what());
+  }
+}
+
+Result<RankingMetrics> Trainer::Evaluate(Split split) {
+  try {
+    return impl_->Evaluate(split);
+  } catch (const c10::Error& e) {
+    return TorchError(e, "evaluating");
+  }
+}
+
+Result<TrainReport> Trainer::Run() {
+  auto& im = *impl_;
+  const auto& o = im.opt;
+  TrainReport report;
+  report.model = ModelKindName(o.model);
+  report.device = DeviceName();
+  report.threads = im.threads;
+  fs::path out = o.out_dir;
+  fs::path csv, checkpoint, best;
+  if (!o.out_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    if (ec) return Status::IoError("creating " + out.string() + ": " + ec.message());
+    csv = out / "metrics.csv";
+    checkpoint = out / "checkpoint.pt";
+    best = out / "best.pt";
+  }
+  Impl::TrainState st;
+  std::vector<double> train_secs, eval_secs;
+  if (!o.out_dir.empty()) {
+    std::vector<std::string> kept;
+    if (o.resume && fs::exists(checkpoint)) {
+      GSAU_ASSIGN_OR_RETURN(st, im.LoadCheckpoint(checkpoint, best));
+      GSAU_LOG_INFO("resumed from {} after epoch {} (best {} {:.4f} at epoch {})", checkpoint.string(), st.epoch,
+                    o.valid_metric, st.best_value, st.best_epoch);
+      // Keep the CSV rows of the epochs the checkpoint covers; later rows are redone.
+      std::ifstream in(csv);
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.empty() || line.rfind("epoch", 0) == 0) continue;
+        std::istringstream fields(line);
+        std::string epoch, steps, samples, ts, es;
+        std::getline(fields, epoch, ',');
+        std::getline(fields, steps, ',');
+        std::getline(fields, samples, ',');
+        std::getline(fields, ts, ',');
+        std::getline(fields, es, ',');
+        if (std::atoi(epoch.c_str()) > st.epoch) continue;
+        kept.push_back(line);
+        train_secs.push_back(std::atof(ts.c_str()));
+        eval_secs.push_back(std::atof(es.c_str()));
+      }
+    }
+    std::string text = CsvHeader() + "\n";
+    for (const auto& l : kept) text += l + "\n";
+    GSAU_RETURN_IF_ERROR(WriteTextAtomically(csv, text));
+  }
+
+  const bool finished = st.bad_epochs > o.patience;
+  for (int epoch = st.epoch + 1; epoch <= o.max_epochs && !finished; ++epoch) {
+    GSAU_ASSIGN_OR_RETURN(auto stats, TrainEpoch(epoch, nullptr));
+    const auto t = Clock::now();
+    GSAU_ASSIGN_OR_RETURN(stats.valid, Evaluate(Split::kValid));
+    stats.eval_seconds = Since(t);
+    const double value = stats.valid.Get(o.valid_metric);
+    st.epoch = epoch;
+    if (value >= st.best_value) {
+      st.best_value = value;
+      st.best_epoch = epoch;
+      st.bad_epochs = 0;
+      im.KeepBest();
+      if (!o.out_dir.empty()) GSAU_RETURN_IF_ERROR(im.SaveModel(best));
+    } else {
+      ++st.bad_epochs;
+    }
+    GSAU_LOG_INFO("epoch {}: loss {:.4f} valid recall@20 {:.4f} ndcg@20 {:.4f} ({:.1f} s train, {:.1f} s valid; best epoch {})",
+                  epoch, stats.loss, stats.valid.Get("recall@20"), stats.valid.Get("ndcg@20"),
+                  stats.train_seconds, stats.eval_seconds, st.best_epoch);
+    train_secs.push_back(stats.train_seconds);
+    eval_secs.push_back(stats.eval_seconds);
+    report.history.push_back(stats);
+    if (!o.out_dir.empty()) {
+      std::ofstream f(csv, std::ios::app);
+      f << CsvRow(stats) << "\n";
+      f.flush();
+      if (!f) return Status::IoError("appending to " + csv.string());
+      GSAU_RETURN_IF_ERROR(im.SaveCheckpoint(checkpoint, st));
+    }
+    if (st.bad_epochs > o.patience) {
+      GSAU_LOG_INFO("early stop: no gain in {} for {} epochs", o.valid_metric, st.bad_epochs);
+      break;
+    }
+  }
+  report.stopped_early = st.bad_epochs > o.patience;
+  report.epochs_run = st.epoch;
+  report.best_epoch = st.best_epoch;
+  auto mean = [](const std::vector<double>& v) {
+    return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  };
+  report.seconds_per_epoch = mean(train_secs);
+  report.eval_seconds = mean(eval_secs);
+  if (!im.best_params.empty()) im.RestoreBest();
+  GSAU_ASSIGN_OR_RETURN(report.best_valid, Evaluate(Split::kValid));
+  GSAU_ASSIGN_OR_RETURN(report.test, Evaluate(Split::kTest));
+  GSAU_LOG_INFO("test (best epoch {}): recall@10 {:.4f} ndcg@10 {:.4f} recall@20 {:.4f} ndcg@20 {:.4f}",
+                report.best_epoch, report.test.Get("recall@10"), report.test.Get("ndcg@10"),
+                report.test.Get("recall@20"), report.test.Get("ndcg@20"));
+  if (!o.out_dir.empty()) {
+    GSAU_RETURN_IF_ERROR(WriteTextAtomically(out / "report.json", ReportJson(report, o, im.data)));
+  }
+  return report;
+}
+
+namespace {
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+std::string JsonMetrics(const RankingMetrics& m) {
+  std::ostringstream os;
+  os.precision(6);
+  os << "{";
+  const auto names = RankingMetrics::Names();
+  const auto values = m.Values();
+  for (size_t i = 0; i < names.size(); ++i) os << (i ? ", " : "") << JsonString(names[i]) << ": " << values[i];
+  os << "}";
+  return os.str();
+}
+}  // namespace
+
+std::string ReportJson(const TrainReport& r, const TrainOptions& o, const LeaveOneOutData& d) {
+  std::ostringstream os;
+  os.precision(6);
+  os << "{\n"
+     << "  \"model\": " << JsonString(r.model) << ",\n"
+     << "  \"config\": {\"gamma\": " << o.gamma << ", \"temperature\": " << o.temperature << ", \"dim\": " << o.dim
+     << ", \"seq_layers\": " << o.seq_layers << ", \"heads\": " << o.heads << ", \"ffn_dim\": " << o.ffn_dim
+     << ", \"hidden_dropout\": " << o.hidden_dropout << ", \"attn_dropout\": " << o.attn_dropout
+     << ", \"graph_layers\": " << o.graph_layers << ", \"max_len\": " << d.max_len
+     << ", \"graph_batch\": " << o.graph_batch << ", \"seq_batch\": " << o.seq_batch << ", \"lr\": " << o.lr
+     << ", \"weight_decay\": " << o.weight_decay << ", \"max_epochs\": " << o.max_epochs
+     << ", \"patience\": " << o.patience << ", \"valid_metric\": " << JsonString(o.valid_metric)
+     << ", \"max_steps_per_epoch\": " << o.max_steps_per_epoch << ", \"seed\": " << o.seed
+     << ", \"lightgcn_mask_history\": " << (o.lightgcn_mask_history ? "true" : "false") << "},\n"
+     << "  \"data\": {\"users\": " << d.num_users - 1 << ", \"items\": " << d.num_items - 1
+     << ", \"interactions\": " << d.num_interactions() << ", \"train_pairs\": " << d.train_pairs.size()
+     << ", \"train_samples\": " << d.train_samples.size() << ", \"valid\": " << d.valid_samples.size()
+     << ", \"test\": " << d.test_samples.size() << "},\n"
+     << "  \"device\": " << JsonString(r.device) << ",\n"
+     << "  \"threads\": " << r.threads << ",\n"
+     << "  \"epochs_run\": " << r.epochs_run << ",\n"
+     << "  \"best_epoch\": " << r.best_epoch << ",\n"
+     << "  \"stopped_early\": " << (r.stopped_early ? "true" : "false") << ",\n"
+     << "  \"seconds_per_epoch\": " << r.seconds_per_epoch << ",\n"
+     << "  \"eval_seconds_per_epoch\": " << r.eval_seconds << ",\n"
+     << "  \"valid\": " << JsonMetrics(r.best_valid) << ",\n"
+     << "  \"test\": " << JsonMetrics(r.test) << "\n"
+     << "}\n";
+  return os.str();
+}
+
+}  // namespace gsau::learner

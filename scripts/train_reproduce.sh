@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The reproduction runs of issue 5 (results in docs/results/). Each run resumes from its own
+# checkpoint, so running this again after a restart continues where the runs stopped.
+#
+# Usage: scripts/train_reproduce.sh RUN...
+#   RUN = <dataset>-<model>, dataset toys | beauty, model gsau-rec | gsau | sasrec | lightgcn
+#   e.g. scripts/train_reproduce.sh toys-gsau-rec beauty-gsau-rec
+# Environment:
+#   THREADS  torch threads per run (default 1: two 1-thread runs beat one 2-thread run on a
+#            shared 2-core machine, where OpenMP threads stall while other jobs run)
+#   RUNS     output root (default runs/, git-ignored): RUNS/<run>/{log.txt,pid,metrics.csv,
+#            checkpoint.pt,best.pt,report.json,curves.png}
+#   GSAU     the gsau binary; default: a copy of build-learner/gsau under RUNS/bin, so that
+#            rebuilding does not touch a running binary
+#   FOREGROUND=1 runs one after the other in the foreground instead of nohup in the background
+#
+# The exact command of each run is printed and written to RUNS/<run>/command.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/datasets}
+THREADS=${THREADS:-1}
+RUNS=${RUNS:-runs}
+if [[ $# -eq 0 ]]; then
+  sed -n '2,20p' "$0"
+  exit 2
+fi
+if [[ -z "${GSAU:-}" ]]; then
+  mkdir -p "$RUNS/bin"
+  GSAU="$RUNS/bin/gsau-$(git rev-parse --short HEAD 2>/dev/null || echo local)-$(date +%Y%m%d%H%M%S)"
+  cp build-learner/gsau "$GSAU"
+fi
+for run in "$@"; do
+  dataset=${run%%-*}
+  model=${run#*-}
+  case $dataset in
+    toys) data=(--data "$DATA/amazon-toys/Toys_and_Games.txt") ;;
+    beauty) data=(--data "$DATA/amazon-beauty/Beauty_item_org_rank.txt"
+                  --times "$DATA/amazon-beauty/Beauty_time_org_rank.txt") ;;
+    *) echo "unknown dataset in $run" >&2; exit 2 ;;
+  esac
+  out="$RUNS/$run"
+  mkdir -p "$out"
+  cmd=("$GSAU" train "${data[@]}" --model "$model" --gamma 0.1 --epochs 300 --patience 10
+       --seed 2020 --threads "$THREADS" --out "$out" --resume --plot)
+  echo "${cmd[*]}" | tee "$out/command.txt"
+  if [[ "${FOREGROUND:-0}" == 1 ]]; then
+    "${cmd[@]}" >> "$out/log.txt" 2>&1
+  else
+    nohup "${cmd[@]}" >> "$out/log.txt" 2>&1 < /dev/null &
+    echo $! > "$out/pid"
+    echo "$run: pid $(cat "$out/pid"), log $out/log.txt"
+  fi
+done

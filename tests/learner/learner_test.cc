@@ -1,0 +1,181 @@
+// Metrics, the split, and end-to-end training on a planted sequential pattern (with resume).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "gsau/learner/dataset.h"
+#include "gsau/learner/metrics.h"
+#include "gsau/learner/trainer.h"
+#include "temp_dir.h"
+
+namespace gsau::learner {
+namespace {
+
+TEST(Metrics, EqualHandComputedValues) {
+  // Ranks (0-based) of the target of five users.
+  MetricAccumulator acc;
+  for (int64_t rank : {0, 3, 7, 12, 60}) acc.Add(rank);
+  const auto m = acc.Result();
+  EXPECT_EQ(m.count, 5);
+  // @5: ranks 0 and 3 hit.
+  EXPECT_NEAR(m.Get("recall@5"), 2.0 / 5, 1e-12);
+  EXPECT_NEAR(m.Get("ndcg@5"), (1.0 / std::log2(2) + 1.0 / std::log2(5)) / 5, 1e-12);
+  EXPECT_NEAR(m.Get("mrr@5"), (1.0 + 1.0 / 4) / 5, 1e-12);
+  // @10: + rank 7.
+  EXPECT_NEAR(m.Get("recall@10"), 3.0 / 5, 1e-12);
+  EXPECT_NEAR(m.Get("ndcg@10"), (1.0 + 1.0 / std::log2(5) + 1.0 / std::log2(9)) / 5, 1e-12);
+  EXPECT_NEAR(m.Get("mrr@10"), (1.0 + 1.0 / 4 + 1.0 / 8) / 5, 1e-12);
+  // @20: + rank 12; @50: the same (60 misses).
+  EXPECT_NEAR(m.Get("recall@20"), 4.0 / 5, 1e-12);
+  EXPECT_NEAR(m.Get("ndcg@20"), (1.0 + 1.0 / std::log2(5) + 1.0 / std::log2(9) + 1.0 / std::log2(14)) / 5, 1e-12);
+  EXPECT_NEAR(m.Get("mrr@20"), (1.0 + 1.0 / 4 + 1.0 / 8 + 1.0 / 13) / 5, 1e-12);
+  EXPECT_NEAR(m.Get("recall@50"), 4.0 / 5, 1e-12);
+  EXPECT_EQ(m.Get("nope@3"), -1.0);
+  EXPECT_EQ(MetricAccumulator().Result().Get("recall@10"), 0.0);
+}
+
+std::vector<data::Interaction> Lines(const std::vector<std::pair<std::string, std::vector<std::string>>>& users) {
+  std::vector<data::Interaction> events;
+  for (const auto& [u, items] : users) {
+    for (size_t t = 0; t < items.size(); ++t) {
+      events.push_back({u, items[t], static_cast<int64_t>(t), static_cast<int64_t>(t)});
+    }
+  }
+  return events;
+}
+
+TEST(Dataset, LeaveOneOutAsRecBole) {
+  SplitOptions so;
+  so.max_len = 3;
+  auto d = BuildLeaveOneOut(Lines({{"u1", {"a", "b", "c", "d", "e", "f"}}, {"u2", {"b", "c"}}}), so);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->num_users, 3);  // padding + 2
+  EXPECT_EQ(d->num_items, 7);  // padding + a..f
+  // u1 = 1, items a..f = 1..6. Graph: everything before the validation item, i_0 included.
+  ASSERT_EQ(d->train_pairs.size(), 4u + 2u);  // u1: a b c d; u2 (too short to split): b c
+  EXPECT_EQ(d->train_pairs[0].item, 1);
+  // Training samples: targets b, c, d for u1 (and c for u2); prefixes keep the last 3 items.
+  ASSERT_EQ(d->train_samples.size(), 3u + 1u);
+  EXPECT_EQ(d->Prefix(d->train_samples[0]), (std::vector<int32_t>{1}));
+  EXPECT_EQ(d->train_samples[2].target, 4);
+  EXPECT_EQ(d->Prefix(d->train_samples[2]), (std::vector<int32_t>{1, 2, 3}));
+  // Validation: the training items (last 3) -> e; test: includes the validation item -> f.
+  ASSERT_EQ(d->valid_samples.size(), 1u);
+  EXPECT_EQ(d->Prefix(d->valid_samples[0]), (std::vector<int32_t>{2, 3, 4}));
+  EXPECT_EQ(d->valid_samples[0].target, 5);
+  EXPECT_EQ(d->Prefix(d->test_samples[0]), (std::vector<int32_t>{3, 4, 5}));
+  EXPECT_EQ(d->test_samples[0].target, 6);
+}
+
+// Users walk a hidden cycle over the items: the next item is succ[current] with prob. 0.9.
+// Items are equally popular, so a popularity ranking gets Recall@10 near 10 / num_items.
+std::vector<data::Interaction> PlantedPattern(int users, int items, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int> succ(static_cast<size_t>(items));
+  std::iota(succ.begin(), succ.end(), 0);
+  std::shuffle(succ.begin(), succ.end(), rng);
+  std::vector<data::Interaction> events;
+  for (int u = 0; u < users; ++u) {
+    const int len = 6 + static_cast<int>(rng() % 8);
+    int cur = static_cast<int>(rng() % static_cast<uint64_t>(items));
+    for (int t = 0; t < len; ++t) {
+      // (Built with += : GCC 12 warns falsely (-Wrestrict) about "literal" + std::string at -O3.)
+      std::string user = "u", item = "i";
+      user += std::to_string(u);
+      item += std::to_string(cur);
+      events.push_back({user, item, t, t});
+      cur = (rng() % 10 < 9) ? succ[static_cast<size_t>(cur)] : static_cast<int>(rng() % static_cast<uint64_t>(items));
+    }
+  }
+  return events;
+}
+
+double PopularityRecallAt10(const LeaveOneOutData& d) {
+  std::map<int32_t, int64_t> counts;
+  for (const auto& p : d.train_pairs) ++counts[p.item];
+  std::vector<std::pair<int64_t, int32_t>> by_count;
+  for (const auto& [item, c] : counts) by_count.emplace_back(-c, item);
+  std::sort(by_count.begin(), by_count.end());
+  std::vector<int32_t> top;
+  for (size_t k = 0; k < 10 && k < by_count.size(); ++k) top.push_back(by_count[k].second);
+  double hits = 0;
+  for (const auto& s : d.test_samples) hits += std::count(top.begin(), top.end(), s.target) > 0 ? 1 : 0;
+  return hits / static_cast<double>(d.test_samples.size());
+}
+
+TEST(Trainer, LearnsPlantedPatternAndResumes) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/500, /*items=*/80, /*seed=*/9));
+  ASSERT_TRUE(d.ok()) << d.status();
+  const double popularity = PopularityRecallAt10(*d);
+  gsau::testing::TempDir dir("learner-test");
+  TrainOptions o;
+  o.model = ModelKind::kGsauRec;
+  o.dim = 32;
+  o.ffn_dim = 64;
+  o.hidden_dropout = 0.2;
+  o.attn_dropout = 0.2;
+  o.graph_batch = 256;
+  o.seq_batch = 256;
+  o.lr = 5e-3;
+  o.threads = 1;  // 2 OpenMP threads crawl when the machine is shared
+  o.device = "cpu";
+  o.progress = false;
+  o.out_dir = dir.path().string();
+  o.max_epochs = 4;
+  {
+    auto t = Trainer::Create(*d, o);
+    ASSERT_TRUE(t.ok()) << t.status();
+    auto r = (*t)->Run();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->epochs_run, 4);
+  }
+  // Resume: a fresh process picks up after epoch 4 and continues to epoch 12.
+  o.resume = true;
+  o.max_epochs = 12;
+  auto t = Trainer::Create(*d, o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto r = (*t)->Run();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->epochs_run, 4);
+  EXPECT_EQ(r->history.front().epoch, 5);
+  const double recall = r->test.Get("recall@10");
+  EXPECT_GT(recall, 0.5) << "popularity " << popularity;
+  EXPECT_GT(recall, 3 * popularity);
+  // The CSV has one row per epoch run, the report and the checkpoints exist.
+  std::ifstream csv(dir.File("metrics.csv"));
+  int lines = 0;
+  for (std::string line; std::getline(csv, line);) ++lines;
+  EXPECT_EQ(lines, 1 + r->epochs_run);
+  EXPECT_TRUE(std::filesystem::exists(dir.File("report.json")));
+  EXPECT_TRUE(std::filesystem::exists(dir.File("checkpoint.pt")));
+  EXPECT_TRUE(std::filesystem::exists(dir.File("best.pt")));
+}
+
+TEST(Trainer, BaselinesTrainAStep) {
+  auto d = BuildLeaveOneOut(PlantedPattern(60, 20, 4));
+  ASSERT_TRUE(d.ok());
+  for (auto kind : {ModelKind::kGsau, ModelKind::kSasRec, ModelKind::kLightGcn}) {
+    TrainOptions o;
+    o.model = kind;
+    o.dim = 8;
+    o.ffn_dim = 16;
+    o.device = "cpu";
+    o.threads = 1;
+    o.progress = false;
+    o.max_epochs = 1;
+    auto t = Trainer::Create(*d, o);
+    ASSERT_TRUE(t.ok()) << t.status();
+    auto r = (*t)->Run();
+    ASSERT_TRUE(r.ok()) << ModelKindName(kind) << ": " << r.status();
+    EXPECT_EQ(r->test.count, static_cast<int64_t>(d->test_samples.size()));
+    EXPECT_TRUE(std::isfinite(r->history[0].loss));
+  }
+}
+
+}  // namespace
+}  // namespace gsau::learner

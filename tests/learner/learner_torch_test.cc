@@ -1,0 +1,160 @@
+// Fast paths against exact references: sparse propagation vs a dense product, the loss terms vs
+// values computed by hand, the grouped SASRec vs each sequence alone.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <random>
+#include <set>
+
+#include "gsau/learner/loss.h"
+#include "gsau/learner/model.h"
+#include "gsau/learner/sparse.h"
+
+namespace gsau::learner {
+namespace {
+
+TEST(SparsePropagation, EqualsDenseProductForwardAndGradients) {
+  torch::manual_seed(7);
+  const int64_t num_users = 6, num_items = 8;  // row 0 of each is padding, no edges
+  std::mt19937_64 rng(3);
+  std::vector<GraphPair> pairs;
+  for (int k = 0; k < 20; ++k) {
+    pairs.push_back({static_cast<int32_t>(1 + rng() % (num_users - 1)), static_cast<int32_t>(1 + rng() % (num_items - 1))});
+  }
+  pairs.push_back(pairs.front());  // a repeated click counts once in the adjacency
+  const CsrMatrix l = BuildNormalizedAdjacency(num_users, num_items, pairs);
+  const int64_t n = num_users + num_items;
+
+  // Reference: dense A, D = rowsum + 1e-7, L = D^-1/2 A D^-1/2, in double.
+  auto a = torch::zeros({n, n}, torch::kFloat64);
+  for (const auto& p : pairs) {
+    a[p.user][num_users + p.item] = 1.0;
+    a[num_users + p.item][p.user] = 1.0;
+  }
+  const auto dinv = (a.sum(1) + 1e-7).pow(-0.5);
+  const auto dense = dinv.unsqueeze(1) * a * dinv.unsqueeze(0);
+  EXPECT_TRUE(torch::allclose(l.ToDense().to(torch::kFloat64), dense, 1e-6, 1e-6));
+
+  const auto x0 = torch::randn({n, 5});
+  const auto w = torch::randn({n, 5});
+  auto x = x0.clone().requires_grad_(true);
+  const auto y = LightGcnPropagate(l, x, 2);
+  (y * w).sum().backward();
+
+  auto xr = x0.to(torch::kFloat64).requires_grad_(true);
+  const auto e1 = torch::mm(dense, xr);
+  const auto e2 = torch::mm(dense, e1);
+  const auto yr = (xr + e1 + e2) / 3.0;
+  (yr * w.to(torch::kFloat64)).sum().backward();
+
+  EXPECT_TRUE(torch::allclose(y.to(torch::kFloat64), yr, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(x.grad().to(torch::kFloat64), xr.grad(), 1e-5, 1e-5));
+  // Padding rows have no edges: their propagated rows are x/3 (layer 0 only).
+  EXPECT_TRUE(torch::allclose(y[0], x0[0] / 3.0, 1e-6, 1e-6));
+}
+
+// Fixed small inputs; the expected values are computed in plain doubles below.
+const std::vector<std::vector<double>> kX = {{3, 4}, {1, 0}, {0, -2}, {1, 1}};
+const std::vector<std::vector<double>> kY = {{0, 1}, {1, 1}, {-1, 0}, {2, -1}};
+
+std::vector<double> Unit(const std::vector<double>& v) {
+  const double n = std::sqrt(v[0] * v[0] + v[1] * v[1]);
+  return {v[0] / n, v[1] / n};
+}
+double Sq(const std::vector<double>& a, const std::vector<double>& b) {
+  const auto ua = Unit(a), ub = Unit(b);
+  return (ua[0] - ub[0]) * (ua[0] - ub[0]) + (ua[1] - ub[1]) * (ua[1] - ub[1]);
+}
+torch::Tensor T(const std::vector<std::vector<double>>& v) {
+  auto t = torch::empty({static_cast<int64_t>(v.size()), 2});
+  for (size_t i = 0; i < v.size(); ++i) {
+    t[static_cast<int64_t>(i)][0] = v[i][0];
+    t[static_cast<int64_t>(i)][1] = v[i][1];
+  }
+  return t;
+}
+
+TEST(Loss, AlignEqualsHandValue) {
+  double expected = 0;
+  for (size_t k = 0; k < kX.size(); ++k) expected += Sq(kX[k], kY[k]);
+  expected /= static_cast<double>(kX.size());
+  EXPECT_NEAR(Align(T(kX), T(kY)).item<double>(), expected, 1e-6);
+}
+
+TEST(Loss, UniformityEqualsHandValue) {
+  double sum = 0;
+  int pairs = 0;
+  for (size_t j = 0; j < kX.size(); ++j) {
+    for (size_t k = j + 1; k < kX.size(); ++k, ++pairs) sum += std::exp(-2.0 * Sq(kX[j], kX[k]));
+  }
+  EXPECT_NEAR(Uniformity(T(kX), 2.0).item<double>(), std::log(sum / pairs), 1e-5);
+  // Identical rows: every distance 0, log 1 = 0; a single row has no pair.
+  EXPECT_NEAR(Uniformity(torch::ones({5, 3}), 2.0).item<double>(), 0.0, 1e-6);
+  EXPECT_EQ(Uniformity(torch::ones({1, 3}), 2.0).item<double>(), 0.0);
+}
+
+TEST(Loss, PairUniformityEqualsHandValue) {
+  double sum = 0;
+  for (size_t k = 0; k < kX.size(); ++k) sum += std::exp(-2.0 * Sq(kX[k], kY[k]));
+  EXPECT_NEAR(PairUniformity(T(kX), T(kY), 2.0).item<double>(), std::log(sum / kX.size()), 1e-5);
+}
+
+TEST(Loss, GradientsAreFinite) {
+  auto x = torch::randn({16, 8}).requires_grad_(true);
+  auto y = torch::randn({16, 8}).requires_grad_(true);
+  (Align(x, y) + Uniformity(x) + PairUniformity(x, y)).backward();
+  EXPECT_TRUE(torch::isfinite(x.grad()).all().item<bool>());
+  EXPECT_TRUE(torch::isfinite(y.grad()).all().item<bool>());
+}
+
+TEST(Derangement, NeverHasAFixedPoint) {
+  std::mt19937_64 rng(11);
+  for (int64_t n = 2; n <= 64; ++n) {
+    for (int trial = 0; trial < 200; ++trial) {
+      const auto p = RandomDerangement(n, rng);
+      ASSERT_EQ(static_cast<int64_t>(p.size()), n);
+      std::set<int64_t> seen(p.begin(), p.end());
+      ASSERT_EQ(static_cast<int64_t>(seen.size()), n);
+      for (int64_t i = 0; i < n; ++i) ASSERT_NE(p[static_cast<size_t>(i)], i) << "n=" << n;
+    }
+  }
+}
+
+TEST(SasRec, GroupedBatchEqualsEachSequenceAlone) {
+  torch::manual_seed(5);
+  GsauModel model(GsauModelOptions(10, 30).dim(16).max_len(12).ffn_dim(32));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  std::mt19937_64 rng(2);
+  const std::vector<int64_t> lengths = {1, 12, 3, 7, 2, 9, 5, 3, 11, 1, 6};
+  const int64_t b = static_cast<int64_t>(lengths.size());
+  auto items = torch::zeros({b, 12}, torch::kInt64);
+  for (int64_t r = 0; r < b; ++r) {
+    for (int64_t j = 0; j < lengths[static_cast<size_t>(r)]; ++j) items[r][j] = static_cast<int64_t>(1 + rng() % 29);
+  }
+  const auto out = model->SequenceForward({items, torch::tensor(lengths, torch::kInt64)});
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{b, 16}));
+  for (int64_t r = 0; r < b; ++r) {
+    const int64_t len = lengths[static_cast<size_t>(r)];
+    const auto alone = model->SequenceForward({items[r].slice(0, 0, len).unsqueeze(0), torch::tensor({len})});
+    EXPECT_TRUE(torch::allclose(out[r], alone[0], 1e-4, 1e-5)) << "row " << r;
+  }
+  // Causality: the output for a prefix does not depend on later items.
+  auto longer = items[1].unsqueeze(0).clone();
+  const auto prefix = model->SequenceForward({longer, torch::tensor({int64_t{5}})});
+  longer[0][7] = 29;
+  const auto prefix_changed = model->SequenceForward({longer, torch::tensor({int64_t{5}})});
+  EXPECT_TRUE(torch::allclose(prefix, prefix_changed));
+}
+
+TEST(Model, XavierNormalInit) {
+  torch::manual_seed(1);
+  GsauModel model(GsauModelOptions(2001, 3001));
+  // xavier_normal std = sqrt(2 / (fan_in + fan_out)) = sqrt(2 / (rows + 64)) for a table.
+  EXPECT_NEAR(model->item_table().std().item<double>(), std::sqrt(2.0 / (3001 + 64)), 2e-4);
+  EXPECT_NEAR(model->user_table().std().item<double>(), std::sqrt(2.0 / (2001 + 64)), 3e-4);
+}
+
+}  // namespace
+}  // namespace gsau::learner
