@@ -4,6 +4,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 
 #include "keys.h"
@@ -81,13 +82,19 @@ DbSetup MakeDbSetup(const StateOptions& options) {
   // Id maps: append-only, only scanned (at Open); the in-memory maps answer lookups.
   s.families[keys::kUserIds].options = base(false, small);
   s.families[keys::kItemIds].options = base(false, small);
-  // nodes: one small value per node, rewritten when the node is touched; read only at Open.
-  s.families[keys::kNodes].options = base(false, small);
   // sessions: one put and one delete per click, read as one range per user: no filter
-  // (a range read cannot use it); deletes are dropped at compaction.
+  // (a range read cannot use it); deletes are dropped at compaction. A user's keys arrive in
+  // ascending order, so the memtable remembers, per user (4-byte prefix), where it inserted
+  // last and starts the next insert there instead of at the top of the skip list.
   s.families[keys::kSessions].options = base(false, big);
+  s.families[keys::kSessions].options.memtable_insert_with_hint_prefix_extractor.reset(
+      rocksdb::NewFixedPrefixTransform(4));
   // edges: read by key on every batch (is this pair new?) and by user prefix.
+  // Most pairs of a batch are new edges: a bloom filter in the memtable too answers "absent"
+  // without walking the skip list (2% of the memtable's size).
   s.families[keys::kEdges].options = base(true, big);
+  s.families[keys::kEdges].options.memtable_prefix_bloom_size_ratio = 0.02;
+  s.families[keys::kEdges].options.memtable_whole_key_filtering = true;
   // item_users: written once per new edge, read by item prefix.
   s.families[keys::kItemUsers].options = base(false, big);
   // changes: appended in key order, read by range, trimmed from the front.

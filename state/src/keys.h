@@ -11,7 +11,6 @@
 //              "off" topic 0x00 be32(partition)      i64 next offset to consume
 //  user_ids    external user id                     u32 internal id
 //  item_ids    external item id                     u32 internal id
-//  nodes       'u' be32(user) | 'i' be32(item)      u32 degree, u64 clicks
 //  sessions    be32(user) be64(click position)      u32 item, i64 ts_ms
 //  edges       be32(user) be32(item)                u32 count, i64 last_ts_ms
 //  item_users  be32(item) be32(user)                (empty)
@@ -20,6 +19,11 @@
 //
 // A user's click positions count from 0 and never repeat; the session is the positions
 // [clicks - N, clicks), older ones are deleted as new ones arrive.
+//
+// Not stored: degrees and click counts. They follow from the edges (degree = edges of the
+// node, clicks = sum of their counts; a user's next click position = its clicks), so Open
+// rebuilds them with one scan of `edges`, and batches do not write a counter per touched node
+// (that would be two more writes per event, nearly doubling the write cost).
 #pragma once
 
 #include <cstdint>
@@ -36,16 +40,14 @@ enum Cf : int {
   kMeta,
   kUserIds,
   kItemIds,
-  kNodes,
   kSessions,
   kEdges,
   kItemUsers,
   kChanges,
   kNumCfs,
 };
-inline constexpr const char* kCfNames[kNumCfs] = {"default", "meta",  "user_ids",   "item_ids",
-                                                  "nodes",   "sessions", "edges", "item_users",
-                                                  "changes"};
+inline constexpr const char* kCfNames[kNumCfs] = {"default",  "meta",  "user_ids",   "item_ids",
+                                                  "sessions", "edges", "item_users", "changes"};
 
 inline constexpr std::string_view kFormatKey = "format";
 inline constexpr std::string_view kFormatVersion = "1";
@@ -115,10 +117,6 @@ struct Key12 {
   char data[12];
   std::string_view view() const { return {data, 12}; }
 };
-struct Key5 {
-  char data[5];
-  std::string_view view() const { return {data, 5}; }
-};
 
 inline void EncodeBE32(char* p, uint32_t v) {
   p[0] = static_cast<char>(v >> 24);
@@ -146,14 +144,6 @@ inline Key12 SessionKey(uint32_t user, uint64_t pos) {
   EncodeBE32(k.data + 8, static_cast<uint32_t>(pos));
   return k;
 }
-inline Key5 NodeKey(char kind, uint32_t id) {
-  Key5 k;
-  k.data[0] = kind;
-  EncodeBE32(k.data + 1, id);
-  return k;
-}
-inline constexpr char kUserNode = 'u';
-inline constexpr char kItemNode = 'i';
 
 inline std::string OffsetKey(std::string_view topic, int32_t partition) {
   std::string k(kOffsetPrefix);
@@ -183,10 +173,5 @@ inline void EncodeSessionValue(char* p, uint32_t item, int64_t ts_ms) {
   std::memcpy(p + 4, &ts_ms, 8);
 }
 
-inline constexpr size_t kNodeValueSize = 12;
-inline void EncodeNodeValue(char* p, uint32_t degree, uint64_t clicks) {
-  std::memcpy(p, &degree, 4);
-  std::memcpy(p + 4, &clicks, 8);
-}
 
 }  // namespace gsau::state::keys

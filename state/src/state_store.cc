@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <shared_mutex>
+#include <tuple>
 #include <unordered_map>
 
 #include <rocksdb/db.h>
@@ -199,6 +200,16 @@ class StateStore::Impl {
   std::vector<uint64_t> touched_;      // distinct, ascending
   std::vector<keys::EdgeValue> edge_values_;
   std::vector<uint8_t> edge_exists_;
+  struct SessionOp {
+    uint32_t user;
+    uint64_t pos;
+    uint32_t item;
+    int64_t ts_ms;
+    bool del;
+  };
+  std::vector<SessionOp> session_ops_;
+  std::vector<uint64_t> new_item_users_;  // (item << 32 | user)
+  std::vector<std::pair<std::string_view, uint32_t>> names_sorted_;
   std::string scratch_;
 };
 
@@ -305,26 +316,31 @@ Status StateStore::Impl::LoadCaches() {
 
   user_stats_.assign(user_names_.size(), NodeStats{});
   item_stats_.assign(item_names_.size(), NodeStats{});
+  // Degrees and clicks are not stored (keys.h): one scan of the edges gives them.
   {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kNodes)));
+    rocksdb::ReadOptions scan;
+    scan.fill_cache = false;
+    scan.readahead_size = 2 << 20;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan, cf(keys::kEdges)));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (it->key().size() != 5 || it->value().size() != keys::kNodeValueSize) {
-        return Status::Corruption("state: bad node record");
+      if (it->key().size() != 8 || it->value().size() != keys::kEdgeValueSize) {
+        return Status::Corruption("state: bad edge record");
       }
-      const uint32_t id = keys::GetBE32(it->key().data() + 1);
-      auto& stats = it->key()[0] == keys::kUserNode ? user_stats_ : item_stats_;
-      if (id >= stats.size()) return Status::Corruption("state: node record of an unknown id");
-      stats[id] = {keys::GetFixed<uint32_t>(it->value().data()),
-                   keys::GetFixed<uint64_t>(it->value().data() + 4)};
+      const uint32_t u = keys::GetBE32(it->key().data());
+      const uint32_t i = keys::GetBE32(it->key().data() + 4);
+      if (u >= user_stats_.size() || i >= item_stats_.size()) {
+        return Status::Corruption("state: edge of an unknown user or item");
+      }
+      const uint32_t count = keys::GetFixed<uint32_t>(it->value().data());
+      ++user_stats_[u].degree;
+      user_stats_[u].clicks += count;
+      ++item_stats_[i].degree;
+      item_stats_[i].clicks += count;
     }
-    GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load nodes"));
+    GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load edges"));
   }
-  uint64_t user_degrees = 0, item_degrees = 0, user_clicks = 0, item_clicks = 0;
+  uint64_t user_degrees = 0, user_clicks = 0;
   for (const auto& n : user_stats_) user_degrees += n.degree, user_clicks += n.clicks;
-  for (const auto& n : item_stats_) item_degrees += n.degree, item_clicks += n.clicks;
-  if (user_degrees != item_degrees || user_clicks != item_clicks) {
-    return Status::Corruption("state: user and item degrees disagree");
-  }
   edges_ = user_degrees;
   events_ = user_clicks;
 
@@ -432,11 +448,15 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
     }
   }
 
-  // 3. Events in order: sessions, edges, node stats.
+  // 3. Events in order: session positions, edges, degrees and clicks.
+  // The writes go into the WriteBatch sorted by key within each family: the memtable's skip
+  // list then inserts each key starting from where the previous one went (RocksDB keeps that
+  // "splice" between inserts), instead of searching from the top for every key.
   wb_.Clear();
   const uint64_t n_session = options_.session_length;
   uint64_t new_edges = 0;
-  char value[keys::kSessionValueSize];
+  session_ops_.clear();
+  new_item_users_.clear();
   for (size_t k = 0; k < events.size(); ++k) {
     auto& a = result.events[k];
     const size_t e = std::lower_bound(touched_.begin(), touched_.end(), pairs_[k]) - touched_.begin();
@@ -449,39 +469,52 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
       ++us.degree;
       ++is.degree;
       ++new_edges;
+      new_item_users_.push_back(Pair(a.item, a.user));
     }
     auto& ev = edge_values_[e];
     ++ev.count;
     ev.last_ts_ms = std::max(ev.last_ts_ms, a.ts_ms);
     const uint64_t pos = us.clicks++;
     ++is.clicks;
-    keys::EncodeSessionValue(value, a.item, a.ts_ms);
-    wb_.Put(cf(keys::kSessions), S(keys::SessionKey(a.user, pos).view()), rocksdb::Slice(value, sizeof value));
-    if (pos >= n_session) wb_.Delete(cf(keys::kSessions), S(keys::SessionKey(a.user, pos - n_session).view()));
+    session_ops_.push_back({a.user, pos, a.item, a.ts_ms, false});
+    if (pos >= n_session) session_ops_.push_back({a.user, pos - n_session, 0, 0, true});
+  }
+  // A user with more than N clicks in one batch has a position put and deleted in it: the put
+  // must come first.
+  std::sort(session_ops_.begin(), session_ops_.end(), [](const SessionOp& x, const SessionOp& y) {
+    return std::tie(x.user, x.pos, x.del) < std::tie(y.user, y.pos, y.del);
+  });
+  char value[keys::kSessionValueSize];
+  for (const auto& op : session_ops_) {
+    const auto key = keys::SessionKey(op.user, op.pos);
+    if (op.del) {
+      wb_.Delete(cf(keys::kSessions), S(key.view()));
+    } else {
+      keys::EncodeSessionValue(value, op.item, op.ts_ms);
+      wb_.Put(cf(keys::kSessions), S(key.view()), rocksdb::Slice(value, sizeof value));
+    }
   }
   for (size_t e = 0; e < touched_.size(); ++e) {
-    const auto u = static_cast<uint32_t>(touched_[e] >> 32);
-    const auto i = static_cast<uint32_t>(touched_[e]);
     keys::EncodeEdgeValue(value, edge_values_[e]);
-    wb_.Put(cf(keys::kEdges), S(keys::PairKey(u, i).view()), rocksdb::Slice(value, keys::kEdgeValueSize));
-    if (edge_exists_[e] == 2) wb_.Put(cf(keys::kItemUsers), S(keys::PairKey(i, u).view()), rocksdb::Slice());
+    wb_.Put(cf(keys::kEdges), S(keys::PairKey(static_cast<uint32_t>(touched_[e] >> 32),
+                                               static_cast<uint32_t>(touched_[e])).view()),
+            rocksdb::Slice(value, keys::kEdgeValueSize));
   }
-  for (const auto& [id, stats] : staged_users_.staged) {
-    keys::EncodeNodeValue(value, stats.degree, stats.clicks);
-    wb_.Put(cf(keys::kNodes), S(keys::NodeKey(keys::kUserNode, id).view()), rocksdb::Slice(value, keys::kNodeValueSize));
+  std::sort(new_item_users_.begin(), new_item_users_.end());
+  for (uint64_t p : new_item_users_) {
+    wb_.Put(cf(keys::kItemUsers), S(keys::PairKey(static_cast<uint32_t>(p >> 32), static_cast<uint32_t>(p)).view()),
+            rocksdb::Slice());
   }
-  for (const auto& [id, stats] : staged_items_.staged) {
-    keys::EncodeNodeValue(value, stats.degree, stats.clicks);
-    wb_.Put(cf(keys::kNodes), S(keys::NodeKey(keys::kItemNode, id).view()), rocksdb::Slice(value, keys::kNodeValueSize));
-  }
-  for (size_t k = 0; k < new_users_.size(); ++k) {
-    const uint32_t id = users_before + static_cast<uint32_t>(k);
-    wb_.Put(cf(keys::kUserIds), S(new_users_[k]), rocksdb::Slice(reinterpret_cast<const char*>(&id), 4));
-  }
-  for (size_t k = 0; k < new_items_.size(); ++k) {
-    const uint32_t id = items_before + static_cast<uint32_t>(k);
-    wb_.Put(cf(keys::kItemIds), S(new_items_[k]), rocksdb::Slice(reinterpret_cast<const char*>(&id), 4));
-  }
+  auto put_names = [&](keys::Cf c, std::vector<std::string_view>& names, uint32_t first_id) {
+    names_sorted_.clear();
+    for (size_t k = 0; k < names.size(); ++k) names_sorted_.emplace_back(names[k], first_id + static_cast<uint32_t>(k));
+    std::sort(names_sorted_.begin(), names_sorted_.end());
+    for (const auto& [name, id] : names_sorted_) {
+      wb_.Put(cf(c), S(name), rocksdb::Slice(reinterpret_cast<const char*>(&id), 4));
+    }
+  };
+  put_names(keys::kUserIds, new_users_, users_before);
+  put_names(keys::kItemIds, new_items_, items_before);
 
   // 4. The batch's sequence number, offsets and change entry travel in the same WriteBatch.
   const uint64_t seq = seq_ + 1;
@@ -555,7 +588,8 @@ Result<std::vector<SessionEntry>> StateStore::Impl::Session(UserId user) const {
     out.push_back({keys::GetFixed<uint32_t>(it->value().data()), keys::GetFixed<int64_t>(it->value().data() + 4)});
   }
   GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: read session"));
-  if (out.size() != clicks - start) return Status::Corruption("state: session of user " + std::to_string(user) + " is short");
+  // Fewer than min(clicks, N) entries only after N was raised between opens: the clicks that
+  // the smaller N had dropped stay dropped.
   return out;
 }
 

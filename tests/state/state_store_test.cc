@@ -118,6 +118,27 @@ TEST(StateStoreTest, SessionsKeepEveryClickInOrderTrimmedToN) {
   EXPECT_EQ(scanned, 7u);
 }
 
+// More than N clicks of one user inside one batch: the positions that fall out of the
+// session within the batch are not left behind (seen by reopening with a larger N, which
+// shows every stored entry).
+TEST(StateStoreTest, SessionTrimmedWithinOneBatch) {
+  gsau::testing::TempDir dir("gsau-state");
+  std::vector<ClickEvent> events;
+  for (int k = 0; k < 137; ++k) events.push_back({k % 2 ? "bob" : "alice", "i" + std::to_string(k % 11), k, "click"});
+  {
+    auto store = MustOpen(SmallOptions(dir.File("db"), 20));
+    ASSERT_TRUE(store->ApplyBatch(events, {}).ok());
+    EXPECT_EQ(store->Session(0)->size(), 20u);
+    EXPECT_EQ(store->Session(0)->front().ts_ms, 136 - 38);
+  }
+  auto store = MustOpen(SmallOptions(dir.File("db"), 500));
+  EXPECT_EQ(store->Session(0)->size(), 20u);
+  EXPECT_EQ(store->Session(1)->size(), 20u);
+  size_t scanned = 0;
+  ASSERT_TRUE(store->ForEachSession([&](UserId, std::span<const SessionEntry> s) { scanned += s.size(); }).ok());
+  EXPECT_EQ(scanned, 40u);
+}
+
 TEST(StateStoreTest, RepeatedPairUpdatesOneEdge) {
   gsau::testing::TempDir dir("gsau-state");
   auto store = MustOpen(SmallOptions(dir.File("db")));

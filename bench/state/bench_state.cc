@@ -1,0 +1,371 @@
+// bench_state: how fast the state store applies a real click stream, against a bare RocksDB
+// WriteBatch loop that writes the very same keys and values (the ceiling: no reads, no id
+// maps, no bookkeeping).
+//
+// Replays a dataset (default ../shared/datasets/amazon-beauty/interactions.tsv.gz, relative
+// to the repository root) in time order, one partition, for each batch size; then prints the
+// store's size on disk per event (after a flush and a full compaction: steady state, change
+// feed included). Last line:
+//   BENCH state events_per_s=<at batch 1000> ratio_vs_bare=<r> disk_bytes_per_event=<b>
+//
+// White-box: it uses the store's private key encoding and RocksDB options (state/src) so that
+// the bare loop writes byte for byte what the store writes, with the same options; it checks
+// that the two databases end up with the same contents.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "changelog.h"
+#include "db_options.h"
+#include "gsau/common/log.h"
+#include "gsau/data/interactions.h"
+#include "gsau/state/state_store.h"
+#include "keys.h"
+
+namespace gsau::state {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  std::string data = "../shared/datasets/amazon-beauty/interactions.tsv.gz";
+  std::string dir;  // scratch databases; default a fresh one under $TMPDIR
+  std::vector<size_t> batches = {1, 100, 1000, 10000};
+  int repeat = 3;  // runs per batch size >= 100 (median reported); batch 1 runs once
+  int64_t limit = 0;
+  uint32_t session_length = 50;
+  size_t write_buffer_mb = 0;  // 0: StateOptions' default
+};
+
+size_t g_write_buffer_bytes = 0;
+
+[[noreturn]] void Usage(const char* argv0) {
+  std::fprintf(stderr,
+               "usage: %s [--data PATH] [--dir DIR] [--batches 1,100,1000,10000] [--repeat N]\n"
+               "          [--limit EVENTS] [--session-length N] [--write-buffer-mb MB]\n",
+               argv0);
+  std::exit(2);
+}
+
+Args ParseArgs(int argc, char** argv) {
+  Args a;
+  for (int k = 1; k < argc; ++k) {
+    const std::string f = argv[k];
+    auto next = [&]() -> std::string {
+      if (k + 1 >= argc) Usage(argv[0]);
+      return argv[++k];
+    };
+    if (f == "--data") {
+      a.data = next();
+    } else if (f == "--dir") {
+      a.dir = next();
+    } else if (f == "--batches") {
+      a.batches.clear();
+      std::string s = next();
+      for (size_t p = 0; p <= s.size();) {
+        size_t q = s.find(',', p);
+        if (q == std::string::npos) q = s.size();
+        a.batches.push_back(std::stoul(s.substr(p, q - p)));
+        p = q + 1;
+      }
+    } else if (f == "--repeat") {
+      a.repeat = std::max(1, std::stoi(next()));
+    } else if (f == "--limit") {
+      a.limit = std::stoll(next());
+    } else if (f == "--write-buffer-mb") {
+      a.write_buffer_mb = std::stoul(next());
+    } else if (f == "--session-length") {
+      a.session_length = static_cast<uint32_t>(std::stoul(next()));
+    } else {
+      Usage(argv[0]);
+    }
+  }
+  return a;
+}
+
+StateOptions BenchOptions(const std::string& path, uint32_t n) {
+  StateOptions o;  // the defaults: what a deployment gets
+  o.path = path;
+  o.session_length = n;
+  if (g_write_buffer_bytes > 0) o.write_buffer_bytes = g_write_buffer_bytes;
+  return o;
+}
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// One write of the bare loop.
+struct Op {
+  keys::Cf cf;
+  enum Kind { kPut, kDelete, kDeleteRange } kind;
+  std::string key, value;  // kDeleteRange: [key, value)
+};
+
+// The writes the store makes for the stream cut into `batch`-sized batches, worked out with
+// plain in-memory maps (the store reads edges back from RocksDB instead), in the store's order.
+std::vector<std::vector<Op>> PlanWrites(const std::vector<ClickEvent>& events, size_t batch, uint64_t n) {
+  std::unordered_map<std::string, uint32_t> users, items;
+  std::vector<NodeStats> ustats, istats;
+  std::unordered_map<uint64_t, keys::EdgeValue> edges;
+  std::vector<std::vector<Op>> plan;
+  char v[12];
+  for (size_t start = 0, seq = 1; start < events.size(); start += batch, ++seq) {
+    const size_t end = std::min(events.size(), start + batch);
+    std::vector<Op> ops;
+    const auto users_before = static_cast<uint32_t>(users.size());
+    const auto items_before = static_cast<uint32_t>(items.size());
+    std::vector<std::string> new_users, new_items;
+    std::vector<uint64_t> pairs;
+    std::map<uint64_t, bool> touched_edges;                 // value: created by this batch
+    for (size_t k = start; k < end; ++k) {
+      const auto& e = events[k];
+      auto [ui, unew] = users.try_emplace(e.user_id, static_cast<uint32_t>(users.size()));
+      if (unew) new_users.push_back(e.user_id), ustats.emplace_back();
+      auto [ii, inew] = items.try_emplace(e.item_id, static_cast<uint32_t>(items.size()));
+      if (inew) new_items.push_back(e.item_id), istats.emplace_back();
+      const uint32_t u = ui->second, i = ii->second;
+      const uint64_t p = (uint64_t{u} << 32) | i;
+      pairs.push_back(p);
+      auto [ei, enew] = edges.try_emplace(p, keys::EdgeValue{0, e.ts_ms});
+      if (enew) ++ustats[u].degree, ++istats[i].degree;
+      touched_edges.try_emplace(p, enew);
+      ++ei->second.count;
+      ei->second.last_ts_ms = std::max(ei->second.last_ts_ms, e.ts_ms);
+      const uint64_t pos = ustats[u].clicks++;
+      ++istats[i].clicks;
+      keys::EncodeSessionValue(v, i, e.ts_ms);
+      ops.push_back({keys::kSessions, Op::kPut, std::string(keys::SessionKey(u, pos).view()), std::string(v, 12)});
+      if (pos >= n) ops.push_back({keys::kSessions, Op::kDelete, std::string(keys::SessionKey(u, pos - n).view()), {}});
+    }
+    // The store writes each family's keys in ascending order (see ApplyBatch): do the same.
+    std::stable_sort(ops.begin(), ops.end(), [](const Op& a, const Op& b) { return a.key < b.key; });
+    std::vector<Op> item_users;
+    for (const auto& [p, created] : touched_edges) {
+      const auto u = static_cast<uint32_t>(p >> 32), i = static_cast<uint32_t>(p);
+      keys::EncodeEdgeValue(v, edges[p]);
+      ops.push_back({keys::kEdges, Op::kPut, std::string(keys::PairKey(u, i).view()), std::string(v, 12)});
+      if (created) item_users.push_back({keys::kItemUsers, Op::kPut, std::string(keys::PairKey(i, u).view()), {}});
+    }
+    std::sort(item_users.begin(), item_users.end(), [](const Op& a, const Op& b) { return a.key < b.key; });
+    ops.insert(ops.end(), item_users.begin(), item_users.end());
+    std::sort(new_users.begin(), new_users.end());
+    std::sort(new_items.begin(), new_items.end());
+    for (const auto& name : new_users) {
+      const uint32_t id = users.at(name);
+      ops.push_back({keys::kUserIds, Op::kPut, name, std::string(reinterpret_cast<const char*>(&id), 4)});
+    }
+    for (const auto& name : new_items) {
+      const uint32_t id = items.at(name);
+      ops.push_back({keys::kItemIds, Op::kPut, name, std::string(reinterpret_cast<const char*>(&id), 4)});
+    }
+    const uint64_t s = seq;
+    ops.push_back({keys::kMeta, Op::kPut, "seq", std::string(reinterpret_cast<const char*>(&s), 8)});
+    const int64_t next = static_cast<int64_t>(end);
+    ops.push_back({keys::kMeta, Op::kPut, keys::OffsetKey("clicks", 0), std::string(reinterpret_cast<const char*>(&next), 8)});
+    ChangeEntry change{users_before, items_before, {}};
+    for (const auto& [p, _] : touched_edges) change.pairs.push_back(p);
+    std::string payload;
+    EncodeChangeEntry(change, &payload);
+    ops.push_back({keys::kChanges, Op::kPut, std::string(keys::SeqKey(seq).view()), payload});
+    const uint64_t retention = StateOptions().changelog_retention_batches;
+    if (seq % 1024 == 0 && seq > retention) {
+      ops.push_back({keys::kChanges, Op::kDeleteRange, std::string(keys::SeqKey(0).view()),
+                     std::string(keys::SeqKey(seq - retention + 1).view())});
+    }
+    plan.push_back(std::move(ops));
+  }
+  return plan;
+}
+
+struct RawDb {
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs;
+  ~RawDb() {
+    for (auto* h : cfs) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    if (db) db->Close().PermitUncheckedError();
+  }
+};
+
+std::unique_ptr<RawDb> OpenRaw(const DbSetup& setup, const std::string& path) {
+  auto r = std::make_unique<RawDb>();
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(setup.db, path, setup.families, &r->cfs, &raw);
+  if (!s.ok()) {
+    std::fprintf(stderr, "bench_state: open %s: %s\n", path.c_str(), s.ToString().c_str());
+    std::exit(1);
+  }
+  r->db.reset(raw);
+  return r;
+}
+
+// Seconds the bare loop takes to write `plan` into a fresh database at `path`.
+double RunBare(const std::vector<std::vector<Op>>& plan, const std::string& path, uint32_t n) {
+  const DbSetup setup = MakeDbSetup(BenchOptions(path, n));
+  auto raw = OpenRaw(setup, path);
+  rocksdb::WriteBatch wb;
+  const auto t0 = Clock::now();
+  for (const auto& ops : plan) {
+    wb.Clear();
+    for (const auto& op : ops) {
+      switch (op.kind) {
+        case Op::kPut:
+          wb.Put(raw->cfs[op.cf], op.key, op.value);
+          break;
+        case Op::kDelete:
+          wb.Delete(raw->cfs[op.cf], op.key);
+          break;
+        case Op::kDeleteRange:
+          wb.DeleteRange(raw->cfs[op.cf], op.key, op.value);
+          break;
+      }
+    }
+    auto s = raw->db->Write(setup.write, &wb);
+    if (!s.ok()) {
+      std::fprintf(stderr, "bench_state: bare write: %s\n", s.ToString().c_str());
+      std::exit(1);
+    }
+  }
+  return Seconds(t0, Clock::now());
+}
+
+// Seconds the store takes to apply `events` in `batch`-sized batches into a fresh store.
+double RunStore(const std::vector<ClickEvent>& events, size_t batch, const std::string& path, uint32_t n,
+                uint64_t* disk_flushed, uint64_t* disk_compacted) {
+  auto opened = StateStore::Open(BenchOptions(path, n));
+  if (!opened.ok()) {
+    std::fprintf(stderr, "bench_state: %s\n", opened.status().ToString().c_str());
+    std::exit(1);
+  }
+  auto& store = **opened;
+  const auto t0 = Clock::now();
+  for (size_t start = 0; start < events.size(); start += batch) {
+    const size_t len = std::min(batch, events.size() - start);
+    const PartitionOffset off{{"clicks", 0}, static_cast<int64_t>(start + len)};
+    auto r = store.ApplyBatch(std::span(events).subspan(start, len), std::span(&off, 1));
+    if (!r.ok()) {
+      std::fprintf(stderr, "bench_state: apply: %s\n", r.status().ToString().c_str());
+      std::exit(1);
+    }
+  }
+  const double secs = Seconds(t0, Clock::now());
+  if (disk_flushed != nullptr) {
+    if (!store.Flush().ok()) std::exit(1);
+    *disk_flushed = store.DiskBytes().value();
+    if (!store.Compact().ok()) std::exit(1);
+    *disk_compacted = store.DiskBytes().value();
+  }
+  if (!store.Close().ok()) std::exit(1);
+  return secs;
+}
+
+// Contents of every family but meta's "format" stamp, as one string per family.
+std::vector<std::string> Contents(const std::string& path, uint32_t n) {
+  auto raw = OpenRaw(MakeDbSetup(BenchOptions(path, n)), path);
+  std::vector<std::string> out;
+  for (auto* h : raw->cfs) {
+    std::string all;
+    std::unique_ptr<rocksdb::Iterator> it(raw->db->NewIterator(rocksdb::ReadOptions(), h));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key() == rocksdb::Slice(keys::kFormatKey)) continue;
+      all += it->key().ToString() + '\x01' + it->value().ToString() + '\x02';
+    }
+    out.push_back(std::move(all));
+  }
+  return out;
+}
+
+int Main(int argc, char** argv) {
+  const Args args = ParseArgs(argc, argv);
+  g_write_buffer_bytes = args.write_buffer_mb << 20;
+  log::Init();
+  log::SetLevel(log::Level::kWarn);  // the store logs each open at info
+
+  std::string data = args.data;
+  if (!fs::exists(data) && fs::path(data).is_relative()) {
+    const fs::path alt = fs::path(GSAU_SOURCE_DIR) / data;
+    if (fs::exists(alt)) data = alt.string();
+  }
+  data::ReadOptions ro;
+  ro.limit = args.limit;
+  auto rows = data::ReadInteractions(data, ro);
+  if (!rows.ok()) {
+    std::fprintf(stderr, "bench_state: %s\n", rows.status().ToString().c_str());
+    return 1;
+  }
+  data::SortByTime(*rows);
+  std::vector<ClickEvent> events;
+  events.reserve(rows->size());
+  for (auto& r : *rows) events.push_back({std::move(r.user_id), std::move(r.item_id), r.ts_ms, "click"});
+  rows->clear();
+  const double n_events = static_cast<double>(events.size());
+
+  const fs::path dir = args.dir.empty()
+                           ? fs::temp_directory_path() / ("gsau-bench-state-" + std::to_string(::getpid()))
+                           : fs::path(args.dir);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::printf("bench_state: %zu events from %s (time order), session length %u, scratch %s\n", events.size(),
+              data.c_str(), args.session_length, dir.c_str());
+
+  double headline_rate = 0, headline_ratio = 0, headline_disk = 0;
+  for (size_t batch : args.batches) {
+    const int runs = batch == 1 ? 1 : args.repeat;
+    const auto plan = PlanWrites(events, batch, args.session_length);
+    size_t ops = 0;
+    for (const auto& b : plan) ops += b.size();
+    std::vector<double> store_s, bare_s;
+    uint64_t flushed = 0, compacted = 0;
+    for (int r = 0; r < runs; ++r) {
+      const std::string sp = (dir / ("store-" + std::to_string(batch) + "-" + std::to_string(r))).string();
+      const std::string bp = (dir / ("bare-" + std::to_string(batch) + "-" + std::to_string(r))).string();
+      const bool last = r == runs - 1;
+      store_s.push_back(RunStore(events, batch, sp, args.session_length, last ? &flushed : nullptr, &compacted));
+      bare_s.push_back(RunBare(plan, bp, args.session_length));
+      if (last && Contents(sp, args.session_length) != Contents(bp, args.session_length)) {
+        std::fprintf(stderr, "bench_state: the bare loop did not write what the store wrote (batch %zu)\n", batch);
+        return 1;
+      }
+      fs::remove_all(sp);
+      fs::remove_all(bp);
+    }
+    const double rate = n_events / Median(store_s);
+    const double bare = n_events / Median(bare_s);
+    std::printf("batch=%-6zu store events/s=%10.0f   bare WriteBatch events/s=%10.0f   ratio=%.2f   "
+                "writes/event=%.2f   disk B/event: flushed %.1f, compacted %.1f   (median of %d, same keys: yes)\n",
+                batch, rate, bare, rate / bare, static_cast<double>(ops) / n_events,
+                static_cast<double>(flushed) / n_events, static_cast<double>(compacted) / n_events, runs);
+    std::fflush(stdout);
+    if (batch == 1000) {
+      headline_rate = rate;
+      headline_ratio = rate / bare;
+      headline_disk = static_cast<double>(compacted) / n_events;
+    }
+  }
+  fs::remove_all(dir);
+  std::printf("BENCH state events_per_s=%.0f ratio_vs_bare=%.2f disk_bytes_per_event=%.1f\n", headline_rate,
+              headline_ratio, headline_disk);
+  return 0;
+}
+
+}  // namespace
+}  // namespace gsau::state
+
+int main(int argc, char** argv) { return gsau::state::Main(argc, argv); }
