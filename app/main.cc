@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
                         "the continual learner and publisher (issue 6) have not landed", &exit_code);
   AddDemoCommand(root, &exit_code);
   AddReplayCommand(root, &exit_code);
+  AddIngestCommand(root, &exit_code);
   AddUnavailableCommand(root, "inspect", "Show state statistics, a user's session and top-K items",
                         "the operations issue (7) has not landed", &exit_code);
 #else

@@ -8,6 +8,9 @@
 #       A watchdog stops the broker after S seconds (default 3600) even if nobody calls stop,
 #       so a killed test run cannot leave a broker behind for long.
 #   kafka_broker.sh stop --dir DIR     Stops the broker and removes DIR.
+#   kafka_broker.sh pause --dir DIR    Stops the broker process but keeps DIR (its data, ports).
+#   kafka_broker.sh resume --dir DIR   Starts a paused broker again on the same ports and data,
+#                                      and waits until it answers (outage tests).
 #   kafka_broker.sh status --dir DIR   Exit 0 when the broker in DIR answers.
 #
 # The broker's jars come from scripts/kafka_fetch.sh (Maven, cached outside the repo).
@@ -34,6 +37,24 @@ free_port() {
 
 answers() {  # true when a metadata request to $1 succeeds
   timeout 10 kcat -L -b "$1" -m 5 >/dev/null 2>&1
+}
+
+jvm_command() {  # sets JVM: java with the broker's classpath and logging, ready for a main class
+  JVM=(java -Xms256m -Xmx768m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
+       -Dkafka.logs.dir="$dir" -Dlog4j2.configurationFile="$dir/log4j2.properties"
+       -cp "$(ls "$libs"/*.jar | tr '\n' ':')")
+}
+
+launch() {  # starts the broker of $dir in the background and records its pid
+  jvm_command
+  nohup "${JVM[@]}" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 &
+  echo $! >"$dir/pid"
+  # The watchdog outlives this script but not the broker's maximum lifetime.
+  # It polls, so it ends by itself within 2 s of the broker stopping for any other reason.
+  nohup bash -c "pid=\$1; end=\$((SECONDS + $max_lifetime)); while kill -0 \$pid 2>/dev/null; do
+    [ \$SECONDS -ge \$end ] && { kill -TERM \$pid; break; }; sleep 2; done" watchdog "$(cat "$dir/pid")" \
+    >/dev/null 2>&1 &
+  echo $! >"$dir/watchdog.pid"
 }
 
 stop_broker() {
@@ -89,21 +110,12 @@ appender.file.fileName=${sys:kafka.logs.dir}/server.log
 appender.file.layout.type=PatternLayout
 appender.file.layout.pattern=[%d] %p %m (%c)%n
 LOG
-    cp=$(ls "$libs"/*.jar | tr '\n' ':')
     # A random 16-byte cluster id, url-safe base64 without padding, as Kafka writes them.
     cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
-    jvm=(java -Xms256m -Xmx768m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
-         -Dkafka.logs.dir="$dir" -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$cp")
-    "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
+    jvm_command
+    "${JVM[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
       >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; exit 1; }
-    nohup "${jvm[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
-    echo $! >"$dir/pid"
-    # The watchdog outlives this script but not the broker's maximum lifetime.
-    # It polls, so it ends by itself within 2 s of the broker stopping for any other reason.
-    nohup bash -c "pid=\$1; end=\$((SECONDS + $max_lifetime)); while kill -0 \$pid 2>/dev/null; do
-      [ \$SECONDS -ge \$end ] && { kill -TERM \$pid; break; }; sleep 2; done" watchdog "$(cat "$dir/pid")" \
-      >/dev/null 2>&1 &
-    echo $! >"$dir/watchdog.pid"
+    launch
     bootstrap="127.0.0.1:$port"
     for _ in $(seq 1 120); do
       if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
@@ -127,6 +139,20 @@ LOG
     ;;
   status)
     [ -f "$dir/bootstrap" ] && answers "$(cat "$dir/bootstrap")"
+    ;;
+  pause)
+    stop_broker
+    ;;
+  resume)
+    [ -f "$dir/server.properties" ] || { echo "kafka_broker.sh: nothing to resume in $dir" >&2; exit 1; }
+    launch
+    bootstrap=$(cat "$dir/bootstrap")
+    for _ in $(seq 1 120); do
+      if answers "$bootstrap"; then echo "$bootstrap"; exit 0; fi
+      sleep 0.5
+    done
+    echo "kafka_broker.sh: the resumed broker did not answer within 60 s" >&2
+    exit 1
     ;;
   *)
     sed -n 2,15p "$0"; exit 2 ;;

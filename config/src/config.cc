@@ -133,6 +133,26 @@ Field StringField(std::string key, Member<S> sec, std::string S::*m, std::string
 }
 
 template <typename S>
+Field BoolField(std::string key, Member<S> sec, bool S::*m, std::string desc) {
+  return Field{std::move(key),
+               "bool",
+               "",
+               std::move(desc),
+               [=](Config& c, const std::string& t) {
+                 if (t == "true" || t == "1" || t == "yes" || t == "on") {
+                   (c.*sec).*m = true;
+                 } else if (t == "false" || t == "0" || t == "no" || t == "off") {
+                   (c.*sec).*m = false;
+                 } else {
+                   return Status::InvalidArgument("expected true or false, got '" + t + "'");
+                 }
+                 return Status::Ok();
+               },
+               [=](const Config& c) { return std::string((c.*sec).*m ? "true" : "false"); },
+               [](const Config&) { return std::string(); }};
+}
+
+template <typename S>
 Field ListField(std::string key, Member<S> sec, std::vector<std::string> S::*m, std::string desc) {
   return Field{std::move(key),
                "list of strings",
@@ -176,9 +196,25 @@ const std::vector<Field>& Table() {
                "Applied events queued for the learner before ingest pauses its partitions.", 1, 100000000),
       ListField("ingest.accepted_event_types", &C::ingest, &IngestSection::accepted_event_types,
                 "Event types kept (comma-separated); empty keeps every type."),
+      IntField("ingest.session_timeout_ms", &C::ingest, &IngestSection::session_timeout_ms, "ms",
+               "Consumer group session timeout: how soon a dead ingest's partitions move to another.", 1000,
+               300000),
+      StringField("ingest.group_instance_id", &C::ingest, &IngestSection::group_instance_id,
+                  "Static group membership id (group.instance.id): a restarted ingest gets its partitions back "
+                  "without a rebalance. Empty: dynamic membership."),
+      IntField("ingest.max_value_bytes", &C::ingest, &IngestSection::max_value_bytes, "bytes",
+               "Click records larger than this are dead-lettered unparsed.", 64, 16 << 20),
       StringField("state.path", &C::state, &StateSection::path, "Directory of the RocksDB state store.", {}, true),
       IntField("state.session_length", &C::state, &StateSection::session_length, "items",
                "Clicks kept per user session (the SASRec input is the last 50).", 50, 100000),
+      IntField("state.block_cache_mb", &C::state, &StateSection::block_cache_mb, "MiB",
+               "RocksDB block cache shared by the state's column families.", 1, 1 << 20),
+      IntField("state.write_buffer_mb", &C::state, &StateSection::write_buffer_mb, "MiB",
+               "Memtable size of each large column family (more: fewer flushes, longer WAL replay).", 1, 1 << 16),
+      StringField("state.compression", &C::state, &StateSection::compression,
+                  "Compression of SST levels >= 2.", {"none", "lz4", "zstd"}),
+      BoolField("state.sync", &C::state, &StateSection::sync,
+                "fsync the WAL on every batch: survives power loss, costs one fsync per batch."),
       StringField("learner.device", &C::learner, &LearnerSection::device,
                   "auto picks CUDA when LibTorch sees a GPU, else CPU.", {"auto", "cpu", "cuda"}),
       IntField("learner.threads", &C::learner, &LearnerSection::threads, "threads",
@@ -399,6 +435,34 @@ metrics::MetricsOptions ToMetricsOptions(const Config& c) {
   metrics::MetricsOptions m;
   m.listen_address = c.metrics.listen_address;
   return m;
+}
+
+state::StateOptions ToStateOptions(const Config& c) {
+  state::StateOptions s;
+  s.path = c.state.path;
+  s.session_length = static_cast<uint32_t>(c.state.session_length);
+  s.block_cache_bytes = static_cast<size_t>(c.state.block_cache_mb) << 20;
+  s.write_buffer_bytes = static_cast<size_t>(c.state.write_buffer_mb) << 20;
+  s.compression = c.state.compression == "none"   ? state::Compression::kNone
+                  : c.state.compression == "zstd" ? state::Compression::kZSTD
+                                                  : state::Compression::kLZ4;
+  s.sync = c.state.sync;
+  return s;
+}
+
+ingest::IngestOptions ToIngestOptions(const Config& c) {
+  ingest::IngestOptions o;
+  o.kafka = ToKafkaOptions(c);
+  o.topic = c.topics.clicks;
+  o.dead_letter_topic = c.topics.dead_letter;
+  o.group_id = c.ingest.group_id;
+  o.batch_max_events = c.ingest.batch_max_events;
+  o.batch_max_wait_ms = c.ingest.batch_max_wait_ms;
+  o.accepted_event_types = c.ingest.accepted_event_types;
+  o.session_timeout_ms = c.ingest.session_timeout_ms;
+  o.group_instance_id = c.ingest.group_instance_id;
+  o.decoder.max_value_bytes = static_cast<size_t>(c.ingest.max_value_bytes);
+  return o;
 }
 
 }  // namespace gsau::config

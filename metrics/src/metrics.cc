@@ -27,6 +27,14 @@ int Metrics::port() const {
   return ports.empty() ? 0 : ports.front();
 }
 
+prometheus::Counter& ErrorCounter(prometheus::Registry& registry, const std::string& stage, const std::string& kind) {
+  return prometheus::BuildCounter()
+      .Name("gsau_errors_total")
+      .Help("Errors by pipeline stage and kind")
+      .Register(registry)
+      .Add({{"stage", stage}, {"kind", kind}});
+}
+
 std::vector<double> LatencyBucketsSeconds() {
   std::vector<double> b;
   for (double v = 1e-4; v < 120; v *= 2.5) b.push_back(v);

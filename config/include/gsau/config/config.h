@@ -22,8 +22,10 @@
 #include <vector>
 
 #include "gsau/common/status.h"
+#include "gsau/ingest/ingestor.h"
 #include "gsau/kafka/options.h"
 #include "gsau/metrics/metrics.h"
+#include "gsau/state/state_options.h"
 
 namespace gsau::config {
 
@@ -47,11 +49,18 @@ struct IngestSection {
   int batch_max_wait_ms = 100;
   int queue_capacity = 100000;
   std::vector<std::string> accepted_event_types;  // empty = every type
+  int session_timeout_ms = 10000;
+  std::string group_instance_id;  // empty = dynamic membership
+  int max_value_bytes = 65536;
 };
 
 struct StateSection {
   std::string path = "gsau-data/state";
   int session_length = 50;
+  int block_cache_mb = 256;
+  int write_buffer_mb = 64;
+  std::string compression = "lz4";  // none | lz4 | zstd
+  bool sync = false;
 };
 
 struct LearnerSection {
@@ -119,5 +128,7 @@ std::string FieldsMarkdown();
 // Module options, built from a validated Config.
 kafka::KafkaOptions ToKafkaOptions(const Config& config);
 metrics::MetricsOptions ToMetricsOptions(const Config& config);
+state::StateOptions ToStateOptions(const Config& config);
+ingest::IngestOptions ToIngestOptions(const Config& config);
 
 }  // namespace gsau::config

@@ -9,6 +9,7 @@
 // Lifetime: the Metrics object must outlive every stage that registered into it.
 #pragma once
 
+#include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
 #include <memory>
@@ -46,6 +47,10 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
 };
+
+// gsau_errors_total{stage, kind}: the one family of errors by stage, shared by every module
+// (the registry merges same-named families). `kind` must come from a small fixed set.
+prometheus::Counter& ErrorCounter(prometheus::Registry& registry, const std::string& stage, const std::string& kind);
 
 // Buckets for latencies in seconds, 100 us .. ~100 s, x2.5 per step.
 std::vector<double> LatencyBucketsSeconds();

@@ -1,0 +1,70 @@
+// Decoder: one Kafka record's value -> a validated ClickEvent, or the reason it is bad.
+//
+// Rules (SYSTEM.md, "Input"): the value is a JSON object with
+//  - "user_id", "item_id": required; non-empty strings of at most kMaxIdBytes bytes of valid
+//    UTF-8, or JSON integers (taken as their decimal text);
+//  - "ts": optional integer, event time in ms since the Unix epoch, in
+//    [0, DecoderOptions::max_ts_ms]; when absent the Kafka message timestamp is used (and must
+//    itself be valid);
+//  - "event": optional string, default "click".
+// Unknown fields are ignored. Anything else is a bad event with a BadReason and a message.
+//
+// Thread safety: a Decoder owns a parser and a buffer: use one per thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "gsau/common/event.h"
+
+namespace gsau::ingest {
+
+// Why an event is bad. Also the `reason` label of the dead-letter counter (bounded set).
+enum class BadReason {
+  kEmptyValue,
+  kTooLarge,
+  kNotJson,       // not parseable JSON, or not UTF-8
+  kNotObject,     // JSON, but not an object
+  kMissingField,  // user_id or item_id absent
+  kWrongType,     // a field of the wrong JSON type (ids: string/integer; ts: integer; event: string)
+  kBadId,         // empty id, or longer than kMaxIdBytes
+  kBadTime,       // negative or absurd time, or no usable time at all
+};
+
+// "empty_value", "too_large", ... (stable; used as a metric label).
+std::string_view BadReasonName(BadReason r);
+
+struct DecoderOptions {
+  // Values above this many bytes are bad without being parsed. Unit: bytes.
+  size_t max_value_bytes = 64 * 1024;
+  // Latest acceptable event time, ms since the epoch (default 2100-01-01). Anything later
+  // is taken to be a unit mistake (micro- or nanoseconds).
+  int64_t max_ts_ms = 4'102'444'800'000;
+};
+
+struct DecodeResult {
+  bool ok = false;
+  ClickEvent event;     // when ok
+  BadReason reason{};   // when !ok
+  std::string message;  // when !ok: for the gsau.error.reason header, e.g. "missing user_id"
+};
+
+class Decoder {
+ public:
+  explicit Decoder(DecoderOptions options = {});
+  ~Decoder();
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+
+  // `kafka_ts_ms` is the record's timestamp (<= 0 when it has none).
+  // The result is valid until the next call.
+  const DecodeResult& Decode(std::string_view value, int64_t kafka_ts_ms);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gsau::ingest

@@ -1,0 +1,87 @@
+// Ingestor: Kafka click events -> the state store, each event applied exactly once.
+//
+// Protocol, per micro-batch (bounded by batch_max_events and batch_max_wait_ms):
+//  1. consume records; decode each; bad ones go to the dead-letter topic (original key,
+//     value and headers plus gsau.error.{reason,code,topic,partition,offset}); event types
+//     not accepted are skipped;
+//  2. wait until every dead-letter record of the batch is acknowledged (so a bad event is
+//     never lost), then apply the good events and the partitions' next offsets as ONE state
+//     batch;
+//  3. hand the applied batch to the sink (the learner), then commit the offsets to Kafka
+//     too, for lag tools only: the offsets in the state are the source of truth, and on every
+//     assignment the consumer seeks to them (to the beginning where the state has none).
+// A crash anywhere loses nothing and applies nothing twice in the state; a dead-letter record
+// may be written twice (crash between 2's two steps).
+//
+// Backpressure: when the sink has no room for another batch, every assigned partition is
+// paused; consumption resumes when it has room again.
+// Failures: an unreachable broker or a missing topic is retried (librdkafka reconnects; our
+// own dead-letter and apply steps back off exponentially), logged at most every few seconds
+// and counted in gsau_errors_total{stage="ingest"}; none of them ends Run().
+//
+// Thread safety: Run() on one thread; counters() from any. The store must outlive Run() and
+// see no other writer meanwhile.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gsau/common/status.h"
+#include "gsau/ingest/applied_queue.h"
+#include "gsau/ingest/decoder.h"
+#include "gsau/kafka/options.h"
+#include "gsau/state/state_store.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace gsau::ingest {
+
+struct IngestOptions {
+  kafka::KafkaOptions kafka;
+  std::string topic = "clicks";
+  std::string dead_letter_topic = "clicks.dlq";
+  std::string group_id = "gsau-ingest";
+  int batch_max_events = 1000;    // records per micro-batch (good, bad and skipped alike)
+  int batch_max_wait_ms = 100;    // longest time a record waits for its batch to be applied, ms
+  std::vector<std::string> accepted_event_types;  // empty = all
+  DecoderOptions decoder;
+  int session_timeout_ms = 10000;  // consumer group session timeout, ms: failover speed vs flapping
+  std::string group_instance_id;   // static membership (group.instance.id); empty = dynamic
+  int retry_backoff_max_ms = 5000; // cap of the exponential backoff of our own retries, ms
+  int dlq_flush_timeout_ms = 10000;  // one wait for dead-letter acknowledgements, ms
+};
+
+struct IngestCounters {
+  int64_t consumed = 0;       // records read from the topic
+  int64_t applied = 0;        // good events committed to the state
+  int64_t dead_lettered = 0;  // bad events acknowledged by the dead-letter topic
+  int64_t skipped = 0;        // good events of a type not accepted
+  int64_t batches = 0;        // state batches committed
+  int64_t paused = 0;         // times the partitions were paused for backpressure
+};
+
+class Ingestor {
+ public:
+  // `sink` and `registry` may be null (no learner; no metrics).
+  Ingestor(IngestOptions options, state::StateStore* store, AppliedSink* sink, prometheus::Registry* registry);
+  ~Ingestor();
+  Ingestor(const Ingestor&) = delete;
+  Ingestor& operator=(const Ingestor&) = delete;
+
+  // Consumes until `stop` is set, then applies what it holds, leaves the group and returns.
+  // Errors: kInvalidArgument for options librdkafka rejects; a fatal consumer error.
+  Status Run(const std::atomic<bool>& stop);
+
+  IngestCounters counters() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gsau::ingest

@@ -1,0 +1,135 @@
+#include "gsau/ingest/decoder.h"
+
+#include <simdjson.h>
+
+#include <cstring>
+
+namespace gsau::ingest {
+
+std::string_view BadReasonName(BadReason r) {
+  switch (r) {
+    case BadReason::kEmptyValue: return "empty_value";
+    case BadReason::kTooLarge: return "too_large";
+    case BadReason::kNotJson: return "not_json";
+    case BadReason::kNotObject: return "not_object";
+    case BadReason::kMissingField: return "missing_field";
+    case BadReason::kWrongType: return "wrong_type";
+    case BadReason::kBadId: return "bad_id";
+    case BadReason::kBadTime: return "bad_time";
+  }
+  return "unknown";
+}
+
+class Decoder::Impl {
+ public:
+  explicit Impl(DecoderOptions options) : options_(options) {
+    // The parser needs SIMDJSON_PADDING readable bytes after the document: values are copied
+    // into this buffer, which keeps its capacity between calls (no allocation per event).
+    buffer_.resize(options_.max_value_bytes + simdjson::SIMDJSON_PADDING);
+    // Nesting beyond this is not a click event; capping it bounds the parser's memory.
+    if (parser_.allocate(options_.max_value_bytes, 64) != simdjson::SUCCESS) throw std::bad_alloc();
+  }
+
+  const DecodeResult& Decode(std::string_view value, int64_t kafka_ts_ms) {
+    r_.ok = false;
+    r_.event.event_type.clear();
+    if (value.empty()) return Bad(BadReason::kEmptyValue, "empty value");
+    if (value.size() > options_.max_value_bytes) {
+      return Bad(BadReason::kTooLarge, "value of " + std::to_string(value.size()) + " bytes is over the limit of " +
+                                           std::to_string(options_.max_value_bytes));
+    }
+    std::memcpy(buffer_.data(), value.data(), value.size());
+    simdjson::dom::element doc;
+    if (auto err = parser_.parse(reinterpret_cast<const uint8_t*>(buffer_.data()), value.size(), false).get(doc);
+        err != simdjson::SUCCESS) {
+      return Bad(BadReason::kNotJson, std::string("not valid JSON: ") + simdjson::error_message(err));
+    }
+    simdjson::dom::object obj;
+    if (doc.get(obj) != simdjson::SUCCESS) return Bad(BadReason::kNotObject, "not a JSON object");
+
+    bool has_user = false, has_item = false, has_ts = false;
+    int64_t ts = 0;
+    for (auto field : obj) {
+      const std::string_view key = field.key;
+      if (key == "user_id" || key == "item_id") {
+        std::string& out = key == "user_id" ? r_.event.user_id : r_.event.item_id;
+        if (!ReadId(field.value, key, out)) return r_;
+        (key == "user_id" ? has_user : has_item) = true;
+      } else if (key == "ts") {
+        if (!field.value.is_int64()) {
+          return Bad(field.value.is_number() ? BadReason::kBadTime : BadReason::kWrongType,
+                     "ts must be an integer (ms since the epoch)");
+        }
+        ts = field.value.get_int64().value_unsafe();
+        has_ts = true;
+      } else if (key == "event") {
+        std::string_view ev;
+        if (field.value.get(ev) != simdjson::SUCCESS) return Bad(BadReason::kWrongType, "event must be a string");
+        r_.event.event_type.assign(ev);
+      }
+    }
+    if (!has_user) return Bad(BadReason::kMissingField, "missing user_id");
+    if (!has_item) return Bad(BadReason::kMissingField, "missing item_id");
+    if (!has_ts) {
+      if (kafka_ts_ms <= 0) return Bad(BadReason::kBadTime, "no ts and no message timestamp");
+      ts = kafka_ts_ms;
+    }
+    if (ts < 0) return Bad(BadReason::kBadTime, "ts " + std::to_string(ts) + " is negative");
+    if (ts > options_.max_ts_ms) {
+      return Bad(BadReason::kBadTime, "ts " + std::to_string(ts) + " is after 2100 (not milliseconds?)");
+    }
+    r_.event.ts_ms = ts;
+    if (r_.event.event_type.empty()) r_.event.event_type = "click";
+    r_.ok = true;
+    return r_;
+  }
+
+ private:
+  bool ReadId(simdjson::dom::element v, std::string_view key, std::string& out) {
+    std::string_view s;
+    if (v.get(s) == simdjson::SUCCESS) {
+      if (s.empty()) {
+        Bad(BadReason::kBadId, std::string(key) + " is empty");
+        return false;
+      }
+      if (s.size() > kMaxIdBytes) {
+        Bad(BadReason::kBadId, std::string(key) + " is " + std::to_string(s.size()) + " bytes, over " +
+                                   std::to_string(kMaxIdBytes));
+        return false;
+      }
+      out.assign(s);  // the parser has already checked the whole value is valid UTF-8
+      return true;
+    }
+    if (v.is_int64()) {
+      out = std::to_string(v.get_int64().value_unsafe());
+      return true;
+    }
+    if (v.is_uint64()) {
+      out = std::to_string(v.get_uint64().value_unsafe());
+      return true;
+    }
+    Bad(BadReason::kWrongType, std::string(key) + " must be a string or an integer");
+    return false;
+  }
+
+  const DecodeResult& Bad(BadReason reason, std::string message) {
+    r_.ok = false;
+    r_.reason = reason;
+    r_.message = std::move(message);
+    return r_;
+  }
+
+  DecoderOptions options_;
+  simdjson::dom::parser parser_;
+  std::string buffer_;
+  DecodeResult r_;
+};
+
+Decoder::Decoder(DecoderOptions options) : impl_(std::make_unique<Impl>(options)) {}
+Decoder::~Decoder() = default;
+
+const DecodeResult& Decoder::Decode(std::string_view value, int64_t kafka_ts_ms) {
+  return impl_->Decode(value, kafka_ts_ms);
+}
+
+}  // namespace gsau::ingest

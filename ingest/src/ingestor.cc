@@ -1,0 +1,568 @@
+#include "gsau/ingest/ingestor.h"
+
+#include <librdkafka/rdkafkacpp.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "gsau/common/log.h"
+#include "gsau/kafka/producer.h"
+#include "gsau/metrics/metrics.h"
+
+namespace gsau::ingest {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Logs one kind of repeated failure at most every `interval`, with how often it happened.
+class Throttle {
+ public:
+  explicit Throttle(std::chrono::seconds interval) : interval_(interval) {}
+  // Returns the number of suppressed occurrences + 1 when it is time to log, else 0.
+  int64_t Due() {
+    ++count_;
+    const auto now = Clock::now();
+    if (now - last_ < interval_) return 0;
+    last_ = now;
+    const int64_t n = count_;
+    count_ = 0;
+    return n;
+  }
+
+ private:
+  std::chrono::seconds interval_;
+  Clock::time_point last_{};
+  int64_t count_ = 0;
+};
+
+// Stage metrics, built once; null registry gives a private one nobody scrapes.
+struct IngestMetrics {
+  explicit IngestMetrics(prometheus::Registry& r)
+      : consumed(prometheus::BuildCounter()
+                     .Name("gsau_ingest_events_consumed_total")
+                     .Help("Records read from the clicks topic")
+                     .Register(r)
+                     .Add({})),
+        applied(prometheus::BuildCounter()
+                    .Name("gsau_ingest_events_applied_total")
+                    .Help("Click events committed to the state store")
+                    .Register(r)
+                    .Add({})),
+        skipped(prometheus::BuildCounter()
+                    .Name("gsau_ingest_events_skipped_total")
+                    .Help("Valid events of a type not accepted by ingest.accepted_event_types")
+                    .Register(r)
+                    .Add({})),
+        dead_letter_family(prometheus::BuildCounter()
+                               .Name("gsau_ingest_events_dead_lettered_total")
+                               .Help("Bad events written to the dead-letter topic, by reason")
+                               .Register(r)),
+        batches(prometheus::BuildCounter()
+                    .Name("gsau_ingest_batches_total")
+                    .Help("State batches committed by ingest")
+                    .Register(r)
+                    .Add({})),
+        apply_seconds(prometheus::BuildHistogram()
+                          .Name("gsau_ingest_batch_apply_seconds")
+                          .Help("Time to commit one micro-batch (dead-letter acks + state write)")
+                          .Register(r)
+                          .Add({}, metrics::LatencyBucketsSeconds())),
+        lag(prometheus::BuildGauge()
+                .Name("gsau_ingest_consumer_lag_messages")
+                .Help("Records behind the end of the assigned partitions of the clicks topic")
+                .Register(r)
+                .Add({})),
+        assigned(prometheus::BuildGauge()
+                     .Name("gsau_ingest_assigned_partitions")
+                     .Help("Partitions of the clicks topic assigned to this process")
+                     .Register(r)
+                     .Add({})),
+        paused(prometheus::BuildGauge()
+                   .Name("gsau_ingest_paused")
+                   .Help("1 while ingest pauses its partitions because the learner's queue is full")
+                   .Register(r)
+                   .Add({})),
+        pauses(prometheus::BuildCounter()
+                   .Name("gsau_ingest_pauses_total")
+                   .Help("Times ingest paused for backpressure")
+                   .Register(r)
+                   .Add({})),
+        users(prometheus::BuildGauge().Name("gsau_state_users").Help("Users in the state store").Register(r).Add({})),
+        items(prometheus::BuildGauge().Name("gsau_state_items").Help("Items in the state store").Register(r).Add({})),
+        edges(prometheus::BuildGauge()
+                  .Name("gsau_state_edges")
+                  .Help("Distinct user-item edges in the state store")
+                  .Register(r)
+                  .Add({})),
+        state_events(prometheus::BuildGauge()
+                         .Name("gsau_state_events")
+                         .Help("Click events held by the state store (all ever applied)")
+                         .Register(r)
+                         .Add({})),
+        batch_seq(prometheus::BuildGauge()
+                      .Name("gsau_state_batch_sequence")
+                      .Help("Sequence number of the last batch applied to the state store")
+                      .Register(r)
+                      .Add({})),
+        err_broker(metrics::ErrorCounter(r, "ingest", "broker")),
+        err_topic(metrics::ErrorCounter(r, "ingest", "topic_missing")),
+        err_consume(metrics::ErrorCounter(r, "ingest", "consume")),
+        err_dlq(metrics::ErrorCounter(r, "ingest", "dead_letter")),
+        err_apply(metrics::ErrorCounter(r, "ingest", "apply")),
+        err_commit(metrics::ErrorCounter(r, "ingest", "commit")) {}
+
+  prometheus::Counter& DeadLettered(BadReason reason) {
+    auto& slot = dead_letter[static_cast<int>(reason)];
+    if (slot == nullptr) slot = &dead_letter_family.Add({{"reason", std::string(BadReasonName(reason))}});
+    return *slot;
+  }
+
+  prometheus::Counter& consumed;
+  prometheus::Counter& applied;
+  prometheus::Counter& skipped;
+  prometheus::Family<prometheus::Counter>& dead_letter_family;
+  prometheus::Counter* dead_letter[16] = {};
+  prometheus::Counter& batches;
+  prometheus::Histogram& apply_seconds;
+  prometheus::Gauge& lag;
+  prometheus::Gauge& assigned;
+  prometheus::Gauge& paused;
+  prometheus::Counter& pauses;
+  prometheus::Gauge& users;
+  prometheus::Gauge& items;
+  prometheus::Gauge& edges;
+  prometheus::Gauge& state_events;
+  prometheus::Gauge& batch_seq;
+  prometheus::Counter& err_broker;
+  prometheus::Counter& err_topic;
+  prometheus::Counter& err_consume;
+  prometheus::Counter& err_dlq;
+  prometheus::Counter& err_apply;
+  prometheus::Counter& err_commit;
+};
+
+}  // namespace
+
+class Ingestor::Impl : public RdKafka::RebalanceCb {
+ public:
+  Impl(IngestOptions options, state::StateStore* store, AppliedSink* sink, prometheus::Registry* registry)
+      : options_(std::move(options)),
+        store_(store),
+        sink_(sink),
+        own_registry_(registry == nullptr ? std::make_unique<prometheus::Registry>() : nullptr),
+        metrics_(registry != nullptr ? *registry : *own_registry_),
+        decoder_(options_.decoder),
+        accepted_(options_.accepted_event_types.begin(), options_.accepted_event_types.end()) {}
+
+  Status Run(const std::atomic<bool>& stop) {
+    stop_ = &stop;
+    GSAU_RETURN_IF_ERROR(CreateClients());
+    PublishStateGauges();
+    if (auto err = consumer_->subscribe({options_.topic}); err != RdKafka::ERR_NO_ERROR) {
+      return Status::InvalidArgument("subscribe to " + options_.topic + ": " + RdKafka::err2str(err));
+    }
+    GSAU_LOG_INFO("ingest: consuming {} as group {} from {}; dead letters to {}", options_.topic, options_.group_id,
+                  options_.kafka.bootstrap_servers, options_.dead_letter_topic);
+    Status result;
+    while (!stop.load(std::memory_order_relaxed)) {
+      if (!ApplyBackpressure()) continue;
+      int timeout_ms = 100;
+      if (pending_records_ > 0) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(batch_deadline_ - Clock::now());
+        timeout_ms = static_cast<int>(std::clamp<int64_t>(left.count(), 0, 100));
+      }
+      std::unique_ptr<RdKafka::Message> msg(consumer_->consume(timeout_ms));
+      if (Status s = Handle(*msg); !s.ok()) {
+        result = s;
+        break;
+      }
+      if (pending_records_ >= options_.batch_max_events ||
+          (pending_records_ > 0 && Clock::now() >= batch_deadline_)) {
+        if (Status s = ApplyPending(); !s.ok() && s.code() != StatusCode::kAborted) {
+          result = s;
+          break;
+        }
+      }
+    }
+    // A graceful stop keeps what was consumed: apply it, then leave the group (close() runs
+    // the revoke callback, which finds nothing pending).
+    if (result.ok()) ApplyPending().IgnoreError();
+    consumer_->close();
+    GSAU_LOG_INFO("ingest: stopped after {} records: {} applied, {} dead-lettered, {} skipped", counters_.consumed,
+                  counters_.applied, counters_.dead_lettered, counters_.skipped);
+    return result;
+  }
+
+  IngestCounters counters() const {
+    std::lock_guard<std::mutex> lock(counters_mu_);
+    return counters_;
+  }
+
+  // Runs on Run()'s thread, inside consume().
+  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& partitions) override {
+    const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
+    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      std::string list;
+      for (auto* tp : partitions) {
+        const auto stored = store_->Offset({tp->topic(), tp->partition()});
+        tp->set_offset(stored ? *stored : RdKafka::Topic::OFFSET_BEGINNING);
+        assigned_.insert({tp->topic(), tp->partition()});
+        list += " " + std::to_string(tp->partition()) + "@" + (stored ? std::to_string(*stored) : "start");
+      }
+      GSAU_LOG_INFO("ingest: assigned{} ({} partitions, offsets from the state)", list, assigned_.size());
+      if (cooperative) {
+        std::unique_ptr<RdKafka::Error> e(consumer->incremental_assign(partitions));
+        if (e) GSAU_LOG_ERROR("ingest: incremental_assign: {}", e->str());
+      } else {
+        consumer->assign(partitions);
+      }
+      if (paused_) consumer->pause(partitions);
+    } else {
+      // Revoked or lost: what was consumed from them is applied now, while this process still
+      // may (the events are in this process's state either way, so nothing is lost or doubled).
+      ApplyPending().IgnoreError();
+      for (auto* tp : partitions) assigned_.erase({tp->topic(), tp->partition()});
+      GSAU_LOG_INFO("ingest: {} {} partitions", consumer->assignment_lost() ? "lost" : "revoked", partitions.size());
+      if (cooperative) {
+        std::unique_ptr<RdKafka::Error> e(consumer->incremental_unassign(partitions));
+        if (e) GSAU_LOG_ERROR("ingest: incremental_unassign: {}", e->str());
+      } else {
+        consumer->unassign();
+      }
+    }
+    metrics_.assigned.Set(static_cast<double>(assigned_.size()));
+  }
+
+ private:
+  Status CreateClients() {
+    std::string err;
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    const std::vector<std::pair<std::string, std::string>> settings = {
+        {"bootstrap.servers", options_.kafka.bootstrap_servers},
+        {"client.id", options_.kafka.client_id},
+        {"group.id", options_.group_id},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"session.timeout.ms", std::to_string(options_.session_timeout_ms)},
+        {"heartbeat.interval.ms", std::to_string(std::max(100, options_.session_timeout_ms / 5))},
+        {"enable.partition.eof", "false"},
+        {"reconnect.backoff.ms", "100"},
+        {"reconnect.backoff.max.ms", std::to_string(options_.retry_backoff_max_ms)},
+        {"topic.metadata.refresh.interval.ms", "5000"},
+    };
+    for (const auto& [k, v] : settings) {
+      if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) return Status::InvalidArgument(k + ": " + err);
+    }
+    if (!options_.group_instance_id.empty() &&
+        conf->set("group.instance.id", options_.group_instance_id, err) != RdKafka::Conf::CONF_OK) {
+      return Status::InvalidArgument("group.instance.id: " + err);
+    }
+    for (const auto& [k, v] : options_.kafka.properties) {
+      if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
+        return Status::InvalidArgument("kafka property " + k + ": " + err);
+      }
+    }
+    if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err) != RdKafka::Conf::CONF_OK) {
+      return Status::Internal(err);
+    }
+    consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+    if (!consumer_) return Status::InvalidArgument("creating the consumer: " + err);
+    kafka::ProducerOptions po;
+    po.linger_ms = 1;
+    GSAU_ASSIGN_OR_RETURN(dlq_, kafka::Producer::Create(options_.kafka, po));
+    return Status::Ok();
+  }
+
+  // Pauses or resumes for backpressure. Returns false while paused (the caller loops).
+  bool ApplyBackpressure() {
+    if (sink_ == nullptr) return true;
+    const bool room = sink_->HasRoom(static_cast<size_t>(options_.batch_max_events));
+    if (room == !paused_) return true;
+    std::vector<RdKafka::TopicPartition*> parts;
+    consumer_->assignment(parts);
+    if (!room) {
+      // Apply what is held first, so the learner gets it and nothing waits on a paused batch.
+      ApplyPending().IgnoreError();
+      consumer_->pause(parts);
+      paused_ = true;
+      metrics_.pauses.Increment();
+      metrics_.paused.Set(1);
+      Bump(&IngestCounters::paused, 1);
+      GSAU_LOG_INFO("ingest: learner queue full, pausing {} partitions", parts.size());
+    } else {
+      consumer_->resume(parts);
+      paused_ = false;
+      metrics_.paused.Set(0);
+      GSAU_LOG_INFO("ingest: learner queue drained, resuming");
+    }
+    RdKafka::TopicPartition::destroy(parts);
+    if (paused_) {
+      // Keep serving the group (heartbeats are background, rebalances come through here).
+      std::unique_ptr<RdKafka::Message> msg(consumer_->consume(50));
+      Handle(*msg).IgnoreError();
+      return false;
+    }
+    return true;
+  }
+
+  Status Handle(RdKafka::Message& msg) {
+    switch (msg.err()) {
+      case RdKafka::ERR_NO_ERROR:
+        Accept(msg);
+        return Status::Ok();
+      case RdKafka::ERR__TIMED_OUT:
+      case RdKafka::ERR__PARTITION_EOF:
+        return Status::Ok();
+      case RdKafka::ERR_UNKNOWN_TOPIC_OR_PART:
+      case RdKafka::ERR__UNKNOWN_TOPIC:
+      case RdKafka::ERR__UNKNOWN_PARTITION:
+        metrics_.err_topic.Increment();
+        if (int64_t n = topic_log_.Due()) {
+          GSAU_LOG_WARN("ingest: topic {} is not available yet ({}x): {}; retrying", options_.topic, n, msg.errstr());
+        }
+        return Status::Ok();
+      case RdKafka::ERR__TRANSPORT:
+      case RdKafka::ERR__ALL_BROKERS_DOWN:
+      case RdKafka::ERR__RESOLVE:
+        metrics_.err_broker.Increment();
+        if (int64_t n = broker_log_.Due()) {
+          GSAU_LOG_WARN("ingest: broker unavailable ({}x): {}; reconnecting", n, msg.errstr());
+        }
+        return Status::Ok();
+      default:
+        metrics_.err_consume.Increment();
+        if (msg.err() == RdKafka::ERR__FATAL) {
+          std::string reason;
+          consumer_->fatal_error(reason);
+          return Status::Internal("fatal consumer error: " + reason);
+        }
+        if (int64_t n = consume_log_.Due()) GSAU_LOG_WARN("ingest: consumer error ({}x): {}", n, msg.errstr());
+        return Status::Ok();
+    }
+  }
+
+  void Accept(RdKafka::Message& msg) {
+    if (pending_records_ == 0) {
+      batch_deadline_ = Clock::now() + std::chrono::milliseconds(options_.batch_max_wait_ms);
+    }
+    ++pending_records_;
+    ++batch_consumed_;
+    pending_offsets_[{msg.topic_name(), msg.partition()}] = msg.offset() + 1;
+    const std::string_view value(static_cast<const char*>(msg.payload()), msg.payload() ? msg.len() : 0);
+    const auto ts = msg.timestamp();
+    const DecodeResult& r = decoder_.Decode(value, ts.type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE
+                                                       ? -1
+                                                       : ts.timestamp);
+    if (!r.ok) {
+      DeadLetter(msg, r);
+      return;
+    }
+    if (!accepted_.empty() && accepted_.count(r.event.event_type) == 0) {
+      ++batch_skipped_;
+      return;
+    }
+    pending_events_.push_back(r.event);
+  }
+
+  void DeadLetter(RdKafka::Message& msg, const DecodeResult& r) {
+    kafka::Headers headers;
+    if (RdKafka::Headers* h = msg.headers(); h != nullptr) {
+      for (const auto& hd : h->get_all()) {
+        headers.emplace_back(hd.key(), hd.value() == nullptr
+                                           ? std::string()
+                                           : std::string(static_cast<const char*>(hd.value()), hd.value_size()));
+      }
+    }
+    headers.emplace_back("gsau.error.reason", r.message);
+    headers.emplace_back("gsau.error.code", std::string(BadReasonName(r.reason)));
+    headers.emplace_back("gsau.error.topic", msg.topic_name());
+    headers.emplace_back("gsau.error.partition", std::to_string(msg.partition()));
+    headers.emplace_back("gsau.error.offset", std::to_string(msg.offset()));
+    const std::string_view key = msg.key_pointer() != nullptr
+                                     ? std::string_view(static_cast<const char*>(msg.key_pointer()), msg.key_len())
+                                     : std::string_view();
+    const std::string_view value(static_cast<const char*>(msg.payload()), msg.payload() ? msg.len() : 0);
+    const bool null_value = msg.payload() == nullptr;
+    const int64_t ts = msg.timestamp().type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE
+                           ? 0
+                           : msg.timestamp().timestamp;
+    // Produce() retries a full queue itself; any other failure is retried here until it
+    // goes through, because dropping it would lose the bad event.
+    int backoff_ms = 50;
+    while (true) {
+      Status s = dlq_->Produce(options_.dead_letter_topic, key, value, headers, ts, null_value);
+      if (s.ok()) break;
+      metrics_.err_dlq.Increment();
+      GSAU_LOG_WARN("ingest: dead-letter produce failed: {}; retrying", s.ToString());
+      if (stop_->load()) break;  // not committed: it will be consumed again after restart
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
+    }
+    batch_bad_[static_cast<int>(r.reason)]++;
+    ++batch_dead_lettered_;
+  }
+
+  // Commits what is pending: dead letters acknowledged, then one state batch. Retries with
+  // backoff until it succeeds or Run() is asked to stop (kAborted: nothing was committed, so
+  // the records are consumed again after a restart).
+  Status ApplyPending() {
+    if (pending_records_ == 0) return Status::Ok();
+    const auto start = Clock::now();
+    int backoff_ms = 100;
+    if (batch_dead_lettered_ > 0) {
+      while (true) {
+        Status s = dlq_->Flush(options_.dlq_flush_timeout_ms);
+        if (s.ok()) break;
+        metrics_.err_dlq.Increment();
+        GSAU_LOG_WARN("ingest: waiting for dead-letter acknowledgements: {}; retrying in {} ms", s.ToString(),
+                      backoff_ms);
+        if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
+        std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+        backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
+      }
+    }
+    std::vector<PartitionOffset> offsets;
+    offsets.reserve(pending_offsets_.size());
+    for (const auto& [tp, next] : pending_offsets_) offsets.push_back({tp, next});
+    Result<state::BatchResult> applied = Status::Internal("not applied");
+    backoff_ms = 100;
+    while (true) {
+      applied = store_->ApplyBatch(pending_events_, offsets);
+      if (applied.ok()) break;
+      metrics_.err_apply.Increment();
+      GSAU_LOG_ERROR("ingest: applying a batch of {} events failed: {}; holding the batch, retrying in {} ms",
+                     pending_events_.size(), applied.status().ToString(), backoff_ms);
+      if (applied.status().code() == StatusCode::kInvalidArgument) return applied.status();  // a bug, not weather
+      if (stop_->load()) return Status::Aborted("stopped before the batch could be applied");
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
+    }
+    metrics_.apply_seconds.Observe(std::chrono::duration<double>(Clock::now() - start).count());
+    const int64_t n_applied = static_cast<int64_t>(pending_events_.size());
+    if (sink_ != nullptr && n_applied > 0) {
+      AppliedBatch b;
+      b.batch_seq = applied->batch_seq;
+      b.events = std::move(applied->events);
+      b.applied_at_ms = WallMs();
+      sink_->Push(std::move(b));
+    }
+    CommitToKafka(offsets);
+
+    metrics_.consumed.Increment(static_cast<double>(batch_consumed_));
+    metrics_.applied.Increment(static_cast<double>(n_applied));
+    metrics_.skipped.Increment(static_cast<double>(batch_skipped_));
+    for (int i = 0; i < 16; ++i) {
+      if (batch_bad_[i] > 0) metrics_.DeadLettered(static_cast<BadReason>(i)).Increment(batch_bad_[i]);
+    }
+    metrics_.batches.Increment();
+    {
+      std::lock_guard<std::mutex> lock(counters_mu_);
+      counters_.consumed += batch_consumed_;
+      counters_.applied += n_applied;
+      counters_.dead_lettered += batch_dead_lettered_;
+      counters_.skipped += batch_skipped_;
+      counters_.batches += 1;
+    }
+    PublishStateGauges();
+    UpdateLag();
+
+    pending_events_.clear();
+    pending_offsets_.clear();
+    pending_records_ = 0;
+    batch_consumed_ = batch_dead_lettered_ = batch_skipped_ = 0;
+    std::fill(std::begin(batch_bad_), std::end(batch_bad_), 0);
+    return Status::Ok();
+  }
+
+  void PublishStateGauges() {
+    const auto c = store_->Counts();
+    metrics_.users.Set(static_cast<double>(c.users));
+    metrics_.items.Set(static_cast<double>(c.items));
+    metrics_.edges.Set(static_cast<double>(c.edges));
+    metrics_.state_events.Set(static_cast<double>(c.events));
+    metrics_.batch_seq.Set(static_cast<double>(c.batch_seq));
+  }
+
+  void CommitToKafka(const std::vector<PartitionOffset>& offsets) {
+    std::vector<RdKafka::TopicPartition*> tps;
+    for (const auto& o : offsets) tps.push_back(RdKafka::TopicPartition::create(o.tp.topic, o.tp.partition, o.next_offset));
+    if (consumer_->commitAsync(tps) != RdKafka::ERR_NO_ERROR) metrics_.err_commit.Increment();
+    RdKafka::TopicPartition::destroy(tps);
+  }
+
+  void UpdateLag() {
+    int64_t lag = 0;
+    for (const auto& tp : assigned_) {
+      int64_t low = 0, high = 0;
+      if (consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high) != RdKafka::ERR_NO_ERROR || high < 0) {
+        continue;
+      }
+      const auto next = store_->Offset(tp);
+      lag += std::max<int64_t>(0, high - (next ? *next : low));
+    }
+    metrics_.lag.Set(static_cast<double>(lag));
+  }
+
+  void Bump(int64_t IngestCounters::*field, int64_t n) {
+    std::lock_guard<std::mutex> lock(counters_mu_);
+    counters_.*field += n;
+  }
+
+  const IngestOptions options_;
+  state::StateStore* const store_;
+  AppliedSink* const sink_;
+  std::unique_ptr<prometheus::Registry> own_registry_;
+  IngestMetrics metrics_;
+  Decoder decoder_;
+  const std::set<std::string> accepted_;
+  const std::atomic<bool>* stop_ = nullptr;
+
+  // Destruction order: the consumer (which may call back into this object) goes first, then
+  // the dead-letter producer (declared first, destroyed last), which flushes what it holds.
+  std::unique_ptr<kafka::Producer> dlq_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+
+  std::set<TopicPartition> assigned_;
+  bool paused_ = false;
+
+  // The micro-batch being filled.
+  std::vector<ClickEvent> pending_events_;
+  std::map<TopicPartition, int64_t> pending_offsets_;
+  int64_t pending_records_ = 0;
+  int64_t batch_consumed_ = 0, batch_dead_lettered_ = 0, batch_skipped_ = 0;
+  int64_t batch_bad_[16] = {};
+  Clock::time_point batch_deadline_{};
+
+  Throttle topic_log_{std::chrono::seconds(10)};
+  Throttle broker_log_{std::chrono::seconds(5)};
+  Throttle consume_log_{std::chrono::seconds(5)};
+
+  mutable std::mutex counters_mu_;
+  IngestCounters counters_;
+};
+
+Ingestor::Ingestor(IngestOptions options, state::StateStore* store, AppliedSink* sink, prometheus::Registry* registry)
+    : impl_(std::make_unique<Impl>(std::move(options), store, sink, registry)) {}
+
+Ingestor::~Ingestor() = default;
+
+Status Ingestor::Run(const std::atomic<bool>& stop) { return impl_->Run(stop); }
+
+IngestCounters Ingestor::counters() const { return impl_->counters(); }
+
+}  // namespace gsau::ingest

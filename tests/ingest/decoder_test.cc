@@ -1,0 +1,123 @@
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "gsau/ingest/decoder.h"
+
+namespace gsau::ingest {
+namespace {
+
+struct Case {
+  std::string value;
+  bool ok;
+  BadReason reason;
+  std::string message_part;
+};
+
+TEST(DecoderTest, GoodEvents) {
+  Decoder d;
+  auto& r = d.Decode(R"({"user_id":"u42","item_id":"sku-9","ts":1732600000123,"event":"click"})", 5);
+  ASSERT_TRUE(r.ok) << r.message;
+  EXPECT_EQ(r.event, (ClickEvent{"u42", "sku-9", 1732600000123, "click"}));
+
+  auto& ints = d.Decode(R"({"item_id": 77, "user_id": 12345678901234, "extra": {"nested": [1,2,3]}})", 1700000000000);
+  ASSERT_TRUE(ints.ok) << ints.message;
+  EXPECT_EQ(ints.event, (ClickEvent{"12345678901234", "77", 1700000000000, "click"})) << "ts from Kafka";
+
+  auto& view = d.Decode(R"({"user_id":"é✓","item_id":"x","ts":0,"event":"view"})", -1);
+  ASSERT_TRUE(view.ok) << view.message;
+  EXPECT_EQ(view.event.user_id, "é✓");
+  EXPECT_EQ(view.event.event_type, "view");
+  EXPECT_EQ(view.event.ts_ms, 0);
+
+  const std::string max_id(kMaxIdBytes, 'a');
+  EXPECT_TRUE(d.Decode(R"({"user_id":")" + max_id + R"(","item_id":"x","ts":1})", 0).ok);
+}
+
+TEST(DecoderTest, BadEventsHaveReasons) {
+  const std::string long_id(300, 'a');
+  const std::vector<Case> cases = {
+      {"", false, BadReason::kEmptyValue, "empty value"},
+      {"not json", false, BadReason::kNotJson, "not valid JSON"},
+      {"{\"user_id\":\"u\",\"item_id\":\"i\"", false, BadReason::kNotJson, "not valid JSON"},
+      {"{\"user_id\":\"u\xff\",\"item_id\":\"i\",\"ts\":1}", false, BadReason::kNotJson, "not valid JSON"},
+      {std::string("\x00\x01\x02\xfe", 4), false, BadReason::kNotJson, "not valid JSON"},
+      {"[1,2]", false, BadReason::kNotObject, "not a JSON object"},
+      {"\"just a string\"", false, BadReason::kNotObject, "not a JSON object"},
+      {R"({"item_id":"i","ts":1})", false, BadReason::kMissingField, "missing user_id"},
+      {R"({"user_id":"u","ts":1})", false, BadReason::kMissingField, "missing item_id"},
+      {R"({"user_id":"","item_id":"i","ts":1})", false, BadReason::kBadId, "user_id is empty"},
+      {R"({"user_id":")" + long_id + R"(","item_id":"i","ts":1})", false, BadReason::kBadId,
+       "user_id is 300 bytes, over 256"},
+      {R"({"user_id":"u","item_id":"i","ts":-5})", false, BadReason::kBadTime, "ts -5 is negative"},
+      {R"({"user_id":"u","item_id":"i","ts":1732600000123000})", false, BadReason::kBadTime, "after 2100"},
+      {R"({"user_id":"u","item_id":"i","ts":1.5})", false, BadReason::kBadTime, "ts must be an integer"},
+      {R"({"user_id":"u","item_id":"i","ts":"yesterday"})", false, BadReason::kWrongType, "ts must be an integer"},
+      {R"({"user_id":["u"],"item_id":"i","ts":1})", false, BadReason::kWrongType, "user_id must be a string"},
+      {R"({"user_id":"u","item_id":1.25,"ts":1})", false, BadReason::kWrongType, "item_id must be a string"},
+      {R"({"user_id":"u","item_id":null,"ts":1})", false, BadReason::kWrongType, "item_id must be a string"},
+      {R"({"user_id":"u","item_id":"i","ts":1,"event":7})", false, BadReason::kWrongType, "event must be a string"},
+      {R"({"user_id":"u","item_id":"i"})", false, BadReason::kBadTime, "no ts and no message timestamp"},
+  };
+  Decoder d;
+  for (const auto& c : cases) {
+    const auto& r = d.Decode(c.value, c.message_part == "no ts and no message timestamp" ? -1 : 0);
+    EXPECT_EQ(r.ok, c.ok) << c.value;
+    if (!r.ok) {
+      EXPECT_EQ(BadReasonName(r.reason), BadReasonName(c.reason)) << c.value << " -> " << r.message;
+      EXPECT_NE(r.message.find(c.message_part), std::string::npos) << c.value << " -> " << r.message;
+    }
+  }
+}
+
+TEST(DecoderTest, HugeValuesAreRejectedUnparsed) {
+  DecoderOptions o;
+  o.max_value_bytes = 1024;
+  Decoder d(o);
+  const std::string huge = R"({"user_id":"u","item_id":"i","pad":")" + std::string(5000, 'x') + "\"}";
+  const auto& r = d.Decode(huge, 1);
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.reason, BadReason::kTooLarge);
+  EXPECT_NE(r.message.find(std::to_string(huge.size()) + " bytes"), std::string::npos) << r.message;
+}
+
+// Seeded random mutations of good events: the decoder never crashes, and whatever it accepts
+// satisfies the rules (so a mutation cannot smuggle a bad event into the state).
+TEST(DecoderTest, SeededRandomMutationsNeverBreakTheRules) {
+  const std::vector<std::string> seeds = {
+      R"({"user_id":"u42","item_id":"sku-9","ts":1732600000123,"event":"click"})",
+      R"({"user_id":17,"item_id":"a\"b\\c","ts":0})",
+      R"({"item_id":"x","user_id":"y","other":[1,{"a":null}],"ts":99})",
+  };
+  std::mt19937_64 rng(2020);
+  Decoder d;
+  int accepted = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string v = seeds[rng() % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const size_t pos = v.empty() ? 0 : rng() % v.size();
+      switch (rng() % 4) {
+        case 0: if (!v.empty()) v[pos] = static_cast<char>(rng()); break;
+        case 1: v.insert(pos, 1, static_cast<char>(rng())); break;
+        case 2: if (!v.empty()) v.erase(pos, 1 + rng() % 3); break;
+        case 3: v.insert(pos, v.substr(rng() % (v.size() + 1), rng() % 8)); break;
+      }
+    }
+    const auto& r = d.Decode(v, static_cast<int64_t>(rng() % 3) - 1);
+    if (r.ok) {
+      ++accepted;
+      ASSERT_FALSE(r.event.user_id.empty()) << v;
+      ASSERT_FALSE(r.event.item_id.empty()) << v;
+      ASSERT_LE(r.event.user_id.size(), kMaxIdBytes) << v;
+      ASSERT_GE(r.event.ts_ms, 0) << v;
+      ASSERT_FALSE(r.event.event_type.empty()) << v;
+    } else {
+      ASSERT_FALSE(r.message.empty()) << v;
+    }
+  }
+  EXPECT_GT(accepted, 1000) << "mutations should leave many events valid";
+}
+
+}  // namespace
+}  // namespace gsau::ingest

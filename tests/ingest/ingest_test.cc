@@ -1,0 +1,229 @@
+// The ingest stage in process, against the real broker.
+#include <gtest/gtest.h>
+
+#include <prometheus/registry.h>
+
+#include <thread>
+
+#include "gsau/ingest/ingestor.h"
+#include "ingest_helpers.h"
+#include "kafka_broker.h"
+#include "temp_dir.h"
+
+namespace gsau::ingest {
+namespace {
+
+using namespace gsau::testing;
+
+IngestOptions Options(const std::string& topic) {
+  IngestOptions o;
+  o.kafka = KafkaAt(KafkaBootstrap());
+  o.topic = topic;
+  o.dead_letter_topic = topic + ".dlq";
+  o.group_id = UniqueTopic("group");
+  o.batch_max_events = 100;
+  o.batch_max_wait_ms = 50;
+  o.session_timeout_ms = 6000;
+  return o;
+}
+
+std::unique_ptr<state::StateStore> OpenState(const std::string& path) {
+  state::StateOptions o;
+  o.path = path;
+  auto s = state::StateStore::Open(o);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return std::move(s).value();
+}
+
+// Runs the ingestor on a thread until `done` holds (or 60 s), then stops it.
+template <typename Done>
+Status RunUntil(Ingestor& ingestor, Done done) {
+  std::atomic<bool> stop{false};
+  Status result;
+  std::thread t([&] { result = ingestor.Run(stop); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  stop = true;
+  t.join();
+  return result;
+}
+
+TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
+  const std::string topic = UniqueTopic("mixed");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 3, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  ASSERT_TRUE(producer.ok());
+
+  // Bad events, each with the reason code it must get.
+  const std::string long_id(300, 'x');
+  std::string garbage;
+  for (int i = 0; i < 64; ++i) garbage.push_back(static_cast<char>((i * 37 + 11) & 0xff));
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"not json at all", "not_json"},
+      {R"({"item_id":"i1","ts":1700000000000})", "missing_field"},
+      {R"({"user_id":")" + long_id + R"(","item_id":"i1","ts":1700000000000})", "bad_id"},
+      {R"({"user_id":"u1","item_id":"i1","ts":-1})", "bad_time"},
+      {R"({"user_id":{"a":1},"item_id":"i1","ts":1700000000000})", "wrong_type"},
+      {R"({"user_id":"u1","item_id":"i1","ts":"noon"})", "wrong_type"},
+      {"", "empty_value"},
+      {garbage, "not_json"},
+      {R"({"user_id":"u1","item_id":"i1","pad":")" + std::string(100000, 'p') + "\"}", "too_large"},
+      {"[]", "not_object"},
+  };
+  const auto good = MakeClicks(3000, 200, 300, 7);
+  size_t next_bad = 0;
+  for (size_t i = 0; i < good.size(); ++i) {
+    ASSERT_TRUE((*producer)->Produce(topic, good[i].user_id, ClickJson(good[i].user_id, good[i].item_id, good[i].ts_ms)).ok());
+    if (i % 250 == 0 && next_bad < bad.size()) {
+      ASSERT_TRUE((*producer)
+                      ->Produce(topic, "bad-" + std::to_string(next_bad), bad[next_bad].first,
+                                {{"trace", "t" + std::to_string(next_bad)}})
+                      .ok());
+      ++next_bad;
+    }
+  }
+  while (next_bad < bad.size()) {
+    ASSERT_TRUE((*producer)->Produce(topic, "bad-" + std::to_string(next_bad), bad[next_bad].first,
+                                     {{"trace", "t" + std::to_string(next_bad)}}).ok());
+    ++next_bad;
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  const int64_t total = static_cast<int64_t>(good.size() + bad.size());
+
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  const IngestOptions options = Options(topic);
+  Ingestor ingestor(options, store.get(), nullptr, nullptr);
+  ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= total; }).ok());
+
+  const auto c = ingestor.counters();
+  EXPECT_EQ(c.consumed, total);
+  EXPECT_EQ(c.applied, static_cast<int64_t>(good.size()));
+  EXPECT_EQ(c.dead_lettered, static_cast<int64_t>(bad.size()));
+  EXPECT_EQ(c.consumed, c.applied + c.dead_lettered + c.skipped);
+
+  // The state holds exactly the good events: compare with a store fed them directly.
+  TempDir ref_dir;
+  auto ref = OpenState(ref_dir.File("state"));
+  ASSERT_TRUE(ref->ApplyBatch(good, {}).ok());
+  EXPECT_EQ(Dump(*store), Dump(*ref));
+  // Offsets: every partition's next offset is its end.
+  int64_t offsets = 0;
+  for (const auto& o : store->Offsets()) offsets += o.next_offset;
+  EXPECT_EQ(offsets, total);
+
+  // The dead-letter topic holds every bad one, with its key, value, headers and reason.
+  const auto dlq = ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, static_cast<int64_t>(bad.size()));
+  ASSERT_EQ(dlq.size(), bad.size());
+  for (const auto& r : dlq) {
+    ASSERT_EQ(r.key.rfind("bad-", 0), 0u) << r.key;
+    const size_t k = std::stoul(r.key.substr(4));
+    EXPECT_EQ(r.value, bad[k].first) << "original value kept";
+    std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
+    EXPECT_EQ(h["trace"], "t" + std::to_string(k)) << "original headers kept";
+    EXPECT_EQ(h["gsau.error.code"], bad[k].second) << bad[k].first.substr(0, 80);
+    EXPECT_FALSE(h["gsau.error.reason"].empty());
+    EXPECT_EQ(h["gsau.error.topic"], topic);
+    EXPECT_FALSE(h["gsau.error.partition"].empty());
+    EXPECT_FALSE(h["gsau.error.offset"].empty());
+  }
+}
+
+TEST(IngestTest, RestartResumesFromTheStateOffsetsNotKafkas) {
+  const std::string topic = UniqueTopic("resume");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 2, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  const auto clicks = MakeClicks(2000, 50, 80, 11);
+  for (size_t i = 0; i < 1000; ++i) {
+    ASSERT_TRUE((*producer)->Produce(topic, clicks[i].user_id, ClickJson(clicks[i].user_id, clicks[i].item_id, clicks[i].ts_ms)).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  TempDir dir;
+  IngestOptions options = Options(topic);
+  {
+    auto store = OpenState(dir.File("state"));
+    Ingestor first(options, store.get(), nullptr, nullptr);
+    ASSERT_TRUE(RunUntil(first, [&] { return first.counters().consumed >= 1000; }).ok());
+  }
+  for (size_t i = 1000; i < clicks.size(); ++i) {
+    ASSERT_TRUE((*producer)->Produce(topic, clicks[i].user_id, ClickJson(clicks[i].user_id, clicks[i].item_id, clicks[i].ts_ms)).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  // A new group id: Kafka has no committed offsets for it, so only the state can say where to go on.
+  options.group_id = UniqueTopic("other-group");
+  auto store = OpenState(dir.File("state"));
+  Ingestor second(options, store.get(), nullptr, nullptr);
+  ASSERT_TRUE(RunUntil(second, [&] { return second.counters().consumed >= 1000; }).ok());
+  EXPECT_EQ(second.counters().consumed, 1000) << "only the new events";
+  TempDir ref_dir;
+  auto ref = OpenState(ref_dir.File("state"));
+  ASSERT_TRUE(ref->ApplyBatch(clicks, {}).ok());
+  EXPECT_EQ(Dump(*store), Dump(*ref));
+}
+
+TEST(IngestTest, FullLearnerQueuePausesAndDrainingResumes) {
+  const std::string topic = UniqueTopic("backpressure");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 2, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  const auto clicks = MakeClicks(3000, 100, 100, 3);
+  for (const auto& c : clicks) {
+    ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  AppliedQueue queue(500);  // room for a few batches of 100
+  Ingestor ingestor(Options(topic), store.get(), &queue, nullptr);
+  std::atomic<bool> stop{false};
+  std::thread t([&] { ASSERT_TRUE(ingestor.Run(stop).ok()); });
+  // Nobody drains yet: ingest must stop near the bound instead of buffering everything.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (ingestor.counters().paused == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_GE(ingestor.counters().paused, 1);
+  EXPECT_LE(queue.queued_events(), 600u) << "bounded by the capacity plus one batch";
+  EXPECT_LT(ingestor.counters().applied, 1000);
+  // Drain: everything arrives, in batches, each event once.
+  int64_t drained = 0;
+  while (drained < static_cast<int64_t>(clicks.size()) && std::chrono::steady_clock::now() < until + std::chrono::seconds(30)) {
+    if (auto b = queue.Pop(200)) drained += static_cast<int64_t>(b->events.size());
+  }
+  stop = true;
+  t.join();
+  EXPECT_EQ(drained, static_cast<int64_t>(clicks.size()));
+  EXPECT_EQ(store->Counts().events, clicks.size());
+}
+
+TEST(IngestTest, MissingTopicIsRetriedThenConsumed) {
+  const std::string topic = UniqueTopic("late-topic");
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  prometheus::Registry registry;
+  Ingestor ingestor(Options(topic), store.get(), nullptr, &registry);
+  std::atomic<bool> stop{false};
+  Status result;
+  std::thread t([&] { result = ingestor.Run(stop); });
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // subscribed to a topic that does not exist
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  const auto clicks = MakeClicks(100, 10, 10, 5);
+  for (const auto& c : clicks) {
+    ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+  while (ingestor.counters().applied < 100 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop = true;
+  t.join();
+  EXPECT_TRUE(result.ok()) << result;
+  EXPECT_EQ(ingestor.counters().applied, 100);
+}
+
+}  // namespace
+}  // namespace gsau::ingest

@@ -1,0 +1,44 @@
+// Child processes and HTTP for tests: start `gsau` subcommands, kill them, scrape /metrics.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gsau::testing {
+
+// A child process; killed with SIGKILL on destruction if still running.
+class ChildProcess {
+ public:
+  // Starts `argv[0]` with `argv`, stdout and stderr appended to `log_path`.
+  ChildProcess(const std::vector<std::string>& argv, const std::string& log_path);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  bool Running();
+  void Signal(int sig);
+  // Waits up to `timeout_ms` for the exit; returns the exit code (128 + signal when killed),
+  // or -1 on timeout.
+  int Wait(int timeout_ms);
+
+ private:
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+
+// GET http://127.0.0.1:port/path; empty on failure.
+std::string HttpGet(int port, const std::string& path);
+
+// The value of the first sample of `name` (exact metric name, optionally with a label set such
+// as `name{reason="bad_id"}`) on 127.0.0.1:port/metrics.
+std::optional<double> ScrapeMetric(int port, const std::string& name);
+
+}  // namespace gsau::testing
