@@ -4,6 +4,7 @@
 // (`--full` runs the whole epoch instead), then times one validation pass. It also compares
 // three ways of doing the LightGCN sparse product (forward + backward of the full propagation).
 // Last line: BENCH train seconds_per_epoch=<s> samples_per_s=<n>.
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
   int64_t steps = 30;
   int64_t warmup = 3;
   bool full = false;
+  std::string profile;  // chrome-trace JSON of the timed steps (torch's legacy profiler)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -84,9 +86,10 @@ int main(int argc, char** argv) {
     else if (a == "--steps") steps = std::atoll(next().c_str());
     else if (a == "--warmup") warmup = std::atoll(next().c_str());
     else if (a == "--full") full = true;
+    else if (a == "--profile") profile = next();
     else {
       std::cerr << "usage: bench_train [--data PATH] [--model gsau-rec|gsau|sasrec|lightgcn] [--threads N] "
-                   "[--steps N] [--warmup N] [--full]\n";
+                   "[--steps N] [--warmup N] [--full] [--profile TRACE.json]\n";
       return 2;
     }
   }
@@ -138,7 +141,10 @@ int main(int argc, char** argv) {
       std::cerr << "bench_train: " << timed.status() << "\n";
       return 1;
     }
+    std::unique_ptr<torch::autograd::profiler::RecordProfile> prof;
+    if (!profile.empty()) prof = std::make_unique<torch::autograd::profiler::RecordProfile>(profile);
     auto r = (*timed)->TrainEpoch(1, &tm);
+    prof.reset();
     if (!r.ok()) {
       std::cerr << "bench_train: " << r.status() << "\n";
       return 1;

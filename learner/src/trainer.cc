@@ -1,5 +1,6 @@
 #include "gsau/learner/trainer.h"
 
+#include <dlfcn.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -67,6 +68,14 @@ Status SaveAtomically(torch::serialize::OutputArchive& archive, const fs::path& 
   fs::rename(tmp, path, ec);
   if (ec) return Status::IoError("renaming " + tmp.string() + ": " + ec.message());
   return Status::Ok();
+}
+
+// Debian's libblas.so.3 may be OpenBLAS's pthread build, which starts its own pool of one
+// thread per core whatever torch's thread count is: on a shared machine these extra spinning
+// threads made a step several times slower. Give it the same count as torch.
+void SetBlasThreads(int n) {
+  using SetThreads = void (*)(int);
+  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
 }
 
 Status WriteTextAtomically(const fs::path& path, const std::string& text) {
@@ -453,6 +462,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, co
     unsigned cores = std::thread::hardware_concurrency();
     impl->threads = o.threads > 0 ? o.threads : static_cast<int>(cores == 0 ? 1 : cores);
     torch::set_num_threads(impl->threads);
+    SetBlasThreads(impl->threads);
     torch::manual_seed(o.seed);
     impl->rng.seed(o.seed);
     impl->use_graph = o.model != ModelKind::kSasRec;
