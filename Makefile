@@ -13,7 +13,7 @@ CMAKE_ARGS ?=
 DEMO_ARGS  ?=
 
 .PHONY: all setup configure build test test-unit test-kafka demo clean \
-        test-asan test-tsan bench-replay bench-state bench-train
+        test-asan test-tsan bench-replay bench-state bench-train bench-ingest fuzz-decoder
 
 all: build
 
@@ -45,6 +45,20 @@ test-asan:
 test-tsan:
 	$(MAKE) test BUILD=build-tsan CMAKE_ARGS="-DGSAU_SANITIZE=thread -DGSAU_WITH_LEARNER=OFF"
 
+# libFuzzer (clang) on the event decoder, ASan+UBSan, 1,000,000 inputs from a small seed corpus.
+FUZZ_RUNS ?= 1000000
+fuzz-decoder: setup
+	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGSAU_FUZZ=ON \
+	  -DGSAU_WITH_LEARNER=OFF -DGSAU_BUILD_TESTS=OFF -DGSAU_BUILD_BENCH=OFF \
+	  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+	  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+	@cmake --build build-fuzz --target fuzz_decoder -j$(JOBS)
+	@mkdir -p build-fuzz/corpus && cp -n fuzz/corpus/decoder/* build-fuzz/corpus/ 2>/dev/null || true
+	build-fuzz/fuzz/fuzz_decoder -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1 build-fuzz/corpus
+
+bench-ingest: build
+	$(BUILD)/bench/ingest/bench_ingest
+
 bench-replay: build
 	scripts/bench_replay.sh $(BUILD)
 
@@ -55,4 +69,4 @@ bench-train: build
 	$(BUILD)/bench/learner/bench_train
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

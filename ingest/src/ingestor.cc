@@ -27,11 +27,13 @@ int64_t WallMs() {
 }
 
 // Logs one kind of repeated failure at most every `interval`, with how often it happened.
+// Thread-safe: librdkafka's threads report through it too.
 class Throttle {
  public:
   explicit Throttle(std::chrono::seconds interval) : interval_(interval) {}
   // Returns the number of suppressed occurrences + 1 when it is time to log, else 0.
   int64_t Due() {
+    std::lock_guard<std::mutex> lock(mu_);
     ++count_;
     const auto now = Clock::now();
     if (now - last_ < interval_) return 0;
@@ -42,6 +44,7 @@ class Throttle {
   }
 
  private:
+  std::mutex mu_;
   std::chrono::seconds interval_;
   Clock::time_point last_{};
   int64_t count_ = 0;
@@ -155,7 +158,7 @@ struct IngestMetrics {
 
 }  // namespace
 
-class Ingestor::Impl : public RdKafka::RebalanceCb {
+class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
  public:
   Impl(IngestOptions options, state::StateStore* store, AppliedSink* sink, prometheus::Registry* registry)
       : options_(std::move(options)),
@@ -208,6 +211,26 @@ class Ingestor::Impl : public RdKafka::RebalanceCb {
   IngestCounters counters() const {
     std::lock_guard<std::mutex> lock(counters_mu_);
     return counters_;
+  }
+
+  // Client-level errors (broker down, authentication) and librdkafka's own log lines arrive
+  // here, not as messages from consume(). May run on librdkafka's threads.
+  void event_cb(RdKafka::Event& event) override {
+    switch (event.type()) {
+      case RdKafka::Event::EVENT_ERROR:
+        if (event.fatal()) {
+          GSAU_LOG_ERROR("ingest: fatal Kafka error: {}", event.str());
+        }
+        CountClientError(event.err(), event.str());
+        break;
+      case RdKafka::Event::EVENT_LOG:
+        if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_ERROR) {
+          if (int64_t n = librdkafka_log_.Due()) GSAU_LOG_WARN("ingest: librdkafka ({}x): {}", n, event.str());
+        }
+        break;
+      default:
+        break;
+    }
   }
 
   // Runs on Run()'s thread, inside consume().
@@ -277,7 +300,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb {
         return Status::InvalidArgument("kafka property " + k + ": " + err);
       }
     }
-    if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err) != RdKafka::Conf::CONF_OK) {
+    if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err) != RdKafka::Conf::CONF_OK ||
+        conf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err) != RdKafka::Conf::CONF_OK) {
       return Status::Internal(err);
     }
     consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
@@ -328,31 +352,39 @@ class Ingestor::Impl : public RdKafka::RebalanceCb {
       case RdKafka::ERR__TIMED_OUT:
       case RdKafka::ERR__PARTITION_EOF:
         return Status::Ok();
+      default:
+        if (msg.err() == RdKafka::ERR__FATAL) {
+          metrics_.err_consume.Increment();
+          std::string reason;
+          consumer_->fatal_error(reason);
+          return Status::Internal("fatal consumer error: " + reason);
+        }
+        CountClientError(msg.err(), msg.errstr());
+        return Status::Ok();
+    }
+  }
+
+  // Counts and (throttled) logs a non-fatal client error: librdkafka retries by itself.
+  void CountClientError(RdKafka::ErrorCode err, const std::string& text) {
+    switch (err) {
       case RdKafka::ERR_UNKNOWN_TOPIC_OR_PART:
       case RdKafka::ERR__UNKNOWN_TOPIC:
       case RdKafka::ERR__UNKNOWN_PARTITION:
         metrics_.err_topic.Increment();
         if (int64_t n = topic_log_.Due()) {
-          GSAU_LOG_WARN("ingest: topic {} is not available yet ({}x): {}; retrying", options_.topic, n, msg.errstr());
+          GSAU_LOG_WARN("ingest: topic {} is not available ({}x): {}; retrying", options_.topic, n, text);
         }
-        return Status::Ok();
+        break;
       case RdKafka::ERR__TRANSPORT:
       case RdKafka::ERR__ALL_BROKERS_DOWN:
       case RdKafka::ERR__RESOLVE:
         metrics_.err_broker.Increment();
-        if (int64_t n = broker_log_.Due()) {
-          GSAU_LOG_WARN("ingest: broker unavailable ({}x): {}; reconnecting", n, msg.errstr());
-        }
-        return Status::Ok();
+        if (int64_t n = broker_log_.Due()) GSAU_LOG_WARN("ingest: broker unavailable ({}x): {}; reconnecting", n, text);
+        break;
       default:
         metrics_.err_consume.Increment();
-        if (msg.err() == RdKafka::ERR__FATAL) {
-          std::string reason;
-          consumer_->fatal_error(reason);
-          return Status::Internal("fatal consumer error: " + reason);
-        }
-        if (int64_t n = consume_log_.Due()) GSAU_LOG_WARN("ingest: consumer error ({}x): {}", n, msg.errstr());
-        return Status::Ok();
+        if (int64_t n = consume_log_.Due()) GSAU_LOG_WARN("ingest: consumer error ({}x): {}", n, text);
+        break;
     }
   }
 
@@ -551,6 +583,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb {
   Throttle topic_log_{std::chrono::seconds(10)};
   Throttle broker_log_{std::chrono::seconds(5)};
   Throttle consume_log_{std::chrono::seconds(5)};
+  Throttle librdkafka_log_{std::chrono::seconds(5)};
 
   mutable std::mutex counters_mu_;
   IngestCounters counters_;

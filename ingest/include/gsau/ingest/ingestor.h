@@ -13,6 +13,10 @@
 // A crash anywhere loses nothing and applies nothing twice in the state; a dead-letter record
 // may be written twice (crash between 2's two steps).
 //
+// Partitions that move between processes of one group: every process keeps its own state, so
+// the new owner continues a partition from the offset in ITS state (the beginning if it never
+// had it) and each state holds every event of the partitions it consumed exactly once.
+//
 // Backpressure: when the sink has no room for another batch, every assigned partition is
 // paused; consumption resumes when it has room again.
 // Failures: an unreachable broker or a missing topic is retried (librdkafka reconnects; our

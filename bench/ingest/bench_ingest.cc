@@ -1,0 +1,157 @@
+// make bench-ingest: end-to-end ingest (Kafka -> decode -> state store, offsets included)
+// against a bare librdkafka consumer that only counts, on the same topic of 1,000,000 events
+// in one real local broker. Both rates are measured the same way: from the first record
+// counted to the last, so group joins do not count.
+// Last line: BENCH ingest events_per_s=<n> bare_events_per_s=<n> ratio_vs_bare=<r>
+#include <librdkafka/rdkafkacpp.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "gsau/common/log.h"
+#include "gsau/ingest/ingestor.h"
+#include "gsau/kafka/admin.h"
+#include "gsau/kafka/producer.h"
+#include "gsau/replay/replay.h"
+#include "gsau/state/state_store.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Run(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 256> buf;
+  while (p != nullptr && fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
+  if (p != nullptr) pclose(p);
+  return out;
+}
+
+// Samples `count` every ms: rate = (n - c0) / (t(n) - t0), t0 = first sample with count > 0.
+template <typename Count>
+double MeasureRate(int64_t n, Count count, double timeout_s) {
+  Clock::time_point t0{};
+  int64_t c0 = 0;
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  while (Clock::now() < deadline) {
+    const int64_t c = count();
+    if (c > 0 && c0 == 0) {
+      t0 = Clock::now();
+      c0 = c;
+    }
+    if (c >= n) return static_cast<double>(n - c0) / std::chrono::duration<double>(Clock::now() - t0).count();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gsau::log::Init();
+  const int64_t n = argc > 1 ? std::stoll(argv[1]) : 1000000;
+  const std::string dir = std::filesystem::temp_directory_path() / ("gsau-bench-ingest-" + std::to_string(getpid()));
+  const std::string script = std::string(GSAU_SOURCE_DIR) + "/scripts/kafka_broker.sh";
+  std::string bootstrap = Run(script + " start --dir " + dir + "/broker --max-lifetime 1800");
+  bootstrap = bootstrap.substr(0, bootstrap.find('\n'));
+  if (bootstrap.empty()) {
+    std::cerr << "bench_ingest: could not start the broker\n";
+    return 1;
+  }
+  struct Cleanup {
+    std::string cmd, dir;
+    ~Cleanup() {
+      Run(cmd);
+      std::filesystem::remove_all(dir);
+    }
+  } cleanup{script + " stop --dir " + dir + "/broker", dir};
+
+  gsau::kafka::KafkaOptions kafka;
+  kafka.bootstrap_servers = bootstrap;
+  const std::string topic = "bench-clicks";
+  if (auto s = gsau::kafka::EnsureTopics(kafka, {{topic, 4, 1, {}}}, 20000); !s.ok()) {
+    std::cerr << s << "\n";
+    return 1;
+  }
+  gsau::replay::SyntheticOptions so;
+  so.events = n;
+  so.users = 50000;
+  so.items = 20000;
+  const auto events = gsau::replay::SyntheticStream(so);
+  gsau::replay::ReplayOptions ro;
+  ro.topic = topic;
+  ro.progress = false;
+  auto produced = gsau::replay::Replay(events, kafka, ro);
+  if (!produced.ok()) {
+    std::cerr << produced.status() << "\n";
+    return 1;
+  }
+  std::cout << "topic " << topic << ": " << produced->events << " events, 4 partitions\n";
+
+  // Bare consumer: counts messages, nothing else.
+  double bare_rate = 0;
+  {
+    std::string err;
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    conf->set("bootstrap.servers", bootstrap, err);
+    conf->set("group.id", "bench-bare", err);
+    conf->set("auto.offset.reset", "earliest", err);
+    conf->set("enable.auto.commit", "false", err);
+    std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
+    c->subscribe({topic});
+    std::atomic<int64_t> count{0};
+    std::atomic<bool> done{false};
+    std::thread t([&] {
+      while (!done) {
+        std::unique_ptr<RdKafka::Message> m(c->consume(100));
+        if (m->err() == RdKafka::ERR_NO_ERROR) count.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+    bare_rate = MeasureRate(n, [&] { return count.load(std::memory_order_relaxed); }, 300);
+    done = true;
+    t.join();
+    c->close();
+  }
+  std::cout << "bare librdkafka consumer: " << static_cast<int64_t>(bare_rate) << " events/s\n";
+
+  // End-to-end ingest into a fresh state store.
+  double ingest_rate = 0;
+  uint64_t disk = 0;
+  {
+    gsau::state::StateOptions sopt;
+    sopt.path = dir + "/state";
+    auto store = gsau::state::StateStore::Open(sopt);
+    if (!store.ok()) {
+      std::cerr << store.status() << "\n";
+      return 1;
+    }
+    gsau::ingest::IngestOptions io;
+    io.kafka = kafka;
+    io.topic = topic;
+    io.dead_letter_topic = topic + ".dlq";
+    io.group_id = "bench-ingest";
+    gsau::ingest::Ingestor ingestor(io, store->get(), nullptr, nullptr);
+    std::atomic<bool> stop{false};
+    std::thread t([&] { (void)ingestor.Run(stop); });
+    ingest_rate = MeasureRate(n, [&] { return ingestor.counters().consumed; }, 600);
+    stop = true;
+    t.join();
+    const auto c = (*store)->Counts();
+    std::cout << "state: " << c.users << " users, " << c.items << " items, " << c.edges << " edges, " << c.events
+              << " events in " << c.batch_seq << " batches\n";
+    disk = (*store)->DiskBytes().ok() ? *(*store)->DiskBytes() : 0;
+  }
+  std::cout << "ingest (Kafka -> decode -> state batch + offsets): " << static_cast<int64_t>(ingest_rate)
+            << " events/s; state on disk " << disk / (1 << 20) << " MiB\n";
+  const double ratio = bare_rate > 0 ? ingest_rate / bare_rate : 0;
+  std::printf("BENCH ingest events_per_s=%.0f bare_events_per_s=%.0f ratio_vs_bare=%.2f\n", ingest_rate, bare_rate,
+              ratio);
+  return 0;
+}

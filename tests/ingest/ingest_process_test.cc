@@ -1,0 +1,251 @@
+// `gsau ingest` as a process against the real broker: kill -9 at random moments, two
+// processes in one group with a failover, and the broker stopped mid-stream.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "ingest_helpers.h"
+#include "kafka_broker.h"
+#include "process.h"
+#include "temp_dir.h"
+
+namespace gsau {
+namespace {
+
+using namespace gsau::testing;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+std::string Tail(const std::string& path, size_t bytes = 4000) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string s = ss.str();
+  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
+}
+
+struct IngestProcess {
+  std::string bootstrap, topic, group, state, log, instance;
+  int port = 0;
+  int batch = 200;
+  int session_timeout_ms = 6000;
+
+  std::unique_ptr<ChildProcess> Start() const {
+    std::vector<std::string> argv = {BinaryDir() + "/gsau",
+                                     "ingest",
+                                     "--bootstrap",
+                                     bootstrap,
+                                     "--state",
+                                     state,
+                                     "--status-interval",
+                                     "2",
+                                     "--set",
+                                     "topics.clicks=" + topic,
+                                     "--set",
+                                     "topics.dead_letter=" + topic + ".dlq",
+                                     "--set",
+                                     "ingest.group_id=" + group,
+                                     "--set",
+                                     "ingest.batch_max_events=" + std::to_string(batch),
+                                     "--set",
+                                     "ingest.batch_max_wait_ms=50",
+                                     "--set",
+                                     "ingest.session_timeout_ms=" + std::to_string(session_timeout_ms),
+                                     "--set",
+                                     "metrics.listen_address=127.0.0.1:" + std::to_string(port)};
+    if (!instance.empty()) {
+      argv.push_back("--set");
+      argv.push_back("ingest.group_instance_id=" + instance);
+    }
+    return std::make_unique<ChildProcess>(argv, log);
+  }
+};
+
+// Produces `clicks` on a thread at about `rate` per second; Join() waits for every ack.
+class BackgroundProducer {
+ public:
+  BackgroundProducer(const std::string& bootstrap, const std::string& topic, const std::vector<ClickEvent>& clicks,
+                     double rate) {
+    kafka::ProducerOptions po;
+    po.message_timeout_ms = 300000;  // survives a broker outage
+    auto p = kafka::Producer::Create(KafkaAt(bootstrap), po);
+    if (!p.ok()) throw std::runtime_error(p.status().ToString());
+    producer_ = std::move(p).value();
+    thread_ = std::thread([this, topic, &clicks, rate] {
+      const auto start = std::chrono::steady_clock::now();
+      for (size_t i = 0; i < clicks.size(); ++i) {
+        std::this_thread::sleep_until(start + std::chrono::microseconds(static_cast<int64_t>(1e6 * i / rate)));
+        const auto& c = clicks[i];
+        if (!producer_->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok()) ok_ = false;
+        producer_->Poll();
+      }
+      if (!producer_->Flush(200000).ok()) ok_ = false;
+    });
+  }
+  bool Join() {
+    thread_.join();
+    return ok_;
+  }
+
+ private:
+  std::unique_ptr<kafka::Producer> producer_;
+  std::thread thread_;
+  std::atomic<bool> ok_{true};
+};
+
+// Waits until the process's state holds `n` events (its /metrics says so).
+bool WaitForStateEvents(int port, double n, seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto v = ScrapeMetric(port, "gsau_state_events"); v && *v >= n) return *v == n;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  return false;
+}
+
+StateDump Reference(const std::vector<ClickEvent>& clicks) {
+  TempDir dir;
+  state::StateOptions o;
+  o.path = dir.File("ref");
+  auto s = state::StateStore::Open(o);
+  EXPECT_TRUE((*s)->ApplyBatch(clicks, {}).ok());
+  return Dump(**s);
+}
+
+// Opens a stopped process's state: whole batches only, and offsets that match them.
+uint64_t CheckWholeBatches(const std::string& path) {
+  state::StateOptions o;
+  o.path = path;
+  auto s = state::StateStore::Open(o);
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return 0;
+  int64_t offsets = 0;
+  for (const auto& p : (*s)->Offsets()) offsets += p.next_offset;
+  const uint64_t events = (*s)->Counts().events;
+  EXPECT_EQ(static_cast<uint64_t>(offsets), events) << "every consumed record is applied, no more, no less";
+  return events;
+}
+
+TEST(IngestProcessTest, KillNineAtRandomMomentsLosesNothingAndAppliesNothingTwice) {
+  const std::string topic = UniqueTopic("kill9");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 4, 1, {}}}, 20000).ok());
+  TempDir dir;
+  IngestProcess p{KafkaBootstrap(), topic, UniqueTopic("kill9-group"), dir.File("state"), dir.File("ingest.log"),
+                  "ingest-1"};
+  p.port = FreePort();
+  const auto clicks = MakeClicks(24000, 500, 800, 99);
+  BackgroundProducer producer(KafkaBootstrap(), topic, clicks, 2000);
+
+  std::mt19937 rng(2020);
+  std::uniform_int_distribution<int> wait_ms(400, 1800);
+  constexpr int kKills = 10;
+  std::vector<uint64_t> after_kill;
+  for (int k = 0; k < kKills; ++k) {
+    auto child = p.Start();
+    std::this_thread::sleep_for(milliseconds(wait_ms(rng)));
+    ASSERT_TRUE(child->Running()) << Tail(p.log);
+    child->Signal(SIGKILL);
+    ASSERT_EQ(child->Wait(10000), 128 + SIGKILL);
+    after_kill.push_back(CheckWholeBatches(p.state));
+  }
+  ASSERT_TRUE(producer.Join());
+  int progressed = 0;
+  for (size_t k = 1; k < after_kill.size(); ++k) progressed += after_kill[k] > after_kill[k - 1];
+  EXPECT_GE(progressed, kKills / 2) << "the kills must land while events are being applied";
+
+  auto last = p.Start();
+  ASSERT_TRUE(WaitForStateEvents(p.port, static_cast<double>(clicks.size()), seconds(90))) << Tail(p.log);
+  last->Signal(SIGTERM);
+  ASSERT_EQ(last->Wait(30000), 0) << Tail(p.log);
+  CheckWholeBatches(p.state);
+  EXPECT_EQ(DumpAt(p.state), Reference(clicks)) << "the final state equals a run without kills";
+}
+
+TEST(IngestProcessTest, TwoProcessesSplitPartitionsAndTheSurvivorTakesOver) {
+  const std::string topic = UniqueTopic("failover");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 4, 1, {}}}, 20000).ok());
+  TempDir dir;
+  const std::string group = UniqueTopic("failover-group");
+  IngestProcess a{KafkaBootstrap(), topic, group, dir.File("a"), dir.File("a.log"), ""};
+  IngestProcess b{KafkaBootstrap(), topic, group, dir.File("b"), dir.File("b.log"), ""};
+  a.port = FreePort();
+  b.port = FreePort();
+  const auto clicks = MakeClicks(12000, 400, 600, 5);
+  auto pa = a.Start();
+  auto pb = b.Start();
+  // Both join and split the 4 partitions.
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  std::optional<double> na, nb;
+  while (std::chrono::steady_clock::now() < deadline) {
+    na = ScrapeMetric(a.port, "gsau_ingest_assigned_partitions");
+    nb = ScrapeMetric(b.port, "gsau_ingest_assigned_partitions");
+    if (na && nb && *na > 0 && *nb > 0 && *na + *nb == 4) break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ASSERT_TRUE(na && nb && *na > 0 && *nb > 0 && *na + *nb == 4) << Tail(a.log) << Tail(b.log);
+
+  BackgroundProducer producer(KafkaBootstrap(), topic, clicks, 3000);
+  std::this_thread::sleep_for(seconds(2));
+  const double a_events = ScrapeMetric(a.port, "gsau_state_events").value_or(0);
+  EXPECT_GT(a_events, 0) << "A was applying its partitions when killed";
+  pa->Signal(SIGKILL);
+  ASSERT_EQ(pa->Wait(10000), 128 + SIGKILL);
+  ASSERT_TRUE(producer.Join());
+
+  // B gets every partition and, from its own state's offsets (the beginning for A's), ends
+  // up with every event exactly once.
+  ASSERT_TRUE(WaitForStateEvents(b.port, static_cast<double>(clicks.size()), seconds(90))) << Tail(b.log);
+  EXPECT_EQ(ScrapeMetric(b.port, "gsau_ingest_assigned_partitions").value_or(0), 4);
+  pb->Signal(SIGTERM);
+  ASSERT_EQ(pb->Wait(30000), 0) << Tail(b.log);
+  EXPECT_EQ(DumpAt(b.state), Reference(clicks));
+  const uint64_t in_a = CheckWholeBatches(a.state);
+  EXPECT_GT(in_a, 0u);
+  EXPECT_LT(in_a, clicks.size());
+}
+
+TEST(IngestProcessTest, BrokerStoppedForTwentySecondsMidStreamLosesNothing) {
+  TempDir dir;
+  const std::string broker_dir = dir.File("broker");
+  std::string out;
+  ASSERT_EQ(RunCommand(SourceDir() + "/scripts/kafka_broker.sh start --dir " + broker_dir + " --max-lifetime 900", &out), 0);
+  const std::string bootstrap = out.substr(0, out.find('\n'));
+  struct StopBroker {
+    std::string cmd;
+    ~StopBroker() {
+      std::string ignored;
+      RunCommand(cmd, &ignored);
+    }
+  } stop_broker{SourceDir() + "/scripts/kafka_broker.sh stop --dir " + broker_dir};
+
+  const std::string topic = "clicks-outage";
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{topic, 2, 1, {}}}, 20000).ok());
+  IngestProcess p{bootstrap, topic, "outage-group", dir.File("state"), dir.File("ingest.log"), ""};
+  p.port = FreePort();
+  auto child = p.Start();
+  const auto clicks = MakeClicks(12000, 300, 500, 21);
+  BackgroundProducer producer(bootstrap, topic, clicks, 400);  // ~30 s of events
+
+  std::this_thread::sleep_for(seconds(5));
+  const double before = ScrapeMetric(p.port, "gsau_state_events").value_or(0);
+  EXPECT_GT(before, 0);
+  ASSERT_EQ(RunCommand(SourceDir() + "/scripts/kafka_broker.sh pause --dir " + broker_dir, &out), 0) << out;
+  std::this_thread::sleep_for(seconds(20));
+  const double errors = ScrapeMetric(p.port, "gsau_errors_total{kind=\"broker\",stage=\"ingest\"}").value_or(0);
+  EXPECT_GT(errors, 0) << "the outage is visible in the metrics";
+  EXPECT_TRUE(child->Running()) << "no crash while the broker is away";
+  ASSERT_EQ(RunCommand(SourceDir() + "/scripts/kafka_broker.sh resume --dir " + broker_dir, &out), 0) << out;
+
+  ASSERT_TRUE(producer.Join());
+  ASSERT_TRUE(WaitForStateEvents(p.port, static_cast<double>(clicks.size()), seconds(120))) << Tail(p.log);
+  child->Signal(SIGTERM);
+  ASSERT_EQ(child->Wait(30000), 0) << Tail(p.log);
+  EXPECT_EQ(DumpAt(p.state), Reference(clicks));
+}
+
+}  // namespace
+}  // namespace gsau
