@@ -321,6 +321,7 @@ Status StateStore::Impl::LoadCaches() {
     rocksdb::ReadOptions scan;
     scan.fill_cache = false;
     scan.readahead_size = 2 << 20;
+    scan.total_order_seek = true;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan, cf(keys::kEdges)));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       if (it->key().size() != 8 || it->value().size() != keys::kEdgeValueSize) {
@@ -580,6 +581,7 @@ Result<std::vector<SessionEntry>> StateStore::Impl::Session(UserId user) const {
   const rocksdb::Slice upper = S(hi.view());
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
+  ro.prefix_same_as_start = true;
   std::vector<SessionEntry> out;
   out.reserve(clicks - start);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kSessions)));
@@ -602,6 +604,7 @@ Result<std::vector<Edge>> StateStore::Impl::UserNeighbours(UserId user) const {
   const rocksdb::Slice upper = S(hi.view());
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
+  ro.prefix_same_as_start = true;
   std::vector<Edge> out;
   out.reserve(user_stats_[user].degree);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kEdges)));
@@ -623,6 +626,7 @@ Result<std::vector<Edge>> StateStore::Impl::ItemNeighbours(ItemId item) const {
   const rocksdb::Slice upper = S(hi.view());
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
+  ro.prefix_same_as_start = true;
   std::vector<keys::Key8> edge_keys;
   edge_keys.reserve(item_stats_[item].degree);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kItemUsers)));
@@ -716,7 +720,8 @@ Result<StateCounts> StateStore::Impl::ForEachEdge(const std::function<void(const
   }
   rocksdb::ReadOptions ro;
   ro.snapshot = snap->get();
-  ro.fill_cache = false;  // a full scan would evict the hot blocks
+  ro.fill_cache = false;
+  ro.total_order_seek = true;  // a full scan would evict the hot blocks
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kEdges)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     if (it->key().size() != 8 || it->value().size() != keys::kEdgeValueSize) {
@@ -742,6 +747,7 @@ Result<StateCounts> StateStore::Impl::ForEachSession(
   rocksdb::ReadOptions ro;
   ro.snapshot = snap->get();
   ro.fill_cache = false;
+  ro.total_order_seek = true;
   const size_t n = options_.session_length;
   std::vector<SessionEntry> buf;
   UserId current = 0;
