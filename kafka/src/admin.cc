@@ -119,4 +119,41 @@ Result<int> PartitionCount(const KafkaOptions& kafka, const std::string& topic, 
   return count;
 }
 
+Result<std::string> TopicConfigValue(const KafkaOptions& kafka, const std::string& topic, const std::string& name,
+                                     int timeout_ms) {
+  GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
+  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk.get());
+  rd_kafka_DescribeConfigs(rk.get(), &res, 1, nullptr, queue);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, timeout_ms);
+  Result<std::string> out = Status::NotFound("config " + name + " of topic " + topic + " not found");
+  if (ev == nullptr) {
+    out = Status::Unavailable("describing topic " + topic + ": no answer within " + std::to_string(timeout_ms) + " ms");
+  } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    out = Status::Unavailable(std::string("describing topic ") + topic + ": " + rd_kafka_event_error_string(ev));
+  } else {
+    size_t n = 0;
+    const rd_kafka_ConfigResource_t** rs =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
+    for (size_t i = 0; i < n; ++i) {
+      if (rd_kafka_ConfigResource_error(rs[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        out = Status::NotFound(std::string("topic ") + topic + ": " + rd_kafka_ConfigResource_error_string(rs[i]));
+        break;
+      }
+      size_t m = 0;
+      const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(rs[i], &m);
+      for (size_t j = 0; j < m; ++j) {
+        if (name == rd_kafka_ConfigEntry_name(entries[j])) {
+          const char* v = rd_kafka_ConfigEntry_value(entries[j]);
+          out = std::string(v != nullptr ? v : "");
+        }
+      }
+    }
+  }
+  if (ev != nullptr) rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_ConfigResource_destroy(res);
+  return out;
+}
+
 }  // namespace gsau::kafka

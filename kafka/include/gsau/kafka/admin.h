@@ -29,4 +29,9 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
 // The number of partitions of `topic`, or NotFound.
 Result<int> PartitionCount(const KafkaOptions& kafka, const std::string& topic, int timeout_ms);
 
+// The value of one configuration entry of `topic` (e.g. "cleanup.policy"), as the broker
+// reports it. NotFound when the topic or the entry does not exist.
+Result<std::string> TopicConfigValue(const KafkaOptions& kafka, const std::string& topic, const std::string& name,
+                                     int timeout_ms);
+
 }  // namespace gsau::kafka

@@ -1,0 +1,41 @@
+// EmbeddingSink: where refreshed user and item embeddings go (the publisher's interface, in
+// plain types, so the learner can publish without seeing Kafka).
+//
+// Layout: a vector is `dim` float32 values, row-major, the same numbers the model scores with.
+// model_version: a counter of the model that produced the vector; never decreases for the
+// sink's lifetime (a publisher rejects a batch older than what it already sent).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gsau/common/status.h"
+
+namespace gsau {
+
+enum class EntityKind { kUser, kItem };
+
+inline const char* EntityKindName(EntityKind k) { return k == EntityKind::kUser ? "user" : "item"; }
+
+struct EmbeddingRecord {
+  EntityKind kind = EntityKind::kUser;
+  std::string id;                // the external id (the Kafka key downstream)
+  int64_t model_version = 0;
+  int64_t event_time_ms = 0;     // time of the event that made this refresh due (freshness)
+  std::vector<float> embedding;  // empty when `tombstone`
+  bool tombstone = false;        // the id left the model: downstream deletes it
+};
+
+class EmbeddingSink {
+ public:
+  virtual ~EmbeddingSink() = default;
+  // Hands the records over; delivery may be asynchronous. Fails when the batch's model
+  // version is below one already published, or when the sink cannot accept records.
+  virtual Status Publish(std::span<const EmbeddingRecord> records) = 0;
+  // Waits up to `timeout_ms` until everything handed over is delivered.
+  virtual Status Flush(int timeout_ms) = 0;
+};
+
+}  // namespace gsau

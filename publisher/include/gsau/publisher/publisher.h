@@ -1,0 +1,79 @@
+// KafkaPublisher: the EmbeddingSink that writes to the compacted embedding topics.
+//
+// Topics (created when missing, cleanup.policy=compact): one for users, one for items; the
+// key is the external id, so compaction keeps the latest vector of every id.
+// Formats (PublisherOptions::format):
+//  - JSON (default): {"id":"u42","kind":"user","model_version":17,"dim":64,
+//    "event_time_ms":...,"produced_at_ms":...,"embedding":[0.1,...]}; floats printed in their
+//    shortest form that reads back to the same float32.
+//  - binary: the value is the dim float32 values, little-endian, nothing else; the rest rides
+//    in headers gsau.id, gsau.kind, gsau.model_version, gsau.dim, gsau.event_time_ms,
+//    gsau.produced_at_ms, gsau.format ("f32le").
+// A tombstone is a record with a null value (and the same headers in binary mode).
+// The producer is idempotent with acks=all: a downstream reader may see a record twice
+// (after a restart), never a torn or reordered one per key.
+//
+// Thread safety: Publish/Flush from one thread at a time.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "gsau/common/clock.h"
+#include "gsau/common/embedding_sink.h"
+#include "gsau/kafka/options.h"
+#include "gsau/kafka/producer.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace gsau::publisher {
+
+enum class Format { kJson, kBinary };
+
+struct PublisherOptions {
+  kafka::KafkaOptions kafka;
+  std::string user_topic = "gsau.user-embeddings";
+  std::string item_topic = "gsau.item-embeddings";
+  Format format = Format::kJson;
+  int partitions = 4;            // of topics the publisher creates
+  int replication_factor = 1;    // of topics the publisher creates
+  int connect_timeout_ms = 30000;  // Create() gives up when the cluster does not answer, ms
+  kafka::ProducerOptions producer;
+};
+
+// Encoders, exposed for tests and for readers in other languages to check against.
+std::string EncodeJson(const EmbeddingRecord& r, int64_t produced_at_ms);
+std::string EncodeBinaryValue(const EmbeddingRecord& r);
+kafka::Headers BinaryHeaders(const EmbeddingRecord& r, int64_t produced_at_ms);
+
+class KafkaPublisher final : public EmbeddingSink {
+ public:
+  // Connects, creates missing topics and registers gsau_publisher_* metrics (registry may be
+  // null). Unavailable when the cluster cannot be reached.
+  static Result<std::unique_ptr<KafkaPublisher>> Create(const PublisherOptions& options,
+                                                        prometheus::Registry* registry,
+                                                        const Clock& clock = SystemClock::Get());
+  ~KafkaPublisher() override;
+
+  Status Publish(std::span<const EmbeddingRecord> records) override;
+  Status Flush(int timeout_ms) override;
+
+  int64_t last_model_version() const { return last_version_; }
+
+ private:
+  struct Metrics;
+  KafkaPublisher(const PublisherOptions& options, std::unique_ptr<kafka::Producer> producer,
+                 std::unique_ptr<Metrics> metrics, std::unique_ptr<prometheus::Registry> own_registry,
+                 const Clock& clock);
+
+  PublisherOptions options_;
+  std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<prometheus::Registry> own_registry_;
+  std::unique_ptr<Metrics> metrics_;
+  const Clock& clock_;
+  int64_t last_version_ = -1;
+};
+
+}  // namespace gsau::publisher

@@ -1,0 +1,185 @@
+#include "gsau/publisher/publisher.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <bit>
+#include <cmath>
+#include <charconv>
+#include <cstring>
+
+#include "gsau/kafka/admin.h"
+#include "gsau/metrics/metrics.h"
+
+namespace gsau::publisher {
+
+static_assert(std::endian::native == std::endian::little, "the binary format is written as native float32");
+
+std::string EncodeJson(const EmbeddingRecord& r, int64_t produced_at_ms) {
+  std::string out;
+  out.reserve(128 + r.id.size() + r.embedding.size() * 12);
+  out += "{\"id\":\"";
+  for (const char ch : r.id) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  out += "\",\"kind\":\"";
+  out += EntityKindName(r.kind);
+  out += "\",\"model_version\":" + std::to_string(r.model_version);
+  out += ",\"dim\":" + std::to_string(r.embedding.size());
+  out += ",\"event_time_ms\":" + std::to_string(r.event_time_ms);
+  out += ",\"produced_at_ms\":" + std::to_string(produced_at_ms);
+  out += ",\"embedding\":[";
+  char buf[32];
+  for (size_t i = 0; i < r.embedding.size(); ++i) {
+    if (i > 0) out += ',';
+    // Shortest text that parses back to the same float32 (JSON has no NaN: write null).
+    const float v = r.embedding[i];
+    if (!std::isfinite(v)) {
+      out += "null";
+      continue;
+    }
+    const auto res = std::to_chars(buf, buf + sizeof(buf), v);
+    out.append(buf, res.ptr);
+  }
+  out += "]}";
+  return out;
+}
+
+std::string EncodeBinaryValue(const EmbeddingRecord& r) {
+  std::string out(r.embedding.size() * sizeof(float), '\0');
+  std::memcpy(out.data(), r.embedding.data(), out.size());
+  return out;
+}
+
+kafka::Headers BinaryHeaders(const EmbeddingRecord& r, int64_t produced_at_ms) {
+  return {{"gsau.id", r.id},
+          {"gsau.kind", EntityKindName(r.kind)},
+          {"gsau.model_version", std::to_string(r.model_version)},
+          {"gsau.dim", std::to_string(r.embedding.size())},
+          {"gsau.event_time_ms", std::to_string(r.event_time_ms)},
+          {"gsau.produced_at_ms", std::to_string(produced_at_ms)},
+          {"gsau.format", "f32le"}};
+}
+
+struct KafkaPublisher::Metrics {
+  explicit Metrics(prometheus::Registry& r)
+      : published(prometheus::BuildCounter()
+                      .Name("gsau_publisher_embeddings_published_total")
+                      .Help("Embedding records handed to Kafka, by kind (tombstones included)")
+                      .Register(r)),
+        users(published.Add({{"kind", "user"}})),
+        items(published.Add({{"kind", "item"}})),
+        tombstones(prometheus::BuildCounter()
+                       .Name("gsau_publisher_tombstones_total")
+                       .Help("Tombstones (removed ids) published")
+                       .Register(r)
+                       .Add({})),
+        version(prometheus::BuildGauge()
+                    .Name("gsau_model_version")
+                    .Help("Model version of the embeddings last published")
+                    .Register(r)
+                    .Add({})),
+        freshness(prometheus::BuildHistogram()
+                      .Name("gsau_publisher_freshness_seconds")
+                      .Help("Event time of the click that made a refresh due, to the time its embedding was produced")
+                      .Register(r)
+                      .Add({}, std::vector<double>{0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60,
+                                                   300, 3600})),
+        errors(metrics::ErrorCounter(r, "publisher", "produce")) {}
+
+  prometheus::Family<prometheus::Counter>& published;
+  prometheus::Counter& users;
+  prometheus::Counter& items;
+  prometheus::Counter& tombstones;
+  prometheus::Gauge& version;
+  prometheus::Histogram& freshness;
+  prometheus::Counter& errors;
+};
+
+Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOptions& options,
+                                                               prometheus::Registry* registry, const Clock& clock) {
+  GSAU_RETURN_IF_ERROR(kafka::WaitForCluster(options.kafka, options.connect_timeout_ms).WithContext("publisher"));
+  const std::vector<std::pair<std::string, std::string>> compact = {{"cleanup.policy", "compact"}};
+  GSAU_RETURN_IF_ERROR(kafka::EnsureTopics(options.kafka,
+                                           {{options.user_topic, options.partitions, options.replication_factor, compact},
+                                            {options.item_topic, options.partitions, options.replication_factor, compact}},
+                                           30000)
+                           .WithContext("publisher"));
+  kafka::ProducerOptions po = options.producer;
+  po.idempotent = true;
+  GSAU_ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(options.kafka, po));
+  std::unique_ptr<prometheus::Registry> own;
+  if (registry == nullptr) {
+    own = std::make_unique<prometheus::Registry>();
+    registry = own.get();
+  }
+  auto m = std::make_unique<Metrics>(*registry);
+  return std::unique_ptr<KafkaPublisher>(
+      new KafkaPublisher(options, std::move(producer), std::move(m), std::move(own), clock));
+}
+
+KafkaPublisher::KafkaPublisher(const PublisherOptions& options, std::unique_ptr<kafka::Producer> producer,
+                               std::unique_ptr<Metrics> metrics, std::unique_ptr<prometheus::Registry> own_registry,
+                               const Clock& clock)
+    : options_(options),
+      producer_(std::move(producer)),
+      own_registry_(std::move(own_registry)),
+      metrics_(std::move(metrics)),
+      clock_(clock) {}
+
+KafkaPublisher::~KafkaPublisher() = default;
+
+Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
+  for (const auto& r : records) {
+    if (r.model_version < last_version_) {
+      return Status::InvalidArgument("model_version " + std::to_string(r.model_version) +
+                                     " is older than the published " + std::to_string(last_version_));
+    }
+  }
+  const int64_t now = clock_.NowMs();
+  for (const auto& r : records) {
+    const std::string& topic = r.kind == EntityKind::kUser ? options_.user_topic : options_.item_topic;
+    Status s;
+    if (options_.format == Format::kJson) {
+      s = r.tombstone ? producer_->Produce(topic, r.id, "", {}, 0, true)
+                      : producer_->Produce(topic, r.id, EncodeJson(r, now));
+    } else {
+      s = producer_->Produce(topic, r.id, r.tombstone ? std::string() : EncodeBinaryValue(r), BinaryHeaders(r, now), 0,
+                             r.tombstone);
+    }
+    if (!s.ok()) {
+      metrics_->errors.Increment();
+      return s.WithContext("publisher");
+    }
+    (r.kind == EntityKind::kUser ? metrics_->users : metrics_->items).Increment();
+    if (r.tombstone) {
+      metrics_->tombstones.Increment();
+    } else if (r.event_time_ms > 0) {
+      metrics_->freshness.Observe(static_cast<double>(std::max<int64_t>(0, now - r.event_time_ms)) / 1000.0);
+    }
+    last_version_ = std::max(last_version_, r.model_version);
+  }
+  metrics_->version.Set(static_cast<double>(last_version_));
+  producer_->Poll();
+  return Status::Ok();
+}
+
+Status KafkaPublisher::Flush(int timeout_ms) {
+  Status s = producer_->Flush(timeout_ms);
+  if (!s.ok()) metrics_->errors.Increment();
+  return s;
+}
+
+}  // namespace gsau::publisher
