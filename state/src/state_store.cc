@@ -251,6 +251,16 @@ Status StateStore::Impl::CloseDb() {
   Status s = FromRocks(db_->Close(), "state: close");
   if (result.ok()) result = s;
   db_.reset();
+  // A closed store answers nothing, rather than what it held.
+  user_ids_.clear();
+  item_ids_.clear();
+  user_names_.clear();
+  item_names_.clear();
+  user_stats_.clear();
+  item_stats_.clear();
+  offsets_.clear();
+  seq_ = edges_ = events_ = 0;
+  first_retained_change_ = 1;
   return result;
 }
 

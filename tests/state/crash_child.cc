@@ -1,9 +1,13 @@
-// state_crash_child DB SEED BATCH: applies the deterministic stream of stream.h to the store
+// state_crash_child DB SEED BATCH [READY_FD]: applies the deterministic stream of stream.h to the store
 // at DB in batches of BATCH events, resuming from the stored offset as ingest does, until it
 // is killed. Used by crash_test.cc; not a tool.
 //
 // Each batch k (events [k*BATCH, (k+1)*BATCH)) stores two offsets: clicks/0 = the next event
-// index, clicks/1 = k + 1, so the checker can tell a whole batch from part of one.
+// index, clicks/1 = k + 1, so the checker can tell a whole batch from part of one. Once the
+// store is open it writes one byte to READY_FD (when given), so the checker can aim its kill
+// at the writing rather than at the start-up, however slow the machine.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -12,8 +16,8 @@
 #include "stream.h"
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s DB SEED BATCH\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    std::fprintf(stderr, "usage: %s DB SEED BATCH [READY_FD]\n", argv[0]);
     return 2;
   }
   gsau::state::StateOptions o;
@@ -27,6 +31,11 @@ int main(int argc, char** argv) {
   if (!store.ok()) {
     std::fprintf(stderr, "open: %s\n", store.status().ToString().c_str());
     return 1;
+  }
+  if (argc == 5) {
+    const int fd = std::atoi(argv[4]);
+    if (write(fd, "R", 1) != 1) return 1;
+    close(fd);
   }
   const gsau::TopicPartition tp0{"clicks", 0}, tp1{"clicks", 1};
   for (;;) {

@@ -1,6 +1,7 @@
 // Crash test: a child process applies batches in a loop and is killed with SIGKILL at random
 // moments (while opening, writing, flushing, compacting); after each kill the reopened state
 // must be exactly the first k whole batches, with offsets that say k.
+#include <poll.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -31,23 +32,34 @@ TEST(StateCrashTest, KilledWriterLeavesWholeBatchesAndMatchingOffsets) {
   const std::string batch_arg = std::to_string(kBatch);
   const std::string seed_arg = std::to_string(kSeed);
   std::mt19937_64 rng(20261127);
-  // Mostly 40-300 ms (mid-stream), some under 40 ms (during start-up and Open's recovery).
-  std::uniform_int_distribution<int> delay_ms(40, 300), early_ms(0, 40);
+  // Most kills land 0-150 ms after the child has opened the store (mid-stream: in a write, a
+  // flush, a compaction); every fifth lands 0-40 ms after the start (in Open's recovery).
+  std::uniform_int_distribution<int> delay_ms(0, 150), early_ms(0, 40);
 
   testing::Reference ref(8);
   uint64_t applied = 0;  // events the reference holds
   int killed_running = 0, progressed = 0;
   for (int round = 0; round < kKills; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    const std::string fd_arg = std::to_string(ready[1]);
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
+      close(ready[0]);
       execl(GSAU_STATE_CRASH_CHILD, GSAU_STATE_CRASH_CHILD, db.c_str(), seed_arg.c_str(), batch_arg.c_str(),
-            static_cast<char*>(nullptr));
+            fd_arg.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
-    const int ms = round % 5 == 4 ? early_ms(rng) : delay_ms(rng);
-    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    close(ready[1]);
+    const bool early = round % 5 == 4;
+    if (!early) {
+      pollfd p{ready[0], POLLIN, 0};
+      EXPECT_EQ(poll(&p, 1, 60'000), 1) << "the child did not open the store within 60 s";
+    }
+    close(ready[0]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(early ? early_ms(rng) : delay_ms(rng)));
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     int wstatus = 0;
     ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);

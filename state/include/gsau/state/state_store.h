@@ -139,8 +139,8 @@ class StateStore {
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
 
-  // Closes the database. Afterwards every call but the destructor returns kAborted (or an
-  // empty answer for the plain getters).
+  // Closes the database (safe to call twice). Afterwards the Result readers return kAborted,
+  // the plain getters answer as for an empty store, and ApplyBatch fails with kAborted.
   Status Close();
 
   // Applies `events` in order, and sets the stored next offset of each partition in
@@ -154,6 +154,9 @@ class StateStore {
   //  - Both empty: nothing is written; the current sequence is returned.
   //  - Events may be out of time order; the session keeps the order given, the edge keeps the
   //    latest time.
+  //  - ClickEvent::event_type is not stored: ingest filters the accepted types before this.
+  //  - On a RocksDB write error (disk full), nothing of the batch is applied and the error is
+  //    returned; RocksDB may then refuse further writes until the store is reopened.
   // REQUIRES: called from one thread at a time (see the thread-safety contract above).
   Result<BatchResult> ApplyBatch(std::span<const ClickEvent> events,
                                  std::span<const PartitionOffset> offsets);
