@@ -173,6 +173,99 @@ std::vector<int64_t> RandomDerangement(int64_t n, std::mt19937_64& rng) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Small batched products
+
+namespace {
+
+torch::Tensor SmallBmmNoGrad(const torch::Tensor& a_in, const torch::Tensor& b_in) {
+  if (!a_in.is_cpu() || a_in.scalar_type() != torch::kFloat32) return torch::bmm(a_in, b_in);
+  const auto a = a_in.contiguous();
+  const auto b = b_in.contiguous();
+  const int64_t batch = a.size(0), m = a.size(1), k = a.size(2), n = b.size(2);
+  TORCH_CHECK(b.size(0) == batch && b.size(1) == k, "SmallBatchedMatmul: shape mismatch");
+  auto c = torch::empty({batch, m, n}, a.options());
+  const float* ap = a.data_ptr<float>();
+  const float* bp = b.data_ptr<float>();
+  float* cp = c.data_ptr<float>();
+  at::parallel_for(0, batch, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t e = begin; e < end; ++e) {
+      const float* ae = ap + e * m * k;
+      const float* be = bp + e * k * n;
+      float* ce = cp + e * m * n;
+      for (int64_t i = 0; i < m; ++i) {
+        float* row = ce + i * n;
+        std::fill(row, row + n, 0.0f);
+        for (int64_t p = 0; p < k; ++p) {
+          const float w = ae[i * k + p];
+          const float* brow = be + p * n;
+          for (int64_t j = 0; j < n; ++j) row[j] += w * brow[j];
+        }
+      }
+    }
+  });
+  return c;
+}
+
+class SmallBmmFunction : public torch::autograd::Function<SmallBmmFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a,
+                               const torch::Tensor& b) {
+    ctx->save_for_backward({a, b});
+    return SmallBmmNoGrad(a, b);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& g = grad[0];
+    return {SmallBmmNoGrad(g, saved[1].transpose(1, 2)), SmallBmmNoGrad(saved[0].transpose(1, 2), g)};
+  }
+};
+
+}  // namespace
+
+torch::Tensor SmallBatchedMatmul(const torch::Tensor& a, const torch::Tensor& b) {
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3, "SmallBatchedMatmul: 3-D inputs");
+  return SmallBmmFunction::apply(a, b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout
+
+namespace {
+inline uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+torch::Tensor FastDropout(const torch::Tensor& x, double p, bool training, uint64_t seed) {
+  if (!training || p <= 0.0) return x;
+  if (!x.is_cpu() || x.scalar_type() != torch::kFloat32) return torch::dropout(x, p, training);
+  auto mask = torch::empty(x.sizes(), x.options().requires_grad(false));
+  const int64_t n = mask.numel();
+  float* m = mask.data_ptr<float>();
+  const float keep_value = static_cast<float>(1.0 / (1.0 - p));
+  // Keep when the top 32 bits of a draw are >= p * 2^32: two decisions per 64-bit draw.
+  const auto threshold = static_cast<uint32_t>(std::min(p, 1.0) * 4294967295.0);
+  constexpr int64_t kChunk = 4096;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      uint64_t state = seed ^ (0xD1B54A32D192ED03ULL * static_cast<uint64_t>(c + 1));
+      const int64_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
+      for (int64_t i = lo; i < hi; i += 2) {
+        const uint64_t r = SplitMix64(state);
+        m[i] = static_cast<uint32_t>(r >> 32) >= threshold ? keep_value : 0.0f;
+        if (i + 1 < hi) m[i + 1] = static_cast<uint32_t>(r) >= threshold ? keep_value : 0.0f;
+      }
+    }
+  });
+  return x * mask;
+}
+
+// ---------------------------------------------------------------------------------------------
 // SASRec
 
 SasRecBlockImpl::SasRecBlockImpl(const GsauModelOptions& o) : options_(o) {
@@ -189,7 +282,8 @@ SasRecBlockImpl::SasRecBlockImpl(const GsauModelOptions& o) : options_(o) {
       "ffn_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(o.layer_norm_eps())));
 }
 
-torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& h, const std::vector<AttentionGroup>& groups) {
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& h, const std::vector<AttentionGroup>& groups,
+                                       const std::function<uint64_t()>& seeds) {
   const int64_t d = options_.dim();
   const int64_t heads = options_.heads();
   const int64_t head_dim = d / heads;
@@ -205,18 +299,23 @@ torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& h, const std::vector
                             .index_copy(0, g.flat_index, qkv.slice(0, g.token_begin, g.token_end))
                             .view({g.batch, g.len, 3, heads, head_dim})
                             .permute({2, 0, 3, 1, 4});  // [3, B, H, L, hd]
-    auto scores = torch::matmul(padded[0], padded[1].transpose(-1, -2)).mul_(scale).add_(g.mask);
-    auto probs = torch::dropout(torch::softmax(scores, -1), options_.attn_dropout(), is_training());
-    contexts.push_back(torch::matmul(probs, padded[2])  // [B, H, L, hd]
+    const int64_t n = g.batch * heads;
+    const auto q = padded[0].reshape({n, g.len, head_dim});
+    const auto kt = padded[1].transpose(-1, -2).reshape({n, head_dim, g.len});
+    const auto v = padded[2].reshape({n, g.len, head_dim});
+    auto scores = SmallBatchedMatmul(q, kt).view({g.batch, heads, g.len, g.len}).mul(scale).add(g.mask);
+    auto probs = FastDropout(torch::softmax(scores, -1), options_.attn_dropout(), is_training(), seeds());
+    contexts.push_back(SmallBatchedMatmul(probs.reshape({n, g.len, g.len}), v)
+                           .view({g.batch, heads, g.len, head_dim})
                            .permute({0, 2, 1, 3})
                            .reshape({g.batch * g.len, d})
                            .index_select(0, g.flat_index));
   }
   const auto context = contexts.size() == 1 ? contexts[0] : torch::cat(contexts, 0);  // [T, d]
-  auto attn = torch::dropout(dense_(context), options_.hidden_dropout(), is_training());
+  auto attn = FastDropout(dense_(context), options_.hidden_dropout(), is_training(), seeds());
   const auto x = attn_norm_(attn + h);
   auto ffn = ffn_out_(torch::gelu(ffn_in_(x)));
-  ffn = torch::dropout(ffn, options_.hidden_dropout(), is_training());
+  ffn = FastDropout(ffn, options_.hidden_dropout(), is_training(), seeds());
   return ffn_norm_(ffn + x);
 }
 
@@ -327,8 +426,9 @@ torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
   const auto token_ids = torch::tensor(tokens, torch::kInt64).to(device);
   const auto position_ids = torch::tensor(positions, torch::kInt64).to(device);
   auto h = item_table_->weight.index_select(0, token_ids) + positions_->weight.index_select(0, position_ids);
-  h = torch::dropout(input_norm_(h), options_.hidden_dropout(), is_training());
-  for (const auto& block : *blocks_) h = block->as<SasRecBlockImpl>()->forward(h, groups);
+  const std::function<uint64_t()> seeds = [this] { return NextDropoutSeed(); };
+  h = FastDropout(input_norm_(h), options_.hidden_dropout(), is_training(), seeds());
+  for (const auto& block : *blocks_) h = block->as<SasRecBlockImpl>()->forward(h, groups, seeds);
   const auto sorted_out = h.index_select(0, torch::tensor(last, torch::kInt64).to(device));  // [B, d], sorted
   return sorted_out.index_select(0, torch::tensor(inverse, torch::kInt64).to(device));
 }

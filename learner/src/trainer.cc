@@ -174,6 +174,7 @@ struct Trainer::Impl {
   EpochStats TrainEpoch(int epoch, StepTimings* timings) {
     torch::manual_seed(opt.seed + static_cast<uint64_t>(epoch));
     rng.seed(opt.seed * 1000003ULL + static_cast<uint64_t>(epoch));
+    model->set_dropout_seed(opt.seed * 0x100000001B3ULL + static_cast<uint64_t>(epoch));
     model->train();
     const auto start = Clock::now();
     StepTimings local;

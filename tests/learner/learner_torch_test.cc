@@ -148,6 +148,39 @@ TEST(SasRec, GroupedBatchEqualsEachSequenceAlone) {
   EXPECT_TRUE(torch::allclose(prefix, prefix_changed));
 }
 
+TEST(SmallBatchedMatmul, EqualsBmmForwardAndGradients) {
+  torch::manual_seed(3);
+  const auto a0 = torch::randn({7, 5, 3});
+  const auto b0 = torch::randn({7, 3, 4}).transpose(1, 2).contiguous().transpose(1, 2);  // strided
+  const auto w = torch::randn({7, 5, 4});
+  auto a = a0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+  auto ar = a0.clone().requires_grad_(true), br = b0.clone().requires_grad_(true);
+  const auto c = SmallBatchedMatmul(a, b);
+  const auto cr = torch::bmm(ar, br);
+  EXPECT_TRUE(torch::allclose(c, cr, 1e-5, 1e-5));
+  (c * w).sum().backward();
+  (cr * w).sum().backward();
+  EXPECT_TRUE(torch::allclose(a.grad(), ar.grad(), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(b.grad(), br.grad(), 1e-5, 1e-5));
+}
+
+TEST(FastDropout, KeepsTheRightShareScaledAndIsDeterministic) {
+  const auto x = torch::ones({1000, 100});
+  const auto y = FastDropout(x, 0.5, true, 42);
+  const double kept = (y > 0).to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(kept, 0.5, 0.01);
+  EXPECT_TRUE(torch::all((y == 0) | (y == 2.0)).item<bool>());
+  EXPECT_TRUE(torch::equal(y, FastDropout(x, 0.5, true, 42)));
+  EXPECT_FALSE(torch::equal(y, FastDropout(x, 0.5, true, 43)));
+  EXPECT_NEAR((FastDropout(x, 0.2, true, 7) > 0).to(torch::kFloat64).mean().item<double>(), 0.8, 0.01);
+  EXPECT_TRUE(torch::equal(FastDropout(x, 0.5, false, 1), x));
+  // Gradients flow through the kept entries only, scaled.
+  auto z = torch::ones({64, 64}).requires_grad_(true);
+  const auto out = FastDropout(z, 0.5, true, 9);
+  out.sum().backward();
+  EXPECT_TRUE(torch::equal(z.grad(), out.detach()));
+}
+
 TEST(Model, XavierNormalInit) {
   torch::manual_seed(1);
   GsauModel model(GsauModelOptions(2001, 3001));

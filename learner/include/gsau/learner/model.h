@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -33,6 +34,16 @@ struct GsauModelOptions {
   TORCH_ARG(int64_t, graph_layers) = 2;    // LightGCN K
 };
 
+// a @ b for [N, m, k] x [N, k, n] float32, differentiable in both. On the CPU it runs one
+// parallel loop over N instead of torch's bmm, which calls a GEMM per batch entry (~3 us each,
+// and attention here has thousands of tiny [L, 32] x [32, L] products per step).
+torch::Tensor SmallBatchedMatmul(const torch::Tensor& a, const torch::Tensor& b);
+
+// Inverted dropout with a counter-based generator: each 4096-element chunk draws from
+// splitmix64(seed, chunk), so the mask depends on `seed` only, not on the thread count. On the
+// CPU it is several times faster than torch::dropout's bernoulli_ here. CUDA: torch::dropout.
+torch::Tensor FastDropout(const torch::Tensor& x, double p, bool training, uint64_t seed);
+
 struct SequenceBatch {
   torch::Tensor items;    // [B, L] int64, right-padded with 0
   torch::Tensor lengths;  // [B] int64, 1 <= length <= L
@@ -54,7 +65,9 @@ class SasRecBlockImpl : public torch::nn::Module {
  public:
   SasRecBlockImpl(const GsauModelOptions& options);
   // h: packed tokens [T, d] of a length-sorted batch, covered by `groups` in order.
-  torch::Tensor forward(const torch::Tensor& h, const std::vector<AttentionGroup>& groups);
+  // `seeds` gives one fresh dropout seed per call.
+  torch::Tensor forward(const torch::Tensor& h, const std::vector<AttentionGroup>& groups,
+                        const std::function<uint64_t()>& seeds);
 
  private:
   GsauModelOptions options_;
@@ -81,11 +94,18 @@ class GsauModelImpl : public torch::nn::Module {
   // SASRec output at each sequence's last real position: [B, d].
   torch::Tensor SequenceForward(const SequenceBatch& batch);
 
+  // Seeds the dropout masks (the trainer reseeds every epoch, so a resumed run repeats it).
+  void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
+  // A fresh seed for one dropout call.
+  uint64_t NextDropoutSeed() { return dropout_seed_ + 0x9E3779B97F4A7C15ULL * ++dropout_calls_; }
+
  private:
   GsauModelOptions options_;
   torch::nn::Embedding user_table_{nullptr}, item_table_{nullptr}, positions_{nullptr};
   torch::nn::LayerNorm input_norm_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};
+  uint64_t dropout_seed_ = 0;
+  uint64_t dropout_calls_ = 0;
 };
 TORCH_MODULE(GsauModel);
 
