@@ -66,6 +66,7 @@ void CompareSparseProducts(const gsau::learner::LeaveOneOutData& data) {
 int main(int argc, char** argv) {
   std::string data_path = "../shared/datasets/amazon-toys/Toys_and_Games.txt";
   std::string model = "gsau-rec";
+  std::string device = "cpu";
   int threads = 0;
   int64_t steps = 30;
   int64_t warmup = 3;
@@ -83,13 +84,14 @@ int main(int argc, char** argv) {
     if (a == "--data") data_path = next();
     else if (a == "--model") model = next();
     else if (a == "--threads") threads = std::atoi(next().c_str());
+    else if (a == "--device") device = next();
     else if (a == "--steps") steps = std::atoll(next().c_str());
     else if (a == "--warmup") warmup = std::atoll(next().c_str());
     else if (a == "--full") full = true;
     else if (a == "--profile") profile = next();
     else {
       std::cerr << "usage: bench_train [--data PATH] [--model gsau-rec|gsau|sasrec|lightgcn] [--threads N] "
-                   "[--steps N] [--warmup N] [--full] [--profile TRACE.json]\n";
+                   "[--device cpu|cuda] [--steps N] [--warmup N] [--full] [--profile TRACE.json]\n";
       return 2;
     }
   }
@@ -108,7 +110,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   opt.threads = threads;
-  opt.device = "cpu";
+  opt.device = device;
   opt.progress = false;
   auto trainer = gsau::learner::Trainer::Create(*data, opt);
   if (!trainer.ok()) {
@@ -118,11 +120,11 @@ int main(int argc, char** argv) {
   auto& t = **trainer;
   const int64_t epoch_steps = t.StepsPerEpoch();
   std::printf("data %s: %lld users, %lld items, %zu graph pairs, %zu training samples; model %s, %d threads, "
-              "%lld steps per epoch\n",
+              "device %s, %lld steps per epoch\n",
               data_path.c_str(), static_cast<long long>(data->num_users - 1), static_cast<long long>(data->num_items - 1),
               data->train_pairs.size(), data->train_samples.size(), model.c_str(), t.Threads(),
-              static_cast<long long>(epoch_steps));
-  CompareSparseProducts(*data);
+              t.DeviceName().c_str(), static_cast<long long>(epoch_steps));
+  CompareSparseProducts(*data);  // on the CPU
 
   // Warm-up steps are a separate truncated "epoch" (first allocations, thread pool start).
   gsau::learner::TrainOptions warm = opt;
