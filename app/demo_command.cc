@@ -1,20 +1,27 @@
-// gsau demo: the zero-setup run. Until the pipeline issues land it runs what exists end to end:
-// an embedded Kafka broker (librdkafka's in-process mock cluster), `replay` of the synthetic
-// stream (or --data) into it, and a consumer group counting what arrived, with /metrics served.
+// gsau demo: the zero-setup run. Until the learner and publisher land it runs what exists end to
+// end: an embedded Kafka broker (librdkafka's in-process mock cluster), `replay` of the synthetic
+// stream (or --data) into it, and ingest (consumer group -> state store, exactly once) into a
+// temporary state, with a status line and /metrics served.
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <librdkafka/rdkafkacpp.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include <prometheus/counter.h>
 
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
+#include "gsau/ingest/ingestor.h"
+#include "gsau/state/state_store.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/replay/replay.h"
 
@@ -69,8 +76,8 @@ int RunDemo(const DemoFlags& f) {
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
 
-  std::cout << "gsau demo: ingest, learner and publisher have not landed yet (issues 4-7); this demo runs\n"
-               "what exists end to end: replay -> Kafka -> a consumer group counting the events, /metrics served.\n";
+  std::cout << "gsau demo: the continual learner and publisher have not landed yet (issue 6); this demo runs\n"
+               "what exists end to end: replay -> Kafka -> ingest -> RocksDB state, /metrics served.\n";
   kafka::KafkaOptions kafka = config::ToKafkaOptions(*cfg);
   std::unique_ptr<EmbeddedBroker> embedded;
   if (kafka.bootstrap_servers.empty()) {
@@ -85,11 +92,6 @@ int RunDemo(const DemoFlags& f) {
   }
 
   metrics::Metrics metrics;
-  auto& consumed = prometheus::BuildCounter()
-                       .Name("gsau_events_consumed_total")
-                       .Help("Click events read from the clicks topic")
-                       .Register(metrics.registry())
-                       .Add({});
   auto& replayed = prometheus::BuildCounter()
                        .Name("gsau_replay_events_total")
                        .Help("Click events produced by replay")
@@ -127,42 +129,56 @@ int RunDemo(const DemoFlags& f) {
   std::cout << "replayed " << stats->events << " events (" << static_cast<int64_t>(stats->events_per_s())
             << " events/s)\n";
 
-  std::string err;
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
-           {"bootstrap.servers", kafka.bootstrap_servers},
-           {"group.id", cfg->ingest.group_id + "-demo"},
-           {"auto.offset.reset", "earliest"},
-           {"enable.auto.commit", "false"},
-           {"session.timeout.ms", "6000"},
-           {"heartbeat.interval.ms", "1000"}}) {
-    conf->set(k, v, err);
-  }
-  for (const auto& [k, v] : kafka.properties) conf->set(k, v, err);
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
-  if (!consumer) {
-    std::cerr << "gsau demo: consumer: " << err << "\n";
+  // Ingest into a fresh state store: the real consumer group, decoder and exactly-once apply.
+  const std::filesystem::path state_dir =
+      std::filesystem::temp_directory_path() / ("gsau-demo-state-" + std::to_string(getpid()));
+  config::Config demo_cfg = *cfg;
+  demo_cfg.state.path = state_dir.string();
+  auto store = state::StateStore::Open(config::ToStateOptions(demo_cfg));
+  if (!store.ok()) {
+    std::cerr << "gsau demo: " << store.status().ToString() << "\n";
     return kExitFailure;
   }
-  consumer->subscribe({cfg->topics.clicks});
-  int64_t count = 0;
+  ingest::IngestOptions io = config::ToIngestOptions(demo_cfg);
+  io.kafka = kafka;
+  io.group_id = cfg->ingest.group_id + "-demo";
+  io.session_timeout_ms = 6000;  // the mock cluster rejoins slowly with the default
+  ingest::Ingestor ingestor(io, store->get(), nullptr, &metrics.registry());
+  std::atomic<bool> stop_ingest{false};
+  Status ingest_status;
+  std::thread ingest_thread([&] { ingest_status = ingestor.Run(stop_ingest); });
   auto last_print = elapsed();
-  while (count < stats->events && !g_stop && elapsed() < f.duration_s) {
-    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
-    if (m->err() == RdKafka::ERR_NO_ERROR) {
-      ++count;
-      consumed.Increment();
-    }
-    if (elapsed() - last_print > 2) {
+  int64_t last_consumed = 0;
+  while (ingestor.counters().consumed < stats->events && !g_stop && elapsed() < f.duration_s) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (elapsed() - last_print >= 2) {
+      const auto c = ingestor.counters();
+      const auto counts = (*store)->Counts();
+      std::cout << "ingest: " << c.consumed << "/" << stats->events << " events, "
+                << static_cast<int64_t>(static_cast<double>(c.consumed - last_consumed) / (elapsed() - last_print))
+                << " events/s, dead-lettered " << c.dead_lettered << "; state: " << counts.users << " users, "
+                << counts.items << " items, " << counts.edges << " edges\n"
+                << std::flush;
       last_print = elapsed();
-      std::cout << "consumed " << count << "/" << stats->events << "\n" << std::flush;
+      last_consumed = c.consumed;
     }
   }
-  consumer->close();
-  std::cout << "demo: consumed " << count << " of " << stats->events << " replayed events in " << elapsed()
-            << " s\n";
-  if (count != stats->events && !g_stop) {
-    std::cerr << "gsau demo: not every event arrived within --duration\n";
+  stop_ingest = true;
+  ingest_thread.join();
+  const auto c = ingestor.counters();
+  const auto counts = (*store)->Counts();
+  std::cout << "demo: ingested " << c.applied << " of " << stats->events << " replayed events exactly once in "
+            << elapsed() << " s (dead-lettered " << c.dead_lettered << "); state: " << counts.users << " users, "
+            << counts.items << " items, " << counts.edges << " edges, " << counts.batch_seq << " batches\n";
+  store->reset();
+  std::error_code ec;
+  std::filesystem::remove_all(state_dir, ec);
+  if (!ingest_status.ok()) {
+    std::cerr << "gsau demo: ingest: " << ingest_status.ToString() << "\n";
+    return kExitFailure;
+  }
+  if (c.consumed != stats->events && !g_stop) {
+    std::cerr << "gsau demo: not every event was ingested within --duration\n";
     return kExitFailure;
   }
   return kExitOk;

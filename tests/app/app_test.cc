@@ -65,7 +65,7 @@ TEST(AppTest, DemoRunsEndToEndOnTheEmbeddedBroker) {
   ASSERT_EQ(RunCommand(Gsau() + " demo --events 2000 --duration 60 --set metrics.listen_address=127.0.0.1:0 2>&1", &out),
             0)
       << out;
-  EXPECT_NE(out.find("consumed 2000 of 2000 replayed events"), std::string::npos) << out;
+  EXPECT_NE(out.find("demo: ingested 2000 of 2000 replayed events exactly once"), std::string::npos) << out;
 }
 
 }  // namespace
