@@ -139,7 +139,7 @@ class StateStore {
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
 
-  // Closes the database (safe to call twice). Afterwards the Result readers return kAborted,
+  // Closes the database (safe to call twice). REQUIRES: no other thread is inside a call. Afterwards the Result readers return kAborted,
   // the plain getters answer as for an empty store, and ApplyBatch fails with kAborted.
   Status Close();
 
