@@ -486,6 +486,7 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
     ++ev.count;
     ev.last_ts_ms = std::max(ev.last_ts_ms, a.ts_ms);
     const uint64_t pos = us.clicks++;
+    a.click_index = pos;
     ++is.clicks;
     session_ops_.push_back({a.user, pos, a.item, a.ts_ms, false});
     if (pos >= n_session) session_ops_.push_back({a.user, pos - n_session, 0, 0, true});

@@ -154,6 +154,8 @@ TEST(StateStoreTest, RepeatedPairUpdatesOneEdge) {
   EXPECT_FALSE(r->events[0].new_edge);
   EXPECT_TRUE(r->events[1].new_user && r->events[1].new_edge && !r->events[1].new_item);
   EXPECT_EQ(r->events[1].user, 1u);
+  EXPECT_EQ(r->events[0].click_index, 2u);  // u's third click
+  EXPECT_EQ(r->events[1].click_index, 0u);  // v's first
 
   auto nb = store->UserNeighbours(0);
   ASSERT_TRUE(nb.ok());

@@ -102,6 +102,11 @@ struct AppliedEvent {
   bool new_user = false;  // first event of this user
   bool new_item = false;  // first event of this item
   bool new_edge = false;  // first click of this user on this item
+  // The click's position in the user's history: 0 for the user's first click ever. After the
+  // batch, Session(user) holds positions [clicks - n, clicks) with clicks = UserStats(user).clicks
+  // and n its size, so the items before this click are the entries left of position
+  // `click_index` (the sequence sample "previous items -> item").
+  uint64_t click_index = 0;
 };
 
 struct BatchResult {
