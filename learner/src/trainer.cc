@@ -570,9 +570,14 @@ Result<TrainReport> Trainer::Run() {
     const auto t = Clock::now();
     GSAU_ASSIGN_OR_RETURN(stats.valid, Evaluate(Split::kValid));
     stats.eval_seconds = Since(t);
-    const double value = stats.valid.Get(o.valid_metric);
+    auto rounded = [&](double v) {
+      if (o.valid_metric_decimals < 0 || !std::isfinite(v)) return v;
+      const double scale = std::pow(10.0, o.valid_metric_decimals);
+      return std::round(v * scale) / scale;
+    };
+    const double value = rounded(stats.valid.Get(o.valid_metric));
     st.epoch = epoch;
-    if (value >= st.best_value) {
+    if (value >= rounded(st.best_value)) {
       st.best_value = value;
       st.best_epoch = epoch;
       st.bad_epochs = 0;
@@ -652,6 +657,7 @@ std::string ReportJson(const TrainReport& r, const TrainOptions& o, const LeaveO
      << ", \"graph_batch\": " << o.graph_batch << ", \"seq_batch\": " << o.seq_batch << ", \"lr\": " << o.lr
      << ", \"weight_decay\": " << o.weight_decay << ", \"max_epochs\": " << o.max_epochs
      << ", \"patience\": " << o.patience << ", \"valid_metric\": " << JsonString(o.valid_metric)
+     << ", \"valid_metric_decimals\": " << o.valid_metric_decimals
      << ", \"max_steps_per_epoch\": " << o.max_steps_per_epoch << ", \"seed\": " << o.seed
      << ", \"lightgcn_mask_history\": " << (o.lightgcn_mask_history ? "true" : "false") << "},\n"
      << "  \"data\": {\"users\": " << d.num_users - 1 << ", \"items\": " << d.num_items - 1

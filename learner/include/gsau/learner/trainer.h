@@ -55,6 +55,9 @@ struct TrainOptions {
   int max_epochs = 300;
   int patience = 10;                   // epochs without gain tolerated (stop at patience + 1)
   std::string valid_metric = "ndcg@20";
+  // RecBole rounds metrics to 4 decimals (metric_decimal_place) before early stopping compares
+  // them, so ties at that precision count as gains; < 0 compares unrounded values.
+  int valid_metric_decimals = 4;
   int64_t max_steps_per_epoch = 0;     // 0 = whole epochs; > 0 truncates (bench, smoke tests)
   uint64_t seed = 2020;
   // Execution.
