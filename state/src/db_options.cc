@@ -94,8 +94,9 @@ DbSetup MakeDbSetup(const StateOptions& options) {
   s.families[keys::kEdges].options.memtable_whole_key_filtering = true;
   // item_users: written once per new edge, read by item prefix.
   s.families[keys::kItemUsers].options = base(false, big);
-  // changes: appended in key order, read by range, trimmed from the front.
-  s.families[keys::kChanges].options = base(false, big);
+  // changes: a few bytes per touched pair, appended in key order, read by range (mostly the
+  // newest entries, still in the memtable), trimmed from the front: a small memtable.
+  s.families[keys::kChanges].options = base(false, small);
 
   // The three hot families are keyed by a 4-byte id (user, user, item) and read only by key or
   // within one id: a hash memtable (buckets by id, a small skip list in each) makes every
