@@ -170,15 +170,11 @@ std::vector<std::vector<Op>> PlanWrites(const std::vector<ClickEvent>& events, s
     }
     // The store writes each family's keys in ascending order (see ApplyBatch): do the same.
     std::stable_sort(ops.begin(), ops.end(), [](const Op& a, const Op& b) { return a.key < b.key; });
-    std::vector<Op> item_users;
     for (const auto& [p, created] : touched_edges) {
       const auto u = static_cast<uint32_t>(p >> 32), i = static_cast<uint32_t>(p);
       keys::EncodeEdgeValue(v, edges[p]);
       ops.push_back({keys::kEdges, Op::kPut, std::string(keys::PairKey(u, i).view()), std::string(v, 12)});
-      if (created) item_users.push_back({keys::kItemUsers, Op::kPut, std::string(keys::PairKey(i, u).view()), {}});
     }
-    std::sort(item_users.begin(), item_users.end(), [](const Op& a, const Op& b) { return a.key < b.key; });
-    ops.insert(ops.end(), item_users.begin(), item_users.end());
     std::sort(new_users.begin(), new_users.end());
     std::sort(new_items.begin(), new_items.end());
     for (const auto& name : new_users) {

@@ -92,23 +92,21 @@ DbSetup MakeDbSetup(const StateOptions& options) {
   s.families[keys::kEdges].options = base(true, big);
   s.families[keys::kEdges].options.memtable_prefix_bloom_size_ratio = 0.02;
   s.families[keys::kEdges].options.memtable_whole_key_filtering = true;
-  // item_users: written once per new edge, read by item prefix.
-  s.families[keys::kItemUsers].options = base(false, big);
   // changes: a few bytes per touched pair, appended in key order, read by range (mostly the
   // newest entries, still in the memtable), trimmed from the front: a small memtable.
   s.families[keys::kChanges].options = base(false, small);
 
-  // The three hot families are keyed by a 4-byte id (user, user, item) and read only by key or
-  // within one id: a hash memtable (buckets by id, a small skip list in each) makes every
+  // The two hot families are keyed by a 4-byte user id and read only by key or within one
+  // user: a hash memtable (buckets by id, a small skip list in each) makes every
   // insert a hash plus a short walk, where one big skip list costs ~20 cache-missing key
   // comparisons (measured: ~2x the events/s at batch 1,000). What it costs: the prefix
   // extractor makes a plain Seek stay within one id (reads set prefix_same_as_start or
   // total_order_seek), a total-order scan first copies the memtable into a sorted list (fine
   // for the rare full scans), and the memtable rep takes one writer at a time (ours). The
-  // per-bucket skip lists keep the usual height (12): a popular item's bucket in item_users
-  // holds thousands of keys, and height 4 (RocksDB's default here) made that a linear walk.
+  // per-bucket skip lists keep the usual height (12): a heavy user's bucket can hold thousands
+  // of keys, and height 4 (RocksDB's default here) makes that a linear walk.
   const size_t buckets = std::max<size_t>(options.write_buffer_bytes / 512, 1024);
-  for (const auto c : {keys::kSessions, keys::kEdges, keys::kItemUsers}) {
+  for (const auto c : {keys::kSessions, keys::kEdges}) {
     auto& cf = s.families[c].options;
     cf.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(4));
     cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(buckets, /*skiplist_height=*/12,

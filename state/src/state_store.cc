@@ -185,6 +185,7 @@ class StateStore::Impl {
   IdMap user_ids_, item_ids_;
   std::vector<const std::string*> user_names_, item_names_;  // into the maps' keys (stable)
   std::vector<NodeStats> user_stats_, item_stats_;
+  std::vector<std::vector<UserId>> item_users_;  // reverse adjacency, in edge-creation order
   std::map<TopicPartition, int64_t> offsets_;
   uint64_t seq_ = 0;
   uint64_t edges_ = 0;
@@ -208,7 +209,7 @@ class StateStore::Impl {
     bool del;
   };
   std::vector<SessionOp> session_ops_;
-  std::vector<uint64_t> new_item_users_;  // (item << 32 | user)
+  std::vector<uint64_t> new_item_users_;  // new edges as (item << 32 | user)
   std::vector<std::pair<std::string_view, uint32_t>> names_sorted_;
   std::string scratch_;
 };
@@ -258,6 +259,7 @@ Status StateStore::Impl::CloseDb() {
   item_names_.clear();
   user_stats_.clear();
   item_stats_.clear();
+  item_users_.clear();
   offsets_.clear();
   seq_ = edges_ = events_ = 0;
   first_retained_change_ = 1;
@@ -326,7 +328,9 @@ Status StateStore::Impl::LoadCaches() {
 
   user_stats_.assign(user_names_.size(), NodeStats{});
   item_stats_.assign(item_names_.size(), NodeStats{});
-  // Degrees and clicks are not stored (keys.h): one scan of the edges gives them.
+  item_users_.assign(item_names_.size(), {});
+  // Degrees, clicks and the reverse adjacency are not stored (keys.h): one scan of the edges
+  // gives them.
   {
     rocksdb::ReadOptions scan;
     scan.fill_cache = false;
@@ -347,6 +351,7 @@ Status StateStore::Impl::LoadCaches() {
       user_stats_[u].clicks += count;
       ++item_stats_[i].degree;
       item_stats_[i].clicks += count;
+      item_users_[i].push_back(u);
     }
     GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load edges"));
   }
@@ -512,11 +517,6 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
                                                static_cast<uint32_t>(touched_[e])).view()),
             rocksdb::Slice(value, keys::kEdgeValueSize));
   }
-  std::sort(new_item_users_.begin(), new_item_users_.end());
-  for (uint64_t p : new_item_users_) {
-    wb_.Put(cf(keys::kItemUsers), S(keys::PairKey(static_cast<uint32_t>(p >> 32), static_cast<uint32_t>(p)).view()),
-            rocksdb::Slice());
-  }
   auto put_names = [&](keys::Cf c, std::vector<std::string_view>& names, uint32_t first_id) {
     names_sorted_.clear();
     for (size_t k = 0; k < names.size(); ++k) names_sorted_.emplace_back(names[k], first_id + static_cast<uint32_t>(k));
@@ -568,6 +568,10 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
     item_stats_.resize(item_names_.size());
     for (const auto& [id, stats] : staged_users_.staged) user_stats_[id] = stats;
     for (const auto& [id, stats] : staged_items_.staged) item_stats_[id] = stats;
+    item_users_.resize(item_names_.size());
+    for (uint64_t p : new_item_users_) {
+      item_users_[static_cast<uint32_t>(p >> 32)].push_back(static_cast<uint32_t>(p));
+    }
     for (const auto& po : offsets) offsets_[po.tp] = po.next_offset;
     edges_ += new_edges;
     events_ += events.size();
@@ -632,19 +636,12 @@ Result<std::vector<Edge>> StateStore::Impl::ItemNeighbours(ItemId item) const {
   std::shared_lock lock(mu_);
   GSAU_RETURN_IF_ERROR(CheckOpenLocked());
   if (item >= item_stats_.size()) return Status::NotFound("state: no item " + std::to_string(item));
-  const auto lo = keys::PairKey(item, 0);
-  const auto hi = keys::PairKey(item + 1, 0);
-  const rocksdb::Slice upper = S(hi.view());
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  ro.prefix_same_as_start = true;
+  // The users come from the in-memory reverse adjacency, the counts and times from the edges.
+  std::vector<UserId> users = item_users_[item];
+  std::sort(users.begin(), users.end());
   std::vector<keys::Key8> edge_keys;
-  edge_keys.reserve(item_stats_[item].degree);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kItemUsers)));
-  for (it->Seek(S(lo.view())); it->Valid(); it->Next()) {
-    edge_keys.push_back(keys::PairKey(keys::GetBE32(it->key().data() + 4), item));
-  }
-  GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: read item neighbours"));
+  edge_keys.reserve(users.size());
+  for (UserId u : users) edge_keys.push_back(keys::PairKey(u, item));
   std::vector<rocksdb::Slice> slices;
   slices.reserve(edge_keys.size());
   for (const auto& k : edge_keys) slices.push_back(S(k.view()));

@@ -40,8 +40,8 @@ struct StateOptions {
   // are read.
   size_t block_cache_bytes = size_t{256} << 20;
 
-  // Memtable size of each of the large column families (edges, sessions, item_users; the
-  // small ones get 1/8 of it, at least 1 MiB), bytes. Bigger: fewer, larger flushes and less write amplification; costs up to
+  // Memtable size of each of the large column families (edges, sessions; the small ones get
+  // 1/8 of it, at least 1 MiB), bytes. Bigger: fewer, larger flushes and less write amplification; costs up to
   // max_write_buffer_number * this per family in RAM and a longer WAL replay after a crash.
   size_t write_buffer_bytes = size_t{64} << 20;
 
