@@ -2,7 +2,9 @@
 
 #include <prometheus/exposer.h>
 
+#include <chrono>
 #include <exception>
+#include <thread>
 
 namespace gsau::metrics {
 
@@ -12,13 +14,20 @@ Metrics::~Metrics() = default;
 
 Status Metrics::Serve(const MetricsOptions& options) {
   if (options.listen_address.empty()) return Status::Ok();
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(options.listen_address);
-  } catch (const std::exception& e) {
-    return Status::Unavailable("metrics endpoint on " + options.listen_address + ": " + e.what());
+  // A process restarted on the same port (after a crash, say) can find it busy for a moment:
+  // retry for a few seconds before calling it a configuration problem.
+  std::string error;
+  for (int attempt = 0; attempt < options.bind_attempts; ++attempt) {
+    try {
+      exposer_ = std::make_unique<prometheus::Exposer>(options.listen_address);
+      exposer_->RegisterCollectable(registry_);
+      return Status::Ok();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(options.bind_retry_ms));
   }
-  exposer_->RegisterCollectable(registry_);
-  return Status::Ok();
+  return Status::Unavailable("metrics endpoint on " + options.listen_address + ": " + error);
 }
 
 int Metrics::port() const {

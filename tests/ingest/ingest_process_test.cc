@@ -86,6 +86,9 @@ class BackgroundProducer {
       if (!producer_->Flush(200000).ok()) ok_ = false;
     });
   }
+  ~BackgroundProducer() {
+    if (thread_.joinable()) thread_.join();
+  }
   bool Join() {
     thread_.join();
     return ok_;

@@ -42,7 +42,9 @@ TEST(MetricsTest, RegisteredMetricIsServedOverHttp) {
                      .Help("Events seen by the test")
                      .Register(m.registry());
   family.Add({{"stage", "test"}}).Increment(3);
-  ASSERT_TRUE(m.Serve({"127.0.0.1:0"}).ok());
+  MetricsOptions o;
+  o.listen_address = "127.0.0.1:0";
+  ASSERT_TRUE(m.Serve(o).ok());
   ASSERT_GT(m.port(), 0);
   const std::string body = HttpGet(m.port(), "/metrics");
   EXPECT_NE(body.find("200 OK"), std::string::npos) << body;
@@ -52,9 +54,15 @@ TEST(MetricsTest, RegisteredMetricIsServedOverHttp) {
 
 TEST(MetricsTest, BusyAddressIsAnErrorNotACrash) {
   Metrics a;
-  ASSERT_TRUE(a.Serve({"127.0.0.1:0"}).ok());
+  MetricsOptions any;
+  any.listen_address = "127.0.0.1:0";
+  ASSERT_TRUE(a.Serve(any).ok());
   Metrics b;
-  const Status s = b.Serve({"127.0.0.1:" + std::to_string(a.port())});
+  MetricsOptions o;
+  o.listen_address = "127.0.0.1:" + std::to_string(a.port());
+  o.bind_attempts = 2;
+  o.bind_retry_ms = 10;
+  const Status s = b.Serve(o);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
 }
 
