@@ -92,6 +92,14 @@ Status WriteTextAtomically(const fs::path& path, const std::string& text) {
   return Status::Ok();
 }
 
+// Key of the k-th best parameter in a checkpoint. (Appended, not "p" + to_string: GCC 12
+// warns falsely (-Wrestrict) about that at -O3.)
+std::string BestKey(size_t k) {
+  std::string key = "p";
+  key += std::to_string(k);
+  return key;
+}
+
 std::string CsvHeader() {
   std::string h = "epoch,steps,samples,train_seconds,eval_seconds,loss,graph_align,graph_unif,seq_align,seq_unif";
   for (const auto& n : RankingMetrics::Names()) h += ",valid_" + n;
@@ -394,6 +402,11 @@ struct Trainer::Impl {
     adam->save(o);
     archive.write("model", m);
     archive.write("optimizer", o);
+    // The best weights travel in the checkpoint too, so that a crash between writing best.pt
+    // and the checkpoint cannot pair them with the wrong best epoch on resume.
+    torch::serialize::OutputArchive best;
+    for (size_t k = 0; k < best_params.size(); ++k) best.write(BestKey(k), best_params[k]);
+    archive.write("best", best);
     archive.write("epoch", torch::tensor(static_cast<int64_t>(st.epoch)));
     archive.write("best_value", torch::tensor(st.best_value, torch::kFloat64));
     archive.write("best_epoch", torch::tensor(static_cast<int64_t>(st.best_epoch)));
@@ -427,6 +440,16 @@ struct Trainer::Impl {
       }
       archive.read("model", m);
       model->load(m);
+      torch::serialize::InputArchive best;
+      if (archive.try_read("best", best)) {
+        std::vector<torch::Tensor> params;
+        for (size_t k = 0; k < model->parameters().size(); ++k) {
+          torch::Tensor t;
+          if (!best.try_read(BestKey(k), t)) break;
+          params.push_back(t.to(device));
+        }
+        if (params.size() == model->parameters().size()) best_params = std::move(params);
+      }
       archive.read("optimizer", o);
       adam->load(o);
       archive.read("epoch", epoch);
