@@ -1,0 +1,164 @@
+// bench_online: cost of one continual-training step with incremental graph propagation versus
+// a full LightGCN pass per step, on a stream made from a real dataset (Amazon Beauty by default).
+//
+// The users' sequences are interleaved into one stream (each user's clicks in order, users
+// drawn at random). The first `--history` fraction goes in as history (graph + replay), the
+// rest arrives in chunks of `--chunk` events, each followed by one Step, for `--steps` steps per
+// mode. It also reports how far the incremental propagation lags a full recomputation with the
+// current tables just before a cache refresh (the staleness the refresh schedule bounds).
+// Last line: BENCH online step_ms_incremental=<ms> step_ms_full=<ms> graph_ms_incremental=<ms>
+// graph_ms_full=<ms> observe_events_per_s=<n>.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <random>
+#include <set>
+#include <string>
+
+#include "gsau/learner/dataset.h"
+#include "gsau/learner/online.h"
+
+namespace {
+
+using gsau::learner::OnlineEvent;
+using gsau::learner::OnlineLearner;
+using gsau::learner::OnlineOptions;
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct ModeResult {
+  double step_ms = 0, graph_ms = 0, graph_bwd_ms = 0, refresh_ms = 0, seq_ms = 0, seq_bwd_ms = 0, optimizer_ms = 0;
+  double edges = 0;
+  double lag_rel = -1;  // max |incremental - full| / max |row| just before a refresh
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string data_path = "../shared/datasets/amazon-beauty/Beauty_item_org_rank.txt";
+  int steps = 30, threads = 2, chunk = 256, batch = 512, refresh = 50;
+  double history = 0.9;
+  for (int k = 1; k < argc; ++k) {
+    const std::string a = argv[k];
+    auto next = [&]() -> std::string { return k + 1 < argc ? argv[++k] : ""; };
+    if (a == "--data") data_path = next();
+    else if (a == "--steps") steps = std::stoi(next());
+    else if (a == "--threads") threads = std::stoi(next());
+    else if (a == "--chunk") chunk = std::stoi(next());
+    else if (a == "--batch") batch = std::stoi(next());
+    else if (a == "--refresh") refresh = std::stoi(next());
+    else if (a == "--history") history = std::stod(next());
+    else {
+      std::cerr << "usage: bench_online [--data PATH] [--steps N] [--threads N] [--chunk N] [--batch N] "
+                   "[--refresh N] [--history F]\n";
+      return 2;
+    }
+  }
+  if (!std::filesystem::exists(data_path) && std::filesystem::path(data_path).is_relative()) {
+    data_path = (std::filesystem::path(GSAU_SOURCE_DIR) / data_path).string();
+  }
+  auto data = gsau::learner::LoadLeaveOneOut(data_path, "");
+  if (!data.ok()) {
+    std::cerr << "bench_online: " << data.status() << "\n";
+    return 1;
+  }
+  // Interleave users: state ids are offline ids - 1 (both dense, first appearance order).
+  std::vector<OnlineEvent> events;
+  std::set<std::pair<uint32_t, uint32_t>> edge_set;
+  {
+    std::mt19937_64 rng(1);
+    std::vector<size_t> next(data->sequences.size(), 0), active;
+    for (size_t u = 1; u < data->sequences.size(); ++u) active.push_back(u);
+    int64_t ts = 0;
+    while (!active.empty()) {
+      const size_t slot = rng() % active.size();
+      const size_t u = active[slot];
+      const auto& seq = data->sequences[u];
+      const size_t p = next[u]++;
+      OnlineEvent e;
+      e.user = static_cast<uint32_t>(u - 1);
+      e.item = static_cast<uint32_t>(seq[p] - 1);
+      e.ts_ms = ++ts;
+      for (size_t j = p > 50 ? p - 50 : 0; j < p; ++j) e.prefix.push_back(static_cast<uint32_t>(seq[j] - 1));
+      events.push_back(std::move(e));
+      if (next[u] == seq.size()) {
+        active[slot] = active.back();
+        active.pop_back();
+      }
+    }
+  }
+  const auto split = static_cast<size_t>(history * static_cast<double>(events.size()));
+  std::printf("data: %zu events, %lld users, %lld items; history %zu events, then chunks of %d\n", events.size(),
+              static_cast<long long>(data->num_users - 1), static_cast<long long>(data->num_items - 1), split, chunk);
+
+  ModeResult results[2];
+  double observe_rate = 0;
+  for (int mode = 0; mode < 2; ++mode) {
+    OnlineOptions o;
+    o.device = "cpu";
+    o.threads = threads;
+    o.batch_size = batch;
+    o.graph_refresh_steps = refresh;
+    o.graph_propagation = mode == 0 ? "incremental" : "full";
+    auto created = OnlineLearner::Create(o);
+    if (!created.ok()) {
+      std::cerr << "bench_online: " << created.status() << "\n";
+      return 1;
+    }
+    auto& l = *created.value();
+    const auto t0 = Clock::now();
+    if (!l.Observe(std::span<const OnlineEvent>(events.data(), split), /*fresh=*/false).ok()) return 1;
+    if (mode == 0) observe_rate = static_cast<double>(split) / Since(t0);
+    for (size_t k = 0; k < split; ++k) edge_set.insert({events[k].user, events[k].item});
+    size_t pos = split;
+    ModeResult& r = results[mode];
+    int measured = 0;
+    const int check_at = std::min(steps + 1, refresh - 1);
+    for (int s = 0; s < steps + 2 && pos < events.size(); ++s) {
+      const size_t end = std::min(events.size(), pos + static_cast<size_t>(chunk));
+      if (!l.Observe(std::span<const OnlineEvent>(events.data() + pos, end - pos)).ok()) return 1;
+      for (size_t k = pos; k < end; ++k) edge_set.insert({events[k].user, events[k].item});
+      pos = end;
+      const auto st = l.Step();
+      if (!st.ok()) {
+        std::cerr << "bench_online: " << st.status() << "\n";
+        return 1;
+      }
+      if (s < 2) continue;  // warm-up
+      ++measured;
+      r.step_ms += st->total_s * 1e3;
+      r.graph_ms += st->graph_s * 1e3;
+      r.graph_bwd_ms += st->graph_backward_s * 1e3;
+      r.refresh_ms += st->refresh_s * 1e3;
+      r.seq_ms += st->seq_s * 1e3;
+      r.seq_bwd_ms += st->seq_backward_s * 1e3;
+      r.optimizer_ms += st->optimizer_s * 1e3;
+      r.edges += static_cast<double>(st->propagated_edges);
+      if (mode == 0 && s == check_at) {  // the largest lag: just before a refresh (or at the end)
+        const std::vector<std::pair<uint32_t, uint32_t>> edges(edge_set.begin(), edge_set.end());
+        const auto c = l.CheckPropagation(edges);
+        if (c.ok()) {
+          r.lag_rel = c->max_error_vs_current / c->max_abs_value;
+          std::printf("check after %d steps since refresh: vs formula %.2e, vs current tables %.2e (max |row| %.3f)\n",
+                      check_at + 1, c->max_error_vs_formula, c->max_error_vs_current, c->max_abs_value);
+        }
+      }
+    }
+    const double n = std::max(1, measured);
+    std::printf("%-11s step %.1f ms: graph fwd %.1f + bwd %.1f + %s %.1f | seq fwd %.1f + bwd %.1f | adam %.1f; "
+                "edge terms %.0f per step\n",
+                o.graph_propagation.c_str(), r.step_ms / n, r.graph_ms / n, r.graph_bwd_ms / n,
+                mode == 0 ? "refresh" : "rebuild", r.refresh_ms / n, r.seq_ms / n, r.seq_bwd_ms / n,
+                r.optimizer_ms / n, r.edges / n);
+    r.step_ms /= n;
+    r.graph_ms = (r.graph_ms + r.graph_bwd_ms + r.refresh_ms) / n;
+    edge_set.clear();
+  }
+  // graph_ms: forward + backward + refresh (incremental) or adjacency rebuild (full).
+  std::printf("BENCH online step_ms_incremental=%.1f step_ms_full=%.1f graph_ms_incremental=%.1f graph_ms_full=%.1f "
+              "observe_events_per_s=%.0f\n",
+              results[0].step_ms, results[1].step_ms, results[0].graph_ms, results[1].graph_ms, observe_rate);
+  return 0;
+}
