@@ -4,8 +4,9 @@
 //
 // Each batch k (events [k*BATCH, (k+1)*BATCH)) stores two offsets: clicks/0 = the next event
 // index, clicks/1 = k + 1, so the checker can tell a whole batch from part of one. Once the
-// store is open it writes one byte to READY_FD (when given), so the checker can aim its kill
-// at the writing rather than at the start-up, however slow the machine.
+// store is open and its first batch is committed it writes one byte to READY_FD (when given),
+// so the checker can aim its kill at the writing rather than at the start-up, however slow
+// (or loaded) the machine.
 #include <unistd.h>
 
 #include <cstdio>
@@ -32,11 +33,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "open: %s\n", store.status().ToString().c_str());
     return 1;
   }
-  if (argc == 5) {
-    const int fd = std::atoi(argv[4]);
-    if (write(fd, "R", 1) != 1) return 1;
-    close(fd);
-  }
+  int ready_fd = argc == 5 ? std::atoi(argv[4]) : -1;
   const gsau::TopicPartition tp0{"clicks", 0}, tp1{"clicks", 1};
   for (;;) {
     const uint64_t next = static_cast<uint64_t>((*store)->Offset(tp0).value_or(0));
@@ -48,6 +45,11 @@ int main(int argc, char** argv) {
     if (!r.ok()) {
       std::fprintf(stderr, "apply: %s\n", r.status().ToString().c_str());
       return 1;
+    }
+    if (ready_fd >= 0) {
+      if (write(ready_fd, "R", 1) != 1) return 1;
+      close(ready_fd);
+      ready_fd = -1;
     }
   }
 }

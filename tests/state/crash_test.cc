@@ -56,7 +56,7 @@ TEST(StateCrashTest, KilledWriterLeavesWholeBatchesAndMatchingOffsets) {
     const bool early = round % 5 == 4;
     if (!early) {
       pollfd p{ready[0], POLLIN, 0};
-      EXPECT_EQ(poll(&p, 1, 60'000), 1) << "the child did not open the store within 60 s";
+      EXPECT_EQ(poll(&p, 1, 60'000), 1) << "the child did not commit a first batch within 60 s";
     }
     close(ready[0]);
     std::this_thread::sleep_for(std::chrono::milliseconds(early ? early_ms(rng) : delay_ms(rng)));
