@@ -160,6 +160,44 @@ torch::Tensor PairUniformity(const torch::Tensor& x, const torch::Tensor& y, dou
   return torch::log(torch::exp(-t * sq).mean());
 }
 
+namespace {
+
+class FullSoftmaxCrossEntropyFunction : public torch::autograd::Function<FullSoftmaxCrossEntropyFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q,
+                               const torch::Tensor& table, const torch::Tensor& targets) {
+    auto buffer = torch::mm(q, table.t());  // logits [B, N]
+    const auto target_logits = buffer.gather(1, targets.unsqueeze(1)).squeeze(1);
+    const auto row_max = std::get<0>(buffer.max(1, /*keepdim=*/true));
+    buffer.sub_(row_max).exp_();
+    const auto sums = buffer.sum(1, /*keepdim=*/true);
+    buffer.div_(sums);  // softmax
+    const auto lse = row_max.squeeze(1) + sums.squeeze(1).log();
+    ctx->save_for_backward({q, table, targets, buffer});
+    return (lse - target_logits).mean();
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& q = saved[0];
+    const auto& table = saved[1];
+    const auto& targets = saved[2];
+    auto g = saved[3];  // softmax, turned into d loss / d logits in place
+    const int64_t b = g.size(0);
+    g.index_put_({torch::arange(b, targets.options()), targets}, torch::full({b}, -1.0, g.options()),
+                 /*accumulate=*/true);
+    g.mul_(grad[0] / static_cast<double>(b));
+    return {torch::mm(g, table), torch::mm(g.t(), q), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor FullSoftmaxCrossEntropy(const torch::Tensor& q, const torch::Tensor& table,
+                                      const torch::Tensor& targets) {
+  return FullSoftmaxCrossEntropyFunction::apply(q, table, targets);
+}
+
 std::vector<int64_t> RandomDerangement(int64_t n, std::mt19937_64& rng) {
   TORCH_CHECK(n >= 2, "RandomDerangement needs n >= 2");
   std::vector<int64_t> p(static_cast<size_t>(n));

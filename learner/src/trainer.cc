@@ -268,7 +268,7 @@ struct Trainer::Impl {
           sa = Align(s, table.index_select(0, targets));
         } else {
           const auto query = opt.model == ModelKind::kSasRec ? s : F::normalize(s, F::NormalizeFuncOptions().dim(1));
-          sa = F::cross_entropy(torch::matmul(query, table.t()), targets);
+          sa = FullSoftmaxCrossEntropy(query, table, targets);
         }
         auto loss = sa;
         if (opt.model != ModelKind::kSasRec) {

@@ -108,6 +108,22 @@ TEST(Loss, GradientsAreFinite) {
   EXPECT_TRUE(torch::isfinite(y.grad()).all().item<bool>());
 }
 
+TEST(Loss, FusedCrossEntropyEqualsTorchs) {
+  torch::manual_seed(4);
+  const auto q0 = torch::randn({6, 5});
+  const auto t0 = torch::randn({9, 5});
+  const auto targets = torch::tensor({0, 3, 8, 3, 1, 5}, torch::kInt64);
+  auto q = q0.clone().requires_grad_(true), t = t0.clone().requires_grad_(true);
+  auto qr = q0.clone().requires_grad_(true), tr = t0.clone().requires_grad_(true);
+  const auto loss = FullSoftmaxCrossEntropy(q, t, targets);
+  const auto ref = torch::nn::functional::cross_entropy(torch::matmul(qr, tr.t()), targets);
+  EXPECT_NEAR(loss.item<double>(), ref.item<double>(), 1e-5);
+  (3.0 * loss).backward();
+  (3.0 * ref).backward();
+  EXPECT_TRUE(torch::allclose(q.grad(), qr.grad(), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(t.grad(), tr.grad(), 1e-5, 1e-6));
+}
+
 TEST(Derangement, NeverHasAFixedPoint) {
   std::mt19937_64 rng(11);
   for (int64_t n = 2; n <= 64; ++n) {

@@ -18,6 +18,14 @@ torch::Tensor Align(const torch::Tensor& x, const torch::Tensor& y);
 torch::Tensor Uniformity(const torch::Tensor& x, double t = 2.0);
 torch::Tensor PairUniformity(const torch::Tensor& x, const torch::Tensor& y, double t = 2.0);
 
+// mean_b CE(softmax(q_b . table^T), targets_b): cross-entropy over all rows of `table` (the
+// padding row included, as RecBole). q [B, d], table [N, d] float, targets [B] int64.
+// Same value and gradients as F::cross_entropy(q.matmul(table.t()), targets), fused: the [B, N]
+// logits buffer becomes the softmax in place and then the gradient, with no one-hot or
+// log-softmax copies. Supports one backward pass (no retain_graph).
+torch::Tensor FullSoftmaxCrossEntropy(const torch::Tensor& q, const torch::Tensor& table,
+                                      const torch::Tensor& targets);
+
 // A uniformly random permutation of 0..n-1 with no fixed point (rejection sampling; about e
 // tries). REQUIRES: n >= 2.
 std::vector<int64_t> RandomDerangement(int64_t n, std::mt19937_64& rng);
