@@ -118,6 +118,10 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--seq-layers", o.seq_layers, "SASRec blocks")->capture_default_str();
   cmd->add_option("--dropout", o.hidden_dropout, "SASRec hidden dropout")->capture_default_str();
   cmd->add_option("--attn-dropout", o.attn_dropout, "SASRec attention dropout")->capture_default_str();
+  cmd->add_option("--init-std", o.init_std,
+                  "weight init: -1 = by model (sasrec N(0,0.02) as RecBole, else Xavier-normal), 0 = Xavier, "
+                  ">0 = N(0, std)")
+      ->capture_default_str();
   cmd->add_option("--graph-batch", o.graph_batch, "graph pairs per step")->capture_default_str();
   cmd->add_option("--seq-batch", o.seq_batch, "sequence samples per step")->capture_default_str();
   cmd->add_option("--eval-batch", o.eval_batch, "users per evaluation chunk")->capture_default_str();

@@ -375,10 +375,17 @@ GsauModelImpl::GsauModelImpl(const GsauModelOptions& o) : options_(o) {
 void GsauModelImpl::reset() {
   torch::NoGradGuard no_grad;
   for (auto& m : modules(/*include_self=*/false)) {
+    auto init = [&](torch::Tensor& w) {
+      if (options_.init_std() > 0) {
+        w.normal_(0.0, options_.init_std());
+      } else {
+        torch::nn::init::xavier_normal_(w);
+      }
+    };
     if (auto* e = m->as<torch::nn::EmbeddingImpl>()) {
-      torch::nn::init::xavier_normal_(e->weight);
+      init(e->weight);
     } else if (auto* l = m->as<torch::nn::LinearImpl>()) {
-      torch::nn::init::xavier_normal_(l->weight);
+      init(l->weight);
       if (l->bias.defined()) l->bias.zero_();
     } else if (auto* n = m->as<torch::nn::LayerNormImpl>()) {
       n->weight.fill_(1.0);

@@ -951,6 +951,9 @@ struct OnlineLearner::Impl {
     out.max_error_vs_formula = (train - formula.index_select(0, idx).to(torch::kFloat64)).abs().max().item<double>();
     out.max_error_vs_current = (train - current.index_select(0, idx).to(torch::kFloat64)).abs().max().item<double>();
     out.max_abs_value = train.abs().max().item<double>();
+    const auto cur = current.index_select(0, idx).to(torch::kFloat64);
+    out.rms_error_vs_current = (train - cur).pow(2).mean().sqrt().item<double>();
+    out.rms_value = cur.pow(2).mean().sqrt().item<double>();
     return out;
   }
 

@@ -205,5 +205,11 @@ TEST(Model, XavierNormalInit) {
   EXPECT_NEAR(model->user_table().std().item<double>(), std::sqrt(2.0 / (2001 + 64)), 3e-4);
 }
 
+TEST(Model, RecBoleNormalInit) {
+  torch::manual_seed(1);
+  GsauModel model(GsauModelOptions(2001, 3001).init_std(0.02));
+  EXPECT_NEAR(model->item_table().std().item<double>(), 0.02, 3e-4);
+}
+
 }  // namespace
 }  // namespace gsau::learner

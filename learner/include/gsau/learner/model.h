@@ -32,6 +32,9 @@ struct GsauModelOptions {
   TORCH_ARG(double, attn_dropout) = 0.5;
   TORCH_ARG(double, layer_norm_eps) = 1e-12;
   TORCH_ARG(int64_t, graph_layers) = 2;    // LightGCN K
+  // 0: Xavier-normal Embedding and Linear weights (GSAU's xavier_normal_initialization);
+  // > 0: N(0, init_std) instead (RecBole's SASRec, initializer_range 0.02).
+  TORCH_ARG(double, init_std) = 0.0;
 };
 
 // a @ b for [N, m, k] x [N, k, n] float32, differentiable in both. On the CPU it runs one
@@ -82,7 +85,8 @@ class GsauModelImpl : public torch::nn::Module {
  public:
   explicit GsauModelImpl(const GsauModelOptions& options);
 
-  // Xavier-normal for every Embedding and Linear weight, zero Linear biases, LayerNorm (1, 0).
+  // Xavier-normal (or N(0, init_std)) for every Embedding and Linear weight, zero Linear
+  // biases, LayerNorm (1, 0).
   void reset();
 
   const GsauModelOptions& options() const { return options_; }

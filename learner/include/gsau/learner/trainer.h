@@ -44,6 +44,9 @@ struct TrainOptions {
   double hidden_dropout = 0.5;
   double attn_dropout = 0.5;
   int64_t graph_layers = 2;
+  // Weight init: < 0 picks by model (RecBole's N(0, 0.02) for sasrec, as the authors' SASRec
+  // baseline; Xavier-normal for the GSAU models); 0 = Xavier-normal; > 0 = N(0, init_std).
+  double init_std = -1.0;
   // Batches.
   int64_t graph_batch = 512;
   int64_t seq_batch = 512;
