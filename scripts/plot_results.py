@@ -28,6 +28,8 @@ def main():
     rows = []
     for run in sorted(os.listdir(args.runs)):
         src = os.path.join(args.runs, run)
+        if run.startswith("old-"):  # superseded runs kept for reference only
+            continue
         csv_path = os.path.join(src, "metrics.csv")
         if not os.path.isfile(csv_path):
             continue
