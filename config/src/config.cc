@@ -462,6 +462,7 @@ ingest::IngestOptions ToIngestOptions(const Config& c) {
   o.session_timeout_ms = c.ingest.session_timeout_ms;
   o.group_instance_id = c.ingest.group_instance_id;
   o.decoder.max_value_bytes = static_cast<size_t>(c.ingest.max_value_bytes);
+  o.dead_letter_partitions = c.topics.partitions;
   return o;
 }
 

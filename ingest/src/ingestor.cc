@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "gsau/common/log.h"
+#include "gsau/kafka/admin.h"
 #include "gsau/kafka/producer.h"
 #include "gsau/metrics/metrics.h"
 
@@ -173,6 +174,14 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
     stop_ = &stop;
     GSAU_RETURN_IF_ERROR(CreateClients());
     PublishStateGauges();
+    // A broker with auto.create.topics.enable=false would refuse dead letters: create the topic
+    // up front. Without the right to (ACLs), warn and rely on it existing.
+    if (Status s = kafka::EnsureTopics(options_.kafka, {{options_.dead_letter_topic, options_.dead_letter_partitions, -1, {}}},
+                                       10000);
+        !s.ok()) {
+      GSAU_LOG_WARN("ingest: could not make sure the dead-letter topic {} exists: {}", options_.dead_letter_topic,
+                    s.ToString());
+    }
     if (auto err = consumer_->subscribe({options_.topic}); err != RdKafka::ERR_NO_ERROR) {
       return Status::InvalidArgument("subscribe to " + options_.topic + ": " + RdKafka::err2str(err));
     }

@@ -56,6 +56,7 @@ struct IngestOptions {
   DecoderOptions decoder;
   int session_timeout_ms = 10000;  // consumer group session timeout, ms: failover speed vs flapping
   std::string group_instance_id;   // static membership (group.instance.id); empty = dynamic
+  int dead_letter_partitions = 4;  // partitions of the dead-letter topic when ingest creates it
   int retry_backoff_max_ms = 5000; // cap of the exponential backoff of our own retries, ms
   int dlq_flush_timeout_ms = 10000;  // one wait for dead-letter acknowledgements, ms
 };

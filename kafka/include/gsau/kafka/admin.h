@@ -14,7 +14,7 @@ namespace gsau::kafka {
 struct TopicSpec {
   std::string name;
   int partitions = 4;
-  int replication_factor = 1;
+  int replication_factor = 1;  // -1: the broker's default.replication.factor
   // Topic configs, e.g. {"cleanup.policy","compact"}.
   std::vector<std::pair<std::string, std::string>> configs;
 };
