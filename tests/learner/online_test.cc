@@ -225,6 +225,8 @@ TEST(OnlineLearner, PropagationEqualsFullRecomputationAfterRandomChanges) {
       EXPECT_LT(c->max_error_vs_current, kTol) << "round " << round;
       EXPECT_LT(c->max_error_vs_formula, kTol);
       EXPECT_GT(c->max_abs_value, 0.01);
+      EXPECT_LT(c->rms_error_vs_current, kTol);
+      EXPECT_GT(c->rms_value, 0.001);
       EXPECT_EQ(c->rows, stream.users() + stream.items());
     }
   }
@@ -240,6 +242,7 @@ TEST(OnlineLearner, PropagationEqualsFullRecomputationAfterRandomChanges) {
     ASSERT_TRUE(c.ok()) << c.status();
     EXPECT_LT(c->max_error_vs_formula, kTol) << "round " << round;
     saw_staleness = saw_staleness || c->max_error_vs_current > 1e-6;
+    EXPECT_LE(c->rms_error_vs_current, c->max_error_vs_current + 1e-12);
   }
   EXPECT_TRUE(saw_staleness) << "training moved the tables: the check must see the lag";
   l->RefreshGraphCache();
