@@ -31,8 +31,32 @@ done
 version=${GSAU_KAFKA_VERSION:-4.1.1}
 libs="${GSAU_CACHE:-$HOME/.cache/gsau-stream}/kafka-$version/libs"
 
+# A random free port below the kernel's ephemeral range: a port from that range can be taken by any
+# outgoing connection, including a client reconnecting while the broker is paused.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  python3 - <<'PY'
+import random, socket
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except Exception:
+    low = 32768
+def try_bind(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return s.getsockname()[1]
+    except OSError:
+        return None
+    finally:
+        s.close()
+port = None
+if low - 1 - 15000 >= 1000:
+    for _ in range(200):
+        port = try_bind(random.randint(15000, low - 1))
+        if port:
+            break
+print(port or try_bind(0))
+PY
 }
 
 answers() {  # true when a metadata request to $1 succeeds

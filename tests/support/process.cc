@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -60,7 +62,45 @@ int ChildProcess::Wait(int timeout_ms) {
   return -1;
 }
 
+namespace {
+
+bool CanBind(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// Lowest port of the kernel's ephemeral range (outgoing connections take their local port from it).
+int EphemeralLow() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  if (in >> low) return low;
+  return 32768;
+}
+
+}  // namespace
+
 int FreePort() {
+  // A port from the ephemeral range can be taken, between this check and the child's bind, by any
+  // outgoing connection (a Kafka client's, say): CI saw exactly that. Ports below the range are only
+  // ever taken by an explicit bind, so pick one of those at random.
+  constexpr int kFirst = 15000;
+  const int last = EphemeralLow() - 1;
+  if (last - kFirst >= 1000) {
+    std::mt19937 rng(static_cast<uint32_t>(getpid()) * 2654435761u ^
+                     static_cast<uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+    std::uniform_int_distribution<int> pick(kFirst, last);
+    for (int attempt = 0; attempt < 200; ++attempt) {
+      const int port = pick(rng);
+      if (CanBind(port)) return port;
+    }
+  }
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
