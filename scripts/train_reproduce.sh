@@ -13,12 +13,14 @@
 #   GSAU     the gsau binary; default: a copy of build-learner/gsau under RUNS/bin, so that
 #            rebuilding does not touch a running binary
 #   FOREGROUND=1 runs one after the other in the foreground instead of nohup in the background
+#   NICE     niceness of the runs (default 10), so builds and tests on the same cores come first
 #
 # The exact command of each run is printed and written to RUNS/<run>/command.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/datasets}
 THREADS=${THREADS:-1}
+NICE=${NICE:-10}
 RUNS=${RUNS:-runs}
 if [[ $# -eq 0 ]]; then
   sed -n '2,20p' "$0"
@@ -40,13 +42,15 @@ for run in "$@"; do
   esac
   out="$RUNS/$run"
   mkdir -p "$out"
-  cmd=("$GSAU" train "${data[@]}" --model "$model" --gamma 0.1 --epochs 300 --patience 10
+  cmd=(nice -n "$NICE" "$GSAU" train "${data[@]}" --model "$model" --gamma 0.1 --epochs 300 --patience 10
        --seed 2020 --threads "$THREADS" --out "$out" --resume --plot)
   echo "${cmd[*]}" | tee "$out/command.txt"
   if [[ "${FOREGROUND:-0}" == 1 ]]; then
     "${cmd[@]}" >> "$out/log.txt" 2>&1
   else
-    nohup "${cmd[@]}" >> "$out/log.txt" 2>&1 < /dev/null &
+    # setsid: its own session and process group, so nothing that signals the launching
+    # shell's group reaches the run.
+    setsid nohup "${cmd[@]}" >> "$out/log.txt" 2>&1 < /dev/null &
     echo $! > "$out/pid"
     echo "$run: pid $(cat "$out/pid"), log $out/log.txt"
   fi
