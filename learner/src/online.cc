@@ -94,6 +94,33 @@ torch::Tensor I64(const std::vector<int64_t>& v, const torch::Device& device) {
   return torch::tensor(v, torch::kInt64).to(device);
 }
 
+// The last `max_len` items of `session` that are below `num_items` (known to the model).
+std::vector<uint32_t> KnownSuffixOf(const std::vector<uint32_t>& session, int64_t num_items, int64_t max_len) {
+  std::vector<uint32_t> out;
+  for (uint32_t it : session) {
+    if (static_cast<int64_t>(it) < num_items) out.push_back(it);
+  }
+  if (static_cast<int64_t>(out.size()) > max_len) out.erase(out.begin(), out.end() - max_len);
+  return out;
+}
+
+// Right-padded item rows (id + 1, 0 = padding) and lengths of `prefixes`; targets as rows.
+std::pair<SequenceBatch, torch::Tensor> SequenceBatchOf(const std::vector<const std::vector<uint32_t>*>& prefixes,
+                                                        const std::vector<uint32_t>& targets,
+                                                        const torch::Device& device) {
+  const auto b = static_cast<int64_t>(prefixes.size());
+  int64_t len = 1;
+  for (const auto* p : prefixes) len = std::max(len, static_cast<int64_t>(p->size()));
+  std::vector<int64_t> items(static_cast<size_t>(b * len), 0), lengths(static_cast<size_t>(b)), t;
+  for (int64_t k = 0; k < b; ++k) {
+    const auto& p = *prefixes[static_cast<size_t>(k)];
+    for (size_t j = 0; j < p.size(); ++j) items[static_cast<size_t>(k * len) + j] = static_cast<int64_t>(p[j]) + 1;
+    lengths[static_cast<size_t>(k)] = static_cast<int64_t>(p.size());
+  }
+  for (uint32_t x : targets) t.push_back(static_cast<int64_t>(x) + 1);
+  return {SequenceBatch{I64(items, device).view({b, len}), I64(lengths, device)}, I64(t, device)};
+}
+
 // Archive keys must not contain dots (they name nested archives): "blocks.0.key.weight" ->
 // "blocks_0_key_weight".
 std::string Key(const std::string& prefix, const std::string& name) {
@@ -123,6 +150,45 @@ bool ReadModuleParameter(torch::serialize::InputArchive& root, const std::string
 }
 
 }  // namespace
+
+struct ServingModel::Impl {
+  GsauModel model{nullptr};  // eval mode; a 1-row user table (unused), the live item rows
+  torch::Device device = torch::kCPU;
+  int64_t num_items = 0, steps = 0, dim = 0, max_len = 0;
+  mutable std::mutex mu;  // one forward at a time over the shared module
+
+  torch::Tensor UserVectors(std::span<const std::vector<uint32_t>> sessions) {
+    std::vector<std::vector<uint32_t>> known;
+    std::vector<const std::vector<uint32_t>*> ptrs;
+    known.reserve(sessions.size());
+    for (const auto& s : sessions) {
+      known.push_back(KnownSuffixOf(s, num_items, max_len));
+      if (known.back().empty()) throw std::invalid_argument("a session has no item known to the model");
+    }
+    for (const auto& k : known) ptrs.push_back(&k);
+    auto [seq, unused] = SequenceBatchOf(ptrs, {}, device);
+    return model->SequenceForward(seq);
+  }
+
+  torch::Tensor Scores(std::span<const std::vector<uint32_t>> sessions) {
+    auto scores = torch::matmul(UserVectors(sessions), model->item_table().t());
+    scores.select(1, 0).fill_(-std::numeric_limits<float>::infinity());  // padding row
+    return scores;
+  }
+};
+
+ServingModel::ServingModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ServingModel::~ServingModel() = default;
+int64_t ServingModel::items() const { return impl_->num_items; }
+int64_t ServingModel::steps() const { return impl_->steps; }
+int64_t ServingModel::dim() const { return impl_->dim; }
+
+bool ServingModel::CanEmbed(const std::vector<uint32_t>& session) const {
+  for (uint32_t it : session) {
+    if (static_cast<int64_t>(it) < impl_->num_items) return true;
+  }
+  return false;
+}
 
 struct OnlineLearner::Impl {
   OnlineOptions opt;
@@ -168,6 +234,10 @@ struct OnlineLearner::Impl {
   std::vector<uint8_t> has_published;
 
   int64_t steps = 0, events = 0;
+
+  // The serving snapshot (its own lock: readers never wait for a step).
+  mutable std::mutex serving_mu;
+  std::shared_ptr<const ServingModel> serving;
 
   torch::Tensor UserTable() const { return model->user_table(); }
   torch::Tensor ItemTable() const { return model->item_table(); }
@@ -301,12 +371,7 @@ struct OnlineLearner::Impl {
   // Observing
 
   std::vector<uint32_t> KnownSuffix(const std::vector<uint32_t>& session) const {
-    std::vector<uint32_t> out;
-    for (uint32_t it : session) {
-      if (static_cast<int64_t>(it) < num_items) out.push_back(it);
-    }
-    if (static_cast<int64_t>(out.size()) > opt.max_len) out.erase(out.begin(), out.end() - opt.max_len);
-    return out;
+    return KnownSuffixOf(session, num_items, opt.max_len);
   }
 
   void AddToReplay(Sample s) {
@@ -354,6 +419,7 @@ struct OnlineLearner::Impl {
   }
 
   void Observe(std::span<const OnlineEvent> evs, bool fresh) {
+    const int64_t items_before = num_items;
     for (const auto& e : evs) {
       GrowIds(true, static_cast<int64_t>(e.user) + 1);
       GrowIds(false, static_cast<int64_t>(e.item) + 1);
@@ -367,6 +433,7 @@ struct OnlineLearner::Impl {
       ++events;
     }
     if (incremental) ApplyTUpdates();
+    if (num_items > items_before) TakeServingSnapshot();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -450,17 +517,7 @@ struct OnlineLearner::Impl {
 
   std::pair<SequenceBatch, torch::Tensor> MakeSequenceBatch(const std::vector<const std::vector<uint32_t>*>& prefixes,
                                                             const std::vector<uint32_t>& targets) const {
-    const auto b = static_cast<int64_t>(prefixes.size());
-    int64_t len = 1;
-    for (const auto* p : prefixes) len = std::max(len, static_cast<int64_t>(p->size()));
-    std::vector<int64_t> items(static_cast<size_t>(b * len), 0), lengths(static_cast<size_t>(b)), t;
-    for (int64_t k = 0; k < b; ++k) {
-      const auto& p = *prefixes[static_cast<size_t>(k)];
-      for (size_t j = 0; j < p.size(); ++j) items[static_cast<size_t>(k * len) + j] = static_cast<int64_t>(p[j]) + 1;
-      lengths[static_cast<size_t>(k)] = static_cast<int64_t>(p.size());
-    }
-    for (uint32_t x : targets) t.push_back(static_cast<int64_t>(x) + 1);
-    return {SequenceBatch{I64(items, device).view({b, len}), I64(lengths, device)}, I64(t, device)};
+    return SequenceBatchOf(prefixes, targets, device);
   }
 
   std::vector<size_t> DrawReplay(int64_t n) {
@@ -616,6 +673,50 @@ struct OnlineLearner::Impl {
     r.total_s = Since(start);
     if (!std::isfinite(r.loss)) throw std::runtime_error("loss is not finite at step " + std::to_string(steps));
     return r;
+  }
+
+  // A copy of SASRec and the live item rows for serving. Building a GsauModel draws its initial
+  // weights from torch's default generator: its state is put back, so snapshots never change
+  // the training's random stream.
+  void TakeServingSnapshot() {
+    torch::NoGradGuard no_grad;
+    auto gen = at::detail::getDefaultCPUGenerator();
+    c10::intrusive_ptr<c10::TensorImpl> rng_state;
+    {
+      std::lock_guard<std::mutex> g(gen.mutex());
+      rng_state = gen.get_state().getIntrusivePtr();
+    }
+    auto si = std::make_unique<ServingModel::Impl>();
+    si->model = GsauModel(GsauModelOptions(1, ItemRows())
+                              .dim(opt.dim)
+                              .max_len(opt.max_len)
+                              .seq_layers(opt.seq_layers)
+                              .heads(opt.heads)
+                              .ffn_dim(opt.ffn_dim)
+                              .hidden_dropout(opt.hidden_dropout)
+                              .attn_dropout(opt.attn_dropout)
+                              .graph_layers(opt.graph_layers));
+    {
+      std::lock_guard<std::mutex> g(gen.mutex());
+      gen.set_state(at::Tensor(rng_state));
+    }
+    si->model->to(device);
+    auto dst = si->model->named_parameters();
+    for (const auto& p : model->named_parameters()) {
+      if (p.key() == "user_table.weight") continue;
+      auto* d = dst.find(p.key());
+      if (d == nullptr) throw std::logic_error("serving model lacks " + p.key());
+      d->copy_(p.key() == "item_table.weight" ? p.value().slice(0, 0, ItemRows()) : p.value());
+    }
+    si->model->eval();
+    si->device = device;
+    si->num_items = num_items;
+    si->steps = steps;
+    si->dim = opt.dim;
+    si->max_len = opt.max_len;
+    std::shared_ptr<const ServingModel> next(new ServingModel(std::move(si)));
+    std::lock_guard<std::mutex> g(serving_mu);
+    serving = std::move(next);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1033,6 +1134,7 @@ Result<std::unique_ptr<OnlineLearner>> OnlineLearner::Create(const OnlineOptions
     impl->growth_gen = at::detail::createCPUGenerator(o.seed ^ 0x5851F42D4C957F2DULL);
     impl->BuildModel(o.initial_user_rows, o.initial_item_rows);
     impl->RefreshCache();
+    impl->TakeServingSnapshot();
     return std::unique_ptr<OnlineLearner>(new OnlineLearner(std::move(impl)));
   });
 }
@@ -1047,7 +1149,11 @@ Status OnlineLearner::Observe(std::span<const OnlineEvent> events, bool fresh) {
 
 Result<OnlineStepResult> OnlineLearner::Step() {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  return Guarded("training step", [&]() -> Result<OnlineStepResult> { return impl_->Step(); });
+  return Guarded("training step", [&]() -> Result<OnlineStepResult> {
+    auto r = impl_->Step();
+    if (r.trained) impl_->TakeServingSnapshot();
+    return r;
+  });
 }
 
 Result<std::vector<float>> OnlineLearner::UserEmbeddings(std::span<const std::vector<uint32_t>> sessions) {
@@ -1091,14 +1197,22 @@ Status OnlineLearner::Save(const std::string& path, const OnlineWatermark& water
 
 Result<OnlineWatermark> OnlineLearner::Load(const std::string& path) {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  return Guarded("loading " + path, [&]() -> Result<OnlineWatermark> { return impl_->Load(path); });
+  return Guarded("loading " + path, [&]() -> Result<OnlineWatermark> {
+    auto w = impl_->Load(path);
+    if (w.ok()) impl_->TakeServingSnapshot();
+    return w;
+  });
 }
 
 Status OnlineLearner::InitFromOffline(const std::string& path, const std::vector<int64_t>& user_rows,
                                       const std::vector<int64_t>& item_rows) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return Guarded("initialising from " + path,
-                 [&]() -> Status { return impl_->InitFromOffline(path, user_rows, item_rows); });
+                 [&]() -> Status {
+                   GSAU_RETURN_IF_ERROR(impl_->InitFromOffline(path, user_rows, item_rows));
+                   impl_->TakeServingSnapshot();
+                   return Status::Ok();
+                 });
 }
 
 Result<std::vector<float>> OnlineLearner::GraphEmbeddings(OnlineTable table, std::span<const uint32_t> ids) {
@@ -1133,6 +1247,64 @@ Result<OnlineRowState> OnlineLearner::InspectRow(OnlineTable table, uint32_t id)
     return Status::InvalidArgument("unknown id " + std::to_string(id));
   }
   return Guarded("inspecting a row", [&]() -> Result<OnlineRowState> { return impl_->Inspect(users, id); });
+}
+
+std::shared_ptr<const ServingModel> OnlineLearner::Serving() const {
+  std::lock_guard<std::mutex> lock(impl_->serving_mu);
+  return impl_->serving;
+}
+
+Result<std::vector<float>> ServingModel::UserEmbeddings(std::span<const std::vector<uint32_t>> sessions) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return Guarded("serving user embeddings", [&]() -> Result<std::vector<float>> {
+    if (sessions.empty()) return std::vector<float>{};
+    torch::NoGradGuard no_grad;
+    const auto c = impl_->UserVectors(sessions).to(torch::kCPU, torch::kFloat32).contiguous();
+    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  });
+}
+
+Result<std::vector<int64_t>> ServingModel::ScoreRanks(std::span<const std::vector<uint32_t>> sessions,
+                                                      std::span<const uint32_t> targets) const {
+  if (sessions.size() != targets.size()) return Status::InvalidArgument("sessions and targets differ in number");
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return Guarded("scoring", [&]() -> Result<std::vector<int64_t>> {
+    std::vector<int64_t> ranks(targets.size(), impl_->num_items);
+    if (sessions.empty()) return ranks;
+    torch::NoGradGuard no_grad;
+    const auto scores = impl_->Scores(sessions);
+    std::vector<int64_t> rows, cols;
+    for (size_t k = 0; k < targets.size(); ++k) {
+      if (static_cast<int64_t>(targets[k]) >= impl_->num_items) continue;
+      rows.push_back(static_cast<int64_t>(k));
+      cols.push_back(static_cast<int64_t>(targets[k]) + 1);
+    }
+    if (rows.empty()) return ranks;
+    const auto r = I64(rows, impl_->device), c = I64(cols, impl_->device);
+    const auto target_scores = scores.index({r, c}).unsqueeze(1);
+    const auto higher = (scores.index_select(0, r) > target_scores).sum(1).to(torch::kCPU).contiguous();
+    const auto* h = higher.data_ptr<int64_t>();
+    for (size_t k = 0; k < rows.size(); ++k) ranks[static_cast<size_t>(rows[k])] = h[k];
+    return ranks;
+  });
+}
+
+Result<std::vector<std::vector<uint32_t>>> ServingModel::TopK(std::span<const std::vector<uint32_t>> sessions,
+                                                              int64_t k) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return Guarded("top-k", [&]() -> Result<std::vector<std::vector<uint32_t>>> {
+    std::vector<std::vector<uint32_t>> out(sessions.size());
+    if (sessions.empty() || k <= 0 || impl_->num_items == 0) return out;
+    torch::NoGradGuard no_grad;
+    const auto top = std::get<1>(impl_->Scores(sessions).topk(std::min(k, impl_->num_items), 1))
+                         .to(torch::kCPU)
+                         .contiguous();
+    const auto* p = top.data_ptr<int64_t>();
+    for (size_t b = 0; b < sessions.size(); ++b) {
+      for (int64_t j = 0; j < top.size(1); ++j) out[b].push_back(static_cast<uint32_t>(p[b * top.size(1) + j] - 1));
+    }
+    return out;
+  });
 }
 
 OnlineStats OnlineLearner::Stats() {

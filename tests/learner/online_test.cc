@@ -4,6 +4,7 @@
 #include "gsau/learner/online.h"
 
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -448,6 +449,59 @@ TEST(OnlineLearner, InferenceIsConsistent) {
   }
   EXPECT_EQ(*l->ScoreRank(s1, ni + 3), ni);  // not in the model yet: a miss
   EXPECT_EQ(l->ScoreRank({}, 0).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(OnlineLearner, ServingSnapshotMatchesTheLearnerAndStaysFrozen) {
+  auto l = Make(SmallOptions());
+  RandomStream stream(11, 10);
+  ASSERT_TRUE(l->Observe(stream.Take(60)).ok());
+  for (int k = 0; k < 2; ++k) ASSERT_TRUE(l->Step().ok());
+  const auto snap = l->Serving();
+  ASSERT_NE(snap, nullptr);
+  EXPECT_EQ(snap->items(), static_cast<int64_t>(stream.items()));
+  EXPECT_EQ(snap->steps(), 2);
+  const std::vector<std::vector<uint32_t>> sessions = {{0, 1, 2}, {3}, {2, 4, 1}};
+  const auto learner_rows = l->UserEmbeddings(sessions);
+  const auto snap_rows = snap->UserEmbeddings(sessions);
+  ASSERT_TRUE(snap_rows.ok()) << snap_rows.status();
+  EXPECT_LT(MaxAbsDiff(*snap_rows, *learner_rows), 1e-6);
+  const std::vector<uint32_t> targets = {5, 0, stream.items() + 2};
+  const auto ranks = snap->ScoreRanks(sessions, targets);
+  ASSERT_TRUE(ranks.ok()) << ranks.status();
+  for (size_t k = 0; k < sessions.size(); ++k) EXPECT_EQ((*ranks)[k], *l->ScoreRank(sessions[k], targets[k]));
+  EXPECT_EQ((*ranks)[2], snap->items()) << "an unknown target is a miss";
+  const auto top = snap->TopK(sessions, 3);
+  ASSERT_TRUE(top.ok());
+  for (size_t k = 0; k < sessions.size(); ++k) {
+    ASSERT_EQ((*top)[k].size(), 3u);
+    EXPECT_EQ(*l->ScoreRank(sessions[k], (*top)[k][0]), 0) << "the first of the top-k ranks first";
+  }
+  EXPECT_FALSE(snap->CanEmbed({stream.items() + 1}));
+  EXPECT_TRUE(snap->CanEmbed({stream.items() + 1, 0}));
+
+  // Training goes on: the old snapshot does not move, the new one follows the learner.
+  ASSERT_TRUE(l->Observe(stream.Take(40)).ok());
+  for (int k = 0; k < 3; ++k) ASSERT_TRUE(l->Step().ok());
+  EXPECT_EQ(*snap->UserEmbeddings(sessions), *snap_rows);
+  const auto next = l->Serving();
+  EXPECT_EQ(next->steps(), 5);
+  EXPECT_EQ(next->items(), static_cast<int64_t>(stream.items()));
+  EXPECT_GT(MaxAbsDiff(*next->UserEmbeddings(sessions), *snap_rows), 1e-5);
+  EXPECT_LT(MaxAbsDiff(*next->UserEmbeddings(sessions), *l->UserEmbeddings(sessions)), 1e-6);
+}
+
+TEST(OnlineLearner, ServingSnapshotsLeaveTorchsRandomStreamAlone) {
+  // A snapshot builds a model, which draws initial weights from torch's default generator; the
+  // learner puts the generator's state back, so seeded runs stay reproducible.
+  auto l = Make(SmallOptions());
+  RandomStream stream(3, 10);
+  torch::manual_seed(5);
+  const auto expected = torch::randn({8});
+  torch::manual_seed(5);
+  const auto before = l->Serving();
+  ASSERT_TRUE(l->Observe(stream.Take(30)).ok());  // new items: a new snapshot
+  ASSERT_NE(l->Serving(), before);
+  EXPECT_TRUE(torch::equal(torch::randn({8}), expected));
 }
 
 TEST(OnlineLearner, TakeChangedItemsReturnsRowsThatMoved) {

@@ -195,6 +195,39 @@ struct PrequentialStats {
   double Ndcg20() const { return count ? ndcg20 / static_cast<double>(count) : 0.0; }
 };
 
+// A frozen copy of what inference needs (SASRec and the item table), taken from the learner at
+// one moment. Serving user embeddings from it does not wait for a training step: the learner
+// takes a new snapshot after each step and after Observe added items, and readers swap to it.
+// Immutable after creation; every method may be called from any thread (calls serialise on the
+// snapshot's own lock, never the learner's).
+class ServingModel {
+ public:
+  ~ServingModel();
+  ServingModel(const ServingModel&) = delete;
+  ServingModel& operator=(const ServingModel&) = delete;
+
+  int64_t items() const;  // live items of the snapshot (ids 0 .. items-1)
+  int64_t steps() const;  // training steps the learner had taken
+  int64_t dim() const;
+  // True when the session holds an item the snapshot knows (needed to embed it).
+  bool CanEmbed(const std::vector<uint32_t>& session) const;
+  // As OnlineLearner::UserEmbeddings, over the snapshot.
+  Result<std::vector<float>> UserEmbeddings(std::span<const std::vector<uint32_t>> sessions) const;
+  // Rank (0-based, items scored strictly higher) of each target for its session, as
+  // OnlineLearner::ScoreRank; a target unknown to the snapshot ranks `items()` (a miss).
+  Result<std::vector<int64_t>> ScoreRanks(std::span<const std::vector<uint32_t>> sessions,
+                                          std::span<const uint32_t> targets) const;
+  // The k best items for each session (ids, best first; excluded: none).
+  Result<std::vector<std::vector<uint32_t>>> TopK(std::span<const std::vector<uint32_t>> sessions, int64_t k) const;
+
+ // The learner builds snapshots; Impl is opaque outside the learner.
+  struct Impl;
+  explicit ServingModel(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 class OnlineLearner {
  public:
   // kInvalidArgument for bad options, kUnavailable for device "cuda" without CUDA.
@@ -220,6 +253,10 @@ class OnlineLearner {
   // Rank (0-based) of `target` among all live items scored by UserEmbedding(session) . row,
   // padding excluded. A target not in the model yet gets rank = number of live items (a miss).
   Result<int64_t> ScoreRank(const std::vector<uint32_t>& session, uint32_t target);
+
+  // The latest serving snapshot (never null after Create). Cheap: a shared pointer copy under
+  // a lock of its own, so callers never wait for a step.
+  std::shared_ptr<const ServingModel> Serving() const;
 
   // Items whose rows moved by more than change_threshold since they were last returned (every
   // item never returned counts as moved), with their current rows; marks them as published.
