@@ -27,8 +27,12 @@ int main(int argc, char** argv) {
   int exit_code = kExitOk;
 
 #if defined(GSAU_HAVE_PIPELINE)
+#if defined(GSAU_HAVE_RUN)
+  AddRunCommand(root, &exit_code);
+#else
   AddUnavailableCommand(root, "run", "Run the pipeline: ingest, learn, publish",
-                        "the continual learner and publisher (issue 6) have not landed", &exit_code);
+                        "this build has no LibTorch, which the learner needs", &exit_code);
+#endif
   AddDemoCommand(root, &exit_code);
   AddReplayCommand(root, &exit_code);
   AddIngestCommand(root, &exit_code);

@@ -33,6 +33,7 @@ packages=(
   openjdk-17-jdk-headless maven                     # the real Kafka broker for tests
   clang libclang-rt-14-dev                          # libFuzzer and sanitizer runtimes
   python3 python3-matplotlib                        # plots of training curves
+  python3-venv                                      # the pipeline test reads embeddings with confluent-kafka
 )
 
 missing=()

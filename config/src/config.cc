@@ -235,11 +235,16 @@ const std::vector<Field>& Table() {
                "Seconds between checkpoints.", 1, 86400),
       IntField("learner.checkpoint_keep", &C::learner, &LearnerSection::checkpoint_keep, "checkpoints",
                "Checkpoints kept on disk (older ones are deleted).", 1, 1000),
+      StringField("learner.prequential_csv", &C::learner, &LearnerSection::prequential_csv,
+                  "CSV of the prequential (test-then-train) Recall and NDCG at 10 and 20, one row per window; "
+                  "empty: none."),
       StringField("publisher.format", &C::publisher, &PublisherSection::format,
                   "Embedding record format: json, or binary (float32 LE value, metadata in headers).",
                   {"json", "binary"}),
       IntField("publisher.interval_ms", &C::publisher, &PublisherSection::interval_ms, "ms",
-               "Embeddings changed within this interval are published together.", 1, 3600000),
+               "Users who clicked within this interval get their embeddings published together.", 1, 3600000),
+      IntField("publisher.item_interval_ms", &C::publisher, &PublisherSection::item_interval_ms, "ms",
+               "Item embeddings that training moved are published every this often.", 1, 3600000),
       StringField("metrics.listen_address", &C::metrics, &MetricsSection::listen_address,
                   "host:port of the /metrics endpoint; port 0 picks a free one; empty disables it."),
   };
@@ -463,6 +468,16 @@ ingest::IngestOptions ToIngestOptions(const Config& c) {
   o.group_instance_id = c.ingest.group_instance_id;
   o.decoder.max_value_bytes = static_cast<size_t>(c.ingest.max_value_bytes);
   o.dead_letter_partitions = c.topics.partitions;
+  return o;
+}
+
+publisher::PublisherOptions ToPublisherOptions(const Config& c) {
+  publisher::PublisherOptions o;
+  o.kafka = ToKafkaOptions(c);
+  o.user_topic = c.topics.user_embeddings;
+  o.item_topic = c.topics.item_embeddings;
+  o.format = c.publisher.format == "binary" ? publisher::Format::kBinary : publisher::Format::kJson;
+  o.partitions = c.topics.partitions;
   return o;
 }
 

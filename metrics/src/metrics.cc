@@ -1,40 +1,168 @@
 #include "gsau/metrics/metrics.h"
 
-#include <prometheus/exposer.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
-#include <exception>
+#include <cstring>
 #include <thread>
 
 namespace gsau::metrics {
+
+class Metrics::Server {
+ public:
+  Server(int fd, int port, std::shared_ptr<prometheus::Registry> registry)
+      : fd_(fd), port_(port), registry_(std::move(registry)), thread_([this] { Loop(); }) {}
+  ~Server() {
+    stop_ = true;
+    thread_.join();
+    close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 200) <= 0) continue;
+      const int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) continue;
+      Handle(c);
+      close(c);
+    }
+  }
+
+  void Handle(int c) {
+    timeval tv{2, 0};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    std::string req;
+    char buf[2048];
+    while (req.find("\r\n\r\n") == std::string::npos && req.find("\n\n") == std::string::npos && req.size() < 16384) {
+      const ssize_t n = read(c, buf, sizeof(buf));
+      if (n <= 0) break;
+      req.append(buf, static_cast<size_t>(n));
+    }
+    const auto line_end = req.find_first_of("\r\n");
+    const std::string line = req.substr(0, line_end);
+    std::string path;
+    if (line.rfind("GET ", 0) == 0) {
+      path = line.substr(4, line.find(' ', 4) - 4);
+      if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
+    }
+    std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
+    if (path == "/metrics") {
+      body = prometheus::TextSerializer().Serialize(registry_->Collect());
+    } else if (path.empty()) {
+      status = "405 Method Not Allowed";
+      body = "GET /metrics\n";
+    } else {
+      status = "404 Not Found";
+      body = "gsau serves /metrics\n";
+    }
+    const std::string head = "HTTP/1.1 " + status + "\r\nContent-Type: " + type +
+                             "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
+    WriteAll(c, head);
+    WriteAll(c, body);
+    shutdown(c, SHUT_WR);
+  }
+
+  static void WriteAll(int c, const std::string& s) {
+    size_t off = 0;
+    while (off < s.size()) {
+      const ssize_t n = send(c, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return;
+      off += static_cast<size_t>(n);
+    }
+  }
+
+  const int fd_;
+  const int port_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {}
 
 Metrics::~Metrics() = default;
 
+namespace {
+
+// A listening socket on host:port, or -errno.
+int Listen(const std::string& host, const std::string& port, std::string* error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    *error = gai_strerror(rc);
+    return -EINVAL;
+  }
+  int fd = -1;
+  int err = 0;
+  for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 64) == 0) break;
+    err = errno;
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  if (fd < 0) *error = std::strerror(err);
+  return fd < 0 ? -(err == 0 ? EADDRNOTAVAIL : err) : fd;
+}
+
+int BoundPort(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+  return 0;
+}
+
+}  // namespace
+
 Status Metrics::Serve(const MetricsOptions& options) {
   if (options.listen_address.empty()) return Status::Ok();
+  const auto colon = options.listen_address.rfind(':');
+  if (colon == std::string::npos) {
+    return Status::InvalidArgument("metrics endpoint '" + options.listen_address + "': expected host:port");
+  }
+  std::string host = options.listen_address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string port = options.listen_address.substr(colon + 1);
   // A process restarted on the same port (after a crash, say) can find it busy for a moment:
   // retry for a few seconds before calling it a configuration problem.
   std::string error;
   for (int attempt = 0; attempt < options.bind_attempts; ++attempt) {
-    try {
-      exposer_ = std::make_unique<prometheus::Exposer>(options.listen_address);
-      exposer_->RegisterCollectable(registry_);
+    const int fd = Listen(host, port, &error);
+    if (fd >= 0) {
+      server_ = std::make_unique<Server>(fd, BoundPort(fd), registry_);
       return Status::Ok();
-    } catch (const std::exception& e) {
-      error = e.what();
     }
+    if (fd == -EINVAL) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(options.bind_retry_ms));
   }
   return Status::Unavailable("metrics endpoint on " + options.listen_address + ": " + error);
 }
 
-int Metrics::port() const {
-  if (!exposer_) return 0;
-  const auto ports = exposer_->GetListeningPorts();
-  return ports.empty() ? 0 : ports.front();
-}
+int Metrics::port() const { return server_ ? server_->port() : 0; }
 
 prometheus::Counter& ErrorCounter(prometheus::Registry& registry, const std::string& stage, const std::string& kind) {
   return prometheus::BuildCounter()

@@ -25,6 +25,7 @@
 #include "gsau/ingest/ingestor.h"
 #include "gsau/kafka/options.h"
 #include "gsau/metrics/metrics.h"
+#include "gsau/publisher/publisher.h"
 #include "gsau/state/state_options.h"
 
 namespace gsau::config {
@@ -74,11 +75,13 @@ struct LearnerSection {
   std::string checkpoint_dir = "gsau-data/checkpoints";
   int checkpoint_interval_s = 300;
   int checkpoint_keep = 3;
+  std::string prequential_csv = "gsau-data/prequential.csv";  // empty = none
 };
 
 struct PublisherSection {
   std::string format = "json";  // json | binary
-  int interval_ms = 200;
+  int interval_ms = 50;         // user embeddings
+  int item_interval_ms = 1000;  // item embeddings
 };
 
 struct MetricsSection {
@@ -130,5 +133,6 @@ kafka::KafkaOptions ToKafkaOptions(const Config& config);
 metrics::MetricsOptions ToMetricsOptions(const Config& config);
 state::StateOptions ToStateOptions(const Config& config);
 ingest::IngestOptions ToIngestOptions(const Config& config);
+publisher::PublisherOptions ToPublisherOptions(const Config& config);
 
 }  // namespace gsau::config

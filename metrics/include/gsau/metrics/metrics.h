@@ -5,6 +5,11 @@
 // increments them in hot loops. Names follow Prometheus conventions: prefix gsau_, base units,
 // _total/_seconds/_bytes suffixes, and never a user or item id as a label.
 //
+// The endpoint is a small HTTP/1.1 server of our own (one thread, one connection at a time,
+// Connection: close), serialising the registry with prometheus-cpp's text format: prometheus-cpp's
+// civetweb exposer failed to start inside the LibTorch-linked binary (mg_start returned null
+// after binding, leaking the bound socket, so every retry found the port busy).
+//
 // Thread safety: registry() and the metrics in it are thread-safe (prometheus-cpp).
 // Lifetime: the Metrics object must outlive every stage that registered into it.
 #pragma once
@@ -16,10 +21,6 @@
 #include <string>
 
 #include "gsau/common/status.h"
-
-namespace prometheus {
-class Exposer;
-}
 
 namespace gsau::metrics {
 
@@ -40,14 +41,16 @@ class Metrics {
   prometheus::Registry& registry() { return *registry_; }
   std::shared_ptr<prometheus::Registry> shared_registry() { return registry_; }
 
-  // Starts serving GET /metrics. Unavailable when the address cannot be bound.
+  // Starts serving GET /metrics (any other path: 404). Unavailable when the address cannot be
+  // bound; InvalidArgument when it is not host:port.
   Status Serve(const MetricsOptions& options);
   // The port /metrics listens on, 0 when not serving.
   int port() const;
 
  private:
+  class Server;
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<Server> server_;
 };
 
 // gsau_errors_total{stage, kind}: the one family of errors by stage, shared by every module

@@ -1,0 +1,102 @@
+// Pipeline: what `gsau run` runs. Ingest (Kafka -> state store), the continual learner and the
+// embedding publisher, each on its own thread, joined by bounded hand-offs.
+//
+//   ingest thread    Ingestor: consume, validate, apply micro-batches to the state with their
+//                    offsets; each applied batch goes to the learner's queue (bounded: when full,
+//                    ingest pauses its partitions) and marks its users for publishing.
+//   learner thread   per applied batch: prequential evaluation (rank every click's item for the
+//                    user's session before it, on the serving snapshot, before training on it),
+//                    Observe, then Step while there is something to train on; item deltas on an
+//                    interval; checkpoints on an interval.
+//   user publisher   every user_flush_ms: the marked users' sessions (from the state) embedded by
+//                    the latest serving snapshot and published, so a click's user record does not
+//                    wait for a training step.
+//
+// Checkpoints: checkpoint_dir/ckpt-<state batch seq, 12 digits>/ holding model.pt (model, Adam,
+// graph, samples, the watermark = the state batch the learner had seen) and state/ (a RocksDB
+// checkpoint), built under a .tmp name and renamed; the newest checkpoint_keep are kept. On
+// start the newest checkpoint's model is loaded and the learner catches up with the state
+// batches after its watermark from the state's change feed (edges; sequence samples of those
+// events are not rebuilt). Without a checkpoint the learner starts from the state's history
+// (every session and edge as replay data). Rollback: Options::rollback_from = a checkpoint dir:
+// the current state directory is moved aside (<state>.before-rollback-<time>), the checkpoint's
+// state copied in and its model loaded; ingest then re-reads Kafka from that state's offsets, so
+// nothing is lost (as long as the topic still holds those records).
+//
+// model_version: the wall-clock ms of the serving snapshot the record was computed from, made
+// strictly increasing within a run and across restarts (a checkpoint keeps the last one).
+//
+// Thread safety: Create, Run from one thread; status() from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "gsau/common/clock.h"
+#include "gsau/common/status.h"
+#include "gsau/ingest/ingestor.h"
+#include "gsau/learner/online.h"
+#include "gsau/publisher/publisher.h"
+#include "gsau/state/state_options.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace gsau::pipeline {
+
+struct PipelineOptions {
+  ingest::IngestOptions ingest;
+  state::StateOptions state;
+  learner::OnlineOptions learner;
+  publisher::PublisherOptions publisher;
+  size_t queue_capacity = 100000;      // applied events queued for the learner
+  std::string checkpoint_dir = "gsau-data/checkpoints";
+  int checkpoint_interval_s = 300;
+  int checkpoint_keep = 3;
+  std::string rollback_from;           // a checkpoint directory to roll back to; empty = none
+  int user_flush_ms = 50;              // users who clicked are published together per interval
+  int item_interval_ms = 1000;         // item rows that moved are published per interval
+  std::string prequential_csv;         // empty = no CSV
+  int prequential_interval_s = 10;     // CSV rows and metric windows
+  int prequential_max_per_batch = 512;  // clicks evaluated per applied batch (the rest skipped)
+  int64_t min_step_samples = 1;        // train only when at least this many samples exist
+};
+
+struct PipelineStatus {
+  uint64_t consumed = 0, applied = 0, dead_lettered = 0;
+  int64_t steps = 0, users = 0, items = 0, edges = 0;
+  double last_step_s = 0, last_loss = 0;
+  int64_t users_published = 0, items_published = 0;
+  int64_t model_version = 0;
+  int64_t prequential_count = 0;
+  double recall20 = 0, ndcg20 = 0;  // cumulative prequential figures
+  int64_t checkpoints = 0;
+  size_t queued = 0;
+};
+
+class Pipeline {
+ public:
+  // Opens (or rolls back) the state, creates the learner (from the newest checkpoint when there
+  // is one), connects the publisher. Errors name the stage. `registry` may be null.
+  static Result<std::unique_ptr<Pipeline>> Create(const PipelineOptions& options, prometheus::Registry* registry,
+                                                  const Clock& clock = SystemClock::Get());
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Runs until `stop`; then stops the threads, writes a last checkpoint, flushes the
+  // publisher and closes the state. An error of any stage stops the others and is returned.
+  Status Run(const std::atomic<bool>& stop);
+
+  PipelineStatus status() const;
+
+ private:
+  struct Impl;
+  explicit Pipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gsau::pipeline

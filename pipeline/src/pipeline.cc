@@ -1,0 +1,666 @@
+#include "gsau/pipeline/pipeline.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "gsau/common/log.h"
+#include "gsau/ingest/applied_queue.h"
+#include "gsau/metrics/metrics.h"
+#include "gsau/state/state_store.h"
+
+namespace gsau::pipeline {
+namespace fs = std::filesystem;
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+double SecondsSince(SteadyClock::time_point t) {
+  return std::chrono::duration<double>(SteadyClock::now() - t).count();
+}
+
+// Users whose embedding is due, with the newest event time that made it due.
+class DirtyUsers {
+ public:
+  void Mark(state::UserId user, int64_t ts_ms) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [it, inserted] = users_.emplace(user, ts_ms);
+    if (!inserted) it->second = std::max(it->second, ts_ms);
+  }
+  std::unordered_map<state::UserId, int64_t> Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::unordered_map<state::UserId, int64_t> out;
+    out.swap(users_);
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<state::UserId, int64_t> users_;
+};
+
+// Ingest's sink: the learner's bounded queue, and the users to publish (marked at once, so a
+// user's record does not wait behind the learner).
+class FanoutSink final : public ingest::AppliedSink {
+ public:
+  FanoutSink(ingest::AppliedQueue* queue, DirtyUsers* dirty) : queue_(queue), dirty_(dirty) {}
+  bool HasRoom(size_t events) const override { return queue_->HasRoom(events); }
+  void Push(ingest::AppliedBatch batch) override {
+    for (const auto& e : batch.events) dirty_->Mark(e.user, e.ts_ms);
+    queue_->Push(std::move(batch));
+  }
+
+ private:
+  ingest::AppliedQueue* queue_;
+  DirtyUsers* dirty_;
+};
+
+struct Metrics {
+  explicit Metrics(prometheus::Registry& r)
+      : steps(prometheus::BuildCounter().Name("gsau_learner_steps_total").Help("Training steps").Register(r).Add({})),
+        samples_family(prometheus::BuildCounter()
+                           .Name("gsau_learner_samples_total")
+                           .Help("Samples trained on, by source (fresh or replay)")
+                           .Register(r)),
+        fresh(samples_family.Add({{"source", "fresh"}})),
+        replay(samples_family.Add({{"source", "replay"}})),
+        step_seconds(prometheus::BuildHistogram()
+                         .Name("gsau_learner_step_seconds")
+                         .Help("Wall time of one training step")
+                         .Register(r)
+                         .Add({}, std::vector<double>{0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10})),
+        loss_family(prometheus::BuildGauge()
+                        .Name("gsau_learner_loss")
+                        .Help("Loss of the last step, by term (total, graph_align, graph_unif, seq_align, seq_unif)")
+                        .Register(r)),
+        loss(loss_family.Add({{"term", "total"}})),
+        graph_align(loss_family.Add({{"term", "graph_align"}})),
+        graph_unif(loss_family.Add({{"term", "graph_unif"}})),
+        seq_align(loss_family.Add({{"term", "seq_align"}})),
+        seq_unif(loss_family.Add({{"term", "seq_unif"}})),
+        events_observed(prometheus::BuildCounter()
+                            .Name("gsau_learner_events_total")
+                            .Help("Applied clicks the learner has taken in")
+                            .Register(r)
+                            .Add({})),
+        queued(prometheus::BuildGauge()
+                   .Name("gsau_learner_queue_events")
+                   .Help("Applied events waiting for the learner")
+                   .Register(r)
+                   .Add({})),
+        table_family(prometheus::BuildGauge()
+                         .Name("gsau_learner_table_rows")
+                         .Help("Live rows of the embedding tables, by table (user, item)")
+                         .Register(r)),
+        user_rows(table_family.Add({{"table", "user"}})),
+        item_rows(table_family.Add({{"table", "item"}})),
+        preq_count(prometheus::BuildCounter()
+                       .Name("gsau_learner_prequential_predictions_total")
+                       .Help("Clicks ranked before training on them")
+                       .Register(r)
+                       .Add({})),
+        preq_family(prometheus::BuildGauge()
+                        .Name("gsau_learner_online_metric")
+                        .Help("Prequential figures over the last window (metric=recall|ndcg, k=10|20)")
+                        .Register(r)),
+        recall10(preq_family.Add({{"metric", "recall"}, {"k", "10"}})),
+        recall20(preq_family.Add({{"metric", "recall"}, {"k", "20"}})),
+        ndcg10(preq_family.Add({{"metric", "ndcg"}, {"k", "10"}})),
+        ndcg20(preq_family.Add({{"metric", "ndcg"}, {"k", "20"}})),
+        checkpoints(prometheus::BuildCounter()
+                        .Name("gsau_learner_checkpoints_total")
+                        .Help("Checkpoints written")
+                        .Register(r)
+                        .Add({})),
+        checkpoint_seconds(prometheus::BuildHistogram()
+                               .Name("gsau_learner_checkpoint_seconds")
+                               .Help("Time to write one checkpoint (model and state)")
+                               .Register(r)
+                               .Add({}, std::vector<double>{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
+        learner_errors(metrics::ErrorCounter(r, "learner", "internal")),
+        publish_errors(metrics::ErrorCounter(r, "publisher", "publish")) {}
+
+  prometheus::Counter& steps;
+  prometheus::Family<prometheus::Counter>& samples_family;
+  prometheus::Counter& fresh;
+  prometheus::Counter& replay;
+  prometheus::Histogram& step_seconds;
+  prometheus::Family<prometheus::Gauge>& loss_family;
+  prometheus::Gauge &loss, &graph_align, &graph_unif, &seq_align, &seq_unif;
+  prometheus::Counter& events_observed;
+  prometheus::Gauge& queued;
+  prometheus::Family<prometheus::Gauge>& table_family;
+  prometheus::Gauge &user_rows, &item_rows;
+  prometheus::Counter& preq_count;
+  prometheus::Family<prometheus::Gauge>& preq_family;
+  prometheus::Gauge &recall10, &recall20, &ndcg10, &ndcg20;
+  prometheus::Counter& checkpoints;
+  prometheus::Histogram& checkpoint_seconds;
+  prometheus::Counter& learner_errors;
+  prometheus::Counter& publish_errors;
+};
+
+std::vector<fs::path> ListCheckpoints(const std::string& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind("ckpt-", 0) == 0 && name.find(".tmp") == std::string::npos &&
+        fs::exists(e.path() / "model.pt")) {
+      out.push_back(e.path());
+    }
+  }
+  std::sort(out.begin(), out.end());  // zero-padded sequence numbers: oldest first
+  return out;
+}
+
+}  // namespace
+
+struct Pipeline::Impl {
+  PipelineOptions opt;
+  const Clock* clock = nullptr;
+  std::unique_ptr<prometheus::Registry> own_registry;
+  prometheus::Registry* registry = nullptr;
+  std::unique_ptr<Metrics> m;
+
+  std::unique_ptr<state::StateStore> store;
+  std::unique_ptr<learner::OnlineLearner> learner;
+  std::unique_ptr<publisher::KafkaPublisher> pub;
+  std::mutex pub_mu;  // the publisher is used from two threads
+  ingest::AppliedQueue queue{100000};
+  DirtyUsers dirty;
+  std::unique_ptr<FanoutSink> sink;
+  std::unique_ptr<ingest::Ingestor> ingestor;
+
+  // The learner's own copy of each user's recent items, in apply order: the prefix of the
+  // next click. Kept by the learner thread only.
+  std::unordered_map<state::UserId, std::deque<uint32_t>> sessions;
+  uint64_t watermark = 0;  // state batch seq the learner has seen
+
+  std::atomic<int64_t> version{0};  // last model_version handed out
+  int64_t last_checkpoint_seq = 0;
+
+  mutable std::mutex status_mu;
+  PipelineStatus st;
+  learner::PrequentialStats preq_total, preq_window;
+  std::ofstream preq_csv;
+
+  Impl(const PipelineOptions& o, const Clock& c) : opt(o), clock(&c), queue(o.queue_capacity) {}
+
+  int64_t NextVersion() {
+    int64_t v = version.load();
+    while (true) {
+      const int64_t next = std::max(v + 1, clock->NowMs());
+      if (version.compare_exchange_weak(v, next)) return next;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Start-up
+
+  Status OpenState() {
+    if (!opt.rollback_from.empty()) {
+      const fs::path ck(opt.rollback_from);
+      if (!fs::exists(ck / "model.pt") || !fs::is_directory(ck / "state")) {
+        return Status::InvalidArgument("rollback: " + opt.rollback_from + " is not a checkpoint (model.pt, state/)");
+      }
+      std::error_code ec;
+      if (fs::exists(opt.state.path, ec)) {
+        const std::string aside = opt.state.path + ".before-rollback-" + std::to_string(clock->NowMs());
+        fs::rename(opt.state.path, aside, ec);
+        if (ec) return Status::Internal("rollback: moving the state aside: " + ec.message());
+        GSAU_LOG_WARN("pipeline: rollback: the state was moved to {}", aside);
+      }
+      GSAU_ASSIGN_OR_RETURN(store, state::StateStore::OpenFromCheckpoint((ck / "state").string(), opt.state));
+      return Status::Ok();
+    }
+    GSAU_ASSIGN_OR_RETURN(store, state::StateStore::Open(opt.state));
+    return Status::Ok();
+  }
+
+  // Sessions from the state (authoritative), as the learner's prefixes.
+  Status LoadSessions(std::vector<learner::OnlineEvent>* history) {
+    const auto max_len = static_cast<size_t>(opt.learner.max_len);
+    auto counts = store->ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
+      auto& s = sessions[u];
+      for (const auto& e : entries) {
+        if (history != nullptr) {
+          learner::OnlineEvent ev;
+          ev.user = u;
+          ev.item = e.item;
+          ev.ts_ms = e.ts_ms;
+          ev.prefix.assign(s.begin(), s.end());
+          history->push_back(std::move(ev));
+        }
+        s.push_back(e.item);
+        if (s.size() > max_len) s.pop_front();
+      }
+    });
+    if (!counts.ok()) return counts.status();
+    return Status::Ok();
+  }
+
+  Status StartLearner() {
+    GSAU_ASSIGN_OR_RETURN(learner, learner::OnlineLearner::Create(opt.learner));
+    fs::path ckpt;
+    if (!opt.rollback_from.empty()) {
+      ckpt = opt.rollback_from;
+    } else if (auto all = ListCheckpoints(opt.checkpoint_dir); !all.empty()) {
+      ckpt = all.back();
+    }
+    if (!ckpt.empty()) {
+      GSAU_ASSIGN_OR_RETURN(auto wm, learner->Load((ckpt / "model.pt").string()));
+      watermark = wm.state_batch_seq;
+      version = wm.model_version;
+      GSAU_LOG_INFO("pipeline: learner resumed from {} (state batch {}, model_version {})", ckpt.string(), watermark,
+                    wm.model_version);
+      GSAU_RETURN_IF_ERROR(LoadSessions(nullptr));
+      const uint64_t now_seq = store->BatchSeq();
+      if (now_seq > watermark) {
+        // Batches applied after the checkpoint: their edges, from the change feed.
+        std::vector<learner::OnlineEvent> catch_up;
+        if (watermark >= store->OldestChangeSeq()) {
+          GSAU_ASSIGN_OR_RETURN(auto changes, store->ChangesSince(watermark));
+          for (const auto& [u, i] : changes.edges) catch_up.push_back({u, i, clock->NowMs(), {}});
+        } else {
+          GSAU_RETURN_IF_ERROR(store->ForEachEdge([&](const state::Edge& e) {
+                                      catch_up.push_back({e.user, e.item, e.last_ts_ms, {}});
+                                    }).status());
+        }
+        GSAU_RETURN_IF_ERROR(learner->Observe(catch_up, /*fresh=*/true));
+        GSAU_LOG_INFO("pipeline: learner caught up with state batches {}..{} ({} edges)", watermark + 1, now_seq,
+                      catch_up.size());
+        watermark = now_seq;
+      }
+    } else {
+      std::vector<learner::OnlineEvent> history;
+      GSAU_RETURN_IF_ERROR(LoadSessions(&history));
+      std::unordered_set<uint64_t> seen;
+      for (const auto& e : history) seen.insert((static_cast<uint64_t>(e.user) << 32) | e.item);
+      GSAU_RETURN_IF_ERROR(store->ForEachEdge([&](const state::Edge& e) {
+                                  if (!seen.count((static_cast<uint64_t>(e.user) << 32) | e.item)) {
+                                    history.push_back({e.user, e.item, e.last_ts_ms, {}});
+                                  }
+                                }).status());
+      if (!history.empty()) {
+        GSAU_RETURN_IF_ERROR(learner->Observe(history, /*fresh=*/false));
+        GSAU_LOG_INFO("pipeline: learner starts from the state's history: {} samples", history.size());
+      }
+      watermark = store->BatchSeq();
+    }
+    return Status::Ok();
+  }
+
+  // ------------------------------------------------------------------------------------
+  // Learner thread
+
+  void Prequential(const std::vector<learner::OnlineEvent>& events) {
+    const auto serving = learner->Serving();
+    std::vector<std::vector<uint32_t>> prefixes;
+    std::vector<uint32_t> targets;
+    for (const auto& e : events) {
+      if (static_cast<int>(prefixes.size()) >= opt.prequential_max_per_batch) break;
+      if (e.prefix.empty() || !serving->CanEmbed(e.prefix)) continue;
+      prefixes.push_back(e.prefix);
+      targets.push_back(e.item);
+    }
+    if (prefixes.empty()) return;
+    auto ranks = serving->ScoreRanks(prefixes, targets);
+    if (!ranks.ok()) {
+      GSAU_LOG_WARN("pipeline: prequential ranking: {}", ranks.status().ToString());
+      return;
+    }
+    for (int64_t r : *ranks) {
+      preq_total.Add(r);
+      preq_window.Add(r);
+    }
+    m->preq_count.Increment(static_cast<double>(ranks->size()));
+  }
+
+  void TakeBatch(const ingest::AppliedBatch& b, std::vector<learner::OnlineEvent>* out) {
+    const auto max_len = static_cast<size_t>(opt.learner.max_len);
+    for (const auto& e : b.events) {
+      auto& s = sessions[e.user];
+      learner::OnlineEvent ev;
+      ev.user = e.user;
+      ev.item = e.item;
+      ev.ts_ms = e.ts_ms;
+      ev.prefix.assign(s.begin(), s.end());
+      out->push_back(std::move(ev));
+      s.push_back(e.item);
+      if (s.size() > max_len) s.pop_front();
+    }
+    watermark = std::max(watermark, b.batch_seq);
+  }
+
+  Status PublishItems() {
+    GSAU_ASSIGN_OR_RETURN(auto changed, learner->TakeChangedItems());
+    if (changed.ids.empty()) return Status::Ok();
+    const int64_t v = NextVersion();
+    const auto dim = static_cast<size_t>(opt.learner.dim);
+    std::vector<EmbeddingRecord> recs;
+    recs.reserve(changed.ids.size());
+    const int64_t now = clock->NowMs();
+    for (size_t k = 0; k < changed.ids.size(); ++k) {
+      GSAU_ASSIGN_OR_RETURN(auto id, store->ItemExternalId(changed.ids[k]));
+      EmbeddingRecord r;
+      r.kind = EntityKind::kItem;
+      r.id = std::move(id);
+      r.model_version = v;
+      r.event_time_ms = now;
+      r.embedding.assign(changed.embeddings.begin() + static_cast<long>(k * dim),
+                         changed.embeddings.begin() + static_cast<long>((k + 1) * dim));
+      recs.push_back(std::move(r));
+    }
+    std::lock_guard<std::mutex> lock(pub_mu);
+    GSAU_RETURN_IF_ERROR(pub->Publish(recs));
+    std::lock_guard<std::mutex> s(status_mu);
+    st.items_published += static_cast<int64_t>(recs.size());
+    st.model_version = std::max(st.model_version, v);
+    return Status::Ok();
+  }
+
+  Status Checkpoint() {
+    const auto t0 = SteadyClock::now();
+    std::error_code ec;
+    fs::create_directories(opt.checkpoint_dir, ec);
+    if (ec) return Status::Internal("creating " + opt.checkpoint_dir + ": " + ec.message());
+    char name[64];
+    std::snprintf(name, sizeof name, "ckpt-%012llu", static_cast<unsigned long long>(watermark));
+    const fs::path final_dir = fs::path(opt.checkpoint_dir) / name;
+    const fs::path tmp = fs::path(opt.checkpoint_dir) / (std::string(name) + ".tmp");
+    fs::remove_all(tmp, ec);
+    fs::create_directories(tmp, ec);
+    if (ec) return Status::Internal("creating " + tmp.string() + ": " + ec.message());
+    GSAU_RETURN_IF_ERROR(learner->Save((tmp / "model.pt").string(), {watermark, version.load()}));
+    GSAU_RETURN_IF_ERROR(store->CreateCheckpoint((tmp / "state").string()).status());
+    fs::remove_all(final_dir, ec);
+    fs::rename(tmp, final_dir, ec);
+    if (ec) return Status::Internal("renaming " + tmp.string() + ": " + ec.message());
+    auto all = ListCheckpoints(opt.checkpoint_dir);
+    for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) fs::remove_all(all[k], ec);
+    m->checkpoints.Increment();
+    m->checkpoint_seconds.Observe(SecondsSince(t0));
+    {
+      std::lock_guard<std::mutex> s(status_mu);
+      ++st.checkpoints;
+    }
+    GSAU_LOG_INFO("pipeline: checkpoint {} ({:.2f} s)", final_dir.string(), SecondsSince(t0));
+    return Status::Ok();
+  }
+
+  void FlushPrequential(int64_t events_seen) {
+    const auto& w = preq_window;
+    m->recall10.Set(w.HitRate10());
+    m->recall20.Set(w.HitRate20());
+    m->ndcg10.Set(w.Ndcg10());
+    m->ndcg20.Set(w.Ndcg20());
+    if (preq_csv.is_open() && w.count > 0) {
+      preq_csv << clock->NowMs() << ',' << events_seen << ',' << w.count << ',' << w.HitRate10() << ','
+               << w.HitRate20() << ',' << w.Ndcg10() << ',' << w.Ndcg20() << ',' << preq_total.count << ','
+               << preq_total.HitRate20() << ',' << preq_total.Ndcg20() << '\n';
+      preq_csv.flush();
+    }
+    preq_window = {};
+  }
+
+  Status LearnerLoop(const std::atomic<bool>& stop) {
+    auto last_ckpt = SteadyClock::now();
+    auto last_items = SteadyClock::now();
+    auto last_preq = SteadyClock::now();
+    int64_t events_seen = 0;
+    bool can_train = learner->Stats().pending + learner->Stats().replay >= opt.min_step_samples;
+    while (!stop) {
+      std::vector<learner::OnlineEvent> events;
+      // Wait for data only when there is nothing to train on.
+      auto b = queue.Pop(can_train ? 0 : 100);
+      while (b) {
+        TakeBatch(*b, &events);
+        if (events.size() >= 20000) break;
+        b = queue.Pop(0);
+      }
+      m->queued.Set(static_cast<double>(queue.queued_events()));
+      if (!events.empty()) {
+        Prequential(events);
+        GSAU_RETURN_IF_ERROR(learner->Observe(events));
+        events_seen += static_cast<int64_t>(events.size());
+        m->events_observed.Increment(static_cast<double>(events.size()));
+      }
+      const auto stats = learner->Stats();
+      can_train = stats.pending + stats.replay >= opt.min_step_samples;
+      if (can_train) {
+        GSAU_ASSIGN_OR_RETURN(auto r, learner->Step());
+        if (r.trained) {
+          m->steps.Increment();
+          m->fresh.Increment(static_cast<double>(r.fresh));
+          m->replay.Increment(static_cast<double>(r.replay));
+          m->step_seconds.Observe(r.total_s);
+          m->loss.Set(r.loss);
+          m->graph_align.Set(r.graph_align);
+          m->graph_unif.Set(r.graph_unif);
+          m->seq_align.Set(r.seq_align);
+          m->seq_unif.Set(r.seq_unif);
+          std::lock_guard<std::mutex> s(status_mu);
+          st.last_step_s = r.total_s;
+          st.last_loss = r.loss;
+        }
+      }
+      const auto after = learner->Stats();
+      m->user_rows.Set(static_cast<double>(after.users));
+      m->item_rows.Set(static_cast<double>(after.items));
+      {
+        std::lock_guard<std::mutex> s(status_mu);
+        st.steps = after.steps;
+        st.users = after.users;
+        st.items = after.items;
+        st.edges = after.edges;
+        st.prequential_count = preq_total.count;
+        st.recall20 = preq_total.HitRate20();
+        st.ndcg20 = preq_total.Ndcg20();
+        st.queued = queue.queued_events();
+      }
+      if (SecondsSince(last_items) * 1000 >= opt.item_interval_ms) {
+        if (Status s = PublishItems(); !s.ok()) {
+          m->publish_errors.Increment();
+          GSAU_LOG_WARN("pipeline: publishing items: {}", s.ToString());
+        }
+        last_items = SteadyClock::now();
+      }
+      if (SecondsSince(last_preq) >= opt.prequential_interval_s) {
+        FlushPrequential(events_seen);
+        last_preq = SteadyClock::now();
+      }
+      if (SecondsSince(last_ckpt) >= opt.checkpoint_interval_s) {
+        GSAU_RETURN_IF_ERROR(Checkpoint());
+        last_ckpt = SteadyClock::now();
+      }
+    }
+    // Take in what ingest applied before it stopped, so the last checkpoint's watermark covers it.
+    std::vector<learner::OnlineEvent> rest;
+    while (auto b = queue.Pop(0)) TakeBatch(*b, &rest);
+    if (!rest.empty()) GSAU_RETURN_IF_ERROR(learner->Observe(rest));
+    FlushPrequential(events_seen);
+    GSAU_RETURN_IF_ERROR(PublishItems());
+    return Checkpoint();
+  }
+
+  // ------------------------------------------------------------------------------------
+  // User publisher thread
+
+  Status PublishUsers(std::unordered_map<state::UserId, int64_t>& due) {
+    if (due.empty()) return Status::Ok();
+    const auto serving = learner->Serving();
+    std::vector<state::UserId> users;
+    std::vector<std::vector<uint32_t>> sessions_now;
+    std::vector<int64_t> times;
+    std::unordered_map<state::UserId, int64_t> later;  // sessions of items the snapshot lacks
+    for (const auto& [u, ts] : due) {
+      GSAU_ASSIGN_OR_RETURN(auto entries, store->Session(u));
+      std::vector<uint32_t> s;
+      s.reserve(entries.size());
+      for (const auto& e : entries) s.push_back(e.item);
+      if (!serving->CanEmbed(s)) {
+        later.emplace(u, ts);
+        continue;
+      }
+      users.push_back(u);
+      sessions_now.push_back(std::move(s));
+      times.push_back(ts);
+    }
+    due.swap(later);
+    if (users.empty()) return Status::Ok();
+    GSAU_ASSIGN_OR_RETURN(auto rows, serving->UserEmbeddings(sessions_now));
+    const int64_t v = NextVersion();
+    const auto dim = static_cast<size_t>(serving->dim());
+    std::vector<EmbeddingRecord> recs;
+    recs.reserve(users.size());
+    for (size_t k = 0; k < users.size(); ++k) {
+      GSAU_ASSIGN_OR_RETURN(auto id, store->UserExternalId(users[k]));
+      EmbeddingRecord r;
+      r.kind = EntityKind::kUser;
+      r.id = std::move(id);
+      r.model_version = v;
+      r.event_time_ms = times[k];
+      r.embedding.assign(rows.begin() + static_cast<long>(k * dim), rows.begin() + static_cast<long>((k + 1) * dim));
+      recs.push_back(std::move(r));
+    }
+    std::lock_guard<std::mutex> lock(pub_mu);
+    GSAU_RETURN_IF_ERROR(pub->Publish(recs));
+    std::lock_guard<std::mutex> s(status_mu);
+    st.users_published += static_cast<int64_t>(recs.size());
+    st.model_version = std::max(st.model_version, v);
+    return Status::Ok();
+  }
+
+  void UserLoop(const std::atomic<bool>& stop) {
+    std::unordered_map<state::UserId, int64_t> due;
+    auto flush = [&] {
+      for (auto& [u, ts] : dirty.Take()) {
+        auto [it, inserted] = due.emplace(u, ts);
+        if (!inserted) it->second = std::max(it->second, ts);
+      }
+      if (Status s = PublishUsers(due); !s.ok()) {
+        m->publish_errors.Increment();
+        GSAU_LOG_WARN("pipeline: publishing users: {}", s.ToString());
+      }
+    };
+    while (!stop) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(opt.user_flush_ms));
+      flush();
+    }
+    flush();
+  }
+};
+
+Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pipeline::~Pipeline() = default;
+
+Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& options, prometheus::Registry* registry,
+                                                   const Clock& clock) {
+  if (options.checkpoint_keep < 1) return Status::InvalidArgument("checkpoint_keep must be >= 1");
+  if (options.user_flush_ms < 1 || options.item_interval_ms < 1) {
+    return Status::InvalidArgument("publish intervals must be >= 1 ms");
+  }
+  auto impl = std::make_unique<Impl>(options, clock);
+  if (registry == nullptr) {
+    impl->own_registry = std::make_unique<prometheus::Registry>();
+    registry = impl->own_registry.get();
+  }
+  impl->registry = registry;
+  impl->m = std::make_unique<Metrics>(*registry);
+  if (Status s = impl->OpenState(); !s.ok()) return Status(s.code(), "state: " + s.message());
+  if (Status s = impl->StartLearner(); !s.ok()) return Status(s.code(), "learner: " + s.message());
+  auto pub = publisher::KafkaPublisher::Create(options.publisher, registry, clock);
+  if (!pub.ok()) return Status(pub.status().code(), "publisher: " + pub.status().message());
+  impl->pub = std::move(pub).value();
+  if (!options.prequential_csv.empty()) {
+    std::error_code size_ec;
+    const bool fresh = !fs::exists(options.prequential_csv) || fs::file_size(options.prequential_csv, size_ec) == 0;
+    if (auto parent = fs::path(options.prequential_csv).parent_path(); !parent.empty()) {
+      std::error_code ec;
+      fs::create_directories(parent, ec);
+    }
+    impl->preq_csv.open(options.prequential_csv, std::ios::app);
+    if (!impl->preq_csv) return Status::InvalidArgument("prequential csv: cannot open " + options.prequential_csv);
+    if (fresh) {
+      impl->preq_csv << "time_ms,events,window_count,window_recall@10,window_recall@20,window_ndcg@10,"
+                        "window_ndcg@20,total_count,total_recall@20,total_ndcg@20\n";
+      impl->preq_csv.flush();
+    }
+  }
+  impl->sink = std::make_unique<FanoutSink>(&impl->queue, &impl->dirty);
+  impl->ingestor =
+      std::make_unique<ingest::Ingestor>(options.ingest, impl->store.get(), impl->sink.get(), registry);
+  return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));
+}
+
+Status Pipeline::Run(const std::atomic<bool>& stop) {
+  auto& im = *impl_;
+  // Stages stop in data-flow order: ingest first, then the learner takes in everything ingest
+  // applied (so the last checkpoint's watermark covers it), then the user publisher.
+  std::atomic<bool> ingest_stop{false}, learner_stop{false}, users_stop{false}, failed{false};
+  Status ingest_status, learner_status;
+  std::thread ingest_thread([&] {
+    ingest_status = im.ingestor->Run(ingest_stop);
+    if (!ingest_status.ok()) failed = true;
+  });
+  std::thread learner_thread([&] {
+    try {
+      learner_status = im.LearnerLoop(learner_stop);
+    } catch (const std::exception& e) {
+      learner_status = Status::Internal(std::string("learner: ") + e.what());
+    }
+    if (!learner_status.ok()) {
+      im.m->learner_errors.Increment();
+      failed = true;
+    }
+  });
+  std::thread user_thread([&] { im.UserLoop(users_stop); });
+  while (!failed && !stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ingest_stop = true;
+  ingest_thread.join();
+  learner_stop = true;
+  learner_thread.join();
+  users_stop = true;
+  user_thread.join();
+  Status flush;
+  {
+    std::lock_guard<std::mutex> lock(im.pub_mu);
+    flush = im.pub->Flush(30000);
+  }
+  Status close = im.store->Close();
+  if (!ingest_status.ok()) return Status(ingest_status.code(), "ingest: " + ingest_status.message());
+  if (!learner_status.ok()) return learner_status;
+  if (!flush.ok()) return Status(flush.code(), "publisher: " + flush.message());
+  return close;
+}
+
+PipelineStatus Pipeline::status() const {
+  PipelineStatus s;
+  {
+    std::lock_guard<std::mutex> lock(impl_->status_mu);
+    s = impl_->st;
+  }
+  const auto c = impl_->ingestor->counters();
+  s.consumed = static_cast<uint64_t>(c.consumed);
+  s.applied = static_cast<uint64_t>(c.applied);
+  s.dead_lettered = static_cast<uint64_t>(c.dead_lettered);
+  return s;
+}
+
+}  // namespace gsau::pipeline

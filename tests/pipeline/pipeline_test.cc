@@ -1,0 +1,215 @@
+// `gsau run` end to end against the real broker: clicks in, embeddings out, read back by two
+// independent clients (kcat, and Python's confluent-kafka in a virtualenv the test makes), in
+// both formats; kill -9 and restart resume from the checkpoint and the state, and
+// model_version keeps increasing.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "../ingest/ingest_helpers.h"
+#include "kafka_broker.h"
+#include "process.h"
+#include "temp_dir.h"
+
+namespace gsau {
+namespace {
+
+using namespace gsau::testing;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+std::string Tail(const std::string& path, size_t bytes = 6000) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string s = ss.str();
+  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
+}
+
+struct RunProcess {
+  std::string bootstrap, clicks, users_topic, items_topic, state, checkpoints, log, csv;
+  int port = 0;
+
+  std::unique_ptr<ChildProcess> Start(const std::string& format) const {
+    std::vector<std::string> argv = {BinaryDir() + "/gsau", "run", "--bootstrap", bootstrap, "--state", state,
+                                     "--checkpoints", checkpoints, "--status-interval", "2"};
+    for (const std::string& kv :
+         {"topics.clicks=" + clicks, "topics.dead_letter=" + clicks + ".dlq", "topics.user_embeddings=" + users_topic,
+          "topics.item_embeddings=" + items_topic, "ingest.group_id=" + clicks + "-group",
+          std::string("ingest.batch_max_wait_ms=50"), std::string("learner.threads=1"),
+          std::string("learner.batch_size=128"), std::string("learner.checkpoint_interval_s=2"),
+          "learner.prequential_csv=" + csv, "publisher.format=" + format,
+          "metrics.listen_address=127.0.0.1:" + std::to_string(port)}) {
+      argv.push_back("--set");
+      argv.push_back(kv);
+    }
+    return std::make_unique<ChildProcess>(argv, log);
+  }
+};
+
+bool WaitForMetric(int port, const std::string& name, double at_least, seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto v = ScrapeMetric(port, name); v && *v >= at_least) return true;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  return false;
+}
+
+void Produce(const std::string& bootstrap, const std::string& topic, const std::vector<ClickEvent>& clicks) {
+  auto p = kafka::Producer::Create(KafkaAt(bootstrap), {});
+  ASSERT_TRUE(p.ok()) << p.status();
+  for (const auto& c : clicks) ASSERT_TRUE((*p)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+  ASSERT_TRUE((*p)->Flush(60000).ok());
+}
+
+// Latest model_version per key, from librdkafka, decoding JSON or binary records.
+std::map<std::string, int64_t> LatestVersions(const std::string& bootstrap, const std::string& topic) {
+  std::map<std::string, int64_t> out;
+  for (const auto& r : ConsumeAll(bootstrap, topic, -1, 30000)) {
+    int64_t v = -1;
+    for (const auto& [k, val] : r.headers) {
+      if (k == "gsau.model_version") v = std::stoll(val);
+    }
+    if (v < 0) {
+      const auto j = nlohmann::json::parse(r.value, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || !j.contains("model_version")) {
+        ADD_FAILURE() << "undecodable record at " << r.partition << "/" << r.offset << ": " << r.value.substr(0, 200);
+        continue;
+      }
+      v = j.at("model_version").get<int64_t>();
+    }
+    auto& slot = out[r.key];
+    EXPECT_GE(v, slot) << "model_version of " << r.key << " went back at offset " << r.offset;
+    slot = std::max(slot, v);
+  }
+  return out;
+}
+
+std::string PythonWithConfluentKafka() {
+  // A virtualenv in the build tree, made once: confluent-kafka from PyPI.
+  const std::string venv = BinaryDir() + "/py-confluent-kafka";
+  std::string out;
+  if (RunCommand(venv + "/bin/python -c 'import confluent_kafka' 2>&1", &out) != 0) {
+    EXPECT_EQ(RunCommand("python3 -m venv " + venv + " 2>&1 && " + venv + "/bin/pip install -q confluent-kafka 2>&1", &out), 0)
+        << out;
+  }
+  return venv + "/bin/python";
+}
+
+TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p{bootstrap,
+               UniqueTopic("run-clicks"),
+               UniqueTopic("run-users"),
+               UniqueTopic("run-items"),
+               dir.File("state"),
+               dir.File("checkpoints"),
+               dir.File("run.log"),
+               dir.File("prequential.csv")};
+  p.port = FreePort();
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 4, 1, {}}}, 20000).ok());
+
+  // Phase 1, JSON: 3,000 clicks of 300 users.
+  const auto first = MakeClicks(3000, 300, 200, 1);
+  auto run = p.Start("json");
+  Produce(bootstrap, p.clicks, first);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 3000, seconds(120))) << Tail(p.log);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_steps_total", 5, seconds(120))) << Tail(p.log);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", 1, seconds(60))) << Tail(p.log);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_prequential_predictions_total", 100, seconds(30))) << Tail(p.log);
+  std::this_thread::sleep_for(seconds(1));  // the last coalescing interval
+  run->Signal(SIGKILL);
+  ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
+
+  std::set<std::string> clicked;
+  for (const auto& c : first) clicked.insert(c.user_id);
+  const auto before = LatestVersions(bootstrap, p.users_topic);
+  for (const auto& u : clicked) EXPECT_TRUE(before.count(u)) << u << " clicked and has no embedding record";
+  int64_t max_before = 0;
+  for (const auto& [k, v] : before) max_before = std::max(max_before, v);
+  EXPECT_FALSE(LatestVersions(bootstrap, p.items_topic).empty()) << "item embeddings are published";
+
+  // Phase 2, binary, after kill -9: resumes from the checkpoint; 600 clicks, 50 of new users.
+  run = p.Start("binary");
+  std::vector<ClickEvent> second = MakeClicks(550, 300, 220, 2);
+  for (int k = 0; k < 50; ++k) second.push_back({"new-user-" + std::to_string(k), "item-" + std::to_string(k), 1800000000000 + k, "click"});
+  Produce(bootstrap, p.clicks, second);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 600, seconds(120))) << Tail(p.log);
+  std::this_thread::sleep_for(seconds(2));
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log);
+  EXPECT_NE(Tail(p.log, 1 << 20).find("learner resumed from"), std::string::npos) << "restart resumes from the checkpoint";
+
+  const auto after = LatestVersions(bootstrap, p.users_topic);
+  for (const auto& c : second) {
+    ASSERT_TRUE(after.count(c.user_id)) << c.user_id;
+    EXPECT_GT(after.at(c.user_id), max_before) << c.user_id << " clicked after the restart: a newer record";
+  }
+
+  // kcat: keys and, for the JSON records, the values.
+  std::string out;
+  ASSERT_EQ(RunCommand("kcat -C -b " + bootstrap + " -t " + p.users_topic + " -e -q -f '%k\\t%s\\n' 2>&1", &out), 0) << out;
+  std::set<std::string> kcat_keys;
+  int kcat_json = 0;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    const auto tab = line.find('\t');
+    if (tab == std::string::npos) continue;
+    kcat_keys.insert(line.substr(0, tab));
+    // Binary values are raw floats (and may hold any byte): only JSON values are parsed here.
+    const auto brace = line.find("\t{\"id\":");
+    if (brace != std::string::npos) {
+      const auto j = nlohmann::json::parse(line.substr(brace + 1));
+      EXPECT_EQ(j.at("embedding").size(), 64u);
+      EXPECT_EQ(j.at("kind"), "user");
+      ++kcat_json;
+    }
+  }
+  for (const auto& u : clicked) EXPECT_TRUE(kcat_keys.count(u)) << u;
+  EXPECT_GT(kcat_json, 0);
+
+  // Python confluent-kafka: decodes every record in its format.
+  const std::string python = PythonWithConfluentKafka();
+  ASSERT_EQ(RunCommand(python + " " + SourceDir() + "/tests/pipeline/read_embeddings.py " + bootstrap + " " +
+                           p.users_topic + " 2>&1",
+                       &out),
+            0)
+      << out;
+  std::map<std::string, std::set<std::string>> formats;
+  std::map<std::string, int64_t> py_latest;
+  std::istringstream py(out);
+  for (std::string line; std::getline(py, line);) {
+    std::istringstream f(line);
+    std::string key, kind, fmt;
+    int64_t version = 0, dim = 0;
+    double norm = 0;
+    f >> key >> kind >> version >> dim >> fmt >> norm;
+    EXPECT_EQ(kind, "user");
+    EXPECT_EQ(dim, 64);
+    EXPECT_GT(norm, 0.0);
+    formats[fmt].insert(key);
+    py_latest[key] = std::max(py_latest[key], version);
+  }
+  EXPECT_FALSE(formats["json"].empty());
+  EXPECT_FALSE(formats["binary"].empty());
+  EXPECT_EQ(py_latest, after) << "both clients see the same latest versions";
+
+  // The prequential CSV has rows.
+  std::ifstream csv(p.csv);
+  std::string header, row;
+  std::getline(csv, header);
+  EXPECT_EQ(header.rfind("time_ms,events,window_count", 0), 0u);
+  EXPECT_TRUE(static_cast<bool>(std::getline(csv, row))) << "a prequential row";
+}
+
+}  // namespace
+}  // namespace gsau
