@@ -50,8 +50,20 @@ TEST(AppTest, HelpConfigListsEveryFieldWithUnitsAndDefaults) {
 
 TEST(AppTest, CommandsNotLandedSaySoAndFail) {
   std::string out;
-  EXPECT_EQ(RunCommand(Gsau() + " run 2>&1", &out), 3) << out;
+  EXPECT_EQ(RunCommand(Gsau() + " inspect 2>&1", &out), 3) << out;
   EXPECT_NE(out.find("not available"), std::string::npos) << out;
+}
+
+TEST(AppTest, RunWithoutBrokerIsAUsageErrorOrNotAvailable) {
+  // A build without LibTorch has no learner: `run` says so (3); otherwise no broker is a usage error (2).
+  std::string out;
+  const int rc = RunCommand(Gsau() + " run --set learner.checkpoint_dir=/nonexistent/x 2>&1", &out);
+  if (rc == 3) {
+    EXPECT_NE(out.find("not available"), std::string::npos) << out;
+  } else {
+    EXPECT_EQ(rc, 2) << out;
+    EXPECT_NE(out.find("no Kafka broker"), std::string::npos) << out;
+  }
 }
 
 TEST(AppTest, ReplayWithoutBrokerIsAUsageError) {
