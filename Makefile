@@ -13,7 +13,7 @@ CMAKE_ARGS ?=
 DEMO_ARGS  ?=
 
 .PHONY: all setup configure build test test-unit test-kafka demo clean \
-        test-asan test-tsan bench-replay bench-state bench-train bench-ingest fuzz-decoder
+        test-asan test-tsan bench-replay bench-state bench-train bench-ingest bench-freshness fuzz-decoder
 
 all: build
 
@@ -61,6 +61,10 @@ bench-ingest: build
 
 bench-replay: build
 	scripts/bench_replay.sh $(BUILD)
+
+# gsau run at 2,000 clicks/s for 60 s: click produce -> the user's embedding consumed downstream.
+bench-freshness: build
+	scripts/bench_freshness.sh $(BUILD)
 
 bench-state: build
 	$(BUILD)/bench/state/bench_state

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# make bench-freshness: time from a click's produce to that user's embedding record being
+# consumed downstream, through a real local broker and `gsau run`.
+# A Python producer (confluent-kafka, in a virtualenv under the build tree) sends clicks at
+# RATE events/s for SECONDS s with event time = produce time; a consumer in the same process
+# reads the user-embedding topic and matches each click to the first record of its user whose
+# event_time_ms covers it. Last line: BENCH freshness p50_ms=<n> p99_ms=<n> events_per_s=<n>
+# Environment: RATE (default 2000), DURATION (s, default 60), FORMAT json|binary (default json),
+#   RUN_ARGS extra `gsau run` flags (e.g. "--set learner.threads=1").
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+rate=${RATE:-2000}
+seconds=${DURATION:-60}
+format=${FORMAT:-json}
+venv="$build/py-confluent-kafka"
+if ! "$venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q confluent-kafka
+fi
+dir=$(mktemp -d /tmp/gsau-bench-freshness.XXXXXX)
+run_pid=""
+cleanup() {
+  [ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null && wait "$run_pid" 2>/dev/null || true
+  "$root/scripts/kafka_broker.sh" stop --dir "$dir/broker" >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+bootstrap=$("$root/scripts/kafka_broker.sh" start --dir "$dir/broker" --max-lifetime 1800)
+echo "broker at $bootstrap; gsau run log: $dir/run.log"
+"$build/gsau" run --bootstrap "$bootstrap" --state "$dir/state" --checkpoints "$dir/checkpoints" \
+  --status-interval 10 --set learner.prequential_csv= --set publisher.format="$format" \
+  --set ingest.batch_max_wait_ms=10 --set publisher.interval_ms=20 --set metrics.listen_address= \
+  ${RUN_ARGS:-} > "$dir/run.log" 2>&1 &
+run_pid=$!
+"$venv/bin/python" "$root/bench/pipeline/bench_freshness.py" "$bootstrap" "$rate" "$seconds"
+grep -E "run: [0-9]+ events/s" "$dir/run.log" | tail -2 >&2 || true
