@@ -55,7 +55,7 @@ def main():
                         f"{rep['valid']['ndcg@20']:.4f} | {t['recall@10']:.4f} | {t['ndcg@10']:.4f} | "
                         f"{t['recall@20']:.4f} | {t['ndcg@20']:.4f} | {rep['seconds_per_epoch']:.0f} |")
         else:
-            rows.append(f"| {run} | **partial** (running) | {epochs[-1]['epoch']} | {best['epoch']} | "
+            rows.append(f"| {run} | **partial** (unfinished; resumes with --resume) | {epochs[-1]['epoch']} | {best['epoch']} | "
                         f"{float(best['valid_ndcg@20']):.4f} | - | - | - | - | {train_s:.0f} |")
     print("| run | state | epochs | best epoch | valid NDCG@20 | test R@10 | test N@10 | test R@20 | "
           "test N@20 | s/epoch (train) |")
