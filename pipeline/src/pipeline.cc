@@ -320,7 +320,9 @@ struct Pipeline::Impl {
       targets.push_back(e.item);
     }
     if (prefixes.empty()) return;
-    auto ranks = serving->ScoreRanks(prefixes, targets);
+    // On the learner itself (this thread holds it anyway), not the serving snapshot, whose lock
+    // the user publisher needs: a batch of ranks there delayed user records by up to a second.
+    auto ranks = learner->ScoreRanks(prefixes, targets);
     if (!ranks.ok()) {
       GSAU_LOG_WARN("pipeline: prequential ranking: {}", ranks.status().ToString());
       return;

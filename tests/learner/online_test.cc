@@ -468,6 +468,9 @@ TEST(OnlineLearner, ServingSnapshotMatchesTheLearnerAndStaysFrozen) {
   const std::vector<uint32_t> targets = {5, 0, stream.items() + 2};
   const auto ranks = snap->ScoreRanks(sessions, targets);
   ASSERT_TRUE(ranks.ok()) << ranks.status();
+  const auto learner_ranks = l->ScoreRanks(sessions, targets);
+  ASSERT_TRUE(learner_ranks.ok()) << learner_ranks.status();
+  EXPECT_EQ(*learner_ranks, *ranks);
   for (size_t k = 0; k < sessions.size(); ++k) EXPECT_EQ((*ranks)[k], *l->ScoreRank(sessions[k], targets[k]));
   EXPECT_EQ((*ranks)[2], snap->items()) << "an unknown target is a miss";
   const auto top = snap->TopK(sessions, 3);

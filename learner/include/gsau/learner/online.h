@@ -253,6 +253,9 @@ class OnlineLearner {
   // Rank (0-based) of `target` among all live items scored by UserEmbedding(session) . row,
   // padding excluded. A target not in the model yet gets rank = number of live items (a miss).
   Result<int64_t> ScoreRank(const std::vector<uint32_t>& session, uint32_t target);
+  // ScoreRank over a batch in one forward pass (the prequential evaluation of a stream).
+  Result<std::vector<int64_t>> ScoreRanks(std::span<const std::vector<uint32_t>> sessions,
+                                          std::span<const uint32_t> targets);
 
   // The latest serving snapshot (never null after Create). Cheap: a shared pointer copy under
   // a lock of its own, so callers never wait for a step.
