@@ -177,31 +177,45 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
   for (const auto& u : clicked) EXPECT_TRUE(kcat_keys.count(u)) << u;
   EXPECT_GT(kcat_json, 0);
 
-  // Python confluent-kafka: decodes every record in its format.
+  // Python confluent-kafka: decodes every record of both topics in its format.
   const std::string python = PythonWithConfluentKafka();
-  ASSERT_EQ(RunCommand(python + " " + SourceDir() + "/tests/pipeline/read_embeddings.py " + bootstrap + " " +
-                           p.users_topic + " 2>&1",
-                       &out),
-            0)
-      << out;
-  std::map<std::string, std::set<std::string>> formats;
-  std::map<std::string, int64_t> py_latest;
-  std::istringstream py(out);
-  for (std::string line; std::getline(py, line);) {
-    std::istringstream f(line);
-    std::string key, kind, fmt;
-    int64_t version = 0, dim = 0;
-    double norm = 0;
-    f >> key >> kind >> version >> dim >> fmt >> norm;
-    EXPECT_EQ(kind, "user");
-    EXPECT_EQ(dim, 64);
-    EXPECT_GT(norm, 0.0);
-    formats[fmt].insert(key);
-    py_latest[key] = std::max(py_latest[key], version);
+  for (const auto& [topic, kind_expected] : {std::pair{p.users_topic, std::string("user")},
+                                             std::pair{p.items_topic, std::string("item")}}) {
+    ASSERT_EQ(RunCommand(python + " " + SourceDir() + "/tests/pipeline/read_embeddings.py " + bootstrap + " " + topic +
+                             " 2>&1",
+                         &out),
+              0)
+        << out;
+    std::map<std::string, std::set<std::string>> formats;
+    std::map<std::string, int64_t> py_latest;
+    std::istringstream py(out);
+    for (std::string line; std::getline(py, line);) {
+      std::istringstream f(line);
+      std::string key, kind, fmt;
+      int64_t version = 0, dim = 0;
+      double norm = 0;
+      f >> key >> kind >> version >> dim >> fmt >> norm;
+      EXPECT_EQ(kind, kind_expected);
+      EXPECT_EQ(dim, 64);
+      EXPECT_GT(norm, 0.0);
+      formats[fmt].insert(key);
+      py_latest[key] = std::max(py_latest[key], version);
+    }
+    EXPECT_FALSE(formats["json"].empty()) << topic;
+    EXPECT_FALSE(formats["binary"].empty()) << topic;
+    EXPECT_EQ(py_latest, LatestVersions(bootstrap, topic)) << topic << ": both clients see the same latest versions";
   }
-  EXPECT_FALSE(formats["json"].empty());
-  EXPECT_FALSE(formats["binary"].empty());
-  EXPECT_EQ(py_latest, after) << "both clients see the same latest versions";
+  // kcat on the item topic: every key is an item that was clicked.
+  std::set<std::string> items_clicked;
+  for (const auto& c : first) items_clicked.insert(c.item_id);
+  for (const auto& c : second) items_clicked.insert(c.item_id);
+  ASSERT_EQ(RunCommand("kcat -C -b " + bootstrap + " -t " + p.items_topic + " -e -q -f '%k\\n' 2>&1", &out), 0) << out;
+  std::istringstream item_lines(out);
+  int item_records = 0;
+  for (std::string key; std::getline(item_lines, key); ++item_records) {
+    EXPECT_TRUE(items_clicked.count(key)) << "item record for " << key << ", never clicked";
+  }
+  EXPECT_GT(item_records, 0);
 
   // The prequential CSV has rows.
   std::ifstream csv(p.csv);
