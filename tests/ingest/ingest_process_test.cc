@@ -141,7 +141,8 @@ TEST(IngestProcessTest, KillNineAtRandomMomentsLosesNothingAndAppliesNothingTwic
                   "ingest-1"};
   p.port = FreePort();
   const auto clicks = MakeClicks(24000, 500, 800, 99);
-  BackgroundProducer producer(KafkaBootstrap(), topic, clicks, 2000);
+  // ~40 s of events: longer than the kill loop, so every kill lands while events arrive.
+  BackgroundProducer producer(KafkaBootstrap(), topic, clicks, 600);
 
   std::mt19937 rng(2020);
   std::uniform_int_distribution<int> wait_ms(400, 1800);
@@ -149,6 +150,14 @@ TEST(IngestProcessTest, KillNineAtRandomMomentsLosesNothingAndAppliesNothingTwic
   std::vector<uint64_t> after_kill;
   for (int k = 0; k < kKills; ++k) {
     auto child = p.Start();
+    // The kill lands a random moment after the process owns its partitions: a full build's gsau
+    // links LibTorch and takes a while to load, so a clock started at spawn often killed it
+    // before it had applied anything (CI saw 1 progressing kill of 10).
+    const auto up_deadline = std::chrono::steady_clock::now() + seconds(30);
+    while (ScrapeMetric(p.port, "gsau_ingest_assigned_partitions").value_or(0) < 1 &&
+           std::chrono::steady_clock::now() < up_deadline && child->Running()) {
+      std::this_thread::sleep_for(milliseconds(20));
+    }
     std::this_thread::sleep_for(milliseconds(wait_ms(rng)));
     ASSERT_TRUE(child->Running()) << Tail(p.log);
     child->Signal(SIGKILL);
