@@ -267,16 +267,20 @@ struct OnlineLearner::Impl {
   // ---------------------------------------------------------------------------------------
   // Construction and growth
 
+  GsauModelOptions ModelOptions(int64_t user_rows, int64_t item_rows) const {
+    return GsauModelOptions(user_rows, item_rows)
+        .dim(opt.dim)
+        .max_len(opt.max_len)
+        .seq_layers(opt.seq_layers)
+        .heads(opt.heads)
+        .ffn_dim(opt.ffn_dim)
+        .hidden_dropout(opt.hidden_dropout)
+        .attn_dropout(opt.attn_dropout)
+        .graph_layers(opt.graph_layers);
+  }
+
   void BuildModel(int64_t user_rows, int64_t item_rows) {
-    model = GsauModel(GsauModelOptions(user_rows, item_rows)
-                          .dim(opt.dim)
-                          .max_len(opt.max_len)
-                          .seq_layers(opt.seq_layers)
-                          .heads(opt.heads)
-                          .ffn_dim(opt.ffn_dim)
-                          .hidden_dropout(opt.hidden_dropout)
-                          .attn_dropout(opt.attn_dropout)
-                          .graph_layers(opt.graph_layers));
+    model = GsauModel(ModelOptions(user_rows, item_rows));
     model->to(device);
     model->train();
     adam.clear();
@@ -707,15 +711,7 @@ struct OnlineLearner::Impl {
       rng_state = gen.get_state().getIntrusivePtr();
     }
     auto si = std::make_unique<ServingModel::Impl>();
-    si->model = GsauModel(GsauModelOptions(1, ItemRows())
-                              .dim(opt.dim)
-                              .max_len(opt.max_len)
-                              .seq_layers(opt.seq_layers)
-                              .heads(opt.heads)
-                              .ffn_dim(opt.ffn_dim)
-                              .hidden_dropout(opt.hidden_dropout)
-                              .attn_dropout(opt.attn_dropout)
-                              .graph_layers(opt.graph_layers));
+    si->model = GsauModel(ModelOptions(1, ItemRows()));
     {
       std::lock_guard<std::mutex> g(gen.mutex());
       gen.set_state(at::Tensor(rng_state));
