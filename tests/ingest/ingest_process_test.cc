@@ -20,14 +20,6 @@ using namespace gsau::testing;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string Tail(const std::string& path, size_t bytes = 4000) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string s = ss.str();
-  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
-}
-
 struct IngestProcess {
   std::string bootstrap, topic, group, state, log, instance;
   int port = 0;

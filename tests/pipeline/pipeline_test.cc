@@ -25,14 +25,6 @@ using namespace gsau::testing;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string Tail(const std::string& path, size_t bytes = 6000) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string s = ss.str();
-  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
-}
-
 struct RunProcess {
   std::string bootstrap, clicks, users_topic, items_topic, state, checkpoints, log, csv;
   int port = 0;
@@ -122,10 +114,10 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
   const auto first = MakeClicks(3000, 300, 200, 1);
   auto run = p.Start("json");
   Produce(bootstrap, p.clicks, first);
-  ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 3000, seconds(120))) << Tail(p.log);
-  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_steps_total", 5, seconds(120))) << Tail(p.log);
-  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", 1, seconds(60))) << Tail(p.log);
-  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_prequential_predictions_total", 100, seconds(30))) << Tail(p.log);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 3000, seconds(120))) << Tail(p.log, 6000);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_steps_total", 5, seconds(120))) << Tail(p.log, 6000);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", 1, seconds(60))) << Tail(p.log, 6000);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_prequential_predictions_total", 100, seconds(30))) << Tail(p.log, 6000);
   std::this_thread::sleep_for(seconds(1));  // the last coalescing interval
   run->Signal(SIGKILL);
   ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
@@ -143,10 +135,10 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
   std::vector<ClickEvent> second = MakeClicks(550, 300, 220, 2);
   for (int k = 0; k < 50; ++k) second.push_back({"new-user-" + std::to_string(k), "item-" + std::to_string(k), 1800000000000 + k, "click"});
   Produce(bootstrap, p.clicks, second);
-  ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 600, seconds(120))) << Tail(p.log);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 600, seconds(120))) << Tail(p.log, 6000);
   std::this_thread::sleep_for(seconds(2));
   run->Signal(SIGTERM);
-  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
   EXPECT_NE(Tail(p.log, 1 << 20).find("learner resumed from"), std::string::npos) << "restart resumes from the checkpoint";
 
   const auto after = LatestVersions(bootstrap, p.users_topic);

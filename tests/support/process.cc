@@ -62,6 +62,14 @@ int ChildProcess::Wait(int timeout_ms) {
   return -1;
 }
 
+std::string Tail(const std::string& path, size_t bytes) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string s = ss.str();
+  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
+}
+
 namespace {
 
 bool CanBind(int port) {

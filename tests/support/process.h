@@ -31,6 +31,9 @@ class ChildProcess {
   int status_ = 0;
 };
 
+// The last `bytes` of a file (a child's log, for failure messages).
+std::string Tail(const std::string& path, size_t bytes = 4000);
+
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
 
