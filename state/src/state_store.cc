@@ -217,17 +217,22 @@ class StateStore::Impl {
 Status StateStore::Impl::OpenDb() {
   GSAU_RETURN_IF_ERROR(options_.Validate());
   std::error_code ec;
-  if (!options_.create_if_missing && !fs::exists(fs::path(options_.path) / "CURRENT", ec)) {
+  if ((options_.read_only || !options_.create_if_missing) && !fs::exists(fs::path(options_.path) / "CURRENT", ec)) {
     return Status::NotFound("state: no store at " + options_.path);
   }
-  fs::create_directories(options_.path, ec);
-  if (ec) return Status::IoError("state: cannot create " + options_.path + ": " + ec.message());
-
   rocksdb::DB* raw = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  GSAU_RETURN_IF_ERROR(FromRocks(
-      rocksdb::DB::Open(setup_.db, options_.path, setup_.families, &handles, &raw),
-      "state: open " + options_.path));
+  if (options_.read_only) {
+    GSAU_RETURN_IF_ERROR(FromRocks(
+        rocksdb::DB::OpenForReadOnly(setup_.db, options_.path, setup_.families, &handles, &raw),
+        "state: open (read-only) " + options_.path));
+  } else {
+    fs::create_directories(options_.path, ec);
+    if (ec) return Status::IoError("state: cannot create " + options_.path + ": " + ec.message());
+    GSAU_RETURN_IF_ERROR(FromRocks(
+        rocksdb::DB::Open(setup_.db, options_.path, setup_.families, &handles, &raw),
+        "state: open " + options_.path));
+  }
   db_.reset(raw);
   cfs_ = std::move(handles);
   Status s = LoadCaches();
@@ -289,7 +294,9 @@ Status StateStore::Impl::LoadCaches() {
   std::string value;
   rocksdb::ReadOptions ro;
   auto s = db_->Get(ro, cf(keys::kMeta), S(keys::kFormatKey), &value);
-  if (s.IsNotFound()) {
+  if (s.IsNotFound() && options_.read_only) {
+    return Status::NotFound("state: " + options_.path + " holds no state store");
+  } else if (s.IsNotFound()) {
     // A new store, or one that was never written: stamp it.
     GSAU_RETURN_IF_ERROR(FromRocks(
         db_->Put(setup_.write, cf(keys::kMeta), S(keys::kFormatKey), S(keys::kFormatVersion)),
@@ -372,6 +379,7 @@ Status StateStore::Impl::LoadCaches() {
 Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
                                             std::span<const PartitionOffset> offsets) {
   if (!db_) return Status::Aborted("state: store is closed");
+  if (options_.read_only) return Status::InvalidArgument("state: " + options_.path + " is open read-only");
   for (size_t k = 0; k < events.size(); ++k) GSAU_RETURN_IF_ERROR(ValidateEvent(events[k], k));
   for (size_t k = 0; k < offsets.size(); ++k) {
     const auto& po = offsets[k];

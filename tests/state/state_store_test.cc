@@ -1,6 +1,7 @@
 #include "gsau/state/state_store.h"
 
 #include <atomic>
+#include <filesystem>
 #include <random>
 #include <set>
 #include <thread>
@@ -233,6 +234,33 @@ TEST(StateStoreTest, CheckpointAndRestoreGiveTheSameAnswers) {
   // Restoring over a non-empty directory is refused.
   EXPECT_EQ(StateStore::OpenFromCheckpoint(dir.File("cp"), SmallOptions(dir.File("db"))).status().code(),
             StatusCode::kInvalidArgument);
+}
+
+TEST(StateStoreTest, ReadOnlyOpenSeesTheLiveStoreAndWritesNothing) {
+  gsau::testing::TempDir dir("gsau-state");
+  const auto events = MakeEvents(13, 0, 3000);
+  std::mt19937_64 rng(13);
+  StateOptions ro = SmallOptions(dir.File("db"));
+  ro.read_only = true;
+  EXPECT_EQ(StateStore::Open(ro).status().code(), StatusCode::kNotFound) << "no store yet: nothing created";
+  EXPECT_FALSE(std::filesystem::exists(dir.File("db")));
+
+  auto writer = MustOpen(SmallOptions(dir.File("db")));
+  ApplyInBatches(*writer, events, 0, 2000, rng, 300);
+  // While the writer holds the store open (and its lock), a reader opens it as of now.
+  auto reader = StateStore::Open(ro);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_EQ(DumpStore(**reader), DumpStore(*writer));
+  const PartitionOffset off{kTp, 2001};
+  EXPECT_EQ((*reader)->ApplyBatch(std::span(events).subspan(2000, 1), std::span(&off, 1)).status().code(),
+            StatusCode::kInvalidArgument);
+  reader->reset();
+  // The writer goes on; a new reader sees the new batches.
+  ApplyInBatches(*writer, events, 2000, 3000, rng, 300);
+  ASSERT_TRUE(writer->Flush().ok());
+  auto later = StateStore::Open(ro);
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(DumpStore(**later), DumpStore(*writer));
 }
 
 TEST(StateStoreTest, ChangeFeedListsWhatEachRangeOfBatchesTouched) {

@@ -27,6 +27,12 @@ struct StateOptions {
   // (use it where a missing store means a mistake, e.g. a restore).
   bool create_if_missing = true;
 
+  // Open without writing anything (RocksDB's read-only mode): for inspecting a store, also one
+  // a running pipeline holds open (it then shows the state as of the open; keep such a handle
+  // short-lived: the writer may delete files it has not read yet). ApplyBatch fails with
+  // kInvalidArgument; the store must exist (create_if_missing is ignored).
+  bool read_only = false;
+
   // N: how many of a user's most recent clicks the session keeps (items, with times), oldest
   // dropped first. Unit: clicks. The learner's sequence model reads the last 50, so keep
   // N >= 50 in production; smaller values are accepted (tests). Larger N costs N * 12 bytes
