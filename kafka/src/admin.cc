@@ -55,10 +55,30 @@ Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms) {
 Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& topics, int timeout_ms) {
   if (topics.empty()) return Status::Ok();
   GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
+  // Only the missing ones are created: topics that exist need no CreateTopics rights (and
+  // brokers without the admin API, like librdkafka's mock cluster, are fine when they exist).
+  std::vector<const TopicSpec*> missing;
+  {
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(rk.get(), 1, nullptr, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (const auto& t : topics) {
+        bool exists = false;
+        for (int k = 0; k < md->topic_cnt && !exists; ++k) {
+          exists = md->topics[k].err == RD_KAFKA_RESP_ERR_NO_ERROR && t.name == md->topics[k].topic;
+        }
+        if (!exists) missing.push_back(&t);
+      }
+      rd_kafka_metadata_destroy(md);
+    } else {
+      for (const auto& t : topics) missing.push_back(&t);
+    }
+  }
+  if (missing.empty()) return Status::Ok();
   char err[512];
   std::vector<rd_kafka_NewTopic_t*> news;
   Status status;
-  for (const auto& t : topics) {
+  for (const TopicSpec* spec : missing) {
+    const TopicSpec& t = *spec;
     rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(t.name.c_str(), t.partitions, t.replication_factor, err, sizeof(err));
     if (nt == nullptr) {
       status = Status::InvalidArgument("topic " + t.name + ": " + err);

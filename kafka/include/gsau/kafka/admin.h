@@ -23,7 +23,8 @@ struct TopicSpec {
 // Unavailable when it does not.
 Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms);
 
-// Creates each topic that does not exist yet; existing topics are left as they are.
+// Creates each topic that does not exist yet (asks the cluster which exist first, so nothing
+// is sent when all do); existing topics are left as they are.
 Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& topics, int timeout_ms);
 
 // The number of partitions of `topic`, or NotFound.
