@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -162,7 +163,25 @@ TEST(IngestProcessTest, KillNineAtRandomMomentsLosesNothingAndAppliesNothingTwic
   EXPECT_GE(progressed, kKills / 2) << "the kills must land while events are being applied";
 
   auto last = p.Start();
-  ASSERT_TRUE(WaitForStateEvents(p.port, static_cast<double>(clicks.size()), seconds(90))) << Tail(p.log);
+  if (!WaitForStateEvents(p.port, static_cast<double>(clicks.size()), seconds(90))) {
+    // Say where the missing events are: each partition's end against the offset in the state.
+    std::map<int32_t, int64_t> end;
+    for (const auto& r : ConsumeAll(KafkaBootstrap(), topic, -1, 30000)) {
+      end[r.partition] = std::max(end[r.partition], r.offset + 1);
+    }
+    state::StateOptions o;
+    o.path = p.state;
+    o.read_only = true;
+    std::ostringstream where;
+    if (auto s = state::StateStore::Open(o); s.ok()) {
+      where << (*s)->Counts().events << " events in the state;";
+      for (const auto& po : (*s)->Offsets()) {
+        where << " partition " << po.tp.partition << ": state at " << po.next_offset << ", topic end "
+              << end[po.tp.partition] << ";";
+      }
+    }
+    FAIL() << "not every event was applied: " << where.str() << "\n" << Tail(p.log);
+  }
   last->Signal(SIGTERM);
   ASSERT_EQ(last->Wait(30000), 0) << Tail(p.log);
   CheckWholeBatches(p.state);

@@ -1,6 +1,8 @@
 // Ingestor: Kafka click events -> the state store, each event applied exactly once.
 //
-// Protocol, per micro-batch (bounded by batch_max_events and batch_max_wait_ms):
+// Protocol, per micro-batch (what the client has fetched when the batch is applied: it closes
+// as soon as no fetched record is left, or at batch_max_events, or batch_max_wait_ms after it
+// opened, whichever comes first):
 //  1. consume records; decode each; bad ones go to the dead-letter topic (original key,
 //     value and headers plus gsau.error.{reason,code,topic,partition,offset}); event types
 //     not accepted are skipped;
@@ -51,7 +53,7 @@ struct IngestOptions {
   std::string dead_letter_topic = "clicks.dlq";
   std::string group_id = "gsau-ingest";
   int batch_max_events = 1000;    // records per micro-batch (good, bad and skipped alike)
-  int batch_max_wait_ms = 100;    // longest time a record waits for its batch to be applied, ms
+  int batch_max_wait_ms = 100;    // longest a batch stays open while records keep arriving, ms
   std::vector<std::string> accepted_event_types;  // empty = all
   DecoderOptions decoder;
   int session_timeout_ms = 10000;  // consumer group session timeout, ms: failover speed vs flapping
