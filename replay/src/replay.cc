@@ -72,6 +72,7 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
   ClickEvent click;
   click.event_type = "click";
   int64_t sent = 0;
+  int64_t malformed = 0;
   for (; sent < n; ++sent) {
     if (stop != nullptr && stop->load(std::memory_order_relaxed)) break;
     if (options.rate > 0) {
@@ -89,6 +90,15 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
     click.ts_ms = ev.ts_ms;
     const std::string value = EncodeClickJson(click, ev.has_time);
     GSAU_RETURN_IF_ERROR(producer->Produce(options.topic, ev.user_id, value));
+    if (options.malformed_every > 0 && (sent + 1) % options.malformed_every == 0) {
+      static constexpr std::string_view kMalformed[] = {
+          "click!",                                          // not JSON
+          R"({"item_id":"i1","ts":1,"event":"click"})",      // no user id
+          R"({"user_id":"u1","item_id":"i1","ts":-5})",      // negative time
+      };
+      GSAU_RETURN_IF_ERROR(producer->Produce(options.topic, ev.user_id, kMalformed[malformed % 3]));
+      ++malformed;
+    }
     if ((sent & 1023) == 0) {
       producer->Poll();
       if (bar) bar->Update(sent);
@@ -99,6 +109,7 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
   GSAU_RETURN_IF_ERROR(flushed.WithContext("replay"));
   ReplayStats stats;
   stats.events = producer->counts().delivered;
+  stats.malformed = malformed;
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (stop != nullptr && stop->load()) {
     return Status::Aborted("replay stopped after " + std::to_string(stats.events) + " events");

@@ -26,13 +26,17 @@ struct ReplayOptions {
   std::string topic = "clicks";
   double rate = 0;            // events per second; 0 = as fast as possible
   int64_t limit = 0;          // stop after this many events (0 = all)
+  // After every malformed_every-th event, one malformed record too (not JSON, a missing id, a
+  // negative time, in turn), so the dead-letter path runs (the demo). 0 = none.
+  int64_t malformed_every = 0;
   bool progress = true;       // draw a progress bar on stderr
   int flush_timeout_ms = 60000;
   kafka::ProducerOptions producer;
 };
 
 struct ReplayStats {
-  int64_t events = 0;     // produced and delivered
+  int64_t events = 0;     // produced and delivered, malformed records included
+  int64_t malformed = 0;  // of which malformed (ReplayOptions::malformed_every)
   double seconds = 0;     // wall time including the final flush
   double events_per_s() const { return seconds > 0 ? static_cast<double>(events) / seconds : 0; }
 };
