@@ -39,6 +39,7 @@ struct TrainArgs {
   std::string times;
   std::string model = "gsau-rec";
   int max_len = 50;
+  double train_fraction = 1.0;
   bool plot = false;
   learner::TrainOptions options;
 };
@@ -51,6 +52,7 @@ int RunTrain(const TrainArgs& args) {
   }
   learner::SplitOptions split;
   split.max_len = args.max_len;
+  split.train_fraction = args.train_fraction;
   auto data = learner::LoadLeaveOneOut(args.data, args.times, split);
   if (!data.ok()) {
     std::cerr << "gsau train: " << data.status() << "\n";
@@ -114,6 +116,11 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--weight-decay", o.weight_decay, "Adam weight decay")->capture_default_str();
   cmd->add_option("--dim", o.dim, "embedding size")->capture_default_str();
   cmd->add_option("--max-len", args->max_len, "longest prefix kept")->capture_default_str();
+  cmd->add_option("--train-fraction", args->train_fraction,
+                  "train on the first fraction of the training stream (global time order); validation and test "
+                  "unchanged")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   cmd->add_option("--graph-layers", o.graph_layers, "LightGCN layers")->capture_default_str();
   cmd->add_option("--seq-layers", o.seq_layers, "SASRec blocks")->capture_default_str();
   cmd->add_option("--dropout", o.hidden_dropout, "SASRec hidden dropout")->capture_default_str();

@@ -25,9 +25,13 @@ std::vector<int32_t> LeaveOneOutData::Prefix(const SequenceSample& s) const {
 Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& events,
                                          const SplitOptions& options) {
   if (options.max_len < 1) return Status::InvalidArgument("max_len must be >= 1");
+  if (!(options.train_fraction > 0.0 && options.train_fraction <= 1.0)) {
+    return Status::InvalidArgument("train_fraction must be in (0, 1]");
+  }
   if (events.empty()) return Status::InvalidArgument("no interactions");
   LeaveOneOutData d;
   d.max_len = options.max_len;
+  d.train_fraction = options.train_fraction;
   d.user_names.emplace_back();
   d.item_names.emplace_back();
   std::unordered_map<std::string, int32_t> user_ids;
@@ -47,6 +51,14 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
   d.num_users = static_cast<int64_t>(d.user_names.size());
   d.num_items = static_cast<int64_t>(d.item_names.size());
   d.sequences.resize(rows.size());
+  // Per user: how many items train (before the validation item), and how many of those are
+  // kept (all, unless train_fraction cuts the training stream short).
+  std::vector<int32_t> n_train(rows.size(), 0);
+  struct TrainEvent {
+    int64_t ts, order;
+    int32_t user;
+  };
+  std::vector<TrainEvent> train_events;
   for (size_t u = 1; u < rows.size(); ++u) {
     auto& r = rows[u];
     std::stable_sort(r.begin(), r.end(), [&](size_t a, size_t b) {
@@ -56,11 +68,32 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
     auto& seq = d.sequences[u];
     seq.reserve(r.size());
     for (size_t k : r) seq.push_back(item_ids.at(events[k].item_id));
+    const auto n = static_cast<int32_t>(seq.size());
+    n_train[u] = n >= 3 ? n - 2 : n;
+    if (options.train_fraction < 1.0) {
+      for (int32_t t = 0; t < n_train[u]; ++t) {
+        const auto& e = events[r[static_cast<size_t>(t)]];
+        train_events.push_back({e.ts_ms, e.order, static_cast<int32_t>(u)});
+      }
+    }
+  }
+  std::vector<int32_t> kept = n_train;
+  if (options.train_fraction < 1.0) {
+    // The first fraction of the training stream in global (time, input order). A user's
+    // training items are in that order too, so what is kept of each user is a prefix.
+    std::sort(train_events.begin(), train_events.end(), [](const TrainEvent& a, const TrainEvent& b) {
+      return a.ts != b.ts ? a.ts < b.ts : a.order < b.order;
+    });
+    const auto keep = static_cast<size_t>(options.train_fraction * static_cast<double>(train_events.size()));
+    std::fill(kept.begin(), kept.end(), 0);
+    for (size_t k = 0; k < keep; ++k) ++kept[static_cast<size_t>(train_events[k].user)];
+  }
+  for (size_t u = 1; u < rows.size(); ++u) {
+    const auto& seq = d.sequences[u];
     const auto user = static_cast<int32_t>(u);
     const auto n = static_cast<int32_t>(seq.size());
-    const int32_t n_train = n >= 3 ? n - 2 : n;  // items before the validation item
-    for (int32_t t = 0; t < n_train; ++t) d.train_pairs.push_back({user, seq[static_cast<size_t>(t)]});
-    for (int32_t t = 1; t < n_train; ++t) d.train_samples.push_back({user, t, seq[static_cast<size_t>(t)]});
+    for (int32_t t = 0; t < kept[u]; ++t) d.train_pairs.push_back({user, seq[static_cast<size_t>(t)]});
+    for (int32_t t = 1; t < kept[u]; ++t) d.train_samples.push_back({user, t, seq[static_cast<size_t>(t)]});
     if (n >= 3) {
       d.valid_samples.push_back({user, n - 2, seq[static_cast<size_t>(n - 2)]});
       d.test_samples.push_back({user, n - 1, seq[static_cast<size_t>(n - 1)]});

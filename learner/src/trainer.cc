@@ -688,7 +688,7 @@ std::string ReportJson(const TrainReport& r, const TrainOptions& o, const LeaveO
      << "  \"data\": {\"users\": " << d.num_users - 1 << ", \"items\": " << d.num_items - 1
      << ", \"interactions\": " << d.num_interactions() << ", \"train_pairs\": " << d.train_pairs.size()
      << ", \"train_samples\": " << d.train_samples.size() << ", \"valid\": " << d.valid_samples.size()
-     << ", \"test\": " << d.test_samples.size() << "},\n"
+     << ", \"test\": " << d.test_samples.size() << ", \"train_fraction\": " << d.train_fraction << "},\n"
      << "  \"device\": " << JsonString(r.device) << ",\n"
      << "  \"threads\": " << r.threads << ",\n"
      << "  \"epochs_run\": " << r.epochs_run << ",\n"

@@ -72,6 +72,43 @@ TEST(Dataset, LeaveOneOutAsRecBole) {
   EXPECT_EQ(d->test_samples[0].target, 6);
 }
 
+TEST(Dataset, TrainFractionKeepsTheFirstPartOfTheTrainingStream) {
+  // Two users, times interleaved. Training interactions (before each validation item), in
+  // global time order: u1:a@1 u2:p@2 u1:b@3 u2:q@4 u1:c@5 u2:r@6 u1:d@7 u2:s@8 (8 of them).
+  std::vector<data::Interaction> events;
+  int64_t order = 0;
+  auto add = [&](const char* u, const char* i, int64_t ts) { events.push_back({u, i, ts, order++, true}); };
+  for (auto [i, ts] : std::vector<std::pair<const char*, int64_t>>{{"a", 1}, {"b", 3}, {"c", 5}, {"d", 7}, {"e", 9}, {"f", 11}}) {
+    add("u1", i, ts);
+  }
+  for (auto [i, ts] : std::vector<std::pair<const char*, int64_t>>{{"p", 2}, {"q", 4}, {"r", 6}, {"s", 8}, {"t", 10}, {"v", 12}}) {
+    add("u2", i, ts);
+  }
+  SplitOptions all;
+  auto full = BuildLeaveOneOut(events, all);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->train_pairs.size(), 8u);
+  SplitOptions half;
+  half.train_fraction = 0.5;  // the first 4: u1 a b, u2 p q
+  auto d = BuildLeaveOneOut(events, half);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->train_fraction, 0.5);
+  ASSERT_EQ(d->train_pairs.size(), 4u);
+  for (const auto& p : d->train_pairs) {
+    const std::string& name = d->item_names[static_cast<size_t>(p.item)];
+    EXPECT_TRUE(name == "a" || name == "b" || name == "p" || name == "q") << name;
+  }
+  ASSERT_EQ(d->train_samples.size(), 2u);  // a -> b and p -> q
+  // Validation and test are those of the full split, with whole prefixes.
+  ASSERT_EQ(d->valid_samples.size(), full->valid_samples.size());
+  for (size_t k = 0; k < d->valid_samples.size(); ++k) {
+    EXPECT_EQ(d->Prefix(d->valid_samples[k]), full->Prefix(full->valid_samples[k]));
+    EXPECT_EQ(d->Prefix(d->test_samples[k]), full->Prefix(full->test_samples[k]));
+  }
+  half.train_fraction = 0;
+  EXPECT_EQ(BuildLeaveOneOut(events, half).status().code(), StatusCode::kInvalidArgument);
+}
+
 // Users walk a hidden cycle over the items: the next item is succ[current] with prob. 0.9.
 // Items are equally popular, so a popularity ranking gets Recall@10 near 10 / num_items.
 std::vector<data::Interaction> PlantedPattern(int users, int items, uint64_t seed) {

@@ -38,12 +38,18 @@ struct GraphPair {
 
 struct SplitOptions {
   int32_t max_len = 50;  // longest prefix a sample keeps (RecBole MAX_ITEM_LIST_LENGTH)
+  // Train on the first fraction of the training stream only: the training interactions (each
+  // user's items before the validation item) in global (time, input order); graph pairs and
+  // training samples of later interactions are dropped, validation and test are unchanged
+  // (prefixes stay whole). The offline half of the continual-quality experiment. (0, 1].
+  double train_fraction = 1.0;
 };
 
 struct LeaveOneOutData {
   int64_t num_users = 1;  // rows of the user table, padding row 0 included
   int64_t num_items = 1;  // rows of the item table, padding row 0 included
   int32_t max_len = 50;
+  double train_fraction = 1.0;  // SplitOptions::train_fraction it was built with
   std::vector<std::vector<int32_t>> sequences;  // [num_users], each user's items in time order
   std::vector<GraphPair> train_pairs;           // the graph's edges, also the graph batches
   std::vector<SequenceSample> train_samples;
