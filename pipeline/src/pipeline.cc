@@ -121,6 +121,15 @@ struct Metrics {
         recall20(preq_family.Add({{"metric", "recall"}, {"k", "20"}})),
         ndcg10(preq_family.Add({{"metric", "ndcg"}, {"k", "10"}})),
         ndcg20(preq_family.Add({{"metric", "ndcg"}, {"k", "20"}})),
+        pop_family(prometheus::BuildGauge()
+                       .Name("gsau_learner_online_popularity_metric")
+                       .Help("The prequential figures of a most-popular ranking on the same clicks, the baseline "
+                             "(metric=recall|ndcg, k=10|20)")
+                       .Register(r)),
+        pop_recall10(pop_family.Add({{"metric", "recall"}, {"k", "10"}})),
+        pop_recall20(pop_family.Add({{"metric", "recall"}, {"k", "20"}})),
+        pop_ndcg10(pop_family.Add({{"metric", "ndcg"}, {"k", "10"}})),
+        pop_ndcg20(pop_family.Add({{"metric", "ndcg"}, {"k", "20"}})),
         checkpoints(prometheus::BuildCounter()
                         .Name("gsau_learner_checkpoints_total")
                         .Help("Checkpoints written")
@@ -148,28 +157,30 @@ struct Metrics {
   prometheus::Counter& preq_count;
   prometheus::Family<prometheus::Gauge>& preq_family;
   prometheus::Gauge &recall10, &recall20, &ndcg10, &ndcg20;
+  prometheus::Family<prometheus::Gauge>& pop_family;
+  prometheus::Gauge &pop_recall10, &pop_recall20, &pop_ndcg10, &pop_ndcg20;
   prometheus::Counter& checkpoints;
   prometheus::Histogram& checkpoint_seconds;
   prometheus::Counter& learner_errors;
   prometheus::Counter& publish_errors;
 };
 
-std::vector<fs::path> ListCheckpoints(const std::string& dir) {
-  std::vector<fs::path> out;
+}  // namespace
+
+std::vector<std::string> ListCheckpoints(const std::string& dir) {
+  std::vector<std::string> out;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     if (e.is_directory() && name.rfind("ckpt-", 0) == 0 && name.find(".tmp") == std::string::npos &&
         fs::exists(e.path() / "model.pt")) {
-      out.push_back(e.path());
+      out.push_back(e.path().string());
     }
   }
   std::sort(out.begin(), out.end());  // zero-padded sequence numbers: oldest first
   return out;
 }
-
-}  // namespace
 
 struct Pipeline::Impl {
   PipelineOptions opt;
@@ -198,6 +209,9 @@ struct Pipeline::Impl {
   mutable std::mutex status_mu;
   PipelineStatus st;
   learner::PrequentialStats preq_total, preq_window;
+  // The baseline: a most-popular ranking (clicks so far, ties by id) of the same clicks.
+  learner::PrequentialStats pop_total, pop_window;
+  std::vector<int64_t> item_clicks;  // by internal item id, as the learner has seen them
   std::ofstream preq_csv;
 
   Impl(const PipelineOptions& o, const Clock& c) : opt(o), clock(&c), queue(o.queue_capacity) {}
@@ -303,6 +317,11 @@ struct Pipeline::Impl {
       }
       watermark = store->BatchSeq();
     }
+    // The popularity baseline starts from every click the state holds (the learner's view).
+    item_clicks.assign(static_cast<size_t>(store->Counts().items), 0);
+    for (size_t i = 0; i < item_clicks.size(); ++i) {
+      item_clicks[i] = static_cast<int64_t>(store->ItemStats(static_cast<state::ItemId>(i)).clicks);
+    }
     return Status::Ok();
   }
 
@@ -320,6 +339,7 @@ struct Pipeline::Impl {
       targets.push_back(e.item);
     }
     if (prefixes.empty()) return;
+    PopularityRanks(targets);
     // On the learner itself (this thread holds it anyway), not the serving snapshot, whose lock
     // the user publisher needs: a batch of ranks there delayed user records by up to a second.
     auto ranks = learner->ScoreRanks(prefixes, targets);
@@ -332,6 +352,29 @@ struct Pipeline::Impl {
       preq_window.Add(r);
     }
     m->preq_count.Increment(static_cast<double>(ranks->size()));
+  }
+
+  // Ranks of the targets by the clicks before this group of events (the model is evaluated on
+  // the same footing: its state before training on them).
+  void PopularityRanks(std::span<const uint32_t> targets) {
+    // Sorted keys (-clicks, id): a target's rank is the position of its own key.
+    std::vector<std::pair<int64_t, uint32_t>> order(item_clicks.size());
+    for (size_t i = 0; i < item_clicks.size(); ++i) order[i] = {-item_clicks[i], static_cast<uint32_t>(i)};
+    std::sort(order.begin(), order.end());
+    for (const uint32_t t : targets) {
+      const int64_t clicks = t < item_clicks.size() ? item_clicks[t] : 0;
+      const auto pos = std::lower_bound(order.begin(), order.end(), std::pair<int64_t, uint32_t>{-clicks, t});
+      const int64_t rank = pos - order.begin();
+      pop_total.Add(rank);
+      pop_window.Add(rank);
+    }
+  }
+
+  void CountClicks(std::span<const learner::OnlineEvent> events) {
+    for (const auto& e : events) {
+      if (e.item >= item_clicks.size()) item_clicks.resize(e.item + 1, 0);
+      ++item_clicks[e.item];
+    }
   }
 
   void TakeBatch(const ingest::AppliedBatch& b, std::vector<learner::OnlineEvent>* out) {
@@ -412,19 +455,33 @@ struct Pipeline::Impl {
     m->recall20.Set(w.HitRate20());
     m->ndcg10.Set(w.Ndcg10());
     m->ndcg20.Set(w.Ndcg20());
+    m->pop_recall10.Set(pop_window.HitRate10());
+    m->pop_recall20.Set(pop_window.HitRate20());
+    m->pop_ndcg10.Set(pop_window.Ndcg10());
+    m->pop_ndcg20.Set(pop_window.Ndcg20());
+    {
+      std::lock_guard<std::mutex> s(status_mu);
+      if (w.count > 0) {
+        st.window_recall20 = w.HitRate20();
+        st.window_popular_recall20 = pop_window.HitRate20();
+      }
+    }
     if (preq_csv.is_open() && w.count > 0) {
       preq_csv << clock->NowMs() << ',' << events_seen << ',' << w.count << ',' << w.HitRate10() << ','
                << w.HitRate20() << ',' << w.Ndcg10() << ',' << w.Ndcg20() << ',' << preq_total.count << ','
-               << preq_total.HitRate20() << ',' << preq_total.Ndcg20() << '\n';
+               << preq_total.HitRate20() << ',' << preq_total.Ndcg20() << ',' << pop_window.HitRate20() << ','
+               << pop_window.Ndcg20() << '\n';
       preq_csv.flush();
     }
     preq_window = {};
+    pop_window = {};
   }
 
   Status LearnerLoop(const std::atomic<bool>& stop) {
     auto last_ckpt = SteadyClock::now();
     auto last_items = SteadyClock::now();
     auto last_preq = SteadyClock::now();
+    auto last_slow_log = SteadyClock::now() - std::chrono::minutes(1);
     int64_t events_seen = 0;
     bool can_train = learner->Stats().pending + learner->Stats().replay >= opt.min_step_samples;
     while (!stop) {
@@ -439,6 +496,7 @@ struct Pipeline::Impl {
       m->queued.Set(static_cast<double>(queue.queued_events()));
       if (!events.empty()) {
         Prequential(events);
+        CountClicks(events);
         GSAU_RETURN_IF_ERROR(learner->Observe(events));
         events_seen += static_cast<int64_t>(events.size());
         m->events_observed.Increment(static_cast<double>(events.size()));
@@ -452,6 +510,14 @@ struct Pipeline::Impl {
           m->fresh.Increment(static_cast<double>(r.fresh));
           m->replay.Increment(static_cast<double>(r.replay));
           m->step_seconds.Observe(r.total_s);
+          if (r.total_s >= 1.0 && SecondsSince(last_slow_log) >= 30) {
+            GSAU_LOG_WARN(
+                "pipeline: slow learner step {:.2f} s: batch {:.2f}, cache refresh {:.2f}, graph {:.2f} + backward "
+                "{:.2f}, sequence {:.2f} + backward {:.2f}, optimiser {:.2f}; {} samples, {} propagated edges",
+                r.total_s, r.batch_s, r.refresh_s, r.graph_s, r.graph_backward_s, r.seq_s, r.seq_backward_s,
+                r.optimizer_s, r.fresh + r.replay, r.propagated_edges);
+            last_slow_log = SteadyClock::now();
+          }
           m->loss.Set(r.loss);
           m->graph_align.Set(r.graph_align);
           m->graph_unif.Set(r.graph_unif);
@@ -474,6 +540,7 @@ struct Pipeline::Impl {
         st.prequential_count = preq_total.count;
         st.recall20 = preq_total.HitRate20();
         st.ndcg20 = preq_total.Ndcg20();
+        st.popular_recall20 = pop_total.HitRate20();
         st.queued = queue.queued_events();
       }
       if (SecondsSince(last_items) * 1000 >= opt.item_interval_ms) {
@@ -601,7 +668,8 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
     if (!impl->preq_csv) return Status::InvalidArgument("prequential csv: cannot open " + options.prequential_csv);
     if (fresh) {
       impl->preq_csv << "time_ms,events,window_count,window_recall@10,window_recall@20,window_ndcg@10,"
-                        "window_ndcg@20,total_count,total_recall@20,total_ndcg@20\n";
+                        "window_ndcg@20,total_count,total_recall@20,total_ndcg@20,window_popular_recall@20,"
+                        "window_popular_ndcg@20\n";
       impl->preq_csv.flush();
     }
   }

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gsau/common/clock.h"
 #include "gsau/common/status.h"
@@ -73,9 +74,15 @@ struct PipelineStatus {
   int64_t model_version = 0;
   int64_t prequential_count = 0;
   double recall20 = 0, ndcg20 = 0;  // cumulative prequential figures
+  double popular_recall20 = 0;      // the same clicks ranked by popularity (the baseline)
+  double window_recall20 = 0, window_popular_recall20 = 0;  // over the last prequential window
   int64_t checkpoints = 0;
   size_t queued = 0;
 };
+
+// The complete checkpoints (ckpt-*/model.pt, no .tmp) under `dir`, oldest first; none when
+// `dir` does not exist.
+std::vector<std::string> ListCheckpoints(const std::string& dir);
 
 class Pipeline {
  public:
