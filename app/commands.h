@@ -14,9 +14,10 @@ inline constexpr int kExitNotAvailable = 3;   // not built in this configuration
 
 void AddTrainCommand(CLI::App& root, int* exit_code);     // train_command.cc (needs LibTorch)
 void AddReplayCommand(CLI::App& root, int* exit_code);    // replay_command.cc (pipeline build)
-void AddDemoCommand(CLI::App& root, int* exit_code);      // demo_command.cc (pipeline build)
-void AddIngestCommand(CLI::App& root, int* exit_code);
-void AddRunCommand(CLI::App& root, int* exit_code);       // run_command.cc (pipeline + LibTorch)    // ingest_command.cc (pipeline build)
+void AddIngestCommand(CLI::App& root, int* exit_code);    // ingest_command.cc (pipeline build)
+void AddRunCommand(CLI::App& root, int* exit_code);       // run_command.cc (pipeline + LibTorch)
+void AddDemoCommand(CLI::App& root, int* exit_code);      // demo_command.cc (pipeline + LibTorch)
+void AddInspectCommand(CLI::App& root, int* exit_code);   // inspect_command.cc (pipeline + LibTorch)
 
 // Registers a subcommand that says it is not available and exits kExitNotAvailable.
 void AddUnavailableCommand(CLI::App& root, const std::string& name, const std::string& description,

@@ -1,15 +1,21 @@
-// gsau demo: the zero-setup run. Until the learner and publisher land it runs what exists end to
-// end: an embedded Kafka broker (librdkafka's in-process mock cluster), `replay` of the synthetic
-// stream (or --data) into it, and ingest (consumer group -> state store, exactly once) into a
-// temporary state, with a status line and /metrics served.
+// gsau demo: the zero-setup run of the whole loop on one machine. An embedded Kafka broker
+// (librdkafka's in-process mock cluster, unless kafka.bootstrap_servers names a real one), a
+// click stream played into it at a steady rate (the synthetic stream, or --data FILE), with a
+// malformed record now and then for the dead-letter path, and the pipeline of `gsau run`
+// (ingest -> state, continual learner, embedding publisher) on it. A status line shows it
+// move; /metrics is served; it stops on Ctrl-C, after --duration, or when the stream has been
+// taken in. Its state and checkpoints stay in --dir for `gsau inspect`.
+//
+// The mock cluster rather than the local broker script: it needs no Java and starts in
+// milliseconds, and the demo's point is the loop, not the broker (the tests use the real one).
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
-#include <librdkafka/rdkafkacpp.h>
 
 #include <unistd.h>
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -20,13 +26,15 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
-#include "gsau/ingest/ingestor.h"
-#include "gsau/state/state_store.h"
 #include "gsau/metrics/metrics.h"
+#include "gsau/pipeline/pipeline.h"
 #include "gsau/replay/replay.h"
+#include "pipeline_config.h"
 
 namespace gsau::app {
 namespace {
+
+namespace fs = std::filesystem;
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
@@ -34,8 +42,19 @@ void OnSignal(int) { g_stop = true; }
 struct DemoFlags {
   ConfigFlags config;
   std::string data;
-  int64_t events = 20000;
-  double duration_s = 120;
+  std::string dir = "gsau-demo";
+  int64_t events = 120000;
+  // The synthetic stream's shape: about six clicks per user over 20,000 users and 5,000
+  // items by default, as in public e-commerce datasets (Amazon Beauty: 9 per user).
+  replay::SyntheticOptions synthetic = [] {
+    replay::SyntheticOptions o;
+    o.users = 20000;
+    o.items = 5000;
+    return o;
+  }();
+  double rate = 1000;
+  double duration_s = 0;
+  double status_interval_s = 2;
 };
 
 // An in-process Kafka cluster; owns the client handle that hosts it.
@@ -67,6 +86,29 @@ class EmbeddedBroker {
   rd_kafka_mock_cluster_t* cluster_;
 };
 
+// The stream to play: event times are set to the replay's schedule from now on, so that the
+// freshness figures (event time to publish time) mean what they would on a live stream.
+Result<std::vector<data::Interaction>> DemoStream(const DemoFlags& f) {
+  std::vector<data::Interaction> events;
+  if (!f.data.empty()) {
+    GSAU_ASSIGN_OR_RETURN(events, data::ReadInteractions(f.data));
+    data::SortByTime(events);
+    if (f.events > 0 && static_cast<int64_t>(events.size()) > f.events) events.resize(static_cast<size_t>(f.events));
+  } else {
+    replay::SyntheticOptions so = f.synthetic;
+    so.events = f.events;
+    events = replay::SyntheticStream(so);
+  }
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  for (size_t k = 0; k < events.size(); ++k) {
+    events[k].ts_ms = now_ms + static_cast<int64_t>(1000.0 * static_cast<double>(k) / f.rate);
+    events[k].has_time = true;
+  }
+  return events;
+}
+
 int RunDemo(const DemoFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;
   auto cfg = LoadConfig("demo", f.config);
@@ -76,109 +118,133 @@ int RunDemo(const DemoFlags& f) {
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
 
-  std::cout << "gsau demo: the continual learner and publisher have not landed yet (issue 6); this demo runs\n"
-               "what exists end to end: replay -> Kafka -> ingest -> RocksDB state, /metrics served.\n";
-  kafka::KafkaOptions kafka = config::ToKafkaOptions(*cfg);
+  // A fresh directory each run: the embedded broker starts empty, so offsets stored by an
+  // earlier run would point past its end.
+  std::error_code ec;
+  fs::remove_all(f.dir, ec);
+  fs::create_directories(f.dir, ec);
+  if (ec) {
+    std::cerr << "gsau demo: cannot create " << f.dir << ": " << ec.message() << "\n";
+    return kExitFailure;
+  }
+  config::Config c = *cfg;
+  c.state.path = (fs::path(f.dir) / "state").string();
+  c.learner.checkpoint_dir = (fs::path(f.dir) / "checkpoints").string();
+  c.learner.prequential_csv = (fs::path(f.dir) / "prequential.csv").string();
+  c.ingest.group_id += "-demo";
+
   std::unique_ptr<EmbeddedBroker> embedded;
-  if (kafka.bootstrap_servers.empty()) {
-    auto b = EmbeddedBroker::Start(cfg->topics.partitions, {cfg->topics.clicks});
+  if (c.kafka.bootstrap_servers.empty()) {
+    auto b = EmbeddedBroker::Start(c.topics.partitions, {c.topics.clicks, c.topics.dead_letter,
+                                                          c.topics.user_embeddings, c.topics.item_embeddings});
     if (!b.ok()) {
       std::cerr << "gsau demo: " << b.status().ToString() << "\n";
       return kExitFailure;
     }
     embedded = std::move(b).value();
-    kafka.bootstrap_servers = embedded->bootstrap();
-    std::cout << "embedded broker (librdkafka mock cluster) at " << kafka.bootstrap_servers << "\n";
+    c.kafka.bootstrap_servers = embedded->bootstrap();
+    c.ingest.session_timeout_ms = 6000;  // the mock cluster rejoins slowly with the default
+    std::cout << "embedded broker (librdkafka mock cluster) at " << c.kafka.bootstrap_servers << "\n";
   }
 
   metrics::Metrics metrics;
-  auto& replayed = prometheus::BuildCounter()
-                       .Name("gsau_replay_events_total")
-                       .Help("Click events produced by replay")
-                       .Register(metrics.registry())
-                       .Add({});
-  if (Status s = metrics.Serve(config::ToMetricsOptions(*cfg)); !s.ok()) {
+  if (Status s = metrics.Serve(config::ToMetricsOptions(c)); !s.ok()) {
     GSAU_LOG_WARN("demo: {} (continuing without /metrics)", s.ToString());
   } else if (metrics.port() != 0) {
     std::cout << "metrics at http://127.0.0.1:" << metrics.port() << "/metrics\n";
   }
 
-  std::vector<data::Interaction> events;
-  if (!f.data.empty()) {
-    auto read = data::ReadInteractions(f.data);
-    if (!read.ok()) {
-      std::cerr << "gsau demo: " << read.status().message() << "\n";
-      return kExitFailure;
-    }
-    events = std::move(read).value();
-    data::SortByTime(events);
-    if (f.events > 0 && static_cast<int64_t>(events.size()) > f.events) events.resize(static_cast<size_t>(f.events));
-  } else {
-    replay::SyntheticOptions so;
-    so.events = f.events;
-    events = replay::SyntheticStream(so);
-  }
-  replay::ReplayOptions ro;
-  ro.topic = cfg->topics.clicks;
-  auto stats = replay::Replay(events, kafka, ro, &g_stop);
-  if (!stats.ok()) {
-    std::cerr << "gsau demo: " << stats.status().ToString() << "\n";
+  auto events = DemoStream(f);
+  if (!events.ok()) {
+    std::cerr << "gsau demo: " << events.status().message() << "\n";
     return kExitFailure;
   }
-  replayed.Increment(static_cast<double>(stats->events));
-  std::cout << "replayed " << stats->events << " events (" << static_cast<int64_t>(stats->events_per_s())
-            << " events/s)\n";
+  pipeline::PipelineOptions po = ToPipelineOptions(c);
+  po.prequential_interval_s = 5;  // the status line's online figures: a short window
+  auto p = pipeline::Pipeline::Create(po, &metrics.registry());
+  if (!p.ok()) {
+    std::cerr << "gsau demo: " << p.status().ToString() << "\n";
+    return kExitFailure;
+  }
+  std::cout << "playing " << events->size() << (f.data.empty() ? " synthetic" : "") << " clicks at " << f.rate
+            << "/s into " << c.topics.clicks << " (state, checkpoints and prequential.csv in " << f.dir
+            << "); Ctrl-C stops\n"
+            << std::flush;
 
-  // Ingest into a fresh state store: the real consumer group, decoder and exactly-once apply.
-  const std::filesystem::path state_dir =
-      std::filesystem::temp_directory_path() / ("gsau-demo-state-" + std::to_string(getpid()));
-  config::Config demo_cfg = *cfg;
-  demo_cfg.state.path = state_dir.string();
-  auto store = state::StateStore::Open(config::ToStateOptions(demo_cfg));
-  if (!store.ok()) {
-    std::cerr << "gsau demo: " << store.status().ToString() << "\n";
-    return kExitFailure;
-  }
-  ingest::IngestOptions io = config::ToIngestOptions(demo_cfg);
-  io.kafka = kafka;
-  io.group_id = cfg->ingest.group_id + "-demo";
-  io.session_timeout_ms = 6000;  // the mock cluster rejoins slowly with the default
-  ingest::Ingestor ingestor(io, store->get(), nullptr, &metrics.registry());
-  std::atomic<bool> stop_ingest{false};
-  Status ingest_status;
-  std::thread ingest_thread([&] { ingest_status = ingestor.Run(stop_ingest); });
-  auto last_print = elapsed();
-  int64_t last_consumed = 0;
-  while (ingestor.counters().consumed < stats->events && !g_stop && elapsed() < f.duration_s) {
+  std::atomic<bool> stop_pipeline{false}, stop_replay{false}, replay_done{false};
+  Status run_status;
+  std::thread runner([&] { run_status = (*p)->Run(stop_pipeline); });
+  replay::ReplayOptions ro;
+  ro.topic = c.topics.clicks;
+  ro.rate = f.rate;
+  ro.progress = false;
+  ro.malformed_every = 1000;
+  Result<replay::ReplayStats> replayed = Status::Aborted("replay did not run");
+  std::thread player([&] {
+    replayed = replay::Replay(*events, config::ToKafkaOptions(c), ro, &stop_replay);
+    replay_done = true;
+  });
+
+  const bool tty = isatty(STDOUT_FILENO) != 0;
+  auto prev = (*p)->status();
+  double last_print = elapsed();
+  double drained_at = -1;
+  while (!g_stop && (f.duration_s <= 0 || elapsed() < f.duration_s)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (elapsed() - last_print >= 2) {
-      const auto c = ingestor.counters();
-      const auto counts = (*store)->Counts();
-      std::cout << "ingest: " << c.consumed << "/" << stats->events << " events, "
-                << static_cast<int64_t>(static_cast<double>(c.consumed - last_consumed) / (elapsed() - last_print))
-                << " events/s, dead-lettered " << c.dead_lettered << "; state: " << counts.users << " users, "
-                << counts.items << " items, " << counts.edges << " edges\n"
-                << std::flush;
-      last_print = elapsed();
-      last_consumed = c.consumed;
+    const auto s = (*p)->status();
+    if (replay_done) {
+      if (!replayed.ok()) break;
+      // Everything played was taken in and the learner's queue is empty: a few seconds more
+      // for the last steps and records, then stop.
+      if (s.consumed >= static_cast<uint64_t>(replayed->events) && s.queued == 0) {
+        if (drained_at < 0) drained_at = elapsed();
+        if (elapsed() - drained_at >= 3) break;
+      }
     }
+    const double dt = elapsed() - last_print;
+    if (dt < f.status_interval_s) continue;
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "[%4.0fs] %5.0f events/s  applied %llu  dead-lettered %llu  step %.3f s  online recall@20 "
+                  "%.3f (most-popular %.3f)  published %lld users %lld items  model_version %lld",
+                  elapsed(), static_cast<double>(s.consumed - prev.consumed) / dt,
+                  static_cast<unsigned long long>(s.applied), static_cast<unsigned long long>(s.dead_lettered),
+                  s.last_step_s, s.window_recall20, s.window_popular_recall20,
+                  static_cast<long long>(s.users_published), static_cast<long long>(s.items_published),
+                  static_cast<long long>(s.model_version));
+    if (tty) {
+      std::cout << "\r\033[K" << line << std::flush;
+    } else {
+      std::cout << line << "\n" << std::flush;
+    }
+    prev = s;
+    last_print = elapsed();
   }
-  stop_ingest = true;
-  ingest_thread.join();
-  const auto c = ingestor.counters();
-  const auto counts = (*store)->Counts();
-  std::cout << "demo: ingested " << c.applied << " of " << stats->events << " replayed events exactly once in "
-            << elapsed() << " s (dead-lettered " << c.dead_lettered << "); state: " << counts.users << " users, "
-            << counts.items << " items, " << counts.edges << " edges, " << counts.batch_seq << " batches\n";
-  store->reset();
-  std::error_code ec;
-  std::filesystem::remove_all(state_dir, ec);
-  if (!ingest_status.ok()) {
-    std::cerr << "gsau demo: ingest: " << ingest_status.ToString() << "\n";
+  if (tty) std::cout << "\n";
+  stop_replay = true;
+  player.join();
+  stop_pipeline = true;
+  runner.join();
+
+  const auto s = (*p)->status();
+  p->reset();  // closes the state and flushes the publisher before the broker goes
+  std::printf(
+      "demo: %llu events applied, %llu dead-lettered, in %.1f s; %lld learner steps; %lld users and %lld items "
+      "published\n"
+      "demo: online recall@20 %.4f vs most-popular %.4f over %lld clicks ranked before training on them; "
+      "ndcg@20 %.4f\n"
+      "demo: state and checkpoints in %s (gsau inspect --dir %s)\n",
+      static_cast<unsigned long long>(s.applied), static_cast<unsigned long long>(s.dead_lettered), elapsed(),
+      static_cast<long long>(s.steps), static_cast<long long>(s.users_published),
+      static_cast<long long>(s.items_published), s.recall20, s.popular_recall20,
+      static_cast<long long>(s.prequential_count), s.ndcg20, f.dir.c_str(), f.dir.c_str());
+  std::fflush(stdout);
+  if (!run_status.ok()) {
+    std::cerr << "gsau demo: " << run_status.ToString() << "\n";
     return kExitFailure;
   }
-  if (c.consumed != stats->events && !g_stop) {
-    std::cerr << "gsau demo: not every event was ingested within --duration\n";
+  if (!replayed.ok() && !g_stop && replayed.status().code() != StatusCode::kAborted) {
+    std::cerr << "gsau demo: replay: " << replayed.status().ToString() << "\n";
     return kExitFailure;
   }
   return kExitOk;
@@ -188,10 +254,21 @@ int RunDemo(const DemoFlags& f) {
 
 void AddDemoCommand(CLI::App& root, int* exit_code) {
   auto flags = std::make_shared<DemoFlags>();
-  auto* cmd = root.add_subcommand("demo", "Zero-setup demo: embedded broker, synthetic stream, the whole loop");
-  cmd->add_option("--data", flags->data, "Replay this interactions file instead of the synthetic stream");
-  cmd->add_option("--events", flags->events, "Events to replay (default 20000)")->check(CLI::PositiveNumber);
-  cmd->add_option("--duration", flags->duration_s, "Stop after this many seconds (default 120)")
+  auto* cmd = root.add_subcommand("demo", "Zero-setup demo: embedded broker, a click stream, the whole loop");
+  cmd->add_option("--data", flags->data, "Play this interactions file (in time order) instead of the synthetic stream");
+  cmd->add_option("--events", flags->events, "Clicks to play (default 120000)")->check(CLI::PositiveNumber);
+  cmd->add_option("--users", flags->synthetic.users, "Users of the synthetic stream")->capture_default_str();
+  cmd->add_option("--items", flags->synthetic.items, "Items of the synthetic stream")->capture_default_str();
+  cmd->add_option("--zipf", flags->synthetic.zipf_exponent, "Item popularity exponent of the synthetic stream")
+      ->capture_default_str();
+  cmd->add_option("--habit", flags->synthetic.habit_probability,
+                  "Chance that a synthetic click follows the user's item-to-item habit")
+      ->capture_default_str();
+  cmd->add_option("--rate", flags->rate, "Clicks per second (default 1000)")->check(CLI::PositiveNumber);
+  cmd->add_option("--dir", flags->dir, "Directory for the state, checkpoints and CSV; replaced (default gsau-demo)");
+  cmd->add_option("--duration", flags->duration_s, "Stop after this many seconds (default: when the stream is in)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines (default 2)")
       ->check(CLI::PositiveNumber);
   AddConfigFlags(cmd, &flags->config);
   cmd->callback([flags, exit_code] { *exit_code = RunDemo(*flags); });

@@ -29,15 +29,16 @@ int main(int argc, char** argv) {
 #if defined(GSAU_HAVE_PIPELINE)
 #if defined(GSAU_HAVE_RUN)
   AddRunCommand(root, &exit_code);
-#else
-  AddUnavailableCommand(root, "run", "Run the pipeline: ingest, learn, publish",
-                        "this build has no LibTorch, which the learner needs", &exit_code);
-#endif
   AddDemoCommand(root, &exit_code);
+  AddInspectCommand(root, &exit_code);
+#else
+  for (const char* name : {"run", "demo", "inspect"}) {
+    AddUnavailableCommand(root, name, std::string("gsau ") + name,
+                          "this build has no LibTorch, which the learner needs", &exit_code);
+  }
+#endif
   AddReplayCommand(root, &exit_code);
   AddIngestCommand(root, &exit_code);
-  AddUnavailableCommand(root, "inspect", "Show state statistics, a user's session and top-K items",
-                        "the operations issue (7) has not landed", &exit_code);
 #else
   for (const char* name : {"run", "demo", "replay", "inspect"}) {
     AddUnavailableCommand(root, name, std::string("gsau ") + name,

@@ -11,6 +11,7 @@
 #include "gsau/config/config.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/pipeline/pipeline.h"
+#include "pipeline_config.h"
 
 namespace gsau::app {
 namespace {
@@ -27,36 +28,6 @@ struct RunFlags {
   double duration_s = 0;
   double status_interval_s = 10;
 };
-
-// The learner's options from the configuration. (Here rather than in config/, which stays
-// free of LibTorch so that the pipeline's other stages build without it.)
-learner::OnlineOptions ToOnlineOptions(const config::Config& c) {
-  learner::OnlineOptions o;
-  o.dim = c.learner.embedding_dim;
-  o.batch_size = c.learner.batch_size;
-  o.lr = c.learner.learning_rate;
-  o.gamma = c.learner.gamma;
-  o.fresh_fraction = 1.0 - c.learner.replay_ratio;
-  o.device = c.learner.device;
-  o.threads = c.learner.threads;
-  return o;
-}
-
-pipeline::PipelineOptions ToPipelineOptions(const config::Config& c) {
-  pipeline::PipelineOptions o;
-  o.ingest = config::ToIngestOptions(c);
-  o.state = config::ToStateOptions(c);
-  o.learner = ToOnlineOptions(c);
-  o.publisher = config::ToPublisherOptions(c);
-  o.queue_capacity = static_cast<size_t>(c.ingest.queue_capacity);
-  o.checkpoint_dir = c.learner.checkpoint_dir;
-  o.checkpoint_interval_s = c.learner.checkpoint_interval_s;
-  o.checkpoint_keep = c.learner.checkpoint_keep;
-  o.user_flush_ms = c.publisher.interval_ms;
-  o.item_interval_ms = c.publisher.item_interval_ms;
-  o.prequential_csv = c.learner.prequential_csv;
-  return o;
-}
 
 int RunPipeline(const RunFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;

@@ -1,6 +1,11 @@
 // The gsau executable as a user meets it: --help everywhere, broken configurations stop
-// start-up naming the field, commands that have not landed say so.
+// start-up naming the field, the demo runs the whole loop and inspect shows what it left.
+#include <filesystem>
+#include <regex>
+
 #include <gtest/gtest.h>
+
+#include "gsau/replay/replay.h"
 
 #include "kafka_broker.h"
 #include "temp_dir.h"
@@ -48,10 +53,18 @@ TEST(AppTest, HelpConfigListsEveryFieldWithUnitsAndDefaults) {
       << out;
 }
 
-TEST(AppTest, CommandsNotLandedSaySoAndFail) {
+TEST(AppTest, InspectWithoutAStoreFailsSayingSo) {
+  // A build without LibTorch has no inspect (3); otherwise a missing store is an error (1).
+  gsau::testing::TempDir dir;
   std::string out;
-  EXPECT_EQ(RunCommand(Gsau() + " inspect 2>&1", &out), 3) << out;
-  EXPECT_NE(out.find("not available"), std::string::npos) << out;
+  const int rc = RunCommand(Gsau() + " inspect --dir " + dir.File("none") + " 2>&1", &out);
+  if (rc == 3) {
+    EXPECT_NE(out.find("not available"), std::string::npos) << out;
+  } else {
+    EXPECT_EQ(rc, 1) << out;
+    EXPECT_NE(out.find("no store at " + dir.File("none") + "/state"), std::string::npos) << out;
+    EXPECT_FALSE(std::filesystem::exists(dir.File("none"))) << "inspect must not create anything";
+  }
 }
 
 TEST(AppTest, RunWithoutBrokerIsAUsageErrorOrNotAvailable) {
@@ -72,12 +85,46 @@ TEST(AppTest, ReplayWithoutBrokerIsAUsageError) {
   EXPECT_NE(out.find("no Kafka broker"), std::string::npos) << out;
 }
 
-TEST(AppTest, DemoRunsEndToEndOnTheEmbeddedBroker) {
+TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
+  gsau::testing::TempDir dir;
   std::string out;
-  ASSERT_EQ(RunCommand(Gsau() + " demo --events 2000 --duration 60 --set metrics.listen_address=127.0.0.1:0 2>&1", &out),
+  const std::string demo = Gsau() + " demo --events 3000 --rate 1500 --users 2000 --items 1000 --dir " + dir.File("demo") +
+                           " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1";
+  const int rc = RunCommand(demo, &out);
+  if (rc == 3) GTEST_SKIP() << "this build has no learner: " << out;
+  ASSERT_EQ(rc, 0) << out;
+  // Every click applied exactly once, the three malformed records (one per 1,000) dead-lettered,
+  // the learner stepped and ranked clicks, embeddings went out.
+  EXPECT_NE(out.find("demo: 3000 events applied, 3 dead-lettered"), std::string::npos) << out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex(R"((\d+) learner steps; (\d+) users and (\d+) items published)")))
+      << out;
+  EXPECT_GT(std::stoll(m[1]), 0) << out;
+  EXPECT_GT(std::stoll(m[2]), 0) << out;
+  EXPECT_GT(std::stoll(m[3]), 0) << out;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(over (\d+) clicks ranked before training)"))) << out;
+  EXPECT_GT(std::stoll(m[1]), 100) << out;
+  EXPECT_NE(out.find("events/s"), std::string::npos) << "a status line: " << out;
+
+  // inspect on what the demo left: statistics, a user's session and top-K, an item's neighbours.
+  replay::SyntheticOptions so;
+  so.events = 3000;
+  const auto stream = replay::SyntheticStream(so);
+  const std::string user = stream.front().user_id, item = stream.front().item_id;
+  ASSERT_EQ(RunCommand(Gsau() + " inspect --dir " + dir.File("demo") + " --user " + user + " --item " + item +
+                           " -k 5 2>&1",
+                       &out),
             0)
       << out;
-  EXPECT_NE(out.find("demo: ingested 2000 of 2000 replayed events exactly once"), std::string::npos) << out;
+  EXPECT_NE(out.find("users, "), std::string::npos) << out;
+  EXPECT_NE(out.find("model " + dir.File("demo") + "/checkpoints/ckpt-"), std::string::npos) << out;
+  EXPECT_NE(out.find("user " + user + " (id "), std::string::npos) << out;
+  EXPECT_NE(out.find("top-5 items for the next click"), std::string::npos) << out;
+  EXPECT_NE(out.find("   5. "), std::string::npos) << "five items listed: " << out;
+  EXPECT_NE(out.find("item " + item + " (id "), std::string::npos) << out;
+  EXPECT_NE(out.find("nearest items"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(Gsau() + " inspect --dir " + dir.File("demo") + " --user nobody-here 2>&1", &out), 1) << out;
+  EXPECT_NE(out.find("no user 'nobody-here'"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -66,7 +66,7 @@ struct StateSection {
 
 struct LearnerSection {
   std::string device = "auto";  // auto | cpu | cuda
-  int threads = 0;              // 0 = every core
+  int threads = 0;              // 0 = every core but one (ingest, publisher), at least 1
   int embedding_dim = 64;
   int batch_size = 512;
   double learning_rate = 1e-3;

@@ -1,0 +1,39 @@
+#include "pipeline_config.h"
+
+#include <algorithm>
+#include <thread>
+
+namespace gsau::app {
+
+learner::OnlineOptions ToOnlineOptions(const config::Config& c) {
+  learner::OnlineOptions o;
+  o.dim = c.learner.embedding_dim;
+  o.batch_size = c.learner.batch_size;
+  o.lr = c.learner.learning_rate;
+  o.gamma = c.learner.gamma;
+  o.fresh_fraction = 1.0 - c.learner.replay_ratio;
+  o.device = c.learner.device;
+  // 0: leave a core to ingest and the publisher. Intra-op threads that share every core with
+  // them stall at each parallel barrier (steps several times slower on a 2-core machine).
+  o.threads = c.learner.threads > 0 ? c.learner.threads
+                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+  return o;
+}
+
+pipeline::PipelineOptions ToPipelineOptions(const config::Config& c) {
+  pipeline::PipelineOptions o;
+  o.ingest = config::ToIngestOptions(c);
+  o.state = config::ToStateOptions(c);
+  o.learner = ToOnlineOptions(c);
+  o.publisher = config::ToPublisherOptions(c);
+  o.queue_capacity = static_cast<size_t>(c.ingest.queue_capacity);
+  o.checkpoint_dir = c.learner.checkpoint_dir;
+  o.checkpoint_interval_s = c.learner.checkpoint_interval_s;
+  o.checkpoint_keep = c.learner.checkpoint_keep;
+  o.user_flush_ms = c.publisher.interval_ms;
+  o.item_interval_ms = c.publisher.item_interval_ms;
+  o.prequential_csv = c.learner.prequential_csv;
+  return o;
+}
+
+}  // namespace gsau::app
