@@ -3,14 +3,16 @@
 # checkpoint, so running this again after a restart continues where the runs stopped.
 #
 # Usage: scripts/train_reproduce.sh RUN...
-#   RUN = <dataset>-<model>, dataset toys | beauty, model gsau-rec | gsau | sasrec | lightgcn
+#   RUN = <dataset>-<model>[-<percent>], dataset toys | beauty, model gsau-rec | gsau | sasrec |
+#   lightgcn; -<percent> (two digits) trains on that first part of the training stream only
+#   (--train-fraction: run (b) of the continual-quality experiment, e.g. beauty-gsau-rec-80)
 #   e.g. scripts/train_reproduce.sh toys-gsau-rec beauty-gsau-rec
 # Environment:
 #   THREADS  torch threads per run (default 1: two 1-thread runs beat one 2-thread run on a
 #            shared 2-core machine, where OpenMP threads stall while other jobs run)
 #   RUNS     output root (default runs/, git-ignored): RUNS/<run>/{log.txt,pid,metrics.csv,
 #            checkpoint.pt,best.pt,report.json,curves.png}
-#   GSAU     the gsau binary; default: a copy of build-learner/gsau under RUNS/bin, so that
+#   GSAU     the gsau binary; default: a copy of $BUILD/gsau (BUILD default build) under RUNS/bin, so that
 #            rebuilding does not touch a running binary
 #   FOREGROUND=1 runs one after the other in the foreground instead of nohup in the background
 #   NICE     niceness of the runs (default 10), so builds and tests on the same cores come first
@@ -29,11 +31,16 @@ fi
 if [[ -z "${GSAU:-}" ]]; then
   mkdir -p "$RUNS/bin"
   GSAU="$RUNS/bin/gsau-$(git rev-parse --short HEAD 2>/dev/null || echo local)-$(date +%Y%m%d%H%M%S)"
-  cp build-learner/gsau "$GSAU"
+  cp "${BUILD:-build}/gsau" "$GSAU"
 fi
 for run in "$@"; do
   dataset=${run%%-*}
   model=${run#*-}
+  fraction=()
+  if [[ $model =~ ^(.*)-([0-9][0-9])$ ]]; then
+    model=${BASH_REMATCH[1]}
+    fraction=(--train-fraction "0.${BASH_REMATCH[2]}")
+  fi
   case $dataset in
     toys) data=(--data "$DATA/amazon-toys/Toys_and_Games.txt") ;;
     beauty) data=(--data "$DATA/amazon-beauty/Beauty_item_org_rank.txt"
@@ -43,7 +50,7 @@ for run in "$@"; do
   out="$RUNS/$run"
   mkdir -p "$out"
   cmd=(nice -n "$NICE" "$GSAU" train "${data[@]}" --model "$model" --gamma 0.1 --epochs 300 --patience 10
-       --seed 2020 --threads "$THREADS" --out "$out" --resume --plot)
+       --seed 2020 --threads "$THREADS" "${fraction[@]}" --out "$out" --resume --plot)
   echo "${cmd[*]}" | tee "$out/command.txt"
   if [[ "${FOREGROUND:-0}" == 1 ]]; then
     "${cmd[@]}" >> "$out/log.txt" 2>&1

@@ -79,10 +79,12 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
   }
   std::vector<int32_t> kept = n_train;
   if (options.train_fraction < 1.0) {
-    // The first fraction of the training stream in global (time, input order). A user's
+    // The first fraction of the training stream in global (time, input order, user) order
+    // (the user breaks ties of per-user-line inputs, whose order is a position). A user's
     // training items are in that order too, so what is kept of each user is a prefix.
     std::sort(train_events.begin(), train_events.end(), [](const TrainEvent& a, const TrainEvent& b) {
-      return a.ts != b.ts ? a.ts < b.ts : a.order < b.order;
+      if (a.ts != b.ts) return a.ts < b.ts;
+      return a.order != b.order ? a.order < b.order : a.user < b.user;
     });
     const auto keep = static_cast<size_t>(options.train_fraction * static_cast<double>(train_events.size()));
     std::fill(kept.begin(), kept.end(), 0);
