@@ -6,8 +6,7 @@
 # reads the user-embedding topic and matches each click to the first record of its user whose
 # event_time_ms covers it. Last line: BENCH freshness p50_ms=<n> p99_ms=<n> events_per_s=<n>
 # Environment: RATE (default 2000), DURATION (s, default 60), FORMAT json|binary (default json),
-#   RUN_ARGS extra `gsau run` flags (default "--set learner.threads=1": on a 2-core machine that
-#   also hosts the broker, the learner's second OpenMP thread only takes CPU from the user path).
+#   RUN_ARGS extra `gsau run` flags (default none: the configuration's defaults are measured).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -24,15 +23,14 @@ run_pid=""
 cleanup() {
   [ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null && wait "$run_pid" 2>/dev/null || true
   "$root/scripts/kafka_broker.sh" stop --dir "$dir/broker" >/dev/null 2>&1 || true
-  rm -rf "$dir"
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $dir" >&2; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
 bootstrap=$("$root/scripts/kafka_broker.sh" start --dir "$dir/broker" --max-lifetime 1800)
 echo "broker at $bootstrap; gsau run log: $dir/run.log"
 "$build/gsau" run --bootstrap "$bootstrap" --state "$dir/state" --checkpoints "$dir/checkpoints" \
   --status-interval 10 --set learner.prequential_csv= --set publisher.format="$format" \
-  --set ingest.batch_max_wait_ms=10 --set publisher.interval_ms=20 --set metrics.listen_address= \
-  ${RUN_ARGS---set learner.threads=1} > "$dir/run.log" 2>&1 &
+  --set metrics.listen_address= ${RUN_ARGS:-} > "$dir/run.log" 2>&1 &
 run_pid=$!
 "$venv/bin/python" "$root/bench/pipeline/bench_freshness.py" "$bootstrap" "$rate" "$seconds"
 grep -E "run: [0-9]+ events/s" "$dir/run.log" | tail -2 >&2 || true

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import KafkaException, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -39,7 +39,14 @@ def main():
     parts = list(md.topics["gsau.user-embeddings"].partitions)
     assigned = []
     for p in parts:
-        lo, hi = consumer.get_watermark_offsets(TopicPartition("gsau.user-embeddings", p), timeout=10)
+        while True:  # a topic just created may have no leader yet
+            try:
+                lo, hi = consumer.get_watermark_offsets(TopicPartition("gsau.user-embeddings", p), timeout=10)
+                break
+            except KafkaException:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
         assigned.append(TopicPartition("gsau.user-embeddings", p, hi))
     consumer.assign(assigned)
 

@@ -212,6 +212,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
     // A graceful stop keeps what was consumed: apply it, then leave the group (close() runs
     // the revoke callback, which finds nothing pending).
     if (result.ok()) ApplyPending().IgnoreError();
+    CommitToKafka();
     consumer_->close();
     GSAU_LOG_INFO("ingest: stopped after {} records: {} applied, {} dead-lettered, {} skipped", counters_.consumed,
                   counters_.applied, counters_.dead_lettered, counters_.skipped);
@@ -267,6 +268,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
       // Revoked or lost: what was consumed from them is applied now, while this process still
       // may (the events are in this process's state either way, so nothing is lost or doubled).
       ApplyPending().IgnoreError();
+      CommitToKafka();
       for (auto* tp : partitions) assigned_.erase({tp->topic(), tp->partition()});
       GSAU_LOG_INFO("ingest: {} {} partitions", consumer->assignment_lost() ? "lost" : "revoked", partitions.size());
       if (cooperative) {
@@ -503,7 +505,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
       b.applied_at_ms = WallMs();
       sink_->Push(std::move(b));
     }
-    CommitToKafka(offsets);
+    for (const auto& o : offsets) to_commit_[o.tp] = o.next_offset;
+    if (Clock::now() - last_commit_ >= std::chrono::milliseconds(options_.commit_interval_ms)) CommitToKafka();
 
     metrics_.consumed.Increment(static_cast<double>(batch_consumed_));
     metrics_.applied.Increment(static_cast<double>(n_applied));
@@ -540,11 +543,17 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
     metrics_.batch_seq.Set(static_cast<double>(c.batch_seq));
   }
 
-  void CommitToKafka(const std::vector<PartitionOffset>& offsets) {
+  // Kafka's committed offsets serve lag tools only (the state's are the truth), so they go out
+  // at most every commit_interval_ms: one commit per micro-batch flooded the group coordinator
+  // when batches are small (hundreds a second), until its requests timed out.
+  void CommitToKafka() {
+    last_commit_ = Clock::now();
+    if (to_commit_.empty()) return;
     std::vector<RdKafka::TopicPartition*> tps;
-    for (const auto& o : offsets) tps.push_back(RdKafka::TopicPartition::create(o.tp.topic, o.tp.partition, o.next_offset));
+    for (const auto& [tp, next] : to_commit_) tps.push_back(RdKafka::TopicPartition::create(tp.topic, tp.partition, next));
     if (consumer_->commitAsync(tps) != RdKafka::ERR_NO_ERROR) metrics_.err_commit.Increment();
     RdKafka::TopicPartition::destroy(tps);
+    to_commit_.clear();
   }
 
   void UpdateLag() {
@@ -585,6 +594,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   // The micro-batch being filled.
   std::vector<ClickEvent> pending_events_;
   std::map<TopicPartition, int64_t> pending_offsets_;
+  std::map<TopicPartition, int64_t> to_commit_;  // applied, not yet committed to Kafka
+  Clock::time_point last_commit_{};
   int64_t pending_records_ = 0;
   int64_t batch_consumed_ = 0, batch_dead_lettered_ = 0, batch_skipped_ = 0;
   int64_t batch_bad_[16] = {};

@@ -10,8 +10,9 @@
 //     never lost), then apply the good events and the partitions' next offsets as ONE state
 //     batch;
 //  3. hand the applied batch to the sink (the learner), then commit the offsets to Kafka
-//     too, for lag tools only: the offsets in the state are the source of truth, and on every
-//     assignment the consumer seeks to them (to the beginning where the state has none).
+//     too (at most every commit_interval_ms, and on revoke and stop), for lag tools only:
+//     the offsets in the state are the source of truth, and on every assignment the
+//     consumer seeks to them (to the beginning where the state has none).
 // A crash anywhere loses nothing and applies nothing twice in the state; a dead-letter record
 // may be written twice (crash between 2's two steps).
 //
@@ -59,6 +60,7 @@ struct IngestOptions {
   int session_timeout_ms = 10000;  // consumer group session timeout, ms: failover speed vs flapping
   std::string group_instance_id;   // static membership (group.instance.id); empty = dynamic
   int dead_letter_partitions = 4;  // partitions of the dead-letter topic when ingest creates it
+  int commit_interval_ms = 1000;   // Kafka's committed offsets (for lag tools) at most this often, ms
   int retry_backoff_max_ms = 5000; // cap of the exponential backoff of our own retries, ms
   int dlq_flush_timeout_ms = 10000;  // one wait for dead-letter acknowledgements, ms
 };
