@@ -18,6 +18,7 @@ void AddIngestCommand(CLI::App& root, int* exit_code);    // ingest_command.cc (
 void AddRunCommand(CLI::App& root, int* exit_code);       // run_command.cc (pipeline + LibTorch)
 void AddDemoCommand(CLI::App& root, int* exit_code);      // demo_command.cc (pipeline + LibTorch)
 void AddInspectCommand(CLI::App& root, int* exit_code);   // inspect_command.cc (pipeline + LibTorch)
+void AddEvaluateCommand(CLI::App& root, int* exit_code);  // evaluate_command.cc (pipeline + LibTorch)
 
 // Registers a subcommand that says it is not available and exits kExitNotAvailable.
 void AddUnavailableCommand(CLI::App& root, const std::string& name, const std::string& description,

@@ -31,8 +31,9 @@ int main(int argc, char** argv) {
   AddRunCommand(root, &exit_code);
   AddDemoCommand(root, &exit_code);
   AddInspectCommand(root, &exit_code);
+  AddEvaluateCommand(root, &exit_code);
 #else
-  for (const char* name : {"run", "demo", "inspect"}) {
+  for (const char* name : {"run", "demo", "inspect", "evaluate"}) {
     AddUnavailableCommand(root, name, std::string("gsau ") + name,
                           "this build has no LibTorch, which the learner needs", &exit_code);
   }
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
   AddReplayCommand(root, &exit_code);
   AddIngestCommand(root, &exit_code);
 #else
-  for (const char* name : {"run", "demo", "replay", "inspect"}) {
+  for (const char* name : {"run", "demo", "replay", "inspect", "evaluate"}) {
     AddUnavailableCommand(root, name, std::string("gsau ") + name,
                           "this is a learner-only build (LibTorch without the pipeline libraries)", &exit_code);
   }

@@ -59,6 +59,10 @@ for run in "$@"; do
     # shell's group reaches the run.
     setsid nohup "${cmd[@]}" >> "$out/log.txt" 2>&1 < /dev/null &
     echo $! > "$out/pid"
+    # setsid puts the run in an autogroup of its own, and the scheduler shares the CPU fairly
+    # between autogroups whatever each process's nice value: without this a run took as much
+    # CPU as a whole build. The autogroup's nice is what makes builds and tests come first.
+    echo "$NICE" > "/proc/$!/autogroup" 2>/dev/null || true
     echo "$run: pid $(cat "$out/pid"), log $out/log.txt"
   fi
 done

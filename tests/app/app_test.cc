@@ -1,6 +1,7 @@
 // The gsau executable as a user meets it: --help everywhere, broken configurations stop
 // start-up naming the field, the demo runs the whole loop and inspect shows what it left.
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include <gtest/gtest.h>
@@ -18,7 +19,7 @@ using gsau::testing::RunCommand;
 std::string Gsau() { return gsau::testing::BinaryDir() + "/gsau"; }
 
 TEST(AppTest, EverySubcommandHasHelp) {
-  for (const char* cmd : {"run", "demo", "train", "replay", "inspect"}) {
+  for (const char* cmd : {"run", "demo", "train", "replay", "inspect", "evaluate"}) {
     std::string out;
     EXPECT_EQ(RunCommand(Gsau() + " " + cmd + " --help 2>&1", &out), 0) << cmd << ": " << out;
     EXPECT_NE(out.find("Usage"), std::string::npos) << cmd << ": " << out;
@@ -125,6 +126,42 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
   EXPECT_NE(out.find("nearest items"), std::string::npos) << out;
   EXPECT_EQ(RunCommand(Gsau() + " inspect --dir " + dir.File("demo") + " --user nobody-here 2>&1", &out), 1) << out;
   EXPECT_NE(out.find("no user 'nobody-here'"), std::string::npos) << out;
+}
+
+TEST(AppTest, EvaluateRanksTheLeaveOneOutSamplesOfAFileWithTheOnlineModel) {
+  // 300 users walking a cycle of 50 items, 8 clicks each, as per-user lines; the demo streams
+  // them (test items included), then evaluate maps the file's ids to the model's by name.
+  gsau::testing::TempDir dir;
+  std::string lines;
+  for (int u = 0; u < 300; ++u) {
+    lines += "user" + std::to_string(u);
+    for (int t = 0; t < 8; ++t) lines += " item" + std::to_string((u * 7 + t) % 50);
+    lines += "\n";
+  }
+  gsau::testing::WriteFile(dir.File("cycle.txt"), lines);
+  std::string out;
+  const int rc = RunCommand(Gsau() + " demo --data " + dir.File("cycle.txt") + " --rate 3000 --dir " + dir.File("d") +
+                                " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
+                            &out);
+  if (rc == 3) GTEST_SKIP() << "this build has no learner: " << out;
+  ASSERT_EQ(rc, 0) << out;
+  ASSERT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + dir.File("d") + "/checkpoints --data " +
+                           dir.File("cycle.txt") + " --out " + dir.File("eval.json") + " 2>&1",
+                       &out),
+            0)
+      << out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex(R"("test": \{"count": (\d+), "recall@5": ([0-9.]+), "recall@10": ([0-9.]+), "recall@20": ([0-9.]+), "recall@50": ([0-9.]+))")))
+      << out;
+  EXPECT_EQ(m[1], "300") << "one test sample per user";
+  // 50 items: every mapped target ranks below 50, and a target the mapping missed would rank
+  // 50 (a miss), so recall@50 = 1 says every name was matched.
+  EXPECT_EQ(std::stod(m[5]), 1.0) << out;
+  EXPECT_LE(std::stod(m[2]), std::stod(m[3])) << out;
+  EXPECT_LE(std::stod(m[3]), std::stod(m[4])) << out;
+  EXPECT_NE(out.find(R"("unknown_targets": {"valid": 0, "test": 0})"), std::string::npos) << out;
+  std::ifstream report(dir.File("eval.json"));
+  EXPECT_TRUE(report.good()) << "the report file";
 }
 
 }  // namespace
