@@ -328,17 +328,19 @@ struct Pipeline::Impl {
   // ------------------------------------------------------------------------------------
   // Learner thread
 
-  void Prequential(const std::vector<learner::OnlineEvent>& events) {
+  void Prequential(const std::vector<learner::OnlineEvent>& events, int* budget) {
+    if (*budget <= 0) return;
     const auto serving = learner->Serving();
     std::vector<std::vector<uint32_t>> prefixes;
     std::vector<uint32_t> targets;
     for (const auto& e : events) {
-      if (static_cast<int>(prefixes.size()) >= opt.prequential_max_per_batch) break;
+      if (static_cast<int>(prefixes.size()) >= *budget) break;
       if (e.prefix.empty() || !serving->CanEmbed(e.prefix)) continue;
       prefixes.push_back(e.prefix);
       targets.push_back(e.item);
     }
     if (prefixes.empty()) return;
+    *budget -= static_cast<int>(prefixes.size());
     PopularityRanks(targets);
     // On the learner itself (this thread holds it anyway), not the serving snapshot, whose lock
     // the user publisher needs: a batch of ranks there delayed user records by up to a second.
@@ -485,22 +487,25 @@ struct Pipeline::Impl {
     int64_t events_seen = 0;
     bool can_train = learner->Stats().pending + learner->Stats().replay >= opt.min_step_samples;
     while (!stop) {
-      std::vector<learner::OnlineEvent> events;
-      // Wait for data only when there is nothing to train on.
+      // Wait for data only when there is nothing to train on. Each applied batch is ranked,
+      // then observed, on its own: merged, a burst's clicks were all ranked before any of it
+      // was observed, so a cold learner could rank none of them (prefix items unknown).
+      int preq_budget = opt.prequential_max_per_batch;  // clicks ranked per step, at most
+      size_t taken = 0;
       auto b = queue.Pop(can_train ? 0 : 100);
       while (b) {
+        std::vector<learner::OnlineEvent> events;
         TakeBatch(*b, &events);
-        if (events.size() >= 20000) break;
-        b = queue.Pop(0);
-      }
-      m->queued.Set(static_cast<double>(queue.queued_events()));
-      if (!events.empty()) {
-        Prequential(events);
+        Prequential(events, &preq_budget);
         CountClicks(events);
         GSAU_RETURN_IF_ERROR(learner->Observe(events));
         events_seen += static_cast<int64_t>(events.size());
         m->events_observed.Increment(static_cast<double>(events.size()));
+        taken += events.size();
+        if (taken >= 20000) break;
+        b = queue.Pop(0);
       }
+      m->queued.Set(static_cast<double>(queue.queued_events()));
       const auto stats = learner->Stats();
       can_train = stats.pending + stats.replay >= opt.min_step_samples;
       if (can_train) {

@@ -62,7 +62,7 @@ struct PipelineOptions {
   int item_interval_ms = 1000;         // item rows that moved are published per interval
   std::string prequential_csv;         // empty = no CSV
   int prequential_interval_s = 10;     // CSV rows and metric windows
-  int prequential_max_per_batch = 512;  // clicks evaluated per applied batch (the rest skipped)
+  int prequential_max_per_batch = 512;  // clicks ranked between two steps, at most (the rest skipped)
   int64_t min_step_samples = 1;        // train only when at least this many samples exist
 };
 
