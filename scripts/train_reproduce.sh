@@ -62,7 +62,13 @@ for run in "$@"; do
     # setsid puts the run in an autogroup of its own, and the scheduler shares the CPU fairly
     # between autogroups whatever each process's nice value: without this a run took as much
     # CPU as a whole build. The autogroup's nice is what makes builds and tests come first.
-    echo "$NICE" > "/proc/$!/autogroup" 2>/dev/null || true
+    # Wait for setsid() first: writing before it would renice the launching shell's autogroup.
+    pid=$!
+    for _ in $(seq 50); do
+      [[ "$(ps -o sid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$pid" ]] && break
+      sleep 0.1
+    done
+    echo "$NICE" > "/proc/$pid/autogroup" 2>/dev/null || true
     echo "$run: pid $(cat "$out/pid"), log $out/log.txt"
   fi
 done
