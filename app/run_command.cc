@@ -25,6 +25,7 @@ struct RunFlags {
   std::string state_path;
   std::string checkpoint_dir;
   std::string rollback;
+  std::string init_offline, init_data, init_times;
   double duration_s = 0;
   double status_interval_s = 10;
 };
@@ -50,6 +51,13 @@ int RunPipeline(const RunFlags& f) {
   if (metrics.port() != 0) GSAU_LOG_INFO("run: metrics at http://{}/metrics (port {})", cfg->metrics.listen_address, metrics.port());
   auto opt = ToPipelineOptions(*cfg);
   opt.rollback_from = f.rollback;
+  opt.init_offline = f.init_offline;
+  opt.init_data = f.init_data;
+  opt.init_times = f.init_times;
+  if (!opt.init_offline.empty() && opt.init_data.empty()) {
+    std::cerr << "gsau run: --init-offline needs --init-data (the dataset file the offline run was trained on)\n";
+    return kExitUsage;
+  }
   auto p = pipeline::Pipeline::Create(opt, &metrics.registry());
   if (!p.ok()) {
     std::cerr << "gsau run: " << p.status().ToString() << "\n";
@@ -107,6 +115,11 @@ void AddRunCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--rollback", flags->rollback,
                   "Start from this checkpoint directory (ckpt-*): its model and its state; the current state is "
                   "moved aside and Kafka is re-read from the checkpoint's offsets");
+  cmd->add_option("--init-offline", flags->init_offline,
+                  "On a cold start (no checkpoint yet), initialise the model from this offline run (gsau train's "
+                  "best.pt): weights, and the rows of the state's users and items matched by id to --init-data");
+  cmd->add_option("--init-data", flags->init_data, "The dataset file the --init-offline run was trained on");
+  cmd->add_option("--init-times", flags->init_times, "Its aligned times file, if it has one");
   cmd->add_option("--duration", flags->duration_s, "Stop after this many seconds (0: run until SIGINT/SIGTERM)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines")

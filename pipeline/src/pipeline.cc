@@ -12,6 +12,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -19,6 +20,7 @@
 
 #include "gsau/common/log.h"
 #include "gsau/ingest/applied_queue.h"
+#include "gsau/learner/dataset.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/state/state_store.h"
 
@@ -316,12 +318,45 @@ struct Pipeline::Impl {
         GSAU_LOG_INFO("pipeline: learner starts from the state's history: {} samples", history.size());
       }
       watermark = store->BatchSeq();
+      if (!opt.init_offline.empty()) GSAU_RETURN_IF_ERROR(WarmStart());
     }
     // The popularity baseline starts from every click the state holds (the learner's view).
     item_clicks.assign(static_cast<size_t>(store->Counts().items), 0);
     for (size_t i = 0; i < item_clicks.size(); ++i) {
       item_clicks[i] = static_cast<int64_t>(store->ItemStats(static_cast<state::ItemId>(i)).clicks);
     }
+    return Status::Ok();
+  }
+
+  // The offline run's weights; state ids matched to the offline dataset's ids by name.
+  Status WarmStart() {
+    learner::SplitOptions so;
+    so.max_len = static_cast<int32_t>(opt.learner.max_len);
+    GSAU_ASSIGN_OR_RETURN(auto d, learner::LoadLeaveOneOut(opt.init_data, opt.init_times, so));
+    auto rows = [](const std::vector<std::string>& names, uint64_t n,
+                   const std::function<Result<std::string>(uint32_t)>& name_of, int64_t* matched) {
+      std::unordered_map<std::string_view, int64_t> offline;
+      for (size_t k = 1; k < names.size(); ++k) offline.emplace(names[k], static_cast<int64_t>(k));
+      std::vector<int64_t> out(n, -1);
+      for (uint64_t id = 0; id < n; ++id) {
+        auto name = name_of(static_cast<uint32_t>(id));
+        if (!name.ok()) continue;
+        if (auto it = offline.find(*name); it != offline.end()) {
+          out[id] = it->second;
+          ++*matched;
+        }
+      }
+      return out;
+    };
+    const auto counts = store->Counts();
+    int64_t users_matched = 0, items_matched = 0;
+    const auto user_rows = rows(d.user_names, counts.users, [&](uint32_t u) { return store->UserExternalId(u); },
+                                &users_matched);
+    const auto item_rows = rows(d.item_names, counts.items, [&](uint32_t i) { return store->ItemExternalId(i); },
+                                &items_matched);
+    GSAU_RETURN_IF_ERROR(learner->InitFromOffline(opt.init_offline, user_rows, item_rows));
+    GSAU_LOG_INFO("pipeline: warm start from {}: {} of {} users and {} of {} items matched by id in {}",
+                  opt.init_offline, users_matched, counts.users, items_matched, counts.items, opt.init_data);
     return Status::Ok();
   }
 

@@ -8,7 +8,9 @@
 
 #include <csignal>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -215,6 +217,86 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
   std::getline(csv, header);
   EXPECT_EQ(header.rfind("time_ms,events,window_count", 0), 0u);
   EXPECT_TRUE(static_cast<bool>(std::getline(csv, row))) << "a prequential row";
+}
+
+// The first number after `"<key>": ` in `text` (-1 when absent).
+double JsonNumberAfter(const std::string& text, const std::string& section, const std::string& key) {
+  const auto at = text.find("\"" + section + "\"");
+  if (at == std::string::npos) return -1;
+  std::smatch m;
+  const std::string rest = text.substr(at);
+  if (!std::regex_search(rest, m, std::regex("\"" + key + "\": ([0-9.eE+-]+)"))) return -1;
+  return std::stod(m[1]);
+}
+
+TEST(PipelineProcessTest, WarmStartFromAnOfflineRunKeepsItsRanking) {
+  // 300 users walking a cycle of 60 items (9 clicks each), as per-user lines.
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  std::string lines;
+  std::vector<ClickEvent> clicks;
+  for (int u = 0; u < 300; ++u) {
+    const std::string user = "user" + std::to_string(u);
+    lines += user;
+    for (int t = 0; t < 9; ++t) {
+      const std::string item = "item" + std::to_string((u * 11 + t) % 60);
+      lines += " " + item;
+      clicks.push_back({user, item, 1'700'000'000'000 + u * 100 + t, "click"});
+    }
+    lines += "\n";
+  }
+  WriteFile(dir.File("lines.txt"), lines);
+  std::string out;
+  // The offline run.
+  ASSERT_EQ(RunCommand(BinaryDir() + "/gsau train --data " + dir.File("lines.txt") +
+                           " --model gsau-rec --epochs 15 --patience 100 --threads 1 --out " + dir.File("offline") +
+                           " > " + dir.File("train.log") + " 2>&1",
+                       &out),
+            0)
+      << Tail(dir.File("train.log"));
+  std::ifstream rj(dir.File("offline") + "/report.json");
+  const std::string report((std::istreambuf_iterator<char>(rj)), std::istreambuf_iterator<char>());
+  const double offline_recall10 = JsonNumberAfter(report, "test", "recall@10");
+  ASSERT_GT(offline_recall10, 0.3) << "the offline run learned the cycle: " << report;
+
+  // The same clicks into a state by `gsau ingest`, then `gsau run` warm-started on it with a
+  // learning rate too small to move anything: its ranking must be the offline run's.
+  const std::string topic = UniqueTopic("warm-clicks");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{topic, 4, 1, {}}}, 20000).ok());
+  Produce(bootstrap, topic, clicks);
+  const int port = FreePort();
+  const std::vector<std::string> common = {
+      "--bootstrap", bootstrap, "--state", dir.File("state"), "--set", "topics.clicks=" + topic,
+      "--set", "topics.dead_letter=" + topic + ".dlq", "--set", "ingest.group_id=" + topic + "-group",
+      "--set", "metrics.listen_address=127.0.0.1:" + std::to_string(port)};
+  std::vector<std::string> ingest = {BinaryDir() + "/gsau", "ingest"};
+  ingest.insert(ingest.end(), common.begin(), common.end());
+  auto in = std::make_unique<ChildProcess>(ingest, dir.File("ingest.log"));
+  ASSERT_TRUE(WaitForMetric(port, "gsau_state_events", static_cast<double>(clicks.size()), seconds(120)))
+      << Tail(dir.File("ingest.log"));
+  in->Signal(SIGTERM);
+  ASSERT_EQ(in->Wait(30000), 0) << Tail(dir.File("ingest.log"));
+
+  std::vector<std::string> run = {BinaryDir() + "/gsau", "run", "--checkpoints", dir.File("checkpoints"),
+                                  "--init-offline", dir.File("offline") + "/best.pt", "--init-data",
+                                  dir.File("lines.txt"), "--duration", "6",
+                                  "--set", "topics.user_embeddings=" + topic + "-users",
+                                  "--set", "topics.item_embeddings=" + topic + "-items",
+                                  "--set", "learner.learning_rate=1e-9", "--set", "learner.threads=1",
+                                  "--set", "learner.prequential_csv="};
+  run.insert(run.end(), common.begin(), common.end());
+  auto r = std::make_unique<ChildProcess>(run, dir.File("run.log"));
+  ASSERT_EQ(r->Wait(120000), 0) << Tail(dir.File("run.log"));
+  const std::string log = Tail(dir.File("run.log"), 200000);
+  EXPECT_NE(log.find("300 of 300 users and 60 of 60 items matched"), std::string::npos) << log;
+
+  ASSERT_EQ(RunCommand(BinaryDir() + "/gsau evaluate --checkpoint " + dir.File("checkpoints") + " --data " +
+                           dir.File("lines.txt") + " --set learner.threads=1 2>/dev/null",
+                       &out),
+            0)
+      << out;
+  const double online_recall10 = JsonNumberAfter(out, "test", "recall@10");
+  EXPECT_NEAR(online_recall10, offline_recall10, 0.02) << "offline " << report << "\nonline " << out;
 }
 
 }  // namespace

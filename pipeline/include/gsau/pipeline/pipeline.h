@@ -58,6 +58,12 @@ struct PipelineOptions {
   int checkpoint_interval_s = 300;
   int checkpoint_keep = 3;
   std::string rollback_from;           // a checkpoint directory to roll back to; empty = none
+  // Warm start from an offline run (`gsau train`'s best.pt or checkpoint.pt) on a cold start
+  // (no pipeline checkpoint yet): its weights, with the rows of the users and items the state
+  // holds matched by external id to the ids of init_data (the dataset file it was trained on,
+  // read again: the offline ids are assigned deterministically). Empty = none.
+  std::string init_offline;
+  std::string init_data, init_times;
   int user_flush_ms = 50;              // users who clicked are published together per interval
   int item_interval_ms = 1000;         // item rows that moved are published per interval
   std::string prequential_csv;         // empty = no CSV
