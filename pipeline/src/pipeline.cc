@@ -14,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -21,6 +22,7 @@
 #include "gsau/common/log.h"
 #include "gsau/ingest/applied_queue.h"
 #include "gsau/learner/dataset.h"
+#include "gsau/learner/metrics.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/state/state_store.h"
 
@@ -211,9 +213,10 @@ struct Pipeline::Impl {
   mutable std::mutex status_mu;
   PipelineStatus st;
   learner::PrequentialStats preq_total, preq_window;
-  // The baseline: a most-popular ranking (clicks so far, ties by id) of the same clicks.
+  // The baseline: a most-popular ranking (clicks so far; ties: who reached the count first).
   learner::PrequentialStats pop_total, pop_window;
-  std::vector<int64_t> item_clicks;  // by internal item id, as the learner has seen them
+  learner::PopularityRanking popularity;  // by internal item id, the clicks the learner has seen
+  std::mt19937_64 popularity_ties{2020};
   std::ofstream preq_csv;
 
   Impl(const PipelineOptions& o, const Clock& c) : opt(o), clock(&c), queue(o.queue_capacity) {}
@@ -321,10 +324,11 @@ struct Pipeline::Impl {
       if (!opt.init_offline.empty()) GSAU_RETURN_IF_ERROR(WarmStart());
     }
     // The popularity baseline starts from every click the state holds (the learner's view).
-    item_clicks.assign(static_cast<size_t>(store->Counts().items), 0);
+    std::vector<int64_t> item_clicks(static_cast<size_t>(store->Counts().items), 0);
     for (size_t i = 0; i < item_clicks.size(); ++i) {
       item_clicks[i] = static_cast<int64_t>(store->ItemStats(static_cast<state::ItemId>(i)).clicks);
     }
+    popularity = learner::PopularityRanking(item_clicks);
     return Status::Ok();
   }
 
@@ -394,24 +398,15 @@ struct Pipeline::Impl {
   // Ranks of the targets by the clicks before this group of events (the model is evaluated on
   // the same footing: its state before training on them).
   void PopularityRanks(std::span<const uint32_t> targets) {
-    // Sorted keys (-clicks, id): a target's rank is the position of its own key.
-    std::vector<std::pair<int64_t, uint32_t>> order(item_clicks.size());
-    for (size_t i = 0; i < item_clicks.size(); ++i) order[i] = {-item_clicks[i], static_cast<uint32_t>(i)};
-    std::sort(order.begin(), order.end());
     for (const uint32_t t : targets) {
-      const int64_t clicks = t < item_clicks.size() ? item_clicks[t] : 0;
-      const auto pos = std::lower_bound(order.begin(), order.end(), std::pair<int64_t, uint32_t>{-clicks, t});
-      const int64_t rank = pos - order.begin();
+      const int64_t rank = popularity.Rank(t, popularity_ties);
       pop_total.Add(rank);
       pop_window.Add(rank);
     }
   }
 
   void CountClicks(std::span<const learner::OnlineEvent> events) {
-    for (const auto& e : events) {
-      if (e.item >= item_clicks.size()) item_clicks.resize(e.item + 1, 0);
-      ++item_clicks[e.item];
-    }
+    for (const auto& e : events) popularity.Click(e.item);
   }
 
   void TakeBatch(const ingest::AppliedBatch& b, std::vector<learner::OnlineEvent>* out) {

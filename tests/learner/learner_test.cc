@@ -49,6 +49,61 @@ std::vector<data::Interaction> Lines(const std::vector<std::pair<std::string, st
   return events;
 }
 
+// The incremental most-popular ranking against brute-force counts on a growing catalogue.
+TEST(Metrics, PopularityRankingEqualsBruteForce) {
+  std::mt19937 rng(7);
+  const std::vector<int64_t> initial = {3, 0, 5, 3, 0, 1, 5, 2};
+  PopularityRanking ranking(initial);
+  std::vector<int64_t> clicks = initial;
+  auto brute = [&](uint32_t item, bool tied) -> int64_t {
+    const int64_t c = item < clicks.size() ? clicks[item] : 0;
+    int64_t n = 0;
+    for (size_t j = 0; j < clicks.size(); ++j) n += tied ? (clicks[j] == c && j != item) : clicks[j] > c;
+    return n;
+  };
+  std::mt19937_64 draws(1);
+  // Zipf-like item choice, new ids now and then (sometimes skipping ids).
+  for (int step = 0; step < 5000; ++step) {
+    const size_t n = clicks.size();
+    uint32_t item;
+    if (std::uniform_int_distribution<int>(0, 49)(rng) == 0) {
+      item = static_cast<uint32_t>(n + std::uniform_int_distribution<size_t>(0, 2)(rng));
+    } else {
+      const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+      item = static_cast<uint32_t>(static_cast<double>(n) * u * u * u);
+    }
+    if (item >= clicks.size()) clicks.resize(item + 1, 0);
+    ranking.Click(item);
+    ++clicks[item];
+    ASSERT_EQ(ranking.size(), clicks.size());
+    if (step % 97 == 0 || step > 4900) {
+      for (uint32_t j = 0; j <= clicks.size() + 1; ++j) {
+        ASSERT_EQ(ranking.Above(j), brute(j, false)) << "item " << j << " at step " << step;
+        ASSERT_EQ(ranking.Tied(j), brute(j, true)) << "item " << j << " at step " << step;
+        ASSERT_EQ(ranking.Clicks(j), j < clicks.size() ? clicks[j] : 0);
+        const int64_t r = ranking.Rank(j, draws);
+        ASSERT_GE(r, ranking.Above(j));
+        ASSERT_LE(r, ranking.Above(j) + ranking.Tied(j));
+      }
+    }
+  }
+  // Ties are drawn uniformly: five items with one click each, item 0's rank is 0..4, mean 2.
+  PopularityRanking five(std::vector<int64_t>{1, 1, 1, 1, 1});
+  std::vector<int> seen(5, 0);
+  for (int k = 0; k < 5000; ++k) ++seen.at(static_cast<size_t>(five.Rank(0, draws)));
+  for (int s : seen) EXPECT_NEAR(s, 1000, 150);
+  // From nothing: the first clicked item ranks first; the rest are tied at zero clicks.
+  PopularityRanking empty;
+  EXPECT_EQ(empty.Above(0), 0);
+  EXPECT_EQ(empty.Tied(0), 0);
+  empty.Click(2);
+  EXPECT_EQ(empty.Rank(2, draws), 0);
+  EXPECT_EQ(empty.Above(0), 1);
+  EXPECT_EQ(empty.Tied(0), 1);
+  EXPECT_EQ(empty.Above(9), 1);
+  EXPECT_EQ(empty.Tied(9), 2);
+}
+
 TEST(Dataset, LeaveOneOutAsRecBole) {
   SplitOptions so;
   so.max_len = 3;

@@ -9,6 +9,8 @@
 
 #include <array>
 #include <cstdint>
+#include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,41 @@ class MetricAccumulator {
 
  private:
   RankingMetrics sums_;
+};
+
+// A most-popular ranking kept up to date click by click: the baseline the prequential
+// evaluation reports next to the model. Items are ordered by clicks, most first; items with
+// equal clicks are tied, and Rank breaks ties at random (the expected figures of an arbitrary
+// tie order; ordering ties by id favoured old items). Click, Above, Tied and Rank are O(1)
+// whatever the catalogue size (item counts by click count: a click moves one item past one
+// threshold); re-sorting the catalogue per applied batch cost O(items log items) on the
+// learner thread.
+//
+// Thread safety: none; one owner.
+class PopularityRanking {
+ public:
+  // Starts from clicks[i] clicks for item i.
+  explicit PopularityRanking(std::span<const int64_t> clicks = {});
+
+  // One more click on item; an item id never seen before joins with zero clicks first (and so
+  // does every id below it).
+  void Click(uint32_t item);
+  // How many items have more clicks than item, and how many others have as many. An unknown
+  // id counts as an item with zero clicks.
+  int64_t Above(uint32_t item) const;
+  int64_t Tied(uint32_t item) const;
+  // 0-based rank: Above(item) plus a uniform draw from [0, Tied(item)].
+  int64_t Rank(uint32_t item, std::mt19937_64& rng) const;
+  int64_t Clicks(uint32_t item) const { return item < clicks_.size() ? clicks_[item] : 0; }
+  size_t size() const { return clicks_.size(); }
+
+ private:
+  void Grow(size_t items);
+
+  std::vector<int64_t> clicks_;  // by item
+  // By click count c (0 .. most + 1): how many items have more than c clicks, and exactly c.
+  std::vector<uint32_t> above_;
+  std::vector<uint32_t> with_;
 };
 
 }  // namespace gsau::learner
