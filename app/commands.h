@@ -13,6 +13,7 @@ inline constexpr int kExitUsage = 2;          // bad flags or configuration
 inline constexpr int kExitNotAvailable = 3;   // not built in this configuration, or not landed yet
 
 void AddTrainCommand(CLI::App& root, int* exit_code);     // train_command.cc (needs LibTorch)
+void AddSplitCommand(CLI::App& root, int* exit_code);     // split_command.cc (needs LibTorch)
 void AddReplayCommand(CLI::App& root, int* exit_code);    // replay_command.cc (pipeline build)
 void AddIngestCommand(CLI::App& root, int* exit_code);    // ingest_command.cc (pipeline build)
 void AddRunCommand(CLI::App& root, int* exit_code);       // run_command.cc (pipeline + LibTorch)

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
 #endif
 #if defined(GSAU_HAVE_TORCH)
   AddTrainCommand(root, &exit_code);
+  AddSplitCommand(root, &exit_code);
 #else
   AddUnavailableCommand(root, "train", "Train GSAU offline on a dataset and evaluate it",
                         "this build has no LibTorch (learner issue 5 not built)", &exit_code);

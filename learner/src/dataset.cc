@@ -22,6 +22,41 @@ std::vector<int32_t> LeaveOneOutData::Prefix(const SequenceSample& s) const {
   return {seq.begin() + begin, seq.begin() + s.end};
 }
 
+namespace {
+
+// Event indices by dense user (row 0, padding, is empty; users in order of first appearance),
+// each user's events in (time, input order). user_names gets the external ids ("" first).
+std::vector<std::vector<size_t>> RowsByUser(const std::vector<data::Interaction>& events,
+                                            std::vector<std::string>* user_names) {
+  std::unordered_map<std::string, int32_t> user_ids;
+  std::vector<std::vector<size_t>> rows(1);
+  user_names->assign(1, "");
+  for (size_t k = 0; k < events.size(); ++k) {
+    auto [u, new_user] = user_ids.try_emplace(events[k].user_id, static_cast<int32_t>(rows.size()));
+    if (new_user) {
+      user_names->push_back(events[k].user_id);
+      rows.emplace_back();
+    }
+    rows[static_cast<size_t>(u->second)].push_back(k);
+  }
+  for (auto& r : rows) {
+    std::stable_sort(r.begin(), r.end(), [&](size_t a, size_t b) {
+      if (events[a].ts_ms != events[b].ts_ms) return events[a].ts_ms < events[b].ts_ms;
+      return events[a].order < events[b].order;
+    });
+  }
+  return rows;
+}
+
+// The global order of the training stream: (time, input order, user); the user breaks ties of
+// per-user-line inputs, whose order is a position.
+bool StreamBefore(int64_t ts_a, int64_t order_a, int64_t user_a, int64_t ts_b, int64_t order_b, int64_t user_b) {
+  if (ts_a != ts_b) return ts_a < ts_b;
+  return order_a != order_b ? order_a < order_b : user_a < user_b;
+}
+
+}  // namespace
+
 Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& events,
                                          const SplitOptions& options) {
   if (options.max_len < 1) return Status::InvalidArgument("max_len must be >= 1");
@@ -32,21 +67,13 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
   LeaveOneOutData d;
   d.max_len = options.max_len;
   d.train_fraction = options.train_fraction;
-  d.user_names.emplace_back();
+  const auto rows = RowsByUser(events, &d.user_names);
   d.item_names.emplace_back();
-  std::unordered_map<std::string, int32_t> user_ids;
   std::unordered_map<std::string, int32_t> item_ids;
-  std::vector<std::vector<size_t>> rows(1);  // event indices per dense user
-  for (size_t k = 0; k < events.size(); ++k) {
-    const auto& e = events[k];
-    auto [u, new_user] = user_ids.try_emplace(e.user_id, static_cast<int32_t>(d.user_names.size()));
-    if (new_user) {
-      d.user_names.push_back(e.user_id);
-      rows.emplace_back();
+  for (const auto& e : events) {
+    if (item_ids.try_emplace(e.item_id, static_cast<int32_t>(d.item_names.size())).second) {
+      d.item_names.push_back(e.item_id);
     }
-    auto [i, new_item] = item_ids.try_emplace(e.item_id, static_cast<int32_t>(d.item_names.size()));
-    if (new_item) d.item_names.push_back(e.item_id);
-    rows[static_cast<size_t>(u->second)].push_back(k);
   }
   d.num_users = static_cast<int64_t>(d.user_names.size());
   d.num_items = static_cast<int64_t>(d.item_names.size());
@@ -60,11 +87,7 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
   };
   std::vector<TrainEvent> train_events;
   for (size_t u = 1; u < rows.size(); ++u) {
-    auto& r = rows[u];
-    std::stable_sort(r.begin(), r.end(), [&](size_t a, size_t b) {
-      if (events[a].ts_ms != events[b].ts_ms) return events[a].ts_ms < events[b].ts_ms;
-      return events[a].order < events[b].order;
-    });
+    const auto& r = rows[u];
     auto& seq = d.sequences[u];
     seq.reserve(r.size());
     for (size_t k : r) seq.push_back(item_ids.at(events[k].item_id));
@@ -79,12 +102,10 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
   }
   std::vector<int32_t> kept = n_train;
   if (options.train_fraction < 1.0) {
-    // The first fraction of the training stream in global (time, input order, user) order
-    // (the user breaks ties of per-user-line inputs, whose order is a position). A user's
-    // training items are in that order too, so what is kept of each user is a prefix.
+    // The first fraction of the training stream in global order. A user's training items are
+    // in that order too, so what is kept of each user is a prefix.
     std::sort(train_events.begin(), train_events.end(), [](const TrainEvent& a, const TrainEvent& b) {
-      if (a.ts != b.ts) return a.ts < b.ts;
-      return a.order != b.order ? a.order < b.order : a.user < b.user;
+      return StreamBefore(a.ts, a.order, a.user, b.ts, b.order, b.user);
     });
     const auto keep = static_cast<size_t>(options.train_fraction * static_cast<double>(train_events.size()));
     std::fill(kept.begin(), kept.end(), 0);
@@ -105,6 +126,43 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
     return Status::InvalidArgument("dataset too small: no user has 3 or more interactions");
   }
   return d;
+}
+
+Result<StreamSplit> SplitStream(const std::vector<data::Interaction>& events, const SplitOptions& options) {
+  GSAU_ASSIGN_OR_RETURN(auto d, BuildLeaveOneOut(events, options));
+  // What the offline run keeps of each user: its graph pairs are that user's first kept items.
+  std::vector<int32_t> kept(static_cast<size_t>(d.num_users), 0);
+  for (const auto& p : d.train_pairs) ++kept[static_cast<size_t>(p.user)];
+  std::vector<std::string> names;
+  const auto rows = RowsByUser(events, &names);
+  struct Ref {
+    size_t event;
+    int32_t user;
+  };
+  std::vector<Ref> offline, online;
+  for (size_t u = 1; u < rows.size(); ++u) {
+    const auto& r = rows[u];
+    const auto n = static_cast<int32_t>(r.size());
+    const int32_t end = n >= 3 ? n - 1 : n;  // the test item is held out
+    for (int32_t t = 0; t < end; ++t) {
+      (t < kept[u] ? offline : online).push_back({r[static_cast<size_t>(t)], static_cast<int32_t>(u)});
+    }
+  }
+  auto ordered = [&](std::vector<Ref>& refs) {
+    std::sort(refs.begin(), refs.end(), [&](const Ref& a, const Ref& b) {
+      const auto& x = events[a.event];
+      const auto& y = events[b.event];
+      return StreamBefore(x.ts_ms, x.order, a.user, y.ts_ms, y.order, b.user);
+    });
+    std::vector<data::Interaction> out;
+    out.reserve(refs.size());
+    for (const auto& ref : refs) out.push_back(events[ref.event]);
+    return out;
+  };
+  StreamSplit split;
+  split.offline = ordered(offline);
+  split.online = ordered(online);
+  return split;
 }
 
 Result<LeaveOneOutData> LoadLeaveOneOut(const std::string& path, const std::string& times_path,

@@ -160,6 +160,22 @@ TEST(Dataset, TrainFractionKeepsTheFirstPartOfTheTrainingStream) {
     EXPECT_EQ(d->Prefix(d->valid_samples[k]), full->Prefix(full->valid_samples[k]));
     EXPECT_EQ(d->Prefix(d->test_samples[k]), full->Prefix(full->test_samples[k]));
   }
+  // The continual-quality streams: offline = those 4, online = the rest but the test items
+  // (u1: c d e, u2: r s t; e and t validate), both in time order.
+  add("u3", "x", 2);  // a user with fewer than 3 items: training data only, all of it
+  add("u3", "y", 11);
+  auto split = SplitStream(events, half);
+  ASSERT_TRUE(split.ok()) << split.status();
+  auto items = [](const std::vector<data::Interaction>& s) {
+    std::string out;
+    for (const auto& e : s) out += e.item_id;
+    return out;
+  };
+  EXPECT_EQ(items(split->offline), "apxbq");  // half of the 10 training events (x ties p at 2)
+  EXPECT_EQ(items(split->online), "crdsety");
+  auto with_u3 = BuildLeaveOneOut(events, half);
+  ASSERT_TRUE(with_u3.ok());
+  EXPECT_EQ(split->offline.size(), with_u3->train_pairs.size());
   half.train_fraction = 0;
   EXPECT_EQ(BuildLeaveOneOut(events, half).status().code(), StatusCode::kInvalidArgument);
 }

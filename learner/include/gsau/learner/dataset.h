@@ -70,6 +70,17 @@ struct LeaveOneOutData {
 Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& events,
                                          const SplitOptions& options = {});
 
+// The two streams of the continual-quality experiment, each in the training stream's global
+// (time, input order, user) order: `offline` is what BuildLeaveOneOut(events, options) trains
+// on (its graph pairs; with a train_fraction < 1, the first part of the training stream), and
+// `online` every other interaction but the test items (the rest of the training stream and
+// the validation items), to be streamed into a pipeline started from the offline run.
+struct StreamSplit {
+  std::vector<data::Interaction> offline;
+  std::vector<data::Interaction> online;
+};
+Result<StreamSplit> SplitStream(const std::vector<data::Interaction>& events, const SplitOptions& options);
+
 // Reads `path` (and `times_path`, may be empty) with data::ReadInteractions and splits it.
 Result<LeaveOneOutData> LoadLeaveOneOut(const std::string& path, const std::string& times_path,
                                         const SplitOptions& options = {});

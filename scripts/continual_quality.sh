@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The continual-quality experiment of issue 6, on Beauty's leave-one-out split (each user's last
+# item held out; the training stream is every other event in global time order):
+#   (b) gsau train on the first 80% of the training stream  (scripts/train_reproduce.sh beauty-gsau-rec-80)
+#   (c) gsau train on all of it                              (scripts/train_reproduce.sh beauty-gsau-rec)
+#   (a) this script: a state holding (b)'s training events (replayed through Kafka, `gsau ingest`),
+#       `gsau run --init-offline` from (b)'s best.pt, the rest of the stream (but the test items)
+#       replayed through Kafka at RATE events/s, EXTRA_S seconds of further training once the
+#       last event is applied, then `gsau evaluate` of its last checkpoint on the same split.
+# Writes OUT/: a.json (gsau evaluate), summary.json + summary.md (a, b, c side by side, the
+# targets a > b and a >= 0.95 c on test Recall@20 and NDCG@20), prequential.csv and
+# prequential.png (online Recall@20 and the most-popular baseline per window), run.log tail.
+#
+# Usage: scripts/continual_quality.sh [B_DIR [C_DIR [OUT]]]
+#   B_DIR default runs/beauty-gsau-rec-80, C_DIR runs/beauty-gsau-rec, OUT docs/results/continual
+# Environment:
+#   DATA, TIMES  dataset (default ../shared/datasets/amazon-beauty/Beauty_{item,time}_org_rank.txt)
+#   RATE         events/s of the online stream (default 200; 0 = as fast as the broker takes them)
+#   EXTRA_S      training after the last event is applied (default 600, the issue's limit)
+#   THREADS      learner threads (default 1)
+#   BUILD        build directory holding gsau (default build)
+#   WORK         scratch directory (default a fresh /tmp/gsau-continual.XXXXXX; KEEP=1 keeps it)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+b_dir=${1:-runs/beauty-gsau-rec-80}
+c_dir=${2:-runs/beauty-gsau-rec}
+out=${3:-docs/results/continual}
+data=${DATA:-../shared/datasets/amazon-beauty/Beauty_item_org_rank.txt}
+times=${TIMES:-../shared/datasets/amazon-beauty/Beauty_time_org_rank.txt}
+rate=${RATE:-200}
+extra_s=${EXTRA_S:-600}
+threads=${THREADS:-1}
+gsau=${BUILD:-build}/gsau
+for f in "$b_dir/best.pt" "$b_dir/report.json" "$c_dir/report.json" "$gsau"; do
+  [[ -e $f ]] || { echo "continual_quality.sh: $f is missing (finish runs (b) and (c) first)" >&2; exit 2; }
+done
+fraction=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["config"]["train_fraction"])' "$b_dir/report.json")
+work=${WORK:-$(mktemp -d /tmp/gsau-continual.XXXXXX)}
+mkdir -p "$work" "$out"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  scripts/kafka_broker.sh stop --dir "$work/broker" >/dev/null 2>&1 || true
+  if [[ "${KEEP:-0}" == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+
+# Waits until gsau_state_events on the metrics port reaches $2 (progress every 30 s).
+wait_events() {
+  local port=$1 want=$2 pid=$3 last=0 got
+  while true; do
+    kill -0 "$pid" 2>/dev/null || { echo "continual_quality.sh: process $pid died, see $work" >&2; exit 1; }
+    got=$(curl -s "127.0.0.1:$port/metrics" | awk '$1 == "gsau_state_events" {printf "%d", $2}')
+    got=${got:-0}
+    ((got >= want)) && return 0
+    if ((SECONDS - last >= 30)); then log "  applied $got of $want"; last=$SECONDS; fi
+    sleep 1
+  done
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+log "split at train fraction $fraction"
+"$gsau" split --data "$data" --times "$times" --train-fraction "$fraction" \
+  --offline-out "$work/offline.tsv" --online-out "$work/online.tsv"
+n_off=$(($(wc -l < "$work/offline.tsv") - 1))
+n_on=$(($(wc -l < "$work/online.tsv") - 1))
+
+bootstrap=$(scripts/kafka_broker.sh start --dir "$work/broker" --max-lifetime 7200)
+log "broker at $bootstrap"
+common=(--bootstrap "$bootstrap" --state "$work/state")
+
+log "(b)'s training events ($n_off) into a fresh state: gsau replay + gsau ingest"
+"$gsau" replay --data "$work/offline.tsv" --ts-unit ms --rate 0 --no-progress --bootstrap "$bootstrap"
+port=$(free_port)
+"$gsau" ingest "${common[@]}" --set metrics.listen_address="127.0.0.1:$port" > "$work/ingest.log" 2>&1 &
+pids+=($!)
+wait_events "$port" "$n_off" "${pids[-1]}"
+kill -TERM "${pids[-1]}" && wait "${pids[-1]}"
+
+log "gsau run from (b) ($b_dir/best.pt); the rest ($n_on events) at ${rate}/s, then ${extra_s} s of training"
+port=$(free_port)
+"$gsau" run "${common[@]}" --checkpoints "$work/checkpoints" \
+  --init-offline "$b_dir/best.pt" --init-data "$data" --init-times "$times" --status-interval 30 \
+  --set learner.threads="$threads" --set learner.prequential_csv="$work/prequential.csv" \
+  --set metrics.listen_address="127.0.0.1:$port" > "$work/run.log" 2>&1 &
+run_pid=$!
+pids+=($run_pid)
+wait_events "$port" "$n_off" "$run_pid"
+t0=$SECONDS
+"$gsau" replay --data "$work/online.tsv" --ts-unit ms --rate "$rate" --no-progress --bootstrap "$bootstrap"
+wait_events "$port" $((n_off + n_on)) "$run_pid"
+stream_s=$((SECONDS - t0))
+log "every event applied after ${stream_s} s; training on for ${extra_s} s"
+sleep "$extra_s"
+kill -TERM "$run_pid"
+wait "$run_pid" || { echo "continual_quality.sh: gsau run failed, see $work/run.log" >&2; exit 1; }
+
+log "gsau evaluate"
+"$gsau" evaluate --checkpoint "$work/checkpoints" --data "$data" --times "$times" --out "$out/a.json" \
+  --set learner.threads="$threads"
+cp "$work/prequential.csv" "$out/prequential.csv"
+tail -n 40 "$work/run.log" > "$out/run.log.tail"
+python3 scripts/continual_summary.py --a "$out/a.json" --b "$b_dir/report.json" --c "$c_dir/report.json" \
+  --prequential "$out/prequential.csv" --out "$out" \
+  --note "online stream: $n_on events at ${rate}/s, applied in ${stream_s} s, then ${extra_s} s of training; learner threads $threads; offline part $n_off events (train fraction $fraction)"
