@@ -35,7 +35,7 @@ gsau=${BUILD:-build}/gsau
 for f in "$b_dir/best.pt" "$b_dir/report.json" "$c_dir/report.json" "$gsau"; do
   [[ -e $f ]] || { echo "continual_quality.sh: $f is missing (finish runs (b) and (c) first)" >&2; exit 2; }
 done
-fraction=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["config"]["train_fraction"])' "$b_dir/report.json")
+fraction=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"].get("train_fraction", 1.0))' "$b_dir/report.json")
 work=${WORK:-$(mktemp -d /tmp/gsau-continual.XXXXXX)}
 mkdir -p "$work" "$out"
 pids=()
@@ -53,7 +53,7 @@ wait_events() {
   local port=$1 want=$2 pid=$3 last=0 got
   while true; do
     kill -0 "$pid" 2>/dev/null || { echo "continual_quality.sh: process $pid died, see $work" >&2; exit 1; }
-    got=$(curl -s "127.0.0.1:$port/metrics" | awk '$1 == "gsau_state_events" {printf "%d", $2}')
+    got=$(curl -s "127.0.0.1:$port/metrics" | awk '$1 == "gsau_state_events" {printf "%d", $2}' || true)
     got=${got:-0}
     ((got >= want)) && return 0
     if ((SECONDS - last >= 30)); then log "  applied $got of $want"; last=$SECONDS; fi

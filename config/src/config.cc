@@ -211,6 +211,10 @@ const std::vector<Field>& Table() {
                "RocksDB block cache shared by the state's column families.", 1, 1 << 20),
       IntField("state.write_buffer_mb", &C::state, &StateSection::write_buffer_mb, "MiB",
                "Memtable size of each large column family (more: fewer flushes, longer WAL replay).", 1, 1 << 16),
+      IntField("state.min_free_disk_mb", &C::state, &StateSection::min_free_disk_mb, "MiB",
+               "Free disk space the state keeps: below it, ingest holds its batch and stops consuming until space "
+               "returns (0: no check).",
+               0, 1 << 24),
       StringField("state.compression", &C::state, &StateSection::compression,
                   "Compression of SST levels >= 2.", {"none", "lz4", "zstd"}),
       BoolField("state.sync", &C::state, &StateSection::sync,
@@ -448,6 +452,7 @@ state::StateOptions ToStateOptions(const Config& c) {
   s.session_length = static_cast<uint32_t>(c.state.session_length);
   s.block_cache_bytes = static_cast<size_t>(c.state.block_cache_mb) << 20;
   s.write_buffer_bytes = static_cast<size_t>(c.state.write_buffer_mb) << 20;
+  s.min_free_disk_bytes = static_cast<uint64_t>(c.state.min_free_disk_mb) << 20;
   s.compression = c.state.compression == "none"   ? state::Compression::kNone
                   : c.state.compression == "zstd" ? state::Compression::kZSTD
                                                   : state::Compression::kLZ4;

@@ -1,5 +1,7 @@
 #include "gsau/state/state_store.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <limits>
@@ -84,6 +86,16 @@ class StateStore::Impl {
   Status CloseDb();
   Result<BatchResult> Apply(std::span<const ClickEvent> events,
                             std::span<const PartitionOffset> offsets);
+  Status CheckFreeSpace() const {
+    if (options_.min_free_disk_bytes == 0) return Status::Ok();
+    struct statvfs fs {};
+    if (statvfs(options_.path.c_str(), &fs) != 0) return Status::Ok();  // unknown: let the write say
+    const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (free_bytes >= options_.min_free_disk_bytes) return Status::Ok();
+    return Status::Unavailable("state: " + std::to_string(free_bytes >> 10) + " KiB free on the disk of " +
+                               options_.path + ", below the " + std::to_string(options_.min_free_disk_bytes >> 10) +
+                               " KiB it must keep (state.min_free_disk_mb): not writing until space returns");
+  }
 
   Result<std::vector<SessionEntry>> Session(UserId user) const;
   Result<std::vector<Edge>> UserNeighbours(UserId user) const;
@@ -182,6 +194,7 @@ class StateStore::Impl {
   // and the caches at the same batch. The writer reads them without it (it is their only
   // writer).
   mutable std::shared_mutex mu_;
+  bool write_failed_ = false;  // the last write failed: Resume() before the next (under mu_)
   IdMap user_ids_, item_ids_;
   std::vector<const std::string*> user_names_, item_names_;  // into the maps' keys (stable)
   std::vector<NodeStats> user_stats_, item_stats_;
@@ -381,6 +394,7 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
   if (!db_) return Status::Aborted("state: store is closed");
   if (options_.read_only) return Status::InvalidArgument("state: " + options_.path + " is open read-only");
   for (size_t k = 0; k < events.size(); ++k) GSAU_RETURN_IF_ERROR(ValidateEvent(events[k], k));
+  GSAU_RETURN_IF_ERROR(CheckFreeSpace());
   for (size_t k = 0; k < offsets.size(); ++k) {
     const auto& po = offsets[k];
     if (po.next_offset < 0) return Status::InvalidArgument("state: negative offset for " + po.tp.topic);
@@ -558,7 +572,12 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
   // 5. Write, then commit to the caches, both under the lock readers take.
   {
     std::unique_lock lock(mu_);
-    Status s = FromRocks(db_->Write(setup_.write, &wb_), "state: write batch");
+    // A failed WAL write (disk full, I/O error) leaves RocksDB read-only until Resume(); the
+    // caller retries the same batch, so resume first (it fails, and the retry waits, while the
+    // cause lasts). Nothing of the failed batch reached the memtable or these caches.
+    Status s = write_failed_ ? FromRocks(db_->Resume(), "state: resume after a failed write") : Status::Ok();
+    if (s.ok()) s = FromRocks(db_->Write(setup_.write, &wb_), "state: write batch");
+    write_failed_ = !s.ok();
     if (!s.ok()) {
       staged_users_.Reset();
       staged_items_.Reset();

@@ -263,6 +263,29 @@ TEST(StateStoreTest, ReadOnlyOpenSeesTheLiveStoreAndWritesNothing) {
   EXPECT_EQ(DumpStore(**later), DumpStore(*writer));
 }
 
+// Below its free-space floor the store writes nothing and says why; the same batch goes
+// through once the floor is met (here: reopened with a floor the disk has).
+TEST(StateStoreTest, LowDiskSpaceHoldsWritesUntilThereIsRoom) {
+  gsau::testing::TempDir dir("gsau-state");
+  const auto events = MakeEvents(5, 0, 500);
+  auto o = SmallOptions(dir.File("db"));
+  o.min_free_disk_bytes = uint64_t{1} << 62;  // no disk has this much free
+  {
+    auto store = MustOpen(o);
+    const PartitionOffset off{kTp, 500};
+    auto r = store->ApplyBatch(events, std::span(&off, 1));
+    ASSERT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status();
+    EXPECT_NE(r.status().ToString().find("free on the disk of"), std::string::npos) << r.status();
+    EXPECT_EQ(store->Counts().events, 0u);
+    EXPECT_TRUE(store->Offsets().empty());
+  }
+  o.min_free_disk_bytes = 1;
+  auto store = MustOpen(o);
+  const PartitionOffset off{kTp, 500};
+  ASSERT_TRUE(store->ApplyBatch(events, std::span(&off, 1)).ok());
+  EXPECT_EQ(store->Counts().events, 500u);
+}
+
 TEST(StateStoreTest, ChangeFeedListsWhatEachRangeOfBatchesTouched) {
   gsau::testing::TempDir dir("gsau-state");
   const auto events = MakeEvents(5, 0, 3000, StreamShape{200, 300});

@@ -60,6 +60,7 @@ struct StateSection {
   int session_length = 50;
   int block_cache_mb = 256;
   int write_buffer_mb = 64;
+  int min_free_disk_mb = 256;
   std::string compression = "lz4";  // none | lz4 | zstd
   bool sync = false;
 };

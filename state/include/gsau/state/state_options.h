@@ -80,6 +80,15 @@ struct StateOptions {
   // ~3-5 bytes per distinct (user, item) pair of each retained batch.
   uint64_t changelog_retention_batches = 100'000;
 
+  // Free space the disk holding `path` must keep, bytes: ApplyBatch writes nothing and fails
+  // with kUnavailable (the message says how much is free) while less is free, so a filling
+  // disk stops ingest before RocksDB itself runs out (flushes and compactions need room too,
+  // up to a few write buffers). The caller holds the batch and retries; it goes through as
+  // soon as space returns. (A write that fails anyway leaves RocksDB read-only until it
+  // resumes; the RocksDB 7.8 of Debian asserts on that path, so this guard is what keeps the
+  // process up.) 0 disables the check.
+  uint64_t min_free_disk_bytes = uint64_t{256} << 20;
+
   // RocksDB background threads for flushes and compactions. 2 suits a 2-core machine.
   int max_background_jobs = 2;
 
