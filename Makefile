@@ -13,7 +13,8 @@ CMAKE_ARGS ?=
 DEMO_ARGS  ?=
 
 .PHONY: all setup configure build test test-unit test-kafka demo clean \
-        test-asan test-tsan bench-replay bench-state bench-train bench-ingest bench-freshness fuzz-decoder
+        test-asan test-tsan bench-replay bench-state bench-train bench-ingest bench-freshness fuzz-decoder \
+        reliability
 
 all: build
 
@@ -55,6 +56,12 @@ fuzz-decoder: setup
 	@cmake --build build-fuzz --target fuzz_decoder -j$(JOBS)
 	@mkdir -p build-fuzz/corpus && cp -n fuzz/corpus/decoder/* build-fuzz/corpus/ 2>/dev/null || true
 	build-fuzz/fuzz/fuzz_decoder -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1 build-fuzz/corpus
+
+# The reliability suite at the issue's sizes (R1-R5; about 50 minutes, the soak alone 30): one
+# summary row per check, then BENCH reliability passed=<n> failed=<n>; the summary, the soak's
+# CSV and plot go to docs/results/reliability/. `make test` runs its short variant.
+reliability: build
+	GSAU_RELIABILITY=full GSAU_RELIABILITY_OUT=docs/results/reliability $(BUILD)/tests/reliability/reliability_test
 
 bench-ingest: build
 	$(BUILD)/bench/ingest/bench_ingest

@@ -58,60 +58,6 @@ struct IngestProcess {
   }
 };
 
-// Produces `clicks` on a thread at about `rate` per second; Join() waits for every ack.
-class BackgroundProducer {
- public:
-  BackgroundProducer(const std::string& bootstrap, const std::string& topic, const std::vector<ClickEvent>& clicks,
-                     double rate) {
-    kafka::ProducerOptions po;
-    po.message_timeout_ms = 300000;  // survives a broker outage
-    auto p = kafka::Producer::Create(KafkaAt(bootstrap), po);
-    if (!p.ok()) throw std::runtime_error(p.status().ToString());
-    producer_ = std::move(p).value();
-    thread_ = std::thread([this, topic, &clicks, rate] {
-      const auto start = std::chrono::steady_clock::now();
-      for (size_t i = 0; i < clicks.size(); ++i) {
-        std::this_thread::sleep_until(start + std::chrono::microseconds(static_cast<int64_t>(1e6 * i / rate)));
-        const auto& c = clicks[i];
-        if (!producer_->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok()) ok_ = false;
-        producer_->Poll();
-      }
-      if (!producer_->Flush(200000).ok()) ok_ = false;
-    });
-  }
-  ~BackgroundProducer() {
-    if (thread_.joinable()) thread_.join();
-  }
-  bool Join() {
-    thread_.join();
-    return ok_;
-  }
-
- private:
-  std::unique_ptr<kafka::Producer> producer_;
-  std::thread thread_;
-  std::atomic<bool> ok_{true};
-};
-
-// Waits until the process's state holds `n` events (its /metrics says so).
-bool WaitForStateEvents(int port, double n, seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (auto v = ScrapeMetric(port, "gsau_state_events"); v && *v >= n) return *v == n;
-    std::this_thread::sleep_for(milliseconds(100));
-  }
-  return false;
-}
-
-StateDump Reference(const std::vector<ClickEvent>& clicks) {
-  TempDir dir;
-  state::StateOptions o;
-  o.path = dir.File("ref");
-  auto s = state::StateStore::Open(o);
-  EXPECT_TRUE((*s)->ApplyBatch(clicks, {}).ok());
-  return Dump(**s);
-}
-
 // Opens a stopped process's state: whole batches only, and offsets that match them.
 uint64_t CheckWholeBatches(const std::string& path) {
   state::StateOptions o;

@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Plot the reliability soak (R4): resident memory and consumer lag against time.
+
+Usage: plot_soak.py SOAK_CSV OUT_PNG   (columns t_s, rss_kib, lag_messages, state_events)
+"""
+import csv
+import os
+import sys
+
+try:
+    import matplotlib
+except ImportError:
+    system = "/usr/bin/python3"
+    if os.path.exists(system) and os.path.realpath(sys.executable) != os.path.realpath(system):
+        os.execv(system, [system] + sys.argv)
+    raise SystemExit("plot_soak.py: matplotlib not found (apt-get install python3-matplotlib)")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main():
+    if len(sys.argv) != 3:
+        raise SystemExit(__doc__)
+    rows = list(csv.DictReader(open(sys.argv[1])))
+    t = [float(r["t_s"]) for r in rows]
+    fig, (a, b) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
+    a.plot(t, [float(r["rss_kib"]) / 1024 for r in rows])
+    a.set_ylabel("gsau run resident memory (MiB)")
+    a.grid(alpha=0.3)
+    b.plot(t, [float(r["lag_messages"]) for r in rows], color="tab:orange")
+    b.set_ylabel("consumer lag (messages)")
+    b.set_xlabel("seconds into the soak")
+    b.grid(alpha=0.3)
+    fig.suptitle("R4 soak: gsau run at a steady rate")
+    fig.tight_layout()
+    fig.savefig(sys.argv[2], dpi=110)
+
+
+if __name__ == "__main__":
+    main()

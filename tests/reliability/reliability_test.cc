@@ -1,0 +1,510 @@
+// The reliability suite (issue 8), against the real broker and the real `gsau` binary:
+//   R1 kill -9 of `gsau run` at random moments during a stream, restarting each time
+//   R2 the broker stopped mid-stream and restarted
+//   R3 malformed and fuzzed events mixed with good ones
+//   R4 a soak at a steady rate: resident memory and lag sampled
+//   R5 the state's disk fills (a tmpfs) and space returns
+// GSAU_RELIABILITY=full runs the sizes of the issue (`make reliability`); anything else the
+// short variant that `make test` runs. Each check adds one summary row (its figures and
+// PASS/FAIL); the run ends with `BENCH reliability passed=<n> failed=<n>`, and with
+// GSAU_RELIABILITY_OUT=DIR also writes DIR/summary.md and the soak's CSV (and PNG).
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <functional>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "ingest_helpers.h"
+#include "kafka_broker.h"
+#include "process.h"
+#include "temp_dir.h"
+
+namespace gsau {
+namespace {
+
+using namespace gsau::testing;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+bool Full() {
+  const char* v = std::getenv("GSAU_RELIABILITY");
+  return v != nullptr && std::string(v) == "full";
+}
+
+std::string OutDir() {
+  const char* v = std::getenv("GSAU_RELIABILITY_OUT");
+  return v == nullptr ? "" : v;
+}
+
+struct Row {
+  std::string check, figures;
+  bool pass = false;
+};
+std::vector<Row>& Rows() {
+  static std::vector<Row> rows;
+  return rows;
+}
+
+// Each check fills `figures`; TearDown records its row with the test's verdict.
+class Reliability : public ::testing::Test {
+ protected:
+  void Record(const std::string& check) { check_ = check; }
+  void Figure(const std::string& text) { figures_ += (figures_.empty() ? "" : ", ") + text; }
+  void TearDown() override { Rows().push_back({check_, figures_, !HasFailure()}); }
+
+ private:
+  std::string check_, figures_;
+};
+
+class Summary : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    int passed = 0, failed = 0;
+    std::ostringstream md;
+    md << "| check | figures | result |\n|---|---|---|\n";
+    for (const auto& r : Rows()) {
+      (r.pass ? passed : failed)++;
+      md << "| " << r.check << " | " << r.figures << " | " << (r.pass ? "PASS" : "FAIL") << " |\n";
+    }
+    std::printf("\n%s\n", md.str().c_str());
+    if (!OutDir().empty()) {
+      std::filesystem::create_directories(OutDir());
+      std::ofstream(OutDir() + "/summary.md") << md.str();
+    }
+    std::printf("BENCH reliability passed=%d failed=%d\n", passed, failed);
+  }
+};
+const auto* const kSummary = ::testing::AddGlobalTestEnvironment(new Summary);
+
+double Sum(int port, const std::string& name) {
+  // Every sample of `name` (all label sets) added up.
+  double total = 0;
+  std::istringstream in(HttpGet(port, "/metrics"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name, 0) != 0) continue;
+    const char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (name.find('{') == std::string::npos && next != ' ' && next != '{') continue;
+    total += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return total;
+}
+
+// A private broker (R2 stops it); stopped on destruction.
+struct Broker {
+  std::string dir, bootstrap;
+  explicit Broker(const std::string& d) : dir(d) {
+    std::string out;
+    if (RunCommand(SourceDir() + "/scripts/kafka_broker.sh start --dir " + dir + " --max-lifetime 3600", &out) != 0) {
+      throw std::runtime_error("broker did not start: " + out);
+    }
+    bootstrap = out.substr(0, out.find('\n'));
+  }
+  bool Run(const std::string& verb) {
+    std::string out;
+    return RunCommand(SourceDir() + "/scripts/kafka_broker.sh " + verb + " --dir " + dir, &out) == 0;
+  }
+  ~Broker() { Run("stop"); }
+};
+
+// `gsau run` (or `gsau ingest`) on its own topics, state and metrics port.
+struct Gsau {
+  std::string command = "run";
+  std::string bootstrap, topic, state, checkpoints, log;
+  int port = 0;
+  std::vector<std::string> extra;
+
+  std::unique_ptr<ChildProcess> Start() const {
+    std::vector<std::string> argv = {BinaryDir() + "/gsau", command, "--bootstrap", bootstrap, "--state", state,
+                                     "--status-interval", "5",
+                                     "--set", "topics.clicks=" + topic,
+                                     "--set", "topics.dead_letter=" + topic + ".dlq",
+                                     "--set", "ingest.group_id=" + topic + "-group",
+                                     "--set", "ingest.session_timeout_ms=6000",
+                                     "--set", "metrics.listen_address=127.0.0.1:" + std::to_string(port)};
+    if (command == "run") {
+      for (const std::string& s : std::vector<std::string>{"--checkpoints", checkpoints, "--set", "topics.user_embeddings=" + topic + "-users", "--set",
+            "topics.item_embeddings=" + topic + "-items", "--set", "learner.threads=1", "--set",
+            "learner.prequential_csv="}) {
+        argv.push_back(s);
+      }
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return std::make_unique<ChildProcess>(argv, log);
+  }
+};
+
+Gsau MakeGsau(const TempDir& dir, const std::string& bootstrap, const std::string& topic, const std::string& command) {
+  Gsau g;
+  g.command = command;
+  g.bootstrap = bootstrap;
+  g.topic = topic;
+  g.state = dir.File("state");
+  g.checkpoints = dir.File("checkpoints");
+  g.log = dir.File(command + ".log");
+  g.port = FreePort();
+  return g;
+}
+
+bool WaitFor(const std::function<bool()>& done, seconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  return done();
+}
+
+std::string Fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+TEST_F(Reliability, R1KillNineDuringAStreamLosesNothingAndPublishesAgain) {
+  Record("R1 kill -9 of gsau run, restarted");
+  const int kills = Full() ? 20 : 3;
+  const int n = Full() ? 40000 : 6000;
+  const double rate = Full() ? 300 : 250;
+  TempDir dir;
+  const std::string topic = UniqueTopic("rel-r1");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 4, 1, {}}}, 20000).ok());
+  const auto clicks = MakeClicks(n, 800, 400, 31);
+  Gsau g = MakeGsau(dir, KafkaBootstrap(), topic, "run");
+  g.extra = {"--set", "learner.checkpoint_interval_s=5"};  // restarts resume from recent ones
+  auto child = g.Start();
+  BackgroundProducer producer(KafkaBootstrap(), topic, clicks, rate);
+  std::mt19937_64 rng(17);
+  const double stream_s = n / rate;
+  std::uniform_real_distribution<double> gap(0.3 * stream_s / kills, 1.5 * stream_s / kills);
+  int republished = 0;
+  for (int k = 0; k < kills; ++k) {
+    // Published by this incarnation before it is killed (the user topic: a record per clicker).
+    const bool published = WaitFor([&] { return Sum(g.port, "gsau_publisher_embeddings_published_total") > 0; },
+                                    seconds(90));
+    republished += published ? 1 : 0;
+    EXPECT_TRUE(published) << "incarnation " << k << " published nothing\n" << Tail(g.log);
+    std::this_thread::sleep_for(std::chrono::duration<double>(gap(rng)));
+    child->Signal(SIGKILL);
+    child->Wait(10000);
+    child = g.Start();
+  }
+  const bool last = WaitFor([&] { return Sum(g.port, "gsau_publisher_embeddings_published_total") > 0; }, seconds(90));
+  republished += last ? 1 : 0;
+  ASSERT_TRUE(producer.Join());
+  ASSERT_TRUE(WaitForStateEvents(g.port, n, seconds(180))) << Tail(g.log);
+  child->Signal(SIGTERM);
+  EXPECT_EQ(child->Wait(60000), 0) << Tail(g.log);
+  const auto got = DumpAt(g.state);
+  const auto want = Reference(clicks);
+  EXPECT_EQ(got.events, want.events);
+  EXPECT_TRUE(got == want) << "the state after the kills differs from an uninterrupted one";
+  Figure(std::to_string(kills) + " kills");
+  Figure(std::to_string(got.events) + "/" + std::to_string(n) + " events");
+  Figure(std::string(got == want ? "state equal to the reference" : "state DIFFERS"));
+  Figure("published after " + std::to_string(republished) + "/" + std::to_string(kills + 1) + " starts");
+}
+
+TEST_F(Reliability, R2BrokerStoppedMidStreamLosesNothingAndLagDrains) {
+  Record("R2 broker stopped mid-stream");
+  const int outage_s = Full() ? 30 : 10;
+  const int n = Full() ? 30000 : 8000;
+  TempDir dir;
+  Broker broker(dir.File("broker"));
+  const std::string topic = "rel-r2";
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(broker.bootstrap), {{topic, 2, 1, {}}}, 20000).ok());
+  Gsau g = MakeGsau(dir, broker.bootstrap, topic, "run");
+  auto child = g.Start();
+  const auto clicks = MakeClicks(n, 500, 300, 41);
+  const double rate = n / (2.0 * outage_s + 10.0);
+  BackgroundProducer producer(broker.bootstrap, topic, clicks, rate);
+  ASSERT_TRUE(WaitFor([&] { return Sum(g.port, "gsau_state_events") > 0; }, seconds(60))) << Tail(g.log);
+  std::this_thread::sleep_for(seconds(3));
+  ASSERT_TRUE(broker.Run("pause"));
+  std::this_thread::sleep_for(seconds(outage_s));
+  const double broker_errors = Sum(g.port, "gsau_errors_total{kind=\"broker\"");
+  const double during = Sum(g.port, "gsau_state_events");
+  EXPECT_TRUE(child->Running()) << "no crash while the broker is away";
+  ASSERT_TRUE(broker.Run("resume"));
+  const auto back = Clock::now();
+  ASSERT_TRUE(producer.Join());
+  ASSERT_TRUE(WaitForStateEvents(g.port, n, seconds(180))) << Tail(g.log);
+  const double drain_s = std::chrono::duration<double>(Clock::now() - back).count();
+  const bool lag_zero = WaitFor([&] { return Sum(g.port, "gsau_ingest_consumer_lag_messages") == 0; }, seconds(30));
+  EXPECT_TRUE(lag_zero) << "consumer lag drains to 0";
+  // The outage shows: errors by kind (broker, or the produce/commit side of it).
+  double errors = 0;
+  {
+    std::istringstream in(HttpGet(g.port, "/metrics"));
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("gsau_errors_total{", 0) == 0) errors += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  EXPECT_GT(errors, 0) << "the outage is visible in gsau_errors_total";
+  child->Signal(SIGTERM);
+  EXPECT_EQ(child->Wait(60000), 0) << Tail(g.log);
+  const bool equal = DumpAt(g.state) == Reference(clicks);
+  EXPECT_TRUE(equal);
+  Figure("outage " + std::to_string(outage_s) + " s");
+  Figure(Fmt("%.0f", during) + " events applied before/while down");
+  Figure(Fmt("%.0f errors in the metrics", errors) + Fmt(" (%.0f broker)", broker_errors));
+  Figure(Fmt("all applied %.1f s after restart", drain_s));
+  Figure(std::string(lag_zero ? "lag 0" : "lag NOT drained"));
+  Figure(std::string(equal ? "state equal to the reference" : "state DIFFERS"));
+}
+
+// Bad values, each certainly rejected: classic mistakes, truncated JSON (a strict prefix of a
+// JSON object is never one), and binary noise.
+std::vector<std::string> MakeBad(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::string> bad;
+  bad.reserve(static_cast<size_t>(n));
+  const std::vector<std::string> fixed = {
+      "not json", "", "[]", "{}", R"({"item_id":"i1","ts":1700000000000})",
+      R"({"user_id":"u1","item_id":"i1","ts":-5})", R"({"user_id":true,"item_id":"i1","ts":1700000000000})",
+      R"({"user_id":"u1","item_id":"i1","ts":"noon"})",
+      R"({"user_id":")" + std::string(300, 'x') + R"(","item_id":"i1","ts":1700000000000})"};
+  for (int i = 0; i < n; ++i) {
+    switch (i % 4) {
+      case 0:
+        bad.push_back(fixed[rng() % fixed.size()]);
+        break;
+      case 1: {
+        const std::string good = ClickJson("u" + std::to_string(rng() % 1000), "i" + std::to_string(rng() % 500),
+                                           1700000000000 + static_cast<int64_t>(rng() % 1000000));
+        bad.push_back(good.substr(0, rng() % (good.size() - 1)));  // strict prefix
+        break;
+      }
+      default: {
+        std::string noise(1 + rng() % 200, '\0');
+        for (auto& c : noise) c = static_cast<char>(rng() & 0xff);
+        noise[0] = static_cast<char>(0xff);  // never valid JSON (nor UTF-8)
+        bad.push_back(std::move(noise));
+        break;
+      }
+    }
+  }
+  return bad;
+}
+
+TEST_F(Reliability, R3MalformedAndFuzzedEventsAllReachTheDeadLetterTopic) {
+  Record("R3 malformed and fuzzed events");
+  const int n_bad = Full() ? 1000000 : 10000;
+  const int n_good = Full() ? 100000 : 3000;
+  TempDir dir;
+  const std::string topic = UniqueTopic("rel-r3");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 4, 1, {}}}, 20000).ok());
+  const auto good = MakeClicks(n_good, 1000, 500, 51);
+  const auto bad = MakeBad(n_bad, 52);
+  {
+    kafka::ProducerOptions po;
+    po.message_timeout_ms = 300000;
+    auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), po);
+    ASSERT_TRUE(producer.ok());
+    size_t g = 0;
+    const size_t every = static_cast<size_t>(n_bad / n_good) + 1;
+    for (size_t b = 0; b < bad.size(); ++b) {
+      while (!(*producer)->Produce(topic, "k" + std::to_string(b % 97), bad[b]).ok()) (*producer)->Poll();
+      if (b % every == 0 && g < good.size()) {
+        const auto& c = good[g++];
+        ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+      }
+      if (b % 1000 == 0) (*producer)->Poll();
+    }
+    for (; g < good.size(); ++g) {
+      const auto& c = good[g];
+      ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(300000).ok());
+  }
+  Gsau g = MakeGsau(dir, KafkaBootstrap(), topic, "ingest");
+  g.extra = {"--set", "ingest.batch_max_events=5000"};
+  const auto start = Clock::now();
+  auto child = g.Start();
+  const double total = n_bad + n_good;
+  ASSERT_TRUE(WaitFor([&] { return Sum(g.port, "gsau_ingest_events_consumed_total") >= total; },
+                      seconds(Full() ? 1200 : 120)))
+      << Tail(g.log);
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_TRUE(child->Running()) << "no crash";
+  const double consumed = Sum(g.port, "gsau_ingest_events_consumed_total");
+  const double applied = Sum(g.port, "gsau_ingest_events_applied_total");
+  const double dead = Sum(g.port, "gsau_ingest_events_dead_lettered_total");
+  EXPECT_EQ(consumed, applied + dead) << "consumed = applied + dead-lettered";
+  EXPECT_EQ(applied, n_good);
+  EXPECT_EQ(dead, n_bad);
+  child->Signal(SIGTERM);
+  EXPECT_EQ(child->Wait(60000), 0) << Tail(g.log);
+  const auto dlq = ConsumeAll(KafkaBootstrap(), topic + ".dlq", n_bad, Full() ? 600000 : 60000);
+  int64_t with_reason = 0;
+  for (const auto& r : dlq) {
+    for (const auto& [k, v] : r.headers) with_reason += k == "gsau.error.reason" && !v.empty();
+  }
+  EXPECT_EQ(static_cast<int64_t>(dlq.size()), n_bad);
+  EXPECT_EQ(with_reason, n_bad) << "every dead letter says why";
+  const bool equal = DumpAt(g.state) == Reference(good);
+  EXPECT_TRUE(equal) << "the state holds exactly the good events";
+  Figure(std::to_string(n_bad) + " bad + " + std::to_string(n_good) + " good");
+  Figure(Fmt("consumed %.0f", consumed) + Fmt(" = applied %.0f", applied) + Fmt(" + dead-lettered %.0f", dead));
+  Figure(std::to_string(dlq.size()) + " in the DLQ, " + std::to_string(with_reason) + " with a reason");
+  Figure(Fmt("%.0f events/s", total / secs));
+  Figure(std::string(equal ? "state = the good events" : "state DIFFERS"));
+}
+
+int64_t RssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+TEST_F(Reliability, R4SoakKeepsMemoryAndLagBounded) {
+  Record("R4 soak at a steady rate");
+  const int soak_s = Full() ? 1800 : 60;
+  const int warmup_s = Full() ? 300 : 25;
+  const int sample_s = Full() ? 10 : 5;
+  const double rate = 200;
+  TempDir dir;
+  const std::string topic = UniqueTopic("rel-r4");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 4, 1, {}}}, 20000).ok());
+  // A fixed population, so that after warm-up the model's tables stop growing.
+  const auto clicks = MakeClicks(static_cast<int>(rate * soak_s), Full() ? 3000 : 500, Full() ? 1000 : 300, 61);
+  Gsau g = MakeGsau(dir, KafkaBootstrap(), topic, "run");
+  g.extra = {"--set", "state.write_buffer_mb=8", "--set", "state.block_cache_mb=32"};
+  auto child = g.Start();
+  ASSERT_TRUE(WaitFor([&] { return !HttpGet(g.port, "/metrics").empty(); }, seconds(60))) << Tail(g.log);
+  BackgroundProducer producer(KafkaBootstrap(), topic, clicks, rate);
+  struct Sample {
+    double t;
+    int64_t rss_kib;
+    double lag, events;
+  };
+  std::vector<Sample> samples;
+  const auto start = Clock::now();
+  for (int k = 1; k * sample_s <= soak_s; ++k) {
+    std::this_thread::sleep_until(start + seconds(k * sample_s));
+    samples.push_back({static_cast<double>(k * sample_s), RssKiB(child->pid()),
+                       Sum(g.port, "gsau_ingest_consumer_lag_messages"), Sum(g.port, "gsau_state_events")});
+    if (Full() && k % 30 == 0) {
+      std::printf("R4: %d/%d s, rss %lld KiB, lag %.0f\n", k * sample_s, soak_s,
+                  static_cast<long long>(samples.back().rss_kib), samples.back().lag);
+      std::fflush(stdout);
+    }
+  }
+  ASSERT_TRUE(producer.Join());
+  EXPECT_TRUE(child->Running());
+  child->Signal(SIGTERM);
+  EXPECT_EQ(child->Wait(60000), 0) << Tail(g.log);
+  std::vector<int64_t> after;
+  double max_lag = 0;
+  for (const auto& s : samples) {
+    if (s.t > warmup_s) after.push_back(s.rss_kib);
+    max_lag = std::max(max_lag, s.lag);
+  }
+  ASSERT_GE(after.size(), 3u);
+  std::vector<int64_t> sorted = after;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = static_cast<double>(sorted[sorted.size() / 2]);
+  const double lo = static_cast<double>(sorted.front()) / median - 1.0;
+  const double hi = static_cast<double>(sorted.back()) / median - 1.0;
+  EXPECT_GE(lo, -0.10) << "resident memory after warm-up within -10% of its median";
+  EXPECT_LE(hi, 0.10) << "resident memory after warm-up within +10% of its median";
+  EXPECT_LE(max_lag, rate * 10) << "lag stays below 10 s of traffic";
+  if (!OutDir().empty()) {
+    std::filesystem::create_directories(OutDir());
+    std::ofstream csv(OutDir() + "/soak.csv");
+    csv << "t_s,rss_kib,lag_messages,state_events\n";
+    for (const auto& s : samples) csv << s.t << ',' << s.rss_kib << ',' << s.lag << ',' << s.events << '\n';
+    csv.close();
+    std::string ignored;
+    RunCommand("python3 " + SourceDir() + "/scripts/plot_soak.py " + OutDir() + "/soak.csv " + OutDir() +
+                   "/soak.png",
+               &ignored);
+  }
+  Figure(std::to_string(soak_s) + " s at " + Fmt("%.0f/s", rate));
+  Figure(Fmt("rss median %.0f MiB", median / 1024) + Fmt(" (%+.1f%%", lo * 100) + Fmt(" .. %+.1f%%)", hi * 100));
+  Figure(Fmt("max lag %.0f", max_lag));
+}
+
+TEST_F(Reliability, R5FullDiskStopsIngestWhichRecoversWhenSpaceReturns) {
+  Record("R5 state disk fills, then frees");
+  const int hold_s = Full() ? 30 : 10;
+  const int n = Full() ? 40000 : 12000;
+  TempDir dir;
+  const std::string fs = dir.File("fs");
+  std::filesystem::create_directories(fs);
+  ASSERT_EQ(mount("tmpfs", fs.c_str(), "tmpfs", 0, "size=64m"), 0)
+      << "R5 mounts a 64 MiB tmpfs for the state (needs root): " << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{fs};
+  const std::string topic = UniqueTopic("rel-r5");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 2, 1, {}}}, 20000).ok());
+  Gsau g = MakeGsau(dir, KafkaBootstrap(), topic, "ingest");
+  g.state = fs + "/state";
+  g.extra = {"--set", "state.min_free_disk_mb=16", "--set", "state.write_buffer_mb=2"};
+  auto child = g.Start();
+  const auto clicks = MakeClicks(n, 600, 300, 71);
+  BackgroundProducer producer(KafkaBootstrap(), topic, clicks, n / (hold_s + 20.0));
+  ASSERT_TRUE(WaitFor([&] { return Sum(g.port, "gsau_state_events") > 500; }, seconds(60))) << Tail(g.log);
+  // Fill the disk up to 8 MiB short of full: under the 16 MiB floor.
+  const auto space = std::filesystem::space(fs);
+  const uintmax_t fill = space.available > (8u << 20) ? space.available - (8u << 20) : 0;
+  {
+    std::ofstream filler(fs + "/filler", std::ios::binary);
+    const std::string chunk(1 << 20, 'f');
+    for (uintmax_t w = 0; w + chunk.size() <= fill; w += chunk.size()) filler.write(chunk.data(), chunk.size());
+  }
+  std::this_thread::sleep_for(seconds(2));
+  const double held_at = Sum(g.port, "gsau_state_events");
+  std::this_thread::sleep_for(seconds(hold_s));
+  const double still = Sum(g.port, "gsau_state_events");
+  const double apply_errors = Sum(g.port, "gsau_errors_total{kind=\"apply\"");
+  EXPECT_TRUE(child->Running()) << "no crash on a full disk";
+  EXPECT_EQ(still, held_at) << "nothing is written while the disk is below its floor";
+  EXPECT_LT(still, n);
+  EXPECT_GT(apply_errors, 0) << "the stall shows in gsau_errors_total{kind=apply}";
+  const bool says_why = Tail(g.log, 20000).find("free on the disk of") != std::string::npos;
+  EXPECT_TRUE(says_why) << "the log says why ingest stopped";
+  std::filesystem::remove(fs + "/filler");
+  const auto freed = Clock::now();
+  ASSERT_TRUE(producer.Join());
+  ASSERT_TRUE(WaitForStateEvents(g.port, n, seconds(120))) << Tail(g.log);
+  const double recover_s = std::chrono::duration<double>(Clock::now() - freed).count();
+  child->Signal(SIGTERM);
+  EXPECT_EQ(child->Wait(60000), 0) << Tail(g.log);
+  // Whole batches with matching offsets, and exactly the produced events.
+  state::StateOptions o;
+  o.path = g.state;
+  o.create_if_missing = false;
+  int64_t offsets = 0;
+  uint64_t events = 0;
+  {
+    auto s = state::StateStore::Open(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    for (const auto& p : (*s)->Offsets()) offsets += p.next_offset;
+    events = (*s)->Counts().events;
+  }
+  EXPECT_EQ(static_cast<uint64_t>(offsets), events) << "no offset past an unapplied event";
+  const bool equal = DumpAt(g.state) == Reference(clicks);
+  EXPECT_TRUE(equal);
+  Figure(Fmt("held at %.0f events", held_at) + " for " + std::to_string(hold_s) + " s");
+  Figure(Fmt("%.0f apply errors", apply_errors));
+  Figure(std::string(says_why ? "log says why" : "log SILENT"));
+  Figure(Fmt("all %.0f applied", static_cast<double>(n)) + Fmt(" %.1f s after space returned", recover_s));
+  Figure(std::string(equal && static_cast<uint64_t>(offsets) == events ? "state and offsets exact" : "state DIFFERS"));
+}
+
+}  // namespace
+}  // namespace gsau
