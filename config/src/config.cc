@@ -233,6 +233,10 @@ const std::vector<Field>& Table() {
                   "Weight of the uniformity terms in the GSAU loss.", 0.0, 100.0),
       DoubleField("learner.replay_ratio", &C::learner, &LearnerSection::replay_ratio, "fraction",
                   "Share of each batch drawn from older data (replay) rather than fresh events.", 0.0, 1.0),
+      IntField("learner.replay_capacity", &C::learner, &LearnerSection::replay_capacity, "samples",
+               "Older samples kept for replay (a uniform reservoir over everything seen); the learner's memory "
+               "grows until it is full.",
+               1, 1 << 30),
       StringField("learner.checkpoint_dir", &C::learner, &LearnerSection::checkpoint_dir,
                   "Directory of model checkpoints.", {}, true),
       IntField("learner.checkpoint_interval_s", &C::learner, &LearnerSection::checkpoint_interval_s, "s",

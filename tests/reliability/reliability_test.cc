@@ -383,7 +383,11 @@ TEST_F(Reliability, R4SoakKeepsMemoryAndLagBounded) {
   const int users = static_cast<int>(rate * warmup_s / 60);
   const auto clicks = MakeClicks(static_cast<int>(rate * soak_s), users, Full() ? 1000 : 300, 61);
   Gsau g = MakeGsau(dir, KafkaBootstrap(), topic, "run");
-  g.extra = {"--set", "state.write_buffer_mb=8", "--set", "state.block_cache_mb=32"};
+  // The learner's replay reservoir, its largest cache, fills by the middle of the warm-up too
+  // (at its default of 200,000 samples it took ~17 minutes at this rate, growing ~310 MiB).
+  const int replay = static_cast<int>(rate * warmup_s / 2);
+  g.extra = {"--set", "state.write_buffer_mb=8", "--set", "state.block_cache_mb=32", "--set",
+             "learner.replay_capacity=" + std::to_string(replay)};
   auto child = g.Start();
   ASSERT_TRUE(WaitFor([&] { return !HttpGet(g.port, "/metrics").empty(); }, seconds(60))) << Tail(g.log);
   BackgroundProducer producer(KafkaBootstrap(), topic, clicks, rate);

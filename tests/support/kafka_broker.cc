@@ -61,7 +61,7 @@ const std::string& KafkaBootstrap() {
     }
     own.dir = std::filesystem::temp_directory_path().string() + "/gsau-test-broker-" + std::to_string(getpid());
     std::string out;
-    const int rc = RunCommand(SourceDir() + "/scripts/kafka_broker.sh start --dir " + own.dir + " --max-lifetime 1800",
+    const int rc = RunCommand(SourceDir() + "/scripts/kafka_broker.sh start --dir " + own.dir + " --max-lifetime 7200",
                               &out);
     if (rc != 0 || out.empty()) {
       std::cerr << "cannot start the test Kafka broker (scripts/kafka_broker.sh, rc=" << rc << ")\n";

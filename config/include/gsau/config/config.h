@@ -73,6 +73,7 @@ struct LearnerSection {
   double learning_rate = 1e-3;
   double gamma = 0.1;
   double replay_ratio = 0.5;
+  int replay_capacity = 200000;
   std::string checkpoint_dir = "gsau-data/checkpoints";
   int checkpoint_interval_s = 300;
   int checkpoint_keep = 3;
