@@ -135,7 +135,12 @@ appender.file.layout.type=PatternLayout
 appender.file.layout.pattern=[%d] %p %m (%c)%n
 LOG
     # A random 16-byte cluster id, url-safe base64 without padding, as Kafka writes them.
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    # One in 64 starts with '-', which the storage tool's argument parser takes for an option
+    # ("--cluster-id: expected one argument"): draw again.
+    cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    done
     jvm_command
     "${JVM[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
       >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; exit 1; }
