@@ -108,6 +108,8 @@ class BackgroundProducer {
     thread_.join();
     return ok_;
   }
+  // Records the broker acknowledged (after Join).
+  int64_t Delivered() const { return producer_->counts().delivered; }
 
  private:
   std::unique_ptr<kafka::Producer> producer_;

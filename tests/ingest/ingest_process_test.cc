@@ -126,7 +126,11 @@ TEST(IngestProcessTest, KillNineAtRandomMomentsLosesNothingAndAppliesNothingTwic
               << end[po.tp.partition] << ";";
       }
     }
-    FAIL() << "not every event was applied: " << where.str() << "\n" << Tail(p.log);
+    int64_t records = 0;
+    for (const auto& [part, e] : end) records += e;
+    FAIL() << "not every event was applied: " << where.str() << " the broker acknowledged " << producer.Delivered()
+           << " of " << clicks.size() << " records; the topic holds " << records << "\n"
+           << Tail(p.log);
   }
   last->Signal(SIGTERM);
   ASSERT_EQ(last->Wait(30000), 0) << Tail(p.log);
