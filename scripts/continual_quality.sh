@@ -38,29 +38,7 @@ done
 fraction=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"].get("train_fraction", 1.0))' "$b_dir/report.json")
 work=${WORK:-$(mktemp -d /tmp/gsau-continual.XXXXXX)}
 mkdir -p "$work" "$out"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  scripts/kafka_broker.sh stop --dir "$work/broker" >/dev/null 2>&1 || true
-  if [[ "${KEEP:-0}" == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-log() { echo "[$(date -u +%H:%M:%S)] $*"; }
-
-# Waits until gsau_state_events on the metrics port reaches $2 (progress every 30 s).
-wait_events() {
-  local port=$1 want=$2 pid=$3 last=0 got
-  while true; do
-    kill -0 "$pid" 2>/dev/null || { echo "continual_quality.sh: process $pid died, see $work" >&2; exit 1; }
-    got=$(curl -s "127.0.0.1:$port/metrics" | awk '$1 == "gsau_state_events" {printf "%d", $2}' || true)
-    got=${got:-0}
-    ((got >= want)) && return 0
-    if ((SECONDS - last >= 30)); then log "  applied $got of $want"; last=$SECONDS; fi
-    sleep 1
-  done
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/lib/pipeline_helpers.sh
 
 log "split at train fraction $fraction"
 "$gsau" split --data "$data" --times "$times" --train-fraction "$fraction" \

@@ -428,7 +428,6 @@ struct Pipeline::Impl {
   Status PublishItems() {
     GSAU_ASSIGN_OR_RETURN(auto changed, learner->TakeChangedItems());
     if (changed.ids.empty()) return Status::Ok();
-    const int64_t v = NextVersion();
     const auto dim = static_cast<size_t>(opt.learner.dim);
     std::vector<EmbeddingRecord> recs;
     recs.reserve(changed.ids.size());
@@ -438,16 +437,26 @@ struct Pipeline::Impl {
       EmbeddingRecord r;
       r.kind = EntityKind::kItem;
       r.id = std::move(id);
-      r.model_version = v;
       r.event_time_ms = now;
       r.embedding.assign(changed.embeddings.begin() + static_cast<long>(k * dim),
                          changed.embeddings.begin() + static_cast<long>((k + 1) * dim));
       recs.push_back(std::move(r));
     }
-    std::lock_guard<std::mutex> lock(pub_mu);
-    GSAU_RETURN_IF_ERROR(pub->Publish(recs));
+    GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
     std::lock_guard<std::mutex> s(status_mu);
     st.items_published += static_cast<int64_t>(recs.size());
+    return Status::Ok();
+  }
+
+  // Stamps `recs` with the next model_version and publishes them, both under pub_mu: the user
+  // and item paths run on different threads, and a version taken outside the lock could reach
+  // the publisher after a newer one (it refuses it: records were lost that way).
+  Status PublishVersioned(std::vector<EmbeddingRecord>& recs) {
+    std::lock_guard<std::mutex> lock(pub_mu);
+    const int64_t v = NextVersion();
+    for (auto& r : recs) r.model_version = v;
+    GSAU_RETURN_IF_ERROR(pub->Publish(recs));
+    std::lock_guard<std::mutex> s(status_mu);
     st.model_version = std::max(st.model_version, v);
     return Status::Ok();
   }
@@ -629,7 +638,6 @@ struct Pipeline::Impl {
     due.swap(later);
     if (users.empty()) return Status::Ok();
     GSAU_ASSIGN_OR_RETURN(auto rows, serving->UserEmbeddings(sessions_now));
-    const int64_t v = NextVersion();
     const auto dim = static_cast<size_t>(serving->dim());
     std::vector<EmbeddingRecord> recs;
     recs.reserve(users.size());
@@ -638,16 +646,17 @@ struct Pipeline::Impl {
       EmbeddingRecord r;
       r.kind = EntityKind::kUser;
       r.id = std::move(id);
-      r.model_version = v;
       r.event_time_ms = times[k];
       r.embedding.assign(rows.begin() + static_cast<long>(k * dim), rows.begin() + static_cast<long>((k + 1) * dim));
       recs.push_back(std::move(r));
     }
-    std::lock_guard<std::mutex> lock(pub_mu);
-    GSAU_RETURN_IF_ERROR(pub->Publish(recs));
+    if (Status s = PublishVersioned(recs); !s.ok()) {
+      // Not lost: these users are due again at the next flush (a newer click keeps its time).
+      for (size_t k = 0; k < users.size(); ++k) due.emplace(users[k], times[k]);
+      return s;
+    }
     std::lock_guard<std::mutex> s(status_mu);
     st.users_published += static_cast<int64_t>(recs.size());
-    st.model_version = std::max(st.model_version, v);
     return Status::Ok();
   }
 

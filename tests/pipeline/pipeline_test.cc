@@ -211,6 +211,11 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
   }
   EXPECT_GT(item_records, 0);
 
+  // No publication was refused or failed (both runs append to the same log). The user and item
+  // paths once took model_versions outside the publisher's lock, and a refused batch was lost.
+  const std::string whole_log = Tail(p.log, 1 << 24);
+  EXPECT_EQ(whole_log.find("pipeline: publishing"), std::string::npos) << whole_log.substr(whole_log.find("pipeline: publishing"), 400);
+
   // The prequential CSV has rows.
   std::ifstream csv(p.csv);
   std::string header, row;
