@@ -14,7 +14,42 @@
 #include <cstring>
 #include <thread>
 
+#include "gsau/common/memory.h"
+
 namespace gsau::metrics {
+namespace {
+
+prometheus::MetricFamily Gauge(const std::string& name, const std::string& help, double value,
+                               const prometheus::Labels& labels = {}) {
+  prometheus::MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = prometheus::MetricType::Gauge;
+  prometheus::ClientMetric m;
+  for (const auto& [k, v] : labels) m.label.push_back({k, v});
+  m.gauge.value = value;
+  f.metric.push_back(std::move(m));
+  return f;
+}
+
+// The process's memory, read at each scrape (see gsau/common/memory.h).
+std::vector<prometheus::MetricFamily> ProcessMemoryFamilies() {
+  const ProcessMemory m = ReadProcessMemory();
+  std::vector<prometheus::MetricFamily> out;
+  if (m.resident_bytes >= 0) {
+    out.push_back(Gauge("gsau_process_resident_memory_bytes", "Resident memory of the process (VmRSS)",
+                        static_cast<double>(m.resident_bytes)));
+  }
+  if (m.heap_allocated_bytes >= 0) {
+    out.push_back(Gauge("gsau_process_heap_allocated_bytes", "Heap bytes the program holds (allocated, not freed)",
+                        static_cast<double>(m.heap_allocated_bytes), {{"allocator", m.allocator}}));
+    out.push_back(Gauge("gsau_process_heap_free_bytes", "Heap bytes the allocator keeps mapped but unused",
+                        static_cast<double>(m.heap_free_bytes), {{"allocator", m.allocator}}));
+  }
+  return out;
+}
+
+}  // namespace
 
 class Metrics::Server {
  public:
@@ -59,7 +94,9 @@ class Metrics::Server {
     }
     std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
     if (path == "/metrics") {
-      body = prometheus::TextSerializer().Serialize(registry_->Collect());
+      auto families = registry_->Collect();
+      for (auto& f : ProcessMemoryFamilies()) families.push_back(std::move(f));
+      body = prometheus::TextSerializer().Serialize(families);
     } else if (path.empty()) {
       status = "405 Method Not Allowed";
       body = "GET /metrics\n";

@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "gsau/common/clock.h"
+#include "gsau/common/memory.h"
 #include "gsau/common/progress.h"
 #include "gsau/common/status.h"
 
@@ -68,6 +72,26 @@ TEST(ProgressTest, FormatsDurations) {
   EXPECT_EQ(FormatDuration(185), "3m05s");
   EXPECT_EQ(FormatDuration(3720), "1h02m");
   EXPECT_EQ(FormatDuration(-1), "?");
+}
+
+TEST(ProcessMemoryTest, SeesAnAllocationComeAndGo) {
+  const ProcessMemory before = ReadProcessMemory();
+  ASSERT_GT(before.resident_bytes, 0);
+  ASSERT_GE(before.heap_allocated_bytes, 0) << before.allocator;
+  constexpr size_t kBytes = 64 << 20;
+  auto* p = static_cast<char*>(std::malloc(kBytes));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 1, kBytes);  // touched: resident
+  const ProcessMemory during = ReadProcessMemory();
+  EXPECT_GE(during.heap_allocated_bytes - before.heap_allocated_bytes, static_cast<int64_t>(kBytes)) << during.allocator;
+  EXPECT_GE(during.resident_bytes - before.resident_bytes, static_cast<int64_t>(kBytes) * 9 / 10);
+  EXPECT_EQ(p[kBytes - 1], 1);
+  std::free(p);
+  ReleaseFreeMemory();
+  const ProcessMemory after = ReadProcessMemory();
+  EXPECT_LT(after.heap_allocated_bytes, during.heap_allocated_bytes - static_cast<int64_t>(kBytes) / 2);
+  EXPECT_LT(after.resident_bytes, during.resident_bytes - static_cast<int64_t>(kBytes) / 2)
+      << "freed and released: no longer resident";
 }
 
 }  // namespace

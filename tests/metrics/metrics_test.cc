@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 #include <prometheus/counter.h>
 
+#include <string>
+#include <utility>
+
 #include "gsau/metrics/metrics.h"
 #include "process.h"
 
@@ -24,6 +27,23 @@ TEST(MetricsTest, RegisteredMetricIsServedOverHttp) {
   EXPECT_NE(body.find("200 OK"), std::string::npos) << body;
   EXPECT_NE(body.find("# TYPE gsau_test_events_total counter"), std::string::npos) << body;
   EXPECT_NE(body.find("gsau_test_events_total{stage=\"test\"} 3"), std::string::npos) << body;
+}
+
+TEST(MetricsTest, ScrapeCarriesTheProcessMemory) {
+  Metrics m;
+  MetricsOptions o;
+  o.listen_address = "127.0.0.1:0";
+  ASSERT_TRUE(m.Serve(o).ok());
+  const std::string body = HttpGet(m.port(), "/metrics");
+  // Resident: at least a megabyte; the heap figures: present and not negative.
+  for (const auto& [name, least] : {std::pair<std::string, double>{"gsau_process_resident_memory_bytes ", 1e6},
+                                    {"gsau_process_heap_allocated_bytes{allocator=", 0.0},
+                                    {"gsau_process_heap_free_bytes{allocator=", 0.0}}) {
+    const auto at = body.find("\n" + name);
+    ASSERT_NE(at, std::string::npos) << name << "\n" << body;
+    const auto line = body.substr(at + 1, body.find('\n', at + 1) - at - 1);
+    EXPECT_GE(std::stod(line.substr(line.rfind(' ') + 1)), least) << line;
+  }
 }
 
 TEST(MetricsTest, BusyAddressIsAnErrorNotACrash) {

@@ -391,16 +391,19 @@ TEST_F(Reliability, R4SoakKeepsMemoryAndLagBounded) {
     double t;
     int64_t rss_kib;
     double lag, events;
+    double heap_allocated, heap_free;  // bytes (gsau_process_heap_*): what the RSS is made of
   };
   std::vector<Sample> samples;
   const auto start = Clock::now();
   for (int k = 1; k * sample_s <= soak_s; ++k) {
     std::this_thread::sleep_until(start + seconds(k * sample_s));
     samples.push_back({static_cast<double>(k * sample_s), RssKiB(child->pid()),
-                       Sum(g.port, "gsau_ingest_consumer_lag_messages"), Sum(g.port, "gsau_state_events")});
+                       Sum(g.port, "gsau_ingest_consumer_lag_messages"), Sum(g.port, "gsau_state_events"),
+                       Sum(g.port, "gsau_process_heap_allocated_bytes"), Sum(g.port, "gsau_process_heap_free_bytes")});
     if (Full() && k % 30 == 0) {
-      std::printf("R4: %d/%d s, rss %lld KiB, lag %.0f\n", k * sample_s, soak_s,
-                  static_cast<long long>(samples.back().rss_kib), samples.back().lag);
+      std::printf("R4: %d/%d s, rss %lld KiB (heap allocated %.0f MiB, free %.0f MiB), lag %.0f\n", k * sample_s,
+                  soak_s, static_cast<long long>(samples.back().rss_kib), samples.back().heap_allocated / (1 << 20),
+                  samples.back().heap_free / (1 << 20), samples.back().lag);
       std::fflush(stdout);
     }
   }
@@ -433,8 +436,11 @@ TEST_F(Reliability, R4SoakKeepsMemoryAndLagBounded) {
   if (!OutDir().empty()) {
     std::filesystem::create_directories(OutDir());
     std::ofstream csv(OutDir() + "/soak.csv");
-    csv << "t_s,rss_kib,lag_messages,state_events\n";
-    for (const auto& s : samples) csv << s.t << ',' << s.rss_kib << ',' << s.lag << ',' << s.events << '\n';
+    csv << "t_s,rss_kib,lag_messages,state_events,heap_allocated_bytes,heap_free_bytes\n";
+    for (const auto& s : samples) {
+      csv << s.t << ',' << s.rss_kib << ',' << s.lag << ',' << s.events << ',' << s.heap_allocated << ','
+          << s.heap_free << '\n';
+    }
     csv.close();
     std::string ignored;
     RunCommand("python3 " + SourceDir() + "/scripts/plot_soak.py " + OutDir() + "/soak.csv " + OutDir() +

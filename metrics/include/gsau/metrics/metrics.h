@@ -10,6 +10,9 @@
 // civetweb exposer failed to start inside the LibTorch-linked binary (mg_start returned null
 // after binding, leaking the bound socket, so every retry found the port busy).
 //
+// Besides the registry, every scrape reads the process's memory: gsau_process_resident_memory_bytes
+// and gsau_process_heap_{allocated,free}_bytes{allocator} (gsau/common/memory.h).
+//
 // Thread safety: registry() and the metrics in it are thread-safe (prometheus-cpp).
 // Lifetime: the Metrics object must outlive every stage that registered into it.
 #pragma once
