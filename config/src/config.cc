@@ -237,6 +237,13 @@ const std::vector<Field>& Table() {
                "Older samples kept for replay (a uniform reservoir over everything seen); the learner's memory "
                "grows until it is full.",
                1, 1 << 30),
+      DoubleField("learner.replay_recent_fraction", &C::learner, &LearnerSection::replay_recent_fraction, "fraction",
+                  "Share of the replayed part of a batch drawn from the latest learner.replay_recent_capacity trained "
+                  "samples (the rest from the reservoir); 0 = the reservoir only.",
+                  0.0, 1.0),
+      IntField("learner.replay_recent_capacity", &C::learner, &LearnerSection::replay_recent_capacity, "samples",
+               "Size of the window of latest trained samples that learner.replay_recent_fraction draws from.", 1,
+               1 << 30),
       StringField("learner.checkpoint_dir", &C::learner, &LearnerSection::checkpoint_dir,
                   "Directory of model checkpoints.", {}, true),
       IntField("learner.checkpoint_interval_s", &C::learner, &LearnerSection::checkpoint_interval_s, "s",

@@ -248,6 +248,7 @@ struct OnlineLearner::Impl {
   std::deque<Sample> pending;
   std::vector<Sample> replay;
   int64_t replay_seen = 0;  // samples ever offered to the reservoir
+  std::deque<Sample> recent;  // the last recent_capacity samples that went to replay, oldest first
 
   // Publishing: the item rows as last returned by TakeChangedItems.
   std::vector<float> published;  // [num_items * dim]
@@ -399,6 +400,10 @@ struct OnlineLearner::Impl {
   }
 
   void AddToReplay(Sample s) {
+    if (opt.recent_fraction > 0) {
+      recent.push_back(s);
+      if (static_cast<int64_t>(recent.size()) > opt.recent_capacity) recent.pop_front();
+    }
     ++replay_seen;
     if (static_cast<int64_t>(replay.size()) < opt.replay_capacity) {
       replay.push_back(std::move(s));
@@ -544,9 +549,9 @@ struct OnlineLearner::Impl {
     return SequenceBatchOf(prefixes, targets, device);
   }
 
-  std::vector<size_t> DrawReplay(int64_t n) {
+  // n distinct indices below size, uniformly (all of them when n >= size).
+  std::vector<size_t> DrawDistinct(int64_t n, size_t size) {
     std::vector<size_t> idx;
-    const size_t size = replay.size();
     if (n <= 0 || size == 0) return idx;
     if (static_cast<size_t>(n) >= size) {
       idx.resize(size);
@@ -559,6 +564,24 @@ struct OnlineLearner::Impl {
       if (seen.insert(j).second) idx.push_back(j);
     }
     return idx;
+  }
+
+  // n replayed samples: round(n * recent_fraction) from the recent window, the rest from the
+  // reservoir (either side fills in when the other runs short). The reservoir alone is uniform
+  // over everything ever trained, so after a long history the latest clicks (a new season, new
+  // items) get a vanishing share of replay; the window keeps a fixed share for them.
+  std::vector<const Sample*> DrawReplay(int64_t n, int64_t* n_recent) {
+    const auto window = static_cast<int64_t>(recent.size());
+    const auto reservoir = static_cast<int64_t>(replay.size());
+    int64_t from_recent = std::min(window, static_cast<int64_t>(std::llround(static_cast<double>(n) * opt.recent_fraction)));
+    const int64_t from_reservoir = std::min(reservoir, n - from_recent);
+    from_recent = std::min(window, n - from_reservoir);
+    std::vector<const Sample*> out;
+    out.reserve(static_cast<size_t>(from_recent + from_reservoir));
+    for (size_t j : DrawDistinct(from_recent, recent.size())) out.push_back(&recent[j]);
+    *n_recent = static_cast<int64_t>(out.size());
+    for (size_t j : DrawDistinct(from_reservoir, replay.size())) out.push_back(&replay[j]);
+    return out;
   }
 
   void AdamStep() {
@@ -597,7 +620,7 @@ struct OnlineLearner::Impl {
     const auto start = Clock::now();
     OnlineStepResult r;
     const auto pending_n = static_cast<int64_t>(pending.size());
-    const auto replay_n = static_cast<int64_t>(replay.size());
+    const auto replay_n = static_cast<int64_t>(std::max(replay.size(), recent.size()));
     int64_t n_fresh = std::min(pending_n, static_cast<int64_t>(std::llround(static_cast<double>(opt.batch_size) * opt.fresh_fraction)));
     const int64_t n_replay = std::min(replay_n, opt.batch_size - n_fresh);
     n_fresh += std::min(pending_n - n_fresh, opt.batch_size - n_fresh - n_replay);
@@ -613,7 +636,7 @@ struct OnlineLearner::Impl {
     pending.erase(pending.begin(), pending.begin() + n_fresh);
     std::vector<const Sample*> batch;
     for (const auto& s : fresh) batch.push_back(&s);
-    for (size_t j : DrawReplay(n_replay)) batch.push_back(&replay[j]);
+    for (const Sample* s : DrawReplay(n_replay, &r.replay_recent)) batch.push_back(s);
     r.fresh = n_fresh;
     r.replay = static_cast<int64_t>(batch.size()) - n_fresh;
 
@@ -868,11 +891,13 @@ struct OnlineLearner::Impl {
       }
     }
     ar.write("edges", torch::tensor(edges, torch::kInt64));
-    std::vector<const Sample*> p, q;
+    std::vector<const Sample*> p, q, w;
     for (const auto& s : pending) p.push_back(&s);
     for (const auto& s : replay) q.push_back(&s);
+    for (const auto& s : recent) w.push_back(&s);
     WriteSamples(ar, "pending", p);
     WriteSamples(ar, "replay", q);
+    WriteSamples(ar, "recent", w);
 
     const std::string tmp = path + ".tmp";
     ar.save_to(tmp);
@@ -923,6 +948,9 @@ struct OnlineLearner::Impl {
     ar.read("edges", edges);
     auto pend = ReadSamples(ar, "pending");
     auto rep = ReadSamples(ar, "replay");
+    // Checkpoints written before the recent window existed have none: it refills as it trains.
+    torch::Tensor probe;
+    auto win = ar.try_read(Key("recent", "users"), probe) ? ReadSamples(ar, "recent") : std::vector<Sample>{};
 
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < adam.size(); ++k) {
@@ -958,6 +986,8 @@ struct OnlineLearner::Impl {
     }
     pending.assign(std::make_move_iterator(pend.begin()), std::make_move_iterator(pend.end()));
     replay = std::move(rep);
+    recent.assign(std::make_move_iterator(win.begin()), std::make_move_iterator(win.end()));
+    while (static_cast<int64_t>(recent.size()) > opt.recent_capacity) recent.pop_front();
     steps = c[2].item<int64_t>();
     events = c[3].item<int64_t>();
     replay_seen = c[4].item<int64_t>();
@@ -1115,6 +1145,9 @@ Status ValidateOptions(const OnlineOptions& o) {
   if (o.batch_size < 1) return Status::InvalidArgument("batch_size must be >= 1");
   if (!(o.fresh_fraction >= 0 && o.fresh_fraction <= 1)) return Status::InvalidArgument("fresh_fraction must be in [0, 1]");
   if (o.replay_capacity < 1 || o.max_pending < 0) return Status::InvalidArgument("replay_capacity must be >= 1, max_pending >= 0");
+  if (!(o.recent_fraction >= 0 && o.recent_fraction <= 1) || o.recent_capacity < 1) {
+    return Status::InvalidArgument("recent_fraction must be in [0, 1] and recent_capacity >= 1");
+  }
   if (o.initial_user_rows < 1 || o.initial_item_rows < 1) return Status::InvalidArgument("initial rows must be >= 1");
   if (!(o.growth_factor > 1.0)) return Status::InvalidArgument("growth_factor must be > 1");
   if (o.graph_propagation != "incremental" && o.graph_propagation != "full") {
@@ -1334,6 +1367,7 @@ OnlineStats OnlineLearner::Stats() {
   s.events = im.events;
   s.pending = static_cast<int64_t>(im.pending.size());
   s.replay = static_cast<int64_t>(im.replay.size());
+  s.recent = static_cast<int64_t>(im.recent.size());
   s.steps = im.steps;
   s.device = im.device.is_cuda() ? "cuda" : "cpu";
   s.threads = im.threads;

@@ -128,6 +128,8 @@ TEST(OnlineLearner, CreateValidatesOptions) {
   EXPECT_EQ(bad([](OnlineOptions& o) { o.growth_factor = 1.0; }), StatusCode::kInvalidArgument);
   EXPECT_EQ(bad([](OnlineOptions& o) { o.device = "tpu"; }), StatusCode::kInvalidArgument);
   EXPECT_EQ(bad([](OnlineOptions& o) { o.fresh_fraction = 2; }), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](OnlineOptions& o) { o.recent_fraction = -0.1; }), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](OnlineOptions& o) { o.recent_capacity = 0; }), StatusCode::kInvalidArgument);
   EXPECT_EQ(bad([](OnlineOptions& o) { o.graph_propagation = "sampled"; }), StatusCode::kInvalidArgument);
   EXPECT_EQ(bad([](OnlineOptions& o) { o.dim = 15; }), StatusCode::kInvalidArgument);
   auto l = Make(SmallOptions());
@@ -383,6 +385,56 @@ TEST(OnlineLearner, StepMixesFreshAndReplaySamples) {
   ASSERT_TRUE(l->Observe(std::vector<OnlineEvent>{{0, 0, 0, {unknown, 0, unknown}}}).ok());
   EXPECT_EQ(l->Stats().items, stream.items());
   for (int k = 0; k < 10; ++k) ASSERT_TRUE(l->Step().ok());
+}
+
+TEST(OnlineLearner, ReplayDrawsItsShareFromTheRecentWindow) {
+  OnlineOptions o = SmallOptions();
+  o.batch_size = 10;
+  o.fresh_fraction = 0.5;  // nothing pending: the whole batch is replay
+  o.recent_fraction = 0.6;
+  o.recent_capacity = 4;
+  RandomStream stream(5, 10);
+  const auto history = stream.Take(20);
+  auto l = Make(o);
+  ASSERT_TRUE(l->Observe(history, /*fresh=*/false).ok());
+  EXPECT_EQ(l->Stats().replay, 20);
+  EXPECT_EQ(l->Stats().recent, 4) << "the window keeps the latest recent_capacity samples";
+  auto r = l->Step();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->replay, 10);
+  EXPECT_EQ(r->replay_recent, 4) << "6 wanted from the window, which holds 4: the reservoir fills in";
+
+  o.recent_capacity = 100;
+  auto wide = Make(o);
+  ASSERT_TRUE(wide->Observe(history, false).ok());
+  r = wide->Step();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->replay_recent, 6);
+  EXPECT_EQ(r->replay, 10);
+  // Trained fresh samples join the window; a checkpoint keeps it.
+  ASSERT_TRUE(wide->Observe(stream.Take(3)).ok());
+  EXPECT_EQ(wide->Stats().recent, 20) << "not before they are trained";
+  r = wide->Step();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->fresh, 3);
+  EXPECT_EQ(r->replay_recent, 4);  // round(7 * 0.6)
+  EXPECT_EQ(wide->Stats().recent, 23);
+  testing::TempDir dir;
+  const std::string path = dir.File("online.pt");
+  ASSERT_TRUE(wide->Save(path, {}).ok());
+  auto loaded = Make(o);
+  ASSERT_TRUE(loaded->Load(path).ok());
+  EXPECT_EQ(loaded->Stats().recent, 23);
+  EXPECT_EQ(loaded->Stats().replay, 23);
+
+  o.recent_fraction = 0.0;  // the reservoir only
+  auto none = Make(o);
+  ASSERT_TRUE(none->Observe(history, false).ok());
+  EXPECT_EQ(none->Stats().recent, 0);
+  r = none->Step();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->replay_recent, 0);
+  EXPECT_EQ(r->replay, 10);
 }
 
 TEST(OnlineLearner, RepeatedStepsLowerTheLoss) {

@@ -74,6 +74,8 @@ struct LearnerSection {
   double gamma = 0.1;
   double replay_ratio = 0.5;
   int replay_capacity = 200000;
+  double replay_recent_fraction = 0.5;
+  int replay_recent_capacity = 50000;
   std::string checkpoint_dir = "gsau-data/checkpoints";
   int checkpoint_interval_s = 300;
   int checkpoint_keep = 3;

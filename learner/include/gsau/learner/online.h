@@ -10,9 +10,10 @@
 // degrees of both ends and so the normalisation of their neighbours' edges) and queues a
 // sample: the graph pair (user, item) and, when the prefix is non-empty, the sequence sample
 // prefix -> item. Step() trains on up to batch_size samples: fresh ones (queued, oldest first)
-// and a replay sample of older ones (a reservoir, uniform over everything trained so far), with
-// the loss of GSAU.md: L_GA + gamma L_GU + CE(normalise(s_u) . I^T) + gamma L_SU. A trained
-// fresh sample goes to the reservoir.
+// and a replay sample of older ones (recent_fraction of it from a window of the latest trained
+// samples, the rest from a reservoir uniform over everything so far), with the loss of
+// GSAU.md: L_GA + gamma L_GU + CE(normalise(s_u) . I^T) + gamma L_SU. A trained fresh sample
+// goes to the window and the reservoir.
 //
 // Incremental graph propagation (LightGCN, K = graph_layers <= 2). The full propagation costs
 // K sparse products over every edge forward and again backward, every step. Instead, a step
@@ -89,6 +90,12 @@ struct OnlineOptions {
   int64_t batch_size = 512;
   double fresh_fraction = 0.5;
   int64_t replay_capacity = 200000;  // samples kept for replay (~(24 + 4 * prefix) bytes each)
+  // Of the replayed part, this share comes from a window of the last recent_capacity samples
+  // that went to replay (trained fresh ones, and history loaded at start-up, in order), the
+  // rest from the reservoir (uniform over everything). 0 = the reservoir only (no window kept).
+  // Measured on Beauty's continual-quality run: see docs/results/continual/.
+  double recent_fraction = 0.5;
+  int64_t recent_capacity = 50000;
   int64_t max_pending = 100000;      // fresh samples queued beyond this go straight to replay
   // Growth: initial table capacity in rows (padding included) and the growth factor (> 1).
   int64_t initial_user_rows = 1024;
@@ -130,6 +137,7 @@ struct OnlineStepResult {
   bool trained = false;  // false when there was nothing to train on
   int64_t fresh = 0;     // fresh samples in the batch
   int64_t replay = 0;    // replayed samples in the batch
+  int64_t replay_recent = 0;  // of which drawn from the recent window
   int64_t sequence_samples = 0;  // samples with a prefix (sequence terms)
   double loss = 0, graph_align = 0, graph_unif = 0, seq_align = 0, seq_unif = 0;
   bool refreshed = false;         // the graph cache was refreshed before this step
@@ -148,6 +156,7 @@ struct OnlineStats {
   int64_t events = 0;                     // clicks observed
   int64_t pending = 0;                    // fresh samples not trained yet
   int64_t replay = 0;                     // samples in the replay reservoir
+  int64_t recent = 0;                     // samples in the recent window
   int64_t steps = 0;                      // training steps taken
   std::string device;
   int threads = 0;
