@@ -8,7 +8,6 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
-#include "gsau/common/memory.h"
 #include "gsau/config/config.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/pipeline/pipeline.h"
@@ -71,17 +70,9 @@ int RunPipeline(const RunFlags& f) {
     const auto start = std::chrono::steady_clock::now();
     auto last = start;
     auto prev = (*p)->status();
-    auto last_release = start;
     while (!stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       const auto now = std::chrono::steady_clock::now();
-      // tcmalloc returns freed pages to the OS only slowly: over a long run resident memory
-      // crept up to the allocator's high-water mark (the soak of make reliability). Hand the
-      // unused pages back every 10 s; see gsau_process_heap_free_bytes.
-      if (now - last_release >= std::chrono::seconds(10)) {
-        ReleaseFreeMemory();
-        last_release = now;
-      }
       if (g_stop || (f.duration_s > 0 && std::chrono::duration<double>(now - start).count() >= f.duration_s)) {
         stop = true;
         break;
