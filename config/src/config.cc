@@ -238,11 +238,11 @@ const std::vector<Field>& Table() {
                "grows until it is full.",
                1, 1 << 30),
       DoubleField("learner.replay_recent_fraction", &C::learner, &LearnerSection::replay_recent_fraction, "fraction",
-                  "Share of the replayed part of a batch drawn from the latest learner.replay_recent_capacity trained "
-                  "samples (the rest from the reservoir); 0 = the reservoir only.",
+                  "Share of the replayed part of a batch drawn from the latest learner.replay_recent_capacity "
+                  "samples that went to replay (the rest from the reservoir); 0 = the reservoir only.",
                   0.0, 1.0),
       IntField("learner.replay_recent_capacity", &C::learner, &LearnerSection::replay_recent_capacity, "samples",
-               "Size of the window of latest trained samples that learner.replay_recent_fraction draws from.", 1,
+               "Size of the window of latest samples that learner.replay_recent_fraction draws from.", 1,
                1 << 30),
       StringField("learner.checkpoint_dir", &C::learner, &LearnerSection::checkpoint_dir,
                   "Directory of model checkpoints.", {}, true),
