@@ -2,7 +2,8 @@
 """Plot the reliability soak (R4): resident memory and consumer lag against time.
 
 Usage: plot_soak.py SOAK_CSV OUT_PNG   (columns t_s, rss_kib, lag_messages, state_events and, when
-present, heap_allocated_bytes and heap_free_bytes: the allocator's view of the same memory)
+present, rss_peak_kib (the peak of each sampling interval) and heap_allocated_bytes and
+heap_free_bytes: the allocator's view of the same memory)
 """
 import csv
 import os
@@ -25,7 +26,9 @@ def main():
     rows = list(csv.DictReader(open(sys.argv[1])))
     t = [float(r["t_s"]) for r in rows]
     fig, (a, b) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
-    a.plot(t, [float(r["rss_kib"]) / 1024 for r in rows], label="resident (RSS)")
+    if rows and "rss_peak_kib" in rows[0]:
+        a.plot(t, [float(r["rss_peak_kib"]) / 1024 for r in rows], label="resident, peak of the interval")
+    a.plot(t, [float(r["rss_kib"]) / 1024 for r in rows], label="resident (RSS) at the sample")
     if rows and "heap_allocated_bytes" in rows[0]:
         a.plot(t, [float(r["heap_allocated_bytes"]) / 2**20 for r in rows], label="heap allocated")
         a.plot(t, [float(r["heap_free_bytes"]) / 2**20 for r in rows], label="heap free (allocator)")

@@ -12,6 +12,7 @@ namespace {
 
 // gperftools' C API (malloc_extension_c.h), looked up so that nothing links against it.
 using GetNumericProperty = int (*)(const char*, size_t*);
+using ReleaseAll = void (*)();
 
 GetNumericProperty TcmallocProperty() {
   static const auto f = reinterpret_cast<GetNumericProperty>(dlsym(RTLD_DEFAULT, "MallocExtension_GetNumericProperty"));
@@ -45,6 +46,15 @@ ProcessMemory ReadProcessMemory() {
     m.heap_free_bytes = static_cast<int64_t>(mi.fordblks);
   }
   return m;
+}
+
+void ReleaseFreeMemory() {
+  static const auto release = reinterpret_cast<ReleaseAll>(dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory"));
+  if (release != nullptr) {
+    release();
+  } else {
+    malloc_trim(0);
+  }
 }
 
 }  // namespace gsau

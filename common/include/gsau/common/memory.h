@@ -2,9 +2,9 @@
 //
 // gsau links tcmalloc (see README, "Allocator"), which keeps freed pages for reuse and returns
 // them to the OS only slowly: resident memory then reads as the allocator's high-water mark,
-// not what the program uses. ReadProcessMemory tells the two apart. It finds tcmalloc at run
-// time (its C API, when the process runs on it) and falls back to glibc's malloc otherwise.
-// Thread-safe.
+// not what the program uses. ReadProcessMemory tells the two apart; ReleaseFreeMemory hands the
+// unused pages back. Both find tcmalloc at run time (its C API, when the process runs on it) and
+// fall back to glibc's malloc otherwise. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -19,5 +19,10 @@ struct ProcessMemory {
 };
 
 ProcessMemory ReadProcessMemory();
+
+// Returns the allocator's unused pages to the OS (tcmalloc: MallocExtension_ReleaseFreeMemory;
+// glibc: malloc_trim). Costs page faults when the memory is needed again: call it every few
+// seconds at most.
+void ReleaseFreeMemory();
 
 }  // namespace gsau
