@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -208,6 +209,10 @@ struct Pipeline::Impl {
   uint64_t watermark = 0;  // state batch seq the learner has seen
 
   std::atomic<int64_t> version{0};  // last model_version handed out
+  // Item rows taken from the learner (TakeChangedItems marks them published) whose publication
+  // failed: sent again with the next interval's, a newer row replacing an older one. Learner
+  // thread only.
+  std::map<uint32_t, std::vector<float>> unpublished_items;
   int64_t last_checkpoint_seq = 0;
 
   mutable std::mutex status_mu;
@@ -427,22 +432,28 @@ struct Pipeline::Impl {
 
   Status PublishItems() {
     GSAU_ASSIGN_OR_RETURN(auto changed, learner->TakeChangedItems());
-    if (changed.ids.empty()) return Status::Ok();
     const auto dim = static_cast<size_t>(opt.learner.dim);
-    std::vector<EmbeddingRecord> recs;
-    recs.reserve(changed.ids.size());
-    const int64_t now = clock->NowMs();
     for (size_t k = 0; k < changed.ids.size(); ++k) {
-      GSAU_ASSIGN_OR_RETURN(auto id, store->ItemExternalId(changed.ids[k]));
+      unpublished_items[changed.ids[k]].assign(changed.embeddings.begin() + static_cast<long>(k * dim),
+                                               changed.embeddings.begin() + static_cast<long>((k + 1) * dim));
+    }
+    if (unpublished_items.empty()) return Status::Ok();
+    std::vector<EmbeddingRecord> recs;
+    recs.reserve(unpublished_items.size());
+    const int64_t now = clock->NowMs();
+    for (const auto& [item, row] : unpublished_items) {
+      GSAU_ASSIGN_OR_RETURN(auto id, store->ItemExternalId(item));
       EmbeddingRecord r;
       r.kind = EntityKind::kItem;
       r.id = std::move(id);
       r.event_time_ms = now;
-      r.embedding.assign(changed.embeddings.begin() + static_cast<long>(k * dim),
-                         changed.embeddings.begin() + static_cast<long>((k + 1) * dim));
+      r.embedding = row;
       recs.push_back(std::move(r));
     }
+    // On failure the rows stay for the next interval: an item that has stopped moving would
+    // otherwise never be published with its last row.
     GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
+    unpublished_items.clear();
     std::lock_guard<std::mutex> s(status_mu);
     st.items_published += static_cast<int64_t>(recs.size());
     return Status::Ok();
