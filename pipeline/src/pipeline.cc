@@ -441,15 +441,26 @@ struct Pipeline::Impl {
     std::vector<EmbeddingRecord> recs;
     recs.reserve(unpublished_items.size());
     const int64_t now = clock->NowMs();
-    for (const auto& [item, row] : unpublished_items) {
-      GSAU_ASSIGN_OR_RETURN(auto id, store->ItemExternalId(item));
+    for (auto it = unpublished_items.begin(); it != unpublished_items.end();) {
+      const auto& [item, row] = *it;
+      auto id = store->ItemExternalId(item);
+      if (!id.ok() && id.status().code() != StatusCode::kNotFound) return id.status();  // retried
+      if (!id.ok()) {
+        // Not a passing failure (the id has no name in the state): retrying would block every
+        // other item's record at each interval.
+        GSAU_LOG_ERROR("pipeline: item {} not published: {}", item, id.status().ToString());
+        it = unpublished_items.erase(it);
+        continue;
+      }
       EmbeddingRecord r;
       r.kind = EntityKind::kItem;
-      r.id = std::move(id);
+      r.id = std::move(id).value();
       r.event_time_ms = now;
       r.embedding = row;
       recs.push_back(std::move(r));
+      ++it;
     }
+    if (recs.empty()) return Status::Ok();
     // On failure the rows stay for the next interval: an item that has stopped moving would
     // otherwise never be published with its last row.
     GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
