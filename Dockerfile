@@ -10,7 +10,7 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGSAU_BUILD_TESTS=O
 
 FROM debian:12
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-      librdkafka++1 librocksdb7.8 libtorch1.13 libopenblas0-openmp libtcmalloc-minimal4 \
+      librdkafka++1 librocksdb7.8 libtorch1.13 libopenblas0-openmp libjemalloc2 \
       libprometheus-cpp-core1.0 libsimdjson14 libyaml-cpp0.7 libspdlog1.10 libfmt9 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/gsau /usr/local/bin/gsau

@@ -8,7 +8,6 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
-#include "gsau/common/memory.h"
 #include "gsau/config/config.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/pipeline/pipeline.h"
@@ -71,19 +70,9 @@ int RunPipeline(const RunFlags& f) {
     const auto start = std::chrono::steady_clock::now();
     auto last = start;
     auto prev = (*p)->status();
-    auto last_release = start;
     while (!stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       const auto now = std::chrono::steady_clock::now();
-      // A training step's temporaries come and go by the hundreds of MiB, in blocks whose sizes
-      // vary with the batch; tcmalloc keeps the freed pages, and its kept set crept up by ~25%
-      // over 20 minutes of the soak (make reliability, R4) through fragmentation before it
-      // levelled off. Handing them back every 10 s keeps the resident peak flat; the page
-      // faults to take them again cost < 1% of a step.
-      if (now - last_release >= std::chrono::seconds(10)) {
-        ReleaseFreeMemory();
-        last_release = now;
-      }
       if (g_stop || (f.duration_s > 0 && std::chrono::duration<double>(now - start).count() >= f.duration_s)) {
         stop = true;
         break;

@@ -25,7 +25,7 @@ packages=(
   librdkafka-dev kcat                               # Kafka client, independent CLI client
   librocksdb-dev                                    # state store
   libtorch-dev libopenblas0-openmp                  # learner (+ a fast BLAS for torch)
-  libtcmalloc-minimal4                              # allocator of the training executables (CMakeLists.txt)
+  libjemalloc2 libtcmalloc-minimal4                 # allocators of the training executables (CMakeLists.txt)
   prometheus-cpp-dev prometheus                     # metrics library, metrics server for tests
   libgtest-dev libgmock-dev libbenchmark-dev        # tests and benchmarks
   libsimdjson-dev nlohmann-json3-dev                # JSON decode / encode

@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdio>
 
@@ -12,7 +13,8 @@ namespace {
 
 // gperftools' C API (malloc_extension_c.h), looked up so that nothing links against it.
 using GetNumericProperty = int (*)(const char*, size_t*);
-using ReleaseAll = void (*)();
+// jemalloc's mallctl (jemalloc/jemalloc.h), likewise.
+using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
 
 GetNumericProperty TcmallocProperty() {
   static const auto f = reinterpret_cast<GetNumericProperty>(dlsym(RTLD_DEFAULT, "MallocExtension_GetNumericProperty"));
@@ -24,6 +26,26 @@ int64_t Property(GetNumericProperty get, const char* name) {
   return get(name, &v) ? static_cast<int64_t>(v) : 0;
 }
 
+// jemalloc's mallctl, when jemalloc is the malloc this process runs on (a library could export
+// a mallctl of its own while another allocator serves malloc: they must come from one object).
+Mallctl JemallocCtl() {
+  static const Mallctl f = [] {
+    void* ctl = dlsym(RTLD_DEFAULT, "mallctl");
+    void* m = dlsym(RTLD_DEFAULT, "malloc");
+    Dl_info a{}, b{};
+    if (ctl == nullptr || m == nullptr || dladdr(ctl, &a) == 0 || dladdr(m, &b) == 0 || a.dli_fbase != b.dli_fbase) {
+      return static_cast<Mallctl>(nullptr);
+    }
+    return reinterpret_cast<Mallctl>(ctl);
+  }();
+  return f;
+}
+
+int64_t JemallocStat(Mallctl ctl, const char* name) {
+  size_t v = 0, len = sizeof v;
+  return ctl(name, &v, &len, nullptr, 0) == 0 ? static_cast<int64_t>(v) : 0;
+}
+
 }  // namespace
 
 ProcessMemory ReadProcessMemory() {
@@ -33,7 +55,15 @@ ProcessMemory ReadProcessMemory() {
     if (std::fscanf(f, "%ld %ld", &size, &resident) == 2) m.resident_bytes = resident * sysconf(_SC_PAGESIZE);
     std::fclose(f);
   }
-  if (const auto get = TcmallocProperty()) {
+  if (const auto ctl = JemallocCtl()) {
+    // Statistics are a snapshot taken when the epoch advances.
+    uint64_t epoch = 1;
+    size_t len = sizeof epoch;
+    ctl("epoch", &epoch, &len, &epoch, len);
+    m.allocator = "jemalloc";
+    m.heap_allocated_bytes = JemallocStat(ctl, "stats.allocated");
+    m.heap_free_bytes = std::max<int64_t>(0, JemallocStat(ctl, "stats.resident") - m.heap_allocated_bytes);
+  } else if (const auto get = TcmallocProperty()) {
     m.allocator = "tcmalloc";
     m.heap_allocated_bytes = Property(get, "generic.current_allocated_bytes");
     m.heap_free_bytes = Property(get, "tcmalloc.pageheap_free_bytes") + Property(get, "tcmalloc.central_cache_free_bytes") +
@@ -46,15 +76,6 @@ ProcessMemory ReadProcessMemory() {
     m.heap_free_bytes = static_cast<int64_t>(mi.fordblks);
   }
   return m;
-}
-
-void ReleaseFreeMemory() {
-  static const auto release = reinterpret_cast<ReleaseAll>(dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory"));
-  if (release != nullptr) {
-    release();
-  } else {
-    malloc_trim(0);
-  }
 }
 
 }  // namespace gsau
