@@ -13,6 +13,7 @@ namespace {
 
 // gperftools' C API (malloc_extension_c.h), looked up so that nothing links against it.
 using GetNumericProperty = int (*)(const char*, size_t*);
+using ReleaseAll = void (*)();
 // jemalloc's mallctl (jemalloc/jemalloc.h), likewise.
 using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
 
@@ -76,6 +77,19 @@ ProcessMemory ReadProcessMemory() {
     m.heap_free_bytes = static_cast<int64_t>(mi.fordblks);
   }
   return m;
+}
+
+void ReleaseFreeMemory() {
+  if (const auto ctl = JemallocCtl()) {
+    ctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);  // 4096 = MALLCTL_ARENAS_ALL
+    return;
+  }
+  static const auto release = reinterpret_cast<ReleaseAll>(dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory"));
+  if (release != nullptr) {
+    release();
+  } else {
+    malloc_trim(0);
+  }
 }
 
 }  // namespace gsau

@@ -90,9 +90,12 @@ TEST(ProcessMemoryTest, SeesAnAllocationComeAndGo) {
   EXPECT_GE(during.resident_bytes - before.resident_bytes, static_cast<int64_t>(kBytes) * 9 / 10);
   EXPECT_EQ(p[kBytes - 1], 1);
   std::free(p);
+  ReleaseFreeMemory();
   const ProcessMemory after = ReadProcessMemory();
   EXPECT_LT(after.heap_allocated_bytes, during.heap_allocated_bytes - static_cast<int64_t>(kBytes) / 2);
   EXPECT_GE(after.heap_free_bytes, 0);
+  EXPECT_LT(after.resident_bytes, during.resident_bytes - static_cast<int64_t>(kBytes) / 2)
+      << "freed and released: no longer resident";
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 // Process memory: what the OS holds for the process and what its allocator holds unused.
 //
-// The allocator keeps freed pages for reuse and returns them to the OS later (jemalloc, gsau's
-// default, after ~10 s; see README, "Allocator"): resident memory is not what the program uses.
-// ReadProcessMemory tells the two apart. It finds the allocator the process runs on at run time
-// (jemalloc's mallctl, tcmalloc's C API) and falls back to glibc's malloc otherwise. Thread-safe.
+// The allocator keeps freed pages for reuse (see README, "Allocator"): resident memory is not
+// what the program uses. ReadProcessMemory tells the two apart; ReleaseFreeMemory hands the
+// unused pages back. Both find the allocator the process runs on at run time (jemalloc's
+// mallctl, tcmalloc's C API) and fall back to glibc's malloc otherwise. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -18,5 +18,10 @@ struct ProcessMemory {
 };
 
 ProcessMemory ReadProcessMemory();
+
+// Returns the allocator's unused pages to the OS (jemalloc: purge of every arena; tcmalloc:
+// MallocExtension_ReleaseFreeMemory; glibc: malloc_trim). Costs page faults when the memory is
+// needed again: call it every few seconds at most.
+void ReleaseFreeMemory();
 
 }  // namespace gsau
