@@ -4,7 +4,7 @@
 // Decay-based purging is off: a training step frees and takes back hundreds of MiB of
 // temporaries, and with jemalloc's default decay (10 s) those pages were returned and faulted
 // in again, ~100x the page faults of kept pages and 20-25% slower steps (bench_online, Beauty:
-// 14.7M minor faults over 60 steps against 0.14M). The unused pages go back to the OS in one
+// 14.7M minor faults over 60 steps against 0.16M). The unused pages go back to the OS in one
 // purge every 10 s instead (gsau run, ReleaseFreeMemory), which keeps resident memory flat.
 extern "C" {
 // NOLINTNEXTLINE: the name and type are jemalloc's interface.

@@ -203,8 +203,13 @@ TEST(IngestProcessTest, BrokerStoppedForTwentySecondsMidStreamLosesNothing) {
   const auto clicks = MakeClicks(12000, 300, 500, 21);
   BackgroundProducer producer(bootstrap, topic, clicks, 400);  // ~30 s of events
 
-  std::this_thread::sleep_for(seconds(5));
-  const double before = ScrapeMetric(p.port, "gsau_state_events").value_or(0);
+  // Until ingest has applied something (a fixed 5 s was too short on a loaded machine, where the
+  // group coordinator was still loading), so that the outage falls mid-stream.
+  double before = 0;
+  for (const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+       before == 0 && std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(seconds(1))) {
+    before = ScrapeMetric(p.port, "gsau_state_events").value_or(0);
+  }
   EXPECT_GT(before, 0);
   ASSERT_EQ(RunCommand(SourceDir() + "/scripts/kafka_broker.sh pause --dir " + broker_dir, &out), 0) << out;
   std::this_thread::sleep_for(seconds(20));
