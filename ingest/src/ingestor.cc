@@ -237,6 +237,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
       case RdKafka::Event::EVENT_LOG:
         if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_ERROR) {
           if (int64_t n = librdkafka_log_.Due()) GSAU_LOG_WARN("ingest: librdkafka ({}x): {}", n, event.str());
+        } else if (debug_requested_) {
+          // An operator who set kafka.properties.debug asked for these lines: pass them all on.
+          GSAU_LOG_INFO("ingest: librdkafka {}: {}", event.fac(), event.str());
         }
         break;
       default:
@@ -308,6 +311,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
       return Status::InvalidArgument("group.instance.id: " + err);
     }
     for (const auto& [k, v] : options_.kafka.properties) {
+      if (k == "debug" && !v.empty()) debug_requested_ = true;
       if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
         return Status::InvalidArgument("kafka property " + k + ": " + err);
       }
@@ -590,6 +594,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
 
   std::set<TopicPartition> assigned_;
   bool paused_ = false;
+  bool debug_requested_ = false;  // kafka.properties.debug set: librdkafka's debug lines are logged
 
   // The micro-batch being filled.
   std::vector<ClickEvent> pending_events_;

@@ -119,13 +119,21 @@ class BackgroundProducer {
 
 // Waits until the process's state holds `n` events (its /metrics says so); false on timeout or
 // when it holds more.
-inline bool WaitForStateEvents(int port, double n, std::chrono::seconds timeout) {
+// True once gsau_state_events reaches exactly n; false when it passes n (an event applied twice)
+// or the timeout ends first. *seen (if given) gets the last value scraped (-1: none).
+inline bool WaitForStateEvents(int port, double n, std::chrono::seconds timeout, double* seen = nullptr) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (auto v = ScrapeMetric(port, "gsau_state_events"); v && *v >= n) return *v == n;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  double last = -1;
+  bool done = false;
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    if (auto v = ScrapeMetric(port, "gsau_state_events")) {
+      last = *v;
+      done = last >= n;
+    }
+    if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  return false;
+  if (seen != nullptr) *seen = last;
+  return last == n;
 }
 
 inline StateDump Reference(const std::vector<ClickEvent>& clicks) {

@@ -181,7 +181,9 @@ TEST_F(Reliability, R1KillNineDuringAStreamLosesNothingAndPublishesAgain) {
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 4, 1, {}}}, 20000).ok());
   const auto clicks = MakeClicks(n, 800, 400, 31);
   Gsau g = MakeGsau(dir, KafkaBootstrap(), topic, "run");
-  g.extra = {"--set", "learner.checkpoint_interval_s=5"};  // restarts resume from recent ones
+  // Restarts resume from recent checkpoints. The consumer group's debug lines go to the log:
+  // when a restarted process consumes nothing, they say what the group did.
+  g.extra = {"--set", "learner.checkpoint_interval_s=5", "--set", "kafka.properties.debug=cgrp"};
   auto child = g.Start();
   BackgroundProducer producer(KafkaBootstrap(), topic, clicks, rate);
   std::mt19937_64 rng(17);
@@ -202,7 +204,12 @@ TEST_F(Reliability, R1KillNineDuringAStreamLosesNothingAndPublishesAgain) {
   const bool last = WaitFor([&] { return Sum(g.port, "gsau_publisher_embeddings_published_total") > 0; }, seconds(90));
   republished += last ? 1 : 0;
   ASSERT_TRUE(producer.Join());
-  ASSERT_TRUE(WaitForStateEvents(g.port, n, seconds(180))) << Tail(g.log);
+  // Not an ASSERT: when the count is wrong, the comparison below says how (missing or doubled).
+  double seen = -1;
+  EXPECT_TRUE(WaitForStateEvents(g.port, n, seconds(180), &seen))
+      << "gsau_state_events " << seen << " of " << n << "; what ingest said:\n"
+      << GrepLines(g.log, "ingest: ", 150) << "\nthe log's end:\n"
+      << Tail(g.log);
   child->Signal(SIGTERM);
   EXPECT_EQ(child->Wait(60000), 0) << Tail(g.log);
   const auto got = DumpAt(g.state);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <deque>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -68,6 +69,19 @@ std::string Tail(const std::string& path, size_t bytes) {
   ss << in.rdbuf();
   const std::string s = ss.str();
   return s.size() > bytes ? s.substr(s.size() - bytes) : s;
+}
+
+std::string GrepLines(const std::string& path, const std::string& needle, size_t max_lines) {
+  std::ifstream in(path);
+  std::deque<std::string> kept;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(needle) == std::string::npos) continue;
+    kept.push_back(std::move(line));
+    if (kept.size() > max_lines) kept.pop_front();
+  }
+  std::string out;
+  for (const auto& l : kept) out += l + "\n";
+  return out;
 }
 
 namespace {

@@ -34,6 +34,9 @@ class ChildProcess {
 // The last `bytes` of a file (a child's log, for failure messages).
 std::string Tail(const std::string& path, size_t bytes = 4000);
 
+// The lines of the file at `path` that contain `needle`, the last `max_lines` of them.
+std::string GrepLines(const std::string& path, const std::string& needle, size_t max_lines = 80);
+
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
 

@@ -21,6 +21,7 @@ TempDir::TempDir(const std::string& prefix) {
 }
 
 TempDir::~TempDir() {
+  if (const char* keep = std::getenv("GSAU_TEST_KEEP_DIRS"); keep != nullptr && *keep == '1') return;
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }

@@ -1,4 +1,5 @@
-// TempDir: a fresh directory under $TMPDIR, removed with everything in it on destruction.
+// TempDir: a fresh directory under $TMPDIR, removed with everything in it on destruction
+// (kept when GSAU_TEST_KEEP_DIRS=1, to look at a test's logs and state afterwards).
 #pragma once
 
 #include <filesystem>
