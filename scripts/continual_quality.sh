@@ -18,6 +18,8 @@
 #   RATE         events/s of the online stream (default 200; 0 = as fast as the broker takes them)
 #   EXTRA_S      training after the last event is applied (default 600, the limit)
 #   THREADS      learner threads (default 1)
+#   RUN_SET      extra settings of the online run, space-separated key=value (each becomes
+#                `gsau run --set key=value`), e.g. RUN_SET="learner.replay_recent_fraction=0.75"
 #   BUILD        build directory holding gsau (default build)
 #   WORK         scratch directory (default a fresh /tmp/gsau-continual.XXXXXX; KEEP=1 keeps it)
 set -euo pipefail
@@ -58,12 +60,14 @@ pids+=($!)
 wait_events "$port" "$n_off" "${pids[-1]}"
 kill -TERM "${pids[-1]}" && wait "${pids[-1]}"
 
+run_set=()
+for kv in ${RUN_SET:-}; do run_set+=(--set "$kv"); done
 log "gsau run from (b) ($b_dir/best.pt); the rest ($n_on events) at ${rate}/s, then ${extra_s} s of training"
 port=$(free_port)
 "$gsau" run "${common[@]}" --checkpoints "$work/checkpoints" \
   --init-offline "$b_dir/best.pt" --init-data "$data" --init-times "$times" --status-interval 30 \
   --set learner.threads="$threads" --set learner.prequential_csv="$work/prequential.csv" \
-  --set metrics.listen_address="127.0.0.1:$port" > "$work/run.log" 2>&1 &
+  --set metrics.listen_address="127.0.0.1:$port" "${run_set[@]}" > "$work/run.log" 2>&1 &
 run_pid=$!
 pids+=($run_pid)
 wait_events "$port" "$n_off" "$run_pid"
@@ -83,4 +87,4 @@ cp "$work/prequential.csv" "$out/prequential.csv"
 tail -n 40 "$work/run.log" > "$out/run.log.tail"
 python3 scripts/continual_summary.py --a "$out/a.json" --b "$b_dir/report.json" --c "$c_dir/report.json" \
   --prequential "$out/prequential.csv" --out "$out" \
-  --note "online stream: $n_on events at ${rate}/s, applied in ${stream_s} s, then ${extra_s} s of training; learner threads $threads; offline part $n_off events (train fraction $fraction)"
+  --note "online stream: $n_on events at ${rate}/s, applied in ${stream_s} s, then ${extra_s} s of training; learner threads $threads${RUN_SET:+; settings: $RUN_SET}; offline part $n_off events (train fraction $fraction)"

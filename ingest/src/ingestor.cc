@@ -1,4 +1,5 @@
 #include "gsau/ingest/ingestor.h"
+#include "gsau/ingest/offset_guard.h"
 
 #include <librdkafka/rdkafkacpp.h>
 #include <prometheus/counter.h>
@@ -69,6 +70,12 @@ struct IngestMetrics {
                     .Help("Valid events of a type not accepted by ingest.accepted_event_types")
                     .Register(r)
                     .Add({})),
+        redelivered(prometheus::BuildCounter()
+                        .Name("gsau_ingest_records_redelivered_total")
+                        .Help("Records the client delivered again below the partition's next offset (already "
+                              "taken), skipped")
+                        .Register(r)
+                        .Add({})),
         dead_letter_family(prometheus::BuildCounter()
                                .Name("gsau_ingest_events_dead_lettered_total")
                                .Help("Bad events written to the dead-letter topic, by reason")
@@ -136,6 +143,7 @@ struct IngestMetrics {
   prometheus::Counter& consumed;
   prometheus::Counter& applied;
   prometheus::Counter& skipped;
+  prometheus::Counter& redelivered;
   prometheus::Family<prometheus::Counter>& dead_letter_family;
   prometheus::Counter* dead_letter[16] = {};
   prometheus::Counter& batches;
@@ -256,6 +264,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
       for (auto* tp : partitions) {
         const auto stored = store_->Offset({tp->topic(), tp->partition()});
         tp->set_offset(stored ? *stored : RdKafka::Topic::OFFSET_BEGINNING);
+        guard_.Assign({tp->topic(), tp->partition()}, stored ? *stored : -1);
         assigned_.insert({tp->topic(), tp->partition()});
         list += " " + std::to_string(tp->partition()) + "@" + (stored ? std::to_string(*stored) : "start");
       }
@@ -272,7 +281,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
       // may (the events are in this process's state either way, so nothing is lost or doubled).
       ApplyPending().IgnoreError();
       CommitToKafka();
-      for (auto* tp : partitions) assigned_.erase({tp->topic(), tp->partition()});
+      for (auto* tp : partitions) {
+        assigned_.erase({tp->topic(), tp->partition()});
+        guard_.Revoke({tp->topic(), tp->partition()});
+      }
       GSAU_LOG_INFO("ingest: {} {} partitions", consumer->assignment_lost() ? "lost" : "revoked", partitions.size());
       if (cooperative) {
         std::unique_ptr<RdKafka::Error> e(consumer->incremental_unassign(partitions));
@@ -405,12 +417,21 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   }
 
   void Accept(RdKafka::Message& msg) {
+    TopicPartition tp{msg.topic_name(), msg.partition()};
+    if (!guard_.Take(tp, msg.offset())) {
+      metrics_.redelivered.Increment();
+      if (int64_t n = redelivered_log_.Due()) {
+        GSAU_LOG_WARN("ingest: {} record(s) delivered again below the next offset (last {}/{} @{}); skipped", n,
+                      tp.topic, tp.partition, msg.offset());
+      }
+      return;
+    }
     if (pending_records_ == 0) {
       batch_deadline_ = Clock::now() + std::chrono::milliseconds(options_.batch_max_wait_ms);
     }
     ++pending_records_;
     ++batch_consumed_;
-    pending_offsets_[{msg.topic_name(), msg.partition()}] = msg.offset() + 1;
+    pending_offsets_[std::move(tp)] = msg.offset() + 1;
     const std::string_view value(static_cast<const char*>(msg.payload()), msg.payload() ? msg.len() : 0);
     const auto ts = msg.timestamp();
     const DecodeResult& r = decoder_.Decode(value, ts.type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE
@@ -599,6 +620,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   // The micro-batch being filled.
   std::vector<ClickEvent> pending_events_;
   std::map<TopicPartition, int64_t> pending_offsets_;
+  OffsetGuard guard_;
   std::map<TopicPartition, int64_t> to_commit_;  // applied, not yet committed to Kafka
   Clock::time_point last_commit_{};
   int64_t pending_records_ = 0;
@@ -609,6 +631,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   Throttle topic_log_{std::chrono::seconds(10)};
   Throttle broker_log_{std::chrono::seconds(5)};
   Throttle consume_log_{std::chrono::seconds(5)};
+  Throttle redelivered_log_{std::chrono::seconds(5)};
   Throttle librdkafka_log_{std::chrono::seconds(5)};
 
   mutable std::mutex counters_mu_;

@@ -14,7 +14,8 @@
 //     the offsets in the state are the source of truth, and on every assignment the
 //     consumer seeks to them (to the beginning where the state has none).
 // A crash anywhere loses nothing and applies nothing twice in the state; a dead-letter record
-// may be written twice (crash between 2's two steps).
+// may be written twice (crash between 2's two steps). A record the client delivers again below
+// a partition's next offset is skipped and counted (OffsetGuard, gsau_ingest_records_redelivered_total).
 //
 // Partitions that move between processes of one group: every process keeps its own state, so
 // the new owner continues a partition from the offset in ITS state (the beginning if it never
