@@ -117,10 +117,9 @@ class BackgroundProducer {
   std::atomic<bool> ok_{true};
 };
 
-// Waits until the process's state holds `n` events (its /metrics says so); false on timeout or
-// when it holds more.
-// True once gsau_state_events reaches exactly n; false when it passes n (an event applied twice)
-// or the timeout ends first. *seen (if given) gets the last value scraped (-1: none).
+// Waits until the process's state holds `n` events (gsau_state_events on its /metrics): true
+// when it reaches exactly n; false when it passes n (an event applied twice) or the timeout ends
+// first. *seen (if given) gets the last value scraped (-1: none).
 inline bool WaitForStateEvents(int port, double n, std::chrono::seconds timeout, double* seen = nullptr) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   double last = -1;
