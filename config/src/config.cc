@@ -228,7 +228,9 @@ const std::vector<Field>& Table() {
       IntField("learner.batch_size", &C::learner, &LearnerSection::batch_size, "samples",
                "Graph pairs and sequence samples per training step (each).", 1, 1000000),
       DoubleField("learner.learning_rate", &C::learner, &LearnerSection::learning_rate, "",
-                  "Adam learning rate.", 1e-9, 10.0),
+                  "Adam learning rate of the online learner (0.002 kept pace with full retraining in "
+                  "docs/results/continual, where 0.001 fell behind; `gsau train` keeps the paper's 0.001).",
+                  1e-9, 10.0),
       DoubleField("learner.gamma", &C::learner, &LearnerSection::gamma, "",
                   "Weight of the uniformity terms in the GSAU loss.", 0.0, 100.0),
       DoubleField("learner.replay_ratio", &C::learner, &LearnerSection::replay_ratio, "fraction",
