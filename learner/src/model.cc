@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <vector>
 
 #include "gsau/learner/loss.h"
 #include "gsau/learner/sparse.h"
@@ -129,6 +130,82 @@ torch::Tensor LightGcnPropagate(const CsrMatrix& l, const torch::Tensor& x, int6
     sum = sum + e;
   }
   return sum / static_cast<double>(layers + 1);
+}
+
+torch::Tensor LightGcnPropagateRows(const CsrMatrix& l, const torch::Tensor& x, int64_t layers,
+                                    const torch::Tensor& rows) {
+  TORCH_CHECK(l.row_ptr.is_cpu(), "LightGcnPropagateRows: the adjacency must be on the CPU");
+  TORCH_CHECK(x.dim() == 2 && x.size(0) == l.rows, "LightGcnPropagateRows: x must be [", l.rows, ", d]");
+  const auto device = x.device();
+  const auto wanted = rows.to(torch::kCPU, torch::kInt64).contiguous();
+  const int64_t n = wanted.numel();
+  const int64_t* w = wanted.data_ptr<int64_t>();
+  const int64_t* rp = l.row_ptr.data_ptr<int64_t>();
+  const int64_t* col = l.col.data_ptr<int64_t>();
+  const float* val = l.val.data_ptr<float>();
+
+  // One ordering of nodes whose prefixes are the sets each layer needs: need(K) = the distinct
+  // rows, need(j) = need(j+1) plus its neighbours, so layer j's neighbours always lie within
+  // layer j-1's prefix.
+  std::vector<int64_t> order;
+  std::vector<int32_t> pos(static_cast<size_t>(l.rows), -1);
+  std::vector<int64_t> inverse(static_cast<size_t>(n));
+  auto add = [&](int64_t node) {
+    if (pos[static_cast<size_t>(node)] < 0) {
+      pos[static_cast<size_t>(node)] = static_cast<int32_t>(order.size());
+      order.push_back(node);
+    }
+    return pos[static_cast<size_t>(node)];
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(w[i] >= 0 && w[i] < l.rows, "LightGcnPropagateRows: row ", w[i], " out of range");
+    inverse[static_cast<size_t>(i)] = add(w[i]);
+  }
+  const int64_t distinct = static_cast<int64_t>(order.size());
+  std::vector<int64_t> prefix(static_cast<size_t>(layers + 1), distinct);  // prefix[j] = |need(j)|
+  for (int64_t j = layers - 1, begin = 0; j >= 1; --j) {
+    const auto end = static_cast<int64_t>(order.size());
+    for (int64_t p = begin; p < end; ++p) {
+      for (int64_t k = rp[order[static_cast<size_t>(p)]]; k < rp[order[static_cast<size_t>(p)] + 1]; ++k) add(col[k]);
+    }
+    begin = end;
+    prefix[static_cast<size_t>(j)] = static_cast<int64_t>(order.size());
+  }
+  const int64_t first = layers >= 1 ? prefix[1] : 0;
+  // The CSR rows of need(1) in that order: columns as node ids (layer 1 reads x) and as
+  // positions in the ordering (later layers read the previous layer's rows).
+  std::vector<int64_t> offsets, cols_node, cols_pos;
+  std::vector<float> vals;
+  offsets.reserve(static_cast<size_t>(first) + 1);
+  for (int64_t p = 0; p < first; ++p) {
+    offsets.push_back(static_cast<int64_t>(cols_node.size()));
+    const int64_t node = order[static_cast<size_t>(p)];
+    for (int64_t k = rp[node]; k < rp[node + 1]; ++k) {
+      cols_node.push_back(col[k]);
+      cols_pos.push_back(pos[static_cast<size_t>(col[k])]);  // -1 only past need(2)'s rows, never read
+      vals.push_back(val[k]);
+    }
+  }
+  offsets.push_back(static_cast<int64_t>(cols_node.size()));
+  auto i64 = [&](const std::vector<int64_t>& v, int64_t count) {
+    return torch::from_blob(const_cast<int64_t*>(v.data()), {count}, torch::kInt64).to(device, /*non_blocking=*/false, /*copy=*/true);
+  };
+  const auto all_vals =
+      torch::from_blob(vals.data(), {static_cast<int64_t>(vals.size())}, torch::kFloat32).to(device, false, true);
+  const auto order_t = i64(order, distinct);
+  auto sum = x.index_select(0, order_t);
+  torch::Tensor e = x;
+  for (int64_t j = 1; j <= layers; ++j) {
+    const int64_t bags = prefix[static_cast<size_t>(j)];
+    const int64_t nnz = offsets[static_cast<size_t>(bags)];
+    const auto idx = i64(j == 1 ? cols_node : cols_pos, nnz);
+    // embedding_bag (sum, per-sample weights) is a CSR product with autograd; measured faster
+    // here than the full product's row-parallel kernel with a scatter backward (5 vs 12 ms forward).
+    e = std::get<0>(torch::embedding_bag(e, idx, i64(offsets, bags), /*scale_grad_by_freq=*/false, /*mode=*/0,
+                                         /*sparse=*/false, all_vals.slice(0, 0, nnz)));
+    sum = sum + e.slice(0, 0, distinct);
+  }
+  return (sum / static_cast<double>(layers + 1)).index_select(0, i64(inverse, n));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,6 +475,15 @@ std::pair<torch::Tensor, torch::Tensor> GsauModelImpl::GraphForward(const CsrMat
   const auto x = torch::cat({user_table_->weight, item_table_->weight}, 0);
   const auto out = LightGcnPropagate(adjacency, x, options_.graph_layers());
   return {out.slice(0, 0, options_.num_users()), out.slice(0, options_.num_users())};
+}
+
+std::pair<torch::Tensor, torch::Tensor> GsauModelImpl::GraphForwardRows(const CsrMatrix& host_adjacency,
+                                                                        const torch::Tensor& users,
+                                                                        const torch::Tensor& items) {
+  const auto x = torch::cat({user_table_->weight, item_table_->weight}, 0);
+  const auto rows = torch::cat({users.to(torch::kInt64), items.to(torch::kInt64) + options_.num_users()});
+  const auto out = LightGcnPropagateRows(host_adjacency, x, options_.graph_layers(), rows);
+  return {out.slice(0, 0, users.numel()), out.slice(0, users.numel())};
 }
 
 torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {

@@ -54,6 +54,44 @@ TEST(SparsePropagation, EqualsDenseProductForwardAndGradients) {
   EXPECT_TRUE(torch::allclose(y[0], x0[0] / 3.0, 1e-6, 1e-6));
 }
 
+// The batch-restricted propagation against the full one: a sparse random graph, so that the
+// rows' neighbourhood is a strict part of it, layers 0 to 3, rows repeated and padding included.
+TEST(SparsePropagation, RowsEqualFullPropagationForwardAndGradients) {
+  torch::manual_seed(11);
+  const int64_t num_users = 60, num_items = 80;
+  std::mt19937_64 rng(5);
+  std::vector<GraphPair> pairs;
+  for (int k = 0; k < 150; ++k) {
+    pairs.push_back({static_cast<int32_t>(1 + rng() % (num_users - 1)), static_cast<int32_t>(1 + rng() % (num_items - 1))});
+  }
+  const CsrMatrix l = BuildNormalizedAdjacency(num_users, num_items, pairs);
+  const int64_t n = num_users + num_items;
+  const auto rows = torch::tensor(std::vector<int64_t>{3, 17, 3, 0, num_users + 5, num_users + 41, 17, num_users});
+  const auto x0 = torch::randn({n, 4});
+  const auto w = torch::randn({rows.size(0), 4});
+  for (int64_t layers = 0; layers <= 3; ++layers) {
+    SCOPED_TRACE("layers " + std::to_string(layers));
+    auto xf = x0.clone().requires_grad_(true);
+    const auto full = LightGcnPropagate(l, xf, layers).index_select(0, rows);
+    (full * w).sum().backward();
+    auto xr = x0.clone().requires_grad_(true);
+    const auto part = LightGcnPropagateRows(l, xr, layers, rows);
+    (part * w).sum().backward();
+    ASSERT_EQ(part.sizes(), full.sizes());
+    EXPECT_TRUE(torch::allclose(part, full, 1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(xr.grad(), xf.grad(), 1e-5, 1e-6));
+    // Not vacuous: the gradient reaches rows beyond the asked ones once there are layers.
+    const auto touched = xf.grad().abs().sum(1).gt(0).sum().item<int64_t>();
+    if (layers >= 2) {
+      EXPECT_GT(touched, 8);
+    }
+    if (layers == 1) {
+      EXPECT_LT(touched, n / 2);  // ...but not every row: the neighbourhood is a strict part
+    }
+  }
+  EXPECT_THROW(LightGcnPropagateRows(l, x0, 2, torch::tensor(std::vector<int64_t>{n})), c10::Error);
+}
+
 // Fixed small inputs; the expected values are computed in plain doubles below.
 const std::vector<std::vector<double>> kX = {{3, 4}, {1, 0}, {0, -2}, {1, 1}};
 const std::vector<std::vector<double>> kY = {{0, 1}, {1, 1}, {-1, 0}, {2, -1}};

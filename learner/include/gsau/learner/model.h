@@ -95,6 +95,11 @@ class GsauModelImpl : public torch::nn::Module {
 
   // LightGCN outputs for every user and item: ([num_users, d], [num_items, d]).
   std::pair<torch::Tensor, torch::Tensor> GraphForward(const CsrMatrix& adjacency);
+  // The same outputs for the given user rows and item rows only ([users.numel(), d],
+  // [items.numel(), d]), from their neighbourhoods (LightGcnPropagateRows): a training step.
+  // REQUIRES: `host_adjacency` on the CPU.
+  std::pair<torch::Tensor, torch::Tensor> GraphForwardRows(const CsrMatrix& host_adjacency, const torch::Tensor& users,
+                                                           const torch::Tensor& items);
   // SASRec output at each sequence's last real position: [B, d].
   torch::Tensor SequenceForward(const SequenceBatch& batch);
 
