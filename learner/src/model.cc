@@ -115,6 +115,45 @@ class SymmetricSpmmFunction : public torch::autograd::Function<SymmetricSpmmFunc
   }
 };
 
+// y[b] = sum over k in bag b of val[k] x[col[k]], differentiable in x: embedding_bag's forward
+// with a scatter backward (embedding_bag's own backward sorts the indices first, which took
+// most of its time here).
+class BagSumFunction : public torch::autograd::Function<BagSumFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& offsets, const torch::Tensor& col, const torch::Tensor& val) {
+    ctx->save_for_backward({offsets, col, val});
+    ctx->saved_data["rows"] = x.size(0);
+    torch::NoGradGuard no_grad;
+    return std::get<0>(torch::embedding_bag(x, col, offsets, /*scale_grad_by_freq=*/false, /*mode=*/0,
+                                            /*sparse=*/false, val));
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto gy = grad[0].contiguous();
+    const int64_t bags = saved[0].size(0);
+    const int64_t nnz = saved[1].size(0);
+    const int64_t d = gy.size(1);
+    auto gx = torch::zeros({ctx->saved_data["rows"].toInt(), d}, gy.options());
+    const int64_t* off = saved[0].data_ptr<int64_t>();
+    const int64_t* c = saved[1].data_ptr<int64_t>();
+    const float* v = saved[2].data_ptr<float>();
+    const float* g = gy.data_ptr<float>();
+    float* out = gx.data_ptr<float>();
+    for (int64_t b = 0; b < bags; ++b) {
+      const float* gb = g + b * d;
+      const int64_t end = b + 1 < bags ? off[b + 1] : nnz;
+      for (int64_t k = off[b]; k < end; ++k) {
+        float* o = out + c[k] * d;
+        const float w = v[k];
+        for (int64_t j = 0; j < d; ++j) o[j] += w * gb[j];
+      }
+    }
+    return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 torch::Tensor SymmetricSpmm(const CsrMatrix& l, const torch::Tensor& x) {
@@ -199,10 +238,12 @@ torch::Tensor LightGcnPropagateRows(const CsrMatrix& l, const torch::Tensor& x, 
     const int64_t bags = prefix[static_cast<size_t>(j)];
     const int64_t nnz = offsets[static_cast<size_t>(bags)];
     const auto idx = i64(j == 1 ? cols_node : cols_pos, nnz);
-    // embedding_bag (sum, per-sample weights) is a CSR product with autograd; measured faster
-    // here than the full product's row-parallel kernel with a scatter backward (5 vs 12 ms forward).
-    e = std::get<0>(torch::embedding_bag(e, idx, i64(offsets, bags), /*scale_grad_by_freq=*/false, /*mode=*/0,
-                                         /*sparse=*/false, all_vals.slice(0, 0, nnz)));
+    if (x.is_cpu()) {
+      e = BagSumFunction::apply(e, i64(offsets, bags), idx, all_vals.slice(0, 0, nnz));
+    } else {
+      e = std::get<0>(torch::embedding_bag(e, idx, i64(offsets, bags), /*scale_grad_by_freq=*/false, /*mode=*/0,
+                                           /*sparse=*/false, all_vals.slice(0, 0, nnz)));
+    }
     sum = sum + e.slice(0, 0, distinct);
   }
   return (sum / static_cast<double>(layers + 1)).index_select(0, i64(inverse, n));
