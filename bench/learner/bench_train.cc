@@ -9,11 +9,11 @@
 
 #include <chrono>
 #include <cstdio>
-#include <vector>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/loss.h"

@@ -173,7 +173,9 @@ torch::Tensor LightGcnPropagate(const CsrMatrix& l, const torch::Tensor& x, int6
 
 torch::Tensor LightGcnPropagateRows(const CsrMatrix& l, const torch::Tensor& x, int64_t layers,
                                     const torch::Tensor& rows) {
-  TORCH_CHECK(l.row_ptr.is_cpu(), "LightGcnPropagateRows: the adjacency must be on the CPU");
+  TORCH_CHECK(l.row_ptr.is_cpu() && l.col.is_cpu() && l.val.is_cpu() && l.row_ptr.is_contiguous() &&
+                  l.col.is_contiguous() && l.val.is_contiguous(),
+              "LightGcnPropagateRows: the adjacency must be on the CPU, contiguous");
   TORCH_CHECK(x.dim() == 2 && x.size(0) == l.rows, "LightGcnPropagateRows: x must be [", l.rows, ", d]");
   const auto device = x.device();
   const auto wanted = rows.to(torch::kCPU, torch::kInt64).contiguous();

@@ -90,6 +90,15 @@ TEST(SparsePropagation, RowsEqualFullPropagationForwardAndGradients) {
     }
   }
   EXPECT_THROW(LightGcnPropagateRows(l, x0, 2, torch::tensor(std::vector<int64_t>{n})), c10::Error);
+
+  // The model's training-step entry: user rows and item rows (item ids, not node ids).
+  GsauModel model(GsauModelOptions(num_users, num_items).dim(4));
+  const auto users = torch::tensor(std::vector<int64_t>{1, 7, 1, 59});
+  const auto items = torch::tensor(std::vector<int64_t>{2, 2, 79, 40});
+  const auto [gu_all, gi_all] = model->GraphForward(l);
+  const auto [gu, gi] = model->GraphForwardRows(l, users, items);
+  EXPECT_TRUE(torch::allclose(gu, gu_all.index_select(0, users), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(gi, gi_all.index_select(0, items), 1e-5, 1e-6));
 }
 
 // Fixed small inputs; the expected values are computed in plain doubles below.
