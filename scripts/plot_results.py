@@ -26,23 +26,31 @@ def main():
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args()
     rows = []
-    for run in sorted(os.listdir(args.runs)):
-        src = os.path.join(args.runs, run)
+    # Runs of this machine (RUNS) and runs collected before (OUT: a session's runs/ does not
+    # outlive it), so that the table lists every run.
+    def listed(d):
+        return set(os.listdir(d)) if os.path.isdir(d) else set()
+    for run in sorted(listed(args.runs) | listed(args.out)):
         if run.startswith("old-"):  # superseded runs kept for reference only
             continue
-        csv_path = os.path.join(src, "metrics.csv")
-        if not os.path.isfile(csv_path):
-            continue
         dst = os.path.join(args.out, run)
-        os.makedirs(dst, exist_ok=True)
-        for name in ("metrics.csv", "report.json", "command.txt"):
-            if os.path.isfile(os.path.join(src, name)):
-                shutil.copy(os.path.join(src, name), os.path.join(dst, name))
+        src = os.path.join(args.runs, run)
+        live = os.path.isfile(os.path.join(src, "metrics.csv"))
+        if not live:
+            src = dst
+        csv_path = os.path.join(src, "metrics.csv")
+        if not os.path.isfile(csv_path) or not os.path.isfile(os.path.join(src, "command.txt")):
+            continue
+        if live:
+            os.makedirs(dst, exist_ok=True)
+            for name in ("metrics.csv", "report.json", "command.txt"):
+                if os.path.isfile(os.path.join(src, name)):
+                    shutil.copy(os.path.join(src, name), os.path.join(dst, name))
         with open(csv_path, newline="") as f:
             epochs = list(csv.DictReader(f))
         if not epochs:
             continue
-        if not args.no_plots:
+        if live and not args.no_plots:
             subprocess.run([sys.executable, os.path.join(HERE, "plot_training.py"), csv_path,
                             os.path.join(dst, "curves.png"), "--title", run], check=False)
         best = max(epochs, key=lambda r: float(r["valid_ndcg@20"]))
@@ -55,7 +63,7 @@ def main():
                         f"{rep['valid']['ndcg@20']:.4f} | {t['recall@10']:.4f} | {t['ndcg@10']:.4f} | "
                         f"{t['recall@20']:.4f} | {t['ndcg@20']:.4f} | {rep['seconds_per_epoch']:.0f} |")
         else:
-            rows.append(f"| {run} | **partial** (unfinished; resumes with --resume) | {epochs[-1]['epoch']} | {best['epoch']} | "
+            rows.append(f"| {run} | **partial** (unfinished) | {epochs[-1]['epoch']} | {best['epoch']} | "
                         f"{float(best['valid_ndcg@20']):.4f} | - | - | - | - | {train_s:.0f} |")
     print("| run | state | epochs | best epoch | valid NDCG@20 | test R@10 | test N@10 | test R@20 | "
           "test N@20 | s/epoch (train) |")
