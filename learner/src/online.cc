@@ -3,7 +3,6 @@
 #include "gsau/learner/online.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -25,6 +24,7 @@
 #include "gsau/learner/loss.h"
 #include "gsau/learner/model.h"
 #include "gsau/learner/sparse.h"
+#include "blas_threads.h"
 
 namespace gsau::learner {
 namespace fs = std::filesystem;
@@ -62,11 +62,6 @@ constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
 
 Status TorchError(const c10::Error& e, const std::string& what) {
   return Status::Internal(what + ": torch: " + e.what_without_backtrace());
-}
-
-void SetBlasThreads(int n) {
-  using SetThreads = void (*)(int);
-  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
 }
 
 struct Sample {
@@ -1177,7 +1172,7 @@ Result<std::unique_ptr<OnlineLearner>> OnlineLearner::Create(const OnlineOptions
     const unsigned cores = std::thread::hardware_concurrency();
     impl->threads = o.threads > 0 ? o.threads : static_cast<int>(cores == 0 ? 1 : cores);
     torch::set_num_threads(impl->threads);
-    SetBlasThreads(impl->threads);
+    UseSingleThreadedBlas();
     torch::manual_seed(o.seed);
     impl->rng.seed(o.seed);
     impl->growth_gen = at::detail::createCPUGenerator(o.seed ^ 0x5851F42D4C957F2DULL);

@@ -1,6 +1,5 @@
 #include "gsau/learner/trainer.h"
 
-#include <dlfcn.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -20,6 +19,7 @@
 #include "gsau/learner/loss.h"
 #include "gsau/learner/model.h"
 #include "gsau/learner/sparse.h"
+#include "blas_threads.h"
 
 namespace gsau::learner {
 namespace fs = std::filesystem;
@@ -68,14 +68,6 @@ Status SaveAtomically(torch::serialize::OutputArchive& archive, const fs::path& 
   fs::rename(tmp, path, ec);
   if (ec) return Status::IoError("renaming " + tmp.string() + ": " + ec.message());
   return Status::Ok();
-}
-
-// Debian's libblas.so.3 may be OpenBLAS's pthread build, which starts its own pool of one
-// thread per core whatever torch's thread count is: on a shared machine these extra spinning
-// threads made a step several times slower. Give it the same count as torch.
-void SetBlasThreads(int n) {
-  using SetThreads = void (*)(int);
-  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
 }
 
 Status WriteTextAtomically(const fs::path& path, const std::string& text) {
@@ -487,7 +479,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, co
     unsigned cores = std::thread::hardware_concurrency();
     impl->threads = o.threads > 0 ? o.threads : static_cast<int>(cores == 0 ? 1 : cores);
     torch::set_num_threads(impl->threads);
-    SetBlasThreads(impl->threads);
+    UseSingleThreadedBlas();
     torch::manual_seed(o.seed);
     impl->rng.seed(o.seed);
     impl->use_graph = o.model != ModelKind::kSasRec;
