@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -54,6 +55,18 @@ double MeasureRate(int64_t n, Count count, double timeout_s) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return 0;
+}
+
+// A store with default options at `path`, or null (the reason printed).
+std::unique_ptr<gsau::state::StateStore> OpenFreshStore(const std::string& path) {
+  gsau::state::StateOptions options;
+  options.path = path;
+  auto store = gsau::state::StateStore::Open(options);
+  if (!store.ok()) {
+    std::cerr << "bench_ingest: " << store.status() << "\n";
+    return nullptr;
+  }
+  return std::move(*store);
 }
 
 }  // namespace
@@ -99,9 +112,9 @@ int main(int argc, char** argv) {
   }
   std::cout << "topic " << topic << ": " << produced->events << " events, 4 partitions\n";
 
-  // Bare consumer: counts messages, nothing else. The broker's first pass runs ~2x slower or
-  // faster from run to run (its JIT, the page cache): the median of three passes, each in a
-  // group of its own, is the peer.
+  // Bare consumer: counts messages, nothing else. Its rate differs ~2-4x between runs of the
+  // broker (cause not established): the median of three passes, each in a group of its own,
+  // is the peer.
   std::vector<double> bare_rates;
   for (int pass = 0; pass < 3; ++pass) {
     std::string err;
@@ -135,13 +148,8 @@ int main(int argc, char** argv) {
   // no Kafka: the ceiling of end-to-end ingest, which applies every event through it.
   double state_rate = 0;
   {
-    gsau::state::StateOptions sopt;
-    sopt.path = dir + "/state-only";
-    auto store = gsau::state::StateStore::Open(sopt);
-    if (!store.ok()) {
-      std::cerr << store.status() << "\n";
-      return 1;
-    }
+    auto store = OpenFreshStore(dir + "/state-only");
+    if (store == nullptr) return 1;  // returns (not exit) so that the broker is stopped
     std::vector<gsau::ClickEvent> batch;
     const auto t0 = Clock::now();
     for (size_t i = 0; i < events.size(); i += 1000) {
@@ -150,7 +158,7 @@ int main(int argc, char** argv) {
         batch.push_back({events[j].user_id, events[j].item_id, events[j].ts_ms, "click"});
       }
       const gsau::PartitionOffset offset{{topic, 0}, static_cast<int64_t>(i + batch.size())};
-      if (auto r = (*store)->ApplyBatch(batch, {&offset, 1}); !r.ok()) {
+      if (auto r = store->ApplyBatch(batch, {&offset, 1}); !r.ok()) {
         std::cerr << r.status() << "\n";
         return 1;
       }
@@ -164,28 +172,23 @@ int main(int argc, char** argv) {
   double ingest_rate = 0;
   uint64_t disk = 0;
   {
-    gsau::state::StateOptions sopt;
-    sopt.path = dir + "/state";
-    auto store = gsau::state::StateStore::Open(sopt);
-    if (!store.ok()) {
-      std::cerr << store.status() << "\n";
-      return 1;
-    }
+    auto store = OpenFreshStore(dir + "/state");
+    if (store == nullptr) return 1;
     gsau::ingest::IngestOptions io;
     io.kafka = kafka;
     io.topic = topic;
     io.dead_letter_topic = topic + ".dlq";
     io.group_id = "bench-ingest";
-    gsau::ingest::Ingestor ingestor(io, store->get(), nullptr, nullptr);
+    gsau::ingest::Ingestor ingestor(io, store.get(), nullptr, nullptr);
     std::atomic<bool> stop{false};
     std::thread t([&] { (void)ingestor.Run(stop); });
     ingest_rate = MeasureRate(n, [&] { return ingestor.counters().consumed; }, 600);
     stop = true;
     t.join();
-    const auto c = (*store)->Counts();
+    const auto c = store->Counts();
     std::cout << "state: " << c.users << " users, " << c.items << " items, " << c.edges << " edges, " << c.events
               << " events in " << c.batch_seq << " batches\n";
-    disk = (*store)->DiskBytes().ok() ? *(*store)->DiskBytes() : 0;
+    disk = store->DiskBytes().ok() ? *store->DiskBytes() : 0;
   }
   std::cout << "ingest (Kafka -> decode -> state batch + offsets): " << static_cast<int64_t>(ingest_rate)
             << " events/s; state on disk " << disk / (1 << 20) << " MiB\n";
