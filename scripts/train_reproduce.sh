@@ -16,6 +16,8 @@
 #            rebuilding does not touch a running binary
 #   FOREGROUND=1 runs one after the other in the foreground instead of nohup in the background
 #   NICE     niceness of the runs (default 10), so builds and tests on the same cores come first
+#   SEED     the seed (default 2020, the authors'); another seed writes RUNS/<run>-seed<SEED>, so
+#            that each seed's run is kept and reported beside the others
 #
 # The exact command of each run is printed and written to RUNS/<run>/command.txt.
 set -euo pipefail
@@ -24,8 +26,9 @@ DATA=${DATA:-../shared/datasets}
 THREADS=${THREADS:-1}
 NICE=${NICE:-10}
 RUNS=${RUNS:-runs}
+SEED=${SEED:-2020}
 if [[ $# -eq 0 ]]; then
-  sed -n '2,20p' "$0"
+  sed -n '2,22p' "$0"
   exit 2
 fi
 if [[ -z "${GSAU:-}" ]]; then
@@ -48,9 +51,10 @@ for run in "$@"; do
     *) echo "unknown dataset in $run" >&2; exit 2 ;;
   esac
   out="$RUNS/$run"
+  [[ "$SEED" == 2020 ]] || out="$out-seed$SEED"
   mkdir -p "$out"
   cmd=(nice -n "$NICE" "$GSAU" train "${data[@]}" --model "$model" --gamma 0.1 --epochs 300 --patience 10
-       --seed 2020 --threads "$THREADS" "${fraction[@]}" --out "$out" --resume --plot)
+       --seed "$SEED" --threads "$THREADS" "${fraction[@]}" --out "$out" --resume --plot)
   echo "${cmd[*]}" | tee "$out/command.txt"
   if [[ "${FOREGROUND:-0}" == 1 ]]; then
     "${cmd[@]}" >> "$out/log.txt" 2>&1
