@@ -52,6 +52,25 @@ else
   echo "setup.sh: Debian packages present"
 fi
 
+# libtorch-dev pulls in OpenBLAS's pthread build too, and Debian's alternatives prefer it
+# (priority 100 against 95), so torch would load the pthread build although the OpenMP one is
+# installed for it. The OpenMP build shares torch's OpenMP threads instead of starting a pool of
+# its own that fights them (learner/src/blas_threads.h has the measurements): select it.
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
+  name="$lib-$multiarch"
+  want="/usr/lib/$multiarch/openblas-openmp/$lib"
+  [[ -e "$want" ]] || continue
+  if [[ "$(update-alternatives --query "$name" 2>/dev/null | sed -n 's/^Value: //p')" != "$want" ]]; then
+    sudo_cmd=()
+    [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+    echo "setup.sh: $name -> $want"
+    # Not fatal: with the pthread build the learner holds OpenBLAS to one thread, ~10% slower.
+    "${sudo_cmd[@]}" update-alternatives --quiet --set "$name" "$want" ||
+      echo "setup.sh: could not select $want; OpenBLAS's pthread build stays (slower learner)" >&2
+  fi
+done
+
 if ((want_kafka)); then
   "$here/kafka_fetch.sh"
 fi

@@ -1,19 +1,30 @@
-// Internal to the learner: how many threads OpenBLAS may start.
+// Internal to the learner: how OpenBLAS's threads live beside torch's.
 #pragma once
 
 #include <dlfcn.h>
 
 namespace gsau::learner {
 
-// Debian's libblas.so.3 may be OpenBLAS's pthread build, which starts a pool of its own beside
-// torch's OpenMP threads. Both spin while waiting, so on a 2-core machine a GEMM's helper threads
-// and torch's fought for the cores: GSAU (rec) on Toys, torch at 2 threads, ran 233-259 ms per
-// step with OpenBLAS at 2 threads and 142-145 ms with it at 1 (bench_train, 2026-11-28). Torch's
-// own threads parallelise everything else; GEMMs run on the calling thread. A no-op where the
-// BLAS is not OpenBLAS.
-inline void UseSingleThreadedBlas() {
+// Torch parallelises its own kernels with OpenMP; what OpenBLAS should do depends on its build.
+//  - OpenMP build (scripts/setup.sh selects it): a GEMM runs on the calling thread's OpenMP team,
+//    the one torch's kernels use, sized by torch::set_num_threads on that thread; inside a torch
+//    parallel region it runs single-threaded. Nothing to do. GSAU (rec) on Toys, torch at 2
+//    threads: 137.5 ms per step against 150.5 with the pthread build held to one thread
+//    (bench_train, 2026-11-28, same losses to all printed digits).
+//  - pthread build (Debian's default libblas.so.3 alternative): it starts a pool of its own, and
+//    its threads and torch's both spin while waiting, so on a 2-core machine they fought for the
+//    cores (233-259 ms per step at 2 OpenBLAS threads, 142-145 at 1). Held to the calling thread.
+// Calling openblas_set_num_threads on the OpenMP build would not do that: it sets the calling
+// thread's OpenMP thread count, torch's too. A no-op where the BLAS is not OpenBLAS.
+inline void ConfigureBlasThreads() {
+  using GetParallel = int (*)();
   using SetThreads = void (*)(int);
-  if (auto* f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(1);
+  constexpr int kOpenMp = 2;  // openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP
+  auto* get_parallel = reinterpret_cast<GetParallel>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
+  auto* set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set_threads == nullptr) return;
+  if (get_parallel != nullptr && get_parallel() == kOpenMp) return;
+  set_threads(1);
 }
 
 }  // namespace gsau::learner

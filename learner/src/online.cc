@@ -1172,7 +1172,7 @@ Result<std::unique_ptr<OnlineLearner>> OnlineLearner::Create(const OnlineOptions
     const unsigned cores = std::thread::hardware_concurrency();
     impl->threads = o.threads > 0 ? o.threads : static_cast<int>(cores == 0 ? 1 : cores);
     torch::set_num_threads(impl->threads);
-    UseSingleThreadedBlas();
+    ConfigureBlasThreads();
     torch::manual_seed(o.seed);
     impl->rng.seed(o.seed);
     impl->growth_gen = at::detail::createCPUGenerator(o.seed ^ 0x5851F42D4C957F2DULL);

@@ -479,7 +479,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, co
     unsigned cores = std::thread::hardware_concurrency();
     impl->threads = o.threads > 0 ? o.threads : static_cast<int>(cores == 0 ? 1 : cores);
     torch::set_num_threads(impl->threads);
-    UseSingleThreadedBlas();
+    ConfigureBlasThreads();
     torch::manual_seed(o.seed);
     impl->rng.seed(o.seed);
     impl->use_graph = o.model != ModelKind::kSasRec;

@@ -3,13 +3,19 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <dlfcn.h>
+
 #include <cmath>
+#include <iostream>
 #include <random>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "gsau/learner/loss.h"
 #include "gsau/learner/model.h"
 #include "gsau/learner/sparse.h"
+#include "gsau/learner/trainer.h"
 
 namespace gsau::learner {
 namespace {
@@ -256,6 +262,46 @@ TEST(Model, RecBoleNormalInit) {
   torch::manual_seed(1);
   GsauModel model(GsauModelOptions(2001, 3001).init_std(0.02));
   EXPECT_NEAR(model->item_table().std().item<double>(), 0.02, 3e-4);
+}
+
+// Creating a trainer settles OpenBLAS's threads beside torch's: it must leave torch the count it
+// was given (openblas_set_num_threads on OpenBLAS's OpenMP build sets the calling thread's
+// OpenMP count, torch's too), and hold OpenBLAS's pthread build, whose own pool fights torch's
+// threads, to one thread.
+TEST(Trainer, KeepsTorchThreadsWhateverTheBlas) {
+  std::vector<data::Interaction> events;
+  for (int u = 0; u < 8; ++u) {
+    for (int t = 0; t < 5; ++t) {
+      std::string user = "u", item = "i";
+      user += std::to_string(u);
+      item += std::to_string((u + t) % 6);
+      events.push_back({user, item, t, t});
+    }
+  }
+  auto d = BuildLeaveOneOut(events);
+  ASSERT_TRUE(d.ok()) << d.status();
+  TrainOptions o;
+  o.dim = 8;
+  o.ffn_dim = 16;
+  o.device = "cpu";
+  o.threads = 2;
+  o.progress = false;
+  // Torch sets this thread's OpenMP count lazily on its first parallel call, which would undo a
+  // change made before it: make that call first, as any real run has by then.
+  torch::set_num_threads(1);
+  (void)torch::get_num_threads();
+  auto t = Trainer::Create(*d, o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(torch::get_num_threads(), 2);  // libtorch's answer: this thread's OpenMP count
+  using GetInt = int (*)();
+  auto* get_parallel = reinterpret_cast<GetInt>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
+  auto* get_threads = reinterpret_cast<GetInt>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (get_parallel == nullptr || get_threads == nullptr) GTEST_SKIP() << "the BLAS is not OpenBLAS";
+  if (get_parallel() == 1) {
+    EXPECT_EQ(get_threads(), 1) << "OpenBLAS pthread build";
+  }
+  std::cout << "OpenBLAS parallel mode " << get_parallel() << " (0 serial, 1 pthreads, 2 OpenMP), "
+            << get_threads() << " threads\n";
 }
 
 }  // namespace
