@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "gsau/common/log.h"
+#include "gsau/common/memory.h"
 
 namespace gsau::app {
 
@@ -54,6 +55,10 @@ int main(int argc, char** argv) {
                         "this build has no LibTorch (learner issue 5 not built)", &exit_code);
 #endif
 
+  // Whatever the command, the allocator's free pages go back to the OS every 10 s (jemalloc's
+  // decay is off, see MemoryReleaser): run, train, ingest and demo would otherwise keep every page
+  // they ever freed. The cost is faulting a step's working set in again once per 10 s.
+  const gsau::MemoryReleaser releaser;
   try {
     root.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -8,7 +8,6 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
-#include "gsau/common/memory.h"
 #include "gsau/config/config.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/pipeline/pipeline.h"
@@ -71,17 +70,9 @@ int RunPipeline(const RunFlags& f) {
     const auto start = std::chrono::steady_clock::now();
     auto last = start;
     auto prev = (*p)->status();
-    auto last_release = start;
     while (!stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       const auto now = std::chrono::steady_clock::now();
-      // The allocator keeps freed pages (jemalloc: decay off, see common/src/jemalloc_conf.cc);
-      // one purge every 10 s keeps resident memory flat (make reliability, R4) at the cost of
-      // faulting a step's working set in once per 10 s.
-      if (now - last_release >= std::chrono::seconds(10)) {
-        ReleaseFreeMemory();
-        last_release = now;
-      }
       if (g_stop || (f.duration_s > 0 && std::chrono::duration<double>(now - start).count() >= f.duration_s)) {
         stop = true;
         break;

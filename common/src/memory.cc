@@ -92,4 +92,32 @@ void ReleaseFreeMemory() {
   }
 }
 
+MemoryReleaser::MemoryReleaser(std::chrono::milliseconds interval)
+    : thread_([this, interval] { Loop(interval); }) {}
+
+MemoryReleaser::~MemoryReleaser() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+int64_t MemoryReleaser::releases() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return releases_;
+}
+
+void MemoryReleaser::Loop(std::chrono::milliseconds interval) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, interval, [this] { return stop_; })) {
+    // Not under the lock: a purge of every arena can take milliseconds.
+    lock.unlock();
+    ReleaseFreeMemory();
+    lock.lock();
+    ++releases_;
+  }
+}
+
 }  // namespace gsau

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <thread>
 
 #include "gsau/common/clock.h"
 #include "gsau/common/memory.h"
@@ -96,6 +98,38 @@ TEST(ProcessMemoryTest, SeesAnAllocationComeAndGo) {
   EXPECT_GE(after.heap_free_bytes, 0);
   EXPECT_LT(after.resident_bytes, during.resident_bytes - static_cast<int64_t>(kBytes) / 2)
       << "freed and released: no longer resident";
+}
+
+// What a long command relies on: freed pages leave the process without anyone calling
+// ReleaseFreeMemory, and stopping does not wait out the interval.
+TEST(ProcessMemoryTest, ReleaserHandsFreedPagesBackOnItsOwn) {
+  constexpr size_t kBytes = 64 << 20;
+  auto* p = static_cast<char*>(std::malloc(kBytes));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 1, kBytes);
+  const ProcessMemory during = ReadProcessMemory();
+  EXPECT_EQ(p[kBytes - 1], 1);
+  std::free(p);
+  const ProcessMemory freed = ReadProcessMemory();
+  if (std::string(freed.allocator) == "jemalloc") {
+    // The premise: with decay off (jemalloc_conf.cc) jemalloc keeps the freed pages.
+    EXPECT_GT(freed.resident_bytes, during.resident_bytes - static_cast<int64_t>(kBytes) / 2);
+  }
+  ProcessMemory after;
+  {
+    const MemoryReleaser releaser(std::chrono::milliseconds(20));
+    for (int i = 0; i < 500 && releaser.releases() < 2; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_GE(releaser.releases(), 2);
+    after = ReadProcessMemory();
+  }
+  EXPECT_LT(after.resident_bytes, during.resident_bytes - static_cast<int64_t>(kBytes) / 2)
+      << after.allocator << ": freed pages still resident";
+
+  const auto start = std::chrono::steady_clock::now();
+  { const MemoryReleaser idle(std::chrono::hours(1)); }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30)) << "stopping waited out the interval";
 }
 
 }  // namespace
