@@ -10,13 +10,15 @@
 #            it stays out of git). Prints the device call.
 #   there:   device run, carry [".gpu"], command: scripts/train_gpu_check.sh "$OUT"
 #            1. configures the learner-only tree against python3's torch (its CMake prefix;
-#               tests off, system malloc: neither GoogleTest nor jemalloc is there), builds gsau
-#               and bench_train; on failure prints the log's tail and stops;
+#               tests off, system malloc: neither GoogleTest nor jemalloc is there) and builds
+#               gsau; on failure prints the log's tail and stops;
 #            2. trains 20 steps on Toys on the CPU and on CUDA with dropout off (batches, the
 #               derangements and the initial weights come from CPU generators, so both runs see the
 #               same), and compares the epoch's mean losses: they must agree to 1e-3 relative
-#               (float32 sums in different orders; LibTorch uses no TF32 unless asked); also prints both validation passes;
-#            3. times one whole Toys epoch on CUDA and one validation pass (bench_train --full).
+#               (float32 sums in different orders; LibTorch uses no TF32 unless asked); also
+#               prints both validation passes;
+#            3. builds bench_train and times one whole Toys epoch on CUDA and one validation pass
+#               (bench_train --full); a failure here leaves the comparison standing.
 #          OUT gets 8 files, within what the device tool brings back: gpu_check.txt (the machine,
 #          every step's outcome, the comparison, bench_train's output ending in `BENCH train ...`),
 #          cmake.log, build.log, train-cpu.log, train-cuda.log, bench.log, metrics-cpu.csv and
@@ -71,17 +73,18 @@ GPU=${GPU_CHECK_DEVICE:-cuda}
 TORCH_DIR=${TORCH_DIR:-$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')}
 # Only the link needs CUDA here (no .cu sources): name the chip so that Torch's CMake does not probe.
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
-step() {  # step NAME LIMIT_S LOGFILE CMD...: runs CMD into LOGFILE; on failure shows its tail and stops
+try() {  # try NAME LIMIT_S LOGFILE CMD...: runs CMD into LOGFILE; on failure shows its tail, returns 1
   local name=$1 limit=$2 log=$3; shift 3
   local t0=$SECONDS rc=0
   timeout "$limit" "$@" > "$log" 2>&1 || rc=$?
   if (( rc != 0 )); then
     say "FAILED: $name (rc $rc$( ((rc == 124)) && echo ", over its ${limit} s")), last lines of $(basename "$log"):"
     tail -40 "$log" | tee -a "$LOG"
-    exit 1
+    return 1
   fi
   say "$name: ok ($((SECONDS - t0)) s)"
 }
+step() { try "$@" || exit 1; }
 step configure 120 "$OUT/cmake.log" cmake -S . -B build-gpu -G Ninja -DGSAU_LEARNER_ONLY=ON \
   -DCMAKE_BUILD_TYPE=Release -DGSAU_BUILD_TESTS=OFF -DGSAU_ALLOCATOR=system "-DCMAKE_PREFIX_PATH=$TORCH_DIR;$PWD/.gpu/cli11"
 # find_package(Torch) is QUIET (the full build runs without LibTorch): a prefix without
@@ -120,16 +123,11 @@ PY
 tee -a "$LOG" < "$WORK/compare.txt"
 
 # The benchmark last and on its own: a failure here leaves the comparison above standing.
-rc=0
-timeout 120 cmake --build build-gpu --target bench_train -j"$(nproc)" >> "$OUT/build.log" 2>&1 || rc=$?
-if (( rc == 0 )); then
-  timeout 180 ./build-gpu/bench/learner/bench_train --data "$DATA" --full --device "$GPU" > "$OUT/bench.log" 2>&1 || rc=$?
-fi
-if (( rc != 0 )); then
-  say "FAILED: bench_train (rc $rc), last lines of build.log / bench.log:"
-  tail -40 "$OUT/build.log" "$OUT/bench.log" 2>/dev/null | tee -a "$LOG"
-  status=1
-else
+if try "build bench_train" 120 "$WORK/build-bench.log" cmake --build build-gpu --target bench_train -j"$(nproc)" &&
+   try "bench_train --full on $GPU" 180 "$OUT/bench.log" ./build-gpu/bench/learner/bench_train --data "$DATA" \
+     --full --device "$GPU"; then
   tee -a "$LOG" < "$OUT/bench.log"
+else
+  status=1
 fi
 exit "$status"
