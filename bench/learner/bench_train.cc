@@ -2,7 +2,8 @@
 //
 // By default it times `--steps` steps after `--warmup` steps and extrapolates to a whole epoch
 // (`--full` runs the whole epoch instead), then times one validation pass. It also compares
-// three ways of doing the LightGCN sparse product (forward + backward of the full propagation).
+// three ways of doing the LightGCN sparse product (forward + backward of the full propagation),
+// two of the cross-entropy and two of SASRec's attention (packed against grouped by length).
 // Last line: BENCH train seconds_per_epoch=<s> samples_per_s=<n>.
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
@@ -17,6 +18,7 @@
 
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/loss.h"
+#include "gsau/learner/model.h"
 #include "gsau/learner/sparse.h"
 #include "gsau/learner/trainer.h"
 
@@ -100,6 +102,53 @@ void CompareCrossEntropy(int64_t num_items) {
               static_cast<long long>(num_items), 1000.0 * fused / reps, 1000.0 * reference / reps);
 }
 
+// SASRec forward + backward (2 blocks, d = 64, dropout 0.5, training mode) on real batches of 512
+// training prefixes, attention over the packed tokens against padded length groups, same weights,
+// interleaved; mean ms per batch.
+void CompareAttention(const gsau::learner::LeaveOneOutData& data) {
+  using gsau::learner::GsauModel;
+  using gsau::learner::GsauModelOptions;
+  torch::manual_seed(1);
+  const auto options = GsauModelOptions(data.num_users, data.num_items).max_len(data.max_len);
+  GsauModel packed(options);
+  GsauModel grouped(GsauModelOptions(options).packed_attention(false));
+  {
+    torch::NoGradGuard no_grad;
+    auto src = packed->parameters();
+    auto dst = grouped->parameters();
+    for (size_t k = 0; k < src.size(); ++k) dst[k].copy_(src[k]);
+  }
+  const int reps = 10;
+  const size_t b = 512;
+  double packed_s = 0, grouped_s = 0;
+  int64_t tokens = 0;
+  for (int r = 0; r < reps + 1; ++r) {
+    std::vector<int64_t> lengths;
+    int32_t len = 1;
+    for (size_t k = 0; k < b; ++k) {
+      const auto& s = data.train_samples[(static_cast<size_t>(r) * b + k) * 7919 % data.train_samples.size()];
+      lengths.push_back(data.PrefixLength(s));
+      len = std::max(len, data.PrefixLength(s));
+    }
+    auto items = torch::zeros({static_cast<int64_t>(b), len}, torch::kInt64);
+    auto* it = items.data_ptr<int64_t>();
+    for (size_t k = 0; k < b; ++k) {
+      const auto& s = data.train_samples[(static_cast<size_t>(r) * b + k) * 7919 % data.train_samples.size()];
+      const auto& seq = data.sequences[static_cast<size_t>(s.user)];
+      for (int64_t t = 0; t < lengths[k]; ++t) it[static_cast<int64_t>(k) * len + t] = seq[static_cast<size_t>(s.end - lengths[k] + t)];
+    }
+    const gsau::learner::SequenceBatch batch{items, torch::tensor(lengths, torch::kInt64)};
+    for (auto* m : {&packed, &grouped}) {
+      const auto start = Clock::now();
+      (*m)->SequenceForward(batch).sum().backward();
+      if (r > 0) (m == &packed ? packed_s : grouped_s) += Since(start);
+    }
+    if (r > 0) for (const int64_t l : lengths) tokens += l;
+  }
+  std::printf("SASRec fwd+bwd, batch 512 (%.0f tokens on average): packed attention %.1f ms, grouped by length %.1f ms\n",
+              static_cast<double>(tokens) / reps, 1000.0 * packed_s / reps, 1000.0 * grouped_s / reps);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -165,6 +214,7 @@ int main(int argc, char** argv) {
               t.DeviceName().c_str(), static_cast<long long>(epoch_steps));
   CompareSparseProducts(*data);  // on the CPU
   CompareCrossEntropy(data->num_items);
+  CompareAttention(*data);
 
   // Warm-up steps are a separate truncated "epoch" (first allocations, thread pool start).
   gsau::learner::TrainOptions warm = opt;

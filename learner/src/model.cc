@@ -9,6 +9,7 @@
 #include <numeric>
 #include <vector>
 
+#include "gsau/learner/attention.h"
 #include "gsau/learner/loss.h"
 #include "gsau/learner/sparse.h"
 
@@ -440,7 +441,8 @@ SasRecBlockImpl::SasRecBlockImpl(const GsauModelOptions& o) : options_(o) {
       "ffn_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(o.layer_norm_eps())));
 }
 
-torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& h, const std::vector<AttentionGroup>& groups,
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& h, const torch::Tensor& offsets,
+                                       const std::vector<AttentionGroup>& groups,
                                        const std::function<uint64_t()>& seeds) {
   const int64_t d = options_.dim();
   const int64_t heads = options_.heads();
@@ -450,6 +452,14 @@ torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& h, const std::vector
   const auto w = torch::cat({query_->weight, key_->weight, value_->weight}, 0);
   const auto b = torch::cat({query_->bias, key_->bias, value_->bias}, 0);
   const auto qkv = torch::linear(h, w, b);  // [T, 3d]
+  if (groups.empty()) {
+    PackedAttentionOptions po;
+    po.heads = heads;
+    po.dropout = options_.attn_dropout();
+    po.training = is_training();
+    po.seed = seeds();
+    return Rest(h, PackedCausalAttention(qkv, offsets, po), seeds);
+  }
   // One split, not a slice per group: each slice's backward would allocate a zero [T, 3d]
   // gradient of its own (24 per step, ~8% of a step); the split's backward is one concatenation.
   std::vector<int64_t> sizes;
@@ -476,7 +486,11 @@ torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& h, const std::vector
                            .reshape({g.batch * g.len, d})
                            .index_select(0, g.flat_index));
   }
-  const auto context = contexts.size() == 1 ? contexts[0] : torch::cat(contexts, 0);  // [T, d]
+  return Rest(h, contexts.size() == 1 ? contexts[0] : torch::cat(contexts, 0), seeds);
+}
+
+torch::Tensor SasRecBlockImpl::Rest(const torch::Tensor& h, const torch::Tensor& context,
+                                    const std::function<uint64_t()>& seeds) {
   auto attn = FastDropout(dense_(context), options_.hidden_dropout(), is_training(), seeds());
   const auto x = attn_norm_(attn + h);
   auto ffn = ffn_out_(torch::gelu(ffn_in_(x)));
@@ -541,7 +555,8 @@ torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
   const int64_t len = batch.items.size(1);
   TORCH_CHECK(len <= options_.max_len(), "sequence longer than max_len");
   const auto device = batch.items.device();
-  // Plan on the host: sort by length, pack the real tokens, cut into groups of similar length.
+  // Plan on the host: sort by length, pack the real tokens, cut into groups of similar length
+  // unless attention runs packed.
   const auto items_cpu = batch.items.to(torch::kCPU).contiguous();
   const auto lengths_cpu = batch.lengths.to(torch::kCPU).contiguous();
   const int64_t* items = items_cpu.data_ptr<int64_t>();
@@ -549,7 +564,7 @@ torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
   std::vector<int64_t> order(static_cast<size_t>(b));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return lengths[x] < lengths[y]; });
-  std::vector<int64_t> tokens, positions, last, inverse(static_cast<size_t>(b));
+  std::vector<int64_t> tokens, positions, last, inverse(static_cast<size_t>(b)), offsets{0};
   for (int64_t r = 0; r < b; ++r) {
     const int64_t s = order[static_cast<size_t>(r)];
     TORCH_CHECK(lengths[s] >= 1 && lengths[s] <= len, "sequence length out of range");
@@ -559,12 +574,14 @@ torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
       positions.push_back(j);
     }
     last.push_back(static_cast<int64_t>(tokens.size()) - 1);
+    offsets.push_back(static_cast<int64_t>(tokens.size()));
   }
+  const bool packed = device.is_cpu() && options_.packed_attention();
   // Group caps: attention costs batch * len^2 per group, and each group costs a few ops.
   static constexpr int64_t kCaps[] = {2, 4, 6, 8, 12, 16, 24, 32, 40};
   std::vector<AttentionGroup> groups;
   const auto causal = torch::ones({len, len}, torch::kBool).tril();
-  int64_t r = 0, token = 0;
+  int64_t r = packed ? b : 0, token = 0;  // packed: no groups
   while (r < b) {
     const int64_t first_len = lengths[order[static_cast<size_t>(r)]];
     int64_t cap = len;
@@ -609,7 +626,8 @@ torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
   auto h = item_table_->weight.index_select(0, token_ids) + positions_->weight.index_select(0, position_ids);
   const std::function<uint64_t()> seeds = [this] { return NextDropoutSeed(); };
   h = FastDropout(input_norm_(h), options_.hidden_dropout(), is_training(), seeds());
-  for (const auto& block : *blocks_) h = block->as<SasRecBlockImpl>()->forward(h, groups, seeds);
+  const auto offsets_t = torch::tensor(offsets, torch::kInt64);
+  for (const auto& block : *blocks_) h = block->as<SasRecBlockImpl>()->forward(h, offsets_t, groups, seeds);
   const auto sorted_out = h.index_select(0, torch::tensor(last, torch::kInt64).to(device));  // [B, d], sorted
   return sorted_out.index_select(0, torch::tensor(inverse, torch::kInt64).to(device));
 }

@@ -1,5 +1,6 @@
 // Fast paths against exact references: sparse propagation vs a dense product, the loss terms vs
-// values computed by hand, the grouped SASRec vs each sequence alone.
+// values computed by hand, the grouped SASRec vs each sequence alone, packed attention vs a dense
+// per-sequence reference and vs the grouped path.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "gsau/learner/attention.h"
 #include "gsau/learner/loss.h"
 #include "gsau/learner/model.h"
 #include "gsau/learner/sparse.h"
@@ -215,6 +217,130 @@ TEST(SasRec, GroupedBatchEqualsEachSequenceAlone) {
   longer[0][7] = 29;
   const auto prefix_changed = model->SequenceForward({longer, torch::tensor({int64_t{5}})});
   EXPECT_TRUE(torch::allclose(prefix, prefix_changed));
+}
+
+// Dense attention of each sequence alone in float64: causal mask, softmax, the kernel's dropout
+// mask, times V. qkv [T, 3d] double.
+torch::Tensor ReferenceAttention(const torch::Tensor& qkv, const std::vector<int64_t>& offsets, int64_t heads,
+                                 double p, uint64_t seed) {
+  const int64_t d = qkv.size(1) / 3, hd = d / heads;
+  std::vector<torch::Tensor> outs;
+  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+    const int64_t t0 = offsets[s], len = offsets[s + 1] - t0;
+    const auto x = qkv.slice(0, t0, t0 + len);
+    std::vector<torch::Tensor> per_head;
+    for (int64_t h = 0; h < heads; ++h) {
+      const auto q = x.slice(1, h * hd, (h + 1) * hd);
+      const auto k = x.slice(1, d + h * hd, d + (h + 1) * hd);
+      const auto v = x.slice(1, 2 * d + h * hd, 2 * d + (h + 1) * hd);
+      const auto future = torch::ones({len, len}, torch::kBool).triu(1);
+      auto scores = torch::matmul(q, k.t()) / std::sqrt(static_cast<double>(hd));
+      auto probs = torch::softmax(scores.masked_fill(future, -10000.0), -1);
+      if (p > 0) {
+        auto keep = torch::zeros({len, len}, torch::kFloat64);
+        for (int64_t i = 0; i < len; ++i) {
+          for (int64_t j = 0; j < len; ++j) {
+            keep[i][j] = PackedAttentionKeep(seed, p, static_cast<int64_t>(s), h, i, j);
+          }
+        }
+        probs = probs * keep;
+      }
+      per_head.push_back(torch::matmul(probs, v));
+    }
+    outs.push_back(torch::cat(per_head, 1));
+  }
+  return torch::cat(outs, 0);
+}
+
+TEST(PackedAttention, EqualsDenseReferenceForwardAndGradients) {
+  torch::manual_seed(11);
+  const std::vector<int64_t> offsets = {0, 1, 6, 8, 17, 20, 21};  // lengths 1, 5, 2, 9, 3, 1
+  const int64_t t = offsets.back(), d = 16, heads = 2;
+  for (const double p : {0.0, 0.5}) {
+    const auto x0 = torch::randn({t, 3 * d});
+    const auto w = torch::randn({t, d});
+    auto x = x0.clone().requires_grad_(true);
+    auto xr = x0.to(torch::kFloat64).requires_grad_(true);
+    PackedAttentionOptions o;
+    o.heads = heads;
+    o.dropout = p;
+    o.training = true;
+    o.seed = 77;
+    const auto out = PackedCausalAttention(x, torch::tensor(offsets, torch::kInt64), o);
+    const auto ref = ReferenceAttention(xr, offsets, heads, p, 77);
+    EXPECT_TRUE(torch::allclose(out.to(torch::kFloat64), ref, 1e-5, 1e-5)) << "p=" << p;
+    (out * w).sum().backward();
+    (ref * w.to(torch::kFloat64)).sum().backward();
+    EXPECT_TRUE(torch::allclose(x.grad().to(torch::kFloat64), xr.grad(), 1e-4, 1e-5)) << "p=" << p;
+  }
+}
+
+TEST(PackedAttention, DropoutMaskIsSeededScaledAndOffWhenNotTraining) {
+  int64_t kept = 0, total = 0;
+  for (int64_t s = 0; s < 40; ++s) {
+    for (int64_t h = 0; h < 2; ++h) {
+      for (int64_t i = 0; i < 50; ++i) {
+        for (int64_t j = 0; j <= i; ++j) {
+          const float k = PackedAttentionKeep(5, 0.5, s, h, i, j);
+          ASSERT_TRUE(k == 0.0f || k == 2.0f);
+          kept += k > 0;
+          ++total;
+        }
+      }
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(kept) / static_cast<double>(total), 0.5, 0.01);
+  int64_t differ = 0;
+  for (int64_t j = 0; j < 200; ++j) differ += PackedAttentionKeep(5, 0.5, 0, 0, 60, j) != PackedAttentionKeep(6, 0.5, 0, 0, 60, j);
+  EXPECT_GT(differ, 50);
+  // Not training: no mask, the same output as p = 0.
+  const auto x = torch::randn({7, 12});
+  const auto offsets = torch::tensor(std::vector<int64_t>{0, 3, 7}, torch::kInt64);
+  PackedAttentionOptions off;
+  off.heads = 2;
+  off.dropout = 0.5;
+  PackedAttentionOptions none;
+  none.heads = 2;
+  EXPECT_TRUE(torch::equal(PackedCausalAttention(x, offsets, off), PackedCausalAttention(x, offsets, none)));
+}
+
+TEST(SasRec, PackedAttentionEqualsGroupedAttention) {
+  torch::manual_seed(8);
+  const auto options = GsauModelOptions(10, 30).dim(16).max_len(40).ffn_dim(32).hidden_dropout(0).attn_dropout(0);
+  GsauModel packed(options);
+  GsauModel grouped(GsauModelOptions(options).packed_attention(false));
+  {
+    torch::NoGradGuard no_grad;
+    auto src = packed->parameters();
+    auto dst = grouped->parameters();
+    ASSERT_EQ(src.size(), dst.size());
+    for (size_t k = 0; k < src.size(); ++k) dst[k].copy_(src[k]);
+  }
+  std::mt19937_64 rng(4);
+  // Lengths across several of the grouped path's length caps, repeats and length 1.
+  const std::vector<int64_t> lengths = {1, 40, 3, 7, 2, 17, 5, 3, 33, 1, 9, 26, 12};
+  const int64_t b = static_cast<int64_t>(lengths.size());
+  auto items = torch::zeros({b, 40}, torch::kInt64);
+  for (int64_t r = 0; r < b; ++r) {
+    for (int64_t j = 0; j < lengths[static_cast<size_t>(r)]; ++j) items[r][j] = static_cast<int64_t>(1 + rng() % 29);
+  }
+  const SequenceBatch batch{items, torch::tensor(lengths, torch::kInt64)};
+  const auto w = torch::randn({b, 16});
+  const auto a = packed->SequenceForward(batch);
+  const auto g = grouped->SequenceForward(batch);
+  EXPECT_TRUE(torch::allclose(a, g, 1e-4, 1e-5));
+  (a * w).sum().backward();
+  (g * w).sum().backward();
+  const auto pa = packed->named_parameters();
+  const auto pg = grouped->named_parameters();
+  for (const auto& item : pa) {
+    const auto& ga = item.value().grad();
+    const auto& gg = pg[item.key()].grad();
+    ASSERT_EQ(ga.defined(), gg.defined()) << item.key();
+    if (ga.defined()) {
+      EXPECT_TRUE(torch::allclose(ga, gg, 1e-4, 1e-5)) << item.key();
+    }
+  }
 }
 
 TEST(SmallBatchedMatmul, EqualsBmmForwardAndGradients) {

@@ -3,10 +3,11 @@
 //
 // Shapes: tables are [num_users, d] and [num_items, d] (row 0 = padding). A SequenceBatch holds
 // right-padded prefixes [B, L] (int64, padding 0, oldest item first) and their lengths [B] (>= 1).
-// SASRec runs its token-wise layers on the packed real tokens only [T, d]; attention runs per
-// group of sequences of similar length (sorted by length), each group padded to its own longest
-// sequence. This is exact: padded keys are masked (-10000 as RecBole, exp underflows to 0) and
-// padded queries are discarded, and most sequences are far shorter than max_len.
+// SASRec runs its token-wise layers on the packed real tokens only [T, d] (sorted by length). On
+// the CPU attention runs on them as they are (PackedCausalAttention, attention.h); elsewhere, or
+// with packed_attention off, per group of sequences of similar length, each group padded to its
+// own longest sequence. Both are exact: padded keys are masked (-10000 as RecBole, exp underflows
+// to 0) and padded queries are discarded, and most sequences are far shorter than max_len.
 #pragma once
 
 #include <torch/torch.h>
@@ -35,6 +36,8 @@ struct GsauModelOptions {
   // 0: Xavier-normal Embedding and Linear weights (GSAU's xavier_normal_initialization);
   // > 0: N(0, init_std) instead (RecBole's SASRec, initializer_range 0.02).
   TORCH_ARG(double, init_std) = 0.0;
+  // On the CPU: attention over the packed tokens (attention.h) rather than padded length groups.
+  TORCH_ARG(bool, packed_attention) = true;
 };
 
 // a @ b for [N, m, k] x [N, k, n] float32, differentiable in both. On the CPU it runs one
@@ -67,12 +70,16 @@ struct AttentionGroup {
 class SasRecBlockImpl : public torch::nn::Module {
  public:
   SasRecBlockImpl(const GsauModelOptions& options);
-  // h: packed tokens [T, d] of a length-sorted batch, covered by `groups` in order.
-  // `seeds` gives one fresh dropout seed per call.
-  torch::Tensor forward(const torch::Tensor& h, const std::vector<AttentionGroup>& groups,
+  // h: packed tokens [T, d] of a length-sorted batch; sequence s is rows [offsets[s], offsets[s + 1])
+  // (offsets: [S + 1] int64 on the CPU). Attention runs packed when `groups` is empty, else per
+  // group, covering h in order. `seeds` gives one fresh dropout seed per call.
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& offsets, const std::vector<AttentionGroup>& groups,
                         const std::function<uint64_t()>& seeds);
 
  private:
+  // After attention: output projection, dropout, LN(h + .), then the FFN half of the block.
+  torch::Tensor Rest(const torch::Tensor& h, const torch::Tensor& context, const std::function<uint64_t()>& seeds);
+
   GsauModelOptions options_;
   torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr}, dense_{nullptr};
   torch::nn::LayerNorm attn_norm_{nullptr};
