@@ -17,6 +17,8 @@ import json
 import os
 import sys
 
+from mpl_setup import pyplot
+
 KEYS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
 
 
@@ -26,16 +28,9 @@ def load(path):
 
 
 def plot(csv_path, png_path):
-    try:
-        import matplotlib
-    except ImportError:
-        system = "/usr/bin/python3"
-        if os.path.exists(system) and os.path.realpath(sys.executable) != os.path.realpath(system):
-            os.execv(system, [system] + sys.argv)
-        print("continual_summary.py: no matplotlib, no plot", file=sys.stderr)
+    plt = pyplot("continual_summary.py", required=False)
+    if plt is None:
         return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     rows = list(csv.DictReader(open(csv_path)))
     rows = [r for r in rows if int(r["window_count"]) > 0]

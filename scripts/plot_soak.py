@@ -6,18 +6,11 @@ present, rss_peak_kib (the peak of each sampling interval) and heap_allocated_by
 heap_free_bytes: the allocator's view of the same memory)
 """
 import csv
-import os
 import sys
 
-try:
-    import matplotlib
-except ImportError:
-    system = "/usr/bin/python3"
-    if os.path.exists(system) and os.path.realpath(sys.executable) != os.path.realpath(system):
-        os.execv(system, [system] + sys.argv)
-    raise SystemExit("plot_soak.py: matplotlib not found (apt-get install python3-matplotlib)")
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from mpl_setup import pyplot
+
+plt = pyplot("plot_soak.py")
 
 
 def main():

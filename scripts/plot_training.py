@@ -5,21 +5,10 @@ Usage: plot_training.py METRICS_CSV OUT_PNG [--title TITLE]
 """
 import argparse
 import csv
-import os
-import sys
 
-try:
-    import matplotlib
-except ImportError:
-    # A pyenv or venv python3 first in PATH may lack Debian's python3-matplotlib: use the
-    # system interpreter instead.
-    system = "/usr/bin/python3"
-    if os.path.exists(system) and os.path.realpath(sys.executable) != os.path.realpath(system):
-        os.execv(system, [system] + sys.argv)
-    raise SystemExit("plot_training.py: matplotlib not found (apt-get install python3-matplotlib)")
+from mpl_setup import pyplot
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+plt = pyplot("plot_training.py")
 
 
 def main():
