@@ -142,15 +142,19 @@ class BagSumFunction : public torch::autograd::Function<BagSumFunction> {
     const float* v = saved[2].data_ptr<float>();
     const float* g = gy.data_ptr<float>();
     float* out = gx.data_ptr<float>();
-    for (int64_t b = 0; b < bags; ++b) {
-      const float* gb = g + b * d;
-      const int64_t end = b + 1 < bags ? off[b + 1] : nnz;
-      for (int64_t k = off[b]; k < end; ++k) {
-        float* o = out + c[k] * d;
-        const float w = v[k];
-        for (int64_t j = 0; j < d; ++j) o[j] += w * gb[j];
+    // Bags scatter into shared rows, so threads split the columns instead: no two write the
+    // same float, and each still reads the index arrays in order.
+    at::parallel_for(0, d, 16, [&](int64_t j0, int64_t j1) {
+      for (int64_t b = 0; b < bags; ++b) {
+        const float* gb = g + b * d;
+        const int64_t end = b + 1 < bags ? off[b + 1] : nnz;
+        for (int64_t k = off[b]; k < end; ++k) {
+          float* o = out + c[k] * d;
+          const float w = v[k];
+          for (int64_t j = j0; j < j1; ++j) o[j] += w * gb[j];
+        }
       }
-    }
+    });
     return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
