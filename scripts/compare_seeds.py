@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Several seeds of one `gsau train` configuration against the authors' run of it.
 
-Reads each run folder's metrics.csv and report.json (finished runs only) and the authors' run
+Reads each run folder's metrics.csv and report.json and the authors' run
 as transcribed in docs/results/authors/ (NAME.csv: their log's per-epoch train loss sum and
 validation metrics, epochs 0-based; NAME.json: steps per epoch, best epoch, test metrics).
 Writes, under OUT:
@@ -11,9 +11,10 @@ Writes, under OUT:
               authors' at a few epochs, and how often the authors' curve lies within the seeds'
   curves.csv  epoch, the authors' mean step loss and validation NDCG@20 / Recall@20, each seed's
   curves.png  the same curves, and each seed's loss minus the authors'
-Prints seeds.md. Nothing here decides a target: it reports.
+A run without report.json (unfinished) adds its curves to the per-epoch table, curves.csv and
+curves.png only. Prints seeds.md. Nothing here decides a target: it reports.
 
-Usage: compare_seeds.py --authors docs/results/authors/toys-gsau-rec --out DIR RUN_DIR...
+Usage: compare_seeds.py --authors docs/results/authors/toys-gsau-rec --out DIR RUN_DIR[=LABEL]...
 """
 import argparse
 import csv
@@ -52,8 +53,7 @@ def load_authors(prefix):
 
 
 def load_run(folder):
-    with open(os.path.join(folder, "report.json")) as f:
-        report = json.load(f)
+    """(report or None when unfinished, curve)"""
     curve = {}
     with open(os.path.join(folder, "metrics.csv"), newline="") as f:
         for r in csv.DictReader(f):
@@ -62,10 +62,25 @@ def load_run(folder):
                 "ndcg@20": float(r["valid_ndcg@20"]),
                 "recall@20": float(r["valid_recall@20"]),
             }
-    return report, curve
+    report_path = os.path.join(folder, "report.json")
+    if not os.path.isfile(report_path):
+        return None, curve
+    with open(report_path) as f:
+        return json.load(f), curve
 
 
-def summary(meta, authors, runs):
+def seed_of(folder, report):
+    if report is not None:
+        return str(report["config"]["seed"])
+    command = os.path.join(folder, "command.txt")
+    if os.path.isfile(command):
+        words = open(command).read().split()
+        if "--seed" in words and words.index("--seed") + 1 < len(words):
+            return words[words.index("--seed") + 1]
+    return "?"
+
+
+def summary(meta, authors, runs, unfinished):
     names = [name for name, _, _ in runs]
     n = len(runs)
     out = [f"Seeds: {', '.join(names)} ({n} finished runs) against the authors' run "
@@ -95,12 +110,13 @@ def summary(meta, authors, runs):
     out.append("")
     out.append("Per epoch (epochs counted from 1; loss = mean per step), loss / validation NDCG@20:")
     out.append("")
-    out.append("| epoch | " + " | ".join(names) + " | authors |")
-    out.append("|---|" + "---|" * (n + 1))
+    curves = runs + unfinished
+    out.append("| epoch | " + " | ".join(name for name, _, _ in curves) + " | authors |")
+    out.append("|---|" + "---|" * (len(curves) + 1))
     for e in CHECK_EPOCHS:
         if e not in authors:
             continue
-        cells = [f"{c[e]['loss']:.4f} / {c[e]['ndcg@20']:.4f}" if e in c else "-" for _, _, c in runs]
+        cells = [f"{c[e]['loss']:.4f} / {c[e]['ndcg@20']:.4f}" if e in c else "-" for _, _, c in curves]
         out.append(f"| {e} | " + " | ".join(cells) + f" | {authors[e]['loss']:.4f} / {authors[e]['ndcg@20']:.4f} |")
     # Over the epochs every seed and the authors ran: is their curve inside the seeds' spread?
     common = [e for e in sorted(authors) if all(e in c for _, _, c in runs)]
@@ -164,28 +180,32 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--title", default=None, help="of the plot (default: OUT's name)")
-    ap.add_argument("runs", nargs="+", help="run folders holding metrics.csv and report.json")
+    ap.add_argument("runs", nargs="+", help="run folders holding metrics.csv (and report.json once finished), "
+                    "each optionally =LABEL")
     args = ap.parse_args()
     # Before any output: pyplot() may start this script again under another interpreter.
     plt = None if args.no_plot else pyplot("compare_seeds.py", required=False)
     meta, authors = load_authors(args.authors)
-    runs = []
-    for folder in args.runs:
-        if not os.path.isfile(os.path.join(folder, "report.json")):
-            print(f"compare_seeds.py: {folder}: no report.json (unfinished), left out")
-            continue
+    runs, unfinished = [], []
+    for arg in args.runs:
+        folder, _, label = arg.partition("=")
         report, curve = load_run(folder)
-        runs.append((f"seed {report['config']['seed']}", report, curve))
+        name = label or f"seed {seed_of(folder, report)}" + ("" if report else f", unfinished ({len(curve)} epochs)")
+        if report is None:
+            print(f"compare_seeds.py: {folder}: no report.json (unfinished): its curves only")
+            unfinished.append((name, None, curve))
+        else:
+            runs.append((name, report, curve))
     if not runs:
         raise SystemExit("compare_seeds.py: no finished run")
     os.makedirs(args.out, exist_ok=True)
-    text = summary(meta, authors, runs)
+    text = summary(meta, authors, runs, unfinished)
     with open(os.path.join(args.out, "seeds.md"), "w") as f:
         f.write(text)
-    write_curves(os.path.join(args.out, "curves.csv"), authors, runs)
+    write_curves(os.path.join(args.out, "curves.csv"), authors, runs + unfinished)
     if plt is not None:
         plot(plt, os.path.join(args.out, "curves.png"), args.title or os.path.basename(os.path.normpath(args.out)),
-             authors, runs)
+             authors, runs + unfinished)
     print(text, end="")
 
 

@@ -55,6 +55,8 @@ class CompareSeedsTest(unittest.TestCase):
             self.runs.append(folder)
         self.unfinished = os.path.join(self.root, "run9")
         write_run(self.unfinished, 9, 0.5, {1: (1.0, 0.5)}, finished=False)
+        with open(os.path.join(self.unfinished, "command.txt"), "w") as f:
+            f.write("gsau train --data x --seed 9 --out run9\n")
         self.out = os.path.join(self.root, "out")
 
     def tearDown(self):
@@ -70,8 +72,11 @@ class CompareSeedsTest(unittest.TestCase):
         with open(os.path.join(self.out, "seeds.md")) as f:
             md = f.read()
         self.assertIn(md, stdout)
-        self.assertIn("run9: no report.json (unfinished), left out", stdout)
+        self.assertIn("run9: no report.json (unfinished): its curves only", stdout)
         self.assertIn("(3 finished runs)", md)
+        # The unfinished run: a column of the per-epoch table, in no statistic.
+        self.assertIn("| epoch | seed 1 | seed 2 | seed 3 | seed 9, unfinished (1 epochs) | authors |", md)
+        self.assertIn("| 1 | 8.0000 / 0.0100 | 8.1000 / 0.0100 | 8.2000 / 0.0100 | 1.0000 / 0.5000 | 9.0000 / 0.0100 |", md)
         # recall@20: 0.10, 0.12, 0.14 -> mean 0.12, sample sd 0.02; prediction interval
         # 0.12 +- 4.303 * 0.02 * sqrt(4/3) = 0.12 +- 0.09937; the authors' 0.13 is (0.13-0.12)/0.02 = +0.5 sd.
         self.assertIn("| recall@20 | 0.1000 | 0.1200 | 0.1400 | 0.1200 | 0.0200 | 0.0206 .. 0.2194 | 0.1300 | +0.50 |",
@@ -93,7 +98,16 @@ class CompareSeedsTest(unittest.TestCase):
         self.assertAlmostEqual(float(rows[0]["authors_loss"]), 9.0)
         self.assertAlmostEqual(float(rows[2]["authors_valid_ndcg@20"]), 0.03)
         self.assertAlmostEqual(float(rows[1]["seed 3_loss"]), 8.0)
-        self.assertNotIn("seed 9_loss", rows[0])
+        self.assertAlmostEqual(float(rows[0]["seed 9, unfinished (1 epochs)_loss"]), 1.0)
+        self.assertEqual(rows[1]["seed 9, unfinished (1 epochs)_loss"], "")
+
+    def test_labels(self):
+        subprocess.run([sys.executable, SCRIPT, "--authors", self.authors, "--out", self.out, "--no-plot",
+                        self.runs[0] + "=first", self.runs[1], self.runs[2], self.unfinished + "=check"],
+                       check=True, capture_output=True)
+        with open(os.path.join(self.out, "seeds.md")) as f:
+            md = f.read()
+        self.assertIn("| epoch | first | seed 2 | seed 3 | check | authors |", md)
 
     def test_plot(self):
         # Runs under whichever python3 has matplotlib (mpl_setup re-executes under Debian's).

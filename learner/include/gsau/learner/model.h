@@ -42,7 +42,8 @@ struct GsauModelOptions {
 
 // a @ b for [N, m, k] x [N, k, n] float32, differentiable in both. On the CPU it runs one
 // parallel loop over N instead of torch's bmm, which calls a GEMM per batch entry (~3 us each,
-// and attention here has thousands of tiny [L, 32] x [32, L] products per step).
+// and grouped attention has thousands of tiny [L, 32] x [32, L] products per step). Used by the
+// grouped attention path only (CUDA, or packed_attention off).
 torch::Tensor SmallBatchedMatmul(const torch::Tensor& a, const torch::Tensor& b);
 
 // Inverted dropout with a counter-based generator: each 4096-element chunk draws from
