@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -123,19 +124,21 @@ void CompareAttention(const gsau::learner::LeaveOneOutData& data) {
   double packed_s = 0, grouped_s = 0;
   int64_t tokens = 0;
   for (int r = 0; r < reps + 1; ++r) {
+    std::vector<const gsau::learner::SequenceSample*> picked;
     std::vector<int64_t> lengths;
     int32_t len = 1;
     for (size_t k = 0; k < b; ++k) {
-      const auto& s = data.train_samples[(static_cast<size_t>(r) * b + k) * 7919 % data.train_samples.size()];
-      lengths.push_back(data.PrefixLength(s));
-      len = std::max(len, data.PrefixLength(s));
+      picked.push_back(&data.train_samples[(static_cast<size_t>(r) * b + k) * 7919 % data.train_samples.size()]);
+      lengths.push_back(data.PrefixLength(*picked.back()));
+      len = std::max(len, data.PrefixLength(*picked.back()));
     }
     auto items = torch::zeros({static_cast<int64_t>(b), len}, torch::kInt64);
     auto* it = items.data_ptr<int64_t>();
     for (size_t k = 0; k < b; ++k) {
-      const auto& s = data.train_samples[(static_cast<size_t>(r) * b + k) * 7919 % data.train_samples.size()];
-      const auto& seq = data.sequences[static_cast<size_t>(s.user)];
-      for (int64_t t = 0; t < lengths[k]; ++t) it[static_cast<int64_t>(k) * len + t] = seq[static_cast<size_t>(s.end - lengths[k] + t)];
+      const auto& seq = data.sequences[static_cast<size_t>(picked[k]->user)];
+      for (int64_t t = 0; t < lengths[k]; ++t) {
+        it[static_cast<int64_t>(k) * len + t] = seq[static_cast<size_t>(picked[k]->end - lengths[k] + t)];
+      }
     }
     const gsau::learner::SequenceBatch batch{items, torch::tensor(lengths, torch::kInt64)};
     for (auto* m : {&packed, &grouped}) {
@@ -143,9 +146,10 @@ void CompareAttention(const gsau::learner::LeaveOneOutData& data) {
       (*m)->SequenceForward(batch).sum().backward();
       if (r > 0) (m == &packed ? packed_s : grouped_s) += Since(start);
     }
-    if (r > 0) for (const int64_t l : lengths) tokens += l;
+    if (r > 0) tokens += std::accumulate(lengths.begin(), lengths.end(), int64_t{0});
   }
-  std::printf("SASRec fwd+bwd, batch 512 (%.0f tokens on average): packed attention %.1f ms, grouped by length %.1f ms\n",
+  std::printf("SASRec fwd+bwd, batch 512 (%.0f tokens on average): packed attention %.1f ms, "
+              "grouped by length %.1f ms\n",
               static_cast<double>(tokens) / reps, 1000.0 * packed_s / reps, 1000.0 * grouped_s / reps);
 }
 

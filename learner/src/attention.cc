@@ -42,7 +42,8 @@ struct KeepMask {
   }
   float operator()(uint64_t task_key, int64_t i, int64_t j) const {
     if (!active) return 1.0f;
-    const uint64_t r = Mix(task_key + 0xD1B54A32D192ED03ULL * (static_cast<uint64_t>(i) * 65536 + static_cast<uint64_t>(j) + 1));
+    const uint64_t entry = static_cast<uint64_t>(i) * 65536 + static_cast<uint64_t>(j) + 1;
+    const uint64_t r = Mix(task_key + 0xD1B54A32D192ED03ULL * entry);
     return static_cast<uint32_t>(r >> 32) >= threshold ? scale : 0.0f;
   }
 };
@@ -92,7 +93,7 @@ struct Layout {
 class PackedCausalAttentionFunction : public torch::autograd::Function<PackedCausalAttentionFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& qkv_in,
-                               const at::Tensor& offsets_in, int64_t heads, double p, bool training, int64_t seed) {
+                            const at::Tensor& offsets_in, int64_t heads, double p, bool training, int64_t seed) {
     const auto qkv = qkv_in.contiguous();
     const auto offsets = offsets_in.contiguous();
     const Layout lay(qkv, offsets, heads);
@@ -201,8 +202,7 @@ class PackedCausalAttentionFunction : public torch::autograd::Function<PackedCau
 
 }  // namespace
 
-at::Tensor PackedCausalAttention(const at::Tensor& qkv, const at::Tensor& offsets,
-                                    const PackedAttentionOptions& o) {
+at::Tensor PackedCausalAttention(const at::Tensor& qkv, const at::Tensor& offsets, const PackedAttentionOptions& o) {
   TORCH_CHECK(qkv.is_cpu() && qkv.scalar_type() == at::kFloat && qkv.dim() == 2,
               "PackedCausalAttention: qkv must be a [T, 3d] float32 CPU tensor");
   TORCH_CHECK(offsets.is_cpu() && offsets.scalar_type() == at::kLong && offsets.dim() == 1 && offsets.numel() >= 1,

@@ -291,7 +291,9 @@ TEST(PackedAttention, DropoutMaskIsSeededScaledAndOffWhenNotTraining) {
   }
   EXPECT_NEAR(static_cast<double>(kept) / static_cast<double>(total), 0.5, 0.01);
   int64_t differ = 0;
-  for (int64_t j = 0; j < 200; ++j) differ += PackedAttentionKeep(5, 0.5, 0, 0, 60, j) != PackedAttentionKeep(6, 0.5, 0, 0, 60, j);
+  for (int64_t j = 0; j < 200; ++j) {
+    differ += PackedAttentionKeep(5, 0.5, 0, 0, 60, j) != PackedAttentionKeep(6, 0.5, 0, 0, 60, j);
+  }
   EXPECT_GT(differ, 50);
   // Not training: no mask, the same output as p = 0.
   const auto x = torch::randn({7, 12});

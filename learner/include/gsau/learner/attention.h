@@ -14,7 +14,7 @@ namespace gsau::learner {
 
 struct PackedAttentionOptions {
   int64_t heads = 1;
-  double dropout = 0.0;  // on the attention probabilities, inverted (kept ones scaled 1/(1-p))
+  double dropout = 0.0;   // on the attention probabilities, inverted (kept ones scaled 1/(1-p))
   bool training = false;  // dropout only when training
   uint64_t seed = 0;      // the dropout mask is a function of (seed, s, h, i, j): no thread dependence
 };
@@ -25,7 +25,7 @@ struct PackedAttentionOptions {
 // before the output projection): softmax(q k^T / sqrt(d / heads)) v per sequence and head,
 // differentiable in qkv. Thread-safe; parallel over sequences x heads (at::parallel_for).
 at::Tensor PackedCausalAttention(const at::Tensor& qkv, const at::Tensor& offsets,
-                                    const PackedAttentionOptions& options);
+                                 const PackedAttentionOptions& options);
 
 // The dropout factor PackedCausalAttention applies to the probability of query i and key j of
 // sequence s, head h: 0 (dropped) or 1 / (1 - p). For tests and references.
