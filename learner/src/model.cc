@@ -554,13 +554,68 @@ std::pair<torch::Tensor, torch::Tensor> GsauModelImpl::GraphForwardRows(const Cs
   return {out.slice(0, 0, users.numel()), out.slice(0, users.numel())};
 }
 
+namespace {
+
+// The padded groups of the grouped attention path: consecutive sequences of a length-sorted
+// batch (`sorted_lengths`, ascending) cut where a length passes the next cap, each padded to its
+// own longest sequence, with RecBole's additive mask (mask_options: its dtype, on the CPU).
+std::vector<AttentionGroup> LengthGroups(const std::vector<int64_t>& sorted_lengths, int64_t len,
+                                         const torch::TensorOptions& mask_options, const torch::Device& device) {
+  // Group caps: attention costs batch * len^2 per group, and each group costs a few ops.
+  static constexpr int64_t kCaps[] = {2, 4, 6, 8, 12, 16, 24, 32, 40};
+  const auto b = static_cast<int64_t>(sorted_lengths.size());
+  std::vector<AttentionGroup> groups;
+  const auto causal = torch::ones({len, len}, torch::kBool).tril();
+  int64_t r = 0, token = 0;
+  while (r < b) {
+    const int64_t first_len = sorted_lengths[static_cast<size_t>(r)];
+    int64_t cap = len;
+    for (int64_t c : kCaps) {
+      if (first_len <= c) {
+        cap = c;
+        break;
+      }
+    }
+    int64_t end = r;
+    int64_t group_len = 0;
+    std::vector<int64_t> flat;
+    std::vector<int64_t> group_lengths;
+    while (end < b && sorted_lengths[static_cast<size_t>(end)] <= cap) {
+      group_len = std::max(group_len, sorted_lengths[static_cast<size_t>(end)]);
+      group_lengths.push_back(sorted_lengths[static_cast<size_t>(end)]);
+      ++end;
+    }
+    AttentionGroup g;
+    g.batch = end - r;
+    g.len = group_len;
+    g.token_begin = token;
+    for (int64_t k = 0; k < g.batch; ++k) {
+      for (int64_t j = 0; j < group_lengths[static_cast<size_t>(k)]; ++j) flat.push_back(k * group_len + j);
+    }
+    token += static_cast<int64_t>(flat.size());
+    g.token_end = token;
+    g.flat_index = torch::tensor(flat, torch::kInt64).to(device);
+    // Additive mask as RecBole: 0 where the key is real and not in the future, -10000 elsewhere.
+    const auto valid = torch::arange(group_len).unsqueeze(0) <
+                       torch::tensor(group_lengths, torch::kInt64).unsqueeze(1);  // [Bg, Lg]
+    const auto allowed = causal.slice(0, 0, group_len).slice(1, 0, group_len).unsqueeze(0).unsqueeze(0) &
+                         valid.unsqueeze(1).unsqueeze(2);  // [Bg, 1, Lg, Lg]
+    g.mask = torch::zeros(allowed.sizes(), mask_options).masked_fill(allowed.logical_not(), -10000.0).to(device);
+    groups.push_back(std::move(g));
+    r = end;
+  }
+  return groups;
+}
+
+}  // namespace
+
 torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
   const int64_t b = batch.items.size(0);
   const int64_t len = batch.items.size(1);
   TORCH_CHECK(len <= options_.max_len(), "sequence longer than max_len");
   const auto device = batch.items.device();
-  // Plan on the host: sort by length, pack the real tokens, cut into groups of similar length
-  // unless attention runs packed.
+  // Plan on the host: sort by length, pack the real tokens; for the grouped attention path, cut
+  // them into groups of similar length.
   const auto items_cpu = batch.items.to(torch::kCPU).contiguous();
   const auto lengths_cpu = batch.lengths.to(torch::kCPU).contiguous();
   const int64_t* items = items_cpu.data_ptr<int64_t>();
@@ -580,50 +635,12 @@ torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
     last.push_back(static_cast<int64_t>(tokens.size()) - 1);
     offsets.push_back(static_cast<int64_t>(tokens.size()));
   }
-  const bool packed = device.is_cpu() && options_.packed_attention();
-  // Group caps: attention costs batch * len^2 per group, and each group costs a few ops.
-  static constexpr int64_t kCaps[] = {2, 4, 6, 8, 12, 16, 24, 32, 40};
-  std::vector<AttentionGroup> groups;
-  const auto causal = torch::ones({len, len}, torch::kBool).tril();
-  int64_t r = packed ? b : 0, token = 0;  // packed: no groups
-  while (r < b) {
-    const int64_t first_len = lengths[order[static_cast<size_t>(r)]];
-    int64_t cap = len;
-    for (int64_t c : kCaps) {
-      if (first_len <= c) {
-        cap = c;
-        break;
-      }
-    }
-    int64_t end = r;
-    int64_t group_len = 0;
-    std::vector<int64_t> flat;
-    std::vector<int64_t> group_lengths;
-    while (end < b && lengths[order[static_cast<size_t>(end)]] <= cap) {
-      group_len = std::max(group_len, lengths[order[static_cast<size_t>(end)]]);
-      group_lengths.push_back(lengths[order[static_cast<size_t>(end)]]);
-      ++end;
-    }
-    AttentionGroup g;
-    g.batch = end - r;
-    g.len = group_len;
-    g.token_begin = token;
-    for (int64_t k = 0; k < g.batch; ++k) {
-      for (int64_t j = 0; j < group_lengths[static_cast<size_t>(k)]; ++j) flat.push_back(k * group_len + j);
-    }
-    token += static_cast<int64_t>(flat.size());
-    g.token_end = token;
-    g.flat_index = torch::tensor(flat, torch::kInt64).to(device);
-    // Additive mask as RecBole: 0 where the key is real and not in the future, -10000 elsewhere.
-    const auto valid = torch::arange(group_len).unsqueeze(0) <
-                       torch::tensor(group_lengths, torch::kInt64).unsqueeze(1);  // [Bg, Lg]
-    const auto allowed = causal.slice(0, 0, group_len).slice(1, 0, group_len).unsqueeze(0).unsqueeze(0) &
-                         valid.unsqueeze(1).unsqueeze(2);  // [Bg, 1, Lg, Lg]
-    g.mask = torch::zeros(allowed.sizes(), item_table_->weight.options().device(torch::kCPU))
-                 .masked_fill(allowed.logical_not(), -10000.0)
-                 .to(device);
-    groups.push_back(std::move(g));
-    r = end;
+  std::vector<AttentionGroup> groups;  // empty: attention runs packed
+  if (!device.is_cpu() || !options_.packed_attention()) {
+    std::vector<int64_t> sorted_lengths;
+    sorted_lengths.reserve(static_cast<size_t>(b));
+    for (const int64_t s : order) sorted_lengths.push_back(lengths[s]);
+    groups = LengthGroups(sorted_lengths, len, item_table_->weight.options().device(torch::kCPU), device);
   }
   const auto token_ids = torch::tensor(tokens, torch::kInt64).to(device);
   const auto position_ids = torch::tensor(positions, torch::kInt64).to(device);
