@@ -30,6 +30,34 @@ int64_t NowMs() {
       .count();
 }
 
+// True when metadata lists `topic` with every partition led and each leader answers ListOffsets.
+// The metadata request names the topic, which also refreshes the handle's cached view of it.
+bool PartitionsReady(rd_kafka_t* rk, const std::string& topic, std::string* why) {
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 2000);
+  rd_kafka_topic_destroy(rkt);
+  int partitions = 0;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      partitions = md->topics[0].partition_cnt;
+      for (int p = 0; p < partitions; ++p) {
+        if (md->topics[0].partitions[p].leader < 0) err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+      }
+    } else {
+      err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    }
+    rd_kafka_metadata_destroy(md);
+  }
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && partitions == 0) err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+  for (int p = 0; p < partitions && err == RD_KAFKA_RESP_ERR_NO_ERROR; ++p) {
+    int64_t low = 0, high = 0;
+    err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 2000);
+  }
+  *why = rd_kafka_err2str(err);
+  return err == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 }  // namespace
 
 Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms) {
@@ -120,7 +148,22 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
     rd_kafka_queue_destroy(queue);
   }
   rd_kafka_NewTopic_destroy_array(news.data(), news.size());
-  return status;
+  GSAU_RETURN_IF_ERROR(status);
+  // KRaft answers CreateTopics, and lists a leader in Metadata, before the leader's partition
+  // takes writes; the first produce then fails NOT_LEADER. A partition whose leader answers
+  // ListOffsets is ready, so the topics are returned writable.
+  const int64_t deadline = NowMs() + timeout_ms;
+  for (const TopicSpec* spec : missing) {
+    std::string why;
+    while (!PartitionsReady(rk.get(), spec->name, &why)) {
+      if (NowMs() >= deadline) {
+        return Status::Unavailable("topic " + spec->name + " was created but is not ready for writes within " +
+                                   std::to_string(timeout_ms) + " ms: " + why);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return Status::Ok();
 }
 
 Result<int> PartitionCount(const KafkaOptions& kafka, const std::string& topic, int timeout_ms) {

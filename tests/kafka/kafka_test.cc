@@ -1,7 +1,11 @@
 // The Kafka adapter against the real broker (and, for failures, against no broker at all).
 #include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 #include <chrono>
+#include <memory>
+#include <thread>
 
 #include "gsau/kafka/admin.h"
 #include "gsau/kafka/options.h"
@@ -64,6 +68,92 @@ TEST(KafkaTest, EnsureTopicsCreatesOnceWithPartitionsAndConfigs) {
   auto n = PartitionCount(Real(), topic, 10000);
   ASSERT_TRUE(n.ok()) << n.status();
   EXPECT_EQ(*n, 3);
+}
+
+// Sum of the partitions' end offsets (records written), from a plain librdkafka client.
+int64_t RecordsWritten(const std::string& bootstrap, const std::string& topic, int partitions) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof(err));
+  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> rk(
+      rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)), &rd_kafka_destroy);
+  int64_t sum = 0;
+  for (int p = 0; p < partitions; ++p) {
+    int64_t low = 0, high = 0;
+    EXPECT_EQ(rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &low, &high, 10000),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    sum += high;
+  }
+  return sum;
+}
+
+// librdkafka's mock broker turns down the first produce request with NOT_LEADER (as a just
+// created partition does) while the next ones, sent before the answer comes (100 ms round
+// trip), succeed. With several requests in flight librdkafka then reports the refused record
+// as delivered ("implicit ack") although the log never got it; the producer must not.
+TEST(KafkaTest, NotLeaderOnTheFirstRequestLosesNothing) {
+  char err[512];
+  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> host(
+      rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), err, sizeof(err)), &rd_kafka_destroy);
+  ASSERT_NE(host, nullptr) << err;
+  rd_kafka_mock_cluster_t* mock = rd_kafka_mock_cluster_new(host.get(), 1);
+  ASSERT_NE(mock, nullptr);
+  struct Destroy {
+    rd_kafka_mock_cluster_t* m;
+    ~Destroy() { rd_kafka_mock_cluster_destroy(m); }
+  } destroy{mock};
+  ASSERT_EQ(rd_kafka_mock_topic_create(mock, "warm-up", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_mock_topic_create(mock, "fresh", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  KafkaOptions k;
+  k.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mock);
+  k.properties = {{"linger.ms", "0"}, {"batch.num.messages", "1"}};  // one record per request
+  {
+    auto p = Producer::Create(k, {});
+    ASSERT_TRUE(p.ok()) << p.status();
+    // The producer id and the broker connection first, so the refusal hits a record.
+    ASSERT_TRUE((*p)->Produce("warm-up", "w", "w").ok());
+    ASSERT_TRUE((*p)->Flush(10000).ok());
+    rd_kafka_mock_broker_set_rtt(mock, 1, 100);
+    constexpr int16_t kProduceApiKey = 0;
+    rd_kafka_mock_push_request_errors(mock, kProduceApiKey, 1, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE((*p)->Produce("fresh", "k", "v" + std::to_string(i)).ok());
+      (*p)->Poll();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_TRUE((*p)->Flush(20000).ok());
+    EXPECT_EQ((*p)->counts().delivered, 6);
+    EXPECT_EQ((*p)->counts().failed, 0);
+  }
+  rd_kafka_mock_broker_set_rtt(mock, 1, 0);
+  EXPECT_EQ(RecordsWritten(k.bootstrap_servers, "fresh", 1), 5) << "every acknowledged record is in the log";
+}
+
+// The same hazard on the real broker: records produced the moment a topic exists, whether
+// EnsureTopics made it or the first produce did (auto.create.topics.enable), are all written.
+TEST(KafkaTest, RecordsProducedToAJustCreatedTopicAreAllWritten) {
+  for (int round = 0; round < 10; ++round) {
+    const std::string topic = UniqueTopic("fresh");
+    const bool ensure = round % 2 == 0;
+    if (ensure) {
+      const Status s = EnsureTopics(Real(), {{topic, 4, 1, {}}}, 20000);
+      ASSERT_TRUE(s.ok()) << s;
+    }
+    auto p = Producer::Create(Real(), {});
+    ASSERT_TRUE(p.ok()) << p.status();
+    // Spread over ~0.3 s, so that more requests follow the first before it is answered.
+    for (int i = 0; i < 300; ++i) {
+      ASSERT_TRUE((*p)->Produce(topic, "user-" + std::to_string(i % 31), "v" + std::to_string(i)).ok());
+      (*p)->Poll();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_TRUE((*p)->Flush(60000).ok());
+    ASSERT_EQ((*p)->counts().delivered, 300);
+    // The broker's num.partitions is 4 (scripts/kafka_broker.sh) for the auto-created ones.
+    EXPECT_EQ(RecordsWritten(Real().bootstrap_servers, topic, 4), 300)
+        << "round " << round << (ensure ? " (EnsureTopics)" : " (auto-created)");
+  }
 }
 
 TEST(KafkaTest, NoBrokerFailsInTime) {
