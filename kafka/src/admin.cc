@@ -1,8 +1,10 @@
 #include "gsau/kafka/admin.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "conf.h"
 
@@ -32,27 +34,36 @@ int64_t NowMs() {
 
 // True when metadata lists `topic` with every partition led and each leader answers ListOffsets.
 // The metadata request names the topic, which also refreshes the handle's cached view of it.
-bool PartitionsReady(rd_kafka_t* rk, const std::string& topic, std::string* why) {
+// Each request waits at most 2 s and not past `deadline_ms`.
+bool PartitionsReady(rd_kafka_t* rk, const std::string& topic, int64_t deadline_ms, std::string* why) {
+  const auto wait_ms = [&] { return static_cast<int>(std::clamp<int64_t>(deadline_ms - NowMs(), 100, 2000)); };
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  if (rkt == nullptr) {
+    *why = rd_kafka_err2str(rd_kafka_last_error());
+    return false;
+  }
   const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 2000);
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, wait_ms());
   rd_kafka_topic_destroy(rkt);
-  int partitions = 0;
+  std::vector<int32_t> partitions;
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      partitions = md->topics[0].partition_cnt;
-      for (int p = 0; p < partitions; ++p) {
-        if (md->topics[0].partitions[p].leader < 0) err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
-      }
+    const rd_kafka_metadata_topic_t* t = md->topic_cnt == 1 ? &md->topics[0] : nullptr;
+    if (t == nullptr || topic != t->topic) {
+      err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    } else if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      err = t->err;
     } else {
-      err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+      for (int i = 0; i < t->partition_cnt; ++i) {
+        if (t->partitions[i].leader < 0) err = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+        partitions.push_back(t->partitions[i].id);
+      }
     }
     rd_kafka_metadata_destroy(md);
   }
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && partitions == 0) err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-  for (int p = 0; p < partitions && err == RD_KAFKA_RESP_ERR_NO_ERROR; ++p) {
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && partitions.empty()) err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+  for (size_t i = 0; i < partitions.size() && err == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
     int64_t low = 0, high = 0;
-    err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 2000);
+    err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partitions[i], &low, &high, wait_ms());
   }
   *why = rd_kafka_err2str(err);
   return err == RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -82,6 +93,7 @@ Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms) {
 
 Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& topics, int timeout_ms) {
   if (topics.empty()) return Status::Ok();
+  const int64_t deadline = NowMs() + timeout_ms;
   GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
   // Only the missing ones are created: topics that exist need no CreateTopics rights (and
   // brokers without the admin API, like librdkafka's mock cluster, are fine when they exist).
@@ -152,10 +164,9 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
   // KRaft answers CreateTopics, and lists a leader in Metadata, before the leader's partition
   // takes writes; the first produce then fails NOT_LEADER. A partition whose leader answers
   // ListOffsets is ready, so the topics are returned writable.
-  const int64_t deadline = NowMs() + timeout_ms;
   for (const TopicSpec* spec : missing) {
     std::string why;
-    while (!PartitionsReady(rk.get(), spec->name, &why)) {
+    while (!PartitionsReady(rk.get(), spec->name, deadline, &why)) {
       if (NowMs() >= deadline) {
         return Status::Unavailable("topic " + spec->name + " was created but is not ready for writes within " +
                                    std::to_string(timeout_ms) + " ms: " + why);

@@ -113,11 +113,13 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
   if (options.idempotent) {
     defaults.emplace_back("acks", "all");
     // One request in flight per broker. With more, librdkafka (2.0.2 and later) reports a
-    // request that failed "not persisted" (e.g. NOT_LEADER on a partition created a moment ago)
-    // as delivered once a later request of the same partition succeeds ("implicit ack"), and a
-    // broker with no state yet for this producer accepts that later request's sequence: the
-    // first records of a new partition were acknowledged and never written (seen against Kafka
-    // 4.1.1; kafka_test's NotLeaderOnTheFirstRequestLosesNothing). Local throughput: unchanged.
+    // request refused as "not persisted" (NOT_LEADER: a partition created a moment ago, a
+    // leader moving) as delivered once a later request of the partition succeeds ("implicit
+    // ack"), and a partition with no state yet for this producer id (any new producer, e.g. a
+    // restarted process) accepts that later request's sequence: acknowledged records are never
+    // written (seen against Kafka 4.1.1; kafka_test's NotLeaderOnTheFirstRequestLosesNothing).
+    // On a local broker throughput did not change; over a slow link every partition's batch of
+    // a broker waits for the previous request's round trip. A user property can still raise it.
     defaults.emplace_back("max.in.flight.requests.per.connection", "1");
   }
   GSAU_ASSIGN_OR_RETURN(auto conf, internal::BuildConf(kafka, defaults));
