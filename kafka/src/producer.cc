@@ -123,6 +123,18 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
     defaults.emplace_back("max.in.flight.requests.per.connection", "1");
   }
   GSAU_ASSIGN_OR_RETURN(auto conf, internal::BuildConf(kafka, defaults));
+  if (options.idempotent) {
+    // Read back rather than scanning `properties`: librdkafka has aliases for this key.
+    std::string in_flight;
+    if (conf->get("max.in.flight.requests.per.connection", in_flight) == RdKafka::Conf::CONF_OK &&
+        in_flight != "1") {
+      GSAU_LOG_WARN(
+          "kafka producer: max.in.flight.requests.per.connection = {} (kafka.properties): with more than one "
+          "request in flight librdkafka can report records as delivered that a just-created or moving "
+          "partition refused, so acknowledged records may be missing from the topic; 1 (the default) avoids it",
+          in_flight);
+    }
+  }
   auto tracker = std::make_unique<DeliveryTracker>();
   std::string err;
   if (conf->set("dr_cb", tracker.get(), err) != RdKafka::Conf::CONF_OK) {

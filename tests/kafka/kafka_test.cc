@@ -7,6 +7,7 @@
 #include <memory>
 #include <thread>
 
+#include "gsau/common/log.h"
 #include "gsau/kafka/admin.h"
 #include "gsau/kafka/options.h"
 #include "gsau/kafka/producer.h"
@@ -162,6 +163,30 @@ TEST(KafkaTest, RecordsProducedToAJustCreatedTopicAreAllWritten) {
     EXPECT_EQ(RecordsWritten(Real().bootstrap_servers, topic, *partitions), 300)
         << "round " << round << (ensure ? " (EnsureTopics)" : " (auto-created)");
   }
+}
+
+// A user property may raise the limit of one request in flight again (throughput over a slow
+// link), but start-up names the risk; the project's own setting says nothing.
+TEST(KafkaTest, MoreThanOneRequestInFlightIsWarnedAbout) {
+  log::Init();  // logs to stderr
+  auto warning = [](const std::vector<std::pair<std::string, std::string>>& properties, bool idempotent) {
+    KafkaOptions k;
+    k.bootstrap_servers = "127.0.0.1:1";  // Create() connects in the background only
+    k.properties = properties;
+    ProducerOptions o;
+    o.idempotent = idempotent;
+    o.close_timeout_ms = 100;
+    ::testing::internal::CaptureStderr();
+    auto p = Producer::Create(k, o);
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_TRUE(p.ok()) << p.status();
+    return err.find("max.in.flight.requests.per.connection = ") != std::string::npos;
+  };
+  EXPECT_FALSE(warning({}, true));
+  EXPECT_FALSE(warning({{"max.in.flight.requests.per.connection", "1"}}, true));
+  EXPECT_TRUE(warning({{"max.in.flight.requests.per.connection", "5"}}, true));
+  EXPECT_TRUE(warning({{"max.in.flight", "3"}}, true)) << "librdkafka's alias of the same property";
+  EXPECT_FALSE(warning({{"max.in.flight", "3"}}, false)) << "not idempotent: no acknowledgement promised";
 }
 
 TEST(KafkaTest, NoBrokerFailsInTime) {
