@@ -113,8 +113,9 @@ void AddRunCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--state", flags->state_path, "State store directory (default: state.path)");
   cmd->add_option("--checkpoints", flags->checkpoint_dir, "Checkpoint directory (default: learner.checkpoint_dir)");
   cmd->add_option("--rollback", flags->rollback,
-                  "Start from this checkpoint directory (ckpt-*): its model and its state; the current state is "
-                  "moved aside and Kafka is re-read from the checkpoint's offsets");
+                  "Start from this checkpoint directory (ckpt-*): its model and its state; the current state and "
+                  "the newer checkpoints are moved aside and Kafka is re-read from the checkpoint's offsets. "
+                  "Give it once: later restarts resume from the rolled-back line");
   cmd->add_option("--init-offline", flags->init_offline,
                   "On a cold start (no checkpoint yet), initialise the model from this offline run (gsau train's "
                   "best.pt): weights, and the rows of the state's users and items matched by id to --init-data");

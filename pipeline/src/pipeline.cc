@@ -207,6 +207,7 @@ struct Pipeline::Impl {
   // next click. Kept by the learner thread only.
   std::unordered_map<state::UserId, std::deque<uint32_t>> sessions;
   uint64_t watermark = 0;  // state batch seq the learner has seen
+  bool rollback_checkpoint_needed = false;  // rolled back to a checkpoint outside checkpoint_dir
 
   std::atomic<int64_t> version{0};  // last model_version handed out
   // Item rows taken from the learner (TakeChangedItems marks them published) whose publication
@@ -243,17 +244,51 @@ struct Pipeline::Impl {
       if (!fs::exists(ck / "model.pt") || !fs::is_directory(ck / "state")) {
         return Status::InvalidArgument("rollback: " + opt.rollback_from + " is not a checkpoint (model.pt, state/)");
       }
+      const std::string suffix = ".before-rollback-" + std::to_string(clock->NowMs());
       std::error_code ec;
       if (fs::exists(opt.state.path, ec)) {
-        const std::string aside = opt.state.path + ".before-rollback-" + std::to_string(clock->NowMs());
+        const std::string aside = opt.state.path + suffix;
         fs::rename(opt.state.path, aside, ec);
         if (ec) return Status::Internal("rollback: moving the state aside: " + ec.message());
         GSAU_LOG_WARN("pipeline: rollback: the state was moved to {}", aside);
       }
       GSAU_ASSIGN_OR_RETURN(store, state::StateStore::OpenFromCheckpoint((ck / "state").string(), opt.state));
-      return Status::Ok();
+      return MoveAbandonedCheckpoints(ck, opt.checkpoint_dir + suffix);
     }
     GSAU_ASSIGN_OR_RETURN(store, state::StateStore::Open(opt.state));
+    return Status::Ok();
+  }
+
+  // The checkpoints a rollback abandons: a restart loads the newest by name (its state batch),
+  // and the rolled-back line's batch numbers start again below theirs, so left in place they
+  // would undo the rollback at the next restart (a model whose ids need not match the restored
+  // state's). Those after `target` go to `aside`; all of them when `target` lies elsewhere (their
+  // line is unknown), and then the restored pair is checkpointed here at once (StartLearner).
+  Status MoveAbandonedCheckpoints(const fs::path& target, const std::string& aside) {
+    std::error_code ec;
+    bool inside = false;
+    std::vector<std::string> abandoned;
+    for (const auto& c : ListCheckpoints(opt.checkpoint_dir)) {
+      if (fs::equivalent(c, target, ec)) {
+        inside = true;
+      } else {
+        abandoned.push_back(c);
+      }
+    }
+    rollback_checkpoint_needed = !inside;
+    if (inside) {
+      const std::string name = target.filename().string();
+      std::erase_if(abandoned, [&](const std::string& c) { return fs::path(c).filename().string() < name; });
+    }
+    if (abandoned.empty()) return Status::Ok();
+    fs::create_directories(aside, ec);
+    if (ec) return Status::Internal("rollback: creating " + aside + ": " + ec.message());
+    for (const auto& c : abandoned) {
+      fs::rename(c, fs::path(aside) / fs::path(c).filename(), ec);
+      if (ec) return Status::Internal("rollback: moving the checkpoint " + c + " aside: " + ec.message());
+    }
+    GSAU_LOG_WARN("pipeline: rollback: {} checkpoint(s) of the abandoned line were moved to {}", abandoned.size(),
+                  aside);
     return Status::Ok();
   }
 
@@ -311,6 +346,7 @@ struct Pipeline::Impl {
                       catch_up.size());
         watermark = now_seq;
       }
+      if (rollback_checkpoint_needed) GSAU_RETURN_IF_ERROR(Checkpoint());
     } else {
       std::vector<learner::OnlineEvent> history;
       GSAU_RETURN_IF_ERROR(LoadSessions(&history));

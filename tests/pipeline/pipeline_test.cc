@@ -6,7 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -31,9 +33,10 @@ struct RunProcess {
   std::string bootstrap, clicks, users_topic, items_topic, state, checkpoints, log, csv;
   int port = 0;
 
-  std::unique_ptr<ChildProcess> Start(const std::string& format) const {
+  std::unique_ptr<ChildProcess> Start(const std::string& format, const std::vector<std::string>& extra = {}) const {
     std::vector<std::string> argv = {BinaryDir() + "/gsau", "run", "--bootstrap", bootstrap, "--state", state,
                                      "--checkpoints", checkpoints, "--status-interval", "2"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
     for (const std::string& kv :
          {"topics.clicks=" + clicks, "topics.dead_letter=" + clicks + ".dlq", "topics.user_embeddings=" + users_topic,
           "topics.item_embeddings=" + items_topic, "ingest.group_id=" + clicks + "-group",
@@ -222,6 +225,152 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
   std::getline(csv, header);
   EXPECT_EQ(header.rfind("time_ms,events,window_count", 0), 0u);
   EXPECT_TRUE(static_cast<bool>(std::getline(csv, row))) << "a prequential row";
+}
+
+// The checkpoint directories under `dir` (ckpt-<12-digit state batch>, complete ones), oldest first.
+std::vector<std::string> Checkpoints(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("ckpt-", 0) == 0 && name.find(".tmp") == std::string::npos &&
+        std::filesystem::exists(e.path() / "model.pt")) {
+      out.push_back(e.path().string());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The path in the last "<prefix><path> " of a log ("" when none).
+std::string LastLoggedPath(const std::string& log, const std::string& prefix) {
+  const auto at = log.rfind(prefix);
+  if (at == std::string::npos) return "";
+  const auto begin = at + prefix.size();
+  return log.substr(begin, log.find_first_of(" \n", begin) - begin);
+}
+
+// A rollback restores a checkpoint's state and model and re-reads from Kafka what came after it
+// (nothing lost, nothing applied twice), republishes every item from the restored model with a
+// newer model_version, and sticks: the abandoned run's newer checkpoints are moved aside, so a
+// later plain restart resumes from the rollback's line, never from the model rolled back from
+// (whose item ids need not even match the restored state's).
+TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p{bootstrap,
+               UniqueTopic("rb-clicks"),
+               UniqueTopic("rb-users"),
+               UniqueTopic("rb-items"),
+               dir.File("state"),
+               dir.File("checkpoints"),
+               dir.File("run1.log"),
+               dir.File("prequential.csv")};
+  p.port = FreePort();
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 4, 1, {}}}, 20000).ok());
+
+  // Phase 1: the good line, stopped cleanly (its last checkpoint covers every click).
+  const auto first = MakeClicks(1200, 120, 80, 11);
+  auto run = p.Start("json");
+  Produce(bootstrap, p.clicks, first);
+  ASSERT_TRUE(WaitForStateEvents(p.port, 1200, seconds(120))) << Tail(p.log, 6000);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_steps_total", 3, seconds(120))) << Tail(p.log, 6000);
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  const std::string good = LastLoggedPath(Tail(p.log, 1 << 22), "pipeline: checkpoint ");
+  ASSERT_FALSE(good.empty()) << Tail(p.log, 6000);
+  ASSERT_EQ(Checkpoints(p.checkpoints).back(), good);
+  const std::string archived = dir.File("archive") + "/" + std::filesystem::path(good).filename().string();
+  std::filesystem::create_directories(dir.File("archive"));
+  std::filesystem::copy(good, archived, std::filesystem::copy_options::recursive);
+
+  // Phase 2: the line to abandon, 800 clicks (40 new items) in 8 spaced chunks, so that it
+  // checkpoints at state batches past any the rollback's run will reach.
+  p.log = dir.File("run2.log");
+  const auto second = MakeClicks(800, 120, 120, 12);
+  run = p.Start("json");
+  for (int chunk = 0; chunk < 8; ++chunk) {
+    Produce(bootstrap, p.clicks, std::vector<ClickEvent>(second.begin() + chunk * 100, second.begin() + (chunk + 1) * 100));
+    ASSERT_TRUE(WaitForStateEvents(p.port, 1200 + 100 * (chunk + 1), seconds(60))) << Tail(p.log, 6000);
+  }
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  std::vector<std::string> abandoned;
+  for (const auto& c : Checkpoints(p.checkpoints)) {
+    if (c > good) abandoned.push_back(c);
+  }
+  ASSERT_FALSE(abandoned.empty()) << Tail(p.log, 6000);
+  int64_t max_before = 0;
+  for (const auto& topic : {p.users_topic, p.items_topic}) {
+    for (const auto& [k, v] : LatestVersions(bootstrap, topic)) max_before = std::max(max_before, v);
+  }
+
+  // Phase 3: roll back to the good line's checkpoint.
+  p.log = dir.File("run3.log");
+  run = p.Start("json", {"--rollback", good});
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 800, seconds(120)))
+      << "the clicks after the checkpoint are read again from Kafka\n" << Tail(p.log, 6000);
+  double seen = -1;
+  EXPECT_TRUE(WaitForStateEvents(p.port, 2000, seconds(60), &seen)) << "state events " << seen;
+  std::this_thread::sleep_for(seconds(2));  // an item interval and a user flush
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  const std::string log3 = Tail(p.log, 1 << 22);
+  EXPECT_NE(log3.find("learner resumed from " + good + " "), std::string::npos) << log3.substr(0, 4000);
+  bool state_aside = false;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    state_aside |= e.path().filename().string().rfind("state.before-rollback-", 0) == 0;
+  }
+  EXPECT_TRUE(state_aside) << "the rolled-back state is kept aside";
+  for (const auto& c : abandoned) {
+    EXPECT_FALSE(std::filesystem::exists(c)) << c << ": a checkpoint of the abandoned line is still in place";
+  }
+  std::set<std::string> items;
+  for (const auto& c : first) items.insert(c.item_id);
+  for (const auto& c : second) items.insert(c.item_id);
+  const auto item_versions = LatestVersions(bootstrap, p.items_topic);
+  for (const auto& i : items) {
+    ASSERT_TRUE(item_versions.count(i)) << i;
+    EXPECT_GT(item_versions.at(i), max_before) << i << " was not republished from the restored model";
+  }
+
+  // Phase 4: a plain restart resumes from the rollback's own last checkpoint.
+  const std::string last = LastLoggedPath(log3, "pipeline: checkpoint ");
+  ASSERT_FALSE(last.empty());
+  p.log = dir.File("run4.log");
+  run = p.Start("json");
+  EXPECT_TRUE(WaitForStateEvents(p.port, 2000, seconds(60), &seen)) << "state events " << seen;
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", 1, seconds(60))) << Tail(p.log, 6000);
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  EXPECT_EQ(LastLoggedPath(Tail(p.log, 1 << 22), "learner resumed from "), last);
+
+  // Phase 5: a rollback to a checkpoint kept elsewhere moves every checkpoint of the directory
+  // aside (their line is unknown) and checkpoints the restored pair at once, so even a kill -9
+  // right after it restarts on the restored line.
+  const auto before_archive = Checkpoints(p.checkpoints);
+  p.log = dir.File("run5.log");
+  run = p.Start("json", {"--rollback", archived});
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 800, seconds(120))) << Tail(p.log, 6000);
+  run->Signal(SIGKILL);
+  ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
+  const std::string log5 = Tail(p.log, 1 << 22);
+  EXPECT_NE(log5.find("pipeline: checkpoint " + good + " "), std::string::npos) << log5.substr(0, 4000);
+  std::set<std::string> aside;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    if (e.path().filename().string().rfind("checkpoints.before-rollback-", 0) != 0) continue;
+    for (const auto& c : Checkpoints(e.path().string())) aside.insert(std::filesystem::path(c).filename().string());
+  }
+  for (const auto& c : before_archive) {
+    EXPECT_TRUE(aside.count(std::filesystem::path(c).filename().string())) << c << " was not moved aside";
+  }
+  p.log = dir.File("run6.log");
+  run = p.Start("json");
+  EXPECT_TRUE(WaitForStateEvents(p.port, 2000, seconds(60), &seen)) << "state events " << seen;
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  const std::string resumed = LastLoggedPath(Tail(p.log, 1 << 22), "learner resumed from ");
+  EXPECT_EQ(std::filesystem::path(resumed).parent_path(), std::filesystem::path(p.checkpoints)) << resumed;
 }
 
 // The first number after `"<key>": ` in `text` (-1 when absent).
