@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "gsau/common/log.h"
+#include "gsau/ingest/dead_letter.h"
 #include "gsau/kafka/admin.h"
 #include "gsau/kafka/producer.h"
 #include "gsau/metrics/metrics.h"
@@ -209,7 +210,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
         result = s;
         break;
       }
-      if (pending_records_ >= options_.batch_max_events ||
+      if (pending_records_ >= options_.batch_max_events || pending_dead_letter_bytes_ >= kMaxPendingDeadLetterBytes ||
           (pending_records_ > 0 && (drained || Clock::now() >= batch_deadline_))) {
         if (Status s = ApplyPending(); !s.ok() && s.code() != StatusCode::kAborted) {
           result = s;
@@ -449,41 +450,76 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   }
 
   void DeadLetter(RdKafka::Message& msg, const DecodeResult& r) {
-    kafka::Headers headers;
+    DeadLetterRecord d;
     if (RdKafka::Headers* h = msg.headers(); h != nullptr) {
       for (const auto& hd : h->get_all()) {
-        headers.emplace_back(hd.key(), hd.value() == nullptr
-                                           ? std::string()
-                                           : std::string(static_cast<const char*>(hd.value()), hd.value_size()));
+        d.headers.emplace_back(hd.key(), hd.value() == nullptr
+                                             ? std::string()
+                                             : std::string(static_cast<const char*>(hd.value()), hd.value_size()));
       }
     }
-    headers.emplace_back("gsau.error.reason", r.message);
-    headers.emplace_back("gsau.error.code", std::string(BadReasonName(r.reason)));
-    headers.emplace_back("gsau.error.topic", msg.topic_name());
-    headers.emplace_back("gsau.error.partition", std::to_string(msg.partition()));
-    headers.emplace_back("gsau.error.offset", std::to_string(msg.offset()));
-    const std::string_view key = msg.key_pointer() != nullptr
-                                     ? std::string_view(static_cast<const char*>(msg.key_pointer()), msg.key_len())
-                                     : std::string_view();
-    const std::string_view value(static_cast<const char*>(msg.payload()), msg.payload() ? msg.len() : 0);
-    const bool null_value = msg.payload() == nullptr;
-    const int64_t ts = msg.timestamp().type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE
-                           ? 0
-                           : msg.timestamp().timestamp;
-    // Produce() retries a full queue itself; any other failure is retried here until it
-    // goes through, because dropping it would lose the bad event.
+    d.headers.emplace_back("gsau.error.reason", r.message);
+    d.headers.emplace_back("gsau.error.code", std::string(BadReasonName(r.reason)));
+    d.headers.emplace_back("gsau.error.topic", msg.topic_name());
+    d.headers.emplace_back("gsau.error.partition", std::to_string(msg.partition()));
+    d.headers.emplace_back("gsau.error.offset", std::to_string(msg.offset()));
+    if (msg.key_pointer() != nullptr) d.key.assign(static_cast<const char*>(msg.key_pointer()), msg.key_len());
+    if (msg.payload() != nullptr) d.value.assign(static_cast<const char*>(msg.payload()), msg.len());
+    d.null_value = msg.payload() == nullptr;
+    d.timestamp_ms = msg.timestamp().type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE
+                         ? 0
+                         : msg.timestamp().timestamp;
+    const size_t original = DeadLetterWireBytes(d);
+    if (FitDeadLetter(d, static_cast<size_t>(dlq_->max_message_bytes()))) {
+      GSAU_LOG_WARN("ingest: the dead letter of {}/{}@{} ({} bytes) is cut to the producer's message.max.bytes ({})",
+                    msg.topic_name(), msg.partition(), msg.offset(), original, dlq_->max_message_bytes());
+    }
+    if (!ProduceDeadLetter(d)) dead_letters_unsent_ = true;
+    pending_dead_letter_bytes_ += DeadLetterWireBytes(d);
+    pending_dead_letters_.push_back(std::move(d));
+    batch_bad_[static_cast<int>(r.reason)]++;
+    ++batch_dead_lettered_;
+  }
+
+  // Produce() retries a full queue itself; any other failure is retried here until it goes
+  // through, because dropping it would lose the bad event. False: Run() was asked to stop first.
+  bool ProduceDeadLetter(const DeadLetterRecord& d) {
     int backoff_ms = 50;
     while (true) {
-      Status s = dlq_->Produce(options_.dead_letter_topic, key, value, headers, ts, null_value);
-      if (s.ok()) break;
+      Status s = dlq_->Produce(options_.dead_letter_topic, d.key, d.value, d.headers, d.timestamp_ms, d.null_value);
+      if (s.ok()) return true;
       metrics_.err_dlq.Increment();
       GSAU_LOG_WARN("ingest: dead-letter produce failed: {}; retrying", s.ToString());
-      if (stop_->load()) break;  // not committed: it will be consumed again after restart
+      if (stop_->load()) return false;
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
       backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
     }
-    batch_bad_[static_cast<int>(r.reason)]++;
-    ++batch_dead_lettered_;
+  }
+
+  // Waits until every dead letter of the batch is acknowledged. A delivery that failed for good
+  // (e.g. message.timeout.ms ran out during an outage) is gone from the producer, so all of the
+  // batch's dead letters are produced again (the dead-letter topic is at-least-once): committing
+  // the batch after a later clean flush would lose them.
+  Status AcknowledgeDeadLetters() {
+    int backoff_ms = 100;
+    while (true) {
+      if (dead_letters_unsent_) return Status::Aborted("stopped before every dead letter was produced");
+      Status s = dlq_->Flush(options_.dlq_flush_timeout_ms);
+      const int64_t failed = dlq_->counts().failed;
+      if (s.ok() && failed == dlq_failed_seen_) return Status::Ok();
+      metrics_.err_dlq.Increment();
+      GSAU_LOG_WARN("ingest: waiting for dead-letter acknowledgements: {}; retrying in {} ms",
+                    s.ok() ? "a delivery failed" : s.ToString(), backoff_ms);
+      if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
+      if (failed != dlq_failed_seen_) {
+        dlq_failed_seen_ = failed;
+        for (const auto& d : pending_dead_letters_) {
+          if (!ProduceDeadLetter(d)) dead_letters_unsent_ = true;
+        }
+      }
+    }
   }
 
   // Commits what is pending: dead letters acknowledged, then one state batch. Retries with
@@ -492,24 +528,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   Status ApplyPending() {
     if (pending_records_ == 0) return Status::Ok();
     const auto start = Clock::now();
-    int backoff_ms = 100;
-    if (batch_dead_lettered_ > 0) {
-      while (true) {
-        Status s = dlq_->Flush(options_.dlq_flush_timeout_ms);
-        if (s.ok()) break;
-        metrics_.err_dlq.Increment();
-        GSAU_LOG_WARN("ingest: waiting for dead-letter acknowledgements: {}; retrying in {} ms", s.ToString(),
-                      backoff_ms);
-        if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
-        std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
-        backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
-      }
-    }
+    if (batch_dead_lettered_ > 0) GSAU_RETURN_IF_ERROR(AcknowledgeDeadLetters());
     std::vector<PartitionOffset> offsets;
     offsets.reserve(pending_offsets_.size());
     for (const auto& [tp, next] : pending_offsets_) offsets.push_back({tp, next});
     Result<state::BatchResult> applied = Status::Internal("not applied");
-    backoff_ms = 100;
+    int backoff_ms = 100;
     while (true) {
       applied = store_->ApplyBatch(pending_events_, offsets);
       if (applied.ok()) break;
@@ -553,6 +577,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
 
     pending_events_.clear();
     pending_offsets_.clear();
+    pending_dead_letters_.clear();
+    pending_dead_letter_bytes_ = 0;
+    dead_letters_unsent_ = false;
     pending_records_ = 0;
     batch_consumed_ = batch_dead_lettered_ = batch_skipped_ = 0;
     std::fill(std::begin(batch_bad_), std::end(batch_bad_), 0);
@@ -620,6 +647,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   // The micro-batch being filled.
   std::vector<ClickEvent> pending_events_;
   std::map<TopicPartition, int64_t> pending_offsets_;
+  // The batch's dead letters, kept until it commits (to produce them again should a delivery
+  // fail); a batch is applied early once they hold kMaxPendingDeadLetterBytes.
+  static constexpr size_t kMaxPendingDeadLetterBytes = 64 << 20;
+  std::vector<DeadLetterRecord> pending_dead_letters_;
+  size_t pending_dead_letter_bytes_ = 0;
+  bool dead_letters_unsent_ = false;                    // one was never handed to the producer
+  int64_t dlq_failed_seen_ = 0;                         // the producer's failed deliveries, handled
   OffsetGuard guard_;
   std::map<TopicPartition, int64_t> to_commit_;  // applied, not yet committed to Kafka
   Clock::time_point last_commit_{};

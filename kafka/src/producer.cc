@@ -40,8 +40,12 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
 
 class RdProducer final : public Producer {
  public:
-  RdProducer(std::unique_ptr<DeliveryTracker> tracker, std::unique_ptr<RdKafka::Producer> producer, int close_ms)
-      : tracker_(std::move(tracker)), producer_(std::move(producer)), close_timeout_ms_(close_ms) {}
+  RdProducer(std::unique_ptr<DeliveryTracker> tracker, std::unique_ptr<RdKafka::Producer> producer, int close_ms,
+             int64_t max_message_bytes)
+      : tracker_(std::move(tracker)),
+        producer_(std::move(producer)),
+        close_timeout_ms_(close_ms),
+        max_message_bytes_(max_message_bytes) {}
 
   // The producer must go before the tracker it calls back into.
   ~RdProducer() override {
@@ -92,10 +96,13 @@ class RdProducer final : public Producer {
     return {produced_.load(), tracker_->delivered.load(), tracker_->failed.load()};
   }
 
+  int64_t max_message_bytes() const override { return max_message_bytes_; }
+
  private:
   std::unique_ptr<DeliveryTracker> tracker_;
   std::unique_ptr<RdKafka::Producer> producer_;
   int close_timeout_ms_;
+  int64_t max_message_bytes_;
   std::atomic<int64_t> produced_{0};
 };
 
@@ -135,6 +142,8 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
           in_flight);
     }
   }
+  std::string max_bytes = "1000000";  // librdkafka's default, should the read fail
+  conf->get("message.max.bytes", max_bytes);
   auto tracker = std::make_unique<DeliveryTracker>();
   std::string err;
   if (conf->set("dr_cb", tracker.get(), err) != RdKafka::Conf::CONF_OK) {
@@ -143,7 +152,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   if (!producer) return Status::InvalidArgument("creating the Kafka producer: " + err);
   return std::unique_ptr<Producer>(
-      new RdProducer(std::move(tracker), std::move(producer), options.close_timeout_ms));
+      new RdProducer(std::move(tracker), std::move(producer), options.close_timeout_ms, std::stoll(max_bytes)));
 }
 
 }  // namespace gsau::kafka

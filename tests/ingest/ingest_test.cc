@@ -1,8 +1,11 @@
 // The ingest stage in process, against the real broker.
 #include <gtest/gtest.h>
 
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 #include <prometheus/registry.h>
 
+#include <map>
 #include <thread>
 
 #include "gsau/ingest/ingestor.h"
@@ -129,6 +132,108 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
     EXPECT_FALSE(h["gsau.error.partition"].empty());
     EXPECT_FALSE(h["gsau.error.offset"].empty());
   }
+}
+
+// A record the broker took can still be too large for the dead-letter producer (a Java client may
+// write ~1 MiB, librdkafka sends at most message.max.bytes, 1,000,000 by default): its dead
+// letter carries the head of the value and the original size instead of stalling ingest.
+TEST(IngestTest, AValueTooLargeForTheDeadLetterTopicIsCutNotStuckOn) {
+  const std::string topic = UniqueTopic("huge");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  kafka::KafkaOptions big = KafkaAt(KafkaBootstrap());
+  big.properties = {{"message.max.bytes", "2000000"}};
+  kafka::ProducerOptions uncompressed;
+  uncompressed.compression = "none";
+  auto producer = kafka::Producer::Create(big, uncompressed);
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  std::string huge(1'040'000, '\0');
+  uint64_t x = 12345;
+  for (auto& ch : huge) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    ch = static_cast<char>(x >> 56);
+  }
+  const auto good = MakeClicks(200, 20, 30, 3);
+  for (size_t i = 0; i < good.size(); ++i) {
+    if (i == 100) {
+      ASSERT_TRUE((*producer)->Produce(topic, "huge", huge, {{"trace", "t-huge"}}).ok());
+    }
+    const auto& c = good[i];
+    ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  const IngestOptions options = Options(topic);
+  Ingestor ingestor(options, store.get(), nullptr, nullptr);
+  ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= 201; }).ok());
+  EXPECT_EQ(ingestor.counters().applied, 200);
+  EXPECT_EQ(ingestor.counters().dead_lettered, 1);
+
+  const auto dlq = ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, 1);
+  ASSERT_EQ(dlq.size(), 1u);
+  const auto& r = dlq[0];
+  EXPECT_EQ(r.key, "huge");
+  std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
+  EXPECT_EQ(h["gsau.error.code"], "too_large");
+  EXPECT_EQ(h["trace"], "t-huge");
+  EXPECT_EQ(h["gsau.error.value_bytes"], std::to_string(huge.size())) << "the original size";
+  EXPECT_GT(r.value.size(), 500'000u);
+  EXPECT_LT(r.value.size(), huge.size());
+  EXPECT_EQ(r.value, huge.substr(0, r.value.size())) << "the head of the original value";
+}
+
+// A dead letter whose delivery fails for good (here: the broker refuses produce requests until
+// message.timeout.ms runs out) is gone from the producer; the batch commits only once it has
+// been produced again and acknowledged. (librdkafka's mock cluster: failures on demand.)
+TEST(IngestTest, ADeadLetterWhoseDeliveryFailedIsProducedAgainBeforeTheBatchCommits) {
+  char err[512];
+  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> host(
+      rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), err, sizeof(err)), &rd_kafka_destroy);
+  ASSERT_NE(host, nullptr) << err;
+  rd_kafka_mock_cluster_t* mock = rd_kafka_mock_cluster_new(host.get(), 1);
+  ASSERT_NE(mock, nullptr);
+  struct Destroy {
+    rd_kafka_mock_cluster_t* m;
+    ~Destroy() { rd_kafka_mock_cluster_destroy(m); }
+  } destroy{mock};
+  ASSERT_EQ(rd_kafka_mock_topic_create(mock, "clicks", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_mock_topic_create(mock, "clicks.dlq", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  kafka::KafkaOptions k;
+  k.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mock);
+  const auto good = MakeClicks(20, 5, 5, 9);
+  {
+    auto p = kafka::Producer::Create(k, {});
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_TRUE((*p)->Produce("clicks", "bad", "not json").ok());
+    for (const auto& c : good) {
+      ASSERT_TRUE((*p)->Produce("clicks", c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+    }
+    ASSERT_TRUE((*p)->Flush(10000).ok());
+  }
+  // Every produce request from now on is refused (retriably) until 25 refusals are used up: each
+  // try of the dead letter times out after ~1 s of them, at least once.
+  constexpr int16_t kProduceApiKey = 0;
+  std::vector<rd_kafka_resp_err_t> refusals(25, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+  rd_kafka_mock_push_request_errors_array(mock, kProduceApiKey, refusals.size(), refusals.data());
+
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  IngestOptions options;
+  options.kafka = k;
+  options.kafka.properties = {{"message.timeout.ms", "1000"}};
+  options.topic = "clicks";
+  options.dead_letter_topic = "clicks.dlq";
+  options.group_id = "dlq-retry";
+  options.batch_max_wait_ms = 50;
+  options.retry_backoff_max_ms = 200;
+  Ingestor ingestor(options, store.get(), nullptr, nullptr);
+  ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= 21; }).ok());
+  EXPECT_EQ(ingestor.counters().dead_lettered, 1);
+  EXPECT_EQ(ingestor.counters().applied, 20);
+  const auto dlq = ConsumeAll(k.bootstrap_servers, "clicks.dlq", 1, 10000);
+  ASSERT_FALSE(dlq.empty()) << "the dead letter was lost: its batch committed after its delivery failed";
+  for (const auto& r : dlq) EXPECT_EQ(r.value, "not json");
 }
 
 TEST(IngestTest, RestartResumesFromTheStateOffsetsNotKafkas) {

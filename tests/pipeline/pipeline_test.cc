@@ -290,7 +290,8 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
   const auto second = MakeClicks(800, 120, 120, 12);
   run = p.Start("json");
   for (int chunk = 0; chunk < 8; ++chunk) {
-    Produce(bootstrap, p.clicks, std::vector<ClickEvent>(second.begin() + chunk * 100, second.begin() + (chunk + 1) * 100));
+    Produce(bootstrap, p.clicks,
+            std::vector<ClickEvent>(second.begin() + chunk * 100, second.begin() + (chunk + 1) * 100));
     ASSERT_TRUE(WaitForStateEvents(p.port, 1200 + 100 * (chunk + 1), seconds(60))) << Tail(p.log, 6000);
   }
   run->Signal(SIGTERM);

@@ -48,6 +48,9 @@ class Producer {
   // since the last Flush() or if some are still outstanding at the deadline.
   virtual Status Flush(int timeout_ms) = 0;
   virtual DeliveryCounts counts() const = 0;
+  // The largest record Produce() takes (librdkafka's message.max.bytes: key, value, headers and
+  // framing), bytes.
+  virtual int64_t max_message_bytes() const = 0;
 };
 
 }  // namespace gsau::kafka
