@@ -5,39 +5,62 @@
 namespace gsau::ingest {
 namespace {
 
-// librdkafka's own framing of a v2 record is under 100 bytes and a header's under 10; these
-// allowances are far above both, so a fitted record is never refused for a few bytes.
-constexpr size_t kRecordAllowance = 1024;
-constexpr size_t kHeaderAllowance = 32;
+// librdkafka counts a v2 record's framing (under 100 bytes) and each header's (a few varints)
+// against message.max.bytes; these allowances are above both, so a fitted record is not
+// refused for a few bytes, and small enough for librdkafka's smallest message.max.bytes (1000).
+constexpr size_t kRecordAllowance = 256;
+constexpr size_t kHeaderAllowance = 16;
 
-bool IsErrorHeader(const std::string& name) { return name.rfind("gsau.error.", 0) == 0; }
+size_t HeaderBytes(const kafka::Headers& headers) {
+  size_t n = 0;
+  for (const auto& [k, v] : headers) n += kHeaderAllowance + k.size() + v.size();
+  return n;
+}
+
+bool Noted(const DeadLetterRecord& r, const std::string& name) {
+  return std::any_of(r.error.begin(), r.error.end(), [&](const auto& h) { return h.first == name; });
+}
+
+// Adds the note `name` = `value` unless an earlier fitting made it (it holds the original size).
+void Note(DeadLetterRecord& r, const std::string& name, size_t value) {
+  if (!Noted(r, name)) r.error.emplace_back(name, std::to_string(value));
+}
+
+// Shortens `s` by up to `over` bytes; returns what is still over.
+size_t CutTail(std::string& s, size_t over) {
+  const size_t cut = std::min(over, s.size());
+  s.resize(s.size() - cut);
+  return over - cut;
+}
 
 }  // namespace
 
+kafka::Headers DeadLetterRecord::AllHeaders() const {
+  kafka::Headers all = headers;
+  all.insert(all.end(), error.begin(), error.end());
+  return all;
+}
+
 size_t DeadLetterWireBytes(const DeadLetterRecord& r) {
-  size_t n = kRecordAllowance + r.key.size() + r.value.size();
-  for (const auto& [k, v] : r.headers) n += kHeaderAllowance + k.size() + v.size();
-  return n;
+  return kRecordAllowance + r.key.size() + r.value.size() + HeaderBytes(r.headers) + HeaderBytes(r.error);
 }
 
 bool FitDeadLetter(DeadLetterRecord& r, size_t max_bytes) {
   if (DeadLetterWireBytes(r) <= max_bytes) return false;
-  // The three notes first, so that the room they take is counted before anything is cut.
-  const std::string value_bytes = std::to_string(r.value.size());
-  r.headers.emplace_back("gsau.error.value_bytes", value_bytes);
-  size_t over = DeadLetterWireBytes(r) - std::min(max_bytes, DeadLetterWireBytes(r));
-  r.value.resize(r.value.size() - std::min(over, r.value.size()));
-  if (DeadLetterWireBytes(r) <= max_bytes) return true;
-
-  const auto original = [](const auto& h) { return !IsErrorHeader(h.first); };
-  const auto dropped = std::count_if(r.headers.begin(), r.headers.end(), original);
-  std::erase_if(r.headers, original);
-  r.headers.emplace_back("gsau.error.headers_dropped", std::to_string(dropped));
-  if (DeadLetterWireBytes(r) <= max_bytes) return true;
-
-  r.headers.emplace_back("gsau.error.key_bytes", std::to_string(r.key.size()));
-  over = DeadLetterWireBytes(r) - std::min(max_bytes, DeadLetterWireBytes(r));
-  r.key.resize(r.key.size() - std::min(over, r.key.size()));
+  // Each note is added before measuring, so that the room it takes is counted.
+  Note(r, "gsau.error.value_bytes", r.value.size());
+  auto over = [&] { return DeadLetterWireBytes(r) - std::min(max_bytes, DeadLetterWireBytes(r)); };
+  if (over() <= r.value.size()) {
+    CutTail(r.value, over());
+    return true;
+  }
+  if (!r.headers.empty()) {
+    Note(r, "gsau.error.headers_dropped", r.headers.size());
+    r.headers.clear();
+  }
+  if (CutTail(r.value, over()) == 0) return true;
+  Note(r, "gsau.error.key_bytes", r.key.size());
+  CutTail(r.key, over());
   return true;
 }
 

@@ -338,6 +338,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
     kafka::ProducerOptions po;
     po.linger_ms = 1;
     GSAU_ASSIGN_OR_RETURN(dlq_, kafka::Producer::Create(options_.kafka, po));
+    dlq_fit_bytes_ = static_cast<size_t>(dlq_->max_message_bytes());
     return Status::Ok();
   }
 
@@ -458,21 +459,22 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
                                              : std::string(static_cast<const char*>(hd.value()), hd.value_size()));
       }
     }
-    d.headers.emplace_back("gsau.error.reason", r.message);
-    d.headers.emplace_back("gsau.error.code", std::string(BadReasonName(r.reason)));
-    d.headers.emplace_back("gsau.error.topic", msg.topic_name());
-    d.headers.emplace_back("gsau.error.partition", std::to_string(msg.partition()));
-    d.headers.emplace_back("gsau.error.offset", std::to_string(msg.offset()));
+    d.error = {{"gsau.error.reason", r.message},
+               {"gsau.error.code", std::string(BadReasonName(r.reason))},
+               {"gsau.error.topic", msg.topic_name()},
+               {"gsau.error.partition", std::to_string(msg.partition())},
+               {"gsau.error.offset", std::to_string(msg.offset())}};
     if (msg.key_pointer() != nullptr) d.key.assign(static_cast<const char*>(msg.key_pointer()), msg.key_len());
+    d.null_key = msg.key_pointer() == nullptr;
     if (msg.payload() != nullptr) d.value.assign(static_cast<const char*>(msg.payload()), msg.len());
     d.null_value = msg.payload() == nullptr;
     d.timestamp_ms = msg.timestamp().type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE
                          ? 0
                          : msg.timestamp().timestamp;
     const size_t original = DeadLetterWireBytes(d);
-    if (FitDeadLetter(d, static_cast<size_t>(dlq_->max_message_bytes()))) {
-      GSAU_LOG_WARN("ingest: the dead letter of {}/{}@{} ({} bytes) is cut to the producer's message.max.bytes ({})",
-                    msg.topic_name(), msg.partition(), msg.offset(), original, dlq_->max_message_bytes());
+    if (FitDeadLetter(d, dlq_fit_bytes_)) {
+      GSAU_LOG_WARN("ingest: the dead letter of {}/{}@{} ({} bytes) is cut to {} bytes", msg.topic_name(),
+                    msg.partition(), msg.offset(), original, dlq_fit_bytes_);
     }
     if (!ProduceDeadLetter(d)) dead_letters_unsent_ = true;
     pending_dead_letter_bytes_ += DeadLetterWireBytes(d);
@@ -486,7 +488,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   bool ProduceDeadLetter(const DeadLetterRecord& d) {
     int backoff_ms = 50;
     while (true) {
-      Status s = dlq_->Produce(options_.dead_letter_topic, d.key, d.value, d.headers, d.timestamp_ms, d.null_value);
+      Status s = dlq_->Produce(options_.dead_letter_topic, d.null_key ? std::string_view() : std::string_view(d.key),
+                               d.value, d.AllHeaders(), d.timestamp_ms, d.null_value);
       if (s.ok()) return true;
       metrics_.err_dlq.Increment();
       GSAU_LOG_WARN("ingest: dead-letter produce failed: {}; retrying", s.ToString());
@@ -499,25 +502,34 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   // Waits until every dead letter of the batch is acknowledged. A delivery that failed for good
   // (e.g. message.timeout.ms ran out during an outage) is gone from the producer, so all of the
   // batch's dead letters are produced again (the dead-letter topic is at-least-once): committing
-  // the batch after a later clean flush would lose them.
+  // the batch after a later clean flush would lose them. A refusal as too large (the topic's
+  // max.message.bytes below the client's message.max.bytes) halves the size dead letters are cut
+  // to, down to kMinDeadLetterBytes. Other refusals (authorisation, a missing topic) are retried
+  // until an operator mends them: visible in the log and in gsau_errors_total{stage="ingest"}.
   Status AcknowledgeDeadLetters() {
     int backoff_ms = 100;
     while (true) {
       if (dead_letters_unsent_) return Status::Aborted("stopped before every dead letter was produced");
       Status s = dlq_->Flush(options_.dlq_flush_timeout_ms);
-      const int64_t failed = dlq_->counts().failed;
-      if (s.ok() && failed == dlq_failed_seen_) return Status::Ok();
+      const kafka::DeliveryCounts counts = dlq_->counts();
+      if (s.ok() && counts.failed == dlq_failed_seen_) return Status::Ok();
       metrics_.err_dlq.Increment();
       GSAU_LOG_WARN("ingest: waiting for dead-letter acknowledgements: {}; retrying in {} ms",
                     s.ok() ? "a delivery failed" : s.ToString(), backoff_ms);
       if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
       backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
-      if (failed != dlq_failed_seen_) {
-        dlq_failed_seen_ = failed;
-        for (const auto& d : pending_dead_letters_) {
-          if (!ProduceDeadLetter(d)) dead_letters_unsent_ = true;
-        }
+      if (counts.failed == dlq_failed_seen_) continue;  // still outstanding: wait again
+      dlq_failed_seen_ = counts.failed;
+      if (counts.too_large != dlq_too_large_seen_ && dlq_fit_bytes_ > kMinDeadLetterBytes) {
+        dlq_too_large_seen_ = counts.too_large;
+        dlq_fit_bytes_ = std::max(kMinDeadLetterBytes, dlq_fit_bytes_ / 2);
+        GSAU_LOG_WARN("ingest: {} refused a dead letter as too large; dead letters are cut to {} bytes from now on",
+                      options_.dead_letter_topic, dlq_fit_bytes_);
+        for (auto& d : pending_dead_letters_) FitDeadLetter(d, dlq_fit_bytes_);
+      }
+      for (const auto& d : pending_dead_letters_) {
+        if (!ProduceDeadLetter(d)) dead_letters_unsent_ = true;
       }
     }
   }
@@ -653,7 +665,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   std::vector<DeadLetterRecord> pending_dead_letters_;
   size_t pending_dead_letter_bytes_ = 0;
   bool dead_letters_unsent_ = false;                    // one was never handed to the producer
-  int64_t dlq_failed_seen_ = 0;                         // the producer's failed deliveries, handled
+  int64_t dlq_failed_seen_ = 0;     // the producer's failed deliveries, handled
+  int64_t dlq_too_large_seen_ = 0;  // of those, refused as too large
+  // Dead letters are cut to this (the producer's message.max.bytes, halved after each refusal
+  // as too large, down to kMinDeadLetterBytes).
+  static constexpr size_t kMinDeadLetterBytes = 4096;
+  size_t dlq_fit_bytes_ = 0;
   OffsetGuard guard_;
   std::map<TopicPartition, int64_t> to_commit_;  // applied, not yet committed to Kafka
   Clock::time_point last_commit_{};

@@ -17,6 +17,9 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
       return;
     }
     failed.fetch_add(1, std::memory_order_relaxed);
+    if (message.err() == RdKafka::ERR_MSG_SIZE_TOO_LARGE || message.err() == RdKafka::ERR_RECORD_LIST_TOO_LARGE) {
+      too_large.fetch_add(1, std::memory_order_relaxed);
+    }
     std::lock_guard<std::mutex> lock(mu);
     if (first_error.ok()) {
       first_error = Status::Unavailable("delivery to " + message.topic_name() + " failed: " + message.errstr());
@@ -32,6 +35,7 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
 
   std::atomic<int64_t> delivered{0};
   std::atomic<int64_t> failed{0};
+  std::atomic<int64_t> too_large{0};
 
  private:
   std::mutex mu;
@@ -93,7 +97,7 @@ class RdProducer final : public Producer {
   }
 
   DeliveryCounts counts() const override {
-    return {produced_.load(), tracker_->delivered.load(), tracker_->failed.load()};
+    return {produced_.load(), tracker_->delivered.load(), tracker_->failed.load(), tracker_->too_large.load()};
   }
 
   int64_t max_message_bytes() const override { return max_message_bytes_; }

@@ -244,16 +244,19 @@ struct Pipeline::Impl {
       if (!fs::exists(ck / "model.pt") || !fs::is_directory(ck / "state")) {
         return Status::InvalidArgument("rollback: " + opt.rollback_from + " is not a checkpoint (model.pt, state/)");
       }
-      const std::string suffix = ".before-rollback-" + std::to_string(clock->NowMs());
+      const std::string suffix = "before-rollback-" + std::to_string(clock->NowMs());
+      // The checkpoints first: stopped between the two steps, a plain restart pairs the current
+      // state with an older checkpoint of its own line (caught up from the change feed).
+      GSAU_RETURN_IF_ERROR(MoveAbandonedCheckpoints(ck, (fs::path(opt.checkpoint_dir) / suffix).string()));
       std::error_code ec;
       if (fs::exists(opt.state.path, ec)) {
-        const std::string aside = opt.state.path + suffix;
+        const std::string aside = opt.state.path + "." + suffix;
         fs::rename(opt.state.path, aside, ec);
         if (ec) return Status::Internal("rollback: moving the state aside: " + ec.message());
         GSAU_LOG_WARN("pipeline: rollback: the state was moved to {}", aside);
       }
       GSAU_ASSIGN_OR_RETURN(store, state::StateStore::OpenFromCheckpoint((ck / "state").string(), opt.state));
-      return MoveAbandonedCheckpoints(ck, opt.checkpoint_dir + suffix);
+      return Status::Ok();
     }
     GSAU_ASSIGN_OR_RETURN(store, state::StateStore::Open(opt.state));
     return Status::Ok();
@@ -262,25 +265,26 @@ struct Pipeline::Impl {
   // The checkpoints a rollback abandons: a restart loads the newest by name (its state batch),
   // and the rolled-back line's batch numbers start again below theirs, so left in place they
   // would undo the rollback at the next restart (a model whose ids need not match the restored
-  // state's). Those after `target` go to `aside`; all of them when `target` lies elsewhere (their
-  // line is unknown), and then the restored pair is checkpointed here at once (StartLearner).
+  // state's). Those after `target` go to `aside` (inside checkpoint_dir: the same filesystem,
+  // and ListCheckpoints skips it); all of them when `target` lies elsewhere (their line is
+  // unknown), and then the restored pair is checkpointed at once (StartLearner).
   Status MoveAbandonedCheckpoints(const fs::path& target, const std::string& aside) {
-    std::error_code ec;
-    bool inside = false;
+    std::string target_name;  // as listed: `target` may be a link, relative, or end in '/'
     std::vector<std::string> abandoned;
     for (const auto& c : ListCheckpoints(opt.checkpoint_dir)) {
+      std::error_code ec;
       if (fs::equivalent(c, target, ec)) {
-        inside = true;
+        target_name = fs::path(c).filename().string();
       } else {
         abandoned.push_back(c);
       }
     }
-    rollback_checkpoint_needed = !inside;
-    if (inside) {
-      const std::string name = target.filename().string();
-      std::erase_if(abandoned, [&](const std::string& c) { return fs::path(c).filename().string() < name; });
+    rollback_checkpoint_needed = target_name.empty();
+    if (!target_name.empty()) {
+      std::erase_if(abandoned, [&](const std::string& c) { return fs::path(c).filename().string() < target_name; });
     }
     if (abandoned.empty()) return Status::Ok();
+    std::error_code ec;
     fs::create_directories(aside, ec);
     if (ec) return Status::Internal("rollback: creating " + aside + ": " + ec.message());
     for (const auto& c : abandoned) {

@@ -134,53 +134,81 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
   }
 }
 
-// A record the broker took can still be too large for the dead-letter producer (a Java client may
-// write ~1 MiB, librdkafka sends at most message.max.bytes, 1,000,000 by default): its dead
-// letter carries the head of the value and the original size instead of stalling ingest.
-TEST(IngestTest, AValueTooLargeForTheDeadLetterTopicIsCutNotStuckOn) {
-  const std::string topic = UniqueTopic("huge");
-  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+std::string RandomBytes(size_t n, uint64_t seed) {
+  std::string out(n, '\0');
+  for (auto& ch : out) {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    ch = static_cast<char>(seed >> 56);
+  }
+  return out;
+}
+
+// Produces 200 good clicks to `topic` with `bad` (key "huge", a "trace" header) after the 100th,
+// uncompressed, up to 2,000,000 bytes a record (as a Java client's ~1 MiB default would allow),
+// then ingests them and returns the dead-letter record(s).
+std::vector<ConsumedRecord> IngestAroundOneBadRecord(const std::string& topic, const std::string& bad) {
   kafka::KafkaOptions big = KafkaAt(KafkaBootstrap());
   big.properties = {{"message.max.bytes", "2000000"}};
   kafka::ProducerOptions uncompressed;
   uncompressed.compression = "none";
   auto producer = kafka::Producer::Create(big, uncompressed);
-  ASSERT_TRUE(producer.ok()) << producer.status();
-  std::string huge(1'040'000, '\0');
-  uint64_t x = 12345;
-  for (auto& ch : huge) {
-    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-    ch = static_cast<char>(x >> 56);
-  }
+  EXPECT_TRUE(producer.ok()) << producer.status();
+  if (!producer.ok()) return {};
   const auto good = MakeClicks(200, 20, 30, 3);
   for (size_t i = 0; i < good.size(); ++i) {
     if (i == 100) {
-      ASSERT_TRUE((*producer)->Produce(topic, "huge", huge, {{"trace", "t-huge"}}).ok());
+      EXPECT_TRUE((*producer)->Produce(topic, "huge", bad, {{"trace", "t-huge"}}).ok());
     }
     const auto& c = good[i];
-    ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+    EXPECT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
   }
-  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  EXPECT_TRUE((*producer)->Flush(30000).ok());
 
   TempDir dir;
   auto store = OpenState(dir.File("state"));
   const IngestOptions options = Options(topic);
   Ingestor ingestor(options, store.get(), nullptr, nullptr);
-  ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= 201; }).ok());
+  EXPECT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= 201; }).ok());
   EXPECT_EQ(ingestor.counters().applied, 200);
   EXPECT_EQ(ingestor.counters().dead_lettered, 1);
+  return ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, 1);
+}
 
-  const auto dlq = ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, 1);
-  ASSERT_EQ(dlq.size(), 1u);
-  const auto& r = dlq[0];
+void ExpectTheHeadOf(const std::string& bad, const ConsumedRecord& r, size_t at_most) {
   EXPECT_EQ(r.key, "huge");
   std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
   EXPECT_EQ(h["gsau.error.code"], "too_large");
   EXPECT_EQ(h["trace"], "t-huge");
-  EXPECT_EQ(h["gsau.error.value_bytes"], std::to_string(huge.size())) << "the original size";
-  EXPECT_GT(r.value.size(), 500'000u);
-  EXPECT_LT(r.value.size(), huge.size());
-  EXPECT_EQ(r.value, huge.substr(0, r.value.size())) << "the head of the original value";
+  EXPECT_EQ(h["gsau.error.value_bytes"], std::to_string(bad.size())) << "the original size";
+  EXPECT_GT(r.value.size(), at_most / 2) << "cut no further than needed";
+  EXPECT_LE(r.value.size(), at_most);
+  EXPECT_EQ(r.value, bad.substr(0, r.value.size())) << "the head of the original value";
+}
+
+// A record the broker took can still be too large for the dead-letter producer (librdkafka
+// sends at most message.max.bytes, 1,000,000 by default): its dead letter carries the head of
+// the value and the original size instead of stalling ingest.
+TEST(IngestTest, AValueTooLargeForTheDeadLetterProducerIsCutNotStuckOn) {
+  const std::string topic = UniqueTopic("huge");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  const std::string bad = RandomBytes(1'040'000, 12345);
+  const auto dlq = IngestAroundOneBadRecord(topic, bad);
+  ASSERT_EQ(dlq.size(), 1u);
+  ExpectTheHeadOf(bad, dlq[0], 1'000'000);
+}
+
+// The same when only the dead-letter topic's own limit (max.message.bytes) is smaller: the
+// broker refuses the dead letter, which is cut further until it is taken.
+TEST(IngestTest, ADeadLetterTheTopicRefusesAsTooLargeIsCutFurther) {
+  const std::string topic = UniqueTopic("big");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()),
+                                  {{topic, 1, 1, {}}, {topic + ".dlq", 1, 1, {{"max.message.bytes", "200000"}}}},
+                                  20000)
+                  .ok());
+  const std::string bad = RandomBytes(500'000, 777);
+  const auto dlq = IngestAroundOneBadRecord(topic, bad);
+  ASSERT_EQ(dlq.size(), 1u);
+  ExpectTheHeadOf(bad, dlq[0], 200'000);
 }
 
 // A dead letter whose delivery fails for good (here: the broker refuses produce requests until

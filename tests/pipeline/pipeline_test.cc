@@ -306,9 +306,11 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
     for (const auto& [k, v] : LatestVersions(bootstrap, topic)) max_before = std::max(max_before, v);
   }
 
-  // Phase 3: roll back to the good line's checkpoint.
+  // Phase 3: roll back to the good line's checkpoint, named through a link.
   p.log = dir.File("run3.log");
-  run = p.Start("json", {"--rollback", good});
+  const std::string link = dir.File("good-link");
+  std::filesystem::create_directory_symlink(good, link);
+  run = p.Start("json", {"--rollback", link});
   ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 800, seconds(120)))
       << "the clicks after the checkpoint are read again from Kafka\n" << Tail(p.log, 6000);
   double seen = -1;
@@ -317,15 +319,25 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
   run->Signal(SIGTERM);
   ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
   const std::string log3 = Tail(p.log, 1 << 22);
-  EXPECT_NE(log3.find("learner resumed from " + good + " "), std::string::npos) << log3.substr(0, 4000);
+  EXPECT_NE(log3.find("learner resumed from " + link + " "), std::string::npos) << log3.substr(0, 4000);
   bool state_aside = false;
   for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
     state_aside |= e.path().filename().string().rfind("state.before-rollback-", 0) == 0;
   }
   EXPECT_TRUE(state_aside) << "the rolled-back state is kept aside";
+  auto moved_aside = [&] {
+    std::set<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(p.checkpoints)) {
+      if (e.path().filename().string().rfind("before-rollback-", 0) != 0) continue;
+      for (const auto& c : Checkpoints(e.path().string())) names.insert(std::filesystem::path(c).filename().string());
+    }
+    return names;
+  };
   for (const auto& c : abandoned) {
-    EXPECT_FALSE(std::filesystem::exists(c)) << c << ": a checkpoint of the abandoned line is still in place";
+    EXPECT_TRUE(moved_aside().count(std::filesystem::path(c).filename().string()))
+        << c << ": a checkpoint of the abandoned line was not moved aside";
   }
+  EXPECT_TRUE(std::filesystem::exists(good)) << "the target stays";
   std::set<std::string> items;
   for (const auto& c : first) items.insert(c.item_id);
   for (const auto& c : second) items.insert(c.item_id);
@@ -357,11 +369,7 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
   ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
   const std::string log5 = Tail(p.log, 1 << 22);
   EXPECT_NE(log5.find("pipeline: checkpoint " + good + " "), std::string::npos) << log5.substr(0, 4000);
-  std::set<std::string> aside;
-  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
-    if (e.path().filename().string().rfind("checkpoints.before-rollback-", 0) != 0) continue;
-    for (const auto& c : Checkpoints(e.path().string())) aside.insert(std::filesystem::path(c).filename().string());
-  }
+  const auto aside = moved_aside();
   for (const auto& c : before_archive) {
     EXPECT_TRUE(aside.count(std::filesystem::path(c).filename().string())) << c << " was not moved aside";
   }

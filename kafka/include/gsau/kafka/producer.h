@@ -31,6 +31,7 @@ struct DeliveryCounts {
   int64_t produced = 0;   // accepted by Produce()
   int64_t delivered = 0;  // acknowledged by the broker
   int64_t failed = 0;     // delivery failed permanently
+  int64_t too_large = 0;  // of those, refused as too large (the topic's max.message.bytes)
 };
 
 class Producer {

@@ -22,9 +22,9 @@
 // the current state directory is moved aside (<state>.before-rollback-<time>), the checkpoint's
 // state copied in and its model loaded; ingest then re-reads Kafka from that state's offsets, so
 // nothing is lost (as long as the topic still holds those records). The checkpoints of the
-// abandoned line go to <checkpoint_dir>.before-rollback-<time>: those after the target, or all
-// of them when the target lies outside checkpoint_dir (the restored pair is then checkpointed at
-// start-up), so that a later restart resumes from the rolled-back line.
+// abandoned line go first to <checkpoint_dir>/before-rollback-<time>/: those after the target,
+// or all of them when the target lies outside checkpoint_dir (the restored pair is then
+// checkpointed at start-up), so that a later restart resumes from the rolled-back line.
 //
 // model_version: the wall-clock ms of the serving snapshot the record was computed from, made
 // strictly increasing within a run and across restarts (a checkpoint keeps the last one).
