@@ -215,20 +215,12 @@ TEST(IngestTest, ADeadLetterTheTopicRefusesAsTooLargeIsCutFurther) {
 // message.timeout.ms runs out) is gone from the producer; the batch commits only once it has
 // been produced again and acknowledged. (librdkafka's mock cluster: failures on demand.)
 TEST(IngestTest, ADeadLetterWhoseDeliveryFailedIsProducedAgainBeforeTheBatchCommits) {
-  char err[512];
-  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> host(
-      rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), err, sizeof(err)), &rd_kafka_destroy);
-  ASSERT_NE(host, nullptr) << err;
-  rd_kafka_mock_cluster_t* mock = rd_kafka_mock_cluster_new(host.get(), 1);
-  ASSERT_NE(mock, nullptr);
-  struct Destroy {
-    rd_kafka_mock_cluster_t* m;
-    ~Destroy() { rd_kafka_mock_cluster_destroy(m); }
-  } destroy{mock};
-  ASSERT_EQ(rd_kafka_mock_topic_create(mock, "clicks", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
-  ASSERT_EQ(rd_kafka_mock_topic_create(mock, "clicks.dlq", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  MockCluster cluster;
+  rd_kafka_mock_cluster_t* mock = cluster.get();
+  cluster.CreateTopic("clicks", 1);
+  cluster.CreateTopic("clicks.dlq", 1);
   kafka::KafkaOptions k;
-  k.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mock);
+  k.bootstrap_servers = cluster.bootstrap();
   const auto good = MakeClicks(20, 5, 5, 9);
   {
     auto p = kafka::Producer::Create(k, {});

@@ -18,6 +18,7 @@ namespace {
 
 using gsau::testing::ConsumeAll;
 using gsau::testing::KafkaBootstrap;
+using gsau::testing::MockCluster;
 using gsau::testing::UniqueTopic;
 
 KafkaOptions Real() {
@@ -100,21 +101,13 @@ int64_t RecordsWritten(const std::string& bootstrap, const std::string& topic, i
 // refused record as delivered ("implicit ack") although the log never got it (4 of 5
 // written, every run). The producer must not.
 TEST(KafkaTest, NotLeaderOnTheFirstRequestLosesNothing) {
-  char err[512];
-  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> host(
-      rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), err, sizeof(err)), &rd_kafka_destroy);
-  ASSERT_NE(host, nullptr) << err;
-  rd_kafka_mock_cluster_t* mock = rd_kafka_mock_cluster_new(host.get(), 1);
-  ASSERT_NE(mock, nullptr);
-  struct Destroy {
-    rd_kafka_mock_cluster_t* m;
-    ~Destroy() { rd_kafka_mock_cluster_destroy(m); }
-  } destroy{mock};
-  ASSERT_EQ(rd_kafka_mock_topic_create(mock, "warm-up", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
-  ASSERT_EQ(rd_kafka_mock_topic_create(mock, "fresh", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  MockCluster cluster;
+  rd_kafka_mock_cluster_t* mock = cluster.get();
+  cluster.CreateTopic("warm-up", 1);
+  cluster.CreateTopic("fresh", 1);
 
   KafkaOptions k;
-  k.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mock);
+  k.bootstrap_servers = cluster.bootstrap();
   k.properties = {{"linger.ms", "0"}, {"batch.num.messages", "1"}};  // one record per request
   {
     auto p = Producer::Create(k, {});

@@ -33,6 +33,19 @@ struct RunProcess {
   std::string bootstrap, clicks, users_topic, items_topic, state, checkpoints, log, csv;
   int port = 0;
 
+  // Fresh topics named after `prefix`, files in `dir`, a free metrics port.
+  static RunProcess In(const std::string& bootstrap, const TempDir& dir, const std::string& prefix) {
+    return {bootstrap,
+            UniqueTopic(prefix + "-clicks"),
+            UniqueTopic(prefix + "-users"),
+            UniqueTopic(prefix + "-items"),
+            dir.File("state"),
+            dir.File("checkpoints"),
+            dir.File("run.log"),
+            dir.File("prequential.csv"),
+            FreePort()};
+  }
+
   std::unique_ptr<ChildProcess> Start(const std::string& format, const std::vector<std::string>& extra = {}) const {
     std::vector<std::string> argv = {BinaryDir() + "/gsau", "run", "--bootstrap", bootstrap, "--state", state,
                                      "--checkpoints", checkpoints, "--status-interval", "2"};
@@ -104,15 +117,7 @@ std::string PythonWithConfluentKafka() {
 TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
   const std::string bootstrap = KafkaBootstrap();
   TempDir dir;
-  RunProcess p{bootstrap,
-               UniqueTopic("run-clicks"),
-               UniqueTopic("run-users"),
-               UniqueTopic("run-items"),
-               dir.File("state"),
-               dir.File("checkpoints"),
-               dir.File("run.log"),
-               dir.File("prequential.csv")};
-  p.port = FreePort();
+  RunProcess p = RunProcess::In(bootstrap, dir, "run");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 4, 1, {}}}, 20000).ok());
 
   // Phase 1, JSON: 3,000 clicks of 300 users.
@@ -258,15 +263,8 @@ std::string LastLoggedPath(const std::string& log, const std::string& prefix) {
 TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart) {
   const std::string bootstrap = KafkaBootstrap();
   TempDir dir;
-  RunProcess p{bootstrap,
-               UniqueTopic("rb-clicks"),
-               UniqueTopic("rb-users"),
-               UniqueTopic("rb-items"),
-               dir.File("state"),
-               dir.File("checkpoints"),
-               dir.File("run1.log"),
-               dir.File("prequential.csv")};
-  p.port = FreePort();
+  RunProcess p = RunProcess::In(bootstrap, dir, "rb");
+  p.log = dir.File("run1.log");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 4, 1, {}}}, 20000).ok());
 
   // Phase 1: the good line, stopped cleanly (its last checkpoint covers every click).

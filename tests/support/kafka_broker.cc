@@ -1,5 +1,6 @@
 #include "kafka_broker.h"
 
+#include <gtest/gtest.h>
 #include <librdkafka/rdkafkacpp.h>
 
 #include <array>
@@ -128,6 +129,29 @@ std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap, const std::
   }
   c->close();
   return out;
+}
+
+MockCluster::MockCluster() {
+  char err[512];
+  host_ = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), err, sizeof(err));
+  if (host_ == nullptr) {
+    ADD_FAILURE() << "librdkafka handle for the mock cluster: " << err;
+    return;
+  }
+  cluster_ = rd_kafka_mock_cluster_new(host_, 1);
+  if (cluster_ == nullptr) ADD_FAILURE() << "rd_kafka_mock_cluster_new failed";
+}
+
+MockCluster::~MockCluster() {
+  if (cluster_ != nullptr) rd_kafka_mock_cluster_destroy(cluster_);
+  if (host_ != nullptr) rd_kafka_destroy(host_);
+}
+
+std::string MockCluster::bootstrap() const { return cluster_ ? rd_kafka_mock_cluster_bootstraps(cluster_) : ""; }
+
+void MockCluster::CreateTopic(const std::string& topic, int partitions) {
+  ASSERT_NE(cluster_, nullptr);
+  EXPECT_EQ(rd_kafka_mock_topic_create(cluster_, topic.c_str(), partitions, 1), RD_KAFKA_RESP_ERR_NO_ERROR) << topic;
 }
 
 }  // namespace gsau::testing

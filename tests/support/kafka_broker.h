@@ -6,6 +6,9 @@
 // when a test fails).
 #pragma once
 
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -16,6 +19,25 @@ namespace gsau::testing {
 // host:port of the shared broker; starts one if needed. Aborts the test binary when no broker
 // can be had (an integration test without its broker must fail, not skip).
 const std::string& KafkaBootstrap();
+
+// librdkafka's in-process mock cluster (one broker): refusals and delays on demand, for the
+// failure paths a real broker will not take on cue. Not the only test of any Kafka path.
+class MockCluster {
+ public:
+  MockCluster();  // fails the test when librdkafka cannot make one
+  ~MockCluster();
+  MockCluster(const MockCluster&) = delete;
+  MockCluster& operator=(const MockCluster&) = delete;
+
+  rd_kafka_mock_cluster_t* get() const { return cluster_; }
+  std::string bootstrap() const;
+  // Creates `topic` (replication 1); fails the test on error.
+  void CreateTopic(const std::string& topic, int partitions);
+
+ private:
+  rd_kafka_t* host_ = nullptr;
+  rd_kafka_mock_cluster_t* cluster_ = nullptr;
+};
 
 // A topic name unique to this process and call, so tests never see each other's data.
 std::string UniqueTopic(const std::string& prefix);
