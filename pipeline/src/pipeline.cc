@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -172,19 +173,77 @@ struct Metrics {
 
 }  // namespace
 
+namespace {
+
+constexpr std::string_view kTmpSuffix = ".tmp";
+constexpr std::string_view kReplacedSuffix = ".replaced";
+
+// ckpt-<digits> and nothing else: not a checkpoint being built (.tmp) or retired (.replaced).
+bool IsCheckpointName(std::string_view name) {
+  constexpr std::string_view prefix = "ckpt-";
+  if (!name.starts_with(prefix) || name.size() == prefix.size()) return false;
+  return std::all_of(name.begin() + static_cast<long>(prefix.size()), name.end(),
+                     [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
 std::vector<std::string> ListCheckpoints(const std::string& dir) {
   std::vector<std::string> out;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_directory() && name.rfind("ckpt-", 0) == 0 && name.find(".tmp") == std::string::npos &&
-        fs::exists(e.path() / "model.pt")) {
+    if (e.is_directory() && IsCheckpointName(e.path().filename().string()) && fs::exists(e.path() / "model.pt")) {
       out.push_back(e.path().string());
     }
   }
   std::sort(out.begin(), out.end());  // zero-padded sequence numbers: oldest first
   return out;
+}
+
+Status InstallCheckpoint(const std::string& built, const std::string& final_dir) {
+  std::error_code ec;
+  const std::string replaced = final_dir + std::string(kReplacedSuffix);
+  if (fs::exists(final_dir, ec)) {
+    // Renamed, not removed, until the new one is in place: with checkpoint_keep = 1 it may be
+    // the only checkpoint there is.
+    fs::remove_all(replaced, ec);
+    fs::rename(final_dir, replaced, ec);
+    if (ec) return Status::Internal("renaming " + final_dir + " aside: " + ec.message());
+  }
+  fs::rename(built, final_dir, ec);
+  if (ec) {
+    const std::string why = ec.message();
+    if (fs::exists(replaced)) fs::rename(replaced, final_dir, ec);
+    return Status::Internal("renaming " + built + " to " + final_dir + ": " + why);
+  }
+  fs::remove_all(replaced, ec);
+  return Status::Ok();
+}
+
+int RecoverCheckpoints(const std::string& dir) {
+  int restored = 0;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return restored;
+  std::vector<fs::path> entries;
+  for (const auto& e : fs::directory_iterator(dir, ec)) entries.push_back(e.path());
+  for (const auto& p : entries) {
+    const std::string name = p.filename().string();
+    if (name.ends_with(kTmpSuffix) && IsCheckpointName(name.substr(0, name.size() - kTmpSuffix.size()))) {
+      fs::remove_all(p, ec);  // never renamed into place: incomplete, or complete with its twin there
+    } else if (name.ends_with(kReplacedSuffix) &&
+               IsCheckpointName(name.substr(0, name.size() - kReplacedSuffix.size()))) {
+      const fs::path twin = p.parent_path() / name.substr(0, name.size() - kReplacedSuffix.size());
+      if (fs::exists(twin / "model.pt", ec)) {
+        fs::remove_all(p, ec);  // its successor made it
+      } else if (fs::exists(p / "model.pt", ec)) {
+        fs::remove_all(twin, ec);
+        fs::rename(p, twin, ec);
+        if (!ec) ++restored;
+      }
+    }
+  }
+  return restored;
 }
 
 struct Pipeline::Impl {
@@ -244,6 +303,7 @@ struct Pipeline::Impl {
       if (!fs::exists(ck / "model.pt") || !fs::is_directory(ck / "state")) {
         return Status::InvalidArgument("rollback: " + opt.rollback_from + " is not a checkpoint (model.pt, state/)");
       }
+      RecoverInterruptedCheckpoint();  // a rollback runs alone: the state is not opened yet
       const std::string suffix = "before-rollback-" + std::to_string(clock->NowMs());
       // The checkpoints first: stopped between the two steps, a plain restart pairs the current
       // state with an older checkpoint of its own line (caught up from the change feed).
@@ -259,7 +319,15 @@ struct Pipeline::Impl {
       return Status::Ok();
     }
     GSAU_ASSIGN_OR_RETURN(store, state::StateStore::Open(opt.state));
+    RecoverInterruptedCheckpoint();  // after Open: its lock keeps a second process out
     return Status::Ok();
+  }
+
+  void RecoverInterruptedCheckpoint() {
+    if (RecoverCheckpoints(opt.checkpoint_dir) > 0) {
+      GSAU_LOG_WARN("pipeline: a checkpoint replaced when the process stopped was put back in {}",
+                    opt.checkpoint_dir);
+    }
   }
 
   // The checkpoints a rollback abandons: a restart loads the newest by name (its state batch),
@@ -531,15 +599,13 @@ struct Pipeline::Impl {
     char name[64];
     std::snprintf(name, sizeof name, "ckpt-%012llu", static_cast<unsigned long long>(watermark));
     const fs::path final_dir = fs::path(opt.checkpoint_dir) / name;
-    const fs::path tmp = fs::path(opt.checkpoint_dir) / (std::string(name) + ".tmp");
+    const fs::path tmp = fs::path(opt.checkpoint_dir) / (std::string(name) + std::string(kTmpSuffix));
     fs::remove_all(tmp, ec);
     fs::create_directories(tmp, ec);
     if (ec) return Status::Internal("creating " + tmp.string() + ": " + ec.message());
     GSAU_RETURN_IF_ERROR(learner->Save((tmp / "model.pt").string(), {watermark, version.load()}));
     GSAU_RETURN_IF_ERROR(store->CreateCheckpoint((tmp / "state").string()).status());
-    fs::remove_all(final_dir, ec);
-    fs::rename(tmp, final_dir, ec);
-    if (ec) return Status::Internal("renaming " + tmp.string() + ": " + ec.message());
+    GSAU_RETURN_IF_ERROR(InstallCheckpoint(tmp.string(), final_dir.string()));
     auto all = ListCheckpoints(opt.checkpoint_dir);
     for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) fs::remove_all(all[k], ec);
     m->checkpoints.Increment();

@@ -14,17 +14,17 @@
 //
 // Checkpoints: checkpoint_dir/ckpt-<state batch seq, 12 digits>/ holding model.pt (model, Adam,
 // graph, samples, the watermark = the state batch the learner had seen) and state/ (a RocksDB
-// checkpoint), built under a .tmp name and renamed; the newest checkpoint_keep are kept. On
-// start the newest checkpoint's model is loaded and the learner catches up with the state
-// batches after its watermark from the state's change feed (edges; sequence samples of those
-// events are not rebuilt). Without a checkpoint the learner starts from the state's history
-// (every session and edge as replay data). Rollback: Options::rollback_from = a checkpoint dir:
-// the current state directory is moved aside (<state>.before-rollback-<time>), the checkpoint's
-// state copied in and its model loaded; ingest then re-reads Kafka from that state's offsets, so
-// nothing is lost (as long as the topic still holds those records). The checkpoints of the
-// abandoned line go first to <checkpoint_dir>/before-rollback-<time>/: those after the target,
-// or all of them when the target lies outside checkpoint_dir (the restored pair is then
-// checkpointed at start-up), so that a later restart resumes from the rolled-back line.
+// checkpoint), built under a .tmp name and renamed (InstallCheckpoint); the newest checkpoint_keep
+// are kept. On start the newest checkpoint's model is loaded and the learner catches up with the
+// state batches after its watermark from the state's change feed (edges; sequence samples of those
+// events are not rebuilt). Without a checkpoint the learner starts from the state's history (every
+// session and edge as replay data). Rollback: Options::rollback_from = a checkpoint dir: the
+// current state directory is moved aside (<state>.before-rollback-<time>), the checkpoint's state
+// copied in and its model loaded; ingest then re-reads Kafka from that state's offsets, so nothing
+// is lost (as long as the topic still holds those records). The checkpoints of the abandoned line
+// go first to <checkpoint_dir>/before-rollback-<time>/: those after the target, or all of them when
+// the target lies outside checkpoint_dir (the restored pair is then checkpointed at start-up), so
+// that a later restart resumes from the rolled-back line.
 //
 // model_version: the wall-clock ms of the serving snapshot the record was computed from, made
 // strictly increasing within a run and across restarts (a checkpoint keeps the last one).
@@ -89,9 +89,21 @@ struct PipelineStatus {
   size_t queued = 0;
 };
 
-// The complete checkpoints (ckpt-*/model.pt, no .tmp) under `dir`, oldest first; none when
-// `dir` does not exist.
+// The complete checkpoints (ckpt-<digits>/model.pt) under `dir`, oldest first; none when `dir`
+// does not exist.
 std::vector<std::string> ListCheckpoints(const std::string& dir);
+
+// Puts the checkpoint built in `built` (a sibling folder) in place as `final_dir`. One already
+// there (the same state batch, an older model) is renamed to <final_dir>.replaced and removed
+// only after the new one is in place, so that a stop at any point leaves a complete checkpoint
+// under one of the two names. Not thread-safe for the same `final_dir`.
+Status InstallCheckpoint(const std::string& built, const std::string& final_dir);
+
+// Mends what a stop inside InstallCheckpoint or a checkpoint's build leaves under `dir`: a
+// <name>.replaced whose <name> is missing or incomplete is renamed back, one whose <name> is
+// complete removed, and <name>.tmp folders (never put in place) removed. Returns the number
+// put back. Call only while no other process checkpoints into `dir`.
+int RecoverCheckpoints(const std::string& dir);
 
 class Pipeline {
  public:

@@ -1,0 +1,132 @@
+// Checkpoint folders: which ones count, how one replaces another of the same state batch, and
+// what start-up mends after a stop in between. No broker: plain folders with a model.pt marker.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gsau/pipeline/pipeline.h"
+#include "temp_dir.h"
+
+namespace gsau::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using gsau::testing::TempDir;
+using gsau::testing::WriteFile;
+
+// A checkpoint folder whose model.pt holds `model` (nothing when `model` is empty: incomplete).
+std::string MakeCheckpoint(const TempDir& dir, const std::string& name, const std::string& model) {
+  const std::string path = dir.File(name);
+  fs::create_directories(fs::path(path) / "state");
+  if (!model.empty()) WriteFile((fs::path(path) / "model.pt").string(), model);
+  return path;
+}
+
+std::string Model(const std::string& checkpoint) {
+  std::ifstream in(fs::path(checkpoint) / "model.pt");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> Names(const std::vector<std::string>& paths) {
+  std::vector<std::string> out;
+  for (const auto& p : paths) out.push_back(fs::path(p).filename().string());
+  return out;
+}
+
+std::vector<std::string> Entries(const TempDir& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir.path())) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(CheckpointTest, OnlyCompleteCheckpointFoldersAreListedOldestFirst) {
+  TempDir dir;
+  MakeCheckpoint(dir, "ckpt-000000000020", "b");
+  MakeCheckpoint(dir, "ckpt-000000000007", "a");
+  MakeCheckpoint(dir, "ckpt-000000000030", "");  // no model.pt
+  MakeCheckpoint(dir, "ckpt-000000000040.tmp", "c");
+  MakeCheckpoint(dir, "ckpt-000000000050.replaced", "d");
+  MakeCheckpoint(dir, "ckpt-", "e");
+  MakeCheckpoint(dir, "ckpt-12x", "f");
+  fs::create_directories(dir.path() / "before-rollback-17" / "ckpt-000000000060");
+  WriteFile(dir.File("before-rollback-17/ckpt-000000000060/model.pt"), "g");
+  WriteFile(dir.File("ckpt-000000000070"), "a file, not a folder");
+  EXPECT_EQ(Names(ListCheckpoints(dir.path().string())),
+            (std::vector<std::string>{"ckpt-000000000007", "ckpt-000000000020"}));
+  EXPECT_TRUE(ListCheckpoints(dir.File("missing")).empty());
+}
+
+TEST(CheckpointTest, ANewCheckpointOfTheSameBatchReplacesTheOldOneAndLeavesNothingBehind) {
+  TempDir dir;
+  const std::string final_dir = MakeCheckpoint(dir, "ckpt-000000000005", "old model");
+  const std::string built = MakeCheckpoint(dir, "ckpt-000000000005.tmp", "new model");
+  ASSERT_TRUE(InstallCheckpoint(built, final_dir).ok());
+  EXPECT_EQ(Model(final_dir), "new model");
+  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000005"}));
+
+  const std::string next = MakeCheckpoint(dir, "ckpt-000000000009.tmp", "next model");
+  ASSERT_TRUE(InstallCheckpoint(next, dir.File("ckpt-000000000009")).ok()) << "nothing to replace";
+  EXPECT_EQ(Names(ListCheckpoints(dir.path().string())),
+            (std::vector<std::string>{"ckpt-000000000005", "ckpt-000000000009"}));
+}
+
+// The old code removed the checkpoint before renaming the new one in: with checkpoint_keep = 1
+// a failure (or a stop) between the two left no checkpoint at all.
+TEST(CheckpointTest, AFailedReplacementKeepsTheCheckpointThatWasThere) {
+  TempDir dir;
+  const std::string final_dir = MakeCheckpoint(dir, "ckpt-000000000005", "old model");
+  const Status s = InstallCheckpoint(dir.File("ckpt-000000000005.tmp"), final_dir);  // never built
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("ckpt-000000000005.tmp"), std::string::npos) << s.ToString();
+  EXPECT_EQ(Model(final_dir), "old model");
+  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000005"}));
+}
+
+// Each point a stop can fall on inside InstallCheckpoint, as the folder is left, and what
+// start-up makes of it.
+TEST(CheckpointTest, StartUpPutsBackTheCheckpointAStopLeftRenamedAside) {
+  TempDir dir;
+  // Stopped after renaming the old one aside, before renaming the new one in.
+  MakeCheckpoint(dir, "ckpt-000000000005.replaced", "old model");
+  MakeCheckpoint(dir, "ckpt-000000000005.tmp", "new model");
+  EXPECT_TRUE(ListCheckpoints(dir.path().string()).empty()) << "the state the old code could leave";
+  EXPECT_EQ(RecoverCheckpoints(dir.path().string()), 1);
+  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000005"}));
+  EXPECT_EQ(Model(dir.File("ckpt-000000000005")), "old model");
+  EXPECT_EQ(RecoverCheckpoints(dir.path().string()), 0) << "nothing left to mend";
+}
+
+TEST(CheckpointTest, StartUpDropsTheOldCopyWhenTheNewOneIsInPlace) {
+  TempDir dir;
+  // Stopped after renaming the new one in, before removing the old one.
+  MakeCheckpoint(dir, "ckpt-000000000005.replaced", "old model");
+  MakeCheckpoint(dir, "ckpt-000000000005", "new model");
+  MakeCheckpoint(dir, "ckpt-000000000003", "older model");
+  EXPECT_EQ(RecoverCheckpoints(dir.path().string()), 0);
+  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000003", "ckpt-000000000005"}));
+  EXPECT_EQ(Model(dir.File("ckpt-000000000005")), "new model");
+}
+
+TEST(CheckpointTest, StartUpLeavesWhatItDoesNotOwnAndWhatItCannotUse) {
+  TempDir dir;
+  MakeCheckpoint(dir, "ckpt-000000000008.replaced", "");  // incomplete: nothing to put back
+  fs::create_directories(dir.path() / "before-rollback-17" / "ckpt-000000000060.replaced");
+  WriteFile(dir.File("before-rollback-17/ckpt-000000000060.replaced/model.pt"), "kept aside");
+  MakeCheckpoint(dir, "notes.tmp", "");
+  EXPECT_EQ(RecoverCheckpoints(dir.path().string()), 0);
+  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"before-rollback-17", "ckpt-000000000008.replaced",
+                                                    "notes.tmp"}));
+  EXPECT_TRUE(fs::exists(dir.File("before-rollback-17/ckpt-000000000060.replaced/model.pt")));
+  EXPECT_EQ(RecoverCheckpoints(dir.File("missing")), 0);
+}
+
+}  // namespace
+}  // namespace gsau::pipeline
