@@ -134,6 +134,38 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
   }
 }
 
+// A dead letter keeps the original's key as it was: none stays none, empty stays empty
+// (consumers of the dead-letter topic may partition or compact by key).
+TEST(IngestTest, ADeadLetterKeepsANullKeyNullAndAnEmptyKeyEmpty) {
+  const std::string topic = UniqueTopic("keys");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  ASSERT_TRUE(producer.ok());
+  ASSERT_TRUE((*producer)->Produce(topic, std::string_view(), "no key", {{"trace", "null"}}).ok());
+  ASSERT_TRUE((*producer)->Produce(topic, std::string_view("", 0), "empty key", {{"trace", "empty"}}).ok());
+  ASSERT_TRUE((*producer)->Produce(topic, "u1", ClickJson("u1", "i1", 1700000000000)).ok());
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  const auto sent = ConsumeAll(KafkaBootstrap(), topic, 3);
+  ASSERT_EQ(sent.size(), 3u);
+  ASSERT_TRUE(sent[0].null_key) << "the producer sent no key";
+  ASSERT_FALSE(sent[1].null_key) << "the producer sent an empty key";
+
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  const IngestOptions options = Options(topic);
+  Ingestor ingestor(options, store.get(), nullptr, nullptr);
+  ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= 3; }).ok());
+  EXPECT_EQ(ingestor.counters().dead_lettered, 2);
+  const auto dlq = ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, 2);
+  ASSERT_EQ(dlq.size(), 2u);
+  for (const auto& r : dlq) {
+    std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
+    EXPECT_EQ(h["gsau.error.code"], "not_json");
+    EXPECT_EQ(r.null_key, h["trace"] == "null") << h["trace"];
+    EXPECT_EQ(r.key, "");
+  }
+}
+
 std::string RandomBytes(size_t n, uint64_t seed) {
   std::string out(n, '\0');
   for (auto& ch : out) {

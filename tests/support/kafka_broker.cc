@@ -114,7 +114,8 @@ std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap, const std::
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;
     at_eof.erase(m->partition());
     ConsumedRecord r;
-    if (m->key() != nullptr) r.key = *m->key();
+    r.null_key = m->key() == nullptr;
+    if (!r.null_key) r.key = *m->key();
     r.null_value = m->payload() == nullptr;
     if (!r.null_value) r.value.assign(static_cast<const char*>(m->payload()), m->len());
     r.partition = m->partition();

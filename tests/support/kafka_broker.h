@@ -44,6 +44,7 @@ std::string UniqueTopic(const std::string& prefix);
 
 struct ConsumedRecord {
   std::string key;
+  bool null_key = false;  // no key at all (`key` is then empty)
   std::string value;
   bool null_value = false;
   int32_t partition = 0;
