@@ -134,6 +134,20 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
   }
 }
 
+// Ingests `topic` into a fresh state until `records` were consumed, expects `applied` and
+// `dead_lettered` of them, and returns the dead-letter topic's records.
+std::vector<ConsumedRecord> IngestAndReadDeadLetters(const std::string& topic, int64_t records, int64_t applied,
+                                                     int64_t dead_lettered) {
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  const IngestOptions options = Options(topic);
+  Ingestor ingestor(options, store.get(), nullptr, nullptr);
+  EXPECT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= records; }).ok());
+  EXPECT_EQ(ingestor.counters().applied, applied);
+  EXPECT_EQ(ingestor.counters().dead_lettered, dead_lettered);
+  return ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, dead_lettered);
+}
+
 // A dead letter keeps the original's key as it was: none stays none, empty stays empty
 // (consumers of the dead-letter topic may partition or compact by key).
 TEST(IngestTest, ADeadLetterKeepsANullKeyNullAndAnEmptyKeyEmpty) {
@@ -150,13 +164,7 @@ TEST(IngestTest, ADeadLetterKeepsANullKeyNullAndAnEmptyKeyEmpty) {
   ASSERT_TRUE(sent[0].null_key) << "the producer sent no key";
   ASSERT_FALSE(sent[1].null_key) << "the producer sent an empty key";
 
-  TempDir dir;
-  auto store = OpenState(dir.File("state"));
-  const IngestOptions options = Options(topic);
-  Ingestor ingestor(options, store.get(), nullptr, nullptr);
-  ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= 3; }).ok());
-  EXPECT_EQ(ingestor.counters().dead_lettered, 2);
-  const auto dlq = ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, 2);
+  const auto dlq = IngestAndReadDeadLetters(topic, 3, 1, 2);
   ASSERT_EQ(dlq.size(), 2u);
   for (const auto& r : dlq) {
     std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
@@ -196,14 +204,7 @@ std::vector<ConsumedRecord> IngestAroundOneBadRecord(const std::string& topic, c
   }
   EXPECT_TRUE((*producer)->Flush(30000).ok());
 
-  TempDir dir;
-  auto store = OpenState(dir.File("state"));
-  const IngestOptions options = Options(topic);
-  Ingestor ingestor(options, store.get(), nullptr, nullptr);
-  EXPECT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= 201; }).ok());
-  EXPECT_EQ(ingestor.counters().applied, 200);
-  EXPECT_EQ(ingestor.counters().dead_lettered, 1);
-  return ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, 1);
+  return IngestAndReadDeadLetters(topic, 201, 200, 1);
 }
 
 void ExpectTheHeadOf(const std::string& bad, const ConsumedRecord& r, size_t at_most) {
