@@ -1,7 +1,9 @@
 #include "gsau/kafka/producer.h"
 
 #include <atomic>
+#include <cstdint>
 #include <mutex>
+#include <unordered_map>
 
 #include "conf.h"
 #include "gsau/common/log.h"
@@ -9,9 +11,83 @@
 namespace gsau::kafka {
 namespace {
 
+// The identity of a record for keep_failed: topic, and key or its absence.
+std::string KeyOf(std::string_view topic, const void* key, size_t key_len) {
+  std::string k(topic);
+  k.push_back('\0');
+  k.push_back(key == nullptr ? 'n' : 'k');
+  if (key != nullptr) k.append(static_cast<const char*>(key), key_len);
+  return k;
+}
+
+// keep_failed: which record of each key is the newest in flight (by a sequence number carried
+// as the message's opaque), and the newest failed one of each key.
+class FailedRecords {
+ public:
+  // Before enqueueing a record of `key`: its sequence number. Then Enqueued or NotEnqueued.
+  uint64_t Producing(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t seq = ++next_seq_;
+    newest_[key] = seq;
+    return seq;
+  }
+  void Enqueued(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    failed_.erase(key);  // superseded by the record just enqueued
+  }
+  void NotEnqueued(const std::string& key, uint64_t seq) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = newest_.find(key); it != newest_.end() && it->second == seq) newest_.erase(it);
+  }
+  void Done(const std::string& key, uint64_t seq, RdKafka::Message& m) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = newest_.find(key);
+    if (it == newest_.end() || it->second != seq) return;  // a newer one is in flight
+    newest_.erase(it);
+    if (m.err() == RdKafka::ERR_NO_ERROR) return;
+    FailedRecord r;
+    r.topic = m.topic_name();
+    r.null_key = m.key_pointer() == nullptr;
+    if (!r.null_key) r.key.assign(static_cast<const char*>(m.key_pointer()), m.key_len());
+    r.tombstone = m.payload() == nullptr;
+    if (!r.tombstone) r.value.assign(static_cast<const char*>(m.payload()), m.len());
+    if (RdKafka::Headers* h = m.headers(); h != nullptr) {
+      for (const auto& hd : h->get_all()) {
+        r.headers.emplace_back(hd.key(), std::string(static_cast<const char*>(hd.value()), hd.value_size()));
+      }
+    }
+    r.error = m.errstr();
+    failed_[key] = std::move(r);
+  }
+  size_t Count() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failed_.size();
+  }
+  std::vector<FailedRecord> Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<FailedRecord> out;
+    out.reserve(failed_.size());
+    for (auto& [k, r] : failed_) out.push_back(std::move(r));
+    failed_.clear();
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  uint64_t next_seq_ = 0;
+  std::unordered_map<std::string, uint64_t> newest_;
+  std::unordered_map<std::string, FailedRecord> failed_;
+};
+
 class DeliveryTracker : public RdKafka::DeliveryReportCb {
  public:
+  explicit DeliveryTracker(bool keep_failed) : keep_failed_(keep_failed) {}
+
   void dr_cb(RdKafka::Message& message) override {
+    if (keep_failed_) {
+      const auto seq = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(message.msg_opaque()));
+      kept.Done(KeyOf(message.topic_name(), message.key_pointer(), message.key_len()), seq, message);
+    }
     if (message.err() == RdKafka::ERR_NO_ERROR) {
       delivered.fetch_add(1, std::memory_order_relaxed);
       return;
@@ -33,11 +109,15 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
     return s;
   }
 
+  bool keep_failed() const { return keep_failed_; }
+
   std::atomic<int64_t> delivered{0};
   std::atomic<int64_t> failed{0};
   std::atomic<int64_t> too_large{0};
+  FailedRecords kept;
 
  private:
+  const bool keep_failed_;
   std::mutex mu;
   Status first_error;
 };
@@ -66,19 +146,27 @@ class RdProducer final : public Producer {
       for (const auto& [k, v] : headers) rh->add(k, v.data(), v.size());
     }
     const std::string topic_name(topic);
+    std::string kept_key;
+    uint64_t seq = 0;
+    if (tracker_->keep_failed()) {
+      kept_key = KeyOf(topic, key.data(), key.size());
+      seq = tracker_->kept.Producing(kept_key);
+    }
     while (true) {
       const auto err = producer_->produce(
           topic_name, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
           tombstone ? nullptr : const_cast<char*>(value.data()), tombstone ? 0 : value.size(), key.data(),
-          key.size(), timestamp_ms, rh, nullptr);
+          key.size(), timestamp_ms, rh, reinterpret_cast<void*>(static_cast<uintptr_t>(seq)));
       if (err == RdKafka::ERR_NO_ERROR) {
         produced_.fetch_add(1, std::memory_order_relaxed);
+        if (seq != 0) tracker_->kept.Enqueued(kept_key);
         return Status::Ok();  // librdkafka owns the headers now
       }
       if (err == RdKafka::ERR__QUEUE_FULL) {
         producer_->poll(50);  // serve deliveries to make room, then retry
         continue;
       }
+      if (seq != 0) tracker_->kept.NotEnqueued(kept_key, seq);
       delete rh;
       return Status::Unavailable("produce to " + topic_name + ": " + RdKafka::err2str(err));
     }
@@ -101,6 +189,9 @@ class RdProducer final : public Producer {
   }
 
   int64_t max_message_bytes() const override { return max_message_bytes_; }
+
+  std::vector<FailedRecord> TakeFailed() override { return tracker_->kept.Take(); }
+  size_t KeptFailedCount() const override { return tracker_->kept.Count(); }
 
  private:
   std::unique_ptr<DeliveryTracker> tracker_;
@@ -148,7 +239,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
   }
   std::string max_bytes = "1000000";  // librdkafka's default, should the read fail
   conf->get("message.max.bytes", max_bytes);
-  auto tracker = std::make_unique<DeliveryTracker>();
+  auto tracker = std::make_unique<DeliveryTracker>(options.keep_failed);
   std::string err;
   if (conf->set("dr_cb", tracker.get(), err) != RdKafka::Conf::CONF_OK) {
     return Status::Internal("setting the delivery callback: " + err);

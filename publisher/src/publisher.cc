@@ -5,11 +5,15 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <charconv>
 #include <cstring>
+#include <thread>
 
+#include "gsau/common/log.h"
 #include "gsau/kafka/admin.h"
 #include "gsau/metrics/metrics.h"
 
@@ -97,7 +101,13 @@ struct KafkaPublisher::Metrics {
                       .Register(r)
                       .Add({}, std::vector<double>{0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60,
                                                    300, 3600})),
-        errors(metrics::ErrorCounter(r, "publisher", "produce")) {}
+        errors(metrics::ErrorCounter(r, "publisher", "produce")),
+        delivery_errors(metrics::ErrorCounter(r, "publisher", "delivery")),
+        redelivered(prometheus::BuildCounter()
+                        .Name("gsau_publisher_redelivered_total")
+                        .Help("Records produced again after their delivery failed (the newest of each id)")
+                        .Register(r)
+                        .Add({})) {}
 
   prometheus::Family<prometheus::Counter>& published;
   prometheus::Counter& users;
@@ -106,6 +116,8 @@ struct KafkaPublisher::Metrics {
   prometheus::Gauge& version;
   prometheus::Histogram& freshness;
   prometheus::Counter& errors;
+  prometheus::Counter& delivery_errors;
+  prometheus::Counter& redelivered;
 };
 
 Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOptions& options,
@@ -119,6 +131,7 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOp
                            .WithContext("publisher"));
   kafka::ProducerOptions po = options.producer;
   po.idempotent = true;
+  po.keep_failed = true;  // RedeliverFailed()
   GSAU_ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(options.kafka, po));
   std::unique_ptr<prometheus::Registry> own;
   if (registry == nullptr) {
@@ -141,7 +154,48 @@ KafkaPublisher::KafkaPublisher(const PublisherOptions& options, std::unique_ptr<
 
 KafkaPublisher::~KafkaPublisher() = default;
 
+void KafkaPublisher::CountFailedDeliveries() {
+  const int64_t failed = producer_->counts().failed;
+  if (failed > failed_seen_) metrics_->delivery_errors.Increment(static_cast<double>(failed - failed_seen_));
+  failed_seen_ = failed;
+}
+
+Status KafkaPublisher::RedeliverFailed(bool now) {
+  producer_->Poll();
+  CountFailedDeliveries();
+  const int64_t t = clock_.NowMs();
+  if (!now && t < next_redelivery_ms_) return Status::Ok();
+  auto failed = producer_->TakeFailed();
+  if (failed.empty()) {
+    redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
+    return Status::Ok();
+  }
+  // A broker outage or a refusal that lasts (an ACL, the topic's max.message.bytes) fails
+  // every round again: rounds back off so that they neither flood the log nor the broker.
+  next_redelivery_ms_ = t + redelivery_backoff_ms_;
+  redelivery_backoff_ms_ = std::min(redelivery_backoff_ms_ * 2, kMaxRedeliveryBackoffMs);
+  GSAU_LOG_WARN("publisher: the delivery of {} record(s) failed (e.g. {} to {}: {}); producing them again",
+                failed.size(), failed.front().key, failed.front().topic, failed.front().error);
+  Status first_error;
+  for (const auto& r : failed) {
+    Status s = producer_->Produce(r.topic, r.null_key ? std::string_view() : std::string_view(r.key), r.value,
+                                  r.headers, 0, r.tombstone);
+    if (s.ok()) {
+      metrics_->redelivered.Increment();
+    } else {
+      // Refused before sending (too large for this producer, a fatal producer error): producing
+      // it again cannot help.
+      metrics_->errors.Increment();
+      if (first_error.ok()) first_error = s.WithContext("publisher: producing a failed record again");
+    }
+  }
+  return first_error;
+}
+
 Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
+  // Before the new records: a failed record is dropped when a newer one of its id is produced.
+  Status redelivery = RedeliverFailed(/*now=*/false);
+  if (!redelivery.ok()) GSAU_LOG_ERROR("{}", redelivery.ToString());
   for (const auto& r : records) {
     if (r.model_version < last_version_) {
       return Status::InvalidArgument("model_version " + std::to_string(r.model_version) +
@@ -177,9 +231,29 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
 }
 
 Status KafkaPublisher::Flush(int timeout_ms) {
-  Status s = producer_->Flush(timeout_ms);
-  if (!s.ok()) metrics_->errors.Increment();
-  return s;
+  const int64_t deadline = clock_.NowMs() + timeout_ms;
+  int64_t backoff_ms = 0;
+  while (true) {
+    // The producer's own verdict is not enough: a failure whose record was produced again
+    // since (or superseded) is not a loss, and one whose record waits here is.
+    producer_->Flush(static_cast<int>(std::max<int64_t>(0, deadline - clock_.NowMs()))).IgnoreError();
+    CountFailedDeliveries();
+    const auto c = producer_->counts();
+    const int64_t outstanding = c.produced - c.delivered - c.failed;
+    const size_t failed = producer_->KeptFailedCount();
+    if (outstanding == 0 && failed == 0) return Status::Ok();
+    if (clock_.NowMs() >= deadline) {
+      metrics_->errors.Increment();
+      return Status::Unavailable("publisher: after " + std::to_string(timeout_ms) + " ms, " +
+                                 std::to_string(outstanding) + " record(s) still in flight and " +
+                                 std::to_string(failed) + " failed (kept: later calls produce them again)");
+    }
+    if (backoff_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(backoff_ms, deadline - clock_.NowMs())));
+    }
+    GSAU_RETURN_IF_ERROR(RedeliverFailed(/*now=*/true));
+    backoff_ms = std::clamp<int64_t>(backoff_ms * 2, kMinRedeliveryBackoffMs, kMaxRedeliveryBackoffMs);
+  }
 }
 
 }  // namespace gsau::publisher

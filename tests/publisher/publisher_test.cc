@@ -2,18 +2,22 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstring>
 #include <map>
 
 #include "gsau/kafka/admin.h"
+#include "gsau/metrics/metrics.h"
 #include "gsau/publisher/publisher.h"
 #include "kafka_broker.h"
+#include "process.h"
 
 namespace gsau::publisher {
 namespace {
 
 using gsau::testing::ConsumeAll;
 using gsau::testing::KafkaBootstrap;
+using gsau::testing::SetTopicConfigs;
 using gsau::testing::UniqueTopic;
 
 EmbeddingRecord Rec(EntityKind kind, std::string id, int64_t version, std::vector<float> v) {
@@ -107,6 +111,70 @@ TEST(PublisherTest, BinaryValueIsFloat32LittleEndianWithMetadataHeaders) {
   EXPECT_EQ(h["gsau.format"], "f32le");
   EXPECT_EQ(h["gsau.event_time_ms"], "1700000000005");
   EXPECT_FALSE(h["gsau.produced_at_ms"].empty());
+}
+
+std::vector<float> Row(float x) {
+  std::vector<float> v(64);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = x + 0.001f * static_cast<float>(i * i);
+  return v;
+}
+
+int64_t VersionOf(const gsau::testing::ConsumedRecord& r) {
+  return nlohmann::json::parse(r.value)["model_version"].get<int64_t>();
+}
+
+// Deliveries the topic refuses (its max.message.bytes below a record's size, as a broker would
+// also refuse for an ACL or after message.timeout.ms in an outage) used to vanish: Publish had
+// returned, the records were forgotten and no error was counted. Now the newest record of each
+// id is produced again until the topic takes it, and a record superseded meanwhile is not.
+TEST(PublisherTest, RecordsWhoseDeliveryFailedAreDeliveredOnceTheTopicTakesThem) {
+  auto o = Options(Format::kJson);
+  o.producer.compression = "none";  // the record batch's size on the wire is what the topic checks
+  const std::vector<std::pair<std::string, std::string>> small = {{"cleanup.policy", "compact"},
+                                                                  {"max.message.bytes", "300"}};
+  ASSERT_TRUE(kafka::EnsureTopics(o.kafka, {{o.item_topic, 1, 1, small}}, 20000).ok());
+  metrics::Metrics m;
+  metrics::MetricsOptions mo;
+  mo.listen_address = "127.0.0.1:0";
+  ASSERT_TRUE(m.Serve(mo).ok());
+  auto p = KafkaPublisher::Create(o, &m.registry());
+  ASSERT_TRUE(p.ok()) << p.status();
+
+  // Each JSON record of 64 floats is over 600 bytes: every delivery to the item topic fails.
+  std::vector<EmbeddingRecord> first = {Rec(EntityKind::kItem, "i1", 1, Row(0.25f)),
+                                        Rec(EntityKind::kItem, "i2", 1, Row(0.5f)),
+                                        Rec(EntityKind::kUser, "u1", 1, Row(1.0f))};
+  ASSERT_TRUE((*p)->Publish(first).ok());
+  const Status undelivered = (*p)->Flush(3000);
+  EXPECT_EQ(undelivered.code(), StatusCode::kUnavailable) << "a refused record is reported, not forgotten";
+  std::vector<EmbeddingRecord> second = {Rec(EntityKind::kItem, "i2", 2, Row(0.75f))};  // supersedes i2 v1
+  ASSERT_TRUE((*p)->Publish(second).ok());
+  const auto failed = gsau::testing::ScrapeMetric(m.port(), R"(gsau_errors_total{kind="delivery",stage="publisher"})");
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_GE(*failed, 2) << "each refused delivery counted";
+
+  SetTopicConfigs(KafkaBootstrap(), o.item_topic, {{"cleanup.policy", "compact"}, {"max.message.bytes", "1000000"}});
+  // Publish() alone (an empty batch, as the pipeline calls it every interval) delivers them.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::vector<gsau::testing::ConsumedRecord> items;
+  while (std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE((*p)->Publish({}).ok());
+    items = ConsumeAll(KafkaBootstrap(), o.item_topic, -1, 2000);
+    if (items.size() >= 2) break;
+  }
+  ASSERT_TRUE((*p)->Flush(30000).ok());
+  items = ConsumeAll(KafkaBootstrap(), o.item_topic, -1, 5000);
+  std::map<std::string, std::vector<int64_t>> versions;
+  for (const auto& r : items) versions[r.key].push_back(VersionOf(r));
+  EXPECT_EQ(versions["i1"], std::vector<int64_t>{1}) << "delivered once the topic took it";
+  EXPECT_EQ(versions["i2"], std::vector<int64_t>{2}) << "the superseded v1 never follows, nor precedes, v2";
+  EXPECT_EQ(versions.size(), 2u);
+  const auto users = ConsumeAll(KafkaBootstrap(), o.user_topic, 1);
+  ASSERT_EQ(users.size(), 1u) << "the user topic was never in trouble";
+  EXPECT_EQ(VersionOf(users[0]), 1);
+  const auto again = gsau::testing::ScrapeMetric(m.port(), "gsau_publisher_redelivered_total");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_GE(*again, 2);
 }
 
 TEST(PublisherTest, UnreachableClusterIsAnErrorNotAHang) {

@@ -58,6 +58,12 @@ struct ConsumedRecord {
 std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap, const std::string& topic, int64_t expected,
                                        int timeout_ms = 30000);
 
+// Sets `topic`'s configs to exactly `configs` (Kafka's AlterConfigs replaces the whole set:
+// name every non-default one), for tests that change a topic's limits mid-test. Fails the
+// test on error.
+void SetTopicConfigs(const std::string& bootstrap, const std::string& topic,
+                     const std::vector<std::pair<std::string, std::string>>& configs);
+
 // Runs a shell command; returns its exit code and fills *output with stdout.
 int RunCommand(const std::string& command, std::string* output);
 

@@ -32,7 +32,9 @@ class EmbeddingSink {
  public:
   virtual ~EmbeddingSink() = default;
   // Hands the records over; delivery may be asynchronous. Fails when the batch's model
-  // version is below one already published, or when the sink cannot accept records.
+  // version is below one already published, or when the sink cannot accept records. A sink
+  // may deliver again, on a later call, records whose delivery failed: call it now and then
+  // (an empty span serves) even when nothing is due.
   virtual Status Publish(std::span<const EmbeddingRecord> records) = 0;
   // Waits up to `timeout_ms` until everything handed over is delivered.
   virtual Status Flush(int timeout_ms) = 0;

@@ -3,6 +3,9 @@
 // Produce() enqueues; delivery is confirmed asynchronously and counted. A full local queue
 // is handled by serving delivery reports and retrying (no message is dropped for it).
 // Flush() waits for every outstanding delivery and reports the first failure, if any.
+// With ProducerOptions::keep_failed, a record whose delivery failed for good is kept while it
+// is the newest of its topic and key, and TakeFailed() hands it back to be produced again
+// (for compacted topics, where the newest record of a key is the one that counts).
 //
 // Thread safety: Produce() may be called from several threads; Flush() and destruction
 // from one. The destructor flushes for up to ProducerOptions::close_timeout_ms.
@@ -12,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gsau/common/status.h"
 #include "gsau/kafka/options.h"
@@ -25,6 +29,18 @@ struct ProducerOptions {
   std::string compression = "lz4";    // none | gzip | snappy | lz4 | zstd
   int message_timeout_ms = 300000;    // delivery gives up after this, ms
   int close_timeout_ms = 30000;       // how long the destructor waits for deliveries, ms
+  bool keep_failed = false;           // keep failed records for TakeFailed() (see above)
+};
+
+// A record whose delivery failed for good, as it was produced (the timestamp aside).
+struct FailedRecord {
+  std::string topic;
+  std::string key;
+  bool null_key = false;  // produced without a key (`key` is empty)
+  std::string value;
+  bool tombstone = false;  // a null value
+  Headers headers;
+  std::string error;  // why its delivery failed
 };
 
 struct DeliveryCounts {
@@ -49,6 +65,12 @@ class Producer {
   // since the last Flush() or if some are still outstanding at the deadline.
   virtual Status Flush(int timeout_ms) = 0;
   virtual DeliveryCounts counts() const = 0;
+  // keep_failed: the records kept since the last call, at most one per topic and key, each
+  // newer than any record of its key produced before it; a record produced for the key since
+  // its failure drops it (that one is newer). Empty without keep_failed.
+  virtual std::vector<FailedRecord> TakeFailed() = 0;
+  // keep_failed: how many records TakeFailed() would hand back now.
+  virtual size_t KeptFailedCount() const = 0;
   // The largest record Produce() takes (librdkafka's message.max.bytes: key, value, headers and
   // framing), bytes.
   virtual int64_t max_message_bytes() const = 0;

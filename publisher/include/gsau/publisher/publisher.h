@@ -11,7 +11,13 @@
 //    gsau.produced_at_ms, gsau.format ("f32le").
 // A tombstone is a record with a null value (and the same headers in binary mode).
 // The producer is idempotent with acks=all: a downstream reader may see a record twice
-// (after a restart), never a torn or reordered one per key.
+// (after a restart, or when a delivery reported as failed had reached the topic), never a
+// torn or reordered one per key.
+// Failed deliveries: a record whose delivery failed for good (a broker away for longer than
+// message.timeout.ms, a refusal) is produced again, as it was, unless a newer record of its id
+// was produced since: at the next Publish() (an empty one serves too) after a backoff of
+// 100 ms doubling to 30 s while rounds keep failing, and within Flush(). Counted in
+// gsau_errors_total{stage="publisher",kind="delivery"} and gsau_publisher_redelivered_total.
 //
 // Thread safety: Publish/Flush from one thread at a time.
 #pragma once
@@ -57,7 +63,10 @@ class KafkaPublisher final : public EmbeddingSink {
                                                         const Clock& clock = SystemClock::Get());
   ~KafkaPublisher() override;
 
+  // Also produces again the records whose delivery failed, when their backoff is due.
   Status Publish(std::span<const EmbeddingRecord> records) override;
+  // Waits for every delivery, producing failed records again until `timeout_ms`; fails when
+  // some record is still undelivered then.
   Status Flush(int timeout_ms) override;
 
   int64_t last_model_version() const { return last_version_; }
@@ -73,7 +82,18 @@ class KafkaPublisher final : public EmbeddingSink {
   std::unique_ptr<prometheus::Registry> own_registry_;
   std::unique_ptr<Metrics> metrics_;
   const Clock& clock_;
+  // Counts deliveries that failed since the last call.
+  void CountFailedDeliveries();
+  // Produces again the records whose delivery failed, if the backoff is due (or `now`).
+  Status RedeliverFailed(bool now);
+
+  static constexpr int64_t kMinRedeliveryBackoffMs = 100;
+  static constexpr int64_t kMaxRedeliveryBackoffMs = 30000;
+
   int64_t last_version_ = -1;
+  int64_t failed_seen_ = 0;
+  int64_t next_redelivery_ms_ = 0;
+  int64_t redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
 };
 
 }  // namespace gsau::publisher
