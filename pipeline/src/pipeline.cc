@@ -283,6 +283,8 @@ struct Pipeline::Impl {
   learner::PopularityRanking popularity;  // by internal item id, the clicks the learner has seen
   std::mt19937_64 popularity_ties{2020};
   std::ofstream preq_csv;
+  // User publisher thread: users waiting for the snapshot to learn their newest item, since.
+  std::unordered_map<state::UserId, int64_t> waiting_since_ns;
 
   Impl(const PipelineOptions& o, const Clock& c) : opt(o), clock(&c), queue(o.queue_capacity) {}
 
@@ -400,8 +402,17 @@ struct Pipeline::Impl {
       version = wm.model_version;
       GSAU_LOG_INFO("pipeline: learner resumed from {} (state batch {}, model_version {})", ckpt.string(), watermark,
                     wm.model_version);
-      GSAU_RETURN_IF_ERROR(LoadSessions(nullptr));
       const uint64_t now_seq = store->BatchSeq();
+      if (now_seq < watermark) {
+        // The state is older than the model: replaced, lost (a new one was created empty) or
+        // left half-restored by a stopped rollback. Ingest would hand out ids again that the
+        // model's rows already mean, and its next checkpoint would take this one's name.
+        return Status::Corruption("the state at " + opt.state.path + " is at batch " + std::to_string(now_seq) +
+                                  ", behind the model of " + ckpt.string() + " (batch " + std::to_string(watermark) +
+                                  "): restore both with --rollback " + ckpt.string() +
+                                  ", or start afresh with an empty learner.checkpoint_dir");
+      }
+      GSAU_RETURN_IF_ERROR(LoadSessions(nullptr));
       if (now_seq > watermark) {
         // Batches applied after the checkpoint: their edges, from the change feed.
         std::vector<learner::OnlineEvent> catch_up;
@@ -743,28 +754,37 @@ struct Pipeline::Impl {
   // ------------------------------------------------------------------------------------
   // User publisher thread
 
+  // How long a user's record waits for the serving snapshot to learn the item just clicked
+  // (a new item gets its row at the learner's next step); then it goes out without it.
+  static constexpr int64_t kNewItemWaitNs = 30'000'000'000;
+
+  // Publishes the due users the serving snapshot can embed; the others, and all of them on
+  // failure, stay in `due`.
   Status PublishUsers(std::unordered_map<state::UserId, int64_t>& due) {
     if (due.empty()) return Status::Ok();
     const auto serving = learner->Serving();
+    const int64_t now_ns = clock->MonotonicNs();
     std::vector<state::UserId> users;
     std::vector<std::vector<uint32_t>> sessions_now;
     std::vector<int64_t> times;
-    std::unordered_map<state::UserId, int64_t> later;  // sessions of items the snapshot lacks
     for (const auto& [u, ts] : due) {
       GSAU_ASSIGN_OR_RETURN(auto entries, store->Session(u));
       std::vector<uint32_t> s;
       s.reserve(entries.size());
       for (const auto& e : entries) s.push_back(e.item);
-      if (!serving->CanEmbed(s)) {
-        later.emplace(u, ts);
+      // Embedded without its newest item, the record would carry the click's time but not
+      // its effect, and nothing would publish the user again until the next click.
+      const bool newest_known = !s.empty() && static_cast<int64_t>(s.back()) < serving->items();
+      if (!serving->CanEmbed(s) ||
+          (!newest_known && now_ns - waiting_since_ns.try_emplace(u, now_ns).first->second < kNewItemWaitNs)) {
         continue;
       }
       users.push_back(u);
       sessions_now.push_back(std::move(s));
       times.push_back(ts);
     }
-    due.swap(later);
     if (users.empty()) return Status::Ok();
+    // Out of `due` only once published: a failure below leaves them due at the next flush.
     GSAU_ASSIGN_OR_RETURN(auto rows, serving->UserEmbeddings(sessions_now));
     const auto dim = static_cast<size_t>(serving->dim());
     std::vector<EmbeddingRecord> recs;
@@ -778,10 +798,10 @@ struct Pipeline::Impl {
       r.embedding.assign(rows.begin() + static_cast<long>(k * dim), rows.begin() + static_cast<long>((k + 1) * dim));
       recs.push_back(std::move(r));
     }
-    if (Status s = PublishVersioned(recs); !s.ok()) {
-      // Not lost: these users are due again at the next flush (a newer click keeps its time).
-      for (size_t k = 0; k < users.size(); ++k) due.emplace(users[k], times[k]);
-      return s;
+    GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
+    for (const auto u : users) {
+      due.erase(u);
+      waiting_since_ns.erase(u);
     }
     std::lock_guard<std::mutex> s(status_mu);
     st.users_published += static_cast<int64_t>(recs.size());
@@ -799,6 +819,9 @@ struct Pipeline::Impl {
         m->publish_errors.Increment();
         GSAU_LOG_WARN("pipeline: publishing users: {}", s.ToString());
       }
+      // Records whose delivery failed go out again from here too, when nothing else does.
+      std::lock_guard<std::mutex> lock(pub_mu);
+      if (Status s = pub->Publish({}); !s.ok()) GSAU_LOG_WARN("pipeline: {}", s.ToString());
     };
     while (!stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(opt.user_flush_ms));

@@ -378,6 +378,19 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
   ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
   const std::string resumed = LastLoggedPath(Tail(p.log, 1 << 22), "learner resumed from ");
   EXPECT_EQ(std::filesystem::path(resumed).parent_path(), std::filesystem::path(p.checkpoints)) << resumed;
+
+  // Phase 7: a state behind the checkpoint's model (lost, replaced, or half-restored by a
+  // stopped rollback) stops start-up: it used to run, ingest handed out ids the model's rows
+  // already meant, and its next checkpoint took the rollback target's name.
+  const std::string newest = Checkpoints(p.checkpoints).back();
+  std::filesystem::rename(p.state, dir.File("state.lost"));
+  p.log = dir.File("run7.log");
+  run = p.Start("json");
+  EXPECT_NE(run->Wait(60000), 0) << Tail(p.log, 6000);
+  const std::string log7 = Tail(p.log, 1 << 20);
+  EXPECT_NE(log7.find("behind the model of " + newest), std::string::npos) << log7;
+  EXPECT_NE(log7.find("--rollback " + newest), std::string::npos) << log7;
+  EXPECT_EQ(Checkpoints(p.checkpoints).back(), newest) << "the checkpoint is left as it was";
 }
 
 // The first number after `"<key>": ` in `text` (-1 when absent).
