@@ -325,6 +325,23 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
+  // The users of clicks applied after the checkpoint, due for publishing again: which of
+  // their records went out before the process stopped is not known (the due set lived in
+  // memory), and a record once produced may not have been delivered.
+  template <typename Edges>
+  Status MarkUsersOf(const Edges& edges) {
+    std::unordered_set<state::UserId> users;
+    for (const auto& [u, i] : edges) users.insert(u);
+    for (const auto u : users) {
+      GSAU_ASSIGN_OR_RETURN(auto entries, store->Session(u));
+      if (!entries.empty()) dirty.Mark(u, entries.back().ts_ms);
+    }
+    if (!users.empty()) {
+      GSAU_LOG_INFO("pipeline: {} users of the clicks after the checkpoint are published again", users.size());
+    }
+    return Status::Ok();
+  }
+
   void RecoverInterruptedCheckpoint() {
     if (RecoverCheckpoints(opt.checkpoint_dir) > 0) {
       GSAU_LOG_WARN("pipeline: a checkpoint replaced when the process stopped was put back in {}",
@@ -419,6 +436,7 @@ struct Pipeline::Impl {
         if (watermark >= store->OldestChangeSeq()) {
           GSAU_ASSIGN_OR_RETURN(auto changes, store->ChangesSince(watermark));
           for (const auto& [u, i] : changes.edges) catch_up.push_back({u, i, clock->NowMs(), {}});
+          GSAU_RETURN_IF_ERROR(MarkUsersOf(changes.edges));
         } else {
           GSAU_RETURN_IF_ERROR(store->ForEachEdge([&](const state::Edge& e) {
                                       catch_up.push_back({e.user, e.item, e.last_ts_ms, {}});

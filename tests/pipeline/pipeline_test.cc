@@ -49,7 +49,6 @@ struct RunProcess {
   std::unique_ptr<ChildProcess> Start(const std::string& format, const std::vector<std::string>& extra = {}) const {
     std::vector<std::string> argv = {BinaryDir() + "/gsau", "run", "--bootstrap", bootstrap, "--state", state,
                                      "--checkpoints", checkpoints, "--status-interval", "2"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
     for (const std::string& kv :
          {"topics.clicks=" + clicks, "topics.dead_letter=" + clicks + ".dlq", "topics.user_embeddings=" + users_topic,
           "topics.item_embeddings=" + items_topic, "ingest.group_id=" + clicks + "-group",
@@ -60,6 +59,7 @@ struct RunProcess {
       argv.push_back("--set");
       argv.push_back(kv);
     }
+    argv.insert(argv.end(), extra.begin(), extra.end());  // after: a --set here wins
     return std::make_unique<ChildProcess>(argv, log);
   }
 };
@@ -391,6 +391,60 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
   EXPECT_NE(log7.find("behind the model of " + newest), std::string::npos) << log7;
   EXPECT_NE(log7.find("--rollback " + newest), std::string::npos) << log7;
   EXPECT_EQ(Checkpoints(p.checkpoints).back(), newest) << "the checkpoint is left as it was";
+}
+
+// Which users were published lived only in memory: a kill -9 lost the records of the users
+// of clicks not yet published, for good (until those users clicked again). A restart now
+// publishes every user of the clicks after its checkpoint.
+TEST(PipelineProcessTest, UsersOfClicksAfterTheCheckpointArePublishedAfterAKill) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "kp");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 2, 1, {}}}, 20000).ok());
+
+  // Run 1 stops cleanly: its last checkpoint covers its clicks.
+  p.log = dir.File("run1.log");
+  auto run = p.Start("json");
+  Produce(bootstrap, p.clicks, MakeClicks(600, 60, 80, 21));
+  ASSERT_TRUE(WaitForStateEvents(p.port, 600, seconds(120))) << Tail(p.log, 6000);
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+
+  // Run 2 publishes no user (a 10-minute flush interval) and checkpoints no more, then dies.
+  p.log = dir.File("run2.log");
+  run = p.Start("json", {"--set", "publisher.interval_ms=600000", "--set", "learner.checkpoint_interval_s=3600"});
+  std::vector<ClickEvent> late;
+  for (int k = 0; k < 40; ++k) {
+    late.push_back({"late-user-" + std::to_string(k), "item-" + std::to_string(k % 30), 1800000000000 + k, "click"});
+  }
+  Produce(bootstrap, p.clicks, late);
+  ASSERT_TRUE(WaitForStateEvents(p.port, 640, seconds(120))) << Tail(p.log, 6000);
+  run->Signal(SIGKILL);
+  ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
+  for (const auto& [user, version] : LatestVersions(bootstrap, p.users_topic)) {
+    ASSERT_EQ(user.rfind("late-user-", 0), std::string::npos) << "run 2 published " << user;
+  }
+
+  // Run 3: no new click, and yet every late user gets a record.
+  p.log = dir.File("run3.log");
+  run = p.Start("json");
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  std::set<std::string> missing;
+  do {
+    std::this_thread::sleep_for(milliseconds(500));
+    const auto latest = LatestVersions(bootstrap, p.users_topic);
+    missing.clear();
+    for (const auto& c : late) {
+      if (!latest.count(c.user_id)) missing.insert(c.user_id);
+    }
+  } while (!missing.empty() && std::chrono::steady_clock::now() < deadline);
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  EXPECT_TRUE(missing.empty()) << missing.size() << " late users never published, e.g. " << *missing.begin() << "\n"
+                               << Tail(p.log, 4000);
+  EXPECT_NE(Tail(p.log, 1 << 20).find("40 users of the clicks after the checkpoint are published again"),
+            std::string::npos)
+      << Tail(p.log, 4000);
 }
 
 // The first number after `"<key>": ` in `text` (-1 when absent).
