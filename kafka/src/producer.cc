@@ -168,6 +168,11 @@ class RdProducer final : public Producer {
       }
       if (seq != 0) tracker_->kept.NotEnqueued(kept_key, seq);
       delete rh;
+      if (err == RdKafka::ERR__FATAL) {
+        std::string reason;
+        producer_->fatal_error(reason);
+        return Status::Internal("produce to " + topic_name + ": fatal producer error: " + reason);
+      }
       return Status::Unavailable("produce to " + topic_name + ": " + RdKafka::err2str(err));
     }
   }
@@ -192,6 +197,10 @@ class RdProducer final : public Producer {
 
   std::vector<FailedRecord> TakeFailed() override { return tracker_->kept.Take(); }
   size_t KeptFailedCount() const override { return tracker_->kept.Count(); }
+
+  void RaiseFatalErrorForTesting() override {
+    rd_kafka_test_fatal_error(producer_->c_ptr(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "raised by a test");
+  }
 
  private:
   std::unique_ptr<DeliveryTracker> tracker_;

@@ -748,6 +748,9 @@ struct Pipeline::Impl {
         if (Status s = PublishItems(); !s.ok()) {
           m->publish_errors.Increment();
           GSAU_LOG_WARN("pipeline: publishing items: {}", s.ToString());
+          // The publisher cannot go on (a fatal producer error): stop, so that a restart gets a
+          // new producer and publishes every item again.
+          if (s.code() == StatusCode::kInternal) return Status(s.code(), "publisher: " + s.message());
         }
         last_items = SteadyClock::now();
       }
@@ -765,8 +768,9 @@ struct Pipeline::Impl {
     while (auto b = queue.Pop(0)) TakeBatch(*b, &rest);
     if (!rest.empty()) GSAU_RETURN_IF_ERROR(learner->Observe(rest));
     FlushPrequential(events_seen);
-    GSAU_RETURN_IF_ERROR(PublishItems());
-    return Checkpoint();
+    const Status published = PublishItems();  // after a failure the restart republishes them all
+    GSAU_RETURN_IF_ERROR(Checkpoint());
+    return published;
   }
 
   // ------------------------------------------------------------------------------------
@@ -826,9 +830,11 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
-  void UserLoop(const std::atomic<bool>& stop) {
+  // Runs until `stop`; returns early only when the publisher cannot go on (a fatal producer
+  // error, kInternal): what is due is kept for the restart (see MarkUsersOf).
+  Status UserLoop(const std::atomic<bool>& stop) {
     std::unordered_map<state::UserId, int64_t> due;
-    auto flush = [&] {
+    auto flush = [&]() -> Status {
       for (auto& [u, ts] : dirty.Take()) {
         auto [it, inserted] = due.emplace(u, ts);
         if (!inserted) it->second = std::max(it->second, ts);
@@ -836,16 +842,21 @@ struct Pipeline::Impl {
       if (Status s = PublishUsers(due); !s.ok()) {
         m->publish_errors.Increment();
         GSAU_LOG_WARN("pipeline: publishing users: {}", s.ToString());
+        if (s.code() == StatusCode::kInternal) return s;
       }
       // Records whose delivery failed go out again from here too, when nothing else does.
       std::lock_guard<std::mutex> lock(pub_mu);
-      if (Status s = pub->Publish({}); !s.ok()) GSAU_LOG_WARN("pipeline: {}", s.ToString());
+      if (Status s = pub->Publish({}); !s.ok()) {
+        GSAU_LOG_WARN("pipeline: {}", s.ToString());
+        if (s.code() == StatusCode::kInternal) return s;
+      }
+      return Status::Ok();
     };
     while (!stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(opt.user_flush_ms));
-      flush();
+      GSAU_RETURN_IF_ERROR(flush());
     }
-    flush();
+    return flush();
   }
 };
 
@@ -897,7 +908,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   // Stages stop in data-flow order: ingest first, then the learner takes in everything ingest
   // applied (so the last checkpoint's watermark covers it), then the user publisher.
   std::atomic<bool> ingest_stop{false}, learner_stop{false}, users_stop{false}, failed{false};
-  Status ingest_status, learner_status;
+  Status ingest_status, learner_status, user_status;
   std::thread ingest_thread([&] {
     ingest_status = im.ingestor->Run(ingest_stop);
     if (!ingest_status.ok()) failed = true;
@@ -913,7 +924,10 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
       failed = true;
     }
   });
-  std::thread user_thread([&] { im.UserLoop(users_stop); });
+  std::thread user_thread([&] {
+    user_status = im.UserLoop(users_stop);
+    if (!user_status.ok()) failed = true;
+  });
   while (!failed && !stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ingest_stop = true;
   ingest_thread.join();
@@ -929,6 +943,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   Status close = im.store->Close();
   if (!ingest_status.ok()) return Status(ingest_status.code(), "ingest: " + ingest_status.message());
   if (!learner_status.ok()) return learner_status;
+  if (!user_status.ok()) return Status(user_status.code(), "user publisher: " + user_status.message());
   if (!flush.ok()) return Status(flush.code(), "publisher: " + flush.message());
   return close;
 }

@@ -183,6 +183,26 @@ TEST(KafkaTest, MoreThanOneRequestInFlightIsWarnedAbout) {
   EXPECT_FALSE(warning({{"max.in.flight", "3"}}, false)) << "not idempotent: no acknowledgement promised";
 }
 
+// After a fatal error (an idempotent producer that can no longer keep order) every Produce
+// fails, and says so with kInternal, the code its owners stop on (the pipeline exits and its
+// restart takes a new producer), rather than a retryable kUnavailable they would retry for ever.
+TEST(KafkaTest, AFatalProducerErrorIsReportedAsSuch) {
+  const std::string topic = UniqueTopic("fatal");
+  ASSERT_TRUE(EnsureTopics(Real(), {{topic, 1, 1, {}}}, 20000).ok());
+  auto p = Producer::Create(Real(), {});
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE((*p)->Produce(topic, "k", "before").ok());
+  ASSERT_TRUE((*p)->Flush(30000).ok());
+  (*p)->RaiseFatalErrorForTesting();
+  const Status s = (*p)->Produce(topic, "k", "after");
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s;
+  EXPECT_NE(s.message().find("fatal producer error"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("raised by a test"), std::string::npos) << "the client's reason: " << s;
+  const auto got = ConsumeAll(KafkaBootstrap(), topic, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "before");
+}
+
 TEST(KafkaTest, NoBrokerFailsInTime) {
   KafkaOptions k;
   k.bootstrap_servers = "127.0.0.1:1";

@@ -56,7 +56,9 @@ class Producer {
   virtual ~Producer() = default;
 
   // Enqueues one record. `timestamp_ms` 0 = now. An empty `value` with `tombstone` set
-  // produces a null value (a compaction tombstone).
+  // produces a null value (a compaction tombstone). Internal once the producer has hit a
+  // fatal error (an idempotent producer that can no longer keep its guarantees): no later call
+  // succeeds, the owner must stop and a new producer take over.
   virtual Status Produce(std::string_view topic, std::string_view key, std::string_view value,
                          const Headers& headers = {}, int64_t timestamp_ms = 0, bool tombstone = false) = 0;
   // Serves delivery callbacks without blocking (call it now and then in a loop).
@@ -71,6 +73,8 @@ class Producer {
   virtual std::vector<FailedRecord> TakeFailed() = 0;
   // keep_failed: how many records TakeFailed() would hand back now.
   virtual size_t KeptFailedCount() const = 0;
+  // Raises a fatal error in the client, as the broker could (librdkafka's test hook). Tests only.
+  virtual void RaiseFatalErrorForTesting() = 0;
   // The largest record Produce() takes (librdkafka's message.max.bytes: key, value, headers and
   // framing), bytes.
   virtual int64_t max_message_bytes() const = 0;
