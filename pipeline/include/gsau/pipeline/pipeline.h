@@ -28,8 +28,9 @@
 // the target lies outside checkpoint_dir (the restored pair is then checkpointed at start-up), so
 // that a later restart resumes from the rolled-back line.
 //
-// model_version: the wall-clock ms of the serving snapshot the record was computed from, made
-// strictly increasing within a run and across restarts (a checkpoint keeps the last one).
+// model_version: a wall-clock ms stamp taken when a batch of records is published (not when the
+// snapshot that computed them was taken), made strictly increasing within a run and across
+// restarts (a checkpoint keeps the last one, the wall clock does the rest).
 //
 // Thread safety: Create, Run from one thread; status() from any thread.
 #pragma once
