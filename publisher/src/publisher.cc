@@ -129,6 +129,16 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOp
                                             {options.item_topic, options.partitions, options.replication_factor, compact}},
                                            30000)
                            .WithContext("publisher"));
+  for (const auto& topic : {options.user_topic, options.item_topic}) {
+    // An existing topic is used as it is; one that deletes by age drops the record of every id
+    // that has not changed within its retention, and readers lose those ids.
+    auto policy = kafka::TopicConfigValue(options.kafka, topic, "cleanup.policy", 10000);
+    if (policy.ok() && policy->find("compact") == std::string::npos) {
+      GSAU_LOG_WARN("publisher: topic {} has cleanup.policy={}: records of ids that stop changing are deleted after "
+                    "its retention; set cleanup.policy=compact",
+                    topic, *policy);
+    }
+  }
   kafka::ProducerOptions po = options.producer;
   po.idempotent = true;
   po.keep_failed = true;  // RedeliverFailed()

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 
+#include "gsau/common/log.h"
 #include "gsau/kafka/admin.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/publisher/publisher.h"
@@ -175,6 +176,23 @@ TEST(PublisherTest, RecordsWhoseDeliveryFailedAreDeliveredOnceTheTopicTakesThem)
   const auto again = gsau::testing::ScrapeMetric(m.port(), "gsau_publisher_redelivered_total");
   ASSERT_TRUE(again.has_value());
   EXPECT_GE(*again, 2);
+}
+
+// Topics gsau creates take the broker's default.replication.factor (they were created with one
+// replica on any cluster); an existing topic that is not compacted is warned about.
+TEST(PublisherTest, TopicsTakeTheBrokersReplicationAndADeletingTopicIsWarnedAbout) {
+  log::Init();
+  log::SetLevel(log::Level::kInfo);
+  auto o = Options(Format::kJson);
+  ASSERT_TRUE(kafka::EnsureTopics(o.kafka, {{o.user_topic, 1, 1, {{"cleanup.policy", "delete"}}}}, 20000).ok());
+  ::testing::internal::CaptureStderr();
+  auto p = KafkaPublisher::Create(o, nullptr);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(o.replication_factor, -1);
+  EXPECT_NE(err.find("topic " + o.user_topic + " has cleanup.policy=delete"), std::string::npos) << err;
+  EXPECT_EQ(err.find("topic " + o.item_topic + " has cleanup.policy"), std::string::npos) << "created compacted";
+  EXPECT_EQ(*kafka::TopicConfigValue(o.kafka, o.item_topic, "cleanup.policy", 10000), "compact");
 }
 
 TEST(PublisherTest, UnreachableClusterIsAnErrorNotAHang) {

@@ -1,7 +1,8 @@
 // KafkaPublisher: the EmbeddingSink that writes to the compacted embedding topics.
 //
-// Topics (created when missing, cleanup.policy=compact): one for users, one for items; the
-// key is the external id, so compaction keeps the latest vector of every id.
+// Topics (created when missing, cleanup.policy=compact; an existing one without compaction is
+// warned about): one for users, one for items; the key is the external id, so compaction keeps
+// the latest vector of every id.
 // Formats (PublisherOptions::format):
 //  - JSON (default): {"id":"u42","kind":"user","model_version":17,"dim":64,
 //    "event_time_ms":...,"produced_at_ms":...,"embedding":[0.1,...]}; floats printed in their
@@ -44,7 +45,7 @@ struct PublisherOptions {
   std::string item_topic = "gsau.item-embeddings";
   Format format = Format::kJson;
   int partitions = 4;            // of topics the publisher creates
-  int replication_factor = 1;    // of topics the publisher creates
+  int replication_factor = -1;   // of topics the publisher creates; -1: the broker's default
   int connect_timeout_ms = 30000;  // Create() gives up when the cluster does not answer, ms
   kafka::ProducerOptions producer;
 };
