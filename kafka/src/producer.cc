@@ -31,9 +31,11 @@ class FailedRecords {
     newest_[key] = seq;
     return seq;
   }
-  void Enqueued(const std::string& key) {
+  void Enqueued(const std::string& key, uint64_t seq) {
     std::lock_guard<std::mutex> lock(mu_);
-    failed_.erase(key);  // superseded by the record just enqueued
+    // Superseded by the record just enqueued, if older (another thread's poll() may already
+    // have reported this very record as failed).
+    if (auto it = failed_.find(key); it != failed_.end() && it->second.first < seq) failed_.erase(it);
   }
   void NotEnqueued(const std::string& key, uint64_t seq) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -57,7 +59,7 @@ class FailedRecords {
       }
     }
     r.error = m.errstr();
-    failed_[key] = std::move(r);
+    failed_[key] = {seq, std::move(r)};
   }
   size_t Count() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -67,7 +69,7 @@ class FailedRecords {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<FailedRecord> out;
     out.reserve(failed_.size());
-    for (auto& [k, r] : failed_) out.push_back(std::move(r));
+    for (auto& [k, r] : failed_) out.push_back(std::move(r.second));
     failed_.clear();
     return out;
   }
@@ -76,7 +78,7 @@ class FailedRecords {
   mutable std::mutex mu_;
   uint64_t next_seq_ = 0;
   std::unordered_map<std::string, uint64_t> newest_;
-  std::unordered_map<std::string, FailedRecord> failed_;
+  std::unordered_map<std::string, std::pair<uint64_t, FailedRecord>> failed_;  // by key: seq, record
 };
 
 class DeliveryTracker : public RdKafka::DeliveryReportCb {
@@ -159,7 +161,7 @@ class RdProducer final : public Producer {
           key.size(), timestamp_ms, rh, reinterpret_cast<void*>(static_cast<uintptr_t>(seq)));
       if (err == RdKafka::ERR_NO_ERROR) {
         produced_.fetch_add(1, std::memory_order_relaxed);
-        if (seq != 0) tracker_->kept.Enqueued(kept_key);
+        if (seq != 0) tracker_->kept.Enqueued(kept_key, seq);
         return Status::Ok();  // librdkafka owns the headers now
       }
       if (err == RdKafka::ERR__QUEUE_FULL) {
@@ -197,6 +199,11 @@ class RdProducer final : public Producer {
 
   std::vector<FailedRecord> TakeFailed() override { return tracker_->kept.Take(); }
   size_t KeptFailedCount() const override { return tracker_->kept.Count(); }
+
+  bool failed_fatally() const override {
+    std::string reason;
+    return producer_->fatal_error(reason) != RdKafka::ERR_NO_ERROR;
+  }
 
   void RaiseFatalErrorForTesting() override {
     rd_kafka_test_fatal_error(producer_->c_ptr(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "raised by a test");

@@ -133,7 +133,7 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOp
     // An existing topic is used as it is; one that deletes by age drops the record of every id
     // that has not changed within its retention, and readers lose those ids.
     auto policy = kafka::TopicConfigValue(options.kafka, topic, "cleanup.policy", 10000);
-    if (policy.ok() && policy->find("compact") == std::string::npos) {
+    if (policy.ok() && *policy != "compact") {  // "compact,delete" deletes by age too
       GSAU_LOG_WARN("publisher: topic {} has cleanup.policy={}: records of ids that stop changing are deleted after "
                     "its retention; set cleanup.policy=compact",
                     topic, *policy);
@@ -177,9 +177,16 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
   if (!now && t < next_redelivery_ms_) return Status::Ok();
   auto failed = producer_->TakeFailed();
   if (failed.empty()) {
-    redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
+    // Back to the shortest backoff only once every delivery has settled without a new failure:
+    // a refusal still on its way back must not reset it (a round per round trip otherwise).
+    const auto c = producer_->counts();
+    if (c.produced == c.delivered + c.failed && c.failed == failed_at_last_round_) {
+      redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
+    }
+    failed_at_last_round_ = c.failed;
     return Status::Ok();
   }
+  failed_at_last_round_ = producer_->counts().failed;
   // A broker outage or a refusal that lasts (an ACL, the topic's max.message.bytes) fails
   // every round again: rounds back off so that they neither flood the log nor the broker.
   next_redelivery_ms_ = t + redelivery_backoff_ms_;
@@ -192,6 +199,9 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
                                   r.headers, 0, r.tombstone);
     if (s.ok()) {
       metrics_->redelivered.Increment();
+    } else if (producer_->failed_fatally()) {
+      metrics_->errors.Increment();
+      return s.WithContext("publisher: producing a failed record again");
     } else {
       // Refused before sending (too large for this producer, a fatal producer error): producing
       // it again cannot help.
@@ -205,7 +215,10 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
 Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
   // Before the new records: a failed record is dropped when a newer one of its id is produced.
   Status redelivery = RedeliverFailed(/*now=*/false);
-  if (!redelivery.ok()) GSAU_LOG_ERROR("{}", redelivery.ToString());
+  if (!redelivery.ok()) {
+    if (producer_->failed_fatally()) return redelivery;
+    GSAU_LOG_ERROR("{}", redelivery.ToString());
+  }
   for (const auto& r : records) {
     if (r.model_version < last_version_) {
       return Status::InvalidArgument("model_version " + std::to_string(r.model_version) +

@@ -193,7 +193,9 @@ TEST(KafkaTest, AFatalProducerErrorIsReportedAsSuch) {
   ASSERT_TRUE(p.ok()) << p.status();
   ASSERT_TRUE((*p)->Produce(topic, "k", "before").ok());
   ASSERT_TRUE((*p)->Flush(30000).ok());
+  EXPECT_FALSE((*p)->failed_fatally());
   (*p)->RaiseFatalErrorForTesting();
+  EXPECT_TRUE((*p)->failed_fatally()) << "what the publisher's owner stops on";
   const Status s = (*p)->Produce(topic, "k", "after");
   EXPECT_EQ(s.code(), StatusCode::kInternal) << s;
   EXPECT_NE(s.message().find("fatal producer error"), std::string::npos) << s;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -168,7 +169,10 @@ TEST(PublisherTest, RecordsWhoseDeliveryFailedAreDeliveredOnceTheTopicTakesThem)
   std::map<std::string, std::vector<int64_t>> versions;
   for (const auto& r : items) versions[r.key].push_back(VersionOf(r));
   EXPECT_EQ(versions["i1"], std::vector<int64_t>{1}) << "delivered once the topic took it";
-  EXPECT_EQ(versions["i2"], std::vector<int64_t>{2}) << "the superseded v1 never follows, nor precedes, v2";
+  // v1 may have gone out before v2 (a retry still in flight when v2 was published), never after.
+  ASSERT_FALSE(versions["i2"].empty());
+  EXPECT_EQ(versions["i2"].back(), 2) << "the superseded v1 never follows v2";
+  EXPECT_EQ(std::count(versions["i2"].begin(), versions["i2"].end(), 2), 1);
   EXPECT_EQ(versions.size(), 2u);
   const auto users = ConsumeAll(KafkaBootstrap(), o.user_topic, 1);
   ASSERT_EQ(users.size(), 1u) << "the user topic was never in trouble";
@@ -178,9 +182,8 @@ TEST(PublisherTest, RecordsWhoseDeliveryFailedAreDeliveredOnceTheTopicTakesThem)
   EXPECT_GE(*again, 2);
 }
 
-// Topics gsau creates take the broker's default.replication.factor (they were created with one
-// replica on any cluster); an existing topic that is not compacted is warned about.
-TEST(PublisherTest, TopicsTakeTheBrokersReplicationAndADeletingTopicIsWarnedAbout) {
+// An existing embedding topic is used as it is: one that is not compacted (only) is warned about.
+TEST(PublisherTest, AnExistingTopicThatDeletesByAgeIsWarnedAbout) {
   log::Init();
   log::SetLevel(log::Level::kInfo);
   auto o = Options(Format::kJson);
@@ -189,7 +192,6 @@ TEST(PublisherTest, TopicsTakeTheBrokersReplicationAndADeletingTopicIsWarnedAbou
   auto p = KafkaPublisher::Create(o, nullptr);
   const std::string err = ::testing::internal::GetCapturedStderr();
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_EQ(o.replication_factor, -1);
   EXPECT_NE(err.find("topic " + o.user_topic + " has cleanup.policy=delete"), std::string::npos) << err;
   EXPECT_EQ(err.find("topic " + o.item_topic + " has cleanup.policy"), std::string::npos) << "created compacted";
   EXPECT_EQ(*kafka::TopicConfigValue(o.kafka, o.item_topic, "cleanup.policy", 10000), "compact");

@@ -73,6 +73,8 @@ class Producer {
   virtual std::vector<FailedRecord> TakeFailed() = 0;
   // keep_failed: how many records TakeFailed() would hand back now.
   virtual size_t KeptFailedCount() const = 0;
+  // True once the producer has hit a fatal error (see Produce).
+  virtual bool failed_fatally() const = 0;
   // Raises a fatal error in the client, as the broker could (librdkafka's test hook). Tests only.
   virtual void RaiseFatalErrorForTesting() = 0;
   // The largest record Produce() takes (librdkafka's message.max.bytes: key, value, headers and

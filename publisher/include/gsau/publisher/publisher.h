@@ -71,6 +71,9 @@ class KafkaPublisher final : public EmbeddingSink {
   Status Flush(int timeout_ms) override;
 
   int64_t last_model_version() const { return last_version_; }
+  // True once the producer hit a fatal error: nothing will be delivered any more, the owner
+  // should stop (a restart takes a new producer).
+  bool failed_fatally() const { return producer_->failed_fatally(); }
 
  private:
   struct Metrics;
@@ -93,6 +96,7 @@ class KafkaPublisher final : public EmbeddingSink {
 
   int64_t last_version_ = -1;
   int64_t failed_seen_ = 0;
+  int64_t failed_at_last_round_ = 0;
   int64_t next_redelivery_ms_ = 0;
   int64_t redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
 };
