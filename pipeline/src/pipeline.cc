@@ -283,8 +283,12 @@ struct Pipeline::Impl {
   learner::PopularityRanking popularity;  // by internal item id, the clicks the learner has seen
   std::mt19937_64 popularity_ties{2020};
   std::ofstream preq_csv;
-  // User publisher thread: users waiting for the snapshot to learn their newest item, since.
-  std::unordered_map<state::UserId, int64_t> waiting_since_ns;
+  // User publisher thread: users waiting for the snapshot to learn their newest item.
+  struct Waiting {
+    int64_t since_ns = 0;
+    int64_t items_seen = 0;  // the snapshot's item count at the last look
+  };
+  std::unordered_map<state::UserId, Waiting> waiting_users;
 
   Impl(const PipelineOptions& o, const Clock& c) : opt(o), clock(&c), queue(o.queue_capacity) {}
 
@@ -750,7 +754,7 @@ struct Pipeline::Impl {
           GSAU_LOG_WARN("pipeline: publishing items: {}", s.ToString());
           // The publisher cannot go on (a fatal producer error): stop, so that a restart gets a
           // new producer and publishes every item again.
-          if (s.code() == StatusCode::kInternal) return Status(s.code(), "publisher: " + s.message());
+          if (pub->failed_fatally()) return Status(s.code(), "publisher: " + s.message());
         }
         last_items = SteadyClock::now();
       }
@@ -768,16 +772,15 @@ struct Pipeline::Impl {
     while (auto b = queue.Pop(0)) TakeBatch(*b, &rest);
     if (!rest.empty()) GSAU_RETURN_IF_ERROR(learner->Observe(rest));
     FlushPrequential(events_seen);
-    const Status published = PublishItems();  // after a failure the restart republishes them all
-    GSAU_RETURN_IF_ERROR(Checkpoint());
-    return published;
+    return PublishItems();  // the last checkpoint follows in Run, once the publisher has flushed
   }
 
   // ------------------------------------------------------------------------------------
   // User publisher thread
 
-  // How long a user's record waits for the serving snapshot to learn the item just clicked
-  // (a new item gets its row at the learner's next step); then it goes out without it.
+  // How long a user's record waits for the serving snapshot to learn the item just clicked (a
+  // new item gets its row when the learner takes the click in, behind any backlog of its
+  // queue); then it goes out without it.
   static constexpr int64_t kNewItemWaitNs = 30'000'000'000;
 
   // Publishes the due users the serving snapshot can embed; the others, and all of them on
@@ -790,6 +793,11 @@ struct Pipeline::Impl {
     std::vector<std::vector<uint32_t>> sessions_now;
     std::vector<int64_t> times;
     for (const auto& [u, ts] : due) {
+      auto waiting = waiting_users.find(u);
+      if (waiting != waiting_users.end() && waiting->second.items_seen == serving->items() &&
+          now_ns - waiting->second.since_ns < kNewItemWaitNs) {
+        continue;  // no new item in the snapshot since the last look: no need to read again
+      }
       GSAU_ASSIGN_OR_RETURN(auto entries, store->Session(u));
       std::vector<uint32_t> s;
       s.reserve(entries.size());
@@ -797,9 +805,11 @@ struct Pipeline::Impl {
       // Embedded without its newest item, the record would carry the click's time but not
       // its effect, and nothing would publish the user again until the next click.
       const bool newest_known = !s.empty() && static_cast<int64_t>(s.back()) < serving->items();
-      if (!serving->CanEmbed(s) ||
-          (!newest_known && now_ns - waiting_since_ns.try_emplace(u, now_ns).first->second < kNewItemWaitNs)) {
-        continue;
+      if (!serving->CanEmbed(s)) continue;
+      if (!newest_known) {
+        auto& w = waiting_users.try_emplace(u, Waiting{now_ns, 0}).first->second;
+        w.items_seen = serving->items();
+        if (now_ns - w.since_ns < kNewItemWaitNs) continue;
       }
       users.push_back(u);
       sessions_now.push_back(std::move(s));
@@ -823,7 +833,7 @@ struct Pipeline::Impl {
     GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
     for (const auto u : users) {
       due.erase(u);
-      waiting_since_ns.erase(u);
+      waiting_users.erase(u);
     }
     std::lock_guard<std::mutex> s(status_mu);
     st.users_published += static_cast<int64_t>(recs.size());
@@ -831,24 +841,27 @@ struct Pipeline::Impl {
   }
 
   // Runs until `stop`; returns early only when the publisher cannot go on (a fatal producer
-  // error, kInternal): what is due is kept for the restart (see MarkUsersOf).
+  // error). Run then skips the last checkpoint, so that the restart publishes again the users
+  // of the batches after the previous one (MarkUsersOf), those still due here among them.
   Status UserLoop(const std::atomic<bool>& stop) {
     std::unordered_map<state::UserId, int64_t> due;
     auto flush = [&]() -> Status {
       for (auto& [u, ts] : dirty.Take()) {
         auto [it, inserted] = due.emplace(u, ts);
         if (!inserted) it->second = std::max(it->second, ts);
+        // A new click: look at the session again (its wait, if any, goes on from where it was).
+        if (auto w = waiting_users.find(u); w != waiting_users.end()) w->second.items_seen = -1;
       }
       if (Status s = PublishUsers(due); !s.ok()) {
         m->publish_errors.Increment();
         GSAU_LOG_WARN("pipeline: publishing users: {}", s.ToString());
-        if (s.code() == StatusCode::kInternal) return s;
+        if (pub->failed_fatally()) return s;
       }
       // Records whose delivery failed go out again from here too, when nothing else does.
       std::lock_guard<std::mutex> lock(pub_mu);
       if (Status s = pub->Publish({}); !s.ok()) {
         GSAU_LOG_WARN("pipeline: {}", s.ToString());
-        if (s.code() == StatusCode::kInternal) return s;
+        if (pub->failed_fatally()) return s;
       }
       return Status::Ok();
     };
@@ -940,11 +953,21 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
     std::lock_guard<std::mutex> lock(im.pub_mu);
     flush = im.pub->Flush(30000);
   }
+  // The last checkpoint only once every record went out: its watermark is where a restart
+  // starts publishing users again, and records still undelivered now die with the process.
+  Status last_checkpoint;
+  if (learner_status.ok() && user_status.ok() && flush.ok()) {
+    last_checkpoint = im.Checkpoint();
+  } else if (learner_status.ok()) {
+    GSAU_LOG_WARN("pipeline: no last checkpoint (the publisher did not deliver everything): the restart resumes "
+                  "from the previous one and publishes the users of the clicks since again");
+  }
   Status close = im.store->Close();
   if (!ingest_status.ok()) return Status(ingest_status.code(), "ingest: " + ingest_status.message());
   if (!learner_status.ok()) return learner_status;
   if (!user_status.ok()) return Status(user_status.code(), "user publisher: " + user_status.message());
   if (!flush.ok()) return Status(flush.code(), "publisher: " + flush.message());
+  if (!last_checkpoint.ok()) return Status(last_checkpoint.code(), "learner: " + last_checkpoint.message());
   return close;
 }
 

@@ -393,12 +393,25 @@ TEST(IngestTest, APartitionAssignedWhilePausedStartsFromTheStateOffset) {
   AppliedBatch full;
   full.events.resize(200);
   queue.Push(std::move(full));  // no room: ingest pauses before its first assignment
-  Ingestor ingestor(options, store.get(), &queue, nullptr);
+  prometheus::Registry registry;
+  Ingestor ingestor(options, store.get(), &queue, &registry);
   std::atomic<bool> stop{false};
   Status result;
   std::thread t([&] { result = ingestor.Run(stop); });
-  std::this_thread::sleep_for(std::chrono::seconds(4));  // joined, assigned and paused
+  auto assigned = [&] {
+    for (const auto& f : registry.Collect()) {
+      if (f.name == "gsau_ingest_assigned_partitions" && !f.metric.empty()) return f.metric[0].gauge.value;
+    }
+    return 0.0;
+  };
+  const auto joined = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (assigned() < 1 && std::chrono::steady_clock::now() < joined) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(assigned(), 1) << "the partition was never assigned";
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // paused, as assigned
   EXPECT_GE(ingestor.counters().paused, 1);
+  EXPECT_EQ(store->Counts().events, 0u) << "nothing applied while paused";
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (store->Counts().events < clicks.size() && std::chrono::steady_clock::now() < until) queue.Pop(100);
   stop = true;

@@ -11,8 +11,9 @@
 //   user publisher   every user_flush_ms: the marked users' sessions (from the state) embedded by
 //                    the latest serving snapshot and published, so a click's user record does not
 //                    wait for a training step (unless the clicked item is new to the snapshot:
-//                    then up to 30 s for the step that gives it a row). A restart marks the users
-//                    of the state batches after the checkpoint (from the change feed) again.
+//                    then up to 30 s for the learner to take the click in). A restart marks the
+//                    users of the state batches after the checkpoint (from the change feed)
+//                    again; a stop with records undelivered writes no last checkpoint.
 //
 // Checkpoints: checkpoint_dir/ckpt-<state batch seq, 12 digits>/ holding model.pt (model, Adam,
 // graph, samples, the watermark = the state batch the learner had seen) and state/ (a RocksDB
