@@ -39,24 +39,30 @@ double SecondsSince(SteadyClock::time_point t) {
   return std::chrono::duration<double>(SteadyClock::now() - t).count();
 }
 
-// Users whose embedding is due, with the newest event time that made it due.
+// Users whose embedding is due, with the newest event time that made it due, and the newest
+// state batch whose users were marked.
 class DirtyUsers {
  public:
-  void Mark(state::UserId user, int64_t ts_ms) {
+  void Mark(state::UserId user, int64_t ts_ms, uint64_t batch_seq) {
     std::lock_guard<std::mutex> lock(mu_);
     auto [it, inserted] = users_.emplace(user, ts_ms);
     if (!inserted) it->second = std::max(it->second, ts_ms);
+    through_seq_ = std::max(through_seq_, batch_seq);
   }
-  std::unordered_map<state::UserId, int64_t> Take() {
+  // The users marked since the last call; *through_seq: every user of the batches up to it
+  // has been handed out by now.
+  std::unordered_map<state::UserId, int64_t> Take(uint64_t* through_seq) {
     std::lock_guard<std::mutex> lock(mu_);
     std::unordered_map<state::UserId, int64_t> out;
     out.swap(users_);
+    *through_seq = through_seq_;
     return out;
   }
 
  private:
   std::mutex mu_;
   std::unordered_map<state::UserId, int64_t> users_;
+  uint64_t through_seq_ = 0;
 };
 
 // Ingest's sink: the learner's bounded queue, and the users to publish (marked at once, so a
@@ -66,7 +72,7 @@ class FanoutSink final : public ingest::AppliedSink {
   FanoutSink(ingest::AppliedQueue* queue, DirtyUsers* dirty) : queue_(queue), dirty_(dirty) {}
   bool HasRoom(size_t events) const override { return queue_->HasRoom(events); }
   void Push(ingest::AppliedBatch batch) override {
-    for (const auto& e : batch.events) dirty_->Mark(e.user, e.ts_ms);
+    for (const auto& e : batch.events) dirty_->Mark(e.user, e.ts_ms, batch.batch_seq);
     queue_->Push(std::move(batch));
   }
 
@@ -176,6 +182,7 @@ struct Metrics {
 namespace {
 
 constexpr std::string_view kTmpSuffix = ".tmp";
+constexpr const char* kUsersPublishedThrough = "users_published_through";
 constexpr std::string_view kReplacedSuffix = ".replaced";
 
 // ckpt-<digits> and nothing else: not a checkpoint being built (.tmp) or retired (.replaced).
@@ -283,6 +290,13 @@ struct Pipeline::Impl {
   learner::PopularityRanking popularity;  // by internal item id, the clicks the learner has seen
   std::mt19937_64 popularity_ties{2020};
   std::ofstream preq_csv;
+  // Every user of the state batches up to this one has had a record delivered (written by
+  // the user publisher thread, read by Checkpoint()).
+  std::atomic<uint64_t> users_confirmed_seq{0};
+  // User publisher thread: the newest batch seq of the users handed out so far; whether some
+  // were still due when it stopped (read after it joined).
+  uint64_t users_taken_seq = 0;
+  bool users_left_due = false;
   // User publisher thread: users waiting for the snapshot to learn their newest item.
   struct Waiting {
     int64_t since_ns = 0;
@@ -329,21 +343,43 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
-  // The users of clicks applied after the checkpoint, due for publishing again: which of
-  // their records went out before the process stopped is not known (the due set lived in
-  // memory), and a record once produced may not have been delivered.
+  // The users of clicks applied after the checkpoint's users_published_through, due for
+  // publishing again: their records may not have been delivered before the process stopped
+  // (the due set and the publisher's retries live in memory).
   template <typename Edges>
   Status MarkUsersOf(const Edges& edges) {
     std::unordered_set<state::UserId> users;
     for (const auto& [u, i] : edges) users.insert(u);
     for (const auto u : users) {
       GSAU_ASSIGN_OR_RETURN(auto entries, store->Session(u));
-      if (!entries.empty()) dirty.Mark(u, entries.back().ts_ms);
+      if (!entries.empty()) dirty.Mark(u, entries.back().ts_ms, store->BatchSeq());
     }
     if (!users.empty()) {
       GSAU_LOG_INFO("pipeline: {} users of the clicks after the checkpoint are published again", users.size());
     }
     return Status::Ok();
+  }
+
+  // Every user of the state, due for publishing (`why` goes to the log).
+  Status MarkAllUsers(const std::string& why) {
+    const uint64_t seq = store->BatchSeq();
+    size_t n = 0;
+    auto counts = store->ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
+      if (entries.empty()) return;
+      dirty.Mark(u, entries.back().ts_ms, seq);
+      ++n;
+    });
+    if (!counts.ok()) return counts.status();
+    GSAU_LOG_INFO("pipeline: all {} users are published again ({})", n, why);
+    return Status::Ok();
+  }
+
+  // A checkpoint's users_published_through: the state batch up to which every user's record
+  // had been delivered when it was written (`otherwise` for a checkpoint without the file).
+  static uint64_t UsersPublishedThrough(const fs::path& ckpt, uint64_t otherwise) {
+    std::ifstream in(ckpt / kUsersPublishedThrough);
+    uint64_t v = 0;
+    return (in >> v) ? v : otherwise;
   }
 
   void RecoverInterruptedCheckpoint() {
@@ -434,13 +470,23 @@ struct Pipeline::Impl {
                                   ", or start afresh with an empty learner.checkpoint_dir");
       }
       GSAU_RETURN_IF_ERROR(LoadSessions(nullptr));
+      const uint64_t users_from = std::min(UsersPublishedThrough(ckpt, watermark), now_seq);
+      users_confirmed_seq = users_from;
+      if (now_seq > users_from) {
+        if (users_from >= store->OldestChangeSeq()) {
+          GSAU_ASSIGN_OR_RETURN(auto changes, store->ChangesSince(users_from));
+          GSAU_RETURN_IF_ERROR(MarkUsersOf(changes.edges));
+        } else {
+          GSAU_RETURN_IF_ERROR(MarkAllUsers("the change feed no longer reaches back to batch " +
+                                            std::to_string(users_from)));
+        }
+      }
       if (now_seq > watermark) {
         // Batches applied after the checkpoint: their edges, from the change feed.
         std::vector<learner::OnlineEvent> catch_up;
         if (watermark >= store->OldestChangeSeq()) {
           GSAU_ASSIGN_OR_RETURN(auto changes, store->ChangesSince(watermark));
           for (const auto& [u, i] : changes.edges) catch_up.push_back({u, i, clock->NowMs(), {}});
-          GSAU_RETURN_IF_ERROR(MarkUsersOf(changes.edges));
         } else {
           GSAU_RETURN_IF_ERROR(store->ForEachEdge([&](const state::Edge& e) {
                                       catch_up.push_back({e.user, e.item, e.last_ts_ms, {}});
@@ -467,6 +513,7 @@ struct Pipeline::Impl {
         GSAU_LOG_INFO("pipeline: learner starts from the state's history: {} samples", history.size());
       }
       watermark = store->BatchSeq();
+      if (watermark > 0) GSAU_RETURN_IF_ERROR(MarkAllUsers("no checkpoint: a new model"));
       if (!opt.init_offline.empty()) GSAU_RETURN_IF_ERROR(WarmStart());
     }
     // The popularity baseline starts from every click the state holds (the learner's view).
@@ -638,6 +685,11 @@ struct Pipeline::Impl {
     if (ec) return Status::Internal("creating " + tmp.string() + ": " + ec.message());
     GSAU_RETURN_IF_ERROR(learner->Save((tmp / "model.pt").string(), {watermark, version.load()}));
     GSAU_RETURN_IF_ERROR(store->CreateCheckpoint((tmp / "state").string()).status());
+    {
+      std::ofstream through(tmp / kUsersPublishedThrough);
+      through << std::min<uint64_t>(users_confirmed_seq.load(), watermark) << '\n';
+      if (!through.flush()) return Status::IoError("writing " + (tmp / kUsersPublishedThrough).string());
+    }
     GSAU_RETURN_IF_ERROR(InstallCheckpoint(tmp.string(), final_dir.string()));
     auto all = ListCheckpoints(opt.checkpoint_dir);
     for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) fs::remove_all(all[k], ec);
@@ -846,12 +898,21 @@ struct Pipeline::Impl {
   Status UserLoop(const std::atomic<bool>& stop) {
     std::unordered_map<state::UserId, int64_t> due;
     auto flush = [&]() -> Status {
-      for (auto& [u, ts] : dirty.Take()) {
+      {
+        // Nothing due and every record delivered: the users handed out so far all have theirs.
+        std::lock_guard<std::mutex> lock(pub_mu);
+        if (due.empty() && pub->settled()) {
+          users_confirmed_seq = std::max(users_confirmed_seq.load(), users_taken_seq);
+        }
+      }
+      uint64_t through = 0;
+      for (auto& [u, ts] : dirty.Take(&through)) {
         auto [it, inserted] = due.emplace(u, ts);
         if (!inserted) it->second = std::max(it->second, ts);
         // A new click: look at the session again (its wait, if any, goes on from where it was).
         if (auto w = waiting_users.find(u); w != waiting_users.end()) w->second.items_seen = -1;
       }
+      users_taken_seq = std::max(users_taken_seq, through);
       if (Status s = PublishUsers(due); !s.ok()) {
         m->publish_errors.Increment();
         GSAU_LOG_WARN("pipeline: publishing users: {}", s.ToString());
@@ -869,7 +930,9 @@ struct Pipeline::Impl {
       std::this_thread::sleep_for(std::chrono::milliseconds(opt.user_flush_ms));
       GSAU_RETURN_IF_ERROR(flush());
     }
-    return flush();
+    Status last = flush();
+    users_left_due = !due.empty();
+    return last;
   }
 };
 
@@ -953,14 +1016,17 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
     std::lock_guard<std::mutex> lock(im.pub_mu);
     flush = im.pub->Flush(30000);
   }
-  // The last checkpoint only once every record went out: its watermark is where a restart
-  // starts publishing users again, and records still undelivered now die with the process.
+  // The last checkpoint after the publisher's flush: it records how far users' records were
+  // delivered, so that a restart publishes the rest again.
   Status last_checkpoint;
-  if (learner_status.ok() && user_status.ok() && flush.ok()) {
+  if (learner_status.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(im.pub_mu);
+      if (flush.ok() && user_status.ok() && !im.users_left_due && im.pub->settled()) {
+        im.users_confirmed_seq = std::max(im.users_confirmed_seq.load(), im.users_taken_seq);
+      }
+    }
     last_checkpoint = im.Checkpoint();
-  } else if (learner_status.ok()) {
-    GSAU_LOG_WARN("pipeline: no last checkpoint (the publisher did not deliver everything): the restart resumes "
-                  "from the previous one and publishes the users of the clicks since again");
   }
   Status close = im.store->Close();
   if (!ingest_status.ok()) return Status(ingest_status.code(), "ingest: " + ingest_status.message());

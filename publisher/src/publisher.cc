@@ -212,6 +212,11 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
   return first_error;
 }
 
+bool KafkaPublisher::settled() const {
+  const auto c = producer_->counts();
+  return c.produced == c.delivered + c.failed && producer_->KeptFailedCount() == 0;
+}
+
 Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
   // Before the new records: a failed record is dropped when a newer one of its id is produced.
   Status redelivery = RedeliverFailed(/*now=*/false);

@@ -447,6 +447,57 @@ TEST(PipelineProcessTest, UsersOfClicksAfterTheCheckpointArePublishedAfterAKill)
       << Tail(p.log, 4000);
 }
 
+// A user's record the topic refuses is produced again while the process lives, and a kill -9
+// does not lose it either: each checkpoint records how far users' records had been delivered
+// (users_published_through), and the restart publishes the users after that again, not only
+// those after the checkpoint's state batch.
+TEST(PipelineProcessTest, UserRecordsTheTopicRefusedAreDeliveredAfterAKill) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "refused");
+  const std::vector<std::pair<std::string, std::string>> small = {{"cleanup.policy", "compact"},
+                                                                  {"max.message.bytes", "200"}};
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 2, 1, {}}, {p.users_topic, 1, 1, small}}, 20000)
+                  .ok());
+  p.log = dir.File("run1.log");
+  auto run = p.Start("binary");  // 64 float32 values barely compress: every record is over 200 bytes
+  const auto clicks = MakeClicks(300, 30, 40, 31);
+  Produce(bootstrap, p.clicks, clicks);
+  ASSERT_TRUE(WaitForStateEvents(p.port, 300, seconds(120))) << Tail(p.log, 6000);
+  ASSERT_TRUE(WaitForMetric(p.port, R"(gsau_errors_total{kind="delivery",stage="publisher"})", 30, seconds(60)))
+      << Tail(p.log, 6000);
+  const double checkpoints = ScrapeMetric(p.port, "gsau_learner_checkpoints_total").value_or(0);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", checkpoints + 1, seconds(60)))
+      << "a checkpoint after the clicks\n" << Tail(p.log, 6000);
+  run->Signal(SIGKILL);
+  ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
+  EXPECT_TRUE(LatestVersions(bootstrap, p.users_topic).empty()) << "the topic refused every user record";
+  const std::string newest = Checkpoints(p.checkpoints).back();
+  std::ifstream through_file(newest + "/users_published_through");
+  uint64_t through = 0;
+  ASSERT_TRUE(static_cast<bool>(through_file >> through)) << newest;
+  const uint64_t batch = std::stoull(std::filesystem::path(newest).filename().string().substr(5));
+  EXPECT_LT(through, batch) << newest << ": its users' records were not delivered";
+
+  SetTopicConfigs(bootstrap, p.users_topic, {{"cleanup.policy", "compact"}, {"max.message.bytes", "1000000"}});
+  p.log = dir.File("run2.log");
+  run = p.Start("binary");
+  std::set<std::string> missing;
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  do {
+    std::this_thread::sleep_for(milliseconds(500));
+    const auto latest = LatestVersions(bootstrap, p.users_topic);
+    missing.clear();
+    for (const auto& c : clicks) {
+      if (!latest.count(c.user_id)) missing.insert(c.user_id);
+    }
+  } while (!missing.empty() && std::chrono::steady_clock::now() < deadline);
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  EXPECT_TRUE(missing.empty()) << missing.size() << " users never published, e.g. " << *missing.begin() << "\n"
+                               << Tail(p.log, 4000);
+}
+
 // The first number after `"<key>": ` in `text` (-1 when absent).
 double JsonNumberAfter(const std::string& text, const std::string& section, const std::string& key) {
   const auto at = text.find("\"" + section + "\"");

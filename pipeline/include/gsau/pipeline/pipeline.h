@@ -11,13 +11,14 @@
 //   user publisher   every user_flush_ms: the marked users' sessions (from the state) embedded by
 //                    the latest serving snapshot and published, so a click's user record does not
 //                    wait for a training step (unless the clicked item is new to the snapshot:
-//                    then up to 30 s for the learner to take the click in). A restart marks the
-//                    users of the state batches after the checkpoint (from the change feed)
-//                    again; a stop with records undelivered writes no last checkpoint.
+//                    then up to 30 s for the learner to take the click in). A checkpoint
+//                    records the state batch up to which every user's record was delivered
+//                    (users_published_through); a restart marks the users of the batches after
+//                    it again (from the change feed; all users when it does not reach back).
 //
 // Checkpoints: checkpoint_dir/ckpt-<state batch seq, 12 digits>/ holding model.pt (model, Adam,
-// graph, samples, the watermark = the state batch the learner had seen) and state/ (a RocksDB
-// checkpoint), built under a .tmp name and renamed (InstallCheckpoint); the newest checkpoint_keep
+// graph, samples, the watermark = the state batch the learner had seen), state/ (a RocksDB
+// checkpoint) and users_published_through (a decimal batch seq), built under a .tmp name and renamed (InstallCheckpoint); the newest checkpoint_keep
 // are kept. On start the newest checkpoint's model is loaded and the learner catches up with the
 // state batches after its watermark from the state's change feed (edges; sequence samples of those
 // events are not rebuilt). Without a checkpoint the learner starts from the state's history (every

@@ -71,6 +71,8 @@ class KafkaPublisher final : public EmbeddingSink {
   Status Flush(int timeout_ms) override;
 
   int64_t last_model_version() const { return last_version_; }
+  // Every record handed over so far was delivered (none in flight, none kept to go again).
+  bool settled() const;
   // True once the producer hit a fatal error: nothing will be delivered any more, the owner
   // should stop (a restart takes a new producer).
   bool failed_fatally() const { return producer_->failed_fatally(); }
