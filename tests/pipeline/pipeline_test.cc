@@ -393,6 +393,27 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
   EXPECT_EQ(Checkpoints(p.checkpoints).back(), newest) << "the checkpoint is left as it was";
 }
 
+// Starts `p` with no new click, waits (up to 60 s) until every user of `clicks` has a record on
+// the user topic, stops it cleanly and expects that none is missing.
+void ExpectEveryUserPublishedAfterARestart(const RunProcess& p, const std::string& format,
+                                           const std::vector<ClickEvent>& clicks) {
+  auto run = p.Start(format);
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  std::set<std::string> missing;
+  do {
+    std::this_thread::sleep_for(milliseconds(500));
+    const auto latest = LatestVersions(p.bootstrap, p.users_topic);
+    missing.clear();
+    for (const auto& c : clicks) {
+      if (!latest.count(c.user_id)) missing.insert(c.user_id);
+    }
+  } while (!missing.empty() && std::chrono::steady_clock::now() < deadline);
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  EXPECT_TRUE(missing.empty()) << missing.size() << " users never published, e.g. " << *missing.begin() << "\n"
+                               << Tail(p.log, 4000);
+}
+
 // Which users were published lived only in memory: a kill -9 lost the records of the users
 // of clicks not yet published, for good (until those users clicked again). A restart now
 // publishes every user of the clicks after its checkpoint.
@@ -427,21 +448,7 @@ TEST(PipelineProcessTest, UsersOfClicksAfterTheCheckpointArePublishedAfterAKill)
 
   // Run 3: no new click, and yet every late user gets a record.
   p.log = dir.File("run3.log");
-  run = p.Start("json");
-  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
-  std::set<std::string> missing;
-  do {
-    std::this_thread::sleep_for(milliseconds(500));
-    const auto latest = LatestVersions(bootstrap, p.users_topic);
-    missing.clear();
-    for (const auto& c : late) {
-      if (!latest.count(c.user_id)) missing.insert(c.user_id);
-    }
-  } while (!missing.empty() && std::chrono::steady_clock::now() < deadline);
-  run->Signal(SIGTERM);
-  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
-  EXPECT_TRUE(missing.empty()) << missing.size() << " late users never published, e.g. " << *missing.begin() << "\n"
-                               << Tail(p.log, 4000);
+  ExpectEveryUserPublishedAfterARestart(p, "json", late);
   EXPECT_NE(Tail(p.log, 1 << 20).find("40 users of the clicks after the checkpoint are published again"),
             std::string::npos)
       << Tail(p.log, 4000);
@@ -481,21 +488,7 @@ TEST(PipelineProcessTest, UserRecordsTheTopicRefusedAreDeliveredAfterAKill) {
 
   SetTopicConfigs(bootstrap, p.users_topic, {{"cleanup.policy", "compact"}, {"max.message.bytes", "1000000"}});
   p.log = dir.File("run2.log");
-  run = p.Start("binary");
-  std::set<std::string> missing;
-  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
-  do {
-    std::this_thread::sleep_for(milliseconds(500));
-    const auto latest = LatestVersions(bootstrap, p.users_topic);
-    missing.clear();
-    for (const auto& c : clicks) {
-      if (!latest.count(c.user_id)) missing.insert(c.user_id);
-    }
-  } while (!missing.empty() && std::chrono::steady_clock::now() < deadline);
-  run->Signal(SIGTERM);
-  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
-  EXPECT_TRUE(missing.empty()) << missing.size() << " users never published, e.g. " << *missing.begin() << "\n"
-                               << Tail(p.log, 4000);
+  ExpectEveryUserPublishedAfterARestart(p, "binary", clicks);
 }
 
 // The first number after `"<key>": ` in `text` (-1 when absent).
