@@ -45,9 +45,14 @@ class DirtyUsers {
  public:
   void Mark(state::UserId user, int64_t ts_ms, uint64_t batch_seq) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto [it, inserted] = users_.emplace(user, ts_ms);
-    if (!inserted) it->second = std::max(it->second, ts_ms);
+    MarkLocked(user, ts_ms);
     through_seq_ = std::max(through_seq_, batch_seq);
+  }
+  // All users of one applied batch at once: Take() never sees part of a batch.
+  void MarkBatch(const ingest::AppliedBatch& batch) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& e : batch.events) MarkLocked(e.user, e.ts_ms);
+    through_seq_ = std::max(through_seq_, batch.batch_seq);
   }
   // The users marked since the last call; *through_seq: every user of the batches up to it
   // has been handed out by now.
@@ -60,6 +65,11 @@ class DirtyUsers {
   }
 
  private:
+  void MarkLocked(state::UserId user, int64_t ts_ms) {
+    auto [it, inserted] = users_.emplace(user, ts_ms);
+    if (!inserted) it->second = std::max(it->second, ts_ms);
+  }
+
   std::mutex mu_;
   std::unordered_map<state::UserId, int64_t> users_;
   uint64_t through_seq_ = 0;
@@ -72,7 +82,7 @@ class FanoutSink final : public ingest::AppliedSink {
   FanoutSink(ingest::AppliedQueue* queue, DirtyUsers* dirty) : queue_(queue), dirty_(dirty) {}
   bool HasRoom(size_t events) const override { return queue_->HasRoom(events); }
   void Push(ingest::AppliedBatch batch) override {
-    for (const auto& e : batch.events) dirty_->Mark(e.user, e.ts_ms, batch.batch_seq);
+    dirty_->MarkBatch(batch);
     queue_->Push(std::move(batch));
   }
 
@@ -824,7 +834,13 @@ struct Pipeline::Impl {
     while (auto b = queue.Pop(0)) TakeBatch(*b, &rest);
     if (!rest.empty()) GSAU_RETURN_IF_ERROR(learner->Observe(rest));
     FlushPrequential(events_seen);
-    return PublishItems();  // the last checkpoint follows in Run, once the publisher has flushed
+    if (Status s = PublishItems(); !s.ok()) {
+      // Not the learner's failure: the last checkpoint is still written (in Run, after the
+      // publisher's flush), and a restart publishes every item again anyway.
+      m->publish_errors.Increment();
+      GSAU_LOG_WARN("pipeline: publishing items at the stop: {}", s.ToString());
+    }
+    return Status::Ok();
   }
 
   // ------------------------------------------------------------------------------------
@@ -874,10 +890,18 @@ struct Pipeline::Impl {
     std::vector<EmbeddingRecord> recs;
     recs.reserve(users.size());
     for (size_t k = 0; k < users.size(); ++k) {
-      GSAU_ASSIGN_OR_RETURN(auto id, store->UserExternalId(users[k]));
+      auto id = store->UserExternalId(users[k]);
+      if (!id.ok() && id.status().code() != StatusCode::kNotFound) return id.status();  // due again
+      if (!id.ok()) {
+        // Not a passing failure: kept due, it would block every later confirmation.
+        GSAU_LOG_ERROR("pipeline: user {} not published: {}", users[k], id.status().ToString());
+        due.erase(users[k]);
+        waiting_users.erase(users[k]);
+        continue;
+      }
       EmbeddingRecord r;
       r.kind = EntityKind::kUser;
-      r.id = std::move(id);
+      r.id = std::move(id).value();
       r.event_time_ms = times[k];
       r.embedding.assign(rows.begin() + static_cast<long>(k * dim), rows.begin() + static_cast<long>((k + 1) * dim));
       recs.push_back(std::move(r));
@@ -893,18 +917,11 @@ struct Pipeline::Impl {
   }
 
   // Runs until `stop`; returns early only when the publisher cannot go on (a fatal producer
-  // error). Run then skips the last checkpoint, so that the restart publishes again the users
-  // of the batches after the previous one (MarkUsersOf), those still due here among them.
+  // error). What is still due then is not confirmed, so that the restart publishes it again.
   Status UserLoop(const std::atomic<bool>& stop) {
     std::unordered_map<state::UserId, int64_t> due;
+    auto last_confirm = SteadyClock::now();
     auto flush = [&]() -> Status {
-      {
-        // Nothing due and every record delivered: the users handed out so far all have theirs.
-        std::lock_guard<std::mutex> lock(pub_mu);
-        if (due.empty() && pub->settled()) {
-          users_confirmed_seq = std::max(users_confirmed_seq.load(), users_taken_seq);
-        }
-      }
       uint64_t through = 0;
       for (auto& [u, ts] : dirty.Take(&through)) {
         auto [it, inserted] = due.emplace(u, ts);
@@ -923,6 +940,13 @@ struct Pipeline::Impl {
       if (Status s = pub->Publish({}); !s.ok()) {
         GSAU_LOG_WARN("pipeline: {}", s.ToString());
         if (pub->failed_fatally()) return s;
+      }
+      // Nothing due: every user of the batches up to users_taken_seq has been produced. Once
+      // all of that is delivered (a short wait, at most once a second: the item path waits on
+      // pub_mu meanwhile), checkpoints may say so.
+      if (due.empty() && SecondsSince(last_confirm) >= 1.0) {
+        last_confirm = SteadyClock::now();
+        if (pub->WaitSettled(200)) users_confirmed_seq = std::max(users_confirmed_seq.load(), users_taken_seq);
       }
       return Status::Ok();
     };
@@ -1022,7 +1046,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   if (learner_status.ok()) {
     {
       std::lock_guard<std::mutex> lock(im.pub_mu);
-      if (flush.ok() && user_status.ok() && !im.users_left_due && im.pub->settled()) {
+      if (flush.ok() && user_status.ok() && !im.users_left_due && im.pub->WaitSettled(0)) {
         im.users_confirmed_seq = std::max(im.users_confirmed_seq.load(), im.users_taken_seq);
       }
     }

@@ -176,6 +176,8 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
   const int64_t t = clock_.NowMs();
   if (!now && t < next_redelivery_ms_) return Status::Ok();
   auto failed = producer_->TakeFailed();
+  for (auto& [key, r] : refused_) failed.push_back(std::move(r));
+  refused_.clear();
   if (failed.empty()) {
     // Back to the shortest backoff only once every delivery has settled without a new failure:
     // a refusal still on its way back must not reset it (a round per round trip otherwise).
@@ -203,18 +205,21 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
       metrics_->errors.Increment();
       return s.WithContext("publisher: producing a failed record again");
     } else {
-      // Refused before sending (too large for this producer, a fatal producer error): producing
-      // it again cannot help.
+      // Refused before sending (an unknown partition while a topic is recreated; too large for
+      // this producer): kept for the next round, visibly, unless a newer record supersedes it.
       metrics_->errors.Increment();
       if (first_error.ok()) first_error = s.WithContext("publisher: producing a failed record again");
+      refused_.emplace(r.topic + '\0' + r.key, r);
     }
   }
   return first_error;
 }
 
-bool KafkaPublisher::settled() const {
+bool KafkaPublisher::WaitSettled(int timeout_ms) {
+  producer_->Flush(timeout_ms).IgnoreError();  // serves the delivery reports; the verdict is below
+  CountFailedDeliveries();
   const auto c = producer_->counts();
-  return c.produced == c.delivered + c.failed && producer_->KeptFailedCount() == 0;
+  return c.produced == c.delivered + c.failed && producer_->KeptFailedCount() == 0 && refused_.empty();
 }
 
 Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
@@ -245,6 +250,7 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
       metrics_->errors.Increment();
       return s.WithContext("publisher");
     }
+    if (!refused_.empty()) refused_.erase(topic + '\0' + r.id);  // superseded
     (r.kind == EntityKind::kUser ? metrics_->users : metrics_->items).Increment();
     if (r.tombstone) {
       metrics_->tombstones.Increment();
@@ -268,7 +274,7 @@ Status KafkaPublisher::Flush(int timeout_ms) {
     CountFailedDeliveries();
     const auto c = producer_->counts();
     const int64_t outstanding = c.produced - c.delivered - c.failed;
-    const size_t failed = producer_->KeptFailedCount();
+    const size_t failed = producer_->KeptFailedCount() + refused_.size();
     if (outstanding == 0 && failed == 0) return Status::Ok();
     if (clock_.NowMs() >= deadline) {
       metrics_->errors.Increment();

@@ -80,6 +80,30 @@ void Produce(const std::string& bootstrap, const std::string& topic, const std::
   ASSERT_TRUE((*p)->Flush(60000).ok());
 }
 
+// The checkpoint directories under `dir` (ckpt-<12-digit state batch>, complete ones), oldest first.
+std::vector<std::string> Checkpoints(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("ckpt-", 0) == 0 && name.find(".tmp") == std::string::npos &&
+        std::filesystem::exists(e.path() / "model.pt")) {
+      out.push_back(e.path().string());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A checkpoint's users_published_through (the state batch up to which every user's record
+// had been delivered); 0 when missing.
+uint64_t UsersPublishedThrough(const std::string& checkpoint) {
+  std::ifstream in(checkpoint + "/users_published_through");
+  uint64_t v = 0;
+  in >> v;
+  return v;
+}
+
 // Latest model_version per key, from librdkafka, decoding JSON or binary records.
 std::map<std::string, int64_t> LatestVersions(const std::string& bootstrap, const std::string& topic) {
   std::map<std::string, int64_t> out;
@@ -128,6 +152,15 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
   ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_steps_total", 5, seconds(120))) << Tail(p.log, 6000);
   ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", 1, seconds(60))) << Tail(p.log, 6000);
   ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_prequential_predictions_total", 100, seconds(30))) << Tail(p.log, 6000);
+  // While clicks flow, checkpoints record that users' records were delivered (else every
+  // restart would publish every user since the process started).
+  uint64_t through = 0;
+  for (const auto until = std::chrono::steady_clock::now() + seconds(30);
+       through == 0 && std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(milliseconds(200))) {
+    const auto all = Checkpoints(p.checkpoints);
+    if (!all.empty()) through = UsersPublishedThrough(all.back());
+  }
+  EXPECT_GT(through, 0u) << "users_published_through never advanced\n" << Tail(p.log, 4000);
   std::this_thread::sleep_for(seconds(1));  // the last coalescing interval
   run->Signal(SIGKILL);
   ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
@@ -232,20 +265,6 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
   EXPECT_TRUE(static_cast<bool>(std::getline(csv, row))) << "a prequential row";
 }
 
-// The checkpoint directories under `dir` (ckpt-<12-digit state batch>, complete ones), oldest first.
-std::vector<std::string> Checkpoints(const std::string& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("ckpt-", 0) == 0 && name.find(".tmp") == std::string::npos &&
-        std::filesystem::exists(e.path() / "model.pt")) {
-      out.push_back(e.path().string());
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 // The path in the last "<prefix><path> " of a log ("" when none).
 std::string LastLoggedPath(const std::string& log, const std::string& prefix) {
@@ -480,9 +499,7 @@ TEST(PipelineProcessTest, UserRecordsTheTopicRefusedAreDeliveredAfterAKill) {
   ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
   EXPECT_TRUE(LatestVersions(bootstrap, p.users_topic).empty()) << "the topic refused every user record";
   const std::string newest = Checkpoints(p.checkpoints).back();
-  std::ifstream through_file(newest + "/users_published_through");
-  uint64_t through = 0;
-  ASSERT_TRUE(static_cast<bool>(through_file >> through)) << newest;
+  const uint64_t through = UsersPublishedThrough(newest);
   const uint64_t batch = std::stoull(std::filesystem::path(newest).filename().string().substr(5));
   EXPECT_LT(through, batch) << newest << ": its users' records were not delivered";
 

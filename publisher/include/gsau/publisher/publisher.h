@@ -25,6 +25,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "gsau/common/clock.h"
 #include "gsau/common/embedding_sink.h"
@@ -71,8 +72,9 @@ class KafkaPublisher final : public EmbeddingSink {
   Status Flush(int timeout_ms) override;
 
   int64_t last_model_version() const { return last_version_; }
-  // Every record handed over so far was delivered (none in flight, none kept to go again).
-  bool settled() const;
+  // Waits up to `timeout_ms` for the records in flight; true when every record handed over so
+  // far was delivered (none in flight, none kept to go again).
+  bool WaitSettled(int timeout_ms);
   // True once the producer hit a fatal error: nothing will be delivered any more, the owner
   // should stop (a restart takes a new producer).
   bool failed_fatally() const { return producer_->failed_fatally(); }
@@ -96,6 +98,8 @@ class KafkaPublisher final : public EmbeddingSink {
   static constexpr int64_t kMinRedeliveryBackoffMs = 100;
   static constexpr int64_t kMaxRedeliveryBackoffMs = 30000;
 
+  // Failed records refused again before sending, by topic and key: the next round's too.
+  std::unordered_map<std::string, kafka::FailedRecord> refused_;
   int64_t last_version_ = -1;
   int64_t failed_seen_ = 0;
   int64_t failed_at_last_round_ = 0;
