@@ -161,6 +161,7 @@ int RunDemo(const DemoFlags& f) {
   }
   pipeline::PipelineOptions po = ToPipelineOptions(c);
   po.prequential_interval_s = 5;  // the status line's online figures: a short window
+  po.publisher.policy_check_timeout_ms = 0;  // the embedded mock cluster does not describe configs
   auto p = pipeline::Pipeline::Create(po, &metrics.registry());
   if (!p.ok()) {
     std::cerr << "gsau demo: " << p.status().ToString() << "\n";

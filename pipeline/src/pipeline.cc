@@ -922,6 +922,14 @@ struct Pipeline::Impl {
     std::unordered_map<state::UserId, int64_t> due;
     auto last_confirm = SteadyClock::now();
     auto flush = [&]() -> Status {
+      if (due.empty() && SecondsSince(last_confirm) >= 1.0) {
+        // Nothing was left due by the last flush: every user of the batches up to
+        // users_taken_seq has been produced; once all of it is delivered (looked at without
+        // waiting, at most once a second), checkpoints may say so.
+        last_confirm = SteadyClock::now();
+        std::lock_guard<std::mutex> lock(pub_mu);
+        if (pub->WaitSettled(0)) users_confirmed_seq = std::max(users_confirmed_seq.load(), users_taken_seq);
+      }
       uint64_t through = 0;
       for (auto& [u, ts] : dirty.Take(&through)) {
         auto [it, inserted] = due.emplace(u, ts);
@@ -940,13 +948,6 @@ struct Pipeline::Impl {
       if (Status s = pub->Publish({}); !s.ok()) {
         GSAU_LOG_WARN("pipeline: {}", s.ToString());
         if (pub->failed_fatally()) return s;
-      }
-      // Nothing due: every user of the batches up to users_taken_seq has been produced. Once
-      // all of that is delivered (a short wait, at most once a second: the item path waits on
-      // pub_mu meanwhile), checkpoints may say so.
-      if (due.empty() && SecondsSince(last_confirm) >= 1.0) {
-        last_confirm = SteadyClock::now();
-        if (pub->WaitSettled(200)) users_confirmed_seq = std::max(users_confirmed_seq.load(), users_taken_seq);
       }
       return Status::Ok();
     };

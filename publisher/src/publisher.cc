@@ -130,9 +130,10 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOp
                                            30000)
                            .WithContext("publisher"));
   for (const auto& topic : {options.user_topic, options.item_topic}) {
+    if (options.policy_check_timeout_ms <= 0) break;
     // An existing topic is used as it is; one that deletes by age drops the record of every id
     // that has not changed within its retention, and readers lose those ids.
-    auto policy = kafka::TopicConfigValue(options.kafka, topic, "cleanup.policy", 10000);
+    auto policy = kafka::TopicConfigValue(options.kafka, topic, "cleanup.policy", options.policy_check_timeout_ms);
     if (policy.ok() && *policy != "compact") {  // "compact,delete" deletes by age too
       GSAU_LOG_WARN("publisher: topic {} has cleanup.policy={}: records of ids that stop changing are deleted after "
                     "its retention; set cleanup.policy=compact",

@@ -48,6 +48,9 @@ struct PublisherOptions {
   int partitions = 4;            // of topics the publisher creates
   int replication_factor = -1;   // of topics the publisher creates; -1: the broker's default
   int connect_timeout_ms = 30000;  // Create() gives up when the cluster does not answer, ms
+  // How long Create() waits for the topics' cleanup.policy (to warn about one that deletes);
+  // 0 skips the check (librdkafka's mock cluster never answers it), ms.
+  int policy_check_timeout_ms = 5000;
   kafka::ProducerOptions producer;
 };
 
