@@ -271,13 +271,11 @@ Status KafkaPublisher::Flush(int timeout_ms) {
   while (true) {
     // The producer's own verdict is not enough: a failure whose record was produced again
     // since (or superseded) is not a loss, and one whose record waits here is.
-    producer_->Flush(static_cast<int>(std::max<int64_t>(0, deadline - clock_.NowMs()))).IgnoreError();
-    CountFailedDeliveries();
-    const auto c = producer_->counts();
-    const int64_t outstanding = c.produced - c.delivered - c.failed;
-    const size_t failed = producer_->KeptFailedCount() + refused_.size();
-    if (outstanding == 0 && failed == 0) return Status::Ok();
+    if (WaitSettled(static_cast<int>(std::max<int64_t>(0, deadline - clock_.NowMs())))) return Status::Ok();
     if (clock_.NowMs() >= deadline) {
+      const auto c = producer_->counts();
+      const int64_t outstanding = c.produced - c.delivered - c.failed;
+      const size_t failed = producer_->KeptFailedCount() + refused_.size();
       metrics_->errors.Increment();
       return Status::Unavailable("publisher: after " + std::to_string(timeout_ms) + " ms, " +
                                  std::to_string(outstanding) + " record(s) still in flight and " +
