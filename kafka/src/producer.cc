@@ -227,6 +227,10 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
       {"compression.type", options.compression},
       {"message.timeout.ms", std::to_string(options.message_timeout_ms)},
       {"queue.buffering.max.messages", "1000000"},
+      // A key goes to the partition Java clients (and Kafka Streams) would pick: murmur2 of the
+      // key. librdkafka's own default hashes with CRC32, so a consumer joining our topics with
+      // another topic of the same keys would find them on different partitions.
+      {"partitioner", "murmur2_random"},
   };
   if (options.idempotent) {
     defaults.emplace_back("acks", "all");

@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <memory>
+#include <set>
+#include <string_view>
 #include <thread>
 
 #include "gsau/common/log.h"
@@ -203,6 +205,64 @@ TEST(KafkaTest, AFatalProducerErrorIsReportedAsSuch) {
   const auto got = ConsumeAll(KafkaBootstrap(), topic, 1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].value, "before");
+}
+
+// Kafka's Java client (Utils.murmur2): the partition of a keyed record is
+// (murmur2(key) & 0x7fffffff) % partitions. Written from the Java source, checked against
+// the values Kafka's own UtilsTest asserts.
+int32_t JavaMurmur2(std::string_view key) {
+  const uint32_t m = 0x5bd1e995;
+  const auto* d = reinterpret_cast<const unsigned char*>(key.data());
+  const size_t n = key.size();
+  uint32_t h = 0x9747b28c ^ static_cast<uint32_t>(n);
+  for (size_t i = 0; i + 4 <= n; i += 4) {
+    uint32_t k = d[i] | (d[i + 1] << 8) | (d[i + 2] << 16) | (static_cast<uint32_t>(d[i + 3]) << 24);
+    k *= m;
+    k ^= k >> 24;
+    k *= m;
+    h *= m;
+    h ^= k;
+  }
+  const size_t tail = n & ~size_t{3};
+  switch (n % 4) {
+    case 3:
+      h ^= d[tail + 2] << 16;
+      [[fallthrough]];
+    case 2:
+      h ^= d[tail + 1] << 8;
+      [[fallthrough]];
+    case 1:
+      h ^= d[tail];
+      h *= m;
+  }
+  h ^= h >> 13;
+  h *= m;
+  h ^= h >> 15;
+  return static_cast<int32_t>(h);
+}
+
+TEST(KafkaTest, KeysGoToThePartitionsJavaClientsChoose) {
+  EXPECT_EQ(JavaMurmur2("21"), -973932308);
+  EXPECT_EQ(JavaMurmur2("foobar"), -790332482);
+  EXPECT_EQ(JavaMurmur2("a-little-bit-long-string"), -985981536);
+  EXPECT_EQ(JavaMurmur2("abc"), 479470107);
+
+  const int partitions = 7;
+  const std::string topic = UniqueTopic("partitioner");
+  ASSERT_TRUE(EnsureTopics(Real(), {{topic, partitions, 1, {}}}, 20000).ok());
+  auto p = Producer::Create(Real(), {});
+  ASSERT_TRUE(p.ok()) << p.status();
+  const int n = 200;
+  for (int i = 0; i < n; ++i) ASSERT_TRUE((*p)->Produce(topic, "user-" + std::to_string(i), "v").ok());
+  ASSERT_TRUE((*p)->Flush(30000).ok());
+  const auto records = ConsumeAll(Real().bootstrap_servers, topic, n);
+  ASSERT_EQ(records.size(), static_cast<size_t>(n));
+  std::set<int32_t> used;
+  for (const auto& r : records) {
+    EXPECT_EQ(r.partition, (JavaMurmur2(r.key) & 0x7fffffff) % partitions) << r.key;
+    used.insert(r.partition);
+  }
+  EXPECT_EQ(used.size(), static_cast<size_t>(partitions));
 }
 
 TEST(KafkaTest, NoBrokerFailsInTime) {

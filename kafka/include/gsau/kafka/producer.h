@@ -7,6 +7,9 @@
 // is the newest of its topic and key, and TakeFailed() hands it back to be produced again
 // (for compacted topics, where the newest record of a key is the one that counts).
 //
+// A keyed record goes to the partition the Java client would choose (murmur2 of the key,
+// Kafka's DefaultPartitioner); a record without a key to a random one.
+//
 // Thread safety: Produce() may be called from several threads; Flush() and destruction
 // from one. The destructor flushes for up to ProducerOptions::close_timeout_ms.
 #pragma once
