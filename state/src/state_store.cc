@@ -783,15 +783,21 @@ Result<StateCounts> StateStore::Impl::ForEachSession(
   ro.snapshot = snap->get();
   ro.fill_cache = false;
   ro.total_order_seek = true;
-  const size_t n = options_.session_length;
+  const uint64_t n = options_.session_length;
   std::vector<SessionEntry> buf;
+  std::vector<uint64_t> pos;
   UserId current = 0;
   auto emit = [&] {
     if (buf.empty()) return;
-    // Entries beyond N remain only after N was lowered between opens: show the last N.
-    const size_t skip = buf.size() > n ? buf.size() - n : 0;
+    // Show what Session() reads: positions [clicks - N, clicks), the newest click being at
+    // clicks - 1. Older entries remain after N was lowered between opens (a click deletes only
+    // the position N behind it); counting the last N entries instead would bring them back,
+    // out of place, once N was raised again.
+    const uint64_t first = pos.back() + 1 > n ? pos.back() + 1 - n : 0;
+    const size_t skip = std::lower_bound(pos.begin(), pos.end(), first) - pos.begin();
     fn(current, std::span<const SessionEntry>(buf).subspan(skip));
     buf.clear();
+    pos.clear();
   };
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kSessions)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -804,6 +810,7 @@ Result<StateCounts> StateStore::Impl::ForEachSession(
       current = u;
     }
     buf.push_back({keys::GetFixed<uint32_t>(it->value().data()), keys::GetFixed<int64_t>(it->value().data() + 4)});
+    pos.push_back(keys::GetBE64(it->key().data() + 4));
   }
   GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: scan sessions"));
   emit();

@@ -140,6 +140,47 @@ TEST(StateStoreTest, SessionTrimmedWithinOneBatch) {
   EXPECT_EQ(scanned, 40u);
 }
 
+// N lowered, then raised between opens: the clicks the smaller N dropped stay dropped, in the
+// per-user read and in the scan alike (the scan once counted the last N stored entries and
+// showed clicks older than the gap, which the smaller N never deleted).
+TEST(StateStoreTest, SessionLengthLoweredThenRaisedReadsTheSameEverywhere) {
+  gsau::testing::TempDir dir("gsau-state");
+  int64_t ts = 0;
+  auto click = [&](StateStore& store, int times) {
+    for (int k = 0; k < times; ++k, ++ts) {
+      const ClickEvent e{"alice", "i" + std::to_string(ts), ts, "click"};
+      ASSERT_TRUE(store.ApplyBatch(std::span(&e, 1), {}).ok());
+    }
+  };
+  auto scan = [](StateStore& store) {
+    std::vector<int64_t> out;
+    EXPECT_TRUE(store.ForEachSession([&](UserId, std::span<const SessionEntry> s) {
+                       for (const auto& e : s) out.push_back(e.ts_ms);
+                     }).ok());
+    return out;
+  };
+  auto read = [](StateStore& store) {
+    std::vector<int64_t> out;
+    const auto session = store.Session(0);
+    EXPECT_TRUE(session.ok()) << session.status();
+    if (session.ok()) {
+      for (const auto& e : *session) out.push_back(e.ts_ms);
+    }
+    return out;
+  };
+  click(*MustOpen(SmallOptions(dir.File("db"), 5)), 10);  // clicks 5..9 kept
+  click(*MustOpen(SmallOptions(dir.File("db"), 3)), 2);   // 9, 10, 11 (5 and 6 still stored)
+  auto store = MustOpen(SmallOptions(dir.File("db"), 5));
+  EXPECT_EQ(read(*store), (std::vector<int64_t>{9, 10, 11}));
+  EXPECT_EQ(scan(*store), read(*store));
+  click(*store, 1);
+  EXPECT_EQ(read(*store), (std::vector<int64_t>{9, 10, 11, 12}));
+  EXPECT_EQ(scan(*store), read(*store));
+  click(*store, 3);
+  EXPECT_EQ(read(*store), (std::vector<int64_t>{11, 12, 13, 14, 15}));
+  EXPECT_EQ(scan(*store), read(*store));
+}
+
 TEST(StateStoreTest, RepeatedPairUpdatesOneEdge) {
   gsau::testing::TempDir dir("gsau-state");
   auto store = MustOpen(SmallOptions(dir.File("db")));
