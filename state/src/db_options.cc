@@ -38,6 +38,9 @@ DbSetup MakeDbSetup(const StateOptions& options) {
   // Without a WAL, a flush of one family must not run ahead of the others, or a crash would
   // leave part of a batch on disk: flush them together.
   s.db.atomic_flush = !options.wal;
+  // RocksDB's info log (LOG) otherwise grows for as long as the process runs (stats dumps,
+  // every flush and compaction): roll it at 16 MiB and keep 4, 64 MiB at most.
+  s.db.max_log_file_size = 16 << 20;
   s.db.keep_log_file_num = 4;
   s.db.max_total_wal_size = 4 * options.write_buffer_bytes * options.max_write_buffer_number;
 

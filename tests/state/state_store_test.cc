@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <set>
 #include <thread>
@@ -179,6 +180,33 @@ TEST(StateStoreTest, SessionLengthLoweredThenRaisedReadsTheSameEverywhere) {
   click(*store, 3);
   EXPECT_EQ(read(*store), (std::vector<int64_t>{11, 12, 13, 14, 15}));
   EXPECT_EQ(scan(*store), read(*store));
+}
+
+// RocksDB records the options it opened with in OPTIONS-<n>: its info log must roll (a
+// process that runs for months would otherwise fill the disk with it).
+TEST(StateStoreTest, InfoLogIsBounded) {
+  gsau::testing::TempDir dir("gsau-state");
+  auto store = MustOpen(SmallOptions(dir.File("db")));
+  std::string options_file;
+  for (const auto& f : std::filesystem::directory_iterator(dir.File("db"))) {
+    const std::string name = f.path().filename().string();
+    if (name.rfind("OPTIONS-", 0) == 0 && name > options_file) options_file = name;
+  }
+  ASSERT_FALSE(options_file.empty());
+  std::ifstream in(dir.File("db") + "/" + options_file);
+  int64_t max_log_file_size = -1, keep_log_file_num = -1;
+  for (std::string line; std::getline(in, line);) {
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = line.substr(0, eq);
+    key.erase(0, key.find_first_not_of(' '));
+    if (key == "max_log_file_size") max_log_file_size = std::stoll(line.substr(eq + 1));
+    if (key == "keep_log_file_num") keep_log_file_num = std::stoll(line.substr(eq + 1));
+  }
+  EXPECT_GT(max_log_file_size, 0) << "0 = one log file that never rolls";
+  EXPECT_LE(max_log_file_size, 64 << 20);
+  EXPECT_GT(keep_log_file_num, 0);
+  EXPECT_LE(keep_log_file_num * max_log_file_size, int64_t{256} << 20);
 }
 
 TEST(StateStoreTest, RepeatedPairUpdatesOneEdge) {
