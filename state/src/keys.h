@@ -8,6 +8,7 @@
 //  ----------  -----------------------------------  ----------------------------------------
 //  meta        "format"                             "1"
 //              "seq"                                u64 last applied batch sequence
+//              "session_length"                     u32 the N sessions were last trimmed to
 //              "off" topic 0x00 be32(partition)      i64 next offset to consume
 //  user_ids    external user id                     u32 internal id
 //  item_ids    external item id                     u32 internal id
@@ -53,6 +54,7 @@ inline constexpr const char* kCfNames[kNumCfs] = {"default",  "meta",  "user_ids
 inline constexpr std::string_view kFormatKey = "format";
 inline constexpr std::string_view kFormatVersion = "1";
 inline constexpr std::string_view kSeqKey = "seq";
+inline constexpr std::string_view kSessionLengthKey = "session_length";
 inline constexpr std::string_view kOffsetPrefix = "off";
 
 inline void PutBE32(std::string* s, uint32_t v) {

@@ -3,6 +3,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -157,6 +158,7 @@ class StateStore::Impl {
 
  private:
   Status LoadCaches();
+  Status TrimSessionsIfResized();
   Status LoadIds(keys::Cf cf, IdMap* map, std::vector<const std::string*>* names, const char* what);
   StateCounts CountsLocked() const {
     return {seq_, user_names_.size(), item_names_.size(), edges_, events_};
@@ -249,6 +251,7 @@ Status StateStore::Impl::OpenDb() {
   db_.reset(raw);
   cfs_ = std::move(handles);
   Status s = LoadCaches();
+  if (s.ok() && !options_.read_only) s = TrimSessionsIfResized();
   if (!s.ok()) {
     CloseDb().IgnoreError();  // the load error is the one to report
     return s;
@@ -385,6 +388,63 @@ Status StateStore::Impl::LoadCaches() {
     it->SeekToFirst();
     GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load change feed"));
     first_retained_change_ = it->Valid() ? keys::GetBE64(it->key().data()) : seq_ + 1;
+  }
+  return Status::Ok();
+}
+
+// A click deletes only the position N behind it, so after N changed between opens some users
+// would keep entries outside [clicks - N, clicks) (N lowered), or show, once N was raised again,
+// entries from before a gap. The store remembers the N it trims to; when it differs, one scan
+// keeps each user's newest run of consecutive positions, at most N long, and deletes the rest.
+Status StateStore::Impl::TrimSessionsIfResized() {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), cf(keys::kMeta), S(keys::kSessionLengthKey), &value);
+  if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "state: read session length");
+  const uint32_t n = options_.session_length;
+  if (s.ok() && value.size() == 4 && keys::GetFixed<uint32_t>(value.data()) == n) return Status::Ok();
+  rocksdb::WriteBatch wb;
+  uint64_t trimmed = 0;
+  if (seq_ > 0) {
+    rocksdb::ReadOptions scan;
+    scan.fill_cache = false;
+    scan.total_order_seek = true;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(scan, cf(keys::kSessions)));
+    // Positions of one user, ascending; its keep-run is decided when the next user starts.
+    std::vector<uint64_t> pos;
+    UserId current = 0;
+    auto finish = [&]() -> Status {
+      if (pos.empty()) return Status::Ok();
+      const uint64_t clicks = current < user_stats_.size() ? user_stats_[current].clicks : 0;
+      size_t keep = pos.size();  // pos[keep..] is kept
+      uint64_t expect = clicks;
+      while (keep > 0 && pos[keep - 1] + 1 == expect && clicks - pos[keep - 1] <= n) expect = pos[--keep];
+      for (size_t k = 0; k < keep; ++k) {
+        const auto key = keys::SessionKey(current, pos[k]);
+        GSAU_RETURN_IF_ERROR(FromRocks(wb.Delete(cf(keys::kSessions), S(key.view())), "state: trim session"));
+        ++trimmed;
+      }
+      pos.clear();
+      return Status::Ok();
+    };
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().size() != 12) return Status::Corruption("state: bad session record");
+      const UserId u = keys::GetBE32(it->key().data());
+      if (u != current) {
+        GSAU_RETURN_IF_ERROR(finish());
+        current = u;
+      }
+      pos.push_back(keys::GetBE64(it->key().data() + 4));
+    }
+    GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: scan sessions"));
+    GSAU_RETURN_IF_ERROR(finish());
+  }
+  char raw[4];
+  std::memcpy(raw, &n, sizeof raw);
+  wb.Put(cf(keys::kMeta), S(keys::kSessionLengthKey), rocksdb::Slice(raw, sizeof raw));
+  GSAU_RETURN_IF_ERROR(FromRocks(db_->Write(setup_.write, &wb), "state: write trimmed sessions"));
+  if (trimmed > 0) {
+    GSAU_LOG_INFO("state: session_length is now {}: {} session entries outside each user's last {} clicks removed",
+                  n, trimmed, n);
   }
   return Status::Ok();
 }

@@ -174,11 +174,29 @@ TEST(StateStoreTest, SessionLengthLoweredThenRaisedReadsTheSameEverywhere) {
   auto store = MustOpen(SmallOptions(dir.File("db"), 5));
   EXPECT_EQ(read(*store), (std::vector<int64_t>{9, 10, 11}));
   EXPECT_EQ(scan(*store), read(*store));
+  store.reset();
+  store = MustOpen(SmallOptions(dir.File("db"), 7));  // reaches back to clicks 5 and 6
+  EXPECT_EQ(read(*store), (std::vector<int64_t>{9, 10, 11}));
+  EXPECT_EQ(scan(*store), read(*store));
+  store.reset();
+  store = MustOpen(SmallOptions(dir.File("db"), 5));
+  EXPECT_EQ(read(*store), (std::vector<int64_t>{9, 10, 11}));
+  EXPECT_EQ(scan(*store), read(*store));
   click(*store, 1);
   EXPECT_EQ(read(*store), (std::vector<int64_t>{9, 10, 11, 12}));
   EXPECT_EQ(scan(*store), read(*store));
   click(*store, 3);
   EXPECT_EQ(read(*store), (std::vector<int64_t>{11, 12, 13, 14, 15}));
+  EXPECT_EQ(scan(*store), read(*store));
+  store.reset();
+
+  // Lowered (clicks 13..15 kept, 11 and 12 removed at once), then raised past the old N.
+  MustOpen(SmallOptions(dir.File("db"), 3)).reset();
+  store = MustOpen(SmallOptions(dir.File("db"), 9));
+  EXPECT_EQ(read(*store), (std::vector<int64_t>{13, 14, 15}));
+  EXPECT_EQ(scan(*store), read(*store));
+  click(*store, 1);
+  EXPECT_EQ(read(*store), (std::vector<int64_t>{13, 14, 15, 16}));
   EXPECT_EQ(scan(*store), read(*store));
 }
 

@@ -36,7 +36,9 @@ struct StateOptions {
   // N: how many of a user's most recent clicks the session keeps (items, with times), oldest
   // dropped first. Unit: clicks. The learner's sequence model reads the last 50, so keep
   // N >= 50 in production; smaller values are accepted (tests). Larger N costs N * 12 bytes
-  // per user on disk and a longer scan per session read. May change between opens: reads
+  // per user on disk and a longer scan per session read. May change between opens: the first
+  // writable open with a new N removes what lies beyond each user's last N clicks (lowering N
+  // drops those clicks for good; raising it keeps nothing older than what is stored), and reads
   // always return at most the current N.
   uint32_t session_length = 50;
 
