@@ -193,7 +193,8 @@ const std::vector<Field>& Table() {
       IntField("ingest.batch_max_wait_ms", &C::ingest, &IngestSection::batch_max_wait_ms, "ms",
                "Longest a micro-batch stays open while records keep arriving (it is applied as soon as no fetched record is left).", 1, 60000),
       IntField("ingest.queue_capacity", &C::ingest, &IngestSection::queue_capacity, "events",
-               "Applied events queued for the learner before ingest pauses its partitions.", 1, 100000000),
+               "Applied events queued for the learner before ingest pauses its partitions (at least "
+               "ingest.batch_max_events).", 1, 100000000),
       ListField("ingest.accepted_event_types", &C::ingest, &IngestSection::accepted_event_types,
                 "Event types kept (comma-separated); empty keeps every type."),
       IntField("ingest.session_timeout_ms", &C::ingest, &IngestSection::session_timeout_ms, "ms",
@@ -224,7 +225,7 @@ const std::vector<Field>& Table() {
       IntField("learner.threads", &C::learner, &LearnerSection::threads, "threads",
                "CPU threads of the learner (LibTorch); 0 = every core but one, which ingest and the publisher need (at least 1).", 0, 1024),
       IntField("learner.embedding_dim", &C::learner, &LearnerSection::embedding_dim, "floats",
-               "Embedding width d of users and items.", 1, 4096),
+               "Embedding width d of users and items (even: two attention heads split it).", 2, 4096),
       IntField("learner.batch_size", &C::learner, &LearnerSection::batch_size, "samples",
                "Graph pairs and sequence samples per training step (each).", 1, 1000000),
       DoubleField("learner.learning_rate", &C::learner, &LearnerSection::learning_rate, "",
@@ -234,7 +235,7 @@ const std::vector<Field>& Table() {
       DoubleField("learner.gamma", &C::learner, &LearnerSection::gamma, "",
                   "Weight of the uniformity terms in the GSAU loss.", 0.0, 100.0),
       DoubleField("learner.replay_ratio", &C::learner, &LearnerSection::replay_ratio, "fraction",
-                  "Share of each batch drawn from older data (replay) rather than fresh events.", 0.0, 1.0),
+                  "Share of each batch drawn from older data (replay) rather than fresh events (below 1).", 0.0, 1.0),
       IntField("learner.replay_capacity", &C::learner, &LearnerSection::replay_capacity, "samples",
                "Older samples kept for replay (a uniform reservoir over everything seen); the learner's memory "
                "grows until it is full.",
@@ -404,6 +405,34 @@ Status Validate(const Config& c) {
   for (const auto& f : Table()) {
     const std::string problem = f.check(c);
     if (!problem.empty()) return Status::InvalidArgument(f.key + ": " + problem);
+  }
+  // Rules across fields; each names the field to change.
+  if (c.ingest.queue_capacity < c.ingest.batch_max_events) {
+    return Status::InvalidArgument("ingest.queue_capacity: must be at least ingest.batch_max_events (" +
+                                   std::to_string(c.ingest.batch_max_events) + "), got " +
+                                   std::to_string(c.ingest.queue_capacity) +
+                                   ": ingest waits for room for a whole batch");
+  }
+  if (c.learner.embedding_dim % 2 != 0) {
+    return Status::InvalidArgument("learner.embedding_dim: must be even (the sequence encoder's 2 attention heads "
+                                   "split it), got " + std::to_string(c.learner.embedding_dim));
+  }
+  if (c.learner.replay_ratio >= 1.0) {
+    return Status::InvalidArgument("learner.replay_ratio: must be below 1 (at 1 no fresh click is ever trained on), "
+                                   "got " + FormatDouble(c.learner.replay_ratio));
+  }
+  const std::pair<const char*, const std::string*> topics[] = {
+      {"topics.clicks", &c.topics.clicks},
+      {"topics.dead_letter", &c.topics.dead_letter},
+      {"topics.user_embeddings", &c.topics.user_embeddings},
+      {"topics.item_embeddings", &c.topics.item_embeddings}};
+  for (size_t a = 0; a < std::size(topics); ++a) {
+    for (size_t b = 0; b < a; ++b) {
+      if (*topics[a].second == *topics[b].second) {
+        return Status::InvalidArgument(std::string(topics[a].first) + ": must differ from " + topics[b].first +
+                                       " (both '" + *topics[a].second + "')");
+      }
+    }
   }
   if (!c.kafka.bootstrap_servers.empty() || !c.kafka.properties.empty()) {
     kafka::KafkaOptions k = ToKafkaOptions(c);

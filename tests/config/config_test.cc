@@ -107,6 +107,28 @@ TEST(ConfigTest, EnumsAndKafkaPropertiesAreChecked) {
   EXPECT_EQ(s.status().message().find("hunter2"), std::string::npos) << s.status();
 }
 
+// Values each field accepts alone but not together: named, with the rule, before anything starts.
+TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"ingest.queue_capacity=500"},
+       "ingest.queue_capacity: must be at least ingest.batch_max_events (1000), got 500: ingest waits for room "
+       "for a whole batch"},
+      {{"learner.embedding_dim=63"},
+       "learner.embedding_dim: must be even (the sequence encoder's 2 attention heads split it), got 63"},
+      {{"learner.replay_ratio=1"},
+       "learner.replay_ratio: must be below 1 (at 1 no fresh click is ever trained on), got 1"},
+      {{"topics.dead_letter=clicks"}, "topics.dead_letter: must differ from topics.clicks (both 'clicks')"},
+      {{"topics.item_embeddings=u", "topics.user_embeddings=u"},
+       "topics.item_embeddings: must differ from topics.user_embeddings (both 'u')"},
+  };
+  for (const auto& [sets, message] : cases) {
+    auto c = LoadWith("", {}, sets);
+    ASSERT_FALSE(c.ok()) << sets[0];
+    EXPECT_EQ(c.status().message(), message);
+  }
+  EXPECT_TRUE(LoadWith("", {}, {"ingest.queue_capacity=1000", "learner.replay_ratio=0.99"}).ok());
+}
+
 TEST(ConfigTest, DocsListEveryField) {
   std::ifstream in(gsau::testing::SourceDir() + "/docs/CONFIG.md");
   std::stringstream ss;
