@@ -258,13 +258,19 @@ void AddDemoCommand(CLI::App& root, int* exit_code) {
   auto* cmd = root.add_subcommand("demo", "Zero-setup demo: embedded broker, a click stream, the whole loop");
   cmd->add_option("--data", flags->data, "Play this interactions file (in time order) instead of the synthetic stream");
   cmd->add_option("--events", flags->events, "Clicks to play (default 120000)")->check(CLI::PositiveNumber);
-  cmd->add_option("--users", flags->synthetic.users, "Users of the synthetic stream")->capture_default_str();
-  cmd->add_option("--items", flags->synthetic.items, "Items of the synthetic stream")->capture_default_str();
+  cmd->add_option("--users", flags->synthetic.users, "Users of the synthetic stream")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--items", flags->synthetic.items, "Items of the synthetic stream")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--zipf", flags->synthetic.zipf_exponent, "Item popularity exponent of the synthetic stream")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--habit", flags->synthetic.habit_probability,
                   "Chance that a synthetic click follows the user's item-to-item habit")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--rate", flags->rate, "Clicks per second (default 1000)")->check(CLI::PositiveNumber);
   cmd->add_option("--dir", flags->dir, "Directory for the state, checkpoints and CSV; replaced (default gsau-demo)");
   cmd->add_option("--duration", flags->duration_s, "Stop after this many seconds (default: when the stream is in)")

@@ -62,7 +62,10 @@ int main(int argc, char** argv) {
   try {
     root.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return root.exit(e);
+    // CLI11 prints the message (or the help); a bad flag exits kExitUsage like a bad
+    // configuration, not with CLI11's own code (105 and up).
+    const int rc = root.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
   }
   return exit_code;
 }

@@ -41,6 +41,13 @@ TEST(AppTest, BrokenConfigurationNamesTheFieldAndStops) {
   // A missing file.
   EXPECT_EQ(RunCommand(Gsau() + " demo --config " + dir.File("nope.yaml") + " 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("config file '" + dir.File("nope.yaml") + "' does not exist"), std::string::npos) << out;
+  // A synthetic stream without users (it crashed, after wiping --dir).
+  std::filesystem::create_directories(dir.File("keep"));
+  gsau::testing::WriteFile(dir.File("keep/marker"), "x");
+  EXPECT_EQ(RunCommand(Gsau() + " demo --users 0 --dir " + dir.File("keep") + " 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("--users"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(dir.File("keep/marker")));
+  EXPECT_EQ(RunCommand(Gsau() + " demo --habit 1.5 --dir " + dir.File("keep") + " 2>&1", &out), 2) << out;
   // A bad value from the environment.
   EXPECT_EQ(RunCommand("GSAU_PUBLISHER_FORMAT=xml " + Gsau() + " replay --synthetic 10 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("publisher.format: must be one of json, binary, got 'xml'"), std::string::npos) << out;
