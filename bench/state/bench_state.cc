@@ -152,6 +152,7 @@ std::vector<std::vector<Op>> PlanWrites(const std::vector<ClickEvent>& events, s
     std::vector<std::string> new_users, new_items;
     std::vector<uint64_t> pairs;
     std::map<uint64_t, bool> touched_edges;                 // value: created by this batch
+    std::map<uint32_t, uint64_t> clicks_before;              // the change entry's, by user
     for (size_t k = start; k < end; ++k) {
       const auto& e = events[k];
       auto [ui, unew] = users.try_emplace(e.user_id, static_cast<uint32_t>(users.size()));
@@ -166,6 +167,7 @@ std::vector<std::vector<Op>> PlanWrites(const std::vector<ClickEvent>& events, s
       touched_edges.try_emplace(p, enew);
       ++ei->second.count;
       ei->second.last_ts_ms = std::max(ei->second.last_ts_ms, e.ts_ms);
+      clicks_before.try_emplace(u, ustats[u].clicks);
       const uint64_t pos = ustats[u].clicks++;
       ++istats[i].clicks;
       keys::EncodeSessionValue(v, i, e.ts_ms);
@@ -193,8 +195,9 @@ std::vector<std::vector<Op>> PlanWrites(const std::vector<ClickEvent>& events, s
     ops.push_back({keys::kMeta, Op::kPut, "seq", std::string(reinterpret_cast<const char*>(&s), 8)});
     const int64_t next = static_cast<int64_t>(end);
     ops.push_back({keys::kMeta, Op::kPut, keys::OffsetKey("clicks", 0), std::string(reinterpret_cast<const char*>(&next), 8)});
-    ChangeEntry change{users_before, items_before, {}};
+    ChangeEntry change{users_before, items_before, {}, {}};
     for (const auto& [p, _] : touched_edges) change.pairs.push_back(p);
+    change.clicks_before.assign(clicks_before.begin(), clicks_before.end());
     std::string payload;
     EncodeChangeEntry(change, &payload);
     ops.push_back({keys::kChanges, Op::kPut, std::string(keys::SeqKey(seq).view()), payload});

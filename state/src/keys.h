@@ -15,7 +15,10 @@
 //  sessions    be32(user) be64(click position)      u32 item, i64 ts_ms
 //  edges       be32(user) be32(item)                u32 count, i64 last_ts_ms
 //  changes     be64(batch seq)                      varint users_before, items_before, n,
-//                                                   then n ascending (user<<32|item) deltas
+//                                                   then n ascending (user<<32|item) deltas,
+//                                                   then m, then m (user delta, clicks the
+//                                                   user had before the batch) (absent from
+//                                                   entries written before it was added)
 //
 // A user's click positions count from 0 and never repeat; the session is the positions
 // [clicks - N, clicks), older ones are deleted as new ones arrive.

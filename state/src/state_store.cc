@@ -227,6 +227,7 @@ class StateStore::Impl {
   std::vector<uint64_t> new_item_users_;  // new edges as (item << 32 | user)
   std::vector<std::pair<std::string_view, uint32_t>> names_sorted_;
   std::string scratch_;
+  std::vector<std::pair<uint32_t, uint64_t>> clicks_before_;  // the change entry's, reused
 };
 
 Status StateStore::Impl::OpenDb() {
@@ -617,10 +618,17 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
     wb_.Put(cf(keys::kMeta), keys::OffsetKey(po.tp.topic, po.tp.partition),
             rocksdb::Slice(reinterpret_cast<const char*>(&po.next_offset), 8));
   }
-  ChangeEntry change{users_before, items_before, {}};
+  ChangeEntry change{users_before, items_before, {}, {}};
   change.pairs.swap(touched_);
+  change.clicks_before.swap(clicks_before_);
+  change.clicks_before.clear();
+  for (const auto& [id, stats] : staged_users_.staged) {
+    change.clicks_before.emplace_back(id, id < user_stats_.size() ? user_stats_[id].clicks : 0);
+  }
+  std::sort(change.clicks_before.begin(), change.clicks_before.end());
   EncodeChangeEntry(change, &scratch_);
   change.pairs.swap(touched_);
+  change.clicks_before.swap(clicks_before_);
   wb_.Put(cf(keys::kChanges), S(keys::SeqKey(seq).view()), scratch_);
   uint64_t first_retained = first_retained_change_;
   const uint64_t retention = options_.changelog_retention_batches;
@@ -789,6 +797,15 @@ Result<ChangeSet> StateStore::Impl::ChangesSince(uint64_t from_seq) const {
   if (expect != out.to_seq + 1) return Status::Corruption("state: change feed is short");
   std::sort(entry.pairs.begin(), entry.pairs.end());
   entry.pairs.erase(std::unique(entry.pairs.begin(), entry.pairs.end()), entry.pairs.end());
+  out.clicks_known = entry.has_clicks;
+  if (out.clicks_known) {
+    // A user's count before its first batch of the range is the smallest of its counts.
+    std::sort(entry.clicks_before.begin(), entry.clicks_before.end());
+    out.clicks_before.reserve(entry.clicks_before.size());
+    for (const auto& [u, clicks] : entry.clicks_before) {
+      if (out.clicks_before.empty() || out.clicks_before.back().first != u) out.clicks_before.emplace_back(u, clicks);
+    }
+  }
   out.edges.reserve(entry.pairs.size());
   out.users.reserve(entry.pairs.size());
   out.items.reserve(entry.pairs.size());

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -381,13 +382,19 @@ TEST(StateStoreTest, ChangeFeedListsWhatEachRangeOfBatchesTouched) {
   std::uniform_int_distribution<size_t> size(1, 120);
   std::vector<std::set<std::pair<UserId, ItemId>>> touched{{}};  // by batch seq
   std::vector<std::pair<uint64_t, uint64_t>> counts_after{{0, 0}};  // users, items
+  std::vector<std::map<UserId, uint64_t>> clicks_after{{}};           // every user's clicks
   for (size_t k = 0; k < events.size();) {
     const size_t n = std::min(size(rng), events.size() - k);
     auto r = store->ApplyBatch(std::span(events).subspan(k, n), {});
     ASSERT_TRUE(r.ok());
     std::set<std::pair<UserId, ItemId>> t;
-    for (const auto& a : r->events) t.emplace(a.user, a.item);
+    auto clicks = clicks_after.back();
+    for (const auto& a : r->events) {
+      t.emplace(a.user, a.item);
+      ++clicks[a.user];
+    }
     touched.push_back(t);
+    clicks_after.push_back(std::move(clicks));
     counts_after.emplace_back(store->Counts().users, store->Counts().items);
     k += n;
   }
@@ -409,6 +416,13 @@ TEST(StateStoreTest, ChangeFeedListsWhatEachRangeOfBatchesTouched) {
     EXPECT_EQ(c->items, std::vector(items.begin(), items.end()));
     EXPECT_EQ(c->first_new_user, counts_after[from].first);
     EXPECT_EQ(c->first_new_item, counts_after[from].second);
+    EXPECT_TRUE(c->clicks_known);
+    std::vector<std::pair<UserId, uint64_t>> clicks_before;
+    for (UserId u : users) clicks_before.emplace_back(u, clicks_after[from][u]);
+    EXPECT_EQ(c->clicks_before, clicks_before);
+    for (const auto& [u, before] : c->clicks_before) {
+      EXPECT_EQ(store->UserStats(u).clicks, clicks_after[last][u]);  // the test's own count holds
+    }
   };
   for (uint64_t from : {uint64_t{0}, uint64_t{1}, last / 3, last / 2, last - 1, last}) check(*store, from);
   EXPECT_EQ(store->ChangesSince(last + 1).status().code(), StatusCode::kInvalidArgument);

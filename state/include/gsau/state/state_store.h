@@ -122,6 +122,11 @@ struct ChangeSet {
   std::vector<UserId> users;                      // clicked: session, stats changed
   std::vector<ItemId> items;                      // clicked: stats changed
   std::vector<std::pair<UserId, ItemId>> edges;   // created or updated
+  // For each user in `users`, the clicks it had at from_seq: its clicks since are the session
+  // positions from there on. Empty, with clicks_known false, when a batch of the range was
+  // written by a version that did not record them.
+  std::vector<std::pair<UserId, uint64_t>> clicks_before;
+  bool clicks_known = true;
   // Users with id >= first_new_user and items with id >= first_new_item are new since
   // from_seq (they are also listed above).
   UserId first_new_user = 0;
