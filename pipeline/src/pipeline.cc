@@ -257,6 +257,35 @@ Status InstallCheckpoint(const std::string& built, const std::string& final_dir)
   return Status::Ok();
 }
 
+Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore& store,
+                                                        const state::ChangeSet& changes, size_t max_len,
+                                                        int64_t now_ms) {
+  std::vector<learner::OnlineEvent> out;
+  std::unordered_set<uint64_t> given;  // (user << 32 | item) of the clicks above
+  if (changes.clicks_known) {
+    for (const auto& [u, before] : changes.clicks_before) {
+      GSAU_ASSIGN_OR_RETURN(auto entries, store.Session(u));
+      // The session is the user's newest clicks, consecutive: positions [first, clicks).
+      const uint64_t clicks = store.UserStats(u).clicks;
+      if (entries.size() > clicks) return Status::Corruption("state: a session longer than its user's clicks");
+      const uint64_t first = clicks - entries.size();
+      for (size_t k = before > first ? before - first : 0; k < entries.size(); ++k) {
+        learner::OnlineEvent ev;
+        ev.user = u;
+        ev.item = entries[k].item;
+        ev.ts_ms = entries[k].ts_ms;
+        for (size_t j = k > max_len ? k - max_len : 0; j < k; ++j) ev.prefix.push_back(entries[j].item);
+        given.insert((static_cast<uint64_t>(u) << 32) | ev.item);
+        out.push_back(std::move(ev));
+      }
+    }
+  }
+  for (const auto& [u, i] : changes.edges) {
+    if (!given.count((static_cast<uint64_t>(u) << 32) | i)) out.push_back({u, i, now_ms, {}});
+  }
+  return out;
+}
+
 int RecoverCheckpoints(const std::string& dir) {
   int restored = 0;
   std::error_code ec;
@@ -511,19 +540,22 @@ struct Pipeline::Impl {
         }
       }
       if (now_seq > watermark) {
-        // Batches applied after the checkpoint: their edges, from the change feed.
+        // Batches applied after the checkpoint, from the change feed.
         std::vector<learner::OnlineEvent> catch_up;
         if (watermark >= store->OldestChangeSeq()) {
           GSAU_ASSIGN_OR_RETURN(auto changes, store->ChangesSince(watermark));
-          for (const auto& [u, i] : changes.edges) catch_up.push_back({u, i, clock->NowMs(), {}});
+          GSAU_ASSIGN_OR_RETURN(catch_up, CatchUpEvents(*store, changes, static_cast<size_t>(opt.learner.max_len),
+                                                        clock->NowMs()));
         } else {
           GSAU_RETURN_IF_ERROR(store->ForEachEdge([&](const state::Edge& e) {
                                       catch_up.push_back({e.user, e.item, e.last_ts_ms, {}});
                                     }).status());
         }
         GSAU_RETURN_IF_ERROR(learner->Observe(catch_up, /*fresh=*/true));
-        GSAU_LOG_INFO("pipeline: learner caught up with state batches {}..{} ({} edges)", watermark + 1, now_seq,
-                      catch_up.size());
+        const auto with_prefix =
+            std::count_if(catch_up.begin(), catch_up.end(), [](const auto& e) { return !e.prefix.empty(); });
+        GSAU_LOG_INFO("pipeline: learner caught up with state batches {}..{} ({} events, {} with a session prefix)",
+                      watermark + 1, now_seq, catch_up.size(), with_prefix);
         watermark = now_seq;
       }
       if (rollback_checkpoint_needed) GSAU_RETURN_IF_ERROR(Checkpoint());

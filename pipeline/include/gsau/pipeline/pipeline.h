@@ -20,8 +20,8 @@
 // graph, samples, the watermark = the state batch the learner had seen), state/ (a RocksDB
 // checkpoint) and users_published_through (a decimal batch seq), built under a .tmp name and renamed (InstallCheckpoint); the newest checkpoint_keep
 // are kept. On start the newest checkpoint's model is loaded and the learner catches up with the
-// state batches after its watermark from the state's change feed (edges; sequence samples of those
-// events are not rebuilt). Without a checkpoint the learner starts from the state's history (every
+// state batches after its watermark from the state's change feed (CatchUpEvents: each click with
+// its session prefix, as the live path hands them over). Without a checkpoint the learner starts from the state's history (every
 // session and edge as replay data). Rollback: Options::rollback_from = a checkpoint dir: the
 // current state directory is moved aside (<state>.before-rollback-<time>), the checkpoint's state
 // copied in and its model loaded; ingest then re-reads Kafka from that state's offsets, so nothing
@@ -49,6 +49,7 @@
 #include "gsau/learner/online.h"
 #include "gsau/publisher/publisher.h"
 #include "gsau/state/state_options.h"
+#include "gsau/state/state_store.h"
 
 namespace prometheus {
 class Registry;
@@ -109,6 +110,16 @@ Status InstallCheckpoint(const std::string& built, const std::string& final_dir)
 // complete removed, and <name>.tmp folders (never put in place) removed. Returns the number
 // put back. Call only while no other process checkpoints into `dir`.
 int RecoverCheckpoints(const std::string& dir);
+
+// The clicks of the state batches in `changes` as learner events, as the live path hands them
+// over: every click still in its user's session, with the items before it (at most max_len) as
+// the prefix, in click order per user; then, alone (no prefix, time now_ms), each touched edge
+// none of those clicks gives (its clicks have left the session). Edges alone throughout when the
+// feed does not know the users' click counts (batches written before it recorded them).
+// `store` must not change meanwhile.
+Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore& store,
+                                                        const state::ChangeSet& changes, size_t max_len,
+                                                        int64_t now_ms);
 
 class Pipeline {
  public:

@@ -1,0 +1,113 @@
+// CatchUpEvents: the learner's view of the state batches after a checkpoint's watermark, against
+// the events the live path would have handed over (the test keeps every user's whole history).
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gsau/pipeline/pipeline.h"
+#include "temp_dir.h"
+
+namespace gsau::pipeline {
+namespace {
+
+using learner::OnlineEvent;
+
+bool operator==(const OnlineEvent& a, const OnlineEvent& b) {
+  return a.user == b.user && a.item == b.item && a.ts_ms == b.ts_ms && a.prefix == b.prefix;
+}
+
+std::string Show(const OnlineEvent& e) {
+  std::string s = std::to_string(e.user) + "/" + std::to_string(e.item) + "@" + std::to_string(e.ts_ms) + " [";
+  for (auto i : e.prefix) s += std::to_string(i) + " ";
+  return s + "]";
+}
+
+TEST(CatchUpTest, ClicksAfterTheWatermarkComeWithTheirSessionPrefixes) {
+  gsau::testing::TempDir dir("gsau-catch-up");
+  constexpr uint32_t kSession = 8;   // state.session_length
+  constexpr size_t kMaxLen = 3;      // learner.max_len
+  constexpr int64_t kNow = 999999;
+  state::StateOptions o;
+  o.path = dir.File("state");
+  o.session_length = kSession;
+  o.block_cache_bytes = 8 << 20;
+  o.write_buffer_bytes = 1 << 20;
+  auto opened = state::StateStore::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto& store = **opened;
+
+  // Twelve users of very different activity (user k clicks with weight k + 1: some click more
+  // than a session holds after the watermark), 30 items, batches of 1-40 clicks.
+  std::mt19937_64 rng(11);
+  std::discrete_distribution<int> user_of({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+  std::uniform_int_distribution<int> item_of(0, 29), batch_size(1, 40);
+  std::map<state::UserId, std::vector<std::pair<state::ItemId, int64_t>>> history;  // every click
+  std::map<state::UserId, size_t> clicks_at_watermark;
+  std::set<std::pair<state::UserId, state::ItemId>> touched_after;
+  uint64_t watermark = 0;
+  int64_t ts = 1000;
+  for (int batch = 0; batch < 60; ++batch) {
+    std::vector<ClickEvent> events;
+    for (int k = batch_size(rng); k > 0; --k) {
+      events.push_back({"u" + std::to_string(user_of(rng)), "i" + std::to_string(item_of(rng)), ts++, "click"});
+    }
+    auto r = store.ApplyBatch(events, {});
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (const auto& a : r->events) {
+      history[a.user].emplace_back(a.item, a.ts_ms);
+      if (watermark > 0) touched_after.emplace(a.user, a.item);
+    }
+    if (batch == 29) {
+      watermark = r->batch_seq;
+      for (const auto& [u, h] : history) clicks_at_watermark[u] = h.size();
+    }
+  }
+
+  std::vector<OnlineEvent> want;
+  std::set<std::pair<state::UserId, state::ItemId>> given;
+  for (const auto& [u, h] : history) {
+    const size_t from = clicks_at_watermark.count(u) ? clicks_at_watermark[u] : 0;
+    const size_t session_start = h.size() > kSession ? h.size() - kSession : 0;
+    for (size_t p = std::max(from, session_start); p < h.size(); ++p) {
+      OnlineEvent e{u, h[p].first, h[p].second, {}};
+      // The live path's prefix, cut where the session the state still holds begins.
+      for (size_t j = std::max(p > kMaxLen ? p - kMaxLen : 0, session_start); j < p; ++j) {
+        e.prefix.push_back(h[j].first);
+      }
+      given.emplace(u, e.item);
+      want.push_back(std::move(e));
+    }
+  }
+  size_t alone = 0;
+  for (const auto& [u, i] : touched_after) {
+    if (!given.count({u, i})) {
+      want.push_back({u, i, kNow, {}});
+      ++alone;
+    }
+  }
+  // The stream makes both kinds, or the test shows little.
+  ASSERT_GT(alone, 0u);
+  ASSERT_GT(want.size() - alone, 50u);
+
+  auto changes = store.ChangesSince(watermark);
+  ASSERT_TRUE(changes.ok()) << changes.status();
+  auto got = CatchUpEvents(store, *changes, kMaxLen, kNow);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), want.size());
+  for (size_t k = 0; k < want.size(); ++k) EXPECT_TRUE((*got)[k] == want[k]) << Show((*got)[k]) << " vs " << Show(want[k]);
+
+  // A feed that does not know the click counts: every touched edge alone.
+  changes->clicks_known = false;
+  got = CatchUpEvents(store, *changes, kMaxLen, kNow);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), touched_after.size());
+  size_t k = 0;
+  for (const auto& [u, i] : touched_after) EXPECT_TRUE((*got)[k++] == (OnlineEvent{u, i, kNow, {}}));
+}
+
+}  // namespace
+}  // namespace gsau::pipeline
