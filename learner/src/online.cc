@@ -103,7 +103,9 @@ std::vector<int64_t> RanksOf(const torch::Tensor& scores, std::span<const uint32
   if (rows.empty()) return ranks;
   const auto r = I64(rows, device), c = I64(cols, device);
   const auto target_scores = scores.index({r, c}).unsqueeze(1);
-  const auto higher = (scores.index_select(0, r) > target_scores).sum(1).to(torch::kCPU).contiguous();
+  // "Not at most the target's score": a NaN score (a broken row, or the target's) ranks above.
+  const auto higher =
+      (scores.index_select(0, r) <= target_scores).logical_not().sum(1).to(torch::kCPU).contiguous();
   const auto* h = higher.data_ptr<int64_t>();
   for (size_t k = 0; k < rows.size(); ++k) ranks[static_cast<size_t>(rows[k])] = h[k];
   return ranks;
@@ -698,6 +700,12 @@ struct OnlineLearner::Impl {
       r.seq_backward_s = Since(t);
       r.loss += seq_loss.item<double>();
     }
+    if (!std::isfinite(r.loss)) {
+      // Before the update: the weights, the serving copy and the samples stay as they were.
+      for (auto& a : adam) a.param.mutable_grad() = torch::Tensor();
+      pending.insert(pending.begin(), std::make_move_iterator(fresh.begin()), std::make_move_iterator(fresh.end()));
+      throw std::runtime_error("loss is not finite at step " + std::to_string(steps + 1) + ": no update made");
+    }
     t = Clock::now();
     AdamStep();
     r.optimizer_s = Since(t);
@@ -713,7 +721,6 @@ struct OnlineLearner::Impl {
     ++steps_since_refresh;
     for (auto& s : fresh) AddToReplay(std::move(s));
     r.total_s = Since(start);
-    if (!std::isfinite(r.loss)) throw std::runtime_error("loss is not finite at step " + std::to_string(steps));
     return r;
   }
 
@@ -785,7 +792,7 @@ struct OnlineLearner::Impl {
     auto scores = torch::matmul(s, ItemTable().slice(0, 0, ItemRows()).t()).squeeze(0);
     scores[0].fill_(-std::numeric_limits<float>::infinity());
     const auto target_score = scores[static_cast<int64_t>(target) + 1];
-    return (scores > target_score).sum().item<int64_t>();
+    return (scores <= target_score).logical_not().sum().item<int64_t>();  // NaN ranks above (RanksOf)
   }
 
   ChangedItems TakeChanged() {
@@ -981,6 +988,13 @@ struct OnlineLearner::Impl {
     }
     pending.assign(std::make_move_iterator(pend.begin()), std::make_move_iterator(pend.end()));
     replay = std::move(rep);
+    if (static_cast<int64_t>(replay.size()) > opt.replay_capacity) {
+      // replay_capacity lowered since the save: a uniform subset of a uniform reservoir is one
+      // (slots beyond the capacity would otherwise never be replaced, yet still drawn).
+      std::mt19937_64 shuffle_rng(opt.seed ^ static_cast<uint64_t>(replay.size()));
+      std::shuffle(replay.begin(), replay.end(), shuffle_rng);
+      replay.resize(static_cast<size_t>(opt.replay_capacity));
+    }
     recent.assign(std::make_move_iterator(win.begin()), std::make_move_iterator(win.end()));
     while (static_cast<int64_t>(recent.size()) > opt.recent_capacity) recent.pop_front();
     steps = c[2].item<int64_t>();
@@ -1150,7 +1164,15 @@ Status ValidateOptions(const OnlineOptions& o) {
   }
   if (o.graph_refresh_steps < 1) return Status::InvalidArgument("graph_refresh_steps must be >= 1");
   if (!(o.change_threshold >= 0)) return Status::InvalidArgument("change_threshold must be >= 0");
-  if (!(o.lr > 0) || o.weight_decay < 0) return Status::InvalidArgument("lr must be > 0, weight_decay >= 0");
+  if (!(o.lr > 0) || !std::isfinite(o.lr) || !(o.weight_decay >= 0) || !std::isfinite(o.weight_decay)) {
+    return Status::InvalidArgument("lr must be finite and > 0, weight_decay finite and >= 0");
+  }
+  if (!(o.gamma >= 0) || !std::isfinite(o.gamma) || !(o.temperature > 0) || !std::isfinite(o.temperature)) {
+    return Status::InvalidArgument("gamma must be finite and >= 0, temperature finite and > 0");
+  }
+  if (!(o.hidden_dropout >= 0 && o.hidden_dropout < 1) || !(o.attn_dropout >= 0 && o.attn_dropout < 1)) {
+    return Status::InvalidArgument("dropout rates must be in [0, 1)");
+  }
   return Status::Ok();
 }
 

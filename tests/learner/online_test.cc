@@ -132,6 +132,11 @@ TEST(OnlineLearner, CreateValidatesOptions) {
   EXPECT_EQ(bad([](OnlineOptions& o) { o.recent_capacity = 0; }), StatusCode::kInvalidArgument);
   EXPECT_EQ(bad([](OnlineOptions& o) { o.graph_propagation = "sampled"; }), StatusCode::kInvalidArgument);
   EXPECT_EQ(bad([](OnlineOptions& o) { o.dim = 15; }), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](OnlineOptions& o) { o.gamma = std::nan(""); }), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](OnlineOptions& o) { o.temperature = 0; }), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](OnlineOptions& o) { o.weight_decay = std::nan(""); }), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](OnlineOptions& o) { o.lr = INFINITY; }), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad([](OnlineOptions& o) { o.hidden_dropout = 1; }), StatusCode::kInvalidArgument);
   auto l = Make(SmallOptions());
   const auto st = l->Stats();
   EXPECT_EQ(st.users, 0);
@@ -652,6 +657,53 @@ TEST(OnlineLearner, SaveLoadRoundTripKeepsScoresStateAndWatermark) {
   other.dim = 8;
   EXPECT_EQ(Make(other)->Load(path).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(a->Load(dir.File("missing.pt")).status().code(), StatusCode::kNotFound);
+}
+
+// A step whose loss is not finite fails before its update: weights, Adam state, counters and
+// the batch's fresh samples are as they were (a temperature this large makes the uniformity
+// terms log(0) = -inf).
+TEST(OnlineLearner, ANonFiniteLossChangesNothing) {
+  OnlineOptions o = SmallOptions();
+  o.temperature = 1e30;
+  auto l = Make(o);
+  ASSERT_TRUE(l->Observe(RandomStream(3, 10).Take(40)).ok());
+  const auto before = l->Stats();
+  const auto row = *l->InspectRow(OnlineTable::kItems, 1);
+  const auto score = *l->UserEmbedding({0, 1});
+  auto r = l->Step();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not finite"), std::string::npos) << r.status();
+  const auto after = l->Stats();
+  EXPECT_EQ(after.steps, before.steps);
+  EXPECT_EQ(after.pending, before.pending);
+  EXPECT_EQ(after.replay, before.replay);
+  const auto row_after = *l->InspectRow(OnlineTable::kItems, 1);
+  EXPECT_EQ(row_after.row, row.row);
+  EXPECT_EQ(row_after.exp_avg, row.exp_avg);
+  EXPECT_EQ(row_after.step, row.step);
+  EXPECT_EQ(*l->UserEmbedding({0, 1}), score);
+}
+
+// replay_capacity lowered between a save and a load: the reservoir is cut to the new capacity
+// at once (its slots beyond it were never replaced, yet still drawn).
+TEST(OnlineLearner, ALoadCutsTheReplayToALowerCapacity) {
+  testing::TempDir dir;
+  OnlineOptions o = SmallOptions();
+  o.batch_size = 16;
+  o.replay_capacity = 100;
+  auto a = Make(o);
+  RandomStream stream(4, 10);
+  ASSERT_TRUE(a->Observe(stream.Take(300)).ok());
+  for (int k = 0; k < 40; ++k) ASSERT_TRUE(a->Step().ok());
+  ASSERT_EQ(a->Stats().replay, 100);
+  ASSERT_TRUE(a->Save(dir.File("m.pt"), {1, 1}).ok());
+  o.replay_capacity = 10;
+  auto b = Make(o);
+  ASSERT_TRUE(b->Load(dir.File("m.pt")).ok());
+  EXPECT_EQ(b->Stats().replay, 10);
+  ASSERT_TRUE(b->Observe(stream.Take(100)).ok());
+  for (int k = 0; k < 10; ++k) ASSERT_TRUE(b->Step().ok());
+  EXPECT_EQ(b->Stats().replay, 10);
 }
 
 // A planted sequential pattern: every user walks i, i+1, i+2, ... (mod n). Prequential hit@10
