@@ -168,7 +168,7 @@ struct IngestMetrics {
 
 }  // namespace
 
-class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
+class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, public RdKafka::OffsetCommitCb {
  public:
   Impl(IngestOptions options, state::StateStore* store, AppliedSink* sink, prometheus::Registry* registry)
       : options_(std::move(options)),
@@ -198,7 +198,14 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
                   options_.kafka.bootstrap_servers, options_.dead_letter_topic);
     Status result;
     while (!stop.load(std::memory_order_relaxed)) {
-      if (!ApplyBackpressure()) continue;
+      MaybeUpdateLag();
+      if (!ApplyBackpressure()) {
+        if (!fatal_.ok()) {
+          result = fatal_;
+          break;
+        }
+        continue;
+      }
       // With a batch open, only take what the client has already fetched: when that runs out,
       // the batch is applied at once rather than at its deadline, so a record waits for its
       // batch only while more records are arriving than one apply takes in (latency stays
@@ -330,16 +337,46 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
       }
     }
     if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err) != RdKafka::Conf::CONF_OK ||
-        conf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err) != RdKafka::Conf::CONF_OK) {
+        conf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err) != RdKafka::Conf::CONF_OK ||
+        conf->set("offset_commit_cb", static_cast<RdKafka::OffsetCommitCb*>(this), err) != RdKafka::Conf::CONF_OK) {
       return Status::Internal(err);
     }
     consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
     if (!consumer_) return Status::InvalidArgument("creating the consumer: " + err);
-    kafka::ProducerOptions po;
-    po.linger_ms = 1;
-    GSAU_ASSIGN_OR_RETURN(dlq_, kafka::Producer::Create(options_.kafka, po));
+    GSAU_ASSIGN_OR_RETURN(dlq_, CreateDeadLetterProducer());
     dlq_fit_bytes_ = static_cast<size_t>(dlq_->max_message_bytes());
     return Status::Ok();
+  }
+
+  Result<std::unique_ptr<kafka::Producer>> CreateDeadLetterProducer() {
+    kafka::ProducerOptions po;
+    po.linger_ms = 1;
+    // A producer is closed only at the end or after a fatal error; what it still holds then
+    // is produced again by its successor or after a restart.
+    po.close_timeout_ms = 5000;
+    return kafka::Producer::Create(options_.kafka, po);
+  }
+
+  // After a fatal error the dead-letter producer takes nothing more (producer.h): a new one
+  // takes over, and the batch's dead letters are all produced again (what the old one had in
+  // flight is unknown; the topic is at-least-once). False while no new one could be made.
+  bool RenewDeadLetterProducer() {
+    auto fresh = CreateDeadLetterProducer();
+    if (!fresh.ok()) {
+      GSAU_LOG_ERROR("ingest: replacing the failed dead-letter producer: {}", fresh.status().ToString());
+      return false;
+    }
+    GSAU_LOG_ERROR("ingest: the dead-letter producer hit a fatal error; a new one produces the batch's {} dead "
+                   "letters again",
+                   pending_dead_letters_.size());
+    {
+      std::lock_guard<std::mutex> lock(dlq_mu_);
+      std::swap(dlq_, *fresh);
+    }
+    fresh->reset();  // the failed one: it fails what it held at once
+    dlq_failed_seen_ = dlq_too_large_seen_ = 0;
+    resend_dead_letters_ = true;
+    return true;
   }
 
   // Pauses or resumes for backpressure. Returns false while paused (the caller loops).
@@ -368,7 +405,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
     if (paused_) {
       // Keep serving the group (heartbeats are background, rebalances come through here).
       std::unique_ptr<RdKafka::Message> msg(consumer_->consume(50));
-      Handle(*msg).IgnoreError();
+      if (Status s = Handle(*msg); !s.ok() && fatal_.ok()) fatal_ = s;
       return false;
     }
     return true;
@@ -468,9 +505,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
     d.null_key = msg.key_pointer() == nullptr;
     if (msg.payload() != nullptr) d.value.assign(static_cast<const char*>(msg.payload()), msg.len());
     d.null_value = msg.payload() == nullptr;
-    d.timestamp_ms = msg.timestamp().type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE
-                         ? 0
-                         : msg.timestamp().timestamp;
+    // Timestamped when dead-lettered (as Kafka Connect does): with the original's time, a record
+    // of an old backfill would fall to the topic's time-based retention at once.
+    d.timestamp_ms = 0;
+    if (msg.timestamp().type != RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE) {
+      d.error.emplace_back("gsau.error.timestamp", std::to_string(msg.timestamp().timestamp));
+    }
     const size_t original = DeadLetterWireBytes(d);
     if (FitDeadLetter(d, dlq_fit_bytes_)) {
       GSAU_LOG_WARN("ingest: the dead letter of {}/{}@{} ({} bytes) is cut to {} bytes", msg.topic_name(),
@@ -492,6 +532,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
                                d.value, d.AllHeaders(), d.timestamp_ms, d.null_value);
       if (s.ok()) return true;
       metrics_.err_dlq.Increment();
+      if (dlq_->failed_fatally() && RenewDeadLetterProducer()) continue;
       GSAU_LOG_WARN("ingest: dead-letter produce failed: {}; retrying", s.ToString());
       if (stop_->load()) return false;
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
@@ -509,8 +550,18 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   Status AcknowledgeDeadLetters() {
     int backoff_ms = 100;
     while (true) {
+      if (resend_dead_letters_) {
+        resend_dead_letters_ = false;
+        for (const auto& d : pending_dead_letters_) {
+          if (!ProduceDeadLetter(d)) dead_letters_unsent_ = true;
+        }
+      }
       if (dead_letters_unsent_) return Status::Aborted("stopped before every dead letter was produced");
       Status s = dlq_->Flush(options_.dlq_flush_timeout_ms);
+      if (!s.ok() && dlq_->failed_fatally()) {
+        metrics_.err_dlq.Increment();
+        if (RenewDeadLetterProducer()) continue;
+      }
       const kafka::DeliveryCounts counts = dlq_->counts();
       if (s.ok() && counts.failed == dlq_failed_seen_) return Status::Ok();
       metrics_.err_dlq.Increment();
@@ -620,18 +671,58 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
     to_commit_.clear();
   }
 
-  void UpdateLag() {
+  // The lag: records of the assigned partitions the state has not reached. The client's cached
+  // watermarks come with fetches, and a paused partition is not fetched: then the broker is
+  // asked (`query`), which blocks up to a second per partition.
+  void UpdateLag(bool query = false) {
+    last_lag_ = Clock::now();
+    if (query) last_lag_query_ = last_lag_;
     int64_t lag = 0;
     for (const auto& tp : assigned_) {
       int64_t low = 0, high = 0;
-      if (consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high) != RdKafka::ERR_NO_ERROR || high < 0) {
-        continue;
-      }
+      const auto err = query ? consumer_->query_watermark_offsets(tp.topic, tp.partition, &low, &high, 1000)
+                             : consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high);
+      if (err != RdKafka::ERR_NO_ERROR || high < 0) continue;
       const auto next = store_->Offset(tp);
       lag += std::max<int64_t>(0, high - (next ? *next : low));
     }
     metrics_.lag.Set(static_cast<double>(lag));
   }
+
+  // Batches update the lag as they commit; this keeps it current when none do (paused for
+  // backpressure, an idle topic, after a revoke): every second, asking the broker every 5 s
+  // while paused.
+  void MaybeUpdateLag() {
+    const auto now = Clock::now();
+    if (now - last_lag_ < std::chrono::seconds(1)) return;
+    UpdateLag(paused_ && now - last_lag_query_ >= std::chrono::seconds(5));
+  }
+
+  // Commits are asynchronous: their failures (a lost generation, no right to the group) only
+  // show here, on Run()'s thread inside consume(). Lag tools then read stale offsets; the state
+  // keeps the true ones.
+  void offset_commit_cb(RdKafka::ErrorCode err, std::vector<RdKafka::TopicPartition*>& offsets) override {
+    if (err == RdKafka::ERR_NO_ERROR || err == RdKafka::ERR__NO_OFFSET) {
+      for (const auto* tp : offsets) {
+        if (tp->err() != RdKafka::ERR_NO_ERROR) err = tp->err();
+      }
+      if (err == RdKafka::ERR_NO_ERROR || err == RdKafka::ERR__NO_OFFSET) return;
+    }
+    metrics_.err_commit.Increment();
+    if (int64_t n = commit_log_.Due()) {
+      GSAU_LOG_WARN("ingest: committing offsets to Kafka failed ({}x): {} (lag tools see old offsets; the state keeps "
+                    "the true ones)",
+                    n, RdKafka::err2str(err));
+    }
+  }
+
+ public:
+  void RaiseDeadLetterFatalErrorForTesting() {
+    std::lock_guard<std::mutex> lock(dlq_mu_);
+    if (dlq_) dlq_->RaiseFatalErrorForTesting();
+  }
+
+ private:
 
   void Bump(int64_t IngestCounters::*field, int64_t n) {
     std::lock_guard<std::mutex> lock(counters_mu_);
@@ -650,6 +741,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   // Destruction order: the consumer (which may call back into this object) goes first, then
   // the dead-letter producer (declared first, destroyed last), which flushes what it holds.
   std::unique_ptr<kafka::Producer> dlq_;
+  std::mutex dlq_mu_;  // dlq_'s replacement against RaiseDeadLetterFatalErrorForTesting
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
 
   std::set<TopicPartition> assigned_;
@@ -665,6 +757,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   std::vector<DeadLetterRecord> pending_dead_letters_;
   size_t pending_dead_letter_bytes_ = 0;
   bool dead_letters_unsent_ = false;                    // one was never handed to the producer
+  bool resend_dead_letters_ = false;                    // a new producer took over: produce them all again
   int64_t dlq_failed_seen_ = 0;     // the producer's failed deliveries, handled
   int64_t dlq_too_large_seen_ = 0;  // of those, refused as too large
   // Dead letters are cut to this (the producer's message.max.bytes, halved after each refusal
@@ -679,6 +772,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   int64_t batch_bad_[16] = {};
   Clock::time_point batch_deadline_{};
 
+  Status fatal_;                             // a fatal consumer error seen while paused
+  Clock::time_point last_lag_{};             // the lag gauge's last update
+  Clock::time_point last_lag_query_{};       // its last broker query (paused partitions)
+  Throttle commit_log_{std::chrono::seconds(10)};
   Throttle topic_log_{std::chrono::seconds(10)};
   Throttle broker_log_{std::chrono::seconds(5)};
   Throttle consume_log_{std::chrono::seconds(5)};
@@ -697,5 +794,7 @@ Ingestor::~Ingestor() = default;
 Status Ingestor::Run(const std::atomic<bool>& stop) { return impl_->Run(stop); }
 
 IngestCounters Ingestor::counters() const { return impl_->counters(); }
+
+void Ingestor::RaiseDeadLetterFatalErrorForTesting() { impl_->RaiseDeadLetterFatalErrorForTesting(); }
 
 }  // namespace gsau::ingest

@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 
 #include <map>
+#include <set>
 #include <thread>
 
 #include "gsau/ingest/ingestor.h"
@@ -290,6 +291,75 @@ TEST(IngestTest, ADeadLetterWhoseDeliveryFailedIsProducedAgainBeforeTheBatchComm
   for (const auto& r : dlq) EXPECT_EQ(r.value, "not json");
 }
 
+// A dead letter carries the time it was dead-lettered (the topic's time-based retention counts
+// from it) and the original's in gsau.error.timestamp: a bad record of a month-old backfill
+// must not fall to a 7-day retention at once.
+TEST(IngestTest, ADeadLetterIsTimestampedWhenProducedAndKeepsTheOriginalTime) {
+  const std::string topic = UniqueTopic("dlq-time");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  ASSERT_TRUE(producer.ok());
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  const int64_t month_ago = now_ms - int64_t{30} * 24 * 3600 * 1000;
+  ASSERT_TRUE((*producer)->Produce(topic, "old", "not json", {}, month_ago).ok());
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  const auto dlq = IngestAndReadDeadLetters(topic, 1, 0, 1);
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_GE(dlq[0].timestamp_ms, now_ms - 1000);
+  EXPECT_LE(dlq[0].timestamp_ms, now_ms + 120000);
+  std::map<std::string, std::string> h(dlq[0].headers.begin(), dlq[0].headers.end());
+  EXPECT_EQ(h["gsau.error.timestamp"], std::to_string(month_ago));
+}
+
+// After a fatal error the dead-letter producer takes nothing more: a new one takes over, and no
+// bad event is lost or holds ingest up.
+TEST(IngestTest, AFatalErrorOfTheDeadLetterProducerIsSurvived) {
+  const std::string topic = UniqueTopic("dlq-fatal");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  ASSERT_TRUE(producer.ok());
+  const auto good = MakeClicks(200, 20, 20, 5);
+  auto produce_good = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      ASSERT_TRUE(
+          (*producer)->Produce(topic, good[i].user_id, ClickJson(good[i].user_id, good[i].item_id, good[i].ts_ms)).ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  };
+  produce_good(0, 100);
+  ASSERT_TRUE((*producer)->Produce(topic, "bad-0", "not json").ok());
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  prometheus::Registry registry;
+  IngestOptions options = Options(topic);
+  options.retry_backoff_max_ms = 200;
+  Ingestor ingestor(options, store.get(), nullptr, &registry);
+  bool raised = false;
+  const Status run = RunUntil(ingestor, [&] {
+    const auto c = ingestor.counters();
+    if (!raised && c.dead_lettered >= 1) {
+      ingestor.RaiseDeadLetterFatalErrorForTesting();
+      raised = true;
+      produce_good(100, 200);
+      EXPECT_TRUE((*producer)->Produce(topic, "bad-1", "still not json").ok());
+      EXPECT_TRUE((*producer)->Flush(30000).ok());
+    }
+    return c.consumed >= 202;
+  });
+  ASSERT_TRUE(run.ok()) << run;
+  ASSERT_TRUE(raised);
+  EXPECT_EQ(ingestor.counters().applied, 200);
+  EXPECT_EQ(ingestor.counters().dead_lettered, 2);
+  const auto dlq = ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, 2);
+  std::set<std::string> keys;
+  for (const auto& r : dlq) keys.insert(r.key);
+  EXPECT_EQ(keys, (std::set<std::string>{"bad-0", "bad-1"}));
+}
+
 TEST(IngestTest, RestartResumesFromTheStateOffsetsNotKafkas) {
   const std::string topic = UniqueTopic("resume");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 2, 1, {}}}, 20000).ok());
@@ -355,6 +425,99 @@ TEST(IngestTest, FullLearnerQueuePausesAndDrainingResumes) {
   t.join();
   EXPECT_EQ(drained, static_cast<int64_t>(clicks.size()));
   EXPECT_EQ(store->Counts().events, clicks.size());
+}
+
+// A value of the registry (first series of `name` whose labels include `labels`); -1 when none.
+double Value(prometheus::Registry& registry, const std::string& name,
+             const std::map<std::string, std::string>& labels = {}) {
+  for (const auto& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& m : family.metric) {
+      size_t matched = 0;
+      for (const auto& l : m.label) matched += labels.count(l.name) && labels.at(l.name) == l.value;
+      if (matched != labels.size()) continue;
+      return family.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
+    }
+  }
+  return -1;
+}
+
+// While ingest is paused for backpressure no batch commits, yet the lag must keep growing with
+// the topic (it stayed at its last batch's value: lag alerts never fired while ingest stood).
+TEST(IngestTest, TheLagGaugeGrowsWhilePaused) {
+  const std::string topic = UniqueTopic("lag");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  const auto clicks = MakeClicks(3000, 100, 100, 13);
+  auto produce = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      ASSERT_TRUE(
+          (*producer)->Produce(topic, clicks[i].user_id, ClickJson(clicks[i].user_id, clicks[i].item_id, clicks[i].ts_ms))
+              .ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  };
+  produce(0, 1000);
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  AppliedQueue queue(200);  // nobody drains it: ingest pauses after a few batches
+  prometheus::Registry registry;
+  Ingestor ingestor(Options(topic), store.get(), &queue, &registry);
+  std::atomic<bool> stop{false};
+  std::thread t([&] { EXPECT_TRUE(ingestor.Run(stop).ok()); });
+  auto wait_for = [](auto done, int seconds) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return done();
+  };
+  EXPECT_TRUE(wait_for([&] { return ingestor.counters().paused > 0; }, 20));
+  produce(1000, 3000);
+  const int64_t applied = ingestor.counters().applied;
+  EXPECT_LE(applied, 400);
+  EXPECT_TRUE(wait_for([&] { return Value(registry, "gsau_ingest_consumer_lag_messages") >= 3000.0 - applied; }, 15))
+      << "lag " << Value(registry, "gsau_ingest_consumer_lag_messages") << ", applied " << applied;
+  EXPECT_EQ(ingestor.counters().applied, applied) << "still paused";
+  stop = true;
+  t.join();
+}
+
+// Commits to Kafka are asynchronous: a refused one must still be counted (lag tools then read
+// stale offsets), not vanish with its callback.
+TEST(IngestTest, ARefusedOffsetCommitIsCounted) {
+  MockCluster cluster;
+  cluster.CreateTopic("clicks", 1);
+  kafka::KafkaOptions k;
+  k.bootstrap_servers = cluster.bootstrap();
+  {
+    auto p = kafka::Producer::Create(k, {});
+    ASSERT_TRUE(p.ok()) << p.status();
+    for (const auto& c : MakeClicks(50, 5, 5, 3)) {
+      ASSERT_TRUE((*p)->Produce("clicks", c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+    }
+    ASSERT_TRUE((*p)->Flush(10000).ok());
+  }
+  constexpr int16_t kOffsetCommitApiKey = 8;
+  std::vector<rd_kafka_resp_err_t> refusals(20, RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE);
+  rd_kafka_mock_push_request_errors_array(cluster.get(), kOffsetCommitApiKey, refusals.size(), refusals.data());
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  IngestOptions options;
+  options.kafka = k;
+  options.topic = "clicks";
+  options.dead_letter_topic = "clicks.dlq";
+  options.group_id = "commit-refused";
+  options.batch_max_wait_ms = 50;
+  options.commit_interval_ms = 1;
+  prometheus::Registry registry;
+  Ingestor ingestor(options, store.get(), nullptr, &registry);
+  const std::map<std::string, std::string> commit{{"stage", "ingest"}, {"kind", "commit"}};
+  ASSERT_TRUE(RunUntil(ingestor, [&] {
+                return ingestor.counters().applied >= 50 && Value(registry, "gsau_errors_total", commit) >= 1;
+              }).ok());
+  EXPECT_EQ(ingestor.counters().applied, 50);
+  EXPECT_GE(Value(registry, "gsau_errors_total", commit), 1);
 }
 
 // A partition assigned while ingest is paused (the learner's queue full, the usual state while

@@ -23,6 +23,9 @@
 //
 // Backpressure: when the sink has no room for another batch, every assigned partition is
 // paused; consumption resumes when it has room again.
+// Dead letters are timestamped when produced; the original record's timestamp, when it had one,
+// is in gsau.error.timestamp (ms). A fatal error of the dead-letter producer replaces it with a
+// new one, which produces the batch's dead letters again.
 // Failures: an unreachable broker or a missing topic is retried (librdkafka reconnects; our
 // own dead-letter and apply steps back off exponentially), logged at most every few seconds
 // and counted in gsau_errors_total{stage="ingest"}; none of them ends Run().
@@ -88,6 +91,11 @@ class Ingestor {
   Status Run(const std::atomic<bool>& stop);
 
   IngestCounters counters() const;
+
+  // Tests only: raises a fatal error in the dead-letter producer (librdkafka's test hook), as a
+  // broker could; a new producer takes over at the next dead letter. Any thread, while Run()
+  // runs, once it has consumed a record (the producer exists).
+  void RaiseDeadLetterFatalErrorForTesting();
 
  private:
   class Impl;
