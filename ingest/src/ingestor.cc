@@ -351,24 +351,27 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   Result<std::unique_ptr<kafka::Producer>> CreateDeadLetterProducer() {
     kafka::ProducerOptions po;
     po.linger_ms = 1;
+    // The broker holds a whole batch of records to the topic's max.message.bytes, and librdkafka
+    // does not split a batch it refused: batches no larger than one dead letter may be.
+    if (dlq_fit_bytes_ > 0) po.batch_bytes = static_cast<int>(std::min<size_t>(po.batch_bytes, dlq_fit_bytes_));
     // A producer is closed only at the end or after a fatal error; what it still holds then
     // is produced again by its successor or after a restart.
     po.close_timeout_ms = 5000;
     return kafka::Producer::Create(options_.kafka, po);
   }
 
-  // After a fatal error the dead-letter producer takes nothing more (producer.h): a new one
-  // takes over, and the batch's dead letters are all produced again (what the old one had in
-  // flight is unknown; the topic is at-least-once). False while no new one could be made.
-  bool RenewDeadLetterProducer() {
+  // After a fatal error the dead-letter producer takes nothing more (producer.h), and after a
+  // refusal as too large its batches must shrink: a new one takes over, and the batch's dead
+  // letters are all produced again (what the old one had in flight is unknown; the topic is
+  // at-least-once). False while no new one could be made.
+  bool RenewDeadLetterProducer(const char* why) {
     auto fresh = CreateDeadLetterProducer();
     if (!fresh.ok()) {
       GSAU_LOG_ERROR("ingest: replacing the failed dead-letter producer: {}", fresh.status().ToString());
       return false;
     }
-    GSAU_LOG_ERROR("ingest: the dead-letter producer hit a fatal error; a new one produces the batch's {} dead "
-                   "letters again",
-                   pending_dead_letters_.size());
+    GSAU_LOG_WARN("ingest: {}: a new dead-letter producer produces the batch's {} dead letters again", why,
+                  pending_dead_letters_.size());
     {
       std::lock_guard<std::mutex> lock(dlq_mu_);
       std::swap(dlq_, *fresh);
@@ -532,7 +535,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                                d.value, d.AllHeaders(), d.timestamp_ms, d.null_value);
       if (s.ok()) return true;
       metrics_.err_dlq.Increment();
-      if (dlq_->failed_fatally() && RenewDeadLetterProducer()) continue;
+      if (dlq_->failed_fatally() && RenewDeadLetterProducer("the dead-letter producer hit a fatal error")) continue;
       GSAU_LOG_WARN("ingest: dead-letter produce failed: {}; retrying", s.ToString());
       if (stop_->load()) return false;
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
@@ -560,7 +563,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       Status s = dlq_->Flush(options_.dlq_flush_timeout_ms);
       if (!s.ok() && dlq_->failed_fatally()) {
         metrics_.err_dlq.Increment();
-        if (RenewDeadLetterProducer()) continue;
+        if (RenewDeadLetterProducer("the dead-letter producer hit a fatal error")) continue;
       }
       const kafka::DeliveryCounts counts = dlq_->counts();
       if (s.ok() && counts.failed == dlq_failed_seen_) return Status::Ok();
@@ -578,6 +581,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         GSAU_LOG_WARN("ingest: {} refused a dead letter as too large; dead letters are cut to {} bytes from now on",
                       options_.dead_letter_topic, dlq_fit_bytes_);
         for (auto& d : pending_dead_letters_) FitDeadLetter(d, dlq_fit_bytes_);
+        if (RenewDeadLetterProducer("batches of dead letters must shrink too")) continue;
       }
       for (const auto& d : pending_dead_letters_) {
         if (!ProduceDeadLetter(d)) dead_letters_unsent_ = true;

@@ -246,6 +246,36 @@ TEST(IngestTest, ADeadLetterTheTopicRefusesAsTooLargeIsCutFurther) {
   ExpectTheHeadOf(bad, dlq[0], 200'000);
 }
 
+// Many small dead letters and a dead-letter topic with a small max.message.bytes: the broker
+// checks the limit against a whole batch of records, and librdkafka does not split a refused
+// batch, so cutting each record could never make them fit (ingest stalled on them for ever).
+TEST(IngestTest, ManySmallDeadLettersFitATopicWithASmallLimit) {
+  const std::string topic = UniqueTopic("many-bad");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()),
+                                  {{topic, 1, 1, {}}, {topic + ".dlq", 1, 1, {{"max.message.bytes", "20000"}}}},
+                                  20000)
+                  .ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  ASSERT_TRUE(producer.ok());
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE((*producer)->Produce(topic, "bad-" + std::to_string(i), RandomBytes(1000, 100 + i)).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  IngestOptions options = Options(topic);
+  options.batch_max_events = 1000;  // one micro-batch, its dead letters produced together
+  options.retry_backoff_max_ms = 200;
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  Ingestor ingestor(options, store.get(), nullptr, nullptr);
+  ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().dead_lettered >= 200; }).ok());
+  EXPECT_EQ(ingestor.counters().dead_lettered, 200);
+  // Batches the broker took before a refusal are produced again with the rest: at-least-once.
+  const auto dlq = ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, -1);
+  std::set<std::string> keys;
+  for (const auto& r : dlq) keys.insert(r.key);
+  EXPECT_EQ(keys.size(), 200u);
+}
+
 // A dead letter whose delivery fails for good (here: the broker refuses produce requests until
 // message.timeout.ms runs out) is gone from the producer; the batch commits only once it has
 // been produced again and acknowledged. (librdkafka's mock cluster: failures on demand.)
