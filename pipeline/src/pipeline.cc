@@ -1005,7 +1005,13 @@ struct Pipeline::Impl {
       return Status::Ok();
     };
     while (!stop) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(opt.user_flush_ms));
+      // In slices: a stop must not wait out a long publisher.interval_ms (a SIGTERM's grace period
+      // may be shorter, and the last flush and checkpoint come after this thread).
+      const auto next = SteadyClock::now() + std::chrono::milliseconds(opt.user_flush_ms);
+      for (auto now = SteadyClock::now(); !stop && now < next; now = SteadyClock::now()) {
+        std::this_thread::sleep_for(std::min<SteadyClock::duration>(next - now, std::chrono::milliseconds(50)));
+      }
+      if (stop) break;
       GSAU_RETURN_IF_ERROR(flush());
     }
     Status last = flush();
