@@ -925,10 +925,15 @@ struct OnlineLearner::Impl {
     const auto expect = ShapeMeta();
     const auto sh = shape.cpu();
     if (sh.numel() != static_cast<int64_t>(expect.size())) return Status::InvalidArgument(path + ": unknown checkpoint format");
+    static constexpr const char* kShapeNames[] = {"format", "dim", "max_len", "seq_layers",
+                                                  "heads",  "ffn_dim", "graph_layers"};
+    static_assert(std::size(kShapeNames) == 7);
     for (size_t k = 0; k < expect.size(); ++k) {
-      if (sh[static_cast<int64_t>(k)].item<int64_t>() != expect[k]) {
-        return Status::InvalidArgument(path + " was written for another model shape (format, dim, max_len, "
-                                       "seq_layers, heads, ffn_dim, graph_layers)");
+      const int64_t saved = sh[static_cast<int64_t>(k)].item<int64_t>();
+      if (saved != expect[k]) {
+        const std::string name = k < std::size(kShapeNames) ? kShapeNames[k] : "shape " + std::to_string(k);
+        return Status::InvalidArgument(path + " was written for another model shape: its " + name + " is " +
+                                       std::to_string(saved) + ", this learner's " + std::to_string(expect[k]));
       }
     }
     ar.read("counters", counters);

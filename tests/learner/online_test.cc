@@ -655,7 +655,10 @@ TEST(OnlineLearner, SaveLoadRoundTripKeepsScoresStateAndWatermark) {
   }
   OnlineOptions other = o;
   other.dim = 8;
-  EXPECT_EQ(Make(other)->Load(path).status().code(), StatusCode::kInvalidArgument);
+  const auto mismatch = Make(other)->Load(path);
+  EXPECT_EQ(mismatch.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(mismatch.status().message().find("its dim is 16, this learner's 8"), std::string::npos)
+      << mismatch.status();
   EXPECT_EQ(a->Load(dir.File("missing.pt")).status().code(), StatusCode::kNotFound);
 }
 
