@@ -6,7 +6,7 @@
 //
 //  family      key                                  value
 //  ----------  -----------------------------------  ----------------------------------------
-//  meta        "format"                             "1"
+//  meta        "format"                             "2" ("1": change entries without clicks)
 //              "seq"                                u64 last applied batch sequence
 //              "session_length"                     u32 the N sessions were last trimmed to
 //              "off" topic 0x00 be32(partition)      i64 next offset to consume
@@ -55,7 +55,10 @@ inline constexpr const char* kCfNames[kNumCfs] = {"default",  "meta",  "user_ids
                                                   "sessions", "edges", "changes"};
 
 inline constexpr std::string_view kFormatKey = "format";
-inline constexpr std::string_view kFormatVersion = "1";
+// "2" added the clicks to change entries, which a reader of "1" rejects as trailing bytes: a
+// writable open of a "1" store stamps it "2", so that an older binary says so instead.
+inline constexpr std::string_view kFormatVersion = "2";
+inline constexpr std::string_view kFormatVersionNoClicks = "1";
 inline constexpr std::string_view kSeqKey = "seq";
 inline constexpr std::string_view kSessionLengthKey = "session_length";
 inline constexpr std::string_view kOffsetPrefix = "off";

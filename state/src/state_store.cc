@@ -320,8 +320,12 @@ Status StateStore::Impl::LoadCaches() {
         "state: write format"));
   } else {
     GSAU_RETURN_IF_ERROR(FromRocks(s, "state: read format"));
-    if (value != keys::kFormatVersion) {
-      return Status::Unimplemented("state: unknown store format " + value);
+    if (value == keys::kFormatVersionNoClicks && !options_.read_only) {
+      GSAU_RETURN_IF_ERROR(FromRocks(
+          db_->Put(setup_.write, cf(keys::kMeta), S(keys::kFormatKey), S(keys::kFormatVersion)),
+          "state: write format"));
+    } else if (value != keys::kFormatVersion && value != keys::kFormatVersionNoClicks) {
+      return Status::Unimplemented("state: unknown store format " + value + " (written by a newer version?)");
     }
   }
   s = db_->Get(ro, cf(keys::kMeta), S(keys::kSeqKey), &value);
@@ -425,6 +429,12 @@ Status StateStore::Impl::TrimSessionsIfResized() {
         ++trimmed;
       }
       pos.clear();
+      // In pieces: a big store lowered by much would otherwise hold every delete in memory at
+      // once. A stop in between leaves the length unrecorded, and the next open trims again.
+      if (wb.Count() >= 100000) {
+        GSAU_RETURN_IF_ERROR(FromRocks(db_->Write(setup_.write, &wb), "state: write trimmed sessions"));
+        wb.Clear();
+      }
       return Status::Ok();
     };
     for (it->SeekToFirst(); it->Valid(); it->Next()) {

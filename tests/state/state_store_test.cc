@@ -143,8 +143,10 @@ TEST(StateStoreTest, SessionTrimmedWithinOneBatch) {
 }
 
 // N lowered, then raised between opens: the clicks the smaller N dropped stay dropped, in the
-// per-user read and in the scan alike (the scan once counted the last N stored entries and
-// showed clicks older than the gap, which the smaller N never deleted).
+// per-user read and in the scan alike. Before the store trimmed at open, a click deleted only
+// the position N behind it: entries from before the lowering stayed (5 and 6 below), the scan
+// counted the last N stored entries and showed them, and a raised N read them back. The scan
+// now also takes positions, not counts (for stores trimmed by no open since).
 TEST(StateStoreTest, SessionLengthLoweredThenRaisedReadsTheSameEverywhere) {
   gsau::testing::TempDir dir("gsau-state");
   int64_t ts = 0;
@@ -171,12 +173,12 @@ TEST(StateStoreTest, SessionLengthLoweredThenRaisedReadsTheSameEverywhere) {
     return out;
   };
   click(*MustOpen(SmallOptions(dir.File("db"), 5)), 10);  // clicks 5..9 kept
-  click(*MustOpen(SmallOptions(dir.File("db"), 3)), 2);   // 9, 10, 11 (5 and 6 still stored)
+  click(*MustOpen(SmallOptions(dir.File("db"), 3)), 2);   // 9, 10, 11 (5..8 trimmed at the open)
   auto store = MustOpen(SmallOptions(dir.File("db"), 5));
   EXPECT_EQ(read(*store), (std::vector<int64_t>{9, 10, 11}));
   EXPECT_EQ(scan(*store), read(*store));
   store.reset();
-  store = MustOpen(SmallOptions(dir.File("db"), 7));  // reaches back to clicks 5 and 6
+  store = MustOpen(SmallOptions(dir.File("db"), 7));  // reaches back to where clicks 5 and 6 were
   EXPECT_EQ(read(*store), (std::vector<int64_t>{9, 10, 11}));
   EXPECT_EQ(scan(*store), read(*store));
   store.reset();

@@ -19,8 +19,8 @@
 //    nothing was applied yet. It names a state version for the change feed and checkpoints.
 //
 // Change feed. Each batch also writes one change entry, keyed by its sequence number, listing
-// the distinct (user, item) pairs it touched (users and items follow from them). ChangesSince(s)
-// unions the entries of batches s+1 .. current. Entries older than
+// the distinct (user, item) pairs it touched (users and items follow from them) and the clicks
+// each of its users had before it. ChangesSince(s) unions the entries of batches s+1 .. current. Entries older than
 // StateOptions::changelog_retention_batches are dropped; a reader further behind gets kNotFound
 // and rebuilds from ForEachEdge / ForEachSession, which report the sequence number they saw so
 // the reader can follow the feed from there. (A log keyed by sequence, rather than a
