@@ -199,13 +199,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     Status result;
     while (!stop.load(std::memory_order_relaxed)) {
       MaybeUpdateLag();
-      if (!ApplyBackpressure()) {
-        if (!fatal_.ok()) {
-          result = fatal_;
-          break;
-        }
-        continue;
+      const bool running = ApplyBackpressure();
+      if (!fatal_.ok()) {  // seen while paused, or in an assignment
+        result = fatal_;
+        break;
       }
+      if (!running) continue;
       // With a batch open, only take what the client has already fetched: when that runs out,
       // the batch is applied at once rather than at its deadline, so a record waits for its
       // batch only while more records are arriving than one apply takes in (latency stays
@@ -271,6 +270,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       std::string list;
       for (auto* tp : partitions) {
         const auto stored = store_->Offset({tp->topic(), tp->partition()});
+        if (stored) CheckStoredOffset(consumer, tp->topic(), tp->partition(), *stored);
         tp->set_offset(stored ? *stored : RdKafka::Topic::OFFSET_BEGINNING);
         guard_.Assign({tp->topic(), tp->partition()}, stored ? *stored : -1);
         assigned_.insert({tp->topic(), tp->partition()});
@@ -305,6 +305,32 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   }
 
  private:
+  // The state's offset against the partition's log. Past its end: the topic was deleted and
+  // created again, or this is another cluster; librdkafka would restart the partition at its
+  // beginning and every record below the state's offset would be skipped as one read before, so
+  // ingest stops, saying so. Before its start: retention deleted records this state never read
+  // (lost to it; consumption goes on from the start).
+  void CheckStoredOffset(RdKafka::KafkaConsumer* consumer, const std::string& topic, int32_t partition,
+                         int64_t stored) {
+    int64_t low = 0, high = 0;
+    if (consumer->query_watermark_offsets(topic, partition, &low, &high, 5000) != RdKafka::ERR_NO_ERROR) return;
+    const std::string where = topic + "/" + std::to_string(partition);
+    if (stored > high && fatal_.ok()) {
+      metrics_.err_consume.Increment();
+      fatal_ = Status::Corruption(
+          "partition " + where + " ends at offset " + std::to_string(high) + " but the state has consumed it up to " +
+          std::to_string(stored) +
+          ": the topic was deleted and created again, or this is another cluster. Point kafka.bootstrap_servers at "
+          "the cluster this state came from, or start from an empty state.path");
+      GSAU_LOG_ERROR("ingest: {}", fatal_.message());
+    } else if (stored < low) {
+      metrics_.err_consume.Increment();
+      GSAU_LOG_ERROR("ingest: partition {}: records {}..{} were deleted by the topic's retention before this state "
+                     "read them; going on from {}",
+                     where, stored, low - 1, low);
+    }
+  }
+
   Status CreateClients() {
     std::string err;
     std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
@@ -535,9 +561,11 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                                d.value, d.AllHeaders(), d.timestamp_ms, d.null_value);
       if (s.ok()) return true;
       metrics_.err_dlq.Increment();
-      if (dlq_->failed_fatally() && RenewDeadLetterProducer("the dead-letter producer hit a fatal error")) continue;
-      GSAU_LOG_WARN("ingest: dead-letter produce failed: {}; retrying", s.ToString());
       if (stop_->load()) return false;
+      if (dlq_->failed_fatally() && RenewDeadLetterProducer("the dead-letter producer hit a fatal error")) {
+        continue;  // the new one at once (renewal is rare; Create does not loop)
+      }
+      GSAU_LOG_WARN("ingest: dead-letter produce failed: {}; retrying", s.ToString());
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
       backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
     }
@@ -553,16 +581,22 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   Status AcknowledgeDeadLetters() {
     int backoff_ms = 100;
     while (true) {
-      if (resend_dead_letters_) {
+      // Again from the first should one more producer take over meanwhile (the letters handed
+      // to the one it replaced are in doubt).
+      while (resend_dead_letters_ && !dead_letters_unsent_) {
         resend_dead_letters_ = false;
         for (const auto& d : pending_dead_letters_) {
-          if (!ProduceDeadLetter(d)) dead_letters_unsent_ = true;
+          if (!ProduceDeadLetter(d)) {
+            dead_letters_unsent_ = true;
+            break;
+          }
         }
       }
       if (dead_letters_unsent_) return Status::Aborted("stopped before every dead letter was produced");
       Status s = dlq_->Flush(options_.dlq_flush_timeout_ms);
       if (!s.ok() && dlq_->failed_fatally()) {
         metrics_.err_dlq.Increment();
+        if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
         if (RenewDeadLetterProducer("the dead-letter producer hit a fatal error")) continue;
       }
       const kafka::DeliveryCounts counts = dlq_->counts();
@@ -677,14 +711,14 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
 
   // The lag: records of the assigned partitions the state has not reached. The client's cached
   // watermarks come with fetches, and a paused partition is not fetched: then the broker is
-  // asked (`query`), which blocks up to a second per partition.
+  // asked (`query`), which blocks up to 500 ms per partition while the broker does not answer.
   void UpdateLag(bool query = false) {
     last_lag_ = Clock::now();
     if (query) last_lag_query_ = last_lag_;
     int64_t lag = 0;
     for (const auto& tp : assigned_) {
       int64_t low = 0, high = 0;
-      const auto err = query ? consumer_->query_watermark_offsets(tp.topic, tp.partition, &low, &high, 1000)
+      const auto err = query ? consumer_->query_watermark_offsets(tp.topic, tp.partition, &low, &high, 500)
                              : consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high);
       if (err != RdKafka::ERR_NO_ERROR || high < 0) continue;
       const auto next = store_->Offset(tp);
@@ -776,7 +810,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   int64_t batch_bad_[16] = {};
   Clock::time_point batch_deadline_{};
 
-  Status fatal_;                             // a fatal consumer error seen while paused
+  Status fatal_;  // a fatal error seen outside Run()'s own calls (while paused, in an assignment)
   Clock::time_point last_lag_{};             // the lag gauge's last update
   Clock::time_point last_lag_query_{};       // its last broker query (paused partitions)
   Throttle commit_log_{std::chrono::seconds(10)};

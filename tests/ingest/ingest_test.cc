@@ -390,6 +390,39 @@ TEST(IngestTest, AFatalErrorOfTheDeadLetterProducerIsSurvived) {
   EXPECT_EQ(keys, (std::set<std::string>{"bad-0", "bad-1"}));
 }
 
+// A state that has read a partition further than the partition now reaches (the topic deleted
+// and created again, or another cluster): ingest stops, saying so, instead of skipping every
+// record below the state's offset as one it had read.
+TEST(IngestTest, AStateAheadOfThePartitionStopsIngest) {
+  const std::string topic = UniqueTopic("recreated");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  for (const auto& c : MakeClicks(50, 10, 10, 21)) {
+    ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  const PartitionOffset ahead{{topic, 0}, 500};  // what the old topic had reached
+  ASSERT_TRUE(store->ApplyBatch({}, std::span(&ahead, 1)).ok());
+  Ingestor ingestor(Options(topic), store.get(), nullptr, nullptr);
+  std::atomic<bool> stop{false}, returned{false};
+  Status result;
+  std::thread t([&] {
+    result = ingestor.Run(stop);
+    returned = true;
+  });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!returned && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  stop = true;
+  t.join();
+  EXPECT_EQ(result.code(), StatusCode::kCorruption) << result;
+  EXPECT_NE(result.message().find("ends at offset 50 but the state has consumed it up to 500"), std::string::npos)
+      << result;
+  EXPECT_EQ(store->Counts().events, 0u);
+  EXPECT_EQ(*store->Offset({topic, 0}), 500);
+}
+
 TEST(IngestTest, RestartResumesFromTheStateOffsetsNotKafkas) {
   const std::string topic = UniqueTopic("resume");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 2, 1, {}}}, 20000).ok());
