@@ -20,8 +20,9 @@
 // graph, samples, the watermark = the state batch the learner had seen), state/ (a RocksDB
 // checkpoint) and users_published_through (a decimal batch seq), built under a .tmp name and renamed (InstallCheckpoint); the newest checkpoint_keep
 // are kept. On start the newest checkpoint's model is loaded and the learner catches up with the
-// state batches after its watermark from the state's change feed (CatchUpEvents: each click with
-// its session prefix, as the live path hands them over). Without a checkpoint the learner starts from the state's history (every
+// state batches after its watermark from the state's change feed (CatchUpEvents: each click still
+// in its user's session with the items before it that the session holds; those that left it as
+// graph pairs). Without a checkpoint the learner starts from the state's history (every
 // session and edge as replay data). Rollback: Options::rollback_from = a checkpoint dir: the
 // current state directory is moved aside (<state>.before-rollback-<time>), the checkpoint's state
 // copied in and its model loaded; ingest then re-reads Kafka from that state's offsets, so nothing
