@@ -207,7 +207,9 @@ const std::vector<Field>& Table() {
                "Click records larger than this are dead-lettered unparsed.", 64, 16 << 20),
       StringField("state.path", &C::state, &StateSection::path, "Directory of the RocksDB state store.", {}, true),
       IntField("state.session_length", &C::state, &StateSection::session_length, "items",
-               "Clicks kept per user session (the SASRec input is the last 50).", 50, 100000),
+               "Clicks kept per user session (the SASRec input is the last 50). Changed between runs, the next run "
+               "trims every session to it at start-up (lowering it drops clicks for good).",
+               50, 100000),
       IntField("state.block_cache_mb", &C::state, &StateSection::block_cache_mb, "MiB",
                "RocksDB block cache shared by the state's column families.", 1, 1 << 20),
       IntField("state.write_buffer_mb", &C::state, &StateSection::write_buffer_mb, "MiB",
