@@ -308,7 +308,8 @@ Timing RunStore(const std::vector<ClickEvent>& events, size_t batch, const std::
   return t;
 }
 
-// Contents of every family but meta's "format" stamp, as one string per family.
+// Contents of every family but meta's stamps written once at open ("format", "session_length"),
+// as one string per family.
 std::vector<std::string> Contents(const std::string& path, uint32_t n) {
   auto raw = OpenRaw(MakeDbSetup(BenchOptions(path, n)), path);
   std::vector<std::string> out;
@@ -318,7 +319,9 @@ std::vector<std::string> Contents(const std::string& path, uint32_t n) {
     ro.total_order_seek = true;
     std::unique_ptr<rocksdb::Iterator> it(raw->db->NewIterator(ro, h));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (it->key() == rocksdb::Slice(keys::kFormatKey)) continue;
+      if (it->key() == rocksdb::Slice(keys::kFormatKey) || it->key() == rocksdb::Slice(keys::kSessionLengthKey)) {
+        continue;
+      }
       all += it->key().ToString() + '\x01' + it->value().ToString() + '\x02';
     }
     out.push_back(std::move(all));
