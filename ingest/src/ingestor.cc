@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <tuple>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -268,9 +269,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       std::string list;
+      std::vector<TopicPartition> to_check;
+      for (auto* tp : partitions) {
+        if (store_->Offset({tp->topic(), tp->partition()})) to_check.push_back({tp->topic(), tp->partition()});
+      }
+      if (!to_check.empty()) CheckStoredOffsets(consumer, to_check);
       for (auto* tp : partitions) {
         const auto stored = store_->Offset({tp->topic(), tp->partition()});
-        if (stored) CheckStoredOffset(consumer, tp->topic(), tp->partition(), *stored);
         tp->set_offset(stored ? *stored : RdKafka::Topic::OFFSET_BEGINNING);
         guard_.Assign({tp->topic(), tp->partition()}, stored ? *stored : -1);
         assigned_.insert({tp->topic(), tp->partition()});
@@ -305,23 +310,58 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   }
 
  private:
+  // The first and the next offset of each partition's log, asked of the brokers in one request
+  // per broker (ListOffsets, through offsetsForTimes: -2 earliest, -1 latest) with one deadline
+  // for all; partitions that did not answer in time are missing. Not query_watermark_offsets:
+  // in this librdkafka (2.0.2) it can block for ever while a partition's leader is unreachable
+  // (librdkafka #2588, fixed in 2.3.0).
+  static std::map<TopicPartition, std::pair<int64_t, int64_t>> LogEnds(RdKafka::KafkaConsumer* consumer,
+                                                                       const std::vector<TopicPartition>& parts,
+                                                                       int timeout_ms) {
+    std::map<TopicPartition, std::pair<int64_t, int64_t>> out;
+    std::map<TopicPartition, int64_t> low;
+    for (int which = 0; which < 2; ++which) {
+      std::vector<RdKafka::TopicPartition*> tps;
+      for (const auto& tp : parts) tps.push_back(RdKafka::TopicPartition::create(tp.topic, tp.partition, which - 2));
+      const auto err = consumer->offsetsForTimes(tps, timeout_ms);
+      for (auto* tp : tps) {
+        if (err != RdKafka::ERR_NO_ERROR || tp->err() != RdKafka::ERR_NO_ERROR || tp->offset() < 0) continue;
+        const TopicPartition key{tp->topic(), tp->partition()};
+        if (which == 0) {
+          low[key] = tp->offset();
+        } else if (auto it = low.find(key); it != low.end()) {
+          out[key] = {it->second, tp->offset()};
+        }
+      }
+      RdKafka::TopicPartition::destroy(tps);
+    }
+    return out;
+  }
+
   // The state's offset against the partition's log. Past its end: the topic was deleted and
   // created again, or this is another cluster; librdkafka would restart the partition at its
   // beginning and every record below the state's offset would be skipped as one read before, so
   // ingest stops, saying so. Before its start: retention deleted records this state never read
-  // (lost to it; consumption goes on from the start).
-  void CheckStoredOffset(RdKafka::KafkaConsumer* consumer, const std::string& topic, int32_t partition,
-                         int64_t stored) {
-    int64_t low = 0, high = 0;
-    if (consumer->query_watermark_offsets(topic, partition, &low, &high, 5000) != RdKafka::ERR_NO_ERROR) return;
+  // (lost to it; consumption goes on from the start). Runs inside the rebalance callback: the
+  // brokers get 2 s in all, and partitions without an answer are not checked.
+  void CheckStoredOffsets(RdKafka::KafkaConsumer* consumer, const std::vector<TopicPartition>& parts) {
+    for (const auto& [tp, ends] : LogEnds(consumer, parts, 2000)) {
+      const auto [low, high] = ends;
+      const int64_t stored = store_->Offset(tp).value_or(0);
+      CheckStoredOffset(tp.topic, tp.partition, stored, low, high);
+    }
+  }
+
+  void CheckStoredOffset(const std::string& topic, int32_t partition, int64_t stored, int64_t low, int64_t high) {
     const std::string where = topic + "/" + std::to_string(partition);
     if (stored > high && fatal_.ok()) {
       metrics_.err_consume.Increment();
       fatal_ = Status::Corruption(
           "partition " + where + " ends at offset " + std::to_string(high) + " but the state has consumed it up to " +
           std::to_string(stored) +
-          ": the topic was deleted and created again, or this is another cluster. Point kafka.bootstrap_servers at "
-          "the cluster this state came from, or start from an empty state.path");
+          ": the topic was deleted and created again, its log was cut short (an unclean leader election), or this is "
+          "another cluster. Point kafka.bootstrap_servers at the cluster this state came from; to read the partition "
+          "again, restore an older checkpoint (gsau run --rollback) or start from an empty state.path");
       GSAU_LOG_ERROR("ingest: {}", fatal_.message());
     } else if (stored < low) {
       metrics_.err_consume.Increment();
@@ -710,16 +750,24 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   }
 
   // The lag: records of the assigned partitions the state has not reached. The client's cached
-  // watermarks come with fetches, and a paused partition is not fetched: then the broker is
-  // asked (`query`), which blocks up to 500 ms per partition while the broker does not answer.
+  // watermarks come with fetches, and a paused partition is not fetched: then the brokers are
+  // asked (`query`, LogEnds: 1 s in all while they do not answer).
   void UpdateLag(bool query = false) {
     last_lag_ = Clock::now();
     if (query) last_lag_query_ = last_lag_;
+    std::map<TopicPartition, std::pair<int64_t, int64_t>> asked;
+    if (query) asked = LogEnds(consumer_.get(), {assigned_.begin(), assigned_.end()}, 1000);
     int64_t lag = 0;
     for (const auto& tp : assigned_) {
       int64_t low = 0, high = 0;
-      const auto err = query ? consumer_->query_watermark_offsets(tp.topic, tp.partition, &low, &high, 500)
-                             : consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high);
+      RdKafka::ErrorCode err = RdKafka::ERR_NO_ERROR;
+      if (query) {
+        const auto it = asked.find(tp);
+        if (it == asked.end()) continue;
+        std::tie(low, high) = it->second;
+      } else {
+        err = consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high);
+      }
       if (err != RdKafka::ERR_NO_ERROR || high < 0) continue;
       const auto next = store_->Offset(tp);
       lag += std::max<int64_t>(0, high - (next ? *next : low));

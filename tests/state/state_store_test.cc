@@ -173,7 +173,7 @@ TEST(StateStoreTest, SessionLengthLoweredThenRaisedReadsTheSameEverywhere) {
     return out;
   };
   click(*MustOpen(SmallOptions(dir.File("db"), 5)), 10);  // clicks 5..9 kept
-  click(*MustOpen(SmallOptions(dir.File("db"), 3)), 2);   // 9, 10, 11 (5..8 trimmed at the open)
+  click(*MustOpen(SmallOptions(dir.File("db"), 3)), 2);   // 9, 10, 11 (5, 6 trimmed at the open, 7, 8 by clicks 10, 11)
   auto store = MustOpen(SmallOptions(dir.File("db"), 5));
   EXPECT_EQ(read(*store), (std::vector<int64_t>{9, 10, 11}));
   EXPECT_EQ(scan(*store), read(*store));
