@@ -17,7 +17,14 @@ Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags&
   in.overrides = flags.sets;
   in.env = config::Environment();
   auto cfg = config::Load(in);
-  if (!cfg.ok()) std::cerr << "gsau " << command << ": configuration error: " << cfg.status().message() << "\n";
+  if (!cfg.ok()) {
+    std::cerr << "gsau " << command << ": configuration error: " << cfg.status().message() << "\n";
+    return cfg;
+  }
+  for (const auto& name : config::UnknownEnvironment(in)) {
+    std::cerr << "gsau " << command << ": warning: environment variable " << name
+              << " matches no configuration field and is not used\n";
+  }
   return cfg;
 }
 

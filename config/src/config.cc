@@ -403,6 +403,37 @@ Result<Config> Load(const LoadInput& input) {
   return c;
 }
 
+std::vector<std::string> UnknownEnvironment(const LoadInput& input) {
+  std::vector<std::string> sections;
+  for (const auto& f : Table()) {
+    std::string s = EnvName(f.key.substr(0, f.key.find('.'))) + "_";
+    if (std::find(sections.begin(), sections.end(), s) == sections.end()) sections.push_back(std::move(s));
+  }
+  // The suggestion: the field whose name shares the longest prefix with the variable's.
+  auto nearest = [](const std::string& name) {
+    std::string best;
+    size_t best_len = 0;
+    for (const auto& f : Table()) {
+      const std::string env = EnvName(f.key);
+      size_t n = 0;
+      while (n < env.size() && n < name.size() && env[n] == name[n]) ++n;
+      if (n > best_len) best_len = n, best = env;
+    }
+    return best;
+  };
+  std::vector<std::string> out;
+  for (const auto& [name, value] : input.env) {
+    if (name.rfind(kPropertyEnvPrefix, 0) == 0) continue;
+    bool in_section = false;
+    for (const auto& s : sections) in_section = in_section || name.rfind(s, 0) == 0;
+    if (!in_section) continue;
+    bool known = false;
+    for (const auto& f : Table()) known = known || EnvName(f.key) == name;
+    if (!known) out.push_back(name + " (did you mean " + nearest(name) + "?)");
+  }
+  return out;
+}
+
 Status Validate(const Config& c) {
   for (const auto& f : Table()) {
     const std::string problem = f.check(c);

@@ -129,6 +129,19 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
   EXPECT_TRUE(LoadWith("", {}, {"ingest.queue_capacity=1000", "learner.replay_ratio=0.99"}).ok());
 }
 
+// A variable named like a field but matching none is probably a typo: reported (with the
+// nearest field), while other GSAU_ variables and kafka properties are left alone.
+TEST(ConfigTest, EnvironmentVariablesNamedLikeFieldsButMatchingNoneAreReported) {
+  LoadInput in;
+  in.env = {{"GSAU_LEARNER_BATCHSIZE", "64"},  {"GSAU_LEARNER_BATCH_SIZE", "64"},
+            {"GSAU_SOURCE_DIR", "/src"},        {"GSAU_KAFKA_PROPERTY_SASL_USERNAME", "a"},
+            {"GSAU_TOPICS_CLICK", "c"},         {"HOME", "/root"}};
+  EXPECT_EQ(UnknownEnvironment(in), (std::vector<std::string>{
+                                        "GSAU_LEARNER_BATCHSIZE (did you mean GSAU_LEARNER_BATCH_SIZE?)",
+                                        "GSAU_TOPICS_CLICK (did you mean GSAU_TOPICS_CLICKS?)"}));
+  EXPECT_TRUE(Load(in).ok()) << "not an error";
+}
+
 TEST(ConfigTest, DocsListEveryField) {
   std::ifstream in(gsau::testing::SourceDir() + "/docs/CONFIG.md");
   std::stringstream ss;

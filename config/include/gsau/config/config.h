@@ -117,6 +117,11 @@ std::vector<std::pair<std::string, std::string>> Environment();
 // Builds and validates a Config. InvalidArgument/NotFound errors name the field (or file).
 Result<Config> Load(const LoadInput& input);
 
+// Environment variables of input.env named like a field (GSAU_<SECTION>_...) that match none, as
+// "NAME (did you mean OTHER?)" lines: probably a typo that Load leaves unused. Not an error, as
+// other tools' variables may share the prefix.
+std::vector<std::string> UnknownEnvironment(const LoadInput& input);
+
 // Checks every field's rule; the error names the first field that breaks one.
 Status Validate(const Config& config);
 
