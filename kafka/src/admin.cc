@@ -61,9 +61,15 @@ bool PartitionsReady(rd_kafka_t* rk, const std::string& topic, int64_t deadline_
     rd_kafka_metadata_destroy(md);
   }
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR && partitions.empty()) err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-  for (size_t i = 0; i < partitions.size() && err == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
-    int64_t low = 0, high = 0;
-    err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partitions[i], &low, &high, wait_ms());
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    // ListOffsets for the latest offset of every partition at once. Not
+    // rd_kafka_query_watermark_offsets: in librdkafka 2.0.2 it can block for ever while a leader
+    // is unreachable (librdkafka #2588, fixed in 2.3.0).
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+    for (int32_t p : partitions) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_END;
+    err = rd_kafka_offsets_for_times(rk, list, wait_ms());
+    for (int i = 0; i < list->cnt && err == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) err = list->elems[i].err;
+    rd_kafka_topic_partition_list_destroy(list);
   }
   *why = rd_kafka_err2str(err);
   return err == RD_KAFKA_RESP_ERR_NO_ERROR;
