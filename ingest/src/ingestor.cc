@@ -444,7 +444,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     }
     fresh->reset();  // the failed one: it fails what it held at once
     dlq_failed_seen_ = dlq_too_large_seen_ = 0;
-    resend_dead_letters_ = true;
+    // The letters handed to the old one; those of the batch produced after this go to the new one.
+    resend_dead_letters_ = std::max(resend_dead_letters_, pending_dead_letters_.size());
     return true;
   }
 
@@ -623,10 +624,11 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     while (true) {
       // Again from the first should one more producer take over meanwhile (the letters handed
       // to the one it replaced are in doubt).
-      while (resend_dead_letters_ && !dead_letters_unsent_) {
-        resend_dead_letters_ = false;
-        for (const auto& d : pending_dead_letters_) {
-          if (!ProduceDeadLetter(d)) {
+      while (resend_dead_letters_ > 0 && !dead_letters_unsent_) {
+        const size_t n = std::min(resend_dead_letters_, pending_dead_letters_.size());
+        resend_dead_letters_ = 0;
+        for (size_t k = 0; k < n; ++k) {
+          if (!ProduceDeadLetter(pending_dead_letters_[k])) {
             dead_letters_unsent_ = true;
             break;
           }
@@ -637,7 +639,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       if (!s.ok() && dlq_->failed_fatally()) {
         metrics_.err_dlq.Increment();
         if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
-        if (RenewDeadLetterProducer("the dead-letter producer hit a fatal error")) continue;
+        if (RenewDeadLetterProducer("the dead-letter producer hit a fatal error")) {
+          // Backing off: should every new producer fail too (the cause is the cluster's), this
+          // loop would otherwise make one producer after another.
+          std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+          backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
+          continue;
+        }
       }
       const kafka::DeliveryCounts counts = dlq_->counts();
       if (s.ok() && counts.failed == dlq_failed_seen_) return Status::Ok();
@@ -843,7 +851,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   std::vector<DeadLetterRecord> pending_dead_letters_;
   size_t pending_dead_letter_bytes_ = 0;
   bool dead_letters_unsent_ = false;                    // one was never handed to the producer
-  bool resend_dead_letters_ = false;                    // a new producer took over: produce them all again
+  size_t resend_dead_letters_ = 0;  // a new producer took over: produce the first this many again
   int64_t dlq_failed_seen_ = 0;     // the producer's failed deliveries, handled
   int64_t dlq_too_large_seen_ = 0;  // of those, refused as too large
   // Dead letters are cut to this (the producer's message.max.bytes, halved after each refusal
