@@ -24,8 +24,9 @@
 // Backpressure: when the sink has no room for another batch, every assigned partition is
 // paused; consumption resumes when it has room again.
 // Dead letters are timestamped when produced; the original record's timestamp, when it had one,
-// is in gsau.error.timestamp (ms). A fatal error of the dead-letter producer replaces it with a
-// new one, which produces the batch's dead letters again.
+// is in gsau.error.timestamp (ms). A fatal error of the dead-letter producer, or a refusal as too
+// large (whose batches must then shrink), replaces it with a new one, which produces again the
+// batch's dead letters the old one had been handed.
 // Failures: an unreachable broker or a missing topic is retried (librdkafka reconnects; our
 // own dead-letter and apply steps back off exponentially), logged at most every few seconds
 // and counted in gsau_errors_total{stage="ingest"}; none of them ends Run().
