@@ -423,6 +423,28 @@ TEST(IngestTest, AStateAheadOfThePartitionStopsIngest) {
   EXPECT_EQ(*store->Offset({topic, 0}), 500);
 }
 
+// The other side: a state behind the partition's start (retention deleted records it never
+// read). Those are gone; ingest says so and goes on from the start, it does not stop.
+TEST(IngestTest, AStateBehindThePartitionsStartGoesOnFromIt) {
+  const std::string topic = UniqueTopic("retention");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  for (const auto& c : MakeClicks(100, 10, 10, 23)) {
+    ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  DeleteRecordsBefore(KafkaBootstrap(), topic, 0, 60);
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  const PartitionOffset read_before{{topic, 0}, 20};
+  ASSERT_TRUE(store->ApplyBatch({}, std::span(&read_before, 1)).ok());
+  Ingestor ingestor(Options(topic), store.get(), nullptr, nullptr);
+  const Status run = RunUntil(ingestor, [&] { return ingestor.counters().applied >= 40; });
+  ASSERT_TRUE(run.ok()) << run;
+  EXPECT_EQ(ingestor.counters().applied, 40);
+  EXPECT_EQ(*store->Offset({topic, 0}), 100);
+}
+
 TEST(IngestTest, RestartResumesFromTheStateOffsetsNotKafkas) {
   const std::string topic = UniqueTopic("resume");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 2, 1, {}}}, 20000).ok());

@@ -73,6 +73,35 @@ void SetTopicConfigs(const std::string& bootstrap, const std::string& topic,
   ASSERT_TRUE(error.empty()) << "altering " << topic << ": " << error;
 }
 
+void DeleteRecordsBefore(const std::string& bootstrap, const std::string& topic, int32_t partition, int64_t offset) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  ASSERT_NE(rk, nullptr) << err;
+  rd_kafka_topic_partition_list_t* before = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(before, topic.c_str(), partition)->offset = offset;
+  rd_kafka_DeleteRecords_t* del = rd_kafka_DeleteRecords_new(before);
+  rd_kafka_topic_partition_list_destroy(before);
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_DeleteRecords(rk, &del, 1, nullptr, q);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000);
+  std::string error = ev == nullptr ? "no answer in 30 s" : "";
+  if (ev != nullptr && rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) error = rd_kafka_event_error_string(ev);
+  if (ev != nullptr && error.empty()) {
+    const rd_kafka_topic_partition_list_t* out =
+        rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+    for (int i = 0; out != nullptr && i < out->cnt; ++i) {
+      if (out->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) error = rd_kafka_err2str(out->elems[i].err);
+    }
+  }
+  if (ev != nullptr) rd_kafka_event_destroy(ev);
+  rd_kafka_DeleteRecords_destroy(del);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+  ASSERT_TRUE(error.empty()) << "deleting records of " << topic << ": " << error;
+}
+
 int RunCommand(const std::string& command, std::string* output) {
   output->clear();
   FILE* p = popen(command.c_str(), "r");

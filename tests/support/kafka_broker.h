@@ -64,6 +64,10 @@ std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap, const std::
 void SetTopicConfigs(const std::string& bootstrap, const std::string& topic,
                      const std::vector<std::pair<std::string, std::string>>& configs);
 
+// Deletes the records of `topic`'s `partition` below `offset` (Kafka's DeleteRecords: what
+// retention does to old segments). Fails the test on error.
+void DeleteRecordsBefore(const std::string& bootstrap, const std::string& topic, int32_t partition, int64_t offset);
+
 // Runs a shell command; returns its exit code and fills *output with stdout.
 int RunCommand(const std::string& command, std::string* output);
 
