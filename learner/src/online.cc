@@ -3,9 +3,7 @@
 #include "gsau/learner/online.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <fcntl.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,6 +19,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "gsau/common/file.h"
 #include "gsau/learner/loss.h"
 #include "gsau/learner/model.h"
 #include "gsau/learner/sparse.h"
@@ -904,12 +903,7 @@ struct OnlineLearner::Impl {
     const std::string tmp = path + ".tmp";
     ar.save_to(tmp);
     // Flush the file's data before the rename makes it the checkpoint.
-    const int fd = ::open(tmp.c_str(), O_RDONLY);
-    if (fd < 0 || ::fsync(fd) != 0) {
-      if (fd >= 0) ::close(fd);
-      return Status::IoError("syncing " + tmp + ": " + std::strerror(errno));
-    }
-    ::close(fd);
+    GSAU_RETURN_IF_ERROR(SyncPath(tmp));
     std::error_code ec;
     fs::rename(tmp, path, ec);
     if (ec) return Status::IoError("renaming " + tmp + " to " + path + ": " + ec.message());

@@ -5,12 +5,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -26,6 +21,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "gsau/common/file.h"
 #include "gsau/common/log.h"
 #include "gsau/ingest/applied_queue.h"
 #include "gsau/learner/dataset.h"
@@ -208,19 +204,6 @@ bool IsCheckpointName(std::string_view name) {
                      [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// fsync of a file or a folder (a folder's entries: the renames into it). Checkpoints are what
-// a --rollback restores after the state was lost, a power cut included: their bytes and their
-// names must be on disk before an older one is removed.
-Status SyncPath(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::IoError("opening " + path.string() + " to sync it: " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) return Status::IoError("fsync of " + path.string() + ": " + std::strerror(err));
-  return Status::Ok();
-}
-
 }  // namespace
 
 std::vector<std::string> ListCheckpoints(const std::string& dir) {
@@ -252,7 +235,9 @@ Status InstallCheckpoint(const std::string& built, const std::string& final_dir)
     if (fs::exists(replaced)) fs::rename(replaced, final_dir, ec);
     return Status::Internal("renaming " + built + " to " + final_dir + ": " + why);
   }
-  GSAU_RETURN_IF_ERROR(SyncPath(fs::path(final_dir).parent_path()));
+  // Checkpoints are what a --rollback restores after the state was lost, a power cut included:
+  // the rename must be on disk before the old one goes.
+  GSAU_RETURN_IF_ERROR(SyncPath(fs::path(final_dir).parent_path().string()));
   fs::remove_all(replaced, ec);
   return Status::Ok();
 }
@@ -752,7 +737,7 @@ struct Pipeline::Impl {
       if (!through.flush()) return Status::IoError("writing " + (tmp / kUsersPublishedThrough).string());
     }
     // The learner syncs model.pt and RocksDB the state checkpoint; the rest is ours to sync.
-    for (const auto& p : {tmp / kUsersPublishedThrough, tmp}) GSAU_RETURN_IF_ERROR(SyncPath(p));
+    for (const auto& p : {tmp / kUsersPublishedThrough, tmp}) GSAU_RETURN_IF_ERROR(SyncPath(p.string()));
     GSAU_RETURN_IF_ERROR(InstallCheckpoint(tmp.string(), final_dir.string()));
     auto all = ListCheckpoints(opt.checkpoint_dir);
     for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) fs::remove_all(all[k], ec);
