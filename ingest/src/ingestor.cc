@@ -9,10 +9,10 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
-#include <tuple>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "gsau/common/log.h"
 #include "gsau/ingest/dead_letter.h"
@@ -240,6 +240,11 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     return counters_;
   }
 
+  void RaiseDeadLetterFatalErrorForTesting() {
+    std::lock_guard<std::mutex> lock(dlq_mu_);
+    if (dlq_) dlq_->RaiseFatalErrorForTesting();
+  }
+
   // Client-level errors (broker down, authentication) and librdkafka's own log lines arrive
   // here, not as messages from consume(). May run on librdkafka's threads.
   void event_cb(RdKafka::Event& event) override {
@@ -269,18 +274,16 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       std::string list;
-      std::vector<TopicPartition> to_check;
-      for (auto* tp : partitions) {
-        if (store_->Offset({tp->topic(), tp->partition()})) to_check.push_back({tp->topic(), tp->partition()});
-      }
-      if (!to_check.empty()) CheckStoredOffsets(consumer, to_check);
+      std::map<TopicPartition, int64_t> stored_offsets;
       for (auto* tp : partitions) {
         const auto stored = store_->Offset({tp->topic(), tp->partition()});
+        if (stored) stored_offsets[{tp->topic(), tp->partition()}] = *stored;
         tp->set_offset(stored ? *stored : RdKafka::Topic::OFFSET_BEGINNING);
         guard_.Assign({tp->topic(), tp->partition()}, stored ? *stored : -1);
         assigned_.insert({tp->topic(), tp->partition()});
         list += " " + std::to_string(tp->partition()) + "@" + (stored ? std::to_string(*stored) : "start");
       }
+      if (!stored_offsets.empty()) CheckStoredOffsets(consumer, stored_offsets);
       GSAU_LOG_INFO("ingest: assigned{} ({} partitions, offsets from the state)", list, assigned_.size());
       if (cooperative) {
         std::unique_ptr<RdKafka::Error> e(consumer->incremental_assign(partitions));
@@ -320,14 +323,14 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                                                                        int timeout_ms) {
     std::map<TopicPartition, std::pair<int64_t, int64_t>> out;
     std::map<TopicPartition, int64_t> low;
-    for (int which = 0; which < 2; ++which) {
+    for (const int64_t end : {RdKafka::Topic::OFFSET_BEGINNING, RdKafka::Topic::OFFSET_END}) {
       std::vector<RdKafka::TopicPartition*> tps;
-      for (const auto& tp : parts) tps.push_back(RdKafka::TopicPartition::create(tp.topic, tp.partition, which - 2));
+      for (const auto& tp : parts) tps.push_back(RdKafka::TopicPartition::create(tp.topic, tp.partition, end));
       const auto err = consumer->offsetsForTimes(tps, timeout_ms);
       for (auto* tp : tps) {
         if (err != RdKafka::ERR_NO_ERROR || tp->err() != RdKafka::ERR_NO_ERROR || tp->offset() < 0) continue;
         const TopicPartition key{tp->topic(), tp->partition()};
-        if (which == 0) {
+        if (end == RdKafka::Topic::OFFSET_BEGINNING) {
           low[key] = tp->offset();
         } else if (auto it = low.find(key); it != low.end()) {
           out[key] = {it->second, tp->offset()};
@@ -344,30 +347,28 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // ingest stops, saying so. Before its start: retention deleted records this state never read
   // (lost to it; consumption goes on from the start). Runs inside the rebalance callback: the
   // brokers get 2 s in all, and partitions without an answer are not checked.
-  void CheckStoredOffsets(RdKafka::KafkaConsumer* consumer, const std::vector<TopicPartition>& parts) {
+  void CheckStoredOffsets(RdKafka::KafkaConsumer* consumer, const std::map<TopicPartition, int64_t>& stored_offsets) {
+    std::vector<TopicPartition> parts;
+    for (const auto& [tp, stored] : stored_offsets) parts.push_back(tp);
     for (const auto& [tp, ends] : LogEnds(consumer, parts, 2000)) {
       const auto [low, high] = ends;
-      const int64_t stored = store_->Offset(tp).value_or(0);
-      CheckStoredOffset(tp.topic, tp.partition, stored, low, high);
-    }
-  }
-
-  void CheckStoredOffset(const std::string& topic, int32_t partition, int64_t stored, int64_t low, int64_t high) {
-    const std::string where = topic + "/" + std::to_string(partition);
-    if (stored > high && fatal_.ok()) {
-      metrics_.err_consume.Increment();
-      fatal_ = Status::Corruption(
-          "partition " + where + " ends at offset " + std::to_string(high) + " but the state has consumed it up to " +
-          std::to_string(stored) +
-          ": the topic was deleted and created again, its log was cut short (an unclean leader election), or this is "
-          "another cluster. Point kafka.bootstrap_servers at the cluster this state came from; to read the partition "
-          "again, restore an older checkpoint (gsau run --rollback) or start from an empty state.path");
-      GSAU_LOG_ERROR("ingest: {}", fatal_.message());
-    } else if (stored < low) {
-      metrics_.err_consume.Increment();
-      GSAU_LOG_ERROR("ingest: partition {}: records {}..{} were deleted by the topic's retention before this state "
-                     "read them; going on from {}",
-                     where, stored, low - 1, low);
+      const int64_t stored = stored_offsets.at(tp);
+      const std::string where = tp.topic + "/" + std::to_string(tp.partition);
+      if (stored > high && fatal_.ok()) {
+        metrics_.err_consume.Increment();
+        fatal_ = Status::Corruption(
+            "partition " + where + " ends at offset " + std::to_string(high) + " but the state has consumed it up to " +
+            std::to_string(stored) +
+            ": the topic was deleted and created again, its log was cut short (an unclean leader election), or this is "
+            "another cluster. Point kafka.bootstrap_servers at the cluster this state came from; to read the partition "
+            "again, restore an older checkpoint (gsau run --rollback) or start from an empty state.path");
+        GSAU_LOG_ERROR("ingest: {}", fatal_.message());
+      } else if (stored < low) {
+        metrics_.err_consume.Increment();
+        GSAU_LOG_ERROR("ingest: partition {}: records {}..{} were deleted by the topic's retention before this state "
+                       "read them; going on from {}",
+                       where, stored, low - 1, low);
+      }
     }
   }
 
@@ -428,8 +429,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
 
   // After a fatal error the dead-letter producer takes nothing more (producer.h), and after a
   // refusal as too large its batches must shrink: a new one takes over, and the batch's dead
-  // letters are all produced again (what the old one had in flight is unknown; the topic is
-  // at-least-once). False while no new one could be made.
+  // letters handed to the old one are produced again (whether they arrived is unknown; the topic
+  // is at-least-once). False while no new one could be made.
   bool RenewDeadLetterProducer(const char* why) {
     auto fresh = CreateDeadLetterProducer();
     if (!fresh.ok()) {
@@ -768,15 +769,14 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     int64_t lag = 0;
     for (const auto& tp : assigned_) {
       int64_t low = 0, high = 0;
-      RdKafka::ErrorCode err = RdKafka::ERR_NO_ERROR;
       if (query) {
         const auto it = asked.find(tp);
         if (it == asked.end()) continue;
         std::tie(low, high) = it->second;
-      } else {
-        err = consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high);
+      } else if (consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high) != RdKafka::ERR_NO_ERROR) {
+        continue;
       }
-      if (err != RdKafka::ERR_NO_ERROR || high < 0) continue;
+      if (high < 0) continue;
       const auto next = store_->Offset(tp);
       lag += std::max<int64_t>(0, high - (next ? *next : low));
     }
@@ -809,14 +809,6 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                     n, RdKafka::err2str(err));
     }
   }
-
- public:
-  void RaiseDeadLetterFatalErrorForTesting() {
-    std::lock_guard<std::mutex> lock(dlq_mu_);
-    if (dlq_) dlq_->RaiseFatalErrorForTesting();
-  }
-
- private:
 
   void Bump(int64_t IngestCounters::*field, int64_t n) {
     std::lock_guard<std::mutex> lock(counters_mu_);
