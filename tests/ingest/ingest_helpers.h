@@ -80,6 +80,17 @@ inline kafka::KafkaOptions KafkaAt(const std::string& bootstrap) {
   return k;
 }
 
+// Produces `clicks` to `topic` as good click records keyed by user and waits for them all.
+inline void ProduceClicks(const kafka::KafkaOptions& k, const std::string& topic,
+                          const std::vector<ClickEvent>& clicks) {
+  auto producer = kafka::Producer::Create(k, {});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  for (const auto& c : clicks) {
+    ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+}
+
 // Produces `clicks` on a thread at about `rate` per second; Join() waits for every ack.
 class BackgroundProducer {
  public:

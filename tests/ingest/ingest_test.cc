@@ -396,11 +396,7 @@ TEST(IngestTest, AFatalErrorOfTheDeadLetterProducerIsSurvived) {
 TEST(IngestTest, AStateAheadOfThePartitionStopsIngest) {
   const std::string topic = UniqueTopic("recreated");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
-  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
-  for (const auto& c : MakeClicks(50, 10, 10, 21)) {
-    ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
-  }
-  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  ProduceClicks(KafkaAt(KafkaBootstrap()), topic, MakeClicks(50, 10, 10, 21));
   TempDir dir;
   auto store = OpenState(dir.File("state"));
   const PartitionOffset ahead{{topic, 0}, 500};  // what the old topic had reached
@@ -428,11 +424,7 @@ TEST(IngestTest, AStateAheadOfThePartitionStopsIngest) {
 TEST(IngestTest, AStateBehindThePartitionsStartGoesOnFromIt) {
   const std::string topic = UniqueTopic("retention");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
-  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
-  for (const auto& c : MakeClicks(100, 10, 10, 23)) {
-    ASSERT_TRUE((*producer)->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
-  }
-  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  ProduceClicks(KafkaAt(KafkaBootstrap()), topic, MakeClicks(100, 10, 10, 23));
   DeleteRecordsBefore(KafkaBootstrap(), topic, 0, 60);
   TempDir dir;
   auto store = OpenState(dir.File("state"));
