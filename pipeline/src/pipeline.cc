@@ -366,7 +366,11 @@ struct Pipeline::Impl {
       if (!fs::exists(ck / "model.pt") || !fs::is_directory(ck / "state")) {
         return Status::InvalidArgument("rollback: " + opt.rollback_from + " is not a checkpoint (model.pt, state/)");
       }
-      RecoverInterruptedCheckpoint();  // a rollback runs alone: the state is not opened yet
+      // A rollback must run alone: beside a running pipeline it would move that one's state
+      // and checkpoints from under it. The state's own lock says whether one runs, held until
+      // the state is moved aside (a store opened there meanwhile would be moved with it).
+      GSAU_ASSIGN_OR_RETURN(auto hold, state::StateStore::HoldExclusive(opt.state.path));
+      RecoverInterruptedCheckpoint();
       const std::string suffix = "before-rollback-" + std::to_string(clock->NowMs());
       // The checkpoints first: stopped between the two steps, a plain restart pairs the current
       // state with an older checkpoint of its own line (caught up from the change feed).
@@ -378,6 +382,7 @@ struct Pipeline::Impl {
         if (ec) return Status::Internal("rollback: moving the state aside: " + ec.message());
         GSAU_LOG_WARN("pipeline: rollback: the state was moved to {}", aside);
       }
+      hold.reset();
       GSAU_ASSIGN_OR_RETURN(store, state::StateStore::OpenFromCheckpoint((ck / "state").string(), opt.state));
       return Status::Ok();
     }

@@ -961,6 +961,35 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateOptions& options
   return std::unique_ptr<StateStore>(new StateStore(options, std::move(impl)));
 }
 
+namespace {
+
+class RocksHold final : public StateStore::Hold {
+ public:
+  explicit RocksHold(rocksdb::FileLock* lock) : lock_(lock) {}
+  ~RocksHold() override {
+    const rocksdb::Status s = rocksdb::Env::Default()->UnlockFile(lock_);
+    if (!s.ok()) GSAU_LOG_ERROR("state: releasing a hold: {}", s.ToString());
+  }
+
+ private:
+  rocksdb::FileLock* lock_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<StateStore::Hold>> StateStore::HoldExclusive(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(fs::path(path) / "CURRENT", ec)) return std::unique_ptr<Hold>();
+  // RocksDB's own lock: the same file and calls a writable Open makes (fcntl between processes,
+  // a set of held names within one).
+  rocksdb::FileLock* lock = nullptr;
+  const rocksdb::Status s = rocksdb::Env::Default()->LockFile(path + "/LOCK", &lock);
+  if (!s.ok()) {
+    return Status::Unavailable("state: " + path + " is in use by a running store (" + s.ToString() + ")");
+  }
+  return std::unique_ptr<Hold>(new RocksHold(lock));
+}
+
 Result<std::unique_ptr<StateStore>> StateStore::OpenFromCheckpoint(const std::string& checkpoint_dir,
                                                                    const StateOptions& options) {
   GSAU_RETURN_IF_ERROR(options.Validate());

@@ -128,5 +128,31 @@ TEST(CheckpointTest, StartUpLeavesWhatItDoesNotOwnAndWhatItCannotUse) {
   EXPECT_EQ(RecoverCheckpoints(dir.File("missing")), 0);
 }
 
+// A rollback beside a running pipeline (the old process not stopped yet, a rolling update)
+// would move that one's state and checkpoints from under it: it must refuse and touch nothing.
+TEST(CheckpointTest, ARollbackRefusesWhileTheStateIsOpenAndMovesNothing) {
+  TempDir dir("gsau-rollback");
+  PipelineOptions o;
+  o.state.path = dir.File("state");
+  o.state.block_cache_bytes = 8 << 20;
+  o.state.write_buffer_bytes = 1 << 20;
+  o.checkpoint_dir = dir.File("checkpoints");
+  const std::string target = MakeCheckpoint(dir, "checkpoints/ckpt-000000000001", "target");
+  MakeCheckpoint(dir, "checkpoints/ckpt-000000000002", "newer");
+  o.rollback_from = target;
+  auto running = state::StateStore::Open(o.state);
+  ASSERT_TRUE(running.ok()) << running.status();
+
+  auto p = Pipeline::Create(o, nullptr);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kUnavailable) << p.status();
+  EXPECT_NE(p.status().message().find("in use"), std::string::npos) << p.status();
+  EXPECT_EQ(Names(ListCheckpoints(o.checkpoint_dir)),
+            (std::vector<std::string>{"ckpt-000000000001", "ckpt-000000000002"}));
+  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"checkpoints", "state"})) << "the state was not moved aside";
+  EXPECT_TRUE((*running)->ApplyBatch(std::vector<ClickEvent>{{"u", "i", 1, "click"}}, {}).ok())
+      << "the running store goes on";
+}
+
 }  // namespace
 }  // namespace gsau::pipeline

@@ -288,6 +288,31 @@ TEST(StateStoreTest, IdsStableAcrossReopen) {
   EXPECT_EQ(DumpStore(*store), ref.ToDump());
 }
 
+// A hold is what keeps a rollback from moving a running store's files: it and a writable open
+// exclude each other, within one process as between two (the crash tests' child covers the
+// second kind for Open itself; fcntl and the in-process set are both RocksDB's).
+TEST(StateStoreTest, AnExclusiveHoldAndAnOpenStoreExcludeEachOther) {
+  gsau::testing::TempDir dir("gsau-state");
+  const auto o = SmallOptions(dir.File("db"));
+  auto nothing = StateStore::HoldExclusive(o.path);
+  ASSERT_TRUE(nothing.ok()) << nothing.status();
+  EXPECT_EQ(*nothing, nullptr) << "no store there yet: nothing to hold";
+  {
+    auto store = MustOpen(o);
+    ASSERT_NE(store, nullptr);
+    auto refused = StateStore::HoldExclusive(o.path);
+    EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+    EXPECT_NE(refused.status().message().find("in use"), std::string::npos) << refused.status();
+  }
+  {
+    auto hold = StateStore::HoldExclusive(o.path);
+    ASSERT_TRUE(hold.ok()) << hold.status();
+    ASSERT_NE(*hold, nullptr);
+    EXPECT_FALSE(StateStore::Open(o).ok()) << "a writable open while held";
+  }
+  EXPECT_NE(MustOpen(o), nullptr) << "released with the hold";
+}
+
 TEST(StateStoreTest, CheckpointAndRestoreGiveTheSameAnswers) {
   gsau::testing::TempDir dir("gsau-state");
   const auto events = MakeEvents(11, 0, 5000);

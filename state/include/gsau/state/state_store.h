@@ -146,6 +146,18 @@ class StateStore {
   static Result<std::unique_ptr<StateStore>> OpenFromCheckpoint(const std::string& checkpoint_dir,
                                                                 const StateOptions& options);
 
+  // An exclusive hold on the store at `path` without opening it, for work on its files that
+  // must not run beside an open store (a rollback moving it aside). It takes RocksDB's own lock
+  // (path/LOCK): kUnavailable while a writable store is open there, in this process or
+  // another; while held, a writable Open of `path` fails. No store at `path` (no CURRENT): a
+  // hold on nothing (the pointer is null). Released when the hold is destroyed; the lock
+  // follows the file, so moving the directory while holding it is safe.
+  class Hold {
+   public:
+    virtual ~Hold() = default;
+  };
+  static Result<std::unique_ptr<Hold>> HoldExclusive(const std::string& path);
+
   ~StateStore();  // closes, logging (not returning) an error
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;
