@@ -255,7 +255,7 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
     (r.kind == EntityKind::kUser ? metrics_->users : metrics_->items).Increment();
     if (r.tombstone) {
       metrics_->tombstones.Increment();
-    } else if (r.event_time_ms > 0) {
+    } else if (r.kind == EntityKind::kUser && r.event_time_ms > 0) {
       metrics_->freshness.Observe(static_cast<double>(std::max<int64_t>(0, now - r.event_time_ms)) / 1000.0);
     }
     last_version_ = std::max(last_version_, r.model_version);
@@ -263,6 +263,11 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
   metrics_->version.Set(static_cast<double>(last_version_));
   producer_->Poll();
   return Status::Ok();
+}
+
+void KafkaPublisher::ResumeAfter(int64_t model_version) {
+  last_version_ = std::max(last_version_, model_version);
+  metrics_->version.Set(static_cast<double>(last_version_));
 }
 
 Status KafkaPublisher::Flush(int timeout_ms) {

@@ -182,6 +182,37 @@ TEST(PublisherTest, RecordsWhoseDeliveryFailedAreDeliveredOnceTheTopicTakesThem)
   EXPECT_GE(*again, 2);
 }
 
+// After a restart the version gauge shows the checkpoint's model_version (it read -1 until the
+// first record); freshness is observed for user records only (an item's event time is when its
+// row was taken, so items once swamped the histogram with zeros).
+TEST(PublisherTest, VersionGaugeResumesAndFreshnessCountsUsersOnly) {
+  metrics::Metrics m;
+  metrics::MetricsOptions mo;
+  mo.listen_address = "127.0.0.1:0";
+  ASSERT_TRUE(m.Serve(mo).ok());
+  auto p = KafkaPublisher::Create(Options(Format::kJson), &m.registry());
+  ASSERT_TRUE(p.ok()) << p.status();
+  (*p)->ResumeAfter(1000);
+  ASSERT_TRUE((*p)->Publish({}).ok());
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_model_version"), 1000.0);
+  const std::vector<EmbeddingRecord> old = {Rec(EntityKind::kUser, "u0", 999, Row(1.0f))};
+  EXPECT_EQ((*p)->Publish(old).code(), StatusCode::kInvalidArgument) << "older than the resumed version";
+
+  const int64_t now = SystemClock::Get().NowMs();
+  auto user = Rec(EntityKind::kUser, "u1", 1001, Row(1.0f));
+  user.event_time_ms = now - 2000;
+  auto item = Rec(EntityKind::kItem, "i1", 1001, Row(0.5f));
+  item.event_time_ms = now - 100000;
+  ASSERT_TRUE((*p)->Publish(std::vector<EmbeddingRecord>{user, item}).ok());
+  ASSERT_TRUE((*p)->Flush(30000).ok());
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_publisher_freshness_seconds_count"), 1.0);
+  const auto sum = gsau::testing::ScrapeMetric(m.port(), "gsau_publisher_freshness_seconds_sum");
+  ASSERT_TRUE(sum.has_value());
+  EXPECT_GE(*sum, 2.0);
+  EXPECT_LT(*sum, 60.0) << "the item's 100 s are not in it";
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_model_version"), 1001.0);
+}
+
 // An existing embedding topic is used as it is: one that is not compacted (only) is warned about.
 TEST(PublisherTest, AnExistingTopicThatDeletesByAgeIsWarnedAbout) {
   log::Init();

@@ -19,6 +19,9 @@
 // was produced since: at the next Publish() (an empty one serves too) after a backoff of
 // 100 ms doubling to 30 s while rounds keep failing, and within Flush(). Counted in
 // gsau_errors_total{stage="publisher",kind="delivery"} and gsau_publisher_redelivered_total.
+// gsau_publisher_freshness_seconds observes user records only (event_time_ms: the click that
+// made the record due, to its produce time); an item record is made due by training, not by a
+// click, and its event_time_ms is when it was taken from the model.
 //
 // Thread safety: Publish/Flush from one thread at a time.
 #pragma once
@@ -75,6 +78,9 @@ class KafkaPublisher final : public EmbeddingSink {
   Status Flush(int timeout_ms) override;
 
   int64_t last_model_version() const { return last_version_; }
+  // The model_version a previous run had published up to (from its checkpoint): gsau_model_version
+  // shows it until something newer goes out, and older versions are refused as usual.
+  void ResumeAfter(int64_t model_version);
   // Waits up to `timeout_ms` for the records in flight; true when every record handed over so
   // far was delivered (none in flight, none kept to go again).
   bool WaitSettled(int timeout_ms);
