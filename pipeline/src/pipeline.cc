@@ -340,6 +340,9 @@ struct Pipeline::Impl {
   // were still due when it stopped (read after it joined).
   uint64_t users_taken_seq = 0;
   bool users_left_due = false;
+  // Learner thread: the item publisher's fatal failure, which ended LearnerLoop (read after it
+  // joined).
+  Status item_publish_status;
   // User publisher thread: users waiting for the snapshot to learn their newest item.
   struct Waiting {
     int64_t since_ns = 0;
@@ -758,14 +761,20 @@ struct Pipeline::Impl {
 
   void FlushPrequential(int64_t events_seen) {
     const auto& w = preq_window;
-    m->recall10.Set(w.HitRate10());
-    m->recall20.Set(w.HitRate20());
-    m->ndcg10.Set(w.Ndcg10());
-    m->ndcg20.Set(w.Ndcg20());
-    m->pop_recall10.Set(pop_window.HitRate10());
-    m->pop_recall20.Set(pop_window.HitRate20());
-    m->pop_ndcg10.Set(pop_window.Ndcg10());
-    m->pop_ndcg20.Set(pop_window.Ndcg20());
+    // A window without clicks has no figures (its rates read 0): the gauges keep the last ones,
+    // else every quiet spell would look like a collapsed model.
+    if (w.count > 0) {
+      m->recall10.Set(w.HitRate10());
+      m->recall20.Set(w.HitRate20());
+      m->ndcg10.Set(w.Ndcg10());
+      m->ndcg20.Set(w.Ndcg20());
+    }
+    if (pop_window.count > 0) {
+      m->pop_recall10.Set(pop_window.HitRate10());
+      m->pop_recall20.Set(pop_window.HitRate20());
+      m->pop_ndcg10.Set(pop_window.Ndcg10());
+      m->pop_ndcg20.Set(pop_window.Ndcg20());
+    }
     {
       std::lock_guard<std::mutex> s(status_mu);
       if (w.count > 0) {
@@ -784,6 +793,8 @@ struct Pipeline::Impl {
     pop_window = {};
   }
 
+  // Runs until `stop`; returns early on the learner's own failure (an error), or when the
+  // publisher cannot go on (Ok, with item_publish_status set).
   Status LearnerLoop(const std::atomic<bool>& stop) {
     auto last_ckpt = SteadyClock::now();
     auto last_items = SteadyClock::now();
@@ -858,8 +869,12 @@ struct Pipeline::Impl {
           m->publish_errors.Increment();
           GSAU_LOG_WARN("pipeline: publishing items: {}", s.ToString());
           // The publisher cannot go on (a fatal producer error): stop, so that a restart gets a
-          // new producer and publishes every item again.
-          if (pub->failed_fatally()) return Status(s.code(), "publisher: " + s.message());
+          // new producer and publishes every item again. Not the learner's failure: Run still
+          // writes the last checkpoint (whichever thread notices first).
+          if (pub->failed_fatally()) {
+            item_publish_status = Status(s.code(), "publisher: " + s.message());
+            return Status::Ok();
+          }
         }
         last_items = SteadyClock::now();
       }
@@ -894,16 +909,29 @@ struct Pipeline::Impl {
   // queue); then it goes out without it.
   static constexpr int64_t kNewItemWaitNs = 30'000'000'000;
 
-  // Publishes the due users the serving snapshot can embed; the others, and all of them on
-  // failure, stay in `due`.
-  Status PublishUsers(std::unordered_map<state::UserId, int64_t>& due) {
+  // Users embedded by one forward pass: a restart can make every user of the state due at once,
+  // and one pass over all of them would need memory in proportion (tens of GB at a million).
+  static constexpr size_t kUsersPerForward = 1024;
+
+  // Publishes the due users the serving snapshot can embed, kUsersPerForward at a time, until
+  // `stop` (then at most one more group); the others, and on failure those not yet published,
+  // stay in `due`.
+  Status PublishUsers(std::unordered_map<state::UserId, int64_t>& due, const std::atomic<bool>& stop) {
     if (due.empty()) return Status::Ok();
     const auto serving = learner->Serving();
     const int64_t now_ns = clock->MonotonicNs();
+    std::vector<std::pair<state::UserId, int64_t>> candidates(due.begin(), due.end());
     std::vector<state::UserId> users;
     std::vector<std::vector<uint32_t>> sessions_now;
     std::vector<int64_t> times;
-    for (const auto& [u, ts] : due) {
+    for (const auto& [u, ts] : candidates) {
+      if (users.size() == kUsersPerForward) {
+        GSAU_RETURN_IF_ERROR(PublishUserGroup(*serving, users, sessions_now, times, due));
+        users.clear();
+        sessions_now.clear();
+        times.clear();
+        if (stop) return Status::Ok();
+      }
       auto waiting = waiting_users.find(u);
       if (waiting != waiting_users.end() && waiting->second.items_seen == serving->items() &&
           now_ns - waiting->second.since_ns < kNewItemWaitNs) {
@@ -926,10 +954,16 @@ struct Pipeline::Impl {
       sessions_now.push_back(std::move(s));
       times.push_back(ts);
     }
-    if (users.empty()) return Status::Ok();
-    // Out of `due` only once published: a failure below leaves them due at the next flush.
-    GSAU_ASSIGN_OR_RETURN(auto rows, serving->UserEmbeddings(sessions_now));
-    const auto dim = static_cast<size_t>(serving->dim());
+    return users.empty() ? Status::Ok() : PublishUserGroup(*serving, users, sessions_now, times, due);
+  }
+
+  // Embeds and publishes `users` (their sessions and newest click times alongside); out of
+  // `due` only once published: a failure leaves them due at the next flush.
+  Status PublishUserGroup(const learner::ServingModel& serving, const std::vector<state::UserId>& users,
+                          const std::vector<std::vector<uint32_t>>& sessions_now, const std::vector<int64_t>& times,
+                          std::unordered_map<state::UserId, int64_t>& due) {
+    GSAU_ASSIGN_OR_RETURN(auto rows, serving.UserEmbeddings(sessions_now));
+    const auto dim = static_cast<size_t>(serving.dim());
     std::vector<EmbeddingRecord> recs;
     recs.reserve(users.size());
     for (size_t k = 0; k < users.size(); ++k) {
@@ -981,7 +1015,7 @@ struct Pipeline::Impl {
         if (auto w = waiting_users.find(u); w != waiting_users.end()) w->second.items_seen = -1;
       }
       users_taken_seq = std::max(users_taken_seq, through);
-      if (Status s = PublishUsers(due); !s.ok()) {
+      if (Status s = PublishUsers(due, stop); !s.ok()) {
         m->publish_errors.Increment();
         GSAU_LOG_WARN("pipeline: publishing users: {}", s.ToString());
         if (pub->failed_fatally()) return s;
@@ -1031,6 +1065,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   auto pub = publisher::KafkaPublisher::Create(options.publisher, registry, clock);
   if (!pub.ok()) return Status(pub.status().code(), "publisher: " + pub.status().message());
   impl->pub = std::move(pub).value();
+  if (impl->version.load() > 0) impl->pub->ResumeAfter(impl->version.load());
   if (!options.prequential_csv.empty()) {
     std::error_code size_ec;
     const bool fresh = !fs::exists(options.prequential_csv) || fs::file_size(options.prequential_csv, size_ec) == 0;
@@ -1073,6 +1108,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
       im.m->learner_errors.Increment();
       failed = true;
     }
+    if (!im.item_publish_status.ok()) failed = true;
   });
   std::thread user_thread([&] {
     user_status = im.UserLoop(users_stop);
@@ -1106,6 +1142,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   if (!ingest_status.ok()) return Status(ingest_status.code(), "ingest: " + ingest_status.message());
   if (!learner_status.ok()) return learner_status;
   if (!user_status.ok()) return Status(user_status.code(), "user publisher: " + user_status.message());
+  if (!im.item_publish_status.ok()) return im.item_publish_status;
   if (!flush.ok()) return Status(flush.code(), "publisher: " + flush.message());
   if (!last_checkpoint.ok()) return Status(last_checkpoint.code(), "learner: " + last_checkpoint.message());
   return close;

@@ -54,7 +54,7 @@ struct RunProcess {
           "topics.item_embeddings=" + items_topic, "ingest.group_id=" + clicks + "-group",
           std::string("ingest.batch_max_wait_ms=50"), std::string("learner.threads=1"),
           std::string("learner.batch_size=128"), std::string("learner.checkpoint_interval_s=2"),
-          "learner.prequential_csv=" + csv, "publisher.format=" + format,
+          std::string("learner.prequential_interval_s=1"), "learner.prequential_csv=" + csv, "publisher.format=" + format,
           "metrics.listen_address=127.0.0.1:" + std::to_string(port)}) {
       argv.push_back("--set");
       argv.push_back(kv);
@@ -161,7 +161,13 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
     if (!all.empty()) through = UsersPublishedThrough(all.back());
   }
   EXPECT_GT(through, 0u) << "users_published_through never advanced\n" << Tail(p.log, 4000);
-  std::this_thread::sleep_for(seconds(1));  // the last coalescing interval
+  // The last coalescing interval, and at least one prequential window (1 s) without clicks:
+  // that leaves the online figures as they were (they once dropped to 0, as if the model had
+  // collapsed).
+  std::this_thread::sleep_for(milliseconds(2500));
+  const auto recall = ScrapeMetric(p.port, R"(gsau_learner_online_metric{k="20",metric="recall"})");
+  ASSERT_TRUE(recall.has_value()) << HttpGet(p.port, "/metrics");
+  EXPECT_GT(*recall, 0.0) << "after a window without clicks";
   run->Signal(SIGKILL);
   ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
 

@@ -80,6 +80,7 @@ struct LearnerSection {
   int checkpoint_interval_s = 300;
   int checkpoint_keep = 3;
   std::string prequential_csv = "gsau-data/prequential.csv";  // empty = none
+  int prequential_interval_s = 10;
 };
 
 struct PublisherSection {
