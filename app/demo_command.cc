@@ -119,9 +119,22 @@ int RunDemo(const DemoFlags& f) {
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
 
   // A fresh directory each run: the embedded broker starts empty, so offsets stored by an
-  // earlier run would point past its end.
+  // earlier run would point past its end. Only what a demo leaves is deleted: a --dir that
+  // holds anything else (a home directory named by mistake) is refused.
   std::error_code ec;
+  for (const auto& e : fs::directory_iterator(f.dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name != "state" && name != "checkpoints" && name != "prequential.csv") {
+      std::cerr << "gsau demo: --dir " << f.dir << " holds " << name
+                << ", which no demo wrote; the demo replaces its directory, so name an empty or new one\n";
+      return kExitUsage;
+    }
+  }
   fs::remove_all(f.dir, ec);
+  if (ec) {
+    std::cerr << "gsau demo: cannot clear " << f.dir << ": " << ec.message() << "\n";
+    return kExitFailure;
+  }
   fs::create_directories(f.dir, ec);
   if (ec) {
     std::cerr << "gsau demo: cannot create " << f.dir << ": " << ec.message() << "\n";
@@ -272,7 +285,9 @@ void AddDemoCommand(CLI::App& root, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--rate", flags->rate, "Clicks per second (default 1000)")->check(CLI::PositiveNumber);
-  cmd->add_option("--dir", flags->dir, "Directory for the state, checkpoints and CSV; replaced (default gsau-demo)");
+  cmd->add_option("--dir", flags->dir,
+                  "Directory for the state, checkpoints and CSV; replaced, so it must be new, empty or a demo's "
+                  "(default gsau-demo)");
   cmd->add_option("--duration", flags->duration_s, "Stop after this many seconds (default: when the stream is in)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines (default 2)")

@@ -74,9 +74,11 @@ int RunIngest(const IngestFlags& f) {
   const Status s = ingestor.Run(g_stop);
   done = true;
   status.join();
-  if (Status c = (*store)->Close(); !c.ok()) GSAU_LOG_ERROR("ingest: closing the state store: {}", c.ToString());
-  if (!s.ok()) {
-    std::cerr << "gsau ingest: " << s.ToString() << "\n";
+  const Status closed = (*store)->Close();
+  if (!s.ok() || !closed.ok()) {
+    // A failed close (the last flush of a store without WAL) is a failure of the run too.
+    std::cerr << "gsau ingest: " << (s.ok() ? "closing the state store: " + closed.ToString() : s.ToString()) << "\n";
+    if (!s.ok() && !closed.ok()) GSAU_LOG_ERROR("ingest: closing the state store: {}", closed.ToString());
     return kExitFailure;
   }
   return kExitOk;

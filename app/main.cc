@@ -66,6 +66,11 @@ int main(int argc, char** argv) {
     // configuration, not with CLI11's own code (105 and up).
     const int rc = root.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
+  } catch (const std::exception& e) {
+    // Commands report expected failures as a Status; what escapes them (a filesystem call that
+    // throws, a broken invariant) still ends with its message and kExitFailure, not an abort.
+    std::cerr << "gsau: " << e.what() << "\n";
+    return kExitFailure;
   }
   return exit_code;
 }

@@ -48,6 +48,16 @@ TEST(AppTest, BrokenConfigurationNamesTheFieldAndStops) {
   EXPECT_NE(out.find("--users"), std::string::npos) << out;
   EXPECT_TRUE(std::filesystem::exists(dir.File("keep/marker")));
   EXPECT_EQ(RunCommand(Gsau() + " demo --habit 1.5 --dir " + dir.File("keep") + " 2>&1", &out), 2) << out;
+  // Good flags, but --dir holds what no demo wrote: the demo replaces its directory, so it refuses.
+  EXPECT_EQ(RunCommand(Gsau() + " demo --events 10 --dir " + dir.File("keep") + " 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("holds marker, which no demo wrote"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(dir.File("keep/marker")));
+  // What escapes a command as an exception (here a path component too long for the filesystem)
+  // ends with its message and exit 1; it aborted (134).
+  const std::string long_name = dir.File(std::string(300, 'x'));
+  EXPECT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + long_name + " --data " + long_name + " 2>&1", &out), 1)
+      << out;
+  EXPECT_NE(out.find("gsau: "), std::string::npos) << out;
   // A bad value from the environment.
   EXPECT_EQ(RunCommand("GSAU_PUBLISHER_FORMAT=xml " + Gsau() + " replay --synthetic 10 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("publisher.format: must be one of json, binary, got 'xml'"), std::string::npos) << out;

@@ -549,6 +549,12 @@ TEST(StateStoreTest, OptionsAreValidated) {
   o = SmallOptions(dir.File("db"));
   o.session_length = 0;
   EXPECT_EQ(StateStore::Open(o).status().code(), StatusCode::kInvalidArgument);
+  o = SmallOptions(dir.File("db"));
+  o.sync = true;
+  o.wal = false;
+  const auto sync_without_wal = StateStore::Open(o).status();
+  EXPECT_EQ(sync_without_wal.code(), StatusCode::kInvalidArgument) << sync_without_wal;
+  EXPECT_NE(sync_without_wal.message().find("sync needs wal"), std::string::npos) << sync_without_wal;
   o = SmallOptions(dir.File("missing"));
   o.create_if_missing = false;
   EXPECT_EQ(StateStore::Open(o).status().code(), StatusCode::kNotFound);
