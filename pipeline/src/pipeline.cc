@@ -194,6 +194,10 @@ namespace {
 
 constexpr std::string_view kTmpSuffix = ".tmp";
 constexpr const char* kUsersPublishedThrough = "users_published_through";
+// In checkpoint_dir from the first step of a rollback until the restored pair is in place: a
+// rollback stopped half-way (state moved aside, checkpoints moved aside, a copy cut short) must
+// not be taken by a plain start for a cold one. Holds the target's path.
+constexpr const char* kRollbackMarker = "ROLLBACK_IN_PROGRESS";
 constexpr std::string_view kReplacedSuffix = ".replaced";
 
 // ckpt-<digits> and nothing else: not a checkpoint being built (.tmp) or retired (.replaced).
@@ -373,6 +377,7 @@ struct Pipeline::Impl {
       // and checkpoints from under it. The state's own lock says whether one runs, held until
       // the state is moved aside (a store opened there meanwhile would be moved with it).
       GSAU_ASSIGN_OR_RETURN(auto hold, state::StateStore::HoldExclusive(opt.state.path));
+      GSAU_RETURN_IF_ERROR(WriteRollbackMarker());
       RecoverInterruptedCheckpoint();
       const std::string suffix = "before-rollback-" + std::to_string(clock->NowMs());
       // The checkpoints first: stopped between the two steps, a plain restart pairs the current
@@ -389,9 +394,40 @@ struct Pipeline::Impl {
       GSAU_ASSIGN_OR_RETURN(store, state::StateStore::OpenFromCheckpoint((ck / "state").string(), opt.state));
       return Status::Ok();
     }
+    if (std::ifstream marker(fs::path(opt.checkpoint_dir) / kRollbackMarker); marker) {
+      std::string target;
+      std::getline(marker, target);
+      return Status::InvalidArgument("a rollback to " + target + " did not finish (the process stopped during it): " +
+                                     "run it again (--rollback " + target + "), or delete " +
+                                     (fs::path(opt.checkpoint_dir) / kRollbackMarker).string() +
+                                     " to start from what is there now");
+    }
     GSAU_ASSIGN_OR_RETURN(store, state::StateStore::Open(opt.state));
     RecoverInterruptedCheckpoint();  // after Open: its lock keeps a second process out
     return Status::Ok();
+  }
+
+  Status WriteRollbackMarker() {
+    std::error_code ec;
+    fs::create_directories(opt.checkpoint_dir, ec);
+    if (ec) return Status::Internal("rollback: creating " + opt.checkpoint_dir + ": " + ec.message());
+    const fs::path marker = fs::path(opt.checkpoint_dir) / kRollbackMarker;
+    {
+      std::ofstream out(marker);
+      out << opt.rollback_from << '\n';
+      if (!out.flush()) return Status::IoError("rollback: writing " + marker.string());
+    }
+    GSAU_RETURN_IF_ERROR(SyncPath(marker.string()));
+    return SyncPath(opt.checkpoint_dir);
+  }
+
+  // The rollback's pair is in place (the target the newest checkpoint of checkpoint_dir, or the
+  // restored pair checkpointed there): a plain restart resumes from it.
+  Status ClearRollbackMarker() {
+    std::error_code ec;
+    fs::remove(fs::path(opt.checkpoint_dir) / kRollbackMarker, ec);
+    if (ec) return Status::IoError("rollback: removing its marker: " + ec.message());
+    return SyncPath(opt.checkpoint_dir);
   }
 
   // The users of clicks applied after the checkpoint's users_published_through, due for
@@ -1062,6 +1098,9 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   impl->m = std::make_unique<Metrics>(*registry);
   if (Status s = impl->OpenState(); !s.ok()) return Status(s.code(), "state: " + s.message());
   if (Status s = impl->StartLearner(); !s.ok()) return Status(s.code(), "learner: " + s.message());
+  if (!options.rollback_from.empty()) {
+    if (Status s = impl->ClearRollbackMarker(); !s.ok()) return Status(s.code(), "state: " + s.message());
+  }
   auto pub = publisher::KafkaPublisher::Create(options.publisher, registry, clock);
   if (!pub.ok()) return Status(pub.status().code(), "publisher: " + pub.status().message());
   impl->pub = std::move(pub).value();

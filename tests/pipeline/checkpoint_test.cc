@@ -154,5 +154,38 @@ TEST(CheckpointTest, ARollbackRefusesWhileTheStateIsOpenAndMovesNothing) {
       << "the running store goes on";
 }
 
+// A rollback to a checkpoint outside checkpoint_dir moves every checkpoint and the state aside
+// before it copies the target in: stopped there, a plain start found nothing and began a new
+// model from an empty state. It must refuse, naming the rollback to finish.
+TEST(CheckpointTest, APlainStartAfterAnUnfinishedRollbackRefusesNamingIt) {
+  TempDir dir("gsau-rollback");
+  PipelineOptions o;
+  o.state.path = dir.File("state");
+  o.state.block_cache_bytes = 8 << 20;
+  o.state.write_buffer_bytes = 1 << 20;
+  o.checkpoint_dir = dir.File("checkpoints");
+  o.publisher.kafka.bootstrap_servers = "127.0.0.1:1";  // nothing listens: fail fast past the state
+  o.publisher.connect_timeout_ms = 1000;
+  {
+    auto running = state::StateStore::Open(o.state);
+    ASSERT_TRUE(running.ok()) << running.status();
+  }
+  MakeCheckpoint(dir, "checkpoints/ckpt-000000000005", "ours");
+  // The target's state/ has no CURRENT: the copy fails as one cut short by a kill would.
+  o.rollback_from = MakeCheckpoint(dir, "archive/ckpt-000000000003", "archived");
+  auto rollback = Pipeline::Create(o, nullptr);
+  ASSERT_FALSE(rollback.ok());
+  EXPECT_TRUE(ListCheckpoints(o.checkpoint_dir).empty()) << "the abandoned line was moved aside";
+
+  const std::string target = o.rollback_from;
+  o.rollback_from.clear();
+  auto plain = Pipeline::Create(o, nullptr);
+  ASSERT_FALSE(plain.ok());
+  EXPECT_EQ(plain.status().code(), StatusCode::kInvalidArgument) << plain.status();
+  EXPECT_NE(plain.status().message().find("a rollback to " + target + " did not finish"), std::string::npos)
+      << plain.status();
+  EXPECT_FALSE(fs::exists(o.state.path)) << "no new state was started";
+}
+
 }  // namespace
 }  // namespace gsau::pipeline

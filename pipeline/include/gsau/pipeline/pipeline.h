@@ -29,7 +29,10 @@
 // is lost (as long as the topic still holds those records). The checkpoints of the abandoned line
 // go first to <checkpoint_dir>/before-rollback-<time>/: those after the target, or all of them when
 // the target lies outside checkpoint_dir (the restored pair is then checkpointed at start-up), so
-// that a later restart resumes from the rolled-back line.
+// that a later restart resumes from the rolled-back line. A rollback refuses while a store is
+// open at the state path (kUnavailable), and marks itself in checkpoint_dir/ROLLBACK_IN_PROGRESS
+// until its pair is in place: a plain start finding the mark refuses (kInvalidArgument, naming
+// the rollback to run again) rather than take a half-done rollback for a cold start.
 //
 // model_version: a wall-clock ms stamp taken when a batch of records is published (not when the
 // snapshot that computed them was taken), made strictly increasing within a run and across
