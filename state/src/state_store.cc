@@ -765,6 +765,26 @@ Result<std::vector<Edge>> StateStore::Impl::ItemNeighbours(ItemId item) const {
   return out;
 }
 
+namespace {
+
+// Sorts what DecodeChangeEntry accumulated and keeps one of each pair, and each user's smallest
+// click count (its count before its first batch of the range).
+void Deduplicate(ChangeEntry* e) {
+  std::sort(e->pairs.begin(), e->pairs.end());
+  e->pairs.erase(std::unique(e->pairs.begin(), e->pairs.end()), e->pairs.end());
+  std::sort(e->clicks_before.begin(), e->clicks_before.end());
+  e->clicks_before.erase(std::unique(e->clicks_before.begin(), e->clicks_before.end(),
+                                     [](const auto& a, const auto& b) { return a.first == b.first; }),
+                         e->clicks_before.end());
+}
+
+// Accumulated entries are deduplicated whenever they reach this many, or twice what the last
+// pass left: a long range (a restart behind by many batches) holds about as much as its distinct
+// pairs, not one entry per click.
+constexpr size_t kDeduplicateAt = 1 << 16;
+
+}  // namespace
+
 Result<ChangeSet> StateStore::Impl::ChangesSince(uint64_t from_seq) const {
   std::unique_ptr<SnapshotGuard> snap;
   ChangeSet out;
@@ -794,6 +814,7 @@ Result<ChangeSet> StateStore::Impl::ChangesSince(uint64_t from_seq) const {
   ro.iterate_upper_bound = &upper;
   ChangeEntry entry;
   uint64_t expect = from_seq + 1;
+  size_t deduplicate_at = kDeduplicateAt;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kChanges)));
   for (it->Seek(S(lo.view())); it->Valid(); it->Next(), ++expect) {
     if (keys::GetBE64(it->key().data()) != expect) return Status::Corruption("state: change feed has a gap");
@@ -802,20 +823,16 @@ Result<ChangeSet> StateStore::Impl::ChangesSince(uint64_t from_seq) const {
       out.first_new_user = entry.users_before;
       out.first_new_item = entry.items_before;
     }
+    if (entry.pairs.size() + entry.clicks_before.size() >= deduplicate_at) {
+      Deduplicate(&entry);
+      deduplicate_at = std::max(kDeduplicateAt, 2 * (entry.pairs.size() + entry.clicks_before.size()));
+    }
   }
   GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: read change feed"));
   if (expect != out.to_seq + 1) return Status::Corruption("state: change feed is short");
-  std::sort(entry.pairs.begin(), entry.pairs.end());
-  entry.pairs.erase(std::unique(entry.pairs.begin(), entry.pairs.end()), entry.pairs.end());
+  Deduplicate(&entry);
   out.clicks_known = entry.has_clicks;
-  if (out.clicks_known) {
-    // A user's count before its first batch of the range is the smallest of its counts.
-    std::sort(entry.clicks_before.begin(), entry.clicks_before.end());
-    out.clicks_before.reserve(entry.clicks_before.size());
-    for (const auto& [u, clicks] : entry.clicks_before) {
-      if (out.clicks_before.empty() || out.clicks_before.back().first != u) out.clicks_before.emplace_back(u, clicks);
-    }
-  }
+  if (out.clicks_known) out.clicks_before = std::move(entry.clicks_before);
   out.edges.reserve(entry.pairs.size());
   out.users.reserve(entry.pairs.size());
   out.items.reserve(entry.pairs.size());
