@@ -147,6 +147,18 @@ TEST(DeployFilesTest, ComposeMountsTheDashboardsAndTheAlertRules) {
   EXPECT_TRUE(mounts("prometheus").count("./deploy/alerts.yml:/etc/prometheus/alerts.yml:ro"));
 }
 
+// A stop waits up to 30 s for the publisher's deliveries before the last checkpoint: Docker's
+// default grace of 10 s would SIGKILL gsau before it.
+TEST(DeployFilesTest, ComposeGivesGsauTimeForItsLastCheckpoint) {
+  const YAML::Node compose = YAML::LoadFile(SourceDir() + "/docker-compose.yml");
+  const YAML::Node grace = compose["services"]["gsau"]["stop_grace_period"];
+  ASSERT_TRUE(grace) << "no stop_grace_period: Docker's 10 s applies";
+  const std::string g = grace.as<std::string>();
+  ASSERT_FALSE(g.empty());
+  ASSERT_EQ(g.back(), 's') << g;
+  EXPECT_GE(std::stoi(g), 60) << g;
+}
+
 TEST(DeployFilesTest, AlertRulesCoverTheIssue) {
   std::set<std::string> alerts;
   for (const auto& e : RuleExpressions(Deploy("alerts.yml"))) alerts.insert(e.where);
