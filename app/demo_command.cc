@@ -122,6 +122,10 @@ int RunDemo(const DemoFlags& f) {
   // earlier run would point past its end. Only what a demo leaves is deleted: a --dir that
   // holds anything else (a home directory named by mistake) is refused.
   std::error_code ec;
+  if (fs::exists(f.dir, ec) && !fs::is_directory(f.dir, ec)) {
+    std::cerr << "gsau demo: --dir " << f.dir << " is not a directory\n";
+    return kExitUsage;
+  }
   for (const auto& e : fs::directory_iterator(f.dir, ec)) {
     const std::string name = e.path().filename().string();
     if (name != "state" && name != "checkpoints" && name != "prequential.csv") {
@@ -129,6 +133,10 @@ int RunDemo(const DemoFlags& f) {
                 << ", which no demo wrote; the demo replaces its directory, so name an empty or new one\n";
       return kExitUsage;
     }
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    std::cerr << "gsau demo: cannot read --dir " << f.dir << ": " << ec.message() << "\n";
+    return kExitFailure;
   }
   fs::remove_all(f.dir, ec);
   if (ec) {

@@ -67,8 +67,9 @@ int main(int argc, char** argv) {
     const int rc = root.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
   } catch (const std::exception& e) {
-    // Commands report expected failures as a Status; what escapes them (a filesystem call that
-    // throws, a broken invariant) still ends with its message and kExitFailure, not an abort.
+    // Commands report expected failures as a Status; what escapes them to here (a filesystem
+    // call that throws, a broken invariant) ends with its message and kExitFailure rather than
+    // an abort (one thrown on a thread of theirs, or past a joinable thread, still aborts).
     std::cerr << "gsau: " << e.what() << "\n";
     return kExitFailure;
   }

@@ -259,8 +259,8 @@ const std::vector<Field>& Table() {
                   "CSV of the prequential (test-then-train) Recall and NDCG at 10 and 20, one row per window; "
                   "empty: none."),
       IntField("learner.prequential_interval_s", &C::learner, &LearnerSection::prequential_interval_s, "s",
-               "Window of the prequential figures (gsau_learner_online_metric, a CSV row each); a window without "
-               "clicks leaves the gauges as they were.",
+               "Window of the prequential figures (gsau_learner_online_metric, and a CSV row for each window "
+               "with clicks; one without leaves the gauges as they were). gsau demo uses 5.",
                1, 86400),
       StringField("publisher.format", &C::publisher, &PublisherSection::format,
                   "Embedding record format: json, or binary (float32 LE value, metadata in headers).",

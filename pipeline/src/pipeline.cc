@@ -138,7 +138,7 @@ struct Metrics {
                        .Add({})),
         preq_family(prometheus::BuildGauge()
                         .Name("gsau_learner_online_metric")
-                        .Help("Prequential figures over the last window (metric=recall|ndcg, k=10|20)")
+                        .Help("Prequential figures over the last window with clicks (metric=recall|ndcg, k=10|20)")
                         .Register(r)),
         recall10(preq_family.Add({{"metric", "recall"}, {"k", "10"}})),
         recall20(preq_family.Add({{"metric", "recall"}, {"k", "20"}})),
@@ -380,13 +380,16 @@ struct Pipeline::Impl {
       GSAU_RETURN_IF_ERROR(WriteRollbackMarker());
       RecoverInterruptedCheckpoint();
       const std::string suffix = "before-rollback-" + std::to_string(clock->NowMs());
-      // The checkpoints first: stopped between the two steps, a plain restart pairs the current
-      // state with an older checkpoint of its own line (caught up from the change feed).
+      // The checkpoints first, then the state: stopped anywhere from here on, the marker keeps a
+      // plain start out (deleting it by hand pairs the state there is with the newest checkpoint
+      // left, caught up from the change feed).
       GSAU_RETURN_IF_ERROR(MoveAbandonedCheckpoints(ck, (fs::path(opt.checkpoint_dir) / suffix).string()));
       std::error_code ec;
-      if (fs::exists(opt.state.path, ec)) {
-        const std::string aside = opt.state.path + "." + suffix;
-        fs::rename(opt.state.path, aside, ec);
+      fs::path state_dir = fs::path(opt.state.path).lexically_normal();
+      if (!state_dir.has_filename()) state_dir = state_dir.parent_path();  // "state/": rename "state"
+      if (fs::exists(state_dir, ec)) {
+        const std::string aside = state_dir.string() + "." + suffix;
+        fs::rename(state_dir, aside, ec);
         if (ec) return Status::Internal("rollback: moving the state aside: " + ec.message());
         GSAU_LOG_WARN("pipeline: rollback: the state was moved to {}", aside);
       }
@@ -394,13 +397,18 @@ struct Pipeline::Impl {
       GSAU_ASSIGN_OR_RETURN(store, state::StateStore::OpenFromCheckpoint((ck / "state").string(), opt.state));
       return Status::Ok();
     }
-    if (std::ifstream marker(fs::path(opt.checkpoint_dir) / kRollbackMarker); marker) {
-      std::string target;
-      std::getline(marker, target);
-      return Status::InvalidArgument("a rollback to " + target + " did not finish (the process stopped during it): " +
-                                     "run it again (--rollback " + target + "), or delete " +
-                                     (fs::path(opt.checkpoint_dir) / kRollbackMarker).string() +
-                                     " to start from what is there now");
+    {
+      // Held while the marker is read: a rollback still starting up holds the store, and is
+      // told apart from one that stopped half-way.
+      GSAU_ASSIGN_OR_RETURN(auto hold, state::StateStore::HoldExclusive(opt.state.path));
+      if (std::ifstream marker(fs::path(opt.checkpoint_dir) / kRollbackMarker); marker) {
+        std::string target;
+        std::getline(marker, target);
+        return Status::InvalidArgument("a rollback to " + target + " did not finish (the process stopped during it): " +
+                                       "run it again (--rollback " + target + "), or delete " +
+                                       (fs::path(opt.checkpoint_dir) / kRollbackMarker).string() +
+                                       " to start from what is there now");
+      }
     }
     GSAU_ASSIGN_OR_RETURN(store, state::StateStore::Open(opt.state));
     RecoverInterruptedCheckpoint();  // after Open: its lock keeps a second process out
@@ -414,7 +422,7 @@ struct Pipeline::Impl {
     const fs::path marker = fs::path(opt.checkpoint_dir) / kRollbackMarker;
     {
       std::ofstream out(marker);
-      out << opt.rollback_from << '\n';
+      out << fs::absolute(opt.rollback_from).lexically_normal().string() << '\n';  // a restart may run elsewhere
       if (!out.flush()) return Status::IoError("rollback: writing " + marker.string());
     }
     GSAU_RETURN_IF_ERROR(SyncPath(marker.string()));

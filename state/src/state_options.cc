@@ -14,7 +14,7 @@ Status StateOptions::Validate() const {
   if (changelog_retention_batches < 1) {
     return Status::InvalidArgument("state options: changelog_retention_batches must be >= 1");
   }
-  if (sync && !wal) {
+  if (sync && !wal && !read_only) {
     // RocksDB would refuse every write ("Sync writes has to enable WAL"), after Open succeeded.
     return Status::InvalidArgument("state options: sync needs wal (it fsyncs the write-ahead log)");
   }

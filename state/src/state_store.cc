@@ -996,7 +996,8 @@ class RocksHold final : public StateStore::Hold {
 
 Result<std::unique_ptr<StateStore::Hold>> StateStore::HoldExclusive(const std::string& path) {
   std::error_code ec;
-  if (!fs::exists(fs::path(path) / "CURRENT", ec)) return std::unique_ptr<Hold>();
+  // Any directory there, even one without CURRENT (a store being created, a copy cut short).
+  if (!fs::is_directory(path, ec)) return std::unique_ptr<Hold>();
   // RocksDB's own lock: the same file and calls a writable Open makes (fcntl between processes,
   // a set of held names within one).
   rocksdb::FileLock* lock = nullptr;

@@ -52,8 +52,12 @@ TEST(AppTest, BrokenConfigurationNamesTheFieldAndStops) {
   EXPECT_EQ(RunCommand(Gsau() + " demo --events 10 --dir " + dir.File("keep") + " 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("holds marker, which no demo wrote"), std::string::npos) << out;
   EXPECT_TRUE(std::filesystem::exists(dir.File("keep/marker")));
-  // What escapes a command as an exception (here a path component too long for the filesystem)
-  // ends with its message and exit 1; it aborted (134).
+  EXPECT_EQ(RunCommand(Gsau() + " demo --events 10 --dir " + dir.File("keep/marker") + " 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("is not a directory"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(dir.File("keep/marker")));
+  // What escapes a command as an exception (here a path component too long for the filesystem,
+  // from evaluate's throwing fs::exists: should that call stop throwing, find another) ends with
+  // its message and exit 1; it aborted (134).
   const std::string long_name = dir.File(std::string(300, 'x'));
   EXPECT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + long_name + " --data " + long_name + " 2>&1", &out), 1)
       << out;

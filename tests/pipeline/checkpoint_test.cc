@@ -150,6 +150,8 @@ TEST(CheckpointTest, ARollbackRefusesWhileTheStateIsOpenAndMovesNothing) {
   EXPECT_EQ(Names(ListCheckpoints(o.checkpoint_dir)),
             (std::vector<std::string>{"ckpt-000000000001", "ckpt-000000000002"}));
   EXPECT_EQ(Entries(dir), (std::vector<std::string>{"checkpoints", "state"})) << "the state was not moved aside";
+  EXPECT_FALSE(fs::exists(fs::path(o.checkpoint_dir) / "ROLLBACK_IN_PROGRESS"))
+      << "a refused rollback leaves no mark (it would keep the running pipeline from restarting)";
   EXPECT_TRUE((*running)->ApplyBatch(std::vector<ClickEvent>{{"u", "i", 1, "click"}}, {}).ok())
       << "the running store goes on";
 }
@@ -172,12 +174,14 @@ TEST(CheckpointTest, APlainStartAfterAnUnfinishedRollbackRefusesNamingIt) {
   }
   MakeCheckpoint(dir, "checkpoints/ckpt-000000000005", "ours");
   // The target's state/ has no CURRENT: the copy fails as one cut short by a kill would.
-  o.rollback_from = MakeCheckpoint(dir, "archive/ckpt-000000000003", "archived");
+  // Given relative, as typed in a shell: the mark names it absolute, for a restart run elsewhere.
+  const std::string target = MakeCheckpoint(dir, "archive/ckpt-000000000003", "archived");
+  o.rollback_from = fs::relative(target).string();
+  ASSERT_TRUE(fs::path(o.rollback_from).is_relative());
   auto rollback = Pipeline::Create(o, nullptr);
   ASSERT_FALSE(rollback.ok());
   EXPECT_TRUE(ListCheckpoints(o.checkpoint_dir).empty()) << "the abandoned line was moved aside";
 
-  const std::string target = o.rollback_from;
   o.rollback_from.clear();
   auto plain = Pipeline::Create(o, nullptr);
   ASSERT_FALSE(plain.ok());

@@ -148,10 +148,13 @@ class StateStore {
 
   // An exclusive hold on the store at `path` without opening it, for work on its files that
   // must not run beside an open store (a rollback moving it aside). It takes RocksDB's own lock
-  // (path/LOCK): kUnavailable while a writable store is open there, in this process or
-  // another; while held, a writable Open of `path` fails. No store at `path` (no CURRENT): a
-  // hold on nothing (the pointer is null). Released when the hold is destroyed; the lock
-  // follows the file, so moving the directory while holding it is safe.
+  // (path/LOCK): kUnavailable while a writable store is open there; while held, a writable Open
+  // of `path` fails. Between processes that is fcntl's lock; within one, RocksDB's set of held
+  // names, which knows `path` only as spelled when the store was opened (and a hold taken under
+  // another spelling would, when dropped, release the open store's lock): take it where this
+  // process has not opened the store. No directory at `path`: a hold on nothing (the pointer is
+  // null). Released when destroyed; the lock follows the file, so moving the directory while
+  // holding it is safe.
   class Hold {
    public:
     virtual ~Hold() = default;
