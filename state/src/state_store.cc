@@ -18,6 +18,7 @@
 
 #include "changelog.h"
 #include "db_options.h"
+#include "gsau/common/file.h"
 #include "gsau/common/log.h"
 #include "keys.h"
 
@@ -1024,6 +1025,19 @@ Result<std::unique_ptr<StateStore>> StateStore::OpenFromCheckpoint(const std::st
     return Status::IoError("state: copy checkpoint " + checkpoint_dir + " to " + options.path + ": " +
                            ec.message());
   }
+  // The copy is the store from now on (a rollback then deletes what would redo it): on disk
+  // before it is used, files first, then the folders that name them.
+  std::vector<std::string> dirs{options.path, fs::absolute(options.path).lexically_normal().parent_path().string()};
+  for (auto it = fs::recursive_directory_iterator(options.path, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_directory()) {
+      dirs.push_back(it->path().string());
+    } else {
+      GSAU_RETURN_IF_ERROR(SyncPath(it->path().string()));
+    }
+  }
+  if (ec) return Status::IoError("state: listing the restored " + options.path + ": " + ec.message());
+  for (auto d = dirs.rbegin(); d != dirs.rend(); ++d) GSAU_RETURN_IF_ERROR(SyncPath(*d));
   StateOptions o = options;
   o.create_if_missing = false;
   return Open(o);
