@@ -105,22 +105,25 @@ uint64_t UsersPublishedThrough(const std::string& checkpoint) {
   return v;
 }
 
+// A record's model_version, JSON or binary; -1 (and a test failure) when undecodable.
+int64_t VersionOf(const gsau::testing::ConsumedRecord& r) {
+  for (const auto& [k, val] : r.headers) {
+    if (k == "gsau.model_version") return std::stoll(val);
+  }
+  const auto j = nlohmann::json::parse(r.value, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.contains("model_version")) {
+    ADD_FAILURE() << "undecodable record at " << r.partition << "/" << r.offset << ": " << r.value.substr(0, 200);
+    return -1;
+  }
+  return j.at("model_version").get<int64_t>();
+}
+
 // Latest model_version per key, from librdkafka, decoding JSON or binary records.
 std::map<std::string, int64_t> LatestVersions(const std::string& bootstrap, const std::string& topic) {
   std::map<std::string, int64_t> out;
   for (const auto& r : ConsumeAll(bootstrap, topic, -1, 30000)) {
-    int64_t v = -1;
-    for (const auto& [k, val] : r.headers) {
-      if (k == "gsau.model_version") v = std::stoll(val);
-    }
-    if (v < 0) {
-      const auto j = nlohmann::json::parse(r.value, nullptr, /*allow_exceptions=*/false);
-      if (j.is_discarded() || !j.contains("model_version")) {
-        ADD_FAILURE() << "undecodable record at " << r.partition << "/" << r.offset << ": " << r.value.substr(0, 200);
-        continue;
-      }
-      v = j.at("model_version").get<int64_t>();
-    }
+    const int64_t v = VersionOf(r);
+    if (v < 0) continue;
     auto& slot = out[r.key];
     EXPECT_GE(v, slot) << "model_version of " << r.key << " went back at offset " << r.offset;
     slot = std::max(slot, v);
@@ -486,6 +489,44 @@ TEST(PipelineProcessTest, UsersOfClicksAfterTheCheckpointArePublishedAfterAKill)
   EXPECT_NE(Tail(p.log, 1 << 20).find("40 users of the clicks after the checkpoint are published again"),
             std::string::npos)
       << Tail(p.log, 4000);
+}
+
+// A restart without a checkpoint publishes every user of the state at once: they are embedded
+// and published 1,024 at a time (one forward pass over all of them once needed memory in
+// proportion to the users), each group a model_version of its own.
+TEST(PipelineProcessTest, EveryUserPublishedAgainGoesOutInGroupsOfAtMost1024) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "gp");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 2, 1, {}}}, 20000).ok());
+  constexpr int kUsers = 2500;
+  std::vector<ClickEvent> clicks;
+  for (int k = 0; k < kUsers; ++k) {
+    clicks.push_back({"g-user-" + std::to_string(k), "item-" + std::to_string(k % 150), 1800000000000 + k, "click"});
+  }
+
+  // Run 1 publishes no user (a 10-minute flush interval) and writes no checkpoint, then dies.
+  p.log = dir.File("run1.log");
+  auto run = p.Start("json", {"--set", "publisher.interval_ms=600000", "--set", "learner.checkpoint_interval_s=3600"});
+  Produce(bootstrap, p.clicks, clicks);
+  ASSERT_TRUE(WaitForStateEvents(p.port, kUsers, seconds(120))) << Tail(p.log, 6000);
+  run->Signal(SIGKILL);
+  ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
+  ASSERT_TRUE(ConsumeAll(bootstrap, p.users_topic, -1, 3000).empty()) << "run 1 published users";
+
+  // Run 2: no checkpoint, so a new model and every user due at once.
+  p.log = dir.File("run2.log");
+  ExpectEveryUserPublishedAfterARestart(p, "json", clicks);
+  EXPECT_NE(Tail(p.log, 1 << 20).find("all " + std::to_string(kUsers) + " users are published again"),
+            std::string::npos)
+      << Tail(p.log, 4000);
+  std::map<int64_t, int> per_version;
+  for (const auto& r : ConsumeAll(bootstrap, p.users_topic, -1, 30000)) ++per_version[VersionOf(r)];
+  int total = 0, largest = 0;
+  for (const auto& [v, n] : per_version) total += n, largest = std::max(largest, n);
+  EXPECT_GE(total, kUsers);
+  EXPECT_LE(largest, 1024) << per_version.size() << " versions";
+  EXPECT_GE(per_version.size(), 3u);
 }
 
 // A user's record the topic refuses is produced again while the process lives, and a kill -9
