@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 
 #include "conf.h"
@@ -21,7 +22,8 @@ std::string KeyOf(std::string_view topic, const void* key, size_t key_len) {
 }
 
 // keep_failed: which record of each key is the newest in flight (by a sequence number carried
-// as the message's opaque), and the newest failed one of each key.
+// as the message's opaque), the newest failed one of each key, and which numbers still await
+// their delivery report.
 class FailedRecords {
  public:
   // Before enqueueing a record of `key`: its sequence number. Then Enqueued or NotEnqueued.
@@ -29,6 +31,7 @@ class FailedRecords {
     std::lock_guard<std::mutex> lock(mu_);
     const uint64_t seq = ++next_seq_;
     newest_[key] = seq;
+    unreported_.insert(seq);  // now, not at Enqueued: another thread's poll() may report it first
     return seq;
   }
   void Enqueued(const std::string& key, uint64_t seq) {
@@ -39,10 +42,12 @@ class FailedRecords {
   }
   void NotEnqueued(const std::string& key, uint64_t seq) {
     std::lock_guard<std::mutex> lock(mu_);
+    unreported_.erase(seq);
     if (auto it = newest_.find(key); it != newest_.end() && it->second == seq) newest_.erase(it);
   }
   void Done(const std::string& key, uint64_t seq, RdKafka::Message& m) {
     std::lock_guard<std::mutex> lock(mu_);
+    unreported_.erase(seq);
     auto it = newest_.find(key);
     if (it == newest_.end() || it->second != seq) return;  // a newer one is in flight
     newest_.erase(it);
@@ -65,6 +70,14 @@ class FailedRecords {
     std::lock_guard<std::mutex> lock(mu_);
     return failed_.size();
   }
+  uint64_t LastSeq() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return next_seq_;
+  }
+  uint64_t ReportedThrough() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return unreported_.empty() ? next_seq_ : *unreported_.begin() - 1;
+  }
   std::vector<FailedRecord> Take() {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<FailedRecord> out;
@@ -77,6 +90,7 @@ class FailedRecords {
  private:
   mutable std::mutex mu_;
   uint64_t next_seq_ = 0;
+  std::set<uint64_t> unreported_;  // numbered, not refused at once, no delivery report yet
   std::unordered_map<std::string, uint64_t> newest_;
   std::unordered_map<std::string, std::pair<uint64_t, FailedRecord>> failed_;  // by key: seq, record
 };
@@ -198,6 +212,11 @@ class RdProducer final : public Producer {
   int64_t max_message_bytes() const override { return max_message_bytes_; }
 
   std::vector<FailedRecord> TakeFailed() override { return tracker_->kept.Take(); }
+  uint64_t last_numbered() const override { return tracker_->kept.LastSeq(); }
+  uint64_t reported_through() override {
+    producer_->poll(0);  // serves the delivery reports due
+    return tracker_->kept.ReportedThrough();
+  }
   size_t KeptFailedCount() const override { return tracker_->kept.Count(); }
 
   bool failed_fatally() const override {

@@ -223,6 +223,23 @@ bool KafkaPublisher::WaitSettled(int timeout_ms) {
   return c.produced == c.delivered + c.failed && producer_->KeptFailedCount() == 0 && refused_.empty();
 }
 
+std::optional<KafkaPublisher::DeliveryMark> KafkaPublisher::Mark() {
+  // The count first: a failure reported after it breaks the mark, one before it is kept below.
+  CountFailedDeliveries();
+  DeliveryMark mark;
+  mark.failed = producer_->counts().failed;
+  if (producer_->KeptFailedCount() > 0 || !refused_.empty()) return std::nullopt;
+  mark.numbered = producer_->last_numbered();
+  return mark;
+}
+
+KafkaPublisher::MarkState KafkaPublisher::Check(const DeliveryMark& mark) {
+  const uint64_t reported = producer_->reported_through();
+  CountFailedDeliveries();
+  if (producer_->counts().failed != mark.failed) return MarkState::kBroken;
+  return reported >= mark.numbered ? MarkState::kDelivered : MarkState::kPending;
+}
+
 Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
   // Before the new records: a failed record is dropped when a newer one of its id is produced.
   Status redelivery = RedeliverFailed(/*now=*/false);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <thread>
 
 #include "gsau/common/log.h"
 #include "gsau/kafka/admin.h"
@@ -211,6 +212,46 @@ TEST(PublisherTest, VersionGaugeResumesAndFreshnessCountsUsersOnly) {
   EXPECT_GE(*sum, 2.0);
   EXPECT_LT(*sum, 60.0) << "the item's 100 s are not in it";
   EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_model_version"), 1001.0);
+}
+
+// Under a steady flow there may be no moment with nothing in flight (WaitSettled(0) false at
+// every look): a delivery mark says when everything before it was delivered, whatever came
+// after, and breaks when a delivery fails after it (so checkpoints never confirm too much).
+TEST(PublisherTest, DeliveryMarksSettleWhileLaterRecordsAreInFlight) {
+  using State = KafkaPublisher::MarkState;
+  auto o = Options(Format::kJson);
+  o.producer.linger_ms = 5000;  // a record waits in the client until Flush()
+  o.producer.compression = "none";
+  ASSERT_TRUE(kafka::EnsureTopics(o.kafka, {{o.item_topic, 1, 1, {{"cleanup.policy", "compact"},
+                                                                    {"max.message.bytes", "300"}}}},
+                                  20000)
+                  .ok());
+  auto p = KafkaPublisher::Create(o, nullptr);
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto& pub = **p;
+  ASSERT_TRUE(pub.Publish(std::vector<EmbeddingRecord>{Rec(EntityKind::kUser, "u1", 1, Row(1.0f))}).ok());
+  const auto m1 = pub.Mark();
+  ASSERT_TRUE(m1.has_value());
+  EXPECT_EQ(pub.Check(*m1), State::kPending) << "u1 still lingers";
+  ASSERT_TRUE(pub.Flush(30000).ok());
+  ASSERT_TRUE(pub.Publish(std::vector<EmbeddingRecord>{Rec(EntityKind::kUser, "u2", 2, Row(2.0f))}).ok());
+  EXPECT_EQ(pub.Check(*m1), State::kDelivered) << "u1 is delivered, u2 after the mark does not matter";
+  EXPECT_FALSE(pub.WaitSettled(0)) << "u2 is in flight: nothing-in-flight would not have confirmed u1";
+  const auto m2 = pub.Mark();
+  ASSERT_TRUE(m2.has_value());
+  State s2 = State::kPending;
+  for (int k = 0; k < 300 && s2 == State::kPending; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    s2 = pub.Check(*m2);
+  }
+  EXPECT_EQ(s2, State::kDelivered);
+
+  // An item record over the topic's 300 bytes fails after the mark: the mark breaks.
+  ASSERT_TRUE(pub.Publish(std::vector<EmbeddingRecord>{Rec(EntityKind::kItem, "i1", 3, Row(0.5f))}).ok());
+  const auto m3 = pub.Mark();
+  ASSERT_TRUE(m3.has_value());
+  EXPECT_FALSE(pub.Flush(3000).ok());
+  EXPECT_EQ(pub.Check(*m3), State::kBroken);
 }
 
 // An existing embedding topic is used as it is: one that is not compacted (only) is warned about.

@@ -76,6 +76,13 @@ class Producer {
   virtual std::vector<FailedRecord> TakeFailed() = 0;
   // keep_failed: how many records TakeFailed() would hand back now.
   virtual size_t KeptFailedCount() const = 0;
+  // keep_failed: records are numbered 1, 2, ... as Produce() takes them. The number of the last
+  // one, and the largest n such that every record numbered up to n has had its delivery report
+  // (delivered or failed; serves the reports due first), so that a caller can learn that what
+  // it handed over before some point is settled while later records are still in flight.
+  // 0 without keep_failed.
+  virtual uint64_t last_numbered() const = 0;
+  virtual uint64_t reported_through() = 0;
   // True once the producer has hit a fatal error (see Produce).
   virtual bool failed_fatally() const = 0;
   // Raises a fatal error in the client, as the broker could (librdkafka's test hook). Tests only.

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -84,6 +85,20 @@ class KafkaPublisher final : public EmbeddingSink {
   // Waits up to `timeout_ms` for the records in flight; true when every record handed over so
   // far was delivered (none in flight, none kept to go again).
   bool WaitSettled(int timeout_ms);
+
+  // Delivery marks: under a steady flow WaitSettled(0) may never find a moment with nothing in
+  // flight; a mark tells when everything handed over before it was delivered, whatever came
+  // after. Mark(): none while a failed record waits to go again (it would go out numbered after
+  // the mark). Check(): kDelivered once every record before the mark was delivered; kBroken
+  // once any delivery failed after the mark was taken (its record goes again numbered later):
+  // take a new mark.
+  struct DeliveryMark {
+    uint64_t numbered = 0;  // the producer's last record number when the mark was taken
+    int64_t failed = 0;     // failed deliveries counted then
+  };
+  enum class MarkState { kPending, kDelivered, kBroken };
+  std::optional<DeliveryMark> Mark();
+  MarkState Check(const DeliveryMark& mark);
   // True once the producer hit a fatal error: nothing will be delivered any more, the owner
   // should stop (a restart takes a new producer).
   bool failed_fatally() const { return producer_->failed_fatally(); }
