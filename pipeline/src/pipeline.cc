@@ -42,37 +42,51 @@ double SecondsSince(SteadyClock::time_point t) {
 
 // Users whose embedding is due, with the newest event time that made it due, and the newest
 // state batch whose users were marked.
+// A user whose record is due: the time of its newest click, and the first state batch with a
+// click of it not published yet (what a checkpoint's users_published_through must stay below).
+struct DueUser {
+  int64_t ts_ms = 0;
+  uint64_t first_seq = 0;
+
+  void Merge(const DueUser& other) {
+    ts_ms = std::max(ts_ms, other.ts_ms);
+    first_seq = std::min(first_seq, other.first_seq);
+  }
+};
+using DueUsers = std::unordered_map<state::UserId, DueUser>;
+
 class DirtyUsers {
  public:
-  void Mark(state::UserId user, int64_t ts_ms, uint64_t batch_seq) {
+  // A user of the batches from `first_seq` up to `through_seq`.
+  void Mark(state::UserId user, int64_t ts_ms, uint64_t first_seq, uint64_t through_seq) {
     std::lock_guard<std::mutex> lock(mu_);
-    MarkLocked(user, ts_ms);
-    through_seq_ = std::max(through_seq_, batch_seq);
+    MarkLocked(user, {ts_ms, first_seq});
+    through_seq_ = std::max(through_seq_, through_seq);
   }
   // All users of one applied batch at once: Take() never sees part of a batch.
   void MarkBatch(const ingest::AppliedBatch& batch) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& e : batch.events) MarkLocked(e.user, e.ts_ms);
+    for (const auto& e : batch.events) MarkLocked(e.user, {e.ts_ms, batch.batch_seq});
     through_seq_ = std::max(through_seq_, batch.batch_seq);
   }
   // The users marked since the last call; *through_seq: every user of the batches up to it
   // has been handed out by now.
-  std::unordered_map<state::UserId, int64_t> Take(uint64_t* through_seq) {
+  DueUsers Take(uint64_t* through_seq) {
     std::lock_guard<std::mutex> lock(mu_);
-    std::unordered_map<state::UserId, int64_t> out;
+    DueUsers out;
     out.swap(users_);
     *through_seq = through_seq_;
     return out;
   }
 
  private:
-  void MarkLocked(state::UserId user, int64_t ts_ms) {
-    auto [it, inserted] = users_.emplace(user, ts_ms);
-    if (!inserted) it->second = std::max(it->second, ts_ms);
+  void MarkLocked(state::UserId user, const DueUser& d) {
+    auto [it, inserted] = users_.emplace(user, d);
+    if (!inserted) it->second.Merge(d);
   }
 
   std::mutex mu_;
-  std::unordered_map<state::UserId, int64_t> users_;
+  DueUsers users_;
   uint64_t through_seq_ = 0;
 };
 
@@ -438,16 +452,16 @@ struct Pipeline::Impl {
     return SyncPath(opt.checkpoint_dir);
   }
 
-  // The users of clicks applied after the checkpoint's users_published_through, due for
-  // publishing again: their records may not have been delivered before the process stopped
-  // (the due set and the publisher's retries live in memory).
+  // The users of clicks applied after the checkpoint's users_published_through (`from_seq`),
+  // due for publishing again: their records may not have been delivered before the process
+  // stopped (the due set and the publisher's retries live in memory).
   template <typename Edges>
-  Status MarkUsersOf(const Edges& edges) {
+  Status MarkUsersOf(const Edges& edges, uint64_t from_seq) {
     std::unordered_set<state::UserId> users;
     for (const auto& [u, i] : edges) users.insert(u);
     for (const auto u : users) {
       GSAU_ASSIGN_OR_RETURN(auto entries, store->Session(u));
-      if (!entries.empty()) dirty.Mark(u, entries.back().ts_ms, store->BatchSeq());
+      if (!entries.empty()) dirty.Mark(u, entries.back().ts_ms, from_seq + 1, store->BatchSeq());
     }
     if (!users.empty()) {
       GSAU_LOG_INFO("pipeline: {} users of the clicks after the checkpoint are published again", users.size());
@@ -461,7 +475,7 @@ struct Pipeline::Impl {
     size_t n = 0;
     auto counts = store->ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
       if (entries.empty()) return;
-      dirty.Mark(u, entries.back().ts_ms, seq);
+      dirty.Mark(u, entries.back().ts_ms, 1, seq);
       ++n;
     });
     if (!counts.ok()) return counts.status();
@@ -570,7 +584,7 @@ struct Pipeline::Impl {
       if (now_seq > users_from) {
         if (users_from >= store->OldestChangeSeq()) {
           GSAU_ASSIGN_OR_RETURN(auto changes, store->ChangesSince(users_from));
-          GSAU_RETURN_IF_ERROR(MarkUsersOf(changes.edges));
+          GSAU_RETURN_IF_ERROR(MarkUsersOf(changes.edges, users_from));
         } else {
           GSAU_RETURN_IF_ERROR(MarkAllUsers("the change feed no longer reaches back to batch " +
                                             std::to_string(users_from)));
@@ -960,15 +974,15 @@ struct Pipeline::Impl {
   // Publishes the due users the serving snapshot can embed, kUsersPerForward at a time, until
   // `stop` (then at most one more group); the others, and on failure those not yet published,
   // stay in `due`.
-  Status PublishUsers(std::unordered_map<state::UserId, int64_t>& due, const std::atomic<bool>& stop) {
+  Status PublishUsers(DueUsers& due, const std::atomic<bool>& stop) {
     if (due.empty()) return Status::Ok();
     const auto serving = learner->Serving();
     const int64_t now_ns = clock->MonotonicNs();
-    std::vector<std::pair<state::UserId, int64_t>> candidates(due.begin(), due.end());
+    std::vector<std::pair<state::UserId, DueUser>> candidates(due.begin(), due.end());
     std::vector<state::UserId> users;
     std::vector<std::vector<uint32_t>> sessions_now;
     std::vector<int64_t> times;
-    for (const auto& [u, ts] : candidates) {
+    for (const auto& [u, d] : candidates) {
       if (users.size() == kUsersPerForward) {
         GSAU_RETURN_IF_ERROR(PublishUserGroup(*serving, users, sessions_now, times, due));
         users.clear();
@@ -996,7 +1010,7 @@ struct Pipeline::Impl {
       }
       users.push_back(u);
       sessions_now.push_back(std::move(s));
-      times.push_back(ts);
+      times.push_back(d.ts_ms);
     }
     return users.empty() ? Status::Ok() : PublishUserGroup(*serving, users, sessions_now, times, due);
   }
@@ -1005,7 +1019,7 @@ struct Pipeline::Impl {
   // `due` only once published: a failure leaves them due at the next flush.
   Status PublishUserGroup(const learner::ServingModel& serving, const std::vector<state::UserId>& users,
                           const std::vector<std::vector<uint32_t>>& sessions_now, const std::vector<int64_t>& times,
-                          std::unordered_map<state::UserId, int64_t>& due) {
+                          DueUsers& due) {
     GSAU_ASSIGN_OR_RETURN(auto rows, serving.UserEmbeddings(sessions_now));
     const auto dim = static_cast<size_t>(serving.dim());
     std::vector<EmbeddingRecord> recs;
@@ -1040,21 +1054,37 @@ struct Pipeline::Impl {
   // Runs until `stop`; returns early only when the publisher cannot go on (a fatal producer
   // error). What is still due then is not confirmed, so that the restart publishes it again.
   Status UserLoop(const std::atomic<bool>& stop) {
-    std::unordered_map<state::UserId, int64_t> due;
+    DueUsers due;
+    // (state batch, delivery mark): every user of the batches up to it had been produced when
+    // the mark was taken; once the mark is delivered, checkpoints may say so. Oldest first.
+    std::deque<std::pair<uint64_t, publisher::KafkaPublisher::DeliveryMark>> marks;
+    constexpr size_t kMaxMarks = 64;  // while nothing is delivered (a broker away): the newest
     auto last_confirm = SteadyClock::now();
     auto flush = [&]() -> Status {
-      if (due.empty() && SecondsSince(last_confirm) >= 1.0) {
-        // Nothing was left due by the last flush: every user of the batches up to
-        // users_taken_seq has been produced; once all of it is delivered (looked at without
-        // waiting, at most once a second), checkpoints may say so.
+      if (SecondsSince(last_confirm) >= 1.0) {  // at most once a second, without waiting
         last_confirm = SteadyClock::now();
         std::lock_guard<std::mutex> lock(pub_mu);
-        if (pub->WaitSettled(0)) users_confirmed_seq = std::max(users_confirmed_seq.load(), users_taken_seq);
+        while (!marks.empty()) {
+          const auto state = pub->Check(marks.front().second);
+          if (state == publisher::KafkaPublisher::MarkState::kPending) break;
+          if (state == publisher::KafkaPublisher::MarkState::kDelivered) {
+            users_confirmed_seq = std::max(users_confirmed_seq.load(), marks.front().first);
+          }
+          marks.pop_front();
+        }
+        // The last flush produced every user of the batches up to users_taken_seq but those it
+        // left due (waiting for a new item, or failed), whose clicks begin at their first_seq.
+        uint64_t produced_through = users_taken_seq;
+        for (const auto& [u, d] : due) produced_through = std::min(produced_through, d.first_seq - 1);
+        if (produced_through > std::max(users_confirmed_seq.load(), marks.empty() ? 0 : marks.back().first)) {
+          if (auto mark = pub->Mark()) marks.emplace_back(produced_through, *mark);
+          if (marks.size() > kMaxMarks) marks.pop_front();
+        }
       }
       uint64_t through = 0;
-      for (auto& [u, ts] : dirty.Take(&through)) {
-        auto [it, inserted] = due.emplace(u, ts);
-        if (!inserted) it->second = std::max(it->second, ts);
+      for (auto& [u, d] : dirty.Take(&through)) {
+        auto [it, inserted] = due.emplace(u, d);
+        if (!inserted) it->second.Merge(d);
         // A new click: look at the session again (its wait, if any, goes on from where it was).
         if (auto w = waiting_users.find(u); w != waiting_users.end()) w->second.items_seen = -1;
       }
