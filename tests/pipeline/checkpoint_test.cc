@@ -128,15 +128,21 @@ TEST(CheckpointTest, StartUpLeavesWhatItDoesNotOwnAndWhatItCannotUse) {
   EXPECT_EQ(RecoverCheckpoints(dir.File("missing")), 0);
 }
 
-// A rollback beside a running pipeline (the old process not stopped yet, a rolling update)
-// would move that one's state and checkpoints from under it: it must refuse and touch nothing.
-TEST(CheckpointTest, ARollbackRefusesWhileTheStateIsOpenAndMovesNothing) {
-  TempDir dir("gsau-rollback");
+// Pipeline options with the state and checkpoints in `dir`, a small state store.
+PipelineOptions SmallPipeline(const TempDir& dir) {
   PipelineOptions o;
   o.state.path = dir.File("state");
   o.state.block_cache_bytes = 8 << 20;
   o.state.write_buffer_bytes = 1 << 20;
   o.checkpoint_dir = dir.File("checkpoints");
+  return o;
+}
+
+// A rollback beside a running pipeline (the old process not stopped yet, a rolling update)
+// would move that one's state and checkpoints from under it: it must refuse and touch nothing.
+TEST(CheckpointTest, ARollbackRefusesWhileTheStateIsOpenAndMovesNothing) {
+  TempDir dir("gsau-rollback");
+  PipelineOptions o = SmallPipeline(dir);
   const std::string target = MakeCheckpoint(dir, "checkpoints/ckpt-000000000001", "target");
   MakeCheckpoint(dir, "checkpoints/ckpt-000000000002", "newer");
   o.rollback_from = target;
@@ -161,11 +167,7 @@ TEST(CheckpointTest, ARollbackRefusesWhileTheStateIsOpenAndMovesNothing) {
 // model from an empty state. It must refuse, naming the rollback to finish.
 TEST(CheckpointTest, APlainStartAfterAnUnfinishedRollbackRefusesNamingIt) {
   TempDir dir("gsau-rollback");
-  PipelineOptions o;
-  o.state.path = dir.File("state");
-  o.state.block_cache_bytes = 8 << 20;
-  o.state.write_buffer_bytes = 1 << 20;
-  o.checkpoint_dir = dir.File("checkpoints");
+  PipelineOptions o = SmallPipeline(dir);
   o.publisher.kafka.bootstrap_servers = "127.0.0.1:1";  // nothing listens: fail fast past the state
   o.publisher.connect_timeout_ms = 1000;
   {
