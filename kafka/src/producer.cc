@@ -45,8 +45,11 @@ class FailedRecords {
     unreported_.erase(seq);
     if (auto it = newest_.find(key); it != newest_.end() && it->second == seq) newest_.erase(it);
   }
-  void Done(const std::string& key, uint64_t seq, RdKafka::Message& m) {
+  // `counter` (delivered or failed) goes up under the lock: whoever then reads the unreported,
+  // or the kept records, under it sees the count too.
+  void Done(const std::string& key, uint64_t seq, RdKafka::Message& m, std::atomic<int64_t>& counter) {
     std::lock_guard<std::mutex> lock(mu_);
+    counter.fetch_add(1, std::memory_order_relaxed);
     unreported_.erase(seq);
     auto it = newest_.find(key);
     if (it == newest_.end() || it->second != seq) return;  // a newer one is in flight
@@ -100,15 +103,15 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
   explicit DeliveryTracker(bool keep_failed) : keep_failed_(keep_failed) {}
 
   void dr_cb(RdKafka::Message& message) override {
+    const bool ok = message.err() == RdKafka::ERR_NO_ERROR;
+    auto& counter = ok ? delivered : failed;
     if (keep_failed_) {
       const auto seq = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(message.msg_opaque()));
-      kept.Done(KeyOf(message.topic_name(), message.key_pointer(), message.key_len()), seq, message);
+      kept.Done(KeyOf(message.topic_name(), message.key_pointer(), message.key_len()), seq, message, counter);
+    } else {
+      counter.fetch_add(1, std::memory_order_relaxed);
     }
-    if (message.err() == RdKafka::ERR_NO_ERROR) {
-      delivered.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    failed.fetch_add(1, std::memory_order_relaxed);
+    if (ok) return;
     if (message.err() == RdKafka::ERR_MSG_SIZE_TOO_LARGE || message.err() == RdKafka::ERR_RECORD_LIST_TOO_LARGE) {
       too_large.fetch_add(1, std::memory_order_relaxed);
     }

@@ -46,7 +46,7 @@ double SecondsSince(SteadyClock::time_point t) {
 // click of it not published yet (what a checkpoint's users_published_through must stay below).
 struct DueUser {
   int64_t ts_ms = 0;
-  uint64_t first_seq = 0;
+  uint64_t first_seq = 1;  // batch numbers start at 1
 
   void Merge(const DueUser& other) {
     ts_ms = std::max(ts_ms, other.ts_ms);
@@ -1063,6 +1063,12 @@ struct Pipeline::Impl {
     auto flush = [&]() -> Status {
       if (SecondsSince(last_confirm) >= 1.0) {  // at most once a second, without waiting
         last_confirm = SteadyClock::now();
+        // The last flush produced every user of the batches up to users_taken_seq but those it
+        // left due (waiting for a new item, or failed), whose clicks begin at their first_seq.
+        uint64_t produced_through = users_taken_seq;
+        for (const auto& [u, d] : due) {
+          produced_through = std::min(produced_through, std::max<uint64_t>(d.first_seq, 1) - 1);
+        }
         std::lock_guard<std::mutex> lock(pub_mu);
         while (!marks.empty()) {
           const auto state = pub->Check(marks.front().second);
@@ -1072,10 +1078,6 @@ struct Pipeline::Impl {
           }
           marks.pop_front();
         }
-        // The last flush produced every user of the batches up to users_taken_seq but those it
-        // left due (waiting for a new item, or failed), whose clicks begin at their first_seq.
-        uint64_t produced_through = users_taken_seq;
-        for (const auto& [u, d] : due) produced_through = std::min(produced_through, d.first_seq - 1);
         if (produced_through > std::max(users_confirmed_seq.load(), marks.empty() ? 0 : marks.back().first)) {
           if (auto mark = pub->Mark()) marks.emplace_back(produced_through, *mark);
           if (marks.size() > kMaxMarks) marks.pop_front();
@@ -1209,7 +1211,8 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   if (learner_status.ok()) {
     {
       std::lock_guard<std::mutex> lock(im.pub_mu);
-      if (flush.ok() && user_status.ok() && !im.users_left_due && im.pub->WaitSettled(0)) {
+      if (flush.ok() && user_status.ok() && im.item_publish_status.ok() && !im.pub->failed_fatally() &&
+          !im.users_left_due && im.pub->WaitSettled(0)) {
         im.users_confirmed_seq = std::max(im.users_confirmed_seq.load(), im.users_taken_seq);
       }
     }

@@ -197,13 +197,16 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
   GSAU_LOG_WARN("publisher: the delivery of {} record(s) failed (e.g. {} to {}: {}); producing them again",
                 failed.size(), failed.front().key, failed.front().topic, failed.front().error);
   Status first_error;
-  for (const auto& r : failed) {
+  for (size_t k = 0; k < failed.size(); ++k) {
+    const auto& r = failed[k];
     Status s = producer_->Produce(r.topic, r.null_key ? std::string_view() : std::string_view(r.key), r.value,
                                   r.headers, 0, r.tombstone);
     if (s.ok()) {
       metrics_->redelivered.Increment();
     } else if (producer_->failed_fatally()) {
       metrics_->errors.Increment();
+      // Still undelivered, and visibly so (no delivery mark is taken while they wait).
+      for (; k < failed.size(); ++k) refused_.emplace(failed[k].topic + '\0' + failed[k].key, failed[k]);
       return s.WithContext("publisher: producing a failed record again");
     } else {
       // Refused before sending (an unknown partition while a topic is recreated; too large for
@@ -228,7 +231,7 @@ std::optional<KafkaPublisher::DeliveryMark> KafkaPublisher::Mark() {
   CountFailedDeliveries();
   DeliveryMark mark;
   mark.failed = producer_->counts().failed;
-  if (producer_->KeptFailedCount() > 0 || !refused_.empty()) return std::nullopt;
+  if (producer_->KeptFailedCount() > 0 || !refused_.empty() || producer_->failed_fatally()) return std::nullopt;
   mark.numbered = producer_->last_numbered();
   return mark;
 }
@@ -236,7 +239,7 @@ std::optional<KafkaPublisher::DeliveryMark> KafkaPublisher::Mark() {
 KafkaPublisher::MarkState KafkaPublisher::Check(const DeliveryMark& mark) {
   const uint64_t reported = producer_->reported_through();
   CountFailedDeliveries();
-  if (producer_->counts().failed != mark.failed) return MarkState::kBroken;
+  if (producer_->counts().failed != mark.failed || producer_->failed_fatally()) return MarkState::kBroken;
   return reported >= mark.numbered ? MarkState::kDelivered : MarkState::kPending;
 }
 

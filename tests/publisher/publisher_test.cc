@@ -254,6 +254,33 @@ TEST(PublisherTest, DeliveryMarksSettleWhileLaterRecordsAreInFlight) {
   EXPECT_EQ(pub.Check(*m3), State::kBroken);
 }
 
+// After a fatal producer error nothing is delivered any more: no mark may say otherwise, even
+// once the failed records' redelivery has been refused (they were dropped then, and a mark
+// taken after found nothing waiting).
+TEST(PublisherTest, NoDeliveryMarkHoldsAfterAFatalError) {
+  using State = KafkaPublisher::MarkState;
+  auto o = Options(Format::kJson);
+  o.producer.linger_ms = 5000;
+  auto p = KafkaPublisher::Create(o, nullptr);
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto& pub = **p;
+  ASSERT_TRUE(pub.Publish(std::vector<EmbeddingRecord>{Rec(EntityKind::kUser, "u1", 1, Row(1.0f))}).ok());
+  const auto before = pub.Mark();
+  ASSERT_TRUE(before.has_value());
+  pub.RaiseFatalErrorForTesting();
+  for (int k = 0; k < 20 && !pub.failed_fatally(); ++k) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(pub.failed_fatally());
+  // Serves u1's failure report, then tries it again, refused.
+  Status again;
+  for (int k = 0; k < 100 && again.ok(); ++k) {
+    again = pub.Publish({});
+    if (again.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_FALSE(again.ok());
+  EXPECT_EQ(pub.Check(*before), State::kBroken);
+  EXPECT_FALSE(pub.Mark().has_value());
+}
+
 // An existing embedding topic is used as it is: one that is not compacted (only) is warned about.
 TEST(PublisherTest, AnExistingTopicThatDeletesByAgeIsWarnedAbout) {
   log::Init();

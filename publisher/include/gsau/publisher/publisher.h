@@ -102,6 +102,8 @@ class KafkaPublisher final : public EmbeddingSink {
   // True once the producer hit a fatal error: nothing will be delivered any more, the owner
   // should stop (a restart takes a new producer).
   bool failed_fatally() const { return producer_->failed_fatally(); }
+  // Raises a fatal error in the producer, as the broker could. Tests only.
+  void RaiseFatalErrorForTesting() { producer_->RaiseFatalErrorForTesting(); }
 
  private:
   struct Metrics;
