@@ -165,6 +165,17 @@ KafkaPublisher::KafkaPublisher(const PublisherOptions& options, std::unique_ptr<
 
 KafkaPublisher::~KafkaPublisher() = default;
 
+namespace {
+
+// Deadlines and backoffs wait on librdkafka, which runs on real time: the steady clock, not the
+// injected one (a wall clock steps, a manual one stands still).
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
 void KafkaPublisher::CountFailedDeliveries() {
   const int64_t failed = producer_->counts().failed;
   if (failed > failed_seen_) metrics_->delivery_errors.Increment(static_cast<double>(failed - failed_seen_));
@@ -174,7 +185,7 @@ void KafkaPublisher::CountFailedDeliveries() {
 Status KafkaPublisher::RedeliverFailed(bool now) {
   producer_->Poll();
   CountFailedDeliveries();
-  const int64_t t = clock_.NowMs();
+  const int64_t t = SteadyMs();
   if (!now && t < next_redelivery_ms_) return Status::Ok();
   auto failed = producer_->TakeFailed();
   for (auto& [key, r] : refused_) failed.push_back(std::move(r));
@@ -291,13 +302,13 @@ void KafkaPublisher::ResumeAfter(int64_t model_version) {
 }
 
 Status KafkaPublisher::Flush(int timeout_ms) {
-  const int64_t deadline = clock_.NowMs() + timeout_ms;
+  const int64_t deadline = SteadyMs() + timeout_ms;
   int64_t backoff_ms = 0;
   while (true) {
     // The producer's own verdict is not enough: a failure whose record was produced again
     // since (or superseded) is not a loss, and one whose record waits here is.
-    if (WaitSettled(static_cast<int>(std::max<int64_t>(0, deadline - clock_.NowMs())))) return Status::Ok();
-    if (clock_.NowMs() >= deadline) {
+    if (WaitSettled(static_cast<int>(std::max<int64_t>(0, deadline - SteadyMs())))) return Status::Ok();
+    if (SteadyMs() >= deadline) {
       const auto c = producer_->counts();
       const int64_t outstanding = c.produced - c.delivered - c.failed;
       const size_t failed = producer_->KeptFailedCount() + refused_.size();
@@ -307,7 +318,7 @@ Status KafkaPublisher::Flush(int timeout_ms) {
                                  std::to_string(failed) + " failed (kept: later calls produce them again)");
     }
     if (backoff_ms > 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(backoff_ms, deadline - clock_.NowMs())));
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(backoff_ms, deadline - SteadyMs())));
     }
     GSAU_RETURN_IF_ERROR(RedeliverFailed(/*now=*/true));
     backoff_ms = std::clamp<int64_t>(backoff_ms * 2, kMinRedeliveryBackoffMs, kMaxRedeliveryBackoffMs);

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <future>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "gsau/common/log.h"
@@ -252,6 +254,29 @@ TEST(PublisherTest, DeliveryMarksSettleWhileLaterRecordsAreInFlight) {
   ASSERT_TRUE(m3.has_value());
   EXPECT_FALSE(pub.Flush(3000).ok());
   EXPECT_EQ(pub.Check(*m3), State::kBroken);
+}
+
+// Flush's deadline runs on real time: with a clock that stands still (or a wall clock stepped
+// back) it never came while a record kept failing.
+TEST(PublisherTest, FlushEndsAtItsDeadlineWhateverTheInjectedClockSays) {
+  auto o = Options(Format::kJson);
+  o.producer.compression = "none";
+  ASSERT_TRUE(kafka::EnsureTopics(o.kafka, {{o.item_topic, 1, 1, {{"cleanup.policy", "compact"},
+                                                                    {"max.message.bytes", "300"}}}},
+                                  20000)
+                  .ok());
+  static ManualClock still(1700000000000);  // outlives a Flush that might never end
+  auto p = KafkaPublisher::Create(o, nullptr, still);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE((*p)->Publish(std::vector<EmbeddingRecord>{Rec(EntityKind::kItem, "i1", 1, Row(0.5f))}).ok());
+  auto done = std::make_shared<std::promise<Status>>();
+  auto result = done->get_future();
+  std::thread([pub = p->get(), done] { done->set_value(pub->Flush(2000)); }).detach();
+  if (result.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    (void)p->release();  // the stuck Flush still uses it
+    FAIL() << "Flush(2000) never returned";
+  }
+  EXPECT_EQ(result.get().code(), StatusCode::kUnavailable) << "the record the topic refuses is reported";
 }
 
 // After a fatal producer error nothing is delivered any more: no mark may say otherwise, even

@@ -66,7 +66,8 @@ kafka::Headers BinaryHeaders(const EmbeddingRecord& r, int64_t produced_at_ms);
 class KafkaPublisher final : public EmbeddingSink {
  public:
   // Connects, creates missing topics and registers gsau_publisher_* metrics (registry may be
-  // null). Unavailable when the cluster cannot be reached.
+  // null). Unavailable when the cluster cannot be reached. `clock` stamps produced_at_ms; waits
+  // (Flush's deadline, redelivery backoff) run on the steady clock, as librdkafka does.
   static Result<std::unique_ptr<KafkaPublisher>> Create(const PublisherOptions& options,
                                                         prometheus::Registry* registry,
                                                         const Clock& clock = SystemClock::Get());
