@@ -304,6 +304,7 @@ TEST(PublisherTest, NoDeliveryMarkHoldsAfterAFatalError) {
   EXPECT_FALSE(again.ok());
   EXPECT_EQ(pub.Check(*before), State::kBroken);
   EXPECT_FALSE(pub.Mark().has_value());
+  EXPECT_FALSE(pub.WaitSettled(0)) << "u1 was never delivered (the refused redelivery once dropped it)";
 }
 
 // An existing embedding topic is used as it is: one that is not compacted (only) is warned about.
