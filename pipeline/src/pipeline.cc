@@ -40,8 +40,6 @@ double SecondsSince(SteadyClock::time_point t) {
   return std::chrono::duration<double>(SteadyClock::now() - t).count();
 }
 
-// Users whose embedding is due, with the newest event time that made it due, and the newest
-// state batch whose users were marked.
 // A user whose record is due: the time of its newest click, and the first state batch with a
 // click of it not published yet (what a checkpoint's users_published_through must stay below).
 struct DueUser {
@@ -55,6 +53,8 @@ struct DueUser {
 };
 using DueUsers = std::unordered_map<state::UserId, DueUser>;
 
+// Users whose embedding is due, as marked by ingest (and at start-up), and the newest state
+// batch whose users were marked.
 class DirtyUsers {
  public:
   // A user of the batches from `first_seq` up to `through_seq`.
@@ -1058,7 +1058,7 @@ struct Pipeline::Impl {
     // (state batch, delivery mark): every user of the batches up to it had been produced when
     // the mark was taken; once the mark is delivered, checkpoints may say so. Oldest first.
     std::deque<std::pair<uint64_t, publisher::KafkaPublisher::DeliveryMark>> marks;
-    constexpr size_t kMaxMarks = 64;  // while nothing is delivered (a broker away): the newest
+    constexpr size_t kMaxMarks = 64;  // the newest kept while nothing is delivered (a broker away)
     auto last_confirm = SteadyClock::now();
     auto flush = [&]() -> Status {
       if (SecondsSince(last_confirm) >= 1.0) {  // at most once a second, without waiting

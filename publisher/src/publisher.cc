@@ -169,10 +169,7 @@ namespace {
 
 // Deadlines and backoffs wait on librdkafka, which runs on real time: the steady clock, not the
 // injected one (a wall clock steps, a manual one stands still).
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t SteadyMs() { return SystemClock::Get().MonotonicNs() / 1'000'000; }
 
 }  // namespace
 

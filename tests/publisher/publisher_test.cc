@@ -128,16 +128,23 @@ int64_t VersionOf(const gsau::testing::ConsumedRecord& r) {
   return nlohmann::json::parse(r.value)["model_version"].get<int64_t>();
 }
 
+// Creates o's item topic with max.message.bytes 300, so that it refuses every record (a JSON
+// record of 64 floats is over 600 bytes); no compression, as the topic checks the batch's size
+// on the wire.
+Status ItemTopicRefusesRecords(PublisherOptions& o) {
+  o.producer.compression = "none";
+  const std::vector<std::pair<std::string, std::string>> small = {{"cleanup.policy", "compact"},
+                                                                  {"max.message.bytes", "300"}};
+  return kafka::EnsureTopics(o.kafka, {{o.item_topic, 1, 1, small}}, 20000);
+}
+
 // Deliveries the topic refuses (its max.message.bytes below a record's size, as a broker would
 // also refuse for an ACL or after message.timeout.ms in an outage) used to vanish: Publish had
 // returned, the records were forgotten and no error was counted. Now the newest record of each
 // id is produced again until the topic takes it, and a record superseded meanwhile is not.
 TEST(PublisherTest, RecordsWhoseDeliveryFailedAreDeliveredOnceTheTopicTakesThem) {
   auto o = Options(Format::kJson);
-  o.producer.compression = "none";  // the record batch's size on the wire is what the topic checks
-  const std::vector<std::pair<std::string, std::string>> small = {{"cleanup.policy", "compact"},
-                                                                  {"max.message.bytes", "300"}};
-  ASSERT_TRUE(kafka::EnsureTopics(o.kafka, {{o.item_topic, 1, 1, small}}, 20000).ok());
+  ASSERT_TRUE(ItemTopicRefusesRecords(o).ok());
   metrics::Metrics m;
   metrics::MetricsOptions mo;
   mo.listen_address = "127.0.0.1:0";
@@ -223,11 +230,7 @@ TEST(PublisherTest, DeliveryMarksSettleWhileLaterRecordsAreInFlight) {
   using State = KafkaPublisher::MarkState;
   auto o = Options(Format::kJson);
   o.producer.linger_ms = 5000;  // a record waits in the client until Flush()
-  o.producer.compression = "none";
-  ASSERT_TRUE(kafka::EnsureTopics(o.kafka, {{o.item_topic, 1, 1, {{"cleanup.policy", "compact"},
-                                                                    {"max.message.bytes", "300"}}}},
-                                  20000)
-                  .ok());
+  ASSERT_TRUE(ItemTopicRefusesRecords(o).ok());
   auto p = KafkaPublisher::Create(o, nullptr);
   ASSERT_TRUE(p.ok()) << p.status();
   auto& pub = **p;
@@ -260,11 +263,7 @@ TEST(PublisherTest, DeliveryMarksSettleWhileLaterRecordsAreInFlight) {
 // back) it never came while a record kept failing.
 TEST(PublisherTest, FlushEndsAtItsDeadlineWhateverTheInjectedClockSays) {
   auto o = Options(Format::kJson);
-  o.producer.compression = "none";
-  ASSERT_TRUE(kafka::EnsureTopics(o.kafka, {{o.item_topic, 1, 1, {{"cleanup.policy", "compact"},
-                                                                    {"max.message.bytes", "300"}}}},
-                                  20000)
-                  .ok());
+  ASSERT_TRUE(ItemTopicRefusesRecords(o).ok());
   static ManualClock still(1700000000000);  // outlives a Flush that might never end
   auto p = KafkaPublisher::Create(o, nullptr, still);
   ASSERT_TRUE(p.ok()) << p.status();
