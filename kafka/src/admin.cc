@@ -66,7 +66,9 @@ bool PartitionsReady(rd_kafka_t* rk, const std::string& topic, int64_t deadline_
     // rd_kafka_query_watermark_offsets: in librdkafka 2.0.2 it can block for ever while a leader
     // is unreachable (librdkafka #2588, fixed in 2.3.0).
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
-    for (int32_t p : partitions) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_END;
+    for (int32_t p : partitions) {
+      rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_END;
+    }
     err = rd_kafka_offsets_for_times(rk, list, wait_ms());
     for (int i = 0; i < list->cnt && err == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) err = list->elems[i].err;
     rd_kafka_topic_partition_list_destroy(list);

@@ -409,7 +409,9 @@ TEST(IngestTest, AStateAheadOfThePartitionStopsIngest) {
     returned = true;
   });
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!returned && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  while (!returned && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   stop = true;
   t.join();
   EXPECT_EQ(result.code(), StatusCode::kCorruption) << result;
