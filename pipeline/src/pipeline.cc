@@ -341,7 +341,7 @@ struct Pipeline::Impl {
   // failed: sent again with the next interval's, a newer row replacing an older one. Learner
   // thread only.
   std::map<uint32_t, std::vector<float>> unpublished_items;
-  int64_t last_checkpoint_seq = 0;
+  fs::path last_checkpoint_dir;  // the newest checkpoint this process wrote
 
   mutable std::mutex status_mu;
   PipelineStatus st;
@@ -797,14 +797,11 @@ struct Pipeline::Impl {
     if (ec) return Status::Internal("creating " + tmp.string() + ": " + ec.message());
     GSAU_RETURN_IF_ERROR(learner->Save((tmp / "model.pt").string(), {watermark, version.load()}));
     GSAU_RETURN_IF_ERROR(store->CreateCheckpoint((tmp / "state").string()).status());
-    {
-      std::ofstream through(tmp / kUsersPublishedThrough);
-      through << std::min<uint64_t>(users_confirmed_seq.load(), watermark) << '\n';
-      if (!through.flush()) return Status::IoError("writing " + (tmp / kUsersPublishedThrough).string());
-    }
+    GSAU_RETURN_IF_ERROR(WriteUsersPublishedThrough(tmp / kUsersPublishedThrough));
     // The learner syncs model.pt and RocksDB the state checkpoint; the rest is ours to sync.
-    for (const auto& p : {tmp / kUsersPublishedThrough, tmp}) GSAU_RETURN_IF_ERROR(SyncPath(p.string()));
+    GSAU_RETURN_IF_ERROR(SyncPath(tmp.string()));
     GSAU_RETURN_IF_ERROR(InstallCheckpoint(tmp.string(), final_dir.string()));
+    last_checkpoint_dir = final_dir;
     auto all = ListCheckpoints(opt.checkpoint_dir);
     for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) fs::remove_all(all[k], ec);
     m->checkpoints.Increment();
@@ -815,6 +812,28 @@ struct Pipeline::Impl {
     }
     GSAU_LOG_INFO("pipeline: checkpoint {} ({:.2f} s)", final_dir.string(), SecondsSince(t0));
     return Status::Ok();
+  }
+
+  // Writes users_published_through (never past the checkpoint's own batch) to `file`, synced.
+  Status WriteUsersPublishedThrough(const fs::path& file) {
+    {
+      std::ofstream through(file);
+      through << std::min<uint64_t>(users_confirmed_seq.load(), watermark) << '\n';
+      if (!through.flush()) return Status::IoError("writing " + file.string());
+    }
+    return SyncPath(file.string());
+  }
+
+  // Rewrites the newest checkpoint's users_published_through (the stop's, after the publisher's
+  // flush confirmed more): a new file renamed over the old, so a crash leaves one or the other.
+  Status RecordUsersPublishedThrough() {
+    const fs::path file = last_checkpoint_dir / kUsersPublishedThrough;
+    const fs::path tmp = last_checkpoint_dir / (std::string(kUsersPublishedThrough) + std::string(kTmpSuffix));
+    GSAU_RETURN_IF_ERROR(WriteUsersPublishedThrough(tmp));
+    std::error_code ec;
+    fs::rename(tmp, file, ec);
+    if (ec) return Status::IoError("renaming " + tmp.string() + ": " + ec.message());
+    return SyncPath(last_checkpoint_dir.string());
   }
 
   void FlushPrequential(int64_t events_seen) {
@@ -1200,23 +1219,35 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   learner_thread.join();
   users_stop = true;
   user_thread.join();
+  // Every user handed out has its record delivered: confirm them all (under pub_mu).
+  const auto confirm_all = [&] {
+    if (!user_status.ok() || !im.item_publish_status.ok() || im.pub->failed_fatally() || im.users_left_due ||
+        !im.pub->WaitSettled(0)) {
+      return false;
+    }
+    im.users_confirmed_seq = std::max(im.users_confirmed_seq.load(), im.users_taken_seq);
+    return true;
+  };
+  // The last checkpoint before the publisher's flush: a flush can wait 30 s on a slow broker,
+  // and an orchestrator's grace period (Kubernetes' default is 30 s) would SIGKILL the process
+  // before a checkpoint written after it. Its users_published_through says how far users'
+  // records were delivered by then; a kill during the flush only makes a restart publish more.
+  Status last_checkpoint;
+  bool confirmed = false;
+  if (learner_status.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(im.pub_mu);
+      confirmed = confirm_all();
+    }
+    last_checkpoint = im.Checkpoint();
+  }
   Status flush;
   {
     std::lock_guard<std::mutex> lock(im.pub_mu);
     flush = im.pub->Flush(30000);
-  }
-  // The last checkpoint after the publisher's flush: it records how far users' records were
-  // delivered, so that a restart publishes the rest again.
-  Status last_checkpoint;
-  if (learner_status.ok()) {
-    {
-      std::lock_guard<std::mutex> lock(im.pub_mu);
-      if (flush.ok() && user_status.ok() && im.item_publish_status.ok() && !im.pub->failed_fatally() &&
-          !im.users_left_due && im.pub->WaitSettled(0)) {
-        im.users_confirmed_seq = std::max(im.users_confirmed_seq.load(), im.users_taken_seq);
-      }
+    if (flush.ok() && last_checkpoint.ok() && learner_status.ok() && !confirmed && confirm_all()) {
+      last_checkpoint = im.RecordUsersPublishedThrough();
     }
-    last_checkpoint = im.Checkpoint();
   }
   Status close = im.store->Close();
   if (!ingest_status.ok()) return Status(ingest_status.code(), "ingest: " + ingest_status.message());

@@ -147,9 +147,9 @@ TEST(DeployFilesTest, ComposeMountsTheDashboardsAndTheAlertRules) {
   EXPECT_TRUE(mounts("prometheus").count("./deploy/alerts.yml:/etc/prometheus/alerts.yml:ro"));
 }
 
-// A stop waits up to 30 s for the publisher's deliveries before the last checkpoint: Docker's
-// default grace of 10 s would SIGKILL gsau before it.
-TEST(DeployFilesTest, ComposeGivesGsauTimeForItsLastCheckpoint) {
+// A stop waits up to 30 s for the publisher's deliveries after its last checkpoint: Docker's
+// default grace of 10 s would SIGKILL gsau during the wait (a restart then publishes again).
+TEST(DeployFilesTest, ComposeGivesGsauTimeForItsLastDeliveries) {
   const YAML::Node compose = YAML::LoadFile(SourceDir() + "/docker-compose.yml");
   const YAML::Node grace = compose["services"]["gsau"]["stop_grace_period"];
   ASSERT_TRUE(grace) << "no stop_grace_period: Docker's 10 s applies";

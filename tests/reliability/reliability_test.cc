@@ -4,6 +4,8 @@
 //   R3 malformed and fuzzed events mixed with good ones
 //   R4 a soak at a steady rate: resident memory and lag sampled
 //   R5 the state's disk fills (a tmpfs) and space returns
+//   R6 `gsau run` stopped while the broker is away: its last checkpoint comes before the
+//      publisher's wait for deliveries
 // GSAU_RELIABILITY=full runs the sizes of the issue (`make reliability`); anything else the
 // short variant that `make test` runs. Each check adds one summary row (its figures and
 // PASS/FAIL); the run ends with `BENCH reliability passed=<n> failed=<n>`, and with
@@ -572,6 +574,69 @@ TEST_F(Reliability, R5FullDiskStopsIngestWhichRecoversWhenSpaceReturns) {
   Figure(std::string(says_why ? "log says why" : "log SILENT"));
   Figure(Fmt("all %.0f applied", static_cast<double>(n)) + Fmt(" %.1f s after space returned", recover_s));
   Figure(std::string(equal && static_cast<uint64_t>(offsets) == events ? "state and offsets exact" : "state DIFFERS"));
+}
+
+// The newest complete checkpoint folder under `dir` (ckpt-<12-digit state batch>); "" when none.
+std::string NewestCheckpoint(const std::string& dir) {
+  std::string newest;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("ckpt-", 0) == 0 && name.size() == 17 && std::filesystem::exists(e.path() / "model.pt")) {
+      newest = std::max(newest, e.path().string());
+    }
+  }
+  return newest;
+}
+
+// A stop with the broker away: the publisher's flush then waits its 30 s for deliveries, and
+// an orchestrator's SIGKILL at the end of a 30 s grace period (Kubernetes' default) fell
+// before a last checkpoint written after that wait. The checkpoint comes first now; when the
+// broker returns within the wait, its users_published_through is brought up to its batch.
+TEST_F(Reliability, R6StopWhileTheBrokerIsAwayCheckpointsBeforeWaitingForDeliveries) {
+  Record("R6 stop while the broker is away");
+  const int n = 3000;
+  TempDir dir;
+  Broker broker(dir.File("broker"));
+  const std::string topic = "rel-r6";
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(broker.bootstrap), {{topic, 2, 1, {}}}, 20000).ok());
+  Gsau g = MakeGsau(dir, broker.bootstrap, topic, "run");
+  g.extra = {"--set", "learner.checkpoint_interval_s=3600"};  // the stop's is the only checkpoint
+  auto child = g.Start();
+  ProduceClicks(KafkaAt(broker.bootstrap), topic, MakeClicks(n, 200, 100, 81));
+  ASSERT_TRUE(WaitForStateEvents(g.port, n, seconds(120))) << Tail(g.log);
+  ASSERT_TRUE(broker.Run("pause"));
+  const auto stopped = Clock::now();
+  child->Signal(SIGTERM);
+  std::string checkpoint;
+  const bool written = WaitFor([&] { return !(checkpoint = NewestCheckpoint(g.checkpoints)).empty(); }, seconds(25));
+  const double written_s = std::chrono::duration<double>(Clock::now() - stopped).count();
+  const bool waiting = child->Running();
+  uint64_t through_then = 0;
+  std::ifstream(checkpoint + "/users_published_through") >> through_then;
+  ASSERT_TRUE(broker.Run("resume"));
+  EXPECT_TRUE(written) << "no checkpoint 25 s after SIGTERM\n" << Tail(g.log);
+  EXPECT_TRUE(waiting) << "the process had ended: the publisher did not wait for the broker\n" << Tail(g.log);
+  EXPECT_EQ(child->Wait(90000), 0) << "the broker came back within the flush's 30 s\n" << Tail(g.log);
+  uint64_t batch = 0;
+  {
+    state::StateOptions o;
+    o.path = g.state;
+    o.create_if_missing = false;
+    auto s = state::StateStore::Open(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    batch = (*s)->BatchSeq();
+  }
+  ASSERT_FALSE(checkpoint.empty());
+  EXPECT_EQ(NewestCheckpoint(g.checkpoints), checkpoint) << "one last checkpoint";
+  EXPECT_EQ(std::stoull(std::filesystem::path(checkpoint).filename().string().substr(5)), batch)
+      << "the last checkpoint covers every applied batch";
+  uint64_t through = 0;
+  std::ifstream(checkpoint + "/users_published_through") >> through;
+  EXPECT_EQ(through, batch) << "every user's record was delivered once the broker returned";
+  Figure(Fmt("checkpoint %.1f s after SIGTERM", written_s) + (waiting ? ", publisher still waiting" : ", process ENDED"));
+  Figure("users_published_through " + std::to_string(through_then) + " then " + std::to_string(through) + " of " +
+         std::to_string(batch));
 }
 
 }  // namespace
