@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "gsau/common/log.h"
+#include "gsau/common/throttle.h"
 #include "gsau/ingest/dead_letter.h"
 #include "gsau/kafka/admin.h"
 #include "gsau/kafka/producer.h"
@@ -29,30 +30,6 @@ int64_t WallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// Logs one kind of repeated failure at most every `interval`, with how often it happened.
-// Thread-safe: librdkafka's threads report through it too.
-class Throttle {
- public:
-  explicit Throttle(std::chrono::seconds interval) : interval_(interval) {}
-  // Returns the number of suppressed occurrences + 1 when it is time to log, else 0.
-  int64_t Due() {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++count_;
-    const auto now = Clock::now();
-    if (now - last_ < interval_) return 0;
-    last_ = now;
-    const int64_t n = count_;
-    count_ = 0;
-    return n;
-  }
-
- private:
-  std::mutex mu_;
-  std::chrono::seconds interval_;
-  Clock::time_point last_{};
-  int64_t count_ = 0;
-};
 
 // Stage metrics, built once; null registry gives a private one nobody scrapes.
 struct IngestMetrics {
@@ -424,6 +401,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     // A producer is closed only at the end or after a fatal error; what it still holds then
     // is produced again by its successor or after a restart.
     po.close_timeout_ms = 5000;
+    po.name = "dead-letter producer";
     return kafka::Producer::Create(options_.kafka, po);
   }
 

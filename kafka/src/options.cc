@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "conf.h"
+#include "gsau/common/log.h"
 
 namespace gsau::kafka {
 
@@ -32,6 +33,24 @@ Status ValidateKafkaOptions(const KafkaOptions& options) {
 }
 
 namespace internal {
+namespace {
+
+void AdminLogLine(const rd_kafka_t* /*rk*/, int level, const char* fac, const char* text) {
+  static Throttle throttle{std::chrono::seconds(5)};
+  LogLine("kafka admin", level, fac, text, throttle);
+}
+
+}  // namespace
+
+void LogLine(std::string_view who, int level, std::string_view fac, std::string_view text, Throttle& throttle) {
+  if (level <= 4) {  // LOG_WARNING and worse
+    if (const int64_t n = throttle.Due()) GSAU_LOG_WARN("{}: librdkafka ({}x): {}: {}", who, n, fac, text);
+  } else if (level >= 7) {
+    GSAU_LOG_INFO("{}: librdkafka {}: {}", who, fac, text);
+  } else {
+    GSAU_LOG_DEBUG("{}: librdkafka {}: {}", who, fac, text);
+  }
+}
 
 Result<std::unique_ptr<RdKafka::Conf>> BuildConf(const KafkaOptions& kafka, const Props& defaults) {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
@@ -72,6 +91,7 @@ Result<rd_kafka_conf_t*> BuildCConf(const KafkaOptions& kafka, const Props& defa
     rd_kafka_conf_destroy(conf);
     return s;
   }
+  rd_kafka_conf_set_log_cb(conf, AdminLogLine);
   return conf;
 }
 

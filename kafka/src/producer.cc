@@ -1,6 +1,7 @@
 #include "gsau/kafka/producer.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <set>
@@ -141,16 +142,41 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
   Status first_error;
 };
 
+// librdkafka's log lines and client errors (a broker away, authentication) through gsau's log,
+// throttled, instead of librdkafka's own lines on stderr. May run on librdkafka's threads.
+class ClientEvents : public RdKafka::EventCb {
+ public:
+  explicit ClientEvents(std::string who) : who_(std::move(who)) {}
+
+  void event_cb(RdKafka::Event& event) override {
+    if (event.type() == RdKafka::Event::EVENT_LOG) {
+      internal::LogLine(who_, event.severity(), event.fac(), event.str(), log_);
+    } else if (event.type() == RdKafka::Event::EVENT_ERROR) {
+      if (event.fatal()) {
+        GSAU_LOG_ERROR("{}: fatal Kafka error: {}", who_, event.str());
+      } else if (const int64_t n = errors_.Due()) {
+        GSAU_LOG_WARN("{}: Kafka error ({}x): {}: {}", who_, n, RdKafka::err2str(event.err()), event.str());
+      }
+    }
+  }
+
+ private:
+  const std::string who_;
+  Throttle log_{std::chrono::seconds(5)};
+  Throttle errors_{std::chrono::seconds(5)};
+};
+
 class RdProducer final : public Producer {
  public:
-  RdProducer(std::unique_ptr<DeliveryTracker> tracker, std::unique_ptr<RdKafka::Producer> producer, int close_ms,
-             int64_t max_message_bytes)
-      : tracker_(std::move(tracker)),
+  RdProducer(std::unique_ptr<ClientEvents> events, std::unique_ptr<DeliveryTracker> tracker,
+             std::unique_ptr<RdKafka::Producer> producer, int close_ms, int64_t max_message_bytes)
+      : events_(std::move(events)),
+        tracker_(std::move(tracker)),
         producer_(std::move(producer)),
         close_timeout_ms_(close_ms),
         max_message_bytes_(max_message_bytes) {}
 
-  // The producer must go before the tracker it calls back into.
+  // The producer must go before the tracker and the events it calls back into.
   ~RdProducer() override {
     Status s = Flush(close_timeout_ms_);
     if (!s.ok()) GSAU_LOG_ERROR("kafka producer closing: {}", s.ToString());
@@ -232,6 +258,7 @@ class RdProducer final : public Producer {
   }
 
  private:
+  std::unique_ptr<ClientEvents> events_;
   std::unique_ptr<DeliveryTracker> tracker_;
   std::unique_ptr<RdKafka::Producer> producer_;
   int close_timeout_ms_;
@@ -286,10 +313,14 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
   if (conf->set("dr_cb", tracker.get(), err) != RdKafka::Conf::CONF_OK) {
     return Status::Internal("setting the delivery callback: " + err);
   }
+  auto events = std::make_unique<ClientEvents>(options.name);
+  if (conf->set("event_cb", static_cast<RdKafka::EventCb*>(events.get()), err) != RdKafka::Conf::CONF_OK) {
+    return Status::Internal("setting the event callback: " + err);
+  }
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   if (!producer) return Status::InvalidArgument("creating the Kafka producer: " + err);
-  return std::unique_ptr<Producer>(
-      new RdProducer(std::move(tracker), std::move(producer), options.close_timeout_ms, std::stoll(max_bytes)));
+  return std::unique_ptr<Producer>(new RdProducer(std::move(events), std::move(tracker), std::move(producer),
+                                                  options.close_timeout_ms, std::stoll(max_bytes)));
 }
 
 }  // namespace gsau::kafka

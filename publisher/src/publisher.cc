@@ -143,6 +143,7 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOp
   kafka::ProducerOptions po = options.producer;
   po.idempotent = true;
   po.keep_failed = true;  // RedeliverFailed()
+  po.name = "publisher";
   GSAU_ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(options.kafka, po));
   std::unique_ptr<prometheus::Registry> own;
   if (registry == nullptr) {

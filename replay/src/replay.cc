@@ -58,7 +58,9 @@ std::string EncodeClickJson(const ClickEvent& e, bool with_ts) {
 Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const kafka::KafkaOptions& kafka,
                            const ReplayOptions& options, const std::atomic<bool>* stop) {
   GSAU_RETURN_IF_ERROR(kafka::WaitForCluster(kafka, 30000));
-  GSAU_ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(kafka, options.producer));
+  kafka::ProducerOptions producer_options = options.producer;
+  producer_options.name = "replay";
+  GSAU_ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(kafka, producer_options));
   const int64_t n = options.limit > 0 ? std::min<int64_t>(options.limit, static_cast<int64_t>(events.size()))
                                       : static_cast<int64_t>(events.size());
   ProgressOptions po;

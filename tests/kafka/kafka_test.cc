@@ -185,6 +185,42 @@ TEST(KafkaTest, MoreThanOneRequestInFlightIsWarnedAbout) {
   EXPECT_FALSE(warning({{"max.in.flight", "3"}}, false)) << "not idempotent: no acknowledgement promised";
 }
 
+// Lines of text in `text` that contain `needle`.
+int LinesWith(const std::string& text, std::string_view needle) {
+  int n = 0;
+  for (size_t at = 0; at < text.size();) {
+    const size_t end = std::min(text.find('\n', at), text.size());
+    if (std::string_view(text).substr(at, end - at).find(needle) != std::string_view::npos) ++n;
+    at = end + 1;
+  }
+  return n;
+}
+
+// With the broker away librdkafka reports a failed connection about every second, on stderr in
+// its own format unless told otherwise. Producers and admin clients pass their lines through
+// gsau's log instead, naming the client, at most one warning per 5 s with the count.
+TEST(KafkaTest, TheClientsLinesGoThroughOurLogNamingTheClientAndThrottled) {
+  log::Init();
+  log::SetLevel(log::Level::kInfo);
+  KafkaOptions k;
+  k.bootstrap_servers = "127.0.0.1:1";  // nothing listens: connections are refused
+  ProducerOptions o;
+  o.name = "test producer";
+  o.close_timeout_ms = 100;
+  ::testing::internal::CaptureStderr();
+  {
+    auto p = Producer::Create(k, o);
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_TRUE((*p)->Produce("t", "k", "v").ok());
+    EXPECT_FALSE((*p)->Flush(3000).ok()) << "nothing to deliver to";
+  }
+  EXPECT_FALSE(WaitForCluster(k, 1500).ok());
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(LinesWith(err, "test producer: librdkafka ("), 1) << "one line within 5 s\n" << err;
+  EXPECT_GE(LinesWith(err, "kafka admin: librdkafka ("), 1) << err;
+  EXPECT_EQ(LinesWith(err, "|FAIL|"), 0) << "a line in librdkafka's own format\n" << err;
+}
+
 // After a fatal error (an idempotent producer that can no longer keep order) every Produce
 // fails, and says so with kInternal, the code its owners stop on (the pipeline exits and its
 // restart takes a new producer), rather than a retryable kUnavailable they would retry for ever.

@@ -33,6 +33,7 @@ struct ProducerOptions {
   int message_timeout_ms = 300000;    // delivery gives up after this, ms
   int close_timeout_ms = 30000;       // how long the destructor waits for deliveries, ms
   bool keep_failed = false;           // keep failed records for TakeFailed() (see above)
+  std::string name = "kafka producer";  // names it in the log (librdkafka's lines and errors)
 };
 
 // A record whose delivery failed for good, as it was produced (the timestamp aside).
