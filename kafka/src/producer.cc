@@ -154,11 +154,16 @@ class ClientEvents : public RdKafka::EventCb {
     } else if (event.type() == RdKafka::Event::EVENT_ERROR) {
       if (event.fatal()) {
         GSAU_LOG_ERROR("{}: fatal Kafka error: {}", who_, event.str());
-      } else if (const int64_t n = errors_.Due()) {
+        return;
+      }
+      client_errors.fetch_add(1, std::memory_order_relaxed);
+      if (const int64_t n = errors_.Due()) {
         GSAU_LOG_WARN("{}: Kafka error ({}x): {}: {}", who_, n, RdKafka::err2str(event.err()), event.str());
       }
     }
   }
+
+  std::atomic<int64_t> client_errors{0};
 
  private:
   const std::string who_;
@@ -235,7 +240,8 @@ class RdProducer final : public Producer {
   }
 
   DeliveryCounts counts() const override {
-    return {produced_.load(), tracker_->delivered.load(), tracker_->failed.load(), tracker_->too_large.load()};
+    return {produced_.load(), tracker_->delivered.load(), tracker_->failed.load(), tracker_->too_large.load(),
+            events_->client_errors.load()};
   }
 
   int64_t max_message_bytes() const override { return max_message_bytes_; }

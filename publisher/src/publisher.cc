@@ -103,6 +103,7 @@ struct KafkaPublisher::Metrics {
                                                    300, 3600})),
         errors(metrics::ErrorCounter(r, "publisher", "produce")),
         delivery_errors(metrics::ErrorCounter(r, "publisher", "delivery")),
+        broker_errors(metrics::ErrorCounter(r, "publisher", "broker")),
         redelivered(prometheus::BuildCounter()
                         .Name("gsau_publisher_redelivered_total")
                         .Help("Records produced again after their delivery failed (the newest of each id)")
@@ -117,6 +118,7 @@ struct KafkaPublisher::Metrics {
   prometheus::Histogram& freshness;
   prometheus::Counter& errors;
   prometheus::Counter& delivery_errors;
+  prometheus::Counter& broker_errors;
   prometheus::Counter& redelivered;
 };
 
@@ -175,9 +177,14 @@ int64_t SteadyMs() { return SystemClock::Get().MonotonicNs() / 1'000'000; }
 }  // namespace
 
 void KafkaPublisher::CountFailedDeliveries() {
-  const int64_t failed = producer_->counts().failed;
-  if (failed > failed_seen_) metrics_->delivery_errors.Increment(static_cast<double>(failed - failed_seen_));
-  failed_seen_ = failed;
+  const auto c = producer_->counts();
+  if (c.failed > failed_seen_) metrics_->delivery_errors.Increment(static_cast<double>(c.failed - failed_seen_));
+  failed_seen_ = c.failed;
+  // A broker away shows at once, not only when records time out minutes later.
+  if (c.client_errors > client_errors_seen_) {
+    metrics_->broker_errors.Increment(static_cast<double>(c.client_errors - client_errors_seen_));
+  }
+  client_errors_seen_ = c.client_errors;
 }
 
 Status KafkaPublisher::RedeliverFailed(bool now) {

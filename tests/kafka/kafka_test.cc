@@ -213,6 +213,7 @@ TEST(KafkaTest, TheClientsLinesGoThroughOurLogNamingTheClientAndThrottled) {
     ASSERT_TRUE(p.ok()) << p.status();
     ASSERT_TRUE((*p)->Produce("t", "k", "v").ok());
     EXPECT_FALSE((*p)->Flush(3000).ok()) << "nothing to deliver to";
+    EXPECT_GE((*p)->counts().client_errors, 1) << "the refused connections, counted";
   }
   EXPECT_FALSE(WaitForCluster(k, 1500).ok());
   const std::string err = ::testing::internal::GetCapturedStderr();

@@ -321,6 +321,42 @@ TEST(PublisherTest, AnExistingTopicThatDeletesByAgeIsWarnedAbout) {
   EXPECT_EQ(*kafka::TopicConfigValue(o.kafka, o.item_topic, "cleanup.policy", 10000), "compact");
 }
 
+// A broker the publisher cannot reach shows in gsau_errors_total{stage="publisher",kind="broker"}
+// within seconds, not only when its records time out (message.timeout.ms, minutes later). On
+// librdkafka's mock cluster: a broker taken down and brought back on cue.
+TEST(PublisherTest, ABrokerAwayShowsInTheErrorsAtOnce) {
+  gsau::testing::MockCluster cluster;
+  metrics::Metrics m;
+  metrics::MetricsOptions mo;
+  mo.listen_address = "127.0.0.1:0";
+  ASSERT_TRUE(m.Serve(mo).ok());
+  PublisherOptions o;
+  o.kafka.bootstrap_servers = cluster.bootstrap();
+  o.user_topic = UniqueTopic("users");
+  o.item_topic = UniqueTopic("items");
+  o.partitions = 1;
+  o.policy_check_timeout_ms = 0;  // the mock cluster does not describe configs
+  cluster.CreateTopic(o.user_topic, 1);  // nor create topics
+  cluster.CreateTopic(o.item_topic, 1);
+  auto p = KafkaPublisher::Create(o, &m.registry());
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE((*p)->Publish(std::vector<EmbeddingRecord>{Rec(EntityKind::kUser, "u1", 1, Row(1.0f))}).ok());
+  ASSERT_TRUE((*p)->WaitSettled(10000));
+  const std::string broker_errors = R"(gsau_errors_total{kind="broker",stage="publisher"})";
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), broker_errors).value_or(-1), 0.0);
+
+  rd_kafka_mock_broker_set_down(cluster.get(), 1);
+  ASSERT_TRUE((*p)->Publish(std::vector<EmbeddingRecord>{Rec(EntityKind::kUser, "u2", 2, Row(2.0f))}).ok());
+  double seen = 0;
+  for (int k = 0; k < 50 && seen == 0; ++k) {
+    (*p)->WaitSettled(200);
+    seen = gsau::testing::ScrapeMetric(m.port(), broker_errors).value_or(0);
+  }
+  EXPECT_GT(seen, 0) << "10 s with the broker away and no error counted";
+  rd_kafka_mock_broker_set_up(cluster.get(), 1);
+  EXPECT_TRUE((*p)->WaitSettled(30000)) << "delivered once the broker is back";
+}
+
 TEST(PublisherTest, UnreachableClusterIsAnErrorNotAHang) {
   PublisherOptions o;
   o.kafka.bootstrap_servers = "127.0.0.1:1";

@@ -52,6 +52,9 @@ struct DeliveryCounts {
   int64_t delivered = 0;  // acknowledged by the broker
   int64_t failed = 0;     // delivery failed permanently
   int64_t too_large = 0;  // of those, refused as too large (the topic's max.message.bytes)
+  // Client-level errors librdkafka reported (a broker unreachable or gone, authentication),
+  // fatal ones aside; it retries these itself. Counted as delivery reports are served.
+  int64_t client_errors = 0;
 };
 
 class Producer {

@@ -19,6 +19,8 @@
 // was produced since: at the next Publish() (an empty one serves too) after a backoff of
 // 100 ms doubling to 30 s while rounds keep failing, and within Flush(). Counted in
 // gsau_errors_total{stage="publisher",kind="delivery"} and gsau_publisher_redelivered_total.
+// A broker the producer cannot reach shows sooner, in gsau_errors_total{stage="publisher",
+// kind="broker"} (librdkafka's client errors, counted whenever the publisher serves reports).
 // gsau_publisher_freshness_seconds observes user records only (event_time_ms: the click that
 // made the record due, to its produce time); an item record is made due by training, not by a
 // click, and its event_time_ms is when it was taken from the model.
@@ -117,7 +119,7 @@ class KafkaPublisher final : public EmbeddingSink {
   std::unique_ptr<prometheus::Registry> own_registry_;
   std::unique_ptr<Metrics> metrics_;
   const Clock& clock_;
-  // Counts deliveries that failed since the last call.
+  // Counts deliveries that failed, and client errors, since the last call.
   void CountFailedDeliveries();
   // Produces again the records whose delivery failed, if the backoff is due (or `now`).
   Status RedeliverFailed(bool now);
@@ -129,6 +131,7 @@ class KafkaPublisher final : public EmbeddingSink {
   std::unordered_map<std::string, kafka::FailedRecord> refused_;
   int64_t last_version_ = -1;
   int64_t failed_seen_ = 0;
+  int64_t client_errors_seen_ = 0;
   int64_t failed_at_last_round_ = 0;
   int64_t next_redelivery_ms_ = 0;
   int64_t redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
