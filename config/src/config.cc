@@ -198,7 +198,8 @@ const std::vector<Field>& Table() {
       ListField("ingest.accepted_event_types", &C::ingest, &IngestSection::accepted_event_types,
                 "Event types kept (comma-separated); empty keeps every type."),
       IntField("ingest.session_timeout_ms", &C::ingest, &IngestSection::session_timeout_ms, "ms",
-               "Consumer group session timeout: how soon a dead ingest's partitions move to another.", 1000,
+               "Consumer group session timeout: how soon a dead ingest's partitions move to another (Kafka brokers "
+               "refuse less than their group.min.session.timeout.ms, 6000 by default).", 6000,
                300000),
       StringField("ingest.group_instance_id", &C::ingest, &IngestSection::group_instance_id,
                   "Static group membership id (group.instance.id): a restarted ingest gets its partitions back "
@@ -438,6 +439,46 @@ std::vector<std::string> UnknownEnvironment(const LoadInput& input) {
   return out;
 }
 
+namespace {
+
+namespace fs = std::filesystem;
+
+// host:port with a numeric port in [0, 65535] (0: any free port), or empty.
+Status CheckListenAddress(const std::string& address) {
+  if (address.empty()) return Status::Ok();
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) return Status::InvalidArgument("expected host:port, got '" + address + "'");
+  const std::string port = address.substr(colon + 1);
+  int value = -1;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value < 0 || value > 65535) {
+    return Status::InvalidArgument("the port must be a number in [0, 65535], got '" + address + "'");
+  }
+  return Status::Ok();
+}
+
+// An absolute, lexically normal path without a trailing separator; symbolic links in the
+// part that exists resolved (two spellings of one directory compare equal).
+fs::path Normalised(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  if (ec) p = fs::absolute(path, ec);
+  p = p.lexically_normal();
+  if (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
+  return p;
+}
+
+// `inner` is `outer` or lies inside it.
+bool Within(const fs::path& inner, const fs::path& outer) {
+  auto o = outer.begin();
+  for (auto i = inner.begin(); o != outer.end(); ++i, ++o) {
+    if (i == inner.end() || *i != *o) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 Status Validate(const Config& c) {
   for (const auto& f : Table()) {
     const std::string problem = f.check(c);
@@ -457,6 +498,24 @@ Status Validate(const Config& c) {
   if (c.learner.replay_ratio >= 1.0) {
     return Status::InvalidArgument("learner.replay_ratio: must be below 1 (at 1 no fresh click is ever trained on), "
                                    "got " + FormatDouble(c.learner.replay_ratio));
+  }
+  if (std::llround(static_cast<double>(c.learner.batch_size) * (1.0 - c.learner.replay_ratio)) < 1) {
+    return Status::InvalidArgument(
+        "learner.replay_ratio: leaves no fresh sample in a batch of learner.batch_size " +
+        std::to_string(c.learner.batch_size) + " (batch_size x (1 - replay_ratio) must round to at least 1; "
+        "once replay holds data no fresh click would be trained on), got " + FormatDouble(c.learner.replay_ratio));
+  }
+  if (Status s = CheckListenAddress(c.metrics.listen_address); !s.ok()) {
+    return Status::InvalidArgument("metrics.listen_address: " + s.message());
+  }
+  if (!c.state.path.empty() && !c.learner.checkpoint_dir.empty()) {
+    const fs::path state = Normalised(c.state.path), checkpoints = Normalised(c.learner.checkpoint_dir);
+    if (Within(checkpoints, state) || Within(state, checkpoints)) {
+      return Status::InvalidArgument("learner.checkpoint_dir: must neither hold nor lie inside state.path ('" +
+                                     c.state.path + "'), got '" + c.learner.checkpoint_dir +
+                                     "': a rollback moves the state directory aside and restores a checkpoint "
+                                     "into it");
+    }
   }
   const std::pair<const char*, const std::string*> topics[] = {
       {"topics.clicks", &c.topics.clicks},

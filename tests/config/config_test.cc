@@ -120,6 +120,24 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
       {{"topics.dead_letter=clicks"}, "topics.dead_letter: must differ from topics.clicks (both 'clicks')"},
       {{"topics.item_embeddings=u", "topics.user_embeddings=u"},
        "topics.item_embeddings: must differ from topics.user_embeddings (both 'u')"},
+      {{"learner.batch_size=1", "learner.replay_ratio=0.6"},
+       "learner.replay_ratio: leaves no fresh sample in a batch of learner.batch_size 1 (batch_size x "
+       "(1 - replay_ratio) must round to at least 1; once replay holds data no fresh click would be trained on), "
+       "got 0.6"},
+      {{"metrics.listen_address=foo"}, "metrics.listen_address: expected host:port, got 'foo'"},
+      {{"metrics.listen_address=127.0.0.1:99999"},
+       "metrics.listen_address: the port must be a number in [0, 65535], got '127.0.0.1:99999'"},
+      {{"metrics.listen_address=:http"}, "metrics.listen_address: the port must be a number in [0, 65535], got ':http'"},
+      {{"state.path=/data", "learner.checkpoint_dir=/data/checkpoints"},
+       "learner.checkpoint_dir: must neither hold nor lie inside state.path ('/data'), got '/data/checkpoints': a "
+       "rollback moves the state directory aside and restores a checkpoint into it"},
+      {{"state.path=/data/state/", "learner.checkpoint_dir=/data"},
+       "learner.checkpoint_dir: must neither hold nor lie inside state.path ('/data/state/'), got '/data': a "
+       "rollback moves the state directory aside and restores a checkpoint into it"},
+      {{"state.path=/data/./state", "learner.checkpoint_dir=/data/state/"},
+       "learner.checkpoint_dir: must neither hold nor lie inside state.path ('/data/./state'), got "
+       "'/data/state/': a rollback moves the state directory aside and restores a checkpoint into it"},
+      {{"ingest.session_timeout_ms=5999"}, "ingest.session_timeout_ms: must be in [6000, 300000], got 5999"},
   };
   for (const auto& [sets, message] : cases) {
     auto c = LoadWith("", {}, sets);
@@ -127,6 +145,12 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
     EXPECT_EQ(c.status().message(), message);
   }
   EXPECT_TRUE(LoadWith("", {}, {"ingest.queue_capacity=1000", "learner.replay_ratio=0.99"}).ok());
+  EXPECT_TRUE(LoadWith("", {}, {"learner.batch_size=2", "learner.replay_ratio=0.75"}).ok()) << "0.5 rounds to 1";
+  EXPECT_TRUE(LoadWith("", {}, {"state.path=/data/state", "learner.checkpoint_dir=/data/state-checkpoints"}).ok())
+      << "a sibling whose name starts alike";
+  for (const std::string a : {"", "127.0.0.1:0", ":9464", "[::1]:9464", "0.0.0.0:65535"}) {
+    EXPECT_TRUE(LoadWith("", {}, {"metrics.listen_address=" + a}).ok()) << a;
+  }
 }
 
 // A variable named like a field but matching none is probably a typo: reported (with the
