@@ -268,7 +268,14 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       } else {
         consumer->assign(partitions);
       }
-      if (paused_) consumer->pause(partitions);
+      // librdkafka keeps an application's pause through revocation and reassignment
+      // (librdkafka #1849): a partition paused here before, taken away and given back after
+      // the last resume, would never be fetched again.
+      if (paused_) {
+        consumer->pause(partitions);
+      } else {
+        consumer->resume(partitions);
+      }
     } else {
       // Revoked or lost: what was consumed from them is applied now, while this process still
       // may (the events are in this process's state either way, so nothing is lost or doubled).
@@ -279,6 +286,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         guard_.Revoke({tp->topic(), tp->partition()});
       }
       GSAU_LOG_INFO("ingest: {} {} partitions", consumer->assignment_lost() ? "lost" : "revoked", partitions.size());
+      consumer->resume(partitions);  // no pause of ours outlives the assignment (see above)
       if (cooperative) {
         std::unique_ptr<RdKafka::Error> e(consumer->incremental_unassign(partitions));
         if (e) GSAU_LOG_ERROR("ingest: incremental_unassign: {}", e->str());

@@ -663,6 +663,77 @@ TEST(IngestTest, APartitionAssignedWhilePausedStartsFromTheStateOffset) {
   EXPECT_EQ(ingestor.counters().applied, static_cast<int64_t>(clicks.size()));
 }
 
+// librdkafka keeps the application's pause on a partition through its revocation and a later
+// assignment (librdkafka #1849), and ingest resumes only what it holds when the learner's queue
+// drains. A partition that moved to another member while ingest was paused, and came back
+// after it had resumed, was never fetched again: its events stayed unapplied, silently.
+TEST(IngestTest, APartitionThatLeftWhilePausedIsConsumedWhenItComesBack) {
+  const std::string topic = UniqueTopic("moved-paused");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 2, 1, {}}}, 20000).ok());
+  const auto clicks = MakeClicks(600, 60, 60, 9);
+  ProduceClicks(KafkaAt(KafkaBootstrap()), topic, clicks);
+  IngestOptions options = Options(topic);
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  AppliedQueue queue(200);
+  AppliedBatch full;
+  full.events.resize(200);
+  queue.Push(std::move(full));  // no room: ingest pauses before its first assignment
+  prometheus::Registry registry;
+  Ingestor ingestor(options, store.get(), &queue, &registry);
+  std::atomic<bool> stop{false}, draining{false};
+  Status result;
+  std::thread t([&] { result = ingestor.Run(stop); });
+  auto wait_for = [](auto done, int seconds) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return done();
+  };
+  auto assigned = [&] { return Value(registry, "gsau_ingest_assigned_partitions"); };
+  ASSERT_TRUE(wait_for([&] { return assigned() == 2; }, 30)) << "both partitions, paused";
+  // A second member of the group takes one partition while ingest is paused.
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+           {"bootstrap.servers", KafkaBootstrap()},
+           {"group.id", options.group_id},
+           {"partition.assignment.strategy", "cooperative-sticky"},
+           {"session.timeout.ms", "6000"},
+           {"enable.auto.commit", "false"}}) {
+    ASSERT_EQ(conf->set(k, v, err), RdKafka::Conf::CONF_OK) << k << ": " << err;
+  }
+  std::unique_ptr<RdKafka::KafkaConsumer> other(RdKafka::KafkaConsumer::create(conf.get(), err));
+  ASSERT_TRUE(other) << err;
+  ASSERT_EQ(other->subscribe({topic}), RdKafka::ERR_NO_ERROR);
+  std::atomic<bool> other_stop{false};
+  std::thread other_thread([&] {
+    while (!other_stop) std::unique_ptr<RdKafka::Message>(other->consume(50));
+  });
+  const bool moved = wait_for([&] { return assigned() == 1; }, 30);
+  // The learner drains: ingest resumes the partition it holds and applies it.
+  std::thread drain([&] {
+    while (!stop) queue.Pop(50);
+  });
+  const bool half = wait_for([&] { return store->Counts().events > 0 && ingestor.counters().paused >= 1; }, 30);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // The other member leaves: the partition comes back to ingest, which is not paused now.
+  other_stop = true;
+  other_thread.join();
+  other->close();
+  const bool back = wait_for([&] { return assigned() == 2; }, 30);
+  const bool all = wait_for([&] { return store->Counts().events == clicks.size(); }, 30);
+  stop = true;
+  drain.join();
+  t.join();
+  EXPECT_TRUE(moved) << "the other member never took a partition";
+  EXPECT_TRUE(half);
+  EXPECT_TRUE(back) << "the partition never came back";
+  EXPECT_TRUE(all) << store->Counts().events << " of " << clicks.size() << " events applied";
+  EXPECT_TRUE(result.ok()) << result;
+}
+
 TEST(IngestTest, MissingTopicIsRetriedThenConsumed) {
   const std::string topic = UniqueTopic("late-topic");
   TempDir dir;
