@@ -55,6 +55,9 @@ class Decoder::Impl {
         std::string& out = key == "user_id" ? r_.event.user_id : r_.event.item_id;
         if (!ReadId(field.value, key, out)) return r_;
         (key == "user_id" ? has_user : has_item) = true;
+      } else if ((key == "ts" || key == "event") && field.value.is_null()) {
+        // Optional fields written as null (Jackson's and json.dumps' way of writing "absent").
+        continue;
       } else if (key == "ts") {
         if (!field.value.is_int64()) {
           return Bad(field.value.is_number() ? BadReason::kBadTime : BadReason::kWrongType,

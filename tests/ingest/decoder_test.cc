@@ -30,6 +30,11 @@ TEST(DecoderTest, GoodEvents) {
   EXPECT_EQ(view.event.event_type, "view");
   EXPECT_EQ(view.event.ts_ms, 0);
 
+  // The optional fields written as null count as absent (Jackson's and json.dumps' default).
+  auto& nulls = d.Decode(R"({"user_id":"u","item_id":"i","ts":null,"event":null})", 1700000000005);
+  ASSERT_TRUE(nulls.ok) << nulls.message;
+  EXPECT_EQ(nulls.event, (ClickEvent{"u", "i", 1700000000005, "click"}));
+
   const std::string max_id(kMaxIdBytes, 'a');
   EXPECT_TRUE(d.Decode(R"({"user_id":")" + max_id + R"(","item_id":"x","ts":1})", 0).ok);
 }
@@ -58,6 +63,7 @@ TEST(DecoderTest, BadEventsHaveReasons) {
       {R"({"user_id":"u","item_id":null,"ts":1})", false, BadReason::kWrongType, "item_id must be a string"},
       {R"({"user_id":"u","item_id":"i","ts":1,"event":7})", false, BadReason::kWrongType, "event must be a string"},
       {R"({"user_id":"u","item_id":"i"})", false, BadReason::kBadTime, "no ts and no message timestamp"},
+      {R"({"user_id":"u","item_id":"i","ts":null})", false, BadReason::kBadTime, "no ts and no message timestamp"},
   };
   Decoder d;
   for (const auto& c : cases) {
