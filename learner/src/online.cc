@@ -892,6 +892,9 @@ struct OnlineLearner::Impl {
       }
     }
     ar.write("edges", torch::tensor(edges, torch::kInt64));
+    // Where new rows' draws stand: a restart from the seed would draw again the rows between the
+    // live count and the capacity, and two new items would start as copies of each other.
+    ar.write("growth_gen", growth_gen.get_state());
     std::vector<const Sample*> p, q, w;
     for (const auto& s : pending) p.push_back(&s);
     for (const auto& s : replay) q.push_back(&s);
@@ -952,6 +955,10 @@ struct OnlineLearner::Impl {
     // Checkpoints written before the recent window existed have none: it refills as it trains.
     torch::Tensor probe;
     auto win = ar.try_read(Key("recent", "users"), probe) ? ReadSamples(ar, "recent") : std::vector<Sample>{};
+    // Checkpoints written before the growth generator was saved: a stream of its own, away from
+    // the seed's (whose first draws are the saved tables' spare rows).
+    torch::Tensor growth_state;
+    const bool has_growth_state = ar.try_read("growth_gen", growth_state);
 
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < adam.size(); ++k) {
@@ -966,6 +973,12 @@ struct OnlineLearner::Impl {
       s.exp_avg = avg[k];
       s.exp_avg_sq = avg_sq[k];
       s.param.mutable_grad() = torch::Tensor();
+    }
+    if (has_growth_state) {
+      growth_gen.set_state(growth_state.cpu());
+    } else {
+      growth_gen = at::detail::createCPUGenerator(opt.seed ^ 0x5851F42D4C957F2DULL ^
+                                                  static_cast<uint64_t>(c[2].item<int64_t>() + 1) * 0x9E3779B97F4A7C15ULL);
     }
     num_users = num_items = 0;
     user_adj.clear();
@@ -1148,6 +1161,7 @@ auto Guarded(const std::string& what, Fn&& fn) -> decltype(fn()) {
 
 Status ValidateOptions(const OnlineOptions& o) {
   if (o.dim < 1 || o.heads < 1 || o.dim % o.heads != 0) return Status::InvalidArgument("dim must be a positive multiple of heads");
+  if (o.heads > 16) return Status::InvalidArgument("heads must be at most 16 (the packed attention's limit)");
   if (o.max_len < 1 || o.seq_layers < 0 || o.ffn_dim < 1) return Status::InvalidArgument("max_len, ffn_dim must be >= 1");
   if (o.graph_layers < 1 || o.graph_layers > 2) return Status::InvalidArgument("graph_layers must be 1 or 2");
   if (o.batch_size < 1) return Status::InvalidArgument("batch_size must be >= 1");

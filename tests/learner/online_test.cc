@@ -392,6 +392,55 @@ TEST(OnlineLearner, StepMixesFreshAndReplaySamples) {
   for (int k = 0; k < 10; ++k) ASSERT_TRUE(l->Step().ok());
 }
 
+// The packed attention takes at most 16 heads: more is refused up front, not by every later
+// step and forward pass.
+TEST(OnlineLearner, MoreHeadsThanTheAttentionTakesAreRefusedAtCreate) {
+  OnlineOptions o = SmallOptions();
+  o.dim = 64;
+  o.heads = 32;
+  const auto l = OnlineLearner::Create(o);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(l.status().message().find("heads must be at most 16"), std::string::npos) << l.status();
+  o.heads = 16;
+  EXPECT_TRUE(OnlineLearner::Create(o).ok());
+}
+
+// A checkpoint keeps where new rows' draws stand. A learner loaded from it grows the rows the
+// one that wrote it grows; restarted from the seed, it drew the spare rows again, and a new
+// item's row came out as a copy of one drawn before the checkpoint (two new items at cos 1).
+TEST(OnlineLearner, RowsGrownAfterALoadAreFreshDraws) {
+  const OnlineOptions o = SmallOptions();  // room for 3 items (and padding) at first
+  auto a = Make(o);
+  std::vector<OnlineEvent> first;
+  for (uint32_t i = 0; i < 6; ++i) first.push_back({0, i, i, {}});
+  ASSERT_TRUE(a->Observe(first).ok());
+  testing::TempDir dir;
+  const std::string path = dir.File("online.pt");
+  ASSERT_TRUE(a->Save(path, {}).ok());
+  auto b = Make(o);
+  ASSERT_TRUE(b->Load(path).ok());
+  const std::vector<OnlineEvent> later = {{1, 6, 10, {}}, {1, 40, 11, {}}};
+  ASSERT_TRUE(a->Observe(later).ok());
+  ASSERT_TRUE(b->Observe(later).ok());
+  auto row = [](OnlineLearner& l, uint32_t id) { return l.InspectRow(OnlineTable::kItems, id)->row; };
+  auto cosine = [](const std::vector<float>& x, const std::vector<float>& y) {
+    double xy = 0, xx = 0, yy = 0;
+    for (size_t k = 0; k < x.size(); ++k) {
+      xy += double(x[k]) * y[k];
+      xx += double(x[k]) * x[k];
+      yy += double(y[k]) * y[k];
+    }
+    return xy / std::sqrt(xx * yy);
+  };
+  for (uint32_t id = 6; id <= 40; ++id) {
+    EXPECT_EQ(row(*b, id), row(*a, id)) << "item " << id << ": the run without a restart drew another row";
+    for (uint32_t other = 0; other < id; ++other) {
+      EXPECT_LT(std::abs(cosine(row(*b, id), row(*b, other))), 0.99) << "items " << other << " and " << id;
+    }
+  }
+}
+
 TEST(OnlineLearner, ReplayDrawsItsShareFromTheRecentWindow) {
   OnlineOptions o = SmallOptions();
   o.batch_size = 10;
