@@ -735,7 +735,9 @@ struct OnlineLearner::Impl {
       rng_state = gen.get_state().getIntrusivePtr();
     }
     auto si = std::make_unique<ServingModel::Impl>();
-    si->model = GsauModel(ModelOptions(1, ItemRows()));
+    // Tables of one row, replaced below by a copy of the live rows: a table of ItemRows() would
+    // draw items x d random numbers only to overwrite them, after every step (~1 s at 1M items).
+    si->model = GsauModel(ModelOptions(1, 1));
     {
       std::lock_guard<std::mutex> g(gen.mutex());
       gen.set_state(at::Tensor(rng_state));
@@ -746,7 +748,11 @@ struct OnlineLearner::Impl {
       if (p.key() == "user_table.weight") continue;
       auto* d = dst.find(p.key());
       if (d == nullptr) throw std::logic_error("serving model lacks " + p.key());
-      d->copy_(p.key() == "item_table.weight" ? p.value().slice(0, 0, ItemRows()) : p.value());
+      if (p.key() == "item_table.weight") {
+        d->set_data(p.value().slice(0, 0, ItemRows()).clone());
+      } else {
+        d->copy_(p.value());
+      }
     }
     si->model->eval();
     si->device = device;
