@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   AddReplayCommand(root, &exit_code);
   AddIngestCommand(root, &exit_code);
 #else
-  for (const char* name : {"run", "demo", "replay", "inspect", "evaluate"}) {
+  for (const char* name : {"run", "demo", "replay", "ingest", "inspect", "evaluate"}) {
     AddUnavailableCommand(root, name, std::string("gsau ") + name,
                           "this is a learner-only build (LibTorch without the pipeline libraries)", &exit_code);
   }
@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
   AddSplitCommand(root, &exit_code);
 #else
   AddUnavailableCommand(root, "train", "Train GSAU offline on a dataset and evaluate it",
+                        "this build has no LibTorch (learner issue 5 not built)", &exit_code);
+  AddUnavailableCommand(root, "split", "Split a dataset into an offline part and replay streams",
                         "this build has no LibTorch (learner issue 5 not built)", &exit_code);
 #endif
 

@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "kafka_broker.h"
@@ -157,6 +158,37 @@ TEST(DeployFilesTest, ComposeGivesGsauTimeForItsLastDeliveries) {
   ASSERT_FALSE(g.empty());
   ASSERT_EQ(g.back(), 's') << g;
   EXPECT_GE(std::stoi(g), 60) << g;
+}
+
+// The broker's data outlives `docker compose down` as gsau's state does (the state's offsets would
+// otherwise point past an empty broker's partitions), and gsau, which exits on purpose after a
+// fatal producer error, is started again.
+TEST(DeployFilesTest, ComposeKeepsKafkasDataAndRestartsGsau) {
+  const YAML::Node compose = YAML::LoadFile(SourceDir() + "/docker-compose.yml");
+  const YAML::Node kafka = compose["services"]["kafka"];
+  ASSERT_TRUE(kafka["environment"]["KAFKA_LOG_DIRS"]) << "the image's default is under /tmp";
+  const std::string dirs = kafka["environment"]["KAFKA_LOG_DIRS"].as<std::string>();
+  bool on_volume = false;
+  for (const auto& v : kafka["volumes"]) {
+    const std::string m = v.as<std::string>();
+    const std::string name = m.substr(0, m.find(':'));
+    on_volume = on_volume || (m.substr(m.find(':') + 1) == dirs && compose["volumes"][name]);
+  }
+  EXPECT_TRUE(on_volume) << dirs << " is not on a named volume";
+  ASSERT_TRUE(compose["services"]["gsau"]["restart"]);
+  EXPECT_EQ(compose["services"]["gsau"]["restart"].as<std::string>(), "unless-stopped");
+}
+
+// `docker compose up --build` sends the working tree to the build: a host's build tree in it
+// (its CMakeCache.txt names the host's paths) made CMake refuse /src/build.
+TEST(DeployFilesTest, TheImageBuildLeavesTheHostsBuildTreeOut) {
+  std::ifstream in(SourceDir() + "/.dockerignore");
+  ASSERT_TRUE(in) << "no .dockerignore";
+  std::set<std::string> patterns;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line[0] != '#') patterns.insert(line);
+  }
+  for (const std::string p : {"build*/", "runs/", ".git"}) EXPECT_TRUE(patterns.count(p)) << p;
 }
 
 TEST(DeployFilesTest, AlertRulesCoverTheIssue) {
