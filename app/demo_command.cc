@@ -1,5 +1,6 @@
 // gsau demo: the zero-setup run of the whole loop on one machine. An embedded Kafka broker
-// (librdkafka's in-process mock cluster, unless kafka.bootstrap_servers names a real one), a
+// (librdkafka's in-process mock cluster, unless kafka.bootstrap_servers names a real one, where
+// the demo uses topics of its own run, never the configured ones), a
 // click stream played into it at a steady rate (the synthetic stream, or --data FILE), with a
 // malformed record now and then for the dead-letter path, and the pipeline of `gsau run`
 // (ingest -> state, continual learner, embedding publisher) on it. A status line shows it
@@ -26,6 +27,7 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
+#include "gsau/kafka/admin.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/pipeline/pipeline.h"
 #include "gsau/replay/replay.h"
@@ -166,6 +168,30 @@ int RunDemo(const DemoFlags& f) {
     c.kafka.bootstrap_servers = embedded->bootstrap();
     c.ingest.session_timeout_ms = 6000;  // the mock cluster rejoins slowly with the default
     std::cout << "embedded broker (librdkafka mock cluster) at " << c.kafka.bootstrap_servers << "\n";
+  } else {
+    // A real broker: topics and a group of this run's own. The configured ones may be a
+    // deployment's: synthetic clicks (malformed ones too) would go into its clicks topic and
+    // synthetic users' embeddings over its users' in the compacted topics; and a second demo on
+    // shared topics would read the first one's clicks again.
+    const std::string run =
+        "gsau-demo-" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+    c.topics.clicks = run + ".clicks";
+    c.topics.dead_letter = run + ".clicks.dlq";
+    c.topics.user_embeddings = run + ".users";
+    c.topics.item_embeddings = run + ".items";
+    c.ingest.group_id = run;
+    // The clicks topic before the first click: a broker that does not create topics on use
+    // would refuse the player's records.
+    if (Status s = kafka::EnsureTopics(config::ToKafkaOptions(c), {{c.topics.clicks, c.topics.partitions, -1, {}}},
+                                       30000);
+        !s.ok()) {
+      std::cerr << "gsau demo: " << s.ToString() << "\n";
+      return kExitFailure;
+    }
+    std::cout << "broker at " << c.kafka.bootstrap_servers << "; this run's topics are " << run
+              << ".{clicks,clicks.dlq,users,items} (not the configured ones; delete them when done)\n";
   }
 
   metrics::Metrics metrics;

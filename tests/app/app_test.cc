@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "gsau/kafka/admin.h"
 #include "gsau/replay/replay.h"
 
 #include "kafka_broker.h"
@@ -105,6 +106,34 @@ TEST(AppTest, ReplayWithoutBrokerIsAUsageError) {
   std::string out;
   EXPECT_EQ(RunCommand(Gsau() + " replay --synthetic 10 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("no Kafka broker"), std::string::npos) << out;
+}
+
+// On a real broker the demo plays into topics of its own run, never the configured ones (a
+// deployment's: its synthetic and malformed clicks and its users' embeddings would land there),
+// and a second run does not read the first one's clicks.
+TEST(AppTest, DemoOnARealBrokerLeavesTheConfiguredTopicsAlone) {
+  const std::string bootstrap = gsau::testing::KafkaBootstrap();
+  const std::string clicks = gsau::testing::UniqueTopic("configured-clicks");
+  const std::string users = gsau::testing::UniqueTopic("configured-users");
+  kafka::KafkaOptions k;
+  k.bootstrap_servers = bootstrap;
+  ASSERT_TRUE(kafka::EnsureTopics(k, {{clicks, 1, 1, {}}, {users, 1, 1, {}}}, 20000).ok());
+  gsau::testing::TempDir dir;
+  for (int run = 1; run <= 2; ++run) {
+    std::string out;
+    const int rc = RunCommand(Gsau() + " demo --events 1000 --rate 2000 --users 300 --items 200 --dir " +
+                                  dir.File("demo") + " --set kafka.bootstrap_servers=" + bootstrap +
+                                  " --set topics.clicks=" + clicks + " --set topics.user_embeddings=" + users +
+                                  " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
+                              &out);
+    if (rc == 3) GTEST_SKIP() << "this build has no learner: " << out;
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_NE(out.find("this run's topics are gsau-demo-"), std::string::npos) << out;
+    EXPECT_NE(out.find("demo: 1000 events applied, 1 dead-lettered"), std::string::npos)
+        << "run " << run << " took in its own clicks only\n" << out;
+  }
+  EXPECT_TRUE(gsau::testing::ConsumeAll(bootstrap, clicks, -1, 10000).empty()) << "clicks played into " << clicks;
+  EXPECT_TRUE(gsau::testing::ConsumeAll(bootstrap, users, -1, 10000).empty()) << "embeddings published to " << users;
 }
 
 TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
