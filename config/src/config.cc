@@ -297,7 +297,11 @@ void SetProperty(Config& c, const std::string& name, const std::string& value) {
 }
 
 // Sets `key` from `text`; `origin` says where the value came from, for the error.
-Status SetKey(Config& c, const std::string& key, const std::string& text, const std::string& origin) {
+// Where each field's value came from ("file F", "environment V", "--set"), for messages.
+using Origins = std::map<std::string, std::string>;
+
+Status SetKey(Config& c, const std::string& key, const std::string& text, const std::string& origin,
+              Origins* origins = nullptr) {
   if (key.rfind(std::string(kPropertiesKey) + ".", 0) == 0) {
     SetProperty(c, key.substr(kPropertiesKey.size() + 1), text);
     return Status::Ok();
@@ -314,6 +318,7 @@ Status SetKey(Config& c, const std::string& key, const std::string& text, const 
   }
   Status s = f->set(c, text);
   if (!s.ok()) return Status::InvalidArgument(key + " (" + origin + "): " + s.message());
+  if (origins != nullptr) (*origins)[key] = origin;
   return Status::Ok();
 }
 
@@ -323,7 +328,11 @@ std::string EnvName(const std::string& key) {
   return out;
 }
 
-Status FlattenYaml(const YAML::Node& node, const std::string& prefix, Config& c, const std::string& file) {
+// Validate, naming where a field's bad value came from when `origins` knows.
+Status ValidateFrom(const Config& c, const Origins* origins);
+
+Status FlattenYaml(const YAML::Node& node, const std::string& prefix, Config& c, const std::string& file,
+                   Origins* origins) {
   if (prefix == kPropertiesKey) {
     if (!node.IsMap()) return Status::InvalidArgument("kafka.properties (" + file + "): must be a map");
     for (const auto& kv : node) {
@@ -338,17 +347,21 @@ Status FlattenYaml(const YAML::Node& node, const std::string& prefix, Config& c,
   if (node.IsMap()) {
     for (const auto& kv : node) {
       const std::string key = prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>();
-      GSAU_RETURN_IF_ERROR(FlattenYaml(kv.second, key, c, file));
+      GSAU_RETURN_IF_ERROR(FlattenYaml(kv.second, key, c, file, origins));
     }
     return Status::Ok();
   }
   if (node.IsSequence()) {
+    // Only a list field takes a list: `state.path: [a, b]` would have become the path "a,b".
+    if (const Field* f = FindField(prefix); f != nullptr && f->type != "list of strings") {
+      return Status::InvalidArgument(prefix + " (" + file + "): must be a single value, got a list");
+    }
     std::string joined;
     for (const auto& item : node) joined += (joined.empty() ? "" : ",") + item.as<std::string>();
-    return SetKey(c, prefix, joined, file);
+    return SetKey(c, prefix, joined, file, origins);
   }
-  if (node.IsNull()) return SetKey(c, prefix, "", file);
-  return SetKey(c, prefix, node.as<std::string>(), file);
+  if (node.IsNull()) return SetKey(c, prefix, "", file, origins);
+  return SetKey(c, prefix, node.as<std::string>(), file, origins);
 }
 
 }  // namespace
@@ -366,6 +379,7 @@ std::vector<std::pair<std::string, std::string>> Environment() {
 
 Result<Config> Load(const LoadInput& input) {
   Config c;
+  Origins origins;
   if (!input.config_file.empty()) {
     const std::string& file = input.config_file;
     if (!std::filesystem::exists(file)) {
@@ -380,7 +394,7 @@ Result<Config> Load(const LoadInput& input) {
     if (!root.IsNull()) {
       if (!root.IsMap()) return Status::InvalidArgument("config file '" + file + "': the top level must be a map");
       try {
-        GSAU_RETURN_IF_ERROR(FlattenYaml(root, "", c, "file " + file));
+        GSAU_RETURN_IF_ERROR(FlattenYaml(root, "", c, "file " + file, &origins));
       } catch (const YAML::Exception& e) {
         return Status::InvalidArgument("config file '" + file + "': " + e.what());
       }
@@ -394,7 +408,7 @@ Result<Config> Load(const LoadInput& input) {
       continue;
     }
     for (const auto& f : Table()) {
-      if (EnvName(f.key) == name) GSAU_RETURN_IF_ERROR(SetKey(c, f.key, value, "environment " + name));
+      if (EnvName(f.key) == name) GSAU_RETURN_IF_ERROR(SetKey(c, f.key, value, "environment " + name, &origins));
     }
   }
   for (const auto& o : input.overrides) {
@@ -402,9 +416,9 @@ Result<Config> Load(const LoadInput& input) {
     if (eq == std::string::npos || eq == 0) {
       return Status::InvalidArgument("--set '" + o + "': expected key=value");
     }
-    GSAU_RETURN_IF_ERROR(SetKey(c, o.substr(0, eq), o.substr(eq + 1), "--set"));
+    GSAU_RETURN_IF_ERROR(SetKey(c, o.substr(0, eq), o.substr(eq + 1), "--set", &origins));
   }
-  GSAU_RETURN_IF_ERROR(Validate(c));
+  GSAU_RETURN_IF_ERROR(ValidateFrom(c, &origins));
   return c;
 }
 
@@ -479,10 +493,17 @@ bool Within(const fs::path& inner, const fs::path& outer) {
 
 }  // namespace
 
-Status Validate(const Config& c) {
+Status Validate(const Config& c) { return ValidateFrom(c, nullptr); }
+
+namespace {
+
+Status ValidateFrom(const Config& c, const Origins* origins) {
   for (const auto& f : Table()) {
     const std::string problem = f.check(c);
-    if (!problem.empty()) return Status::InvalidArgument(f.key + ": " + problem);
+    if (problem.empty()) continue;
+    const auto origin = origins == nullptr ? Origins::const_iterator() : origins->find(f.key);
+    const bool known = origins != nullptr && origin != origins->end();
+    return Status::InvalidArgument(f.key + (known ? " (" + origin->second + ")" : std::string()) + ": " + problem);
   }
   // Rules across fields; each names the field to change.
   if (c.ingest.queue_capacity < c.ingest.batch_max_events) {
@@ -538,6 +559,8 @@ Status Validate(const Config& c) {
   }
   return Status::Ok();
 }
+
+}  // namespace
 
 std::string Config::Redacted() const {
   std::string out;

@@ -32,7 +32,7 @@ TEST(AppTest, BrokenConfigurationNamesTheFieldAndStops) {
   std::string out;
   // A negative batch size, from a flag.
   EXPECT_EQ(RunCommand(Gsau() + " replay --synthetic 10 --set ingest.batch_max_events=-1 2>&1", &out), 2) << out;
-  EXPECT_NE(out.find("configuration error: ingest.batch_max_events: must be in [1, 1000000], got -1"),
+  EXPECT_NE(out.find("configuration error: ingest.batch_max_events (--set): must be in [1, 1000000], got -1"),
             std::string::npos)
       << out;
   // An unknown key, from a file.
@@ -65,7 +65,9 @@ TEST(AppTest, BrokenConfigurationNamesTheFieldAndStops) {
   EXPECT_NE(out.find("gsau: "), std::string::npos) << out;
   // A bad value from the environment.
   EXPECT_EQ(RunCommand("GSAU_PUBLISHER_FORMAT=xml " + Gsau() + " replay --synthetic 10 2>&1", &out), 2) << out;
-  EXPECT_NE(out.find("publisher.format: must be one of json, binary, got 'xml'"), std::string::npos) << out;
+  EXPECT_NE(out.find("publisher.format (environment GSAU_PUBLISHER_FORMAT): must be one of json, binary, got 'xml'"),
+            std::string::npos)
+      << out;
 }
 
 TEST(AppTest, HelpConfigListsEveryFieldWithUnitsAndDefaults) {

@@ -65,7 +65,27 @@ TEST(ConfigTest, SecretsNeverAppearInRedactedOutput) {
 TEST(ConfigTest, NegativeBatchSizeNamesTheFieldAndSource) {
   auto c = LoadWith("", {}, {"ingest.batch_max_events=-5"});
   ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().message(), "ingest.batch_max_events: must be in [1, 1000000], got -5");
+  EXPECT_EQ(c.status().message(), "ingest.batch_max_events (--set): must be in [1, 1000000], got -5");
+  auto range = LoadWith("", {{"GSAU_INGEST_BATCH_MAX_EVENTS", "0"}}, {});
+  ASSERT_FALSE(range.ok());
+  EXPECT_EQ(range.status().message(),
+            "ingest.batch_max_events (environment GSAU_INGEST_BATCH_MAX_EVENTS): must be in [1, 1000000], got 0");
+  TempDir dir;
+  WriteFile(dir.File("c.yaml"), "ingest:\n  batch_max_events: 0\n");
+  auto file = LoadWith(dir.File("c.yaml"), {}, {});
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().message(),
+            "ingest.batch_max_events (file " + dir.File("c.yaml") + "): must be in [1, 1000000], got 0");
+  EXPECT_TRUE(LoadWith(dir.File("c.yaml"), {}, {"ingest.batch_max_events=10"}).ok()) << "a later source wins";
+  // A list where one value belongs: it became the path "a,b".
+  WriteFile(dir.File("list.yaml"), "state:\n  path: [a, b]\n");
+  auto list = LoadWith(dir.File("list.yaml"), {}, {});
+  ASSERT_FALSE(list.ok());
+  EXPECT_EQ(list.status().message(), "state.path (file " + dir.File("list.yaml") + "): must be a single value, got a list");
+  WriteFile(dir.File("types.yaml"), "ingest:\n  accepted_event_types: [click, view]\n");
+  auto types = LoadWith(dir.File("types.yaml"), {}, {});
+  ASSERT_TRUE(types.ok()) << types.status();
+  EXPECT_EQ(types->ingest.accepted_event_types, (std::vector<std::string>{"click", "view"}));
   auto e = LoadWith("", {{"GSAU_INGEST_BATCH_MAX_EVENTS", "many"}}, {});
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().message(),
@@ -97,7 +117,7 @@ TEST(ConfigTest, MissingAndMalformedFilesAreNamed) {
 TEST(ConfigTest, EnumsAndKafkaPropertiesAreChecked) {
   auto d = LoadWith("", {}, {"learner.device=tpu"});
   ASSERT_FALSE(d.ok());
-  EXPECT_EQ(d.status().message(), "learner.device: must be one of auto, cpu, cuda, got 'tpu'");
+  EXPECT_EQ(d.status().message(), "learner.device (--set): must be one of auto, cpu, cuda, got 'tpu'");
   auto p = LoadWith("", {}, {"kafka.properties.no.such.property=1"});
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("no.such.property"), std::string::npos) << p.status();
@@ -137,7 +157,7 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
       {{"state.path=/data/./state", "learner.checkpoint_dir=/data/state/"},
        "learner.checkpoint_dir: must neither hold nor lie inside state.path ('/data/./state'), got "
        "'/data/state/': a rollback moves the state directory aside and restores a checkpoint into it"},
-      {{"ingest.session_timeout_ms=5999"}, "ingest.session_timeout_ms: must be in [6000, 300000], got 5999"},
+      {{"ingest.session_timeout_ms=5999"}, "ingest.session_timeout_ms (--set): must be in [6000, 300000], got 5999"},
   };
   for (const auto& [sets, message] : cases) {
     auto c = LoadWith("", {}, sets);
