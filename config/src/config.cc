@@ -352,8 +352,10 @@ Status FlattenYaml(const YAML::Node& node, const std::string& prefix, Config& c,
     return Status::Ok();
   }
   if (node.IsSequence()) {
-    // Only a list field takes a list: `state.path: [a, b]` would have become the path "a,b".
-    if (const Field* f = FindField(prefix); f != nullptr && f->type != "list of strings") {
+    // Only a list field, or the brokers' comma-separated list, takes a list: `state.path: [a, b]`
+    // would have become the path "a,b".
+    if (const Field* f = FindField(prefix);
+        f != nullptr && f->type != "list of strings" && prefix != "kafka.bootstrap_servers") {
       return Status::InvalidArgument(prefix + " (" + file + "): must be a single value, got a list");
     }
     std::string joined;
@@ -531,9 +533,11 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
   }
   if (!c.state.path.empty() && !c.learner.checkpoint_dir.empty()) {
     const fs::path state = Normalised(c.state.path), checkpoints = Normalised(c.learner.checkpoint_dir);
-    if (Within(checkpoints, state) || Within(state, checkpoints)) {
-      return Status::InvalidArgument("learner.checkpoint_dir: must neither hold nor lie inside state.path ('" +
-                                     c.state.path + "'), got '" + c.learner.checkpoint_dir +
+    // Inside (or equal to) the state: a rollback moves the state directory aside, checkpoints
+    // and its marker with it. Holding the state is fine: only ckpt-* entries are ever moved.
+    if (Within(checkpoints, state)) {
+      return Status::InvalidArgument("learner.checkpoint_dir: must not lie inside state.path ('" + c.state.path +
+                                     "'), got '" + c.learner.checkpoint_dir +
                                      "': a rollback moves the state directory aside and restores a checkpoint "
                                      "into it");
     }

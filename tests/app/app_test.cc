@@ -63,6 +63,15 @@ TEST(AppTest, BrokenConfigurationNamesTheFieldAndStops) {
   EXPECT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + long_name + " --data " + long_name + " 2>&1", &out), 1)
       << out;
   EXPECT_NE(out.find("gsau: "), std::string::npos) << out;
+  // Checkpoints inside the state, through run's own flags (they come after the configuration's
+  // validation): a rollback would move the checkpoint away with the state.
+  EXPECT_EQ(RunCommand(Gsau() + " run --bootstrap 127.0.0.1:1 --state " + dir.File("s") + " --checkpoints " +
+                           dir.File("s/ckpt") + " 2>&1",
+                       &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("learner.checkpoint_dir: must not lie inside state.path"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("s"))) << "nothing opened";
   // A bad value from the environment.
   EXPECT_EQ(RunCommand("GSAU_PUBLISHER_FORMAT=xml " + Gsau() + " replay --synthetic 10 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("publisher.format (environment GSAU_PUBLISHER_FORMAT): must be one of json, binary, got 'xml'"),
