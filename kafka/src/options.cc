@@ -35,16 +35,19 @@ Status ValidateKafkaOptions(const KafkaOptions& options) {
 namespace internal {
 namespace {
 
-void AdminLogLine(const rd_kafka_t* /*rk*/, int level, const char* fac, const char* text) {
-  static Throttle throttle{std::chrono::seconds(5)};
-  LogLine("kafka admin", level, fac, text, throttle);
+void AdminLogLine(const rd_kafka_t* rk, int level, const char* fac, const char* text) {
+  // One process-wide window per client handle and kind: a handle's lines are not hidden by an
+  // earlier handle's.
+  static KeyedThrottle throttle{std::chrono::seconds(5)};
+  LogLine(std::string("kafka admin ") + rd_kafka_name(rk), level, fac, text, throttle);
 }
 
 }  // namespace
 
-void LogLine(std::string_view who, int level, std::string_view fac, std::string_view text, Throttle& throttle) {
+void LogLine(std::string_view who, int level, std::string_view fac, std::string_view text, KeyedThrottle& throttle) {
   if (level <= 4) {  // LOG_WARNING and worse
-    if (const int64_t n = throttle.Due()) GSAU_LOG_WARN("{}: librdkafka ({}x): {}: {}", who, n, fac, text);
+    const std::string kind = std::string(who) + '\0' + std::string(fac);
+    if (const int64_t n = throttle.Due(kind)) GSAU_LOG_WARN("{}: librdkafka ({}x): {}: {}", who, n, fac, text);
   } else if (level >= 7) {
     GSAU_LOG_INFO("{}: librdkafka {}: {}", who, fac, text);
   } else {

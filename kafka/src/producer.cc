@@ -157,7 +157,7 @@ class ClientEvents : public RdKafka::EventCb {
         return;
       }
       client_errors.fetch_add(1, std::memory_order_relaxed);
-      if (const int64_t n = errors_.Due()) {
+      if (const int64_t n = errors_.Due(RdKafka::err2str(event.err()))) {
         GSAU_LOG_WARN("{}: Kafka error ({}x): {}: {}", who_, n, RdKafka::err2str(event.err()), event.str());
       }
     }
@@ -167,8 +167,8 @@ class ClientEvents : public RdKafka::EventCb {
 
  private:
   const std::string who_;
-  Throttle log_{std::chrono::seconds(5)};
-  Throttle errors_{std::chrono::seconds(5)};
+  KeyedThrottle log_{std::chrono::seconds(5)};     // by librdkafka's facility
+  KeyedThrottle errors_{std::chrono::seconds(5)};  // by error code
 };
 
 class RdProducer final : public Producer {

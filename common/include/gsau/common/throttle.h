@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <mutex>
+#include <string>
 
 namespace gsau {
 
@@ -32,6 +34,34 @@ class Throttle {
   std::chrono::seconds interval_;
   std::chrono::steady_clock::time_point last_{};
   int64_t count_ = 0;
+};
+
+// A Throttle per kind of message, so that a rare message (an authentication failure) is not
+// counted away inside a frequent one's interval (a broker away). At most `max_kinds` kinds are
+// told apart; the rest share one. Thread-safe.
+class KeyedThrottle {
+ public:
+  explicit KeyedThrottle(std::chrono::seconds interval, size_t max_kinds = 256)
+      : interval_(interval), max_kinds_(max_kinds) {}
+  int64_t Due(const std::string& kind) {
+    Throttle* t = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = throttles_.find(kind);
+      if (it == throttles_.end()) {
+        it = throttles_.try_emplace(throttles_.size() < max_kinds_ ? kind : std::string("\0other", 6), interval_)
+                 .first;
+      }
+      t = &it->second;
+    }
+    return t->Due();
+  }
+
+ private:
+  std::mutex mu_;
+  std::chrono::seconds interval_;
+  size_t max_kinds_;
+  std::map<std::string, Throttle> throttles_;  // nodes never move: pointers stay valid
 };
 
 }  // namespace gsau
