@@ -964,7 +964,11 @@ struct OnlineLearner::Impl {
     // Checkpoints written before the growth generator was saved: a stream of its own, away from
     // the seed's (whose first draws are the saved tables' spare rows).
     torch::Tensor growth_state;
-    const bool has_growth_state = ar.try_read("growth_gen", growth_state);
+    at::Generator next_growth_gen = at::detail::createCPUGenerator(
+        opt.seed ^ 0x5851F42D4C957F2DULL ^ static_cast<uint64_t>(c[2].item<int64_t>() + 1) * 0x9E3779B97F4A7C15ULL);
+    if (ar.try_read("growth_gen", growth_state)) {
+      next_growth_gen.set_state(growth_state.cpu());  // throws on a bad state, before anything changed
+    }
 
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < adam.size(); ++k) {
@@ -980,12 +984,7 @@ struct OnlineLearner::Impl {
       s.exp_avg_sq = avg_sq[k];
       s.param.mutable_grad() = torch::Tensor();
     }
-    if (has_growth_state) {
-      growth_gen.set_state(growth_state.cpu());
-    } else {
-      growth_gen = at::detail::createCPUGenerator(opt.seed ^ 0x5851F42D4C957F2DULL ^
-                                                  static_cast<uint64_t>(c[2].item<int64_t>() + 1) * 0x9E3779B97F4A7C15ULL);
-    }
+    growth_gen = next_growth_gen;
     num_users = num_items = 0;
     user_adj.clear();
     item_adj.clear();
@@ -1167,7 +1166,6 @@ auto Guarded(const std::string& what, Fn&& fn) -> decltype(fn()) {
 
 Status ValidateOptions(const OnlineOptions& o) {
   if (o.dim < 1 || o.heads < 1 || o.dim % o.heads != 0) return Status::InvalidArgument("dim must be a positive multiple of heads");
-  if (o.heads > 16) return Status::InvalidArgument("heads must be at most 16 (the packed attention's limit)");
   if (o.max_len < 1 || o.seq_layers < 0 || o.ffn_dim < 1) return Status::InvalidArgument("max_len, ffn_dim must be >= 1");
   if (o.graph_layers < 1 || o.graph_layers > 2) return Status::InvalidArgument("graph_layers must be 1 or 2");
   if (o.batch_size < 1) return Status::InvalidArgument("batch_size must be >= 1");
@@ -1209,6 +1207,9 @@ Result<std::unique_ptr<OnlineLearner>> OnlineLearner::Create(const OnlineOptions
       impl->device = torch::Device(torch::kCUDA);
     } else if (o.device != "cpu" && o.device != "auto") {
       return Status::InvalidArgument("device must be auto, cpu or cuda, not " + o.device);
+    }
+    if (impl->device.is_cpu() && o.heads > 16) {
+      return Status::InvalidArgument("heads must be at most 16 on the CPU (the packed attention's limit)");
     }
     const unsigned cores = std::thread::hardware_concurrency();
     impl->threads = o.threads > 0 ? o.threads : static_cast<int>(cores == 0 ? 1 : cores);
