@@ -970,7 +970,7 @@ struct Pipeline::Impl {
     if (!rest.empty()) GSAU_RETURN_IF_ERROR(learner->Observe(rest));
     FlushPrequential(events_seen);
     if (Status s = PublishItems(); !s.ok()) {
-      // Not the learner's failure: the last checkpoint is still written (in Run, after the
+      // Not the learner's failure: the last checkpoint is still written (in Run, before the
       // publisher's flush), and a restart publishes every item again anyway.
       m->publish_errors.Increment();
       GSAU_LOG_WARN("pipeline: publishing items at the stop: {}", s.ToString());
