@@ -506,6 +506,13 @@ TEST(IngestTest, FullLearnerQueuePausesAndDrainingResumes) {
   EXPECT_EQ(store->Counts().events, clicks.size());
 }
 
+// Takes `events` of room in `queue` with one batch of empty events, as a learner behind would.
+void FillUp(AppliedQueue& queue, size_t events) {
+  AppliedBatch full;
+  full.events.resize(events);
+  queue.Push(std::move(full));
+}
+
 // A value of the registry (first series of `name` whose labels include `labels`); -1 when none.
 double Value(prometheus::Registry& registry, const std::string& name,
              const std::map<std::string, std::string>& labels = {}) {
@@ -632,9 +639,7 @@ TEST(IngestTest, APartitionAssignedWhilePausedStartsFromTheStateOffset) {
   TempDir dir;
   auto store = OpenState(dir.File("state"));
   AppliedQueue queue(200);
-  AppliedBatch full;
-  full.events.resize(200);
-  queue.Push(std::move(full));  // no room: ingest pauses before its first assignment
+  FillUp(queue, 200);  // no room: ingest pauses before its first assignment
   prometheus::Registry registry;
   Ingestor ingestor(options, store.get(), &queue, &registry);
   std::atomic<bool> stop{false};
@@ -676,12 +681,10 @@ TEST(IngestTest, APartitionThatLeftWhilePausedIsConsumedWhenItComesBack) {
   TempDir dir;
   auto store = OpenState(dir.File("state"));
   AppliedQueue queue(200);
-  AppliedBatch full;
-  full.events.resize(200);
-  queue.Push(std::move(full));  // no room: ingest pauses before its first assignment
+  FillUp(queue, 200);  // no room: ingest pauses before its first assignment
   prometheus::Registry registry;
   Ingestor ingestor(options, store.get(), &queue, &registry);
-  std::atomic<bool> stop{false}, draining{false};
+  std::atomic<bool> stop{false};
   Status result;
   std::thread t([&] { result = ingestor.Run(stop); });
   auto wait_for = [](auto done, int seconds) {
