@@ -112,7 +112,11 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
     } else {
       counter.fetch_add(1, std::memory_order_relaxed);
     }
-    if (ok) return;
+    if (ok) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++delivered_by_topic[message.topic_name()];
+      return;
+    }
     if (message.err() == RdKafka::ERR_MSG_SIZE_TOO_LARGE || message.err() == RdKafka::ERR_RECORD_LIST_TOO_LARGE) {
       too_large.fetch_add(1, std::memory_order_relaxed);
     }
@@ -131,6 +135,12 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
 
   bool keep_failed() const { return keep_failed_; }
 
+  int64_t DeliveredTo(std::string_view topic) const {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto it = delivered_by_topic.find(std::string(topic));
+    return it == delivered_by_topic.end() ? 0 : it->second;
+  }
+
   std::atomic<int64_t> delivered{0};
   std::atomic<int64_t> failed{0};
   std::atomic<int64_t> too_large{0};
@@ -138,8 +148,9 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
 
  private:
   const bool keep_failed_;
-  std::mutex mu;
+  mutable std::mutex mu;
   Status first_error;
+  std::unordered_map<std::string, int64_t> delivered_by_topic;
 };
 
 // librdkafka's log lines and client errors (a broker away, authentication) through gsau's log,
@@ -245,6 +256,7 @@ class RdProducer final : public Producer {
   }
 
   int64_t max_message_bytes() const override { return max_message_bytes_; }
+  int64_t delivered_to(std::string_view topic) const override { return tracker_->DeliveredTo(topic); }
 
   std::vector<FailedRecord> TakeFailed() override { return tracker_->kept.Take(); }
   uint64_t last_numbered() const override { return tracker_->kept.LastSeq(); }

@@ -85,6 +85,12 @@ struct KafkaPublisher::Metrics {
                       .Register(r)),
         users(published.Add({{"kind", "user"}})),
         items(published.Add({{"kind", "item"}})),
+        delivered(prometheus::BuildCounter()
+                      .Name("gsau_publisher_embeddings_delivered_total")
+                      .Help("Embedding records the broker acknowledged, by kind")
+                      .Register(r)),
+        users_delivered(delivered.Add({{"kind", "user"}})),
+        items_delivered(delivered.Add({{"kind", "item"}})),
         tombstones(prometheus::BuildCounter()
                        .Name("gsau_publisher_tombstones_total")
                        .Help("Tombstones (removed ids) published")
@@ -113,6 +119,9 @@ struct KafkaPublisher::Metrics {
   prometheus::Family<prometheus::Counter>& published;
   prometheus::Counter& users;
   prometheus::Counter& items;
+  prometheus::Family<prometheus::Counter>& delivered;
+  prometheus::Counter& users_delivered;
+  prometheus::Counter& items_delivered;
   prometheus::Counter& tombstones;
   prometheus::Gauge& version;
   prometheus::Histogram& freshness;
@@ -180,6 +189,13 @@ void KafkaPublisher::CountFailedDeliveries() {
   const auto c = producer_->counts();
   if (c.failed > failed_seen_) metrics_->delivery_errors.Increment(static_cast<double>(c.failed - failed_seen_));
   failed_seen_ = c.failed;
+  const auto count_delivered = [&](const std::string& topic, int64_t& seen, prometheus::Counter& counter) {
+    const int64_t n = producer_->delivered_to(topic);
+    if (n > seen) counter.Increment(static_cast<double>(n - seen));
+    seen = n;
+  };
+  count_delivered(options_.user_topic, users_delivered_seen_, metrics_->users_delivered);
+  count_delivered(options_.item_topic, items_delivered_seen_, metrics_->items_delivered);
   // A broker away shows at once, not only when records time out minutes later.
   if (c.client_errors > client_errors_seen_) {
     metrics_->broker_errors.Increment(static_cast<double>(c.client_errors - client_errors_seen_));

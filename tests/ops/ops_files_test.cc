@@ -71,6 +71,7 @@ TEST(DeployFilesTest, DashboardShowsEveryRequiredSeries) {
        {"gsau_ingest_events_applied_total", "gsau_ingest_events_consumed_total", "gsau_ingest_events_dead_lettered_total",
         "gsau_ingest_consumer_lag_messages", "gsau_ingest_batch_apply_seconds_bucket", "gsau_learner_step_seconds_bucket",
         "gsau_learner_loss", "gsau_learner_online_metric", "gsau_publisher_embeddings_published_total",
+        "gsau_publisher_embeddings_delivered_total",
         "gsau_publisher_freshness_seconds_bucket", "gsau_state_users", "gsau_state_items", "gsau_state_edges",
         "gsau_model_version"}) {
     EXPECT_TRUE(metrics.count(name)) << "the dashboard shows no " << name;

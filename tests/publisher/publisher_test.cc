@@ -221,6 +221,9 @@ TEST(PublisherTest, VersionGaugeResumesAndFreshnessCountsUsersOnly) {
   EXPECT_GE(*sum, 2.0);
   EXPECT_LT(*sum, 60.0) << "the item's 100 s are not in it";
   EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_model_version"), 1001.0);
+  // Handed over and acknowledged, by kind (the resumed version's empty publish delivered nothing).
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), R"(gsau_publisher_embeddings_delivered_total{kind="user"})"), 1.0);
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), R"(gsau_publisher_embeddings_delivered_total{kind="item"})"), 1.0);
 }
 
 // Under a steady flow there may be no moment with nothing in flight (WaitSettled(0) false at
@@ -353,8 +356,12 @@ TEST(PublisherTest, ABrokerAwayShowsInTheErrorsAtOnce) {
     seen = gsau::testing::ScrapeMetric(m.port(), broker_errors).value_or(0);
   }
   EXPECT_GT(seen, 0) << "10 s with the broker away and no error counted";
+  const std::string delivered = R"(gsau_publisher_embeddings_delivered_total{kind="user"})";
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), delivered), 1.0) << "u2 is handed over, not delivered";
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_publisher_embeddings_published_total{kind=\"user\"}"), 2.0);
   rd_kafka_mock_broker_set_up(cluster.get(), 1);
   EXPECT_TRUE((*p)->WaitSettled(30000)) << "delivered once the broker is back";
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), delivered), 2.0);
 }
 
 TEST(PublisherTest, UnreachableClusterIsAnErrorNotAHang) {

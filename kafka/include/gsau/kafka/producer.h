@@ -87,6 +87,8 @@ class Producer {
   // 0 without keep_failed.
   virtual uint64_t last_numbered() const = 0;
   virtual uint64_t reported_through() = 0;
+  // Records of `topic` the broker acknowledged so far (counted as delivery reports are served).
+  virtual int64_t delivered_to(std::string_view topic) const = 0;
   // True once the producer has hit a fatal error (see Produce).
   virtual bool failed_fatally() const = 0;
   // Raises a fatal error in the client, as the broker could (librdkafka's test hook). Tests only.

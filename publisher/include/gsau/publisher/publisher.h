@@ -119,7 +119,7 @@ class KafkaPublisher final : public EmbeddingSink {
   std::unique_ptr<prometheus::Registry> own_registry_;
   std::unique_ptr<Metrics> metrics_;
   const Clock& clock_;
-  // Counts deliveries that failed, and client errors, since the last call.
+  // Counts deliveries that succeeded or failed, and client errors, since the last call.
   void CountFailedDeliveries();
   // Produces again the records whose delivery failed, if the backoff is due (or `now`).
   Status RedeliverFailed(bool now);
@@ -132,6 +132,8 @@ class KafkaPublisher final : public EmbeddingSink {
   int64_t last_version_ = -1;
   int64_t failed_seen_ = 0;
   int64_t client_errors_seen_ = 0;
+  int64_t users_delivered_seen_ = 0;
+  int64_t items_delivered_seen_ = 0;
   int64_t failed_at_last_round_ = 0;
   int64_t next_redelivery_ms_ = 0;
   int64_t redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
