@@ -45,10 +45,12 @@ double SecondsSince(SteadyClock::time_point t) {
 struct DueUser {
   int64_t ts_ms = 0;
   uint64_t first_seq = 1;  // batch numbers start at 1
+  bool clicked = false;    // by a click this process applied (not marked again at start-up)
 
   void Merge(const DueUser& other) {
     ts_ms = std::max(ts_ms, other.ts_ms);
     first_seq = std::min(first_seq, other.first_seq);
+    clicked = clicked || other.clicked;
   }
 };
 using DueUsers = std::unordered_map<state::UserId, DueUser>;
@@ -66,7 +68,7 @@ class DirtyUsers {
   // All users of one applied batch at once: Take() never sees part of a batch.
   void MarkBatch(const ingest::AppliedBatch& batch) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& e : batch.events) MarkLocked(e.user, {e.ts_ms, batch.batch_seq});
+    for (const auto& e : batch.events) MarkLocked(e.user, {e.ts_ms, batch.batch_seq, /*clicked=*/true});
     through_seq_ = std::max(through_seq_, batch.batch_seq);
   }
   // The users marked since the last call; *through_seq: every user of the batches up to it
@@ -1000,13 +1002,13 @@ struct Pipeline::Impl {
     std::vector<std::pair<state::UserId, DueUser>> candidates(due.begin(), due.end());
     std::vector<state::UserId> users;
     std::vector<std::vector<uint32_t>> sessions_now;
-    std::vector<int64_t> times;
+    std::vector<DueUser> marks;
     for (const auto& [u, d] : candidates) {
       if (users.size() == kUsersPerForward) {
-        GSAU_RETURN_IF_ERROR(PublishUserGroup(*serving, users, sessions_now, times, due));
+        GSAU_RETURN_IF_ERROR(PublishUserGroup(*serving, users, sessions_now, marks, due));
         users.clear();
         sessions_now.clear();
-        times.clear();
+        marks.clear();
         if (stop) return Status::Ok();
       }
       auto waiting = waiting_users.find(u);
@@ -1029,15 +1031,15 @@ struct Pipeline::Impl {
       }
       users.push_back(u);
       sessions_now.push_back(std::move(s));
-      times.push_back(d.ts_ms);
+      marks.push_back(d);
     }
-    return users.empty() ? Status::Ok() : PublishUserGroup(*serving, users, sessions_now, times, due);
+    return users.empty() ? Status::Ok() : PublishUserGroup(*serving, users, sessions_now, marks, due);
   }
 
-  // Embeds and publishes `users` (their sessions and newest click times alongside); out of
+  // Embeds and publishes `users` (their sessions and what made them due alongside); out of
   // `due` only once published: a failure leaves them due at the next flush.
   Status PublishUserGroup(const learner::ServingModel& serving, const std::vector<state::UserId>& users,
-                          const std::vector<std::vector<uint32_t>>& sessions_now, const std::vector<int64_t>& times,
+                          const std::vector<std::vector<uint32_t>>& sessions_now, const std::vector<DueUser>& marks,
                           DueUsers& due) {
     GSAU_ASSIGN_OR_RETURN(auto rows, serving.UserEmbeddings(sessions_now));
     const auto dim = static_cast<size_t>(serving.dim());
@@ -1056,7 +1058,8 @@ struct Pipeline::Impl {
       EmbeddingRecord r;
       r.kind = EntityKind::kUser;
       r.id = std::move(id).value();
-      r.event_time_ms = times[k];
+      r.event_time_ms = marks[k].ts_ms;
+      r.observe_freshness = marks[k].clicked;
       r.embedding.assign(rows.begin() + static_cast<long>(k * dim), rows.begin() + static_cast<long>((k + 1) * dim));
       recs.push_back(std::move(r));
     }

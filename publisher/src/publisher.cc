@@ -307,7 +307,7 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
     (r.kind == EntityKind::kUser ? metrics_->users : metrics_->items).Increment();
     if (r.tombstone) {
       metrics_->tombstones.Increment();
-    } else if (r.kind == EntityKind::kUser && r.event_time_ms > 0) {
+    } else if (r.kind == EntityKind::kUser && r.event_time_ms > 0 && r.observe_freshness) {
       metrics_->freshness.Observe(static_cast<double>(std::max<int64_t>(0, now - r.event_time_ms)) / 1000.0);
     }
     last_version_ = std::max(last_version_, r.model_version);

@@ -213,16 +213,19 @@ TEST(PublisherTest, VersionGaugeResumesAndFreshnessCountsUsersOnly) {
   user.event_time_ms = now - 2000;
   auto item = Rec(EntityKind::kItem, "i1", 1001, Row(0.5f));
   item.event_time_ms = now - 100000;
-  ASSERT_TRUE((*p)->Publish(std::vector<EmbeddingRecord>{user, item}).ok());
+  auto again = Rec(EntityKind::kUser, "u2", 1001, Row(1.0f));  // published again after a restart
+  again.event_time_ms = now - 3600000;
+  again.observe_freshness = false;
+  ASSERT_TRUE((*p)->Publish(std::vector<EmbeddingRecord>{user, item, again}).ok());
   ASSERT_TRUE((*p)->Flush(30000).ok());
   EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_publisher_freshness_seconds_count"), 1.0);
   const auto sum = gsau::testing::ScrapeMetric(m.port(), "gsau_publisher_freshness_seconds_sum");
   ASSERT_TRUE(sum.has_value());
   EXPECT_GE(*sum, 2.0);
-  EXPECT_LT(*sum, 60.0) << "the item's 100 s are not in it";
+  EXPECT_LT(*sum, 60.0) << "neither the item's 100 s nor the republished user's hour are in it";
   EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_model_version"), 1001.0);
   // Handed over and acknowledged, by kind (the resumed version's empty publish delivered nothing).
-  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), R"(gsau_publisher_embeddings_delivered_total{kind="user"})"), 1.0);
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), R"(gsau_publisher_embeddings_delivered_total{kind="user"})"), 2.0);
   EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), R"(gsau_publisher_embeddings_delivered_total{kind="item"})"), 1.0);
 }
 

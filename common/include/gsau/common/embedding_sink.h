@@ -26,6 +26,9 @@ struct EmbeddingRecord {
   int64_t event_time_ms = 0;     // time of the event that made this refresh due (freshness)
   std::vector<float> embedding;  // empty when `tombstone`
   bool tombstone = false;        // the id left the model: downstream deletes it
+  // event_time_ms is a click this process applied (not a user published again at a restart,
+  // whose click may be hours old): the sink's freshness measure counts it.
+  bool observe_freshness = true;
 };
 
 class EmbeddingSink {

@@ -21,9 +21,9 @@
 // gsau_errors_total{stage="publisher",kind="delivery"} and gsau_publisher_redelivered_total.
 // A broker the producer cannot reach shows sooner, in gsau_errors_total{stage="publisher",
 // kind="broker"} (librdkafka's client errors, counted whenever the publisher serves reports).
-// gsau_publisher_freshness_seconds observes user records only (event_time_ms: the click that
-// made the record due, to its produce time); an item record is made due by training, not by a
-// click, and its event_time_ms is when it was taken from the model.
+// gsau_publisher_freshness_seconds observes user records with observe_freshness set only
+// (event_time_ms: the click that made the record due, to its produce time); an item record is
+// made due by training, not by a click, and its event_time_ms is when it was taken from the model.
 //
 // Thread safety: Publish/Flush from one thread at a time.
 #pragma once
