@@ -308,10 +308,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                                                                        int timeout_ms) {
     std::map<TopicPartition, std::pair<int64_t, int64_t>> out;
     std::map<TopicPartition, int64_t> low;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
     for (const int64_t end : {RdKafka::Topic::OFFSET_BEGINNING, RdKafka::Topic::OFFSET_END}) {
+      if (end == RdKafka::Topic::OFFSET_END && low.empty()) break;  // nothing to pair the ends with
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       std::vector<RdKafka::TopicPartition*> tps;
       for (const auto& tp : parts) tps.push_back(RdKafka::TopicPartition::create(tp.topic, tp.partition, end));
-      const auto err = consumer->offsetsForTimes(tps, timeout_ms);
+      const auto err = consumer->offsetsForTimes(tps, static_cast<int>(std::max<int64_t>(left, 1)));
       for (auto* tp : tps) {
         if (err != RdKafka::ERR_NO_ERROR || tp->err() != RdKafka::ERR_NO_ERROR || tp->offset() < 0) continue;
         const TopicPartition key{tp->topic(), tp->partition()};
