@@ -630,6 +630,21 @@ struct OnlineLearner::Impl {
     }
     std::vector<Sample> fresh(std::make_move_iterator(pending.begin()), std::make_move_iterator(pending.begin() + n_fresh));
     pending.erase(pending.begin(), pending.begin() + n_fresh);
+    // Until the update, any failure (a loss that is not finite; an exception from a forward or
+    // backward pass, out of memory say) leaves the samples and the gradients as they were:
+    // the fresh samples back in front, no gradient left to add to the next step's (nor of a
+    // table's old size once Observe has grown it).
+    struct UndoUnlessUpdated {
+      Impl* self;
+      std::vector<Sample>* fresh;
+      bool updated = false;
+      ~UndoUnlessUpdated() {
+        if (updated) return;
+        for (auto& a : self->adam) a.param.mutable_grad() = torch::Tensor();
+        self->pending.insert(self->pending.begin(), std::make_move_iterator(fresh->begin()),
+                             std::make_move_iterator(fresh->end()));
+      }
+    } undo{this, &fresh};
     std::vector<const Sample*> batch;
     for (const auto& s : fresh) batch.push_back(&s);
     for (const Sample* s : DrawReplay(n_replay, &r.replay_recent)) batch.push_back(s);
@@ -700,12 +715,12 @@ struct OnlineLearner::Impl {
       r.loss += seq_loss.item<double>();
     }
     if (!std::isfinite(r.loss)) {
-      // Before the update: the weights, the serving copy and the samples stay as they were.
-      for (auto& a : adam) a.param.mutable_grad() = torch::Tensor();
-      pending.insert(pending.begin(), std::make_move_iterator(fresh.begin()), std::make_move_iterator(fresh.end()));
+      // Before the update: the weights and the serving copy stay as they were (`undo` puts the
+      // samples back).
       throw std::runtime_error("loss is not finite at step " + std::to_string(steps + 1) + ": no update made");
     }
     t = Clock::now();
+    undo.updated = true;  // from here the weights move: the samples count as trained
     AdamStep();
     r.optimizer_s = Since(t);
 
