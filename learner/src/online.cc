@@ -314,24 +314,15 @@ struct OnlineLearner::Impl {
     const auto extra =
         (torch::randn({new_cap - cap, d}, growth_gen, torch::TensorOptions().dtype(slot.param.scalar_type())) * std)
             .to(device);
-    // Every grown tensor first, then all swapped in: an allocation that fails (out of memory,
-    // a bogus id asking for millions of rows) leaves the table, its Adam state and the graph
-    // cache at the old size together, not the table grown and the rest behind it for good.
-    auto param = torch::cat({slot.param.detach(), extra}, 0);
-    auto exp_avg = torch::cat({slot.exp_avg, torch::zeros({new_cap - cap, d}, slot.exp_avg.options())}, 0);
-    auto exp_avg_sq = torch::cat({slot.exp_avg_sq, torch::zeros({new_cap - cap, d}, slot.exp_avg.options())}, 0);
-    auto row_step = torch::cat({slot.row_step, torch::zeros({new_cap - cap}, slot.row_step.options())}, 0);
+    slot.param.set_data(torch::cat({slot.param.detach(), extra}, 0));
+    slot.exp_avg = torch::cat({slot.exp_avg, torch::zeros({new_cap - cap, d}, slot.exp_avg.options())}, 0);
+    slot.exp_avg_sq = torch::cat({slot.exp_avg_sq, torch::zeros({new_cap - cap, d}, slot.exp_avg.options())}, 0);
+    slot.row_step = torch::cat({slot.row_step, torch::zeros({new_cap - cap}, slot.row_step.options())}, 0);
     // A new row's snapshot is its current value; its cached layer is dirty until computed.
     auto& snap = users ? snap_users : snap_items;
     auto& t = users ? t_users : t_items;
-    auto new_snap = torch::cat({snap, extra}, 0);
-    auto new_t = torch::cat({t, torch::zeros({new_cap - cap, d}, t.options())}, 0);
-    slot.param.set_data(param);
-    slot.exp_avg = std::move(exp_avg);
-    slot.exp_avg_sq = std::move(exp_avg_sq);
-    slot.row_step = std::move(row_step);
-    snap = std::move(new_snap);
-    t = std::move(new_t);
+    snap = torch::cat({snap, extra}, 0);
+    t = torch::cat({t, torch::zeros({new_cap - cap, d}, t.options())}, 0);
   }
 
   void GrowIds(bool users, int64_t ids) {
