@@ -641,8 +641,12 @@ struct OnlineLearner::Impl {
       ~UndoUnlessUpdated() {
         if (updated) return;
         for (auto& a : self->adam) a.param.mutable_grad() = torch::Tensor();
-        self->pending.insert(self->pending.begin(), std::make_move_iterator(fresh->begin()),
-                             std::make_move_iterator(fresh->end()));
+        try {
+          self->pending.insert(self->pending.begin(), std::make_move_iterator(fresh->begin()),
+                               std::make_move_iterator(fresh->end()));
+        } catch (...) {
+          // Out of memory while unwinding: the samples are lost, the process is not.
+        }
       }
     } undo{this, &fresh};
     std::vector<const Sample*> batch;
@@ -720,8 +724,8 @@ struct OnlineLearner::Impl {
       throw std::runtime_error("loss is not finite at step " + std::to_string(steps + 1) + ": no update made");
     }
     t = Clock::now();
-    undo.updated = true;  // from here the weights move: the samples count as trained
-    AdamStep();
+    AdamStep();  // a failure part-way still drops the gradients and puts the samples back
+    undo.updated = true;
     r.optimizer_s = Since(t);
 
     r.graph_align = ga.item<double>();
