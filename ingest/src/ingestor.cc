@@ -299,10 +299,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
 
  private:
   // The first and the next offset of each partition's log, asked of the brokers in one request
-  // per broker (ListOffsets, through offsetsForTimes: -2 earliest, -1 latest) with one deadline
-  // for all; partitions that did not answer in time are missing. Not query_watermark_offsets:
-  // in this librdkafka (2.0.2) it can block for ever while a partition's leader is unreachable
-  // (librdkafka #2588, fixed in 2.3.0).
+  // per broker (ListOffsets, through offsetsForTimes: -2 earliest, -1 latest) within about
+  // `timeout_ms` (at most 1.5 times it); partitions that did not answer in time are missing.
+  // Not query_watermark_offsets: in this librdkafka (2.0.2) it can block for ever while a
+  // partition's leader is unreachable (librdkafka #2588, fixed in 2.3.0).
   static std::map<TopicPartition, std::pair<int64_t, int64_t>> LogEnds(RdKafka::KafkaConsumer* consumer,
                                                                        const std::vector<TopicPartition>& parts,
                                                                        int timeout_ms) {
@@ -311,7 +311,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
     for (const int64_t end : {RdKafka::Topic::OFFSET_BEGINNING, RdKafka::Topic::OFFSET_END}) {
       if (end == RdKafka::Topic::OFFSET_END && low.empty()) break;  // nothing to pair the ends with
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      // The second call gets at least half the budget: a slow first answer (cold metadata) must
+      // not starve it, or the stored-offset check and the lag would see no partition at all.
+      const auto left = std::max<int64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count(), timeout_ms / 2);
       std::vector<RdKafka::TopicPartition*> tps;
       for (const auto& tp : parts) tps.push_back(RdKafka::TopicPartition::create(tp.topic, tp.partition, end));
       const auto err = consumer->offsetsForTimes(tps, static_cast<int>(std::max<int64_t>(left, 1)));
@@ -334,7 +337,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // beginning and every record below the state's offset would be skipped as one read before, so
   // ingest stops, saying so. Before its start: retention deleted records this state never read
   // (lost to it; consumption goes on from the start). Runs inside the rebalance callback: the
-  // brokers get 2 s in all, and partitions without an answer are not checked.
+  // brokers get about 2 s (3 at most), and partitions without an answer are not checked.
   void CheckStoredOffsets(RdKafka::KafkaConsumer* consumer, const std::map<TopicPartition, int64_t>& stored_offsets) {
     std::vector<TopicPartition> parts;
     for (const auto& [tp, stored] : stored_offsets) parts.push_back(tp);
@@ -749,7 +752,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
 
   // The lag: records of the assigned partitions the state has not reached. The client's cached
   // watermarks come with fetches, and a paused partition is not fetched: then the brokers are
-  // asked (`query`, LogEnds: 1 s in all while they do not answer).
+  // asked (`query`, LogEnds: about 1 s, 1.5 at most, while they do not answer).
   void UpdateLag(bool query = false) {
     last_lag_ = Clock::now();
     if (query) last_lag_query_ = last_lag_;

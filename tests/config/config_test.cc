@@ -81,7 +81,8 @@ TEST(ConfigTest, NegativeBatchSizeNamesTheFieldAndSource) {
   WriteFile(dir.File("list.yaml"), "state:\n  path: [a, b]\n");
   auto list = LoadWith(dir.File("list.yaml"), {}, {});
   ASSERT_FALSE(list.ok());
-  EXPECT_EQ(list.status().message(), "state.path (file " + dir.File("list.yaml") + "): must be a single value, got a list");
+  EXPECT_EQ(list.status().message(),
+            "state.path (file " + dir.File("list.yaml") + "): must be a single value, got a list");
   WriteFile(dir.File("types.yaml"), "ingest:\n  accepted_event_types: [click, view]\n");
   auto types = LoadWith(dir.File("types.yaml"), {}, {});
   ASSERT_TRUE(types.ok()) << types.status();
@@ -151,7 +152,8 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
       {{"metrics.listen_address=foo"}, "metrics.listen_address: expected host:port, got 'foo'"},
       {{"metrics.listen_address=127.0.0.1:99999"},
        "metrics.listen_address: the port must be a number in [0, 65535], got '127.0.0.1:99999'"},
-      {{"metrics.listen_address=:http"}, "metrics.listen_address: the port must be a number in [0, 65535], got ':http'"},
+      {{"metrics.listen_address=:http"},
+       "metrics.listen_address: the port must be a number in [0, 65535], got ':http'"},
       {{"state.path=/data", "learner.checkpoint_dir=/data/checkpoints"},
        "learner.checkpoint_dir: must not lie inside state.path ('/data'), got '/data/checkpoints': a "
        "rollback moves the state directory aside and restores a checkpoint into it"},

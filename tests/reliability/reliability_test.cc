@@ -642,7 +642,8 @@ TEST_F(Reliability, R6StopWhileTheBrokerIsAwayCheckpointsBeforeWaitingForDeliver
   uint64_t through = 0;
   std::ifstream(checkpoint + "/users_published_through") >> through;
   EXPECT_EQ(through, batch) << "every user's record was delivered once the broker returned";
-  Figure(Fmt("checkpoint %.1f s after SIGTERM", written_s) + (waiting ? ", publisher still waiting" : ", process ENDED"));
+  Figure(Fmt("checkpoint %.1f s after SIGTERM", written_s) +
+         (waiting ? ", publisher still waiting" : ", process ENDED"));
   Figure("users_published_through " + std::to_string(through_then) + " then " + std::to_string(through) + " of " +
          std::to_string(batch));
 }
