@@ -296,10 +296,11 @@ void SetProperty(Config& c, const std::string& name, const std::string& value) {
   c.kafka.properties.emplace_back(name, value);
 }
 
-// Sets `key` from `text`; `origin` says where the value came from, for the error.
 // Where each field's value came from ("file F", "environment V", "--set"), for messages.
 using Origins = std::map<std::string, std::string>;
 
+// Sets `key` from `text`; `origin` says where the value came from, for the error (and goes to
+// `origins`).
 Status SetKey(Config& c, const std::string& key, const std::string& text, const std::string& origin,
               Origins* origins = nullptr) {
   if (key.rfind(std::string(kPropertiesKey) + ".", 0) == 0) {
@@ -493,19 +494,15 @@ bool Within(const fs::path& inner, const fs::path& outer) {
   return true;
 }
 
-}  // namespace
-
-Status Validate(const Config& c) { return ValidateFrom(c, nullptr); }
-
-namespace {
-
 Status ValidateFrom(const Config& c, const Origins* origins) {
   for (const auto& f : Table()) {
     const std::string problem = f.check(c);
     if (problem.empty()) continue;
-    const auto origin = origins == nullptr ? Origins::const_iterator() : origins->find(f.key);
-    const bool known = origins != nullptr && origin != origins->end();
-    return Status::InvalidArgument(f.key + (known ? " (" + origin->second + ")" : std::string()) + ": " + problem);
+    std::string from;
+    if (origins != nullptr) {
+      if (const auto it = origins->find(f.key); it != origins->end()) from = " (" + it->second + ")";
+    }
+    return Status::InvalidArgument(f.key + from + ": " + problem);
   }
   // Rules across fields; each names the field to change.
   if (c.ingest.queue_capacity < c.ingest.batch_max_events) {
@@ -565,6 +562,8 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
 }
 
 }  // namespace
+
+Status Validate(const Config& c) { return ValidateFrom(c, nullptr); }
 
 std::string Config::Redacted() const {
   std::string out;
