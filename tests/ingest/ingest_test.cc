@@ -506,11 +506,14 @@ TEST(IngestTest, FullLearnerQueuePausesAndDrainingResumes) {
   EXPECT_EQ(store->Counts().events, clicks.size());
 }
 
-// Takes `events` of room in `queue` with one batch of empty events, as a learner behind would.
-void FillUp(AppliedQueue& queue, size_t events) {
-  AppliedBatch full;
-  full.events.resize(events);
-  queue.Push(std::move(full));
+// Polls `done` every 20 ms for up to `seconds`; its last answer.
+template <typename Done>
+bool WaitUntil(Done done, int seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (!done() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
 }
 
 // A value of the registry (first series of `name` whose labels include `labels`); -1 when none.
@@ -551,18 +554,11 @@ TEST(IngestTest, TheLagGaugeGrowsWhilePaused) {
   Ingestor ingestor(Options(topic), store.get(), &queue, &registry);
   std::atomic<bool> stop{false};
   std::thread t([&] { EXPECT_TRUE(ingestor.Run(stop).ok()); });
-  auto wait_for = [](auto done, int seconds) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (!done() && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return done();
-  };
-  EXPECT_TRUE(wait_for([&] { return ingestor.counters().paused > 0; }, 20));
+  EXPECT_TRUE(WaitUntil([&] { return ingestor.counters().paused > 0; }, 20));
   produce(1000, 3000);
   const int64_t applied = ingestor.counters().applied;
   EXPECT_LE(applied, 400);
-  EXPECT_TRUE(wait_for([&] { return Value(registry, "gsau_ingest_consumer_lag_messages") >= 3000.0 - applied; }, 15))
+  EXPECT_TRUE(WaitUntil([&] { return Value(registry, "gsau_ingest_consumer_lag_messages") >= 3000.0 - applied; }, 15))
       << "lag " << Value(registry, "gsau_ingest_consumer_lag_messages") << ", applied " << applied;
   EXPECT_EQ(ingestor.counters().applied, applied) << "still paused";
   stop = true;
@@ -606,6 +602,33 @@ TEST(IngestTest, ARefusedOffsetCommitIsCounted) {
   EXPECT_GE(Value(registry, "gsau_errors_total", commit), 1);
 }
 
+// Ingest running with the learner's queue full from the start: paused before its first
+// assignment. Stop() (or the destructor) ends it.
+struct PausedIngest {
+  explicit PausedIngest(const IngestOptions& options)
+      : store(OpenState(dir.File("state"))), ingestor(options, store.get(), &queue, &registry) {
+    AppliedBatch full;  // no room left, as with a learner behind
+    full.events.resize(200);
+    queue.Push(std::move(full));
+    thread = std::thread([this] { result = ingestor.Run(stop); });
+  }
+  ~PausedIngest() { Stop(); }
+  void Stop() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+  double Assigned() { return Value(registry, "gsau_ingest_assigned_partitions"); }
+
+  TempDir dir;
+  std::unique_ptr<state::StateStore> store;
+  AppliedQueue queue{200};
+  prometheus::Registry registry;
+  Ingestor ingestor;
+  std::atomic<bool> stop{false};
+  Status result;
+  std::thread thread;
+};
+
 // A partition assigned while ingest is paused (the learner's queue full, the usual state while
 // it lags) is paused right after assign(); librdkafka #2190 (open) describes that sequence
 // losing the assigned offset, so that resume() fetches from the group's committed offset, and
@@ -636,36 +659,18 @@ TEST(IngestTest, APartitionAssignedWhilePausedStartsFromTheStateOffset) {
     RdKafka::TopicPartition::destroy(at);
     c->close();
   }
-  TempDir dir;
-  auto store = OpenState(dir.File("state"));
-  AppliedQueue queue(200);
-  FillUp(queue, 200);  // no room: ingest pauses before its first assignment
-  prometheus::Registry registry;
-  Ingestor ingestor(options, store.get(), &queue, &registry);
-  std::atomic<bool> stop{false};
-  Status result;
-  std::thread t([&] { result = ingestor.Run(stop); });
-  auto assigned = [&] {
-    for (const auto& f : registry.Collect()) {
-      if (f.name == "gsau_ingest_assigned_partitions" && !f.metric.empty()) return f.metric[0].gauge.value;
-    }
-    return 0.0;
-  };
-  const auto joined = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (assigned() < 1 && std::chrono::steady_clock::now() < joined) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_EQ(assigned(), 1) << "the partition was never assigned";
+  PausedIngest in(options);
+  WaitUntil([&] { return in.Assigned() >= 1; }, 30);
+  ASSERT_EQ(in.Assigned(), 1) << "the partition was never assigned";
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // paused, as assigned
-  EXPECT_GE(ingestor.counters().paused, 1);
-  EXPECT_EQ(store->Counts().events, 0u) << "nothing applied while paused";
+  EXPECT_GE(in.ingestor.counters().paused, 1);
+  EXPECT_EQ(in.store->Counts().events, 0u) << "nothing applied while paused";
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (store->Counts().events < clicks.size() && std::chrono::steady_clock::now() < until) queue.Pop(100);
-  stop = true;
-  t.join();
-  EXPECT_TRUE(result.ok()) << result;
-  EXPECT_EQ(store->Counts().events, clicks.size()) << "the records before the committed offset were skipped";
-  EXPECT_EQ(ingestor.counters().applied, static_cast<int64_t>(clicks.size()));
+  while (in.store->Counts().events < clicks.size() && std::chrono::steady_clock::now() < until) in.queue.Pop(100);
+  in.Stop();
+  EXPECT_TRUE(in.result.ok()) << in.result;
+  EXPECT_EQ(in.store->Counts().events, clicks.size()) << "the records before the committed offset were skipped";
+  EXPECT_EQ(in.ingestor.counters().applied, static_cast<int64_t>(clicks.size()));
 }
 
 // librdkafka keeps the application's pause on a partition through its revocation and a later
@@ -678,24 +683,8 @@ TEST(IngestTest, APartitionThatLeftWhilePausedIsConsumedWhenItComesBack) {
   const auto clicks = MakeClicks(600, 60, 60, 9);
   ProduceClicks(KafkaAt(KafkaBootstrap()), topic, clicks);
   IngestOptions options = Options(topic);
-  TempDir dir;
-  auto store = OpenState(dir.File("state"));
-  AppliedQueue queue(200);
-  FillUp(queue, 200);  // no room: ingest pauses before its first assignment
-  prometheus::Registry registry;
-  Ingestor ingestor(options, store.get(), &queue, &registry);
-  std::atomic<bool> stop{false};
-  Status result;
-  std::thread t([&] { result = ingestor.Run(stop); });
-  auto wait_for = [](auto done, int seconds) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (!done() && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return done();
-  };
-  auto assigned = [&] { return Value(registry, "gsau_ingest_assigned_partitions"); };
-  ASSERT_TRUE(wait_for([&] { return assigned() == 2; }, 30)) << "both partitions, paused";
+  PausedIngest in(options);
+  ASSERT_TRUE(WaitUntil([&] { return in.Assigned() == 2; }, 30)) << "both partitions, paused";
   // A second member of the group takes one partition while ingest is paused.
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
@@ -714,27 +703,27 @@ TEST(IngestTest, APartitionThatLeftWhilePausedIsConsumedWhenItComesBack) {
   std::thread other_thread([&] {
     while (!other_stop) std::unique_ptr<RdKafka::Message>(other->consume(50));
   });
-  const bool moved = wait_for([&] { return assigned() == 1; }, 30);
+  const bool moved = WaitUntil([&] { return in.Assigned() == 1; }, 30);
   // The learner drains: ingest resumes the partition it holds and applies it.
   std::thread drain([&] {
-    while (!stop) queue.Pop(50);
+    while (!in.stop) in.queue.Pop(50);
   });
-  const bool half = wait_for([&] { return store->Counts().events > 0 && ingestor.counters().paused >= 1; }, 30);
+  const bool half =
+      WaitUntil([&] { return in.store->Counts().events > 0 && in.ingestor.counters().paused >= 1; }, 30);
   std::this_thread::sleep_for(std::chrono::seconds(1));
   // The other member leaves: the partition comes back to ingest, which is not paused now.
   other_stop = true;
   other_thread.join();
   other->close();
-  const bool back = wait_for([&] { return assigned() == 2; }, 30);
-  const bool all = wait_for([&] { return store->Counts().events == clicks.size(); }, 30);
-  stop = true;
+  const bool back = WaitUntil([&] { return in.Assigned() == 2; }, 30);
+  const bool all = WaitUntil([&] { return in.store->Counts().events == clicks.size(); }, 30);
+  in.Stop();
   drain.join();
-  t.join();
   EXPECT_TRUE(moved) << "the other member never took a partition";
   EXPECT_TRUE(half);
   EXPECT_TRUE(back) << "the partition never came back";
-  EXPECT_TRUE(all) << store->Counts().events << " of " << clicks.size() << " events applied";
-  EXPECT_TRUE(result.ok()) << result;
+  EXPECT_TRUE(all) << in.store->Counts().events << " of " << clicks.size() << " events applied";
+  EXPECT_TRUE(in.result.ok()) << in.result;
 }
 
 TEST(IngestTest, MissingTopicIsRetriedThenConsumed) {
