@@ -185,7 +185,7 @@ int64_t SteadyMs() { return SystemClock::Get().MonotonicNs() / 1'000'000; }
 
 }  // namespace
 
-void KafkaPublisher::CountFailedDeliveries() {
+void KafkaPublisher::CountDeliveryReports() {
   const auto c = producer_->counts();
   if (c.failed > failed_seen_) metrics_->delivery_errors.Increment(static_cast<double>(c.failed - failed_seen_));
   failed_seen_ = c.failed;
@@ -205,7 +205,7 @@ void KafkaPublisher::CountFailedDeliveries() {
 
 Status KafkaPublisher::RedeliverFailed(bool now) {
   producer_->Poll();
-  CountFailedDeliveries();
+  CountDeliveryReports();
   const int64_t t = SteadyMs();
   if (!now && t < next_redelivery_ms_) return Status::Ok();
   auto failed = producer_->TakeFailed();
@@ -253,14 +253,14 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
 
 bool KafkaPublisher::WaitSettled(int timeout_ms) {
   producer_->Flush(timeout_ms).IgnoreError();  // serves the delivery reports; the verdict is below
-  CountFailedDeliveries();
+  CountDeliveryReports();
   const auto c = producer_->counts();
   return c.produced == c.delivered + c.failed && producer_->KeptFailedCount() == 0 && refused_.empty();
 }
 
 std::optional<KafkaPublisher::DeliveryMark> KafkaPublisher::Mark() {
   // The count first: a failure reported after it breaks the mark, one before it is kept below.
-  CountFailedDeliveries();
+  CountDeliveryReports();
   DeliveryMark mark;
   mark.failed = producer_->counts().failed;
   if (producer_->KeptFailedCount() > 0 || !refused_.empty() || producer_->failed_fatally()) return std::nullopt;
@@ -270,7 +270,7 @@ std::optional<KafkaPublisher::DeliveryMark> KafkaPublisher::Mark() {
 
 KafkaPublisher::MarkState KafkaPublisher::Check(const DeliveryMark& mark) {
   const uint64_t reported = producer_->reported_through();
-  CountFailedDeliveries();
+  CountDeliveryReports();
   if (producer_->counts().failed != mark.failed || producer_->failed_fatally()) return MarkState::kBroken;
   return reported >= mark.numbered ? MarkState::kDelivered : MarkState::kPending;
 }

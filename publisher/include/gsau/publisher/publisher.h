@@ -120,7 +120,7 @@ class KafkaPublisher final : public EmbeddingSink {
   std::unique_ptr<Metrics> metrics_;
   const Clock& clock_;
   // Counts deliveries that succeeded or failed, and client errors, since the last call.
-  void CountFailedDeliveries();
+  void CountDeliveryReports();
   // Produces again the records whose delivery failed, if the backoff is due (or `now`).
   Status RedeliverFailed(bool now);
 
