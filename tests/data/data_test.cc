@@ -22,6 +22,18 @@ TEST(InteractionsTest, ReadsTsvWithHeaderSecondsAndFractions) {
   EXPECT_TRUE((*r)[1].has_time);
 }
 
+TEST(InteractionsTest, AutoUnitTakesLargeValuesAsMilliseconds) {
+  TempDir dir;
+  // 1e11 and above are milliseconds (1e11 s would be year 5138); below, seconds.
+  WriteFile(dir.File("a.tsv"), "u1\ti1\t1732600000123\nu1\ti2\t100000000000\nu1\ti3\t99999999999\n");
+  auto r = ReadInteractions(dir.File("a.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ((*r)[0].ts_ms, 1732600000123);
+  EXPECT_EQ((*r)[1].ts_ms, 100000000000);
+  EXPECT_EQ((*r)[2].ts_ms, 99999999999000);
+}
+
 TEST(InteractionsTest, MillisecondUnitIsKeptAsIs) {
   TempDir dir;
   WriteFile(dir.File("a.tsv"), "u\ti\tt\nu1\ti1\t1732600000123\n");

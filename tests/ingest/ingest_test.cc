@@ -735,7 +735,12 @@ TEST(IngestTest, MissingTopicIsRetriedThenConsumed) {
   std::atomic<bool> stop{false};
   Status result;
   std::thread t([&] { result = ingestor.Run(stop); });
-  std::this_thread::sleep_for(std::chrono::seconds(3));  // subscribed to a topic that does not exist
+  // Subscribed to a topic that does not exist: retried, and counted where operators look.
+  const auto topic_errors = [&] {
+    return Value(registry, "gsau_errors_total", {{"stage", "ingest"}, {"kind", "topic_missing"}});
+  };
+  EXPECT_TRUE(WaitUntil([&] { return topic_errors() >= 1; }, 30)) << "errors counted: " << topic_errors();
+  EXPECT_EQ(ingestor.counters().applied, 0);
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
   auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
   const auto clicks = MakeClicks(100, 10, 10, 5);
