@@ -645,7 +645,7 @@ torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
   const auto token_ids = torch::tensor(tokens, torch::kInt64).to(device);
   const auto position_ids = torch::tensor(positions, torch::kInt64).to(device);
   auto h = item_table_->weight.index_select(0, token_ids) + positions_->weight.index_select(0, position_ids);
-  const std::function<uint64_t()> seeds = [this] { return NextDropoutSeed(); };
+  const std::function<uint64_t()> seeds = [this] { return is_training() ? NextDropoutSeed() : 0; };
   h = FastDropout(input_norm_(h), options_.hidden_dropout(), is_training(), seeds());
   const auto offsets_t = torch::tensor(offsets, torch::kInt64);
   for (const auto& block : *blocks_) h = block->as<SasRecBlockImpl>()->forward(h, offsets_t, groups, seeds);

@@ -264,6 +264,64 @@ TEST(Trainer, LearnsPlantedPatternAndResumes) {
   EXPECT_TRUE(std::filesystem::exists(dir.File("best.pt")));
 }
 
+// A run stopped after epoch 2 and resumed repeats the uninterrupted run exactly (Adam state,
+// early-stopping state, the batch order and the dropout masks all restored), and how
+// validation is batched does not touch training.
+TEST(Trainer, ResumedRunRepeatsTheUninterruptedOne) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/200, /*items=*/40, /*seed=*/5));
+  ASSERT_TRUE(d.ok()) << d.status();
+  TrainOptions o;
+  o.dim = 16;
+  o.ffn_dim = 32;
+  o.hidden_dropout = 0.3;
+  o.attn_dropout = 0.3;
+  o.graph_batch = 64;
+  o.seq_batch = 64;
+  o.lr = 5e-3;
+  o.threads = 1;
+  o.device = "cpu";
+  o.progress = false;
+  o.valid_metric_decimals = -1;
+  const auto run = [&](const TrainOptions& options) {
+    auto t = Trainer::Create(*d, options);
+    EXPECT_TRUE(t.ok()) << t.status();
+    auto r = (*t)->Run();
+    EXPECT_TRUE(r.ok()) << r.status();
+    return *r;
+  };
+  gsau::testing::TempDir straight_dir("learner-straight"), resumed_dir("learner-resumed"), other_dir("learner-other");
+  o.max_epochs = 3;
+  o.out_dir = straight_dir.path().string();
+  const TrainReport straight = run(o);
+  ASSERT_EQ(straight.history.size(), 3u);
+
+  o.out_dir = resumed_dir.path().string();
+  o.max_epochs = 2;
+  run(o);
+  o.resume = true;
+  o.max_epochs = 3;
+  const TrainReport resumed = run(o);
+  ASSERT_EQ(resumed.history.size(), 1u);
+  const auto& a = straight.history[2];
+  const auto& b = resumed.history[0];
+  EXPECT_EQ(b.epoch, 3);
+  EXPECT_EQ(b.loss, a.loss);
+  EXPECT_EQ(b.graph_align, a.graph_align);
+  EXPECT_EQ(b.seq_align, a.seq_align);
+  EXPECT_EQ(b.valid.Values(), a.valid.Values());
+  EXPECT_EQ(resumed.best_epoch, straight.best_epoch);
+  EXPECT_EQ(resumed.test.Values(), straight.test.Values());
+
+  // Validation in chunks of 7 users instead of 2048: the same training.
+  o.resume = false;
+  o.max_epochs = 2;
+  o.eval_batch = 7;
+  o.out_dir = other_dir.path().string();
+  const TrainReport chunked = run(o);
+  ASSERT_EQ(chunked.history.size(), 2u);
+  EXPECT_EQ(chunked.history[1].loss, straight.history[1].loss);
+}
+
 TEST(Trainer, BaselinesTrainAStep) {
   auto d = BuildLeaveOneOut(PlantedPattern(60, 20, 4));
   ASSERT_TRUE(d.ok());

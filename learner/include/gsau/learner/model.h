@@ -111,9 +111,15 @@ class GsauModelImpl : public torch::nn::Module {
   // SASRec output at each sequence's last real position: [B, d].
   torch::Tensor SequenceForward(const SequenceBatch& batch);
 
-  // Seeds the dropout masks (the trainer reseeds every epoch, so a resumed run repeats it).
-  void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
-  // A fresh seed for one dropout call.
+  // Seeds the dropout masks and restarts their sequence: the masks after it depend on the seed
+  // and the training calls since, nothing before (the trainer reseeds every epoch, the online
+  // learner every step, so a resumed run repeats an uninterrupted one).
+  void set_dropout_seed(uint64_t seed) {
+    dropout_seed_ = seed;
+    dropout_calls_ = 0;
+  }
+  // A fresh seed for one dropout call. Only training calls draw: inference (validation, user
+  // embeddings between steps) leaves the sequence where it was.
   uint64_t NextDropoutSeed() { return dropout_seed_ + 0x9E3779B97F4A7C15ULL * ++dropout_calls_; }
 
  private:
