@@ -928,14 +928,8 @@ struct OnlineLearner::Impl {
     WriteSamples(ar, "replay", q);
     WriteSamples(ar, "recent", w);
 
-    const std::string tmp = path + ".tmp";
-    ar.save_to(tmp);
-    // Flush the file's data before the rename makes it the checkpoint.
-    GSAU_RETURN_IF_ERROR(SyncPath(tmp));
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) return Status::IoError("renaming " + tmp + " to " + path + ": " + ec.message());
-    return Status::Ok();
+    // Synced before the rename makes it the checkpoint; a full disk is an error, not an abort.
+    return WriteFileAtomically(path, [&](const ByteSink& sink) { ar.save_to(sink); });
   }
 
   Result<OnlineWatermark> Load(const std::string& path) {

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "gsau/common/file.h"
 #include "gsau/common/log.h"
 #include "gsau/common/progress.h"
 #include "gsau/learner/loss.h"
@@ -55,33 +56,14 @@ Status TorchError(const c10::Error& e, const std::string& what) {
   return Status::Internal(what + ": torch: " + e.what_without_backtrace());
 }
 
-// Saves an archive to `path` through a temporary file and a rename, so that a crash leaves
-// either the old file or the new one.
+// Through WriteFileAtomically: a crash leaves the old file or the new one, and a full disk is
+// an error (LibTorch's own file writer aborts the process then).
 Status SaveAtomically(torch::serialize::OutputArchive& archive, const fs::path& path) {
-  const fs::path tmp = path.string() + ".tmp";
-  try {
-    archive.save_to(tmp.string());
-  } catch (const c10::Error& e) {
-    return TorchError(e, "writing " + tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Status::IoError("renaming " + tmp.string() + ": " + ec.message());
-  return Status::Ok();
+  return WriteFileAtomically(path.string(), [&](const ByteSink& sink) { archive.save_to(sink); });
 }
 
 Status WriteTextAtomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << text;
-    f.flush();
-    if (!f) return Status::IoError("writing " + tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Status::IoError("renaming " + tmp.string() + ": " + ec.message());
-  return Status::Ok();
+  return WriteFileAtomically(path.string(), [&](const ByteSink& sink) { sink(text.data(), text.size()); });
 }
 
 // Key of the k-th best parameter in a checkpoint. (Appended, not "p" + to_string: GCC 12

@@ -2,10 +2,15 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
 #include "gsau/common/clock.h"
+#include "gsau/common/file.h"
 #include "gsau/common/memory.h"
 #include "gsau/common/progress.h"
 #include "gsau/common/status.h"
@@ -42,6 +47,49 @@ TEST(StatusTest, ResultPropagatesThroughMacros) {
   EXPECT_EQ(s.message(), "3 is odd");
   EXPECT_EQ(Half(5).status().message(), "5 is odd");
   EXPECT_EQ(*Half(8), 4);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+TEST(FileTest, WriteFileAtomicallyReplacesWholeOrNotAtAll) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gsau-file-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "f").string();
+  ASSERT_TRUE(WriteFileAtomically(path, [](const ByteSink& sink) {
+                EXPECT_EQ(sink("ab", 2), 2u);
+                EXPECT_EQ(sink("cd", 2), 2u);
+              }).ok());
+  EXPECT_EQ(ReadAll(path), "abcd");
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+
+  // A producer that throws half-way: the old file stays, no temporary is left.
+  const Status thrown = WriteFileAtomically(path, [](const ByteSink& sink) {
+    sink("xy", 2);
+    throw std::runtime_error("serializer broke");
+  });
+  EXPECT_EQ(thrown.code(), StatusCode::kIoError);
+  EXPECT_NE(thrown.message().find("serializer broke"), std::string::npos) << thrown;
+  EXPECT_EQ(ReadAll(path), "abcd");
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+
+  // A full disk (the temporary file is /dev/full): the sink still takes every byte (a caller
+  // that checks the count must not throw), the error comes back, the old file stays.
+  std::filesystem::create_symlink("/dev/full", path + ".tmp");
+  size_t taken = 0;
+  const Status full = WriteFileAtomically(path, [&](const ByteSink& sink) {
+    for (int k = 0; k < 3; ++k) taken += sink("0123456789", 10);
+  });
+  EXPECT_EQ(taken, 30u);
+  EXPECT_EQ(full.code(), StatusCode::kIoError);
+  EXPECT_NE(full.message().find(std::strerror(ENOSPC)), std::string::npos) << full;
+  EXPECT_EQ(ReadAll(path), "abcd");
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ClockTest, ManualClockMovesOnlyWhenAdvanced) {

@@ -653,6 +653,28 @@ TEST(OnlineLearner, TakeChangedItemsReturnsRowsThatMoved) {
   }
 }
 
+// A full disk while a checkpoint is written: an error the pipeline can report and retry, and
+// the previous checkpoint intact (LibTorch's own file writer aborted the process: exit 134).
+TEST(OnlineLearner, SaveOnAFullDiskIsAnErrorAndKeepsThePreviousFile) {
+  testing::TempDir dir;
+  const std::string path = dir.File("online.pt");
+  OnlineOptions o = SmallOptions();
+  o.batch_size = 16;
+  auto a = Make(o);
+  ASSERT_TRUE(a->Observe(RandomStream(9, 10).Take(80)).ok());
+  ASSERT_TRUE(a->Step().ok());
+  ASSERT_TRUE(a->Save(path, {5, 1}).ok());
+  std::filesystem::create_symlink("/dev/full", path + ".tmp");
+  const Status s = a->Save(path, {6, 2});
+  EXPECT_EQ(s.code(), StatusCode::kIoError) << s;
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  auto b = Make(o);
+  const auto wm = b->Load(path);
+  ASSERT_TRUE(wm.ok()) << wm.status();
+  EXPECT_EQ(wm->state_batch_seq, 5u);
+  EXPECT_EQ(wm->model_version, 1);
+}
+
 TEST(OnlineLearner, SaveLoadRoundTripKeepsScoresStateAndWatermark) {
   testing::TempDir dir;
   const std::string path = dir.File("online.pt");
