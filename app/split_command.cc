@@ -5,7 +5,6 @@
 // the offline run (`gsau run --init-offline`) on a state holding `offline` then streams
 // `online`, and `gsau evaluate` scores it on the same test split as the offline runs.
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -23,20 +22,6 @@ struct SplitArgs {
   int max_len = 50;
   std::string offline_out, online_out;
 };
-
-Status WriteTsv(const std::string& path, const std::vector<data::Interaction>& events) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!f) return Status::IoError("cannot write " + tmp);
-    f << "user_id\titem_id\ttimestamp_ms\n";
-    for (const auto& e : events) f << e.user_id << '\t' << e.item_id << '\t' << e.ts_ms << '\n';
-    f.flush();
-    if (!f) return Status::IoError("write failed: " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::IoError("cannot rename " + tmp + " to " + path);
-  return Status::Ok();
-}
 
 int RunSplit(const SplitArgs& a) {
   data::ReadOptions ro;
@@ -62,7 +47,7 @@ int RunSplit(const SplitArgs& a) {
     return kExitFailure;
   }
   for (const auto& [path, stream] : {std::pair{a.offline_out, &split->offline}, std::pair{a.online_out, &split->online}}) {
-    if (auto s = WriteTsv(path, *stream); !s.ok()) {
+    if (auto s = data::WriteInteractionsTsv(path, *stream); !s.ok()) {
       std::cerr << "gsau split: " << s.ToString() << "\n";
       return kExitFailure;
     }

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string_view>
+#include <unordered_map>
 
 #if defined(GSAU_HAVE_ZLIB)
 #include <zlib.h>
@@ -50,11 +52,6 @@ bool ParseDouble(std::string_view s, double* out) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(*out);
 }
 
-int64_t ToMs(double v, TimeUnit unit) {
-  const bool seconds = unit == TimeUnit::kSeconds || (unit == TimeUnit::kAuto && std::fabs(v) < 1e11);
-  return static_cast<int64_t>(std::llround(seconds ? v * 1000.0 : v));
-}
-
 template <typename Fn>
 void ForEachLine(const std::string& text, Fn&& fn) {
   size_t start = 0;
@@ -72,16 +69,46 @@ Status LineError(const std::string& path, int64_t lineno, const std::string& wha
   return Status::InvalidArgument(path + ":" + std::to_string(lineno) + ": " + what);
 }
 
+// False when the time's milliseconds do not fit in an int64 (llround would give INT64_MIN,
+// which silently moves the event to the start of the stream).
+bool ToMs(double v, TimeUnit unit, int64_t* ms) {
+  const bool seconds = unit == TimeUnit::kSeconds || (unit == TimeUnit::kAuto && std::fabs(v) < 1e11);
+  const double x = seconds ? v * 1000.0 : v;
+  if (!(x >= -0x1p63 && x < 0x1p63)) return false;  // also false for NaN and infinities
+  *ms = static_cast<int64_t>(std::llround(x));
+  return true;
+}
+
+std::string OutOfRange(std::string_view what, std::string_view value) {
+  return std::string(what) + " '" + std::string(value) +
+         "' is out of range (its milliseconds must fit in a signed 64-bit integer)";
+}
+
+// Lines of `text` as ForEachLine counts them, blank lines at the end left out.
+int64_t CountLines(const std::string& text) {
+  int64_t lines = 0;
+  ForEachLine(text, [&](std::string_view line, int64_t lineno) {
+    if (!SplitWs(line).empty()) lines = lineno;
+    return true;
+  });
+  return lines;
+}
+
 Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::string& text,
                                          const ReadOptions& opt) {
   std::vector<Interaction> out;
   Status error;
+  TimeUnit unit = opt.time_unit;
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
     if (line.empty() || line == "\r") return true;
     auto f = SplitTabs(line);
     if (lineno == 1) {
       double ignored;
-      if (f.size() < 3 || !ParseDouble(f[2], &ignored)) return true;  // the header
+      if (f.size() < 3 || !ParseDouble(f[2], &ignored)) {  // the header
+        // What `gsau split` writes: milliseconds, which the automatic unit would take as seconds below 1e11.
+        if (unit == TimeUnit::kAuto && f.size() >= 3 && f[2] == kTsvMillisecondsColumn) unit = TimeUnit::kMilliseconds;
+        return true;
+      }
     }
     if (f.size() < 3) {
       error = LineError(path, lineno, "expected user<TAB>item<TAB>timestamp, got " +
@@ -97,8 +124,12 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
       error = LineError(path, lineno, "empty user or item id");
       return false;
     }
-    out.push_back({std::string(f[0]), std::string(f[1]), ToMs(ts, opt.time_unit),
-                   static_cast<int64_t>(out.size()), true});
+    int64_t ts_ms;
+    if (!ToMs(ts, unit, &ts_ms)) {
+      error = LineError(path, lineno, OutOfRange("timestamp", f[2]));
+      return false;
+    }
+    out.push_back({std::string(f[0]), std::string(f[1]), ts_ms, static_cast<int64_t>(out.size()), true});
     return opt.limit <= 0 || static_cast<int64_t>(out.size()) < opt.limit;
   });
   if (!error.ok()) return error;
@@ -115,15 +146,32 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
       times_by_line.push_back(SplitWs(line));
       return true;
     });
+    const int64_t items_lines = CountLines(text);
+    const int64_t times_lines = CountLines(times_text);
+    if (items_lines != times_lines) {
+      return Status::InvalidArgument(path + " has " + std::to_string(items_lines) + " lines but its times file " +
+                                     opt.times_path + " has " + std::to_string(times_lines) +
+                                     ": the times file needs one line per user line, in the same order");
+    }
   }
   std::vector<Interaction> out;
   Status error;
   size_t index = 0;
+  // Where each user's line is: a second line of the same user would be interleaved with the
+  // first by position, and a space-separated `user item timestamp` table comes out this way.
+  std::unordered_map<std::string_view, int64_t> line_of_user;
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
     auto f = SplitWs(line);
     if (f.empty()) {
       ++index;
       return true;
+    }
+    if (auto [it, first] = line_of_user.try_emplace(f[0], lineno); !first) {
+      error = LineError(path, lineno, "user '" + std::string(f[0]) + "' already has a line (line " +
+                                          std::to_string(it->second) +
+                                          "); per-user lines need one line per user (a user<TAB>item<TAB>timestamp "
+                                          "table must separate its columns with tabs)");
+      return false;
     }
     const std::vector<std::string_view>* times = nullptr;
     if (!opt.times_path.empty()) {
@@ -144,7 +192,10 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
           error = LineError(opt.times_path, lineno, "time '" + std::string((*times)[k]) + "' is not a number");
           return false;
         }
-        ts = ToMs(t, opt.time_unit);
+        if (!ToMs(t, opt.time_unit, &ts)) {
+          error = LineError(opt.times_path, lineno, OutOfRange("time", (*times)[k]));
+          return false;
+        }
       }
       out.push_back({std::string(f[0]), std::string(f[k]), ts, static_cast<int64_t>(k - 1), times != nullptr});
       if (opt.limit > 0 && static_cast<int64_t>(out.size()) >= opt.limit) return false;
@@ -179,6 +230,20 @@ Result<std::string> ReadFileText(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+Status WriteInteractionsTsv(const std::string& path, const std::vector<Interaction>& events) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    if (!f) return Status::IoError("cannot write " + tmp);
+    f << "user_id\titem_id\t" << kTsvMillisecondsColumn << '\n';
+    for (const auto& e : events) f << e.user_id << '\t' << e.item_id << '\t' << e.ts_ms << '\n';
+    f.flush();
+    if (!f) return Status::IoError("write failed: " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::IoError("cannot rename " + tmp + " to " + path);
+  return Status::Ok();
 }
 
 Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const ReadOptions& options) {

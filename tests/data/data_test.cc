@@ -90,6 +90,109 @@ TEST(InteractionsTest, ErrorsNameTheFileAndLine) {
   EXPECT_NE(m.status().message().find("not aligned"), std::string::npos) << m.status();
 }
 
+// The message of a read of `path` that must fail.
+std::string ReadError(const std::string& path, const ReadOptions& options = {}) {
+  auto r = ReadInteractions(path, options);
+  EXPECT_FALSE(r.ok()) << path << " read " << (r.ok() ? r->size() : 0) << " interactions";
+  return r.ok() ? "" : r.status().message();
+}
+
+TEST(InteractionsTest, UserLinesRejectARepeatedUser) {
+  TempDir dir;
+  // Two lines of user 1 were interleaved by position with each other.
+  WriteFile(dir.File("items.txt"), "1 10 11\n2 12\n1 13\n");
+  std::string m = ReadError(dir.File("items.txt"));
+  EXPECT_NE(m.find("items.txt:3: user '1'"), std::string::npos) << m;
+  EXPECT_NE(m.find("line 1"), std::string::npos) << m;
+
+  // A space-separated table (no tab on the first line) was read as per-user lines, its
+  // timestamps as items; with or without a header, its users repeat.
+  WriteFile(dir.File("spaces.tsv"), "user_id item_id timestamp\nu1 i1 100\nu2 i2 200\nu1 i3 300\n");
+  m = ReadError(dir.File("spaces.tsv"));
+  EXPECT_NE(m.find("spaces.tsv:4: user 'u1' already has a line (line 2)"), std::string::npos) << m;
+  EXPECT_NE(m.find("tabs"), std::string::npos) << m;
+  WriteFile(dir.File("bare.tsv"), "u1 i1 100\nu1 i2 200\n");
+  m = ReadError(dir.File("bare.tsv"));
+  EXPECT_NE(m.find("bare.tsv:2: user 'u1'"), std::string::npos) << m;
+}
+
+TEST(InteractionsTest, TimesOutOfRangeAreErrors) {
+  TempDir dir;
+  // llround gave INT64_MIN for these, which put the event first.
+  for (const std::string t : {"1e30", "-1e30", "9300000000000000000", "1e300"}) {
+    WriteFile(dir.File("a.tsv"), "u\ti\tt\nu1\ti1\t10\nu1\ti2\t" + t + "\n");
+    const std::string m = ReadError(dir.File("a.tsv"));
+    EXPECT_NE(m.find("a.tsv:3: timestamp '" + t + "' is out of range"), std::string::npos) << m;
+  }
+  // Seconds that overflow once made milliseconds.
+  WriteFile(dir.File("s.tsv"), "u\ti\tt\nu1\ti1\t10\nu1\ti2\t1e17\n");
+  ReadOptions seconds;
+  seconds.time_unit = TimeUnit::kSeconds;
+  std::string m = ReadError(dir.File("s.tsv"), seconds);
+  EXPECT_NE(m.find("s.tsv:3: timestamp '1e17' is out of range"), std::string::npos) << m;
+
+  WriteFile(dir.File("items.txt"), "1 10 11\n2 12\n");
+  WriteFile(dir.File("times.txt"), "1 100 200\n2 1e30\n");
+  ReadOptions o;
+  o.times_path = dir.File("times.txt");
+  m = ReadError(dir.File("items.txt"), o);
+  EXPECT_NE(m.find("times.txt:2: time '1e30' is out of range"), std::string::npos) << m;
+
+  // The largest that fit still read.
+  WriteFile(dir.File("ok.tsv"), "u\ti\tt\nu1\ti1\t9000000000000000000\nu1\ti2\t-9000000000000000000\n");
+  auto r = ReadInteractions(dir.File("ok.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].ts_ms, 9000000000000000000);
+  EXPECT_EQ((*r)[1].ts_ms, -9000000000000000000);
+}
+
+TEST(InteractionsTest, TimesFileMustHaveTheItemsFileLineCount) {
+  TempDir dir;
+  WriteFile(dir.File("items.txt"), "1 10 11\n2 12\n");
+  ReadOptions o;
+  o.times_path = dir.File("times.txt");
+  // Longer: the extra line was ignored.
+  WriteFile(dir.File("times.txt"), "1 100 200\n2 150\n3 300\n");
+  std::string m = ReadError(dir.File("items.txt"), o);
+  EXPECT_NE(m.find("items.txt has 2 lines but its times file " + o.times_path + " has 3"), std::string::npos) << m;
+  // Shorter: was "not aligned with line 2 (user id or length differs)".
+  WriteFile(dir.File("times.txt"), "1 100 200\n");
+  m = ReadError(dir.File("items.txt"), o);
+  EXPECT_NE(m.find("items.txt has 2 lines but its times file " + o.times_path + " has 1"), std::string::npos) << m;
+  // A blank line at the end of either file is no line.
+  WriteFile(dir.File("times.txt"), "1 100 200\n2 150\n\n");
+  EXPECT_TRUE(ReadInteractions(dir.File("items.txt"), o).ok());
+}
+
+TEST(InteractionsTest, MillisecondHeaderReadsSmallTimesAsMilliseconds) {
+  TempDir dir;
+  // What `gsau split` writes: small (synthetic) times were read as seconds, multiplied by 1000.
+  const std::vector<Interaction> events = {{"u1", "i1", 5, 0, true}, {"u2", "i2", 1700, 1, true},
+                                           {"u1", "i3", 1732600000123, 2, true}};
+  ASSERT_TRUE(WriteInteractionsTsv(dir.File("split.tsv"), events).ok());
+  auto r = ReadInteractions(dir.File("split.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), events.size());
+  for (size_t k = 0; k < events.size(); ++k) {
+    EXPECT_EQ((*r)[k].user_id, events[k].user_id);
+    EXPECT_EQ((*r)[k].item_id, events[k].item_id);
+    EXPECT_EQ((*r)[k].ts_ms, events[k].ts_ms) << k;
+  }
+  // `timestamp_s` and `timestamp` keep the automatic unit; an explicit unit wins over the header.
+  for (const std::string column : {"timestamp", "timestamp_s"}) {
+    WriteFile(dir.File("a.tsv"), "user_id\titem_id\t" + column + "\nu1\ti1\t5\nu1\ti2\t1732600000123\n");
+    r = ReadInteractions(dir.File("a.tsv"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ((*r)[0].ts_ms, 5000) << column;
+    EXPECT_EQ((*r)[1].ts_ms, 1732600000123) << column;
+  }
+  ReadOptions seconds;
+  seconds.time_unit = TimeUnit::kSeconds;
+  r = ReadInteractions(dir.File("split.tsv"), seconds);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].ts_ms, 5000);
+}
+
 TEST(InteractionsTest, ReadsGzipAndHonoursLimit) {
   TempDir dir;
   WriteFile(dir.File("a.tsv"), "u\ti\tt\nu1\ti1\t1\nu1\ti2\t2\nu2\ti1\t3\n");

@@ -1,13 +1,18 @@
-// Reading interaction datasets: the formats of ../shared/datasets, in project types only.
+// Reading interaction datasets: the formats of ../shared/datasets, in project types only; and
+// writing the TSV that `gsau split` produces.
 //
-// Formats (chosen by ReadOptions::format, or detected from the first line):
+// Formats (chosen by ReadOptions::format, or detected from the first line: kTsv when it has a
+// tab and 3 or more fields, else kUserLines):
 //  - kTsv: a header line, then `user_id<TAB>item_id<TAB>timestamp[<TAB>...]` (extra columns
 //    ignored). Timestamps are numbers in seconds (fractions allowed) or milliseconds, see
-//    TimeUnit. Gzip-compressed when the name ends in .gz (needs zlib at build time).
-//  - kUserLines: one line per user, `uid i1 i2 ...` in the user's order, optionally with an
-//    aligned times file of the same shape (`uid t1 t2 ...`, seconds). Without times, an
-//    event's time is its position in the user's line (0, 1, 2, ...), so time order
-//    interleaves users round-robin.
+//    TimeUnit; a header whose third column is `timestamp_ms` (kTsvMillisecondsColumn) makes
+//    kAuto read milliseconds (an explicit unit wins). Gzip-compressed when the name ends in .gz
+//    (needs zlib at build time).
+//  - kUserLines: one line per user (a user id on two lines is an error), `uid i1 i2 ...` in
+//    the user's order, optionally with an aligned times file of the same shape and line count
+//    (`uid t1 t2 ...`, seconds). Without times, an event's time is its position in the user's
+//    line (0, 1, 2, ...), so time order interleaves users round-robin.
+// A time whose milliseconds do not fit in int64 is an error.
 //
 // Ids stay external strings here; dense ids are given by whoever consumes the events.
 // Thread safety: free functions, no shared state.
@@ -15,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gsau/common/status.h"
@@ -33,11 +39,16 @@ struct Interaction {
 enum class Format { kAuto, kTsv, kUserLines };
 enum class TimeUnit { kAuto, kSeconds, kMilliseconds };
 
+// The third column of a TSV header that says its timestamps are milliseconds, whatever their
+// magnitude (`timestamp` or `timestamp_s` leave the unit to ReadOptions::time_unit).
+inline constexpr std::string_view kTsvMillisecondsColumn = "timestamp_ms";
+
 struct ReadOptions {
   Format format = Format::kAuto;
   // For kUserLines: the aligned times file; empty = no times.
   std::string times_path;
-  // kAuto: values below 1e11 are taken as seconds (1e11 s is year 5138; 1e11 ms is 1973).
+  // kAuto: values below 1e11 are taken as seconds (1e11 s is year 5138; 1e11 ms is 1973),
+  // unless a TSV's header names its third column kTsvMillisecondsColumn (then milliseconds).
   TimeUnit time_unit = TimeUnit::kAuto;
   // Stop after this many interactions (0 = all).
   int64_t limit = 0;
@@ -50,6 +61,11 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path,
 // Sorts by (ts_ms, user_id, order): event-time order with deterministic ties, each user's
 // own order kept.
 void SortByTime(std::vector<Interaction>& events);
+
+// Writes `events` to `path` as a TSV that ReadInteractions reads back equal (user, item and
+// ts_ms; a `user_id item_id timestamp_ms` header), through `path`.tmp renamed over `path`.
+// IoError naming the file.
+Status WriteInteractionsTsv(const std::string& path, const std::vector<Interaction>& events);
 
 // Reads a whole file, transparently gunzipping names ending in .gz.
 Result<std::string> ReadFileText(const std::string& path);
