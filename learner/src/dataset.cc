@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <sstream>
 #include <unordered_map>
 
 namespace gsau::learner {
@@ -101,13 +102,14 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
     }
   }
   std::vector<int32_t> kept = n_train;
+  size_t keep = 0;  // how many of train_events the fraction keeps
   if (options.train_fraction < 1.0) {
     // The first fraction of the training stream in global order. A user's training items are
     // in that order too, so what is kept of each user is a prefix.
     std::sort(train_events.begin(), train_events.end(), [](const TrainEvent& a, const TrainEvent& b) {
       return StreamBefore(a.ts, a.order, a.user, b.ts, b.order, b.user);
     });
-    const auto keep = static_cast<size_t>(options.train_fraction * static_cast<double>(train_events.size()));
+    keep = static_cast<size_t>(options.train_fraction * static_cast<double>(train_events.size()));
     std::fill(kept.begin(), kept.end(), 0);
     for (size_t k = 0; k < keep; ++k) ++kept[static_cast<size_t>(train_events[k].user)];
   }
@@ -122,8 +124,21 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
       d.test_samples.push_back({user, n - 1, seq[static_cast<size_t>(n - 1)]});
     }
   }
-  if (d.train_samples.empty() || d.valid_samples.empty()) {
+  if (d.valid_samples.empty()) {
     return Status::InvalidArgument("dataset too small: no user has 3 or more interactions");
+  }
+  if (d.train_samples.empty()) {
+    // A training sample needs 2 kept training items of one user (the first is only a prefix).
+    if (std::none_of(n_train.begin(), n_train.end(), [](int32_t n) { return n >= 2; })) {
+      return Status::InvalidArgument(
+          "dataset too small: no training sample: every user has 1 or 3 interactions (a sample needs 2 training "
+          "items of one user: a user of 4 or more trains on all but its last 2, a user of 2 on both)");
+    }
+    // Only a train_fraction < 1 keeps fewer than n_train.
+    std::ostringstream m;
+    m << "train_fraction " << options.train_fraction << " leaves no training sample: the first " << keep << " of the "
+      << train_events.size() << " training interactions hold no 2 of one user; raise train_fraction";
+    return Status::InvalidArgument(m.str());
   }
   return d;
 }
