@@ -217,7 +217,7 @@ const std::vector<Field>& Table() {
                "Memtable size of each large column family (more: fewer flushes, longer WAL replay).", 1, 1 << 16),
       IntField("state.min_free_disk_mb", &C::state, &StateSection::min_free_disk_mb, "MiB",
                "Free disk space the state keeps: below it, ingest holds its batch and stops consuming until space "
-               "returns (0: no check).",
+               "returns, and start-up fails below it or 64 MiB, whichever is lower (0: no check).",
                0, 1 << 24),
       StringField("state.compression", &C::state, &StateSection::compression,
                   "Compression of SST levels >= 2.", {"none", "lz4", "zstd"}),

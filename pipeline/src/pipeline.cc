@@ -180,6 +180,7 @@ struct Metrics {
                                .Register(r)
                                .Add({}, std::vector<double>{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
         learner_errors(metrics::ErrorCounter(r, "learner", "internal")),
+        checkpoint_errors(metrics::ErrorCounter(r, "learner", "checkpoint")),
         publish_errors(metrics::ErrorCounter(r, "publisher", "publish")) {}
 
   prometheus::Counter& steps;
@@ -201,6 +202,7 @@ struct Metrics {
   prometheus::Counter& checkpoints;
   prometheus::Histogram& checkpoint_seconds;
   prometheus::Counter& learner_errors;
+  prometheus::Counter& checkpoint_errors;
   prometheus::Counter& publish_errors;
 };
 
@@ -785,24 +787,20 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
+  // Counted in gsau_errors_total{stage="learner",kind="checkpoint"} on failure, with nothing
+  // half-written left behind; the previous checkpoints stay as they were.
   Status Checkpoint() {
     const auto t0 = SteadyClock::now();
     std::error_code ec;
-    fs::create_directories(opt.checkpoint_dir, ec);
-    if (ec) return Status::Internal("creating " + opt.checkpoint_dir + ": " + ec.message());
     char name[64];
     std::snprintf(name, sizeof name, "ckpt-%012llu", static_cast<unsigned long long>(watermark));
     const fs::path final_dir = fs::path(opt.checkpoint_dir) / name;
     const fs::path tmp = fs::path(opt.checkpoint_dir) / (std::string(name) + std::string(kTmpSuffix));
-    fs::remove_all(tmp, ec);
-    fs::create_directories(tmp, ec);
-    if (ec) return Status::Internal("creating " + tmp.string() + ": " + ec.message());
-    GSAU_RETURN_IF_ERROR(learner->Save((tmp / "model.pt").string(), {watermark, version.load()}));
-    GSAU_RETURN_IF_ERROR(store->CreateCheckpoint((tmp / "state").string()).status());
-    GSAU_RETURN_IF_ERROR(WriteUsersPublishedThrough(tmp / kUsersPublishedThrough));
-    // The learner syncs model.pt and RocksDB the state checkpoint; the rest is ours to sync.
-    GSAU_RETURN_IF_ERROR(SyncPath(tmp.string()));
-    GSAU_RETURN_IF_ERROR(InstallCheckpoint(tmp.string(), final_dir.string()));
+    if (Status s = WriteCheckpoint(tmp, final_dir); !s.ok()) {
+      fs::remove_all(tmp, ec);  // a full disk's space back, at least what it took
+      m->checkpoint_errors.Increment();
+      return s.WithContext("checkpoint " + final_dir.string());
+    }
     last_checkpoint_dir = final_dir;
     auto all = ListCheckpoints(opt.checkpoint_dir);
     for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) fs::remove_all(all[k], ec);
@@ -814,6 +812,21 @@ struct Pipeline::Impl {
     }
     GSAU_LOG_INFO("pipeline: checkpoint {} ({:.2f} s)", final_dir.string(), SecondsSince(t0));
     return Status::Ok();
+  }
+
+  Status WriteCheckpoint(const fs::path& tmp, const fs::path& final_dir) {
+    std::error_code ec;
+    fs::create_directories(opt.checkpoint_dir, ec);
+    if (ec) return Status::IoError("creating " + opt.checkpoint_dir + ": " + ec.message());
+    fs::remove_all(tmp, ec);
+    fs::create_directories(tmp, ec);
+    if (ec) return Status::IoError("creating " + tmp.string() + ": " + ec.message());
+    GSAU_RETURN_IF_ERROR(learner->Save((tmp / "model.pt").string(), {watermark, version.load()}));
+    GSAU_RETURN_IF_ERROR(store->CreateCheckpoint((tmp / "state").string()).status());
+    GSAU_RETURN_IF_ERROR(WriteUsersPublishedThrough(tmp / kUsersPublishedThrough));
+    // The learner syncs model.pt and RocksDB the state checkpoint; the rest is ours to sync.
+    GSAU_RETURN_IF_ERROR(SyncPath(tmp.string()));
+    return InstallCheckpoint(tmp.string(), final_dir.string());
   }
 
   // Writes users_published_through (never past the checkpoint's own batch) to `file`, synced.
@@ -962,7 +975,12 @@ struct Pipeline::Impl {
         last_preq = SteadyClock::now();
       }
       if (SecondsSince(last_ckpt) >= opt.checkpoint_interval_s) {
-        GSAU_RETURN_IF_ERROR(Checkpoint());
+        // A failed checkpoint (a full disk) is not the learner's failure: the state holds every
+        // applied event and the previous checkpoint stands; the next interval tries again.
+        // Stopping instead made a container restart into the same full disk, again and again.
+        if (Status s = Checkpoint(); !s.ok()) {
+          GSAU_LOG_ERROR("pipeline: {}; trying again in {} s", s.ToString(), opt.checkpoint_interval_s);
+        }
         last_ckpt = SteadyClock::now();
       }
     }

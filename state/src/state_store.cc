@@ -88,15 +88,17 @@ class StateStore::Impl {
   Status CloseDb();
   Result<BatchResult> Apply(std::span<const ClickEvent> events,
                             std::span<const PartitionOffset> offsets);
-  Status CheckFreeSpace() const {
-    if (options_.min_free_disk_bytes == 0) return Status::Ok();
+  // Unavailable when the disk of the store has less than `floor` bytes free (0: no check);
+  // `then` says what the store does not do.
+  Status CheckFreeSpace(uint64_t floor, std::string_view then) const {
+    if (floor == 0) return Status::Ok();
     struct statvfs fs {};
     if (statvfs(options_.path.c_str(), &fs) != 0) return Status::Ok();  // unknown: let the write say
     const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-    if (free_bytes >= options_.min_free_disk_bytes) return Status::Ok();
+    if (free_bytes >= floor) return Status::Ok();
     return Status::Unavailable("state: " + std::to_string(free_bytes >> 10) + " KiB free on the disk of " +
-                               options_.path + ", below the " + std::to_string(options_.min_free_disk_bytes >> 10) +
-                               " KiB it must keep (state.min_free_disk_mb): not writing until space returns");
+                               options_.path + ", below the " + std::to_string(floor >> 10) +
+                               " KiB it must keep (state.min_free_disk_mb): " + std::string(then));
   }
 
   Result<std::vector<SessionEntry>> Session(UserId user) const;
@@ -246,6 +248,11 @@ Status StateStore::Impl::OpenDb() {
   } else {
     fs::create_directories(options_.path, ec);
     if (ec) return Status::IoError("state: cannot create " + options_.path + ": " + ec.message());
+    // RocksDB writes as it opens (a manifest, a log); on a full disk the librocksdb of Debian
+    // 12 fails an assertion there and aborts the process. The floor, up to 64 MiB: enough to
+    // open, and a store whose writes hold on a higher floor still opens to be read.
+    GSAU_RETURN_IF_ERROR(CheckFreeSpace(std::min<uint64_t>(options_.min_free_disk_bytes, uint64_t{64} << 20),
+                                        "not opening the store until space returns"));
     GSAU_RETURN_IF_ERROR(FromRocks(
         rocksdb::DB::Open(setup_.db, options_.path, setup_.families, &handles, &raw),
         "state: open " + options_.path));
@@ -466,7 +473,7 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
   if (!db_) return Status::Aborted("state: store is closed");
   if (options_.read_only) return Status::InvalidArgument("state: " + options_.path + " is open read-only");
   for (size_t k = 0; k < events.size(); ++k) GSAU_RETURN_IF_ERROR(ValidateEvent(events[k], k));
-  GSAU_RETURN_IF_ERROR(CheckFreeSpace());
+  GSAU_RETURN_IF_ERROR(CheckFreeSpace(options_.min_free_disk_bytes, "not writing until space returns"));
   for (size_t k = 0; k < offsets.size(); ++k) {
     const auto& po = offsets[k];
     if (po.next_offset < 0) return Status::InvalidArgument("state: negative offset for " + po.tp.topic);

@@ -47,7 +47,7 @@ inline StateDump Dump(const state::StateStore& s) {
 inline StateDump DumpAt(const std::string& path, uint32_t session_length = 50) {
   state::StateOptions o;
   o.path = path;
-  o.create_if_missing = false;
+  o.read_only = true;  // a reader: also on a disk too full for a writable open
   o.session_length = session_length;
   auto s = state::StateStore::Open(o);
   if (!s.ok()) return {};

@@ -88,7 +88,9 @@ struct StateOptions {
   // up to a few write buffers). The caller holds the batch and retries; it goes through as
   // soon as space returns. (A write that fails anyway leaves RocksDB read-only until it
   // resumes; the RocksDB 7.8 of Debian asserts on that path, so this guard is what keeps the
-  // process up.) 0 disables the check.
+  // process up.) A writable Open fails the same way (kUnavailable) while less than this floor,
+  // or 64 MiB if lower, is free: RocksDB writes as it opens and aborts on a full disk.
+  // 0 disables the checks.
   uint64_t min_free_disk_bytes = uint64_t{256} << 20;
 
   // RocksDB background threads for flushes and compactions. 2 suits a 2-core machine.
