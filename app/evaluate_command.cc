@@ -74,7 +74,7 @@ Result<learner::RankingMetrics> Evaluate(learner::OnlineLearner& model, const st
     const int64_t target = to_state[static_cast<size_t>(s.target)];
     if (prefix.empty() || target < 0) {
       // Nothing to embed the user with, or an item the model cannot rank: a miss.
-      acc.Add(live_items);
+      acc.Add(learner::kMissRank);
       if (target < 0) ++*unknown_targets;
       continue;
     }

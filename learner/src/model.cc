@@ -653,4 +653,9 @@ torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
   return sorted_out.index_select(0, torch::tensor(inverse, torch::kInt64).to(device));
 }
 
+torch::Tensor TargetRanks(const torch::Tensor& scores, const torch::Tensor& target_scores) {
+  // Every item not strictly below the target, less the target itself.
+  return (scores < target_scores).logical_not().sum(-1) - 1;
+}
+
 }  // namespace gsau::learner

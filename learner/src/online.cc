@@ -88,11 +88,11 @@ torch::Tensor I64(const std::vector<int64_t>& v, const torch::Device& device) {
   return torch::tensor(v, torch::kInt64).to(device);
 }
 
-// Ranks (items scored strictly higher) of targets[k] in row k of `scores` ([B, rows], row 0 =
-// padding, already -inf); a target >= num_items is a miss (rank num_items).
+// Ranks (TargetRanks: ties and NaN count against) of targets[k] in row k of `scores` ([B,
+// rows], row 0 = padding, already -inf); a target >= num_items is a miss (kMissRank).
 std::vector<int64_t> RanksOf(const torch::Tensor& scores, std::span<const uint32_t> targets, int64_t num_items,
                              const torch::Device& device) {
-  std::vector<int64_t> ranks(targets.size(), num_items);
+  std::vector<int64_t> ranks(targets.size(), kMissRank);
   std::vector<int64_t> rows, cols;
   for (size_t k = 0; k < targets.size(); ++k) {
     if (static_cast<int64_t>(targets[k]) >= num_items) continue;
@@ -102,9 +102,7 @@ std::vector<int64_t> RanksOf(const torch::Tensor& scores, std::span<const uint32
   if (rows.empty()) return ranks;
   const auto r = I64(rows, device), c = I64(cols, device);
   const auto target_scores = scores.index({r, c}).unsqueeze(1);
-  // "Not at most the target's score": a NaN score (a broken row, or the target's) ranks above.
-  const auto higher =
-      (scores.index_select(0, r) <= target_scores).logical_not().sum(1).to(torch::kCPU).contiguous();
+  const auto higher = TargetRanks(scores.index_select(0, r), target_scores).to(torch::kCPU).contiguous();
   const auto* h = higher.data_ptr<int64_t>();
   for (size_t k = 0; k < rows.size(); ++k) ranks[static_cast<size_t>(rows[k])] = h[k];
   return ranks;
@@ -812,11 +810,11 @@ struct OnlineLearner::Impl {
   int64_t ScoreRank(const std::vector<uint32_t>& session, uint32_t target) {
     torch::NoGradGuard no_grad;
     const auto s = UserVectors(std::span<const std::vector<uint32_t>>(&session, 1));
-    if (static_cast<int64_t>(target) >= num_items) return num_items;
+    if (static_cast<int64_t>(target) >= num_items) return kMissRank;
     auto scores = torch::matmul(s, ItemTable().slice(0, 0, ItemRows()).t()).squeeze(0);
     scores[0].fill_(-std::numeric_limits<float>::infinity());
     const auto target_score = scores[static_cast<int64_t>(target) + 1];
-    return (scores <= target_score).logical_not().sum().item<int64_t>();  // NaN ranks above (RanksOf)
+    return TargetRanks(scores, target_score).item<int64_t>();
   }
 
   ChangedItems TakeChanged() {

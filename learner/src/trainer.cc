@@ -339,7 +339,7 @@ struct Trainer::Impl {
       }
       scores.select(1, 0).fill_(-std::numeric_limits<float>::infinity());  // padding item
       const auto target_scores = scores.gather(1, targets.unsqueeze(1));
-      const auto ranks = (scores > target_scores).sum(1).to(torch::kCPU);
+      const auto ranks = TargetRanks(scores, target_scores).to(torch::kCPU);
       const auto* r = ranks.data_ptr<int64_t>();
       for (int64_t k = 0; k < ranks.size(0); ++k) acc.Add(r[k]);
     }

@@ -322,6 +322,30 @@ TEST(Trainer, ResumedRunRepeatsTheUninterruptedOne) {
   EXPECT_EQ(chunked.history[1].loss, straight.history[1].loss);
 }
 
+// A model that scores every item alike ranks no target first: ties count against the target
+// (they counted for it, and such a model reported recall@5 = 1).
+TEST(Trainer, ConstantScoresGetNoHits) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/80, /*seed=*/4));
+  ASSERT_TRUE(d.ok()) << d.status();
+  TrainOptions o;
+  o.model = ModelKind::kSasRec;
+  o.dim = 8;
+  o.ffn_dim = 16;
+  o.init_std = 1e-45;  // every weight 0 or the smallest subnormal: every score exactly 0
+  o.lr = 0;
+  o.max_epochs = 1;
+  o.device = "cpu";
+  o.threads = 1;
+  o.progress = false;
+  auto t = Trainer::Create(*d, o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto r = (*t)->Run();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->test.Get("recall@50"), 0.0);
+  EXPECT_EQ(r->test.Get("mrr@50"), 0.0);
+  EXPECT_EQ(r->best_valid.Get("ndcg@50"), 0.0);
+}
+
 TEST(Trainer, BaselinesTrainAStep) {
   auto d = BuildLeaveOneOut(PlantedPattern(60, 20, 4));
   ASSERT_TRUE(d.ok());

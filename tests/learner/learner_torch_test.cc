@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <iostream>
+#include <limits>
 #include <random>
 #include <set>
 #include <string>
@@ -376,6 +377,20 @@ TEST(FastDropout, KeepsTheRightShareScaledAndIsDeterministic) {
   const auto out = FastDropout(z, 0.5, true, 9);
   out.sum().backward();
   EXPECT_TRUE(torch::equal(z.grad(), out.detach()));
+}
+
+// Ranks by hand: ties and NaN count against the target; -inf (padding, masked) never counts.
+TEST(Model, TargetRanksCountTiesAndNaNAgainstTheTarget) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const auto scores = torch::tensor({-inf, 0.5f, 2.0f, 1.0f, 1.0f, 3.0f,     // target 1.0 (col 3): 2 above, 1 tie
+                                     -inf, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f,     // all alike: last of 5
+                                     -inf, 9.0f, nan, 1.0f, 2.0f, -inf,      // target 9: a NaN counts
+                                     -inf, 1.0f, 2.0f, nan, 4.0f, 5.0f})     // target NaN: ranks last
+                        .view({4, 6});
+  const auto targets = torch::tensor({3, 1, 1, 3}, torch::kInt64);
+  const auto ranks = TargetRanks(scores, scores.gather(1, targets.unsqueeze(1)));
+  EXPECT_EQ(std::vector<int64_t>(ranks.data_ptr<int64_t>(), ranks.data_ptr<int64_t>() + 4),
+            (std::vector<int64_t>{3, 4, 1, 5}));
 }
 
 TEST(Model, XavierNormalInit) {

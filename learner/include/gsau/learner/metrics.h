@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <span>
 #include <string>
@@ -30,6 +31,11 @@ struct RankingMetrics {
   static std::vector<std::string> Names();
   std::vector<double> Values() const;  // in the order of Names()
 };
+
+// The rank of a target that cannot be ranked (an item the model does not have yet, a user with
+// nothing to embed): a miss at every cut-off. A rank of "the number of items" was a hit at
+// @20 while fewer than 20 items existed.
+inline constexpr int64_t kMissRank = std::numeric_limits<int64_t>::max();
 
 class MetricAccumulator {
  public:

@@ -66,6 +66,7 @@
 #include <vector>
 
 #include "gsau/common/status.h"
+#include "gsau/learner/metrics.h"
 
 namespace gsau::learner {
 
@@ -223,7 +224,7 @@ class ServingModel {
   // As OnlineLearner::UserEmbeddings, over the snapshot.
   Result<std::vector<float>> UserEmbeddings(std::span<const std::vector<uint32_t>> sessions) const;
   // Rank (0-based, items scored strictly higher) of each target for its session, as
-  // OnlineLearner::ScoreRank; a target unknown to the snapshot ranks `items()` (a miss).
+  // OnlineLearner::ScoreRank; a target unknown to the snapshot ranks kMissRank.
   Result<std::vector<int64_t>> ScoreRanks(std::span<const std::vector<uint32_t>> sessions,
                                           std::span<const uint32_t> targets) const;
   // The k best items for each session (ids, best first; excluded: none).
@@ -260,7 +261,8 @@ class OnlineLearner {
   // Rows of the item table: [ids.size(), dim]. kInvalidArgument for an unknown id.
   Result<std::vector<float>> ItemEmbeddings(std::span<const uint32_t> items);
   // Rank (0-based) of `target` among all live items scored by UserEmbedding(session) . row,
-  // padding excluded. A target not in the model yet gets rank = number of live items (a miss).
+  // padding excluded: the items scoring at least as high (ties count against the target; see
+  // TargetRanks). A target not in the model yet gets kMissRank (metrics.h).
   Result<int64_t> ScoreRank(const std::vector<uint32_t>& session, uint32_t target);
   // ScoreRank over a batch in one forward pass (the prequential evaluation of a stream).
   Result<std::vector<int64_t>> ScoreRanks(std::span<const std::vector<uint32_t>> sessions,
