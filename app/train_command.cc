@@ -105,7 +105,9 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--model", args->model, "gsau-rec | gsau | sasrec | lightgcn")->capture_default_str();
   cmd->add_option("--out", o.out_dir, "output directory: metrics.csv, checkpoint.pt, best.pt, report.json")
       ->required();
-  cmd->add_flag("--resume", o.resume, "continue from OUT/checkpoint.pt when it exists");
+  cmd->add_flag("--resume", o.resume,
+                "continue from OUT/checkpoint.pt when it exists (refused if it was written with other settings)");
+  cmd->add_flag("--overwrite", o.overwrite, "start a new run in an OUT that holds an earlier run's checkpoint");
   cmd->add_flag("--plot", args->plot, "write OUT/curves.png from metrics.csv at the end (python3 + matplotlib)");
   cmd->add_option("--gamma", o.gamma, "weight of the uniformity terms")->capture_default_str();
   cmd->add_option("--temperature", o.temperature, "t of the uniformity terms")->capture_default_str();

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -64,6 +65,27 @@ Status SaveAtomically(torch::serialize::OutputArchive& archive, const fs::path& 
 
 Status WriteTextAtomically(const fs::path& path, const std::string& text) {
   return WriteFileAtomically(path.string(), [&](const ByteSink& sink) { sink(text.data(), text.size()); });
+}
+
+// The settings of `saved` that `now` has otherwise ("lr 0.001, now 0.1; ..."), or missing.
+std::string SettingsDiff(const std::string& saved, const std::string& now) {
+  const auto parse = [](const std::string& text) {
+    std::map<std::string, std::string> kv;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      const auto eq = line.find('=');
+      if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    return kv;
+  };
+  const auto a = parse(saved), b = parse(now);
+  std::string diff;
+  for (const auto& [key, value] : b) {
+    const auto it = a.find(key);
+    const std::string was = it == a.end() ? "(none)" : it->second;
+    if (was != value) diff += (diff.empty() ? "" : "; ") + key + " " + was + ", now " + value;
+  }
+  return diff;
 }
 
 // Key of the k-th best parameter in a checkpoint. (Appended, not "p" + to_string: GCC 12
@@ -148,6 +170,22 @@ struct Trainer::Impl {
   int64_t SeqBatches() const {
     return use_seq ? (static_cast<int64_t>(data.train_samples.size()) + opt.seq_batch - 1) / opt.seq_batch : 0;
   }
+  // Samples one epoch draws: each loader's batches over StepsPerEpoch() steps, a pass's last
+  // batch short, the shorter loader starting over.
+  int64_t EpochSamples() const {
+    const auto drawn = [&](bool used, size_t n, int64_t batch) {
+      int64_t total = 0, left = 0;
+      for (int64_t step = 0; used && n > 0 && step < StepsPerEpoch(); ++step) {
+        if (left == 0) left = static_cast<int64_t>(n);
+        const int64_t take = std::min(left, batch);
+        total += take;
+        left -= take;
+      }
+      return total;
+    };
+    return drawn(use_graph, data.train_pairs.size(), opt.graph_batch) +
+           drawn(use_seq, data.train_samples.size(), opt.seq_batch);
+  }
   int64_t StepsPerEpoch() const {
     int64_t steps = std::max(GraphBatches(), SeqBatches());
     if (opt.max_steps_per_epoch > 0) steps = std::min(steps, opt.max_steps_per_epoch);
@@ -167,7 +205,6 @@ struct Trainer::Impl {
     if (use_graph) graph_order = Shuffled(data.train_pairs.size());
     if (use_seq) seq_order = Shuffled(data.train_samples.size());
     const int64_t steps = StepsPerEpoch();
-    const int64_t per_step = (use_graph ? opt.graph_batch : 0) + (use_seq ? opt.seq_batch : 0);
     EpochStats stats;
     stats.epoch = epoch;
     std::unique_ptr<ProgressBar> bar;
@@ -175,7 +212,7 @@ struct Trainer::Impl {
       ProgressOptions po;
       po.label = "epoch " + std::to_string(epoch);
       po.unit = "samples";
-      bar = std::make_unique<ProgressBar>(steps * per_step, po);
+      bar = std::make_unique<ProgressBar>(EpochSamples(), po);
     }
     for (int64_t step = 0; step < steps; ++step) {
       auto t = Clock::now();
@@ -364,6 +401,26 @@ struct Trainer::Impl {
     return SaveAtomically(archive, path);
   }
 
+  // What makes a run what it is, as "key=value" lines: every option but those a resume may
+  // change (max_epochs, patience, eval_batch, threads, device, progress), and the data's sizes.
+  std::string Settings() const {
+    std::ostringstream os;
+    os.precision(17);
+    os << "model=" << ModelKindName(opt.model) << "\ngamma=" << opt.gamma << "\ntemperature=" << opt.temperature
+       << "\ndim=" << opt.dim << "\nseq_layers=" << opt.seq_layers << "\nheads=" << opt.heads
+       << "\nffn_dim=" << opt.ffn_dim << "\nhidden_dropout=" << opt.hidden_dropout
+       << "\nattn_dropout=" << opt.attn_dropout << "\ngraph_layers=" << opt.graph_layers
+       << "\ninit_std=" << opt.init_std << "\ngraph_batch=" << opt.graph_batch << "\nseq_batch=" << opt.seq_batch
+       << "\nlr=" << opt.lr << "\nweight_decay=" << opt.weight_decay << "\nvalid_metric=" << opt.valid_metric
+       << "\nvalid_metric_decimals=" << opt.valid_metric_decimals
+       << "\nmax_steps_per_epoch=" << opt.max_steps_per_epoch << "\nseed=" << opt.seed
+       << "\nlightgcn_mask_history=" << opt.lightgcn_mask_history << "\nusers=" << data.num_users
+       << "\nitems=" << data.num_items << "\nmax_len=" << data.max_len << "\ntrain_pairs=" << data.train_pairs.size()
+       << "\ntrain_samples=" << data.train_samples.size() << "\nvalid=" << data.valid_samples.size()
+       << "\ntest=" << data.test_samples.size() << "\ntrain_fraction=" << data.train_fraction << "\n";
+    return os.str();
+  }
+
   struct TrainState {
     int epoch = 0;
     double best_value = -std::numeric_limits<double>::infinity();
@@ -387,6 +444,8 @@ struct Trainer::Impl {
     archive.write("best_epoch", torch::tensor(static_cast<int64_t>(st.best_epoch)));
     archive.write("bad_epochs", torch::tensor(static_cast<int64_t>(st.bad_epochs)));
     archive.write("model_kind", torch::tensor(static_cast<int64_t>(opt.model)));
+    const std::string settings = Settings();
+    archive.write("settings", torch::tensor(std::vector<uint8_t>(settings.begin(), settings.end()), torch::kUInt8));
     archive.write("shape", torch::tensor({data.num_users, data.num_items, opt.dim}, torch::kInt64));
     return SaveAtomically(archive, path);
   }
@@ -412,6 +471,19 @@ struct Trainer::Impl {
       if (sh[0].item<int64_t>() != data.num_users || sh[1].item<int64_t>() != data.num_items ||
           sh[2].item<int64_t>() != opt.dim) {
         return Status::InvalidArgument(path.string() + " was written for another dataset or --dim");
+      }
+      torch::Tensor settings;
+      if (archive.try_read("settings", settings)) {
+        const auto bytes = settings.to(torch::kCPU).contiguous();
+        const std::string saved(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()),
+                                static_cast<size_t>(bytes.numel()));
+        if (const std::string diff = SettingsDiff(saved, Settings()); !diff.empty()) {
+          return Status::InvalidArgument(path.string() + " was written with other settings (" + diff +
+                                         "): resume with the same ones, or --overwrite to start over");
+        }
+      } else {
+        GSAU_LOG_WARN("{} records no settings (written before they were): resuming without checking them",
+                      path.string());
       }
       archive.read("model", m);
       model->load(m);
@@ -451,6 +523,10 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, co
   const auto& o = options;
   if (o.graph_batch < 1 || o.seq_batch < 1 || o.eval_batch < 1) return Status::InvalidArgument("batch sizes must be >= 1");
   if (RankingMetrics().Get(o.valid_metric) < 0) return Status::InvalidArgument("unknown valid metric " + o.valid_metric);
+  if (o.max_epochs < 0 || o.patience < 0) {
+    return Status::InvalidArgument("epochs and patience must be >= 0, got " + std::to_string(o.max_epochs) + " and " +
+                                   std::to_string(o.patience));
+  }
   try {
     if (o.device == "cuda" || (o.device == "auto" && torch::cuda::is_available())) {
       if (!torch::cuda::is_available()) return Status::Unavailable("--device cuda: CUDA is not available");
@@ -538,7 +614,21 @@ Result<TrainReport> Trainer::Run() {
   std::vector<double> train_secs, eval_secs;
   if (!o.out_dir.empty()) {
     std::vector<std::string> kept;
-    if (o.resume && fs::exists(checkpoint)) {
+    const bool earlier_run = fs::exists(checkpoint);
+    if (earlier_run && !o.resume && !o.overwrite) {
+      return Status::InvalidArgument(out.string() + " holds the checkpoint of an earlier run: --resume continues it, "
+                                     "--overwrite starts a new run in its place");
+    }
+    if (!(o.resume && earlier_run)) {
+      // A new run: nothing of an earlier one may pass for its own (a resume after a crash
+      // before this run's first checkpoint took the earlier run's and lost the CSV's rows).
+      std::error_code ec;
+      for (const auto& f : {checkpoint, best, out / "report.json"}) {
+        fs::remove(f, ec);
+        if (ec) return Status::IoError("removing " + f.string() + ": " + ec.message());
+      }
+    }
+    if (o.resume && earlier_run) {
       GSAU_ASSIGN_OR_RETURN(st, im.LoadCheckpoint(checkpoint, best));
       GSAU_LOG_INFO("resumed from {} after epoch {} (best {} {:.4f} at epoch {})", checkpoint.string(), st.epoch,
                     o.valid_metric, st.best_value, st.best_epoch);
@@ -555,9 +645,15 @@ Result<TrainReport> Trainer::Run() {
         std::getline(fields, ts, ',');
         std::getline(fields, es, ',');
         if (std::atoi(epoch.c_str()) > st.epoch) continue;
+        if (std::atoi(epoch.c_str()) != static_cast<int>(kept.size()) + 1) break;
         kept.push_back(line);
         train_secs.push_back(std::atof(ts.c_str()));
         eval_secs.push_back(std::atof(es.c_str()));
+      }
+      if (static_cast<int>(kept.size()) != st.epoch) {
+        return Status::InvalidArgument(csv.string() + " holds epochs 1-" + std::to_string(kept.size()) + " in order, " +
+                                       checkpoint.string() + " covers 1-" + std::to_string(st.epoch) +
+                                       ": not the same run; --overwrite starts a new one");
       }
     }
     std::string text = CsvHeader() + "\n";

@@ -322,6 +322,82 @@ TEST(Trainer, ResumedRunRepeatsTheUninterruptedOne) {
   EXPECT_EQ(chunked.history[1].loss, straight.history[1].loss);
 }
 
+// An output directory holds one run: a new run over a checkpoint needs --overwrite, a resume
+// needs the checkpoint's settings and the CSV rows it covers.
+TEST(Trainer, OutputDirectoryHoldsOneRun) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/4));
+  ASSERT_TRUE(d.ok()) << d.status();
+  gsau::testing::TempDir dir("learner-out");
+  TrainOptions o;
+  o.dim = 8;
+  o.ffn_dim = 16;
+  o.device = "cpu";
+  o.threads = 1;
+  o.progress = false;
+  o.max_epochs = 2;
+  o.out_dir = dir.path().string();
+  const auto run = [&](const TrainOptions& options) -> Result<TrainReport> {
+    auto t = Trainer::Create(*d, options);
+    if (!t.ok()) return t.status();
+    return (*t)->Run();
+  };
+  const auto csv_rows = [&] {
+    std::ifstream csv(dir.File("metrics.csv"));
+    int lines = 0;
+    for (std::string line; std::getline(csv, line);) ++lines;
+    return lines - 1;
+  };
+  ASSERT_TRUE(run(o).ok());
+  ASSERT_EQ(csv_rows(), 2);
+
+  // A new run without --overwrite: refused, nothing touched.
+  auto refused = run(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--resume continues it"), std::string::npos) << refused.status();
+  EXPECT_EQ(csv_rows(), 2);
+  EXPECT_TRUE(std::filesystem::exists(dir.File("checkpoint.pt")));
+
+  // A resume with another learning rate: refused, naming it.
+  TrainOptions other = o;
+  other.resume = true;
+  other.max_epochs = 3;
+  other.lr = 0.1;
+  refused = run(other);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("lr 0.001, now 0.10000000000000001"), std::string::npos)
+      << refused.status();
+  EXPECT_EQ(csv_rows(), 2);
+
+  // A CSV that lost its rows (a new run was started, then stopped before its first epoch):
+  // the checkpoint is not this CSV's run.
+  {
+    std::ifstream in(dir.File("metrics.csv"));
+    std::string header;
+    std::getline(in, header);
+    in.close();
+    std::ofstream(dir.File("metrics.csv"), std::ios::trunc) << header << "\n";
+  }
+  TrainOptions resume = o;
+  resume.resume = true;
+  resume.max_epochs = 3;
+  refused = run(resume);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("not the same run"), std::string::npos) << refused.status();
+
+  // --overwrite: a new run from epoch 1.
+  TrainOptions over = o;
+  over.overwrite = true;
+  over.max_epochs = 1;
+  auto fresh = run(over);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->history.front().epoch, 1);
+  EXPECT_EQ(csv_rows(), 1);
+
+  TrainOptions negative = o;
+  negative.patience = -1;
+  EXPECT_EQ(Trainer::Create(*d, negative).status().code(), StatusCode::kInvalidArgument);
+}
+
 // A model that scores every item alike ranks no target first: ties count against the target
 // (they counted for it, and such a model reported recall@5 = 1).
 TEST(Trainer, ConstantScoresGetNoHits) {

@@ -71,7 +71,14 @@ struct TrainOptions {
   bool lightgcn_mask_history = true;
   // Output.
   std::string out_dir;  // empty: no files (tests)
-  bool resume = false;  // continue from out_dir/checkpoint.pt when it exists
+  // Continue from out_dir/checkpoint.pt when it exists; refused when the checkpoint was written
+  // with other settings (any option but max_epochs, patience, eval_batch, threads, device,
+  // progress) or another dataset, or when metrics.csv lacks the epochs it covers.
+  bool resume = false;
+  // Without resume, a directory holding a checkpoint is refused (a forgotten --resume would
+  // throw a long run away) unless overwrite is set. A new run removes an earlier run's
+  // checkpoint.pt, best.pt and report.json before its first epoch.
+  bool overwrite = false;
   bool progress = true; // a progress bar per epoch on stderr
 };
 
