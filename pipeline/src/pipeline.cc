@@ -609,8 +609,10 @@ struct Pipeline::Impl {
         GSAU_RETURN_IF_ERROR(learner->Observe(catch_up, /*fresh=*/true));
         const auto with_prefix =
             std::count_if(catch_up.begin(), catch_up.end(), [](const auto& e) { return !e.prefix.empty(); });
-        GSAU_LOG_INFO("pipeline: learner caught up with state batches {}..{} ({} events, {} with a session prefix)",
-                      watermark + 1, now_seq, catch_up.size(), with_prefix);
+        GSAU_LOG_INFO("pipeline: learner caught up with state batches {}..{} ({} events, {} with a session prefix); "
+                      "it has {} of the state's {} edges",
+                      watermark + 1, now_seq, catch_up.size(), with_prefix, learner->Stats().edges,
+                      store->Counts().edges);
         watermark = now_seq;
       }
       if (rollback_checkpoint_needed) GSAU_RETURN_IF_ERROR(Checkpoint());

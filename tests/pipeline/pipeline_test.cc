@@ -490,9 +490,18 @@ TEST(PipelineProcessTest, UsersOfClicksAfterTheCheckpointArePublishedAfterAKill)
   // Run 3: no new click, and yet every late user gets a record.
   p.log = dir.File("run3.log");
   ExpectEveryUserPublishedAfterARestart(p, "json", late);
-  EXPECT_NE(Tail(p.log, 1 << 20).find("40 users of the clicks after the checkpoint are published again"),
-            std::string::npos)
+  const std::string log3 = Tail(p.log, 1 << 20);
+  EXPECT_NE(log3.find("40 users of the clicks after the checkpoint are published again"), std::string::npos)
       << Tail(p.log, 4000);
+  // The learner took in exactly the clicks the checkpoint missed, from the change feed (the
+  // state had them; the model would otherwise never train on them).
+  std::smatch caught_up;
+  ASSERT_TRUE(std::regex_search(
+      log3, caught_up,
+      std::regex(R"(learner caught up with state batches \d+\.\.\d+ \((\d+) events.*it has (\d+) of the state's (\d+) edges)")))
+      << Tail(p.log, 4000);
+  EXPECT_EQ(caught_up[1].str(), "40");
+  EXPECT_EQ(caught_up[2].str(), caught_up[3].str()) << "the learner's graph is the state's";
 }
 
 // A restart without a checkpoint publishes every user of the state at once: they are embedded
