@@ -219,6 +219,12 @@ const std::vector<Field>& Table() {
                "Free disk space the state keeps: below it, ingest holds its batch and stops consuming until space "
                "returns, and start-up fails below it or 64 MiB, whichever is lower (0: no check).",
                0, 1 << 24),
+      IntField("state.changelog_retention_batches", &C::state, &StateSection::changelog_retention_batches,
+               "batches",
+               "Batches the state's change feed keeps: a restart catches the learner up from the checkpoint's batch "
+               "through it (further back, it retrains on the whole graph and publishes every user again). The "
+               "learner checkpoints early when half of it has gone by since its last checkpoint.",
+               1000, 1 << 30),
       StringField("state.compression", &C::state, &StateSection::compression,
                   "Compression of SST levels >= 2.", {"none", "lz4", "zstd"}),
       BoolField("state.sync", &C::state, &StateSection::sync,
@@ -617,6 +623,7 @@ state::StateOptions ToStateOptions(const Config& c) {
   s.block_cache_bytes = static_cast<size_t>(c.state.block_cache_mb) << 20;
   s.write_buffer_bytes = static_cast<size_t>(c.state.write_buffer_mb) << 20;
   s.min_free_disk_bytes = static_cast<uint64_t>(c.state.min_free_disk_mb) << 20;
+  s.changelog_retention_batches = static_cast<uint64_t>(c.state.changelog_retention_batches);
   s.compression = c.state.compression == "none"   ? state::Compression::kNone
                   : c.state.compression == "zstd" ? state::Compression::kZSTD
                                                   : state::Compression::kLZ4;

@@ -504,6 +504,27 @@ TEST(PipelineProcessTest, UsersOfClicksAfterTheCheckpointArePublishedAfterAKill)
   EXPECT_EQ(caught_up[2].str(), caught_up[3].str()) << "the learner's graph is the state's";
 }
 
+// Tiny batches (one click each here) can outrun the state's change feed within one checkpoint
+// interval, and a restart then has no feed back to its checkpoint: the learner checkpoints
+// early once half the feed has gone by, whatever the interval.
+TEST(PipelineProcessTest, ACheckpointComesEarlyWhenHalfTheChangeFeedHasGoneBy) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "feed");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 1, 1, {}}}, 20000).ok());
+  auto run = p.Start("json", {"--set", "state.changelog_retention_batches=1000", "--set",
+                              "learner.checkpoint_interval_s=3600", "--set", "ingest.batch_max_events=1"});
+  Produce(bootstrap, p.clicks, MakeClicks(700, 50, 40, 41));
+  ASSERT_TRUE(WaitForStateEvents(p.port, 700, seconds(120))) << Tail(p.log, 6000);
+  EXPECT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", 1, seconds(60)))
+      << "no checkpoint although 700 of the feed's 1,000 batches went by\n" << Tail(p.log, 6000);
+  const auto all = Checkpoints(p.checkpoints);
+  ASSERT_FALSE(all.empty());
+  EXPECT_GE(std::stoull(std::filesystem::path(all.front()).filename().string().substr(5)), 500u) << all.front();
+  run->Signal(SIGTERM);
+  EXPECT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+}
+
 // A restart without a checkpoint publishes every user of the state at once: they are embedded
 // and published 1,024 at a time (one forward pass over all of them once needed memory in
 // proportion to the users), each group a model_version of its own.

@@ -61,6 +61,7 @@ struct StateSection {
   int block_cache_mb = 256;
   int write_buffer_mb = 64;
   int min_free_disk_mb = 256;
+  int changelog_retention_batches = 100000;
   std::string compression = "lz4";  // none | lz4 | zstd
   bool sync = false;
 };
