@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -612,7 +613,11 @@ Result<TrainReport> Trainer::Run() {
   }
   Impl::TrainState st;
   std::vector<double> train_secs, eval_secs;
+  std::optional<FileLock> lock;
   if (!o.out_dir.empty()) {
+    // Two runs in one directory would append to one CSV and overwrite each other's checkpoints.
+    GSAU_ASSIGN_OR_RETURN(lock, FileLock::Take((out / ".lock").string(), "another gsau train runs in " +
+                                                                                 out.string()));
     std::vector<std::string> kept;
     const bool earlier_run = fs::exists(checkpoint);
     if (earlier_run && !o.resume && !o.overwrite) {

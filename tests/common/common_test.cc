@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -90,6 +91,20 @@ TEST(FileTest, WriteFileAtomicallyReplacesWholeOrNotAtAll) {
   EXPECT_EQ(ReadAll(path), "abcd");
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
   std::filesystem::remove_all(dir);
+}
+
+TEST(FileTest, FileLockExcludesASecondHolderUntilReleased) {
+  const auto path = (std::filesystem::temp_directory_path() / ("gsau-lock-" + std::to_string(::getpid()))).string();
+  {
+    auto first = FileLock::Take(path, "a test holds it");
+    ASSERT_TRUE(first.ok()) << first.status();
+    const auto second = FileLock::Take(path, "a test holds it");
+    EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+    EXPECT_NE(second.status().message().find("by process " + std::to_string(::getpid())), std::string::npos)
+        << second.status();
+  }
+  EXPECT_TRUE(FileLock::Take(path, "released").ok());
+  std::filesystem::remove(path);
 }
 
 TEST(ClockTest, ManualClockMovesOnlyWhenAdvanced) {

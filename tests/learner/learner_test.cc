@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 
+#include "gsau/common/file.h"
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/metrics.h"
 #include "gsau/learner/trainer.h"
@@ -392,6 +393,16 @@ TEST(Trainer, OutputDirectoryHoldsOneRun) {
   ASSERT_TRUE(fresh.ok()) << fresh.status();
   EXPECT_EQ(fresh->history.front().epoch, 1);
   EXPECT_EQ(csv_rows(), 1);
+
+  // A second run in the same directory at the same time: refused.
+  {
+    auto held = FileLock::Take(dir.File(".lock"), "a test holds it");
+    ASSERT_TRUE(held.ok()) << held.status();
+    TrainOptions second = o;
+    second.resume = true;
+    refused = run(second);
+    EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status();
+  }
 
   TrainOptions negative = o;
   negative.patience = -1;

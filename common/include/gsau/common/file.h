@@ -25,4 +25,22 @@ using ByteSink = std::function<size_t(const void* data, size_t n)>;
 // and an IoError names the file and the first error.
 Status WriteFileAtomically(const std::string& path, const std::function<void(const ByteSink&)>& produce);
 
+// An exclusive lock on a file (flock, created when missing), held until destruction: between
+// processes, and between two locks of one process. Move-only.
+class FileLock {
+ public:
+  // Unavailable when someone holds it (the message names `path` and `what_for`); IoError when
+  // the file cannot be opened. Writes this process's id into the file for the next one's message.
+  static Result<FileLock> Take(const std::string& path, const std::string& what_for);
+  FileLock(FileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  FileLock& operator=(FileLock&& other) noexcept;
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  ~FileLock();
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
 }  // namespace gsau
