@@ -162,8 +162,13 @@ TEST(IngestProcessTest, TwoProcessesSplitPartitionsAndTheSurvivorTakesOver) {
   ASSERT_TRUE(na && nb && *na > 0 && *nb > 0 && *na + *nb == 4) << Tail(a.log) << Tail(b.log);
 
   BackgroundProducer producer(KafkaBootstrap(), topic, clicks, 3000);
-  std::this_thread::sleep_for(seconds(2));
-  const double a_events = ScrapeMetric(a.port, "gsau_state_events").value_or(0);
+  // Killed once it has applied some of its share (a fixed 2 s could find nothing applied yet on
+  // a loaded machine); the stream lasts 4 s.
+  double a_events = 0;
+  for (const auto until = std::chrono::steady_clock::now() + seconds(30);
+       a_events == 0 && std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(milliseconds(50))) {
+    a_events = ScrapeMetric(a.port, "gsau_state_events").value_or(0);
+  }
   EXPECT_GT(a_events, 0) << "A was applying its partitions when killed";
   pa->Signal(SIGKILL);
   ASSERT_EQ(pa->Wait(10000), 128 + SIGKILL);
