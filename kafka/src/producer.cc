@@ -271,6 +271,20 @@ class RdProducer final : public Producer {
     return producer_->fatal_error(reason) != RdKafka::ERR_NO_ERROR;
   }
 
+  std::string ConfigValueForTesting(const std::string& key) const override {
+    const rd_kafka_conf_t* conf = rd_kafka_conf(producer_->c_ptr());
+    char value[512];
+    size_t size = sizeof(value);
+    if (rd_kafka_conf_get(conf, key.c_str(), value, &size) == RD_KAFKA_CONF_OK) return value;
+    // Topic-level properties (acks) live in the default topic configuration.
+    const rd_kafka_topic_conf_t* topic = rd_kafka_conf_get_default_topic_conf(const_cast<rd_kafka_conf_t*>(conf));
+    size = sizeof(value);
+    if (topic != nullptr && rd_kafka_topic_conf_get(topic, key.c_str(), value, &size) == RD_KAFKA_CONF_OK) {
+      return value;
+    }
+    return "";
+  }
+
   void RaiseFatalErrorForTesting() override {
     rd_kafka_test_fatal_error(producer_->c_ptr(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "raised by a test");
   }

@@ -64,6 +64,11 @@ TEST(PublisherTest, JsonRecordsTombstonesAndCompactedTopics) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(*kafka::TopicConfigValue(o.kafka, o.user_topic, "cleanup.policy", 10000), "compact");
   EXPECT_EQ(*kafka::TopicConfigValue(o.kafka, o.item_topic, "cleanup.policy", 10000), "compact");
+  // Idempotent with acks=all, one request in flight (SYSTEM.md: never a torn record; producer.cc
+  // says why one): as the client holds them, whatever the options passed in said.
+  EXPECT_EQ((*p)->ProducerConfigForTesting("enable.idempotence"), "true");
+  EXPECT_EQ((*p)->ProducerConfigForTesting("acks"), "-1");
+  EXPECT_EQ((*p)->ProducerConfigForTesting("max.in.flight"), "1");
 
   std::vector<EmbeddingRecord> batch1 = {Rec(EntityKind::kUser, "u1", 1, {1, 2, 3}),
                                          Rec(EntityKind::kItem, "i1", 1, {4, 5, 6})};

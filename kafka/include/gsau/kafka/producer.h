@@ -93,6 +93,9 @@ class Producer {
   virtual bool failed_fatally() const = 0;
   // Raises a fatal error in the client, as the broker could (librdkafka's test hook). Tests only.
   virtual void RaiseFatalErrorForTesting() = 0;
+  // The client's effective value of a librdkafka property ("" when unknown): what the producer
+  // promises (idempotence, acks) checked as the client holds it. Tests only.
+  virtual std::string ConfigValueForTesting(const std::string& key) const = 0;
   // The largest record Produce() takes (librdkafka's message.max.bytes: key, value, headers and
   // framing), bytes.
   virtual int64_t max_message_bytes() const = 0;

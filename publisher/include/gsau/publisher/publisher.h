@@ -107,6 +107,8 @@ class KafkaPublisher final : public EmbeddingSink {
   bool failed_fatally() const { return producer_->failed_fatally(); }
   // Raises a fatal error in the producer, as the broker could. Tests only.
   void RaiseFatalErrorForTesting() { producer_->RaiseFatalErrorForTesting(); }
+  // The producer's effective librdkafka property `key`. Tests only.
+  std::string ProducerConfigForTesting(const std::string& key) const { return producer_->ConfigValueForTesting(key); }
 
  private:
   struct Metrics;
