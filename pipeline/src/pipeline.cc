@@ -181,6 +181,7 @@ struct Metrics {
                                .Add({}, std::vector<double>{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
         learner_errors(metrics::ErrorCounter(r, "learner", "internal")),
         checkpoint_errors(metrics::ErrorCounter(r, "learner", "checkpoint")),
+        prequential_errors(metrics::ErrorCounter(r, "learner", "prequential")),
         publish_errors(metrics::ErrorCounter(r, "publisher", "publish")) {}
 
   prometheus::Counter& steps;
@@ -203,6 +204,7 @@ struct Metrics {
   prometheus::Histogram& checkpoint_seconds;
   prometheus::Counter& learner_errors;
   prometheus::Counter& checkpoint_errors;
+  prometheus::Counter& prequential_errors;
   prometheus::Counter& publish_errors;
 };
 
@@ -698,6 +700,7 @@ struct Pipeline::Impl {
     // the user publisher needs: a batch of ranks there delayed user records by up to a second.
     auto ranks = learner->ScoreRanks(prefixes, targets);
     if (!ranks.ok()) {
+      m->prequential_errors.Increment();  // the online figures skip these clicks: visibly
       GSAU_LOG_WARN("pipeline: prequential ranking: {}", ranks.status().ToString());
       return;
     }
