@@ -10,14 +10,19 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <cstring>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <regex>
 #include <set>
+#include <span>
 #include <sstream>
 #include <thread>
 
 #include "../ingest/ingest_helpers.h"
+#include "gsau/learner/online.h"
+#include "gsau/state/state_store.h"
 #include "kafka_broker.h"
 #include "process.h"
 #include "temp_dir.h"
@@ -596,6 +601,179 @@ TEST(PipelineProcessTest, UserRecordsTheTopicRefusedAreDeliveredAfterAKill) {
   SetTopicConfigs(bootstrap, p.users_topic, {{"cleanup.policy", "compact"}, {"max.message.bytes", "1000000"}});
   p.log = dir.File("run2.log");
   ExpectEveryUserPublishedAfterARestart(p, "binary", clicks);
+}
+
+// The newest record of each key (highest model_version, then offset); tombstones count.
+std::map<std::string, ConsumedRecord> LatestRecords(const std::string& bootstrap, const std::string& topic,
+                                                    std::map<std::string, int>* records_per_key = nullptr) {
+  std::map<std::string, ConsumedRecord> out;
+  std::map<std::string, int64_t> versions;
+  for (auto& r : ConsumeAll(bootstrap, topic, -1, 30000)) {
+    if (records_per_key != nullptr) ++(*records_per_key)[r.key];
+    const int64_t v = r.null_value ? std::numeric_limits<int64_t>::max() : VersionOf(r);
+    auto it = versions.find(r.key);
+    if (it == versions.end() || v > it->second || (v == it->second && r.offset > out[r.key].offset)) {
+      versions[r.key] = v;
+      out[r.key] = std::move(r);
+    }
+  }
+  return out;
+}
+
+// How `got` (a JSON record's embedding, float32 text) differs from `want`, bit for bit: "" when equal.
+std::string EmbeddingDifference(const ConsumedRecord& r, const std::string& id, const std::string& kind,
+                                std::span<const float> want) {
+  if (r.null_value) return "a tombstone";
+  const auto j = nlohmann::json::parse(r.value, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.contains("embedding")) return "undecodable: " + r.value.substr(0, 120);
+  if (j.value("id", "") != id || j.value("kind", "") != kind) {
+    return "id/kind " + j.value("id", "") + "/" + j.value("kind", "");
+  }
+  const auto& e = j.at("embedding");
+  if (e.size() != want.size()) return "dim " + std::to_string(e.size());
+  for (size_t k = 0; k < want.size(); ++k) {
+    const float got = e[k].get<float>();
+    if (std::memcmp(&got, &want[k], sizeof got) != 0) {
+      std::ostringstream why;
+      why.precision(9);
+      why << "[" << k << "] published " << got << ", model " << want[k];
+      return why.str();
+    }
+  }
+  return "";
+}
+
+// The paths of every "pipeline: checkpoint <path> (" line of `log`, each once, in the order written.
+std::vector<std::string> CheckpointsWritten(const std::string& log) {
+  std::vector<std::string> out;
+  const std::regex line(R"(pipeline: checkpoint (\S+) \(\d)");
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it) {
+    const std::string path = (*it)[1].str();
+    if (std::find(out.begin(), out.end(), path) == out.end()) out.push_back(path);
+  }
+  return out;
+}
+
+// The values of what `gsau run` published, against the model and state of its last checkpoint,
+// and the checkpoints it keeps. Both publication intervals are 10 minutes here, so every user and
+// item is published once, at the stop: items when LearnerLoop exits (after its last step, every
+// item as never published), users in the user thread's last flush (after the learner joined,
+// with the final serving snapshot), and Run writes the last checkpoint after both. So every
+// record must equal the checkpoint's model exactly: the item's table row, and the user's
+// UserEmbedding over the state's session (what the user publisher embeds). With the default
+// intervals this cannot hold exactly, by design: a user's record is embedded with the snapshot
+// of its last click's flush and the model trains on, and an item is published again only when
+// its row moved by more than change_threshold (1%) since its last record.
+TEST(PipelineProcessTest, PublishedEmbeddingsAreTheLastCheckpointsModelAndOnlyTheNewestCheckpointsStay) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "values");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 2, 1, {}}}, 20000).ok());
+  constexpr int kKeep = 2;
+  auto run = p.Start("json", {"--set", "publisher.interval_ms=600000", "--set", "publisher.item_interval_ms=600000",
+                              "--set", "learner.checkpoint_interval_s=1", "--set",
+                              "learner.checkpoint_keep=" + std::to_string(kKeep)});
+  // Four bursts, each waited for and checkpointed: checkpoints of four state batches and the
+  // stop's. Three users click 60 times, beyond the state's session of 50.
+  std::vector<ClickEvent> all;
+  for (int burst = 0; burst < 4; ++burst) {
+    auto clicks = MakeClicks(150, 40, 60, 51 + burst);
+    if (burst == 1) {
+      for (int u = 0; u < 3; ++u) {
+        for (int k = 0; k < 60; ++k) {
+          clicks.push_back({"heavy-user-" + std::to_string(u), "item-" + std::to_string((u * 7 + k * 3) % 60),
+                            1800000000000 + u * 100 + k, "click"});
+        }
+      }
+    }
+    Produce(bootstrap, p.clicks, clicks);
+    all.insert(all.end(), clicks.begin(), clicks.end());
+    ASSERT_TRUE(WaitForStateEvents(p.port, static_cast<double>(all.size()), seconds(120))) << Tail(p.log, 6000);
+    const double written = ScrapeMetric(p.port, "gsau_learner_checkpoints_total").value_or(0);
+    ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", written + 2, seconds(60))) << Tail(p.log, 6000);
+  }
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_steps_total", 10, seconds(60))) << Tail(p.log, 6000);
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+
+  // Retention: the newest kKeep of the checkpoints written stay, the others are gone.
+  const auto written = CheckpointsWritten(Tail(p.log, 1 << 22));
+  ASSERT_GT(written.size(), static_cast<size_t>(kKeep)) << Tail(p.log, 6000);
+  std::vector<std::string> newest(written.end() - kKeep, written.end());
+  std::sort(newest.begin(), newest.end());
+  std::vector<std::string> kept;
+  for (const auto& c : Checkpoints(p.checkpoints)) kept.push_back(std::filesystem::path(c).filename().string());
+  for (auto& c : newest) c = std::filesystem::path(c).filename().string();
+  EXPECT_EQ(kept, newest) << written.size() << " checkpoints written, keep " << kKeep;
+  const std::string last = written.back();  // the stop's
+
+  // The last checkpoint's model, with the options `gsau run` used (config defaults and the
+  // test's --set: the model's shape and device matter here), and its state, read-only.
+  learner::OnlineOptions o;
+  o.dim = 64;
+  o.batch_size = 128;
+  o.lr = 2e-3;
+  o.device = "cpu";
+  o.threads = 1;
+  auto model = learner::OnlineLearner::Create(o);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto wm = (*model)->Load(last + "/model.pt");
+  ASSERT_TRUE(wm.ok()) << wm.status();
+  state::StateOptions so;
+  so.path = last + "/state";
+  so.read_only = true;
+  auto store = state::StateStore::Open(so);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const auto counts = (*store)->Counts();
+  EXPECT_EQ(counts.events, all.size());
+  EXPECT_EQ(wm->state_batch_seq, counts.batch_seq) << "the last checkpoint's model has seen its state";
+  ASSERT_EQ((*model)->Stats().items, static_cast<int64_t>(counts.items));
+
+  // Items: every item's newest record is its row of the model.
+  std::map<std::string, int> item_records;
+  const auto items = LatestRecords(bootstrap, p.items_topic, &item_records);
+  EXPECT_EQ(items.size(), counts.items) << "a record for each item, none for anything else";
+  int items_wrong = 0;
+  for (uint32_t i = 0; i < counts.items; ++i) {
+    auto name = (*store)->ItemExternalId(i);
+    ASSERT_TRUE(name.ok()) << name.status();
+    auto row = (*model)->ItemEmbeddings(std::vector<uint32_t>{i});
+    ASSERT_TRUE(row.ok()) << row.status();
+    const auto r = items.find(*name);
+    const std::string why = r == items.end() ? "no record" : EmbeddingDifference(r->second, *name, "item", *row);
+    if (!why.empty() && ++items_wrong <= 5) ADD_FAILURE() << "item " << i << " (" << *name << "): " << why;
+  }
+  EXPECT_EQ(items_wrong, 0) << "of " << counts.items << " items";
+
+  // Users: every user's newest record is UserEmbedding of its session in the state, as the user
+  // publisher builds it (the state's session, oldest first; the model takes the last max_len).
+  std::map<std::string, int> user_records;
+  const auto users = LatestRecords(bootstrap, p.users_topic, &user_records);
+  EXPECT_EQ(users.size(), counts.users) << "a record for each user, none for anything else";
+  int users_wrong = 0;
+  size_t longest = 0;
+  std::vector<std::vector<uint32_t>> sessions;
+  for (uint32_t u = 0; u < counts.users; ++u) {
+    auto entries = (*store)->Session(u);
+    ASSERT_TRUE(entries.ok()) << entries.status();
+    std::vector<uint32_t> session;
+    for (const auto& e : *entries) session.push_back(e.item);
+    longest = std::max(longest, session.size());
+    sessions.push_back(std::move(session));
+  }
+  auto rows = (*model)->UserEmbeddings(sessions);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  for (uint32_t u = 0; u < counts.users; ++u) {
+    auto name = (*store)->UserExternalId(u);
+    ASSERT_TRUE(name.ok()) << name.status();
+    const std::span<const float> row(rows->data() + u * 64, 64);
+    EXPECT_EQ(user_records[*name], 1) << *name << ": users are published once, at the stop";
+    const auto r = users.find(*name);
+    const std::string why = r == users.end() ? "no record" : EmbeddingDifference(r->second, *name, "user", row);
+    if (!why.empty() && ++users_wrong <= 5) ADD_FAILURE() << "user " << u << " (" << *name << "): " << why;
+  }
+  EXPECT_EQ(users_wrong, 0) << "of " << counts.users << " users";
+  EXPECT_EQ(longest, 50u) << "the heavy users' sessions are the state's last 50 clicks";
 }
 
 // The first number after `"<key>": ` in `text` (-1 when absent).
