@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+#include <string>
+#include <vector>
 
 namespace gsau::ingest {
 namespace {
@@ -86,6 +89,48 @@ TEST(DeadLetterTest, WireBytesCountEveryPartWithAnAllowance) {
   auto more = r;
   more.value += "x";
   EXPECT_EQ(DeadLetterWireBytes(more), DeadLetterWireBytes(r) + 1);
+}
+
+// Whatever has to give way (nothing, the value, the original headers, the key), the dead letter's
+// own headers (reason, code, and the source record's topic, partition and offset) stay as they
+// were: fitting only adds its notes after them.
+TEST(DeadLetterTest, FittingKeepsTheReasonAndTheSourceCoordinates) {
+  const kafka::Headers own = {{"gsau.error.reason", "not valid JSON: TAPE_ERROR"},
+                              {"gsau.error.code", "not_json"},
+                              {"gsau.error.topic", "clicks"},
+                              {"gsau.error.partition", "7"},
+                              {"gsau.error.offset", "123456789012"},
+                              {"gsau.error.timestamp", "1700000000000"}};
+  struct Case {
+    size_t key, value, header_value, max_bytes;
+    bool fitted;
+  };
+  const std::vector<Case> cases = {
+      {10, 5000, 20, 1'000'000, false},    // fits
+      {10, 1'040'000, 20, 1'000'000, true},  // the value is cut
+      {10, 100, 50'000, 20'000, true},     // the original headers go
+      {30'000, 100, 10, 20'000, true},     // the value goes and the key is cut
+      {10, 5000, 20, 1000, true},          // librdkafka's smallest limit
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE("key " + std::to_string(c.key) + ", value " + std::to_string(c.value) + ", header " +
+                 std::to_string(c.header_value) + ", limit " + std::to_string(c.max_bytes));
+    auto r = Record(c.key, c.value, c.header_value);
+    r.error = own;
+    EXPECT_EQ(FitDeadLetter(r, c.max_bytes), c.fitted);
+    EXPECT_LE(DeadLetterWireBytes(r), c.max_bytes);
+    ASSERT_GE(r.error.size(), own.size());
+    EXPECT_EQ(kafka::Headers(r.error.begin(), r.error.begin() + static_cast<std::ptrdiff_t>(own.size())), own);
+    for (size_t i = own.size(); i < r.error.size(); ++i) {
+      EXPECT_EQ(Errors(r).count(r.error[i].first), 1u) << "a note added once: " << r.error[i].first;
+      EXPECT_TRUE(r.error[i].first == "gsau.error.value_bytes" || r.error[i].first == "gsau.error.key_bytes" ||
+                  r.error[i].first == "gsau.error.headers_dropped")
+          << r.error[i].first;
+    }
+    // Fitted again, smaller (the topic refused it): still the same.
+    FitDeadLetter(r, std::max<size_t>(1000, c.max_bytes / 2));
+    EXPECT_EQ(kafka::Headers(r.error.begin(), r.error.begin() + static_cast<std::ptrdiff_t>(own.size())), own);
+  }
 }
 
 }  // namespace

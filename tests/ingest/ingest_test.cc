@@ -6,6 +6,7 @@
 #include <librdkafka/rdkafkacpp.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <thread>
@@ -61,21 +62,25 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
   auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
   ASSERT_TRUE(producer.ok());
 
-  // Bad events, each with the reason code it must get.
+  // Bad events, each with the code it must get and a part of the reason (the message) it must get.
   const std::string long_id(300, 'x');
   std::string garbage;
   for (int i = 0; i < 64; ++i) garbage.push_back(static_cast<char>((i * 37 + 11) & 0xff));
-  const std::vector<std::pair<std::string, std::string>> bad = {
-      {"not json at all", "not_json"},
-      {R"({"item_id":"i1","ts":1700000000000})", "missing_field"},
-      {R"({"user_id":")" + long_id + R"(","item_id":"i1","ts":1700000000000})", "bad_id"},
-      {R"({"user_id":"u1","item_id":"i1","ts":-1})", "bad_time"},
-      {R"({"user_id":{"a":1},"item_id":"i1","ts":1700000000000})", "wrong_type"},
-      {R"({"user_id":"u1","item_id":"i1","ts":"noon"})", "wrong_type"},
-      {"", "empty_value"},
-      {garbage, "not_json"},
-      {R"({"user_id":"u1","item_id":"i1","pad":")" + std::string(100000, 'p') + "\"}", "too_large"},
-      {"[]", "not_object"},
+  struct Bad {
+    std::string value, code, reason;
+  };
+  const std::vector<Bad> bad = {
+      {"not json at all", "not_json", "not valid JSON"},
+      {R"({"item_id":"i1","ts":1700000000000})", "missing_field", "missing user_id"},
+      {R"({"user_id":")" + long_id + R"(","item_id":"i1","ts":1700000000000})", "bad_id", "user_id is 300 bytes"},
+      {R"({"user_id":"u1","item_id":"i1","ts":-1})", "bad_time", "ts -1 is negative"},
+      {R"({"user_id":{"a":1},"item_id":"i1","ts":1700000000000})", "wrong_type", "user_id must be a string"},
+      {R"({"user_id":"u1","item_id":"i1","ts":"noon"})", "wrong_type", "ts must be an integer"},
+      {"", "empty_value", "empty value"},
+      {garbage, "not_json", "not valid JSON"},
+      {R"({"user_id":"u1","item_id":"i1","pad":")" + std::string(100000, 'p') + "\"}", "too_large",
+       "is over the limit"},
+      {"[]", "not_object", "not a JSON object"},
   };
   const auto good = MakeClicks(3000, 200, 300, 7);
   size_t next_bad = 0;
@@ -83,14 +88,14 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
     ASSERT_TRUE((*producer)->Produce(topic, good[i].user_id, ClickJson(good[i].user_id, good[i].item_id, good[i].ts_ms)).ok());
     if (i % 250 == 0 && next_bad < bad.size()) {
       ASSERT_TRUE((*producer)
-                      ->Produce(topic, "bad-" + std::to_string(next_bad), bad[next_bad].first,
+                      ->Produce(topic, "bad-" + std::to_string(next_bad), bad[next_bad].value,
                                 {{"trace", "t" + std::to_string(next_bad)}})
                       .ok());
       ++next_bad;
     }
   }
   while (next_bad < bad.size()) {
-    ASSERT_TRUE((*producer)->Produce(topic, "bad-" + std::to_string(next_bad), bad[next_bad].first,
+    ASSERT_TRUE((*producer)->Produce(topic, "bad-" + std::to_string(next_bad), bad[next_bad].value,
                                      {{"trace", "t" + std::to_string(next_bad)}}).ok());
     ++next_bad;
   }
@@ -114,26 +119,45 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
   auto ref = OpenState(ref_dir.File("state"));
   ASSERT_TRUE(ref->ApplyBatch(good, {}).ok());
   EXPECT_EQ(Dump(*store), Dump(*ref));
-  // Offsets: every partition's next offset is its end.
-  int64_t offsets = 0;
-  for (const auto& o : store->Offsets()) offsets += o.next_offset;
-  EXPECT_EQ(offsets, total);
+  // The source topic as the broker holds it: where each partition ends, where each bad record is.
+  std::map<int32_t, int64_t> ends;
+  std::map<std::string, std::pair<int32_t, int64_t>> source;  // key of a bad record -> (partition, offset)
+  std::set<int32_t> bad_partitions;
+  for (const auto& r : ConsumeAll(KafkaBootstrap(), topic, total)) {
+    ends[r.partition] = std::max(ends[r.partition], r.offset + 1);
+    if (r.key.rfind("bad-", 0) == 0) {
+      source[r.key] = {r.partition, r.offset};
+      bad_partitions.insert(r.partition);
+    }
+  }
+  ASSERT_EQ(source.size(), bad.size());
+  ASSERT_EQ(bad_partitions.size(), 3u) << "bad records on every partition (a wrong partition shows)";
 
-  // The dead-letter topic holds every bad one, with its key, value, headers and reason.
+  // Offsets: every partition's next offset is its end.
+  std::map<int32_t, int64_t> stored;
+  for (const auto& o : store->Offsets()) stored[o.tp.partition] = o.next_offset;
+  EXPECT_EQ(stored, ends);
+
+  // The dead-letter topic holds every bad one, with its key, value, headers and reason, and the
+  // coordinates of exactly the source record it stands for.
   const auto dlq = ConsumeAll(KafkaBootstrap(), options.dead_letter_topic, static_cast<int64_t>(bad.size()));
   ASSERT_EQ(dlq.size(), bad.size());
+  std::set<std::string> keys;
   for (const auto& r : dlq) {
     ASSERT_EQ(r.key.rfind("bad-", 0), 0u) << r.key;
+    keys.insert(r.key);
     const size_t k = std::stoul(r.key.substr(4));
-    EXPECT_EQ(r.value, bad[k].first) << "original value kept";
+    EXPECT_EQ(r.value, bad[k].value) << "original value kept";
     std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
     EXPECT_EQ(h["trace"], "t" + std::to_string(k)) << "original headers kept";
-    EXPECT_EQ(h["gsau.error.code"], bad[k].second) << bad[k].first.substr(0, 80);
-    EXPECT_FALSE(h["gsau.error.reason"].empty());
+    EXPECT_EQ(h["gsau.error.code"], bad[k].code) << bad[k].value.substr(0, 80);
+    EXPECT_NE(h["gsau.error.reason"].find(bad[k].reason), std::string::npos)
+        << h["gsau.error.reason"] << " for " << bad[k].value.substr(0, 80);
     EXPECT_EQ(h["gsau.error.topic"], topic);
-    EXPECT_FALSE(h["gsau.error.partition"].empty());
-    EXPECT_FALSE(h["gsau.error.offset"].empty());
+    EXPECT_EQ(h["gsau.error.partition"], std::to_string(source[r.key].first)) << r.key;
+    EXPECT_EQ(h["gsau.error.offset"], std::to_string(source[r.key].second)) << r.key;
   }
+  EXPECT_EQ(keys.size(), bad.size()) << "one dead letter per bad record";
 }
 
 // Ingests `topic` into a fresh state until `records` were consumed, expects `applied` and
