@@ -782,5 +782,95 @@ TEST(IngestTest, MissingTopicIsRetriedThenConsumed) {
   EXPECT_EQ(ingestor.counters().applied, 100);
 }
 
+// The JSON of a good event of type `type` (none: the field is left out, which means "click").
+std::string EventJson(const ClickEvent& e, const std::string& type) {
+  std::string json = R"({"user_id":")" + e.user_id + R"(","item_id":")" + e.item_id + R"(","ts":)" +
+                     std::to_string(e.ts_ms);
+  if (!type.empty()) json += R"(,"event":")" + type + "\"";
+  return json + "}";
+}
+
+// ingest.accepted_event_types = {click, view}: purchases are skipped (counted, in the counters
+// and in gsau_ingest_events_skipped_total), never applied, and their offsets are still taken:
+// each partition ends with purchases, and its stored next offset must still be its end.
+TEST(IngestTest, EventTypesNotAcceptedAreSkippedAndTheirOffsetsTaken) {
+  const std::string topic = UniqueTopic("types");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 3, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  ASSERT_TRUE(producer.ok());
+
+  // Clicks (with and without the field), views and purchases, in turn; then only purchases,
+  // by every user (so that every partition's last records are purchases), and by a user and of
+  // an item that only purchases name.
+  auto events = MakeClicks(900, 60, 80, 21);
+  std::vector<std::string> types;
+  for (size_t i = 0; i < events.size(); ++i) {
+    types.push_back(i % 3 == 0 ? (i % 2 == 0 ? "" : "click") : i % 3 == 1 ? "view" : "purchase");
+  }
+  for (int u = 0; u < 60; ++u) {
+    events.push_back({"user-" + std::to_string(u), "item-" + std::to_string(u), 1700000001000 + u, "purchase"});
+    types.push_back("purchase");
+  }
+  events.push_back({"buyer-only", "bought-only", 1700000002000, "purchase"});
+  types.push_back("purchase");
+  std::vector<ClickEvent> accepted;
+  int64_t purchases = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    ASSERT_TRUE((*producer)->Produce(topic, events[i].user_id, EventJson(events[i], types[i])).ok());
+    if (types[i] == "purchase") {
+      ++purchases;
+    } else {
+      accepted.push_back(events[i]);
+      accepted.back().event_type = types[i].empty() ? "click" : types[i];
+    }
+  }
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  const int64_t total = static_cast<int64_t>(events.size());
+  ASSERT_EQ(purchases, 300 + 61);
+
+  // Where each partition ends, and a check that it ends with a purchase (else the test is moot).
+  std::map<int32_t, std::pair<int64_t, std::string>> last;  // partition -> (offset, value)
+  for (const auto& r : ConsumeAll(KafkaBootstrap(), topic, total)) {
+    auto& l = last[r.partition];
+    if (l.second.empty() || r.offset > l.first) l = {r.offset, r.value};
+  }
+  ASSERT_EQ(last.size(), 3u) << "every partition has records";
+  for (const auto& [p, l] : last) {
+    ASSERT_NE(l.second.find(R"("event":"purchase")"), std::string::npos) << "partition " << p << ": " << l.second;
+  }
+
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  IngestOptions options = Options(topic);
+  options.accepted_event_types = {"click", "view"};
+  prometheus::Registry registry;
+  Ingestor ingestor(options, store.get(), nullptr, &registry);
+  ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= total; }).ok());
+
+  const auto c = ingestor.counters();
+  EXPECT_EQ(c.consumed, total);
+  EXPECT_EQ(c.skipped, purchases);
+  EXPECT_EQ(c.applied, static_cast<int64_t>(accepted.size()));
+  EXPECT_EQ(c.dead_lettered, 0);
+  EXPECT_EQ(Value(registry, "gsau_ingest_events_skipped_total"), static_cast<double>(purchases));
+  EXPECT_EQ(Value(registry, "gsau_ingest_events_applied_total"), static_cast<double>(accepted.size()));
+  EXPECT_EQ(Value(registry, "gsau_ingest_events_consumed_total"), static_cast<double>(total));
+
+  // The state holds the accepted events only.
+  EXPECT_EQ(Dump(*store), Reference(accepted));
+  EXPECT_FALSE(store->FindUser("buyer-only").has_value()) << "a user only purchases name";
+  EXPECT_FALSE(store->FindItem("bought-only").has_value()) << "an item only purchases name";
+
+  // Every partition's stored next offset is its end, though its last records were skipped.
+  std::map<int32_t, int64_t> stored;
+  for (const auto& o : store->Offsets()) {
+    EXPECT_EQ(o.tp.topic, topic);
+    stored[o.tp.partition] = o.next_offset;
+  }
+  std::map<int32_t, int64_t> ends;
+  for (const auto& [p, l] : last) ends[p] = l.first + 1;
+  EXPECT_EQ(stored, ends);
+}
+
 }  // namespace
 }  // namespace gsau::ingest
