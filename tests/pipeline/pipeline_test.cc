@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -620,9 +621,10 @@ std::map<std::string, ConsumedRecord> LatestRecords(const std::string& bootstrap
   return out;
 }
 
-// How `got` (a JSON record's embedding, float32 text) differs from `want`, bit for bit: "" when equal.
+// How `got` (a JSON record's embedding, float32 text) differs from `want` by more than
+// `tolerance` (0: bit for bit): "" when it does not.
 std::string EmbeddingDifference(const ConsumedRecord& r, const std::string& id, const std::string& kind,
-                                std::span<const float> want) {
+                                std::span<const float> want, float tolerance = 0) {
   if (r.null_value) return "a tombstone";
   const auto j = nlohmann::json::parse(r.value, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.contains("embedding")) return "undecodable: " + r.value.substr(0, 120);
@@ -633,7 +635,7 @@ std::string EmbeddingDifference(const ConsumedRecord& r, const std::string& id, 
   if (e.size() != want.size()) return "dim " + std::to_string(e.size());
   for (size_t k = 0; k < want.size(); ++k) {
     const float got = e[k].get<float>();
-    if (std::memcmp(&got, &want[k], sizeof got) != 0) {
+    if (tolerance > 0 ? !(std::fabs(got - want[k]) <= tolerance) : std::memcmp(&got, &want[k], sizeof got) != 0) {
       std::ostringstream why;
       why.precision(9);
       why << "[" << k << "] published " << got << ", model " << want[k];
@@ -659,8 +661,9 @@ std::vector<std::string> CheckpointsWritten(const std::string& log) {
 // item is published once, at the stop: items when LearnerLoop exits (after its last step, every
 // item as never published), users in the user thread's last flush (after the learner joined,
 // with the final serving snapshot), and Run writes the last checkpoint after both. So every
-// record must equal the checkpoint's model exactly: the item's table row, and the user's
-// UserEmbedding over the state's session (what the user publisher embeds). With the default
+// record must equal the checkpoint's model: the item's table row bit for bit, and the user's
+// UserEmbedding over the state's session (what the user publisher embeds) to float rounding.
+// With the default
 // intervals this cannot hold exactly, by design: a user's record is embedded with the snapshot
 // of its last click's flush and the model trains on, and an item is published again only when
 // its row moved by more than change_threshold (1%) since its last record.
@@ -769,7 +772,11 @@ TEST(PipelineProcessTest, PublishedEmbeddingsAreTheLastCheckpointsModelAndOnlyTh
     const std::span<const float> row(rows->data() + u * 64, 64);
     EXPECT_EQ(user_records[*name], 1) << *name << ": users are published once, at the stop";
     const auto r = users.find(*name);
-    const std::string why = r == users.end() ? "no record" : EmbeddingDifference(r->second, *name, "user", row);
+    // Not bit for bit: a forward pass's float sums depend on which users share its batch (in
+    // which order the stop's flush groups them is not ours to know); 1e-6 apart seen, a wrong
+    // row is ~0.1 away.
+    const std::string why =
+        r == users.end() ? "no record" : EmbeddingDifference(r->second, *name, "user", row, 1e-5f);
     if (!why.empty() && ++users_wrong <= 5) ADD_FAILURE() << "user " << u << " (" << *name << "): " << why;
   }
   EXPECT_EQ(users_wrong, 0) << "of " << counts.users << " users";
