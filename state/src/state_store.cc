@@ -933,6 +933,9 @@ Result<uint64_t> StateStore::Impl::CreateCheckpoint(const std::string& dir) cons
   // Shared lock: no batch is being written, so the checkpoint holds exactly batch seq_.
   std::shared_lock lock(mu_);
   GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+  // A checkpoint flushes the memtables: a flush failing on a full disk leaves RocksDB read-only,
+  // and the next write's recovery is where Debian's RocksDB 7.8 asserts.
+  GSAU_RETURN_IF_ERROR(CheckFreeSpace(options_.min_free_disk_bytes, "not taking a checkpoint until space returns"));
   rocksdb::Checkpoint* raw = nullptr;
   GSAU_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "state: checkpoint"));
   std::unique_ptr<rocksdb::Checkpoint> cp(raw);
