@@ -31,8 +31,8 @@ Status WriteFileAtomically(const std::string& path, const std::function<void(con
     for (size_t left = n; left > 0 && error.empty();) {
       const ssize_t w = ::write(fd, p, left);
       if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        error = std::strerror(errno);
+      if (w <= 0) {
+        error = w < 0 ? std::strerror(errno) : "write wrote nothing";
         break;
       }
       p += w;
@@ -44,6 +44,8 @@ Status WriteFileAtomically(const std::string& path, const std::function<void(con
     produce(sink);
   } catch (const std::exception& e) {
     if (error.empty()) error = e.what();
+  } catch (...) {
+    if (error.empty()) error = "an exception that is not a std::exception";
   }
   if (error.empty() && ::fsync(fd) != 0) error = std::string("fsync: ") + std::strerror(errno);
   if (::close(fd) != 0 && error.empty()) error = std::string("close: ") + std::strerror(errno);
