@@ -11,6 +11,7 @@
 
 #include "gsau/learner/attention.h"
 #include "gsau/learner/loss.h"
+#include "gsau/learner/metrics.h"
 #include "gsau/learner/sparse.h"
 
 namespace gsau::learner {
@@ -655,7 +656,8 @@ torch::Tensor GsauModelImpl::SequenceForward(const SequenceBatch& batch) {
 
 torch::Tensor TargetRanks(const torch::Tensor& scores, const torch::Tensor& target_scores) {
   // Every item not strictly below the target, less the target itself.
-  return (scores < target_scores).logical_not().sum(-1) - 1;
+  const auto ranks = (scores < target_scores).logical_not().sum(-1) - 1;
+  return torch::where(target_scores.isnan().squeeze(-1), torch::full_like(ranks, kMissRank), ranks);
 }
 
 }  // namespace gsau::learner

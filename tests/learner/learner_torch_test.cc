@@ -16,6 +16,7 @@
 
 #include "gsau/learner/attention.h"
 #include "gsau/learner/loss.h"
+#include "gsau/learner/metrics.h"
 #include "gsau/learner/model.h"
 #include "gsau/learner/sparse.h"
 #include "gsau/learner/trainer.h"
@@ -385,12 +386,12 @@ TEST(Model, TargetRanksCountTiesAndNaNAgainstTheTarget) {
   const auto scores = torch::tensor({-inf, 0.5f, 2.0f, 1.0f, 1.0f, 3.0f,     // target 1.0 (col 3): 2 above, 1 tie
                                      -inf, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f,     // all alike: last of 5
                                      -inf, 9.0f, nan, 1.0f, 2.0f, -inf,      // target 9: a NaN counts
-                                     -inf, 1.0f, 2.0f, nan, 4.0f, 5.0f})     // target NaN: ranks last
+                                     -inf, 1.0f, 2.0f, nan, 4.0f, 5.0f})     // target NaN: a miss
                         .view({4, 6});
   const auto targets = torch::tensor({3, 1, 1, 3}, torch::kInt64);
   const auto ranks = TargetRanks(scores, scores.gather(1, targets.unsqueeze(1)));
   EXPECT_EQ(std::vector<int64_t>(ranks.data_ptr<int64_t>(), ranks.data_ptr<int64_t>() + 4),
-            (std::vector<int64_t>{3, 4, 1, 5}));
+            (std::vector<int64_t>{3, 4, 1, kMissRank}));
 }
 
 TEST(Model, XavierNormalInit) {

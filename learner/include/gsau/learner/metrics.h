@@ -1,6 +1,7 @@
 // Full-ranking metrics with one target per user: Recall@K (= HitRate@K), NDCG@K and MRR@K.
 //
-// A rank is 0-based: the number of items scored strictly higher than the target. With one
+// A rank is 0-based: the number of other items scored at least as high as the target (ties
+// count against it; TargetRanks in model.h), or kMissRank when it cannot be ranked. With one
 // relevant item, Recall@K = [rank < K], NDCG@K = [rank < K] / log2(rank + 2) and
 // MRR@K = [rank < K] / (rank + 1); each is averaged over the evaluated users.
 //

@@ -135,7 +135,7 @@ TORCH_MODULE(GsauModel);
 // 0-based rank of each row's target: how many other items score at least as high. scores [B, N]
 // (padding and masked items -inf), target_scores [B, 1]; returns [B] int64 on their device.
 // Ties count against the target (a model scoring every item alike ranks no target first), and
-// so does a NaN on either side (a NaN target ranks last).
+// so does a NaN score; a NaN target score is kMissRank (a miss at every cut-off).
 torch::Tensor TargetRanks(const torch::Tensor& scores, const torch::Tensor& target_scores);
 
 }  // namespace gsau::learner

@@ -192,7 +192,7 @@ struct PropagationCheck {
 };
 
 // Prequential hit rate and NDCG at 10 and 20 (one target per prediction; rank is 0-based, the
-// number of items scored strictly higher than the target).
+// number of other items scored at least as high as the target, or kMissRank).
 struct PrequentialStats {
   int64_t count = 0;
   double hits10 = 0, hits20 = 0, ndcg10 = 0, ndcg20 = 0;  // sums
