@@ -68,7 +68,8 @@ Status WriteTextAtomically(const fs::path& path, const std::string& text) {
   return WriteFileAtomically(path.string(), [&](const ByteSink& sink) { sink(text.data(), text.size()); });
 }
 
-// The settings of `saved` that `now` has otherwise ("lr 0.001, now 0.1; ..."), or missing.
+// The settings of `saved` that `now` has otherwise ("lr 0.001, now 0.1; ..."). A key only one
+// side has is no difference: settings added to a later binary must not refuse runs begun before.
 std::string SettingsDiff(const std::string& saved, const std::string& now) {
   const auto parse = [](const std::string& text) {
     std::map<std::string, std::string> kv;
@@ -83,8 +84,7 @@ std::string SettingsDiff(const std::string& saved, const std::string& now) {
   std::string diff;
   for (const auto& [key, value] : b) {
     const auto it = a.find(key);
-    const std::string was = it == a.end() ? "(none)" : it->second;
-    if (was != value) diff += (diff.empty() ? "" : "; ") + key + " " + was + ", now " + value;
+    if (it != a.end() && it->second != value) diff += (diff.empty() ? "" : "; ") + key + " " + it->second + ", now " + value;
   }
   return diff;
 }
@@ -620,9 +620,10 @@ Result<TrainReport> Trainer::Run() {
                                                                                  out.string()));
     std::vector<std::string> kept;
     const bool earlier_run = fs::exists(checkpoint);
-    if (earlier_run && !o.resume && !o.overwrite) {
-      return Status::InvalidArgument(out.string() + " holds the checkpoint of an earlier run: --resume continues it, "
-                                     "--overwrite starts a new run in its place");
+    if (!o.resume && !o.overwrite &&
+        (earlier_run || fs::exists(best) || fs::exists(out / "report.json"))) {
+      return Status::InvalidArgument(out.string() + " holds an earlier run (checkpoint.pt, best.pt or report.json): "
+                                     "--resume continues it, --overwrite starts a new run in its place");
     }
     if (!(o.resume && earlier_run)) {
       // A new run: nothing of an earlier one may pass for its own (a resume after a crash
@@ -699,6 +700,9 @@ Result<TrainReport> Trainer::Run() {
       f << CsvRow(stats) << "\n";
       f.flush();
       if (!f) return Status::IoError("appending to " + csv.string());
+      f.close();
+      // On disk before the checkpoint that covers it: a resume refuses a CSV missing its rows.
+      GSAU_RETURN_IF_ERROR(SyncPath(csv.string()));
       GSAU_RETURN_IF_ERROR(im.SaveCheckpoint(checkpoint, st));
     }
     if (st.bad_epochs > o.patience) {
