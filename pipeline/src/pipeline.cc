@@ -993,7 +993,9 @@ struct Pipeline::Impl {
         // applied event and the previous checkpoint stands; the next interval tries again.
         // Stopping instead made a container restart into the same full disk, again and again.
         if (Status s = Checkpoint(); !s.ok()) {
-          GSAU_LOG_ERROR("pipeline: {}; trying again in {} s", s.ToString(), opt.checkpoint_interval_s);
+          GSAU_LOG_ERROR("pipeline: {}; trying again at the next interval ({} s, or 10 s while the state's change "
+                         "feed runs out)",
+                         s.ToString(), opt.checkpoint_interval_s);
         }
         last_ckpt = SteadyClock::now();
       }
