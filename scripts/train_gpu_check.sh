@@ -99,7 +99,9 @@ common=(train --data "$DATA" --model gsau-rec --epochs 1 --max-steps-per-epoch 2
 for leg in cpu cuda; do
   dev=cpu
   [[ $leg == cpu ]] || dev=$GPU
-  step "20 steps on $dev" 180 "$OUT/train-$leg.log" ./build-gpu/gsau "${common[@]}" --device "$dev" --out "$WORK/$leg"
+  # --overwrite: a rerun on a warm machine finds the last run's files (gsau train refuses them).
+  step "20 steps on $dev" 180 "$OUT/train-$leg.log" ./build-gpu/gsau "${common[@]}" --device "$dev" --overwrite \
+    --out "$WORK/$leg"
   cp "$WORK/$leg/metrics.csv" "$OUT/metrics-$leg.csv"
 done
 status=0

@@ -53,6 +53,12 @@ for run in "$@"; do
   out="$RUNS/$run"
   [[ "$SEED" == 2020 ]] || out="$out-seed$SEED"
   mkdir -p "$out"
+  # gsau train holds $out/.lock while it runs: a second launch would be refused, after it had
+  # overwritten this run's pid file and command.txt.
+  if command -v flock > /dev/null && ! flock -n "$out/.lock" true; then
+    echo "$run: already running in $out (pid $(cat "$out/pid" 2>/dev/null)); not started again" >&2
+    continue
+  fi
   cmd=(nice -n "$NICE" "$GSAU" train "${data[@]}" --model "$model" --gamma 0.1 --epochs 300 --patience 10
        --seed "$SEED" --threads "$THREADS" "${fraction[@]}" --out "$out" --resume --plot)
   echo "${cmd[*]}" | tee "$out/command.txt"
