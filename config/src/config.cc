@@ -196,7 +196,9 @@ const std::vector<Field>& Table() {
                "Applied events queued for the learner before ingest pauses its partitions (at least "
                "ingest.batch_max_events).", 1, 100000000),
       ListField("ingest.accepted_event_types", &C::ingest, &IngestSection::accepted_event_types,
-                "Event types kept (comma-separated); empty keeps every type."),
+                "Event types kept (comma-separated, matched exactly: case counts; an event without a type is a "
+                "click); the others are skipped, counted in gsau_ingest_events_skipped_total, their offsets taken. "
+                "Empty keeps every type."),
       IntField("ingest.session_timeout_ms", &C::ingest, &IngestSection::session_timeout_ms, "ms",
                "Consumer group session timeout: how soon a dead ingest's partitions move to another (Kafka brokers "
                "refuse less than their group.min.session.timeout.ms, 6000 by default).", 6000,
