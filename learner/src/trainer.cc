@@ -84,7 +84,8 @@ std::string SettingsDiff(const std::string& saved, const std::string& now) {
   std::string diff;
   for (const auto& [key, value] : b) {
     const auto it = a.find(key);
-    if (it != a.end() && it->second != value) diff += (diff.empty() ? "" : "; ") + key + " " + it->second + ", now " + value;
+    if (it == a.end() || it->second == value) continue;
+    diff += (diff.empty() ? "" : "; ") + key + " " + it->second + ", now " + value;
   }
   return diff;
 }
@@ -625,7 +626,7 @@ Result<TrainReport> Trainer::Run() {
       return Status::InvalidArgument(out.string() + " holds an earlier run (checkpoint.pt, best.pt or report.json): "
                                      "--resume continues it, --overwrite starts a new run in its place");
     }
-    if (!(o.resume && earlier_run)) {
+    if (const bool resuming = o.resume && earlier_run; !resuming) {
       // A new run: nothing of an earlier one may pass for its own (a resume after a crash
       // before this run's first checkpoint took the earlier run's and lost the CSV's rows).
       std::error_code ec;
@@ -633,8 +634,7 @@ Result<TrainReport> Trainer::Run() {
         fs::remove(f, ec);
         if (ec) return Status::IoError("removing " + f.string() + ": " + ec.message());
       }
-    }
-    if (o.resume && earlier_run) {
+    } else {
       GSAU_ASSIGN_OR_RETURN(st, im.LoadCheckpoint(checkpoint, best));
       GSAU_LOG_INFO("resumed from {} after epoch {} (best {} {:.4f} at epoch {})", checkpoint.string(), st.epoch,
                     o.valid_metric, st.best_value, st.best_epoch);

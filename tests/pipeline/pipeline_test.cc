@@ -504,7 +504,8 @@ TEST(PipelineProcessTest, UsersOfClicksAfterTheCheckpointArePublishedAfterAKill)
   std::smatch caught_up;
   ASSERT_TRUE(std::regex_search(
       log3, caught_up,
-      std::regex(R"(learner caught up with state batches \d+\.\.\d+ \((\d+) events.*it has (\d+) of the state's (\d+) edges)")))
+      std::regex(R"(learner caught up with state batches \d+\.\.\d+ \((\d+) events)"
+                 R"(.*it has (\d+) of the state's (\d+) edges)")))
       << Tail(p.log, 4000);
   EXPECT_EQ(caught_up[1].str(), "40");
   EXPECT_EQ(caught_up[2].str(), caught_up[3].str()) << "the learner's graph is the state's";

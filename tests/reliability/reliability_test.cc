@@ -642,8 +642,10 @@ TEST_F(Reliability, R7FullDiskDuringRunFailsCheckpointsNotTheProcess) {
   auto child = g.Start();
   const auto clicks = MakeClicks(n, 500, 250, 91);
   BackgroundProducer producer(KafkaBootstrap(), topic, clicks, n / (hold_s + 25.0));
-  ASSERT_TRUE(WaitFor([&] { return Sum(g.port, "gsau_state_events") > 500 && !NewestCheckpoint(g.checkpoints).empty(); },
-                      seconds(90)))
+  const auto applied_and_checkpointed = [&] {
+    return Sum(g.port, "gsau_state_events") > 500 && !NewestCheckpoint(g.checkpoints).empty();
+  };
+  ASSERT_TRUE(WaitFor(applied_and_checkpointed, seconds(90)))
       << Tail(g.log);
   // Under the 16 MiB floor first, and full only once ingest holds: a write already past its
   // free-space check when the disk filled could fail inside RocksDB (the path Debian's RocksDB

@@ -223,8 +223,8 @@ class ServingModel {
   bool CanEmbed(const std::vector<uint32_t>& session) const;
   // As OnlineLearner::UserEmbeddings, over the snapshot.
   Result<std::vector<float>> UserEmbeddings(std::span<const std::vector<uint32_t>> sessions) const;
-  // Rank (0-based, items scored strictly higher) of each target for its session, as
-  // OnlineLearner::ScoreRank; a target unknown to the snapshot ranks kMissRank.
+  // Rank (0-based, as TargetRanks) of each target for its session, as OnlineLearner::ScoreRank;
+  // a target unknown to the snapshot ranks kMissRank.
   Result<std::vector<int64_t>> ScoreRanks(std::span<const std::vector<uint32_t>> sessions,
                                           std::span<const uint32_t> targets) const;
   // The k best items for each session (ids, best first; excluded: none).

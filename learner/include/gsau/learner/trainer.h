@@ -76,8 +76,8 @@ struct TrainOptions {
   // progress) or another dataset, or when metrics.csv lacks the epochs it covers.
   bool resume = false;
   // Without resume, a directory holding an earlier run (checkpoint.pt, best.pt or report.json)
-  // is refused (a forgotten --resume would throw a long run away) unless overwrite is set. A new run removes an earlier run's
-  // checkpoint.pt, best.pt and report.json before its first epoch.
+  // is refused (a forgotten --resume would throw a long run away) unless overwrite is set. A new
+  // run removes an earlier run's checkpoint.pt, best.pt and report.json before its first epoch.
   bool overwrite = false;
   bool progress = true; // a progress bar per epoch on stderr
 };
