@@ -67,6 +67,7 @@ port=$(free_port)
 "$gsau" run "${common[@]}" --checkpoints "$work/checkpoints" \
   --init-offline "$b_dir/best.pt" --init-data "$data" --init-times "$times" --status-interval 30 \
   --set learner.threads="$threads" --set learner.prequential_csv="$work/prequential.csv" \
+  --set learner.idle_train_s="$extra_s" \
   --set metrics.listen_address="127.0.0.1:$port" "${run_set[@]}" > "$work/run.log" 2>&1 &
 run_pid=$!
 pids+=($run_pid)

@@ -264,6 +264,11 @@ const std::vector<Field>& Table() {
                "Seconds between checkpoints.", 1, 86400),
       IntField("learner.checkpoint_keep", &C::learner, &LearnerSection::checkpoint_keep, "checkpoints",
                "Checkpoints kept on disk (older ones are deleted).", 1, 1000),
+      IntField("learner.idle_train_s", &C::learner, &LearnerSection::idle_train_s, "s",
+               "Without fresh clicks the learner trains on replay alone for this long after the last one, then "
+               "waits for clicks (gsau_learner_idle 1: no steps, no item records, no core busy); 0 = never on "
+               "replay alone.",
+               0, 31536000),
       StringField("learner.prequential_csv", &C::learner, &LearnerSection::prequential_csv,
                   "CSV of the prequential (test-then-train) Recall and NDCG at 10 and 20, one row per window; "
                   "empty: none."),

@@ -141,6 +141,12 @@ struct Metrics {
                    .Help("Applied events waiting for the learner")
                    .Register(r)
                    .Add({})),
+        idle(prometheus::BuildGauge()
+                 .Name("gsau_learner_idle")
+                 .Help("1 while the learner waits for fresh clicks (learner.idle_train_s of training on replay "
+                       "alone have gone by), else 0")
+                 .Register(r)
+                 .Add({})),
         table_family(prometheus::BuildGauge()
                          .Name("gsau_learner_table_rows")
                          .Help("Live rows of the embedding tables, by table (user, item)")
@@ -193,6 +199,7 @@ struct Metrics {
   prometheus::Gauge &loss, &graph_align, &graph_unif, &seq_align, &seq_unif;
   prometheus::Counter& events_observed;
   prometheus::Gauge& queued;
+  prometheus::Gauge& idle;
   prometheus::Family<prometheus::Gauge>& table_family;
   prometheus::Gauge &user_rows, &item_rows;
   prometheus::Counter& preq_count;
@@ -901,7 +908,28 @@ struct Pipeline::Impl {
     auto last_preq = SteadyClock::now();
     auto last_slow_log = SteadyClock::now() - std::chrono::minutes(1);
     int64_t events_seen = 0;
-    bool can_train = learner->Stats().pending + learner->Stats().replay >= opt.min_step_samples;
+    // Without fresh clicks every step is replay alone: it moves item rows (republished) while
+    // users' records, refreshed by clicks only, stay as they were, and it keeps a core busy. It
+    // goes on for idle_train_s after the last fresh sample (consolidating what came last), then
+    // the learner waits for clicks.
+    auto last_fresh = SteadyClock::now();
+    bool idle = false;
+    const auto trainable = [&](const learner::OnlineStats& s) {
+      if (s.pending > 0) last_fresh = SteadyClock::now();
+      const bool replay_only_allowed = s.pending > 0 || SecondsSince(last_fresh) < opt.idle_train_s;
+      if (idle == replay_only_allowed) {
+        idle = !replay_only_allowed;
+        m->idle.Set(idle ? 1 : 0);
+        if (idle) {
+          GSAU_LOG_INFO("pipeline: no fresh click for {} s; the learner waits for clicks (learner.idle_train_s)",
+                        opt.idle_train_s);
+        } else {
+          GSAU_LOG_INFO("pipeline: fresh clicks; the learner trains again");
+        }
+      }
+      return s.pending + s.replay >= opt.min_step_samples && replay_only_allowed;
+    };
+    bool can_train = trainable(learner->Stats());
     while (!stop) {
       // Wait for data only when there is nothing to train on. Each applied batch is ranked,
       // then observed, on its own: merged, a burst's clicks were all ranked before any of it
@@ -922,8 +950,7 @@ struct Pipeline::Impl {
         b = queue.Pop(0);
       }
       m->queued.Set(static_cast<double>(queue.queued_events()));
-      const auto stats = learner->Stats();
-      can_train = stats.pending + stats.replay >= opt.min_step_samples;
+      can_train = trainable(learner->Stats());
       if (can_train) {
         GSAU_ASSIGN_OR_RETURN(auto r, learner->Step());
         if (r.trained) {

@@ -532,6 +532,42 @@ TEST(PipelineProcessTest, ACheckpointComesEarlyWhenHalfTheChangeFeedHasGoneBy) {
   EXPECT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
 }
 
+// Without fresh clicks every step is replay alone: it republished moved item rows and kept a core
+// busy for as long as the process ran (438 steps in 19 quiet seconds). It now stops
+// learner.idle_train_s after the last fresh click, and the next click starts it again.
+TEST(PipelineProcessTest, WithoutClicksTheLearnerStopsAfterIdleTrainSAndAClickStartsItAgain) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "idle");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 1, 1, {}}}, 20000).ok());
+  auto run = p.Start("json", {"--set", "learner.idle_train_s=3", "--set", "publisher.item_interval_ms=200"});
+  Produce(bootstrap, p.clicks, MakeClicks(400, 40, 60, 51));
+  ASSERT_TRUE(WaitForStateEvents(p.port, 400, seconds(120))) << Tail(p.log, 6000);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_idle", 1, seconds(60))) << Tail(p.log, 6000);
+  // It trained on replay alone before it stopped: more replayed samples than fresh ones' share.
+  const double fresh = ScrapeMetric(p.port, R"(gsau_learner_samples_total{source="fresh"})").value_or(-1);
+  const double replayed = ScrapeMetric(p.port, R"(gsau_learner_samples_total{source="replay"})").value_or(-1);
+  EXPECT_EQ(fresh, 400);
+  EXPECT_GT(replayed, 10 * fresh) << "no training on replay alone before going idle";
+  const std::string items = R"(gsau_publisher_embeddings_published_total{kind="item"})";
+  std::this_thread::sleep_for(milliseconds(500));  // the last step's item rows go out
+  const double steps = ScrapeMetric(p.port, "gsau_learner_steps_total").value_or(-1);
+  const double item_records = ScrapeMetric(p.port, items).value_or(-1);
+  std::this_thread::sleep_for(seconds(4));
+  EXPECT_EQ(ScrapeMetric(p.port, "gsau_learner_steps_total").value_or(-1), steps) << "steps while idle";
+  EXPECT_EQ(ScrapeMetric(p.port, items).value_or(-1), item_records) << "item records while idle";
+  EXPECT_EQ(ScrapeMetric(p.port, "gsau_learner_idle").value_or(-1), 1);
+
+  Produce(bootstrap, p.clicks, MakeClicks(20, 40, 60, 52));
+  EXPECT_TRUE(WaitForMetric(p.port, R"(gsau_learner_samples_total{source="fresh"})", 420, seconds(60)))
+      << Tail(p.log, 6000);
+  EXPECT_GT(ScrapeMetric(p.port, "gsau_learner_steps_total").value_or(-1), steps);
+  EXPECT_NE(Tail(p.log, 1 << 20).find("fresh clicks; the learner trains again"), std::string::npos)
+      << Tail(p.log, 4000);
+  run->Signal(SIGTERM);
+  EXPECT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+}
+
 // A restart without a checkpoint publishes every user of the state at once: they are embedded
 // and published 1,024 at a time (one forward pass over all of them once needed memory in
 // proportion to the users), each group a model_version of its own.

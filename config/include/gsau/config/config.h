@@ -80,6 +80,7 @@ struct LearnerSection {
   std::string checkpoint_dir = "gsau-data/checkpoints";
   int checkpoint_interval_s = 300;
   int checkpoint_keep = 3;
+  int idle_train_s = 600;  // issue 6: "keep training on replay for up to 10 minutes after the last event"
   std::string prequential_csv = "gsau-data/prequential.csv";  // empty = none
   int prequential_interval_s = 10;
 };

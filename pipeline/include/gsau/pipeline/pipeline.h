@@ -83,6 +83,10 @@ struct PipelineOptions {
   int prequential_interval_s = 10;     // CSV rows and metric windows
   int prequential_max_per_batch = 512;  // clicks ranked between two steps, at most (the rest skipped)
   int64_t min_step_samples = 1;        // train only when at least this many samples exist
+  // Training on replay alone (no fresh sample queued) goes on for at most this long after the
+  // last fresh sample; then the learner waits for clicks (gsau_learner_idle = 1). 0: never
+  // trains on replay alone. Unit: s.
+  int idle_train_s = 600;
 };
 
 struct PipelineStatus {
