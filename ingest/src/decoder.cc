@@ -16,6 +16,7 @@ std::string_view BadReasonName(BadReason r) {
     case BadReason::kWrongType: return "wrong_type";
     case BadReason::kBadId: return "bad_id";
     case BadReason::kBadTime: return "bad_time";
+    case BadReason::kDuplicateField: return "duplicate_field";
   }
   return "unknown";
 }
@@ -49,8 +50,14 @@ class Decoder::Impl {
 
     bool has_user = false, has_item = false, has_ts = false;
     int64_t ts = 0;
+    // JSON leaves a repeated key's meaning open (Python keeps the last, simdjson's On-Demand
+    // finds the first), so an event that names one of ours twice has no one reading.
+    unsigned seen = 0;
     for (auto field : obj) {
       const std::string_view key = field.key;
+      const unsigned bit = key == "user_id" ? 1u : key == "item_id" ? 2u : key == "ts" ? 4u : key == "event" ? 8u : 0u;
+      if ((seen & bit) != 0) return Bad(BadReason::kDuplicateField, std::string(key) + " appears more than once");
+      seen |= bit;
       if (key == "user_id" || key == "item_id") {
         std::string& out = key == "user_id" ? r_.event.user_id : r_.event.item_id;
         if (!ReadId(field.value, key, out)) return r_;

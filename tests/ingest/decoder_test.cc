@@ -64,6 +64,14 @@ TEST(DecoderTest, BadEventsHaveReasons) {
       {R"({"user_id":"u","item_id":"i","ts":1,"event":7})", false, BadReason::kWrongType, "event must be a string"},
       {R"({"user_id":"u","item_id":"i"})", false, BadReason::kBadTime, "no ts and no message timestamp"},
       {R"({"user_id":"u","item_id":"i","ts":null})", false, BadReason::kBadTime, "no ts and no message timestamp"},
+      {R"({"user_id":"a","item_id":"i","user_id":"b","ts":1})", false, BadReason::kDuplicateField,
+       "user_id appears more than once"},
+      {R"({"user_id":"u","item_id":"i","ts":1,"item_id":"i"})", false, BadReason::kDuplicateField,
+       "item_id appears more than once"},
+      {R"({"user_id":"u","item_id":"i","ts":null,"ts":5})", false, BadReason::kDuplicateField,
+       "ts appears more than once"},
+      {R"({"user_id":"u","item_id":"i","ts":1,"event":"view","event":"buy"})", false, BadReason::kDuplicateField,
+       "event appears more than once"},
   };
   Decoder d;
   for (const auto& c : cases) {

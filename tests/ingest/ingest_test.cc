@@ -81,6 +81,8 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
       {R"({"user_id":"u1","item_id":"i1","pad":")" + std::string(100000, 'p') + "\"}", "too_large",
        "is over the limit"},
       {"[]", "not_object", "not a JSON object"},
+      {R"({"user_id":"u1","item_id":"i1","user_id":"u2","ts":1700000000000})", "duplicate_field",
+       "user_id appears more than once"},
   };
   const auto good = MakeClicks(3000, 200, 300, 7);
   size_t next_bad = 0;
