@@ -437,9 +437,12 @@ struct Pipeline::Impl {
                                        (fs::path(opt.checkpoint_dir) / kRollbackMarker).string() +
                                        " to start from what is there now");
       }
+      // Under the lock (no other process checkpoints here) and before Open's free-space check:
+      // a checkpoint a kill left half-built can hold the space that check asks for, and the
+      // start refused on a full disk until someone deleted it by hand.
+      RecoverInterruptedCheckpoint();
     }
     GSAU_ASSIGN_OR_RETURN(store, state::StateStore::Open(opt.state));
-    RecoverInterruptedCheckpoint();  // after Open: its lock keeps a second process out
     return Status::Ok();
   }
 

@@ -614,7 +614,8 @@ TEST_F(Reliability, R5FullDiskStopsIngestWhichRecoversWhenSpaceReturns) {
   Figure(Fmt("held at %.0f events", held_at) + " for " + std::to_string(hold_s) + " s");
   Figure(Fmt("%.0f apply errors", apply_errors));
   Figure(std::string(says_why ? "log says why" : "log SILENT"));
-  Figure(Fmt("all %.0f applied", static_cast<double>(n)) + Fmt(" %.1f s after space returned", recover_s));
+  Figure(Fmt("all %.0f applied", static_cast<double>(n)) + Fmt(" %.1f s after space returned", recover_s) +
+         " (by cleaning up a half-built checkpoint)");
   Figure(std::string(equal && static_cast<uint64_t>(offsets) == events ? "state and offsets exact" : "state DIFFERS"));
 }
 
@@ -675,7 +676,12 @@ TEST_F(Reliability, R7FullDiskDuringRunFailsCheckpointsNotTheProcess) {
   const bool says_why = Tail(g.log, 4000).find("not opening the store until space returns") != std::string::npos;
   EXPECT_EQ(refused, 1) << "a start on a full disk exits 1 (134: aborted)\n" << Tail(g.log);
   EXPECT_TRUE(says_why) << Tail(g.log);
-  std::filesystem::remove(fs + "/filler");
+  // The space comes back by the restart's own clean-up: the filler becomes a checkpoint a kill
+  // left half-built (a rename, no space freed), which the start removes before it checks for
+  // space. It refused before, until the folder was deleted by hand.
+  const std::string half_built = g.checkpoints + "/ckpt-999999999999.tmp";
+  std::filesystem::create_directories(half_built);
+  std::filesystem::rename(fs + "/filler", half_built + "/model.pt");
   const auto freed = Clock::now();
   const std::string before = NewestCheckpoint(g.checkpoints);
   child = g.Start();
@@ -684,6 +690,7 @@ TEST_F(Reliability, R7FullDiskDuringRunFailsCheckpointsNotTheProcess) {
   const double recover_s = std::chrono::duration<double>(Clock::now() - freed).count();
   const bool checkpointed = WaitFor([&] { return NewestCheckpoint(g.checkpoints) > before; }, seconds(30));
   EXPECT_TRUE(checkpointed) << "checkpoints resume once space returns\n" << Tail(g.log);
+  EXPECT_FALSE(std::filesystem::exists(half_built));
   child->Signal(SIGTERM);
   EXPECT_EQ(child->Wait(60000), 0) << Tail(g.log);
   const bool equal = DumpAt(g.state) == Reference(clicks);
@@ -691,7 +698,8 @@ TEST_F(Reliability, R7FullDiskDuringRunFailsCheckpointsNotTheProcess) {
   Figure(Fmt("held at %.0f events", held_at) + " for " + std::to_string(hold_s) + " s" + (up ? "" : ", process DIED"));
   Figure(Fmt("%.0f failed checkpoints", checkpoint_errors));
   Figure("restart on the full disk: exit " + std::to_string(refused) + (says_why ? ", says why" : ", SILENT"));
-  Figure(Fmt("all %.0f applied", static_cast<double>(n)) + Fmt(" %.1f s after space returned", recover_s));
+  Figure(Fmt("all %.0f applied", static_cast<double>(n)) + Fmt(" %.1f s after space returned", recover_s) +
+         " (by cleaning up a half-built checkpoint)");
   Figure(std::string(equal ? "state exact" : "state DIFFERS") + (checkpointed ? ", checkpointed again" : ""));
 }
 
