@@ -177,6 +177,12 @@ int RunInspect(const InspectFlags& f) {
     return kExitFailure;
   }
 
+  if (const auto target = pipeline::UnfinishedRollback(c.learner.checkpoint_dir)) {
+    // Half-way, the newest checkpoint left and the state there need not belong together.
+    std::printf("warning: a rollback to %s did not finish: the model and the state below may not belong together "
+                "(`gsau run --rollback %s` finishes it)\n",
+                target->c_str(), target->c_str());
+  }
   std::unique_ptr<learner::OnlineLearner> model;
   const auto checkpoints = pipeline::ListCheckpoints(c.learner.checkpoint_dir);
   if (checkpoints.empty()) {

@@ -302,6 +302,14 @@ Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore&
   return out;
 }
 
+std::optional<std::string> UnfinishedRollback(const std::string& checkpoint_dir) {
+  std::ifstream marker(fs::path(checkpoint_dir) / kRollbackMarker);
+  if (!marker) return std::nullopt;
+  std::string target;
+  std::getline(marker, target);
+  return target;
+}
+
 int RecoverCheckpoints(const std::string& dir) {
   int restored = 0;
   std::error_code ec;
@@ -429,11 +437,9 @@ struct Pipeline::Impl {
       // Held while the marker is read: a rollback still starting up holds the store, and is
       // told apart from one that stopped half-way.
       GSAU_ASSIGN_OR_RETURN(auto hold, state::StateStore::HoldExclusive(opt.state.path));
-      if (std::ifstream marker(fs::path(opt.checkpoint_dir) / kRollbackMarker); marker) {
-        std::string target;
-        std::getline(marker, target);
-        return Status::InvalidArgument("a rollback to " + target + " did not finish (the process stopped during it): " +
-                                       "run it again (--rollback " + target + "), or delete " +
+      if (const auto target = UnfinishedRollback(opt.checkpoint_dir)) {
+        return Status::InvalidArgument("a rollback to " + *target + " did not finish (the process stopped during it): " +
+                                       "run it again (--rollback " + *target + "), or delete " +
                                        (fs::path(opt.checkpoint_dir) / kRollbackMarker).string() +
                                        " to start from what is there now");
       }

@@ -187,6 +187,11 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
   EXPECT_NE(out.find("nearest items"), std::string::npos) << out;
   EXPECT_EQ(RunCommand(Gsau() + " inspect --dir " + dir.File("demo") + " --user nobody-here 2>&1", &out), 1) << out;
   EXPECT_NE(out.find("no user 'nobody-here'"), std::string::npos) << out;
+  EXPECT_EQ(out.find("rollback"), std::string::npos) << out;
+  // Half-way through a rollback, inspect says so before showing a pair that may not match.
+  std::ofstream(dir.File("demo") + "/checkpoints/ROLLBACK_IN_PROGRESS") << "/x/ckpt-000000000007\n";
+  ASSERT_EQ(RunCommand(Gsau() + " inspect --dir " + dir.File("demo") + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("warning: a rollback to /x/ckpt-000000000007 did not finish"), std::string::npos) << out;
 }
 
 TEST(AppTest, EvaluateRanksTheLeaveOneOutSamplesOfAFileWithTheOnlineModel) {

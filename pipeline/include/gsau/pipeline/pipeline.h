@@ -44,6 +44,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,10 @@ struct PipelineStatus {
 // The complete checkpoints (ckpt-<digits>/model.pt) under `dir`, oldest first; none when `dir`
 // does not exist.
 std::vector<std::string> ListCheckpoints(const std::string& dir);
+
+// The checkpoint a rollback marked in `checkpoint_dir` (ROLLBACK_IN_PROGRESS) and did not
+// finish, as the marker names it; none when there is no marker.
+std::optional<std::string> UnfinishedRollback(const std::string& checkpoint_dir);
 
 // Puts the checkpoint built in `built` (a sibling folder) in place as `final_dir`. One already
 // there (the same state batch, an older model) is renamed to <final_dir>.replaced and removed
