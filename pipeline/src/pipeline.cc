@@ -364,6 +364,8 @@ struct Pipeline::Impl {
   // thread only.
   std::map<uint32_t, std::vector<float>> unpublished_items;
   fs::path last_checkpoint_dir;  // the newest checkpoint this process wrote
+  int64_t checkpointed_steps = -1;      // the learner's steps in it
+  uint64_t checkpointed_through = 0;    // its users_published_through
 
   mutable std::mutex status_mu;
   PipelineStatus st;
@@ -819,6 +821,8 @@ struct Pipeline::Impl {
     std::snprintf(name, sizeof name, "ckpt-%012llu", static_cast<unsigned long long>(watermark));
     const fs::path final_dir = fs::path(opt.checkpoint_dir) / name;
     const fs::path tmp = fs::path(opt.checkpoint_dir) / (std::string(name) + std::string(kTmpSuffix));
+    const int64_t steps = learner->Stats().steps;
+    const uint64_t through = UsersPublishedThroughNow();
     if (Status s = WriteCheckpoint(tmp, final_dir); !s.ok()) {
       fs::remove_all(tmp, ec);  // a full disk's space back, at least what it took
       m->checkpoint_errors.Increment();
@@ -826,6 +830,8 @@ struct Pipeline::Impl {
     }
     last_checkpoint_dir = final_dir;
     checkpointed_batch = watermark;
+    checkpointed_steps = steps;
+    checkpointed_through = through;
     auto all = ListCheckpoints(opt.checkpoint_dir);
     for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) fs::remove_all(all[k], ec);
     m->checkpoints.Increment();
@@ -854,10 +860,20 @@ struct Pipeline::Impl {
   }
 
   // Writes users_published_through (never past the checkpoint's own batch) to `file`, synced.
+  // The state batch up to which every user's record has been delivered, as far as the model goes.
+  uint64_t UsersPublishedThroughNow() const { return std::min<uint64_t>(users_confirmed_seq.load(), watermark); }
+
+  // Whether the newest checkpoint this process wrote holds what a new one would: the same
+  // model (steps, watermark) and users_published_through. An idle pipeline then writes none.
+  bool CheckpointCurrent() {
+    return !last_checkpoint_dir.empty() && watermark == checkpointed_batch &&
+           learner->Stats().steps == checkpointed_steps && UsersPublishedThroughNow() == checkpointed_through;
+  }
+
   Status WriteUsersPublishedThrough(const fs::path& file) {
     {
       std::ofstream through(file);
-      through << std::min<uint64_t>(users_confirmed_seq.load(), watermark) << '\n';
+      through << UsersPublishedThroughNow() << '\n';
       if (!through.flush()) return Status::IoError("writing " + file.string());
     }
     return SyncPath(file.string());
@@ -1025,13 +1041,16 @@ struct Pipeline::Impl {
       const bool feed_half_gone = watermark >= checkpointed_batch + opt.state.changelog_retention_batches / 2 &&
                                   SecondsSince(last_ckpt) >= std::min(opt.checkpoint_interval_s, 10);
       if (SecondsSince(last_ckpt) >= opt.checkpoint_interval_s || feed_half_gone) {
-        // A failed checkpoint (a full disk) is not the learner's failure: the state holds every
-        // applied event and the previous checkpoint stands; the next interval tries again.
-        // Stopping instead made a container restart into the same full disk, again and again.
-        if (Status s = Checkpoint(); !s.ok()) {
-          GSAU_LOG_ERROR("pipeline: {}; trying again at the next interval ({} s, or 10 s while the state's change "
-                         "feed runs out)",
-                         s.ToString(), opt.checkpoint_interval_s);
+        // Nothing new since the last one (an idle pipeline): no copy of the same model. A failed
+        // checkpoint (a full disk) is not the learner's failure: the state holds every applied
+        // event and the previous checkpoint stands; the next interval tries again. Stopping
+        // instead made a container restart into the same full disk, again and again.
+        if (!CheckpointCurrent()) {
+          if (Status s = Checkpoint(); !s.ok()) {
+            GSAU_LOG_ERROR("pipeline: {}; trying again at the next interval ({} s, or 10 s while the state's "
+                           "change feed runs out)",
+                           s.ToString(), opt.checkpoint_interval_s);
+          }
         }
         last_ckpt = SteadyClock::now();
       }

@@ -534,7 +534,8 @@ TEST(PipelineProcessTest, ACheckpointComesEarlyWhenHalfTheChangeFeedHasGoneBy) {
 
 // Without fresh clicks every step is replay alone: it republished moved item rows and kept a core
 // busy for as long as the process ran (438 steps in 19 quiet seconds). It now stops
-// learner.idle_train_s after the last fresh click, and the next click starts it again.
+// learner.idle_train_s after the last fresh click, and the next click starts it again; while it
+// rests no checkpoint repeats the last one.
 TEST(PipelineProcessTest, WithoutClicksTheLearnerStopsAfterIdleTrainSAndAClickStartsItAgain) {
   const std::string bootstrap = KafkaBootstrap();
   TempDir dir;
@@ -553,9 +554,12 @@ TEST(PipelineProcessTest, WithoutClicksTheLearnerStopsAfterIdleTrainSAndAClickSt
   std::this_thread::sleep_for(milliseconds(500));  // the last step's item rows go out
   const double steps = ScrapeMetric(p.port, "gsau_learner_steps_total").value_or(-1);
   const double item_records = ScrapeMetric(p.port, items).value_or(-1);
-  std::this_thread::sleep_for(seconds(4));
+  const double checkpoints = ScrapeMetric(p.port, "gsau_learner_checkpoints_total").value_or(-1);
+  std::this_thread::sleep_for(seconds(5));  // over two checkpoint intervals
   EXPECT_EQ(ScrapeMetric(p.port, "gsau_learner_steps_total").value_or(-1), steps) << "steps while idle";
   EXPECT_EQ(ScrapeMetric(p.port, items).value_or(-1), item_records) << "item records while idle";
+  EXPECT_EQ(ScrapeMetric(p.port, "gsau_learner_checkpoints_total").value_or(-1), checkpoints)
+      << "copies of the same model while idle";
   EXPECT_EQ(ScrapeMetric(p.port, "gsau_learner_idle").value_or(-1), 1);
 
   Produce(bootstrap, p.clicks, MakeClicks(20, 40, 60, 52));
