@@ -364,8 +364,8 @@ struct Pipeline::Impl {
   // thread only.
   std::map<uint32_t, std::vector<float>> unpublished_items;
   fs::path last_checkpoint_dir;  // the newest checkpoint this process wrote
-  int64_t checkpointed_steps = -1;      // the learner's steps in it
-  uint64_t checkpointed_through = 0;    // its users_published_through
+  int64_t checkpointed_steps = -1;    // the learner's steps in it
+  uint64_t checkpointed_through = 0;  // its users_published_through
 
   mutable std::mutex status_mu;
   PipelineStatus st;
@@ -440,8 +440,9 @@ struct Pipeline::Impl {
       // told apart from one that stopped half-way.
       GSAU_ASSIGN_OR_RETURN(auto hold, state::StateStore::HoldExclusive(opt.state.path));
       if (const auto target = UnfinishedRollback(opt.checkpoint_dir)) {
-        return Status::InvalidArgument("a rollback to " + *target + " did not finish (the process stopped during it): " +
-                                       "run it again (--rollback " + *target + "), or delete " +
+        return Status::InvalidArgument("a rollback to " + *target +
+                                       " did not finish (the process stopped during it): run it again (--rollback " +
+                                       *target + "), or delete " +
                                        (fs::path(opt.checkpoint_dir) / kRollbackMarker).string() +
                                        " to start from what is there now");
       }
@@ -859,7 +860,6 @@ struct Pipeline::Impl {
     return InstallCheckpoint(tmp.string(), final_dir.string());
   }
 
-  // Writes users_published_through (never past the checkpoint's own batch) to `file`, synced.
   // The state batch up to which every user's record has been delivered, as far as the model goes.
   uint64_t UsersPublishedThroughNow() const { return std::min<uint64_t>(users_confirmed_seq.load(), watermark); }
 
@@ -870,6 +870,7 @@ struct Pipeline::Impl {
            learner->Stats().steps == checkpointed_steps && UsersPublishedThroughNow() == checkpointed_through;
   }
 
+  // Writes users_published_through (never past the checkpoint's own batch) to `file`, synced.
   Status WriteUsersPublishedThrough(const fs::path& file) {
     {
       std::ofstream through(file);
