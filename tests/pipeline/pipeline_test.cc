@@ -572,6 +572,45 @@ TEST(PipelineProcessTest, WithoutClicksTheLearnerStopsAfterIdleTrainSAndAClickSt
   EXPECT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
 }
 
+// Batches of skipped records only (event types not accepted) move the state's batch sequence
+// without a click: they were not handed to the learner, so its watermark, and the checkpoints
+// named after it, stayed behind the state (a long run of them outran the change feed a restart
+// catches up through). The checkpoint now follows the state.
+TEST(PipelineProcessTest, CheckpointsFollowTheStateThroughBatchesOfSkippedRecords) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "skip");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 1, 1, {}}}, 20000).ok());
+  auto run = p.Start("json", {"--set", "ingest.accepted_event_types=click", "--set", "ingest.batch_max_events=1"});
+  Produce(bootstrap, p.clicks, MakeClicks(50, 10, 20, 61));
+  ASSERT_TRUE(WaitForStateEvents(p.port, 50, seconds(120))) << Tail(p.log, 6000);
+  auto producer = kafka::Producer::Create(KafkaAt(bootstrap), {});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  for (int k = 0; k < 200; ++k) {
+    const std::string user = "user-" + std::to_string(k % 10);
+    ASSERT_TRUE((*producer)
+                    ->Produce(p.clicks, user,
+                              R"({"user_id":")" + user + R"(","item_id":"item-1","ts":1800000000000,"event":"view"})")
+                    .ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(60000).ok());
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_skipped_total", 200, seconds(120))) << Tail(p.log, 6000);
+  const double state_batch = ScrapeMetric(p.port, "gsau_state_batch_sequence").value_or(-1);
+  ASSERT_GE(state_batch, 51) << "the skipped records' batches moved the state";
+  const auto reached = [&] {
+    const auto all = Checkpoints(p.checkpoints);
+    return !all.empty() &&
+           std::stod(std::filesystem::path(all.back()).filename().string().substr(5)) >= state_batch;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  while (!reached() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(200));
+  const auto all = Checkpoints(p.checkpoints);
+  EXPECT_TRUE(reached()) << "newest checkpoint " << (all.empty() ? "none" : all.back()) << ", state batch "
+                         << state_batch << "\n" << Tail(p.log, 4000);
+  run->Signal(SIGTERM);
+  EXPECT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+}
+
 // A restart without a checkpoint publishes every user of the state at once: they are embedded
 // and published 1,024 at a time (one forward pass over all of them once needed memory in
 // proportion to the users), each group a model_version of its own.

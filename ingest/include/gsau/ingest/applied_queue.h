@@ -1,6 +1,7 @@
 // The hand-off from ingest to the learner: batches of events that the state store applied.
 //
-// Ingest pushes each applied batch; the learner pops them. The queue is bounded by a count of
+// Ingest pushes each applied batch, one without events too (records skipped or dead-lettered:
+// the state's batch sequence moved); the learner pops them. The queue is bounded by a count of
 // events: when it has no room, ingest pauses its partitions (backpressure) instead of
 // buffering without bound, and resumes once the learner has drained it.
 //
