@@ -48,36 +48,41 @@ class Decoder::Impl {
     simdjson::dom::object obj;
     if (doc.get(obj) != simdjson::SUCCESS) return Bad(BadReason::kNotObject, "not a JSON object");
 
-    bool has_user = false, has_item = false, has_ts = false;
+    bool has_ts = false;
     int64_t ts = 0;
-    // JSON leaves a repeated key's meaning open (Python keeps the last, simdjson's On-Demand
-    // finds the first), so an event that names one of ours twice has no one reading.
+    // Each key is told apart once. JSON leaves a repeated key's meaning open (Python keeps the
+    // last, simdjson's On-Demand finds the first), so an event naming one of ours twice is bad.
+    enum : unsigned { kOther = 0, kUser = 1, kItem = 2, kTs = 4, kEvent = 8 };
     unsigned seen = 0;
     for (auto field : obj) {
       const std::string_view key = field.key;
-      const unsigned bit = key == "user_id" ? 1u : key == "item_id" ? 2u : key == "ts" ? 4u : key == "event" ? 8u : 0u;
-      if ((seen & bit) != 0) return Bad(BadReason::kDuplicateField, std::string(key) + " appears more than once");
-      seen |= bit;
-      if (key == "user_id" || key == "item_id") {
-        std::string& out = key == "user_id" ? r_.event.user_id : r_.event.item_id;
-        if (!ReadId(field.value, key, out)) return r_;
-        (key == "user_id" ? has_user : has_item) = true;
-      } else if ((key == "ts" || key == "event") && field.value.is_null()) {
+      const unsigned f = key == "user_id" ? kUser
+                         : key == "item_id" ? kItem
+                         : key == "ts"      ? kTs
+                         : key == "event"   ? kEvent
+                                            : kOther;
+      if (f == kOther) continue;
+      if ((seen & f) != 0) return Bad(BadReason::kDuplicateField, std::string(key) + " appears more than once");
+      seen |= f;
+      if (f == kUser || f == kItem) {
+        if (!ReadId(field.value, key, f == kUser ? r_.event.user_id : r_.event.item_id)) return r_;
+      } else if (field.value.is_null()) {
         // Optional fields written as null (Jackson's and json.dumps' way of writing "absent").
         continue;
-      } else if (key == "ts") {
+      } else if (f == kTs) {
         if (!field.value.is_int64()) {
           return Bad(field.value.is_number() ? BadReason::kBadTime : BadReason::kWrongType,
                      "ts must be an integer (ms since the epoch)");
         }
         ts = field.value.get_int64().value_unsafe();
         has_ts = true;
-      } else if (key == "event") {
+      } else {
         std::string_view ev;
         if (field.value.get(ev) != simdjson::SUCCESS) return Bad(BadReason::kWrongType, "event must be a string");
         r_.event.event_type.assign(ev);
       }
     }
+    const bool has_user = (seen & kUser) != 0, has_item = (seen & kItem) != 0;  // read, or returned
     if (!has_user) return Bad(BadReason::kMissingField, "missing user_id");
     if (!has_item) return Bad(BadReason::kMissingField, "missing item_id");
     if (!has_ts) {

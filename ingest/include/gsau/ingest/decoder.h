@@ -7,7 +7,8 @@
 //    [0, DecoderOptions::max_ts_ms]; when absent the Kafka message timestamp is used (and must
 //    itself be valid);
 //  - "event": optional string, default "click".
-// Unknown fields are ignored; one of these four given twice is bad. Anything else is a bad event with a BadReason and a message.
+// Unknown fields are ignored; one of these four given twice is bad. Anything else is a bad
+// event with a BadReason and a message.
 //
 // Thread safety: a Decoder owns a parser and a buffer: use one per thread.
 #pragma once
@@ -25,12 +26,12 @@ namespace gsau::ingest {
 enum class BadReason {
   kEmptyValue,
   kTooLarge,
-  kNotJson,       // not parseable JSON, or not UTF-8
-  kNotObject,     // JSON, but not an object
-  kMissingField,  // user_id or item_id absent
-  kWrongType,     // a field of the wrong JSON type (ids: string/integer; ts: integer; event: string)
-  kBadId,         // empty id, or longer than kMaxIdBytes
-  kBadTime,       // negative or absurd time, or no usable time at all
+  kNotJson,         // not parseable JSON, or not UTF-8
+  kNotObject,       // JSON, but not an object
+  kMissingField,    // user_id or item_id absent
+  kWrongType,       // a field of the wrong JSON type (ids: string/integer; ts: integer; event: string)
+  kBadId,           // empty id, or longer than kMaxIdBytes
+  kBadTime,         // negative or absurd time, or no usable time at all
   kDuplicateField,  // user_id, item_id, ts or event given more than once
 };
 
