@@ -18,6 +18,9 @@
 #   NICE     niceness of the runs (default 10), so builds and tests on the same cores come first
 #   SEED     the seed (default 2020, the authors'); another seed writes RUNS/<run>-seed<SEED>, so
 #            that each seed's run is kept and reported beside the others
+#   TIES     file (default): the dataset's own order of same-day clicks; item-id: Beauty with each
+#            user's same-day clicks ordered by item id, the order of the authors' RecBole data
+#            (scripts/order_ties.py writes it to RUNS/data/; the run goes to RUNS/<run>-ties-item-id)
 #
 # The exact command of each run is printed and written to RUNS/<run>/command.txt.
 set -euo pipefail
@@ -27,8 +30,13 @@ THREADS=${THREADS:-1}
 NICE=${NICE:-10}
 RUNS=${RUNS:-runs}
 SEED=${SEED:-2020}
+TIES=${TIES:-file}
 if [[ $# -eq 0 ]]; then
-  sed -n '2,22p' "$0"
+  sed -n '2,25p' "$0"
+  exit 2
+fi
+if [[ "$TIES" != file && "$TIES" != item-id ]]; then
+  echo "TIES must be file or item-id, not $TIES" >&2
   exit 2
 fi
 if [[ -z "${GSAU:-}" ]]; then
@@ -46,11 +54,22 @@ for run in "$@"; do
   fi
   case $dataset in
     toys) data=(--data "$DATA/amazon-toys/Toys_and_Games.txt") ;;
-    beauty) data=(--data "$DATA/amazon-beauty/Beauty_item_org_rank.txt"
-                  --times "$DATA/amazon-beauty/Beauty_time_org_rank.txt") ;;
+    beauty)
+      dir=$DATA/amazon-beauty
+      if [[ "$TIES" == item-id ]]; then
+        scripts/order_ties.py "$dir/Beauty_item_org_rank.txt" "$dir/Beauty_time_org_rank.txt" \
+          "$RUNS/data/amazon-beauty-ties-item-id"
+        dir=$RUNS/data/amazon-beauty-ties-item-id
+      fi
+      data=(--data "$dir/Beauty_item_org_rank.txt" --times "$dir/Beauty_time_org_rank.txt") ;;
     *) echo "unknown dataset in $run" >&2; exit 2 ;;
   esac
+  if [[ "$TIES" == item-id && $dataset != beauty ]]; then
+    echo "TIES=item-id needs timestamps: beauty only, not $run" >&2
+    exit 2
+  fi
   out="$RUNS/$run"
+  [[ "$TIES" == file ]] || out="$out-ties-$TIES"
   [[ "$SEED" == 2020 ]] || out="$out-seed$SEED"
   mkdir -p "$out"
   # gsau train holds $out/.lock while it runs: a second launch would be refused, after it had
