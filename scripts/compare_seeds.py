@@ -13,8 +13,10 @@ Writes, under OUT:
   curves.png  the same curves, and each seed's loss minus the authors'
 A run without report.json (unfinished) adds its curves to the per-epoch table, curves.csv and
 curves.png only. Prints seeds.md. Nothing here decides a target: it reports.
+--variants: the runs differ in more than their seed (two orders of the same data, say): each is
+set beside the authors' on its own, with no mean, sd, interval or count of epochs inside a spread.
 
-Usage: compare_seeds.py --authors docs/results/authors/toys-gsau-rec --out DIR RUN_DIR[=LABEL]...
+Usage: compare_seeds.py --authors docs/results/authors/toys-gsau-rec --out DIR [--variants] RUN_DIR[=LABEL]...
 """
 import argparse
 import csv
@@ -80,14 +82,19 @@ def seed_of(folder, report):
     return "?"
 
 
-def summary(meta, authors, runs, unfinished):
+def summary(meta, authors, runs, unfinished, variants=False):
     names = [name for name, _, _ in runs]
     n = len(runs)
-    out = [f"Seeds: {', '.join(names)} ({n} finished runs) against the authors' run "
-           f"(`{meta['source']}`, seed {meta['seed']}).", "",
-           "| test | " + " | ".join(names) + " | mean | sd | 95% prediction interval | authors | authors' z |",
-           "|---|" + "---|" * (n + 5)]
-    for key in TEST_KEYS:
+    out = [f"{'Runs' if variants else 'Seeds'}: {', '.join(names)} ({n} finished runs) against the authors' run "
+           f"(`{meta['source']}`, seed {meta['seed']}).", ""]
+    if variants:
+        out += ["| test | " + " | ".join(names) + " | authors |", "|---|" + "---|" * (n + 1)]
+        out += [f"| {key} | " + " | ".join(f"{rep['test'][key]:.4f}" for _, rep, _ in runs) +
+                f" | {meta['test'][key]:.4f} |" for key in TEST_KEYS]
+    else:
+        out += ["| test | " + " | ".join(names) + " | mean | sd | 95% prediction interval | authors | authors' z |",
+                "|---|" + "---|" * (n + 5)]
+    for key in ([] if variants else TEST_KEYS):
         values = [rep["test"][key] for _, rep, _ in runs]
         m, sd = mean_sd(values)
         theirs = meta["test"][key]
@@ -120,7 +127,7 @@ def summary(meta, authors, runs, unfinished):
         out.append(f"| {e} | " + " | ".join(cells) + f" | {authors[e]['loss']:.4f} / {authors[e]['ndcg@20']:.4f} |")
     # Over the epochs every seed and the authors ran: is their curve inside the seeds' spread?
     common = [e for e in sorted(authors) if all(e in c for _, _, c in runs)]
-    if common and n >= 2:
+    if common and n >= 2 and not variants:
         out.append("")
         for key in ("loss", "ndcg@20"):
             lo = sum(1 for e in common if authors[e][key] < min(c[e][key] for _, _, c in runs))
@@ -167,7 +174,7 @@ def plot(plt, path, title, authors, runs):
         axes[2].plot(xs, [c[e]["loss"] - authors[e]["loss"] for e in xs], linewidth=1, label=name)
     axes[2].axhline(0.0, color="k", linestyle="--", linewidth=1)
     axes[2].set_xlabel("epoch")
-    axes[2].set_title("training loss: seed minus authors")
+    axes[2].set_title("training loss: run minus authors")
     axes[2].legend()
     fig.suptitle(title)
     fig.tight_layout()
@@ -180,6 +187,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--title", default=None, help="of the plot (default: OUT's name)")
+    ap.add_argument("--variants", action="store_true",
+                    help="the runs are not seeds of one configuration: no statistics across them")
     ap.add_argument("runs", nargs="+", help="run folders holding metrics.csv (and report.json once finished), "
                     "each optionally =LABEL")
     args = ap.parse_args()
@@ -199,7 +208,7 @@ def main():
     if not runs:
         raise SystemExit("compare_seeds.py: no finished run")
     os.makedirs(args.out, exist_ok=True)
-    text = summary(meta, authors, runs, unfinished)
+    text = summary(meta, authors, runs, unfinished, args.variants)
     with open(os.path.join(args.out, "seeds.md"), "w") as f:
         f.write(text)
     write_curves(os.path.join(args.out, "curves.csv"), authors, runs + unfinished)

@@ -109,6 +109,19 @@ class CompareSeedsTest(unittest.TestCase):
             md = f.read()
         self.assertIn("| epoch | first | seed 2 | seed 3 | check | authors |", md)
 
+    def test_variants_have_no_statistics_across_them(self):
+        self.run_script("--no-plot", "--variants")
+        with open(os.path.join(self.out, "seeds.md")) as f:
+            md = f.read()
+        self.assertIn("Runs: seed 1, seed 2, seed 3 (3 finished runs)", md)
+        self.assertIn("| test | seed 1 | seed 2 | seed 3 | authors |", md)
+        self.assertIn("| recall@20 | 0.1000 | 0.1200 | 0.1400 | 0.1300 |", md)
+        self.assertNotIn("| mean | sd |", md)
+        self.assertNotIn("prediction interval", md)
+        self.assertNotIn("within their range", md)
+        # The per-epoch table stays.
+        self.assertIn("| 1 | 8.0000 / 0.0100 | 8.1000 / 0.0100 | 8.2000 / 0.0100 | 1.0000 / 0.5000 | 9.0000 / 0.0100 |", md)
+
     def test_plot(self):
         # Runs under whichever python3 has matplotlib (mpl_setup re-executes under Debian's).
         self.run_script("--title", "t")
