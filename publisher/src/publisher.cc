@@ -156,6 +156,18 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOp
   po.keep_failed = true;  // RedeliverFailed()
   po.name = "publisher";
   GSAU_ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(options.kafka, po));
+  return Assemble(options, std::move(producer), registry, clock);
+}
+
+std::unique_ptr<KafkaPublisher> KafkaPublisher::CreateForTesting(const PublisherOptions& options,
+                                                                 std::unique_ptr<kafka::Producer> producer,
+                                                                 prometheus::Registry* registry, const Clock& clock) {
+  return Assemble(options, std::move(producer), registry, clock);
+}
+
+std::unique_ptr<KafkaPublisher> KafkaPublisher::Assemble(const PublisherOptions& options,
+                                                         std::unique_ptr<kafka::Producer> producer,
+                                                         prometheus::Registry* registry, const Clock& clock) {
   std::unique_ptr<prometheus::Registry> own;
   if (registry == nullptr) {
     own = std::make_unique<prometheus::Registry>();
@@ -325,6 +337,7 @@ void KafkaPublisher::ResumeAfter(int64_t model_version) {
 Status KafkaPublisher::Flush(int timeout_ms) {
   const int64_t deadline = SteadyMs() + timeout_ms;
   int64_t backoff_ms = 0;
+  Status refusal;  // the latest redelivery refused before sending, for the verdict
   while (true) {
     // The producer's own verdict is not enough: a failure whose record was produced again
     // since (or superseded) is not a loss, and one whose record waits here is.
@@ -336,12 +349,19 @@ Status KafkaPublisher::Flush(int timeout_ms) {
       metrics_->errors.Increment();
       return Status::Unavailable("publisher: after " + std::to_string(timeout_ms) + " ms, " +
                                  std::to_string(outstanding) + " record(s) still in flight and " +
-                                 std::to_string(failed) + " failed (kept: later calls produce them again)");
+                                 std::to_string(failed) + " failed (kept: later calls produce them again)" +
+                                 (refusal.ok() ? "" : "; last refused: " + refusal.message()));
     }
     if (backoff_ms > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(backoff_ms, deadline - SteadyMs())));
     }
-    GSAU_RETURN_IF_ERROR(RedeliverFailed(/*now=*/true));
+    Status s = RedeliverFailed(/*now=*/true);
+    if (!s.ok()) {
+      if (producer_->failed_fatally()) return s;
+      // Refused before sending (a topic being recreated): the record waits in refused_, and
+      // the next round may get it out before the deadline.
+      refusal = std::move(s);
+    }
     backoff_ms = std::clamp<int64_t>(backoff_ms * 2, kMinRedeliveryBackoffMs, kMaxRedeliveryBackoffMs);
   }
 }

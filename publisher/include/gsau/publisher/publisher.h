@@ -73,12 +73,19 @@ class KafkaPublisher final : public EmbeddingSink {
   static Result<std::unique_ptr<KafkaPublisher>> Create(const PublisherOptions& options,
                                                         prometheus::Registry* registry,
                                                         const Clock& clock = SystemClock::Get());
+  // The publisher over `producer` (made with keep_failed), without connecting or creating
+  // topics: tests of what it does with the deliveries a producer reports. Tests only.
+  static std::unique_ptr<KafkaPublisher> CreateForTesting(const PublisherOptions& options,
+                                                          std::unique_ptr<kafka::Producer> producer,
+                                                          prometheus::Registry* registry,
+                                                          const Clock& clock = SystemClock::Get());
   ~KafkaPublisher() override;
 
   // Also produces again the records whose delivery failed, when their backoff is due.
   Status Publish(std::span<const EmbeddingRecord> records) override;
-  // Waits for every delivery, producing failed records again until `timeout_ms`; fails when
-  // some record is still undelivered then.
+  // Waits for every delivery, producing failed records again until `timeout_ms` (a record
+  // refused before sending, as while its topic is recreated, is tried again too); fails when
+  // some record is still undelivered then, or at once on a fatal producer error.
   Status Flush(int timeout_ms) override;
 
   int64_t last_model_version() const { return last_version_; }
@@ -115,6 +122,10 @@ class KafkaPublisher final : public EmbeddingSink {
   KafkaPublisher(const PublisherOptions& options, std::unique_ptr<kafka::Producer> producer,
                  std::unique_ptr<Metrics> metrics, std::unique_ptr<prometheus::Registry> own_registry,
                  const Clock& clock);
+  // Registers the metrics (in a registry of its own when `registry` is null) around `producer`.
+  static std::unique_ptr<KafkaPublisher> Assemble(const PublisherOptions& options,
+                                                  std::unique_ptr<kafka::Producer> producer,
+                                                  prometheus::Registry* registry, const Clock& clock);
 
   PublisherOptions options_;
   std::unique_ptr<kafka::Producer> producer_;

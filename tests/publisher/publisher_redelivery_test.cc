@@ -1,0 +1,134 @@
+// KafkaPublisher's redelivery loop over a scripted producer: deliveries that fail and
+// redeliveries refused before sending, in orders a broker cannot be made to give on demand
+// (a topic recreated between a failed delivery and its next round). The Kafka path itself is
+// tested against a real broker in publisher_test.
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gsau/publisher/publisher.h"
+
+namespace gsau::publisher {
+namespace {
+
+// Settles every record at once: the first `fail_deliveries` records accepted fail (kept for
+// TakeFailed), the rest are delivered; while `refusals` holds statuses, each Produce() call
+// takes the next one and refuses with it before sending.
+class ScriptedProducer final : public kafka::Producer {
+ public:
+  int fail_deliveries = 0;
+  std::deque<Status> refusals;
+  int produce_calls = 0;
+  bool fatal = false;
+
+  Status Produce(std::string_view topic, std::string_view key, std::string_view value, const kafka::Headers& headers,
+                 int64_t /*timestamp_ms*/, bool tombstone) override {
+    ++produce_calls;
+    if (!refusals.empty()) {
+      Status s = refusals.front();
+      refusals.pop_front();
+      if (s.code() == StatusCode::kInternal) fatal = true;
+      return s;
+    }
+    ++counts_.produced;
+    if (fail_deliveries > 0) {
+      --fail_deliveries;
+      ++counts_.failed;
+      kept_.push_back({std::string(topic), std::string(key), false, std::string(value), tombstone, headers,
+                       "refused by the topic"});
+    } else {
+      ++counts_.delivered;
+      ++delivered_;
+    }
+    return Status::Ok();
+  }
+  void Poll() override {}
+  Status Flush(int) override { return Status::Ok(); }
+  kafka::DeliveryCounts counts() const override { return counts_; }
+  std::vector<kafka::FailedRecord> TakeFailed() override { return std::exchange(kept_, {}); }
+  size_t KeptFailedCount() const override { return kept_.size(); }
+  uint64_t last_numbered() const override { return static_cast<uint64_t>(counts_.produced); }
+  uint64_t reported_through() override { return static_cast<uint64_t>(counts_.produced); }
+  int64_t delivered_to(std::string_view) const override { return delivered_; }
+  bool failed_fatally() const override { return fatal; }
+  void RaiseFatalErrorForTesting() override { fatal = true; }
+  std::string ConfigValueForTesting(const std::string&) const override { return ""; }
+  int64_t max_message_bytes() const override { return 1 << 20; }
+
+ private:
+  kafka::DeliveryCounts counts_;
+  std::vector<kafka::FailedRecord> kept_;
+  int64_t delivered_ = 0;
+};
+
+EmbeddingRecord User(const std::string& id) {
+  EmbeddingRecord r;
+  r.id = id;
+  r.kind = EntityKind::kUser;
+  r.model_version = 1;
+  r.embedding = {0.5f, -0.25f};
+  return r;
+}
+
+struct Fixture {
+  ScriptedProducer* producer = nullptr;
+  std::unique_ptr<KafkaPublisher> pub;
+
+  Fixture() {
+    auto p = std::make_unique<ScriptedProducer>();
+    producer = p.get();
+    pub = KafkaPublisher::CreateForTesting(PublisherOptions{}, std::move(p), nullptr);
+  }
+};
+
+// A record whose delivery failed and whose redelivery is refused while its topic is recreated
+// is tried again until Flush's deadline: Flush used to give up at the first refusal, long before it.
+TEST(PublisherRedeliveryTest, FlushKeepsTryingARefusedRedeliveryUntilItsDeadline) {
+  Fixture f;
+  f.producer->fail_deliveries = 1;
+  const std::vector<EmbeddingRecord> records = {User("u1")};
+  ASSERT_TRUE(f.pub->Publish(records).ok());
+  f.producer->refusals = {Status::Unavailable("produce to gsau.user-embeddings: Broker: Unknown topic or partition"),
+                          Status::Unavailable("produce to gsau.user-embeddings: Broker: Unknown topic or partition")};
+  Status s = f.pub->Flush(10000);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(f.producer->produce_calls, 4) << "published, refused twice, then produced again";
+  EXPECT_TRUE(f.pub->WaitSettled(0));
+}
+
+// Refused until the deadline: the verdict says what is kept and why it was refused.
+TEST(PublisherRedeliveryTest, FlushReportsTheLastRefusalAtItsDeadline) {
+  Fixture f;
+  f.producer->fail_deliveries = 1;
+  const std::vector<EmbeddingRecord> records = {User("u1")};
+  ASSERT_TRUE(f.pub->Publish(records).ok());
+  for (int k = 0; k < 100; ++k) f.producer->refusals.push_back(Status::Unavailable("unknown topic"));
+  Status s = f.pub->Flush(400);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("1 failed (kept"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("last refused: publisher: producing a failed record again: unknown topic"),
+            std::string::npos)
+      << s.message();
+  EXPECT_GE(f.producer->produce_calls, 3) << "tried more than once within 400 ms";
+  f.producer->refusals.clear();
+  EXPECT_TRUE(f.pub->Flush(10000).ok()) << "kept: a later call gets it out";
+}
+
+// A fatal producer error ends Flush at once: nothing will be delivered any more.
+TEST(PublisherRedeliveryTest, FlushReturnsAtOnceOnAFatalError) {
+  Fixture f;
+  f.producer->fail_deliveries = 1;
+  const std::vector<EmbeddingRecord> records = {User("u1")};
+  ASSERT_TRUE(f.pub->Publish(records).ok());
+  f.producer->refusals = {Status::Internal("produce: fatal producer error: raised by a test")};
+  Status s = f.pub->Flush(60000);
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_EQ(f.producer->produce_calls, 2);
+}
+
+}  // namespace
+}  // namespace gsau::publisher
