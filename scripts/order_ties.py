@@ -52,12 +52,15 @@ def main():
         valid_changed += len(seq) >= 2 and ordered[-2][1] != seq[-2][1]
         test_changed += ordered[-1][1] != seq[-1][1]
         users.append((iu[0], ordered))
-    # Written only once every line has passed: a refused input leaves nothing half-written.
+    # Written only once every line has passed, each under a temporary name renamed into place: a
+    # refused input leaves nothing half-written, and a reader of an earlier copy never sees one.
     os.makedirs(args.out_dir, exist_ok=True)
-    with open(out_items, "w") as fi, open(out_times, "w") as ft:
+    with open(out_items + ".tmp", "w") as fi, open(out_times + ".tmp", "w") as ft:
         for user, ordered in users:
             fi.write(user + " " + " ".join(str(i) for _, i in ordered) + "\n")
             ft.write(user + " " + " ".join(str(t) for t, _ in ordered) + "\n")
+    os.replace(out_items + ".tmp", out_items)
+    os.replace(out_times + ".tmp", out_times)
     print(f"users {len(items)}: order changed {changed}, validation item changed {valid_changed}, "
           f"test item changed {test_changed}; wrote {out_items} and {out_times}")
 

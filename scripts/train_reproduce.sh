@@ -39,6 +39,17 @@ if [[ "$TIES" != file && "$TIES" != item-id ]]; then
   echo "TIES must be file or item-id, not $TIES" >&2
   exit 2
 fi
+if [[ "$TIES" == item-id ]]; then
+  for run in "$@"; do
+    if [[ ${run%%-*} != beauty ]]; then
+      echo "TIES=item-id needs timestamps: beauty only, not $run" >&2
+      exit 2
+    fi
+  done
+  # Once, before any run starts: a run launched below reads it while the next is being launched.
+  scripts/order_ties.py "$DATA/amazon-beauty/Beauty_item_org_rank.txt" "$DATA/amazon-beauty/Beauty_time_org_rank.txt" \
+    "$RUNS/data/amazon-beauty-ties-item-id"
+fi
 if [[ -z "${GSAU:-}" ]]; then
   mkdir -p "$RUNS/bin"
   GSAU="$RUNS/bin/gsau-$(git rev-parse --short HEAD 2>/dev/null || echo local)-$(date +%Y%m%d%H%M%S)"
@@ -56,18 +67,10 @@ for run in "$@"; do
     toys) data=(--data "$DATA/amazon-toys/Toys_and_Games.txt") ;;
     beauty)
       dir=$DATA/amazon-beauty
-      if [[ "$TIES" == item-id ]]; then
-        scripts/order_ties.py "$dir/Beauty_item_org_rank.txt" "$dir/Beauty_time_org_rank.txt" \
-          "$RUNS/data/amazon-beauty-ties-item-id"
-        dir=$RUNS/data/amazon-beauty-ties-item-id
-      fi
+      [[ "$TIES" == file ]] || dir=$RUNS/data/amazon-beauty-ties-item-id
       data=(--data "$dir/Beauty_item_org_rank.txt" --times "$dir/Beauty_time_org_rank.txt") ;;
     *) echo "unknown dataset in $run" >&2; exit 2 ;;
   esac
-  if [[ "$TIES" == item-id && $dataset != beauty ]]; then
-    echo "TIES=item-id needs timestamps: beauty only, not $run" >&2
-    exit 2
-  fi
   out="$RUNS/$run"
   [[ "$TIES" == file ]] || out="$out-ties-$TIES"
   [[ "$SEED" == 2020 ]] || out="$out-seed$SEED"
