@@ -94,18 +94,18 @@ def summary(meta, authors, runs, unfinished, variants=False):
     else:
         out += ["| test | " + " | ".join(names) + " | mean | sd | 95% prediction interval | authors | authors' z |",
                 "|---|" + "---|" * (n + 5)]
-    for key in ([] if variants else TEST_KEYS):
-        values = [rep["test"][key] for _, rep, _ in runs]
-        m, sd = mean_sd(values)
-        theirs = meta["test"][key]
-        if n >= 2:
-            half = T95[min(n - 1, max(T95))] * sd * math.sqrt(1 + 1 / n)
-            interval = f"{m - half:.4f} .. {m + half:.4f}"
-            z = f"{(theirs - m) / sd:+.2f}" if sd > 1e-12 else "-"  # equal values: rounding, not spread
-        else:
-            interval, z = "-", "-"
-        out.append(f"| {key} | " + " | ".join(f"{v:.4f}" for v in values) +
-                   f" | {m:.4f} | {sd:.4f} | {interval} | {theirs:.4f} | {z} |")
+        for key in TEST_KEYS:
+            values = [rep["test"][key] for _, rep, _ in runs]
+            m, sd = mean_sd(values)
+            theirs = meta["test"][key]
+            if n >= 2:
+                half = T95[min(n - 1, max(T95))] * sd * math.sqrt(1 + 1 / n)
+                interval = f"{m - half:.4f} .. {m + half:.4f}"
+                z = f"{(theirs - m) / sd:+.2f}" if sd > 1e-12 else "-"  # equal values: rounding, not spread
+            else:
+                interval, z = "-", "-"
+            out.append(f"| {key} | " + " | ".join(f"{v:.4f}" for v in values) +
+                       f" | {m:.4f} | {sd:.4f} | {interval} | {theirs:.4f} | {z} |")
     out.append("")
     out.append("| | " + " | ".join(names) + " | authors |")
     out.append("|---|" + "---|" * (n + 1))
