@@ -208,6 +208,12 @@ const std::vector<Field>& Table() {
                   "without a rebalance. Empty: dynamic membership."),
       IntField("ingest.max_value_bytes", &C::ingest, &IngestSection::max_value_bytes, "bytes",
                "Click records larger than this are dead-lettered unparsed.", 64, 16 << 20),
+      IntField("ingest.min_event_time_s", &C::ingest, &IngestSection::min_event_time_s, "s",
+               "Earliest event time accepted, seconds since the epoch (100000000 = 1973-03-03). A click whose ts "
+               "(milliseconds) or message timestamp is earlier is dead-lettered as bad_time: such a value is almost "
+               "always a time in seconds. 0 accepts any time from the epoch on (e.g. a dataset whose times are "
+               "sequence numbers).",
+               0, 2000000000),
       StringField("state.path", &C::state, &StateSection::path, "Directory of the RocksDB state store.", {}, true),
       IntField("state.session_length", &C::state, &StateSection::session_length, "items",
                "Clicks kept per user session (the SASRec input is the last 50). Changed between runs, the next run "
@@ -650,6 +656,7 @@ ingest::IngestOptions ToIngestOptions(const Config& c) {
   o.session_timeout_ms = c.ingest.session_timeout_ms;
   o.group_instance_id = c.ingest.group_instance_id;
   o.decoder.max_value_bytes = static_cast<size_t>(c.ingest.max_value_bytes);
+  o.decoder.min_ts_ms = int64_t{c.ingest.min_event_time_s} * 1000;
   o.dead_letter_partitions = c.topics.partitions;
   return o;
 }

@@ -2,9 +2,24 @@
 
 #include <simdjson.h>
 
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 
 namespace gsau::ingest {
+namespace {
+
+// "1973-03-03" for 100000000000 (UTC).
+std::string UtcDate(int64_t ms) {
+  const std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+  return buf;
+}
+
+}  // namespace
 
 std::string_view BadReasonName(BadReason r) {
   switch (r) {
@@ -89,9 +104,14 @@ class Decoder::Impl {
       if (kafka_ts_ms <= 0) return Bad(BadReason::kBadTime, "no ts and no message timestamp");
       ts = kafka_ts_ms;
     }
-    if (ts < 0) return Bad(BadReason::kBadTime, "ts " + std::to_string(ts) + " is negative");
-    if (ts > options_.max_ts_ms) {
-      return Bad(BadReason::kBadTime, "ts " + std::to_string(ts) + " is after 2100 (not milliseconds?)");
+    if (ts < options_.min_ts_ms || ts > options_.max_ts_ms) {
+      const std::string what = (has_ts ? "ts " : "the message timestamp ") + std::to_string(ts);
+      if (ts < 0) return Bad(BadReason::kBadTime, what + " is negative");
+      if (ts < options_.min_ts_ms) {
+        return Bad(BadReason::kBadTime, what + " is before " + UtcDate(options_.min_ts_ms) +
+                                            " (ingest.min_event_time_s): seconds, not milliseconds?");
+      }
+      return Bad(BadReason::kBadTime, what + " is after 2100 (not milliseconds?)");
     }
     r_.event.ts_ms = ts;
     if (r_.event.event_type.empty()) r_.event.event_type = "click";

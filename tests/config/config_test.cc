@@ -29,6 +29,20 @@ TEST(ConfigTest, DefaultsAreValid) {
   EXPECT_EQ(c->state.session_length, 50);
 }
 
+// The decoder's floor is given in seconds (an int field) and taken in milliseconds.
+TEST(ConfigTest, MinEventTimeReachesTheDecoderInMilliseconds) {
+  auto c = LoadWith("", {}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(ToIngestOptions(*c).decoder.min_ts_ms, 100'000'000'000);
+  auto off = LoadWith("", {}, {"ingest.min_event_time_s=0"});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(ToIngestOptions(*off).decoder.min_ts_ms, 0);
+  auto negative = LoadWith("", {}, {"ingest.min_event_time_s=-1"});
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("ingest.min_event_time_s"), std::string::npos)
+      << negative.status().message();
+}
+
 TEST(ConfigTest, FileThenEnvironmentThenFlags) {
   TempDir dir;
   WriteFile(dir.File("c.yaml"),

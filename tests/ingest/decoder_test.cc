@@ -24,11 +24,12 @@ TEST(DecoderTest, GoodEvents) {
   ASSERT_TRUE(ints.ok) << ints.message;
   EXPECT_EQ(ints.event, (ClickEvent{"12345678901234", "77", 1700000000000, "click"})) << "ts from Kafka";
 
-  auto& view = d.Decode(R"({"user_id":"é✓","item_id":"x","ts":0,"event":"view"})", -1);
+  // The earliest time taken by default: 1e11 ms, 1973-03-03.
+  auto& view = d.Decode(R"({"user_id":"é✓","item_id":"x","ts":100000000000,"event":"view"})", -1);
   ASSERT_TRUE(view.ok) << view.message;
   EXPECT_EQ(view.event.user_id, "é✓");
   EXPECT_EQ(view.event.event_type, "view");
-  EXPECT_EQ(view.event.ts_ms, 0);
+  EXPECT_EQ(view.event.ts_ms, 100000000000);
 
   // The optional fields written as null count as absent (Jackson's and json.dumps' default).
   auto& nulls = d.Decode(R"({"user_id":"u","item_id":"i","ts":null,"event":null})", 1700000000005);
@@ -36,7 +37,37 @@ TEST(DecoderTest, GoodEvents) {
   EXPECT_EQ(nulls.event, (ClickEvent{"u", "i", 1700000000005, "click"}));
 
   const std::string max_id(kMaxIdBytes, 'a');
-  EXPECT_TRUE(d.Decode(R"({"user_id":")" + max_id + R"(","item_id":"x","ts":1})", 0).ok);
+  EXPECT_TRUE(d.Decode(R"({"user_id":")" + max_id + R"(","item_id":"x","ts":1700000000000})", 0).ok);
+}
+
+// A time in seconds read as milliseconds would put the click in January 1970, before every
+// other click (its session, the freshness metrics): bad, with a reason that says why.
+TEST(DecoderTest, TimesInSecondsAreBad) {
+  Decoder d;
+  const auto& secs = d.Decode(R"({"user_id":"u","item_id":"i","ts":1732600000})", 1700000000000);
+  ASSERT_FALSE(secs.ok);
+  EXPECT_EQ(secs.reason, BadReason::kBadTime);
+  EXPECT_EQ(secs.message, "ts 1732600000 is before 1973-03-03 (ingest.min_event_time_s): seconds, not milliseconds?");
+
+  EXPECT_FALSE(d.Decode(R"({"user_id":"u","item_id":"i","ts":99999999999})", 1700000000000).ok) << "1 ms early";
+  EXPECT_FALSE(d.Decode(R"({"user_id":"u","item_id":"i","ts":0})", 1700000000000).ok);
+
+  // The message timestamp stands in for an absent ts and is held to the same range.
+  const auto& kafka_secs = d.Decode(R"({"user_id":"u","item_id":"i"})", 1732600000);
+  ASSERT_FALSE(kafka_secs.ok);
+  EXPECT_EQ(kafka_secs.reason, BadReason::kBadTime);
+  EXPECT_NE(kafka_secs.message.find("the message timestamp 1732600000 is before 1973-03-03"), std::string::npos)
+      << kafka_secs.message;
+
+  // min_ts_ms 0 (ingest.min_event_time_s=0) takes any time from the epoch on, e.g. sequence numbers.
+  DecoderOptions any;
+  any.min_ts_ms = 0;
+  Decoder from_epoch(any);
+  const auto& zero = from_epoch.Decode(R"({"user_id":"u","item_id":"i","ts":0})", -1);
+  ASSERT_TRUE(zero.ok) << zero.message;
+  EXPECT_EQ(zero.event.ts_ms, 0);
+  EXPECT_TRUE(from_epoch.Decode(R"({"user_id":"u","item_id":"i"})", 7).ok);
+  EXPECT_FALSE(from_epoch.Decode(R"({"user_id":"u","item_id":"i","ts":-1})", 7).ok);
 }
 
 TEST(DecoderTest, BadEventsHaveReasons) {
@@ -100,8 +131,8 @@ TEST(DecoderTest, HugeValuesAreRejectedUnparsed) {
 TEST(DecoderTest, SeededRandomMutationsNeverBreakTheRules) {
   const std::vector<std::string> seeds = {
       R"({"user_id":"u42","item_id":"sku-9","ts":1732600000123,"event":"click"})",
-      R"({"user_id":17,"item_id":"a\"b\\c","ts":0})",
-      R"({"item_id":"x","user_id":"y","other":[1,{"a":null}],"ts":99})",
+      R"({"user_id":17,"item_id":"a\"b\\c","ts":100000000000})",
+      R"({"item_id":"x","user_id":"y","other":[1,{"a":null}],"ts":4102444800000})",
   };
   std::mt19937_64 rng(2020);
   Decoder d;
@@ -118,13 +149,15 @@ TEST(DecoderTest, SeededRandomMutationsNeverBreakTheRules) {
         case 3: v.insert(pos, v.substr(rng() % (v.size() + 1), rng() % 8)); break;
       }
     }
-    const auto& r = d.Decode(v, static_cast<int64_t>(rng() % 3) - 1);
+    static constexpr int64_t kKafkaTs[] = {-1, 0, 1732600000, 1700000000000};  // none, 0, seconds, ms
+    const auto& r = d.Decode(v, kKafkaTs[rng() % 4]);
     if (r.ok) {
       ++accepted;
       ASSERT_FALSE(r.event.user_id.empty()) << v;
       ASSERT_FALSE(r.event.item_id.empty()) << v;
       ASSERT_LE(r.event.user_id.size(), kMaxIdBytes) << v;
-      ASSERT_GE(r.event.ts_ms, 0) << v;
+      ASSERT_GE(r.event.ts_ms, 100000000000) << v;
+      ASSERT_LE(r.event.ts_ms, 4102444800000) << v;
       ASSERT_FALSE(r.event.event_type.empty()) << v;
     } else {
       ASSERT_FALSE(r.message.empty()) << v;

@@ -74,6 +74,7 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
       {R"({"item_id":"i1","ts":1700000000000})", "missing_field", "missing user_id"},
       {R"({"user_id":")" + long_id + R"(","item_id":"i1","ts":1700000000000})", "bad_id", "user_id is 300 bytes"},
       {R"({"user_id":"u1","item_id":"i1","ts":-1})", "bad_time", "ts -1 is negative"},
+      {R"({"user_id":"u1","item_id":"i1","ts":1700000000})", "bad_time", "seconds, not milliseconds?"},
       {R"({"user_id":{"a":1},"item_id":"i1","ts":1700000000000})", "wrong_type", "user_id must be a string"},
       {R"({"user_id":"u1","item_id":"i1","ts":"noon"})", "wrong_type", "ts must be an integer"},
       {"", "empty_value", "empty value"},

@@ -53,6 +53,7 @@ struct IngestSection {
   int session_timeout_ms = 10000;
   std::string group_instance_id;  // empty = dynamic membership
   int max_value_bytes = 65536;
+  int min_event_time_s = 100000000;  // 1973-03-03: an earlier ts is taken to be in seconds
 };
 
 struct StateSection {

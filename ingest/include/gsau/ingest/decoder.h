@@ -4,8 +4,8 @@
 //  - "user_id", "item_id": required; non-empty strings of at most kMaxIdBytes bytes of valid
 //    UTF-8, or JSON integers (taken as their decimal text);
 //  - "ts": optional integer, event time in ms since the Unix epoch, in
-//    [0, DecoderOptions::max_ts_ms]; when absent the Kafka message timestamp is used (and must
-//    itself be valid);
+//    [DecoderOptions::min_ts_ms, DecoderOptions::max_ts_ms]; when absent the Kafka message
+//    timestamp is used (and must itself be in that range);
 //  - "event": optional string, default "click".
 // Unknown fields are ignored; one of these four given twice is bad. Anything else is a bad
 // event with a BadReason and a message.
@@ -44,6 +44,12 @@ struct DecoderOptions {
   // Latest acceptable event time, ms since the epoch (default 2100-01-01). Anything later
   // is taken to be a unit mistake (micro- or nanoseconds).
   int64_t max_ts_ms = 4'102'444'800'000;
+  // Earliest acceptable event time, ms since the epoch (default 1973-03-03T09:46:40Z, 1e11).
+  // Anything earlier is taken to be a time in seconds: every date after 1973 is above it in
+  // ms and every date before the year 5138 below it in seconds. Accepted, such a click would
+  // sort before all others (its session, the freshness metrics). 0 accepts any time from the
+  // epoch on.
+  int64_t min_ts_ms = 100'000'000'000;
 };
 
 struct DecodeResult {
