@@ -1,10 +1,12 @@
 #include "gsau/data/interactions.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string_view>
 #include <unordered_map>
@@ -46,7 +48,15 @@ std::vector<std::string_view> SplitTabs(std::string_view line) {
   return out;
 }
 
+// Without the spaces around it (an editor's trailing blanks).
+std::string_view TrimSpaces(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
 bool ParseDouble(std::string_view s, double* out) {
+  s = TrimSpaces(s);
   if (s.empty()) return false;
   const auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
   return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(*out);
@@ -72,8 +82,13 @@ Status LineError(const std::string& path, int64_t lineno, const std::string& wha
 // False when the time's milliseconds do not fit in an int64 (llround would give INT64_MIN,
 // which silently moves the event to the start of the stream).
 bool ToMs(double v, TimeUnit unit, int64_t* ms) {
-  const bool seconds = unit == TimeUnit::kSeconds || (unit == TimeUnit::kAuto && std::fabs(v) < 1e11);
-  const double x = seconds ? v * 1000.0 : v;
+  double scale = unit == TimeUnit::kSeconds ? 1000.0 : 1.0;
+  if (unit == TimeUnit::kAuto) {
+    // Each unit's values for the years 1973-5138 lie in one band of three decades.
+    const double a = std::fabs(v);
+    scale = a < 1e11 ? 1000.0 : a < 1e14 ? 1.0 : a < 1e17 ? 1e-3 : 1e-6;
+  }
+  const double x = v * scale;
   if (!(x >= -0x1p63 && x < 0x1p63)) return false;  // also false for NaN and infinities
   *ms = static_cast<int64_t>(std::llround(x));
   return true;
@@ -94,42 +109,98 @@ int64_t CountLines(const std::string& text) {
   return lines;
 }
 
+// The user, item and time columns of a TSV (0-based).
+struct TsvColumns {
+  size_t user = 0, item = 1, time = 2;
+  size_t needed() const { return std::max({user, item, time}) + 1; }
+};
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Columns by the header's names (user_id, item_id, timestamp and their usual spellings), so a
+// file with more columns (MovieLens: user, item, rating, timestamp) reads its time, not its
+// rating. False when a header of more than three columns does not name all three.
+bool ColumnsFromHeader(const std::vector<std::string_view>& header, TsvColumns* cols) {
+  static const std::vector<std::string> kUser = {"user_id", "userid", "user", "sessionid", "session_id", "session"};
+  static const std::vector<std::string> kItem = {"item_id", "itemid", "item"};
+  static const std::vector<std::string> kTime = {"timestamp", std::string(kTsvMillisecondsColumn), "timestamp_s",
+                                                 "ts", "time", "unixreviewtime"};
+  auto find = [&](const std::vector<std::string>& names) -> std::optional<size_t> {
+    for (size_t k = 0; k < header.size(); ++k) {
+      const std::string h = Lower(TrimSpaces(header[k]));
+      if (std::find(names.begin(), names.end(), h) != names.end()) return k;
+    }
+    return std::nullopt;
+  };
+  const auto u = find(kUser), i = find(kItem), t = find(kTime);
+  if (u && i && t && *u != *i && *u != *t && *i != *t) {
+    *cols = {*u, *i, *t};
+    return true;
+  }
+  *cols = {};
+  return header.size() <= 3;
+}
+
 Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::string& text,
                                          const ReadOptions& opt) {
   std::vector<Interaction> out;
   Status error;
   TimeUnit unit = opt.time_unit;
+  TsvColumns cols;
+  bool first = true;
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
-    if (line.empty() || line == "\r") return true;
+    if (SplitWs(line).empty()) return true;  // blank, or blanks only
     auto f = SplitTabs(line);
-    if (lineno == 1) {
+    if (first) {
+      first = false;
       double ignored;
       if (f.size() < 3 || !ParseDouble(f[2], &ignored)) {  // the header
+        if (!ColumnsFromHeader(f, &cols)) {
+          error = LineError(path, lineno, "the header has " + std::to_string(f.size()) +
+                                              " columns but does not name the user, item and time columns "
+                                              "(user_id, item_id, timestamp)");
+          return false;
+        }
         // What `gsau split` writes: milliseconds, which the automatic unit would take as seconds below 1e11.
-        if (unit == TimeUnit::kAuto && f.size() >= 3 && f[2] == kTsvMillisecondsColumn) unit = TimeUnit::kMilliseconds;
+        if (unit == TimeUnit::kAuto && TrimSpaces(f[cols.time]) == kTsvMillisecondsColumn) {
+          unit = TimeUnit::kMilliseconds;
+        }
         return true;
       }
+      if (f.size() > 3) {
+        // Which column holds the time is a guess without names: MovieLens' third is its rating.
+        error = LineError(path, lineno, std::to_string(f.size()) +
+                                            " tab-separated fields and no header line: name the columns in one "
+                                            "(user_id, item_id, timestamp), or keep only those three; per-user "
+                                            "lines (`uid i1 i2 ...`) must separate their ids with spaces");
+        return false;
+      }
     }
-    if (f.size() < 3) {
+    if (f.size() < cols.needed()) {
       error = LineError(path, lineno, "expected user<TAB>item<TAB>timestamp, got " +
                                           std::to_string(f.size()) + " fields");
       return false;
     }
+    const std::string_view user = f[cols.user], item = f[cols.item], time = f[cols.time];
     double ts;
-    if (!ParseDouble(f[2], &ts)) {
-      error = LineError(path, lineno, "timestamp '" + std::string(f[2]) + "' is not a number");
+    if (!ParseDouble(time, &ts)) {
+      error = LineError(path, lineno, "timestamp '" + std::string(time) + "' is not a number");
       return false;
     }
-    if (f[0].empty() || f[1].empty()) {
+    if (user.empty() || item.empty()) {
       error = LineError(path, lineno, "empty user or item id");
       return false;
     }
     int64_t ts_ms;
     if (!ToMs(ts, unit, &ts_ms)) {
-      error = LineError(path, lineno, OutOfRange("timestamp", f[2]));
+      error = LineError(path, lineno, OutOfRange("timestamp", time));
       return false;
     }
-    out.push_back({std::string(f[0]), std::string(f[1]), ts_ms, static_cast<int64_t>(out.size()), true});
+    out.push_back({std::string(user), std::string(item), ts_ms, static_cast<int64_t>(out.size()), true});
     return opt.limit <= 0 || static_cast<int64_t>(out.size()) < opt.limit;
   });
   if (!error.ok()) return error;
@@ -217,9 +288,15 @@ Result<std::string> ReadFileText(const std::string& path) {
     char buf[1 << 16];
     int n;
     while ((n = gzread(f, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
-    const bool failed = n < 0;
+    // A stream cut short ends like a whole one (gzread returns 0); only gzerror tells them apart
+    // (Z_BUF_ERROR), and the cut last line would read as a valid one with a wrong time.
+    int err = Z_OK;
+    const std::string what = gzerror(f, &err);
     gzclose(f);
-    if (failed) return Status::Corruption("gzip read failed in " + path);
+    if (n < 0 || err != Z_OK) {
+      return Status::Corruption(path + " is truncated or corrupt (" + (what.empty() ? "gzip read failed" : what) +
+                                ", after " + std::to_string(out.size()) + " bytes)");
+    }
     return out;
 #else
     return Status::Unimplemented(path + ": this build has no zlib; gunzip the file first");
@@ -250,7 +327,11 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const
   GSAU_ASSIGN_OR_RETURN(std::string text, ReadFileText(path));
   Format format = options.format;
   if (format == Format::kAuto) {
-    const std::string_view first(text.data(), std::min(text.find('\n'), text.size()));
+    std::string_view first;
+    ForEachLine(text, [&](std::string_view line, int64_t) {
+      first = line;
+      return SplitWs(line).empty();  // on to the first line that is not blank
+    });
     format = first.find('\t') != std::string_view::npos && SplitTabs(first).size() >= 3 ? Format::kTsv
                                                                                         : Format::kUserLines;
   }

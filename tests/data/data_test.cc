@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "gsau/data/interactions.h"
 #include "temp_dir.h"
 
@@ -8,6 +10,13 @@ namespace {
 
 using gsau::testing::TempDir;
 using gsau::testing::WriteFile;
+
+// The message of a read of `path` that must fail.
+std::string ReadError(const std::string& path, const ReadOptions& options = {}) {
+  auto r = ReadInteractions(path, options);
+  EXPECT_FALSE(r.ok()) << path << " read " << (r.ok() ? r->size() : 0) << " interactions";
+  return r.ok() ? "" : r.status().message();
+}
 
 TEST(InteractionsTest, ReadsTsvWithHeaderSecondsAndFractions) {
   TempDir dir;
@@ -32,6 +41,63 @@ TEST(InteractionsTest, AutoUnitTakesLargeValuesAsMilliseconds) {
   EXPECT_EQ((*r)[0].ts_ms, 1732600000123);
   EXPECT_EQ((*r)[1].ts_ms, 100000000000);
   EXPECT_EQ((*r)[2].ts_ms, 99999999999000);
+}
+
+// Micro- and nanoseconds are told apart by magnitude too: each unit's values for the years
+// 1973-5138 fill one band of three decades. Read as milliseconds, they were dates after the
+// year 50000, and every event replayed went to the dead-letter topic.
+TEST(InteractionsTest, AutoUnitTellsMicroAndNanosecondsApart) {
+  TempDir dir;
+  WriteFile(dir.File("a.tsv"), "u1\ti1\t1732600000123456\nu1\ti2\t1732600000123456789\nu1\ti3\t1e14\n");
+  auto r = ReadInteractions(dir.File("a.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ((*r)[0].ts_ms, 1732600000123);
+  EXPECT_EQ((*r)[1].ts_ms, 1732600000123);
+  EXPECT_EQ((*r)[2].ts_ms, 100000000000) << "1e14 is microseconds (1973), not milliseconds (5138)";
+}
+
+// Columns are found by the header's names: MovieLens' ratings file has the rating third and
+// the time fourth, and the rating was read as the time.
+TEST(InteractionsTest, HeaderNamesPickTheColumns) {
+  TempDir dir;
+  WriteFile(dir.File("ml.tsv"), "userId\titemId\trating\ttimestamp\n196\t242\t3\t881250949\n");
+  auto r = ReadInteractions(dir.File("ml.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].user_id, "196");
+  EXPECT_EQ((*r)[0].item_id, "242");
+  EXPECT_EQ((*r)[0].ts_ms, 881250949000);
+
+  WriteFile(dir.File("order.tsv"), "ts\titem_id\tuser_id\n1732600000\ti9\tu1\n");
+  r = ReadInteractions(dir.File("order.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].user_id, "u1");
+  EXPECT_EQ((*r)[0].item_id, "i9");
+  EXPECT_EQ((*r)[0].ts_ms, 1732600000000);
+
+  // More than three columns with no header, or with one that names none of them: an error, not a guess.
+  WriteFile(dir.File("u.data"), "196\t242\t3\t881250949\n186\t302\t3\t891717742\n");
+  std::string m = ReadError(dir.File("u.data"));
+  EXPECT_NE(m.find("u.data:1: 4 tab-separated fields and no header line"), std::string::npos) << m;
+  WriteFile(dir.File("lines.txt"), "1\t10\t11\t12\n2\t11\t13\t15\n");  // per-user lines with tabs
+  m = ReadError(dir.File("lines.txt"));
+  EXPECT_NE(m.find("per-user lines"), std::string::npos) << m;
+  WriteFile(dir.File("anon.tsv"), "a\tb\tc\td\nu1\ti1\t5\t1\n");
+  m = ReadError(dir.File("anon.tsv"));
+  EXPECT_NE(m.find("anon.tsv:1: the header has 4 columns but does not name"), std::string::npos) << m;
+}
+
+// Blank lines (also of spaces, and before the header) and blanks around a time are not data.
+TEST(InteractionsTest, BlankLinesAndBlanksAroundTimesAreSkipped) {
+  TempDir dir;
+  WriteFile(dir.File("a.tsv"), "\nuser_id\titem_id\ttimestamp\nu1\ti1\t100 \n   \nu2\ti2\t 200\r\n  \n");
+  auto r = ReadInteractions(dir.File("a.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 2u) << "the header is not an event";
+  EXPECT_EQ((*r)[0].user_id, "u1");
+  EXPECT_EQ((*r)[0].ts_ms, 100000);
+  EXPECT_EQ((*r)[1].ts_ms, 200000);
 }
 
 TEST(InteractionsTest, MillisecondUnitIsKeptAsIs) {
@@ -90,13 +156,6 @@ TEST(InteractionsTest, ErrorsNameTheFileAndLine) {
   EXPECT_NE(m.status().message().find("not aligned"), std::string::npos) << m.status();
 }
 
-// The message of a read of `path` that must fail.
-std::string ReadError(const std::string& path, const ReadOptions& options = {}) {
-  auto r = ReadInteractions(path, options);
-  EXPECT_FALSE(r.ok()) << path << " read " << (r.ok() ? r->size() : 0) << " interactions";
-  return r.ok() ? "" : r.status().message();
-}
-
 TEST(InteractionsTest, UserLinesRejectARepeatedUser) {
   TempDir dir;
   // Two lines of user 1 were interleaved by position with each other.
@@ -119,7 +178,14 @@ TEST(InteractionsTest, UserLinesRejectARepeatedUser) {
 TEST(InteractionsTest, TimesOutOfRangeAreErrors) {
   TempDir dir;
   // llround gave INT64_MIN for these, which put the event first.
+  ReadOptions ms;
+  ms.time_unit = TimeUnit::kMilliseconds;
   for (const std::string t : {"1e30", "-1e30", "9300000000000000000", "1e300"}) {
+    WriteFile(dir.File("a.tsv"), "u\ti\tt\nu1\ti1\t10\nu1\ti2\t" + t + "\n");
+    const std::string m = ReadError(dir.File("a.tsv"), ms);
+    EXPECT_NE(m.find("a.tsv:3: timestamp '" + t + "' is out of range"), std::string::npos) << m;
+  }
+  for (const std::string t : {"1e30", "-1e30", "1e300"}) {  // nanoseconds to the automatic unit: still too large
     WriteFile(dir.File("a.tsv"), "u\ti\tt\nu1\ti1\t10\nu1\ti2\t" + t + "\n");
     const std::string m = ReadError(dir.File("a.tsv"));
     EXPECT_NE(m.find("a.tsv:3: timestamp '" + t + "' is out of range"), std::string::npos) << m;
@@ -140,7 +206,7 @@ TEST(InteractionsTest, TimesOutOfRangeAreErrors) {
 
   // The largest that fit still read.
   WriteFile(dir.File("ok.tsv"), "u\ti\tt\nu1\ti1\t9000000000000000000\nu1\ti2\t-9000000000000000000\n");
-  auto r = ReadInteractions(dir.File("ok.tsv"));
+  auto r = ReadInteractions(dir.File("ok.tsv"), ms);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)[0].ts_ms, 9000000000000000000);
   EXPECT_EQ((*r)[1].ts_ms, -9000000000000000000);
@@ -191,6 +257,22 @@ TEST(InteractionsTest, MillisecondHeaderReadsSmallTimesAsMilliseconds) {
   r = ReadInteractions(dir.File("split.tsv"), seconds);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)[0].ts_ms, 5000);
+}
+
+// A gzip stream cut short ends like a whole one unless its error is asked for; read as whole,
+// half of a dataset trained and replayed with exit 0, its cut last line at a wrong time.
+TEST(InteractionsTest, ATruncatedGzipIsAnError) {
+  TempDir dir;
+  std::string text = "user_id\titem_id\ttimestamp\n";
+  for (int k = 0; k < 20000; ++k) text += "u" + std::to_string(k % 97) + "\ti" + std::to_string(k) + "\t" +
+                                          std::to_string(1400000000 + k * 7919 % 100003) + "\n";
+  WriteFile(dir.File("a.tsv"), text);
+  ASSERT_EQ(std::system(("gzip -f " + dir.File("a.tsv")).c_str()), 0);
+  ASSERT_TRUE(ReadInteractions(dir.File("a.tsv.gz")).ok());
+  const auto whole = std::filesystem::file_size(dir.File("a.tsv.gz"));
+  std::filesystem::resize_file(dir.File("a.tsv.gz"), whole / 2);
+  const std::string m = ReadError(dir.File("a.tsv.gz"));
+  EXPECT_NE(m.find("a.tsv.gz is truncated or corrupt"), std::string::npos) << m;
 }
 
 TEST(InteractionsTest, ReadsGzipAndHonoursLimit) {

@@ -1,13 +1,18 @@
 // Reading interaction datasets: the formats of ../shared/datasets, in project types only; and
 // writing the TSV that `gsau split` produces.
 //
-// Formats (chosen by ReadOptions::format, or detected from the first line: kTsv when it has a
-// tab and 3 or more fields, else kUserLines):
-//  - kTsv: a header line, then `user_id<TAB>item_id<TAB>timestamp[<TAB>...]` (extra columns
-//    ignored). Timestamps are numbers in seconds (fractions allowed) or milliseconds, see
-//    TimeUnit; a header whose third column is `timestamp_ms` (kTsvMillisecondsColumn) makes
-//    kAuto read milliseconds (an explicit unit wins). Gzip-compressed when the name ends in .gz
-//    (needs zlib at build time).
+// Formats (chosen by ReadOptions::format, or detected from the first line that is not blank:
+// kTsv when it has a tab and 3 or more fields, else kUserLines):
+//  - kTsv: an optional header line, then `user_id<TAB>item_id<TAB>timestamp`. A header that
+//    names the user, item and time columns (user_id/userId/user/SessionId, item_id/itemId/item,
+//    timestamp/timestamp_ms/timestamp_s/ts/time, any case) picks them wherever they are and the
+//    other columns are ignored; otherwise they are the first three, and more than three columns
+//    are an error (which one is the time would be a guess: MovieLens' third is its rating).
+//    Timestamps are numbers in seconds (fractions allowed), milliseconds, micro- or nanoseconds,
+//    see TimeUnit; a time column named `timestamp_ms` (kTsvMillisecondsColumn) makes kAuto read
+//    milliseconds (an explicit unit wins). Blank lines and blanks around a time are skipped.
+//    Gzip-compressed when the name ends in .gz (needs zlib at build time); a truncated or
+//    corrupt stream is an error.
 //  - kUserLines: one line per user (a user id on two lines is an error), `uid i1 i2 ...` in
 //    the user's order, optionally with an aligned times file of the same shape and line count
 //    (`uid t1 t2 ...`, seconds). Without times, an event's time is its position in the user's
@@ -47,8 +52,9 @@ struct ReadOptions {
   Format format = Format::kAuto;
   // For kUserLines: the aligned times file; empty = no times.
   std::string times_path;
-  // kAuto: values below 1e11 are taken as seconds (1e11 s is year 5138; 1e11 ms is 1973),
-  // unless a TSV's header names its third column kTsvMillisecondsColumn (then milliseconds).
+  // kAuto: by magnitude, values below 1e11 are seconds (1e11 s is year 5138; 1e11 ms is 1973),
+  // below 1e14 milliseconds, below 1e17 microseconds, and nanoseconds above; unless a TSV's
+  // header names its time column kTsvMillisecondsColumn (then milliseconds).
   TimeUnit time_unit = TimeUnit::kAuto;
   // Stop after this many interactions (0 = all).
   int64_t limit = 0;
