@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "config_flags.h"
+#include "gsau/common/json.h"
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/metrics.h"
 #include "gsau/learner/online.h"
@@ -134,8 +135,8 @@ int RunEvaluate(const EvaluateFlags& f) {
     return kExitFailure;
   }
   const auto st = (*model)->Stats();
-  std::string json = "{\n  \"checkpoint\": \"" + ckpt.string() + "\",\n  \"data\": \"" + f.data +
-                     "\",\n  \"state_batch\": " + std::to_string(wm->state_batch_seq) +
+  std::string json = "{\n  \"checkpoint\": " + JsonString(ckpt.string()) + ",\n  \"data\": " + JsonString(f.data) +
+                     ",\n  \"state_batch\": " + std::to_string(wm->state_batch_seq) +
                      ",\n  \"model_version\": " + std::to_string(wm->model_version) +
                      ",\n  \"steps\": " + std::to_string(st.steps) + ",\n  \"model_users\": " +
                      std::to_string(st.users) + ",\n  \"model_items\": " + std::to_string(st.items) +

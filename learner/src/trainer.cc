@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "gsau/common/json.h"
 #include "gsau/common/file.h"
 #include "gsau/common/log.h"
 #include "gsau/common/progress.h"
@@ -731,14 +732,6 @@ Result<TrainReport> Trainer::Run() {
 }
 
 namespace {
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
 std::string JsonMetrics(const RankingMetrics& m) {
   std::ostringstream os;
   os.precision(6);

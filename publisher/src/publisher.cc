@@ -13,6 +13,7 @@
 #include <cstring>
 #include <thread>
 
+#include "gsau/common/json.h"
 #include "gsau/common/log.h"
 #include "gsau/kafka/admin.h"
 #include "gsau/metrics/metrics.h"
@@ -24,21 +25,9 @@ static_assert(std::endian::native == std::endian::little, "the binary format is 
 std::string EncodeJson(const EmbeddingRecord& r, int64_t produced_at_ms) {
   std::string out;
   out.reserve(128 + r.id.size() + r.embedding.size() * 12);
-  out += "{\"id\":\"";
-  for (const char ch : r.id) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  out += "\",\"kind\":\"";
+  out += "{\"id\":";
+  AppendJsonString(out, r.id);
+  out += ",\"kind\":\"";
   out += EntityKindName(r.kind);
   out += "\",\"model_version\":" + std::to_string(r.model_version);
   out += ",\"dim\":" + std::to_string(r.embedding.size());

@@ -7,36 +7,11 @@
 #include <thread>
 
 #include "gsau/common/log.h"
+#include "gsau/common/json.h"
 #include "gsau/common/progress.h"
 #include "gsau/kafka/admin.h"
 
 namespace gsau::replay {
-namespace {
-
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-}
-
-}  // namespace
 
 std::string EncodeClickJson(const ClickEvent& e, bool with_ts) {
   std::string out;

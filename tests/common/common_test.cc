@@ -12,6 +12,7 @@
 
 #include "gsau/common/clock.h"
 #include "gsau/common/file.h"
+#include "gsau/common/json.h"
 #include "gsau/common/memory.h"
 #include "gsau/common/progress.h"
 #include "gsau/common/status.h"
@@ -105,6 +106,18 @@ TEST(FileTest, FileLockExcludesASecondHolderUntilReleased) {
   }
   EXPECT_TRUE(FileLock::Take(path, "released").ok());
   std::filesystem::remove(path);
+}
+
+// Every character JSON requires escaped is, and nothing else: a report naming a path with a
+// quote or a newline stayed unparseable before (gsau evaluate pasted paths in raw).
+TEST(JsonTest, StringsEscapeQuotesBackslashesAndControlCharacters) {
+  EXPECT_EQ(JsonString("plain/path é"), "\"plain/path é\"");
+  EXPECT_EQ(JsonString("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(JsonString("l1\nl2\r\t"), "\"l1\\nl2\\r\\t\"");
+  EXPECT_EQ(JsonString(std::string("\x01\x1f\0", 3)), "\"\\u0001\\u001f\\u0000\"");
+  std::string out = "{\"k\":";
+  AppendJsonString(out, "v");
+  EXPECT_EQ(out, "{\"k\":\"v\"");
 }
 
 TEST(ClockTest, ManualClockMovesOnlyWhenAdvanced) {
