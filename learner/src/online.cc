@@ -376,12 +376,30 @@ struct OnlineLearner::Impl {
       return;
     }
     torch::NoGradGuard no_grad;
+    // In chunks: the gathered rows take d floats per queued update, and the queue may hold
+    // twice the graph's edges (AddEdge), about 1 KB per edge at d = 64 in one piece.
+    constexpr size_t kChunk = size_t{1} << 16;
     for (const bool users : {true, false}) {
       auto& up = users ? t_user_updates : t_item_updates;
       if (up.rows.empty()) continue;
-      const auto coef = torch::tensor(up.coef, torch::kFloat32).to(device).unsqueeze(1);
       const auto& source = users ? snap_items : snap_users;
-      (users ? t_users : t_items).index_add_(0, I64(up.rows, device), source.index_select(0, I64(up.src, device)) * coef);
+      auto& target = users ? t_users : t_items;
+      try {
+        for (size_t at = 0; at < up.rows.size(); at += kChunk) {
+          const size_t n = std::min(kChunk, up.rows.size() - at);
+          const auto rows = torch::from_blob(up.rows.data() + at, {static_cast<int64_t>(n)}, torch::kInt64).to(device);
+          const auto src = torch::from_blob(up.src.data() + at, {static_cast<int64_t>(n)}, torch::kInt64).to(device);
+          const auto coef =
+              torch::from_blob(up.coef.data() + at, {static_cast<int64_t>(n), 1}, torch::kFloat32).to(device);
+          target.index_add_(0, rows, source.index_select(0, src) * coef);
+        }
+      } catch (...) {
+        // Some chunks may be in: applying the queue again would count them twice.
+        t_user_updates = {};
+        t_item_updates = {};
+        t_stale = true;
+        throw;
+      }
       up = {};
     }
   }

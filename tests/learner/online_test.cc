@@ -270,6 +270,36 @@ TEST(OnlineLearner, PropagationEqualsFullRecomputationAfterRandomChanges) {
   EXPECT_GT(c->max_error_vs_formula, 1e-4);
 }
 
+// Two hot items clicked by 700 new users in one batch queue ~490,000 first-layer updates: more
+// than one chunk of the incremental apply (65,536), fewer than the bound past which it
+// recomputes instead. Every chunk must land once.
+TEST(OnlineLearner, PropagationStaysExactWhenManyUpdatesAreQueuedAtOnce) {
+  auto l = Make(SmallOptions());
+  std::vector<OnlineEvent> warm;
+  std::vector<std::pair<uint32_t, uint32_t>> edges;
+  for (uint32_t u = 0; u < 4; ++u) {
+    for (uint32_t i = 0; i < 3; ++i) {
+      warm.push_back({u, i, 1000 + u * 10 + i, {}});
+      edges.push_back({u, i});
+    }
+  }
+  ASSERT_TRUE(l->Observe(warm).ok());
+  ASSERT_TRUE(l->CheckPropagation(edges).ok());  // the cache is built: updates are queued from here
+  std::vector<OnlineEvent> burst;
+  for (uint32_t u = 4; u < 704; ++u) {
+    for (uint32_t i : {0u, 1u}) {
+      burst.push_back({u, i, 5000 + u, {}});
+      edges.push_back({u, i});
+    }
+  }
+  ASSERT_TRUE(l->Observe(burst).ok());
+  const auto c = l->CheckPropagation(edges);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_LT(c->max_error_vs_current, 1e-5);
+  EXPECT_LT(c->max_error_vs_formula, 1e-5);
+  EXPECT_GT(c->max_abs_value, 0.01);
+}
+
 // Independent of the library's sparse code: LightGCN by hand in doubles on a tiny graph.
 TEST(OnlineLearner, GraphEmbeddingsEqualHandComputedLightGcn) {
   auto l = Make(SmallOptions());
