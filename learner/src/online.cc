@@ -15,6 +15,7 @@
 #include <mutex>
 #include <numeric>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -911,6 +912,12 @@ struct OnlineLearner::Impl {
   }
 
   Status Save(const std::string& path, const OnlineWatermark& wm) {
+    // So that a run resumed from this file repeats this one: both go on from a cache refreshed
+    // now (Load refreshes it; the snapshot it had is not saved), and each item's neighbours are
+    // put in the order Load rebuilds them in (ascending users), so every sum over them adds in
+    // the same order.
+    for (auto& nb : item_adj) std::sort(nb.begin(), nb.end());
+    RefreshCache();
     torch::serialize::OutputArchive ar;
     for (const auto& s : adam) {
       ar.write(Key("param", s.name), s.param.detach());
@@ -936,6 +943,12 @@ struct OnlineLearner::Impl {
     // Where new rows' draws stand: a restart from the seed would draw again the rows between the
     // live count and the capacity, and two new items would start as copies of each other.
     ar.write("growth_gen", growth_gen.get_state());
+    // The draws of reservoir slots, replay samples and derangements.
+    std::ostringstream rng_text;
+    rng_text << rng;
+    const std::string rs = rng_text.str();
+    ar.write("rng", torch::from_blob(const_cast<char*>(rs.data()), {static_cast<int64_t>(rs.size())}, torch::kUInt8)
+                        .clone());
     std::vector<const Sample*> p, q, w;
     for (const auto& s : pending) p.push_back(&s);
     for (const auto& s : replay) q.push_back(&s);
@@ -998,6 +1011,15 @@ struct OnlineLearner::Impl {
     if (ar.try_read("growth_gen", growth_state)) {
       next_growth_gen.set_state(growth_state.cpu());  // throws on a bad state, before anything changed
     }
+    // Checkpoints written before the draws' generator was saved: reseeded from the step count.
+    std::mt19937_64 next_rng(opt.seed + static_cast<uint64_t>(c[2].item<int64_t>()));
+    if (torch::Tensor rng_state; ar.try_read("rng", rng_state)) {
+      const auto t = rng_state.cpu().to(torch::kUInt8).contiguous();
+      const auto* q = reinterpret_cast<const char*>(t.data_ptr<uint8_t>());
+      std::istringstream text(std::string(q, static_cast<size_t>(t.numel())));
+      text >> next_rng;
+      if (!text) return Status::InvalidArgument(path + ": its random generator state does not parse");
+    }
 
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < adam.size(); ++k) {
@@ -1048,7 +1070,7 @@ struct OnlineLearner::Impl {
     replay_seen = c[4].item<int64_t>();
     RefreshCache();
     full_adjacency_stale = true;
-    rng.seed(opt.seed + static_cast<uint64_t>(steps));
+    rng = next_rng;
     OnlineWatermark wm;
     const int64_t seq_bits = c[5].item<int64_t>();
     std::memcpy(&wm.state_batch_seq, &seq_bits, sizeof(seq_bits));

@@ -715,6 +715,42 @@ TEST(OnlineLearner, SaveOnAFullDiskIsAnErrorAndKeepsThePreviousFile) {
   EXPECT_EQ(wm->model_version, 1);
 }
 
+// A run resumed from a checkpoint repeats the one that wrote it: the same losses, step by step,
+// through more clicks, and the same tables after. (The generator of replay draws and
+// derangements was not saved and the restart reseeded it: losses parted at the first step.)
+TEST(OnlineLearner, AResumedRunRepeatsTheUninterruptedOne) {
+  testing::TempDir dir;
+  OnlineOptions o = SmallOptions();
+  o.batch_size = 16;
+  o.graph_refresh_steps = 3;
+  RandomStream stream(21, 10);
+  const auto first = stream.Take(200), second = stream.Take(100);
+  auto a = Make(o);
+  ASSERT_TRUE(a->Observe(first).ok());
+  for (int k = 0; k < 5; ++k) ASSERT_TRUE(a->Step().ok());
+  ASSERT_TRUE(a->Save(dir.File("ck.pt"), {1, 1}).ok());
+  auto b = Make(o);
+  ASSERT_TRUE(b->Load(dir.File("ck.pt")).ok());
+  auto same_step = [&](const std::string& when) {
+    const auto ra = a->Step(), rb = b->Step();
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    ASSERT_TRUE(ra->trained);
+    EXPECT_EQ(ra->loss, rb->loss) << when;
+    EXPECT_EQ(ra->replay, rb->replay) << when;
+    EXPECT_EQ(ra->refreshed, rb->refreshed) << when;
+  };
+  for (int k = 0; k < 4; ++k) same_step("step " + std::to_string(k) + " after the load");
+  ASSERT_TRUE(a->Observe(second).ok());
+  ASSERT_TRUE(b->Observe(second).ok());
+  for (int k = 0; k < 4; ++k) same_step("step " + std::to_string(k) + " after more clicks");
+  for (uint32_t id = 0; id < stream.items(); ++id) {
+    EXPECT_EQ(a->InspectRow(OnlineTable::kItems, id)->row, b->InspectRow(OnlineTable::kItems, id)->row) << id;
+  }
+  for (uint32_t id = 0; id < stream.users(); id += 7) {
+    EXPECT_EQ(a->InspectRow(OnlineTable::kUsers, id)->row, b->InspectRow(OnlineTable::kUsers, id)->row) << id;
+  }
+}
+
 TEST(OnlineLearner, SaveLoadRoundTripKeepsScoresStateAndWatermark) {
   testing::TempDir dir;
   const std::string path = dir.File("online.pt");

@@ -276,11 +276,13 @@ class OnlineLearner {
   // item never returned counts as moved), with their current rows; marks them as published.
   Result<ChangedItems> TakeChangedItems();
 
-  // Model, Adam state, graph, queued and replay samples, counters and `watermark`, written to
-  // `path` through `path`.tmp and a rename. Load replaces all of it (tables take the
-  // checkpoint's sizes) and returns the watermark; the graph cache is refreshed and every
-  // item counts as unpublished. kInvalidArgument when the checkpoint's model shape (dim,
-  // layers, ...) differs from the options.
+  // Model, Adam state, graph, queued and replay samples, counters, the random generators and
+  // `watermark`, written to `path` through `path`.tmp and a rename (Save refreshes the graph
+  // cache first). Load replaces all of it (tables take the checkpoint's sizes) and returns the
+  // watermark; the graph cache is refreshed and every item counts as unpublished. On the CPU,
+  // a learner loaded from a checkpoint then takes the same steps as the one that saved it.
+  // kInvalidArgument when the checkpoint's model shape (dim, layers, ...) differs from the
+  // options.
   Status Save(const std::string& path, const OnlineWatermark& watermark);
   Result<OnlineWatermark> Load(const std::string& path);
 
