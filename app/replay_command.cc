@@ -12,6 +12,27 @@
 namespace gsau::app {
 namespace {
 
+// Times that ingest's decoder dead-letters (bad_time): before ingest.min_event_time_s or after
+// 2100. Said before anything is sent, as a dataset whose times are sequence numbers, or in a
+// unit the magnitude rule misreads, would otherwise arrive only in the dead-letter topic.
+void WarnOfTimesIngestRefuses(const std::vector<data::Interaction>& events, const config::Config& cfg) {
+  const auto decoder = config::ToIngestOptions(cfg).decoder;
+  const int64_t floor_ms = decoder.min_ts_ms;
+  int64_t early = 0, late = 0;
+  const data::Interaction* first = nullptr;
+  for (const auto& e : events) {
+    if (!e.has_time || (e.ts_ms >= floor_ms && e.ts_ms <= decoder.max_ts_ms)) continue;
+    (e.ts_ms < floor_ms ? early : late)++;
+    if (first == nullptr) first = &e;
+  }
+  if (first == nullptr) return;
+  GSAU_LOG_WARN(
+      "replay: {} of {} events have times ingest dead-letters as bad_time ({} before ingest.min_event_time_s = {} s, "
+      "{} after 2100; the first: user {} at {} ms): check --ts-unit, or set ingest.min_event_time_s=0 for times that "
+      "are sequence numbers",
+      early + late, events.size(), early, cfg.ingest.min_event_time_s, late, first->user_id, first->ts_ms);
+}
+
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
@@ -63,6 +84,7 @@ int RunReplay(const ReplayFlags& f) {
     }
     events = std::move(read).value();
     data::SortByTime(events);
+    WarnOfTimesIngestRefuses(events, *cfg);
   }
 
   replay::ReplayOptions opt;

@@ -138,6 +138,25 @@ TEST(ReplayKafkaTest, UserLinesWithoutTimesLeaveTsToKafkaAndKeepOrder) {
   EXPECT_EQ(seen["2"], (std::vector<std::string>{"20", "21"}));
 }
 
+// Times ingest would dead-letter (here: sequence numbers, read as seconds, so 1973 is far off)
+// are said before sending; with the floor lifted (ingest.min_event_time_s=0) nothing is said.
+TEST(ReplayKafkaTest, TimesIngestWouldRefuseAreReported) {
+  TempDir dir;
+  gsau::testing::WriteFile(dir.File("seq.tsv"), "user_id\titem_id\ttimestamp\nu1\ti1\t1\nu1\ti2\t2\nu2\ti1\t3\n");
+  std::string out;
+  ASSERT_EQ(RunCommand(ReplayCmd(dir.File("seq.tsv"), UniqueTopic("replay-seq")), &out), 0) << out;
+  EXPECT_NE(out.find("3 of 3 events have times ingest dead-letters as bad_time (3 before "
+                     "ingest.min_event_time_s = 100000000 s, 0 after 2100; the first: user u1 at 1000 ms)"),
+            std::string::npos)
+      << out;
+  ASSERT_EQ(RunCommand(Gsau() + " replay --no-progress --set ingest.min_event_time_s=0 --data " + dir.File("seq.tsv") +
+                           " --bootstrap " + KafkaBootstrap() + " --topic " + UniqueTopic("replay-seq0") + " 2>&1",
+                       &out),
+            0)
+      << out;
+  EXPECT_EQ(out.find("dead-letters"), std::string::npos) << out;
+}
+
 TEST(ReplayKafkaTest, RateLimitIsHonoured) {
   const std::string topic = UniqueTopic("replay-rate");
   std::string out;
