@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <array>
 #include <filesystem>
+#include <tuple>
 
 #include "gsau/data/interactions.h"
 #include "temp_dir.h"
@@ -31,30 +33,21 @@ TEST(InteractionsTest, ReadsTsvWithHeaderSecondsAndFractions) {
   EXPECT_TRUE((*r)[1].has_time);
 }
 
-TEST(InteractionsTest, AutoUnitTakesLargeValuesAsMilliseconds) {
+// The automatic unit goes by magnitude: each unit's values for the years 1973-5138 fill one
+// band of three decades (1e11 s is year 5138; 1e11 ms is 1973). Micro- and nanoseconds read as
+// milliseconds were dates after the year 50000, and every event replayed was dead-lettered.
+TEST(InteractionsTest, AutoUnitReadsEachUnitByMagnitude) {
   TempDir dir;
-  // 1e11 and above are milliseconds (1e11 s would be year 5138); below, seconds.
-  WriteFile(dir.File("a.tsv"), "u1\ti1\t1732600000123\nu1\ti2\t100000000000\nu1\ti3\t99999999999\n");
+  WriteFile(dir.File("a.tsv"),
+            "u1\ti1\t1732600000123\nu1\ti2\t100000000000\nu1\ti3\t99999999999\nu1\ti4\t1732600000123456\n"
+            "u1\ti5\t1732600000123456789\nu1\ti6\t1e14\n");
   auto r = ReadInteractions(dir.File("a.tsv"));
   ASSERT_TRUE(r.ok()) << r.status();
-  ASSERT_EQ(r->size(), 3u);
-  EXPECT_EQ((*r)[0].ts_ms, 1732600000123);
-  EXPECT_EQ((*r)[1].ts_ms, 100000000000);
-  EXPECT_EQ((*r)[2].ts_ms, 99999999999000);
-}
-
-// Micro- and nanoseconds are told apart by magnitude too: each unit's values for the years
-// 1973-5138 fill one band of three decades. Read as milliseconds, they were dates after the
-// year 50000, and every event replayed went to the dead-letter topic.
-TEST(InteractionsTest, AutoUnitTellsMicroAndNanosecondsApart) {
-  TempDir dir;
-  WriteFile(dir.File("a.tsv"), "u1\ti1\t1732600000123456\nu1\ti2\t1732600000123456789\nu1\ti3\t1e14\n");
-  auto r = ReadInteractions(dir.File("a.tsv"));
-  ASSERT_TRUE(r.ok()) << r.status();
-  ASSERT_EQ(r->size(), 3u);
-  EXPECT_EQ((*r)[0].ts_ms, 1732600000123);
-  EXPECT_EQ((*r)[1].ts_ms, 1732600000123);
-  EXPECT_EQ((*r)[2].ts_ms, 100000000000) << "1e14 is microseconds (1973), not milliseconds (5138)";
+  std::vector<int64_t> ms;
+  for (const auto& e : *r) ms.push_back(e.ts_ms);
+  EXPECT_EQ(ms, (std::vector<int64_t>{1732600000123, 100000000000, 99999999999000, 1732600000123, 1732600000123,
+                                      100000000000}))
+      << "ms, ms, s, us, ns, and 1e14 as microseconds (1973), not milliseconds (5138)";
 }
 
 // Columns are found by the header's names: MovieLens' ratings file has the rating third and
@@ -65,27 +58,26 @@ TEST(InteractionsTest, HeaderNamesPickTheColumns) {
   auto r = ReadInteractions(dir.File("ml.tsv"));
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->size(), 1u);
-  EXPECT_EQ((*r)[0].user_id, "196");
-  EXPECT_EQ((*r)[0].item_id, "242");
-  EXPECT_EQ((*r)[0].ts_ms, 881250949000);
+  EXPECT_EQ(std::tie((*r)[0].user_id, (*r)[0].item_id, (*r)[0].ts_ms),
+            std::make_tuple(std::string("196"), std::string("242"), int64_t{881250949000}));
 
   WriteFile(dir.File("order.tsv"), "ts\titem_id\tuser_id\n1732600000\ti9\tu1\n");
   r = ReadInteractions(dir.File("order.tsv"));
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ((*r)[0].user_id, "u1");
-  EXPECT_EQ((*r)[0].item_id, "i9");
-  EXPECT_EQ((*r)[0].ts_ms, 1732600000000);
+  EXPECT_EQ(std::tie((*r)[0].user_id, (*r)[0].item_id, (*r)[0].ts_ms),
+            std::make_tuple(std::string("u1"), std::string("i9"), int64_t{1732600000000}));
 
   // More than three columns with no header, or with one that names none of them: an error, not a guess.
-  WriteFile(dir.File("u.data"), "196\t242\t3\t881250949\n186\t302\t3\t891717742\n");
-  std::string m = ReadError(dir.File("u.data"));
-  EXPECT_NE(m.find("u.data:1: 4 tab-separated fields and no header line"), std::string::npos) << m;
-  WriteFile(dir.File("lines.txt"), "1\t10\t11\t12\n2\t11\t13\t15\n");  // per-user lines with tabs
-  m = ReadError(dir.File("lines.txt"));
-  EXPECT_NE(m.find("per-user lines"), std::string::npos) << m;
-  WriteFile(dir.File("anon.tsv"), "a\tb\tc\td\nu1\ti1\t5\t1\n");
-  m = ReadError(dir.File("anon.tsv"));
-  EXPECT_NE(m.find("anon.tsv:1: the header has 4 columns but does not name"), std::string::npos) << m;
+  const std::vector<std::array<std::string, 3>> refused = {
+      {"u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n", "u.data:1: 4 tab-separated fields and no header"},
+      {"lines.txt", "1\t10\t11\t12\n2\t11\t13\t15\n", "per-user lines"},  // per-user lines with tabs
+      {"anon.tsv", "a\tb\tc\td\nu1\ti1\t5\t1\n", "anon.tsv:1: the header has 4 columns but does not name"},
+  };
+  for (const auto& [name, text, message] : refused) {
+    WriteFile(dir.File(name), text);
+    const std::string m = ReadError(dir.File(name));
+    EXPECT_NE(m.find(message), std::string::npos) << m;
+  }
 }
 
 // Blank lines (also of spaces, and before the header) and blanks around a time are not data.
