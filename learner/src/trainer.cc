@@ -91,6 +91,36 @@ std::string SettingsDiff(const std::string& saved, const std::string& now) {
   return diff;
 }
 
+// FNV-1a over the data a run trains and tests on: the ids' names, every user's sequence and the
+// graph pairs. Sizes alone let a resume take another file of the same shape (a reordered one,
+// or one with other same-day ties) and go on training with every id meaning another item.
+std::string DataFingerprint(const LeaveOneOutData& d) {
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t k = 0; k < n; ++k) h = (h ^ b[k]) * 1099511628211ULL;
+  };
+  auto mix_int = [&mix](int64_t v) { mix(&v, sizeof v); };
+  for (const auto* names : {&d.user_names, &d.item_names}) {
+    mix_int(static_cast<int64_t>(names->size()));
+    for (const auto& n : *names) {
+      mix_int(static_cast<int64_t>(n.size()));
+      mix(n.data(), n.size());
+    }
+  }
+  for (const auto& seq : d.sequences) {
+    mix_int(static_cast<int64_t>(seq.size()));
+    mix(seq.data(), seq.size() * sizeof(int32_t));
+  }
+  for (const auto& p : d.train_pairs) {
+    mix_int(p.user);
+    mix_int(p.item);
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
 // Key of the k-th best parameter in a checkpoint. (Appended, not "p" + to_string: GCC 12
 // warns falsely (-Wrestrict) about that at -O3.)
 std::string BestKey(size_t k) {
@@ -131,7 +161,8 @@ struct Trainer::Impl {
   std::mt19937_64 rng;
   std::vector<torch::Tensor> best_params;  // clones of the best weights so far
 
-  Impl(const LeaveOneOutData& d, const TrainOptions& o) : data(d), opt(o) {}
+  Impl(const LeaveOneOutData& d, const TrainOptions& o) : data(d), opt(o), data_fingerprint(DataFingerprint(d)) {}
+  std::string data_fingerprint;
 
   // Right-padded prefixes of samples[order[begin..end)] and their targets.
   std::pair<SequenceBatch, torch::Tensor> MakeSequenceBatch(const std::vector<SequenceSample>& samples,
@@ -404,8 +435,21 @@ struct Trainer::Impl {
     return SaveAtomically(archive, path);
   }
 
+  // The best weights so far to `path`, the model's own left as they are.
+  Status SaveBestModel(const fs::path& path) {
+    torch::NoGradGuard no_grad;
+    auto params = model->parameters();
+    std::vector<torch::Tensor> current;
+    for (const auto& p : params) current.push_back(p.detach().clone());
+    RestoreBest();
+    Status s = SaveModel(path);
+    for (size_t k = 0; k < params.size(); ++k) params[k].copy_(current[k]);
+    return s;
+  }
+
   // What makes a run what it is, as "key=value" lines: every option but those a resume may
-  // change (max_epochs, patience, eval_batch, threads, device, progress), and the data's sizes.
+  // change (max_epochs, patience, eval_batch, threads, device, progress), the data's sizes and
+  // its fingerprint. (A key a checkpoint lacks, written before it existed, is not compared.)
   std::string Settings() const {
     std::ostringstream os;
     os.precision(17);
@@ -420,7 +464,8 @@ struct Trainer::Impl {
        << "\nlightgcn_mask_history=" << opt.lightgcn_mask_history << "\nusers=" << data.num_users
        << "\nitems=" << data.num_items << "\nmax_len=" << data.max_len << "\ntrain_pairs=" << data.train_pairs.size()
        << "\ntrain_samples=" << data.train_samples.size() << "\nvalid=" << data.valid_samples.size()
-       << "\ntest=" << data.test_samples.size() << "\ntrain_fraction=" << data.train_fraction << "\n";
+       << "\ntest=" << data.test_samples.size() << "\ntrain_fraction=" << data.train_fraction
+       << "\ndata_fingerprint=" << data_fingerprint << "\n";
     return os.str();
   }
 
@@ -662,6 +707,9 @@ Result<TrainReport> Trainer::Run() {
                                        checkpoint.string() + " covers 1-" + std::to_string(st.epoch) +
                                        ": not the same run; --overwrite starts a new one");
       }
+      // best.pt is written before the checkpoint: a kill between them left the next epoch's
+      // weights there, which this run may not reach again (fewer --epochs, other threads).
+      if (st.best_epoch > 0 && !im.best_params.empty()) GSAU_RETURN_IF_ERROR(im.SaveBestModel(best));
     }
     std::string text = CsvHeader() + "\n";
     for (const auto& l : kept) text += l + "\n";

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 
@@ -323,6 +324,46 @@ TEST(Trainer, ResumedRunRepeatsTheUninterruptedOne) {
   EXPECT_EQ(chunked.history[1].loss, straight.history[1].loss);
 }
 
+// best.pt is written before the epoch's checkpoint: a kill between the two left weights there
+// that the resumed run's report does not describe. A resume writes it from the checkpoint.
+TEST(Trainer, AResumeRewritesBestPtFromTheCheckpoint) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/6));
+  ASSERT_TRUE(d.ok()) << d.status();
+  TrainOptions o;
+  o.dim = 8;
+  o.ffn_dim = 16;
+  o.device = "cpu";
+  o.threads = 1;
+  o.progress = false;
+  o.max_epochs = 1;
+  gsau::testing::TempDir run_dir("learner-best"), other_dir("learner-best-other");
+  const auto run = [&](const TrainOptions& options) {
+    auto t = Trainer::Create(*d, options);
+    EXPECT_TRUE(t.ok()) << t.status();
+    auto r = (*t)->Run();
+    EXPECT_TRUE(r.ok()) << r.status();
+  };
+  const auto bytes = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  o.out_dir = run_dir.path().string();
+  run(o);
+  const std::string epoch1_best = bytes(run_dir.File("best.pt"));
+  // Another model's weights in best.pt, as a later epoch's would be after the kill.
+  TrainOptions other = o;
+  other.out_dir = other_dir.path().string();
+  other.seed = 99;
+  run(other);
+  std::filesystem::copy_file(other_dir.File("best.pt"), run_dir.File("best.pt"),
+                             std::filesystem::copy_options::overwrite_existing);
+  ASSERT_NE(bytes(run_dir.File("best.pt")), epoch1_best);
+  TrainOptions resume = o;
+  resume.resume = true;  // and no epoch left to train
+  run(resume);
+  EXPECT_EQ(bytes(run_dir.File("best.pt")), epoch1_best) << "best.pt holds the checkpoint's best weights";
+}
+
 // An output directory holds one run: a new run over a checkpoint needs --overwrite, a resume
 // needs the checkpoint's settings and the CSV rows it covers.
 TEST(Trainer, OutputDirectoryHoldsOneRun) {
@@ -368,6 +409,26 @@ TEST(Trainer, OutputDirectoryHoldsOneRun) {
   EXPECT_NE(refused.status().message().find("lr 0.001, now 0.10000000000000001"), std::string::npos)
       << refused.status();
   EXPECT_EQ(csv_rows(), 2);
+
+  // A resume on other data of the same shape (each user's clicks in reverse order: the same
+  // users, items, pairs and samples): refused, where the sizes alone let it through.
+  auto events = PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/4);
+  for (auto& e : events) e.ts_ms = -e.ts_ms;
+  auto reversed = BuildLeaveOneOut(events);
+  ASSERT_TRUE(reversed.ok()) << reversed.status();
+  ASSERT_EQ(reversed->train_samples.size(), d->train_samples.size());
+  ASSERT_EQ(reversed->num_items, d->num_items);
+  {
+    TrainOptions again = o;
+    again.resume = true;
+    again.max_epochs = 3;
+    auto t = Trainer::Create(*reversed, again);
+    ASSERT_TRUE(t.ok()) << t.status();
+    auto other_data = (*t)->Run();
+    ASSERT_FALSE(other_data.ok());
+    EXPECT_NE(other_data.status().message().find("data_fingerprint"), std::string::npos) << other_data.status();
+    EXPECT_EQ(csv_rows(), 2);
+  }
 
   // A CSV that lost its rows (a new run was started, then stopped before its first epoch):
   // the checkpoint is not this CSV's run.
