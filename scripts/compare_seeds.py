@@ -26,8 +26,19 @@ import os
 
 from mpl_setup import pyplot
 
-# Two-sided 95% quantiles of Student's t by degrees of freedom (1..10).
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+# Two-sided 95% quantiles of Student's t by degrees of freedom (1..30, 40, 60, 120).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+       11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+       20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+       29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def t95(df):
+    """The two-sided 95% quantile of Student's t with `df` degrees of freedom: exact to 3 decimals
+    up to 30, then the next tabulated df at or below (slightly wide), 1.960 beyond 120."""
+    if df > max(T95):
+        return 1.960
+    return T95[max(k for k in T95 if k <= df)]
 TEST_KEYS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
 CHECK_EPOCHS = [1, 5, 10, 20, 40, 60, 80, 100, 120, 140, 160]
 
@@ -99,7 +110,7 @@ def summary(meta, authors, runs, unfinished, variants=False):
             m, sd = mean_sd(values)
             theirs = meta["test"][key]
             if n >= 2:
-                half = T95[min(n - 1, max(T95))] * sd * math.sqrt(1 + 1 / n)
+                half = t95(n - 1) * sd * math.sqrt(1 + 1 / n)
                 interval = f"{m - half:.4f} .. {m + half:.4f}"
                 z = f"{(theirs - m) / sd:+.2f}" if sd > 1e-12 else "-"  # equal values: rounding, not spread
             else:

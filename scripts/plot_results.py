@@ -19,6 +19,16 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def best_epoch(epochs, decimals=4):
+    """The trainer's choice: validation NDCG@20 rounded to `decimals`, the last of equals."""
+    best, best_value = None, None
+    for row in epochs:
+        value = round(float(row["valid_ndcg@20"]), decimals)
+        if best is None or value >= best_value:
+            best, best_value = row, value
+    return best
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", default="runs")
@@ -46,6 +56,10 @@ def main():
             for name in ("metrics.csv", "report.json", "command.txt"):
                 if os.path.isfile(os.path.join(src, name)):
                     shutil.copy(os.path.join(src, name), os.path.join(dst, name))
+                elif os.path.isfile(os.path.join(dst, name)):
+                    # An earlier run's (this one was started again): left beside the new CSV,
+                    # it would stand for this run once RUNS is gone.
+                    os.remove(os.path.join(dst, name))
         with open(csv_path, newline="") as f:
             epochs = list(csv.DictReader(f))
         if not epochs:
@@ -53,7 +67,7 @@ def main():
         if live and not args.no_plots:
             subprocess.run([sys.executable, os.path.join(HERE, "plot_training.py"), csv_path,
                             os.path.join(dst, "curves.png"), "--title", run], check=False)
-        best = max(epochs, key=lambda r: float(r["valid_ndcg@20"]))
+        best = best_epoch(epochs)
         report_path = os.path.join(src, "report.json")
         train_s = sum(float(r["train_seconds"]) for r in epochs) / len(epochs)
         if os.path.isfile(report_path):

@@ -135,5 +135,20 @@ class CompareSeedsTest(unittest.TestCase):
         self.assertIn("no finished run", r.stderr)
 
 
+class StudentTTest(unittest.TestCase):
+    def test_quantiles_follow_the_degrees_of_freedom_past_ten(self):
+        sys.path.insert(0, os.path.join(SOURCE, "scripts"))
+        try:
+            import compare_seeds
+        finally:
+            sys.path.pop(0)
+        # Every df above 10 was given 10's quantile (2.228): 12 seeds' interval 1% too wide, 21 seeds' 6%.
+        self.assertEqual(compare_seeds.t95(4), 2.776)
+        self.assertEqual(compare_seeds.t95(11), 2.201)
+        self.assertEqual(compare_seeds.t95(20), 2.086)
+        self.assertEqual(compare_seeds.t95(35), 2.042)   # the tabulated df below: a little wide
+        self.assertEqual(compare_seeds.t95(500), 1.960)
+
+
 if __name__ == "__main__":
     unittest.main()
