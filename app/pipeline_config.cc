@@ -1,7 +1,8 @@
 #include "pipeline_config.h"
 
 #include <algorithm>
-#include <thread>
+
+#include "gsau/common/cpu.h"
 
 namespace gsau::app {
 
@@ -18,8 +19,7 @@ learner::OnlineOptions ToOnlineOptions(const config::Config& c) {
   o.device = c.learner.device;
   // 0: leave a core to ingest and the publisher. Intra-op threads that share every core with
   // them stall at each parallel barrier (steps several times slower on a 2-core machine).
-  o.threads = c.learner.threads > 0 ? c.learner.threads
-                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+  o.threads = c.learner.threads > 0 ? c.learner.threads : std::max(1, UsableCores() - 1);
   return o;
 }
 

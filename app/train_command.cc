@@ -137,7 +137,7 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--max-steps-per-epoch", o.max_steps_per_epoch, "truncate epochs (smoke runs); 0 = whole")
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "random seed")->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads for torch; 0 = all cores")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads for torch; 0 = every core this process may use (affinity, cgroup CPU quota)")->capture_default_str();
   cmd->add_option("--device", o.device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_flag("!--no-mask-history", o.lightgcn_mask_history,
                 "lightgcn: rank over all items instead of masking the user's earlier items");

@@ -240,7 +240,8 @@ const std::vector<Field>& Table() {
       StringField("learner.device", &C::learner, &LearnerSection::device,
                   "auto picks CUDA when LibTorch sees a GPU, else CPU.", {"auto", "cpu", "cuda"}),
       IntField("learner.threads", &C::learner, &LearnerSection::threads, "threads",
-               "CPU threads of the learner (LibTorch); 0 = every core but one, which ingest and the publisher need (at least 1).", 0, 1024),
+               "CPU threads of the learner (LibTorch); 0 = every core the process may use (affinity, cgroup CPU quota) but one, "
+               "which ingest and the publisher need (at least 1).", 0, 1024),
       IntField("learner.embedding_dim", &C::learner, &LearnerSection::embedding_dim, "floats",
                "Embedding width d of users and items (even: two attention heads split it).", 2, 4096),
       IntField("learner.batch_size", &C::learner, &LearnerSection::batch_size, "samples",

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "gsau/common/cpu.h"
 #include "gsau/common/file.h"
 #include "gsau/learner/loss.h"
 #include "gsau/learner/model.h"
@@ -1262,8 +1263,7 @@ Result<std::unique_ptr<OnlineLearner>> OnlineLearner::Create(const OnlineOptions
     if (impl->device.is_cpu() && o.heads > 16) {
       return Status::InvalidArgument("heads must be at most 16 on the CPU (the packed attention's limit)");
     }
-    const unsigned cores = std::thread::hardware_concurrency();
-    impl->threads = o.threads > 0 ? o.threads : static_cast<int>(cores == 0 ? 1 : cores);
+    impl->threads = o.threads > 0 ? o.threads : UsableCores();
     torch::set_num_threads(impl->threads);
     ConfigureBlasThreads();
     torch::manual_seed(o.seed);

@@ -16,8 +16,9 @@
 #include <sstream>
 #include <thread>
 
-#include "gsau/common/json.h"
+#include "gsau/common/cpu.h"
 #include "gsau/common/file.h"
+#include "gsau/common/json.h"
 #include "gsau/common/log.h"
 #include "gsau/common/progress.h"
 #include "gsau/learner/loss.h"
@@ -582,8 +583,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, co
     } else if (o.device != "cpu" && o.device != "auto") {
       return Status::InvalidArgument("device must be auto, cpu or cuda, not " + o.device);
     }
-    unsigned cores = std::thread::hardware_concurrency();
-    impl->threads = o.threads > 0 ? o.threads : static_cast<int>(cores == 0 ? 1 : cores);
+    impl->threads = o.threads > 0 ? o.threads : UsableCores();
     torch::set_num_threads(impl->threads);
     ConfigureBlasThreads();
     torch::manual_seed(o.seed);

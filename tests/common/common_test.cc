@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "gsau/common/clock.h"
+#include "gsau/common/cpu.h"
 #include "gsau/common/file.h"
 #include "gsau/common/json.h"
 #include "gsau/common/memory.h"
@@ -118,6 +120,35 @@ TEST(JsonTest, StringsEscapeQuotesBackslashesAndControlCharacters) {
   std::string out = "{\"k\":";
   AppendJsonString(out, "v");
   EXPECT_EQ(out, "{\"k\":\"v\"");
+}
+
+// A process pinned to one core, or given a quota of 1.5 cores, sized its thread pools by the
+// machine's cores (hardware_concurrency), and every parallel region waited on threads with no
+// core to run on.
+TEST(CpuTest, UsableCoresFollowTheAffinityMask) {
+  cpu_set_t saved;
+  ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
+  const int allowed = CPU_COUNT(&saved);
+  EXPECT_GE(UsableCores(), 1);
+  EXPECT_LE(UsableCores(), allowed);
+  int first = 0;
+  while (!CPU_ISSET(first, &saved)) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  const int pinned = UsableCores();
+  ASSERT_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+  EXPECT_EQ(pinned, 1);
+}
+
+TEST(CpuTest, CgroupQuotaIsRoundedUp) {
+  EXPECT_EQ(CoresOfCpuMax("200000 100000"), 2);
+  EXPECT_EQ(CoresOfCpuMax("150000 100000\n"), 2);
+  EXPECT_EQ(CoresOfCpuMax("50000 100000"), 1);
+  EXPECT_EQ(CoresOfCpuMax("max 100000"), std::nullopt);
+  EXPECT_EQ(CoresOfCpuMax(""), std::nullopt);
+  EXPECT_EQ(CoresOfCpuMax("garbage"), std::nullopt);
 }
 
 TEST(ClockTest, ManualClockMovesOnlyWhenAdvanced) {

@@ -114,7 +114,7 @@ struct OnlineOptions {
   double change_threshold = 0.01;
   // Execution.
   std::string device = "auto";  // "auto" (CUDA when available), "cpu", "cuda"
-  int threads = 0;              // torch intra-op threads; 0 = all cores
+  int threads = 0;              // torch intra-op threads; 0 = the cores it may use (UsableCores)
   uint64_t seed = 2020;
 };
 

@@ -64,7 +64,7 @@ struct TrainOptions {
   int64_t max_steps_per_epoch = 0;     // 0 = whole epochs; > 0 truncates (bench, smoke tests)
   uint64_t seed = 2020;
   // Execution.
-  int threads = 0;              // torch intra-op threads; 0 = all cores
+  int threads = 0;              // torch intra-op threads; 0 = the cores it may use (UsableCores)
   std::string device = "auto";  // "auto" (CUDA when available), "cpu", "cuda"
   // LightGCN-only is a general recommender: mask the user's earlier items when ranking (the
   // sequential models rank over all items, as RecBole does for sequential data).

@@ -1,0 +1,24 @@
+// How many cores this process may use: what "all cores" means for thread pools.
+//
+// std::thread::hardware_concurrency() counts the machine's cores. A process pinned to fewer
+// (taskset, a container's cpuset) or given a CPU quota (a container's --cpus, cgroups) that
+// sizes its pools by it runs more threads than it has cores, and parallel regions that wait on
+// every thread stall at each barrier.
+//
+// Thread safety: free functions; UsableCores() reads /proc and /sys on each call.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+namespace gsau {
+
+// The cores the calling thread may run on (its affinity mask), lowered to the cgroup CPU
+// quota rounded up when there is one; at least 1.
+int UsableCores();
+
+// The quota of a cgroup v2 `cpu.max` ("200000 100000" -> 2 cores, "150000 100000" -> 2,
+// "max 100000" -> none), rounded up; nullopt when there is none or the text does not parse.
+std::optional<int> CoresOfCpuMax(std::string_view cpu_max);
+
+}  // namespace gsau
