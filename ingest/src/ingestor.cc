@@ -600,6 +600,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         continue;  // the new one at once (renewal is rare; Create does not loop)
       }
       GSAU_LOG_WARN("ingest: dead-letter produce failed: {}; retrying", s.ToString());
+      MaybeUpdateLag(/*blocked=*/true);
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
       backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
     }
@@ -646,6 +647,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       GSAU_LOG_WARN("ingest: waiting for dead-letter acknowledgements: {}; retrying in {} ms",
                     s.ok() ? "a delivery failed" : s.ToString(), backoff_ms);
       if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
+      MaybeUpdateLag(/*blocked=*/true);
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
       backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
       if (counts.failed == dlq_failed_seen_) continue;  // still outstanding: wait again
@@ -684,6 +686,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                      pending_events_.size(), applied.status().ToString(), backoff_ms);
       if (applied.status().code() == StatusCode::kInvalidArgument) return applied.status();  // a bug, not weather
       if (stop_->load()) return Status::Aborted("stopped before the batch could be applied");
+      MaybeUpdateLag(/*blocked=*/true);
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
       backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
     }
@@ -779,12 +782,15 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   }
 
   // Batches update the lag as they commit; this keeps it current when none do (paused for
-  // backpressure, an idle topic, after a revoke): every second, asking the broker every 5 s
-  // while paused.
-  void MaybeUpdateLag() {
+  // backpressure, an idle topic, after a revoke, retrying): every second, asking the broker
+  // every 5 s while paused or retrying.
+  // `blocked`: called from a retry loop (a state write or dead letters that keep failing),
+  // where nothing is consumed either and the lag must still grow as records arrive (it froze,
+  // and the lag alert stayed silent through the stall).
+  void MaybeUpdateLag(bool blocked = false) {
     const auto now = Clock::now();
     if (now - last_lag_ < std::chrono::seconds(1)) return;
-    UpdateLag(paused_ && now - last_lag_query_ >= std::chrono::seconds(5));
+    UpdateLag((paused_ || blocked) && now - last_lag_query_ >= std::chrono::seconds(5));
   }
 
   // Commits are asynchronous: their failures (a lost generation, no right to the group) only

@@ -592,6 +592,46 @@ TEST(IngestTest, TheLagGaugeGrowsWhilePaused) {
   t.join();
 }
 
+// While a batch cannot be applied (here: the state keeps more free disk than any disk has),
+// ingest retries it without consuming; the lag must still grow as records arrive. It froze at
+// its last value, and the lag alert stayed silent through the stall.
+TEST(IngestTest, TheLagGrowsWhileABatchCannotBeApplied) {
+  const std::string topic = UniqueTopic("stuck");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  ASSERT_TRUE(producer.ok());
+  const auto clicks = MakeClicks(1200, 100, 100, 17);
+  auto produce = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; ++i) {
+      ASSERT_TRUE(
+          (*producer)->Produce(topic, clicks[i].user_id, ClickJson(clicks[i].user_id, clicks[i].item_id, clicks[i].ts_ms))
+              .ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  };
+  produce(0, 200);
+  TempDir dir;
+  state::StateOptions so;
+  so.path = dir.File("state");
+  so.min_free_disk_bytes = uint64_t{1} << 62;  // every write refused; the open needs only 64 MiB
+  auto store = state::StateStore::Open(so);
+  ASSERT_TRUE(store.ok()) << store.status();
+  prometheus::Registry registry;
+  IngestOptions options = Options(topic);
+  options.retry_backoff_max_ms = 200;
+  Ingestor ingestor(options, store->get(), nullptr, &registry);
+  std::atomic<bool> stop{false};
+  std::thread t([&] { ingestor.Run(stop).IgnoreError(); });
+  const std::map<std::string, std::string> apply = {{"stage", "ingest"}, {"kind", "apply"}};
+  EXPECT_TRUE(WaitUntil([&] { return Value(registry, "gsau_errors_total", apply) >= 1; }, 30));
+  produce(200, 1200);
+  EXPECT_TRUE(WaitUntil([&] { return Value(registry, "gsau_ingest_consumer_lag_messages") >= 1200; }, 20))
+      << "lag " << Value(registry, "gsau_ingest_consumer_lag_messages");
+  EXPECT_EQ(ingestor.counters().applied, 0);
+  stop = true;
+  t.join();
+}
+
 // Commits to Kafka are asynchronous: a refused one must still be counted (lag tools then read
 // stale offsets), not vanish with its callback.
 TEST(IngestTest, ARefusedOffsetCommitIsCounted) {
