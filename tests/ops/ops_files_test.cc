@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include "kafka_broker.h"
@@ -196,8 +197,16 @@ TEST(DeployFilesTest, AlertRulesCoverTheIssue) {
   std::set<std::string> alerts;
   for (const auto& e : RuleExpressions(Deploy("alerts.yml"))) alerts.insert(e.where);
   for (const std::string name : {"GsauConsumerLagGrowing", "GsauDeadLetterRateHigh", "GsauNothingPublished",
-                                 "GsauOnlineRecallDropping", "GsauLearnerStalled"}) {
+                                 "GsauOnlineRecallDropping", "GsauLearnerStalled", "GsauStageErrors"}) {
     EXPECT_TRUE(alerts.count("alert " + name)) << name;
+  }
+  // Every alert has its unit test (GsauStageErrors, the one that catches a stalled ingest, had none).
+  std::ifstream in(Deploy("alerts_test.yml"));
+  const std::string tests((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& where : alerts) {
+    if (where.rfind("alert ", 0) != 0) continue;  // recording rules
+    const std::string name = where.substr(where.find(' ') + 1);
+    EXPECT_NE(tests.find("alertname: " + name + "\n"), std::string::npos) << name << " has no test in alerts_test.yml";
   }
 }
 
