@@ -48,6 +48,11 @@ std::vector<std::string_view> SplitTabs(std::string_view line) {
   return out;
 }
 
+// Empty, or spaces, tabs and a CR only.
+bool IsBlank(std::string_view line) {
+  return line.find_first_not_of(" \t\r") == std::string_view::npos;
+}
+
 // Without the spaces around it (an editor's trailing blanks).
 std::string_view TrimSpaces(std::string_view s) {
   while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
@@ -125,8 +130,9 @@ std::string Lower(std::string_view s) {
 // file with more columns (MovieLens: user, item, rating, timestamp) reads its time, not its
 // rating. False when a header of more than three columns does not name all three.
 bool ColumnsFromHeader(const std::vector<std::string_view>& header, TsvColumns* cols) {
-  static const std::vector<std::string> kUser = {"user_id", "userid", "user", "sessionid", "session_id", "session"};
-  static const std::vector<std::string> kItem = {"item_id", "itemid", "item"};
+  static const std::vector<std::string> kUser = {"user_id",    "userid",  "user",      "sessionid",
+                                                 "session_id", "session", "reviewerid"};
+  static const std::vector<std::string> kItem = {"item_id", "itemid", "item", "movieid", "movie_id", "asin"};
   static const std::vector<std::string> kTime = {"timestamp", std::string(kTsvMillisecondsColumn), "timestamp_s",
                                                  "ts", "time", "unixreviewtime"};
   auto find = [&](const std::vector<std::string>& names) -> std::optional<size_t> {
@@ -153,10 +159,15 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
   TsvColumns cols;
   bool first = true;
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
-    if (SplitWs(line).empty()) return true;  // blank, or blanks only
+    if (IsBlank(line)) return true;
     auto f = SplitTabs(line);
     if (first) {
       first = false;
+      if (f.size() < 3) {  // neither a header nor a row (an explicit --format tsv on other lines)
+        error = LineError(path, lineno, "expected user<TAB>item<TAB>timestamp, got " + std::to_string(f.size()) +
+                                            " fields");
+        return false;
+      }
       double ignored;
       if (f.size() < 3 || !ParseDouble(f[2], &ignored)) {  // the header
         if (!ColumnsFromHeader(f, &cols)) {
@@ -330,7 +341,7 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const
     std::string_view first;
     ForEachLine(text, [&](std::string_view line, int64_t) {
       first = line;
-      return SplitWs(line).empty();  // on to the first line that is not blank
+      return IsBlank(line);  // on to the first line that is not blank
     });
     format = first.find('\t') != std::string_view::npos && SplitTabs(first).size() >= 3 ? Format::kTsv
                                                                                         : Format::kUserLines;

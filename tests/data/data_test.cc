@@ -54,7 +54,7 @@ TEST(InteractionsTest, AutoUnitReadsEachUnitByMagnitude) {
 // the time fourth, and the rating was read as the time.
 TEST(InteractionsTest, HeaderNamesPickTheColumns) {
   TempDir dir;
-  WriteFile(dir.File("ml.tsv"), "userId\titemId\trating\ttimestamp\n196\t242\t3\t881250949\n");
+  WriteFile(dir.File("ml.tsv"), "userId\tmovieId\trating\ttimestamp\n196\t242\t3\t881250949\n");
   auto r = ReadInteractions(dir.File("ml.tsv"));
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->size(), 1u);
@@ -77,6 +77,15 @@ TEST(InteractionsTest, HeaderNamesPickTheColumns) {
     WriteFile(dir.File(name), text);
     const std::string m = ReadError(dir.File(name));
     EXPECT_NE(m.find(message), std::string::npos) << m;
+  }
+  // Told it is a TSV, a file of other lines (space-separated per-user lines) is an error, not a
+  // read past the end of the first line's fields.
+  ReadOptions tsv;
+  tsv.format = Format::kTsv;
+  for (const std::string text : {"1 10 11 12\n2 11 13\n", "1\t10 11\n"}) {
+    WriteFile(dir.File("spaced.txt"), text);
+    const std::string m = ReadError(dir.File("spaced.txt"), tsv);
+    EXPECT_NE(m.find("spaced.txt:1: expected user<TAB>item<TAB>timestamp, got"), std::string::npos) << m;
   }
 }
 

@@ -4,8 +4,9 @@
 // Formats (chosen by ReadOptions::format, or detected from the first line that is not blank:
 // kTsv when it has a tab and 3 or more fields, else kUserLines):
 //  - kTsv: an optional header line, then `user_id<TAB>item_id<TAB>timestamp`. A header that
-//    names the user, item and time columns (user_id/userId/user/SessionId, item_id/itemId/item,
-//    timestamp/timestamp_ms/timestamp_s/ts/time, any case) picks them wherever they are and the
+//    names the user, item and time columns (user_id/userId/user/SessionId/reviewerID,
+//    item_id/itemId/item/movieId/asin, timestamp/timestamp_ms/timestamp_s/ts/time/unixReviewTime,
+//    any case) picks them wherever they are and the
 //    other columns are ignored; otherwise they are the first three, and more than three columns
 //    are an error (which one is the time would be a guess: MovieLens' third is its rating).
 //    Timestamps are numbers in seconds (fractions allowed), milliseconds, micro- or nanoseconds,
@@ -44,8 +45,8 @@ struct Interaction {
 enum class Format { kAuto, kTsv, kUserLines };
 enum class TimeUnit { kAuto, kSeconds, kMilliseconds };
 
-// The third column of a TSV header that says its timestamps are milliseconds, whatever their
-// magnitude (`timestamp` or `timestamp_s` leave the unit to ReadOptions::time_unit).
+// The name of a TSV header's time column that says its timestamps are milliseconds, whatever
+// their magnitude (`timestamp` or `timestamp_s` leave the unit to ReadOptions::time_unit).
 inline constexpr std::string_view kTsvMillisecondsColumn = "timestamp_ms";
 
 struct ReadOptions {
