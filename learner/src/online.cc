@@ -218,7 +218,8 @@ struct OnlineLearner::Impl {
   std::mt19937_64 rng;
   at::Generator growth_gen;  // new rows: a private stream, independent of torch's global one
 
-  // Graph, in state ids: each node's distinct neighbours in insertion order.
+  // Graph, in state ids: each node's distinct neighbours in insertion order (an item's in
+  // ascending user order after a Save, as Load rebuilds them).
   int64_t num_users = 0, num_items = 0;
   std::vector<std::vector<uint32_t>> user_adj, item_adj;
   std::unordered_set<uint64_t> edge_set;
@@ -227,7 +228,7 @@ struct OnlineLearner::Impl {
   // T[w] = sum_{x in N(w)} isd(x) S[x] (isd = 1 / sqrt(degree + 1e-7)), so that the cached
   // first layer is C1[w] = isd(w) T[w] = (L S)[w]. Row r = model row r. A new edge (u, i) changes
   // T of u, i and of every neighbour of u and i by a known multiple of S[u] or S[i]; Observe
-  // records these additions (t_rows/t_src/t_coef) and applies them in one index_add_ per table.
+  // records these additions (TUpdates) and applies them with index_add_, in chunks.
   torch::Tensor snap_users, snap_items, t_users, t_items;
   struct TUpdates {
     std::vector<int64_t> rows, src;  // T[rows[k]] += coef[k] * S_other[src[k]]

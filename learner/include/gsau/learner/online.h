@@ -278,7 +278,7 @@ class OnlineLearner {
 
   // Model, Adam state, graph, queued and replay samples, counters, the random generators and
   // `watermark`, written to `path` through `path`.tmp and a rename (Save refreshes the graph
-  // cache first). Load replaces all of it (tables take the checkpoint's sizes) and returns the
+  // cache first, O(edges): so each checkpoint also does what graph_refresh_steps schedules). Load replaces all of it (tables take the checkpoint's sizes) and returns the
   // watermark; the graph cache is refreshed and every item counts as unpublished. On the CPU,
   // a learner loaded from a checkpoint then takes the same steps as the one that saved it.
   // kInvalidArgument when the checkpoint's model shape (dim, layers, ...) differs from the
