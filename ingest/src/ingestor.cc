@@ -782,15 +782,16 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   }
 
   // Batches update the lag as they commit; this keeps it current when none do (paused for
-  // backpressure, an idle topic, after a revoke, retrying): every second, asking the broker
-  // every 5 s while paused or retrying.
+  // backpressure, an idle topic, after a revoke, retrying): every second, asking the brokers
+  // every 5 s while paused and each time while retrying.
   // `blocked`: called from a retry loop (a state write or dead letters that keep failing),
-  // where nothing is consumed either and the lag must still grow as records arrive (it froze,
-  // and the lag alert stayed silent through the stall).
+  // where nothing is consumed and the lag must still grow as records arrive (it froze, and the
+  // lag alert stayed silent through the stall). The brokers are asked each time: the client's
+  // cached ends stop moving once its fetch queue is full, and the retries wait anyway.
   void MaybeUpdateLag(bool blocked = false) {
     const auto now = Clock::now();
     if (now - last_lag_ < std::chrono::seconds(1)) return;
-    UpdateLag((paused_ || blocked) && now - last_lag_query_ >= std::chrono::seconds(5));
+    UpdateLag(blocked || (paused_ && now - last_lag_query_ >= std::chrono::seconds(5)));
   }
 
   // Commits are asynchronous: their failures (a lost generation, no right to the group) only

@@ -627,6 +627,11 @@ TEST(IngestTest, TheLagGrowsWhileABatchCannotBeApplied) {
   produce(200, 1200);
   EXPECT_TRUE(WaitUntil([&] { return Value(registry, "gsau_ingest_consumer_lag_messages") >= 1200; }, 20))
       << "lag " << Value(registry, "gsau_ingest_consumer_lag_messages");
+  // And it stays there (between broker queries it fell back to the client's stale figure).
+  for (int k = 0; k < 15; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_GE(Value(registry, "gsau_ingest_consumer_lag_messages"), 1200) << "after " << (k + 1) * 200 << " ms";
+  }
   EXPECT_EQ(ingestor.counters().applied, 0);
   stop = true;
   t.join();
