@@ -142,6 +142,32 @@ TEST(CpuTest, UsableCoresFollowTheAffinityMask) {
   EXPECT_EQ(pinned, 1);
 }
 
+// The quota may sit on any cgroup between the process's and the root (a systemd unit's
+// CPUQuota): the smallest one counts; only the root's was read.
+TEST(CpuTest, CgroupQuotasAreFoundAboveTheProcessesCgroup) {
+  const auto root = std::filesystem::temp_directory_path() / ("gsau-cgroup-" + std::to_string(getpid()));
+  std::filesystem::remove_all(root);
+  auto write = [&](const std::string& rel, const std::string& text) {
+    std::filesystem::create_directories((root / rel).parent_path());
+    std::ofstream(root / rel) << text << "\n";
+  };
+  write("cpu.max", "max 100000");
+  write("system.slice/cpu.max", "300000 100000");
+  write("system.slice/gsau.service/cpu.max", "max 100000");
+  EXPECT_EQ(CgroupCpuQuota("0::/system.slice/gsau.service\n", root.string()), 3);
+  write("system.slice/gsau.service/cpu.max", "150000 100000");
+  EXPECT_EQ(CgroupCpuQuota("0::/system.slice/gsau.service\n", root.string()), 2);
+  EXPECT_EQ(CgroupCpuQuota("0::/\n", root.string()), std::nullopt);
+  // v1: the cpu controller's hierarchy, named among others on its line.
+  write("cpu/docker/abc/cpu.cfs_quota_us", "100000");
+  write("cpu/docker/abc/cpu.cfs_period_us", "100000");
+  write("cpu/cpu.cfs_quota_us", "-1");
+  write("cpu/cpu.cfs_period_us", "100000");
+  EXPECT_EQ(CgroupCpuQuota("5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n", root.string()), 1);
+  EXPECT_EQ(CgroupCpuQuota("4:cpuacct:/docker/abc\n", root.string()), std::nullopt);
+  std::filesystem::remove_all(root);
+}
+
 TEST(CpuTest, CgroupQuotaIsRoundedUp) {
   EXPECT_EQ(CoresOfCpuMax("200000 100000"), 2);
   EXPECT_EQ(CoresOfCpuMax("150000 100000\n"), 2);
