@@ -563,15 +563,10 @@ double Value(prometheus::Registry& registry, const std::string& name,
 TEST(IngestTest, TheLagGaugeGrowsWhilePaused) {
   const std::string topic = UniqueTopic("lag");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
-  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
   const auto clicks = MakeClicks(3000, 100, 100, 13);
-  auto produce = [&](size_t from, size_t to) {
-    for (size_t i = from; i < to; ++i) {
-      ASSERT_TRUE(
-          (*producer)->Produce(topic, clicks[i].user_id, ClickJson(clicks[i].user_id, clicks[i].item_id, clicks[i].ts_ms))
-              .ok());
-    }
-    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  auto produce = [&](long from, long to) {
+    ProduceClicks(KafkaAt(KafkaBootstrap()), topic,
+                  std::vector<ClickEvent>(clicks.begin() + from, clicks.begin() + to));
   };
   produce(0, 1000);
   TempDir dir;
@@ -598,16 +593,10 @@ TEST(IngestTest, TheLagGaugeGrowsWhilePaused) {
 TEST(IngestTest, TheLagGrowsWhileABatchCannotBeApplied) {
   const std::string topic = UniqueTopic("stuck");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
-  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
-  ASSERT_TRUE(producer.ok());
   const auto clicks = MakeClicks(1200, 100, 100, 17);
-  auto produce = [&](size_t from, size_t to) {
-    for (size_t i = from; i < to; ++i) {
-      ASSERT_TRUE(
-          (*producer)->Produce(topic, clicks[i].user_id, ClickJson(clicks[i].user_id, clicks[i].item_id, clicks[i].ts_ms))
-              .ok());
-    }
-    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  auto produce = [&](long from, long to) {
+    ProduceClicks(KafkaAt(KafkaBootstrap()), topic,
+                  std::vector<ClickEvent>(clicks.begin() + from, clicks.begin() + to));
   };
   produce(0, 200);
   TempDir dir;

@@ -324,17 +324,23 @@ TEST(Trainer, ResumedRunRepeatsTheUninterruptedOne) {
   EXPECT_EQ(chunked.history[1].loss, straight.history[1].loss);
 }
 
-// best.pt is written before the epoch's checkpoint: a kill between the two left weights there
-// that the resumed run's report does not describe. A resume writes it from the checkpoint.
-TEST(Trainer, AResumeRewritesBestPtFromTheCheckpoint) {
-  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/6));
-  ASSERT_TRUE(d.ok()) << d.status();
+// A tiny model on one CPU thread, no progress bar: for tests of the run directory.
+TrainOptions TinyCpuOptions() {
   TrainOptions o;
   o.dim = 8;
   o.ffn_dim = 16;
   o.device = "cpu";
   o.threads = 1;
   o.progress = false;
+  return o;
+}
+
+// best.pt is written before the epoch's checkpoint: a kill between the two left weights there
+// that the resumed run's report does not describe. A resume writes it from the checkpoint.
+TEST(Trainer, AResumeRewritesBestPtFromTheCheckpoint) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/6));
+  ASSERT_TRUE(d.ok()) << d.status();
+  TrainOptions o = TinyCpuOptions();
   o.max_epochs = 1;
   gsau::testing::TempDir run_dir("learner-best"), other_dir("learner-best-other");
   const auto run = [&](const TrainOptions& options) {
@@ -370,12 +376,7 @@ TEST(Trainer, OutputDirectoryHoldsOneRun) {
   auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/4));
   ASSERT_TRUE(d.ok()) << d.status();
   gsau::testing::TempDir dir("learner-out");
-  TrainOptions o;
-  o.dim = 8;
-  o.ffn_dim = 16;
-  o.device = "cpu";
-  o.threads = 1;
-  o.progress = false;
+  TrainOptions o = TinyCpuOptions();
   o.max_epochs = 2;
   o.out_dir = dir.path().string();
   const auto run = [&](const TrainOptions& options) -> Result<TrainReport> {
