@@ -108,7 +108,7 @@ std::string OutOfRange(std::string_view what, std::string_view value) {
 int64_t CountLines(const std::string& text) {
   int64_t lines = 0;
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
-    if (!SplitWs(line).empty()) lines = lineno;
+    if (!IsBlank(line)) lines = lineno;
     return true;
   });
   return lines;
@@ -169,7 +169,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
         return false;
       }
       double ignored;
-      if (f.size() < 3 || !ParseDouble(f[2], &ignored)) {  // the header
+      if (!ParseDouble(f[2], &ignored)) {  // the header
         if (!ColumnsFromHeader(f, &cols)) {
           error = LineError(path, lineno, "the header has " + std::to_string(f.size()) +
                                               " columns but does not name the user, item and time columns "

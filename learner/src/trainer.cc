@@ -151,6 +151,7 @@ std::string CsvRow(const EpochStats& s) {
 struct Trainer::Impl {
   const LeaveOneOutData& data;
   TrainOptions opt;
+  std::string data_fingerprint;  // DataFingerprint(data), one of the Settings()
   torch::Device device = torch::kCPU;
   int threads = 1;
   bool use_graph = true;
@@ -163,7 +164,6 @@ struct Trainer::Impl {
   std::vector<torch::Tensor> best_params;  // clones of the best weights so far
 
   Impl(const LeaveOneOutData& d, const TrainOptions& o) : data(d), opt(o), data_fingerprint(DataFingerprint(d)) {}
-  std::string data_fingerprint;
 
   // Right-padded prefixes of samples[order[begin..end)] and their targets.
   std::pair<SequenceBatch, torch::Tensor> MakeSequenceBatch(const std::vector<SequenceSample>& samples,
