@@ -273,6 +273,16 @@ Status InstallCheckpoint(const std::string& built, const std::string& final_dir)
   return Status::Ok();
 }
 
+namespace {
+
+// The order the learner trains in and fills its window of recent samples in. The state keeps
+// clicks by user; equal times keep that order.
+void SortByTime(std::vector<learner::OnlineEvent>& events) {
+  std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) { return a.ts_ms < b.ts_ms; });
+}
+
+}  // namespace
+
 Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore& store,
                                                         const state::ChangeSet& changes, size_t max_len,
                                                         int64_t now_ms) {
@@ -296,9 +306,35 @@ Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore&
       }
     }
   }
+  SortByTime(out);
   for (const auto& [u, i] : changes.edges) {
     if (!given.count((static_cast<uint64_t>(u) << 32) | i)) out.push_back({u, i, now_ms, {}});
   }
+  return out;
+}
+
+Result<std::vector<learner::OnlineEvent>> HistoryEvents(const state::StateStore& store, size_t max_len) {
+  std::vector<learner::OnlineEvent> out;
+  std::unordered_set<uint64_t> given;  // (user << 32 | item) of the clicks in sessions
+  GSAU_RETURN_IF_ERROR(store.ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
+                              for (size_t k = 0; k < entries.size(); ++k) {
+                                learner::OnlineEvent ev;
+                                ev.user = u;
+                                ev.item = entries[k].item;
+                                ev.ts_ms = entries[k].ts_ms;
+                                for (size_t j = k > max_len ? k - max_len : 0; j < k; ++j) {
+                                  ev.prefix.push_back(entries[j].item);
+                                }
+                                given.insert((static_cast<uint64_t>(u) << 32) | ev.item);
+                                out.push_back(std::move(ev));
+                              }
+                            }).status());
+  GSAU_RETURN_IF_ERROR(store.ForEachEdge([&](const state::Edge& e) {
+                              if (!given.count((static_cast<uint64_t>(e.user) << 32) | e.item)) {
+                                out.push_back({e.user, e.item, e.last_ts_ms, {}});
+                              }
+                            }).status());
+  SortByTime(out);
   return out;
 }
 
@@ -559,19 +595,11 @@ struct Pipeline::Impl {
   }
 
   // Sessions from the state (authoritative), as the learner's prefixes.
-  Status LoadSessions(std::vector<learner::OnlineEvent>* history) {
+  Status LoadSessions() {
     const auto max_len = static_cast<size_t>(opt.learner.max_len);
     auto counts = store->ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
       auto& s = sessions[u];
       for (const auto& e : entries) {
-        if (history != nullptr) {
-          learner::OnlineEvent ev;
-          ev.user = u;
-          ev.item = e.item;
-          ev.ts_ms = e.ts_ms;
-          ev.prefix.assign(s.begin(), s.end());
-          history->push_back(std::move(ev));
-        }
         s.push_back(e.item);
         if (s.size() > max_len) s.pop_front();
       }
@@ -605,7 +633,7 @@ struct Pipeline::Impl {
                                   "): restore both with --rollback " + ckpt.string() +
                                   ", or start afresh with an empty learner.checkpoint_dir");
       }
-      GSAU_RETURN_IF_ERROR(LoadSessions(nullptr));
+      GSAU_RETURN_IF_ERROR(LoadSessions());
       const uint64_t users_from = std::min(UsersPublishedThrough(ckpt, watermark), now_seq);
       users_confirmed_seq = users_from;
       if (now_seq > users_from) {
@@ -628,6 +656,7 @@ struct Pipeline::Impl {
           GSAU_RETURN_IF_ERROR(store->ForEachEdge([&](const state::Edge& e) {
                                       catch_up.push_back({e.user, e.item, e.last_ts_ms, {}});
                                     }).status());
+          SortByTime(catch_up);
         }
         GSAU_RETURN_IF_ERROR(learner->Observe(catch_up, /*fresh=*/true));
         const auto with_prefix =
@@ -640,15 +669,8 @@ struct Pipeline::Impl {
       }
       if (rollback_checkpoint_needed) GSAU_RETURN_IF_ERROR(Checkpoint());
     } else {
-      std::vector<learner::OnlineEvent> history;
-      GSAU_RETURN_IF_ERROR(LoadSessions(&history));
-      std::unordered_set<uint64_t> seen;
-      for (const auto& e : history) seen.insert((static_cast<uint64_t>(e.user) << 32) | e.item);
-      GSAU_RETURN_IF_ERROR(store->ForEachEdge([&](const state::Edge& e) {
-                                  if (!seen.count((static_cast<uint64_t>(e.user) << 32) | e.item)) {
-                                    history.push_back({e.user, e.item, e.last_ts_ms, {}});
-                                  }
-                                }).status());
+      GSAU_ASSIGN_OR_RETURN(auto history, HistoryEvents(*store, static_cast<size_t>(opt.learner.max_len)));
+      GSAU_RETURN_IF_ERROR(LoadSessions());
       if (!history.empty()) {
         GSAU_RETURN_IF_ERROR(learner->Observe(history, /*fresh=*/false));
         GSAU_LOG_INFO("pipeline: learner starts from the state's history: {} samples", history.size());

@@ -5,6 +5,7 @@
 // session begins and clicks that left it come back as graph pairs alone.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -69,7 +70,7 @@ void CheckCatchUp(uint32_t session_length) {
     }
   }
 
-  std::vector<OnlineEvent> want;
+  std::vector<OnlineEvent> want;  // the clicks in the order they were applied (the stream's times rise)
   std::set<std::pair<state::UserId, state::ItemId>> given;
   for (const auto& [u, h] : history) {
     const size_t from = clicks_at_watermark.count(u) ? clicks_at_watermark[u] : 0;
@@ -84,6 +85,7 @@ void CheckCatchUp(uint32_t session_length) {
       want.push_back(std::move(e));
     }
   }
+  std::stable_sort(want.begin(), want.end(), [](const auto& a, const auto& b) { return a.ts_ms < b.ts_ms; });
   size_t alone = 0;
   for (const auto& [u, i] : touched_after) {
     if (!given.count({u, i})) {
@@ -118,6 +120,71 @@ void CheckCatchUp(uint32_t session_length) {
 TEST(CatchUpTest, WithLongSessionsTheClicksAfterTheWatermarkAreWhatTheLivePathGave) { CheckCatchUp(1000); }
 
 TEST(CatchUpTest, WithShortSessionsPrefixesAreCutAndOlderClicksComeAsGraphPairs) { CheckCatchUp(8); }
+
+// HistoryEvents: a start without a checkpoint hands the learner the whole state in time order
+// (its recent window must end with the latest clicks, not with the highest user ids): each click
+// still in a session with the items before it in the session as the prefix, each older edge alone
+// at its last click's time.
+TEST(CatchUpTest, TheStatesHistoryComesInTimeOrderWithSessionPrefixesAndOlderEdgesAlone) {
+  gsau::testing::TempDir dir("gsau-history");
+  constexpr size_t kMaxLen = 2;
+  constexpr uint32_t kSession = 4;
+  state::StateOptions o;
+  o.path = dir.File("state");
+  o.session_length = kSession;
+  o.block_cache_bytes = 8 << 20;
+  o.write_buffer_bytes = 1 << 20;
+  auto opened = state::StateStore::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto& store = **opened;
+
+  // Users take turns in batches of 1-6 clicks; a few items, so repeats (one edge, many clicks)
+  // are common. Times rise with the stream.
+  std::mt19937_64 rng(5);
+  std::uniform_int_distribution<int> user_of(0, 6), item_of(0, 7), batch_size(1, 6);
+  std::map<state::UserId, std::vector<std::pair<state::ItemId, int64_t>>> history;
+  int64_t ts = 5000;
+  for (int batch = 0; batch < 40; ++batch) {
+    std::vector<ClickEvent> events;
+    for (int k = batch_size(rng); k > 0; --k) {
+      events.push_back({"u" + std::to_string(user_of(rng)), "i" + std::to_string(item_of(rng)), ts += 7, "click"});
+    }
+    auto r = store.ApplyBatch(events, {});
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (const auto& a : r->events) history[a.user].emplace_back(a.item, a.ts_ms);
+  }
+
+  std::vector<OnlineEvent> want;
+  size_t alone = 0;
+  for (const auto& [u, h] : history) {
+    const size_t session_start = h.size() > kSession ? h.size() - kSession : 0;
+    std::set<state::ItemId> in_session;
+    for (size_t p = session_start; p < h.size(); ++p) {
+      OnlineEvent e{u, h[p].first, h[p].second, {}};
+      for (size_t j = std::max(session_start, p > kMaxLen ? p - kMaxLen : 0); j < p; ++j) e.prefix.push_back(h[j].first);
+      in_session.insert(e.item);
+      want.push_back(std::move(e));
+    }
+    std::map<state::ItemId, int64_t> last;  // the edges' last click times
+    for (const auto& [i, t] : h) last[i] = t;
+    for (const auto& [i, t] : last) {
+      if (in_session.count(i)) continue;
+      want.push_back({u, i, t, {}});
+      ++alone;
+    }
+  }
+  std::stable_sort(want.begin(), want.end(), [](const auto& a, const auto& b) { return a.ts_ms < b.ts_ms; });
+  ASSERT_GT(alone, 5u);
+  // The users' clicks interleave, or the test would pass in user order too.
+  size_t switches = 0;
+  for (size_t k = 1; k < want.size(); ++k) switches += want[k].user != want[k - 1].user;
+  ASSERT_GT(switches, want.size() / 2);
+
+  auto got = HistoryEvents(store, kMaxLen);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), want.size());
+  for (size_t k = 0; k < want.size(); ++k) EXPECT_TRUE((*got)[k] == want[k]) << Show((*got)[k]) << " vs " << Show(want[k]);
+}
 
 }  // namespace
 }  // namespace gsau::pipeline

@@ -248,7 +248,9 @@ class OnlineLearner {
 
   // Adds the clicks to the graph (growing the tables for new ids) and queues their samples
   // as fresh (`fresh` = false: straight into the replay reservoir, e.g. history loaded at
-  // start-up). Prefix items not in the model yet are dropped from the prefix.
+  // start-up). Prefix items not in the model yet are dropped from the prefix. Give clicks in
+  // time order: fresh samples train in the order given, and the window of recent replay samples
+  // keeps the last ones given.
   Status Observe(std::span<const OnlineEvent> events, bool fresh = true);
 
   // One training step; trained = false (and nothing changes) when no sample exists.
