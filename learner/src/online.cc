@@ -59,6 +59,8 @@ using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 constexpr int64_t kFormatVersion = 1;
+// Ids are uint32_t (the state's); a count beyond them is not one a checkpoint can hold.
+constexpr int64_t kMaxIds = int64_t{1} << 32;
 constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
 
 Status TorchError(const c10::Error& e, const std::string& what) {
@@ -884,7 +886,9 @@ struct OnlineLearner::Impl {
     ar.write(Key(prefix, "prefix"), torch::tensor(flat, torch::kInt64));
   }
 
-  static std::vector<Sample> ReadSamples(torch::serialize::InputArchive& ar, const std::string& prefix) {
+  // The samples under `prefix`; kCorruption unless every id is below the counts given.
+  Result<std::vector<Sample>> ReadSamples(torch::serialize::InputArchive& ar, const std::string& prefix,
+                                          int64_t n_users, int64_t n_items) const {
     auto read = [&](const char* what) {
       torch::Tensor t;
       ar.read(Key(prefix, what), t);
@@ -892,18 +896,29 @@ struct OnlineLearner::Impl {
     };
     const auto users = read("users"), items = read("items"), ts = read("ts"), lens = read("lens"), flat = read("prefix");
     const int64_t n = users.numel();
-    TORCH_CHECK(items.numel() == n && ts.numel() == n && lens.numel() == n, "corrupt samples");
+    auto corrupt = [&](int64_t k, const std::string& what) {
+      return Status::Corruption("corrupt checkpoint: " + prefix + " sample " + std::to_string(k) + ": " + what +
+                                " (" + std::to_string(n_users) + " users, " + std::to_string(n_items) + " items)");
+    };
+    if (items.numel() != n || ts.numel() != n || lens.numel() != n) return corrupt(n, "columns of unequal length");
     const int64_t *u = users.data_ptr<int64_t>(), *it = items.data_ptr<int64_t>(), *t = ts.data_ptr<int64_t>(),
                   *l = lens.data_ptr<int64_t>(), *f = flat.data_ptr<int64_t>();
     std::vector<Sample> out(static_cast<size_t>(n));
     int64_t pos = 0;
     for (int64_t k = 0; k < n; ++k) {
+      if (u[k] < 0 || u[k] >= n_users) return corrupt(k, "user " + std::to_string(u[k]));
+      if (it[k] < 0 || it[k] >= n_items) return corrupt(k, "item " + std::to_string(it[k]));
+      if (l[k] < 0 || l[k] > opt.max_len || pos + l[k] > flat.numel()) {
+        return corrupt(k, "a prefix of " + std::to_string(l[k]) + " items");
+      }
       auto& s = out[static_cast<size_t>(k)];
       s.user = static_cast<uint32_t>(u[k]);
       s.item = static_cast<uint32_t>(it[k]);
       s.ts_ms = t[k];
-      TORCH_CHECK(l[k] >= 0 && pos + l[k] <= flat.numel(), "corrupt sample prefixes");
-      for (int64_t j = 0; j < l[k]; ++j) s.prefix.push_back(static_cast<uint32_t>(f[pos + j]));
+      for (int64_t j = 0; j < l[k]; ++j) {
+        if (f[pos + j] < 0 || f[pos + j] >= n_items) return corrupt(k, "prefix item " + std::to_string(f[pos + j]));
+        s.prefix.push_back(static_cast<uint32_t>(f[pos + j]));
+      }
       pos += l[k];
     }
     return out;
@@ -984,8 +999,15 @@ struct OnlineLearner::Impl {
       }
     }
     ar.read("counters", counters);
-    const auto c = counters.cpu();
-    // Read everything first, then commit, so a bad file leaves the learner as it was.
+    const auto c = counters.cpu().to(torch::kInt64);
+    // Read everything first and check it against the file's own counts, then commit, so a bad
+    // file leaves the learner as it was (an id past the counts would index past the lists).
+    auto corrupt = [&](const std::string& what) { return Status::Corruption(path + ": corrupt checkpoint: " + what); };
+    if (c.numel() < 7) return corrupt("counters: " + std::to_string(c.numel()) + " values, 7 or more expected");
+    const int64_t n_users = c[0].item<int64_t>(), n_items = c[1].item<int64_t>();
+    if (n_users < 0 || n_items < 0 || n_users >= kMaxIds || n_items >= kMaxIds) {
+      return corrupt("counters: " + std::to_string(n_users) + " users, " + std::to_string(n_items) + " items");
+    }
     std::vector<torch::Tensor> params, avg, avg_sq, step;
     for (const auto& s : adam) {
       torch::Tensor p, a, b, st;
@@ -994,17 +1016,41 @@ struct OnlineLearner::Impl {
       ar.read(Key("exp_avg_sq", s.name), b);
       ar.read(Key("step", s.name), st);
       if (!s.table && !p.sizes().equals(s.param.sizes())) return Status::InvalidArgument(path + ": shape of " + s.name);
+      if (s.table) {
+        const int64_t ids = s.name == "user_table.weight" ? n_users : n_items;
+        if (p.dim() != 2 || p.size(1) != opt.dim || p.size(0) < ids + 1 || st.numel() != p.size(0)) {
+          return corrupt(s.name + ": " + std::to_string(p.dim() == 2 ? p.size(0) : -1) + " rows of " +
+                         std::to_string(p.dim() == 2 ? p.size(1) : -1) + " for " + std::to_string(ids) +
+                         " ids, row steps " + std::to_string(st.numel()));
+        }
+      }
+      if (!a.sizes().equals(p.sizes()) || !b.sizes().equals(p.sizes())) {
+        return corrupt(s.name + ": its Adam moments are not the parameter's shape");
+      }
       params.push_back(p.to(device));
       avg.push_back(a.to(device));
       avg_sq.push_back(b.to(device));
       step.push_back(st.to(device));
     }
     ar.read("edges", edges);
-    auto pend = ReadSamples(ar, "pending");
-    auto rep = ReadSamples(ar, "replay");
+    const auto e = edges.cpu().to(torch::kInt64).contiguous();
+    if (e.numel() % 2 != 0) return corrupt("edges: an odd count of ids");
+    const int64_t* ep = e.data_ptr<int64_t>();
+    for (int64_t k = 0; k < e.numel(); k += 2) {
+      if (ep[k] < 0 || ep[k] >= n_users || ep[k + 1] < 0 || ep[k + 1] >= n_items) {
+        return corrupt("edge " + std::to_string(k / 2) + " joins user " + std::to_string(ep[k]) + " and item " +
+                       std::to_string(ep[k + 1]) + ", of " + std::to_string(n_users) + " users and " +
+                       std::to_string(n_items) + " items");
+      }
+    }
+    GSAU_ASSIGN_OR_RETURN(auto pend, ReadSamples(ar, "pending", n_users, n_items));
+    GSAU_ASSIGN_OR_RETURN(auto rep, ReadSamples(ar, "replay", n_users, n_items));
     // Checkpoints written before the recent window existed have none: it refills as it trains.
     torch::Tensor probe;
-    auto win = ar.try_read(Key("recent", "users"), probe) ? ReadSamples(ar, "recent") : std::vector<Sample>{};
+    std::vector<Sample> win;
+    if (ar.try_read(Key("recent", "users"), probe)) {
+      GSAU_ASSIGN_OR_RETURN(win, ReadSamples(ar, "recent", n_users, n_items));
+    }
     // Checkpoints written before the growth generator was saved: a stream of its own, away from
     // the seed's (whose first draws are the saved tables' spare rows).
     torch::Tensor growth_state;
@@ -1049,10 +1095,8 @@ struct OnlineLearner::Impl {
     t_users = torch::zeros_like(snap_users);
     t_items = torch::zeros_like(snap_items);
     t_stale = true;  // AddEdge below queues nothing; RefreshCache recomputes T
-    GrowIds(true, c[0].item<int64_t>());
-    GrowIds(false, c[1].item<int64_t>());
-    const auto e = edges.cpu();
-    const int64_t* ep = e.data_ptr<int64_t>();
+    GrowIds(true, n_users);
+    GrowIds(false, n_items);
     for (int64_t k = 0; k + 1 < e.numel(); k += 2) {
       AddEdge(static_cast<uint32_t>(ep[k]), static_cast<uint32_t>(ep[k + 1]));
     }

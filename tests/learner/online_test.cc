@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <random>
@@ -807,6 +808,76 @@ TEST(OnlineLearner, SaveLoadRoundTripKeepsScoresStateAndWatermark) {
   EXPECT_NE(mismatch.status().message().find("its dim is 16, this learner's 8"), std::string::npos)
       << mismatch.status();
   EXPECT_EQ(a->Load(dir.File("missing.pt")).status().code(), StatusCode::kNotFound);
+}
+
+// A checkpoint whose ids do not fit its own counts (written by a bug, or edited) is refused,
+// naming what is wrong, and leaves the learner as it was; it once indexed past the adjacency
+// lists (undefined behaviour) or failed at a later step.
+TEST(OnlineLearner, ALoadRefusesACheckpointWhoseIdsExceedItsCountsAndChangesNothing) {
+  testing::TempDir dir;
+  const std::string path = dir.File("online.pt");
+  OnlineOptions o = SmallOptions();
+  o.batch_size = 16;
+  auto a = Make(o);
+  ASSERT_TRUE(a->Observe(RandomStream(9, 10).Take(80)).ok());
+  for (int k = 0; k < 3; ++k) ASSERT_TRUE(a->Step().ok());
+  ASSERT_TRUE(a->Save(path, {42, 7}).ok());
+  const auto saved = a->Stats();
+  ASSERT_GT(saved.replay, 0);
+
+  // The checkpoint with one tensor changed by `edit`.
+  auto rewritten = [&](const std::string& key, const std::function<torch::Tensor(torch::Tensor)>& edit) {
+    torch::serialize::InputArchive in;
+    in.load_from(path);
+    torch::serialize::OutputArchive out;
+    bool found = false;
+    for (const auto& k : in.keys()) {
+      torch::Tensor t;
+      in.read(k, t);
+      if (k == key) {
+        t = edit(t.clone());
+        found = true;
+      }
+      out.write(k, t);
+    }
+    EXPECT_TRUE(found) << key;
+    const std::string bad = dir.File("bad-" + std::to_string(std::hash<std::string>()(key)) + ".pt");
+    out.save_to(bad);
+    return bad;
+  };
+  const int64_t users = saved.users, items = saved.items;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {rewritten("edges", [&](torch::Tensor t) { t[0] = users; return t; }), "edge"},
+      {rewritten("edges", [&](torch::Tensor t) { t[1] = items + 5; return t; }), "edge"},
+      {rewritten("edges", [&](torch::Tensor t) { return t.slice(0, 0, t.numel() - 1); }), "edge"},
+      {rewritten("replay_items", [&](torch::Tensor t) { t[0] = items; return t; }), "replay"},
+      {rewritten("replay_users", [&](torch::Tensor t) { t[0] = -1; return t; }), "replay"},
+      {rewritten("replay_prefix", [&](torch::Tensor t) { t[0] = items; return t; }), "replay"},
+      {rewritten("counters", [&](torch::Tensor t) { return t.slice(0, 0, 3); }), "counters"},
+      {rewritten("counters", [&](torch::Tensor t) { t[1] = -2; return t; }), "counters"},
+      {rewritten("exp_avg_item_table_weight", [&](torch::Tensor t) { return t.slice(0, 0, 1); }), "item_table"},
+  };
+  auto b = Make(o);
+  RandomStream other(10, 10);
+  ASSERT_TRUE(b->Observe(other.Take(30)).ok());
+  ASSERT_TRUE(b->Step().ok());
+  const auto before = b->Stats();
+  const auto score = *b->UserEmbedding({0, 1});
+  for (const auto& [bad, what] : cases) {
+    const auto r = b->Load(bad);
+    ASSERT_FALSE(r.ok()) << what;
+    EXPECT_EQ(r.status().code(), StatusCode::kCorruption) << r.status();
+    EXPECT_NE(r.status().message().find(what), std::string::npos) << r.status();
+    const auto after = b->Stats();
+    EXPECT_EQ(after.users, before.users);
+    EXPECT_EQ(after.items, before.items);
+    EXPECT_EQ(after.edges, before.edges);
+    EXPECT_EQ(after.replay, before.replay);
+    EXPECT_EQ(after.steps, before.steps);
+    EXPECT_EQ(*b->UserEmbedding({0, 1}), score);
+  }
+  ASSERT_TRUE(b->Step().ok());  // and it trains on
+  ASSERT_TRUE(b->Load(path).ok());  // the file itself is fine
 }
 
 // A step whose loss is not finite fails before its update: weights, Adam state, counters and
