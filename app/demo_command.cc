@@ -24,6 +24,7 @@
 
 #include <prometheus/counter.h>
 
+#include "cli_checks.h"
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
@@ -304,28 +305,28 @@ void AddDemoCommand(CLI::App& root, int* exit_code) {
   auto flags = std::make_shared<DemoFlags>();
   auto* cmd = root.add_subcommand("demo", "Zero-setup demo: embedded broker, a click stream, the whole loop");
   cmd->add_option("--data", flags->data, "Play this interactions file (in time order) instead of the synthetic stream");
-  cmd->add_option("--events", flags->events, "Clicks to play (default 120000)")->check(CLI::PositiveNumber);
+  cmd->add_option("--events", flags->events, "Clicks to play (default 120000)")->check(Positive());
   cmd->add_option("--users", flags->synthetic.users, "Users of the synthetic stream")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   cmd->add_option("--items", flags->synthetic.items, "Items of the synthetic stream")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   cmd->add_option("--zipf", flags->synthetic.zipf_exponent, "Item popularity exponent of the synthetic stream")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   cmd->add_option("--habit", flags->synthetic.habit_probability,
                   "Chance that a synthetic click follows the user's item-to-item habit")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--rate", flags->rate, "Clicks per second (default 1000)")->check(CLI::PositiveNumber);
+      ->check(Share(true, true));
+  cmd->add_option("--rate", flags->rate, "Clicks per second (default 1000)")->check(Positive());
   cmd->add_option("--dir", flags->dir,
                   "Directory for the state, checkpoints and CSV; replaced, so it must be new, empty or a demo's "
                   "(default gsau-demo)");
   cmd->add_option("--duration", flags->duration_s, "Stop after this many seconds (default: when the stream is in)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines (default 2)")
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   AddConfigFlags(cmd, &flags->config);
   cmd->callback([flags, exit_code] { *exit_code = RunDemo(*flags); });
 }

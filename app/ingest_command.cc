@@ -5,6 +5,7 @@
 #include <iostream>
 #include <thread>
 
+#include "cli_checks.h"
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
@@ -92,7 +93,7 @@ void AddIngestCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--bootstrap", flags->bootstrap, "Kafka bootstrap servers (default: kafka.bootstrap_servers)");
   cmd->add_option("--state", flags->state_path, "State store directory (default: state.path)");
   cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines")
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   AddConfigFlags(cmd, &flags->config);
   cmd->callback([flags, exit_code] { *exit_code = RunIngest(*flags); });
 }

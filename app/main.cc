@@ -1,5 +1,7 @@
 // gsau: the streaming GSAU trainer. `gsau --help` lists the subcommands.
+#include <algorithm>
 #include <iostream>
+#include <string>
 
 #include "commands.h"
 #include "gsau/common/log.h"
@@ -61,6 +63,17 @@ int main(int argc, char** argv) {
   // decay is off, see MemoryReleaser): run, train, ingest and demo would otherwise keep every page
   // they ever freed. The cost is faulting a step's working set in again once per 10 s.
   const gsau::MemoryReleaser releaser;
+  // A mistyped command reached CLI11 as an extra argument, and it answered "A subcommand is
+  // required" to someone who had typed one.
+  const auto commands = root.get_subcommands([](CLI::App*) { return true; });
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::none_of(commands.begin(), commands.end(), [&](CLI::App* c) { return c->check_name(argv[1]); })) {
+    std::string known;
+    for (const auto* c : commands) known += (known.empty() ? "" : ", ") + c->get_name();
+    std::cerr << "gsau: unknown command '" << argv[1] << "'; the commands are " << known
+              << " (gsau --help says what each does)\n";
+    return kExitUsage;
+  }
   try {
     root.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -3,6 +3,7 @@
 #include <iostream>
 #include <memory>
 
+#include "cli_checks.h"
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
@@ -120,9 +121,9 @@ void AddReplayCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--ts-unit", flags->ts_unit, "Timestamp unit in the file: auto | s | ms")
       ->check(CLI::IsMember({"auto", "s", "ms"}));
   cmd->add_option("--synthetic", flags->synthetic, "Instead of --data: N events of the synthetic stream")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--rate", flags->rate, "Events per second (0 = as fast as possible)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--limit", flags->limit, "Stop after N events (0 = all)")->check(CLI::NonNegativeNumber);
+      ->check(Positive());
+  cmd->add_option("--rate", flags->rate, "Events per second (0 = as fast as possible)")->check(NonNegative());
+  cmd->add_option("--limit", flags->limit, "Stop after N events (0 = all)")->check(NonNegative());
   cmd->add_option("--topic", flags->topic, "Target topic (default: topics.clicks)");
   cmd->add_option("--bootstrap", flags->bootstrap, "Kafka bootstrap servers (default: kafka.bootstrap_servers)");
   cmd->add_flag("--no-progress", flags->no_progress, "No progress bar");

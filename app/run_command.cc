@@ -5,6 +5,7 @@
 #include <iostream>
 #include <thread>
 
+#include "cli_checks.h"
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
@@ -128,9 +129,9 @@ void AddRunCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--init-data", flags->init_data, "The dataset file the --init-offline run was trained on");
   cmd->add_option("--init-times", flags->init_times, "Its aligned times file, if it has one");
   cmd->add_option("--duration", flags->duration_s, "Stop after this many seconds (0: run until SIGINT/SIGTERM)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines")
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   AddConfigFlags(cmd, &flags->config);
   cmd->callback([flags, exit_code] { *exit_code = RunPipeline(*flags); });
 }

@@ -5,10 +5,12 @@
 // the offline run (`gsau run --init-offline`) on a state holding `offline` then streams
 // `online`, and `gsau evaluate` scores it on the same test split as the offline runs.
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
 
+#include "cli_checks.h"
 #include "commands.h"
 #include "gsau/data/interactions.h"
 #include "gsau/learner/dataset.h"
@@ -23,7 +25,37 @@ struct SplitArgs {
   std::string offline_out, online_out;
 };
 
+// Checked before anything is read or written: one output written over the other, or over an
+// input, would lose it (the summary still named both files).
+std::string BadOutputs(const SplitArgs& a) {
+  namespace fs = std::filesystem;
+  auto where = [](const std::string& p) {
+    std::error_code ec;
+    fs::path c = fs::weakly_canonical(p, ec);
+    return ec ? fs::absolute(p).lexically_normal() : c;
+  };
+  const std::pair<const char*, std::string> outs[] = {{"--offline-out", a.offline_out}, {"--online-out", a.online_out}};
+  for (const auto& [flag, path] : outs) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) return std::string(flag) + " " + path + " is a directory; give a file";
+    for (const auto& [in_flag, in] : {std::pair{"--data", a.data}, std::pair{"--times", a.times}}) {
+      if (!in.empty() && where(in) == where(path)) {
+        return std::string(flag) + " " + path + " is the " + in_flag + " file; writing it would replace the input";
+      }
+    }
+  }
+  if (where(a.offline_out) == where(a.online_out)) {
+    return "--offline-out and --online-out are the same file (" + a.online_out +
+           "); the second would replace the first";
+  }
+  return "";
+}
+
 int RunSplit(const SplitArgs& a) {
+  if (const std::string bad = BadOutputs(a); !bad.empty()) {
+    std::cerr << "gsau split: " << bad << "\n";
+    return kExitUsage;
+  }
   data::ReadOptions ro;
   ro.times_path = a.times;
   auto events = data::ReadInteractions(a.data, ro);
@@ -69,9 +101,11 @@ void AddSplitCommand(CLI::App& root, int* exit_code) {
       ->required();
   cmd->add_option("--times", args->times, "aligned times file for per-user lines");
   cmd->add_option("--train-fraction", args->train_fraction, "the offline part: this first fraction of the training stream")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(Share(false, true))
       ->capture_default_str();
-  cmd->add_option("--max-len", args->max_len, "longest prefix kept (as gsau train)")->capture_default_str();
+  cmd->add_option("--max-len", args->max_len, "longest prefix kept (as gsau train)")
+      ->check(Positive())
+      ->capture_default_str();
   cmd->add_option("--offline-out", args->offline_out, "TSV of the offline part (user_id, item_id, timestamp in ms)")
       ->required();
   cmd->add_option("--online-out", args->online_out, "TSV of the rest, test items excluded")->required();

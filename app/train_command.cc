@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "cli_checks.h"
 #include "commands.h"
 #include "gsau/common/log.h"
 #include "gsau/learner/dataset.h"
@@ -109,35 +110,46 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
                 "continue from OUT/checkpoint.pt when it exists (refused if it was written with other settings)");
   cmd->add_flag("--overwrite", o.overwrite, "start a new run in an OUT that holds an earlier run's checkpoint");
   cmd->add_flag("--plot", args->plot, "write OUT/curves.png from metrics.csv at the end (python3 + matplotlib)");
-  cmd->add_option("--gamma", o.gamma, "weight of the uniformity terms")->capture_default_str();
-  cmd->add_option("--temperature", o.temperature, "t of the uniformity terms")->capture_default_str();
-  cmd->add_option("--epochs", o.max_epochs, "most epochs")->capture_default_str();
-  cmd->add_option("--patience", o.patience, "epochs without validation gain before stopping")->capture_default_str();
+  cmd->add_option("--gamma", o.gamma, "weight of the uniformity terms")->check(NonNegative())->capture_default_str();
+  cmd->add_option("--temperature", o.temperature, "t of the uniformity terms")
+      ->check(Positive())
+      ->capture_default_str();
+  cmd->add_option("--epochs", o.max_epochs, "most epochs")->check(NonNegative())->capture_default_str();
+  cmd->add_option("--patience", o.patience, "epochs without validation gain before stopping")
+      ->check(NonNegative())
+      ->capture_default_str();
   cmd->add_option("--valid-metric", o.valid_metric, "early-stopping metric")->capture_default_str();
-  cmd->add_option("--lr", o.lr, "Adam learning rate")->capture_default_str();
-  cmd->add_option("--weight-decay", o.weight_decay, "Adam weight decay")->capture_default_str();
-  cmd->add_option("--dim", o.dim, "embedding size")->capture_default_str();
-  cmd->add_option("--max-len", args->max_len, "longest prefix kept")->capture_default_str();
+  cmd->add_option("--lr", o.lr, "Adam learning rate")->check(Positive())->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay, "Adam weight decay")->check(NonNegative())->capture_default_str();
+  cmd->add_option("--dim", o.dim, "embedding size")->check(Positive())->capture_default_str();
+  cmd->add_option("--max-len", args->max_len, "longest prefix kept")->check(Positive())->capture_default_str();
   cmd->add_option("--train-fraction", args->train_fraction,
                   "train on the first fraction of the training stream (global time order); validation and test "
                   "unchanged")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(Share(false, true))
       ->capture_default_str();
-  cmd->add_option("--graph-layers", o.graph_layers, "LightGCN layers")->capture_default_str();
-  cmd->add_option("--seq-layers", o.seq_layers, "SASRec blocks")->capture_default_str();
-  cmd->add_option("--dropout", o.hidden_dropout, "SASRec hidden dropout")->capture_default_str();
-  cmd->add_option("--attn-dropout", o.attn_dropout, "SASRec attention dropout")->capture_default_str();
+  cmd->add_option("--graph-layers", o.graph_layers, "LightGCN layers")->check(NonNegative())->capture_default_str();
+  cmd->add_option("--seq-layers", o.seq_layers, "SASRec blocks")->check(Positive())->capture_default_str();
+  cmd->add_option("--dropout", o.hidden_dropout, "SASRec hidden dropout")
+      ->check(Share(true, false))
+      ->capture_default_str();
+  cmd->add_option("--attn-dropout", o.attn_dropout, "SASRec attention dropout")
+      ->check(Share(true, false))
+      ->capture_default_str();
   cmd->add_option("--init-std", o.init_std,
                   "weight init: -1 = by model (sasrec N(0,0.02) as RecBole, else Xavier-normal), 0 = Xavier, "
                   ">0 = N(0, std)")
       ->capture_default_str();
-  cmd->add_option("--graph-batch", o.graph_batch, "graph pairs per step")->capture_default_str();
-  cmd->add_option("--seq-batch", o.seq_batch, "sequence samples per step")->capture_default_str();
-  cmd->add_option("--eval-batch", o.eval_batch, "users per evaluation chunk")->capture_default_str();
+  cmd->add_option("--graph-batch", o.graph_batch, "graph pairs per step")->check(Positive())->capture_default_str();
+  cmd->add_option("--seq-batch", o.seq_batch, "sequence samples per step")->check(Positive())->capture_default_str();
+  cmd->add_option("--eval-batch", o.eval_batch, "users per evaluation chunk")->check(Positive())->capture_default_str();
   cmd->add_option("--max-steps-per-epoch", o.max_steps_per_epoch, "truncate epochs (smoke runs); 0 = whole")
+      ->check(NonNegative())->capture_default_str();
+  cmd->add_option("--seed", o.seed, "random seed")->check(NonNegative())->capture_default_str();
+  cmd->add_option("--threads", o.threads,
+                  "CPU threads for torch; 0 = every core this process may use (affinity, cgroup CPU quota)")
+      ->check(NonNegative())
       ->capture_default_str();
-  cmd->add_option("--seed", o.seed, "random seed")->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads for torch; 0 = every core this process may use (affinity, cgroup CPU quota)")->capture_default_str();
   cmd->add_option("--device", o.device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_flag("!--no-mask-history", o.lightgcn_mask_history,
                 "lightgcn: rank over all items instead of masking the user's earlier items");

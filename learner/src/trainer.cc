@@ -576,6 +576,28 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, co
     return Status::InvalidArgument("epochs and patience must be >= 0, got " + std::to_string(o.max_epochs) + " and " +
                                    std::to_string(o.patience));
   }
+  // What torch would otherwise refuse deep inside ("from is out of bounds for float") or
+  // accept and train nonsense with (a dropout of 1.5; t = 0 zeroes the uniformity terms).
+  if (o.dim < 1 || o.heads < 1 || o.dim % o.heads != 0) {
+    return Status::InvalidArgument("dim must be a positive multiple of heads (" + std::to_string(o.heads) + "), got " +
+                                   std::to_string(o.dim));
+  }
+  if (o.seq_layers < 1 || o.ffn_dim < 1 || o.graph_layers < 0) {
+    return Status::InvalidArgument("seq_layers and ffn_dim must be >= 1 and graph_layers >= 0");
+  }
+  for (const auto& [name, rate] :
+       {std::pair{"hidden_dropout", o.hidden_dropout}, std::pair{"attn_dropout", o.attn_dropout}}) {
+    if (!(rate >= 0 && rate < 1)) {
+      return Status::InvalidArgument(std::string(name) + " must be in [0, 1), got " + std::to_string(rate));
+    }
+  }
+  if (!(o.temperature > 0) || !std::isfinite(o.temperature) || !(o.gamma >= 0) || !std::isfinite(o.gamma)) {
+    return Status::InvalidArgument("temperature must be > 0 and gamma >= 0, finite");
+  }
+  if (!(o.lr > 0) || !std::isfinite(o.lr) || !(o.weight_decay >= 0)) {
+    return Status::InvalidArgument("lr must be > 0 and weight_decay >= 0");
+  }
+  if (o.threads < 0) return Status::InvalidArgument("threads must be >= 0 (0 = every usable core)");
   try {
     if (o.device == "cuda" || (o.device == "auto" && torch::cuda::is_available())) {
       if (!torch::cuda::is_available()) return Status::Unavailable("--device cuda: CUDA is not available");

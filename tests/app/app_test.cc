@@ -3,6 +3,9 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -77,6 +80,69 @@ TEST(AppTest, BrokenConfigurationNamesTheFieldAndStops) {
   EXPECT_NE(out.find("publisher.format (environment GSAU_PUBLISHER_FORMAT): must be one of json, binary, got 'xml'"),
             std::string::npos)
       << out;
+}
+
+// Numbers out of range are usage errors (2) naming the flag and what it takes: train took a
+// dropout of 1.5, t = 0, seed -1 (as 2^64 - 1) and threads -3 and trained; --dim 7 failed deep in
+// torch (exit 1); CLI11's own checks said "Value 0 not in range 0.000000 to 1797...". A mistyped
+// command was told "A subcommand is required"; split wrote one output over the other, or over
+// its input.
+TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
+  gsau::testing::TempDir dir;
+  std::string tsv = "user_id\titem_id\ttimestamp\n";
+  for (int u = 0; u < 30; ++u) {
+    for (int k = 0; k < 6; ++k) {
+      tsv += "u" + std::to_string(u) + "\ti" + std::to_string((u * 7 + k * 3) % 20) + "\t" +
+             std::to_string(1700000000 + u * 100 + k) + "\n";
+    }
+  }
+  const std::string data = dir.File("d.tsv");
+  gsau::testing::WriteFile(data, tsv);
+  std::string out;
+  const std::string train = Gsau() + " train --data " + data + " --out " + dir.File("run") + " --epochs 1 ";
+  if (RunCommand(Gsau() + " train --help 2>&1", &out) == 0 && out.find("not available") == std::string::npos) {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"--dropout 1.5", "--dropout: must be in [0, 1), not 1.5"},
+        {"--attn-dropout 1", "--attn-dropout: must be in [0, 1), not 1"},
+        {"--temperature 0", "--temperature: must be > 0, not 0"},
+        {"--seed -1", "--seed: must be >= 0, not -1"},
+        {"--threads -3", "--threads: must be >= 0, not -3"},
+        {"--lr -1", "--lr: must be > 0, not -1"},
+        {"--dim 0", "--dim: must be > 0, not 0"},
+        {"--train-fraction 0", "--train-fraction: must be in (0, 1], not 0"},
+        {"--dim 7", "dim must be a positive multiple of heads (2), got 7"},
+    };
+    for (const auto& [flags, message] : cases) {
+      EXPECT_EQ(RunCommand(train + flags + " 2>&1", &out), 2) << flags << ": " << out;
+      EXPECT_NE(out.find(message), std::string::npos) << flags << ": " << out;
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir.File("run/report.json")));
+    const std::string split = Gsau() + " split --data " + data + " ";
+    EXPECT_EQ(RunCommand(split + "--offline-out " + dir.File("a.tsv") + " --online-out " + dir.File("a.tsv") + " 2>&1",
+                         &out),
+              2)
+        << out;
+    EXPECT_NE(out.find("are the same file"), std::string::npos) << out;
+    EXPECT_EQ(RunCommand(split + "--offline-out " + data + " --online-out " + dir.File("b.tsv") + " 2>&1", &out), 2)
+        << out;
+    EXPECT_NE(out.find("is the --data file"), std::string::npos) << out;
+    EXPECT_EQ(RunCommand(split + "--offline-out " + dir.path().string() + " --online-out " + dir.File("b.tsv") + " 2>&1", &out),
+              2)
+        << out;
+    EXPECT_NE(out.find("is a directory"), std::string::npos) << out;
+    EXPECT_FALSE(std::filesystem::exists(dir.File("a.tsv")));
+    EXPECT_FALSE(std::filesystem::exists(dir.File("b.tsv")));
+    std::string kept;
+    ASSERT_EQ(RunCommand("cat " + data, &kept), 0);
+    EXPECT_EQ(kept, tsv) << "the input was rewritten";
+  }
+  EXPECT_EQ(RunCommand(Gsau() + " run --status-interval 0 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("--status-interval: must be > 0, not 0"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(Gsau() + " demo --events abc 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("--events: 'abc' is not a number"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(Gsau() + " trian --data x 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("unknown command 'trian'; the commands are "), std::string::npos) << out;
+  EXPECT_NE(out.find("train"), std::string::npos) << out;
 }
 
 TEST(AppTest, HelpConfigListsEveryFieldWithUnitsAndDefaults) {
