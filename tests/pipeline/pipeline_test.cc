@@ -551,7 +551,10 @@ TEST(PipelineProcessTest, WithoutClicksTheLearnerStopsAfterIdleTrainSAndAClickSt
   EXPECT_EQ(fresh, 400);
   EXPECT_GT(replayed, 10 * fresh) << "no training on replay alone before going idle";
   const std::string items = R"(gsau_publisher_embeddings_published_total{kind="item"})";
-  std::this_thread::sleep_for(milliseconds(500));  // the last step's item rows go out
+  // The last step's item rows go out (item_interval_ms 200), and its model is checkpointed at
+  // the next checkpoint interval (2 s), which can end after the learner went idle: under load
+  // the test once took its counts before that checkpoint and saw it as a copy made while idle.
+  std::this_thread::sleep_for(milliseconds(2500));
   const double steps = ScrapeMetric(p.port, "gsau_learner_steps_total").value_or(-1);
   const double item_records = ScrapeMetric(p.port, items).value_or(-1);
   const double checkpoints = ScrapeMetric(p.port, "gsau_learner_checkpoints_total").value_or(-1);
