@@ -89,8 +89,8 @@ class EmbeddedBroker {
   rd_kafka_mock_cluster_t* cluster_;
 };
 
-// The stream to play: event times are set to the replay's schedule from now on, so that the
-// freshness figures (event time to publish time) mean what they would on a live stream.
+// The stream to play, read before anything starts (a bad --data file stopped the demo only after
+// it had started a broker and cleared --dir). Its times are set by ScheduleFromNow.
 Result<std::vector<data::Interaction>> DemoStream(const DemoFlags& f) {
   std::vector<data::Interaction> events;
   if (!f.data.empty()) {
@@ -102,14 +102,19 @@ Result<std::vector<data::Interaction>> DemoStream(const DemoFlags& f) {
     so.events = f.events;
     events = replay::SyntheticStream(so);
   }
+  return events;
+}
+
+// Event times on the replay's schedule from now on, so that the freshness figures (event time to
+// publish time) mean what they would on a live stream.
+void ScheduleFromNow(std::vector<data::Interaction>& events, double rate) {
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
   for (size_t k = 0; k < events.size(); ++k) {
-    events[k].ts_ms = now_ms + static_cast<int64_t>(1000.0 * static_cast<double>(k) / f.rate);
+    events[k].ts_ms = now_ms + static_cast<int64_t>(1000.0 * static_cast<double>(k) / rate);
     events[k].has_time = true;
   }
-  return events;
 }
 
 int RunDemo(const DemoFlags& f) {
@@ -120,6 +125,12 @@ int RunDemo(const DemoFlags& f) {
   std::signal(SIGTERM, OnSignal);
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+
+  auto events = DemoStream(f);
+  if (!events.ok()) {
+    std::cerr << "gsau demo: " << events.status().message() << "\n";
+    return kExitFailure;
+  }
 
   // A fresh directory each run: the embedded broker starts empty, so offsets stored by an
   // earlier run would point past its end. Only what a demo leaves is deleted: a --dir that
@@ -202,11 +213,7 @@ int RunDemo(const DemoFlags& f) {
     std::cout << "metrics at http://127.0.0.1:" << metrics.port() << "/metrics\n";
   }
 
-  auto events = DemoStream(f);
-  if (!events.ok()) {
-    std::cerr << "gsau demo: " << events.status().message() << "\n";
-    return kExitFailure;
-  }
+  ScheduleFromNow(*events, f.rate);
   pipeline::PipelineOptions po = ToPipelineOptions(c);
   po.prequential_interval_s = 5;  // the status line's online figures: a short window
   po.publisher.policy_check_timeout_ms = 0;  // the embedded mock cluster does not describe configs

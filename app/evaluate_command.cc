@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/json.h"
+#include "gsau/common/log.h"
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/metrics.h"
 #include "gsau/learner/online.h"
@@ -133,6 +134,20 @@ int RunEvaluate(const EvaluateFlags& f) {
   if (!test.ok()) {
     std::cerr << "gsau evaluate: " << test.status().ToString() << "\n";
     return kExitFailure;
+  }
+  // Unknown targets count as misses, as they should for items the stream never brought; but
+  // when no target is known the file is not the one the pipeline streamed (all-zero metrics
+  // and exit 0 read like a broken model).
+  const size_t n_valid = data->valid_samples.size(), n_test = data->test_samples.size();
+  if (n_test > 0 && static_cast<size_t>(unknown_test) == n_test && static_cast<size_t>(unknown_valid) == n_valid) {
+    std::cerr << "gsau evaluate: none of the " << n_valid + n_test << " validation and test items of " << f.data
+              << " is known to the state of " << ckpt.string()
+              << " (ids are matched by name): is it the dataset this pipeline streamed?\n";
+    return kExitFailure;
+  }
+  if (unknown_valid + unknown_test > 0) {
+    GSAU_LOG_WARN("evaluate: {} of {} validation and {} of {} test items are unknown to the model; they count as misses",
+                  unknown_valid, n_valid, unknown_test, n_test);
   }
   const auto st = (*model)->Stats();
   std::string json = "{\n  \"checkpoint\": " + JsonString(ckpt.string()) + ",\n  \"data\": " + JsonString(f.data) +

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -291,6 +292,10 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
 }  // namespace
 
 Result<std::string> ReadFileText(const std::string& path) {
+  // A directory opens as a stream that reads nothing, which then read as an empty dataset.
+  if (std::error_code ec; std::filesystem::is_directory(path, ec)) {
+    return Status::InvalidArgument(path + " is a directory, not a file");
+  }
   if (EndsWith(path, ".gz")) {
 #if defined(GSAU_HAVE_ZLIB)
     gzFile f = gzopen(path.c_str(), "rb");
@@ -346,8 +351,16 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const
     format = first.find('\t') != std::string_view::npos && SplitTabs(first).size() >= 3 ? Format::kTsv
                                                                                         : Format::kUserLines;
   }
-  if (format == Format::kTsv) return ReadTsv(path, text, options);
-  return ReadUserLines(path, text, options);
+  if (format == Format::kTsv && !options.times_path.empty()) {
+    return Status::InvalidArgument(path + " is a TSV with a time column; a times file (" + options.times_path +
+                                   ") goes with per-user lines only");
+  }
+  GSAU_ASSIGN_OR_RETURN(auto events,
+                        format == Format::kTsv ? ReadTsv(path, text, options) : ReadUserLines(path, text, options));
+  // Every caller wants interactions; an empty file ran a demo of nothing, and replay waited on
+  // Kafka to send none.
+  if (events.empty()) return Status::InvalidArgument(path + " holds no interactions");
+  return events;
 }
 
 void SortByTime(std::vector<Interaction>& events) {

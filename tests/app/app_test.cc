@@ -136,6 +136,16 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
     ASSERT_EQ(RunCommand("cat " + data, &kept), 0);
     EXPECT_EQ(kept, tsv) << "the input was rewritten";
   }
+  // A --data that holds nothing stops the demo before it starts a broker or clears its --dir.
+  gsau::testing::WriteFile(dir.File("empty.tsv"), "");
+  for (const std::string& bad : {dir.File("empty.tsv"), dir.path().string(), dir.File("none.tsv")}) {
+    const int rc = RunCommand(Gsau() + " demo --data " + bad + " --dir " + dir.File("demo") + " 2>&1", &out);
+    if (rc == 3) break;  // no learner in this build
+    EXPECT_EQ(rc, 1) << out;
+    EXPECT_NE(out.find("gsau demo: "), std::string::npos) << out;
+    EXPECT_EQ(out.find("broker"), std::string::npos) << out;
+    EXPECT_FALSE(std::filesystem::exists(dir.File("demo")));
+  }
   EXPECT_EQ(RunCommand(Gsau() + " run --status-interval 0 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("--status-interval: must be > 0, not 0"), std::string::npos) << out;
   EXPECT_EQ(RunCommand(Gsau() + " demo --events abc 2>&1", &out), 2) << out;
@@ -294,6 +304,18 @@ TEST(AppTest, EvaluateRanksTheLeaveOneOutSamplesOfAFileWithTheOnlineModel) {
   EXPECT_NE(out.find(R"("unknown_targets": {"valid": 0, "test": 0})"), std::string::npos) << out;
   std::ifstream report(dir.File("eval.json"));
   EXPECT_TRUE(report.good()) << "the report file";
+  // A file none of whose items the model knows (another dataset): an error, not all-zero
+  // metrics with exit 0.
+  std::string other;
+  for (int u = 0; u < 40; ++u) other += "person" + std::to_string(u) + " x1 x2 x3 x4 x5\n";
+  gsau::testing::WriteFile(dir.File("other.txt"), other);
+  EXPECT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + dir.File("d") + "/checkpoints --data " +
+                           dir.File("other.txt") + " --out " + dir.File("other.json") + " 2>&1",
+                       &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("is it the dataset this pipeline streamed?"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("other.json")));
 }
 
 }  // namespace

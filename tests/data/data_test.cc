@@ -157,6 +157,31 @@ TEST(InteractionsTest, ErrorsNameTheFileAndLine) {
   EXPECT_NE(m.status().message().find("not aligned"), std::string::npos) << m.status();
 }
 
+// What reads as no data at all is an error naming the file: a directory (it opened as an empty
+// stream), an empty or blank file (a demo ran on nothing, replay waited on Kafka to send none),
+// and a times file beside a TSV, which has its own time column (it was silently ignored).
+TEST(InteractionsTest, ADirectoryAnEmptyFileAndATimesFileForATsvAreErrors) {
+  TempDir dir;
+  auto d = ReadInteractions(dir.path().string());
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(d.status().message().find("is a directory"), std::string::npos) << d.status();
+  for (const char* text : {"", "\n  \n", "user_id\titem_id\ttimestamp\n"}) {
+    WriteFile(dir.File("empty.tsv"), text);
+    auto e = ReadInteractions(dir.File("empty.tsv"));
+    ASSERT_FALSE(e.ok()) << "'" << text << "'";
+    EXPECT_NE(e.status().message().find("empty.tsv holds no interactions"), std::string::npos) << e.status();
+  }
+  WriteFile(dir.File("a.tsv"), "user_id\titem_id\ttimestamp\nu1\ti1\t1700000000\n");
+  WriteFile(dir.File("times.txt"), "u1 1700000000\n");
+  ReadOptions o;
+  o.times_path = dir.File("times.txt");
+  auto t = ReadInteractions(dir.File("a.tsv"), o);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("goes with per-user lines only"), std::string::npos) << t.status();
+  EXPECT_TRUE(ReadInteractions(dir.File("a.tsv")).ok());
+}
+
 TEST(InteractionsTest, UserLinesRejectARepeatedUser) {
   TempDir dir;
   // Two lines of user 1 were interleaved by position with each other.

@@ -61,7 +61,8 @@ struct ReadOptions {
   int64_t limit = 0;
 };
 
-// Reads every interaction of `path` in file order. Errors name the file and line.
+// Reads every interaction of `path` in file order. Errors name the file and line; a directory,
+// a file without interactions, and a times file given with a TSV are kInvalidArgument.
 Result<std::vector<Interaction>> ReadInteractions(const std::string& path,
                                                   const ReadOptions& options = {});
 
