@@ -119,7 +119,7 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
       ->check(NonNegative())
       ->capture_default_str();
   cmd->add_option("--valid-metric", o.valid_metric, "early-stopping metric")->capture_default_str();
-  cmd->add_option("--lr", o.lr, "Adam learning rate")->check(Positive())->capture_default_str();
+  cmd->add_option("--lr", o.lr, "Adam learning rate")->check(NonNegative())->capture_default_str();
   cmd->add_option("--weight-decay", o.weight_decay, "Adam weight decay")->check(NonNegative())->capture_default_str();
   cmd->add_option("--dim", o.dim, "embedding size")->check(Positive())->capture_default_str();
   cmd->add_option("--max-len", args->max_len, "longest prefix kept")->check(Positive())->capture_default_str();

@@ -594,8 +594,8 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, co
   if (!(o.temperature > 0) || !std::isfinite(o.temperature) || !(o.gamma >= 0) || !std::isfinite(o.gamma)) {
     return Status::InvalidArgument("temperature must be > 0 and gamma >= 0, finite");
   }
-  if (!(o.lr > 0) || !std::isfinite(o.lr) || !(o.weight_decay >= 0)) {
-    return Status::InvalidArgument("lr must be > 0 and weight_decay >= 0");
+  if (!(o.lr >= 0) || !std::isfinite(o.lr) || !(o.weight_decay >= 0)) {
+    return Status::InvalidArgument("lr and weight_decay must be >= 0 (lr 0 trains nothing)");
   }
   if (o.threads < 0) return Status::InvalidArgument("threads must be >= 0 (0 = every usable core)");
   try {

@@ -107,7 +107,7 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
         {"--temperature 0", "--temperature: must be > 0, not 0"},
         {"--seed -1", "--seed: must be >= 0, not -1"},
         {"--threads -3", "--threads: must be >= 0, not -3"},
-        {"--lr -1", "--lr: must be > 0, not -1"},
+        {"--lr -1", "--lr: must be >= 0, not -1"},
         {"--dim 0", "--dim: must be > 0, not 0"},
         {"--train-fraction 0", "--train-fraction: must be in (0, 1], not 0"},
         {"--dim 7", "dim must be a positive multiple of heads (2), got 7"},
