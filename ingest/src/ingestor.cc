@@ -416,6 +416,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     // is produced again by its successor or after a restart.
     po.close_timeout_ms = 5000;
     po.name = "dead-letter producer";
+    // A full queue comes back to ProduceDeadLetter's loop, which backs off, keeps the lag
+    // current and hears a stop; waiting inside Produce did none of these.
+    po.queue_full_timeout_ms = 1000;
     return kafka::Producer::Create(options_.kafka, po);
   }
 

@@ -1,9 +1,11 @@
 #include "gsau/kafka/producer.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -185,11 +187,12 @@ class ClientEvents : public RdKafka::EventCb {
 class RdProducer final : public Producer {
  public:
   RdProducer(std::unique_ptr<ClientEvents> events, std::unique_ptr<DeliveryTracker> tracker,
-             std::unique_ptr<RdKafka::Producer> producer, int close_ms, int64_t max_message_bytes)
+             std::unique_ptr<RdKafka::Producer> producer, int close_ms, int queue_full_ms, int64_t max_message_bytes)
       : events_(std::move(events)),
         tracker_(std::move(tracker)),
         producer_(std::move(producer)),
         close_timeout_ms_(close_ms),
+        queue_full_timeout_ms_(queue_full_ms),
         max_message_bytes_(max_message_bytes) {}
 
   // The producer must go before the tracker and the events it calls back into.
@@ -213,6 +216,7 @@ class RdProducer final : public Producer {
       kept_key = KeyOf(topic, key.data(), key.size());
       seq = tracker_->kept.Producing(kept_key);
     }
+    std::optional<std::chrono::steady_clock::time_point> full_since;
     while (true) {
       const auto err = producer_->produce(
           topic_name, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
@@ -224,11 +228,23 @@ class RdProducer final : public Producer {
         return Status::Ok();  // librdkafka owns the headers now
       }
       if (err == RdKafka::ERR__QUEUE_FULL) {
-        producer_->poll(50);  // serve deliveries to make room, then retry
-        continue;
+        const auto now = std::chrono::steady_clock::now();
+        if (!full_since) full_since = now;
+        const auto waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - *full_since).count();
+        if (queue_full_timeout_ms_ < 0 || waited_ms < queue_full_timeout_ms_) {
+          producer_->poll(queue_full_timeout_ms_ < 0 ? 50 : static_cast<int>(std::min<int64_t>(
+                                                                50, queue_full_timeout_ms_ - waited_ms)));
+          continue;  // deliveries served to make room: again
+        }
       }
       if (seq != 0) tracker_->kept.NotEnqueued(kept_key, seq);
       delete rh;
+      if (err == RdKafka::ERR__QUEUE_FULL) {
+        return Status::Unavailable("produce to " + topic_name + ": the local queue stayed full for " +
+                                   std::to_string(queue_full_timeout_ms_) + " ms (" +
+                                   std::to_string(producer_->outq_len()) +
+                                   " records waiting: the brokers take them more slowly than they come, or are away)");
+      }
       if (err == RdKafka::ERR__FATAL) {
         std::string reason;
         producer_->fatal_error(reason);
@@ -294,6 +310,7 @@ class RdProducer final : public Producer {
   std::unique_ptr<DeliveryTracker> tracker_;
   std::unique_ptr<RdKafka::Producer> producer_;
   int close_timeout_ms_;
+  int queue_full_timeout_ms_;
   int64_t max_message_bytes_;
   std::atomic<int64_t> produced_{0};
 };
@@ -352,7 +369,8 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
   std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
   if (!producer) return Status::InvalidArgument("creating the Kafka producer: " + err);
   return std::unique_ptr<Producer>(new RdProducer(std::move(events), std::move(tracker), std::move(producer),
-                                                  options.close_timeout_ms, std::stoll(max_bytes)));
+                                                  options.close_timeout_ms, options.queue_full_timeout_ms,
+                                                  std::stoll(max_bytes)));
 }
 
 }  // namespace gsau::kafka

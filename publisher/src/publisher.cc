@@ -144,6 +144,9 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOp
   po.idempotent = true;
   po.keep_failed = true;  // RedeliverFailed()
   po.name = "publisher";
+  // The pipeline publishes under a lock its learner and user threads share: a queue full for
+  // minutes (brokers away) held both, and a stop's last checkpoint waited behind them.
+  if (po.queue_full_timeout_ms < 0) po.queue_full_timeout_ms = kQueueFullTimeoutMs;
   GSAU_ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(options.kafka, po));
   return Assemble(options, std::move(producer), registry, clock);
 }

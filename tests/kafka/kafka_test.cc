@@ -315,6 +315,29 @@ TEST(KafkaTest, NoBrokerFailsInTime) {
   EXPECT_LT(took, 10.0);
 }
 
+// With queue_full_timeout_ms, a local queue that stays full (here: no broker, a queue of 4
+// records, records that would only time out after 60 s) refuses the record instead of waiting
+// for room, and the record is not counted as produced; room comes back as deliveries settle.
+// Without it, Produce waited the 60 s out (the publisher held its lock through it).
+TEST(KafkaTest, AFullQueueRefusesTheRecordAfterQueueFullTimeout) {
+  KafkaOptions k;
+  k.bootstrap_servers = "127.0.0.1:1";
+  k.properties = {{"queue.buffering.max.messages", "4"}};
+  ProducerOptions po;
+  po.message_timeout_ms = 60000;
+  po.close_timeout_ms = 0;
+  po.queue_full_timeout_ms = 200;
+  po.keep_failed = true;
+  auto p = Producer::Create(k, po);
+  ASSERT_TRUE(p.ok()) << p.status();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE((*p)->Produce("t", "k" + std::to_string(i), "v").ok());
+  const Status s = (*p)->Produce("t", "k4", "v");
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("the local queue stayed full for 200 ms"), std::string::npos) << s;
+  EXPECT_EQ((*p)->counts().produced, 4);
+  EXPECT_EQ((*p)->KeptFailedCount(), 0u);
+}
+
 TEST(KafkaTest, BadPropertiesAreNamedAndSecretsRedacted) {
   KafkaOptions k;
   k.bootstrap_servers = "127.0.0.1:9092";

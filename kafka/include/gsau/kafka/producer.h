@@ -1,7 +1,8 @@
 // Producer: an idempotent (acks=all) Kafka producer with delivery accounting.
 //
 // Produce() enqueues; delivery is confirmed asynchronously and counted. A full local queue
-// is handled by serving delivery reports and retrying (no message is dropped for it).
+// is handled by serving delivery reports and retrying (no message is dropped for it), for at
+// most ProducerOptions::queue_full_timeout_ms when that is set; then the record is refused.
 // Flush() waits for every outstanding delivery and reports the first failure, if any.
 // With ProducerOptions::keep_failed, a record whose delivery failed for good is kept while it
 // is the newest of its topic and key, and TakeFailed() hands it back to be produced again
@@ -32,6 +33,10 @@ struct ProducerOptions {
   std::string compression = "lz4";    // none | gzip | snappy | lz4 | zstd
   int message_timeout_ms = 300000;    // delivery gives up after this, ms
   int close_timeout_ms = 30000;       // how long the destructor waits for deliveries, ms
+  // How long Produce() waits for room in a full local queue before it refuses the record
+  // (kUnavailable), ms; -1 = until there is room (while the brokers are away that is when
+  // records time out, message_timeout_ms). A caller that holds a lock others need sets it.
+  int queue_full_timeout_ms = -1;
   bool keep_failed = false;           // keep failed records for TakeFailed() (see above)
   std::string name = "kafka producer";  // names it in the log (librdkafka's lines and errors)
 };

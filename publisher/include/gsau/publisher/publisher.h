@@ -81,8 +81,12 @@ class KafkaPublisher final : public EmbeddingSink {
                                                           const Clock& clock = SystemClock::Get());
   ~KafkaPublisher() override;
 
-  // Also produces again the records whose delivery failed, when their backoff is due.
+  // Also produces again the records whose delivery failed, when their backoff is due. A
+  // producer queue that stays full (brokers away or slower than the records come) refuses the
+  // rest of `records` after about kQueueFullTimeoutMs (kUnavailable), rather than holding the
+  // caller (and its lock) until records time out: the caller keeps what is unpublished.
   Status Publish(std::span<const EmbeddingRecord> records) override;
+  static constexpr int kQueueFullTimeoutMs = 1000;
   // Waits for every delivery, producing failed records again until `timeout_ms` (a record
   // refused before sending, as while its topic is recreated, is tried again too); fails when
   // some record is still undelivered then, or at once on a fatal producer error.
