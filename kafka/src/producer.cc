@@ -33,20 +33,36 @@ class FailedRecords {
   uint64_t Producing(const std::string& key) {
     std::lock_guard<std::mutex> lock(mu_);
     const uint64_t seq = ++next_seq_;
-    newest_[key] = seq;
+    auto& newest = newest_[key];
+    if (newest != 0) replaced_[seq] = newest;
+    newest = seq;
     unreported_.insert(seq);  // now, not at Enqueued: another thread's poll() may report it first
     return seq;
   }
   void Enqueued(const std::string& key, uint64_t seq) {
     std::lock_guard<std::mutex> lock(mu_);
+    replaced_.erase(seq);
     // Superseded by the record just enqueued, if older (another thread's poll() may already
     // have reported this very record as failed).
     if (auto it = failed_.find(key); it != failed_.end() && it->second.first < seq) failed_.erase(it);
   }
+  // A refused record supersedes nothing: the one of its key still in flight before it is the
+  // newest again (its failure is kept). A full queue makes refusals common (the publisher's).
   void NotEnqueued(const std::string& key, uint64_t seq) {
     std::lock_guard<std::mutex> lock(mu_);
     unreported_.erase(seq);
-    if (auto it = newest_.find(key); it != newest_.end() && it->second == seq) newest_.erase(it);
+    uint64_t before = 0;
+    if (auto r = replaced_.find(seq); r != replaced_.end()) {
+      before = r->second;
+      replaced_.erase(r);
+    }
+    auto it = newest_.find(key);
+    if (it == newest_.end() || it->second != seq) return;
+    if (before != 0 && unreported_.count(before) > 0) {
+      it->second = before;
+    } else {
+      newest_.erase(it);
+    }
   }
   // `counter` (delivered or failed) goes up under the lock: whoever then reads the unreported,
   // or the kept records, under it sees the count too.
@@ -98,6 +114,8 @@ class FailedRecords {
   uint64_t next_seq_ = 0;
   std::set<uint64_t> unreported_;  // numbered, not refused at once, no delivery report yet
   std::unordered_map<std::string, uint64_t> newest_;
+  // Numbers between Producing and Enqueued / NotEnqueued: the newest of their key they replaced.
+  std::unordered_map<uint64_t, uint64_t> replaced_;
   std::unordered_map<std::string, std::pair<uint64_t, FailedRecord>> failed_;  // by key: seq, record
 };
 

@@ -338,6 +338,30 @@ TEST(KafkaTest, AFullQueueRefusesTheRecordAfterQueueFullTimeout) {
   EXPECT_EQ((*p)->KeptFailedCount(), 0u);
 }
 
+// keep_failed: a record refused at once (a full queue) does not supersede the one of its key
+// still in flight, whose failure is then kept for TakeFailed(). It was forgotten, so it was
+// never produced again.
+TEST(KafkaTest, ARefusedRecordLeavesTheOlderOneOfItsKeyKeptWhenThatFails) {
+  KafkaOptions k;
+  k.bootstrap_servers = "127.0.0.1:1";
+  k.properties = {{"queue.buffering.max.messages", "1"}};
+  ProducerOptions po;
+  po.message_timeout_ms = 1000;
+  po.close_timeout_ms = 0;
+  po.queue_full_timeout_ms = 100;
+  po.keep_failed = true;
+  auto p = Producer::Create(k, po);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE((*p)->Produce("t", "user-1", "old").ok());
+  ASSERT_EQ((*p)->Produce("t", "user-1", "new").code(), StatusCode::kUnavailable);
+  for (int i = 0; i < 100 && (*p)->counts().failed == 0; ++i) (*p)->Flush(100).IgnoreError();
+  ASSERT_EQ((*p)->counts().failed, 1);
+  const auto kept = (*p)->TakeFailed();
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].key, "user-1");
+  EXPECT_EQ(kept[0].value, "old");
+}
+
 TEST(KafkaTest, BadPropertiesAreNamedAndSecretsRedacted) {
   KafkaOptions k;
   k.bootstrap_servers = "127.0.0.1:9092";
