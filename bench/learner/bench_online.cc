@@ -156,7 +156,10 @@ int main(int argc, char** argv) {
                 r.optimizer_ms / n, r.edges / n);
     if (mode == 0) {
       const auto t = Clock::now();
-      l.RefreshGraphCache();
+      if (gsau::Status s = l.RefreshGraphCache(); !s.ok()) {
+        std::fprintf(stderr, "bench_online: %s\n", s.ToString().c_str());
+        return 1;
+      }
       std::printf("one cache refresh (snapshot + T over all edges): %.1f ms\n", Since(t) * 1e3);
     }
     r.step_ms /= n;

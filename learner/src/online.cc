@@ -1417,9 +1417,12 @@ Result<PropagationCheck> OnlineLearner::CheckPropagation(std::span<const std::pa
   return Guarded("checking the propagation", [&]() -> Result<PropagationCheck> { return impl_->Check(edges); });
 }
 
-void OnlineLearner::RefreshGraphCache() {
+Status OnlineLearner::RefreshGraphCache() {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->RefreshCache();
+  return Guarded("refreshing the graph cache", [&]() -> Status {
+    impl_->RefreshCache();
+    return Status::Ok();
+  });
 }
 
 Result<OnlineRowState> OnlineLearner::InspectRow(OnlineTable table, uint32_t id) {

@@ -254,7 +254,7 @@ TEST(OnlineLearner, PropagationEqualsFullRecomputationAfterRandomChanges) {
     EXPECT_LE(c->rms_error_vs_current, c->max_error_vs_current + 1e-12);
   }
   EXPECT_TRUE(saw_staleness) << "training moved the tables: the check must see the lag";
-  l->RefreshGraphCache();
+  ASSERT_TRUE(l->RefreshGraphCache().ok());
   auto c = l->CheckPropagation(stream.Edges());
   ASSERT_TRUE(c.ok());
   EXPECT_LT(c->max_error_vs_current, kTol);

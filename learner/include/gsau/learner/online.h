@@ -300,8 +300,9 @@ class OnlineLearner {
   // Compares GraphEmbeddings over every live row with full recomputations over the graph of
   // `edges` (the caller's own record of the distinct (user, item) pairs). O(edges).
   Result<PropagationCheck> CheckPropagation(std::span<const std::pair<uint32_t, uint32_t>> edges);
-  // Refreshes the graph cache now (snapshot of the tables, every cached row dirty).
-  void RefreshGraphCache();
+  // Refreshes the graph cache now (snapshot of the tables, every cached row dirty). An error of
+  // torch's (out of memory) is returned, as from every other call.
+  Status RefreshGraphCache();
   Result<OnlineRowState> InspectRow(OnlineTable table, uint32_t id);
 
   OnlineStats Stats();
