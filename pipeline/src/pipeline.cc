@@ -1275,7 +1275,11 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   if (!options.rollback_from.empty()) {
     if (Status s = impl->ClearRollbackMarker(); !s.ok()) return Status(s.code(), "state: " + s.message());
   }
-  auto pub = publisher::KafkaPublisher::Create(options.publisher, registry, clock);
+  // Run waits up to 30 s for the last deliveries (after the last checkpoint); the producer's
+  // close must not wait that long again (a SIGTERM's grace period ran out during it).
+  publisher::PublisherOptions publisher_options = options.publisher;
+  publisher_options.producer.close_timeout_ms = std::min(publisher_options.producer.close_timeout_ms, 1000);
+  auto pub = publisher::KafkaPublisher::Create(publisher_options, registry, clock);
   if (!pub.ok()) return Status(pub.status().code(), "publisher: " + pub.status().message());
   impl->pub = std::move(pub).value();
   if (impl->version.load() > 0) impl->pub->ResumeAfter(impl->version.load());
