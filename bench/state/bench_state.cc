@@ -7,6 +7,7 @@
 // store's size on disk per event (after a flush and a full compaction: steady state, change
 // feed included). Last line:
 //   BENCH state events_per_s=<at batch 1000> ratio_vs_bare=<r> disk_bytes_per_event=<b>
+//         checkpoint_pause_ms=<longest apply while checkpoints are taken every second>
 //
 // White-box: it uses the store's private key encoding and RocksDB options (state/src) so that
 // the bare loop writes byte for byte what the store writes, with the same options; it checks
@@ -16,6 +17,7 @@
 // time of the applying thread, the WAL write's system time included) are the steadier
 // comparison on a shared machine. Store and bare runs alternate in order; medians are shown.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <cstdio>
@@ -25,6 +27,7 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -52,6 +55,7 @@ struct Args {
   int64_t limit = 0;
   uint32_t session_length = 50;
   size_t write_buffer_mb = 0;  // 0: StateOptions' default
+  int checkpoint_passes = 5;   // passes over the data for the checkpoint figures
 };
 
 size_t g_write_buffer_bytes = 0;
@@ -59,7 +63,7 @@ size_t g_write_buffer_bytes = 0;
 [[noreturn]] void Usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--data PATH] [--dir DIR] [--batches 1,100,1000,10000] [--repeat N]\n"
-               "          [--limit EVENTS] [--session-length N] [--write-buffer-mb MB]\n",
+               "          [--limit EVENTS] [--session-length N] [--write-buffer-mb MB] [--checkpoint-passes N]\n",
                argv0);
   std::exit(2);
 }
@@ -93,6 +97,8 @@ Args ParseArgs(int argc, char** argv) {
       a.write_buffer_mb = std::stoul(next());
     } else if (f == "--session-length") {
       a.session_length = static_cast<uint32_t>(std::stoul(next()));
+    } else if (f == "--checkpoint-passes") {
+      a.checkpoint_passes = std::max(1, std::stoi(next()));
     } else {
       Usage(argv[0]);
     }
@@ -329,6 +335,72 @@ std::vector<std::string> Contents(const std::string& path, uint32_t n) {
   return out;
 }
 
+// What a state checkpoint costs ingest: the longest and the 99th-percentile ApplyBatch (batches
+// of 1000) while another thread takes a checkpoint every `every_s` (as the pipeline's learner
+// does), against the same stream without checkpoints. The stream is the dataset `passes` times,
+// each pass with users of its own, so that memtables fill between checkpoints.
+struct Pauses {
+  double max_ms = 0, p99_ms = 0;
+  int checkpoints = 0;
+};
+
+Pauses RunWithCheckpoints(const std::vector<ClickEvent>& events, int passes, const fs::path& dir, uint32_t n,
+                          double every_s) {
+  auto opened = StateStore::Open(BenchOptions((dir / "store").string(), n));
+  if (!opened.ok()) {
+    std::fprintf(stderr, "bench_state: %s\n", opened.status().ToString().c_str());
+    std::exit(1);
+  }
+  auto& store = **opened;
+  std::atomic<bool> done{false};
+  Pauses p;
+  std::thread checkpointer;
+  if (every_s > 0) {
+    checkpointer = std::thread([&] {
+      auto next = Clock::now();
+      while (!done) {
+        next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(every_s));
+        while (!done && Clock::now() < next) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        if (done) break;
+        const fs::path cp = dir / ("cp-" + std::to_string(p.checkpoints));
+        if (auto r = store.CreateCheckpoint(cp.string()); !r.ok()) {
+          std::fprintf(stderr, "bench_state: checkpoint: %s\n", r.status().ToString().c_str());
+          std::exit(1);
+        }
+        fs::remove_all(cp);
+        ++p.checkpoints;
+      }
+    });
+  }
+  std::vector<double> ms;
+  std::vector<ClickEvent> batch;
+  int64_t offset = 0;
+  for (int pass = 0; pass < passes; ++pass) {
+    for (size_t start = 0; start < events.size(); start += 1000) {
+      batch.assign(events.begin() + static_cast<long>(start),
+                   events.begin() + static_cast<long>(std::min(events.size(), start + 1000)));
+      for (auto& e : batch) e.user_id += "/" + std::to_string(pass);
+      offset += static_cast<int64_t>(batch.size());
+      const PartitionOffset off{{"clicks", 0}, offset};
+      const auto t0 = Clock::now();
+      auto r = store.ApplyBatch(batch, std::span(&off, 1));
+      ms.push_back(Seconds(t0, Clock::now()) * 1000);
+      if (!r.ok()) {
+        std::fprintf(stderr, "bench_state: apply: %s\n", r.status().ToString().c_str());
+        std::exit(1);
+      }
+    }
+  }
+  done = true;
+  if (checkpointer.joinable()) checkpointer.join();
+  if (!store.Close().ok()) std::exit(1);
+  fs::remove_all(dir / "store");
+  std::sort(ms.begin(), ms.end());
+  p.max_ms = ms.back();
+  p.p99_ms = ms[ms.size() * 99 / 100];
+  return p;
+}
+
 int Main(int argc, char** argv) {
   const Args args = ParseArgs(argc, argv);
   g_write_buffer_bytes = args.write_buffer_mb << 20;
@@ -409,9 +481,15 @@ int Main(int argc, char** argv) {
       headline_disk = static_cast<double>(compacted) / n_events;
     }
   }
+  const Pauses quiet = RunWithCheckpoints(events, args.checkpoint_passes, dir, args.session_length, 0);
+  const Pauses busy = RunWithCheckpoints(events, args.checkpoint_passes, dir, args.session_length, 1.0);
+  std::printf("checkpoints (batch 1000, %d passes = %.0f events): a checkpoint every 1 s (%d): longest apply %.1f ms, "
+              "p99 %.1f ms; none: longest %.1f ms, p99 %.1f ms\n",
+              args.checkpoint_passes, n_events * args.checkpoint_passes, busy.checkpoints, busy.max_ms, busy.p99_ms,
+              quiet.max_ms, quiet.p99_ms);
   fs::remove_all(dir);
-  std::printf("BENCH state events_per_s=%.0f ratio_vs_bare=%.2f disk_bytes_per_event=%.1f\n", headline_rate,
-              headline_ratio, headline_disk);
+  std::printf("BENCH state events_per_s=%.0f ratio_vs_bare=%.2f disk_bytes_per_event=%.1f checkpoint_pause_ms=%.1f\n",
+              headline_rate, headline_ratio, headline_disk, busy.max_ms);
   return 0;
 }
 

@@ -930,16 +930,28 @@ Result<StateCounts> StateStore::Impl::ForEachSession(
 }
 
 Result<uint64_t> StateStore::Impl::CreateCheckpoint(const std::string& dir) const {
-  // Shared lock: no batch is being written, so the checkpoint holds exactly batch seq_.
-  std::shared_lock lock(mu_);
-  GSAU_RETURN_IF_ERROR(CheckOpenLocked());
   // A checkpoint flushes the memtables: a flush failing on a full disk leaves RocksDB read-only,
   // and the next write's recovery is where Debian's RocksDB 7.8 asserts.
   GSAU_RETURN_IF_ERROR(CheckFreeSpace(options_.min_free_disk_bytes, "not taking a checkpoint until space returns"));
+  // The flush first, while batches go on (RocksDB flushes beside writers; Close runs alone, see
+  // the header): inside the lock below it held ingest's writes for as long as full memtables took
+  // to reach the disk.
+  if (db_) {
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    GSAU_RETURN_IF_ERROR(FromRocks(db_->Flush(fo, cfs_), "state: flush before a checkpoint"));
+  }
+  // Shared lock: no batch is being written, so the checkpoint holds exactly batch seq_. With a
+  // WAL, what came in since the flush goes into the checkpoint as a copy of the WAL rather than as
+  // a second flush inside the lock (as long as the first one's intake took to write); without a
+  // WAL it must be flushed.
+  std::shared_lock lock(mu_);
+  GSAU_RETURN_IF_ERROR(CheckOpenLocked());
   rocksdb::Checkpoint* raw = nullptr;
   GSAU_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "state: checkpoint"));
   std::unique_ptr<rocksdb::Checkpoint> cp(raw);
-  GSAU_RETURN_IF_ERROR(FromRocks(cp->CreateCheckpoint(dir), "state: checkpoint to " + dir));
+  const uint64_t log_size_for_flush = options_.wal ? std::numeric_limits<uint64_t>::max() : 0;
+  GSAU_RETURN_IF_ERROR(FromRocks(cp->CreateCheckpoint(dir, log_size_for_flush), "state: checkpoint to " + dir));
   return seq_;
 }
 

@@ -230,7 +230,8 @@ class StateStore {
   // Writes an openable copy of the store (a RocksDB Checkpoint: hard links where the file
   // system allows) to `dir`, which must not exist. Returns the batch sequence it holds, to be
   // saved with the learner's checkpoint. kUnavailable below StateOptions::min_free_disk_bytes
-  // (it flushes the memtables first).
+  // (it flushes the memtables first). Writers wait only while the files are linked and the WAL
+  // written since that flush is copied (a few ms; bench-state's checkpoint_pause_ms).
   Result<uint64_t> CreateCheckpoint(const std::string& dir) const;
 
   // Maintenance: flush memtables to SST files; compact everything (steady-state size).
