@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -242,6 +243,9 @@ int RunDemo(const DemoFlags& f) {
   });
 
   const bool tty = isatty(STDOUT_FILENO) != 0;
+  // Records the player sends (clicks and its malformed ones), for the progress and ETA.
+  const uint64_t total = events->size() + (ro.malformed_every > 0 ? events->size() / ro.malformed_every : 0);
+  double first_consumed_at = -1;
   auto prev = (*p)->status();
   double last_print = elapsed();
   double drained_at = -1;
@@ -257,13 +261,30 @@ int RunDemo(const DemoFlags& f) {
         if (elapsed() - drained_at >= 3) break;
       }
     }
+    if (s.consumed > 0 && first_consumed_at < 0) first_consumed_at = elapsed();
     const double dt = elapsed() - last_print;
     if (dt < f.status_interval_s) continue;
-    char line[512];
+    // Where the stream stands: the first seconds go to ingest joining its consumer group, which
+    // read as a stalled demo ("0 events/s").
+    char where[128];
+    if (s.consumed == 0) {
+      std::snprintf(where, sizeof where, "0 of %llu (ingest joining its consumer group)",
+                    static_cast<unsigned long long>(total));
+    } else {
+      const double taken_s = elapsed() - first_consumed_at;
+      // No faster than the player's pace: a backlog taken in at once is not the rate ahead.
+      const double rate = taken_s > 0 ? std::min(f.rate, static_cast<double>(s.consumed) / taken_s) : 0;
+      const double left = static_cast<double>(total > s.consumed ? total - s.consumed : 0);
+      std::snprintf(where, sizeof where, "%llu of %llu (%.0f%%, ETA %.0f s)",
+                    static_cast<unsigned long long>(s.consumed), static_cast<unsigned long long>(total),
+                    100.0 * static_cast<double>(s.consumed) / static_cast<double>(std::max<uint64_t>(total, 1)),
+                    rate > 0 ? left / rate : 0.0);
+    }
+    char line[640];
     std::snprintf(line, sizeof line,
-                  "[%4.0fs] %5.0f events/s  applied %llu  dead-lettered %llu  step %.3f s  online recall@20 "
+                  "[%4.0fs] %s  %5.0f events/s  applied %llu  dead-lettered %llu  step %.3f s  online recall@20 "
                   "%.3f (most-popular %.3f)  published %lld users %lld items  model_version %lld",
-                  elapsed(), static_cast<double>(s.consumed - prev.consumed) / dt,
+                  elapsed(), where, static_cast<double>(s.consumed - prev.consumed) / dt,
                   static_cast<unsigned long long>(s.applied), static_cast<unsigned long long>(s.dead_lettered),
                   s.last_step_s, s.window_recall20, s.window_popular_recall20,
                   static_cast<long long>(s.users_published), static_cast<long long>(s.items_published),

@@ -243,6 +243,8 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
   ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(over (\d+) clicks ranked before training)"))) << out;
   EXPECT_GT(std::stoll(m[1]), 100) << out;
   EXPECT_NE(out.find("events/s"), std::string::npos) << "a status line: " << out;
+  // Its progress: records taken of the 3,000 clicks and 3 malformed ones the player sends.
+  EXPECT_NE(out.find(" of 3003 ("), std::string::npos) << out;
 
   // inspect on what the demo left: statistics, a user's session and top-K, an item's neighbours.
   replay::SyntheticOptions so;
