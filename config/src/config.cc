@@ -515,45 +515,48 @@ bool Within(const fs::path& inner, const fs::path& outer) {
 }
 
 Status ValidateFrom(const Config& c, const Origins* origins) {
-  for (const auto& f : Table()) {
-    const std::string problem = f.check(c);
-    if (problem.empty()) continue;
+  // "<key> (<where its value came from>): <problem>", the origin when it is known.
+  const auto invalid = [origins](const std::string& key, const std::string& problem) {
     std::string from;
     if (origins != nullptr) {
-      if (const auto it = origins->find(f.key); it != origins->end()) from = " (" + it->second + ")";
+      if (const auto it = origins->find(key); it != origins->end()) from = " (" + it->second + ")";
     }
-    return Status::InvalidArgument(f.key + from + ": " + problem);
+    return Status::InvalidArgument(key + from + ": " + problem);
+  };
+  for (const auto& f : Table()) {
+    const std::string problem = f.check(c);
+    if (!problem.empty()) return invalid(f.key, problem);
   }
   // Rules across fields; each names the field to change.
   if (c.ingest.queue_capacity < c.ingest.batch_max_events) {
-    return Status::InvalidArgument("ingest.queue_capacity: must be at least ingest.batch_max_events (" +
+    return invalid("ingest.queue_capacity", "must be at least ingest.batch_max_events (" +
                                    std::to_string(c.ingest.batch_max_events) + "), got " +
                                    std::to_string(c.ingest.queue_capacity) +
                                    ": ingest waits for room for a whole batch");
   }
   if (c.learner.embedding_dim % 2 != 0) {
-    return Status::InvalidArgument("learner.embedding_dim: must be even (the sequence encoder's 2 attention heads "
+    return invalid("learner.embedding_dim", "must be even (the sequence encoder's 2 attention heads "
                                    "split it), got " + std::to_string(c.learner.embedding_dim));
   }
   if (c.learner.replay_ratio >= 1.0) {
-    return Status::InvalidArgument("learner.replay_ratio: must be below 1 (at 1 no fresh click is ever trained on), "
+    return invalid("learner.replay_ratio", "must be below 1 (at 1 no fresh click is ever trained on), "
                                    "got " + FormatDouble(c.learner.replay_ratio));
   }
   if (std::llround(static_cast<double>(c.learner.batch_size) * (1.0 - c.learner.replay_ratio)) < 1) {
-    return Status::InvalidArgument(
-        "learner.replay_ratio: leaves no fresh sample in a batch of learner.batch_size " +
+    return invalid(
+        "learner.replay_ratio", "leaves no fresh sample in a batch of learner.batch_size " +
         std::to_string(c.learner.batch_size) + " (batch_size x (1 - replay_ratio) must round to at least 1; "
         "once replay holds data no fresh click would be trained on), got " + FormatDouble(c.learner.replay_ratio));
   }
   if (Status s = CheckListenAddress(c.metrics.listen_address); !s.ok()) {
-    return Status::InvalidArgument("metrics.listen_address: " + s.message());
+    return invalid("metrics.listen_address", s.message());
   }
   if (!c.state.path.empty() && !c.learner.checkpoint_dir.empty()) {
     const fs::path state = Normalised(c.state.path), checkpoints = Normalised(c.learner.checkpoint_dir);
     // Inside (or equal to) the state: a rollback moves the state directory aside, checkpoints
     // and its marker with it. Holding the state is fine: only ckpt-* entries are ever moved.
     if (Within(checkpoints, state)) {
-      return Status::InvalidArgument("learner.checkpoint_dir: must not lie inside state.path ('" + c.state.path +
+      return invalid("learner.checkpoint_dir", "must not lie inside state.path ('" + c.state.path +
                                      "'), got '" + c.learner.checkpoint_dir +
                                      "': a rollback moves the state directory aside and restores a checkpoint "
                                      "into it");
@@ -567,8 +570,8 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
   for (size_t a = 0; a < std::size(topics); ++a) {
     for (size_t b = 0; b < a; ++b) {
       if (*topics[a].second == *topics[b].second) {
-        return Status::InvalidArgument(std::string(topics[a].first) + ": must differ from " + topics[b].first +
-                                       " (both '" + *topics[a].second + "')");
+        return invalid(topics[a].first, std::string("must differ from ") + topics[b].first + " (both '" +
+                                            *topics[a].second + "')");
       }
     }
   }
@@ -576,7 +579,7 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
     kafka::KafkaOptions k = ToKafkaOptions(c);
     if (k.bootstrap_servers.empty()) k.bootstrap_servers = "127.0.0.1:9092";  // only to check the properties
     Status s = kafka::ValidateKafkaOptions(k);
-    if (!s.ok()) return Status::InvalidArgument("kafka.properties: " + s.message());
+    if (!s.ok()) return invalid("kafka.properties", s.message());
   }
   return Status::Ok();
 }

@@ -147,32 +147,33 @@ TEST(ConfigTest, EnumsAndKafkaPropertiesAreChecked) {
 }
 
 // Values each field accepts alone but not together: named, with the rule, before anything starts.
+// ... and where its value came from, as the rules of single fields do (they left it out).
 TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"ingest.queue_capacity=500"},
-       "ingest.queue_capacity: must be at least ingest.batch_max_events (1000), got 500: ingest waits for room "
+       "ingest.queue_capacity (--set): must be at least ingest.batch_max_events (1000), got 500: ingest waits for room "
        "for a whole batch"},
       {{"learner.embedding_dim=63"},
-       "learner.embedding_dim: must be even (the sequence encoder's 2 attention heads split it), got 63"},
+       "learner.embedding_dim (--set): must be even (the sequence encoder's 2 attention heads split it), got 63"},
       {{"learner.replay_ratio=1"},
-       "learner.replay_ratio: must be below 1 (at 1 no fresh click is ever trained on), got 1"},
-      {{"topics.dead_letter=clicks"}, "topics.dead_letter: must differ from topics.clicks (both 'clicks')"},
+       "learner.replay_ratio (--set): must be below 1 (at 1 no fresh click is ever trained on), got 1"},
+      {{"topics.dead_letter=clicks"}, "topics.dead_letter (--set): must differ from topics.clicks (both 'clicks')"},
       {{"topics.item_embeddings=u", "topics.user_embeddings=u"},
-       "topics.item_embeddings: must differ from topics.user_embeddings (both 'u')"},
+       "topics.item_embeddings (--set): must differ from topics.user_embeddings (both 'u')"},
       {{"learner.batch_size=1", "learner.replay_ratio=0.6"},
-       "learner.replay_ratio: leaves no fresh sample in a batch of learner.batch_size 1 (batch_size x "
+       "learner.replay_ratio (--set): leaves no fresh sample in a batch of learner.batch_size 1 (batch_size x "
        "(1 - replay_ratio) must round to at least 1; once replay holds data no fresh click would be trained on), "
        "got 0.6"},
-      {{"metrics.listen_address=foo"}, "metrics.listen_address: expected host:port, got 'foo'"},
+      {{"metrics.listen_address=foo"}, "metrics.listen_address (--set): expected host:port, got 'foo'"},
       {{"metrics.listen_address=127.0.0.1:99999"},
-       "metrics.listen_address: the port must be a number in [0, 65535], got '127.0.0.1:99999'"},
+       "metrics.listen_address (--set): the port must be a number in [0, 65535], got '127.0.0.1:99999'"},
       {{"metrics.listen_address=:http"},
-       "metrics.listen_address: the port must be a number in [0, 65535], got ':http'"},
+       "metrics.listen_address (--set): the port must be a number in [0, 65535], got ':http'"},
       {{"state.path=/data", "learner.checkpoint_dir=/data/checkpoints"},
-       "learner.checkpoint_dir: must not lie inside state.path ('/data'), got '/data/checkpoints': a "
+       "learner.checkpoint_dir (--set): must not lie inside state.path ('/data'), got '/data/checkpoints': a "
        "rollback moves the state directory aside and restores a checkpoint into it"},
       {{"state.path=/data/./state", "learner.checkpoint_dir=/data/state/"},
-       "learner.checkpoint_dir: must not lie inside state.path ('/data/./state'), got "
+       "learner.checkpoint_dir (--set): must not lie inside state.path ('/data/./state'), got "
        "'/data/state/': a rollback moves the state directory aside and restores a checkpoint into it"},
       {{"ingest.session_timeout_ms=5999"}, "ingest.session_timeout_ms (--set): must be in [6000, 300000], got 5999"},
   };
