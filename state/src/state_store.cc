@@ -299,18 +299,22 @@ Status StateStore::Impl::CloseDb() {
 Status StateStore::Impl::LoadIds(keys::Cf c, IdMap* map, std::vector<const std::string*>* names,
                                  const char* what) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(c)));
+  std::vector<std::pair<uint32_t, const std::string*>> ids;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     if (it->value().size() != 4) return Status::Corruption(std::string("state: bad ") + what + " id value");
     const auto id = keys::GetFixed<uint32_t>(it->value().data());
     auto [pos, inserted] = map->emplace(it->key().ToString(), id);
     if (!inserted) return Status::Corruption(std::string("state: duplicate ") + what + " id");
-    if (id >= names->size()) names->resize(id + 1, nullptr);
-    if ((*names)[id] != nullptr) return Status::Corruption(std::string("state: ") + what + " id reused");
-    (*names)[id] = &pos->first;
+    ids.emplace_back(id, &pos->first);
   }
   GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load ids"));
-  if (names->size() != map->size()) {
-    return Status::Corruption(std::string("state: ") + what + " ids are not dense");
+  // Dense ids are 0 .. n-1: checked before anything is sized by an id (a stored 0xFFFFFFFF made
+  // `id + 1` wrap to 0 and the write below land outside the vector).
+  names->assign(ids.size(), nullptr);
+  for (const auto& [id, name] : ids) {
+    if (id >= ids.size()) return Status::Corruption(std::string("state: ") + what + " ids are not dense");
+    if ((*names)[id] != nullptr) return Status::Corruption(std::string("state: ") + what + " id reused");
+    (*names)[id] = name;
   }
   return Status::Ok();
 }
@@ -400,6 +404,7 @@ Status StateStore::Impl::LoadCaches() {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kChanges)));
     it->SeekToFirst();
     GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load change feed"));
+    if (it->Valid() && it->key().size() != 8) return Status::Corruption("state: a change feed key is not 8 bytes");
     first_retained_change_ = it->Valid() ? keys::GetBE64(it->key().data()) : seq_ + 1;
   }
   return Status::Ok();
@@ -825,7 +830,9 @@ Result<ChangeSet> StateStore::Impl::ChangesSince(uint64_t from_seq) const {
   size_t deduplicate_at = kDeduplicateAt;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kChanges)));
   for (it->Seek(S(lo.view())); it->Valid(); it->Next(), ++expect) {
-    if (keys::GetBE64(it->key().data()) != expect) return Status::Corruption("state: change feed has a gap");
+    if (it->key().size() != 8 || keys::GetBE64(it->key().data()) != expect) {
+      return Status::Corruption("state: change feed has a gap");
+    }
     GSAU_RETURN_IF_ERROR(DecodeChangeEntry(V(it->value()), &entry));
     if (expect == from_seq + 1) {
       out.first_new_user = entry.users_before;
