@@ -146,7 +146,8 @@ int RunEvaluate(const EvaluateFlags& f) {
     return kExitFailure;
   }
   if (unknown_valid + unknown_test > 0) {
-    GSAU_LOG_WARN("evaluate: {} of {} validation and {} of {} test items are unknown to the model; they count as misses",
+    GSAU_LOG_WARN("evaluate: {} of {} validation and {} of {} test items are unknown to the model; they count as "
+                  "misses",
                   unknown_valid, n_valid, unknown_test, n_test);
   }
   const auto st = (*model)->Stats();
