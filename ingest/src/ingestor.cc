@@ -589,16 +589,21 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     ++batch_dead_lettered_;
   }
 
-  // Produce() retries a full queue itself; any other failure is retried here until it goes
-  // through, because dropping it would lose the bad event. False: Run() was asked to stop first.
+  // Every failure is retried here until it goes through, because dropping it would lose the bad
+  // event. A full queue (Produce waited queue_full_timeout_ms for room) is back-pressure, not an
+  // error: tried again at once, neither counted nor logged. False: Run() was asked to stop first.
   bool ProduceDeadLetter(const DeadLetterRecord& d) {
     int backoff_ms = 50;
     while (true) {
       Status s = dlq_->Produce(options_.dead_letter_topic, d.null_key ? std::string_view() : std::string_view(d.key),
                                d.value, d.AllHeaders(), d.timestamp_ms, d.null_value);
       if (s.ok()) return true;
-      metrics_.err_dlq.Increment();
       if (stop_->load()) return false;
+      if (s.code() == StatusCode::kResourceExhausted) {
+        MaybeUpdateLag(/*blocked=*/true);
+        continue;
+      }
+      metrics_.err_dlq.Increment();
       if (dlq_->failed_fatally() && RenewDeadLetterProducer("the dead-letter producer hit a fatal error")) {
         continue;  // the new one at once (renewal is rare; Create does not loop)
       }

@@ -71,8 +71,16 @@ class FailedRecords {
     counter.fetch_add(1, std::memory_order_relaxed);
     unreported_.erase(seq);
     auto it = newest_.find(key);
-    if (it == newest_.end() || it->second != seq) return;  // a newer one is in flight
-    newest_.erase(it);
+    if (it == newest_.end()) return;
+    if (it->second == seq) {
+      newest_.erase(it);
+    } else {
+      // A newer one of the key is in flight, unless it is still being produced (waiting for room
+      // in a full queue, say): this failure is kept until that one is enqueued (Enqueued drops
+      // it) or refused (it stays).
+      const auto r = replaced_.find(it->second);
+      if (r == replaced_.end() || r->second != seq) return;
+    }
     if (m.err() == RdKafka::ERR_NO_ERROR) return;
     FailedRecord r;
     r.topic = m.topic_name();
@@ -258,7 +266,7 @@ class RdProducer final : public Producer {
       if (seq != 0) tracker_->kept.NotEnqueued(kept_key, seq);
       delete rh;
       if (err == RdKafka::ERR__QUEUE_FULL) {
-        return Status::Unavailable("produce to " + topic_name + ": the local queue stayed full for " +
+        return Status::ResourceExhausted("produce to " + topic_name + ": the local queue stayed full for " +
                                    std::to_string(queue_full_timeout_ms_) + " ms (" +
                                    std::to_string(producer_->outq_len()) +
                                    " records waiting: the brokers take them more slowly than they come, or are away)");

@@ -239,9 +239,11 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
                                   r.headers, 0, r.tombstone);
     if (s.ok()) {
       metrics_->redelivered.Increment();
-    } else if (producer_->failed_fatally()) {
+    } else if (producer_->failed_fatally() || s.code() == StatusCode::kResourceExhausted) {
       metrics_->errors.Increment();
-      // Still undelivered, and visibly so (no delivery mark is taken while they wait).
+      // Still undelivered, and visibly so (no delivery mark is taken while they wait). A full
+      // queue refuses the rest too: trying each would hold the caller (and pub_mu) for
+      // queue_full_timeout_ms per record, hours for an outage's thousands.
       for (; k < failed.size(); ++k) refused_.emplace(failed[k].topic + '\0' + failed[k].key, failed[k]);
       return s.WithContext("publisher: producing a failed record again");
     } else {

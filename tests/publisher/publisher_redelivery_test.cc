@@ -130,5 +130,29 @@ TEST(PublisherRedeliveryTest, FlushReturnsAtOnceOnAFatalError) {
   EXPECT_EQ(f.producer->produce_calls, 2);
 }
 
+// A full queue refuses the first redelivery after the producer's queue_full_timeout_ms (1 s):
+// the round stops there and keeps the rest, rather than waiting that long for each of them (an
+// outage's thousands of failed records held pub_mu, and the learner, for hours). All go out in
+// a later round once there is room.
+TEST(PublisherRedeliveryTest, AFullQueueEndsARedeliveryRoundAtItsFirstRefusal) {
+  Fixture f;
+  f.producer->fail_deliveries = 50;
+  std::vector<EmbeddingRecord> records;
+  for (int u = 0; u < 50; ++u) records.push_back(User("u" + std::to_string(u)));
+  ASSERT_TRUE(f.pub->Publish(records).ok());
+  ASSERT_EQ(f.producer->produce_calls, 50);
+  for (int k = 0; k < 50; ++k) {
+    f.producer->refusals.push_back(Status::ResourceExhausted("produce to gsau.user-embeddings: the local queue stayed "
+                                                             "full for 1000 ms"));
+  }
+  EXPECT_EQ(f.pub->Publish({}).code(), StatusCode::kOk) << "a redelivery error is logged, not returned";
+  EXPECT_EQ(f.producer->produce_calls, 51) << "one try for the round, not one per record";
+  EXPECT_FALSE(f.pub->WaitSettled(0)) << "all 50 kept";
+  f.producer->refusals.clear();
+  EXPECT_TRUE(f.pub->Flush(10000).ok());
+  EXPECT_EQ(f.producer->produce_calls, 101);
+  EXPECT_TRUE(f.pub->WaitSettled(0));
+}
+
 }  // namespace
 }  // namespace gsau::publisher

@@ -27,6 +27,7 @@ enum class StatusCode {
   kAborted,          // stopped on request (shutdown, Ctrl-C)
   kUnimplemented,    // this build or this version does not have it
   kInternal,         // a bug: an invariant did not hold
+  kResourceExhausted,  // a local limit is reached (a full queue): try again later, no fault of the input
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -45,6 +46,7 @@ class [[nodiscard]] Status {
   static Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
   static Status Unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -34,7 +34,7 @@ struct ProducerOptions {
   int message_timeout_ms = 300000;    // delivery gives up after this, ms
   int close_timeout_ms = 30000;       // how long the destructor waits for deliveries, ms
   // How long Produce() waits for room in a full local queue before it refuses the record
-  // (kUnavailable), ms; -1 = until there is room (while the brokers are away that is when
+  // (kResourceExhausted), ms; -1 = until there is room (while the brokers are away that is when
   // records time out, message_timeout_ms). A caller that holds a lock others need sets it.
   int queue_full_timeout_ms = -1;
   bool keep_failed = false;           // keep failed records for TakeFailed() (see above)

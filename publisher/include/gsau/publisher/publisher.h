@@ -83,7 +83,7 @@ class KafkaPublisher final : public EmbeddingSink {
 
   // Also produces again the records whose delivery failed, when their backoff is due. A
   // producer queue that stays full (brokers away or slower than the records come) refuses the
-  // rest of `records` after about kQueueFullTimeoutMs (kUnavailable), rather than holding the
+  // rest of `records` after about kQueueFullTimeoutMs (kResourceExhausted), rather than holding the
   // caller (and its lock) until records time out: the caller keeps what is unpublished.
   Status Publish(std::span<const EmbeddingRecord> records) override;
   static constexpr int kQueueFullTimeoutMs = 1000;
