@@ -275,10 +275,28 @@ Status InstallCheckpoint(const std::string& built, const std::string& final_dir)
 
 namespace {
 
-// The order the learner trains in and fills its window of recent samples in. The state keeps
-// clicks by user; equal times keep that order.
+// The order the learner trains in and fills its window of recent samples in: by click time, the
+// nearest the state has to the order clicks were applied in (it does not keep that across
+// users). Equal times keep the order given.
 void SortByTime(std::vector<learner::OnlineEvent>& events) {
   std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) { return a.ts_ms < b.ts_ms; });
+}
+
+uint64_t PairKey(uint32_t user, uint32_t item) { return (static_cast<uint64_t>(user) << 32) | item; }
+
+// Session clicks [from, end) of user `u` as events, each with the items before it in the session
+// (at most max_len) as its prefix; their pairs go into `given`.
+void AppendSessionClicks(state::UserId u, std::span<const state::SessionEntry> entries, size_t from, size_t max_len,
+                         std::vector<learner::OnlineEvent>* out, std::unordered_set<uint64_t>* given) {
+  for (size_t k = from; k < entries.size(); ++k) {
+    learner::OnlineEvent ev;
+    ev.user = u;
+    ev.item = entries[k].item;
+    ev.ts_ms = entries[k].ts_ms;
+    for (size_t j = k > max_len ? k - max_len : 0; j < k; ++j) ev.prefix.push_back(entries[j].item);
+    given->insert(PairKey(u, ev.item));
+    out->push_back(std::move(ev));
+  }
 }
 
 }  // namespace
@@ -287,7 +305,7 @@ Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore&
                                                         const state::ChangeSet& changes, size_t max_len,
                                                         int64_t now_ms) {
   std::vector<learner::OnlineEvent> out;
-  std::unordered_set<uint64_t> given;  // (user << 32 | item) of the clicks above
+  std::unordered_set<uint64_t> given;  // pairs of the clicks above
   if (changes.clicks_known) {
     for (const auto& [u, before] : changes.clicks_before) {
       GSAU_ASSIGN_OR_RETURN(auto entries, store.Session(u));
@@ -295,42 +313,24 @@ Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore&
       const uint64_t clicks = store.UserStats(u).clicks;
       if (entries.size() > clicks) return Status::Corruption("state: a session longer than its user's clicks");
       const uint64_t first = clicks - entries.size();
-      for (size_t k = before > first ? before - first : 0; k < entries.size(); ++k) {
-        learner::OnlineEvent ev;
-        ev.user = u;
-        ev.item = entries[k].item;
-        ev.ts_ms = entries[k].ts_ms;
-        for (size_t j = k > max_len ? k - max_len : 0; j < k; ++j) ev.prefix.push_back(entries[j].item);
-        given.insert((static_cast<uint64_t>(u) << 32) | ev.item);
-        out.push_back(std::move(ev));
-      }
+      AppendSessionClicks(u, entries, before > first ? before - first : 0, max_len, &out, &given);
     }
   }
   SortByTime(out);
   for (const auto& [u, i] : changes.edges) {
-    if (!given.count((static_cast<uint64_t>(u) << 32) | i)) out.push_back({u, i, now_ms, {}});
+    if (!given.count(PairKey(u, i))) out.push_back({u, i, now_ms, {}});
   }
   return out;
 }
 
 Result<std::vector<learner::OnlineEvent>> HistoryEvents(const state::StateStore& store, size_t max_len) {
   std::vector<learner::OnlineEvent> out;
-  std::unordered_set<uint64_t> given;  // (user << 32 | item) of the clicks in sessions
+  std::unordered_set<uint64_t> given;  // pairs of the clicks in sessions
   GSAU_RETURN_IF_ERROR(store.ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
-                              for (size_t k = 0; k < entries.size(); ++k) {
-                                learner::OnlineEvent ev;
-                                ev.user = u;
-                                ev.item = entries[k].item;
-                                ev.ts_ms = entries[k].ts_ms;
-                                for (size_t j = k > max_len ? k - max_len : 0; j < k; ++j) {
-                                  ev.prefix.push_back(entries[j].item);
-                                }
-                                given.insert((static_cast<uint64_t>(u) << 32) | ev.item);
-                                out.push_back(std::move(ev));
-                              }
+                              AppendSessionClicks(u, entries, 0, max_len, &out, &given);
                             }).status());
   GSAU_RETURN_IF_ERROR(store.ForEachEdge([&](const state::Edge& e) {
-                              if (!given.count((static_cast<uint64_t>(e.user) << 32) | e.item)) {
+                              if (!given.count(PairKey(e.user, e.item))) {
                                 out.push_back({e.user, e.item, e.last_ts_ms, {}});
                               }
                             }).status());

@@ -126,9 +126,8 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
     EXPECT_EQ(RunCommand(split + "--offline-out " + data + " --online-out " + dir.File("b.tsv") + " 2>&1", &out), 2)
         << out;
     EXPECT_NE(out.find("is the --data file"), std::string::npos) << out;
-    EXPECT_EQ(RunCommand(split + "--offline-out " + dir.path().string() + " --online-out " + dir.File("b.tsv") + " 2>&1", &out),
-              2)
-        << out;
+    const std::string to_dir = "--offline-out " + dir.path().string() + " --online-out " + dir.File("b.tsv");
+    EXPECT_EQ(RunCommand(split + to_dir + " 2>&1", &out), 2) << out;
     EXPECT_NE(out.find("is a directory"), std::string::npos) << out;
     EXPECT_FALSE(std::filesystem::exists(dir.File("a.tsv")));
     EXPECT_FALSE(std::filesystem::exists(dir.File("b.tsv")));

@@ -52,11 +52,13 @@ void CheckCatchUp(uint32_t session_length) {
   std::map<state::UserId, size_t> clicks_at_watermark;
   std::set<std::pair<state::UserId, state::ItemId>> touched_after;
   uint64_t watermark = 0;
-  int64_t ts = 1000;
   for (int batch = 0; batch < 60; ++batch) {
     std::vector<ClickEvent> events;
     for (int k = batch_size(rng); k > 0; --k) {
-      events.push_back({"u" + std::to_string(user_of(rng)), "i" + std::to_string(item_of(rng)), ts++, "click"});
+      // Times rise from batch to batch, fall and repeat within one (late events, day-granular
+      // data): the catch-up is by time, equal times keeping users ascending.
+      const int64_t ts = 1000 + 100 * batch - 10 * (k % 3);
+      events.push_back({"u" + std::to_string(user_of(rng)), "i" + std::to_string(item_of(rng)), ts, "click"});
     }
     auto r = store.ApplyBatch(events, {});
     ASSERT_TRUE(r.ok()) << r.status();
@@ -70,7 +72,7 @@ void CheckCatchUp(uint32_t session_length) {
     }
   }
 
-  std::vector<OnlineEvent> want;  // the clicks in the order they were applied (the stream's times rise)
+  std::vector<OnlineEvent> want;  // users ascending, each one's clicks in order; then by time
   std::set<std::pair<state::UserId, state::ItemId>> given;
   for (const auto& [u, h] : history) {
     const size_t from = clicks_at_watermark.count(u) ? clicks_at_watermark[u] : 0;
@@ -106,7 +108,9 @@ void CheckCatchUp(uint32_t session_length) {
   auto got = CatchUpEvents(store, *changes, kMaxLen, kNow);
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_EQ(got->size(), want.size());
-  for (size_t k = 0; k < want.size(); ++k) EXPECT_TRUE((*got)[k] == want[k]) << Show((*got)[k]) << " vs " << Show(want[k]);
+  for (size_t k = 0; k < want.size(); ++k) {
+    EXPECT_TRUE((*got)[k] == want[k]) << k << ": " << Show((*got)[k]) << " vs " << Show(want[k]);
+  }
 
   // A feed that does not know the click counts: every touched edge alone.
   changes->clicks_known = false;
@@ -139,42 +143,47 @@ TEST(CatchUpTest, TheStatesHistoryComesInTimeOrderWithSessionPrefixesAndOlderEdg
   auto& store = **opened;
 
   // Users take turns in batches of 1-6 clicks; a few items, so repeats (one edge, many clicks)
-  // are common. Times rise with the stream.
+  // are common. Times rise from batch to batch but fall within one, and clicks share times (as
+  // day-granular datasets' do): the order is by time, equal times as documented.
   std::mt19937_64 rng(5);
   std::uniform_int_distribution<int> user_of(0, 6), item_of(0, 7), batch_size(1, 6);
   std::map<state::UserId, std::vector<std::pair<state::ItemId, int64_t>>> history;
-  int64_t ts = 5000;
   for (int batch = 0; batch < 40; ++batch) {
     std::vector<ClickEvent> events;
     for (int k = batch_size(rng); k > 0; --k) {
-      events.push_back({"u" + std::to_string(user_of(rng)), "i" + std::to_string(item_of(rng)), ts += 7, "click"});
+      const int64_t ts = 5000 + 1000 * batch - 300 * (k % 2);
+      events.push_back({"u" + std::to_string(user_of(rng)), "i" + std::to_string(item_of(rng)), ts, "click"});
     }
     auto r = store.ApplyBatch(events, {});
     ASSERT_TRUE(r.ok()) << r.status();
     for (const auto& a : r->events) history[a.user].emplace_back(a.item, a.ts_ms);
   }
 
-  std::vector<OnlineEvent> want;
-  size_t alone = 0;
+  std::vector<OnlineEvent> want, lone;  // session clicks (users ascending), edges alone
   for (const auto& [u, h] : history) {
     const size_t session_start = h.size() > kSession ? h.size() - kSession : 0;
     std::set<state::ItemId> in_session;
     for (size_t p = session_start; p < h.size(); ++p) {
       OnlineEvent e{u, h[p].first, h[p].second, {}};
-      for (size_t j = std::max(session_start, p > kMaxLen ? p - kMaxLen : 0); j < p; ++j) e.prefix.push_back(h[j].first);
+      for (size_t j = std::max(session_start, p > kMaxLen ? p - kMaxLen : 0); j < p; ++j) {
+        e.prefix.push_back(h[j].first);
+      }
       in_session.insert(e.item);
       want.push_back(std::move(e));
     }
-    std::map<state::ItemId, int64_t> last;  // the edges' last click times
-    for (const auto& [i, t] : h) last[i] = t;
+    std::map<state::ItemId, int64_t> last;  // the edges' last click times (the latest, not the last applied)
+    for (const auto& [i, t] : h) last[i] = std::max(last.count(i) ? last[i] : t, t);
     for (const auto& [i, t] : last) {
-      if (in_session.count(i)) continue;
-      want.push_back({u, i, t, {}});
-      ++alone;
+      if (!in_session.count(i)) lone.push_back({u, i, t, {}});
     }
   }
+  const size_t alone = lone.size();
+  want.insert(want.end(), lone.begin(), lone.end());
   std::stable_sort(want.begin(), want.end(), [](const auto& a, const auto& b) { return a.ts_ms < b.ts_ms; });
   ASSERT_GT(alone, 5u);
+  size_t ties = 0;
+  for (size_t k = 1; k < want.size(); ++k) ties += want[k].ts_ms == want[k - 1].ts_ms;
+  ASSERT_GT(ties, 10u) << "equal times, or the test shows nothing of their order";
   // The users' clicks interleave, or the test would pass in user order too.
   size_t switches = 0;
   for (size_t k = 1; k < want.size(); ++k) switches += want[k].user != want[k - 1].user;
@@ -183,7 +192,9 @@ TEST(CatchUpTest, TheStatesHistoryComesInTimeOrderWithSessionPrefixesAndOlderEdg
   auto got = HistoryEvents(store, kMaxLen);
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_EQ(got->size(), want.size());
-  for (size_t k = 0; k < want.size(); ++k) EXPECT_TRUE((*got)[k] == want[k]) << Show((*got)[k]) << " vs " << Show(want[k]);
+  for (size_t k = 0; k < want.size(); ++k) {
+    EXPECT_TRUE((*got)[k] == want[k]) << k << ": " << Show((*got)[k]) << " vs " << Show(want[k]);
+  }
 }
 
 }  // namespace

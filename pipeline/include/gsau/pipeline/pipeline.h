@@ -126,20 +126,22 @@ int RecoverCheckpoints(const std::string& dir);
 
 // The clicks of the state batches in `changes` as learner events, as the live path hands them
 // over: every click still in its user's session, with the items before it (at most max_len) as
-// the prefix, in time order (the live path's: batches follow one another; equal times keep
-// users ascending, each user's clicks in order); then, alone (no prefix, time now_ms), each
-// touched edge none of those clicks gives (its clicks have left the session). Edges alone
-// throughout when the feed does not know the users' click counts (batches written before it
-// recorded them). `store` must not change meanwhile.
+// the prefix, by click time (the nearest the state has to the order the live path applied them
+// in, which it does not keep across users; equal times keep users ascending, each user's clicks
+// in order); then, alone (no prefix, time now_ms), each touched edge none of those clicks gives
+// (its clicks have left the session). Edges alone throughout when the feed does not know the
+// users' click counts (batches written before it recorded them). `store` must not change
+// meanwhile.
 Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore& store,
                                                         const state::ChangeSet& changes, size_t max_len,
                                                         int64_t now_ms);
 
 // The whole state as learner events, for a learner that starts without a checkpoint: every click
 // still in its user's session, with the items before it in the session (at most max_len) as the
-// prefix, and each edge none of them gives, alone at its last click's time; all in time order
-// (equal times as CatchUpEvents), so that the learner's window of recent samples ends with the
-// latest clicks rather than with the highest user ids. `store` must not change meanwhile.
+// prefix, and each edge none of them gives, alone at its last click's time; all by click time
+// (equal times: session clicks first, users ascending, each user's in order; then the lone
+// edges, users ascending), so that the learner's window of recent samples ends with the latest
+// clicks rather than with the highest user ids. `store` must not change meanwhile.
 Result<std::vector<learner::OnlineEvent>> HistoryEvents(const state::StateStore& store, size_t max_len);
 
 class Pipeline {
