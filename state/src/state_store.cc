@@ -150,7 +150,7 @@ class StateStore::Impl {
   Result<StateCounts> ForEachSession(
       const std::function<void(UserId, std::span<const SessionEntry>)>& fn) const;
   Result<uint64_t> CreateCheckpoint(const std::string& dir) const;
-  Status Flush();
+  Status Flush() const;
   Status Compact();
   Result<uint64_t> DiskBytes() const;
 
@@ -943,11 +943,7 @@ Result<uint64_t> StateStore::Impl::CreateCheckpoint(const std::string& dir) cons
   // The flush first, while batches go on (RocksDB flushes beside writers; Close runs alone, see
   // the header): inside the lock below it held ingest's writes for as long as full memtables took
   // to reach the disk.
-  if (db_) {
-    rocksdb::FlushOptions fo;
-    fo.wait = true;
-    GSAU_RETURN_IF_ERROR(FromRocks(db_->Flush(fo, cfs_), "state: flush before a checkpoint"));
-  }
+  GSAU_RETURN_IF_ERROR(Flush());
   // Shared lock: no batch is being written, so the checkpoint holds exactly batch seq_. With a
   // WAL, what came in since the flush goes into the checkpoint as a copy of the WAL rather than as
   // a second flush inside the lock (as long as the first one's intake took to write); without a
@@ -962,7 +958,7 @@ Result<uint64_t> StateStore::Impl::CreateCheckpoint(const std::string& dir) cons
   return seq_;
 }
 
-Status StateStore::Impl::Flush() {
+Status StateStore::Impl::Flush() const {
   if (!db_) return Status::Aborted("state: store is closed");
   rocksdb::FlushOptions fo;
   fo.wait = true;

@@ -1,6 +1,7 @@
 #include "gsau/state/state_store.h"
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -362,22 +363,40 @@ TEST(StateStoreTest, CheckpointsBesideAWriterHoldExactlyTheirBatches) {
     StateOptions o = SmallOptions(dir.File("db"));
     o.wal = wal;
     auto store = MustOpen(o);
+    // The writer goes on to its next tenth of the stream only once a checkpoint was taken during
+    // the last one (or 10 s passed): on a busy machine it could otherwise finish first.
     std::atomic<bool> done{false};
+    std::atomic<int> checkpoints{0};
     std::thread writer([&] {
       std::mt19937_64 rng(12);
-      ApplyInBatches(*store, events, 0, events.size(), rng, 40);
+      const size_t tenth = events.size() / 10;
+      for (size_t part = 0; part < 10; ++part) {
+        const int before = checkpoints;
+        ApplyInBatches(*store, events, part * tenth, part == 9 ? events.size() : (part + 1) * tenth, rng, 40);
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (checkpoints == before && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      }
       done = true;
     });
     std::vector<std::pair<std::string, uint64_t>> taken;
-    while (!done && taken.size() < 8) {
+    bool failed = false;
+    while (!done) {
       const std::string cp = dir.File("cp" + std::to_string(taken.size()));
       auto seq = store->CreateCheckpoint(cp);
-      ASSERT_TRUE(seq.ok()) << seq.status();
+      if (!seq.ok()) {
+        ADD_FAILURE() << seq.status();
+        failed = true;
+        break;
+      }
       taken.emplace_back(cp, *seq);
+      ++checkpoints;
     }
     writer.join();
-    ASSERT_GE(taken.size(), 2u) << "the writer ended before two checkpoints";
-    for (const auto& [cp, seq] : taken) {
+    ASSERT_FALSE(failed);
+    ASSERT_GE(taken.size(), 10u);
+    const size_t stride = taken.size() / 10;  // ten of them restored and compared
+    for (size_t n = 0; n < taken.size(); n += stride) {
+      const auto& [cp, seq] = taken[n];
       auto restored = StateStore::OpenFromCheckpoint(cp, SmallOptions(cp + "-restored"));
       ASSERT_TRUE(restored.ok()) << restored.status();
       EXPECT_EQ((*restored)->BatchSeq(), seq) << "wal " << wal;
