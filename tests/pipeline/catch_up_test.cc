@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <random>
 #include <set>
 #include <string>
@@ -30,16 +31,21 @@ std::string Show(const OnlineEvent& e) {
   return s + "]";
 }
 
-void CheckCatchUp(uint32_t session_length) {
-  gsau::testing::TempDir dir("gsau-catch-up");
-  constexpr size_t kMaxLen = 3;  // learner.max_len
-  constexpr int64_t kNow = 999999;
+// A small store in `dir` keeping sessions of `session_length` clicks.
+Result<std::unique_ptr<state::StateStore>> OpenStore(const gsau::testing::TempDir& dir, uint32_t session_length) {
   state::StateOptions o;
   o.path = dir.File("state");
   o.session_length = session_length;
   o.block_cache_bytes = 8 << 20;
   o.write_buffer_bytes = 1 << 20;
-  auto opened = state::StateStore::Open(o);
+  return state::StateStore::Open(o);
+}
+
+void CheckCatchUp(uint32_t session_length) {
+  gsau::testing::TempDir dir("gsau-catch-up");
+  constexpr size_t kMaxLen = 3;  // learner.max_len
+  constexpr int64_t kNow = 999999;
+  auto opened = OpenStore(dir, session_length);
   ASSERT_TRUE(opened.ok()) << opened.status();
   auto& store = **opened;
 
@@ -133,12 +139,7 @@ TEST(CatchUpTest, TheStatesHistoryComesInTimeOrderWithSessionPrefixesAndOlderEdg
   gsau::testing::TempDir dir("gsau-history");
   constexpr size_t kMaxLen = 2;
   constexpr uint32_t kSession = 4;
-  state::StateOptions o;
-  o.path = dir.File("state");
-  o.session_length = kSession;
-  o.block_cache_bytes = 8 << 20;
-  o.write_buffer_bytes = 1 << 20;
-  auto opened = state::StateStore::Open(o);
+  auto opened = OpenStore(dir, kSession);
   ASSERT_TRUE(opened.ok()) << opened.status();
   auto& store = **opened;
 
