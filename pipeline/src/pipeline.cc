@@ -790,9 +790,13 @@ struct Pipeline::Impl {
                                                changed.embeddings.begin() + static_cast<long>((k + 1) * dim));
     }
     if (unpublished_items.empty()) return Status::Ok();
-    std::vector<EmbeddingRecord> recs;
-    recs.reserve(unpublished_items.size());
+    // In groups, as users are: pub_mu is let go between them (user records go out meanwhile; a
+    // restart's whole catalogue held it in one call), and a group produced leaves
+    // unpublished_items, so a failure part-way (a full queue) does not produce it all again at
+    // the next interval (a large catalogue never got through).
+    constexpr size_t kItemsPerPublish = 1024;
     const int64_t now = clock->NowMs();
+    std::vector<EmbeddingRecord> recs;
     for (auto it = unpublished_items.begin(); it != unpublished_items.end();) {
       const auto& [item, row] = *it;
       auto id = store->ItemExternalId(item);
@@ -811,14 +815,17 @@ struct Pipeline::Impl {
       r.embedding = row;
       recs.push_back(std::move(r));
       ++it;
+      if (recs.size() < kItemsPerPublish && it != unpublished_items.end()) continue;
+      // On failure the rows stay for the next interval: an item that has stopped moving would
+      // otherwise never be published with its last row.
+      GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
+      unpublished_items.erase(unpublished_items.begin(), it);  // the group's: all that is left before it
+      {
+        std::lock_guard<std::mutex> s(status_mu);
+        st.items_published += static_cast<int64_t>(recs.size());
+      }
+      recs.clear();
     }
-    if (recs.empty()) return Status::Ok();
-    // On failure the rows stay for the next interval: an item that has stopped moving would
-    // otherwise never be published with its last row.
-    GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
-    unpublished_items.clear();
-    std::lock_guard<std::mutex> s(status_mu);
-    st.items_published += static_cast<int64_t>(recs.size());
     return Status::Ok();
   }
 

@@ -617,6 +617,8 @@ TEST(PipelineProcessTest, CheckpointsFollowTheStateThroughBatchesOfSkippedRecord
 // A restart without a checkpoint publishes every user of the state at once: they are embedded
 // and published 1,024 at a time (one forward pass over all of them once needed memory in
 // proportion to the users), each group a model_version of its own.
+// Items too: a restart publishes every item again, in groups (one call for the whole catalogue
+// held pub_mu throughout, and a failure part-way produced it all again at the next interval).
 TEST(PipelineProcessTest, EveryUserPublishedAgainGoesOutInGroupsOfAtMost1024) {
   const std::string bootstrap = KafkaBootstrap();
   TempDir dir;
@@ -625,7 +627,7 @@ TEST(PipelineProcessTest, EveryUserPublishedAgainGoesOutInGroupsOfAtMost1024) {
   constexpr int kUsers = 2500;
   std::vector<ClickEvent> clicks;
   for (int k = 0; k < kUsers; ++k) {
-    clicks.push_back({"g-user-" + std::to_string(k), "item-" + std::to_string(k % 150), 1800000000000 + k, "click"});
+    clicks.push_back({"g-user-" + std::to_string(k), "item-" + std::to_string(k % 1500), 1800000000000 + k, "click"});
   }
 
   // Run 1 publishes no user (a 10-minute flush interval) and writes no checkpoint, then dies.
@@ -650,6 +652,16 @@ TEST(PipelineProcessTest, EveryUserPublishedAgainGoesOutInGroupsOfAtMost1024) {
   EXPECT_GE(total, kUsers);
   EXPECT_LE(largest, 1024) << per_version.size() << " versions";
   EXPECT_GE(per_version.size(), 3u);
+  std::map<int64_t, int> items_per_version;
+  std::set<std::string> items;
+  for (const auto& r : ConsumeAll(bootstrap, p.items_topic, -1, 30000)) {
+    ++items_per_version[VersionOf(r)];
+    items.insert(r.key);
+  }
+  int largest_items = 0;
+  for (const auto& [v, n] : items_per_version) largest_items = std::max(largest_items, n);
+  EXPECT_EQ(items.size(), 1500u);
+  EXPECT_LE(largest_items, 1024) << items_per_version.size() << " item versions";
 }
 
 // A user's record the topic refuses is produced again while the process lives, and a kill -9
