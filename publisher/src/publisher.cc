@@ -294,8 +294,10 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
                                      " is older than the published " + std::to_string(last_version_));
     }
   }
-  const int64_t now = clock_.NowMs();
   for (const auto& r : records) {
+    // Each record's own time: a full queue can hold one Produce for queue_full_timeout_ms, and
+    // one time per call stamped the later records (and their freshness) as produced earlier.
+    const int64_t now = clock_.NowMs();
     const std::string& topic = r.kind == EntityKind::kUser ? options_.user_topic : options_.item_topic;
     Status s;
     if (options_.format == Format::kJson) {

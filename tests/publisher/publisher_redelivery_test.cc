@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -24,10 +25,14 @@ class ScriptedProducer final : public kafka::Producer {
   std::deque<Status> refusals;
   int produce_calls = 0;
   bool fatal = false;
+  std::vector<std::string> values;             // of every record taken
+  std::function<void()> after_produce = [] {};  // e.g. a clock that moves while records wait
 
   Status Produce(std::string_view topic, std::string_view key, std::string_view value, const kafka::Headers& headers,
                  int64_t /*timestamp_ms*/, bool tombstone) override {
     ++produce_calls;
+    values.emplace_back(value);
+    after_produce();
     if (!refusals.empty()) {
       Status s = refusals.front();
       refusals.pop_front();
@@ -152,6 +157,24 @@ TEST(PublisherRedeliveryTest, AFullQueueEndsARedeliveryRoundAtItsFirstRefusal) {
   EXPECT_TRUE(f.pub->Flush(10000).ok());
   EXPECT_EQ(f.producer->produce_calls, 101);
   EXPECT_TRUE(f.pub->WaitSettled(0));
+}
+
+// Each record carries the time it was produced, not the time its Publish call began: a full
+// queue can hold one Produce for a second, and the records after it were stamped (and their
+// freshness measured) as if produced before it.
+TEST(PublisherRedeliveryTest, EachRecordIsStampedWithItsOwnProductionTime) {
+  ManualClock clock(1'800'000'000'000);
+  auto p = std::make_unique<ScriptedProducer>();
+  ScriptedProducer* producer = p.get();
+  producer->after_produce = [&clock] { clock.AdvanceMs(1000); };
+  auto pub = KafkaPublisher::CreateForTesting(PublisherOptions{}, std::move(p), nullptr, clock);
+  const std::vector<EmbeddingRecord> records = {User("u1"), User("u2"), User("u3")};
+  ASSERT_TRUE(pub->Publish(records).ok());
+  ASSERT_EQ(producer->values.size(), 3u);
+  for (size_t k = 0; k < 3; ++k) {
+    const std::string want = "\"produced_at_ms\":" + std::to_string(1'800'000'000'000 + 1000 * static_cast<int64_t>(k));
+    EXPECT_NE(producer->values[k].find(want), std::string::npos) << producer->values[k];
+  }
 }
 
 }  // namespace
