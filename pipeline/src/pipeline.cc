@@ -23,6 +23,7 @@
 
 #include "gsau/common/file.h"
 #include "gsau/common/log.h"
+#include "gsau/common/throttle.h"
 #include "gsau/ingest/applied_queue.h"
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/metrics.h"
@@ -399,6 +400,10 @@ struct Pipeline::Impl {
   // failed: sent again with the next interval's, a newer row replacing an older one. Learner
   // thread only.
   std::map<uint32_t, std::vector<float>> unpublished_items;
+  // Publishing failures repeat each interval while the brokers are away (a full queue refuses
+  // after a second): a line every 10 s with their count.
+  Throttle items_log{std::chrono::seconds(10)}, users_log{std::chrono::seconds(10)},
+      redelivery_log{std::chrono::seconds(10)};
   fs::path last_checkpoint_dir;  // the newest checkpoint this process wrote
   int64_t checkpointed_steps = -1;    // the learner's steps in it
   uint64_t checkpointed_through = 0;  // its users_published_through
@@ -1049,7 +1054,7 @@ struct Pipeline::Impl {
       if (SecondsSince(last_items) * 1000 >= opt.item_interval_ms) {
         if (Status s = PublishItems(); !s.ok()) {
           m->publish_errors.Increment();
-          GSAU_LOG_WARN("pipeline: publishing items: {}", s.ToString());
+          if (const int64_t n = items_log.Due()) GSAU_LOG_WARN("pipeline: publishing items ({}x): {}", n, s.ToString());
           // The publisher cannot go on (a fatal producer error): stop, so that a restart gets a
           // new producer and publishes every item again. Not the learner's failure: Run still
           // writes the last checkpoint (whichever thread notices first).
@@ -1234,13 +1239,13 @@ struct Pipeline::Impl {
       users_taken_seq = std::max(users_taken_seq, through);
       if (Status s = PublishUsers(due, stop); !s.ok()) {
         m->publish_errors.Increment();
-        GSAU_LOG_WARN("pipeline: publishing users: {}", s.ToString());
+        if (const int64_t n = users_log.Due()) GSAU_LOG_WARN("pipeline: publishing users ({}x): {}", n, s.ToString());
         if (pub->failed_fatally()) return s;
       }
       // Records whose delivery failed go out again from here too, when nothing else does.
       std::lock_guard<std::mutex> lock(pub_mu);
       if (Status s = pub->Publish({}); !s.ok()) {
-        GSAU_LOG_WARN("pipeline: {}", s.ToString());
+        if (const int64_t n = redelivery_log.Due()) GSAU_LOG_WARN("pipeline ({}x): {}", n, s.ToString());
         if (pub->failed_fatally()) return s;
       }
       return Status::Ok();
