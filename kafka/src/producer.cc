@@ -266,10 +266,10 @@ class RdProducer final : public Producer {
       if (seq != 0) tracker_->kept.NotEnqueued(kept_key, seq);
       delete rh;
       if (err == RdKafka::ERR__QUEUE_FULL) {
-        return Status::ResourceExhausted("produce to " + topic_name + ": the local queue stayed full for " +
-                                   std::to_string(queue_full_timeout_ms_) + " ms (" +
-                                   std::to_string(producer_->outq_len()) +
-                                   " records waiting: the brokers take them more slowly than they come, or are away)");
+        return Status::ResourceExhausted(
+            "produce to " + topic_name + ": the local queue stayed full for " + std::to_string(queue_full_timeout_ms_) +
+            " ms (" + std::to_string(producer_->outq_len()) +
+            " records waiting: the brokers take them more slowly than they come, or are away)");
       }
       if (err == RdKafka::ERR__FATAL) {
         std::string reason;

@@ -324,11 +324,14 @@ Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore&
   return out;
 }
 
-Result<std::vector<learner::OnlineEvent>> HistoryEvents(const state::StateStore& store, size_t max_len) {
+Result<std::vector<learner::OnlineEvent>> HistoryEvents(
+    const state::StateStore& store, size_t max_len,
+    const std::function<void(state::UserId, std::span<const state::SessionEntry>)>& each_session) {
   std::vector<learner::OnlineEvent> out;
   std::unordered_set<uint64_t> given;  // pairs of the clicks in sessions
   GSAU_RETURN_IF_ERROR(store.ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
                               AppendSessionClicks(u, entries, 0, max_len, &out, &given);
+                              if (each_session) each_session(u, entries);
                             }).status());
   GSAU_RETURN_IF_ERROR(store.ForEachEdge([&](const state::Edge& e) {
                               if (!given.count(PairKey(e.user, e.item))) {
@@ -601,16 +604,18 @@ struct Pipeline::Impl {
 
   // Sessions from the state (authoritative), as the learner's prefixes.
   Status LoadSessions() {
+    return store->ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
+                  AddSession(u, entries);
+                }).status();
+  }
+
+  void AddSession(state::UserId u, std::span<const state::SessionEntry> entries) {
     const auto max_len = static_cast<size_t>(opt.learner.max_len);
-    auto counts = store->ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
-      auto& s = sessions[u];
-      for (const auto& e : entries) {
-        s.push_back(e.item);
-        if (s.size() > max_len) s.pop_front();
-      }
-    });
-    if (!counts.ok()) return counts.status();
-    return Status::Ok();
+    auto& s = sessions[u];
+    for (const auto& e : entries) {
+      s.push_back(e.item);
+      if (s.size() > max_len) s.pop_front();
+    }
   }
 
   Status StartLearner() {
@@ -674,8 +679,11 @@ struct Pipeline::Impl {
       }
       if (rollback_checkpoint_needed) GSAU_RETURN_IF_ERROR(Checkpoint());
     } else {
-      GSAU_ASSIGN_OR_RETURN(auto history, HistoryEvents(*store, static_cast<size_t>(opt.learner.max_len)));
-      GSAU_RETURN_IF_ERROR(LoadSessions());
+      // One scan of the sessions for both the learner's history and the prefixes kept here.
+      GSAU_ASSIGN_OR_RETURN(auto history, HistoryEvents(*store, static_cast<size_t>(opt.learner.max_len),
+                                                        [&](state::UserId u, std::span<const state::SessionEntry> e) {
+                                                          AddSession(u, e);
+                                                        }));
       if (!history.empty()) {
         GSAU_RETURN_IF_ERROR(learner->Observe(history, /*fresh=*/false));
         GSAU_LOG_INFO("pipeline: learner starts from the state's history: {} samples", history.size());

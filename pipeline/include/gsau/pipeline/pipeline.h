@@ -43,8 +43,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -141,8 +143,11 @@ Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore&
 // prefix, and each edge none of them gives, alone at its last click's time; all by click time
 // (equal times: session clicks first, users ascending, each user's in order; then the lone
 // edges, users ascending), so that the learner's window of recent samples ends with the latest
-// clicks rather than with the highest user ids. `store` must not change meanwhile.
-Result<std::vector<learner::OnlineEvent>> HistoryEvents(const state::StateStore& store, size_t max_len);
+// clicks rather than with the highest user ids. `each_session`, when given, also sees every
+// session as it is read (one scan for a caller that needs both). `store` must not change meanwhile.
+Result<std::vector<learner::OnlineEvent>> HistoryEvents(
+    const state::StateStore& store, size_t max_len,
+    const std::function<void(state::UserId, std::span<const state::SessionEntry>)>& each_session = nullptr);
 
 class Pipeline {
  public:
