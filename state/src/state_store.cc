@@ -169,6 +169,12 @@ class StateStore::Impl {
   Status CheckOpenLocked() const {
     return db_ ? Status::Ok() : Status::Aborted("state: store is closed");
   }
+  // A read-only store refuses what writes, as bad use rather than RocksDB's NotSupported (which
+  // maps to kInternal, a bug of ours).
+  Status CheckWritable(std::string_view what) const {
+    if (!options_.read_only) return Status::Ok();
+    return Status::InvalidArgument("state: " + options_.path + " is open read-only: cannot " + std::string(what));
+  }
   rocksdb::ColumnFamilyHandle* cf(keys::Cf c) const { return cfs_[c]; }
 
   // Per-node stats being changed by the batch in progress: slot_[id] - 1 indexes staged_.
@@ -476,7 +482,7 @@ Status StateStore::Impl::TrimSessionsIfResized() {
 Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
                                             std::span<const PartitionOffset> offsets) {
   if (!db_) return Status::Aborted("state: store is closed");
-  if (options_.read_only) return Status::InvalidArgument("state: " + options_.path + " is open read-only");
+  GSAU_RETURN_IF_ERROR(CheckWritable("apply a batch"));
   for (size_t k = 0; k < events.size(); ++k) GSAU_RETURN_IF_ERROR(ValidateEvent(events[k], k));
   GSAU_RETURN_IF_ERROR(CheckFreeSpace(options_.min_free_disk_bytes, "not writing until space returns"));
   for (size_t k = 0; k < offsets.size(); ++k) {
@@ -939,6 +945,7 @@ Result<StateCounts> StateStore::Impl::ForEachSession(
 Result<uint64_t> StateStore::Impl::CreateCheckpoint(const std::string& dir) const {
   // A checkpoint flushes the memtables: a flush failing on a full disk leaves RocksDB read-only,
   // and the next write's recovery is where Debian's RocksDB 7.8 asserts.
+  GSAU_RETURN_IF_ERROR(CheckWritable("take a checkpoint"));
   GSAU_RETURN_IF_ERROR(CheckFreeSpace(options_.min_free_disk_bytes, "not taking a checkpoint until space returns"));
   // The flush first, while batches go on (RocksDB flushes beside writers; Close runs alone, see
   // the header): inside the lock below it held ingest's writes for as long as full memtables took
@@ -960,6 +967,7 @@ Result<uint64_t> StateStore::Impl::CreateCheckpoint(const std::string& dir) cons
 
 Status StateStore::Impl::Flush() const {
   if (!db_) return Status::Aborted("state: store is closed");
+  GSAU_RETURN_IF_ERROR(CheckWritable("flush"));
   rocksdb::FlushOptions fo;
   fo.wait = true;
   return FromRocks(db_->Flush(fo, cfs_), "state: flush");
@@ -967,6 +975,7 @@ Status StateStore::Impl::Flush() const {
 
 Status StateStore::Impl::Compact() {
   if (!db_) return Status::Aborted("state: store is closed");
+  GSAU_RETURN_IF_ERROR(CheckWritable("compact"));
   rocksdb::CompactRangeOptions co;
   co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
   for (auto* h : cfs_) {

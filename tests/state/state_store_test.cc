@@ -427,6 +427,10 @@ TEST(StateStoreTest, ReadOnlyOpenSeesTheLiveStoreAndWritesNothing) {
   const PartitionOffset off{kTp, 2001};
   EXPECT_EQ((*reader)->ApplyBatch(std::span(events).subspan(2000, 1), std::span(&off, 1)).status().code(),
             StatusCode::kInvalidArgument);
+  EXPECT_EQ((*reader)->Flush().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*reader)->Compact().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*reader)->CreateCheckpoint(dir.File("ckpt")).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(std::filesystem::exists(dir.File("ckpt")));
   reader->reset();
   // The writer goes on; a new reader sees the new batches.
   ApplyInBatches(*writer, events, 2000, 3000, rng, 300);

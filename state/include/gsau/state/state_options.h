@@ -29,8 +29,9 @@ struct StateOptions {
 
   // Open without writing anything (RocksDB's read-only mode): for inspecting a store, also one
   // a running pipeline holds open (it then shows the state as of the open; keep such a handle
-  // short-lived: the writer may delete files it has not read yet). ApplyBatch fails with
-  // kInvalidArgument; the store must exist (create_if_missing is ignored).
+  // short-lived: the writer may delete files it has not read yet). ApplyBatch, Flush, Compact
+  // and CreateCheckpoint fail with kInvalidArgument; the store must exist (create_if_missing is
+  // ignored).
   bool read_only = false;
 
   // N: how many of a user's most recent clicks the session keeps (items, with times), oldest
