@@ -11,12 +11,14 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <numeric>
 #include <random>
 #include <sstream>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -566,20 +568,30 @@ struct OnlineLearner::Impl {
     return SequenceBatchOf(prefixes, targets, device);
   }
 
-  // n distinct indices below size, uniformly (all of them when n >= size).
-  std::vector<size_t> DrawDistinct(int64_t n, size_t size) {
+  // n distinct indices below size for which `take` holds, uniformly (all of them when fewer
+  // hold). Rejection sampling while n is small against size; should `take` refuse so many that
+  // it runs long, or n be large, a partial shuffle of those that hold (exact, and it ends
+  // however many are refused).
+  std::vector<size_t> DrawDistinct(int64_t n, size_t size, const std::function<bool(size_t)>& take = nullptr) {
     std::vector<size_t> idx;
     if (n <= 0 || size == 0) return idx;
-    if (static_cast<size_t>(n) >= size) {
-      idx.resize(size);
-      std::iota(idx.begin(), idx.end(), 0);
-      return idx;
+    if (static_cast<size_t>(n) * 4 < size) {
+      std::unordered_set<size_t> seen;
+      for (int64_t tries = 16 * n + 64; tries > 0 && static_cast<int64_t>(idx.size()) < n; --tries) {
+        const size_t j = static_cast<size_t>(rng() % size);
+        if (seen.insert(j).second && (!take || take(j))) idx.push_back(j);
+      }
+      if (static_cast<int64_t>(idx.size()) == n) return idx;
+      idx.clear();
     }
-    std::unordered_set<size_t> seen;
-    while (static_cast<int64_t>(idx.size()) < n) {
-      const size_t j = static_cast<size_t>(rng() % size);
-      if (seen.insert(j).second) idx.push_back(j);
+    for (size_t j = 0; j < size; ++j) {
+      if (!take || take(j)) idx.push_back(j);
     }
+    const size_t keep = std::min(idx.size(), static_cast<size_t>(n));
+    if (keep < idx.size()) {
+      for (size_t k = 0; k < keep; ++k) std::swap(idx[k], idx[k + static_cast<size_t>(rng() % (idx.size() - k))]);
+    }
+    idx.resize(keep);
     return idx;
   }
 
@@ -587,6 +599,9 @@ struct OnlineLearner::Impl {
   // reservoir (either side fills in when the other runs short). The reservoir alone is uniform
   // over everything ever trained, so after a long history the latest clicks (a new season, new
   // items) get a vanishing share of replay; the window keeps a fixed share for them.
+  // A sample is in both while the reservoir still holds it: the reservoir's part skips those the
+  // window's part drew (one click twice in a batch, doubly weighted), and so may come out short
+  // when the reservoir holds little else.
   std::vector<const Sample*> DrawReplay(int64_t n, int64_t* n_recent) {
     const auto window = static_cast<int64_t>(recent.size());
     const auto reservoir = static_cast<int64_t>(replay.size());
@@ -595,9 +610,19 @@ struct OnlineLearner::Impl {
     from_recent = std::min(window, n - from_reservoir);
     std::vector<const Sample*> out;
     out.reserve(static_cast<size_t>(from_recent + from_reservoir));
-    for (size_t j : DrawDistinct(from_recent, recent.size())) out.push_back(&recent[j]);
+    using Key = std::tuple<uint32_t, uint32_t, int64_t>;  // a click: the same one in both places
+    std::vector<Key> drawn;
+    for (size_t j : DrawDistinct(from_recent, recent.size())) {
+      out.push_back(&recent[j]);
+      drawn.emplace_back(recent[j].user, recent[j].item, recent[j].ts_ms);
+    }
     *n_recent = static_cast<int64_t>(out.size());
-    for (size_t j : DrawDistinct(from_reservoir, replay.size())) out.push_back(&replay[j]);
+    std::sort(drawn.begin(), drawn.end());
+    const auto fresh_from_window = [&](size_t j) {
+      const Sample& s = replay[j];
+      return !std::binary_search(drawn.begin(), drawn.end(), Key{s.user, s.item, s.ts_ms});
+    };
+    for (size_t j : DrawDistinct(from_reservoir, replay.size(), fresh_from_window)) out.push_back(&replay[j]);
     return out;
   }
 
@@ -1423,6 +1448,14 @@ Status OnlineLearner::RefreshGraphCache() {
     impl_->RefreshCache();
     return Status::Ok();
   });
+}
+
+std::vector<OnlineEvent> OnlineLearner::DrawReplayForTesting(int64_t n) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  int64_t from_recent = 0;
+  std::vector<OnlineEvent> out;
+  for (const auto* s : impl_->DrawReplay(n, &from_recent)) out.push_back({s->user, s->item, s->ts_ms, s->prefix});
+  return out;
 }
 
 Result<OnlineRowState> OnlineLearner::InspectRow(OnlineTable table, uint32_t id) {

@@ -15,6 +15,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/trainer.h"
@@ -520,6 +521,29 @@ TEST(OnlineLearner, ReplayDrawsItsShareFromTheRecentWindow) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->replay_recent, 0);
   EXPECT_EQ(r->replay, 10);
+}
+
+// A trained sample sits in the window and in the reservoir: one draw must not take it from both.
+TEST(OnlineLearner, ReplayNeverDrawsOneClickTwice) {
+  OnlineOptions o = SmallOptions();
+  o.recent_fraction = 0.5;
+  o.recent_capacity = 1000;  // the window holds every sample, as the reservoir does
+  RandomStream stream(8, 10);
+  for (const int history : {40, 400}) {
+    auto l = Make(o);
+    ASSERT_TRUE(l->Observe(stream.Take(history), /*fresh=*/false).ok());
+    ASSERT_EQ(l->Stats().recent, history);
+    ASSERT_EQ(l->Stats().replay, history);
+    // 40 of 40: the window's 20 and the reservoir's other 20. 10 of 400: by rejection.
+    const int64_t n = history == 40 ? 40 : 10;
+    for (int draw = 0; draw < 200; ++draw) {
+      const auto batch = l->DrawReplayForTesting(n);
+      ASSERT_EQ(static_cast<int64_t>(batch.size()), n) << "history " << history;
+      std::set<std::tuple<uint32_t, uint32_t, int64_t>> clicks;
+      for (const auto& e : batch) clicks.insert({e.user, e.item, e.ts_ms});
+      ASSERT_EQ(clicks.size(), batch.size()) << "history " << history << ", draw " << draw << ": a click twice";
+    }
+  }
 }
 
 TEST(OnlineLearner, RepeatedStepsLowerTheLoss) {

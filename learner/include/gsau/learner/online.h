@@ -304,6 +304,9 @@ class OnlineLearner {
   // torch's (out of memory) is returned, as from every other call.
   Status RefreshGraphCache();
   Result<OnlineRowState> InspectRow(OnlineTable table, uint32_t id);
+  // Tests: the samples a step's replay part of n would draw (as clicks: user, item, time, prefix);
+  // it advances the learner's random draws as such a step would.
+  std::vector<OnlineEvent> DrawReplayForTesting(int64_t n);
 
   OnlineStats Stats();
 
