@@ -57,7 +57,7 @@ fuzz-decoder: setup
 	@mkdir -p build-fuzz/corpus && cp -n fuzz/corpus/decoder/* build-fuzz/corpus/ 2>/dev/null || true
 	build-fuzz/fuzz/fuzz_decoder -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1 build-fuzz/corpus
 
-# The reliability suite at the issue's sizes (R1-R6; about 50 minutes, the soak alone 30): one
+# The reliability suite at the issue's sizes (R1-R7; about 50 minutes, the soak alone 30): one
 # summary row per check, then BENCH reliability passed=<n> failed=<n> skipped=<n>; the summary,
 # the soak's CSV and plot go to docs/results/reliability/. `make test` runs its short variant.
 reliability: build

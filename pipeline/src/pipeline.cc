@@ -94,19 +94,24 @@ class DirtyUsers {
 };
 
 // Ingest's sink: the learner's bounded queue, and the users to publish (marked at once, so a
-// user's record does not wait behind the learner).
+// user's record does not wait behind the learner). The queue's gauge is set here too: set by
+// the learner alone, it read ~0 (just drained) and froze when the learner hung, while the queue
+// filled and paused ingest.
 class FanoutSink final : public ingest::AppliedSink {
  public:
-  FanoutSink(ingest::AppliedQueue* queue, DirtyUsers* dirty) : queue_(queue), dirty_(dirty) {}
+  FanoutSink(ingest::AppliedQueue* queue, DirtyUsers* dirty, prometheus::Gauge* queued)
+      : queue_(queue), dirty_(dirty), queued_(queued) {}
   bool HasRoom(size_t events) const override { return queue_->HasRoom(events); }
   void Push(ingest::AppliedBatch batch) override {
     dirty_->MarkBatch(batch);
     queue_->Push(std::move(batch));
+    queued_->Set(static_cast<double>(queue_->queued_events()));
   }
 
  private:
   ingest::AppliedQueue* queue_;
   DirtyUsers* dirty_;
+  prometheus::Gauge* queued_;
 };
 
 struct Metrics {
@@ -1319,7 +1324,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
       impl->preq_csv.flush();
     }
   }
-  impl->sink = std::make_unique<FanoutSink>(&impl->queue, &impl->dirty);
+  impl->sink = std::make_unique<FanoutSink>(&impl->queue, &impl->dirty, &impl->m->queued);
   impl->ingestor =
       std::make_unique<ingest::Ingestor>(options.ingest, impl->store.get(), impl->sink.get(), registry);
   return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));

@@ -87,7 +87,7 @@ struct KafkaPublisher::Metrics {
                        .Add({})),
         version(prometheus::BuildGauge()
                     .Name("gsau_model_version")
-                    .Help("Model version of the embeddings last published")
+                    .Help("model_version of the embeddings last published (the pipeline stamps wall-clock ms)")
                     .Register(r)
                     .Add({})),
         freshness(prometheus::BuildHistogram()

@@ -2,8 +2,9 @@
 // plain types, so the learner can publish without seeing Kafka).
 //
 // Layout: a vector is `dim` float32 values, row-major, the same numbers the model scores with.
-// model_version: a counter of the model that produced the vector; never decreases for the
-// sink's lifetime (a publisher rejects a batch older than what it already sent).
+// model_version: orders a key's records (the pipeline stamps the wall-clock ms of publishing,
+// kept increasing across restarts); never decreases for the sink's lifetime (a publisher rejects
+// a batch older than what it already sent).
 #pragma once
 
 #include <cstdint>

@@ -4,7 +4,7 @@
 // warned about): one for users, one for items; the key is the external id, so compaction keeps
 // the latest vector of every id.
 // Formats (PublisherOptions::format):
-//  - JSON (default): {"id":"u42","kind":"user","model_version":17,"dim":64,
+//  - JSON (default): {"id":"u42","kind":"user","model_version":1732600000148,"dim":64,
 //    "event_time_ms":...,"produced_at_ms":...,"embedding":[0.1,...]}; floats printed in their
 //    shortest form that reads back to the same float32.
 //  - binary: the value is the dim float32 values, little-endian, nothing else; the rest rides
