@@ -749,7 +749,9 @@ struct OnlineLearner::Impl {
       auto [seq, tgt] = MakeSequenceBatch(prefixes, targets);
       const auto s = model->SequenceForward(seq);
       const auto table = ItemTable().slice(0, 0, ItemRows());
-      sa = F::cross_entropy(torch::matmul(F::normalize(s, F::NormalizeFuncOptions().dim(1)), table.t()), tgt);
+      // Fused (loss.h): one [B, items] buffer, not logits, log-softmax and gradient apiece
+      // (~0.2 GB each at 100k items and B 512), the offline trainer's loss.
+      sa = FullSoftmaxCrossEntropy(F::normalize(s, F::NormalizeFuncOptions().dim(1)), table, tgt);
       const auto e = ItemTable().index_select(0, tgt);
       sunif = Uniformity(s, opt.temperature) + Uniformity(e, opt.temperature);
       const int64_t b = tgt.size(0);
