@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -111,7 +112,11 @@ struct IngestMetrics {
         err_consume(metrics::ErrorCounter(r, "ingest", "consume")),
         err_dlq(metrics::ErrorCounter(r, "ingest", "dead_letter")),
         err_apply(metrics::ErrorCounter(r, "ingest", "apply")),
-        err_commit(metrics::ErrorCounter(r, "ingest", "commit")) {}
+        err_commit(metrics::ErrorCounter(r, "ingest", "commit")) {
+    // Every reason's series from the start, at 0: made at the first bad event, they were "no
+    // data" until then, and rate() over them and the dead-letter alert saw nothing to compare.
+    for (int k = 0; k < kBadReasonCount; ++k) DeadLettered(static_cast<BadReason>(k));
+  }
 
   prometheus::Counter& DeadLettered(BadReason reason) {
     auto& slot = dead_letter[static_cast<int>(reason)];
@@ -124,7 +129,7 @@ struct IngestMetrics {
   prometheus::Counter& skipped;
   prometheus::Counter& redelivered;
   prometheus::Family<prometheus::Counter>& dead_letter_family;
-  prometheus::Counter* dead_letter[16] = {};
+  prometheus::Counter* dead_letter[kBadReasonCount] = {};
   prometheus::Counter& batches;
   prometheus::Histogram& apply_seconds;
   prometheus::Gauge& lag;
@@ -157,6 +162,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         decoder_(options_.decoder),
         accepted_(options_.accepted_event_types.begin(), options_.accepted_event_types.end()) {}
 
+  ~Impl() { consumer_.reset(); }
+
   Status Run(const std::atomic<bool>& stop) {
     stop_ = &stop;
     GSAU_RETURN_IF_ERROR(CreateClients());
@@ -177,6 +184,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     Status result;
     while (!stop.load(std::memory_order_relaxed)) {
       MaybeUpdateLag();
+      MaybeCommitToKafka();
       const bool running = ApplyBackpressure();
       if (!fatal_.ok()) {  // seen while paused, or in an assignment
         result = fatal_;
@@ -413,8 +421,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     // does not split a batch it refused: batches no larger than one dead letter may be.
     if (dlq_fit_bytes_ > 0) po.batch_bytes = static_cast<int>(std::min<size_t>(po.batch_bytes, dlq_fit_bytes_));
     // A producer is closed only at the end or after a fatal error; what it still holds then
-    // is produced again by its successor or after a restart.
-    po.close_timeout_ms = 5000;
+    // is produced again by its successor or after a restart. So a short wait: a stop's is
+    // bounded (FlushDeadLetters).
+    po.close_timeout_ms = 1000;
     po.name = "dead-letter producer";
     // A full queue comes back to ProduceDeadLetter's loop, which backs off, keeps the lag
     // current and hears a stop; waiting inside Produce did none of these.
@@ -637,7 +646,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         }
       }
       if (dead_letters_unsent_) return Status::Aborted("stopped before every dead letter was produced");
-      Status s = dlq_->Flush(options_.dlq_flush_timeout_ms);
+      Status s = FlushDeadLetters();
+      if (!s.ok() && stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
       if (!s.ok() && dlq_->failed_fatally()) {
         metrics_.err_dlq.Increment();
         if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
@@ -671,6 +681,27 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       for (const auto& d : pending_dead_letters_) {
         if (!ProduceDeadLetter(d)) dead_letters_unsent_ = true;
       }
+    }
+  }
+
+  // One wait for the dead-letter acknowledgements, up to dlq_flush_timeout_ms, in slices that
+  // hear a stop: from the stop on, all such waits together last at most kStopAckWaitMs. Three
+  // whole waits (the loop's, the last apply's, the revoke's at close) made a stop last 30 s and
+  // more while the topic did not answer, past a container's grace period (then the pipeline's
+  // last checkpoint was lost to the SIGKILL). Ends early on a failed delivery (the caller
+  // produces the batch's letters again) and on a fatal error.
+  Status FlushDeadLetters() {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(options_.dlq_flush_timeout_ms);
+    while (true) {
+      auto until = deadline;
+      if (stop_->load()) {
+        if (!stop_ack_deadline_) stop_ack_deadline_ = Clock::now() + std::chrono::milliseconds(kStopAckWaitMs);
+        until = std::min(until, *stop_ack_deadline_);
+      }
+      const int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+      Status s = dlq_->Flush(static_cast<int>(std::clamp<int64_t>(left, 0, 200)));
+      if (s.ok() || dlq_->failed_fatally() || Clock::now() >= until) return s;
+      if (dlq_->counts().failed != dlq_failed_seen_) return s;
     }
   }
 
@@ -711,12 +742,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       sink_->Push(std::move(b));
     }
     for (const auto& o : offsets) to_commit_[o.tp] = o.next_offset;
-    if (Clock::now() - last_commit_ >= std::chrono::milliseconds(options_.commit_interval_ms)) CommitToKafka();
+    MaybeCommitToKafka();
 
     metrics_.consumed.Increment(static_cast<double>(batch_consumed_));
     metrics_.applied.Increment(static_cast<double>(n_applied));
     metrics_.skipped.Increment(static_cast<double>(batch_skipped_));
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < kBadReasonCount; ++i) {
       if (batch_bad_[i] > 0) metrics_.DeadLettered(static_cast<BadReason>(i)).Increment(batch_bad_[i]);
     }
     metrics_.batches.Increment();
@@ -754,6 +785,14 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // Kafka's committed offsets serve lag tools only (the state's are the truth), so they go out
   // at most every commit_interval_ms: one commit per micro-batch flooded the group coordinator
   // when batches are small (hundreds a second), until its requests timed out.
+  // Also from Run's loop: a burst's last batches, applied within commit_interval_ms of a commit,
+  // went out only with the next batch, never on an idle topic (lag tools showed a lag for good).
+  void MaybeCommitToKafka() {
+    if (!to_commit_.empty() && Clock::now() - last_commit_ >= std::chrono::milliseconds(options_.commit_interval_ms)) {
+      CommitToKafka();
+    }
+  }
+
   void CommitToKafka() {
     last_commit_ = Clock::now();
     if (to_commit_.empty()) return;
@@ -834,8 +873,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   const std::set<std::string> accepted_;
   const std::atomic<bool>* stop_ = nullptr;
 
-  // Destruction order: the consumer (which may call back into this object) goes first, then
-  // the dead-letter producer (declared first, destroyed last), which flushes what it holds.
+  // Destruction order: the consumer (which may call back into this object, event_cb on
+  // librdkafka's threads) goes first, in ~Impl, before any member it touches; then the dead-letter
+  // producer (declared first, destroyed last), which flushes what it holds.
   std::unique_ptr<kafka::Producer> dlq_;
   std::mutex dlq_mu_;  // dlq_'s replacement against RaiseDeadLetterFatalErrorForTesting
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
@@ -865,10 +905,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   Clock::time_point last_commit_{};
   int64_t pending_records_ = 0;
   int64_t batch_consumed_ = 0, batch_dead_lettered_ = 0, batch_skipped_ = 0;
-  int64_t batch_bad_[16] = {};
+  int64_t batch_bad_[kBadReasonCount] = {};
   Clock::time_point batch_deadline_{};
 
   Status fatal_;  // a fatal error seen outside Run()'s own calls (while paused, in an assignment)
+  static constexpr int kStopAckWaitMs = 2000;
+  std::optional<Clock::time_point> stop_ack_deadline_;  // set when a wait first sees the stop
   Clock::time_point last_lag_{};             // the lag gauge's last update
   Clock::time_point last_lag_query_{};       // its last broker query (paused partitions)
   Throttle commit_log_{std::chrono::seconds(10)};

@@ -558,6 +558,19 @@ double Value(prometheus::Registry& registry, const std::string& name,
   return -1;
 }
 
+// Each reason's dead-letter series is there, at 0, before any bad event: dashboards and rate()
+// see a 0, not "no data".
+TEST(IngestTest, EveryDeadLetterReasonIsExportedFromTheStart) {
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  prometheus::Registry registry;
+  Ingestor ingestor(Options(UniqueTopic("reasons")), store.get(), nullptr, &registry);
+  for (int k = 0; k < kBadReasonCount; ++k) {
+    const std::string reason(BadReasonName(static_cast<BadReason>(k)));
+    EXPECT_EQ(Value(registry, "gsau_ingest_events_dead_lettered_total", {{"reason", reason}}), 0) << reason;
+  }
+}
+
 // While ingest is paused for backpressure no batch commits, yet the lag must keep growing with
 // the topic (it stayed at its last batch's value: lag alerts never fired while ingest stood).
 TEST(IngestTest, TheLagGaugeGrowsWhilePaused) {
@@ -661,6 +674,106 @@ TEST(IngestTest, ARefusedOffsetCommitIsCounted) {
               }).ok());
   EXPECT_EQ(ingestor.counters().applied, 50);
   EXPECT_GE(Value(registry, "gsau_errors_total", commit), 1);
+}
+
+// A stop while the dead-letter topic does not acknowledge ends in a few seconds, not after three
+// whole dlq_flush_timeout_ms waits and the producer's close (past a container's grace period);
+// the batch is not applied, and is consumed again after a restart.
+TEST(IngestTest, AStopWhileDeadLettersAreUnacknowledgedEndsWithinSeconds) {
+  MockCluster cluster;
+  cluster.CreateTopic("clicks", 1);
+  cluster.CreateTopic("clicks.dlq", 1);
+  kafka::KafkaOptions k;
+  k.bootstrap_servers = cluster.bootstrap();
+  {
+    auto p = kafka::Producer::Create(k, {});
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_TRUE((*p)->Produce("clicks", "bad", "not json").ok());
+    for (const auto& c : MakeClicks(20, 5, 5, 9)) {
+      ASSERT_TRUE((*p)->Produce("clicks", c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+    }
+    ASSERT_TRUE((*p)->Flush(10000).ok());
+  }
+  // Every produce request is refused (retriably) from now on, for far longer than the test.
+  constexpr int16_t kProduceApiKey = 0;
+  std::vector<rd_kafka_resp_err_t> refusals(5000, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+  rd_kafka_mock_push_request_errors_array(cluster.get(), kProduceApiKey, refusals.size(), refusals.data());
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  IngestOptions options;
+  options.kafka = k;
+  options.topic = "clicks";
+  options.dead_letter_topic = "clicks.dlq";
+  options.group_id = "dlq-stop";
+  options.batch_max_wait_ms = 50;
+  options.dlq_flush_timeout_ms = 10000;
+  prometheus::Registry registry;
+  Ingestor ingestor(options, store.get(), nullptr, &registry);
+  std::atomic<bool> stop{false};
+  Status result;
+  std::thread t([&] { result = ingestor.Run(stop); });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (Value(registry, "gsau_ingest_assigned_partitions") < 1 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // The records are there: consumed at once, the batch then waits on its dead letter.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(store->Counts().events, 0u) << "applied before its dead letter was acknowledged";
+  const auto stopped_at = std::chrono::steady_clock::now();
+  stop = true;
+  t.join();
+  const double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
+  EXPECT_LT(stop_s, 8.0) << "the stop waited on the dead-letter topic";
+  EXPECT_EQ(store->Counts().events, 0u) << "a batch whose dead letter was never acknowledged was applied";
+  EXPECT_EQ(ingestor.counters().dead_lettered, 0);
+}
+
+// Kafka's committed offsets (for lag tools) catch up after a burst even when nothing follows
+// it: the burst's last batches come within commit_interval_ms of the first one's commit.
+TEST(IngestTest, CommittedOffsetsReachTheEndOfABurstOnAnIdleTopic) {
+  const std::string topic = UniqueTopic("commit-idle");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  IngestOptions options = Options(topic);
+  options.batch_max_events = 10;
+  options.commit_interval_ms = 1000;
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  prometheus::Registry registry;
+  Ingestor ingestor(options, store.get(), nullptr, &registry);
+  std::atomic<bool> stop{false};
+  Status result;
+  std::thread t([&] { result = ingestor.Run(stop); });
+  struct Join {  // ASSERTs below return early: stop and join first
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Join() {
+      stop = true;
+      t.join();
+    }
+  } join{stop, t};
+  // The burst lands after the assignment, so that its batches follow each other closely.
+  ASSERT_TRUE(WaitUntil([&] { return Value(registry, "gsau_ingest_assigned_partitions") >= 1; }, 30));
+  const auto clicks = MakeClicks(200, 20, 30, 17);
+  ProduceClicks(KafkaAt(KafkaBootstrap()), topic, clicks);
+  WaitUntil([&] { return ingestor.counters().applied >= 200; }, 30);
+  ASSERT_EQ(ingestor.counters().applied, 200);
+  ASSERT_GT(ingestor.counters().batches, 2);
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  conf->set("bootstrap.servers", KafkaBootstrap(), err);
+  conf->set("group.id", options.group_id, err);
+  std::unique_ptr<RdKafka::KafkaConsumer> reader(RdKafka::KafkaConsumer::create(conf.get(), err));
+  ASSERT_TRUE(reader) << err;
+  int64_t committed = -1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);  // a few commit intervals
+  while (committed != 200 && std::chrono::steady_clock::now() < deadline) {
+    std::vector<RdKafka::TopicPartition*> at = {RdKafka::TopicPartition::create(topic, 0)};
+    if (reader->committed(at, 5000) == RdKafka::ERR_NO_ERROR) committed = at[0]->offset();
+    RdKafka::TopicPartition::destroy(at);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(committed, 200) << "the group's committed offset stopped short of what ingest applied";
+  reader->close();
 }
 
 // Ingest running with the learner's queue full from the start: paused before its first

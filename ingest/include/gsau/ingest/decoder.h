@@ -34,6 +34,7 @@ enum class BadReason {
   kBadTime,         // negative or absurd time, or no usable time at all
   kDuplicateField,  // user_id, item_id, ts or event given more than once
 };
+inline constexpr int kBadReasonCount = static_cast<int>(BadReason::kDuplicateField) + 1;  // keep it the last
 
 // "empty_value", "too_large", ... (stable; used as a metric label).
 std::string_view BadReasonName(BadReason r);
