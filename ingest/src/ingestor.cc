@@ -419,7 +419,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     po.linger_ms = 1;
     // The broker holds a whole batch of records to the topic's max.message.bytes, and librdkafka
     // does not split a batch it refused: batches no larger than one dead letter may be.
-    if (dlq_fit_bytes_ > 0) po.batch_bytes = static_cast<int>(std::min<size_t>(po.batch_bytes, dlq_fit_bytes_));
+    // A cap, not batch_bytes: a batch.size in kafka.properties (shared with the publisher, set for
+    // throughput) came after batch_bytes and undid the shrinking, and ingest stalled on them.
+    if (dlq_fit_bytes_ > 0) po.batch_bytes_cap = static_cast<int>(std::min<size_t>(dlq_fit_bytes_, INT32_MAX));
     // A producer is closed only at the end or after a fatal error; what it still holds then
     // is produced again by its successor or after a restart. So a short wait: a stop's is
     // bounded (FlushDeadLetters).

@@ -385,6 +385,13 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
   conf->get("message.max.bytes", max_bytes);
   auto tracker = std::make_unique<DeliveryTracker>(options.keep_failed);
   std::string err;
+  // After the user's properties: a batch.size set there for throughput must not undo the cap.
+  if (std::string batch; options.batch_bytes_cap > 0 && conf->get("batch.size", batch) == RdKafka::Conf::CONF_OK &&
+                         std::stoll(batch) > options.batch_bytes_cap) {
+    if (conf->set("batch.size", std::to_string(options.batch_bytes_cap), err) != RdKafka::Conf::CONF_OK) {
+      return Status::Internal("capping batch.size: " + err);
+    }
+  }
   if (conf->set("dr_cb", tracker.get(), err) != RdKafka::Conf::CONF_OK) {
     return Status::Internal("setting the delivery callback: " + err);
   }

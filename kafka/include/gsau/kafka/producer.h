@@ -30,6 +30,9 @@ struct ProducerOptions {
   bool idempotent = true;             // enable.idempotence (implies acks=all)
   int linger_ms = 5;                  // batching delay, ms: throughput vs latency
   int batch_bytes = 1 << 20;          // batch.size, bytes
+  // > 0: batch.size is at most this, whatever kafka.properties say (a topic's max.message.bytes
+  // that whole batches must fit), bytes.
+  int batch_bytes_cap = 0;
   std::string compression = "lz4";    // none | gzip | snappy | lz4 | zstd
   int message_timeout_ms = 300000;    // delivery gives up after this, ms
   int close_timeout_ms = 30000;       // how long the destructor waits for deliveries, ms
