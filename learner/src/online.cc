@@ -210,6 +210,11 @@ bool ServingModel::CanEmbed(const std::vector<uint32_t>& session) const {
   return false;
 }
 
+bool ServingModel::KnowsAll(const std::vector<uint32_t>& session) const {
+  return std::all_of(session.begin(), session.end(),
+                     [&](uint32_t it) { return static_cast<int64_t>(it) < impl_->num_items; });
+}
+
 struct OnlineLearner::Impl {
   OnlineOptions opt;
   torch::Device device = torch::kCPU;

@@ -434,7 +434,7 @@ struct Pipeline::Impl {
   // Learner thread: the item publisher's fatal failure, which ended LearnerLoop (read after it
   // joined).
   Status item_publish_status;
-  // User publisher thread: users waiting for the snapshot to learn their newest item.
+  // User publisher thread: users waiting for the snapshot to learn an item of their session.
   struct Waiting {
     int64_t since_ns = 0;
     int64_t items_seen = 0;  // the snapshot's item count at the last look
@@ -1157,11 +1157,12 @@ struct Pipeline::Impl {
       std::vector<uint32_t> s;
       s.reserve(entries.size());
       for (const auto& e : entries) s.push_back(e.item);
-      // Embedded without its newest item, the record would carry the click's time but not
-      // its effect, and nothing would publish the user again until the next click.
-      const bool newest_known = !s.empty() && static_cast<int64_t>(s.back()) < serving->items();
+      // Embedded without an item of its session, the record would carry the click's time but not
+      // its effect, and nothing would publish the user again until the next click. Any item,
+      // not only the newest: a new item clicked before an old one, both behind the learner, was
+      // left out of a record that went out at once (the newest being known).
       if (!serving->CanEmbed(s)) continue;
-      if (!newest_known) {
+      if (!serving->KnowsAll(s)) {
         auto& w = waiting_users.try_emplace(u, Waiting{now_ns, 0}).first->second;
         w.items_seen = serving->items();
         if (now_ns - w.since_ns < kNewItemWaitNs) continue;

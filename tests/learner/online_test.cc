@@ -652,6 +652,10 @@ TEST(OnlineLearner, ServingSnapshotMatchesTheLearnerAndStaysFrozen) {
   }
   EXPECT_FALSE(snap->CanEmbed({stream.items() + 1}));
   EXPECT_TRUE(snap->CanEmbed({stream.items() + 1, 0}));
+  const uint32_t unknown = stream.items();  // the next new item
+  EXPECT_TRUE(snap->KnowsAll({0, 1, unknown - 1}));
+  EXPECT_FALSE(snap->KnowsAll({0, unknown, 1})) << "a new item clicked before an old one";
+  EXPECT_FALSE(snap->KnowsAll({0, unknown}));
 
   // Training goes on: the old snapshot does not move, the new one follows the learner.
   ASSERT_TRUE(l->Observe(stream.Take(40)).ok());

@@ -221,6 +221,9 @@ class ServingModel {
   int64_t dim() const;
   // True when the session holds an item the snapshot knows (needed to embed it).
   bool CanEmbed(const std::vector<uint32_t>& session) const;
+  // True when the snapshot knows every item of the session: an embedding of it now carries the
+  // effect of each click (an unknown item is left out of it).
+  bool KnowsAll(const std::vector<uint32_t>& session) const;
   // As OnlineLearner::UserEmbeddings, over the snapshot.
   Result<std::vector<float>> UserEmbeddings(std::span<const std::vector<uint32_t>> sessions) const;
   // Rank (0-based, as TargetRanks) of each target for its session, as OnlineLearner::ScoreRank;
