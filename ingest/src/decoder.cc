@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -58,54 +59,144 @@ class Decoder::Impl {
     simdjson::dom::element doc;
     if (auto err = parser_.parse(reinterpret_cast<const uint8_t*>(buffer_.data()), value.size(), false).get(doc);
         err != simdjson::SUCCESS) {
+      // Valid JSON the tree cannot hold: a number beyond 64 bits or a double's range, nesting
+      // deeper than 64. Only our fields matter (unknown ones are ignored): read them alone.
+      if (err == simdjson::NUMBER_ERROR || err == simdjson::DEPTH_ERROR) {
+        return DecodeFieldsOnly(value.size(), kafka_ts_ms);
+      }
       return Bad(BadReason::kNotJson, std::string("not valid JSON: ") + simdjson::error_message(err));
     }
     simdjson::dom::object obj;
     if (doc.get(obj) != simdjson::SUCCESS) return Bad(BadReason::kNotObject, "not a JSON object");
 
-    bool has_ts = false;
-    int64_t ts = 0;
-    // Each key is told apart once. JSON leaves a repeated key's meaning open (Python keeps the
-    // last, simdjson's On-Demand finds the first), so an event naming one of ours twice is bad.
-    enum : unsigned { kOther = 0, kUser = 1, kItem = 2, kTs = 4, kEvent = 8 };
-    unsigned seen = 0;
+    Fields f;
     for (auto field : obj) {
-      const std::string_view key = field.key;
-      const unsigned f = key == "user_id" ? kUser
-                         : key == "item_id" ? kItem
-                         : key == "ts"      ? kTs
-                         : key == "event"   ? kEvent
-                                            : kOther;
-      if (f == kOther) continue;
-      if ((seen & f) != 0) return Bad(BadReason::kDuplicateField, std::string(key) + " appears more than once");
-      seen |= f;
-      if (f == kUser || f == kItem) {
-        if (!ReadId(field.value, key, f == kUser ? r_.event.user_id : r_.event.item_id)) return r_;
+      const unsigned which = f.Which(field.key);
+      if (which == Fields::kOther) continue;
+      if (!f.See(which)) return Duplicate(field.key);
+      if (which == Fields::kUser || which == Fields::kItem) {
+        if (!ReadId(field.value, field.key, which == Fields::kUser ? r_.event.user_id : r_.event.item_id)) return r_;
       } else if (field.value.is_null()) {
         // Optional fields written as null (Jackson's and json.dumps' way of writing "absent").
         continue;
-      } else if (f == kTs) {
-        if (!field.value.is_int64()) {
-          return Bad(field.value.is_number() ? BadReason::kBadTime : BadReason::kWrongType,
-                     "ts must be an integer (ms since the epoch)");
-        }
-        ts = field.value.get_int64().value_unsafe();
-        has_ts = true;
+      } else if (which == Fields::kTs) {
+        if (!field.value.is_int64()) return BadTs(field.value.is_number());
+        f.ts = field.value.get_int64().value_unsafe();
+        f.has_ts = true;
       } else {
         std::string_view ev;
         if (field.value.get(ev) != simdjson::SUCCESS) return Bad(BadReason::kWrongType, "event must be a string");
         r_.event.event_type.assign(ev);
       }
     }
-    const bool has_user = (seen & kUser) != 0, has_item = (seen & kItem) != 0;  // read, or returned
-    if (!has_user) return Bad(BadReason::kMissingField, "missing user_id");
-    if (!has_item) return Bad(BadReason::kMissingField, "missing item_id");
-    if (!has_ts) {
+    return Finish(f, kafka_ts_ms);
+  }
+
+ private:
+  // Our fields as the object's fields go by. Each key is told apart once. JSON leaves a
+  // repeated key's meaning open (Python keeps the last, simdjson's On-Demand finds the first),
+  // so an event naming one of ours twice is bad.
+  struct Fields {
+    enum : unsigned { kOther = 0, kUser = 1, kItem = 2, kTs = 4, kEvent = 8 };
+    unsigned seen = 0;
+    bool has_ts = false;
+    int64_t ts = 0;
+
+    static unsigned Which(std::string_view key) {
+      return key == "user_id" ? kUser : key == "item_id" ? kItem : key == "ts" ? kTs : key == "event" ? kEvent : kOther;
+    }
+    bool See(unsigned which) {  // false: seen before
+      if ((seen & which) != 0) return false;
+      seen |= which;
+      return true;
+    }
+  };
+
+  // The fields alone, through simdjson's On-Demand parser, which skips the values of unknown
+  // fields without converting them. The value is in buffer_.
+  const DecodeResult& DecodeFieldsOnly(size_t size, int64_t kafka_ts_ms) {
+    namespace od = simdjson::ondemand;
+    auto not_json = [&](simdjson::error_code err) -> const DecodeResult& {
+      return Bad(BadReason::kNotJson, std::string("not valid JSON: ") + simdjson::error_message(err));
+    };
+    od::document doc;
+    if (auto err = lazy_parser_.iterate(buffer_.data(), size, buffer_.size()).get(doc); err) return not_json(err);
+    od::object obj;
+    if (auto err = doc.get_object().get(obj); err) {
+      return err == simdjson::INCORRECT_TYPE ? Bad(BadReason::kNotObject, "not a JSON object") : not_json(err);
+    }
+    Fields f;
+    for (auto maybe_field : obj) {
+      if (auto err = maybe_field.error(); err) return not_json(err);
+      od::field field = std::move(maybe_field).value_unsafe();
+      std::string_view key;
+      if (auto err = field.unescaped_key().get(key); err) return not_json(err);
+      const unsigned which = f.Which(key);
+      if (which == Fields::kOther) continue;  // its value is skipped unread
+      if (!f.See(which)) return Duplicate(key);
+      od::value v = field.value();
+      od::json_type type;
+      if (auto err = v.type().get(type); err) return not_json(err);
+      if (which == Fields::kUser || which == Fields::kItem) {
+        std::string& out = which == Fields::kUser ? r_.event.user_id : r_.event.item_id;
+        if (type == od::json_type::string) {
+          std::string_view id;
+          if (auto err = v.get_string().get(id); err) return not_json(err);
+          if (!TakeId(id, key, out)) return r_;
+        } else if (int64_t i; type == od::json_type::number && v.get_int64().get(i) == simdjson::SUCCESS) {
+          out = std::to_string(i);
+        } else if (uint64_t u; type == od::json_type::number && v.get_uint64().get(u) == simdjson::SUCCESS) {
+          out = std::to_string(u);
+        } else if (type == od::json_type::number && IsIntegerLiteral(Trimmed(v.raw_json_token()))) {
+          // Beyond 64 bits: its decimal text, as SYSTEM.md has integer ids.
+          if (!TakeId(Trimmed(v.raw_json_token()), key, out)) return r_;
+        } else {
+          return Bad(BadReason::kWrongType, std::string(key) + " must be a string or an integer");
+        }
+      } else if (type == od::json_type::null) {
+        continue;
+      } else if (which == Fields::kTs) {
+        if (type != od::json_type::number || v.get_int64().get(f.ts) != simdjson::SUCCESS) {
+          return BadTs(type == od::json_type::number);
+        }
+        f.has_ts = true;
+      } else {
+        std::string_view ev;
+        if (type != od::json_type::string || v.get_string().get(ev) != simdjson::SUCCESS) {
+          return Bad(BadReason::kWrongType, "event must be a string");
+        }
+        r_.event.event_type.assign(ev);
+      }
+    }
+    // After the object, the end of the value (the location is then out of bounds).
+    if (const char* at = nullptr; doc.current_location().get(at) == simdjson::SUCCESS) {
+      return Bad(BadReason::kNotJson, "not valid JSON: content after the object");
+    }
+    return Finish(f, kafka_ts_ms);
+  }
+
+  static std::string_view Trimmed(std::string_view raw) {
+    while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\t' || raw.back() == '\n' || raw.back() == '\r')) {
+      raw.remove_suffix(1);
+    }
+    return raw;
+  }
+
+  static bool IsIntegerLiteral(std::string_view s) {
+    if (!s.empty() && s.front() == '-') s.remove_prefix(1);
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  }
+
+  const DecodeResult& Finish(const Fields& f, int64_t kafka_ts_ms) {
+    if ((f.seen & Fields::kUser) == 0) return Bad(BadReason::kMissingField, "missing user_id");
+    if ((f.seen & Fields::kItem) == 0) return Bad(BadReason::kMissingField, "missing item_id");
+    int64_t ts = f.ts;
+    if (!f.has_ts) {
       if (kafka_ts_ms <= 0) return Bad(BadReason::kBadTime, "no ts and no message timestamp");
       ts = kafka_ts_ms;
     }
     if (ts < options_.min_ts_ms || ts > options_.max_ts_ms) {
-      const std::string what = (has_ts ? "ts " : "the message timestamp ") + std::to_string(ts);
+      const std::string what = (f.has_ts ? "ts " : "the message timestamp ") + std::to_string(ts);
       if (ts < 0) return Bad(BadReason::kBadTime, what + " is negative");
       if (ts < options_.min_ts_ms) {
         return Bad(BadReason::kBadTime, what + " is before " + UtcDate(options_.min_ts_ms) +
@@ -119,22 +210,31 @@ class Decoder::Impl {
     return r_;
   }
 
- private:
-  bool ReadId(simdjson::dom::element v, std::string_view key, std::string& out) {
-    std::string_view s;
-    if (v.get(s) == simdjson::SUCCESS) {
-      if (s.empty()) {
-        Bad(BadReason::kBadId, std::string(key) + " is empty");
-        return false;
-      }
-      if (s.size() > kMaxIdBytes) {
-        Bad(BadReason::kBadId, std::string(key) + " is " + std::to_string(s.size()) + " bytes, over " +
-                                   std::to_string(kMaxIdBytes));
-        return false;
-      }
-      out.assign(s);  // the parser has already checked the whole value is valid UTF-8
-      return true;
+  const DecodeResult& Duplicate(std::string_view key) {
+    return Bad(BadReason::kDuplicateField, std::string(key) + " appears more than once");
+  }
+
+  // ts is there and not null, but not an int64: a number (a fraction, beyond 64 bits) or not.
+  const DecodeResult& BadTs(bool number) {
+    return Bad(number ? BadReason::kBadTime : BadReason::kWrongType, "ts must be an integer (ms since the epoch)");
+  }
+
+  bool TakeId(std::string_view s, std::string_view key, std::string& out) {
+    if (s.empty()) {
+      Bad(BadReason::kBadId, std::string(key) + " is empty");
+      return false;
     }
+    if (s.size() > kMaxIdBytes) {
+      Bad(BadReason::kBadId,
+          std::string(key) + " is " + std::to_string(s.size()) + " bytes, over " + std::to_string(kMaxIdBytes));
+      return false;
+    }
+    out.assign(s);  // the parser has already checked the whole value is valid UTF-8
+    return true;
+  }
+
+  bool ReadId(simdjson::dom::element v, std::string_view key, std::string& out) {
+    if (std::string_view s; v.get(s) == simdjson::SUCCESS) return TakeId(s, key, out);
     if (v.is_int64()) {
       out = std::to_string(v.get_int64().value_unsafe());
       return true;
@@ -156,6 +256,7 @@ class Decoder::Impl {
 
   DecoderOptions options_;
   simdjson::dom::parser parser_;
+  simdjson::ondemand::parser lazy_parser_;  // DecodeFieldsOnly's
   std::string buffer_;
   DecodeResult r_;
 };

@@ -40,6 +40,53 @@ TEST(DecoderTest, GoodEvents) {
   EXPECT_TRUE(d.Decode(R"({"user_id":")" + max_id + R"(","item_id":"x","ts":1700000000000})", 0).ok);
 }
 
+// Valid JSON a tree of 64-bit numbers cannot hold (a number beyond 64 bits or a double's range,
+// nesting deeper than 64) in a field we do not read is ignored, as unknown fields are; an id
+// given as an integer beyond 64 bits is its decimal text. Both were dead-lettered as not_json.
+TEST(DecoderTest, NumbersAndNestingBeyondTheParsersTreeInUnknownFieldsAreIgnored) {
+  Decoder d;
+  const std::string deep = std::string(100, '[') + std::string(100, ']');
+  for (const std::string& extra : std::vector<std::string>{"123456789012345678901234567890", "1e400", "-1e400", deep}) {
+    const std::string v = R"({"user_id":"u","item_id":"i","trace":)" + extra + R"(,"ts":1732600000123,"event":"view"})";
+    const auto& r = d.Decode(v, 5);
+    ASSERT_TRUE(r.ok) << v << " -> " << r.message;
+    EXPECT_EQ(r.event, (ClickEvent{"u", "i", 1732600000123, "view"})) << v;
+  }
+  const auto& big = d.Decode(R"({"user_id":123456789012345678901234, "item_id":-98765432109876543210987})", 1700000000000);
+  ASSERT_TRUE(big.ok) << big.message;
+  EXPECT_EQ(big.event, (ClickEvent{"123456789012345678901234", "-98765432109876543210987", 1700000000000, "click"}));
+  const auto& small = d.Decode(" {\"user_id\":42,\"item_id\":18446744073709551615,\"x\":1e999} \n", 1700000000000);
+  ASSERT_TRUE(small.ok) << small.message;
+  EXPECT_EQ(small.event, (ClickEvent{"42", "18446744073709551615", 1700000000000, "click"}));
+
+  // The rules stay as they are on that path.
+  const std::vector<Case> bad = {
+      {R"({"user_id":"u","item_id":"i","ts":123456789012345678901234567890})", false, BadReason::kBadTime,
+       "ts must be an integer"},
+      {R"({"user_id":"u","item_id":1e400,"ts":1732600000123})", false, BadReason::kWrongType,
+       "item_id must be a string or an integer"},
+      {R"({"user_id":"u","x":1e400,"ts":1732600000123})", false, BadReason::kMissingField, "missing item_id"},
+      {R"({"user_id":"u","x":1e400,"user_id":"v","item_id":"i"})", false, BadReason::kDuplicateField,
+       "user_id appears more than once"},
+      {R"({"user_id":"","item_id":"i","x":1e400})", false, BadReason::kBadId, "user_id is empty"},
+      {R"({"user_id":"u","item_id":"i","ts":1732600000123,"event":5,"x":1e400})", false, BadReason::kWrongType,
+       "event must be a string"},
+      {R"({"user_id":"u","item_id":"i","ts":1732600,"x":1e400})", false, BadReason::kBadTime, "seconds"},
+      {R"([1e400])", false, BadReason::kNotObject, "not a JSON object"},
+      {R"({"user_id":"u","item_id":"i","ts":1732600000123,"x":1e400} trailing)", false, BadReason::kNotJson,
+       "not valid JSON"},
+  };
+  for (const auto& c : bad) {
+    const auto& r = d.Decode(c.value, 1700000000000);
+    EXPECT_FALSE(r.ok) << c.value;
+    if (r.ok) continue;
+    EXPECT_EQ(BadReasonName(r.reason), BadReasonName(c.reason)) << c.value << " -> " << r.message;
+    EXPECT_NE(r.message.find(c.message_part), std::string::npos) << c.value << " -> " << r.message;
+  }
+  // And the next event goes through the tree again.
+  EXPECT_TRUE(d.Decode(R"({"user_id":"u","item_id":"i","ts":1732600000123})", 0).ok);
+}
+
 // A time in seconds read as milliseconds would put the click in January 1970, before every
 // other click (its session, the freshness metrics): bad, with a reason that says why.
 TEST(DecoderTest, TimesInSecondsAreBad) {
