@@ -754,15 +754,15 @@ struct Pipeline::Impl {
     }
     if (prefixes.empty()) return;
     *budget -= static_cast<int>(prefixes.size());
-    PopularityRanks(targets);
     // On the learner itself (this thread holds it anyway), not the serving snapshot, whose lock
     // the user publisher needs: a batch of ranks there delayed user records by up to a second.
     auto ranks = learner->ScoreRanks(prefixes, targets);
     if (!ranks.ok()) {
       m->prequential_errors.Increment();  // the online figures skip these clicks: visibly
       GSAU_LOG_WARN("pipeline: prequential ranking: {}", ranks.status().ToString());
-      return;
+      return;  // the popularity baseline skips them too: both figures over the same clicks
     }
+    PopularityRanks(targets);
     for (int64_t r : *ranks) {
       preq_total.Add(r);
       preq_window.Add(r);
@@ -800,8 +800,16 @@ struct Pipeline::Impl {
     watermark = std::max(watermark, b.batch_seq);
   }
 
+  // Counts a publishing failure of the pipeline's own (the learner, the state), kind "publish";
+  // the publisher counts its own (kind "produce"): one failure, one count.
+  template <typename T>
+  T Counted(T result) {
+    if (!result.ok()) m->publish_errors.Increment();
+    return result;
+  }
+
   Status PublishItems() {
-    GSAU_ASSIGN_OR_RETURN(auto changed, learner->TakeChangedItems());
+    GSAU_ASSIGN_OR_RETURN(auto changed, Counted(learner->TakeChangedItems()));
     const auto dim = static_cast<size_t>(opt.learner.dim);
     for (size_t k = 0; k < changed.ids.size(); ++k) {
       unpublished_items[changed.ids[k]].assign(changed.embeddings.begin() + static_cast<long>(k * dim),
@@ -818,7 +826,7 @@ struct Pipeline::Impl {
     for (auto it = unpublished_items.begin(); it != unpublished_items.end();) {
       const auto& [item, row] = *it;
       auto id = store->ItemExternalId(item);
-      if (!id.ok() && id.status().code() != StatusCode::kNotFound) return id.status();  // retried
+      if (!id.ok() && id.status().code() != StatusCode::kNotFound) return Counted(id.status());  // retried
       if (!id.ok()) {
         // Not a passing failure (the id has no name in the state): retrying would block every
         // other item's record at each interval.
@@ -833,17 +841,23 @@ struct Pipeline::Impl {
       r.embedding = row;
       recs.push_back(std::move(r));
       ++it;
-      if (recs.size() < kItemsPerPublish && it != unpublished_items.end()) continue;
-      // On failure the rows stay for the next interval: an item that has stopped moving would
-      // otherwise never be published with its last row.
-      GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
-      unpublished_items.erase(unpublished_items.begin(), it);  // the group's: all that is left before it
-      {
-        std::lock_guard<std::mutex> s(status_mu);
-        st.items_published += static_cast<int64_t>(recs.size());
-      }
-      recs.clear();
+      if (recs.size() == kItemsPerPublish) GSAU_RETURN_IF_ERROR(PublishItemGroup(recs, it));
     }
+    // The last group, also when the last item was dropped above (it once waited an interval).
+    return recs.empty() ? Status::Ok() : PublishItemGroup(recs, unpublished_items.end());
+  }
+
+  // Publishes `recs`, the rows of unpublished_items before `until` (all that is left there), and
+  // drops them. On failure the rows stay for the next interval: an item that has stopped moving
+  // would otherwise never be published with its last row.
+  Status PublishItemGroup(std::vector<EmbeddingRecord>& recs, std::map<uint32_t, std::vector<float>>::iterator until) {
+    GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
+    unpublished_items.erase(unpublished_items.begin(), until);
+    {
+      std::lock_guard<std::mutex> s(status_mu);
+      st.items_published += static_cast<int64_t>(recs.size());
+    }
+    recs.clear();
     return Status::Ok();
   }
 
@@ -1066,7 +1080,6 @@ struct Pipeline::Impl {
       }
       if (SecondsSince(last_items) * 1000 >= opt.item_interval_ms) {
         if (Status s = PublishItems(); !s.ok()) {
-          m->publish_errors.Increment();
           if (const int64_t n = items_log.Due()) GSAU_LOG_WARN("pipeline: publishing items ({}x): {}", n, s.ToString());
           // The publisher cannot go on (a fatal producer error): stop, so that a restart gets a
           // new producer and publishes every item again. Not the learner's failure: Run still
@@ -1111,7 +1124,6 @@ struct Pipeline::Impl {
     if (Status s = PublishItems(); !s.ok()) {
       // Not the learner's failure: the last checkpoint is still written (in Run, before the
       // publisher's flush), and a restart publishes every item again anyway.
-      m->publish_errors.Increment();
       GSAU_LOG_WARN("pipeline: publishing items at the stop: {}", s.ToString());
     }
     return Status::Ok();
@@ -1153,7 +1165,7 @@ struct Pipeline::Impl {
           now_ns - waiting->second.since_ns < kNewItemWaitNs) {
         continue;  // no new item in the snapshot since the last look: no need to read again
       }
-      GSAU_ASSIGN_OR_RETURN(auto entries, store->Session(u));
+      GSAU_ASSIGN_OR_RETURN(auto entries, Counted(store->Session(u)));
       std::vector<uint32_t> s;
       s.reserve(entries.size());
       for (const auto& e : entries) s.push_back(e.item);
@@ -1179,13 +1191,13 @@ struct Pipeline::Impl {
   Status PublishUserGroup(const learner::ServingModel& serving, const std::vector<state::UserId>& users,
                           const std::vector<std::vector<uint32_t>>& sessions_now, const std::vector<DueUser>& marks,
                           DueUsers& due) {
-    GSAU_ASSIGN_OR_RETURN(auto rows, serving.UserEmbeddings(sessions_now));
+    GSAU_ASSIGN_OR_RETURN(auto rows, Counted(serving.UserEmbeddings(sessions_now)));
     const auto dim = static_cast<size_t>(serving.dim());
     std::vector<EmbeddingRecord> recs;
     recs.reserve(users.size());
     for (size_t k = 0; k < users.size(); ++k) {
       auto id = store->UserExternalId(users[k]);
-      if (!id.ok() && id.status().code() != StatusCode::kNotFound) return id.status();  // due again
+      if (!id.ok() && id.status().code() != StatusCode::kNotFound) return Counted(id.status());  // due again
       if (!id.ok()) {
         // Not a passing failure: kept due, it would block every later confirmation.
         GSAU_LOG_ERROR("pipeline: user {} not published: {}", users[k], id.status().ToString());
@@ -1252,7 +1264,6 @@ struct Pipeline::Impl {
       }
       users_taken_seq = std::max(users_taken_seq, through);
       if (Status s = PublishUsers(due, stop); !s.ok()) {
-        m->publish_errors.Increment();
         if (const int64_t n = users_log.Due()) GSAU_LOG_WARN("pipeline: publishing users ({}x): {}", n, s.ToString());
         if (pub->failed_fatally()) return s;
       }

@@ -290,6 +290,7 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
   }
   for (const auto& r : records) {
     if (r.model_version < last_version_) {
+      metrics_->errors.Increment();
       return Status::InvalidArgument("model_version " + std::to_string(r.model_version) +
                                      " is older than the published " + std::to_string(last_version_));
     }

@@ -1,6 +1,7 @@
 // The embedding publisher against the real broker, both formats.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <prometheus/registry.h>
 
 #include <algorithm>
 #include <chrono>
@@ -60,7 +61,8 @@ TEST(PublisherEncodeTest, JsonFloatsReadBackExactly) {
 
 TEST(PublisherTest, JsonRecordsTombstonesAndCompactedTopics) {
   const auto o = Options(Format::kJson);
-  auto p = KafkaPublisher::Create(o, nullptr);
+  prometheus::Registry registry;
+  auto p = KafkaPublisher::Create(o, &registry);
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(*kafka::TopicConfigValue(o.kafka, o.user_topic, "cleanup.policy", 10000), "compact");
   EXPECT_EQ(*kafka::TopicConfigValue(o.kafka, o.item_topic, "cleanup.policy", 10000), "compact");
@@ -79,6 +81,15 @@ TEST(PublisherTest, JsonRecordsTombstonesAndCompactedTopics) {
   ASSERT_TRUE((*p)->Publish(batch2).ok());
   std::vector<EmbeddingRecord> stale = {Rec(EntityKind::kUser, "u2", 1, {0, 0, 0})};
   EXPECT_EQ((*p)->Publish(stale).code(), StatusCode::kInvalidArgument) << "model_version never goes back";
+  double refused = -1;  // gsau_errors_total{stage="publisher",kind="produce"}: every failed Publish, once
+  for (const auto& f : registry.Collect()) {
+    for (const auto& m : f.metric) {
+      std::map<std::string, std::string> l;
+      for (const auto& x : m.label) l[x.name] = x.value;
+      if (f.name == "gsau_errors_total" && l["stage"] == "publisher" && l["kind"] == "produce") refused = m.counter.value;
+    }
+  }
+  EXPECT_EQ(refused, 1);
   ASSERT_TRUE((*p)->Flush(30000).ok());
 
   const auto users = ConsumeAll(KafkaBootstrap(), o.user_topic, 2);
