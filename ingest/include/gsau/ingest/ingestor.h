@@ -29,7 +29,10 @@
 // batch's dead letters the old one had been handed.
 // Failures: an unreachable broker or a missing topic is retried (librdkafka reconnects; our
 // own dead-letter and apply steps back off exponentially), logged at most every few seconds
-// and counted in gsau_errors_total{stage="ingest"}; none of them ends Run().
+// and counted in gsau_errors_total{stage="ingest"}; none of them ends Run(). Our retries do not
+// poll the consumer: one that outlasts max.poll.interval.ms (300 s unless kafka.properties say
+// otherwise) leaves the group, whose other members then take the partitions (each from its own
+// state), and this process joins again when the retry ends; nothing is lost or applied twice.
 //
 // Thread safety: Run() on one thread; counters() from any. The store must outlive Run() and
 // see no other writer meanwhile.
