@@ -112,8 +112,10 @@ class Decoder::Impl {
     }
   };
 
-  // The fields alone, through simdjson's On-Demand parser, which skips the values of unknown
-  // fields without converting them. The value is in buffer_.
+  // The fields through simdjson's On-Demand parser, which holds no tree: numbers are checked
+  // against JSON's grammar, not converted, unless they are ours. On-Demand skips a value left
+  // unread by counting brackets alone, so every other value is walked (Walk): the tree parser had
+  // stopped at its first error, and what came after it is unchecked. The value is in buffer_.
   const DecodeResult& DecodeFieldsOnly(size_t size, int64_t kafka_ts_ms) {
     namespace od = simdjson::ondemand;
     auto not_json = [&](simdjson::error_code err) -> const DecodeResult& {
@@ -132,24 +134,32 @@ class Decoder::Impl {
       std::string_view key;
       if (auto err = field.unescaped_key().get(key); err) return not_json(err);
       const unsigned which = f.Which(key);
-      if (which == Fields::kOther) continue;  // its value is skipped unread
+      if (which == Fields::kOther) {
+        if (auto err = Walk(field.value()); err) return not_json(err);
+        continue;
+      }
       if (!f.See(which)) return Duplicate(key);
       od::value v = field.value();
       od::json_type type;
       if (auto err = v.type().get(type); err) return not_json(err);
+      // The type comes from the first character alone: the token must be one in full.
+      if (type == od::json_type::number && !IsJsonNumber(Trimmed(v.raw_json_token()))) {
+        return not_json(simdjson::NUMBER_ERROR);
+      }
+      if (bool null = false; type == od::json_type::null && (v.is_null().get(null) || !null)) {
+        return not_json(simdjson::N_ATOM_ERROR);
+      }
       if (which == Fields::kUser || which == Fields::kItem) {
         std::string& out = which == Fields::kUser ? r_.event.user_id : r_.event.item_id;
+        std::string_view raw = type == od::json_type::number ? Trimmed(v.raw_json_token()) : std::string_view();
+        if (raw == "-0") raw = "0";  // as the tree path writes it (the integer's decimal text)
         if (type == od::json_type::string) {
           std::string_view id;
           if (auto err = v.get_string().get(id); err) return not_json(err);
           if (!TakeId(id, key, out)) return r_;
-        } else if (int64_t i; type == od::json_type::number && v.get_int64().get(i) == simdjson::SUCCESS) {
-          out = std::to_string(i);
-        } else if (uint64_t u; type == od::json_type::number && v.get_uint64().get(u) == simdjson::SUCCESS) {
-          out = std::to_string(u);
-        } else if (type == od::json_type::number && IsIntegerLiteral(Trimmed(v.raw_json_token()))) {
-          // Beyond 64 bits: its decimal text, as SYSTEM.md has integer ids.
-          if (!TakeId(Trimmed(v.raw_json_token()), key, out)) return r_;
+        } else if (type == od::json_type::number && IsJsonInteger(raw)) {
+          // Its decimal text, as SYSTEM.md has integer ids (the grammar: no leading zeros).
+          if (!TakeId(raw, key, out)) return r_;
         } else {
           return Bad(BadReason::kWrongType, std::string(key) + " must be a string or an integer");
         }
@@ -162,9 +172,8 @@ class Decoder::Impl {
         f.has_ts = true;
       } else {
         std::string_view ev;
-        if (type != od::json_type::string || v.get_string().get(ev) != simdjson::SUCCESS) {
-          return Bad(BadReason::kWrongType, "event must be a string");
-        }
+        if (type != od::json_type::string) return Bad(BadReason::kWrongType, "event must be a string");
+        if (auto err = v.get_string().get(ev); err) return not_json(err);
         r_.event.event_type.assign(ev);
       }
     }
@@ -175,16 +184,90 @@ class Decoder::Impl {
     return Finish(f, kafka_ts_ms);
   }
 
+  // Reads a value through, checking it is JSON: keys and strings unescaped, numbers against the
+  // grammar (not converted), atoms in full, containers element by element. Its depth is bounded
+  // by the parser's (DEFAULT_MAX_DEPTH, 1024).
+  static simdjson::error_code Walk(simdjson::ondemand::value v) {
+    namespace od = simdjson::ondemand;
+    od::json_type type;
+    if (auto err = v.type().get(type); err) return err;
+    switch (type) {
+      case od::json_type::object: {
+        od::object o;
+        if (auto err = v.get_object().get(o); err) return err;
+        for (auto maybe_field : o) {
+          if (auto err = maybe_field.error(); err) return err;
+          od::field field = std::move(maybe_field).value_unsafe();
+          std::string_view key;
+          if (auto err = field.unescaped_key().get(key); err) return err;
+          if (auto err = Walk(field.value()); err) return err;
+        }
+        return simdjson::SUCCESS;
+      }
+      case od::json_type::array: {
+        od::array a;
+        if (auto err = v.get_array().get(a); err) return err;
+        for (auto maybe_element : a) {
+          if (auto err = maybe_element.error(); err) return err;
+          if (auto err = Walk(std::move(maybe_element).value_unsafe()); err) return err;
+        }
+        return simdjson::SUCCESS;
+      }
+      case od::json_type::string: {
+        std::string_view s;
+        return v.get_string().get(s);
+      }
+      case od::json_type::number:
+        return IsJsonNumber(Trimmed(v.raw_json_token())) ? simdjson::SUCCESS : simdjson::NUMBER_ERROR;
+      case od::json_type::boolean: {
+        bool b = false;
+        return v.get_bool().get(b);
+      }
+      case od::json_type::null: {
+        bool null = false;
+        if (auto err = v.is_null().get(null); err) return err;
+        return null ? simdjson::SUCCESS : simdjson::N_ATOM_ERROR;
+      }
+    }
+    return simdjson::INCORRECT_TYPE;
+  }
+
+  // JSON's grammar: -?(0|[1-9][0-9]*)
+  static bool IsJsonInteger(std::string_view s) {
+    if (!s.empty() && s.front() == '-') s.remove_prefix(1);
+    if (s.empty() || (s.front() == '0' && s.size() > 1)) return false;
+    return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  }
+
+  // JSON's grammar: an integer, then an optional fraction (.[0-9]+) and exponent ([eE][+-]?[0-9]+).
+  static bool IsJsonNumber(std::string_view s) {
+    const auto digits = [&s]() {
+      size_t n = 0;
+      while (n < s.size() && s[n] >= '0' && s[n] <= '9') ++n;
+      const std::string_view taken = s.substr(0, n);
+      s.remove_prefix(n);
+      return taken;
+    };
+    if (!s.empty() && s.front() == '-') s.remove_prefix(1);
+    const std::string_view whole = digits();
+    if (!IsJsonInteger(whole)) return false;
+    if (!s.empty() && s.front() == '.') {
+      s.remove_prefix(1);
+      if (digits().empty()) return false;
+    }
+    if (!s.empty() && (s.front() == 'e' || s.front() == 'E')) {
+      s.remove_prefix(1);
+      if (!s.empty() && (s.front() == '+' || s.front() == '-')) s.remove_prefix(1);
+      if (digits().empty()) return false;
+    }
+    return s.empty();
+  }
+
   static std::string_view Trimmed(std::string_view raw) {
     while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\t' || raw.back() == '\n' || raw.back() == '\r')) {
       raw.remove_suffix(1);
     }
     return raw;
-  }
-
-  static bool IsIntegerLiteral(std::string_view s) {
-    if (!s.empty() && s.front() == '-') s.remove_prefix(1);
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
   }
 
   const DecodeResult& Finish(const Fields& f, int64_t kafka_ts_ms) {

@@ -59,7 +59,44 @@ TEST(DecoderTest, NumbersAndNestingBeyondTheParsersTreeInUnknownFieldsAreIgnored
   ASSERT_TRUE(small.ok) << small.message;
   EXPECT_EQ(small.event, (ClickEvent{"42", "18446744073709551615", 1700000000000, "click"}));
 
-  // The rules stay as they are on that path.
+  for (const std::string& tail : {std::string(), std::string(R"(,"x":1e400)")}) {  // the tree's path, then the other
+    EXPECT_EQ(d.Decode(R"({"user_id":-0,"item_id":-5)" + tail + "}", 1700000000000).event,
+              (ClickEvent{"0", "-5", 1700000000000, "click"}))
+        << tail;
+  }
+  const auto& mixed = d.Decode(
+      R"({"x":[1e400,{"a":[true,false,null,"s\n\u00e9",-0.5e-3,0,-0,1E+2]}],"user_id":"u","item_id":7,"e":{}})", 1700000000000);
+  ASSERT_TRUE(mixed.ok) << mixed.message;
+  EXPECT_EQ(mixed.event, (ClickEvent{"u", "7", 1700000000000, "click"}));
+
+  // The rules stay as they are on that path, and what is not JSON is still not JSON: the tree
+  // stopped at its first error, so nothing after it had been checked.
+  const std::string mismatched = R"({"user_id":"u","item_id":"i","x":)" + std::string(100, '[') + std::string(100, '}') + "}";
+  for (const std::string& v : std::vector<std::string>{
+           R"({"user_id":"u","item_id":"i","x":01})",
+           R"({"user_id":"u","item_id":"i","x":-Infinity})",
+           R"({"user_id":"u","item_id":"i","d":2024-12-05})",
+           R"({"user_id":"u","item_id":"i","x":1e400,"y":[1 2]})",
+           R"({"user_id":"u","item_id":"i","x":1e400,"y":[tru]})",
+           R"({"user_id":"u","item_id":"i","x":1e400,"y":nul})",
+           R"({"user_id":"u","item_id":"i","x":1e400,"y":{1:2}})",
+           R"({"user_id":"u","item_id":"i","x":1e400,"y":[,,,]})",
+           R"({"user_id":"u","item_id":"i","x":1e400,"y":"\x"})",
+           R"({"user_id":"u","item_id":"i","x":1e400,"y":1.})",
+           R"({"user_id":"u","item_id":"i","x":1e400,"y":.5})",
+           R"({"user_id":"u","item_id":"i","x":1e400,"y":1e})",
+           R"({"user_id":01,"item_id":"i","x":1e400})",
+           R"({"user_id":"u","item_id":"i","ts":01,"x":1e400})",
+           R"({"user_id":"u","item_id":"i","ts":nul,"x":1e400})",
+           R"({"user_id":"u","item_id":"i","x":1e400}})",
+           R"({"user_id":"u","item_id":"i","x":1e400} {"a":1})",
+           mismatched}) {
+    const auto& r = d.Decode(v, 1700000000000);
+    EXPECT_FALSE(r.ok) << v;
+    if (!r.ok) {
+      EXPECT_EQ(BadReasonName(r.reason), "not_json") << v << " -> " << r.message;
+    }
+  }
   const std::vector<Case> bad = {
       {R"({"user_id":"u","item_id":"i","ts":123456789012345678901234567890})", false, BadReason::kBadTime,
        "ts must be an integer"},
