@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -29,6 +28,7 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
+#include "gsau/common/stop_signal.h"
 #include "gsau/kafka/admin.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/pipeline/pipeline.h"
@@ -40,8 +40,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
 
 struct DemoFlags {
   ConfigFlags config;
@@ -122,8 +120,7 @@ int RunDemo(const DemoFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;
   auto cfg = LoadConfig("demo", f.config);
   if (!cfg.ok()) return kExitUsage;
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  const std::atomic<bool>& g_stop = InstallStopSignals();
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
 

@@ -1,7 +1,6 @@
 // gsau ingest: the ingest stage alone (Kafka -> state store), for running or scaling it on
 // its own; `gsau run` runs it together with the learner and the publisher.
 #include <chrono>
-#include <csignal>
 #include <iostream>
 #include <thread>
 
@@ -9,6 +8,7 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
+#include "gsau/common/stop_signal.h"
 #include "gsau/config/config.h"
 #include "gsau/ingest/ingestor.h"
 #include "gsau/metrics/metrics.h"
@@ -17,8 +17,6 @@
 namespace gsau::app {
 namespace {
 
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
 
 struct IngestFlags {
   ConfigFlags config;
@@ -37,6 +35,7 @@ int RunIngest(const IngestFlags& f) {
     std::cerr << "gsau ingest: no Kafka broker: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers\n";
     return kExitUsage;
   }
+  const std::atomic<bool>& stop_requested = InstallStopSignals();  // before the store's open: a stop then ends at once
   GSAU_LOG_INFO("ingest: configuration\n{}", cfg->Redacted());
   auto store = state::StateStore::Open(config::ToStateOptions(*cfg));
   if (!store.ok()) {
@@ -50,8 +49,6 @@ int RunIngest(const IngestFlags& f) {
   }
   if (metrics.port() != 0) GSAU_LOG_INFO("ingest: metrics at http://{}/metrics (port {})", cfg->metrics.listen_address, metrics.port());
 
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
   ingest::Ingestor ingestor(config::ToIngestOptions(*cfg), store->get(), nullptr, &metrics.registry());
   std::atomic<bool> done{false};
   std::thread status([&] {
@@ -72,7 +69,7 @@ int RunIngest(const IngestFlags& f) {
       t = now;
     }
   });
-  const Status s = ingestor.Run(g_stop);
+  const Status s = ingestor.Run(stop_requested);
   done = true;
   status.join();
   const Status closed = (*store)->Close();

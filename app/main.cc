@@ -1,5 +1,6 @@
 // gsau: the streaming GSAU trainer. `gsau --help` lists the subcommands.
 #include <algorithm>
+#include <csignal>
 #include <iostream>
 #include <string>
 
@@ -23,6 +24,10 @@ void AddUnavailableCommand(CLI::App& root, const std::string& name, const std::s
 
 int main(int argc, char** argv) {
   using namespace gsau::app;
+  // A closed stderr or stdout (`gsau run 2>&1 | tee log` and a Ctrl-C, which ends tee too) makes
+  // writes fail with EPIPE instead of killing the process mid-stop (exit 141, its last checkpoint
+  // never written).
+  std::signal(SIGPIPE, SIG_IGN);
   gsau::log::Init();
   CLI::App root{"gsau: continual GSAU training on live click streams (LightGCN + SASRec, one item table)"};
   root.require_subcommand(1);

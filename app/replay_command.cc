@@ -1,5 +1,4 @@
 // gsau replay: a dataset file (or the synthetic stream) -> click events on Kafka.
-#include <csignal>
 #include <iostream>
 #include <memory>
 
@@ -7,6 +6,7 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
+#include "gsau/common/stop_signal.h"
 #include "gsau/data/interactions.h"
 #include "gsau/replay/replay.h"
 
@@ -34,8 +34,6 @@ void WarnOfTimesIngestRefuses(const std::vector<data::Interaction>& events, cons
       early + late, events.size(), early, cfg.ingest.min_event_time_s, late, first->user_id, first->ts_ms);
 }
 
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
 
 struct ReplayFlags {
   ConfigFlags config;
@@ -95,9 +93,7 @@ int RunReplay(const ReplayFlags& f) {
   opt.progress = !f.no_progress;
   GSAU_LOG_INFO("replay: {} events to topic {} at {} ({})", events.size(), opt.topic, kafka.bootstrap_servers,
                 f.rate > 0 ? std::to_string(f.rate) + " events/s" : std::string("full speed"));
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-  auto stats = replay::Replay(events, kafka, opt, &g_stop);
+  auto stats = replay::Replay(events, kafka, opt, &InstallStopSignals());
   if (!stats.ok()) {
     std::cerr << "gsau replay: " << stats.status().ToString() << "\n";
     return kExitFailure;

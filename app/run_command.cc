@@ -1,7 +1,6 @@
 // gsau run: the pipeline. Ingest (Kafka -> state), the continual learner and the embedding
 // publisher together, until SIGINT/SIGTERM or --duration; see gsau/pipeline/pipeline.h.
 #include <chrono>
-#include <csignal>
 #include <iostream>
 #include <thread>
 
@@ -9,6 +8,7 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
+#include "gsau/common/stop_signal.h"
 #include "gsau/config/config.h"
 #include "gsau/metrics/metrics.h"
 #include "gsau/pipeline/pipeline.h"
@@ -17,8 +17,6 @@
 namespace gsau::app {
 namespace {
 
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
 
 struct RunFlags {
   ConfigFlags config;
@@ -49,6 +47,9 @@ int RunPipeline(const RunFlags& f) {
                  "(`gsau demo` runs everything with an embedded broker)\n";
     return kExitUsage;
   }
+  // Before the start-up (a rollback's copy, a catch-up: minutes): a signal during it stops the
+  // run as it begins, with its last checkpoint, rather than killing it (exit 143).
+  const std::atomic<bool>& stop_requested = InstallStopSignals();
   GSAU_LOG_INFO("run: configuration\n{}", cfg->Redacted());
   metrics::Metrics metrics;
   if (Status s = metrics.Serve(config::ToMetricsOptions(*cfg)); !s.ok()) {
@@ -70,9 +71,8 @@ int RunPipeline(const RunFlags& f) {
     std::cerr << "gsau run: " << p.status().ToString() << "\n";
     return kExitFailure;
   }
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-  std::atomic<bool> stop{false};
+  if (stop_requested) GSAU_LOG_INFO("run: stop requested during start-up: stopping");
+  std::atomic<bool> stop{stop_requested.load()};
   std::thread watcher([&] {
     const auto start = std::chrono::steady_clock::now();
     auto last = start;
@@ -80,7 +80,7 @@ int RunPipeline(const RunFlags& f) {
     while (!stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       const auto now = std::chrono::steady_clock::now();
-      if (g_stop || (f.duration_s > 0 && std::chrono::duration<double>(now - start).count() >= f.duration_s)) {
+      if (stop_requested || (f.duration_s > 0 && std::chrono::duration<double>(now - start).count() >= f.duration_s)) {
         stop = true;
         break;
       }

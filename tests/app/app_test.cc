@@ -1,5 +1,6 @@
 // The gsau executable as a user meets it: --help everywhere, broken configurations stop
 // start-up naming the field, the demo runs the whole loop and inspect shows what it left.
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -174,6 +175,20 @@ TEST(AppTest, InspectWithoutAStoreFailsSayingSo) {
     EXPECT_NE(out.find("no store at " + dir.File("none") + "/state"), std::string::npos) << out;
     EXPECT_FALSE(std::filesystem::exists(dir.File("none"))) << "inspect must not create anything";
   }
+}
+
+// A reader that went away (`gsau run 2>&1 | tee log`, and a Ctrl-C ends tee too) makes writes to
+// stderr fail, it does not kill gsau with SIGPIPE (exit 141) before its last checkpoint.
+TEST(AppTest, AStderrWhoseReaderLeftDoesNotKill) {
+  gsau::testing::TempDir dir;
+  std::string out;
+  // The reader (true) is gone before the writer starts; the writer's own status comes back.
+  auto with_gone_reader = [](const std::string& cmd) {
+    return "bash -c '(sleep 0.5; " + cmd + ") 2>&1 | true; exit ${PIPESTATUS[0]}'";
+  };
+  ASSERT_EQ(RunCommand(with_gone_reader("yes"), &out), 128 + SIGPIPE) << "the control: SIGPIPE is delivered here";
+  const int rc = RunCommand(with_gone_reader(Gsau() + " inspect --dir " + dir.File("none")), &out);
+  EXPECT_TRUE(rc == 1 || rc == 3) << "exit " << rc << " (1: no store; 3: a build without inspect)";
 }
 
 TEST(AppTest, RunWithoutBrokerIsAUsageErrorOrNotAvailable) {

@@ -2,6 +2,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include "gsau/common/memory.h"
 #include "gsau/common/progress.h"
 #include "gsau/common/status.h"
+#include "gsau/common/stop_signal.h"
 
 namespace gsau {
 namespace {
@@ -58,6 +60,25 @@ std::string ReadAll(const std::string& path) {
   std::ostringstream s;
   s << f.rdbuf();
   return s.str();
+}
+
+// The first SIGTERM or SIGINT sets the flag and the process goes on; the second ends it as the
+// signal's default action would (a stop that takes too long: Ctrl-C twice).
+TEST(StopSignalTest, TheFirstSignalAsksTheSecondEnds) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (const int sig : {SIGTERM, SIGINT}) {
+    EXPECT_EXIT(
+        {
+          const auto& stop = InstallStopSignals();
+          if (stop) _exit(3);
+          std::raise(sig);
+          if (!stop) _exit(4);  // the first did not set the flag
+          std::raise(sig);
+          _exit(5);  // the second did not end the process
+        },
+        ::testing::KilledBySignal(sig), "")
+        << strsignal(sig);
+  }
 }
 
 TEST(FileTest, WriteFileAtomicallyReplacesWholeOrNotAtAll) {

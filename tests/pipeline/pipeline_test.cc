@@ -536,6 +536,23 @@ TEST(PipelineProcessTest, ACheckpointComesEarlyWhenHalfTheChangeFeedHasGoneBy) {
 // busy for as long as the process ran (438 steps in 19 quiet seconds). It now stops
 // learner.idle_train_s after the last fresh click, and the next click starts it again; while it
 // rests no checkpoint repeats the last one.
+// A SIGTERM during start-up (a rollback's copy, a catch-up: minutes on a large state) stops the
+// run as it begins, gracefully, rather than killing it with exit 143.
+TEST(PipelineProcessTest, ASignalDuringStartUpStopsTheRunGracefully) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "early-stop");
+  auto run = p.Start("json");
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  while (GrepLines(p.log, "run: configuration").empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_FALSE(GrepLines(p.log, "run: configuration").empty()) << Tail(p.log, 6000);
+  run->Signal(SIGTERM);  // the pipeline is being built now
+  EXPECT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  EXPECT_FALSE(GrepLines(p.log, "stop requested during start-up").empty()) << Tail(p.log, 6000);
+}
+
 TEST(PipelineProcessTest, WithoutClicksTheLearnerStopsAfterIdleTrainSAndAClickStartsItAgain) {
   const std::string bootstrap = KafkaBootstrap();
   TempDir dir;
