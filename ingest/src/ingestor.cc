@@ -620,7 +620,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       }
       GSAU_LOG_WARN("ingest: dead-letter produce failed: {}; retrying", s.ToString());
       MaybeUpdateLag(/*blocked=*/true);
-      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      SleepUnlessStopped(backoff_ms);
       backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
     }
   }
@@ -656,7 +656,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         if (RenewDeadLetterProducer("the dead-letter producer hit a fatal error")) {
           // Backing off: should every new producer fail too (the cause is the cluster's), this
           // loop would otherwise make one producer after another.
-          std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+          SleepUnlessStopped(backoff_ms);
           backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
           continue;
         }
@@ -668,7 +668,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                     s.ok() ? "a delivery failed" : s.ToString(), backoff_ms);
       if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
       MaybeUpdateLag(/*blocked=*/true);
-      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      SleepUnlessStopped(backoff_ms);
       backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
       if (counts.failed == dlq_failed_seen_) continue;  // still outstanding: wait again
       dlq_failed_seen_ = counts.failed;
@@ -690,10 +690,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // hear a stop: from the stop on, all such waits together last at most kStopAckWaitMs. Three
   // whole waits (the loop's, the last apply's, the revoke's at close) made a stop last 30 s and
   // more while the topic did not answer, past a container's grace period (then the pipeline's
-  // last checkpoint was lost to the SIGKILL). Ends early on a failed delivery (the caller
-  // produces the batch's letters again) and on a fatal error.
+  // last checkpoint was lost to the SIGKILL). Waits for every delivery to settle, as one Flush
+  // did (a failure part-way would otherwise have the caller produce the letters still in flight
+  // again), and returns the first failure a slice reported; ends early on a fatal error.
   Status FlushDeadLetters() {
     const auto deadline = Clock::now() + std::chrono::milliseconds(options_.dlq_flush_timeout_ms);
+    Status failure;
     while (true) {
       auto until = deadline;
       if (stop_->load()) {
@@ -702,8 +704,24 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       }
       const int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
       Status s = dlq_->Flush(static_cast<int>(std::clamp<int64_t>(left, 0, 200)));
-      if (s.ok() || dlq_->failed_fatally() || Clock::now() >= until) return s;
-      if (dlq_->counts().failed != dlq_failed_seen_) return s;
+      const auto c = dlq_->counts();
+      if (!s.ok() && failure.ok() && c.failed != dlq_failed_seen_) failure = s;  // reported once: kept
+      if (dlq_->failed_fatally()) return failure.ok() ? s : failure;
+      if (c.produced == c.delivered + c.failed) return failure;  // all settled: Ok, or the first failure
+      if (Clock::now() >= until) {
+        return failure.ok() ? Status::Unavailable(std::to_string(c.produced - c.delivered - c.failed) +
+                                                  " dead letter(s) unacknowledged after " +
+                                                  std::to_string(options_.dlq_flush_timeout_ms) + " ms")
+                            : failure;
+      }
+    }
+  }
+
+  // A retry's backoff, cut short by a stop (the backoff reaches retry_backoff_max_ms, 5 s).
+  void SleepUnlessStopped(int ms) {
+    const auto until = Clock::now() + std::chrono::milliseconds(ms);
+    while (!stop_->load() && Clock::now() < until) {
+      std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(50)));
     }
   }
 
@@ -728,7 +746,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       if (applied.status().code() == StatusCode::kInvalidArgument) return applied.status();  // a bug, not weather
       if (stop_->load()) return Status::Aborted("stopped before the batch could be applied");
       MaybeUpdateLag(/*blocked=*/true);
-      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      SleepUnlessStopped(backoff_ms);
       backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
     }
     metrics_.apply_seconds.Observe(std::chrono::duration<double>(Clock::now() - start).count());

@@ -648,6 +648,34 @@ TEST(IngestTest, TheLagGrowsWhileABatchCannotBeApplied) {
   t.join();
 }
 
+// A stop during a retry's backoff (here: a state that refuses every write) ends it at once; the
+// backoff doubles up to retry_backoff_max_ms, and the stop used to wait it out.
+TEST(IngestTest, AStopCutsARetrysBackoffShort) {
+  const std::string topic = UniqueTopic("backoff-stop");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  ProduceClicks(KafkaAt(KafkaBootstrap()), topic, MakeClicks(50, 10, 10, 23));
+  TempDir dir;
+  state::StateOptions so;
+  so.path = dir.File("state");
+  so.min_free_disk_bytes = uint64_t{1} << 62;  // every write refused; the open needs only 64 MiB
+  auto store = state::StateStore::Open(so);
+  ASSERT_TRUE(store.ok()) << store.status();
+  prometheus::Registry registry;
+  IngestOptions options = Options(topic);
+  options.retry_backoff_max_ms = 60000;
+  Ingestor ingestor(options, store->get(), nullptr, &registry);
+  std::atomic<bool> stop{false};
+  std::thread t([&] { ingestor.Run(stop).IgnoreError(); });
+  // Backoffs of 0.1, 0.2, ... 3.2 s have gone by; the 7th failure starts one of 6.4 s.
+  const std::map<std::string, std::string> apply = {{"stage", "ingest"}, {"kind", "apply"}};
+  EXPECT_TRUE(WaitUntil([&] { return Value(registry, "gsau_errors_total", apply) >= 7; }, 60));
+  const auto stopped_at = std::chrono::steady_clock::now();
+  stop = true;
+  t.join();
+  const double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
+  EXPECT_LT(stop_s, 3.0) << "the stop waited out the backoff";
+}
+
 // Commits to Kafka are asynchronous: a refused one must still be counted (lag tools then read
 // stale offsets), not vanish with its callback.
 TEST(IngestTest, ARefusedOffsetCommitIsCounted) {
@@ -726,6 +754,7 @@ TEST(IngestTest, AStopWhileDeadLettersAreUnacknowledgedEndsWithinSeconds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   // The records are there: consumed at once, the batch then waits on its dead letter.
+  EXPECT_EQ(Value(registry, "gsau_ingest_assigned_partitions"), 1) << "never assigned: the stop below tests nothing";
   std::this_thread::sleep_for(std::chrono::seconds(3));
   EXPECT_EQ(store->Counts().events, 0u) << "applied before its dead letter was acknowledged";
   const auto stopped_at = std::chrono::steady_clock::now();

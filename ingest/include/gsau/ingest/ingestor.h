@@ -32,7 +32,8 @@
 // and counted in gsau_errors_total{stage="ingest"}; none of them ends Run(). Our retries do not
 // poll the consumer: one that outlasts max.poll.interval.ms (300 s unless kafka.properties say
 // otherwise) leaves the group, whose other members then take the partitions (each from its own
-// state), and this process joins again when the retry ends; nothing is lost or applied twice.
+// state), and this process joins again when the retry ends (each state still holds each event of
+// the partitions it consumed once; the batch the retry applied may be in the new owner's too).
 //
 // Thread safety: Run() on one thread; counters() from any. The store must outlive Run() and
 // see no other writer meanwhile.
@@ -91,8 +92,9 @@ class Ingestor {
   Ingestor& operator=(const Ingestor&) = delete;
 
   // Consumes until `stop` is set, then applies what it holds, leaves the group and returns.
-  // After the stop, waits for dead-letter acknowledgements last about 2 s in all: a batch whose
-  // letters are not acknowledged by then is not applied (consumed again after a restart).
+  // After the stop, waits for dead-letter acknowledgements last about 2 s in all and retry
+  // backoffs end: a batch whose letters are not acknowledged by then is not applied (consumed
+  // again after a restart).
   // Errors: kInvalidArgument for options librdkafka rejects; a fatal consumer error.
   Status Run(const std::atomic<bool>& stop);
 
