@@ -1,6 +1,7 @@
 #include "gsau/metrics/metrics.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -8,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -74,16 +76,36 @@ class Metrics::Server {
     }
   }
 
+  // One connection at a time: a client must not hold the server. The request must be in within
+  // kRequestMs in all and the response out within kResponseMs (a per-read timeout let a client
+  // sending a byte a second hold every later scrape for hours); a stop ends either wait.
+  static constexpr int kRequestMs = 1000;
+  static constexpr int kResponseMs = 5000;
+
+  // Waits for `events` on c until `deadline`, in slices that hear a stop. False: time is up.
+  bool WaitFor(int c, short events, std::chrono::steady_clock::time_point deadline) {
+    while (!stop_) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{c, events, 0};
+      const int r = poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 200)));
+      if (r > 0) return true;
+      if (r < 0 && errno != EINTR) return false;
+    }
+    return false;
+  }
+
   void Handle(int c) {
-    timeval tv{2, 0};
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    const int flags = fcntl(c, F_GETFL, 0);
+    fcntl(c, F_SETFL, flags | O_NONBLOCK);
+    const auto request_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kRequestMs);
     std::string req;
     char buf[2048];
     while (req.find("\r\n\r\n") == std::string::npos && req.find("\n\n") == std::string::npos && req.size() < 16384) {
+      if (!WaitFor(c, POLLIN, request_deadline)) break;
       const ssize_t n = read(c, buf, sizeof(buf));
-      if (n <= 0) break;
-      req.append(buf, static_cast<size_t>(n));
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
+      if (n > 0) req.append(buf, static_cast<size_t>(n));
     }
     const auto line_end = req.find_first_of("\r\n");
     const std::string line = req.substr(0, line_end);
@@ -106,18 +128,24 @@ class Metrics::Server {
     }
     const std::string head = "HTTP/1.1 " + status + "\r\nContent-Type: " + type +
                              "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
-    WriteAll(c, head);
-    WriteAll(c, body);
+    const auto response_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kResponseMs);
+    if (WriteAll(c, head, response_deadline)) WriteAll(c, body, response_deadline);
     shutdown(c, SHUT_WR);
   }
 
-  static void WriteAll(int c, const std::string& s) {
+  bool WriteAll(int c, const std::string& s, std::chrono::steady_clock::time_point deadline) {
     size_t off = 0;
     while (off < s.size()) {
       const ssize_t n = send(c, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return;
-      off += static_cast<size_t>(n);
+      if (n > 0) {
+        off += static_cast<size_t>(n);
+      } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        if (!WaitFor(c, POLLOUT, deadline)) return false;
+      } else {
+        return false;
+      }
     }
+    return true;
   }
 
   const int fd_;

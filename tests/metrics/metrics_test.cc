@@ -1,7 +1,15 @@
 #include <gtest/gtest.h>
 #include <prometheus/counter.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "gsau/metrics/metrics.h"
@@ -27,6 +35,64 @@ TEST(MetricsTest, RegisteredMetricIsServedOverHttp) {
   EXPECT_NE(body.find("200 OK"), std::string::npos) << body;
   EXPECT_NE(body.find("# TYPE gsau_test_events_total counter"), std::string::npos) << body;
   EXPECT_NE(body.find("gsau_test_events_total{stage=\"test\"} 3"), std::string::npos) << body;
+}
+
+// A client that sends its request a byte at a time (or nothing at all) holds the one-connection
+// server: without a deadline for the whole request, every later scrape waited for hours, and
+// the process's exit (which joins the server) with it.
+class DripClient {
+ public:
+  explicit DripClient(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    thread_ = std::thread([this] {
+      const std::string start = "GET /metrics HTTP/1.1\r\n";
+      if (!connected_ || send(fd_, start.data(), start.size(), MSG_NOSIGNAL) < 0) return;
+      for (int k = 0; k < 100 && !done_; ++k) {  // a byte every 200 ms, for up to 20 s
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (send(fd_, "X", 1, MSG_NOSIGNAL) < 0) return;
+      }
+    });
+  }
+  ~DripClient() {
+    done_ = true;
+    thread_.join();
+    close(fd_);
+  }
+  bool connected() const { return connected_; }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+double SecondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+TEST(MetricsTest, ASlowClientDoesNotHoldTheScrapesOrTheExit) {
+  auto m = std::make_unique<Metrics>();
+  MetricsOptions o;
+  o.listen_address = "127.0.0.1:0";
+  ASSERT_TRUE(m->Serve(o).ok());
+  DripClient drip(m->port());
+  ASSERT_TRUE(drip.connected());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the server is reading it now
+  auto t = std::chrono::steady_clock::now();
+  const std::string body = HttpGet(m->port(), "/metrics");
+  EXPECT_NE(body.find("200 OK"), std::string::npos) << "after " << SecondsSince(t) << " s: " << body;
+  EXPECT_LT(SecondsSince(t), 3.0);
+  DripClient second(m->port());  // and the exit, while one is being read
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  t = std::chrono::steady_clock::now();
+  m.reset();
+  EXPECT_LT(SecondsSince(t), 1.0) << "the exit waited for the client";
 }
 
 TEST(MetricsTest, ScrapeCarriesTheProcessMemory) {
