@@ -312,41 +312,64 @@ TEST(IngestTest, ManySmallDeadLettersFitATopicWithASmallLimitWhateverBatchSizeIs
   ExpectManySmallDeadLettersToFit({{"batch.size", "1000000"}});
 }
 
+// librdkafka's mock cluster, for failures on demand: `bad` (a value that is not JSON, key "bad")
+// and then `good` written to its topic "clicks".
+void ProduceToMock(const kafka::KafkaOptions& k, bool bad, const std::vector<ClickEvent>& good) {
+  auto p = kafka::Producer::Create(k, {});
+  ASSERT_TRUE(p.ok()) << p.status();
+  if (bad) {
+    ASSERT_TRUE((*p)->Produce("clicks", "bad", "not json").ok());
+  }
+  for (const auto& c : good) {
+    ASSERT_TRUE((*p)->Produce("clicks", c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+  }
+  ASSERT_TRUE((*p)->Flush(10000).ok());
+}
+
+// The mock cluster refuses the next `n` requests of the API (Kafka's key: 0 Produce, 8
+// OffsetCommit) with `err`.
+constexpr int16_t kProduceApiKey = 0;
+constexpr int16_t kOffsetCommitApiKey = 8;
+void RefuseRequests(MockCluster& cluster, int16_t api_key, size_t n, rd_kafka_resp_err_t err) {
+  std::vector<rd_kafka_resp_err_t> refusals(n, err);
+  rd_kafka_mock_push_request_errors_array(cluster.get(), api_key, refusals.size(), refusals.data());
+}
+
+// The mock cluster as a broker to connect to.
+kafka::KafkaOptions MockKafka(const MockCluster& cluster) {
+  kafka::KafkaOptions k;
+  k.bootstrap_servers = cluster.bootstrap();
+  return k;
+}
+
+// Ingest of the mock cluster's "clicks" (dead letters to "clicks.dlq") as `group`.
+IngestOptions MockOptions(const kafka::KafkaOptions& k, const std::string& group) {
+  IngestOptions options;
+  options.kafka = k;
+  options.topic = "clicks";
+  options.dead_letter_topic = "clicks.dlq";
+  options.group_id = group;
+  options.batch_max_wait_ms = 50;
+  return options;
+}
+
 // A dead letter whose delivery fails for good (here: the broker refuses produce requests until
 // message.timeout.ms runs out) is gone from the producer; the batch commits only once it has
 // been produced again and acknowledged. (librdkafka's mock cluster: failures on demand.)
 TEST(IngestTest, ADeadLetterWhoseDeliveryFailedIsProducedAgainBeforeTheBatchCommits) {
   MockCluster cluster;
-  rd_kafka_mock_cluster_t* mock = cluster.get();
   cluster.CreateTopic("clicks", 1);
   cluster.CreateTopic("clicks.dlq", 1);
-  kafka::KafkaOptions k;
-  k.bootstrap_servers = cluster.bootstrap();
-  const auto good = MakeClicks(20, 5, 5, 9);
-  {
-    auto p = kafka::Producer::Create(k, {});
-    ASSERT_TRUE(p.ok()) << p.status();
-    ASSERT_TRUE((*p)->Produce("clicks", "bad", "not json").ok());
-    for (const auto& c : good) {
-      ASSERT_TRUE((*p)->Produce("clicks", c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
-    }
-    ASSERT_TRUE((*p)->Flush(10000).ok());
-  }
+  const kafka::KafkaOptions k = MockKafka(cluster);
+  ProduceToMock(k, /*bad=*/true, MakeClicks(20, 5, 5, 9));
   // Every produce request from now on is refused (retriably) until 25 refusals are used up: each
   // try of the dead letter times out after ~1 s of them, at least once.
-  constexpr int16_t kProduceApiKey = 0;
-  std::vector<rd_kafka_resp_err_t> refusals(25, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
-  rd_kafka_mock_push_request_errors_array(mock, kProduceApiKey, refusals.size(), refusals.data());
+  RefuseRequests(cluster, kProduceApiKey, 25, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
 
   TempDir dir;
   auto store = OpenState(dir.File("state"));
-  IngestOptions options;
-  options.kafka = k;
+  IngestOptions options = MockOptions(k, "dlq-retry");
   options.kafka.properties = {{"message.timeout.ms", "1000"}};
-  options.topic = "clicks";
-  options.dead_letter_topic = "clicks.dlq";
-  options.group_id = "dlq-retry";
-  options.batch_max_wait_ms = 50;
   options.retry_backoff_max_ms = 200;
   Ingestor ingestor(options, store.get(), nullptr, nullptr);
   ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= 21; }).ok());
@@ -580,6 +603,14 @@ TEST(IngestTest, EveryDeadLetterReasonIsExportedFromTheStart) {
   }
 }
 
+// A state store below its free-space floor: it opens (that needs 64 MiB) and refuses every write.
+Result<std::unique_ptr<state::StateStore>> OpenStateRefusingWrites(const std::string& path) {
+  state::StateOptions so;
+  so.path = path;
+  so.min_free_disk_bytes = uint64_t{1} << 62;  // no disk has this much free
+  return state::StateStore::Open(so);
+}
+
 // While ingest is paused for backpressure no batch commits, yet the lag must keep growing with
 // the topic (it stayed at its last batch's value: lag alerts never fired while ingest stood).
 TEST(IngestTest, TheLagGaugeGrowsWhilePaused) {
@@ -622,10 +653,7 @@ TEST(IngestTest, TheLagGrowsWhileABatchCannotBeApplied) {
   };
   produce(0, 200);
   TempDir dir;
-  state::StateOptions so;
-  so.path = dir.File("state");
-  so.min_free_disk_bytes = uint64_t{1} << 62;  // every write refused; the open needs only 64 MiB
-  auto store = state::StateStore::Open(so);
+  auto store = OpenStateRefusingWrites(dir.File("state"));
   ASSERT_TRUE(store.ok()) << store.status();
   prometheus::Registry registry;
   IngestOptions options = Options(topic);
@@ -655,10 +683,7 @@ TEST(IngestTest, AStopCutsARetrysBackoffShort) {
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
   ProduceClicks(KafkaAt(KafkaBootstrap()), topic, MakeClicks(50, 10, 10, 23));
   TempDir dir;
-  state::StateOptions so;
-  so.path = dir.File("state");
-  so.min_free_disk_bytes = uint64_t{1} << 62;  // every write refused; the open needs only 64 MiB
-  auto store = state::StateStore::Open(so);
+  auto store = OpenStateRefusingWrites(dir.File("state"));
   ASSERT_TRUE(store.ok()) << store.status();
   prometheus::Registry registry;
   IngestOptions options = Options(topic);
@@ -681,27 +706,12 @@ TEST(IngestTest, AStopCutsARetrysBackoffShort) {
 TEST(IngestTest, ARefusedOffsetCommitIsCounted) {
   MockCluster cluster;
   cluster.CreateTopic("clicks", 1);
-  kafka::KafkaOptions k;
-  k.bootstrap_servers = cluster.bootstrap();
-  {
-    auto p = kafka::Producer::Create(k, {});
-    ASSERT_TRUE(p.ok()) << p.status();
-    for (const auto& c : MakeClicks(50, 5, 5, 3)) {
-      ASSERT_TRUE((*p)->Produce("clicks", c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
-    }
-    ASSERT_TRUE((*p)->Flush(10000).ok());
-  }
-  constexpr int16_t kOffsetCommitApiKey = 8;
-  std::vector<rd_kafka_resp_err_t> refusals(20, RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE);
-  rd_kafka_mock_push_request_errors_array(cluster.get(), kOffsetCommitApiKey, refusals.size(), refusals.data());
+  const kafka::KafkaOptions k = MockKafka(cluster);
+  ProduceToMock(k, /*bad=*/false, MakeClicks(50, 5, 5, 3));
+  RefuseRequests(cluster, kOffsetCommitApiKey, 20, RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE);
   TempDir dir;
   auto store = OpenState(dir.File("state"));
-  IngestOptions options;
-  options.kafka = k;
-  options.topic = "clicks";
-  options.dead_letter_topic = "clicks.dlq";
-  options.group_id = "commit-refused";
-  options.batch_max_wait_ms = 50;
+  IngestOptions options = MockOptions(k, "commit-refused");
   options.commit_interval_ms = 1;
   prometheus::Registry registry;
   Ingestor ingestor(options, store.get(), nullptr, &registry);
@@ -720,29 +730,13 @@ TEST(IngestTest, AStopWhileDeadLettersAreUnacknowledgedEndsWithinSeconds) {
   MockCluster cluster;
   cluster.CreateTopic("clicks", 1);
   cluster.CreateTopic("clicks.dlq", 1);
-  kafka::KafkaOptions k;
-  k.bootstrap_servers = cluster.bootstrap();
-  {
-    auto p = kafka::Producer::Create(k, {});
-    ASSERT_TRUE(p.ok()) << p.status();
-    ASSERT_TRUE((*p)->Produce("clicks", "bad", "not json").ok());
-    for (const auto& c : MakeClicks(20, 5, 5, 9)) {
-      ASSERT_TRUE((*p)->Produce("clicks", c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
-    }
-    ASSERT_TRUE((*p)->Flush(10000).ok());
-  }
+  const kafka::KafkaOptions k = MockKafka(cluster);
+  ProduceToMock(k, /*bad=*/true, MakeClicks(20, 5, 5, 9));
   // Every produce request is refused (retriably) from now on, for far longer than the test.
-  constexpr int16_t kProduceApiKey = 0;
-  std::vector<rd_kafka_resp_err_t> refusals(5000, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
-  rd_kafka_mock_push_request_errors_array(cluster.get(), kProduceApiKey, refusals.size(), refusals.data());
+  RefuseRequests(cluster, kProduceApiKey, 5000, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
   TempDir dir;
   auto store = OpenState(dir.File("state"));
-  IngestOptions options;
-  options.kafka = k;
-  options.topic = "clicks";
-  options.dead_letter_topic = "clicks.dlq";
-  options.group_id = "dlq-stop";
-  options.batch_max_wait_ms = 50;
+  IngestOptions options = MockOptions(k, "dlq-stop");
   options.dlq_flush_timeout_ms = 10000;
   prometheus::Registry registry;
   Ingestor ingestor(options, store.get(), nullptr, &registry);
