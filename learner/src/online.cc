@@ -478,10 +478,17 @@ struct OnlineLearner::Impl {
       GrowIds(false, static_cast<int64_t>(e.item) + 1);
       AddEdge(e.user, e.item);
       Sample s{e.user, e.item, e.ts_ms, KnownSuffix(e.prefix)};
-      if (fresh && static_cast<int64_t>(pending.size()) < opt.max_pending) {
-        pending.push_back(std::move(s));
-      } else {
+      if (!fresh || opt.max_pending == 0) {
         AddToReplay(std::move(s));
+      } else {
+        // A full queue gives its oldest to replay, not the newest click: under a lasting overload
+        // the fresh share of each batch stays the latest clicks (it had trailed by max_pending
+        // samples, minutes at the default), and the older ones are still replayed.
+        if (static_cast<int64_t>(pending.size()) >= opt.max_pending) {
+          AddToReplay(std::move(pending.front()));
+          pending.pop_front();
+        }
+        pending.push_back(std::move(s));
       }
       ++events;
     }

@@ -424,6 +424,25 @@ TEST(OnlineLearner, StepMixesFreshAndReplaySamples) {
   for (int k = 0; k < 10; ++k) ASSERT_TRUE(l->Step().ok());
 }
 
+// More fresh clicks than max_pending: the oldest go to replay, and the queue keeps the latest
+// (it kept the oldest, so under a lasting overload "fresh" samples trailed by minutes).
+TEST(OnlineLearner, AFullQueueOfFreshSamplesGivesItsOldestToReplay) {
+  OnlineOptions o = SmallOptions();
+  o.max_pending = 10;
+  o.recent_fraction = 0;  // replay draws from the reservoir alone: all of it below
+  auto l = Make(o);
+  RandomStream stream(9, 10);
+  const auto evs = stream.Take(25);
+  ASSERT_TRUE(l->Observe(evs).ok());
+  EXPECT_EQ(l->Stats().pending, 10);
+  ASSERT_EQ(l->Stats().replay, 15);
+  std::set<int64_t> replayed;
+  for (const auto& e : l->DrawReplayForTesting(15)) replayed.insert(e.ts_ms);
+  std::set<int64_t> oldest;
+  for (size_t k = 0; k < 15; ++k) oldest.insert(evs[k].ts_ms);
+  EXPECT_EQ(replayed, oldest);
+}
+
 // The packed attention takes at most 16 heads: more is refused up front, not by every later
 // step and forward pass.
 TEST(OnlineLearner, MoreHeadsThanTheAttentionTakesAreRefusedAtCreate) {

@@ -97,7 +97,7 @@ struct OnlineOptions {
   // Measured on Beauty's continual-quality run: see docs/results/continual/.
   double recent_fraction = 0.5;
   int64_t recent_capacity = 50000;
-  int64_t max_pending = 100000;      // fresh samples queued beyond this go straight to replay
+  int64_t max_pending = 100000;      // fresh samples queued at most; beyond it the oldest go to replay
   // Growth: initial table capacity in rows (padding included) and the growth factor (> 1).
   int64_t initial_user_rows = 1024;
   int64_t initial_item_rows = 1024;
