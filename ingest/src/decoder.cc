@@ -135,7 +135,7 @@ class Decoder::Impl {
       if (auto err = field.unescaped_key().get(key); err) return not_json(err);
       const unsigned which = f.Which(key);
       if (which == Fields::kOther) {
-        if (auto err = Walk(field.value()); err) return not_json(err);
+        if (auto err = Walk(field.value(), 1); err) return not_json(err);
         continue;
       }
       if (!f.See(which)) return Duplicate(key);
@@ -185,12 +185,18 @@ class Decoder::Impl {
   }
 
   // Reads a value through, checking it is JSON: keys and strings unescaped, numbers against the
-  // grammar (not converted), atoms in full, containers element by element. Its depth is bounded
-  // by the parser's (DEFAULT_MAX_DEPTH, 1024).
-  static simdjson::error_code Walk(simdjson::ondemand::value v) {
+  // grammar (not converted), atoms in full, containers element by element. `depth`: the value's
+  // nesting in the event (the object is 0). Deeper than kMaxDepth is refused: the recursion
+  // would overflow the stack (a 1 MiB value holds 500,000 levels), and simdjson checks its own
+  // limit (1024) by assertion only.
+  static constexpr int kMaxDepth = 512;
+  static simdjson::error_code Walk(simdjson::ondemand::value v, int depth) {
     namespace od = simdjson::ondemand;
     od::json_type type;
     if (auto err = v.type().get(type); err) return err;
+    if ((type == od::json_type::object || type == od::json_type::array) && depth >= kMaxDepth) {
+      return simdjson::DEPTH_ERROR;
+    }
     switch (type) {
       case od::json_type::object: {
         od::object o;
@@ -200,7 +206,7 @@ class Decoder::Impl {
           od::field field = std::move(maybe_field).value_unsafe();
           std::string_view key;
           if (auto err = field.unescaped_key().get(key); err) return err;
-          if (auto err = Walk(field.value()); err) return err;
+          if (auto err = Walk(field.value(), depth + 1); err) return err;
         }
         return simdjson::SUCCESS;
       }
@@ -209,7 +215,7 @@ class Decoder::Impl {
         if (auto err = v.get_array().get(a); err) return err;
         for (auto maybe_element : a) {
           if (auto err = maybe_element.error(); err) return err;
-          if (auto err = Walk(std::move(maybe_element).value_unsafe()); err) return err;
+          if (auto err = Walk(std::move(maybe_element).value_unsafe(), depth + 1); err) return err;
         }
         return simdjson::SUCCESS;
       }

@@ -120,6 +120,23 @@ TEST(DecoderTest, NumbersAndNestingBeyondTheParsersTreeInUnknownFieldsAreIgnored
     EXPECT_EQ(BadReasonName(r.reason), BadReasonName(c.reason)) << c.value << " -> " << r.message;
     EXPECT_NE(r.message.find(c.message_part), std::string::npos) << c.value << " -> " << r.message;
   }
+  // Nesting: up to 512 levels in a field we ignore; deeper is refused, not walked into a stack
+  // overflow (a 1 MiB value of '[' crashed the process, for ever, its offset never committed).
+  auto nested = [](int levels) {
+    return R"({"user_id":"u","item_id":"i","x":)" + std::string(static_cast<size_t>(levels), '[') +
+           std::string(static_cast<size_t>(levels), ']') + "}";
+  };
+  EXPECT_TRUE(d.Decode(nested(500), 1700000000000).ok) << "500 levels";
+  const auto& deeper = d.Decode(nested(600), 1700000000000);
+  EXPECT_FALSE(deeper.ok);
+  EXPECT_EQ(BadReasonName(deeper.reason), "not_json") << deeper.message;
+  DecoderOptions mib;
+  mib.max_value_bytes = 1 << 20;
+  Decoder large(mib);
+  const std::string flood = R"({"user_id":"u","item_id":"i","x":)" + std::string(500000, '[') + "}";
+  EXPECT_FALSE(large.Decode(flood, 1700000000000).ok);
+  EXPECT_FALSE(large.Decode(nested(500000), 1700000000000).ok);
+
   // And the next event goes through the tree again.
   EXPECT_TRUE(d.Decode(R"({"user_id":"u","item_id":"i","ts":1732600000123})", 0).ok);
 }
