@@ -1,17 +1,33 @@
 #include "gsau/common/stop_signal.h"
 
+#include <time.h>
+
 #include <csignal>
+#include <cstdint>
 
 namespace gsau {
 namespace {
 
 std::atomic<bool> g_stop{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "set from a signal handler");
+std::atomic<int64_t> g_first_ns{0};  // when the first signal came (monotonic), 0 before it
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int64_t>::is_always_lock_free,
+              "set from a signal handler");
+
+// A second signal sooner than this after the first is the same request delivered twice (Ctrl-C
+// reaches the whole process group, and a wrapper script may forward it as SIGTERM too).
+constexpr int64_t kSecondSignalAfterNs = 1'000'000'000;
 
 void OnStopSignal(int sig) {
-  if (!g_stop.exchange(true)) return;
-  // The second: the default action, as if no handler had been installed (both calls are
-  // async-signal-safe).
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe, as are signal() and raise()
+  const int64_t now = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+  int64_t first = 0;
+  if (g_first_ns.compare_exchange_strong(first, now)) {
+    g_stop = true;
+    return;
+  }
+  if (now - first < kSecondSignalAfterNs) return;
+  // The second: the default action, as if no handler had been installed.
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }

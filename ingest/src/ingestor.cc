@@ -669,6 +669,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
       MaybeUpdateLag(/*blocked=*/true);
       SleepUnlessStopped(backoff_ms);
+      // Not the batch's letters again for a batch the stop leaves unapplied (read again later).
+      if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
       backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
       if (counts.failed == dlq_failed_seen_) continue;  // still outstanding: wait again
       dlq_failed_seen_ = counts.failed;
@@ -694,7 +696,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // did (a failure part-way would otherwise have the caller produce the letters still in flight
   // again), and returns the first failure a slice reported; ends early on a fatal error.
   Status FlushDeadLetters() {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(options_.dlq_flush_timeout_ms);
+    const auto start = Clock::now();
+    const auto deadline = start + std::chrono::milliseconds(options_.dlq_flush_timeout_ms);
     Status failure;
     while (true) {
       auto until = deadline;
@@ -711,7 +714,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       if (Clock::now() >= until) {
         return failure.ok() ? Status::Unavailable(std::to_string(c.produced - c.delivered - c.failed) +
                                                   " dead letter(s) unacknowledged after " +
-                                                  std::to_string(options_.dlq_flush_timeout_ms) + " ms")
+                                                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                     Clock::now() - start)
+                                                                     .count()) +
+                                                  " ms")
                             : failure;
       }
     }

@@ -186,7 +186,9 @@ TEST(AppTest, AStderrWhoseReaderLeftDoesNotKill) {
   auto with_gone_reader = [](const std::string& cmd) {
     return "bash -c '(sleep 0.5; " + cmd + ") 2>&1 | true; exit ${PIPESTATUS[0]}'";
   };
-  ASSERT_EQ(RunCommand(with_gone_reader("yes"), &out), 128 + SIGPIPE) << "the control: SIGPIPE is delivered here";
+  if (RunCommand(with_gone_reader("yes"), &out) != 128 + SIGPIPE) {
+    GTEST_SKIP() << "SIGPIPE is ignored where this test runs (inherited): nothing to show";
+  }
   const int rc = RunCommand(with_gone_reader(Gsau() + " inspect --dir " + dir.File("none")), &out);
   EXPECT_TRUE(rc == 1 || rc == 3) << "exit " << rc << " (1: no store; 3: a build without inspect)";
 }

@@ -2,6 +2,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -62,9 +63,11 @@ std::string ReadAll(const std::string& path) {
   return s.str();
 }
 
-// The first SIGTERM or SIGINT sets the flag and the process goes on; the second ends it as the
-// signal's default action would (a stop that takes too long: Ctrl-C twice).
-TEST(StopSignalTest, TheFirstSignalAsksTheSecondEnds) {
+// The first SIGTERM or SIGINT sets the flag and the process goes on; one more within a second
+// is the same request delivered twice (a Ctrl-C to the process group and a wrapper forwarding
+// it); a second one later ends the process as the signal's default action would (a stop that
+// takes too long: Ctrl-C twice).
+TEST(StopSignalTest, TheFirstSignalAsksASecondOneLaterEnds) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   for (const int sig : {SIGTERM, SIGINT}) {
     EXPECT_EXIT(
@@ -73,6 +76,8 @@ TEST(StopSignalTest, TheFirstSignalAsksTheSecondEnds) {
           if (stop) _exit(3);
           std::raise(sig);
           if (!stop) _exit(4);  // the first did not set the flag
+          std::raise(sig == SIGINT ? SIGTERM : SIGINT);  // the same stop, delivered twice
+          std::this_thread::sleep_for(std::chrono::milliseconds(1100));
           std::raise(sig);
           _exit(5);  // the second did not end the process
         },
