@@ -129,7 +129,9 @@ std::string Lower(std::string_view s) {
 
 // Columns by the header's names (user_id, item_id, timestamp and their usual spellings), so a
 // file with more columns (MovieLens: user, item, rating, timestamp) reads its time, not its
-// rating. False when a header of more than three columns does not name all three.
+// rating. A header of three columns that does not name all three means user, item, time in that
+// order, unless a name it does give says otherwise (item_id first: taken in order, users and
+// items were swapped). False when the columns cannot be told.
 bool ColumnsFromHeader(const std::vector<std::string_view>& header, TsvColumns* cols) {
   static const std::vector<std::string> kUser = {"user_id",    "userid",  "user",      "sessionid",
                                                  "session_id", "session", "reviewerid"};
@@ -149,7 +151,8 @@ bool ColumnsFromHeader(const std::vector<std::string_view>& header, TsvColumns* 
     return true;
   }
   *cols = {};
-  return header.size() <= 3;
+  const bool in_order = (!u || *u == 0) && (!i || *i == 1) && (!t || *t == 2);
+  return header.size() <= 3 && in_order;
 }
 
 Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::string& text,
@@ -158,6 +161,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
   Status error;
   TimeUnit unit = opt.time_unit;
   TsvColumns cols;
+  size_t header_fields = 3;
   bool first = true;
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
     if (IsBlank(line)) return true;
@@ -170,11 +174,16 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
         return false;
       }
       double ignored;
-      if (!ParseDouble(f[2], &ignored)) {  // the header
+      // The header: a time that is not a number, and no empty field (a row missing its time is
+      // a bad row, not a header to skip).
+      const bool empty_field = std::any_of(f.begin(), f.end(), [](std::string_view x) { return TrimSpaces(x).empty(); });
+      if (!ParseDouble(f[2], &ignored) && !empty_field) {
+        header_fields = f.size();
         if (!ColumnsFromHeader(f, &cols)) {
           error = LineError(path, lineno, "the header has " + std::to_string(f.size()) +
                                               " columns but does not name the user, item and time columns "
-                                              "(user_id, item_id, timestamp)");
+                                              "(user_id, item_id, timestamp), or names them out of order "
+                                              "without naming all three");
           return false;
         }
         // What `gsau split` writes: milliseconds, which the automatic unit would take as seconds below 1e11.
@@ -192,9 +201,13 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
         return false;
       }
     }
-    if (f.size() < cols.needed()) {
-      error = LineError(path, lineno, "expected user<TAB>item<TAB>timestamp, got " +
-                                          std::to_string(f.size()) + " fields");
+    // As many fields as the header has (three without one): extra fields were ignored, and a
+    // per-user file with tabs whose first user had two items read as one (uid, item, time) row
+    // per user.
+    if (f.size() < cols.needed() || f.size() > header_fields) {
+      error = LineError(path, lineno, "expected " + std::to_string(header_fields) +
+                                          " tab-separated fields (user<TAB>item<TAB>timestamp), got " +
+                                          std::to_string(f.size()));
       return false;
     }
     const std::string_view user = f[cols.user], item = f[cols.item], time = f[cols.time];
@@ -289,6 +302,13 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
   return out;
 }
 
+// Without a UTF-8 byte-order mark (Windows editors write one): it would stick to the first user
+// id, making that user two, or to the header's first name, hiding it.
+std::string WithoutByteOrderMark(std::string text) {
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
+  return text;
+}
+
 }  // namespace
 
 Result<std::string> ReadFileText(const std::string& path) {
@@ -313,7 +333,7 @@ Result<std::string> ReadFileText(const std::string& path) {
       return Status::Corruption(path + " is truncated or corrupt (" + (what.empty() ? "gzip read failed" : what) +
                                 ", after " + std::to_string(out.size()) + " bytes)");
     }
-    return out;
+    return WithoutByteOrderMark(std::move(out));
 #else
     return Status::Unimplemented(path + ": this build has no zlib; gunzip the file first");
 #endif
@@ -322,7 +342,7 @@ Result<std::string> ReadFileText(const std::string& path) {
   if (!in) return Status::NotFound("cannot open " + path);
   std::ostringstream ss;
   ss << in.rdbuf();
-  return ss.str();
+  return WithoutByteOrderMark(ss.str());
 }
 
 Status WriteInteractionsTsv(const std::string& path, const std::vector<Interaction>& events) {

@@ -89,6 +89,39 @@ TEST(InteractionsTest, HeaderNamesPickTheColumns) {
   }
 }
 
+// What a TSV's first lines leave ambiguous is an error, not a guess that reads users as items or
+// drops a row; a byte-order mark is not part of the first id.
+TEST(InteractionsTest, AmbiguousTsvLinesAreErrorsAndAByteOrderMarkIsDropped) {
+  TempDir dir;
+  const std::vector<std::array<std::string, 3>> refused = {
+      // Names two columns out of order but not the third: taken in order, users became items.
+      {"swapped.tsv", "item_id\tuser_id\tdate\ni1\tu1\t100\n", "swapped.tsv:1: the header has 3 columns but does not name"},
+      // A first row without its time was taken for a header and dropped.
+      {"notime.tsv", "u1\ti1\t\nu1\ti2\t200\n", "notime.tsv:1: timestamp '' is not a number"},
+      // Extra fields after the first row were ignored.
+      {"extra.tsv", "u1\ti1\t100\nu1\ti2\t200\t9\n", "extra.tsv:2: expected 3 tab-separated fields"},
+      {"named.tsv", "user_id\titem_id\tts\nu1\ti1\t100\tx\n", "named.tsv:2: expected 3 tab-separated fields"},
+      // Per-user lines with tabs whose first user has two items: read as (user, item, time) rows.
+      {"tabbed.txt", "1\t2\t3\n2\t5\t6\t7\n", "tabbed.txt:2: expected 3 tab-separated fields"},
+  };
+  for (const auto& [name, text, message] : refused) {
+    WriteFile(dir.File(name), text);
+    const std::string m = ReadError(dir.File(name));
+    EXPECT_NE(m.find(message), std::string::npos) << name << ": " << m;
+  }
+  for (const std::string& text : {std::string("\xEF\xBB\xBFu1\ti1\t100\nu1\ti2\t200\n"),
+                                  std::string("\xEF\xBB\xBFitem_id\tuser_id\ttimestamp\ni1\tu1\t100\ni2\tu1\t200\n"),
+                                  std::string("\xEF\xBB\xBFu1 i1 i2\n")}) {
+    WriteFile(dir.File("bom.txt"), text);
+    auto r = ReadInteractions(dir.File("bom.txt"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->size(), 2u);
+    EXPECT_EQ((*r)[0].user_id, "u1");
+    EXPECT_EQ((*r)[1].user_id, "u1");
+    EXPECT_EQ((*r)[1].item_id, "i2");
+  }
+}
+
 // Blank lines (also of spaces, and before the header) and blanks around a time are not data.
 TEST(InteractionsTest, BlankLinesAndBlanksAroundTimesAreSkipped) {
   TempDir dir;

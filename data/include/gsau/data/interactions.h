@@ -75,7 +75,7 @@ void SortByTime(std::vector<Interaction>& events);
 // IoError naming the file.
 Status WriteInteractionsTsv(const std::string& path, const std::vector<Interaction>& events);
 
-// Reads a whole file, transparently gunzipping names ending in .gz.
+// Reads a whole file, transparently gunzipping names ending in .gz, without a UTF-8 byte-order mark.
 Result<std::string> ReadFileText(const std::string& path);
 
 }  // namespace gsau::data
