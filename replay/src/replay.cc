@@ -51,15 +51,20 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
   int64_t sent = 0;
   int64_t malformed = 0;
   for (; sent < n; ++sent) {
-    if (stop != nullptr && stop->load(std::memory_order_relaxed)) break;
+    const auto stopped = [stop] { return stop != nullptr && stop->load(std::memory_order_relaxed); };
+    if (stopped()) break;
     if (options.rate > 0) {
-      // Pace against the schedule, not the previous send, so the average rate is exact.
+      // Pace against the schedule, not the previous send, so the average rate is exact. In
+      // slices that hear a stop (at 0.5 events/s a Ctrl-C waited 2 s and sent one more); the
+      // time is capped (a tiny rate overflowed the clock's nanoseconds into the past).
+      const double at_s = std::min(static_cast<double>(sent) / options.rate, 1e9);
       const auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                   std::chrono::duration<double>(static_cast<double>(sent) / options.rate));
-      if (due > std::chrono::steady_clock::now()) {
+                                   std::chrono::duration<double>(at_s));
+      for (auto now = std::chrono::steady_clock::now(); now < due && !stopped(); now = std::chrono::steady_clock::now()) {
         producer->Poll();
-        std::this_thread::sleep_until(due);
+        std::this_thread::sleep_until(std::min(due, now + std::chrono::milliseconds(100)));
       }
+      if (stopped()) break;
     }
     const auto& ev = events[static_cast<size_t>(sent)];
     click.user_id = ev.user_id;
