@@ -166,6 +166,8 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
     if (IsBlank(line)) return true;
     auto f = SplitTabs(line);
+    // Empty fields at the end (a trailing tab) are not columns.
+    while (f.size() > 3 && TrimSpaces(f.back()).empty()) f.pop_back();
     if (first) {
       first = false;
       if (f.size() < 3) {  // neither a header nor a row (an explicit --format tsv on other lines)
@@ -174,10 +176,10 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
         return false;
       }
       double ignored;
-      // The header: a time that is not a number, and no empty field (a row missing its time is
-      // a bad row, not a header to skip).
-      const bool empty_field = std::any_of(f.begin(), f.end(), [](std::string_view x) { return TrimSpaces(x).empty(); });
-      if (!ParseDouble(f[2], &ignored) && !empty_field) {
+      // The header: a third field that is not a number, nor empty (a row missing its time is a
+      // bad row, not a header to skip; a header may have empty names elsewhere, e.g. pandas'
+      // unnamed index column).
+      if (!ParseDouble(f[2], &ignored) && !TrimSpaces(f[2]).empty()) {
         header_fields = f.size();
         if (!ColumnsFromHeader(f, &cols)) {
           error = LineError(path, lineno, "the header has " + std::to_string(f.size()) +
@@ -201,9 +203,9 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
         return false;
       }
     }
-    // As many fields as the header has (three without one): extra fields were ignored, and a
-    // per-user file with tabs whose first user had two items read as one (uid, item, time) row
-    // per user.
+    // At most as many fields as the header has (three without one): extra fields were ignored,
+    // and a per-user file with tabs whose first user had two items read as one (uid, item,
+    // time) row per user.
     if (f.size() < cols.needed() || f.size() > header_fields) {
       error = LineError(path, lineno, "expected " + std::to_string(header_fields) +
                                           " tab-separated fields (user<TAB>item<TAB>timestamp), got " +

@@ -186,9 +186,10 @@ class Decoder::Impl {
 
   // Reads a value through, checking it is JSON: keys and strings unescaped, numbers against the
   // grammar (not converted), atoms in full, containers element by element. `depth`: the value's
-  // nesting in the event (the object is 0). Deeper than kMaxDepth is refused: the recursion
-  // would overflow the stack (a 1 MiB value holds 500,000 levels), and simdjson checks its own
-  // limit (1024) by assertion only.
+  // nesting in the event (the event object is 0, a field's value 1). A container at depth
+  // kMaxDepth or more is refused (a field's value may nest 511 deep): the recursion would
+  // overflow the stack (a 1 MiB value holds 500,000 levels), and simdjson checks its own limit
+  // (1024) by assertion only.
   static constexpr int kMaxDepth = 512;
   static simdjson::error_code Walk(simdjson::ondemand::value v, int depth) {
     namespace od = simdjson::ondemand;

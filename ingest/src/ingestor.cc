@@ -657,6 +657,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
           // Backing off: should every new producer fail too (the cause is the cluster's), this
           // loop would otherwise make one producer after another.
           SleepUnlessStopped(backoff_ms);
+          if (stop_->load()) return Status::Aborted("stopped before dead letters were acknowledged");
           backoff_ms = std::min(backoff_ms * 2, options_.retry_backoff_max_ms);
           continue;
         }

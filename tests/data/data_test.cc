@@ -109,6 +109,16 @@ TEST(InteractionsTest, AmbiguousTsvLinesAreErrorsAndAByteOrderMarkIsDropped) {
     const std::string m = ReadError(dir.File(name));
     EXPECT_NE(m.find(message), std::string::npos) << name << ": " << m;
   }
+  // Empty names in a header (pandas' unnamed index column) and rows ending in a tab still read.
+  WriteFile(dir.File("pandas.tsv"), "\tuser_id\titem_id\ttimestamp\n0\tu1\ti1\t100\n1\tu1\ti2\t200\t\n");
+  auto pandas = ReadInteractions(dir.File("pandas.tsv"));
+  ASSERT_TRUE(pandas.ok()) << pandas.status();
+  ASSERT_EQ(pandas->size(), 2u);
+  EXPECT_EQ(std::tie((*pandas)[1].user_id, (*pandas)[1].item_id), std::make_tuple(std::string("u1"), std::string("i2")));
+  WriteFile(dir.File("trailing.tsv"), "u1\ti1\t100\t\nu1\ti2\t200\t\n");
+  auto trailing = ReadInteractions(dir.File("trailing.tsv"));
+  ASSERT_TRUE(trailing.ok()) << trailing.status();
+  EXPECT_EQ(trailing->size(), 2u);
   for (const std::string& text : {std::string("\xEF\xBB\xBFu1\ti1\t100\nu1\ti2\t200\n"),
                                   std::string("\xEF\xBB\xBFitem_id\tuser_id\ttimestamp\ni1\tu1\t100\ni2\tu1\t200\n"),
                                   std::string("\xEF\xBB\xBFu1 i1 i2\n")}) {
