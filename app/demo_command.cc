@@ -40,7 +40,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-
 struct DemoFlags {
   ConfigFlags config;
   std::string data;
@@ -120,7 +119,7 @@ int RunDemo(const DemoFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;
   auto cfg = LoadConfig("demo", f.config);
   if (!cfg.ok()) return kExitUsage;
-  const std::atomic<bool>& g_stop = InstallStopSignals();
+  const std::atomic<bool>& stop_requested = InstallStopSignals();
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
 
@@ -246,7 +245,7 @@ int RunDemo(const DemoFlags& f) {
   auto prev = (*p)->status();
   double last_print = elapsed();
   double drained_at = -1;
-  while (!g_stop && (f.duration_s <= 0 || elapsed() < f.duration_s)) {
+  while (!stop_requested && (f.duration_s <= 0 || elapsed() < f.duration_s)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     const auto s = (*p)->status();
     if (replay_done) {
@@ -317,7 +316,7 @@ int RunDemo(const DemoFlags& f) {
     std::cerr << "gsau demo: " << run_status.ToString() << "\n";
     return kExitFailure;
   }
-  if (!replayed.ok() && !g_stop && replayed.status().code() != StatusCode::kAborted) {
+  if (!replayed.ok() && !stop_requested && replayed.status().code() != StatusCode::kAborted) {
     std::cerr << "gsau demo: replay: " << replayed.status().ToString() << "\n";
     return kExitFailure;
   }

@@ -17,7 +17,6 @@
 namespace gsau::app {
 namespace {
 
-
 struct IngestFlags {
   ConfigFlags config;
   std::string bootstrap;

@@ -34,7 +34,6 @@ void WarnOfTimesIngestRefuses(const std::vector<data::Interaction>& events, cons
       early + late, events.size(), early, cfg.ingest.min_event_time_s, late, first->user_id, first->ts_ms);
 }
 
-
 struct ReplayFlags {
   ConfigFlags config;
   std::string data;

@@ -17,7 +17,6 @@
 namespace gsau::app {
 namespace {
 
-
 struct RunFlags {
   ConfigFlags config;
   std::string bootstrap;

@@ -64,7 +64,7 @@ class Decoder::Impl {
       if (err == simdjson::NUMBER_ERROR || err == simdjson::DEPTH_ERROR) {
         return DecodeFieldsOnly(value.size(), kafka_ts_ms);
       }
-      return Bad(BadReason::kNotJson, std::string("not valid JSON: ") + simdjson::error_message(err));
+      return NotJson(err);
     }
     simdjson::dom::object obj;
     if (doc.get(obj) != simdjson::SUCCESS) return Bad(BadReason::kNotObject, "not a JSON object");
@@ -118,36 +118,33 @@ class Decoder::Impl {
   // stopped at its first error, and what came after it is unchecked. The value is in buffer_.
   const DecodeResult& DecodeFieldsOnly(size_t size, int64_t kafka_ts_ms) {
     namespace od = simdjson::ondemand;
-    auto not_json = [&](simdjson::error_code err) -> const DecodeResult& {
-      return Bad(BadReason::kNotJson, std::string("not valid JSON: ") + simdjson::error_message(err));
-    };
     od::document doc;
-    if (auto err = lazy_parser_.iterate(buffer_.data(), size, buffer_.size()).get(doc); err) return not_json(err);
+    if (auto err = lazy_parser_.iterate(buffer_.data(), size, buffer_.size()).get(doc); err) return NotJson(err);
     od::object obj;
     if (auto err = doc.get_object().get(obj); err) {
-      return err == simdjson::INCORRECT_TYPE ? Bad(BadReason::kNotObject, "not a JSON object") : not_json(err);
+      return err == simdjson::INCORRECT_TYPE ? Bad(BadReason::kNotObject, "not a JSON object") : NotJson(err);
     }
     Fields f;
     for (auto maybe_field : obj) {
-      if (auto err = maybe_field.error(); err) return not_json(err);
+      if (auto err = maybe_field.error(); err) return NotJson(err);
       od::field field = std::move(maybe_field).value_unsafe();
       std::string_view key;
-      if (auto err = field.unescaped_key().get(key); err) return not_json(err);
+      if (auto err = field.unescaped_key().get(key); err) return NotJson(err);
       const unsigned which = f.Which(key);
       if (which == Fields::kOther) {
-        if (auto err = Walk(field.value(), 1); err) return not_json(err);
+        if (auto err = Walk(field.value(), 1); err) return NotJson(err);
         continue;
       }
       if (!f.See(which)) return Duplicate(key);
       od::value v = field.value();
       od::json_type type;
-      if (auto err = v.type().get(type); err) return not_json(err);
+      if (auto err = v.type().get(type); err) return NotJson(err);
       // The type comes from the first character alone: the token must be one in full.
       if (type == od::json_type::number && !IsJsonNumber(Trimmed(v.raw_json_token()))) {
-        return not_json(simdjson::NUMBER_ERROR);
+        return NotJson(simdjson::NUMBER_ERROR);
       }
       if (bool null = false; type == od::json_type::null && (v.is_null().get(null) || !null)) {
-        return not_json(simdjson::N_ATOM_ERROR);
+        return NotJson(simdjson::N_ATOM_ERROR);
       }
       if (which == Fields::kUser || which == Fields::kItem) {
         std::string& out = which == Fields::kUser ? r_.event.user_id : r_.event.item_id;
@@ -155,7 +152,7 @@ class Decoder::Impl {
         if (raw == "-0") raw = "0";  // as the tree path writes it (the integer's decimal text)
         if (type == od::json_type::string) {
           std::string_view id;
-          if (auto err = v.get_string().get(id); err) return not_json(err);
+          if (auto err = v.get_string().get(id); err) return NotJson(err);
           if (!TakeId(id, key, out)) return r_;
         } else if (type == od::json_type::number && IsJsonInteger(raw)) {
           // Its decimal text, as SYSTEM.md has integer ids (the grammar: no leading zeros).
@@ -173,7 +170,7 @@ class Decoder::Impl {
       } else {
         std::string_view ev;
         if (type != od::json_type::string) return Bad(BadReason::kWrongType, "event must be a string");
-        if (auto err = v.get_string().get(ev); err) return not_json(err);
+        if (auto err = v.get_string().get(ev); err) return NotJson(err);
         r_.event.event_type.assign(ev);
       }
     }
@@ -298,6 +295,10 @@ class Decoder::Impl {
     if (r_.event.event_type.empty()) r_.event.event_type = "click";
     r_.ok = true;
     return r_;
+  }
+
+  const DecodeResult& NotJson(simdjson::error_code err) {
+    return Bad(BadReason::kNotJson, std::string("not valid JSON: ") + simdjson::error_message(err));
   }
 
   const DecodeResult& Duplicate(std::string_view key) {

@@ -115,14 +115,12 @@ struct IngestMetrics {
         err_commit(metrics::ErrorCounter(r, "ingest", "commit")) {
     // Every reason's series from the start, at 0: made at the first bad event, they were "no
     // data" until then, and rate() over them and the dead-letter alert saw nothing to compare.
-    for (int k = 0; k < kBadReasonCount; ++k) DeadLettered(static_cast<BadReason>(k));
+    for (int k = 0; k < kBadReasonCount; ++k) {
+      dead_letter[k] = &dead_letter_family.Add({{"reason", std::string(BadReasonName(static_cast<BadReason>(k)))}});
+    }
   }
 
-  prometheus::Counter& DeadLettered(BadReason reason) {
-    auto& slot = dead_letter[static_cast<int>(reason)];
-    if (slot == nullptr) slot = &dead_letter_family.Add({{"reason", std::string(BadReasonName(reason))}});
-    return *slot;
-  }
+  prometheus::Counter& DeadLettered(BadReason reason) { return *dead_letter[static_cast<int>(reason)]; }
 
   prometheus::Counter& consumed;
   prometheus::Counter& applied;
@@ -713,13 +711,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       if (dlq_->failed_fatally()) return failure.ok() ? s : failure;
       if (c.produced == c.delivered + c.failed) return failure;  // all settled: Ok, or the first failure
       if (Clock::now() >= until) {
-        return failure.ok() ? Status::Unavailable(std::to_string(c.produced - c.delivered - c.failed) +
-                                                  " dead letter(s) unacknowledged after " +
-                                                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                                     Clock::now() - start)
-                                                                     .count()) +
-                                                  " ms")
-                            : failure;
+        if (!failure.ok()) return failure;
+        const auto waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+        return Status::Unavailable(std::to_string(c.produced - c.delivered - c.failed) +
+                                   " dead letter(s) unacknowledged after " + std::to_string(waited_ms) + " ms");
       }
     }
   }
