@@ -29,7 +29,7 @@ enum class BadReason {
   kNotJson,         // not parseable JSON, or not UTF-8
   kNotObject,       // JSON, but not an object
   kMissingField,    // user_id or item_id absent
-  kWrongType,       // a field of the wrong JSON type (ids: string/integer; ts: integer; event: string)
+  kWrongType,       // a field of the wrong JSON type (ids: string/integer; ts: integer; event: a non-empty string)
   kBadId,           // empty id, or longer than kMaxIdBytes
   kBadTime,         // negative or absurd time, or no usable time at all
   kDuplicateField,  // user_id, item_id, ts or event given more than once
