@@ -97,9 +97,20 @@ int RunPipeline(const RunFlags& f) {
       last = now;
     }
   });
-  const Status s = (*p)->Run(stop);
-  stop = true;
-  watcher.join();
+  // Joined on every way out: an exception past a joinable thread would abort, not report.
+  struct JoinWatcher {
+    std::atomic<bool>& stop;
+    std::thread& watcher;
+    ~JoinWatcher() {
+      stop = true;
+      watcher.join();
+    }
+  };
+  Status s;
+  {
+    const JoinWatcher join{stop, watcher};
+    s = (*p)->Run(stop);
+  }
   if (!s.ok()) {
     std::cerr << "gsau run: " << s.ToString() << "\n";
     return kExitFailure;

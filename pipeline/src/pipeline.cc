@@ -1348,16 +1348,22 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   // applied (so the last checkpoint's watermark covers it), then the user publisher.
   std::atomic<bool> ingest_stop{false}, learner_stop{false}, users_stop{false}, failed{false};
   Status ingest_status, learner_status, user_status;
+  // An exception escaping a stage's thread would end the process (std::terminate) without the
+  // last checkpoint: each stage's becomes its Status, and the others stop as for any failure.
+  // (The ingest and user statuses are named by their stage on the way out, the learner's here.)
+  const auto caught = [](const char* prefix, const auto& run) -> Status {
+    try {
+      return run();
+    } catch (const std::exception& e) {
+      return Status::Internal(std::string(prefix) + e.what());
+    }
+  };
   std::thread ingest_thread([&] {
-    ingest_status = im.ingestor->Run(ingest_stop);
+    ingest_status = caught("", [&] { return im.ingestor->Run(ingest_stop); });
     if (!ingest_status.ok()) failed = true;
   });
   std::thread learner_thread([&] {
-    try {
-      learner_status = im.LearnerLoop(learner_stop);
-    } catch (const std::exception& e) {
-      learner_status = Status::Internal(std::string("learner: ") + e.what());
-    }
+    learner_status = caught("learner: ", [&] { return im.LearnerLoop(learner_stop); });
     if (!learner_status.ok()) {
       im.m->learner_errors.Increment();
       failed = true;
@@ -1365,7 +1371,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
     if (!im.item_publish_status.ok()) failed = true;
   });
   std::thread user_thread([&] {
-    user_status = im.UserLoop(users_stop);
+    user_status = caught("", [&] { return im.UserLoop(users_stop); });
     if (!user_status.ok()) failed = true;
   });
   while (!failed && !stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
