@@ -189,7 +189,8 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
           return false;
         }
         // What `gsau split` writes: milliseconds, which the automatic unit would take as seconds below 1e11.
-        if (unit == TimeUnit::kAuto && TrimSpaces(f[cols.time]) == kTsvMillisecondsColumn) {
+        // In any case, as the column itself is found.
+        if (unit == TimeUnit::kAuto && Lower(TrimSpaces(f[cols.time])) == kTsvMillisecondsColumn) {
           unit = TimeUnit::kMilliseconds;
         }
         return true;

@@ -313,6 +313,11 @@ TEST(InteractionsTest, MillisecondHeaderReadsSmallTimesAsMilliseconds) {
     EXPECT_EQ((*r)[k].item_id, events[k].item_id);
     EXPECT_EQ((*r)[k].ts_ms, events[k].ts_ms) << k;
   }
+  // The name in any case, as the column is found (Timestamp_MS was the time column, read as seconds).
+  WriteFile(dir.File("upper.tsv"), "User_ID\tItem_ID\tTimestamp_MS\nu1\ti1\t5\n");
+  r = ReadInteractions(dir.File("upper.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].ts_ms, 5);
   // `timestamp_s` and `timestamp` keep the automatic unit; an explicit unit wins over the header.
   for (const std::string column : {"timestamp", "timestamp_s"}) {
     WriteFile(dir.File("a.tsv"), "user_id\titem_id\t" + column + "\nu1\ti1\t5\nu1\ti2\t1732600000123\n");

@@ -10,7 +10,7 @@
 //    other columns are ignored; otherwise they are the first three, and more than three columns
 //    are an error (which one is the time would be a guess: MovieLens' third is its rating).
 //    Timestamps are numbers in seconds (fractions allowed), milliseconds, micro- or nanoseconds,
-//    see TimeUnit; a time column named `timestamp_ms` (kTsvMillisecondsColumn) makes kAuto read
+//    see TimeUnit; a time column named `timestamp_ms` (kTsvMillisecondsColumn, any case) makes kAuto read
 //    milliseconds (an explicit unit wins). Blank lines and blanks around a time are skipped.
 //    Gzip-compressed when the name ends in .gz (needs zlib at build time); a truncated or
 //    corrupt stream is an error.
