@@ -186,6 +186,32 @@ TEST(KafkaTest, MoreThanOneRequestInFlightIsWarnedAbout) {
   EXPECT_FALSE(warning({{"max.in.flight", "3"}}, false)) << "not idempotent: no acknowledgement promised";
 }
 
+// kafka.properties are applied after the project's own settings, and librdkafka takes a producer
+// without idempotence and with acks=1 silently: an idempotent one refuses to be made so.
+TEST(KafkaTest, PropertiesCannotTakeIdempotenceOrAcksAllAway) {
+  auto create = [](const std::vector<std::pair<std::string, std::string>>& properties, bool idempotent) {
+    KafkaOptions k;
+    k.bootstrap_servers = "127.0.0.1:1";  // Create() connects in the background only
+    k.properties = properties;
+    ProducerOptions o;
+    o.idempotent = idempotent;
+    o.close_timeout_ms = 100;
+    o.name = "publisher";
+    return Producer::Create(k, o).status();
+  };
+  for (const auto& props : std::vector<std::vector<std::pair<std::string, std::string>>>{
+           {{"enable.idempotence", "false"}, {"acks", "1"}},
+           {{"enable.idempotence", "false"}},
+           {{"enable.idempotence", "false"}, {"acks", "all"}}}) {
+    const Status s = create(props, true);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << props.size() << " " << s;
+    EXPECT_NE(s.message().find("the publisher needs enable.idempotence=true and acks=all"), std::string::npos) << s;
+  }
+  EXPECT_TRUE(create({{"acks", "all"}}, true).ok());
+  EXPECT_TRUE(create({{"acks", "-1"}, {"enable.idempotence", "true"}}, true).ok());
+  EXPECT_TRUE(create({{"enable.idempotence", "false"}, {"acks", "1"}}, false).ok()) << "not idempotent: its choice";
+}
+
 // Lines of text in `text` that contain every one of `needles`.
 int LinesWith(const std::string& text, std::initializer_list<std::string_view> needles) {
   int n = 0;
