@@ -188,6 +188,10 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
 Result<int> PartitionCount(const KafkaOptions& kafka, const std::string& topic, int timeout_ms) {
   GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr);
+  if (rkt == nullptr) {  // a name librdkafka refuses (over 512 bytes): destroying null crashed
+    return Status::InvalidArgument("topic name '" + topic.substr(0, 64) + (topic.size() > 64 ? "...'" : "'") + ": " +
+                                   rd_kafka_err2str(rd_kafka_last_error()));
+  }
   const rd_kafka_metadata_t* md = nullptr;
   const auto err = rd_kafka_metadata(rk.get(), 0, rkt, &md, timeout_ms);
   rd_kafka_topic_destroy(rkt);

@@ -73,6 +73,9 @@ TEST(KafkaTest, EnsureTopicsCreatesOnceWithPartitionsAndConfigs) {
   auto n = PartitionCount(Real(), topic, 10000);
   ASSERT_TRUE(n.ok()) << n.status();
   EXPECT_EQ(*n, 3);
+  EXPECT_EQ(PartitionCount(Real(), UniqueTopic("absent"), 10000).status().code(), StatusCode::kNotFound);
+  // A name librdkafka will not take (over 512 bytes) is an error, not a crash (SIGSEGV).
+  EXPECT_EQ(PartitionCount(Real(), std::string(600, 'a'), 10000).status().code(), StatusCode::kInvalidArgument);
 }
 
 // Sum of the partitions' end offsets (records written), from a plain librdkafka client; -1
