@@ -97,6 +97,7 @@ struct KafkaPublisher::Metrics {
                       .Add({}, std::vector<double>{0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60,
                                                    300, 3600})),
         errors(metrics::ErrorCounter(r, "publisher", "produce")),
+        nonfinite(metrics::ErrorCounter(r, "publisher", "nonfinite")),
         delivery_errors(metrics::ErrorCounter(r, "publisher", "delivery")),
         broker_errors(metrics::ErrorCounter(r, "publisher", "broker")),
         redelivered(prometheus::BuildCounter()
@@ -115,6 +116,7 @@ struct KafkaPublisher::Metrics {
   prometheus::Gauge& version;
   prometheus::Histogram& freshness;
   prometheus::Counter& errors;
+  prometheus::Counter& nonfinite;
   prometheus::Counter& delivery_errors;
   prometheus::Counter& broker_errors;
   prometheus::Counter& redelivered;
@@ -296,6 +298,16 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
     }
   }
   for (const auto& r : records) {
+    // A NaN or infinity would replace the id's last good vector in the compacted topic with one
+    // no reader can use (JSON has no NaN): that vector stays, and the record is counted instead.
+    if (!r.tombstone && !std::all_of(r.embedding.begin(), r.embedding.end(), [](float v) { return std::isfinite(v); })) {
+      metrics_->nonfinite.Increment();
+      if (const int64_t n = nonfinite_log_.Due()) {
+        GSAU_LOG_ERROR("publisher: a non-finite embedding was not published ({}x since the last line), e.g. {} {}",
+                       n, EntityKindName(r.kind), r.id);
+      }
+      continue;
+    }
     // Each record's own time: a full queue can hold one Produce for queue_full_timeout_ms, and
     // one time per call stamped the later records (and their freshness) as produced earlier.
     const int64_t now = clock_.NowMs();

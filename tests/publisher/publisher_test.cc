@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <map>
 #include <memory>
 #include <thread>
@@ -108,6 +109,36 @@ TEST(PublisherTest, JsonRecordsTombstonesAndCompactedTopics) {
   for (const auto& r : items) by_key[r.key] = &r;
   EXPECT_TRUE(by_key.at("i9")->null_value) << "a removed id is a tombstone";
   EXPECT_EQ(nlohmann::json::parse(by_key.at("i1")->value)["embedding"], nlohmann::json::parse("[4.0,5.0,6.0]"));
+}
+
+// A NaN or an infinity in an embedding (a diverged model) would replace the id's last usable
+// vector in the compacted topic (JSON has no NaN: it was written as null); it is counted instead.
+TEST(PublisherTest, ANonFiniteEmbeddingIsCountedNotPublished) {
+  const auto o = Options(Format::kJson);
+  prometheus::Registry registry;
+  auto p = KafkaPublisher::Create(o, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<EmbeddingRecord> batch = {Rec(EntityKind::kUser, "u-nan", 1, {1, nan, 3}),
+                                        Rec(EntityKind::kUser, "u-ok", 1, {1, 2, 3}),
+                                        Rec(EntityKind::kItem, "i-inf", 1, {-inf, 0, 0})};
+  ASSERT_TRUE((*p)->Publish(batch).ok()) << "the others go out";
+  ASSERT_TRUE((*p)->Flush(30000).ok());
+  const auto users = ConsumeAll(KafkaBootstrap(), o.user_topic, -1);
+  ASSERT_EQ(users.size(), 1u);
+  EXPECT_EQ(users[0].key, "u-ok");
+  EXPECT_TRUE(ConsumeAll(KafkaBootstrap(), o.item_topic, -1).empty());
+  double nonfinite = -1;
+  for (const auto& f : registry.Collect()) {
+    for (const auto& m : f.metric) {
+      std::map<std::string, std::string> l;
+      for (const auto& x : m.label) l[x.name] = x.value;
+      if (f.name == "gsau_errors_total" && l["stage"] == "publisher" && l["kind"] == "nonfinite") {
+        nonfinite = m.counter.value;
+      }
+    }
+  }
+  EXPECT_EQ(nonfinite, 2);
 }
 
 TEST(PublisherTest, BinaryValueIsFloat32LittleEndianWithMetadataHeaders) {

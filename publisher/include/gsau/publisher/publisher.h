@@ -11,6 +11,8 @@
 //    in headers gsau.id, gsau.kind, gsau.model_version, gsau.dim, gsau.event_time_ms,
 //    gsau.produced_at_ms, gsau.format ("f32le").
 // A tombstone is a record with a null value (and the same headers in binary mode).
+// A record whose embedding holds a NaN or an infinity is not published (the id's last vector
+// stays in the topic), counted in gsau_errors_total{stage="publisher",kind="nonfinite"}.
 // The producer is idempotent with acks=all: a downstream reader may see a record twice
 // (after a restart, or when a delivery reported as failed had reached the topic), never a
 // torn or reordered one per key.
@@ -35,6 +37,7 @@
 
 #include "gsau/common/clock.h"
 #include "gsau/common/embedding_sink.h"
+#include "gsau/common/throttle.h"
 #include "gsau/kafka/options.h"
 #include "gsau/kafka/producer.h"
 
@@ -146,6 +149,7 @@ class KafkaPublisher final : public EmbeddingSink {
 
   // Failed records refused again before sending, by topic and key: the next round's too.
   std::unordered_map<std::string, kafka::FailedRecord> refused_;
+  Throttle nonfinite_log_{std::chrono::seconds(30)};
   int64_t last_version_ = -1;
   int64_t failed_seen_ = 0;
   int64_t client_errors_seen_ = 0;
