@@ -499,15 +499,13 @@ struct Trainer::Impl {
     return SaveAtomically(archive, path);
   }
 
+  // The checkpoint alone serves: it carries the best weights, so best.pt is read only for a
+  // checkpoint written before it did (an unreadable best.pt blocked a resume, under the
+  // checkpoint's name). The settings are compared before the shape, so that another --dim is
+  // named as such.
   Result<TrainState> LoadCheckpoint(const fs::path& path, const fs::path& best_path) {
     TrainState st;
     try {
-      if (fs::exists(best_path)) {
-        torch::serialize::InputArchive b;
-        b.load_from(best_path.string(), device);
-        model->load(b);
-        KeepBest();
-      }
       torch::serialize::InputArchive archive, m, o;
       archive.load_from(path.string(), device);
       torch::Tensor kind, shape, epoch, best_value, best_epoch, bad;
@@ -515,11 +513,6 @@ struct Trainer::Impl {
       archive.read("shape", shape);
       if (kind.item<int64_t>() != static_cast<int64_t>(opt.model)) {
         return Status::InvalidArgument(path.string() + " was written for another --model");
-      }
-      const auto sh = shape.to(torch::kCPU);
-      if (sh[0].item<int64_t>() != data.num_users || sh[1].item<int64_t>() != data.num_items ||
-          sh[2].item<int64_t>() != opt.dim) {
-        return Status::InvalidArgument(path.string() + " was written for another dataset or --dim");
       }
       torch::Tensor settings;
       if (archive.try_read("settings", settings)) {
@@ -534,8 +527,11 @@ struct Trainer::Impl {
         GSAU_LOG_WARN("{} records no settings (written before they were): resuming without checking them",
                       path.string());
       }
-      archive.read("model", m);
-      model->load(m);
+      const auto sh = shape.to(torch::kCPU);
+      if (sh[0].item<int64_t>() != data.num_users || sh[1].item<int64_t>() != data.num_items ||
+          sh[2].item<int64_t>() != opt.dim) {
+        return Status::InvalidArgument(path.string() + " was written for another dataset or --dim");
+      }
       torch::serialize::InputArchive best;
       if (archive.try_read("best", best)) {
         std::vector<torch::Tensor> params;
@@ -546,6 +542,18 @@ struct Trainer::Impl {
         }
         if (params.size() == model->parameters().size()) best_params = std::move(params);
       }
+      if (best_params.empty() && fs::exists(best_path)) {
+        try {
+          torch::serialize::InputArchive b;
+          b.load_from(best_path.string(), device);
+          model->load(b);
+          KeepBest();
+        } catch (const c10::Error& e) {
+          return TorchError(e, "loading " + best_path.string() + " (" + path.string() + " holds no best weights)");
+        }
+      }
+      archive.read("model", m);
+      model->load(m);
       archive.read("optimizer", o);
       adam->load(o);
       archive.read("epoch", epoch);
@@ -704,6 +712,12 @@ Result<TrainReport> Trainer::Run() {
       }
     } else {
       GSAU_ASSIGN_OR_RETURN(st, im.LoadCheckpoint(checkpoint, best));
+      // The report of a finish this run may go past (more --epochs, a larger --patience): left
+      // beside a later checkpoint by a kill, it passed for the run's result (plot_results.py,
+      // compare_seeds.py take it as "finished"). This run writes its own at its end.
+      if (std::error_code ec; fs::remove(out / "report.json", ec), ec) {
+        return Status::IoError("removing " + (out / "report.json").string() + ": " + ec.message());
+      }
       GSAU_LOG_INFO("resumed from {} after epoch {} (best {} {:.4f} at epoch {})", checkpoint.string(), st.epoch,
                     o.valid_metric, st.best_value, st.best_epoch);
       // Keep the CSV rows of the epochs the checkpoint covers; later rows are redone.

@@ -370,6 +370,48 @@ TEST(Trainer, AResumeRewritesBestPtFromTheCheckpoint) {
   EXPECT_EQ(bytes(run_dir.File("best.pt")), epoch1_best) << "best.pt holds the checkpoint's best weights";
 }
 
+// A resume needs the checkpoint alone (it carries the best weights): an unreadable best.pt once
+// blocked it, under the checkpoint's name. A resume that trains on takes the earlier finish's
+// report.json away at once: left beside a later checkpoint (a kill, here a failed write), it
+// passed for the run's result. Another --dim is named among the settings.
+TEST(Trainer, AResumeNeedsOnlyTheCheckpointAndDropsTheEarlierReport) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/7));
+  ASSERT_TRUE(d.ok()) << d.status();
+  gsau::testing::TempDir dir("learner-resume");
+  TrainOptions o = TinyCpuOptions();
+  o.max_epochs = 1;
+  o.out_dir = dir.path().string();
+  const auto run = [&](const TrainOptions& options) -> Result<TrainReport> {
+    auto t = Trainer::Create(*d, options);
+    if (!t.ok()) return t.status();
+    return (*t)->Run();
+  };
+  ASSERT_TRUE(run(o).ok());
+  ASSERT_TRUE(std::filesystem::exists(dir.File("report.json")));
+
+  TrainOptions wider = o;
+  wider.resume = true;
+  wider.dim = 16;
+  auto refused = run(wider);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("dim 8, now 16"), std::string::npos) << refused.status();
+
+  std::filesystem::resize_file(dir.File("best.pt"), 0);
+  std::filesystem::create_directory(dir.File("report.json.tmp"));  // the report's write fails
+  TrainOptions more = o;
+  more.resume = true;
+  more.max_epochs = 2;
+  auto failed = run(more);
+  ASSERT_FALSE(failed.ok()) << "the report could not be written";
+  EXPECT_EQ(failed.status().message().find("checkpoint.pt"), std::string::npos) << failed.status();
+  EXPECT_FALSE(std::filesystem::exists(dir.File("report.json"))) << "epoch 1's report beside epoch 2's checkpoint";
+  std::filesystem::remove(dir.File("report.json.tmp"));
+  auto finished = run(more);
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  EXPECT_EQ(finished->epochs_run, 2);
+  EXPECT_TRUE(std::filesystem::exists(dir.File("report.json")));
+}
+
 // An output directory holds one run: a new run over a checkpoint needs --overwrite, a resume
 // needs the checkpoint's settings and the CSV rows it covers.
 TEST(Trainer, OutputDirectoryHoldsOneRun) {
