@@ -74,7 +74,9 @@ int RunTrain(const TrainArgs& args) {
   auto report = (*trainer)->Run();
   if (!report.ok()) {
     std::cerr << "gsau train: " << report.status() << "\n";
-    return kExitFailure;
+    // Refused before training (--out holds another run, a resume with other settings): a usage
+    // error, as the flags' own checks are.
+    return report.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
   }
   std::cout << learner::ReportJson(*report, options, *data);
   if (args.plot) {

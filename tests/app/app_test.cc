@@ -118,6 +118,14 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
       EXPECT_NE(out.find(message), std::string::npos) << flags << ": " << out;
     }
     EXPECT_FALSE(std::filesystem::exists(dir.File("run/report.json")));
+    // What the run refuses before training is a usage error too: a new run over an earlier one,
+    // a resume with other settings (both were exit 1, as a failure while training).
+    const std::string tiny = train + "--dim 8 --threads 1 ";
+    ASSERT_EQ(RunCommand(tiny + "2>&1", &out), 0) << out;
+    EXPECT_EQ(RunCommand(tiny + "2>&1", &out), 2) << out;
+    EXPECT_NE(out.find("--resume continues it"), std::string::npos) << out;
+    EXPECT_EQ(RunCommand(tiny + "--resume --lr 0.5 2>&1", &out), 2) << out;
+    EXPECT_NE(out.find("written with other settings (lr 0.001, now 0.5)"), std::string::npos) << out;
     const std::string split = Gsau() + " split --data " + data + " ";
     EXPECT_EQ(RunCommand(split + "--offline-out " + dir.File("a.tsv") + " --online-out " + dir.File("a.tsv") + " 2>&1",
                          &out),
