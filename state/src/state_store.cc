@@ -484,7 +484,6 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
   if (!db_) return Status::Aborted("state: store is closed");
   GSAU_RETURN_IF_ERROR(CheckWritable("apply a batch"));
   for (size_t k = 0; k < events.size(); ++k) GSAU_RETURN_IF_ERROR(ValidateEvent(events[k], k));
-  GSAU_RETURN_IF_ERROR(CheckFreeSpace(options_.min_free_disk_bytes, "not writing until space returns"));
   for (size_t k = 0; k < offsets.size(); ++k) {
     const auto& po = offsets[k];
     if (po.next_offset < 0) return Status::InvalidArgument("state: negative offset for " + po.tp.topic);
@@ -510,6 +509,9 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
     result.batch_seq = seq_;
     return result;
   }
+  // After the checks of the batch itself: an offset going back is refused (kInvalidArgument,
+  // which ingest does not retry) on a full disk too, not retried until space returns.
+  GSAU_RETURN_IF_ERROR(CheckFreeSpace(options_.min_free_disk_bytes, "not writing until space returns"));
 
   // 1. Internal ids: known ones from the maps, new ones numbered in order of appearance.
   const auto users_before = static_cast<uint32_t>(user_names_.size());
@@ -1053,25 +1055,40 @@ Result<std::unique_ptr<StateStore>> StateStore::OpenFromCheckpoint(const std::st
   if (fs::exists(options.path, ec) && !fs::is_empty(options.path, ec)) {
     return Status::InvalidArgument("state: restore target " + options.path + " is not empty");
   }
-  fs::create_directories(options.path, ec);
-  fs::copy(checkpoint_dir, options.path, fs::copy_options::recursive, ec);
-  if (ec) {
-    return Status::IoError("state: copy checkpoint " + checkpoint_dir + " to " + options.path + ": " +
-                           ec.message());
-  }
+  // Copied beside the target and renamed into place once whole and on disk: a copy cut short
+  // (a kill, a full disk) at the target itself opened as a store, and with a WAL its SST files
+  // alone are not whole batches (the copied log completes them), so it opened torn.
+  fs::path target = fs::path(options.path).lexically_normal();
+  if (!target.has_filename()) target = target.parent_path();  // "state/": the folder "state"
+  const fs::path tmp = target.string() + ".restoring";
+  fs::remove_all(tmp, ec);  // an earlier restore's, cut short
+  if (ec) return Status::IoError("state: removing " + tmp.string() + ": " + ec.message());
+  const auto fail = [&](const std::string& what) {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
+    return Status::IoError("state: " + what);
+  };
+  fs::create_directories(tmp, ec);
+  if (!ec) fs::copy(checkpoint_dir, tmp, fs::copy_options::recursive, ec);
+  if (ec) return fail("copy checkpoint " + checkpoint_dir + " to " + tmp.string() + ": " + ec.message());
   // The copy is the store from now on (a rollback then deletes what would redo it): on disk
   // before it is used, files first, then the folders that name them.
-  std::vector<std::string> dirs{options.path, fs::absolute(options.path).lexically_normal().parent_path().string()};
-  for (auto it = fs::recursive_directory_iterator(options.path, ec); !ec && it != fs::recursive_directory_iterator();
+  std::vector<std::string> dirs{tmp.string()};
+  for (auto it = fs::recursive_directory_iterator(tmp, ec); !ec && it != fs::recursive_directory_iterator();
        it.increment(ec)) {
     if (it->is_directory()) {
       dirs.push_back(it->path().string());
-    } else {
-      GSAU_RETURN_IF_ERROR(SyncPath(it->path().string()));
+    } else if (Status s = SyncPath(it->path().string()); !s.ok()) {
+      return fail(s.message());
     }
   }
-  if (ec) return Status::IoError("state: listing the restored " + options.path + ": " + ec.message());
-  for (auto d = dirs.rbegin(); d != dirs.rend(); ++d) GSAU_RETURN_IF_ERROR(SyncPath(*d));
+  if (ec) return fail("listing the restored " + tmp.string() + ": " + ec.message());
+  for (auto d = dirs.rbegin(); d != dirs.rend(); ++d) {
+    if (Status s = SyncPath(*d); !s.ok()) return fail(s.message());
+  }
+  fs::rename(tmp, target, ec);  // over an empty folder too
+  if (ec) return fail("moving " + tmp.string() + " to " + target.string() + ": " + ec.message());
+  GSAU_RETURN_IF_ERROR(SyncPath(fs::absolute(target).parent_path().string()));
   StateOptions o = options;
   o.create_if_missing = false;
   return Open(o);

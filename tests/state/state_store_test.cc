@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "reference_state.h"
 #include "stream.h"
@@ -343,6 +344,19 @@ TEST(StateStoreTest, CheckpointAndRestoreGiveTheSameAnswers) {
     all.Apply(events);
     EXPECT_EQ(DumpStore(**restored), all.ToDump());
   }
+  // A copy that fails part-way leaves no store at the target (it opened there, and with a WAL
+  // its files without the copied log are not whole batches), nor its half-copy beside it.
+  std::filesystem::copy(dir.File("cp"), dir.File("cp-bad"), std::filesystem::copy_options::recursive);
+  ASSERT_EQ(mkfifo(dir.File("cp-bad/zz-fifo").c_str(), 0600), 0);  // a file the copy cannot take
+  auto cut = StateStore::OpenFromCheckpoint(dir.File("cp-bad"), SmallOptions(dir.File("restore3")));
+  EXPECT_EQ(cut.status().code(), StatusCode::kIoError) << cut.status();
+  EXPECT_FALSE(std::filesystem::exists(dir.File("restore3/CURRENT")));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("restore3.restoring")));
+  // Into an empty folder, named with a trailing slash.
+  std::filesystem::create_directory(dir.File("restore4"));
+  auto into_empty = StateStore::OpenFromCheckpoint(dir.File("cp"), SmallOptions(dir.File("restore4") + "/"));
+  ASSERT_TRUE(into_empty.ok()) << into_empty.status();
+  EXPECT_EQ(DumpStore(**into_empty), before);
   // Opening the checkpoint directory itself also works.
   auto direct = StateStore::Open(SmallOptions(dir.File("cp")));
   ASSERT_TRUE(direct.ok()) << direct.status();
@@ -457,10 +471,22 @@ TEST(StateStoreTest, LowDiskSpaceHoldsWritesUntilThereIsRoom) {
     EXPECT_TRUE(store->Offsets().empty());
   }
   o.min_free_disk_bytes = 1;
+  {
+    auto store = MustOpen(o);
+    const PartitionOffset off{kTp, 500};
+    ASSERT_TRUE(store->ApplyBatch(events, std::span(&off, 1)).ok());
+    EXPECT_EQ(store->Counts().events, 500u);
+  }
+  // Below the floor a batch that is wrong in itself is still refused as such (an offset going
+  // back is kInvalidArgument, which ingest does not retry; it was kUnavailable, retried until
+  // space returned), and an empty batch writes nothing, so it is no error.
+  o.min_free_disk_bytes = uint64_t{1} << 62;
   auto store = MustOpen(o);
-  const PartitionOffset off{kTp, 500};
-  ASSERT_TRUE(store->ApplyBatch(events, std::span(&off, 1)).ok());
-  EXPECT_EQ(store->Counts().events, 500u);
+  const PartitionOffset back{kTp, 5};
+  EXPECT_EQ(store->ApplyBatch({}, std::span(&back, 1)).status().code(), StatusCode::kInvalidArgument);
+  auto empty = store->ApplyBatch({}, {});
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->batch_seq, store->BatchSeq());
 }
 
 // 150,000 clicks: the longer ranges accumulate more entries than ChangesSince keeps before it
