@@ -58,8 +58,10 @@ struct StateOptions {
   // on while one flushes; more only helps when flushes fall behind.
   int max_write_buffer_number = 2;
 
-  // Compression of SST files at levels >= 2 (levels 0 and 1 stay uncompressed: they are
-  // rewritten soon, and compressing them only burns CPU on the write path).
+  // Compression of SST files below the first two levels (level 0 and the base level stay
+  // uncompressed: they are rewritten soon, and compressing them only burns CPU on the write
+  // path; with dynamic level sizes RocksDB applies the second entry to the base level, and the
+  // bottommost level is always compressed).
   Compression compression = Compression::kLZ4;
 
   // Write-ahead log. true (the default, and what exactly-once across crashes relies on

@@ -137,7 +137,8 @@ class StateStore {
  public:
   // Opens (or creates, see StateOptions::create_if_missing) the store at options.path and
   // rebuilds the in-memory caches from it. kInvalidArgument for bad options, kCorruption when
-  // the stored data breaks an invariant (ids not dense, degrees not matching).
+  // the stored data breaks an invariant (ids not dense or reused, an edge of an unknown user or
+  // item, a malformed record).
   static Result<std::unique_ptr<StateStore>> Open(const StateOptions& options);
 
   // Copies the checkpoint in `checkpoint_dir` (made by CreateCheckpoint) to options.path,
