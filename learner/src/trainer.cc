@@ -228,7 +228,7 @@ struct Trainer::Impl {
   }
 
   EpochStats TrainEpoch(int epoch, StepTimings* timings) {
-    torch::manual_seed(opt.seed + static_cast<uint64_t>(epoch));
+    torch::manual_seed(EpochTorchSeed(opt.seed, epoch));
     rng.seed(opt.seed * 1000003ULL + static_cast<uint64_t>(epoch));
     model->set_dropout_seed(opt.seed * 0x100000001B3ULL + static_cast<uint64_t>(epoch));
     model->train();
@@ -571,6 +571,11 @@ struct Trainer::Impl {
     return st;
   }
 };
+
+uint64_t EpochTorchSeed(uint64_t seed, int epoch) {
+  // Neighbouring seeds land 2^64 / golden ratio apart, far beyond any epoch count.
+  return seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch);
+}
 
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::~Trainer() = default;

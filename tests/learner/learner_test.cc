@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <random>
 
 #include "gsau/common/file.h"
@@ -374,6 +375,16 @@ TEST(Trainer, AResumeRewritesBestPtFromTheCheckpoint) {
 // blocked it, under the checkpoint's name. A resume that trains on takes the earlier finish's
 // report.json away at once: left beside a later checkpoint (a kill, here a failed write), it
 // passed for the run's result. Another --dim is named among the settings.
+// Seeds run side by side (the reproduction's 2020-2024) never share an epoch's torch seed, which
+// draws the dropout masks on CUDA (seed + epoch did: 2021's epoch 1 was 2020's epoch 2).
+TEST(Trainer, EpochTorchSeedsOfNeighbouringRunsDiffer) {
+  std::set<uint64_t> seen;
+  for (uint64_t seed = 2020; seed <= 2024; ++seed) {
+    for (int epoch = 0; epoch <= 300; ++epoch) EXPECT_TRUE(seen.insert(EpochTorchSeed(seed, epoch)).second);
+  }
+  EXPECT_EQ(EpochTorchSeed(7, 3), EpochTorchSeed(7, 3));
+}
+
 TEST(Trainer, AResumeNeedsOnlyTheCheckpointAndDropsTheEarlierReport) {
   auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/7));
   ASSERT_TRUE(d.ok()) << d.status();

@@ -148,6 +148,11 @@ class Trainer {
   std::unique_ptr<Impl> impl_;
 };
 
+// The seed of torch's generator for one epoch of a run seeded `seed` (torch draws the dropout
+// masks on CUDA). Distinct for every (seed, epoch) a run meets: seed + epoch gave seed 2021's
+// epoch 1 the masks of seed 2020's epoch 2.
+uint64_t EpochTorchSeed(uint64_t seed, int epoch);
+
 // Writes `report` (plus `options` and data counts) as JSON.
 std::string ReportJson(const TrainReport& report, const TrainOptions& options, const LeaveOneOutData& data);
 
