@@ -572,6 +572,10 @@ struct Trainer::Impl {
   }
 };
 
+double EffectiveInitStd(const TrainOptions& o) {
+  return o.init_std >= 0 ? o.init_std : (o.model == ModelKind::kSasRec ? 0.02 : 0.0);
+}
+
 uint64_t EpochTorchSeed(uint64_t seed, int epoch) {
   // Neighbouring seeds land 2^64 / golden ratio apart, far beyond any epoch count.
   return seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch);
@@ -634,8 +638,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, co
                                 .hidden_dropout(o.hidden_dropout)
                                 .attn_dropout(o.attn_dropout)
                                 .graph_layers(o.graph_layers)
-                                .init_std(o.init_std >= 0 ? o.init_std
-                                                          : (o.model == ModelKind::kSasRec ? 0.02 : 0.0)));
+                                .init_std(EffectiveInitStd(o)));
     impl->model->to(impl->device);
     impl->adam = std::make_unique<torch::optim::Adam>(
         impl->model->parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
@@ -841,7 +844,7 @@ std::string ReportJson(const TrainReport& r, const TrainOptions& o, const LeaveO
      << "  \"config\": {\"gamma\": " << o.gamma << ", \"temperature\": " << o.temperature << ", \"dim\": " << o.dim
      << ", \"seq_layers\": " << o.seq_layers << ", \"heads\": " << o.heads << ", \"ffn_dim\": " << o.ffn_dim
      << ", \"hidden_dropout\": " << o.hidden_dropout << ", \"attn_dropout\": " << o.attn_dropout
-     << ", \"graph_layers\": " << o.graph_layers << ", \"init_std\": " << o.init_std << ", \"max_len\": " << d.max_len
+     << ", \"graph_layers\": " << o.graph_layers << ", \"init_std\": " << EffectiveInitStd(o) << ", \"max_len\": " << d.max_len
      << ", \"graph_batch\": " << o.graph_batch << ", \"seq_batch\": " << o.seq_batch << ", \"lr\": " << o.lr
      << ", \"weight_decay\": " << o.weight_decay << ", \"max_epochs\": " << o.max_epochs
      << ", \"patience\": " << o.patience << ", \"valid_metric\": " << JsonString(o.valid_metric)

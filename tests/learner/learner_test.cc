@@ -1,5 +1,6 @@
 // Metrics, the split, and end-to-end training on a planted sequential pattern (with resume).
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -7,8 +8,8 @@
 #include <fstream>
 #include <iterator>
 #include <map>
-#include <set>
 #include <random>
+#include <set>
 
 #include "gsau/common/file.h"
 #include "gsau/learner/dataset.h"
@@ -375,6 +376,20 @@ TEST(Trainer, AResumeRewritesBestPtFromTheCheckpoint) {
 // blocked it, under the checkpoint's name. A resume that trains on takes the earlier finish's
 // report.json away at once: left beside a later checkpoint (a kill, here a failed write), it
 // passed for the run's result. Another --dim is named among the settings.
+// report.json records the init the model got, not the option's -1 ("the model's default").
+TEST(Trainer, TheReportNamesTheInitTheModelGot) {
+  const auto init_std = [](ModelKind kind, double option) {
+    TrainOptions o;
+    o.model = kind;
+    o.init_std = option;
+    const auto j = nlohmann::json::parse(ReportJson(TrainReport{}, o, LeaveOneOutData{}));
+    return j.at("config").at("init_std").get<double>();
+  };
+  EXPECT_EQ(init_std(ModelKind::kSasRec, -1), 0.02) << "RecBole's initializer_range";
+  EXPECT_EQ(init_std(ModelKind::kGsauRec, -1), 0.0) << "Xavier-normal";
+  EXPECT_EQ(init_std(ModelKind::kGsauRec, 0.05), 0.05);
+}
+
 // Seeds run side by side (the reproduction's 2020-2024) never share an epoch's torch seed, which
 // draws the dropout masks on CUDA (seed + epoch did: 2021's epoch 1 was 2020's epoch 2).
 TEST(Trainer, EpochTorchSeedsOfNeighbouringRunsDiffer) {

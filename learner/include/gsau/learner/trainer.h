@@ -148,6 +148,10 @@ class Trainer {
   std::unique_ptr<Impl> impl_;
 };
 
+// The init the model gets: options.init_std, or for -1 the model's default (0.02 for sasrec,
+// 0 = Xavier-normal otherwise). What report.json records (it wrote -1).
+double EffectiveInitStd(const TrainOptions& options);
+
 // The seed of torch's generator for one epoch of a run seeded `seed` (torch draws the dropout
 // masks on CUDA). Distinct for every (seed, epoch) a run meets: seed + epoch gave seed 2021's
 // epoch 1 the masks of seed 2020's epoch 2.
