@@ -6,11 +6,11 @@
 // This is how a continually trained model is compared with offline runs on the same split.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "commands.h"
 #include "config_flags.h"
+#include "gsau/common/file.h"
 #include "gsau/common/json.h"
 #include "gsau/common/log.h"
 #include "gsau/learner/dataset.h"
@@ -161,10 +161,10 @@ int RunEvaluate(const EvaluateFlags& f) {
                      ",\n  \"test\": " + MetricsJson(*test) + "\n}\n";
   std::cout << json;
   if (!f.out.empty()) {
-    std::ofstream out(f.out);
-    out << json;
-    if (!out) {
-      std::cerr << "gsau evaluate: cannot write " << f.out << "\n";
+    // Whole or not at all: a full disk left a cut JSON that a comparison script read as a result.
+    const Status written = WriteFileAtomically(f.out, [&](const ByteSink& sink) { sink(json.data(), json.size()); });
+    if (!written.ok()) {
+      std::cerr << "gsau evaluate: " << written.ToString() << "\n";
       return kExitFailure;
     }
   }

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <string>
 #include <utility>
@@ -328,8 +329,21 @@ TEST(AppTest, EvaluateRanksTheLeaveOneOutSamplesOfAFileWithTheOnlineModel) {
   EXPECT_LE(std::stod(m[2]), std::stod(m[3])) << out;
   EXPECT_LE(std::stod(m[3]), std::stod(m[4])) << out;
   EXPECT_NE(out.find(R"("unknown_targets": {"valid": 0, "test": 0})"), std::string::npos) << out;
-  std::ifstream report(dir.File("eval.json"));
-  EXPECT_TRUE(report.good()) << "the report file";
+  const auto text = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string report = text(dir.File("eval.json"));
+  EXPECT_NE(report.find("\"unknown_targets\""), std::string::npos) << "the report file: " << report;
+  // A report that cannot be written whole (here its temporary file's name is taken) leaves the
+  // earlier one as it was: it was opened, emptied and cut short.
+  std::filesystem::create_directory(dir.File("eval.json.tmp"));
+  EXPECT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + dir.File("d") + "/checkpoints --data " +
+                           dir.File("cycle.txt") + " --out " + dir.File("eval.json") + " 2>&1",
+                       &out),
+            1)
+      << out;
+  EXPECT_EQ(text(dir.File("eval.json")), report);
   // A file none of whose items the model knows (another dataset): an error, not all-zero
   // metrics with exit 0.
   std::string other;
