@@ -117,11 +117,18 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
         if (!exists) missing.push_back(&t);
       }
       rd_kafka_metadata_destroy(md);
+    } else if (NowMs() >= deadline) {
+      return Status::Unavailable("Kafka at " + kafka.bootstrap_servers + " did not answer a metadata request within " +
+                                 std::to_string(timeout_ms) + " ms");
     } else {
       for (const auto& t : topics) missing.push_back(&t);
     }
   }
   if (missing.empty()) return Status::Ok();
+  // What is left of timeout_ms: each wait below is bounded by the one deadline (each took the
+  // whole timeout, and a broker that took connections but never answered held start-up twice
+  // as long as asked).
+  const int left_ms = static_cast<int>(std::max<int64_t>(1, deadline - NowMs()));
   char err[512];
   std::vector<rd_kafka_NewTopic_t*> news;
   Status status;
@@ -142,10 +149,11 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
   if (status.ok()) {
     rd_kafka_queue_t* queue = rd_kafka_queue_new(rk.get());
     rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, err, sizeof(err));
-    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, err, sizeof(err));
+    rd_kafka_AdminOptions_set_operation_timeout(opts, left_ms, err, sizeof(err));
+    rd_kafka_AdminOptions_set_request_timeout(opts, left_ms, err, sizeof(err));
     rd_kafka_CreateTopics(rk.get(), news.data(), news.size(), opts, queue);
-    rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, timeout_ms + 2000);
+    // A moment past the request's timeout, for librdkafka's own report of it.
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, left_ms + 200);
     if (ev == nullptr) {
       status = Status::Unavailable("creating topics: no answer within " + std::to_string(timeout_ms) + " ms");
     } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {

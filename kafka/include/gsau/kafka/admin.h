@@ -26,7 +26,8 @@ Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms);
 // Creates each topic that does not exist yet (asks the cluster which exist first, so nothing
 // is sent when all do); existing topics are left as they are. Returns once every partition of
 // the topics it created (or found being created) has a leader that answers ListOffsets, so
-// producing to them at once works; that wait ends `timeout_ms` after the call began.
+// producing to them at once works. All of it ends about `timeout_ms` after the call began
+// (kUnavailable then), a cluster that never answers included.
 Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& topics, int timeout_ms);
 
 // The number of partitions of `topic`, or NotFound.
