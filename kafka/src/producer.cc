@@ -242,11 +242,15 @@ class RdProducer final : public Producer {
       kept_key = KeyOf(topic, key.data(), key.size());
       seq = tracker_->kept.Producing(kept_key);
     }
+    // A null payload is a tombstone to Kafka: an empty value given as std::string_view{} (a null
+    // data()) must not become one.
+    static char empty_value[] = "";
+    char* payload = tombstone ? nullptr : value.data() != nullptr ? const_cast<char*>(value.data()) : empty_value;
     std::optional<std::chrono::steady_clock::time_point> full_since;
     while (true) {
       const auto err = producer_->produce(
-          topic_name, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-          tombstone ? nullptr : const_cast<char*>(value.data()), tombstone ? 0 : value.size(), key.data(),
+          topic_name, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, payload,
+          tombstone ? 0 : value.size(), key.data(),
           key.size(), timestamp_ms, rh, reinterpret_cast<void*>(static_cast<uintptr_t>(seq)));
       if (err == RdKafka::ERR_NO_ERROR) {
         produced_.fetch_add(1, std::memory_order_relaxed);

@@ -45,15 +45,21 @@ TEST(KafkaTest, ProducerDeliversKeysValuesHeadersAndTombstones) {
   }
   ASSERT_TRUE((*p)->Produce(topic, "h", "with-headers", {{"gsau.error.reason", "bad json"}, {"x", "1"}}).ok());
   ASSERT_TRUE((*p)->Produce(topic, "gone", "", {}, 0, /*tombstone=*/true).ok());
+  // An empty value is not a tombstone, however it is spelled (a null data() was sent as one).
+  ASSERT_TRUE((*p)->Produce(topic, "empty", std::string_view{}).ok());
   ASSERT_TRUE((*p)->Flush(30000).ok());
-  EXPECT_EQ((*p)->counts().produced, 102);
-  EXPECT_EQ((*p)->counts().delivered, 102);
+  EXPECT_EQ((*p)->counts().produced, 103);
+  EXPECT_EQ((*p)->counts().delivered, 103);
   EXPECT_EQ((*p)->counts().failed, 0);
 
-  const auto records = ConsumeAll(Real().bootstrap_servers, topic, 102);
-  ASSERT_EQ(records.size(), 102u);
+  const auto records = ConsumeAll(Real().bootstrap_servers, topic, 103);
+  ASSERT_EQ(records.size(), 103u);
   int with_headers = 0, tombstones = 0;
   for (const auto& r : records) {
+    if (r.key == "empty") {
+      EXPECT_FALSE(r.null_value);
+      EXPECT_EQ(r.value, "");
+    }
     if (r.key == "h") {
       ++with_headers;
       ASSERT_EQ(r.headers.size(), 2u);
