@@ -92,7 +92,9 @@ class KafkaPublisher final : public EmbeddingSink {
   static constexpr int kQueueFullTimeoutMs = 1000;
   // Waits for every delivery, producing failed records again until `timeout_ms` (a record
   // refused before sending, as while its topic is recreated, is tried again too); fails when
-  // some record is still undelivered then, or at once on a fatal producer error.
+  // some record is still undelivered then, or at once when a fatal producer error leaves some
+  // undelivered. A fatal error after every record was delivered is Ok here: failed_fatally()
+  // says the publisher cannot go on.
   Status Flush(int timeout_ms) override;
 
   int64_t last_model_version() const { return last_version_; }
