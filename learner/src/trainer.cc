@@ -720,12 +720,6 @@ Result<TrainReport> Trainer::Run() {
       }
     } else {
       GSAU_ASSIGN_OR_RETURN(st, im.LoadCheckpoint(checkpoint, best));
-      // The report of a finish this run may go past (more --epochs, a larger --patience): left
-      // beside a later checkpoint by a kill, it passed for the run's result (plot_results.py,
-      // compare_seeds.py take it as "finished"). This run writes its own at its end.
-      if (std::error_code ec; fs::remove(out / "report.json", ec), ec) {
-        return Status::IoError("removing " + (out / "report.json").string() + ": " + ec.message());
-      }
       GSAU_LOG_INFO("resumed from {} after epoch {} (best {} {:.4f} at epoch {})", checkpoint.string(), st.epoch,
                     o.valid_metric, st.best_value, st.best_epoch);
       // Keep the CSV rows of the epochs the checkpoint covers; later rows are redone.
@@ -754,6 +748,15 @@ Result<TrainReport> Trainer::Run() {
       // best.pt is written before the checkpoint: a kill between them left the next epoch's
       // weights there, which this run may not reach again (fewer --epochs, other threads).
       if (st.best_epoch > 0 && !im.best_params.empty()) GSAU_RETURN_IF_ERROR(im.SaveBestModel(best));
+      // The report of a finish this run goes past (more --epochs, a larger --patience): left
+      // beside a later checkpoint by a kill, it passed for the run's result (plot_results.py,
+      // compare_seeds.py take it as "finished"). This run writes its own at its end. A resume
+      // with nothing left to train (train_reproduce.sh resumes finished runs) keeps it.
+      if (st.epoch < o.max_epochs && st.bad_epochs <= o.patience) {
+        if (std::error_code ec; fs::remove(out / "report.json", ec), ec) {
+          return Status::IoError("removing " + (out / "report.json").string() + ": " + ec.message());
+        }
+      }
     }
     std::string text = CsvHeader() + "\n";
     for (const auto& l : kept) text += l + "\n";

@@ -414,6 +414,13 @@ TEST(Trainer, AResumeNeedsOnlyTheCheckpointAndDropsTheEarlierReport) {
   };
   ASSERT_TRUE(run(o).ok());
   ASSERT_TRUE(std::filesystem::exists(dir.File("report.json")));
+  // A resume with nothing left to train (train_reproduce.sh resumes finished runs) keeps the
+  // finish's report, also when writing the new one fails.
+  std::filesystem::create_directory(dir.File("report.json.tmp"));  // the report's write fails
+  TrainOptions same = o;
+  same.resume = true;
+  EXPECT_FALSE(run(same).ok());
+  EXPECT_TRUE(std::filesystem::exists(dir.File("report.json")));
 
   TrainOptions wider = o;
   wider.resume = true;
@@ -423,7 +430,6 @@ TEST(Trainer, AResumeNeedsOnlyTheCheckpointAndDropsTheEarlierReport) {
   EXPECT_NE(refused.status().message().find("dim 8, now 16"), std::string::npos) << refused.status();
 
   std::filesystem::resize_file(dir.File("best.pt"), 0);
-  std::filesystem::create_directory(dir.File("report.json.tmp"));  // the report's write fails
   TrainOptions more = o;
   more.resume = true;
   more.max_epochs = 2;
