@@ -190,6 +190,8 @@ TEST(CheckpointTest, APlainStartAfterAnUnfinishedRollbackRefusesNamingIt) {
   EXPECT_EQ(plain.status().code(), StatusCode::kInvalidArgument) << plain.status();
   EXPECT_NE(plain.status().message().find("a rollback to " + target + " did not finish"), std::string::npos)
       << plain.status();
+  EXPECT_NE(plain.status().message().find("(and " + o.state.path + ".restoring, if there"), std::string::npos)
+      << plain.status();
   EXPECT_FALSE(fs::exists(o.state.path)) << "no new state was started";
 }
 

@@ -142,9 +142,10 @@ class StateStore {
   static Result<std::unique_ptr<StateStore>> Open(const StateOptions& options);
 
   // Copies the checkpoint in `checkpoint_dir` (made by CreateCheckpoint) to options.path,
-  // which must not exist or be empty, and opens it there. The copy is made in
-  // options.path + ".restoring" (an earlier one there is removed) and renamed into place once
-  // on disk, so a restore cut short leaves no store at options.path. The checkpoint is left
+  // which must not exist or be an empty folder (renamed over: not a mount point or a link), and
+  // opens it there. The copy is made in options.path + ".restoring" (the parent folder must be
+  // writable; an earlier one there is removed) and renamed into place once on disk, so a
+  // restore cut short leaves no store at options.path, only that folder. The checkpoint is left
   // untouched, so it can be restored again (e.g. to roll back together with a learner checkpoint).
   static Result<std::unique_ptr<StateStore>> OpenFromCheckpoint(const std::string& checkpoint_dir,
                                                                 const StateOptions& options);
