@@ -21,6 +21,10 @@ using Props = std::vector<std::pair<std::string, std::string>>;
 // bootstrap.servers and client.id, then `defaults`, then the user's properties (which win).
 Result<std::unique_ptr<RdKafka::Conf>> BuildConf(const KafkaOptions& kafka, const Props& defaults);
 
+// OK when `conf` (built over defaults of enable.idempotence=true and acks=all) still has both
+// after the user's properties; else kInvalidArgument naming `who` and the values left.
+Status CheckIdempotent(RdKafka::Conf& conf, const std::string& who);
+
 // Same for the C API (admin); the caller owns the result (rd_kafka_conf_destroy). Its clients'
 // librdkafka log lines go through LogLine as "kafka admin <handle name>".
 Result<rd_kafka_conf_t*> BuildCConf(const KafkaOptions& kafka, const Props& defaults);

@@ -28,11 +28,29 @@ std::string RedactedProperties(const KafkaOptions& options) {
 
 Status ValidateKafkaOptions(const KafkaOptions& options) {
   if (options.bootstrap_servers.empty()) return Status::InvalidArgument("bootstrap.servers is empty");
-  auto conf = internal::BuildConf(options, {});
-  return conf.status();
+  // Every producer of ours is idempotent with acks=all (the publisher, the dead-letter
+  // producer, replay), and the properties reach them all.
+  auto conf = internal::BuildConf(options, {{"enable.idempotence", "true"}, {"acks", "all"}});
+  if (!conf.ok()) return conf.status();
+  return internal::CheckIdempotent(**conf, "gsau's producers");
 }
 
 namespace internal {
+
+Status CheckIdempotent(RdKafka::Conf& conf, const std::string& who) {
+  // The properties come after our defaults, and librdkafka takes enable.idempotence=false with
+  // acks=1 without a word: a producer would then lose acknowledged records (a leader failing
+  // over) or duplicate and reorder them, which our producers promise never happens.
+  std::string idempotence, acks;
+  conf.get("enable.idempotence", idempotence);
+  conf.get("acks", acks);
+  if (idempotence == "true" && (acks == "-1" || acks == "all")) return Status::Ok();
+  return Status::InvalidArgument("kafka.properties leave enable.idempotence=" + idempotence + " and acks=" +
+                                 (acks == "-1" ? "all" : acks) + ": " + who +
+                                 " must run with enable.idempotence=true and acks=all (records must not be lost, "
+                                 "duplicated or reordered); remove those properties");
+}
+
 namespace {
 
 void AdminLogLine(const rd_kafka_t* rk, int level, const char* fac, const char* text) {

@@ -374,18 +374,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
   }
   GSAU_ASSIGN_OR_RETURN(auto conf, internal::BuildConf(kafka, defaults));
   if (options.idempotent) {
-    // kafka.properties come after our defaults, and librdkafka takes enable.idempotence=false
-    // with acks=1 without a word: the producer would then lose acknowledged records (a leader
-    // failing over) or duplicate and reorder them, which its callers promise never happens.
-    std::string idempotence, acks;
-    conf->get("enable.idempotence", idempotence);
-    conf->get("acks", acks);
-    if (idempotence != "true" || (acks != "-1" && acks != "all")) {
-      return Status::InvalidArgument(
-          "kafka.properties sets enable.idempotence=" + idempotence + " acks=" + acks + ": the " + options.name +
-          " needs enable.idempotence=true and acks=all (records must not be lost, duplicated or "
-          "reordered); remove those properties");
-    }
+    GSAU_RETURN_IF_ERROR(internal::CheckIdempotent(*conf, options.name));
     // Read back rather than scanning `properties`: librdkafka has aliases for this key.
     std::string in_flight;
     if (conf->get("max.in.flight.requests.per.connection", in_flight) == RdKafka::Conf::CONF_OK &&

@@ -144,6 +144,17 @@ TEST(ConfigTest, EnumsAndKafkaPropertiesAreChecked) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("security.protocol"), std::string::npos) << s.status();
   EXPECT_EQ(s.status().message().find("hunter2"), std::string::npos) << s.status();
+  // Properties that would take idempotence or acks=all from our producers stop start-up here,
+  // a usage error naming them (the producers refuse them too, later, as a failure).
+  for (const std::string bad : {"kafka.properties.enable.idempotence=false", "kafka.properties.acks=1",
+                                "kafka.properties.request.required.acks=0"}) {
+    auto i = LoadWith("", {}, {bad});
+    ASSERT_FALSE(i.ok()) << bad;
+    EXPECT_NE(i.status().message().find("kafka.properties: kafka.properties leave enable.idempotence="),
+              std::string::npos)
+        << i.status();
+  }
+  EXPECT_TRUE(LoadWith("", {}, {"kafka.properties.acks=all"}).ok());
 }
 
 // Values each field accepts alone but not together: named, with the rule, before anything starts.

@@ -241,7 +241,7 @@ TEST(KafkaTest, PropertiesCannotTakeIdempotenceOrAcksAllAway) {
            {{"enable.idempotence", "false"}, {"acks", "all"}}}) {
     const Status s = create(props, true);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << props.size() << " " << s;
-    EXPECT_NE(s.message().find("the publisher needs enable.idempotence=true and acks=all"), std::string::npos) << s;
+    EXPECT_NE(s.message().find("publisher must run with enable.idempotence=true and acks=all"), std::string::npos) << s;
   }
   EXPECT_TRUE(create({{"acks", "all"}}, true).ok());
   EXPECT_TRUE(create({{"acks", "-1"}, {"enable.idempotence", "true"}}, true).ok());
