@@ -197,20 +197,29 @@ TEST(KafkaTest, RecordsProducedToAJustCreatedTopicAreAllWritten) {
   }
 }
 
+// A producer made with `properties` over ours, pointed at a port where nothing listens: Create()
+// connects in the background only, so what it accepts or refuses shows at once.
+using Properties = std::vector<std::pair<std::string, std::string>>;
+Result<std::unique_ptr<Producer>> UnconnectedProducer(const Properties& properties, bool idempotent,
+                                                      const std::string& name = "kafka producer") {
+  KafkaOptions k;
+  k.bootstrap_servers = "127.0.0.1:1";
+  k.properties = properties;
+  ProducerOptions o;
+  o.idempotent = idempotent;
+  o.close_timeout_ms = 100;
+  o.name = name;
+  return Producer::Create(k, o);
+}
+
 // A user property may raise the limit of one request in flight again (throughput over a slow
 // link), but start-up names the risk; the project's own setting says nothing.
 TEST(KafkaTest, MoreThanOneRequestInFlightIsWarnedAbout) {
   log::Init();  // logs to stderr
   log::SetLevel(log::Level::kInfo);  // whatever GSAU_LOG_LEVEL says
-  auto warning = [](const std::vector<std::pair<std::string, std::string>>& properties, bool idempotent) {
-    KafkaOptions k;
-    k.bootstrap_servers = "127.0.0.1:1";  // Create() connects in the background only
-    k.properties = properties;
-    ProducerOptions o;
-    o.idempotent = idempotent;
-    o.close_timeout_ms = 100;
+  auto warning = [](const Properties& properties, bool idempotent) {
     ::testing::internal::CaptureStderr();
-    auto p = Producer::Create(k, o);
+    auto p = UnconnectedProducer(properties, idempotent);
     const std::string err = ::testing::internal::GetCapturedStderr();
     EXPECT_TRUE(p.ok()) << p.status();
     return err.find("max.in.flight.requests.per.connection = ") != std::string::npos;
@@ -225,23 +234,17 @@ TEST(KafkaTest, MoreThanOneRequestInFlightIsWarnedAbout) {
 // kafka.properties are applied after the project's own settings, and librdkafka takes a producer
 // without idempotence and with acks=1 silently: an idempotent one refuses to be made so.
 TEST(KafkaTest, PropertiesCannotTakeIdempotenceOrAcksAllAway) {
-  auto create = [](const std::vector<std::pair<std::string, std::string>>& properties, bool idempotent) {
-    KafkaOptions k;
-    k.bootstrap_servers = "127.0.0.1:1";  // Create() connects in the background only
-    k.properties = properties;
-    ProducerOptions o;
-    o.idempotent = idempotent;
-    o.close_timeout_ms = 100;
-    o.name = "publisher";
-    return Producer::Create(k, o).status();
+  auto create = [](const Properties& properties, bool idempotent) {
+    return UnconnectedProducer(properties, idempotent, "publisher").status();
   };
-  for (const auto& props : std::vector<std::vector<std::pair<std::string, std::string>>>{
+  for (const auto& props : std::vector<Properties>{
            {{"enable.idempotence", "false"}, {"acks", "1"}},
            {{"enable.idempotence", "false"}},
            {{"enable.idempotence", "false"}, {"acks", "all"}}}) {
     const Status s = create(props, true);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << props.size() << " " << s;
-    EXPECT_NE(s.message().find("publisher must run with enable.idempotence=true and acks=all"), std::string::npos) << s;
+    EXPECT_NE(s.message().find("publisher must run with enable.idempotence=true and acks=all"), std::string::npos)
+        << s;
   }
   EXPECT_TRUE(create({{"acks", "all"}}, true).ok());
   EXPECT_TRUE(create({{"acks", "-1"}, {"enable.idempotence", "true"}}, true).ok());

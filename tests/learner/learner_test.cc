@@ -326,6 +326,13 @@ TEST(Trainer, ResumedRunRepeatsTheUninterruptedOne) {
   EXPECT_EQ(chunked.history[1].loss, straight.history[1].loss);
 }
 
+// A trainer on `d` made and run, or why either failed.
+Result<TrainReport> TrainOn(const LeaveOneOutData& d, const TrainOptions& options) {
+  auto t = Trainer::Create(d, options);
+  if (!t.ok()) return t.status();
+  return (*t)->Run();
+}
+
 // A tiny model on one CPU thread, no progress bar: for tests of the run directory.
 TrainOptions TinyCpuOptions() {
   TrainOptions o;
@@ -407,11 +414,7 @@ TEST(Trainer, AResumeNeedsOnlyTheCheckpointAndDropsTheEarlierReport) {
   TrainOptions o = TinyCpuOptions();
   o.max_epochs = 1;
   o.out_dir = dir.path().string();
-  const auto run = [&](const TrainOptions& options) -> Result<TrainReport> {
-    auto t = Trainer::Create(*d, options);
-    if (!t.ok()) return t.status();
-    return (*t)->Run();
-  };
+  const auto run = [&](const TrainOptions& options) { return TrainOn(*d, options); };
   ASSERT_TRUE(run(o).ok());
   ASSERT_TRUE(std::filesystem::exists(dir.File("report.json")));
   // A resume with nothing left to train (train_reproduce.sh resumes finished runs) keeps the
@@ -453,11 +456,7 @@ TEST(Trainer, OutputDirectoryHoldsOneRun) {
   TrainOptions o = TinyCpuOptions();
   o.max_epochs = 2;
   o.out_dir = dir.path().string();
-  const auto run = [&](const TrainOptions& options) -> Result<TrainReport> {
-    auto t = Trainer::Create(*d, options);
-    if (!t.ok()) return t.status();
-    return (*t)->Run();
-  };
+  const auto run = [&](const TrainOptions& options) { return TrainOn(*d, options); };
   const auto csv_rows = [&] {
     std::ifstream csv(dir.File("metrics.csv"));
     int lines = 0;
