@@ -12,10 +12,21 @@ bootstrap=$("$root/scripts/kafka_broker.sh" start --dir "$dir/broker" --max-life
 echo "broker at $bootstrap"
 
 rate() {  # runs gsau replay with the given args and prints events/s from its summary line
+  # Fails (and so the bench) when replay does or its summary has no rate: errexit is off in a
+  # command substitution, and a failed replay printed "BENCH replay events_per_s=" with exit 0.
   local out
-  out=$("$gsau" replay --no-progress --bootstrap "$bootstrap" "$@" 2>/dev/null | tail -1)
+  if ! out=$("$gsau" replay --no-progress --bootstrap "$bootstrap" "$@" 2>"$dir/replay.err"); then
+    cat "$dir/replay.err" >&2
+    echo "bench_replay.sh: gsau replay $* failed" >&2
+    return 1
+  fi
+  out=$(tail -1 <<<"$out")
   echo "$out" >&2
-  sed -E 's/.*\(([0-9]+) events\/s\).*/\1/' <<<"$out"
+  if [[ ! $out =~ \(([0-9]+)\ events/s\) ]]; then
+    echo "bench_replay.sh: no events/s in replay's last line" >&2
+    return 1
+  fi
+  echo "${BASH_REMATCH[1]}"
 }
 
 synthetic=$(rate --synthetic 1000000 --topic bench-synthetic)
