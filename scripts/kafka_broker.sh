@@ -5,19 +5,21 @@
 #       Formats a fresh log directory under DIR, starts the broker on a free loopback port
 #       (or N), waits until it answers metadata requests, and writes DIR/bootstrap
 #       ("127.0.0.1:PORT") and DIR/pid. Prints the bootstrap address on stdout.
-#       A watchdog stops the broker after S seconds (default 3600) even if nobody calls stop,
-#       so a killed test run cannot leave a broker behind for long.
+#       A watchdog stops the broker after S seconds (default 3600; a resume keeps it) even if
+#       nobody calls stop, so a killed test run cannot leave a broker behind for long. A --port
+#       already in use is an error.
 #   kafka_broker.sh stop --dir DIR     Stops the broker and removes DIR.
 #   kafka_broker.sh pause --dir DIR    Stops the broker process but keeps DIR (its data, ports).
 #   kafka_broker.sh resume --dir DIR   Starts a paused broker again on the same ports and data,
-#                                      and waits until it answers (outage tests).
+#                                      and waits until it answers (outage tests); a running
+#                                      one is left as it is.
 #   kafka_broker.sh status --dir DIR   Exit 0 when the broker in DIR answers.
 #
 # The broker's jars come from scripts/kafka_fetch.sh (Maven, cached outside the repo).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:-}; shift || true
-dir=""; port=""; max_lifetime=3600
+dir=""; port=""; max_lifetime=""
 while (($#)); do
   case "$1" in
     --dir) dir=$2; shift 2 ;;
@@ -27,6 +29,13 @@ while (($#)); do
   esac
 done
 [ -n "$dir" ] || { echo "kafka_broker.sh: --dir is required" >&2; exit 2; }
+# Whole seconds: the watchdog's arithmetic died on "1h", and the broker then ran without a limit.
+if [ -n "$max_lifetime" ] && [[ ! $max_lifetime =~ ^[1-9][0-9]*$ ]]; then
+  echo "kafka_broker.sh: --max-lifetime takes whole seconds, not '$max_lifetime'" >&2; exit 2
+fi
+if [ -n "$port" ] && [[ ! $port =~ ^[1-9][0-9]*$ ]]; then
+  echo "kafka_broker.sh: --port takes a port number, not '$port'" >&2; exit 2
+fi
 
 version=${GSAU_KAFKA_VERSION:-4.1.1}
 libs="${GSAU_CACHE:-$HOME/.cache/gsau-stream}/kafka-$version/libs"
@@ -59,6 +68,31 @@ print(port or try_bind(0))
 PY
 }
 
+port_taken() {  # true when something holds 127.0.0.1:$1
+  ! python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+
+broker_alive() { [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; }
+
+# Waits until the broker just launched answers on $1, or says why it did not. Only while our
+# broker is alive: another one answering on the port is not ours.
+wait_until_answers() {
+  for _ in $(seq 1 120); do
+    if ! broker_alive; then
+      echo "kafka_broker.sh: the broker exited during start-up; last lines of its logs:" >&2
+      tail -20 "$dir/stdout.log" "$dir/server.log" >&2 2>/dev/null || true
+      return 1
+    fi
+    if answers "$1"; then return 0; fi
+    sleep 0.5
+  done
+  echo "kafka_broker.sh: the broker did not answer metadata requests within 60 s" >&2
+  return 1
+}
+
 answers() {  # true when a metadata request to $1 succeeds
   timeout 10 kcat -L -b "$1" -m 5 >/dev/null 2>&1
 }
@@ -70,6 +104,9 @@ jvm_command() {  # sets JVM: java with the broker's classpath and logging, ready
 }
 
 launch() {  # starts the broker of $dir in the background and records its pid
+  # The lifetime the broker was started with serves its resumes too (one died an hour late).
+  if [ -n "$max_lifetime" ]; then echo "$max_lifetime" >"$dir/max_lifetime"; fi
+  max_lifetime=$(cat "$dir/max_lifetime" 2>/dev/null || echo 3600)
   jvm_command
   nohup "${JVM[@]}" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 &
   echo $! >"$dir/pid"
@@ -100,6 +137,10 @@ case "$cmd" in
       stop_broker
     fi
     rm -rf "$dir"; mkdir -p "$dir/data"
+    if [ -n "$port" ] && port_taken "$port"; then
+      # Another broker there would answer for ours, which then dies on bind.
+      echo "kafka_broker.sh: port $port is in use" >&2; exit 1
+    fi
     port=${port:-$(free_port)}
     cport=$(free_port)
     while [ "$cport" = "$port" ]; do cport=$(free_port); done
@@ -146,20 +187,11 @@ LOG
       >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; exit 1; }
     launch
     bootstrap="127.0.0.1:$port"
-    for _ in $(seq 1 120); do
-      if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
-        echo "kafka_broker.sh: the broker exited during start-up; last lines of its logs:" >&2
-        tail -20 "$dir/stdout.log" "$dir/server.log" >&2 2>/dev/null || true
-        exit 1
-      fi
-      if answers "$bootstrap"; then
-        echo "$bootstrap" >"$dir/bootstrap"
-        echo "$bootstrap"
-        exit 0
-      fi
-      sleep 0.5
-    done
-    echo "kafka_broker.sh: the broker did not answer metadata requests within 60 s" >&2
+    if wait_until_answers "$bootstrap"; then
+      echo "$bootstrap" >"$dir/bootstrap"
+      echo "$bootstrap"
+      exit 0
+    fi
     stop_broker; exit 1
     ;;
   stop)
@@ -174,14 +206,13 @@ LOG
     ;;
   resume)
     [ -f "$dir/server.properties" ] || { echo "kafka_broker.sh: nothing to resume in $dir" >&2; exit 1; }
-    launch
     bootstrap=$(cat "$dir/bootstrap")
-    for _ in $(seq 1 120); do
-      if answers "$bootstrap"; then echo "$bootstrap"; exit 0; fi
-      sleep 0.5
-    done
-    echo "kafka_broker.sh: the resumed broker did not answer within 60 s" >&2
-    exit 1
+    if broker_alive; then  # not paused: a second JVM would fail to bind and leak the first
+      echo "$bootstrap"; exit 0
+    fi
+    launch
+    if wait_until_answers "$bootstrap"; then echo "$bootstrap"; exit 0; fi
+    stop_broker; exit 1
     ;;
   *)
     sed -n 2,15p "$0"; exit 2 ;;
