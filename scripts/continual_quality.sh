@@ -39,6 +39,11 @@ for f in "$b_dir/best.pt" "$b_dir/report.json" "$c_dir/report.json" "$gsau"; do
 done
 fraction=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"].get("train_fraction", 1.0))' "$b_dir/report.json")
 work=${WORK:-$(mktemp -d /tmp/gsau-continual.XXXXXX)}
+# A kept WORK from an earlier run holds its state, checkpoints and logs: this run would resume
+# them (events "applied in 0 s", a warm start skipped, logs appended) and report a mix of both.
+if [[ -n ${WORK:-} && -d $WORK && -n $(ls -A "$WORK") ]]; then
+  echo "continual_quality.sh: WORK=$WORK is not empty (an earlier run's?): give an empty or new directory" >&2; exit 2
+fi
 mkdir -p "$work" "$out"
 source scripts/lib/pipeline_helpers.sh
 

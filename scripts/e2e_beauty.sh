@@ -28,6 +28,11 @@ cache=${GSAU_CACHE:-$HOME/.cache/gsau-stream}
 [[ -x $gsau ]] || { echo "e2e_beauty.sh: $gsau is missing (make build first)" >&2; exit 2; }
 command -v kcat >/dev/null || { echo "e2e_beauty.sh: kcat not found (run scripts/setup.sh)" >&2; exit 2; }
 work=${WORK:-$(mktemp -d /tmp/gsau-e2e.XXXXXX)}
+# A kept WORK from an earlier run holds its state, checkpoints and logs: this run would resume
+# them (events "applied in 0 s", a warm start skipped, logs appended) and report a mix of both.
+if [[ -n ${WORK:-} && -d $WORK && -n $(ls -A "$WORK") ]]; then
+  echo "e2e_beauty.sh: WORK=$WORK is not empty (an earlier run's?): give an empty or new directory" >&2; exit 2
+fi
 mkdir -p "$work" "$out"
 source scripts/lib/pipeline_helpers.sh
 
