@@ -58,11 +58,12 @@ start_run() {  # $1 = publisher format; sets run_pid and port
 
 log "gsau run (JSON records); gsau replay of $n clicks at ${rate}/s"
 start_run json
-"$gsau" replay --data "$data" --times "$times" --rate "$rate" --no-progress --bootstrap "$bootstrap" \
+STATUS_FILE="$work/replay.status" run_recording_status \
+  "$gsau" replay --data "$data" --times "$times" --rate "$rate" --no-progress --bootstrap "$bootstrap" \
   > "$work/replay.log" 2>&1 &
 replay_pid=$!
 pids+=("$replay_pid")
-wait_events "$port" "$half" "$run_pid"
+wait_events "$port" "$half" "$run_pid" "$work/replay.status"
 log "half applied: SIGTERM, restart with binary records"
 kill -TERM "$run_pid"
 wait "$run_pid" || { echo "e2e_beauty.sh: gsau run failed, see $work/run-json.log" >&2; exit 1; }
