@@ -847,7 +847,8 @@ std::string ReportJson(const TrainReport& r, const TrainOptions& o, const LeaveO
      << "  \"config\": {\"gamma\": " << o.gamma << ", \"temperature\": " << o.temperature << ", \"dim\": " << o.dim
      << ", \"seq_layers\": " << o.seq_layers << ", \"heads\": " << o.heads << ", \"ffn_dim\": " << o.ffn_dim
      << ", \"hidden_dropout\": " << o.hidden_dropout << ", \"attn_dropout\": " << o.attn_dropout
-     << ", \"graph_layers\": " << o.graph_layers << ", \"init_std\": " << EffectiveInitStd(o) << ", \"max_len\": " << d.max_len
+     << ", \"graph_layers\": " << o.graph_layers << ", \"init_std\": " << EffectiveInitStd(o)
+     << ", \"max_len\": " << d.max_len
      << ", \"graph_batch\": " << o.graph_batch << ", \"seq_batch\": " << o.seq_batch << ", \"lr\": " << o.lr
      << ", \"weight_decay\": " << o.weight_decay << ", \"max_epochs\": " << o.max_epochs
      << ", \"patience\": " << o.patience << ", \"valid_metric\": " << JsonString(o.valid_metric)

@@ -93,13 +93,6 @@ class DirtyUsers {
   uint64_t through_seq_ = 0;
 };
 
-// Where StateStore::OpenFromCheckpoint builds a restored state before renaming it in.
-std::string RestoringDir(const std::string& state_path) {
-  fs::path p = fs::path(state_path).lexically_normal();
-  if (!p.has_filename()) p = p.parent_path();
-  return p.string() + ".restoring";
-}
-
 // Ingest's sink: the learner's bounded queue, and the users to publish (marked at once, so a
 // user's record does not wait behind the learner). The queue's gauge is set here too: set by
 // the learner alone, it read ~0 (just drained) and froze when the learner hung, while the queue
@@ -500,7 +493,8 @@ struct Pipeline::Impl {
                                        " did not finish (the process stopped during it): run it again (--rollback " +
                                        *target + "), or delete " +
                                        (fs::path(opt.checkpoint_dir) / kRollbackMarker).string() +
-                                       " to start from what is there now (and " + RestoringDir(opt.state.path) +
+                                       " to start from what is there now (and " +
+                                       state::StateStore::RestoringPath(opt.state.path) +
                                        ", if there: the rollback's unfinished copy)");
       }
       // Under the lock (no other process checkpoints here) and before Open's free-space check:

@@ -1017,6 +1017,12 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateOptions& options
 
 namespace {
 
+// The store's folder as one name: "state/" is the folder "state".
+fs::path FolderPath(const std::string& path) {
+  fs::path p = fs::path(path).lexically_normal();
+  return p.has_filename() ? p : p.parent_path();
+}
+
 class RocksHold final : public StateStore::Hold {
  public:
   explicit RocksHold(rocksdb::FileLock* lock) : lock_(lock) {}
@@ -1045,6 +1051,8 @@ Result<std::unique_ptr<StateStore::Hold>> StateStore::HoldExclusive(const std::s
   return std::unique_ptr<Hold>(new RocksHold(lock));
 }
 
+std::string StateStore::RestoringPath(const std::string& path) { return FolderPath(path).string() + ".restoring"; }
+
 Result<std::unique_ptr<StateStore>> StateStore::OpenFromCheckpoint(const std::string& checkpoint_dir,
                                                                    const StateOptions& options) {
   GSAU_RETURN_IF_ERROR(options.Validate());
@@ -1058,9 +1066,7 @@ Result<std::unique_ptr<StateStore>> StateStore::OpenFromCheckpoint(const std::st
   // Copied beside the target and renamed into place once whole and on disk: a copy cut short
   // (a kill, a full disk) at the target itself opened as a store, and with a WAL its SST files
   // alone are not whole batches (the copied log completes them), so it opened torn.
-  fs::path target = fs::path(options.path).lexically_normal();
-  if (!target.has_filename()) target = target.parent_path();  // "state/": the folder "state"
-  const fs::path tmp = target.string() + ".restoring";
+  const fs::path target = FolderPath(options.path), tmp = RestoringPath(options.path);
   fs::remove_all(tmp, ec);  // an earlier restore's, cut short
   if (ec) return Status::IoError("state: removing " + tmp.string() + ": " + ec.message());
   const auto fail = [&](const std::string& what) {

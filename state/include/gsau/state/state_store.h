@@ -149,6 +149,9 @@ class StateStore {
   // untouched, so it can be restored again (e.g. to roll back together with a learner checkpoint).
   static Result<std::unique_ptr<StateStore>> OpenFromCheckpoint(const std::string& checkpoint_dir,
                                                                 const StateOptions& options);
+  // Where OpenFromCheckpoint builds the copy for a store at `path`: "<path>.restoring" ("state/"
+  // counts as "state").
+  static std::string RestoringPath(const std::string& path);
 
   // An exclusive hold on the store at `path` without opening it, for work on its files that
   // must not run beside an open store (a rollback moving it aside). It takes RocksDB's own lock
