@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -658,6 +659,24 @@ torch::Tensor TargetRanks(const torch::Tensor& scores, const torch::Tensor& targ
   // Every item not strictly below the target, less the target itself.
   const auto ranks = (scores < target_scores).logical_not().sum(-1) - 1;
   return torch::where(target_scores.isnan().squeeze(-1), torch::full_like(ranks, kMissRank), ranks);
+}
+
+void MaskClickedItems(torch::Tensor& scores, const std::vector<SequenceSample>& samples, int64_t begin, int64_t end,
+                      const std::vector<std::vector<int32_t>>& sequences) {
+  std::vector<int64_t> rows, cols;
+  for (int64_t k = begin; k < end; ++k) {
+    const auto& s = samples[static_cast<size_t>(k)];
+    const auto& seq = sequences[static_cast<size_t>(s.user)];
+    for (int32_t t = 0; t < s.end; ++t) {
+      if (seq[static_cast<size_t>(t)] == s.target) continue;
+      rows.push_back(k - begin);
+      cols.push_back(seq[static_cast<size_t>(t)]);
+    }
+  }
+  if (rows.empty()) return;
+  const auto device = scores.device();
+  scores.index_put_({torch::tensor(rows, torch::kInt64).to(device), torch::tensor(cols, torch::kInt64).to(device)},
+                    -std::numeric_limits<float>::infinity());
 }
 
 }  // namespace gsau::learner

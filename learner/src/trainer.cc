@@ -392,22 +392,7 @@ struct Trainer::Impl {
         for (int64_t k = begin; k < end; ++k) users.push_back(samples[static_cast<size_t>(k)].user);
         const auto u = torch::tensor(users, torch::kInt64).to(device);
         scores = torch::matmul(graph_users.index_select(0, u), graph_items.t());
-        if (opt.lightgcn_mask_history) {
-          std::vector<int64_t> rows, cols;
-          for (int64_t k = begin; k < end; ++k) {
-            const auto& s = samples[static_cast<size_t>(k)];
-            const auto& seq = data.sequences[static_cast<size_t>(s.user)];
-            for (int32_t t = 0; t < s.end; ++t) {
-              if (seq[static_cast<size_t>(t)] == s.target) continue;  // never mask the target itself
-              rows.push_back(k - begin);
-              cols.push_back(seq[static_cast<size_t>(t)]);
-            }
-          }
-          if (!rows.empty()) {
-            scores.index_put_({torch::tensor(rows, torch::kInt64).to(device), torch::tensor(cols, torch::kInt64).to(device)},
-                              -std::numeric_limits<float>::infinity());
-          }
-        }
+        if (opt.lightgcn_mask_history) MaskClickedItems(scores, samples, begin, end, data.sequences);
       }
       scores.select(1, 0).fill_(-std::numeric_limits<float>::infinity());  // padding item
       const auto target_scores = scores.gather(1, targets.unsqueeze(1));

@@ -394,6 +394,27 @@ TEST(Model, TargetRanksCountTiesAndNaNAgainstTheTarget) {
             (std::vector<int64_t>{3, 4, 1, kMissRank}));
 }
 
+// LightGCN-only's mask: the items before the target (only those, only in the sample's own row,
+// for the batch's rows begin..end), and never the target, even when the user clicked it before.
+TEST(Model, MaskClickedItemsMasksEarlierClicksButNotTheTarget) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<std::vector<int32_t>> sequences = {{}, {1, 2, 3, 4}, {5, 2, 5, 1}};
+  const std::vector<SequenceSample> samples = {
+      {1, 2, 3},  // user 1, target 3 after {1, 2}: outside the batch below
+      {1, 3, 4},  // user 1, target 4 after {1, 2, 3}
+      {2, 2, 5},  // user 2, target 5 after {5, 2}: 5 again, so only 2 is masked
+      {2, 1, 2},  // user 2, target 2 after {5}
+  };
+  auto scores = torch::arange(1, 19, torch::kFloat32).view({3, 6});
+  const auto before = scores.clone();
+  MaskClickedItems(scores, samples, 1, 4, sequences);
+  auto expected = before.clone();
+  for (const auto& [row, item] : std::vector<std::pair<int, int>>{{0, 1}, {0, 2}, {0, 3}, {1, 2}, {2, 5}}) {
+    expected[row][item] = -inf;
+  }
+  EXPECT_TRUE(torch::equal(scores, expected)) << scores;
+}
+
 TEST(Model, XavierNormalInit) {
   torch::manual_seed(1);
   GsauModel model(GsauModelOptions(2001, 3001));

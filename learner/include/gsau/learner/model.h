@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "gsau/learner/dataset.h"
 #include "gsau/learner/sparse.h"
 
 namespace gsau::learner {
@@ -137,5 +138,12 @@ TORCH_MODULE(GsauModel);
 // Ties count against the target (a model scoring every item alike ranks no target first), and
 // so does a NaN score; a NaN target score is kMissRank (a miss at every cut-off).
 torch::Tensor TargetRanks(const torch::Tensor& scores, const torch::Tensor& target_scores);
+
+// LightGCN-only's history mask: sets to -inf, in row k of scores [end - begin, N], every item
+// the user of samples[begin + k] clicked before that sample's target (sequences[user][0, end)),
+// as RecBole masks a general model's training items. The target itself is never masked: a user
+// clicking an item again would otherwise be a miss whatever the model scores (RecBole's is).
+void MaskClickedItems(torch::Tensor& scores, const std::vector<SequenceSample>& samples, int64_t begin, int64_t end,
+                      const std::vector<std::vector<int32_t>>& sequences);
 
 }  // namespace gsau::learner
