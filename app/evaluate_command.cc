@@ -70,9 +70,9 @@ Result<learner::RankingMetrics> Evaluate(learner::OnlineLearner& model, const st
   };
   for (const auto& s : samples) {
     std::vector<uint32_t> prefix;
-    for (int32_t i : d.Prefix(s)) {
-      if (const int64_t m = to_state[static_cast<size_t>(i)]; m >= 0) prefix.push_back(static_cast<uint32_t>(m));
-    }
+    // The last max_len items the model knows, as the online learner takes a live session's.
+    const auto known = [&](int32_t i) { return to_state[static_cast<size_t>(i)] >= 0; };
+    for (int32_t i : d.Prefix(s, known)) prefix.push_back(static_cast<uint32_t>(to_state[static_cast<size_t>(i)]));
     const int64_t target = to_state[static_cast<size_t>(s.target)];
     if (prefix.empty() || target < 0) {
       // Nothing to embed the user with, or an item the model cannot rank: a miss.

@@ -23,6 +23,17 @@ std::vector<int32_t> LeaveOneOutData::Prefix(const SequenceSample& s) const {
   return {seq.begin() + begin, seq.begin() + s.end};
 }
 
+std::vector<int32_t> LeaveOneOutData::Prefix(const SequenceSample& s,
+                                             const std::function<bool(int32_t)>& keep) const {
+  const auto& seq = sequences[static_cast<size_t>(s.user)];
+  std::vector<int32_t> prefix;
+  for (int32_t t = s.end - 1; t >= 0 && static_cast<int32_t>(prefix.size()) < max_len; --t) {
+    if (keep(seq[static_cast<size_t>(t)])) prefix.push_back(seq[static_cast<size_t>(t)]);
+  }
+  std::reverse(prefix.begin(), prefix.end());
+  return prefix;
+}
+
 namespace {
 
 // Event indices by dense user (row 0, padding, is empty; users in order of first appearance),

@@ -129,6 +129,11 @@ TEST(Dataset, LeaveOneOutAsRecBole) {
   EXPECT_EQ(d->valid_samples[0].target, 5);
   EXPECT_EQ(d->Prefix(d->test_samples[0]), (std::vector<int32_t>{3, 4, 5}));
   EXPECT_EQ(d->test_samples[0].target, 6);
+  // With items left out (c, d: unknown to some model), the window reaches further back.
+  const auto known = [](int32_t item) { return item != 3 && item != 4; };
+  EXPECT_EQ(d->Prefix(d->test_samples[0], known), (std::vector<int32_t>{1, 2, 5}));
+  EXPECT_EQ(d->Prefix(d->train_samples[2], known), (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(d->Prefix(d->valid_samples[0], [](int32_t) { return true; }), d->Prefix(d->valid_samples[0]));
 }
 
 TEST(Dataset, TrainFractionKeepsTheFirstPartOfTheTrainingStream) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,10 @@ struct LeaveOneOutData {
   std::vector<int32_t> Prefix(const SequenceSample& s) const;
   // Length of the prefix of `s`.
   int32_t PrefixLength(const SequenceSample& s) const;
+  // The last max_len items before `s`'s target for which keep(item) holds, oldest first: the
+  // prefix a model that knows only those items uses (the online learner skips unknown items
+  // before taking its last max_len), where Prefix would keep fewer.
+  std::vector<int32_t> Prefix(const SequenceSample& s, const std::function<bool(int32_t)>& keep) const;
 };
 
 // Groups `events` by user, orders each user's events by (ts_ms, order), assigns dense ids and
