@@ -221,8 +221,12 @@ struct Trainer::Impl {
     return drawn(use_graph, data.train_pairs.size(), opt.graph_batch) +
            drawn(use_seq, data.train_samples.size(), opt.seq_batch);
   }
+  // As the authors' GSAUDataLoader: the shorter loader starts over once (at most), and the epoch
+  // ends when either loader runs out after that.
   int64_t StepsPerEpoch() const {
-    int64_t steps = std::max(GraphBatches(), SeqBatches());
+    const int64_t graph = GraphBatches(), seq = SeqBatches();
+    int64_t steps = graph > 0 && seq > 0 ? std::min(std::max(graph, seq), 2 * std::min(graph, seq))
+                                         : std::max(graph, seq);
     if (opt.max_steps_per_epoch > 0) steps = std::min(steps, opt.max_steps_per_epoch);
     return steps;
   }

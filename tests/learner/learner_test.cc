@@ -572,6 +572,31 @@ TEST(Trainer, ConstantScoresGetNoHits) {
   EXPECT_EQ(r->best_valid.Get("ndcg@50"), 0.0);
 }
 
+// An epoch of GSAU runs both loaders side by side as the authors' GSAUDataLoader: the shorter
+// one starts over once, and the epoch ends when either runs out after that.
+TEST(Trainer, TheShorterLoaderStartsOverOnce) {
+  const auto steps = [](const std::vector<std::pair<std::string, std::vector<std::string>>>& users, ModelKind kind) {
+    auto d = BuildLeaveOneOut(Lines(users));
+    EXPECT_TRUE(d.ok()) << d.status();
+    TrainOptions o = TinyCpuOptions();
+    o.model = kind;
+    o.graph_batch = 1;
+    o.seq_batch = 1;
+    auto t = Trainer::Create(*d, o);
+    EXPECT_TRUE(t.ok()) << t.status();
+    return std::pair<int64_t, int64_t>{static_cast<int64_t>(d->train_pairs.size()), (*t)->StepsPerEpoch()};
+  };
+  // u1: graph pairs a, b (before the validation item), one sample (a -> b); u2..u5: a pair each.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> lopsided = {
+      {"u1", {"a", "b", "c", "d"}}, {"u2", {"a"}}, {"u3", {"b"}}, {"u4", {"c"}}, {"u5", {"d"}}};
+  EXPECT_EQ(steps(lopsided, ModelKind::kGsauRec), (std::pair<int64_t, int64_t>{6, 2}));  // 6 graph, 1 sequence batch
+  EXPECT_EQ(steps(lopsided, ModelKind::kGsau), (std::pair<int64_t, int64_t>{6, 2}));
+  EXPECT_EQ(steps(lopsided, ModelKind::kLightGcn), (std::pair<int64_t, int64_t>{6, 6}));  // one loader: all of it
+  EXPECT_EQ(steps(lopsided, ModelKind::kSasRec), (std::pair<int64_t, int64_t>{6, 1}));
+  // u1: pairs a, b, c; samples a -> b, b -> c. Three graph batches against two: all three.
+  EXPECT_EQ(steps({{"u1", {"a", "b", "c", "d", "e"}}}, ModelKind::kGsauRec), (std::pair<int64_t, int64_t>{3, 3}));
+}
+
 // Each model learns on its own: its training loss falls and its validation NDCG@20 rises over a
 // few epochs. (Evaluation has no dropout, so a step that changed nothing, or a loss cut from the
 // parameters, would give the first epoch's validation figure exactly, every epoch.)
