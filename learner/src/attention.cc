@@ -37,8 +37,11 @@ struct KeepMask {
       scale = p < 1.0 ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f;
     }
   }
+  // Each part is mixed in on its own: seeds come in steps of the golden-ratio constant (the
+  // model's NextDropoutSeed), so adding (s, h) in that step as well aliased one call's
+  // (s, h) with another call's; and s * 16 + h aliased heads beyond 16.
   static uint64_t TaskKey(uint64_t seed, int64_t s, int64_t h) {
-    return Mix(seed + 0x9E3779B97F4A7C15ULL * (static_cast<uint64_t>(s) * 16 + static_cast<uint64_t>(h) + 1));
+    return Mix(Mix(Mix(seed) + static_cast<uint64_t>(s)) + static_cast<uint64_t>(h));
   }
   float operator()(uint64_t task_key, int64_t i, int64_t j) const {
     if (!active) return 1.0f;

@@ -308,6 +308,25 @@ TEST(PackedAttention, DropoutMaskIsSeededScaledAndOffWhenNotTraining) {
   EXPECT_TRUE(torch::equal(PackedCausalAttention(x, offsets, off), PackedCausalAttention(x, offsets, none)));
 }
 
+// The model hands attention one seed per call, seed + 0x9E3779B97F4A7C15 * call (NextDropoutSeed).
+// No two (call, sequence, head) of a step may share a mask: with the seed added straight to the
+// task's offset, call 2's head 3 drew call 5's head 0 (both blocks of one step with 4 heads).
+TEST(PackedAttention, DropoutMasksOfCallsSequencesAndHeadsAreDistinct) {
+  std::set<uint64_t> seen;
+  for (uint64_t call = 1; call <= 8; ++call) {
+    for (int64_t s = 0; s < 64; ++s) {
+      for (int64_t h = 0; h < 4; ++h) {
+        uint64_t bits = 0;  // the first 64 draws of the mask's last row
+        for (int64_t j = 0; j < 64; ++j) {
+          const uint64_t seed = 12345 + 0x9E3779B97F4A7C15ULL * call;
+          bits |= static_cast<uint64_t>(PackedAttentionKeep(seed, 0.5, s, h, 63, j) > 0) << j;
+        }
+        EXPECT_TRUE(seen.insert(bits).second) << "call " << call << ", sequence " << s << ", head " << h;
+      }
+    }
+  }
+}
+
 TEST(SasRec, PackedAttentionEqualsGroupedAttention) {
   torch::manual_seed(8);
   const auto options = GsauModelOptions(10, 30).dim(16).max_len(40).ffn_dim(32).hidden_dropout(0).attn_dropout(0);
