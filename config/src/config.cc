@@ -53,15 +53,26 @@ std::string FormatDouble(double v) {
   return buf;
 }
 
-std::vector<std::string> SplitList(const std::string& text) {
+std::string Trimmed(std::string s) {
+  s.erase(0, s.find_first_not_of(" \t"));
+  s.erase(s.find_last_not_of(" \t") + 1);
+  return s;
+}
+
+// "a,b", or the YAML flow list a user writes in a file, "[a, b]" or "['a', \"b\"]", in an
+// environment variable or a --set (it gave the types "[a" and "b]", matching nothing).
+std::vector<std::string> SplitList(const std::string& given) {
+  std::string text = Trimmed(given);
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
   std::vector<std::string> out;
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
     if (comma == std::string::npos) comma = text.size();
-    std::string item = text.substr(start, comma - start);
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
+    std::string item = Trimmed(text.substr(start, comma - start));
+    if (item.size() >= 2 && (item.front() == '"' || item.front() == '\'') && item.back() == item.front()) {
+      item = item.substr(1, item.size() - 2);
+    }
     if (!item.empty()) out.push_back(item);
     start = comma + 1;
   }

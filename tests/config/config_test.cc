@@ -43,6 +43,69 @@ TEST(ConfigTest, MinEventTimeReachesTheDecoderInMilliseconds) {
       << negative.status().message();
 }
 
+// Each module's options carry every field configured for it, in the module's units, and no
+// other value: every field set here differs from its default (a dropped or swapped mapping
+// would leave a default or another field's value).
+TEST(ConfigTest, ModuleOptionsCarryEveryConfiguredField) {
+  auto c = LoadWith("", {},
+                    {"kafka.bootstrap_servers=b1:9092", "kafka.client_id=cid", "topics.clicks=tc", "topics.dead_letter=td",
+                     "topics.user_embeddings=tu", "topics.item_embeddings=ti", "topics.partitions=7",
+                     "ingest.group_id=grp", "ingest.batch_max_events=321", "ingest.batch_max_wait_ms=37",
+                     "ingest.accepted_event_types=[click, view]", "ingest.session_timeout_ms=12345",
+                     "ingest.group_instance_id=inst-1", "ingest.max_value_bytes=4097", "ingest.min_event_time_s=5",
+                     "state.path=/s/p", "state.session_length=77", "state.block_cache_mb=3", "state.write_buffer_mb=5",
+                     "state.min_free_disk_mb=11", "state.changelog_retention_batches=1300", "state.compression=zstd",
+                     "state.sync=true", "publisher.format=binary", "metrics.listen_address=0.0.0.0:9999"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  const auto k = ToKafkaOptions(*c);
+  EXPECT_EQ(k.bootstrap_servers, "b1:9092");
+  EXPECT_EQ(k.client_id, "cid");
+  EXPECT_EQ(ToMetricsOptions(*c).listen_address, "0.0.0.0:9999");
+
+  const auto s = ToStateOptions(*c);
+  EXPECT_EQ(s.path, "/s/p");
+  EXPECT_EQ(s.session_length, 77u);
+  EXPECT_EQ(s.block_cache_bytes, size_t{3} * 1024 * 1024);
+  EXPECT_EQ(s.write_buffer_bytes, size_t{5} * 1024 * 1024);
+  EXPECT_EQ(s.min_free_disk_bytes, uint64_t{11} * 1024 * 1024);
+  EXPECT_EQ(s.changelog_retention_batches, 1300u);
+  EXPECT_EQ(s.compression, state::Compression::kZSTD);
+  EXPECT_TRUE(s.sync);
+  for (const auto& [name, value] : std::vector<std::pair<std::string, state::Compression>>{
+           {"none", state::Compression::kNone}, {"lz4", state::Compression::kLZ4}}) {
+    auto other = LoadWith("", {}, {"state.compression=" + name});
+    ASSERT_TRUE(other.ok()) << other.status();
+    EXPECT_EQ(ToStateOptions(*other).compression, value) << name;
+  }
+
+  const auto i = ToIngestOptions(*c);
+  EXPECT_EQ(i.kafka.bootstrap_servers, "b1:9092");
+  EXPECT_EQ(i.topic, "tc");
+  EXPECT_EQ(i.dead_letter_topic, "td");
+  EXPECT_EQ(i.group_id, "grp");
+  EXPECT_EQ(i.batch_max_events, 321);
+  EXPECT_EQ(i.batch_max_wait_ms, 37);
+  EXPECT_EQ(i.accepted_event_types, (std::vector<std::string>{"click", "view"}));
+  EXPECT_EQ(i.session_timeout_ms, 12345);
+  EXPECT_EQ(i.group_instance_id, "inst-1");
+  EXPECT_EQ(i.decoder.max_value_bytes, 4097u);
+  EXPECT_EQ(i.decoder.min_ts_ms, 5000);
+  EXPECT_EQ(i.dead_letter_partitions, 7);
+
+  const auto p = ToPublisherOptions(*c);
+  EXPECT_EQ(p.kafka.client_id, "cid");
+  EXPECT_EQ(p.user_topic, "tu");
+  EXPECT_EQ(p.item_topic, "ti");
+  EXPECT_EQ(p.format, publisher::Format::kBinary);
+  EXPECT_EQ(p.partitions, 7);
+  // A list given as YAML writes it, in a --set or the environment.
+  for (const char* list : {"click,view", " [click, view] ", "['click', \"view\"]"}) {
+    auto l = LoadWith("", {{"GSAU_INGEST_ACCEPTED_EVENT_TYPES", list}}, {});
+    ASSERT_TRUE(l.ok()) << l.status();
+    EXPECT_EQ(ToIngestOptions(*l).accepted_event_types, (std::vector<std::string>{"click", "view"})) << list;
+  }
+}
+
 TEST(ConfigTest, FileThenEnvironmentThenFlags) {
   TempDir dir;
   WriteFile(dir.File("c.yaml"),
