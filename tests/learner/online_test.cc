@@ -1085,6 +1085,28 @@ TEST(OnlineLearner, InitFromOfflineCheckpointMapsRows) {
     EXPECT_EQ(std::vector<float>(ea.begin() + static_cast<long>(16 * i), ea.begin() + static_cast<long>(16 * (i + 1))),
               std::vector<float>(eb.begin() + static_cast<long>(16 * (7 - i)), eb.begin() + static_cast<long>(16 * (8 - i))));
   }
+  // And the rows are the checkpoint's own, read here without the learner: state id i holds
+  // offline row items_a[i] (users[i]) of best.pt's tables.
+  const auto offline_table = [&](const std::string& name) {
+    torch::serialize::InputArchive archive, table;
+    archive.load_from(best);
+    archive.read(name, table);
+    torch::Tensor weight;
+    table.read("weight", weight);
+    return weight;
+  };
+  const auto row = [](const torch::Tensor& t, int64_t r) {
+    const auto c = t[r].contiguous();
+    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  };
+  const auto item_table = offline_table("item_table"), user_table = offline_table("user_table");
+  ASSERT_EQ(item_table.size(0), 9);
+  for (uint32_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(a->InspectRow(OnlineTable::kItems, i)->row, row(item_table, items_a[i])) << "item " << i;
+  }
+  for (uint32_t u = 0; u < 5; ++u) {
+    EXPECT_EQ(a->InspectRow(OnlineTable::kUsers, u)->row, row(user_table, users[u])) << "user " << u;
+  }
   EXPECT_EQ(*a->UserEmbedding({0, 1, 2}), *b->UserEmbedding({7, 6, 5}));
   EXPECT_GT(MaxAbsDiff(*a->UserEmbedding({0, 1, 2}), *fresh->UserEmbedding({0, 1, 2})), 1e-4);
   EXPECT_EQ(a->InspectRow(OnlineTable::kItems, 0)->step, 0);  // fresh Adam
