@@ -270,9 +270,13 @@ TEST(ProcessMemoryTest, ReleaserHandsFreedPagesBackOnItsOwn) {
   EXPECT_EQ(p[kBytes - 1], 1);
   std::free(p);
   const ProcessMemory freed = ReadProcessMemory();
+  // The premise: the allocator kept the freed pages (jemalloc with decay off, jemalloc_conf.cc).
+  // glibc's malloc maps a block this large on its own and unmaps it at free(): nothing is left
+  // for a releaser to hand back, and the check below would pass without it.
   if (std::string(freed.allocator) == "jemalloc") {
-    // The premise: with decay off (jemalloc_conf.cc) jemalloc keeps the freed pages.
     EXPECT_GT(freed.resident_bytes, during.resident_bytes - static_cast<int64_t>(kBytes) / 2);
+  } else if (freed.resident_bytes < during.resident_bytes - static_cast<int64_t>(kBytes) / 2) {
+    GTEST_SKIP() << freed.allocator << " returned the pages at free(): nothing for the releaser to do";
   }
   ProcessMemory after;
   {

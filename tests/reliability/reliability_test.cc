@@ -19,6 +19,7 @@
 #include <csignal>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -90,17 +91,21 @@ class Summary : public ::testing::Environment {
 };
 const auto* const kSummary = ::testing::AddGlobalTestEnvironment(new Summary);
 
-double Sum(int port, const std::string& name) {
-  // Every sample of `name` (all label sets) added up.
+// Every sample of `name` (all label sets) added up; NaN when the scrape has none (a renamed or
+// missing metric, or no answer), so that no comparison with it holds: `== 0` would pass on a 0
+// that nothing measured. `if_none` instead for a metric that may be absent (the heap gauges).
+double Sum(int port, const std::string& name, double if_none = std::numeric_limits<double>::quiet_NaN()) {
   double total = 0;
+  bool any = false;
   std::istringstream in(HttpGet(port, "/metrics"));
   for (std::string line; std::getline(in, line);) {
     if (line.rfind(name, 0) != 0) continue;
     const char next = line.size() > name.size() ? line[name.size()] : '\0';
     if (name.find('{') == std::string::npos && next != ' ' && next != '{') continue;
     total += std::stod(line.substr(line.rfind(' ') + 1));
+    any = true;
   }
-  return total;
+  return any ? total : if_none;
 }
 
 // A private broker (R2 stops it); stopped on destruction.
@@ -244,7 +249,7 @@ TEST_F(Reliability, R2BrokerStoppedMidStreamLosesNothingAndLagDrains) {
   std::this_thread::sleep_for(seconds(3));
   ASSERT_TRUE(broker.Run("pause"));
   std::this_thread::sleep_for(seconds(outage_s));
-  const double broker_errors = Sum(g.port, "gsau_errors_total{kind=\"broker\"");
+  const double broker_errors = Sum(g.port, "gsau_errors_total{kind=\"broker\"", 0);
   const double during = Sum(g.port, "gsau_state_events");
   EXPECT_TRUE(child->Running()) << "no crash while the broker is away";
   ASSERT_TRUE(broker.Run("resume"));
@@ -444,7 +449,7 @@ TEST_F(Reliability, R4SoakKeepsMemoryAndLagBounded) {
     ResetPeakRss(child->pid());
     samples.push_back({static_cast<double>(k * sample_s), rss.now_kib, rss.peak_kib,
                        Sum(g.port, "gsau_ingest_consumer_lag_messages"), Sum(g.port, "gsau_state_events"),
-                       Sum(g.port, "gsau_process_heap_allocated_bytes"), Sum(g.port, "gsau_process_heap_free_bytes")});
+                       Sum(g.port, "gsau_process_heap_allocated_bytes", 0), Sum(g.port, "gsau_process_heap_free_bytes", 0)});
     if (Full() && k % 30 == 0) {
       std::printf("R4: %d/%d s, rss peak %lld KiB, now %lld KiB (heap allocated %.0f MiB, free %.0f MiB), lag %.0f\n",
                   k * sample_s, soak_s, static_cast<long long>(samples.back().rss_peak_kib),
