@@ -23,6 +23,32 @@ TEST(ChangeEntryTest, RoundTripsPairsAndClicks) {
   EXPECT_EQ(out.clicks_before.size(), 4u);
 }
 
+// The bytes stores on disk hold, written out by hand (LEB128 varints, pairs and users as deltas):
+// a change of the format that encodes and decodes alike would pass the round trip above and
+// misread every existing store.
+TEST(ChangeEntryTest, TheFormatOnDiskIsFixed) {
+  const std::string bytes("\x07"                          // users_before 7
+                          "\xAC\x02"                      // items_before 300 = 0x2C | 2 << 7
+                          "\x03"                          // three pairs
+                          "\x05\x04"                      // (0, 5), then (0, 9): +4
+                          "\xF8\xFF\xFF\xFF\x0F"          // (1, 1): +0xFFFFFFF8
+                          "\x02"                          // two users' clicks
+                          "\x00\x00"                      // user 0: 0 clicks
+                          "\x28\x80\x80\x80\x80\x80\x20",  // user 40 (+40): 1 << 40 clicks
+                          21);
+  ChangeEntry entry{7, 300, {5, 9, (uint64_t{1} << 32) | 1}, {{0, 0}, {40, uint64_t{1} << 40}}};
+  std::string encoded;
+  EncodeChangeEntry(entry, &encoded);
+  EXPECT_EQ(encoded, bytes);
+  ChangeEntry decoded;
+  ASSERT_TRUE(DecodeChangeEntry(bytes, &decoded).ok());
+  EXPECT_EQ(decoded.users_before, 7u);
+  EXPECT_EQ(decoded.items_before, 300u);
+  EXPECT_EQ(decoded.pairs, entry.pairs);
+  EXPECT_EQ(decoded.clicks_before, entry.clicks_before);
+  EXPECT_TRUE(decoded.has_clicks);
+}
+
 TEST(ChangeEntryTest, AnEntryFromBeforeClicksWereRecordedSaysSo) {
   ChangeEntry in{1, 1, {(uint64_t{3} << 32) | 4}, {}};
   std::string bytes;
