@@ -501,10 +501,12 @@ TEST_F(Reliability, R4SoakKeepsMemoryAndLagBounded) {
           << s.heap_free << '\n';
     }
     csv.close();
-    std::string ignored;
-    RunCommand("python3 " + SourceDir() + "/scripts/plot_soak.py " + OutDir() + "/soak.csv " + OutDir() +
-                   "/soak.png",
-               &ignored);
+    std::string out;
+    EXPECT_EQ(RunCommand("python3 " + SourceDir() + "/scripts/plot_soak.py " + OutDir() + "/soak.csv " + OutDir() +
+                             "/soak.png 2>&1",
+                         &out),
+              0)
+        << "the soak's plot: " << out;
   }
   Figure(std::to_string(soak_s) + " s at " + Fmt("%.0f/s", rate) + ", " + std::to_string(users) + " users");
   Figure(std::to_string(sample_s) + Fmt("-s peak rss median %.0f MiB", peak.median / 1024) + Fmt(" (%+.1f%%", peak.lo * 100) +
