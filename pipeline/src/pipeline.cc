@@ -857,7 +857,7 @@ struct Pipeline::Impl {
     unpublished_items.erase(unpublished_items.begin(), until);
     {
       std::lock_guard<std::mutex> s(status_mu);
-      st.items_published += static_cast<int64_t>(recs.size());
+      st.items_published += std::count_if(recs.begin(), recs.end(), Publishable);
     }
     recs.clear();
     return Status::Ok();
@@ -1221,7 +1221,7 @@ struct Pipeline::Impl {
       waiting_users.erase(u);
     }
     std::lock_guard<std::mutex> s(status_mu);
-    st.users_published += static_cast<int64_t>(recs.size());
+    st.users_published += std::count_if(recs.begin(), recs.end(), Publishable);
     return Status::Ok();
   }
 

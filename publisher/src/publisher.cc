@@ -298,10 +298,8 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
     }
   }
   for (const auto& r : records) {
-    // A NaN or infinity would replace the id's last good vector in the compacted topic with one
-    // no reader can use (JSON has no NaN): that vector stays, and the record is counted instead.
-    const auto finite = [](float v) { return std::isfinite(v); };
-    if (!r.tombstone && !std::all_of(r.embedding.begin(), r.embedding.end(), finite)) {
+    // The id's last good vector stays in the compacted topic; the record is counted instead.
+    if (!Publishable(r)) {
       metrics_->nonfinite.Increment();
       if (const int64_t n = nonfinite_log_.Due()) {
         GSAU_LOG_ERROR("publisher: a non-finite embedding was not published ({}x since the last line), e.g. {} {}",

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "gsau/common/clock.h"
 #include "gsau/common/cpu.h"
+#include "gsau/common/embedding_sink.h"
 #include "gsau/common/file.h"
 #include "gsau/common/json.h"
 #include "gsau/common/memory.h"
@@ -34,6 +36,21 @@ Status Quarter(int x, int* out) {
   GSAU_ASSIGN_OR_RETURN(int h, Half(x));
   GSAU_ASSIGN_OR_RETURN(*out, Half(h));
   return Status::Ok();
+}
+
+// A record with a NaN or an infinity is not sent (a tombstone, with no vector, always is).
+TEST(EmbeddingSinkTest, PublishableRecordsAreTombstonesOrFinite) {
+  EmbeddingRecord r;
+  r.embedding = {0.5f, -2.0f, 0.0f};
+  EXPECT_TRUE(Publishable(r));
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    r.embedding[1] = bad;
+    EXPECT_FALSE(Publishable(r)) << bad;
+  }
+  EmbeddingRecord gone;
+  gone.tombstone = true;
+  EXPECT_TRUE(Publishable(gone));
 }
 
 TEST(StatusTest, OkAndErrorsCarryCodeMessageAndContext) {

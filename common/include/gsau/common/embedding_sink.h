@@ -7,6 +7,8 @@
 // a batch older than what it already sent).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -31,6 +33,13 @@ struct EmbeddingRecord {
   // whose click may be hours old): the sink's freshness measure counts it.
   bool observe_freshness = true;
 };
+
+// A record a sink sends downstream: a tombstone, or a vector of finite values only. A NaN or an
+// infinity would replace the id's last usable vector with one no reader can use (JSON has no
+// NaN): a sink skips such a record (and counts it), and its caller does not count it as sent.
+inline bool Publishable(const EmbeddingRecord& r) {
+  return r.tombstone || std::all_of(r.embedding.begin(), r.embedding.end(), [](float v) { return std::isfinite(v); });
+}
 
 class EmbeddingSink {
  public:

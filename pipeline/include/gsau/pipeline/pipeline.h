@@ -96,7 +96,7 @@ struct PipelineStatus {
   uint64_t consumed = 0, applied = 0, dead_lettered = 0;
   int64_t steps = 0, users = 0, items = 0, edges = 0;
   double last_step_s = 0, last_loss = 0;
-  int64_t users_published = 0, items_published = 0;
+  int64_t users_published = 0, items_published = 0;  // records the sink sends (Publishable ones)
   int64_t model_version = 0;
   int64_t prequential_count = 0;
   double recall20 = 0, ndcg20 = 0;  // cumulative prequential figures
