@@ -94,7 +94,7 @@ int RunEvaluate(const EvaluateFlags& f) {
   if (!cfg.ok()) return kExitUsage;
   fs::path ckpt = f.checkpoint;
   if (!fs::exists(ckpt / "model.pt")) {
-    const auto all = pipeline::ListCheckpoints(f.checkpoint);
+    const auto all = pipeline::ListCheckpointsAsRecovered(f.checkpoint);
     if (all.empty()) {
       std::cerr << "gsau evaluate: no checkpoint (model.pt, state/) at " << f.checkpoint << "\n";
       return kExitFailure;

@@ -184,7 +184,7 @@ int RunInspect(const InspectFlags& f) {
                 target->c_str(), target->c_str());
   }
   std::unique_ptr<learner::OnlineLearner> model;
-  const auto checkpoints = pipeline::ListCheckpoints(c.learner.checkpoint_dir);
+  const auto checkpoints = pipeline::ListCheckpointsAsRecovered(c.learner.checkpoint_dir);
   if (checkpoints.empty()) {
     std::printf("no checkpoint in %s: state only\n", c.learner.checkpoint_dir.c_str());
   } else {

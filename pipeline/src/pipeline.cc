@@ -243,18 +243,33 @@ bool IsCheckpointName(std::string_view name) {
 
 }  // namespace
 
-std::vector<std::string> ListCheckpoints(const std::string& dir) {
+namespace {
+
+std::vector<std::string> Checkpoints(const std::string& dir, bool as_recovered) {
   std::vector<std::string> out;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.is_directory() && IsCheckpointName(e.path().filename().string()) && fs::exists(e.path() / "model.pt")) {
+    if (!e.is_directory() || !fs::exists(e.path() / "model.pt")) continue;
+    const std::string name = e.path().filename().string();
+    if (IsCheckpointName(name)) {
       out.push_back(e.path().string());
+    } else if (const size_t base = name.size() - kReplacedSuffix.size();
+               as_recovered && name.ends_with(kReplacedSuffix) && IsCheckpointName(name.substr(0, base)) &&
+               !fs::exists(e.path().parent_path() / name.substr(0, base) / "model.pt")) {
+      out.push_back(e.path().string());  // RecoverCheckpoints would put it back
     }
   }
-  std::sort(out.begin(), out.end());  // zero-padded sequence numbers: oldest first
+  // Zero-padded sequence numbers: oldest first (a ".replaced" stands where its twin is not).
+  std::sort(out.begin(), out.end());
   return out;
 }
+
+}  // namespace
+
+std::vector<std::string> ListCheckpoints(const std::string& dir) { return Checkpoints(dir, false); }
+
+std::vector<std::string> ListCheckpointsAsRecovered(const std::string& dir) { return Checkpoints(dir, true); }
 
 Status InstallCheckpoint(const std::string& built, const std::string& final_dir) {
   std::error_code ec;

@@ -62,6 +62,9 @@ TEST(CheckpointTest, OnlyCompleteCheckpointFoldersAreListedOldestFirst) {
   EXPECT_EQ(Names(ListCheckpoints(dir.path().string())),
             (std::vector<std::string>{"ckpt-000000000007", "ckpt-000000000020"}));
   EXPECT_TRUE(ListCheckpoints(dir.File("missing")).empty());
+  // As recovered: ckpt-50.replaced stands in for its missing twin.
+  EXPECT_EQ(Names(ListCheckpointsAsRecovered(dir.path().string())),
+            (std::vector<std::string>{"ckpt-000000000007", "ckpt-000000000020", "ckpt-000000000050.replaced"}));
 }
 
 TEST(CheckpointTest, ANewCheckpointOfTheSameBatchReplacesTheOldOneAndLeavesNothingBehind) {
@@ -98,6 +101,10 @@ TEST(CheckpointTest, StartUpPutsBackTheCheckpointAStopLeftRenamedAside) {
   MakeCheckpoint(dir, "ckpt-000000000005.replaced", "old model");
   MakeCheckpoint(dir, "ckpt-000000000005.tmp", "new model");
   EXPECT_TRUE(ListCheckpoints(dir.path().string()).empty()) << "the state the old code could leave";
+  // A reader (inspect, evaluate) sees what start-up will put back, and changes nothing.
+  EXPECT_EQ(Names(ListCheckpointsAsRecovered(dir.path().string())),
+            (std::vector<std::string>{"ckpt-000000000005.replaced"}));
+  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000005.replaced", "ckpt-000000000005.tmp"}));
   EXPECT_EQ(RecoverCheckpoints(dir.path().string()), 1);
   EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000005"}));
   EXPECT_EQ(Model(dir.File("ckpt-000000000005")), "old model");
@@ -110,6 +117,8 @@ TEST(CheckpointTest, StartUpDropsTheOldCopyWhenTheNewOneIsInPlace) {
   MakeCheckpoint(dir, "ckpt-000000000005.replaced", "old model");
   MakeCheckpoint(dir, "ckpt-000000000005", "new model");
   MakeCheckpoint(dir, "ckpt-000000000003", "older model");
+  EXPECT_EQ(Names(ListCheckpointsAsRecovered(dir.path().string())),
+            (std::vector<std::string>{"ckpt-000000000003", "ckpt-000000000005"}));
   EXPECT_EQ(RecoverCheckpoints(dir.path().string()), 0);
   EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000003", "ckpt-000000000005"}));
   EXPECT_EQ(Model(dir.File("ckpt-000000000005")), "new model");

@@ -109,6 +109,10 @@ struct PipelineStatus {
 // The complete checkpoints (ckpt-<digits>/model.pt) under `dir`, oldest first; none when `dir`
 // does not exist.
 std::vector<std::string> ListCheckpoints(const std::string& dir);
+// The same as RecoverCheckpoints would leave them, without touching `dir`: a complete
+// <name>.replaced whose <name> is not complete (a stop inside InstallCheckpoint) is listed, under
+// its own path, in its place. For readers beside a stopped or running pipeline (inspect, evaluate).
+std::vector<std::string> ListCheckpointsAsRecovered(const std::string& dir);
 
 // The checkpoint a rollback marked in `checkpoint_dir` (ROLLBACK_IN_PROGRESS) and did not
 // finish, as the marker names it; none when there is no marker.
