@@ -161,7 +161,7 @@ Metrics::~Metrics() = default;
 
 namespace {
 
-// A listening socket on host:port, or -errno.
+// A listening socket on host:port, or -errno (-EINVAL: an address that will never resolve).
 int Listen(const std::string& host, const std::string& port, std::string* error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -170,7 +170,9 @@ int Listen(const std::string& host, const std::string& port, std::string* error)
   addrinfo* res = nullptr;
   if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res); rc != 0) {
     *error = gai_strerror(rc);
-    return -EINVAL;
+    // A resolver not answering yet (a container's DNS at start-up) is worth the retries; a name
+    // that does not exist or a bad port is not.
+    return rc == EAI_AGAIN ? -EAGAIN : -EINVAL;
   }
   int fd = -1;
   int err = 0;
