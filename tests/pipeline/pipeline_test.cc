@@ -547,6 +547,7 @@ TEST(PipelineProcessTest, ASignalDuringStartUpStopsTheRunGracefully) {
   ASSERT_FALSE(GrepLines(p.log, "run: configuration").empty()) << Tail(p.log, 6000);
   run->Signal(SIGTERM);  // the pipeline is being built now, as a rule
   EXPECT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  EXPECT_FALSE(GrepLines(p.log, "run: stop requested during start-up: stopping").empty()) << Tail(p.log, 6000);
 }
 
 // Without fresh clicks every step is replay alone: it republished moved item rows and kept a core
