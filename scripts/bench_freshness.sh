@@ -5,6 +5,9 @@
 # RATE events/s for SECONDS s with event time = produce time; a consumer in the same process
 # reads the user-embedding topic and matches each click to the first record of its user whose
 # event_time_ms covers it. Last line: BENCH freshness p50_ms=<n> p99_ms=<n> events_per_s=<n>
+# unmatched=<n> (events_per_s: the clicks sent per second; unmatched: clicks whose user had no
+# newer record 30 s after the last click, counted in the percentiles as slower than any, "inf"
+# when they reach one). Exits 1, with no BENCH line, when gsau run did not last the benchmark.
 # Environment: RATE (default 2000), DURATION (s, default 60), FORMAT json|binary (default json),
 #   RUN_ARGS extra `gsau run` flags (default none: the configuration's defaults are measured).
 set -euo pipefail
@@ -32,5 +35,21 @@ echo "broker at $bootstrap; gsau run log: $dir/run.log"
   --status-interval 10 --set learner.prequential_csv= --set publisher.format="$format" \
   --set metrics.listen_address= ${RUN_ARGS:-} > "$dir/run.log" 2>&1 &
 run_pid=$!
-"$venv/bin/python" "$root/bench/pipeline/bench_freshness.py" "$bootstrap" "$rate" "$seconds"
-grep -E "run: [0-9]+ events/s" "$dir/run.log" | tail -2 >&2 || true
+# The BENCH line is held back until gsau run is known to have lasted, then printed last.
+set +e
+"$venv/bin/python" "$root/bench/pipeline/bench_freshness.py" "$bootstrap" "$rate" "$seconds" |
+  tee "$dir/bench.out" | grep -v '^BENCH '
+measured=${PIPESTATUS[0]}
+set -e
+if [ "$measured" != 0 ]; then
+  echo "bench-freshness: the measurement failed; gsau run's log ends:" >&2
+  tail -20 "$dir/run.log" >&2
+  exit 1
+fi
+if ! kill -0 "$run_pid" 2>/dev/null; then
+  echo "bench-freshness: gsau run exited during the benchmark; its log ends:" >&2
+  tail -20 "$dir/run.log" >&2
+  exit 1
+fi
+grep -E "run: [0-9]+ events/s" "$dir/run.log" | tail -2 || true
+grep '^BENCH ' "$dir/bench.out" | tail -1

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # make bench-replay: `gsau replay` into a real local broker (scripts/kafka_broker.sh).
 # Replays 1,000,000 synthetic events, and Beauty (../shared/datasets) when it is there, as fast
-# as possible. Last line: BENCH replay events_per_s=<synthetic> beauty_events_per_s=<n>
+# as possible. Beside it, its peer: kcat (a bare librdkafka producer, the same producer
+# settings) sends the very records replay sent, read back from the topic, to a topic of its own.
+# Last line: BENCH replay events_per_s=<synthetic> bare_events_per_s=<kcat> ratio_vs_bare=<r>
+# [beauty_events_per_s=<n>] (Beauty's figure only when its file is there).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -29,11 +32,30 @@ rate() {  # runs gsau replay with the given args and prints events/s from its su
   echo "${BASH_REMATCH[1]}"
 }
 
+bare_rate() {  # kcat producing topic $1's records (key TAB value per line) again: prints events/s
+  local records="$dir/records.tsv" n start end
+  kcat -C -b "$bootstrap" -t "$1" -e -q -f '%k\t%s\n' > "$records"
+  n=$(wc -l < "$records")
+  [ "$n" -gt 0 ] || { echo "bench_replay.sh: nothing to read back from $1" >&2; return 1; }
+  start=$(date +%s.%N)
+  kcat -P -b "$bootstrap" -t "$1-bare" -K $'\t' -X enable.idempotence=true -X linger.ms=5 -X batch.size=1048576 \
+    -X compression.type=lz4 -l "$records" || { echo "bench_replay.sh: kcat failed" >&2; return 1; }
+  end=$(date +%s.%N)
+  echo "kcat: $n events in $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s" >&2
+  awk -v n="$n" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f\n", n / (b - a) }'
+}
+
 synthetic=$(rate --synthetic 1000000 --topic bench-synthetic)
-beauty=0
+bare=$(bare_rate bench-synthetic)
+ratio=$(awk -v a="$synthetic" -v b="$bare" 'BEGIN { printf "%.2f", a / b }')
+echo "synthetic: 1000000 events at $synthetic events/s; kcat, the same records: $bare events/s (ratio $ratio)"
+beauty_figure=""
 data="$root/../shared/datasets/amazon-beauty/interactions.tsv.gz"
 if [ -f "$data" ]; then
   beauty=$(rate --data "$data" --topic bench-beauty)
+  echo "beauty: 198502 events at $beauty events/s"
+  beauty_figure=" beauty_events_per_s=$beauty"
+else
+  echo "beauty: $data not found: no Beauty figure"
 fi
-echo "synthetic: 1000000 events at $synthetic events/s; beauty: 198502 events at $beauty events/s"
-echo "BENCH replay events_per_s=$synthetic beauty_events_per_s=$beauty"
+echo "BENCH replay events_per_s=$synthetic bare_events_per_s=$bare ratio_vs_bare=$ratio$beauty_figure"
