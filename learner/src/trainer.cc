@@ -437,25 +437,31 @@ struct Trainer::Impl {
     return s;
   }
 
-  // What makes a run what it is, as "key=value" lines: every option but those a resume may
-  // change (max_epochs, patience, eval_batch, threads, device, progress), the data's sizes and
-  // its fingerprint. (A key a checkpoint lacks, written before it existed, is not compared.)
+  // What makes a run what it is, as "key=value" lines: every option the model uses but those a
+  // resume may change (max_epochs, patience, eval_batch, threads, device, progress), the data's
+  // sizes and its fingerprint. Options the model ignores (gamma for SASRec-only, the sequence
+  // encoder's dropouts for LightGCN-only, ...) are left out: a resume is not refused over them.
+  // (A key a checkpoint lacks, written before it existed or left out, is not compared.)
   std::string Settings() const {
     std::ostringstream os;
     os.precision(17);
-    os << "model=" << ModelKindName(opt.model) << "\ngamma=" << opt.gamma << "\ntemperature=" << opt.temperature
-       << "\ndim=" << opt.dim << "\nseq_layers=" << opt.seq_layers << "\nheads=" << opt.heads
-       << "\nffn_dim=" << opt.ffn_dim << "\nhidden_dropout=" << opt.hidden_dropout
-       << "\nattn_dropout=" << opt.attn_dropout << "\ngraph_layers=" << opt.graph_layers
-       << "\ninit_std=" << opt.init_std << "\ngraph_batch=" << opt.graph_batch << "\nseq_batch=" << opt.seq_batch
-       << "\nlr=" << opt.lr << "\nweight_decay=" << opt.weight_decay << "\nvalid_metric=" << opt.valid_metric
+    // The shapes first: every model holds both encoders' parameters, used or not.
+    os << "model=" << ModelKindName(opt.model) << "\ndim=" << opt.dim << "\nseq_layers=" << opt.seq_layers
+       << "\nheads=" << opt.heads << "\nffn_dim=" << opt.ffn_dim << "\ninit_std=" << opt.init_std;
+    if (opt.model != ModelKind::kSasRec) os << "\ngamma=" << opt.gamma << "\ntemperature=" << opt.temperature;
+    if (use_seq) {
+      os << "\nhidden_dropout=" << opt.hidden_dropout << "\nattn_dropout=" << opt.attn_dropout
+         << "\nseq_batch=" << opt.seq_batch;
+    }
+    if (use_graph) os << "\ngraph_layers=" << opt.graph_layers << "\ngraph_batch=" << opt.graph_batch;
+    if (opt.model == ModelKind::kLightGcn) os << "\nlightgcn_mask_history=" << opt.lightgcn_mask_history;
+    os << "\nlr=" << opt.lr << "\nweight_decay=" << opt.weight_decay << "\nvalid_metric=" << opt.valid_metric
        << "\nvalid_metric_decimals=" << opt.valid_metric_decimals
        << "\nmax_steps_per_epoch=" << opt.max_steps_per_epoch << "\nseed=" << opt.seed
-       << "\nlightgcn_mask_history=" << opt.lightgcn_mask_history << "\nusers=" << data.num_users
-       << "\nitems=" << data.num_items << "\nmax_len=" << data.max_len << "\ntrain_pairs=" << data.train_pairs.size()
-       << "\ntrain_samples=" << data.train_samples.size() << "\nvalid=" << data.valid_samples.size()
-       << "\ntest=" << data.test_samples.size() << "\ntrain_fraction=" << data.train_fraction
-       << "\ndata_fingerprint=" << data_fingerprint << "\n";
+       << "\nusers=" << data.num_users << "\nitems=" << data.num_items << "\nmax_len=" << data.max_len
+       << "\ntrain_pairs=" << data.train_pairs.size() << "\ntrain_samples=" << data.train_samples.size()
+       << "\nvalid=" << data.valid_samples.size() << "\ntest=" << data.test_samples.size()
+       << "\ntrain_fraction=" << data.train_fraction << "\ndata_fingerprint=" << data_fingerprint << "\n";
     return os.str();
   }
 

@@ -548,6 +548,49 @@ TEST(Trainer, OutputDirectoryHoldsOneRun) {
   EXPECT_EQ(Trainer::Create(*d, negative).status().code(), StatusCode::kInvalidArgument);
 }
 
+// A resume compares the options the model uses: one it ignores (gamma for SASRec-only, the
+// sequence encoder's dropouts for LightGCN-only) may differ; one it uses may not.
+TEST(Trainer, AResumeIgnoresOptionsTheModelDoesNotUse) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/4));
+  ASSERT_TRUE(d.ok()) << d.status();
+  for (const auto kind : {ModelKind::kSasRec, ModelKind::kLightGcn}) {
+    gsau::testing::TempDir dir("learner-ignored");
+    TrainOptions o = TinyCpuOptions();
+    o.model = kind;
+    o.max_epochs = 1;
+    o.out_dir = dir.path().string();
+    ASSERT_TRUE(TrainOn(*d, o).ok()) << ModelKindName(kind);
+    TrainOptions unused = o;
+    unused.resume = true;
+    unused.max_epochs = 2;
+    if (kind == ModelKind::kSasRec) {
+      unused.gamma = 0.5;
+      unused.temperature = 3;
+      unused.graph_layers = 3;
+      unused.lightgcn_mask_history = false;
+    } else {
+      unused.attn_dropout = 0.1;
+      unused.hidden_dropout = 0.2;
+      unused.seq_batch = 64;
+    }
+    auto resumed = TrainOn(*d, unused);
+    ASSERT_TRUE(resumed.ok()) << ModelKindName(kind) << ": " << resumed.status();
+    EXPECT_EQ(resumed->history.back().epoch, 2) << ModelKindName(kind);
+    TrainOptions used = unused;
+    used.max_epochs = 3;
+    if (kind == ModelKind::kSasRec) {
+      used.hidden_dropout = 0.2;
+    } else {
+      used.temperature = 3;
+    }
+    auto refused = TrainOn(*d, used);
+    ASSERT_FALSE(refused.ok()) << ModelKindName(kind);
+    EXPECT_NE(refused.status().message().find(kind == ModelKind::kSasRec ? "hidden_dropout" : "temperature"),
+              std::string::npos)
+        << refused.status();
+  }
+}
+
 // A model that scores every item alike ranks no target first: ties count against the target
 // (they counted for it, and such a model reported recall@5 = 1).
 TEST(Trainer, ConstantScoresGetNoHits) {
