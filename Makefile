@@ -13,8 +13,8 @@ CMAKE_ARGS ?=
 DEMO_ARGS  ?=
 
 .PHONY: all setup configure build test test-unit test-kafka demo clean \
-        test-asan test-tsan bench-replay bench-state bench-train bench-ingest bench-freshness fuzz-decoder \
-        reliability
+        test-asan test-tsan bench-replay bench-state bench-train bench-online bench-ingest bench-freshness \
+        fuzz-decoder reliability
 
 all: build
 
@@ -78,6 +78,10 @@ bench-state: build
 
 bench-train: build
 	$(BUILD)/bench/learner/bench_train
+
+# One continual-training step, incremental graph propagation vs a full LightGCN pass (Beauty).
+bench-online: build
+	$(BUILD)/bench/learner/bench_online
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz

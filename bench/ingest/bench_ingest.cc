@@ -5,13 +5,17 @@
 // events (no Kafka), the ceiling that ingest can reach since it applies every event through it.
 // Last line: BENCH ingest events_per_s=<n> bare_events_per_s=<n> ratio_vs_bare=<r>
 //            state_events_per_s=<n> ratio_vs_state=<r>
+// A side that cannot be measured (ingest's Run fails, or no events are counted in the window
+// before the timeout) ends the run with exit 1 and no BENCH line.
 #include <librdkafka/rdkafkacpp.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -39,22 +43,47 @@ std::string Run(const std::string& cmd) {
   return out;
 }
 
+// A rate, or why there is none: a rate that could not be measured must not be reported as 0.
+struct Rate {
+  double per_s = 0;
+  std::string error;  // empty when per_s was measured
+};
+
 // Samples `count` every ms: rate = (n - c0) / (t(n) - t0), t0 = first sample with count > 0.
-template <typename Count>
-double MeasureRate(int64_t n, Count count, double timeout_s) {
+// Gives up at the deadline, or once `ended()` says the counting side has stopped (a failed
+// Run would otherwise keep us waiting for the whole timeout).
+template <typename Count, typename Ended>
+Rate MeasureRate(int64_t n, Count count, Ended ended, double timeout_s) {
   Clock::time_point t0{};
   int64_t c0 = 0;
   const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
-  while (Clock::now() < deadline) {
+  while (true) {
+    // Read `ended` before the count so that the count seen is final when it says so.
+    const bool was_ended = ended();
+    const bool late = Clock::now() >= deadline;
     const int64_t c = count();
     if (c > 0 && c0 == 0) {
       t0 = Clock::now();
       c0 = c;
     }
-    if (c >= n) return static_cast<double>(n - c0) / std::chrono::duration<double>(Clock::now() - t0).count();
+    if (c >= n) {
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (c0 >= n || s <= 0) {
+        return {0, "all " + std::to_string(n) + " events were counted in the first sample: no window to time"};
+      }
+      return {static_cast<double>(n - c0) / s, {}};
+    }
+    const std::string seen = std::to_string(c) + " of " + std::to_string(n) + " events counted";
+    if (was_ended) return {0, "stopped with " + seen};
+    if (late) return {0, "timed out after " + std::to_string(static_cast<int>(timeout_s)) + " s with " + seen};
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  return 0;
+}
+
+[[noreturn]] void Usage(const std::string& problem) {
+  std::cerr << "bench_ingest: " << problem << "\n"
+            << "usage: bench_ingest [EVENTS]   (EVENTS: a positive integer, default 1000000)\n";
+  std::exit(2);
 }
 
 // A store with default options at `path`, or null (the reason printed).
@@ -73,7 +102,15 @@ std::unique_ptr<gsau::state::StateStore> OpenFreshStore(const std::string& path)
 
 int main(int argc, char** argv) {
   gsau::log::Init();
-  const int64_t n = argc > 1 ? std::stoll(argv[1]) : 1000000;
+  if (argc > 2) Usage("too many arguments");
+  int64_t n = 1000000;
+  if (argc == 2) {
+    const std::string arg = argv[1];
+    const auto [end, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), n);
+    if (ec != std::errc() || end != arg.data() + arg.size() || n <= 0) {
+      Usage("EVENTS must be a positive integer, got '" + arg + "'");
+    }
+  }
   const std::string dir = std::filesystem::temp_directory_path() / ("gsau-bench-ingest-" + std::to_string(getpid()));
   const std::string script = std::string(GSAU_SOURCE_DIR) + "/scripts/kafka_broker.sh";
   std::string bootstrap = Run(script + " start --dir " + dir + "/broker --max-lifetime 1800");
@@ -124,6 +161,10 @@ int main(int argc, char** argv) {
     conf->set("auto.offset.reset", "earliest", err);
     conf->set("enable.auto.commit", "false", err);
     std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
+    if (c == nullptr) {
+      std::cerr << "bench_ingest: bare consumer: " << err << "\n";
+      return 1;
+    }
     c->subscribe({topic});
     std::atomic<int64_t> count{0};
     std::atomic<bool> done{false};
@@ -133,10 +174,16 @@ int main(int argc, char** argv) {
         if (m->err() == RdKafka::ERR_NO_ERROR) count.fetch_add(1, std::memory_order_relaxed);
       }
     });
-    bare_rates.push_back(MeasureRate(n, [&] { return count.load(std::memory_order_relaxed); }, 300));
+    const Rate rate = MeasureRate(
+        n, [&] { return count.load(std::memory_order_relaxed); }, [] { return false; }, 300);
     done = true;
     t.join();
     c->close();
+    if (!rate.error.empty()) {
+      std::cerr << "bench_ingest: bare consumer, pass " << pass + 1 << ": no rate: " << rate.error << "\n";
+      return 1;
+    }
+    bare_rates.push_back(rate.per_s);
   }
   std::cout << "bare librdkafka consumer, 3 passes:";
   for (const double r : bare_rates) std::cout << " " << static_cast<int64_t>(r);
@@ -163,7 +210,12 @@ int main(int argc, char** argv) {
         return 1;
       }
     }
-    state_rate = static_cast<double>(events.size()) / std::chrono::duration<double>(Clock::now() - t0).count();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (events.empty() || s <= 0) {
+      std::cerr << "bench_ingest: state store alone: no rate: " << events.size() << " events in " << s << " s\n";
+      return 1;
+    }
+    state_rate = static_cast<double>(events.size()) / s;
   }
   std::cout << "state store alone (same events, batches of 1000, no Kafka): " << static_cast<int64_t>(state_rate)
             << " events/s\n";
@@ -181,10 +233,25 @@ int main(int argc, char** argv) {
     io.group_id = "bench-ingest";
     gsau::ingest::Ingestor ingestor(io, store.get(), nullptr, nullptr);
     std::atomic<bool> stop{false};
-    std::thread t([&] { (void)ingestor.Run(stop); });
-    ingest_rate = MeasureRate(n, [&] { return ingestor.counters().consumed; }, 600);
+    std::atomic<bool> ended{false};
+    gsau::Status run_status;
+    std::thread t([&] {
+      run_status = ingestor.Run(stop);
+      ended = true;
+    });
+    const Rate rate = MeasureRate(
+        n, [&] { return ingestor.counters().consumed; }, [&] { return ended.load(); }, 600);
     stop = true;
     t.join();
+    if (!run_status.ok()) {
+      std::cerr << "bench_ingest: ingest: Run failed: " << run_status << "\n";
+      return 1;
+    }
+    if (!rate.error.empty()) {
+      std::cerr << "bench_ingest: ingest: no rate: " << rate.error << "\n";
+      return 1;
+    }
+    ingest_rate = rate.per_s;
     const auto c = store->Counts();
     std::cout << "state: " << c.users << " users, " << c.items << " items, " << c.edges << " edges, " << c.events
               << " events in " << c.batch_seq << " batches\n";
@@ -192,11 +259,11 @@ int main(int argc, char** argv) {
   }
   std::cout << "ingest (Kafka -> decode -> state batch + offsets): " << static_cast<int64_t>(ingest_rate)
             << " events/s; state on disk " << disk / (1 << 20) << " MiB\n";
-  const double ratio = bare_rate > 0 ? ingest_rate / bare_rate : 0;
-  std::printf("ingest / state store alone: %.2f; state store alone / bare consumer: %.2f\n",
-              state_rate > 0 ? ingest_rate / state_rate : 0, bare_rate > 0 ? state_rate / bare_rate : 0);
+  // Every rate is > 0 here: each side that could not measure has returned 1 above.
+  std::printf("ingest / state store alone: %.2f; state store alone / bare consumer: %.2f\n", ingest_rate / state_rate,
+              state_rate / bare_rate);
   std::printf("BENCH ingest events_per_s=%.0f bare_events_per_s=%.0f ratio_vs_bare=%.2f state_events_per_s=%.0f "
               "ratio_vs_state=%.2f\n",
-              ingest_rate, bare_rate, ratio, state_rate, state_rate > 0 ? ingest_rate / state_rate : 0);
+              ingest_rate, bare_rate, ingest_rate / bare_rate, state_rate, ingest_rate / state_rate);
   return 0;
 }

@@ -10,8 +10,10 @@
 // came from `bench_online --threads 1 --steps 40` and `--steps 48 --refresh 1000` (lag to 50).
 // Last line: BENCH online step_ms_incremental=<ms> step_ms_full=<ms> graph_ms_incremental=<ms>
 // graph_ms_full=<ms> observe_events_per_s=<n>.
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <random>
@@ -35,6 +37,35 @@ struct ModeResult {
   double edges = 0;
 };
 
+[[noreturn]] void Usage(const std::string& problem) {
+  std::cerr << "bench_online: " << problem << "\n"
+            << "usage: bench_online [--data PATH] [--steps N] [--threads N] [--chunk N] [--batch N] "
+               "[--refresh N] [--history F]\n"
+               "  --steps, --chunk, --batch, --refresh: integers >= 1; --threads: >= 0 (0: the cores it may use);\n"
+               "  --history: the fraction of the stream loaded as history, in (0, 1)\n";
+  std::exit(2);
+}
+
+// std::stoi would throw past main on "" (a flag given last without its value) or "x".
+int ParseInt(const std::string& flag, const std::string& text, int lo) {
+  int v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < lo) {
+    Usage(flag + " wants an integer >= " + std::to_string(lo) + ", got '" + text + "'");
+  }
+  return v;
+}
+
+double ParseFraction(const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  // Both ends open: no history leaves no observe rate; all history leaves no step to time.
+  if (text.empty() || end != text.c_str() + text.size() || !(v > 0 && v < 1)) {
+    Usage(flag + " wants a number in (0, 1), got '" + text + "'");
+  }
+  return v;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -43,19 +74,18 @@ int main(int argc, char** argv) {
   double history = 0.9;
   for (int k = 1; k < argc; ++k) {
     const std::string a = argv[k];
-    auto next = [&]() -> std::string { return k + 1 < argc ? argv[++k] : ""; };
+    auto next = [&]() -> std::string {
+      if (k + 1 >= argc) Usage(a + " needs a value");
+      return argv[++k];
+    };
     if (a == "--data") data_path = next();
-    else if (a == "--steps") steps = std::stoi(next());
-    else if (a == "--threads") threads = std::stoi(next());
-    else if (a == "--chunk") chunk = std::stoi(next());
-    else if (a == "--batch") batch = std::stoi(next());
-    else if (a == "--refresh") refresh = std::stoi(next());
-    else if (a == "--history") history = std::stod(next());
-    else {
-      std::cerr << "usage: bench_online [--data PATH] [--steps N] [--threads N] [--chunk N] [--batch N] "
-                   "[--refresh N] [--history F]\n";
-      return 2;
-    }
+    else if (a == "--steps") steps = ParseInt(a, next(), 1);
+    else if (a == "--threads") threads = ParseInt(a, next(), 0);
+    else if (a == "--chunk") chunk = ParseInt(a, next(), 1);
+    else if (a == "--batch") batch = ParseInt(a, next(), 1);
+    else if (a == "--refresh") refresh = ParseInt(a, next(), 1);
+    else if (a == "--history") history = ParseFraction(a, next());
+    else Usage("unknown flag '" + a + "'");
   }
   if (!std::filesystem::exists(data_path) && std::filesystem::path(data_path).is_relative()) {
     data_path = (std::filesystem::path(GSAU_SOURCE_DIR) / data_path).string();
@@ -110,7 +140,11 @@ int main(int argc, char** argv) {
     }
     auto& l = *created.value();
     const auto t0 = Clock::now();
-    if (!l.Observe(std::span<const OnlineEvent>(events.data(), split), /*fresh=*/false).ok()) return 1;
+    const auto history_events = std::span<const OnlineEvent>(events.data(), split);
+    if (auto observed = l.Observe(history_events, /*fresh=*/false); !observed.ok()) {
+      std::cerr << "bench_online: history: " << observed << "\n";
+      return 1;
+    }
     if (mode == 0) observe_rate = static_cast<double>(split) / Since(t0);
     for (size_t k = 0; k < split; ++k) edge_set.insert({events[k].user, events[k].item});
     size_t pos = split;
@@ -118,7 +152,10 @@ int main(int argc, char** argv) {
     int measured = 0;
     for (int s = 0; s < steps + 2 && pos < events.size(); ++s) {
       const size_t end = std::min(events.size(), pos + static_cast<size_t>(chunk));
-      if (!l.Observe(std::span<const OnlineEvent>(events.data() + pos, end - pos)).ok()) return 1;
+      if (auto observed = l.Observe(std::span<const OnlineEvent>(events.data() + pos, end - pos)); !observed.ok()) {
+        std::cerr << "bench_online: observe: " << observed << "\n";
+        return 1;
+      }
       for (size_t k = pos; k < end; ++k) edge_set.insert({events[k].user, events[k].item});
       pos = end;
       const auto st = l.Step();
@@ -148,7 +185,17 @@ int main(int argc, char** argv) {
         }
       }
     }
-    const double n = std::max(1, measured);
+    // The stream may run out before the warm-up is over: no step then to report, and a 0 ms
+    // step would read as a measurement.
+    if (measured == 0) {
+      std::cerr << "bench_online: " << o.graph_propagation << ": the stream ran out after the history before any "
+                << "timed step (2 warm-up steps of " << chunk << " events come first): lower --history or --chunk\n";
+      return 1;
+    }
+    if (measured < steps) {
+      std::printf("%s: the stream ran out: %d timed steps, not %d\n", o.graph_propagation.c_str(), measured, steps);
+    }
+    const double n = measured;
     std::printf("%-11s step %.1f ms: graph fwd %.1f + bwd %.1f + %s %.1f | seq fwd %.1f + bwd %.1f | adam %.1f; "
                 "edge terms %.0f per step\n",
                 o.graph_propagation.c_str(), r.step_ms / n, r.graph_ms / n, r.graph_bwd_ms / n,

@@ -1,14 +1,17 @@
 // bench_train: how long a GSAU training epoch takes on Amazon Toys, and where the time goes.
 //
-// By default it times `--steps` steps after `--warmup` steps and extrapolates to a whole epoch
-// (`--full` runs the whole epoch instead), then times one validation pass. It also compares
-// three ways of doing the LightGCN sparse product (forward + backward of the full propagation),
-// two of the cross-entropy and two of SASRec's attention (packed against grouped by length).
+// By default it times `--steps` steps after at least `--warmup` untimed steps on the same trainer
+// and extrapolates to a whole epoch (`--full` times a whole epoch instead), then times one
+// validation pass. It also compares three ways of doing the LightGCN sparse product (forward +
+// backward of the full propagation), two of the cross-entropy and two of SASRec's attention
+// (packed against grouped by length).
 // Last line: BENCH train seconds_per_epoch=<s> samples_per_s=<n>.
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -153,6 +156,31 @@ void CompareAttention(const gsau::learner::LeaveOneOutData& data) {
               static_cast<double>(tokens) / reps, 1000.0 * packed_s / reps, 1000.0 * grouped_s / reps);
 }
 
+constexpr const char* kUsage =
+    "usage: bench_train [--data PATH] [--model gsau-rec|gsau|sasrec|lightgcn] [--threads N] "
+    "[--device cpu|cuda] [--steps N] [--warmup N] [--full] [--profile TRACE.json]\n"
+    "  --steps N (>= 1, default 30): timed steps, extrapolated to an epoch (--full: the whole epoch)\n"
+    "  --warmup N (>= 0, default 3): at least N untimed steps first, on the trainer that is timed, in\n"
+    "    whole epochs of it (each as long as the timed one, so --steps or, with --full, a whole epoch)\n"
+    "  --threads N (>= 0, default 0: the cores it may use)\n";
+
+[[noreturn]] void Usage(const std::string& problem) {
+  std::cerr << "bench_train: " << problem << "\n" << kUsage;
+  std::exit(2);
+}
+
+// `text` as an integer >= lo, or a usage error naming `flag` (atoll read "x" as 0, which
+// meant a whole epoch).
+int64_t ParseCount(const std::string& flag, const std::string& text, int64_t lo) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < lo || v > INT32_MAX) {
+    Usage(flag + " wants an integer in [" + std::to_string(lo) + ", " + std::to_string(INT32_MAX) + "], got '" +
+          text + "'");
+  }
+  return v;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -167,25 +195,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::cerr << a << " needs a value\n";
-        std::exit(2);
-      }
+      if (i + 1 >= argc) Usage(a + " needs a value");
       return argv[++i];
     };
     if (a == "--data") data_path = next();
     else if (a == "--model") model = next();
-    else if (a == "--threads") threads = std::atoi(next().c_str());
+    else if (a == "--threads") threads = static_cast<int>(ParseCount(a, next(), 0));
     else if (a == "--device") device = next();
-    else if (a == "--steps") steps = std::atoll(next().c_str());
-    else if (a == "--warmup") warmup = std::atoll(next().c_str());
+    else if (a == "--steps") steps = ParseCount(a, next(), 1);
+    else if (a == "--warmup") warmup = ParseCount(a, next(), 0);
     else if (a == "--full") full = true;
     else if (a == "--profile") profile = next();
-    else {
-      std::cerr << "usage: bench_train [--data PATH] [--model gsau-rec|gsau|sasrec|lightgcn] [--threads N] "
-                   "[--device cpu|cuda] [--steps N] [--warmup N] [--full] [--profile TRACE.json]\n";
-      return 2;
-    }
+    else Usage("unknown flag '" + a + "'");
   }
   // A relative default is relative to the repository root, wherever the bench runs from.
   if (!std::filesystem::exists(data_path) && std::filesystem::path(data_path).is_relative()) {
@@ -220,15 +241,18 @@ int main(int argc, char** argv) {
   CompareCrossEntropy(data->num_items);
   CompareAttention(*data);
 
-  // Warm-up steps are a separate truncated "epoch" (first allocations, thread pool start).
-  gsau::learner::TrainOptions warm = opt;
-  double seconds_per_epoch = 0;
+  if (epoch_steps <= 0) {
+    std::cerr << "bench_train: the data gives no training step: nothing to time\n";
+    return 1;
+  }
+
+  // The warm-up runs on the trainer that is timed: a separate one would leave this one's first
+  // allocations (Adam state, batch buffers) to its first timed step. A trainer's epochs all have
+  // the length it was created with, so the warm-up is whole epochs of it.
   gsau::learner::StepTimings tm;
   gsau::learner::EpochStats stats;
-  {
-    auto w = gsau::learner::Trainer::Create(*data, [&] { auto o = opt; o.max_steps_per_epoch = warmup; return o; }());
-    if (w.ok() && warmup > 0) (*w)->TrainEpoch(1, nullptr).status().IgnoreError();
-  }
+  int64_t warmed = 0;
+  int warm_epochs = 0;
   {
     auto o = opt;
     o.max_steps_per_epoch = full ? 0 : steps;
@@ -237,9 +261,21 @@ int main(int argc, char** argv) {
       std::cerr << "bench_train: " << timed.status() << "\n";
       return 1;
     }
+    while (warmed < warmup) {
+      auto w = (*timed)->TrainEpoch(++warm_epochs, nullptr);
+      if (!w.ok()) {
+        std::cerr << "bench_train: warm-up epoch " << warm_epochs << ": " << w.status() << "\n";
+        return 1;
+      }
+      if (w->steps <= 0) {
+        std::cerr << "bench_train: warm-up epoch " << warm_epochs << " ran no step\n";
+        return 1;
+      }
+      warmed += w->steps;
+    }
     std::unique_ptr<torch::autograd::profiler::RecordProfile> prof;
     if (!profile.empty()) prof = std::make_unique<torch::autograd::profiler::RecordProfile>(profile);
-    auto r = (*timed)->TrainEpoch(1, &tm);
+    auto r = (*timed)->TrainEpoch(warm_epochs + 1, &tm);
     prof.reset();
     if (!r.ok()) {
       std::cerr << "bench_train: " << r.status() << "\n";
@@ -247,13 +283,23 @@ int main(int argc, char** argv) {
     }
     stats = *r;
   }
+  if (stats.steps <= 0 || stats.train_seconds <= 0) {
+    std::cerr << "bench_train: the timed epoch ran " << stats.steps << " steps in " << stats.train_seconds
+              << " s: nothing to time\n";
+    return 1;
+  }
+  // --steps at or above the epoch's length times the whole epoch too: say so rather than
+  // "extrapolated".
+  const bool whole = stats.steps >= epoch_steps;
   const double per_step = stats.train_seconds / static_cast<double>(stats.steps);
-  seconds_per_epoch = per_step * static_cast<double>(epoch_steps);
+  const double seconds_per_epoch = per_step * static_cast<double>(epoch_steps);
   const double samples_per_step = static_cast<double>(stats.samples) / static_cast<double>(stats.steps);
   auto ms = [&](double s) { return 1000.0 * s / static_cast<double>(tm.steps); };
+  std::printf("warm-up: %lld untimed steps (%d epoch%s of the timed trainer)\n", static_cast<long long>(warmed),
+              warm_epochs, warm_epochs == 1 ? "" : "s");
   std::printf("per step (mean of %lld steps%s): total %.1f ms = batch %.1f + graph fwd %.1f + graph loss %.1f + "
               "graph bwd %.1f + seq fwd %.1f + seq loss %.1f + seq bwd %.1f + optimiser %.1f ms\n",
-              static_cast<long long>(tm.steps), full ? ", whole epoch" : "", 1000.0 * per_step, ms(tm.batch),
+              static_cast<long long>(tm.steps), whole ? ", whole epoch" : "", 1000.0 * per_step, ms(tm.batch),
               ms(tm.graph_fwd), ms(tm.graph_loss), ms(tm.graph_bwd), ms(tm.seq_fwd), ms(tm.seq_loss), ms(tm.seq_bwd),
               ms(tm.optimizer));
   const auto ev = Clock::now();
@@ -264,7 +310,7 @@ int main(int argc, char** argv) {
   }
   std::printf("validation pass (full ranking, %zu users): %.2f s\n", data->valid_samples.size(), Since(ev));
   std::printf("epoch: %lld steps x %.1f ms = %.1f s%s\n", static_cast<long long>(epoch_steps), 1000.0 * per_step,
-              seconds_per_epoch, full ? " (measured)" : " (extrapolated)");
+              seconds_per_epoch, whole ? " (measured)" : " (extrapolated)");
   std::printf("BENCH train seconds_per_epoch=%.2f samples_per_s=%.0f\n", seconds_per_epoch, samples_per_step / per_step);
   return 0;
 }

@@ -6,8 +6,11 @@
 // to the repository root) in time order, one partition, for each batch size; then prints the
 // store's size on disk per event (after a flush and a full compaction: steady state, change
 // feed included). Last line:
-//   BENCH state events_per_s=<at batch 1000> ratio_vs_bare=<r> disk_bytes_per_event=<b>
-//         checkpoint_pause_ms=<longest apply while checkpoints are taken every second>
+//   BENCH state events_per_s=<n> ratio_vs_bare=<r> disk_bytes_per_event=<b> headline_batch=<batch>
+//         checkpoints=<n> checkpoint_pause_ms=<longest apply while checkpoints are taken every second>
+// The first three are those of batch 1000 when --batches has it, else of the largest batch
+// given (headline_batch). checkpoint_pause_ms is left out when no checkpoint was taken (a run
+// shorter than a second): its longest apply would not be a checkpoint's pause.
 //
 // White-box: it uses the store's private key encoding and RocksDB options (state/src) so that
 // the bare loop writes byte for byte what the store writes, with the same options; it checks
@@ -18,7 +21,9 @@
 // comparison on a shared machine. Store and bare runs alternate in order; medians are shown.
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <ctime>
 #include <cstdio>
 #include <cstdlib>
@@ -60,20 +65,39 @@ struct Args {
 
 size_t g_write_buffer_bytes = 0;
 
-[[noreturn]] void Usage(const char* argv0) {
+[[noreturn]] void Usage(const char* argv0, const std::string& problem) {
   std::fprintf(stderr,
+               "bench_state: %s\n"
                "usage: %s [--data PATH] [--dir DIR] [--batches 1,100,1000,10000] [--repeat N]\n"
-               "          [--limit EVENTS] [--session-length N] [--write-buffer-mb MB] [--checkpoint-passes N]\n",
-               argv0);
+               "          [--limit EVENTS] [--session-length N] [--write-buffer-mb MB] [--checkpoint-passes N]\n"
+               "  --batches: batch sizes > 0, comma-separated. The BENCH line's events_per_s, ratio_vs_bare and\n"
+               "  disk_bytes_per_event are those of batch 1000 when given, else of the largest batch given;\n"
+               "  headline_batch= says which.\n"
+               "  --limit 0 (the default) reads the whole dataset; --write-buffer-mb 0 keeps the store's default.\n",
+               problem.c_str(), argv0);
   std::exit(2);
+}
+
+// `text` as an integer in [lo, hi], or a usage error naming `flag`: std::stoul would throw
+// past main, and would take "-1" for a huge size.
+template <typename T>
+T ParseInt(const char* argv0, const std::string& flag, const std::string& text, T lo, T hi) {
+  T v{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi) {
+    Usage(argv0, flag + " wants an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
+                     text + "'");
+  }
+  return v;
 }
 
 Args ParseArgs(int argc, char** argv) {
   Args a;
+  const char* argv0 = argv[0];
   for (int k = 1; k < argc; ++k) {
     const std::string f = argv[k];
     auto next = [&]() -> std::string {
-      if (k + 1 >= argc) Usage(argv[0]);
+      if (k + 1 >= argc) Usage(argv0, f + " needs a value");
       return argv[++k];
     };
     if (f == "--data") {
@@ -82,25 +106,26 @@ Args ParseArgs(int argc, char** argv) {
       a.dir = next();
     } else if (f == "--batches") {
       a.batches.clear();
-      std::string s = next();
+      const std::string s = next();
       for (size_t p = 0; p <= s.size();) {
         size_t q = s.find(',', p);
         if (q == std::string::npos) q = s.size();
-        a.batches.push_back(std::stoul(s.substr(p, q - p)));
+        // A batch of 0 would never advance through the stream.
+        a.batches.push_back(ParseInt<size_t>(argv0, f, s.substr(p, q - p), 1, size_t{1} << 32));
         p = q + 1;
       }
     } else if (f == "--repeat") {
-      a.repeat = std::max(1, std::stoi(next()));
+      a.repeat = ParseInt(argv0, f, next(), 1, 1000);
     } else if (f == "--limit") {
-      a.limit = std::stoll(next());
+      a.limit = ParseInt<int64_t>(argv0, f, next(), 0, INT64_MAX);
     } else if (f == "--write-buffer-mb") {
-      a.write_buffer_mb = std::stoul(next());
+      a.write_buffer_mb = ParseInt<size_t>(argv0, f, next(), 0, size_t{1} << 20);
     } else if (f == "--session-length") {
-      a.session_length = static_cast<uint32_t>(std::stoul(next()));
+      a.session_length = ParseInt<uint32_t>(argv0, f, next(), 1, UINT32_MAX);
     } else if (f == "--checkpoint-passes") {
-      a.checkpoint_passes = std::max(1, std::stoi(next()));
+      a.checkpoint_passes = ParseInt(argv0, f, next(), 1, 1000);
     } else {
-      Usage(argv[0]);
+      Usage(argv0, "unknown flag '" + f + "'");
     }
   }
   return a;
@@ -424,6 +449,10 @@ int Main(int argc, char** argv) {
   events.reserve(rows->size());
   for (auto& r : *rows) events.push_back({std::move(r.user_id), std::move(r.item_id), r.ts_ms, "click"});
   rows->clear();
+  if (events.empty()) {
+    std::fprintf(stderr, "bench_state: no events in %s: nothing to measure\n", data.c_str());
+    return 1;
+  }
   const double n_events = static_cast<double>(events.size());
 
   const fs::path dir = args.dir.empty()
@@ -434,6 +463,9 @@ int Main(int argc, char** argv) {
   std::printf("bench_state: %zu events from %s (time order), session length %u, scratch %s\n", events.size(),
               data.c_str(), args.session_length, dir.c_str());
 
+  const size_t headline_batch = std::find(args.batches.begin(), args.batches.end(), size_t{1000}) != args.batches.end()
+                                    ? 1000
+                                    : *std::max_element(args.batches.begin(), args.batches.end());
   double headline_rate = 0, headline_ratio = 0, headline_disk = 0;
   for (size_t batch : args.batches) {
     const int runs = batch == 1 ? 1 : args.repeat;
@@ -475,7 +507,7 @@ int Main(int argc, char** argv) {
                 Median(bare_cpu) / Median(store_cpu), static_cast<double>(ops) / n_events,
                 static_cast<double>(flushed) / n_events, static_cast<double>(compacted) / n_events, runs);
     std::fflush(stdout);
-    if (batch == 1000) {
+    if (batch == headline_batch) {
       headline_rate = rate;
       headline_ratio = rate / bare;
       headline_disk = static_cast<double>(compacted) / n_events;
@@ -487,9 +519,15 @@ int Main(int argc, char** argv) {
               "p99 %.1f ms; none: longest %.1f ms, p99 %.1f ms\n",
               args.checkpoint_passes, n_events * args.checkpoint_passes, busy.checkpoints, busy.max_ms, busy.p99_ms,
               quiet.max_ms, quiet.p99_ms);
+  if (busy.checkpoints == 0) {
+    std::printf("no checkpoint was taken (the run lasted under 1 s): no checkpoint pause to report\n");
+  }
   fs::remove_all(dir);
-  std::printf("BENCH state events_per_s=%.0f ratio_vs_bare=%.2f disk_bytes_per_event=%.1f checkpoint_pause_ms=%.1f\n",
-              headline_rate, headline_ratio, headline_disk, busy.max_ms);
+  std::printf("BENCH state events_per_s=%.0f ratio_vs_bare=%.2f disk_bytes_per_event=%.1f headline_batch=%zu "
+              "checkpoints=%d",
+              headline_rate, headline_ratio, headline_disk, headline_batch, busy.checkpoints);
+  if (busy.checkpoints > 0) std::printf(" checkpoint_pause_ms=%.1f", busy.max_ms);
+  std::printf("\n");
   return 0;
 }
 
