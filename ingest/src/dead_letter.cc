@@ -13,7 +13,7 @@ constexpr size_t kHeaderAllowance = 16;
 
 size_t HeaderBytes(const kafka::Headers& headers) {
   size_t n = 0;
-  for (const auto& [k, v] : headers) n += kHeaderAllowance + k.size() + v.size();
+  for (const auto& [k, v] : headers) n += kHeaderAllowance + k.size() + (v ? v->size() : 0);
   return n;
 }
 

@@ -566,9 +566,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     DeadLetterRecord d;
     if (RdKafka::Headers* h = msg.headers(); h != nullptr) {
       for (const auto& hd : h->get_all()) {
-        d.headers.emplace_back(hd.key(), hd.value() == nullptr
-                                             ? std::string()
-                                             : std::string(static_cast<const char*>(hd.value()), hd.value_size()));
+        // A null value stays null (it went out as an empty one): the dead letter is the record.
+        d.headers.emplace_back(hd.key(), hd.value() == nullptr ? std::optional<std::string>()
+                                                               : std::string(static_cast<const char*>(hd.value()),
+                                                                             hd.value_size()));
       }
     }
     d.error = {{"gsau.error.reason", r.message},

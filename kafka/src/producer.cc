@@ -90,7 +90,9 @@ class FailedRecords {
     if (!r.tombstone) r.value.assign(static_cast<const char*>(m.payload()), m.len());
     if (RdKafka::Headers* h = m.headers(); h != nullptr) {
       for (const auto& hd : h->get_all()) {
-        r.headers.emplace_back(hd.key(), std::string(static_cast<const char*>(hd.value()), hd.value_size()));
+        r.headers.emplace_back(hd.key(), hd.value() == nullptr ? std::optional<std::string>()
+                                                               : std::string(static_cast<const char*>(hd.value()),
+                                                                             hd.value_size()));
       }
     }
     r.error = m.errstr();
@@ -233,7 +235,13 @@ class RdProducer final : public Producer {
     RdKafka::Headers* rh = nullptr;
     if (!headers.empty()) {
       rh = RdKafka::Headers::create();
-      for (const auto& [k, v] : headers) rh->add(k, v.data(), v.size());
+      for (const auto& [k, v] : headers) {
+        if (v) {
+          rh->add(k, v->data(), v->size());
+        } else {
+          rh->add(k, nullptr, 0);  // a null value, not an empty one
+        }
+      }
     }
     const std::string topic_name(topic);
     std::string kept_key;

@@ -87,19 +87,22 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
   };
   const auto good = MakeClicks(3000, 200, 300, 7);
   size_t next_bad = 0;
+  // A trace id, a header with a null value and one with an empty value: the dead letter gives
+  // each back as it was.
+  const auto bad_headers = [](size_t k) -> kafka::Headers {
+    return {{"trace", "t" + std::to_string(k)}, {"absent", std::nullopt}, {"blank", ""}};
+  };
   for (size_t i = 0; i < good.size(); ++i) {
     ASSERT_TRUE((*producer)->Produce(topic, good[i].user_id, ClickJson(good[i].user_id, good[i].item_id, good[i].ts_ms)).ok());
     if (i % 250 == 0 && next_bad < bad.size()) {
-      ASSERT_TRUE((*producer)
-                      ->Produce(topic, "bad-" + std::to_string(next_bad), bad[next_bad].value,
-                                {{"trace", "t" + std::to_string(next_bad)}})
-                      .ok());
+      ASSERT_TRUE(
+          (*producer)->Produce(topic, "bad-" + std::to_string(next_bad), bad[next_bad].value, bad_headers(next_bad)).ok());
       ++next_bad;
     }
   }
   while (next_bad < bad.size()) {
-    ASSERT_TRUE((*producer)->Produce(topic, "bad-" + std::to_string(next_bad), bad[next_bad].value,
-                                     {{"trace", "t" + std::to_string(next_bad)}}).ok());
+    ASSERT_TRUE(
+        (*producer)->Produce(topic, "bad-" + std::to_string(next_bad), bad[next_bad].value, bad_headers(next_bad)).ok());
     ++next_bad;
   }
   ASSERT_TRUE((*producer)->Flush(30000).ok());
@@ -153,6 +156,9 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
     EXPECT_EQ(r.value, bad[k].value) << "original value kept";
     std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
     EXPECT_EQ(h["trace"], "t" + std::to_string(k)) << "original headers kept";
+    // A null header value stays null, and an empty one empty (the null one went out as empty).
+    EXPECT_TRUE(h.count("blank") && h["blank"].empty()) << r.key;
+    EXPECT_EQ(r.null_headers, std::vector<std::string>{"absent"}) << r.key;
     EXPECT_EQ(h["gsau.error.code"], bad[k].code) << bad[k].value.substr(0, 80);
     EXPECT_NE(h["gsau.error.reason"].find(bad[k].reason), std::string::npos)
         << h["gsau.error.reason"] << " for " << bad[k].value.substr(0, 80);

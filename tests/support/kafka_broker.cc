@@ -183,7 +183,12 @@ std::vector<ConsumedRecord> ConsumeAll(const std::string& bootstrap, const std::
     r.timestamp_ms = m->timestamp().timestamp;
     if (RdKafka::Headers* h = m->headers(); h != nullptr) {
       for (const auto& hd : h->get_all()) {
-        r.headers.emplace_back(hd.key(), std::string(static_cast<const char*>(hd.value()), hd.value_size()));
+        if (hd.value() == nullptr) {
+          r.headers.emplace_back(hd.key(), std::string());
+          r.null_headers.push_back(hd.key());
+        } else {
+          r.headers.emplace_back(hd.key(), std::string(static_cast<const char*>(hd.value()), hd.value_size()));
+        }
       }
     }
     out.push_back(std::move(r));

@@ -50,7 +50,8 @@ struct ConsumedRecord {
   int32_t partition = 0;
   int64_t offset = 0;
   int64_t timestamp_ms = 0;
-  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> headers;  // a null value as ""
+  std::vector<std::string> null_headers;                      // the keys of those with a null value
 };
 
 // Reads every record of `topic` from the beginning until `expected` records arrived or

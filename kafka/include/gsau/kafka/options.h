@@ -6,6 +6,7 @@
 // logged: use RedactedProperties() for anything printed.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -25,7 +26,9 @@ struct KafkaOptions {
   std::vector<std::pair<std::string, std::string>> properties;
 };
 
-using Headers = std::vector<std::pair<std::string, std::string>>;
+// Record headers in order. A header's value may be null (std::nullopt), which Kafka keeps apart
+// from an empty one.
+using Headers = std::vector<std::pair<std::string, std::optional<std::string>>>;
 
 // True for properties whose values are secrets (passwords, private keys, tokens, JAAS).
 bool IsSecretProperty(std::string_view name);
