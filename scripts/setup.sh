@@ -27,6 +27,7 @@ packages=(
   libtorch-dev libopenblas0-openmp                  # learner (+ a fast BLAS for torch)
   libjemalloc2 libtcmalloc-minimal4                 # allocators of the training executables (CMakeLists.txt)
   prometheus-cpp-dev prometheus                     # metrics library, metrics server for tests
+  prometheus-alertmanager                           # amtool: checks deploy/alertmanager.yml
   libgtest-dev libgmock-dev libbenchmark-dev        # tests and benchmarks
   libsimdjson-dev nlohmann-json3-dev                # JSON decode / encode
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev

@@ -219,6 +219,52 @@ TEST(PromtoolTest, AlertRulesAndPrometheusConfigAreValid) {
   EXPECT_NE(out.find("SUCCESS: 1 rule files found"), std::string::npos) << out;
 }
 
+// Prometheus hands firing alerts to the compose file's Alertmanager, which loads the routing
+// that amtool accepts, and every severity the rules give is routed (none falls to a default
+// nobody configured).
+TEST(DeployFilesTest, AlertsReachAlertmanagerWhoseRoutingIsValid) {
+  const YAML::Node prometheus = YAML::LoadFile(Deploy("prometheus.yml"));
+  ASSERT_TRUE(prometheus["alerting"]) << "deploy/prometheus.yml sends its alerts nowhere";
+  const std::string target =
+      prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0].as<std::string>();
+  const YAML::Node compose = YAML::LoadFile(SourceDir() + "/docker-compose.yml");
+  const std::string service = target.substr(0, target.find(':'));
+  ASSERT_TRUE(compose["services"][service]) << target << " names no service of docker-compose.yml";
+  bool mounted = false, published = false;
+  for (const auto& v : compose["services"][service]["volumes"]) {
+    mounted = mounted || v.as<std::string>() == "./deploy/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro";
+  }
+  for (const auto& p : compose["services"][service]["ports"]) {
+    published = published || p.as<std::string>() == target.substr(target.find(':') + 1) + ":9093";
+  }
+  EXPECT_TRUE(mounted) << "the image reads /etc/alertmanager/alertmanager.yml";
+  EXPECT_TRUE(published) << "the Alertmanager page on the host";
+
+  std::string out;
+  ASSERT_EQ(RunCommand("amtool check-config " + Deploy("alertmanager.yml") + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("SUCCESS"), std::string::npos) << out;
+  const YAML::Node am = YAML::LoadFile(Deploy("alertmanager.yml"));
+  std::set<std::string> receivers;
+  for (const auto& r : am["receivers"]) receivers.insert(r["name"].as<std::string>());
+  EXPECT_TRUE(receivers.count(am["route"]["receiver"].as<std::string>()));
+  std::set<std::string> severities;
+  for (const auto& group : YAML::LoadFile(Deploy("alerts.yml"))["groups"]) {
+    for (const auto& rule : group["rules"]) {
+      if (rule["alert"]) severities.insert(rule["labels"]["severity"].as<std::string>());
+    }
+  }
+  EXPECT_EQ(severities, (std::set<std::string>{"critical", "warning"})) << "the inhibition pairs these two";
+  // amtool's route test: the label set an alert carries, and the receiver it reaches.
+  for (const auto& severity : severities) {
+    ASSERT_EQ(RunCommand("amtool config routes test --config.file=" + Deploy("alertmanager.yml") +
+                             " alertname=GsauX severity=" + severity + " 2>&1",
+                         &out),
+              0)
+        << out;
+    EXPECT_NE(out.find("operators"), std::string::npos) << severity << ": " << out;
+  }
+}
+
 TEST(PromtoolTest, AlertsFireOnSickSeriesAndStaySilentOnHealthyOnes) {
   std::string out;
   EXPECT_EQ(RunCommand(Promtool() + " test rules " + Deploy("alerts_test.yml") + " 2>&1", &out), 0) << out;
