@@ -70,7 +70,8 @@ Result<learner::RankingMetrics> Evaluate(learner::OnlineLearner& model, const st
   };
   for (const auto& s : samples) {
     std::vector<uint32_t> prefix;
-    // The last max_len items the model knows, as the online learner takes a live session's.
+    // The last max_len items the model knows: the session the state would hold, as an item never
+    // streamed is in no session (the file's last max_len, less unknown ones, could be far fewer).
     const auto known = [&](int32_t i) { return to_state[static_cast<size_t>(i)] >= 0; };
     for (int32_t i : d.Prefix(s, known)) prefix.push_back(static_cast<uint32_t>(to_state[static_cast<size_t>(i)]));
     const int64_t target = to_state[static_cast<size_t>(s.target)];

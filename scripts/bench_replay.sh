@@ -2,7 +2,8 @@
 # make bench-replay: `gsau replay` into a real local broker (scripts/kafka_broker.sh).
 # Replays 1,000,000 synthetic events, and Beauty (../shared/datasets) when it is there, as fast
 # as possible. Beside it, its peer: kcat (a bare librdkafka producer, the same producer
-# settings) sends the very records replay sent, read back from the topic, to a topic of its own.
+# settings) sends the very records replay sent, read back from the topic, to a topic of its own
+# (its time includes its start and first metadata request, a few ms).
 # Last line: BENCH replay events_per_s=<synthetic> bare_events_per_s=<kcat> ratio_vs_bare=<r>
 # [beauty_events_per_s=<n>] (Beauty's figure only when its file is there).
 set -euo pipefail
@@ -34,12 +35,15 @@ rate() {  # runs gsau replay with the given args and prints events/s from its su
 
 bare_rate() {  # kcat producing topic $1's records (key TAB value per line) again: prints events/s
   local records="$dir/records.tsv" n start end
-  kcat -C -b "$bootstrap" -t "$1" -e -q -f '%k\t%s\n' > "$records"
+  kcat -C -b "$bootstrap" -t "$1" -e -q -f '%k\t%s\n' > "$records" ||
+    { echo "bench_replay.sh: kcat could not read $1 back" >&2; return 1; }
   n=$(wc -l < "$records")
   [ "$n" -gt 0 ] || { echo "bench_replay.sh: nothing to read back from $1" >&2; return 1; }
   start=$(date +%s.%N)
+  # gsau's producer settings (kafka/src/producer.cc): idempotent, one request in flight, murmur2.
   kcat -P -b "$bootstrap" -t "$1-bare" -K $'\t' -X enable.idempotence=true -X linger.ms=5 -X batch.size=1048576 \
-    -X compression.type=lz4 -l "$records" || { echo "bench_replay.sh: kcat failed" >&2; return 1; }
+    -X acks=all -X compression.type=lz4 -X max.in.flight.requests.per.connection=1 -X partitioner=murmur2_random \
+    -X queue.buffering.max.messages=1000000 -l "$records" || { echo "bench_replay.sh: kcat failed" >&2; return 1; }
   end=$(date +%s.%N)
   echo "kcat: $n events in $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s" >&2
   awk -v n="$n" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f\n", n / (b - a) }'

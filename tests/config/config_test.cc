@@ -48,8 +48,8 @@ TEST(ConfigTest, MinEventTimeReachesTheDecoderInMilliseconds) {
 // would leave a default or another field's value).
 TEST(ConfigTest, ModuleOptionsCarryEveryConfiguredField) {
   auto c = LoadWith("", {},
-                    {"kafka.bootstrap_servers=b1:9092", "kafka.client_id=cid", "topics.clicks=tc", "topics.dead_letter=td",
-                     "topics.user_embeddings=tu", "topics.item_embeddings=ti", "topics.partitions=7",
+                    {"kafka.bootstrap_servers=b1:9092", "kafka.client_id=cid", "topics.clicks=tc",
+                     "topics.dead_letter=td", "topics.user_embeddings=tu", "topics.item_embeddings=ti", "topics.partitions=7",
                      "ingest.group_id=grp", "ingest.batch_max_events=321", "ingest.batch_max_wait_ms=37",
                      "ingest.accepted_event_types=[click, view]", "ingest.session_timeout_ms=12345",
                      "ingest.group_instance_id=inst-1", "ingest.max_value_bytes=4097", "ingest.min_event_time_s=5",

@@ -449,7 +449,8 @@ TEST_F(Reliability, R4SoakKeepsMemoryAndLagBounded) {
     ResetPeakRss(child->pid());
     samples.push_back({static_cast<double>(k * sample_s), rss.now_kib, rss.peak_kib,
                        Sum(g.port, "gsau_ingest_consumer_lag_messages"), Sum(g.port, "gsau_state_events"),
-                       Sum(g.port, "gsau_process_heap_allocated_bytes", 0), Sum(g.port, "gsau_process_heap_free_bytes", 0)});
+                       Sum(g.port, "gsau_process_heap_allocated_bytes", 0),
+                       Sum(g.port, "gsau_process_heap_free_bytes", 0)});
     if (Full() && k % 30 == 0) {
       std::printf("R4: %d/%d s, rss peak %lld KiB, now %lld KiB (heap allocated %.0f MiB, free %.0f MiB), lag %.0f\n",
                   k * sample_s, soak_s, static_cast<long long>(samples.back().rss_peak_kib),
