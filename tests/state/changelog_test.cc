@@ -6,6 +6,14 @@
 namespace gsau::state {
 namespace {
 
+void ExpectSameEntry(const ChangeEntry& got, const ChangeEntry& want) {
+  EXPECT_EQ(got.users_before, want.users_before);
+  EXPECT_EQ(got.items_before, want.items_before);
+  EXPECT_EQ(got.pairs, want.pairs);
+  EXPECT_EQ(got.clicks_before, want.clicks_before);
+  EXPECT_EQ(got.has_clicks, want.has_clicks);
+}
+
 TEST(ChangeEntryTest, RoundTripsPairsAndClicks) {
   ChangeEntry in{7, 300, {(uint64_t{2} << 32) | 5, (uint64_t{2} << 32) | 9, (uint64_t{40} << 32) | 1}, {}};
   in.clicks_before = {{2, 0}, {40, uint64_t{1} << 40}};
@@ -13,11 +21,7 @@ TEST(ChangeEntryTest, RoundTripsPairsAndClicks) {
   EncodeChangeEntry(in, &bytes);
   ChangeEntry out;
   ASSERT_TRUE(DecodeChangeEntry(bytes, &out).ok());
-  EXPECT_EQ(out.users_before, 7u);
-  EXPECT_EQ(out.items_before, 300u);
-  EXPECT_EQ(out.pairs, in.pairs);
-  EXPECT_EQ(out.clicks_before, in.clicks_before);
-  EXPECT_TRUE(out.has_clicks);
+  ExpectSameEntry(out, in);
   // A second entry appends to the same output.
   ASSERT_TRUE(DecodeChangeEntry(bytes, &out).ok());
   EXPECT_EQ(out.clicks_before.size(), 4u);
@@ -42,11 +46,7 @@ TEST(ChangeEntryTest, TheFormatOnDiskIsFixed) {
   EXPECT_EQ(encoded, bytes);
   ChangeEntry decoded;
   ASSERT_TRUE(DecodeChangeEntry(bytes, &decoded).ok());
-  EXPECT_EQ(decoded.users_before, 7u);
-  EXPECT_EQ(decoded.items_before, 300u);
-  EXPECT_EQ(decoded.pairs, entry.pairs);
-  EXPECT_EQ(decoded.clicks_before, entry.clicks_before);
-  EXPECT_TRUE(decoded.has_clicks);
+  ExpectSameEntry(decoded, entry);
 }
 
 TEST(ChangeEntryTest, AnEntryFromBeforeClicksWereRecordedSaysSo) {
