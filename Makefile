@@ -44,8 +44,12 @@ demo: build
 test-asan:
 	$(MAKE) test BUILD=build-asan CMAKE_ARGS="-DGSAU_SANITIZE=address -DGSAU_WITH_LEARNER=OFF"
 
+# TSan runs the unit tests only: librdkafka starts its threads with C11 thrd_create, which neither
+# GCC 12's nor clang 14's TSan intercepts, so every Kafka test crashes in its first allocation
+# on such a thread (a TSan runtime without a state for it).
 test-tsan:
-	$(MAKE) test BUILD=build-tsan CMAKE_ARGS="-DGSAU_SANITIZE=thread -DGSAU_WITH_LEARNER=OFF"
+	$(MAKE) build BUILD=build-tsan CMAKE_ARGS="-DGSAU_SANITIZE=thread -DGSAU_WITH_LEARNER=OFF"
+	cd build-tsan && ctest --output-on-failure --timeout 1500 -j2 -L unit
 
 # libFuzzer (clang) on the event decoder, ASan+UBSan, 1,000,000 inputs from a small seed corpus.
 FUZZ_RUNS ?= 1000000

@@ -8,6 +8,23 @@
 #include <cstddef>
 #include <cstdio>
 
+// Under ASan or TSan the sanitizer's allocator serves malloc: glibc's counters see nothing.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define GSAU_SANITIZER_MALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define GSAU_SANITIZER_MALLOC 1
+#endif
+#endif
+#ifdef GSAU_SANITIZER_MALLOC
+// The sanitizer runtime's allocator statistics (sanitizer/allocator_interface.h, which GCC does
+// not install).
+extern "C" {
+size_t __sanitizer_get_current_allocated_bytes();
+size_t __sanitizer_get_free_bytes();
+}
+#endif
+
 namespace gsau {
 namespace {
 
@@ -56,6 +73,12 @@ ProcessMemory ReadProcessMemory() {
     if (std::fscanf(f, "%ld %ld", &size, &resident) == 2) m.resident_bytes = resident * sysconf(_SC_PAGESIZE);
     std::fclose(f);
   }
+#ifdef GSAU_SANITIZER_MALLOC
+  m.allocator = "sanitizer";
+  m.heap_allocated_bytes = static_cast<int64_t>(__sanitizer_get_current_allocated_bytes());
+  m.heap_free_bytes = static_cast<int64_t>(__sanitizer_get_free_bytes());
+  return m;
+#endif
   if (const auto ctl = JemallocCtl()) {
     // Statistics are a snapshot taken when the epoch advances.
     uint64_t epoch = 1;
@@ -80,6 +103,9 @@ ProcessMemory ReadProcessMemory() {
 }
 
 void ReleaseFreeMemory() {
+#ifdef GSAU_SANITIZER_MALLOC
+  return;  // the sanitizer's allocator keeps freed memory on purpose (ASan's quarantine)
+#endif
   if (const auto ctl = JemallocCtl()) {
     ctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);  // 4096 = MALLCTL_ARENAS_ALL
     return;
