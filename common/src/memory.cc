@@ -21,7 +21,7 @@
 // not install).
 extern "C" {
 size_t __sanitizer_get_current_allocated_bytes();
-size_t __sanitizer_get_free_bytes();
+size_t __sanitizer_get_heap_size();
 }
 #endif
 
@@ -76,7 +76,9 @@ ProcessMemory ReadProcessMemory() {
 #ifdef GSAU_SANITIZER_MALLOC
   m.allocator = "sanitizer";
   m.heap_allocated_bytes = static_cast<int64_t>(__sanitizer_get_current_allocated_bytes());
-  m.heap_free_bytes = static_cast<int64_t>(__sanitizer_get_free_bytes());
+  // The heap less what is allocated (TSan's __sanitizer_get_free_bytes is a stub returning 1).
+  const auto heap = static_cast<int64_t>(__sanitizer_get_heap_size());
+  m.heap_free_bytes = std::max<int64_t>(0, heap - m.heap_allocated_bytes);
   return m;
 #endif
   if (const auto ctl = JemallocCtl()) {

@@ -247,13 +247,18 @@ TEST(DeployFilesTest, AlertsReachAlertmanagerWhoseRoutingIsValid) {
   std::set<std::string> receivers;
   for (const auto& r : am["receivers"]) receivers.insert(r["name"].as<std::string>());
   EXPECT_TRUE(receivers.count(am["route"]["receiver"].as<std::string>()));
-  std::set<std::string> severities;
+  std::set<std::string> severities, alerts;
   for (const auto& group : YAML::LoadFile(Deploy("alerts.yml"))["groups"]) {
     for (const auto& rule : group["rules"]) {
-      if (rule["alert"]) severities.insert(rule["labels"]["severity"].as<std::string>());
+      if (!rule["alert"]) continue;
+      alerts.insert(rule["alert"].as<std::string>());
+      severities.insert(rule["labels"]["severity"].as<std::string>());
     }
   }
-  EXPECT_EQ(severities, (std::set<std::string>{"critical", "warning"})) << "the inhibition pairs these two";
+  EXPECT_EQ(severities, (std::set<std::string>{"critical", "warning"})) << "the routes know these two";
+  // The inhibition's source is an alert the rules have.
+  EXPECT_EQ(am["inhibit_rules"][0]["source_matchers"][0].as<std::string>(), "alertname=\"GsauTargetDown\"");
+  EXPECT_TRUE(alerts.count("GsauTargetDown"));
   // amtool's route test: the label set an alert carries, and the receiver it reaches.
   for (const auto& severity : severities) {
     ASSERT_EQ(RunCommand("amtool config routes test --config.file=" + Deploy("alertmanager.yml") +

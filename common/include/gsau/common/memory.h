@@ -25,9 +25,9 @@ struct ProcessMemory {
 ProcessMemory ReadProcessMemory();
 
 // Returns the allocator's unused pages to the OS (jemalloc: purge of every arena; tcmalloc:
-// MallocExtension_ReleaseFreeMemory; glibc: malloc_trim; a sanitizer's: nothing, it keeps
-// freed memory on purpose). Costs page faults when the memory is needed again: call it every
-// few seconds at most.
+// MallocExtension_ReleaseFreeMemory; glibc: malloc_trim; a sanitizer's: nothing, as it manages
+// its heap itself, ASan keeping freed memory in quarantine). Costs page faults when the memory
+// is needed again: call it every few seconds at most.
 void ReleaseFreeMemory();
 
 // Calls ReleaseFreeMemory every `interval` on a thread of its own, from construction until
