@@ -241,10 +241,6 @@ bool IsCheckpointName(std::string_view name) {
                      [](char c) { return c >= '0' && c <= '9'; });
 }
 
-}  // namespace
-
-namespace {
-
 std::vector<std::string> Checkpoints(const std::string& dir, bool as_recovered) {
   std::vector<std::string> out;
   std::error_code ec;
