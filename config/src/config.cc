@@ -302,7 +302,8 @@ const std::vector<Field>& Table() {
       IntField("publisher.item_interval_ms", &C::publisher, &PublisherSection::item_interval_ms, "ms",
                "Item embeddings that training moved are published every this often.", 1, 3600000),
       StringField("metrics.listen_address", &C::metrics, &MetricsSection::listen_address,
-                  "host:port of the /metrics endpoint; port 0 picks a free one; empty disables it."),
+                  "host:port of the /metrics endpoint, on every address host resolves to (':9464': every IPv4 and IPv6 "
+                  "address); port 0 picks a free one; empty disables it."),
   };
   return table;
 }

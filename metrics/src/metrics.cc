@@ -15,6 +15,9 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "gsau/common/memory.h"
 
@@ -55,24 +58,29 @@ std::vector<prometheus::MetricFamily> ProcessMemoryFamilies() {
 
 class Metrics::Server {
  public:
-  Server(int fd, int port, std::shared_ptr<prometheus::Registry> registry)
-      : fd_(fd), port_(port), registry_(std::move(registry)), thread_([this] { Loop(); }) {}
+  // Takes ownership of the listening sockets, all on `port`.
+  Server(std::vector<int> fds, int port, std::shared_ptr<prometheus::Registry> registry)
+      : fds_(std::move(fds)), port_(port), registry_(std::move(registry)), thread_([this] { Loop(); }) {}
   ~Server() {
     stop_ = true;
     thread_.join();
-    close(fd_);
+    for (int fd : fds_) close(fd);
   }
   int port() const { return port_; }
 
  private:
   void Loop() {
+    std::vector<pollfd> polled;
+    for (int fd : fds_) polled.push_back({fd, POLLIN, 0});
     while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 200) <= 0) continue;
-      const int c = accept(fd_, nullptr, nullptr);
-      if (c < 0) continue;
-      Handle(c);
-      close(c);
+      if (poll(polled.data(), polled.size(), 200) <= 0) continue;
+      for (pollfd& p : polled) {
+        if ((p.revents & POLLIN) == 0) continue;
+        const int c = accept(p.fd, nullptr, nullptr);
+        if (c < 0) continue;
+        Handle(c);
+        close(c);
+      }
     }
   }
 
@@ -148,7 +156,7 @@ class Metrics::Server {
     return true;
   }
 
-  const int fd_;
+  const std::vector<int> fds_;
   const int port_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::atomic<bool> stop_{false};
@@ -161,8 +169,22 @@ Metrics::~Metrics() = default;
 
 namespace {
 
-// A listening socket on host:port, or -errno (-EINVAL: an address that will never resolve).
-int Listen(const std::string& host, const std::string& port, std::string* error) {
+int BoundPort(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+  return 0;
+}
+
+// Listening sockets on every address host:port resolves to (an empty host: every IPv4 and IPv6
+// address, where binding the first alone left 0.0.0.0 and no IPv6 scraper could connect), all on
+// one port (port 0: the one the first bind picked). Returns the sockets, or -errno with *error
+// set (-EINVAL: an address that will never resolve). An address of a family the host lacks is
+// skipped as long as another is bound; a busy one fails the whole set, as it means another
+// process answers there.
+std::variant<std::vector<int>, int> Listen(const std::string& host, const std::string& port, std::string* error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -174,33 +196,53 @@ int Listen(const std::string& host, const std::string& port, std::string* error)
     // that does not exist or a bad port is not.
     return rc == EAI_AGAIN ? -EAGAIN : -EINVAL;
   }
-  int fd = -1;
+  bool has_v4 = false;
+  for (addrinfo* a = res; a != nullptr; a = a->ai_next) has_v4 = has_v4 || a->ai_family == AF_INET;
+  std::vector<int> fds;
+  std::vector<sockaddr_storage> bound;  // a name listed twice (/etc/hosts) would find its own port busy
+  int bound_port = 0;
   int err = 0;
   for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
-    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    sockaddr_storage addr{};
+    std::memcpy(&addr, a->ai_addr, a->ai_addrlen);
+    if (bound_port != 0 && a->ai_family == AF_INET) {
+      reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(static_cast<uint16_t>(bound_port));
+    } else if (bound_port != 0 && a->ai_family == AF_INET6) {
+      reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(static_cast<uint16_t>(bound_port));
+    }
+    const auto same = [&](const sockaddr_storage& b) { return std::memcmp(&b, &addr, sizeof(addr)) == 0; };
+    if (std::any_of(bound.begin(), bound.end(), same)) continue;
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) {
-      err = errno;
+      if (err == 0) err = errno;
       continue;
     }
     const int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 64) == 0) break;
-    err = errno;
+    // Beside an IPv4 address the IPv6 socket takes IPv6 only: a dual-stack one would claim the
+    // IPv4 port too, and one of the two binds would find it busy.
+    if (a->ai_family == AF_INET6 && has_v4) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), a->ai_addrlen) == 0 && listen(fd, 64) == 0) {
+      if (bound_port == 0) bound_port = BoundPort(fd);
+      fds.push_back(fd);
+      bound.push_back(addr);
+      continue;
+    }
+    const int e = errno;
     close(fd);
-    fd = -1;
+    if (e == EADDRINUSE) {
+      err = e;
+      for (int f : fds) close(f);
+      fds.clear();
+      break;
+    }
+    if (err == 0) err = e;
   }
   freeaddrinfo(res);
-  if (fd < 0) *error = std::strerror(err);
-  return fd < 0 ? -(err == 0 ? EADDRNOTAVAIL : err) : fd;
-}
-
-int BoundPort(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof(addr);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
-  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
-  return 0;
+  if (!fds.empty()) return fds;
+  if (err == 0) err = EADDRNOTAVAIL;
+  *error = std::strerror(err);
+  return -err;
 }
 
 }  // namespace
@@ -218,12 +260,13 @@ Status Metrics::Serve(const MetricsOptions& options) {
   // retry for a few seconds before calling it a configuration problem.
   std::string error;
   for (int attempt = 0; attempt < options.bind_attempts; ++attempt) {
-    const int fd = Listen(host, port, &error);
-    if (fd >= 0) {
-      server_ = std::make_unique<Server>(fd, BoundPort(fd), registry_);
+    auto listening = Listen(host, port, &error);
+    if (auto* fds = std::get_if<std::vector<int>>(&listening)) {
+      const int bound = BoundPort(fds->front());
+      server_ = std::make_unique<Server>(std::move(*fds), bound, registry_);
       return Status::Ok();
     }
-    if (fd == -EINVAL) break;
+    if (std::get<int>(listening) == -EINVAL) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(options.bind_retry_ms));
   }
   return Status::Unavailable("metrics endpoint on " + options.listen_address + ": " + error);

@@ -126,6 +126,56 @@ TEST(MetricsTest, BusyAddressIsAnErrorNotACrash) {
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
 }
 
+// Whether this host can bind the IPv6 loopback (containers may have IPv6 disabled).
+bool HasIpv6Loopback() {
+  const int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_loopback;
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// ":port" resolves to 0.0.0.0 and :: (in that order here): binding the first alone left IPv6
+// scrapers refused.
+TEST(MetricsTest, AnEmptyHostListensOnIpv4AndIpv6) {
+  if (!HasIpv6Loopback()) GTEST_SKIP() << "no IPv6 loopback on this host";
+  Metrics m;
+  prometheus::BuildCounter().Name("gsau_test_total").Help("t").Register(m.registry()).Add({}).Increment();
+  MetricsOptions o;
+  o.listen_address = ":0";
+  ASSERT_TRUE(m.Serve(o).ok());
+  ASSERT_GT(m.port(), 0);
+  EXPECT_NE(HttpGet(m.port(), "/metrics", "127.0.0.1").find("gsau_test_total 1"), std::string::npos);
+  EXPECT_NE(HttpGet(m.port(), "/metrics", "::1").find("gsau_test_total 1"), std::string::npos);
+}
+
+// A port taken on IPv6 alone is taken: another process answers scrapers there, so serving the
+// IPv4 half would be an error unnoticed.
+TEST(MetricsTest, APortBusyInOneFamilyIsAnError) {
+  if (!HasIpv6Loopback()) GTEST_SKIP() << "no IPv6 loopback on this host";
+  const int other = socket(AF_INET6, SOCK_STREAM, 0);
+  const int one = 1;
+  setsockopt(other, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_any;
+  ASSERT_EQ(bind(other, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(other, 4), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(other, reinterpret_cast<sockaddr*>(&addr), &len);
+  Metrics m;
+  MetricsOptions o;
+  o.listen_address = ":" + std::to_string(ntohs(addr.sin6_port));
+  o.bind_attempts = 2;
+  o.bind_retry_ms = 10;
+  const Status s = m.Serve(o);
+  close(other);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
+}
+
 TEST(MetricsTest, LatencyBucketsAscend) {
   const auto b = LatencyBucketsSeconds();
   ASSERT_GT(b.size(), 10u);

@@ -40,8 +40,8 @@ std::string GrepLines(const std::string& path, const std::string& needle, size_t
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
 
-// GET http://127.0.0.1:port/path; empty on failure.
-std::string HttpGet(int port, const std::string& path);
+// GET http://host:port/path, host a numeric address (127.0.0.1, ::1); empty on failure.
+std::string HttpGet(int port, const std::string& path, const std::string& host = "127.0.0.1");
 
 // The value of the first sample of `name` (exact metric name, optionally with a label set such
 // as `name{reason="bad_id"}`) on 127.0.0.1:port/metrics.

@@ -28,7 +28,9 @@
 namespace gsau::metrics {
 
 struct MetricsOptions {
-  // host:port the /metrics endpoint listens on; port 0 picks a free port. Empty = no endpoint.
+  // host:port the /metrics endpoint listens on, on every address the host resolves to (an empty
+  // host, ":9464": every IPv4 and IPv6 address); port 0 picks a free port, the same for all of
+  // them. Empty = no endpoint.
   std::string listen_address = "127.0.0.1:9464";
   int bind_attempts = 20;    // tries to bind before giving up
   int bind_retry_ms = 250;   // pause between tries, ms
