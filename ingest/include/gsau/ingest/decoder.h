@@ -29,9 +29,9 @@ enum class BadReason {
   kNotJson,         // not parseable JSON, or not UTF-8
   kNotObject,       // JSON, but not an object
   kMissingField,    // user_id or item_id absent
-  kWrongType,       // a field of the wrong JSON type (ids: string/integer; ts: integer; event: a non-empty string)
+  kWrongType,       // a field of the wrong JSON type (ids: string/integer; ts: a number; event: a non-empty string)
   kBadId,           // empty id, or longer than kMaxIdBytes
-  kBadTime,         // negative or absurd time, or no usable time at all
+  kBadTime,         // negative, absurd or non-integer time (1.5, beyond 64 bits), or no usable time at all
   kDuplicateField,  // user_id, item_id, ts or event given more than once
 };
 inline constexpr int kBadReasonCount = static_cast<int>(BadReason::kDuplicateField) + 1;  // keep it the last
