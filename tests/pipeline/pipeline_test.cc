@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <torch/serialize.h>
+#include <torch/utils.h>
 
 #include <algorithm>
 #include <cmath>
@@ -554,6 +556,27 @@ TEST(PipelineProcessTest, ASignalDuringStartUpStopsTheRunGracefully) {
   }
 }
 
+// The user publisher slept publisher.interval_ms (up to an hour is accepted) in one piece: a stop
+// waited that out before the last flush and checkpoint, past any grace period. With a 10-minute
+// interval the stop must end long before it (60 s: no speed target, only far below), and its last
+// flush still publishes every user who clicked.
+TEST(PipelineProcessTest, AStopDoesNotWaitOutALongUserPublishingInterval) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "long-interval");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 1, 1, {}}}, 20000).ok());
+  auto run = p.Start("json", {"--set", "publisher.interval_ms=600000"});
+  const auto clicks = MakeClicks(100, 20, 30, 71);
+  Produce(bootstrap, p.clicks, clicks);
+  // Applied: Run's threads are up, and the user publisher waits for its first flush.
+  ASSERT_TRUE(WaitForStateEvents(p.port, 100, seconds(120))) << Tail(p.log, 6000);
+  ASSERT_TRUE(ConsumeAll(bootstrap, p.users_topic, -1, 2000).empty()) << "a user published before the stop";
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << "the stop waited for the 10-minute interval\n" << Tail(p.log, 6000);
+  const auto latest = LatestVersions(bootstrap, p.users_topic);
+  for (const auto& c : clicks) EXPECT_TRUE(latest.count(c.user_id)) << c.user_id << " has no record after the stop";
+}
+
 // Without fresh clicks every step is replay alone: it republished moved item rows and kept a core
 // busy for as long as the process ran (438 steps in 19 quiet seconds). It now stops
 // learner.idle_train_s after the last fresh click, and the next click starts it again; while it
@@ -719,6 +742,37 @@ TEST(PipelineProcessTest, UserRecordsTheTopicRefusedAreDeliveredAfterAKill) {
   SetTopicConfigs(bootstrap, p.users_topic, {{"cleanup.policy", "compact"}, {"max.message.bytes", "1000000"}});
   p.log = dir.File("run2.log");
   ExpectEveryUserPublishedAfterARestart(p, "binary", clicks);
+}
+
+// A fatal producer error noticed by the learner thread, as it published items, ended the learner
+// with an error, and Run then skipped the last checkpoint: up to learner.checkpoint_interval_s of
+// training lost, where the user publisher noticing first lost none. The error is a real one:
+// librdkafka's gap-less guarantee breaks when the item topic refuses a record. The user
+// publisher's 10-minute interval keeps it from noticing first, and the 1-hour checkpoint interval
+// leaves the stop's as the only checkpoint there can be.
+TEST(PipelineProcessTest, AFatalPublisherErrorSeenByTheLearnerStillWritesTheLastCheckpoint) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "fatal");
+  const std::vector<std::pair<std::string, std::string>> refusing = {{"cleanup.policy", "compact"},
+                                                                     {"max.message.bytes", "200"}};
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 1, 1, {}}, {p.items_topic, 1, 1, refusing}}, 20000)
+                  .ok());
+  // Idempotence for every client: the admin clients refuse the gap-less guarantee without it.
+  auto run = p.Start("json", {"--set", "publisher.interval_ms=600000", "--set", "publisher.item_interval_ms=200",
+                              "--set", "learner.checkpoint_interval_s=3600", "--set",
+                              "kafka.properties.enable.idempotence=true", "--set",
+                              "kafka.properties.enable.gapless.guarantee=true"});
+  Produce(bootstrap, p.clicks, MakeClicks(200, 20, 40, 81));
+  ASSERT_EQ(run->Wait(120000), 1) << "the publisher's fatal error ends the run\n" << Tail(p.log, 6000);
+  const std::string log = Tail(p.log, 1 << 20);
+  const auto items_failed = log.find("pipeline: publishing items");
+  ASSERT_NE(items_failed, std::string::npos) << "the learner thread did not see the error\n" << Tail(p.log, 6000);
+  ASSERT_NE(log.find("Gap-less ordering would not be guaranteed"), std::string::npos) << Tail(p.log, 6000);
+  EXPECT_GT(log.find("pipeline: publishing users"), items_failed) << "the user publisher saw it first";
+  const auto all = Checkpoints(p.checkpoints);
+  ASSERT_FALSE(all.empty()) << "no last checkpoint\n" << Tail(p.log, 6000);
+  EXPECT_GT(std::stoull(std::filesystem::path(all.back()).filename().string().substr(5)), 0u) << all.back();
 }
 
 // The newest record of each key (highest model_version, then offset); tombstones count.
@@ -978,6 +1032,129 @@ TEST(PipelineProcessTest, WarmStartFromAnOfflineRunKeepsItsRanking) {
       << out;
   const double online_recall10 = JsonNumberAfter(out, "test", "recall@10");
   EXPECT_NEAR(online_recall10, offline_recall10, 0.02) << "offline " << report << "\nonline " << out;
+}
+
+// gsau_learner_queue_events was set by the learner alone, right after it drained the queue, so it
+// read ~0 and stayed there while the learner was busy and the queue filled behind it (up to
+// pausing ingest): GsauLearnerStalled could not fire. Ingest's pushes set it too. Nothing outside
+// can hang the learner, but a wide model on the CPU holds it in one step for seconds (2048 wide,
+// 400 samples: ~9 s here): a second burst applied meanwhile must show in the gauge.
+TEST(PipelineProcessTest, TheQueueGaugeCountsWhatIngestAppliedBehindABusyLearner) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "queue-gauge");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 1, 1, {}}}, 20000).ok());
+  auto run = p.Start("json", {"--set", "learner.embedding_dim=2048", "--set", "learner.batch_size=1024", "--set",
+                              "learner.device=cpu", "--set", "learner.checkpoint_interval_s=3600"});
+  Produce(bootstrap, p.clicks, MakeClicks(400, 20, 40, 101));
+  // Taken in: the learner steps on them now.
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_events_total", 400, seconds(120))) << Tail(p.log, 6000);
+  Produce(bootstrap, p.clicks, MakeClicks(40, 20, 40, 102));
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 440, seconds(60))) << Tail(p.log, 6000);
+  const auto queued = ScrapeMetric(p.port, "gsau_learner_queue_events");
+  const auto taken = ScrapeMetric(p.port, "gsau_learner_events_total");
+  ASSERT_TRUE(queued.has_value() && taken.has_value()) << HttpGet(p.port, "/metrics");
+  // Read after the gauge: the learner had not taken the second burst when the gauge was read.
+  if (*taken != 400) GTEST_SKIP() << "the learner's step ended before the gauge was read: " << *taken << " taken";
+  EXPECT_EQ(*queued, 40) << "the clicks applied behind the busy learner";
+  run->Signal(SIGKILL);  // no last checkpoint of a 2048-wide model to wait for
+  EXPECT_EQ(run->Wait(10000), 128 + SIGKILL);
+}
+
+// Row `row` of the tensor `key` of the learner checkpoint `path` set to +infinity, in place.
+void SetCheckpointRowInfinite(const std::string& path, const std::string& key, int64_t row) {
+  torch::NoGradGuard no_grad;
+  torch::serialize::InputArchive in;
+  in.load_from(path);
+  torch::serialize::OutputArchive out;
+  bool found = false;
+  for (const auto& k : in.keys()) {
+    torch::Tensor t;
+    in.read(k, t);
+    if (k == key) {
+      t = t.detach().clone();
+      t[row].fill_(std::numeric_limits<float>::infinity());
+      found = true;
+    }
+    out.write(k, t);
+  }
+  ASSERT_TRUE(found) << key << " in " << path;
+  out.save_to(path + ".edited");
+  std::filesystem::rename(path + ".edited", path);
+}
+
+// gsau run's status lines (and its last) counted as published every record handed to the
+// publisher, also those it skips (a NaN or an infinity: it would replace the id's last usable
+// vector). Nothing makes the model diverge on purpose, but a checkpoint can hold an infinite item
+// row: the restart publishes every item again (that one skipped) and every user no record went out
+// for (those whose session holds that item embed to NaN). No step may run (no click,
+// learner.idle_train_s=0): the row would make the loss non-finite.
+TEST(PipelineProcessTest, TheStatusLineCountsOnlyTheRecordsThePublisherSends) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "nonfinite");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 1, 1, {}}}, 20000).ok());
+
+  // Run 1 publishes no user (a 10-minute interval) and dies after a checkpoint that has trained on
+  // every click (none left pending, which run 2 would train on).
+  p.log = dir.File("run1.log");
+  auto run = p.Start("json", {"--set", "publisher.interval_ms=600000", "--set", "learner.checkpoint_interval_s=1"});
+  Produce(bootstrap, p.clicks, MakeClicks(300, 30, 40, 91));
+  ASSERT_TRUE(WaitForStateEvents(p.port, 300, seconds(120))) << Tail(p.log, 6000);
+  ASSERT_TRUE(WaitForMetric(p.port, R"(gsau_learner_samples_total{source="fresh"})", 300, seconds(120)))
+      << Tail(p.log, 6000);
+  const double written = ScrapeMetric(p.port, "gsau_learner_checkpoints_total").value_or(0);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", written + 2, seconds(60))) << Tail(p.log, 6000);
+  const double users = ScrapeMetric(p.port, "gsau_state_users").value_or(-1);
+  const double items = ScrapeMetric(p.port, "gsau_state_items").value_or(-1);
+  ASSERT_TRUE(users > 0 && items > 0) << HttpGet(p.port, "/metrics");
+  run->Signal(SIGKILL);
+  ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
+  // The first item's row (row 0 pads), in every checkpoint a restart could load (a kill during a
+  // replacement leaves the newest as ckpt-N.replaced).
+  int edited = 0;
+  for (const auto& e : std::filesystem::directory_iterator(p.checkpoints)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("ckpt-", 0) != 0 || name.ends_with(".tmp") || !std::filesystem::exists(e.path() / "model.pt")) {
+      continue;
+    }
+    SetCheckpointRowInfinite((e.path() / "model.pt").string(), "param_item_table_weight", 1);
+    ++edited;
+  }
+  ASSERT_GT(edited, 0) << Tail(p.log, 6000);
+
+  // Run 2 on topics of its own: they hold its records alone.
+  p.users_topic = UniqueTopic("nonfinite-users2");
+  p.items_topic = UniqueTopic("nonfinite-items2");
+  p.log = dir.File("run2.log");
+  run = p.Start("json", {"--set", "learner.idle_train_s=0"});
+  const std::string skipped = R"(gsau_errors_total{kind="nonfinite",stage="publisher"})";
+  const auto accounted = [&] {
+    return ScrapeMetric(p.port, R"(gsau_publisher_embeddings_delivered_total{kind="user"})").value_or(0) +
+           ScrapeMetric(p.port, R"(gsau_publisher_embeddings_delivered_total{kind="item"})").value_or(0) +
+           ScrapeMetric(p.port, skipped).value_or(0);
+  };
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  while (accounted() < users + items && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  ASSERT_GE(accounted(), users + items) << users << " users and " << items << " items\n" << Tail(p.log, 6000);
+  ASSERT_GT(ScrapeMetric(p.port, skipped).value_or(0), 0) << "no record was skipped\n" << Tail(p.log, 6000);
+  EXPECT_EQ(ScrapeMetric(p.port, "gsau_learner_steps_total").value_or(-1), 0) << "a step ran";
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+
+  const std::string log = Tail(p.log, 1 << 20);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      log, m, std::regex(R"(run: stopped: applied \d+, \d+ steps, published (\d+) users (\d+) items)")))
+      << Tail(p.log, 4000);
+  const size_t user_records = ConsumeAll(bootstrap, p.users_topic, -1, 30000).size();
+  const size_t item_records = ConsumeAll(bootstrap, p.items_topic, -1, 30000).size();
+  EXPECT_LT(item_records, static_cast<size_t>(items)) << "the infinite row went out";
+  EXPECT_LT(user_records, static_cast<size_t>(users)) << "the users of its item went out";
+  EXPECT_EQ(std::stoull(m[1].str()), user_records) << m[0];
+  EXPECT_EQ(std::stoull(m[2].str()), item_records) << m[0];
 }
 
 }  // namespace

@@ -1,0 +1,153 @@
+// The publisher as `gsau run` drives it (pipeline/src/pipeline.cc): which item records reach the
+// topic and what a refused record counts. In-process pipelines on the real broker, stopped as
+// they start; with both publish intervals an hour, the stop's publishing is the only one.
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gsau/learner/online.h"
+#include "gsau/pipeline/pipeline.h"
+#include "gsau/state/state_store.h"
+#include "kafka_broker.h"
+#include "temp_dir.h"
+
+namespace gsau::pipeline {
+namespace {
+
+using gsau::testing::ConsumeAll;
+using gsau::testing::KafkaBootstrap;
+using gsau::testing::TempDir;
+using gsau::testing::UniqueTopic;
+
+constexpr int kHourMs = 3'600'000;
+
+// A small CPU pipeline on fresh topics, its files in `dir`.
+PipelineOptions Options(const TempDir& dir) {
+  PipelineOptions o;
+  o.ingest.kafka.bootstrap_servers = KafkaBootstrap();
+  o.ingest.topic = UniqueTopic("clicks");
+  o.ingest.dead_letter_topic = o.ingest.topic + ".dlq";
+  o.ingest.group_id = o.ingest.topic + "-group";
+  o.ingest.dead_letter_partitions = 1;
+  o.state.path = dir.File("state");
+  o.state.block_cache_bytes = 8 << 20;
+  o.state.write_buffer_bytes = 1 << 20;
+  o.learner.dim = 16;
+  o.learner.ffn_dim = 32;
+  o.learner.batch_size = 8;
+  o.learner.device = "cpu";
+  o.learner.threads = 1;
+  o.publisher.kafka.bootstrap_servers = KafkaBootstrap();
+  o.publisher.user_topic = UniqueTopic("users");
+  o.publisher.item_topic = UniqueTopic("items");
+  o.publisher.partitions = 1;
+  o.checkpoint_dir = dir.File("checkpoints");
+  o.checkpoint_interval_s = 3600;
+  o.user_flush_ms = kHourMs;
+  o.item_interval_ms = kHourMs;
+  o.idle_train_s = 0;
+  return o;
+}
+
+// Writes a new state at o.state.path holding `clicks` (user, item) as its batch 1; ids follow
+// first appearance.
+void WriteState(const PipelineOptions& o, const std::vector<std::pair<std::string, std::string>>& clicks) {
+  auto store = state::StateStore::Open(o.state);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<ClickEvent> events;
+  int64_t ts = 1'700'000'000'000;
+  for (const auto& [user, item] : clicks) events.push_back({user, item, ts++, "click"});
+  auto applied = (*store)->ApplyBatch(events, {});
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  ASSERT_EQ(applied->batch_seq, 1u);
+  ASSERT_TRUE((*store)->Close().ok());
+}
+
+// Creates the pipeline and runs it with the stop already asked for (a SIGTERM as it starts):
+// the stages start, publish what they hold and stop; the last checkpoint and flush follow.
+Status RunStoppedAtOnce(const PipelineOptions& o, prometheus::Registry* registry, PipelineStatus* status) {
+  auto p = Pipeline::Create(o, registry);
+  if (!p.ok()) return p.status();
+  const std::atomic<bool> stop{true};
+  Status s = (*p)->Run(stop);
+  *status = (*p)->status();
+  return s;
+}
+
+// gsau_errors_total{stage="publisher",kind=`kind`}; -1 when the series does not exist.
+double PublisherErrors(prometheus::Registry& registry, const std::string& kind) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name != "gsau_errors_total") continue;
+    for (const auto& m : f.metric) {
+      std::map<std::string, std::string> l;
+      for (const auto& x : m.label) l[x.name] = x.value;
+      if (l["stage"] == "publisher" && l["kind"] == kind) return m.counter.value;
+    }
+  }
+  return -1;
+}
+
+// An item the model has a row for but the state has no name for is dropped (logged). Items go
+// out in groups, and a group was published only on the item that filled it or was last: when
+// the last item was dropped, the group before it waited for the next interval (an hour here),
+// or, at a stop, for the restart.
+TEST(PipelinePublishingTest, TheLastItemGroupGoesOutWhenItsLastItemIsDropped) {
+  TempDir dir("gsau-pipeline-publishing");
+  const auto o = Options(dir);
+  WriteState(o, {{"u0", "i0"}, {"u0", "i1"}, {"u0", "i2"}});
+  {
+    // The checkpoint of a model at the same state batch that also has rows for items 3 and 4
+    // (a larger catalogue): the highest ids, so the last ones looked at, and dropped.
+    auto learner = learner::OnlineLearner::Create(o.learner);
+    ASSERT_TRUE(learner.ok()) << learner.status();
+    std::vector<learner::OnlineEvent> clicks;
+    for (uint32_t item = 0; item < 5; ++item) clicks.push_back({0, item, 1'700'000'000'000 + item, {}});
+    ASSERT_TRUE((*learner)->Observe(clicks).ok());
+    const auto ckpt = std::filesystem::path(o.checkpoint_dir) / "ckpt-000000000001";
+    std::filesystem::create_directories(ckpt);
+    ASSERT_TRUE((*learner)->Save((ckpt / "model.pt").string(), {1, 1000}).ok());
+  }
+
+  PipelineStatus st;
+  const Status s = RunStoppedAtOnce(o, nullptr, &st);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(st.items_published, 3);
+  std::set<std::string> ids;
+  for (const auto& r : ConsumeAll(KafkaBootstrap(), o.publisher.item_topic, -1, 10000)) ids.insert(r.key);
+  EXPECT_EQ(ids, (std::set<std::string>{"i0", "i1", "i2"})) << "the named items, at the stop";
+}
+
+// A record the producer refuses at once (over message.max.bytes) fails the Publish call, which
+// the publisher counts under kind "produce"; the pipeline counted the same failure again under
+// kind "publish", so every refusal showed twice. "publish" is for the pipeline's own failures
+// (the learner's, the state's), none here.
+TEST(PipelinePublishingTest, ARefusedRecordCountsOnceInThePublishersErrors) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  // librdkafka's least message.max.bytes: a JSON record of 128 floats is over it.
+  o.learner.dim = 128;
+  o.publisher.kafka.properties = {{"message.max.bytes", "1000"}};
+  WriteState(o, {{"u0", "i0"}, {"u0", "i1"}});
+
+  // Without a checkpoint every user of the state is due: the user flush at the stop and the
+  // items published at the stop are two Publish calls, both refused.
+  prometheus::Registry registry;
+  PipelineStatus st;
+  const Status s = RunStoppedAtOnce(o, &registry, &st);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(st.users_published, 0);
+  EXPECT_EQ(st.items_published, 0);
+  EXPECT_EQ(PublisherErrors(registry, "produce"), 2);
+  EXPECT_EQ(PublisherErrors(registry, "publish"), 0) << "the publisher's refusals counted again by the pipeline";
+}
+
+}  // namespace
+}  // namespace gsau::pipeline
