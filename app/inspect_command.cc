@@ -207,6 +207,15 @@ int RunInspect(const InspectFlags& f) {
                 checkpoints.back().c_str(), static_cast<unsigned long long>(wm->state_batch_seq),
                 static_cast<long long>(wm->model_version), static_cast<long long>(st.steps),
                 static_cast<long long>(st.users), static_cast<long long>(st.items));
+    const auto counts = (*store)->Counts();
+    if (counts.batch_seq < wm->state_batch_seq || static_cast<uint64_t>(st.items) > counts.items) {
+      // A state behind its model (another deployment's, or replaced): the model's ids would name
+      // other users and items here, and gsau run refuses the pair.
+      std::printf("warning: the state (batch %llu, %llu items) is behind this model (batch %llu, %lld items): "
+                  "they do not belong together, and what follows names the model's rows by another state's ids\n",
+                  static_cast<unsigned long long>(counts.batch_seq), static_cast<unsigned long long>(counts.items),
+                  static_cast<unsigned long long>(wm->state_batch_seq), static_cast<long long>(st.items));
+    }
   }
 
   Inspector in(**store, model.get(), f.k);

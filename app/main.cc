@@ -71,6 +71,15 @@ int main(int argc, char** argv) {
   // A mistyped command reached CLI11 as an extra argument, and it answered "A subcommand is
   // required" to someone who had typed one.
   const auto commands = root.get_subcommands([](CLI::App*) { return true; });
+  if (argc == 1) {
+    // A bare `gsau` is a new user's first try: say what to run rather than CLI11's "A subcommand
+    // is required". The demo is the embedded default; run needs a broker configured, as an
+    // embedded one standing in for a production broker left out of the configuration would be
+    // worse than an error.
+    std::cerr << root.help() << "\nWith nothing configured, `gsau demo` runs the whole loop on one machine (an "
+                 "embedded broker and a synthetic click stream); `gsau run --config FILE` runs the pipeline.\n";
+    return kExitUsage;
+  }
   if (argc > 1 && argv[1][0] != '-' &&
       std::none_of(commands.begin(), commands.end(), [&](CLI::App* c) { return c->check_name(argv[1]); })) {
     std::string known;

@@ -46,6 +46,14 @@ TEST(AppTest, EverySubcommandHasHelp) {
   }
 }
 
+// A bare `gsau`, a new user's first try, says what to run (it said "A subcommand is required").
+TEST(AppTest, ABareGsauSaysWhatToRun) {
+  std::string out;
+  EXPECT_EQ(RunCommand(Gsau() + " 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("`gsau demo` runs the whole loop on one machine"), std::string::npos) << out;
+  EXPECT_NE(out.find("Subcommands:"), std::string::npos) << "the command list: " << out;
+}
+
 TEST(AppTest, BrokenConfigurationNamesTheFieldAndStops) {
   gsau::testing::TempDir dir;
   std::string out;
@@ -315,6 +323,21 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
   EXPECT_NE(out.find("   5. "), std::string::npos) << "five items listed: " << out;
   EXPECT_NE(out.find("item " + item + " (id "), std::string::npos) << out;
   EXPECT_NE(out.find("nearest items"), std::string::npos) << out;
+  EXPECT_EQ(out.find("do not belong together"), std::string::npos) << out;
+  // Another deployment's state (a smaller one) beside this model: inspect says they do not belong
+  // together before naming the model's rows by that state's ids (gsau run refuses the pair).
+  ASSERT_EQ(RunCommand(Gsau() + " demo --events 100 --rate 1000 --users 50 --items 40 --dir " + dir.File("small") +
+                           " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
+                       &out),
+            0)
+      << out;
+  ASSERT_EQ(RunCommand(Gsau() + " inspect --state " + dir.File("small") + "/state --checkpoints " + dir.File("demo") +
+                           "/checkpoints 2>&1",
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("warning: the state (batch "), std::string::npos) << out;
+  EXPECT_NE(out.find("they do not belong together"), std::string::npos) << out;
   EXPECT_EQ(RunCommand(Gsau() + " inspect --dir " + dir.File("demo") + " --user nobody-here 2>&1", &out), 1) << out;
   EXPECT_NE(out.find("no user 'nobody-here'"), std::string::npos) << out;
   EXPECT_EQ(out.find("rollback"), std::string::npos) << out;
