@@ -130,7 +130,9 @@ struct Metrics {
                          .Add({}, std::vector<double>{0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10})),
         loss_family(prometheus::BuildGauge()
                         .Name("gsau_learner_loss")
-                        .Help("Loss of the last step, by term (total, graph_align, graph_unif, seq_align, seq_unif)")
+                        .Help("Loss of the last step, by term (total, graph_align, graph_unif, seq_align, seq_unif); "
+                              "seq_align is the rec variant's cross-entropy over all items, which takes the "
+                              "sequential alignment's place; seq_* are the last step's that had sequence samples")
                         .Register(r)),
         loss(loss_family.Add({{"term", "total"}})),
         graph_align(loss_family.Add({{"term", "graph_align"}})),
@@ -1069,8 +1071,11 @@ struct Pipeline::Impl {
           m->loss.Set(r.loss);
           m->graph_align.Set(r.graph_align);
           m->graph_unif.Set(r.graph_unif);
-          m->seq_align.Set(r.seq_align);
-          m->seq_unif.Set(r.seq_unif);
+          // A step without sequence samples has no sequence terms: 0 would read as a perfect loss.
+          if (r.sequence_samples > 0) {
+            m->seq_align.Set(r.seq_align);
+            m->seq_unif.Set(r.seq_unif);
+          }
           std::lock_guard<std::mutex> s(status_mu);
           st.last_step_s = r.total_s;
           st.last_loss = r.loss;
