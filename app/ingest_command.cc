@@ -73,7 +73,7 @@ int RunIngest(const IngestFlags& f) {
   status.join();
   const Status closed = (*store)->Close();
   if (!s.ok() || !closed.ok()) {
-    // A failed close (the last flush of a store without WAL) is a failure of the run too.
+    // A failed close (RocksDB closing its write-ahead log; gsau always runs with one) fails the run too.
     std::cerr << "gsau ingest: " << (s.ok() ? "closing the state store: " + closed.ToString() : s.ToString()) << "\n";
     if (!s.ok() && !closed.ok()) GSAU_LOG_ERROR("ingest: closing the state store: {}", closed.ToString());
     return kExitFailure;
