@@ -169,6 +169,9 @@ int RunInspect(const InspectFlags& f) {
   if (!f.state_path.empty()) c.state.path = f.state_path;
   if (!f.checkpoint_dir.empty()) c.learner.checkpoint_dir = f.checkpoint_dir;
 
+  // Before the store: a checkpoint a running pipeline writes while Open scans the edges would
+  // be ahead of the batch the store was opened at, and look like another deployment's.
+  const auto checkpoints = pipeline::ListCheckpointsAsRecovered(c.learner.checkpoint_dir);
   state::StateOptions so = config::ToStateOptions(c);
   so.read_only = true;
   auto store = state::StateStore::Open(so);
@@ -184,7 +187,6 @@ int RunInspect(const InspectFlags& f) {
                 target->c_str(), target->c_str());
   }
   std::unique_ptr<learner::OnlineLearner> model;
-  const auto checkpoints = pipeline::ListCheckpointsAsRecovered(c.learner.checkpoint_dir);
   if (checkpoints.empty()) {
     std::printf("no checkpoint in %s: state only\n", c.learner.checkpoint_dir.c_str());
   } else {
@@ -208,13 +210,16 @@ int RunInspect(const InspectFlags& f) {
                 static_cast<long long>(wm->model_version), static_cast<long long>(st.steps),
                 static_cast<long long>(st.users), static_cast<long long>(st.items));
     const auto counts = (*store)->Counts();
-    if (counts.batch_seq < wm->state_batch_seq || static_cast<uint64_t>(st.items) > counts.items) {
-      // A state behind its model (another deployment's, or replaced): the model's ids would name
-      // other users and items here, and gsau run refuses the pair.
-      std::printf("warning: the state (batch %llu, %llu items) is behind this model (batch %llu, %lld items): "
-                  "they do not belong together, and what follows names the model's rows by another state's ids\n",
-                  static_cast<unsigned long long>(counts.batch_seq), static_cast<unsigned long long>(counts.items),
-                  static_cast<unsigned long long>(wm->state_batch_seq), static_cast<long long>(st.items));
+    if (counts.batch_seq < wm->state_batch_seq || static_cast<uint64_t>(st.items) > counts.items ||
+        static_cast<uint64_t>(st.users) > counts.users) {
+      // A state behind its model (another deployment's, or replaced; gsau run refuses a state at
+      // an earlier batch): the model's rows would be named by ids that mean others here.
+      std::printf("warning: the state (batch %llu, %llu users, %llu items) is behind this model (batch %llu, %lld "
+                  "users, %lld items): they do not belong together, and what follows names the model's rows by "
+                  "another state's ids\n",
+                  static_cast<unsigned long long>(counts.batch_seq), static_cast<unsigned long long>(counts.users),
+                  static_cast<unsigned long long>(counts.items), static_cast<unsigned long long>(wm->state_batch_seq),
+                  static_cast<long long>(st.users), static_cast<long long>(st.items));
     }
   }
 

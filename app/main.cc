@@ -76,8 +76,11 @@ int main(int argc, char** argv) {
     // is required". The demo is the embedded default; run needs a broker configured, as an
     // embedded one standing in for a production broker left out of the configuration would be
     // worse than an error.
-    std::cerr << root.help() << "\nWith nothing configured, `gsau demo` runs the whole loop on one machine (an "
-                 "embedded broker and a synthetic click stream); `gsau run --config FILE` runs the pipeline.\n";
+    std::cerr << root.help();
+#if defined(GSAU_HAVE_RUN)
+    std::cerr << "\nWith nothing configured, `gsau demo` runs the whole loop on one machine (an embedded broker and a "
+                 "synthetic click stream); `gsau run --config FILE` runs the pipeline.\n";
+#endif
     return kExitUsage;
   }
   if (argc > 1 && argv[1][0] != '-' &&

@@ -19,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "gsau/common/log.h"
 #include "gsau/common/memory.h"
 
 namespace gsau::metrics {
@@ -178,6 +179,23 @@ int BoundPort(int fd) {
   return 0;
 }
 
+// "[::1]:9464", "127.0.0.1:9464": an address as messages name it.
+std::string AddressName(const sockaddr_storage& addr, socklen_t len) {
+  char host[NI_MAXHOST], serv[NI_MAXSERV];
+  if (getnameinfo(reinterpret_cast<const sockaddr*>(&addr), len, host, sizeof host, serv, sizeof serv,
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+    return "?";
+  }
+  return addr.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + serv : std::string(host) + ":" + serv;
+}
+
+void SetPort(sockaddr_storage& addr, int port) {
+  if (addr.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(static_cast<uint16_t>(port));
+  if (addr.ss_family == AF_INET6) {
+    reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(static_cast<uint16_t>(port));
+  }
+}
+
 // Listening sockets on every address host:port resolves to (an empty host: every IPv4 and IPv6
 // address, where binding the first alone left 0.0.0.0 and no IPv6 scraper could connect), all on
 // one port (port 0: the one the first bind picked). Returns the sockets, or -errno with *error
@@ -202,46 +220,55 @@ std::variant<std::vector<int>, int> Listen(const std::string& host, const std::s
   std::vector<sockaddr_storage> bound;  // a name listed twice (/etc/hosts) would find its own port busy
   int bound_port = 0;
   int err = 0;
+  std::string failed;  // the address err is about
+  std::string skipped;
   for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
     sockaddr_storage addr{};
     std::memcpy(&addr, a->ai_addr, a->ai_addrlen);
-    if (bound_port != 0 && a->ai_family == AF_INET) {
-      reinterpret_cast<sockaddr_in*>(&addr)->sin_port = htons(static_cast<uint16_t>(bound_port));
-    } else if (bound_port != 0 && a->ai_family == AF_INET6) {
-      reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(static_cast<uint16_t>(bound_port));
-    }
+    if (bound_port != 0) SetPort(addr, bound_port);
     const auto same = [&](const sockaddr_storage& b) { return std::memcmp(&b, &addr, sizeof(addr)) == 0; };
     if (std::any_of(bound.begin(), bound.end(), same)) continue;
+    const std::string name = AddressName(addr, a->ai_addrlen);
     const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) {
-      if (err == 0) err = errno;
-      continue;
-    }
     const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     // Beside an IPv4 address the IPv6 socket takes IPv6 only: a dual-stack one would claim the
     // IPv4 port too, and one of the two binds would find it busy.
-    if (a->ai_family == AF_INET6 && has_v4) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), a->ai_addrlen) == 0 && listen(fd, 64) == 0) {
-      if (bound_port == 0) bound_port = BoundPort(fd);
+    const bool v6only_needed = a->ai_family == AF_INET6 && has_v4;
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd >= 0 && (!v6only_needed || setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0) &&
+        bind(fd, reinterpret_cast<sockaddr*>(&addr), a->ai_addrlen) == 0 && listen(fd, 64) == 0) {
+      if (bound_port == 0) {
+        bound_port = BoundPort(fd);
+        SetPort(addr, bound_port);
+      }
       fds.push_back(fd);
       bound.push_back(addr);
       continue;
     }
     const int e = errno;
-    close(fd);
+    if (fd >= 0) close(fd);
     if (e == EADDRINUSE) {
+      // Another process answers there: half an endpoint would be an error nobody sees.
       err = e;
+      failed = name;
       for (int f : fds) close(f);
       fds.clear();
       break;
     }
-    if (err == 0) err = e;
+    // A family the host lacks (no IPv6: EAFNOSUPPORT, EADDRNOTAVAIL): fine while another binds.
+    skipped += (skipped.empty() ? "" : ", ") + name + " (" + std::strerror(e) + ")";
+    if (err == 0) {
+      err = e;
+      failed = name;
+    }
   }
   freeaddrinfo(res);
-  if (!fds.empty()) return fds;
+  if (!fds.empty()) {
+    if (!skipped.empty()) GSAU_LOG_WARN("metrics: not listening on {}", skipped);
+    return fds;
+  }
   if (err == 0) err = EADDRNOTAVAIL;
-  *error = std::strerror(err);
+  *error = (failed.empty() ? "" : failed + ": ") + std::strerror(err);
   return -err;
 }
 

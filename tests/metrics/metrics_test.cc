@@ -156,24 +156,29 @@ TEST(MetricsTest, AnEmptyHostListensOnIpv4AndIpv6) {
 // IPv4 half would be an error unnoticed.
 TEST(MetricsTest, APortBusyInOneFamilyIsAnError) {
   if (!HasIpv6Loopback()) GTEST_SKIP() << "no IPv6 loopback on this host";
-  const int other = socket(AF_INET6, SOCK_STREAM, 0);
+  struct Socket {
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    ~Socket() { close(fd); }
+  } other;
   const int one = 1;
-  setsockopt(other, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  setsockopt(other.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   sockaddr_in6 addr{};
   addr.sin6_family = AF_INET6;
   addr.sin6_addr = in6addr_any;
-  ASSERT_EQ(bind(other, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(other, 4), 0);
+  ASSERT_EQ(bind(other.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(other.fd, 4), 0);
   socklen_t len = sizeof(addr);
-  getsockname(other, reinterpret_cast<sockaddr*>(&addr), &len);
+  getsockname(other.fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string port = std::to_string(ntohs(addr.sin6_port));
   Metrics m;
   MetricsOptions o;
-  o.listen_address = ":" + std::to_string(ntohs(addr.sin6_port));
+  o.listen_address = ":" + port;
   o.bind_attempts = 2;
   o.bind_retry_ms = 10;
   const Status s = m.Serve(o);
-  close(other);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("[::]:" + port + ": Address already in use"), std::string::npos)
+      << "the message names the busy address: " << s;
 }
 
 TEST(MetricsTest, LatencyBucketsAscend) {

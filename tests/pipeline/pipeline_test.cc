@@ -766,7 +766,7 @@ TEST(PipelineProcessTest, AFatalPublisherErrorSeenByTheLearnerStillWritesTheLast
   Produce(bootstrap, p.clicks, MakeClicks(200, 20, 40, 81));
   ASSERT_EQ(run->Wait(120000), 1) << "the publisher's fatal error ends the run\n" << Tail(p.log, 6000);
   const std::string log = Tail(p.log, 1 << 20);
-  const auto items_failed = log.find("pipeline: publishing items");
+  const auto items_failed = log.find("pipeline: publishing items (");  // the loop's, not the stop's
   ASSERT_NE(items_failed, std::string::npos) << "the learner thread did not see the error\n" << Tail(p.log, 6000);
   ASSERT_NE(log.find("Gap-less ordering would not be guaranteed"), std::string::npos) << Tail(p.log, 6000);
   EXPECT_GT(log.find("pipeline: publishing users"), items_failed) << "the user publisher saw it first";
@@ -1045,7 +1045,8 @@ TEST(PipelineProcessTest, TheQueueGaugeCountsWhatIngestAppliedBehindABusyLearner
   RunProcess p = RunProcess::In(bootstrap, dir, "queue-gauge");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 1, 1, {}}}, 20000).ok());
   auto run = p.Start("json", {"--set", "learner.embedding_dim=2048", "--set", "learner.batch_size=1024", "--set",
-                              "learner.device=cpu", "--set", "learner.checkpoint_interval_s=3600"});
+                              "learner.device=cpu", "--set", "learner.threads=1", "--set",
+                              "learner.checkpoint_interval_s=3600"});
   Produce(bootstrap, p.clicks, MakeClicks(400, 20, 40, 101));
   // Taken in: the learner steps on them now.
   ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_events_total", 400, seconds(120))) << Tail(p.log, 6000);
