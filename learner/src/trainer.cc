@@ -130,20 +130,33 @@ std::string BestKey(size_t k) {
   return key;
 }
 
+// threads and device last: a resume keeps the rows of a CSV written before they were added,
+// padded with two empty fields.
 std::string CsvHeader() {
   std::string h = "epoch,steps,samples,train_seconds,eval_seconds,loss,graph_align,graph_unif,seq_align,seq_unif";
   for (const auto& n : RankingMetrics::Names()) h += ",valid_" + n;
-  return h;
+  return h + ",threads,device";
 }
 
-std::string CsvRow(const EpochStats& s) {
+std::string CsvRow(const EpochStats& s, int threads, const std::string& device) {
   std::ostringstream os;
   os.precision(6);
   os << s.epoch << ',' << s.steps << ',' << s.samples << ',' << s.train_seconds << ',' << s.eval_seconds
      << ',' << s.loss << ',' << s.graph_align << ',' << s.graph_unif << ',' << s.seq_align << ','
      << s.seq_unif;
   for (double v : s.valid.Values()) os << ',' << v;
+  os << ',' << threads << ',' << device;
   return os.str();
+}
+
+// One entry per run of consecutive epochs with the same threads and device.
+void AddEpochSetup(std::vector<EpochSetup>& setups, int epoch, int threads, const std::string& device) {
+  if (!setups.empty() && setups.back().threads == threads && setups.back().device == device &&
+      setups.back().last_epoch + 1 == epoch) {
+    setups.back().last_epoch = epoch;
+  } else {
+    setups.push_back({epoch, epoch, threads, device});
+  }
 }
 
 }  // namespace
@@ -720,20 +733,26 @@ Result<TrainReport> Trainer::Run() {
       // Keep the CSV rows of the epochs the checkpoint covers; later rows are redone.
       std::ifstream in(csv);
       std::string line;
+      const std::string header = CsvHeader();
+      const auto columns = std::count(header.begin(), header.end(), ',') + 1;
       while (std::getline(in, line)) {
         if (line.empty() || line.rfind("epoch", 0) == 0) continue;
-        std::istringstream fields(line);
-        std::string epoch, steps, samples, ts, es;
-        std::getline(fields, epoch, ',');
-        std::getline(fields, steps, ',');
-        std::getline(fields, samples, ',');
-        std::getline(fields, ts, ',');
-        std::getline(fields, es, ',');
-        if (std::atoi(epoch.c_str()) > st.epoch) continue;
-        if (std::atoi(epoch.c_str()) != static_cast<int>(kept.size()) + 1) break;
+        std::vector<std::string> fields;
+        std::istringstream row(line);
+        for (std::string f; std::getline(row, f, ',');) fields.push_back(f);
+        if (!line.empty() && line.back() == ',') fields.emplace_back();
+        if (fields.size() < 5) break;
+        const int epoch = std::atoi(fields[0].c_str());
+        if (epoch > st.epoch) continue;
+        if (epoch != static_cast<int>(kept.size()) + 1) break;
+        if (static_cast<long>(fields.size()) == columns - 2) {
+          line += ",,";  // written before the threads and device columns
+          fields.resize(fields.size() + 2);
+        }
         kept.push_back(line);
-        train_secs.push_back(std::atof(ts.c_str()));
-        eval_secs.push_back(std::atof(es.c_str()));
+        train_secs.push_back(std::atof(fields[3].c_str()));
+        eval_secs.push_back(std::atof(fields[4].c_str()));
+        AddEpochSetup(report.setups, epoch, std::atoi(fields[fields.size() - 2].c_str()), fields.back());
       }
       if (static_cast<int>(kept.size()) != st.epoch) {
         return Status::InvalidArgument(csv.string() + " holds epochs 1-" + std::to_string(kept.size()) + " in order, " +
@@ -786,9 +805,10 @@ Result<TrainReport> Trainer::Run() {
     train_secs.push_back(stats.train_seconds);
     eval_secs.push_back(stats.eval_seconds);
     report.history.push_back(stats);
+    AddEpochSetup(report.setups, epoch, im.threads, report.device);
     if (!o.out_dir.empty()) {
       std::ofstream f(csv, std::ios::app);
-      f << CsvRow(stats) << "\n";
+      f << CsvRow(stats, im.threads, report.device) << "\n";
       f.flush();
       if (!f) return Status::IoError("appending to " + csv.string());
       f.close();
@@ -822,6 +842,18 @@ Result<TrainReport> Trainer::Run() {
 }
 
 namespace {
+std::string JsonSetups(const std::vector<EpochSetup>& setups) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t k = 0; k < setups.size(); ++k) {
+    const auto& e = setups[k];
+    os << (k ? ", " : "") << "{\"first_epoch\": " << e.first_epoch << ", \"last_epoch\": " << e.last_epoch
+       << ", \"threads\": " << e.threads << ", \"device\": " << JsonString(e.device) << "}";
+  }
+  os << "]";
+  return os.str();
+}
+
 std::string JsonMetrics(const RankingMetrics& m) {
   std::ostringstream os;
   os.precision(6);
@@ -856,6 +888,7 @@ std::string ReportJson(const TrainReport& r, const TrainOptions& o, const LeaveO
      << ", \"test\": " << d.test_samples.size() << ", \"train_fraction\": " << d.train_fraction << "},\n"
      << "  \"device\": " << JsonString(r.device) << ",\n"
      << "  \"threads\": " << r.threads << ",\n"
+     << "  \"epochs_by_setup\": " << JsonSetups(r.setups) << ",\n"
      << "  \"epochs_run\": " << r.epochs_run << ",\n"
      << "  \"best_epoch\": " << r.best_epoch << ",\n"
      << "  \"stopped_early\": " << (r.stopped_early ? "true" : "false") << ",\n"

@@ -451,6 +451,55 @@ TEST(Trainer, AResumeNeedsOnlyTheCheckpointAndDropsTheEarlierReport) {
   EXPECT_TRUE(std::filesystem::exists(dir.File("report.json")));
 }
 
+// report.json gave the last process's threads for the whole run: a run resumed with other
+// threads (1 until epoch 130 and 2 after, in docs/results) said 2. Each CSV row names its
+// epoch's threads and device, and the report lists the run's epochs by setup; rows of a CSV
+// from before these columns are kept, padded.
+TEST(Trainer, EachEpochRecordsTheThreadsThatTrainedIt) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/4));
+  ASSERT_TRUE(d.ok()) << d.status();
+  gsau::testing::TempDir dir("learner-setup");
+  TrainOptions o = TinyCpuOptions();
+  o.max_epochs = 1;
+  o.out_dir = dir.path().string();
+  ASSERT_TRUE(TrainOn(*d, o).ok());
+  const auto lines = [&] {
+    std::ifstream in(dir.File("metrics.csv"));
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  };
+  // As a CSV of an older binary: without the last two columns.
+  std::vector<std::string> old = lines();
+  ASSERT_EQ(old.size(), 2u);
+  ASSERT_TRUE(old[0].ends_with(",threads,device")) << old[0];
+  ASSERT_TRUE(old[1].ends_with(",1,cpu")) << old[1];
+  old[0].resize(old[0].size() - std::string(",threads,device").size());
+  old[1].resize(old[1].size() - std::string(",1,cpu").size());
+  std::ofstream(dir.File("metrics.csv"), std::ios::trunc) << old[0] << "\n" << old[1] << "\n";
+
+  TrainOptions two = o;
+  two.resume = true;
+  two.max_epochs = 2;
+  two.threads = 2;
+  ASSERT_TRUE(TrainOn(*d, two).ok());
+  TrainOptions three = two;
+  three.max_epochs = 3;
+  auto report = TrainOn(*d, three);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const auto rows = lines();
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_TRUE(rows[0].ends_with(",threads,device")) << rows[0];
+  EXPECT_TRUE(rows[1].ends_with(",,")) << "epoch 1, from the older CSV: " << rows[1];
+  EXPECT_TRUE(rows[2].ends_with(",2,cpu")) << rows[2];
+  EXPECT_TRUE(rows[3].ends_with(",2,cpu")) << rows[3];
+  const auto json = nlohmann::json::parse(std::ifstream(dir.File("report.json")));
+  EXPECT_EQ(json["threads"], 2);
+  EXPECT_EQ(json["epochs_by_setup"], nlohmann::json::parse(R"([
+      {"first_epoch": 1, "last_epoch": 1, "threads": 0, "device": ""},
+      {"first_epoch": 2, "last_epoch": 3, "threads": 2, "device": "cpu"}])"));
+}
+
 // An output directory holds one run: a new run over a checkpoint needs --overwrite, a resume
 // needs the checkpoint's settings and the CSV rows it covers.
 TEST(Trainer, OutputDirectoryHoldsOneRun) {

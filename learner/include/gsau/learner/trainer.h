@@ -106,10 +106,21 @@ struct EpochStats {
   RankingMetrics valid;
 };
 
+// Epochs first_epoch..last_epoch of a run were trained on `device` with `threads` torch threads
+// (a resumed run may have changed them). threads 0, device "": epochs of a metrics.csv written
+// before it had these columns.
+struct EpochSetup {
+  int first_epoch = 0;
+  int last_epoch = 0;
+  int threads = 0;
+  std::string device;
+};
+
 struct TrainReport {
   std::string model;
-  std::string device;
-  int threads = 0;
+  std::string device;  // this process's
+  int threads = 0;     // this process's
+  std::vector<EpochSetup> setups;  // every epoch of the run, resumed ones included, in order
   int epochs_run = 0;
   int best_epoch = 0;
   bool stopped_early = false;
