@@ -17,6 +17,7 @@
 #include <set>
 #include <tuple>
 
+#include "checkpoint_edit.h"
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/trainer.h"
 #include "temp_dir.h"
@@ -874,22 +875,8 @@ TEST(OnlineLearner, ALoadRefusesACheckpointWhoseIdsExceedItsCountsAndChangesNoth
 
   // The checkpoint with one tensor changed by `edit`.
   auto rewritten = [&](const std::string& key, const std::function<torch::Tensor(torch::Tensor)>& edit) {
-    torch::serialize::InputArchive in;
-    in.load_from(path);
-    torch::serialize::OutputArchive out;
-    bool found = false;
-    for (const auto& k : in.keys()) {
-      torch::Tensor t;
-      in.read(k, t);
-      if (k == key) {
-        t = edit(t.clone());
-        found = true;
-      }
-      out.write(k, t);
-    }
-    EXPECT_TRUE(found) << key;
     const std::string bad = dir.File("bad-" + std::to_string(std::hash<std::string>()(key)) + ".pt");
-    out.save_to(bad);
+    EXPECT_TRUE(gsau::testing::EditCheckpointTensor(path, bad, key, edit)) << key;
     return bad;
   };
   const int64_t users = saved.users, items = saved.items;

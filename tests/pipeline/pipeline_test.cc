@@ -5,8 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
-#include <torch/serialize.h>
-#include <torch/utils.h>
 
 #include <algorithm>
 #include <cmath>
@@ -24,6 +22,7 @@
 #include <thread>
 
 #include "../ingest/ingest_helpers.h"
+#include "checkpoint_edit.h"
 #include "gsau/learner/online.h"
 #include "gsau/state/state_store.h"
 #include "kafka_broker.h"
@@ -1064,23 +1063,10 @@ TEST(PipelineProcessTest, TheQueueGaugeCountsWhatIngestAppliedBehindABusyLearner
 
 // Row `row` of the tensor `key` of the learner checkpoint `path` set to +infinity, in place.
 void SetCheckpointRowInfinite(const std::string& path, const std::string& key, int64_t row) {
-  torch::NoGradGuard no_grad;
-  torch::serialize::InputArchive in;
-  in.load_from(path);
-  torch::serialize::OutputArchive out;
-  bool found = false;
-  for (const auto& k : in.keys()) {
-    torch::Tensor t;
-    in.read(k, t);
-    if (k == key) {
-      t = t.detach().clone();
-      t[row].fill_(std::numeric_limits<float>::infinity());
-      found = true;
-    }
-    out.write(k, t);
-  }
-  ASSERT_TRUE(found) << key << " in " << path;
-  out.save_to(path + ".edited");
+  ASSERT_TRUE(gsau::testing::EditCheckpointTensor(path, path + ".edited", key, [&](torch::Tensor t) {
+    t[row].fill_(std::numeric_limits<float>::infinity());
+    return t;
+  })) << key << " in " << path;
   std::filesystem::rename(path + ".edited", path);
 }
 
