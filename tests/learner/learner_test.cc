@@ -451,8 +451,8 @@ TEST(Trainer, AResumeNeedsOnlyTheCheckpointAndDropsTheEarlierReport) {
   EXPECT_TRUE(std::filesystem::exists(dir.File("report.json")));
 }
 
-// report.json gave the last process's threads for the whole run: a run resumed with other
-// threads (1 until epoch 130 and 2 after, in docs/results) said 2. Each CSV row names its
+// report.json gave the last process's threads for the whole run: a run resumed on other
+// threads (1 for its first epochs, 2 after) said 2 for all of them. Each CSV row names its
 // epoch's threads and device, and the report lists the run's epochs by setup; rows of a CSV
 // from before these columns are kept, padded.
 TEST(Trainer, EachEpochRecordsTheThreadsThatTrainedIt) {
