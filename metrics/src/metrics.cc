@@ -16,7 +16,6 @@
 #include <cstring>
 #include <thread>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "gsau/common/log.h"
@@ -196,23 +195,27 @@ void SetPort(sockaddr_storage& addr, int port) {
   }
 }
 
+struct Listening {
+  std::vector<int> fds;
+  int port = 0;
+};
+
 // Listening sockets on every address host:port resolves to (an empty host: every IPv4 and IPv6
 // address, where binding the first alone left 0.0.0.0 and no IPv6 scraper could connect), all on
-// one port (port 0: the one the first bind picked). Returns the sockets, or -errno with *error
-// set (-EINVAL: an address that will never resolve). An address of a family the host lacks is
+// one port (port 0: the one the first bind picked). InvalidArgument: an address that will never
+// resolve; Unavailable otherwise (worth a retry). An address of a family the host lacks is
 // skipped as long as another is bound; a busy one fails the whole set, as it means another
 // process answers there.
-std::variant<std::vector<int>, int> Listen(const std::string& host, const std::string& port, std::string* error) {
+Result<Listening> Listen(const std::string& host, const std::string& port) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   addrinfo* res = nullptr;
   if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    *error = gai_strerror(rc);
     // A resolver not answering yet (a container's DNS at start-up) is worth the retries; a name
     // that does not exist or a bad port is not.
-    return rc == EAI_AGAIN ? -EAGAIN : -EINVAL;
+    return rc == EAI_AGAIN ? Status::Unavailable(gai_strerror(rc)) : Status::InvalidArgument(gai_strerror(rc));
   }
   bool has_v4 = false;
   for (addrinfo* a = res; a != nullptr; a = a->ai_next) has_v4 = has_v4 || a->ai_family == AF_INET;
@@ -265,11 +268,9 @@ std::variant<std::vector<int>, int> Listen(const std::string& host, const std::s
   freeaddrinfo(res);
   if (!fds.empty()) {
     if (!skipped.empty()) GSAU_LOG_WARN("metrics: not listening on {}", skipped);
-    return fds;
+    return Listening{std::move(fds), bound_port};
   }
-  if (err == 0) err = EADDRNOTAVAIL;
-  *error = (failed.empty() ? "" : failed + ": ") + std::strerror(err);
-  return -err;
+  return Status::Unavailable((failed.empty() ? "" : failed + ": ") + std::strerror(err == 0 ? EADDRNOTAVAIL : err));
 }
 
 }  // namespace
@@ -285,18 +286,18 @@ Status Metrics::Serve(const MetricsOptions& options) {
   const std::string port = options.listen_address.substr(colon + 1);
   // A process restarted on the same port (after a crash, say) can find it busy for a moment:
   // retry for a few seconds before calling it a configuration problem.
-  std::string error;
+  Status error;
   for (int attempt = 0; attempt < options.bind_attempts; ++attempt) {
-    auto listening = Listen(host, port, &error);
-    if (auto* fds = std::get_if<std::vector<int>>(&listening)) {
-      const int bound = BoundPort(fds->front());
-      server_ = std::make_unique<Server>(std::move(*fds), bound, registry_);
+    auto listening = Listen(host, port);
+    if (listening.ok()) {
+      server_ = std::make_unique<Server>(std::move(listening->fds), listening->port, registry_);
       return Status::Ok();
     }
-    if (std::get<int>(listening) == -EINVAL) break;
+    error = listening.status();
+    if (error.code() == StatusCode::kInvalidArgument) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(options.bind_retry_ms));
   }
-  return Status::Unavailable("metrics endpoint on " + options.listen_address + ": " + error);
+  return Status::Unavailable("metrics endpoint on " + options.listen_address + ": " + error.message());
 }
 
 int Metrics::port() const { return server_ ? server_->port() : 0; }
