@@ -740,7 +740,7 @@ Result<TrainReport> Trainer::Run() {
         std::vector<std::string> fields;
         std::istringstream row(line);
         for (std::string f; std::getline(row, f, ',');) fields.push_back(f);
-        if (!line.empty() && line.back() == ',') fields.emplace_back();
+        if (line.back() == ',') fields.emplace_back();  // getline drops an empty last field
         if (fields.size() < 5) break;
         const int epoch = std::atoi(fields[0].c_str());
         if (epoch > st.epoch) continue;
