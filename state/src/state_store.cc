@@ -81,7 +81,8 @@ class SnapshotGuard {
 
 class StateStore::Impl {
  public:
-  explicit Impl(const StateOptions& options) : options_(options), setup_(MakeDbSetup(options)) {}
+  explicit Impl(const StateOptions& options)
+      : options_(options), setup_(MakeDbSetup(options)), session_length_(options.session_length) {}
   ~Impl() { CloseDb().IgnoreError(); }
 
   Status OpenDb();
@@ -162,6 +163,7 @@ class StateStore::Impl {
  private:
   Status LoadCaches();
   Status TrimSessionsIfResized();
+  Status AdoptRecordedSessionLength();
   Status LoadIds(keys::Cf cf, IdMap* map, std::vector<const std::string*>* names, const char* what);
   StateCounts CountsLocked() const {
     return {seq_, user_names_.size(), item_names_.size(), edges_, events_};
@@ -197,6 +199,9 @@ class StateStore::Impl {
 
   const StateOptions options_;
   const DbSetup setup_;
+  // The N that session reads return: options_.session_length, except that a read-only open
+  // takes the N the store records (its writer's), so that a reader shows what the writer keeps.
+  uint32_t session_length_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
 
@@ -266,7 +271,7 @@ Status StateStore::Impl::OpenDb() {
   db_.reset(raw);
   cfs_ = std::move(handles);
   Status s = LoadCaches();
-  if (s.ok() && !options_.read_only) s = TrimSessionsIfResized();
+  if (s.ok()) s = options_.read_only ? AdoptRecordedSessionLength() : TrimSessionsIfResized();
   if (!s.ok()) {
     CloseDb().IgnoreError();  // the load error is the one to report
     return s;
@@ -412,6 +417,23 @@ Status StateStore::Impl::LoadCaches() {
     GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load change feed"));
     if (it->Valid() && it->key().size() != 8) return Status::Corruption("state: a change feed key is not 8 bytes");
     first_retained_change_ = it->Valid() ? keys::GetBE64(it->key().data()) : seq_ + 1;
+  }
+  return Status::Ok();
+}
+
+// A store written before the length was recorded has none; the reader then uses its own.
+Status StateStore::Impl::AdoptRecordedSessionLength() {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), cf(keys::kMeta), S(keys::kSessionLengthKey), &value);
+  if (s.IsNotFound()) return Status::Ok();
+  GSAU_RETURN_IF_ERROR(FromRocks(s, "state: read session length"));
+  if (value.size() != 4) return Status::Corruption("state: bad session length record");
+  const uint32_t n = keys::GetFixed<uint32_t>(value.data());
+  if (n < 1) return Status::Corruption("state: recorded session length 0");
+  if (n != session_length_) {
+    GSAU_LOG_INFO("state: {} keeps sessions of {} clicks (session_length {} configured): reading {}",
+                  options_.path, n, session_length_, n);
+    session_length_ = n;
   }
   return Status::Ok();
 }
@@ -715,7 +737,7 @@ Result<std::vector<SessionEntry>> StateStore::Impl::Session(UserId user) const {
   GSAU_RETURN_IF_ERROR(CheckOpenLocked());
   if (user >= user_stats_.size()) return Status::NotFound("state: no user " + std::to_string(user));
   const uint64_t clicks = user_stats_[user].clicks;
-  const uint64_t n = options_.session_length;
+  const uint64_t n = session_length_;
   const uint64_t start = clicks > n ? clicks - n : 0;
   const auto lo = keys::SessionKey(user, start);
   const auto hi = keys::SessionKey(user, clicks);
@@ -910,7 +932,7 @@ Result<StateCounts> StateStore::Impl::ForEachSession(
   ro.snapshot = snap->get();
   ro.fill_cache = false;
   ro.total_order_seek = true;
-  const uint64_t n = options_.session_length;
+  const uint64_t n = session_length_;
   std::vector<SessionEntry> buf;
   std::vector<uint64_t> pos;
   UserId current = 0;

@@ -456,6 +456,37 @@ TEST(StateStoreTest, ReadOnlyOpenSeesTheLiveStoreAndWritesNothing) {
   EXPECT_EQ(DumpStore(**later), DumpStore(*writer));
 }
 
+// A reader configured with another session length than the writer's (gsau inspect without the
+// pipeline's configuration) showed sessions cut to its own N: it reads at the writer's N.
+TEST(StateStoreTest, ReadOnlyOpenReadsSessionsAtTheWritersLength) {
+  gsau::testing::TempDir dir("gsau-state");
+  {
+    auto writer = MustOpen(SmallOptions(dir.File("db"), 5));
+    for (int64_t ts = 0; ts < 7; ++ts) {
+      const ClickEvent e{"alice", "i" + std::to_string(ts), ts, "click"};
+      ASSERT_TRUE(writer->ApplyBatch(std::span(&e, 1), {}).ok());
+    }
+  }
+  for (const uint32_t n : {3u, 5u, 9u}) {
+    StateOptions ro = SmallOptions(dir.File("db"), n);
+    ro.read_only = true;
+    auto reader = StateStore::Open(ro);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    const auto session = (*reader)->Session(0);
+    ASSERT_TRUE(session.ok()) << session.status();
+    std::vector<int64_t> read;
+    for (const auto& e : *session) read.push_back(e.ts_ms);
+    EXPECT_EQ(read, (std::vector<int64_t>{2, 3, 4, 5, 6})) << "reader's session_length " << n;
+    std::vector<int64_t> scanned;
+    ASSERT_TRUE((*reader)
+                    ->ForEachSession([&](UserId, std::span<const SessionEntry> s) {
+                      for (const auto& e : s) scanned.push_back(e.ts_ms);
+                    })
+                    .ok());
+    EXPECT_EQ(scanned, read) << "reader's session_length " << n;
+  }
+}
+
 // Below its free-space floor the store writes nothing and says why; the same batch goes
 // through once the floor is met (here: reopened with a floor the disk has).
 TEST(StateStoreTest, LowDiskSpaceHoldsWritesUntilThereIsRoom) {

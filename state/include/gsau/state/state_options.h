@@ -40,7 +40,8 @@ struct StateOptions {
   // per user on disk and a longer scan per session read. May change between opens: the first
   // writable open with a new N removes what lies beyond each user's last N clicks (lowering N
   // drops those clicks for good; raising it keeps nothing older than what is stored), and reads
-  // always return at most the current N.
+  // always return at most the current N. A read_only open reads at the N the store was last
+  // trimmed to (its writer's) instead, so that a reader shows the sessions the writer keeps.
   uint32_t session_length = 50;
 
   // Shared LRU block cache for every column family, bytes. Hot SST blocks (recent edges and
