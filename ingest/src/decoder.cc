@@ -62,7 +62,13 @@ class Decoder::Impl {
       // Valid JSON the tree cannot hold: a number beyond 64 bits or a double's range, nesting
       // deeper than 64. Only our fields matter (unknown ones are ignored): read them alone.
       if (err == simdjson::NUMBER_ERROR || err == simdjson::DEPTH_ERROR) {
-        return DecodeFieldsOnly(value.size(), kafka_ts_ms);
+        const DecodeResult& r = DecodeFieldsOnly(value.size(), kafka_ts_ms);
+        // The tree parses the whole value before it looks at a field, so a value that is not
+        // JSON further on is not_json there, whatever its fields; the field-by-field read stops
+        // at the first bad field of ours.
+        if (r.ok || r.reason == BadReason::kNotJson) return r;
+        if (auto check = CheckJson(value.size()); check != simdjson::SUCCESS) return NotJson(check);
+        return r;
       }
       return NotJson(err);
     }
@@ -181,6 +187,24 @@ class Decoder::Impl {
       return Bad(BadReason::kNotJson, "not valid JSON: content after the object");
     }
     return Finish(f, kafka_ts_ms);
+  }
+
+  // Whether the value in buffer_ is JSON throughout (numbers against the grammar, not their
+  // range). A scalar is: only its number's range can have failed the tree parser.
+  simdjson::error_code CheckJson(size_t size) {
+    namespace od = simdjson::ondemand;
+    od::document doc;
+    if (auto err = lazy_parser_.iterate(buffer_.data(), size, buffer_.size()).get(doc); err) return err;
+    od::json_type type;
+    if (auto err = doc.type().get(type); err) return err;
+    if (type != od::json_type::object && type != od::json_type::array) return simdjson::SUCCESS;
+    od::value v;
+    if (auto err = doc.get_value().get(v); err) return err;
+    if (auto err = Walk(v, 0); err) return err;
+    if (const char* at = nullptr; doc.current_location().get(at) == simdjson::SUCCESS) {
+      return simdjson::TRAILING_CONTENT;
+    }
+    return simdjson::SUCCESS;
   }
 
   // Reads a value through, checking it is JSON: keys and strings unescaped, numbers against the

@@ -90,7 +90,15 @@ TEST(DecoderTest, NumbersAndNestingBeyondTheParsersTreeInUnknownFieldsAreIgnored
            R"({"user_id":"u","item_id":"i","ts":nul,"x":1e400})",
            R"({"user_id":"u","item_id":"i","x":1e400}})",
            R"({"user_id":"u","item_id":"i","x":1e400} {"a":1})",
-           mismatched}) {
+           mismatched,
+           // A bad field of ours, and not JSON after it (the field-by-field read stopped at the
+           // field and gave its reason): not_json, as the tree path says for such a value.
+           R"({"user_id":"","item_id":"i","x":1e400,"y":[1 2]})",
+           R"({"user_id":"u","x":1e400,"user_id":"v","item_id":"i","y":tru})",
+           R"({"user_id":"u","item_id":1e400,"y":nul})",
+           R"({"user_id":"u","item_id":"i","ts":1.5e400,"z":[,]})",
+           R"({"user_id":"u","item_id":"i","event":"","x":1e400} trailing)",
+           R"([1e400, tru])"}) {
     const auto& r = d.Decode(v, 1700000000000);
     EXPECT_FALSE(r.ok) << v;
     if (!r.ok) {
