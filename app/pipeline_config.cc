@@ -16,6 +16,7 @@ learner::OnlineOptions ToOnlineOptions(const config::Config& c) {
   o.replay_capacity = c.learner.replay_capacity;
   o.recent_fraction = c.learner.replay_recent_fraction;
   o.recent_capacity = c.learner.replay_recent_capacity;
+  o.change_threshold = c.publisher.item_change_threshold;
   o.device = c.learner.device;
   // 0: leave a core to ingest and the publisher. Intra-op threads that share every core with
   // them stall at each parallel barrier (steps several times slower on a 2-core machine).

@@ -301,6 +301,12 @@ const std::vector<Field>& Table() {
                "Users who clicked within this interval get their embeddings published together.", 1, 3600000),
       IntField("publisher.item_interval_ms", &C::publisher, &PublisherSection::item_interval_ms, "ms",
                "Item embeddings that training moved are published every this often.", 1, 3600000),
+      DoubleField("publisher.item_change_threshold", &C::publisher, &PublisherSection::item_change_threshold,
+                  "fraction",
+                  "An item's embedding is published again when its row moved by more than this fraction of the "
+                  "row last published (relative L2 distance); 0 = whenever training moved it at all. Higher: "
+                  "fewer item records, each up to this far behind the model.",
+                  0.0, 100.0),
       StringField("metrics.listen_address", &C::metrics, &MetricsSection::listen_address,
                   "host:port of the /metrics endpoint, on every address host resolves to (':9464': every IPv4 and IPv6 "
                   "address); port 0 picks a free one; empty disables it."),

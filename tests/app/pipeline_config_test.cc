@@ -25,7 +25,8 @@ TEST(PipelineConfig, OptionsCarryEveryConfiguredField) {
                        "learner.replay_recent_capacity=567", "learner.checkpoint_dir=/c/d",
                        "learner.checkpoint_interval_s=17", "learner.checkpoint_keep=5", "learner.idle_train_s=19",
                        "learner.prequential_csv=/p.csv", "learner.prequential_interval_s=23",
-                       "publisher.interval_ms=29", "publisher.item_interval_ms=31", "ingest.queue_capacity=3700",
+                       "publisher.interval_ms=29", "publisher.item_interval_ms=31", "publisher.item_change_threshold=0.0625",
+                       "ingest.queue_capacity=3700",
                        "topics.clicks=tc", "state.path=/s", "topics.user_embeddings=tu"});
   const auto o = ToPipelineOptions(c);
   const auto& l = o.learner;
@@ -39,6 +40,7 @@ TEST(PipelineConfig, OptionsCarryEveryConfiguredField) {
   EXPECT_EQ(l.replay_capacity, 1234);
   EXPECT_DOUBLE_EQ(l.recent_fraction, 0.125);
   EXPECT_EQ(l.recent_capacity, 567);
+  EXPECT_DOUBLE_EQ(l.change_threshold, 0.0625);
   EXPECT_EQ(o.checkpoint_dir, "/c/d");
   EXPECT_EQ(o.checkpoint_interval_s, 17);
   EXPECT_EQ(o.checkpoint_keep, 5);

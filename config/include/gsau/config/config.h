@@ -90,6 +90,7 @@ struct PublisherSection {
   std::string format = "json";  // json | binary
   int interval_ms = 50;         // user embeddings
   int item_interval_ms = 1000;  // item embeddings
+  double item_change_threshold = 0.01;  // relative L2 move since the item's last record
 };
 
 struct MetricsSection {
