@@ -687,7 +687,17 @@ Result<RankingMetrics> Trainer::Evaluate(Split split) {
   }
 }
 
+// The epochs and evaluations guard themselves; this catches what runs between them (keeping,
+// restoring and saving the best weights, checkpoints: a CUDA allocation can fail there too).
 Result<TrainReport> Trainer::Run() {
+  try {
+    return RunUnguarded();
+  } catch (const c10::Error& e) {
+    return TorchError(e, "gsau train");
+  }
+}
+
+Result<TrainReport> Trainer::RunUnguarded() {
   auto& im = *impl_;
   const auto& o = im.opt;
   TrainReport report;

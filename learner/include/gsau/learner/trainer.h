@@ -156,6 +156,7 @@ class Trainer {
  private:
   struct Impl;
   explicit Trainer(std::unique_ptr<Impl> impl);
+  Result<TrainReport> RunUnguarded();
   std::unique_ptr<Impl> impl_;
 };
 
