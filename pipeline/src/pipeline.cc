@@ -6,9 +6,11 @@
 #include <prometheus/registry.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -277,13 +279,13 @@ Status InstallCheckpoint(const std::string& built, const std::string& final_dir)
     // the only checkpoint there is.
     fs::remove_all(replaced, ec);
     fs::rename(final_dir, replaced, ec);
-    if (ec) return Status::Internal("renaming " + final_dir + " aside: " + ec.message());
+    if (ec) return Status::IoError("renaming " + final_dir + " aside: " + ec.message());
   }
   fs::rename(built, final_dir, ec);
   if (ec) {
     const std::string why = ec.message();
     if (fs::exists(replaced)) fs::rename(replaced, final_dir, ec);
-    return Status::Internal("renaming " + built + " to " + final_dir + ": " + why);
+    return Status::IoError("renaming " + built + " to " + final_dir + ": " + why);
   }
   // Checkpoints are what a --rollback restores after the state was lost, a power cut included:
   // the rename must be on disk before the old one goes.
@@ -368,25 +370,39 @@ std::optional<std::string> UnfinishedRollback(const std::string& checkpoint_dir)
   return target;
 }
 
-int RecoverCheckpoints(const std::string& dir) {
+Result<int> RecoverCheckpoints(const std::string& dir) {
   int restored = 0;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return restored;
+  auto failed = [&](const std::string& what, const fs::path& p) {
+    return Status::IoError("checkpoints: " + what + " " + p.string() + ": " + ec.message());
+  };
   std::vector<fs::path> entries;
-  for (const auto& e : fs::directory_iterator(dir, ec)) entries.push_back(e.path());
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(it->path());
+  if (ec) return failed("listing", dir);
+  // Each failure stops the start: a checkpoint left aside would let it start from an older one
+  // (or none), and a half-built one holds the disk space the state's open checks for.
   for (const auto& p : entries) {
     const std::string name = p.filename().string();
     if (name.ends_with(kTmpSuffix) && IsCheckpointName(name.substr(0, name.size() - kTmpSuffix.size()))) {
       fs::remove_all(p, ec);  // never renamed into place: incomplete, or complete with its twin there
+      if (ec) return failed("removing", p);
     } else if (name.ends_with(kReplacedSuffix) &&
                IsCheckpointName(name.substr(0, name.size() - kReplacedSuffix.size()))) {
       const fs::path twin = p.parent_path() / name.substr(0, name.size() - kReplacedSuffix.size());
-      if (fs::exists(twin / "model.pt", ec)) {
+      const bool successor = fs::exists(twin / "model.pt", ec);
+      if (ec) return failed("reading", twin);
+      const bool complete = !successor && fs::exists(p / "model.pt", ec);
+      if (ec) return failed("reading", p);
+      if (successor) {
         fs::remove_all(p, ec);  // its successor made it
-      } else if (fs::exists(p / "model.pt", ec)) {
+        if (ec) return failed("removing", p);
+      } else if (complete) {
         fs::remove_all(twin, ec);
+        if (ec) return failed("removing the incomplete", twin);
         fs::rename(p, twin, ec);
-        if (!ec) ++restored;
+        if (ec) return failed("putting back", p);
+        ++restored;
       }
     }
   }
@@ -478,7 +494,7 @@ struct Pipeline::Impl {
       // the state is moved aside (a store opened there meanwhile would be moved with it).
       GSAU_ASSIGN_OR_RETURN(auto hold, state::StateStore::HoldExclusive(opt.state.path));
       GSAU_RETURN_IF_ERROR(WriteRollbackMarker());
-      RecoverInterruptedCheckpoint();
+      GSAU_RETURN_IF_ERROR(RecoverInterruptedCheckpoint());
       const std::string suffix = "before-rollback-" + std::to_string(clock->NowMs());
       // The checkpoints first, then the state: stopped anywhere from here on, the marker keeps a
       // plain start out (deleting it by hand pairs the state there is with the newest checkpoint
@@ -490,7 +506,7 @@ struct Pipeline::Impl {
       if (fs::exists(state_dir, ec)) {
         const std::string aside = state_dir.string() + "." + suffix;
         fs::rename(state_dir, aside, ec);
-        if (ec) return Status::Internal("rollback: moving the state aside: " + ec.message());
+        if (ec) return Status::IoError("rollback: moving the state aside: " + ec.message());
         GSAU_LOG_WARN("pipeline: rollback: the state was moved to {}", aside);
       }
       hold.reset();
@@ -513,7 +529,7 @@ struct Pipeline::Impl {
       // Under the lock (no other process checkpoints here) and before Open's free-space check:
       // a checkpoint a kill left half-built can hold the space that check asks for, and the
       // start refused on a full disk until someone deleted it by hand.
-      RecoverInterruptedCheckpoint();
+      GSAU_RETURN_IF_ERROR(RecoverInterruptedCheckpoint());
     }
     GSAU_ASSIGN_OR_RETURN(store, state::StateStore::Open(opt.state));
     return Status::Ok();
@@ -522,7 +538,7 @@ struct Pipeline::Impl {
   Status WriteRollbackMarker() {
     std::error_code ec;
     fs::create_directories(opt.checkpoint_dir, ec);
-    if (ec) return Status::Internal("rollback: creating " + opt.checkpoint_dir + ": " + ec.message());
+    if (ec) return Status::IoError("rollback: creating " + opt.checkpoint_dir + ": " + ec.message());
     const fs::path marker = fs::path(opt.checkpoint_dir) / kRollbackMarker;
     {
       std::ofstream out(marker);
@@ -581,11 +597,13 @@ struct Pipeline::Impl {
     return (in >> v) ? v : otherwise;
   }
 
-  void RecoverInterruptedCheckpoint() {
-    if (RecoverCheckpoints(opt.checkpoint_dir) > 0) {
+  Status RecoverInterruptedCheckpoint() {
+    GSAU_ASSIGN_OR_RETURN(const int restored, RecoverCheckpoints(opt.checkpoint_dir));
+    if (restored > 0) {
       GSAU_LOG_WARN("pipeline: a checkpoint replaced when the process stopped was put back in {}",
                     opt.checkpoint_dir);
     }
+    return Status::Ok();
   }
 
   // The checkpoints a rollback abandons: a restart loads the newest by name (its state batch),
@@ -612,10 +630,10 @@ struct Pipeline::Impl {
     if (abandoned.empty()) return Status::Ok();
     std::error_code ec;
     fs::create_directories(aside, ec);
-    if (ec) return Status::Internal("rollback: creating " + aside + ": " + ec.message());
+    if (ec) return Status::IoError("rollback: creating " + aside + ": " + ec.message());
     for (const auto& c : abandoned) {
       fs::rename(c, fs::path(aside) / fs::path(c).filename(), ec);
-      if (ec) return Status::Internal("rollback: moving the checkpoint " + c + " aside: " + ec.message());
+      if (ec) return Status::IoError("rollback: moving the checkpoint " + c + " aside: " + ec.message());
     }
     GSAU_LOG_WARN("pipeline: rollback: {} checkpoint(s) of the abandoned line were moved to {}", abandoned.size(),
                   aside);
@@ -910,7 +928,10 @@ struct Pipeline::Impl {
     checkpointed_steps = steps;
     checkpointed_through = through;
     auto all = ListCheckpoints(opt.checkpoint_dir);
-    for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) fs::remove_all(all[k], ec);
+    for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) {
+      // Left for the next checkpoint to remove; meanwhile it takes disk space.
+      if (fs::remove_all(all[k], ec); ec) GSAU_LOG_WARN("pipeline: removing the old checkpoint {}: {}", all[k], ec.message());
+    }
     m->checkpoints.Increment();
     m->checkpoint_seconds.Observe(SecondsSince(t0));
     {
@@ -1344,9 +1365,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
     if (auto parent = fs::path(options.prequential_csv).parent_path(); !parent.empty()) {
       std::error_code ec;
       fs::create_directories(parent, ec);
+      if (ec) return Status::IoError("prequential csv: creating " + parent.string() + ": " + ec.message());
     }
     impl->preq_csv.open(options.prequential_csv, std::ios::app);
-    if (!impl->preq_csv) return Status::InvalidArgument("prequential csv: cannot open " + options.prequential_csv);
+    if (!impl->preq_csv) {
+      return Status::IoError("prequential csv: cannot open " + options.prequential_csv + ": " + std::strerror(errno));
+    }
     if (fresh) {
       impl->preq_csv << "time_ms,events,window_count,window_recall@10,window_recall@20,window_ndcg@10,"
                         "window_ndcg@20,total_count,total_recall@20,total_ndcg@20,window_popular_recall@20,"

@@ -1,6 +1,10 @@
 // Checkpoint folders: which ones count, how one replaces another of the same state batch, and
 // what start-up mends after a stop in between. No broker: plain folders with a model.pt marker.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -38,6 +42,13 @@ std::vector<std::string> Names(const std::vector<std::string>& paths) {
   std::vector<std::string> out;
   for (const auto& p : paths) out.push_back(fs::path(p).filename().string());
   return out;
+}
+
+// RecoverCheckpoints' count, -1 for an error.
+int Recovered(const std::string& dir) {
+  const auto r = RecoverCheckpoints(dir);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : -1;
 }
 
 std::vector<std::string> Entries(const TempDir& dir) {
@@ -105,10 +116,10 @@ TEST(CheckpointTest, StartUpPutsBackTheCheckpointAStopLeftRenamedAside) {
   EXPECT_EQ(Names(ListCheckpointsAsRecovered(dir.path().string())),
             (std::vector<std::string>{"ckpt-000000000005.replaced"}));
   EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000005.replaced", "ckpt-000000000005.tmp"}));
-  EXPECT_EQ(RecoverCheckpoints(dir.path().string()), 1);
+  EXPECT_EQ(Recovered(dir.path().string()), 1);
   EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000005"}));
   EXPECT_EQ(Model(dir.File("ckpt-000000000005")), "old model");
-  EXPECT_EQ(RecoverCheckpoints(dir.path().string()), 0) << "nothing left to mend";
+  EXPECT_EQ(Recovered(dir.path().string()), 0) << "nothing left to mend";
 }
 
 TEST(CheckpointTest, StartUpDropsTheOldCopyWhenTheNewOneIsInPlace) {
@@ -119,9 +130,53 @@ TEST(CheckpointTest, StartUpDropsTheOldCopyWhenTheNewOneIsInPlace) {
   MakeCheckpoint(dir, "ckpt-000000000003", "older model");
   EXPECT_EQ(Names(ListCheckpointsAsRecovered(dir.path().string())),
             (std::vector<std::string>{"ckpt-000000000003", "ckpt-000000000005"}));
-  EXPECT_EQ(RecoverCheckpoints(dir.path().string()), 0);
+  EXPECT_EQ(Recovered(dir.path().string()), 0);
   EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000003", "ckpt-000000000005"}));
   EXPECT_EQ(Model(dir.File("ckpt-000000000005")), "new model");
+}
+
+// A file no one may remove, root included (the ext4/xfs immutable attribute), for the length of
+// a test; nullopt where the filesystem or the process's privileges do not allow it.
+class ImmutableFile {
+ public:
+  static std::unique_ptr<ImmutableFile> Make(const std::string& path) {
+    WriteFile(path, "x");
+    auto f = std::unique_ptr<ImmutableFile>(new ImmutableFile(path));
+    return f->Set(true) ? std::move(f) : nullptr;
+  }
+  ~ImmutableFile() { Set(false); }
+
+ private:
+  explicit ImmutableFile(std::string path) : path_(std::move(path)) {}
+  bool Set(bool on) {
+    const int fd = ::open(path_.c_str(), O_RDONLY);
+    if (fd < 0) return false;
+    int flags = 0;
+    bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+    flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+    ok = ok && ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+    ::close(fd);
+    return ok;
+  }
+  std::string path_;
+};
+
+// A checkpoint that could not be put back (its incomplete twin cannot be removed) let the
+// pipeline start, from an older checkpoint or none: it is an error naming the path.
+TEST(CheckpointTest, ACheckpointThatCannotBePutBackIsAnError) {
+  TempDir dir;
+  MakeCheckpoint(dir, "ckpt-000000000005.replaced", "old model");
+  MakeCheckpoint(dir, "ckpt-000000000005", "");  // the new one, stopped half-built
+  auto pinned = ImmutableFile::Make(dir.File("ckpt-000000000005/state/pinned"));
+  if (!pinned) GTEST_SKIP() << "no immutable attribute here (needs CAP_LINUX_IMMUTABLE and ext4 or xfs)";
+  const auto r = RecoverCheckpoints(dir.path().string());
+  ASSERT_FALSE(r.ok()) << "put back " << *r;
+  EXPECT_EQ(r.status().code(), StatusCode::kIoError) << r.status();
+  EXPECT_NE(r.status().message().find("ckpt-000000000005"), std::string::npos) << r.status();
+  EXPECT_EQ(Model(dir.File("ckpt-000000000005.replaced")), "old model") << "left where it was";
+  pinned.reset();
+  EXPECT_EQ(Recovered(dir.path().string()), 1);
+  EXPECT_EQ(Model(dir.File("ckpt-000000000005")), "old model");
 }
 
 TEST(CheckpointTest, StartUpLeavesWhatItDoesNotOwnAndWhatItCannotUse) {
@@ -130,11 +185,11 @@ TEST(CheckpointTest, StartUpLeavesWhatItDoesNotOwnAndWhatItCannotUse) {
   fs::create_directories(dir.path() / "before-rollback-17" / "ckpt-000000000060.replaced");
   WriteFile(dir.File("before-rollback-17/ckpt-000000000060.replaced/model.pt"), "kept aside");
   MakeCheckpoint(dir, "notes.tmp", "");
-  EXPECT_EQ(RecoverCheckpoints(dir.path().string()), 0);
+  EXPECT_EQ(Recovered(dir.path().string()), 0);
   EXPECT_EQ(Entries(dir), (std::vector<std::string>{"before-rollback-17", "ckpt-000000000008.replaced",
                                                     "notes.tmp"}));
   EXPECT_TRUE(fs::exists(dir.File("before-rollback-17/ckpt-000000000060.replaced/model.pt")));
-  EXPECT_EQ(RecoverCheckpoints(dir.File("missing")), 0);
+  EXPECT_EQ(Recovered(dir.File("missing")), 0);
 }
 
 // Pipeline options with the state and checkpoints in `dir`, a small state store.

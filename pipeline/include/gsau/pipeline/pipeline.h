@@ -127,8 +127,10 @@ Status InstallCheckpoint(const std::string& built, const std::string& final_dir)
 // Mends what a stop inside InstallCheckpoint or a checkpoint's build leaves under `dir`: a
 // <name>.replaced whose <name> is missing or incomplete is renamed back, one whose <name> is
 // complete removed, and <name>.tmp folders (never put in place) removed. Returns the number
-// put back. Call only while no other process checkpoints into `dir`.
-int RecoverCheckpoints(const std::string& dir);
+// put back (0 when `dir` does not exist); kIoError naming the path when one of these steps
+// fails (the pipeline then does not start). Call only while no other process checkpoints into
+// `dir`.
+Result<int> RecoverCheckpoints(const std::string& dir);
 
 // The clicks of the state batches in `changes` as learner events, as the live path hands them
 // over: every click still in its user's session, with the items before it (at most max_len) as
