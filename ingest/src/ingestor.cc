@@ -271,8 +271,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       if (cooperative) {
         std::unique_ptr<RdKafka::Error> e(consumer->incremental_assign(partitions));
         if (e) GSAU_LOG_ERROR("ingest: incremental_assign: {}", e->str());
-      } else {
-        consumer->assign(partitions);
+      } else if (const auto e = consumer->assign(partitions); e != RdKafka::ERR_NO_ERROR) {
+        GSAU_LOG_ERROR("ingest: assign: {}", RdKafka::err2str(e));
       }
       // librdkafka keeps an application's pause through revocation and reassignment
       // (librdkafka #1849): a partition paused here before, taken away and given back after
@@ -296,8 +296,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       if (cooperative) {
         std::unique_ptr<RdKafka::Error> e(consumer->incremental_unassign(partitions));
         if (e) GSAU_LOG_ERROR("ingest: incremental_unassign: {}", e->str());
-      } else {
-        consumer->unassign();
+      } else if (const auto e = consumer->unassign(); e != RdKafka::ERR_NO_ERROR) {
+        GSAU_LOG_ERROR("ingest: unassign: {}", RdKafka::err2str(e));
       }
     }
     metrics_.assigned.Set(static_cast<double>(assigned_.size()));
@@ -461,6 +461,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     if (room == !paused_) return true;
     std::vector<RdKafka::TopicPartition*> parts;
     consumer_->assignment(parts);
+    // pause() and resume() return no error of their own (librdkafka reports per partition, only
+    // for partitions not assigned, and these are the assignment).
     if (!room) {
       // Apply what is held first, so the learner gets it and nothing waits on a paused batch.
       ApplyPending().IgnoreError();
