@@ -47,8 +47,11 @@ void Init() {
   });
 #endif
   Level level = Level::kInfo;
-  if (const char* env = std::getenv("GSAU_LOG_LEVEL"); env != nullptr) ParseLevel(env, &level);
+  const char* env = std::getenv("GSAU_LOG_LEVEL");
+  const bool known = env == nullptr || ParseLevel(env, &level);
   SetLevel(level);
+  // A misspelt level would otherwise pass for the default, and the lines asked for never come.
+  if (!known) GSAU_LOG_WARN("GSAU_LOG_LEVEL={} is not debug, info, warn or error: logging at info", env);
 }
 
 #if !defined(GSAU_HAVE_SPDLOG)

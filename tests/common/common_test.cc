@@ -19,6 +19,7 @@
 #include "gsau/common/embedding_sink.h"
 #include "gsau/common/file.h"
 #include "gsau/common/json.h"
+#include "gsau/common/log.h"
 #include "gsau/common/memory.h"
 #include "gsau/common/progress.h"
 #include "gsau/common/status.h"
@@ -51,6 +52,17 @@ TEST(EmbeddingSinkTest, PublishableRecordsAreTombstonesOrFinite) {
   EmbeddingRecord gone;
   gone.tombstone = true;
   EXPECT_TRUE(Publishable(gone));
+}
+
+// A misspelt GSAU_LOG_LEVEL passed for the default without a word.
+TEST(LogTest, AnUnknownLevelInTheEnvironmentIsReported) {
+  ::setenv("GSAU_LOG_LEVEL", "verbose", 1);
+  ::testing::internal::CaptureStderr();
+  log::Init();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ::unsetenv("GSAU_LOG_LEVEL");
+  log::Init();
+  EXPECT_NE(err.find("GSAU_LOG_LEVEL=verbose is not"), std::string::npos) << err;
 }
 
 TEST(StatusTest, OkAndErrorsCarryCodeMessageAndContext) {

@@ -2,8 +2,8 @@
 //
 // A Status is OK or carries a code and a message with context. Result<T> holds either a
 // value or a non-OK Status. Both are [[nodiscard]]: ignoring one must be spelled out with
-// IgnoreError(). Exceptions are reserved for start-up configuration errors (ConfigError in
-// gsau/config) and broken invariants; library code never calls exit().
+// IgnoreError(). Exceptions are reserved for broken invariants (config::Load returns its
+// errors as a Result too, naming the field); library code never calls exit().
 //
 // Thread safety: values; safe to copy and move between threads.
 #pragma once
