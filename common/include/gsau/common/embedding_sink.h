@@ -41,6 +41,8 @@ inline bool Publishable(const EmbeddingRecord& r) {
   return r.tombstone || std::all_of(r.embedding.begin(), r.embedding.end(), [](float v) { return std::isfinite(v); });
 }
 
+// Thread safety: an implementation says its own; callers that publish from several threads
+// (the pipeline's learner and user publisher) serialise their calls.
 class EmbeddingSink {
  public:
   virtual ~EmbeddingSink() = default;

@@ -26,7 +26,8 @@ using ByteSink = std::function<size_t(const void* data, size_t n)>;
 Status WriteFileAtomically(const std::string& path, const std::function<void(const ByteSink&)>& produce);
 
 // An exclusive lock on a file (flock, created when missing), held until destruction: between
-// processes, and between two locks of one process. Move-only.
+// processes, and between two locks of one process. Move-only; one object is not for sharing
+// between threads (the lock it holds excludes every other holder, in any thread).
 class FileLock {
  public:
   // Unavailable when someone holds it (the message names `path` and `what_for`); IoError when

@@ -25,7 +25,8 @@ struct AppliedBatch {
   int64_t applied_at_ms = 0;                 // wall time of the commit
 };
 
-// Where ingest puts what it applied.
+// Where ingest puts what it applied. Thread safety: ingest calls from its one thread while
+// others drain what it put; an implementation must allow that (AppliedQueue does).
 class AppliedSink {
  public:
   virtual ~AppliedSink() = default;

@@ -35,8 +35,8 @@
 // state), and this process joins again when the retry ends (each state still holds each event of
 // the partitions it consumed once; the batch the retry applied may be in the new owner's too).
 //
-// Thread safety: Run() on one thread; counters() from any. The store must outlive Run() and
-// see no other writer meanwhile.
+// Thread safety: Run() on one thread; counters() from any. The store, the sink and the registry
+// are borrowed: they must outlive the Ingestor, and the store sees no other writer meanwhile.
 #pragma once
 
 #include <atomic>

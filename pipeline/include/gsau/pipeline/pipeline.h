@@ -158,7 +158,8 @@ Result<std::vector<learner::OnlineEvent>> HistoryEvents(
 class Pipeline {
  public:
   // Opens (or rolls back) the state, creates the learner (from the newest checkpoint when there
-  // is one), connects the publisher. Errors name the stage. `registry` may be null.
+  // is one), connects the publisher. Errors name the stage. `registry` may be null; it and
+  // `clock` must outlive the pipeline.
   static Result<std::unique_ptr<Pipeline>> Create(const PipelineOptions& options, prometheus::Registry* registry,
                                                   const Clock& clock = SystemClock::Get());
   ~Pipeline();

@@ -27,7 +27,9 @@
 // (event_time_ms: the click that made the record due, to its produce time); an item record is
 // made due by training, not by a click, and its event_time_ms is when it was taken from the model.
 //
-// Thread safety: Publish/Flush from one thread at a time.
+// Thread safety: Publish, Flush, WaitSettled, Mark, Check and ResumeAfter from one thread at a
+// time (the pipeline holds one mutex around them); failed_fatally() from any thread. The clock
+// (and the registry given to Create) must outlive the publisher.
 #pragma once
 
 #include <memory>
