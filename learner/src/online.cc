@@ -324,15 +324,24 @@ struct OnlineLearner::Impl {
     const auto extra =
         (torch::randn({new_cap - cap, d}, growth_gen, torch::TensorOptions().dtype(slot.param.scalar_type())) * std)
             .to(device);
-    slot.param.set_data(torch::cat({slot.param.detach(), extra}, 0));
-    slot.exp_avg = torch::cat({slot.exp_avg, torch::zeros({new_cap - cap, d}, slot.exp_avg.options())}, 0);
-    slot.exp_avg_sq = torch::cat({slot.exp_avg_sq, torch::zeros({new_cap - cap, d}, slot.exp_avg.options())}, 0);
-    slot.row_step = torch::cat({slot.row_step, torch::zeros({new_cap - cap}, slot.row_step.options())}, 0);
+    // Every grown tensor first, then all of them at once: an allocation failing part-way (a
+    // table of millions of rows) left the table grown and its Adam state not, and every later
+    // step failed on the mismatch.
+    auto param = torch::cat({slot.param.detach(), extra}, 0);
+    auto exp_avg = torch::cat({slot.exp_avg, torch::zeros({new_cap - cap, d}, slot.exp_avg.options())}, 0);
+    auto exp_avg_sq = torch::cat({slot.exp_avg_sq, torch::zeros({new_cap - cap, d}, slot.exp_avg.options())}, 0);
+    auto row_step = torch::cat({slot.row_step, torch::zeros({new_cap - cap}, slot.row_step.options())}, 0);
     // A new row's snapshot is its current value; its cached layer is dirty until computed.
     auto& snap = users ? snap_users : snap_items;
     auto& t = users ? t_users : t_items;
-    snap = torch::cat({snap, extra}, 0);
-    t = torch::cat({t, torch::zeros({new_cap - cap, d}, t.options())}, 0);
+    auto new_snap = torch::cat({snap, extra}, 0);
+    auto new_t = torch::cat({t, torch::zeros({new_cap - cap, d}, t.options())}, 0);
+    slot.param.set_data(param);
+    slot.exp_avg = std::move(exp_avg);
+    slot.exp_avg_sq = std::move(exp_avg_sq);
+    slot.row_step = std::move(row_step);
+    snap = std::move(new_snap);
+    t = std::move(new_t);
   }
 
   void GrowIds(bool users, int64_t ids) {
@@ -359,6 +368,7 @@ struct OnlineLearner::Impl {
   // T from S over every edge: one sparse product (no gradient), O(edges).
   void RecomputeT() {
     torch::NoGradGuard no_grad;
+    t_stale = true;  // until both sides are in: a failure part-way recomputes at the next use
     for (const bool users : {true, false}) {
       const auto& adj = users ? user_adj : item_adj;
       const auto& other_adj = users ? item_adj : user_adj;
@@ -1065,6 +1075,9 @@ struct OnlineLearner::Impl {
       }
       if (!a.sizes().equals(p.sizes()) || !b.sizes().equals(p.sizes())) {
         return corrupt(s.name + ": its Adam moments are not the parameter's shape");
+      }
+      if (!s.table && st.numel() != 1) {  // read as one count when committing, past the point of no return
+        return corrupt(s.name + ": " + std::to_string(st.numel()) + " step counts, 1 expected");
       }
       params.push_back(p.to(device));
       avg.push_back(a.to(device));

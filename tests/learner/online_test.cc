@@ -4,12 +4,14 @@
 #include "gsau/learner/online.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <numeric>
@@ -197,6 +199,38 @@ TEST(OnlineLearner, GrowthKeepsOldRowsAndAdamStateAndAddsRows) {
   ASSERT_TRUE(l->Step().ok());
   EXPECT_EQ(l->InspectRow(OnlineTable::kItems, 20)->step, 1);  // per-row bias correction
   EXPECT_EQ(l->InspectRow(OnlineTable::kItems, 0)->step, 4);
+}
+
+// A growth that ran out of memory part-way left the table grown and its Adam state not, and
+// every later Observe and Step failed on the mismatch. In a child process whose address space
+// has room for about two and a half of the grown tensors (256 MiB each): the growth fails, and
+// the learner goes on as it was.
+TEST(OnlineLearnerDeathTest, AGrowthThatRunsOutOfMemoryChangesNothing) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto child = [] {
+    auto l = Make(SmallOptions());
+    std::vector<OnlineEvent> evs = {{0, 0, 1, {}}, {1, 1, 2, {}}, {2, 0, 3, {0}}};
+    if (!l->Observe(evs).ok() || !l->Step().ok()) std::exit(2);
+    const auto rows = l->Stats().user_rows;
+    std::ifstream status("/proc/self/status");
+    int64_t vm_kb = 0;
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmSize:", 0) == 0) vm_kb = std::stoll(line.substr(7));
+    }
+    constexpr int64_t kRows = int64_t{4} << 20;  // x 16 floats: 256 MiB a tensor
+    const rlimit limit{static_cast<rlim_t>(vm_kb * 1024 + kRows * 16 * 4 * 5 / 2), RLIM_INFINITY};
+    if (vm_kb == 0 || ::setrlimit(RLIMIT_AS, &limit) != 0) std::exit(3);
+    std::vector<OnlineEvent> grow = {{static_cast<uint32_t>(kRows), 1, 4, {}}};
+    if (l->Observe(grow).ok()) std::exit(4);  // it fit after all: nothing shown
+    if (l->Stats().user_rows != rows || l->Stats().users != 3) std::exit(5);
+    evs = {{3, 1, 5, {}}, {1, 0, 6, {1}}};
+    if (!l->Observe(evs).ok()) std::exit(6);
+    for (int k = 0; k < 2; ++k) {
+      if (!l->Step().ok()) std::exit(7);
+    }
+    std::exit(0);
+  };
+  EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
 }
 
 TEST(OnlineLearner, GrowthIsGeometric) {

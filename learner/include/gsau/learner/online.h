@@ -90,7 +90,10 @@ struct OnlineOptions {
   // pair; those with a non-empty prefix also give a sequence sample.
   int64_t batch_size = 512;
   double fresh_fraction = 0.5;
-  int64_t replay_capacity = 200000;  // samples kept for replay (~(24 + 4 * prefix) bytes each)
+  // Samples kept for replay (~(24 + 4 * prefix) bytes each). May change across a Load: lowered,
+  // a uniform subset is kept; raised, the added room fills with the samples that come next (the
+  // dropped ones are gone), so the reservoir leans to recent clicks until it is full again.
+  int64_t replay_capacity = 200000;
   // Of the replayed part, this share comes from a window of the last recent_capacity samples
   // that went to replay (trained fresh ones, and history loaded at start-up, in order), the
   // rest from the reservoir (uniform over everything). 0 = the reservoir only (no window kept).
