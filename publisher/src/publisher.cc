@@ -212,19 +212,24 @@ void KafkaPublisher::CountDeliveryReports() {
 Status KafkaPublisher::RedeliverFailed(bool now) {
   producer_->Poll();
   CountDeliveryReports();
+  // Back to the first backoff once the last round's records have all been reported and none
+  // failed since, nothing waiting to go again: a refusal still on its way back must not reset
+  // it (a round per round trip otherwise). Records produced after the round need not have
+  // settled: under a steady flow some always are in flight, and the backoff stayed at an
+  // outage's longest for good.
+  if (const auto c = producer_->counts(); producer_->reported_through() >= redelivered_through_ &&
+                                          c.failed == failed_at_last_round_ && refused_.empty() &&
+                                          producer_->KeptFailedCount() == 0) {
+    redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
+    next_redelivery_ms_ = 0;
+  }
   const int64_t t = SteadyMs();
   if (!now && t < next_redelivery_ms_) return Status::Ok();
   auto failed = producer_->TakeFailed();
   for (auto& [key, r] : refused_) failed.push_back(std::move(r));
   refused_.clear();
   if (failed.empty()) {
-    // Back to the shortest backoff only once every delivery has settled without a new failure:
-    // a refusal still on its way back must not reset it (a round per round trip otherwise).
-    const auto c = producer_->counts();
-    if (c.produced == c.delivered + c.failed && c.failed == failed_at_last_round_) {
-      redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
-    }
-    failed_at_last_round_ = c.failed;
+    failed_at_last_round_ = producer_->counts().failed;
     return Status::Ok();
   }
   failed_at_last_round_ = producer_->counts().failed;
@@ -235,6 +240,8 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
   GSAU_LOG_WARN("publisher: the delivery of {} record(s) failed (e.g. {} to {}: {}); producing them again",
                 failed.size(), failed.front().key, failed.front().topic, failed.front().error);
   Status first_error;
+  // Whatever this round produces is numbered up to last_numbered() when it returns.
+  const auto note_round = [this] { redelivered_through_ = producer_->last_numbered(); };
   for (size_t k = 0; k < failed.size(); ++k) {
     const auto& r = failed[k];
     Status s = producer_->Produce(r.topic, r.null_key ? std::string_view() : std::string_view(r.key), r.value,
@@ -247,6 +254,7 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
       // queue refuses the rest too: trying each would hold the caller (and pub_mu) for
       // queue_full_timeout_ms per record, hours for an outage's thousands.
       for (; k < failed.size(); ++k) refused_.emplace(failed[k].topic + '\0' + failed[k].key, failed[k]);
+      note_round();
       return s.WithContext("publisher: producing a failed record again");
     } else {
       // Refused before sending (an unknown partition while a topic is recreated; too large for
@@ -256,6 +264,7 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
       refused_.emplace(r.topic + '\0' + r.key, r);
     }
   }
+  note_round();
   return first_error;
 }
 
@@ -290,12 +299,18 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
     if (producer_->failed_fatally()) return redelivery;
     GSAU_LOG_ERROR("{}", redelivery.ToString());
   }
-  for (const auto& r : records) {
-    if (r.model_version < last_version_) {
+  // Also with nothing to send: an owner calling now and then learns of it while idle.
+  if (producer_->failed_fatally()) {
+    return Status::Internal("publisher: the producer failed fatally; nothing more will be delivered");
+  }
+  // In order within the batch too: [v10, v5] for one id went out as v10, then v5.
+  for (int64_t newest = last_version_; const auto& r : records) {
+    if (r.model_version < newest) {
       metrics_->errors.Increment();
-      return Status::InvalidArgument("model_version " + std::to_string(r.model_version) +
-                                     " is older than the published " + std::to_string(last_version_));
+      return Status::InvalidArgument("model_version " + std::to_string(r.model_version) + " is older than " +
+                                     std::to_string(newest) + ", published or earlier in the batch");
     }
+    newest = r.model_version;
   }
   for (const auto& r : records) {
     // The id's last good vector stays in the compacted topic; the record is counted instead.
@@ -331,8 +346,8 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
       metrics_->freshness.Observe(static_cast<double>(std::max<int64_t>(0, now - r.event_time_ms)) / 1000.0);
     }
     last_version_ = std::max(last_version_, r.model_version);
+    metrics_->version.Set(static_cast<double>(last_version_));  // also when a later record fails
   }
-  metrics_->version.Set(static_cast<double>(last_version_));
   producer_->Poll();
   return Status::Ok();
 }

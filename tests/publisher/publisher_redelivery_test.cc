@@ -4,10 +4,12 @@
 // tested against a real broker in publisher_test.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -25,6 +27,7 @@ class ScriptedProducer final : public kafka::Producer {
   std::deque<Status> refusals;
   int produce_calls = 0;
   bool fatal = false;
+  bool one_in_flight = false;  // counts() shows one more record produced than settled: a steady flow
   std::vector<std::string> values;             // of every record taken
   std::function<void()> after_produce = [] {};  // e.g. a clock that moves while records wait
 
@@ -53,7 +56,11 @@ class ScriptedProducer final : public kafka::Producer {
   }
   void Poll() override {}
   Status Flush(int) override { return Status::Ok(); }
-  kafka::DeliveryCounts counts() const override { return counts_; }
+  kafka::DeliveryCounts counts() const override {
+    auto c = counts_;
+    c.produced += one_in_flight ? 1 : 0;
+    return c;
+  }
   std::vector<kafka::FailedRecord> TakeFailed() override { return std::exchange(kept_, {}); }
   size_t KeptFailedCount() const override { return kept_.size(); }
   uint64_t last_numbered() const override { return static_cast<uint64_t>(counts_.produced); }
@@ -70,11 +77,11 @@ class ScriptedProducer final : public kafka::Producer {
   int64_t delivered_ = 0;
 };
 
-EmbeddingRecord User(const std::string& id) {
+EmbeddingRecord User(const std::string& id, int64_t model_version = 1) {
   EmbeddingRecord r;
   r.id = id;
   r.kind = EntityKind::kUser;
-  r.model_version = 1;
+  r.model_version = model_version;
   r.embedding = {0.5f, -0.25f};
   return r;
 }
@@ -175,6 +182,62 @@ TEST(PublisherRedeliveryTest, EachRecordIsStampedWithItsOwnProductionTime) {
     const std::string want = "\"produced_at_ms\":" + std::to_string(1'800'000'000'000 + 1000 * static_cast<int64_t>(k));
     EXPECT_NE(producer->values[k].find(want), std::string::npos) << producer->values[k];
   }
+}
+
+// model_version never decreases, within a batch either: [v10, v5] for one id went out as v10,
+// then v5 (each record was compared with the versions published before the batch only).
+TEST(PublisherRedeliveryTest, ABatchWhoseVersionsDecreaseIsRefusedWhole) {
+  Fixture f;
+  const std::vector<EmbeddingRecord> backwards = {User("u1", 10), User("u1", 5)};
+  EXPECT_EQ(f.pub->Publish(backwards).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(f.producer->produce_calls, 0);
+  const std::vector<EmbeddingRecord> forwards = {User("u1", 5), User("u2", 5), User("u1", 10)};
+  EXPECT_TRUE(f.pub->Publish(forwards).ok());
+  EXPECT_EQ(f.pub->last_model_version(), 10);
+}
+
+// A fatal producer error with nothing left to redeliver: Publish({}), which an idle pipeline
+// calls now and then, said Ok, and the pipeline ran on a producer that would deliver nothing.
+TEST(PublisherRedeliveryTest, PublishFailsOnceTheProducerFailedFatallyEvenWithNothingToSend) {
+  Fixture f;
+  ASSERT_TRUE(f.pub->Publish({}).ok());
+  f.producer->fatal = true;
+  EXPECT_EQ(f.pub->Publish({}).code(), StatusCode::kInternal);
+  const std::vector<EmbeddingRecord> records = {User("u1")};
+  EXPECT_EQ(f.pub->Publish(records).code(), StatusCode::kInternal);
+  EXPECT_EQ(f.producer->produce_calls, 0);
+}
+
+// After an outage the redelivery backoff goes back to its shortest once a round's records were
+// delivered, though other records are in flight: under a steady flow there is never a moment
+// with none, and an isolated failure long after the outage waited the outage's longest backoff.
+TEST(PublisherRedeliveryTest, TheBackoffResetsAfterASuccessfulRoundUnderASteadyFlow) {
+  Fixture f;
+  f.producer->one_in_flight = true;
+  const auto until_redelivered = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (f.producer->KeptFailedCount() > 0 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10)) {
+      f.pub->Publish({}).IgnoreError();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return std::chrono::steady_clock::now() - t0;
+  };
+  // An outage: the first delivery and four redeliveries fail (backoff 100, 200, 400, 800, then
+  // 1600 ms), the fifth goes through.
+  f.producer->fail_deliveries = 5;
+  const std::vector<EmbeddingRecord> first = {User("u1")};
+  ASSERT_TRUE(f.pub->Publish(first).ok());
+  for (int round = 0; round < 5; ++round) until_redelivered();
+  ASSERT_EQ(f.producer->KeptFailedCount(), 0u);
+  ASSERT_TRUE(f.pub->Publish({}).ok());  // a round with nothing failed: the reset is due here
+  // Later, one record fails: it goes again after the shortest backoff, not 1600 ms.
+  f.producer->fail_deliveries = 1;
+  const std::vector<EmbeddingRecord> later = {User("u2")};
+  ASSERT_TRUE(f.pub->Publish(later).ok());
+  ASSERT_EQ(f.producer->KeptFailedCount(), 1u);
+  const auto waited = until_redelivered();
+  EXPECT_LT(waited, std::chrono::milliseconds(1000))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count() << " ms";
 }
 
 }  // namespace

@@ -46,10 +46,12 @@ inline bool Publishable(const EmbeddingRecord& r) {
 class EmbeddingSink {
  public:
   virtual ~EmbeddingSink() = default;
-  // Hands the records over; delivery may be asynchronous. Fails when the batch's model
-  // version is below one already published, or when the sink cannot accept records. A sink
-  // may deliver again, on a later call, records whose delivery failed: call it now and then
-  // (an empty span serves) even when nothing is due.
+  // Hands the records over; delivery may be asynchronous. Fails when a record's model
+  // version is below one already published or before it in the batch (nothing of the batch is
+  // sent then), or when the sink cannot accept records (a KafkaPublisher whose producer failed
+  // fatally fails every call, an empty one too). A sink may deliver again, on a later call,
+  // records whose delivery failed: call it now and then (an empty span serves) even when
+  // nothing is due.
   virtual Status Publish(std::span<const EmbeddingRecord> records) = 0;
   // Waits up to `timeout_ms` until everything handed over is delivered.
   virtual Status Flush(int timeout_ms) = 0;

@@ -160,6 +160,7 @@ class KafkaPublisher final : public EmbeddingSink {
   int64_t users_delivered_seen_ = 0;
   int64_t items_delivered_seen_ = 0;
   int64_t failed_at_last_round_ = 0;
+  uint64_t redelivered_through_ = 0;  // the producer's number of the last round's last record
   int64_t next_redelivery_ms_ = 0;
   int64_t redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
 };
