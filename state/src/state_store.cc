@@ -421,15 +421,19 @@ Status StateStore::Impl::LoadCaches() {
   return Status::Ok();
 }
 
-// A store written before the length was recorded has none; the reader then uses its own.
+// A store written before the length was recorded has none (or one a writable open would
+// replace): the reader then uses its own.
 Status StateStore::Impl::AdoptRecordedSessionLength() {
   std::string value;
   auto s = db_->Get(rocksdb::ReadOptions(), cf(keys::kMeta), S(keys::kSessionLengthKey), &value);
   if (s.IsNotFound()) return Status::Ok();
   GSAU_RETURN_IF_ERROR(FromRocks(s, "state: read session length"));
-  if (value.size() != 4) return Status::Corruption("state: bad session length record");
-  const uint32_t n = keys::GetFixed<uint32_t>(value.data());
-  if (n < 1) return Status::Corruption("state: recorded session length 0");
+  const uint32_t n = value.size() == 4 ? keys::GetFixed<uint32_t>(value.data()) : 0;
+  if (n < 1) {
+    // As a writable open takes it (it trims again and records its own): no reason to refuse.
+    GSAU_LOG_WARN("state: {} records no valid session length: reading {}", options_.path, session_length_);
+    return Status::Ok();
+  }
   if (n != session_length_) {
     GSAU_LOG_INFO("state: {} keeps sessions of {} clicks (session_length {} configured): reading {}",
                   options_.path, n, session_length_, n);
