@@ -217,9 +217,9 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
   // it (a round per round trip otherwise). Records produced after the round need not have
   // settled: under a steady flow some always are in flight, and the backoff stayed at an
   // outage's longest for good.
-  if (const auto c = producer_->counts(); producer_->reported_through() >= redelivered_through_ &&
-                                          c.failed == failed_at_last_round_ && refused_.empty() &&
-                                          producer_->KeptFailedCount() == 0) {
+  const uint64_t reported = producer_->reported_through();  // serves due reports: before the count
+  if (producer_->counts().failed == failed_at_last_round_ && reported >= redelivered_through_ && refused_.empty() &&
+      producer_->KeptFailedCount() == 0) {
     redelivery_backoff_ms_ = kMinRedeliveryBackoffMs;
     next_redelivery_ms_ = 0;
   }
