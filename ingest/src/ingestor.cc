@@ -454,7 +454,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     return true;
   }
 
-  // Pauses or resumes for backpressure. Returns false while paused (the caller loops).
+  // Pauses or resumes for backpressure. Returns false on the step into a pause, after one poll
+  // that serves the group; while paused it returns true, and the caller's consume() fetches
+  // nothing from the paused partitions but still serves the group.
   bool ApplyBackpressure() {
     if (sink_ == nullptr) return true;
     const bool room = sink_->HasRoom(static_cast<size_t>(options_.batch_max_events));
@@ -685,7 +687,11 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         if (RenewDeadLetterProducer("batches of dead letters must shrink too")) continue;
       }
       for (const auto& d : pending_dead_letters_) {
-        if (!ProduceDeadLetter(d)) dead_letters_unsent_ = true;
+        if (ProduceDeadLetter(d)) continue;
+        // Stopped: the batch stays unapplied, so the rest need not go (each could wait out a
+        // full queue for a second, past the stop's budget).
+        dead_letters_unsent_ = true;
+        break;
       }
     }
   }
