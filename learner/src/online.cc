@@ -348,13 +348,13 @@ struct OnlineLearner::Impl {
     int64_t& n = users ? num_users : num_items;
     if (ids <= n) return;
     EnsureRows(users, ids + 1);
-    n = ids;
     (users ? user_adj : item_adj).resize(static_cast<size_t>(ids));
     if (!users) {
       published.resize(static_cast<size_t>(ids * opt.dim), 0.0f);
       has_published.resize(static_cast<size_t>(ids), 0);
     }
     full_adjacency_stale = true;
+    n = ids;  // last: lists longer than the count are harmless, a count past them is not
   }
 
   void RefreshCache() {

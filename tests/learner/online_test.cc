@@ -204,7 +204,8 @@ TEST(OnlineLearner, GrowthKeepsOldRowsAndAdamStateAndAddsRows) {
 // A growth that ran out of memory part-way left the table grown and its Adam state not, and
 // every later Observe and Step failed on the mismatch. In a child process whose address space
 // has room for about two and a half of the grown tensors (256 MiB each): the growth fails, and
-// the learner goes on as it was.
+// the learner goes on as it was. One torch thread and the system allocator: a thread pool's
+// stacks or an allocator's reservations would count against the limit too.
 TEST(OnlineLearnerDeathTest, AGrowthThatRunsOutOfMemoryChangesNothing) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   const auto child = [] {
