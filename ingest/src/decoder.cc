@@ -190,14 +190,22 @@ class Decoder::Impl {
   }
 
   // Whether the value in buffer_ is JSON throughout (numbers against the grammar, not their
-  // range). A scalar is: only its number's range can have failed the tree parser.
+  // range). A value that is no container is JSON only as one number (the tree parser failed it
+  // on a number's range: a lone string or atom it takes, or fails otherwise).
   simdjson::error_code CheckJson(size_t size) {
     namespace od = simdjson::ondemand;
     od::document doc;
     if (auto err = lazy_parser_.iterate(buffer_.data(), size, buffer_.size()).get(doc); err) return err;
     od::json_type type;
     if (auto err = doc.type().get(type); err) return err;
-    if (type != od::json_type::object && type != od::json_type::array) return simdjson::SUCCESS;
+    if (type != od::json_type::object && type != od::json_type::array) {
+      std::string_view whole = Trimmed(std::string_view(buffer_.data(), size));
+      while (!whole.empty() && (whole.front() == ' ' || whole.front() == '\t' || whole.front() == '\n' ||
+                                whole.front() == '\r')) {
+        whole.remove_prefix(1);
+      }
+      return IsJsonNumber(whole) ? simdjson::SUCCESS : simdjson::TRAILING_CONTENT;
+    }
     od::value v;
     if (auto err = doc.get_value().get(v); err) return err;
     if (auto err = Walk(v, 0); err) return err;
