@@ -373,10 +373,13 @@ std::optional<std::string> UnfinishedRollback(const std::string& checkpoint_dir)
 Result<int> RecoverCheckpoints(const std::string& dir) {
   int restored = 0;
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return restored;
   auto failed = [&](const std::string& what, const fs::path& p) {
     return Status::IoError("checkpoints: " + what + " " + p.string() + ": " + ec.message());
   };
+  if (!fs::is_directory(dir, ec)) {
+    if (ec && ec != std::errc::no_such_file_or_directory) return failed("reading", dir);
+    return restored;
+  }
   std::vector<fs::path> entries;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(it->path());
   if (ec) return failed("listing", dir);
@@ -930,7 +933,9 @@ struct Pipeline::Impl {
     auto all = ListCheckpoints(opt.checkpoint_dir);
     for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) {
       // Left for the next checkpoint to remove; meanwhile it takes disk space.
-      if (fs::remove_all(all[k], ec); ec) GSAU_LOG_WARN("pipeline: removing the old checkpoint {}: {}", all[k], ec.message());
+      if (fs::remove_all(all[k], ec); ec) {
+        GSAU_LOG_WARN("pipeline: removing the old checkpoint {}: {}", all[k], ec.message());
+      }
     }
     m->checkpoints.Increment();
     m->checkpoint_seconds.Observe(SecondsSince(t0));

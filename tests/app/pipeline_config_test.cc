@@ -25,9 +25,9 @@ TEST(PipelineConfig, OptionsCarryEveryConfiguredField) {
                        "learner.replay_recent_capacity=567", "learner.checkpoint_dir=/c/d",
                        "learner.checkpoint_interval_s=17", "learner.checkpoint_keep=5", "learner.idle_train_s=19",
                        "learner.prequential_csv=/p.csv", "learner.prequential_interval_s=23",
-                       "publisher.interval_ms=29", "publisher.item_interval_ms=31", "publisher.item_change_threshold=0.0625",
-                       "ingest.queue_capacity=3700",
-                       "topics.clicks=tc", "state.path=/s", "topics.user_embeddings=tu"});
+                       "publisher.interval_ms=29", "publisher.item_interval_ms=31",
+                       "publisher.item_change_threshold=0.0625", "ingest.queue_capacity=3700", "topics.clicks=tc",
+                       "state.path=/s", "topics.user_embeddings=tu"});
   const auto o = ToPipelineOptions(c);
   const auto& l = o.learner;
   EXPECT_EQ(l.device, "cpu");

@@ -136,7 +136,8 @@ TEST(CheckpointTest, StartUpDropsTheOldCopyWhenTheNewOneIsInPlace) {
 }
 
 // A file no one may remove, root included (the ext4/xfs immutable attribute), for the length of
-// a test; nullopt where the filesystem or the process's privileges do not allow it.
+// a test; null where the filesystem or the process's privileges do not allow it. A test killed
+// while holding one leaves a folder under the temp directory that only `chattr -i` frees.
 class ImmutableFile {
  public:
   static std::unique_ptr<ImmutableFile> Make(const std::string& path) {
