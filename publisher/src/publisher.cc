@@ -301,6 +301,7 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
   }
   // Also with nothing to send: an owner calling now and then learns of it while idle.
   if (producer_->failed_fatally()) {
+    metrics_->errors.Increment();
     return Status::Internal("publisher: the producer failed fatally; nothing more will be delivered");
   }
   // In order within the batch too: [v10, v5] for one id went out as v10, then v5.

@@ -56,12 +56,18 @@ TEST(EmbeddingSinkTest, PublishableRecordsAreTombstonesOrFinite) {
 
 // A misspelt GSAU_LOG_LEVEL passed for the default without a word.
 TEST(LogTest, AnUnknownLevelInTheEnvironmentIsReported) {
+  const char* was = std::getenv("GSAU_LOG_LEVEL");
+  const std::string before = was != nullptr ? was : "";
   ::setenv("GSAU_LOG_LEVEL", "verbose", 1);
   ::testing::internal::CaptureStderr();
   log::Init();
   const std::string err = ::testing::internal::GetCapturedStderr();
-  ::unsetenv("GSAU_LOG_LEVEL");
-  log::Init();
+  if (was != nullptr) {
+    ::setenv("GSAU_LOG_LEVEL", before.c_str(), 1);
+  } else {
+    ::unsetenv("GSAU_LOG_LEVEL");
+  }
+  log::Init();  // the level the run was started with, for the tests after this one
   EXPECT_NE(err.find("GSAU_LOG_LEVEL=verbose is not"), std::string::npos) << err;
 }
 

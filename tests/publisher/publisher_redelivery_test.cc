@@ -28,6 +28,7 @@ class ScriptedProducer final : public kafka::Producer {
   int produce_calls = 0;
   bool fatal = false;
   bool one_in_flight = false;  // counts() shows one more record produced than settled: a steady flow
+  int64_t reports_behind = 0;  // reported_through() lags the records produced by this many
   std::vector<std::string> values;             // of every record taken
   std::function<void()> after_produce = [] {};  // e.g. a clock that moves while records wait
 
@@ -64,7 +65,7 @@ class ScriptedProducer final : public kafka::Producer {
   std::vector<kafka::FailedRecord> TakeFailed() override { return std::exchange(kept_, {}); }
   size_t KeptFailedCount() const override { return kept_.size(); }
   uint64_t last_numbered() const override { return static_cast<uint64_t>(counts_.produced); }
-  uint64_t reported_through() override { return static_cast<uint64_t>(counts_.produced); }
+  uint64_t reported_through() override { return static_cast<uint64_t>(counts_.produced - reports_behind); }
   int64_t delivered_to(std::string_view) const override { return delivered_; }
   bool failed_fatally() const override { return fatal; }
   void RaiseFatalErrorForTesting() override { fatal = true; }
@@ -238,6 +239,34 @@ TEST(PublisherRedeliveryTest, TheBackoffResetsAfterASuccessfulRoundUnderASteadyF
   const auto waited = until_redelivered();
   EXPECT_LT(waited, std::chrono::milliseconds(1000))
       << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count() << " ms";
+}
+
+// Not before the round's records have been reported: a delivery still on its way back may fail
+// (a round per round trip otherwise, through an outage).
+TEST(PublisherRedeliveryTest, TheBackoffHoldsWhileTheLastRoundsRecordsAreUnreported) {
+  Fixture f;
+  f.producer->fail_deliveries = 3;  // the record and its first two rounds (backoff 100, 200 ms)
+  const std::vector<EmbeddingRecord> first = {User("u1")};
+  ASSERT_TRUE(f.pub->Publish(first).ok());
+  for (const auto t = std::chrono::steady_clock::now();
+       f.producer->KeptFailedCount() > 0 && std::chrono::steady_clock::now() - t < std::chrono::seconds(10);) {
+    f.pub->Publish({}).IgnoreError();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  // The third round produced it again (the next round not before 400 ms after it); its report
+  // has not come back.
+  ASSERT_EQ(f.producer->produce_calls, 4);
+  f.producer->reports_behind = 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  f.producer->fail_deliveries = 1;
+  const std::vector<EmbeddingRecord> later = {User("u2")};
+  ASSERT_TRUE(f.pub->Publish(later).ok());
+  const int calls = f.producer->produce_calls;
+  while (f.producer->produce_calls == calls && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+    f.pub->Publish({}).IgnoreError();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250)) << "the backoff was reset";
 }
 
 }  // namespace
