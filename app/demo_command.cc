@@ -224,9 +224,12 @@ int RunDemo(const DemoFlags& f) {
             << "); Ctrl-C stops\n"
             << std::flush;
 
-  std::atomic<bool> stop_pipeline{false}, stop_replay{false}, replay_done{false};
+  std::atomic<bool> stop_pipeline{false}, stop_replay{false}, replay_done{false}, run_done{false};
   Status run_status;
-  std::thread runner([&] { run_status = (*p)->Run(stop_pipeline); });
+  std::thread runner([&] {
+    run_status = (*p)->Run(stop_pipeline);
+    run_done = true;
+  });
   replay::ReplayOptions ro;
   ro.topic = c.topics.clicks;
   ro.rate = f.rate;
@@ -247,6 +250,8 @@ int RunDemo(const DemoFlags& f) {
   double drained_at = -1;
   while (!stop_requested && (f.duration_s <= 0 || elapsed() < f.duration_s)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // A pipeline that failed stops ingest: the clicks would never all be taken in.
+    if (run_done) break;
     const auto s = (*p)->status();
     if (replay_done) {
       if (!replayed.ok()) break;
