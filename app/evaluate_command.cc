@@ -91,6 +91,11 @@ Result<learner::RankingMetrics> Evaluate(learner::OnlineLearner& model, const st
 
 int RunEvaluate(const EvaluateFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;
+  // Checked here, not by the parser: --help-config alone needs neither.
+  if (f.checkpoint.empty() || f.data.empty()) {
+    std::cerr << "gsau evaluate: --checkpoint and --data are required\n";
+    return kExitUsage;
+  }
   auto cfg = LoadConfig("evaluate", f.config);
   if (!cfg.ok()) return kExitUsage;
   fs::path ckpt = f.checkpoint;
@@ -178,9 +183,9 @@ void AddEvaluateCommand(CLI::App& root, int* exit_code) {
   auto flags = std::make_shared<EvaluateFlags>();
   auto* cmd = root.add_subcommand(
       "evaluate", "Test and validation metrics of an online checkpoint on a dataset's leave-one-out split");
-  cmd->add_option("--checkpoint", flags->checkpoint, "A ckpt-* directory, or a checkpoint directory (its newest)")
-      ->required();
-  cmd->add_option("--data", flags->data, "The dataset file (as for gsau train)")->required();
+  cmd->add_option("--checkpoint", flags->checkpoint,
+                  "A ckpt-* directory, or a checkpoint directory (its newest). Required");
+  cmd->add_option("--data", flags->data, "The dataset file (as for gsau train). Required");
   cmd->add_option("--times", flags->times, "Aligned times file for per-user lines");
   cmd->add_option("--out", flags->out, "Also write the JSON report here");
   cmd->add_option("--batch", flags->batch, "Samples ranked per forward pass")->check(CLI::Range(1, 100000));

@@ -62,6 +62,10 @@ int RunReplay(const ReplayFlags& f) {
     std::cerr << "gsau replay: give exactly one of --data FILE or --synthetic N\n";
     return kExitUsage;
   }
+  if (f.synthetic > 0 && (!f.times.empty() || f.format != "auto" || f.ts_unit != "auto")) {
+    std::cerr << "gsau replay: --times, --format and --ts-unit describe a --data file, not --synthetic\n";
+    return kExitUsage;
+  }
 
   std::vector<data::Interaction> events;
   if (f.synthetic > 0) {
@@ -92,7 +96,12 @@ int RunReplay(const ReplayFlags& f) {
   opt.progress = !f.no_progress;
   GSAU_LOG_INFO("replay: {} events to topic {} at {} ({})", events.size(), opt.topic, kafka.bootstrap_servers,
                 f.rate > 0 ? std::to_string(f.rate) + " events/s" : std::string("full speed"));
-  auto stats = replay::Replay(events, kafka, opt, &InstallStopSignals());
+  const std::atomic<bool>& stop_requested = InstallStopSignals();
+  auto stats = replay::Replay(events, kafka, opt, &stop_requested);
+  if (!stats.ok() && stats.status().code() == StatusCode::kAborted && stop_requested) {
+    std::cout << "gsau replay: stopped: " << stats.status().message() << "\n";  // asked for: a clean end
+    return kExitOk;
+  }
   if (!stats.ok()) {
     std::cerr << "gsau replay: " << stats.status().ToString() << "\n";
     return kExitFailure;

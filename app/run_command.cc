@@ -46,6 +46,19 @@ int RunPipeline(const RunFlags& f) {
                  "(`gsau demo` runs everything with an embedded broker)\n";
     return kExitUsage;
   }
+  // Before the metrics port is taken and the signals are installed: a usage error ends here.
+  if (!f.init_offline.empty() && f.init_data.empty()) {
+    std::cerr << "gsau run: --init-offline needs --init-data (the dataset file the offline run was trained on)\n";
+    return kExitUsage;
+  }
+  if (f.init_offline.empty() && !(f.init_data.empty() && f.init_times.empty())) {
+    std::cerr << "gsau run: --init-data and --init-times go with --init-offline (they were ignored without it)\n";
+    return kExitUsage;
+  }
+  if (!f.init_times.empty() && f.init_data.empty()) {
+    std::cerr << "gsau run: --init-times needs --init-data (the per-user lines the times belong to)\n";
+    return kExitUsage;
+  }
   // Before the start-up (a rollback's copy, a catch-up: minutes): a signal during it stops the
   // run as it begins, with its last checkpoint, rather than killing it (exit 143).
   const std::atomic<bool>& stop_requested = InstallStopSignals();
@@ -61,10 +74,6 @@ int RunPipeline(const RunFlags& f) {
   opt.init_offline = f.init_offline;
   opt.init_data = f.init_data;
   opt.init_times = f.init_times;
-  if (!opt.init_offline.empty() && opt.init_data.empty()) {
-    std::cerr << "gsau run: --init-offline needs --init-data (the dataset file the offline run was trained on)\n";
-    return kExitUsage;
-  }
   auto p = pipeline::Pipeline::Create(opt, &metrics.registry());
   if (!p.ok()) {
     std::cerr << "gsau run: " << p.status().ToString() << "\n";

@@ -202,6 +202,23 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
   EXPECT_NE(out.find("train"), std::string::npos) << out;
 }
 
+// Flags that were parsed and dropped without a word are usage errors now, and evaluate's
+// --help-config answered "--checkpoint is required".
+TEST(AppTest, FlagsACommandWouldIgnoreAreRefused) {
+  std::string out;
+  EXPECT_EQ(RunCommand(Gsau() + " replay --synthetic 10 --format tsv --bootstrap 127.0.0.1:1 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("describe a --data file, not --synthetic"), std::string::npos) << out;
+  if (!kHaveRun) return;
+  EXPECT_EQ(RunCommand(Gsau() + " run --bootstrap 127.0.0.1:1 --init-data x.tsv 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("go with --init-offline"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(Gsau() + " run --bootstrap 127.0.0.1:1 --init-times t.txt 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("go with --init-offline"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(Gsau() + " evaluate --help-config 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("| `state.path` |"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand(Gsau() + " evaluate --data x 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("--checkpoint and --data are required"), std::string::npos) << out;
+}
+
 TEST(AppTest, HelpConfigListsEveryFieldWithUnitsAndDefaults) {
   std::string out;
   ASSERT_EQ(RunCommand(Gsau() + " replay --help-config 2>&1", &out), 0) << out;
@@ -256,6 +273,21 @@ TEST(AppTest, ReplayWithoutBrokerIsAUsageError) {
   std::string out;
   EXPECT_EQ(RunCommand(Gsau() + " replay --synthetic 10 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("no Kafka broker"), std::string::npos) << out;
+}
+
+// Ctrl-C is how a replay is ended early: it said "Aborted" and exited 1, as for a failure.
+TEST(AppTest, AReplayStoppedWithCtrlCEndsCleanly) {
+  const std::string bootstrap = gsau::testing::KafkaBootstrap();
+  const std::string clicks = gsau::testing::UniqueTopic("replay-stopped");
+  kafka::KafkaOptions k;
+  k.bootstrap_servers = bootstrap;
+  ASSERT_TRUE(kafka::EnsureTopics(k, {{clicks, 1, 1, {}}}, 20000).ok());
+  std::string out;
+  const int rc = RunCommand("timeout --preserve-status -s INT 4 " + Gsau() + " replay --synthetic 100000 --rate 200 " +
+                                "--no-progress --topic " + clicks + " --bootstrap " + bootstrap + " 2>&1",
+                            &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("gsau replay: stopped: replay stopped after "), std::string::npos) << out;
 }
 
 // On a real broker the demo plays into topics of its own run, never the configured ones (a
