@@ -199,12 +199,8 @@ class Decoder::Impl {
     od::json_type type;
     if (auto err = doc.type().get(type); err) return err;
     if (type != od::json_type::object && type != od::json_type::array) {
-      std::string_view whole = Trimmed(std::string_view(buffer_.data(), size));
-      while (!whole.empty() && (whole.front() == ' ' || whole.front() == '\t' || whole.front() == '\n' ||
-                                whole.front() == '\r')) {
-        whole.remove_prefix(1);
-      }
-      return IsJsonNumber(whole) ? simdjson::SUCCESS : simdjson::TRAILING_CONTENT;
+      return IsJsonNumber(Trimmed(std::string_view(buffer_.data(), size))) ? simdjson::SUCCESS
+                                                                            : simdjson::TRAILING_CONTENT;
     }
     od::value v;
     if (auto err = doc.get_value().get(v); err) return err;
@@ -301,10 +297,11 @@ class Decoder::Impl {
     return s.empty();
   }
 
+  // JSON's whitespace off both ends (a raw token has none in front; a whole value may).
   static std::string_view Trimmed(std::string_view raw) {
-    while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\t' || raw.back() == '\n' || raw.back() == '\r')) {
-      raw.remove_suffix(1);
-    }
+    const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+    while (!raw.empty() && space(raw.back())) raw.remove_suffix(1);
+    while (!raw.empty() && space(raw.front())) raw.remove_prefix(1);
     return raw;
   }
 
