@@ -10,6 +10,7 @@
 #include "cli_checks.h"
 #include "commands.h"
 #include "gsau/common/log.h"
+#include "gsau/common/stop_signal.h"
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/trainer.h"
 
@@ -51,6 +52,9 @@ int RunTrain(const TrainArgs& args) {
     std::cerr << "gsau train: --model must be gsau-rec, gsau, sasrec or lightgcn, not " << args.model << "\n";
     return kExitUsage;
   }
+  // Before the data load: Ctrl-C or SIGTERM stops at the next step (or evaluation chunk), with the
+  // files of the last finished epoch, instead of killing the process; a second one kills it.
+  options.stop = &InstallStopSignals();
   learner::SplitOptions split;
   split.max_len = args.max_len;
   split.train_fraction = args.train_fraction;
@@ -72,6 +76,10 @@ int RunTrain(const TrainArgs& args) {
                 (*trainer)->DeviceName(), (*trainer)->Threads(), (*trainer)->NumParameters(),
                 (*trainer)->StepsPerEpoch(), options.out_dir);
   auto report = (*trainer)->Run();
+  if (!report.ok() && report.status().code() == StatusCode::kAborted && *options.stop) {
+    std::cout << "gsau train: stopped: " << report.status().message() << "\n";  // asked for: a clean end
+    return kExitOk;
+  }
   if (!report.ok()) {
     std::cerr << "gsau train: " << report.status() << "\n";
     // Refused before training (--out holds another run, a resume with other settings): a usage

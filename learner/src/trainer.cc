@@ -244,7 +244,9 @@ struct Trainer::Impl {
     return steps;
   }
 
-  EpochStats TrainEpoch(int epoch, StepTimings* timings) {
+  bool StopRequested() const { return opt.stop != nullptr && opt.stop->load(std::memory_order_relaxed); }
+
+  Result<EpochStats> TrainEpoch(int epoch, StepTimings* timings) {
     torch::manual_seed(EpochTorchSeed(opt.seed, epoch));
     rng.seed(opt.seed * 1000003ULL + static_cast<uint64_t>(epoch));
     model->set_dropout_seed(opt.seed * 0x100000001B3ULL + static_cast<uint64_t>(epoch));
@@ -267,6 +269,11 @@ struct Trainer::Impl {
       bar = std::make_unique<ProgressBar>(EpochSamples(), po);
     }
     for (int64_t step = 0; step < steps; ++step) {
+      if (StopRequested()) {
+        if (bar) bar->Finish("stopped");
+        return Status::Aborted("stopped in epoch " + std::to_string(epoch) + " at step " + std::to_string(step) +
+                               " of " + std::to_string(steps));
+      }
       auto t = Clock::now();
       // Graph batch.
       torch::Tensor users, items;
@@ -389,7 +396,7 @@ struct Trainer::Impl {
     return stats;
   }
 
-  RankingMetrics Evaluate(Split split) {
+  Result<RankingMetrics> Evaluate(Split split) {
     torch::NoGradGuard no_grad;
     model->eval();
     const auto& samples = split == Split::kValid ? data.valid_samples : data.test_samples;
@@ -399,6 +406,11 @@ struct Trainer::Impl {
     const auto table = model->item_table();
     const auto n = static_cast<int64_t>(samples.size());
     for (int64_t begin = 0; begin < n; begin += opt.eval_batch) {
+      if (StopRequested()) {
+        model->train();
+        return Status::Aborted(std::string("stopped while evaluating on the ") +
+                               (split == Split::kValid ? "validation" : "test") + " split");
+      }
       const int64_t end = std::min(n, begin + opt.eval_batch);
       auto [batch, targets] = MakeSequenceBatch(samples, nullptr, begin, end);
       torch::Tensor scores;
@@ -787,11 +799,23 @@ Result<TrainReport> Trainer::RunUnguarded() {
     GSAU_RETURN_IF_ERROR(WriteTextAtomically(csv, text));
   }
 
+  // A stop leaves the files of the last finished epoch: the message says what --resume takes up.
+  auto stopped = [&](const Status& s) {
+    if (s.code() != StatusCode::kAborted || o.out_dir.empty()) return s;
+    return Status::Aborted(s.message() + "; " +
+                           (st.epoch > 0 ? checkpoint.string() + " holds epochs 1-" + std::to_string(st.epoch) +
+                                               ": --resume continues from there"
+                                         : std::string("no epoch finished: nothing to resume")));
+  };
   const bool finished = st.bad_epochs > o.patience;
   for (int epoch = st.epoch + 1; epoch <= o.max_epochs && !finished; ++epoch) {
-    GSAU_ASSIGN_OR_RETURN(auto stats, TrainEpoch(epoch, nullptr));
+    auto trained = TrainEpoch(epoch, nullptr);
+    if (!trained.ok()) return stopped(trained.status());
+    EpochStats stats = std::move(*trained);
     const auto t = Clock::now();
-    GSAU_ASSIGN_OR_RETURN(stats.valid, Evaluate(Split::kValid));
+    auto valid = Evaluate(Split::kValid);
+    if (!valid.ok()) return stopped(valid.status());
+    stats.valid = *valid;
     stats.eval_seconds = Since(t);
     auto rounded = [&](double v) {
       if (o.valid_metric_decimals < 0 || !std::isfinite(v)) return v;
@@ -840,8 +864,11 @@ Result<TrainReport> Trainer::RunUnguarded() {
   report.seconds_per_epoch = mean(train_secs);
   report.eval_seconds = mean(eval_secs);
   if (!im.best_params.empty()) im.RestoreBest();
-  GSAU_ASSIGN_OR_RETURN(report.best_valid, Evaluate(Split::kValid));
-  GSAU_ASSIGN_OR_RETURN(report.test, Evaluate(Split::kTest));
+  for (auto [split, metrics] : {std::pair{Split::kValid, &report.best_valid}, std::pair{Split::kTest, &report.test}}) {
+    auto r = Evaluate(split);
+    if (!r.ok()) return stopped(r.status());
+    *metrics = *r;
+  }
   GSAU_LOG_INFO("test (best epoch {}): recall@10 {:.4f} ndcg@10 {:.4f} recall@20 {:.4f} ndcg@20 {:.4f}",
                 report.best_epoch, report.test.Get("recall@10"), report.test.Get("ndcg@10"),
                 report.test.Get("recall@20"), report.test.Get("ndcg@20"));

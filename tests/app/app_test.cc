@@ -290,6 +290,43 @@ TEST(AppTest, AReplayStoppedWithCtrlCEndsCleanly) {
   EXPECT_NE(out.find("gsau replay: stopped: replay stopped after "), std::string::npos) << out;
 }
 
+// Ctrl-C on a long gsau train killed it wherever it was; now it stops at the next step with the
+// files of the last finished epoch and says how to go on, and --resume does.
+TEST(AppTest, ATrainingStoppedWithCtrlCSaysHowToResume) {
+  if (!kHaveTrain) GTEST_SKIP() << "this build has no learner";
+  gsau::testing::TempDir dir;
+  std::string tsv = "user_id\titem_id\ttimestamp\n";
+  for (int u = 0; u < 40; ++u) {
+    for (int k = 0; k < 8; ++k) {
+      tsv += "u" + std::to_string(u) + "\ti" + std::to_string((u * 5 + k * 3) % 25) + "\t" + std::to_string(k) + "\n";
+    }
+  }
+  gsau::testing::WriteFile(dir.File("d.tsv"), tsv);
+  const std::string train = Gsau() + " train --data " + dir.File("d.tsv") + " --out " + dir.File("run") +
+                            " --dim 8 --threads 1 --patience 100000 ";
+  const std::string csv = dir.File("run/metrics.csv");
+  // SIGINT once the first epoch's row is written (the handler is in place well before).
+  std::string out;
+  const std::string rows_written = "$(cat " + csv + " 2>/dev/null | wc -l)";
+  const int rc = RunCommand("(" + train + "--epochs 100000 > " + dir.File("out.txt") + " 2>&1 & pid=$!; " +
+                                "for k in $(seq 1200); do [ \"" + rows_written + "\" -ge 2 ] && break; " +
+                                "sleep 0.1; done; kill -INT $pid; wait $pid); rc=$?; cat " + dir.File("out.txt") +
+                                "; exit $rc",
+                            &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("gsau train: stopped: stopped "), std::string::npos) << out;
+  EXPECT_NE(out.find(": --resume continues from there"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("run/report.json")));
+  std::string rows;
+  ASSERT_EQ(RunCommand("wc -l < " + csv, &rows), 0);
+  const int finished = std::stoi(rows) - 1;
+  ASSERT_GE(finished, 1) << out;
+  EXPECT_NE(out.find("holds epochs 1-" + std::to_string(finished) + ":"), std::string::npos) << out;
+  ASSERT_EQ(RunCommand(train + "--resume --epochs " + std::to_string(finished + 1) + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("resumed from "), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(dir.File("run/report.json")));
+}
+
 // On a real broker the demo plays into topics of its own run, never the configured ones (a
 // deployment's: its synthetic and malformed clicks and its users' embeddings would land there),
 // and a second run does not read the first one's clicks.

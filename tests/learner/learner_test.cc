@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +12,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "gsau/common/file.h"
 #include "gsau/learner/dataset.h"
@@ -347,6 +350,71 @@ TrainOptions TinyCpuOptions() {
   o.threads = 1;
   o.progress = false;
   return o;
+}
+
+// Lines in a text file (0 when it does not exist).
+int CountLines(const std::string& path) {
+  std::ifstream in(path);
+  int lines = 0;
+  for (std::string line; std::getline(in, line);) ++lines;
+  return lines;
+}
+
+// gsau train's Ctrl-C: the stop flag ends the run at the next step or evaluation chunk, leaving
+// the files of the last finished epoch (no half row, no report), and --resume from them repeats
+// the uninterrupted run. Before, the signal killed the process wherever it was.
+TEST(Trainer, AStopEndsTheRunWithTheFilesOfTheLastFinishedEpoch) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/200, /*items=*/40, /*seed=*/5));
+  ASSERT_TRUE(d.ok()) << d.status();
+  TrainOptions o = TinyCpuOptions();
+  o.valid_metric_decimals = -1;
+  std::atomic<bool> stop{true};
+  gsau::testing::TempDir stopped_dir("learner-stopped"), straight_dir("learner-straight");
+  // Stopped before its first step: nothing to resume, nothing written but the CSV's header.
+  o.stop = &stop;
+  o.out_dir = stopped_dir.path().string();
+  auto r = TrainOn(*d, o);
+  ASSERT_EQ(r.status().code(), StatusCode::kAborted) << r.status();
+  const auto steps = (*Trainer::Create(*d, o))->StepsPerEpoch();
+  EXPECT_EQ(r.status().message(),
+            "stopped in epoch 1 at step 0 of " + std::to_string(steps) + "; no epoch finished: nothing to resume");
+  EXPECT_FALSE(std::filesystem::exists(stopped_dir.File("checkpoint.pt")));
+  EXPECT_EQ(CountLines(stopped_dir.File("metrics.csv")), 1);
+
+  // Stopped once epoch 1 is on disk, wherever the run then is (training or validating).
+  stop = false;
+  o.max_epochs = 100000;
+  o.patience = 100000;
+  const std::string csv = stopped_dir.File("metrics.csv");
+  std::atomic<bool> returned{false};
+  std::thread stopper([&] {
+    while (!returned && CountLines(csv) < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    stop = true;
+  });
+  r = TrainOn(*d, o);
+  returned = true;
+  stopper.join();
+  ASSERT_EQ(r.status().code(), StatusCode::kAborted) << r.status();
+  const int finished = CountLines(csv) - 1;
+  ASSERT_GE(finished, 1);
+  EXPECT_NE(r.status().message().find("checkpoint.pt holds epochs 1-" + std::to_string(finished) +
+                                      ": --resume continues from there"),
+            std::string::npos)
+      << r.status();
+  EXPECT_FALSE(std::filesystem::exists(stopped_dir.File("report.json")));
+
+  // Resumed to one epoch more, it ends as a run that was never stopped.
+  o.stop = nullptr;
+  o.resume = true;
+  o.max_epochs = finished + 1;
+  auto resumed = TrainOn(*d, o);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  o.resume = false;
+  o.out_dir = straight_dir.path().string();
+  auto straight = TrainOn(*d, o);
+  ASSERT_TRUE(straight.ok()) << straight.status();
+  EXPECT_EQ(resumed->history.back().loss, straight->history.back().loss);
+  EXPECT_EQ(resumed->test.Values(), straight->test.Values());
 }
 
 // best.pt is written before the epoch's checkpoint: a kill between the two left weights there

@@ -12,6 +12,7 @@
 // Thread safety: a Trainer is used from one thread; torch's intra-op pool uses `threads` cores.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -80,6 +81,10 @@ struct TrainOptions {
   // run removes an earlier run's checkpoint.pt, best.pt and report.json before its first epoch.
   bool overwrite = false;
   bool progress = true; // a progress bar per epoch on stderr
+  // Polled between training steps and evaluation chunks (not owned; may be null). Once set, Run
+  // and TrainEpoch end with Aborted, leaving the files as the last finished epoch left them:
+  // --resume continues from there. Set from any thread (a signal handler's flag).
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // Wall time of each part of the steps, summed over the steps of an epoch (CPU timings; on CUDA
