@@ -372,6 +372,14 @@ Status ValidateFrom(const Config& c, const Origins* origins);
 
 Status FlattenYaml(const YAML::Node& node, const std::string& prefix, Config& c, const std::string& file,
                    Origins* origins) {
+  if (node.IsNull() && FindField(prefix) == nullptr) {
+    // A section whose keys are all commented out (`kafka:` alone) sets nothing; it failed as the
+    // unknown key 'kafka'. A null field below still sets it to "".
+    const bool section = std::any_of(Table().begin(), Table().end(), [&](const Field& f) {
+      return f.key.rfind(prefix + ".", 0) == 0;
+    });
+    if (section || prefix == kPropertiesKey) return Status::Ok();
+  }
   if (prefix == kPropertiesKey) {
     if (!node.IsMap()) return Status::InvalidArgument("kafka.properties (" + file + "): must be a map");
     for (const auto& kv : node) {
@@ -586,6 +594,18 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
       {"topics.user_embeddings", &c.topics.user_embeddings},
       {"topics.item_embeddings", &c.topics.item_embeddings}};
   for (size_t a = 0; a < std::size(topics); ++a) {
+    // Kafka's own rule. Checked here because the clicks topic is subscribed to: librdkafka takes
+    // a name starting with '^' as a pattern ("^clicks" also matched clicks.dlq, and ingest read
+    // its own dead letters back without end); other bad names failed later, naming the topic only.
+    const std::string& name = *topics[a].second;
+    const bool legal = name.size() <= 249 && name != "." && name != ".." &&
+                       std::all_of(name.begin(), name.end(), [](unsigned char ch) {
+                         return std::isalnum(ch) || ch == '.' || ch == '_' || ch == '-';
+                       });
+    if (!legal) {
+      return invalid(topics[a].first, "must be a Kafka topic name (1-249 of a-z, A-Z, 0-9, '.', '_', '-'; not "
+                                      "'.' or '..'), got '" + name + "'");
+    }
     for (size_t b = 0; b < a; ++b) {
       if (*topics[a].second == *topics[b].second) {
         return invalid(topics[a].first, std::string("must differ from ") + topics[b].first + " (both '" +

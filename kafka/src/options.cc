@@ -41,9 +41,16 @@ Status CheckIdempotent(RdKafka::Conf& conf, const std::string& who) {
   // The properties come after our defaults, and librdkafka takes enable.idempotence=false with
   // acks=1 without a word: a producer would then lose acknowledged records (a leader failing
   // over) or duplicate and reorder them, which our producers promise never happens.
-  std::string idempotence, acks;
+  std::string idempotence, acks, transactional_id;
   conf.get("enable.idempotence", idempotence);
   conf.get("acks", acks);
+  // A transactional producer refuses every record sent outside a transaction (ERR__STATE): the
+  // publisher and the dead-letter path would retry for ever.
+  if (conf.get("transactional.id", transactional_id) == RdKafka::Conf::CONF_OK && !transactional_id.empty()) {
+    return Status::InvalidArgument("kafka.properties set transactional.id: " + who +
+                                   " must be idempotent, not transactional (librdkafka refuses a record sent outside "
+                                   "a transaction, and ours send none in one); remove it");
+  }
   if (idempotence == "true" && (acks == "-1" || acks == "all")) return Status::Ok();
   return Status::InvalidArgument("kafka.properties leave enable.idempotence=" + idempotence + " and acks=" +
                                  (acks == "-1" ? "all" : acks) + ": " + who +
@@ -52,6 +59,13 @@ Status CheckIdempotent(RdKafka::Conf& conf, const std::string& who) {
 }
 
 namespace {
+
+// An unknown name may be a misspelt secret ("sasl.pasword"), whose value must not reach the log:
+// only a known, non-secret property's value is shown.
+std::string PropertyError(const std::string& name, const std::string& value, bool unknown, const std::string& err) {
+  if (unknown) return "kafka property '" + name + "': " + err;
+  return "kafka property '" + name + "' = '" + (IsSecretProperty(name) ? "****" : value) + "': " + err;
+}
 
 void AdminLogLine(const rd_kafka_t* rk, int level, const char* fac, const char* text) {
   // One process-wide window per client handle and kind: a handle's lines are not hidden by an
@@ -77,9 +91,8 @@ Result<std::unique_ptr<RdKafka::Conf>> BuildConf(const KafkaOptions& kafka, cons
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   std::string err;
   auto set = [&](const std::string& k, const std::string& v) -> Status {
-    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
-      return Status::InvalidArgument("kafka property '" + k + "' = '" + (IsSecretProperty(k) ? "****" : v) +
-                                     "': " + err);
+    if (const auto r = conf->set(k, v, err); r != RdKafka::Conf::CONF_OK) {
+      return Status::InvalidArgument(PropertyError(k, v, r == RdKafka::Conf::CONF_UNKNOWN, err));
     }
     return Status::Ok();
   };
@@ -94,9 +107,8 @@ Result<rd_kafka_conf_t*> BuildCConf(const KafkaOptions& kafka, const Props& defa
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
   auto set = [&](const std::string& k, const std::string& v) -> Status {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-      return Status::InvalidArgument("kafka property '" + k + "' = '" + (IsSecretProperty(k) ? "****" : v) +
-                                     "': " + err);
+    if (const auto r = rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)); r != RD_KAFKA_CONF_OK) {
+      return Status::InvalidArgument(PropertyError(k, v, r == RD_KAFKA_CONF_UNKNOWN, err));
     }
     return Status::Ok();
   };

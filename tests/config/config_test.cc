@@ -184,6 +184,24 @@ TEST(ConfigTest, UnknownKeyIsNamed) {
   EXPECT_NE(c.status().message().find("ingest.batch_max_events"), std::string::npos) << "lists the known keys";
 }
 
+// A section whose keys are all commented out is a common way to leave a file's defaults: it
+// stopped start-up as "unknown configuration key 'kafka'".
+TEST(ConfigTest, ASectionWithNoKeysSetsNothing) {
+  TempDir dir;
+  WriteFile(dir.File("c.yaml"), "kafka:\n  # bootstrap_servers: broker:9092\n  properties:\n    # acks: all\n"
+                                "ingest:\n  # group_id: g\nlearner:\n  threads: 1\n");
+  auto c = LoadWith(dir.File("c.yaml"), {}, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->learner.threads, 1);
+  EXPECT_EQ(c->kafka.bootstrap_servers, Config{}.kafka.bootstrap_servers);
+  EXPECT_TRUE(c->kafka.properties.empty());
+  // A null field is still that field set to "" (and checked as such).
+  WriteFile(dir.File("f.yaml"), "topics:\n  clicks:\n");
+  auto f = LoadWith(dir.File("f.yaml"), {}, {});
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("topics.clicks"), std::string::npos) << f.status();
+}
+
 TEST(ConfigTest, MissingAndMalformedFilesAreNamed) {
   auto missing = LoadWith("/nonexistent/gsau.yaml", {}, {});
   ASSERT_FALSE(missing.ok());
@@ -218,6 +236,22 @@ TEST(ConfigTest, EnumsAndKafkaPropertiesAreChecked) {
         << i.status();
   }
   EXPECT_TRUE(LoadWith("", {}, {"kafka.properties.acks=all"}).ok());
+  // A transactional producer refuses every record sent outside a transaction: the publisher and
+  // the dead-letter path retried for ever.
+  auto t = LoadWith("", {}, {"kafka.properties.transactional.id=gsau"});
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("kafka.properties: kafka.properties set transactional.id: gsau's producers "
+                                      "must be idempotent, not transactional"),
+            std::string::npos)
+      << t.status();
+  // A misspelt secret is unknown to librdkafka, and so to the redaction: its value is not shown.
+  auto typo = LoadWith("", {{"GSAU_KAFKA_PROPERTY_SASL_PASWORD", "hunter2"}}, {});
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("'sasl.pasword'"), std::string::npos) << typo.status();
+  EXPECT_EQ(typo.status().message().find("hunter2"), std::string::npos) << typo.status();
+  auto bad_value = LoadWith("", {}, {"kafka.properties.linger.ms=soon"});
+  ASSERT_FALSE(bad_value.ok());
+  EXPECT_NE(bad_value.status().message().find("'linger.ms' = 'soon'"), std::string::npos) << bad_value.status();
 }
 
 // Values each field accepts alone but not together: named, with the rule, before anything starts.
@@ -232,6 +266,18 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
       {{"learner.replay_ratio=1"},
        "learner.replay_ratio (--set): must be below 1 (at 1 no fresh click is ever trained on), got 1"},
       {{"topics.dead_letter=clicks"}, "topics.dead_letter (--set): must differ from topics.clicks (both 'clicks')"},
+      {{"topics.clicks=^clicks"},
+       "topics.clicks (--set): must be a Kafka topic name (1-249 of a-z, A-Z, 0-9, '.', '_', '-'; not '.' or "
+       "'..'), got '^clicks'"},
+      {{"topics.user_embeddings=user embeddings"},
+       "topics.user_embeddings (--set): must be a Kafka topic name (1-249 of a-z, A-Z, 0-9, '.', '_', '-'; not "
+       "'.' or '..'), got 'user embeddings'"},
+      {{"topics.dead_letter=.."},
+       "topics.dead_letter (--set): must be a Kafka topic name (1-249 of a-z, A-Z, 0-9, '.', '_', '-'; not '.' or "
+       "'..'), got '..'"},
+      {{"topics.item_embeddings=" + std::string(250, 'x')},
+       "topics.item_embeddings (--set): must be a Kafka topic name (1-249 of a-z, A-Z, 0-9, '.', '_', '-'; not "
+       "'.' or '..'), got '" + std::string(250, 'x') + "'"},
       {{"topics.item_embeddings=u", "topics.user_embeddings=u"},
        "topics.item_embeddings (--set): must differ from topics.user_embeddings (both 'u')"},
       {{"learner.batch_size=1", "learner.replay_ratio=0.6"},
@@ -257,6 +303,8 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
     EXPECT_EQ(c.status().message(), message);
   }
   EXPECT_TRUE(LoadWith("", {}, {"ingest.queue_capacity=1000", "learner.replay_ratio=0.99"}).ok());
+  EXPECT_TRUE(
+      LoadWith("", {}, {"topics.clicks=Shop_clicks.v2-eu", "topics.dead_letter=" + std::string(249, 'd')}).ok());
   EXPECT_TRUE(LoadWith("", {}, {"learner.batch_size=2", "learner.replay_ratio=0.75"}).ok()) << "0.5 rounds to 1";
   EXPECT_TRUE(LoadWith("", {}, {"state.path=/data/state", "learner.checkpoint_dir=/data/state-checkpoints"}).ok())
       << "a sibling whose name starts alike";
