@@ -143,7 +143,7 @@ struct Metrics {
         seq_unif(loss_family.Add({{"term", "seq_unif"}})),
         events_observed(prometheus::BuildCounter()
                             .Name("gsau_learner_events_total")
-                            .Help("Applied clicks the learner has taken in")
+                            .Help("Applied clicks the learner has taken in from ingest (not the start-up catch-up)")
                             .Register(r)
                             .Add({})),
         queued(prometheus::BuildGauge()
@@ -249,17 +249,23 @@ std::vector<std::string> Checkpoints(const std::string& dir, bool as_recovered) 
   std::vector<std::string> out;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (!e.is_directory() || !fs::exists(e.path() / "model.pt")) continue;
-    const std::string name = e.path().filename().string();
+  // The calls that do not throw: an entry stat() refuses (a checkpoint copied in by another user,
+  // a stale network handle) threw out of the learner's interval checkpoint and ended the pipeline.
+  // Such an entry is left out, as one without model.pt is.
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code entry_ec;
+    const fs::path& path = it->path();
+    if (!it->is_directory(entry_ec) || !fs::exists(path / "model.pt", entry_ec)) continue;
+    const std::string name = path.filename().string();
     if (IsCheckpointName(name)) {
-      out.push_back(e.path().string());
+      out.push_back(path.string());
     } else if (const size_t base = name.size() - kReplacedSuffix.size();
                as_recovered && name.ends_with(kReplacedSuffix) && IsCheckpointName(name.substr(0, base)) &&
-               !fs::exists(e.path().parent_path() / name.substr(0, base) / "model.pt")) {
-      out.push_back(e.path().string());  // RecoverCheckpoints would put it back
+               !fs::exists(path.parent_path() / name.substr(0, base) / "model.pt", entry_ec)) {
+      out.push_back(path.string());  // RecoverCheckpoints would put it back
     }
   }
+  if (ec) GSAU_LOG_WARN("listing the checkpoints in {}: {}: the list may be short", dir, ec.message());
   // Zero-padded sequence numbers: oldest first (a ".replaced" stands where its twin is not).
   std::sort(out.begin(), out.end());
   return out;
@@ -284,7 +290,7 @@ Status InstallCheckpoint(const std::string& built, const std::string& final_dir)
   fs::rename(built, final_dir, ec);
   if (ec) {
     const std::string why = ec.message();
-    if (fs::exists(replaced)) fs::rename(replaced, final_dir, ec);
+    if (fs::exists(replaced, ec)) fs::rename(replaced, final_dir, ec);
     return Status::IoError("renaming " + built + " to " + final_dir + ": " + why);
   }
   // Checkpoints are what a --rollback restores after the state was lost, a power cut included:
@@ -489,7 +495,8 @@ struct Pipeline::Impl {
   Status OpenState() {
     if (!opt.rollback_from.empty()) {
       const fs::path ck(opt.rollback_from);
-      if (!fs::exists(ck / "model.pt") || !fs::is_directory(ck / "state")) {
+      std::error_code stat_ec;  // a path stat() refuses is not a checkpoint either (it threw)
+      if (!fs::exists(ck / "model.pt", stat_ec) || !fs::is_directory(ck / "state", stat_ec)) {
         return Status::InvalidArgument("rollback: " + opt.rollback_from + " is not a checkpoint (model.pt, state/)");
       }
       // A rollback must run alone: beside a running pipeline it would move that one's state
@@ -543,13 +550,14 @@ struct Pipeline::Impl {
     fs::create_directories(opt.checkpoint_dir, ec);
     if (ec) return Status::IoError("rollback: creating " + opt.checkpoint_dir + ": " + ec.message());
     const fs::path marker = fs::path(opt.checkpoint_dir) / kRollbackMarker;
-    {
-      std::ofstream out(marker);
-      out << fs::absolute(opt.rollback_from).lexically_normal().string() << '\n';  // a restart may run elsewhere
-      if (!out.flush()) return Status::IoError("rollback: writing " + marker.string());
-    }
-    GSAU_RETURN_IF_ERROR(SyncPath(marker.string()));
-    return SyncPath(opt.checkpoint_dir);
+    // Absolute: a restart may run elsewhere. Whole or not there: a crash between creating the
+    // file and its fsync could leave it empty, a refusal naming no target to roll back to.
+    const std::string target = fs::absolute(opt.rollback_from, ec).lexically_normal().string() + "\n";
+    if (ec) return Status::IoError("rollback: " + opt.rollback_from + ": " + ec.message());
+    const Status s =
+        WriteFileAtomically(marker.string(), [&](const ByteSink& sink) { sink(target.data(), target.size()); });
+    if (!s.ok()) return Status::IoError("rollback: " + s.message());
+    return Status::Ok();
   }
 
   // The rollback's pair is in place (the target the newest checkpoint of checkpoint_dir, or the
@@ -1164,6 +1172,7 @@ struct Pipeline::Impl {
     std::vector<learner::OnlineEvent> rest;
     while (auto b = queue.Pop(0)) TakeBatch(*b, &rest);
     if (!rest.empty()) GSAU_RETURN_IF_ERROR(learner->Observe(rest));
+    m->events_observed.Increment(static_cast<double>(rest.size()));
     FlushPrequential(events_seen);
     if (Status s = PublishItems(); !s.ok()) {
       // Not the learner's failure: the last checkpoint is still written (in Run, before the
@@ -1459,13 +1468,23 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
     }
   }
   Status close = im.store->Close();
-  if (!ingest_status.ok()) return Status(ingest_status.code(), "ingest: " + ingest_status.message());
-  if (!learner_status.ok()) return learner_status;
-  if (!user_status.ok()) return Status(user_status.code(), "user publisher: " + user_status.message());
-  if (!im.item_publish_status.ok()) return im.item_publish_status;
-  if (!flush.ok()) return Status(flush.code(), "publisher: " + flush.message());
-  if (!last_checkpoint.ok()) return Status(last_checkpoint.code(), "learner: " + last_checkpoint.message());
-  return close;
+  // The first failure is returned; the others are logged, not dropped (a failed last checkpoint
+  // behind an ingest failure let an operator think one was written).
+  const std::pair<std::string_view, const Status*> outcomes[] = {
+      {"ingest: ", &ingest_status},  {"", &learner_status},       {"user publisher: ", &user_status},
+      {"", &im.item_publish_status}, {"publisher: ", &flush},     {"learner: ", &last_checkpoint},
+      {"", &close}};
+  Status first;
+  for (const auto& [who, s] : outcomes) {
+    if (s->ok()) continue;
+    Status named(s->code(), std::string(who) + s->message());
+    if (first.ok()) {
+      first = std::move(named);
+    } else {
+      GSAU_LOG_ERROR("pipeline: while stopping, also: {}", named.ToString());
+    }
+  }
+  return first;
 }
 
 PipelineStatus Pipeline::status() const {
