@@ -105,26 +105,41 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
   GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
   // Only the missing ones are created: topics that exist need no CreateTopics rights (and
   // brokers without the admin API, like librdkafka's mock cluster, are fine when they exist).
-  std::vector<const TopicSpec*> missing;
+  // Missing means listed as unknown (or not listed): a failed metadata request is asked again,
+  // and a topic listed with another error (no leader during an election) is waited for. Both
+  // were taken as missing, and an account without create rights (Kafka checks them before
+  // existence) failed on topics that were there.
+  std::vector<const TopicSpec*> missing, waited_for;
   {
     const rd_kafka_metadata_t* md = nullptr;
-    if (rd_kafka_metadata(rk.get(), 1, nullptr, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      for (const auto& t : topics) {
-        bool exists = false;
-        for (int k = 0; k < md->topic_cnt && !exists; ++k) {
-          exists = md->topics[k].err == RD_KAFKA_RESP_ERR_NO_ERROR && t.name == md->topics[k].topic;
-        }
-        if (!exists) missing.push_back(&t);
+    rd_kafka_resp_err_t e;
+    while ((e = rd_kafka_metadata(rk.get(), 1, nullptr, &md,
+                                  static_cast<int>(std::max<int64_t>(1, deadline - NowMs())))) !=
+           RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (NowMs() >= deadline) {
+        return Status::Unavailable("Kafka at " + kafka.bootstrap_servers + " did not answer a metadata request " +
+                                   "within " + std::to_string(timeout_ms) + " ms: " + rd_kafka_err2str(e));
       }
-      rd_kafka_metadata_destroy(md);
-    } else if (NowMs() >= deadline) {
-      return Status::Unavailable("Kafka at " + kafka.bootstrap_servers + " did not answer a metadata request within " +
-                                 std::to_string(timeout_ms) + " ms");
-    } else {
-      for (const auto& t : topics) missing.push_back(&t);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
+    for (const auto& t : topics) {
+      const rd_kafka_metadata_topic_t* listed = nullptr;
+      for (int k = 0; k < md->topic_cnt && listed == nullptr; ++k) {
+        if (t.name == md->topics[k].topic) listed = &md->topics[k];
+      }
+      if (listed == nullptr || listed->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        missing.push_back(&t);
+      } else if (listed->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+        const std::string why = rd_kafka_err2str(listed->err);  // not to be waited out: nothing could be written
+        rd_kafka_metadata_destroy(md);
+        return Status::Unavailable("topic " + t.name + ": " + why);
+      } else if (listed->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        waited_for.push_back(&t);
+      }
+    }
+    rd_kafka_metadata_destroy(md);
   }
-  if (missing.empty()) return Status::Ok();
+  if (missing.empty() && waited_for.empty()) return Status::Ok();
   // What is left of timeout_ms: each wait below is bounded by the one deadline (each took the
   // whole timeout, and a broker that took connections but never answered held start-up twice
   // as long as asked).
@@ -146,7 +161,7 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
       }
     }
   }
-  if (status.ok()) {
+  if (status.ok() && !news.empty()) {
     rd_kafka_queue_t* queue = rd_kafka_queue_new(rk.get());
     rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(opts, left_ms, err, sizeof(err));
@@ -180,6 +195,7 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
   // KRaft answers CreateTopics, and lists a leader in Metadata, before the leader's partition
   // takes writes; the first produce then fails NOT_LEADER. A partition whose leader answers
   // ListOffsets is ready, so the topics are returned writable.
+  missing.insert(missing.end(), waited_for.begin(), waited_for.end());
   for (const TopicSpec* spec : missing) {
     std::string why;
     while (!PartitionsReady(rk.get(), spec->name, deadline, &why)) {

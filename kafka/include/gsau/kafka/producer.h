@@ -12,7 +12,10 @@
 // Kafka's DefaultPartitioner); a record without a key to a random one.
 //
 // Thread safety: Produce() may be called from several threads; Flush() and destruction
-// from one. The destructor flushes for up to ProducerOptions::close_timeout_ms.
+// from one. With keep_failed, the Produce() calls of one topic and key must not overlap (the
+// publisher's do not: it produces under its lock): which record of a key is the newest is
+// kept for calls in order, and two overlapping refusals could lose the failure of the one
+// before them. The destructor flushes for up to ProducerOptions::close_timeout_ms.
 #pragma once
 
 #include <cstdint>
