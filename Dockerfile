@@ -9,9 +9,12 @@ RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGSAU_BUILD_TESTS=O
  && cmake --build build -j"$(nproc)"
 
 FROM debian:12
+# The package of every library the binary names (tests/ops checks the list against it). RocksDB
+# is linked in statically: its compression libraries are listed, not librocksdb7.8.
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-      librdkafka++1 librocksdb7.8 libtorch1.13 libopenblas0-openmp libjemalloc2 \
-      libprometheus-cpp-core1.0 libsimdjson14 libyaml-cpp0.7 libspdlog1.10 libfmt9 ca-certificates \
+      librdkafka1 librdkafka++1 libtorch1.13 libopenblas0-openmp libjemalloc2 \
+      libprometheus-cpp-core1.0 libsimdjson14 libyaml-cpp0.7 libspdlog1.10 libfmt9 \
+      libsnappy1v5 liblz4-1 libzstd1 libbz2-1.0 zlib1g ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/gsau /usr/local/bin/gsau
 EXPOSE 9464

@@ -3,7 +3,8 @@
 #   make demo    install what is missing, build, run the zero-setup demo
 #   make test    install what is missing, build, run the whole test suite
 #
-# Variables: BUILD (build dir), JOBS, WERROR=ON|OFF, BUILD_TYPE, CMAKE_ARGS.
+# Variables: BUILD (build dir), JOBS, WERROR=ON|OFF, BUILD_TYPE, CMAKE_ARGS, DEMO_ARGS (flags of
+# `gsau demo`, e.g. DEMO_ARGS="--events 50000 --rate 2000"), FUZZ_RUNS (fuzz-decoder's runs).
 
 BUILD      ?= build
 JOBS       ?= $(shell nproc)

@@ -9,7 +9,8 @@
 # newer record 30 s after the last click, counted in the percentiles as slower than any, "inf"
 # when they reach one). Exits 1, with no BENCH line, when gsau run did not last the benchmark.
 # Environment: RATE (default 2000), DURATION (s, default 60), FORMAT json|binary (default json),
-#   RUN_ARGS extra `gsau run` flags (default none: the configuration's defaults are measured).
+#   RUN_ARGS extra `gsau run` flags (default none: the configuration's defaults are measured),
+#   KEEP=1 keeps the run's folder (broker, state, logs) under /tmp and names it at the end.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}

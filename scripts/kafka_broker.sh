@@ -19,6 +19,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:-}; shift || true
+usage() { sed -n 2,18p "$0"; exit 2; }
+case "$cmd" in start | stop | pause | resume | status) ;; *) usage ;; esac
 dir=""; port=""; max_lifetime=""
 while (($#)); do
   case "$1" in
@@ -215,5 +217,5 @@ LOG
     stop_broker; exit 1
     ;;
   *)
-    sed -n 2,15p "$0"; exit 2 ;;
+    usage ;;
 esac

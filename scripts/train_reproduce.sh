@@ -21,6 +21,7 @@
 #   TIES     file (default): the dataset's own order of same-day clicks; item-id: Beauty with each
 #            user's same-day clicks ordered by item id, the order of the authors' RecBole data
 #            (scripts/order_ties.py writes it to RUNS/data/; the run goes to RUNS/<run>-ties-item-id)
+#   DATA     the datasets' folder (default ../shared/datasets)
 #
 # The exact command of each run is printed and written to RUNS/<run>/command.txt.
 set -euo pipefail
@@ -32,7 +33,7 @@ RUNS=${RUNS:-runs}
 SEED=${SEED:-2020}
 TIES=${TIES:-file}
 if [[ $# -eq 0 ]]; then
-  sed -n '2,25p' "$0"
+  sed -n '2,26p' "$0"
   exit 2
 fi
 if [[ "$TIES" != file && "$TIES" != item-id ]]; then
