@@ -77,7 +77,10 @@ int RunTrain(const TrainArgs& args) {
                 (*trainer)->StepsPerEpoch(), options.out_dir);
   auto report = (*trainer)->Run();
   if (!report.ok() && report.status().code() == StatusCode::kAborted && *options.stop) {
-    std::cout << "gsau train: stopped: " << report.status().message() << "\n";  // asked for: a clean end
+    std::cout << "gsau train: stopped: " << report.status().message() << std::endl;
+    // Its files are as they should be; the exit still says "interrupted" (130 for Ctrl-C), as the
+    // signal's own action would, so that a script running several trainings stops too.
+    EndByStopSignal();
     return kExitOk;
   }
   if (!report.ok()) {

@@ -10,7 +10,9 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 std::atomic<int64_t> g_first_ns{0};  // when the first signal came (monotonic), 0 before it
-static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int64_t>::is_always_lock_free,
+std::atomic<int> g_first_signal{0};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int64_t>::is_always_lock_free &&
+                  std::atomic<int>::is_always_lock_free,
               "set from a signal handler");
 
 // A second signal sooner than this after the first is the same request delivered twice (Ctrl-C
@@ -23,6 +25,7 @@ void OnStopSignal(int sig) {
   const int64_t now = int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
   int64_t first = 0;
   if (g_first_ns.compare_exchange_strong(first, now)) {
+    g_first_signal = sig;
     g_stop = true;
     return;
   }
@@ -38,6 +41,13 @@ const std::atomic<bool>& InstallStopSignals() {
   std::signal(SIGINT, OnStopSignal);
   std::signal(SIGTERM, OnStopSignal);
   return g_stop;
+}
+
+void EndByStopSignal() {
+  const int sig = g_first_signal.load();
+  if (sig == 0) return;
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
 }
 
 }  // namespace gsau

@@ -740,6 +740,9 @@ Result<TrainReport> Trainer::RunUnguarded() {
       return Status::InvalidArgument(out.string() + " holds an earlier run (checkpoint.pt, best.pt or report.json): "
                                      "--resume continues it, --overwrite starts a new run in its place");
     }
+    // A stop during the data load: before anything here is removed or rewritten (an --overwrite
+    // in the wrong folder, stopped at once, took the earlier run with it).
+    if (im.StopRequested()) return Status::Aborted("stopped before training: nothing in " + out.string() + " changed");
     if (const bool resuming = o.resume && earlier_run; !resuming) {
       // A new run: nothing of an earlier one may pass for its own (a resume after a crash
       // before this run's first checkpoint took the earlier run's and lost the CSV's rows).

@@ -369,20 +369,31 @@ TEST(Trainer, AStopEndsTheRunWithTheFilesOfTheLastFinishedEpoch) {
   TrainOptions o = TinyCpuOptions();
   o.valid_metric_decimals = -1;
   std::atomic<bool> stop{true};
-  gsau::testing::TempDir stopped_dir("learner-stopped"), straight_dir("learner-straight");
-  // Stopped before its first step: nothing to resume, nothing written but the CSV's header.
+  gsau::testing::TempDir loaded_dir("learner-loaded"), stopped_dir("learner-stopped"), straight_dir("learner-straight");
+  // Stopped during the data load (before Run): nothing in the folder is touched, an earlier run
+  // that --overwrite would replace included.
+  o.max_epochs = 1;
+  o.out_dir = loaded_dir.path().string();
+  ASSERT_TRUE(TrainOn(*d, o).ok());
+  const auto bytes = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string checkpoint = bytes(loaded_dir.File("checkpoint.pt"));
+  const std::string csv_rows = bytes(loaded_dir.File("metrics.csv"));
   o.stop = &stop;
-  o.out_dir = stopped_dir.path().string();
+  o.overwrite = true;
   auto r = TrainOn(*d, o);
   ASSERT_EQ(r.status().code(), StatusCode::kAborted) << r.status();
-  const auto steps = (*Trainer::Create(*d, o))->StepsPerEpoch();
-  EXPECT_EQ(r.status().message(),
-            "stopped in epoch 1 at step 0 of " + std::to_string(steps) + "; no epoch finished: nothing to resume");
-  EXPECT_FALSE(std::filesystem::exists(stopped_dir.File("checkpoint.pt")));
-  EXPECT_EQ(CountLines(stopped_dir.File("metrics.csv")), 1);
+  EXPECT_EQ(r.status().message(), "stopped before training: nothing in " + o.out_dir + " changed");
+  EXPECT_EQ(bytes(loaded_dir.File("checkpoint.pt")), checkpoint);
+  EXPECT_EQ(bytes(loaded_dir.File("metrics.csv")), csv_rows);
+  EXPECT_TRUE(std::filesystem::exists(loaded_dir.File("report.json")));
 
-  // Stopped once epoch 1 is on disk, wherever the run then is (training or validating).
+  // Stopped once its epoch 1 is on disk, wherever the run then is (training or validating).
   stop = false;
+  o.overwrite = false;
+  o.out_dir = stopped_dir.path().string();
   o.max_epochs = 100000;
   o.patience = 100000;
   const std::string csv = stopped_dir.File("metrics.csv");

@@ -19,4 +19,10 @@ namespace gsau {
 // Installs the handlers (again: harmless) and returns the flag they set.
 const std::atomic<bool>& InstallStopSignals();
 
+// For a command that ends early when stopped (gsau train): once it has cleaned up, ends the
+// process by the signal that asked for the stop, with that signal's default action, so that a
+// calling shell sees an interrupted command (a script's loop of runs stops: bash goes on after
+// a child that caught SIGINT and exited 0). Returns when no signal asked for a stop.
+void EndByStopSignal();
+
 }  // namespace gsau
