@@ -105,10 +105,11 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
   GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
   // Only the missing ones are created: topics that exist need no CreateTopics rights (and
   // brokers without the admin API, like librdkafka's mock cluster, are fine when they exist).
-  // Missing means listed as unknown (or not listed): a failed metadata request is asked again,
-  // and a topic listed with another error (no leader during an election) is waited for. Both
-  // were taken as missing, and an account without create rights (Kafka checks them before
-  // existence) failed on topics that were there.
+  // Missing means listed as unknown or not listed (an all-topics request leaves out the topics
+  // this account may not describe; CreateTopics then says it may not). A failed metadata request
+  // is asked again, and a topic listed with another error (no leader during an election) is
+  // waited for: both were taken as missing, and an account without create rights (Kafka checks
+  // them before existence) failed on topics that were there.
   std::vector<const TopicSpec*> missing, waited_for;
   {
     const rd_kafka_metadata_t* md = nullptr;
@@ -129,10 +130,6 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
       }
       if (listed == nullptr || listed->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
         missing.push_back(&t);
-      } else if (listed->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
-        const std::string why = rd_kafka_err2str(listed->err);  // not to be waited out: nothing could be written
-        rd_kafka_metadata_destroy(md);
-        return Status::Unavailable("topic " + t.name + ": " + why);
       } else if (listed->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         waited_for.push_back(&t);
       }
@@ -195,13 +192,15 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
   // KRaft answers CreateTopics, and lists a leader in Metadata, before the leader's partition
   // takes writes; the first produce then fails NOT_LEADER. A partition whose leader answers
   // ListOffsets is ready, so the topics are returned writable.
+  const size_t created = missing.size();
   missing.insert(missing.end(), waited_for.begin(), waited_for.end());
-  for (const TopicSpec* spec : missing) {
+  for (size_t k = 0; k < missing.size(); ++k) {
+    const TopicSpec* spec = missing[k];
     std::string why;
     while (!PartitionsReady(rk.get(), spec->name, deadline, &why)) {
       if (NowMs() >= deadline) {
-        return Status::Unavailable("topic " + spec->name + " was created but is not ready for writes within " +
-                                   std::to_string(timeout_ms) + " ms: " + why);
+        return Status::Unavailable("topic " + spec->name + (k < created ? " was created but" : "") +
+                                   " is not ready for writes within " + std::to_string(timeout_ms) + " ms: " + why);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }

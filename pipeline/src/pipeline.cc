@@ -251,11 +251,14 @@ std::vector<std::string> Checkpoints(const std::string& dir, bool as_recovered) 
   if (!fs::is_directory(dir, ec)) return out;
   // The calls that do not throw: an entry stat() refuses (a checkpoint copied in by another user,
   // a stale network handle) threw out of the learner's interval checkpoint and ended the pipeline.
-  // Such an entry is left out, as one without model.pt is.
+  // Such an entry is left out, as one without model.pt is, and named in the log.
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::error_code entry_ec;
     const fs::path& path = it->path();
-    if (!it->is_directory(entry_ec) || !fs::exists(path / "model.pt", entry_ec)) continue;
+    if (!it->is_directory(entry_ec) || !fs::exists(path / "model.pt", entry_ec)) {
+      if (entry_ec) GSAU_LOG_WARN("pipeline: {} left out of the checkpoints: {}", path.string(), entry_ec.message());
+      continue;
+    }
     const std::string name = path.filename().string();
     if (IsCheckpointName(name)) {
       out.push_back(path.string());
