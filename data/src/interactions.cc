@@ -85,25 +85,56 @@ Status LineError(const std::string& path, int64_t lineno, const std::string& wha
   return Status::InvalidArgument(path + ":" + std::to_string(lineno) + ": " + what);
 }
 
+// Milliseconds per unit of a time of magnitude `a` read with the automatic unit: each unit's
+// values for the years 1973-5138 lie in one band of three decades.
+double AutoScale(double a) { return a < 1e11 ? 1000.0 : a < 1e14 ? 1.0 : a < 1e17 ? 1e-3 : 1e-6; }
+
 // False when the time's milliseconds do not fit in an int64 (llround would give INT64_MIN,
 // which silently moves the event to the start of the stream).
-bool ToMs(double v, TimeUnit unit, int64_t* ms) {
-  double scale = unit == TimeUnit::kSeconds ? 1000.0 : 1.0;
-  if (unit == TimeUnit::kAuto) {
-    // Each unit's values for the years 1973-5138 lie in one band of three decades.
-    const double a = std::fabs(v);
-    scale = a < 1e11 ? 1000.0 : a < 1e14 ? 1.0 : a < 1e17 ? 1e-3 : 1e-6;
-  }
+bool ScaleToMs(double v, double scale, int64_t* ms) {
   const double x = v * scale;
   if (!(x >= -0x1p63 && x < 0x1p63)) return false;  // also false for NaN and infinities
   *ms = static_cast<int64_t>(std::llround(x));
   return true;
 }
 
+bool ToMs(double v, TimeUnit unit, int64_t* ms) { return ScaleToMs(v, unit == TimeUnit::kSeconds ? 1000.0 : 1.0, ms); }
+
 std::string OutOfRange(std::string_view what, std::string_view value) {
   return std::string(what) + " '" + std::string(value) +
          "' is out of range (its milliseconds must fit in a signed 64-bit integer)";
 }
+
+// The times of a file read with the automatic unit, converted once all are read: the unit is
+// the file's, from its largest magnitude. Chosen per value, a file crossing a band's edge
+// (relative microseconds over 28 hours, milliseconds over 3 years) was scaled 1000x
+// differently on either side, and its clicks came out of order.
+class AutoTimes {
+ public:
+  // The time of out[index], `text` as written (a view into the file's text) on `lineno`.
+  void Add(size_t index, double v, std::string_view text, int64_t lineno) {
+    values_.emplace_back(index, v);
+    if (const double a = std::fabs(v); a > max_abs_) {  // (finite: ParseDouble refuses the rest)
+      max_abs_ = a;
+      max_text_ = text;
+      max_line_ = lineno;
+    }
+  }
+  // Sets the events' ts_ms. The largest magnitude is the first to overflow: its line is named.
+  Status Resolve(std::vector<Interaction>* out, const std::string& path, std::string_view what) const {
+    const double scale = AutoScale(max_abs_);
+    for (const auto& [index, v] : values_) {
+      if (!ScaleToMs(v, scale, &(*out)[index].ts_ms)) return LineError(path, max_line_, OutOfRange(what, max_text_));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::vector<std::pair<size_t, double>> values_;
+  double max_abs_ = 0;
+  std::string_view max_text_;
+  int64_t max_line_ = 0;
+};
 
 // Lines of `text` as ForEachLine counts them, blank lines at the end left out.
 int64_t CountLines(const std::string& text) {
@@ -160,6 +191,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
   std::vector<Interaction> out;
   Status error;
   TimeUnit unit = opt.time_unit;
+  AutoTimes auto_times;
   TsvColumns cols;
   size_t header_fields = 3;
   bool first = true;
@@ -223,8 +255,10 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
       error = LineError(path, lineno, "empty user or item id");
       return false;
     }
-    int64_t ts_ms;
-    if (!ToMs(ts, unit, &ts_ms)) {
+    int64_t ts_ms = 0;
+    if (unit == TimeUnit::kAuto) {
+      auto_times.Add(out.size(), ts, time, lineno);
+    } else if (!ToMs(ts, unit, &ts_ms)) {
       error = LineError(path, lineno, OutOfRange("timestamp", time));
       return false;
     }
@@ -232,6 +266,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
     return opt.limit <= 0 || static_cast<int64_t>(out.size()) < opt.limit;
   });
   if (!error.ok()) return error;
+  GSAU_RETURN_IF_ERROR(auto_times.Resolve(&out, path, "timestamp"));
   return out;
 }
 
@@ -255,6 +290,7 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
   }
   std::vector<Interaction> out;
   Status error;
+  AutoTimes auto_times;
   size_t index = 0;
   // Where each user's line is: a second line of the same user would be interleaved with the
   // first by position, and a space-separated `user item timestamp` table comes out this way.
@@ -291,7 +327,9 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
           error = LineError(opt.times_path, lineno, "time '" + std::string((*times)[k]) + "' is not a number");
           return false;
         }
-        if (!ToMs(t, opt.time_unit, &ts)) {
+        if (opt.time_unit == TimeUnit::kAuto) {
+          auto_times.Add(out.size(), t, (*times)[k], lineno);
+        } else if (!ToMs(t, opt.time_unit, &ts)) {
           error = LineError(opt.times_path, lineno, OutOfRange("time", (*times)[k]));
           return false;
         }
@@ -302,6 +340,7 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
     return true;
   });
   if (!error.ok()) return error;
+  GSAU_RETURN_IF_ERROR(auto_times.Resolve(&out, opt.times_path, "time"));
   return out;
 }
 

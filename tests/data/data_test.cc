@@ -38,16 +38,49 @@ TEST(InteractionsTest, ReadsTsvWithHeaderSecondsAndFractions) {
 // milliseconds were dates after the year 50000, and every event replayed was dead-lettered.
 TEST(InteractionsTest, AutoUnitReadsEachUnitByMagnitude) {
   TempDir dir;
-  WriteFile(dir.File("a.tsv"),
-            "u1\ti1\t1732600000123\nu1\ti2\t100000000000\nu1\ti3\t99999999999\nu1\ti4\t1732600000123456\n"
-            "u1\ti5\t1732600000123456789\nu1\ti6\t1e14\n");
-  auto r = ReadInteractions(dir.File("a.tsv"));
+  const std::vector<std::pair<std::string, int64_t>> cases = {
+      {"1732600000123", 1732600000123},         {"100000000000", 100000000000},
+      {"99999999999", 99999999999000},          {"1732600000123456", 1732600000123},
+      {"1732600000123456789", 1732600000123},   {"1e14", 100000000000}};  // 1e14 us is 1973, 1e14 ms 5138
+  for (const auto& [time, ms] : cases) {
+    WriteFile(dir.File("a.tsv"), "u1\ti1\t" + time + "\n");
+    auto r = ReadInteractions(dir.File("a.tsv"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ((*r)[0].ts_ms, ms) << time;
+  }
+}
+
+// The unit is the file's, from its largest time: chosen per time, relative microseconds over 28
+// hours crossed the seconds/milliseconds edge at 1e11 and the clicks before it were scaled 1000x
+// further on (the first two became the last two, the held-out items of leave-one-out).
+TEST(InteractionsTest, AutoUnitIsOnePerFileAndKeepsTheOrder) {
+  TempDir dir;
+  WriteFile(dir.File("us.tsv"),
+            "u1\ta\t99000000000\nu1\tb\t99500000000\nu1\tc\t100100000000\nu1\td\t100200000000\n");
+  auto r = ReadInteractions(dir.File("us.tsv"));
   ASSERT_TRUE(r.ok()) << r.status();
   std::vector<int64_t> ms;
   for (const auto& e : *r) ms.push_back(e.ts_ms);
-  EXPECT_EQ(ms, (std::vector<int64_t>{1732600000123, 100000000000, 99999999999000, 1732600000123, 1732600000123,
-                                      100000000000}))
-      << "ms, ms, s, us, ns, and 1e14 as microseconds (1973), not milliseconds (5138)";
+  EXPECT_EQ(ms, (std::vector<int64_t>{99000000000, 99500000000, 100100000000, 100200000000}));
+  SortByTime(*r);
+  std::string items;
+  for (const auto& e : *r) items += e.item_id;
+  EXPECT_EQ(items, "abcd");
+  // The same in a times file.
+  WriteFile(dir.File("items.txt"), "u1 a b\nu2 c d\n");
+  WriteFile(dir.File("times.txt"), "u1 99000000000 99500000000\nu2 100100000000 100200000000\n");
+  ReadOptions o;
+  o.times_path = dir.File("times.txt");
+  r = ReadInteractions(dir.File("items.txt"), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 4u);
+  EXPECT_EQ((*r)[0].ts_ms, 99000000000);
+  EXPECT_EQ((*r)[3].ts_ms, 100200000000);
+  // Seconds stay seconds beside a small time (an early relative one).
+  WriteFile(dir.File("s.tsv"), "u1\ta\t0\nu1\tb\t1396860669\n");
+  r = ReadInteractions(dir.File("s.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[1].ts_ms, 1396860669000);
 }
 
 // Columns are found by the header's names: MovieLens' ratings file has the rating third and
@@ -318,13 +351,14 @@ TEST(InteractionsTest, MillisecondHeaderReadsSmallTimesAsMilliseconds) {
   r = ReadInteractions(dir.File("upper.tsv"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)[0].ts_ms, 5);
-  // `timestamp_s` and `timestamp` keep the automatic unit; an explicit unit wins over the header.
+  // `timestamp_s` and `timestamp` keep the automatic unit (the file's, from its largest time);
+  // an explicit unit wins over the header.
   for (const std::string column : {"timestamp", "timestamp_s"}) {
-    WriteFile(dir.File("a.tsv"), "user_id\titem_id\t" + column + "\nu1\ti1\t5\nu1\ti2\t1732600000123\n");
+    WriteFile(dir.File("a.tsv"), "user_id\titem_id\t" + column + "\nu1\ti1\t5\nu1\ti2\t1732600000\n");
     r = ReadInteractions(dir.File("a.tsv"));
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ((*r)[0].ts_ms, 5000) << column;
-    EXPECT_EQ((*r)[1].ts_ms, 1732600000123) << column;
+    EXPECT_EQ((*r)[1].ts_ms, 1732600000000) << column;
   }
   ReadOptions seconds;
   seconds.time_unit = TimeUnit::kSeconds;

@@ -53,9 +53,10 @@ struct ReadOptions {
   Format format = Format::kAuto;
   // For kUserLines: the aligned times file; empty = no times.
   std::string times_path;
-  // kAuto: by magnitude, values below 1e11 are seconds (1e11 s is year 5138; 1e11 ms is 1973),
-  // below 1e14 milliseconds, below 1e17 microseconds, and nanoseconds above; unless a TSV's
-  // header names its time column kTsvMillisecondsColumn (then milliseconds).
+  // kAuto: one unit for the whole file, by the magnitude of its largest time: below 1e11 seconds
+  // (1e11 s is year 5138; 1e11 ms is 1973), below 1e14 milliseconds, below 1e17 microseconds,
+  // and nanoseconds above; unless a TSV's header names its time column kTsvMillisecondsColumn
+  // (then milliseconds). One per file keeps the file's order of times, whatever the unit.
   TimeUnit time_unit = TimeUnit::kAuto;
   // Stop after this many interactions (0 = all).
   int64_t limit = 0;
