@@ -35,23 +35,52 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
   GSAU_RETURN_IF_ERROR(kafka::WaitForCluster(kafka, 30000));
   kafka::ProducerOptions producer_options = options.producer;
   producer_options.name = "replay";
+  // A full queue (the brokers slow or away) is waited out in slices that hear a stop and a
+  // failed delivery: waiting in Produce until there was room, a Ctrl-C went unheard for minutes.
+  if (producer_options.queue_full_timeout_ms < 0) producer_options.queue_full_timeout_ms = 200;
   GSAU_ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(kafka, producer_options));
   const int64_t n = options.limit > 0 ? std::min<int64_t>(options.limit, static_cast<int64_t>(events.size()))
                                       : static_cast<int64_t>(events.size());
   ProgressOptions po;
   po.label = "replay " + options.topic;
-  po.unit = "events";
+  po.unit = "events delivered";
   po.out = stderr;
   std::unique_ptr<ProgressBar> bar;
   if (options.progress) bar = std::make_unique<ProgressBar>(n, po);
 
   const auto start = std::chrono::steady_clock::now();
+  const auto stopped = [stop] { return stop != nullptr && stop->load(std::memory_order_relaxed); };
+  // The bar counts what the brokers acknowledged, not what was queued (at full speed a whole
+  // dataset fits in the local queue: the bar said 100% and the flush then waited unseen).
+  const auto show = [&](int64_t sent) {
+    if (bar) bar->Update(producer->counts().delivered, "sent " + std::to_string(sent));
+  };
+  // A failed delivery ends the replay at once: it went on to the end and said so only then.
+  // `first`: a Flush's report of it, when one has taken it already (Flush reports a failure once).
+  const auto failure = [&](int64_t sent, Status first = Status::Ok()) -> Status {
+    const auto c = producer->counts();
+    if (c.failed == 0 && !producer->failed_fatally()) return Status::Ok();
+    if (first.ok()) first = producer->Flush(std::min(options.flush_timeout_ms, 5000));
+    const auto after = producer->counts();
+    return Status::Unavailable("deliveries failed: stopped after sending " + std::to_string(sent) + " of " +
+                               std::to_string(n) + " events (" + std::to_string(after.delivered) + " delivered, " +
+                               std::to_string(after.failed) + " failed)" +
+                               (first.ok() ? std::string() : ": " + first.message()));
+  };
+  const auto produce = [&](int64_t sent, std::string_view key, std::string_view value) -> Status {
+    for (;;) {
+      Status s = producer->Produce(options.topic, key, value);
+      if (s.code() != StatusCode::kResourceExhausted) return s;
+      GSAU_RETURN_IF_ERROR(failure(sent));
+      if (stopped()) return Status::Aborted("stopped while the local queue was full");
+      show(sent);
+    }
+  };
   ClickEvent click;
   click.event_type = "click";
   int64_t sent = 0;
   int64_t malformed = 0;
   for (; sent < n; ++sent) {
-    const auto stopped = [stop] { return stop != nullptr && stop->load(std::memory_order_relaxed); };
     if (stopped()) break;
     if (options.rate > 0) {
       // Pace against the schedule, not the previous send, so the average rate is exact. In
@@ -62,6 +91,7 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
                                    std::chrono::duration<double>(at_s));
       for (auto now = std::chrono::steady_clock::now(); now < due && !stopped(); now = std::chrono::steady_clock::now()) {
         producer->Poll();
+        GSAU_RETURN_IF_ERROR(failure(sent));
         std::this_thread::sleep_until(std::min(due, now + std::chrono::milliseconds(100)));
       }
       if (stopped()) break;
@@ -71,29 +101,57 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
     click.item_id = ev.item_id;
     click.ts_ms = ev.ts_ms;
     const std::string value = EncodeClickJson(click, ev.has_time);
-    GSAU_RETURN_IF_ERROR(producer->Produce(options.topic, ev.user_id, value));
+    if (Status s = produce(sent, ev.user_id, value); !s.ok()) {
+      if (s.code() == StatusCode::kAborted) break;
+      return s;
+    }
     if (options.malformed_every > 0 && (sent + 1) % options.malformed_every == 0) {
       static constexpr std::string_view kMalformed[] = {
           "click!",                                          // not JSON
           R"({"item_id":"i1","ts":1,"event":"click"})",      // no user id
           R"({"user_id":"u1","item_id":"i1","ts":-5})",      // negative time
       };
-      GSAU_RETURN_IF_ERROR(producer->Produce(options.topic, ev.user_id, kMalformed[malformed % 3]));
+      if (Status s = produce(sent + 1, ev.user_id, kMalformed[malformed % 3]); !s.ok()) {
+        if (s.code() == StatusCode::kAborted) {
+          ++sent;  // its event went out
+          break;
+        }
+        return s;
+      }
       ++malformed;
     }
-    if ((sent & 1023) == 0) producer->Poll();
+    if ((sent & 1023) == 0) {
+      producer->Poll();
+      GSAU_RETURN_IF_ERROR(failure(sent + 1));
+    }
     // Paced, 1,024 events can take minutes: the bar (which throttles its own redraws) hears of
     // each one then.
-    if (bar && (options.rate > 0 || (sent & 1023) == 0)) bar->Update(sent + 1);
+    if (options.rate > 0 || (sent & 1023) == 0) show(sent + 1);
   }
-  Status flushed = producer->Flush(options.flush_timeout_ms);
-  if (bar) bar->Finish("", sent);
-  GSAU_RETURN_IF_ERROR(flushed.WithContext("replay"));
+  // The flush in slices, so that the bar follows the deliveries and a failure ends it.
+  const auto flush_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options.flush_timeout_ms);
+  Status flushed;
+  for (;;) {
+    flushed = producer->Flush(200);
+    show(sent);
+    if (flushed.ok() || producer->counts().failed > 0 || producer->failed_fatally() ||
+        std::chrono::steady_clock::now() >= flush_deadline) {
+      break;
+    }
+  }
+  if (bar) bar->Finish("sent " + std::to_string(sent), producer->counts().delivered);
+  if (!flushed.ok()) {
+    if (Status f = failure(sent, flushed); !f.ok()) return f.WithContext("replay");
+    const auto c = producer->counts();
+    return Status::Unavailable("replay: " + std::to_string(c.produced - c.delivered) + " of " + std::to_string(sent) +
+                               " events sent were not delivered within " + std::to_string(options.flush_timeout_ms) +
+                               " ms: " + flushed.message());
+  }
   ReplayStats stats;
   stats.events = producer->counts().delivered;
   stats.malformed = malformed;
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (stop != nullptr && stop->load()) {
+  if (stopped()) {
     return Status::Aborted("replay stopped after " + std::to_string(stats.events) + " events");
   }
   return stats;

@@ -204,5 +204,31 @@ TEST(ReplayKafkaTest, AStopDuringTheWaitForTheNextEventEndsIt) {
   EXPECT_EQ(ConsumeAll(KafkaBootstrap(), topic, 2, 3000).size(), 1u) << "an event produced after the stop";
 }
 
+// A delivery that fails (here every one: the topic's max.message.bytes is below a batch) ends
+// the replay then, saying how far it got: it went on sending to the end, its bar at 100%, and
+// said only at the last flush that something had failed.
+TEST(ReplayKafkaTest, AFailedDeliveryEndsTheReplayAtOnceWithItsCounts) {
+  const std::string topic = UniqueTopic("replay-refused");
+  kafka::KafkaOptions kafka;
+  kafka.bootstrap_servers = KafkaBootstrap();
+  ASSERT_TRUE(kafka::EnsureTopics(kafka, {{topic, 1, 1, {{"max.message.bytes", "64"}}}}, 20000).ok());
+  replay::SyntheticOptions so;
+  so.events = 20000;
+  const auto events = replay::SyntheticStream(so);
+  replay::ReplayOptions o;
+  o.topic = topic;
+  o.rate = 2000;  // 10 s to the end
+  o.progress = false;
+  auto r = replay::Replay(events, kafka, o);
+  ASSERT_EQ(r.status().code(), StatusCode::kUnavailable) << (r.ok() ? "delivered" : r.status().ToString());
+  const std::string m = r.status().message();
+  const std::string prefix = "deliveries failed: stopped after sending ";
+  ASSERT_EQ(m.rfind(prefix, 0), 0u) << m;
+  const int64_t sent = std::stoll(m.substr(prefix.size()));
+  EXPECT_LT(sent, 10000) << m;
+  EXPECT_NE(m.find(" of 20000 events (0 delivered, "), std::string::npos) << m;
+  EXPECT_NE(m.find("Message size too large"), std::string::npos) << "the cause: " << m;
+}
+
 }  // namespace
 }  // namespace gsau

@@ -45,7 +45,10 @@ struct ReplayStats {
 std::string EncodeClickJson(const ClickEvent& event, bool with_ts = true);
 
 // Produces `events` (already in the order to send) to Kafka and waits for every delivery.
-// Fails if the broker cannot be reached or any delivery fails.
+// Fails (kUnavailable) if the broker cannot be reached, and as soon as a delivery fails, saying
+// how many events were sent and delivered and why. A stop ends it with kAborted, also while the
+// local queue is full (waited out in slices of ProducerOptions::queue_full_timeout_ms, 200 ms
+// when not set). The progress bar counts delivered events.
 Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const kafka::KafkaOptions& kafka,
                            const ReplayOptions& options, const std::atomic<bool>* stop = nullptr);
 
