@@ -85,6 +85,18 @@ Status LineError(const std::string& path, int64_t lineno, const std::string& wha
   return Status::InvalidArgument(path + ":" + std::to_string(lineno) + ": " + what);
 }
 
+// A carriage return not ending a line (classic Mac line ends): the file read as one line, and
+// without a times file all its users silently became the first.
+Status CheckLineEnds(const std::string& path, const std::string& text) {
+  for (size_t cr = text.find('\r'); cr != std::string::npos; cr = text.find('\r', cr + 1)) {
+    if (cr + 1 < text.size() && text[cr + 1] != '\n') {
+      const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(cr), '\n');
+      return LineError(path, line, "a carriage return inside the line: lines must end in \\n or \\r\\n");
+    }
+  }
+  return Status::Ok();
+}
+
 // Milliseconds per unit of a time of magnitude `a` read with the automatic unit: each unit's
 // values for the years 1973-5138 lie in one band of three decades.
 double AutoScale(double a) { return a < 1e11 ? 1000.0 : a < 1e14 ? 1.0 : a < 1e17 ? 1e-3 : 1e-6; }
@@ -255,6 +267,13 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
       error = LineError(path, lineno, "empty user or item id");
       return false;
     }
+    // Spaces around an id made 'u1 ' another user than 'u1' (the time's are trimmed): refused,
+    // not trimmed, as ingest would keep them too.
+    if (TrimSpaces(user) != user || TrimSpaces(item) != item) {
+      error = LineError(path, lineno, "spaces around the user or item id ('" + std::string(user) + "', '" +
+                                          std::string(item) + "')");
+      return false;
+    }
     int64_t ts_ms = 0;
     if (unit == TimeUnit::kAuto) {
       auto_times.Add(out.size(), ts, time, lineno);
@@ -276,6 +295,7 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
   std::string times_text;
   if (!opt.times_path.empty()) {
     GSAU_ASSIGN_OR_RETURN(times_text, ReadFileText(opt.times_path));
+    GSAU_RETURN_IF_ERROR(CheckLineEnds(opt.times_path, times_text));
     ForEachLine(times_text, [&](std::string_view line, int64_t) {
       times_by_line.push_back(SplitWs(line));
       return true;
@@ -298,6 +318,12 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
     auto f = SplitWs(line);
     if (f.empty()) {
+      // Its times line must be blank too: one that was not was dropped without a word.
+      if (!opt.times_path.empty() && index < times_by_line.size() && !times_by_line[index].empty()) {
+        error = LineError(path, lineno, "blank, but line " + std::to_string(index + 1) + " of " + opt.times_path +
+                                            " is not (user id or length differs)");
+        return false;
+      }
       ++index;
       return true;
     }
@@ -403,6 +429,7 @@ Status WriteInteractionsTsv(const std::string& path, const std::vector<Interacti
 
 Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const ReadOptions& options) {
   GSAU_ASSIGN_OR_RETURN(std::string text, ReadFileText(path));
+  GSAU_RETURN_IF_ERROR(CheckLineEnds(path, text));
   Format format = options.format;
   if (format == Format::kAuto) {
     std::string_view first;

@@ -203,6 +203,40 @@ TEST(InteractionsTest, UserLinesWithAlignedTimes) {
   EXPECT_EQ((*r)[0].ts_ms, 100000);
 }
 
+// Inputs that were read wrongly without a word: a times line beside a blank items line was
+// dropped; spaces around a TSV id made another user or item of it; a file with old Mac line
+// ends (a CR alone) read as one line, all its users the first one.
+TEST(InteractionsTest, StrayTimesIdsWithSpacesAndLoneCarriageReturnsAreErrors) {
+  TempDir dir;
+  WriteFile(dir.File("items.txt"), "u1 a b\n\nu2 c d\n");
+  WriteFile(dir.File("times.txt"), "u1 1 2\nuX 5 6\nu2 3 4\n");
+  ReadOptions o;
+  o.times_path = dir.File("times.txt");
+  std::string m = ReadError(dir.File("items.txt"), o);
+  EXPECT_NE(m.find("items.txt:2: blank, but line 2 of " + o.times_path + " is not"), std::string::npos) << m;
+  WriteFile(dir.File("times.txt"), "u1 1 2\n\nu2 3 4\n");
+  EXPECT_TRUE(ReadInteractions(dir.File("items.txt"), o).ok()) << "blank beside blank";
+
+  for (const std::string row : {"u1 \tb\t1700000000", "u1\t b\t1700000000", " \tb\t1700000000"}) {
+    WriteFile(dir.File("sp.tsv"), "u1\ta\t1700000000\n" + row + "\n");
+    m = ReadError(dir.File("sp.tsv"));
+    EXPECT_NE(m.find("sp.tsv:2: "), std::string::npos) << m;
+  }
+
+  WriteFile(dir.File("mac.txt"), "u1 a b\ru2 c d\r");
+  m = ReadError(dir.File("mac.txt"));
+  EXPECT_NE(m.find("mac.txt:1: a carriage return inside the line"), std::string::npos) << m;
+  WriteFile(dir.File("dos.txt"), "u1 a b\r\nu2 c d\r\n");
+  auto r = ReadInteractions(dir.File("dos.txt"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->size(), 4u) << "CRLF line ends are fine";
+  WriteFile(dir.File("items2.txt"), "u1 a\n");
+  WriteFile(dir.File("times2.txt"), "u1 1\rx\n");
+  o.times_path = dir.File("times2.txt");
+  m = ReadError(dir.File("items2.txt"), o);
+  EXPECT_NE(m.find("times2.txt:1: a carriage return inside the line"), std::string::npos) << m;
+}
+
 TEST(InteractionsTest, UserLinesWithoutTimesUsePositions) {
   TempDir dir;
   WriteFile(dir.File("items.txt"), "1 5 6 7\n2 8 9\n");
