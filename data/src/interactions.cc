@@ -89,10 +89,13 @@ Status LineError(const std::string& path, int64_t lineno, const std::string& wha
 // without a times file all its users silently became the first.
 Status CheckLineEnds(const std::string& path, const std::string& text) {
   for (size_t cr = text.find('\r'); cr != std::string::npos; cr = text.find('\r', cr + 1)) {
-    if (cr + 1 < text.size() && text[cr + 1] != '\n') {
+    const size_t end = text.find_first_not_of('\r', cr);  // \r\r\n: a CRLF file converted twice
+    if (end != std::string::npos && text[end] != '\n') {
       const auto line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(cr), '\n');
       return LineError(path, line, "a carriage return inside the line: lines must end in \\n or \\r\\n");
     }
+    if (end == std::string::npos) break;
+    cr = end;
   }
   return Status::Ok();
 }
@@ -123,9 +126,10 @@ std::string OutOfRange(std::string_view what, std::string_view value) {
 // differently on either side, and its clicks came out of order.
 class AutoTimes {
  public:
-  // The time of out[index], `text` as written (a view into the file's text) on `lineno`.
-  void Add(size_t index, double v, std::string_view text, int64_t lineno) {
-    values_.emplace_back(index, v);
+  // The time of the next event (out[k] for the k-th call), `text` as written (a view into the
+  // file's text) on `lineno`.
+  void Add(double v, std::string_view text, int64_t lineno) {
+    values_.push_back(v);
     if (const double a = std::fabs(v); a > max_abs_) {  // (finite: ParseDouble refuses the rest)
       max_abs_ = a;
       max_text_ = text;
@@ -134,15 +138,19 @@ class AutoTimes {
   }
   // Sets the events' ts_ms. The largest magnitude is the first to overflow: its line is named.
   Status Resolve(std::vector<Interaction>* out, const std::string& path, std::string_view what) const {
+    if (values_.empty()) return Status::Ok();
+    if (values_.size() != out->size()) return Status::Internal("data: a time for each event, or none");
     const double scale = AutoScale(max_abs_);
-    for (const auto& [index, v] : values_) {
-      if (!ScaleToMs(v, scale, &(*out)[index].ts_ms)) return LineError(path, max_line_, OutOfRange(what, max_text_));
+    for (size_t k = 0; k < values_.size(); ++k) {
+      if (!ScaleToMs(values_[k], scale, &(*out)[k].ts_ms)) {
+        return LineError(path, max_line_, OutOfRange(what, max_text_));
+      }
     }
     return Status::Ok();
   }
 
  private:
-  std::vector<std::pair<size_t, double>> values_;
+  std::vector<double> values_;
   double max_abs_ = 0;
   std::string_view max_text_;
   int64_t max_line_ = 0;
@@ -276,7 +284,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
     }
     int64_t ts_ms = 0;
     if (unit == TimeUnit::kAuto) {
-      auto_times.Add(out.size(), ts, time, lineno);
+      auto_times.Add(ts, time, lineno);
     } else if (!ToMs(ts, unit, &ts_ms)) {
       error = LineError(path, lineno, OutOfRange("timestamp", time));
       return false;
@@ -354,7 +362,7 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
           return false;
         }
         if (opt.time_unit == TimeUnit::kAuto) {
-          auto_times.Add(out.size(), t, (*times)[k], lineno);
+          auto_times.Add(t, (*times)[k], lineno);
         } else if (!ToMs(t, opt.time_unit, &ts)) {
           error = LineError(opt.times_path, lineno, OutOfRange("time", (*times)[k]));
           return false;

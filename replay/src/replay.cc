@@ -38,15 +38,20 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
   // A full queue (the brokers slow or away) is waited out in slices that hear a stop and a
   // failed delivery: waiting in Produce until there was room, a Ctrl-C went unheard for minutes.
   if (producer_options.queue_full_timeout_ms < 0) producer_options.queue_full_timeout_ms = 200;
+  // Its destructor's flush comes after Replay's own (which waited flush_timeout_ms, or was cut
+  // short by a stop): a stop with the brokers away waited 30 s more there.
+  producer_options.close_timeout_ms = std::min(producer_options.close_timeout_ms, 2000);
   GSAU_ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(kafka, producer_options));
   const int64_t n = options.limit > 0 ? std::min<int64_t>(options.limit, static_cast<int64_t>(events.size()))
                                       : static_cast<int64_t>(events.size());
+  // Records: the events and the malformed records among them (ReplayOptions::malformed_every).
+  const int64_t records = n + (options.malformed_every > 0 ? n / options.malformed_every : 0);
   ProgressOptions po;
   po.label = "replay " + options.topic;
-  po.unit = "events delivered";
+  po.unit = "records delivered";
   po.out = stderr;
   std::unique_ptr<ProgressBar> bar;
-  if (options.progress) bar = std::make_unique<ProgressBar>(n, po);
+  if (options.progress) bar = std::make_unique<ProgressBar>(records, po);
 
   const auto start = std::chrono::steady_clock::now();
   const auto stopped = [stop] { return stop != nullptr && stop->load(std::memory_order_relaxed); };
@@ -63,8 +68,8 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
     if (first.ok()) first = producer->Flush(std::min(options.flush_timeout_ms, 5000));
     const auto after = producer->counts();
     return Status::Unavailable("deliveries failed: stopped after sending " + std::to_string(sent) + " of " +
-                               std::to_string(n) + " events (" + std::to_string(after.delivered) + " delivered, " +
-                               std::to_string(after.failed) + " failed)" +
+                               std::to_string(n) + " events (" + std::to_string(after.delivered) +
+                               " records delivered, " + std::to_string(after.failed) + " failed)" +
                                (first.ok() ? std::string() : ": " + first.message()));
   };
   const auto produce = [&](int64_t sent, std::string_view key, std::string_view value) -> Status {
@@ -128,24 +133,34 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
     // each one then.
     if (options.rate > 0 || (sent & 1023) == 0) show(sent + 1);
   }
-  // The flush in slices, so that the bar follows the deliveries and a failure ends it.
-  const auto flush_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options.flush_timeout_ms);
+  // The flush in slices, so that the bar follows the deliveries and a failure ends it. A stop
+  // gives it 2 s: enough for brokers that answer, while brokers that are away would hold a
+  // Ctrl-C for the whole flush timeout.
+  const auto flush_start = std::chrono::steady_clock::now();
+  const auto flush_deadline = flush_start + std::chrono::milliseconds(options.flush_timeout_ms);
   Status flushed;
   for (;;) {
     flushed = producer->Flush(200);
     show(sent);
-    if (flushed.ok() || producer->counts().failed > 0 || producer->failed_fatally() ||
-        std::chrono::steady_clock::now() >= flush_deadline) {
+    const auto now = std::chrono::steady_clock::now();
+    if (flushed.ok() || producer->counts().failed > 0 || producer->failed_fatally() || now >= flush_deadline ||
+        (stopped() && now - flush_start >= std::chrono::seconds(2))) {
       break;
     }
   }
   if (bar) bar->Finish("sent " + std::to_string(sent), producer->counts().delivered);
+  if (!flushed.ok() && stopped() && producer->counts().failed == 0) {
+    const auto c = producer->counts();
+    return Status::Aborted("replay stopped after " + std::to_string(sent) + " events sent, " +
+                           std::to_string(c.delivered) + " records delivered, " +
+                           std::to_string(c.produced - c.delivered) + " not (yet) acknowledged");
+  }
   if (!flushed.ok()) {
     if (Status f = failure(sent, flushed); !f.ok()) return f.WithContext("replay");
     const auto c = producer->counts();
-    return Status::Unavailable("replay: " + std::to_string(c.produced - c.delivered) + " of " + std::to_string(sent) +
-                               " events sent were not delivered within " + std::to_string(options.flush_timeout_ms) +
-                               " ms: " + flushed.message());
+    return Status::Unavailable("replay: " + std::to_string(c.produced - c.delivered) + " of " +
+                               std::to_string(c.produced) + " records sent were not delivered within " +
+                               std::to_string(options.flush_timeout_ms) + " ms: " + flushed.message());
   }
   ReplayStats stats;
   stats.events = producer->counts().delivered;

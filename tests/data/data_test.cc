@@ -230,6 +230,10 @@ TEST(InteractionsTest, StrayTimesIdsWithSpacesAndLoneCarriageReturnsAreErrors) {
   auto r = ReadInteractions(dir.File("dos.txt"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->size(), 4u) << "CRLF line ends are fine";
+  WriteFile(dir.File("twice.txt"), "u1 a b\r\r\nu2 c d\r\r\n");
+  r = ReadInteractions(dir.File("twice.txt"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->size(), 4u) << "so are those of a CRLF file converted twice";
   WriteFile(dir.File("items2.txt"), "u1 a\n");
   WriteFile(dir.File("times2.txt"), "u1 1\rx\n");
   o.times_path = dir.File("times2.txt");

@@ -226,7 +226,7 @@ TEST(ReplayKafkaTest, AFailedDeliveryEndsTheReplayAtOnceWithItsCounts) {
   ASSERT_EQ(m.rfind(prefix, 0), 0u) << m;
   const int64_t sent = std::stoll(m.substr(prefix.size()));
   EXPECT_LT(sent, 10000) << m;
-  EXPECT_NE(m.find(" of 20000 events (0 delivered, "), std::string::npos) << m;
+  EXPECT_NE(m.find(" of 20000 events (0 records delivered, "), std::string::npos) << m;
   EXPECT_NE(m.find("Message size too large"), std::string::npos) << "the cause: " << m;
 }
 

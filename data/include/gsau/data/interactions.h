@@ -11,14 +11,17 @@
 //    are an error (which one is the time would be a guess: MovieLens' third is its rating).
 //    Timestamps are numbers in seconds (fractions allowed), milliseconds, micro- or nanoseconds,
 //    see TimeUnit; a time column named `timestamp_ms` (kTsvMillisecondsColumn, any case) makes kAuto read
-//    milliseconds (an explicit unit wins). Blank lines and blanks around a time are skipped.
+//    milliseconds (an explicit unit wins). Blank lines and blanks around a time are skipped;
+//    blanks around an id are an error (they would make another id of it).
 //    Gzip-compressed when the name ends in .gz (needs zlib at build time); a truncated or
 //    corrupt stream is an error.
 //  - kUserLines: one line per user (a user id on two lines is an error), `uid i1 i2 ...` in
 //    the user's order, optionally with an aligned times file of the same shape and line count
-//    (`uid t1 t2 ...`, seconds). Without times, an event's time is its position in the user's
-//    line (0, 1, 2, ...), so time order interleaves users round-robin.
-// A time whose milliseconds do not fit in int64 is an error.
+//    (`uid t1 t2 ...`, in ReadOptions::time_unit; a blank items line has a blank times line).
+//    Without times, an event's time is its position in the user's line (0, 1, 2, ...), so time
+//    order interleaves users round-robin.
+// Lines end in \n or \r\n (a carriage return inside a line is an error: old Mac line ends read
+// as one line). A time whose milliseconds do not fit in int64 is an error.
 //
 // Ids stay external strings here; dense ids are given by whoever consumes the events.
 // Thread safety: free functions, no shared state.
