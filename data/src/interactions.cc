@@ -16,6 +16,8 @@
 #include <zlib.h>
 #endif
 
+#include "gsau/common/file.h"
+
 namespace gsau::data {
 namespace {
 
@@ -422,17 +424,20 @@ Result<std::string> ReadFileText(const std::string& path) {
 }
 
 Status WriteInteractionsTsv(const std::string& path, const std::vector<Interaction>& events) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!f) return Status::IoError("cannot write " + tmp);
-    f << "user_id\titem_id\t" << kTsvMillisecondsColumn << '\n';
-    for (const auto& e : events) f << e.user_id << '\t' << e.item_id << '\t' << e.ts_ms << '\n';
-    f.flush();
-    if (!f) return Status::IoError("write failed: " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::IoError("cannot rename " + tmp + " to " + path);
-  return Status::Ok();
+  // Whole or not at all, and on disk before the rename (gsau split's output: its .tmp was left
+  // behind on an error, and nothing was synced).
+  return WriteFileAtomically(path, [&](const ByteSink& sink) {
+    std::string chunk = "user_id\titem_id\t" + std::string(kTsvMillisecondsColumn) + "\n";
+    for (const auto& e : events) {
+      chunk.append(e.user_id).append(1, '\t').append(e.item_id).append(1, '\t').append(std::to_string(e.ts_ms));
+      chunk += '\n';
+      if (chunk.size() >= (1 << 16)) {
+        sink(chunk.data(), chunk.size());
+        chunk.clear();
+      }
+    }
+    sink(chunk.data(), chunk.size());
+  });
 }
 
 Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const ReadOptions& options) {

@@ -241,6 +241,21 @@ TEST(InteractionsTest, StrayTimesIdsWithSpacesAndLoneCarriageReturnsAreErrors) {
   EXPECT_NE(m.find("times2.txt:1: a carriage return inside the line"), std::string::npos) << m;
 }
 
+// gsau split's output is written whole or not at all: a failed rename left its .tmp behind.
+TEST(InteractionsTest, AFailedWriteLeavesNothingBehind) {
+  TempDir dir;
+  std::filesystem::create_directory(dir.File("taken"));  // the name is a folder: the rename fails
+  const std::vector<Interaction> events = {{"u1", "i1", 5, 0, true}};
+  const Status s = WriteInteractionsTsv(dir.File("taken"), events);
+  EXPECT_EQ(s.code(), StatusCode::kIoError) << s;
+  EXPECT_NE(s.message().find(dir.File("taken")), std::string::npos) << s;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("taken.tmp")));
+  ASSERT_TRUE(WriteInteractionsTsv(dir.File("ok.tsv"), events).ok());
+  auto r = ReadInteractions(dir.File("ok.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].ts_ms, 5);
+}
+
 TEST(InteractionsTest, UserLinesWithoutTimesUsePositions) {
   TempDir dir;
   WriteFile(dir.File("items.txt"), "1 5 6 7\n2 8 9\n");
