@@ -86,8 +86,11 @@ int RunReplay(const ReplayFlags& f) {
     }
     events = std::move(read).value();
     data::SortByTime(events);
-    WarnOfTimesIngestRefuses(events, *cfg);
   }
+  // What is sent, the first --limit in time order: the log line and the warning counted the
+  // whole file.
+  if (f.limit > 0 && static_cast<size_t>(f.limit) < events.size()) events.resize(static_cast<size_t>(f.limit));
+  if (f.synthetic == 0) WarnOfTimesIngestRefuses(events, *cfg);
 
   replay::ReplayOptions opt;
   opt.topic = f.topic.empty() ? cfg->topics.clicks : f.topic;

@@ -160,6 +160,14 @@ TEST(ReplayKafkaTest, TimesIngestWouldRefuseAreReported) {
             0)
       << out;
   EXPECT_EQ(out.find("dead-letters"), std::string::npos) << out;
+  // With --limit, what is sent is counted: the first two in time order (it said "3 of 3").
+  ASSERT_EQ(RunCommand(Gsau() + " replay --no-progress --limit 2 --data " + dir.File("seq.tsv") + " --bootstrap " +
+                           KafkaBootstrap() + " --topic " + UniqueTopic("replay-seq2") + " 2>&1",
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("2 of 2 events have times ingest dead-letters"), std::string::npos) << out;
+  EXPECT_NE(out.find("replay: 2 events to topic"), std::string::npos) << out;
 }
 
 TEST(ReplayKafkaTest, RateLimitIsHonoured) {
