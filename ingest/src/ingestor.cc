@@ -209,8 +209,14 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       }
     }
     // A graceful stop keeps what was consumed: apply it, then leave the group (close() runs
-    // the revoke callback, which finds nothing pending).
-    if (result.ok()) ApplyPending().IgnoreError();
+    // the revoke callback, which finds nothing pending). After an error the batch is dropped
+    // first: the callback applied it anyway, retrying without end when the error was the
+    // state's or the dead-letter topic's.
+    if (result.ok()) {
+      ApplyPending().IgnoreError();
+    } else {
+      DropPending();
+    }
     CommitToKafka();
     consumer_->close();
     GSAU_LOG_INFO("ingest: stopped after {} records: {} applied, {} dead-lettered, {} skipped", counters_.consumed,
@@ -264,6 +270,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         tp->set_offset(stored ? *stored : RdKafka::Topic::OFFSET_BEGINNING);
         guard_.Assign({tp->topic(), tp->partition()}, stored ? *stored : -1);
         assigned_.insert({tp->topic(), tp->partition()});
+        known_high_.erase({tp->topic(), tp->partition()});  // a topic recreated meanwhile starts low
         list += " " + std::to_string(tp->partition()) + "@" + (stored ? std::to_string(*stored) : "start");
       }
       if (!stored_offsets.empty()) CheckStoredOffsets(consumer, stored_offsets);
@@ -285,7 +292,15 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     } else {
       // Revoked or lost: what was consumed from them is applied now, while this process still
       // may (the events are in this process's state either way, so nothing is lost or doubled).
-      ApplyPending().IgnoreError();
+      // A batch that cannot be applied (only after a stop: its retries end then) is dropped: kept,
+      // a quick reassignment read its partitions' records again behind it, and a later apply
+      // took them twice.
+      if (!ApplyPending().ok()) DropPending();
+      // A lost assignment's commits fail (another member may own the partitions already): not
+      // tried, so they count no commit error.
+      if (consumer->assignment_lost()) {
+        for (auto* tp : partitions) to_commit_.erase({tp->topic(), tp->partition()});
+      }
       CommitToKafka();
       for (auto* tp : partitions) {
         assigned_.erase({tp->topic(), tp->partition()});
@@ -793,6 +808,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     PublishStateGauges();
     UpdateLag();
 
+    DropPending();
+    return Status::Ok();
+  }
+
+  // Forgets the batch being built (applied, or never to be: its records are consumed again by
+  // whoever holds their partitions next, and its dead letters, at least once, produced again).
+  void DropPending() {
     pending_events_.clear();
     pending_offsets_.clear();
     pending_dead_letters_.clear();
@@ -801,7 +823,6 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     pending_records_ = 0;
     batch_consumed_ = batch_dead_lettered_ = batch_skipped_ = 0;
     std::fill(std::begin(batch_bad_), std::end(batch_bad_), 0);
-    return Status::Ok();
   }
 
   void PublishStateGauges() {
@@ -842,17 +863,21 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     if (query) last_lag_query_ = last_lag_;
     std::map<TopicPartition, std::pair<int64_t, int64_t>> asked;
     if (query) asked = LogEnds(consumer_.get(), {assigned_.begin(), assigned_.end()}, 1000);
+    // A partition's end is the newest one had of it: brokers that do not answer (an outage) left
+    // their partitions out, and the lag read 0 just as it mattered; a paused partition's cached
+    // end stops moving (librdkafka #4996), and the lag fell back between the brokers' answers.
     int64_t lag = 0;
     for (const auto& tp : assigned_) {
-      int64_t low = 0, high = 0;
+      int64_t low = 0, high = -1;
       if (query) {
-        const auto it = asked.find(tp);
-        if (it == asked.end()) continue;
-        std::tie(low, high) = it->second;
+        if (const auto it = asked.find(tp); it != asked.end()) std::tie(low, high) = it->second;
       } else if (consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high) != RdKafka::ERR_NO_ERROR) {
-        continue;
+        high = -1;
       }
+      const auto known = known_high_.find(tp);
+      if (known != known_high_.end()) high = std::max(high, known->second);
       if (high < 0) continue;
+      known_high_[tp] = high;
       const auto next = store_->Offset(tp);
       lag += std::max<int64_t>(0, high - (next ? *next : low));
     }
@@ -912,6 +937,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
 
   std::set<TopicPartition> assigned_;
+  std::map<TopicPartition, int64_t> known_high_;  // the newest end UpdateLag had of each partition
   bool paused_ = false;
   bool debug_requested_ = false;  // kafka.properties.debug set: librdkafka's debug lines are logged
 

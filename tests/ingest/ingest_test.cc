@@ -641,6 +641,13 @@ TEST(IngestTest, TheLagGaugeGrowsWhilePaused) {
   EXPECT_LE(applied, 400);
   EXPECT_TRUE(WaitUntil([&] { return Value(registry, "gsau_ingest_consumer_lag_messages") >= 3000.0 - applied; }, 15))
       << "lag " << Value(registry, "gsau_ingest_consumer_lag_messages") << ", applied " << applied;
+  // And it stays there: between the brokers' answers (every 5 s while paused) it went back to
+  // the client's cached end, which a paused partition no longer moves (the lag at the pause).
+  for (int k = 0; k < 35; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ASSERT_GE(Value(registry, "gsau_ingest_consumer_lag_messages"), 3000.0 - applied) << "after " << (k + 1) * 200
+                                                                                       << " ms";
+  }
   EXPECT_EQ(ingestor.counters().applied, applied) << "still paused";
   stop = true;
   t.join();
