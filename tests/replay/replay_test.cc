@@ -238,5 +238,50 @@ TEST(ReplayKafkaTest, AFailedDeliveryEndsTheReplayAtOnceWithItsCounts) {
   EXPECT_NE(m.find("Message size too large"), std::string::npos) << "the cause: " << m;
 }
 
+// A stop with the brokers away (a broker of its own, paused: the suite's is shared) ends the
+// replay within seconds, saying how far it got: Produce waited for room in the full local
+// queue, then the final flush for its whole timeout, then the producer's close 30 s more.
+TEST(ReplayKafkaTest, AStopWithTheBrokersAwayEndsWithinSeconds) {
+  TempDir dir;
+  const std::string broker_dir = dir.File("broker");
+  std::string out;
+  ASSERT_EQ(RunCommand(gsau::testing::SourceDir() + "/scripts/kafka_broker.sh start --dir " + broker_dir +
+                           " --max-lifetime 300",
+                       &out),
+            0)
+      << out;
+  struct StopBroker {
+    std::string cmd;
+    ~StopBroker() {
+      std::string ignored;
+      RunCommand(cmd, &ignored);
+    }
+  } stop_broker{gsau::testing::SourceDir() + "/scripts/kafka_broker.sh stop --dir " + broker_dir};
+  kafka::KafkaOptions kafka;
+  kafka.bootstrap_servers = out.substr(0, out.find('\n'));
+  const std::string topic = "replay-away";
+  ASSERT_TRUE(kafka::EnsureTopics(kafka, {{topic, 1, 1, {}}}, 20000).ok());
+  replay::SyntheticOptions so;
+  so.events = 3000000;  // more than the local queue holds (1,000,000 records)
+  const auto events = replay::SyntheticStream(so);
+  replay::ReplayOptions o;
+  o.topic = topic;
+  o.progress = false;
+  std::atomic<bool> stop{false};
+  Result<replay::ReplayStats> stats = Status::Internal("not run");
+  std::thread t([&] { stats = replay::Replay(events, kafka, o, &stop); });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  ASSERT_EQ(RunCommand(gsau::testing::SourceDir() + "/scripts/kafka_broker.sh pause --dir " + broker_dir, &out), 0)
+      << out;
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // the queue fills
+  const auto stopped_at = std::chrono::steady_clock::now();
+  stop = true;
+  t.join();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
+  ASSERT_EQ(stats.status().code(), StatusCode::kAborted) << (stats.ok() ? "finished" : stats.status().ToString());
+  EXPECT_NE(stats.status().message().find(" not (yet) acknowledged"), std::string::npos) << stats.status();
+  EXPECT_LT(took, 15.0) << stats.status();
+}
+
 }  // namespace
 }  // namespace gsau
