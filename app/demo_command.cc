@@ -117,6 +117,10 @@ void ScheduleFromNow(std::vector<data::Interaction>& events, double rate) {
 
 int RunDemo(const DemoFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;
+  if (f.events == 0 && f.data.empty()) {
+    std::cerr << "gsau demo: --events 0 (the whole file) needs --data; the synthetic stream takes a count\n";
+    return kExitUsage;
+  }
   auto cfg = LoadConfig("demo", f.config);
   if (!cfg.ok()) return kExitUsage;
   const std::atomic<bool>& stop_requested = InstallStopSignals();
@@ -334,7 +338,8 @@ void AddDemoCommand(CLI::App& root, int* exit_code) {
   auto flags = std::make_shared<DemoFlags>();
   auto* cmd = root.add_subcommand("demo", "Zero-setup demo: embedded broker, a click stream, the whole loop");
   cmd->add_option("--data", flags->data, "Play this interactions file (in time order) instead of the synthetic stream");
-  cmd->add_option("--events", flags->events, "Clicks to play (default 120000)")->check(Positive());
+  cmd->add_option("--events", flags->events, "Clicks to play (default 120000; 0 with --data: the whole file)")
+      ->check(NonNegative());
   cmd->add_option("--users", flags->synthetic.users, "Users of the synthetic stream")
       ->capture_default_str()
       ->check(Positive());

@@ -196,6 +196,8 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
     EXPECT_NE(out.find("--status-interval: must be > 0, not 0"), std::string::npos) << out;
     EXPECT_EQ(RunCommand(Gsau() + " demo --events abc 2>&1", &out), 2) << out;
     EXPECT_NE(out.find("--events: 'abc' is not a number"), std::string::npos) << out;
+    EXPECT_EQ(RunCommand(Gsau() + " demo --events 0 2>&1", &out), 2) << out;
+    EXPECT_NE(out.find("--events 0 (the whole file) needs --data"), std::string::npos) << out;
   }
   EXPECT_EQ(RunCommand(Gsau() + " trian --data x 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("unknown command 'trian'; the commands are "), std::string::npos) << out;
@@ -446,11 +448,12 @@ TEST(AppTest, EvaluateRanksTheLeaveOneOutSamplesOfAFileWithTheOnlineModel) {
   }
   gsau::testing::WriteFile(dir.File("cycle.txt"), lines);
   std::string out;
-  const int rc = RunCommand(Gsau() + " demo --data " + dir.File("cycle.txt") + " --rate 3000 --dir " + dir.File("d") +
-                                " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
+  const int rc = RunCommand(Gsau() + " demo --data " + dir.File("cycle.txt") + " --events 0 --rate 3000 --dir " +
+                                dir.File("d") + " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
                             &out);
   if (rc == 3 && !kHaveRun) GTEST_SKIP() << "this build has no learner: " << out;
   ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("playing 2400 clicks"), std::string::npos) << "--events 0: the whole file\n" << out;
   ASSERT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + dir.File("d") + "/checkpoints --data " +
                            dir.File("cycle.txt") + " --out " + dir.File("eval.json") + " 2>&1",
                        &out),
