@@ -449,7 +449,8 @@ TEST(AppTest, EvaluateRanksTheLeaveOneOutSamplesOfAFileWithTheOnlineModel) {
   gsau::testing::WriteFile(dir.File("cycle.txt"), lines);
   std::string out;
   const int rc = RunCommand(Gsau() + " demo --data " + dir.File("cycle.txt") + " --events 0 --rate 3000 --dir " +
-                                dir.File("d") + " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
+                                dir.File("d") +
+                                " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
                             &out);
   if (rc == 3 && !kHaveRun) GTEST_SKIP() << "this build has no learner: " << out;
   ASSERT_EQ(rc, 0) << out;
