@@ -292,10 +292,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     } else {
       // Revoked or lost: what was consumed from them is applied now, while this process still
       // may (the events are in this process's state either way, so nothing is lost or doubled).
-      // A batch that cannot be applied (only after a stop: its retries end then) is dropped: kept,
-      // a quick reassignment read its partitions' records again behind it, and a later apply
-      // took them twice.
-      if (!ApplyPending().ok()) DropPending();
+      // A batch that cannot be applied (only after a stop: its retries end then) is kept, not
+      // dropped: a cooperative revoke takes some partitions only, and the batch holds records
+      // of the kept ones too, which the consumer has passed (dropped, a later batch's offsets
+      // skipped them). Left: a quick reassignment of a revoked partition before the stop ends
+      // reads its records again behind the kept batch.
+      ApplyPending().IgnoreError();
       // A lost assignment's commits fail (another member may own the partitions already): not
       // tried, so they count no commit error.
       if (consumer->assignment_lost()) {
@@ -821,6 +823,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     pending_dead_letter_bytes_ = 0;
     dead_letters_unsent_ = false;
     pending_records_ = 0;
+    resend_dead_letters_ = 0;
     batch_consumed_ = batch_dead_lettered_ = batch_skipped_ = 0;
     std::fill(std::begin(batch_bad_), std::end(batch_bad_), 0);
   }
