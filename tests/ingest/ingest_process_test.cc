@@ -188,17 +188,9 @@ TEST(IngestProcessTest, TwoProcessesSplitPartitionsAndTheSurvivorTakesOver) {
 
 TEST(IngestProcessTest, BrokerStoppedForTwentySecondsMidStreamLosesNothing) {
   TempDir dir;
-  const std::string broker_dir = dir.File("broker");
+  PrivateBroker broker(dir.File("broker"), 900);
+  const std::string& bootstrap = broker.bootstrap;
   std::string out;
-  ASSERT_EQ(RunCommand(SourceDir() + "/scripts/kafka_broker.sh start --dir " + broker_dir + " --max-lifetime 900", &out), 0);
-  const std::string bootstrap = out.substr(0, out.find('\n'));
-  struct StopBroker {
-    std::string cmd;
-    ~StopBroker() {
-      std::string ignored;
-      RunCommand(cmd, &ignored);
-    }
-  } stop_broker{SourceDir() + "/scripts/kafka_broker.sh stop --dir " + broker_dir};
 
   const std::string topic = "clicks-outage";
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{topic, 2, 1, {}}}, 20000).ok());
@@ -216,12 +208,12 @@ TEST(IngestProcessTest, BrokerStoppedForTwentySecondsMidStreamLosesNothing) {
     before = ScrapeMetric(p.port, "gsau_state_events").value_or(0);
   }
   EXPECT_GT(before, 0);
-  ASSERT_EQ(RunCommand(SourceDir() + "/scripts/kafka_broker.sh pause --dir " + broker_dir, &out), 0) << out;
+  ASSERT_TRUE(broker.Run("pause", &out)) << out;
   std::this_thread::sleep_for(seconds(20));
   const double errors = ScrapeMetric(p.port, "gsau_errors_total{kind=\"broker\",stage=\"ingest\"}").value_or(0);
   EXPECT_GT(errors, 0) << "the outage is visible in the metrics";
   EXPECT_TRUE(child->Running()) << "no crash while the broker is away";
-  ASSERT_EQ(RunCommand(SourceDir() + "/scripts/kafka_broker.sh resume --dir " + broker_dir, &out), 0) << out;
+  ASSERT_TRUE(broker.Run("resume", &out)) << out;
 
   ASSERT_TRUE(producer.Join());
   ASSERT_TRUE(WaitForStateEvents(p.port, static_cast<double>(clicks.size()), seconds(120))) << Tail(p.log);

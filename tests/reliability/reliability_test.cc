@@ -108,23 +108,6 @@ double Sum(int port, const std::string& name, double if_none = std::numeric_limi
   return any ? total : if_none;
 }
 
-// A private broker (R2 stops it); stopped on destruction.
-struct Broker {
-  std::string dir, bootstrap;
-  explicit Broker(const std::string& d) : dir(d) {
-    std::string out;
-    if (RunCommand(SourceDir() + "/scripts/kafka_broker.sh start --dir " + dir + " --max-lifetime 3600", &out) != 0) {
-      throw std::runtime_error("broker did not start: " + out);
-    }
-    bootstrap = out.substr(0, out.find('\n'));
-  }
-  bool Run(const std::string& verb) {
-    std::string out;
-    return RunCommand(SourceDir() + "/scripts/kafka_broker.sh " + verb + " --dir " + dir, &out) == 0;
-  }
-  ~Broker() { Run("stop"); }
-};
-
 // `gsau run` (or `gsau ingest`) on its own topics, state and metrics port.
 struct Gsau {
   std::string command = "run";
@@ -237,7 +220,7 @@ TEST_F(Reliability, R2BrokerStoppedMidStreamLosesNothingAndLagDrains) {
   const int outage_s = Full() ? 30 : 10;
   const int n = Full() ? 30000 : 8000;
   TempDir dir;
-  Broker broker(dir.File("broker"));
+  PrivateBroker broker(dir.File("broker"));  // R2 and R6 stop it
   const std::string topic = "rel-r2";
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(broker.bootstrap), {{topic, 2, 1, {}}}, 20000).ok());
   Gsau g = MakeGsau(dir, broker.bootstrap, topic, "run");
@@ -718,7 +701,7 @@ TEST_F(Reliability, R6StopWhileTheBrokerIsAwayCheckpointsBeforeWaitingForDeliver
   Record("R6 stop while the broker is away");
   const int n = 3000;
   TempDir dir;
-  Broker broker(dir.File("broker"));
+  PrivateBroker broker(dir.File("broker"));  // R2 and R6 stop it
   const std::string topic = "rel-r6";
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(broker.bootstrap), {{topic, 2, 1, {}}}, 20000).ok());
   Gsau g = MakeGsau(dir, broker.bootstrap, topic, "run");

@@ -243,22 +243,9 @@ TEST(ReplayKafkaTest, AFailedDeliveryEndsTheReplayAtOnceWithItsCounts) {
 // queue, then the final flush for its whole timeout, then the producer's close 30 s more.
 TEST(ReplayKafkaTest, AStopWithTheBrokersAwayEndsWithinSeconds) {
   TempDir dir;
-  const std::string broker_dir = dir.File("broker");
-  std::string out;
-  ASSERT_EQ(RunCommand(gsau::testing::SourceDir() + "/scripts/kafka_broker.sh start --dir " + broker_dir +
-                           " --max-lifetime 300",
-                       &out),
-            0)
-      << out;
-  struct StopBroker {
-    std::string cmd;
-    ~StopBroker() {
-      std::string ignored;
-      RunCommand(cmd, &ignored);
-    }
-  } stop_broker{gsau::testing::SourceDir() + "/scripts/kafka_broker.sh stop --dir " + broker_dir};
+  gsau::testing::PrivateBroker broker(dir.File("broker"), 300);
   kafka::KafkaOptions kafka;
-  kafka.bootstrap_servers = out.substr(0, out.find('\n'));
+  kafka.bootstrap_servers = broker.bootstrap;
   const std::string topic = "replay-away";
   ASSERT_TRUE(kafka::EnsureTopics(kafka, {{topic, 1, 1, {}}}, 20000).ok());
   replay::SyntheticOptions so;
@@ -271,8 +258,8 @@ TEST(ReplayKafkaTest, AStopWithTheBrokersAwayEndsWithinSeconds) {
   Result<replay::ReplayStats> stats = Status::Internal("not run");
   std::thread t([&] { stats = replay::Replay(events, kafka, o, &stop); });
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  ASSERT_EQ(RunCommand(gsau::testing::SourceDir() + "/scripts/kafka_broker.sh pause --dir " + broker_dir, &out), 0)
-      << out;
+  std::string out;
+  ASSERT_TRUE(broker.Run("pause", &out)) << out;
   std::this_thread::sleep_for(std::chrono::seconds(3));  // the queue fills
   const auto stopped_at = std::chrono::steady_clock::now();
   stop = true;

@@ -13,6 +13,7 @@
 #include <memory>
 #include <filesystem>
 #include <set>
+#include <stdexcept>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -111,6 +112,23 @@ int RunCommand(const std::string& command, std::string* output) {
   while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) output->append(buf.data(), n);
   const int status = pclose(p);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+PrivateBroker::PrivateBroker(const std::string& d, int max_lifetime_s) : dir(d) {
+  std::string out;
+  if (RunCommand(SourceDir() + "/scripts/kafka_broker.sh start --dir " + dir + " --max-lifetime " +
+                     std::to_string(max_lifetime_s),
+                 &out) != 0) {
+    throw std::runtime_error("broker did not start: " + out);
+  }
+  bootstrap = out.substr(0, out.find('\n'));
+}
+
+PrivateBroker::~PrivateBroker() { Run("stop"); }
+
+bool PrivateBroker::Run(const std::string& verb, std::string* output) {
+  std::string out;
+  return RunCommand(SourceDir() + "/scripts/kafka_broker.sh " + verb + " --dir " + dir, output ? output : &out) == 0;
 }
 
 const std::string& KafkaBootstrap() {

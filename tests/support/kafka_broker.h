@@ -72,4 +72,18 @@ void DeleteRecordsBefore(const std::string& bootstrap, const std::string& topic,
 // Runs a shell command; returns its exit code and fills *output with stdout.
 int RunCommand(const std::string& command, std::string* output);
 
+// A broker of one test's own (scripts/kafka_broker.sh in `dir`), for tests that stop or pause
+// it: the shared one serves the tests beside them. Throws std::runtime_error when it does not
+// start (the test fails); stopped on destruction, and by its watchdog after
+// `max_lifetime_s` should the test binary die first.
+struct PrivateBroker {
+  std::string dir, bootstrap;
+  explicit PrivateBroker(const std::string& dir, int max_lifetime_s = 3600);
+  ~PrivateBroker();
+  PrivateBroker(const PrivateBroker&) = delete;
+  PrivateBroker& operator=(const PrivateBroker&) = delete;
+  // kafka_broker.sh `verb` (pause, resume, stop) on it; true on exit 0, `output` its stdout.
+  bool Run(const std::string& verb, std::string* output = nullptr);
+};
+
 }  // namespace gsau::testing
