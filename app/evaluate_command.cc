@@ -168,7 +168,7 @@ int RunEvaluate(const EvaluateFlags& f) {
   std::cout << json;
   if (!f.out.empty()) {
     // Whole or not at all: a full disk left a cut JSON that a comparison script read as a result.
-    const Status written = WriteFileAtomically(f.out, [&](const ByteSink& sink) { sink(json.data(), json.size()); });
+    const Status written = WriteTextAtomically(f.out, json);
     if (!written.ok()) {
       std::cerr << "gsau evaluate: " << written.ToString() << "\n";
       return kExitFailure;

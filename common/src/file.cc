@@ -21,6 +21,10 @@ Status SyncPath(const std::string& path) {
   return Status::Ok();
 }
 
+Status WriteTextAtomically(const std::string& path, std::string_view text) {
+  return WriteFileAtomically(path, [&](const ByteSink& sink) { sink(text.data(), text.size()); });
+}
+
 Status WriteFileAtomically(const std::string& path, const std::function<void(const ByteSink&)>& produce) {
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

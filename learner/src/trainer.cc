@@ -66,10 +66,6 @@ Status SaveAtomically(torch::serialize::OutputArchive& archive, const fs::path& 
   return WriteFileAtomically(path.string(), [&](const ByteSink& sink) { archive.save_to(sink); });
 }
 
-Status WriteTextAtomically(const fs::path& path, const std::string& text) {
-  return WriteFileAtomically(path.string(), [&](const ByteSink& sink) { sink(text.data(), text.size()); });
-}
-
 // The settings of `saved` that `now` has otherwise ("lr 0.001, now 0.1; ..."). A key only one
 // side has is no difference: settings added to a later binary must not refuse runs begun before.
 std::string SettingsDiff(const std::string& saved, const std::string& now) {
@@ -799,7 +795,7 @@ Result<TrainReport> Trainer::RunUnguarded() {
     }
     std::string text = CsvHeader() + "\n";
     for (const auto& l : kept) text += l + "\n";
-    GSAU_RETURN_IF_ERROR(WriteTextAtomically(csv, text));
+    GSAU_RETURN_IF_ERROR(WriteTextAtomically(csv.string(), text));
   }
 
   // A stop leaves the files of the last finished epoch: the message says what --resume takes up.
@@ -876,7 +872,7 @@ Result<TrainReport> Trainer::RunUnguarded() {
                 report.best_epoch, report.test.Get("recall@10"), report.test.Get("ndcg@10"),
                 report.test.Get("recall@20"), report.test.Get("ndcg@20"));
   if (!o.out_dir.empty()) {
-    GSAU_RETURN_IF_ERROR(WriteTextAtomically(out / "report.json", ReportJson(report, o, im.data)));
+    GSAU_RETURN_IF_ERROR(WriteTextAtomically((out / "report.json").string(), ReportJson(report, o, im.data)));
   }
   return report;
 }

@@ -557,8 +557,7 @@ struct Pipeline::Impl {
     // file and its fsync could leave it empty, a refusal naming no target to roll back to.
     const std::string target = fs::absolute(opt.rollback_from, ec).lexically_normal().string() + "\n";
     if (ec) return Status::IoError("rollback: " + opt.rollback_from + ": " + ec.message());
-    const Status s =
-        WriteFileAtomically(marker.string(), [&](const ByteSink& sink) { sink(target.data(), target.size()); });
+    const Status s = WriteTextAtomically(marker.string(), target);
     if (!s.ok()) return Status::IoError("rollback: " + s.message());
     return Status::Ok();
   }

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "gsau/common/status.h"
 
@@ -24,6 +25,9 @@ using ByteSink = std::function<size_t(const void* data, size_t n)>;
 // disk full, an exception from `produce`) the temporary file is removed, `path` is untouched,
 // and an IoError names the file and the first error.
 Status WriteFileAtomically(const std::string& path, const std::function<void(const ByteSink&)>& produce);
+
+// WriteFileAtomically of `text`.
+Status WriteTextAtomically(const std::string& path, std::string_view text);
 
 // An exclusive lock on a file (flock, created when missing), held until destruction: between
 // processes, and between two locks of one process. Move-only; one object is not for sharing
