@@ -352,6 +352,12 @@ TrainOptions TinyCpuOptions() {
   return o;
 }
 
+// A file's bytes ("" when it does not exist).
+std::string FileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 // Lines in a text file (0 when it does not exist).
 int CountLines(const std::string& path) {
   std::ifstream in(path);
@@ -375,19 +381,15 @@ TEST(Trainer, AStopEndsTheRunWithTheFilesOfTheLastFinishedEpoch) {
   o.max_epochs = 1;
   o.out_dir = loaded_dir.path().string();
   ASSERT_TRUE(TrainOn(*d, o).ok());
-  const auto bytes = [](const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  const std::string checkpoint = bytes(loaded_dir.File("checkpoint.pt"));
-  const std::string csv_rows = bytes(loaded_dir.File("metrics.csv"));
+  const std::string checkpoint = FileBytes(loaded_dir.File("checkpoint.pt"));
+  const std::string csv_rows = FileBytes(loaded_dir.File("metrics.csv"));
   o.stop = &stop;
   o.overwrite = true;
   auto r = TrainOn(*d, o);
   ASSERT_EQ(r.status().code(), StatusCode::kAborted) << r.status();
   EXPECT_EQ(r.status().message(), "stopped before training: nothing in " + o.out_dir + " changed");
-  EXPECT_EQ(bytes(loaded_dir.File("checkpoint.pt")), checkpoint);
-  EXPECT_EQ(bytes(loaded_dir.File("metrics.csv")), csv_rows);
+  EXPECT_EQ(FileBytes(loaded_dir.File("checkpoint.pt")), checkpoint);
+  EXPECT_EQ(FileBytes(loaded_dir.File("metrics.csv")), csv_rows);
   EXPECT_TRUE(std::filesystem::exists(loaded_dir.File("report.json")));
 
   // Stopped once its epoch 1 is on disk, wherever the run then is (training or validating).
@@ -442,13 +444,9 @@ TEST(Trainer, AResumeRewritesBestPtFromTheCheckpoint) {
     auto r = (*t)->Run();
     EXPECT_TRUE(r.ok()) << r.status();
   };
-  const auto bytes = [](const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
   o.out_dir = run_dir.path().string();
   run(o);
-  const std::string epoch1_best = bytes(run_dir.File("best.pt"));
+  const std::string epoch1_best = FileBytes(run_dir.File("best.pt"));
   // Another model's weights in best.pt, as a later epoch's would be after the kill.
   TrainOptions other = o;
   other.out_dir = other_dir.path().string();
@@ -456,11 +454,11 @@ TEST(Trainer, AResumeRewritesBestPtFromTheCheckpoint) {
   run(other);
   std::filesystem::copy_file(other_dir.File("best.pt"), run_dir.File("best.pt"),
                              std::filesystem::copy_options::overwrite_existing);
-  ASSERT_NE(bytes(run_dir.File("best.pt")), epoch1_best);
+  ASSERT_NE(FileBytes(run_dir.File("best.pt")), epoch1_best);
   TrainOptions resume = o;
   resume.resume = true;  // and no epoch left to train
   run(resume);
-  EXPECT_EQ(bytes(run_dir.File("best.pt")), epoch1_best) << "best.pt holds the checkpoint's best weights";
+  EXPECT_EQ(FileBytes(run_dir.File("best.pt")), epoch1_best) << "best.pt holds the checkpoint's best weights";
 }
 
 // A resume needs the checkpoint alone (it carries the best weights): an unreadable best.pt once

@@ -212,15 +212,13 @@ TEST(DeployFilesTest, TheImageInstallsThePackageOfEveryLibraryTheBinaryNames) {
   const std::string gsau = BinaryDir() + "/gsau";
   if (!std::filesystem::exists(gsau)) GTEST_SKIP() << "no " << gsau;
   // Only a build configured as the image's is (make test-asan's links the sanitizers' runtimes).
-  std::ifstream cache(BinaryDir() + "/CMakeCache.txt");
-  const std::string cmake_cache((std::istreambuf_iterator<char>(cache)), {});
+  const std::string cmake_cache = ReadFile(BinaryDir() + "/CMakeCache.txt");
   for (const std::string setting : {"GSAU_SANITIZE:STRING=\n", "GSAU_ALLOCATOR:STRING=jemalloc\n"}) {
     if (cmake_cache.find(setting) == std::string::npos) GTEST_SKIP() << "a build without " << setting;
   }
   std::string out;
   if (RunCommand("command -v dpkg readelf >/dev/null 2>&1", &out) != 0) GTEST_SKIP() << "needs dpkg and readelf";
-  std::ifstream in(SourceDir() + "/Dockerfile");
-  const std::string dockerfile((std::istreambuf_iterator<char>(in)), {});
+  const std::string dockerfile = ReadFile(SourceDir() + "/Dockerfile");
   const std::string runtime = dockerfile.substr(dockerfile.rfind("FROM "));
   std::set<std::string> installed = {"libc6", "libgcc-s1", "libstdc++6"};
   const size_t install = runtime.find("install -y");
