@@ -139,6 +139,8 @@ class StateStore::Impl {
   Result<std::string> Name(const std::vector<const std::string*>& names, uint32_t id,
                            const char* what) const {
     std::shared_lock lock(mu_);
+    // Closed, the name lists are empty: kNotFound would tell a caller the id never existed.
+    GSAU_RETURN_IF_ERROR(CheckOpenLocked());
     if (id >= names.size()) return Status::NotFound(std::string("state: no ") + what + " " + std::to_string(id));
     return *names[id];
   }

@@ -663,6 +663,13 @@ TEST(StateStoreTest, WithoutWalACleanCloseKeepsEverything) {
   EXPECT_EQ(store->Counts(), StateCounts{});
   EXPECT_FALSE(store->FindUser("u0").has_value());
   EXPECT_EQ(store->ApplyBatch(events, {}).status().code(), StatusCode::kAborted);
+  // Every Result reader says closed, none that the id is unknown (a publisher dropped the row).
+  EXPECT_EQ(store->Session(0).status().code(), StatusCode::kAborted);
+  EXPECT_EQ(store->UserNeighbours(0).status().code(), StatusCode::kAborted);
+  EXPECT_EQ(store->ItemNeighbours(0).status().code(), StatusCode::kAborted);
+  EXPECT_EQ(store->UserExternalId(0).status().code(), StatusCode::kAborted);
+  EXPECT_EQ(store->ItemExternalId(0).status().code(), StatusCode::kAborted);
+  EXPECT_EQ(store->ChangesSince(0).status().code(), StatusCode::kAborted);
 }
 
 TEST(StateStoreTest, OptionsAreValidated) {
