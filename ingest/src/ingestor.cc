@@ -265,13 +265,22 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       std::string list;
       std::map<TopicPartition, int64_t> stored_offsets;
       for (auto* tp : partitions) {
-        const auto stored = store_->Offset({tp->topic(), tp->partition()});
-        if (stored) stored_offsets[{tp->topic(), tp->partition()}] = *stored;
-        tp->set_offset(stored ? *stored : RdKafka::Topic::OFFSET_BEGINNING);
-        guard_.Assign({tp->topic(), tp->partition()}, stored ? *stored : -1);
-        assigned_.insert({tp->topic(), tp->partition()});
-        known_high_.erase({tp->topic(), tp->partition()});  // a topic recreated meanwhile starts low
-        list += " " + std::to_string(tp->partition()) + "@" + (stored ? std::to_string(*stored) : "start");
+        const TopicPartition key{tp->topic(), tp->partition()};
+        auto next = store_->Offset(key);
+        // A batch a revoke could not apply is still held, with this partition's records up to
+        // its pending offset: continue after them, or they would be read again behind it and
+        // applied twice. (Dropped unapplied, they are read again after a restart: the state's
+        // offset is the truth.)
+        const auto held = pending_offsets_.find(key);
+        const bool after_held = held != pending_offsets_.end() && held->second > next.value_or(-1);
+        if (after_held) next = held->second;
+        if (next) stored_offsets[key] = *next;
+        tp->set_offset(next ? *next : RdKafka::Topic::OFFSET_BEGINNING);
+        guard_.Assign(key, next ? *next : -1);
+        assigned_.insert(key);
+        known_high_.erase(key);  // a topic recreated meanwhile starts low
+        list += " " + std::to_string(tp->partition()) + "@" + (next ? std::to_string(*next) : "start") +
+                (after_held ? " (after a held batch)" : "");
       }
       if (!stored_offsets.empty()) CheckStoredOffsets(consumer, stored_offsets);
       GSAU_LOG_INFO("ingest: assigned{} ({} partitions, offsets from the state)", list, assigned_.size());
@@ -295,8 +304,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       // A batch that cannot be applied (only after a stop: its retries end then) is kept, not
       // dropped: a cooperative revoke takes some partitions only, and the batch holds records
       // of the kept ones too, which the consumer has passed (dropped, a later batch's offsets
-      // skipped them). Left: a quick reassignment of a revoked partition before the stop ends
-      // reads its records again behind the kept batch.
+      // skipped them). A reassignment continues after it (see above).
       ApplyPending().IgnoreError();
       // A lost assignment's commits fail (another member may own the partitions already): not
       // tried, so they count no commit error.
@@ -355,12 +363,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     return out;
   }
 
-  // The state's offset against the partition's log. Past its end: the topic was deleted and
-  // created again, or this is another cluster; librdkafka would restart the partition at its
-  // beginning and every record below the state's offset would be skipped as one read before, so
-  // ingest stops, saying so. Before its start: retention deleted records this state never read
-  // (lost to it; consumption goes on from the start). Runs inside the rebalance callback: the
-  // brokers get about 2 s (3 at most), and partitions without an answer are not checked.
+  // The state's offset (or a held batch's, past it) against the partition's log. Past its end:
+  // the topic was deleted and created again, or this is another cluster; librdkafka would
+  // restart the partition at its beginning and every record below the state's offset would be
+  // skipped as one read before, so ingest stops, saying so. Before its start: retention deleted
+  // records this state never read (lost to it; consumption goes on from the start). Runs inside
+  // the rebalance callback: the brokers get about 2 s (3 at most), and partitions without an
+  // answer are not checked.
   void CheckStoredOffsets(RdKafka::KafkaConsumer* consumer, const std::map<TopicPartition, int64_t>& stored_offsets) {
     std::vector<TopicPartition> parts;
     for (const auto& [tp, stored] : stored_offsets) parts.push_back(tp);
@@ -789,8 +798,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       b.applied_at_ms = WallMs();
       sink_->Push(std::move(b));
     }
+    // Committed by the caller's next MaybeCommitToKafka (Run's loop) or CommitToKafka (stop,
+    // revoke), not here: inside a lost assignment's revoke this commit came before the lost
+    // partitions were taken out of to_commit_, and failed.
     for (const auto& o : offsets) to_commit_[o.tp] = o.next_offset;
-    MaybeCommitToKafka();
 
     metrics_.consumed.Increment(static_cast<double>(batch_consumed_));
     metrics_.applied.Increment(static_cast<double>(n_applied));

@@ -12,7 +12,8 @@
 //  3. hand the applied batch to the sink (the learner), then commit the offsets to Kafka
 //     too (at most every commit_interval_ms, and on revoke and stop), for lag tools only:
 //     the offsets in the state are the source of truth, and on every assignment the
-//     consumer seeks to them (to the beginning where the state has none).
+//     consumer seeks to them (to the beginning where the state has none; past a batch this
+//     process still holds for the partition, one a revoke during a stop could not apply).
 // A crash anywhere loses nothing and applies nothing twice in the state; a dead-letter record
 // may be written twice (crash between 2's two steps). A record the client delivers again below
 // a partition's next offset is skipped and counted (OffsetGuard, gsau_ingest_records_redelivered_total).
