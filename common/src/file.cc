@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -19,6 +21,36 @@ Status SyncPath(const std::string& path) {
   ::close(fd);
   if (rc != 0) return Status::IoError("fsync of " + path + ": " + std::strerror(err));
   return Status::Ok();
+}
+
+namespace {
+
+// The mount (or, without statx's mount id, the device) of `path` or of its nearest existing
+// ancestor.
+Result<uint64_t> MountOf(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::absolute(path.empty() ? "." : path, ec);
+  if (ec) return Status::IoError("examining " + path + ": " + ec.message());
+  while (true) {
+    struct statx stx {};
+    if (::statx(AT_FDCWD, p.c_str(), 0, STATX_MNT_ID, &stx) == 0) {
+      if (stx.stx_mask & STATX_MNT_ID) return stx.stx_mnt_id;
+      return (uint64_t{stx.stx_dev_major} << 32) | stx.stx_dev_minor;
+    }
+    const int err = errno;
+    if (err != ENOENT || !p.has_relative_path()) {
+      return Status::IoError("examining " + p.string() + " (for " + path + "): " + std::strerror(err));
+    }
+    p = p.parent_path();
+  }
+}
+
+}  // namespace
+
+Result<bool> SameMount(const std::string& a, const std::string& b) {
+  GSAU_ASSIGN_OR_RETURN(const uint64_t ma, MountOf(a));
+  GSAU_ASSIGN_OR_RETURN(const uint64_t mb, MountOf(b));
+  return ma == mb;
 }
 
 Status WriteTextAtomically(const std::string& path, std::string_view text) {

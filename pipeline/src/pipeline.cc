@@ -548,6 +548,21 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
+  // RocksDB makes a checkpoint of hard links to the store's files; across mounts (another
+  // filesystem, or a second bind mount of the same one) it copies every file instead, holding
+  // the store's shared lock, and ingest's writes wait for the copy.
+  void WarnIfCheckpointsCopyTheState() const {
+    const auto same = SameMount(opt.state.path, opt.checkpoint_dir);
+    if (!same.ok()) {
+      GSAU_LOG_WARN("pipeline: could not tell whether checkpoints can link the state's files: {}",
+                    same.status().ToString());
+    } else if (!*same) {
+      GSAU_LOG_WARN("pipeline: learner.checkpoint_dir {} is on another mount than state.path {}: each checkpoint "
+                    "copies the whole state instead of linking its files, and ingest waits while it does",
+                    opt.checkpoint_dir, opt.state.path);
+    }
+  }
+
   Status WriteRollbackMarker() {
     std::error_code ec;
     fs::create_directories(opt.checkpoint_dir, ec);
@@ -1363,6 +1378,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   impl->registry = registry;
   impl->m = std::make_unique<Metrics>(*registry);
   if (Status s = impl->OpenState(); !s.ok()) return Status(s.code(), "state: " + s.message());
+  impl->WarnIfCheckpointsCopyTheState();
   if (Status s = impl->StartLearner(); !s.ok()) return Status(s.code(), "learner: " + s.message());
   if (!options.rollback_from.empty()) {
     if (Status s = impl->ClearRollbackMarker(); !s.ok()) return Status(s.code(), "state: " + s.message());

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <sched.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -155,6 +157,34 @@ TEST(FileTest, WriteFileAtomicallyReplacesWholeOrNotAtAll) {
   EXPECT_EQ(ReadAll(path), "abcd");
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
   std::filesystem::remove_all(dir);
+}
+
+TEST(FileTest, SameMountComparesTheNearestExistingFolders) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gsau-mount-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  const std::string file = (dir / "f").string();
+  ASSERT_TRUE(WriteTextAtomically(file, "x").ok());
+  auto same = SameMount(dir.string(), (dir / "not" / "there" / "yet").string());
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_TRUE(*same);
+  same = SameMount("", ".");
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_TRUE(*same);
+  // Below a file: not a path that can ever be made, an error naming it.
+  const auto under_file = SameMount(file + "/x", dir.string());
+  ASSERT_FALSE(under_file.ok());
+  EXPECT_EQ(under_file.status().code(), StatusCode::kIoError);
+  EXPECT_NE(under_file.status().message().find(file + "/x"), std::string::npos) << under_file.status();
+  // procfs is a mount of its own wherever the temporary folder is (where it is mounted at all).
+  struct statfs proc {};
+  if (::statfs("/proc", &proc) != 0 || proc.f_type != PROC_SUPER_MAGIC) GTEST_SKIP() << "no procfs at /proc";
+  same = SameMount("/proc", dir.string());
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_FALSE(*same);
 }
 
 TEST(FileTest, FileLockExcludesASecondHolderUntilReleased) {

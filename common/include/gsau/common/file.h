@@ -29,6 +29,13 @@ Status WriteFileAtomically(const std::string& path, const std::function<void(con
 // WriteFileAtomically of `text`.
 Status WriteTextAtomically(const std::string& path, std::string_view text);
 
+// Whether `a` and `b` lie on one mount, where a hard link from one to the other can be made
+// (Linux refuses links across mounts, two bind mounts of one filesystem included): compares
+// mount ids, or devices where the kernel gives no mount id. A path not there yet counts as its
+// nearest existing ancestor's ("" as "."), symbolic links followed. IoError naming the path
+// when it cannot be examined.
+Result<bool> SameMount(const std::string& a, const std::string& b);
+
 // An exclusive lock on a file (flock, created when missing), held until destruction: between
 // processes, and between two locks of one process. Move-only; one object is not for sharing
 // between threads (the lock it holds excludes every other holder, in any thread).
