@@ -123,7 +123,9 @@ void AddReplayCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--data", flags->data,
                   "Interactions: TSV user_id<TAB>item_id<TAB>timestamp with header (.gz ok), or per-user lines "
                   "'uid i1 i2 ...'");
-  cmd->add_option("--times", flags->times, "Aligned times file for per-user lines ('uid t1 t2 ...', seconds)");
+  cmd->add_option("--times", flags->times,
+                  "Aligned times file for per-user lines ('uid t1 t2 ...'; unit as --ts-unit, auto: told apart "
+                  "by the magnitude, one unit per file)");
   cmd->add_option("--format", flags->format, "auto | tsv | lines")->check(CLI::IsMember({"auto", "tsv", "lines"}));
   cmd->add_option("--ts-unit", flags->ts_unit, "Timestamp unit in the file: auto | s | ms")
       ->check(CLI::IsMember({"auto", "s", "ms"}));
