@@ -32,6 +32,7 @@ Status DecodeChangeEntry(std::string_view data, ChangeEntry* out) {
       !keys::GetVarint(&p, end, &n) || n > data.size()) {
     return Status::Corruption("change entry: bad header");
   }
+  if (users > UINT32_MAX || items > UINT32_MAX) return Status::Corruption("change entry: bad id counts");
   out->users_before = static_cast<uint32_t>(users);
   out->items_before = static_cast<uint32_t>(items);
   uint64_t prev = 0;

@@ -103,11 +103,13 @@ inline void PutVarint(std::string* s, uint64_t v) {
   }
   s->push_back(static_cast<char>(v));
 }
-// Reads a varint from [*p, end); false when truncated or too long.
+// Reads a varint from [*p, end); false when truncated, too long, or past 64 bits (a tenth byte
+// holds bit 63 only: more was cut off by the shift, a corrupt value read as another).
 inline bool GetVarint(const char** p, const char* end, uint64_t* v) {
   uint64_t r = 0;
   for (int shift = 0; shift <= 63 && *p < end; shift += 7) {
     const auto byte = static_cast<unsigned char>(*(*p)++);
+    if (shift == 63 && (byte & 0x7e) != 0) return false;
     r |= static_cast<uint64_t>(byte & 0x7f) << shift;
     if (!(byte & 0x80)) {
       *v = r;

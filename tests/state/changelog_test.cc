@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <string>
+
+#include "keys.h"
+
 namespace gsau::state {
 namespace {
 
@@ -73,6 +78,36 @@ TEST(ChangeEntryTest, TruncatedOrPaddedEntriesAreCorrupt) {
   ChangeEntry out;
   EXPECT_EQ(DecodeChangeEntry(bytes.substr(0, bytes.size() - 1), &out).code(), StatusCode::kCorruption);
   EXPECT_EQ(DecodeChangeEntry(bytes + "x", &out).code(), StatusCode::kCorruption);
+}
+
+// Values no encoder writes decode as corrupt, not as other values: an id count past 32 bits
+// (ids are u32), and a varint whose tenth byte carries more than bit 63 (cut off, it read as a
+// smaller number).
+TEST(ChangeEntryTest, OutOfRangeCountsAndOverlongVarintsAreCorrupt) {
+  ChangeEntry out;
+  std::string bytes;
+  keys::PutVarint(&bytes, uint64_t{1} << 32);  // users_before
+  keys::PutVarint(&bytes, 1);
+  keys::PutVarint(&bytes, 0);
+  EXPECT_EQ(DecodeChangeEntry(bytes, &out).code(), StatusCode::kCorruption);
+
+  std::string max;
+  keys::PutVarint(&max, UINT64_MAX);  // ten bytes, the last 0x01: the widest valid varint
+  ASSERT_EQ(max.size(), 10u);
+  const char* p = max.data();
+  uint64_t v = 0;
+  ASSERT_TRUE(keys::GetVarint(&p, max.data() + max.size(), &v));
+  EXPECT_EQ(v, UINT64_MAX);
+  std::string overlong = max;
+  overlong.back() = 0x03;  // bit 64 set: nothing that fits in 64 bits
+  p = overlong.data();
+  EXPECT_FALSE(keys::GetVarint(&p, overlong.data() + overlong.size(), &v));
+  bytes.clear();
+  keys::PutVarint(&bytes, 1);
+  keys::PutVarint(&bytes, 1);
+  keys::PutVarint(&bytes, 1);
+  bytes += overlong;  // the one pair's delta
+  EXPECT_EQ(DecodeChangeEntry(bytes, &out).code(), StatusCode::kCorruption);
 }
 
 }  // namespace
