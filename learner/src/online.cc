@@ -252,6 +252,9 @@ struct OnlineLearner::Impl {
 
   // Samples.
   std::deque<Sample> pending;
+  // The fresh samples the last Step took and put back in front of `pending` when it failed
+  // (SkipFailedBatch drops them); 0 after any step that did not fail.
+  int64_t failed_fresh = 0;
   std::vector<Sample> replay;
   int64_t replay_seen = 0;  // samples ever offered to the reservoir
   std::deque<Sample> recent;  // the last recent_capacity samples that went to replay, oldest first
@@ -497,6 +500,7 @@ struct OnlineLearner::Impl {
         if (static_cast<int64_t>(pending.size()) >= opt.max_pending) {
           AddToReplay(std::move(pending.front()));
           pending.pop_front();
+          if (failed_fresh > 0) --failed_fresh;
         }
         pending.push_back(std::move(s));
       }
@@ -683,6 +687,7 @@ struct OnlineLearner::Impl {
   OnlineStepResult Step() {
     const auto start = Clock::now();
     OnlineStepResult r;
+    failed_fresh = 0;
     const auto pending_n = static_cast<int64_t>(pending.size());
     const auto replay_n = static_cast<int64_t>(std::max(replay.size(), recent.size()));
     int64_t n_fresh = std::min(pending_n, static_cast<int64_t>(std::llround(static_cast<double>(opt.batch_size) * opt.fresh_fraction)));
@@ -712,6 +717,7 @@ struct OnlineLearner::Impl {
         try {
           self->pending.insert(self->pending.begin(), std::make_move_iterator(fresh->begin()),
                                std::make_move_iterator(fresh->end()));
+          self->failed_fresh = static_cast<int64_t>(fresh->size());
         } catch (...) {
           // Out of memory while unwinding: the samples are lost, the process is not.
         }
@@ -1153,6 +1159,7 @@ struct OnlineLearner::Impl {
       AddEdge(static_cast<uint32_t>(ep[k]), static_cast<uint32_t>(ep[k + 1]));
     }
     pending.assign(std::make_move_iterator(pend.begin()), std::make_move_iterator(pend.end()));
+    failed_fresh = 0;
     replay = std::move(rep);
     if (static_cast<int64_t>(replay.size()) > opt.replay_capacity) {
       // replay_capacity lowered since the save: a uniform subset of a uniform reservoir is one
@@ -1388,6 +1395,15 @@ Result<OnlineStepResult> OnlineLearner::Step() {
     if (r.trained) impl_->TakeServingSnapshot();
     return r;
   });
+}
+
+int64_t OnlineLearner::SkipFailedBatch() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto& im = *impl_;
+  const int64_t n = std::min(im.failed_fresh, static_cast<int64_t>(im.pending.size()));
+  im.pending.erase(im.pending.begin(), im.pending.begin() + n);
+  im.failed_fresh = 0;
+  return n;
 }
 
 Result<std::vector<float>> OnlineLearner::UserEmbeddings(std::span<const std::vector<uint32_t>> sessions) {

@@ -259,8 +259,16 @@ class OnlineLearner {
   // keeps the last ones given.
   Status Observe(std::span<const OnlineEvent> events, bool fresh = true);
 
-  // One training step; trained = false (and nothing changes) when no sample exists.
+  // One training step; trained = false (and nothing changes) when no sample exists. A step that
+  // fails (a loss that is not finite, an error of torch's such as out of memory) makes no update:
+  // weights, Adam state and counters stay as they were, and the fresh samples it took go back in
+  // front of the queue, so the next Step takes them again.
   Result<OnlineStepResult> Step();
+  // After a failed Step: drops the fresh samples it put back (their clicks stay in the graph;
+  // they are not trained on, nor replayed), so that the next Step does not fail on them again.
+  // Returns how many; 0 when the last Step did not fail. A queue full at Observe hands its
+  // oldest to replay as ever, failed ones included (they are then no longer dropped).
+  int64_t SkipFailedBatch();
 
   // SASRec in eval mode over each session's last max_len known items: [n, dim] row-major.
   // kInvalidArgument when a session has no item known to the model.
