@@ -35,6 +35,7 @@ pipeline::PipelineOptions ToPipelineOptions(const config::Config& c) {
   o.checkpoint_interval_s = c.learner.checkpoint_interval_s;
   o.checkpoint_keep = c.learner.checkpoint_keep;
   o.idle_train_s = c.learner.idle_train_s;
+  o.max_failed_steps = c.learner.max_failed_steps;
   o.user_flush_ms = c.publisher.interval_ms;
   o.item_interval_ms = c.publisher.item_interval_ms;
   o.prequential_csv = c.learner.prequential_csv;

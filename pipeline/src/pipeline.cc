@@ -125,6 +125,12 @@ struct Metrics {
                            .Register(r)),
         fresh(samples_family.Add({{"source", "fresh"}})),
         replay(samples_family.Add({{"source", "replay"}})),
+        skipped(prometheus::BuildCounter()
+                    .Name("gsau_learner_skipped_samples_total")
+                    .Help("Fresh samples of failed steps, dropped untrained (their clicks stay in the state and the "
+                          "graph); each failed step counts in gsau_errors_total{stage=\"learner\",kind=\"step\"}")
+                    .Register(r)
+                    .Add({})),
         step_seconds(prometheus::BuildHistogram()
                          .Name("gsau_learner_step_seconds")
                          .Help("Wall time of one training step")
@@ -196,6 +202,7 @@ struct Metrics {
                                .Register(r)
                                .Add({}, std::vector<double>{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
         learner_errors(metrics::ErrorCounter(r, "learner", "internal")),
+        step_errors(metrics::ErrorCounter(r, "learner", "step")),
         checkpoint_errors(metrics::ErrorCounter(r, "learner", "checkpoint")),
         prequential_errors(metrics::ErrorCounter(r, "learner", "prequential")),
         publish_errors(metrics::ErrorCounter(r, "publisher", "publish")) {}
@@ -204,6 +211,7 @@ struct Metrics {
   prometheus::Family<prometheus::Counter>& samples_family;
   prometheus::Counter& fresh;
   prometheus::Counter& replay;
+  prometheus::Counter& skipped;
   prometheus::Histogram& step_seconds;
   prometheus::Family<prometheus::Gauge>& loss_family;
   prometheus::Gauge &loss, &graph_align, &graph_unif, &seq_align, &seq_unif;
@@ -220,6 +228,7 @@ struct Metrics {
   prometheus::Counter& checkpoints;
   prometheus::Histogram& checkpoint_seconds;
   prometheus::Counter& learner_errors;
+  prometheus::Counter& step_errors;
   prometheus::Counter& checkpoint_errors;
   prometheus::Counter& prequential_errors;
   prometheus::Counter& publish_errors;
@@ -452,7 +461,7 @@ struct Pipeline::Impl {
   // Publishing failures repeat each interval while the brokers are away (a full queue refuses
   // after a second): a line every 10 s with their count.
   Throttle items_log{std::chrono::seconds(10)}, users_log{std::chrono::seconds(10)},
-      redelivery_log{std::chrono::seconds(10)};
+      redelivery_log{std::chrono::seconds(10)}, step_log{std::chrono::seconds(10)};
   fs::path last_checkpoint_dir;  // the newest checkpoint this process wrote
   int64_t checkpointed_steps = -1;    // the learner's steps in it
   uint64_t checkpointed_through = 0;  // its users_published_through
@@ -1053,6 +1062,28 @@ struct Pipeline::Impl {
     pop_window = {};
   }
 
+  // After a failed step (`failures` in a row, this one included), which made no update: its
+  // fresh samples are dropped, so that the next step does not take them again, and training
+  // goes on; past max_failed_steps in a row, the error is returned instead (the pipeline stops,
+  // its samples still queued: a restart resumes from the last checkpoint). Stopping at once had
+  // turned one bad batch into a stopped pipeline, and a restart replayed the same samples.
+  Status SkipFailedStep(const Status& failure, int failures) {
+    m->step_errors.Increment();
+    if (failures > opt.max_failed_steps) {
+      return Status(failure.code(), failure.message() + " (" + std::to_string(failures) +
+                                        " failed steps in a row; learner.max_failed_steps is " +
+                                        std::to_string(opt.max_failed_steps) + ")");
+    }
+    const int64_t skipped = learner->SkipFailedBatch();
+    m->skipped.Increment(static_cast<double>(skipped));
+    if (const int64_t n = step_log.Due()) {
+      GSAU_LOG_ERROR("pipeline: {}; its {} fresh samples skipped, training goes on ({} in a row; more than "
+                     "learner.max_failed_steps={} stop the pipeline; {} failed steps since the last line)",
+                     failure.ToString(), skipped, failures, opt.max_failed_steps, n);
+    }
+    return Status::Ok();
+  }
+
   // Runs until `stop`; returns early on the learner's own failure (an error), or when the
   // publisher cannot go on (Ok, with item_publish_status set).
   Status LearnerLoop(const std::atomic<bool>& stop) {
@@ -1083,6 +1114,7 @@ struct Pipeline::Impl {
       return s.pending + s.replay >= opt.min_step_samples && replay_only_allowed;
     };
     bool can_train = trainable(learner->Stats());
+    int failed_steps = 0;  // in a row
     while (!stop) {
       // Wait for data only when there is nothing to train on. Each applied batch is ranked,
       // then observed, on its own: merged, a burst's clicks were all ranked before any of it
@@ -1104,33 +1136,35 @@ struct Pipeline::Impl {
       }
       m->queued.Set(static_cast<double>(queue.queued_events()));
       can_train = trainable(learner->Stats());
-      if (can_train) {
-        GSAU_ASSIGN_OR_RETURN(auto r, learner->Step());
-        if (r.trained) {
-          m->steps.Increment();
-          m->fresh.Increment(static_cast<double>(r.fresh));
-          m->replay.Increment(static_cast<double>(r.replay));
-          m->step_seconds.Observe(r.total_s);
-          if (r.total_s >= 1.0 && SecondsSince(last_slow_log) >= 30) {
-            GSAU_LOG_WARN(
-                "pipeline: slow learner step {:.2f} s: batch {:.2f}, cache refresh {:.2f}, graph {:.2f} + backward "
-                "{:.2f}, sequence {:.2f} + backward {:.2f}, optimiser {:.2f}; {} samples, {} propagated edges",
-                r.total_s, r.batch_s, r.refresh_s, r.graph_s, r.graph_backward_s, r.seq_s, r.seq_backward_s,
-                r.optimizer_s, r.fresh + r.replay, r.propagated_edges);
-            last_slow_log = SteadyClock::now();
-          }
-          m->loss.Set(r.loss);
-          m->graph_align.Set(r.graph_align);
-          m->graph_unif.Set(r.graph_unif);
-          // A step without sequence samples has no sequence terms: 0 would read as a perfect loss.
-          if (r.sequence_samples > 0) {
-            m->seq_align.Set(r.seq_align);
-            m->seq_unif.Set(r.seq_unif);
-          }
-          std::lock_guard<std::mutex> s(status_mu);
-          st.last_step_s = r.total_s;
-          st.last_loss = r.loss;
+      Result<learner::OnlineStepResult> stepped = learner::OnlineStepResult{};
+      if (can_train) stepped = learner->Step();
+      if (!stepped.ok()) {
+        GSAU_RETURN_IF_ERROR(SkipFailedStep(stepped.status(), ++failed_steps));
+      } else if (const auto& r = *stepped; r.trained) {
+        failed_steps = 0;
+        m->steps.Increment();
+        m->fresh.Increment(static_cast<double>(r.fresh));
+        m->replay.Increment(static_cast<double>(r.replay));
+        m->step_seconds.Observe(r.total_s);
+        if (r.total_s >= 1.0 && SecondsSince(last_slow_log) >= 30) {
+          GSAU_LOG_WARN(
+              "pipeline: slow learner step {:.2f} s: batch {:.2f}, cache refresh {:.2f}, graph {:.2f} + backward "
+              "{:.2f}, sequence {:.2f} + backward {:.2f}, optimiser {:.2f}; {} samples, {} propagated edges",
+              r.total_s, r.batch_s, r.refresh_s, r.graph_s, r.graph_backward_s, r.seq_s, r.seq_backward_s,
+              r.optimizer_s, r.fresh + r.replay, r.propagated_edges);
+          last_slow_log = SteadyClock::now();
         }
+        m->loss.Set(r.loss);
+        m->graph_align.Set(r.graph_align);
+        m->graph_unif.Set(r.graph_unif);
+        // A step without sequence samples has no sequence terms: 0 would read as a perfect loss.
+        if (r.sequence_samples > 0) {
+          m->seq_align.Set(r.seq_align);
+          m->seq_unif.Set(r.seq_unif);
+        }
+        std::lock_guard<std::mutex> s(status_mu);
+        st.last_step_s = r.total_s;
+        st.last_loss = r.loss;
       }
       const auto after = learner->Stats();
       m->user_rows.Set(static_cast<double>(after.users));

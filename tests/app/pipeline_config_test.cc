@@ -24,6 +24,7 @@ TEST(PipelineConfig, OptionsCarryEveryConfiguredField) {
                        "learner.replay_capacity=1234", "learner.replay_recent_fraction=0.125",
                        "learner.replay_recent_capacity=567", "learner.checkpoint_dir=/c/d",
                        "learner.checkpoint_interval_s=17", "learner.checkpoint_keep=5", "learner.idle_train_s=19",
+                       "learner.max_failed_steps=37",
                        "learner.prequential_csv=/p.csv", "learner.prequential_interval_s=23",
                        "publisher.interval_ms=29", "publisher.item_interval_ms=31",
                        "publisher.item_change_threshold=0.0625", "ingest.queue_capacity=3700", "topics.clicks=tc",
@@ -45,6 +46,7 @@ TEST(PipelineConfig, OptionsCarryEveryConfiguredField) {
   EXPECT_EQ(o.checkpoint_interval_s, 17);
   EXPECT_EQ(o.checkpoint_keep, 5);
   EXPECT_EQ(o.idle_train_s, 19);
+  EXPECT_EQ(o.max_failed_steps, 37);
   EXPECT_EQ(o.prequential_csv, "/p.csv");
   EXPECT_EQ(o.prequential_interval_s, 23);
   EXPECT_EQ(o.user_flush_ms, 29);

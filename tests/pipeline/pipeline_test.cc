@@ -1070,6 +1070,37 @@ void SetCheckpointRowInfinite(const std::string& path, const std::string& key, i
   std::filesystem::rename(path + ".edited", path);
 }
 
+// Run 1 of `p` (log run1.log): trains on 300 clicks, publishes no user (a 10-minute interval) and
+// is killed after a checkpoint that has trained on every click (none left pending, which a restart
+// would train on). Then the first item's row (row 0 pads) is made infinite in every checkpoint a
+// restart could load (a kill during a replacement leaves the newest as ckpt-N.replaced). `users`,
+// `items`: the state's counts.
+void TrainThenMakeAnItemRowInfinite(RunProcess& p, const TempDir& dir, double* users, double* items) {
+  p.log = dir.File("run1.log");
+  auto run = p.Start("json", {"--set", "publisher.interval_ms=600000", "--set", "learner.checkpoint_interval_s=1"});
+  Produce(p.bootstrap, p.clicks, MakeClicks(300, 30, 40, 91));
+  ASSERT_TRUE(WaitForStateEvents(p.port, 300, seconds(120))) << Tail(p.log, 6000);
+  ASSERT_TRUE(WaitForMetric(p.port, R"(gsau_learner_samples_total{source="fresh"})", 300, seconds(120)))
+      << Tail(p.log, 6000);
+  const double written = ScrapeMetric(p.port, "gsau_learner_checkpoints_total").value_or(0);
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", written + 2, seconds(60))) << Tail(p.log, 6000);
+  *users = ScrapeMetric(p.port, "gsau_state_users").value_or(-1);
+  *items = ScrapeMetric(p.port, "gsau_state_items").value_or(-1);
+  ASSERT_TRUE(*users > 0 && *items > 0) << HttpGet(p.port, "/metrics");
+  run->Signal(SIGKILL);
+  ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
+  int edited = 0;
+  for (const auto& e : std::filesystem::directory_iterator(p.checkpoints)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("ckpt-", 0) != 0 || name.ends_with(".tmp") || !std::filesystem::exists(e.path() / "model.pt")) {
+      continue;
+    }
+    SetCheckpointRowInfinite((e.path() / "model.pt").string(), "param_item_table_weight", 1);
+    ++edited;
+  }
+  ASSERT_GT(edited, 0) << Tail(p.log, 6000);
+}
+
 // gsau run's status lines (and its last) counted as published every record handed to the
 // publisher, also those it skips (a NaN or an infinity: it would replace the id's last usable
 // vector). Nothing makes the model diverge on purpose, but a checkpoint can hold an infinite item
@@ -1082,39 +1113,15 @@ TEST(PipelineProcessTest, TheStatusLineCountsOnlyTheRecordsThePublisherSends) {
   RunProcess p = RunProcess::In(bootstrap, dir, "nonfinite");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 1, 1, {}}}, 20000).ok());
 
-  // Run 1 publishes no user (a 10-minute interval) and dies after a checkpoint that has trained on
-  // every click (none left pending, which run 2 would train on).
-  p.log = dir.File("run1.log");
-  auto run = p.Start("json", {"--set", "publisher.interval_ms=600000", "--set", "learner.checkpoint_interval_s=1"});
-  Produce(bootstrap, p.clicks, MakeClicks(300, 30, 40, 91));
-  ASSERT_TRUE(WaitForStateEvents(p.port, 300, seconds(120))) << Tail(p.log, 6000);
-  ASSERT_TRUE(WaitForMetric(p.port, R"(gsau_learner_samples_total{source="fresh"})", 300, seconds(120)))
-      << Tail(p.log, 6000);
-  const double written = ScrapeMetric(p.port, "gsau_learner_checkpoints_total").value_or(0);
-  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_checkpoints_total", written + 2, seconds(60))) << Tail(p.log, 6000);
-  const double users = ScrapeMetric(p.port, "gsau_state_users").value_or(-1);
-  const double items = ScrapeMetric(p.port, "gsau_state_items").value_or(-1);
-  ASSERT_TRUE(users > 0 && items > 0) << HttpGet(p.port, "/metrics");
-  run->Signal(SIGKILL);
-  ASSERT_EQ(run->Wait(10000), 128 + SIGKILL);
-  // The first item's row (row 0 pads), in every checkpoint a restart could load (a kill during a
-  // replacement leaves the newest as ckpt-N.replaced).
-  int edited = 0;
-  for (const auto& e : std::filesystem::directory_iterator(p.checkpoints)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("ckpt-", 0) != 0 || name.ends_with(".tmp") || !std::filesystem::exists(e.path() / "model.pt")) {
-      continue;
-    }
-    SetCheckpointRowInfinite((e.path() / "model.pt").string(), "param_item_table_weight", 1);
-    ++edited;
-  }
-  ASSERT_GT(edited, 0) << Tail(p.log, 6000);
+  double users = 0, items = 0;
+  TrainThenMakeAnItemRowInfinite(p, dir, &users, &items);
+  ASSERT_FALSE(HasFatalFailure());
 
   // Run 2 on topics of its own: they hold its records alone.
   p.users_topic = UniqueTopic("nonfinite-users2");
   p.items_topic = UniqueTopic("nonfinite-items2");
   p.log = dir.File("run2.log");
-  run = p.Start("json", {"--set", "learner.idle_train_s=0"});
+  auto run = p.Start("json", {"--set", "learner.idle_train_s=0"});
   const std::string skipped = R"(gsau_errors_total{kind="nonfinite",stage="publisher"})";
   const auto accounted = [&] {
     return ScrapeMetric(p.port, R"(gsau_publisher_embeddings_delivered_total{kind="user"})").value_or(0) +
@@ -1142,6 +1149,55 @@ TEST(PipelineProcessTest, TheStatusLineCountsOnlyTheRecordsThePublisherSends) {
   EXPECT_LT(user_records, static_cast<size_t>(users)) << "the users of its item went out";
   EXPECT_EQ(std::stoull(m[1].str()), user_records) << m[0];
   EXPECT_EQ(std::stoull(m[2].str()), item_records) << m[0];
+}
+
+// A step that fails (its loss not finite: here an infinite item row, from a damaged checkpoint)
+// no longer stops the pipeline: its fresh clicks are skipped and the learner goes on (ingest
+// applies every click, gsau_errors_total{stage="learner",kind="step"} and
+// gsau_learner_skipped_samples_total count them), and a stop is graceful. Past
+// learner.max_failed_steps failures in a row the pipeline stops with the error, naming it.
+TEST(PipelineProcessTest, FailedStepsAreSkippedUntilTooManyInARowStopThePipeline) {
+  const std::string bootstrap = KafkaBootstrap();
+  TempDir dir;
+  RunProcess p = RunProcess::In(bootstrap, dir, "failsteps");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{p.clicks, 1, 1, {}}}, 20000).ok());
+  double users = 0, items = 0;
+  TrainThenMakeAnItemRowInfinite(p, dir, &users, &items);
+  ASSERT_FALSE(HasFatalFailure());
+
+  // Run 2: failures allowed without end; 16-sample batches, 8 fresh: 400 clicks make ~50 steps.
+  const std::string failed = R"(gsau_errors_total{kind="step",stage="learner"})";
+  const std::string skipped = "gsau_learner_skipped_samples_total";
+  p.log = dir.File("run2.log");
+  auto run = p.Start("json", {"--set", "learner.max_failed_steps=1000000", "--set", "learner.batch_size=16",
+                              "--set", "learner.idle_train_s=0"});
+  Produce(bootstrap, p.clicks, MakeClicks(400, 30, 40, 92));
+  ASSERT_TRUE(WaitForStateEvents(p.port, 700, seconds(120))) << Tail(p.log, 6000);
+  // Every one of run 2's clicks either trained or was skipped: (nearly) all skipped.
+  const auto trained = [&] {
+    return ScrapeMetric(p.port, R"(gsau_learner_samples_total{source="fresh"})").value_or(0);
+  };
+  const auto deadline = std::chrono::steady_clock::now() + seconds(120);
+  while (trained() + ScrapeMetric(p.port, skipped).value_or(0) < 400 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_EQ(trained() + ScrapeMetric(p.port, skipped).value_or(0), 400) << Tail(p.log, 6000);
+  EXPECT_LE(trained(), 8) << Tail(p.log, 6000);
+  EXPECT_GE(ScrapeMetric(p.port, failed).value_or(0), 400 / 8 - 1) << Tail(p.log, 6000);
+  run->Signal(SIGTERM);
+  ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
+  EXPECT_NE(Tail(p.log, 1 << 20).find("fresh samples skipped, training goes on"), std::string::npos)
+      << Tail(p.log, 6000);
+
+  // Run 3: at most 2 in a row. The third failure stops it, with the loss's error (steps on replay
+  // alone, within learner.idle_train_s of the start, fail as well: no click needed).
+  p.log = dir.File("run3.log");
+  run = p.Start("json", {"--set", "learner.max_failed_steps=2", "--set", "learner.batch_size=16"});
+  EXPECT_EQ(run->Wait(120000), 1) << Tail(p.log, 6000);
+  const std::string log = Tail(p.log, 1 << 20);
+  EXPECT_NE(log.find("not finite"), std::string::npos) << Tail(p.log, 6000);
+  EXPECT_NE(log.find("3 failed steps in a row; learner.max_failed_steps is 2"), std::string::npos)
+      << Tail(p.log, 6000);
 }
 
 }  // namespace

@@ -82,6 +82,7 @@ struct LearnerSection {
   int checkpoint_interval_s = 300;
   int checkpoint_keep = 3;
   int idle_train_s = 600;  // issue 6: "keep training on replay for up to 10 minutes after the last event"
+  int max_failed_steps = 5;  // in a row; each failed batch's fresh samples are skipped
   std::string prequential_csv = "gsau-data/prequential.csv";  // empty = none
   int prequential_interval_s = 10;
 };

@@ -90,6 +90,10 @@ struct PipelineOptions {
   // last fresh sample; then the learner waits for clicks (gsau_learner_idle = 1). 0: never
   // trains on replay alone. Unit: s.
   int idle_train_s = 600;
+  // A failed learner step (no update made) has its fresh samples skipped
+  // (OnlineLearner::SkipFailedBatch) and the learner goes on; the failure after this many in a
+  // row ends Run with it. 0: the first failure ends Run.
+  int max_failed_steps = 5;
 };
 
 struct PipelineStatus {
