@@ -15,8 +15,10 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <random>
 #include <string_view>
 #include <thread>
@@ -314,19 +316,41 @@ Status InstallCheckpoint(const std::string& built, const std::string& final_dir)
 
 namespace {
 
-// The order the learner trains in and fills its window of recent samples in: by click time, the
-// nearest the state has to the order clicks were applied in (it does not keep that across
-// users). Equal times keep the order given.
-void SortByTime(std::vector<learner::OnlineEvent>& events) {
-  std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) { return a.ts_ms < b.ts_ms; });
-}
+// Events for the learner at start-up, put in the order it trains in and fills its window of
+// recent samples in: the nearest the state has to the order the clicks were applied in. The state
+// keeps that order within a user's session, not across users, so events sort by time, where a
+// session click's time is the latest of its own and those of the user's clicks added before it:
+// a late click (an earlier time than the click applied before it) stays behind that click, whose
+// item its prefix holds (by its own time it went first, and a new item of the prefix, not in the
+// model yet, was dropped from it). Equal times keep the order added.
+class TrainingOrder {
+ public:
+  void Add(learner::OnlineEvent e, int64_t order_ms) {
+    events_.push_back(std::move(e));
+    order_ms_.push_back(order_ms);
+  }
+  std::vector<learner::OnlineEvent> Take() && {
+    std::vector<size_t> idx(events_.size());
+    std::iota(idx.begin(), idx.end(), size_t{0});
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return order_ms_[a] < order_ms_[b]; });
+    std::vector<learner::OnlineEvent> out;
+    out.reserve(idx.size());
+    for (size_t k : idx) out.push_back(std::move(events_[k]));
+    return out;
+  }
+
+ private:
+  std::vector<learner::OnlineEvent> events_;
+  std::vector<int64_t> order_ms_;
+};
 
 uint64_t PairKey(uint32_t user, uint32_t item) { return (static_cast<uint64_t>(user) << 32) | item; }
 
 // Session clicks [from, end) of user `u` as events, each with the items before it in the session
 // (at most max_len) as its prefix; their pairs go into `given`.
 void AppendSessionClicks(state::UserId u, std::span<const state::SessionEntry> entries, size_t from, size_t max_len,
-                         std::vector<learner::OnlineEvent>* out, std::unordered_set<uint64_t>* given) {
+                         TrainingOrder* out, std::unordered_set<uint64_t>* given) {
+  int64_t order_ms = std::numeric_limits<int64_t>::min();
   for (size_t k = from; k < entries.size(); ++k) {
     learner::OnlineEvent ev;
     ev.user = u;
@@ -334,7 +358,8 @@ void AppendSessionClicks(state::UserId u, std::span<const state::SessionEntry> e
     ev.ts_ms = entries[k].ts_ms;
     for (size_t j = k > max_len ? k - max_len : 0; j < k; ++j) ev.prefix.push_back(entries[j].item);
     given->insert(PairKey(u, ev.item));
-    out->push_back(std::move(ev));
+    order_ms = std::max(order_ms, ev.ts_ms);
+    out->Add(std::move(ev), order_ms);
   }
 }
 
@@ -343,7 +368,7 @@ void AppendSessionClicks(state::UserId u, std::span<const state::SessionEntry> e
 Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore& store,
                                                         const state::ChangeSet& changes, size_t max_len,
                                                         int64_t now_ms) {
-  std::vector<learner::OnlineEvent> out;
+  TrainingOrder clicks_in_order;
   std::unordered_set<uint64_t> given;  // pairs of the clicks above
   if (changes.clicks_known) {
     for (const auto& [u, before] : changes.clicks_before) {
@@ -352,10 +377,10 @@ Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore&
       const uint64_t clicks = store.UserStats(u).clicks;
       if (entries.size() > clicks) return Status::Corruption("state: a session longer than its user's clicks");
       const uint64_t first = clicks - entries.size();
-      AppendSessionClicks(u, entries, before > first ? before - first : 0, max_len, &out, &given);
+      AppendSessionClicks(u, entries, before > first ? before - first : 0, max_len, &clicks_in_order, &given);
     }
   }
-  SortByTime(out);
+  auto out = std::move(clicks_in_order).Take();
   for (const auto& [u, i] : changes.edges) {
     if (!given.count(PairKey(u, i))) out.push_back({u, i, now_ms, {}});
   }
@@ -365,7 +390,7 @@ Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore&
 Result<std::vector<learner::OnlineEvent>> HistoryEvents(
     const state::StateStore& store, size_t max_len,
     const std::function<void(state::UserId, std::span<const state::SessionEntry>)>& each_session) {
-  std::vector<learner::OnlineEvent> out;
+  TrainingOrder out;
   std::unordered_set<uint64_t> given;  // pairs of the clicks in sessions
   GSAU_RETURN_IF_ERROR(store.ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
                               AppendSessionClicks(u, entries, 0, max_len, &out, &given);
@@ -373,11 +398,10 @@ Result<std::vector<learner::OnlineEvent>> HistoryEvents(
                             }).status());
   GSAU_RETURN_IF_ERROR(store.ForEachEdge([&](const state::Edge& e) {
                               if (!given.count(PairKey(e.user, e.item))) {
-                                out.push_back({e.user, e.item, e.last_ts_ms, {}});
+                                out.Add({e.user, e.item, e.last_ts_ms, {}}, e.last_ts_ms);
                               }
                             }).status());
-  SortByTime(out);
-  return out;
+  return std::move(out).Take();
 }
 
 std::optional<std::string> UnfinishedRollback(const std::string& checkpoint_dir) {
@@ -738,10 +762,11 @@ struct Pipeline::Impl {
           GSAU_ASSIGN_OR_RETURN(catch_up, CatchUpEvents(*store, changes, static_cast<size_t>(opt.learner.max_len),
                                                         clock->NowMs()));
         } else {
+          TrainingOrder edges;
           GSAU_RETURN_IF_ERROR(store->ForEachEdge([&](const state::Edge& e) {
-                                      catch_up.push_back({e.user, e.item, e.last_ts_ms, {}});
+                                      edges.Add({e.user, e.item, e.last_ts_ms, {}}, e.last_ts_ms);
                                     }).status());
-          SortByTime(catch_up);
+          catch_up = std::move(edges).Take();
         }
         GSAU_RETURN_IF_ERROR(learner->Observe(catch_up, /*fresh=*/true));
         const auto with_prefix =

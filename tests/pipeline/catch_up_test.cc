@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <memory>
 #include <random>
@@ -78,22 +79,31 @@ void CheckCatchUp(uint32_t session_length) {
     }
   }
 
-  std::vector<OnlineEvent> want;  // users ascending, each one's clicks in order; then by time
+  // Users ascending, each one's clicks in order; then by time, a click's being the latest of its
+  // own and its user's clicks before it here (a late click stays behind the one applied before it).
+  std::vector<std::pair<int64_t, OnlineEvent>> keyed;
   std::set<std::pair<state::UserId, state::ItemId>> given;
+  size_t late = 0;
   for (const auto& [u, h] : history) {
     const size_t from = clicks_at_watermark.count(u) ? clicks_at_watermark[u] : 0;
     const size_t session_start = h.size() > session_length ? h.size() - session_length : 0;
+    int64_t order_ms = std::numeric_limits<int64_t>::min();
     for (size_t p = std::max(from, session_start); p < h.size(); ++p) {
       OnlineEvent e{u, h[p].first, h[p].second, {}};
+      late += e.ts_ms < order_ms;
+      order_ms = std::max(order_ms, e.ts_ms);
       // The live path's prefix (cut where the session the state still holds begins).
       for (size_t j = p > kMaxLen ? p - kMaxLen : 0; j < p; ++j) {
         if (j >= session_start) e.prefix.push_back(h[j].first);
       }
       given.emplace(u, e.item);
-      want.push_back(std::move(e));
+      keyed.emplace_back(order_ms, std::move(e));
     }
   }
-  std::stable_sort(want.begin(), want.end(), [](const auto& a, const auto& b) { return a.ts_ms < b.ts_ms; });
+  ASSERT_GT(late, 5u) << "no late click: the test shows nothing of their order";
+  std::stable_sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<OnlineEvent> want;
+  for (auto& [order_ms, e] : keyed) want.push_back(std::move(e));
   size_t alone = 0;
   for (const auto& [u, i] : touched_after) {
     if (!given.count({u, i})) {
@@ -160,28 +170,37 @@ TEST(CatchUpTest, TheStatesHistoryComesInTimeOrderWithSessionPrefixesAndOlderEdg
     for (const auto& a : r->events) history[a.user].emplace_back(a.item, a.ts_ms);
   }
 
-  std::vector<OnlineEvent> want, lone;  // session clicks (users ascending), edges alone
+  // Session clicks (users ascending; each at the latest time of its own and its user's clicks
+  // before it in the session), then edges alone (at their own time).
+  std::vector<std::pair<int64_t, OnlineEvent>> keyed, lone;
+  size_t late = 0;
   for (const auto& [u, h] : history) {
     const size_t session_start = h.size() > kSession ? h.size() - kSession : 0;
     std::set<state::ItemId> in_session;
+    int64_t order_ms = std::numeric_limits<int64_t>::min();
     for (size_t p = session_start; p < h.size(); ++p) {
       OnlineEvent e{u, h[p].first, h[p].second, {}};
+      late += e.ts_ms < order_ms;
+      order_ms = std::max(order_ms, e.ts_ms);
       for (size_t j = std::max(session_start, p > kMaxLen ? p - kMaxLen : 0); j < p; ++j) {
         e.prefix.push_back(h[j].first);
       }
       in_session.insert(e.item);
-      want.push_back(std::move(e));
+      keyed.emplace_back(order_ms, std::move(e));
     }
     std::map<state::ItemId, int64_t> last;  // the edges' last click times (the latest, not the last applied)
     for (const auto& [i, t] : h) last[i] = std::max(last.count(i) ? last[i] : t, t);
     for (const auto& [i, t] : last) {
-      if (!in_session.count(i)) lone.push_back({u, i, t, {}});
+      if (!in_session.count(i)) lone.emplace_back(t, OnlineEvent{u, i, t, {}});
     }
   }
   const size_t alone = lone.size();
-  want.insert(want.end(), lone.begin(), lone.end());
-  std::stable_sort(want.begin(), want.end(), [](const auto& a, const auto& b) { return a.ts_ms < b.ts_ms; });
+  keyed.insert(keyed.end(), lone.begin(), lone.end());
+  std::stable_sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<OnlineEvent> want;
+  for (auto& [order_ms, e] : keyed) want.push_back(std::move(e));
   ASSERT_GT(alone, 5u);
+  ASSERT_GT(late, 3u) << "no late click: the test shows nothing of their order";
   size_t ties = 0;
   for (size_t k = 1; k < want.size(); ++k) ties += want[k].ts_ms == want[k - 1].ts_ms;
   ASSERT_GT(ties, 10u) << "equal times, or the test shows nothing of their order";

@@ -139,22 +139,24 @@ Result<int> RecoverCheckpoints(const std::string& dir);
 // The clicks of the state batches in `changes` as learner events, as the live path hands them
 // over: every click still in its user's session, with the items before it (at most max_len) as
 // the prefix, by click time (the nearest the state has to the order the live path applied them
-// in, which it does not keep across users; equal times keep users ascending, each user's clicks
-// in order); then, alone (no prefix, time now_ms), each touched edge none of those clicks gives
-// (its clicks have left the session). Edges alone throughout when the feed does not know the
-// users' click counts (batches written before it recorded them). `store` must not change
-// meanwhile.
+// in, which it keeps within a user's session only: a click counts at the latest time among its
+// own and those of its user's clicks before it, so each user's clicks stay in the order applied;
+// equal times keep users ascending); then, alone (no prefix, time now_ms), each touched edge
+// none of those clicks gives (its clicks have left the session). Edges alone throughout when the
+// feed does not know the users' click counts (batches written before it recorded them). `store`
+// must not change meanwhile.
 Result<std::vector<learner::OnlineEvent>> CatchUpEvents(const state::StateStore& store,
                                                         const state::ChangeSet& changes, size_t max_len,
                                                         int64_t now_ms);
 
 // The whole state as learner events, for a learner that starts without a checkpoint: every click
 // still in its user's session, with the items before it in the session (at most max_len) as the
-// prefix, and each edge none of them gives, alone at its last click's time; all by click time
-// (equal times: session clicks first, users ascending, each user's in order; then the lone
-// edges, users ascending), so that the learner's window of recent samples ends with the latest
-// clicks rather than with the highest user ids. `each_session`, when given, also sees every
-// session as it is read (one scan for a caller that needs both). `store` must not change meanwhile.
+// prefix, and each edge none of them gives, alone at its last click's time; all by click time (a
+// session click's as in CatchUpEvents, each user's in the order applied; equal times: session
+// clicks first, users ascending; then the lone edges, users ascending), so that the learner's
+// window of recent samples ends with the latest clicks rather than with the highest user ids.
+// `each_session`, when given, also sees every session as it is read (one scan for a caller that
+// needs both). `store` must not change meanwhile.
 Result<std::vector<learner::OnlineEvent>> HistoryEvents(
     const state::StateStore& store, size_t max_len,
     const std::function<void(state::UserId, std::span<const state::SessionEntry>)>& each_session = nullptr);
