@@ -517,6 +517,30 @@ struct Pipeline::Impl {
 
   Impl(const PipelineOptions& o, const Clock& c) : opt(o), clock(&c), queue(o.queue_capacity) {}
 
+  // Versions go on above the newest the embedding topics hold: the checkpoint's covers what was
+  // published up to it, and records published after it (before a crash) carry later stamps,
+  // which a wall clock set back since then would not reach (a key's versions then fell).
+  void ContinueAfterPublishedVersions() {
+    auto newest = pub->NewestPublishedVersion(10000);
+    if (!newest.ok()) {
+      GSAU_LOG_WARN("pipeline: reading the newest model_version of the embedding topics: {}; versions go on from the "
+                    "checkpoint's and the clock",
+                    newest.status().ToString());
+      return;
+    }
+    if (*newest <= version.load()) return;
+    const int64_t ahead_ms = *newest - clock->NowMs();
+    if (ahead_ms > 0) {
+      GSAU_LOG_WARN("pipeline: the embedding topics hold model_version {}, {:.1f} s ahead of the wall clock (set back "
+                    "since they were published?): versions go on from it",
+                    *newest, static_cast<double>(ahead_ms) / 1000.0);
+    } else {
+      GSAU_LOG_INFO("pipeline: the embedding topics' newest model_version is {} (the checkpoint's {})", *newest,
+                    version.load());
+    }
+    version = *newest;
+  }
+
   int64_t NextVersion() {
     int64_t v = version.load();
     while (true) {
@@ -1449,6 +1473,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   auto pub = publisher::KafkaPublisher::Create(publisher_options, registry, clock);
   if (!pub.ok()) return Status(pub.status().code(), "publisher: " + pub.status().message());
   impl->pub = std::move(pub).value();
+  impl->ContinueAfterPublishedVersions();
   if (impl->version.load() > 0) impl->pub->ResumeAfter(impl->version.load());
   if (!options.prequential_csv.empty()) {
     std::error_code size_ec;

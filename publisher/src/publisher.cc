@@ -11,11 +11,13 @@
 #include <cmath>
 #include <charconv>
 #include <cstring>
+#include <string_view>
 #include <thread>
 
 #include "gsau/common/json.h"
 #include "gsau/common/log.h"
 #include "gsau/kafka/admin.h"
+#include "gsau/kafka/tail.h"
 #include "gsau/metrics/metrics.h"
 
 namespace gsau::publisher {
@@ -351,6 +353,34 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
   }
   producer_->Poll();
   return Status::Ok();
+}
+
+std::optional<int64_t> RecordModelVersion(const std::optional<std::string>& value, const kafka::Headers& headers) {
+  const auto parse = [](std::string_view text) -> std::optional<int64_t> {
+    int64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end == text.data()) return std::nullopt;
+    return v;
+  };
+  for (const auto& [name, v] : headers) {
+    if (name == "gsau.model_version" && v) return parse(*v);
+  }
+  if (!value) return std::nullopt;
+  // EncodeJson writes the field right after "kind" (an id's quotes are escaped, so the id never
+  // holds this text).
+  constexpr std::string_view kField = "\",\"model_version\":";
+  const size_t at = value->find(kField);
+  if (at == std::string::npos) return std::nullopt;
+  return parse(std::string_view(*value).substr(at + kField.size()));
+}
+
+Result<int64_t> KafkaPublisher::NewestPublishedVersion(int timeout_ms) const {
+  int64_t newest = 0;
+  for (const auto& topic : {options_.user_topic, options_.item_topic}) {
+    GSAU_ASSIGN_OR_RETURN(auto records, kafka::ReadLastRecords(options_.kafka, topic, timeout_ms));
+    for (const auto& r : records) newest = std::max(newest, RecordModelVersion(r.value, r.headers).value_or(0));
+  }
+  return newest;
 }
 
 void KafkaPublisher::ResumeAfter(int64_t model_version) {

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string_view>
@@ -18,6 +20,7 @@
 #include "gsau/kafka/admin.h"
 #include "gsau/kafka/options.h"
 #include "gsau/kafka/producer.h"
+#include "gsau/kafka/tail.h"
 #include "kafka_broker.h"
 
 namespace gsau::kafka {
@@ -33,6 +36,83 @@ KafkaOptions Real() {
   k.bootstrap_servers = KafkaBootstrap();
   k.client_id = "gsau-kafka-test";
   return k;
+}
+
+// Partitions of `topic` (of `partitions`) for which group `group` has a committed offset.
+int CommittedPartitions(const std::string& group, const std::string& topic, int partitions) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", KafkaBootstrap().c_str(), err, sizeof(err));
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof(err));
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  EXPECT_NE(rk, nullptr) << err;
+  if (rk == nullptr) return -1;
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+  int n = -1;
+  if (rd_kafka_committed(rk, list, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    n = 0;
+    for (int i = 0; i < list->cnt; ++i) n += list->elems[i].offset >= 0;
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return n;
+}
+
+// ReadLastRecords: the record at each partition's end, as a full read from the beginning sees it
+// (key, value or tombstone, headers); nothing for empty partitions and missing topics. It commits
+// nothing, even told to by kafka.properties naming a group: that group has no offsets after it.
+TEST(KafkaTest, ReadLastRecordsGivesEachPartitionsLastRecordAndCommitsNothing) {
+  const std::string topic = UniqueTopic("last-records");
+  const std::string empty = UniqueTopic("last-records-empty");
+  ASSERT_TRUE(EnsureTopics(Real(), {{topic, 3, 1, {}}, {empty, 2, 1, {}}}, 20000).ok());
+  auto producer = Producer::Create(Real(), {});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  for (int i = 0; i < 60; ++i) {
+    const std::string key = "k" + std::to_string(i % 7);
+    Headers h = {{"n", std::to_string(i)}};
+    if (i % 5 == 0) h.emplace_back("none", std::nullopt);
+    ASSERT_TRUE((*producer)->Produce(topic, key, "v" + std::to_string(i), h, 0, /*tombstone=*/i >= 56).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(20000).ok());
+  std::map<int32_t, gsau::testing::ConsumedRecord> last;
+  for (auto& r : ConsumeAll(KafkaBootstrap(), topic, 60)) last[r.partition] = r;
+  ASSERT_GE(last.size(), 2u) << "the keys should spread over the partitions";
+
+  KafkaOptions k = Real();
+  const std::string group = UniqueTopic("last-records-group");
+  k.properties = {{"group.id", group}, {"enable.auto.commit", "true"}, {"auto.commit.interval.ms", "10"}};
+  auto got = ReadLastRecords(k, topic, 20000);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), last.size());
+  for (const auto& r : *got) {
+    ASSERT_TRUE(last.count(r.partition)) << r.partition;
+    const auto& want = last[r.partition];
+    EXPECT_EQ(r.offset, want.offset);
+    EXPECT_EQ(r.key, want.key);
+    EXPECT_EQ(!r.value.has_value(), want.null_value);
+    if (r.value) {
+      EXPECT_EQ(*r.value, want.value);
+    }
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (const auto& [name, v] : r.headers) headers.emplace_back(name, v.value_or(""));
+    EXPECT_EQ(headers, want.headers) << r.partition;
+  }
+  // Tombstones among the last records (56-59 are the last four, over 4 keys), and a null header.
+  EXPECT_TRUE(std::any_of(got->begin(), got->end(), [](const LastRecord& r) { return !r.value; }));
+
+  auto none = ReadLastRecords(Real(), empty, 20000);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  auto missing = ReadLastRecords(Real(), UniqueTopic("last-records-missing"), 20000);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_TRUE(missing->empty());
+
+  // Neither the group named in the properties nor the reader's own has an offset for the topic.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(CommittedPartitions(group, topic, 3), 0);
+  EXPECT_EQ(CommittedPartitions("gsau-last-record-reader", topic, 3), 0);
 }
 
 TEST(KafkaTest, ProducerDeliversKeysValuesHeadersAndTombstones) {
@@ -132,6 +212,29 @@ int64_t RecordsWritten(const std::string& bootstrap, const std::string& topic, i
     sum += high;
   }
   return sum;
+}
+
+// The same on librdkafka's mock cluster, which `gsau demo` runs on: it answers the offsets query
+// and the fetch at the partition's end.
+TEST(KafkaTest, ReadLastRecordsWorksOnTheMockCluster) {
+  MockCluster cluster;
+  cluster.CreateTopic("tail", 2);
+  KafkaOptions k;
+  k.bootstrap_servers = cluster.bootstrap();
+  auto p = Producer::Create(k, {});
+  ASSERT_TRUE(p.ok()) << p.status();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE((*p)->Produce("tail", "k" + std::to_string(i), std::to_string(i)).ok());
+  ASSERT_TRUE((*p)->Flush(10000).ok());
+  auto got = ReadLastRecords(k, "tail", 10000);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_FALSE(got->empty());
+  int64_t records = 0;
+  for (const auto& r : *got) {
+    ASSERT_TRUE(r.value.has_value());
+    EXPECT_EQ("k" + *r.value, r.key);  // each value names its own key
+    records += r.offset + 1;
+  }
+  EXPECT_EQ(records, 10) << "the last offsets of the partitions hold all ten records";
 }
 
 // librdkafka's mock broker turns down the first produce request with NOT_LEADER (as a just

@@ -149,5 +149,41 @@ TEST(PipelinePublishingTest, ARefusedRecordCountsOnceInThePublishersErrors) {
   EXPECT_EQ(PublisherErrors(registry, "publish"), 0) << "the publisher's refusals counted again by the pipeline";
 }
 
+// A restart's versions go on above the newest record in the topics, not only above its checkpoint's
+// (here none) and the wall clock: records published after the checkpoint, before a crash, carry
+// later stamps, and a clock set back since (an hour here) gave the same ids smaller versions.
+TEST(PipelinePublishingTest, VersionsGoOnAboveTheTopicsNewestRecordWhenTheClockWentBack) {
+  TempDir dir("gsau-pipeline-publishing");
+  const auto o = Options(dir);
+  WriteState(o, {{"u0", "i0"}, {"u0", "i1"}, {"u1", "i2"}});
+  const int64_t ahead = SystemClock::Get().NowMs() + kHourMs;
+  {
+    auto before = publisher::KafkaPublisher::Create(o.publisher, nullptr);
+    ASSERT_TRUE(before.ok()) << before.status();
+    EmbeddingRecord r;
+    r.kind = EntityKind::kItem;
+    r.id = "i1";
+    r.model_version = ahead;
+    r.embedding = std::vector<float>(static_cast<size_t>(o.learner.dim), 0.5f);
+    ASSERT_TRUE((*before)->Publish(std::span<const EmbeddingRecord>(&r, 1)).ok());
+    ASSERT_TRUE((*before)->Flush(30000).ok());
+  }
+
+  PipelineStatus st;
+  const Status s = RunStoppedAtOnce(o, nullptr, &st);
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_EQ(st.items_published, 3);
+  ASSERT_EQ(st.users_published, 2);
+  EXPECT_GT(st.model_version, ahead);
+  for (const auto& topic : {o.publisher.item_topic, o.publisher.user_topic}) {
+    const auto records = ConsumeAll(KafkaBootstrap(), topic, -1, 10000);
+    for (size_t k = topic == o.publisher.item_topic ? 1 : 0; k < records.size(); ++k) {
+      const auto v = publisher::RecordModelVersion(records[k].value, {});
+      ASSERT_TRUE(v.has_value()) << records[k].value;
+      EXPECT_GT(*v, ahead) << topic << " " << records[k].key;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gsau::pipeline

@@ -143,6 +143,39 @@ TEST(PublisherTest, ANonFiniteEmbeddingIsCountedNotPublished) {
   EXPECT_EQ(nonfinite, 2);
 }
 
+// RecordModelVersion reads what either encoder wrote; an id holding the field's own text does not
+// mislead it (its quotes are escaped).
+TEST(PublisherEncodeTest, RecordModelVersionReadsBothFormats) {
+  const auto r = Rec(EntityKind::kItem, "i\",\"model_version\":9", 1796000000123, {0.5f});
+  EXPECT_EQ(RecordModelVersion(EncodeJson(r, 1), {}), 1796000000123);
+  EXPECT_EQ(RecordModelVersion(EncodeBinaryValue(r), BinaryHeaders(r, 1)), 1796000000123);
+  EXPECT_EQ(RecordModelVersion(std::nullopt, {}), std::nullopt);  // a tombstone
+  EXPECT_EQ(RecordModelVersion(std::string("{\"id\":\"x\"}"), {}), std::nullopt);
+  EXPECT_EQ(RecordModelVersion(std::string("\x01\x02"), {{"gsau.model_version", "abc"}}), std::nullopt);
+}
+
+// NewestPublishedVersion: the largest model_version at the end of the two topics' partitions, in
+// the format written (0 before anything was).
+TEST(PublisherTest, NewestPublishedVersionIsTheLargestAtTheTopicsEnds) {
+  for (const Format format : {Format::kJson, Format::kBinary}) {
+    const auto o = Options(format);
+    auto p = KafkaPublisher::Create(o, nullptr);
+    ASSERT_TRUE(p.ok()) << p.status();
+    auto none = (*p)->NewestPublishedVersion(20000);
+    ASSERT_TRUE(none.ok()) << none.status();
+    EXPECT_EQ(*none, 0);
+    std::vector<EmbeddingRecord> users, items;
+    for (int k = 0; k < 20; ++k) users.push_back(Rec(EntityKind::kUser, "u" + std::to_string(k), 100 + k, {1.0f}));
+    for (int k = 0; k < 20; ++k) items.push_back(Rec(EntityKind::kItem, "i" + std::to_string(k), 500 + k, {1.0f}));
+    ASSERT_TRUE((*p)->Publish(users).ok());
+    ASSERT_TRUE((*p)->Publish(items).ok());
+    ASSERT_TRUE((*p)->Flush(30000).ok());
+    auto newest = (*p)->NewestPublishedVersion(20000);
+    ASSERT_TRUE(newest.ok()) << newest.status();
+    EXPECT_EQ(*newest, 519) << (format == Format::kJson ? "json" : "binary");
+  }
+}
+
 TEST(PublisherTest, BinaryValueIsFloat32LittleEndianWithMetadataHeaders) {
   const auto o = Options(Format::kBinary);
   auto p = KafkaPublisher::Create(o, nullptr);

@@ -36,7 +36,9 @@
 //
 // model_version: a wall-clock ms stamp taken when a batch of records is published (not when the
 // snapshot that computed them was taken), made strictly increasing within a run and across
-// restarts (a checkpoint keeps the last one, the wall clock does the rest).
+// restarts: a start goes on above the newest of the checkpoint's and of the records at the end
+// of the embedding topics' partitions (those published after the checkpoint, before a crash, with
+// a wall clock that may have gone back since), the wall clock does the rest.
 //
 // Thread safety: Create, Run from one thread; status() from any thread.
 #pragma once

@@ -69,6 +69,9 @@ struct PublisherOptions {
 std::string EncodeJson(const EmbeddingRecord& r, int64_t produced_at_ms);
 std::string EncodeBinaryValue(const EmbeddingRecord& r);
 kafka::Headers BinaryHeaders(const EmbeddingRecord& r, int64_t produced_at_ms);
+// The model_version of a record either encoder wrote (the binary format's gsau.model_version
+// header, else the JSON value's field); nullopt for a tombstone or a record of neither format.
+std::optional<int64_t> RecordModelVersion(const std::optional<std::string>& value, const kafka::Headers& headers);
 
 class KafkaPublisher final : public EmbeddingSink {
  public:
@@ -100,6 +103,12 @@ class KafkaPublisher final : public EmbeddingSink {
   Status Flush(int timeout_ms) override;
 
   int64_t last_model_version() const { return last_version_; }
+  // The newest model_version in the user and item topics: the largest of the records at the
+  // end of their partitions (0 when there are none). A checkpoint knows the version only as of
+  // its time; records published after it, before a crash, carry later stamps, which a wall clock
+  // set back since then would not reach. kUnavailable when the topics cannot be read within
+  // `timeout_ms` (each).
+  Result<int64_t> NewestPublishedVersion(int timeout_ms) const;
   // The model_version a previous run had published up to (from its checkpoint): gsau_model_version
   // shows it until something newer goes out, and older versions are refused as usual.
   void ResumeAfter(int64_t model_version);
