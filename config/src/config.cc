@@ -289,9 +289,10 @@ const std::vector<Field>& Table() {
                0, 31536000),
       IntField("learner.max_failed_steps", &C::learner, &LearnerSection::max_failed_steps, "steps",
                "Training steps that may fail in a row (a loss that is not finite, out of memory) before the "
-               "pipeline stops with the error; each failed step makes no update and its fresh clicks are "
+               "pipeline stops with the error; each failed step makes no update, its fresh clicks are "
                "skipped (they stay in the state and the graph; not trained on, not replayed; "
-               "gsau_learner_skipped_samples_total). 0 = stop at the first failure.",
+               "gsau_learner_skipped_samples_total) and the next step waits 0.1 s, doubling with each failure "
+               "in a row up to 3.2 s. 0 = stop at the first failure.",
                0, 1000000),
       StringField("learner.prequential_csv", &C::learner, &LearnerSection::prequential_csv,
                   "CSV of the prequential (test-then-train) Recall and NDCG at 10 and 20, one row per window; "

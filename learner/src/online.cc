@@ -253,8 +253,10 @@ struct OnlineLearner::Impl {
   // Samples.
   std::deque<Sample> pending;
   // The fresh samples the last Step took and put back in front of `pending` when it failed
-  // (SkipFailedBatch drops them); 0 after any step that did not fail.
+  // (SkipFailedBatch drops them); 0 after any step that did not fail. `failed_mid_update`: that
+  // failure came part-way through the optimiser's update (some weights moved, others not).
   int64_t failed_fresh = 0;
+  bool failed_mid_update = false;
   std::vector<Sample> replay;
   int64_t replay_seen = 0;  // samples ever offered to the reservoir
   std::deque<Sample> recent;  // the last recent_capacity samples that went to replay, oldest first
@@ -688,6 +690,7 @@ struct OnlineLearner::Impl {
     const auto start = Clock::now();
     OnlineStepResult r;
     failed_fresh = 0;
+    failed_mid_update = false;
     const auto pending_n = static_cast<int64_t>(pending.size());
     const auto replay_n = static_cast<int64_t>(std::max(replay.size(), recent.size()));
     int64_t n_fresh = std::min(pending_n, static_cast<int64_t>(std::llround(static_cast<double>(opt.batch_size) * opt.fresh_fraction)));
@@ -710,9 +713,10 @@ struct OnlineLearner::Impl {
     struct UndoUnlessUpdated {
       Impl* self;
       std::vector<Sample>* fresh;
-      bool updated = false;
+      bool update_begun = false, updated = false;
       ~UndoUnlessUpdated() {
         if (updated) return;
+        self->failed_mid_update = update_begun;
         for (auto& a : self->adam) a.param.mutable_grad() = torch::Tensor();
         try {
           self->pending.insert(self->pending.begin(), std::make_move_iterator(fresh->begin()),
@@ -800,6 +804,7 @@ struct OnlineLearner::Impl {
       throw std::runtime_error("loss is not finite at step " + std::to_string(steps + 1) + ": no update made");
     }
     t = Clock::now();
+    undo.update_begun = true;
     AdamStep();  // a failure part-way still drops the gradients and puts the samples back
     undo.updated = true;
     r.optimizer_s = Since(t);
@@ -1160,6 +1165,7 @@ struct OnlineLearner::Impl {
     }
     pending.assign(std::make_move_iterator(pend.begin()), std::make_move_iterator(pend.end()));
     failed_fresh = 0;
+    failed_mid_update = false;
     replay = std::move(rep);
     if (static_cast<int64_t>(replay.size()) > opt.replay_capacity) {
       // replay_capacity lowered since the save: a uniform subset of a uniform reservoir is one
@@ -1390,16 +1396,24 @@ Status OnlineLearner::Observe(std::span<const OnlineEvent> events, bool fresh) {
 
 Result<OnlineStepResult> OnlineLearner::Step() {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  return Guarded("training step", [&]() -> Result<OnlineStepResult> {
-    auto r = impl_->Step();
-    if (r.trained) impl_->TakeServingSnapshot();
-    return r;
+  auto r = Guarded("training step", [&]() -> Result<OnlineStepResult> { return impl_->Step(); });
+  if (!r.ok() || !r->trained) return r;
+  // The step is made: a copy for serving that fails (out of memory) is not its failure. The
+  // previous snapshot serves on until a later step or Observe takes a new one.
+  const Status snapshot = Guarded("taking the serving snapshot", [&]() -> Status {
+    impl_->TakeServingSnapshot();
+    return Status::Ok();
   });
+  if (!snapshot.ok()) r->serving_error = snapshot.ToString();
+  return r;
 }
 
-int64_t OnlineLearner::SkipFailedBatch() {
+Result<int64_t> OnlineLearner::SkipFailedBatch() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto& im = *impl_;
+  if (im.failed_mid_update) {
+    return Status::Internal("the failed step had begun its update: some weights moved, others not");
+  }
   const int64_t n = std::min(im.failed_fresh, static_cast<int64_t>(im.pending.size()));
   im.pending.erase(im.pending.begin(), im.pending.begin() + n);
   im.failed_fresh = 0;

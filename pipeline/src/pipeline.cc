@@ -1113,22 +1113,28 @@ struct Pipeline::Impl {
 
   // After a failed step (`failures` in a row, this one included), which made no update: its
   // fresh samples are dropped, so that the next step does not take them again, and training
-  // goes on; past max_failed_steps in a row, the error is returned instead (the pipeline stops,
-  // its samples still queued: a restart resumes from the last checkpoint). Stopping at once had
-  // turned one bad batch into a stopped pipeline, and a restart replayed the same samples.
-  Status SkipFailedStep(const Status& failure, int failures) {
+  // goes on after a pause (100 ms, doubling with each failure in a row up to 3.2 s: a passing
+  // shortage, of device memory say, gets time to pass). Past max_failed_steps in a row, or when
+  // the step failed part-way through its update, the error is returned instead (the pipeline
+  // stops, its samples still queued: a restart resumes from the last checkpoint). Stopping at
+  // once had turned one bad batch into a stopped pipeline, and a restart replayed the same
+  // samples.
+  Status SkipFailedStep(const Status& failure, int failures, SteadyClock::time_point* retry_after) {
     m->step_errors.Increment();
     if (failures > opt.max_failed_steps) {
       return Status(failure.code(), failure.message() + " (" + std::to_string(failures) +
                                         " failed steps in a row; learner.max_failed_steps is " +
                                         std::to_string(opt.max_failed_steps) + ")");
     }
-    const int64_t skipped = learner->SkipFailedBatch();
-    m->skipped.Increment(static_cast<double>(skipped));
+    auto skipped = learner->SkipFailedBatch();
+    if (!skipped.ok()) return Status(skipped.status().code(), failure.message() + "; " + skipped.status().message());
+    m->skipped.Increment(static_cast<double>(*skipped));
+    const auto pause = std::chrono::milliseconds(100 << std::min(failures - 1, 5));
+    *retry_after = SteadyClock::now() + pause;
     if (const int64_t n = step_log.Due()) {
-      GSAU_LOG_ERROR("pipeline: {}; its {} fresh samples skipped, training goes on ({} in a row; more than "
+      GSAU_LOG_ERROR("pipeline: {}; its {} fresh samples skipped, training goes on in {} ms ({} in a row; more than "
                      "learner.max_failed_steps={} stop the pipeline; {} failed steps since the last line)",
-                     failure.ToString(), skipped, failures, opt.max_failed_steps, n);
+                     failure.ToString(), *skipped, pause.count(), failures, opt.max_failed_steps, n);
     }
     return Status::Ok();
   }
@@ -1164,6 +1170,7 @@ struct Pipeline::Impl {
     };
     bool can_train = trainable(learner->Stats());
     int failed_steps = 0;  // in a row
+    auto retry_after = SteadyClock::now();  // after a failed step, no step before then
     while (!stop) {
       // Wait for data only when there is nothing to train on. Each applied batch is ranked,
       // then observed, on its own: merged, a burst's clicks were all ranked before any of it
@@ -1184,13 +1191,19 @@ struct Pipeline::Impl {
         b = queue.Pop(0);
       }
       m->queued.Set(static_cast<double>(queue.queued_events()));
-      can_train = trainable(learner->Stats());
+      can_train = trainable(learner->Stats()) && SteadyClock::now() >= retry_after;
       Result<learner::OnlineStepResult> stepped = learner::OnlineStepResult{};
       if (can_train) stepped = learner->Step();
       if (!stepped.ok()) {
-        GSAU_RETURN_IF_ERROR(SkipFailedStep(stepped.status(), ++failed_steps));
+        GSAU_RETURN_IF_ERROR(SkipFailedStep(stepped.status(), ++failed_steps, &retry_after));
       } else if (const auto& r = *stepped; r.trained) {
         failed_steps = 0;
+        if (!r.serving_error.empty()) {
+          if (const int64_t n = step_log.Due()) {
+            GSAU_LOG_WARN("pipeline: {} after step {}; the previous snapshot serves on ({} since the last line)",
+                          r.serving_error, learner->Stats().steps, n);
+          }
+        }
         m->steps.Increment();
         m->fresh.Increment(static_cast<double>(r.fresh));
         m->replay.Increment(static_cast<double>(r.replay));

@@ -974,38 +974,53 @@ TEST(OnlineLearner, ANonFiniteLossChangesNothing) {
   EXPECT_EQ(*l->UserEmbedding({0, 1}), score);
 }
 
-// A failure caused by the batch's own samples: user 0's row made infinite (through a checkpoint,
-// as a damaged or diverged model would hold it) makes every step over user 0's clicks non-finite,
-// and a step over the clicks of users with no item in common with user 0 finite. Step alone takes
-// the same failing samples again; SkipFailedBatch drops them (their clicks stay in the graph),
-// and the next step trains on the others.
-TEST(OnlineLearner, SkipFailedBatchDropsTheSamplesOfTheFailedStep) {
-  testing::TempDir dir;
-  OnlineOptions o = SmallOptions();
+// SkipFailedBatch's count (-1 on an error, which fails the test).
+int64_t Skipped(OnlineLearner& l) {
+  auto n = l.SkipFailedBatch();
+  EXPECT_TRUE(n.ok()) << n.status();
+  return n.ok() ? *n : -1;
+}
+
+// `n` clicks of `user` on items first_item, first_item + 1, ..., each with the ones before as prefix.
+std::vector<OnlineEvent> Walk(uint32_t user, uint32_t first_item, int n, int64_t ts) {
+  std::vector<OnlineEvent> out;
+  std::vector<uint32_t> prefix;
+  for (int k = 0; k < n; ++k) {
+    const uint32_t item = first_item + static_cast<uint32_t>(k);
+    out.push_back({user, item, ts + k, prefix});
+    prefix.push_back(item);
+  }
+  return out;
+}
+
+// A learner (batches of 4 fresh samples) whose queue holds user 0's four clicks (items 0-3) and
+// whose user 0 row is infinite, loaded from a checkpoint (as a damaged or diverged model would
+// hold it): every step over user 0's clicks is non-finite, one over users with no item in
+// common with user 0 finite.
+std::unique_ptr<OnlineLearner> PoisonedLearner(const testing::TempDir& dir, OnlineOptions o) {
   o.batch_size = 4;
   o.fresh_fraction = 1.0;
   auto a = Make(o);
-  const auto clicks = [](uint32_t user, uint32_t first_item, int n, int64_t ts) {
-    std::vector<OnlineEvent> out;
-    std::vector<uint32_t> prefix;
-    for (int k = 0; k < n; ++k) {
-      const uint32_t item = first_item + static_cast<uint32_t>(k);
-      out.push_back({user, item, ts + k, prefix});
-      prefix.push_back(item);
-    }
-    return out;
-  };
-  ASSERT_TRUE(a->Observe(clicks(0, 0, 4, 1)).ok());
-  ASSERT_TRUE(a->Save(dir.File("a.pt"), {1, 1}).ok());
-  ASSERT_TRUE(gsau::testing::EditCheckpointTensor(dir.File("a.pt"), dir.File("b.pt"), "param_user_table_weight",
+  EXPECT_TRUE(a->Observe(Walk(0, 0, 4, 1)).ok());
+  EXPECT_TRUE(a->Save(dir.File("a.pt"), {1, 1}).ok());
+  EXPECT_TRUE(gsau::testing::EditCheckpointTensor(dir.File("a.pt"), dir.File("b.pt"), "param_user_table_weight",
                                                   [](torch::Tensor t) {
                                                     t[1].fill_(std::numeric_limits<float>::infinity());
                                                     return t;
                                                   }));
   auto b = Make(o);
-  ASSERT_TRUE(b->Load(dir.File("b.pt")).ok());
-  ASSERT_EQ(b->Stats().pending, 4);
-  EXPECT_EQ(b->SkipFailedBatch(), 0);  // no step failed yet
+  EXPECT_TRUE(b->Load(dir.File("b.pt")).ok());
+  EXPECT_EQ(b->Stats().pending, 4);
+  return b;
+}
+
+// A failure caused by the batch's own samples: Step alone takes the same failing samples again;
+// SkipFailedBatch drops them (their clicks stay in the graph), and the next step trains on the
+// others.
+TEST(OnlineLearner, SkipFailedBatchDropsTheSamplesOfTheFailedStep) {
+  testing::TempDir dir;
+  auto b = PoisonedLearner(dir, SmallOptions());
+  EXPECT_EQ(Skipped(*b), 0);  // no step failed yet
   ASSERT_EQ(b->Stats().pending, 4);
 
   for (int k = 0; k < 2; ++k) {  // the same four samples, twice
@@ -1013,10 +1028,10 @@ TEST(OnlineLearner, SkipFailedBatchDropsTheSamplesOfTheFailedStep) {
     ASSERT_FALSE(failed.ok());
     EXPECT_NE(failed.status().message().find("not finite"), std::string::npos) << failed.status();
   }
-  ASSERT_TRUE(b->Observe(clicks(1, 10, 4, 100)).ok());  // user 1: items 10-13, none of user 0's
+  ASSERT_TRUE(b->Observe(Walk(1, 10, 4, 100)).ok());  // user 1: items 10-13, none of user 0's
   ASSERT_EQ(b->Stats().pending, 8);
-  EXPECT_EQ(b->SkipFailedBatch(), 4);
-  EXPECT_EQ(b->SkipFailedBatch(), 0);  // once
+  EXPECT_EQ(Skipped(*b), 4);
+  EXPECT_EQ(Skipped(*b), 0);  // once
   const auto before = b->Stats();
   EXPECT_EQ(before.pending, 4);
   EXPECT_EQ(before.edges, 8);  // user 0's clicks are still in the graph
@@ -1027,9 +1042,26 @@ TEST(OnlineLearner, SkipFailedBatchDropsTheSamplesOfTheFailedStep) {
   EXPECT_TRUE(r->trained);
   EXPECT_EQ(r->fresh, 4);
   EXPECT_TRUE(std::isfinite(r->loss));
+  EXPECT_TRUE(r->serving_error.empty()) << r->serving_error;
   EXPECT_EQ(b->Stats().steps, 1);
   EXPECT_EQ(b->Stats().pending, 0);
-  EXPECT_EQ(b->SkipFailedBatch(), 0);  // the last step did not fail
+  EXPECT_EQ(Skipped(*b), 0);  // the last step did not fail
+}
+
+// A full queue gives its oldest samples to replay, failed ones included: those are then no
+// longer the failed batch's, and SkipFailedBatch drops only the rest.
+TEST(OnlineLearner, SkipFailedBatchCountsOnlyTheFailedSamplesStillQueued) {
+  testing::TempDir dir;
+  OnlineOptions o = SmallOptions();
+  o.max_pending = 6;
+  auto b = PoisonedLearner(dir, o);
+  ASSERT_FALSE(b->Step().ok());
+  ASSERT_TRUE(b->Observe(Walk(1, 10, 4, 100)).ok());  // 8 > 6: two of user 0's go to replay
+  ASSERT_EQ(b->Stats().pending, 6);
+  ASSERT_EQ(b->Stats().replay, 2);
+  EXPECT_EQ(Skipped(*b), 2);
+  EXPECT_EQ(b->Stats().pending, 4);  // user 1's
+  EXPECT_EQ(b->Stats().replay, 2);
 }
 
 // replay_capacity lowered between a save and a load: the reservoir is cut to the new capacity

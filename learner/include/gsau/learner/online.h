@@ -151,6 +151,9 @@ struct OnlineStepResult {
   // graph changes (full).
   double batch_s = 0, refresh_s = 0, graph_s = 0, graph_backward_s = 0, seq_s = 0, seq_backward_s = 0,
          optimizer_s = 0, total_s = 0;
+  // Not empty when the step was made but the serving snapshot after it could not be taken (the
+  // previous one serves on): why.
+  std::string serving_error;
 };
 
 struct OnlineStats {
@@ -260,15 +263,20 @@ class OnlineLearner {
   Status Observe(std::span<const OnlineEvent> events, bool fresh = true);
 
   // One training step; trained = false (and nothing changes) when no sample exists. A step that
-  // fails (a loss that is not finite, an error of torch's such as out of memory) makes no update:
-  // weights, Adam state and counters stay as they were, and the fresh samples it took go back in
-  // front of the queue, so the next Step takes them again.
+  // fails (a loss that is not finite, an error of torch's such as out of memory) before its
+  // update makes none: weights, Adam state and counters stay as they were, and the fresh samples
+  // it took go back in front of the queue, so the next Step takes them again. (A failure part-way
+  // through the update, out of memory on a device, leaves some weights moved: SkipFailedBatch
+  // says so.) A step made whose serving snapshot could not be taken succeeds, with
+  // serving_error set.
   Result<OnlineStepResult> Step();
   // After a failed Step: drops the fresh samples it put back (their clicks stay in the graph;
   // they are not trained on, nor replayed), so that the next Step does not fail on them again.
-  // Returns how many; 0 when the last Step did not fail. A queue full at Observe hands its
-  // oldest to replay as ever, failed ones included (they are then no longer dropped).
-  int64_t SkipFailedBatch();
+  // Returns how many; 0 when the last Step did not fail. kInternal when that step failed
+  // part-way through its update (the model is then neither the old nor the new one: go back to
+  // a checkpoint). A queue full at Observe hands its oldest to replay as ever, failed ones
+  // included (they are then no longer dropped).
+  Result<int64_t> SkipFailedBatch();
 
   // SASRec in eval mode over each session's last max_len known items: [n, dim] row-major.
   // kInvalidArgument when a session has no item known to the model.

@@ -142,8 +142,8 @@ Result<int> RecoverCheckpoints(const std::string& dir);
 // over: every click still in its user's session, with the items before it (at most max_len) as
 // the prefix, by click time (the nearest the state has to the order the live path applied them
 // in, which it keeps within a user's session only: a click counts at the latest time among its
-// own and those of its user's clicks before it, so each user's clicks stay in the order applied;
-// equal times keep users ascending); then, alone (no prefix, time now_ms), each touched edge
+// own and those of its user's clicks before it here (since the watermark), so each user's clicks
+// stay in the order applied; equal times keep users ascending); then, alone (no prefix, time now_ms), each touched edge
 // none of those clicks gives (its clicks have left the session). Edges alone throughout when the
 // feed does not know the users' click counts (batches written before it recorded them). `store`
 // must not change meanwhile.
