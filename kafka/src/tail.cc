@@ -16,11 +16,10 @@ int64_t NowMs() {
       .count();
 }
 
+// Without consumer_close: it joined no group and has nothing to commit, and a close can wait on
+// a group coordinator it cannot reach for up to session.timeout.ms, past the caller's timeout.
 struct ConsumerDeleter {
-  void operator()(rd_kafka_t* rk) const {
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-  }
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE); }
 };
 struct PartitionListDeleter {
   void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
@@ -52,7 +51,7 @@ Headers ReadHeaders(const rd_kafka_message_t* msg) {
 Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const std::string& topic, int timeout_ms) {
   const int64_t deadline = NowMs() + timeout_ms;
   const auto left_ms = [&] { return static_cast<int>(std::max<int64_t>(deadline - NowMs(), 1)); };
-  auto partitions = PartitionCount(kafka, topic, timeout_ms);
+  auto partitions = PartitionCount(kafka, topic, left_ms());
   if (!partitions.ok()) {
     if (partitions.status().code() == StatusCode::kNotFound) return std::vector<LastRecord>{};
     return partitions.status();

@@ -25,7 +25,8 @@ struct LastRecord {
 // offset is gone by the time it is fetched (retention), and none for a topic that does not
 // exist. Reads with a consumer of its own that joins no group and commits nothing (whatever
 // kafka.properties say). kUnavailable when the cluster does not answer, or some partition's
-// record has not come within `timeout_ms` of the call.
+// record has not come within `timeout_ms` of the call; kInvalidArgument for a topic name or
+// properties librdkafka refuses.
 Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const std::string& topic, int timeout_ms);
 
 }  // namespace gsau::kafka

@@ -106,8 +106,10 @@ class KafkaPublisher final : public EmbeddingSink {
   // The newest model_version in the user and item topics: the largest of the records at the
   // end of their partitions (0 when there are none). A checkpoint knows the version only as of
   // its time; records published after it, before a crash, carry later stamps, which a wall clock
-  // set back since then would not reach. kUnavailable when the topics cannot be read within
-  // `timeout_ms` (each).
+  // set back since then would not reach. Only each partition's last record is read: one
+  // delivered again after a failure (RedeliverFailed) can end a partition with an older version
+  // than records before it, and a tombstone counts as none. kUnavailable when the topics cannot
+  // be read within `timeout_ms` (each).
   Result<int64_t> NewestPublishedVersion(int timeout_ms) const;
   // The model_version a previous run had published up to (from its checkpoint): gsau_model_version
   // shows it until something newer goes out, and older versions are refused as usual.
