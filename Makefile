@@ -14,7 +14,7 @@ CMAKE_ARGS ?=
 DEMO_ARGS  ?=
 
 .PHONY: all setup configure build test test-unit test-kafka demo clean \
-        test-asan test-tsan bench-replay bench-state bench-train bench-online bench-ingest bench-freshness \
+        test-asan test-tsan bench-replay bench-state bench-train bench-online bench-online-quality bench-ingest bench-freshness \
         fuzz-decoder reliability
 
 all: build
@@ -88,6 +88,12 @@ bench-train: build
 # One continual-training step, incremental graph propagation vs a full LightGCN pass (Beauty).
 bench-online: build
 	$(BUILD)/bench/learner/bench_online
+
+# Prequential quality of the incremental graph propagation against the full one (Beauty, ~20 min
+# on 2 cores); the CSV of windows goes to docs/results/online-quality/.
+bench-online-quality: build
+	@mkdir -p docs/results/online-quality
+	$(BUILD)/bench/learner/bench_online_quality --out docs/results/online-quality/windows.csv
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -16,12 +16,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-#include <random>
 #include <set>
 #include <string>
 
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/online.h"
+#include "interleaved_stream.h"
 
 namespace {
 
@@ -95,31 +95,8 @@ int main(int argc, char** argv) {
     std::cerr << "bench_online: " << data.status() << "\n";
     return 1;
   }
-  // Interleave users: state ids are offline ids - 1 (both dense, first appearance order).
-  std::vector<OnlineEvent> events;
+  const std::vector<OnlineEvent> events = gsau::bench::InterleavedStream(*data);
   std::set<std::pair<uint32_t, uint32_t>> edge_set;
-  {
-    std::mt19937_64 rng(1);
-    std::vector<size_t> next(data->sequences.size(), 0), active;
-    for (size_t u = 1; u < data->sequences.size(); ++u) active.push_back(u);
-    int64_t ts = 0;
-    while (!active.empty()) {
-      const size_t slot = rng() % active.size();
-      const size_t u = active[slot];
-      const auto& seq = data->sequences[u];
-      const size_t p = next[u]++;
-      OnlineEvent e;
-      e.user = static_cast<uint32_t>(u - 1);
-      e.item = static_cast<uint32_t>(seq[p] - 1);
-      e.ts_ms = ++ts;
-      for (size_t j = p > 50 ? p - 50 : 0; j < p; ++j) e.prefix.push_back(static_cast<uint32_t>(seq[j] - 1));
-      events.push_back(std::move(e));
-      if (next[u] == seq.size()) {
-        active[slot] = active.back();
-        active.pop_back();
-      }
-    }
-  }
   const auto split = static_cast<size_t>(history * static_cast<double>(events.size()));
   std::printf("data: %zu events, %lld users, %lld items; history %zu events, then chunks of %d\n", events.size(),
               static_cast<long long>(data->num_users - 1), static_cast<long long>(data->num_items - 1), split, chunk);
