@@ -89,7 +89,7 @@ bench-train: build
 bench-online: build
 	$(BUILD)/bench/learner/bench_online
 
-# Prequential quality of the incremental graph propagation against the full one (Beauty, ~20 min
+# Prequential quality of the incremental graph propagation against the full one (Beauty, ~13 min
 # on 2 cores); the CSV of windows goes to docs/results/online-quality/.
 bench-online-quality: build
 	@mkdir -p docs/results/online-quality

@@ -133,15 +133,23 @@ int main(int argc, char** argv) {
     auto created = OnlineLearner::Create(options(mode));
     if (!created.ok()) {
       std::cerr << "bench_online_quality: " << created.status() << "\n";
-      std::exit(1);
+      return nullptr;
     }
     return std::move(created).value();
   };
-  // The warm start both modes load.
-  const std::string warm = (std::filesystem::temp_directory_path() /
-                            ("gsau-online-quality-" + std::to_string(::getpid()) + ".pt")).string();
+  // The warm start both modes load (removed on every way out).
+  struct RemoveOnExit {
+    std::string path;
+    ~RemoveOnExit() {
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+    }
+  } warm_file{(std::filesystem::temp_directory_path() /
+               ("gsau-online-quality-" + std::to_string(::getpid()) + ".pt")).string()};
+  const std::string& warm = warm_file.path;
   {
     auto l = make(modes[0]);
+    if (!l) return 1;
     const auto t0 = Clock::now();
     if (auto s = l->Observe(std::span<const OnlineEvent>(events.data(), split), /*fresh=*/false); !s.ok()) {
       std::cerr << "bench_online_quality: history: " << s << "\n";
@@ -167,6 +175,7 @@ int main(int argc, char** argv) {
   ModeResult results[2];
   for (int mode = 0; mode < 2; ++mode) {
     auto learner = make(modes[mode]);
+    if (!learner) return 1;
     auto& l = *learner;
     ModeResult& r = results[mode];
     const auto t0 = Clock::now();
@@ -238,8 +247,6 @@ int main(int argc, char** argv) {
                 modes[mode], static_cast<long long>(r.total.count), r.total.HitRate10(), r.total.HitRate20(),
                 r.total.Ndcg10(), r.total.Ndcg20(), static_cast<long long>(r.steps), r.seconds);
   }
-  std::error_code ec;
-  std::filesystem::remove(warm, ec);
   std::printf("BENCH online_quality recall20_incremental=%.4f recall20_full=%.4f ndcg20_incremental=%.4f "
               "ndcg20_full=%.4f seconds_incremental=%.0f seconds_full=%.0f\n",
               results[0].total.HitRate20(), results[1].total.HitRate20(), results[0].total.Ndcg20(),

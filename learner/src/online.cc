@@ -803,18 +803,18 @@ struct OnlineLearner::Impl {
       // samples back).
       throw std::runtime_error("loss is not finite at step " + std::to_string(steps + 1) + ": no update made");
     }
-    t = Clock::now();
-    undo.update_begun = true;
-    AdamStep();  // a failure part-way still drops the gradients and puts the samples back
-    undo.updated = true;
-    r.optimizer_s = Since(t);
-
+    // Read before the update (a device sync that can fail): nothing after it may fail the step.
     r.graph_align = ga.item<double>();
     r.graph_unif = gunif.item<double>();
     if (sa.defined()) {
       r.seq_align = sa.item<double>();
       r.seq_unif = sunif.item<double>();
     }
+    t = Clock::now();
+    undo.update_begun = true;
+    AdamStep();  // a failure part-way still drops the gradients and puts the samples back
+    undo.updated = true;
+    r.optimizer_s = Since(t);
     r.trained = true;
     ++steps;
     ++steps_since_refresh;
@@ -1412,7 +1412,7 @@ Result<int64_t> OnlineLearner::SkipFailedBatch() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto& im = *impl_;
   if (im.failed_mid_update) {
-    return Status::Internal("the failed step had begun its update: some weights moved, others not");
+    return Status::Internal("the failed step had begun its update: some weights may have moved, others not");
   }
   const int64_t n = std::min(im.failed_fresh, static_cast<int64_t>(im.pending.size()));
   im.pending.erase(im.pending.begin(), im.pending.begin() + n);

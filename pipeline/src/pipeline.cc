@@ -205,6 +205,7 @@ struct Metrics {
                                .Add({}, std::vector<double>{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
         learner_errors(metrics::ErrorCounter(r, "learner", "internal")),
         step_errors(metrics::ErrorCounter(r, "learner", "step")),
+        serving_errors(metrics::ErrorCounter(r, "learner", "serving_snapshot")),
         checkpoint_errors(metrics::ErrorCounter(r, "learner", "checkpoint")),
         prequential_errors(metrics::ErrorCounter(r, "learner", "prequential")),
         publish_errors(metrics::ErrorCounter(r, "publisher", "publish")) {}
@@ -231,6 +232,7 @@ struct Metrics {
   prometheus::Histogram& checkpoint_seconds;
   prometheus::Counter& learner_errors;
   prometheus::Counter& step_errors;
+  prometheus::Counter& serving_errors;
   prometheus::Counter& checkpoint_errors;
   prometheus::Counter& prequential_errors;
   prometheus::Counter& publish_errors;
@@ -485,7 +487,8 @@ struct Pipeline::Impl {
   // Publishing failures repeat each interval while the brokers are away (a full queue refuses
   // after a second): a line every 10 s with their count.
   Throttle items_log{std::chrono::seconds(10)}, users_log{std::chrono::seconds(10)},
-      redelivery_log{std::chrono::seconds(10)}, step_log{std::chrono::seconds(10)};
+      redelivery_log{std::chrono::seconds(10)}, step_log{std::chrono::seconds(10)},
+      serving_log{std::chrono::seconds(10)};
   fs::path last_checkpoint_dir;  // the newest checkpoint this process wrote
   int64_t checkpointed_steps = -1;    // the learner's steps in it
   uint64_t checkpointed_through = 0;  // its users_published_through
@@ -1199,7 +1202,8 @@ struct Pipeline::Impl {
       } else if (const auto& r = *stepped; r.trained) {
         failed_steps = 0;
         if (!r.serving_error.empty()) {
-          if (const int64_t n = step_log.Due()) {
+          m->serving_errors.Increment();
+          if (const int64_t n = serving_log.Due()) {
             GSAU_LOG_WARN("pipeline: {} after step {}; the previous snapshot serves on ({} since the last line)",
                           r.serving_error, learner->Stats().steps, n);
           }
