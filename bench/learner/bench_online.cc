@@ -10,7 +10,6 @@
 // came from `bench_online --threads 1 --steps 40` and `--steps 48 --refresh 1000` (lag to 50).
 // Last line: BENCH online step_ms_incremental=<ms> step_ms_full=<ms> graph_ms_incremental=<ms>
 // graph_ms_full=<ms> observe_events_per_s=<n>.
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +20,7 @@
 
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/online.h"
+#include "bench_flags.h"
 #include "interleaved_stream.h"
 
 namespace {
@@ -46,24 +46,13 @@ struct ModeResult {
   std::exit(2);
 }
 
-// std::stoi would throw past main on "" (a flag given last without its value) or "x".
 int ParseInt(const std::string& flag, const std::string& text, int lo) {
-  int v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || v < lo) {
-    Usage(flag + " wants an integer >= " + std::to_string(lo) + ", got '" + text + "'");
-  }
-  return v;
+  return gsau::bench::ParseIntFlag(flag, text, lo, Usage);
 }
 
+// Both ends open: no history leaves no observe rate (or warm-up); all history leaves no step.
 double ParseFraction(const std::string& flag, const std::string& text) {
-  char* end = nullptr;
-  const double v = std::strtod(text.c_str(), &end);
-  // Both ends open: no history leaves no observe rate; all history leaves no step to time.
-  if (text.empty() || end != text.c_str() + text.size() || !(v > 0 && v < 1)) {
-    Usage(flag + " wants a number in (0, 1), got '" + text + "'");
-  }
-  return v;
+  return gsau::bench::ParseFractionFlag(flag, text, Usage);
 }
 
 }  // namespace

@@ -13,7 +13,6 @@
 // window of `--window` chunks) for plotting. The same seed and options for both modes.
 // Last line: BENCH online_quality recall20_incremental=<r> recall20_full=<r> ndcg20_incremental=<n>
 // ndcg20_full=<n> seconds_incremental=<s> seconds_full=<s>.
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +27,7 @@
 
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/online.h"
+#include "bench_flags.h"
 #include "interleaved_stream.h"
 
 namespace {
@@ -50,21 +50,12 @@ double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 }
 
 int ParseInt(const std::string& flag, const std::string& text, int lo) {
-  int v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || v < lo) {
-    Usage(flag + " wants an integer >= " + std::to_string(lo) + ", got '" + text + "'");
-  }
-  return v;
+  return gsau::bench::ParseIntFlag(flag, text, lo, Usage);
 }
 
+// Both ends open: no history leaves no observe rate (or warm-up); all history leaves no step.
 double ParseFraction(const std::string& flag, const std::string& text) {
-  char* end = nullptr;
-  const double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || end != text.c_str() + text.size() || !(v > 0 && v < 1)) {
-    Usage(flag + " wants a number in (0, 1), got '" + text + "'");
-  }
-  return v;
+  return gsau::bench::ParseFractionFlag(flag, text, Usage);
 }
 
 struct ModeResult {
