@@ -25,6 +25,8 @@
 
 namespace {
 
+using gsau::bench::ParseFractionFlag;
+using gsau::bench::ParseIntFlag;
 using gsau::learner::OnlineEvent;
 using gsau::learner::OnlineLearner;
 using gsau::learner::OnlineOptions;
@@ -46,14 +48,6 @@ struct ModeResult {
   std::exit(2);
 }
 
-int ParseInt(const std::string& flag, const std::string& text, int lo) {
-  return gsau::bench::ParseIntFlag(flag, text, lo, Usage);
-}
-
-// Both ends open: no history leaves no observe rate (or warm-up); all history leaves no step.
-double ParseFraction(const std::string& flag, const std::string& text) {
-  return gsau::bench::ParseFractionFlag(flag, text, Usage);
-}
 
 }  // namespace
 
@@ -68,12 +62,12 @@ int main(int argc, char** argv) {
       return argv[++k];
     };
     if (a == "--data") data_path = next();
-    else if (a == "--steps") steps = ParseInt(a, next(), 1);
-    else if (a == "--threads") threads = ParseInt(a, next(), 0);
-    else if (a == "--chunk") chunk = ParseInt(a, next(), 1);
-    else if (a == "--batch") batch = ParseInt(a, next(), 1);
-    else if (a == "--refresh") refresh = ParseInt(a, next(), 1);
-    else if (a == "--history") history = ParseFraction(a, next());
+    else if (a == "--steps") steps = ParseIntFlag(a, next(), 1, Usage);
+    else if (a == "--threads") threads = ParseIntFlag(a, next(), 0, Usage);
+    else if (a == "--chunk") chunk = ParseIntFlag(a, next(), 1, Usage);
+    else if (a == "--batch") batch = ParseIntFlag(a, next(), 1, Usage);
+    else if (a == "--refresh") refresh = ParseIntFlag(a, next(), 1, Usage);
+    else if (a == "--history") history = ParseFractionFlag(a, next(), Usage);
     else Usage("unknown flag '" + a + "'");
   }
   if (!std::filesystem::exists(data_path) && std::filesystem::path(data_path).is_relative()) {

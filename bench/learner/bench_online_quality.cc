@@ -32,6 +32,8 @@
 
 namespace {
 
+using gsau::bench::ParseFractionFlag;
+using gsau::bench::ParseIntFlag;
 using gsau::learner::OnlineEvent;
 using gsau::learner::OnlineLearner;
 using gsau::learner::OnlineOptions;
@@ -49,14 +51,6 @@ double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
   std::exit(2);
 }
 
-int ParseInt(const std::string& flag, const std::string& text, int lo) {
-  return gsau::bench::ParseIntFlag(flag, text, lo, Usage);
-}
-
-// Both ends open: no history leaves no observe rate (or warm-up); all history leaves no step.
-double ParseFraction(const std::string& flag, const std::string& text) {
-  return gsau::bench::ParseFractionFlag(flag, text, Usage);
-}
 
 struct ModeResult {
   PrequentialStats total;
@@ -77,13 +71,13 @@ int main(int argc, char** argv) {
       return argv[++k];
     };
     if (a == "--data") data_path = next();
-    else if (a == "--threads") threads = ParseInt(a, next(), 0);
-    else if (a == "--history") history = ParseFraction(a, next());
-    else if (a == "--chunk") chunk = ParseInt(a, next(), 1);
-    else if (a == "--steps-per-chunk") steps_per_chunk = ParseInt(a, next(), 1);
-    else if (a == "--warmup-steps") warmup_steps = ParseInt(a, next(), 0);
-    else if (a == "--window") window = ParseInt(a, next(), 1);
-    else if (a == "--limit") limit = ParseInt(a, next(), 0);
+    else if (a == "--threads") threads = ParseIntFlag(a, next(), 0, Usage);
+    else if (a == "--history") history = ParseFractionFlag(a, next(), Usage);
+    else if (a == "--chunk") chunk = ParseIntFlag(a, next(), 1, Usage);
+    else if (a == "--steps-per-chunk") steps_per_chunk = ParseIntFlag(a, next(), 1, Usage);
+    else if (a == "--warmup-steps") warmup_steps = ParseIntFlag(a, next(), 0, Usage);
+    else if (a == "--window") window = ParseIntFlag(a, next(), 1, Usage);
+    else if (a == "--limit") limit = ParseIntFlag(a, next(), 0, Usage);
     else if (a == "--out") out_path = next();
     else Usage("unknown flag '" + a + "'");
   }
