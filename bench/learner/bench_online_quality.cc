@@ -107,15 +107,12 @@ int main(int argc, char** argv) {
   }
 
   const char* modes[2] = {"incremental", "full"};
-  const auto options = [&](const char* mode) {
+  const auto make = [&](const char* mode) -> std::unique_ptr<OnlineLearner> {
     OnlineOptions o;
     o.device = "cpu";
     o.threads = threads;
     o.graph_propagation = mode;
-    return o;
-  };
-  const auto make = [&](const char* mode) -> std::unique_ptr<OnlineLearner> {
-    auto created = OnlineLearner::Create(options(mode));
+    auto created = OnlineLearner::Create(o);
     if (!created.ok()) {
       std::cerr << "bench_online_quality: " << created.status() << "\n";
       return nullptr;

@@ -1,20 +1,17 @@
 #include "gsau/kafka/tail.h"
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 #include <memory>
 
 #include "conf.h"
+#include "gsau/common/clock.h"
 #include "gsau/kafka/admin.h"
 
 namespace gsau::kafka {
 namespace {
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t NowMs() { return SystemClock::Get().MonotonicNs() / 1'000'000; }
 
 // Without consumer_close: it joined no group and has nothing to commit, and a close can wait on
 // a group coordinator it cannot reach for up to session.timeout.ms, past the caller's timeout.

@@ -269,7 +269,7 @@ class OnlineLearner {
   // fails (a loss that is not finite, an error of torch's such as out of memory) before its
   // update makes none: weights, Adam state and counters stay as they were, and the fresh samples
   // it took go back in front of the queue, so the next Step takes them again. (A failure part-way
-  // through the update, out of memory on a device, leaves some weights moved: SkipFailedBatch
+  // through the update, out of memory on a device, may leave some weights moved: SkipFailedBatch
   // says so.) A step made whose serving snapshot could not be taken succeeds, with
   // serving_error set.
   Result<OnlineStepResult> Step();
