@@ -5,9 +5,12 @@
 // Replays a dataset (default ../shared/datasets/amazon-beauty/interactions.tsv.gz, relative
 // to the repository root) in time order, one partition, for each batch size; then prints the
 // store's size on disk per event (after a flush and a full compaction: steady state, change
-// feed included). Last line:
+// feed included); then what checkpoints cost the writer and what the writer costs a reader of
+// sessions. Last line:
 //   BENCH state events_per_s=<n> ratio_vs_bare=<r> disk_bytes_per_event=<b> headline_batch=<batch>
 //         checkpoints=<n> checkpoint_pause_ms=<longest apply while checkpoints are taken every second>
+//         read_p99_us=<Session() latency beside the writer> read_max_us=<its longest>
+//         read_p99_us_sync=<the same with state.sync on> read_max_us_sync=<...>
 // The first three are those of batch 1000 when --batches has it, else of the largest batch
 // given (headline_batch). checkpoint_pause_ms is left out when no checkpoint was taken (a run
 // shorter than a second): its longest apply would not be a checkpoint's pause.
@@ -31,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <random>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -60,7 +64,7 @@ struct Args {
   int64_t limit = 0;
   uint32_t session_length = 50;
   size_t write_buffer_mb = 0;  // 0: StateOptions' default
-  int checkpoint_passes = 5;   // passes over the data for the checkpoint figures
+  int checkpoint_passes = 5;   // passes over the data for the checkpoint and read figures
 };
 
 size_t g_write_buffer_bytes = 0;
@@ -360,18 +364,33 @@ std::vector<std::string> Contents(const std::string& path, uint32_t n) {
   return out;
 }
 
-// What a state checkpoint costs ingest: the longest and the 99th-percentile ApplyBatch (batches
-// of 1000) while another thread takes a checkpoint every `every_s` (as the pipeline's learner
-// does), against the same stream without checkpoints. The stream is the dataset `passes` times,
-// each pass with users of its own, so that memtables fill between checkpoints.
-struct Pauses {
-  double max_ms = 0, p99_ms = 0;
-  int checkpoints = 0;
+// What a state checkpoint costs ingest, and what ingest costs a reader. The longest and the
+// 99th-percentile ApplyBatch (batches of 1000) while another thread takes a checkpoint every
+// `checkpoint_every_s` (as the pipeline's learner does), against the same stream without
+// checkpoints; and, with `reader`, the latency of Session() for a random known user, read at
+// random moments (0-400 us apart) on a third thread (as the user publisher reads the sessions it
+// embeds) while the batches go in. The stream is the dataset `passes` times, each pass with users of its own, so that
+// memtables fill between checkpoints.
+struct Beside {
+  double checkpoint_every_s = 0;
+  bool reader = false;
+  bool sync = false;  // state.sync: one fsync per batch
 };
 
-Pauses RunWithCheckpoints(const std::vector<ClickEvent>& events, int passes, const fs::path& dir, uint32_t n,
-                          double every_s) {
-  auto opened = StateStore::Open(BenchOptions((dir / "store").string(), n));
+struct Pauses {
+  double max_ms = 0, p99_ms = 0;
+  double events_per_s = 0;
+  int checkpoints = 0;
+  // Session() reads beside the writer (reader only), microseconds.
+  int64_t reads = 0;
+  double read_p50_us = 0, read_p99_us = 0, read_p999_us = 0, read_max_us = 0;
+};
+
+Pauses RunBeside(const std::vector<ClickEvent>& events, int passes, const fs::path& dir, uint32_t n,
+                 const Beside& beside) {
+  StateOptions o = BenchOptions((dir / "store").string(), n);
+  o.sync = beside.sync;
+  auto opened = StateStore::Open(o);
   if (!opened.ok()) {
     std::fprintf(stderr, "bench_state: %s\n", opened.status().ToString().c_str());
     std::exit(1);
@@ -380,11 +399,11 @@ Pauses RunWithCheckpoints(const std::vector<ClickEvent>& events, int passes, con
   std::atomic<bool> done{false};
   Pauses p;
   std::thread checkpointer;
-  if (every_s > 0) {
+  if (beside.checkpoint_every_s > 0) {
     checkpointer = std::thread([&] {
       auto next = Clock::now();
       while (!done) {
-        next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(every_s));
+        next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(beside.checkpoint_every_s));
         while (!done && Clock::now() < next) std::this_thread::sleep_for(std::chrono::milliseconds(5));
         if (done) break;
         const fs::path cp = dir / ("cp-" + std::to_string(p.checkpoints));
@@ -397,13 +416,40 @@ Pauses RunWithCheckpoints(const std::vector<ClickEvent>& events, int passes, con
       }
     });
   }
+  std::vector<double> read_us;
+  std::thread reader;
+  if (beside.reader) {
+    reader = std::thread([&] {
+      std::mt19937_64 rng(7);
+      while (!done) {
+        const uint64_t users = store.Counts().users;
+        if (users == 0) {
+          std::this_thread::yield();
+          continue;
+        }
+        const auto u = static_cast<UserId>(rng() % users);
+        // Reads at random moments (open loop), not back to back: a reader in a loop sees one slow
+        // read per batch however long the batch held it, and would not let it in between.
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 400));
+        const auto t0 = Clock::now();
+        auto s = store.Session(u);
+        read_us.push_back(Seconds(t0, Clock::now()) * 1e6);
+        if (!s.ok() || s->empty()) {
+          std::fprintf(stderr, "bench_state: session of user %u: %s\n", u,
+                       s.ok() ? "empty" : s.status().ToString().c_str());
+          std::exit(1);
+        }
+      }
+    });
+  }
   std::vector<double> ms;
   std::vector<ClickEvent> batch;
   int64_t offset = 0;
+  const auto start = Clock::now();
   for (int pass = 0; pass < passes; ++pass) {
-    for (size_t start = 0; start < events.size(); start += 1000) {
-      batch.assign(events.begin() + static_cast<long>(start),
-                   events.begin() + static_cast<long>(std::min(events.size(), start + 1000)));
+    for (size_t first = 0; first < events.size(); first += 1000) {
+      batch.assign(events.begin() + static_cast<long>(first),
+                   events.begin() + static_cast<long>(std::min(events.size(), first + 1000)));
       for (auto& e : batch) e.user_id += "/" + std::to_string(pass);
       offset += static_cast<int64_t>(batch.size());
       const PartitionOffset off{{"clicks", 0}, offset};
@@ -416,13 +462,24 @@ Pauses RunWithCheckpoints(const std::vector<ClickEvent>& events, int passes, con
       }
     }
   }
+  p.events_per_s = static_cast<double>(offset) / Seconds(start, Clock::now());
   done = true;
   if (checkpointer.joinable()) checkpointer.join();
+  if (reader.joinable()) reader.join();
   if (!store.Close().ok()) std::exit(1);
   fs::remove_all(dir / "store");
   std::sort(ms.begin(), ms.end());
   p.max_ms = ms.back();
   p.p99_ms = ms[ms.size() * 99 / 100];
+  if (!read_us.empty()) {
+    std::sort(read_us.begin(), read_us.end());
+    const size_t k = read_us.size();
+    p.reads = static_cast<int64_t>(k);
+    p.read_p50_us = read_us[k / 2];
+    p.read_p99_us = read_us[k * 99 / 100];
+    p.read_p999_us = read_us[k * 999 / 1000];
+    p.read_max_us = read_us.back();
+  }
   return p;
 }
 
@@ -513,8 +570,8 @@ int Main(int argc, char** argv) {
       headline_disk = static_cast<double>(compacted) / n_events;
     }
   }
-  const Pauses quiet = RunWithCheckpoints(events, args.checkpoint_passes, dir, args.session_length, 0);
-  const Pauses busy = RunWithCheckpoints(events, args.checkpoint_passes, dir, args.session_length, 1.0);
+  const Pauses quiet = RunBeside(events, args.checkpoint_passes, dir, args.session_length, {});
+  const Pauses busy = RunBeside(events, args.checkpoint_passes, dir, args.session_length, {.checkpoint_every_s = 1.0});
   std::printf("checkpoints (batch 1000, %d passes = %.0f events): a checkpoint every 1 s (%d): longest apply %.1f ms, "
               "p99 %.1f ms; none: longest %.1f ms, p99 %.1f ms\n",
               args.checkpoint_passes, n_events * args.checkpoint_passes, busy.checkpoints, busy.max_ms, busy.p99_ms,
@@ -522,12 +579,24 @@ int Main(int argc, char** argv) {
   if (busy.checkpoints == 0) {
     std::printf("no checkpoint was taken (the run lasted under 1 s): no checkpoint pause to report\n");
   }
+  std::fflush(stdout);
+  Pauses read[2];
+  for (const bool sync : {false, true}) {
+    const Pauses r = RunBeside(events, args.checkpoint_passes, dir, args.session_length, {.reader = true, .sync = sync});
+    std::printf("Session() beside the writer (batch 1000, %d passes, state.sync %s): %lld reads, p50 %.0f us, "
+                "p99 %.0f us, p99.9 %.0f us, max %.0f us; writer %.0f events/s, longest apply %.1f ms\n",
+                args.checkpoint_passes, sync ? "on" : "off", static_cast<long long>(r.reads), r.read_p50_us,
+                r.read_p99_us, r.read_p999_us, r.read_max_us, r.events_per_s, r.max_ms);
+    std::fflush(stdout);
+    read[sync ? 1 : 0] = r;
+  }
   fs::remove_all(dir);
   std::printf("BENCH state events_per_s=%.0f ratio_vs_bare=%.2f disk_bytes_per_event=%.1f headline_batch=%zu "
               "checkpoints=%d",
               headline_rate, headline_ratio, headline_disk, headline_batch, busy.checkpoints);
   if (busy.checkpoints > 0) std::printf(" checkpoint_pause_ms=%.1f", busy.max_ms);
-  std::printf("\n");
+  std::printf(" read_p99_us=%.0f read_max_us=%.0f read_p99_us_sync=%.0f read_max_us_sync=%.0f\n", read[0].read_p99_us,
+              read[0].read_max_us, read[1].read_p99_us, read[1].read_max_us);
   return 0;
 }
 

@@ -63,19 +63,13 @@ Status ValidateEvent(const ClickEvent& e, size_t index) {
   return Status::Ok();
 }
 
-// Releases a snapshot when it goes out of scope.
-class SnapshotGuard {
- public:
-  explicit SnapshotGuard(rocksdb::DB* db) : db_(db), snap_(db->GetSnapshot()) {}
-  ~SnapshotGuard() { db_->ReleaseSnapshot(snap_); }
-  SnapshotGuard(const SnapshotGuard&) = delete;
-  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
-  const rocksdb::Snapshot* get() const { return snap_; }
-
- private:
-  rocksdb::DB* db_;
-  const rocksdb::Snapshot* snap_;
-};
+// A snapshot of `db`, released when the last copy goes (null where the database takes none, a
+// read-only open maybe: reads then see the latest data, which does not change there).
+std::shared_ptr<const rocksdb::Snapshot> TakeSnapshot(rocksdb::DB* db) {
+  return {db->GetSnapshot(), [db](const rocksdb::Snapshot* snap) {
+            if (snap != nullptr) db->ReleaseSnapshot(snap);
+          }};
+}
 
 }  // namespace
 
@@ -207,12 +201,18 @@ class StateStore::Impl {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
 
-  // Guards everything below against readers: the writer holds it exclusively while it
-  // writes a batch to RocksDB and commits it to these caches, so a reader sees the database
-  // and the caches at the same batch. The writer reads them without it (it is their only
-  // writer).
+  // Serialises a batch's write and commit with CreateCheckpoint, which must find no batch
+  // written to RocksDB but not yet to the caches. Taken before mu_.
+  mutable std::mutex write_mu_;
+  bool write_failed_ = false;  // the last write failed: Resume() before the next (under write_mu_)
+
+  // Guards everything below against readers. A batch is written to RocksDB outside it (readers
+  // do not wait out a write, its fsync or a write stall), then committed under it exclusively:
+  // the caches and snapshot_, the database as of that batch. Readers read the database through
+  // snapshot_ only, so a reader sees the database and the caches at the same batch. The writer
+  // reads the caches without it (it is their only writer).
   mutable std::shared_mutex mu_;
-  bool write_failed_ = false;  // the last write failed: Resume() before the next (under mu_)
+  std::shared_ptr<const rocksdb::Snapshot> snapshot_;
   IdMap user_ids_, item_ids_;
   std::vector<const std::string*> user_names_, item_names_;  // into the maps' keys (stable)
   std::vector<NodeStats> user_stats_, item_stats_;
@@ -278,14 +278,22 @@ Status StateStore::Impl::OpenDb() {
     CloseDb().IgnoreError();  // the load error is the one to report
     return s;
   }
+  {
+    std::unique_lock lock(mu_);
+    snapshot_ = TakeSnapshot(db_.get());
+  }
   GSAU_LOG_INFO("state: opened {} at batch {}: {} users, {} items, {} edges, {} events",
                 options_.path, seq_, user_names_.size(), item_names_.size(), edges_, events_);
   return Status::Ok();
 }
 
 Status StateStore::Impl::CloseDb() {
+  std::lock_guard write_lock(write_mu_);
   std::unique_lock lock(mu_);
   if (!db_) return Status::Ok();
+  // RocksDB refuses to close with a snapshot held (a reader still inside a call would hold a
+  // copy: the header requires none).
+  snapshot_.reset();
   Status result;
   for (auto* h : cfs_) {
     Status s = FromRocks(db_->DestroyColumnFamilyHandle(h), "state: close");
@@ -696,9 +704,10 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
     wb_.DeleteRange(cf(keys::kChanges), S(keys::SeqKey(0).view()), S(keys::SeqKey(first_retained).view()));
   }
 
-  // 5. Write, then commit to the caches, both under the lock readers take.
+  // 5. Write, then commit to the caches and publish the snapshot of that write; readers take
+  // mu_ only for the commit.
   {
-    std::unique_lock lock(mu_);
+    std::lock_guard write_lock(write_mu_);
     // A failed WAL write (disk full, I/O error) leaves RocksDB read-only until Resume(); the
     // caller retries the same batch, so resume first (it fails, and the retry waits, while the
     // cause lasts). Nothing of the failed batch reached the memtable or these caches.
@@ -710,6 +719,10 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
       staged_items_.Reset();
       return s;
     }
+    // The only writer, under write_mu_: this snapshot holds exactly this batch on top of the last.
+    // The one it replaces is released after the lock below (by its last reader, if any).
+    auto snapshot = TakeSnapshot(db_.get());
+    std::unique_lock lock(mu_);
     for (size_t k = 0; k < new_users_.size(); ++k) {
       auto it = user_ids_.emplace(std::string(new_users_[k]), users_before + static_cast<uint32_t>(k)).first;
       user_names_.push_back(&it->first);
@@ -731,6 +744,7 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
     events_ += events.size();
     seq_ = seq;
     first_retained_change_ = first_retained;
+    snapshot_.swap(snapshot);
   }
   staged_users_.Reset();
   staged_items_.Reset();
@@ -749,6 +763,7 @@ Result<std::vector<SessionEntry>> StateStore::Impl::Session(UserId user) const {
   const auto hi = keys::SessionKey(user, clicks);
   const rocksdb::Slice upper = S(hi.view());
   rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot_.get();
   ro.iterate_upper_bound = &upper;
   ro.prefix_same_as_start = true;
   std::vector<SessionEntry> out;
@@ -772,6 +787,7 @@ Result<std::vector<Edge>> StateStore::Impl::UserNeighbours(UserId user) const {
   const auto hi = keys::PairKey(user + 1, 0);
   const rocksdb::Slice upper = S(hi.view());
   rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot_.get();
   ro.iterate_upper_bound = &upper;
   ro.prefix_same_as_start = true;
   std::vector<Edge> out;
@@ -801,7 +817,9 @@ Result<std::vector<Edge>> StateStore::Impl::ItemNeighbours(ItemId item) const {
   for (const auto& k : edge_keys) slices.push_back(S(k.view()));
   std::vector<rocksdb::PinnableSlice> values(slices.size());
   std::vector<rocksdb::Status> statuses(slices.size());
-  db_->MultiGet(rocksdb::ReadOptions(), cf(keys::kEdges), slices.size(), slices.data(), values.data(),
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot_.get();
+  db_->MultiGet(ro, cf(keys::kEdges), slices.size(), slices.data(), values.data(),
                 statuses.data(), /*sorted_input=*/true);
   std::vector<Edge> out;
   out.reserve(slices.size());
@@ -835,7 +853,7 @@ constexpr size_t kDeduplicateAt = 1 << 16;
 }  // namespace
 
 Result<ChangeSet> StateStore::Impl::ChangesSince(uint64_t from_seq) const {
-  std::unique_ptr<SnapshotGuard> snap;
+  std::shared_ptr<const rocksdb::Snapshot> snap;
   ChangeSet out;
   {
     std::shared_lock lock(mu_);
@@ -853,13 +871,13 @@ Result<ChangeSet> StateStore::Impl::ChangesSince(uint64_t from_seq) const {
     out.first_new_user = static_cast<UserId>(user_names_.size());
     out.first_new_item = static_cast<ItemId>(item_names_.size());
     if (from_seq == seq_) return out;
-    snap = std::make_unique<SnapshotGuard>(db_.get());
+    snap = snapshot_;
   }
   const auto lo = keys::SeqKey(from_seq + 1);
   const auto hi = keys::SeqKey(out.to_seq + 1);
   const rocksdb::Slice upper = S(hi.view());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap->get();
+  ro.snapshot = snap.get();
   ro.iterate_upper_bound = &upper;
   ChangeEntry entry;
   uint64_t expect = from_seq + 1;
@@ -900,16 +918,16 @@ Result<ChangeSet> StateStore::Impl::ChangesSince(uint64_t from_seq) const {
 }
 
 Result<StateCounts> StateStore::Impl::ForEachEdge(const std::function<void(const Edge&)>& fn) const {
-  std::unique_ptr<SnapshotGuard> snap;
+  std::shared_ptr<const rocksdb::Snapshot> snap;
   StateCounts counts;
   {
     std::shared_lock lock(mu_);
     GSAU_RETURN_IF_ERROR(CheckOpenLocked());
-    snap = std::make_unique<SnapshotGuard>(db_.get());
+    snap = snapshot_;
     counts = CountsLocked();
   }
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap->get();
+  ro.snapshot = snap.get();
   ro.fill_cache = false;
   ro.total_order_seek = true;  // a full scan would evict the hot blocks
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kEdges)));
@@ -926,16 +944,16 @@ Result<StateCounts> StateStore::Impl::ForEachEdge(const std::function<void(const
 
 Result<StateCounts> StateStore::Impl::ForEachSession(
     const std::function<void(UserId, std::span<const SessionEntry>)>& fn) const {
-  std::unique_ptr<SnapshotGuard> snap;
+  std::shared_ptr<const rocksdb::Snapshot> snap;
   StateCounts counts;
   {
     std::shared_lock lock(mu_);
     GSAU_RETURN_IF_ERROR(CheckOpenLocked());
-    snap = std::make_unique<SnapshotGuard>(db_.get());
+    snap = snapshot_;
     counts = CountsLocked();
   }
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap->get();
+  ro.snapshot = snap.get();
   ro.fill_cache = false;
   ro.total_order_seek = true;
   const uint64_t n = session_length_;
@@ -981,11 +999,11 @@ Result<uint64_t> StateStore::Impl::CreateCheckpoint(const std::string& dir) cons
   // the header): inside the lock below it held ingest's writes for as long as full memtables took
   // to reach the disk.
   GSAU_RETURN_IF_ERROR(Flush());
-  // Shared lock: no batch is being written, so the checkpoint holds exactly batch seq_. With a
-  // WAL, what came in since the flush goes into the checkpoint as a copy of the WAL rather than as
-  // a second flush inside the lock (as long as the first one's intake took to write); without a
-  // WAL it must be flushed.
-  std::shared_lock lock(mu_);
+  // The writer's lock: no batch is being written, so the checkpoint holds exactly batch seq_
+  // (readers go on). With a WAL, what came in since the flush goes into the checkpoint as a copy
+  // of the WAL rather than as a second flush inside the lock (as long as the first one's intake
+  // took to write); without a WAL it must be flushed.
+  std::lock_guard write_lock(write_mu_);
   GSAU_RETURN_IF_ERROR(CheckOpenLocked());
   rocksdb::Checkpoint* raw = nullptr;
   GSAU_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "state: checkpoint"));

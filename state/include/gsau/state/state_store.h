@@ -38,8 +38,11 @@
 //
 // Thread safety: one writer thread at a time may call ApplyBatch, Flush, Compact and Close.
 // Any number of threads may call the const methods concurrently with the writer and with each
-// other; each read sees the state after some whole batch (never part of one). The ForEach*
-// iterations read a consistent snapshot without blocking the writer.
+// other; each read sees the state after some whole batch (never part of one). Readers do not
+// wait while a batch is written to RocksDB (its WAL write, fsync with sync, a write stall):
+// they read the last committed batch through a snapshot, and wait only for the commit to the
+// in-memory caches that follows each write. The ForEach* iterations read one such snapshot
+// without blocking the writer.
 #pragma once
 
 #include <cstdint>
