@@ -45,7 +45,9 @@ Headers ReadHeaders(const rd_kafka_message_t* msg) {
 
 }  // namespace
 
-Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const std::string& topic, int timeout_ms) {
+Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const std::string& topic,
+                                                int64_t per_partition, int timeout_ms) {
+  if (per_partition < 1) return Status::InvalidArgument("reading the last records: per_partition must be >= 1");
   const int64_t deadline = NowMs() + timeout_ms;
   const auto left_ms = [&] { return static_cast<int>(std::max<int64_t>(deadline - NowMs(), 1)); };
   auto partitions = PartitionCount(kafka, topic, left_ms());
@@ -74,7 +76,7 @@ Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const
   }
   std::unique_ptr<rd_kafka_t, ConsumerDeleter> rk(raw);
 
-  // partition -> the offset of its last record.
+  // partition -> the offset of its last record (where it is done).
   std::map<int32_t, int64_t> want;
   std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter> list(
       rd_kafka_topic_partition_list_new(*partitions));
@@ -85,7 +87,7 @@ Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const
       return Status::Unavailable("offsets of " + topic + " [" + std::to_string(p) + "]: " + rd_kafka_err2str(e));
     }
     if (high <= low) continue;
-    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = high - 1;
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = std::max(low, high - per_partition);
     want[p] = high - 1;
   }
   std::vector<LastRecord> out;
@@ -100,7 +102,7 @@ Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const
     const int32_t p = msg->partition;
     auto it = want.find(p);
     if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      // At the end without the record (deleted since the watermark was read): none.
+      // At the end without the last record (deleted since the watermark was read): no more.
       if (it != want.end()) want.erase(it);
       continue;
     }
@@ -108,7 +110,7 @@ Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const
       last_error = rd_kafka_message_errstr(msg.get());
       continue;
     }
-    if (it == want.end() || msg->offset < it->second) continue;
+    if (it == want.end()) continue;
     LastRecord r;
     r.partition = p;
     r.offset = msg->offset;
@@ -116,14 +118,15 @@ Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const
     if (msg->payload != nullptr) r.value = std::string(static_cast<const char*>(msg->payload), msg->len);
     r.headers = ReadHeaders(msg.get());
     out.push_back(std::move(r));
-    want.erase(it);
+    if (msg->offset >= it->second) want.erase(it);
   }
   if (!want.empty()) {
-    return Status::Unavailable("reading the last record of " + std::to_string(want.size()) + " of " +
+    return Status::Unavailable("reading the last records of " + std::to_string(want.size()) + " of " +
                                std::to_string(*partitions) + " partitions of " + topic + ": none within " +
                                std::to_string(timeout_ms) + " ms" + (last_error.empty() ? "" : " (" + last_error + ")"));
   }
-  std::sort(out.begin(), out.end(), [](const LastRecord& a, const LastRecord& b) { return a.partition < b.partition; });
+  std::stable_sort(out.begin(), out.end(),
+                   [](const LastRecord& a, const LastRecord& b) { return a.partition < b.partition; });
   return out;
 }
 

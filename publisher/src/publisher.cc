@@ -377,7 +377,8 @@ std::optional<int64_t> RecordModelVersion(const std::optional<std::string>& valu
 Result<int64_t> KafkaPublisher::NewestPublishedVersion(int timeout_ms) const {
   int64_t newest = 0;
   for (const auto& topic : {options_.user_topic, options_.item_topic}) {
-    GSAU_ASSIGN_OR_RETURN(auto records, kafka::ReadLastRecords(options_.kafka, topic, timeout_ms));
+    GSAU_ASSIGN_OR_RETURN(auto records,
+                          kafka::ReadLastRecords(options_.kafka, topic, kVersionTailRecords, timeout_ms));
     for (const auto& r : records) newest = std::max(newest, RecordModelVersion(r.value, r.headers).value_or(0));
   }
   return newest;

@@ -61,9 +61,10 @@ int CommittedPartitions(const std::string& group, const std::string& topic, int 
 }
 
 // ReadLastRecords: the record at each partition's end, as a full read from the beginning sees it
-// (key, value or tombstone, headers); nothing for empty partitions and missing topics. It commits
+// (key, value or tombstone, headers); the last n of each partition in order, all of them when
+// asked for more than there are; nothing for empty partitions and missing topics. It commits
 // nothing, even told to by kafka.properties naming a group: that group has no offsets after it.
-TEST(KafkaTest, ReadLastRecordsGivesEachPartitionsLastRecordAndCommitsNothing) {
+TEST(KafkaTest, ReadLastRecordsGivesEachPartitionsLastRecordsAndCommitsNothing) {
   const std::string topic = UniqueTopic("last-records");
   const std::string empty = UniqueTopic("last-records-empty");
   ASSERT_TRUE(EnsureTopics(Real(), {{topic, 3, 1, {}}, {empty, 2, 1, {}}}, 20000).ok());
@@ -76,14 +77,16 @@ TEST(KafkaTest, ReadLastRecordsGivesEachPartitionsLastRecordAndCommitsNothing) {
     ASSERT_TRUE((*producer)->Produce(topic, key, "v" + std::to_string(i), h, 0, /*tombstone=*/i >= 56).ok());
   }
   ASSERT_TRUE((*producer)->Flush(20000).ok());
+  const auto all = ConsumeAll(KafkaBootstrap(), topic, 60);
+  ASSERT_EQ(all.size(), 60u);
   std::map<int32_t, gsau::testing::ConsumedRecord> last;
-  for (auto& r : ConsumeAll(KafkaBootstrap(), topic, 60)) last[r.partition] = r;
+  for (const auto& r : all) last[r.partition] = r;
   ASSERT_GE(last.size(), 2u) << "the keys should spread over the partitions";
 
   KafkaOptions k = Real();
   const std::string group = UniqueTopic("last-records-group");
   k.properties = {{"group.id", group}, {"enable.auto.commit", "true"}, {"auto.commit.interval.ms", "10"}};
-  auto got = ReadLastRecords(k, topic, 20000);
+  auto got = ReadLastRecords(k, topic, 1, 20000);
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_EQ(got->size(), last.size());
   for (const auto& r : *got) {
@@ -102,10 +105,23 @@ TEST(KafkaTest, ReadLastRecordsGivesEachPartitionsLastRecordAndCommitsNothing) {
   // Tombstones among the last records (56-59 are the last four, over 4 keys), and a null header.
   EXPECT_TRUE(std::any_of(got->begin(), got->end(), [](const LastRecord& r) { return !r.value; }));
 
-  auto none = ReadLastRecords(Real(), empty, 20000);
+  for (const int64_t n : {int64_t{4}, int64_t{1000}}) {
+    auto tail = ReadLastRecords(k, topic, n, 20000);
+    ASSERT_TRUE(tail.ok()) << tail.status();
+    std::map<int32_t, std::vector<std::pair<int64_t, std::string>>> want, have;
+    for (const auto& r : all) want[r.partition].emplace_back(r.offset, r.key);
+    for (auto& [p, records] : want) {
+      if (static_cast<int64_t>(records.size()) > n) records.erase(records.begin(), records.end() - n);
+    }
+    for (const auto& r : *tail) have[r.partition].emplace_back(r.offset, r.key);
+    EXPECT_EQ(have, want) << "last " << n;
+  }
+  EXPECT_EQ(ReadLastRecords(k, topic, 0, 20000).status().code(), StatusCode::kInvalidArgument);
+
+  auto none = ReadLastRecords(Real(), empty, 1, 20000);
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_TRUE(none->empty());
-  auto missing = ReadLastRecords(Real(), UniqueTopic("last-records-missing"), 20000);
+  auto missing = ReadLastRecords(Real(), UniqueTopic("last-records-missing"), 1, 20000);
   ASSERT_TRUE(missing.ok()) << missing.status();
   EXPECT_TRUE(missing->empty());
 
@@ -225,7 +241,7 @@ TEST(KafkaTest, ReadLastRecordsWorksOnTheMockCluster) {
   ASSERT_TRUE(p.ok()) << p.status();
   for (int i = 0; i < 10; ++i) ASSERT_TRUE((*p)->Produce("tail", "k" + std::to_string(i), std::to_string(i)).ok());
   ASSERT_TRUE((*p)->Flush(10000).ok());
-  auto got = ReadLastRecords(k, "tail", 10000);
+  auto got = ReadLastRecords(k, "tail", 1, 10000);
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_FALSE(got->empty());
   int64_t records = 0;

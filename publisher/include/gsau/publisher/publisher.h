@@ -103,14 +103,15 @@ class KafkaPublisher final : public EmbeddingSink {
   Status Flush(int timeout_ms) override;
 
   int64_t last_model_version() const { return last_version_; }
-  // The newest model_version in the user and item topics: the largest of the records at the
-  // end of their partitions (0 when there are none). A checkpoint knows the version only as of
-  // its time; records published after it, before a crash, carry later stamps, which a wall clock
-  // set back since then would not reach. Only each partition's last record is read: one
-  // delivered again after a failure (RedeliverFailed) can end a partition with an older version
-  // than records before it, and a tombstone counts as none. kUnavailable when the topics cannot
-  // be read within `timeout_ms` (each).
+  // The newest model_version in the user and item topics: the largest of the records in the
+  // last kVersionTailRecords offsets of their partitions (0 when there are none). A checkpoint
+  // knows the version only as of its time; records published after it, before a crash, carry
+  // later stamps, which a wall clock set back since then would not reach. Versions rise in
+  // produce order except for records delivered again after a failure (RedeliverFailed), which
+  // land after newer ones: the tail read looks past that many of them (and past tombstones,
+  // which carry none). kUnavailable when the topics cannot be read within `timeout_ms` (each).
   Result<int64_t> NewestPublishedVersion(int timeout_ms) const;
+  static constexpr int64_t kVersionTailRecords = 1000;
   // The model_version a previous run had published up to (from its checkpoint): gsau_model_version
   // shows it until something newer goes out, and older versions are refused as usual.
   void ResumeAfter(int64_t model_version);
