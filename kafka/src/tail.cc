@@ -63,7 +63,9 @@ Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const
                              {"enable.auto.commit", "false"},
                              {"enable.auto.offset.store", "false"},
                              {"enable.partition.eof", "true"},
-                             {"auto.offset.reset", "latest"}}) {
+                             // A start offset that retention passed before the fetch: from the
+                             // new start, which still reaches each partition's last record.
+                             {"auto.offset.reset", "earliest"}}) {
     if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
       return Status::InvalidArgument(std::string("reading the last records: ") + k + ": " + err);

@@ -281,6 +281,12 @@ Status StateStore::Impl::OpenDb() {
   {
     std::unique_lock lock(mu_);
     snapshot_ = TakeSnapshot(db_.get());
+    // Readers rely on it to pair the caches with the data (a read-only open's data never moves).
+    if (snapshot_ == nullptr && !options_.read_only) s = Status::Internal("state: RocksDB gives no snapshots");
+  }
+  if (!s.ok()) {
+    CloseDb().IgnoreError();
+    return s;
   }
   GSAU_LOG_INFO("state: opened {} at batch {}: {} users, {} items, {} edges, {} events",
                 options_.path, seq_, user_names_.size(), item_names_.size(), edges_, events_);
