@@ -487,7 +487,6 @@ struct OnlineLearner::Impl {
   }
 
   void Observe(std::span<const OnlineEvent> evs, bool fresh) {
-    const int64_t items_before = num_items;
     for (const auto& e : evs) {
       GrowIds(true, static_cast<int64_t>(e.user) + 1);
       GrowIds(false, static_cast<int64_t>(e.item) + 1);
@@ -509,7 +508,6 @@ struct OnlineLearner::Impl {
       ++events;
     }
     if (incremental) ApplyTUpdates();
-    if (num_items > items_before) TakeServingSnapshot();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1394,12 +1392,24 @@ Status OnlineLearner::Observe(std::span<const OnlineEvent> events, bool fresh) {
   });
 }
 
+Status OnlineLearner::RefreshServing() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  {
+    std::lock_guard<std::mutex> g(impl_->serving_mu);
+    if (impl_->serving->items() == impl_->num_items) return Status::Ok();
+  }
+  return Guarded("taking the serving snapshot", [&]() -> Status {
+    impl_->TakeServingSnapshot();
+    return Status::Ok();
+  });
+}
+
 Result<OnlineStepResult> OnlineLearner::Step() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto r = Guarded("training step", [&]() -> Result<OnlineStepResult> { return impl_->Step(); });
   if (!r.ok() || !r->trained) return r;
   // The step is made: a copy for serving that fails (out of memory) is not its failure. The
-  // previous snapshot serves on until a later step or Observe takes a new one.
+  // previous snapshot serves on until a later step or RefreshServing takes a new one.
   const Status snapshot = Guarded("taking the serving snapshot", [&]() -> Status {
     impl_->TakeServingSnapshot();
     return Status::Ok();

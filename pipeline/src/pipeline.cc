@@ -819,6 +819,7 @@ struct Pipeline::Impl {
       if (watermark > 0) GSAU_RETURN_IF_ERROR(MarkAllUsers("no checkpoint: a new model"));
       if (!opt.init_offline.empty()) GSAU_RETURN_IF_ERROR(WarmStart());
     }
+    GSAU_RETURN_IF_ERROR(learner->RefreshServing());  // the catch-up's or history's new items
     // The popularity baseline starts from every click the state holds (the learner's view).
     std::vector<int64_t> item_clicks(static_cast<size_t>(store->Counts().items), 0);
     for (size_t i = 0; i < item_clicks.size(); ++i) {
@@ -863,14 +864,26 @@ struct Pipeline::Impl {
   // ------------------------------------------------------------------------------------
   // Learner thread
 
+  // A serving snapshot that could not be taken (out of memory): not the learner's failure, the
+  // previous snapshot serves on until the next step or round takes one.
+  void ServingFailed(const std::string& why) {
+    m->serving_errors.Increment();
+    if (const int64_t n = serving_log.Due()) {
+      GSAU_LOG_WARN("pipeline: {} at learner step {}; the previous snapshot serves on ({} since the last line)", why,
+                    learner->Stats().steps, n);
+    }
+  }
+
   void Prequential(const std::vector<learner::OnlineEvent>& events, int* budget) {
     if (*budget <= 0) return;
-    const auto serving = learner->Serving();
+    // Ranked by the learner (below), so a prefix counts when the learner knows one of its items
+    // (the serving snapshot may not have the items of the batches observed since the last step).
+    const auto known = static_cast<uint32_t>(learner->Stats().items);
     std::vector<std::vector<uint32_t>> prefixes;
     std::vector<uint32_t> targets;
     for (const auto& e : events) {
       if (static_cast<int>(prefixes.size()) >= *budget) break;
-      if (e.prefix.empty() || !serving->CanEmbed(e.prefix)) continue;
+      if (std::none_of(e.prefix.begin(), e.prefix.end(), [&](uint32_t i) { return i < known; })) continue;
       prefixes.push_back(e.prefix);
       targets.push_back(e.item);
     }
@@ -1201,13 +1214,7 @@ struct Pipeline::Impl {
         GSAU_RETURN_IF_ERROR(SkipFailedStep(stepped.status(), ++failed_steps, &retry_after));
       } else if (const auto& r = *stepped; r.trained) {
         failed_steps = 0;
-        if (!r.serving_error.empty()) {
-          m->serving_errors.Increment();
-          if (const int64_t n = serving_log.Due()) {
-            GSAU_LOG_WARN("pipeline: {} after step {}; the previous snapshot serves on ({} since the last line)",
-                          r.serving_error, learner->Stats().steps, n);
-          }
-        }
+        if (!r.serving_error.empty()) ServingFailed(r.serving_error);
         m->steps.Increment();
         m->fresh.Increment(static_cast<double>(r.fresh));
         m->replay.Increment(static_cast<double>(r.replay));
@@ -1232,6 +1239,9 @@ struct Pipeline::Impl {
         st.last_step_s = r.total_s;
         st.last_loss = r.loss;
       }
+      // Without a step (nothing to train, a pause after a failed one) the clicks' new items reach
+      // serving here, once per round however many batches came in.
+      if (Status s = learner->RefreshServing(); !s.ok()) ServingFailed(s.ToString());
       const auto after = learner->Stats();
       m->user_rows.Set(static_cast<double>(after.users));
       m->item_rows.Set(static_cast<double>(after.items));
@@ -1289,6 +1299,7 @@ struct Pipeline::Impl {
     std::vector<learner::OnlineEvent> rest;
     while (auto b = queue.Pop(0)) TakeBatch(*b, &rest);
     if (!rest.empty()) GSAU_RETURN_IF_ERROR(learner->Observe(rest));
+    if (Status s = learner->RefreshServing(); !s.ok()) ServingFailed(s.ToString());  // the last users' records
     m->events_observed.Increment(static_cast<double>(rest.size()));
     FlushPrequential(events_seen);
     if (Status s = PublishItems(); !s.ok()) {

@@ -732,9 +732,35 @@ TEST(OnlineLearner, ServingSnapshotsLeaveTorchsRandomStreamAlone) {
   const auto expected = torch::randn({8});
   torch::manual_seed(5);
   const auto before = l->Serving();
-  ASSERT_TRUE(l->Observe(stream.Take(30)).ok());  // new items: a new snapshot
+  ASSERT_TRUE(l->Observe(stream.Take(30)).ok());
+  ASSERT_TRUE(l->RefreshServing().ok());  // new items: a new snapshot
   ASSERT_NE(l->Serving(), before);
   EXPECT_TRUE(torch::equal(torch::randn({8}), expected));
+}
+
+// Observe leaves the serving snapshot alone, however many calls bring new items (each snapshot
+// copies the item table); RefreshServing takes one when items are new to it, and only then.
+TEST(OnlineLearner, NewItemsReachServingOnRefreshOrStepNotOnEachObserve) {
+  auto l = Make(SmallOptions());
+  RandomStream stream(4, 10);
+  const auto first = l->Serving();
+  for (int k = 0; k < 5; ++k) ASSERT_TRUE(l->Observe(stream.Take(8)).ok());
+  ASSERT_GT(l->Stats().items, first->items());
+  EXPECT_EQ(l->Serving(), first);
+  ASSERT_TRUE(l->RefreshServing().ok());
+  const auto refreshed = l->Serving();
+  ASSERT_NE(refreshed, first);
+  EXPECT_EQ(refreshed->items(), l->Stats().items);
+  EXPECT_EQ(refreshed->steps(), 0);
+  ASSERT_TRUE(l->RefreshServing().ok());
+  EXPECT_EQ(l->Serving(), refreshed) << "nothing new: no copy";
+  const uint32_t unknown = static_cast<uint32_t>(l->Stats().items);
+  ASSERT_TRUE(l->Observe(stream.Take(40)).ok());
+  ASSERT_GT(l->Stats().items, static_cast<int64_t>(unknown));
+  EXPECT_FALSE(l->Serving()->CanEmbed({unknown}));
+  ASSERT_TRUE(l->Step().ok());  // a step's snapshot brings them too
+  EXPECT_EQ(l->Serving()->items(), l->Stats().items);
+  EXPECT_TRUE(l->Serving()->CanEmbed({unknown}));
 }
 
 TEST(OnlineLearner, TakeChangedItemsReturnsRowsThatMoved) {

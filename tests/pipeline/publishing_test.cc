@@ -5,14 +5,18 @@
 #include <prometheus/registry.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "gsau/kafka/admin.h"
+#include "gsau/kafka/producer.h"
 #include "gsau/learner/online.h"
 #include "gsau/pipeline/pipeline.h"
 #include "gsau/state/state_store.h"
@@ -93,6 +97,50 @@ double PublisherErrors(prometheus::Registry& registry, const std::string& kind) 
     }
   }
   return -1;
+}
+
+// A counter of `registry` (the first series of the family); -1 when it does not exist.
+double CounterValue(prometheus::Registry& registry, const std::string& name) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name == name && !f.metric.empty()) return f.metric[0].counter.value;
+  }
+  return -1;
+}
+
+// With no step to take (fewer samples than min_step_samples), the items of new clicks still
+// reach the serving snapshot, once per round of the learner, so a user whose session holds only
+// new items is published while the pipeline runs. (The snapshot came with each Observe; taken
+// only with a step, such a user waited for a step that never came.)
+TEST(PipelinePublishingTest, UsersOfNewItemsArePublishedWithoutAStep) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  o.min_step_samples = 1'000'000;
+  o.user_flush_ms = 100;
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  prometheus::Registry registry;
+  auto p = Pipeline::Create(o, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  std::atomic<bool> stop{false};
+  Status result;
+  std::thread runner([&] { result = (*p)->Run(stop); });
+  {
+    auto producer = kafka::Producer::Create(o.ingest.kafka, {});
+    ASSERT_TRUE(producer.ok()) << producer.status();
+    for (int k = 0; k < 5; ++k) {
+      const std::string value = R"({"user_id": "u1", "item_id": "i)" + std::to_string(k) +
+                                R"(", "ts": )" + std::to_string(1'700'000'000'000 + k) + "}";
+      ASSERT_TRUE((*producer)->Produce(o.ingest.topic, "u1", value).ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(20000).ok());
+  }
+  const auto got = ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 1, 30000);
+  const double steps = CounterValue(registry, "gsau_learner_steps_total");
+  stop = true;
+  runner.join();
+  ASSERT_TRUE(result.ok()) << result;
+  ASSERT_FALSE(got.empty()) << "no user record while the pipeline ran";
+  EXPECT_EQ(got[0].key, "u1");
+  EXPECT_EQ(steps, 0) << "a step took the snapshot: the test shows nothing";
 }
 
 // An item the model has a row for but the state has no name for is dropped (logged). Items go

@@ -216,7 +216,7 @@ struct PrequentialStats {
 
 // A frozen copy of what inference needs (SASRec and the item table), taken from the learner at
 // one moment. Serving user embeddings from it does not wait for a training step: the learner
-// takes a new snapshot after each step and after Observe added items, and readers swap to it.
+// takes a new snapshot after each step and on RefreshServing, and readers swap to it.
 // Immutable after creation; every method may be called from any thread (calls serialise on the
 // snapshot's own lock, never the learner's).
 class ServingModel {
@@ -262,8 +262,16 @@ class OnlineLearner {
   // as fresh (`fresh` = false: straight into the replay reservoir, e.g. history loaded at
   // start-up). Prefix items not in the model yet are dropped from the prefix. Give clicks in
   // time order: fresh samples train in the order given, and the window of recent replay samples
-  // keeps the last ones given.
+  // keeps the last ones given. The serving snapshot stays as it is: new items reach it with the
+  // next Step or RefreshServing (a snapshot copies the whole item table, so one per Observe of
+  // a few clicks cost O(items x dim) each time).
   Status Observe(std::span<const OnlineEvent> events, bool fresh = true);
+
+  // Takes a new serving snapshot when the learner holds items the current one lacks (Step takes
+  // one after each step anyway): for a caller that observed clicks and takes no step now, so that
+  // serving knows the new items. Nothing to do (cheap) otherwise. On an error (out of memory)
+  // the previous snapshot serves on.
+  Status RefreshServing();
 
   // One training step; trained = false (and nothing changes) when no sample exists. A step that
   // fails (a loss that is not finite, an error of torch's such as out of memory) before its
