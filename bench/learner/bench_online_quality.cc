@@ -13,6 +13,7 @@
 // window of `--window` chunks) for plotting. The same seed and options for both modes.
 // Last line: BENCH online_quality recall20_incremental=<r> recall20_full=<r> ndcg20_incremental=<n>
 // ndcg20_full=<n> seconds_incremental=<s> seconds_full=<s>.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -176,9 +177,9 @@ int main(int argc, char** argv) {
       // item the model knows (the same clicks in both modes: they observe the same stream).
       sessions.clear();
       targets.clear();
-      const auto serving = l.Serving();
+      const auto known = static_cast<uint32_t>(l.Stats().items);
       for (const auto& e : part) {
-        if (e.prefix.empty() || !serving->CanEmbed(e.prefix)) continue;
+        if (std::none_of(e.prefix.begin(), e.prefix.end(), [&](uint32_t i) { return i < known; })) continue;
         sessions.push_back(e.prefix);
         targets.push_back(e.item);
       }

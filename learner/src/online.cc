@@ -1396,7 +1396,8 @@ Status OnlineLearner::RefreshServing() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   {
     std::lock_guard<std::mutex> g(impl_->serving_mu);
-    if (impl_->serving->items() == impl_->num_items) return Status::Ok();
+    // Items new to it, or weights a step moved whose own snapshot failed.
+    if (impl_->serving->items() == impl_->num_items && impl_->serving->steps() == impl_->steps) return Status::Ok();
   }
   return Guarded("taking the serving snapshot", [&]() -> Status {
     impl_->TakeServingSnapshot();

@@ -819,7 +819,8 @@ struct Pipeline::Impl {
       if (watermark > 0) GSAU_RETURN_IF_ERROR(MarkAllUsers("no checkpoint: a new model"));
       if (!opt.init_offline.empty()) GSAU_RETURN_IF_ERROR(WarmStart());
     }
-    GSAU_RETURN_IF_ERROR(learner->RefreshServing());  // the catch-up's or history's new items
+    // The catch-up's or history's new items; a failure here is the loop's to retry, as there.
+    if (Status s = learner->RefreshServing(); !s.ok()) ServingFailed(s.ToString());
     // The popularity baseline starts from every click the state holds (the learner's view).
     std::vector<int64_t> item_clicks(static_cast<size_t>(store->Counts().items), 0);
     for (size_t i = 0; i < item_clicks.size(); ++i) {
@@ -865,7 +866,8 @@ struct Pipeline::Impl {
   // Learner thread
 
   // A serving snapshot that could not be taken (out of memory): not the learner's failure, the
-  // previous snapshot serves on until the next step or round takes one.
+  // previous snapshot serves on until the next step or round takes one. (A round whose step's
+  // snapshot failed usually fails its refresh too: two counts.)
   void ServingFailed(const std::string& why) {
     m->serving_errors.Increment();
     if (const int64_t n = serving_log.Due()) {
@@ -1315,7 +1317,8 @@ struct Pipeline::Impl {
 
   // How long a user's record waits for the serving snapshot to learn the item just clicked (a
   // new item gets its row when the learner takes the click in, behind any backlog of its
-  // queue); then it goes out without it.
+  // queue, and reaches serving at the end of that round, after its step); then it goes out
+  // without it.
   static constexpr int64_t kNewItemWaitNs = 30'000'000'000;
 
   // Users embedded by one forward pass: a restart can make every user of the state due at once,

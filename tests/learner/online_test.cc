@@ -758,7 +758,8 @@ TEST(OnlineLearner, NewItemsReachServingOnRefreshOrStepNotOnEachObserve) {
   ASSERT_TRUE(l->Observe(stream.Take(40)).ok());
   ASSERT_GT(l->Stats().items, static_cast<int64_t>(unknown));
   EXPECT_FALSE(l->Serving()->CanEmbed({unknown}));
-  ASSERT_TRUE(l->Step().ok());  // a step's snapshot brings them too
+  const auto stepped = l->Step();  // a step's snapshot brings them too
+  ASSERT_TRUE(stepped.ok() && stepped->trained);
   EXPECT_EQ(l->Serving()->items(), l->Stats().items);
   EXPECT_TRUE(l->Serving()->CanEmbed({unknown}));
 }

@@ -267,10 +267,10 @@ class OnlineLearner {
   // a few clicks cost O(items x dim) each time).
   Status Observe(std::span<const OnlineEvent> events, bool fresh = true);
 
-  // Takes a new serving snapshot when the learner holds items the current one lacks (Step takes
-  // one after each step anyway): for a caller that observed clicks and takes no step now, so that
-  // serving knows the new items. Nothing to do (cheap) otherwise. On an error (out of memory)
-  // the previous snapshot serves on.
+  // Takes a new serving snapshot when the learner holds items the current one lacks, or has taken
+  // steps since it (a step whose own snapshot failed): for a caller that observed clicks and takes
+  // no step now, so that serving knows the new items. Nothing to do (cheap) otherwise: Step takes
+  // one after each step. On an error (out of memory) the previous snapshot serves on.
   Status RefreshServing();
 
   // One training step; trained = false (and nothing changes) when no sample exists. A step that
