@@ -3,11 +3,14 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <tuple>
 #include <unordered_map>
@@ -45,8 +48,42 @@ struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-using IdMap = std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>>;
+
+// External id -> dense id, in shards. The writer grows it under the readers' lock, and growing
+// an unordered_map past its load factor rehashes every node at once: ~0.5-1 s at 1.5-3 million
+// names, a pause for every reader (and the writer). A shard's rehash moves 1/kShards of them.
+// Nodes never move, so pointers to the stored names stay valid.
+class IdMap {
+ public:
+  std::optional<uint32_t> Find(std::string_view name) const {
+    const auto& shard = shards_[ShardOf(name)];
+    auto it = shard.find(name);
+    if (it == shard.end()) return std::nullopt;
+    return it->second;
+  }
+  // The stored name, and whether it is new (an existing one keeps its id).
+  std::pair<const std::string*, bool> Emplace(std::string name, uint32_t id) {
+    auto& shard = shards_[ShardOf(name)];
+    auto [it, inserted] = shard.emplace(std::move(name), id);
+    return {&it->first, inserted};
+  }
+  void Clear() {
+    for (auto& shard : shards_) shard.clear();
+  }
+
+ private:
+  static constexpr size_t kShards = 64;
+  // The hash's top bits: the shards' own buckets use it modulo a prime.
+  static size_t ShardOf(std::string_view name) {
+    return static_cast<size_t>(static_cast<uint64_t>(StringHash{}(name)) >> 58) % kShards;
+  }
+  std::array<std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>>, kShards> shards_;
+};
 using StagedIdMap = std::unordered_map<std::string_view, uint32_t>;
+// Per-id caches that grow under the readers' lock: deques, so that growing never copies what
+// is there (a vector's reallocation copied every entry, tens of ms at millions).
+using Names = std::deque<const std::string*>;  // into an IdMap's names (stable)
+using Stats = std::deque<NodeStats>;
 
 // Ids are stored as u32; the largest is kept free so that id + 1 (a range bound) fits.
 constexpr uint64_t kMaxIds = std::numeric_limits<uint32_t>::max();
@@ -126,11 +163,9 @@ class StateStore::Impl {
   }
   std::optional<uint32_t> Find(const IdMap& map, std::string_view ext) const {
     std::shared_lock lock(mu_);
-    auto it = map.find(ext);
-    if (it == map.end()) return std::nullopt;
-    return it->second;
+    return map.Find(ext);
   }
-  Result<std::string> Name(const std::vector<const std::string*>& names, uint32_t id,
+  Result<std::string> Name(const Names& names, uint32_t id,
                            const char* what) const {
     std::shared_lock lock(mu_);
     // Closed, the name lists are empty: kNotFound would tell a caller the id never existed.
@@ -153,14 +188,14 @@ class StateStore::Impl {
 
   const IdMap& user_ids() const { return user_ids_; }
   const IdMap& item_ids() const { return item_ids_; }
-  const std::vector<const std::string*>& user_names() const { return user_names_; }
-  const std::vector<const std::string*>& item_names() const { return item_names_; }
+  const Names& user_names() const { return user_names_; }
+  const Names& item_names() const { return item_names_; }
 
  private:
   Status LoadCaches();
   Status TrimSessionsIfResized();
   Status AdoptRecordedSessionLength();
-  Status LoadIds(keys::Cf cf, IdMap* map, std::vector<const std::string*>* names, const char* what);
+  Status LoadIds(keys::Cf cf, IdMap* map, Names* names, const char* what);
   StateCounts CountsLocked() const {
     return {seq_, user_names_.size(), item_names_.size(), edges_, events_};
   }
@@ -179,7 +214,7 @@ class StateStore::Impl {
   struct Staging {
     std::vector<uint32_t> slot;
     std::vector<std::pair<uint32_t, NodeStats>> staged;
-    NodeStats& Get(uint32_t id, const std::vector<NodeStats>& committed) {
+    NodeStats& Get(uint32_t id, const Stats& committed) {
       if (id >= slot.size()) slot.resize(std::max<size_t>(id + 1, slot.size() * 2), 0);
       if (slot[id] == 0) {
         staged.emplace_back(id, id < committed.size() ? committed[id] : NodeStats{});
@@ -214,9 +249,9 @@ class StateStore::Impl {
   mutable std::shared_mutex mu_;
   std::shared_ptr<const rocksdb::Snapshot> snapshot_;
   IdMap user_ids_, item_ids_;
-  std::vector<const std::string*> user_names_, item_names_;  // into the maps' keys (stable)
-  std::vector<NodeStats> user_stats_, item_stats_;
-  std::vector<std::vector<UserId>> item_users_;  // reverse adjacency, in edge-creation order
+  Names user_names_, item_names_;
+  Stats user_stats_, item_stats_;
+  std::deque<std::vector<UserId>> item_users_;  // reverse adjacency, in edge-creation order
   std::map<TopicPartition, int64_t> offsets_;
   uint64_t seq_ = 0;
   uint64_t edges_ = 0;
@@ -310,8 +345,8 @@ Status StateStore::Impl::CloseDb() {
   if (result.ok()) result = s;
   db_.reset();
   // A closed store answers nothing, rather than what it held.
-  user_ids_.clear();
-  item_ids_.clear();
+  user_ids_.Clear();
+  item_ids_.Clear();
   user_names_.clear();
   item_names_.clear();
   user_stats_.clear();
@@ -323,16 +358,15 @@ Status StateStore::Impl::CloseDb() {
   return result;
 }
 
-Status StateStore::Impl::LoadIds(keys::Cf c, IdMap* map, std::vector<const std::string*>* names,
-                                 const char* what) {
+Status StateStore::Impl::LoadIds(keys::Cf c, IdMap* map, Names* names, const char* what) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(c)));
   std::vector<std::pair<uint32_t, const std::string*>> ids;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     if (it->value().size() != 4) return Status::Corruption(std::string("state: bad ") + what + " id value");
     const auto id = keys::GetFixed<uint32_t>(it->value().data());
-    auto [pos, inserted] = map->emplace(it->key().ToString(), id);
+    auto [name, inserted] = map->Emplace(it->key().ToString(), id);
     if (!inserted) return Status::Corruption(std::string("state: duplicate ") + what + " id");
-    ids.emplace_back(id, &pos->first);
+    ids.emplace_back(id, name);
   }
   GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load ids"));
   // Dense ids are 0 .. n-1: checked before anything is sized by an id (a stored 0xFFFFFFFF made
@@ -566,7 +600,7 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
   pairs_.resize(events.size());
   auto resolve = [](const IdMap& map, StagedIdMap& staged, std::vector<std::string_view>& fresh,
                     uint32_t before, std::string_view ext, bool* is_new) -> uint32_t {
-    if (auto it = map.find(ext); it != map.end()) return it->second;
+    if (auto id = map.Find(ext)) return *id;
     auto [it, inserted] = staged.emplace(ext, before + static_cast<uint32_t>(fresh.size()));
     if (inserted) {
       fresh.push_back(ext);
@@ -730,12 +764,12 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
     auto snapshot = TakeSnapshot(db_.get());
     std::unique_lock lock(mu_);
     for (size_t k = 0; k < new_users_.size(); ++k) {
-      auto it = user_ids_.emplace(std::string(new_users_[k]), users_before + static_cast<uint32_t>(k)).first;
-      user_names_.push_back(&it->first);
+      const auto id = users_before + static_cast<uint32_t>(k);
+      user_names_.push_back(user_ids_.Emplace(std::string(new_users_[k]), id).first);
     }
     for (size_t k = 0; k < new_items_.size(); ++k) {
-      auto it = item_ids_.emplace(std::string(new_items_[k]), items_before + static_cast<uint32_t>(k)).first;
-      item_names_.push_back(&it->first);
+      const auto id = items_before + static_cast<uint32_t>(k);
+      item_names_.push_back(item_ids_.Emplace(std::string(new_items_[k]), id).first);
     }
     user_stats_.resize(user_names_.size());
     item_stats_.resize(item_names_.size());
