@@ -55,6 +55,14 @@ struct StringHash {
 // Nodes never move, so pointers to the stored names stay valid.
 class IdMap {
  public:
+  // Filled evenly, shards of one load factor would pass it at about the same size, and one
+  // commit could rehash many of them: their load factors differ (1 down to ~0.5), which spreads
+  // their rehashes over each doubling.
+  IdMap() {
+    for (size_t i = 0; i < kShards; ++i) {
+      shards_[i].max_load_factor(1.0f - static_cast<float>(i) / static_cast<float>(2 * kShards));
+    }
+  }
   std::optional<uint32_t> Find(std::string_view name) const {
     const auto& shard = shards_[ShardOf(name)];
     auto it = shard.find(name);
@@ -75,7 +83,7 @@ class IdMap {
   static constexpr size_t kShards = 64;
   // The hash's top bits: the shards' own buckets use it modulo a prime.
   static size_t ShardOf(std::string_view name) {
-    return static_cast<size_t>(static_cast<uint64_t>(StringHash{}(name)) >> 58) % kShards;
+    return (StringHash{}(name) >> (std::numeric_limits<size_t>::digits - 6)) % kShards;
   }
   std::array<std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>>, kShards> shards_;
 };
