@@ -177,9 +177,9 @@ int main(int argc, char** argv) {
       // item the model knows (the same clicks in both modes: they observe the same stream).
       sessions.clear();
       targets.clear();
-      const auto known = static_cast<uint32_t>(l.Stats().items);
+      const int64_t known = l.Stats().items;
       for (const auto& e : part) {
-        if (std::none_of(e.prefix.begin(), e.prefix.end(), [&](uint32_t i) { return i < known; })) continue;
+        if (!gsau::learner::CanEmbed(e.prefix, known)) continue;
         sessions.push_back(e.prefix);
         targets.push_back(e.item);
       }

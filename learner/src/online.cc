@@ -203,11 +203,12 @@ int64_t ServingModel::items() const { return impl_->num_items; }
 int64_t ServingModel::steps() const { return impl_->steps; }
 int64_t ServingModel::dim() const { return impl_->dim; }
 
+bool CanEmbed(std::span<const uint32_t> session, int64_t items) {
+  return std::any_of(session.begin(), session.end(), [&](uint32_t it) { return static_cast<int64_t>(it) < items; });
+}
+
 bool ServingModel::CanEmbed(const std::vector<uint32_t>& session) const {
-  for (uint32_t it : session) {
-    if (static_cast<int64_t>(it) < impl_->num_items) return true;
-  }
-  return false;
+  return learner::CanEmbed(session, impl_->num_items);
 }
 
 bool ServingModel::KnowsAll(const std::vector<uint32_t>& session) const {

@@ -880,12 +880,12 @@ struct Pipeline::Impl {
     if (*budget <= 0) return;
     // Ranked by the learner (below), so a prefix counts when the learner knows one of its items
     // (the serving snapshot may not have the items of the batches observed since the last step).
-    const auto known = static_cast<uint32_t>(learner->Stats().items);
+    const int64_t known = learner->Stats().items;
     std::vector<std::vector<uint32_t>> prefixes;
     std::vector<uint32_t> targets;
     for (const auto& e : events) {
       if (static_cast<int>(prefixes.size()) >= *budget) break;
-      if (std::none_of(e.prefix.begin(), e.prefix.end(), [&](uint32_t i) { return i < known; })) continue;
+      if (!learner::CanEmbed(e.prefix, known)) continue;
       prefixes.push_back(e.prefix);
       targets.push_back(e.item);
     }

@@ -202,6 +202,10 @@ struct PropagationCheck {
 
 // Prequential hit rate and NDCG at 10 and 20 (one target per prediction; rank is 0-based, the
 // number of other items scored at least as high as the target, or kMissRank).
+// True when `session` holds an item a model of `items` live items knows (id < items): what
+// embedding the session needs (unknown items are left out of it).
+bool CanEmbed(std::span<const uint32_t> session, int64_t items);
+
 struct PrequentialStats {
   int64_t count = 0;
   double hits10 = 0, hits20 = 0, ndcg10 = 0, ndcg20 = 0;  // sums
