@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -742,6 +743,115 @@ TEST(StateStoreTest, ConcurrentReadersSeeWholeBatches) {
   r1.join();
   r2.join();
   EXPECT_EQ(violations.load(), 0);
+  EXPECT_GT(reads.load(), 0);
+}
+
+
+// Every reader answers from the batch its caches were committed with: a read made between two
+// Counts() calls holds a whole batch between theirs, never the batch still being committed.
+// Batch b: "solo" clicks items i<c % 97> for its clicks c = 14b .. 14b + 13 (time c); new user
+// u<b> and u<b-1> click "hot" (time b).
+TEST(StateStoreTest, NeighbourAndChangeReadsAgreeWithCountsBesideAWriter) {
+  gsau::testing::TempDir dir("gsau-state");
+  auto options = SmallOptions(dir.File("db"), 64);
+  options.changelog_retention_batches = 8;
+  auto store = MustOpen(options);
+  constexpr int kSolo = 14, kItems = 97, kBatches = 1500;
+  auto apply = [&](int b) {
+    std::vector<ClickEvent> events;
+    for (int k = 0; k < kSolo; ++k) {
+      const int c = b * kSolo + k;
+      events.push_back({"solo", "i" + std::to_string(c % kItems), c, "click"});
+    }
+    events.push_back({"u" + std::to_string(b), "hot", b, "click"});
+    if (b > 0) events.push_back({"u" + std::to_string(b - 1), "hot", b, "click"});
+    return store->ApplyBatch(events, {}).status();
+  };
+  ASSERT_TRUE(apply(0).ok());
+  ASSERT_TRUE(apply(1).ok());
+  const UserId solo = store->FindUser("solo").value();
+  const ItemId hot = store->FindItem("hot").value();
+  ASSERT_EQ(solo, 0u);  // then u<b> is user b + 1
+
+  std::atomic<bool> done{false};
+  std::atomic<int> violations{0}, reads{0};
+  std::mutex mu;
+  std::vector<std::string> first_violations;
+  auto violation = [&](const std::string& what) {
+    ++violations;
+    std::lock_guard lock(mu);
+    if (first_violations.size() < 5) first_violations.push_back(what);
+  };
+  // The batches `seq` lies within (both read around it).
+  auto check_seq = [&](const char* reader, uint64_t seq, uint64_t lo, uint64_t hi) {
+    if (seq < lo || seq > hi) {
+      violation(std::string(reader) + " holds batch " + std::to_string(seq) + " outside [" + std::to_string(lo) +
+                ", " + std::to_string(hi) + "]");
+    }
+  };
+  auto reader = [&] {
+    while (!done.load()) {
+      const uint64_t before = store->BatchSeq();
+      auto mine = store->UserNeighbours(solo);
+      auto users = store->ItemNeighbours(hot);
+      const uint64_t from = std::max<uint64_t>({store->OldestChangeSeq(), before > 3 ? before - 3 : 1, 1});
+      auto changes = store->ChangesSince(from);
+      const uint64_t after = store->BatchSeq();
+      if (!mine.ok() || !users.ok()) {
+        violation("read failed");
+        continue;
+      }
+      // solo: n clicks, edge i<j> counted once for each c < n with c % 97 == j, last at the
+      // largest such c.
+      uint64_t n = 0;
+      for (const auto& e : *mine) n += e.count;
+      if (n % kSolo != 0 || mine->size() != std::min<uint64_t>(n, kItems)) {
+        violation("solo has " + std::to_string(n) + " clicks on " + std::to_string(mine->size()) + " items");
+      } else {
+        check_seq("UserNeighbours", n / kSolo, before, after);
+        for (const auto& e : *mine) {
+          auto name = store->ItemExternalId(e.item);
+          const uint64_t j = name.ok() ? std::stoull(name->substr(1)) : kItems;
+          const uint64_t count = j < n ? (n - 1 - j) / kItems + 1 : 0;
+          const int64_t last = static_cast<int64_t>(j + (count - 1) * kItems);
+          if (count == 0 || e.count != count || e.last_ts_ms != last) {
+            violation("solo's edge to item " + std::to_string(e.item));
+          }
+        }
+      }
+      // hot: users u<0> .. u<m-1> after batch m; each twice, the newest once (at time m - 1).
+      const size_t m = users->size();
+      check_seq("ItemNeighbours", m, before, after);
+      for (size_t k = 0; k < m; ++k) {
+        const auto& e = (*users)[k];
+        const bool newest = k + 1 == m;
+        if (e.user != k + 1 || e.count != (newest ? 1u : 2u) ||
+            e.last_ts_ms != static_cast<int64_t>(newest ? k : k + 1)) {
+          violation("hot's user " + std::to_string(e.user) + " of " + std::to_string(m) + " has " +
+                    std::to_string(e.count) + " clicks");
+        }
+      }
+      // Batches (from, to] touched solo and u<from - 1> .. u<to - 1>; u<from> was the first new.
+      if (changes.ok()) {
+        check_seq("ChangesSince", changes->to_seq, before, after);
+        const uint64_t span = changes->to_seq - from;
+        if (span > 0 && (changes->users.size() != span + 2 || changes->first_new_user != from + 1 ||
+                         changes->users.front() != solo)) {
+          violation("changes (" + std::to_string(from) + ", " + std::to_string(changes->to_seq) + "] list " +
+                    std::to_string(changes->users.size()) + " users");
+        }
+      } else if (changes.status().code() != StatusCode::kNotFound) {  // trimmed meanwhile: fine
+        violation("ChangesSince: " + changes.status().ToString());
+      }
+      ++reads;
+    }
+  };
+  std::thread r1(reader), r2(reader);
+  for (int b = 2; b < kBatches; ++b) ASSERT_TRUE(apply(b).ok());
+  done = true;
+  r1.join();
+  r2.join();
+  EXPECT_EQ(violations.load(), 0) << ::testing::PrintToString(first_violations);
   EXPECT_GT(reads.load(), 0);
 }
 
