@@ -554,7 +554,8 @@ Status StateStore::Impl::TrimSessionsIfResized() {
   }
   char raw[4];
   std::memcpy(raw, &n, sizeof raw);
-  wb.Put(cf(keys::kMeta), S(keys::kSessionLengthKey), rocksdb::Slice(raw, sizeof raw));
+  GSAU_RETURN_IF_ERROR(FromRocks(wb.Put(cf(keys::kMeta), S(keys::kSessionLengthKey), rocksdb::Slice(raw, sizeof raw)),
+                                 "state: record session length"));
   GSAU_RETURN_IF_ERROR(FromRocks(db_->Write(setup_.write, &wb), "state: write trimmed sessions"));
   if (trimmed > 0) {
     GSAU_LOG_INFO("state: session_length is now {}: {} session entries outside each user's last {} clicks removed",
@@ -699,28 +700,34 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
   std::sort(session_ops_.begin(), session_ops_.end(), [](const SessionOp& x, const SessionOp& y) {
     return std::tie(x.user, x.pos, x.del) < std::tie(y.user, y.pos, y.del);
   });
+  // A WriteBatch refuses an entry only past its size limits (4 GiB keys or values, a whole batch
+  // beyond max_bytes): the first refusal fails the batch before anything is written.
+  rocksdb::Status built;
+  auto add = [&built](rocksdb::Status s) {
+    if (built.ok()) built = std::move(s);
+  };
   char value[keys::kSessionValueSize];
   for (const auto& op : session_ops_) {
     const auto key = keys::SessionKey(op.user, op.pos);
     if (op.del) {
-      wb_.Delete(cf(keys::kSessions), S(key.view()));
+      add(wb_.Delete(cf(keys::kSessions), S(key.view())));
     } else {
       keys::EncodeSessionValue(value, op.item, op.ts_ms);
-      wb_.Put(cf(keys::kSessions), S(key.view()), rocksdb::Slice(value, sizeof value));
+      add(wb_.Put(cf(keys::kSessions), S(key.view()), rocksdb::Slice(value, sizeof value)));
     }
   }
   for (size_t e = 0; e < touched_.size(); ++e) {
     keys::EncodeEdgeValue(value, edge_values_[e]);
-    wb_.Put(cf(keys::kEdges), S(keys::PairKey(static_cast<uint32_t>(touched_[e] >> 32),
-                                               static_cast<uint32_t>(touched_[e])).view()),
-            rocksdb::Slice(value, keys::kEdgeValueSize));
+    add(wb_.Put(cf(keys::kEdges), S(keys::PairKey(static_cast<uint32_t>(touched_[e] >> 32),
+                                                   static_cast<uint32_t>(touched_[e])).view()),
+                rocksdb::Slice(value, keys::kEdgeValueSize)));
   }
   auto put_names = [&](keys::Cf c, std::vector<std::string_view>& names, uint32_t first_id) {
     names_sorted_.clear();
     for (size_t k = 0; k < names.size(); ++k) names_sorted_.emplace_back(names[k], first_id + static_cast<uint32_t>(k));
     std::sort(names_sorted_.begin(), names_sorted_.end());
     for (const auto& [name, id] : names_sorted_) {
-      wb_.Put(cf(c), S(name), rocksdb::Slice(reinterpret_cast<const char*>(&id), 4));
+      add(wb_.Put(cf(c), S(name), rocksdb::Slice(reinterpret_cast<const char*>(&id), 4)));
     }
   };
   put_names(keys::kUserIds, new_users_, users_before);
@@ -728,10 +735,10 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
 
   // 4. The batch's sequence number, offsets and change entry travel in the same WriteBatch.
   const uint64_t seq = seq_ + 1;
-  wb_.Put(cf(keys::kMeta), S(keys::kSeqKey), rocksdb::Slice(reinterpret_cast<const char*>(&seq), 8));
+  add(wb_.Put(cf(keys::kMeta), S(keys::kSeqKey), rocksdb::Slice(reinterpret_cast<const char*>(&seq), 8)));
   for (const auto& po : offsets) {
-    wb_.Put(cf(keys::kMeta), keys::OffsetKey(po.tp.topic, po.tp.partition),
-            rocksdb::Slice(reinterpret_cast<const char*>(&po.next_offset), 8));
+    add(wb_.Put(cf(keys::kMeta), keys::OffsetKey(po.tp.topic, po.tp.partition),
+                rocksdb::Slice(reinterpret_cast<const char*>(&po.next_offset), 8)));
   }
   ChangeEntry change{users_before, items_before, {}, {}};
   change.pairs.swap(touched_);
@@ -744,12 +751,17 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
   EncodeChangeEntry(change, &scratch_);
   change.pairs.swap(touched_);
   change.clicks_before.swap(clicks_before_);
-  wb_.Put(cf(keys::kChanges), S(keys::SeqKey(seq).view()), scratch_);
+  add(wb_.Put(cf(keys::kChanges), S(keys::SeqKey(seq).view()), scratch_));
   uint64_t first_retained = first_retained_change_;
   const uint64_t retention = options_.changelog_retention_batches;
   if (seq % kChangelogTrimEvery == 0 && seq > retention && seq - retention + 1 > first_retained) {
     first_retained = seq - retention + 1;
-    wb_.DeleteRange(cf(keys::kChanges), S(keys::SeqKey(0).view()), S(keys::SeqKey(first_retained).view()));
+    add(wb_.DeleteRange(cf(keys::kChanges), S(keys::SeqKey(0).view()), S(keys::SeqKey(first_retained).view())));
+  }
+  if (!built.ok()) {
+    staged_users_.Reset();
+    staged_items_.Reset();
+    return FromRocks(built, "state: build write batch");
   }
 
   // 5. Write, then commit to the caches and publish the snapshot of that write; readers take
