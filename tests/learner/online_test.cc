@@ -234,6 +234,37 @@ TEST(OnlineLearnerDeathTest, AGrowthThatRunsOutOfMemoryChangesNothing) {
   EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
 }
 
+// RefreshServing copies the whole item table: out of memory, it fails and the last snapshot
+// serves on; the next RefreshServing with room takes the new items. A child process as above,
+// with room for half an item table (256 MiB) once the table has grown.
+TEST(OnlineLearnerDeathTest, ARefreshServingThatRunsOutOfMemoryKeepsTheLastSnapshot) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto child = [] {
+    auto l = Make(SmallOptions());
+    std::vector<OnlineEvent> evs = {{0, 0, 1, {}}, {1, 1, 2, {}}, {2, 0, 3, {0}}};
+    if (!l->Observe(evs).ok() || !l->Step().ok()) std::exit(2);
+    const auto before = l->Serving();
+    constexpr int64_t kRows = int64_t{4} << 20;  // x 16 floats: 256 MiB a tensor
+    std::vector<OnlineEvent> grow = {{0, static_cast<uint32_t>(kRows - 1), 4, {}}};
+    if (!l->Observe(grow).ok() || l->Stats().items != kRows) std::exit(3);
+    std::ifstream status("/proc/self/status");
+    int64_t vm_kb = 0;
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmSize:", 0) == 0) vm_kb = std::stoll(line.substr(7));
+    }
+    rlimit limit{static_cast<rlim_t>(vm_kb * 1024 + kRows * 16 * 4 / 2), RLIM_INFINITY};
+    if (vm_kb == 0 || ::setrlimit(RLIMIT_AS, &limit) != 0) std::exit(4);
+    if (l->RefreshServing().ok()) std::exit(5);  // it fit after all: nothing shown
+    if (l->Serving() != before || before->items() != 2) std::exit(6);
+    limit.rlim_cur = RLIM_INFINITY;
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) std::exit(7);
+    if (!l->RefreshServing().ok()) std::exit(8);
+    if (l->Serving()->items() != kRows || !l->Serving()->CanEmbed({static_cast<uint32_t>(kRows - 1)})) std::exit(9);
+    std::exit(0);
+  };
+  EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
+}
+
 TEST(OnlineLearner, GrowthIsGeometric) {
   auto l = Make(SmallOptions());
   std::vector<OnlineEvent> evs;
