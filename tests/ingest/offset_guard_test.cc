@@ -7,53 +7,91 @@ namespace {
 
 const TopicPartition kP0{"clicks", 0};
 const TopicPartition kP1{"clicks", 1};
+constexpr auto kNew = OffsetGuard::Verdict::kNew;
+constexpr auto kSeen = OffsetGuard::Verdict::kSeen;
+constexpr auto kAhead = OffsetGuard::Verdict::kAhead;
 
 TEST(OffsetGuard, SkipsRecordsBelowTheStatesOffsetAndTakesTheRest) {
   OffsetGuard g;
   g.Assign(kP0, 5);
-  EXPECT_FALSE(g.Take(kP0, 0));
-  EXPECT_FALSE(g.Take(kP0, 4));
-  EXPECT_TRUE(g.Take(kP0, 5));
-  EXPECT_FALSE(g.Take(kP0, 5)) << "the same record twice";
-  EXPECT_TRUE(g.Take(kP0, 6));
-  EXPECT_TRUE(g.Take(kP0, 9)) << "offsets have gaps (compaction, transaction markers)";
-  EXPECT_FALSE(g.Take(kP0, 7)) << "a fetch restarted from a stale position";
-  EXPECT_FALSE(g.Take(kP0, 9));
-  EXPECT_TRUE(g.Take(kP0, 10));
+  EXPECT_EQ(kSeen, g.Take(kP0, 0));
+  EXPECT_EQ(kSeen, g.Take(kP0, 4));
+  EXPECT_EQ(kNew, g.Take(kP0, 5));
+  EXPECT_EQ(kSeen, g.Take(kP0, 5)) << "the same record twice";
+  EXPECT_EQ(kNew, g.Take(kP0, 6));
+  EXPECT_EQ(kNew, g.Take(kP0, 9)) << "offsets have gaps (compaction, transaction markers)";
+  EXPECT_EQ(kSeen, g.Take(kP0, 7)) << "a fetch restarted from a stale position";
+  EXPECT_EQ(kSeen, g.Take(kP0, 9));
+  EXPECT_EQ(kNew, g.Take(kP0, 10));
 }
 
 TEST(OffsetGuard, WithoutAStoredOffsetTheFirstRecordSetsThePosition) {
   OffsetGuard g;
   g.Assign(kP0, -1);
-  EXPECT_TRUE(g.Take(kP0, 100));  // retention may have removed the start of the partition
-  EXPECT_FALSE(g.Take(kP0, 3));
-  EXPECT_TRUE(g.Take(kP0, 101));
+  EXPECT_EQ(kNew, g.Take(kP0, 100));  // retention may have removed the start of the partition
+  EXPECT_EQ(kSeen, g.Take(kP0, 3));
+  EXPECT_EQ(kNew, g.Take(kP0, 101));
 }
 
 TEST(OffsetGuard, PartitionsAreIndependent) {
   OffsetGuard g;
   g.Assign(kP0, 10);
   g.Assign(kP1, 0);
-  EXPECT_TRUE(g.Take(kP1, 0));
-  EXPECT_TRUE(g.Take(kP1, 1));
-  EXPECT_FALSE(g.Take(kP0, 1));
-  EXPECT_TRUE(g.Take(kP0, 10));
-  EXPECT_FALSE(g.Take(kP1, 1));
+  EXPECT_EQ(kNew, g.Take(kP1, 0));
+  EXPECT_EQ(kNew, g.Take(kP1, 1));
+  EXPECT_EQ(kSeen, g.Take(kP0, 1));
+  EXPECT_EQ(kNew, g.Take(kP0, 10));
+  EXPECT_EQ(kSeen, g.Take(kP1, 1));
   const TopicPartition never_assigned{"other", 0};
-  EXPECT_TRUE(g.Take(never_assigned, 5));
-  EXPECT_FALSE(g.Take(never_assigned, 5));
+  EXPECT_EQ(kNew, g.Take(never_assigned, 5));
+  EXPECT_EQ(kSeen, g.Take(never_assigned, 5));
 }
 
 TEST(OffsetGuard, ANewAssignmentContinuesWhereTheStateSays) {
   OffsetGuard g;
   g.Assign(kP0, 0);
-  for (int64_t o = 0; o < 20; ++o) ASSERT_TRUE(g.Take(kP0, o));
+  for (int64_t o = 0; o < 20; ++o) ASSERT_EQ(kNew, g.Take(kP0, o));
   g.Revoke(kP0);
   // Assigned again from a state that holds less (a rollback to an older checkpoint): the
   // records after the state's offset are new to this state.
   g.Assign(kP0, 12);
-  EXPECT_FALSE(g.Take(kP0, 11));
-  EXPECT_TRUE(g.Take(kP0, 12));
+  EXPECT_EQ(kSeen, g.Take(kP0, 11));
+  EXPECT_EQ(kNew, g.Take(kP0, 12));
+}
+
+// A start above the state's offset (a client that lost the assigned offset and fetched from
+// the group's committed one, ahead of the state) is not taken: the partition is sought back
+// once, and then the records from the state's offset on are taken.
+TEST(OffsetGuard, AFirstRecordAboveTheStatesOffsetIsSoughtBackOnce) {
+  OffsetGuard g;
+  g.Assign(kP0, 5);
+  EXPECT_EQ(g.Take(kP0, 9), kAhead);
+  EXPECT_EQ(g.Take(kP0, 10), kAhead) << "until the seek back";
+  EXPECT_EQ(g.Next(kP0), 5);
+  g.Checked(kP0);
+  EXPECT_EQ(g.Take(kP0, 5), kNew);
+  EXPECT_EQ(g.Take(kP0, 6), kNew);
+  EXPECT_EQ(g.Take(kP0, 9), kNew) << "a gap after the first record is taken";
+  g.Revoke(kP0);
+  g.Assign(kP0, 20);
+  EXPECT_EQ(g.Take(kP0, 30), kAhead) << "checked again at each assignment";
+}
+
+// The seek back brings the same record: the log has a gap at the state's offset (retention,
+// transaction markers), and it is taken.
+TEST(OffsetGuard, AGapAtTheStatesOffsetIsTakenAfterTheSeekBack) {
+  OffsetGuard g;
+  g.Assign(kP0, 5);
+  g.Assign(kP1, -1);
+  EXPECT_EQ(g.Take(kP0, 9), kAhead);
+  EXPECT_EQ(g.Take(kP1, 9), kNew) << "no offset in the state: nothing to go back to";
+  g.Checked(kP0);
+  EXPECT_EQ(g.Take(kP0, 9), kNew);
+  EXPECT_EQ(g.Take(kP0, 8), kSeen);
+  EXPECT_EQ(g.Next(kP0), 10);
+  g.Assign(kP0, 10);
+  EXPECT_EQ(g.Take(kP0, 10), kNew) << "at the state's offset: no check needed";
+  EXPECT_EQ(g.Take(kP0, 15), kNew);
 }
 
 }  // namespace
