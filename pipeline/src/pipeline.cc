@@ -984,31 +984,37 @@ struct Pipeline::Impl {
     return recs.empty() ? Status::Ok() : PublishItemGroup(recs, unpublished_items.end());
   }
 
-  // Publishes `recs`, the rows of unpublished_items before `until` (all that is left there), and
-  // drops them. On failure the rows stay for the next interval: an item that has stopped moving
-  // would otherwise never be published with its last row.
+  // Publishes `recs`, the rows of unpublished_items before `until` (all that is left there, in
+  // order), and drops them. On failure the rows not handed over stay for the next interval: an
+  // item that has stopped moving would otherwise never be published with its last row.
   Status PublishItemGroup(std::vector<EmbeddingRecord>& recs, std::map<uint32_t, std::vector<float>>::iterator until) {
-    GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
+    size_t handed_over = 0;
+    const Status s = PublishVersioned(recs, &handed_over);
+    if (!s.ok()) until = std::next(unpublished_items.begin(), static_cast<std::ptrdiff_t>(handed_over));
     unpublished_items.erase(unpublished_items.begin(), until);
     {
-      std::lock_guard<std::mutex> s(status_mu);
-      st.items_published += std::count_if(recs.begin(), recs.end(), Publishable);
+      std::lock_guard<std::mutex> lock(status_mu);
+      st.items_published += std::count_if(recs.begin(), recs.begin() + static_cast<std::ptrdiff_t>(handed_over),
+                                          Publishable);
     }
     recs.clear();
-    return Status::Ok();
+    return s;
   }
 
   // Stamps `recs` with the next model_version and publishes them, both under pub_mu: the user
   // and item paths run on different threads, and a version taken outside the lock could reach
-  // the publisher after a newer one (it refuses it: records were lost that way).
-  Status PublishVersioned(std::vector<EmbeddingRecord>& recs) {
+  // the publisher after a newer one (it refuses it: records were lost that way). On failure,
+  // `*handed_over` of them (from the first) went out all the same (KafkaPublisher::Publish).
+  Status PublishVersioned(std::vector<EmbeddingRecord>& recs, size_t* handed_over) {
     std::lock_guard<std::mutex> lock(pub_mu);
     const int64_t v = NextVersion();
     for (auto& r : recs) r.model_version = v;
-    GSAU_RETURN_IF_ERROR(pub->Publish(recs));
-    std::lock_guard<std::mutex> s(status_mu);
-    st.model_version = std::max(st.model_version, v);
-    return Status::Ok();
+    const Status s = pub->Publish(recs, handed_over);
+    if (*handed_over > 0) {
+      std::lock_guard<std::mutex> status_lock(status_mu);
+      st.model_version = std::max(st.model_version, v);
+    }
+    return s;
   }
 
   // Counted in gsau_errors_total{stage="learner",kind="checkpoint"} on failure, with nothing
@@ -1378,6 +1384,7 @@ struct Pipeline::Impl {
     GSAU_ASSIGN_OR_RETURN(auto rows, Counted(serving.UserEmbeddings(sessions_now)));
     const auto dim = static_cast<size_t>(serving.dim());
     std::vector<EmbeddingRecord> recs;
+    std::vector<state::UserId> rec_users;  // whose each of recs is
     recs.reserve(users.size());
     for (size_t k = 0; k < users.size(); ++k) {
       auto id = store->UserExternalId(users[k]);
@@ -1396,15 +1403,20 @@ struct Pipeline::Impl {
       r.observe_freshness = marks[k].clicked;
       r.embedding.assign(rows.begin() + static_cast<long>(k * dim), rows.begin() + static_cast<long>((k + 1) * dim));
       recs.push_back(std::move(r));
+      rec_users.push_back(users[k]);
     }
-    GSAU_RETURN_IF_ERROR(PublishVersioned(recs));
-    for (const auto u : users) {
-      due.erase(u);
-      waiting_users.erase(u);
+    // Those handed over are no longer due, also when a full queue refused the rest: produced
+    // again at the next flush, they went out twice.
+    size_t handed_over = 0;
+    const Status s = PublishVersioned(recs, &handed_over);
+    for (size_t k = 0; k < handed_over; ++k) {
+      due.erase(rec_users[k]);
+      waiting_users.erase(rec_users[k]);
     }
-    std::lock_guard<std::mutex> s(status_mu);
-    st.users_published += std::count_if(recs.begin(), recs.end(), Publishable);
-    return Status::Ok();
+    std::lock_guard<std::mutex> lock(status_mu);
+    st.users_published += std::count_if(recs.begin(), recs.begin() + static_cast<std::ptrdiff_t>(handed_over),
+                                        Publishable);
+    return s;
   }
 
   // Runs until `stop`; returns early only when the publisher cannot go on (a fatal producer

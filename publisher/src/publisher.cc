@@ -294,7 +294,10 @@ KafkaPublisher::MarkState KafkaPublisher::Check(const DeliveryMark& mark) {
   return reported >= mark.numbered ? MarkState::kDelivered : MarkState::kPending;
 }
 
-Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
+Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) { return Publish(records, nullptr); }
+
+Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records, size_t* handed_over) {
+  if (handed_over != nullptr) *handed_over = 0;
   // Before the new records: a failed record is dropped when a newer one of its id is produced.
   Status redelivery = RedeliverFailed(/*now=*/false);
   if (!redelivery.ok()) {
@@ -315,7 +318,9 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
     }
     newest = r.model_version;
   }
-  for (const auto& r : records) {
+  for (size_t k = 0; k < records.size(); ++k) {
+    const EmbeddingRecord& r = records[k];
+    if (handed_over != nullptr) *handed_over = k;
     // The id's last good vector stays in the compacted topic; the record is counted instead.
     if (!Publishable(r)) {
       metrics_->nonfinite.Increment();
@@ -351,6 +356,7 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) {
     last_version_ = std::max(last_version_, r.model_version);
     metrics_->version.Set(static_cast<double>(last_version_));  // also when a later record fails
   }
+  if (handed_over != nullptr) *handed_over = records.size();
   producer_->Poll();
   return Status::Ok();
 }

@@ -7,7 +7,9 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -20,7 +22,7 @@ namespace {
 
 // Settles every record at once: the first `fail_deliveries` records accepted fail (kept for
 // TakeFailed), the rest are delivered; while `refusals` holds statuses, each Produce() call
-// takes the next one and refuses with it before sending.
+// takes the next one and refuses with it before sending (an Ok one lets its call through).
 class ScriptedProducer final : public kafka::Producer {
  public:
   int fail_deliveries = 0;
@@ -41,7 +43,7 @@ class ScriptedProducer final : public kafka::Producer {
       Status s = refusals.front();
       refusals.pop_front();
       if (s.code() == StatusCode::kInternal) fatal = true;
-      return s;
+      if (!s.ok()) return s;
     }
     ++counts_.produced;
     if (fail_deliveries > 0) {
@@ -165,6 +167,28 @@ TEST(PublisherRedeliveryTest, AFullQueueEndsARedeliveryRoundAtItsFirstRefusal) {
   EXPECT_TRUE(f.pub->Flush(10000).ok());
   EXPECT_EQ(f.producer->produce_calls, 101);
   EXPECT_TRUE(f.pub->WaitSettled(0));
+}
+
+// A full queue refusing a batch part-way: Publish says how many of it went out, so that the
+// caller keeps only the rest (it kept the whole batch and produced the first ones again at its
+// next interval, each twice in the topic with its freshness observed twice).
+TEST(PublisherRedeliveryTest, APublishRefusedPartWaySaysHowManyRecordsWentOut) {
+  Fixture f;
+  std::vector<EmbeddingRecord> records;
+  for (int u = 0; u < 10; ++u) records.push_back(User("u" + std::to_string(u), 3));
+  records[2].embedding[0] = std::numeric_limits<float>::quiet_NaN();  // not publishable: done with too
+  f.producer->refusals = {Status::Ok(), Status::Ok(), Status::Ok(), Status::Ok(),
+                          Status::ResourceExhausted("produce: the local queue stayed full for 1000 ms")};
+  size_t handed_over = 99;
+  EXPECT_EQ(f.pub->Publish(records, &handed_over).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(handed_over, 5u) << "u0, u1, u3, u4 produced, u2 not publishable; u5 refused";
+  EXPECT_EQ(f.producer->counts().produced, 4);
+  ASSERT_TRUE(f.pub->Publish(std::span(records).subspan(handed_over), &handed_over).ok());
+  EXPECT_EQ(handed_over, 5u);
+  EXPECT_EQ(f.producer->counts().produced, 9) << "each publishable record once";
+  const std::vector<EmbeddingRecord> older = {User("u0", 2)};
+  EXPECT_EQ(f.pub->Publish(older, &handed_over).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(handed_over, 0u);
 }
 
 // Each record carries the time it was produced, not the time its Publish call began: a full

@@ -94,6 +94,11 @@ class KafkaPublisher final : public EmbeddingSink {
   // rest of `records` after about kQueueFullTimeoutMs (kResourceExhausted), rather than holding the
   // caller (and its lock) until records time out: the caller keeps what is unpublished.
   Status Publish(std::span<const EmbeddingRecord> records) override;
+  // The same, and `*handed_over` tells how many of `records`, from the first, are done with
+  // (produced, or counted as not publishable) when it fails part-way (a full queue): the caller
+  // keeps only the rest, rather than producing those again (twice in the topic, their freshness
+  // observed twice). records.size() on success; 0 when nothing was tried.
+  Status Publish(std::span<const EmbeddingRecord> records, size_t* handed_over);
   static constexpr int kQueueFullTimeoutMs = 1000;
   // Waits for every delivery, producing failed records again until `timeout_ms` (a record
   // refused before sending, as while its topic is recreated, is tried again too); fails when
