@@ -3,11 +3,15 @@
 // Ingest pushes each applied batch, one without events too (records skipped or dead-lettered:
 // the state's batch sequence moved); the learner pops them. The queue is bounded by a count of
 // events: when it has no room, ingest pauses its partitions (backpressure) instead of
-// buffering without bound, and resumes once the learner has drained it.
+// buffering without bound, and resumes once the learner has drained it. Batches without events
+// do not count there: one pushed behind another such batch replaces it (only the newest
+// sequence number says anything), so a stream of bad records cannot grow the queue while the
+// learner is held up.
 //
 // Thread safety: AppliedQueue is safe for one or more producers and consumers.
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -48,8 +52,13 @@ class AppliedQueue final : public AppliedSink {
   void Push(AppliedBatch batch) override {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      queued_events_ += batch.events.size();
-      batches_.push_back(std::move(batch));
+      if (batch.events.empty() && !batches_.empty() && batches_.back().events.empty()) {
+        batches_.back().batch_seq = std::max(batches_.back().batch_seq, batch.batch_seq);
+        batches_.back().applied_at_ms = batch.applied_at_ms;
+      } else {
+        queued_events_ += batch.events.size();
+        batches_.push_back(std::move(batch));
+      }
     }
     cv_.notify_one();
   }
