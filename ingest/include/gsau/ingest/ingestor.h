@@ -15,7 +15,9 @@
 //     consumer seeks to them (to the beginning where the state has none; past a batch this
 //     process still holds for the partition, one a revoke during a stop could not apply).
 // A crash anywhere loses nothing and applies nothing twice in the state; a dead-letter record
-// may be written twice (crash between 2's two steps). A record the client delivers again below
+// may be written twice: after a crash between 2's two steps, and when a letter's delivery
+// fails (an outage), since the batch's letters are then produced again, the acknowledged ones
+// too (readers tell copies apart by gsau.error.topic/partition/offset). A record the client delivers again below
 // a partition's next offset is skipped and counted (OffsetGuard, gsau_ingest_records_redelivered_total).
 //
 // Partitions that move between processes of one group: every process keeps its own state, so
