@@ -5,15 +5,23 @@
 namespace gsau::app {
 
 void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags) {
-  cmd->add_option("--config", flags->file, "YAML configuration file (see docs/CONFIG.md)");
+  cmd->add_option("--config", flags->file, "YAML configuration file (see docs/CONFIG.md)")
+      ->check([](const std::string& file) {
+        // `--config "$CFG"` with CFG unset ran on the defaults without a word.
+        return file.empty() ? std::string("must name a file, got an empty value") : std::string();
+      });
   cmd->add_option("--set", flags->sets, "Override one field: --set ingest.batch_max_events=500 (repeatable)")
       ->type_name("KEY=VALUE");
   cmd->add_flag("--help-config", flags->help_config, "Print every configuration field with its unit and default");
 }
 
-Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags& flags) {
+Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags& flags,
+                                  std::vector<config::FlagValue> fields) {
   config::LoadInput in;
   in.config_file = flags.file;
+  for (auto& f : fields) {
+    if (!f.value.empty()) in.flags.push_back(std::move(f));
+  }
   in.overrides = flags.sets;
   in.env = config::Environment();
   auto cfg = config::Load(in);

@@ -18,9 +18,11 @@ struct ConfigFlags {
 
 void AddConfigFlags(CLI::App* cmd, ConfigFlags* flags);
 
-// Loads the configuration (file < GSAU_* environment < --set). On failure prints
-// "gsau <command>: configuration error: <field>: <problem>" and returns the status.
-Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags& flags);
+// Loads the configuration (file < GSAU_* environment < --set < the command's own `fields`, e.g.
+// --state; those given empty are left out). On failure prints
+// "gsau <command>: configuration error: <field> (<where from>): <problem>" and returns the status.
+Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags& flags,
+                                  std::vector<config::FlagValue> fields = {});
 
 // Handles --help-config: prints every field with type, unit and default; returns true if it did.
 bool MaybePrintConfigHelp(const ConfigFlags& flags);

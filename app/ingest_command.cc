@@ -26,10 +26,9 @@ struct IngestFlags {
 
 int RunIngest(const IngestFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;
-  auto cfg = LoadConfig("ingest", f.config);
+  auto cfg = LoadConfig("ingest", f.config,
+                        {{"kafka.bootstrap_servers", f.bootstrap, "--bootstrap"}, {"state.path", f.state_path, "--state"}});
   if (!cfg.ok()) return kExitUsage;
-  if (!f.bootstrap.empty()) cfg->kafka.bootstrap_servers = f.bootstrap;
-  if (!f.state_path.empty()) cfg->state.path = f.state_path;
   if (cfg->kafka.bootstrap_servers.empty()) {
     std::cerr << "gsau ingest: no Kafka broker: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers\n";
     return kExitUsage;

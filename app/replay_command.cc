@@ -50,10 +50,9 @@ struct ReplayFlags {
 
 int RunReplay(const ReplayFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;
-  auto cfg = LoadConfig("replay", f.config);
+  auto cfg = LoadConfig("replay", f.config, {{"kafka.bootstrap_servers", f.bootstrap, "--bootstrap"}});
   if (!cfg.ok()) return kExitUsage;
   kafka::KafkaOptions kafka = config::ToKafkaOptions(*cfg);
-  if (!f.bootstrap.empty()) kafka.bootstrap_servers = f.bootstrap;
   if (kafka.bootstrap_servers.empty()) {
     std::cerr << "gsau replay: no Kafka broker: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers\n";
     return kExitUsage;

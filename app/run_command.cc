@@ -30,17 +30,11 @@ struct RunFlags {
 
 int RunPipeline(const RunFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;
-  auto cfg = LoadConfig("run", f.config);
+  auto cfg = LoadConfig("run", f.config,
+                        {{"kafka.bootstrap_servers", f.bootstrap, "--bootstrap"},
+                         {"state.path", f.state_path, "--state"},
+                         {"learner.checkpoint_dir", f.checkpoint_dir, "--checkpoints"}});
   if (!cfg.ok()) return kExitUsage;
-  if (!f.bootstrap.empty()) cfg->kafka.bootstrap_servers = f.bootstrap;
-  if (!f.state_path.empty()) cfg->state.path = f.state_path;
-  if (!f.checkpoint_dir.empty()) cfg->learner.checkpoint_dir = f.checkpoint_dir;
-  // The flags come after Load's validation: the rules across fields again (--checkpoints inside
-  // --state would let a rollback lose the model).
-  if (Status s = config::Validate(*cfg); !s.ok()) {
-    std::cerr << "gsau run: configuration error: " << s.message() << "\n";
-    return kExitUsage;
-  }
   if (cfg->kafka.bootstrap_servers.empty()) {
     std::cerr << "gsau run: no Kafka broker: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers "
                  "(`gsau demo` runs everything with an embedded broker)\n";

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <set>
 
 extern char** environ;
 
@@ -149,13 +150,15 @@ Field BoolField(std::string key, Member<S> sec, bool S::*m, std::string desc) {
                "bool",
                "",
                std::move(desc),
-               [=](Config& c, const std::string& t) {
+               [=](Config& c, const std::string& text) {
+                 std::string t = text;  // YAML's True and TRUE too
+                 for (auto& ch : t) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
                  if (t == "true" || t == "1" || t == "yes" || t == "on") {
                    (c.*sec).*m = true;
                  } else if (t == "false" || t == "0" || t == "no" || t == "off") {
                    (c.*sec).*m = false;
                  } else {
-                   return Status::InvalidArgument("expected true or false, got '" + t + "'");
+                   return Status::InvalidArgument("expected true or false, got '" + text + "'");
                  }
                  return Status::Ok();
                },
@@ -350,6 +353,7 @@ Status SetKey(Config& c, const std::string& key, const std::string& text, const 
               Origins* origins = nullptr) {
   if (key.rfind(std::string(kPropertiesKey) + ".", 0) == 0) {
     SetProperty(c, key.substr(kPropertiesKey.size() + 1), text);
+    if (origins != nullptr) (*origins)[key] = origin;
     return Status::Ok();
   }
   const Field* f = FindField(key);
@@ -394,13 +398,20 @@ Status FlattenYaml(const YAML::Node& node, const std::string& prefix, Config& c,
         return Status::InvalidArgument("kafka.properties." + kv.first.as<std::string>() + " (" + file +
                                        "): must be a scalar");
       }
-      SetProperty(c, kv.first.as<std::string>(), kv.second.as<std::string>());
+      const std::string key = std::string(kPropertiesKey) + "." + kv.first.as<std::string>();
+      if (origins != nullptr && origins->count(key) > 0) {
+        return Status::InvalidArgument(key + " (" + file + "): given twice");
+      }
+      GSAU_RETURN_IF_ERROR(SetKey(c, key, kv.second.as<std::string>(), file, origins));
     }
     return Status::Ok();
   }
   if (node.IsMap()) {
+    // yaml-cpp keeps the last of a key given twice: one of the two values would be dropped unseen.
+    std::set<std::string> seen;
     for (const auto& kv : node) {
       const std::string key = prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>();
+      if (!seen.insert(key).second) return Status::InvalidArgument(key + " (" + file + "): given twice");
       GSAU_RETURN_IF_ERROR(FlattenYaml(kv.second, key, c, file, origins));
     }
     return Status::Ok();
@@ -441,11 +452,16 @@ Result<Config> Load(const LoadInput& input) {
     if (!std::filesystem::exists(file)) {
       return Status::NotFound("config file '" + file + "' does not exist");
     }
+    if (!std::filesystem::is_regular_file(file)) {
+      return Status::InvalidArgument("config file '" + file + "' is not a file");
+    }
     YAML::Node root;
     try {
       root = YAML::LoadFile(file);
     } catch (const YAML::Exception& e) {
       return Status::InvalidArgument("config file '" + file + "' is not valid YAML: " + e.what());
+    } catch (const std::exception& e) {  // an unreadable file: yaml-cpp's stream throws
+      return Status::InvalidArgument("config file '" + file + "' cannot be read: " + e.what());
     }
     if (!root.IsNull()) {
       if (!root.IsMap()) return Status::InvalidArgument("config file '" + file + "': the top level must be a map");
@@ -460,7 +476,7 @@ Result<Config> Load(const LoadInput& input) {
     if (name.rfind(kPropertyEnvPrefix, 0) == 0) {
       std::string prop = name.substr(kPropertyEnvPrefix.size());
       for (auto& ch : prop) ch = ch == '_' ? '.' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      SetProperty(c, prop, value);
+      GSAU_RETURN_IF_ERROR(SetKey(c, std::string(kPropertiesKey) + "." + prop, value, "environment " + name, &origins));
       continue;
     }
     for (const auto& f : Table()) {
@@ -474,6 +490,7 @@ Result<Config> Load(const LoadInput& input) {
     }
     GSAU_RETURN_IF_ERROR(SetKey(c, o.substr(0, eq), o.substr(eq + 1), "--set", &origins));
   }
+  for (const auto& f : input.flags) GSAU_RETURN_IF_ERROR(SetKey(c, f.key, f.value, f.flag, &origins));
   GSAU_RETURN_IF_ERROR(ValidateFrom(c, &origins));
   return c;
 }
@@ -499,12 +516,31 @@ std::vector<std::string> UnknownEnvironment(const LoadInput& input) {
   std::vector<std::string> out;
   for (const auto& [name, value] : input.env) {
     if (name.rfind(kPropertyEnvPrefix, 0) == 0) continue;
+    // The YAML key's plural, kafka.properties: the variables' prefix is singular.
+    constexpr std::string_view kPlural = "GSAU_KAFKA_PROPERTIES_";
+    if (name.rfind(kPlural, 0) == 0) {
+      out.push_back(name + " (did you mean " + std::string(kPropertyEnvPrefix) + name.substr(kPlural.size()) + "?)");
+      continue;
+    }
+    std::string spelled = name;  // with the section's name as the table spells it
     bool in_section = false;
     for (const auto& s : sections) in_section = in_section || name.rfind(s, 0) == 0;
+    if (!in_section && name.rfind("GSAU_", 0) == 0) {
+      // A section's name one 'S' off (GSAU_TOPIC_CLICKS, GSAU_METRIC_...): read as the section's.
+      const size_t end = name.find('_', 5);
+      const std::string word = name.substr(5, end == std::string::npos ? std::string::npos : end - 5);
+      for (const auto& s : sections) {
+        const std::string sword = s.substr(5, s.size() - 6);
+        if (end != std::string::npos && (word + "S" == sword || word == sword + "S")) {
+          spelled = s + name.substr(end + 1);
+          in_section = true;
+        }
+      }
+    }
     if (!in_section) continue;
     bool known = false;
     for (const auto& f : Table()) known = known || EnvName(f.key) == name;
-    if (!known) out.push_back(name + " (did you mean " + nearest(name) + "?)");
+    if (!known) out.push_back(name + " (did you mean " + nearest(spelled) + "?)");
   }
   return out;
 }
@@ -518,6 +554,13 @@ Status CheckListenAddress(const std::string& address) {
   if (address.empty()) return Status::Ok();
   const auto colon = address.rfind(':');
   if (colon == std::string::npos) return Status::InvalidArgument("expected host:port, got '" + address + "'");
+  // An IPv6 host goes in brackets ([::1]:9464): "::1" read as host ':' and port 1.
+  const std::string host = address.substr(0, colon);
+  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (!bracketed && host.find_first_of(":[]") != std::string::npos) {
+    return Status::InvalidArgument("expected host:port with an IPv6 host in brackets ([::1]:9464), got '" + address +
+                                   "'");
+  }
   const std::string port = address.substr(colon + 1);
   int value = -1;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
@@ -556,6 +599,13 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
     }
     return Status::InvalidArgument(key + from + ": " + problem);
   };
+  // ", from <origin>" for a field a rule across fields names beside the one it blames.
+  const auto set_from = [origins](const std::string& key) {
+    if (origins != nullptr) {
+      if (const auto it = origins->find(key); it != origins->end()) return ", from " + it->second;
+    }
+    return std::string(", the default");
+  };
   for (const auto& f : Table()) {
     const std::string problem = f.check(c);
     if (!problem.empty()) return invalid(f.key, problem);
@@ -563,7 +613,8 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
   // Rules across fields; each names the field to change.
   if (c.ingest.queue_capacity < c.ingest.batch_max_events) {
     return invalid("ingest.queue_capacity", "must be at least ingest.batch_max_events (" +
-                                   std::to_string(c.ingest.batch_max_events) + "), got " +
+                                   std::to_string(c.ingest.batch_max_events) + set_from("ingest.batch_max_events") +
+                                   "), got " +
                                    std::to_string(c.ingest.queue_capacity) +
                                    ": ingest waits for room for a whole batch");
   }
@@ -578,7 +629,7 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
   if (std::llround(static_cast<double>(c.learner.batch_size) * (1.0 - c.learner.replay_ratio)) < 1) {
     return invalid(
         "learner.replay_ratio", "leaves no fresh sample in a batch of learner.batch_size " +
-        std::to_string(c.learner.batch_size) + " (batch_size x (1 - replay_ratio) must round to at least 1; "
+        std::to_string(c.learner.batch_size) + " (" + set_from("learner.batch_size").substr(2) + "; batch_size x (1 - replay_ratio) must round to at least 1; "
         "once replay holds data no fresh click would be trained on), got " + FormatDouble(c.learner.replay_ratio));
   }
   if (Status s = CheckListenAddress(c.metrics.listen_address); !s.ok()) {
@@ -624,7 +675,15 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
     kafka::KafkaOptions k = ToKafkaOptions(c);
     if (k.bootstrap_servers.empty()) k.bootstrap_servers = "127.0.0.1:9092";  // only to check the properties
     Status s = kafka::ValidateKafkaOptions(k);
-    if (!s.ok()) return invalid("kafka.properties", s.message());
+    if (!s.ok()) {
+      // The property the message names ('name'), with where it was set.
+      for (const auto& [name, value] : c.kafka.properties) {
+        if (s.message().find("'" + name + "'") != std::string::npos) {
+          return invalid(std::string(kPropertiesKey) + "." + name, s.message());
+        }
+      }
+      return invalid("kafka.properties", s.message());
+    }
   }
   return Status::Ok();
 }

@@ -106,14 +106,18 @@ TEST(AppTest, BrokenRunDemoAndEvaluateInvocationsStopStartUp) {
   EXPECT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + long_name + " --data " + long_name + " 2>&1", &out), 1)
       << out;
   EXPECT_NE(out.find("gsau: "), std::string::npos) << out;
-  // Checkpoints inside the state, through run's own flags (they come after the configuration's
-  // validation): a rollback would move the checkpoint away with the state.
+  // Checkpoints inside the state, through run's own flags (validated with the configuration,
+  // named as the source): a rollback would move the checkpoint away with the state.
   EXPECT_EQ(RunCommand(Gsau() + " run --bootstrap 127.0.0.1:1 --state " + dir.File("s") + " --checkpoints " +
                            dir.File("s/ckpt") + " 2>&1",
                        &out),
             2)
       << out;
-  EXPECT_NE(out.find("learner.checkpoint_dir: must not lie inside state.path"), std::string::npos) << out;
+  EXPECT_NE(out.find("learner.checkpoint_dir (--checkpoints): must not lie inside state.path"), std::string::npos)
+      << out;
+  // `--config "$CFG"` with CFG unset: an error, not a run on the defaults.
+  EXPECT_EQ(RunCommand(Gsau() + " run --config '' --bootstrap 127.0.0.1:1 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("--config: must name a file"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.File("s"))) << "nothing opened";
 }
 

@@ -254,13 +254,73 @@ TEST(ConfigTest, EnumsAndKafkaPropertiesAreChecked) {
   EXPECT_NE(bad_value.status().message().find("'linger.ms' = 'soon'"), std::string::npos) << bad_value.status();
 }
 
+// A key given twice in one map: yaml-cpp keeps the last, and the other value was dropped unseen.
+TEST(ConfigTest, AKeyGivenTwiceInTheFileIsAnError) {
+  TempDir dir;
+  WriteFile(dir.File("twice.yaml"), "ingest:\n  batch_max_events: 10\n  batch_max_events: 20\n");
+  auto twice = LoadWith(dir.File("twice.yaml"), {}, {});
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.status().message(), "ingest.batch_max_events (file " + dir.File("twice.yaml") + "): given twice");
+  WriteFile(dir.File("props.yaml"), "kafka:\n  properties:\n    linger.ms: 5\n    linger.ms: 6\n");
+  auto props = LoadWith(dir.File("props.yaml"), {}, {});
+  ASSERT_FALSE(props.ok());
+  EXPECT_NE(props.status().message().find("kafka.properties.linger.ms"), std::string::npos) << props.status();
+  WriteFile(dir.File("once.yaml"), "ingest:\n  batch_max_events: 10\nstate:\n  sync: True\n");
+  auto once = LoadWith(dir.File("once.yaml"), {}, {"ingest.batch_max_events=30"});
+  ASSERT_TRUE(once.ok()) << once.status();
+  EXPECT_EQ(once->ingest.batch_max_events, 30) << "--set over the file is not a repeat";
+  EXPECT_TRUE(once->state.sync) << "YAML's True";
+}
+
+// A directory given as the file failed with the stream's own words and exit 1, not as a
+// configuration error naming it.
+TEST(ConfigTest, ADirectoryGivenAsTheFileIsNamed) {
+  TempDir dir;
+  auto c = LoadWith(dir.path().string(), {}, {});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(), "config file '" + dir.path().string() + "' is not a file");
+}
+
+// A command's own flags (gsau run --state) are applied last and named as the source.
+TEST(ConfigTest, ACommandsFlagsComeLastAndAreNamed) {
+  LoadInput in;
+  in.overrides = {"state.path=/data/state"};
+  in.flags = {{"learner.checkpoint_dir", "/data/state/ckpt", "--checkpoints"}};
+  auto c = Load(in);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("learner.checkpoint_dir (--checkpoints): must not lie inside state.path"),
+            std::string::npos)
+      << c.status();
+  in.flags = {{"state.path", "/elsewhere", "--state"}, {"learner.checkpoint_dir", "/data/state/ckpt", "--checkpoints"}};
+  c = Load(in);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->state.path, "/elsewhere") << "over --set";
+}
+
+// A Kafka property librdkafka refuses is named with where it was set.
+TEST(ConfigTest, ABadKafkaPropertyIsNamedWithItsSource) {
+  auto env = LoadWith("", {{"GSAU_KAFKA_PROPERTY_BOGUS_THING", "1"}}, {});
+  ASSERT_FALSE(env.ok());
+  EXPECT_EQ(env.status().message().rfind("kafka.properties.bogus.thing (environment GSAU_KAFKA_PROPERTY_BOGUS_THING): ",
+                                         0),
+            0u)
+      << env.status();
+  auto set = LoadWith("", {}, {"kafka.properties.linger.ms=soon"});
+  ASSERT_FALSE(set.ok());
+  EXPECT_EQ(set.status().message().rfind("kafka.properties.linger.ms (--set): ", 0), 0u) << set.status();
+}
+
 // Values each field accepts alone but not together: named, with the rule, before anything starts.
 // ... and where its value came from, as the rules of single fields do (they left it out).
 TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"ingest.queue_capacity=500"},
-       "ingest.queue_capacity (--set): must be at least ingest.batch_max_events (1000), got 500: ingest waits for room "
-       "for a whole batch"},
+       "ingest.queue_capacity (--set): must be at least ingest.batch_max_events (1000, the default), got 500: ingest "
+       "waits for room for a whole batch"},
+      {{"ingest.batch_max_events=200000"},
+       "ingest.queue_capacity: must be at least ingest.batch_max_events (200000, from --set), got 100000: ingest "
+       "waits for room for a whole batch"},
       {{"learner.embedding_dim=63"},
        "learner.embedding_dim (--set): must be even (the sequence encoder's 2 attention heads split it), got 63"},
       {{"learner.replay_ratio=1"},
@@ -281,9 +341,11 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
       {{"topics.item_embeddings=u", "topics.user_embeddings=u"},
        "topics.item_embeddings (--set): must differ from topics.user_embeddings (both 'u')"},
       {{"learner.batch_size=1", "learner.replay_ratio=0.6"},
-       "learner.replay_ratio (--set): leaves no fresh sample in a batch of learner.batch_size 1 (batch_size x "
-       "(1 - replay_ratio) must round to at least 1; once replay holds data no fresh click would be trained on), "
-       "got 0.6"},
+       "learner.replay_ratio (--set): leaves no fresh sample in a batch of learner.batch_size 1 (from --set; "
+       "batch_size x (1 - replay_ratio) must round to at least 1; once replay holds data no fresh click would be "
+       "trained on), got 0.6"},
+      {{"metrics.listen_address=::1"},
+       "metrics.listen_address (--set): expected host:port with an IPv6 host in brackets ([::1]:9464), got '::1'"},
       {{"metrics.listen_address=foo"}, "metrics.listen_address (--set): expected host:port, got 'foo'"},
       {{"metrics.listen_address=127.0.0.1:99999"},
        "metrics.listen_address (--set): the port must be a number in [0, 65535], got '127.0.0.1:99999'"},
@@ -321,10 +383,15 @@ TEST(ConfigTest, EnvironmentVariablesNamedLikeFieldsButMatchingNoneAreReported) 
   LoadInput in;
   in.env = {{"GSAU_LEARNER_BATCHSIZE", "64"},  {"GSAU_LEARNER_BATCH_SIZE", "64"},
             {"GSAU_SOURCE_DIR", "/src"},        {"GSAU_KAFKA_PROPERTY_SASL_USERNAME", "a"},
-            {"GSAU_TOPICS_CLICK", "c"},         {"HOME", "/root"}};
-  EXPECT_EQ(UnknownEnvironment(in), (std::vector<std::string>{
-                                        "GSAU_LEARNER_BATCHSIZE (did you mean GSAU_LEARNER_BATCH_SIZE?)",
-                                        "GSAU_TOPICS_CLICK (did you mean GSAU_TOPICS_CLICKS?)"}));
+            {"GSAU_TOPICS_CLICK", "c"},         {"HOME", "/root"},
+            {"GSAU_TOPIC_CLICKS", "c"},         {"GSAU_KAFKA_PROPERTIES_SASL_PASSWORD", "p"},
+            {"GSAU_TEST_KAFKA_DIR", "/tmp/kb"}};
+  EXPECT_EQ(UnknownEnvironment(in),
+            (std::vector<std::string>{
+                "GSAU_LEARNER_BATCHSIZE (did you mean GSAU_LEARNER_BATCH_SIZE?)",
+                "GSAU_TOPICS_CLICK (did you mean GSAU_TOPICS_CLICKS?)",
+                "GSAU_TOPIC_CLICKS (did you mean GSAU_TOPICS_CLICKS?)",
+                "GSAU_KAFKA_PROPERTIES_SASL_PASSWORD (did you mean GSAU_KAFKA_PROPERTY_SASL_PASSWORD?)"}));
   EXPECT_TRUE(Load(in).ok()) << "not an error";
 }
 

@@ -111,16 +111,25 @@ struct Config {
   std::string Redacted() const;
 };
 
+// A command's own flag for one field (gsau run --state DIR): applied last, named in errors.
+struct FlagValue {
+  std::string key;    // the field, e.g. "state.path"
+  std::string value;
+  std::string flag;   // e.g. "--state"
+};
+
 struct LoadInput {
   std::string config_file;                                  // empty = none
   std::vector<std::string> overrides;                       // "key=value", from --set
   std::vector<std::pair<std::string, std::string>> env;     // the environment; see Environment()
+  std::vector<FlagValue> flags;                             // over all of the above
 };
 
 // The process environment as (name, value) pairs.
 std::vector<std::pair<std::string, std::string>> Environment();
 
-// Builds and validates a Config. InvalidArgument/NotFound errors name the field (or file).
+// Builds and validates a Config: file < environment < --set < flags. InvalidArgument/NotFound
+// errors name the field (or file) and where its value came from.
 Result<Config> Load(const LoadInput& input);
 
 // Environment variables of input.env named like a field (GSAU_<SECTION>_...) that match none, as
