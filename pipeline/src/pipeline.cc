@@ -316,6 +316,26 @@ Status InstallCheckpoint(const std::string& built, const std::string& final_dir)
   return Status::Ok();
 }
 
+int PruneCheckpoints(const std::string& dir, int keep) {
+  const auto all = ListCheckpoints(dir);
+  int removed = 0;
+  for (size_t k = 0; k + static_cast<size_t>(std::max(keep, 0)) < all.size(); ++k) {
+    std::error_code ec;
+    const std::string doomed = all[k] + std::string(kTmpSuffix);
+    fs::rename(all[k], doomed, ec);
+    Status s = ec ? Status::IoError("renaming it to " + doomed + ": " + ec.message()) : SyncPath(dir);
+    if (s.ok() && (fs::remove_all(doomed, ec), ec)) s = Status::IoError(ec.message());
+    if (!s.ok()) {
+      // Left for the next checkpoint to remove (or, renamed, for the next start); meanwhile it
+      // takes disk space.
+      GSAU_LOG_WARN("pipeline: removing the old checkpoint {}: {}", all[k], s.message());
+      continue;
+    }
+    ++removed;
+  }
+  return removed;
+}
+
 namespace {
 
 // Events for the learner at start-up, put in the order it trains in and fills its window of
@@ -771,8 +791,12 @@ struct Pipeline::Impl {
       }
       GSAU_RETURN_IF_ERROR(LoadSessions());
       const uint64_t users_from = std::min(UsersPublishedThrough(ckpt, watermark), now_seq);
-      users_confirmed_seq = users_from;
-      if (now_seq > users_from) {
+      users_confirmed_seq = opt.rollback_from.empty() ? users_from : 0;
+      if (!opt.rollback_from.empty()) {
+        // The line rolled back from may have published any user (a restart there marks all of
+        // them when its change feed falls short), not only those whose clicks ingest reads again.
+        GSAU_RETURN_IF_ERROR(MarkAllUsers("a rollback: every record from the restored model"));
+      } else if (now_seq > users_from) {
         if (users_from >= store->OldestChangeSeq()) {
           GSAU_ASSIGN_OR_RETURN(auto changes, store->ChangesSince(users_from));
           GSAU_RETURN_IF_ERROR(MarkUsersOf(changes.edges, users_from));
@@ -1037,13 +1061,7 @@ struct Pipeline::Impl {
     checkpointed_batch = watermark;
     checkpointed_steps = steps;
     checkpointed_through = through;
-    auto all = ListCheckpoints(opt.checkpoint_dir);
-    for (size_t k = 0; k + static_cast<size_t>(opt.checkpoint_keep) < all.size(); ++k) {
-      // Left for the next checkpoint to remove; meanwhile it takes disk space.
-      if (fs::remove_all(all[k], ec); ec) {
-        GSAU_LOG_WARN("pipeline: removing the old checkpoint {}: {}", all[k], ec.message());
-      }
-    }
+    PruneCheckpoints(opt.checkpoint_dir, opt.checkpoint_keep);
     m->checkpoints.Increment();
     m->checkpoint_seconds.Observe(SecondsSince(t0));
     {

@@ -121,6 +121,28 @@ TEST(CheckpointTest, AFailedReplacementKeepsTheCheckpointThatWasThere) {
 
 // Each point a stop can fall on inside InstallCheckpoint, as the folder is left, and what
 // start-up makes of it.
+// Old checkpoints go through a .tmp name before their files are removed: a stop part-way
+// through a removal (model.pt still there, state files gone) left a folder that looked
+// complete, listed and offered to a rollback.
+TEST(CheckpointTest, PruningKeepsTheNewestAndLeavesNoHalfRemovedCheckpointListed) {
+  TempDir dir;
+  for (const char* n : {"ckpt-000000000003", "ckpt-000000000009", "ckpt-000000000011", "ckpt-000000000020"}) {
+    MakeCheckpoint(dir, n, n);
+  }
+  MakeCheckpoint(dir, "ckpt-000000000030", "");  // incomplete: not counted, not touched
+  EXPECT_EQ(PruneCheckpoints(dir.path().string(), 2), 2);
+  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000011", "ckpt-000000000020", "ckpt-000000000030"}));
+  EXPECT_EQ(PruneCheckpoints(dir.path().string(), 2), 0);
+  // What a stop inside a removal leaves (renamed, part of it gone): not listed; gone at start-up.
+  MakeCheckpoint(dir, "ckpt-000000000011.tmp", "half removed");
+  EXPECT_EQ(Names(ListCheckpointsAsRecovered(dir.path().string())),
+            (std::vector<std::string>{"ckpt-000000000011", "ckpt-000000000020"}));
+  fs::remove_all(dir.File("ckpt-000000000011"));
+  EXPECT_EQ(Names(ListCheckpointsAsRecovered(dir.path().string())), (std::vector<std::string>{"ckpt-000000000020"}));
+  ASSERT_TRUE(RecoverCheckpoints(dir.path().string()).ok());
+  EXPECT_EQ(Entries(dir), (std::vector<std::string>{"ckpt-000000000020", "ckpt-000000000030"}));
+}
+
 TEST(CheckpointTest, StartUpPutsBackTheCheckpointAStopLeftRenamedAside) {
   TempDir dir;
   // Stopped after renaming the old one aside, before renaming the new one in.

@@ -300,8 +300,8 @@ std::string LastLoggedPath(const std::string& log, const std::string& prefix) {
 }
 
 // A rollback restores a checkpoint's state and model and re-reads from Kafka what came after it
-// (nothing lost, nothing applied twice), republishes every item from the restored model with a
-// newer model_version, and sticks: the abandoned run's newer checkpoints are moved aside, so a
+// (nothing lost, nothing applied twice), republishes every item and user from the restored model
+// with a newer model_version (users whose clicks are not read again too), and sticks: the abandoned run's newer checkpoints are moved aside, so a
 // later plain restart resumes from the rollback's line, never from the model rolled back from
 // (whose item ids need not even match the restored state's).
 TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart) {
@@ -329,7 +329,13 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
   // Phase 2: the line to abandon, 800 clicks (40 new items) in 8 spaced chunks, so that it
   // checkpoints at state batches past any the rollback's run will reach.
   p.log = dir.File("run2.log");
-  const auto second = MakeClicks(800, 120, 120, 12);
+  auto second = MakeClicks(800, 120, 120, 12);
+  // user-0 .. user-19 click on the good line only (their clicks here go to new users): after
+  // the rollback no click of theirs is read again, and their records must come from the
+  // restored model all the same.
+  for (auto& c : second) {
+    if (const int u = std::stoi(c.user_id.substr(5)); u < 20) c.user_id = "user-" + std::to_string(u + 120);
+  }
   run = p.Start("json");
   for (int chunk = 0; chunk < 8; ++chunk) {
     Produce(bootstrap, p.clicks,
@@ -388,6 +394,15 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
     ASSERT_TRUE(item_versions.count(i)) << i;
     EXPECT_GT(item_versions.at(i), max_before) << i << " was not republished from the restored model";
   }
+  const auto user_versions = LatestVersions(bootstrap, p.users_topic);
+  int good_line_users = 0;
+  for (int u = 0; u < 20; ++u) {
+    const std::string id = "user-" + std::to_string(u);
+    if (!user_versions.count(id)) continue;  // never clicked in the first 1,200
+    ++good_line_users;
+    EXPECT_GT(user_versions.at(id), max_before) << id << " was not republished from the restored model";
+  }
+  EXPECT_GE(good_line_users, 15);
 
   // Phase 4: a plain restart resumes from the rollback's own last checkpoint.
   const std::string last = LastLoggedPath(log3, "pipeline: checkpoint ");

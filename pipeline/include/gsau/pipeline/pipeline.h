@@ -25,8 +25,9 @@
 // graph pairs). Without a checkpoint the learner starts from the state's history (every
 // session and edge as replay data). Rollback: Options::rollback_from = a checkpoint dir: the
 // current state directory is moved aside (<state>.before-rollback-<time>), the checkpoint's state
-// copied in and its model loaded; ingest then re-reads Kafka from that state's offsets, so nothing
-// is lost (as long as the topic still holds those records). The checkpoints of the abandoned line
+// copied in and its model loaded, and every user and item is published again from it; ingest then
+// re-reads Kafka from that state's offsets, so nothing is lost (as long as the topic still holds
+// those records). The checkpoints of the abandoned line
 // go first to <checkpoint_dir>/before-rollback-<time>/: those after the target, or all of them when
 // the target lies outside checkpoint_dir (the restored pair is then checkpointed at start-up), so
 // that a later restart resumes from the rolled-back line. A rollback refuses while a store is
@@ -129,6 +130,13 @@ std::optional<std::string> UnfinishedRollback(const std::string& checkpoint_dir)
 // only after the new one is in place, so that a stop at any point leaves a complete checkpoint
 // under one of the two names. Not thread-safe for the same `final_dir`.
 Status InstallCheckpoint(const std::string& built, const std::string& final_dir);
+
+// Removes all but the newest `keep` complete checkpoints under `dir`. Each is first renamed to
+// <name>.tmp (and the rename synced), so that a stop part-way through the removal leaves no
+// folder that still looks complete (model.pt there, state files gone) to be offered as a
+// rollback target; RecoverCheckpoints removes what is left. Returns the number removed; a
+// failure is logged and the checkpoint left for the next call.
+int PruneCheckpoints(const std::string& dir, int keep);
 
 // Mends what a stop inside InstallCheckpoint or a checkpoint's build leaves under `dir`: a
 // <name>.replaced whose <name> is missing or incomplete is renamed back, one whose <name> is
