@@ -168,6 +168,15 @@ int RunDemo(const DemoFlags& f) {
   c.learner.checkpoint_dir = (fs::path(f.dir) / "checkpoints").string();
   c.learner.prequential_csv = (fs::path(f.dir) / "prequential.csv").string();
   c.ingest.group_id += "-demo";
+  // Fields a configuration set that the demo replaces: said, not silently dropped.
+  const config::Config defaults;
+  const std::pair<const char*, bool> replaced[] = {
+      {"state.path", cfg->state.path != defaults.state.path},
+      {"learner.checkpoint_dir", cfg->learner.checkpoint_dir != defaults.learner.checkpoint_dir},
+      {"learner.prequential_csv", cfg->learner.prequential_csv != defaults.learner.prequential_csv}};
+  for (const auto& [key, set] : replaced) {
+    if (set) std::cerr << "gsau demo: " << key << " is set, but the demo keeps everything in --dir " << f.dir << "\n";
+  }
 
   std::unique_ptr<EmbeddedBroker> embedded;
   if (c.kafka.bootstrap_servers.empty()) {
@@ -179,6 +188,9 @@ int RunDemo(const DemoFlags& f) {
     }
     embedded = std::move(b).value();
     c.kafka.bootstrap_servers = embedded->bootstrap();
+    if (cfg->ingest.session_timeout_ms != defaults.ingest.session_timeout_ms) {
+      std::cerr << "gsau demo: ingest.session_timeout_ms is set, but the embedded broker needs 6000\n";
+    }
     c.ingest.session_timeout_ms = 6000;  // the mock cluster rejoins slowly with the default
     std::cout << "embedded broker (librdkafka mock cluster) at " << c.kafka.bootstrap_servers << "\n";
   } else {

@@ -27,7 +27,8 @@ struct IngestFlags {
 int RunIngest(const IngestFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;
   auto cfg = LoadConfig("ingest", f.config,
-                        {{"kafka.bootstrap_servers", f.bootstrap, "--bootstrap"}, {"state.path", f.state_path, "--state"}});
+                        {{"kafka.bootstrap_servers", f.bootstrap, "--bootstrap"},
+                         {"state.path", f.state_path, "--state"}});
   if (!cfg.ok()) return kExitUsage;
   if (cfg->kafka.bootstrap_servers.empty()) {
     std::cerr << "gsau ingest: no Kafka broker: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers\n";

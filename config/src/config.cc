@@ -629,7 +629,8 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
   if (std::llround(static_cast<double>(c.learner.batch_size) * (1.0 - c.learner.replay_ratio)) < 1) {
     return invalid(
         "learner.replay_ratio", "leaves no fresh sample in a batch of learner.batch_size " +
-        std::to_string(c.learner.batch_size) + " (" + set_from("learner.batch_size").substr(2) + "; batch_size x (1 - replay_ratio) must round to at least 1; "
+        std::to_string(c.learner.batch_size) + " (" + set_from("learner.batch_size").substr(2) +
+        "; batch_size x (1 - replay_ratio) must round to at least 1; "
         "once replay holds data no fresh click would be trained on), got " + FormatDouble(c.learner.replay_ratio));
   }
   if (Status s = CheckListenAddress(c.metrics.listen_address); !s.ok()) {

@@ -366,10 +366,15 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
   gsau::testing::TempDir dir;
   std::string out;
   const std::string demo = Gsau() + " demo --events 3000 --rate 1500 --users 2000 --items 1000 --dir " + dir.File("demo") +
-                           " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1";
+                           " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 --set state.path=" +
+                           dir.File("elsewhere") + " 2>&1";
   const int rc = RunCommand(demo, &out);
   if (rc == 3 && !kHaveRun) GTEST_SKIP() << "this build has no learner: " << out;
   ASSERT_EQ(rc, 0) << out;
+  // A configured state.path is replaced by --dir's, and the demo says so.
+  EXPECT_NE(out.find("gsau demo: state.path is set, but the demo keeps everything in --dir"), std::string::npos)
+      << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("elsewhere")));
   // Every click applied exactly once, the three malformed records (one per 1,000) dead-lettered,
   // the learner stepped and ranked clicks, embeddings went out.
   EXPECT_NE(out.find("demo: 3000 events applied, 3 dead-lettered"), std::string::npos) << out;
