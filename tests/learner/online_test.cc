@@ -201,6 +201,15 @@ TEST(OnlineLearner, GrowthKeepsOldRowsAndAdamStateAndAddsRows) {
   EXPECT_EQ(l->InspectRow(OnlineTable::kItems, 0)->step, 4);
 }
 
+// This process's address space (VmSize), KiB; 0 when /proc does not say.
+int64_t VmSizeKb() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmSize:", 0) == 0) return std::stoll(line.substr(7));
+  }
+  return 0;
+}
+
 // A growth that ran out of memory part-way left the table grown and its Adam state not, and
 // every later Observe and Step failed on the mismatch. In a child process whose address space
 // has room for about two and a half of the grown tensors (256 MiB each): the growth fails, and
@@ -213,11 +222,7 @@ TEST(OnlineLearnerDeathTest, AGrowthThatRunsOutOfMemoryChangesNothing) {
     std::vector<OnlineEvent> evs = {{0, 0, 1, {}}, {1, 1, 2, {}}, {2, 0, 3, {0}}};
     if (!l->Observe(evs).ok() || !l->Step().ok()) std::exit(2);
     const auto rows = l->Stats().user_rows;
-    std::ifstream status("/proc/self/status");
-    int64_t vm_kb = 0;
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind("VmSize:", 0) == 0) vm_kb = std::stoll(line.substr(7));
-    }
+    const int64_t vm_kb = VmSizeKb();
     constexpr int64_t kRows = int64_t{4} << 20;  // x 16 floats: 256 MiB a tensor
     const rlimit limit{static_cast<rlim_t>(vm_kb * 1024 + kRows * 16 * 4 * 5 / 2), RLIM_INFINITY};
     if (vm_kb == 0 || ::setrlimit(RLIMIT_AS, &limit) != 0) std::exit(3);
@@ -247,11 +252,7 @@ TEST(OnlineLearnerDeathTest, ARefreshServingThatRunsOutOfMemoryKeepsTheLastSnaps
     constexpr int64_t kRows = int64_t{4} << 20;  // x 16 floats: 256 MiB a tensor
     std::vector<OnlineEvent> grow = {{0, static_cast<uint32_t>(kRows - 1), 4, {}}};
     if (!l->Observe(grow).ok() || l->Stats().items != kRows) std::exit(3);
-    std::ifstream status("/proc/self/status");
-    int64_t vm_kb = 0;
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind("VmSize:", 0) == 0) vm_kb = std::stoll(line.substr(7));
-    }
+    const int64_t vm_kb = VmSizeKb();
     rlimit limit{static_cast<rlim_t>(vm_kb * 1024 + kRows * 16 * 4 / 2), RLIM_INFINITY};
     if (vm_kb == 0 || ::setrlimit(RLIMIT_AS, &limit) != 0) std::exit(4);
     if (l->RefreshServing().ok()) std::exit(5);  // it fit after all: nothing shown
