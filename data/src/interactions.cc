@@ -208,6 +208,16 @@ bool ColumnsFromHeader(const std::vector<std::string_view>& header, TsvColumns* 
   return header.size() <= 3 && in_order;
 }
 
+// Neither format has comments: a '#' line was read as a user (or a TSV as per-user lines).
+bool IsComment(std::string_view line) {
+  const auto t = TrimSpaces(line);
+  return !t.empty() && t.front() == '#';
+}
+Status CommentError(const std::string& path, int64_t lineno) {
+  return LineError(path, lineno, "starts with '#': neither format (user<TAB>item<TAB>timestamp rows, per-user "
+                                 "lines) takes comment lines; remove it");
+}
+
 Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::string& text,
                                          const ReadOptions& opt) {
   std::vector<Interaction> out;
@@ -219,6 +229,10 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
   bool first = true;
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
     if (IsBlank(line)) return true;
+    if (IsComment(line)) {
+      error = CommentError(path, lineno);
+      return false;
+    }
     auto f = SplitTabs(line);
     // Empty fields at the end (a trailing tab) are not columns.
     while (f.size() > 3 && TrimSpaces(f.back()).empty()) f.pop_back();
@@ -230,10 +244,13 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
         return false;
       }
       double ignored;
-      // The header: a third field that is not a number, nor empty (a row missing its time is a
-      // bad row, not a header to skip; a header may have empty names elsewhere, e.g. pandas'
-      // unnamed index column).
-      if (!ParseDouble(f[2], &ignored) && !TrimSpaces(f[2]).empty()) {
+      // The header: a third field that is not a number, nor empty, nor a missing value's mark
+      // (a row missing its time is a bad row, not a header to skip; a header may have empty
+      // names elsewhere, e.g. pandas' unnamed index column).
+      static const std::vector<std::string> kMissing = {"nan", "null", "none", "na", "n/a", "\\n", "-", "?"};
+      const std::string third = Lower(TrimSpaces(f[2]));
+      if (!ParseDouble(f[2], &ignored) && !third.empty() &&
+          std::find(kMissing.begin(), kMissing.end(), third) == kMissing.end()) {
         header_fields = f.size();
         if (!ColumnsFromHeader(f, &cols)) {
           error = LineError(path, lineno, "the header has " + std::to_string(f.size()) +
@@ -336,6 +353,10 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
       }
       ++index;
       return true;
+    }
+    if (IsComment(line)) {
+      error = CommentError(path, lineno);
+      return false;
     }
     if (auto [it, first] = line_of_user.try_emplace(f[0], lineno); !first) {
       error = LineError(path, lineno, "user '" + std::string(f[0]) + "' already has a line (line " +
@@ -446,12 +467,31 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const
   Format format = options.format;
   if (format == Format::kAuto) {
     std::string_view first;
-    ForEachLine(text, [&](std::string_view line, int64_t) {
+    int64_t first_lineno = 0;
+    ForEachLine(text, [&](std::string_view line, int64_t lineno) {
       first = line;
+      first_lineno = lineno;
       return IsBlank(line);  // on to the first line that is not blank
     });
-    format = first.find('\t') != std::string_view::npos && SplitTabs(first).size() >= 3 ? Format::kTsv
-                                                                                        : Format::kUserLines;
+    if (IsComment(first)) return CommentError(path, first_lineno);
+    const auto tabbed = [](std::string_view line) {
+      return line.find('\t') != std::string_view::npos && SplitTabs(line).size() >= 3;
+    };
+    format = tabbed(first) ? Format::kTsv : Format::kUserLines;
+    if (format == Format::kUserLines) {
+      // Told apart by the first line alone, a table whose header is written with spaces (or
+      // lacks a field) would be read as per-user lines: times as items.
+      Status mixed;
+      ForEachLine(text, [&](std::string_view line, int64_t lineno) {
+        if (!tabbed(line)) return true;
+        mixed = LineError(path, lineno, "tab-separated like user<TAB>item<TAB>timestamp rows, but line " +
+                                            std::to_string(first_lineno) +
+                                            ", the first, is not (a header written with spaces?): separate its "
+                                            "fields with tabs too");
+        return false;
+      });
+      GSAU_RETURN_IF_ERROR(mixed);
+    }
   }
   if (format == Format::kTsv && !options.times_path.empty()) {
     return Status::InvalidArgument(path + " is a TSV with a time column; a times file (" + options.times_path +

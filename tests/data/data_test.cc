@@ -165,6 +165,37 @@ TEST(InteractionsTest, AmbiguousTsvLinesAreErrorsAndAByteOrderMarkIsDropped) {
   }
 }
 
+// Lines a first-line guess misread without a word: a comment made a user '#' (and a TSV under it
+// per-user lines, its times read as items); a header written with spaces over tab-separated
+// rows did the same; a first row whose time is NaN or \N was dropped as a header.
+TEST(InteractionsTest, CommentsMixedSeparatorsAndAMissingFirstTimeAreErrors) {
+  TempDir dir;
+  const std::vector<std::array<std::string, 3>> refused = {
+      {"comment.tsv", "# clicks export\nu1\ti1\t1700000000\nu2\ti2\t1700000001\n",
+       "comment.tsv:1: starts with '#': neither format"},
+      {"later.tsv", "u1\ti1\t1700000000\n  # a note\nu2\ti2\t1700000001\n", "later.tsv:2: starts with '#'"},
+      {"lines.txt", "u1 i1 i2\n# Beauty, 5-core\nu2 i3\n", "lines.txt:2: starts with '#'"},
+      {"spaced-header.tsv", "user_id item_id timestamp\nu1\ti1\t1700000000\n",
+       "spaced-header.tsv:2: tab-separated like user<TAB>item<TAB>timestamp rows, but line 1, the first, is not"},
+      {"nan.tsv", "u1\tiA\tNaN\nu1\tiB\t1700000000\n", "nan.tsv:1: timestamp 'NaN' is not a number"},
+      {"null.tsv", "u1\tiA\t\\N\nu1\tiB\t1700000000\n", "null.tsv:1: timestamp '\\N' is not a number"},
+  };
+  for (const auto& [name, text, message] : refused) {
+    WriteFile(dir.File(name), text);
+    const std::string m = ReadError(dir.File(name));
+    EXPECT_NE(m.find(message), std::string::npos) << name << ": " << m;
+  }
+  // A header of other names is still a header; per-user lines with a '#' inside an id are fine.
+  WriteFile(dir.File("one-name.tsv"), "uid\tthing\twhen\nu1\ti1\t1700000000\n");
+  auto r = ReadInteractions(dir.File("one-name.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->size(), 1u);
+  WriteFile(dir.File("hash.txt"), "u#1 i#1 i2\n");
+  r = ReadInteractions(dir.File("hash.txt"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].user_id, "u#1");
+}
+
 // Blank lines (also of spaces, and before the header) and blanks around a time are not data.
 TEST(InteractionsTest, BlankLinesAndBlanksAroundTimesAreSkipped) {
   TempDir dir;
