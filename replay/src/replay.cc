@@ -30,6 +30,20 @@ std::string EncodeClickJson(const ClickEvent& e, bool with_ts) {
   return out;
 }
 
+Pacer::Clock::time_point Pacer::Due(int64_t sent, Clock::time_point now) {
+  // The time is capped: a tiny rate overflowed the clock's nanoseconds into the past.
+  const auto at = [&](int64_t k) {
+    const double s = std::min(static_cast<double>(k - origin_sent_) / rate_, 1e9);
+    return origin_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  const auto burst = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(max_burst_s_));
+  if (now - at(sent) > burst) {
+    origin_ = now - burst;  // behind by more than a burst: the schedule starts again from here
+    origin_sent_ = sent;
+  }
+  return at(sent);
+}
+
 Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const kafka::KafkaOptions& kafka,
                            const ReplayOptions& options, const std::atomic<bool>* stop) {
   GSAU_RETURN_IF_ERROR(kafka::WaitForCluster(kafka, 30000));
@@ -83,17 +97,14 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
   };
   ClickEvent click;
   click.event_type = "click";
+  Pacer pacer(options.rate, start);
   int64_t sent = 0;
   int64_t malformed = 0;
   for (; sent < n; ++sent) {
     if (stopped()) break;
     if (options.rate > 0) {
-      // Pace against the schedule, not the previous send, so the average rate is exact. In
-      // slices that hear a stop (at 0.5 events/s a Ctrl-C waited 2 s and sent one more); the
-      // time is capped (a tiny rate overflowed the clock's nanoseconds into the past).
-      const double at_s = std::min(static_cast<double>(sent) / options.rate, 1e9);
-      const auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                   std::chrono::duration<double>(at_s));
+      // In slices that hear a stop (at 0.5 events/s a Ctrl-C waited 2 s and sent one more).
+      const auto due = pacer.Due(sent, std::chrono::steady_clock::now());
       for (auto now = std::chrono::steady_clock::now(); now < due && !stopped(); now = std::chrono::steady_clock::now()) {
         producer->Poll();
         GSAU_RETURN_IF_ERROR(failure(sent));

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <map>
 #include <set>
 
@@ -20,6 +21,26 @@ TEST(ReplayEncodeTest, JsonHasTheSystemFieldsAndEscapes) {
   const auto ctl = nlohmann::json::parse(EncodeClickJson({"a\x01", "b", 1, ""}));
   EXPECT_EQ(ctl["user_id"], "a\x01");
   EXPECT_EQ(ctl["event"], "click");
+}
+
+// Events are due on a schedule of `rate` a second; after a stall the schedule catches up by at
+// most a burst's worth (1 s) at once, not by all the time missed.
+TEST(PacerTest, KeepsTheRateAndCatchesUpAtMostOneBurstAfterAStall) {
+  using std::chrono::milliseconds;
+  const Pacer::Clock::time_point t0{};
+  Pacer pacer(100, t0);  // one event per 10 ms
+  EXPECT_EQ(pacer.Due(0, t0), t0);
+  EXPECT_EQ(pacer.Due(1, t0), t0 + milliseconds(10));
+  EXPECT_EQ(pacer.Due(50, t0 + milliseconds(490)), t0 + milliseconds(500)) << "on schedule";
+  EXPECT_EQ(pacer.Due(60, t0 + milliseconds(1400)), t0 + milliseconds(600)) << "0.8 s behind: caught up at once";
+  // A 60 s stall at event 100 (due at 1 s): events 100..199 (1 s of them) go at once, then the
+  // rate again; the 59 s beyond are not made up.
+  const auto after = t0 + milliseconds(61000);
+  EXPECT_EQ(pacer.Due(100, after), after - milliseconds(1000));
+  EXPECT_EQ(pacer.Due(199, after), after - milliseconds(10));
+  EXPECT_EQ(pacer.Due(200, after), after);
+  EXPECT_EQ(pacer.Due(201, after), after + milliseconds(10));
+  EXPECT_EQ(pacer.Due(300, after + milliseconds(1000)), after + milliseconds(1000));
 }
 
 TEST(SyntheticStreamTest, SeededOrderedSkewedAndGrowing) {

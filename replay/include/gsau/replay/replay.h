@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,6 +33,25 @@ struct ReplayOptions {
   bool progress = true;       // draw a progress bar on stderr
   int flush_timeout_ms = 60000;
   kafka::ProducerOptions producer;
+};
+
+// When each event of a rate-limited replay is due: `rate` events per second on average, against a
+// schedule rather than the previous send (so the average is exact). After a stall (a full local
+// queue, brokers away) it catches up by at most `max_burst_s` of events at full speed and then
+// goes on at the rate: the time missed beyond that is not made up (after a minute away at 100/s,
+// 6,000 events went out at once, onto an ingest that was itself catching up).
+class Pacer {
+ public:
+  using Clock = std::chrono::steady_clock;
+  Pacer(double rate, Clock::time_point start, double max_burst_s = 1.0)
+      : rate_(rate), max_burst_s_(max_burst_s), origin_(start) {}
+  // When event `sent` (0-based, asked in order) is due, given that it is `now`.
+  Clock::time_point Due(int64_t sent, Clock::time_point now);
+
+ private:
+  double rate_, max_burst_s_;
+  Clock::time_point origin_;
+  int64_t origin_sent_ = 0;
 };
 
 struct ReplayStats {
