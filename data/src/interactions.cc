@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <optional>
 #include <sstream>
+#include <tuple>
 #include <string_view>
 #include <unordered_map>
 
@@ -139,6 +141,9 @@ class AutoTimes {
     }
   }
   // Sets the events' ts_ms. The largest magnitude is the first to overflow: its line is named.
+  // Times finer than a millisecond (µs, ns, fractions of a second) also order the events that
+  // share one: `order`, the tie-break, becomes the rank by the time as written, then by `order`
+  // (a user's clicks within one ms came out in file order, not time order).
   Status Resolve(std::vector<Interaction>* out, const std::string& path, std::string_view what) const {
     if (values_.empty()) return Status::Ok();
     if (values_.size() != out->size()) return Status::Internal("data: a time for each event, or none");
@@ -148,6 +153,12 @@ class AutoTimes {
         return LineError(path, max_line_, OutOfRange(what, max_text_));
       }
     }
+    std::vector<size_t> rank(values_.size());
+    std::iota(rank.begin(), rank.end(), size_t{0});
+    std::sort(rank.begin(), rank.end(), [&](size_t a, size_t b) {
+      return std::tie(values_[a], (*out)[a].order) < std::tie(values_[b], (*out)[b].order);
+    });
+    for (size_t r = 0; r < rank.size(); ++r) (*out)[rank[r]].order = static_cast<int64_t>(r);
     return Status::Ok();
   }
 

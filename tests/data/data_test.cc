@@ -196,6 +196,25 @@ TEST(InteractionsTest, CommentsMixedSeparatorsAndAMissingFirstTimeAreErrors) {
   EXPECT_EQ((*r)[0].user_id, "u#1");
 }
 
+// Times finer than a millisecond order the clicks that share one: a user's two clicks 300 µs
+// apart, written latest first, came out in file order (both are at the same ms).
+TEST(InteractionsTest, SubMillisecondTimesOrderClicksWithinAMillisecond) {
+  TempDir dir;
+  WriteFile(dir.File("us.tsv"), "u1\tA\t1700000000000400\nu1\tB\t1700000000000100\nu1\tC\t1700000000000100\n");
+  auto r = ReadInteractions(dir.File("us.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  SortByTime(*r);
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ((*r)[0].ts_ms, 1700000000000);
+  EXPECT_EQ((*r)[2].ts_ms, 1700000000000);
+  EXPECT_EQ((*r)[0].item_id + (*r)[1].item_id + (*r)[2].item_id, "BCA") << "equal times keep the file's order";
+  WriteFile(dir.File("s.tsv"), "u1\tA\t1700000000.0004\nu1\tB\t1700000000.0001\n");
+  r = ReadInteractions(dir.File("s.tsv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  SortByTime(*r);
+  EXPECT_EQ((*r)[0].item_id, "B");
+}
+
 // Blank lines (also of spaces, and before the header) and blanks around a time are not data.
 TEST(InteractionsTest, BlankLinesAndBlanksAroundTimesAreSkipped) {
   TempDir dir;
