@@ -10,7 +10,7 @@
 #include <numeric>
 #include <optional>
 #include <sstream>
-#include <tuple>
+#include <utility>
 #include <string_view>
 #include <unordered_map>
 
@@ -153,12 +153,17 @@ class AutoTimes {
         return LineError(path, max_line_, OutOfRange(what, max_text_));
       }
     }
-    std::vector<size_t> rank(values_.size());
-    std::iota(rank.begin(), rank.end(), size_t{0});
-    std::sort(rank.begin(), rank.end(), [&](size_t a, size_t b) {
-      return std::tie(values_[a], (*out)[a].order) < std::tie(values_[b], (*out)[b].order);
-    });
-    for (size_t r = 0; r < rank.size(); ++r) (*out)[rank[r]].order = static_cast<int64_t>(r);
+    // A dense rank: events equal in both keep equal orders, so whatever compares next (the user)
+    // decides between them as before.
+    std::vector<size_t> by(values_.size());
+    std::iota(by.begin(), by.end(), size_t{0});
+    const auto key = [&](size_t k) { return std::make_pair(values_[k], (*out)[k].order); };
+    std::sort(by.begin(), by.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+    std::vector<int64_t> rank(by.size());
+    for (size_t r = 0; r < by.size(); ++r) {
+      rank[by[r]] = r > 0 && key(by[r]) == key(by[r - 1]) ? rank[by[r - 1]] : static_cast<int64_t>(r);
+    }
+    for (size_t k = 0; k < rank.size(); ++k) (*out)[k].order = rank[k];
     return Status::Ok();
   }
 
