@@ -1181,6 +1181,14 @@ struct OnlineLearner::Impl {
     RefreshCache();
     full_adjacency_stale = true;
     rng = next_rng;
+    // Options lowered since the save: a queue over max_pending gives its oldest to replay, as
+    // Observe does (it moved one out per new one, so the queue never came back under the cap);
+    // recent_fraction 0 keeps no window (the saved one was drawn from for good).
+    if (opt.recent_fraction == 0) recent.clear();
+    while (static_cast<int64_t>(pending.size()) > opt.max_pending) {
+      AddToReplay(std::move(pending.front()));
+      pending.pop_front();
+    }
     OnlineWatermark wm;
     const int64_t seq_bits = c[5].item<int64_t>();
     std::memcpy(&wm.state_batch_seq, &seq_bits, sizeof(seq_bits));

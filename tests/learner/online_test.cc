@@ -600,6 +600,24 @@ TEST(OnlineLearner, ReplayDrawsItsShareFromTheRecentWindow) {
   EXPECT_EQ(loaded->Stats().recent, 23);
   EXPECT_EQ(loaded->Stats().replay, 23);
 
+  // A checkpoint loaded with lower options: a queue over max_pending gives its oldest to replay
+  // (Observe moved out one per new one: it stayed over the cap for good), and recent_fraction 0
+  // drops the saved window (it was drawn from for good).
+  ASSERT_TRUE(wide->Observe(stream.Take(12)).ok());
+  ASSERT_EQ(wide->Stats().pending, 12);
+  ASSERT_TRUE(wide->Save(path, {}).ok());
+  OnlineOptions lower = o;
+  lower.max_pending = 5;
+  lower.recent_fraction = 0.0;
+  auto smaller = Make(lower);
+  ASSERT_TRUE(smaller->Load(path).ok());
+  EXPECT_EQ(smaller->Stats().pending, 5);
+  EXPECT_EQ(smaller->Stats().replay, 23 + 7);
+  EXPECT_EQ(smaller->Stats().recent, 0);
+  r = smaller->Step();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->replay_recent, 0);
+
   o.recent_fraction = 0.0;  // the reservoir only
   auto none = Make(o);
   ASSERT_TRUE(none->Observe(history, false).ok());
