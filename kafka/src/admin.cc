@@ -16,10 +16,14 @@ struct HandleDeleter {
 };
 using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
 
-Result<Handle> MakeHandle(const KafkaOptions& kafka) {
+// `type`: a consumer handle for metadata about a topic that may not exist: a producer's
+// metadata requests allow the broker to create a topic they name (allow.auto.create.topics is
+// true for producers, and a producer handle warns that it ignores it), with the broker's default
+// partitions and policy; a consumer's do not.
+Result<Handle> MakeHandle(const KafkaOptions& kafka, rd_kafka_type_t type = RD_KAFKA_PRODUCER) {
   GSAU_ASSIGN_OR_RETURN(rd_kafka_conf_t * conf, internal::BuildCConf(kafka, {}));
   char err[512];
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof(err));
   if (rk == nullptr) {
     rd_kafka_conf_destroy(conf);
     return Status::InvalidArgument(std::string("creating a Kafka client: ") + err);
@@ -209,7 +213,7 @@ Status EnsureTopics(const KafkaOptions& kafka, const std::vector<TopicSpec>& top
 }
 
 Result<int> PartitionCount(const KafkaOptions& kafka, const std::string& topic, int timeout_ms) {
-  GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
+  GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka, RD_KAFKA_CONSUMER));
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr);
   if (rkt == nullptr) {  // a name librdkafka refuses (over 512 bytes): destroying null crashed
     return Status::InvalidArgument("topic name '" + topic.substr(0, 64) + (topic.size() > 64 ? "...'" : "'") + ": " +
@@ -221,10 +225,17 @@ Result<int> PartitionCount(const KafkaOptions& kafka, const std::string& topic, 
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Status::Unavailable("metadata for " + topic + ": " + rd_kafka_err2str(err));
   }
+  // Only an unknown topic is a missing one: a leader election or a refused authorisation is not
+  // (a caller taking "none there" for them would go on as if the topic were empty).
   int count = -1;
-  if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) count = md->topics[0].partition_cnt;
+  rd_kafka_resp_err_t topic_err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+  if (md->topic_cnt == 1) {
+    topic_err = md->topics[0].err;
+    if (topic_err == RD_KAFKA_RESP_ERR_NO_ERROR) count = md->topics[0].partition_cnt;
+  }
   rd_kafka_metadata_destroy(md);
-  if (count < 0) return Status::NotFound("topic " + topic + " does not exist");
+  if (topic_err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) return Status::NotFound("topic " + topic + " does not exist");
+  if (count < 0) return Status::Unavailable("metadata for " + topic + ": " + rd_kafka_err2str(topic_err));
   return count;
 }
 
@@ -245,8 +256,10 @@ Result<std::string> TopicConfigValue(const KafkaOptions& kafka, const std::strin
     const rd_kafka_ConfigResource_t** rs =
         rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
     for (size_t i = 0; i < n; ++i) {
-      if (rd_kafka_ConfigResource_error(rs[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        out = Status::NotFound(std::string("topic ") + topic + ": " + rd_kafka_ConfigResource_error_string(rs[i]));
+      if (const auto e = rd_kafka_ConfigResource_error(rs[i]); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        // Missing only when unknown: a refused DescribeConfigs (no permission) is not "no topic".
+        const std::string why = std::string("topic ") + topic + ": " + rd_kafka_ConfigResource_error_string(rs[i]);
+        out = e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? Status::NotFound(why) : Status::Unavailable(why);
         break;
       }
       size_t m = 0;

@@ -142,6 +142,9 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOp
       GSAU_LOG_WARN("publisher: topic {} has cleanup.policy={}: records of ids that stop changing are deleted after "
                     "its retention; set cleanup.policy=compact",
                     topic, *policy);
+    } else if (!policy.ok()) {  // no right to describe it, say: said, so that no one takes silence for compact
+      GSAU_LOG_WARN("publisher: could not check the cleanup.policy of topic {} (it should be compact): {}", topic,
+                    policy.status().message());
     }
   }
   kafka::ProducerOptions po = options.producer;
