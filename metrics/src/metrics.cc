@@ -77,7 +77,14 @@ class Metrics::Server {
       for (pollfd& p : polled) {
         if ((p.revents & POLLIN) == 0) continue;
         const int c = accept(p.fd, nullptr, nullptr);
-        if (c < 0) continue;
+        if (c < 0) {
+          // Out of descriptors (or memory), the connection stays pending and poll() answers at
+          // once: without a pause this thread spun a core beside the learner until they freed.
+          if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          }
+          continue;
+        }
         Handle(c);
         close(c);
       }
