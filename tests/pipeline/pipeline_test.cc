@@ -139,11 +139,14 @@ std::map<std::string, int64_t> LatestVersions(const std::string& bootstrap, cons
 }
 
 std::string PythonWithConfluentKafka() {
-  // A virtualenv in the build tree, made once: confluent-kafka from PyPI.
+  // A virtualenv in the build tree, made once: confluent-kafka from PyPI, at a pinned version (a
+  // reader's behaviour must not change with the day the suite runs).
   const std::string venv = BinaryDir() + "/py-confluent-kafka";
   std::string out;
   if (RunCommand(venv + "/bin/python -c 'import confluent_kafka' 2>&1", &out) != 0) {
-    EXPECT_EQ(RunCommand("python3 -m venv " + venv + " 2>&1 && " + venv + "/bin/pip install -q confluent-kafka 2>&1", &out), 0)
+    EXPECT_EQ(RunCommand("python3 -m venv " + venv + " 2>&1 && " + venv + "/bin/pip install -q confluent-kafka==2.16.2 2>&1",
+                         &out),
+              0)
         << out;
   }
   return venv + "/bin/python";
