@@ -227,6 +227,14 @@ class RdProducer final : public Producer {
   ~RdProducer() override {
     Status s = Flush(close_timeout_ms_);
     if (!s.ok()) GSAU_LOG_ERROR("kafka producer closing: {}", s.ToString());
+    // What goes with the producer unreported: still queued (Flush names a delivery error before
+    // its timeout), or kept failed for a TakeFailed that never came.
+    const int queued = producer_->outq_len();
+    const size_t kept = KeptFailedCount();
+    if (queued > 0 || kept > 0) {
+      GSAU_LOG_ERROR("kafka producer closing: {} record(s) still queued and {} failed one(s) kept are dropped", queued,
+                     kept);
+    }
     producer_.reset();
   }
 
