@@ -562,10 +562,18 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
 
   void Accept(RdKafka::Message& msg) {
     TopicPartition tp{msg.topic_name(), msg.partition()};
+    const int64_t expected = guard_.Next(tp);
     auto verdict = guard_.Take(tp, msg.offset());
     if (verdict == OffsetGuard::Verdict::kAhead) {
       if (SeekBack(tp, msg.offset())) return;  // the records from the state's offset come next
       verdict = guard_.Take(tp, msg.offset());
+    }
+    if (verdict == OffsetGuard::Verdict::kGap) {
+      metrics_.err_consume.Increment();
+      GSAU_LOG_ERROR("ingest: partition {}/{} still starts at offset {} after {} seeks back to the state's {}: "
+                     "records {}..{} are skipped (not in this state)",
+                     tp.topic, tp.partition, msg.offset(), OffsetGuard::kMaxSeeks, expected, expected,
+                     msg.offset() - 1);
     }
     if (verdict == OffsetGuard::Verdict::kSeen) {
       metrics_.redelivered.Increment();
@@ -600,20 +608,20 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // The first record since `tp` was assigned lies above the state's offset: the log may have a
   // gap there, or the client may have lost the assigned offset (offset_guard.h) and the records
   // between would be skipped. Seeks back to the state's offset; true when the seek was made
-  // (this record is dropped: it comes again after those before it). Either way the partition is
-  // checked: what the seek brings first is taken, whatever its offset.
+  // (this record is dropped: it comes again after those before it, or first where the log has
+  // a gap). False when it failed: the record is taken as it is.
   bool SeekBack(const TopicPartition& tp, int64_t offset) {
-    guard_.Checked(tp);
     const int64_t next = guard_.Next(tp);
     std::unique_ptr<RdKafka::TopicPartition> at(RdKafka::TopicPartition::create(tp.topic, tp.partition, next));
     const auto err = consumer_->seek(*at, 5000);
     if (err != RdKafka::ERR_NO_ERROR) {
+      guard_.SeekFailed(tp);
       metrics_.err_consume.Increment();
-      GSAU_LOG_ERROR("ingest: partition {}/{} started at offset {}, above the state's {}; seeking back failed ({}): "
-                     "going on from {}",
-                     tp.topic, tp.partition, offset, next, RdKafka::err2str(err), offset);
+      GSAU_LOG_ERROR("ingest: partition {}/{} started at offset {}, above the state's {}; seeking back failed: {}",
+                     tp.topic, tp.partition, offset, next, RdKafka::err2str(err));
       return false;
     }
+    guard_.Sought(tp, offset);
     GSAU_LOG_INFO("ingest: partition {}/{} started at offset {}, above the state's {}: sought back to it (a gap in "
                   "the log is then taken as one)",
                   tp.topic, tp.partition, offset, next);

@@ -60,38 +60,59 @@ TEST(OffsetGuard, ANewAssignmentContinuesWhereTheStateSays) {
 }
 
 // A start above the state's offset (a client that lost the assigned offset and fetched from
-// the group's committed one, ahead of the state) is not taken: the partition is sought back
-// once, and then the records from the state's offset on are taken.
-TEST(OffsetGuard, AFirstRecordAboveTheStatesOffsetIsSoughtBackOnce) {
+// the group's committed one, ahead of the state) is not taken: the partition is sought back,
+// and then the records from the state's offset on are taken.
+TEST(OffsetGuard, AFirstRecordAboveTheStatesOffsetIsSoughtBack) {
+  const auto kGap = OffsetGuard::Verdict::kGap;
   OffsetGuard g;
   g.Assign(kP0, 5);
   EXPECT_EQ(g.Take(kP0, 9), kAhead);
   EXPECT_EQ(g.Take(kP0, 10), kAhead) << "until the seek back";
   EXPECT_EQ(g.Next(kP0), 5);
-  g.Checked(kP0);
+  g.Sought(kP0, 10);
   EXPECT_EQ(g.Take(kP0, 5), kNew);
   EXPECT_EQ(g.Take(kP0, 6), kNew);
   EXPECT_EQ(g.Take(kP0, 9), kNew) << "a gap after the first record is taken";
   g.Revoke(kP0);
   g.Assign(kP0, 20);
   EXPECT_EQ(g.Take(kP0, 30), kAhead) << "checked again at each assignment";
+  // A seek that did not land (a pause reset the position again): the next record is still
+  // above the one dropped, so the partition is sought again, up to kMaxSeeks times; then the
+  // record is taken and the records before it are said to be skipped.
+  g.Sought(kP0, 30);
+  EXPECT_EQ(g.Take(kP0, 31), kAhead);
+  g.Sought(kP0, 31);
+  EXPECT_EQ(g.Take(kP0, 32), kAhead);
+  g.Sought(kP0, 32);
+  EXPECT_EQ(g.Take(kP0, 33), kGap) << OffsetGuard::kMaxSeeks << " seeks made";
+  EXPECT_EQ(g.Next(kP0), 34);
+  // A failed seek: taken at once, as a gap.
+  g.Assign(kP1, 3);
+  EXPECT_EQ(g.Take(kP1, 7), kAhead);
+  g.SeekFailed(kP1);
+  EXPECT_EQ(g.Take(kP1, 7), kGap);
+  EXPECT_EQ(g.Take(kP1, 8), kNew);
 }
 
-// The seek back brings the same record: the log has a gap at the state's offset (retention,
-// transaction markers), and it is taken.
+// The seek back brings the same record, or one below it: the log has a gap at the state's
+// offset (retention, transaction markers), and it is taken.
 TEST(OffsetGuard, AGapAtTheStatesOffsetIsTakenAfterTheSeekBack) {
   OffsetGuard g;
   g.Assign(kP0, 5);
   g.Assign(kP1, -1);
   EXPECT_EQ(g.Take(kP0, 9), kAhead);
   EXPECT_EQ(g.Take(kP1, 9), kNew) << "no offset in the state: nothing to go back to";
-  g.Checked(kP0);
+  g.Sought(kP0, 9);
   EXPECT_EQ(g.Take(kP0, 9), kNew);
   EXPECT_EQ(g.Take(kP0, 8), kSeen);
   EXPECT_EQ(g.Next(kP0), 10);
   g.Assign(kP0, 10);
   EXPECT_EQ(g.Take(kP0, 10), kNew) << "at the state's offset: no check needed";
   EXPECT_EQ(g.Take(kP0, 15), kNew);
+  g.Assign(kP0, 20);
+  EXPECT_EQ(g.Take(kP0, 28), kAhead);
+  g.Sought(kP0, 28);
+  EXPECT_EQ(g.Take(kP0, 25), kNew) << "the seek landed; the log has a gap up to 25";
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 // Thread safety: none; Run()'s thread only (the rebalance callback runs there too).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 
@@ -27,23 +28,35 @@ class OffsetGuard {
   enum class Verdict {
     kNew,    // take it: the partition's next offset moves past it
     kSeen,   // below the next offset: already taken, skip it
-    kAhead,  // the first record since the assignment, above it: seek back to Next(), drop it
+    kAhead,  // above the next offset before the partition is checked: seek back to Next(), call
+             // Sought(), drop it (it comes again)
+    kGap,    // take it, but the records from Next() up to it never came, though sought back
+             // kMaxSeeks times: lost to this state (say so)
   };
+  static constexpr int kMaxSeeks = 3;
 
   // The partition continues at `next` (the state's next offset; -1 when the state has none,
   // i.e. from wherever the client starts).
-  void Assign(const TopicPartition& tp, int64_t next) { next_[tp] = {next, next < 0}; }
+  void Assign(const TopicPartition& tp, int64_t next) { next_[tp] = Position{next, next < 0}; }
 
   // The partition left this process: a later assignment says where it continues.
   void Revoke(const TopicPartition& tp) { next_.erase(tp); }
 
+  // A partition is checked once a record at its next offset arrives, or one at or below the
+  // highest dropped for a seek (the seek landed and the log has a gap there: retention,
+  // transaction markers). One above it after a seek means the seek was lost (a pause or resume
+  // in librdkafka < 2.4 can reset the position again): sought again, up to kMaxSeeks times.
   Verdict Take(const TopicPartition& tp, int64_t offset) {
     auto& p = next_.try_emplace(tp, Position{-1, true}).first->second;
     if (offset < p.next) return Verdict::kSeen;
-    if (!p.checked && offset > p.next) return Verdict::kAhead;
+    Verdict v = Verdict::kNew;
+    if (!p.checked && offset > p.next && offset > p.dropped) {
+      if (p.seeks < kMaxSeeks) return Verdict::kAhead;
+      v = Verdict::kGap;
+    }
     p.next = offset + 1;
     p.checked = true;
-    return Verdict::kNew;
+    return v;
   }
 
   // Where the partition continues (-1: wherever the client starts).
@@ -52,16 +65,25 @@ class OffsetGuard {
     return it == next_.end() ? -1 : it->second.next;
   }
 
-  // After the seek back of a kAhead (made or failed): the next record is taken whatever its
-  // offset above Next() (the log has a gap there).
-  void Checked(const TopicPartition& tp) {
-    if (auto it = next_.find(tp); it != next_.end()) it->second.checked = true;
+  // The seek back for the kAhead record at `offset` was made.
+  void Sought(const TopicPartition& tp, int64_t offset) {
+    if (auto it = next_.find(tp); it != next_.end()) {
+      it->second.dropped = std::max(it->second.dropped, offset);
+      ++it->second.seeks;
+    }
+  }
+
+  // The seek back failed: no more tries, the next record is taken (kGap when above Next()).
+  void SeekFailed(const TopicPartition& tp) {
+    if (auto it = next_.find(tp); it != next_.end()) it->second.seeks = kMaxSeeks;
   }
 
  private:
   struct Position {
     int64_t next = -1;
-    bool checked = true;  // false until the first record at or after an assignment's offset
+    bool checked = true;     // false from an assignment with an offset until its check
+    int64_t dropped = -1;    // the highest record dropped for a seek back
+    int seeks = 0;
   };
   std::map<TopicPartition, Position> next_;
 };
