@@ -497,7 +497,7 @@ struct Pipeline::Impl {
   std::unordered_map<state::UserId, std::deque<uint32_t>> sessions;
   uint64_t watermark = 0;  // state batch seq the learner has seen
   uint64_t checkpointed_batch = 0;  // the watermark of the newest checkpoint (loaded or written)
-  bool rollback_checkpoint_needed = false;  // rolled back to a checkpoint outside checkpoint_dir
+  bool rollback_checkpoint_needed = false;  // rolled back: the restored pair is checkpointed at start
 
   std::atomic<int64_t> version{0};  // last model_version handed out
   // Item rows taken from the learner (TakeChangedItems marks them published) whose publication
@@ -719,7 +719,10 @@ struct Pipeline::Impl {
   // would undo the rollback at the next restart (a model whose ids need not match the restored
   // state's). Those after `target` go to `aside` (inside checkpoint_dir: the same filesystem,
   // and ListCheckpoints skips it); all of them when `target` lies elsewhere (their line is
-  // unknown), and then the restored pair is checkpointed at once (StartLearner).
+  // unknown). The restored pair is then checkpointed at once (StartLearner): in checkpoint_dir
+  // when the target lies elsewhere, and in any case with users_published_through 0, since a
+  // rollback publishes every user again (a crash before the next checkpoint would otherwise
+  // restart from the target's figure and leave the abandoned model's user records in place).
   Status MoveAbandonedCheckpoints(const fs::path& target, const std::string& aside) {
     std::string target_name;  // as listed: `target` may be a link, relative, or end in '/'
     std::vector<std::string> abandoned;
@@ -731,7 +734,7 @@ struct Pipeline::Impl {
         abandoned.push_back(c);
       }
     }
-    rollback_checkpoint_needed = target_name.empty();
+    rollback_checkpoint_needed = true;
     if (!target_name.empty()) {
       std::erase_if(abandoned, [&](const std::string& c) { return fs::path(c).filename().string() < target_name; });
     }

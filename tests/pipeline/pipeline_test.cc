@@ -371,6 +371,9 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
   ASSERT_EQ(run->Wait(60000), 0) << Tail(p.log, 6000);
   const std::string log3 = Tail(p.log, 1 << 22);
   EXPECT_NE(log3.find("learner resumed from " + link + " "), std::string::npos) << log3.substr(0, 4000);
+  // Checkpointed at once in the target's place, saying no user is published yet: a crash before
+  // the next checkpoint would otherwise restart from the target's figure.
+  EXPECT_NE(log3.find("pipeline: checkpoint " + good + " ("), std::string::npos) << log3.substr(0, 6000);
   bool state_aside = false;
   for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
     state_aside |= e.path().filename().string().rfind("state.before-rollback-", 0) == 0;
