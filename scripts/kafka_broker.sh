@@ -31,6 +31,9 @@ while (($#)); do
   esac
 done
 [ -n "$dir" ] || { echo "kafka_broker.sh: --dir is required" >&2; exit 2; }
+# One spelling of the directory (absolute): the broker's command line names it, and a stop
+# recognises its broker by that (broker_pid).
+dir=$(realpath -m "$dir")
 # Whole seconds: the watchdog's arithmetic died on "1h", and the broker then ran without a limit.
 if [ -n "$max_lifetime" ] && [[ ! $max_lifetime =~ ^[1-9][0-9]*$ ]]; then
   echo "kafka_broker.sh: --max-lifetime takes whole seconds, not '$max_lifetime'" >&2; exit 2
@@ -84,7 +87,7 @@ broker_pid() {
   local pid; pid=$(cat "$dir/pid")
   kill -0 "$pid" 2>/dev/null || return 1
   local cmdline; cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  case "$cmdline" in *kafka.Kafka*server.properties*) echo "$pid" ;; *) return 1 ;; esac
+  case "$cmdline" in *"kafka.Kafka $dir/server.properties"*) echo "$pid" ;; *) return 1 ;; esac
 }
 
 broker_alive() { broker_pid >/dev/null; }

@@ -452,8 +452,8 @@ Result<Config> Load(const LoadInput& input) {
     if (!std::filesystem::exists(file)) {
       return Status::NotFound("config file '" + file + "' does not exist");
     }
-    if (!std::filesystem::is_regular_file(file)) {
-      return Status::InvalidArgument("config file '" + file + "' is not a file");
+    if (std::filesystem::is_directory(file)) {  // (a pipe, --config <(envsubst < f), reads fine)
+      return Status::InvalidArgument("config file '" + file + "' is a directory");
     }
     YAML::Node root;
     try {
@@ -599,12 +599,15 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
     }
     return Status::InvalidArgument(key + from + ": " + problem);
   };
-  // ", from <origin>" for a field a rule across fields names beside the one it blames.
+  // "from <origin>" (or "the default") for a field a rule across fields names beside the one it
+  // blames; empty when the origins are not known.
   const auto set_from = [origins](const std::string& key) {
-    if (origins != nullptr) {
-      if (const auto it = origins->find(key); it != origins->end()) return ", from " + it->second;
-    }
-    return std::string(", the default");
+    if (origins == nullptr) return std::string();
+    if (const auto it = origins->find(key); it != origins->end()) return "from " + it->second;
+    return std::string("the default");
+  };
+  const auto with = [](const std::string& value, const std::string& from) {
+    return from.empty() ? value : value + ", " + from;
   };
   for (const auto& f : Table()) {
     const std::string problem = f.check(c);
@@ -613,7 +616,7 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
   // Rules across fields; each names the field to change.
   if (c.ingest.queue_capacity < c.ingest.batch_max_events) {
     return invalid("ingest.queue_capacity", "must be at least ingest.batch_max_events (" +
-                                   std::to_string(c.ingest.batch_max_events) + set_from("ingest.batch_max_events") +
+                                   with(std::to_string(c.ingest.batch_max_events), set_from("ingest.batch_max_events")) +
                                    "), got " +
                                    std::to_string(c.ingest.queue_capacity) +
                                    ": ingest waits for room for a whole batch");
@@ -627,11 +630,13 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
                                    "got " + FormatDouble(c.learner.replay_ratio));
   }
   if (std::llround(static_cast<double>(c.learner.batch_size) * (1.0 - c.learner.replay_ratio)) < 1) {
-    return invalid(
-        "learner.replay_ratio", "leaves no fresh sample in a batch of learner.batch_size " +
-        std::to_string(c.learner.batch_size) + " (" + set_from("learner.batch_size").substr(2) +
-        "; batch_size x (1 - replay_ratio) must round to at least 1; "
-        "once replay holds data no fresh click would be trained on), got " + FormatDouble(c.learner.replay_ratio));
+    const std::string batch_from = set_from("learner.batch_size");
+    return invalid("learner.replay_ratio", "leaves no fresh sample in a batch of learner.batch_size " +
+                                               std::to_string(c.learner.batch_size) + " (" +
+                                               (batch_from.empty() ? "" : batch_from + "; ") +
+                                               "batch_size x (1 - replay_ratio) must round to at least 1; once "
+                                               "replay holds data no fresh click would be trained on), got " +
+                                               FormatDouble(c.learner.replay_ratio));
   }
   if (Status s = CheckListenAddress(c.metrics.listen_address); !s.ok()) {
     return invalid("metrics.listen_address", s.message());

@@ -133,6 +133,7 @@ class AutoTimes {
   // The time of the next event (out[k] for the k-th call), `text` as written (a view into the
   // file's text) on `lineno`.
   void Add(double v, std::string_view text, int64_t lineno) {
+    scale_ = true;
     values_.push_back(v);
     if (const double a = std::fabs(v); a > max_abs_) {  // (finite: ParseDouble refuses the rest)
       max_abs_ = a;
@@ -140,7 +141,10 @@ class AutoTimes {
       max_line_ = lineno;
     }
   }
-  // Sets the events' ts_ms. The largest magnitude is the first to overflow: its line is named.
+  // The time of the next event as written, its unit given (ts_ms already set): for the order.
+  void Written(double v) { values_.push_back(v); }
+  // Sets the events' ts_ms (from Add's values). The largest magnitude is the first to
+  // overflow: its line is named.
   // Times finer than a millisecond (µs, ns, fractions of a second) also order the events that
   // share one: `order`, the tie-break, becomes the rank by the time as written, then by `order`
   // (a user's clicks within one ms came out in file order, not time order).
@@ -148,13 +152,13 @@ class AutoTimes {
     if (values_.empty()) return Status::Ok();
     if (values_.size() != out->size()) return Status::Internal("data: a time for each event, or none");
     const double scale = AutoScale(max_abs_);
-    for (size_t k = 0; k < values_.size(); ++k) {
+    for (size_t k = 0; scale_ && k < values_.size(); ++k) {
       if (!ScaleToMs(values_[k], scale, &(*out)[k].ts_ms)) {
         return LineError(path, max_line_, OutOfRange(what, max_text_));
       }
     }
-    // A dense rank: events equal in both keep equal orders, so whatever compares next (the user)
-    // decides between them as before.
+    // Events equal in both keep equal orders (the rank of the first of them), so whatever
+    // compares next (the user) decides between them as before.
     std::vector<size_t> by(values_.size());
     std::iota(by.begin(), by.end(), size_t{0});
     const auto key = [&](size_t k) { return std::make_pair(values_[k], (*out)[k].order); };
@@ -169,6 +173,7 @@ class AutoTimes {
 
  private:
   std::vector<double> values_;
+  bool scale_ = false;  // the unit is to be found (Add), not given (Written)
   double max_abs_ = 0;
   std::string_view max_text_;
   int64_t max_line_ = 0;
@@ -323,6 +328,8 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
     } else if (!ToMs(ts, unit, &ts_ms)) {
       error = LineError(path, lineno, OutOfRange("timestamp", time));
       return false;
+    } else {
+      auto_times.Written(ts);
     }
     out.push_back({std::string(user), std::string(item), ts_ms, static_cast<int64_t>(out.size()), true});
     return opt.limit <= 0 || static_cast<int64_t>(out.size()) < opt.limit;
@@ -405,6 +412,8 @@ Result<std::vector<Interaction>> ReadUserLines(const std::string& path, const st
         } else if (!ToMs(t, opt.time_unit, &ts)) {
           error = LineError(opt.times_path, lineno, OutOfRange("time", (*times)[k]));
           return false;
+        } else {
+          auto_times.Written(t);
         }
       }
       out.push_back({std::string(f[0]), std::string(f[k]), ts, static_cast<int64_t>(k - 1), times != nullptr});
@@ -502,8 +511,8 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const
         if (!tabbed(line)) return true;
         mixed = LineError(path, lineno, "tab-separated like user<TAB>item<TAB>timestamp rows, but line " +
                                             std::to_string(first_lineno) +
-                                            ", the first, is not (a header written with spaces?): separate its "
-                                            "fields with tabs too");
+                                            ", the first, is not: per-user lines separate their ids with spaces, "
+                                            "and a table separates every line with tabs, its header too");
         return false;
       });
       GSAU_RETURN_IF_ERROR(mixed);

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "gsau/config/config.h"
 #include "temp_dir.h"
@@ -273,13 +275,20 @@ TEST(ConfigTest, AKeyGivenTwiceInTheFileIsAnError) {
 }
 
 // A directory given as the file failed with the stream's own words and exit 1, not as a
-// configuration error naming it.
-TEST(ConfigTest, ADirectoryGivenAsTheFileIsNamed) {
+// configuration error naming it. A pipe (--config <(envsubst < f)) reads as a file does.
+TEST(ConfigTest, ADirectoryGivenAsTheFileIsNamedAndAPipeReads) {
   TempDir dir;
+  const std::string fifo = dir.File("pipe.yaml");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] { WriteFile(fifo, "ingest:\n  batch_max_events: 77\n"); });
+  auto piped = LoadWith(fifo, {}, {});
+  writer.join();
+  ASSERT_TRUE(piped.ok()) << piped.status();
+  EXPECT_EQ(piped->ingest.batch_max_events, 77);
   auto c = LoadWith(dir.path().string(), {}, {});
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(c.status().message(), "config file '" + dir.path().string() + "' is not a file");
+  EXPECT_EQ(c.status().message(), "config file '" + dir.path().string() + "' is a directory");
 }
 
 // A command's own flags (gsau run --state) are applied last and named as the source.
@@ -365,6 +374,12 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
     EXPECT_EQ(c.status().message(), message);
   }
   EXPECT_TRUE(LoadWith("", {}, {"ingest.queue_capacity=1000", "learner.replay_ratio=0.99"}).ok());
+  // Validate() alone knows no origins: it says none (not "the default").
+  Config c;
+  c.ingest.batch_max_events = 200000;
+  EXPECT_EQ(Validate(c).message(),
+            "ingest.queue_capacity: must be at least ingest.batch_max_events (200000), got 100000: ingest waits for "
+            "room for a whole batch");
   EXPECT_TRUE(
       LoadWith("", {}, {"topics.clicks=Shop_clicks.v2-eu", "topics.dead_letter=" + std::string(249, 'd')}).ok());
   EXPECT_TRUE(LoadWith("", {}, {"learner.batch_size=2", "learner.replay_ratio=0.75"}).ok()) << "0.5 rounds to 1";

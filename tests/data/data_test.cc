@@ -213,6 +213,12 @@ TEST(InteractionsTest, SubMillisecondTimesOrderClicksWithinAMillisecond) {
   ASSERT_TRUE(r.ok()) << r.status();
   SortByTime(*r);
   EXPECT_EQ((*r)[0].item_id, "B");
+  ReadOptions seconds;  // a unit given, not found
+  seconds.time_unit = TimeUnit::kSeconds;
+  r = ReadInteractions(dir.File("s.tsv"), seconds);
+  ASSERT_TRUE(r.ok()) << r.status();
+  SortByTime(*r);
+  EXPECT_EQ((*r)[0].item_id, "B");
 }
 
 // Blank lines (also of spaces, and before the header) and blanks around a time are not data.
