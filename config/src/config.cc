@@ -393,15 +393,14 @@ Status FlattenYaml(const YAML::Node& node, const std::string& prefix, Config& c,
   }
   if (prefix == kPropertiesKey) {
     if (!node.IsMap()) return Status::InvalidArgument("kafka.properties (" + file + "): must be a map");
+    std::set<std::string> seen;  // as for fields below
     for (const auto& kv : node) {
       if (!kv.second.IsScalar()) {
         return Status::InvalidArgument("kafka.properties." + kv.first.as<std::string>() + " (" + file +
                                        "): must be a scalar");
       }
       const std::string key = std::string(kPropertiesKey) + "." + kv.first.as<std::string>();
-      if (origins != nullptr && origins->count(key) > 0) {
-        return Status::InvalidArgument(key + " (" + file + "): given twice");
-      }
+      if (!seen.insert(key).second) return Status::InvalidArgument(key + " (" + file + "): given twice");
       GSAU_RETURN_IF_ERROR(SetKey(c, key, kv.second.as<std::string>(), file, origins));
     }
     return Status::Ok();

@@ -65,23 +65,44 @@ bool PartitionsReady(rd_kafka_t* rk, const std::string& topic, int64_t deadline_
     rd_kafka_metadata_destroy(md);
   }
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR && partitions.empty()) err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    // ListOffsets for the latest offset of every partition at once. Not
-    // rd_kafka_query_watermark_offsets: in librdkafka 2.0.2 it can block for ever while a leader
-    // is unreachable (librdkafka #2588, fixed in 2.3.0).
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
-    for (int32_t p : partitions) {
-      rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_END;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {  // the latest offset of every partition at once
+    const auto ends = internal::ListOffsets(rk, topic, partitions, RD_KAFKA_OFFSET_END, wait_ms());
+    if (!ends.ok()) {
+      *why = ends.status().message();
+      return false;
     }
-    err = rd_kafka_offsets_for_times(rk, list, wait_ms());
-    for (int i = 0; i < list->cnt && err == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) err = list->elems[i].err;
-    rd_kafka_topic_partition_list_destroy(list);
   }
   *why = rd_kafka_err2str(err);
   return err == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 }  // namespace
+
+namespace internal {
+
+Result<std::vector<int64_t>> ListOffsets(rd_kafka_t* rk, const std::string& topic,
+                                         const std::vector<int32_t>& partitions, int64_t which, int timeout_ms) {
+  std::unique_ptr<rd_kafka_topic_partition_list_t, decltype(&rd_kafka_topic_partition_list_destroy)> list(
+      rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())), &rd_kafka_topic_partition_list_destroy);
+  for (int32_t p : partitions) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = which;
+  if (const auto e = rd_kafka_offsets_for_times(rk, list.get(), timeout_ms); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status::Unavailable("offsets of " + topic + ": " + rd_kafka_err2str(e));
+  }
+  std::vector<int64_t> out;
+  out.reserve(partitions.size());
+  for (int32_t p : partitions) {
+    const rd_kafka_topic_partition_t* tp = rd_kafka_topic_partition_list_find(list.get(), topic.c_str(), p);
+    if (tp == nullptr || tp->err != RD_KAFKA_RESP_ERR_NO_ERROR || tp->offset < 0) {
+      return Status::Unavailable("offsets of " + topic + " [" + std::to_string(p) + "]: " +
+                                 (tp == nullptr || tp->err == RD_KAFKA_RESP_ERR_NO_ERROR ? std::string("none")
+                                                                                        : rd_kafka_err2str(tp->err)));
+    }
+    out.push_back(tp->offset);
+  }
+  return out;
+}
+
+}  // namespace internal
 
 Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms) {
   GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));

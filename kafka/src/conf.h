@@ -35,4 +35,12 @@ Result<rd_kafka_conf_t*> BuildCConf(const KafkaOptions& kafka, const Props& defa
 // lines (only there when kafka.properties.debug asks for them) as info; the rest at debug level.
 void LogLine(std::string_view who, int level, std::string_view fac, std::string_view text, KeyedThrottle& throttle);
 
+// The offset of each of `partitions` of `topic` at `which` (RD_KAFKA_OFFSET_BEGINNING: its
+// first; RD_KAFKA_OFFSET_END: its next), in their order: one ListOffsets per leader, within
+// `timeout_ms`. Not rd_kafka_query_watermark_offsets: in librdkafka 2.0.2 it waits for ever while
+// a partition's leader is unreachable (librdkafka #2588, fixed in 2.3.0). kUnavailable naming the
+// partition when one has no answer.
+Result<std::vector<int64_t>> ListOffsets(rd_kafka_t* rk, const std::string& topic,
+                                         const std::vector<int32_t>& partitions, int64_t which, int timeout_ms);
+
 }  // namespace gsau::kafka::internal

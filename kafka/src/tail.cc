@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <numeric>
 
 #include "conf.h"
 #include "gsau/common/clock.h"
@@ -78,41 +79,18 @@ Result<std::vector<LastRecord>> ReadLastRecords(const KafkaOptions& kafka, const
   }
   std::unique_ptr<rd_kafka_t, ConsumerDeleter> rk(raw);
 
-  // Each partition's first and next offset: ListOffsets (earliest, then latest) for all of them
-  // at once, within the deadline. Not rd_kafka_query_watermark_offsets: in librdkafka 2.0.2 it
-  // waits for ever while a partition's leader is unreachable (librdkafka #2588, fixed in 2.3.0),
-  // which held a restart's start-up past its timeout.
-  std::vector<int64_t> ends[2];
-  for (int side = 0; side < 2; ++side) {
-    std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter> query(
-        rd_kafka_topic_partition_list_new(*partitions));
-    for (int32_t p = 0; p < *partitions; ++p) {
-      rd_kafka_topic_partition_list_add(query.get(), topic.c_str(), p)->offset =
-          side == 0 ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
-    }
-    const auto e = rd_kafka_offsets_for_times(rk.get(), query.get(), left_ms());
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return Status::Unavailable("offsets of " + topic + ": " + rd_kafka_err2str(e));
-    }
-    ends[side].assign(static_cast<size_t>(*partitions), -1);
-    for (int k = 0; k < query->cnt; ++k) {
-      const auto& tp = query->elems[k];
-      if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR || tp.offset < 0 || tp.partition < 0 || tp.partition >= *partitions) {
-        return Status::Unavailable("offsets of " + topic + " [" + std::to_string(tp.partition) +
-                                   "]: " + rd_kafka_err2str(tp.err != RD_KAFKA_RESP_ERR_NO_ERROR
-                                                                ? tp.err
-                                                                : RD_KAFKA_RESP_ERR__BAD_MSG));
-      }
-      ends[side][static_cast<size_t>(tp.partition)] = tp.offset;
-    }
-  }
+  // Each partition's first and next offset (internal::ListOffsets: within the deadline).
+  std::vector<int32_t> ids(static_cast<size_t>(*partitions));
+  std::iota(ids.begin(), ids.end(), 0);
+  GSAU_ASSIGN_OR_RETURN(const auto lows, internal::ListOffsets(rk.get(), topic, ids, RD_KAFKA_OFFSET_BEGINNING,
+                                                               left_ms()));
+  GSAU_ASSIGN_OR_RETURN(const auto highs, internal::ListOffsets(rk.get(), topic, ids, RD_KAFKA_OFFSET_END, left_ms()));
   // partition -> the offset of its last record (where it is done).
   std::map<int32_t, int64_t> want;
   std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter> list(
       rd_kafka_topic_partition_list_new(*partitions));
   for (int32_t p = 0; p < *partitions; ++p) {
-    const int64_t low = ends[0][static_cast<size_t>(p)], high = ends[1][static_cast<size_t>(p)];
-    if (low < 0 || high < 0) return Status::Unavailable("offsets of " + topic + " [" + std::to_string(p) + "]: none");
+    const int64_t low = lows[static_cast<size_t>(p)], high = highs[static_cast<size_t>(p)];
     if (high <= low) continue;
     rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = std::max(low, high - per_partition);
     want[p] = high - 1;
