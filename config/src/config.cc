@@ -615,7 +615,8 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
   // Rules across fields; each names the field to change.
   if (c.ingest.queue_capacity < c.ingest.batch_max_events) {
     return invalid("ingest.queue_capacity", "must be at least ingest.batch_max_events (" +
-                                   with(std::to_string(c.ingest.batch_max_events), set_from("ingest.batch_max_events")) +
+                                   with(std::to_string(c.ingest.batch_max_events),
+                                        set_from("ingest.batch_max_events")) +
                                    "), got " +
                                    std::to_string(c.ingest.queue_capacity) +
                                    ": ingest waits for room for a whole batch");

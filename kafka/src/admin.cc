@@ -255,7 +255,9 @@ Result<int> PartitionCount(const KafkaOptions& kafka, const std::string& topic, 
     if (topic_err == RD_KAFKA_RESP_ERR_NO_ERROR) count = md->topics[0].partition_cnt;
   }
   rd_kafka_metadata_destroy(md);
-  if (topic_err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) return Status::NotFound("topic " + topic + " does not exist");
+  if (topic_err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+    return Status::NotFound("topic " + topic + " does not exist");
+  }
   if (count < 0) return Status::Unavailable("metadata for " + topic + ": " + rd_kafka_err2str(topic_err));
   return count;
 }
