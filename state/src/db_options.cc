@@ -43,6 +43,9 @@ DbSetup MakeDbSetup(const StateOptions& options) {
   s.db.max_log_file_size = 16 << 20;
   s.db.keep_log_file_num = 4;
   s.db.max_total_wal_size = 4 * options.write_buffer_bytes * options.max_write_buffer_number;
+  // Every table file open from the start (RocksDB's default, relied on): a read-only open of a
+  // store that a pipeline writes then keeps reading files its compactions delete.
+  s.db.max_open_files = -1;
 
   // One block cache shared by every family, so the hot families take what they need.
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 
@@ -812,18 +814,28 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
   return result;
 }
 
+// The point reads below copy what they need of the caches and the snapshot under the shared
+// lock, then read RocksDB without it: glibc's rwlock lets new readers in while the writer waits,
+// so readers that overlapped each other inside their RocksDB reads kept the writer's commit
+// out for seconds (3 threads reading sessions: 4 batches in 8 s).
 Result<std::vector<SessionEntry>> StateStore::Impl::Session(UserId user) const {
-  std::shared_lock lock(mu_);
-  GSAU_RETURN_IF_ERROR(CheckOpenLocked());
-  if (user >= user_stats_.size()) return Status::NotFound("state: no user " + std::to_string(user));
-  const uint64_t clicks = user_stats_[user].clicks;
-  const uint64_t n = session_length_;
+  std::shared_ptr<const rocksdb::Snapshot> snap;
+  uint64_t clicks = 0;
+  uint64_t n = 0;
+  {
+    std::shared_lock lock(mu_);
+    GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+    if (user >= user_stats_.size()) return Status::NotFound("state: no user " + std::to_string(user));
+    snap = snapshot_;
+    clicks = user_stats_[user].clicks;
+    n = session_length_;
+  }
   const uint64_t start = clicks > n ? clicks - n : 0;
   const auto lo = keys::SessionKey(user, start);
   const auto hi = keys::SessionKey(user, clicks);
   const rocksdb::Slice upper = S(hi.view());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot_.get();
+  ro.snapshot = snap.get();
   ro.iterate_upper_bound = &upper;
   ro.prefix_same_as_start = true;
   std::vector<SessionEntry> out;
@@ -840,18 +852,24 @@ Result<std::vector<SessionEntry>> StateStore::Impl::Session(UserId user) const {
 }
 
 Result<std::vector<Edge>> StateStore::Impl::UserNeighbours(UserId user) const {
-  std::shared_lock lock(mu_);
-  GSAU_RETURN_IF_ERROR(CheckOpenLocked());
-  if (user >= user_stats_.size()) return Status::NotFound("state: no user " + std::to_string(user));
+  std::shared_ptr<const rocksdb::Snapshot> snap;
+  size_t degree = 0;
+  {
+    std::shared_lock lock(mu_);
+    GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+    if (user >= user_stats_.size()) return Status::NotFound("state: no user " + std::to_string(user));
+    snap = snapshot_;
+    degree = user_stats_[user].degree;
+  }
   const auto lo = keys::PairKey(user, 0);
   const auto hi = keys::PairKey(user + 1, 0);
   const rocksdb::Slice upper = S(hi.view());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot_.get();
+  ro.snapshot = snap.get();
   ro.iterate_upper_bound = &upper;
   ro.prefix_same_as_start = true;
   std::vector<Edge> out;
-  out.reserve(user_stats_[user].degree);
+  out.reserve(degree);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kEdges)));
   for (it->Seek(S(lo.view())); it->Valid(); it->Next()) {
     if (it->value().size() != keys::kEdgeValueSize) return Status::Corruption("state: bad edge value");
@@ -863,11 +881,16 @@ Result<std::vector<Edge>> StateStore::Impl::UserNeighbours(UserId user) const {
 }
 
 Result<std::vector<Edge>> StateStore::Impl::ItemNeighbours(ItemId item) const {
-  std::shared_lock lock(mu_);
-  GSAU_RETURN_IF_ERROR(CheckOpenLocked());
-  if (item >= item_stats_.size()) return Status::NotFound("state: no item " + std::to_string(item));
-  // The users come from the in-memory reverse adjacency, the counts and times from the edges.
-  std::vector<UserId> users = item_users_[item];
+  std::shared_ptr<const rocksdb::Snapshot> snap;
+  std::vector<UserId> users;
+  {
+    std::shared_lock lock(mu_);
+    GSAU_RETURN_IF_ERROR(CheckOpenLocked());
+    if (item >= item_stats_.size()) return Status::NotFound("state: no item " + std::to_string(item));
+    snap = snapshot_;
+    // The users come from the in-memory reverse adjacency, the counts and times from the edges.
+    users = item_users_[item];
+  }
   std::sort(users.begin(), users.end());
   std::vector<keys::Key8> edge_keys;
   edge_keys.reserve(users.size());
@@ -878,7 +901,7 @@ Result<std::vector<Edge>> StateStore::Impl::ItemNeighbours(ItemId item) const {
   std::vector<rocksdb::PinnableSlice> values(slices.size());
   std::vector<rocksdb::Status> statuses(slices.size());
   rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot_.get();
+  ro.snapshot = snap.get();
   db_->MultiGet(ro, cf(keys::kEdges), slices.size(), slices.data(), values.data(),
                 statuses.data(), /*sorted_input=*/true);
   std::vector<Edge> out;
@@ -1116,9 +1139,26 @@ StateStore::~StateStore() {
 }
 
 Result<std::unique_ptr<StateStore>> StateStore::Open(const StateOptions& options) {
-  auto impl = std::make_unique<Impl>(options);
-  GSAU_RETURN_IF_ERROR(impl->OpenDb());
-  return std::unique_ptr<StateStore>(new StateStore(options, std::move(impl)));
+  // A read-only open of a store that a pipeline is writing reads the manifest, then opens the
+  // files it names (all of them: max_open_files -1, so that later reads survive their deletion);
+  // a compaction that finishes in between deletes one of them, and the open fails with "No such
+  // file" as a Corruption or IO error, though the store is sound. Such an open is tried again
+  // with the newer manifest.
+  constexpr int kReadOnlyTries = 10;
+  for (int attempt = 1;; ++attempt) {
+    auto impl = std::make_unique<Impl>(options);
+    Status s = impl->OpenDb();
+    if (s.ok()) return std::unique_ptr<StateStore>(new StateStore(options, std::move(impl)));
+    const bool moved = s.code() == StatusCode::kIoError || s.code() == StatusCode::kCorruption ||
+                       (s.code() == StatusCode::kNotFound && s.message().find("no store at") == std::string::npos);
+    if (!options.read_only || !moved) return s;
+    if (attempt == kReadOnlyTries) {
+      return Status(s.code(), s.message() + " (read-only open tried " + std::to_string(kReadOnlyTries) +
+                                  " times: if a pipeline is writing the store, its files may have moved each time)");
+    }
+    GSAU_LOG_DEBUG("state: read-only open of {} failed ({}); trying again", options.path, s.ToString());
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(10 << attempt, 200)));
+  }
 }
 
 namespace {

@@ -457,6 +457,52 @@ TEST(StateStoreTest, ReadOnlyOpenSeesTheLiveStoreAndWritesNothing) {
   EXPECT_EQ(DumpStore(**later), DumpStore(*writer));
 }
 
+// A read-only open beside a writer whose compactions delete files (gsau inspect on a running
+// pipeline): the manifest it read could name a file deleted before it opened it, and the open
+// failed as "Corruption: ... No such file". It is tried again and succeeds.
+TEST(StateStoreTest, ReadOnlyOpensBesideCompactionsSucceed) {
+  gsau::testing::TempDir dir("gsau-state");
+  const auto events = MakeEvents(17, 0, 40000);
+  auto writer = MustOpen(SmallOptions(dir.File("db")));
+  std::mt19937_64 rng(17);
+  ApplyInBatches(*writer, events, 0, 1000, rng, 200);
+  ASSERT_TRUE(writer->Flush().ok());
+  std::atomic<bool> done{false};
+  std::atomic<int> compactions{0};
+  std::thread w([&] {
+    size_t next = 1000;
+    while (!done.load() && next < events.size()) {
+      const size_t end = std::min(events.size(), next + 500);
+      ApplyInBatches(*writer, events, next, end, rng, 250);
+      next = end;
+      // A flush per round and a full compaction every fourth: far more often than a pipeline
+      // compacts, so that opens meet files being deleted.
+      if (!writer->Flush().ok()) break;
+      if (next % 2000 == 0) {
+        if (!writer->Compact().ok()) break;
+        ++compactions;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  StateOptions ro = SmallOptions(dir.File("db"));
+  ro.read_only = true;
+  int opened = 0;
+  std::vector<std::string> failures;
+  for (int k = 0; k < 60 && failures.size() < 3; ++k) {
+    auto reader = StateStore::Open(ro);
+    if (reader.ok()) {
+      ++opened;
+    } else {
+      failures.push_back(reader.status().ToString());
+    }
+  }
+  done = true;
+  w.join();
+  EXPECT_GT(compactions.load(), 0);
+  EXPECT_EQ(opened, 60) << (failures.empty() ? std::string() : failures.front());
+}
+
 // A reader configured with another session length than the writer's (gsau inspect without the
 // pipeline's configuration) showed sessions cut to its own N: it reads at the writer's N.
 TEST(StateStoreTest, ReadOnlyOpenReadsSessionsAtTheWritersLength) {
@@ -746,6 +792,47 @@ TEST(StateStoreTest, ConcurrentReadersSeeWholeBatches) {
   EXPECT_GT(reads.load(), 0);
 }
 
+
+// Readers that overlap one another must not keep the writer out: glibc's rwlock lets new
+// readers in while the writer waits, and Session/ItemNeighbours read RocksDB under the shared
+// lock, so three threads reading in a loop let 4-230 batches through a minute. They now read
+// outside it (1,000 batches: ~1 s). A liveness bound, not a speed target.
+TEST(StateStoreTest, ReadersInALoopDoNotHoldOffTheWriter) {
+  gsau::testing::TempDir dir("gsau-state");
+  auto store = MustOpen(SmallOptions(dir.File("db"), 64));
+  auto apply = [&](int b) {
+    std::vector<ClickEvent> events;
+    for (int k = 0; k < 100; ++k) {
+      events.push_back({"u" + std::to_string((b * 100 + k) % 50), "i" + std::to_string(k % 7), b * 100 + k, "click"});
+    }
+    return store->ApplyBatch(events, {}).status();
+  };
+  ASSERT_TRUE(apply(0).ok());
+  const UserId user = store->FindUser("u0").value();
+  const ItemId item = store->FindItem("i0").value();
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> reads{0};
+  auto reader = [&](int k) {
+    while (!done.load()) {
+      const bool ok = k == 0 ? store->ItemNeighbours(item).ok() : store->Session(user).ok();
+      if (ok) ++reads;
+    }
+  };
+  std::vector<std::thread> readers;
+  for (int k = 0; k < 3; ++k) readers.emplace_back(reader, k);
+  constexpr int kBatches = 1000;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int applied = 1;
+  while (applied < kBatches && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE(apply(applied).ok());
+    ++applied;
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(applied, kBatches) << "the writer got " << applied << " batches in within 60 s beside " << reads.load()
+                               << " reads";
+  EXPECT_GT(reads.load(), 0);
+}
 
 // Every reader answers from the batch its caches were committed with: a read made between two
 // Counts() calls holds a whole batch between theirs, never the batch still being committed.
