@@ -55,6 +55,11 @@ int RunTrain(const TrainArgs& args) {
   // Before the data load: Ctrl-C or SIGTERM stops at the next step (or evaluation chunk), with the
   // files of the last finished epoch, instead of killing the process; a second one kills it.
   options.stop = &InstallStopSignals();
+  // Before the data load, which takes a while on a real dataset.
+  if (const Status valid = learner::ValidateTrainOptions(options); !valid.ok()) {
+    std::cerr << "gsau train: " << valid << "\n";
+    return kExitUsage;
+  }
   learner::SplitOptions split;
   split.max_len = args.max_len;
   split.train_fraction = args.train_fraction;

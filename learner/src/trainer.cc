@@ -468,7 +468,7 @@ struct Trainer::Impl {
     os.precision(17);
     // The shapes first: every model holds both encoders' parameters, used or not.
     os << "model=" << ModelKindName(opt.model) << "\ndim=" << opt.dim << "\nseq_layers=" << opt.seq_layers
-       << "\nheads=" << opt.heads << "\nffn_dim=" << opt.ffn_dim << "\ninit_std=" << opt.init_std;
+       << "\nheads=" << opt.heads << "\nffn_dim=" << opt.ffn_dim << "\ninit_std=" << EffectiveInitStd(opt);
     if (opt.model != ModelKind::kSasRec) os << "\ngamma=" << opt.gamma << "\ntemperature=" << opt.temperature;
     if (use_seq) {
       os << "\nhidden_dropout=" << opt.hidden_dropout << "\nattn_dropout=" << opt.attn_dropout
@@ -600,11 +600,13 @@ uint64_t EpochTorchSeed(uint64_t seed, int epoch) {
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::~Trainer() = default;
 
-Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, const TrainOptions& options) {
-  auto impl = std::make_unique<Impl>(data, options);
-  const auto& o = options;
+Status ValidateTrainOptions(const TrainOptions& o) {
   if (o.graph_batch < 1 || o.seq_batch < 1 || o.eval_batch < 1) return Status::InvalidArgument("batch sizes must be >= 1");
-  if (RankingMetrics().Get(o.valid_metric) < 0) return Status::InvalidArgument("unknown valid metric " + o.valid_metric);
+  if (RankingMetrics().Get(o.valid_metric) < 0) {
+    std::string names;
+    for (const auto& n : RankingMetrics::Names()) names += (names.empty() ? "" : ", ") + n;
+    return Status::InvalidArgument("unknown valid metric " + o.valid_metric + " (one of " + names + ")");
+  }
   if (o.max_epochs < 0 || o.patience < 0) {
     return Status::InvalidArgument("epochs and patience must be >= 0, got " + std::to_string(o.max_epochs) + " and " +
                                    std::to_string(o.patience));
@@ -630,13 +632,34 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, co
   if (!(o.lr >= 0) || !std::isfinite(o.lr) || !(o.weight_decay >= 0)) {
     return Status::InvalidArgument("lr and weight_decay must be >= 0 (lr 0 trains nothing)");
   }
+  // -1 is "the model's default"; NaN used to mean it too, and inf failed only at the first step.
+  if (!(o.init_std == -1.0 || (o.init_std >= 0 && std::isfinite(o.init_std)))) {
+    return Status::InvalidArgument("init_std must be -1 (the model's default), 0 (Xavier-normal) or a finite std > 0, "
+                                   "got " + std::to_string(o.init_std));
+  }
   if (o.threads < 0) return Status::InvalidArgument("threads must be >= 0 (0 = every usable core)");
+  if (o.device != "cpu" && o.device != "auto" && o.device != "cuda") {
+    return Status::InvalidArgument("device must be auto, cpu or cuda, not " + o.device);
+  }
+  if (o.resume && o.overwrite) {
+    return Status::InvalidArgument("resume and overwrite exclude each other: --resume continues the run in the "
+                                   "folder, --overwrite replaces it");
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, const TrainOptions& options) {
+  auto impl = std::make_unique<Impl>(data, options);
+  const auto& o = options;
+  GSAU_RETURN_IF_ERROR(ValidateTrainOptions(o));
+  if (o.threads > UsableCores()) {
+    GSAU_LOG_WARN("{} threads on {} usable cores: the threads will wait for each other (0 = one per core)",
+                  o.threads, UsableCores());
+  }
   try {
     if (o.device == "cuda" || (o.device == "auto" && torch::cuda::is_available())) {
       if (!torch::cuda::is_available()) return Status::Unavailable("--device cuda: CUDA is not available");
       impl->device = torch::Device(torch::kCUDA);
-    } else if (o.device != "cpu" && o.device != "auto") {
-      return Status::InvalidArgument("device must be auto, cpu or cuda, not " + o.device);
     }
     impl->threads = o.threads > 0 ? o.threads : UsableCores();
     torch::set_num_threads(impl->threads);
@@ -664,6 +687,15 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(const LeaveOneOutData& data, co
     }
   } catch (const c10::Error& e) {
     return TorchError(e, "creating the model");
+  }
+  if (impl->use_graph && impl->use_seq) {
+    const int64_t graph = impl->GraphBatches(), seq = impl->SeqBatches();
+    if (std::max(graph, seq) > 2 * std::min(graph, seq)) {
+      GSAU_LOG_WARN("{} graph batches and {} sequence batches per pass: an epoch ends when the shorter loader runs "
+                    "out a second time ({} steps, as the authors' loader), so part of the longer one is not drawn "
+                    "each epoch; batch sizes closer to the two sets' sizes avoid it",
+                    graph, seq, 2 * std::min(graph, seq));
+    }
   }
   return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
 }
@@ -736,6 +768,22 @@ Result<TrainReport> Trainer::RunUnguarded() {
       return Status::InvalidArgument(out.string() + " holds an earlier run (checkpoint.pt, best.pt or report.json): "
                                      "--resume continues it, --overwrite starts a new run in its place");
     }
+    // --resume where the checkpoint is gone but the run it belonged to is not: starting over
+    // would replace a finished run (report.json) or epochs of CSV rows without a word. A crash
+    // before the first checkpoint leaves at most best.pt and one row, and is resumed as new.
+    if (o.resume && !o.overwrite && !earlier_run) {
+      int64_t rows = 0;
+      std::ifstream in(csv);
+      for (std::string line; std::getline(in, line);) rows += !line.empty() && line.rfind("epoch", 0) != 0;
+      const bool finished = fs::exists(out / "report.json");
+      if (finished || rows > 1) {
+        const std::string what = finished ? "report.json" : std::to_string(rows) + " epochs in metrics.csv";
+        return Status::InvalidArgument(out.string() + " holds a run (" + what +
+                                       ") but no checkpoint.pt to resume it from: --overwrite starts a new run in "
+                                       "its place");
+      }
+      GSAU_LOG_INFO("no checkpoint in {}: --resume starts a new run", out.string());
+    }
     // A stop during the data load: before anything here is removed or rewritten (an --overwrite
     // in the wrong folder, stopped at once, took the earlier run with it).
     if (im.StopRequested()) return Status::Aborted("stopped before training: nothing in " + out.string() + " changed");
@@ -787,6 +835,10 @@ Result<TrainReport> Trainer::RunUnguarded() {
       // beside a later checkpoint by a kill, it passed for the run's result (plot_results.py,
       // compare_seeds.py take it as "finished"). This run writes its own at its end. A resume
       // with nothing left to train (train_reproduce.sh resumes finished runs) keeps it.
+      if (st.epoch > o.max_epochs && st.bad_epochs <= o.patience) {
+        GSAU_LOG_WARN("{} is at epoch {}, past --epochs {}: nothing is trained, the best weights are tested",
+                      checkpoint.string(), st.epoch, o.max_epochs);
+      }
       if (st.epoch < o.max_epochs && st.bad_epochs <= o.patience) {
         if (std::error_code ec; fs::remove(out / "report.json", ec), ec) {
           return Status::IoError("removing " + (out / "report.json").string() + ": " + ec.message());

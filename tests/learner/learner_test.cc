@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -672,6 +673,96 @@ TEST(Trainer, OutputDirectoryHoldsOneRun) {
   TrainOptions negative = o;
   negative.patience = -1;
   EXPECT_EQ(Trainer::Create(*d, negative).status().code(), StatusCode::kInvalidArgument);
+}
+
+// --resume where checkpoint.pt is gone but the run is not (a finished run's report.json, or
+// epochs of CSV rows): refused, nothing touched; where nothing of a run is there: a new run.
+TEST(Trainer, AResumeWithoutItsCheckpointDoesNotReplaceTheRun) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/4));
+  ASSERT_TRUE(d.ok()) << d.status();
+  gsau::testing::TempDir dir("learner-no-ckpt");
+  TrainOptions o = TinyCpuOptions();
+  o.max_epochs = 2;
+  o.patience = 5;
+  o.out_dir = dir.path().string();
+  ASSERT_TRUE(TrainOn(*d, o).ok());
+  ASSERT_TRUE(std::filesystem::exists(dir.File("report.json")));
+  const auto read = [&](const char* name) {
+    std::ifstream in(dir.File(name));
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string csv = read("metrics.csv");
+  const std::string report = read("report.json");
+  std::filesystem::remove(dir.File("checkpoint.pt"));
+
+  TrainOptions resume = o;
+  resume.resume = true;
+  resume.max_epochs = 3;
+  auto refused = TrainOn(*d, resume);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("no checkpoint.pt to resume it from"), std::string::npos)
+      << refused.status();
+  EXPECT_EQ(read("metrics.csv"), csv);
+  EXPECT_EQ(read("report.json"), report);
+
+  // Without the report, the CSV's two epochs still name the run.
+  std::filesystem::remove(dir.File("report.json"));
+  refused = TrainOn(*d, resume);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("2 epochs in metrics.csv"), std::string::npos) << refused.status();
+  EXPECT_EQ(read("metrics.csv"), csv);
+
+  // An empty folder: --resume starts a new run (train_reproduce.sh always passes it).
+  gsau::testing::TempDir empty("learner-no-ckpt-empty");
+  resume.out_dir = empty.path().string();
+  resume.max_epochs = 1;
+  auto fresh = TrainOn(*d, resume);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->history.front().epoch, 1);
+}
+
+// Options checked before the data is needed: ValidateTrainOptions names the option.
+TEST(Trainer, OptionsAreCheckedWithoutData) {
+  const auto message = [](const TrainOptions& o) { return ValidateTrainOptions(o).message(); };
+  EXPECT_TRUE(ValidateTrainOptions(TinyCpuOptions()).ok());
+  TrainOptions o = TinyCpuOptions();
+  o.resume = o.overwrite = true;
+  EXPECT_NE(message(o).find("resume and overwrite exclude each other"), std::string::npos) << message(o);
+  for (const double bad : {std::nan(""), -0.5, std::numeric_limits<double>::infinity()}) {
+    o = TinyCpuOptions();
+    o.init_std = bad;
+    EXPECT_NE(message(o).find("init_std must be"), std::string::npos) << bad;
+  }
+  o = TinyCpuOptions();
+  o.valid_metric = "NDCG@20";
+  EXPECT_NE(message(o).find("one of recall@5"), std::string::npos) << message(o);
+  o = TinyCpuOptions();
+  o.device = "gpu";
+  EXPECT_NE(message(o).find("device must be"), std::string::npos) << message(o);
+}
+
+// The default init (-1) and the init it stands for (0: Xavier for GSAU) are one setting: a
+// resume does not refuse one for the other.
+TEST(Trainer, AResumeTakesTheDefaultInitForWhatItMeans) {
+  auto d = BuildLeaveOneOut(PlantedPattern(/*users=*/60, /*items=*/20, /*seed=*/4));
+  ASSERT_TRUE(d.ok()) << d.status();
+  gsau::testing::TempDir dir("learner-init");
+  TrainOptions o = TinyCpuOptions();
+  o.max_epochs = 1;
+  o.out_dir = dir.path().string();
+  ASSERT_EQ(o.init_std, -1.0);
+  ASSERT_TRUE(TrainOn(*d, o).ok());
+  TrainOptions resume = o;
+  resume.resume = true;
+  resume.max_epochs = 2;
+  resume.init_std = 0;
+  auto resumed = TrainOn(*d, resume);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  resume.init_std = 0.05;
+  resume.max_epochs = 3;
+  auto refused = TrainOn(*d, resume);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("init_std"), std::string::npos) << refused.status();
 }
 
 // A resume compares the options the model uses: one it ignores (gamma for SASRec-only, the

@@ -165,6 +165,10 @@ class Trainer {
   std::unique_ptr<Impl> impl_;
 };
 
+// The checks of Trainer::Create that need no data: callers run it before a long data load, so
+// that a mistyped option fails at once. InvalidArgument naming the option.
+Status ValidateTrainOptions(const TrainOptions& options);
+
 // The init the model gets: options.init_std, or for -1 the model's default (0.02 for sasrec,
 // 0 = Xavier-normal otherwise). What report.json records (it wrote -1).
 double EffectiveInitStd(const TrainOptions& options);
