@@ -18,6 +18,7 @@
 #include "gsau/learner/online.h"
 #include "gsau/pipeline/pipeline.h"
 #include "gsau/state/state_store.h"
+#include "output_paths.h"
 #include "pipeline_config.h"
 
 namespace gsau::app {
@@ -96,6 +97,14 @@ int RunEvaluate(const EvaluateFlags& f) {
     std::cerr << "gsau evaluate: --checkpoint and --data are required\n";
     return kExitUsage;
   }
+  // Before the evaluation: a --out naming the dataset replaced it with the report.
+  if (!f.out.empty()) {
+    const std::string bad = OutputPathProblem("--out", f.out, {{"--data", f.data}, {"--times", f.times}});
+    if (!bad.empty()) {
+      std::cerr << "gsau evaluate: " << bad << "\n";
+      return kExitUsage;
+    }
+  }
   auto cfg = LoadConfig("evaluate", f.config);
   if (!cfg.ok()) return kExitUsage;
   fs::path ckpt = f.checkpoint;
@@ -128,6 +137,7 @@ int RunEvaluate(const EvaluateFlags& f) {
   }
   learner::SplitOptions split;
   split.max_len = static_cast<int32_t>(lo.max_len);
+  split.need_training_samples = false;  // only validation and test are ranked
   auto data = learner::LoadLeaveOneOut(f.data, f.times, split);
   if (!data.ok()) {
     std::cerr << "gsau evaluate: " << data.status().ToString() << "\n";

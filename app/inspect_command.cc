@@ -192,21 +192,29 @@ int RunInspect(const InspectFlags& f) {
   } else {
     learner::OnlineOptions lo = ToOnlineOptions(c);
     lo.device = "cpu";
-    auto created = learner::OnlineLearner::Create(lo);
-    if (!created.ok()) {
-      std::cerr << "gsau inspect: " << created.status().ToString() << "\n";
-      return kExitFailure;
+    // Newest first. A running pipeline prunes old checkpoints: the newest listed can be gone by
+    // the time it is read (keep 1), and the one before it is then the newest there was.
+    Result<learner::OnlineWatermark> wm = Status::NotFound("no checkpoint");
+    size_t used = checkpoints.size();
+    while (used-- > 0) {
+      auto created = learner::OnlineLearner::Create(lo);
+      if (!created.ok()) {
+        std::cerr << "gsau inspect: " << created.status().ToString() << "\n";
+        return kExitFailure;
+      }
+      model = std::move(created).value();
+      wm = model->Load((fs::path(checkpoints[used]) / "model.pt").string());
+      if (wm.ok() || wm.status().code() != StatusCode::kNotFound || fs::exists(checkpoints[used])) break;
+      std::printf("note: %s was removed while inspect read it (a running pipeline keeps the newest %d)\n",
+                  checkpoints[used].c_str(), c.learner.checkpoint_keep);
     }
-    model = std::move(created).value();
-    const std::string path = (fs::path(checkpoints.back()) / "model.pt").string();
-    auto wm = model->Load(path);
     if (!wm.ok()) {
       std::cerr << "gsau inspect: " << wm.status().ToString() << "\n";
       return kExitFailure;
     }
     const auto st = model->Stats();
     std::printf("model %s: state batch %llu, model_version %lld, %lld steps, %lld users, %lld items\n",
-                checkpoints.back().c_str(), static_cast<unsigned long long>(wm->state_batch_seq),
+                checkpoints[used].c_str(), static_cast<unsigned long long>(wm->state_batch_seq),
                 static_cast<long long>(wm->model_version), static_cast<long long>(st.steps),
                 static_cast<long long>(st.users), static_cast<long long>(st.items));
     const auto counts = (*store)->Counts();

@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "gsau/data/interactions.h"
 #include "gsau/learner/dataset.h"
+#include "output_paths.h"
 
 namespace gsau::app {
 namespace {
@@ -21,30 +22,17 @@ namespace {
 struct SplitArgs {
   std::string data, times;
   double train_fraction = 0.8;
-  int max_len = 50;
   std::string offline_out, online_out;
 };
 
 // Checked before anything is read or written: one output written over the other, or over an
 // input, would lose it (the summary still named both files).
 std::string BadOutputs(const SplitArgs& a) {
-  namespace fs = std::filesystem;
-  auto where = [](const std::string& p) {
-    std::error_code ec;
-    fs::path c = fs::weakly_canonical(p, ec);
-    return ec ? fs::absolute(p).lexically_normal() : c;
-  };
-  const std::pair<const char*, std::string> outs[] = {{"--offline-out", a.offline_out}, {"--online-out", a.online_out}};
-  for (const auto& [flag, path] : outs) {
-    std::error_code ec;
-    if (fs::is_directory(path, ec)) return std::string(flag) + " " + path + " is a directory; give a file";
-    for (const auto& [in_flag, in] : {std::pair{"--data", a.data}, std::pair{"--times", a.times}}) {
-      if (!in.empty() && where(in) == where(path)) {
-        return std::string(flag) + " " + path + " is the " + in_flag + " file; writing it would replace the input";
-      }
-    }
+  const std::vector<std::pair<std::string, std::string>> inputs = {{"--data", a.data}, {"--times", a.times}};
+  for (const auto& [flag, path] : {std::pair{"--offline-out", a.offline_out}, std::pair{"--online-out", a.online_out}}) {
+    if (std::string bad = OutputPathProblem(flag, path, inputs); !bad.empty()) return bad;
   }
-  if (where(a.offline_out) == where(a.online_out)) {
+  if (SameFileKey(a.offline_out) == SameFileKey(a.online_out)) {
     return "--offline-out and --online-out are the same file (" + a.online_out +
            "); the second would replace the first";
   }
@@ -72,17 +60,22 @@ int RunSplit(const SplitArgs& a) {
   }
   learner::SplitOptions so;
   so.train_fraction = a.train_fraction;
-  so.max_len = a.max_len;
   auto split = learner::SplitStream(*events, so);
   if (!split.ok()) {
     std::cerr << "gsau split: " << split.status().ToString() << "\n";
     return kExitFailure;
   }
-  for (const auto& [path, stream] : {std::pair{a.offline_out, &split->offline}, std::pair{a.online_out, &split->online}}) {
-    if (auto s = data::WriteInteractionsTsv(path, *stream); !s.ok()) {
-      std::cerr << "gsau split: " << s.ToString() << "\n";
-      return kExitFailure;
-    }
+  // The two files are one result: when the second cannot be written, the first (this run's)
+  // is removed rather than left beside another run's second.
+  if (auto s = data::WriteInteractionsTsv(a.offline_out, split->offline); !s.ok()) {
+    std::cerr << "gsau split: " << s.ToString() << "\n";
+    return kExitFailure;
+  }
+  if (auto s = data::WriteInteractionsTsv(a.online_out, split->online); !s.ok()) {
+    std::error_code ec;
+    std::filesystem::remove(a.offline_out, ec);
+    std::cerr << "gsau split: " << s.ToString() << " (" << a.offline_out << " removed: the two files go together)\n";
+    return kExitFailure;
   }
   std::printf("gsau split: %zu interactions; offline (train fraction %.2f) %zu -> %s; online %zu -> %s; %zu test items held out\n",
               events->size(), a.train_fraction, split->offline.size(), a.offline_out.c_str(), split->online.size(),
@@ -102,9 +95,6 @@ void AddSplitCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--times", args->times, "aligned times file for per-user lines");
   cmd->add_option("--train-fraction", args->train_fraction, "the offline part: this first fraction of the training stream")
       ->check(Share(false, true))
-      ->capture_default_str();
-  cmd->add_option("--max-len", args->max_len, "longest prefix kept (as gsau train)")
-      ->check(Positive())
       ->capture_default_str();
   cmd->add_option("--offline-out", args->offline_out, "TSV of the offline part (user_id, item_id, timestamp in ms)")
       ->required();

@@ -138,7 +138,7 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
   if (d.valid_samples.empty()) {
     return Status::InvalidArgument("dataset too small: no user has 3 or more interactions");
   }
-  if (d.train_samples.empty()) {
+  if (d.train_samples.empty() && options.need_training_samples) {
     // A training sample needs 2 kept training items of one user (the first is only a prefix).
     if (std::none_of(n_train.begin(), n_train.end(), [](int32_t n) { return n >= 2; })) {
       return Status::InvalidArgument(

@@ -159,6 +159,16 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
       EXPECT_NE(out.find(message), std::string::npos) << flags << ": " << out;
     }
     EXPECT_FALSE(std::filesystem::exists(dir.File("run/report.json")));
+    // Checked before the data is read (a typo used to wait for the whole load): a missing
+    // --data is not reached.
+    const std::string unread = Gsau() + " train --data " + dir.File("none.tsv") + " --out " + dir.File("run") + " ";
+    for (const auto& [flags, message] : std::vector<std::pair<std::string, std::string>>{
+             {"--valid-metric NDCG@20", "unknown valid metric NDCG@20 (one of recall@5"},
+             {"--resume --overwrite", "resume and overwrite exclude each other"},
+             {"--init-std nan", "init_std must be -1"}}) {
+      EXPECT_EQ(RunCommand(unread + flags + " 2>&1", &out), 2) << flags << ": " << out;
+      EXPECT_NE(out.find(message), std::string::npos) << flags << ": " << out;
+    }
     // What the run refuses before training is a usage error too: a new run over an earlier one,
     // a resume with other settings (both were exit 1, as a failure while training).
     const std::string tiny = train + "--dim 8 --threads 1 ";
@@ -179,6 +189,11 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
     const std::string to_dir = "--offline-out " + dir.path().string() + " --online-out " + dir.File("b.tsv");
     EXPECT_EQ(RunCommand(split + to_dir + " 2>&1", &out), 2) << out;
     EXPECT_NE(out.find("is a directory"), std::string::npos) << out;
+    // An output that cannot be written: refused before the other is (one file of the pair was
+    // left behind, beside another run's second).
+    const std::string no_dir = "--offline-out " + dir.File("a.tsv") + " --online-out " + dir.File("nodir/b.tsv");
+    EXPECT_EQ(RunCommand(split + no_dir + " 2>&1", &out), 2) << out;
+    EXPECT_NE(out.find("--online-out " + dir.File("nodir/b.tsv") + ": no folder"), std::string::npos) << out;
     EXPECT_FALSE(std::filesystem::exists(dir.File("a.tsv")));
     EXPECT_FALSE(std::filesystem::exists(dir.File("b.tsv")));
     std::string kept;
@@ -506,6 +521,29 @@ TEST(AppTest, EvaluateRanksTheLeaveOneOutSamplesOfAFileWithTheOnlineModel) {
       << out;
   EXPECT_NE(out.find("is it the dataset this pipeline streamed?"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.File("other.json")));
+  // --out naming the dataset: a usage error before anything is read (the report replaced it).
+  EXPECT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + dir.File("d") + "/checkpoints --data " +
+                           dir.File("cycle.txt") + " --out " + dir.File("cycle.txt") + " 2>&1",
+                       &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("is the --data file"), std::string::npos) << out;
+  EXPECT_EQ(text(dir.File("cycle.txt")), lines);
+  EXPECT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + dir.File("d") + "/checkpoints --data " +
+                           dir.File("cycle.txt") + " --out " + dir.File("no-such-dir/e.json") + " 2>&1",
+                       &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("no folder"), std::string::npos) << out;
+  // Users of 3 clicks give a validation and a test sample each and no training sample:
+  // evaluation needs none (it was refused as "no training sample").
+  gsau::testing::WriteFile(dir.File("three.txt"), "a item0 item1 item2\nb item7 item8 item9\nc item3 item4 item5\n");
+  ASSERT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + dir.File("d") + "/checkpoints --data " +
+                           dir.File("three.txt") + " 2>&1",
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find(R"("test": {"count": 3,)"), std::string::npos) << out;
 }
 
 }  // namespace

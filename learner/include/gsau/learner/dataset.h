@@ -10,6 +10,12 @@
 //  - the graph holds the training interactions (u, i_0) .. (u, i_{n-3}): every item before the
 //    validation item, including i_0, which no training sample has as its target.
 //  - users with fewer than 3 items contribute training data only (no validation or test sample).
+//  - Users of 4 or more items (every user of a 5-core dataset, as the paper's) are split as
+//    RecBole splits them. Users of 2 or 3 are not: RecBole's sequential split cuts the samples,
+//    not the items, so a 3-item user gets a training sample (i_0 -> i_1) and a test sample but
+//    no validation one, and its graph split (by items) trains a 2-item user on i_0 only. Here
+//    GSAU.md's rule holds for every user: the last item tests, the one before validates, the
+//    rest train (a 3-item user validates and trains no sequence sample).
 //
 // Thread safety: plain values.
 #pragma once
@@ -44,6 +50,9 @@ struct SplitOptions {
   // training samples of later interactions are dropped, validation and test are unchanged
   // (prefixes stay whole). The offline half of the continual-quality experiment. (0, 1].
   double train_fraction = 1.0;
+  // false: a split with no training sample is not an error (gsau evaluate uses only the
+  // validation and test samples).
+  bool need_training_samples = true;
 };
 
 struct LeaveOneOutData {
