@@ -1,5 +1,6 @@
 #include "gsau/common/progress.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +23,30 @@ std::string FormatDuration(double seconds) {
   }
   return buf;
 }
+
+std::string FitToColumns(std::string line, int columns) {
+  if (columns <= 0) return line;
+  const size_t room = static_cast<size_t>(columns - 1);  // the last column would wrap on some terminals
+  size_t chars = 0;
+  for (size_t i = 0; i < line.size(); ++i) {
+    if ((static_cast<unsigned char>(line[i]) & 0xC0) == 0x80) continue;  // inside a character
+    if (chars++ == room) {
+      line.resize(i);
+      break;
+    }
+  }
+  return line;
+}
+
+namespace {
+
+// The terminal's width in columns, or 0 when `out` is not a terminal or does not say.
+int TerminalColumns(FILE* out) {
+  winsize ws{};
+  return ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 0;
+}
+
+}  // namespace
 
 ProgressBar::ProgressBar(int64_t total, ProgressOptions options)
     : total_(total),
@@ -92,7 +117,9 @@ void ProgressBar::Finish(const std::string& suffix, int64_t done) {
 void ProgressBar::Draw(const std::string& suffix, bool final) {
   const std::string line = Render(suffix);
   if (tty_) {
-    std::fprintf(options_.out, "\r\033[K%s%s", line.c_str(), final ? "\n" : "");
+    // Redrawn lines fit the terminal; the final one is written whole (nothing redraws it).
+    const std::string shown = final ? line : FitToColumns(line, TerminalColumns(options_.out));
+    std::fprintf(options_.out, "\r\033[K%s%s", shown.c_str(), final ? "\n" : "");
   } else {
     std::fprintf(options_.out, "%s\n", line.c_str());
   }

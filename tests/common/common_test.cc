@@ -93,6 +93,24 @@ TEST(StatusTest, ResultPropagatesThroughMacros) {
   EXPECT_EQ(*Half(8), 4);
 }
 
+// A Result built from an OK Status (a bug) holds neither a value nor an OK status: it was
+// ok() false with status() OK, and GSAU_ASSIGN_OR_RETURN passed it on as success.
+TEST(StatusTest, AResultFromAnOkStatusIsAnError) {
+#ifdef NDEBUG
+  const Result<int> r{Status::Ok()};
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInternal) << r.status();
+  auto passes_on = [&]() -> Status {
+    GSAU_ASSIGN_OR_RETURN(const int v, r);
+    (void)v;
+    return Status::Ok();
+  };
+  EXPECT_FALSE(passes_on().ok());
+#else
+  EXPECT_DEATH({ const Result<int> r{Status::Ok()}; }, "OK Status has no value");
+#endif
+}
+
 std::string ReadAll(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   std::ostringstream s;
@@ -291,6 +309,17 @@ TEST(ProgressTest, RendersPercentCountsAndEta) {
   EXPECT_NE(line.find("loss=0.5"), std::string::npos) << line;
   bar.Finish();
   std::fclose(o.out);
+}
+
+// A redrawn line longer than the terminal wrapped, and each redraw left its first rows behind
+// (gsau train's bar with its loss terms is ~150 columns).
+TEST(ProgressTest, RedrawnLinesFitTheTerminal) {
+  const std::string line(150, 'x');
+  EXPECT_EQ(FitToColumns(line, 80), std::string(79, 'x'));
+  EXPECT_EQ(FitToColumns(line, 0), line) << "width unknown";
+  EXPECT_EQ(FitToColumns("short", 80), "short");
+  // Whole UTF-8 characters: "é" is two bytes, one column.
+  EXPECT_EQ(FitToColumns("\xC3\xA9\xC3\xA9\xC3\xA9", 3), "\xC3\xA9\xC3\xA9");
 }
 
 TEST(ProgressTest, FormatsDurations) {

@@ -59,4 +59,9 @@ class ProgressBar {
 // "1h02m", "3m05s", "42s".
 std::string FormatDuration(double seconds);
 
+// `line` cut to fit `columns - 1` terminal columns (whole UTF-8 characters, one column each);
+// unchanged when `columns` <= 0 (width unknown). A redrawn line that wraps leaves its first rows
+// behind: "\r\033[K" clears only the row the cursor is on.
+std::string FitToColumns(std::string line, int columns);
+
 }  // namespace gsau

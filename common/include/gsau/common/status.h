@@ -76,9 +76,7 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
-    assert(!std::get<Status>(v_).ok() && "Result built from an OK Status has no value");
-  }
+  Result(Status status) : v_(NotOk(std::move(status))) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   // The error; Status::Ok() when a value is held.
@@ -94,6 +92,13 @@ class [[nodiscard]] Result {
   const T& operator*() const& { return value(); }
 
  private:
+  // An OK Status is no value: held as it was, the Result was neither (ok() false, status() OK),
+  // and GSAU_ASSIGN_OR_RETURN returned OK with its variable unset. A bug; it fails as one.
+  static Status NotOk(Status s) {
+    assert(!s.ok() && "Result built from an OK Status has no value");
+    return s.ok() ? Status::Internal("a Result was built from an OK Status: it holds no value") : std::move(s);
+  }
+
   std::variant<T, Status> v_;
 };
 
