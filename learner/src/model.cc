@@ -39,6 +39,10 @@ CsrMatrix BuildNormalizedAdjacency(int64_t num_users, int64_t num_items,
   const int64_t n = num_users + num_items;
   std::vector<std::vector<int64_t>> adj(static_cast<size_t>(n));
   for (const auto& p : pairs) {
+    // Out of range: a write past adj's end, or a user joined to an item's node.
+    TORCH_CHECK(p.user >= 0 && p.user < num_users && p.item >= 0 && p.item < num_items,
+                "BuildNormalizedAdjacency: pair (", p.user, ", ", p.item, ") outside ", num_users, " users, ",
+                num_items, " items");
     adj[static_cast<size_t>(p.user)].push_back(num_users + p.item);
     adj[static_cast<size_t>(num_users + p.item)].push_back(p.user);
   }
@@ -274,17 +278,20 @@ torch::Tensor Align(const torch::Tensor& x, const torch::Tensor& y) {
 torch::Tensor Uniformity(const torch::Tensor& x, double t) {
   const int64_t n = x.size(0);
   if (n < 2) return torch::zeros({}, x.options());
-  // ||a - b||^2 = 2 - 2 a.b for unit vectors: one GEMM instead of pdist.
+  // ||a - b||^2 = 2 - 2 a.b for unit vectors: one GEMM instead of pdist. The diagonal is set to
+  // +inf (its kernel to 0) rather than subtracted from the full sum: there it cancelled the
+  // off-diagonal mass in float32 when that was small next to n (two opposite rows at t = 5:
+  // log(0)). The mean over j < k is the mean over the off-diagonal, each pair being there twice;
+  // logsumexp also keeps a small mean from underflowing.
   const auto xn = Normalize(x);
-  const auto sq = (2.0 - 2.0 * torch::matmul(xn, xn.t())).clamp_min(0.0);
-  const auto k = torch::exp(-t * sq);
-  const auto upper = (k.sum() - k.diagonal().sum()) / 2.0;  // sum over j < k
-  return torch::log(upper / (static_cast<double>(n) * static_cast<double>(n - 1) / 2.0));
+  const auto diagonal = torch::diag(torch::full({n}, std::numeric_limits<double>::infinity(), x.options()));
+  const auto sq = (2.0 - 2.0 * torch::matmul(xn, xn.t())).clamp_min(0.0) + diagonal;
+  return torch::logsumexp((-t * sq).flatten(), 0) - std::log(static_cast<double>(n) * static_cast<double>(n - 1));
 }
 
 torch::Tensor PairUniformity(const torch::Tensor& x, const torch::Tensor& y, double t) {
   const auto sq = (Normalize(x) - Normalize(y)).pow(2).sum(1);
-  return torch::log(torch::exp(-t * sq).mean());
+  return torch::logsumexp(-t * sq, 0) - std::log(static_cast<double>(sq.size(0)));
 }
 
 namespace {
