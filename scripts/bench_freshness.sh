@@ -18,16 +18,21 @@ rate=${RATE:-2000}
 seconds=${DURATION:-60}
 format=${FORMAT:-json}
 venv="$build/py-confluent-kafka"
+# The same client version as the tests' virtualenvs (tests/pipeline/pipeline_test.cc).
 if ! "$venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q confluent-kafka
+  if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q confluent-kafka==2.16.2; }; then
+    echo "bench-freshness: could not install confluent-kafka 2.16.2 from PyPI into $venv" >&2
+    exit 1
+  fi
 fi
 dir=$(mktemp -d /tmp/gsau-bench-freshness.XXXXXX)
+# Named now rather than at exit, where it would follow the BENCH line.
+[ "${KEEP:-0}" = 1 ] && echo "keeping $dir (KEEP=1)"
 run_pid=""
 cleanup() {
   [ -n "$run_pid" ] && kill "$run_pid" 2>/dev/null && wait "$run_pid" 2>/dev/null || true
   "$root/scripts/kafka_broker.sh" stop --dir "$dir/broker" >/dev/null 2>&1 || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept $dir" >&2; else rm -rf "$dir"; fi
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$dir"
 }
 trap cleanup EXIT
 bootstrap=$("$root/scripts/kafka_broker.sh" start --dir "$dir/broker" --max-lifetime 1800)

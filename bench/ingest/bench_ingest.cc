@@ -3,6 +3,7 @@
 // in one real local broker. Both rates are measured the same way: from the first record
 // counted to the last, so group joins do not count. Also the state store alone on the same
 // events (no Kafka), the ceiling that ingest can reach since it applies every event through it.
+// Each side runs three times (the store alone and ingest alternating); medians are reported.
 // Last line: BENCH ingest events_per_s=<n> bare_events_per_s=<n> ratio_vs_bare=<r>
 //            state_events_per_s=<n> ratio_vs_state=<r>
 // A side that cannot be measured (ingest's Run fails, or no events are counted in the window
@@ -14,6 +15,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -186,17 +188,17 @@ int main(int argc, char** argv) {
     bare_rates.push_back(rate.per_s);
   }
   std::cout << "bare librdkafka consumer, 3 passes:";
-  for (const double r : bare_rates) std::cout << " " << static_cast<int64_t>(r);
+  for (const double r : bare_rates) std::cout << " " << std::llround(r);
   std::sort(bare_rates.begin(), bare_rates.end());
   const double bare_rate = bare_rates[1];
-  std::cout << " events/s (median " << static_cast<int64_t>(bare_rate) << ")\n";
+  std::cout << " events/s (median " << std::llround(bare_rate) << ")\n";
 
   // The state store alone, on the same events in batches of 1,000 (ingest's batch size), with
-  // no Kafka: the ceiling of end-to-end ingest, which applies every event through it.
-  double state_rate = 0;
-  {
-    auto store = OpenFreshStore(dir + "/state-only");
-    if (store == nullptr) return 1;  // returns (not exit) so that the broker is stopped
+  // no Kafka: the ceiling of end-to-end ingest, which applies every event through it. Returns
+  // 0 (the reason printed) when it could not measure.
+  auto state_alone = [&](int pass) -> double {
+    auto store = OpenFreshStore(dir + "/state-only-" + std::to_string(pass));
+    if (store == nullptr) return 0;
     std::vector<gsau::ClickEvent> batch;
     const auto t0 = Clock::now();
     for (size_t i = 0; i < events.size(); i += 1000) {
@@ -206,31 +208,28 @@ int main(int argc, char** argv) {
       }
       const gsau::PartitionOffset offset{{topic, 0}, static_cast<int64_t>(i + batch.size())};
       if (auto r = store->ApplyBatch(batch, {&offset, 1}); !r.ok()) {
-        std::cerr << r.status() << "\n";
-        return 1;
+        std::cerr << "bench_ingest: state store alone: " << r.status() << "\n";
+        return 0;
       }
     }
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     if (events.empty() || s <= 0) {
       std::cerr << "bench_ingest: state store alone: no rate: " << events.size() << " events in " << s << " s\n";
-      return 1;
+      return 0;
     }
-    state_rate = static_cast<double>(events.size()) / s;
-  }
-  std::cout << "state store alone (same events, batches of 1000, no Kafka): " << static_cast<int64_t>(state_rate)
-            << " events/s\n";
+    return static_cast<double>(events.size()) / s;
+  };
 
-  // End-to-end ingest into a fresh state store.
-  double ingest_rate = 0;
+  // End-to-end ingest into a fresh state store, in a consumer group of its own.
   uint64_t disk = 0;
-  {
-    auto store = OpenFreshStore(dir + "/state");
-    if (store == nullptr) return 1;
+  auto ingest = [&](int pass) -> double {
+    auto store = OpenFreshStore(dir + "/state-" + std::to_string(pass));
+    if (store == nullptr) return 0;
     gsau::ingest::IngestOptions io;
     io.kafka = kafka;
     io.topic = topic;
     io.dead_letter_topic = topic + ".dlq";
-    io.group_id = "bench-ingest";
+    io.group_id = "bench-ingest-" + std::to_string(pass);
     gsau::ingest::Ingestor ingestor(io, store.get(), nullptr, nullptr);
     std::atomic<bool> stop{false};
     std::atomic<bool> ended{false};
@@ -245,20 +244,44 @@ int main(int argc, char** argv) {
     t.join();
     if (!run_status.ok()) {
       std::cerr << "bench_ingest: ingest: Run failed: " << run_status << "\n";
-      return 1;
+      return 0;
     }
     if (!rate.error.empty()) {
       std::cerr << "bench_ingest: ingest: no rate: " << rate.error << "\n";
-      return 1;
+      return 0;
     }
-    ingest_rate = rate.per_s;
-    const auto c = store->Counts();
-    std::cout << "state: " << c.users << " users, " << c.items << " items, " << c.edges << " edges, " << c.events
-              << " events in " << c.batch_seq << " batches\n";
-    disk = store->DiskBytes().ok() ? *store->DiskBytes() : 0;
+    if (pass == 0) {
+      const auto c = store->Counts();
+      std::cout << "state: " << c.users << " users, " << c.items << " items, " << c.edges << " edges, " << c.events
+                << " events in " << c.batch_seq << " batches\n";
+      disk = store->DiskBytes().ok() ? *store->DiskBytes() : 0;
+    }
+    return rate.per_s;
+  };
+
+  // The two alternate, three passes each, so that a slow moment of the shared machine or the
+  // broker does not fall on one side only; medians are compared.
+  std::vector<double> state_rates, ingest_rates;
+  for (int pass = 0; pass < 3; ++pass) {
+    const double st = state_alone(pass);
+    if (st <= 0) return 1;  // returns (not exit) so that the broker is stopped
+    state_rates.push_back(st);
+    const double in = ingest(pass);
+    if (in <= 0) return 1;
+    ingest_rates.push_back(in);
+    std::filesystem::remove_all(dir + "/state-only-" + std::to_string(pass));
+    std::filesystem::remove_all(dir + "/state-" + std::to_string(pass));
   }
-  std::cout << "ingest (Kafka -> decode -> state batch + offsets): " << static_cast<int64_t>(ingest_rate)
-            << " events/s; state on disk " << disk / (1 << 20) << " MiB\n";
+  auto report = [](const char* what, std::vector<double>* rates) {
+    std::cout << what << ", 3 passes:";
+    for (const double r : *rates) std::cout << " " << std::llround(r);
+    std::sort(rates->begin(), rates->end());
+    std::cout << " events/s (median " << std::llround((*rates)[1]) << ")\n";
+    return (*rates)[1];
+  };
+  const double state_rate = report("state store alone (same events, batches of 1000, no Kafka)", &state_rates);
+  const double ingest_rate = report("ingest (Kafka -> decode -> state batch + offsets)", &ingest_rates);
+  std::cout << "state on disk after ingest: " << disk / (1 << 20) << " MiB\n";
   // Every rate is > 0 here: each side that could not measure has returned 1 above.
   std::printf("ingest / state store alone: %.2f; state store alone / bare consumer: %.2f\n", ingest_rate / state_rate,
               state_rate / bare_rate);

@@ -128,17 +128,8 @@ int main(int argc, char** argv) {
         std::cerr << "bench_online: " << st.status() << "\n";
         return 1;
       }
-      if (s < 2) continue;  // warm-up
-      ++measured;
-      r.step_ms += st->total_s * 1e3;
-      r.graph_ms += st->graph_s * 1e3;
-      r.graph_bwd_ms += st->graph_backward_s * 1e3;
-      r.refresh_ms += st->refresh_s * 1e3;
-      r.seq_ms += st->seq_s * 1e3;
-      r.seq_bwd_ms += st->seq_backward_s * 1e3;
-      r.optimizer_ms += st->optimizer_s * 1e3;
-      r.edges += static_cast<double>(st->propagated_edges);
-      // The lag of the second layer behind the tables, before the first refresh.
+      // The lag of the second layer behind the tables, before the first refresh (warm-up steps
+      // included: they are steps since it too).
       const int since = s + 1;
       if (mode == 0 && since <= refresh && (since == 1 || since == 5 || since == 10 || since == 20 || since == 50)) {
         const std::vector<std::pair<uint32_t, uint32_t>> edges(edge_set.begin(), edge_set.end());
@@ -149,6 +140,16 @@ int main(int argc, char** argv) {
                       c->max_error_vs_current, c->max_error_vs_formula);
         }
       }
+      if (s < 2) continue;  // warm-up
+      ++measured;
+      r.step_ms += st->total_s * 1e3;
+      r.graph_ms += st->graph_s * 1e3;
+      r.graph_bwd_ms += st->graph_backward_s * 1e3;
+      r.refresh_ms += st->refresh_s * 1e3;
+      r.seq_ms += st->seq_s * 1e3;
+      r.seq_bwd_ms += st->seq_backward_s * 1e3;
+      r.optimizer_ms += st->optimizer_s * 1e3;
+      r.edges += static_cast<double>(st->propagated_edges);
     }
     // The stream may run out before the warm-up is over: no step then to report, and a 0 ms
     // step would read as a measurement.

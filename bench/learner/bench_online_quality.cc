@@ -97,10 +97,13 @@ int main(int argc, char** argv) {
   std::printf("data: %zu events; history %zu, then %zu clicks in %zu chunks of %d, %d steps each; %d threads\n",
               events.size(), split, end - split, chunks, chunk, steps_per_chunk, threads);
   std::ofstream csv;
+  // Written beside the target and renamed at the end: a run stopped part-way (or one that ranked
+  // nothing) leaves the previous file as it was.
+  const std::string tmp_path = out_path + ".tmp";
   if (!out_path.empty()) {
-    csv.open(out_path);
+    csv.open(tmp_path);
     if (!csv) {
-      std::cerr << "bench_online_quality: cannot write " << out_path << "\n";
+      std::cerr << "bench_online_quality: cannot write " << tmp_path << "\n";
       return 1;
     }
     csv << "mode,clicks,window_count,window_recall10,window_recall20,window_ndcg10,window_ndcg20,total_recall20,"
@@ -230,9 +233,27 @@ int main(int argc, char** argv) {
                 modes[mode], static_cast<long long>(r.total.count), r.total.HitRate10(), r.total.HitRate20(),
                 r.total.Ndcg10(), r.total.Ndcg20(), static_cast<long long>(r.steps), r.seconds);
   }
-  std::printf("BENCH online_quality recall20_incremental=%.4f recall20_full=%.4f ndcg20_incremental=%.4f "
+  for (int mode = 0; mode < 2; ++mode) {
+    if (results[mode].total.count == 0) {
+      std::cerr << "bench_online_quality: " << modes[mode]
+                << ": no click could be ranked (a larger --limit, or a smaller --history?)\n";
+      if (csv.is_open()) {
+        csv.close();
+        std::filesystem::remove(tmp_path);
+      }
+      return 1;
+    }
+  }
+  if (csv.is_open()) {
+    csv.close();
+    if (!csv || std::rename(tmp_path.c_str(), out_path.c_str()) != 0) {
+      std::cerr << "bench_online_quality: cannot write " << out_path << "\n";
+      return 1;
+    }
+  }
+  std::printf("BENCH online_quality clicks=%lld recall20_incremental=%.4f recall20_full=%.4f ndcg20_incremental=%.4f "
               "ndcg20_full=%.4f seconds_incremental=%.0f seconds_full=%.0f\n",
-              results[0].total.HitRate20(), results[1].total.HitRate20(), results[0].total.Ndcg20(),
+              static_cast<long long>(results[0].total.count), results[0].total.HitRate20(), results[1].total.HitRate20(), results[0].total.Ndcg20(),
               results[1].total.Ndcg20(), results[0].seconds, results[1].seconds);
   return 0;
 }

@@ -599,8 +599,13 @@ int Main(int argc, char** argv) {
               "checkpoints=%d",
               headline_rate, headline_ratio, headline_disk, headline_batch, busy.checkpoints);
   if (busy.checkpoints > 0) std::printf(" checkpoint_pause_ms=%.1f", busy.max_ms);
-  std::printf(" read_p99_us=%.0f read_max_us=%.0f read_p99_us_sync=%.0f read_max_us_sync=%.0f\n", read[0].read_p99_us,
-              read[0].read_max_us, read[1].read_p99_us, read[1].read_max_us);
+  // A pass whose reader made no reads has no latency to report: its keys are left out, as the
+  // checkpoint pause is when no checkpoint was taken.
+  if (read[0].reads > 0) std::printf(" read_p99_us=%.0f read_max_us=%.0f", read[0].read_p99_us, read[0].read_max_us);
+  if (read[1].reads > 0) {
+    std::printf(" read_p99_us_sync=%.0f read_max_us_sync=%.0f", read[1].read_p99_us, read[1].read_max_us);
+  }
+  std::printf("\n");
   return 0;
 }
 
