@@ -5,7 +5,10 @@ COPY scripts/setup.sh scripts/kafka_fetch.sh scripts/
 COPY scripts/kafka scripts/kafka
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends sudo && scripts/setup.sh --no-kafka
 COPY . .
+# GSAU_REQUIRE_LEARNER: a LibTorch that is not found fails the build (as in the Makefile) rather
+# than giving an image whose `gsau run` is not available.
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGSAU_BUILD_TESTS=OFF -DGSAU_BUILD_BENCH=OFF \
+      -DGSAU_REQUIRE_LEARNER=ON \
  && cmake --build build -j"$(nproc)"
 
 FROM debian:12

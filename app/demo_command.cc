@@ -27,6 +27,7 @@
 #include "cli_checks.h"
 #include "commands.h"
 #include "config_flags.h"
+#include "gsau/common/clock.h"
 #include "gsau/common/log.h"
 #include "gsau/common/stop_signal.h"
 #include "gsau/kafka/admin.h"
@@ -106,13 +107,7 @@ Result<std::vector<data::Interaction>> DemoStream(const DemoFlags& f) {
 // Event times on the replay's schedule from now on, so that the freshness figures (event time to
 // publish time) mean what they would on a live stream.
 void ScheduleFromNow(std::vector<data::Interaction>& events, double rate) {
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
-  for (size_t k = 0; k < events.size(); ++k) {
-    events[k].ts_ms = now_ms + static_cast<int64_t>(1000.0 * static_cast<double>(k) / rate);
-    events[k].has_time = true;
-  }
+  replay::ScheduleFrom(events, rate, SystemClock::Get().NowMs());
 }
 
 int RunDemo(const DemoFlags& f) {

@@ -5,6 +5,7 @@
 #include "cli_checks.h"
 #include "commands.h"
 #include "config_flags.h"
+#include "gsau/common/clock.h"
 #include "gsau/common/log.h"
 #include "gsau/common/stop_signal.h"
 #include "gsau/data/interactions.h"
@@ -46,6 +47,7 @@ struct ReplayFlags {
   std::string topic;
   std::string bootstrap;
   bool no_progress = false;
+  bool from_now = false;
 };
 
 int RunReplay(const ReplayFlags& f) {
@@ -59,6 +61,10 @@ int RunReplay(const ReplayFlags& f) {
   }
   if (f.data.empty() == (f.synthetic == 0)) {
     std::cerr << "gsau replay: give exactly one of --data FILE or --synthetic N\n";
+    return kExitUsage;
+  }
+  if (f.from_now && f.rate <= 0) {
+    std::cerr << "gsau replay: --from-now needs --rate (the times it sets are the send times at that rate)\n";
     return kExitUsage;
   }
   if (f.synthetic > 0 && (!f.times.empty() || f.format != "auto" || f.ts_unit != "auto")) {
@@ -89,7 +95,11 @@ int RunReplay(const ReplayFlags& f) {
   // What is sent, the first --limit in time order: the log line and the warning counted the
   // whole file.
   if (f.limit > 0 && static_cast<size_t>(f.limit) < events.size()) events.resize(static_cast<size_t>(f.limit));
-  if (f.synthetic == 0) WarnOfTimesIngestRefuses(events, *cfg);
+  if (f.from_now) {
+    replay::ScheduleFrom(events, f.rate, SystemClock::Get().NowMs());
+  } else if (f.synthetic == 0) {
+    WarnOfTimesIngestRefuses(events, *cfg);
+  }
 
   replay::ReplayOptions opt;
   opt.topic = f.topic.empty() ? cfg->topics.clicks : f.topic;
@@ -134,6 +144,9 @@ void AddReplayCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--limit", flags->limit, "Stop after N events (0 = all)")->check(NonNegative());
   cmd->add_option("--topic", flags->topic, "Target topic (default: topics.clicks)");
   cmd->add_option("--bootstrap", flags->bootstrap, "Kafka bootstrap servers (default: kafka.bootstrap_servers)");
+  cmd->add_flag("--from-now", flags->from_now,
+                "Event times = send times from now on at --rate (the order kept), as on live traffic: freshness "
+                "(event time to publish time) then measures the pipeline, not the data's age");
   cmd->add_flag("--no-progress", flags->no_progress, "No progress bar");
   AddConfigFlags(cmd, &flags->config);
   cmd->callback([flags, exit_code] { *exit_code = RunReplay(*flags); });

@@ -106,7 +106,12 @@ struct KafkaPublisher::Metrics {
                         .Name("gsau_publisher_redelivered_total")
                         .Help("Records produced again after their delivery failed (the newest of each id)")
                         .Register(r)
-                        .Add({})) {}
+                        .Add({})),
+        last_delivery(prometheus::BuildGauge()
+                          .Name("gsau_publisher_last_delivery_timestamp_seconds")
+                          .Help("Wall time the publisher last saw a record acknowledged by the broker (0: none yet)")
+                          .Register(r)
+                          .Add({})) {}
 
   prometheus::Family<prometheus::Counter>& published;
   prometheus::Counter& users;
@@ -122,6 +127,9 @@ struct KafkaPublisher::Metrics {
   prometheus::Counter& delivery_errors;
   prometheus::Counter& broker_errors;
   prometheus::Counter& redelivered;
+  // What "since the last publication" is measured from: gsau_model_version moves when records
+  // are handed to librdkafka, also while the broker refuses every one of them.
+  prometheus::Gauge& last_delivery;
 };
 
 Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOptions& options,
@@ -205,8 +213,12 @@ void KafkaPublisher::CountDeliveryReports() {
     if (n > seen) counter.Increment(static_cast<double>(n - seen));
     seen = n;
   };
+  const int64_t before = users_delivered_seen_ + items_delivered_seen_;
   count_delivered(options_.user_topic, users_delivered_seen_, metrics_->users_delivered);
   count_delivered(options_.item_topic, items_delivered_seen_, metrics_->items_delivered);
+  if (users_delivered_seen_ + items_delivered_seen_ > before) {
+    metrics_->last_delivery.Set(static_cast<double>(clock_.NowMs()) / 1000.0);
+  }
   // A broker away shows at once, not only when records time out minutes later.
   if (c.client_errors > client_errors_seen_) {
     metrics_->broker_errors.Increment(static_cast<double>(c.client_errors - client_errors_seen_));

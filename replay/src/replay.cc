@@ -224,4 +224,11 @@ std::vector<data::Interaction> SyntheticStream(const SyntheticOptions& o) {
   return out;
 }
 
+void ScheduleFrom(std::vector<data::Interaction>& events, double rate, int64_t now_ms) {
+  for (size_t k = 0; k < events.size(); ++k) {
+    events[k].ts_ms = now_ms + static_cast<int64_t>(1000.0 * static_cast<double>(k) / rate);
+    events[k].has_time = true;
+  }
+}
+
 }  // namespace gsau::replay

@@ -12,6 +12,8 @@
 #include <iterator>
 #include <set>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "kafka_broker.h"
 #include "ops_helpers.h"
@@ -76,16 +78,20 @@ TEST(DeployFilesTest, DashboardShowsEveryRequiredSeries) {
         "gsau_learner_loss", "gsau_learner_online_metric", "gsau_publisher_embeddings_published_total",
         "gsau_publisher_embeddings_delivered_total",
         "gsau_publisher_freshness_seconds_bucket", "gsau_state_users", "gsau_state_items", "gsau_state_edges",
-        "gsau_model_version", "gsau_process_resident_memory_bytes", "gsau_learner_checkpoint_seconds_bucket"}) {
+        "gsau_model_version", "gsau_process_resident_memory_bytes", "gsau_learner_checkpoint_seconds_bucket",
+        "gsau_publisher_last_delivery_timestamp_seconds"}) {
     EXPECT_TRUE(metrics.count(name)) << "the dashboard shows no " << name;
   }
-  // The top row's stat counts what the brokers acknowledged: records handed to librdkafka kept
-  // it healthy-looking while the broker refused every write.
+  // The top row's stats count what the brokers acknowledged: records handed to librdkafka (the
+  // published counter, the model version's age) kept them healthy-looking while the broker
+  // refused every write.
   for (const auto& panel : dashboard.at("panels")) {
     if (panel.value("type", "") != "stat") continue;
     for (const auto& t : panel.value("targets", nlohmann::json::array())) {
-      EXPECT_EQ(t.value("expr", "").find("gsau_publisher_embeddings_published_total"), std::string::npos)
-          << panel.value("title", "");
+      const std::string expr = t.value("expr", "");
+      EXPECT_EQ(expr.find("gsau_publisher_embeddings_published_total"), std::string::npos) << panel.value("title", "");
+      EXPECT_FALSE(expr.find("time()") != std::string::npos && expr.find("gsau_model_version") != std::string::npos)
+          << panel.value("title", "") << ": the model version's age is not the time since a delivery";
     }
   }
   for (const std::string term : {"total", "graph_align", "graph_unif", "seq_align", "seq_unif"}) {
@@ -190,6 +196,21 @@ TEST(DeployFilesTest, ComposeKeepsKafkasDataAndRestartsGsau) {
   EXPECT_TRUE(on_volume) << dirs << " is not on a named volume";
   ASSERT_TRUE(compose["services"]["gsau"]["restart"]);
   EXPECT_EQ(compose["services"]["gsau"]["restart"].as<std::string>(), "unless-stopped");
+}
+
+// The image cannot come out without the learner (find_package(Torch QUIET) would give a gsau
+// whose run is "not available"), and compose's demo stream carries live event times (its
+// synthetic times start in 2023: every click read as three years late on the Freshness panel).
+TEST(DeployFilesTest, TheImageHasTheLearnerAndTheDemoStreamLiveTimes) {
+  const std::string dockerfile = ReadFile(SourceDir() + "/Dockerfile");
+  EXPECT_NE(dockerfile.find("-DGSAU_REQUIRE_LEARNER=ON"), std::string::npos) << dockerfile;
+  const YAML::Node compose = YAML::LoadFile(SourceDir() + "/docker-compose.yml");
+  std::vector<std::string> command;
+  for (const auto& w : compose["services"]["replay"]["command"]) command.push_back(w.as<std::string>());
+  ASSERT_FALSE(command.empty());
+  EXPECT_EQ(command.front(), "replay");
+  EXPECT_NE(std::find(command.begin(), command.end(), "--from-now"), command.end());
+  EXPECT_NE(std::find(command.begin(), command.end(), "--rate"), command.end()) << "--from-now needs a rate";
 }
 
 // `docker compose up --build` sends the working tree to the build: a host's build tree in it

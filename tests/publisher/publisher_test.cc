@@ -307,6 +307,8 @@ TEST(PublisherTest, VersionGaugeResumesAndFreshnessCountsUsersOnly) {
   (*p)->ResumeAfter(1000);
   ASSERT_TRUE((*p)->Publish({}).ok());
   EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_model_version"), 1000.0);
+  EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_publisher_last_delivery_timestamp_seconds"), 0.0)
+      << "nothing delivered yet";
   const std::vector<EmbeddingRecord> old = {Rec(EntityKind::kUser, "u0", 999, Row(1.0f))};
   EXPECT_EQ((*p)->Publish(old).code(), StatusCode::kInvalidArgument) << "older than the resumed version";
 
@@ -326,6 +328,11 @@ TEST(PublisherTest, VersionGaugeResumesAndFreshnessCountsUsersOnly) {
   EXPECT_GE(*sum, 2.0);
   EXPECT_LT(*sum, 60.0) << "neither the item's 100 s nor the republished user's hour are in it";
   EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), "gsau_model_version"), 1001.0);
+  // The time of the last acknowledgement seen (the dashboard's "since the last delivery").
+  const auto delivered_at = gsau::testing::ScrapeMetric(m.port(), "gsau_publisher_last_delivery_timestamp_seconds");
+  ASSERT_TRUE(delivered_at.has_value());
+  EXPECT_GE(*delivered_at, static_cast<double>(now) / 1000.0 - 1);
+  EXPECT_LE(*delivered_at, static_cast<double>(SystemClock::Get().NowMs()) / 1000.0 + 1);
   // Handed over and acknowledged, by kind (the resumed version's empty publish delivered nothing).
   EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), R"(gsau_publisher_embeddings_delivered_total{kind="user"})"), 2.0);
   EXPECT_EQ(gsau::testing::ScrapeMetric(m.port(), R"(gsau_publisher_embeddings_delivered_total{kind="item"})"), 1.0);

@@ -86,4 +86,9 @@ struct SyntheticOptions {
 };
 std::vector<data::Interaction> SyntheticStream(const SyntheticOptions& options);
 
+// Sets the times of `events` (in the order they are sent) to their send times at `rate` events/s
+// (> 0) from `now_ms` on: a stream played into a live pipeline, whose freshness figures (event
+// time to publish time) then mean what they would on real traffic. The order is unchanged.
+void ScheduleFrom(std::vector<data::Interaction>& events, double rate, int64_t now_ms);
+
 }  // namespace gsau::replay
