@@ -258,6 +258,7 @@ struct OnlineLearner::Impl {
   // failure came part-way through the optimiser's update (some weights moved, others not).
   int64_t failed_fresh = 0;
   bool failed_mid_update = false;
+  int64_t shed = 0;  // fresh samples a full `pending` gave to replay untrained
   std::vector<Sample> replay;
   int64_t replay_seen = 0;  // samples ever offered to the reservoir
   std::deque<Sample> recent;  // the last recent_capacity samples that went to replay, oldest first
@@ -502,6 +503,7 @@ struct OnlineLearner::Impl {
         if (static_cast<int64_t>(pending.size()) >= opt.max_pending) {
           AddToReplay(std::move(pending.front()));
           pending.pop_front();
+          ++shed;
           if (failed_fresh > 0) --failed_fresh;
         }
         pending.push_back(std::move(s));
@@ -1377,9 +1379,6 @@ Result<std::unique_ptr<OnlineLearner>> OnlineLearner::Create(const OnlineOptions
     } else if (o.device != "cpu" && o.device != "auto") {
       return Status::InvalidArgument("device must be auto, cpu or cuda, not " + o.device);
     }
-    if (impl->device.is_cpu() && o.heads > 16) {
-      return Status::InvalidArgument("heads must be at most 16 on the CPU (the packed attention's limit)");
-    }
     impl->threads = o.threads > 0 ? o.threads : UsableCores();
     torch::set_num_threads(impl->threads);
     ConfigureBlasThreads();
@@ -1612,6 +1611,7 @@ OnlineStats OnlineLearner::Stats() {
   s.edges = static_cast<int64_t>(im.edge_set.size());
   s.events = im.events;
   s.pending = static_cast<int64_t>(im.pending.size());
+  s.shed = im.shed;
   s.replay = static_cast<int64_t>(im.replay.size());
   s.recent = static_cast<int64_t>(im.recent.size());
   s.steps = im.steps;

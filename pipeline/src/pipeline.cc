@@ -159,6 +159,17 @@ struct Metrics {
                    .Help("Applied events waiting for the learner")
                    .Register(r)
                    .Add({})),
+        pending(prometheus::BuildGauge()
+                    .Name("gsau_learner_pending_samples")
+                    .Help("Fresh samples taken in and not trained yet (at most the learner's max_pending, 100,000)")
+                    .Register(r)
+                    .Add({})),
+        shed(prometheus::BuildCounter()
+                 .Name("gsau_learner_shed_samples_total")
+                 .Help("Fresh samples moved to replay untrained because the learner's max_pending were waiting: "
+                       "training slower than clicks arrive (ingest is not held back for it)")
+                 .Register(r)
+                 .Add({})),
         idle(prometheus::BuildGauge()
                  .Name("gsau_learner_idle")
                  .Help("1 while the learner waits for fresh clicks (learner.idle_train_s of training on replay "
@@ -220,6 +231,8 @@ struct Metrics {
   prometheus::Gauge &loss, &graph_align, &graph_unif, &seq_align, &seq_unif;
   prometheus::Counter& events_observed;
   prometheus::Gauge& queued;
+  prometheus::Gauge& pending;
+  prometheus::Counter& shed;
   prometheus::Gauge& idle;
   prometheus::Family<prometheus::Gauge>& table_family;
   prometheus::Gauge &user_rows, &item_rows;
@@ -531,6 +544,9 @@ struct Pipeline::Impl {
   // Learner thread: the item publisher's fatal failure, which ended LearnerLoop (read after it
   // joined).
   Status item_publish_status;
+  // The learner loop's failure was counted where it happened (a failed step): Run does not count
+  // it again. Learner thread only.
+  bool learner_failure_counted = false;
   // User publisher thread: users waiting for the snapshot to learn an item of their session.
   struct Waiting {
     int64_t since_ns = 0;
@@ -1167,12 +1183,16 @@ struct Pipeline::Impl {
   Status SkipFailedStep(const Status& failure, int failures, SteadyClock::time_point* retry_after) {
     m->step_errors.Increment();
     if (failures > opt.max_failed_steps) {
+      learner_failure_counted = true;  // as kind="step" just now, not again as "internal"
       return Status(failure.code(), failure.message() + " (" + std::to_string(failures) +
                                         " failed steps in a row; learner.max_failed_steps is " +
                                         std::to_string(opt.max_failed_steps) + ")");
     }
     auto skipped = learner->SkipFailedBatch();
-    if (!skipped.ok()) return Status(skipped.status().code(), failure.message() + "; " + skipped.status().message());
+    if (!skipped.ok()) {
+      learner_failure_counted = true;
+      return Status(skipped.status().code(), failure.message() + "; " + skipped.status().message());
+    }
     m->skipped.Increment(static_cast<double>(*skipped));
     const auto pause = std::chrono::milliseconds(100 << std::min(failures - 1, 5));
     *retry_after = SteadyClock::now() + pause;
@@ -1214,6 +1234,7 @@ struct Pipeline::Impl {
       return s.pending + s.replay >= opt.min_step_samples && replay_only_allowed;
     };
     bool can_train = trainable(learner->Stats());
+    int64_t shed_counted = learner->Stats().shed;  // the learner's count, as far as exported
     int failed_steps = 0;  // in a row
     auto retry_after = SteadyClock::now();  // after a failed step, no step before then
     while (!stop) {
@@ -1222,6 +1243,10 @@ struct Pipeline::Impl {
       // was observed, so a cold learner could rank none of them (prefix items unknown).
       int preq_budget = opt.prequential_max_per_batch;  // clicks ranked per step, at most
       size_t taken = 0;
+      // A round takes what is queued up to 20,000 events or half a second of taking in, then
+      // steps, refreshes serving, publishes and hears a stop: with a slow Observe (a wide model)
+      // a round of 20,000 took 11 s, and no user was published meanwhile.
+      const auto round_start = SteadyClock::now();
       auto b = queue.Pop(can_train ? 0 : 100);
       while (b) {
         std::vector<learner::OnlineEvent> events;
@@ -1232,7 +1257,7 @@ struct Pipeline::Impl {
         events_seen += static_cast<int64_t>(events.size());
         m->events_observed.Increment(static_cast<double>(events.size()));
         taken += events.size();
-        if (taken >= 20000) break;
+        if (taken >= 20000 || SecondsSince(round_start) >= 0.5) break;
         b = queue.Pop(0);
       }
       m->queued.Set(static_cast<double>(queue.queued_events()));
@@ -1274,6 +1299,9 @@ struct Pipeline::Impl {
       const auto after = learner->Stats();
       m->user_rows.Set(static_cast<double>(after.users));
       m->item_rows.Set(static_cast<double>(after.items));
+      m->pending.Set(static_cast<double>(after.pending));
+      if (after.shed > shed_counted) m->shed.Increment(static_cast<double>(after.shed - shed_counted));
+      shed_counted = after.shed;
       {
         std::lock_guard<std::mutex> s(status_mu);
         st.steps = after.steps;
@@ -1517,6 +1545,13 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   if (options.user_flush_ms < 1 || options.item_interval_ms < 1) {
     return Status::InvalidArgument("publish intervals must be >= 1 ms");
   }
+  // Ingest waits for room for a whole batch: a smaller queue paused it for ever, without a word
+  // (config/ checks this for gsau run; a caller of the library had no such check).
+  if (options.queue_capacity < static_cast<size_t>(std::max(options.ingest.batch_max_events, 1))) {
+    return Status::InvalidArgument("queue_capacity (" + std::to_string(options.queue_capacity) +
+                                   ") must be at least ingest.batch_max_events (" +
+                                   std::to_string(options.ingest.batch_max_events) + ")");
+  }
   auto impl = std::make_unique<Impl>(options, clock);
   if (registry == nullptr) {
     impl->own_registry = std::make_unique<prometheus::Registry>();
@@ -1587,7 +1622,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   std::thread learner_thread([&] {
     learner_status = caught("learner: ", [&] { return im.LearnerLoop(learner_stop); });
     if (!learner_status.ok()) {
-      im.m->learner_errors.Increment();
+      if (!im.learner_failure_counted) im.m->learner_errors.Increment();
       failed = true;
     }
     if (!im.item_publish_status.ok()) failed = true;

@@ -297,5 +297,21 @@ TEST(CheckpointTest, APlainStartAfterAnUnfinishedRollbackRefusesNamingIt) {
   EXPECT_FALSE(fs::exists(o.state.path)) << "no new state was started";
 }
 
+// A queue smaller than an ingest batch paused ingest for ever (it waits for room for a whole
+// batch), silently: config/ refused it for gsau run, the library did not. Nothing is opened.
+TEST(CheckpointTest, AQueueSmallerThanABatchIsRefusedAtCreate) {
+  TempDir dir("gsau-queue");
+  PipelineOptions o = SmallPipeline(dir);
+  o.ingest.batch_max_events = 1000;
+  o.queue_capacity = 10;
+  auto p = Pipeline::Create(o, nullptr);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument) << p.status();
+  EXPECT_NE(p.status().message().find("queue_capacity (10) must be at least ingest.batch_max_events (1000)"),
+            std::string::npos)
+      << p.status();
+  EXPECT_FALSE(fs::exists(o.state.path)) << "refused before the state was opened";
+}
+
 }  // namespace
 }  // namespace gsau::pipeline

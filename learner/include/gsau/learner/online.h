@@ -165,6 +165,9 @@ struct OnlineStats {
   int64_t edges = 0;                      // distinct (user, item) pairs
   int64_t events = 0;                     // clicks observed
   int64_t pending = 0;                    // fresh samples not trained yet
+  // Fresh samples given to replay untrained since the learner was created, because `pending` was
+  // at max_pending (training slower than clicks arrive: the newest are kept fresh).
+  int64_t shed = 0;
   int64_t replay = 0;                     // samples in the replay reservoir
   int64_t recent = 0;                     // samples in the recent window
   int64_t steps = 0;                      // training steps taken

@@ -4,10 +4,15 @@
 //   ingest thread    Ingestor: consume, validate, apply micro-batches to the state with their
 //                    offsets; each applied batch goes to the learner's queue (bounded: when full,
 //                    ingest pauses its partitions) and marks its users for publishing.
-//   learner thread   per applied batch: prequential evaluation (rank every click's item for the
-//                    user's session before it, on the serving snapshot, before training on it),
-//                    Observe, then Step while there is something to train on; item deltas on an
-//                    interval; checkpoints on an interval.
+//   learner thread   in rounds: the applied batches queued (up to 20,000 events or 0.5 s of
+//                    taking in), each ranked before it is trained on (prequential evaluation: up
+//                    to prequential_max_per_batch clicks a round whose session holds a known
+//                    item, on the learner's model) and observed; then one Step when there is
+//                    something to train on, a serving refresh, item deltas on an interval,
+//                    checkpoints on an interval. Fresh samples wait in the learner (at most its
+//                    max_pending; past that the oldest go to replay untrained, counted in
+//                    gsau_learner_shed_samples_total): a learner slower than the clicks sheds
+//                    training, it does not hold ingest back.
 //   user publisher   every user_flush_ms: the marked users' sessions (from the state) embedded by
 //                    the latest serving snapshot and published, so a click's user record does not
 //                    wait for a training step (unless the clicked item is new to the snapshot:
