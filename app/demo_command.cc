@@ -27,7 +27,6 @@
 #include "cli_checks.h"
 #include "commands.h"
 #include "config_flags.h"
-#include "gsau/common/clock.h"
 #include "gsau/common/log.h"
 #include "gsau/common/stop_signal.h"
 #include "gsau/kafka/admin.h"
@@ -89,7 +88,7 @@ class EmbeddedBroker {
 };
 
 // The stream to play, read before anything starts (a bad --data file stopped the demo only after
-// it had started a broker and cleared --dir). Its times are set by ScheduleFromNow.
+// it had started a broker and cleared --dir). Its times are the send times (stamp_send_time).
 Result<std::vector<data::Interaction>> DemoStream(const DemoFlags& f) {
   std::vector<data::Interaction> events;
   if (!f.data.empty()) {
@@ -102,12 +101,6 @@ Result<std::vector<data::Interaction>> DemoStream(const DemoFlags& f) {
     events = replay::SyntheticStream(so);
   }
   return events;
-}
-
-// Event times on the replay's schedule from now on, so that the freshness figures (event time to
-// publish time) mean what they would on a live stream.
-void ScheduleFromNow(std::vector<data::Interaction>& events, double rate) {
-  replay::ScheduleFrom(events, rate, SystemClock::Get().NowMs());
 }
 
 int RunDemo(const DemoFlags& f) {
@@ -221,7 +214,6 @@ int RunDemo(const DemoFlags& f) {
     std::cout << "metrics at http://127.0.0.1:" << metrics.port() << "/metrics\n";
   }
 
-  ScheduleFromNow(*events, f.rate);
   pipeline::PipelineOptions po = ToPipelineOptions(c);
   po.prequential_interval_s = 5;  // the status line's online figures: a short window
   po.publisher.policy_check_timeout_ms = 0;  // the embedded mock cluster does not describe configs
@@ -246,6 +238,9 @@ int RunDemo(const DemoFlags& f) {
   ro.rate = f.rate;
   ro.progress = false;
   ro.malformed_every = 1000;
+  // Event times are send times, so that the freshness figures (event time to publish time) mean
+  // what they would on a live stream.
+  ro.stamp_send_time = true;
   Result<replay::ReplayStats> replayed = Status::Aborted("replay did not run");
   std::thread player([&] {
     replayed = replay::Replay(*events, config::ToKafkaOptions(c), ro, &stop_replay);

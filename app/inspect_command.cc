@@ -6,7 +6,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <numeric>
+#include <string>
+#include <vector>
 
 #include "commands.h"
 #include "config_flags.h"
@@ -169,15 +172,38 @@ int RunInspect(const InspectFlags& f) {
   if (!f.state_path.empty()) c.state.path = f.state_path;
   if (!f.checkpoint_dir.empty()) c.learner.checkpoint_dir = f.checkpoint_dir;
 
-  // Before the store: a checkpoint a running pipeline writes while Open scans the edges would
-  // be ahead of the batch the store was opened at, and look like another deployment's.
-  const auto checkpoints = pipeline::ListCheckpointsAsRecovered(c.learner.checkpoint_dir);
   state::StateOptions so = config::ToStateOptions(c);
   so.read_only = true;
-  auto store = state::StateStore::Open(so);
-  if (!store.ok()) {
-    std::cerr << "gsau inspect: " << store.status().ToString() << "\n";
-    return kExitFailure;
+  learner::OnlineOptions lo = ToOnlineOptions(c);
+  lo.device = "cpu";
+  // The checkpoints are listed before the store is opened: one that a running pipeline writes
+  // while Open scans the edges would be ahead of the batch the store was opened at, and look like
+  // another deployment's. The pipeline prunes the oldest checkpoints as it writes new ones, so the
+  // newest listed can be gone by the time it is read (checkpoint_keep 1): then all three steps
+  // are taken again, a few times.
+  std::vector<std::string> checkpoints;
+  Result<std::unique_ptr<state::StateStore>> store = Status::NotFound("not opened");
+  std::unique_ptr<learner::OnlineLearner> model;
+  Result<learner::OnlineWatermark> wm = Status::NotFound("no checkpoint");
+  for (int attempt = 1;; ++attempt) {
+    checkpoints = pipeline::ListCheckpointsAsRecovered(c.learner.checkpoint_dir);
+    store = state::StateStore::Open(so);
+    if (!store.ok()) {
+      std::cerr << "gsau inspect: " << store.status().ToString() << "\n";
+      return kExitFailure;
+    }
+    if (checkpoints.empty()) break;
+    auto created = learner::OnlineLearner::Create(lo);
+    if (!created.ok()) {
+      std::cerr << "gsau inspect: " << created.status().ToString() << "\n";
+      return kExitFailure;
+    }
+    model = std::move(created).value();
+    wm = model->Load((fs::path(checkpoints.back()) / "model.pt").string());
+    const bool pruned = !wm.ok() && wm.status().code() == StatusCode::kNotFound && !fs::exists(checkpoints.back());
+    if (!pruned || attempt == 3) break;
+    std::printf("note: %s was removed (pruned by a running pipeline) while inspect read it; looking again\n",
+                checkpoints.back().c_str());
   }
 
   if (const auto target = pipeline::UnfinishedRollback(c.learner.checkpoint_dir)) {
@@ -186,35 +212,17 @@ int RunInspect(const InspectFlags& f) {
                 "(`gsau run --rollback %s` finishes it)\n",
                 target->c_str(), target->c_str());
   }
-  std::unique_ptr<learner::OnlineLearner> model;
   if (checkpoints.empty()) {
+    model.reset();
     std::printf("no checkpoint in %s: state only\n", c.learner.checkpoint_dir.c_str());
   } else {
-    learner::OnlineOptions lo = ToOnlineOptions(c);
-    lo.device = "cpu";
-    // Newest first. A running pipeline prunes old checkpoints: the newest listed can be gone by
-    // the time it is read (keep 1), and the one before it is then the newest there was.
-    Result<learner::OnlineWatermark> wm = Status::NotFound("no checkpoint");
-    size_t used = checkpoints.size();
-    while (used-- > 0) {
-      auto created = learner::OnlineLearner::Create(lo);
-      if (!created.ok()) {
-        std::cerr << "gsau inspect: " << created.status().ToString() << "\n";
-        return kExitFailure;
-      }
-      model = std::move(created).value();
-      wm = model->Load((fs::path(checkpoints[used]) / "model.pt").string());
-      if (wm.ok() || wm.status().code() != StatusCode::kNotFound || fs::exists(checkpoints[used])) break;
-      std::printf("note: %s was removed while inspect read it (a running pipeline keeps the newest %d)\n",
-                  checkpoints[used].c_str(), c.learner.checkpoint_keep);
-    }
     if (!wm.ok()) {
       std::cerr << "gsau inspect: " << wm.status().ToString() << "\n";
       return kExitFailure;
     }
     const auto st = model->Stats();
     std::printf("model %s: state batch %llu, model_version %lld, %lld steps, %lld users, %lld items\n",
-                checkpoints[used].c_str(), static_cast<unsigned long long>(wm->state_batch_seq),
+                checkpoints.back().c_str(), static_cast<unsigned long long>(wm->state_batch_seq),
                 static_cast<long long>(wm->model_version), static_cast<long long>(st.steps),
                 static_cast<long long>(st.users), static_cast<long long>(st.items));
     const auto counts = (*store)->Counts();

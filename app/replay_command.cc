@@ -5,7 +5,6 @@
 #include "cli_checks.h"
 #include "commands.h"
 #include "config_flags.h"
-#include "gsau/common/clock.h"
 #include "gsau/common/log.h"
 #include "gsau/common/stop_signal.h"
 #include "gsau/data/interactions.h"
@@ -47,7 +46,7 @@ struct ReplayFlags {
   std::string topic;
   std::string bootstrap;
   bool no_progress = false;
-  bool from_now = false;
+  bool from_now = false;  // times = send times
 };
 
 int RunReplay(const ReplayFlags& f) {
@@ -61,10 +60,6 @@ int RunReplay(const ReplayFlags& f) {
   }
   if (f.data.empty() == (f.synthetic == 0)) {
     std::cerr << "gsau replay: give exactly one of --data FILE or --synthetic N\n";
-    return kExitUsage;
-  }
-  if (f.from_now && f.rate <= 0) {
-    std::cerr << "gsau replay: --from-now needs --rate (the times it sets are the send times at that rate)\n";
     return kExitUsage;
   }
   if (f.synthetic > 0 && (!f.times.empty() || f.format != "auto" || f.ts_unit != "auto")) {
@@ -95,17 +90,14 @@ int RunReplay(const ReplayFlags& f) {
   // What is sent, the first --limit in time order: the log line and the warning counted the
   // whole file.
   if (f.limit > 0 && static_cast<size_t>(f.limit) < events.size()) events.resize(static_cast<size_t>(f.limit));
-  if (f.from_now) {
-    replay::ScheduleFrom(events, f.rate, SystemClock::Get().NowMs());
-  } else if (f.synthetic == 0) {
-    WarnOfTimesIngestRefuses(events, *cfg);
-  }
+  if (f.synthetic == 0 && !f.from_now) WarnOfTimesIngestRefuses(events, *cfg);
 
   replay::ReplayOptions opt;
   opt.topic = f.topic.empty() ? cfg->topics.clicks : f.topic;
   opt.rate = f.rate;
   opt.limit = f.limit;
   opt.progress = !f.no_progress;
+  opt.stamp_send_time = f.from_now;
   GSAU_LOG_INFO("replay: {} events to topic {} at {} ({})", events.size(), opt.topic, kafka.bootstrap_servers,
                 f.rate > 0 ? std::to_string(f.rate) + " events/s" : std::string("full speed"));
   const std::atomic<bool>& stop_requested = InstallStopSignals();
@@ -145,8 +137,8 @@ void AddReplayCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--topic", flags->topic, "Target topic (default: topics.clicks)");
   cmd->add_option("--bootstrap", flags->bootstrap, "Kafka bootstrap servers (default: kafka.bootstrap_servers)");
   cmd->add_flag("--from-now", flags->from_now,
-                "Event times = send times from now on at --rate (the order kept), as on live traffic: freshness "
-                "(event time to publish time) then measures the pipeline, not the data's age");
+                "Each event's time = the moment it is sent, as on live traffic: freshness (event time to publish "
+                "time) then measures the pipeline, not the data's age");
   cmd->add_flag("--no-progress", flags->no_progress, "No progress bar");
   AddConfigFlags(cmd, &flags->config);
   cmd->callback([flags, exit_code] { *exit_code = RunReplay(*flags); });

@@ -29,7 +29,9 @@ struct SplitArgs {
 // input, would lose it (the summary still named both files).
 std::string BadOutputs(const SplitArgs& a) {
   const std::vector<std::pair<std::string, std::string>> inputs = {{"--data", a.data}, {"--times", a.times}};
-  for (const auto& [flag, path] : {std::pair{"--offline-out", a.offline_out}, std::pair{"--online-out", a.online_out}}) {
+  const std::pair<const char*, std::string> outs[] = {{"--offline-out", a.offline_out},
+                                                       {"--online-out", a.online_out}};
+  for (const auto& [flag, path] : outs) {
     if (std::string bad = OutputPathProblem(flag, path, inputs); !bad.empty()) return bad;
   }
   if (SameFileKey(a.offline_out) == SameFileKey(a.online_out)) {

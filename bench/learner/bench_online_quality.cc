@@ -11,8 +11,9 @@
 // figures: only clicks whose prefix holds a known item), observed, and followed by `--steps-per-chunk` steps. Prints each mode's prequential
 // Recall and NDCG at 10 and 20, its steps and seconds; writes `--out` (CSV, one row per mode and
 // window of `--window` chunks) for plotting. The same seed and options for both modes.
-// Last line: BENCH online_quality recall20_incremental=<r> recall20_full=<r> ndcg20_incremental=<n>
-// ndcg20_full=<n> seconds_incremental=<s> seconds_full=<s>.
+// Last line: BENCH online_quality clicks=<ranked> recall20_incremental=<r> recall20_full=<r>
+// ndcg20_incremental=<n> ndcg20_full=<n> seconds_incremental=<s> seconds_full=<s>. A run that ranks
+// no click exits 1 without it.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -251,9 +252,10 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::printf("BENCH online_quality clicks=%lld recall20_incremental=%.4f recall20_full=%.4f ndcg20_incremental=%.4f "
-              "ndcg20_full=%.4f seconds_incremental=%.0f seconds_full=%.0f\n",
-              static_cast<long long>(results[0].total.count), results[0].total.HitRate20(), results[1].total.HitRate20(), results[0].total.Ndcg20(),
-              results[1].total.Ndcg20(), results[0].seconds, results[1].seconds);
+  std::printf("BENCH online_quality clicks=%lld recall20_incremental=%.4f recall20_full=%.4f "
+              "ndcg20_incremental=%.4f ndcg20_full=%.4f seconds_incremental=%.0f seconds_full=%.0f\n",
+              static_cast<long long>(results[0].total.count), results[0].total.HitRate20(),
+              results[1].total.HitRate20(), results[0].total.Ndcg20(), results[1].total.Ndcg20(), results[0].seconds,
+              results[1].seconds);
   return 0;
 }

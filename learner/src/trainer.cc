@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -66,9 +67,9 @@ Status SaveAtomically(torch::serialize::OutputArchive& archive, const fs::path& 
   return WriteFileAtomically(path.string(), [&](const ByteSink& sink) { archive.save_to(sink); });
 }
 
-// The settings of `saved` that `now` has otherwise ("lr 0.001, now 0.1; ..."). A key only one
-// side has is no difference: settings added to a later binary must not refuse runs begun before.
-std::string SettingsDiff(const std::string& saved, const std::string& now) {
+}  // namespace
+
+std::string SettingsDiff(const std::string& saved, const std::string& now, double default_init_std) {
   const auto parse = [](const std::string& text) {
     std::map<std::string, std::string> kv;
     std::istringstream in(text);
@@ -83,10 +84,17 @@ std::string SettingsDiff(const std::string& saved, const std::string& now) {
   for (const auto& [key, value] : b) {
     const auto it = a.find(key);
     if (it == a.end() || it->second == value) continue;
+    // Checkpoints written before the settings held the init the model got say -1 for it.
+    if (key == "init_std" && std::strtod(it->second.c_str(), nullptr) < 0 &&
+        std::strtod(value.c_str(), nullptr) == default_init_std) {
+      continue;
+    }
     diff += (diff.empty() ? "" : "; ") + key + " " + it->second + ", now " + value;
   }
   return diff;
 }
+
+namespace {
 
 // FNV-1a over the data a run trains and tests on: the ids' names, every user's sequence and the
 // graph pairs. Sizes alone let a resume take another file of the same shape (a reordered one,
@@ -535,7 +543,9 @@ struct Trainer::Impl {
         const auto bytes = settings.to(torch::kCPU).contiguous();
         const std::string saved(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()),
                                 static_cast<size_t>(bytes.numel()));
-        if (const std::string diff = SettingsDiff(saved, Settings()); !diff.empty()) {
+        TrainOptions by_default = opt;
+        by_default.init_std = -1;
+        if (const std::string diff = SettingsDiff(saved, Settings(), EffectiveInitStd(by_default)); !diff.empty()) {
           return Status::InvalidArgument(path.string() + " was written with other settings (" + diff +
                                          "): resume with the same ones, or --overwrite to start over");
         }

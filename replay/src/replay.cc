@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "gsau/common/clock.h"
 #include "gsau/common/log.h"
 #include "gsau/common/json.h"
 #include "gsau/common/progress.h"
@@ -115,8 +116,8 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
     const auto& ev = events[static_cast<size_t>(sent)];
     click.user_id = ev.user_id;
     click.item_id = ev.item_id;
-    click.ts_ms = ev.ts_ms;
-    const std::string value = EncodeClickJson(click, ev.has_time);
+    click.ts_ms = options.stamp_send_time ? SystemClock::Get().NowMs() : ev.ts_ms;
+    const std::string value = EncodeClickJson(click, ev.has_time || options.stamp_send_time);
     if (Status s = produce(sent, ev.user_id, value); !s.ok()) {
       if (s.code() == StatusCode::kAborted) break;
       return s;
@@ -222,13 +223,6 @@ std::vector<data::Interaction> SyntheticStream(const SyntheticOptions& o) {
     out.push_back({"u" + std::to_string(u), "i" + std::to_string(item), static_cast<int64_t>(t), e, true});
   }
   return out;
-}
-
-void ScheduleFrom(std::vector<data::Interaction>& events, double rate, int64_t now_ms) {
-  for (size_t k = 0; k < events.size(); ++k) {
-    events[k].ts_ms = now_ms + static_cast<int64_t>(1000.0 * static_cast<double>(k) / rate);
-    events[k].has_time = true;
-  }
 }
 
 }  // namespace gsau::replay

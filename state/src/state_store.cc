@@ -1149,8 +1149,10 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateOptions& options
     auto impl = std::make_unique<Impl>(options);
     Status s = impl->OpenDb();
     if (s.ok()) return std::unique_ptr<StateStore>(new StateStore(options, std::move(impl)));
-    const bool moved = s.code() == StatusCode::kIoError || s.code() == StatusCode::kCorruption ||
-                       (s.code() == StatusCode::kNotFound && s.message().find("no store at") == std::string::npos);
+    // RocksDB's words for a file it was told of and could not open (ENOENT), whatever status
+    // wraps them; other errors (permissions, the caches' own checks) are not retried.
+    const bool moved = s.message().find("No such file or directory") != std::string::npos &&
+                       s.message().find("no store at") == std::string::npos;
     if (!options.read_only || !moved) return s;
     if (attempt == kReadOnlyTries) {
       return Status(s.code(), s.message() + " (read-only open tried " + std::to_string(kReadOnlyTries) +

@@ -763,6 +763,14 @@ TEST(Trainer, AResumeTakesTheDefaultInitForWhatItMeans) {
   auto refused = TrainOn(*d, resume);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("init_std"), std::string::npos) << refused.status();
+  // A checkpoint written before the settings held the init the model got says -1: the model's
+  // default, so it resumes with -1 or what -1 stands for, and not with another std.
+  const std::string saved = "model=gsau-rec\ninit_std=-1\nlr=0.001\n";
+  EXPECT_EQ(SettingsDiff(saved, "model=gsau-rec\ninit_std=0\nlr=0.001\n", 0.0), "");
+  EXPECT_EQ(SettingsDiff(saved, "model=gsau-rec\ninit_std=0.050000000000000003\nlr=0.001\n", 0.0),
+            "init_std -1, now 0.050000000000000003");
+  EXPECT_EQ(SettingsDiff(saved, "model=gsau-rec\ninit_std=0\nlr=0.01\ngamma=0.1\n", 0.0), "lr 0.001, now 0.01")
+      << "a key the checkpoint lacks is no difference";
 }
 
 // A resume compares the options the model uses: one it ignores (gamma for SASRec-only, the

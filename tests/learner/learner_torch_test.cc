@@ -65,8 +65,6 @@ TEST(SparsePropagation, EqualsDenseProductForwardAndGradients) {
   EXPECT_TRUE(torch::allclose(y[0], x0[0] / 3.0, 1e-6, 1e-6));
 }
 
-// The batch-restricted propagation against the full one: a sparse random graph, so that the
-// rows' neighbourhood is a strict part of it, layers 0 to 3, rows repeated and padding included.
 // A pair outside the tables is refused: (1, 3) with 3 items wrote past the adjacency's end,
 // (3, 1) with 3 users joined "user 3" to the first item's node.
 TEST(SparsePropagation, PairsOutsideTheTablesAreRefused) {
@@ -76,6 +74,8 @@ TEST(SparsePropagation, PairsOutsideTheTablesAreRefused) {
   EXPECT_NO_THROW(BuildNormalizedAdjacency(3, 3, {{2, 2}}));
 }
 
+// The batch-restricted propagation against the full one: a sparse random graph, so that the
+// rows' neighbourhood is a strict part of it, layers 0 to 3, rows repeated and padding included.
 TEST(SparsePropagation, RowsEqualFullPropagationForwardAndGradients) {
   torch::manual_seed(11);
   const int64_t num_users = 60, num_items = 80;
@@ -325,7 +325,8 @@ TEST(PackedAttention, EqualsDenseReferenceForwardAndGradients) {
     EXPECT_TRUE(torch::allclose(out.to(torch::kFloat64), ref, 1e-5, 1e-5)) << "p=" << p << " heads " << heads;
     (out * w).sum().backward();
     (ref * w.to(torch::kFloat64)).sum().backward();
-    EXPECT_TRUE(torch::allclose(x.grad().to(torch::kFloat64), xr.grad(), 1e-4, 1e-5)) << "p=" << p << " heads " << heads;
+    EXPECT_TRUE(torch::allclose(x.grad().to(torch::kFloat64), xr.grad(), 1e-4, 1e-5))
+        << "p=" << p << " heads " << heads;
   }
 }
 

@@ -2,12 +2,16 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <thread>
 #include <sstream>
+#include <string>
+#include <vector>
 
+#include "gsau/common/clock.h"
 #include "gsau/kafka/admin.h"
 #include "gsau/replay/replay.h"
 #include "kafka_broker.h"
@@ -141,6 +145,40 @@ TEST(ReplayKafkaTest, UserLinesWithoutTimesLeaveTsToKafkaAndKeepOrder) {
   }
   EXPECT_EQ(seen["1"], (std::vector<std::string>{"10", "11", "12"}));
   EXPECT_EQ(seen["2"], (std::vector<std::string>{"20", "21"}));
+}
+
+// --from-now: each event carries the time it was sent, not the file's (2020 here), so that a
+// live pipeline's freshness measures the pipeline; the order and the ids are the file's.
+TEST(ReplayKafkaTest, FromNowSendsEachEventWithItsSendTime) {
+  TempDir dir;
+  gsau::testing::WriteFile(dir.File("old.tsv"),
+                           "user_id\titem_id\ttimestamp\nu1\ti1\t1577836800\nu1\ti2\t1577836801\nu2\ti3\t1577836802\n");
+  const std::string topic = UniqueTopic("replay-now");
+  std::string out;
+  const int64_t before = SystemClock::Get().NowMs();
+  ASSERT_EQ(RunCommand(Gsau() + " replay --no-progress --from-now --rate 20 --data " + dir.File("old.tsv") +
+                           " --bootstrap " + KafkaBootstrap() + " --topic " + topic + " 2>&1",
+                       &out),
+            0)
+      << out;
+  const int64_t after = SystemClock::Get().NowMs();
+  const auto records = ConsumeAll(KafkaBootstrap(), topic, 3);
+  ASSERT_EQ(records.size(), 3u);
+  std::vector<std::string> items;
+  int64_t last = 0;
+  for (const auto& r : records) {
+    const auto j = nlohmann::json::parse(r.value);
+    const int64_t ts = j.at("ts").get<int64_t>();
+    EXPECT_GE(ts, before) << r.value;
+    EXPECT_LE(ts, after) << r.value;
+    if (r.key == "u1") {
+      EXPECT_GE(ts, last) << "in send order";
+      last = ts;
+    }
+    items.push_back(r.key + ":" + j.at("item_id").get<std::string>());
+  }
+  std::sort(items.begin(), items.end());
+  EXPECT_EQ(items, (std::vector<std::string>{"u1:i1", "u1:i2", "u2:i3"}));
 }
 
 // Times ingest would dead-letter (here: sequence numbers, read as seconds, so 1973 is far off)

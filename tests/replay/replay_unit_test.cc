@@ -43,22 +43,6 @@ TEST(PacerTest, KeepsTheRateAndCatchesUpAtMostOneBurstAfterAStall) {
   EXPECT_EQ(pacer.Due(300, after + milliseconds(1000)), after + milliseconds(1000));
 }
 
-// --from-now: the k-th event sent at `rate`/s carries the time it is sent, the order kept.
-TEST(ScheduleFromTest, TimesAreTheSendTimesAtTheRate) {
-  SyntheticOptions so;
-  so.events = 5;
-  auto events = SyntheticStream(so);
-  const auto before = events;
-  ScheduleFrom(events, 4.0, 1'800'000'000'000);
-  ASSERT_EQ(events.size(), before.size());
-  for (size_t k = 0; k < events.size(); ++k) {
-    EXPECT_EQ(events[k].ts_ms, 1'800'000'000'000 + static_cast<int64_t>(250 * k)) << k;
-    EXPECT_TRUE(events[k].has_time);
-    EXPECT_EQ(events[k].user_id, before[k].user_id);
-    EXPECT_EQ(events[k].item_id, before[k].item_id);
-  }
-}
-
 TEST(SyntheticStreamTest, SeededOrderedSkewedAndGrowing) {
   SyntheticOptions o;
   o.events = 20000;

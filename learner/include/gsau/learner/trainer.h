@@ -169,6 +169,12 @@ class Trainer {
 // that a mistyped option fails at once. InvalidArgument naming the option.
 Status ValidateTrainOptions(const TrainOptions& options);
 
+// The settings of a checkpoint (`saved`, "key=value" lines) that a resume (`now`) has otherwise,
+// as "lr 0.001, now 0.1; ...", empty when none. A key only one side has is no difference
+// (settings added to a later binary must not refuse runs begun before), and a saved init_std
+// below 0 (written before settings held the init the model got) stands for `default_init_std`.
+std::string SettingsDiff(const std::string& saved, const std::string& now, double default_init_std);
+
 // The init the model gets: options.init_std, or for -1 the model's default (0.02 for sasrec,
 // 0 = Xavier-normal otherwise). What report.json records (it wrote -1).
 double EffectiveInitStd(const TrainOptions& options);

@@ -31,6 +31,10 @@ struct ReplayOptions {
   // negative time, in turn), so the dead-letter path runs (the demo). 0 = none.
   int64_t malformed_every = 0;
   bool progress = true;       // draw a progress bar on stderr
+  // Each event's time is the wall clock when it is produced (its own time, if any, is not
+  // sent): a stream played into a live pipeline, whose freshness figures (event time to publish
+  // time) then mean what they would on real traffic, stalls and start-up included.
+  bool stamp_send_time = false;
   int flush_timeout_ms = 60000;
   kafka::ProducerOptions producer;
 };
@@ -85,10 +89,5 @@ struct SyntheticOptions {
   uint64_t seed = 2020;
 };
 std::vector<data::Interaction> SyntheticStream(const SyntheticOptions& options);
-
-// Sets the times of `events` (in the order they are sent) to their send times at `rate` events/s
-// (> 0) from `now_ms` on: a stream played into a live pipeline, whose freshness figures (event
-// time to publish time) then mean what they would on real traffic. The order is unchanged.
-void ScheduleFrom(std::vector<data::Interaction>& events, double rate, int64_t now_ms);
 
 }  // namespace gsau::replay
