@@ -688,6 +688,15 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
           return invalid(std::string(kPropertiesKey) + "." + name, s.message());
         }
       }
+      // A refusal that names settings rather than the property given (acks=1 set as
+      // request.required.acks, idempotence turned off): the property refused on its own.
+      for (const auto& [name, value] : c.kafka.properties) {
+        kafka::KafkaOptions one = k;
+        one.properties = {{name, value}};
+        if (!kafka::ValidateKafkaOptions(one).ok()) {
+          return invalid(std::string(kPropertiesKey) + "." + name, s.message());
+        }
+      }
       return invalid("kafka.properties", s.message());
     }
   }

@@ -229,21 +229,29 @@ TEST(ConfigTest, EnumsAndKafkaPropertiesAreChecked) {
   EXPECT_EQ(s.status().message().find("hunter2"), std::string::npos) << s.status();
   // Properties that would take idempotence or acks=all from our producers stop start-up here,
   // a usage error naming them (the producers refuse them too, later, as a failure).
+  // Each is named with where it was set (they were all 'kafka.properties', with no origin).
   for (const std::string bad : {"kafka.properties.enable.idempotence=false", "kafka.properties.acks=1",
                                 "kafka.properties.request.required.acks=0"}) {
-    auto i = LoadWith("", {}, {bad});
+    auto i = LoadWith("", {}, {bad, "kafka.properties.linger.ms=5"});
     ASSERT_FALSE(i.ok()) << bad;
-    EXPECT_NE(i.status().message().find("kafka.properties: kafka.properties leave enable.idempotence="),
+    const std::string key = bad.substr(0, bad.find('='));
+    EXPECT_NE(i.status().message().find(key + " (--set): kafka.properties leave enable.idempotence="),
               std::string::npos)
         << i.status();
   }
+  auto env = LoadWith("", {{"GSAU_KAFKA_PROPERTY_ENABLE_IDEMPOTENCE", "false"}}, {});
+  ASSERT_FALSE(env.ok());
+  EXPECT_NE(env.status().message().find(
+                "kafka.properties.enable.idempotence (environment GSAU_KAFKA_PROPERTY_ENABLE_IDEMPOTENCE): "),
+            std::string::npos)
+      << env.status();
   EXPECT_TRUE(LoadWith("", {}, {"kafka.properties.acks=all"}).ok());
   // A transactional producer refuses every record sent outside a transaction: the publisher and
   // the dead-letter path retried for ever.
   auto t = LoadWith("", {}, {"kafka.properties.transactional.id=gsau"});
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(t.status().message().find("kafka.properties: kafka.properties set transactional.id: gsau's producers "
-                                      "must be idempotent, not transactional"),
+  EXPECT_NE(t.status().message().find("kafka.properties.transactional.id (--set): kafka.properties set "
+                                      "transactional.id: gsau's producers must be idempotent, not transactional"),
             std::string::npos)
       << t.status();
   // A misspelt secret is unknown to librdkafka, and so to the redaction: its value is not shown.
