@@ -175,9 +175,11 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
     if (!all.empty()) through = UsersPublishedThrough(all.back());
   }
   EXPECT_GT(through, 0u) << "users_published_through never advanced\n" << Tail(p.log, 4000);
-  // The last coalescing interval, and at least one prequential window (1 s) without clicks:
-  // that leaves the online figures as they were (they once dropped to 0, as if the model had
-  // collapsed).
+  // Every click taken in by the learner, then the last coalescing interval and at least one
+  // prequential window (1 s) without clicks: that leaves the online figures as they were (they
+  // once dropped to 0, as if the model had collapsed). (Waiting for the steps alone, a learner
+  // still behind ingest could close a window between the gauge's read and the CSV's.)
+  ASSERT_TRUE(WaitForMetric(p.port, "gsau_learner_events_total", 3000, seconds(60))) << Tail(p.log, 6000);
   std::this_thread::sleep_for(milliseconds(2500));
   const auto recall = ScrapeMetric(p.port, R"(gsau_learner_online_metric{k="20",metric="recall"})");
   ASSERT_TRUE(recall.has_value()) << HttpGet(p.port, "/metrics");
