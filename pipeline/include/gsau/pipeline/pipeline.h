@@ -187,8 +187,8 @@ class Pipeline {
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
-  // Runs until `stop`; then stops the threads, writes a last checkpoint, flushes the
-  // publisher and closes the state. An error of any stage stops the others and is returned.
+  // Runs until `stop`; then stops the threads, writes a last checkpoint, publishes the items
+  // that moved since the last interval, flushes the publisher and closes the state. An error of any stage stops the others and is returned.
   Status Run(const std::atomic<bool>& stop);
 
   PipelineStatus status() const;
