@@ -94,6 +94,16 @@ TEST(DeployFilesTest, DashboardShowsEveryRequiredSeries) {
           << panel.value("title", "") << ": the model version's age is not the time since a delivery";
     }
   }
+  // A process that is down takes its series with it (empty panels, not red ones): a stat of the
+  // top row counts the targets Prometheus cannot scrape.
+  bool stat_of_up = false;
+  for (const auto& panel : dashboard.at("panels")) {
+    if (panel.value("type", "") != "stat") continue;
+    for (const auto& t : panel.value("targets", nlohmann::json::array())) {
+      for (const auto& s : Selectors(t.value("expr", ""))) stat_of_up |= s.metric == "up";
+    }
+  }
+  EXPECT_TRUE(stat_of_up) << "no stat panel shows whether the gsau targets are up";
   for (const std::string term : {"total", "graph_align", "graph_unif", "seq_align", "seq_unif"}) {
     EXPECT_TRUE(matched.count({"gsau_learner_loss", "term=" + term})) << "no panel shows the loss term " << term;
   }
