@@ -26,6 +26,7 @@
 #include "gsau/common/progress.h"
 #include "gsau/common/status.h"
 #include "gsau/common/stop_signal.h"
+#include "gsau/common/throttle.h"
 
 namespace gsau {
 namespace {
@@ -221,6 +222,43 @@ TEST(FileTest, FileLockExcludesASecondHolderUntilReleased) {
 
 // Every character JSON requires escaped is, and nothing else: a report naming a path with a
 // quote or a newline stayed unparseable before (gsau evaluate pasted paths in raw).
+TEST(FileTest, SyncPathSyncsFilesAndFoldersAndNamesWhatItCannotOpen) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gsau-sync-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string file = (dir / "f").string();
+  std::ofstream(file) << "x";
+  EXPECT_TRUE(SyncPath(file).ok());
+  EXPECT_TRUE(SyncPath(dir.string()).ok());
+  const std::string missing = (dir / "missing").string();
+  const Status s = SyncPath(missing);
+  EXPECT_EQ(s.code(), StatusCode::kIoError);
+  EXPECT_NE(s.message().find(missing), std::string::npos) << s.ToString();
+  std::filesystem::remove_all(dir);
+}
+
+// The first occurrence is due at once; those within the interval are counted, and the next
+// line after it carries their count.
+TEST(ThrottleTest, LetsOneLineThroughPerIntervalWithTheCountHeldBack) {
+  Throttle t(std::chrono::seconds(1));
+  EXPECT_EQ(t.Due(), 1);
+  for (int k = 0; k < 5; ++k) EXPECT_EQ(t.Due(), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(t.Due(), 6);
+  EXPECT_EQ(t.Due(), 0);
+}
+
+// A rare kind is not counted away inside a frequent one's interval; kinds beyond max_kinds
+// share one throttle.
+TEST(ThrottleTest, KeyedThrottleKeepsKindsApartUpToItsLimit) {
+  KeyedThrottle t(std::chrono::seconds(60), /*max_kinds=*/2);
+  EXPECT_EQ(t.Due("broker down"), 1);
+  EXPECT_EQ(t.Due("broker down"), 0);
+  EXPECT_EQ(t.Due("authentication"), 1);  // its own interval
+  EXPECT_EQ(t.Due("third"), 1);           // past the limit: the shared "other" throttle
+  EXPECT_EQ(t.Due("fourth"), 0);          // the same one, inside its interval
+  EXPECT_EQ(t.Due("authentication"), 0);
+}
+
 TEST(JsonTest, StringsEscapeQuotesBackslashesAndControlCharacters) {
   EXPECT_EQ(JsonString("plain/path é"), "\"plain/path é\"");
   EXPECT_EQ(JsonString("a\"b\\c"), "\"a\\\"b\\\\c\"");
