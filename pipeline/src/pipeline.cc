@@ -507,7 +507,7 @@ struct Pipeline::Impl {
 
   // The learner's own copy of each user's recent items, in apply order: the prefix of the
   // next click. Kept by the learner thread only.
-  std::unordered_map<state::UserId, std::deque<uint32_t>> sessions;
+  std::unordered_map<state::UserId, RecentItems> sessions;
   uint64_t watermark = 0;  // state batch seq the learner has seen
   uint64_t checkpointed_batch = 0;  // the watermark of the newest checkpoint (loaded or written)
   bool rollback_checkpoint_needed = false;  // rolled back: the restored pair is checkpointed at start
@@ -777,10 +777,7 @@ struct Pipeline::Impl {
   void AddSession(state::UserId u, std::span<const state::SessionEntry> entries) {
     const auto max_len = static_cast<size_t>(opt.learner.max_len);
     auto& s = sessions[u];
-    for (const auto& e : entries) {
-      s.push_back(e.item);
-      if (s.size() > max_len) s.pop_front();
-    }
+    for (const auto& e : entries) s.Push(e.item, max_len);
   }
 
   Status StartLearner() {
@@ -974,8 +971,7 @@ struct Pipeline::Impl {
       ev.ts_ms = e.ts_ms;
       ev.prefix.assign(s.begin(), s.end());
       out->push_back(std::move(ev));
-      s.push_back(e.item);
-      if (s.size() > max_len) s.pop_front();
+      s.Push(e.item, max_len);
     }
     watermark = std::max(watermark, b.batch_seq);
   }

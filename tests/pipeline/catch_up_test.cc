@@ -217,5 +217,21 @@ TEST(CatchUpTest, TheStatesHistoryComesInTimeOrderWithSessionPrefixesAndOlderEdg
   }
 }
 
+// The live path's prefixes: the newest max_len items in click order, whatever the history.
+TEST(RecentItemsTest, KeepsTheNewestItemsOldestFirst) {
+  RecentItems r;
+  EXPECT_EQ(r.size(), 0u);
+  for (uint32_t i = 1; i <= 3; ++i) r.Push(i, 4);
+  EXPECT_EQ(std::vector<uint32_t>(r.begin(), r.end()), (std::vector<uint32_t>{1, 2, 3}));
+  for (uint32_t i = 4; i <= 7; ++i) r.Push(i, 4);
+  EXPECT_EQ(std::vector<uint32_t>(r.begin(), r.end()), (std::vector<uint32_t>{4, 5, 6, 7}));
+  r.Push(8, 2);  // a shorter bound drops all but the newest before the new one
+  EXPECT_EQ(std::vector<uint32_t>(r.begin(), r.end()), (std::vector<uint32_t>{7, 8}));
+  r.Push(9, 1);
+  EXPECT_EQ(std::vector<uint32_t>(r.begin(), r.end()), (std::vector<uint32_t>{9}));
+  r.Push(10, 0);
+  EXPECT_EQ(std::vector<uint32_t>(r.begin(), r.end()), (std::vector<uint32_t>{9}));
+}
+
 }  // namespace
 }  // namespace gsau::pipeline
