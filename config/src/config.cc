@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <set>
@@ -454,9 +457,12 @@ Result<Config> Load(const LoadInput& input) {
     if (std::filesystem::is_directory(file)) {  // (a pipe, --config <(envsubst < f), reads fine)
       return Status::InvalidArgument("config file '" + file + "' is a directory");
     }
+    // Opened here: yaml-cpp reports a file it cannot open as "bad file", which read as bad YAML.
+    std::ifstream in(file);
+    if (!in) return Status::InvalidArgument("config file '" + file + "' cannot be read: " + std::strerror(errno));
     YAML::Node root;
     try {
-      root = YAML::LoadFile(file);
+      root = YAML::Load(in);
     } catch (const YAML::Exception& e) {
       return Status::InvalidArgument("config file '" + file + "' is not valid YAML: " + e.what());
     } catch (const std::exception& e) {  // an unreadable file: yaml-cpp's stream throws
@@ -589,6 +595,24 @@ bool Within(const fs::path& inner, const fs::path& outer) {
   return true;
 }
 
+// Why `path` cannot be the directory start-up creates or opens: a file at it or on its way
+// (found at once here, rather than at the first checkpoint, minutes later, as an I/O error that
+// names no field). Empty when nothing in the file system says so; permissions are left to the
+// open, which names the path.
+std::string NotADirectory(const std::string& path) {
+  std::error_code ec;
+  const fs::path p = fs::absolute(path, ec);
+  if (ec) return {};
+  for (fs::path at = p;; at = at.parent_path()) {
+    const fs::file_status st = fs::status(at, ec);
+    if (fs::exists(st)) {
+      if (fs::is_directory(st)) return {};
+      return at == p ? "'" + path + "' is a file" : "'" + at.string() + "' on its way is a file";
+    }
+    if (!at.has_relative_path()) return {};
+  }
+}
+
 Status ValidateFrom(const Config& c, const Origins* origins) {
   // "<key> (<where its value came from>): <problem>", the origin when it is known.
   const auto invalid = [origins](const std::string& key, const std::string& problem) {
@@ -652,6 +676,24 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
                                      "into it");
     }
   }
+  for (const auto& [key, dir] : {std::pair<const char*, const std::string*>{"state.path", &c.state.path},
+                                 {"learner.checkpoint_dir", &c.learner.checkpoint_dir}}) {
+    if (dir->empty()) continue;
+    if (const std::string why = NotADirectory(*dir); !why.empty()) {
+      return invalid(key, "must be a directory (created when missing): " + why);
+    }
+  }
+  if (!c.learner.prequential_csv.empty()) {
+    std::error_code ec;
+    if (fs::is_directory(c.learner.prequential_csv, ec)) {
+      return invalid("learner.prequential_csv",
+                     "must be a file, got the directory '" + c.learner.prequential_csv + "'");
+    }
+    const fs::path parent = fs::absolute(c.learner.prequential_csv, ec).parent_path();
+    if (const std::string why = NotADirectory(parent.string()); !why.empty()) {
+      return invalid("learner.prequential_csv", "its folder must be a directory: " + why);
+    }
+  }
   const std::pair<const char*, const std::string*> topics[] = {
       {"topics.clicks", &c.topics.clicks},
       {"topics.dead_letter", &c.topics.dead_letter},
@@ -672,8 +714,10 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
     }
     for (size_t b = 0; b < a; ++b) {
       if (*topics[a].second == *topics[b].second) {
-        return invalid(topics[a].first, std::string("must differ from ") + topics[b].first + " (both '" +
-                                            *topics[a].second + "')");
+        // Where the other came from too: the one just set may be either.
+        return invalid(topics[a].first, std::string("must differ from ") + topics[b].first + " (" +
+                                            with("both '" + *topics[a].second + "'", set_from(topics[b].first)) +
+                                            ")");
       }
     }
   }

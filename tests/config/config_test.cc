@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -299,6 +303,57 @@ TEST(ConfigTest, ADirectoryGivenAsTheFileIsNamedAndAPipeReads) {
   EXPECT_EQ(c.status().message(), "config file '" + dir.path().string() + "' is a directory");
 }
 
+// A file that cannot be opened (a socket: refused even to root, unlike a mode-000 file) is said
+// to be unreadable, with the reason; yaml-cpp's own report read "is not valid YAML: bad file".
+TEST(ConfigTest, AFileThatCannotBeOpenedIsNamedWithTheReason) {
+  TempDir dir;
+  const std::string path = dir.File("socket.yaml");
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  auto c = LoadWith(path, {}, {});
+  ::close(fd);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message().rfind("config file '" + path + "' cannot be read: ", 0), 0u) << c.status();
+  EXPECT_EQ(c.status().message().find("YAML"), std::string::npos) << c.status();
+}
+
+// The state and checkpoint directories, and the CSV's folder, are checked against the file
+// system at start-up: a file there made every checkpoint fail minutes later as an I/O error that
+// named no field (and a state under a file failed with exit 1, not as a configuration error).
+TEST(ConfigTest, AFileWhereADirectoryBelongsIsNamedByItsField) {
+  TempDir dir;
+  const std::string file = dir.File("plain");
+  WriteFile(file, "x");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"learner.checkpoint_dir=" + file},
+       "learner.checkpoint_dir (--set): must be a directory (created when missing): '" + file + "' is a file"},
+      {{"learner.checkpoint_dir=" + file + "/ck"},
+       "learner.checkpoint_dir (--set): must be a directory (created when missing): '" + file +
+           "' on its way is a file"},
+      {{"state.path=" + file + "/a/b"},
+       "state.path (--set): must be a directory (created when missing): '" + file + "' on its way is a file"},
+      {{"learner.prequential_csv=" + dir.path().string()},
+       "learner.prequential_csv (--set): must be a file, got the directory '" + dir.path().string() + "'"},
+      {{"learner.prequential_csv=" + file + "/p.csv"},
+       "learner.prequential_csv (--set): its folder must be a directory: '" + file + "' is a file"},
+  };
+  for (const auto& [sets, message] : cases) {
+    auto c = LoadWith("", {}, sets);
+    ASSERT_FALSE(c.ok()) << sets[0];
+    EXPECT_EQ(c.status().message(), message);
+  }
+  // Missing directories are fine: start-up creates them.
+  auto ok = LoadWith("", {}, {"state.path=" + dir.File("new/state"), "learner.checkpoint_dir=" + dir.File("new/ck"),
+                              "learner.prequential_csv=" + dir.File("new/p.csv")});
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
 // A command's own flags (gsau run --state) are applied last and named as the source.
 TEST(ConfigTest, ACommandsFlagsComeLastAndAreNamed) {
   LoadInput in;
@@ -342,7 +397,8 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
        "learner.embedding_dim (--set): must be even (the sequence encoder's 2 attention heads split it), got 63"},
       {{"learner.replay_ratio=1"},
        "learner.replay_ratio (--set): must be below 1 (at 1 no fresh click is ever trained on), got 1"},
-      {{"topics.dead_letter=clicks"}, "topics.dead_letter (--set): must differ from topics.clicks (both 'clicks')"},
+      {{"topics.dead_letter=clicks"},
+       "topics.dead_letter (--set): must differ from topics.clicks (both 'clicks', the default)"},
       {{"topics.clicks=^clicks"},
        "topics.clicks (--set): must be a Kafka topic name (1-249 of a-z, A-Z, 0-9, '.', '_', '-'; not '.' or "
        "'..'), got '^clicks'"},
@@ -356,7 +412,7 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
        "topics.item_embeddings (--set): must be a Kafka topic name (1-249 of a-z, A-Z, 0-9, '.', '_', '-'; not "
        "'.' or '..'), got '" + std::string(250, 'x') + "'"},
       {{"topics.item_embeddings=u", "topics.user_embeddings=u"},
-       "topics.item_embeddings (--set): must differ from topics.user_embeddings (both 'u')"},
+       "topics.item_embeddings (--set): must differ from topics.user_embeddings (both 'u', from --set)"},
       {{"learner.batch_size=1", "learner.replay_ratio=0.6"},
        "learner.replay_ratio (--set): leaves no fresh sample in a batch of learner.batch_size 1 (from --set; "
        "batch_size x (1 - replay_ratio) must round to at least 1; once replay holds data no fresh click would be "
