@@ -217,7 +217,11 @@ int RunDemo(const DemoFlags& f) {
   pipeline::PipelineOptions po = ToPipelineOptions(c);
   po.prequential_interval_s = 5;  // the status line's online figures: a short window
   po.publisher.policy_check_timeout_ms = 0;  // the embedded mock cluster does not describe configs
-  auto p = pipeline::Pipeline::Create(po, &metrics.registry());
+  auto p = pipeline::Pipeline::Create(po, &metrics.registry(), SystemClock::Get(), &stop_requested);
+  if (!p.ok() && p.status().code() == StatusCode::kAborted && stop_requested) {
+    std::cout << "stopped during start-up (" << p.status().message() << ")\n";
+    return kExitOk;
+  }
   if (!p.ok()) {
     std::cerr << "gsau demo: " << p.status().ToString() << "\n";
     return kExitFailure;

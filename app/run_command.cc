@@ -68,7 +68,12 @@ int RunPipeline(const RunFlags& f) {
   opt.init_offline = f.init_offline;
   opt.init_data = f.init_data;
   opt.init_times = f.init_times;
-  auto p = pipeline::Pipeline::Create(opt, &metrics.registry());
+  auto p = pipeline::Pipeline::Create(opt, &metrics.registry(), SystemClock::Get(), &stop_requested);
+  if (!p.ok() && p.status().code() == StatusCode::kAborted && stop_requested) {
+    // Told to stop while the brokers were away: nothing ran yet, so nothing to save.
+    GSAU_LOG_INFO("run: stop requested during start-up: stopping ({})", p.status().message());
+    return kExitOk;
+  }
   if (!p.ok()) {
     std::cerr << "gsau run: " << p.status().ToString() << "\n";
     return kExitFailure;

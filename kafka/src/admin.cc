@@ -104,19 +104,26 @@ Result<std::vector<int64_t>> ListOffsets(rd_kafka_t* rk, const std::string& topi
 
 }  // namespace internal
 
-Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms) {
+Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms, const std::atomic<bool>* stop) {
   GSAU_ASSIGN_OR_RETURN(Handle rk, MakeHandle(kafka));
   const int64_t deadline = NowMs() + timeout_ms;
   rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_NO_ERROR;
+  const auto stopped = [&] {
+    return Status::Aborted("stopped while waiting for Kafka at " + kafka.bootstrap_servers + " (last: " +
+                           rd_kafka_err2str(last) + ")");
+  };
   while (true) {
+    if (stop != nullptr && *stop) return stopped();
     const int left = static_cast<int>(std::max<int64_t>(100, deadline - NowMs()));
     const rd_kafka_metadata_t* md = nullptr;
-    last = rd_kafka_metadata(rk.get(), 0, nullptr, &md, std::min(left, 2000));
+    // Shorter requests when a stop may come: a SIGTERM waited out the whole timeout (30 s).
+    last = rd_kafka_metadata(rk.get(), 0, nullptr, &md, std::min(left, stop != nullptr ? 1000 : 2000));
     if (last == RD_KAFKA_RESP_ERR_NO_ERROR) {
       const bool has_brokers = md->broker_cnt > 0;
       rd_kafka_metadata_destroy(md);
       if (has_brokers) return Status::Ok();
     }
+    if (stop != nullptr && *stop) return stopped();
     if (NowMs() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }

@@ -1531,8 +1531,19 @@ struct Pipeline::Impl {
 Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pipeline::~Pipeline() = default;
 
+namespace {
+
+// `s` with the stage that failed in front, once: the state's own messages already begin with
+// "state: " (they read "state: state: cannot create ...").
+Status InStage(std::string_view stage, const Status& s) {
+  const std::string prefix = std::string(stage) + ": ";
+  return s.message().starts_with(prefix) ? s : Status(s.code(), prefix + s.message());
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& options, prometheus::Registry* registry,
-                                                   const Clock& clock) {
+                                                   const Clock& clock, const std::atomic<bool>* stop) {
   if (options.checkpoint_keep < 1) return Status::InvalidArgument("checkpoint_keep must be >= 1");
   if (options.user_flush_ms < 1 || options.item_interval_ms < 1) {
     return Status::InvalidArgument("publish intervals must be >= 1 ms");
@@ -1551,18 +1562,18 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   }
   impl->registry = registry;
   impl->m = std::make_unique<Metrics>(*registry);
-  if (Status s = impl->OpenState(); !s.ok()) return Status(s.code(), "state: " + s.message());
+  if (Status s = impl->OpenState(); !s.ok()) return InStage("state", s);
   impl->WarnIfCheckpointsCopyTheState();
-  if (Status s = impl->StartLearner(); !s.ok()) return Status(s.code(), "learner: " + s.message());
+  if (Status s = impl->StartLearner(); !s.ok()) return InStage("learner", s);
   if (!options.rollback_from.empty()) {
-    if (Status s = impl->ClearRollbackMarker(); !s.ok()) return Status(s.code(), "state: " + s.message());
+    if (Status s = impl->ClearRollbackMarker(); !s.ok()) return InStage("state", s);
   }
   // Run waits up to 30 s for the last deliveries (after the last checkpoint); the producer's
   // close must not wait that long again (a SIGTERM's grace period ran out during it).
   publisher::PublisherOptions publisher_options = options.publisher;
   publisher_options.producer.close_timeout_ms = std::min(publisher_options.producer.close_timeout_ms, 1000);
-  auto pub = publisher::KafkaPublisher::Create(publisher_options, registry, clock);
-  if (!pub.ok()) return Status(pub.status().code(), "publisher: " + pub.status().message());
+  auto pub = publisher::KafkaPublisher::Create(publisher_options, registry, clock, stop);
+  if (!pub.ok()) return InStage("publisher", pub.status());
   impl->pub = std::move(pub).value();
   impl->ContinueAfterPublishedVersions();
   if (impl->version.load() > 0) impl->pub->ResumeAfter(impl->version.load());

@@ -133,14 +133,15 @@ struct KafkaPublisher::Metrics {
 };
 
 Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOptions& options,
-                                                               prometheus::Registry* registry, const Clock& clock) {
-  GSAU_RETURN_IF_ERROR(kafka::WaitForCluster(options.kafka, options.connect_timeout_ms).WithContext("publisher"));
+                                                               prometheus::Registry* registry, const Clock& clock,
+                                                               const std::atomic<bool>* stop) {
+  // No "publisher" context here: the caller names the stage (it read "publisher: publisher: ...").
+  GSAU_RETURN_IF_ERROR(kafka::WaitForCluster(options.kafka, options.connect_timeout_ms, stop));
   const std::vector<std::pair<std::string, std::string>> compact = {{"cleanup.policy", "compact"}};
   GSAU_RETURN_IF_ERROR(kafka::EnsureTopics(options.kafka,
                                            {{options.user_topic, options.partitions, options.replication_factor, compact},
                                             {options.item_topic, options.partitions, options.replication_factor, compact}},
-                                           30000)
-                           .WithContext("publisher"));
+                                           30000));
   for (const auto& topic : {options.user_topic, options.item_topic}) {
     if (options.policy_check_timeout_ms <= 0) break;
     // An existing topic is used as it is; one that deletes by age drops the record of every id

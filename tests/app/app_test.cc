@@ -1,12 +1,14 @@
 // The gsau executable as a user meets it: --help everywhere, broken configurations stop
 // start-up naming the field, the demo runs the whole loop and inspect shows what it left.
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <regex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "gsau/replay/replay.h"
 
 #include "kafka_broker.h"
+#include "process.h"
 #include "temp_dir.h"
 
 namespace gsau {
@@ -288,6 +291,28 @@ TEST(AppTest, RunWithoutBrokerIsAUsageErrorOrNotAvailable) {
     EXPECT_EQ(rc, 2) << out;
     EXPECT_NE(out.find("no Kafka broker"), std::string::npos) << out;
   }
+}
+
+// A SIGTERM while start-up waits for brokers that do not answer ends the run at once, with exit 0
+// (nothing ran yet); it waited out publisher.connect_timeout_ms (30 s) and then exited 1.
+TEST(AppTest, ASignalWhileTheBrokersDoNotAnswerEndsTheStartUp) {
+  if (!kHaveRun) GTEST_SKIP() << "this build has no run";
+  gsau::testing::TempDir dir;
+  const std::string log = dir.File("run.log");
+  gsau::testing::ChildProcess run({Gsau(), "run", "--bootstrap", "127.0.0.1:1", "--state", dir.File("state"),
+                                   "--checkpoints", dir.File("checkpoints"), "--set",
+                                   "metrics.listen_address=127.0.0.1:0"},
+                                  log);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (gsau::testing::GrepLines(log, "run: configuration").empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(gsau::testing::GrepLines(log, "run: configuration").empty()) << gsau::testing::Tail(log);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // into the wait for the brokers
+  run.Signal(SIGTERM);
+  // Far below the 30 s wait: no speed target, only whether the stop ended it.
+  EXPECT_EQ(run.Wait(15000), 0) << gsau::testing::Tail(log);
+  EXPECT_FALSE(gsau::testing::GrepLines(log, "stop requested during start-up").empty()) << gsau::testing::Tail(log);
 }
 
 TEST(AppTest, ReplayWithoutBrokerIsAUsageError) {

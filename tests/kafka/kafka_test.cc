@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -192,6 +193,25 @@ TEST(KafkaTest, EnsureTopicsCreatesOnceWithPartitionsAndConfigs) {
 // A "broker" that takes connections and never answers (a stalled one, or another service on the
 // port): EnsureTopics gives up within its timeout. Its metadata request and then CreateTopics
 // each took the whole timeout (and 2 s more), so start-up hung twice as long as asked.
+// A stop ends the wait for brokers that do not answer (Aborted, naming them), long before its
+// timeout; without a stop the same wait runs to its timeout (Unavailable).
+TEST(KafkaTest, WaitForClusterEndsWhenStopped) {
+  KafkaOptions k;
+  k.bootstrap_servers = "127.0.0.1:1";  // nothing listens: connections are refused
+  std::atomic<bool> stop{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    stop = true;
+  });
+  const Status s = WaitForCluster(k, 60000, &stop);
+  stopper.join();
+  EXPECT_EQ(s.code(), StatusCode::kAborted) << s;
+  EXPECT_NE(s.message().find("127.0.0.1:1"), std::string::npos) << s;
+  EXPECT_EQ(WaitForCluster(k, 500, &stop).code(), StatusCode::kAborted) << "stopped before it began";
+  std::atomic<bool> never{false};
+  EXPECT_EQ(WaitForCluster(k, 1000, &never).code(), StatusCode::kUnavailable);
+}
+
 TEST(KafkaTest, EnsureTopicsEndsWithinItsTimeoutAgainstASilentBroker) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);

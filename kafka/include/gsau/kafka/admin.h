@@ -1,6 +1,7 @@
 // Admin helpers: broker reachability and topic creation.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -20,8 +21,9 @@ struct TopicSpec {
 };
 
 // Waits until the cluster answers a metadata request, up to `timeout_ms`.
-// Unavailable when it does not.
-Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms);
+// Unavailable when it does not; Aborted soon (within ~1 s) after `*stop` turns true, when given
+// (a process told to stop while its brokers are away).
+Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms, const std::atomic<bool>* stop = nullptr);
 
 // Creates each topic that does not exist yet (asks the cluster which exist first, so nothing
 // is sent when all do); existing topics are left as they are. Returns once every partition of

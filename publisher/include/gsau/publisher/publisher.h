@@ -32,6 +32,7 @@
 // (and the registry given to Create) must outlive the publisher.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,11 +77,13 @@ std::optional<int64_t> RecordModelVersion(const std::optional<std::string>& valu
 class KafkaPublisher final : public EmbeddingSink {
  public:
   // Connects, creates missing topics and registers gsau_publisher_* metrics (registry may be
-  // null). Unavailable when the cluster cannot be reached. `clock` stamps produced_at_ms; waits
-  // (Flush's deadline, redelivery backoff) run on the steady clock, as librdkafka does.
+  // null). Unavailable when the cluster cannot be reached; Aborted when `*stop` (if given) turns
+  // true while it waits for the cluster. `clock` stamps produced_at_ms; waits (Flush's deadline,
+  // redelivery backoff) run on the steady clock, as librdkafka does.
   static Result<std::unique_ptr<KafkaPublisher>> Create(const PublisherOptions& options,
                                                         prometheus::Registry* registry,
-                                                        const Clock& clock = SystemClock::Get());
+                                                        const Clock& clock = SystemClock::Get(),
+                                                        const std::atomic<bool>* stop = nullptr);
   // The publisher over `producer` (made with keep_failed), without connecting or creating
   // topics: tests of what it does with the deliveries a producer reports. Tests only.
   static std::unique_ptr<KafkaPublisher> CreateForTesting(const PublisherOptions& options,
