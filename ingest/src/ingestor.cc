@@ -183,6 +183,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     while (!stop.load(std::memory_order_relaxed)) {
       MaybeUpdateLag();
       MaybeCommitToKafka();
+      MaybePollDeadLetters();
       const bool running = ApplyBackpressure();
       if (!fatal_.ok()) {  // seen while paused, or in an assignment
         result = fatal_;
@@ -941,6 +942,16 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // where nothing is consumed and the lag must still grow as records arrive (it froze, and the
   // lag alert stayed silent through the stall). The brokers are asked each time: the client's
   // cached ends stop moving once its fetch queue is full, and the retries wait anyway.
+  // The dead-letter producer's own reports (all brokers down, back) are served by a poll only:
+  // with no dead letter to send, an outage's lines came out at the stop, after the broker had
+  // come back. Once a second; the producer's threads do the work.
+  void MaybePollDeadLetters() {
+    const auto now = Clock::now();
+    if (now - last_dlq_poll_ < std::chrono::seconds(1)) return;
+    last_dlq_poll_ = now;
+    if (dlq_) dlq_->Poll();
+  }
+
   void MaybeUpdateLag(bool blocked = false) {
     const auto now = Clock::now();
     if (now - last_lag_ < std::chrono::seconds(1)) return;
@@ -1020,6 +1031,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   std::optional<Clock::time_point> stop_ack_deadline_;  // set when a wait first sees the stop
   Clock::time_point last_lag_{};             // the lag gauge's last update
   Clock::time_point last_lag_query_{};       // its last broker query (paused partitions)
+  Clock::time_point last_dlq_poll_{};        // the dead-letter producer's last poll
   Throttle commit_log_{std::chrono::seconds(10)};
   Throttle topic_log_{std::chrono::seconds(10)};
   Throttle broker_log_{std::chrono::seconds(5)};

@@ -213,6 +213,9 @@ TEST(IngestProcessTest, BrokerStoppedForTwentySecondsMidStreamLosesNothing) {
   const double errors = ScrapeMetric(p.port, "gsau_errors_total{kind=\"broker\",stage=\"ingest\"}").value_or(0);
   EXPECT_GT(errors, 0) << "the outage is visible in the metrics";
   EXPECT_TRUE(child->Running()) << "no crash while the broker is away";
+  // The dead-letter producer's report of it, while it lasts: with no dead letter to send, its
+  // lines came out at the stop, after the broker was back.
+  EXPECT_FALSE(GrepLines(p.log, "dead-letter producer: Kafka error").empty()) << Tail(p.log);
   ASSERT_TRUE(broker.Run("resume", &out)) << out;
 
   ASSERT_TRUE(producer.Join());
