@@ -99,11 +99,22 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
   ClickEvent click;
   click.event_type = "click";
   Pacer pacer(options.rate, start);
+  const int64_t unacknowledged_cap = MaxUnacknowledged(options.rate);
   int64_t sent = 0;
   int64_t malformed = 0;
   for (; sent < n; ++sent) {
     if (stopped()) break;
     if (options.rate > 0) {
+      // Until the brokers have acknowledged all but a second's worth (MaxUnacknowledged).
+      for (;;) {
+        producer->Poll();
+        GSAU_RETURN_IF_ERROR(failure(sent));
+        const auto c = producer->counts();
+        if (c.produced - c.delivered - c.failed < unacknowledged_cap || stopped()) break;
+        show(sent);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      if (stopped()) break;
       // In slices that hear a stop (at 0.5 events/s a Ctrl-C waited 2 s and sent one more).
       const auto due = pacer.Due(sent, std::chrono::steady_clock::now());
       for (auto now = std::chrono::steady_clock::now(); now < due && !stopped(); now = std::chrono::steady_clock::now()) {

@@ -279,6 +279,46 @@ TEST(ReplayKafkaTest, AFailedDeliveryEndsTheReplayAtOnceWithItsCounts) {
 // A stop with the brokers away (a broker of its own, paused: the suite's is shared) ends the
 // replay within seconds, saying how far it got: Produce waited for room in the full local
 // queue, then the final flush for its whole timeout, then the producer's close 30 s more.
+// At a rate, a replay waits for brokers that are away rather than filling librdkafka's queue at
+// its rate: with --from-now no event is stamped more than about a second into an outage (before,
+// the whole outage's events were stamped as they were queued and sent at its end), and every
+// event arrives once the brokers are back.
+TEST(ReplayKafkaTest, AtARateItWaitsForBrokersThatAreAway) {
+  TempDir dir;
+  gsau::testing::PrivateBroker broker(dir.File("broker"), 300);
+  kafka::KafkaOptions kafka;
+  kafka.bootstrap_servers = broker.bootstrap;
+  const std::string topic = "replay-wait";
+  ASSERT_TRUE(kafka::EnsureTopics(kafka, {{topic, 1, 1, {}}}, 20000).ok());
+  replay::SyntheticOptions so;
+  so.events = 2400;
+  const auto events = replay::SyntheticStream(so);
+  replay::ReplayOptions o;
+  o.topic = topic;
+  o.progress = false;
+  o.rate = 200;  // 12 s without an outage; the cap is 200 records
+  o.stamp_send_time = true;
+  Result<replay::ReplayStats> stats = Status::Internal("not run");
+  std::thread t([&] { stats = replay::Replay(events, kafka, o, nullptr); });
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::string out;
+  ASSERT_TRUE(broker.Run("pause", &out)) << out;
+  const int64_t paused_ms = SystemClock::Get().NowMs();
+  std::this_thread::sleep_for(std::chrono::seconds(6));
+  const int64_t resumed_ms = SystemClock::Get().NowMs();
+  ASSERT_TRUE(broker.Run("resume", &out)) << out;
+  t.join();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  const auto records = ConsumeAll(broker.bootstrap, topic, 2400, 60000);
+  ASSERT_EQ(records.size(), 2400u);
+  int64_t inside = 0;  // stamped well into the outage: more than 2 s after it began
+  for (const auto& r : records) {
+    const int64_t ts = nlohmann::json::parse(r.value).at("ts").get<int64_t>();
+    if (ts > paused_ms + 2000 && ts < resumed_ms) ++inside;
+  }
+  EXPECT_EQ(inside, 0) << "events stamped while the broker was away (at 200/s: ~800 without the wait)";
+}
+
 TEST(ReplayKafkaTest, AStopWithTheBrokersAwayEndsWithinSeconds) {
   TempDir dir;
   gsau::testing::PrivateBroker broker(dir.File("broker"), 300);

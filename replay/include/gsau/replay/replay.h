@@ -9,8 +9,10 @@
 // (a signal handler) to end it early.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -38,6 +40,14 @@ struct ReplayOptions {
   int flush_timeout_ms = 60000;
   kafka::ProducerOptions producer;
 };
+
+// At a rate, records not yet acknowledged are held to max(100, one second of events): with the
+// brokers away librdkafka's local queue took 100,000 records, so the replay went on at its rate
+// unseen (and --from-now stamped events that then waited in the queue for the whole outage); now
+// it waits for the brokers, and then goes on as after any stall.
+inline int64_t MaxUnacknowledged(double rate) {
+  return std::max<int64_t>(100, static_cast<int64_t>(std::ceil(rate)));
+}
 
 // When each event of a rate-limited replay is due: `rate` events per second on average, against a
 // schedule rather than the previous send (so the average is exact). After a stall (a full local
