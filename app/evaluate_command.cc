@@ -125,6 +125,11 @@ int RunEvaluate(const EvaluateFlags& f) {
     return kExitFailure;
   }
   learner::OnlineOptions lo = ToOnlineOptions(*cfg);
+  // The model's shape from the checkpoint: the run's configuration is not needed for it.
+  if (Status s = learner::AdoptCheckpointShape((ckpt / "model.pt").string(), &lo); !s.ok()) {
+    std::cerr << "gsau evaluate: " << s.ToString() << "\n";
+    return kExitFailure;
+  }
   auto model = learner::OnlineLearner::Create(lo);
   if (!model.ok()) {
     std::cerr << "gsau evaluate: " << model.status().ToString() << "\n";

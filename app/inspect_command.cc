@@ -193,13 +193,21 @@ int RunInspect(const InspectFlags& f) {
       return kExitFailure;
     }
     if (checkpoints.empty()) break;
-    auto created = learner::OnlineLearner::Create(lo);
+    // The model's shape from the checkpoint itself: without the run's configuration (its
+    // embedding_dim, say) the load failed as "written for another model shape".
+    learner::OnlineOptions shaped = lo;
+    const std::string model_path = (fs::path(checkpoints.back()) / "model.pt").string();
+    if (Status s = learner::AdoptCheckpointShape(model_path, &shaped); !s.ok() && s.code() != StatusCode::kNotFound) {
+      std::cerr << "gsau inspect: " << s.ToString() << "\n";
+      return kExitFailure;
+    }
+    auto created = learner::OnlineLearner::Create(shaped);
     if (!created.ok()) {
       std::cerr << "gsau inspect: " << created.status().ToString() << "\n";
       return kExitFailure;
     }
     model = std::move(created).value();
-    wm = model->Load((fs::path(checkpoints.back()) / "model.pt").string());
+    wm = model->Load(model_path);
     const bool pruned = !wm.ok() && wm.status().code() == StatusCode::kNotFound && !fs::exists(checkpoints.back());
     if (!pruned || attempt == 3) break;
     std::printf("note: %s was removed (pruned by a running pipeline) while inspect read it; looking again\n",

@@ -1620,4 +1620,28 @@ OnlineStats OnlineLearner::Stats() {
   return s;
 }
 
+Status AdoptCheckpointShape(const std::string& path, OnlineOptions* options) {
+  if (!fs::exists(path)) return Status::NotFound("no checkpoint at " + path);
+  torch::Tensor shape;
+  try {
+    torch::serialize::InputArchive ar;
+    ar.load_from(path, torch::kCPU);
+    ar.read("shape", shape);
+  } catch (const c10::Error& e) {
+    return Status::InvalidArgument(path + ": not a checkpoint of the online learner: " + e.what_without_backtrace());
+  }
+  const auto sh = shape.to(torch::kInt64);
+  if (sh.dim() != 1 || sh.numel() != 7 || sh[0].item<int64_t>() != kFormatVersion) {
+    return Status::InvalidArgument(path + ": unknown checkpoint format");
+  }
+  // The order of ShapeMeta.
+  options->dim = sh[1].item<int64_t>();
+  options->max_len = sh[2].item<int64_t>();
+  options->seq_layers = sh[3].item<int64_t>();
+  options->heads = sh[4].item<int64_t>();
+  options->ffn_dim = sh[5].item<int64_t>();
+  options->graph_layers = sh[6].item<int64_t>();
+  return Status::Ok();
+}
+
 }  // namespace gsau::learner

@@ -257,6 +257,12 @@ class ServingModel {
   std::unique_ptr<Impl> impl_;
 };
 
+// Sets `options`' model shape (dim, max_len, seq_layers, heads, ffn_dim, graph_layers) to the one
+// the checkpoint at `path` (a model.pt written by OnlineLearner::Save) was written with, so that a
+// reader (inspect, evaluate) needs no copy of the run's configuration. NotFound without the file,
+// InvalidArgument for a file of another format; `options` is unchanged on failure.
+Status AdoptCheckpointShape(const std::string& path, OnlineOptions* options);
+
 class OnlineLearner {
  public:
   // kInvalidArgument for bad options, kUnavailable for device "cuda" without CUDA.
