@@ -20,6 +20,7 @@
 #include <mutex>
 #include <numeric>
 #include <random>
+#include <set>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -560,12 +561,22 @@ struct Pipeline::Impl {
   // published up to it, and records published after it (before a crash) carry later stamps,
   // which a wall clock set back since then would not reach (a key's versions then fell).
   void ContinueAfterPublishedVersions() {
-    auto newest = pub->NewestPublishedVersion(10000);
+    std::set<int64_t> dims;
+    auto newest = pub->NewestPublishedVersion(10000, &dims);
     if (!newest.ok()) {
       GSAU_LOG_WARN("pipeline: reading the newest model_version of the embedding topics: {}; versions go on from the "
                     "checkpoint's and the clock",
                     newest.status().ToString());
       return;
+    }
+    dims.erase(opt.learner.dim);
+    if (!dims.empty()) {
+      // Another deployment's (or an earlier model's) records: readers of the topics get vectors
+      // of two sizes, each id until it is published again, and some never.
+      GSAU_LOG_WARN("pipeline: the embedding topics {} and {} hold records of dim {}, this model's is {}: readers get "
+                    "both until every id is published again; a model of another shape belongs on topics of its own "
+                    "(topics.user_embeddings, topics.item_embeddings)",
+                    opt.publisher.user_topic, opt.publisher.item_topic, *dims.begin(), opt.learner.dim);
     }
     if (*newest <= version.load()) return;
     const int64_t ahead_ms = *newest - clock->NowMs();

@@ -377,15 +377,21 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records, size_t*
   return Status::Ok();
 }
 
+namespace {
+
+// The integer at the start of `text`; nullopt when there is none.
+std::optional<int64_t> ParseInt64(std::string_view text) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end == text.data()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
 std::optional<int64_t> RecordModelVersion(const std::optional<std::string>& value, const kafka::Headers& headers) {
-  const auto parse = [](std::string_view text) -> std::optional<int64_t> {
-    int64_t v = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || end == text.data()) return std::nullopt;
-    return v;
-  };
   for (const auto& [name, v] : headers) {
-    if (name == "gsau.model_version" && v) return parse(*v);
+    if (name == "gsau.model_version" && v) return ParseInt64(*v);
   }
   if (!value) return std::nullopt;
   // EncodeJson writes the field right after "kind" (an id's quotes are escaped, so the id never
@@ -393,15 +399,32 @@ std::optional<int64_t> RecordModelVersion(const std::optional<std::string>& valu
   constexpr std::string_view kField = "\",\"model_version\":";
   const size_t at = value->find(kField);
   if (at == std::string::npos) return std::nullopt;
-  return parse(std::string_view(*value).substr(at + kField.size()));
+  return ParseInt64(std::string_view(*value).substr(at + kField.size()));
 }
 
-Result<int64_t> KafkaPublisher::NewestPublishedVersion(int timeout_ms) const {
+std::optional<int64_t> RecordDim(const std::optional<std::string>& value, const kafka::Headers& headers) {
+  for (const auto& [name, v] : headers) {
+    if (name == "gsau.dim" && v) return ParseInt64(*v);
+  }
+  if (!value) return std::nullopt;
+  // EncodeJson writes it after model_version; an id's quotes are escaped, so it never holds
+  // this text unescaped.
+  constexpr std::string_view kField = ",\"dim\":";
+  const size_t at = value->find(kField);
+  if (at == std::string::npos) return std::nullopt;
+  return ParseInt64(std::string_view(*value).substr(at + kField.size()));
+}
+
+Result<int64_t> KafkaPublisher::NewestPublishedVersion(int timeout_ms, std::set<int64_t>* dims) const {
   int64_t newest = 0;
   for (const auto& topic : {options_.user_topic, options_.item_topic}) {
     GSAU_ASSIGN_OR_RETURN(auto records,
                           kafka::ReadLastRecords(options_.kafka, topic, kVersionTailRecords, timeout_ms));
-    for (const auto& r : records) newest = std::max(newest, RecordModelVersion(r.value, r.headers).value_or(0));
+    for (const auto& r : records) {
+      newest = std::max(newest, RecordModelVersion(r.value, r.headers).value_or(0));
+      if (dims == nullptr) continue;
+      if (const auto dim = RecordDim(r.value, r.headers)) dims->insert(*dim);
+    }
   }
   return newest;
 }

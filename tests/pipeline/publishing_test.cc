@@ -242,5 +242,33 @@ TEST(PipelinePublishingTest, VersionsGoOnAboveTheTopicsNewestRecordWhenTheClockW
   }
 }
 
+// Records of another dim in the embedding topics (another deployment's, or a model of another
+// shape before this one) are said at start-up: readers would get vectors of two sizes.
+TEST(PipelinePublishingTest, RecordsOfAnotherDimInTheTopicsAreSaidAtStartUp) {
+  TempDir dir("gsau-pipeline-publishing");
+  const auto o = Options(dir);
+  WriteState(o, {{"u0", "i0"}, {"u1", "i1"}});
+  {
+    auto before = publisher::KafkaPublisher::Create(o.publisher, nullptr);
+    ASSERT_TRUE(before.ok()) << before.status();
+    EmbeddingRecord r;
+    r.kind = EntityKind::kItem;
+    r.id = "i1";
+    r.model_version = 1;
+    r.embedding = std::vector<float>(static_cast<size_t>(o.learner.dim) + 2, 0.5f);
+    ASSERT_TRUE((*before)->Publish(std::span<const EmbeddingRecord>(&r, 1)).ok());
+    ASSERT_TRUE((*before)->Flush(30000).ok());
+  }
+  ::testing::internal::CaptureStdout();  // where the log goes
+  PipelineStatus st;
+  const Status s = RunStoppedAtOnce(o, nullptr, &st);
+  const std::string err = ::testing::internal::GetCapturedStdout();
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_NE(err.find("hold records of dim " + std::to_string(o.learner.dim + 2) + ", this model's is " +
+                     std::to_string(o.learner.dim)),
+            std::string::npos)
+      << err;
+}
+
 }  // namespace
 }  // namespace gsau::pipeline

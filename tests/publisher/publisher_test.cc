@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "gsau/common/log.h"
@@ -154,6 +155,15 @@ TEST(PublisherEncodeTest, RecordModelVersionReadsBothFormats) {
   EXPECT_EQ(RecordModelVersion(std::string("\x01\x02"), {{"gsau.model_version", "abc"}}), std::nullopt);
 }
 
+// RecordDim likewise: an id holding ,"dim": is escaped, so the field found is the record's own.
+TEST(PublisherEncodeTest, RecordDimReadsBothFormats) {
+  const auto r = Rec(EntityKind::kUser, "u,\"dim\":7", 1796000000123, {0.5f, 0.25f, 1.0f});
+  EXPECT_EQ(RecordDim(EncodeJson(r, 1), {}), 3);
+  EXPECT_EQ(RecordDim(EncodeBinaryValue(r), BinaryHeaders(r, 1)), 3);
+  EXPECT_EQ(RecordDim(std::nullopt, {}), std::nullopt);
+  EXPECT_EQ(RecordDim(std::string("{\"id\":\"x\"}"), {}), std::nullopt);
+}
+
 // NewestPublishedVersion: the largest model_version at the end of the two topics' partitions, in
 // the format written (0 before anything was), also when it was not the last written: a second
 // publisher (a restart) writes older versions to the other topic after it, and then, as a record
@@ -179,9 +189,11 @@ TEST(PublisherTest, NewestPublishedVersionIsTheLargestAtTheTopicsEnds) {
     for (int k = 0; k < 20; ++k) items.push_back(Rec(EntityKind::kItem, "i" + std::to_string(k), 500 + k, {1.0f}));
     ASSERT_TRUE((*p)->Publish(items).ok());
     ASSERT_TRUE((*p)->Flush(30000).ok());
-    auto newest = (*p)->NewestPublishedVersion(20000);
+    std::set<int64_t> dims;
+    auto newest = (*p)->NewestPublishedVersion(20000, &dims);
     ASSERT_TRUE(newest.ok()) << newest.status();
     EXPECT_EQ(*newest, 899) << name;
+    EXPECT_EQ(dims, std::set<int64_t>{1}) << name << ": the dims of the records read";
 
     // Every user again at older versions: each partition of the user topic now ends with one.
     std::vector<EmbeddingRecord> again;

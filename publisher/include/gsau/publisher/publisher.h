@@ -35,6 +35,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -73,6 +74,8 @@ kafka::Headers BinaryHeaders(const EmbeddingRecord& r, int64_t produced_at_ms);
 // The model_version of a record either encoder wrote (the binary format's gsau.model_version
 // header, else the JSON value's field); nullopt for a tombstone or a record of neither format.
 std::optional<int64_t> RecordModelVersion(const std::optional<std::string>& value, const kafka::Headers& headers);
+// The dim of such a record (gsau.dim, else the JSON field); nullopt as above.
+std::optional<int64_t> RecordDim(const std::optional<std::string>& value, const kafka::Headers& headers);
 
 class KafkaPublisher final : public EmbeddingSink {
  public:
@@ -118,7 +121,8 @@ class KafkaPublisher final : public EmbeddingSink {
   // produce order except for records delivered again after a failure (RedeliverFailed), which
   // land after newer ones: the tail read looks past that many of them (and past tombstones,
   // which carry none). kUnavailable when the topics cannot be read within `timeout_ms` (each).
-  Result<int64_t> NewestPublishedVersion(int timeout_ms) const;
+  // `dims`, when given, receives the dims of those records (a model of another shape wrote them).
+  Result<int64_t> NewestPublishedVersion(int timeout_ms, std::set<int64_t>* dims = nullptr) const;
   static constexpr int64_t kVersionTailRecords = 1000;
   // The model_version a previous run had published up to (from its checkpoint): gsau_model_version
   // shows it until something newer goes out, and older versions are refused as usual.
