@@ -52,7 +52,7 @@ Status CheckIdempotent(RdKafka::Conf& conf, const std::string& who) {
                                    "a transaction, and ours send none in one); remove it");
   }
   if (idempotence == "true" && (acks == "-1" || acks == "all")) return Status::Ok();
-  return Status::InvalidArgument("kafka.properties leave enable.idempotence=" + idempotence + " and acks=" +
+  return Status::InvalidArgument("kafka.properties result in enable.idempotence=" + idempotence + " and acks=" +
                                  (acks == "-1" ? "all" : acks) + ": " + who +
                                  " must run with enable.idempotence=true and acks=all (records must not be lost, "
                                  "duplicated or reordered); remove those properties");

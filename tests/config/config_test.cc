@@ -239,7 +239,7 @@ TEST(ConfigTest, EnumsAndKafkaPropertiesAreChecked) {
     auto i = LoadWith("", {}, {bad, "kafka.properties.linger.ms=5"});
     ASSERT_FALSE(i.ok()) << bad;
     const std::string key = bad.substr(0, bad.find('='));
-    EXPECT_NE(i.status().message().find(key + " (--set): kafka.properties leave enable.idempotence="),
+    EXPECT_NE(i.status().message().find(key + " (--set): kafka.properties result in enable.idempotence="),
               std::string::npos)
         << i.status();
   }
