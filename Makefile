@@ -31,20 +31,21 @@ build: configure
 
 # CTest counts a binary whose cases passed or were skipped as passed: after it, the skipped
 # cases are listed by name and reason (scripts/test_skips.py), and CTest's status is kept.
+# $(1): the build dir; $(2): ctest's arguments.
 define run_ctest
-	rm -rf $(BUILD)/test-results
-	cd $(BUILD) && rc=0 && { ctest $(1) || rc=$$?; } && { python3 $(CURDIR)/scripts/test_skips.py test-results || true; } \
+	rm -rf $(1)/test-results
+	cd $(1) && rc=0 && { ctest $(2) || rc=$$?; } && { python3 $(CURDIR)/scripts/test_skips.py test-results || true; } \
 	  && exit $$rc
 endef
 
 test: build
-	$(call run_ctest,--output-on-failure --no-tests=error --timeout 1500 -j2)
+	$(call run_ctest,$(BUILD),--output-on-failure --no-tests=error --timeout 1500 -j2)
 
 test-unit: build
-	$(call run_ctest,--output-on-failure -L unit -j2)
+	$(call run_ctest,$(BUILD),--output-on-failure -L unit -j2)
 
 test-kafka: build
-	$(call run_ctest,--output-on-failure -L kafka)
+	$(call run_ctest,$(BUILD),--output-on-failure -L kafka)
 
 demo: build
 	$(BUILD)/gsau demo $(DEMO_ARGS)
@@ -58,7 +59,7 @@ test-asan:
 # on such a thread (a TSan runtime without a state for it).
 test-tsan:
 	$(MAKE) build BUILD=build-tsan CMAKE_ARGS="-DGSAU_SANITIZE=thread -DGSAU_WITH_LEARNER=OFF"
-	cd build-tsan && ctest --output-on-failure --timeout 1500 -j2 -L unit
+	$(call run_ctest,build-tsan,--output-on-failure --timeout 1500 -j2 -L unit)
 
 # libFuzzer (clang) on the event decoder, ASan+UBSan, 1,000,000 inputs from a small seed corpus.
 FUZZ_RUNS ?= 1000000

@@ -125,21 +125,14 @@ int RunEvaluate(const EvaluateFlags& f) {
     return kExitFailure;
   }
   learner::OnlineOptions lo = ToOnlineOptions(*cfg);
-  // The model's shape from the checkpoint: the run's configuration is not needed for it.
-  if (Status s = learner::AdoptCheckpointShape((ckpt / "model.pt").string(), &lo); !s.ok()) {
-    std::cerr << "gsau evaluate: " << s.ToString() << "\n";
+  // In the checkpoint's own model shape: the run's configuration is not needed for it.
+  auto loaded = learner::OpenCheckpoint(lo, (ckpt / "model.pt").string());
+  if (!loaded.ok()) {
+    std::cerr << "gsau evaluate: " << loaded.status().ToString() << "\n";
     return kExitFailure;
   }
-  auto model = learner::OnlineLearner::Create(lo);
-  if (!model.ok()) {
-    std::cerr << "gsau evaluate: " << model.status().ToString() << "\n";
-    return kExitFailure;
-  }
-  auto wm = (*model)->Load((ckpt / "model.pt").string());
-  if (!wm.ok()) {
-    std::cerr << "gsau evaluate: " << wm.status().ToString() << "\n";
-    return kExitFailure;
-  }
+  auto model = std::move(loaded->learner);
+  const learner::OnlineWatermark* wm = &loaded->watermark;
   learner::SplitOptions split;
   split.max_len = static_cast<int32_t>(lo.max_len);
   split.need_training_samples = false;  // only validation and test are ranked
@@ -149,8 +142,8 @@ int RunEvaluate(const EvaluateFlags& f) {
     return kExitFailure;
   }
   int64_t unknown_valid = 0, unknown_test = 0;
-  auto valid = Evaluate(**model, **store, *data, data->valid_samples, f.batch, &unknown_valid);
-  auto test = valid.ok() ? Evaluate(**model, **store, *data, data->test_samples, f.batch, &unknown_test)
+  auto valid = Evaluate(*model, **store, *data, data->valid_samples, f.batch, &unknown_valid);
+  auto test = valid.ok() ? Evaluate(*model, **store, *data, data->test_samples, f.batch, &unknown_test)
                          : Result<learner::RankingMetrics>(valid.status());
   if (!test.ok()) {
     std::cerr << "gsau evaluate: " << test.status().ToString() << "\n";
@@ -171,7 +164,7 @@ int RunEvaluate(const EvaluateFlags& f) {
                   "misses",
                   unknown_valid, n_valid, unknown_test, n_test);
   }
-  const auto st = (*model)->Stats();
+  const auto st = model->Stats();
   std::string json = "{\n  \"checkpoint\": " + JsonString(ckpt.string()) + ",\n  \"data\": " + JsonString(f.data) +
                      ",\n  \"state_batch\": " + std::to_string(wm->state_batch_seq) +
                      ",\n  \"model_version\": " + std::to_string(wm->model_version) +

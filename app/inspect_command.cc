@@ -193,21 +193,16 @@ int RunInspect(const InspectFlags& f) {
       return kExitFailure;
     }
     if (checkpoints.empty()) break;
-    // The model's shape from the checkpoint itself: without the run's configuration (its
-    // embedding_dim, say) the load failed as "written for another model shape".
-    learner::OnlineOptions shaped = lo;
-    const std::string model_path = (fs::path(checkpoints.back()) / "model.pt").string();
-    if (Status s = learner::AdoptCheckpointShape(model_path, &shaped); !s.ok() && s.code() != StatusCode::kNotFound) {
-      std::cerr << "gsau inspect: " << s.ToString() << "\n";
-      return kExitFailure;
+    // In the checkpoint's own model shape: without the run's configuration (its embedding_dim,
+    // say) the load failed as "written for another model shape".
+    auto loaded = learner::OpenCheckpoint(lo, (fs::path(checkpoints.back()) / "model.pt").string());
+    if (loaded.ok()) {
+      model = std::move(loaded->learner);
+      wm = loaded->watermark;
+    } else {
+      model.reset();
+      wm = loaded.status();
     }
-    auto created = learner::OnlineLearner::Create(shaped);
-    if (!created.ok()) {
-      std::cerr << "gsau inspect: " << created.status().ToString() << "\n";
-      return kExitFailure;
-    }
-    model = std::move(created).value();
-    wm = model->Load(model_path);
     const bool pruned = !wm.ok() && wm.status().code() == StatusCode::kNotFound && !fs::exists(checkpoints.back());
     if (!pruned || attempt == 3) break;
     std::printf("note: %s was removed (pruned by a running pipeline) while inspect read it; looking again\n",

@@ -70,7 +70,8 @@ int RunPipeline(const RunFlags& f) {
   opt.init_times = f.init_times;
   auto p = pipeline::Pipeline::Create(opt, &metrics.registry(), SystemClock::Get(), &stop_requested);
   if (!p.ok() && p.status().code() == StatusCode::kAborted && stop_requested) {
-    // Told to stop while the brokers were away: nothing ran yet, so nothing to save.
+    // Told to stop while the brokers did not answer: without them there is no run to end; a
+    // catch-up or warm start done before is done again at the next start.
     GSAU_LOG_INFO("run: stop requested during start-up: stopping ({})", p.status().message());
     return kExitOk;
   }

@@ -601,8 +601,9 @@ bool Within(const fs::path& inner, const fs::path& outer) {
 // open, which names the path.
 std::string NotADirectory(const std::string& path) {
   std::error_code ec;
-  const fs::path p = fs::absolute(path, ec);
+  fs::path p = fs::absolute(path, ec).lexically_normal();
   if (ec) return {};
+  if (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();  // "dir/"
   for (fs::path at = p;; at = at.parent_path()) {
     const fs::file_status st = fs::status(at, ec);
     if (fs::exists(st)) {

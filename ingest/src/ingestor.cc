@@ -935,13 +935,6 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     metrics_.lag.Set(static_cast<double>(lag));
   }
 
-  // Batches update the lag as they commit; this keeps it current when none do (paused for
-  // backpressure, an idle topic, after a revoke, retrying): every second, asking the brokers
-  // every 5 s while paused and each time while retrying.
-  // `blocked`: called from a retry loop (a state write or dead letters that keep failing),
-  // where nothing is consumed and the lag must still grow as records arrive (it froze, and the
-  // lag alert stayed silent through the stall). The brokers are asked each time: the client's
-  // cached ends stop moving once its fetch queue is full, and the retries wait anyway.
   // The dead-letter producer's own reports (all brokers down, back) are served by a poll only:
   // with no dead letter to send, an outage's lines came out at the stop, after the broker had
   // come back. Once a second; the producer's threads do the work.
@@ -952,6 +945,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     if (dlq_) dlq_->Poll();
   }
 
+  // Batches update the lag as they commit; this keeps it current when none do (paused for
+  // backpressure, an idle topic, after a revoke, retrying): every second, asking the brokers
+  // every 5 s while paused and each time while retrying.
+  // `blocked`: called from a retry loop (a state write or dead letters that keep failing),
+  // where nothing is consumed and the lag must still grow as records arrive (it froze, and the
+  // lag alert stayed silent through the stall). The brokers are asked each time: the client's
+  // cached ends stop moving once its fetch queue is full, and the retries wait anyway.
   void MaybeUpdateLag(bool blocked = false) {
     const auto now = Clock::now();
     if (now - last_lag_ < std::chrono::seconds(1)) return;

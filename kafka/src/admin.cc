@@ -113,7 +113,6 @@ Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms, const std::atom
                            rd_kafka_err2str(last) + ")");
   };
   while (true) {
-    if (stop != nullptr && *stop) return stopped();
     const int left = static_cast<int>(std::max<int64_t>(100, deadline - NowMs()));
     const rd_kafka_metadata_t* md = nullptr;
     // Shorter requests when a stop may come: a SIGTERM waited out the whole timeout (30 s).
@@ -123,6 +122,8 @@ Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms, const std::atom
       rd_kafka_metadata_destroy(md);
       if (has_brokers) return Status::Ok();
     }
+    // After a failed request only: brokers that answer are waited for even when stopping, so that
+    // a stop during the start-up before this still ends through the run (its last checkpoint).
     if (stop != nullptr && *stop) return stopped();
     if (NowMs() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -1629,6 +1629,8 @@ Status AdoptCheckpointShape(const std::string& path, OnlineOptions* options) {
     ar.read("shape", shape);
   } catch (const c10::Error& e) {
     return Status::InvalidArgument(path + ": not a checkpoint of the online learner: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return Status::Internal(path + ": reading its shape: " + e.what());
   }
   const auto sh = shape.to(torch::kInt64);
   if (sh.dim() != 1 || sh.numel() != 7 || sh[0].item<int64_t>() != kFormatVersion) {
@@ -1642,6 +1644,24 @@ Status AdoptCheckpointShape(const std::string& path, OnlineOptions* options) {
   options->ffn_dim = sh[5].item<int64_t>();
   options->graph_layers = sh[6].item<int64_t>();
   return Status::Ok();
+}
+
+Result<LoadedCheckpoint> OpenCheckpoint(const OnlineOptions& options, const std::string& path) {
+  GSAU_ASSIGN_OR_RETURN(auto learner, OnlineLearner::Create(options));
+  auto wm = learner->Load(path);
+  if (!wm.ok() && wm.status().code() == StatusCode::kInvalidArgument) {
+    // Another shape (or format): read the file's own, and load once more only if it differs.
+    OnlineOptions shaped = options;
+    const auto shape = [](const OnlineOptions& o) {
+      return std::tie(o.dim, o.max_len, o.seq_layers, o.heads, o.ffn_dim, o.graph_layers);
+    };
+    if (AdoptCheckpointShape(path, &shaped).ok() && shape(shaped) != shape(options)) {
+      GSAU_ASSIGN_OR_RETURN(learner, OnlineLearner::Create(shaped));
+      wm = learner->Load(path);
+    }
+  }
+  if (!wm.ok()) return wm.status();
+  return LoadedCheckpoint{std::move(learner), *wm};
 }
 
 }  // namespace gsau::learner

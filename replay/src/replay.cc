@@ -105,12 +105,12 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
   for (; sent < n; ++sent) {
     if (stopped()) break;
     if (options.rate > 0) {
-      // Until the brokers have acknowledged all but a second's worth (MaxUnacknowledged).
-      for (;;) {
+      // Until the brokers have acknowledged all but a second's worth (MaxUnacknowledged); the
+      // counts move as deliveries are polled, so at the cap it polls and waits.
+      for (auto c = producer->counts(); c.produced - c.delivered - c.failed >= unacknowledged_cap && !stopped();
+           c = producer->counts()) {
         producer->Poll();
         GSAU_RETURN_IF_ERROR(failure(sent));
-        const auto c = producer->counts();
-        if (c.produced - c.delivered - c.failed < unacknowledged_cap || stopped()) break;
         show(sent);
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }

@@ -220,8 +220,6 @@ TEST(FileTest, FileLockExcludesASecondHolderUntilReleased) {
   std::filesystem::remove(path);
 }
 
-// Every character JSON requires escaped is, and nothing else: a report naming a path with a
-// quote or a newline stayed unparseable before (gsau evaluate pasted paths in raw).
 TEST(FileTest, SyncPathSyncsFilesAndFoldersAndNamesWhatItCannotOpen) {
   const auto dir = std::filesystem::temp_directory_path() / ("gsau-sync-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -259,6 +257,8 @@ TEST(ThrottleTest, KeyedThrottleKeepsKindsApartUpToItsLimit) {
   EXPECT_EQ(t.Due("authentication"), 0);
 }
 
+// Every character JSON requires escaped is, and nothing else: a report naming a path with a
+// quote or a newline stayed unparseable before (gsau evaluate pasted paths in raw).
 TEST(JsonTest, StringsEscapeQuotesBackslashesAndControlCharacters) {
   EXPECT_EQ(JsonString("plain/path é"), "\"plain/path é\"");
   EXPECT_EQ(JsonString("a\"b\\c"), "\"a\\\"b\\\\c\"");

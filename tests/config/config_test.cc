@@ -333,6 +333,8 @@ TEST(ConfigTest, AFileWhereADirectoryBelongsIsNamedByItsField) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"learner.checkpoint_dir=" + file},
        "learner.checkpoint_dir (--set): must be a directory (created when missing): '" + file + "' is a file"},
+      {{"learner.checkpoint_dir=" + file + "/"},
+       "learner.checkpoint_dir (--set): must be a directory (created when missing): '" + file + "/' is a file"},
       {{"learner.checkpoint_dir=" + file + "/ck"},
        "learner.checkpoint_dir (--set): must be a directory (created when missing): '" + file +
            "' on its way is a file"},

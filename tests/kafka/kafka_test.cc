@@ -190,11 +190,9 @@ TEST(KafkaTest, EnsureTopicsCreatesOnceWithPartitionsAndConfigs) {
   EXPECT_EQ(PartitionCount(Real(), std::string(600, 'a'), 10000).status().code(), StatusCode::kInvalidArgument);
 }
 
-// A "broker" that takes connections and never answers (a stalled one, or another service on the
-// port): EnsureTopics gives up within its timeout. Its metadata request and then CreateTopics
-// each took the whole timeout (and 2 s more), so start-up hung twice as long as asked.
 // A stop ends the wait for brokers that do not answer (Aborted, naming them), long before its
-// timeout; without a stop the same wait runs to its timeout (Unavailable).
+// timeout; without a stop the same wait runs to its timeout (Unavailable). Brokers that answer
+// are not given up on for a stop (the start-up then ends through the run, with its checkpoint).
 TEST(KafkaTest, WaitForClusterEndsWhenStopped) {
   KafkaOptions k;
   k.bootstrap_servers = "127.0.0.1:1";  // nothing listens: connections are refused
@@ -207,11 +205,16 @@ TEST(KafkaTest, WaitForClusterEndsWhenStopped) {
   stopper.join();
   EXPECT_EQ(s.code(), StatusCode::kAborted) << s;
   EXPECT_NE(s.message().find("127.0.0.1:1"), std::string::npos) << s;
-  EXPECT_EQ(WaitForCluster(k, 500, &stop).code(), StatusCode::kAborted) << "stopped before it began";
+  KafkaOptions real;
+  real.bootstrap_servers = KafkaBootstrap();
+  EXPECT_TRUE(WaitForCluster(real, 20000, &stop).ok()) << "stopped, but the brokers answer";
   std::atomic<bool> never{false};
   EXPECT_EQ(WaitForCluster(k, 1000, &never).code(), StatusCode::kUnavailable);
 }
 
+// A "broker" that takes connections and never answers (a stalled one, or another service on the
+// port): EnsureTopics gives up within its timeout. Its metadata request and then CreateTopics
+// each took the whole timeout (and 2 s more), so start-up hung twice as long as asked.
 TEST(KafkaTest, EnsureTopicsEndsWithinItsTimeoutAgainstASilentBroker) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);

@@ -276,9 +276,6 @@ TEST(ReplayKafkaTest, AFailedDeliveryEndsTheReplayAtOnceWithItsCounts) {
   EXPECT_NE(m.find("Message size too large"), std::string::npos) << "the cause: " << m;
 }
 
-// A stop with the brokers away (a broker of its own, paused: the suite's is shared) ends the
-// replay within seconds, saying how far it got: Produce waited for room in the full local
-// queue, then the final flush for its whole timeout, then the producer's close 30 s more.
 // At a rate, a replay waits for brokers that are away rather than filling librdkafka's queue at
 // its rate: with --from-now no event is stamped more than about a second into an outage (before,
 // the whole outage's events were stamped as they were queued and sent at its end), and every
@@ -319,6 +316,9 @@ TEST(ReplayKafkaTest, AtARateItWaitsForBrokersThatAreAway) {
   EXPECT_EQ(inside, 0) << "events stamped while the broker was away (at 200/s: ~800 without the wait)";
 }
 
+// A stop with the brokers away (a broker of its own, paused: the suite's is shared) ends the
+// replay within seconds, saying how far it got: Produce waited for room in the full local
+// queue, then the final flush for its whole timeout, then the producer's close 30 s more.
 TEST(ReplayKafkaTest, AStopWithTheBrokersAwayEndsWithinSeconds) {
   TempDir dir;
   gsau::testing::PrivateBroker broker(dir.File("broker"), 300);

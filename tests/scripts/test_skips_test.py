@@ -78,11 +78,15 @@ class TestSkipsTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("no GoogleTest results under", r.stdout)
 
-    def test_unreadable_result_fails(self):
+    def test_unreadable_result_fails_after_listing_the_others(self):
         self.write("broken_test.xml", "<testsuites><testsuite>")
+        self.write("alpha_test.xml", WITH_SKIPS)
         r = run(self.dir)
         self.assertEqual(r.returncode, 2)
         self.assertIn("cannot read", r.stderr)
+        self.assertIn("broken_test.xml", r.stderr)
+        self.assertIn("skipped: alpha_test A.Skips", r.stdout)
+        self.assertIn("test skips: 2 of 3 GoogleTest cases skipped", r.stdout)
 
 
 if __name__ == "__main__":

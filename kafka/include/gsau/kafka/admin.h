@@ -21,8 +21,9 @@ struct TopicSpec {
 };
 
 // Waits until the cluster answers a metadata request, up to `timeout_ms`.
-// Unavailable when it does not; Aborted soon (within ~1 s) after `*stop` turns true, when given
-// (a process told to stop while its brokers are away).
+// Unavailable when it does not; when `stop` is given, Aborted at the first request that fails
+// after `*stop` turned true (a process told to stop while its brokers are away: within ~1 s).
+// Brokers that answer are not given up on for a stop.
 Status WaitForCluster(const KafkaOptions& kafka, int timeout_ms, const std::atomic<bool>* stop = nullptr);
 
 // Creates each topic that does not exist yet (asks the cluster which exist first, so nothing

@@ -257,12 +257,6 @@ class ServingModel {
   std::unique_ptr<Impl> impl_;
 };
 
-// Sets `options`' model shape (dim, max_len, seq_layers, heads, ffn_dim, graph_layers) to the one
-// the checkpoint at `path` (a model.pt written by OnlineLearner::Save) was written with, so that a
-// reader (inspect, evaluate) needs no copy of the run's configuration. NotFound without the file,
-// InvalidArgument for a file of another format; `options` is unchanged on failure.
-Status AdoptCheckpointShape(const std::string& path, OnlineOptions* options);
-
 class OnlineLearner {
  public:
   // kInvalidArgument for bad options, kUnavailable for device "cuda" without CUDA.
@@ -361,5 +355,20 @@ class OnlineLearner {
   explicit OnlineLearner(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Sets `options`' model shape (dim, max_len, seq_layers, heads, ffn_dim, graph_layers) to the one
+// the checkpoint at `path` (a model.pt written by OnlineLearner::Save) was written with. NotFound
+// without the file, InvalidArgument for a file of another format; `options` is unchanged on
+// failure. Reads the whole file.
+Status AdoptCheckpointShape(const std::string& path, OnlineOptions* options);
+
+// A learner made from `options` with the checkpoint at `path` loaded; when the checkpoint was
+// written for another model shape, made with that shape instead, so that a reader (inspect,
+// evaluate) needs no copy of the run's configuration. The file is read once when the shapes agree.
+struct LoadedCheckpoint {
+  std::unique_ptr<OnlineLearner> learner;
+  OnlineWatermark watermark;
+};
+Result<LoadedCheckpoint> OpenCheckpoint(const OnlineOptions& options, const std::string& path);
 
 }  // namespace gsau::learner

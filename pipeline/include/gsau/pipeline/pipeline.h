@@ -201,8 +201,9 @@ class Pipeline {
  public:
   // Opens (or rolls back) the state, creates the learner (from the newest checkpoint when there
   // is one), connects the publisher. Errors name the stage. `registry` may be null; it and
-  // `clock` must outlive the pipeline. `stop`, when given, ends the wait for unreachable brokers
-  // (kAborted) rather than leaving a SIGTERM to wait out publisher.connect_timeout_ms.
+  // `clock` must outlive the pipeline. `stop`, when given, ends the wait for brokers that do not
+  // answer (kAborted) rather than leaving a SIGTERM to wait out publisher.connect_timeout_ms;
+  // with brokers that answer, a stop is Run's to carry out (its last checkpoint included).
   static Result<std::unique_ptr<Pipeline>> Create(const PipelineOptions& options, prometheus::Registry* registry,
                                                   const Clock& clock = SystemClock::Get(),
                                                   const std::atomic<bool>* stop = nullptr);

@@ -42,11 +42,11 @@ struct ReplayOptions {
 };
 
 // At a rate, records not yet acknowledged are held to max(100, one second of events): with the
-// brokers away librdkafka's local queue took 100,000 records, so the replay went on at its rate
-// unseen (and --from-now stamped events that then waited in the queue for the whole outage); now
-// it waits for the brokers, and then goes on as after any stall.
+// brokers away librdkafka's local queue took up to 1,000,000 records, so the replay went on at its
+// rate unseen (and --from-now stamped events that then waited in the queue for the whole outage);
+// now it waits for the brokers, and then goes on as after any stall.
 inline int64_t MaxUnacknowledged(double rate) {
-  return std::max<int64_t>(100, static_cast<int64_t>(std::ceil(rate)));
+  return std::max<int64_t>(100, static_cast<int64_t>(std::ceil(std::min(rate, 1e15))));
 }
 
 // When each event of a rate-limited replay is due: `rate` events per second on average, against a
