@@ -72,7 +72,8 @@ struct IngestMetrics {
                           .Add({}, metrics::LatencyBucketsSeconds())),
         lag(prometheus::BuildGauge()
                 .Name("gsau_ingest_consumer_lag_messages")
-                .Help("Records behind the end of the assigned partitions of the clicks topic")
+                .Help("Records behind the end of the assigned partitions of the clicks topic (and of those "
+                      "lost with the group session, until the group assigns again)")
                 .Register(r)
                 .Add({})),
         assigned(prometheus::BuildGauge()
@@ -263,6 +264,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                     std::vector<RdKafka::TopicPartition*>& partitions) override {
     const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      lost_.clear();  // the group has settled: what is not assigned here is another member's
       std::string list;
       std::map<TopicPartition, int64_t> stored_offsets;
       for (auto* tp : partitions) {
@@ -310,7 +312,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       // A lost assignment's commits fail (another member may own the partitions already): not
       // tried, so they count no commit error.
       if (consumer->assignment_lost()) {
-        for (auto* tp : partitions) to_commit_.erase({tp->topic(), tp->partition()});
+        for (auto* tp : partitions) {
+          to_commit_.erase({tp->topic(), tp->partition()});
+          lost_.insert({tp->topic(), tp->partition()});
+        }
       }
       CommitToKafka();
       for (auto* tp : partitions) {
@@ -918,7 +923,11 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     // their partitions out, and the lag read 0 just as it mattered; a paused partition's cached
     // end stops moving (librdkafka #4996), and the lag fell back between the brokers' answers.
     int64_t lag = 0;
-    for (const auto& tp : assigned_) {
+    // Lost partitions (an outage: the session timed out) count until the group assigns again,
+    // at their last known end: the lag read 0 through the outage, as nothing was consumed.
+    std::vector<TopicPartition> counted(assigned_.begin(), assigned_.end());
+    counted.insert(counted.end(), lost_.begin(), lost_.end());
+    for (const auto& tp : counted) {
       int64_t low = 0, high = -1;
       if (query) {
         if (const auto it = asked.find(tp); it != asked.end()) std::tie(low, high) = it->second;
@@ -998,6 +1007,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
 
   std::set<TopicPartition> assigned_;
+  std::set<TopicPartition> lost_;  // lost with the session, until the next assignment (UpdateLag)
   std::map<TopicPartition, int64_t> known_high_;  // the newest end UpdateLag had of each partition
   bool paused_ = false;
   bool debug_requested_ = false;  // kafka.properties.debug set: librdkafka's debug lines are logged

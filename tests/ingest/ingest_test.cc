@@ -653,6 +653,38 @@ TEST(IngestTest, TheLagGaugeGrowsWhilePaused) {
   t.join();
 }
 
+// Partitions lost with the group session (their broker away) keep counting in the lag until the
+// group assigns again: the lag read 0 through an outage, as nothing was consumed (and the lag
+// alert could not fire). A broker of its own, paused: the suite's is shared.
+TEST(IngestTest, TheLagOfPartitionsLostInAnOutageStaysUntilTheyAreAssignedAgain) {
+  TempDir dir;
+  PrivateBroker broker(dir.File("broker"), 300);
+  const std::string topic = "lost-lag";
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(broker.bootstrap), {{topic, 1, 1, {}}}, 20000).ok());
+  ProduceClicks(KafkaAt(broker.bootstrap), topic, MakeClicks(1000, 100, 100, 29));
+  auto store = OpenState(dir.File("state"));
+  AppliedQueue queue(200);  // nobody drains it: ingest pauses after a few batches, behind the end
+  prometheus::Registry registry;
+  IngestOptions options = Options(topic);
+  options.kafka = KafkaAt(broker.bootstrap);
+  Ingestor ingestor(options, store.get(), &queue, &registry);
+  std::atomic<bool> stop{false};
+  std::thread t([&] { ingestor.Run(stop).IgnoreError(); });
+  EXPECT_TRUE(WaitUntil([&] { return ingestor.counters().paused > 0; }, 30));
+  const double behind = 1000.0 - static_cast<double>(ingestor.counters().applied);
+  EXPECT_TRUE(WaitUntil([&] { return Value(registry, "gsau_ingest_consumer_lag_messages") >= behind; }, 15))
+      << Value(registry, "gsau_ingest_consumer_lag_messages") << " of " << behind;
+  std::string out;
+  ASSERT_TRUE(broker.Run("pause", &out)) << out;
+  // The session (6 s) runs out and the assignment is lost.
+  EXPECT_TRUE(WaitUntil([&] { return Value(registry, "gsau_ingest_assigned_partitions") == 0; }, 40));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // the lag's updates after the loss
+  EXPECT_GE(Value(registry, "gsau_ingest_consumer_lag_messages"), behind) << "the lag after the loss";
+  ASSERT_TRUE(broker.Run("resume", &out)) << out;
+  stop = true;
+  t.join();
+}
+
 // While a batch cannot be applied (here: the state keeps more free disk than any disk has),
 // ingest retries it without consuming; the lag must still grow as records arrive. It froze at
 // its last value, and the lag alert stayed silent through the stall.
