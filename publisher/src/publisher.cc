@@ -379,40 +379,34 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records, size_t*
 
 namespace {
 
-// The integer at the start of `text`; nullopt when there is none.
-std::optional<int64_t> ParseInt64(std::string_view text) {
-  int64_t v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end == text.data()) return std::nullopt;
-  return v;
+// An integer metadata field of a record either encoder wrote: the binary format's `header`, else
+// the number after `json_key` in the JSON value (an id's quotes are escaped, so an id never holds
+// the key's text unescaped). nullopt for a tombstone, a record of neither format, or no number.
+std::optional<int64_t> RecordInteger(const std::optional<std::string>& value, const kafka::Headers& headers,
+                                     std::string_view header, std::string_view json_key) {
+  const auto parse = [](std::string_view text) -> std::optional<int64_t> {
+    int64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end == text.data()) return std::nullopt;
+    return v;
+  };
+  for (const auto& [name, v] : headers) {
+    if (name == header && v) return parse(*v);
+  }
+  if (!value) return std::nullopt;
+  const size_t at = value->find(json_key);
+  if (at == std::string::npos) return std::nullopt;
+  return parse(std::string_view(*value).substr(at + json_key.size()));
 }
 
 }  // namespace
 
 std::optional<int64_t> RecordModelVersion(const std::optional<std::string>& value, const kafka::Headers& headers) {
-  for (const auto& [name, v] : headers) {
-    if (name == "gsau.model_version" && v) return ParseInt64(*v);
-  }
-  if (!value) return std::nullopt;
-  // EncodeJson writes the field right after "kind" (an id's quotes are escaped, so the id never
-  // holds this text).
-  constexpr std::string_view kField = "\",\"model_version\":";
-  const size_t at = value->find(kField);
-  if (at == std::string::npos) return std::nullopt;
-  return ParseInt64(std::string_view(*value).substr(at + kField.size()));
+  return RecordInteger(value, headers, "gsau.model_version", "\",\"model_version\":");  // right after "kind"
 }
 
 std::optional<int64_t> RecordDim(const std::optional<std::string>& value, const kafka::Headers& headers) {
-  for (const auto& [name, v] : headers) {
-    if (name == "gsau.dim" && v) return ParseInt64(*v);
-  }
-  if (!value) return std::nullopt;
-  // EncodeJson writes it after model_version; an id's quotes are escaped, so it never holds
-  // this text unescaped.
-  constexpr std::string_view kField = ",\"dim\":";
-  const size_t at = value->find(kField);
-  if (at == std::string::npos) return std::nullopt;
-  return ParseInt64(std::string_view(*value).substr(at + kField.size()));
+  return RecordInteger(value, headers, "gsau.dim", ",\"dim\":");  // after model_version
 }
 
 Result<int64_t> KafkaPublisher::NewestPublishedVersion(int timeout_ms, std::set<int64_t>* dims) const {
