@@ -126,7 +126,7 @@ int RunEvaluate(const EvaluateFlags& f) {
   }
   learner::OnlineOptions lo = ToOnlineOptions(*cfg);
   // In the checkpoint's own model shape: the run's configuration is not needed for it.
-  auto loaded = learner::OpenCheckpoint(lo, (ckpt / "model.pt").string());
+  auto loaded = learner::OnlineLearner::OpenCheckpoint(lo, (ckpt / "model.pt").string());
   if (!loaded.ok()) {
     std::cerr << "gsau evaluate: " << loaded.status().ToString() << "\n";
     return kExitFailure;
@@ -134,7 +134,7 @@ int RunEvaluate(const EvaluateFlags& f) {
   auto model = std::move(loaded->learner);
   const learner::OnlineWatermark* wm = &loaded->watermark;
   learner::SplitOptions split;
-  split.max_len = static_cast<int32_t>(lo.max_len);
+  split.max_len = static_cast<int32_t>(loaded->options.max_len);  // the checkpoint's
   split.need_training_samples = false;  // only validation and test are ranked
   auto data = learner::LoadLeaveOneOut(f.data, f.times, split);
   if (!data.ok()) {

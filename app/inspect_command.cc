@@ -195,7 +195,7 @@ int RunInspect(const InspectFlags& f) {
     if (checkpoints.empty()) break;
     // In the checkpoint's own model shape: without the run's configuration (its embedding_dim,
     // say) the load failed as "written for another model shape".
-    auto loaded = learner::OpenCheckpoint(lo, (fs::path(checkpoints.back()) / "model.pt").string());
+    auto loaded = learner::OnlineLearner::OpenCheckpoint(lo, (fs::path(checkpoints.back()) / "model.pt").string());
     if (loaded.ok()) {
       model = std::move(loaded->learner);
       wm = loaded->watermark;

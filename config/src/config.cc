@@ -601,9 +601,10 @@ bool Within(const fs::path& inner, const fs::path& outer) {
 // open, which names the path.
 std::string NotADirectory(const std::string& path) {
   std::error_code ec;
-  fs::path p = fs::absolute(path, ec).lexically_normal();
+  fs::path p = fs::absolute(path, ec);
   if (ec) return {};
-  if (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();  // "dir/"
+  // "dir/" names dir (not lexically_normal: "link/.." is not "." when link is a symbolic link).
+  while (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
   for (fs::path at = p;; at = at.parent_path()) {
     const fs::file_status st = fs::status(at, ec);
     if (fs::exists(st)) {

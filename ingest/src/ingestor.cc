@@ -264,7 +264,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                     std::vector<RdKafka::TopicPartition*>& partitions) override {
     const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
-      lost_.clear();  // the group has settled: what is not assigned here is another member's
+      // The group has settled: what is not assigned here is another member's. (librdkafka calls
+      // this with an empty list too, in both protocols, so a member given nothing clears it.)
+      lost_.clear();
       std::string list;
       std::map<TopicPartition, int64_t> stored_offsets;
       for (auto* tp : partitions) {
@@ -939,7 +941,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       if (high < 0) continue;
       known_high_[tp] = high;
       const auto next = store_->Offset(tp);
-      lag += std::max<int64_t>(0, high - (next ? *next : low));
+      // No start known (a lost partition is not asked; a failed call may leave -1001): from 0.
+      lag += std::max<int64_t>(0, high - (next ? *next : std::max<int64_t>(low, 0)));
     }
     metrics_.lag.Set(static_cast<double>(lag));
   }

@@ -1043,6 +1043,11 @@ struct OnlineLearner::Impl {
     if (!fs::exists(path)) return Status::NotFound("no checkpoint at " + path);
     torch::serialize::InputArchive ar;
     ar.load_from(path, device);
+    return LoadFrom(ar, path);
+  }
+
+  // Load's reading of an archive loaded onto this learner's device; `path` names it in errors.
+  Result<OnlineWatermark> LoadFrom(torch::serialize::InputArchive& ar, const std::string& path) {
     torch::Tensor shape, counters, edges;
     ar.read("shape", shape);
     const auto expect = ShapeMeta();
@@ -1620,48 +1625,33 @@ OnlineStats OnlineLearner::Stats() {
   return s;
 }
 
-Status AdoptCheckpointShape(const std::string& path, OnlineOptions* options) {
+Result<LoadedCheckpoint> OnlineLearner::OpenCheckpoint(const OnlineOptions& options, const std::string& path) {
   if (!fs::exists(path)) return Status::NotFound("no checkpoint at " + path);
-  torch::Tensor shape;
-  try {
+  return Guarded("loading " + path, [&]() -> Result<LoadedCheckpoint> {
     torch::serialize::InputArchive ar;
     ar.load_from(path, torch::kCPU);
+    torch::Tensor shape;
     ar.read("shape", shape);
-  } catch (const c10::Error& e) {
-    return Status::InvalidArgument(path + ": not a checkpoint of the online learner: " + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return Status::Internal(path + ": reading its shape: " + e.what());
-  }
-  const auto sh = shape.to(torch::kInt64);
-  if (sh.dim() != 1 || sh.numel() != 7 || sh[0].item<int64_t>() != kFormatVersion) {
-    return Status::InvalidArgument(path + ": unknown checkpoint format");
-  }
-  // The order of ShapeMeta.
-  options->dim = sh[1].item<int64_t>();
-  options->max_len = sh[2].item<int64_t>();
-  options->seq_layers = sh[3].item<int64_t>();
-  options->heads = sh[4].item<int64_t>();
-  options->ffn_dim = sh[5].item<int64_t>();
-  options->graph_layers = sh[6].item<int64_t>();
-  return Status::Ok();
-}
-
-Result<LoadedCheckpoint> OpenCheckpoint(const OnlineOptions& options, const std::string& path) {
-  GSAU_ASSIGN_OR_RETURN(auto learner, OnlineLearner::Create(options));
-  auto wm = learner->Load(path);
-  if (!wm.ok() && wm.status().code() == StatusCode::kInvalidArgument) {
-    // Another shape (or format): read the file's own, and load once more only if it differs.
-    OnlineOptions shaped = options;
-    const auto shape = [](const OnlineOptions& o) {
-      return std::tie(o.dim, o.max_len, o.seq_layers, o.heads, o.ffn_dim, o.graph_layers);
-    };
-    if (AdoptCheckpointShape(path, &shaped).ok() && shape(shaped) != shape(options)) {
-      GSAU_ASSIGN_OR_RETURN(learner, OnlineLearner::Create(shaped));
-      wm = learner->Load(path);
+    const auto sh = shape.to(torch::kInt64);
+    if (sh.dim() != 1 || sh.numel() != 7 || sh[0].item<int64_t>() != kFormatVersion) {
+      return Status::InvalidArgument(path + ": unknown checkpoint format");
     }
-  }
-  if (!wm.ok()) return wm.status();
-  return LoadedCheckpoint{std::move(learner), *wm};
+    OnlineOptions shaped = options;  // in the order of ShapeMeta
+    shaped.dim = sh[1].item<int64_t>();
+    shaped.max_len = sh[2].item<int64_t>();
+    shaped.seq_layers = sh[3].item<int64_t>();
+    shaped.heads = sh[4].item<int64_t>();
+    shaped.ffn_dim = sh[5].item<int64_t>();
+    shaped.graph_layers = sh[6].item<int64_t>();
+    GSAU_ASSIGN_OR_RETURN(auto learner, Create(shaped));
+    Impl& im = *learner->impl_;
+    std::lock_guard<std::mutex> lock(im.mu);
+    // The archive read above holds CPU tensors: a learner elsewhere reads the file onto its device.
+    auto wm = im.device.is_cpu() ? im.LoadFrom(ar, path) : im.Load(path);
+    if (!wm.ok()) return wm.status();
+    im.TakeServingSnapshot();
+    return LoadedCheckpoint{std::move(learner), shaped, *wm};
+  });
 }
 
 }  // namespace gsau::learner

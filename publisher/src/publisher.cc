@@ -138,10 +138,13 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOp
   // No "publisher" context here: the caller names the stage (it read "publisher: publisher: ...").
   GSAU_RETURN_IF_ERROR(kafka::WaitForCluster(options.kafka, options.connect_timeout_ms, stop));
   const std::vector<std::pair<std::string, std::string>> compact = {{"cleanup.policy", "compact"}};
+  // Told to stop already (during a catch-up, say): the topics get a few seconds, not 30, so that
+  // a partly available cluster does not hold the stop past a grace period.
+  const int topics_timeout_ms = stop != nullptr && *stop ? 5000 : 30000;
   GSAU_RETURN_IF_ERROR(kafka::EnsureTopics(options.kafka,
                                            {{options.user_topic, options.partitions, options.replication_factor, compact},
                                             {options.item_topic, options.partitions, options.replication_factor, compact}},
-                                           30000));
+                                           topics_timeout_ms));
   for (const auto& topic : {options.user_topic, options.item_topic}) {
     if (options.policy_check_timeout_ms <= 0) break;
     // An existing topic is used as it is; one that deletes by age drops the record of every id

@@ -257,10 +257,18 @@ class ServingModel {
   std::unique_ptr<Impl> impl_;
 };
 
+struct LoadedCheckpoint;
+
 class OnlineLearner {
  public:
   // kInvalidArgument for bad options, kUnavailable for device "cuda" without CUDA.
   static Result<std::unique_ptr<OnlineLearner>> Create(const OnlineOptions& options);
+  // A learner made from `options` but in the model shape (dim, max_len, seq_layers, heads,
+  // ffn_dim, graph_layers) the checkpoint at `path` (a model.pt of Save) was written with, and
+  // that checkpoint loaded: a reader (inspect, evaluate) needs no copy of the run's configuration.
+  // The file is read once on a CPU learner. NotFound without the file, InvalidArgument for a file
+  // of another format.
+  static Result<LoadedCheckpoint> OpenCheckpoint(const OnlineOptions& options, const std::string& path);
   ~OnlineLearner();
   OnlineLearner(const OnlineLearner&) = delete;
   OnlineLearner& operator=(const OnlineLearner&) = delete;
@@ -356,19 +364,12 @@ class OnlineLearner {
   std::unique_ptr<Impl> impl_;
 };
 
-// Sets `options`' model shape (dim, max_len, seq_layers, heads, ffn_dim, graph_layers) to the one
-// the checkpoint at `path` (a model.pt written by OnlineLearner::Save) was written with. NotFound
-// without the file, InvalidArgument for a file of another format; `options` is unchanged on
-// failure. Reads the whole file.
-Status AdoptCheckpointShape(const std::string& path, OnlineOptions* options);
-
-// A learner made from `options` with the checkpoint at `path` loaded; when the checkpoint was
-// written for another model shape, made with that shape instead, so that a reader (inspect,
-// evaluate) needs no copy of the run's configuration. The file is read once when the shapes agree.
+// What OnlineLearner::OpenCheckpoint returns: the learner, the options it was made with (the
+// checkpoint's model shape) and the checkpoint's watermark.
 struct LoadedCheckpoint {
   std::unique_ptr<OnlineLearner> learner;
+  OnlineOptions options;
   OnlineWatermark watermark;
 };
-Result<LoadedCheckpoint> OpenCheckpoint(const OnlineOptions& options, const std::string& path);
 
 }  // namespace gsau::learner

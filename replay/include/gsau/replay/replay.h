@@ -46,6 +46,7 @@ struct ReplayOptions {
 // rate unseen (and --from-now stamped events that then waited in the queue for the whole outage);
 // now it waits for the brokers, and then goes on as after any stall.
 inline int64_t MaxUnacknowledged(double rate) {
+  if (!(rate > 0)) return 100;  // NaN too
   return std::max<int64_t>(100, static_cast<int64_t>(std::ceil(std::min(rate, 1e15))));
 }
 
