@@ -130,7 +130,16 @@ launch() {  # starts the broker of $dir in the background and records its pid
   max_lifetime=$(cat "$dir/max_lifetime" 2>/dev/null || echo 3600)
   jvm_command
   nohup "${JVM[@]}" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 &
-  echo $! >"$dir/pid"
+  local pid=$!
+  echo "$pid" >"$dir/pid"
+  # $! is a fork of this script until it execs nohup and then java; until then its command line
+  # is this script's, and broker_pid took it for a broker that had died ("exited during start-up"
+  # with empty logs, seen once in CI on a loaded machine). Wait for the exec (5 s at most).
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    case "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" in *"kafka.Kafka $dir/server.properties"*) break ;; esac
+    sleep 0.05
+  done
   # The watchdog outlives this script but not the broker's maximum lifetime.
   # It polls, so it ends by itself within 2 s of the broker stopping for any other reason.
   nohup bash -c "pid=\$1; end=\$((SECONDS + $max_lifetime)); while kill -0 \$pid 2>/dev/null; do
