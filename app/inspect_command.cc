@@ -216,7 +216,6 @@ int RunInspect(const InspectFlags& f) {
                 target->c_str(), target->c_str());
   }
   if (checkpoints.empty()) {
-    model.reset();
     std::printf("no checkpoint in %s: state only\n", c.learner.checkpoint_dir.c_str());
   } else {
     if (!wm.ok()) {

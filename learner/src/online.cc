@@ -61,6 +61,20 @@ using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 constexpr int64_t kFormatVersion = 1;
+
+// A checkpoint's "shape" record: the format, then the options the model's tensors depend on, in
+// this order (Load names them with kShapeNames; OpenCheckpoint makes a learner of them).
+std::vector<int64_t> ShapeOf(const OnlineOptions& o) {
+  return {kFormatVersion, o.dim, o.max_len, o.seq_layers, o.heads, o.ffn_dim, o.graph_layers};
+}
+void SetShape(const torch::Tensor& shape, OnlineOptions* o) {  // `shape` as ShapeOf wrote it
+  o->dim = shape[1].item<int64_t>();
+  o->max_len = shape[2].item<int64_t>();
+  o->seq_layers = shape[3].item<int64_t>();
+  o->heads = shape[4].item<int64_t>();
+  o->ffn_dim = shape[5].item<int64_t>();
+  o->graph_layers = shape[6].item<int64_t>();
+}
 // Ids are uint32_t (the state's); a count beyond them is not one a checkpoint can hold.
 constexpr int64_t kMaxIds = int64_t{1} << 32;
 constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
@@ -985,9 +999,7 @@ struct OnlineLearner::Impl {
     return out;
   }
 
-  std::vector<int64_t> ShapeMeta() const {
-    return {kFormatVersion, opt.dim, opt.max_len, opt.seq_layers, opt.heads, opt.ffn_dim, opt.graph_layers};
-  }
+  std::vector<int64_t> ShapeMeta() const { return ShapeOf(opt); }
 
   Status Save(const std::string& path, const OnlineWatermark& wm) {
     // So that a run resumed from this file repeats this one: both go on from a cache refreshed
@@ -1633,16 +1645,12 @@ Result<LoadedCheckpoint> OnlineLearner::OpenCheckpoint(const OnlineOptions& opti
     torch::Tensor shape;
     ar.read("shape", shape);
     const auto sh = shape.to(torch::kInt64);
-    if (sh.dim() != 1 || sh.numel() != 7 || sh[0].item<int64_t>() != kFormatVersion) {
+    if (sh.dim() != 1 || sh.numel() != static_cast<int64_t>(ShapeOf(options).size()) ||
+        sh[0].item<int64_t>() != kFormatVersion) {
       return Status::InvalidArgument(path + ": unknown checkpoint format");
     }
-    OnlineOptions shaped = options;  // in the order of ShapeMeta
-    shaped.dim = sh[1].item<int64_t>();
-    shaped.max_len = sh[2].item<int64_t>();
-    shaped.seq_layers = sh[3].item<int64_t>();
-    shaped.heads = sh[4].item<int64_t>();
-    shaped.ffn_dim = sh[5].item<int64_t>();
-    shaped.graph_layers = sh[6].item<int64_t>();
+    OnlineOptions shaped = options;
+    SetShape(sh, &shaped);
     GSAU_ASSIGN_OR_RETURN(auto learner, Create(shaped));
     Impl& im = *learner->impl_;
     std::lock_guard<std::mutex> lock(im.mu);

@@ -212,7 +212,8 @@ class Pipeline {
   Pipeline& operator=(const Pipeline&) = delete;
 
   // Runs until `stop`; then stops the threads, writes a last checkpoint, publishes the items
-  // that moved since the last interval, flushes the publisher and closes the state. An error of any stage stops the others and is returned.
+  // that moved since the last interval, flushes the publisher and closes the state. An error of
+  // any stage stops the others and is returned.
   Status Run(const std::atomic<bool>& stop);
 
   PipelineStatus status() const;
