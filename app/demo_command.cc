@@ -112,6 +112,7 @@ int RunDemo(const DemoFlags& f) {
   auto cfg = LoadConfig("demo", f.config);
   if (!cfg.ok()) return kExitUsage;
   const std::atomic<bool>& stop_requested = InstallStopSignals();
+  const StopAfter stop_at(stop_requested, f.duration_s);  // a signal or --duration, start-up included
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
 
@@ -217,8 +218,8 @@ int RunDemo(const DemoFlags& f) {
   pipeline::PipelineOptions po = ToPipelineOptions(c);
   po.prequential_interval_s = 5;  // the status line's online figures: a short window
   po.publisher.policy_check_timeout_ms = 0;  // the embedded mock cluster does not describe configs
-  auto p = pipeline::Pipeline::Create(po, &metrics.registry(), SystemClock::Get(), &stop_requested);
-  if (!p.ok() && p.status().code() == StatusCode::kAborted && stop_requested) {
+  auto p = pipeline::Pipeline::Create(po, &metrics.registry(), SystemClock::Get(), &stop_at.flag());
+  if (!p.ok() && p.status().code() == StatusCode::kAborted && stop_at.flag()) {
     std::cout << "stopped during start-up (" << p.status().message() << ")\n";
     return kExitOk;
   }
@@ -258,7 +259,7 @@ int RunDemo(const DemoFlags& f) {
   auto prev = (*p)->status();
   double last_print = elapsed();
   double drained_at = -1;
-  while (!stop_requested && (f.duration_s <= 0 || elapsed() < f.duration_s)) {
+  while (!stop_at.flag()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     // A pipeline that failed stops ingest: the clicks would never all be taken in.
     if (run_done) break;
@@ -363,7 +364,8 @@ void AddDemoCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--dir", flags->dir,
                   "Directory for the state, checkpoints and CSV; replaced, so it must be new, empty or a demo's "
                   "(default gsau-demo)");
-  cmd->add_option("--duration", flags->duration_s, "Stop after this many seconds (default: when the stream is in)")
+  cmd->add_option("--duration", flags->duration_s,
+                  "Stop after this many seconds from the start (default: when the stream is in)")
       ->check(NonNegative());
   cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines (default 2)")
       ->check(Positive());

@@ -56,6 +56,7 @@ int RunPipeline(const RunFlags& f) {
   // Before the start-up (a rollback's copy, a catch-up: minutes): a signal during it stops the
   // run as it begins, with its last checkpoint, rather than killing it (exit 143).
   const std::atomic<bool>& stop_requested = InstallStopSignals();
+  const StopAfter stop_at(stop_requested, f.duration_s);  // a signal or --duration, from here on
   GSAU_LOG_INFO("run: configuration\n{}", cfg->Redacted());
   metrics::Metrics metrics;
   if (Status s = metrics.Serve(config::ToMetricsOptions(*cfg)); !s.ok()) {
@@ -68,27 +69,27 @@ int RunPipeline(const RunFlags& f) {
   opt.init_offline = f.init_offline;
   opt.init_data = f.init_data;
   opt.init_times = f.init_times;
-  auto p = pipeline::Pipeline::Create(opt, &metrics.registry(), SystemClock::Get(), &stop_requested);
-  if (!p.ok() && p.status().code() == StatusCode::kAborted && stop_requested) {
+  auto p = pipeline::Pipeline::Create(opt, &metrics.registry(), SystemClock::Get(), &stop_at.flag());
+  const char* why = stop_at.timed_out() ? "--duration reached" : "stop requested";
+  if (!p.ok() && p.status().code() == StatusCode::kAborted && stop_at.flag()) {
     // Told to stop while the brokers did not answer: without them there is no run to end; a
     // catch-up or warm start done before is done again at the next start.
-    GSAU_LOG_INFO("run: stop requested during start-up: stopping ({})", p.status().message());
+    GSAU_LOG_INFO("run: {} during start-up: stopping ({})", why, p.status().message());
     return kExitOk;
   }
   if (!p.ok()) {
     std::cerr << "gsau run: " << p.status().ToString() << "\n";
     return kExitFailure;
   }
-  if (stop_requested) GSAU_LOG_INFO("run: stop requested during start-up: stopping");
-  std::atomic<bool> stop{stop_requested.load()};
+  if (stop_at.flag()) GSAU_LOG_INFO("run: {} during start-up: stopping", why);
+  std::atomic<bool> stop{stop_at.flag().load()};
   std::thread watcher([&] {
-    const auto start = std::chrono::steady_clock::now();
-    auto last = start;
+    auto last = std::chrono::steady_clock::now();
     auto prev = (*p)->status();
     while (!stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       const auto now = std::chrono::steady_clock::now();
-      if (stop_requested || (f.duration_s > 0 && std::chrono::duration<double>(now - start).count() >= f.duration_s)) {
+      if (stop_at.flag()) {
         stop = true;
         break;
       }
@@ -147,7 +148,8 @@ void AddRunCommand(CLI::App& root, int* exit_code) {
                   "best.pt): weights, and the rows of the state's users and items matched by id to --init-data");
   cmd->add_option("--init-data", flags->init_data, "The dataset file the --init-offline run was trained on");
   cmd->add_option("--init-times", flags->init_times, "Its aligned times file, if it has one");
-  cmd->add_option("--duration", flags->duration_s, "Stop after this many seconds (0: run until SIGINT/SIGTERM)")
+  cmd->add_option("--duration", flags->duration_s,
+                  "Stop after this many seconds from the start, start-up included (0: run until SIGINT/SIGTERM)")
       ->check(NonNegative());
   cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines")
       ->check(Positive());

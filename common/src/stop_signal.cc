@@ -2,6 +2,8 @@
 
 #include <time.h>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 
@@ -48,6 +50,39 @@ void EndByStopSignal() {
   if (sig == 0) return;
   std::signal(sig, SIG_DFL);
   std::raise(sig);
+}
+
+StopAfter::StopAfter(const std::atomic<bool>& stop, double seconds) : stop_(stop) {
+  watcher_ = std::thread([this, seconds] {
+    using Clock = std::chrono::steady_clock;
+    const auto start = Clock::now();
+    const auto limit = std::chrono::duration<double>(seconds);
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!closing_) {
+      if (stop_) {
+        flag_ = true;
+        return;
+      }
+      const auto ran = Clock::now() - start;
+      if (seconds > 0 && ran >= limit) {
+        timed_out_ = true;
+        flag_ = true;
+        return;
+      }
+      auto wait = std::chrono::duration<double>(std::chrono::milliseconds(50));
+      if (seconds > 0) wait = std::min(wait, limit - std::chrono::duration<double>(ran));
+      cv_.wait_for(lock, wait);
+    }
+  });
+}
+
+StopAfter::~StopAfter() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closing_ = true;
+  }
+  cv_.notify_all();
+  watcher_.join();
 }
 
 }  // namespace gsau

@@ -315,6 +315,22 @@ TEST(AppTest, ASignalWhileTheBrokersDoNotAnswerEndsTheStartUp) {
   EXPECT_FALSE(gsau::testing::GrepLines(log, "stop requested during start-up").empty()) << gsau::testing::Tail(log);
 }
 
+// --duration counts from the start, start-up included: a run whose brokers do not answer stopped
+// only after publisher.connect_timeout_ms (30 s), and with exit 1, however short its --duration.
+TEST(AppTest, DurationEndsARunStillWaitingForItsBrokers) {
+  if (!kHaveRun) GTEST_SKIP() << "this build has no run";
+  gsau::testing::TempDir dir;
+  const std::string log = dir.File("run.log");
+  gsau::testing::ChildProcess run({Gsau(), "run", "--bootstrap", "127.0.0.1:1", "--state", dir.File("state"),
+                                   "--checkpoints", dir.File("checkpoints"), "--duration", "3", "--set",
+                                   "metrics.listen_address=127.0.0.1:0"},
+                                  log);
+  // Far below the 30 s wait: no speed target, only whether the limit ended it.
+  EXPECT_EQ(run.Wait(20000), 0) << gsau::testing::Tail(log);
+  EXPECT_FALSE(gsau::testing::GrepLines(log, "--duration reached during start-up").empty())
+      << gsau::testing::Tail(log);
+}
+
 TEST(AppTest, ReplayWithoutBrokerIsAUsageError) {
   std::string out;
   EXPECT_EQ(RunCommand(Gsau() + " replay --synthetic 10 2>&1", &out), 2) << out;

@@ -142,6 +142,38 @@ TEST(StopSignalTest, TheFirstSignalAsksASecondOneLaterEnds) {
   }
 }
 
+// --duration's flag: set by the time limit, or at once by the stop it watches; never by itself
+// without a limit.
+TEST(StopAfterTest, TheLimitOrTheStopSetsTheFlag) {
+  using Clock = std::chrono::steady_clock;
+  auto wait_for = [](const std::atomic<bool>& flag, int ms) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+    while (!flag && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return flag.load();
+  };
+  const std::atomic<bool> never{false};
+  {
+    const auto t0 = Clock::now();
+    const StopAfter timed(never, 0.3);
+    ASSERT_TRUE(wait_for(timed.flag(), 10000));
+    EXPECT_GE(Clock::now() - t0, std::chrono::milliseconds(300));
+    EXPECT_TRUE(timed.timed_out());
+  }
+  {
+    std::atomic<bool> stop{false};
+    const StopAfter stopped(stop, 3600);
+    EXPECT_FALSE(wait_for(stopped.flag(), 200));
+    stop = true;
+    EXPECT_TRUE(wait_for(stopped.flag(), 10000));
+    EXPECT_FALSE(stopped.timed_out());
+  }
+  {
+    const StopAfter unlimited(never, 0);
+    EXPECT_FALSE(wait_for(unlimited.flag(), 300));
+    EXPECT_FALSE(unlimited.timed_out());
+  }
+}
+
 TEST(FileTest, WriteFileAtomicallyReplacesWholeOrNotAtAll) {
   const auto dir = std::filesystem::temp_directory_path() / ("gsau-file-test-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

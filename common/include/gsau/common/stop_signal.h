@@ -13,6 +13,9 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 namespace gsau {
 
@@ -24,5 +27,33 @@ const std::atomic<bool>& InstallStopSignals();
 // calling shell sees an interrupted command (a script's loop of runs stops: bash goes on after
 // a child that caught SIGINT and exited 0). Returns when no signal asked for a stop.
 void EndByStopSignal();
+
+// A command's stop flag with a time limit (--duration): set once `stop` is set or once `seconds`
+// have passed since construction (0 or less: no limit), whichever comes first. One flag for the
+// whole command, start-up included: Pipeline::Create's wait for brokers that do not answer polls
+// it, so that a limit is kept there too.
+// Thread safety: flag() and timed_out() from any thread. A watcher thread looks at `stop` every
+// 50 ms (a signal handler sets it: nothing to wait on) until the object is destroyed; `stop` must
+// outlive the object.
+class StopAfter {
+ public:
+  StopAfter(const std::atomic<bool>& stop, double seconds);
+  ~StopAfter();
+  StopAfter(const StopAfter&) = delete;
+  StopAfter& operator=(const StopAfter&) = delete;
+
+  const std::atomic<bool>& flag() const { return flag_; }
+  // Whether the time limit set the flag (rather than `stop`).
+  bool timed_out() const { return timed_out_; }
+
+ private:
+  const std::atomic<bool>& stop_;
+  std::atomic<bool> flag_{false};
+  std::atomic<bool> timed_out_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool closing_ = false;  // guarded by mu_
+  std::thread watcher_;
+};
 
 }  // namespace gsau
