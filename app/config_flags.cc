@@ -24,6 +24,10 @@ Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags&
   }
   in.overrides = flags.sets;
   in.env = config::Environment();
+  // Only the commands that create and write the state, checkpoint and CSV paths check them: a
+  // file named like the default state directory stopped `gsau replay`, which never opens it
+  // (demo and inspect put their own --dir in their place).
+  in.check_directories = command == "run" || command == "ingest";
   auto cfg = config::Load(in);
   if (!cfg.ok()) {
     std::cerr << "gsau " << command << ": configuration error: " << cfg.status().message() << "\n";

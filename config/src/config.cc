@@ -382,7 +382,7 @@ std::string EnvName(const std::string& key) {
 }
 
 // Validate, naming where a field's bad value came from when `origins` knows.
-Status ValidateFrom(const Config& c, const Origins* origins);
+Status ValidateFrom(const Config& c, const Origins* origins, bool check_directories);
 
 Status FlattenYaml(const YAML::Node& node, const std::string& prefix, Config& c, const std::string& file,
                    Origins* origins) {
@@ -496,7 +496,7 @@ Result<Config> Load(const LoadInput& input) {
     GSAU_RETURN_IF_ERROR(SetKey(c, o.substr(0, eq), o.substr(eq + 1), "--set", &origins));
   }
   for (const auto& f : input.flags) GSAU_RETURN_IF_ERROR(SetKey(c, f.key, f.value, f.flag, &origins));
-  GSAU_RETURN_IF_ERROR(ValidateFrom(c, &origins));
+  GSAU_RETURN_IF_ERROR(ValidateFrom(c, &origins, input.check_directories));
   return c;
 }
 
@@ -615,7 +615,7 @@ std::string NotADirectory(const std::string& path) {
   }
 }
 
-Status ValidateFrom(const Config& c, const Origins* origins) {
+Status ValidateFrom(const Config& c, const Origins* origins, bool check_directories) {
   // "<key> (<where its value came from>): <problem>", the origin when it is known.
   const auto invalid = [origins](const std::string& key, const std::string& problem) {
     std::string from;
@@ -680,12 +680,12 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
   }
   for (const auto& [key, dir] : {std::pair<const char*, const std::string*>{"state.path", &c.state.path},
                                  {"learner.checkpoint_dir", &c.learner.checkpoint_dir}}) {
-    if (dir->empty()) continue;
+    if (dir->empty() || !check_directories) continue;
     if (const std::string why = NotADirectory(*dir); !why.empty()) {
       return invalid(key, "must be a directory (created when missing): " + why);
     }
   }
-  if (!c.learner.prequential_csv.empty()) {
+  if (!c.learner.prequential_csv.empty() && check_directories) {
     std::error_code ec;
     if (fs::is_directory(c.learner.prequential_csv, ec)) {
       return invalid("learner.prequential_csv",
@@ -751,7 +751,7 @@ Status ValidateFrom(const Config& c, const Origins* origins) {
 
 }  // namespace
 
-Status Validate(const Config& c) { return ValidateFrom(c, nullptr); }
+Status Validate(const Config& c) { return ValidateFrom(c, nullptr, /*check_directories=*/true); }
 
 std::string Config::Redacted() const {
   std::string out;

@@ -335,6 +335,17 @@ TEST(AppTest, ReplayWithoutBrokerIsAUsageError) {
   std::string out;
   EXPECT_EQ(RunCommand(Gsau() + " replay --synthetic 10 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("no Kafka broker"), std::string::npos) << out;
+  // Paths replay never opens are not held against it (a file where run's state would go).
+  gsau::testing::TempDir dir;
+  const std::string file = dir.File("plain");
+  std::ofstream(file) << "x";
+  EXPECT_EQ(RunCommand(Gsau() + " replay --synthetic 10 --set state.path=" + file + " 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("no Kafka broker"), std::string::npos) << out;
+  EXPECT_EQ(out.find("state.path"), std::string::npos) << out;
+  // run writes them: named there.
+  if (!kHaveRun) return;
+  EXPECT_EQ(RunCommand(Gsau() + " run --bootstrap 127.0.0.1:1 --set state.path=" + file + " 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("state.path (--set): must be a directory"), std::string::npos) << out;
 }
 
 // Ctrl-C is how a replay is ended early: it said "Aborted" and exited 1, as for a failure.

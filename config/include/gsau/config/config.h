@@ -123,6 +123,10 @@ struct LoadInput {
   std::vector<std::string> overrides;                       // "key=value", from --set
   std::vector<std::pair<std::string, std::string>> env;     // the environment; see Environment()
   std::vector<FlagValue> flags;                             // over all of the above
+  // Whether state.path, learner.checkpoint_dir and learner.prequential_csv's folder are checked
+  // against the file system (a file where a directory belongs). For the commands that create and
+  // write them (run, ingest); the others ignore these paths or replace them with their own.
+  bool check_directories = true;
 };
 
 // The process environment as (name, value) pairs.
