@@ -247,12 +247,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         CountClientError(event.err(), event.str());
         break;
       case RdKafka::Event::EVENT_LOG:
-        if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_ERROR) {
-          if (int64_t n = librdkafka_log_.Due()) GSAU_LOG_WARN("ingest: librdkafka ({}x): {}", n, event.str());
-        } else if (debug_requested_) {
-          // An operator who set kafka.properties.debug asked for these lines: pass them all on.
-          GSAU_LOG_INFO("ingest: librdkafka {}: {}", event.fac(), event.str());
-        }
+        // Warnings too: the consumer reports an offset reset ("offset reset (at offset N) to
+        // BEGINNING: ... Offset out of range") and a failed commit only as warning lines.
+        kafka::LogClientLine("ingest", event.severity(), event.fac(), event.str(), librdkafka_log_);
         break;
       default:
         break;
@@ -385,15 +382,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       const auto [low, high] = ends;
       const int64_t stored = stored_offsets.at(tp);
       const std::string where = tp.topic + "/" + std::to_string(tp.partition);
-      if (stored > high && fatal_.ok()) {
-        metrics_.err_consume.Increment();
-        fatal_ = Status::Corruption(
-            "partition " + where + " ends at offset " + std::to_string(high) + " but the state has consumed it up to " +
-            std::to_string(stored) +
-            ": the topic was deleted and created again, its log was cut short (an unclean leader election), or this is "
-            "another cluster. Point kafka.bootstrap_servers at the cluster this state came from; to read the partition "
-            "again, restore an older checkpoint (gsau run --rollback) or start from an empty state.path");
-        GSAU_LOG_ERROR("ingest: {}", fatal_.message());
+      if (stored > high) {
+        StopAsCutShort(tp, high, stored);
       } else if (stored < low) {
         metrics_.err_consume.Increment();
         GSAU_LOG_ERROR("ingest: partition {}: records {}..{} were deleted by the topic's retention before this state "
@@ -401,6 +391,41 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                        where, stored, low - 1, low);
       }
     }
+  }
+
+  // The partition's log ends at `high`, below `consumed` (the offset this state has read it
+  // to): ingest stops, saying why (the first such error wins).
+  void StopAsCutShort(const TopicPartition& tp, int64_t high, int64_t consumed) {
+    if (!fatal_.ok()) return;
+    metrics_.err_consume.Increment();
+    fatal_ = Status::Corruption(
+        "partition " + tp.topic + "/" + std::to_string(tp.partition) + " ends at offset " + std::to_string(high) +
+        " but the state has consumed it up to " + std::to_string(consumed) +
+        ": the topic was deleted and created again, its log was cut short (an unclean leader election), or this is "
+        "another cluster. Point kafka.bootstrap_servers at the cluster this state came from; to read the partition "
+        "again, restore an older checkpoint (gsau run --rollback) or start from an empty state.path");
+    GSAU_LOG_ERROR("ingest: {}", fatal_.message());
+  }
+
+  // A record below the partition's next offset came, or the client's cached end of its log lies
+  // below it: a fetch restarted from a stale position (librdkafka #4686: harmless, skipped), or
+  // the client reset its position to the log's start because the log no longer reaches that far
+  // (the topic created again, its log cut short while this process read it: auto.offset.reset
+  // does that without an error, and the new log's records would all be skipped as read before).
+  // The brokers' answer for the log's end tells which. Asked at most every kRecheckAfter per
+  // partition, every kRetryAfter while they give none (metadata is stale just after a topic is
+  // created again); ListOffsets takes up to 1.5 s of Run()'s thread.
+  void CheckLogStillReaches(const TopicPartition& tp) {
+    static constexpr auto kRecheckAfter = std::chrono::seconds(10);
+    static constexpr auto kRetryAfter = std::chrono::seconds(1);
+    const auto now = Clock::now();
+    auto [due, first_time] = log_recheck_due_.try_emplace(tp, now);
+    if (!first_time && now < due->second) return;
+    const int64_t next = guard_.Next(tp);
+    const auto ends = LogEnds(consumer_.get(), {tp}, 1000);
+    const auto it = ends.find(tp);
+    due->second = Clock::now() + (it == ends.end() ? kRetryAfter : kRecheckAfter);
+    if (it != ends.end() && it->second.second < next) StopAsCutShort(tp, it->second.second, next);
   }
 
   Status CreateClients() {
@@ -429,7 +454,6 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       return Status::InvalidArgument("group.instance.id: " + err);
     }
     for (const auto& [k, v] : options_.kafka.properties) {
-      if (k == "debug" && !v.empty()) debug_requested_ = true;
       if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
         return Status::InvalidArgument("kafka property " + k + ": " + err);
       }
@@ -589,6 +613,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         GSAU_LOG_WARN("ingest: {} record(s) delivered again below the next offset (last {}/{} @{}); skipped", n,
                       tp.topic, tp.partition, msg.offset());
       }
+      CheckLogStillReaches(tp);
       return;
     }
     if (pending_records_ == 0) {
@@ -936,6 +961,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       } else if (consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high) != RdKafka::ERR_NO_ERROR) {
         high = -1;
       }
+      // An end below what was read from the partition: its log was cut short or created again.
+      if (high >= 0 && assigned_.count(tp) != 0 && high < guard_.Next(tp)) CheckLogStillReaches(tp);
       const auto known = known_high_.find(tp);
       if (known != known_high_.end()) high = std::max(high, known->second);
       if (high < 0) continue;
@@ -1011,9 +1038,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
 
   std::set<TopicPartition> assigned_;
   std::set<TopicPartition> lost_;  // lost with the session, until the next assignment (UpdateLag)
+  std::map<TopicPartition, Clock::time_point> log_recheck_due_;  // CheckLogStillReaches' next query
   std::map<TopicPartition, int64_t> known_high_;  // the newest end UpdateLag had of each partition
   bool paused_ = false;
-  bool debug_requested_ = false;  // kafka.properties.debug set: librdkafka's debug lines are logged
 
   // The micro-batch being filled.
   std::vector<ClickEvent> pending_events_;
@@ -1050,7 +1077,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   Throttle broker_log_{std::chrono::seconds(5)};
   Throttle consume_log_{std::chrono::seconds(5)};
   Throttle redelivered_log_{std::chrono::seconds(5)};
-  Throttle librdkafka_log_{std::chrono::seconds(5)};
+  KeyedThrottle librdkafka_log_{std::chrono::seconds(5)};  // per facility
 
   mutable std::mutex counters_mu_;
   IngestCounters counters_;

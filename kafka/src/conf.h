@@ -26,14 +26,8 @@ Result<std::unique_ptr<RdKafka::Conf>> BuildConf(const KafkaOptions& kafka, cons
 Status CheckIdempotent(RdKafka::Conf& conf, const std::string& who);
 
 // Same for the C API (admin); the caller owns the result (rd_kafka_conf_destroy). Its clients'
-// librdkafka log lines go through LogLine as "kafka admin <handle name>".
+// librdkafka log lines go through LogClientLine as "kafka admin <handle name>".
 Result<rd_kafka_conf_t*> BuildCConf(const KafkaOptions& kafka, const Props& defaults);
-
-// One of librdkafka's log lines (`level` a syslog level) through gsau's log, naming `who`:
-// warnings and errors as warnings, at most one per `throttle` interval and kind (`who` and
-// `fac`) with the count of the ones held back (a broker away repeats them every second); debug
-// lines (only there when kafka.properties.debug asks for them) as info; the rest at debug level.
-void LogLine(std::string_view who, int level, std::string_view fac, std::string_view text, KeyedThrottle& throttle);
 
 // The offset of each of `partitions` of `topic` at `which` (RD_KAFKA_OFFSET_BEGINNING: its
 // first; RD_KAFKA_OFFSET_END: its next), in their order: one ListOffsets per leader, within

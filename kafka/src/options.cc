@@ -71,12 +71,15 @@ void AdminLogLine(const rd_kafka_t* rk, int level, const char* fac, const char* 
   // One process-wide window per client handle and kind: a handle's lines are not hidden by an
   // earlier handle's.
   static KeyedThrottle throttle{std::chrono::seconds(5)};
-  LogLine(std::string("kafka admin ") + rd_kafka_name(rk), level, fac, text, throttle);
+  LogClientLine(std::string("kafka admin ") + rd_kafka_name(rk), level, fac, text, throttle);
 }
 
 }  // namespace
 
-void LogLine(std::string_view who, int level, std::string_view fac, std::string_view text, KeyedThrottle& throttle) {
+}  // namespace internal
+
+void LogClientLine(std::string_view who, int level, std::string_view fac, std::string_view text,
+                   KeyedThrottle& throttle) {
   if (level <= 4) {  // LOG_WARNING and worse
     const std::string kind = std::string(who) + '\0' + std::string(fac);
     if (const int64_t n = throttle.Due(kind)) GSAU_LOG_WARN("{}: librdkafka ({}x): {}: {}", who, n, fac, text);
@@ -86,6 +89,8 @@ void LogLine(std::string_view who, int level, std::string_view fac, std::string_
     GSAU_LOG_DEBUG("{}: librdkafka {}: {}", who, fac, text);
   }
 }
+
+namespace internal {
 
 Result<std::unique_ptr<RdKafka::Conf>> BuildConf(const KafkaOptions& kafka, const Props& defaults) {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));

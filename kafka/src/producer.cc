@@ -191,7 +191,7 @@ class ClientEvents : public RdKafka::EventCb {
 
   void event_cb(RdKafka::Event& event) override {
     if (event.type() == RdKafka::Event::EVENT_LOG) {
-      internal::LogLine(who_, event.severity(), event.fac(), event.str(), log_);
+      LogClientLine(who_, event.severity(), event.fac(), event.str(), log_);
     } else if (event.type() == RdKafka::Event::EVENT_ERROR) {
       if (event.fatal()) {
         GSAU_LOG_ERROR("{}: fatal Kafka error: {}", who_, event.str());

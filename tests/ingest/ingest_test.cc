@@ -504,6 +504,70 @@ TEST(IngestTest, AStateBehindThePartitionsStartGoesOnFromIt) {
   EXPECT_EQ(*store->Offset({topic, 0}), 100);
 }
 
+// A state that has never read a partition whose start retention removed: checked from offset 0
+// (offset_guard.h), the first record is sought back once and the log's first one is taken.
+TEST(IngestTest, ANewStateReadsAPartitionWhoseStartIsDeleted) {
+  const std::string topic = UniqueTopic("retention-new");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  ProduceClicks(KafkaAt(KafkaBootstrap()), topic, MakeClicks(100, 10, 10, 29));
+  DeleteRecordsBefore(KafkaBootstrap(), topic, 0, 60);
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  Ingestor ingestor(Options(topic), store.get(), nullptr, nullptr);
+  const Status run = RunUntil(ingestor, [&] { return ingestor.counters().applied >= 40; });
+  ASSERT_TRUE(run.ok()) << run;
+  EXPECT_EQ(ingestor.counters().applied, 40);
+  EXPECT_EQ(*store->Offset({topic, 0}), 100);
+}
+
+// The topic deleted and created again while ingest reads it: the client finds its position
+// past the new log's end and, by auto.offset.reset, starts the partition again at offset 0
+// without an error, and every record of the new log below the state's offset came as one read
+// before and was skipped (counted as redelivered). Ingest stops, saying so, as it does when a
+// state ahead of its partition is assigned.
+TEST(IngestTest, ATopicCreatedAgainWhileIngestReadsItStopsIngest) {
+  const std::string topic = UniqueTopic("recreated-live");
+  const auto k = KafkaAt(KafkaBootstrap());
+  ASSERT_TRUE(kafka::EnsureTopics(k, {{topic, 1, 1, {}}}, 20000).ok());
+  ProduceClicks(k, topic, MakeClicks(50, 10, 10, 31));
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  Ingestor ingestor(Options(topic), store.get(), nullptr, nullptr);
+  std::atomic<bool> stop{false}, returned{false};
+  Status result;
+  std::thread t([&] {
+    result = ingestor.Run(stop);
+    returned = true;
+  });
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Joiner() {
+      stop = true;
+      if (t.joinable()) t.join();
+    }
+  } joiner{stop, t};
+  auto wait = [&](auto done, int seconds) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return done();
+  };
+  ASSERT_TRUE(wait([&] { return ingestor.counters().applied >= 50; }, 60));
+  DeleteTopic(KafkaBootstrap(), topic);
+  // Created again as soon as the broker lets it (the deletion completes in the background).
+  ASSERT_TRUE(wait([&] { return kafka::EnsureTopics(k, {{topic, 1, 1, {}}}, 5000).ok(); }, 60));
+  ProduceClicks(k, topic, MakeClicks(20, 10, 10, 37));
+  EXPECT_TRUE(wait([&] { return returned.load(); }, 60)) << "ingest went on over the new log";
+  stop = true;
+  t.join();
+  EXPECT_EQ(result.code(), StatusCode::kCorruption) << result;
+  EXPECT_NE(result.message().find("but the state has consumed it up to 50"), std::string::npos) << result;
+  EXPECT_EQ(store->Counts().events, 50u);
+  EXPECT_EQ(*store->Offset({topic, 0}), 50);
+}
+
 TEST(IngestTest, RestartResumesFromTheStateOffsetsNotKafkas) {
   const std::string topic = UniqueTopic("resume");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 2, 1, {}}}, 20000).ok());

@@ -25,12 +25,25 @@ TEST(OffsetGuard, SkipsRecordsBelowTheStatesOffsetAndTakesTheRest) {
   EXPECT_EQ(kNew, g.Take(kP0, 10));
 }
 
-TEST(OffsetGuard, WithoutAStoredOffsetTheFirstRecordSetsThePosition) {
+// A partition the state has never read is checked from offset 0: a first record above it is
+// sought back. The assignment from the beginning can be lost (librdkafka #2190) and the client
+// then starts at the group's committed offset, another member's: the records before it would be
+// skipped without a trace (they were taken as the first ones).
+TEST(OffsetGuard, WithoutAStoredOffsetThePartitionIsCheckedFromItsStart) {
   OffsetGuard g;
   g.Assign(kP0, -1);
-  EXPECT_EQ(kNew, g.Take(kP0, 100));  // retention may have removed the start of the partition
-  EXPECT_EQ(kSeen, g.Take(kP0, 3));
-  EXPECT_EQ(kNew, g.Take(kP0, 101));
+  EXPECT_EQ(g.Next(kP0), 0);
+  EXPECT_EQ(kAhead, g.Take(kP0, 500));  // the group's committed offset
+  g.Sought(kP0, 500);
+  EXPECT_EQ(kNew, g.Take(kP0, 0));
+  EXPECT_EQ(kNew, g.Take(kP0, 1));
+  // Retention removed the partition's start: the seek back lands on the log's first record.
+  g.Assign(kP1, -1);
+  EXPECT_EQ(kAhead, g.Take(kP1, 100));
+  g.Sought(kP1, 100);
+  EXPECT_EQ(kNew, g.Take(kP1, 100));
+  EXPECT_EQ(kSeen, g.Take(kP1, 3));
+  EXPECT_EQ(kNew, g.Take(kP1, 101));
 }
 
 TEST(OffsetGuard, PartitionsAreIndependent) {
@@ -101,7 +114,7 @@ TEST(OffsetGuard, AGapAtTheStatesOffsetIsTakenAfterTheSeekBack) {
   g.Assign(kP0, 5);
   g.Assign(kP1, -1);
   EXPECT_EQ(g.Take(kP0, 9), kAhead);
-  EXPECT_EQ(g.Take(kP1, 9), kNew) << "no offset in the state: nothing to go back to";
+  EXPECT_EQ(g.Take(kP1, 0), kNew) << "no offset in the state: from the start";
   g.Sought(kP0, 9);
   EXPECT_EQ(g.Take(kP0, 9), kNew);
   EXPECT_EQ(g.Take(kP0, 8), kSeen);

@@ -103,6 +103,34 @@ void DeleteRecordsBefore(const std::string& bootstrap, const std::string& topic,
   ASSERT_TRUE(error.empty()) << "deleting records of " << topic << ": " << error;
 }
 
+void DeleteTopic(const std::string& bootstrap, const std::string& topic) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  ASSERT_NE(rk, nullptr) << err;
+  rd_kafka_DeleteTopic_t* del = rd_kafka_DeleteTopic_new(topic.c_str());
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_DeleteTopics(rk, &del, 1, nullptr, q);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000);
+  std::string error = ev == nullptr ? "no answer in 30 s" : "";
+  if (ev != nullptr && rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) error = rd_kafka_event_error_string(ev);
+  if (ev != nullptr && error.empty()) {
+    size_t n = 0;
+    const rd_kafka_topic_result_t** out = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+    for (size_t i = 0; i < n; ++i) {
+      if (rd_kafka_topic_result_error(out[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        error = rd_kafka_topic_result_error_string(out[i]);
+      }
+    }
+  }
+  if (ev != nullptr) rd_kafka_event_destroy(ev);
+  rd_kafka_DeleteTopic_destroy(del);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+  ASSERT_TRUE(error.empty()) << "deleting " << topic << ": " << error;
+}
+
 int RunCommand(const std::string& command, std::string* output) {
   output->clear();
   FILE* p = popen(command.c_str(), "r");

@@ -69,6 +69,10 @@ void SetTopicConfigs(const std::string& bootstrap, const std::string& topic,
 // retention does to old segments). Fails the test on error.
 void DeleteRecordsBefore(const std::string& bootstrap, const std::string& topic, int32_t partition, int64_t offset);
 
+// Deletes `topic` (Kafka's DeleteTopics; the broker removes it in the background: EnsureTopics
+// of the same name may have to wait for that). Fails the test on error.
+void DeleteTopic(const std::string& bootstrap, const std::string& topic);
+
 // Runs a shell command; returns its exit code and fills *output with stdout.
 int RunCommand(const std::string& command, std::string* output);
 

@@ -35,9 +35,12 @@ class OffsetGuard {
   };
   static constexpr int kMaxSeeks = 3;
 
-  // The partition continues at `next` (the state's next offset; -1 when the state has none,
-  // i.e. from wherever the client starts).
-  void Assign(const TopicPartition& tp, int64_t next) { next_[tp] = Position{next, next < 0}; }
+  // The partition continues at `next` (the state's next offset; -1 when the state has none).
+  // A partition the state has never read starts at offset 0, checked like any other: its
+  // assignment from the beginning can be lost too, and the client then fetches from the group's
+  // committed offset (another member's, in a group of several processes). A first record above 0
+  // where the log's start really is higher (retention) costs one seek back.
+  void Assign(const TopicPartition& tp, int64_t next) { next_[tp] = Position{std::max<int64_t>(next, 0), false}; }
 
   // The partition left this process: a later assignment says where it continues.
   void Revoke(const TopicPartition& tp) { next_.erase(tp); }
@@ -59,7 +62,7 @@ class OffsetGuard {
     return v;
   }
 
-  // Where the partition continues (-1: wherever the client starts).
+  // Where the partition continues (-1: a partition never assigned).
   int64_t Next(const TopicPartition& tp) const {
     auto it = next_.find(tp);
     return it == next_.end() ? -1 : it->second.next;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gsau/common/status.h"
+#include "gsau/common/throttle.h"
 
 namespace gsau::kafka {
 
@@ -39,5 +40,14 @@ std::string RedactedProperties(const KafkaOptions& options);
 // Checks that every property is one librdkafka knows and accepts the value; the error names
 // the property (with its value redacted when secret).
 Status ValidateKafkaOptions(const KafkaOptions& options);
+
+// One of librdkafka's log lines (`level` a syslog level) through gsau's log, naming `who` and
+// the line's facility: warnings and errors as warnings (an offset reset, a failed commit, a
+// broker away), at most one per `throttle` interval and kind (`who` and `fac`) with the count of
+// the ones held back (a broker away repeats them every second); debug lines (only there when
+// kafka.properties.debug asks for them) as info; the rest at debug level. For every client the
+// project makes (consumer, producers, admin). Thread safety: as `throttle`'s (any thread).
+void LogClientLine(std::string_view who, int level, std::string_view fac, std::string_view text,
+                   KeyedThrottle& throttle);
 
 }  // namespace gsau::kafka
