@@ -503,6 +503,12 @@ struct Pipeline::Impl {
   std::mutex pub_mu;  // the publisher is used from two threads
   ingest::AppliedQueue queue{100000};
   DirtyUsers dirty;
+  // The learner thread's: when every user goes out again (MaybeRepublishUsers). After a cold
+  // start over a state, at the step that completes one pass over its history (0: none due);
+  // when the learner goes idle after steps since the last such marking.
+  int64_t republish_users_at_step = 0;
+  int64_t steps_since_users_marked = 0;
+  bool republish_users_now = false;
   std::unique_ptr<FanoutSink> sink;
   std::unique_ptr<ingest::Ingestor> ingestor;
 
@@ -710,6 +716,18 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
+  // On the learner's thread: every user again when the model has moved under their records
+  // (republish_users_now). The scan of the sessions happens between steps; a failure to read
+  // them is counted and logged, and the records stay as they are.
+  void MaybeRepublishUsers() {
+    if (!republish_users_now) return;
+    republish_users_now = false;
+    if (Status s = MarkAllUsers("the model has trained since their records went out"); !s.ok()) {
+      m->publish_errors.Increment();
+      GSAU_LOG_WARN("pipeline: users not published again: {}", s.ToString());
+    }
+  }
+
   // Every user of the state, due for publishing (`why` goes to the log).
   Status MarkAllUsers(const std::string& why) {
     const uint64_t seq = store->BatchSeq();
@@ -720,6 +738,7 @@ struct Pipeline::Impl {
       ++n;
     });
     if (!counts.ok()) return counts.status();
+    steps_since_users_marked = 0;
     GSAU_LOG_INFO("pipeline: all {} users are published again ({})", n, why);
     return Status::Ok();
   }
@@ -868,7 +887,16 @@ struct Pipeline::Impl {
       }
       watermark = store->BatchSeq();
       if (watermark > 0) GSAU_RETURN_IF_ERROR(MarkAllUsers("no checkpoint: a new model"));
-      if (!opt.init_offline.empty()) GSAU_RETURN_IF_ERROR(WarmStart());
+      if (!opt.init_offline.empty()) {
+        GSAU_RETURN_IF_ERROR(WarmStart());
+      } else if (!history.empty()) {
+        // Those records come from the untrained model; once it has trained over the history (in
+        // steps of replay, or of fresh clicks and replay), every user goes out again: a user who
+        // does not click again would otherwise keep a vector of the step-0 model beside trained
+        // item vectors.
+        const auto batch = static_cast<size_t>(std::max<int64_t>(opt.learner.batch_size, 1));
+        republish_users_at_step = static_cast<int64_t>((history.size() + batch - 1) / batch);
+      }
     }
     // The catch-up's or history's new items; a failure here is the loop's to retry, as there.
     if (Status s = learner->RefreshServing(); !s.ok()) ServingFailed(s.ToString());
@@ -950,7 +978,7 @@ struct Pipeline::Impl {
       GSAU_LOG_WARN("pipeline: prequential ranking: {}", ranks.status().ToString());
       return;  // the popularity baseline skips them too: both figures over the same clicks
     }
-    PopularityRanks(targets);
+    PopularityRanks(targets, known);
     for (int64_t r : *ranks) {
       preq_total.Add(r);
       preq_window.Add(r);
@@ -959,10 +987,14 @@ struct Pipeline::Impl {
   }
 
   // Ranks of the targets by the clicks before this group of events (the model is evaluated on
-  // the same footing: its state before training on them).
-  void PopularityRanks(std::span<const uint32_t> targets) {
+  // the same footing: its state before training on them). A target the learner has no row for
+  // (`known` items) is a miss for the model (kMissRank) and so for the baseline too: ranked among
+  // the unclicked, it was a hit at @20 while fewer than 20 items had clicks (a cold start, the
+  // demo's first seconds), and the baseline's figures ran ahead of the model's on clicks
+  // neither could rank.
+  void PopularityRanks(std::span<const uint32_t> targets, int64_t known) {
     for (const uint32_t t : targets) {
-      const int64_t rank = popularity.Rank(t, popularity_ties);
+      const int64_t rank = static_cast<int64_t>(t) >= known ? learner::kMissRank : popularity.Rank(t, popularity_ties);
       pop_total.Add(rank);
       pop_window.Add(rank);
     }
@@ -1234,6 +1266,9 @@ struct Pipeline::Impl {
         if (idle) {
           GSAU_LOG_INFO("pipeline: no fresh click for {} s; the learner waits for clicks (learner.idle_train_s)",
                         opt.idle_train_s);
+          // Replay alone moved the model (its item records went out) while users' records,
+          // refreshed by clicks, stayed: the model stops here, so every user goes out again.
+          republish_users_now = steps_since_users_marked > 0;
         } else {
           GSAU_LOG_INFO("pipeline: fresh clicks; the learner trains again");
         }
@@ -1269,6 +1304,7 @@ struct Pipeline::Impl {
       }
       m->queued.Set(static_cast<double>(queue.queued_events()));
       can_train = trainable(learner->Stats()) && SteadyClock::now() >= retry_after;
+      MaybeRepublishUsers();
       Result<learner::OnlineStepResult> stepped = learner::OnlineStepResult{};
       if (can_train) stepped = learner->Step();
       if (!stepped.ok()) {
@@ -1276,6 +1312,11 @@ struct Pipeline::Impl {
       } else if (const auto& r = *stepped; r.trained) {
         failed_steps = 0;
         if (!r.serving_error.empty()) ServingFailed(r.serving_error);
+        ++steps_since_users_marked;
+        if (republish_users_at_step > 0 && learner->Stats().steps >= republish_users_at_step) {
+          republish_users_at_step = 0;
+          republish_users_now = true;
+        }
         m->steps.Increment();
         m->fresh.Increment(static_cast<double>(r.fresh));
         m->replay.Increment(static_cast<double>(r.replay));
