@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -103,6 +104,9 @@ Result<std::vector<data::Interaction>> DemoStream(const DemoFlags& f) {
   return events;
 }
 
+// In each directory a demo makes: only a directory holding it is replaced by the next demo.
+constexpr const char* kDemoMarker = ".gsau-demo";
+
 int RunDemo(const DemoFlags& f) {
   if (MaybePrintConfigHelp(f.config)) return kExitOk;
   if (f.events == 0 && f.data.empty()) {
@@ -124,19 +128,31 @@ int RunDemo(const DemoFlags& f) {
 
   // A fresh directory each run: the embedded broker starts empty, so offsets stored by an
   // earlier run would point past its end. Only what a demo leaves is deleted: a --dir that
-  // holds anything else (a home directory named by mistake) is refused.
+  // holds anything else (a home directory named by mistake) is refused, and so is one without
+  // the demo's marker: `gsau run`'s data directory (gsau-data/) holds the same three names, and
+  // a demo pointed at it deleted a pipeline's state and checkpoints.
   std::error_code ec;
   if (fs::exists(f.dir, ec) && !fs::is_directory(f.dir, ec)) {
     std::cerr << "gsau demo: --dir " << f.dir << " is not a directory\n";
     return kExitUsage;
   }
+  bool marked = false, empty = true;
   for (const auto& e : fs::directory_iterator(f.dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name != "state" && name != "checkpoints" && name != "prequential.csv") {
+    empty = false;
+    if (name == kDemoMarker) {
+      marked = true;
+    } else if (name != "state" && name != "checkpoints" && name != "prequential.csv") {
       std::cerr << "gsau demo: --dir " << f.dir << " holds " << name
                 << ", which no demo wrote; the demo replaces its directory, so name an empty or new one\n";
       return kExitUsage;
     }
+  }
+  if (!empty && !marked && !ec) {
+    std::cerr << "gsau demo: --dir " << f.dir << " holds a state or checkpoints without the demo's marker ("
+              << kDemoMarker << "): it may be `gsau run`'s data, and the demo replaces its directory; name an empty "
+              << "or new one (or delete this one yourself if a demo wrote it)\n";
+    return kExitUsage;
   }
   if (ec && ec != std::errc::no_such_file_or_directory) {
     std::cerr << "gsau demo: cannot read --dir " << f.dir << ": " << ec.message() << "\n";
@@ -150,6 +166,11 @@ int RunDemo(const DemoFlags& f) {
   fs::create_directories(f.dir, ec);
   if (ec) {
     std::cerr << "gsau demo: cannot create " << f.dir << ": " << ec.message() << "\n";
+    return kExitFailure;
+  }
+  const fs::path marker = fs::path(f.dir) / kDemoMarker;
+  if (!(std::ofstream(marker) << "written by gsau demo: the next demo run replaces this directory\n")) {
+    std::cerr << "gsau demo: cannot write " << marker.string() << "\n";
     return kExitFailure;
   }
   config::Config c = *cfg;
@@ -295,7 +316,7 @@ int RunDemo(const DemoFlags& f) {
     char line[640];
     std::snprintf(line, sizeof line,
                   "[%4.0fs] %s  %5.0f events/s  applied %llu  dead-lettered %llu  step %.3f s  online recall@20 "
-                  "%.3f (most-popular %.3f)  published %lld users %lld items  model_version %lld",
+                  "%.3f (most-popular %.3f)  published %lld user %lld item records  model_version %lld",
                   elapsed(), where, static_cast<double>(s.consumed - prev.consumed) / dt,
                   static_cast<unsigned long long>(s.applied), static_cast<unsigned long long>(s.dead_lettered),
                   s.last_step_s, s.window_recall20, s.window_popular_recall20,
@@ -318,8 +339,8 @@ int RunDemo(const DemoFlags& f) {
   const auto s = (*p)->status();
   p->reset();  // closes the state and flushes the publisher before the broker goes
   std::printf(
-      "demo: %llu events applied, %llu dead-lettered, in %.1f s; %lld learner steps; %lld users and %lld items "
-      "published\n"
+      "demo: %llu events applied, %llu dead-lettered, in %.1f s; %lld learner steps; %lld user and %lld item "
+      "records published\n"
       "demo: online recall@20 %.4f vs most-popular %.4f over %lld clicks ranked before training on them; "
       "ndcg@20 %.4f\n"
       "demo: state and checkpoints in %s (gsau inspect --dir %s)\n",

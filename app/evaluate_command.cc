@@ -112,6 +112,13 @@ int RunEvaluate(const EvaluateFlags& f) {
     const auto all = pipeline::ListCheckpointsAsRecovered(f.checkpoint);
     if (all.empty()) {
       std::cerr << "gsau evaluate: no checkpoint (model.pt, state/) at " << f.checkpoint << "\n";
+      // gsau train's output (or one of its files) looks like a model too, and holds its own test.
+      const fs::path dir = fs::is_directory(ckpt) ? ckpt : ckpt.parent_path();
+      if (fs::exists(dir / "report.json") || fs::exists(dir / "best.pt")) {
+        std::cerr << "gsau evaluate: " << dir.string() << " is gsau train's output, whose test metrics are in "
+                  << (dir / "report.json").string() << "; evaluate reads the checkpoints of gsau run or gsau demo "
+                  << "(learner.checkpoint_dir or one ckpt-* in it)\n";
+      }
       return kExitFailure;
     }
     ckpt = all.back();

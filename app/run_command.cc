@@ -98,8 +98,8 @@ int RunPipeline(const RunFlags& f) {
       const auto s = (*p)->status();
       GSAU_LOG_INFO(
           "run: {:.0f} events/s; applied {} dead-lettered {} queued {}; learner: {} steps ({:.3f} s, loss {:.4f}), "
-          "{} users {} items {} edges; online recall@20 {:.4f} ndcg@20 {:.4f} over {}; published {} users {} items, "
-          "model_version {}",
+          "{} users {} items {} edges; online recall@20 {:.4f} ndcg@20 {:.4f} over {}; published {} user {} item "
+          "records, model_version {}",
           static_cast<double>(s.applied - prev.applied) / dt, s.applied, s.dead_lettered, s.queued, s.steps,
           s.last_step_s, s.last_loss, s.users, s.items, s.edges, s.recall20, s.ndcg20, s.prequential_count,
           s.users_published, s.items_published, s.model_version);
@@ -126,8 +126,8 @@ int RunPipeline(const RunFlags& f) {
     return kExitFailure;
   }
   const auto fin = (*p)->status();
-  GSAU_LOG_INFO("run: stopped: applied {}, {} steps, published {} users {} items, model_version {}", fin.applied,
-                fin.steps, fin.users_published, fin.items_published, fin.model_version);
+  GSAU_LOG_INFO("run: stopped: applied {}, {} steps, published {} user {} item records, model_version {}",
+                fin.applied, fin.steps, fin.users_published, fin.items_published, fin.model_version);
   return kExitOk;
 }
 

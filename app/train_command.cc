@@ -1,11 +1,16 @@
 // gsau train: offline training and evaluation of GSAU and its baselines (learner issue 5).
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cli_checks.h"
 #include "commands.h"
@@ -36,6 +41,26 @@ std::string FindPlotScript() {
   return "";
 }
 
+// Runs `argv` (argv[0] looked up in PATH) and waits for it; empty when it exited 0, otherwise
+// what went wrong.
+std::string RunProgram(const std::vector<std::string>& argv) {
+  std::vector<char*> c_argv;
+  for (const auto& a : argv) c_argv.push_back(const_cast<char*>(a.c_str()));
+  c_argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (const int err = posix_spawnp(&pid, c_argv[0], nullptr, nullptr, c_argv.data(), environ); err != 0) {
+    return std::string("cannot run ") + argv[0] + ": " + std::strerror(err);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return std::string("waiting for ") + argv[0] + ": " + std::strerror(errno);
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return "";
+  std::string line;
+  for (const auto& a : argv) line += (line.empty() ? "" : " ") + a;
+  return line + (WIFEXITED(status) ? " exited " + std::to_string(WEXITSTATUS(status)) : std::string(" was killed"));
+}
+
 struct TrainArgs {
   std::string data;
   std::string times;
@@ -58,6 +83,14 @@ int RunTrain(const TrainArgs& args) {
   // Before the data load, which takes a while on a real dataset.
   if (const Status valid = learner::ValidateTrainOptions(options); !valid.ok()) {
     std::cerr << "gsau train: " << valid << "\n";
+    return kExitUsage;
+  }
+  // Found before training, not after hours of it.
+  const std::string plot_script = args.plot ? FindPlotScript() : std::string();
+  if (args.plot && plot_script.empty()) {
+    std::cerr << "gsau train: --plot: scripts/plot_training.py not found (looked in the working directory and "
+                 "above the gsau executable); run without --plot, then python3 scripts/plot_training.py "
+                 "OUT/metrics.csv OUT/curves.png\n";
     return kExitUsage;
   }
   learner::SplitOptions split;
@@ -96,16 +129,13 @@ int RunTrain(const TrainArgs& args) {
   }
   std::cout << learner::ReportJson(*report, options, *data);
   if (args.plot) {
-    const std::string script = FindPlotScript();
-    if (script.empty()) {
-      std::cerr << "gsau train: --plot: scripts/plot_training.py not found\n";
-      return kExitFailure;
-    }
     const fs::path out = options.out_dir;
-    const std::string cmd = "python3 '" + script + "' '" + (out / "metrics.csv").string() + "' '" +
-                            (out / "curves.png").string() + "'";
-    if (std::system(cmd.c_str()) != 0) {
-      std::cerr << "gsau train: --plot failed: " << cmd << "\n";
+    // Its arguments as they are, without a shell: a quote in OUT broke the command line (and
+    // could have run another).
+    const std::vector<std::string> argv = {"python3", plot_script, (out / "metrics.csv").string(),
+                                           (out / "curves.png").string()};
+    if (const std::string failed = RunProgram(argv); !failed.empty()) {
+      std::cerr << "gsau train: the run's files are complete; --plot failed: " << failed << "\n";
       return kExitFailure;
     }
   }
@@ -123,7 +153,8 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--times", args->times, "aligned times file for per-user lines");
   cmd->add_option("--model", args->model, "gsau-rec | gsau | sasrec | lightgcn")->capture_default_str();
   cmd->add_option("--out", o.out_dir, "output directory: metrics.csv, checkpoint.pt, best.pt, report.json")
-      ->required();
+      ->required()
+      ->check(NonEmpty());
   cmd->add_flag("--resume", o.resume,
                 "continue from OUT/checkpoint.pt when it exists (refused if it was written with other settings)");
   cmd->add_flag("--overwrite", o.overwrite, "start a new run in an OUT that holds an earlier run's checkpoint");
@@ -133,14 +164,18 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
       ->check(Positive())
       ->capture_default_str();
   cmd->add_option("--epochs", o.max_epochs, "most epochs")->check(NonNegative())->capture_default_str();
-  cmd->add_option("--patience", o.patience, "epochs without validation gain before stopping")
+  cmd->add_option("--patience", o.patience,
+                  "stop after more than this many epochs without a validation gain (RecBole's stopping_step: "
+                  "--patience 10 stops at the 11th)")
       ->check(NonNegative())
       ->capture_default_str();
   cmd->add_option("--valid-metric", o.valid_metric, "early-stopping metric")->capture_default_str();
   cmd->add_option("--lr", o.lr, "Adam learning rate")->check(NonNegative())->capture_default_str();
   cmd->add_option("--weight-decay", o.weight_decay, "Adam weight decay")->check(NonNegative())->capture_default_str();
-  cmd->add_option("--dim", o.dim, "embedding size")->check(Positive())->capture_default_str();
-  cmd->add_option("--max-len", args->max_len, "longest prefix kept")->check(Positive())->capture_default_str();
+  cmd->add_option("--dim", o.dim, "embedding size")->check(Within(1, 4096))->capture_default_str();
+  cmd->add_option("--max-len", args->max_len, "longest prefix kept (positions of SASRec)")
+      ->check(Within(1, 10000))
+      ->capture_default_str();
   cmd->add_option("--train-fraction", args->train_fraction,
                   "train on the first fraction of the training stream (global time order); validation and test "
                   "unchanged")
@@ -163,7 +198,7 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--eval-batch", o.eval_batch, "users per evaluation chunk")->check(Positive())->capture_default_str();
   cmd->add_option("--max-steps-per-epoch", o.max_steps_per_epoch, "truncate epochs (smoke runs); 0 = whole")
       ->check(NonNegative())->capture_default_str();
-  cmd->add_option("--seed", o.seed, "random seed")->check(NonNegative())->capture_default_str();
+  cmd->add_option("--seed", o.seed, "random seed")->check(Uint64())->capture_default_str();
   cmd->add_option("--threads", o.threads,
                   "CPU threads for torch; 0 = every core this process may use (affinity, cgroup CPU quota)")
       ->check(NonNegative())

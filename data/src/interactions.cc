@@ -526,7 +526,27 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const
                         format == Format::kTsv ? ReadTsv(path, text, options) : ReadUserLines(path, text, options));
   // Every caller wants interactions; an empty file ran a demo of nothing, and replay waited on
   // Kafka to send none.
-  if (events.empty()) return Status::InvalidArgument(path + " holds no interactions");
+  if (events.empty()) {
+    // A CSV reads as per-user lines of one field each (a user without items): say what the file
+    // looks like, not only that nothing came of it.
+    std::string_view first;
+    int64_t first_lineno = 0;
+    ForEachLine(text, [&](std::string_view line, int64_t lineno) {
+      first = line;
+      first_lineno = lineno;
+      return IsBlank(line);
+    });
+    if (format == Format::kUserLines && first.find_first_of(" \t") == std::string_view::npos) {
+      for (const char sep : {',', ';', '|'}) {
+        if (first.find(sep) == std::string_view::npos) continue;
+        return LineError(path, first_lineno,
+                         std::string("holds no interactions: its lines are one field each, separated by '") + sep +
+                             "'; columns must be tab-separated (user<TAB>item<TAB>timestamp, with a header naming "
+                             "them), or per-user lines separate their ids with spaces");
+      }
+    }
+    return Status::InvalidArgument(path + " holds no interactions");
+  }
   return events;
 }
 

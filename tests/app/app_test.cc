@@ -102,6 +102,14 @@ TEST(AppTest, BrokenRunDemoAndEvaluateInvocationsStopStartUp) {
   EXPECT_EQ(RunCommand(Gsau() + " demo --events 10 --dir " + dir.File("keep/marker") + " 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("is not a directory"), std::string::npos) << out;
   EXPECT_TRUE(std::filesystem::exists(dir.File("keep/marker")));
+  // `gsau run`'s data directory has the demo's names (state, checkpoints, prequential.csv) but
+  // not its marker: a demo pointed at it deleted a pipeline's state and checkpoints.
+  std::filesystem::create_directories(dir.File("gsau-data/state"));
+  std::filesystem::create_directories(dir.File("gsau-data/checkpoints/ckpt-000000000001"));
+  gsau::testing::WriteFile(dir.File("gsau-data/checkpoints/ckpt-000000000001/model.pt"), "x");
+  EXPECT_EQ(RunCommand(Gsau() + " demo --events 10 --dir " + dir.File("gsau-data") + " 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("without the demo's marker (.gsau-demo)"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(dir.File("gsau-data/checkpoints/ckpt-000000000001/model.pt")));
   // What escapes a command as an exception (here a path component too long for the filesystem,
   // from evaluate's throwing fs::exists: should that call stop throwing, find another) ends with
   // its message and exit 1; it aborted (134).
@@ -153,7 +161,14 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
         {"--seed -1", "--seed: must be >= 0, not -1"},
         {"--threads -3", "--threads: must be >= 0, not -3"},
         {"--lr -1", "--lr: must be >= 0, not -1"},
-        {"--dim 0", "--dim: must be > 0, not 0"},
+        {"--dim 0", "--dim: must be in [1, 4096], not 0"},
+        // Sizes that only failed once memory ran out (killed after 75 s), or wrote a 12.8 GB
+        // checkpoint of positions no sequence reaches.
+        {"--dim 2147483648", "--dim: must be in [1, 4096], not 2147483648"},
+        {"--max-len 100000000", "--max-len: must be in [1, 10000], not 100000000"},
+        // Saturated to 18446744073709551615 (and the report said so).
+        {"--seed 99999999999999999999", "--seed: must be at most 18446744073709551615, not 99999999999999999999"},
+        {"--seed 1.5", "--seed: must be a whole number >= 0, not 1.5"},
         {"--train-fraction 0", "--train-fraction: must be in (0, 1], not 0"},
         {"--dim 7", "dim must be a positive multiple of heads (2), got 7"},
     };
@@ -172,10 +187,32 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
       EXPECT_EQ(RunCommand(unread + flags + " 2>&1", &out), 2) << flags << ": " << out;
       EXPECT_NE(out.find(message), std::string::npos) << flags << ": " << out;
     }
+    // An unset variable (--out "$OUT"): the run trained and wrote nothing, exit 0.
+    EXPECT_EQ(RunCommand(Gsau() + " train --data " + data + " --out '' 2>&1", &out), 2) << out;
+    EXPECT_NE(out.find("--out: must not be empty"), std::string::npos) << out;
+    // --plot without its script: said before training (it trained, then exited 1 for the plot).
+    {
+      const std::string elsewhere = dir.File("bin/gsau");
+      std::filesystem::create_directories(dir.File("bin"));
+      std::filesystem::copy_file(Gsau(), elsewhere);
+      EXPECT_EQ(RunCommand("cd " + dir.File("bin") + " && ./gsau train --data " + data + " --out " +
+                               dir.File("plotted") + " --plot 2>&1",
+                           &out),
+                2)
+          << out;
+      EXPECT_NE(out.find("--plot: scripts/plot_training.py not found"), std::string::npos) << out;
+      EXPECT_FALSE(std::filesystem::exists(dir.File("plotted")));
+    }
     // What the run refuses before training is a usage error too: a new run over an earlier one,
     // a resume with other settings (both were exit 1, as a failure while training).
     const std::string tiny = train + "--dim 8 --threads 1 ";
     ASSERT_EQ(RunCommand(tiny + "2>&1", &out), 0) << out;
+    // evaluate reads an online checkpoint; given train's output it says where that run's test is.
+    EXPECT_EQ(RunCommand(Gsau() + " evaluate --checkpoint " + dir.File("run") + " --data " + data + " 2>&1", &out), 1)
+        << out;
+    EXPECT_NE(out.find("is gsau train's output, whose test metrics are in " + dir.File("run/report.json")),
+              std::string::npos)
+        << out;
     EXPECT_EQ(RunCommand(tiny + "2>&1", &out), 2) << out;
     EXPECT_NE(out.find("--resume continues it"), std::string::npos) << out;
     EXPECT_EQ(RunCommand(tiny + "--resume --lr 0.5 2>&1", &out), 2) << out;
@@ -446,7 +483,8 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
   // the learner stepped and ranked clicks, embeddings went out.
   EXPECT_NE(out.find("demo: 3000 events applied, 3 dead-lettered"), std::string::npos) << out;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(out, m, std::regex(R"((\d+) learner steps; (\d+) users and (\d+) items published)")))
+  ASSERT_TRUE(
+      std::regex_search(out, m, std::regex(R"((\d+) learner steps; (\d+) user and (\d+) item records published)")))
       << out;
   EXPECT_GT(std::stoll(m[1]), 0) << out;
   EXPECT_GT(std::stoll(m[2]), 0) << out;
@@ -512,6 +550,13 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
   std::filesystem::rename(newest, newest + ".replaced");
   ASSERT_EQ(RunCommand(Gsau() + " inspect --dir " + dir.File("demo") + " 2>&1", &out), 0) << out;
   EXPECT_NE(out.find("model " + newest + ".replaced: "), std::string::npos) << out;
+  // A demo's directory carries its marker, and the next demo replaces it.
+  EXPECT_TRUE(std::filesystem::exists(dir.File("small/.gsau-demo")));
+  EXPECT_EQ(RunCommand(Gsau() + " demo --events 100 --rate 1000 --users 50 --items 40 --dir " + dir.File("small") +
+                           " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
+                       &out),
+            0)
+      << out;
 }
 
 TEST(AppTest, EvaluateRanksTheLeaveOneOutSamplesOfAFileWithTheOnlineModel) {

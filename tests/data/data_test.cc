@@ -357,6 +357,18 @@ TEST(InteractionsTest, ADirectoryAnEmptyFileAndATimesFileForATsvAreErrors) {
     ASSERT_FALSE(e.ok()) << "'" << text << "'";
     EXPECT_NE(e.status().message().find("empty.tsv holds no interactions"), std::string::npos) << e.status();
   }
+  // A comma- or semicolon-separated file reads as per-user lines of one field each: said so (it
+  // was only "holds no interactions", DIGINETICA's own CSV among them).
+  for (const auto& [text, sep] : std::vector<std::pair<std::string, std::string>>{
+           {"user_id,item_id,timestamp\nu1,i1,1700000000\n", "','"},
+           {"\nsessionId;userId;itemId;timeframe;eventdate\n1;;81766;526309;2016-05-09\n", "';'"}}) {
+    WriteFile(dir.File("d.csv"), text);
+    auto c = ReadInteractions(dir.File("d.csv"));
+    ASSERT_FALSE(c.ok()) << text;
+    EXPECT_NE(c.status().message().find("lines are one field each, separated by " + sep), std::string::npos)
+        << c.status();
+    EXPECT_NE(c.status().message().find("columns must be tab-separated"), std::string::npos) << c.status();
+  }
   WriteFile(dir.File("a.tsv"), "user_id\titem_id\ttimestamp\nu1\ti1\t1700000000\n");
   WriteFile(dir.File("times.txt"), "u1 1700000000\n");
   ReadOptions o;

@@ -1164,7 +1164,7 @@ TEST(PipelineProcessTest, TheStatusLineCountsOnlyTheRecordsThePublisherSends) {
   const std::string log = Tail(p.log, 1 << 20);
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
-      log, m, std::regex(R"(run: stopped: applied \d+, \d+ steps, published (\d+) users (\d+) items)")))
+      log, m, std::regex(R"(run: stopped: applied \d+, \d+ steps, published (\d+) user (\d+) item records)")))
       << Tail(p.log, 4000);
   const size_t user_records = ConsumeAll(bootstrap, p.users_topic, -1, 30000).size();
   const size_t item_records = ConsumeAll(bootstrap, p.items_topic, -1, 30000).size();
