@@ -47,7 +47,7 @@ Pacer::Clock::time_point Pacer::Due(int64_t sent, Clock::time_point now) {
 
 Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const kafka::KafkaOptions& kafka,
                            const ReplayOptions& options, const std::atomic<bool>* stop) {
-  GSAU_RETURN_IF_ERROR(kafka::WaitForCluster(kafka, 30000));
+  GSAU_RETURN_IF_ERROR(kafka::WaitForCluster(kafka, 30000, stop));  // a Ctrl-C while the brokers are away: at once
   kafka::ProducerOptions producer_options = options.producer;
   producer_options.name = "replay";
   // A full queue (the brokers slow or away) is waited out in slices that hear a stop and a
