@@ -723,6 +723,27 @@ Status ValidateFrom(const Config& c, const Origins* origins, bool check_director
       }
     }
   }
+  // The consumer's settings that exactly once rests on, or that have a field of their own: ingest
+  // applies kafka.properties after its own, so one of these changed the consumer without a word
+  // (auto.offset.reset=latest would skip a partition's records wherever its position reset).
+  static const std::pair<const char*, const char*> kConsumerOwned[] = {
+      {"group.id", "set ingest.group_id"},
+      {"group.instance.id", "set ingest.group_instance_id"},
+      {"session.timeout.ms", "set ingest.session_timeout_ms"},
+      {"enable.auto.commit", "ingest commits offsets itself, once a batch is in the state"},
+      {"auto.commit.enable", "ingest commits offsets itself, once a batch is in the state"},
+      {"enable.auto.offset.store", "ingest stores offsets itself, once a batch is in the state"},
+      {"auto.offset.reset", "ingest starts each partition at the state's offset and checks the log's ends itself"},
+      {"enable.partition.eof", "ingest reads partitions without end-of-partition events"},
+  };
+  for (const auto& [name, value] : c.kafka.properties) {
+    for (const auto& [owned, why] : kConsumerOwned) {
+      if (name == owned) {
+        return invalid(std::string(kPropertiesKey) + "." + name,
+                       std::string("is set by gsau's consumer and cannot be changed here: ") + why);
+      }
+    }
+  }
   if (!c.kafka.bootstrap_servers.empty() || !c.kafka.properties.empty()) {
     kafka::KafkaOptions k = ToKafkaOptions(c);
     if (k.bootstrap_servers.empty()) k.bootstrap_servers = "127.0.0.1:9092";  // only to check the properties
@@ -768,7 +789,9 @@ std::vector<FieldDoc> Fields() {
   for (const auto& f : Table()) out.push_back({f.key, f.type, f.unit, f.get(defaults), f.description});
   out.push_back({std::string(kPropertiesKey), "map", "", "{}",
                  "librdkafka properties passed verbatim to every client (security.protocol, sasl.*, ssl.*, "
-                 "...); env GSAU_KAFKA_PROPERTY_<NAME>. Secret values are never logged."});
+                 "...); env GSAU_KAFKA_PROPERTY_<NAME>. Secret values are never logged. The consumer's own "
+                 "group.id, group.instance.id, session.timeout.ms, enable.auto.commit, enable.auto.offset.store, "
+                 "auto.offset.reset and enable.partition.eof are refused (exactly once rests on them)."});
   return out;
 }
 

@@ -381,6 +381,26 @@ TEST(ConfigTest, ACommandsFlagsComeLastAndAreNamed) {
   EXPECT_EQ(c->state.path, "/elsewhere") << "over --set";
 }
 
+// The consumer's own settings are not taken from kafka.properties: applied after ingest's, they
+// changed the consumer without a word (auto.offset.reset=latest skipped records at a reset).
+TEST(ConfigTest, TheConsumersOwnSettingsAreRefusedAsProperties) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"kafka.properties.auto.offset.reset=latest", "kafka.properties.auto.offset.reset (--set): is set by gsau's "
+                                                    "consumer and cannot be changed here: ingest starts each "
+                                                    "partition at the state's offset"},
+      {"kafka.properties.group.id=other", "kafka.properties.group.id (--set): is set by gsau's consumer and cannot "
+                                          "be changed here: set ingest.group_id"},
+      {"kafka.properties.enable.auto.commit=true", "kafka.properties.enable.auto.commit (--set): is set by"},
+      {"kafka.properties.enable.auto.offset.store=true", "kafka.properties.enable.auto.offset.store (--set): is set"},
+  };
+  for (const auto& [set, message] : cases) {
+    auto c = LoadWith("", {}, {set});
+    ASSERT_FALSE(c.ok()) << set;
+    EXPECT_EQ(c.status().message().rfind(message, 0), 0u) << c.status();
+  }
+  EXPECT_TRUE(LoadWith("", {}, {"kafka.properties.fetch.max.bytes=1048576"}).ok());
+}
+
 // A Kafka property librdkafka refuses is named with where it was set.
 TEST(ConfigTest, ABadKafkaPropertyIsNamedWithItsSource) {
   auto env = LoadWith("", {{"GSAU_KAFKA_PROPERTY_BOGUS_THING", "1"}}, {});
