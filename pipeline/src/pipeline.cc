@@ -810,16 +810,41 @@ struct Pipeline::Impl {
     for (const auto& e : entries) s.Push(e.item, max_len);
   }
 
+  // The newest checkpoint whose model loads into `learner` (the rollback's target when there is
+  // one), or an empty path when there is none. One that cannot be read (a model.pt cut short by
+  // a power loss after its rename, bit rot) is passed over for the one before it, saying so: the
+  // start then catches up from the older one's batch as from any checkpoint. One written for
+  // another model shape is not passed over: that is the configuration's mistake, and an older
+  // checkpoint would hide it. With none readable, the newest's error.
+  Result<fs::path> LoadNewestCheckpoint(learner::OnlineWatermark* wm) {
+    if (!opt.rollback_from.empty()) {
+      GSAU_ASSIGN_OR_RETURN(*wm, learner->Load((fs::path(opt.rollback_from) / "model.pt").string()));
+      return fs::path(opt.rollback_from);
+    }
+    const auto all = ListCheckpoints(opt.checkpoint_dir);
+    Status newest_error;
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+      auto loaded = learner->Load((fs::path(*it) / "model.pt").string());
+      if (loaded.ok()) {
+        *wm = *loaded;
+        return fs::path(*it);
+      }
+      if (loaded.status().code() == StatusCode::kInvalidArgument) return loaded.status();
+      if (newest_error.ok()) newest_error = loaded.status();
+      GSAU_LOG_ERROR("pipeline: checkpoint {} cannot be read ({}); {}", *it, loaded.status().ToString(),
+                     std::next(it) != all.rend() ? "trying the one before it" : "no older one is left");
+      // A load that failed part-way may have replaced part of the learner: a fresh one.
+      GSAU_ASSIGN_OR_RETURN(learner, learner::OnlineLearner::Create(opt.learner));
+    }
+    if (!newest_error.ok()) return newest_error;
+    return fs::path();
+  }
+
   Status StartLearner() {
     GSAU_ASSIGN_OR_RETURN(learner, learner::OnlineLearner::Create(opt.learner));
-    fs::path ckpt;
-    if (!opt.rollback_from.empty()) {
-      ckpt = opt.rollback_from;
-    } else if (auto all = ListCheckpoints(opt.checkpoint_dir); !all.empty()) {
-      ckpt = all.back();
-    }
+    learner::OnlineWatermark wm;
+    GSAU_ASSIGN_OR_RETURN(const fs::path ckpt, LoadNewestCheckpoint(&wm));
     if (!ckpt.empty()) {
-      GSAU_ASSIGN_OR_RETURN(auto wm, learner->Load((ckpt / "model.pt").string()));
       watermark = wm.state_batch_seq;
       checkpointed_batch = watermark;
       version = wm.model_version;
