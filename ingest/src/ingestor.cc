@@ -180,6 +180,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     }
     GSAU_LOG_INFO("ingest: consuming {} as group {} from {}; dead letters to {}", options_.topic, options_.group_id,
                   options_.kafka.bootstrap_servers, options_.dead_letter_topic);
+    SeedLagFromState();
     Status result;
     while (!stop.load(std::memory_order_relaxed)) {
       MaybeUpdateLag();
@@ -989,6 +990,23 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       lag += std::max<int64_t>(0, high - (next ? *next : std::max<int64_t>(low, 0)));
     }
     metrics_.lag.Set(static_cast<double>(lag));
+  }
+
+  // Until the group's first assignment (after a kill -9, the dead member's session timeout: the
+  // gauge read 0 for those seconds, as the backlog it is there to show grew), the partitions
+  // this state has read count as lost ones: at their log's end, asked once here, against the
+  // state's offsets. The first assignment replaces them with what the group gives this process.
+  void SeedLagFromState() {
+    std::vector<TopicPartition> read;
+    for (const auto& p : store_->Offsets()) {
+      if (p.tp.topic == options_.topic) read.push_back(p.tp);
+    }
+    if (read.empty()) return;
+    for (const auto& [tp, ends] : LogEnds(consumer_.get(), read, 1000)) {
+      known_high_[tp] = ends.second;
+      lost_.insert(tp);
+    }
+    UpdateLag();
   }
 
   // The dead-letter producer's own reports (all brokers down, back) are served by a poll only:

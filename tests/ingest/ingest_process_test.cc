@@ -186,6 +186,42 @@ TEST(IngestProcessTest, TwoProcessesSplitPartitionsAndTheSurvivorTakesOver) {
   EXPECT_LT(in_a, clicks.size());
 }
 
+// After a kill -9 the group waits out the dead member's session before it assigns the restarted
+// process anything; the lag gauge read 0 all that time while the backlog grew. It starts from
+// the state's offsets against the partitions' ends.
+TEST(IngestProcessTest, TheLagIsKnownBeforeTheFirstAssignmentAfterAKill) {
+  const std::string topic = UniqueTopic("lag-restart");
+  const auto k = KafkaAt(KafkaBootstrap());
+  ASSERT_TRUE(kafka::EnsureTopics(k, {{topic, 1, 1, {}}}, 20000).ok());
+  TempDir dir;
+  IngestProcess p{KafkaBootstrap(), topic, UniqueTopic("lag-restart-group"), dir.File("state"),
+                  dir.File("ingest.log"), /*instance=*/""};
+  p.port = FreePort();
+  p.session_timeout_ms = 20000;  // the window before the restarted process is assigned anything
+  const auto clicks = MakeClicks(500, 50, 80, 41);
+  ProduceClicks(k, topic, std::vector<ClickEvent>(clicks.begin(), clicks.begin() + 300));
+  auto first = p.Start();
+  ASSERT_TRUE(WaitForStateEvents(p.port, 300, seconds(60))) << Tail(p.log);
+  first->Signal(SIGKILL);
+  ASSERT_EQ(first->Wait(10000), 128 + SIGKILL);
+  ProduceClicks(k, topic, std::vector<ClickEvent>(clicks.begin() + 300, clicks.end()));
+  auto second = p.Start();
+  // Before the group assigns the partition (20 s of the dead member's session), the gauge shows
+  // the 200 records the state has not read.
+  bool seen = false;
+  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  while (!seen && std::chrono::steady_clock::now() < deadline && second->Running()) {
+    const auto assigned = ScrapeMetric(p.port, "gsau_ingest_assigned_partitions");
+    const auto lag = ScrapeMetric(p.port, "gsau_ingest_consumer_lag_messages");
+    if (assigned && *assigned >= 1) break;
+    seen = lag && *lag == 200;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_TRUE(seen) << "no lag of 200 before the first assignment\n" << Tail(p.log);
+  second->Signal(SIGTERM);
+  EXPECT_EQ(second->Wait(60000), 0) << Tail(p.log);
+}
+
 TEST(IngestProcessTest, BrokerStoppedForTwentySecondsMidStreamLosesNothing) {
   TempDir dir;
   PrivateBroker broker(dir.File("broker"), 900);
