@@ -1054,7 +1054,15 @@ struct OnlineLearner::Impl {
   Result<OnlineWatermark> Load(const std::string& path) {
     if (!fs::exists(path)) return Status::NotFound("no checkpoint at " + path);
     torch::serialize::InputArchive ar;
-    ar.load_from(path, device);
+    try {
+      ar.load_from(path, device);
+    } catch (const c10::OutOfMemoryError&) {
+      throw;  // not the file's fault
+    } catch (const c10::Error& e) {
+      // Not an archive (cut short, overwritten): the file's fault, told apart from a failure of
+      // this process (out of memory), which a caller must not take for a bad checkpoint.
+      return Status::Corruption(path + " cannot be read as a checkpoint: " + e.what_without_backtrace());
+    }
     return LoadFrom(ar, path);
   }
 
@@ -1147,7 +1155,7 @@ struct OnlineLearner::Impl {
       const auto* q = reinterpret_cast<const char*>(t.data_ptr<uint8_t>());
       std::istringstream text(std::string(q, static_cast<size_t>(t.numel())));
       text >> next_rng;
-      if (!text) return Status::InvalidArgument(path + ": its random generator state does not parse");
+      if (!text) return Status::Corruption(path + ": corrupt checkpoint: its random generator state does not parse");
     }
 
     torch::NoGradGuard no_grad;

@@ -6,6 +6,7 @@
 #include <prometheus/registry.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -503,12 +504,18 @@ struct Pipeline::Impl {
   std::mutex pub_mu;  // the publisher is used from two threads
   ingest::AppliedQueue queue{100000};
   DirtyUsers dirty;
-  // The learner thread's: when every user goes out again (MaybeRepublishUsers). After a cold
-  // start over a state, at the step that completes one pass over its history (0: none due);
-  // when the learner goes idle after steps since the last such marking.
+  // Every user again, asked by the learner thread and done by the user thread's next flush (a
+  // scan of every session: not on the learner's thread, which ingest waits on). kRefreshUsers:
+  // the model moved under records that went out; kRepublishUsers: records of the untrained
+  // model after a cold start, held against users_published_through until delivered (a crash
+  // before then publishes them again at the restart).
+  enum UsersRequest : int { kNoUsersRequest = 0, kRefreshUsers = 1, kRepublishUsers = 2 };
+  std::atomic<int> users_request{kNoUsersRequest};
+  // The learner thread's: the step that completes a cold start's pass over the state's history
+  // (0: none due); replay-only steps since every user last went out, and when that was.
   int64_t republish_users_at_step = 0;
-  int64_t steps_since_users_marked = 0;
-  bool republish_users_now = false;
+  int64_t replay_steps_since_users = 0;
+  std::optional<SteadyClock::time_point> users_refreshed_at;
   std::unique_ptr<FanoutSink> sink;
   std::unique_ptr<ingest::Ingestor> ingestor;
 
@@ -716,29 +723,39 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
-  // On the learner's thread: every user again when the model has moved under their records
-  // (republish_users_now). The scan of the sessions happens between steps; a failure to read
-  // them is counted and logged, and the records stay as they are.
-  void MaybeRepublishUsers() {
-    if (!republish_users_now) return;
-    republish_users_now = false;
-    if (Status s = MarkAllUsers("the model has trained since their records went out"); !s.ok()) {
+  // On the user thread, at a flush: what the learner asked for (users_request). A failure to
+  // read the sessions is counted and logged; the records stay as they are.
+  void TakeUsersRequest() {
+    const int request = users_request.exchange(kNoUsersRequest);
+    if (request == kNoUsersRequest) return;
+    const bool republish = request == kRepublishUsers;
+    if (Status s = MarkAllUsers(republish ? "the new model has trained over the state's history"
+                                          : "the learner is idle after training on replay alone",
+                                republish ? MarkAll::kRepublish : MarkAll::kRefresh);
+        !s.ok()) {
       m->publish_errors.Increment();
       GSAU_LOG_WARN("pipeline: users not published again: {}", s.ToString());
     }
   }
 
+  // How MarkAllUsers marks. kStartUp (before ingest runs): each record stands for the clicks of
+  // every batch so far (users_published_through stays below them until they are delivered) and
+  // the batches' users count as handed out. kRepublish (while ingest runs): the same hold, but
+  // no batch is claimed as handed out (ingest may not have marked the newest applied batch's
+  // users yet). kRefresh: neither holds nor claims anything: the records carry no click.
+  enum class MarkAll { kStartUp, kRepublish, kRefresh };
+
   // Every user of the state, due for publishing (`why` goes to the log).
-  Status MarkAllUsers(const std::string& why) {
+  Status MarkAllUsers(const std::string& why, MarkAll how = MarkAll::kStartUp) {
     const uint64_t seq = store->BatchSeq();
     size_t n = 0;
     auto counts = store->ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
       if (entries.empty()) return;
-      dirty.Mark(u, entries.back().ts_ms, 1, seq);
+      const uint64_t first = how == MarkAll::kRefresh ? seq + 1 : 1;
+      dirty.Mark(u, entries.back().ts_ms, first, how == MarkAll::kStartUp ? seq : 0);
       ++n;
     });
     if (!counts.ok()) return counts.status();
-    steps_since_users_marked = 0;
     GSAU_LOG_INFO("pipeline: all {} users are published again ({})", n, why);
     return Status::Ok();
   }
@@ -811,12 +828,16 @@ struct Pipeline::Impl {
   }
 
   // The newest checkpoint whose model loads into `learner` (the rollback's target when there is
-  // one), or an empty path when there is none. One that cannot be read (a model.pt cut short by
-  // a power loss after its rename, bit rot) is passed over for the one before it, saying so: the
-  // start then catches up from the older one's batch as from any checkpoint. One written for
-  // another model shape is not passed over: that is the configuration's mistake, and an older
-  // checkpoint would hide it. With none readable, the newest's error.
-  Result<fs::path> LoadNewestCheckpoint(learner::OnlineWatermark* wm) {
+  // one), or an empty path when there is none. One whose model.pt is not a readable checkpoint
+  // (Corruption: cut short by a power loss after its rename, bit rot) is renamed aside
+  // (<name>.unreadable, kept for a look) and passed over for the one before it, logged and
+  // counted in the learner's checkpoint errors; the start then catches up from the older one's
+  // batch as from any checkpoint. Any other failure is not passed over: another model shape is
+  // the configuration's mistake, out of memory this process's, and an older checkpoint would
+  // hide either. With none readable, the newest's error. *skipped_batch: the newest passed
+  // over's state batch (0: none), which the state must still reach.
+  Result<fs::path> LoadNewestCheckpoint(learner::OnlineWatermark* wm, uint64_t* skipped_batch) {
+    *skipped_batch = 0;
     if (!opt.rollback_from.empty()) {
       GSAU_ASSIGN_OR_RETURN(*wm, learner->Load((fs::path(opt.rollback_from) / "model.pt").string()));
       return fs::path(opt.rollback_from);
@@ -829,11 +850,22 @@ struct Pipeline::Impl {
         *wm = *loaded;
         return fs::path(*it);
       }
-      if (loaded.status().code() == StatusCode::kInvalidArgument) return loaded.status();
-      if (newest_error.ok()) newest_error = loaded.status();
-      GSAU_LOG_ERROR("pipeline: checkpoint {} cannot be read ({}); {}", *it, loaded.status().ToString(),
-                     std::next(it) != all.rend() ? "trying the one before it" : "no older one is left");
-      // A load that failed part-way may have replaced part of the learner: a fresh one.
+      if (loaded.status().code() != StatusCode::kCorruption) return loaded.status();
+      if (newest_error.ok()) {
+        newest_error = loaded.status();
+        const std::string name = fs::path(*it).filename().string();
+        *skipped_batch = std::strtoull(name.c_str() + 5, nullptr, 10);  // ckpt-<digits>
+      }
+      m->checkpoint_errors.Increment();
+      const std::string aside = *it + ".unreadable";
+      std::error_code ec;
+      fs::rename(*it, aside, ec);
+      GSAU_LOG_ERROR("pipeline: checkpoint {} cannot be read ({}); {}; {}", *it, loaded.status().ToString(),
+                     ec ? "left in place (renaming it failed: " + ec.message() + ")" : "renamed to " + aside,
+                     std::next(it) != all.rend() ? "loading the one before it" : "no older one is left");
+      // A load that failed part-way may have replaced part of the learner: a fresh one (the old
+      // one gone first: two models at once may not fit).
+      learner.reset();
       GSAU_ASSIGN_OR_RETURN(learner, learner::OnlineLearner::Create(opt.learner));
     }
     if (!newest_error.ok()) return newest_error;
@@ -843,7 +875,16 @@ struct Pipeline::Impl {
   Status StartLearner() {
     GSAU_ASSIGN_OR_RETURN(learner, learner::OnlineLearner::Create(opt.learner));
     learner::OnlineWatermark wm;
-    GSAU_ASSIGN_OR_RETURN(const fs::path ckpt, LoadNewestCheckpoint(&wm));
+    uint64_t skipped_batch = 0;
+    GSAU_ASSIGN_OR_RETURN(const fs::path ckpt, LoadNewestCheckpoint(&wm, &skipped_batch));
+    if (store->BatchSeq() < skipped_batch) {
+      // The checkpoint passed over had seen more of the state than the state now holds: the
+      // state lost batches (the power loss that cut the model short, with state.sync off).
+      return Status::Corruption("the state at " + opt.state.path + " is at batch " +
+                                std::to_string(store->BatchSeq()) + ", behind the unreadable checkpoint of batch " +
+                                std::to_string(skipped_batch) + " passed over: restore a pair with --rollback, or "
+                                "start afresh with an empty learner.checkpoint_dir");
+    }
     if (!ckpt.empty()) {
       watermark = wm.state_batch_seq;
       checkpointed_batch = watermark;
@@ -1293,7 +1334,15 @@ struct Pipeline::Impl {
                         opt.idle_train_s);
           // Replay alone moved the model (its item records went out) while users' records,
           // refreshed by clicks, stayed: the model stops here, so every user goes out again.
-          republish_users_now = steps_since_users_marked > 0;
+          // At most once an hour (a click every few minutes would otherwise republish every user
+          // after each idle_train_s of replay).
+          const bool hour = !users_refreshed_at || SecondsSince(*users_refreshed_at) >= 3600;
+          if (opt.idle_train_s > 0 && replay_steps_since_users > 0 && hour) {
+            int none = kNoUsersRequest;  // a pending republish stays what it is
+            users_request.compare_exchange_strong(none, kRefreshUsers);
+            replay_steps_since_users = 0;
+            users_refreshed_at = SteadyClock::now();
+          }
         } else {
           GSAU_LOG_INFO("pipeline: fresh clicks; the learner trains again");
         }
@@ -1329,7 +1378,6 @@ struct Pipeline::Impl {
       }
       m->queued.Set(static_cast<double>(queue.queued_events()));
       can_train = trainable(learner->Stats()) && SteadyClock::now() >= retry_after;
-      MaybeRepublishUsers();
       Result<learner::OnlineStepResult> stepped = learner::OnlineStepResult{};
       if (can_train) stepped = learner->Step();
       if (!stepped.ok()) {
@@ -1337,10 +1385,10 @@ struct Pipeline::Impl {
       } else if (const auto& r = *stepped; r.trained) {
         failed_steps = 0;
         if (!r.serving_error.empty()) ServingFailed(r.serving_error);
-        ++steps_since_users_marked;
+        if (r.fresh == 0) ++replay_steps_since_users;
         if (republish_users_at_step > 0 && learner->Stats().steps >= republish_users_at_step) {
           republish_users_at_step = 0;
-          republish_users_now = true;
+          users_request = kRepublishUsers;
         }
         m->steps.Increment();
         m->fresh.Increment(static_cast<double>(r.fresh));
@@ -1448,6 +1496,7 @@ struct Pipeline::Impl {
   // Users embedded by one forward pass: a restart can make every user of the state due at once,
   // and one pass over all of them would need memory in proportion (tens of GB at a million).
   static constexpr size_t kUsersPerForward = 1024;
+  static constexpr size_t kMarkedUsersPerFlush = 8 * kUsersPerForward;
 
   // Publishes the due users the serving snapshot can embed, kUsersPerForward at a time, until
   // `stop` (then at most one more group); the others, and on failure those not yet published,
@@ -1456,7 +1505,19 @@ struct Pipeline::Impl {
     if (due.empty()) return Status::Ok();
     const auto serving = learner->Serving();
     const int64_t now_ns = clock->MonotonicNs();
-    std::vector<std::pair<state::UserId, DueUser>> candidates(due.begin(), due.end());
+    // Those who clicked first; users marked again without a click (start-up, a refresh: up to
+    // every user of the state) after them, at most kMarkedUsersPerFlush a flush, so that a
+    // republish of millions does not hold fresh records back (the rest stay due).
+    std::vector<std::pair<state::UserId, DueUser>> candidates;
+    for (const auto& e : due) {
+      if (e.second.clicked) candidates.push_back(e);
+    }
+    size_t marked = 0;
+    for (const auto& e : due) {
+      if (e.second.clicked) continue;
+      if (marked++ == kMarkedUsersPerFlush) break;
+      candidates.push_back(e);
+    }
     std::vector<state::UserId> users;
     std::vector<std::vector<uint32_t>> sessions_now;
     std::vector<DueUser> marks;
@@ -1569,6 +1630,7 @@ struct Pipeline::Impl {
           if (marks.size() > kMaxMarks) marks.pop_front();
         }
       }
+      TakeUsersRequest();
       uint64_t through = 0;
       for (auto& [u, d] : dirty.Take(&through)) {
         auto [it, inserted] = due.emplace(u, d);

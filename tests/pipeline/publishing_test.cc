@@ -86,6 +86,27 @@ Status RunStoppedAtOnce(const PipelineOptions& o, prometheus::Registry* registry
   return s;
 }
 
+// A pipeline running on its own thread; Stop() (or the destructor, however the test ends: a
+// failed ASSERT returns early) stops and joins it.
+class RunningPipeline {
+ public:
+  explicit RunningPipeline(Pipeline& p) : thread_([this, &p] { result_ = p.Run(stop_); }) {}
+  ~RunningPipeline() { Stop().IgnoreError(); }
+  RunningPipeline(const RunningPipeline&) = delete;
+  RunningPipeline& operator=(const RunningPipeline&) = delete;
+  // Run's result.
+  Status Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  Status result_;
+  std::thread thread_;  // last: it starts once the others exist
+};
+
 // gsau_errors_total{stage="publisher",kind=`kind`}; -1 when the series does not exist.
 double PublisherErrors(prometheus::Registry& registry, const std::string& kind) {
   for (const auto& f : registry.Collect()) {
@@ -120,18 +141,7 @@ TEST(PipelinePublishingTest, UsersOfNewItemsArePublishedWithoutAStep) {
   prometheus::Registry registry;
   auto p = Pipeline::Create(o, &registry);
   ASSERT_TRUE(p.ok()) << p.status();
-  std::atomic<bool> stop{false};
-  Status result;
-  std::thread runner([&] { result = (*p)->Run(stop); });
-  // Stops and joins the pipeline however the test ends (a failed ASSERT returns early).
-  struct Joiner {
-    std::atomic<bool>& stop;
-    std::thread& thread;
-    ~Joiner() {
-      stop = true;
-      if (thread.joinable()) thread.join();
-    }
-  } joiner{stop, runner};
+  RunningPipeline running(**p);
   {
     auto producer = kafka::Producer::Create(o.ingest.kafka, {});
     ASSERT_TRUE(producer.ok()) << producer.status();
@@ -144,8 +154,7 @@ TEST(PipelinePublishingTest, UsersOfNewItemsArePublishedWithoutAStep) {
   }
   const auto got = ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 1, 30000);
   const double steps = CounterValue(registry, "gsau_learner_steps_total");
-  stop = true;
-  runner.join();
+  const Status result = running.Stop();
   EXPECT_TRUE(result.ok()) << result;
   ASSERT_FALSE(got.empty()) << "no user record while the pipeline ran";
   EXPECT_EQ(got[0].key, "u1");
@@ -170,17 +179,7 @@ TEST(PipelinePublishingTest, UsersGoOutAgainOnceAColdStartedModelHasTrained) {
   prometheus::Registry registry;
   auto p = Pipeline::Create(o, &registry);
   ASSERT_TRUE(p.ok()) << p.status();
-  std::atomic<bool> stop{false};
-  Status result;
-  std::thread runner([&] { result = (*p)->Run(stop); });
-  struct Joiner {
-    std::atomic<bool>& stop;
-    std::thread& thread;
-    ~Joiner() {
-      stop = true;
-      if (thread.joinable()) thread.join();
-    }
-  } joiner{stop, runner};
+  RunningPipeline running(**p);
   auto idle = [&] {
     for (const auto& f : registry.Collect()) {
       if (f.name == "gsau_learner_idle" && !f.metric.empty()) return f.metric[0].gauge.value == 1;
@@ -191,8 +190,7 @@ TEST(PipelinePublishingTest, UsersGoOutAgainOnceAColdStartedModelHasTrained) {
   while (!idle() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_TRUE(idle()) << "the learner never went idle";
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a user flush or more
-  stop = true;
-  runner.join();
+  const Status result = running.Stop();
   EXPECT_TRUE(result.ok()) << result;
   EXPECT_GT((*p)->status().steps, 0);
   std::map<std::string, std::vector<std::string>> records;
@@ -234,13 +232,66 @@ TEST(PipelinePublishingTest, AnUnreadableNewestCheckpointIsPassedOverForTheOneBe
   const Status s = RunStoppedAtOnce(o, &r3, &status);
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(status.items, 3) << "the older model, caught up with the state's last batch";
-  EXPECT_GT(std::filesystem::file_size(newest), 100u) << "the stop's checkpoint replaces the unreadable one";
+  EXPECT_GT(std::filesystem::file_size(newest), 100u) << "the stop's checkpoint takes the unreadable one's place";
+  EXPECT_EQ(std::filesystem::file_size(listed.back() + ".unreadable/model.pt"), 100u) << "kept aside for a look";
+  double errors = -1;
+  for (const auto& f : r3.Collect()) {
+    if (f.name != "gsau_errors_total") continue;
+    for (const auto& m : f.metric) {
+      std::map<std::string, std::string> l;
+      for (const auto& x : m.label) l[x.name] = x.value;
+      if (l["stage"] == "learner" && l["kind"] == "checkpoint") errors = m.counter.value;
+    }
+  }
+  EXPECT_EQ(errors, 1);
   // Another model shape is the configuration's mistake: not passed over.
   auto other = o;
   other.learner.dim = 8;
   prometheus::Registry r4;
   const Status shape = RunStoppedAtOnce(other, &r4, &status);
   EXPECT_EQ(shape.code(), StatusCode::kInvalidArgument) << shape;
+}
+
+// Users go out again when the learner goes idle only after it trained on replay alone: with
+// learner.idle_train_s 0 (never on replay alone) it goes idle after every fresh step, and every
+// user of the state went out again each time. A user of the state who does not click gets no
+// record while another one clicks.
+TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  o.user_flush_ms = 50;
+  o.idle_train_s = 0;
+  WriteState(o, {{"old", "i1"}, {"old", "i2"}});
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  PipelineStatus status;
+  prometheus::Registry first;
+  ASSERT_TRUE(RunStoppedAtOnce(o, &first, &status).ok());  // a checkpoint: the next start is no cold one
+  o.publisher.user_topic = UniqueTopic("users-second");
+  prometheus::Registry registry;
+  auto p = Pipeline::Create(o, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  RunningPipeline running(**p);
+  auto producer = kafka::Producer::Create(o.ingest.kafka, {});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  const int64_t steps_before = (*p)->status().steps;
+  for (int k = 0; k < 3; ++k) {
+    const std::string value = R"({"user_id": "new", "item_id": "i)" + std::to_string(k % 2 + 1) +
+                              R"(", "ts": )" + std::to_string(1'700'000'100'000 + k) + "}";
+    ASSERT_TRUE((*producer)->Produce(o.ingest.topic, "new", value).ok());
+    ASSERT_TRUE((*producer)->Flush(20000).ok());
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while ((*p)->status().steps <= steps_before + k && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_GT((*p)->status().steps, steps_before + k) << "a step on click " << k;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // flushes after the step
+  }
+  const Status result = running.Stop();
+  EXPECT_TRUE(result.ok()) << result;
+  std::map<std::string, int> records;
+  for (const auto& r : ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, -1)) ++records[r.key];
+  EXPECT_EQ(records.count("old"), 0u) << "a user who did not click went out again";
+  EXPECT_GE(records["new"], 1);
 }
 
 // The popularity baseline ranks the same clicks as the model, on the same footing: a click on an
@@ -256,17 +307,7 @@ TEST(PipelinePublishingTest, ClicksOnItemsTheLearnerDoesNotKnowAreMissesForTheBa
   prometheus::Registry registry;
   auto p = Pipeline::Create(o, &registry);
   ASSERT_TRUE(p.ok()) << p.status();
-  std::atomic<bool> stop{false};
-  Status result;
-  std::thread runner([&] { result = (*p)->Run(stop); });
-  struct Joiner {
-    std::atomic<bool>& stop;
-    std::thread& thread;
-    ~Joiner() {
-      stop = true;
-      if (thread.joinable()) thread.join();
-    }
-  } joiner{stop, runner};
+  RunningPipeline running(**p);
   auto producer = kafka::Producer::Create(o.ingest.kafka, {});
   ASSERT_TRUE(producer.ok()) << producer.status();
   int item = 0;
@@ -284,8 +325,7 @@ TEST(PipelinePublishingTest, ClicksOnItemsTheLearnerDoesNotKnowAreMissesForTheBa
     }
     ASSERT_EQ((*p)->status().items, item) << "wave " << wave;
   }
-  stop = true;
-  runner.join();
+  const Status result = running.Stop();
   EXPECT_TRUE(result.ok()) << result;
   const auto s = (*p)->status();
   EXPECT_GT(s.prequential_count, 0) << "no click was ranked: the test shows nothing";
