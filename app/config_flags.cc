@@ -24,10 +24,11 @@ Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags&
   }
   in.overrides = flags.sets;
   in.env = config::Environment();
-  // Only the commands that create and write the state, checkpoint and CSV paths check them: a
-  // file named like the default state directory stopped `gsau replay`, which never opens it
-  // (demo and inspect put their own --dir in their place).
-  in.check_directories = command == "run" || command == "ingest";
+  // Only the commands that create and write the state, checkpoint and CSV paths check them, each
+  // those it writes: a file named like the default state directory stopped `gsau replay`, which
+  // never opens it (demo and inspect put their own --dir in their place).
+  using Checks = config::LoadInput::DirectoryChecks;
+  in.directory_checks = command == "run" ? Checks::kAll : command == "ingest" ? Checks::kState : Checks::kNone;
   auto cfg = config::Load(in);
   if (!cfg.ok()) {
     std::cerr << "gsau " << command << ": configuration error: " << cfg.status().message() << "\n";

@@ -290,8 +290,9 @@ const std::vector<Field>& Table() {
                "Checkpoints kept on disk (older ones are deleted).", 1, 1000),
       IntField("learner.idle_train_s", &C::learner, &LearnerSection::idle_train_s, "s",
                "Without fresh clicks the learner trains on replay alone for this long after the last one, then "
-               "waits for clicks (gsau_learner_idle 1: no steps, no item records, no core busy); 0 = never on "
-               "replay alone.",
+               "waits for clicks (gsau_learner_idle 1: no steps, no item records, no core busy); as it stops, "
+               "every user's record goes out again from the model replay moved (at most once an hour); 0 = "
+               "never on replay alone.",
                0, 31536000),
       IntField("learner.max_failed_steps", &C::learner, &LearnerSection::max_failed_steps, "steps",
                "Training steps that may fail in a row (a loss that is not finite, out of memory) before the "
@@ -382,7 +383,7 @@ std::string EnvName(const std::string& key) {
 }
 
 // Validate, naming where a field's bad value came from when `origins` knows.
-Status ValidateFrom(const Config& c, const Origins* origins, bool check_directories);
+Status ValidateFrom(const Config& c, const Origins* origins, LoadInput::DirectoryChecks checks);
 
 Status FlattenYaml(const YAML::Node& node, const std::string& prefix, Config& c, const std::string& file,
                    Origins* origins) {
@@ -496,7 +497,7 @@ Result<Config> Load(const LoadInput& input) {
     GSAU_RETURN_IF_ERROR(SetKey(c, o.substr(0, eq), o.substr(eq + 1), "--set", &origins));
   }
   for (const auto& f : input.flags) GSAU_RETURN_IF_ERROR(SetKey(c, f.key, f.value, f.flag, &origins));
-  GSAU_RETURN_IF_ERROR(ValidateFrom(c, &origins, input.check_directories));
+  GSAU_RETURN_IF_ERROR(ValidateFrom(c, &origins, input.directory_checks));
   return c;
 }
 
@@ -615,7 +616,8 @@ std::string NotADirectory(const std::string& path) {
   }
 }
 
-Status ValidateFrom(const Config& c, const Origins* origins, bool check_directories) {
+Status ValidateFrom(const Config& c, const Origins* origins, LoadInput::DirectoryChecks checks) {
+  using Checks = LoadInput::DirectoryChecks;
   // "<key> (<where its value came from>): <problem>", the origin when it is known.
   const auto invalid = [origins](const std::string& key, const std::string& problem) {
     std::string from;
@@ -680,12 +682,12 @@ Status ValidateFrom(const Config& c, const Origins* origins, bool check_director
   }
   for (const auto& [key, dir] : {std::pair<const char*, const std::string*>{"state.path", &c.state.path},
                                  {"learner.checkpoint_dir", &c.learner.checkpoint_dir}}) {
-    if (dir->empty() || !check_directories) continue;
+    if (dir->empty() || checks == Checks::kNone || (checks == Checks::kState && dir != &c.state.path)) continue;
     if (const std::string why = NotADirectory(*dir); !why.empty()) {
       return invalid(key, "must be a directory (created when missing): " + why);
     }
   }
-  if (!c.learner.prequential_csv.empty() && check_directories) {
+  if (!c.learner.prequential_csv.empty() && checks == Checks::kAll) {
     std::error_code ec;
     if (fs::is_directory(c.learner.prequential_csv, ec)) {
       return invalid("learner.prequential_csv",
@@ -723,25 +725,10 @@ Status ValidateFrom(const Config& c, const Origins* origins, bool check_director
       }
     }
   }
-  // The consumer's settings that exactly once rests on, or that have a field of their own: ingest
-  // applies kafka.properties after its own, so one of these changed the consumer without a word
-  // (auto.offset.reset=latest would skip a partition's records wherever its position reset).
-  static const std::pair<const char*, const char*> kConsumerOwned[] = {
-      {"group.id", "set ingest.group_id"},
-      {"group.instance.id", "set ingest.group_instance_id"},
-      {"session.timeout.ms", "set ingest.session_timeout_ms"},
-      {"enable.auto.commit", "ingest commits offsets itself, once a batch is in the state"},
-      {"auto.commit.enable", "ingest commits offsets itself, once a batch is in the state"},
-      {"enable.auto.offset.store", "ingest stores offsets itself, once a batch is in the state"},
-      {"auto.offset.reset", "ingest starts each partition at the state's offset and checks the log's ends itself"},
-      {"enable.partition.eof", "ingest reads partitions without end-of-partition events"},
-  };
   for (const auto& [name, value] : c.kafka.properties) {
-    for (const auto& [owned, why] : kConsumerOwned) {
-      if (name == owned) {
-        return invalid(std::string(kPropertiesKey) + "." + name,
-                       std::string("is set by gsau's consumer and cannot be changed here: ") + why);
-      }
+    if (const auto why = ingest::ConsumerOwnedProperty(name); !why.empty()) {
+      return invalid(std::string(kPropertiesKey) + "." + name,
+                     "is set by gsau's consumer and cannot be changed here: " + std::string(why));
     }
   }
   if (!c.kafka.bootstrap_servers.empty() || !c.kafka.properties.empty()) {
@@ -772,7 +759,7 @@ Status ValidateFrom(const Config& c, const Origins* origins, bool check_director
 
 }  // namespace
 
-Status Validate(const Config& c) { return ValidateFrom(c, nullptr, /*check_directories=*/true); }
+Status Validate(const Config& c) { return ValidateFrom(c, nullptr, LoadInput::DirectoryChecks::kAll); }
 
 std::string Config::Redacted() const {
   std::string out;
@@ -791,7 +778,8 @@ std::vector<FieldDoc> Fields() {
                  "librdkafka properties passed verbatim to every client (security.protocol, sasl.*, ssl.*, "
                  "...); env GSAU_KAFKA_PROPERTY_<NAME>. Secret values are never logged. The consumer's own "
                  "group.id, group.instance.id, session.timeout.ms, enable.auto.commit, enable.auto.offset.store, "
-                 "auto.offset.reset and enable.partition.eof are refused (exactly once rests on them)."});
+                 "auto.offset.reset, enable.partition.eof and isolation.level are refused (exactly once rests on "
+                 "them)."});
   return out;
 }
 

@@ -23,6 +23,25 @@
 #include "gsau/metrics/metrics.h"
 
 namespace gsau::ingest {
+
+std::string_view ConsumerOwnedProperty(std::string_view name) {
+  static constexpr std::pair<std::string_view, std::string_view> kOwned[] = {
+      {"group.id", "set ingest.group_id"},
+      {"group.instance.id", "set ingest.group_instance_id"},
+      {"session.timeout.ms", "set ingest.session_timeout_ms"},
+      {"enable.auto.commit", "ingest commits offsets itself, once a batch is in the state"},
+      {"auto.commit.enable", "ingest commits offsets itself, once a batch is in the state"},
+      {"enable.auto.offset.store", "ingest stores offsets itself, once a batch is in the state"},
+      {"auto.offset.reset", "ingest starts each partition at the state's offset and checks the log's ends itself"},
+      {"enable.partition.eof", "ingest reads partitions without end-of-partition events"},
+      {"isolation.level", "ingest reads committed records only (an aborted transaction's would be applied)"},
+  };
+  for (const auto& [owned, why] : kOwned) {
+    if (name == owned) return why;
+  }
+  return {};
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -280,6 +299,11 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         if (next) stored_offsets[key] = *next;
         tp->set_offset(next ? *next : RdKafka::Topic::OFFSET_BEGINNING);
         guard_.Assign(key, next ? *next : -1);
+        if (next) {
+          unread_.erase(key);
+        } else {
+          unread_.insert(key);
+        }
         assigned_.insert(key);
         known_high_.erase(key);  // a topic recreated meanwhile starts low
         list += " " + std::to_string(tp->partition()) + "@" + (next ? std::to_string(*next) : "start") +
@@ -401,7 +425,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       const int64_t stored = stored_offsets.at(tp);
       const std::string where = tp.topic + "/" + std::to_string(tp.partition);
       if (stored > high) {
-        StopAsCutShort(tp, high, stored);
+        StopAsCutShort(tp, high, stored, "at its assignment");
       } else if (stored < low) {
         metrics_.err_consume.Increment();
         GSAU_LOG_ERROR("ingest: partition {}: records {}..{} were deleted by the topic's retention before this state "
@@ -412,38 +436,53 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   }
 
   // The partition's log ends at `high`, below `consumed` (the offset this state has read it
-  // to): ingest stops, saying why (the first such error wins).
-  void StopAsCutShort(const TopicPartition& tp, int64_t high, int64_t consumed) {
+  // to), found `when` (at its assignment, or while reading it): ingest stops, saying why (the
+  // first such error wins).
+  void StopAsCutShort(const TopicPartition& tp, int64_t high, int64_t consumed, const char* when) {
     if (!fatal_.ok()) return;
     metrics_.err_consume.Increment();
     fatal_ = Status::Corruption(
         "partition " + tp.topic + "/" + std::to_string(tp.partition) + " ends at offset " + std::to_string(high) +
-        " but the state has consumed it up to " + std::to_string(consumed) +
-        ": the topic was deleted and created again, its log was cut short (an unclean leader election), or this is "
+        " but the state has consumed it up to " + std::to_string(consumed) + " (found " + when +
+        "): the topic was deleted and created again, its log was cut short (an unclean leader election), or this is "
         "another cluster. Point kafka.bootstrap_servers at the cluster this state came from; to read the partition "
         "again, restore an older checkpoint (gsau run --rollback) or start from an empty state.path");
     GSAU_LOG_ERROR("ingest: {}", fatal_.message());
   }
 
-  // A record below the partition's next offset came, or the client's cached end of its log lies
+  // A record below a partition's next offset came, or the client's cached end of its log lies
   // below it: a fetch restarted from a stale position (librdkafka #4686: harmless, skipped), or
   // the client reset its position to the log's start because the log no longer reaches that far
   // (the topic created again, its log cut short while this process read it: auto.offset.reset
   // does that without an error, and the new log's records would all be skipped as read before).
-  // The brokers' answer for the log's end tells which. Asked at most every kRecheckAfter per
-  // partition, every kRetryAfter while they give none (metadata is stale just after a topic is
-  // created again); ListOffsets takes up to 1.5 s of Run()'s thread.
-  void CheckLogStillReaches(const TopicPartition& tp) {
+  // The brokers' answer for the log's end tells which (`known`: answers already had, not asked
+  // again). Each partition is asked at most every kRecheckAfter, every kRetryAfter while the
+  // brokers give none (metadata is stale just after a topic is created again); all in one
+  // ListOffsets of up to 1.5 s on Run()'s thread. (A new log that has already grown past the
+  // state's offset when asked cannot be told from the old one: its records below it are skipped
+  // as read before.)
+  void CheckLogStillReaches(const std::vector<TopicPartition>& suspects,
+                            const std::map<TopicPartition, std::pair<int64_t, int64_t>>& known = {}) {
     static constexpr auto kRecheckAfter = std::chrono::seconds(10);
     static constexpr auto kRetryAfter = std::chrono::seconds(1);
+    if (!fatal_.ok()) return;
     const auto now = Clock::now();
-    auto [due, first_time] = log_recheck_due_.try_emplace(tp, now);
-    if (!first_time && now < due->second) return;
-    const int64_t next = guard_.Next(tp);
-    const auto ends = LogEnds(consumer_.get(), {tp}, 1000);
-    const auto it = ends.find(tp);
-    due->second = Clock::now() + (it == ends.end() ? kRetryAfter : kRecheckAfter);
-    if (it != ends.end() && it->second.second < next) StopAsCutShort(tp, it->second.second, next);
+    std::vector<TopicPartition> ask;
+    for (const auto& tp : suspects) {
+      auto [due, first_time] = log_recheck_due_.try_emplace(tp, now);
+      if ((first_time || now >= due->second) && known.count(tp) == 0) ask.push_back(tp);
+      if (first_time || now >= due->second) due->second = now + kRetryAfter;  // until an answer says more
+    }
+    auto ends = ask.empty() ? std::map<TopicPartition, std::pair<int64_t, int64_t>>{}
+                            : LogEnds(consumer_.get(), ask, 1000);
+    ends.insert(known.begin(), known.end());
+    for (const auto& tp : suspects) {
+      const auto it = ends.find(tp);
+      if (it == ends.end()) continue;
+      log_recheck_due_[tp] = Clock::now() + kRecheckAfter;
+      const int64_t next = guard_.Next(tp);
+      if (it->second.second < next) StopAsCutShort(tp, it->second.second, next, "while reading it");
+    }
   }
 
   Status CreateClients() {
@@ -472,6 +511,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       return Status::InvalidArgument("group.instance.id: " + err);
     }
     for (const auto& [k, v] : options_.kafka.properties) {
+      if (const auto why = ConsumerOwnedProperty(k); !why.empty()) {
+        return Status::InvalidArgument("kafka property " + k + " is set by gsau's consumer: " + std::string(why));
+      }
       if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
         return Status::InvalidArgument("kafka property " + k + ": " + err);
       }
@@ -631,7 +673,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         GSAU_LOG_WARN("ingest: {} record(s) delivered again below the next offset (last {}/{} @{}); skipped", n,
                       tp.topic, tp.partition, msg.offset());
       }
-      CheckLogStillReaches(tp);
+      CheckLogStillReaches({tp});
       return;
     }
     if (pending_records_ == 0) {
@@ -673,9 +715,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       return false;
     }
     guard_.Sought(tp, offset);
-    GSAU_LOG_INFO("ingest: partition {}/{} started at offset {}, above the state's {}: sought back to it (a gap in "
-                  "the log is then taken as one)",
-                  tp.topic, tp.partition, offset, next);
+    GSAU_LOG_INFO("ingest: partition {}/{} started at offset {}, above the state's {}{}: sought back to it (a gap "
+                  "in the log is then taken as one)",
+                  tp.topic, tp.partition, offset, next,
+                  unread_.count(tp) != 0 ? " (the state has not read this partition: from its start)" : "");
     return true;
   }
 
@@ -972,6 +1015,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     // at their last known end: the lag read 0 through the outage, as nothing was consumed.
     std::vector<TopicPartition> counted(assigned_.begin(), assigned_.end());
     counted.insert(counted.end(), lost_.begin(), lost_.end());
+    std::vector<TopicPartition> cut_short;  // an end below what was read: the log cut short or created again
     for (const auto& tp : counted) {
       int64_t low = 0, high = -1;
       if (query) {
@@ -979,8 +1023,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       } else if (consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high) != RdKafka::ERR_NO_ERROR) {
         high = -1;
       }
-      // An end below what was read from the partition: its log was cut short or created again.
-      if (high >= 0 && assigned_.count(tp) != 0 && high < guard_.Next(tp)) CheckLogStillReaches(tp);
+      if (high >= 0 && assigned_.count(tp) != 0 && high < guard_.Next(tp)) cut_short.push_back(tp);
       const auto known = known_high_.find(tp);
       if (known != known_high_.end()) high = std::max(high, known->second);
       if (high < 0) continue;
@@ -990,12 +1033,16 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       lag += std::max<int64_t>(0, high - (next ? *next : std::max<int64_t>(low, 0)));
     }
     metrics_.lag.Set(static_cast<double>(lag));
+    if (!cut_short.empty()) CheckLogStillReaches(cut_short, asked);
   }
 
   // Until the group's first assignment (after a kill -9, the dead member's session timeout: the
   // gauge read 0 for those seconds, as the backlog it is there to show grew), the partitions
   // this state has read count as lost ones: at their log's end, asked once here, against the
   // state's offsets. The first assignment replaces them with what the group gives this process.
+  // (In a group of several processes each state has read only its own partitions, but one that
+  // moved here from another member earlier counts too until then: a high reading for at most
+  // the session timeout beats a 0 while a backlog grows.)
   void SeedLagFromState() {
     std::vector<TopicPartition> read;
     for (const auto& p : store_->Offsets()) {
@@ -1072,6 +1119,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
 
   std::set<TopicPartition> assigned_;
+  std::set<TopicPartition> unread_;  // assigned without an offset in the state (checked from 0)
   std::set<TopicPartition> lost_;  // lost with the session, until the next assignment (UpdateLag)
   std::map<TopicPartition, Clock::time_point> log_recheck_due_;  // CheckLogStillReaches' next query
   std::map<TopicPartition, int64_t> known_high_;  // the newest end UpdateLag had of each partition

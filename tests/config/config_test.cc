@@ -359,9 +359,13 @@ TEST(ConfigTest, AFileWhereADirectoryBelongsIsNamedByItsField) {
   for (const auto& [sets, message] : cases) {
     LoadInput in;
     in.overrides = sets;
-    in.check_directories = false;
+    in.directory_checks = LoadInput::DirectoryChecks::kNone;
     auto c = Load(in);
     EXPECT_TRUE(c.ok()) << sets[0] << ": " << c.status();
+    // gsau ingest writes the state only: the learner's paths are not held against it.
+    in.directory_checks = LoadInput::DirectoryChecks::kState;
+    c = Load(in);
+    EXPECT_EQ(c.ok(), sets[0].rfind("state.path", 0) != 0) << sets[0] << ": " << c.status();
   }
 }
 

@@ -123,10 +123,12 @@ struct LoadInput {
   std::vector<std::string> overrides;                       // "key=value", from --set
   std::vector<std::pair<std::string, std::string>> env;     // the environment; see Environment()
   std::vector<FlagValue> flags;                             // over all of the above
-  // Whether state.path, learner.checkpoint_dir and learner.prequential_csv's folder are checked
-  // against the file system (a file where a directory belongs). For the commands that create and
-  // write them (run, ingest); the others ignore these paths or replace them with their own.
-  bool check_directories = true;
+  // Which of the paths a command creates and writes are checked against the file system (a file
+  // where a directory belongs): kAll: state.path, learner.checkpoint_dir and
+  // learner.prequential_csv's folder (gsau run); kState: state.path (gsau ingest); kNone: the
+  // commands that ignore these paths or put their own in their place.
+  enum class DirectoryChecks { kNone, kState, kAll };
+  DirectoryChecks directory_checks = DirectoryChecks::kAll;
 };
 
 // The process environment as (name, value) pairs.

@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gsau/common/status.h"
@@ -59,6 +60,12 @@ class Registry;
 }
 
 namespace gsau::ingest {
+
+// Why librdkafka property `name` may not be set through kafka.properties (the consumer sets it
+// itself: exactly once rests on it, or an IngestOptions field sets it); empty when it may.
+// Applied after the consumer's own settings, such a property changed the consumer without a word
+// (auto.offset.reset=latest skipped records wherever a position reset).
+std::string_view ConsumerOwnedProperty(std::string_view name);
 
 struct IngestOptions {
   kafka::KafkaOptions kafka;
