@@ -131,6 +131,10 @@ int RunDemo(const DemoFlags& f) {
   // holds anything else (a home directory named by mistake) is refused, and so is one without
   // the demo's marker: `gsau run`'s data directory (gsau-data/) holds the same three names, and
   // a demo pointed at it deleted a pipeline's state and checkpoints.
+  if (stop_at.flag()) {  // while a large --data file was read: nothing replaced
+    std::cout << "stopped before the demo started\n";
+    return kExitOk;
+  }
   std::error_code ec;
   if (fs::exists(f.dir, ec) && !fs::is_directory(f.dir, ec)) {
     std::cerr << "gsau demo: --dir " << f.dir << " is not a directory\n";
@@ -148,7 +152,10 @@ int RunDemo(const DemoFlags& f) {
       return kExitUsage;
     }
   }
-  if (!empty && !marked && !ec) {
+  // The default directory without a marker: a demo of a version before the marker wrote it
+  // (gsau run never writes there).
+  const bool default_dir = fs::path(f.dir).lexically_normal() == fs::path(DemoFlags{}.dir);
+  if (!empty && !marked && !ec && !default_dir) {
     std::cerr << "gsau demo: --dir " << f.dir << " holds a state or checkpoints without the demo's marker ("
               << kDemoMarker << "): it may be `gsau run`'s data, and the demo replaces its directory; name an empty "
               << "or new one (or delete this one yourself if a demo wrote it)\n";

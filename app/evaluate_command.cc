@@ -113,11 +113,16 @@ int RunEvaluate(const EvaluateFlags& f) {
     if (all.empty()) {
       std::cerr << "gsau evaluate: no checkpoint (model.pt, state/) at " << f.checkpoint << "\n";
       // gsau train's output (or one of its files) looks like a model too, and holds its own test.
-      const fs::path dir = fs::is_directory(ckpt) ? ckpt : ckpt.parent_path();
-      if (fs::exists(dir / "report.json") || fs::exists(dir / "best.pt")) {
-        std::cerr << "gsau evaluate: " << dir.string() << " is gsau train's output, whose test metrics are in "
-                  << (dir / "report.json").string() << "; evaluate reads the checkpoints of gsau run or gsau demo "
-                  << "(learner.checkpoint_dir or one ckpt-* in it)\n";
+      std::error_code ec;
+      const fs::path abs = fs::absolute(ckpt, ec);
+      const fs::path dir = fs::is_directory(abs, ec) ? abs : abs.parent_path();
+      if (fs::exists(dir / "report.json", ec) || fs::exists(dir / "best.pt", ec)) {
+        const bool reported = fs::exists(dir / "report.json", ec);
+        std::cerr << "gsau evaluate: " << dir.string() << " is gsau train's output, "
+                  << (reported ? "whose test metrics are in " + (dir / "report.json").string()
+                               : std::string("whose report.json (its test metrics) comes when the training ends"))
+                  << "; evaluate reads the checkpoints of gsau run or gsau demo (learner.checkpoint_dir or one "
+                  << "ckpt-* in it)\n";
       }
       return kExitFailure;
     }

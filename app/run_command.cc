@@ -70,18 +70,25 @@ int RunPipeline(const RunFlags& f) {
   opt.init_data = f.init_data;
   opt.init_times = f.init_times;
   auto p = pipeline::Pipeline::Create(opt, &metrics.registry(), SystemClock::Get(), &stop_at.flag());
-  const char* why = stop_at.timed_out() ? "--duration reached" : "stop requested";
   if (!p.ok() && p.status().code() == StatusCode::kAborted && stop_at.flag()) {
-    // Told to stop while the brokers did not answer: without them there is no run to end; a
-    // catch-up or warm start done before is done again at the next start.
-    GSAU_LOG_INFO("run: {} during start-up: stopping ({})", why, p.status().message());
+    // Stopped while the brokers did not answer: without them there is no run to end; a catch-up
+    // or warm start done before is done again at the next start. Asked for by a signal, that is
+    // a clean end; at --duration's end, a run that never reached its brokers failed.
+    if (stop_at.timed_out()) {
+      std::cerr << "gsau run: --duration reached during start-up: the brokers did not answer ("
+                << p.status().message() << ")\n";
+      return kExitFailure;
+    }
+    GSAU_LOG_INFO("run: stop requested during start-up: stopping ({})", p.status().message());
     return kExitOk;
   }
   if (!p.ok()) {
     std::cerr << "gsau run: " << p.status().ToString() << "\n";
     return kExitFailure;
   }
-  if (stop_at.flag()) GSAU_LOG_INFO("run: {} during start-up: stopping", why);
+  if (stop_at.flag()) {
+    GSAU_LOG_INFO("run: {} during start-up: stopping", stop_at.timed_out() ? "--duration reached" : "stop requested");
+  }
   std::atomic<bool> stop{stop_at.flag().load()};
   std::thread watcher([&] {
     auto last = std::chrono::steady_clock::now();
