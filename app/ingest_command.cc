@@ -48,6 +48,7 @@ int RunIngest(const IngestFlags& f) {
   }
   if (metrics.port() != 0) GSAU_LOG_INFO("ingest: metrics at http://{}/metrics (port {})", cfg->metrics.listen_address, metrics.port());
 
+  ExitIfTeardownHangs teardown;  // outlives the ingestor, whose consumer's destruction can block
   ingest::Ingestor ingestor(config::ToIngestOptions(*cfg), store->get(), nullptr, &metrics.registry());
   std::atomic<bool> done{false};
   std::thread status([&] {
@@ -72,13 +73,15 @@ int RunIngest(const IngestFlags& f) {
   done = true;
   status.join();
   const Status closed = (*store)->Close();
+  // The state is closed: what ingest applied is on disk, whatever the consumer's teardown does.
+  const int code = s.ok() && closed.ok() ? kExitOk : kExitFailure;
+  teardown.Arm(code, std::chrono::seconds(30), "closing ingest's Kafka consumer");
   if (!s.ok() || !closed.ok()) {
     // A failed close (RocksDB closing its write-ahead log; gsau always runs with one) fails the run too.
     std::cerr << "gsau ingest: " << (s.ok() ? "closing the state store: " + closed.ToString() : s.ToString()) << "\n";
     if (!s.ok() && !closed.ok()) GSAU_LOG_ERROR("ingest: closing the state store: {}", closed.ToString());
-    return kExitFailure;
   }
-  return kExitOk;
+  return code;
 }
 
 }  // namespace

@@ -69,6 +69,7 @@ int RunPipeline(const RunFlags& f) {
   opt.init_offline = f.init_offline;
   opt.init_data = f.init_data;
   opt.init_times = f.init_times;
+  ExitIfTeardownHangs teardown;  // outlives the pipeline, whose Kafka consumer's destruction can block
   auto p = pipeline::Pipeline::Create(opt, &metrics.registry(), SystemClock::Get(), &stop_at.flag());
   if (!p.ok() && p.status().code() == StatusCode::kAborted && stop_at.flag()) {
     // Stopped while the brokers did not answer: without them there is no run to end; a catch-up
@@ -128,6 +129,9 @@ int RunPipeline(const RunFlags& f) {
     const JoinWatcher join{stop, watcher};
     s = (*p)->Run(stop);
   }
+  // Run has written its last checkpoint, and every applied batch is in the state's log: what is
+  // left (closing the clients and the state) loses nothing if it is cut short.
+  teardown.Arm(s.ok() ? kExitOk : kExitFailure, std::chrono::seconds(60), "closing the pipeline");
   if (!s.ok()) {
     std::cerr << "gsau run: " << s.ToString() << "\n";
     return kExitFailure;

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 
 namespace gsau {
 namespace {
@@ -83,6 +85,27 @@ StopAfter::~StopAfter() {
   }
   cv_.notify_all();
   watcher_.join();
+}
+
+void ExitIfTeardownHangs::Arm(int code, std::chrono::milliseconds limit, std::string what) {
+  if (watcher_.joinable()) return;
+  watcher_ = std::thread([this, code, limit, what = std::move(what)] {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_for(lock, limit, [this] { return done_; })) return;
+    std::fprintf(stderr, "gsau: %s did not finish in %lld ms: exiting (%d) without waiting for it\n", what.c_str(),
+                 static_cast<long long>(limit.count()), code);
+    std::fflush(stderr);
+    std::_Exit(code);
+  });
+}
+
+ExitIfTeardownHangs::~ExitIfTeardownHangs() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+  }
+  cv_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
 }
 
 }  // namespace gsau

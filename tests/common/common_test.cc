@@ -174,6 +174,26 @@ TEST(StopAfterTest, TheLimitOrTheStopSetsTheFlag) {
   }
 }
 
+// A teardown that blocks past its limit ends the process with the code given; one that ends in
+// time leaves the process alone.
+TEST(ExitIfTeardownHangsTest, ABlockedTeardownEndsTheProcessWithItsCode) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ExitIfTeardownHangs guard;
+        guard.Arm(7, std::chrono::milliseconds(200), "the test's teardown");
+        std::this_thread::sleep_for(std::chrono::seconds(30));  // a destructor that never returns
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(7), "the test's teardown did not finish in 200 ms");
+  {
+    ExitIfTeardownHangs guard;
+    guard.Arm(7, std::chrono::milliseconds(200), "a quick teardown");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  SUCCEED() << "still running";
+}
+
 TEST(FileTest, WriteFileAtomicallyReplacesWholeOrNotAtAll) {
   const auto dir = std::filesystem::temp_directory_path() / ("gsau-file-test-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -222,6 +222,28 @@ TEST(IngestProcessTest, TheLagIsKnownBeforeTheFirstAssignmentAfterAKill) {
   EXPECT_EQ(second->Wait(60000), 0) << Tail(p.log);
 }
 
+// The clicks topic deleted under a running ingest: after a SIGTERM the process stopped, then hung
+// for ever in the consumer's destruction (librdkafka 2.0's rd_kafka_destroy, librdkafka #3007),
+// ignoring further signals and reading as "up". Its teardown is bounded: it ends, with the exit
+// status of the stop, whatever librdkafka does.
+TEST(IngestProcessTest, ATopicDeletedUnderIngestDoesNotHangItsExit) {
+  const std::string topic = UniqueTopic("deleted");
+  const auto k = KafkaAt(KafkaBootstrap());
+  ASSERT_TRUE(kafka::EnsureTopics(k, {{topic, 4, 1, {}}}, 20000).ok());
+  TempDir dir;
+  IngestProcess p{KafkaBootstrap(), topic, UniqueTopic("deleted-group"), dir.File("state"), dir.File("ingest.log"),
+                  /*instance=*/""};
+  p.port = FreePort();
+  ProduceClicks(k, topic, MakeClicks(400, 50, 80, 43));
+  auto child = p.Start();
+  ASSERT_TRUE(WaitForStateEvents(p.port, 400, seconds(60))) << Tail(p.log);
+  DeleteTopic(KafkaBootstrap(), topic);
+  std::this_thread::sleep_for(seconds(8));  // the consumer finds its partitions gone
+  child->Signal(SIGTERM);
+  EXPECT_EQ(child->Wait(90000), 0) << Tail(p.log);
+  EXPECT_EQ(CheckWholeBatches(p.state), 400u);
+}
+
 TEST(IngestProcessTest, BrokerStoppedForTwentySecondsMidStreamLosesNothing) {
   TempDir dir;
   PrivateBroker broker(dir.File("broker"), 900);

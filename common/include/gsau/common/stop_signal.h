@@ -13,8 +13,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace gsau {
@@ -53,6 +55,29 @@ class StopAfter {
   std::mutex mu_;
   std::condition_variable cv_;
   bool closing_ = false;  // guarded by mu_
+  std::thread watcher_;
+};
+
+// Bounds a command's teardown. Declared before the objects whose destruction may block (a
+// Kafka client: librdkafka 2.0's rd_kafka_destroy can wait for ever after its topic was deleted,
+// librdkafka #3007) and armed once what matters is durable (the state closed, the last
+// checkpoint written): if the object still exists `limit` after Arm, the process says so on
+// stderr and ends with _exit(code), the exit status the command had decided on. A process that
+// hung there stayed "up" for its supervisor and ignored SIGTERM.
+// Thread safety: Arm from one thread; a watcher thread lives from Arm to destruction.
+class ExitIfTeardownHangs {
+ public:
+  ExitIfTeardownHangs() = default;
+  ~ExitIfTeardownHangs();
+  ExitIfTeardownHangs(const ExitIfTeardownHangs&) = delete;
+  ExitIfTeardownHangs& operator=(const ExitIfTeardownHangs&) = delete;
+
+  void Arm(int code, std::chrono::milliseconds limit, std::string what);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;  // guarded by mu_
   std::thread watcher_;
 };
 
