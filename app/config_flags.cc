@@ -41,6 +41,12 @@ Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags&
   return cfg;
 }
 
+std::string MetricsUrl(const std::string& listen, int port) {
+  const auto colon = listen.rfind(':');
+  return "http://" + (colon == std::string::npos ? listen : listen.substr(0, colon)) + ":" + std::to_string(port) +
+         "/metrics";
+}
+
 bool MaybePrintConfigHelp(const ConfigFlags& flags) {
   if (!flags.help_config) return false;
   std::cout << config::FieldsMarkdown();

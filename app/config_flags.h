@@ -27,4 +27,9 @@ Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags&
 // Handles --help-config: prints every field with type, unit and default; returns true if it did.
 bool MaybePrintConfigHelp(const ConfigFlags& flags);
 
+// The address of /metrics served on `port` for metrics.listen_address `listen` ("host:port", the
+// port 0 for any free one): http://host:port/metrics with the port actually bound (the line read
+// "http://127.0.0.1:0/metrics (port 41833)", and a pasted URL missed it).
+std::string MetricsUrl(const std::string& listen, int port);
+
 }  // namespace gsau::app

@@ -46,7 +46,7 @@ int RunIngest(const IngestFlags& f) {
     std::cerr << "gsau ingest: " << s.ToString() << "\n";
     return kExitFailure;
   }
-  if (metrics.port() != 0) GSAU_LOG_INFO("ingest: metrics at http://{}/metrics (port {})", cfg->metrics.listen_address, metrics.port());
+  if (metrics.port() != 0) GSAU_LOG_INFO("ingest: metrics at {}", MetricsUrl(cfg->metrics.listen_address, metrics.port()));
 
   ExitIfTeardownHangs teardown;  // outlives the ingestor, whose consumer's destruction can block
   ingest::Ingestor ingestor(config::ToIngestOptions(*cfg), store->get(), nullptr, &metrics.registry());

@@ -196,6 +196,14 @@ int RunInspect(const InspectFlags& f) {
     // In the checkpoint's own model shape: without the run's configuration (its embedding_dim,
     // say) the load failed as "written for another model shape".
     auto loaded = learner::OnlineLearner::OpenCheckpoint(lo, (fs::path(checkpoints.back()) / "model.pt").string());
+    // One that is not a readable checkpoint (cut short): the one before it, as gsau run's start
+    // takes it, saying so.
+    while (!loaded.ok() && loaded.status().code() == StatusCode::kCorruption && checkpoints.size() > 1) {
+      std::printf("warning: %s cannot be read (%s); showing the one before it\n",
+                  checkpoints.back().c_str(), loaded.status().message().c_str());
+      checkpoints.pop_back();
+      loaded = learner::OnlineLearner::OpenCheckpoint(lo, (fs::path(checkpoints.back()) / "model.pt").string());
+    }
     if (loaded.ok()) {
       model = std::move(loaded->learner);
       wm = loaded->watermark;

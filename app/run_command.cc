@@ -63,7 +63,7 @@ int RunPipeline(const RunFlags& f) {
     std::cerr << "gsau run: " << s.ToString() << "\n";
     return kExitFailure;
   }
-  if (metrics.port() != 0) GSAU_LOG_INFO("run: metrics at http://{}/metrics (port {})", cfg->metrics.listen_address, metrics.port());
+  if (metrics.port() != 0) GSAU_LOG_INFO("run: metrics at {}", MetricsUrl(cfg->metrics.listen_address, metrics.port()));
   auto opt = ToPipelineOptions(*cfg);
   opt.rollback_from = f.rollback;
   opt.init_offline = f.init_offline;

@@ -241,8 +241,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     }
     CommitToKafka();
     consumer_->close();
-    GSAU_LOG_INFO("ingest: stopped after {} records: {} applied, {} dead-lettered, {} skipped", counters_.consumed,
-                  counters_.applied, counters_.dead_lettered, counters_.skipped);
+    // Records skipped as read before are said too: the throttled line counts only those up to its
+    // last (a burst of them after a reset left "1 record(s) delivered again" as the only trace).
+    GSAU_LOG_INFO("ingest: stopped after {} records: {} applied, {} dead-lettered, {} skipped; {} delivered again "
+                  "below a partition's next offset (skipped as read before)",
+                  counters_.consumed, counters_.applied, counters_.dead_lettered, counters_.skipped,
+                  counters_.redelivered);
     return result;
   }
 
@@ -669,6 +673,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     }
     if (verdict == OffsetGuard::Verdict::kSeen) {
       metrics_.redelivered.Increment();
+      Bump(&IngestCounters::redelivered, 1);
       if (int64_t n = redelivered_log_.Due()) {
         GSAU_LOG_WARN("ingest: {} record(s) delivered again below the next offset (last {}/{} @{}); skipped", n,
                       tp.topic, tp.partition, msg.offset());

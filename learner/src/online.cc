@@ -83,6 +83,20 @@ Status TorchError(const c10::Error& e, const std::string& what) {
   return Status::Internal(what + ": torch: " + e.what_without_backtrace());
 }
 
+// Reads the archive at `path` onto `device`. A file that is not an archive (cut short,
+// overwritten) is Corruption: the file's fault, told apart from a failure of this process (out of
+// memory: thrown on), which a caller must not take for a bad checkpoint.
+Status ReadArchive(torch::serialize::InputArchive& ar, const std::string& path, const torch::Device& device) {
+  try {
+    ar.load_from(path, device);
+  } catch (const c10::OutOfMemoryError&) {
+    throw;
+  } catch (const c10::Error& e) {
+    return Status::Corruption(path + " cannot be read as a checkpoint: " + e.what_without_backtrace());
+  }
+  return Status::Ok();
+}
+
 struct Sample {
   uint32_t user = 0;
   uint32_t item = 0;
@@ -1054,15 +1068,7 @@ struct OnlineLearner::Impl {
   Result<OnlineWatermark> Load(const std::string& path) {
     if (!fs::exists(path)) return Status::NotFound("no checkpoint at " + path);
     torch::serialize::InputArchive ar;
-    try {
-      ar.load_from(path, device);
-    } catch (const c10::OutOfMemoryError&) {
-      throw;  // not the file's fault
-    } catch (const c10::Error& e) {
-      // Not an archive (cut short, overwritten): the file's fault, told apart from a failure of
-      // this process (out of memory), which a caller must not take for a bad checkpoint.
-      return Status::Corruption(path + " cannot be read as a checkpoint: " + e.what_without_backtrace());
-    }
+    GSAU_RETURN_IF_ERROR(ReadArchive(ar, path, device));
     return LoadFrom(ar, path);
   }
 
@@ -1649,7 +1655,7 @@ Result<LoadedCheckpoint> OnlineLearner::OpenCheckpoint(const OnlineOptions& opti
   if (!fs::exists(path)) return Status::NotFound("no checkpoint at " + path);
   return Guarded("loading " + path, [&]() -> Result<LoadedCheckpoint> {
     torch::serialize::InputArchive ar;
-    ar.load_from(path, torch::kCPU);
+    GSAU_RETURN_IF_ERROR(ReadArchive(ar, path, torch::kCPU));
     torch::Tensor shape;
     ar.read("shape", shape);
     const auto sh = shape.to(torch::kInt64);

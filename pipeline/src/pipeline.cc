@@ -43,6 +43,13 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// `s` with the stage that failed in front, once: the state's own messages already begin with
+// "state: " (they read "state: state: cannot create ...").
+Status InStage(std::string_view stage, const Status& s) {
+  const std::string prefix = std::string(stage) + ": ";
+  return s.message().starts_with(prefix) ? s : Status(s.code(), prefix + s.message());
+}
+
 double SecondsSince(SteadyClock::time_point t) {
   return std::chrono::duration<double>(SteadyClock::now() - t).count();
 }
@@ -829,15 +836,13 @@ struct Pipeline::Impl {
 
   // The newest checkpoint whose model loads into `learner` (the rollback's target when there is
   // one), or an empty path when there is none. One whose model.pt is not a readable checkpoint
-  // (Corruption: cut short by a power loss after its rename, bit rot) is renamed aside
-  // (<name>.unreadable, kept for a look) and passed over for the one before it, logged and
-  // counted in the learner's checkpoint errors; the start then catches up from the older one's
-  // batch as from any checkpoint. Any other failure is not passed over: another model shape is
-  // the configuration's mistake, out of memory this process's, and an older checkpoint would
-  // hide either. With none readable, the newest's error. *skipped_batch: the newest passed
-  // over's state batch (0: none), which the state must still reach.
-  Result<fs::path> LoadNewestCheckpoint(learner::OnlineWatermark* wm, uint64_t* skipped_batch) {
-    *skipped_batch = 0;
+  // (Corruption: cut short by a power loss after its rename, bit rot) is passed over for the one
+  // before it, logged and counted in the learner's checkpoint errors; the start then catches up
+  // from the older one's batch as from any checkpoint. Any other failure is not passed over:
+  // another model shape is the configuration's mistake, out of memory this process's, and an
+  // older checkpoint would hide either. With none readable, the newest's error. *passed_over:
+  // the unreadable ones, newest first (StartLearner renames them aside once the start is sure).
+  Result<fs::path> LoadNewestCheckpoint(learner::OnlineWatermark* wm, std::vector<std::string>* passed_over) {
     if (!opt.rollback_from.empty()) {
       GSAU_ASSIGN_OR_RETURN(*wm, learner->Load((fs::path(opt.rollback_from) / "model.pt").string()));
       return fs::path(opt.rollback_from);
@@ -851,32 +856,43 @@ struct Pipeline::Impl {
         return fs::path(*it);
       }
       if (loaded.status().code() != StatusCode::kCorruption) return loaded.status();
-      if (newest_error.ok()) {
-        newest_error = loaded.status();
-        const std::string name = fs::path(*it).filename().string();
-        *skipped_batch = std::strtoull(name.c_str() + 5, nullptr, 10);  // ckpt-<digits>
-      }
+      if (newest_error.ok()) newest_error = loaded.status();
+      passed_over->push_back(*it);
       m->checkpoint_errors.Increment();
-      const std::string aside = *it + ".unreadable";
-      std::error_code ec;
-      fs::rename(*it, aside, ec);
-      GSAU_LOG_ERROR("pipeline: checkpoint {} cannot be read ({}); {}; {}", *it, loaded.status().ToString(),
-                     ec ? "left in place (renaming it failed: " + ec.message() + ")" : "renamed to " + aside,
+      GSAU_LOG_ERROR("pipeline: checkpoint {} cannot be read ({}); {}", *it, loaded.status().ToString(),
                      std::next(it) != all.rend() ? "loading the one before it" : "no older one is left");
       // A load that failed part-way may have replaced part of the learner: a fresh one (the old
       // one gone first: two models at once may not fit).
       learner.reset();
       GSAU_ASSIGN_OR_RETURN(learner, learner::OnlineLearner::Create(opt.learner));
     }
+    // None readable: refused as it is, on every start, until an operator decides (a cold start
+    // would throw the model away).
     if (!newest_error.ok()) return newest_error;
     return fs::path();
+  }
+
+  // The unreadable checkpoints a start passed over, renamed <name>.unreadable (kept for a look):
+  // no longer counted by pruning, nor shown by inspect or evaluate.
+  static void SetAsideUnreadable(const std::vector<std::string>& passed_over) {
+    for (const auto& c : passed_over) {
+      std::error_code ec;
+      fs::rename(c, c + ".unreadable", ec);
+      if (ec) {
+        GSAU_LOG_ERROR("pipeline: renaming the unreadable checkpoint {} aside failed: {}", c, ec.message());
+      } else {
+        GSAU_LOG_WARN("pipeline: the unreadable checkpoint {} is now {}.unreadable", c, c);
+      }
+    }
   }
 
   Status StartLearner() {
     GSAU_ASSIGN_OR_RETURN(learner, learner::OnlineLearner::Create(opt.learner));
     learner::OnlineWatermark wm;
-    uint64_t skipped_batch = 0;
-    GSAU_ASSIGN_OR_RETURN(const fs::path ckpt, LoadNewestCheckpoint(&wm, &skipped_batch));
+    std::vector<std::string> passed_over;
+    GSAU_ASSIGN_OR_RETURN(const fs::path ckpt, LoadNewestCheckpoint(&wm, &passed_over));
+    const uint64_t skipped_batch =
+        passed_over.empty() ? 0 : std::strtoull(fs::path(passed_over.front()).filename().c_str() + 5, nullptr, 10);
     if (store->BatchSeq() < skipped_batch) {
       // The checkpoint passed over had seen more of the state than the state now holds: the
       // state lost batches (the power loss that cut the model short, with state.sync off).
@@ -972,6 +988,9 @@ struct Pipeline::Impl {
       item_clicks[i] = static_cast<int64_t>(store->ItemStats(static_cast<state::ItemId>(i)).clicks);
     }
     popularity = learner::PopularityRanking(item_clicks);
+    // Only now: a start refused after the checkpoint was passed over (the state behind it) must
+    // meet it again at the next start, not resume past it.
+    SetAsideUnreadable(passed_over);
     return Status::Ok();
   }
 
@@ -1442,7 +1461,7 @@ struct Pipeline::Impl {
           // new producer and publishes every item again. Not the learner's failure: Run still
           // writes the last checkpoint (whichever thread notices first).
           if (pub->failed_fatally()) {
-            item_publish_status = Status(s.code(), "publisher: " + s.message());
+            item_publish_status = InStage("publisher", s);
             return Status::Ok();
           }
         }
@@ -1672,12 +1691,6 @@ Pipeline::~Pipeline() = default;
 
 namespace {
 
-// `s` with the stage that failed in front, once: the state's own messages already begin with
-// "state: " (they read "state: state: cannot create ...").
-Status InStage(std::string_view stage, const Status& s) {
-  const std::string prefix = std::string(stage) + ": ";
-  return s.message().starts_with(prefix) ? s : Status(s.code(), prefix + s.message());
-}
 
 }  // namespace
 
@@ -1829,7 +1842,8 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   Status first;
   for (const auto& [who, s] : outcomes) {
     if (s->ok()) continue;
-    Status named(s->code(), std::string(who) + s->message());
+    // Once: the publisher's own messages begin with "publisher: " already.
+    Status named(s->code(), (s->message().starts_with(who) ? "" : std::string(who)) + s->message());
     if (first.ok()) {
       first = std::move(named);
     } else {

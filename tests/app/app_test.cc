@@ -350,6 +350,10 @@ TEST(AppTest, ASignalWhileTheBrokersDoNotAnswerEndsTheStartUp) {
   // Far below the 30 s wait: no speed target, only whether the stop ended it.
   EXPECT_EQ(run.Wait(15000), 0) << gsau::testing::Tail(log);
   EXPECT_FALSE(gsau::testing::GrepLines(log, "stop requested during start-up").empty()) << gsau::testing::Tail(log);
+  // The metrics line gives the port bound, not the configured 0.
+  const auto url = gsau::testing::GrepLines(log, "run: metrics at http://127.0.0.1:");
+  ASSERT_FALSE(url.empty()) << gsau::testing::Tail(log);
+  EXPECT_EQ(url.find(":0/metrics"), std::string::npos) << url;
 }
 
 // --duration counts from the start, start-up included: a run whose brokers do not answer stopped
@@ -562,6 +566,15 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
   std::filesystem::rename(newest, newest + ".replaced");
   ASSERT_EQ(RunCommand(Gsau() + " inspect --dir " + dir.File("demo") + " 2>&1", &out), 0) << out;
   EXPECT_NE(out.find("model " + newest + ".replaced: "), std::string::npos) << out;
+  // A newest checkpoint that is not readable (its model.pt cut short): the one before it is shown,
+  // with a warning (inspect failed on it).
+  std::filesystem::rename(newest + ".replaced", newest);
+  const std::string cut = dir.File("demo") + "/checkpoints/ckpt-999999999999";
+  std::filesystem::copy(newest, cut, std::filesystem::copy_options::recursive);
+  std::filesystem::resize_file(cut + "/model.pt", 100);
+  ASSERT_EQ(RunCommand(Gsau() + " inspect --dir " + dir.File("demo") + " 2>&1", &out), 0) << out;
+  EXPECT_NE(out.find("warning: " + cut + " cannot be read ("), std::string::npos) << out;
+  EXPECT_NE(out.find("model " + newest + ": "), std::string::npos) << out;
   // A demo's directory carries its marker, and the next demo replaces it.
   EXPECT_TRUE(std::filesystem::exists(dir.File("small/.gsau-demo")));
   EXPECT_EQ(RunCommand(Gsau() + " demo --events 100 --rate 1000 --users 50 --items 40 --dir " + dir.File("small") +
@@ -569,6 +582,16 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
                        &out),
             0)
       << out;
+  // The default directory as a demo before the marker left it (make demo refused it): replaced.
+  std::filesystem::create_directories(dir.File("cwd/gsau-demo/state"));
+  std::filesystem::create_directories(dir.File("cwd/gsau-demo/checkpoints"));
+  EXPECT_EQ(RunCommand("cd " + dir.File("cwd") + " && " + Gsau() +
+                           " demo --events 100 --rate 1000 --users 50 --items 40 --set "
+                           "metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
+                       &out),
+            0)
+      << out;
+  EXPECT_TRUE(std::filesystem::exists(dir.File("cwd/gsau-demo/.gsau-demo")));
 }
 
 TEST(AppTest, EvaluateRanksTheLeaveOneOutSamplesOfAFileWithTheOnlineModel) {

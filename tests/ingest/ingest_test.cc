@@ -562,6 +562,7 @@ TEST(IngestTest, ATopicCreatedAgainWhileIngestReadsItStopsIngest) {
       << result;
   EXPECT_EQ(store->Counts().events, 50u);
   EXPECT_EQ(*store->Offset({topic, 0}), 50);
+  EXPECT_GT(ingestor.counters().redelivered, 0) << "the new log's records came as ones read before";
 }
 
 // The consumer's own settings are refused as properties here too (config refuses them at

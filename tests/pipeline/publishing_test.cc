@@ -244,6 +244,23 @@ TEST(PipelinePublishingTest, AnUnreadableNewestCheckpointIsPassedOverForTheOneBe
     }
   }
   EXPECT_EQ(errors, 1);
+  // The only checkpoint unreadable: refused at every start (a cold start would throw the model
+  // away), not renamed aside and then forgotten.
+  {
+    TempDir lone("gsau-pipeline-publishing");
+    auto l = Options(lone);
+    WriteState(l, {{"u1", "i1"}});
+    prometheus::Registry a;
+    ASSERT_TRUE(RunStoppedAtOnce(l, &a, &status).ok());
+    const auto only = ListCheckpoints(l.checkpoint_dir);
+    ASSERT_EQ(only.size(), 1u);
+    std::filesystem::resize_file(std::filesystem::path(only[0]) / "model.pt", 100);
+    for (int start = 0; start < 2; ++start) {
+      prometheus::Registry b;
+      EXPECT_EQ(RunStoppedAtOnce(l, &b, &status).code(), StatusCode::kCorruption) << "start " << start;
+    }
+    EXPECT_EQ(ListCheckpoints(l.checkpoint_dir), only);
+  }
   // Another model shape is the configuration's mistake: not passed over.
   auto other = o;
   other.learner.dim = 8;

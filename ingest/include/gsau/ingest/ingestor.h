@@ -91,6 +91,7 @@ struct IngestCounters {
   int64_t skipped = 0;        // good events of a type not accepted
   int64_t batches = 0;        // state batches committed
   int64_t paused = 0;         // times the partitions were paused for backpressure
+  int64_t redelivered = 0;    // records below a partition's next offset, skipped as read before
 };
 
 class Ingestor {
