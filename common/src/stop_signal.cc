@@ -1,6 +1,7 @@
 #include "gsau/common/stop_signal.h"
 
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -92,9 +93,10 @@ void ExitIfTeardownHangs::Arm(int code, std::chrono::milliseconds limit, std::st
   watcher_ = std::thread([this, code, limit, what = std::move(what)] {
     std::unique_lock<std::mutex> lock(mu_);
     if (cv_.wait_for(lock, limit, [this] { return done_; })) return;
-    std::fprintf(stderr, "gsau: %s did not finish in %lld ms: exiting (%d) without waiting for it\n", what.c_str(),
-                 static_cast<long long>(limit.count()), code);
-    std::fflush(stderr);
+    // write(2), not stdio: a thread blocked holding stderr's lock must not block the exit.
+    const std::string line = "gsau: " + what + " did not finish in " + std::to_string(limit.count()) +
+                             " ms: exiting (" + std::to_string(code) + ") without waiting for it\n";
+    [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, line.data(), line.size());
     std::_Exit(code);
   });
 }

@@ -726,7 +726,7 @@ Status ValidateFrom(const Config& c, const Origins* origins, LoadInput::Director
     }
   }
   for (const auto& [name, value] : c.kafka.properties) {
-    if (const auto why = ingest::ConsumerOwnedProperty(name); !why.empty()) {
+    if (const auto why = ingest::ConsumerOwnedProperty(name, value); !why.empty()) {
       return invalid(std::string(kPropertiesKey) + "." + name,
                      "is set by gsau's consumer and cannot be changed here: " + std::string(why));
     }
@@ -778,8 +778,8 @@ std::vector<FieldDoc> Fields() {
                  "librdkafka properties passed verbatim to every client (security.protocol, sasl.*, ssl.*, "
                  "...); env GSAU_KAFKA_PROPERTY_<NAME>. Secret values are never logged. The consumer's own "
                  "group.id, group.instance.id, session.timeout.ms, enable.auto.commit, enable.auto.offset.store, "
-                 "auto.offset.reset, enable.partition.eof and isolation.level are refused (exactly once rests on "
-                 "them)."});
+                 "auto.offset.reset, enable.partition.eof and isolation.level (but read_committed) are refused "
+                 "(exactly once rests on them)."});
   return out;
 }
 

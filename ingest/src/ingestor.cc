@@ -24,7 +24,8 @@
 
 namespace gsau::ingest {
 
-std::string_view ConsumerOwnedProperty(std::string_view name) {
+std::string_view ConsumerOwnedProperty(std::string_view name, std::string_view value) {
+  if (name == "isolation.level" && value == "read_committed") return {};
   static constexpr std::pair<std::string_view, std::string_view> kOwned[] = {
       {"group.id", "set ingest.group_id"},
       {"group.instance.id", "set ingest.group_instance_id"},
@@ -469,7 +470,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                             const std::map<TopicPartition, std::pair<int64_t, int64_t>>& known = {}) {
     static constexpr auto kRecheckAfter = std::chrono::seconds(10);
     static constexpr auto kRetryAfter = std::chrono::seconds(1);
-    if (!fatal_.ok()) return;
+    if (!fatal_.ok() || (stop_ != nullptr && stop_->load(std::memory_order_relaxed))) return;
     const auto now = Clock::now();
     std::vector<TopicPartition> ask;
     for (const auto& tp : suspects) {
@@ -515,7 +516,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       return Status::InvalidArgument("group.instance.id: " + err);
     }
     for (const auto& [k, v] : options_.kafka.properties) {
-      if (const auto why = ConsumerOwnedProperty(k); !why.empty()) {
+      if (const auto why = ConsumerOwnedProperty(k, v); !why.empty()) {
         return Status::InvalidArgument("kafka property " + k + " is set by gsau's consumer: " + std::string(why));
       }
       if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {

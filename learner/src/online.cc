@@ -84,15 +84,17 @@ Status TorchError(const c10::Error& e, const std::string& what) {
 }
 
 // Reads the archive at `path` onto `device`. A file that is not an archive (cut short,
-// overwritten) is Corruption: the file's fault, told apart from a failure of this process (out of
-// memory: thrown on), which a caller must not take for a bad checkpoint.
+// overwritten: the zip reader's own error) is Corruption, the file's fault; anything else (out of
+// memory, which LibTorch 1.13's CPU allocator reports as a plain c10::Error; a file that cannot be
+// opened) is thrown on, as a failure of this process that a caller must not take for a bad
+// checkpoint.
 Status ReadArchive(torch::serialize::InputArchive& ar, const std::string& path, const torch::Device& device) {
   try {
     ar.load_from(path, device);
-  } catch (const c10::OutOfMemoryError&) {
-    throw;
   } catch (const c10::Error& e) {
-    return Status::Corruption(path + " cannot be read as a checkpoint: " + e.what_without_backtrace());
+    const std::string what = e.what_without_backtrace();
+    if (what.find("PytorchStreamReader") == std::string::npos) throw;
+    return Status::Corruption(path + " cannot be read as a checkpoint: " + what);
   }
   return Status::Ok();
 }

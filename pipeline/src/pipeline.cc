@@ -55,7 +55,9 @@ double SecondsSince(SteadyClock::time_point t) {
 }
 
 // A user whose record is due: the time of its newest click, and the first state batch with a
-// click of it not published yet (what a checkpoint's users_published_through must stay below).
+// click of it not published yet (what a checkpoint's users_published_through must stay below;
+// kNoClickSeq: a refresh, which holds nothing back).
+inline constexpr uint64_t kNoClickSeq = std::numeric_limits<uint64_t>::max();
 struct DueUser {
   int64_t ts_ms = 0;
   uint64_t first_seq = 1;  // batch numbers start at 1
@@ -747,9 +749,11 @@ struct Pipeline::Impl {
 
   // How MarkAllUsers marks. kStartUp (before ingest runs): each record stands for the clicks of
   // every batch so far (users_published_through stays below them until they are delivered) and
-  // the batches' users count as handed out. kRepublish (while ingest runs): the same hold, but
-  // no batch is claimed as handed out (ingest may not have marked the newest applied batch's
-  // users yet). kRefresh: neither holds nor claims anything: the records carry no click.
+  // the batches' users count as handed out. kRepublish (while ingest runs): the same hold while
+  // they are due, but no batch is claimed as handed out (ingest may not have marked the newest
+  // applied batch's users yet); what was confirmed before (the start-up's records) stays
+  // confirmed. kRefresh: neither holds nor claims anything (kNoClickSeq): the records carry no
+  // click.
   enum class MarkAll { kStartUp, kRepublish, kRefresh };
 
   // Every user of the state, due for publishing (`why` goes to the log).
@@ -758,7 +762,7 @@ struct Pipeline::Impl {
     size_t n = 0;
     auto counts = store->ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
       if (entries.empty()) return;
-      const uint64_t first = how == MarkAll::kRefresh ? seq + 1 : 1;
+      const uint64_t first = how == MarkAll::kRefresh ? kNoClickSeq : 1;
       dirty.Mark(u, entries.back().ts_ms, first, how == MarkAll::kStartUp ? seq : 0);
       ++n;
     });
@@ -1528,19 +1532,21 @@ struct Pipeline::Impl {
     // every user of the state) after them, at most kMarkedUsersPerFlush a flush, so that a
     // republish of millions does not hold fresh records back (the rest stay due).
     std::vector<std::pair<state::UserId, DueUser>> candidates;
+    candidates.reserve(due.size());
     for (const auto& e : due) {
       if (e.second.clicked) candidates.push_back(e);
     }
-    size_t marked = 0;
     for (const auto& e : due) {
-      if (e.second.clicked) continue;
-      if (marked++ == kMarkedUsersPerFlush) break;
-      candidates.push_back(e);
+      if (!e.second.clicked) candidates.push_back(e);
     }
+    size_t marked = 0;  // users without a click taken into groups this flush
     std::vector<state::UserId> users;
     std::vector<std::vector<uint32_t>> sessions_now;
     std::vector<DueUser> marks;
     for (const auto& [u, d] : candidates) {
+      // Counted as taken, not as looked at: users that cannot go out yet (an item not in the
+      // model, or waited for) do not use up the flush's share of the others behind them.
+      if (!d.clicked && marked == kMarkedUsersPerFlush) break;
       if (users.size() == kUsersPerForward) {
         GSAU_RETURN_IF_ERROR(PublishUserGroup(*serving, users, sessions_now, marks, due));
         users.clear();
@@ -1570,6 +1576,7 @@ struct Pipeline::Impl {
       users.push_back(u);
       sessions_now.push_back(std::move(s));
       marks.push_back(d);
+      if (!d.clicked) ++marked;
     }
     return users.empty() ? Status::Ok() : PublishUserGroup(*serving, users, sessions_now, marks, due);
   }
@@ -1681,7 +1688,9 @@ struct Pipeline::Impl {
       GSAU_RETURN_IF_ERROR(flush());
     }
     Status last = flush();
-    users_left_due = !due.empty();
+    // Refreshes left due hold nothing back: the stop may confirm every click's user.
+    users_left_due =
+        std::any_of(due.begin(), due.end(), [](const auto& e) { return e.second.first_seq != kNoClickSeq; });
     return last;
   }
 };

@@ -403,6 +403,9 @@ TEST(ConfigTest, TheConsumersOwnSettingsAreRefusedAsProperties) {
     EXPECT_EQ(c.status().message().rfind(message, 0), 0u) << c.status();
   }
   EXPECT_TRUE(LoadWith("", {}, {"kafka.properties.fetch.max.bytes=1048576"}).ok());
+  // The consumer's own isolation level may be said again; another is refused.
+  EXPECT_TRUE(LoadWith("", {}, {"kafka.properties.isolation.level=read_committed"}).ok());
+  EXPECT_FALSE(LoadWith("", {}, {"kafka.properties.isolation.level=read_uncommitted"}).ok());
 }
 
 // A Kafka property librdkafka refuses is named with where it was set.

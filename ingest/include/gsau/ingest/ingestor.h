@@ -61,11 +61,12 @@ class Registry;
 
 namespace gsau::ingest {
 
-// Why librdkafka property `name` may not be set through kafka.properties (the consumer sets it
-// itself: exactly once rests on it, or an IngestOptions field sets it); empty when it may.
-// Applied after the consumer's own settings, such a property changed the consumer without a word
+// Why librdkafka property `name` may not be set to `value` through kafka.properties (the consumer
+// sets it itself: exactly once rests on it, or an IngestOptions field sets it); empty when it
+// may (isolation.level=read_committed, the consumer's own value, may be said again). Applied
+// after the consumer's own settings, such a property changed the consumer without a word
 // (auto.offset.reset=latest skipped records wherever a position reset).
-std::string_view ConsumerOwnedProperty(std::string_view name);
+std::string_view ConsumerOwnedProperty(std::string_view name, std::string_view value);
 
 struct IngestOptions {
   kafka::KafkaOptions kafka;
