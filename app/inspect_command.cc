@@ -182,6 +182,7 @@ int RunInspect(const InspectFlags& f) {
   // newest listed can be gone by the time it is read (checkpoint_keep 1): then all three steps
   // are taken again, a few times.
   std::vector<std::string> checkpoints;
+  uint64_t unreadable_batch = 0;  // the newest unreadable checkpoint's, passed over
   Result<std::unique_ptr<state::StateStore>> store = Status::NotFound("not opened");
   std::unique_ptr<learner::OnlineLearner> model;
   Result<learner::OnlineWatermark> wm = Status::NotFound("no checkpoint");
@@ -201,6 +202,7 @@ int RunInspect(const InspectFlags& f) {
     while (!loaded.ok() && loaded.status().code() == StatusCode::kCorruption && checkpoints.size() > 1) {
       std::printf("warning: %s cannot be read (%s); showing the one before it\n",
                   checkpoints.back().c_str(), loaded.status().message().c_str());
+      unreadable_batch = std::max(unreadable_batch, pipeline::CheckpointBatch(checkpoints.back()));
       checkpoints.pop_back();
       loaded = learner::OnlineLearner::OpenCheckpoint(lo, (fs::path(checkpoints.back()) / "model.pt").string());
     }
@@ -236,6 +238,12 @@ int RunInspect(const InspectFlags& f) {
                 static_cast<long long>(wm->model_version), static_cast<long long>(st.steps),
                 static_cast<long long>(st.users), static_cast<long long>(st.items));
     const auto counts = (*store)->Counts();
+    if (counts.batch_seq < unreadable_batch) {
+      // gsau run refuses this pair: the state lost batches the unreadable model had seen.
+      std::printf("warning: the state (batch %llu) is behind the unreadable checkpoint (batch %llu): `gsau run` "
+                  "refuses to start from it; restore a pair with `gsau run --rollback`\n",
+                  static_cast<unsigned long long>(counts.batch_seq), static_cast<unsigned long long>(unreadable_batch));
+    }
     if (counts.batch_seq < wm->state_batch_seq || static_cast<uint64_t>(st.items) > counts.items ||
         static_cast<uint64_t>(st.users) > counts.users) {
       // A state behind its model (another deployment's, or replaced; gsau run refuses a state at

@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 #include <string_view>
@@ -268,6 +269,9 @@ namespace {
 
 constexpr std::string_view kTmpSuffix = ".tmp";
 constexpr const char* kUsersPublishedThrough = "users_published_through";
+// In a checkpoint written while a cold start's republish of every user was not yet delivered:
+// the learner step after which it is due (a restart from it publishes every user again then).
+constexpr const char* kUsersRepublishAtStep = "users_republish_at_step";
 // In checkpoint_dir from the first step of a rollback until the restored pair is in place: a
 // rollback stopped half-way (state moved aside, checkpoints moved aside, a copy cut short) must
 // not be taken by a plain start for a cold one. Holds the target's path.
@@ -314,6 +318,14 @@ std::vector<std::string> Checkpoints(const std::string& dir, bool as_recovered) 
 }  // namespace
 
 std::vector<std::string> ListCheckpoints(const std::string& dir) { return Checkpoints(dir, false); }
+
+uint64_t CheckpointBatch(const std::string& path) {
+  std::string name = fs::path(path).lexically_normal().filename().string();
+  if (name.empty()) name = fs::path(path).lexically_normal().parent_path().filename().string();  // "<dir>/ckpt-1/"
+  if (name.ends_with(kReplacedSuffix)) name.resize(name.size() - kReplacedSuffix.size());
+  if (!IsCheckpointName(name) || name.size() > 5 + 20) return 0;
+  return std::strtoull(name.c_str() + 5, nullptr, 10);
+}
 
 std::vector<std::string> ListCheckpointsAsRecovered(const std::string& dir) { return Checkpoints(dir, true); }
 
@@ -516,10 +528,17 @@ struct Pipeline::Impl {
   // Every user again, asked by the learner thread and done by the user thread's next flush (a
   // scan of every session: not on the learner's thread, which ingest waits on). kRefreshUsers:
   // the model moved under records that went out; kRepublishUsers: records of the untrained
-  // model after a cold start, held against users_published_through until delivered (a crash
-  // before then publishes them again at the restart).
+  // model after a cold start (republish_outstanding).
   enum UsersRequest : int { kNoUsersRequest = 0, kRefreshUsers = 1, kRepublishUsers = 2 };
   std::atomic<int> users_request{kNoUsersRequest};
+  // A cold start's republish of every user is due or not yet delivered: from the cold start
+  // (or a restart from a checkpoint written meanwhile, kUsersRepublishAtStep) until the user
+  // thread sees every record of it delivered. Checkpoints written meanwhile carry
+  // republish_step, so a crash before the delivery does not leave users on the step-0 vectors
+  // (users_published_through cannot say so: the step-0 records confirmed it already).
+  std::atomic<bool> republish_outstanding{false};
+  int64_t republish_step = 0;
+  bool checkpointed_republish = false;  // whether the newest checkpoint written carries it
   // The learner thread's: the step that completes a cold start's pass over the state's history
   // (0: none due); replay-only steps since every user last went out, and when that was.
   int64_t republish_users_at_step = 0;
@@ -546,6 +565,7 @@ struct Pipeline::Impl {
       redelivery_log{std::chrono::seconds(10)}, step_log{std::chrono::seconds(10)},
       serving_log{std::chrono::seconds(10)};
   fs::path last_checkpoint_dir;  // the newest checkpoint this process wrote
+  std::vector<std::string> unreadable_checkpoints;  // passed over at the start, newest first
   int64_t checkpointed_steps = -1;    // the learner's steps in it
   uint64_t checkpointed_through = 0;  // its users_published_through
 
@@ -564,6 +584,13 @@ struct Pipeline::Impl {
   // were still due when it stopped (read after it joined).
   uint64_t users_taken_seq = 0;
   bool users_left_due = false;
+  // User publisher thread: the republish taken (republish_outstanding): its users are handed out
+  // while `republish_handing` (those due with clicks up to republish_seq go with them), then
+  // `republish_mark` waits for their delivery. republish_taken until delivered.
+  bool republish_taken = false;
+  bool republish_handing = false;
+  uint64_t republish_seq = 0;
+  std::optional<publisher::KafkaPublisher::DeliveryMark> republish_mark;
   // Learner thread: the item publisher's fatal failure, which ended LearnerLoop (read after it
   // joined).
   Status item_publish_status;
@@ -738,12 +765,56 @@ struct Pipeline::Impl {
     const int request = users_request.exchange(kNoUsersRequest);
     if (request == kNoUsersRequest) return;
     const bool republish = request == kRepublishUsers;
+    const uint64_t seq = store->BatchSeq();
     if (Status s = MarkAllUsers(republish ? "the new model has trained over the state's history"
                                           : "the learner is idle after training on replay alone",
                                 republish ? MarkAll::kRepublish : MarkAll::kRefresh);
         !s.ok()) {
       m->publish_errors.Increment();
       GSAU_LOG_WARN("pipeline: users not published again: {}", s.ToString());
+      // The cold start's republish is owed (checkpoints say so): the next flush tries again.
+      int none = kNoUsersRequest;
+      if (republish) users_request.compare_exchange_strong(none, kRepublishUsers);
+      return;
+    }
+    if (republish) {
+      republish_taken = republish_handing = true;
+      republish_seq = seq;
+      republish_mark.reset();
+    }
+  }
+
+  // On the user thread, after a flush's publishing (under pub_mu): once every user of the
+  // republish has been handed out, a delivery mark; once that is delivered, the republish is
+  // no longer outstanding.
+  void FollowRepublish(const DueUsers& due) {
+    if (republish_handing && std::none_of(due.begin(), due.end(), [&](const auto& e) {
+          return e.second.first_seq <= republish_seq;
+        })) {
+      if (auto mark = pub->Mark()) {  // none while a failed record waits: the next flush
+        republish_mark = *mark;
+        republish_handing = false;
+      }
+    }
+    if (!republish_mark) return;
+    switch (pub->Check(*republish_mark)) {
+      case publisher::KafkaPublisher::MarkState::kPending:
+        break;
+      case publisher::KafkaPublisher::MarkState::kDelivered:
+        RepublishDelivered();
+        break;
+      case publisher::KafkaPublisher::MarkState::kBroken:  // a record goes again: a new mark
+        republish_mark.reset();
+        republish_handing = true;
+        break;
+    }
+  }
+
+  void RepublishDelivered() {
+    republish_taken = republish_handing = false;
+    republish_mark.reset();
+    if (republish_outstanding.exchange(false)) {
+      GSAU_LOG_INFO("pipeline: every user's record from the model trained over the state's history is delivered");
     }
   }
 
@@ -777,6 +848,25 @@ struct Pipeline::Impl {
     std::ifstream in(ckpt / kUsersPublishedThrough);
     uint64_t v = 0;
     return (in >> v) ? v : otherwise;
+  }
+
+  // A checkpoint written before a cold start's republish was delivered: every user goes out
+  // again once the learner has taken its step (at the first flush when it has already).
+  void ResumeRepublish(const fs::path& ckpt) {
+    std::ifstream in(ckpt / kUsersRepublishAtStep);
+    int64_t at = 0;
+    if (!(in >> at)) return;
+    republish_step = std::max<int64_t>(at, 1);
+    republish_outstanding = true;
+    const int64_t steps = learner->Stats().steps;
+    if (steps >= republish_step) {
+      users_request = kRepublishUsers;
+    } else {
+      republish_users_at_step = republish_step;
+    }
+    GSAU_LOG_INFO("pipeline: the cold start's republish of every user was not delivered before the process stopped: "
+                  "every user goes out again {}",
+                  steps >= republish_step ? std::string("now") : "at learner step " + std::to_string(republish_step));
   }
 
   Status RecoverInterruptedCheckpoint() {
@@ -878,16 +968,22 @@ struct Pipeline::Impl {
 
   // The unreadable checkpoints a start passed over, renamed <name>.unreadable (kept for a look):
   // no longer counted by pruning, nor shown by inspect or evaluate.
-  static void SetAsideUnreadable(const std::vector<std::string>& passed_over) {
-    for (const auto& c : passed_over) {
+  // Only once Create has succeeded: a start refused after the checkpoint was passed over (the
+  // state behind it, the brokers away) must meet it again at the next start, not resume past it.
+  // A name taken already (an earlier unreadable checkpoint of the same batch) gets a number.
+  void SetAsideUnreadable() {
+    for (const auto& c : unreadable_checkpoints) {
       std::error_code ec;
-      fs::rename(c, c + ".unreadable", ec);
+      std::string aside = c + ".unreadable";
+      for (int k = 2; fs::exists(aside, ec) && k < 1000; ++k) aside = c + ".unreadable-" + std::to_string(k);
+      fs::rename(c, aside, ec);
       if (ec) {
         GSAU_LOG_ERROR("pipeline: renaming the unreadable checkpoint {} aside failed: {}", c, ec.message());
       } else {
-        GSAU_LOG_WARN("pipeline: the unreadable checkpoint {} is now {}.unreadable", c, c);
+        GSAU_LOG_WARN("pipeline: the unreadable checkpoint {} is now {}", c, aside);
       }
     }
+    unreadable_checkpoints.clear();
   }
 
   Status StartLearner() {
@@ -895,8 +991,7 @@ struct Pipeline::Impl {
     learner::OnlineWatermark wm;
     std::vector<std::string> passed_over;
     GSAU_ASSIGN_OR_RETURN(const fs::path ckpt, LoadNewestCheckpoint(&wm, &passed_over));
-    const uint64_t skipped_batch =
-        passed_over.empty() ? 0 : std::strtoull(fs::path(passed_over.front()).filename().c_str() + 5, nullptr, 10);
+    const uint64_t skipped_batch = passed_over.empty() ? 0 : CheckpointBatch(passed_over.front());
     if (store->BatchSeq() < skipped_batch) {
       // The checkpoint passed over had seen more of the state than the state now holds: the
       // state lost batches (the power loss that cut the model short, with state.sync off).
@@ -922,6 +1017,7 @@ struct Pipeline::Impl {
                                   ", or start afresh with an empty learner.checkpoint_dir");
       }
       GSAU_RETURN_IF_ERROR(LoadSessions());
+      ResumeRepublish(ckpt);
       const uint64_t users_from = std::min(UsersPublishedThrough(ckpt, watermark), now_seq);
       users_confirmed_seq = opt.rollback_from.empty() ? users_from : 0;
       if (!opt.rollback_from.empty()) {
@@ -982,6 +1078,8 @@ struct Pipeline::Impl {
         // item vectors.
         const auto batch = static_cast<size_t>(std::max<int64_t>(opt.learner.batch_size, 1));
         republish_users_at_step = static_cast<int64_t>((history.size() + batch - 1) / batch);
+        republish_step = republish_users_at_step;
+        republish_outstanding = true;
       }
     }
     // The catch-up's or history's new items; a failure here is the loop's to retry, as there.
@@ -992,9 +1090,7 @@ struct Pipeline::Impl {
       item_clicks[i] = static_cast<int64_t>(store->ItemStats(static_cast<state::ItemId>(i)).clicks);
     }
     popularity = learner::PopularityRanking(item_clicks);
-    // Only now: a start refused after the checkpoint was passed over (the state behind it) must
-    // meet it again at the next start, not resume past it.
-    SetAsideUnreadable(passed_over);
+    unreadable_checkpoints = std::move(passed_over);  // set aside once the start has succeeded
     return Status::Ok();
   }
 
@@ -1199,7 +1295,8 @@ struct Pipeline::Impl {
     const fs::path tmp = fs::path(opt.checkpoint_dir) / (std::string(name) + std::string(kTmpSuffix));
     const int64_t steps = learner->Stats().steps;
     const uint64_t through = UsersPublishedThroughNow();
-    if (Status s = WriteCheckpoint(tmp, final_dir); !s.ok()) {
+    const bool republish = republish_outstanding.load();
+    if (Status s = WriteCheckpoint(tmp, final_dir, republish); !s.ok()) {
       fs::remove_all(tmp, ec);  // a full disk's space back, at least what it took
       m->checkpoint_errors.Increment();
       return s.WithContext("checkpoint " + final_dir.string());
@@ -1208,6 +1305,7 @@ struct Pipeline::Impl {
     checkpointed_batch = watermark;
     checkpointed_steps = steps;
     checkpointed_through = through;
+    checkpointed_republish = republish;
     PruneCheckpoints(opt.checkpoint_dir, opt.checkpoint_keep);
     m->checkpoints.Increment();
     m->checkpoint_seconds.Observe(SecondsSince(t0));
@@ -1219,7 +1317,7 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
-  Status WriteCheckpoint(const fs::path& tmp, const fs::path& final_dir) {
+  Status WriteCheckpoint(const fs::path& tmp, const fs::path& final_dir, bool republish) {
     std::error_code ec;
     fs::create_directories(opt.checkpoint_dir, ec);
     if (ec) return Status::IoError("creating " + opt.checkpoint_dir + ": " + ec.message());
@@ -1229,6 +1327,11 @@ struct Pipeline::Impl {
     GSAU_RETURN_IF_ERROR(learner->Save((tmp / "model.pt").string(), {watermark, version.load()}));
     GSAU_RETURN_IF_ERROR(store->CreateCheckpoint((tmp / "state").string()).status());
     GSAU_RETURN_IF_ERROR(WriteUsersPublishedThrough(tmp / kUsersPublishedThrough));
+    if (republish) {
+      std::ofstream at(tmp / kUsersRepublishAtStep);
+      at << republish_step << '\n';
+      if (!at.flush()) return Status::IoError("writing " + (tmp / kUsersRepublishAtStep).string());
+    }
     // The learner syncs model.pt and RocksDB the state checkpoint; the rest is ours to sync.
     GSAU_RETURN_IF_ERROR(SyncPath(tmp.string()));
     return InstallCheckpoint(tmp.string(), final_dir.string());
@@ -1238,10 +1341,12 @@ struct Pipeline::Impl {
   uint64_t UsersPublishedThroughNow() const { return std::min<uint64_t>(users_confirmed_seq.load(), watermark); }
 
   // Whether the newest checkpoint this process wrote holds what a new one would: the same
-  // model (steps, watermark) and users_published_through. An idle pipeline then writes none.
+  // model (steps, watermark), users_published_through and republish. An idle pipeline then
+  // writes none.
   bool CheckpointCurrent() {
     return !last_checkpoint_dir.empty() && watermark == checkpointed_batch &&
-           learner->Stats().steps == checkpointed_steps && UsersPublishedThroughNow() == checkpointed_through;
+           learner->Stats().steps == checkpointed_steps && UsersPublishedThroughNow() == checkpointed_through &&
+           republish_outstanding.load() == checkpointed_republish;
   }
 
   // Writes users_published_through (never past the checkpoint's own batch) to `file`, synced.
@@ -1255,7 +1360,8 @@ struct Pipeline::Impl {
   }
 
   // Rewrites the newest checkpoint's users_published_through (the stop's, after the publisher's
-  // flush confirmed more): a new file renamed over the old, so a crash leaves one or the other.
+  // flush confirmed more): a new file renamed over the old, so a crash leaves one or the other;
+  // and drops its republish once that is delivered.
   Status RecordUsersPublishedThrough() {
     const fs::path file = last_checkpoint_dir / kUsersPublishedThrough;
     const fs::path tmp = last_checkpoint_dir / (std::string(kUsersPublishedThrough) + std::string(kTmpSuffix));
@@ -1263,6 +1369,11 @@ struct Pipeline::Impl {
     std::error_code ec;
     fs::rename(tmp, file, ec);
     if (ec) return Status::IoError("renaming " + tmp.string() + ": " + ec.message());
+    if (!republish_outstanding) {
+      fs::remove(last_checkpoint_dir / kUsersRepublishAtStep, ec);
+      if (ec) return Status::IoError("removing " + (last_checkpoint_dir / kUsersRepublishAtStep).string() + ": " +
+                                     ec.message());
+    }
     return SyncPath(last_checkpoint_dir.string());
   }
 
@@ -1675,6 +1786,7 @@ struct Pipeline::Impl {
         if (const int64_t n = redelivery_log.Due()) GSAU_LOG_WARN("pipeline ({}x): {}", n, s.ToString());
         if (pub->failed_fatally()) return s;
       }
+      FollowRepublish(due);
       return Status::Ok();
     };
     while (!stop) {
@@ -1760,6 +1872,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   impl->sink = std::make_unique<FanoutSink>(&impl->queue, &impl->dirty, &impl->m->queued);
   impl->ingestor =
       std::make_unique<ingest::Ingestor>(options.ingest, impl->store.get(), impl->sink.get(), registry);
+  impl->SetAsideUnreadable();
   return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));
 }
 
@@ -1809,6 +1922,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
       return false;
     }
     im.users_confirmed_seq = std::max(im.users_confirmed_seq.load(), im.users_taken_seq);
+    if (im.republish_taken) im.RepublishDelivered();  // handed out (none left due) and delivered
     return true;
   };
   // The last checkpoint before the publisher's flush: a flush can wait 30 s on a slow broker,

@@ -575,6 +575,8 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
   ASSERT_EQ(RunCommand(Gsau() + " inspect --dir " + dir.File("demo") + " 2>&1", &out), 0) << out;
   EXPECT_NE(out.find("warning: " + cut + " cannot be read ("), std::string::npos) << out;
   EXPECT_NE(out.find("model " + newest + ": "), std::string::npos) << out;
+  // This state is behind the unreadable one's batch: gsau run refuses the pair, inspect says so.
+  EXPECT_NE(out.find("is behind the unreadable checkpoint (batch 999999999999)"), std::string::npos) << out;
   // A demo's directory carries its marker, and the next demo replaces it.
   EXPECT_TRUE(std::filesystem::exists(dir.File("small/.gsau-demo")));
   EXPECT_EQ(RunCommand(Gsau() + " demo --events 100 --rate 1000 --users 50 --items 40 --dir " + dir.File("small") +

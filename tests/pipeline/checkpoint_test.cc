@@ -78,6 +78,19 @@ TEST(CheckpointTest, OnlyCompleteCheckpointFoldersAreListedOldestFirst) {
             (std::vector<std::string>{"ckpt-000000000007", "ckpt-000000000020", "ckpt-000000000050.replaced"}));
 }
 
+// The batch in a checkpoint's name (the start compares it with the state's when it passes an
+// unreadable one over); 0 for what is not a checkpoint's name.
+TEST(CheckpointTest, TheBatchOfACheckpointComesFromItsName) {
+  EXPECT_EQ(CheckpointBatch("/c/ckpt-000000000042"), 42u);
+  EXPECT_EQ(CheckpointBatch("/c/ckpt-000000000042/"), 42u);
+  EXPECT_EQ(CheckpointBatch("ckpt-7.replaced"), 7u);
+  EXPECT_EQ(CheckpointBatch("/c/ckpt-18446744073709551615"), 18446744073709551615u);
+  EXPECT_EQ(CheckpointBatch("/c/ckpt-000000000042.tmp"), 0u);
+  EXPECT_EQ(CheckpointBatch("/c/ckpt-12x"), 0u);
+  EXPECT_EQ(CheckpointBatch("/c/ckpt-"), 0u);
+  EXPECT_EQ(CheckpointBatch("/c/before-rollback-17"), 0u);
+}
+
 // An entry stat() refuses threw std::filesystem::filesystem_error out of the listing: in the
 // learner's interval checkpoint that ended the pipeline. Here a symlink loop (ELOOP; the tests
 // run as root, for whom a folder's mode refuses nothing).

@@ -204,6 +204,72 @@ TEST(PipelinePublishingTest, UsersGoOutAgainOnceAColdStartedModelHasTrained) {
   }
 }
 
+// The cold start's republish is owed until its records are delivered: a stop (or a crash)
+// before the learner has trained over the history left every user who did not click again on
+// the untrained model's vector for good (the start-up records had confirmed the state's batches
+// already). The checkpoint carries it; the restart publishes every user once the learner has
+// taken the pass's steps, and a restart after that delivery sends nobody again.
+TEST(PipelinePublishingTest, AColdStartsRepublishOwedAtAStopIsDoneAfterTheRestart) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  std::vector<std::pair<std::string, std::string>> clicks;
+  for (int u = 0; u < 6; ++u) {
+    for (int k = 0; k < 8; ++k) clicks.emplace_back("u" + std::to_string(u), "i" + std::to_string((u * 3 + k) % 11));
+  }
+  WriteState(o, clicks);  // 48 samples: the pass over them is 6 steps of 8
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  auto records = [&] {
+    std::map<std::string, std::vector<std::string>> out;
+    for (const auto& r : ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, -1)) out[r.key].push_back(r.value);
+    return out;
+  };
+  {
+    prometheus::Registry registry;
+    PipelineStatus st;
+    const Status s = RunStoppedAtOnce(o, &registry, &st);
+    ASSERT_TRUE(s.ok()) << s;
+    ASSERT_LT(st.steps, 6) << "the first run trained over the history: the test shows nothing";
+  }
+  const auto first = records();
+  ASSERT_EQ(first.size(), 6u);
+  for (const auto& [user, values] : first) ASSERT_EQ(values.size(), 1u) << user;
+
+  o.user_flush_ms = 100;
+  o.idle_train_s = 3600;  // trains on replay throughout: no idle refresh
+  {
+    prometheus::Registry registry;
+    auto p = Pipeline::Create(o, &registry);
+    ASSERT_TRUE(p.ok()) << p.status();
+    RunningPipeline running(**p);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (CounterValue(registry, "gsau_learner_steps_total") < 12 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a user flush or more
+    const Status result = running.Stop();
+    EXPECT_TRUE(result.ok()) << result;
+    ASSERT_GE(CounterValue(registry, "gsau_learner_steps_total"), 12) << "the restarted learner did not train";
+  }
+  const auto second = records();
+  ASSERT_EQ(second.size(), 6u);
+  size_t total = 0;
+  for (const auto& [user, values] : second) {
+    total += values.size();
+    ASSERT_GE(values.size(), 2u) << user << ": not published again after the restart";
+    EXPECT_NE(values.front(), values.back()) << user << ": the same vector as the untrained model's";
+  }
+
+  {
+    prometheus::Registry registry;
+    PipelineStatus st;
+    const Status s = RunStoppedAtOnce(o, &registry, &st);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  size_t again = 0;
+  for (const auto& [user, values] : records()) again += values.size();
+  EXPECT_EQ(again, total) << "the delivered republish was done again at the next restart";
+}
+
 // A newest checkpoint whose model.pt cannot be read (cut short by a power loss after its rename)
 // stopped every start until an operator rolled back by hand. The one before it is loaded
 // instead, saying so; the stop's checkpoint then takes the unreadable one's place.
@@ -228,6 +294,15 @@ TEST(PipelinePublishingTest, AnUnreadableNewestCheckpointIsPassedOverForTheOneBe
   ASSERT_EQ(listed.size(), 2u);
   const auto newest = std::filesystem::path(listed.back()) / "model.pt";
   std::filesystem::resize_file(newest, 100);
+  {
+    // A start that fails after the learner's (here the prequential CSV, a directory) leaves the
+    // unreadable checkpoint where it was, for the next start to meet.
+    auto failing = o;
+    failing.prequential_csv = o.checkpoint_dir;
+    prometheus::Registry r;
+    EXPECT_FALSE(RunStoppedAtOnce(failing, &r, &status).ok());
+    EXPECT_EQ(ListCheckpoints(o.checkpoint_dir), listed) << "set aside by a start that failed";
+  }
   prometheus::Registry r3;
   const Status s = RunStoppedAtOnce(o, &r3, &status);
   ASSERT_TRUE(s.ok()) << s;
@@ -244,6 +319,12 @@ TEST(PipelinePublishingTest, AnUnreadableNewestCheckpointIsPassedOverForTheOneBe
     }
   }
   EXPECT_EQ(errors, 1);
+  // The same batch's checkpoint unreadable again: kept aside beside the first, not lost.
+  std::filesystem::resize_file(newest, 100);
+  prometheus::Registry r5;
+  ASSERT_TRUE(RunStoppedAtOnce(o, &r5, &status).ok());
+  EXPECT_EQ(std::filesystem::file_size(listed.back() + ".unreadable-2/model.pt"), 100u);
+  EXPECT_EQ(std::filesystem::file_size(listed.back() + ".unreadable/model.pt"), 100u);
   // The only checkpoint unreadable: refused at every start (a cold start would throw the model
   // away), not renamed aside and then forgotten.
   {
@@ -280,9 +361,23 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   o.idle_train_s = 0;
   WriteState(o, {{"old", "i1"}, {"old", "i2"}});
   ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
-  PipelineStatus status;
-  prometheus::Registry first;
-  ASSERT_TRUE(RunStoppedAtOnce(o, &first, &status).ok());  // a checkpoint: the next start is no cold one
+  {
+    // A cold start that trains over the history and republishes every user: the next start is
+    // no cold one and owes nothing.
+    auto cold = o;
+    cold.idle_train_s = 3600;
+    prometheus::Registry first;
+    auto p = Pipeline::Create(cold, &first);
+    ASSERT_TRUE(p.ok()) << p.status();
+    RunningPipeline running(**p);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while ((*p)->status().steps < 2 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_GE((*p)->status().steps, 2) << "the cold start did not train";
+    const Status result = running.Stop();
+    ASSERT_TRUE(result.ok()) << result;
+  }
   o.publisher.user_topic = UniqueTopic("users-second");
   prometheus::Registry registry;
   auto p = Pipeline::Create(o, &registry);

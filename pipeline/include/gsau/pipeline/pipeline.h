@@ -122,6 +122,9 @@ struct PipelineStatus {
 // The complete checkpoints (ckpt-<digits>/model.pt) under `dir`, oldest first; none when `dir`
 // does not exist.
 std::vector<std::string> ListCheckpoints(const std::string& dir);
+// The state batch a checkpoint's folder name gives (<dir>/ckpt-<digits>, or its .replaced); 0
+// for any other name.
+uint64_t CheckpointBatch(const std::string& path);
 // The same as RecoverCheckpoints would leave them, without touching `dir`: a complete
 // <name>.replaced whose <name> is not complete (a stop inside InstallCheckpoint) is listed, under
 // its own path, in its place. For readers beside a stopped or running pipeline (inspect, evaluate).
