@@ -772,9 +772,9 @@ struct Pipeline::Impl {
         !s.ok()) {
       m->publish_errors.Increment();
       GSAU_LOG_WARN("pipeline: users not published again: {}", s.ToString());
-      // The cold start's republish is owed (checkpoints say so): the next flush tries again.
-      int none = kNoUsersRequest;
-      if (republish) users_request.compare_exchange_strong(none, kRepublishUsers);
+      // The cold start's republish is owed (checkpoints say so): the next flush tries again
+      // (over a refresh asked meanwhile: a republish does what a refresh does).
+      if (republish) users_request = kRepublishUsers;
       return;
     }
     if (republish) {
@@ -853,9 +853,16 @@ struct Pipeline::Impl {
   // A checkpoint written before a cold start's republish was delivered: every user goes out
   // again once the learner has taken its step (at the first flush when it has already).
   void ResumeRepublish(const fs::path& ckpt) {
+    std::error_code ec;
+    if (!fs::exists(ckpt / kUsersRepublishAtStep, ec)) return;
     std::ifstream in(ckpt / kUsersRepublishAtStep);
     int64_t at = 0;
-    if (!(in >> at)) return;
+    if (!(in >> at)) {
+      // There but unreadable (cut short): owed all the same, at once.
+      GSAU_LOG_WARN("pipeline: {} cannot be read: every user goes out again after a step",
+                    (ckpt / kUsersRepublishAtStep).string());
+      at = 0;
+    }
     republish_step = std::max<int64_t>(at, 1);
     republish_outstanding = true;
     const int64_t steps = learner->Stats().steps;
@@ -1328,9 +1335,12 @@ struct Pipeline::Impl {
     GSAU_RETURN_IF_ERROR(store->CreateCheckpoint((tmp / "state").string()).status());
     GSAU_RETURN_IF_ERROR(WriteUsersPublishedThrough(tmp / kUsersPublishedThrough));
     if (republish) {
-      std::ofstream at(tmp / kUsersRepublishAtStep);
-      at << republish_step << '\n';
-      if (!at.flush()) return Status::IoError("writing " + (tmp / kUsersRepublishAtStep).string());
+      {
+        std::ofstream at(tmp / kUsersRepublishAtStep);
+        at << republish_step << '\n';
+        if (!at.flush()) return Status::IoError("writing " + (tmp / kUsersRepublishAtStep).string());
+      }
+      GSAU_RETURN_IF_ERROR(SyncPath((tmp / kUsersRepublishAtStep).string()));
     }
     // The learner syncs model.pt and RocksDB the state checkpoint; the rest is ours to sync.
     GSAU_RETURN_IF_ERROR(SyncPath(tmp.string()));
