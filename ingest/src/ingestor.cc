@@ -302,7 +302,17 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         const bool after_held = held != pending_offsets_.end() && held->second > next.value_or(-1);
         if (after_held) next = held->second;
         if (next) stored_offsets[key] = *next;
-        tp->set_offset(next ? *next : RdKafka::Topic::OFFSET_BEGINNING);
+        // One record early where the state knows the record before its offset: that record,
+        // compared with its fingerprint (Accept), tells the log this state read from another
+        // of the same name that already reaches as far (a topic deleted, created again and
+        // refilled while ingest was stopped), whose records below the offset would be skipped.
+        const uint64_t last_record = after_held || !next || *next == 0 ? 0 : store_->LastRecord(key);
+        if (last_record != 0) {
+          verify_[key] = {*next - 1, last_record};
+        } else {
+          verify_.erase(key);
+        }
+        tp->set_offset(last_record != 0 ? *next - 1 : next ? *next : RdKafka::Topic::OFFSET_BEGINNING);
         guard_.Assign(key, next ? *next : -1);
         if (next) {
           unread_.erase(key);
@@ -356,6 +366,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       for (auto* tp : partitions) {
         assigned_.erase({tp->topic(), tp->partition()});
         guard_.Revoke({tp->topic(), tp->partition()});
+        verify_.erase({tp->topic(), tp->partition()});
       }
       GSAU_LOG_INFO("ingest: {} {} partitions", consumer->assignment_lost() ? "lost" : "revoked", partitions.size());
       consumer->resume(partitions);  // no pause of ours outlives the assignment (see above)
@@ -444,12 +455,25 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // to), found `when` (at its assignment, or while reading it): ingest stops, saying why (the
   // first such error wins).
   void StopAsCutShort(const TopicPartition& tp, int64_t high, int64_t consumed, const char* when) {
+    StopAsAnotherLog(tp, "ends at offset " + std::to_string(high) + " but the state has consumed it up to " +
+                             std::to_string(consumed),
+                     when, "its log was cut short (an unclean leader election), ");
+  }
+
+  // The record at `offset`, the last one this state read below its offset, has another
+  // fingerprint than the one read there: the same name, another log (ingest stops).
+  void StopAsReplaced(const TopicPartition& tp, int64_t offset, const char* when) {
+    StopAsAnotherLog(
+        tp, "holds another record at offset " + std::to_string(offset) + " than the one this state read there", when,
+        "");
+  }
+
+  void StopAsAnotherLog(const TopicPartition& tp, const std::string& what, const char* when, const char* also) {
     if (!fatal_.ok()) return;
     metrics_.err_consume.Increment();
     fatal_ = Status::Corruption(
-        "partition " + tp.topic + "/" + std::to_string(tp.partition) + " ends at offset " + std::to_string(high) +
-        " but the state has consumed it up to " + std::to_string(consumed) + " (found " + when +
-        "): the topic was deleted and created again, its log was cut short (an unclean leader election), or this is "
+        "partition " + tp.topic + "/" + std::to_string(tp.partition) + " " + what + " (found " + when +
+        "): the topic was deleted and created again, " + also + "or this is "
         "another cluster. Point kafka.bootstrap_servers at the cluster this state came from; to read the partition "
         "again, restore an older checkpoint (gsau run --rollback) or start from an empty state.path");
     GSAU_LOG_ERROR("ingest: {}", fatal_.message());
@@ -659,6 +683,21 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
 
   void Accept(RdKafka::Message& msg) {
     TopicPartition tp{msg.topic_name(), msg.partition()};
+    const std::string_view value(static_cast<const char*>(msg.payload()), msg.payload() ? msg.len() : 0);
+    const auto ts = msg.timestamp();
+    const int64_t ts_ms = ts.type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE ? -1 : ts.timestamp;
+    const std::string_view key(static_cast<const char*>(msg.key_pointer()), msg.key_pointer() ? msg.key_len() : 0);
+    const uint64_t fingerprint = RecordFingerprint(key, value, ts_ms);
+    if (auto v = verify_.find(tp); v != verify_.end() && msg.offset() >= v->second.offset) {
+      const Verify expected_record = v->second;
+      verify_.erase(v);
+      if (msg.offset() == expected_record.offset) {  // read already: compared, not taken again
+        if (fingerprint != expected_record.fingerprint) StopAsReplaced(tp, msg.offset(), "at its assignment");
+        return;
+      }
+      // Past it: that record is gone (retention, compaction, a transaction marker's offset), and
+      // with it what could be compared.
+    }
     const int64_t expected = guard_.Next(tp);
     auto verdict = guard_.Take(tp, msg.offset());
     if (verdict == OffsetGuard::Verdict::kAhead) {
@@ -673,6 +712,21 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                      msg.offset() - 1);
     }
     if (verdict == OffsetGuard::Verdict::kSeen) {
+      // Below the next offset: the record before the state's (or the held batch's) offset can be
+      // compared. Another log under the same name (the position reset to its start: a topic
+      // created again while read) stops ingest however far that log reaches.
+      const auto stored = store_->Offset(tp);
+      const auto held = pending_offsets_.find(tp);
+      uint64_t known = 0;
+      if (held != pending_offsets_.end() && msg.offset() == held->second - 1) {
+        known = pending_last_records_[tp];
+      } else if (stored && msg.offset() == *stored - 1) {
+        known = store_->LastRecord(tp);
+      }
+      if (known != 0 && known != fingerprint) {
+        StopAsReplaced(tp, msg.offset(), "while reading it");
+        return;
+      }
       metrics_.redelivered.Increment();
       Bump(&IngestCounters::redelivered, 1);
       if (int64_t n = redelivered_log_.Due()) {
@@ -687,12 +741,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     }
     ++pending_records_;
     ++batch_consumed_;
+    pending_last_records_[tp] = fingerprint;
     pending_offsets_[std::move(tp)] = msg.offset() + 1;
-    const std::string_view value(static_cast<const char*>(msg.payload()), msg.payload() ? msg.len() : 0);
-    const auto ts = msg.timestamp();
-    const DecodeResult& r = decoder_.Decode(value, ts.type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE
-                                                       ? -1
-                                                       : ts.timestamp);
+    const DecodeResult& r = decoder_.Decode(value, ts_ms);
     if (!r.ok) {
       DeadLetter(msg, r);
       return;
@@ -907,7 +958,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     if (batch_dead_lettered_ > 0) GSAU_RETURN_IF_ERROR(AcknowledgeDeadLetters());
     std::vector<PartitionOffset> offsets;
     offsets.reserve(pending_offsets_.size());
-    for (const auto& [tp, next] : pending_offsets_) offsets.push_back({tp, next});
+    for (const auto& [tp, next] : pending_offsets_) offsets.push_back({tp, next, pending_last_records_[tp]});
     Result<state::BatchResult> applied = Status::Internal("not applied");
     int backoff_ms = 100;
     while (true) {
@@ -966,6 +1017,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   void DropPending() {
     pending_events_.clear();
     pending_offsets_.clear();
+    pending_last_records_.clear();
     pending_dead_letters_.clear();
     pending_dead_letter_bytes_ = 0;
     dead_letters_unsent_ = false;
@@ -1134,6 +1186,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // The micro-batch being filled.
   std::vector<ClickEvent> pending_events_;
   std::map<TopicPartition, int64_t> pending_offsets_;
+  std::map<TopicPartition, uint64_t> pending_last_records_;  // the fingerprint of each one's last record
+  // Assigned one record early (rebalance_cb): the offset and fingerprint that record must have.
+  struct Verify {
+    int64_t offset = 0;
+    uint64_t fingerprint = 0;
+  };
+  std::map<TopicPartition, Verify> verify_;
   // The batch's dead letters, kept until it commits (to produce them again should a delivery
   // fail); a batch is applied early once they hold kMaxPendingDeadLetterBytes.
   static constexpr size_t kMaxPendingDeadLetterBytes = 64 << 20;

@@ -63,6 +63,9 @@ inline constexpr std::string_view kFormatVersionNoClicks = "1";
 inline constexpr std::string_view kSeqKey = "seq";
 inline constexpr std::string_view kSessionLengthKey = "session_length";
 inline constexpr std::string_view kOffsetPrefix = "off";
+// + topic '\0' partition (as OffsetKey) -> next offset (8) and the fingerprint of the record before
+// it (8); valid while the "off" value is that offset. Older versions ignore the key.
+inline constexpr std::string_view kOffsetRecordPrefix = "ofr";
 
 inline void PutBE32(std::string* s, uint32_t v) {
   char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
@@ -159,8 +162,9 @@ inline Key12 SessionKey(uint32_t user, uint64_t pos) {
   return k;
 }
 
-inline std::string OffsetKey(std::string_view topic, int32_t partition) {
-  std::string k(kOffsetPrefix);
+inline std::string OffsetKey(std::string_view topic, int32_t partition,
+                             std::string_view prefix = kOffsetPrefix) {
+  std::string k(prefix);
   k.append(topic);
   k.push_back('\0');
   PutBE32(&k, static_cast<uint32_t>(partition));

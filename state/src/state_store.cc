@@ -162,8 +162,16 @@ class StateStore::Impl {
     std::shared_lock lock(mu_);
     std::vector<PartitionOffset> out;
     out.reserve(offsets_.size());
-    for (const auto& [tp, off] : offsets_) out.push_back({tp, off});
+    for (const auto& [tp, off] : offsets_) out.push_back({tp, off, LastRecordLocked(tp)});
     return out;
+  }
+  uint64_t LastRecord(const TopicPartition& tp) const {
+    std::shared_lock lock(mu_);
+    return LastRecordLocked(tp);
+  }
+  uint64_t LastRecordLocked(const TopicPartition& tp) const {
+    auto it = last_records_.find(tp);
+    return it == last_records_.end() ? 0 : it->second;
   }
   std::optional<int64_t> Offset(const TopicPartition& tp) const {
     std::shared_lock lock(mu_);
@@ -263,6 +271,7 @@ class StateStore::Impl {
   Stats user_stats_, item_stats_;
   std::deque<std::vector<UserId>> item_users_;  // reverse adjacency, in edge-creation order
   std::map<TopicPartition, int64_t> offsets_;
+  std::map<TopicPartition, uint64_t> last_records_;  // PartitionOffset::last_record, those known
   uint64_t seq_ = 0;
   uint64_t edges_ = 0;
   uint64_t events_ = 0;
@@ -363,6 +372,7 @@ Status StateStore::Impl::CloseDb() {
   item_stats_.clear();
   item_users_.clear();
   offsets_.clear();
+  last_records_.clear();
   seq_ = edges_ = events_ = 0;
   first_retained_change_ = 1;
   return result;
@@ -432,6 +442,22 @@ Status StateStore::Impl::LoadCaches() {
       offsets_[tp] = keys::GetFixed<int64_t>(it->value().data());
     }
     GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load offsets"));
+    // A fingerprint counts only for the offset it was written with (a version without them
+    // moves the offset on and leaves it behind).
+    for (it->Seek(S(keys::kOffsetRecordPrefix));
+         it->Valid() && it->key().starts_with(S(keys::kOffsetRecordPrefix)); it->Next()) {
+      const std::string_view k = V(it->key()).substr(keys::kOffsetRecordPrefix.size());
+      if (k.size() < 5 || k[k.size() - 5] != '\0' || it->value().size() != 16) {
+        return Status::Corruption("state: bad offset record fingerprint");
+      }
+      TopicPartition tp{std::string(k.substr(0, k.size() - 5)),
+                        static_cast<int32_t>(keys::GetBE32(k.data() + k.size() - 4))};
+      const auto off = offsets_.find(tp);
+      if (off != offsets_.end() && off->second == keys::GetFixed<int64_t>(it->value().data())) {
+        last_records_[tp] = keys::GetFixed<uint64_t>(it->value().data() + 8);
+      }
+    }
+    GSAU_RETURN_IF_ERROR(FromRocks(it->status(), "state: load offset fingerprints"));
   }
 
   GSAU_RETURN_IF_ERROR(LoadIds(keys::kUserIds, &user_ids_, &user_names_, "user"));
@@ -741,6 +767,15 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
   for (const auto& po : offsets) {
     add(wb_.Put(cf(keys::kMeta), keys::OffsetKey(po.tp.topic, po.tp.partition),
                 rocksdb::Slice(reinterpret_cast<const char*>(&po.next_offset), 8)));
+    const std::string record_key = keys::OffsetKey(po.tp.topic, po.tp.partition, keys::kOffsetRecordPrefix);
+    if (po.last_record != 0) {
+      char v[16];
+      std::memcpy(v, &po.next_offset, 8);
+      std::memcpy(v + 8, &po.last_record, 8);
+      add(wb_.Put(cf(keys::kMeta), record_key, rocksdb::Slice(v, 16)));
+    } else if (last_records_.count(po.tp) != 0) {
+      add(wb_.Delete(cf(keys::kMeta), record_key));
+    }
   }
   ChangeEntry change{users_before, items_before, {}, {}};
   change.pairs.swap(touched_);
@@ -801,7 +836,14 @@ Result<BatchResult> StateStore::Impl::Apply(std::span<const ClickEvent> events,
     for (uint64_t p : new_item_users_) {
       item_users_[static_cast<uint32_t>(p >> 32)].push_back(static_cast<uint32_t>(p));
     }
-    for (const auto& po : offsets) offsets_[po.tp] = po.next_offset;
+    for (const auto& po : offsets) {
+      offsets_[po.tp] = po.next_offset;
+      if (po.last_record != 0) {
+        last_records_[po.tp] = po.last_record;
+      } else {
+        last_records_.erase(po.tp);
+      }
+    }
     edges_ += new_edges;
     events_ += events.size();
     seq_ = seq;
@@ -1264,6 +1306,7 @@ StateCounts StateStore::Counts() const { return impl_->Counts(); }
 uint64_t StateStore::BatchSeq() const { return impl_->Counts().batch_seq; }
 std::vector<PartitionOffset> StateStore::Offsets() const { return impl_->Offsets(); }
 std::optional<int64_t> StateStore::Offset(const TopicPartition& tp) const { return impl_->Offset(tp); }
+uint64_t StateStore::LastRecord(const TopicPartition& tp) const { return impl_->LastRecord(tp); }
 std::optional<UserId> StateStore::FindUser(std::string_view ext) const {
   return impl_->Find(impl_->user_ids(), ext);
 }

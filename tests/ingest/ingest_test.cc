@@ -565,6 +565,66 @@ TEST(IngestTest, ATopicCreatedAgainWhileIngestReadsItStopsIngest) {
   EXPECT_GT(ingestor.counters().redelivered, 0) << "the new log's records came as ones read before";
 }
 
+// The topic deleted and created again while ingest was stopped, and refilled past the state's
+// offset: the log's end says nothing (it reaches the offset), and ingest went on from the
+// state's offset, skipping every record of the new log below it without a trace. Each offset
+// keeps the fingerprint of the record before it; ingest is assigned one record early, compares,
+// and stops when the record there is another. The same log reads on as before (the compared
+// record is neither applied again nor counted as redelivered).
+TEST(IngestTest, ATopicCreatedAgainAndRefilledWhileIngestWasStoppedStopsIt) {
+  const std::string topic = UniqueTopic("recreated-offline");
+  const auto k = KafkaAt(KafkaBootstrap());
+  ASSERT_TRUE(kafka::EnsureTopics(k, {{topic, 1, 1, {}}}, 20000).ok());
+  ProduceClicks(k, topic, MakeClicks(50, 10, 10, 41));
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  // Run until `done` or until Run returns by itself (60 s at most): Run's status.
+  auto run = [&](auto done) {
+    Ingestor ingestor(Options(topic), store.get(), nullptr, nullptr);
+    std::atomic<bool> stop{false}, returned{false};
+    Status result;
+    std::thread t([&] {
+      result = ingestor.Run(stop);
+      returned = true;
+    });
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!returned && !done(ingestor) && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    stop = true;
+    t.join();
+    return std::make_pair(result, ingestor.counters());
+  };
+  auto [first, c1] = run([](const Ingestor& i) { return i.counters().applied >= 50; });
+  ASSERT_TRUE(first.ok()) << first;
+  ASSERT_EQ(*store->Offset({topic, 0}), 50);
+  ASSERT_NE(store->LastRecord({topic, 0}), 0u);
+  // The same log, 20 more records: read on from the state's offset.
+  ProduceClicks(k, topic, MakeClicks(20, 10, 10, 43));
+  auto [same, c2] = run([](const Ingestor& i) { return i.counters().applied >= 20; });
+  ASSERT_TRUE(same.ok()) << same;
+  EXPECT_EQ(c2.applied, 20);
+  EXPECT_EQ(c2.redelivered, 0);
+  EXPECT_EQ(store->Counts().events, 70u);
+  ASSERT_EQ(*store->Offset({topic, 0}), 70);
+
+  DeleteTopic(KafkaBootstrap(), topic);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!kafka::EnsureTopics(k, {{topic, 1, 1, {}}}, 5000).ok() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ProduceClicks(k, topic, MakeClicks(100, 10, 10, 47));  // past the state's offset 70
+  auto [other, c3] = run([](const Ingestor&) { return false; });
+  EXPECT_EQ(other.code(), StatusCode::kCorruption) << other;
+  EXPECT_NE(other.message().find("holds another record at offset 69 than the one this state read there (found at "
+                                 "its assignment)"),
+            std::string::npos)
+      << other;
+  EXPECT_EQ(c3.applied, 0);
+  EXPECT_EQ(store->Counts().events, 70u);
+  EXPECT_EQ(*store->Offset({topic, 0}), 70);
+}
+
 // The consumer's own settings are refused as properties here too (config refuses them at
 // start-up; a library user's options reach the consumer directly).
 TEST(IngestTest, TheConsumersOwnSettingsAreRefusedAsProperties) {

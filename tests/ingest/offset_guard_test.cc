@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace gsau::ingest {
 namespace {
 
@@ -126,6 +128,21 @@ TEST(OffsetGuard, AGapAtTheStatesOffsetIsTakenAfterTheSeekBack) {
   EXPECT_EQ(g.Take(kP0, 28), kAhead);
   g.Sought(kP0, 28);
   EXPECT_EQ(g.Take(kP0, 25), kNew) << "the seek landed; the log has a gap up to 25";
+}
+
+// The fingerprint is stored with the state's offsets and compared by later versions: fixed
+// values (FNV-1a 64 over the little-endian length of the key, the key, the value's length, the
+// value and the timestamp, computed apart in Python), and each part of the record counts.
+TEST(RecordFingerprint, IsFNV1aOverKeyValueAndTimestampAndNeverZero) {
+  const std::string value = R"({"user_id":"u1","item_id":"i1"})";
+  EXPECT_EQ(RecordFingerprint("u1", value, 1'700'000'000'000), 0x0444467afa3bca46ULL);
+  EXPECT_EQ(RecordFingerprint("", "", -1), 0x48f3659f424e997dULL);
+  EXPECT_NE(RecordFingerprint("u2", value, 1'700'000'000'000), RecordFingerprint("u1", value, 1'700'000'000'000));
+  EXPECT_NE(RecordFingerprint("u1", value, 1'700'000'000'001), RecordFingerprint("u1", value, 1'700'000'000'000));
+  EXPECT_NE(RecordFingerprint("u1", value + " ", 1'700'000'000'000),
+            RecordFingerprint("u1", value, 1'700'000'000'000));
+  // The lengths keep the key's and the value's bytes apart.
+  EXPECT_NE(RecordFingerprint("ab", "c", 0), RecordFingerprint("a", "bc", 0));
 }
 
 }  // namespace

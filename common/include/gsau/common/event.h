@@ -33,6 +33,10 @@ struct TopicPartition {
 struct PartitionOffset {
   TopicPartition tp;
   int64_t next_offset = 0;  // the offset of the next message to consume
+  // A fingerprint of the record at next_offset - 1 as it was consumed (0: none known), so that
+  // a log replaced under the same name (a topic deleted and created again) is told from the one
+  // this state read: ingest compares it with the record found at that offset.
+  uint64_t last_record = 0;
 
   friend bool operator==(const PartitionOffset&, const PartitionOffset&) = default;
 };

@@ -18,10 +18,36 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <string_view>
 
 #include "gsau/common/event.h"
 
 namespace gsau::ingest {
+
+// A record's fingerprint (PartitionOffset::last_record): FNV-1a 64 over its key, value and
+// timestamp (ms; -1 when it has none), never 0 (0 means none known). Stored with the state's
+// offsets, so it must not change across versions.
+inline uint64_t RecordFingerprint(std::string_view key, std::string_view value, int64_t timestamp_ms) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  const auto mix = [&h](const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t k = 0; k < n; ++k) {
+      h ^= p[k];
+      h *= 0x100000001b3ULL;
+    }
+  };
+  const auto mix_u64 = [&mix](uint64_t v) {
+    unsigned char b[8];
+    for (int k = 0; k < 8; ++k) b[k] = static_cast<unsigned char>(v >> (8 * k));
+    mix(b, 8);
+  };
+  mix_u64(key.size());
+  mix(key.data(), key.size());
+  mix_u64(value.size());
+  mix(value.data(), value.size());
+  mix_u64(static_cast<uint64_t>(timestamp_ms));
+  return h == 0 ? 1 : h;
+}
 
 class OffsetGuard {
  public:

@@ -15,6 +15,8 @@
 //  - offsets: per topic-partition, the next offset to consume. They are written in the same
 //    RocksDB WriteBatch as the state changes of the events before them, so after any crash the
 //    stored state is exactly the events before the stored offsets: seek the consumer there.
+//    With each, when the batch gave one, a fingerprint of the record before it (the log this
+//    state read, told from another of the same name).
 //  - batch sequence: every ApplyBatch that writes is one batch, numbered 1, 2, 3, ...; 0 means
 //    nothing was applied yet. It names a state version for the change feed and checkpoints.
 //
@@ -180,8 +182,9 @@ class StateStore {
   Status Close();
 
   // Applies `events` in order, and sets the stored next offset of each partition in
-  // `offsets`, as ONE atomic RocksDB WriteBatch: after a crash either all of it is there or
-  // none. Returns the batch's sequence number and the internal ids of the events.
+  // `offsets` (with its last_record fingerprint), as ONE atomic RocksDB WriteBatch: after a
+  // crash either all of it is there or none. Returns the batch's sequence number and the
+  // internal ids of the events.
   //  - Events with an empty or oversized (> kMaxIdBytes) id make the whole call fail with
   //    kInvalidArgument before anything is written (ingest validates first: this is a guard).
   //  - An offset lower than the one stored for its partition, a negative one, or a
@@ -212,9 +215,12 @@ class StateStore {
   StateCounts Counts() const;
   uint64_t BatchSeq() const;
 
-  // The stored next offset of every partition ever given to ApplyBatch, sorted.
+  // The stored next offset of every partition ever given to ApplyBatch, sorted, each with the
+  // fingerprint of the record before it when the batch that set the offset gave one.
   std::vector<PartitionOffset> Offsets() const;
   std::optional<int64_t> Offset(const TopicPartition& tp) const;
+  // PartitionOffset::last_record of the partition's stored offset; 0 when none is known.
+  uint64_t LastRecord(const TopicPartition& tp) const;
 
   // External id <-> internal id.
   std::optional<UserId> FindUser(std::string_view external_id) const;
