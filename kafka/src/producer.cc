@@ -375,6 +375,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
       // key. librdkafka's own default hashes with CRC32, so a consumer joining our topics with
       // another topic of the same keys would find them on different partitions.
       {"partitioner", "murmur2_random"},
+      {"allow.auto.create.topics", options.auto_create_topics ? "true" : "false"},
   };
   if (options.idempotent) {
     defaults.emplace_back("acks", "all");

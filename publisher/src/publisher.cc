@@ -162,6 +162,11 @@ Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const PublisherOp
   kafka::ProducerOptions po = options.producer;
   po.idempotent = true;
   po.keep_failed = true;  // RedeliverFailed()
+  // A topic deleted under a running publisher came back at its next record as the broker makes
+  // one (cleanup.policy=delete: readers lost the ids that stopped changing after its retention),
+  // said only at the next start. Now its deliveries fail and are counted until a restart
+  // creates it compacted (EnsureTopics above).
+  po.auto_create_topics = false;
   po.name = "publisher";
   // The pipeline publishes under a lock its learner and user threads share: a queue full for
   // minutes (brokers away) held both, and a stop's last checkpoint waited behind them.

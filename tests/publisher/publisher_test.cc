@@ -306,6 +306,40 @@ TEST(PublisherTest, RecordsWhoseDeliveryFailedAreDeliveredOnceTheTopicTakesThem)
   EXPECT_GE(*again, 2);
 }
 
+// An embedding topic deleted under a running publisher came back at its next record as the
+// broker makes one: cleanup.policy=delete, so readers lost the ids that stopped changing after
+// its retention, and only the next start said so. Its deliveries now fail (time out), counted,
+// and the topic stays away until a start creates it compacted.
+TEST(PublisherTest, ATopicDeletedWhileRunningIsNotCreatedAgainWithTheBrokersDefaults) {
+  auto o = Options(Format::kJson);
+  o.producer.message_timeout_ms = 4000;
+  prometheus::Registry registry;
+  auto p = KafkaPublisher::Create(o, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  gsau::testing::DeleteTopic(KafkaBootstrap(), o.user_topic);
+  const auto gone = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (kafka::TopicConfigValue(o.kafka, o.user_topic, "cleanup.policy", 2000).status().code() !=
+             StatusCode::kNotFound &&
+         std::chrono::steady_clock::now() < gone) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(kafka::TopicConfigValue(o.kafka, o.user_topic, "cleanup.policy", 2000).status().code(),
+            StatusCode::kNotFound);
+  std::vector<EmbeddingRecord> records = {Rec(EntityKind::kUser, "u1", 1, Row(1.0f))};
+  ASSERT_TRUE((*p)->Publish(records).ok());
+  const Status flushed = (*p)->Flush(15000);
+  EXPECT_FALSE(flushed.ok()) << "delivered to a topic the broker made";
+  const auto policy = kafka::TopicConfigValue(o.kafka, o.user_topic, "cleanup.policy", 2000);
+  EXPECT_EQ(policy.status().code(), StatusCode::kNotFound)
+      << "created again: cleanup.policy=" << (policy.ok() ? *policy : policy.status().ToString());
+  // A start creates it as it should be.
+  auto again = KafkaPublisher::Create(o, nullptr);
+  ASSERT_TRUE(again.ok()) << again.status();
+  const auto created = kafka::TopicConfigValue(o.kafka, o.user_topic, "cleanup.policy", 5000);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(*created, "compact");
+}
+
 // After a restart the version gauge shows the checkpoint's model_version (it read -1 until the
 // first record); freshness is observed for user records only (an item's event time is when its
 // row was taken, so items once swamped the histogram with zeros).

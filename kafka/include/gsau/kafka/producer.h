@@ -44,6 +44,10 @@ struct ProducerOptions {
   // records time out, message_timeout_ms). A caller that holds a lock others need sets it.
   int queue_full_timeout_ms = -1;
   bool keep_failed = false;           // keep failed records for TakeFailed() (see above)
+  // allow.auto.create.topics. false for topics that need settings of their own (created by the
+  // owner at start-up): one deleted while the producer runs then fails its deliveries ("Unknown
+  // topic") instead of being created again by the broker with its defaults.
+  bool auto_create_topics = true;
   std::string name = "kafka producer";  // names it in the log (librdkafka's lines and errors)
 };
 
