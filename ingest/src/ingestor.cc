@@ -291,6 +291,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       lost_.clear();
       std::string list;
       std::map<TopicPartition, int64_t> stored_offsets;
+      std::vector<std::pair<RdKafka::TopicPartition*, Verify>> early;
       for (auto* tp : partitions) {
         const TopicPartition key{tp->topic(), tp->partition()};
         auto next = store_->Offset(key);
@@ -302,17 +303,17 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         const bool after_held = held != pending_offsets_.end() && held->second > next.value_or(-1);
         if (after_held) next = held->second;
         if (next) stored_offsets[key] = *next;
-        // One record early where the state knows the record before its offset: that record,
-        // compared with its fingerprint (Accept), tells the log this state read from another
-        // of the same name that already reaches as far (a topic deleted, created again and
-        // refilled while ingest was stopped), whose records below the offset would be skipped.
-        const uint64_t last_record = after_held || !next || *next == 0 ? 0 : store_->LastRecord(key);
-        if (last_record != 0) {
-          verify_[key] = {*next - 1, last_record};
-        } else {
-          verify_.erase(key);
+        // One record early where the state knows the record before its offset (below, once the
+        // log's start is known): that record, compared with its fingerprint (Accept), tells the
+        // log this state read from another of the same name that already reaches as far (a
+        // topic deleted, created again and refilled while ingest was stopped), whose records
+        // below the offset would otherwise be skipped.
+        verify_.erase(key);
+        if (const auto last = after_held || !next ? std::nullopt : store_->LastRecord(key);
+            last && last->next_offset == *next && *next > 0) {
+          early.emplace_back(tp, Verify{*next - 1, last->last_record});
         }
-        tp->set_offset(last_record != 0 ? *next - 1 : next ? *next : RdKafka::Topic::OFFSET_BEGINNING);
+        tp->set_offset(next ? *next : RdKafka::Topic::OFFSET_BEGINNING);
         guard_.Assign(key, next ? *next : -1);
         if (next) {
           unread_.erase(key);
@@ -324,8 +325,21 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         list += " " + std::to_string(tp->partition()) + "@" + (next ? std::to_string(*next) : "start") +
                 (after_held ? " (after a held batch)" : "");
       }
-      if (!stored_offsets.empty()) CheckStoredOffsets(consumer, stored_offsets);
-      GSAU_LOG_INFO("ingest: assigned{} ({} partitions, offsets from the state)", list, assigned_.size());
+      const auto ends =
+          stored_offsets.empty() ? std::map<TopicPartition, std::pair<int64_t, int64_t>>{}
+                                 : CheckStoredOffsets(consumer, stored_offsets);
+      for (auto& [tp, v] : early) {
+        const TopicPartition key{tp->topic(), tp->partition()};
+        // Not where retention has deleted that record: the seek would only reset the position
+        // (with the client's "offset reset" warning) and find nothing to compare.
+        if (const auto it = ends.find(key); it != ends.end() && it->second.first > v.offset) continue;
+        verify_[key] = v;
+        tp->set_offset(v.offset);
+      }
+      // After an error found here the partitions are not read: the line says so (it read as if
+      // ingest went on).
+      GSAU_LOG_INFO("ingest: assigned{} ({} partitions, offsets from the state){}", list, assigned_.size(),
+                    fatal_.ok() ? "" : "; not read: ingest stops (the error above)");
       // A refused assignment leaves these partitions unread while the lag counts them: counted as
       // an error (the stage's error alert), not only logged.
       if (cooperative) {
@@ -422,7 +436,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // records this state never read (lost to it; consumption goes on from the start). Runs inside
   // the rebalance callback: the brokers get about 2 s (3 at most), and partitions without an
   // answer are not checked.
-  void CheckStoredOffsets(RdKafka::KafkaConsumer* consumer, const std::map<TopicPartition, int64_t>& stored_offsets) {
+  // Returns the log ends the brokers gave, (start, end) by partition.
+  std::map<TopicPartition, std::pair<int64_t, int64_t>> CheckStoredOffsets(
+      RdKafka::KafkaConsumer* consumer, const std::map<TopicPartition, int64_t>& stored_offsets) {
     std::vector<TopicPartition> parts;
     for (const auto& [tp, stored] : stored_offsets) parts.push_back(tp);
     const auto answered = LogEnds(consumer, parts, 2000);
@@ -449,6 +465,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                        where, stored, low - 1, low);
       }
     }
+    return answered;
   }
 
   // The partition's log ends at `high`, below `consumed` (the offset this state has read it
@@ -465,7 +482,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   void StopAsReplaced(const TopicPartition& tp, int64_t offset, const char* when) {
     StopAsAnotherLog(
         tp, "holds another record at offset " + std::to_string(offset) + " than the one this state read there", when,
-        "");
+        "its log was cut short (an unclean leader election) and written again, ");
   }
 
   void StopAsAnotherLog(const TopicPartition& tp, const std::string& what, const char* when, const char* also) {
@@ -690,13 +707,23 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     const uint64_t fingerprint = RecordFingerprint(key, value, ts_ms);
     if (auto v = verify_.find(tp); v != verify_.end() && msg.offset() >= v->second.offset) {
       const Verify expected_record = v->second;
-      verify_.erase(v);
       if (msg.offset() == expected_record.offset) {  // read already: compared, not taken again
+        verify_.erase(v);
         if (fingerprint != expected_record.fingerprint) StopAsReplaced(tp, msg.offset(), "at its assignment");
         return;
       }
-      // Past it: that record is gone (retention, compaction, a transaction marker's offset), and
-      // with it what could be compared.
+      // Past it: that record is gone (compaction), or the assigned position was lost (#2190: the
+      // client fetches from the group's committed offset, which a member that read the new log
+      // may have moved past it). One seek back to it tells which; then it is taken as gone.
+      if (!expected_record.sought) {
+        std::unique_ptr<RdKafka::TopicPartition> at(
+            RdKafka::TopicPartition::create(tp.topic, tp.partition, expected_record.offset));
+        if (consumer_->seek(*at, 5000) == RdKafka::ERR_NO_ERROR) {
+          v->second.sought = true;
+          return;  // this record comes again
+        }
+      }
+      verify_.erase(v);
     }
     const int64_t expected = guard_.Next(tp);
     auto verdict = guard_.Take(tp, msg.offset());
@@ -715,13 +742,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       // Below the next offset: the record before the state's (or the held batch's) offset can be
       // compared. Another log under the same name (the position reset to its start: a topic
       // created again while read) stops ingest however far that log reaches.
-      const auto stored = store_->Offset(tp);
       const auto held = pending_offsets_.find(tp);
       uint64_t known = 0;
       if (held != pending_offsets_.end() && msg.offset() == held->second - 1) {
         known = pending_last_records_[tp];
-      } else if (stored && msg.offset() == *stored - 1) {
-        known = store_->LastRecord(tp);
+      } else if (const auto stored = store_->LastRecord(tp); stored && msg.offset() == stored->next_offset - 1) {
+        known = stored->last_record;
       }
       if (known != 0 && known != fingerprint) {
         StopAsReplaced(tp, msg.offset(), "while reading it");
@@ -1191,6 +1217,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   struct Verify {
     int64_t offset = 0;
     uint64_t fingerprint = 0;
+    bool sought = false;  // sought back to `offset` once already
   };
   std::map<TopicPartition, Verify> verify_;
   // The batch's dead letters, kept until it commits (to produce them again should a delivery

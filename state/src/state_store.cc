@@ -165,9 +165,12 @@ class StateStore::Impl {
     for (const auto& [tp, off] : offsets_) out.push_back({tp, off, LastRecordLocked(tp)});
     return out;
   }
-  uint64_t LastRecord(const TopicPartition& tp) const {
+  std::optional<PartitionOffset> LastRecord(const TopicPartition& tp) const {
     std::shared_lock lock(mu_);
-    return LastRecordLocked(tp);
+    const auto off = offsets_.find(tp);
+    const uint64_t last = LastRecordLocked(tp);
+    if (off == offsets_.end() || last == 0) return std::nullopt;
+    return PartitionOffset{tp, off->second, last};
   }
   uint64_t LastRecordLocked(const TopicPartition& tp) const {
     auto it = last_records_.find(tp);
@@ -448,7 +451,10 @@ Status StateStore::Impl::LoadCaches() {
          it->Valid() && it->key().starts_with(S(keys::kOffsetRecordPrefix)); it->Next()) {
       const std::string_view k = V(it->key()).substr(keys::kOffsetRecordPrefix.size());
       if (k.size() < 5 || k[k.size() - 5] != '\0' || it->value().size() != 16) {
-        return Status::Corruption("state: bad offset record fingerprint");
+        // Advisory (another version's layout, say): without it a replaced log goes unnoticed
+        // for that partition, which is no reason to refuse the whole store.
+        GSAU_LOG_WARN("state: an offset's record fingerprint of an unknown layout is left unused");
+        continue;
       }
       TopicPartition tp{std::string(k.substr(0, k.size() - 5)),
                         static_cast<int32_t>(keys::GetBE32(k.data() + k.size() - 4))};
@@ -1306,7 +1312,9 @@ StateCounts StateStore::Counts() const { return impl_->Counts(); }
 uint64_t StateStore::BatchSeq() const { return impl_->Counts().batch_seq; }
 std::vector<PartitionOffset> StateStore::Offsets() const { return impl_->Offsets(); }
 std::optional<int64_t> StateStore::Offset(const TopicPartition& tp) const { return impl_->Offset(tp); }
-uint64_t StateStore::LastRecord(const TopicPartition& tp) const { return impl_->LastRecord(tp); }
+std::optional<PartitionOffset> StateStore::LastRecord(const TopicPartition& tp) const {
+  return impl_->LastRecord(tp);
+}
 std::optional<UserId> StateStore::FindUser(std::string_view ext) const {
   return impl_->Find(impl_->user_ids(), ext);
 }

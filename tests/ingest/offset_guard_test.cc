@@ -131,12 +131,13 @@ TEST(OffsetGuard, AGapAtTheStatesOffsetIsTakenAfterTheSeekBack) {
 }
 
 // The fingerprint is stored with the state's offsets and compared by later versions: fixed
-// values (FNV-1a 64 over the little-endian length of the key, the key, the value's length, the
-// value and the timestamp, computed apart in Python), and each part of the record counts.
-TEST(RecordFingerprint, IsFNV1aOverKeyValueAndTimestampAndNeverZero) {
+// values (the steps of offset_guard.h over the key's length, its little-endian words, the
+// value's, the timestamp, then MurmurHash3's finaliser, computed apart in Python), and each part
+// of the record counts.
+TEST(RecordFingerprint, IsFixedAndCoversKeyValueAndTimestamp) {
   const std::string value = R"({"user_id":"u1","item_id":"i1"})";
-  EXPECT_EQ(RecordFingerprint("u1", value, 1'700'000'000'000), 0x0444467afa3bca46ULL);
-  EXPECT_EQ(RecordFingerprint("", "", -1), 0x48f3659f424e997dULL);
+  EXPECT_EQ(RecordFingerprint("u1", value, 1'700'000'000'000), 0x9dd7d63d9ee3937bULL);
+  EXPECT_EQ(RecordFingerprint("", "", -1), 0x10eaca483ba88e96ULL);
   EXPECT_NE(RecordFingerprint("u2", value, 1'700'000'000'000), RecordFingerprint("u1", value, 1'700'000'000'000));
   EXPECT_NE(RecordFingerprint("u1", value, 1'700'000'000'001), RecordFingerprint("u1", value, 1'700'000'000'000));
   EXPECT_NE(RecordFingerprint("u1", value + " ", 1'700'000'000'000),

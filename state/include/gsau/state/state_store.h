@@ -219,8 +219,9 @@ class StateStore {
   // fingerprint of the record before it when the batch that set the offset gave one.
   std::vector<PartitionOffset> Offsets() const;
   std::optional<int64_t> Offset(const TopicPartition& tp) const;
-  // PartitionOffset::last_record of the partition's stored offset; 0 when none is known.
-  uint64_t LastRecord(const TopicPartition& tp) const;
+  // The partition's stored offset with its last_record, read together; none when no
+  // fingerprint is known for that offset.
+  std::optional<PartitionOffset> LastRecord(const TopicPartition& tp) const;
 
   // External id <-> internal id.
   std::optional<UserId> FindUser(std::string_view external_id) const;
