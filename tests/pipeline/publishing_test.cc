@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -268,6 +269,26 @@ TEST(PipelinePublishingTest, AColdStartsRepublishOwedAtAStopIsDoneAfterTheRestar
   size_t again = 0;
   for (const auto& [user, values] : records()) again += values.size();
   EXPECT_EQ(again, total) << "the delivered republish was done again at the next restart";
+
+  // A checkpoint whose model has taken the pass's steps but whose republish was not delivered (a
+  // crash in between): every user goes out at the restart's first flush, also when the marker
+  // was cut short (read as owed), and the stop's checkpoint no longer carries it.
+  for (const std::string content : {"3\n", ""}) {
+    SCOPED_TRACE("marker '" + content + "'");
+    const std::filesystem::path marker = std::filesystem::path(ListCheckpoints(o.checkpoint_dir).back()) /
+                                         "users_republish_at_step";
+    std::ofstream(marker) << content;
+    prometheus::Registry registry;
+    PipelineStatus st;
+    const Status s = RunStoppedAtOnce(o, &registry, &st);
+    ASSERT_TRUE(s.ok()) << s;
+    size_t now = 0;
+    for (const auto& [user, values] : records()) now += values.size();
+    EXPECT_EQ(now, again + 6) << "every user once more";
+    again = now;
+    EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(ListCheckpoints(o.checkpoint_dir).back()) /
+                                         "users_republish_at_step"));
+  }
 }
 
 // A newest checkpoint whose model.pt cannot be read (cut short by a power loss after its rename)
