@@ -479,20 +479,23 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
 
   // The record at `offset`, the last one this state read below its offset, has another
   // fingerprint than the one read there: the same name, another log (ingest stops).
+  // (A rollback cannot help: every checkpoint's offset lies in the log this state read.)
   void StopAsReplaced(const TopicPartition& tp, int64_t offset, const char* when) {
     StopAsAnotherLog(
         tp, "holds another record at offset " + std::to_string(offset) + " than the one this state read there", when,
-        "its log was cut short (an unclean leader election) and written again, ");
+        "its log was cut short (an unclean leader election) and written again, ",
+        "to read this log, start from an empty state.path and learner.checkpoint_dir");
   }
 
-  void StopAsAnotherLog(const TopicPartition& tp, const std::string& what, const char* when, const char* also) {
+  void StopAsAnotherLog(const TopicPartition& tp, const std::string& what, const char* when, const char* also,
+                        const char* remedy = "to read the partition again, restore an older checkpoint (gsau run "
+                                             "--rollback) or start from an empty state.path") {
     if (!fatal_.ok()) return;
     metrics_.err_consume.Increment();
-    fatal_ = Status::Corruption(
-        "partition " + tp.topic + "/" + std::to_string(tp.partition) + " " + what + " (found " + when +
-        "): the topic was deleted and created again, " + also + "or this is "
-        "another cluster. Point kafka.bootstrap_servers at the cluster this state came from; to read the partition "
-        "again, restore an older checkpoint (gsau run --rollback) or start from an empty state.path");
+    fatal_ = Status::Corruption("partition " + tp.topic + "/" + std::to_string(tp.partition) + " " + what +
+                                " (found " + when + "): the topic was deleted and created again, " + also +
+                                "or this is another cluster. Point kafka.bootstrap_servers at the cluster this state "
+                                "came from; " + remedy);
     GSAU_LOG_ERROR("ingest: {}", fatal_.message());
   }
 

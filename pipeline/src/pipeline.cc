@@ -539,6 +539,7 @@ struct Pipeline::Impl {
   std::atomic<bool> republish_outstanding{false};
   int64_t republish_step = 0;
   bool checkpointed_republish = false;  // whether the newest checkpoint written carries it
+  bool all_users_marked_at_start = false;  // MarkAllUsers(kStartUp) ran (before Run)
   // The learner thread's: the step that completes a cold start's pass over the state's history
   // (0: none due); replay-only steps since every user last went out, and when that was.
   int64_t republish_users_at_step = 0;
@@ -609,14 +610,21 @@ struct Pipeline::Impl {
   // Versions go on above the newest the embedding topics hold: the checkpoint's covers what was
   // published up to it, and records published after it (before a crash) carry later stamps,
   // which a wall clock set back since then would not reach (a key's versions then fell).
-  void ContinueAfterPublishedVersions() {
+  // Also: a user topic that holds no record while the state has users (deleted and created
+  // again at this start, or emptied by a retention of its own) gets every user again; a user who
+  // does not click would otherwise never be there. (Items go out whole after every start.)
+  Status ContinueAfterPublishedVersions() {
     std::set<int64_t> dims;
-    auto newest = pub->NewestPublishedVersion(10000, &dims);
+    size_t user_records = 0;
+    auto newest = pub->NewestPublishedVersion(10000, &dims, &user_records);
+    if (newest.ok() && user_records == 0 && store->Counts().users > 0 && !all_users_marked_at_start) {
+      GSAU_RETURN_IF_ERROR(MarkAllUsers("the user topic " + opt.publisher.user_topic + " holds no record"));
+    }
     if (!newest.ok()) {
       GSAU_LOG_WARN("pipeline: reading the newest model_version of the embedding topics: {}; versions go on from the "
                     "checkpoint's and the clock",
                     newest.status().ToString());
-      return;
+      return Status::Ok();
     }
     dims.erase(opt.learner.dim);
     if (!dims.empty()) {
@@ -627,7 +635,7 @@ struct Pipeline::Impl {
                     "(topics.user_embeddings, topics.item_embeddings)",
                     opt.publisher.user_topic, opt.publisher.item_topic, *dims.begin(), opt.learner.dim);
     }
-    if (*newest <= version.load()) return;
+    if (*newest <= version.load()) return Status::Ok();
     const int64_t ahead_ms = *newest - clock->NowMs();
     if (ahead_ms > 0) {
       GSAU_LOG_WARN("pipeline: the embedding topics hold model_version {}, {:.1f} s ahead of the wall clock (set back "
@@ -638,6 +646,7 @@ struct Pipeline::Impl {
                     version.load());
     }
     version = *newest;
+    return Status::Ok();
   }
 
   int64_t NextVersion() {
@@ -754,7 +763,9 @@ struct Pipeline::Impl {
       if (!entries.empty()) dirty.Mark(u, entries.back().ts_ms, from_seq + 1, store->BatchSeq());
     }
     if (!users.empty()) {
-      GSAU_LOG_INFO("pipeline: {} users of the clicks after the checkpoint are published again", users.size());
+      GSAU_LOG_INFO("pipeline: {} users of the clicks after the checkpoint are published again (those of batches "
+                    "{}..{}, not confirmed delivered before the process stopped)",
+                    users.size(), from_seq + 1, store->BatchSeq());
     }
     return Status::Ok();
   }
@@ -830,6 +841,7 @@ struct Pipeline::Impl {
   // Every user of the state, due for publishing (`why` goes to the log).
   Status MarkAllUsers(const std::string& why, MarkAll how = MarkAll::kStartUp) {
     const uint64_t seq = store->BatchSeq();
+    if (how == MarkAll::kStartUp) all_users_marked_at_start = true;
     size_t n = 0;
     auto counts = store->ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
       if (entries.empty()) return;
@@ -1858,7 +1870,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   auto pub = publisher::KafkaPublisher::Create(publisher_options, registry, clock, stop);
   if (!pub.ok()) return InStage("publisher", pub.status());
   impl->pub = std::move(pub).value();
-  impl->ContinueAfterPublishedVersions();
+  if (Status s = impl->ContinueAfterPublishedVersions(); !s.ok()) return InStage("state", s);
   if (impl->version.load() > 0) impl->pub->ResumeAfter(impl->version.load());
   if (!options.prequential_csv.empty()) {
     std::error_code size_ec;

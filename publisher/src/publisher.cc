@@ -417,11 +417,13 @@ std::optional<int64_t> RecordDim(const std::optional<std::string>& value, const 
   return RecordInteger(value, headers, "gsau.dim", ",\"dim\":");  // after model_version
 }
 
-Result<int64_t> KafkaPublisher::NewestPublishedVersion(int timeout_ms, std::set<int64_t>* dims) const {
+Result<int64_t> KafkaPublisher::NewestPublishedVersion(int timeout_ms, std::set<int64_t>* dims,
+                                                       size_t* user_records) const {
   int64_t newest = 0;
   for (const auto& topic : {options_.user_topic, options_.item_topic}) {
     GSAU_ASSIGN_OR_RETURN(auto records,
                           kafka::ReadLastRecords(options_.kafka, topic, kVersionTailRecords, timeout_ms));
+    if (user_records != nullptr && topic == options_.user_topic) *user_records = records.size();
     for (const auto& r : records) {
       newest = std::max(newest, RecordModelVersion(r.value, r.headers).value_or(0));
       if (dims == nullptr) continue;

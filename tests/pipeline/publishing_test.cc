@@ -291,6 +291,53 @@ TEST(PipelinePublishingTest, AColdStartsRepublishOwedAtAStopIsDoneAfterTheRestar
   }
 }
 
+// A user topic deleted while gsau was stopped is created again at the start, empty: the users
+// who do not click again were never there again. A user topic without a record gets every user
+// of the state at the start; one that holds records does not.
+TEST(PipelinePublishingTest, AUserTopicCreatedAgainAtTheStartGetsEveryUser) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  WriteState(o, {{"u1", "i1"}, {"u1", "i2"}, {"u2", "i1"}, {"u3", "i3"}});
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  {
+    // A cold start that trains over the history and publishes every user again (nothing owed).
+    auto cold = o;
+    cold.idle_train_s = 3600;
+    cold.user_flush_ms = 100;
+    prometheus::Registry registry;
+    auto p = Pipeline::Create(cold, &registry);
+    ASSERT_TRUE(p.ok()) << p.status();
+    RunningPipeline running(**p);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while ((*p)->status().steps < 3 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    ASSERT_TRUE(running.Stop().ok());
+  }
+  auto users = [&] {
+    std::map<std::string, int> n;
+    for (const auto& r : ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, -1)) ++n[r.key];
+    return n;
+  };
+  ASSERT_EQ(users().size(), 3u);
+  gsau::testing::DeleteTopic(KafkaBootstrap(), o.publisher.user_topic);
+  const auto gone = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (kafka::TopicConfigValue(o.publisher.kafka, o.publisher.user_topic, "cleanup.policy", 2000).status().code() !=
+             StatusCode::kNotFound &&
+         std::chrono::steady_clock::now() < gone) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  PipelineStatus status;
+  prometheus::Registry r2;
+  ASSERT_TRUE(RunStoppedAtOnce(o, &r2, &status).ok());
+  auto after = users();
+  EXPECT_EQ(after.size(), 3u) << "every user of the state in the topic created again";
+  prometheus::Registry r3;
+  ASSERT_TRUE(RunStoppedAtOnce(o, &r3, &status).ok());
+  EXPECT_EQ(users(), after) << "a topic that holds records gets no one again";
+}
+
 // A newest checkpoint whose model.pt cannot be read (cut short by a power loss after its rename)
 // stopped every start until an operator rolled back by hand. The one before it is loaded
 // instead, saying so; the stop's checkpoint then takes the unreadable one's place.
@@ -399,7 +446,13 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
     const Status result = running.Stop();
     ASSERT_TRUE(result.ok()) << result;
   }
-  o.publisher.user_topic = UniqueTopic("users-second");
+  auto records_of = [&] {
+    std::map<std::string, int> n;
+    for (const auto& r : ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, -1)) ++n[r.key];
+    return n;
+  };
+  const int old_before = records_of()["old"];
+  ASSERT_GE(old_before, 1);
   prometheus::Registry registry;
   auto p = Pipeline::Create(o, &registry);
   ASSERT_TRUE(p.ok()) << p.status();
@@ -421,9 +474,8 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   }
   const Status result = running.Stop();
   EXPECT_TRUE(result.ok()) << result;
-  std::map<std::string, int> records;
-  for (const auto& r : ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, -1)) ++records[r.key];
-  EXPECT_EQ(records.count("old"), 0u) << "a user who did not click went out again";
+  auto records = records_of();
+  EXPECT_EQ(records["old"], old_before) << "a user who did not click went out again";
   EXPECT_GE(records["new"], 1);
 }
 

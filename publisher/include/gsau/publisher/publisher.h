@@ -121,8 +121,10 @@ class KafkaPublisher final : public EmbeddingSink {
   // produce order except for records delivered again after a failure (RedeliverFailed), which
   // land after newer ones: the tail read looks past that many of them (and past tombstones,
   // which carry none). kUnavailable when the topics cannot be read within `timeout_ms` (each).
-  // `dims`, when given, receives the dims of those records (a model of another shape wrote them).
-  Result<int64_t> NewestPublishedVersion(int timeout_ms, std::set<int64_t>* dims = nullptr) const;
+  // `dims`, when given, receives the dims of those records (a model of another shape wrote them);
+  // `user_records` the number of records read from the user topic (0: it holds none).
+  Result<int64_t> NewestPublishedVersion(int timeout_ms, std::set<int64_t>* dims = nullptr,
+                                         size_t* user_records = nullptr) const;
   static constexpr int64_t kVersionTailRecords = 1000;
   // The model_version a previous run had published up to (from its checkpoint): gsau_model_version
   // shows it until something newer goes out, and older versions are refused as usual.
