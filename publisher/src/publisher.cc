@@ -263,7 +263,9 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
   // every round again: rounds back off so that they neither flood the log nor the broker.
   next_redelivery_ms_ = t + redelivery_backoff_ms_;
   redelivery_backoff_ms_ = std::min(redelivery_backoff_ms_ * 2, kMaxRedeliveryBackoffMs);
-  GSAU_LOG_WARN("publisher: the delivery of {} record(s) failed (e.g. {} to {}: {}); producing them again",
+  // The error is each record's latest: a refusal of the last round's produce (an unknown topic)
+  // rather than the delivery failure before it, which would read as a new failure each round.
+  GSAU_LOG_WARN("publisher: {} record(s) not delivered yet (e.g. {} to {}: {}); producing them again",
                 failed.size(), failed.front().key, failed.front().topic, failed.front().error);
   Status first_error;
   // Whatever this round produces is numbered up to last_numbered() when it returns.
@@ -287,7 +289,9 @@ Status KafkaPublisher::RedeliverFailed(bool now) {
       // this producer): kept for the next round, visibly, unless a newer record supersedes it.
       metrics_->errors.Increment();
       if (first_error.ok()) first_error = s.WithContext("publisher: producing a failed record again");
-      refused_.emplace(r.topic + '\0' + r.key, r);
+      auto kept = r;
+      kept.error = s.message();
+      refused_.emplace(r.topic + '\0' + r.key, std::move(kept));
     }
   }
   note_round();

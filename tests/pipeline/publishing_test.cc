@@ -108,6 +108,24 @@ class RunningPipeline {
   std::thread thread_;  // last: it starts once the others exist
 };
 
+// Waits (30 s at most) until ingest holds its first assignment: a consumer closed after joining
+// its group and before that assignment aborts the process in librdkafka 2.0's cooperative-sticky
+// assignor (librdkafka #4312, fixed in 2.3), so a test that stops a pipeline as soon as the
+// learner has trained waits for it first.
+void WaitForAssignment(prometheus::Registry& registry) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  auto assigned = [&] {
+    for (const auto& f : registry.Collect()) {
+      if (f.name == "gsau_ingest_assigned_partitions" && !f.metric.empty()) return f.metric[0].gauge.value >= 1;
+    }
+    return false;
+  };
+  while (!assigned() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(assigned()) << "ingest was never assigned its partition";
+}
+
 // gsau_errors_total{stage="publisher",kind=`kind`}; -1 when the series does not exist.
 double PublisherErrors(prometheus::Registry& registry, const std::string& kind) {
   for (const auto& f : registry.Collect()) {
@@ -191,6 +209,7 @@ TEST(PipelinePublishingTest, UsersGoOutAgainOnceAColdStartedModelHasTrained) {
   while (!idle() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_TRUE(idle()) << "the learner never went idle";
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a user flush or more
+  WaitForAssignment(registry);
   const Status result = running.Stop();
   EXPECT_TRUE(result.ok()) << result;
   EXPECT_GT((*p)->status().steps, 0);
@@ -247,6 +266,7 @@ TEST(PipelinePublishingTest, AColdStartsRepublishOwedAtAStopIsDoneAfterTheRestar
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a user flush or more
+    WaitForAssignment(registry);
     const Status result = running.Stop();
     EXPECT_TRUE(result.ok()) << result;
     ASSERT_GE(CounterValue(registry, "gsau_learner_steps_total"), 12) << "the restarted learner did not train";
@@ -313,6 +333,7 @@ TEST(PipelinePublishingTest, AUserTopicCreatedAgainAtTheStartGetsEveryUser) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    WaitForAssignment(registry);
     ASSERT_TRUE(running.Stop().ok());
   }
   auto users = [&] {
@@ -443,6 +464,7 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     ASSERT_GE((*p)->status().steps, 2) << "the cold start did not train";
+    WaitForAssignment(first);
     const Status result = running.Stop();
     ASSERT_TRUE(result.ok()) << result;
   }
