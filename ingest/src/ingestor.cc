@@ -510,12 +510,23 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   void StopAsAnotherLog(const TopicPartition& tp, const std::string& what, const char* when, const char* also,
                         const char* remedy = "to read the partition again, restore an older checkpoint (gsau run "
                                              "--rollback) or start from an empty state.path") {
-    if (!fatal_.ok()) return;
+    const std::string where = "partition " + tp.topic + "/" + std::to_string(tp.partition) + " " + what + " (found " +
+                              when + ")";
+    // Every partition found so is named (an assignment checks them all): the first one's
+    // error says what to do; later ones are added to it (another error wins over neither).
+    if (!fatal_.ok()) {
+      if (fatal_.code() != StatusCode::kFailedPrecondition || !another_log_.insert(tp).second) return;
+      metrics_.err_consume.Increment();
+      fatal_ = Status(fatal_.code(), fatal_.message() + "; also " + where);
+      GSAU_LOG_ERROR("ingest: also {}", where);
+      return;
+    }
     metrics_.err_consume.Increment();
-    fatal_ = Status::Corruption("partition " + tp.topic + "/" + std::to_string(tp.partition) + " " + what +
-                                " (found " + when + "): the topic was deleted and created again, " + also +
-                                "or this is another cluster. Point kafka.bootstrap_servers at the cluster this state "
-                                "came from; " + remedy);
+    another_log_.insert(tp);
+    // Not kCorruption: the state is intact; the log under its topic's name is another one.
+    fatal_ = Status::FailedPrecondition(where + ": the topic was deleted and created again, " + also +
+                                        "or this is another cluster. Point kafka.bootstrap_servers at the cluster "
+                                        "this state came from; " + remedy);
     GSAU_LOG_ERROR("ingest: {}", fatal_.message());
   }
 
@@ -1266,6 +1277,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   Clock::time_point batch_deadline_{};
 
   Status fatal_;  // a fatal error seen outside Run()'s own calls (while paused, in an assignment)
+  std::set<TopicPartition> another_log_;  // the partitions StopAsAnotherLog has named in fatal_
   static constexpr int kStopAckWaitMs = 2000;
   std::optional<Clock::time_point> stop_ack_deadline_;  // set when a wait first sees the stop
   Clock::time_point last_lag_{};             // the lag gauge's last update

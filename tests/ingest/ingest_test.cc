@@ -463,15 +463,15 @@ TEST(IngestTest, AFatalErrorOfTheDeadLetterProducerIsSurvived) {
 
 // A state that has read a partition further than the partition now reaches (the topic deleted
 // and created again, or another cluster): ingest stops, saying so, instead of skipping every
-// record below the state's offset as one it had read.
+// record below the state's offset as one it had read. Every partition so is named.
 TEST(IngestTest, AStateAheadOfThePartitionStopsIngest) {
   const std::string topic = UniqueTopic("recreated");
-  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 1, 1, {}}}, 20000).ok());
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 2, 1, {}}}, 20000).ok());
   ProduceClicks(KafkaAt(KafkaBootstrap()), topic, MakeClicks(50, 10, 10, 21));
   TempDir dir;
   auto store = OpenState(dir.File("state"));
-  const PartitionOffset ahead{{topic, 0}, 500};  // what the old topic had reached
-  ASSERT_TRUE(store->ApplyBatch({}, std::span(&ahead, 1)).ok());
+  const std::vector<PartitionOffset> ahead = {{{topic, 0}, 500}, {{topic, 1}, 600}};  // the old topic's
+  ASSERT_TRUE(store->ApplyBatch({}, ahead).ok());
   Ingestor ingestor(Options(topic), store.get(), nullptr, nullptr);
   std::atomic<bool> stop{false}, returned{false};
   Status result;
@@ -485,8 +485,14 @@ TEST(IngestTest, AStateAheadOfThePartitionStopsIngest) {
   }
   stop = true;
   t.join();
-  EXPECT_EQ(result.code(), StatusCode::kCorruption) << result;
-  EXPECT_NE(result.message().find("ends at offset 50 but the state has consumed it up to 500"), std::string::npos)
+  EXPECT_EQ(result.code(), StatusCode::kFailedPrecondition) << result;
+  EXPECT_NE(result.message().find("partition " + topic + "/0 ends at offset "), std::string::npos) << result;
+  EXPECT_NE(result.message().find(" but the state has consumed it up to 500 (found at its assignment)"),
+            std::string::npos)
+      << result;
+  EXPECT_NE(result.message().find("; also partition " + topic + "/1 ends at offset "), std::string::npos) << result;
+  EXPECT_NE(result.message().find(" but the state has consumed it up to 600 (found at its assignment)"),
+            std::string::npos)
       << result;
   EXPECT_EQ(store->Counts().events, 0u);
   EXPECT_EQ(*store->Offset({topic, 0}), 500);
@@ -559,7 +565,7 @@ TEST(IngestTest, ATopicCreatedAgainWhileIngestReadsItStopsIngest) {
   EXPECT_TRUE(wait([&] { return returned.load(); }, 60)) << "ingest went on over the new log";
   stop = true;
   t.join();
-  EXPECT_EQ(result.code(), StatusCode::kCorruption) << result;
+  EXPECT_EQ(result.code(), StatusCode::kFailedPrecondition) << result;
   // Found while reading: the client never stopped fetching the partition (recreated at once), so
   // no assignment came to check it.
   EXPECT_NE(result.message().find("but the state has consumed it up to 50 (found while reading it)"),
@@ -621,7 +627,7 @@ TEST(IngestTest, ATopicCreatedAgainAndRefilledWhileIngestWasStoppedStopsIt) {
   ASSERT_TRUE(kafka::EnsureTopics(k, {{topic, 1, 1, {}}}, 30000).ok());
   ProduceClicks(k, topic, MakeClicks(100, 10, 10, 47));  // past the state's offset 80
   auto [other, c3] = run([](const Ingestor&) { return false; });
-  EXPECT_EQ(other.code(), StatusCode::kCorruption) << other;
+  EXPECT_EQ(other.code(), StatusCode::kFailedPrecondition) << other;
   EXPECT_NE(other.message().find("holds another record at offset 79 than the one this state read there (found at "
                                  "its assignment)"),
             std::string::npos)

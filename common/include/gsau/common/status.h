@@ -28,6 +28,8 @@ enum class StatusCode {
   kUnimplemented,    // this build or this version does not have it
   kInternal,         // a bug: an invariant did not hold
   kResourceExhausted,  // a local limit is reached (a full queue): try again later, no fault of the input
+  kFailedPrecondition,  // the world is not as the operation needs it (a log that is not the one the state
+                        // read): retrying does not help until someone changes it
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -47,6 +49,7 @@ class [[nodiscard]] Status {
   static Status Unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
+  static Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -107,7 +107,9 @@ class Ingestor {
   // After the stop, waits for dead-letter acknowledgements last about 2 s in all and retry
   // backoffs end: a batch whose letters are not acknowledged by then is not applied (consumed
   // again after a restart).
-  // Errors: kInvalidArgument for options librdkafka rejects; a fatal consumer error.
+  // Errors: kInvalidArgument for options librdkafka rejects; a fatal consumer error;
+  // kFailedPrecondition for partitions whose log is not the one the state read (cut short below
+  // its offset, or another record just below it), each one found named.
   Status Run(const std::atomic<bool>& stop);
 
   IngestCounters counters() const;
