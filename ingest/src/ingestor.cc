@@ -311,7 +311,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       lost_.clear();
       std::string list;
       std::map<TopicPartition, int64_t> stored_offsets;
-      std::vector<std::pair<RdKafka::TopicPartition*, Verify>> early;
+      std::vector<RdKafka::TopicPartition*> early;
       for (auto* tp : partitions) {
         const TopicPartition key{tp->topic(), tp->partition()};
         auto next = store_->Offset(key);
@@ -323,18 +323,24 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         const bool after_held = held != pending_offsets_.end() && held->second > next.value_or(-1);
         if (after_held) next = held->second;
         if (next) stored_offsets[key] = *next;
-        // One record early where the state knows the record before its offset (below, once the
-        // log's start is known): that record, compared with its fingerprint (Accept), tells the
-        // log this state read from another of the same name that already reaches as far (a
-        // topic deleted, created again and refilled while ingest was stopped), whose records
-        // below the offset would otherwise be skipped.
-        verify_.erase(key);
-        if (const auto last = after_held || !next ? std::nullopt : store_->LastRecord(key);
-            last && last->next_offset == *next && *next > 0) {
-          early.emplace_back(tp, Verify{*next - 1, last->last_record});
+        // The fingerprint of the record before the offset, where known (the held batch's last
+        // one, or the state's when stored with this offset).
+        uint64_t last_record = 0;
+        if (after_held) {
+          last_record = pending_last_records_[key];
+        } else if (const auto last = next ? store_->LastRecord(key) : std::nullopt;
+                   last && last->next_offset == *next) {
+          last_record = last->last_record;
         }
         tp->set_offset(next ? *next : RdKafka::Topic::OFFSET_BEGINNING);
-        guard_.Assign(key, next ? *next : -1);
+        guard_.Assign(key, next ? *next : -1, last_record);
+        // One record early where the state knows the record before its offset (below, once the
+        // log's start is known): that record, compared with its fingerprint, tells the log this
+        // state read from another of the same name that already reaches as far (a topic
+        // deleted, created again and refilled while ingest was stopped), whose records below
+        // the offset would otherwise be skipped. (Not after a batch held in this process: the
+        // partition was read here until its revoke.)
+        if (!after_held && last_record != 0) early.push_back(tp);
         if (next) {
           unread_.erase(key);
         } else {
@@ -348,13 +354,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       const auto ends =
           stored_offsets.empty() ? std::map<TopicPartition, std::pair<int64_t, int64_t>>{}
                                  : CheckStoredOffsets(consumer, stored_offsets);
-      for (auto& [tp, v] : early) {
+      for (auto* tp : early) {
         const TopicPartition key{tp->topic(), tp->partition()};
+        const int64_t before = guard_.Next(key) - 1;
         // Not where retention has deleted that record: the seek would only reset the position
         // (with the client's "offset reset" warning) and find nothing to compare.
-        if (const auto it = ends.find(key); it != ends.end() && it->second.first > v.offset) continue;
-        verify_[key] = v;
-        tp->set_offset(v.offset);
+        if (const auto it = ends.find(key); it != ends.end() && it->second.first > before) continue;
+        if (guard_.CompareFirst(key)) tp->set_offset(before);
       }
       // After an error found here the partitions are not read: the line says so (it read as if
       // ingest went on).
@@ -400,7 +406,6 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       for (auto* tp : partitions) {
         assigned_.erase({tp->topic(), tp->partition()});
         guard_.Revoke({tp->topic(), tp->partition()});
-        verify_.erase({tp->topic(), tp->partition()});
       }
       GSAU_LOG_INFO("ingest: {} {} partitions", consumer->assignment_lost() ? "lost" : "revoked", partitions.size());
       consumer->resume(partitions);  // no pause of ours outlives the assignment (see above)
@@ -739,62 +744,49 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     const int64_t ts_ms = ts.type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE ? -1 : ts.timestamp;
     const std::string_view key(static_cast<const char*>(msg.key_pointer()), msg.key_pointer() ? msg.key_len() : 0);
     const uint64_t fingerprint = RecordFingerprint(key, value, ts_ms);
-    if (auto v = verify_.find(tp); v != verify_.end() && msg.offset() >= v->second.offset) {
-      const Verify expected_record = v->second;
-      if (msg.offset() == expected_record.offset) {  // read already: compared, not taken again
-        verify_.erase(v);
-        if (fingerprint != expected_record.fingerprint) StopAsReplaced(tp, msg.offset(), "at its assignment");
-        return;
-      }
-      // Past it: that record is gone (compaction), or the assigned position was lost (#2190: the
-      // client fetches from the group's committed offset, which a member that read the new log
-      // may have moved past it). One seek back to it tells which; then it is taken as gone.
-      if (!expected_record.sought) {
-        std::unique_ptr<RdKafka::TopicPartition> at(
-            RdKafka::TopicPartition::create(tp.topic, tp.partition, expected_record.offset));
-        if (consumer_->seek(*at, 5000) == RdKafka::ERR_NO_ERROR) {
-          v->second.sought = true;
-          return;  // this record comes again
-        }
-      }
-      verify_.erase(v);
-    }
     const int64_t expected = guard_.Next(tp);
-    auto verdict = guard_.Take(tp, msg.offset());
+    const bool comparing = guard_.Comparing(tp);
+    auto verdict = guard_.Take(tp, msg.offset(), fingerprint);
+    if (verdict == OffsetGuard::Verdict::kCompareAgain) {
+      std::unique_ptr<RdKafka::TopicPartition> at(
+          RdKafka::TopicPartition::create(tp.topic, tp.partition, expected - 1));
+      if (consumer_->seek(*at, 5000) == RdKafka::ERR_NO_ERROR) {
+        guard_.SoughtToCompare(tp);
+        return;  // the record to compare comes again
+      }
+      guard_.CompareFailed(tp);
+      verdict = guard_.Take(tp, msg.offset(), fingerprint);
+    }
     if (verdict == OffsetGuard::Verdict::kAhead) {
       if (SeekBack(tp, msg.offset())) return;  // the records from the state's offset come next
-      verdict = guard_.Take(tp, msg.offset());
+      verdict = guard_.Take(tp, msg.offset(), fingerprint);
     }
-    if (verdict == OffsetGuard::Verdict::kGap) {
-      metrics_.err_consume.Increment();
-      GSAU_LOG_ERROR("ingest: partition {}/{} still starts at offset {} after {} seeks back to the state's {}: "
-                     "records {}..{} are skipped (not in this state)",
-                     tp.topic, tp.partition, msg.offset(), OffsetGuard::kMaxSeeks, expected, expected,
-                     msg.offset() - 1);
-    }
-    if (verdict == OffsetGuard::Verdict::kSeen) {
-      // Below the next offset: the record before the state's (or the held batch's) offset can be
-      // compared. Another log under the same name (the position reset to its start: a topic
-      // created again while read) stops ingest however far that log reaches.
-      const auto held = pending_offsets_.find(tp);
-      uint64_t known = 0;
-      if (held != pending_offsets_.end() && msg.offset() == held->second - 1) {
-        known = pending_last_records_[tp];
-      } else if (const auto stored = store_->LastRecord(tp); stored && msg.offset() == stored->next_offset - 1) {
-        known = stored->last_record;
-      }
-      if (known != 0 && known != fingerprint) {
-        StopAsReplaced(tp, msg.offset(), "while reading it");
+    switch (verdict) {
+      case OffsetGuard::Verdict::kCompared:
+        return;  // read already
+      case OffsetGuard::Verdict::kReplaced:
+        // Another log under the same name (the position reset to its start while read: a topic
+        // created again) stops ingest however far that log reaches.
+        StopAsReplaced(tp, msg.offset(), comparing ? "at its assignment" : "while reading it");
         return;
-      }
-      metrics_.redelivered.Increment();
-      Bump(&IngestCounters::redelivered, 1);
-      if (int64_t n = redelivered_log_.Due()) {
-        GSAU_LOG_WARN("ingest: {} record(s) delivered again below the next offset (last {}/{} @{}); skipped", n,
-                      tp.topic, tp.partition, msg.offset());
-      }
-      CheckLogStillReaches({tp});
-      return;
+      case OffsetGuard::Verdict::kGap:
+        metrics_.err_consume.Increment();
+        GSAU_LOG_ERROR("ingest: partition {}/{} still starts at offset {} after {} seeks back to the state's {}: "
+                       "records {}..{} are skipped (not in this state)",
+                       tp.topic, tp.partition, msg.offset(), OffsetGuard::kMaxSeeks, expected, expected,
+                       msg.offset() - 1);
+        break;
+      case OffsetGuard::Verdict::kSeen:
+        metrics_.redelivered.Increment();
+        Bump(&IngestCounters::redelivered, 1);
+        if (int64_t n = redelivered_log_.Due()) {
+          GSAU_LOG_WARN("ingest: {} record(s) delivered again below the next offset (last {}/{} @{}); skipped", n,
+                        tp.topic, tp.partition, msg.offset());
+        }
+        CheckLogStillReaches({tp});
+        return;
+      default:
+        break;
     }
     if (pending_records_ == 0) {
       batch_deadline_ = Clock::now() + std::chrono::milliseconds(options_.batch_max_wait_ms);
@@ -1248,13 +1240,6 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   std::vector<ClickEvent> pending_events_;
   std::map<TopicPartition, int64_t> pending_offsets_;
   std::map<TopicPartition, uint64_t> pending_last_records_;  // the fingerprint of each one's last record
-  // Assigned one record early (rebalance_cb): the offset and fingerprint that record must have.
-  struct Verify {
-    int64_t offset = 0;
-    uint64_t fingerprint = 0;
-    bool sought = false;  // sought back to `offset` once already
-  };
-  std::map<TopicPartition, Verify> verify_;
   // The batch's dead letters, kept until it commits (to produce them again should a delivery
   // fail); a batch is applied early once they hold kMaxPendingDeadLetterBytes.
   static constexpr size_t kMaxPendingDeadLetterBytes = 64 << 20;

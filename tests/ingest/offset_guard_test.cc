@@ -12,19 +12,31 @@ const TopicPartition kP1{"clicks", 1};
 constexpr auto kNew = OffsetGuard::Verdict::kNew;
 constexpr auto kSeen = OffsetGuard::Verdict::kSeen;
 constexpr auto kAhead = OffsetGuard::Verdict::kAhead;
+constexpr auto kCompared = OffsetGuard::Verdict::kCompared;
+constexpr auto kReplaced = OffsetGuard::Verdict::kReplaced;
+constexpr auto kCompareAgain = OffsetGuard::Verdict::kCompareAgain;
+
+// A record of the log the state read: its fingerprint follows from its offset.
+uint64_t Read(int64_t offset) { return 0x1000 + static_cast<uint64_t>(offset); }
+// A record of another log under the same name, at the same offset.
+uint64_t Other(int64_t offset) { return 0x9000 + static_cast<uint64_t>(offset); }
+
+OffsetGuard::Verdict Take(OffsetGuard& g, const TopicPartition& tp, int64_t offset) {
+  return g.Take(tp, offset, Read(offset));
+}
 
 TEST(OffsetGuard, SkipsRecordsBelowTheStatesOffsetAndTakesTheRest) {
   OffsetGuard g;
   g.Assign(kP0, 5);
-  EXPECT_EQ(kSeen, g.Take(kP0, 0));
-  EXPECT_EQ(kSeen, g.Take(kP0, 4));
-  EXPECT_EQ(kNew, g.Take(kP0, 5));
-  EXPECT_EQ(kSeen, g.Take(kP0, 5)) << "the same record twice";
-  EXPECT_EQ(kNew, g.Take(kP0, 6));
-  EXPECT_EQ(kNew, g.Take(kP0, 9)) << "offsets have gaps (compaction, transaction markers)";
-  EXPECT_EQ(kSeen, g.Take(kP0, 7)) << "a fetch restarted from a stale position";
-  EXPECT_EQ(kSeen, g.Take(kP0, 9));
-  EXPECT_EQ(kNew, g.Take(kP0, 10));
+  EXPECT_EQ(kSeen, Take(g, kP0, 0));
+  EXPECT_EQ(kSeen, Take(g, kP0, 4));
+  EXPECT_EQ(kNew, Take(g, kP0, 5));
+  EXPECT_EQ(kSeen, Take(g, kP0, 5)) << "the same record twice";
+  EXPECT_EQ(kNew, Take(g, kP0, 6));
+  EXPECT_EQ(kNew, Take(g, kP0, 9)) << "offsets have gaps (compaction, transaction markers)";
+  EXPECT_EQ(kSeen, Take(g, kP0, 7)) << "a fetch restarted from a stale position";
+  EXPECT_EQ(kSeen, Take(g, kP0, 9));
+  EXPECT_EQ(kNew, Take(g, kP0, 10));
 }
 
 // A partition the state has never read is checked from offset 0: a first record above it is
@@ -35,43 +47,43 @@ TEST(OffsetGuard, WithoutAStoredOffsetThePartitionIsCheckedFromItsStart) {
   OffsetGuard g;
   g.Assign(kP0, -1);
   EXPECT_EQ(g.Next(kP0), 0);
-  EXPECT_EQ(kAhead, g.Take(kP0, 500));  // the group's committed offset
+  EXPECT_EQ(kAhead, Take(g, kP0, 500));  // the group's committed offset
   g.Sought(kP0, 500);
-  EXPECT_EQ(kNew, g.Take(kP0, 0));
-  EXPECT_EQ(kNew, g.Take(kP0, 1));
+  EXPECT_EQ(kNew, Take(g, kP0, 0));
+  EXPECT_EQ(kNew, Take(g, kP0, 1));
   // Retention removed the partition's start: the seek back lands on the log's first record.
   g.Assign(kP1, -1);
-  EXPECT_EQ(kAhead, g.Take(kP1, 100));
+  EXPECT_EQ(kAhead, Take(g, kP1, 100));
   g.Sought(kP1, 100);
-  EXPECT_EQ(kNew, g.Take(kP1, 100));
-  EXPECT_EQ(kSeen, g.Take(kP1, 3));
-  EXPECT_EQ(kNew, g.Take(kP1, 101));
+  EXPECT_EQ(kNew, Take(g, kP1, 100));
+  EXPECT_EQ(kSeen, Take(g, kP1, 3));
+  EXPECT_EQ(kNew, Take(g, kP1, 101));
 }
 
 TEST(OffsetGuard, PartitionsAreIndependent) {
   OffsetGuard g;
   g.Assign(kP0, 10);
   g.Assign(kP1, 0);
-  EXPECT_EQ(kNew, g.Take(kP1, 0));
-  EXPECT_EQ(kNew, g.Take(kP1, 1));
-  EXPECT_EQ(kSeen, g.Take(kP0, 1));
-  EXPECT_EQ(kNew, g.Take(kP0, 10));
-  EXPECT_EQ(kSeen, g.Take(kP1, 1));
+  EXPECT_EQ(kNew, Take(g, kP1, 0));
+  EXPECT_EQ(kNew, Take(g, kP1, 1));
+  EXPECT_EQ(kSeen, Take(g, kP0, 1));
+  EXPECT_EQ(kNew, Take(g, kP0, 10));
+  EXPECT_EQ(kSeen, Take(g, kP1, 1));
   const TopicPartition never_assigned{"other", 0};
-  EXPECT_EQ(kNew, g.Take(never_assigned, 5));
-  EXPECT_EQ(kSeen, g.Take(never_assigned, 5));
+  EXPECT_EQ(kNew, Take(g, never_assigned, 5));
+  EXPECT_EQ(kSeen, Take(g, never_assigned, 5));
 }
 
 TEST(OffsetGuard, ANewAssignmentContinuesWhereTheStateSays) {
   OffsetGuard g;
   g.Assign(kP0, 0);
-  for (int64_t o = 0; o < 20; ++o) ASSERT_EQ(kNew, g.Take(kP0, o));
+  for (int64_t o = 0; o < 20; ++o) ASSERT_EQ(kNew, Take(g, kP0, o));
   g.Revoke(kP0);
   // Assigned again from a state that holds less (a rollback to an older checkpoint): the
   // records after the state's offset are new to this state.
   g.Assign(kP0, 12);
-  EXPECT_EQ(kSeen, g.Take(kP0, 11));
-  EXPECT_EQ(kNew, g.Take(kP0, 12));
+  EXPECT_EQ(kSeen, Take(g, kP0, 11));
+  EXPECT_EQ(kNew, Take(g, kP0, 12));
 }
 
 // A start above the state's offset (a client that lost the assigned offset and fetched from
@@ -81,32 +93,32 @@ TEST(OffsetGuard, AFirstRecordAboveTheStatesOffsetIsSoughtBack) {
   const auto kGap = OffsetGuard::Verdict::kGap;
   OffsetGuard g;
   g.Assign(kP0, 5);
-  EXPECT_EQ(g.Take(kP0, 9), kAhead);
-  EXPECT_EQ(g.Take(kP0, 10), kAhead) << "until the seek back";
+  EXPECT_EQ(Take(g, kP0, 9), kAhead);
+  EXPECT_EQ(Take(g, kP0, 10), kAhead) << "until the seek back";
   EXPECT_EQ(g.Next(kP0), 5);
   g.Sought(kP0, 10);
-  EXPECT_EQ(g.Take(kP0, 5), kNew);
-  EXPECT_EQ(g.Take(kP0, 6), kNew);
-  EXPECT_EQ(g.Take(kP0, 9), kNew) << "a gap after the first record is taken";
+  EXPECT_EQ(Take(g, kP0, 5), kNew);
+  EXPECT_EQ(Take(g, kP0, 6), kNew);
+  EXPECT_EQ(Take(g, kP0, 9), kNew) << "a gap after the first record is taken";
   g.Revoke(kP0);
   g.Assign(kP0, 20);
-  EXPECT_EQ(g.Take(kP0, 30), kAhead) << "checked again at each assignment";
+  EXPECT_EQ(Take(g, kP0, 30), kAhead) << "checked again at each assignment";
   // A seek that did not land (a pause reset the position again): the next record is still
   // above the one dropped, so the partition is sought again, up to kMaxSeeks times; then the
   // record is taken and the records before it are said to be skipped.
   g.Sought(kP0, 30);
-  EXPECT_EQ(g.Take(kP0, 31), kAhead);
+  EXPECT_EQ(Take(g, kP0, 31), kAhead);
   g.Sought(kP0, 31);
-  EXPECT_EQ(g.Take(kP0, 32), kAhead);
+  EXPECT_EQ(Take(g, kP0, 32), kAhead);
   g.Sought(kP0, 32);
-  EXPECT_EQ(g.Take(kP0, 33), kGap) << OffsetGuard::kMaxSeeks << " seeks made";
+  EXPECT_EQ(Take(g, kP0, 33), kGap) << OffsetGuard::kMaxSeeks << " seeks made";
   EXPECT_EQ(g.Next(kP0), 34);
   // A failed seek: taken at once, as a gap.
   g.Assign(kP1, 3);
-  EXPECT_EQ(g.Take(kP1, 7), kAhead);
+  EXPECT_EQ(Take(g, kP1, 7), kAhead);
   g.SeekFailed(kP1);
-  EXPECT_EQ(g.Take(kP1, 7), kGap);
-  EXPECT_EQ(g.Take(kP1, 8), kNew);
+  EXPECT_EQ(Take(g, kP1, 7), kGap);
+  EXPECT_EQ(Take(g, kP1, 8), kNew);
 }
 
 // The seek back brings the same record, or one below it: the log has a gap at the state's
@@ -115,19 +127,96 @@ TEST(OffsetGuard, AGapAtTheStatesOffsetIsTakenAfterTheSeekBack) {
   OffsetGuard g;
   g.Assign(kP0, 5);
   g.Assign(kP1, -1);
-  EXPECT_EQ(g.Take(kP0, 9), kAhead);
-  EXPECT_EQ(g.Take(kP1, 0), kNew) << "no offset in the state: from the start";
+  EXPECT_EQ(Take(g, kP0, 9), kAhead);
+  EXPECT_EQ(Take(g, kP1, 0), kNew) << "no offset in the state: from the start";
   g.Sought(kP0, 9);
-  EXPECT_EQ(g.Take(kP0, 9), kNew);
-  EXPECT_EQ(g.Take(kP0, 8), kSeen);
+  EXPECT_EQ(Take(g, kP0, 9), kNew);
+  EXPECT_EQ(Take(g, kP0, 8), kSeen);
   EXPECT_EQ(g.Next(kP0), 10);
   g.Assign(kP0, 10);
-  EXPECT_EQ(g.Take(kP0, 10), kNew) << "at the state's offset: no check needed";
-  EXPECT_EQ(g.Take(kP0, 15), kNew);
+  EXPECT_EQ(Take(g, kP0, 10), kNew) << "at the state's offset: no check needed";
+  EXPECT_EQ(Take(g, kP0, 15), kNew);
   g.Assign(kP0, 20);
-  EXPECT_EQ(g.Take(kP0, 28), kAhead);
+  EXPECT_EQ(Take(g, kP0, 28), kAhead);
   g.Sought(kP0, 28);
-  EXPECT_EQ(g.Take(kP0, 25), kNew) << "the seek landed; the log has a gap up to 25";
+  EXPECT_EQ(Take(g, kP0, 25), kNew) << "the seek landed; the log has a gap up to 25";
+}
+
+// An assignment started one record early (the state knows the record before its offset): the
+// record there is compared, not taken; another one there is another log of the same name.
+TEST(OffsetGuard, TheRecordBeforeTheStatesOffsetIsComparedWhenFetchedFirst) {
+  OffsetGuard g;
+  g.Assign(kP0, 10, Read(9));
+  EXPECT_FALSE(g.Comparing(kP0));
+  ASSERT_TRUE(g.CompareFirst(kP0));
+  EXPECT_TRUE(g.Comparing(kP0));
+  EXPECT_EQ(Take(g, kP0, 9), kCompared);
+  EXPECT_FALSE(g.Comparing(kP0));
+  EXPECT_EQ(g.Next(kP0), 10) << "compared, not taken";
+  EXPECT_EQ(Take(g, kP0, 10), kNew);
+  // The topic created again and refilled past the offset.
+  g.Revoke(kP0);
+  g.Assign(kP0, 10, Read(9));
+  ASSERT_TRUE(g.CompareFirst(kP0));
+  EXPECT_EQ(g.Take(kP0, 9, Other(9)), kReplaced);
+  // Nothing to compare without the fingerprint (a state written before it was kept), or at 0.
+  g.Assign(kP1, 10);
+  EXPECT_FALSE(g.CompareFirst(kP1));
+  g.Assign(kP1, 0, Read(-1));
+  EXPECT_FALSE(g.CompareFirst(kP1));
+  EXPECT_EQ(Take(g, kP1, 0), kNew);
+}
+
+// A first record past the one to compare: that record is gone (compaction) or the early
+// position was lost (librdkafka #2190). One seek back to it, then it is taken as gone; a
+// record below it is a stale fetch, skipped while the comparison waits.
+TEST(OffsetGuard, PastTheRecordToCompareItIsSoughtOnceThenTakenAsGone) {
+  OffsetGuard g;
+  g.Assign(kP0, 10, Read(9));
+  ASSERT_TRUE(g.CompareFirst(kP0));
+  EXPECT_EQ(Take(g, kP0, 3), kSeen);
+  EXPECT_TRUE(g.Comparing(kP0));
+  EXPECT_EQ(Take(g, kP0, 14), kCompareAgain);
+  EXPECT_EQ(Take(g, kP0, 15), kCompareAgain) << "until the seek";
+  g.SoughtToCompare(kP0);
+  EXPECT_EQ(Take(g, kP0, 9), kCompared) << "the seek brought it";
+  EXPECT_EQ(Take(g, kP0, 10), kNew);
+  // Compacted away: the seek back lands past it again; then the partition is checked as usual
+  // (a first record above the state's offset is sought back to it).
+  g.Assign(kP0, 20, Read(19));
+  ASSERT_TRUE(g.CompareFirst(kP0));
+  EXPECT_EQ(Take(g, kP0, 21), kCompareAgain);
+  g.SoughtToCompare(kP0);
+  EXPECT_EQ(Take(g, kP0, 21), kAhead);
+  g.Sought(kP0, 21);
+  EXPECT_EQ(Take(g, kP0, 21), kNew) << "the log's next record after the state's offset";
+  EXPECT_FALSE(g.Comparing(kP0));
+  // A failed seek gives the comparison up: the record at the state's offset is taken.
+  g.Assign(kP1, 5, Read(4));
+  ASSERT_TRUE(g.CompareFirst(kP1));
+  EXPECT_EQ(Take(g, kP1, 5), kCompareAgain);
+  g.CompareFailed(kP1);
+  EXPECT_EQ(Take(g, kP1, 5), kNew);
+}
+
+// While reading, a record delivered again just below the next offset (the position reset to an
+// earlier one: a topic created again under a running ingest) is compared with the one taken
+// there: the state's record at first, then each record taken.
+TEST(OffsetGuard, ARecordDeliveredAgainJustBelowTheNextOffsetIsCompared) {
+  OffsetGuard g;
+  g.Assign(kP0, 10, Read(9));
+  EXPECT_EQ(Take(g, kP0, 9), kSeen) << "the same record again";
+  EXPECT_EQ(g.Take(kP0, 9, Other(9)), kReplaced);
+  EXPECT_EQ(g.Take(kP0, 8, Other(8)), kSeen) << "only the record just below is known";
+  EXPECT_EQ(Take(g, kP0, 10), kNew);
+  EXPECT_EQ(Take(g, kP0, 11), kNew);
+  EXPECT_EQ(g.Take(kP0, 11, Other(11)), kReplaced) << "the last record taken";
+  EXPECT_EQ(g.Take(kP0, 9, Other(9)), kSeen);
+  // Without a fingerprint from the state, the records taken give one.
+  g.Assign(kP1, 10);
+  EXPECT_EQ(g.Take(kP1, 9, Other(9)), kSeen);
+  EXPECT_EQ(Take(g, kP1, 10), kNew);
+  EXPECT_EQ(g.Take(kP1, 10, Other(10)), kReplaced);
 }
 
 // The fingerprint is stored with the state's offsets and compared by later versions: fixed

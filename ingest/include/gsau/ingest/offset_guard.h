@@ -11,6 +11,9 @@
 // offset ahead of the state: a rollback's, or an emptied state's) would skip the records between
 // without a trace: the partition is sought back once. Later records above the expected offset
 // are taken: offsets have gaps (compaction, transaction markers, retention).
+// The record just below the next offset is known by its fingerprint (the state's, then each one
+// taken): when it comes again (an assignment started one record early, or the position reset
+// while reading) another record there means another log under the partition's name.
 //
 // Thread safety: none; Run()'s thread only (the rebalance callback runs there too).
 #pragma once
@@ -75,15 +78,44 @@ class OffsetGuard {
              // Sought(), drop it (it comes again)
     kGap,    // take it, but the records from Next() up to it never came, though sought back
              // kMaxSeeks times: lost to this state (say so)
+    kCompared,  // the record before the state's offset, fetched to be compared (CompareFirst), is
+                // the one read there: skip it (read already)
+    kReplaced,  // the record just below the next offset is another one than this state read
+                // there: another log under the partition's name (stop)
+    kCompareAgain,  // past the record to compare, before it came: seek back to Next() - 1 once, call
+                    // SoughtToCompare() (or CompareFailed() when the seek fails), drop it
   };
   static constexpr int kMaxSeeks = 3;
 
-  // The partition continues at `next` (the state's next offset; -1 when the state has none).
+  // The partition continues at `next` (the state's next offset; -1 when the state has none);
+  // `last_record` is the fingerprint of the record at next - 1 (RecordFingerprint; 0: not known).
   // A partition the state has never read starts at offset 0, checked like any other: its
   // assignment from the beginning can be lost too, and the client then fetches from the group's
   // committed offset (another member's, in a group of several processes). A first record above 0
   // where the log's start really is higher (retention) costs one seek back.
-  void Assign(const TopicPartition& tp, int64_t next) { next_[tp] = Position{std::max<int64_t>(next, 0), false}; }
+  void Assign(const TopicPartition& tp, int64_t next, uint64_t last_record = 0) {
+    Position p;
+    p.next = std::max<int64_t>(next, 0);
+    p.checked = false;
+    p.last = next > 0 ? last_record : 0;
+    next_[tp] = p;
+  }
+
+  // The consumer starts the partition one record early, at Next() - 1, whose fingerprint
+  // Assign was given: that record comes first and is compared. It tells a log of the same name
+  // that already reaches past the state's offset (the topic created again and refilled) from the
+  // one this state read, where the offset alone cannot. False (nothing to compare) when Assign
+  // had no fingerprint.
+  bool CompareFirst(const TopicPartition& tp) {
+    auto it = next_.find(tp);
+    if (it == next_.end() || it->second.last == 0) return false;
+    it->second.compare = true;
+    return true;
+  }
+  bool Comparing(const TopicPartition& tp) const {
+    auto it = next_.find(tp);
+    return it != next_.end() && it->second.compare;
+  }
 
   // The partition left this process: a later assignment says where it continues.
   void Revoke(const TopicPartition& tp) { next_.erase(tp); }
@@ -92,15 +124,33 @@ class OffsetGuard {
   // highest dropped for a seek (the seek landed and the log has a gap there: retention,
   // transaction markers). One above it after a seek means the seek was lost (a pause or resume
   // in librdkafka < 2.4 can reset the position again): sought again, up to kMaxSeeks times.
-  Verdict Take(const TopicPartition& tp, int64_t offset) {
+  // A record at Next() - 1 delivered again while reading (the position reset to an earlier
+  // one) is compared with the one taken there too. `fingerprint`: the record's
+  // RecordFingerprint.
+  Verdict Take(const TopicPartition& tp, int64_t offset, uint64_t fingerprint) {
     auto& p = next_.try_emplace(tp, Position{-1, true}).first->second;
-    if (offset < p.next) return Verdict::kSeen;
+    if (p.compare && offset >= p.next - 1) {
+      if (offset == p.next - 1) {
+        p.compare = false;
+        return fingerprint == p.last ? Verdict::kCompared : Verdict::kReplaced;
+      }
+      // Past it: that record is gone (compaction), or the early position was lost (#2190: the
+      // client fetches from the group's committed offset, which a member that read another log
+      // may have moved past it). One seek back tells which; then it is taken as gone.
+      if (!p.compare_sought) return Verdict::kCompareAgain;
+      p.compare = false;
+    }
+    if (offset < p.next) {
+      if (offset == p.next - 1 && p.last != 0 && fingerprint != p.last) return Verdict::kReplaced;
+      return Verdict::kSeen;
+    }
     Verdict v = Verdict::kNew;
     if (!p.checked && offset > p.next && offset > p.dropped) {
       if (p.seeks < kMaxSeeks) return Verdict::kAhead;
       v = Verdict::kGap;
     }
     p.next = offset + 1;
+    p.last = fingerprint;
     p.checked = true;
     return v;
   }
@@ -124,12 +174,24 @@ class OffsetGuard {
     if (auto it = next_.find(tp); it != next_.end()) it->second.seeks = kMaxSeeks;
   }
 
+  // The seek back to the record to compare (kCompareAgain) was made; or it failed, and the
+  // comparison is given up.
+  void SoughtToCompare(const TopicPartition& tp) {
+    if (auto it = next_.find(tp); it != next_.end()) it->second.compare_sought = true;
+  }
+  void CompareFailed(const TopicPartition& tp) {
+    if (auto it = next_.find(tp); it != next_.end()) it->second.compare = false;
+  }
+
  private:
   struct Position {
     int64_t next = -1;
     bool checked = true;     // false from an assignment with an offset until its check
     int64_t dropped = -1;    // the highest record dropped for a seek back
     int seeks = 0;
+    uint64_t last = 0;       // the fingerprint of the record at next - 1 (0: not known)
+    bool compare = false;    // the record at next - 1 comes first, to be compared (CompareFirst)
+    bool compare_sought = false;  // sought back to it once already
   };
   std::map<TopicPartition, Position> next_;
 };
