@@ -38,6 +38,7 @@ pipeline::PipelineOptions ToPipelineOptions(const config::Config& c) {
   o.max_failed_steps = c.learner.max_failed_steps;
   o.user_flush_ms = c.publisher.interval_ms;
   o.item_interval_ms = c.publisher.item_interval_ms;
+  o.stop_flush_ms = c.publisher.stop_flush_ms;
   o.prequential_csv = c.learner.prequential_csv;
   o.prequential_interval_s = c.learner.prequential_interval_s;
   return o;

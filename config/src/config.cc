@@ -321,6 +321,11 @@ const std::vector<Field>& Table() {
                   "row last published (relative L2 distance); 0 = whenever training moved it at all. Higher: "
                   "fewer item records, each up to this far behind the model.",
                   0.0, 100.0),
+      IntField("publisher.stop_flush_ms", &C::publisher, &PublisherSection::stop_flush_ms, "ms",
+               "At a stop, how long to wait for the last records' deliveries (the last checkpoint is written "
+               "before it); what is not delivered by then the next start publishes again. Keep it below an "
+               "orchestrator's grace period (Kubernetes: 30 s by default, the checkpoint's time included).",
+               0, 3600000),
       StringField("metrics.listen_address", &C::metrics, &MetricsSection::listen_address,
                   "host:port of the /metrics endpoint, on every address host resolves to (':9464': every IPv4 and IPv6 "
                   "address); port 0 picks a free one; empty disables it."),

@@ -1843,6 +1843,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   if (options.user_flush_ms < 1 || options.item_interval_ms < 1) {
     return Status::InvalidArgument("publish intervals must be >= 1 ms");
   }
+  if (options.stop_flush_ms < 0) return Status::InvalidArgument("stop_flush_ms must be >= 0");
   // Ingest waits for room for a whole batch: a smaller queue paused it for ever, without a word
   // (config/ checks this for gsau run; a caller of the library had no such check).
   if (options.queue_capacity < static_cast<size_t>(std::max(options.ingest.batch_max_events, 1))) {
@@ -1947,8 +1948,8 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
     if (im.republish_taken) im.RepublishDelivered();  // handed out (none left due) and delivered
     return true;
   };
-  // The last checkpoint before the publisher's flush: a flush can wait 30 s on a slow broker,
-  // and an orchestrator's grace period (Kubernetes' default is 30 s) would SIGKILL the process
+  // The last checkpoint before the publisher's flush: a flush can wait 30 s (stop_flush_ms) on a
+  // slow broker, and an orchestrator's grace period (Kubernetes' default is 30 s) would SIGKILL the process
   // before a checkpoint written after it. Its users_published_through says how far users'
   // records were delivered by then; a kill during the flush only makes a restart publish more.
   Status last_checkpoint;
@@ -1972,7 +1973,13 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   Status flush;
   {
     std::lock_guard<std::mutex> lock(im.pub_mu);
-    flush = im.pub->Flush(30000);
+    flush = im.pub->Flush(im.opt.stop_flush_ms);
+    // This process keeps nothing past its stop: what a restart does about them is what to say.
+    if (!flush.ok() && !im.pub->failed_fatally()) {
+      flush = Status(flush.code(), flush.message() + ": not delivered at the stop; the next start publishes them "
+                                                      "again (every item, and the users after the last delivered "
+                                                      "batch)");
+    }
     if (flush.ok() && last_checkpoint.ok() && learner_status.ok() && !confirmed && confirm_all()) {
       last_checkpoint = im.RecordUsersPublishedThrough();
     }

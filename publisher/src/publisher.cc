@@ -457,7 +457,7 @@ Status KafkaPublisher::Flush(int timeout_ms) {
       metrics_->errors.Increment();
       return Status::Unavailable("publisher: after " + std::to_string(timeout_ms) + " ms, " +
                                  std::to_string(outstanding) + " record(s) still in flight and " +
-                                 std::to_string(failed) + " failed (kept: later calls produce them again)" +
+                                 std::to_string(failed) + " failed delivery" +
                                  (refusal.ok() ? "" : "; last refused: " + refusal.message()));
     }
     if (backoff_ms > 0) {

@@ -359,6 +359,44 @@ TEST(PipelinePublishingTest, AUserTopicCreatedAgainAtTheStartGetsEveryUser) {
   EXPECT_EQ(users(), after) << "a topic that holds records gets no one again";
 }
 
+// Records still undelivered when the stop's wait (publisher.stop_flush_ms) ends: the stop fails
+// saying that the next start publishes them again (it read "kept: later calls produce them
+// again", which an exiting process does not do), and the next start does.
+TEST(PipelinePublishingTest, RecordsUndeliveredAtTheStopAreSaidToGoOutAtTheNextStart) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  o.stop_flush_ms = 2000;
+  WriteState(o, {{"u1", "i1"}, {"u2", "i1"}});
+  PipelineStatus status;
+  {
+    prometheus::Registry registry;
+    auto p = Pipeline::Create(o, &registry);
+    ASSERT_TRUE(p.ok()) << p.status();
+    // Deleted under the running publisher: its records are refused (not created again).
+    gsau::testing::DeleteTopic(KafkaBootstrap(), o.publisher.user_topic);
+    const auto gone = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (kafka::TopicConfigValue(o.publisher.kafka, o.publisher.user_topic, "cleanup.policy", 2000)
+                   .status()
+                   .code() != StatusCode::kNotFound &&
+           std::chrono::steady_clock::now() < gone) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    const std::atomic<bool> stop{true};
+    const auto started = std::chrono::steady_clock::now();
+    const Status s = (*p)->Run(stop);
+    EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
+    EXPECT_NE(s.message().find("not delivered at the stop; the next start publishes them again"), std::string::npos)
+        << s;
+    EXPECT_EQ(s.message().find("later calls"), std::string::npos) << s;
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(25)) << "stop_flush_ms not used";
+  }
+  prometheus::Registry again;
+  ASSERT_TRUE(RunStoppedAtOnce(o, &again, &status).ok());
+  std::set<std::string> users;
+  for (const auto& r : ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, -1)) users.insert(r.key);
+  EXPECT_EQ(users, (std::set<std::string>{"u1", "u2"}));
+}
+
 // A newest checkpoint whose model.pt cannot be read (cut short by a power loss after its rename)
 // stopped every start until an operator rolled back by hand. The one before it is loaded
 // instead, saying so; the stop's checkpoint then takes the unreadable one's place.

@@ -92,6 +92,7 @@ struct PublisherSection {
   int interval_ms = 50;         // user embeddings
   int item_interval_ms = 1000;  // item embeddings
   double item_change_threshold = 0.01;  // relative L2 move since the item's last record
+  int stop_flush_ms = 30000;  // the stop's wait for the last deliveries
 };
 
 struct MetricsSection {

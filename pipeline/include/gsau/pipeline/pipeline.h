@@ -91,6 +91,7 @@ struct PipelineOptions {
   std::string init_data, init_times;
   int user_flush_ms = 50;              // users who clicked are published together per interval
   int item_interval_ms = 1000;         // item rows that moved are published per interval
+  int stop_flush_ms = 30000;           // the stop's wait for the last deliveries (after the last checkpoint)
   std::string prequential_csv;         // empty = no CSV
   int prequential_interval_s = 10;     // CSV rows and metric windows
   int prequential_max_per_batch = 512;  // clicks ranked between two steps, at most (the rest skipped)

@@ -108,7 +108,8 @@ class KafkaPublisher final : public EmbeddingSink {
   static constexpr int kQueueFullTimeoutMs = 1000;
   // Waits for every delivery, producing failed records again until `timeout_ms` (a record
   // refused before sending, as while its topic is recreated, is tried again too); fails when
-  // some record is still undelivered then, or at once when a fatal producer error leaves some
+  // some record is still undelivered then (kUnavailable; the records are kept: a later Publish
+  // or Flush produces them again), or at once when a fatal producer error leaves some
   // undelivered. A fatal error after every record was delivered is Ok here: failed_fatally()
   // says the publisher cannot go on.
   Status Flush(int timeout_ms) override;
