@@ -39,6 +39,7 @@ pipeline::PipelineOptions ToPipelineOptions(const config::Config& c) {
   o.user_flush_ms = c.publisher.interval_ms;
   o.item_interval_ms = c.publisher.item_interval_ms;
   o.stop_flush_ms = c.publisher.stop_flush_ms;
+  o.user_refresh_s = c.publisher.user_refresh_s;
   o.prequential_csv = c.learner.prequential_csv;
   o.prequential_interval_s = c.learner.prequential_interval_s;
   return o;

@@ -321,6 +321,12 @@ const std::vector<Field>& Table() {
                   "row last published (relative L2 distance); 0 = whenever training moved it at all. Higher: "
                   "fewer item records, each up to this far behind the model.",
                   0.0, 100.0),
+      IntField("publisher.user_refresh_s", &C::publisher, &PublisherSection::user_refresh_s, "s",
+               "Every user's record goes out again this often while the model trains (a user who stops clicking "
+               "would otherwise keep a vector of a model the item records have moved away from), after those who "
+               "clicked, at most 8,192 a flush; 0 = never (only when the learner goes idle, and after a cold "
+               "start).",
+               0, 31536000),
       IntField("publisher.stop_flush_ms", &C::publisher, &PublisherSection::stop_flush_ms, "ms",
                "At a stop, how long to wait for the last records' deliveries (the last checkpoint is written "
                "before it); what is not delivered by then the next start publishes again. Keep it below an "

@@ -529,7 +529,8 @@ struct Pipeline::Impl {
   // scan of every session: not on the learner's thread, which ingest waits on). kRefreshUsers:
   // the model moved under records that went out; kRepublishUsers: records of the untrained
   // model after a cold start (republish_outstanding).
-  enum UsersRequest : int { kNoUsersRequest = 0, kRefreshUsers = 1, kRepublishUsers = 2 };
+  // kScheduledRefresh: user_refresh_s has passed with steps (as kRefreshUsers).
+  enum UsersRequest : int { kNoUsersRequest = 0, kRefreshUsers = 1, kRepublishUsers = 2, kScheduledRefresh = 3 };
   std::atomic<int> users_request{kNoUsersRequest};
   // A cold start's republish of every user is due or not yet delivered: from the cold start
   // (or a restart from a checkpoint written meanwhile, kUsersRepublishAtStep) until the user
@@ -777,9 +778,12 @@ struct Pipeline::Impl {
     if (request == kNoUsersRequest) return;
     const bool republish = request == kRepublishUsers;
     const uint64_t seq = store->BatchSeq();
-    if (Status s = MarkAllUsers(republish ? "the new model has trained over the state's history"
-                                          : "the learner is idle after training on replay alone",
-                                republish ? MarkAll::kRepublish : MarkAll::kRefresh);
+    const std::string why = republish                      ? "the new model has trained over the state's history"
+                            : request == kScheduledRefresh ? "publisher.user_refresh_s: " +
+                                                                 std::to_string(opt.user_refresh_s) +
+                                                                 " s of training since every user last went out"
+                                                           : "the learner is idle after training on replay alone";
+    if (Status s = MarkAllUsers(why, republish ? MarkAll::kRepublish : MarkAll::kRefresh);
         !s.ok()) {
       m->publish_errors.Increment();
       GSAU_LOG_WARN("pipeline: users not published again: {}", s.ToString());
@@ -1467,7 +1471,17 @@ struct Pipeline::Impl {
 
   // Runs until `stop`; returns early on the learner's own failure (an error), or when the
   // publisher cannot go on (Ok, with item_publish_status set).
+  // Asks the user thread to publish every user again (a pending request stays what it is: a
+  // republish does what a refresh does), and counts from here.
+  void RefreshUsers(UsersRequest why) {
+    int none = kNoUsersRequest;
+    users_request.compare_exchange_strong(none, why);
+    replay_steps_since_users = 0;
+    users_refreshed_at = SteadyClock::now();
+  }
+
   Status LearnerLoop(const std::atomic<bool>& stop) {
+    const auto loop_start = SteadyClock::now();
     auto last_ckpt = SteadyClock::now();
     auto last_items = SteadyClock::now();
     auto last_preq = SteadyClock::now();
@@ -1493,12 +1507,7 @@ struct Pipeline::Impl {
           // At most once an hour (a click every few minutes would otherwise republish every user
           // after each idle_train_s of replay).
           const bool hour = !users_refreshed_at || SecondsSince(*users_refreshed_at) >= 3600;
-          if (opt.idle_train_s > 0 && replay_steps_since_users > 0 && hour) {
-            int none = kNoUsersRequest;  // a pending republish stays what it is
-            users_request.compare_exchange_strong(none, kRefreshUsers);
-            replay_steps_since_users = 0;
-            users_refreshed_at = SteadyClock::now();
-          }
+          if (opt.idle_train_s > 0 && replay_steps_since_users > 0 && hour) RefreshUsers(kRefreshUsers);
         } else {
           GSAU_LOG_INFO("pipeline: fresh clicks; the learner trains again");
         }
@@ -1542,6 +1551,11 @@ struct Pipeline::Impl {
         failed_steps = 0;
         if (!r.serving_error.empty()) ServingFailed(r.serving_error);
         if (r.fresh == 0) ++replay_steps_since_users;
+        // Under steady clicks the learner never goes idle: the users who stop clicking would
+        // keep vectors of an ever older model beside item records that follow it.
+        if (opt.user_refresh_s > 0 && SecondsSince(users_refreshed_at.value_or(loop_start)) >= opt.user_refresh_s) {
+          RefreshUsers(kScheduledRefresh);
+        }
         if (republish_users_at_step > 0 && learner->Stats().steps >= republish_users_at_step) {
           republish_users_at_step = 0;
           users_request = kRepublishUsers;
@@ -1949,8 +1963,8 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
     return true;
   };
   // The last checkpoint before the publisher's flush: a flush can wait 30 s (stop_flush_ms) on a
-  // slow broker, and an orchestrator's grace period (Kubernetes' default is 30 s) would SIGKILL the process
-  // before a checkpoint written after it. Its users_published_through says how far users'
+  // slow broker, and an orchestrator's grace period (Kubernetes' default is 30 s) would SIGKILL
+  // the process before a checkpoint written after it. Its users_published_through says how far users'
   // records were delivered by then; a kill during the flush only makes a restart publish more.
   Status last_checkpoint;
   bool confirmed = false;

@@ -480,7 +480,9 @@ TEST(PipelinePublishingTest, AnUnreadableNewestCheckpointIsPassedOverForTheOneBe
 // Users go out again when the learner goes idle only after it trained on replay alone: with
 // learner.idle_train_s 0 (never on replay alone) it goes idle after every fresh step, and every
 // user of the state went out again each time. A user of the state who does not click gets no
-// record while another one clicks.
+// record while another one clicks, until publisher.user_refresh_s has passed with steps: then
+// every user goes out again (the item records follow the model; a user's record did not, under
+// steady clicks, for as long as the clicks went on).
 TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   TempDir dir("gsau-pipeline-publishing");
   auto o = Options(dir);
@@ -537,6 +539,26 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   auto records = records_of();
   EXPECT_EQ(records["old"], old_before) << "a user who did not click went out again";
   EXPECT_GE(records["new"], 1);
+
+  auto refreshing = o;
+  refreshing.user_refresh_s = 1;
+  prometheus::Registry r2;
+  auto p2 = Pipeline::Create(refreshing, &r2);
+  ASSERT_TRUE(p2.ok()) << p2.status();
+  RunningPipeline running2(**p2);
+  const int64_t steps_then = (*p2)->status().steps;
+  for (int k = 0; k < 14; ++k) {  // a click every 0.3 s, each one a step
+    const std::string value = R"({"user_id": "new", "item_id": "i)" + std::to_string(k % 2 + 1) +
+                              R"(", "ts": )" + std::to_string(1'700'000'200'000 + k) + "}";
+    ASSERT_TRUE((*producer)->Produce(o.ingest.topic, "new", value).ok());
+    ASSERT_TRUE((*producer)->Flush(20000).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the last refresh's flush
+  const int64_t steps = (*p2)->status().steps - steps_then;
+  ASSERT_TRUE(running2.Stop().ok());
+  ASSERT_GE(steps, 4) << "too few steps to show the refresh";
+  EXPECT_GE(records_of()["old"], old_before + 2) << "not published again every second of training";
 }
 
 // The popularity baseline ranks the same clicks as the model, on the same footing: a click on an

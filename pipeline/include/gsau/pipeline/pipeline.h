@@ -92,6 +92,10 @@ struct PipelineOptions {
   int user_flush_ms = 50;              // users who clicked are published together per interval
   int item_interval_ms = 1000;         // item rows that moved are published per interval
   int stop_flush_ms = 30000;           // the stop's wait for the last deliveries (after the last checkpoint)
+  // Every user is published again after this long with training steps since every user last went
+  // out (item records follow the model; a user's record changes only with a click). 0: never
+  // (only when the learner goes idle, and after a cold start). Unit: s.
+  int user_refresh_s = 3600;
   std::string prequential_csv;         // empty = no CSV
   int prequential_interval_s = 10;     // CSV rows and metric windows
   int prequential_max_per_batch = 512;  // clicks ranked between two steps, at most (the rest skipped)
