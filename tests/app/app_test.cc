@@ -457,6 +457,21 @@ TEST(AppTest, ATrainingStoppedWithCtrlCSaysHowToResume) {
 // On a real broker the demo plays into topics of its own run, never the configured ones (a
 // deployment's: its synthetic and malformed clicks and its users' embeddings would land there),
 // and a second run does not read the first one's clicks.
+// Ctrl-C ends the demo early with its summary, as interrupted (130, as replay and train): it
+// exited 0, as if the stream had played whole.
+TEST(AppTest, ADemoStoppedWithCtrlCPrintsItsSummaryAndEndsAsInterrupted) {
+  gsau::testing::TempDir dir;
+  std::string out;
+  const int rc = RunCommand("timeout --preserve-status -k 90 -s INT 12 " + Gsau() +
+                                " demo --events 100000 --rate 500 --users 300 --items 200 --dir " + dir.File("demo") +
+                                " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
+                            &out);
+  if (rc == 3 && !kHaveRun) GTEST_SKIP() << "this build has no learner: " << out;
+  EXPECT_EQ(rc, 130) << out;
+  EXPECT_NE(out.find(" events applied, "), std::string::npos) << out;
+  EXPECT_NE(out.find("demo: state and checkpoints in "), std::string::npos) << out;
+}
+
 TEST(AppTest, DemoOnARealBrokerLeavesTheConfiguredTopicsAlone) {
   const std::string bootstrap = gsau::testing::KafkaBootstrap();
   const std::string clicks = gsau::testing::UniqueTopic("configured-clicks");
