@@ -521,12 +521,16 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   RunningPipeline running(**p);
   auto producer = kafka::Producer::Create(o.ingest.kafka, {});
   ASSERT_TRUE(producer.ok()) << producer.status();
-  const int64_t steps_before = (*p)->status().steps;
-  for (int k = 0; k < 3; ++k) {
+  // User "new" clicks i1 or i2 at ts_ms.
+  const auto click = [&](int k, int64_t ts_ms) {
     const std::string value = R"({"user_id": "new", "item_id": "i)" + std::to_string(k % 2 + 1) +
-                              R"(", "ts": )" + std::to_string(1'700'000'100'000 + k) + "}";
+                              R"(", "ts": )" + std::to_string(ts_ms) + "}";
     ASSERT_TRUE((*producer)->Produce(o.ingest.topic, "new", value).ok());
     ASSERT_TRUE((*producer)->Flush(20000).ok());
+  };
+  const int64_t steps_before = (*p)->status().steps;
+  for (int k = 0; k < 3; ++k) {
+    click(k, 1'700'000'100'000 + k);
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while ((*p)->status().steps <= steps_before + k && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -548,10 +552,7 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   RunningPipeline running2(**p2);
   const int64_t steps_then = (*p2)->status().steps;
   for (int k = 0; k < 14; ++k) {  // a click every 0.3 s, each one a step
-    const std::string value = R"({"user_id": "new", "item_id": "i)" + std::to_string(k % 2 + 1) +
-                              R"(", "ts": )" + std::to_string(1'700'000'200'000 + k) + "}";
-    ASSERT_TRUE((*producer)->Produce(o.ingest.topic, "new", value).ok());
-    ASSERT_TRUE((*producer)->Flush(20000).ok());
+    click(k, 1'700'000'200'000 + k);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the last refresh's flush
