@@ -494,45 +494,65 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   }
 
   // The partition's log ends at `high`, below `consumed` (the offset this state has read it
-  // to), found `when` (at its assignment, or while reading it): ingest stops, saying why (the
-  // first such error wins).
+  // to), found `when` (at its assignment, or while reading it): ingest stops, saying why.
   void StopAsCutShort(const TopicPartition& tp, int64_t high, int64_t consumed, const char* when) {
-    StopAsAnotherLog(tp, "ends at offset " + std::to_string(high) + " but the state has consumed it up to " +
-                             std::to_string(consumed),
-                     when, "its log was cut short (an unclean leader election), ");
+    StopAsAnotherLog(tp,
+                     "ends at offset " + std::to_string(high) + " but the state has consumed it up to " +
+                         std::to_string(consumed),
+                     when, /*replaced=*/false);
   }
 
   // The record at `offset`, the last one this state read below its offset, has another
   // fingerprint than the one read there: the same name, another log (ingest stops).
-  // (A rollback cannot help: every checkpoint's offset lies in the log this state read.)
   void StopAsReplaced(const TopicPartition& tp, int64_t offset, const char* when) {
-    StopAsAnotherLog(
-        tp, "holds another record at offset " + std::to_string(offset) + " than the one this state read there", when,
-        "its log was cut short (an unclean leader election) and written again, ",
-        "to read this log, start from an empty state.path and learner.checkpoint_dir");
+    StopAsAnotherLog(tp,
+                     "holds another record at offset " + std::to_string(offset) + " than the one this state read "
+                     "there",
+                     when, /*replaced=*/true);
   }
 
-  void StopAsAnotherLog(const TopicPartition& tp, const std::string& what, const char* when, const char* also,
-                        const char* remedy = "to read the partition again, restore an older checkpoint (gsau run "
-                                             "--rollback) or start from an empty state.path") {
+  // Every partition found so is named (an assignment checks them all; the first kMaxNamed, then
+  // a count), then what happened and what to do, for the worst of them: a log written again
+  // cannot be read by rolling back (every checkpoint's offset lies in the log this state read).
+  // Another error already set wins.
+  void StopAsAnotherLog(const TopicPartition& tp, const std::string& what, const char* when, bool replaced) {
+    static constexpr size_t kMaxNamed = 8;
+    if (!fatal_.ok() && fatal_.code() != StatusCode::kFailedPrecondition) return;
+    if (!another_log_.insert(tp).second) return;
+    metrics_.err_consume.Increment();
     const std::string where = "partition " + tp.topic + "/" + std::to_string(tp.partition) + " " + what + " (found " +
                               when + ")";
-    // Every partition found so is named (an assignment checks them all): the first one's
-    // error says what to do; later ones are added to it (another error wins over neither).
-    if (!fatal_.ok()) {
-      if (fatal_.code() != StatusCode::kFailedPrecondition || !another_log_.insert(tp).second) return;
-      metrics_.err_consume.Increment();
-      fatal_ = Status(fatal_.code(), fatal_.message() + "; also " + where);
-      GSAU_LOG_ERROR("ingest: also {}", where);
-      return;
+    if (another_log_named_.size() < kMaxNamed) another_log_named_.push_back(where);
+    another_log_replaced_ = another_log_replaced_ || replaced;
+    std::string message;
+    for (const auto& w : another_log_named_) message += (message.empty() ? "" : "; ") + w;
+    if (another_log_.size() > another_log_named_.size()) {
+      message += "; and " + std::to_string(another_log_.size() - another_log_named_.size()) + " partition(s) more";
     }
-    metrics_.err_consume.Increment();
-    another_log_.insert(tp);
+    // The others of the assignment whose record below the state's offset has not come yet.
+    if (const size_t unchecked = guard_.ComparingCount(); unchecked > 0) {
+      message += " (" + std::to_string(unchecked) + " other partition(s) not compared before ingest stopped)";
+    }
+    // The model's checkpoints are as far into the old log as the state: emptying state.path alone
+    // leaves a model ahead of the state (refused at start), and a rollback reads on from a
+    // checkpoint's offsets, which a log written again or recreated shorter does not hold.
+    message += another_log_replaced_
+                   ? ": the topic was deleted and created again, its log was cut short (an unclean leader election) "
+                     "and written again, or this is another cluster. Point kafka.bootstrap_servers at the cluster "
+                     "this state came from; to read this log, start from an empty state.path and "
+                     "learner.checkpoint_dir"
+                   : ": the topic was deleted and created again, its log was cut short (an unclean leader election), "
+                     "or this is another cluster. Point kafka.bootstrap_servers at the cluster this state came from; "
+                     "to read this log from its start, start from an empty state.path and learner.checkpoint_dir "
+                     "(after an unclean leader election, gsau run --rollback to a checkpoint whose offsets the log "
+                     "still reaches keeps what was read up to there)";
     // Not kCorruption: the state is intact; the log under its topic's name is another one.
-    fatal_ = Status::FailedPrecondition(where + ": the topic was deleted and created again, " + also +
-                                        "or this is another cluster. Point kafka.bootstrap_servers at the cluster "
-                                        "this state came from; " + remedy);
-    GSAU_LOG_ERROR("ingest: {}", fatal_.message());
+    fatal_ = Status::FailedPrecondition(std::move(message));
+    if (another_log_.size() == 1) {
+      GSAU_LOG_ERROR("ingest: {}", fatal_.message());
+    } else {
+      GSAU_LOG_ERROR("ingest: also {}", where);
+    }
   }
 
   // A record below a partition's next offset came, or the client's cached end of its log lies
@@ -1040,7 +1060,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     // Committed by the caller's next MaybeCommitToKafka (Run's loop) or CommitToKafka (stop,
     // revoke), not here: inside a lost assignment's revoke this commit came before the lost
     // partitions were taken out of to_commit_, and failed.
-    for (const auto& o : offsets) to_commit_[o.tp] = o.next_offset;
+    for (const auto& o : offsets) {
+      to_commit_[o.tp] = o.next_offset;
+      guard_.Applied(o.tp, o.next_offset - 1, o.last_record);
+    }
 
     metrics_.consumed.Increment(static_cast<double>(batch_consumed_));
     metrics_.applied.Increment(static_cast<double>(n_applied));
@@ -1262,7 +1285,11 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   Clock::time_point batch_deadline_{};
 
   Status fatal_;  // a fatal error seen outside Run()'s own calls (while paused, in an assignment)
-  std::set<TopicPartition> another_log_;  // the partitions StopAsAnotherLog has named in fatal_
+  // The partitions StopAsAnotherLog found (fatal_ names the first of them), and whether a log was
+  // written again (not only cut short) among them.
+  std::set<TopicPartition> another_log_;
+  std::vector<std::string> another_log_named_;
+  bool another_log_replaced_ = false;
   static constexpr int kStopAckWaitMs = 2000;
   std::optional<Clock::time_point> stop_ack_deadline_;  // set when a wait first sees the stop
   Clock::time_point last_lag_{};             // the lag gauge's last update

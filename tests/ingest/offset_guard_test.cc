@@ -147,11 +147,17 @@ TEST(OffsetGuard, AGapAtTheStatesOffsetIsTakenAfterTheSeekBack) {
 TEST(OffsetGuard, TheRecordBeforeTheStatesOffsetIsComparedWhenFetchedFirst) {
   OffsetGuard g;
   g.Assign(kP0, 10, Read(9));
+  g.Assign(kP1, 4, Read(3));
   EXPECT_FALSE(g.Comparing(kP0));
   ASSERT_TRUE(g.CompareFirst(kP0));
+  ASSERT_TRUE(g.CompareFirst(kP1));
   EXPECT_TRUE(g.Comparing(kP0));
+  EXPECT_EQ(g.ComparingCount(), 2u);
   EXPECT_EQ(Take(g, kP0, 9), kCompared);
   EXPECT_FALSE(g.Comparing(kP0));
+  EXPECT_EQ(g.ComparingCount(), 1u) << "the other partition's record has not come";
+  g.Revoke(kP1);
+  EXPECT_EQ(g.ComparingCount(), 0u);
   EXPECT_EQ(g.Next(kP0), 10) << "compared, not taken";
   EXPECT_EQ(Take(g, kP0, 10), kNew);
   // The topic created again and refilled past the offset.
@@ -211,12 +217,22 @@ TEST(OffsetGuard, ARecordDeliveredAgainJustBelowTheNextOffsetIsCompared) {
   EXPECT_EQ(Take(g, kP0, 10), kNew);
   EXPECT_EQ(Take(g, kP0, 11), kNew);
   EXPECT_EQ(g.Take(kP0, 11, Other(11)), kReplaced) << "the last record taken";
-  EXPECT_EQ(g.Take(kP0, 9, Other(9)), kSeen);
+  EXPECT_EQ(g.Take(kP0, 10, Other(10)), kSeen) << "neither the last taken nor the state's";
   // Without a fingerprint from the state, the records taken give one.
   g.Assign(kP1, 10);
   EXPECT_EQ(g.Take(kP1, 9, Other(9)), kSeen);
   EXPECT_EQ(Take(g, kP1, 10), kNew);
   EXPECT_EQ(g.Take(kP1, 10, Other(10)), kReplaced);
+  // While the records taken wait in a batch, the state's last record is compared too; once a
+  // batch is applied, its last record is the state's.
+  g.Assign(kP0, 20, Read(19));
+  EXPECT_EQ(Take(g, kP0, 20), kNew);
+  EXPECT_EQ(Take(g, kP0, 21), kNew);
+  EXPECT_EQ(g.Take(kP0, 19, Other(19)), kReplaced) << "the state's record, a batch pending";
+  EXPECT_EQ(Take(g, kP0, 19), kSeen);
+  g.Applied(kP0, 21, Read(21));
+  EXPECT_EQ(g.Take(kP0, 19, Other(19)), kSeen) << "no longer the state's last";
+  EXPECT_EQ(g.Take(kP0, 21, Other(21)), kReplaced);
 }
 
 // The fingerprint is stored with the state's offsets and compared by later versions: fixed

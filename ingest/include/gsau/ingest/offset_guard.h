@@ -97,8 +97,19 @@ class OffsetGuard {
     Position p;
     p.next = std::max<int64_t>(next, 0);
     p.checked = false;
-    p.last = next > 0 ? last_record : 0;
+    p.last = p.applied_last = next > 0 ? last_record : 0;
+    p.applied = next - 1;
     next_[tp] = p;
+  }
+
+  // The state now holds the partition's records up to `offset`, the last one with `fingerprint`
+  // (a batch applied): that record is compared too when it comes again, also while the records
+  // taken after it wait in the next batch.
+  void Applied(const TopicPartition& tp, int64_t offset, uint64_t fingerprint) {
+    if (auto it = next_.find(tp); it != next_.end()) {
+      it->second.applied = offset;
+      it->second.applied_last = fingerprint;
+    }
   }
 
   // The consumer starts the partition one record early, at Next() - 1, whose fingerprint
@@ -116,6 +127,11 @@ class OffsetGuard {
     auto it = next_.find(tp);
     return it != next_.end() && it->second.compare;
   }
+  // The partitions whose record to compare has not come yet.
+  size_t ComparingCount() const {
+    return static_cast<size_t>(
+        std::count_if(next_.begin(), next_.end(), [](const auto& e) { return e.second.compare; }));
+  }
 
   // The partition left this process: a later assignment says where it continues.
   void Revoke(const TopicPartition& tp) { next_.erase(tp); }
@@ -125,7 +141,8 @@ class OffsetGuard {
   // transaction markers). One above it after a seek means the seek was lost (a pause or resume
   // in librdkafka < 2.4 can reset the position again): sought again, up to kMaxSeeks times.
   // A record at Next() - 1 delivered again while reading (the position reset to an earlier
-  // one) is compared with the one taken there too. `fingerprint`: the record's
+  // one) is compared with the one taken there too, and so is one at the state's last offset
+  // (Applied). `fingerprint`: the record's
   // RecordFingerprint.
   Verdict Take(const TopicPartition& tp, int64_t offset, uint64_t fingerprint) {
     auto& p = next_.try_emplace(tp, Position{-1, true}).first->second;
@@ -142,6 +159,7 @@ class OffsetGuard {
     }
     if (offset < p.next) {
       if (offset == p.next - 1 && p.last != 0 && fingerprint != p.last) return Verdict::kReplaced;
+      if (offset == p.applied && p.applied_last != 0 && fingerprint != p.applied_last) return Verdict::kReplaced;
       return Verdict::kSeen;
     }
     Verdict v = Verdict::kNew;
@@ -190,6 +208,8 @@ class OffsetGuard {
     int64_t dropped = -1;    // the highest record dropped for a seek back
     int seeks = 0;
     uint64_t last = 0;       // the fingerprint of the record at next - 1 (0: not known)
+    int64_t applied = -1;    // the state's last record (Applied), and its fingerprint
+    uint64_t applied_last = 0;
     bool compare = false;    // the record at next - 1 comes first, to be compared (CompareFirst)
     bool compare_sought = false;  // sought back to it once already
   };
