@@ -257,8 +257,10 @@ int RunDemo(const DemoFlags& f) {
     std::cerr << "gsau demo: " << p.status().ToString() << "\n";
     return kExitFailure;
   }
-  std::cout << "playing " << events->size() << (f.data.empty() ? " synthetic" : "") << " clicks at " << f.rate
-            << "/s into " << c.topics.clicks << " (state, checkpoints and prequential.csv in " << f.dir
+  constexpr int kMalformedEvery = 1000;  // records that are not JSON, for the dead-letter path
+  std::cout << "playing " << events->size() << (f.data.empty() ? " synthetic" : "") << " clicks (and "
+            << events->size() / kMalformedEvery << " malformed records, one per " << kMalformedEvery << ") at "
+            << f.rate << "/s into " << c.topics.clicks << " (state, checkpoints and prequential.csv in " << f.dir
             << "); Ctrl-C stops\n"
             << std::flush;
 
@@ -272,7 +274,7 @@ int RunDemo(const DemoFlags& f) {
   ro.topic = c.topics.clicks;
   ro.rate = f.rate;
   ro.progress = false;
-  ro.malformed_every = 1000;
+  ro.malformed_every = kMalformedEvery;
   // Event times are send times, so that the freshness figures (event time to publish time) mean
   // what they would on a live stream.
   ro.stamp_send_time = true;
