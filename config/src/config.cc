@@ -325,12 +325,13 @@ const std::vector<Field>& Table() {
                "Every user's record goes out again this often while the model trains (a user who stops clicking "
                "would otherwise keep a vector of a model the item records have moved away from), after those who "
                "clicked, at most 8,192 a flush; 0 = never (only when the learner goes idle, and after a cold "
-               "start).",
+               "start); at least 60.",
                0, 31536000),
       IntField("publisher.stop_flush_ms", &C::publisher, &PublisherSection::stop_flush_ms, "ms",
                "At a stop, how long to wait for the last records' deliveries (the last checkpoint is written "
                "before it); what is not delivered by then the next start publishes again. Keep it below an "
-               "orchestrator's grace period (Kubernetes: 30 s by default, the checkpoint's time included).",
+               "orchestrator's grace period (Kubernetes: 30 s by default, the checkpoint's time included). 0: "
+               "no wait (the producer's close still gives them up to 1 s), and undelivered records are no failure.",
                0, 3600000),
       StringField("metrics.listen_address", &C::metrics, &MetricsSection::listen_address,
                   "host:port of the /metrics endpoint, on every address host resolves to (':9464': every IPv4 and IPv6 "
@@ -663,6 +664,10 @@ Status ValidateFrom(const Config& c, const Origins* origins, LoadInput::Director
   if (c.learner.embedding_dim % 2 != 0) {
     return invalid("learner.embedding_dim", "must be even (the sequence encoder's 2 attention heads "
                                    "split it), got " + std::to_string(c.learner.embedding_dim));
+  }
+  if (c.publisher.user_refresh_s > 0 && c.publisher.user_refresh_s < 60) {
+    return invalid("publisher.user_refresh_s", "must be 0 (off) or at least 60 (each refresh scans every session "
+                                   "of the state), got " + std::to_string(c.publisher.user_refresh_s));
   }
   if (c.learner.replay_ratio >= 1.0) {
     return invalid("learner.replay_ratio", "must be below 1 (at 1 no fresh click is ever trained on), "

@@ -231,7 +231,18 @@ struct Metrics {
         serving_errors(metrics::ErrorCounter(r, "learner", "serving_snapshot")),
         checkpoint_errors(metrics::ErrorCounter(r, "learner", "checkpoint")),
         prequential_errors(metrics::ErrorCounter(r, "learner", "prequential")),
-        publish_errors(metrics::ErrorCounter(r, "publisher", "publish")) {}
+        publish_errors(metrics::ErrorCounter(r, "publisher", "publish")),
+        refresh_family(prometheus::BuildCounter()
+                           .Name("gsau_publisher_user_refreshes_total")
+                           .Help("Times every user of the state was made due again, by reason: start (an empty "
+                                 "user topic, no checkpoint, a rollback, a change feed gap), trained (a cold "
+                                 "start's model has trained over the history), idle (the learner went idle after "
+                                 "replay alone), scheduled (publisher.user_refresh_s of training)")
+                           .Register(r)),
+        refresh_start(refresh_family.Add({{"reason", "start"}})),
+        refresh_trained(refresh_family.Add({{"reason", "trained"}})),
+        refresh_idle(refresh_family.Add({{"reason", "idle"}})),
+        refresh_scheduled(refresh_family.Add({{"reason", "scheduled"}})) {}
 
   prometheus::Counter& steps;
   prometheus::Family<prometheus::Counter>& samples_family;
@@ -261,6 +272,8 @@ struct Metrics {
   prometheus::Counter& checkpoint_errors;
   prometheus::Counter& prequential_errors;
   prometheus::Counter& publish_errors;
+  prometheus::Family<prometheus::Counter>& refresh_family;
+  prometheus::Counter &refresh_start, &refresh_trained, &refresh_idle, &refresh_scheduled;
 };
 
 }  // namespace
@@ -542,10 +555,12 @@ struct Pipeline::Impl {
   bool checkpointed_republish = false;  // whether the newest checkpoint written carries it
   bool all_users_marked_at_start = false;  // MarkAllUsers(kStartUp) ran (before Run)
   // The learner thread's: the step that completes a cold start's pass over the state's history
-  // (0: none due); replay-only steps since every user last went out, and when that was.
+  // (0: none due); replay-only steps since the last refresh as the learner went idle; when every
+  // user last went out (a refresh of either kind), and when the idle one last did.
   int64_t republish_users_at_step = 0;
   int64_t replay_steps_since_users = 0;
   std::optional<SteadyClock::time_point> users_refreshed_at;
+  std::optional<SteadyClock::time_point> idle_refreshed_at;  // the last refresh as the learner went idle
   std::unique_ptr<FanoutSink> sink;
   std::unique_ptr<ingest::Ingestor> ingestor;
 
@@ -783,7 +798,10 @@ struct Pipeline::Impl {
                                                                  std::to_string(opt.user_refresh_s) +
                                                                  " s of training since every user last went out"
                                                            : "the learner is idle after training on replay alone";
-    if (Status s = MarkAllUsers(why, republish ? MarkAll::kRepublish : MarkAll::kRefresh);
+    if (Status s = MarkAllUsers(why, republish ? MarkAll::kRepublish : MarkAll::kRefresh,
+                                republish                      ? &m->refresh_trained
+                                : request == kScheduledRefresh ? &m->refresh_scheduled
+                                                               : &m->refresh_idle);
         !s.ok()) {
       m->publish_errors.Increment();
       GSAU_LOG_WARN("pipeline: users not published again: {}", s.ToString());
@@ -843,7 +861,8 @@ struct Pipeline::Impl {
   enum class MarkAll { kStartUp, kRepublish, kRefresh };
 
   // Every user of the state, due for publishing (`why` goes to the log).
-  Status MarkAllUsers(const std::string& why, MarkAll how = MarkAll::kStartUp) {
+  // `counted`: the reason's series of gsau_publisher_user_refreshes_total (null: start).
+  Status MarkAllUsers(const std::string& why, MarkAll how = MarkAll::kStartUp, prometheus::Counter* counted = nullptr) {
     const uint64_t seq = store->BatchSeq();
     if (how == MarkAll::kStartUp) all_users_marked_at_start = true;
     size_t n = 0;
@@ -855,6 +874,7 @@ struct Pipeline::Impl {
     });
     if (!counts.ok()) return counts.status();
     GSAU_LOG_INFO("pipeline: all {} users are published again ({})", n, why);
+    (counted != nullptr ? *counted : m->refresh_start).Increment();
     return Status::Ok();
   }
 
@@ -1034,10 +1054,11 @@ struct Pipeline::Impl {
         // The state is older than the model: replaced, lost (a new one was created empty) or
         // left half-restored by a stopped rollback. Ingest would hand out ids again that the
         // model's rows already mean, and its next checkpoint would take this one's name.
-        return Status::Corruption("the state at " + opt.state.path + " is at batch " + std::to_string(now_seq) +
-                                  ", behind the model of " + ckpt.string() + " (batch " + std::to_string(watermark) +
-                                  "): restore both with --rollback " + ckpt.string() +
-                                  ", or start afresh with an empty learner.checkpoint_dir");
+        // Not kCorruption: neither is damaged; they are not a pair.
+        return Status::FailedPrecondition("the state at " + opt.state.path + " is at batch " +
+                                          std::to_string(now_seq) + ", behind the model of " + ckpt.string() +
+                                          " (batch " + std::to_string(watermark) + "): restore both with --rollback " +
+                                          ckpt.string() + ", or start afresh with an empty learner.checkpoint_dir");
       }
       GSAU_RETURN_IF_ERROR(LoadSessions());
       ResumeRepublish(ckpt);
@@ -1469,17 +1490,21 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
-  // Runs until `stop`; returns early on the learner's own failure (an error), or when the
-  // publisher cannot go on (Ok, with item_publish_status set).
   // Asks the user thread to publish every user again (a pending request stays what it is: a
-  // republish does what a refresh does), and counts from here.
+  // republish does what a refresh does); the scheduled refresh counts from here, and the idle
+  // one from its own (kRefreshUsers: the learner went idle).
   void RefreshUsers(UsersRequest why) {
     int none = kNoUsersRequest;
     users_request.compare_exchange_strong(none, why);
-    replay_steps_since_users = 0;
     users_refreshed_at = SteadyClock::now();
+    if (why == kRefreshUsers) {
+      idle_refreshed_at = users_refreshed_at;
+      replay_steps_since_users = 0;
+    }
   }
 
+  // Runs until `stop`; returns early on the learner's own failure (an error), or when the
+  // publisher cannot go on (Ok, with item_publish_status set).
   Status LearnerLoop(const std::atomic<bool>& stop) {
     const auto loop_start = SteadyClock::now();
     auto last_ckpt = SteadyClock::now();
@@ -1505,8 +1530,9 @@ struct Pipeline::Impl {
           // Replay alone moved the model (its item records went out) while users' records,
           // refreshed by clicks, stayed: the model stops here, so every user goes out again.
           // At most once an hour (a click every few minutes would otherwise republish every user
-          // after each idle_train_s of replay).
-          const bool hour = !users_refreshed_at || SecondsSince(*users_refreshed_at) >= 3600;
+          // after each idle_train_s of replay): its own clock, as the scheduled refresh under
+          // steady clicks would otherwise hold it off for good.
+          const bool hour = !idle_refreshed_at || SecondsSince(*idle_refreshed_at) >= 3600;
           if (opt.idle_train_s > 0 && replay_steps_since_users > 0 && hour) RefreshUsers(kRefreshUsers);
         } else {
           GSAU_LOG_INFO("pipeline: fresh clicks; the learner trains again");
@@ -1990,9 +2016,18 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
     flush = im.pub->Flush(im.opt.stop_flush_ms);
     // This process keeps nothing past its stop: what a restart does about them is what to say.
     if (!flush.ok() && !im.pub->failed_fatally()) {
-      flush = Status(flush.code(), flush.message() + ": not delivered at the stop; the next start publishes them "
-                                                      "again (every item, and the users after the last delivered "
-                                                      "batch)");
+      constexpr std::string_view kPrefix = "publisher: ";
+      std::string_view why = flush.message();
+      if (why.starts_with(kPrefix)) why.remove_prefix(kPrefix.size());
+      const std::string said = "publisher: records not delivered at the stop (the next start publishes them again: "
+                               "every item, and the users after the last delivered batch): " +
+                               std::string(why);
+      if (im.opt.stop_flush_ms == 0) {  // no wait was asked for: not a failure of the stop
+        GSAU_LOG_INFO("pipeline: {} (publisher.stop_flush_ms 0)", said);
+        flush = Status::Ok();
+      } else {
+        flush = Status(flush.code(), said);
+      }
     }
     if (flush.ok() && last_checkpoint.ok() && learner_status.ok() && !confirmed && confirm_all()) {
       last_checkpoint = im.RecordUsersPublishedThrough();

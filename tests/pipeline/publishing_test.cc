@@ -147,6 +147,20 @@ double CounterValue(prometheus::Registry& registry, const std::string& name) {
   return -1;
 }
 
+// The series of counter `name` whose label `label` is `value` in `registry`; -1 when missing.
+double LabelledCounter(prometheus::Registry& registry, const std::string& name, const std::string& label,
+                       const std::string& value) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name != name) continue;
+    for (const auto& m : f.metric) {
+      for (const auto& l : m.label) {
+        if (l.name == label && l.value == value) return m.counter.value;
+      }
+    }
+  }
+  return -1;
+}
+
 // With no step to take (fewer samples than min_step_samples), the items of new clicks still
 // reach the serving snapshot, once per round of the learner, so a user whose session holds only
 // new items is published while the pipeline runs. (The snapshot came with each Observe; taken
@@ -361,18 +375,21 @@ TEST(PipelinePublishingTest, AUserTopicCreatedAgainAtTheStartGetsEveryUser) {
 
 // Records still undelivered when the stop's wait (publisher.stop_flush_ms) ends: the stop fails
 // saying that the next start publishes them again (it read "kept: later calls produce them
-// again", which an exiting process does not do), and the next start does.
+// again", which an exiting process does not do), and the next start does. With 0 (no wait asked
+// for) such a stop is no failure.
 TEST(PipelinePublishingTest, RecordsUndeliveredAtTheStopAreSaidToGoOutAtTheNextStart) {
   TempDir dir("gsau-pipeline-publishing");
   auto o = Options(dir);
-  o.stop_flush_ms = 2000;
   WriteState(o, {{"u1", "i1"}, {"u2", "i1"}});
   PipelineStatus status;
-  {
+  // A pipeline stopped as it starts, its user topic deleted under its publisher (its records
+  // are refused, not created again), after a wait of `stop_flush_ms`.
+  auto stopped_without_user_topic = [&](int stop_flush_ms) -> Status {
+    auto with = o;
+    with.stop_flush_ms = stop_flush_ms;
     prometheus::Registry registry;
-    auto p = Pipeline::Create(o, &registry);
-    ASSERT_TRUE(p.ok()) << p.status();
-    // Deleted under the running publisher: its records are refused (not created again).
+    auto p = Pipeline::Create(with, &registry);
+    if (!p.ok()) return p.status();
     gsau::testing::DeleteTopic(KafkaBootstrap(), o.publisher.user_topic);
     const auto gone = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (kafka::TopicConfigValue(o.publisher.kafka, o.publisher.user_topic, "cleanup.policy", 2000)
@@ -382,14 +399,19 @@ TEST(PipelinePublishingTest, RecordsUndeliveredAtTheStopAreSaidToGoOutAtTheNextS
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     const std::atomic<bool> stop{true};
-    const auto started = std::chrono::steady_clock::now();
-    const Status s = (*p)->Run(stop);
-    EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
-    EXPECT_NE(s.message().find("not delivered at the stop; the next start publishes them again"), std::string::npos)
-        << s;
-    EXPECT_EQ(s.message().find("later calls"), std::string::npos) << s;
-    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(25)) << "stop_flush_ms not used";
-  }
+    return (*p)->Run(stop);
+  };
+  // 0: no wait asked for, no failure.
+  const Status unwaited = stopped_without_user_topic(0);
+  EXPECT_TRUE(unwaited.ok()) << unwaited;
+  const auto started = std::chrono::steady_clock::now();
+  const Status s = stopped_without_user_topic(2000);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
+  EXPECT_EQ(s.message().rfind("publisher: records not delivered at the stop (the next start publishes them again", 0),
+            0u)
+      << s;
+  EXPECT_EQ(s.message().find("later calls"), std::string::npos) << s;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(25)) << "stop_flush_ms not used";
   prometheus::Registry again;
   ASSERT_TRUE(RunStoppedAtOnce(o, &again, &status).ok());
   std::set<std::string> users;
@@ -482,7 +504,8 @@ TEST(PipelinePublishingTest, AnUnreadableNewestCheckpointIsPassedOverForTheOneBe
 // user of the state went out again each time. A user of the state who does not click gets no
 // record while another one clicks, until publisher.user_refresh_s has passed with steps: then
 // every user goes out again (the item records follow the model; a user's record did not, under
-// steady clicks, for as long as the clicks went on).
+// steady clicks, for as long as the clicks went on). Those refreshes do not hold off the one
+// when the learner goes idle after replay (they shared its hourly gate).
 TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   TempDir dir("gsau-pipeline-publishing");
   auto o = Options(dir);
@@ -546,6 +569,7 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
 
   auto refreshing = o;
   refreshing.user_refresh_s = 1;
+  refreshing.idle_train_s = 2;
   prometheus::Registry r2;
   auto p2 = Pipeline::Create(refreshing, &r2);
   ASSERT_TRUE(p2.ok()) << p2.status();
@@ -555,10 +579,20 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
     click(k, 1'700'000'200'000 + k);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the last refresh's flush
   const int64_t steps = (*p2)->status().steps - steps_then;
+  // Replay alone for idle_train_s, then idle.
+  const auto idle_by = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (LabelledCounter(r2, "gsau_publisher_user_refreshes_total", "reason", "idle") < 1) {
+    if (std::chrono::steady_clock::now() > idle_by) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the last refresh's flush
   ASSERT_TRUE(running2.Stop().ok());
   ASSERT_GE(steps, 4) << "too few steps to show the refresh";
+  EXPECT_GE(LabelledCounter(r2, "gsau_publisher_user_refreshes_total", "reason", "scheduled"), 2);
+  EXPECT_EQ(LabelledCounter(r2, "gsau_publisher_user_refreshes_total", "reason", "idle"), 1)
+      << "no refresh as the learner went idle after replay";
+  EXPECT_EQ(LabelledCounter(r2, "gsau_publisher_user_refreshes_total", "reason", "start"), 0);
   EXPECT_GE(records_of()["old"], old_before + 2) << "not published again every second of training";
 }
 

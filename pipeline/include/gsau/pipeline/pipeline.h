@@ -91,7 +91,9 @@ struct PipelineOptions {
   std::string init_data, init_times;
   int user_flush_ms = 50;              // users who clicked are published together per interval
   int item_interval_ms = 1000;         // item rows that moved are published per interval
-  int stop_flush_ms = 30000;           // the stop's wait for the last deliveries (after the last checkpoint)
+  // The stop's wait for the last deliveries (after the last checkpoint); records still undelivered
+  // then fail Run (the next start publishes them again), except with 0: no wait asked for. Unit: ms.
+  int stop_flush_ms = 30000;
   // Every user is published again after this long with training steps since every user last went
   // out (item records follow the model; a user's record changes only with a click). 0: never
   // (only when the learner goes idle, and after a cold start). Unit: s.
