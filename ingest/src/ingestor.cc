@@ -213,7 +213,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       MaybePollDeadLetters();
       const bool running = ApplyBackpressure();
       if (!fatal_.ok()) {  // seen while paused, or in an assignment
-        result = fatal_;
+        result = WithUncompared(fatal_);
         break;
       }
       if (!running) continue;
@@ -334,6 +334,11 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         }
         tp->set_offset(next ? *next : RdKafka::Topic::OFFSET_BEGINNING);
         guard_.Assign(key, next ? *next : -1, last_record);
+        if (after_held) {  // below the held batch, the state's own last record is compared too
+          if (const auto stored = store_->LastRecord(key); stored && stored->next_offset > 0) {
+            guard_.Applied(key, stored->next_offset - 1, stored->last_record);
+          }
+        }
         // One record early where the state knows the record before its offset (below, once the
         // log's start is known): that record, compared with its fingerprint, tells the log this
         // state read from another of the same name that already reaches as far (a topic
@@ -529,10 +534,6 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     if (another_log_.size() > another_log_named_.size()) {
       message += "; and " + std::to_string(another_log_.size() - another_log_named_.size()) + " partition(s) more";
     }
-    // The others of the assignment whose record below the state's offset has not come yet.
-    if (const size_t unchecked = guard_.ComparingCount(); unchecked > 0) {
-      message += " (" + std::to_string(unchecked) + " other partition(s) not compared before ingest stopped)";
-    }
     // The model's checkpoints are as far into the old log as the state: emptying state.path alone
     // leaves a model ahead of the state (refused at start), and a rollback reads on from a
     // checkpoint's offsets, which a log written again or recreated shorter does not hold.
@@ -553,6 +554,18 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     } else {
       GSAU_LOG_ERROR("ingest: also {}", where);
     }
+  }
+
+  // Another log found (StopAsAnotherLog's error): the partitions of the assignment whose
+  // record below the state's offset had not come yet are said too (they may be another log).
+  Status WithUncompared(const Status& s) const {
+    if (s.code() != StatusCode::kFailedPrecondition) return s;
+    const auto n = std::count_if(assigned_.begin(), assigned_.end(), [this](const TopicPartition& tp) {
+      return guard_.Comparing(tp) && another_log_.count(tp) == 0;
+    });
+    if (n == 0) return s;
+    return Status(s.code(), s.message() + " (" + std::to_string(n) +
+                                " other partition(s) of the assignment were not compared before ingest stopped)");
   }
 
   // A record below a partition's next offset came, or the client's cached end of its log lies

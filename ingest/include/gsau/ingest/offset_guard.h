@@ -127,11 +127,6 @@ class OffsetGuard {
     auto it = next_.find(tp);
     return it != next_.end() && it->second.compare;
   }
-  // The partitions whose record to compare has not come yet.
-  size_t ComparingCount() const {
-    return static_cast<size_t>(
-        std::count_if(next_.begin(), next_.end(), [](const auto& e) { return e.second.compare; }));
-  }
 
   // The partition left this process: a later assignment says where it continues.
   void Revoke(const TopicPartition& tp) { next_.erase(tp); }
