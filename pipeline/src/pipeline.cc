@@ -542,8 +542,9 @@ struct Pipeline::Impl {
   // scan of every session: not on the learner's thread, which ingest waits on). kRefreshUsers:
   // the model moved under records that went out; kRepublishUsers: records of the untrained
   // model after a cold start (republish_outstanding).
-  // kScheduledRefresh: user_refresh_s has passed with steps (as kRefreshUsers).
-  enum UsersRequest : int { kNoUsersRequest = 0, kRefreshUsers = 1, kRepublishUsers = 2, kScheduledRefresh = 3 };
+  // kScheduledRefresh: user_refresh_s has passed with steps (as kRefreshUsers). Bits: the
+  // reasons asked before the user thread takes them are done by one pass, each one counted.
+  enum UsersRequest : int { kNoUsersRequest = 0, kRefreshUsers = 1, kRepublishUsers = 2, kScheduledRefresh = 4 };
   std::atomic<int> users_request{kNoUsersRequest};
   // A cold start's republish of every user is due or not yet delivered: from the cold start
   // (or a restart from a checkpoint written meanwhile, kUsersRepublishAtStep) until the user
@@ -786,28 +787,25 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
-  // On the user thread, at a flush: what the learner asked for (users_request). A failure to
-  // read the sessions is counted and logged; the records stay as they are.
+  // On the user thread, at a flush: what the learner asked for (users_request: one pass for
+  // every reason asked since the last flush, each one counted). A failure to read the sessions
+  // is counted and logged; the records stay as they are.
   void TakeUsersRequest() {
     const int request = users_request.exchange(kNoUsersRequest);
     if (request == kNoUsersRequest) return;
-    const bool republish = request == kRepublishUsers;
+    const bool republish = (request & kRepublishUsers) != 0;
     const uint64_t seq = store->BatchSeq();
-    const std::string why = republish                      ? "the new model has trained over the state's history"
-                            : request == kScheduledRefresh ? "publisher.user_refresh_s: " +
-                                                                 std::to_string(opt.user_refresh_s) +
-                                                                 " s of training since every user last went out"
-                                                           : "the learner is idle after training on replay alone";
-    if (Status s = MarkAllUsers(why, republish ? MarkAll::kRepublish : MarkAll::kRefresh,
-                                republish                      ? &m->refresh_trained
-                                : request == kScheduledRefresh ? &m->refresh_scheduled
-                                                               : &m->refresh_idle);
-        !s.ok()) {
+    const std::string why = republish ? "the new model has trained over the state's history"
+                            : (request & kRefreshUsers) != 0
+                                ? "the learner is idle after training on replay alone"
+                                : "publisher.user_refresh_s: " + std::to_string(opt.user_refresh_s) +
+                                      " s of training since every user last went out";
+    if (Status s = MarkAllUsers(why, republish ? MarkAll::kRepublish : MarkAll::kRefresh, request); !s.ok()) {
       m->publish_errors.Increment();
       GSAU_LOG_WARN("pipeline: users not published again: {}", s.ToString());
       // The cold start's republish is owed (checkpoints say so): the next flush tries again
       // (over a refresh asked meanwhile: a republish does what a refresh does).
-      if (republish) users_request = kRepublishUsers;
+      if (republish) users_request.fetch_or(kRepublishUsers);
       return;
     }
     if (republish) {
@@ -861,8 +859,9 @@ struct Pipeline::Impl {
   enum class MarkAll { kStartUp, kRepublish, kRefresh };
 
   // Every user of the state, due for publishing (`why` goes to the log).
-  // `counted`: the reason's series of gsau_publisher_user_refreshes_total (null: start).
-  Status MarkAllUsers(const std::string& why, MarkAll how = MarkAll::kStartUp, prometheus::Counter* counted = nullptr) {
+  // `requests`: the UsersRequest bits this pass does, each counted in
+  // gsau_publisher_user_refreshes_total (0: a start's).
+  Status MarkAllUsers(const std::string& why, MarkAll how = MarkAll::kStartUp, int requests = kNoUsersRequest) {
     const uint64_t seq = store->BatchSeq();
     if (how == MarkAll::kStartUp) all_users_marked_at_start = true;
     size_t n = 0;
@@ -874,7 +873,10 @@ struct Pipeline::Impl {
     });
     if (!counts.ok()) return counts.status();
     GSAU_LOG_INFO("pipeline: all {} users are published again ({})", n, why);
-    (counted != nullptr ? *counted : m->refresh_start).Increment();
+    if (requests == kNoUsersRequest) m->refresh_start.Increment();
+    if ((requests & kRepublishUsers) != 0) m->refresh_trained.Increment();
+    if ((requests & kRefreshUsers) != 0) m->refresh_idle.Increment();
+    if ((requests & kScheduledRefresh) != 0) m->refresh_scheduled.Increment();
     return Status::Ok();
   }
 
@@ -903,7 +905,7 @@ struct Pipeline::Impl {
     republish_outstanding = true;
     const int64_t steps = learner->Stats().steps;
     if (steps >= republish_step) {
-      users_request = kRepublishUsers;
+      users_request.fetch_or(kRepublishUsers);
     } else {
       republish_users_at_step = republish_step;
     }
@@ -1490,12 +1492,11 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
-  // Asks the user thread to publish every user again (a pending request stays what it is: a
-  // republish does what a refresh does); the scheduled refresh counts from here, and the idle
-  // one from its own (kRefreshUsers: the learner went idle).
+  // Asks the user thread to publish every user again (with any other reason pending: one pass);
+  // the scheduled refresh counts from here, and the idle one from its own (kRefreshUsers: the
+  // learner went idle).
   void RefreshUsers(UsersRequest why) {
-    int none = kNoUsersRequest;
-    users_request.compare_exchange_strong(none, why);
+    users_request.fetch_or(why);
     users_refreshed_at = SteadyClock::now();
     if (why == kRefreshUsers) {
       idle_refreshed_at = users_refreshed_at;
@@ -1584,7 +1585,7 @@ struct Pipeline::Impl {
         }
         if (republish_users_at_step > 0 && learner->Stats().steps >= republish_users_at_step) {
           republish_users_at_step = 0;
-          users_request = kRepublishUsers;
+          users_request.fetch_or(kRepublishUsers);
         }
         m->steps.Increment();
         m->fresh.Increment(static_cast<double>(r.fresh));
@@ -2013,20 +2014,20 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   Status flush;
   {
     std::lock_guard<std::mutex> lock(im.pub_mu);
-    flush = im.pub->Flush(im.opt.stop_flush_ms);
     // This process keeps nothing past its stop: what a restart does about them is what to say.
-    if (!flush.ok() && !im.pub->failed_fatally()) {
-      constexpr std::string_view kPrefix = "publisher: ";
-      std::string_view why = flush.message();
-      if (why.starts_with(kPrefix)) why.remove_prefix(kPrefix.size());
-      const std::string said = "publisher: records not delivered at the stop (the next start publishes them again: "
-                               "every item, and the users after the last delivered batch): " +
-                               std::string(why);
-      if (im.opt.stop_flush_ms == 0) {  // no wait was asked for: not a failure of the stop
-        GSAU_LOG_INFO("pipeline: {} (publisher.stop_flush_ms 0)", said);
-        flush = Status::Ok();
-      } else {
-        flush = Status(flush.code(), said);
+    constexpr std::string_view kUndelivered =
+        "records not delivered at the stop (the next start publishes them again: every item, and the users after "
+        "the last delivered batch)";
+    if (im.opt.stop_flush_ms == 0) {
+      // No wait asked for: not a failure of the stop (nor a publisher error).
+      if (!im.pub->WaitSettled(0)) GSAU_LOG_WARN("pipeline: {} (publisher.stop_flush_ms 0: no wait)", kUndelivered);
+    } else {
+      flush = im.pub->Flush(im.opt.stop_flush_ms);
+      if (!flush.ok() && !im.pub->failed_fatally()) {
+        constexpr std::string_view kPrefix = "publisher: ";
+        std::string_view why = flush.message();
+        if (why.starts_with(kPrefix)) why.remove_prefix(kPrefix.size());
+        flush = Status(flush.code(), "publisher: " + std::string(kUndelivered) + ": " + std::string(why));
       }
     }
     if (flush.ok() && last_checkpoint.ok() && learner_status.ok() && !confirmed && confirm_all()) {
