@@ -1201,7 +1201,11 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const StateOptions& options
     // wraps them; other errors (permissions, the caches' own checks) are not retried.
     const bool moved = s.message().find("No such file or directory") != std::string::npos &&
                        s.message().find("no store at") == std::string::npos;
-    if (!options.read_only || !moved) return s;
+    // The loaded view failed the store's own checks ("item ids are not dense", seen once beside
+    // a writer flushing and compacting every few ms): a view of a store being written, taken
+    // across its changes, is tried again too; a store that is damaged fails every try.
+    const bool torn = s.code() == StatusCode::kCorruption;
+    if (!options.read_only || !(moved || torn)) return s;
     if (attempt == kReadOnlyTries) {
       return Status(s.code(), s.message() + " (read-only open tried " + std::to_string(kReadOnlyTries) +
                                   " times: if a pipeline is writing the store, its files may have moved each time)");
