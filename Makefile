@@ -14,7 +14,7 @@ CMAKE_ARGS ?=
 DEMO_ARGS  ?=
 
 .PHONY: all setup configure build test test-unit test-kafka demo clean \
-        test-asan test-tsan bench-replay bench-state bench-train bench-online bench-online-quality bench-ingest bench-freshness \
+        test-asan test-tsan bench-replay bench-state bench-train bench-online bench-online-quality bench-ingest bench-freshness bench-due-users \
         fuzz-decoder reliability
 
 all: build
@@ -90,6 +90,11 @@ bench-freshness: build
 
 bench-state: build
 	$(BUILD)/bench/state/bench_state
+
+# A refresh of every user (1/4 to 4 million) under a trickle of clicks: what the user thread's
+# due set costs a flush, the set before it was split and DueUsers side by side (~1 min).
+bench-due-users: build
+	$(BUILD)/bench/pipeline/bench_due_users
 
 bench-train: build
 	$(BUILD)/bench/learner/bench_train

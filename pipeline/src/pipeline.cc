@@ -35,6 +35,7 @@
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/metrics.h"
 #include "gsau/metrics/metrics.h"
+#include "gsau/pipeline/due_users.h"
 #include "gsau/state/state_store.h"
 
 namespace gsau::pipeline {
@@ -55,22 +56,8 @@ double SecondsSince(SteadyClock::time_point t) {
   return std::chrono::duration<double>(SteadyClock::now() - t).count();
 }
 
-// A user whose record is due: the time of its newest click, and the first state batch with a
-// click of it not published yet (what a checkpoint's users_published_through must stay below;
-// kNoClickSeq: a refresh, which holds nothing back).
-inline constexpr uint64_t kNoClickSeq = std::numeric_limits<uint64_t>::max();
-struct DueUser {
-  int64_t ts_ms = 0;
-  uint64_t first_seq = 1;  // batch numbers start at 1
-  bool clicked = false;    // by a click this process applied (not marked again at start-up)
-
-  void Merge(const DueUser& other) {
-    ts_ms = std::max(ts_ms, other.ts_ms);
-    first_seq = std::min(first_seq, other.first_seq);
-    clicked = clicked || other.clicked;
-  }
-};
-using DueUsers = std::unordered_map<state::UserId, DueUser>;
+// Users marked due since the user thread last took them.
+using UserMarks = std::unordered_map<state::UserId, DueUser>;
 
 // Users whose embedding is due, as marked by ingest (and at start-up), and the newest state
 // batch whose users were marked.
@@ -90,9 +77,9 @@ class DirtyUsers {
   }
   // The users marked since the last call; *through_seq: every user of the batches up to it
   // has been handed out by now.
-  DueUsers Take(uint64_t* through_seq) {
+  UserMarks Take(uint64_t* through_seq) {
     std::lock_guard<std::mutex> lock(mu_);
-    DueUsers out;
+    UserMarks out;
     out.swap(users_);
     *through_seq = through_seq_;
     return out;
@@ -105,7 +92,7 @@ class DirtyUsers {
   }
 
   std::mutex mu_;
-  DueUsers users_;
+  UserMarks users_;
   uint64_t through_seq_ = 0;
 };
 
@@ -819,9 +806,7 @@ struct Pipeline::Impl {
   // republish has been handed out, a delivery mark; once that is delivered, the republish is
   // no longer outstanding.
   void FollowRepublish(const DueUsers& due) {
-    if (republish_handing && std::none_of(due.begin(), due.end(), [&](const auto& e) {
-          return e.second.first_seq <= republish_seq;
-        })) {
+    if (republish_handing && due.MinFirstSeq() > republish_seq) {
       if (auto mark = pub->Mark()) {  // none while a failed record waits: the next flush
         republish_mark = *mark;
         republish_handing = false;
@@ -1702,36 +1687,28 @@ struct Pipeline::Impl {
     if (due.empty()) return Status::Ok();
     const auto serving = learner->Serving();
     const int64_t now_ns = clock->MonotonicNs();
-    // Those who clicked first; users marked again without a click (start-up, a refresh: up to
-    // every user of the state) after them, at most kMarkedUsersPerFlush a flush, so that a
-    // republish of millions does not hold fresh records back (the rest stay due).
-    std::vector<std::pair<state::UserId, DueUser>> candidates;
-    candidates.reserve(due.size());
-    for (const auto& e : due) {
-      if (e.second.clicked) candidates.push_back(e);
-    }
-    for (const auto& e : due) {
-      if (!e.second.clicked) candidates.push_back(e);
-    }
-    size_t marked = 0;  // users without a click taken into groups this flush
     std::vector<state::UserId> users;
     std::vector<std::vector<uint32_t>> sessions_now;
     std::vector<DueUser> marks;
-    for (const auto& [u, d] : candidates) {
-      // Counted as taken, not as looked at: users that cannot go out yet (an item not in the
-      // model, or waited for) do not use up the flush's share of the others behind them.
-      if (!d.clicked && marked == kMarkedUsersPerFlush) break;
+    bool stopped = false;
+    // `u` into the next group (*taken) if it can go out now; a full group is published first,
+    // and `stopped` set when the stop came meanwhile.
+    auto consider = [&](state::UserId u, const DueUser& d, bool* taken) -> Status {
+      *taken = false;
       if (users.size() == kUsersPerForward) {
         GSAU_RETURN_IF_ERROR(PublishUserGroup(*serving, users, sessions_now, marks, due));
         users.clear();
         sessions_now.clear();
         marks.clear();
-        if (stop) return Status::Ok();
+        if (stop) {
+          stopped = true;
+          return Status::Ok();
+        }
       }
       auto waiting = waiting_users.find(u);
       if (waiting != waiting_users.end() && waiting->second.items_seen == serving->items() &&
           now_ns - waiting->second.since_ns < kNewItemWaitNs) {
-        continue;  // no new item in the snapshot since the last look: no need to read again
+        return Status::Ok();  // no new item in the snapshot since the last look: no need to read again
       }
       GSAU_ASSIGN_OR_RETURN(auto entries, Counted(store->Session(u)));
       std::vector<uint32_t> s;
@@ -1741,16 +1718,38 @@ struct Pipeline::Impl {
       // its effect, and nothing would publish the user again until the next click. Any item,
       // not only the newest: a new item clicked before an old one, both behind the learner, was
       // left out of a record that went out at once (the newest being known).
-      if (!serving->CanEmbed(s)) continue;
+      if (!serving->CanEmbed(s)) return Status::Ok();
       if (!serving->KnowsAll(s)) {
         auto& w = waiting_users.try_emplace(u, Waiting{now_ns, 0}).first->second;
         w.items_seen = serving->items();
-        if (now_ns - w.since_ns < kNewItemWaitNs) continue;
+        if (now_ns - w.since_ns < kNewItemWaitNs) return Status::Ok();
       }
       users.push_back(u);
       sessions_now.push_back(std::move(s));
       marks.push_back(d);
-      if (!d.clicked) ++marked;
+      *taken = true;
+      return Status::Ok();
+    };
+    // Those who clicked first (a copy: publishing erases them from `due`).
+    std::vector<std::pair<state::UserId, DueUser>> clicked;
+    due.ForEachClicked([&](state::UserId u, const DueUser& d) { clicked.emplace_back(u, d); });
+    bool taken = false;
+    for (const auto& [u, d] : clicked) {
+      GSAU_RETURN_IF_ERROR(consider(u, d, &taken));
+      if (stopped) return Status::Ok();
+    }
+    // Then users marked again without a click (start-up, a refresh: up to every user of the
+    // state), in turn, at most kMarkedUsersPerFlush a flush, so that a republish of millions
+    // does not hold fresh records back (the rest stay due). Counted as taken, not as looked at:
+    // users that cannot go out yet (an item not in the model, or waited for) do not use up the
+    // flush's share of the others behind them; each is looked at once at most.
+    size_t marked = 0;
+    for (size_t looked = 0, n = due.marked(); looked < n && marked < kMarkedUsersPerFlush; ++looked) {
+      const auto next = due.NextMarked();
+      if (!next) break;
+      GSAU_RETURN_IF_ERROR(consider(next->first, next->second, &taken));
+      if (stopped) return Status::Ok();
+      if (taken) ++marked;
     }
     return users.empty() ? Status::Ok() : PublishUserGroup(*serving, users, sessions_now, marks, due);
   }
@@ -1771,7 +1770,7 @@ struct Pipeline::Impl {
       if (!id.ok()) {
         // Not a passing failure: kept due, it would block every later confirmation.
         GSAU_LOG_ERROR("pipeline: user {} not published: {}", users[k], id.status().ToString());
-        due.erase(users[k]);
+        due.Erase(users[k]);
         waiting_users.erase(users[k]);
         continue;
       }
@@ -1789,7 +1788,7 @@ struct Pipeline::Impl {
     size_t handed_over = 0;
     const Status s = PublishVersioned(recs, &handed_over);
     for (size_t k = 0; k < handed_over; ++k) {
-      due.erase(rec_users[k]);
+      due.Erase(rec_users[k]);
       waiting_users.erase(rec_users[k]);
     }
     std::lock_guard<std::mutex> lock(status_mu);
@@ -1812,10 +1811,7 @@ struct Pipeline::Impl {
         last_confirm = SteadyClock::now();
         // The last flush produced every user of the batches up to users_taken_seq but those it
         // left due (waiting for a new item, or failed), whose clicks begin at their first_seq.
-        uint64_t produced_through = users_taken_seq;
-        for (const auto& [u, d] : due) {
-          produced_through = std::min(produced_through, std::max<uint64_t>(d.first_seq, 1) - 1);
-        }
+        const uint64_t produced_through = std::min(users_taken_seq, std::max<uint64_t>(due.MinFirstSeq(), 1) - 1);
         std::lock_guard<std::mutex> lock(pub_mu);
         while (!marks.empty()) {
           const auto state = pub->Check(marks.front().second);
@@ -1833,8 +1829,7 @@ struct Pipeline::Impl {
       TakeUsersRequest();
       uint64_t through = 0;
       for (auto& [u, d] : dirty.Take(&through)) {
-        auto [it, inserted] = due.emplace(u, d);
-        if (!inserted) it->second.Merge(d);
+        due.Merge(u, d);
         // A new click: look at the session again (its wait, if any, goes on from where it was).
         if (auto w = waiting_users.find(u); w != waiting_users.end()) w->second.items_seen = -1;
       }
@@ -1864,8 +1859,7 @@ struct Pipeline::Impl {
     }
     Status last = flush();
     // Refreshes left due hold nothing back: the stop may confirm every click's user.
-    users_left_due =
-        std::any_of(due.begin(), due.end(), [](const auto& e) { return e.second.first_seq != kNoClickSeq; });
+    users_left_due = due.MinFirstSeq() != kNoClickSeq;
     return last;
   }
 };

@@ -1,0 +1,151 @@
+// The users whose embedding record is due for publishing, as the pipeline's user publisher
+// thread keeps them between flushes. Part of gsau::pipeline's implementation, in a header so that
+// its tests can reach it; not an interface for other modules.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <map>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+
+#include "gsau/state/state_store.h"
+
+namespace gsau::pipeline {
+
+// first_seq of a user marked without a click (a refresh): its record holds no batch back.
+inline constexpr uint64_t kNoClickSeq = std::numeric_limits<uint64_t>::max();
+
+// Why a user's record is due: the time of its newest click, and the first state batch with a
+// click of it not published yet (what a checkpoint's users_published_through must stay below;
+// kNoClickSeq: a refresh, which holds nothing back).
+struct DueUser {
+  int64_t ts_ms = 0;
+  uint64_t first_seq = 1;  // batch numbers start at 1
+  bool clicked = false;    // by a click this process applied (not marked again at start-up)
+
+  void Merge(const DueUser& other) {
+    ts_ms = std::max(ts_ms, other.ts_ms);
+    first_seq = std::min(first_seq, other.first_seq);
+    clicked = clicked || other.clicked;
+  }
+};
+
+// The due set. Those who clicked are kept apart from those marked again without a click (a
+// start-up, a refresh: up to every user of the state), and the batches held back are counted
+// per batch, so that a flush costs in proportion to the users it looks at (every one who
+// clicked, a bounded share of the others), not to the number due: a single set copied whole and
+// scanned at every flush cost seconds a flush at ten million users.
+//
+// Not thread-safe: one owner (the user publisher thread).
+class DueUsers {
+ public:
+  // `user` is due (again): merged into its entry if it has one. A marked user who clicks joins
+  // those who clicked; one marked again keeps its place in the order.
+  void Merge(state::UserId user, const DueUser& d) {
+    if (auto c = clicked_.find(user); c != clicked_.end()) {
+      Recount(c->second, d);
+      return;
+    }
+    auto m = marked_.find(user);
+    if (m == marked_.end()) {
+      Count(d.first_seq, +1);
+      if (d.clicked) {
+        clicked_.emplace(user, d);
+      } else {
+        marked_.emplace(user, Marked{d, next_tag_});
+        order_.emplace_back(user, next_tag_++);
+      }
+      return;
+    }
+    Recount(m->second.due, d);
+    if (m->second.due.clicked) {
+      clicked_.emplace(user, m->second.due);
+      marked_.erase(m);  // its place in order_ goes stale
+    }
+  }
+
+  // No longer due (published, or never publishable). Nothing when `user` is not due.
+  void Erase(state::UserId user) {
+    if (auto c = clicked_.find(user); c != clicked_.end()) {
+      Count(c->second.first_seq, -1);
+      clicked_.erase(c);
+    } else if (auto m = marked_.find(user); m != marked_.end()) {
+      Count(m->second.due.first_seq, -1);
+      marked_.erase(m);
+    }
+    if (marked_.empty()) order_.clear();  // only stale places left
+  }
+
+  size_t size() const { return clicked_.size() + marked_.size(); }
+  bool empty() const { return size() == 0; }
+  size_t marked() const { return marked_.size(); }
+
+  // `user`'s entry, or nullopt when it is not due.
+  std::optional<DueUser> Find(state::UserId user) const {
+    if (auto c = clicked_.find(user); c != clicked_.end()) return c->second;
+    if (auto m = marked_.find(user); m != marked_.end()) return m->second.due;
+    return std::nullopt;
+  }
+
+  // The smallest first_seq of the users due (the oldest batch whose users are not all handed
+  // out); kNoClickSeq when none holds a batch back (nobody due, or refreshes only).
+  uint64_t MinFirstSeq() const { return held_.empty() ? kNoClickSeq : held_.begin()->first; }
+
+  // Every user who clicked, in no particular order (a copy: publishing them erases them). As
+  // many as clicked since the last flush or wait for an item: not the whole state.
+  template <typename Fn>
+  void ForEachClicked(Fn&& fn) const {
+    for (const auto& [u, d] : clicked_) fn(u, d);
+  }
+
+  // The marked user whose turn it is (the oldest mark first), moved to the back of the order:
+  // one that cannot go out yet, or whose publishing failed, comes round again after the others.
+  // nullopt when none is marked. `marked()` calls in a row visit each marked user once.
+  std::optional<std::pair<state::UserId, DueUser>> NextMarked() {
+    while (!order_.empty()) {
+      const auto [u, tag] = order_.front();
+      order_.pop_front();
+      auto m = marked_.find(u);
+      if (m == marked_.end() || m->second.tag != tag) continue;  // published, clicked or re-marked since
+      order_.emplace_back(u, tag);
+      return std::make_pair(u, m->second.due);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  struct Marked {
+    DueUser due;
+    uint64_t tag = 0;  // which place in order_ is this entry's
+  };
+
+  void Recount(DueUser& entry, const DueUser& d) {
+    const uint64_t before = entry.first_seq;
+    entry.Merge(d);
+    if (entry.first_seq != before) {
+      Count(before, -1);
+      Count(entry.first_seq, +1);
+    }
+  }
+
+  void Count(uint64_t first_seq, int delta) {
+    auto& n = held_[first_seq];
+    n = static_cast<size_t>(static_cast<int64_t>(n) + delta);
+    if (n == 0) held_.erase(first_seq);
+  }
+
+  std::unordered_map<state::UserId, DueUser> clicked_;
+  std::unordered_map<state::UserId, Marked> marked_;
+  // Marked users in turn order, with the tag of the entry each place belongs to; places whose
+  // entry is gone (or a newer one's) are dropped when they come up.
+  std::deque<std::pair<state::UserId, uint64_t>> order_;
+  uint64_t next_tag_ = 0;
+  std::map<uint64_t, size_t> held_;  // first_seq -> users due with it (kNoClickSeq included)
+};
+
+}  // namespace gsau::pipeline

@@ -1,0 +1,184 @@
+// The user publisher's due set: what a flush looks at, in which order, and which state batch it
+// still holds back, against a plain map kept beside it.
+#include "gsau/pipeline/due_users.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+#include <vector>
+
+namespace gsau::pipeline {
+namespace {
+
+DueUser Click(int64_t ts_ms, uint64_t seq) { return {ts_ms, seq, /*clicked=*/true}; }
+DueUser StartUp(int64_t ts_ms) { return {ts_ms, 1, false}; }
+DueUser Refresh(int64_t ts_ms) { return {ts_ms, kNoClickSeq, false}; }
+
+std::set<state::UserId> Clicked(const DueUsers& due) {
+  std::set<state::UserId> out;
+  due.ForEachClicked([&](state::UserId u, const DueUser& d) {
+    EXPECT_TRUE(d.clicked);
+    out.insert(u);
+  });
+  return out;
+}
+
+// marked() calls of NextMarked, in the order they come.
+std::vector<state::UserId> Turns(DueUsers& due) {
+  std::vector<state::UserId> out;
+  for (size_t k = 0, n = due.marked(); k < n; ++k) {
+    auto next = due.NextMarked();
+    EXPECT_TRUE(next.has_value());
+    if (next) out.push_back(next->first);
+  }
+  return out;
+}
+
+TEST(DueUsers, EmptyHoldsNothingBack) {
+  DueUsers due;
+  EXPECT_TRUE(due.empty());
+  EXPECT_EQ(due.MinFirstSeq(), kNoClickSeq);
+  EXPECT_FALSE(due.NextMarked().has_value());
+  EXPECT_FALSE(due.Find(3).has_value());
+}
+
+TEST(DueUsers, MarkedUsersComeInTurnOldestMarkFirst) {
+  DueUsers due;
+  for (state::UserId u : {7u, 3u, 9u, 1u}) due.Merge(u, Refresh(100));
+  EXPECT_EQ(due.marked(), 4u);
+  EXPECT_EQ(Turns(due), (std::vector<state::UserId>{7, 3, 9, 1}));
+  // Two taken and not published: they come round again after the other two.
+  EXPECT_EQ(due.NextMarked()->first, 7u);
+  EXPECT_EQ(due.NextMarked()->first, 3u);
+  EXPECT_EQ(Turns(due), (std::vector<state::UserId>{9, 1, 7, 3}));
+  EXPECT_TRUE(Clicked(due).empty());
+}
+
+TEST(DueUsers, AClickMovesAMarkedUserToThoseWhoClicked) {
+  DueUsers due;
+  due.Merge(1, StartUp(100));
+  due.Merge(2, StartUp(200));
+  due.Merge(2, Click(250, 8));
+  EXPECT_EQ(due.size(), 2u);
+  EXPECT_EQ(due.marked(), 1u);
+  EXPECT_EQ(Clicked(due), (std::set<state::UserId>{2}));
+  const auto two = due.Find(2);
+  ASSERT_TRUE(two.has_value());
+  EXPECT_EQ(two->ts_ms, 250);
+  EXPECT_EQ(two->first_seq, 1u);  // the start-up's hold is kept: its record has not gone out
+  EXPECT_TRUE(two->clicked);
+  // Its place among the marked is gone: user 1 alone takes turns.
+  EXPECT_EQ(Turns(due), (std::vector<state::UserId>{1}));
+  // A later mark without a click leaves it with those who clicked.
+  due.Merge(2, Refresh(300));
+  EXPECT_EQ(Clicked(due), (std::set<state::UserId>{2}));
+  EXPECT_EQ(due.Find(2)->ts_ms, 300);
+  EXPECT_EQ(due.marked(), 1u);
+}
+
+TEST(DueUsers, MarkedAgainKeepsItsPlace) {
+  DueUsers due;
+  due.Merge(5, Refresh(1));
+  due.Merge(6, Refresh(1));
+  due.Merge(5, StartUp(2));  // a start-up's hold over a refresh
+  EXPECT_EQ(Turns(due), (std::vector<state::UserId>{5, 6}));
+  EXPECT_EQ(due.Find(5)->first_seq, 1u);
+  EXPECT_EQ(due.MinFirstSeq(), 1u);
+}
+
+TEST(DueUsers, ErasedUsersLeaveTheTurnsAndTheHold) {
+  DueUsers due;
+  due.Merge(1, StartUp(10));
+  due.Merge(2, Click(20, 5));
+  due.Merge(3, Refresh(30));
+  EXPECT_EQ(due.MinFirstSeq(), 1u);
+  due.Erase(1);
+  EXPECT_EQ(due.MinFirstSeq(), 5u);
+  EXPECT_EQ(Turns(due), (std::vector<state::UserId>{3}));
+  due.Erase(2);
+  EXPECT_EQ(due.MinFirstSeq(), kNoClickSeq);  // a refresh holds nothing back
+  due.Erase(3);
+  due.Erase(3);  // not due: nothing
+  EXPECT_TRUE(due.empty());
+  EXPECT_FALSE(due.NextMarked().has_value());
+  // Erased, then marked again: one turn, not two.
+  due.Merge(3, Refresh(40));
+  due.Merge(4, Refresh(40));
+  due.Erase(3);
+  due.Merge(3, Refresh(50));
+  EXPECT_EQ(Turns(due), (std::vector<state::UserId>{4, 3}));
+}
+
+TEST(DueUsers, ClicksHoldTheirOldestBatch) {
+  DueUsers due;
+  due.Merge(1, Click(10, 7));
+  due.Merge(1, Click(20, 9));
+  due.Merge(2, Click(20, 8));
+  EXPECT_EQ(due.MinFirstSeq(), 7u);
+  due.Erase(1);
+  EXPECT_EQ(due.MinFirstSeq(), 8u);
+}
+
+// Random operations against a plain map: the set, each entry, the hold, and that marked()
+// turns visit every marked user once, the oldest place first.
+TEST(DueUsers, AgreesWithAPlainMapOverRandomOperations) {
+  std::mt19937_64 rng(2020);
+  for (int trial = 0; trial < 20; ++trial) {
+    DueUsers due;
+    std::map<state::UserId, DueUser> ref;
+    const auto users = static_cast<state::UserId>(5 + trial * 3);
+    std::uniform_int_distribution<state::UserId> pick(0, users - 1);
+    for (int op = 0; op < 3000; ++op) {
+      const state::UserId u = pick(rng);
+      const int what = static_cast<int>(rng() % 10);
+      if (what < 2) {
+        due.Erase(u);
+        ref.erase(u);
+      } else if (what < 3) {
+        if (auto next = due.NextMarked()) {
+          ASSERT_TRUE(ref.count(next->first));
+          EXPECT_FALSE(ref[next->first].clicked);
+          EXPECT_EQ(next->second.ts_ms, ref[next->first].ts_ms);
+        } else {
+          EXPECT_TRUE(std::all_of(ref.begin(), ref.end(), [](const auto& e) { return e.second.clicked; }));
+        }
+      } else {
+        const DueUser d = what < 5   ? Click(static_cast<int64_t>(rng() % 1000), 1 + rng() % 50)
+                          : what < 7 ? StartUp(static_cast<int64_t>(rng() % 1000))
+                                     : Refresh(static_cast<int64_t>(rng() % 1000));
+        due.Merge(u, d);
+        auto [it, inserted] = ref.emplace(u, d);
+        if (!inserted) it->second.Merge(d);
+      }
+      ASSERT_EQ(due.size(), ref.size());
+      uint64_t min_seq = kNoClickSeq;
+      std::set<state::UserId> clicked;
+      size_t marked = 0;
+      for (const auto& [v, d] : ref) {
+        min_seq = std::min(min_seq, d.first_seq);
+        if (d.clicked) clicked.insert(v);
+        marked += d.clicked ? 0 : 1;
+        const auto got = due.Find(v);
+        ASSERT_TRUE(got.has_value());
+        EXPECT_EQ(got->ts_ms, d.ts_ms);
+        EXPECT_EQ(got->first_seq, d.first_seq);
+        EXPECT_EQ(got->clicked, d.clicked);
+      }
+      ASSERT_EQ(due.MinFirstSeq(), min_seq);
+      ASSERT_EQ(Clicked(due), clicked);
+      ASSERT_EQ(due.marked(), marked);
+      if (op % 100 == 99) {
+        std::vector<state::UserId> turns = Turns(due);
+        std::set<state::UserId> once(turns.begin(), turns.end());
+        EXPECT_EQ(once.size(), turns.size());
+        EXPECT_EQ(once.size(), marked);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gsau::pipeline
