@@ -79,7 +79,7 @@ TEST(DeployFilesTest, DashboardShowsEveryRequiredSeries) {
         "gsau_publisher_embeddings_delivered_total",
         "gsau_publisher_freshness_seconds_bucket", "gsau_state_users", "gsau_state_items", "gsau_state_edges",
         "gsau_model_version", "gsau_process_resident_memory_bytes", "gsau_learner_checkpoint_seconds_bucket",
-        "gsau_publisher_last_delivery_timestamp_seconds"}) {
+        "gsau_publisher_last_delivery_timestamp_seconds", "gsau_publisher_user_refreshes_total"}) {
     EXPECT_TRUE(metrics.count(name)) << "the dashboard shows no " << name;
   }
   // The top row's stats count what the brokers acknowledged: records handed to librdkafka (the
