@@ -608,6 +608,14 @@ struct Pipeline::Impl {
     int64_t items_seen = 0;  // the snapshot's item count at the last look
   };
   std::unordered_map<state::UserId, Waiting> waiting_users;
+  // User publisher thread: the refresh of every user under way, its sessions read from `next` on.
+  struct RefreshScan {
+    state::UserId next = 0;
+    size_t marked = 0;
+    SteadyClock::time_point started;
+    std::string why;
+  };
+  std::optional<RefreshScan> refresh_scan;
 
   Impl(const PipelineOptions& o, const Clock& c) : opt(o), clock(&c), queue(o.queue_capacity) {}
 
@@ -775,8 +783,10 @@ struct Pipeline::Impl {
   }
 
   // On the user thread, at a flush: what the learner asked for (users_request: one pass for
-  // every reason asked since the last flush, each one counted). A failure to read the sessions
-  // is counted and logged; the records stay as they are.
+  // every reason asked since the last flush, each one counted). A refresh is marked a part at a
+  // time (ContinueRefresh); one asked while another is on its way starts again from the first
+  // user (the newer model for everyone). A failure to read the sessions is counted and logged;
+  // the records stay as they are.
   void TakeUsersRequest() {
     const int request = users_request.exchange(kNoUsersRequest);
     if (request == kNoUsersRequest) return;
@@ -787,19 +797,58 @@ struct Pipeline::Impl {
                                 ? "the learner is idle after training on replay alone"
                                 : "publisher.user_refresh_s: " + std::to_string(opt.user_refresh_s) +
                                       " s of training since every user last went out";
-    if (Status s = MarkAllUsers(why, republish ? MarkAll::kRepublish : MarkAll::kRefresh, request); !s.ok()) {
+    if (!republish) {
+      CountRefreshes(request);
+      if (refresh_scan) {
+        GSAU_LOG_INFO("pipeline: the refresh under way starts again from the first user ({} users marked)",
+                      refresh_scan->marked);
+      }
+      refresh_scan = RefreshScan{0, 0, SteadyClock::now(), why};
+      return;
+    }
+    if (Status s = MarkAllUsers(why, MarkAll::kRepublish, request); !s.ok()) {
       m->publish_errors.Increment();
       GSAU_LOG_WARN("pipeline: users not published again: {}", s.ToString());
       // The cold start's republish is owed (checkpoints say so): the next flush tries again
       // (over a refresh asked meanwhile: a republish does what a refresh does).
-      if (republish) users_request.fetch_or(kRepublishUsers);
+      users_request.fetch_or(kRepublishUsers);
       return;
     }
-    if (republish) {
-      republish_taken = republish_handing = true;
-      republish_seq = seq;
-      republish_mark.reset();
+    refresh_scan.reset();  // every user is marked: a refresh under way has nothing left to do
+    republish_taken = republish_handing = true;
+    republish_seq = seq;
+    republish_mark.reset();
+  }
+
+  // The next part of the refresh under way, once fewer than a flush's share of users marked
+  // without a click are left due (so that it follows a start-up's or a republish's marks, and
+  // the due set holds about two parts of it, whatever the number of users).
+  void ContinueRefresh(DueUsers& due) {
+    if (!refresh_scan || due.marked() >= kMarkedUsersPerFlush) return;
+    std::optional<state::UserId> next;
+    const auto counts = store->ForEachSession(
+        refresh_scan->next, std::max<size_t>(opt.refresh_part_users, 1),
+        [&](state::UserId u, std::span<const state::SessionEntry> entries) {
+          if (entries.empty()) return;
+          due.Merge(u, DueUser{entries.back().ts_ms, kNoClickSeq, false});
+          ++refresh_scan->marked;
+        },
+        &next);
+    if (!counts.ok()) {
+      m->publish_errors.Increment();
+      GSAU_LOG_WARN("pipeline: the refresh of every user ({}) stopped at user {} ({} marked): {}", refresh_scan->why,
+                    refresh_scan->next, refresh_scan->marked, counts.status().ToString());
+      refresh_scan.reset();
+      return;
     }
+    if (next) {
+      refresh_scan->next = *next;
+      return;
+    }
+    GSAU_LOG_INFO("pipeline: all {} users are published again ({}; sessions read in parts of {} users, in {:.1f} s)",
+                  refresh_scan->marked, refresh_scan->why, opt.refresh_part_users,
+                  SecondsSince(refresh_scan->started));
+    refresh_scan.reset();
   }
 
   // On the user thread, after a flush's publishing (under pub_mu): once every user of the
@@ -839,9 +888,8 @@ struct Pipeline::Impl {
   // the batches' users count as handed out. kRepublish (while ingest runs): the same hold while
   // they are due, but no batch is claimed as handed out (ingest may not have marked the newest
   // applied batch's users yet); what was confirmed before (the start-up's records) stays
-  // confirmed. kRefresh: neither holds nor claims anything (kNoClickSeq): the records carry no
-  // click.
-  enum class MarkAll { kStartUp, kRepublish, kRefresh };
+  // confirmed. (A refresh neither holds nor claims anything, kNoClickSeq: ContinueRefresh.)
+  enum class MarkAll { kStartUp, kRepublish };
 
   // Every user of the state, due for publishing (`why` goes to the log).
   // `requests`: the UsersRequest bits this pass does, each counted in
@@ -852,17 +900,21 @@ struct Pipeline::Impl {
     size_t n = 0;
     auto counts = store->ForEachSession([&](state::UserId u, std::span<const state::SessionEntry> entries) {
       if (entries.empty()) return;
-      const uint64_t first = how == MarkAll::kRefresh ? kNoClickSeq : 1;
-      dirty.Mark(u, entries.back().ts_ms, first, how == MarkAll::kStartUp ? seq : 0);
+      dirty.Mark(u, entries.back().ts_ms, 1, how == MarkAll::kStartUp ? seq : 0);
       ++n;
     });
     if (!counts.ok()) return counts.status();
     GSAU_LOG_INFO("pipeline: all {} users are published again ({})", n, why);
+    CountRefreshes(requests);
+    return Status::Ok();
+  }
+
+  // gsau_publisher_user_refreshes_total, one for each UsersRequest bit (none: a start's).
+  void CountRefreshes(int requests) {
     if (requests == kNoUsersRequest) m->refresh_start.Increment();
     if ((requests & kRepublishUsers) != 0) m->refresh_trained.Increment();
     if ((requests & kRefreshUsers) != 0) m->refresh_idle.Increment();
     if ((requests & kScheduledRefresh) != 0) m->refresh_scheduled.Increment();
-    return Status::Ok();
   }
 
   // A checkpoint's users_published_through: the state batch up to which every user's record
@@ -1833,6 +1885,7 @@ struct Pipeline::Impl {
         // A new click: look at the session again (its wait, if any, goes on from where it was).
         if (auto w = waiting_users.find(u); w != waiting_users.end()) w->second.items_seen = -1;
       }
+      ContinueRefresh(due);
       users_taken_seq = std::max(users_taken_seq, through);
       if (Status s = PublishUsers(due, stop); !s.ok()) {
         if (const int64_t n = users_log.Due()) GSAU_LOG_WARN("pipeline: publishing users ({}x): {}", n, s.ToString());

@@ -505,13 +505,15 @@ TEST(PipelinePublishingTest, AnUnreadableNewestCheckpointIsPassedOverForTheOneBe
 // record while another one clicks, until publisher.user_refresh_s has passed with steps: then
 // every user goes out again (the item records follow the model; a user's record did not, under
 // steady clicks, for as long as the clicks went on). Those refreshes do not hold off the one
-// when the learner goes idle after replay (they shared its hourly gate).
+// when the learner goes idle after replay (they shared its hourly gate). A refresh reads the
+// sessions a part at a flush (here one user a part): every part is reached.
 TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   TempDir dir("gsau-pipeline-publishing");
   auto o = Options(dir);
   o.user_flush_ms = 50;
   o.idle_train_s = 0;
-  WriteState(o, {{"old", "i1"}, {"old", "i2"}});
+  const std::vector<std::string> olds = {"old", "old-b", "old-c", "old-d"};
+  WriteState(o, {{"old", "i1"}, {"old", "i2"}, {"old-b", "i2"}, {"old-c", "i1"}, {"old-d", "i2"}});
   ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
   {
     // A cold start that trains over the history and republishes every user: the next start is
@@ -536,8 +538,11 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
     for (const auto& r : ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, -1)) ++n[r.key];
     return n;
   };
-  const int old_before = records_of()["old"];
-  ASSERT_GE(old_before, 1);
+  std::map<std::string, int> old_before;
+  for (const auto& u : olds) {
+    old_before[u] = records_of()[u];
+    ASSERT_GE(old_before[u], 1) << u;
+  }
   prometheus::Registry registry;
   auto p = Pipeline::Create(o, &registry);
   ASSERT_TRUE(p.ok()) << p.status();
@@ -564,12 +569,13 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   const Status result = running.Stop();
   EXPECT_TRUE(result.ok()) << result;
   auto records = records_of();
-  EXPECT_EQ(records["old"], old_before) << "a user who did not click went out again";
+  for (const auto& u : olds) EXPECT_EQ(records[u], old_before[u]) << u << ": a user who did not click went out again";
   EXPECT_GE(records["new"], 1);
 
   auto refreshing = o;
   refreshing.user_refresh_s = 1;
   refreshing.idle_train_s = 2;
+  refreshing.refresh_part_users = 1;
   prometheus::Registry r2;
   auto p2 = Pipeline::Create(refreshing, &r2);
   ASSERT_TRUE(p2.ok()) << p2.status();
@@ -593,7 +599,10 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   EXPECT_EQ(LabelledCounter(r2, "gsau_publisher_user_refreshes_total", "reason", "idle"), 1)
       << "no refresh as the learner went idle after replay";
   EXPECT_EQ(LabelledCounter(r2, "gsau_publisher_user_refreshes_total", "reason", "start"), 0);
-  EXPECT_GE(records_of()["old"], old_before + 2) << "not published again every second of training";
+  records = records_of();
+  for (const auto& u : olds) {
+    EXPECT_GE(records[u], old_before[u] + 2) << u << ": not published again every second of training";
+  }
 }
 
 // The popularity baseline ranks the same clicks as the model, on the same footing: a click on an
