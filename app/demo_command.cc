@@ -333,10 +333,12 @@ int RunDemo(const DemoFlags& f) {
                   s.last_step_s, s.window_recall20, s.window_popular_recall20,
                   static_cast<long long>(s.users_published), static_cast<long long>(s.items_published),
                   static_cast<long long>(s.model_version));
+    std::string text = line;
+    if (s.publish_failures > 0) text += "  publishing failures " + std::to_string(s.publish_failures);
     if (tty) {
-      std::cout << "\r\033[K" << line << std::flush;
+      std::cout << "\r\033[K" << text << std::flush;
     } else {
-      std::cout << line << "\n" << std::flush;
+      std::cout << text << "\n" << std::flush;
     }
     prev = s;
     last_print = elapsed();

@@ -2,6 +2,7 @@
 // publisher together, until SIGINT/SIGTERM or --duration; see gsau/pipeline/pipeline.h.
 #include <chrono>
 #include <iostream>
+#include <string>
 #include <thread>
 
 #include "cli_checks.h"
@@ -104,13 +105,20 @@ int RunPipeline(const RunFlags& f) {
       const double dt = std::chrono::duration<double>(now - last).count();
       if (dt < f.status_interval_s) continue;
       const auto s = (*p)->status();
+      // Publishing's failures, once there are any: without them the line only froze while the
+      // brokers refused every record.
+      const std::string failures =
+          s.publish_failures == 0
+              ? std::string()
+              : "; publishing failures " + std::to_string(s.publish_failures) + " (+" +
+                    std::to_string(s.publish_failures - prev.publish_failures) + ")";
       GSAU_LOG_INFO(
           "run: {:.0f} events/s; applied {} dead-lettered {} queued {}; learner: {} steps ({:.3f} s, loss {:.4f}), "
           "{} users {} items {} edges; online recall@20 {:.4f} ndcg@20 {:.4f} over {}; published {} user {} item "
-          "records, model_version {}",
+          "records, model_version {}{}",
           static_cast<double>(s.applied - prev.applied) / dt, s.applied, s.dead_lettered, s.queued, s.steps,
           s.last_step_s, s.last_loss, s.users, s.items, s.edges, s.recall20, s.ndcg20, s.prequential_count,
-          s.users_published, s.items_published, s.model_version);
+          s.users_published, s.items_published, s.model_version, failures);
       prev = s;
       last = now;
     }

@@ -219,6 +219,8 @@ struct Metrics {
         checkpoint_errors(metrics::ErrorCounter(r, "learner", "checkpoint")),
         prequential_errors(metrics::ErrorCounter(r, "learner", "prequential")),
         publish_errors(metrics::ErrorCounter(r, "publisher", "publish")),
+        delivery_errors(metrics::ErrorCounter(r, "publisher", "delivery")),
+        produce_errors(metrics::ErrorCounter(r, "publisher", "produce")),
         refresh_family(prometheus::BuildCounter()
                            .Name("gsau_publisher_user_refreshes_total")
                            .Help("Times every user of the state was made due again, by reason: start (an empty "
@@ -259,6 +261,9 @@ struct Metrics {
   prometheus::Counter& checkpoint_errors;
   prometheus::Counter& prequential_errors;
   prometheus::Counter& publish_errors;
+  // The publisher's (counted by KafkaPublisher), read for the status.
+  prometheus::Counter& delivery_errors;
+  prometheus::Counter& produce_errors;
   prometheus::Family<prometheus::Counter>& refresh_family;
   prometheus::Counter &refresh_start, &refresh_trained, &refresh_idle, &refresh_scheduled;
 };
@@ -2112,6 +2117,9 @@ PipelineStatus Pipeline::status() const {
   s.consumed = static_cast<uint64_t>(c.consumed);
   s.applied = static_cast<uint64_t>(c.applied);
   s.dead_lettered = static_cast<uint64_t>(c.dead_lettered);
+  const auto& m = *impl_->m;
+  s.publish_failures =
+      static_cast<int64_t>(m.delivery_errors.Value() + m.produce_errors.Value() + m.publish_errors.Value());
   return s;
 }
 

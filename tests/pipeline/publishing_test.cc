@@ -383,7 +383,8 @@ TEST(PipelinePublishingTest, RecordsUndeliveredAtTheStopAreSaidToGoOutAtTheNextS
   WriteState(o, {{"u1", "i1"}, {"u2", "i1"}});
   PipelineStatus status;
   // A pipeline stopped as it starts, its user topic deleted under its publisher (its records
-  // are refused, not created again), after a wait of `stop_flush_ms`.
+  // are refused, not created again), after a wait of `stop_flush_ms`. The status counts the
+  // failures (the status lines showed nothing).
   auto stopped_without_user_topic = [&](int stop_flush_ms) -> Status {
     auto with = o;
     with.stop_flush_ms = stop_flush_ms;
@@ -399,7 +400,9 @@ TEST(PipelinePublishingTest, RecordsUndeliveredAtTheStopAreSaidToGoOutAtTheNextS
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     const std::atomic<bool> stop{true};
-    return (*p)->Run(stop);
+    const Status s = (*p)->Run(stop);
+    status = (*p)->status();
+    return s;
   };
   // 0: no wait asked for, no failure.
   const Status unwaited = stopped_without_user_topic(0);
@@ -412,6 +415,7 @@ TEST(PipelinePublishingTest, RecordsUndeliveredAtTheStopAreSaidToGoOutAtTheNextS
       << s;
   EXPECT_EQ(s.message().find("later calls"), std::string::npos) << s;
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(25)) << "stop_flush_ms not used";
+  EXPECT_GT(status.publish_failures, 0);
   prometheus::Registry again;
   ASSERT_TRUE(RunStoppedAtOnce(o, &again, &status).ok());
   std::set<std::string> users;

@@ -122,6 +122,10 @@ struct PipelineStatus {
   int64_t steps = 0, users = 0, items = 0, edges = 0;
   double last_step_s = 0, last_loss = 0;
   int64_t users_published = 0, items_published = 0;  // records the sink sends (Publishable ones)
+  // Publishing's failures so far: deliveries the brokers failed (each goes again), records
+  // librdkafka refused, and publishing calls that failed (gsau_errors_total{stage="publisher"},
+  // kinds delivery, produce and publish). Records published may still grow while they do.
+  int64_t publish_failures = 0;
   int64_t model_version = 0;
   int64_t prequential_count = 0;
   double recall20 = 0, ndcg20 = 0;  // cumulative prequential figures
