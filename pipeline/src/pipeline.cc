@@ -223,8 +223,9 @@ struct Metrics {
         produce_errors(metrics::ErrorCounter(r, "publisher", "produce")),
         refresh_family(prometheus::BuildCounter()
                            .Name("gsau_publisher_user_refreshes_total")
-                           .Help("Times every user of the state was made due again, by reason: start (an empty "
-                                 "user topic, no checkpoint, a rollback, a change feed gap), trained (a cold "
+                           .Help("Passes publishing every user of the state again, counted as they are asked "
+                                 "for (one asked while another is under way extends it), by reason: start (an "
+                                 "empty user topic, no checkpoint, a rollback, a change feed gap), trained (a cold "
                                  "start's model has trained over the history), idle (the learner went idle after "
                                  "replay alone), scheduled (publisher.user_refresh_s of training)")
                            .Register(r)),
@@ -613,14 +614,16 @@ struct Pipeline::Impl {
     int64_t items_seen = 0;  // the snapshot's item count at the last look
   };
   std::unordered_map<state::UserId, Waiting> waiting_users;
-  // User publisher thread: the refresh of every user under way, its sessions read from `next` on.
-  struct RefreshScan {
+  // User publisher thread: the refresh of every user under way: `left` more users to mark from
+  // `next` on, wrapping round at the last user (ids are dense).
+  struct RefreshPass {
     state::UserId next = 0;
+    size_t left = 0;
     size_t marked = 0;
     SteadyClock::time_point started;
     std::string why;
   };
-  std::optional<RefreshScan> refresh_scan;
+  std::optional<RefreshPass> refresh;
 
   Impl(const PipelineOptions& o, const Clock& c) : opt(o), clock(&c), queue(o.queue_capacity) {}
 
@@ -789,9 +792,10 @@ struct Pipeline::Impl {
 
   // On the user thread, at a flush: what the learner asked for (users_request: one pass for
   // every reason asked since the last flush, each one counted). A refresh is marked a part at a
-  // time (ContinueRefresh); one asked while another is on its way starts again from the first
-  // user (the newer model for everyone). A failure to read the sessions is counted and logged;
-  // the records stay as they are.
+  // time (ContinueRefresh); one asked while another is under way goes on from where that one
+  // stands round to it again, so that every user gets the newer model (starting again from the
+  // first user, a pass longer than publisher.user_refresh_s never reached the last ones). A
+  // republish's failure to read the sessions is counted and logged, and tried again.
   void TakeUsersRequest() {
     const int request = users_request.exchange(kNoUsersRequest);
     if (request == kNoUsersRequest) return;
@@ -804,11 +808,16 @@ struct Pipeline::Impl {
                                       " s of training since every user last went out";
     if (!republish) {
       CountRefreshes(request);
-      if (refresh_scan) {
-        GSAU_LOG_INFO("pipeline: the refresh under way starts again from the first user ({} users marked)",
-                      refresh_scan->marked);
+      const auto users = static_cast<size_t>(store->Counts().users);
+      if (refresh) {
+        GSAU_LOG_INFO("pipeline: a refresh asked ({}) while one is under way ({} of its users marked): it goes on "
+                      "round every user from there",
+                      why, refresh->marked);
+        refresh->left = users;
+        refresh->why = why;
+      } else {
+        refresh = RefreshPass{0, users, 0, SteadyClock::now(), why};
       }
-      refresh_scan = RefreshScan{0, 0, SteadyClock::now(), why};
       return;
     }
     if (Status s = MarkAllUsers(why, MarkAll::kRepublish, request); !s.ok()) {
@@ -819,7 +828,7 @@ struct Pipeline::Impl {
       users_request.fetch_or(kRepublishUsers);
       return;
     }
-    refresh_scan.reset();  // every user is marked: a refresh under way has nothing left to do
+    refresh.reset();  // every user is marked: a refresh under way has nothing left to do
     republish_taken = republish_handing = true;
     republish_seq = seq;
     republish_mark.reset();
@@ -827,33 +836,24 @@ struct Pipeline::Impl {
 
   // The next part of the refresh under way, once fewer than a flush's share of users marked
   // without a click are left due (so that it follows a start-up's or a republish's marks, and
-  // the due set holds about two parts of it, whatever the number of users).
+  // the due set holds about two parts of it, whatever the number of users). Users are marked by
+  // id, without reading anything: PublishUsers reads each one's session as it embeds it (a scan
+  // of the sessions copied the whole memtable of their column family per part: seconds each).
   void ContinueRefresh(DueUsers& due) {
-    if (!refresh_scan || due.marked() >= kMarkedUsersPerFlush) return;
-    std::optional<state::UserId> next;
-    const auto counts = store->ForEachSession(
-        refresh_scan->next, std::max<size_t>(opt.refresh_part_users, 1),
-        [&](state::UserId u, std::span<const state::SessionEntry> entries) {
-          if (entries.empty()) return;
-          due.Merge(u, DueUser{entries.back().ts_ms, kNoClickSeq, false});
-          ++refresh_scan->marked;
-        },
-        &next);
-    if (!counts.ok()) {
-      m->publish_errors.Increment();
-      GSAU_LOG_WARN("pipeline: the refresh of every user ({}) stopped at user {} ({} marked): {}", refresh_scan->why,
-                    refresh_scan->next, refresh_scan->marked, counts.status().ToString());
-      refresh_scan.reset();
-      return;
+    if (!refresh || due.marked() >= kMarkedUsersPerFlush) return;
+    const auto users = static_cast<size_t>(store->Counts().users);
+    if (refresh->next >= users) refresh->next = 0;
+    const size_t part = std::min({std::max<size_t>(opt.refresh_part_users, 1), refresh->left, users - refresh->next});
+    for (size_t k = 0; k < part; ++k) {
+      due.Merge(static_cast<state::UserId>(refresh->next + k), DueUser{0, kNoClickSeq, false});
     }
-    if (next) {
-      refresh_scan->next = *next;
-      return;
-    }
-    GSAU_LOG_INFO("pipeline: all {} users are published again ({}; sessions read in parts of {} users, in {:.1f} s)",
-                  refresh_scan->marked, refresh_scan->why, opt.refresh_part_users,
-                  SecondsSince(refresh_scan->started));
-    refresh_scan.reset();
+    refresh->next = static_cast<state::UserId>(refresh->next + part);
+    refresh->left -= part;
+    refresh->marked += part;
+    if (refresh->left > 0 && users > 0) return;
+    GSAU_LOG_INFO("pipeline: every user's record goes out again ({}): {} users marked, {} at a time, in {:.1f} s",
+                  refresh->why, refresh->marked, opt.refresh_part_users, SecondsSince(refresh->started));
+    refresh.reset();
   }
 
   // On the user thread, after a flush's publishing (under pub_mu): once every user of the
@@ -1775,15 +1775,24 @@ struct Pipeline::Impl {
       // its effect, and nothing would publish the user again until the next click. Any item,
       // not only the newest: a new item clicked before an old one, both behind the learner, was
       // left out of a record that went out at once (the newest being known).
-      if (!serving->CanEmbed(s)) return Status::Ok();
+      if (!serving->CanEmbed(s)) {
+        // A refresh alone (marked by id) owes nothing: kept due, a user no snapshot can embed yet
+        // would hold the refresh's next parts back (its click, when it comes, marks it again).
+        if (!d.clicked && d.first_seq == kNoClickSeq) due.Erase(u);
+        return Status::Ok();
+      }
       if (!serving->KnowsAll(s)) {
         auto& w = waiting_users.try_emplace(u, Waiting{now_ns, 0}).first->second;
         w.items_seen = serving->items();
         if (now_ns - w.since_ns < kNewItemWaitNs) return Status::Ok();
       }
+      DueUser mark = d;
+      // Marked without a click (a refresh marks by id): the record's event time is the
+      // session's newest click, as for a start-up's marks.
+      if (!d.clicked) mark.ts_ms = entries.back().ts_ms;
       users.push_back(u);
       sessions_now.push_back(std::move(s));
-      marks.push_back(d);
+      marks.push_back(mark);
       *taken = true;
       return Status::Ok();
     };
@@ -1890,7 +1899,7 @@ struct Pipeline::Impl {
         // A new click: look at the session again (its wait, if any, goes on from where it was).
         if (auto w = waiting_users.find(u); w != waiting_users.end()) w->second.items_seen = -1;
       }
-      ContinueRefresh(due);
+      if (!stop) ContinueRefresh(due);  // the stop's last flush publishes no more than it has
       users_taken_seq = std::max(users_taken_seq, through);
       if (Status s = PublishUsers(due, stop); !s.ok()) {
         if (const int64_t n = users_log.Due()) GSAU_LOG_WARN("pipeline: publishing users ({}x): {}", n, s.ToString());

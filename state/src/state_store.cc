@@ -200,9 +200,8 @@ class StateStore::Impl {
     return first_retained_change_ - 1;
   }
   Result<StateCounts> ForEachEdge(const std::function<void(const Edge&)>& fn) const;
-  Result<StateCounts> ForEachSession(UserId from, size_t max_users,
-                                     const std::function<void(UserId, std::span<const SessionEntry>)>& fn,
-                                     std::optional<UserId>* next) const;
+  Result<StateCounts> ForEachSession(
+      const std::function<void(UserId, std::span<const SessionEntry>)>& fn) const;
   Result<uint64_t> CreateCheckpoint(const std::string& dir) const;
   Status Flush() const;
   Status Compact();
@@ -1075,9 +1074,7 @@ Result<StateCounts> StateStore::Impl::ForEachEdge(const std::function<void(const
 }
 
 Result<StateCounts> StateStore::Impl::ForEachSession(
-    UserId from, size_t max_users, const std::function<void(UserId, std::span<const SessionEntry>)>& fn,
-    std::optional<UserId>* next) const {
-  next->reset();
+    const std::function<void(UserId, std::span<const SessionEntry>)>& fn) const {
   std::shared_ptr<const rocksdb::Snapshot> snap;
   StateCounts counts;
   {
@@ -1094,7 +1091,6 @@ Result<StateCounts> StateStore::Impl::ForEachSession(
   std::vector<SessionEntry> buf;
   std::vector<uint64_t> pos;
   UserId current = 0;
-  size_t emitted = 0;
   auto emit = [&] {
     if (buf.empty()) return;
     // Show what Session() reads: positions [clicks - N, clicks), the newest click being at
@@ -1104,28 +1100,17 @@ Result<StateCounts> StateStore::Impl::ForEachSession(
     const uint64_t first = pos.back() + 1 > n ? pos.back() + 1 - n : 0;
     const size_t skip = std::lower_bound(pos.begin(), pos.end(), first) - pos.begin();
     fn(current, std::span<const SessionEntry>(buf).subspan(skip));
-    ++emitted;
     buf.clear();
     pos.clear();
   };
-  if (max_users == 0) {
-    *next = from;
-    return counts;
-  }
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(keys::kSessions)));
-  char start[4];
-  keys::EncodeBE32(start, from);
-  for (it->Seek(rocksdb::Slice(start, sizeof(start))); it->Valid(); it->Next()) {
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
     if (it->key().size() != 12 || it->value().size() != keys::kSessionValueSize) {
       return Status::Corruption("state: bad session record");
     }
     const UserId u = keys::GetBE32(it->key().data());
     if (u != current) {
       emit();
-      if (emitted == max_users) {
-        *next = u;
-        return counts;
-      }
       current = u;
     }
     buf.push_back({keys::GetFixed<uint32_t>(it->value().data()), keys::GetFixed<int64_t>(it->value().data() + 4)});
@@ -1353,13 +1338,7 @@ Result<StateCounts> StateStore::ForEachEdge(const std::function<void(const Edge&
 }
 Result<StateCounts> StateStore::ForEachSession(
     const std::function<void(UserId, std::span<const SessionEntry>)>& fn) const {
-  std::optional<UserId> next;
-  return impl_->ForEachSession(0, std::numeric_limits<size_t>::max(), fn, &next);
-}
-Result<StateCounts> StateStore::ForEachSession(UserId from, size_t max_users,
-                                               const std::function<void(UserId, std::span<const SessionEntry>)>& fn,
-                                               std::optional<UserId>* next) const {
-  return impl_->ForEachSession(from, max_users, fn, next);
+  return impl_->ForEachSession(fn);
 }
 Result<uint64_t> StateStore::CreateCheckpoint(const std::string& dir) const {
   return impl_->CreateCheckpoint(dir);

@@ -509,8 +509,10 @@ TEST(PipelinePublishingTest, AnUnreadableNewestCheckpointIsPassedOverForTheOneBe
 // record while another one clicks, until publisher.user_refresh_s has passed with steps: then
 // every user goes out again (the item records follow the model; a user's record did not, under
 // steady clicks, for as long as the clicks went on). Those refreshes do not hold off the one
-// when the learner goes idle after replay (they shared its hourly gate). A refresh reads the
-// sessions a part at a flush (here one user a part): every part is reached.
+// when the learner goes idle after replay (they shared its hourly gate). A refresh marks its
+// users a part at a flush (here one user a part, a flush every 400 ms: a pass takes longer than
+// user_refresh_s), and one asked while another is under way goes on round every user: starting
+// again from the first user, the last ones were never reached.
 TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   TempDir dir("gsau-pipeline-publishing");
   auto o = Options(dir);
@@ -580,6 +582,7 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   refreshing.user_refresh_s = 1;
   refreshing.idle_train_s = 2;
   refreshing.refresh_part_users = 1;
+  refreshing.user_flush_ms = 400;
   prometheus::Registry r2;
   auto p2 = Pipeline::Create(refreshing, &r2);
   ASSERT_TRUE(p2.ok()) << p2.status();

@@ -6,12 +6,9 @@
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <random>
 #include <set>
 #include <thread>
-#include <utility>
-#include <vector>
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -125,56 +122,6 @@ TEST(StateStoreTest, SessionsKeepEveryClickInOrderTrimmedToN) {
   size_t scanned = 0;
   ASSERT_TRUE(store->ForEachSession([&](UserId, std::span<const SessionEntry> s) { scanned = s.size(); }).ok());
   EXPECT_EQ(scanned, 7u);
-}
-
-// A scan in parts (the user publisher's refresh, a part a flush) shows what one scan shows:
-// every session once, in order, each whole, whatever the part's size; and it goes on from the
-// user it is told (one past the last: nothing).
-TEST(StateStoreTest, SessionScanInPartsShowsWhatOneScanShows) {
-  gsau::testing::TempDir dir("gsau-state");
-  auto store = MustOpen(SmallOptions(dir.File("db"), 4));
-  std::vector<ClickEvent> events;
-  for (int k = 0; k < 60; ++k) {
-    events.push_back({"u" + std::to_string(k % 9), "i" + std::to_string(k % 13), 1000 + k, "click"});
-  }
-  ASSERT_TRUE(store->ApplyBatch(events, {}).ok());
-  using Scanned = std::vector<std::pair<UserId, std::vector<int64_t>>>;
-  Scanned whole;
-  ASSERT_TRUE(store
-                  ->ForEachSession([&](UserId u, std::span<const SessionEntry> s) {
-                    whole.emplace_back(u, std::vector<int64_t>{});
-                    for (const auto& e : s) whole.back().second.push_back(e.ts_ms);
-                  })
-                  .ok());
-  ASSERT_EQ(whole.size(), 9u);
-  ASSERT_EQ(whole.front().second.size(), 4u);
-  for (size_t part : {1u, 2u, 4u, 8u, 9u, 100u}) {
-    Scanned parts;
-    std::optional<UserId> next = 0;
-    int calls = 0;
-    while (next) {
-      const UserId from = *next;
-      size_t n = 0;
-      auto counts = store->ForEachSession(from, part, [&](UserId u, std::span<const SessionEntry> s) {
-        EXPECT_GE(u, from);
-        ++n;
-        parts.emplace_back(u, std::vector<int64_t>{});
-        for (const auto& e : s) parts.back().second.push_back(e.ts_ms);
-      }, &next);
-      ASSERT_TRUE(counts.ok()) << counts.status();
-      EXPECT_LE(n, part);
-      ASSERT_LT(++calls, 20) << "the scan in parts of " << part << " does not end";
-    }
-    EXPECT_EQ(parts, whole) << "parts of " << part;
-  }
-  std::optional<UserId> next;
-  size_t n = 0;
-  ASSERT_TRUE(store->ForEachSession(7, 1, [&](UserId u, std::span<const SessionEntry>) { n += u == 7; }, &next).ok());
-  EXPECT_EQ(n, 1u);
-  EXPECT_EQ(next, std::optional<UserId>(8));
-  ASSERT_TRUE(store->ForEachSession(40, 5, [&](UserId, std::span<const SessionEntry>) { ++n; }, &next).ok());
-  EXPECT_EQ(n, 1u);  // none from an id past the last user
-  EXPECT_FALSE(next.has_value());
 }
 
 // More than N clicks of one user inside one batch: the positions that fall out of the

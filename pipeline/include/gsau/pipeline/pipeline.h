@@ -98,10 +98,10 @@ struct PipelineOptions {
   // out (item records follow the model; a user's record changes only with a click). 0: never
   // (only when the learner goes idle, and after a cold start). Unit: s.
   int user_refresh_s = 3600;
-  // A refresh of every user (user_refresh_s, the learner going idle) reads the sessions this many
-  // users at a time, a part at a flush once fewer than a flush's share of marked users are left
-  // due: neither one flush's scan nor the due set grows with the state. Not in the config file
-  // (a tuning of the pipeline's, smaller in tests).
+  // A refresh of every user (user_refresh_s, the learner going idle) marks this many users at a
+  // time, a part at a flush once fewer than a flush's share of marked users are left due: the due
+  // set does not grow with the state. Not in the config file (a tuning of the pipeline's, smaller
+  // in tests).
   size_t refresh_part_users = 16384;
   std::string prequential_csv;         // empty = no CSV
   int prequential_interval_s = 10;     // CSV rows and metric windows

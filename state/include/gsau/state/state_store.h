@@ -243,11 +243,6 @@ class StateStore {
   // Every non-empty session, ascending by user, oldest click first, from one snapshot.
   Result<StateCounts> ForEachSession(
       const std::function<void(UserId, std::span<const SessionEntry>)>& fn) const;
-  // The same for users `from` and after, at most `max_users` sessions: a scan in parts, each
-  // from its own snapshot. *next: the user to go on from, or nullopt when none is left.
-  Result<StateCounts> ForEachSession(UserId from, size_t max_users,
-                                     const std::function<void(UserId, std::span<const SessionEntry>)>& fn,
-                                     std::optional<UserId>* next) const;
 
   // Writes an openable copy of the store (a RocksDB Checkpoint: hard links where the file
   // system allows) to `dir`, which must not exist. Returns the batch sequence it holds, to be
