@@ -7,12 +7,13 @@
 //   split: DueUsers (gsau/pipeline/due_users.h): those who clicked apart from those marked
 //          without a click, marked users taken in turn, the hold counted per batch.
 // Each flush merges the clicks of one publisher.interval_ms (50 ms at --clicks-per-s), then
-// selects every user who clicked and up to 8,192 marked ones, as PublishUsers does, and erases
+// selects every user who clicked and up to --marked-per-flush marked ones (PublishUsers'
+// kMarkedUsersPerFlush: 1,024 since 2026-12-07, 8,192 before), and erases
 // them as published. Embedding, session reads and producing are left out: the same in both,
 // they are not what grows with the number of users due. Timed: the selection per flush (the
 // user thread's time before its first forward pass) and the whole refresh.
 // Last line:
-//   BENCH due_users users=<largest --users> flushes=<n> copy_flush_p50_ms=<..> copy_flush_max_ms=<..>
+//   BENCH due_users users=<largest --users> marked_per_flush=<n> flushes=<n> copy_flush_p50_ms=<..> copy_flush_max_ms=<..>
 //         split_flush_p50_ms=<..> split_flush_max_ms=<..> copy_refresh_s=<..> split_refresh_s=<..>
 #include <algorithm>
 #include <chrono>
@@ -33,12 +34,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using state::UserId;
 
-constexpr size_t kMarkedPerFlush = 8192;  // PublishUsers' kMarkedUsersPerFlush
-constexpr int kFlushMs = 50;              // publisher.interval_ms's default
+constexpr int kFlushMs = 50;  // publisher.interval_ms's default
 
 struct Args {
-  std::vector<size_t> users = {250'000, 1'000'000, 4'000'000};
+  std::vector<size_t> users = {250'000, 1'000'000, 2'000'000};
   int clicks_per_s = 2000;
+  size_t marked_per_flush = 1024;
 };
 
 struct Run {
@@ -66,7 +67,7 @@ std::vector<UserId> Clicks(std::mt19937_64& rng, size_t users, int per_flush) {
 }
 
 // The due set as it was: one map, copied into candidates at each flush.
-Run CopyingSet(size_t users, int clicks_per_flush) {
+Run CopyingSet(size_t users, int clicks_per_flush, size_t marked_per_flush) {
   Run run;
   std::unordered_map<UserId, DueUser> due;
   const auto t0 = Clock::now();
@@ -100,7 +101,7 @@ Run CopyingSet(size_t users, int clicks_per_flush) {
     std::vector<UserId> taken;
     size_t marked = 0;
     for (const auto& [u, d] : candidates) {
-      if (!d.clicked && marked == kMarkedPerFlush) break;
+      if (!d.clicked && marked == marked_per_flush) break;
       taken.push_back(u);
       if (!d.clicked) ++marked;
     }
@@ -115,7 +116,7 @@ Run CopyingSet(size_t users, int clicks_per_flush) {
 }
 
 // DueUsers.
-Run SplitSet(size_t users, int clicks_per_flush) {
+Run SplitSet(size_t users, int clicks_per_flush, size_t marked_per_flush) {
   Run run;
   DueUsers due;
   const auto t0 = Clock::now();
@@ -133,7 +134,7 @@ Run SplitSet(size_t users, int clicks_per_flush) {
     std::vector<UserId> taken;
     due.ForEachClicked([&](UserId u, const DueUser&) { taken.push_back(u); });
     size_t marked = 0;
-    for (size_t looked = 0, n = due.marked(); looked < n && marked < kMarkedPerFlush; ++looked) {
+    for (size_t looked = 0, n = due.marked(); looked < n && marked < marked_per_flush; ++looked) {
       const auto next = due.NextMarked();
       if (!next) break;
       taken.push_back(next->first);
@@ -167,19 +168,22 @@ int Main(int argc, char** argv) {
       args.users = ParseList(argv[++i]);
     } else if (a == "--clicks-per-s" && i + 1 < argc) {
       args.clicks_per_s = std::atoi(argv[++i]);
+    } else if (a == "--marked-per-flush" && i + 1 < argc) {
+      args.marked_per_flush = std::strtoull(argv[++i], nullptr, 10);
     } else {
       std::fprintf(stderr,
-                   "usage: bench_due_users [--users N,N,...] [--clicks-per-s N]\n"
+                   "usage: bench_due_users [--users N,N,...] [--clicks-per-s N] [--marked-per-flush N]\n"
                    "  every user of the state due again (a refresh), flushes every %d ms with the clicks\n"
                    "  of the interval, until every marked user has been selected; the pre-split due set\n"
-                   "  (copy) and DueUsers (split) side by side. Defaults: --users 250000,1000000,4000000\n"
-                   "  --clicks-per-s 2000.\n",
+                   "  (copy) and DueUsers (split) side by side. Defaults: --users 250000,1000000,2000000\n"
+                   "  --clicks-per-s 2000 --marked-per-flush 1024.\n",
                    kFlushMs);
       return 2;
     }
   }
-  if (args.users.empty() || args.clicks_per_s < 0) {
-    std::fprintf(stderr, "bench_due_users: --users needs sizes > 0, --clicks-per-s >= 0\n");
+  if (args.users.empty() || args.clicks_per_s < 0 || args.marked_per_flush == 0 ||
+      std::any_of(args.users.begin(), args.users.end(), [](size_t n) { return n == 0; })) {
+    std::fprintf(stderr, "bench_due_users: --users needs sizes > 0, --clicks-per-s >= 0, --marked-per-flush > 0\n");
     return 2;
   }
   const int per_flush = args.clicks_per_s * kFlushMs / 1000;
@@ -187,8 +191,8 @@ int Main(int argc, char** argv) {
               "p99_ms", "max_ms", "refresh_s", "published", "through");
   Run copy, split;
   for (size_t n : args.users) {
-    copy = CopyingSet(n, per_flush);
-    split = SplitSet(n, per_flush);
+    copy = CopyingSet(n, per_flush, args.marked_per_flush);
+    split = SplitSet(n, per_flush, args.marked_per_flush);
     for (const auto& [name, r] : {std::pair<const char*, const Run*>{"copy", &copy}, {"split", &split}}) {
       std::printf("%10zu %6s %8zu %9.3f %9.3f %9.3f %9.3f %10.3f %10zu %8lu\n", n, name, r->flushes, r->mark_s,
                   Percentile(r->flush_ms, 0.5), Percentile(r->flush_ms, 0.99),
@@ -198,9 +202,9 @@ int Main(int argc, char** argv) {
     std::fflush(stdout);
   }
   std::printf(
-      "BENCH due_users users=%zu flushes=%zu copy_flush_p50_ms=%.3f copy_flush_max_ms=%.3f split_flush_p50_ms=%.3f "
+      "BENCH due_users users=%zu marked_per_flush=%zu flushes=%zu copy_flush_p50_ms=%.3f copy_flush_max_ms=%.3f split_flush_p50_ms=%.3f "
       "split_flush_max_ms=%.3f copy_refresh_s=%.3f split_refresh_s=%.3f\n",
-      args.users.back(), split.flushes, Percentile(copy.flush_ms, 0.5),
+      args.users.back(), args.marked_per_flush, split.flushes, Percentile(copy.flush_ms, 0.5),
       *std::max_element(copy.flush_ms.begin(), copy.flush_ms.end()), Percentile(split.flush_ms, 0.5),
       *std::max_element(split.flush_ms.begin(), split.flush_ms.end()), copy.refresh_s, split.refresh_s);
   return 0;

@@ -324,7 +324,7 @@ const std::vector<Field>& Table() {
       IntField("publisher.user_refresh_s", &C::publisher, &PublisherSection::user_refresh_s, "s",
                "Every user's record goes out again this often while the model trains (a user who stops clicking "
                "would otherwise keep a vector of a model the item records have moved away from), after those who "
-               "clicked, at most 8,192 a flush; 0 = never (only when the learner goes idle, and after a cold "
+               "clicked, at most 1,024 a flush; 0 = never (only when the learner goes idle, and after a cold "
                "start); at least 60.",
                0, 31536000),
       IntField("publisher.stop_flush_ms", &C::publisher, &PublisherSection::stop_flush_ms, "ms",
@@ -666,8 +666,8 @@ Status ValidateFrom(const Config& c, const Origins* origins, LoadInput::Director
                                    "split it), got " + std::to_string(c.learner.embedding_dim));
   }
   if (c.publisher.user_refresh_s > 0 && c.publisher.user_refresh_s < 60) {
-    return invalid("publisher.user_refresh_s", "must be 0 (off) or at least 60 (each refresh scans every session "
-                                   "of the state), got " + std::to_string(c.publisher.user_refresh_s));
+    return invalid("publisher.user_refresh_s", "must be 0 (off) or at least 60 (each refresh publishes every user "
+                                   "of the state again), got " + std::to_string(c.publisher.user_refresh_s));
   }
   if (c.learner.replay_ratio >= 1.0) {
     return invalid("learner.replay_ratio", "must be below 1 (at 1 no fresh click is ever trained on), "

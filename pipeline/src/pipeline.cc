@@ -221,6 +221,7 @@ struct Metrics {
         publish_errors(metrics::ErrorCounter(r, "publisher", "publish")),
         delivery_errors(metrics::ErrorCounter(r, "publisher", "delivery")),
         produce_errors(metrics::ErrorCounter(r, "publisher", "produce")),
+        broker_errors(metrics::ErrorCounter(r, "publisher", "broker")),
         refresh_family(prometheus::BuildCounter()
                            .Name("gsau_publisher_user_refreshes_total")
                            .Help("Passes publishing every user of the state again, counted as they are asked "
@@ -265,6 +266,7 @@ struct Metrics {
   // The publisher's (counted by KafkaPublisher), read for the status.
   prometheus::Counter& delivery_errors;
   prometheus::Counter& produce_errors;
+  prometheus::Counter& broker_errors;
   prometheus::Family<prometheus::Counter>& refresh_family;
   prometheus::Counter &refresh_start, &refresh_trained, &refresh_idle, &refresh_scheduled;
 };
@@ -1735,7 +1737,10 @@ struct Pipeline::Impl {
   // Users embedded by one forward pass: a restart can make every user of the state due at once,
   // and one pass over all of them would need memory in proportion (tens of GB at a million).
   static constexpr size_t kUsersPerForward = 1024;
-  static constexpr size_t kMarkedUsersPerFlush = 8 * kUsersPerForward;
+  // Users marked without a click embedded a flush: one forward pass, so that a user who clicks
+  // while every user goes out again waits for one such group at most (an operator measured click
+  // freshness p50 0.70 s, p99 4.8 s during refreshes of 8,192 a flush, 36 ms / 129 ms outside).
+  static constexpr size_t kMarkedUsersPerFlush = kUsersPerForward;
 
   // Publishes the due users the serving snapshot can embed, kUsersPerForward at a time, until
   // `stop` (then at most one more group); the others, and on failure those not yet published,
@@ -2128,7 +2133,8 @@ PipelineStatus Pipeline::status() const {
   s.dead_lettered = static_cast<uint64_t>(c.dead_lettered);
   const auto& m = *impl_->m;
   s.publish_failures =
-      static_cast<int64_t>(m.delivery_errors.Value() + m.produce_errors.Value() + m.publish_errors.Value());
+      static_cast<int64_t>(m.delivery_errors.Value() + m.produce_errors.Value() + m.publish_errors.Value() +
+                           m.broker_errors.Value());
   return s;
 }
 

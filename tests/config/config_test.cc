@@ -434,8 +434,8 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
       {{"learner.embedding_dim=63"},
        "learner.embedding_dim (--set): must be even (the sequence encoder's 2 attention heads split it), got 63"},
       {{"publisher.user_refresh_s=59"},
-       "publisher.user_refresh_s (--set): must be 0 (off) or at least 60 (each refresh scans every session of the "
-       "state), got 59"},
+       "publisher.user_refresh_s (--set): must be 0 (off) or at least 60 (each refresh publishes every user of the "
+       "state again), got 59"},
       {{"learner.replay_ratio=1"},
        "learner.replay_ratio (--set): must be below 1 (at 1 no fresh click is ever trained on), got 1"},
       {{"topics.dead_letter=clicks"},
