@@ -1,5 +1,6 @@
 #include "gsau/common/cpu.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -85,6 +86,10 @@ int UsableCores() {
   const std::string self((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (const auto quota = CgroupCpuQuota(self, "/sys/fs/cgroup")) n = std::min(n, *quota);
   return std::max(1, n);
+}
+
+void NameThisThread(const std::string& name) {
+  (void)pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
 }
 
 }  // namespace gsau

@@ -376,6 +376,19 @@ TEST(CpuTest, CgroupQuotaIsRoundedUp) {
   EXPECT_EQ(CoresOfCpuMax("garbage"), std::nullopt);
 }
 
+// What top -H and ps -L show for a thread (/proc's comm), cut to Linux's 15 bytes.
+TEST(CpuTest, ThreadsAreNamedAsTopShowsThem) {
+  std::string shown, long_shown;
+  std::thread([&] {
+    NameThisThread("gsau-learner");
+    std::ifstream("/proc/thread-self/comm") >> shown;
+    NameThisThread("gsau-a-name-longer-than-fifteen");
+    std::ifstream("/proc/thread-self/comm") >> long_shown;
+  }).join();
+  EXPECT_EQ(shown, "gsau-learner");
+  EXPECT_EQ(long_shown, "gsau-a-name-lon");
+}
+
 TEST(ClockTest, ManualClockMovesOnlyWhenAdvanced) {
   ManualClock clock(1000);
   EXPECT_EQ(clock.NowMs(), 1000);

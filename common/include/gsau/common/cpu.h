@@ -29,4 +29,8 @@ std::optional<int> CgroupCpuQuota(std::string_view proc_self_cgroup, const std::
 // "max 100000" -> none), rounded up; nullopt when there is none or the text does not parse.
 std::optional<int> CoresOfCpuMax(std::string_view cpu_max);
 
+// Names the calling thread (what top -H, ps -L and gdb show), cut to the 15 bytes Linux keeps;
+// nothing where threads cannot be named.
+void NameThisThread(const std::string& name);
+
 }  // namespace gsau
