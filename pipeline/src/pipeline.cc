@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "gsau/common/cpu.h"
 #include "gsau/common/file.h"
 #include "gsau/common/log.h"
 #include "gsau/common/throttle.h"
@@ -233,7 +234,14 @@ struct Metrics {
         refresh_start(refresh_family.Add({{"reason", "start"}})),
         refresh_trained(refresh_family.Add({{"reason", "trained"}})),
         refresh_idle(refresh_family.Add({{"reason", "idle"}})),
-        refresh_scheduled(refresh_family.Add({{"reason", "scheduled"}})) {}
+        refresh_scheduled(refresh_family.Add({{"reason", "scheduled"}})),
+        users_due(prometheus::BuildGauge()
+                      .Name("gsau_publisher_users_due")
+                      .Help("Users whose record is owed, after the last flush: clicked and not published yet "
+                            "(waiting for an item, or failed), marked again by a start-up or a republish, and "
+                            "those of a refresh under way not published yet")
+                      .Register(r)
+                      .Add({})) {}
 
   prometheus::Counter& steps;
   prometheus::Family<prometheus::Counter>& samples_family;
@@ -269,6 +277,7 @@ struct Metrics {
   prometheus::Counter& broker_errors;
   prometheus::Family<prometheus::Counter>& refresh_family;
   prometheus::Counter &refresh_start, &refresh_trained, &refresh_idle, &refresh_scheduled;
+  prometheus::Gauge& users_due;
 };
 
 }  // namespace
@@ -807,7 +816,7 @@ struct Pipeline::Impl {
                             : (request & kRefreshUsers) != 0
                                 ? "the learner is idle after training on replay alone"
                                 : "publisher.user_refresh_s: " + std::to_string(opt.user_refresh_s) +
-                                      " s of training since every user last went out";
+                                      " s of training since the last refresh of every user began";
     if (!republish) {
       CountRefreshes(request);
       const auto users = static_cast<size_t>(store->Counts().users);
@@ -1906,9 +1915,13 @@ struct Pipeline::Impl {
       }
       if (!stop) ContinueRefresh(due);  // the stop's last flush publishes no more than it has
       users_taken_seq = std::max(users_taken_seq, through);
-      if (Status s = PublishUsers(due, stop); !s.ok()) {
-        if (const int64_t n = users_log.Due()) GSAU_LOG_WARN("pipeline: publishing users ({}x): {}", n, s.ToString());
-        if (pub->failed_fatally()) return s;
+      const Status published = PublishUsers(due, stop);
+      m->users_due.Set(static_cast<double>(due.size() + (refresh ? refresh->left : 0)));
+      if (!published.ok()) {
+        if (const int64_t n = users_log.Due()) {
+          GSAU_LOG_WARN("pipeline: publishing users ({}x): {}", n, published.ToString());
+        }
+        if (pub->failed_fatally()) return published;
       }
       // Records whose delivery failed go out again from here too, when nothing else does.
       std::lock_guard<std::mutex> lock(pub_mu);
@@ -2022,11 +2035,14 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
       return Status::Internal(std::string(prefix) + e.what());
     }
   };
+  // Named, so that top -H tells them apart (all read "gsau").
   std::thread ingest_thread([&] {
+    NameThisThread("gsau-ingest");
     ingest_status = caught("", [&] { return im.ingestor->Run(ingest_stop); });
     if (!ingest_status.ok()) failed = true;
   });
   std::thread learner_thread([&] {
+    NameThisThread("gsau-learner");
     learner_status = caught("learner: ", [&] { return im.LearnerLoop(learner_stop); });
     if (!learner_status.ok()) {
       if (!im.learner_failure_counted) im.m->learner_errors.Increment();
@@ -2035,6 +2051,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
     if (!im.item_publish_status.ok()) failed = true;
   });
   std::thread user_thread([&] {
+    NameThisThread("gsau-users");
     user_status = caught("", [&] { return im.UserLoop(users_stop); });
     if (!user_status.ok()) failed = true;
   });
