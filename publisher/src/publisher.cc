@@ -330,7 +330,12 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records, size_t*
   Status redelivery = RedeliverFailed(/*now=*/false);
   if (!redelivery.ok()) {
     if (producer_->failed_fatally()) return redelivery;
-    GSAU_LOG_ERROR("{}", redelivery.ToString());
+    // Each call tries again while the topic is away: a line every 10 s, led by the component as
+    // every other line (it read "Unavailable: publisher: ...").
+    if (const int64_t n = redelivery_log_.Due()) {
+      GSAU_LOG_WARN("publisher: records whose delivery failed not produced again yet ({}x): {}", n,
+                    redelivery.message());
+    }
   }
   // Also with nothing to send: an owner calling now and then learns of it while idle.
   if (producer_->failed_fatally()) {

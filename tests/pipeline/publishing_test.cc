@@ -147,6 +147,14 @@ double CounterValue(prometheus::Registry& registry, const std::string& name) {
   return -1;
 }
 
+// A gauge of `registry` (the first series of the family); -1 when it does not exist.
+double GaugeValue(prometheus::Registry& registry, const std::string& name) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name == name && !f.metric.empty()) return f.metric[0].gauge.value;
+  }
+  return -1;
+}
+
 // The series of counter `name` whose label `label` is `value` in `registry`; -1 when missing.
 double LabelledCounter(prometheus::Registry& registry, const std::string& name, const std::string& label,
                        const std::string& value) {
@@ -588,9 +596,11 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   ASSERT_TRUE(p2.ok()) << p2.status();
   RunningPipeline running2(**p2);
   const int64_t steps_then = (*p2)->status().steps;
+  double most_due = 0;  // gsau_publisher_users_due: a refresh's users wait a flush each
   for (int k = 0; k < 14; ++k) {  // a click every 0.3 s, each one a step
     click(k, 1'700'000'200'000 + k);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    most_due = std::max(most_due, GaugeValue(r2, "gsau_publisher_users_due"));
   }
   const int64_t steps = (*p2)->status().steps - steps_then;
   // Replay alone for idle_train_s, then idle.
@@ -606,6 +616,7 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
   EXPECT_EQ(LabelledCounter(r2, "gsau_publisher_user_refreshes_total", "reason", "idle"), 1)
       << "no refresh as the learner went idle after replay";
   EXPECT_EQ(LabelledCounter(r2, "gsau_publisher_user_refreshes_total", "reason", "start"), 0);
+  EXPECT_GE(most_due, 1) << "gsau_publisher_users_due never showed a refresh's users";
   records = records_of();
   for (const auto& u : olds) {
     EXPECT_GE(records[u], old_before[u] + 2) << u << ": not published again every second of training";

@@ -181,6 +181,7 @@ class KafkaPublisher final : public EmbeddingSink {
   // Failed records refused again before sending, by topic and key: the next round's too.
   std::unordered_map<std::string, kafka::FailedRecord> refused_;
   Throttle nonfinite_log_{std::chrono::seconds(30)};
+  Throttle redelivery_log_{std::chrono::seconds(10)};
   int64_t last_version_ = -1;
   int64_t failed_seen_ = 0;
   int64_t client_errors_seen_ = 0;
