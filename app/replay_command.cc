@@ -41,6 +41,7 @@ struct ReplayFlags {
   std::string format = "auto";
   std::string ts_unit = "auto";
   int64_t synthetic = 0;
+  int users = 0, items = 0;  // the synthetic stream's (0: its defaults)
   double rate = 0;
   int64_t limit = 0;
   std::string topic;
@@ -66,11 +67,17 @@ int RunReplay(const ReplayFlags& f) {
     std::cerr << "gsau replay: --times, --format and --ts-unit describe a --data file, not --synthetic\n";
     return kExitUsage;
   }
+  if (f.synthetic == 0 && (f.users > 0 || f.items > 0)) {
+    std::cerr << "gsau replay: --users and --items shape the --synthetic stream, not a --data file\n";
+    return kExitUsage;
+  }
 
   std::vector<data::Interaction> events;
   if (f.synthetic > 0) {
     replay::SyntheticOptions so;
     so.events = f.synthetic;
+    if (f.users > 0) so.users = f.users;
+    if (f.items > 0) so.items = f.items;
     events = replay::SyntheticStream(so);
   } else {
     data::ReadOptions ro;
@@ -134,6 +141,13 @@ void AddReplayCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--ts-unit", flags->ts_unit, "Timestamp unit in the file: auto | s | ms")
       ->check(CLI::IsMember({"auto", "s", "ms"}));
   cmd->add_option("--synthetic", flags->synthetic, "Instead of --data: N events of the synthetic stream")
+      ->check(Positive());
+  const replay::SyntheticOptions shape;
+  cmd->add_option("--users", flags->users,
+                  "Users of the synthetic stream (default " + std::to_string(shape.users) +
+                      "; each user's clicks follow a habit of its own)")
+      ->check(Positive());
+  cmd->add_option("--items", flags->items, "Items of the synthetic stream (default " + std::to_string(shape.items) + ")")
       ->check(Positive());
   cmd->add_option("--rate", flags->rate, "Events per second (0 = as fast as possible)")->check(NonNegative());
   cmd->add_option("--limit", flags->limit, "Stop after N events (0 = all)")->check(NonNegative());

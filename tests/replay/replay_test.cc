@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <set>
 #include <thread>
 #include <sstream>
 #include <string>
@@ -220,6 +221,30 @@ TEST(ReplayKafkaTest, RateLimitIsHonoured) {
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_GE(took, 1.4) << "300 events at 200/s take at least 1.5 s";
   EXPECT_EQ(ConsumeAll(KafkaBootstrap(), topic, 300).size(), 300u);
+}
+
+// --users and --items shape the synthetic stream (an operator could not make more than its
+// 2,000 users): the keys are that many users at most, and with enough events nearly all of them.
+TEST(ReplayKafkaTest, SyntheticUsersAndItemsAreThoseAskedFor) {
+  const std::string topic = UniqueTopic("replay-shape");
+  std::string out;
+  ASSERT_EQ(RunCommand(Gsau() + " replay --no-progress --synthetic 20000 --users 5000 --items 300 --bootstrap " +
+                           KafkaBootstrap() + " --topic " + topic + " 2>&1",
+                       &out),
+            0)
+      << out;
+  std::set<std::string> users, items;
+  for (const auto& r : ConsumeAll(KafkaBootstrap(), topic, 20000)) {
+    users.insert(r.key);
+    const auto v = nlohmann::json::parse(r.value);
+    items.insert(v.value("item_id", std::string()));
+  }
+  EXPECT_GT(users.size(), 4000u);
+  EXPECT_LE(users.size(), 5000u);
+  EXPECT_GT(items.size(), 200u);
+  EXPECT_LE(items.size(), 300u);
+  EXPECT_EQ(RunCommand(Gsau() + " replay --data x.tsv --users 5 --bootstrap 127.0.0.1:1 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("shape the --synthetic stream, not a --data file"), std::string::npos) << out;
 }
 
 // A stop while replay waits for its next event's time ends it then, without that event: at 0.2
