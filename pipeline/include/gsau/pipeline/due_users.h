@@ -39,7 +39,7 @@ struct DueUser {
 // start-up, a refresh: up to every user of the state), and the batches held back are counted
 // per batch, so that a flush costs in proportion to the users it looks at (every one who
 // clicked, a bounded share of the others), not to the number due: a single set copied whole and
-// scanned at every flush cost seconds a flush at ten million users.
+// scanned at every flush took 74 ms a flush at four million users (make bench-due-users).
 //
 // Not thread-safe: one owner (the user publisher thread).
 class DueUsers {
