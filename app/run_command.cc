@@ -117,7 +117,8 @@ int RunPipeline(const RunFlags& f) {
       GSAU_LOG_INFO(
           "run: {:.0f} events/s; applied {} dead-lettered {} queued {}; learner: {} steps ({:.3f} s, loss {:.4f}), "
           "{} users {} items {} edges; online recall@20 {:.4f} (most-popular {:.4f}) over the last window, "
-          "{:.4f} ndcg@20 {:.4f} over {} since the start; published {} user {} item records, model_version {}{}",
+          "recall@20 {:.4f} ndcg@20 {:.4f} over {} since the start; published {} user {} item records, "
+          "model_version {}{}",
           static_cast<double>(s.applied - prev.applied) / dt, s.applied, s.dead_lettered, s.queued, s.steps,
           s.last_step_s, s.last_loss, s.users, s.items, s.edges, s.window_recall20, s.window_popular_recall20,
           s.recall20, s.ndcg20, s.prequential_count, s.users_published, s.items_published, s.model_version, failures);

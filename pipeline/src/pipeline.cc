@@ -625,16 +625,13 @@ struct Pipeline::Impl {
     int64_t items_seen = 0;  // the snapshot's item count at the last look
   };
   std::unordered_map<state::UserId, Waiting> waiting_users;
-  // User publisher thread: the refresh of every user under way: `left` more users to mark from
-  // `next` on, wrapping round at the last user (ids are dense).
-  struct RefreshPass {
-    state::UserId next = 0;
-    size_t left = 0;
-    size_t marked = 0;
+  // User publisher thread: the refresh of every user under way.
+  struct Refresh {
+    RefreshPass pass;
     SteadyClock::time_point started;
     std::string why;
   };
-  std::optional<RefreshPass> refresh;
+  std::optional<Refresh> refresh;
 
   Impl(const PipelineOptions& o, const Clock& c) : opt(o), clock(&c), queue(o.queue_capacity) {}
 
@@ -819,15 +816,14 @@ struct Pipeline::Impl {
                                       " s of training since the last refresh of every user began";
     if (!republish) {
       CountRefreshes(request);
-      const auto users = static_cast<size_t>(store->Counts().users);
       if (refresh) {
         GSAU_LOG_INFO("pipeline: a refresh asked ({}) while one is under way ({} of its users marked): it goes on "
-                      "round every user from there",
-                      why, refresh->marked);
-        refresh->left = users;
+                      "round every user from user {}",
+                      why, refresh->pass.marked(), refresh->pass.next());
+        refresh->pass.Extend();
         refresh->why = why;
       } else {
-        refresh = RefreshPass{0, users, 0, SteadyClock::now(), why};
+        refresh = Refresh{RefreshPass(), SteadyClock::now(), why};
       }
       return;
     }
@@ -847,23 +843,22 @@ struct Pipeline::Impl {
 
   // The next part of the refresh under way, once fewer than a flush's share of users marked
   // without a click are left due (so that it follows a start-up's or a republish's marks, and
-  // the due set holds about two parts of it, whatever the number of users). Users are marked by
-  // id, without reading anything: PublishUsers reads each one's session as it embeds it (a scan
-  // of the sessions copied the whole memtable of their column family per part: seconds each).
+  // the due set holds at most a part and a flush's share of it, whatever the number of users).
+  // Users are marked by id, without reading anything: PublishUsers reads each one's session as it
+  // embeds it (a scan of the sessions copied the whole memtable of their column family per
+  // part: seconds each).
   void ContinueRefresh(DueUsers& due) {
     if (!refresh || due.marked() >= kMarkedUsersPerFlush) return;
-    const auto users = static_cast<size_t>(store->Counts().users);
-    if (refresh->next >= users) refresh->next = 0;
-    const size_t part = std::min({std::max<size_t>(opt.refresh_part_users, 1), refresh->left, users - refresh->next});
-    for (size_t k = 0; k < part; ++k) {
-      due.Merge(static_cast<state::UserId>(refresh->next + k), DueUser{0, kNoClickSeq, false});
+    bool done = false;
+    const auto [first, count] =
+        refresh->pass.Next(static_cast<size_t>(store->Counts().users), opt.refresh_part_users, &done);
+    for (size_t k = 0; k < count; ++k) {
+      due.Merge(static_cast<state::UserId>(first + k), DueUser{0, kNoClickSeq, false});
     }
-    refresh->next = static_cast<state::UserId>(refresh->next + part);
-    refresh->left -= part;
-    refresh->marked += part;
-    if (refresh->left > 0 && users > 0) return;
-    GSAU_LOG_INFO("pipeline: every user's record goes out again ({}): {} users marked, {} at a time, in {:.1f} s",
-                  refresh->why, refresh->marked, opt.refresh_part_users, SecondsSince(refresh->started));
+    if (!done) return;
+    GSAU_LOG_INFO("pipeline: every user's record goes out again ({}): the last of {} users marked ({} at a time, "
+                  "the last ones go out in the next flushes) after {:.1f} s",
+                  refresh->why, refresh->pass.marked(), opt.refresh_part_users, SecondsSince(refresh->started));
     refresh.reset();
   }
 
@@ -1762,6 +1757,7 @@ struct Pipeline::Impl {
     std::vector<std::vector<uint32_t>> sessions_now;
     std::vector<DueUser> marks;
     bool stopped = false;
+    Status unread;  // the first session that could not be read: returned once the others went out
     // `u` into the next group (*taken) if it can go out now; a full group is published first,
     // and `stopped` set when the stop came meanwhile.
     auto consider = [&](state::UserId u, const DueUser& d, bool* taken) -> Status {
@@ -1781,7 +1777,16 @@ struct Pipeline::Impl {
           now_ns - waiting->second.since_ns < kNewItemWaitNs) {
         return Status::Ok();  // no new item in the snapshot since the last look: no need to read again
       }
-      GSAU_ASSIGN_OR_RETURN(auto entries, Counted(store->Session(u)));
+      auto read = Counted(store->Session(u));
+      if (!read.ok()) {
+        // Not the flush's failure: returned, a session that cannot be read (a damaged entry) held
+        // back every user after it, and every flush came round to it again. A refresh's mark
+        // alone is dropped (the next refresh tries again); a click's or a start-up's stays due.
+        if (unread.ok()) unread = read.status().WithContext("reading the session of user " + std::to_string(u));
+        if (!d.clicked && d.first_seq == kNoClickSeq) due.Erase(u);
+        return Status::Ok();
+      }
+      const auto& entries = *read;
       std::vector<uint32_t> s;
       s.reserve(entries.size());
       for (const auto& e : entries) s.push_back(e.item);
@@ -1831,7 +1836,8 @@ struct Pipeline::Impl {
       if (stopped) return Status::Ok();
       if (taken) ++marked;
     }
-    return users.empty() ? Status::Ok() : PublishUserGroup(*serving, users, sessions_now, marks, due);
+    if (!users.empty()) GSAU_RETURN_IF_ERROR(PublishUserGroup(*serving, users, sessions_now, marks, due));
+    return unread;
   }
 
   // Embeds and publishes `users` (their sessions and what made them due alongside); out of
@@ -1916,7 +1922,8 @@ struct Pipeline::Impl {
       if (!stop) ContinueRefresh(due);  // the stop's last flush publishes no more than it has
       users_taken_seq = std::max(users_taken_seq, through);
       const Status published = PublishUsers(due, stop);
-      m->users_due.Set(static_cast<double>(due.size() + (refresh ? refresh->left : 0)));
+      const auto users = static_cast<size_t>(store->Counts().users);
+      m->users_due.Set(static_cast<double>(due.size() + (refresh ? refresh->pass.Left(users) : 0)));
       if (!published.ok()) {
         if (const int64_t n = users_log.Due()) {
           GSAU_LOG_WARN("pipeline: publishing users ({}x): {}", n, published.ToString());

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -178,6 +179,65 @@ TEST(DueUsers, AgreesWithAPlainMapOverRandomOperations) {
       }
     }
   }
+}
+
+// Marks of a refresh pass until it is done, `users(k)` users at the k-th part; each id's count.
+std::map<state::UserId, int> RunPass(RefreshPass& pass, size_t part, const std::function<size_t(int)>& users,
+                                     int max_parts = 1000) {
+  std::map<state::UserId, int> marked;
+  bool done = false;
+  for (int k = 0; !done && k < max_parts; ++k) {
+    const size_t n = users(k);
+    const size_t left = pass.Left(n);
+    const auto [first, count] = pass.Next(n, part, &done);
+    EXPECT_LE(count, part);
+    EXPECT_EQ(pass.Left(n), left - count);
+    for (size_t i = 0; i < count; ++i) ++marked[static_cast<state::UserId>(first + i)];
+  }
+  EXPECT_TRUE(done) << "the pass did not end";
+  return marked;
+}
+
+TEST(RefreshPass, MarksEveryUserOnceInParts) {
+  for (size_t part : {1u, 3u, 10u, 64u}) {
+    RefreshPass pass;
+    EXPECT_EQ(pass.Left(10), 10u);
+    const auto marked = RunPass(pass, part, [](int) { return size_t{10}; });
+    ASSERT_EQ(marked.size(), 10u) << part;
+    for (const auto& [u, n] : marked) EXPECT_EQ(n, 1) << "user " << u << ", parts of " << part;
+    EXPECT_EQ(marked.begin()->first, 0u);
+    EXPECT_EQ(pass.marked(), 10u);
+  }
+  RefreshPass empty;
+  EXPECT_TRUE(RunPass(empty, 5, [](int) { return size_t{0}; }).empty());
+}
+
+// Users added during the pass are reached; one asked part-way goes round every user from there,
+// the users added meanwhile included (a count of the users at the request missed the last ones
+// before it when users were added).
+TEST(RefreshPass, ReachesUsersAddedMeanwhileAndGoesRoundAgainWhenExtended) {
+  RefreshPass pass;
+  auto grown = RunPass(pass, 4, [](int k) { return size_t(10 + k / 2); });
+  for (state::UserId u = 0; u < 10; ++u) EXPECT_EQ(grown[u], 1) << u;
+  EXPECT_GT(grown.size(), 10u);
+
+  RefreshPass extended;
+  bool done = false;
+  for (int k = 0; k < 3; ++k) extended.Next(100, 20, &done);  // users 0..59 marked
+  ASSERT_FALSE(done);
+  EXPECT_EQ(extended.next(), 60u);
+  extended.Extend();
+  EXPECT_EQ(extended.Left(100), 100u);
+  std::map<state::UserId, int> second = RunPass(extended, 20, [](int k) { return size_t(k == 0 ? 100 : 105); });
+  for (state::UserId u = 0; u < 105; ++u) EXPECT_EQ(second[u], 1) << "user " << u << " after the extension";
+  EXPECT_EQ(second.size(), 105u);
+  // Extended again after wrapping round: from there round every user once more.
+  RefreshPass twice;
+  for (int k = 0; k < 7; ++k) twice.Next(50, 10, &done);  // 0..49, wrapped, then 0..9 of the round
+  twice.Extend();
+  const auto third = RunPass(twice, 10, [](int) { return size_t{50}; });
+  EXPECT_EQ(third.size(), 50u);
+  for (const auto& [u, n] : third) EXPECT_EQ(n, 1) << u;
 }
 
 }  // namespace

@@ -148,4 +148,49 @@ class DueUsers {
   std::map<uint64_t, size_t> held_;  // first_seq -> users due with it (kNoClickSeq included)
 };
 
+// Which users a refresh of every user marks next, a part at a time: user ids are dense (0 ..
+// users-1, and users added during the refresh are reached too). From `next` up to the last user,
+// then from the first up to where it began. A refresh asked while one is under way goes on from
+// where that one stands, round every user again (starting again from the first user, a pass
+// longer than the interval between refreshes never reached the last ones).
+// Not thread-safe: one owner.
+class RefreshPass {
+ public:
+  // Round every user again, from where the pass stands (a new pass: from the first user).
+  void Extend() {
+    until_ = next_;
+    wrapped_ = false;
+  }
+
+  // The next ids to mark, [first, first + count), at most `part` of them, of `users` users (the
+  // number now); count 0 and *done once every user was marked.
+  std::pair<state::UserId, size_t> Next(size_t users, size_t part, bool* done) {
+    if (!wrapped_ && next_ >= users) {
+      wrapped_ = true;
+      next_ = 0;
+    }
+    const size_t end = wrapped_ ? std::min<size_t>(until_, users) : users;
+    const size_t count = std::min(std::max<size_t>(part, 1), end > next_ ? end - next_ : 0);
+    const state::UserId first = next_;
+    next_ = static_cast<state::UserId>(next_ + count);
+    marked_ += count;
+    *done = wrapped_ && next_ >= end;
+    return {first, count};
+  }
+
+  // Users not marked yet, of `users`.
+  size_t Left(size_t users) const {
+    if (wrapped_) return next_ < until_ ? until_ - next_ : 0;
+    return (users > next_ ? users - next_ : 0) + until_;
+  }
+  state::UserId next() const { return next_; }
+  size_t marked() const { return marked_; }
+
+ private:
+  state::UserId next_ = 0;
+  state::UserId until_ = 0;
+  bool wrapped_ = false;
+  size_t marked_ = 0;
+};
+
 }  // namespace gsau::pipeline

@@ -123,10 +123,11 @@ struct PipelineStatus {
   double last_step_s = 0, last_loss = 0;
   int64_t users_published = 0, items_published = 0;  // records the sink sends (Publishable ones)
   // Publishing's failures so far: deliveries the brokers failed (each goes again), records
-  // librdkafka refused, publishing calls that failed, and the producer's client errors (a broker
-  // away shows there at once; its records time out only minutes later): gsau_errors_total of
-  // stage publisher, kinds delivery, produce, publish and broker. Records published may still
-  // grow while they do.
+  // librdkafka refused, publishing calls that failed (the reads and embeddings they need
+  // included: a session that cannot be read), and the producer's client errors (a broker away
+  // shows there at once; its records time out only minutes later): gsau_errors_total of stage
+  // publisher, kinds delivery, produce, publish and broker. Records published may still grow
+  // while they do.
   int64_t publish_failures = 0;
   int64_t model_version = 0;
   int64_t prequential_count = 0;
