@@ -208,6 +208,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     SeedLagFromState();
     Status result;
     while (!stop.load(std::memory_order_relaxed)) {
+      MaybeSeedLag();
       MaybeUpdateLag();
       MaybeCommitToKafka();
       MaybePollDeadLetters();
@@ -1189,17 +1190,39 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // (In a group of several processes each state has read only its own partitions, but one that
   // moved here from another member earlier counts too until then: a high reading for at most
   // the session timeout beats a 0 while a backlog grows.)
+  // Partitions the brokers did not answer for (a process just started, a slow broker) are
+  // asked again each second until the first assignment (MaybeSeedLag): asked once, a missed
+  // answer left the gauge at 0 for the whole session timeout.
   void SeedLagFromState() {
-    std::vector<TopicPartition> read;
     for (const auto& p : store_->Offsets()) {
-      if (p.tp.topic == options_.topic) read.push_back(p.tp);
+      if (p.tp.topic == options_.topic) seed_pending_.insert(p.tp);
     }
-    if (read.empty()) return;
-    for (const auto& [tp, ends] : LogEnds(consumer_.get(), read, 1000)) {
+    MaybeSeedLag();
+  }
+
+  void MaybeSeedLag() {
+    if (seed_pending_.empty()) return;
+    if (ever_assigned_) {
+      seed_pending_.clear();  // the group's assignment says what is this process's now
+      return;
+    }
+    const auto now = Clock::now();
+    if (now - last_seed_ < std::chrono::seconds(1)) return;
+    last_seed_ = now;
+    const auto answered =
+        LogEnds(consumer_.get(), std::vector<TopicPartition>(seed_pending_.begin(), seed_pending_.end()), 1000);
+    for (const auto& [tp, ends] : answered) {
       known_high_[tp] = ends.second;
       lost_.insert(tp);
+      seed_pending_.erase(tp);
     }
-    UpdateLag();
+    if (!answered.empty()) UpdateLag();
+    if (!seed_pending_.empty() && !seed_missed_) {
+      seed_missed_ = true;
+      GSAU_LOG_INFO("ingest: no log end yet for {} partition(s) this state has read; the consumer lag counts them "
+                    "once the brokers answer (asked each second until the first assignment)",
+                    seed_pending_.size());
+    }
   }
 
   // The dead-letter producer's own reports (all brokers down, back) are served by a poll only:
@@ -1271,6 +1294,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   std::map<TopicPartition, int64_t> known_high_;  // the newest end UpdateLag had of each partition
   bool paused_ = false;
   bool ever_assigned_ = false;  // the group has given this consumer an assignment (maybe empty)
+  std::set<TopicPartition> seed_pending_;  // read by the state, no log end yet (SeedLagFromState)
+  Clock::time_point last_seed_{};
+  bool seed_missed_ = false;  // said once
 
   // The micro-batch being filled.
   std::vector<ClickEvent> pending_events_;

@@ -400,7 +400,8 @@ TEST(AppTest, AReplayStoppedWithCtrlCEndsCleanly) {
   k.bootstrap_servers = bootstrap;
   ASSERT_TRUE(kafka::EnsureTopics(k, {{clicks, 1, 1, {}}}, 20000).ok());
   std::string out;
-  const int rc = RunCommand("timeout --preserve-status -s INT 4 " + Gsau() + " replay --synthetic 100000 --rate 200 " +
+  // 8 s: a SIGINT before the replay loop (a slow start under load) would end it before a record.
+  const int rc = RunCommand("timeout --preserve-status -s INT 8 " + Gsau() + " replay --synthetic 100000 --rate 200 " +
                                 "--no-progress --topic " + clicks + " --bootstrap " + bootstrap + " 2>&1",
                             &out);
   // Ends as interrupted by SIGINT (130), as gsau train does: a script tells a replay cut short

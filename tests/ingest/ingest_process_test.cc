@@ -188,16 +188,19 @@ TEST(IngestProcessTest, TwoProcessesSplitPartitionsAndTheSurvivorTakesOver) {
 
 // After a kill -9 the group waits out the dead member's session before it assigns the restarted
 // process anything; the lag gauge read 0 all that time while the backlog grew. It starts from
-// the state's offsets against the partitions' ends.
+// the state's offsets against the partitions' ends, asked again each second while the brokers
+// do not answer: asked once, a broker slow to answer the process just started left it at 0
+// (here the broker is stopped, SIGSTOP, until that first ask has missed).
 TEST(IngestProcessTest, TheLagIsKnownBeforeTheFirstAssignmentAfterAKill) {
-  const std::string topic = UniqueTopic("lag-restart");
-  const auto k = KafkaAt(KafkaBootstrap());
-  ASSERT_TRUE(kafka::EnsureTopics(k, {{topic, 1, 1, {}}}, 20000).ok());
   TempDir dir;
-  IngestProcess p{KafkaBootstrap(), topic, UniqueTopic("lag-restart-group"), dir.File("state"),
+  PrivateBroker broker(dir.File("broker"), 600);
+  const std::string topic = UniqueTopic("lag-restart");
+  const auto k = KafkaAt(broker.bootstrap);
+  ASSERT_TRUE(kafka::EnsureTopics(k, {{topic, 1, 1, {}}}, 20000).ok());
+  IngestProcess p{broker.bootstrap, topic, UniqueTopic("lag-restart-group"), dir.File("state"),
                   dir.File("ingest.log"), /*instance=*/""};
   p.port = FreePort();
-  p.session_timeout_ms = 20000;  // the window before the restarted process is assigned anything
+  p.session_timeout_ms = 45000;  // the window before the restarted process is assigned anything
   const auto clicks = MakeClicks(500, 50, 80, 41);
   ProduceClicks(k, topic, std::vector<ClickEvent>(clicks.begin(), clicks.begin() + 300));
   auto first = p.Start();
@@ -205,11 +208,27 @@ TEST(IngestProcessTest, TheLagIsKnownBeforeTheFirstAssignmentAfterAKill) {
   first->Signal(SIGKILL);
   ASSERT_EQ(first->Wait(10000), 128 + SIGKILL);
   ProduceClicks(k, topic, std::vector<ClickEvent>(clicks.begin() + 300, clicks.end()));
+  pid_t broker_pid = 0;
+  std::ifstream(broker.dir + "/pid") >> broker_pid;
+  ASSERT_GT(broker_pid, 0);
+  struct Continued {  // the broker runs on whatever fails below
+    pid_t pid;
+    ~Continued() { kill(pid, SIGCONT); }
+  } continued{broker_pid};
+  ASSERT_EQ(kill(broker_pid, SIGSTOP), 0);
   auto second = p.Start();
-  // Before the group assigns the partition (20 s of the dead member's session), the gauge shows
-  // the 200 records the state has not read.
+  bool missed = false;
+  for (const auto until = std::chrono::steady_clock::now() + seconds(60);
+       !missed && std::chrono::steady_clock::now() < until && second->Running();) {
+    std::this_thread::sleep_for(milliseconds(100));
+    missed = Tail(p.log, 1 << 20).find("no log end yet for 1 partition(s)") != std::string::npos;
+  }
+  ASSERT_EQ(kill(broker_pid, SIGCONT), 0);
+  ASSERT_TRUE(missed) << "the first ask for the log's end did not miss\n" << Tail(p.log);
+  // Before the group assigns the partition (the dead member's session), the gauge shows the 200
+  // records the state has not read.
   bool seen = false;
-  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
   while (!seen && std::chrono::steady_clock::now() < deadline && second->Running()) {
     const auto assigned = ScrapeMetric(p.port, "gsau_ingest_assigned_partitions");
     const auto lag = ScrapeMetric(p.port, "gsau_ingest_consumer_lag_messages");

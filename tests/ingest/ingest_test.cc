@@ -583,11 +583,14 @@ TEST(IngestTest, ATopicCreatedAgainWhileIngestReadsItStopsIngest) {
   stop = true;
   t.join();
   EXPECT_EQ(result.code(), StatusCode::kFailedPrecondition) << result;
-  // Found while reading: the client never stopped fetching the partition (recreated at once), so
-  // no assignment came to check it.
-  EXPECT_NE(result.message().find("but the state has consumed it up to 50 (found while reading it)"),
-            std::string::npos)
-      << result;
+  // Found while reading when the client never stopped fetching the partition (recreated at
+  // once); at its assignment when a metadata refresh saw the topic gone first and it was
+  // revoked and assigned again. Either way it is named.
+  const bool reading =
+      result.message().find("but the state has consumed it up to 50 (found while reading it)") != std::string::npos;
+  const bool assigned =
+      result.message().find("but the state has consumed it up to 50 (found at its assignment)") != std::string::npos;
+  EXPECT_TRUE(reading || assigned) << result;
   EXPECT_EQ(store->Counts().events, 50u);
   EXPECT_EQ(*store->Offset({topic, 0}), 50);
   EXPECT_GT(ingestor.counters().redelivered, 0) << "the new log's records came as ones read before";
@@ -942,7 +945,7 @@ TEST(IngestTest, AStopCutsARetrysBackoffShort) {
   stop = true;
   t.join();
   const double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
-  EXPECT_LT(stop_s, 3.0) << "the stop waited out the backoff";
+  EXPECT_LT(stop_s, 5.0) << "the stop waited out the backoff";  // of 6.4 s; the stop also commits and leaves the group
 }
 
 // Commits to Kafka are asynchronous: a refused one must still be counted (lag tools then read
@@ -1041,7 +1044,8 @@ TEST(IngestTest, CommittedOffsetsReachTheEndOfABurstOnAnIdleTopic) {
   std::unique_ptr<RdKafka::KafkaConsumer> reader(RdKafka::KafkaConsumer::create(conf.get(), err));
   ASSERT_TRUE(reader) << err;
   int64_t committed = -1;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);  // a few commit intervals
+  // A few commit intervals, and the reader's coordinator lookup (each committed() may take 5 s).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (committed != 200 && std::chrono::steady_clock::now() < deadline) {
     std::vector<RdKafka::TopicPartition*> at = {RdKafka::TopicPartition::create(topic, 0)};
     if (reader->committed(at, 5000) == RdKafka::ERR_NO_ERROR) committed = at[0]->offset();

@@ -621,10 +621,17 @@ TEST(PipelineProcessTest, WithoutClicksTheLearnerStopsAfterIdleTrainSAndAClickSt
   // The last step's item rows go out (item_interval_ms 200), and its model is checkpointed at
   // the next checkpoint interval (2 s), which can end after the learner went idle: under load
   // the test once took its counts before that checkpoint and saw it as a copy made while idle.
-  std::this_thread::sleep_for(milliseconds(2500));
-  const double steps = ScrapeMetric(p.port, "gsau_learner_steps_total").value_or(-1);
-  const double item_records = ScrapeMetric(p.port, items).value_or(-1);
-  const double checkpoints = ScrapeMetric(p.port, "gsau_learner_checkpoints_total").value_or(-1);
+  // So the counts are taken once they held for 3 s (more than an interval), or after 30 s: a
+  // pipeline that checkpoints while idle never settles and fails below.
+  double steps = -1, item_records = -1, checkpoints = -1;
+  for (const auto until = std::chrono::steady_clock::now() + seconds(30); std::chrono::steady_clock::now() < until;) {
+    const double s = ScrapeMetric(p.port, "gsau_learner_steps_total").value_or(-1);
+    const double r = ScrapeMetric(p.port, items).value_or(-1);
+    const double c = ScrapeMetric(p.port, "gsau_learner_checkpoints_total").value_or(-1);
+    if (s == steps && r == item_records && c == checkpoints) break;
+    steps = s, item_records = r, checkpoints = c;
+    std::this_thread::sleep_for(seconds(3));
+  }
   std::this_thread::sleep_for(seconds(5));  // over two checkpoint intervals
   EXPECT_EQ(ScrapeMetric(p.port, "gsau_learner_steps_total").value_or(-1), steps) << "steps while idle";
   EXPECT_EQ(ScrapeMetric(p.port, items).value_or(-1), item_records) << "item records while idle";
