@@ -1746,6 +1746,12 @@ struct Pipeline::Impl {
   // freshness p50 0.70 s, p99 4.8 s during refreshes of 8,192 a flush, 36 ms / 129 ms outside).
   static constexpr size_t kMarkedUsersPerFlush = kUsersPerForward;
 
+  // The user publisher's read of a session (the test fault first, when one is set).
+  Result<std::vector<state::SessionEntry>> ReadSession(state::UserId u) const {
+    if (opt.session_read_fault) GSAU_RETURN_IF_ERROR(opt.session_read_fault(u));
+    return store->Session(u);
+  }
+
   // Publishes the due users the serving snapshot can embed, kUsersPerForward at a time, until
   // `stop` (then at most one more group); the others, and on failure those not yet published,
   // stay in `due`.
@@ -1777,7 +1783,7 @@ struct Pipeline::Impl {
           now_ns - waiting->second.since_ns < kNewItemWaitNs) {
         return Status::Ok();  // no new item in the snapshot since the last look: no need to read again
       }
-      auto read = Counted(store->Session(u));
+      auto read = Counted(ReadSession(u));
       if (!read.ok()) {
         // Not the flush's failure: returned, a session that cannot be read (a damaged entry) held
         // back every user after it, and every flush came round to it again. A refresh's mark

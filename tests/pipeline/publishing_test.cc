@@ -716,6 +716,38 @@ TEST(PipelinePublishingTest, ARefusedRecordCountsOnceInThePublishersErrors) {
   EXPECT_EQ(PublisherErrors(registry, "publish"), 0) << "the publisher's refusals counted again by the pipeline";
 }
 
+// A session the user publisher cannot read (a damaged entry) fails that user alone: counted,
+// and every other due user goes out. (The read's failure ended the flush: the users gathered
+// with it were dropped, and, the user staying due, every later flush came round to it again.)
+TEST(PipelinePublishingTest, AnUnreadableSessionHoldsBackNoOtherUser) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  std::vector<std::pair<std::string, std::string>> clicks;
+  for (int u = 0; u < 10; ++u) clicks.emplace_back("u" + std::to_string(u), "i" + std::to_string(u % 3));
+  WriteState(o, clicks);
+  int faults = 0;
+  o.session_read_fault = [&faults](state::UserId u) {
+    if (u != 3) return Status::Ok();  // "u3": ids follow first appearance
+    ++faults;
+    return Status::Corruption("state: bad session entry");
+  };
+  // Without a checkpoint every user of the state is due at the start; the stop's flush publishes.
+  prometheus::Registry registry;
+  PipelineStatus st;
+  const Status s = RunStoppedAtOnce(o, &registry, &st);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_GE(faults, 1);
+  EXPECT_EQ(PublisherErrors(registry, "publish"), faults) << "each failed read counted once";
+  EXPECT_EQ(st.users_published, 9);
+  std::set<std::string> users;
+  for (const auto& r : ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 9, 10000)) users.insert(r.key);
+  std::set<std::string> expected;
+  for (int u = 0; u < 10; ++u) {
+    if (u != 3) expected.insert("u" + std::to_string(u));
+  }
+  EXPECT_EQ(users, expected);
+}
+
 // A restart's versions go on above the newest record in the topics, not only above its checkpoint's
 // (here none) and the wall clock: records published after the checkpoint, before a crash, carry
 // later stamps, and a clock set back since (an hour here) gave the same ids smaller versions.

@@ -103,6 +103,9 @@ struct PipelineOptions {
   // set does not grow with the state. Not in the config file (a tuning of the pipeline's, smaller
   // in tests).
   size_t refresh_part_users = 16384;
+  // Tests only: a non-OK status fails the publisher's read of that user's session as a damaged
+  // entry would (the learner's and the start-up's reads are not affected). Not in the config.
+  std::function<Status(state::UserId)> session_read_fault;
   std::string prequential_csv;         // empty = no CSV
   int prequential_interval_s = 10;     // CSV rows and metric windows
   int prequential_max_per_batch = 512;  // clicks ranked between two steps, at most (the rest skipped)
