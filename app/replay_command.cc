@@ -132,8 +132,8 @@ void AddReplayCommand(CLI::App& root, int* exit_code) {
   auto* cmd = root.add_subcommand(
       "replay", "Replay a dataset (or a synthetic stream) as click events on Kafka, in event-time order");
   cmd->add_option("--data", flags->data,
-                  "Interactions: TSV user_id<TAB>item_id<TAB>timestamp with header (.gz ok), or per-user lines "
-                  "'uid i1 i2 ...'");
+                  "Interactions: a table of user_id, item_id, timestamp with header, separated by tabs, commas, "
+                  "semicolons or '|' (.gz ok), or per-user lines 'uid i1 i2 ...'");
   cmd->add_option("--times", flags->times,
                   "Aligned times file for per-user lines ('uid t1 t2 ...'; unit as --ts-unit, auto: told apart "
                   "by the magnitude, one unit per file)");

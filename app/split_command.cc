@@ -92,7 +92,7 @@ void AddSplitCommand(CLI::App& root, int* exit_code) {
   auto* cmd = root.add_subcommand(
       "split", "Write a dataset's offline part (what `gsau train --train-fraction F` trains on) and the rest but the "
                "test items as TSV streams for `gsau replay` (the continual-quality experiment)");
-  cmd->add_option("--data", args->data, "interactions: per-user lines (uid i1 i2 ...) or TSV user,item,time")
+  cmd->add_option("--data", args->data, "interactions: per-user lines (uid i1 i2 ...) or a table user,item,time (TSV, CSV)")
       ->required();
   cmd->add_option("--times", args->times, "aligned times file for per-user lines");
   cmd->add_option("--train-fraction", args->train_fraction, "the offline part: this first fraction of the training stream")

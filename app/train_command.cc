@@ -148,7 +148,7 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
   auto args = std::make_shared<TrainArgs>();
   auto& o = args->options;
   auto* cmd = root.add_subcommand("train", "Train GSAU (or a baseline) offline on a dataset and evaluate it");
-  cmd->add_option("--data", args->data, "interactions: per-user lines (uid i1 i2 ...) or TSV user,item,time")
+  cmd->add_option("--data", args->data, "interactions: per-user lines (uid i1 i2 ...) or a table user,item,time (TSV, CSV)")
       ->required();
   cmd->add_option("--times", args->times, "aligned times file for per-user lines");
   cmd->add_option("--model", args->model, "gsau-rec | gsau | sasrec | lightgcn")->capture_default_str();

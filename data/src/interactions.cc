@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -40,17 +41,97 @@ std::vector<std::string_view> SplitWs(std::string_view line) {
   return out;
 }
 
-std::vector<std::string_view> SplitTabs(std::string_view line) {
+// One line of a table's fields, separated by `sep`. A field that starts with a double quote is
+// quoted as CSV writers (pandas, spreadsheets) quote one holding the separator or a quote: up
+// to the closing quote, a doubled quote standing for one; its text is then kept in `owned`,
+// whose elements must outlive the views. A quote elsewhere is an ordinary character. False
+// (with `error` set) for a quote left open or text after a closing one.
+bool SplitFields(std::string_view line, char sep, std::vector<std::string_view>* out, std::deque<std::string>* owned,
+                 std::string* error) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  std::vector<std::string_view> out;
+  out->clear();
   size_t start = 0;
   while (true) {
-    const size_t tab = line.find('\t', start);
-    out.push_back(line.substr(start, tab == std::string_view::npos ? tab : tab - start));
-    if (tab == std::string_view::npos) break;
-    start = tab + 1;
+    if (start < line.size() && line[start] == '"') {
+      std::string text;
+      size_t k = start + 1;
+      while (true) {
+        const size_t q = line.find('"', k);
+        if (q == std::string_view::npos) {
+          *error = "a quoted field is not closed on its line (field " + std::to_string(out->size() + 1) + ")";
+          return false;
+        }
+        text.append(line.substr(k, q - k));
+        if (q + 1 < line.size() && line[q + 1] == '"') {
+          text += '"';
+          k = q + 2;
+          continue;
+        }
+        k = q + 1;
+        break;
+      }
+      if (k < line.size() && line[k] != sep) {
+        *error = "text after the closing quote of field " + std::to_string(out->size() + 1);
+        return false;
+      }
+      out->push_back(owned->emplace_back(std::move(text)));
+      if (k >= line.size()) break;
+      start = k + 1;
+      continue;
+    }
+    const size_t at = line.find(sep, start);
+    out->push_back(line.substr(start, at == std::string_view::npos ? at : at - start));
+    if (at == std::string_view::npos) break;
+    start = at + 1;
   }
+  return true;
+}
+
+// The fields of `line` split at `sep` (quotes as SplitFields; a line they do not split gives one field).
+std::vector<std::string_view> Fields(std::string_view line, char sep, std::deque<std::string>* owned) {
+  std::vector<std::string_view> out;
+  std::string ignored;
+  if (!SplitFields(line, sep, &out, owned, &ignored)) return {line};
   return out;
+}
+
+// The separator of a table whose first line is `first`: a tab when it has one, else a comma,
+// semicolon or '|' that splits it into three fields or more, none of them holding a space
+// outside quotes (per-user lines separate ids with spaces: `u1 a,b,c` is one of those); the one
+// giving the most fields. 0 when none does.
+char TableSeparator(std::string_view first) {
+  std::deque<std::string> owned;
+  if (first.find('\t') != std::string_view::npos) return Fields(first, '\t', &owned).size() >= 3 ? '\t' : 0;
+  char best = 0;
+  size_t most = 2;
+  for (const char sep : {',', ';', '|'}) {
+    std::deque<std::string> quoted;
+    const auto f = Fields(first, sep, &quoted);
+    const auto bare_space = [&](std::string_view x) {
+      const bool was_quoted =
+          std::any_of(quoted.begin(), quoted.end(), [&](const std::string& q) { return q.data() == x.data(); });
+      return !was_quoted && x.find(' ') != std::string_view::npos;
+    };
+    if (f.size() > most && std::none_of(f.begin(), f.end(), bare_space)) {
+      best = sep;
+      most = f.size();
+    }
+  }
+  return best;
+}
+
+// How a message names the separator.
+std::string SeparatedBy(char sep) {
+  switch (sep) {
+    case '\t':
+      return "tab-separated";
+    case ',':
+      return "comma-separated";
+    case ';':
+      return "semicolon-separated";
+    default:
+      return std::string("'") + sep + "'-separated";
+  }
 }
 
 // Empty, or spaces, tabs and a CR only.
@@ -248,13 +329,22 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
   TsvColumns cols;
   size_t header_fields = 3;
   bool first = true;
+  char sep = 0;  // the first line's (TableSeparator), a tab when it has none
+  std::vector<std::string_view> f;
+  std::deque<std::string> quoted;  // the line's quoted fields (f's views into them)
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
     if (IsBlank(line)) return true;
     if (IsComment(line)) {
       error = CommentError(path, lineno);
       return false;
     }
-    auto f = SplitTabs(line);
+    if (sep == 0) sep = TableSeparator(line);
+    if (sep == 0) sep = '\t';
+    quoted.clear();
+    if (std::string why; !SplitFields(line, sep, &f, &quoted, &why)) {
+      error = LineError(path, lineno, why);
+      return false;
+    }
     // Empty fields at the end (a trailing tab) are not columns.
     while (f.size() > 3 && TrimSpaces(f.back()).empty()) f.pop_back();
     if (first) {
@@ -289,8 +379,8 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
       }
       if (f.size() > 3) {
         // Which column holds the time is a guess without names: MovieLens' third is its rating.
-        error = LineError(path, lineno, std::to_string(f.size()) +
-                                            " tab-separated fields and no header line: name the columns in one "
+        error = LineError(path, lineno, std::to_string(f.size()) + " " + SeparatedBy(sep) +
+                                            " fields and no header line: name the columns in one "
                                             "(user_id, item_id, timestamp), or keep only those three; per-user "
                                             "lines (`uid i1 i2 ...`) must separate their ids with spaces");
         return false;
@@ -301,7 +391,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
     // time) row per user.
     if (f.size() < cols.needed() || f.size() > header_fields) {
       error = LineError(path, lineno, "expected " + std::to_string(header_fields) +
-                                          " tab-separated fields (user<TAB>item<TAB>timestamp), got " +
+                                          " " + SeparatedBy(sep) + " fields (user, item, timestamp), got " +
                                           std::to_string(f.size()));
       return false;
     }
@@ -499,10 +589,8 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const
       return IsBlank(line);  // on to the first line that is not blank
     });
     if (IsComment(first)) return CommentError(path, first_lineno);
-    const auto tabbed = [](std::string_view line) {
-      return line.find('\t') != std::string_view::npos && SplitTabs(line).size() >= 3;
-    };
-    format = tabbed(first) ? Format::kTsv : Format::kUserLines;
+    const auto tabbed = [](std::string_view line) { return TableSeparator(line) == '\t'; };
+    format = TableSeparator(first) != 0 ? Format::kTsv : Format::kUserLines;
     if (format == Format::kUserLines) {
       // Told apart by the first line alone, a table whose header is written with spaces (or
       // lacks a field) would be read as per-user lines: times as items.
@@ -527,8 +615,8 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const
   // Every caller wants interactions; an empty file ran a demo of nothing, and replay waited on
   // Kafka to send none.
   if (events.empty()) {
-    // A CSV reads as per-user lines of one field each (a user without items): say what the file
-    // looks like, not only that nothing came of it.
+    // A table of fewer than three columns reads as per-user lines of one field each (a user
+    // without items): say what the file looks like, not only that nothing came of it.
     std::string_view first;
     int64_t first_lineno = 0;
     ForEachLine(text, [&](std::string_view line, int64_t lineno) {
@@ -541,7 +629,7 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const
         if (first.find(sep) == std::string_view::npos) continue;
         return LineError(path, first_lineno,
                          std::string("holds no interactions: its lines are one field each, separated by '") + sep +
-                             "'; columns must be tab-separated (user<TAB>item<TAB>timestamp, with a header naming "
+                             "'; a table needs a user, an item and a time column (with a header naming "
                              "them), or per-user lines separate their ids with spaces");
       }
     }

@@ -122,6 +122,49 @@ TEST(InteractionsTest, HeaderNamesPickTheColumns) {
   }
 }
 
+// Tables separated by commas, semicolons or '|' read as TSVs do (MovieLens' ratings.csv was an
+// error: "lines are one field each"), and a field may be quoted as CSV writers quote one that
+// holds the separator or a quote, in a TSV too (pandas). Per-user lines whose ids hold commas
+// stay per-user lines.
+TEST(InteractionsTest, CommaSemicolonAndBarSeparatedTablesWithQuotedFieldsRead) {
+  TempDir dir;
+  using Row = std::tuple<std::string, std::string, int64_t>;
+  auto rows = [](const std::vector<Interaction>& r) {
+    std::vector<Row> out;
+    for (const auto& e : r) out.emplace_back(e.user_id, e.item_id, e.ts_ms);
+    return out;
+  };
+  const std::vector<std::pair<std::string, std::vector<Row>>> read = {
+      {"userId,movieId,rating,timestamp\r\n1,296,5.0,1147880044\r\n2,306,3.5,1147868817\r\n",
+       {{"1", "296", 1147880044000}, {"2", "306", 1147868817000}}},
+      {"user_id;item_id;timestamp\nu1;i1;100\n", {{"u1", "i1", 100000}}},
+      {"u1|i1|100\nu2|i2|200\n", {{"u1", "i1", 100000}, {"u2", "i2", 200000}}},
+      {"user_id,item_id,timestamp\n\"u,1\",\"say \"\"hi\"\"\",100\n", {{"u,1", "say \"hi\"", 100000}}},
+      {"user_id\titem_id\ttimestamp\n\"u\t1\"\ti1\t7\n", {{"u\t1", "i1", 7000}}},
+      {"u1 a,b,c\n", {{"u1", "a,b,c", 0}}},
+  };
+  for (const auto& [text, expected] : read) {
+    WriteFile(dir.File("t.csv"), text);
+    auto r = ReadInteractions(dir.File("t.csv"));
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status();
+    EXPECT_EQ(rows(*r), expected) << text;
+  }
+  const std::vector<std::array<std::string, 3>> refused = {
+      {"open.csv", "user_id,item_id,timestamp\n\"u1,i1,100\n", "open.csv:2: a quoted field is not closed on its line"},
+      {"after.csv", "user_id,item_id,timestamp\n\"u1\"x,i1,100\n", "after.csv:2: text after the closing quote"},
+      {"short.csv", "user_id,item_id,timestamp\nu1,i1\n", "short.csv:2: expected 3 comma-separated fields"},
+      {"empty.csv", "user_id,item_id,timestamp\n\"\",x,5\n", "empty.csv:2: empty user or item id"},
+      {"semi.csv", "1;2;3;4\n", "semi.csv:1: 4 semicolon-separated fields and no header line"},
+      {"digi.csv", "sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n",
+       "digi.csv:1: the header has 5 columns but does not name the user, item and time columns"},
+  };
+  for (const auto& [name, text, message] : refused) {
+    WriteFile(dir.File(name), text);
+    const std::string m = ReadError(dir.File(name));
+    EXPECT_NE(m.find(message), std::string::npos) << name << ": " << m;
+  }
+}
+
 // What a TSV's first lines leave ambiguous is an error, not a guess that reads users as items or
 // drops a row; a byte-order mark is not part of the first id.
 TEST(InteractionsTest, AmbiguousTsvLinesAreErrorsAndAByteOrderMarkIsDropped) {
@@ -357,17 +400,17 @@ TEST(InteractionsTest, ADirectoryAnEmptyFileAndATimesFileForATsvAreErrors) {
     ASSERT_FALSE(e.ok()) << "'" << text << "'";
     EXPECT_NE(e.status().message().find("empty.tsv holds no interactions"), std::string::npos) << e.status();
   }
-  // A comma- or semicolon-separated file reads as per-user lines of one field each: said so (it
-  // was only "holds no interactions", DIGINETICA's own CSV among them).
+  // A comma- or semicolon-separated file of fewer than three columns reads as per-user lines of
+  // one field each: said so (it was only "holds no interactions").
   for (const auto& [text, sep] : std::vector<std::pair<std::string, std::string>>{
-           {"user_id,item_id,timestamp\nu1,i1,1700000000\n", "','"},
-           {"\nsessionId;userId;itemId;timeframe;eventdate\n1;;81766;526309;2016-05-09\n", "';'"}}) {
+           {"user_id,item_id\nu1,i1\n", "','"}, {"\nsessionId;itemId\n1;81766\n", "';'"}}) {
     WriteFile(dir.File("d.csv"), text);
     auto c = ReadInteractions(dir.File("d.csv"));
     ASSERT_FALSE(c.ok()) << text;
     EXPECT_NE(c.status().message().find("lines are one field each, separated by " + sep), std::string::npos)
         << c.status();
-    EXPECT_NE(c.status().message().find("columns must be tab-separated"), std::string::npos) << c.status();
+    EXPECT_NE(c.status().message().find("a table needs a user, an item and a time column"), std::string::npos)
+        << c.status();
   }
   WriteFile(dir.File("a.tsv"), "user_id\titem_id\ttimestamp\nu1\ti1\t1700000000\n");
   WriteFile(dir.File("times.txt"), "u1 1700000000\n");

@@ -2,8 +2,12 @@
 // writing the TSV that `gsau split` produces.
 //
 // Formats (chosen by ReadOptions::format, or detected from the first line that is not blank:
-// kTsv when it has a tab and 3 or more fields, else kUserLines):
-//  - kTsv: an optional header line, then `user_id<TAB>item_id<TAB>timestamp`. A header that
+// kTsv when it has a tab and 3 or more fields, or no tab and 3 or more fields separated by
+// commas, semicolons or '|' with no space outside quotes; else kUserLines):
+//  - kTsv: a table separated by tabs (or the first line's comma, semicolon or '|'): an optional
+//    header line, then `user_id<TAB>item_id<TAB>timestamp`. A field starting with a double
+//    quote is quoted as CSV writers quote (up to the closing quote, "" for a quote; on one line);
+//    a quote left open or text after a closing one is an error. A header that
 //    names the user, item and time columns (user_id/userId/user/SessionId/reviewerID,
 //    item_id/itemId/item/movieId/asin, timestamp/timestamp_ms/timestamp_s/ts/time/unixReviewTime,
 //    any case) picks them wherever they are and the
