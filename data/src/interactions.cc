@@ -41,6 +41,13 @@ std::vector<std::string_view> SplitWs(std::string_view line) {
   return out;
 }
 
+// Without the spaces around it (an editor's trailing blanks).
+std::string_view TrimSpaces(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
 // One line of a table's fields, separated by `sep`. A field that starts with a double quote is
 // quoted as CSV writers (pandas, spreadsheets) quote one holding the separator or a quote: up
 // to the closing quote, a doubled quote standing for one; its text is then kept in `owned`,
@@ -97,11 +104,15 @@ std::vector<std::string_view> Fields(std::string_view line, char sep, std::deque
 
 // The separator of a table whose first line is `first`: a tab when it has one, else a comma,
 // semicolon or '|' that splits it into three fields or more, none of them holding a space
-// outside quotes (per-user lines separate ids with spaces: `u1 a,b,c` is one of those); the one
-// giving the most fields. 0 when none does.
+// between two words outside quotes (per-user lines separate ids with spaces: `u1 a,b,c` is one
+// of those; `user_id, item_id, timestamp` is a table, whose ids with spaces around are then
+// refused, not per-user lines with times for items); the one giving the most fields. 0 when
+// none does.
 char TableSeparator(std::string_view first) {
-  std::deque<std::string> owned;
-  if (first.find('\t') != std::string_view::npos) return Fields(first, '\t', &owned).size() >= 3 ? '\t' : 0;
+  if (first.find('\t') != std::string_view::npos) {
+    std::deque<std::string> owned;
+    return Fields(first, '\t', &owned).size() >= 3 ? '\t' : 0;
+  }
   char best = 0;
   size_t most = 2;
   for (const char sep : {',', ';', '|'}) {
@@ -110,7 +121,7 @@ char TableSeparator(std::string_view first) {
     const auto bare_space = [&](std::string_view x) {
       const bool was_quoted =
           std::any_of(quoted.begin(), quoted.end(), [&](const std::string& q) { return q.data() == x.data(); });
-      return !was_quoted && x.find(' ') != std::string_view::npos;
+      return !was_quoted && TrimSpaces(x).find(' ') != std::string_view::npos;
     };
     if (f.size() > most && std::none_of(f.begin(), f.end(), bare_space)) {
       best = sep;
@@ -137,13 +148,6 @@ std::string SeparatedBy(char sep) {
 // Empty, or spaces, tabs and a CR only.
 bool IsBlank(std::string_view line) {
   return line.find_first_not_of(" \t\r") == std::string_view::npos;
-}
-
-// Without the spaces around it (an editor's trailing blanks).
-std::string_view TrimSpaces(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
-  return s;
 }
 
 bool ParseDouble(std::string_view s, double* out) {
@@ -211,14 +215,14 @@ std::string OutOfRange(std::string_view what, std::string_view value) {
 // differently on either side, and its clicks came out of order.
 class AutoTimes {
  public:
-  // The time of the next event (out[k] for the k-th call), `text` as written (a view into the
-  // file's text) on `lineno`.
+  // The time of the next event (out[k] for the k-th call), `text` as written on `lineno` (kept
+  // as a copy when it is the largest so far: a quoted field's view lives for its line only).
   void Add(double v, std::string_view text, int64_t lineno) {
     scale_ = true;
     values_.push_back(v);
     if (const double a = std::fabs(v); a > max_abs_) {  // (finite: ParseDouble refuses the rest)
       max_abs_ = a;
-      max_text_ = text;
+      max_text_.assign(text);
       max_line_ = lineno;
     }
   }
@@ -256,7 +260,7 @@ class AutoTimes {
   std::vector<double> values_;
   bool scale_ = false;  // the unit is to be found (Add), not given (Written)
   double max_abs_ = 0;
-  std::string_view max_text_;
+  std::string max_text_;
   int64_t max_line_ = 0;
 };
 
@@ -563,9 +567,23 @@ Status WriteInteractionsTsv(const std::string& path, const std::vector<Interacti
   // Whole or not at all, and on disk before the rename (gsau split's output: its .tmp was left
   // behind on an error, and nothing was synced).
   return WriteFileAtomically(path, [&](const ByteSink& sink) {
+    // An id the reader would take for a quoted field (a leading quote) or split (a tab) is
+    // written quoted, so that it reads back as it was.
+    const auto append_id = [](std::string& out, const std::string& id) {
+      if (id.empty() || (id.front() != '"' && id.find('\t') == std::string::npos)) {
+        out.append(id);
+        return;
+      }
+      out += '"';
+      for (const char c : id) out.append(c == '"' ? 2 : 1, c);
+      out += '"';
+    };
     std::string chunk = "user_id\titem_id\t" + std::string(kTsvMillisecondsColumn) + "\n";
     for (const auto& e : events) {
-      chunk.append(e.user_id).append(1, '\t').append(e.item_id).append(1, '\t').append(std::to_string(e.ts_ms));
+      append_id(chunk, e.user_id);
+      chunk += '\t';
+      append_id(chunk, e.item_id);
+      chunk.append(1, '\t').append(std::to_string(e.ts_ms));
       chunk += '\n';
       if (chunk.size() >= (1 << 16)) {
         sink(chunk.data(), chunk.size());
@@ -589,7 +607,9 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path, const
       return IsBlank(line);  // on to the first line that is not blank
     });
     if (IsComment(first)) return CommentError(path, first_lineno);
-    const auto tabbed = [](std::string_view line) { return TableSeparator(line) == '\t'; };
+    const auto tabbed = [](std::string_view line) {
+      return line.find('\t') != std::string_view::npos && TableSeparator(line) == '\t';
+    };
     format = TableSeparator(first) != 0 ? Format::kTsv : Format::kUserLines;
     if (format == Format::kUserLines) {
       // Told apart by the first line alone, a table whose header is written with spaces (or

@@ -1191,8 +1191,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // moved here from another member earlier counts too until then: a high reading for at most
   // the session timeout beats a 0 while a backlog grows.)
   // Partitions the brokers did not answer for (a process just started, a slow broker) are
-  // asked again each second until the first assignment (MaybeSeedLag): asked once, a missed
-  // answer left the gauge at 0 for the whole session timeout.
+  // asked again until the first assignment (MaybeSeedLag, after 1, 2, 4, then every 8 s): asked
+  // once, a missed answer left the gauge at 0 for the whole session timeout.
   void SeedLagFromState() {
     for (const auto& p : store_->Offsets()) {
       if (p.tp.topic == options_.topic) seed_pending_.insert(p.tp);
@@ -1206,11 +1206,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       seed_pending_.clear();  // the group's assignment says what is this process's now
       return;
     }
-    const auto now = Clock::now();
-    if (now - last_seed_ < std::chrono::seconds(1)) return;
-    last_seed_ = now;
+    if (Clock::now() < next_seed_) return;
     const auto answered =
         LogEnds(consumer_.get(), std::vector<TopicPartition>(seed_pending_.begin(), seed_pending_.end()), 1000);
+    // From the end of the ask, 1 s doubling to 8: an ask the brokers do not answer blocks this
+    // loop for its 1 s, which must not become most of its time.
+    next_seed_ = Clock::now() + seed_backoff_;
+    seed_backoff_ = std::min<Clock::duration>(2 * seed_backoff_, std::chrono::seconds(8));
     for (const auto& [tp, ends] : answered) {
       known_high_[tp] = ends.second;
       lost_.insert(tp);
@@ -1220,7 +1222,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     if (!seed_pending_.empty() && !seed_missed_) {
       seed_missed_ = true;
       GSAU_LOG_INFO("ingest: no log end yet for {} partition(s) this state has read; the consumer lag counts them "
-                    "once the brokers answer (asked each second until the first assignment)",
+                    "once the brokers answer (asked again until the first assignment)",
                     seed_pending_.size());
     }
   }
@@ -1295,7 +1297,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   bool paused_ = false;
   bool ever_assigned_ = false;  // the group has given this consumer an assignment (maybe empty)
   std::set<TopicPartition> seed_pending_;  // read by the state, no log end yet (SeedLagFromState)
-  Clock::time_point last_seed_{};
+  Clock::time_point next_seed_{};
+  Clock::duration seed_backoff_ = std::chrono::seconds(1);
   bool seed_missed_ = false;  // said once
 
   // The micro-batch being filled.

@@ -157,6 +157,11 @@ TEST(InteractionsTest, CommaSemicolonAndBarSeparatedTablesWithQuotedFieldsRead) 
       {"semi.csv", "1;2;3;4\n", "semi.csv:1: 4 semicolon-separated fields and no header line"},
       {"digi.csv", "sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n",
        "digi.csv:1: the header has 5 columns but does not name the user, item and time columns"},
+      // Spaces after the commas: a table whose ids have spaces around them, not per-user lines
+      // whose times read as items.
+      {"spaced.csv", "user_id, item_id, timestamp\nu1, i1, 100\n", "spaced.csv:2: spaces around the user or item id"},
+      // The largest time, quoted, named as written once its line has gone by.
+      {"big.csv", "u,i,t\nu1,i1,\"1e300\"\nu1,i2,5\n", "big.csv:2: timestamp '1e300'"},
   };
   for (const auto& [name, text, message] : refused) {
     WriteFile(dir.File(name), text);
@@ -499,8 +504,12 @@ TEST(InteractionsTest, TimesFileMustHaveTheItemsFileLineCount) {
 TEST(InteractionsTest, MillisecondHeaderReadsSmallTimesAsMilliseconds) {
   TempDir dir;
   // What `gsau split` writes: small (synthetic) times were read as seconds, multiplied by 1000.
-  const std::vector<Interaction> events = {{"u1", "i1", 5, 0, true}, {"u2", "i2", 1700, 1, true},
-                                           {"u1", "i3", 1732600000123, 2, true}};
+  // Ids the reader would take for quoted fields or split at a tab read back as they were.
+  const std::vector<Interaction> events = {{"u1", "i1", 5, 0, true},
+                                           {"u2", "i2", 1700, 1, true},
+                                           {"u1", "i3", 1732600000123, 2, true},
+                                           {"\"q\"", "a\"b", 1732600000124, 3, true},
+                                           {"t\tab", "\"", 1732600000125, 4, true}};
   ASSERT_TRUE(WriteInteractionsTsv(dir.File("split.tsv"), events).ok());
   auto r = ReadInteractions(dir.File("split.tsv"));
   ASSERT_TRUE(r.ok()) << r.status();

@@ -593,7 +593,10 @@ TEST(IngestTest, ATopicCreatedAgainWhileIngestReadsItStopsIngest) {
   EXPECT_TRUE(reading || assigned) << result;
   EXPECT_EQ(store->Counts().events, 50u);
   EXPECT_EQ(*store->Offset({topic, 0}), 50);
-  EXPECT_GT(ingestor.counters().redelivered, 0) << "the new log's records came as ones read before";
+  // Read on, the new log's records came as ones read before; found at the assignment, none was fetched.
+  if (reading) {
+    EXPECT_GT(ingestor.counters().redelivered, 0) << "the new log's records came as ones read before";
+  }
 }
 
 // The topic deleted and created again while ingest was stopped, and refilled past the state's
