@@ -157,6 +157,82 @@ bool ParseDouble(std::string_view s, double* out) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(*out);
 }
 
+// Days from 1970-01-01 to the proleptic Gregorian date y-m-d (negative before it): whole
+// 400-year eras of 146,097 days, then the day of the era counted from March 1st, so that a leap
+// day falls at the end of its year.
+int64_t DaysFromCivil(int64_t y, int m, int d) {
+  y -= m <= 2 ? 1 : 0;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t year_of_era = y - era * 400;                                 // [0, 399]
+  const int64_t day_of_year = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;  // [0, 365]
+  const int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+  return era * 146097 + day_of_era - 719468;  // 719,468 days from 0000-03-01 to 1970-01-01
+}
+
+// `n` digits at s[*pos] as a number (*pos moves past them); false when they are not there.
+bool Digits(std::string_view s, size_t* pos, size_t n, int* out) {
+  if (*pos + n > s.size()) return false;
+  int v = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const char c = s[*pos + k];
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  *pos += n;
+  *out = v;
+  return true;
+}
+
+// An ISO 8601 date or date-time as datasets write them: `2016-05-09`, `2014-04-07T10:51:09.277Z`,
+// `2019-10-01 00:00:00 UTC`, `2019-10-01T02:00:00+02:00` (or +0200); seconds and their fraction
+// optional; no zone is UTC. Milliseconds since the epoch, with the fraction below a millisecond
+// (for the order of clicks within one). False for anything else, an impossible date among them.
+bool ParseDateTime(std::string_view s, double* ms) {
+  s = TrimSpaces(s);
+  size_t pos = 0;
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!Digits(s, &pos, 4, &y) || pos >= s.size() || s[pos++] != '-' || !Digits(s, &pos, 2, &mo) ||
+      pos >= s.size() || s[pos++] != '-' || !Digits(s, &pos, 2, &d)) {
+    return false;
+  }
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] + (mo == 2 && leap ? 1 : 0)) return false;
+  double fraction_ms = 0;
+  if (pos + 1 < s.size() && (s[pos] == 'T' || s[pos] == ' ') && s[pos + 1] >= '0' && s[pos + 1] <= '9') {
+    ++pos;
+    if (!Digits(s, &pos, 2, &h) || pos >= s.size() || s[pos++] != ':' || !Digits(s, &pos, 2, &mi)) return false;
+    if (pos < s.size() && s[pos] == ':') {
+      ++pos;
+      if (!Digits(s, &pos, 2, &sec)) return false;
+      if (pos < s.size() && (s[pos] == '.' || s[pos] == ',')) {
+        double scale = 100;  // ms per unit of the first digit after the point
+        ++pos;
+        const size_t first = pos;
+        for (; pos < s.size() && s[pos] >= '0' && s[pos] <= '9'; ++pos, scale /= 10) fraction_ms += (s[pos] - '0') * scale;
+        if (pos == first) return false;
+      }
+    }
+    if (h > 23 || mi > 59 || sec > 59) return false;
+  }
+  int offset_min = 0;
+  std::string_view zone = TrimSpaces(s.substr(pos));
+  if (zone == "Z" || zone == "UTC" || zone.empty()) {
+  } else if (zone.front() == '+' || zone.front() == '-') {
+    size_t z = 1;
+    int zh = 0, zm = 0;
+    if (!Digits(zone, &z, 2, &zh)) return false;
+    if (z < zone.size() && zone[z] == ':') ++z;
+    if (!Digits(zone, &z, 2, &zm) || z != zone.size() || zh > 23 || zm > 59) return false;
+    offset_min = (zone.front() == '+' ? 1 : -1) * (zh * 60 + zm);
+  } else {
+    return false;
+  }
+  const int64_t seconds = DaysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - int64_t{offset_min} * 60;
+  *ms = static_cast<double>(seconds) * 1000.0 + fraction_ms;
+  return true;
+}
+
 template <typename Fn>
 void ForEachLine(const std::string& text, Fn&& fn) {
   size_t start = 0;
@@ -292,11 +368,14 @@ std::string Lower(std::string_view s) {
 // order, unless a name it does give says otherwise (item_id first: taken in order, users and
 // items were swapped). False when the columns cannot be told.
 bool ColumnsFromHeader(const std::vector<std::string_view>& header, TsvColumns* cols) {
-  static const std::vector<std::string> kUser = {"user_id",    "userid",  "user",      "sessionid",
-                                                 "session_id", "session", "reviewerid"};
-  static const std::vector<std::string> kItem = {"item_id", "itemid", "item", "movieid", "movie_id", "asin"};
+  static const std::vector<std::string> kUser = {"user_id",   "userid",     "user",        "sessionid", "session_id",
+                                                 "session",   "reviewerid", "visitorid",   "visitor_id", "customer_id",
+                                                 "customerid"};
+  static const std::vector<std::string> kItem = {"item_id",    "itemid",    "item",       "movieid",   "movie_id",
+                                                 "asin",       "product_id", "productid", "article_id", "articleid"};
   static const std::vector<std::string> kTime = {"timestamp", std::string(kTsvMillisecondsColumn), "timestamp_s",
-                                                 "ts", "time", "unixreviewtime"};
+                                                 "ts",        "time",     "unixreviewtime", "event_time",
+                                                 "datetime",  "date",     "eventdate"};
   auto find = [&](const std::vector<std::string>& names) -> std::optional<size_t> {
     for (size_t k = 0; k < header.size(); ++k) {
       const std::string h = Lower(TrimSpaces(header[k]));
@@ -334,6 +413,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
   size_t header_fields = 3;
   bool first = true;
   char sep = 0;  // the first line's (TableSeparator), a tab when it has none
+  std::optional<bool> dated;  // the times are date-times (the first row's kind), not numbers
   std::vector<std::string_view> f;
   std::deque<std::string> quoted;  // the line's quoted fields (f's views into them)
   ForEachLine(text, [&](std::string_view line, int64_t lineno) {
@@ -364,7 +444,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
       // names elsewhere, e.g. pandas' unnamed index column).
       static const std::vector<std::string> kMissing = {"nan", "null", "none", "na", "n/a", "\\n", "-", "?"};
       const std::string third = Lower(TrimSpaces(f[2]));
-      if (!ParseDouble(f[2], &ignored) && !third.empty() &&
+      if (!ParseDouble(f[2], &ignored) && !ParseDateTime(f[2], &ignored) && !third.empty() &&
           std::find(kMissing.begin(), kMissing.end(), third) == kMissing.end()) {
         header_fields = f.size();
         if (!ColumnsFromHeader(f, &cols)) {
@@ -401,8 +481,19 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
     }
     const std::string_view user = f[cols.user], item = f[cols.item], time = f[cols.time];
     double ts;
-    if (!ParseDouble(time, &ts)) {
-      error = LineError(path, lineno, "timestamp '" + std::string(time) + "' is not a number");
+    const bool number = ParseDouble(time, &ts);
+    if (!number && !ParseDateTime(time, &ts)) {
+      error = LineError(path, lineno, "timestamp '" + std::string(time) +
+                                          "' is not a number nor a date-time (2014-04-07T10:51:09.277Z)");
+      return false;
+    }
+    // One kind per file: the automatic unit scales numbers by the largest of them.
+    if (dated == std::nullopt) dated = !number;
+    if (*dated == number) {
+      error = LineError(path, lineno, "timestamp '" + std::string(time) + "' is " +
+                                          (number ? "a number but the first row's is a date-time"
+                                                  : "a date-time but the first row's is a number") +
+                                          ": one kind of time per file");
       return false;
     }
     if (user.empty() || item.empty()) {
@@ -417,7 +508,13 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
       return false;
     }
     int64_t ts_ms = 0;
-    if (unit == TimeUnit::kAuto) {
+    if (*dated) {
+      if (!ToMs(ts, TimeUnit::kMilliseconds, &ts_ms)) {  // (years 0000-9999: never)
+        error = LineError(path, lineno, OutOfRange("timestamp", time));
+        return false;
+      }
+      auto_times.Written(ts);
+    } else if (unit == TimeUnit::kAuto) {
       auto_times.Add(ts, time, lineno);
     } else if (!ToMs(ts, unit, &ts_ms)) {
       error = LineError(path, lineno, OutOfRange("timestamp", time));

@@ -155,13 +155,59 @@ TEST(InteractionsTest, CommaSemicolonAndBarSeparatedTablesWithQuotedFieldsRead) 
       {"short.csv", "user_id,item_id,timestamp\nu1,i1\n", "short.csv:2: expected 3 comma-separated fields"},
       {"empty.csv", "user_id,item_id,timestamp\n\"\",x,5\n", "empty.csv:2: empty user or item id"},
       {"semi.csv", "1;2;3;4\n", "semi.csv:1: 4 semicolon-separated fields and no header line"},
-      {"digi.csv", "sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n",
-       "digi.csv:1: the header has 5 columns but does not name the user, item and time columns"},
+      {"unnamed.csv", "sessionId;itemId;timeframe;price\n1;81766;526309;2\n",
+       "unnamed.csv:1: the header has 4 columns but does not name the user, item and time columns"},
       // Spaces after the commas: a table whose ids have spaces around them, not per-user lines
       // whose times read as items.
       {"spaced.csv", "user_id, item_id, timestamp\nu1, i1, 100\n", "spaced.csv:2: spaces around the user or item id"},
       // The largest time, quoted, named as written once its line has gone by.
       {"big.csv", "u,i,t\nu1,i1,\"1e300\"\nu1,i2,5\n", "big.csv:2: timestamp '1e300'"},
+  };
+  for (const auto& [name, text, message] : refused) {
+    WriteFile(dir.File(name), text);
+    const std::string m = ReadError(dir.File(name));
+    EXPECT_NE(m.find(message), std::string::npos) << name << ": " << m;
+  }
+}
+
+// Times written as ISO 8601 dates or date-times (YooChoose's clicks, DIGINETICA's eventdate,
+// e-commerce event logs) read as UTC milliseconds, a zone or offset applied; the expected
+// values are Python's datetime(..., tzinfo=...).timestamp() * 1000. One kind per file.
+TEST(InteractionsTest, DateTimesReadAsUtcMilliseconds) {
+  TempDir dir;
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> read = {
+      {"session_id,item_id,time\n1,i1,2014-04-07T10:51:09.277Z\n", {1396867869277}},
+      {"user_id\titem_id\tdate\nu1\ti1\t2016-05-09\n", {1462752000000}},
+      {"user_id,item_id,event_time\nu1,i1,2019-10-01 00:00:00 UTC\nu1,i2,2019-10-01T02:00:00+02:00\n"
+       "u1,i3,2019-10-01T00:00:00-0530\n",
+       {1569888000000, 1569888000000, 1569907800000}},
+      {"u1\ti1\t2000-02-29T23:59:59\n", {951868799000}},  // no header: the first row is one
+      {"u1,i1,1969-12-31T23:00\n", {-3600000}},
+      // DIGINETICA's train-item-views.csv: sessions as users, the day as the time.
+      {"sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n", {1462752000000}},
+  };
+  for (const auto& [text, expected] : read) {
+    WriteFile(dir.File("d.csv"), text);
+    auto r = ReadInteractions(dir.File("d.csv"));
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status();
+    std::vector<int64_t> got;
+    for (const auto& e : *r) got.push_back(e.ts_ms);
+    EXPECT_EQ(got, expected) << text;
+  }
+  // Below a millisecond, the fraction orders the clicks that share one.
+  WriteFile(dir.File("sub.csv"), "u,i,t\nu1,late,2014-04-07T10:51:09.2775Z\nu1,early,2014-04-07T10:51:09.2771Z\n");
+  auto r = ReadInteractions(dir.File("sub.csv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  SortByTime(*r);
+  EXPECT_EQ((*r)[0].item_id, "early");
+  const std::vector<std::array<std::string, 3>> refused = {
+      {"feb.csv", "u,i,t\nu1,i1,2016-02-30\n", "feb.csv:2: timestamp '2016-02-30' is not a number nor a date-time"},
+      {"hour.csv", "u,i,t\nu1,i1,2016-05-09T24:00\n", "hour.csv:2: timestamp '2016-05-09T24:00' is not a number"},
+      {"zone.csv", "u,i,t\nu1,i1,2016-05-09 10:00 PST\n", "zone.csv:2: timestamp '2016-05-09 10:00 PST' is not"},
+      {"mixed.csv", "u,i,t\nu1,i1,2016-05-09\nu1,i2,1462752000\n",
+       "mixed.csv:3: timestamp '1462752000' is a number but the first row's is a date-time"},
+      {"mixed2.csv", "u,i,t\nu1,i1,1462752000\nu1,i2,2016-05-09\n",
+       "mixed2.csv:3: timestamp '2016-05-09' is a date-time but the first row's is a number"},
   };
   for (const auto& [name, text, message] : refused) {
     WriteFile(dir.File(name), text);
@@ -176,7 +222,7 @@ TEST(InteractionsTest, AmbiguousTsvLinesAreErrorsAndAByteOrderMarkIsDropped) {
   TempDir dir;
   const std::vector<std::array<std::string, 3>> refused = {
       // Names two columns out of order but not the third: taken in order, users became items.
-      {"swapped.tsv", "item_id\tuser_id\tdate\ni1\tu1\t100\n", "swapped.tsv:1: the header has 3 columns but does not name"},
+      {"swapped.tsv", "item_id\tuser_id\twhen\ni1\tu1\t100\n", "swapped.tsv:1: the header has 3 columns but does not name"},
       // A first row without its time was taken for a header and dropped.
       {"notime.tsv", "u1\ti1\t\nu1\ti2\t200\n", "notime.tsv:1: timestamp '' is not a number"},
       // Extra fields after the first row were ignored.
