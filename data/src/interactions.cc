@@ -209,7 +209,9 @@ bool ParseDateTime(std::string_view s, double* ms) {
         double scale = 100;  // ms per unit of the first digit after the point
         ++pos;
         const size_t first = pos;
-        for (; pos < s.size() && s[pos] >= '0' && s[pos] <= '9'; ++pos, scale /= 10) fraction_ms += (s[pos] - '0') * scale;
+        for (; pos < s.size() && s[pos] >= '0' && s[pos] <= '9'; ++pos, scale /= 10) {
+          fraction_ms += (s[pos] - '0') * scale;
+        }
         if (pos == first) return false;
       }
     }
