@@ -748,6 +748,64 @@ TEST(PipelinePublishingTest, AnUnreadableSessionHoldsBackNoOtherUser) {
   EXPECT_EQ(users, expected);
 }
 
+// A refresh's mark on a user whose session cannot be read is dropped with the failed read (the
+// next refresh tries again): kept, the user came round again at every flush, failing each time,
+// and stayed due for good.
+TEST(PipelinePublishingTest, ARefreshDropsAUserWhoseSessionCannotBeRead) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  o.user_flush_ms = 50;
+  std::vector<std::pair<std::string, std::string>> clicks;
+  for (int u = 0; u < 10; ++u) clicks.emplace_back("u" + std::to_string(u), "i" + std::to_string(u % 3));
+  WriteState(o, clicks);
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  {
+    // A cold start that trains and publishes every user: the next start owes none.
+    auto cold = o;
+    cold.idle_train_s = 3600;
+    prometheus::Registry first;
+    auto p = Pipeline::Create(cold, &first);
+    ASSERT_TRUE(p.ok()) << p.status();
+    RunningPipeline running(**p);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while ((*p)->status().steps < 2 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_GE((*p)->status().steps, 2) << "the cold start did not train";
+    WaitForAssignment(first);
+    ASSERT_TRUE(running.Stop().ok());
+  }
+  // Restarted from its checkpoint: replay alone for idle_train_s, a refresh every second of it,
+  // then the idle one.
+  auto refreshing = o;
+  refreshing.user_refresh_s = 1;
+  refreshing.idle_train_s = 3;
+  std::atomic<int> faults{0};
+  refreshing.session_read_fault = [&faults](state::UserId u) {
+    if (u != 3) return Status::Ok();
+    ++faults;
+    return Status::Corruption("state: bad session entry");
+  };
+  prometheus::Registry registry;
+  auto p = Pipeline::Create(refreshing, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  RunningPipeline running(**p);
+  const auto idle_by = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (LabelledCounter(registry, "gsau_publisher_user_refreshes_total", "reason", "idle") < 1 &&
+         std::chrono::steady_clock::now() < idle_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the last refresh's flushes, 20 of them
+  const double due = GaugeValue(registry, "gsau_publisher_users_due");
+  ASSERT_TRUE(running.Stop().ok());
+  const double refreshes = LabelledCounter(registry, "gsau_publisher_user_refreshes_total", "reason", "scheduled") +
+                           LabelledCounter(registry, "gsau_publisher_user_refreshes_total", "reason", "idle");
+  ASSERT_GE(refreshes, 2) << "no scheduled and idle refreshes to show it";
+  EXPECT_GE(faults.load(), 1);
+  EXPECT_LE(faults.load(), refreshes) << "the unreadable user was read again at each flush";
+  EXPECT_EQ(due, 0) << "the unreadable user stayed due";
+}
+
 // A restart's versions go on above the newest record in the topics, not only above its checkpoint's
 // (here none) and the wall clock: records published after the checkpoint, before a crash, carry
 // later stamps, and a clock set back since (an hour here) gave the same ids smaller versions.
