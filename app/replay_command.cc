@@ -138,7 +138,8 @@ void AddReplayCommand(CLI::App& root, int* exit_code) {
                   "Aligned times file for per-user lines ('uid t1 t2 ...'; unit as --ts-unit, auto: told apart "
                   "by the magnitude, one unit per file)");
   cmd->add_option("--format", flags->format, "auto | tsv | lines")->check(CLI::IsMember({"auto", "tsv", "lines"}));
-  cmd->add_option("--ts-unit", flags->ts_unit, "Timestamp unit in the file: auto | s | ms")
+  cmd->add_option("--ts-unit", flags->ts_unit,
+                  "Timestamp unit of numeric times in the file (ISO 8601 date-times need none): auto | s | ms")
       ->check(CLI::IsMember({"auto", "s", "ms"}));
   cmd->add_option("--synthetic", flags->synthetic, "Instead of --data: N events of the synthetic stream")
       ->check(Positive());

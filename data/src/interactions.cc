@@ -48,6 +48,92 @@ std::string_view TrimSpaces(std::string_view s) {
   return s;
 }
 
+// Days from 1970-01-01 to the proleptic Gregorian date y-m-d (negative before it): whole
+// 400-year eras of 146,097 days, then the day of the era counted from March 1st, so that a leap
+// day falls at the end of its year.
+int64_t DaysFromCivil(int64_t y, int m, int d) {
+  y -= m <= 2 ? 1 : 0;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t year_of_era = y - era * 400;                                 // [0, 399]
+  const int64_t day_of_year = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;  // [0, 365]
+  const int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+  return era * 146097 + day_of_era - 719468;  // 719,468 days from 0000-03-01 to 1970-01-01
+}
+
+// `n` digits at s[*pos] as a number (*pos moves past them); false when they are not there.
+bool Digits(std::string_view s, size_t* pos, size_t n, int* out) {
+  if (*pos + n > s.size()) return false;
+  int v = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const char c = s[*pos + k];
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  *pos += n;
+  *out = v;
+  return true;
+}
+
+// An ISO 8601 date or date-time as datasets write them: `2016-05-09`, `2014-04-07T10:51:09.277Z`,
+// `2019-10-01 00:00:00 UTC`, `2019-10-01T02:00:00+02:00` (or +0200, +02); seconds and their
+// fraction optional; T, Z and UTC in either case; no zone is UTC. Milliseconds since the epoch, with the fraction below a millisecond
+// (for the order of clicks within one). False for anything else, an impossible date among them.
+bool ParseDateTime(std::string_view s, double* ms) {
+  s = TrimSpaces(s);
+  size_t pos = 0;
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!Digits(s, &pos, 4, &y) || pos >= s.size() || s[pos++] != '-' || !Digits(s, &pos, 2, &mo) ||
+      pos >= s.size() || s[pos++] != '-' || !Digits(s, &pos, 2, &d)) {
+    return false;
+  }
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] + (mo == 2 && leap ? 1 : 0)) return false;
+  double fraction_ms = 0;
+  if (pos + 1 < s.size() && (s[pos] == 'T' || s[pos] == 't' || s[pos] == ' ') && s[pos + 1] >= '0' &&
+      s[pos + 1] <= '9') {
+    ++pos;
+    if (!Digits(s, &pos, 2, &h) || pos >= s.size() || s[pos++] != ':' || !Digits(s, &pos, 2, &mi)) return false;
+    if (pos < s.size() && s[pos] == ':') {
+      ++pos;
+      if (!Digits(s, &pos, 2, &sec)) return false;
+      if (pos < s.size() && (s[pos] == '.' || s[pos] == ',')) {
+        double scale = 100;  // ms per unit of the first digit after the point
+        ++pos;
+        const size_t first = pos;
+        for (; pos < s.size() && s[pos] >= '0' && s[pos] <= '9'; ++pos, scale /= 10) {
+          fraction_ms += (s[pos] - '0') * scale;
+        }
+        if (pos == first) return false;
+      }
+    }
+    if (h > 23 || mi > 59 || sec > 59) return false;
+  }
+  int offset_min = 0;
+  std::string_view zone = TrimSpaces(s.substr(pos));
+  const auto is = [&](std::string_view name) {
+    return zone.size() == name.size() && std::equal(zone.begin(), zone.end(), name.begin(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+           });
+  };
+  if (zone.empty() || is("Z") || is("UTC")) {
+  } else if (zone.front() == '+' || zone.front() == '-') {
+    size_t z = 1;
+    int zh = 0, zm = 0;
+    if (!Digits(zone, &z, 2, &zh)) return false;
+    if (z < zone.size() && zone[z] == ':') ++z;
+    // +hh alone (PostgreSQL writes +00), +hh:mm or +hhmm.
+    if (z < zone.size() && !Digits(zone, &z, 2, &zm)) return false;
+    if (z != zone.size() || zh > 23 || zm > 59) return false;
+    offset_min = (zone.front() == '+' ? 1 : -1) * (zh * 60 + zm);
+  } else {
+    return false;
+  }
+  const int64_t seconds = DaysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - int64_t{offset_min} * 60;
+  *ms = static_cast<double>(seconds) * 1000.0 + fraction_ms;
+  return true;
+}
+
 // One line of a table's fields, separated by `sep`. A field that starts with a double quote is
 // quoted as CSV writers (pandas, spreadsheets) quote one holding the separator or a quote: up
 // to the closing quote, a doubled quote standing for one; its text is then kept in `owned`,
@@ -121,7 +207,8 @@ char TableSeparator(std::string_view first) {
     const auto bare_space = [&](std::string_view x) {
       const bool was_quoted =
           std::any_of(quoted.begin(), quoted.end(), [&](const std::string& q) { return q.data() == x.data(); });
-      return !was_quoted && TrimSpaces(x).find(' ') != std::string_view::npos;
+      double ignored;  // a date-time's space (`2019-10-01 00:00:00`) is not per-user lines' separator
+      return !was_quoted && TrimSpaces(x).find(' ') != std::string_view::npos && !ParseDateTime(x, &ignored);
     };
     if (f.size() > most && std::none_of(f.begin(), f.end(), bare_space)) {
       best = sep;
@@ -155,84 +242,6 @@ bool ParseDouble(std::string_view s, double* out) {
   if (s.empty()) return false;
   const auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
   return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(*out);
-}
-
-// Days from 1970-01-01 to the proleptic Gregorian date y-m-d (negative before it): whole
-// 400-year eras of 146,097 days, then the day of the era counted from March 1st, so that a leap
-// day falls at the end of its year.
-int64_t DaysFromCivil(int64_t y, int m, int d) {
-  y -= m <= 2 ? 1 : 0;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t year_of_era = y - era * 400;                                 // [0, 399]
-  const int64_t day_of_year = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;  // [0, 365]
-  const int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-  return era * 146097 + day_of_era - 719468;  // 719,468 days from 0000-03-01 to 1970-01-01
-}
-
-// `n` digits at s[*pos] as a number (*pos moves past them); false when they are not there.
-bool Digits(std::string_view s, size_t* pos, size_t n, int* out) {
-  if (*pos + n > s.size()) return false;
-  int v = 0;
-  for (size_t k = 0; k < n; ++k) {
-    const char c = s[*pos + k];
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + (c - '0');
-  }
-  *pos += n;
-  *out = v;
-  return true;
-}
-
-// An ISO 8601 date or date-time as datasets write them: `2016-05-09`, `2014-04-07T10:51:09.277Z`,
-// `2019-10-01 00:00:00 UTC`, `2019-10-01T02:00:00+02:00` (or +0200); seconds and their fraction
-// optional; no zone is UTC. Milliseconds since the epoch, with the fraction below a millisecond
-// (for the order of clicks within one). False for anything else, an impossible date among them.
-bool ParseDateTime(std::string_view s, double* ms) {
-  s = TrimSpaces(s);
-  size_t pos = 0;
-  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
-  if (!Digits(s, &pos, 4, &y) || pos >= s.size() || s[pos++] != '-' || !Digits(s, &pos, 2, &mo) ||
-      pos >= s.size() || s[pos++] != '-' || !Digits(s, &pos, 2, &d)) {
-    return false;
-  }
-  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] + (mo == 2 && leap ? 1 : 0)) return false;
-  double fraction_ms = 0;
-  if (pos + 1 < s.size() && (s[pos] == 'T' || s[pos] == ' ') && s[pos + 1] >= '0' && s[pos + 1] <= '9') {
-    ++pos;
-    if (!Digits(s, &pos, 2, &h) || pos >= s.size() || s[pos++] != ':' || !Digits(s, &pos, 2, &mi)) return false;
-    if (pos < s.size() && s[pos] == ':') {
-      ++pos;
-      if (!Digits(s, &pos, 2, &sec)) return false;
-      if (pos < s.size() && (s[pos] == '.' || s[pos] == ',')) {
-        double scale = 100;  // ms per unit of the first digit after the point
-        ++pos;
-        const size_t first = pos;
-        for (; pos < s.size() && s[pos] >= '0' && s[pos] <= '9'; ++pos, scale /= 10) {
-          fraction_ms += (s[pos] - '0') * scale;
-        }
-        if (pos == first) return false;
-      }
-    }
-    if (h > 23 || mi > 59 || sec > 59) return false;
-  }
-  int offset_min = 0;
-  std::string_view zone = TrimSpaces(s.substr(pos));
-  if (zone == "Z" || zone == "UTC" || zone.empty()) {
-  } else if (zone.front() == '+' || zone.front() == '-') {
-    size_t z = 1;
-    int zh = 0, zm = 0;
-    if (!Digits(zone, &z, 2, &zh)) return false;
-    if (z < zone.size() && zone[z] == ':') ++z;
-    if (!Digits(zone, &z, 2, &zm) || z != zone.size() || zh > 23 || zm > 59) return false;
-    offset_min = (zone.front() == '+' ? 1 : -1) * (zh * 60 + zm);
-  } else {
-    return false;
-  }
-  const int64_t seconds = DaysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - int64_t{offset_min} * 60;
-  *ms = static_cast<double>(seconds) * 1000.0 + fraction_ms;
-  return true;
 }
 
 template <typename Fn>
@@ -370,22 +379,27 @@ std::string Lower(std::string_view s) {
 // order, unless a name it does give says otherwise (item_id first: taken in order, users and
 // items were swapped). False when the columns cannot be told.
 bool ColumnsFromHeader(const std::vector<std::string_view>& header, TsvColumns* cols) {
-  static const std::vector<std::string> kUser = {"user_id",   "userid",     "user",        "sessionid", "session_id",
-                                                 "session",   "reviewerid", "visitorid",   "visitor_id", "customer_id",
-                                                 "customerid"};
-  static const std::vector<std::string> kItem = {"item_id",    "itemid",    "item",       "movieid",   "movie_id",
-                                                 "asin",       "product_id", "productid", "article_id", "articleid"};
+  static const std::vector<std::string> kUser = {"user_id",    "userid",  "user",      "sessionid",
+                                                 "session_id", "session", "reviewerid"};
+  static const std::vector<std::string> kItem = {"item_id", "itemid", "item", "movieid", "movie_id", "asin"};
   static const std::vector<std::string> kTime = {"timestamp", std::string(kTsvMillisecondsColumn), "timestamp_s",
-                                                 "ts",        "time",     "unixreviewtime", "event_time",
-                                                 "datetime",  "date",     "eventdate"};
-  auto find = [&](const std::vector<std::string>& names) -> std::optional<size_t> {
-    for (size_t k = 0; k < header.size(); ++k) {
-      const std::string h = Lower(TrimSpaces(header[k]));
-      if (std::find(names.begin(), names.end(), h) != names.end()) return k;
+                                                 "ts", "time", "unixreviewtime"};
+  // Looked for only when no name above is there: a file that read before reads the same columns
+  // (`user_id,item_id,date,timestamp` keeps its timestamp).
+  static const std::vector<std::string> kMoreUser = {"visitorid", "visitor_id", "customer_id", "customerid"};
+  static const std::vector<std::string> kMoreItem = {"product_id", "productid", "article_id", "articleid"};
+  static const std::vector<std::string> kMoreTime = {"event_time", "datetime", "date", "eventdate"};
+  auto find = [&](const std::vector<std::string>& names,
+                  const std::vector<std::string>& more) -> std::optional<size_t> {
+    for (const auto* list : {&names, &more}) {
+      for (size_t k = 0; k < header.size(); ++k) {
+        const std::string h = Lower(TrimSpaces(header[k]));
+        if (std::find(list->begin(), list->end(), h) != list->end()) return k;
+      }
     }
     return std::nullopt;
   };
-  const auto u = find(kUser), i = find(kItem), t = find(kTime);
+  const auto u = find(kUser, kMoreUser), i = find(kItem, kMoreItem), t = find(kTime, kMoreTime);
   if (u && i && t && *u != *i && *u != *t && *i != *t) {
     *cols = {*u, *i, *t};
     return true;
@@ -666,10 +680,10 @@ Status WriteInteractionsTsv(const std::string& path, const std::vector<Interacti
   // Whole or not at all, and on disk before the rename (gsau split's output: its .tmp was left
   // behind on an error, and nothing was synced).
   return WriteFileAtomically(path, [&](const ByteSink& sink) {
-    // An id the reader would take for a quoted field (a leading quote) or split (a tab) is
-    // written quoted, so that it reads back as it was.
+    // An id the reader would take for a quoted field (a leading quote), a comment (a leading
+    // '#') or split (a tab) is written quoted, so that it reads back as it was.
     const auto append_id = [](std::string& out, const std::string& id) {
-      if (id.empty() || (id.front() != '"' && id.find('\t') == std::string::npos)) {
+      if (id.empty() || (id.front() != '"' && id.front() != '#' && id.find('\t') == std::string::npos)) {
         out.append(id);
         return;
       }

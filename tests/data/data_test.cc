@@ -183,6 +183,13 @@ TEST(InteractionsTest, DateTimesReadAsUtcMilliseconds) {
        {1569888000000, 1569888000000, 1569907800000}},
       {"u1\ti1\t2000-02-29T23:59:59\n", {951868799000}},  // no header: the first row is one
       {"u1,i1,1969-12-31T23:00\n", {-3600000}},
+      // No header, a space inside the time: still a table, not per-user lines.
+      {"u1,i1,2019-10-01 00:00:00\n", {1569888000000}},
+      // PostgreSQL's +00, RFC 3339's lower case.
+      {"u,i,t\nu1,i1,2019-10-01 00:00:00+00\nu1,i2,2019-10-01t00:00:00z\nu1,i3,2019-10-01 00:00:00 utc\n",
+       {1569888000000, 1569888000000, 1569888000000}},
+      // A header naming the time twice, a name read before and one added since: the one read before.
+      {"user_id,item_id,date,timestamp\nu1,i1,2016-05-09,1462752001\n", {1462752001000}},
       // DIGINETICA's train-item-views.csv: sessions as users, the day as the time.
       {"sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n", {1462752000000}},
   };
@@ -555,7 +562,8 @@ TEST(InteractionsTest, MillisecondHeaderReadsSmallTimesAsMilliseconds) {
                                            {"u2", "i2", 1700, 1, true},
                                            {"u1", "i3", 1732600000123, 2, true},
                                            {"\"q\"", "a\"b", 1732600000124, 3, true},
-                                           {"t\tab", "\"", 1732600000125, 4, true}};
+                                           {"t\tab", "\"", 1732600000125, 4, true},
+                                           {"#u", "i1", 1732600000126, 5, true}};
   ASSERT_TRUE(WriteInteractionsTsv(dir.File("split.tsv"), events).ok());
   auto r = ReadInteractions(dir.File("split.tsv"));
   ASSERT_TRUE(r.ok()) << r.status();

@@ -8,17 +8,19 @@
 //    header line, then `user_id<TAB>item_id<TAB>timestamp`. A field starting with a double
 //    quote is quoted as CSV writers quote (up to the closing quote, "" for a quote; on one line);
 //    a quote left open or text after a closing one is an error. A header that
-//    names the user, item and time columns (user_id/userId/user/SessionId/reviewerID/visitorId/
-//    customer_id, item_id/itemId/item/movieId/asin/product_id/article_id, timestamp/timestamp_ms/
-//    timestamp_s/ts/time/unixReviewTime/event_time/datetime/date/eventdate, any case; the first
-//    column a list names) picks them wherever they are and the
+//    names the user, item and time columns (user_id/userId/user/SessionId/session_id/session/
+//    reviewerID, item_id/itemId/item/movieId/movie_id/asin, timestamp/timestamp_ms/timestamp_s/
+//    ts/time/unixReviewTime, any case, the leftmost column so named; only when none is, also
+//    visitorId/visitor_id/customer_id/customerId, product_id/productId/article_id/articleId,
+//    event_time/datetime/date/eventdate) picks them wherever they are and the
 //    other columns are ignored; otherwise they are the first three, and more than three columns
 //    are an error (which one is the time would be a guess: MovieLens' third is its rating).
 //    Timestamps are numbers in seconds (fractions allowed), milliseconds, micro- or nanoseconds,
 //    see TimeUnit; a time column named `timestamp_ms` (kTsvMillisecondsColumn, any case) makes kAuto read
 //    milliseconds (an explicit unit wins). Or ISO 8601 dates or date-times (2016-05-09,
-//    2014-04-07T10:51:09.277Z, 2019-10-01 00:00:00 UTC, +02:00 or +0200 offsets; no zone = UTC;
-//    the unit options do not apply), one kind of time per file (the first row's).
+//    2014-04-07T10:51:09.277Z, 2019-10-01 00:00:00 UTC, +02:00, +0200 or +02 offsets; T, Z, UTC
+//    in either case; no zone = UTC; the unit options do not apply), one kind of time per file
+//    (the first row's).
 //    Blank lines and blanks around a time are skipped;
 //    blanks around an id are an error (they would make another id of it).
 //    Gzip-compressed when the name ends in .gz (needs zlib at build time); a truncated or
