@@ -1565,17 +1565,36 @@ struct Pipeline::Impl {
     // users' records, refreshed by clicks only, stay as they were, and it keeps a core busy. It
     // goes on for idle_train_s after the last fresh sample (consolidating what came last), then
     // the learner waits for clicks.
+    // Or, sooner, once replay alone has gone kIdleReplayPasses times over the samples it draws
+    // from: a nearly empty state (a new deployment's first clicks) kept a core busy for
+    // idle_train_s on a handful of samples. An offline run converges in fewer epochs (GSAU.md:
+    // Toys stops at ~170), so a state of any size trains on as before.
+    static constexpr int64_t kIdleReplayPasses = 200;
     auto last_fresh = SteadyClock::now();
+    int64_t replayed_alone = 0;  // samples replay-only steps trained on since the last fresh one
     bool idle = false;
     const auto trainable = [&](const learner::OnlineStats& s) {
-      if (s.pending > 0) last_fresh = SteadyClock::now();
-      const bool replay_only_allowed = s.pending > 0 || SecondsSince(last_fresh) < opt.idle_train_s;
+      if (s.pending > 0) {
+        last_fresh = SteadyClock::now();
+        replayed_alone = 0;
+      }
+      // The reservoir and the recent window overlap (trained samples go to both): the larger.
+      const int64_t pool = std::max<int64_t>({1, s.replay, s.recent});
+      const bool passes_left = replayed_alone < kIdleReplayPasses * pool;
+      const bool replay_only_allowed =
+          s.pending > 0 || (SecondsSince(last_fresh) < opt.idle_train_s && passes_left);
       if (idle == replay_only_allowed) {
         idle = !replay_only_allowed;
         m->idle.Set(idle ? 1 : 0);
-        if (idle) {
+        if (idle && !passes_left) {
+          GSAU_LOG_INFO("pipeline: replay alone has gone {} times over its {} samples since the last fresh click; the "
+                        "learner waits for clicks",
+                        kIdleReplayPasses, pool);
+        } else if (idle) {
           GSAU_LOG_INFO("pipeline: no fresh click for {} s; the learner waits for clicks (learner.idle_train_s)",
                         opt.idle_train_s);
+        }
+        if (idle) {
           // Replay alone moved the model (its item records went out) while users' records,
           // refreshed by clicks, stayed: the model stops here, so every user goes out again.
           // At most once an hour (a click every few minutes would otherwise republish every user
@@ -1625,7 +1644,10 @@ struct Pipeline::Impl {
       } else if (const auto& r = *stepped; r.trained) {
         failed_steps = 0;
         if (!r.serving_error.empty()) ServingFailed(r.serving_error);
-        if (r.fresh == 0) ++replay_steps_since_users;
+        if (r.fresh == 0) {
+          ++replay_steps_since_users;
+          replayed_alone += r.replay;
+        }
         // Under steady clicks the learner never goes idle: the users who stop clicking would
         // keep vectors of an ever older model beside item records that follow it.
         if (opt.user_refresh_s > 0 && SecondsSince(users_refreshed_at.value_or(loop_start)) >= opt.user_refresh_s) {
