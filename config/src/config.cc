@@ -289,7 +289,8 @@ const std::vector<Field>& Table() {
       IntField("learner.checkpoint_keep", &C::learner, &LearnerSection::checkpoint_keep, "checkpoints",
                "Checkpoints kept on disk (older ones are deleted).", 1, 1000),
       IntField("learner.idle_train_s", &C::learner, &LearnerSection::idle_train_s, "s",
-               "Without fresh clicks the learner trains on replay alone for this long after the last one, then "
+               "Without fresh clicks the learner trains on replay alone for this long after the last one (less "
+               "once it has gone 200 times over its replay samples, on a small state), then "
                "waits for clicks (gsau_learner_idle 1: no steps, no item records, no core busy); as it stops, "
                "every user's record goes out again from the model replay moved (at most once an hour); 0 = "
                "never on replay alone.",

@@ -111,8 +111,8 @@ struct PipelineOptions {
   int prequential_max_per_batch = 512;  // clicks ranked between two steps, at most (the rest skipped)
   int64_t min_step_samples = 1;        // train only when at least this many samples exist
   // Training on replay alone (no fresh sample queued) goes on for at most this long after the
-  // last fresh sample; then the learner waits for clicks (gsau_learner_idle = 1). 0: never
-  // trains on replay alone. Unit: s.
+  // last fresh sample, and until it has gone 200 times over the replay pool; then the learner
+  // waits for clicks (gsau_learner_idle = 1). 0: never trains on replay alone. Unit: s.
   int idle_train_s = 600;
   // A failed learner step (no update made) has its fresh samples skipped
   // (OnlineLearner::SkipFailedBatch) and the learner goes on; the failure after this many in a
