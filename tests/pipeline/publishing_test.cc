@@ -126,6 +126,15 @@ void WaitForAssignment(prometheus::Registry& registry) {
   ASSERT_TRUE(assigned()) << "ingest was never assigned its partition";
 }
 
+// Waits (30 s at most) until `p` has taken `n` learner steps; whether it has.
+bool WaitForSteps(const Pipeline& p, int64_t n) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (p.status().steps < n && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return p.status().steps >= n;
+}
+
 // gsau_errors_total{stage="publisher",kind=`kind`}; -1 when the series does not exist.
 double PublisherErrors(prometheus::Registry& registry, const std::string& kind) {
   for (const auto& f : registry.Collect()) {
@@ -538,11 +547,7 @@ TEST(PipelinePublishingTest, FreshStepsAloneDoNotSendEveryUserAgain) {
     auto p = Pipeline::Create(cold, &first);
     ASSERT_TRUE(p.ok()) << p.status();
     RunningPipeline running(**p);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while ((*p)->status().steps < 2 && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ASSERT_GE((*p)->status().steps, 2) << "the cold start did not train";
+    ASSERT_TRUE(WaitForSteps(**p, 2)) << "the cold start did not train";
     WaitForAssignment(first);
     const Status result = running.Stop();
     ASSERT_TRUE(result.ok()) << result;
@@ -777,11 +782,7 @@ TEST(PipelinePublishingTest, ARefreshDropsAUserWhoseSessionCannotBeRead) {
     auto p = Pipeline::Create(cold, &first);
     ASSERT_TRUE(p.ok()) << p.status();
     RunningPipeline running(**p);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while ((*p)->status().steps < 2 && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ASSERT_GE((*p)->status().steps, 2) << "the cold start did not train";
+    ASSERT_TRUE(WaitForSteps(**p, 2)) << "the cold start did not train";
     ASSERT_GE(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 10, 30000).size(), 10u);
     std::this_thread::sleep_for(std::chrono::seconds(2));  // deliveries are confirmed once a second
     WaitForAssignment(first);
