@@ -190,8 +190,13 @@ TEST(InteractionsTest, DateTimesReadAsUtcMilliseconds) {
        {1569888000000, 1569888000000, 1569888000000}},
       // A header naming the time twice, a name read before and one added since: the one read before.
       {"user_id,item_id,date,timestamp\nu1,i1,2016-05-09,1462752001\n", {1462752001000}},
-      // DIGINETICA's train-item-views.csv: sessions as users, the day as the time.
-      {"sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n", {1462752000000}},
+      // DIGINETICA's train-item-views.csv: sessions as users, the day plus the timeframe's
+      // milliseconds as the time; and its purchases file, the timeframe before the day.
+      {"sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n", {1462752526309}},
+      {"sessionId;userId;timeframe;eventdate;ordernumber;itemId\n150;18278;17100868;2016-05-06;16421;25911\n",
+       {1462492800000 + 17100868}},
+      // With numeric times, a timeframe column is one more column ignored.
+      {"user_id,item_id,timestamp,timeframe\nu1,i1,1462752001,526309\n", {1462752001000}},
   };
   for (const auto& [text, expected] : read) {
     WriteFile(dir.File("d.csv"), text);
@@ -207,8 +212,20 @@ TEST(InteractionsTest, DateTimesReadAsUtcMilliseconds) {
   ASSERT_TRUE(r.ok()) << r.status();
   SortByTime(*r);
   EXPECT_EQ((*r)[0].item_id, "early");
+  // A day's clicks in DIGINETICA's file order are not in their order: the timeframe orders them.
+  WriteFile(dir.File("day.csv"), "session_id;user_id;item_id;timeframe;eventdate\n1;NA;second;1031018;2016-05-09\n"
+                                 "1;NA;first;526309;2016-05-09\n1;NA;next_day;0;2016-05-10\n");
+  auto day = ReadInteractions(dir.File("day.csv"));
+  ASSERT_TRUE(day.ok()) << day.status();
+  SortByTime(*day);
+  ASSERT_EQ(day->size(), 3u);
+  EXPECT_EQ((*day)[0].item_id + "," + (*day)[1].item_id + "," + (*day)[2].item_id, "first,second,next_day");
   const std::vector<std::array<std::string, 3>> refused = {
       {"feb.csv", "u,i,t\nu1,i1,2016-02-30\n", "feb.csv:2: timestamp '2016-02-30' is not a number nor a date-time"},
+      {"frame.csv", "session_id;item_id;timeframe;eventdate\n1;i1;NA;2016-05-09\n",
+       "frame.csv:2: timeframe 'NA' is not a number of milliseconds from 0 to 1e12"},
+      {"frame2.csv", "session_id;item_id;timeframe;eventdate\n1;i1;-5;2016-05-09\n",
+       "frame2.csv:2: timeframe '-5' is not a number of milliseconds"},
       {"hour.csv", "u,i,t\nu1,i1,2016-05-09T24:00\n", "hour.csv:2: timestamp '2016-05-09T24:00' is not a number"},
       {"zone.csv", "u,i,t\nu1,i1,2016-05-09 10:00 PST\n", "zone.csv:2: timestamp '2016-05-09 10:00 PST' is not"},
       {"mixed.csv", "u,i,t\nu1,i1,2016-05-09\nu1,i2,1462752000\n",

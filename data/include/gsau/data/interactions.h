@@ -15,6 +15,9 @@
 //    event_time/datetime/date/eventdate) picks them wherever they are and the
 //    other columns are ignored; otherwise they are the first three, and more than three columns
 //    are an error (which one is the time would be a guess: MovieLens' third is its rating).
+//    With dates or date-times, a column named kTimeOffsetColumn (`timeframe`, any case:
+//    DIGINETICA's milliseconds since the session's first click, 0 to 1e12) is added to the time,
+//    so that a day's clicks keep their order; with numeric times it is ignored.
 //    Timestamps are numbers in seconds (fractions allowed), milliseconds, micro- or nanoseconds,
 //    see TimeUnit; a time column named `timestamp_ms` (kTsvMillisecondsColumn, any case) makes kAuto read
 //    milliseconds (an explicit unit wins). Or ISO 8601 dates or date-times (2016-05-09,
@@ -61,6 +64,9 @@ enum class TimeUnit { kAuto, kSeconds, kMilliseconds };
 // The name of a TSV header's time column that says its timestamps are milliseconds, whatever
 // their magnitude (`timestamp` or `timestamp_s` leave the unit to ReadOptions::time_unit).
 inline constexpr std::string_view kTsvMillisecondsColumn = "timestamp_ms";
+
+// The name of a TSV header's column of milliseconds added to a date or date-time (see above).
+inline constexpr std::string_view kTimeOffsetColumn = "timeframe";
 
 struct ReadOptions {
   Format format = Format::kAuto;
