@@ -76,8 +76,9 @@ bool Digits(std::string_view s, size_t* pos, size_t n, int* out) {
 
 // An ISO 8601 date or date-time as datasets write them: `2016-05-09`, `2014-04-07T10:51:09.277Z`,
 // `2019-10-01 00:00:00 UTC`, `2019-10-01T02:00:00+02:00` (or +0200, +02); seconds and their
-// fraction optional; T, Z and UTC in either case; no zone is UTC. Milliseconds since the epoch, with the fraction below a millisecond
-// (for the order of clicks within one). False for anything else, an impossible date among them.
+// fraction optional; T, Z and UTC in either case; no zone is UTC. Milliseconds since the epoch,
+// with the fraction below a millisecond (for the order of clicks within one). False for anything
+// else, an impossible date among them.
 bool ParseDateTime(std::string_view s, double* ms) {
   s = TrimSpaces(s);
   size_t pos = 0;
@@ -361,12 +362,12 @@ int64_t CountLines(const std::string& text) {
   return lines;
 }
 
-// The user, item and time columns of a TSV (0-based), and the column of milliseconds added to a
-// date's time (kTimeOffsetColumn), if the header names one.
+// The user, item and time columns of a TSV (0-based); the column of milliseconds added to a
+// date's time (kTimeOffsetColumn) and the event type's, if the header names them.
 struct TsvColumns {
   size_t user = 0, item = 1, time = 2;
-  std::optional<size_t> offset;
-  size_t needed() const { return std::max({user, item, time, offset.value_or(0)}) + 1; }
+  std::optional<size_t> offset, event;
+  size_t needed() const { return std::max({user, item, time, offset.value_or(0), event.value_or(0)}) + 1; }
 };
 
 std::string Lower(std::string_view s) {
@@ -403,9 +404,10 @@ bool ColumnsFromHeader(const std::vector<std::string_view>& header, TsvColumns* 
   };
   const auto u = find(kUser, kMoreUser), i = find(kItem, kMoreItem), t = find(kTime, kMoreTime);
   if (u && i && t && *u != *i && *u != *t && *i != *t) {
-    *cols = {*u, *i, *t, std::nullopt};
-    const auto o = find({std::string(kTimeOffsetColumn)}, {});
-    if (o && *o != *u && *o != *i && *o != *t) cols->offset = o;
+    *cols = {*u, *i, *t, std::nullopt, std::nullopt};
+    const auto apart = [&](std::optional<size_t> k) { return k && *k != *u && *k != *i && *k != *t; };
+    if (const auto o = find({std::string(kTimeOffsetColumn)}, {}); apart(o)) cols->offset = o;
+    if (const auto e = find({"event", "event_type", "eventtype"}, {}); apart(e) && e != cols->offset) cols->event = e;
     return true;
   }
   *cols = {};
@@ -434,6 +436,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
   AutoTimes auto_times;
   TsvColumns cols;
   size_t header_fields = 3;
+  std::string event_column;  // its name in the header
   bool first = true;
   char sep = 0;  // the first line's (TableSeparator), a tab when it has none
   std::optional<bool> dated;  // the times are date-times (the first row's kind), not numbers
@@ -452,8 +455,8 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
       error = LineError(path, lineno, why);
       return false;
     }
-    // Empty fields at the end (a trailing tab) are not columns.
-    while (f.size() > 3 && TrimSpaces(f.back()).empty()) f.pop_back();
+    // Empty fields at the end (a trailing tab) are not columns, but those the header names are.
+    while (f.size() > cols.needed() && TrimSpaces(f.back()).empty()) f.pop_back();
     if (first) {
       first = false;
       if (f.size() < 3) {  // neither a header nor a row (an explicit --format tsv on other lines)
@@ -477,6 +480,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
                                               "without naming all three");
           return false;
         }
+        if (cols.event) event_column = TrimSpaces(f[*cols.event]);
         // What `gsau split` writes: milliseconds, which the automatic unit would take as seconds below 1e11.
         // In any case, as the column itself is found.
         if (unit == TimeUnit::kAuto && Lower(TrimSpaces(f[cols.time])) == kTsvMillisecondsColumn) {
@@ -558,7 +562,16 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
     } else {
       auto_times.Written(ts);
     }
-    out.push_back({std::string(user), std::string(item), ts_ms, static_cast<int64_t>(out.size()), true});
+    std::string_view event;
+    if (cols.event) {
+      event = f[*cols.event];
+      if (event.empty()) {  // ingest refuses an empty type: a row that names none is a bug, not a click
+        error = LineError(path, lineno, "empty event type (the header's " + event_column + " column)");
+        return false;
+      }
+    }
+    out.push_back({std::string(user), std::string(item), ts_ms, static_cast<int64_t>(out.size()), true,
+                   std::string(event)});
     return opt.limit <= 0 || static_cast<int64_t>(out.size()) < opt.limit;
   });
   if (!error.ok()) return error;
@@ -711,12 +724,17 @@ Status WriteInteractionsTsv(const std::string& path, const std::vector<Interacti
       for (const char c : id) out.append(c == '"' ? 2 : 1, c);
       out += '"';
     };
-    std::string chunk = "user_id\titem_id\t" + std::string(kTsvMillisecondsColumn) + "\n";
+    const bool typed = std::any_of(events.begin(), events.end(), [](const Interaction& e) { return !e.event.empty(); });
+    std::string chunk = "user_id\titem_id\t" + std::string(kTsvMillisecondsColumn) + (typed ? "\tevent\n" : "\n");
     for (const auto& e : events) {
       append_id(chunk, e.user_id);
       chunk += '\t';
       append_id(chunk, e.item_id);
       chunk.append(1, '\t').append(std::to_string(e.ts_ms));
+      if (typed) {
+        chunk += '\t';
+        append_id(chunk, e.event.empty() ? "click" : e.event);
+      }
       chunk += '\n';
       if (chunk.size() >= (1 << 16)) {
         sink(chunk.data(), chunk.size());

@@ -611,6 +611,44 @@ TEST(InteractionsTest, MillisecondHeaderReadsSmallTimesAsMilliseconds) {
   EXPECT_EQ((*r)[0].ts_ms, 5000);
 }
 
+// An event column (RetailRocket's `event`, REES46's `event_type`) gives each row its type, which
+// `gsau split` writes back; a file without one has none (replay sends clicks). An empty type
+// is refused, as ingest would refuse it.
+TEST(InteractionsTest, AnEventColumnTypesEachRowAndWritesBack) {
+  TempDir dir;
+  WriteFile(dir.File("retailrocket.csv"), "timestamp,visitorid,event,itemid,transactionid\n"
+                                          "1433221332117,257597,view,355908,\n"
+                                          "1433224214164,992329,addtocart,248676,\n"
+                                          "1433224214165,992329,transaction,248676,4000\n");
+  WriteFile(dir.File("rees46.csv"), "event_time,event_type,product_id,category_id,user_id\n"
+                                    "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,541312140\n"
+                                    "2019-10-01 00:00:01 UTC,purchase,3900821,2053013552326770905,541312140\n");
+  const auto types = [&](const std::string& file) {
+    auto r = ReadInteractions(file);
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::string out;
+    for (const auto& e : r.ok() ? *r : std::vector<Interaction>{}) out += e.user_id + ":" + e.item_id + ":" + e.event + " ";
+    return out;
+  };
+  EXPECT_EQ(types(dir.File("retailrocket.csv")), "257597:355908:view 992329:248676:addtocart 992329:248676:transaction ");
+  EXPECT_EQ(types(dir.File("rees46.csv")), "541312140:44600062:view 541312140:3900821:purchase ");
+  WriteFile(dir.File("plain.tsv"), "user_id\titem_id\ttimestamp\nu1\ti1\t100\n");
+  EXPECT_EQ(types(dir.File("plain.tsv")), "u1:i1: ");
+  // Written back with its types (a row without one among typed rows: a click), read back equal.
+  const std::vector<Interaction> events = {{"u1", "i1", 5, 0, true, "view"},
+                                           {"u1", "i2", 6, 1, true, "cart\tx"},
+                                           {"u2", "i1", 7, 2, true, ""}};
+  ASSERT_TRUE(WriteInteractionsTsv(dir.File("typed.tsv"), events).ok());
+  EXPECT_EQ(types(dir.File("typed.tsv")), "u1:i1:view u1:i2:cart\tx u2:i1:click ");
+  ASSERT_TRUE(WriteInteractionsTsv(dir.File("untyped.tsv"), {{"u1", "i1", 5, 0, true}}).ok());
+  auto untyped = ReadFileText(dir.File("untyped.tsv"));
+  ASSERT_TRUE(untyped.ok()) << untyped.status();
+  EXPECT_EQ(*untyped, "user_id\titem_id\ttimestamp_ms\nu1\ti1\t5\n");
+  WriteFile(dir.File("empty.csv"), "user_id,item_id,timestamp,Event_Type\nu1,i1,100,view\nu1,i2,101,\n");
+  const std::string m = ReadError(dir.File("empty.csv"));
+  EXPECT_NE(m.find("empty.csv:3: empty event type (the header's Event_Type column)"), std::string::npos) << m;
+}
+
 // A gzip stream cut short ends like a whole one unless its error is asked for; read as whole,
 // half of a dataset trained and replayed with exit 0, its cut last line at a wrong time.
 TEST(InteractionsTest, ATruncatedGzipIsAnError) {

@@ -129,6 +129,29 @@ TEST(ReplayKafkaTest, KcatReadsTheSameEvents) {
   EXPECT_EQ(seen, g.by_user) << "kcat prints partitions one after another, so per-user order holds";
 }
 
+// A dataset's event column (RetailRocket's view/addtocart/transaction) goes out as each click's
+// type, so that ingest.accepted_event_types can choose among them; every one was a "click".
+TEST(ReplayKafkaTest, ADatasetsEventTypesGoOutWithTheirClicks) {
+  TempDir dir;
+  gsau::testing::WriteFile(dir.File("events.csv"), "timestamp,visitorid,event,itemid,transactionid\n"
+                                                   "1433221332117,v1,view,i1,\n"
+                                                   "1433221332118,v1,addtocart,i1,\n"
+                                                   "1433221332119,v1,transaction,i1,7\n"
+                                                   "1433221332120,v2,view,i2,\n");
+  const std::string topic = UniqueTopic("replay-types");
+  std::string out;
+  ASSERT_EQ(RunCommand(ReplayCmd(dir.File("events.csv"), topic), &out), 0) << out;
+  const auto records = ConsumeAll(KafkaBootstrap(), topic, 4);
+  ASSERT_EQ(records.size(), 4u);
+  std::map<std::string, std::vector<std::string>> types;
+  for (const auto& r : records) {
+    const auto j = nlohmann::json::parse(r.value);
+    types[r.key].push_back(j["event"].get<std::string>());
+  }
+  EXPECT_EQ(types["v1"], (std::vector<std::string>{"view", "addtocart", "transaction"}));
+  EXPECT_EQ(types["v2"], (std::vector<std::string>{"view"}));
+}
+
 TEST(ReplayKafkaTest, UserLinesWithoutTimesLeaveTsToKafkaAndKeepOrder) {
   TempDir dir;
   gsau::testing::WriteFile(dir.File("lines.txt"), "1 10 11 12\n2 20 21\n3 30\n");

@@ -17,7 +17,9 @@
 //    are an error (which one is the time would be a guess: MovieLens' third is its rating).
 //    With dates or date-times, a column named kTimeOffsetColumn (`timeframe`, any case:
 //    DIGINETICA's milliseconds since the session's first click, 0 to 1e12) is added to the time,
-//    so that a day's clicks keep their order; with numeric times it is ignored.
+//    so that a day's clicks keep their order; with numeric times it is ignored. A column named
+//    event/event_type/eventtype (any case; RetailRocket's view/addtocart/transaction) is each
+//    row's event type (Interaction::event; empty is an error), which replay sends as the click's.
 //    Timestamps are numbers in seconds (fractions allowed), milliseconds, micro- or nanoseconds,
 //    see TimeUnit; a time column named `timestamp_ms` (kTsvMillisecondsColumn, any case) makes kAuto read
 //    milliseconds (an explicit unit wins). Or ISO 8601 dates or date-times (2016-05-09,
@@ -56,6 +58,7 @@ struct Interaction {
   int64_t order = 0;   // index of the row in the file (TSV) or position in the user's line:
                        // breaks time ties deterministically
   bool has_time = true;  // false when ts_ms is only a position (user lines without times)
+  std::string event{};   // the row's event type (a TSV header's event column), empty when none
 };
 
 enum class Format { kAuto, kTsv, kUserLines };
@@ -90,8 +93,9 @@ Result<std::vector<Interaction>> ReadInteractions(const std::string& path,
 // own order kept.
 void SortByTime(std::vector<Interaction>& events);
 
-// Writes `events` to `path` as a TSV that ReadInteractions reads back equal (user, item and
-// ts_ms; a `user_id item_id timestamp_ms` header), through `path`.tmp renamed over `path`.
+// Writes `events` to `path` as a TSV that ReadInteractions reads back equal (user, item, ts_ms
+// and event; a `user_id item_id timestamp_ms` header, and `event` when any event has a type),
+// through `path`.tmp renamed over `path`.
 // IoError naming the file.
 Status WriteInteractionsTsv(const std::string& path, const std::vector<Interaction>& events);
 
