@@ -212,25 +212,30 @@ TEST(RefreshPass, MarksEveryUserOnceInParts) {
   EXPECT_TRUE(RunPass(empty, 5, [](int) { return size_t{0}; }).empty());
 }
 
-// Users added during the pass are reached; one asked part-way goes round every user from there,
-// the users added meanwhile included (a count of the users at the request missed the last ones
-// before it when users were added).
-TEST(RefreshPass, ReachesUsersAddedMeanwhileAndGoesRoundAgainWhenExtended) {
+// Users added during the pass are left to their clicks (each new user came with one), so a pass
+// ends however fast users are added (chasing the live count, it never ended while they grew by
+// more than a part between parts); one asked part-way goes round every user from there, the
+// users added before it included (a count of the users at the first request missed them).
+TEST(RefreshPass, EndsWhileUsersGrowAndGoesRoundAgainWhenExtended) {
   RefreshPass pass;
   auto grown = RunPass(pass, 4, [](int k) { return size_t(10 + k / 2); });
+  EXPECT_EQ(grown.size(), 10u);
   for (state::UserId u = 0; u < 10; ++u) EXPECT_EQ(grown[u], 1) << u;
-  EXPECT_GT(grown.size(), 10u);
+  RefreshPass outrun;  // 8 users more at every part of 4
+  const auto reached = RunPass(outrun, 4, [](int k) { return size_t(10 + 8 * k); }, 50);
+  EXPECT_EQ(reached.size(), 10u);
 
   RefreshPass extended;
   bool done = false;
-  for (int k = 0; k < 3; ++k) extended.Next(100, 20, &done);  // users 0..59 marked
+  for (int k = 0; k < 3; ++k) extended.Next(80, 20, &done);  // users 0..59 of 80 marked
   ASSERT_FALSE(done);
   EXPECT_EQ(extended.next(), 60u);
   extended.Extend();
   EXPECT_EQ(extended.Left(100), 100u);
+  // 100 users when it goes on (20 of them added since its first part), 105 from its next part.
   std::map<state::UserId, int> second = RunPass(extended, 20, [](int k) { return size_t(k == 0 ? 100 : 105); });
-  for (state::UserId u = 0; u < 105; ++u) EXPECT_EQ(second[u], 1) << "user " << u << " after the extension";
-  EXPECT_EQ(second.size(), 105u);
+  for (state::UserId u = 0; u < 100; ++u) EXPECT_EQ(second[u], 1) << "user " << u << " after the extension";
+  EXPECT_EQ(second.size(), 100u);
   // Extended again after wrapping round: from there round every user once more.
   RefreshPass twice;
   for (int k = 0; k < 7; ++k) twice.Next(50, 10, &done);  // 0..49, wrapped, then 0..9 of the round

@@ -149,27 +149,33 @@ class DueUsers {
 };
 
 // Which users a refresh of every user marks next, a part at a time: user ids are dense (0 ..
-// users-1, and users added during the refresh are reached too). From `next` up to the last user,
-// then from the first up to where it began. A refresh asked while one is under way goes on from
-// where that one stands, round every user again (starting again from the first user, a pass
-// longer than the interval between refreshes never reached the last ones).
+// users-1). From `next` up to the number of users when the pass began (at its first Next), then
+// from the first user up to where it began. Users added later are not waited for: each came with
+// a click, published with a model at least as new as the one the refresh is for (a pass that
+// chased the live count never ended while users grew by more than a part between parts). A
+// refresh asked while one is under way goes on from where that one stands, round every user of
+// then again (starting again from the first user, a pass longer than the interval between
+// refreshes never reached the last ones).
 // Not thread-safe: one owner.
 class RefreshPass {
  public:
-  // Round every user again, from where the pass stands (a new pass: from the first user).
+  // Round every user again, from where the pass stands (a new pass: from the first user), up to
+  // the number of users at the next Next.
   void Extend() {
     until_ = next_;
     wrapped_ = false;
+    end_.reset();
   }
 
   // The next ids to mark, [first, first + count), at most `part` of them, of `users` users (the
   // number now); count 0 and *done once every user was marked.
   std::pair<state::UserId, size_t> Next(size_t users, size_t part, bool* done) {
-    if (!wrapped_ && next_ >= users) {
+    if (!end_) end_ = std::max(users, static_cast<size_t>(next_));
+    if (!wrapped_ && next_ >= *end_) {
       wrapped_ = true;
       next_ = 0;
     }
-    const size_t end = wrapped_ ? std::min<size_t>(until_, users) : users;
+    const size_t end = wrapped_ ? std::min<size_t>(until_, *end_) : *end_;
     const size_t count = std::min(std::max<size_t>(part, 1), end > next_ ? end - next_ : 0);
     const state::UserId first = next_;
     next_ = static_cast<state::UserId>(next_ + count);
@@ -178,10 +184,11 @@ class RefreshPass {
     return {first, count};
   }
 
-  // Users not marked yet, of `users`.
+  // Users not marked yet, of `users` (the number now: the pass's own once it has begun).
   size_t Left(size_t users) const {
-    if (wrapped_) return next_ < until_ ? until_ - next_ : 0;
-    return (users > next_ ? users - next_ : 0) + until_;
+    const size_t end = end_.value_or(std::max(users, static_cast<size_t>(next_)));
+    if (wrapped_) return next_ < until_ ? std::min<size_t>(until_, end) - next_ : 0;
+    return (end > next_ ? end - next_ : 0) + until_;
   }
   state::UserId next() const { return next_; }
   size_t marked() const { return marked_; }
@@ -189,6 +196,7 @@ class RefreshPass {
  private:
   state::UserId next_ = 0;
   state::UserId until_ = 0;
+  std::optional<size_t> end_;  // the users of the lap under way (taken at its first Next)
   bool wrapped_ = false;
   size_t marked_ = 0;
 };
