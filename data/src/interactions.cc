@@ -19,6 +19,7 @@
 #include <zlib.h>
 #endif
 
+#include "gsau/common/event.h"
 #include "gsau/common/file.h"
 
 namespace gsau::data {
@@ -362,18 +363,38 @@ int64_t CountLines(const std::string& text) {
   return lines;
 }
 
-// The user, item and time columns of a TSV (0-based); the column of milliseconds added to a
-// date's time (kTimeOffsetColumn) and the event type's, if the header names them.
-struct TsvColumns {
-  size_t user = 0, item = 1, time = 2;
-  std::optional<size_t> offset, event;
-  size_t needed() const { return std::max({user, item, time, offset.value_or(0), event.value_or(0)}) + 1; }
-};
-
 std::string Lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
+}
+
+// Milliseconds are below this (31 years): a larger value is another unit or another column.
+constexpr double kMaxTimeOffsetMs = 1e12;
+// A date without a time of day: YYYY-MM-DD.
+constexpr size_t kDateChars = 10;
+
+// A missing value's mark as dataset tools write it (pandas, R, SQL dumps), or nothing, any case.
+bool IsMissing(std::string_view v) {
+  if (v.size() > 4) return false;  // (no allocation for the values that are there)
+  static const std::vector<std::string> kMissing = {"", "nan", "null", "none", "na", "n/a", "\\n", "-", "?"};
+  return std::find(kMissing.begin(), kMissing.end(), Lower(v)) != kMissing.end();
+}
+
+// The user, item and time columns of a TSV (0-based); the column of milliseconds added to a
+// date (kTimeOffsetColumn) and the event type's, if the header names them: optional in a row (a
+// row without them, or with them empty, read before they were read).
+struct TsvColumns {
+  size_t user = 0, item = 1, time = 2;
+  std::optional<size_t> offset, event;
+  size_t needed() const { return std::max({user, item, time}) + 1; }
+};
+
+// A value of an optional column, empty when the row has none or one of kMissing's marks.
+std::string_view Optional(const std::vector<std::string_view>& f, std::optional<size_t> column) {
+  if (!column || *column >= f.size()) return {};
+  const std::string_view v = TrimSpaces(f[*column]);
+  return IsMissing(v) ? std::string_view() : v;
 }
 
 // Columns by the header's names (user_id, item_id, timestamp and their usual spellings), so a
@@ -415,9 +436,6 @@ bool ColumnsFromHeader(const std::vector<std::string_view>& header, TsvColumns* 
   return header.size() <= 3 && in_order;
 }
 
-// Milliseconds are at most this (31 years): a larger value is another unit or another column.
-constexpr double kMaxTimeOffsetMs = 1e12;
-
 // Neither format has comments: a '#' line was read as a user (or a TSV as per-user lines).
 bool IsComment(std::string_view line) {
   const auto t = TrimSpaces(line);
@@ -436,7 +454,6 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
   AutoTimes auto_times;
   TsvColumns cols;
   size_t header_fields = 3;
-  std::string event_column;  // its name in the header
   bool first = true;
   char sep = 0;  // the first line's (TableSeparator), a tab when it has none
   std::optional<bool> dated;  // the times are date-times (the first row's kind), not numbers
@@ -468,10 +485,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
       // The header: a third field that is not a number, nor empty, nor a missing value's mark
       // (a row missing its time is a bad row, not a header to skip; a header may have empty
       // names elsewhere, e.g. pandas' unnamed index column).
-      static const std::vector<std::string> kMissing = {"nan", "null", "none", "na", "n/a", "\\n", "-", "?"};
-      const std::string third = Lower(TrimSpaces(f[2]));
-      if (!ParseDouble(f[2], &ignored) && !ParseDateTime(f[2], &ignored) && !third.empty() &&
-          std::find(kMissing.begin(), kMissing.end(), third) == kMissing.end()) {
+      if (!ParseDouble(f[2], &ignored) && !ParseDateTime(f[2], &ignored) && !IsMissing(TrimSpaces(f[2]))) {
         header_fields = f.size();
         if (!ColumnsFromHeader(f, &cols)) {
           error = LineError(path, lineno, "the header has " + std::to_string(f.size()) +
@@ -480,7 +494,6 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
                                               "without naming all three");
           return false;
         }
-        if (cols.event) event_column = TrimSpaces(f[*cols.event]);
         // What `gsau split` writes: milliseconds, which the automatic unit would take as seconds below 1e11.
         // In any case, as the column itself is found.
         if (unit == TimeUnit::kAuto && Lower(TrimSpaces(f[cols.time])) == kTsvMillisecondsColumn) {
@@ -518,13 +531,13 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
     if (dated == std::nullopt) dated = !number;
     // DIGINETICA's days order a session's clicks by its milliseconds since the session's first
     // (SR-GNN sorts by them too): by the day alone, a third of its clicks followed one they came
-    // before, in file order. (Numeric times have their own precision: the column is not added.)
-    if (*dated && !number && cols.offset) {
-      const std::string_view written = f[*cols.offset];
+    // before, in file order. Dates only: a time of day (or a number) has its own precision.
+    if (const std::string_view written = Optional(f, cols.offset);
+        !written.empty() && !number && TrimSpaces(time).size() == kDateChars) {
       double offset_ms;
       if (!ParseDouble(written, &offset_ms) || offset_ms < 0 || offset_ms >= kMaxTimeOffsetMs) {
         error = LineError(path, lineno, std::string(kTimeOffsetColumn) + " '" + std::string(written) +
-                                            "' is not a number of milliseconds from 0 to 1e12");
+                                            "' is not a number of milliseconds, at least 0 and below 1e12");
         return false;
       }
       ts += offset_ms;
@@ -562,16 +575,8 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
     } else {
       auto_times.Written(ts);
     }
-    std::string_view event;
-    if (cols.event) {
-      event = f[*cols.event];
-      if (event.empty()) {  // ingest refuses an empty type: a row that names none is a bug, not a click
-        error = LineError(path, lineno, "empty event type (the header's " + event_column + " column)");
-        return false;
-      }
-    }
     out.push_back({std::string(user), std::string(item), ts_ms, static_cast<int64_t>(out.size()), true,
-                   std::string(event)});
+                   std::string(Optional(f, cols.event))});
     return opt.limit <= 0 || static_cast<int64_t>(out.size()) < opt.limit;
   });
   if (!error.ok()) return error;
@@ -733,7 +738,7 @@ Status WriteInteractionsTsv(const std::string& path, const std::vector<Interacti
       chunk.append(1, '\t').append(std::to_string(e.ts_ms));
       if (typed) {
         chunk += '\t';
-        append_id(chunk, e.event.empty() ? "click" : e.event);
+        append_id(chunk, e.event.empty() ? std::string(kDefaultEventType) : e.event);
       }
       chunk += '\n';
       if (chunk.size() >= (1 << 16)) {

@@ -195,8 +195,12 @@ TEST(InteractionsTest, DateTimesReadAsUtcMilliseconds) {
       {"sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n", {1462752526309}},
       {"sessionId;userId;timeframe;eventdate;ordernumber;itemId\n150;18278;17100868;2016-05-06;16421;25911\n",
        {1462492800000 + 17100868}},
-      // With numeric times, a timeframe column is one more column ignored.
+      // With numeric times or a time of day, a timeframe column is one more column ignored; a
+      // missing one (empty, NA, or not in the row) adds nothing.
       {"user_id,item_id,timestamp,timeframe\nu1,i1,1462752001,526309\n", {1462752001000}},
+      {"user_id,item_id,timestamp,timeframe\nu1,i1,2016-05-09T00:00:01Z,5\n", {1462752001000}},
+      {"sessionId;itemId;eventdate;timeframe\n1;81766;2016-05-09;\n1;81767;2016-05-09;NA\n1;81768;2016-05-09\n",
+       {1462752000000, 1462752000000, 1462752000000}},
   };
   for (const auto& [text, expected] : read) {
     WriteFile(dir.File("d.csv"), text);
@@ -222,10 +226,12 @@ TEST(InteractionsTest, DateTimesReadAsUtcMilliseconds) {
   EXPECT_EQ((*day)[0].item_id + "," + (*day)[1].item_id + "," + (*day)[2].item_id, "first,second,next_day");
   const std::vector<std::array<std::string, 3>> refused = {
       {"feb.csv", "u,i,t\nu1,i1,2016-02-30\n", "feb.csv:2: timestamp '2016-02-30' is not a number nor a date-time"},
-      {"frame.csv", "session_id;item_id;timeframe;eventdate\n1;i1;NA;2016-05-09\n",
-       "frame.csv:2: timeframe 'NA' is not a number of milliseconds from 0 to 1e12"},
+      {"frame.csv", "session_id;item_id;timeframe;eventdate\n1;i1;526309;2016-05-09\n1;i1;soon;2016-05-09\n",
+       "frame.csv:3: timeframe 'soon' is not a number of milliseconds, at least 0 and below 1e12"},
       {"frame2.csv", "session_id;item_id;timeframe;eventdate\n1;i1;-5;2016-05-09\n",
        "frame2.csv:2: timeframe '-5' is not a number of milliseconds"},
+      {"frame3.csv", "session_id;item_id;timeframe;eventdate\n1;i1;1e12;2016-05-09\n",
+       "frame3.csv:2: timeframe '1e12' is not a number of milliseconds"},
       {"hour.csv", "u,i,t\nu1,i1,2016-05-09T24:00\n", "hour.csv:2: timestamp '2016-05-09T24:00' is not a number"},
       {"zone.csv", "u,i,t\nu1,i1,2016-05-09 10:00 PST\n", "zone.csv:2: timestamp '2016-05-09 10:00 PST' is not"},
       {"mixed.csv", "u,i,t\nu1,i1,2016-05-09\nu1,i2,1462752000\n",
@@ -612,8 +618,7 @@ TEST(InteractionsTest, MillisecondHeaderReadsSmallTimesAsMilliseconds) {
 }
 
 // An event column (RetailRocket's `event`, REES46's `event_type`) gives each row its type, which
-// `gsau split` writes back; a file without one has none (replay sends clicks). An empty type
-// is refused, as ingest would refuse it.
+// `gsau split` writes back; a file without one has none (replay sends clicks).
 TEST(InteractionsTest, AnEventColumnTypesEachRowAndWritesBack) {
   TempDir dir;
   WriteFile(dir.File("retailrocket.csv"), "timestamp,visitorid,event,itemid,transactionid\n"
@@ -644,9 +649,11 @@ TEST(InteractionsTest, AnEventColumnTypesEachRowAndWritesBack) {
   auto untyped = ReadFileText(dir.File("untyped.tsv"));
   ASSERT_TRUE(untyped.ok()) << untyped.status();
   EXPECT_EQ(*untyped, "user_id\titem_id\ttimestamp_ms\nu1\ti1\t5\n");
-  WriteFile(dir.File("empty.csv"), "user_id,item_id,timestamp,Event_Type\nu1,i1,100,view\nu1,i2,101,\n");
-  const std::string m = ReadError(dir.File("empty.csv"));
-  EXPECT_NE(m.find("empty.csv:3: empty event type (the header's Event_Type column)"), std::string::npos) << m;
+  // No type (empty, a missing value's mark, not in the row) is none: a click, as an event without
+  // one; spaces around a type are not part of it; of two type columns, the leftmost.
+  WriteFile(dir.File("missing.csv"), "user_id,item_id,timestamp,Event_Type,event\nu1,i1,100, view ,x\n"
+                                     "u1,i2,101,,x\nu1,i3,102,NA,x\nu1,i4,103\n");
+  EXPECT_EQ(types(dir.File("missing.csv")), "u1:i1:view u1:i2: u1:i3: u1:i4: ");
 }
 
 // A gzip stream cut short ends like a whole one unless its error is asked for; read as whole,

@@ -236,9 +236,15 @@ TEST(RefreshPass, EndsWhileUsersGrowAndGoesRoundAgainWhenExtended) {
   std::map<state::UserId, int> second = RunPass(extended, 20, [](int k) { return size_t(k == 0 ? 100 : 105); });
   for (state::UserId u = 0; u < 100; ++u) EXPECT_EQ(second[u], 1) << "user " << u << " after the extension";
   EXPECT_EQ(second.size(), 100u);
-  // Extended again after wrapping round: from there round every user once more.
+  // Extended again after wrapping round, part-way through the lap back to where it was extended
+  // first: from there round every user once more.
   RefreshPass twice;
-  for (int k = 0; k < 7; ++k) twice.Next(50, 10, &done);  // 0..49, wrapped, then 0..9 of the round
+  for (int k = 0; k < 3; ++k) twice.Next(50, 10, &done);  // 0..29
+  twice.Extend();                                          // round to 30 again
+  for (int k = 0; k < 3; ++k) twice.Next(50, 10, &done);  // 30..49, wrapped, then 0..9
+  ASSERT_FALSE(done);
+  EXPECT_EQ(twice.next(), 10u);
+  EXPECT_EQ(twice.Left(50), 20u);
   twice.Extend();
   const auto third = RunPass(twice, 10, [](int) { return size_t{50}; });
   EXPECT_EQ(third.size(), 50u);

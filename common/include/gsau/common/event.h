@@ -7,16 +7,19 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace gsau {
 
 inline constexpr size_t kMaxIdBytes = 256;
+// The type of an event that names none (SYSTEM.md: `event` is optional).
+inline constexpr std::string_view kDefaultEventType = "click";
 
 struct ClickEvent {
   std::string user_id;
   std::string item_id;
   int64_t ts_ms = 0;       // event time, ms since the Unix epoch
-  std::string event_type;  // "click" unless the producer said otherwise
+  std::string event_type;  // kDefaultEventType unless the producer said otherwise
 
   friend bool operator==(const ClickEvent&, const ClickEvent&) = default;
 };

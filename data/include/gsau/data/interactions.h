@@ -15,11 +15,13 @@
 //    event_time/datetime/date/eventdate) picks them wherever they are and the
 //    other columns are ignored; otherwise they are the first three, and more than three columns
 //    are an error (which one is the time would be a guess: MovieLens' third is its rating).
-//    With dates or date-times, a column named kTimeOffsetColumn (`timeframe`, any case:
-//    DIGINETICA's milliseconds since the session's first click, 0 to 1e12) is added to the time,
-//    so that a day's clicks keep their order; with numeric times it is ignored. A column named
-//    event/event_type/eventtype (any case; RetailRocket's view/addtocart/transaction) is each
-//    row's event type (Interaction::event; empty is an error), which replay sends as the click's.
+//    With dates (YYYY-MM-DD, no time of day), a column named kTimeOffsetColumn (`timeframe`,
+//    any case: DIGINETICA's milliseconds since the session's first click, below 1e12) is added
+//    to the time, so that a day's clicks keep their order; with date-times or numbers it is
+//    ignored. A column named event/event_type/eventtype (any case, the leftmost; RetailRocket's
+//    view/addtocart/transaction) is each row's event type (Interaction::event, spaces around it
+//    trimmed), which replay sends as the click's. Both are optional in a row: missing, empty or
+//    a missing value's mark (NA, null, nan, ...) is no offset, or no type.
 //    Timestamps are numbers in seconds (fractions allowed), milliseconds, micro- or nanoseconds,
 //    see TimeUnit; a time column named `timestamp_ms` (kTsvMillisecondsColumn, any case) makes kAuto read
 //    milliseconds (an explicit unit wins). Or ISO 8601 dates or date-times (2016-05-09,
@@ -59,6 +61,7 @@ struct Interaction {
                        // breaks time ties deterministically
   bool has_time = true;  // false when ts_ms is only a position (user lines without times)
   std::string event{};   // the row's event type (a TSV header's event column), empty when none
+                         // (an event without a type: kDefaultEventType, "click")
 };
 
 enum class Format { kAuto, kTsv, kUserLines };
