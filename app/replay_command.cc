@@ -1,10 +1,13 @@
 // gsau replay: a dataset file (or the synthetic stream) -> click events on Kafka.
+#include <algorithm>
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include "cli_checks.h"
 #include "commands.h"
 #include "config_flags.h"
+#include "gsau/common/event.h"
 #include "gsau/common/log.h"
 #include "gsau/common/stop_signal.h"
 #include "gsau/data/interactions.h"
@@ -32,6 +35,46 @@ void WarnOfTimesIngestRefuses(const std::vector<data::Interaction>& events, cons
       "{} after 2100; the first: user {} at {} ms): check --ts-unit, or set ingest.min_event_time_s=0 for times that "
       "are sequence numbers",
       early + late, events.size(), early, cfg.ingest.min_event_time_s, late, first->user_id, first->ts_ms);
+}
+
+// Events ingest would not apply for what they are, not when: ids over kMaxIdBytes (dead-lettered
+// as bad_id) and types ingest.accepted_event_types leaves out (skipped, as a dataset's views when
+// only purchases are accepted, or a type spelt otherwise than the list: "purchase", "transaction").
+void WarnOfEventsIngestLeaves(const std::vector<data::Interaction>& events, const config::Config& cfg) {
+  const auto& accepted = cfg.ingest.accepted_event_types;
+  int64_t long_ids = 0, skipped = 0;
+  const data::Interaction* first_long = nullptr;
+  std::map<std::string, int64_t> skipped_types;
+  for (const auto& e : events) {
+    if (e.user_id.size() > kMaxIdBytes || e.item_id.size() > kMaxIdBytes) {
+      if (long_ids++ == 0) first_long = &e;
+    }
+    const std::string_view type = e.event.empty() ? kDefaultEventType : std::string_view(e.event);
+    if (!accepted.empty() && std::find(accepted.begin(), accepted.end(), type) == accepted.end()) {
+      ++skipped;
+      ++skipped_types[std::string(type)];
+    }
+  }
+  if (first_long != nullptr) {
+    GSAU_LOG_WARN("replay: {} of {} events have an id over {} bytes, which ingest dead-letters as bad_id (the first: "
+                  "user {} bytes, item {} bytes)",
+                  long_ids, events.size(), kMaxIdBytes, first_long->user_id.size(), first_long->item_id.size());
+  }
+  if (skipped > 0) {
+    std::string types;
+    for (const auto& [type, n] : skipped_types) {
+      if (types.size() > 200) {
+        types += ", ...";
+        break;
+      }
+      types += (types.empty() ? "" : ", ") + type + " " + std::to_string(n);
+    }
+    std::string list;
+    for (const auto& a : accepted) list += (list.empty() ? "" : ", ") + a;
+    GSAU_LOG_WARN("replay: {} of {} events have a type ingest.accepted_event_types [{}] does not accept ({}): ingest "
+                  "skips them",
+                  skipped, events.size(), list, types);
+  }
 }
 
 struct ReplayFlags {
@@ -98,6 +141,7 @@ int RunReplay(const ReplayFlags& f) {
   // whole file.
   if (f.limit > 0 && static_cast<size_t>(f.limit) < events.size()) events.resize(static_cast<size_t>(f.limit));
   if (f.synthetic == 0 && !f.from_now) WarnOfTimesIngestRefuses(events, *cfg);
+  if (f.synthetic == 0) WarnOfEventsIngestLeaves(events, *cfg);
 
   replay::ReplayOptions opt;
   opt.topic = f.topic.empty() ? cfg->topics.clicks : f.topic;

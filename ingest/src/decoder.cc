@@ -323,7 +323,7 @@ class Decoder::Impl {
       return Bad(BadReason::kBadTime, what + " is after 2100 (not milliseconds?)");
     }
     r_.event.ts_ms = ts;
-    if (r_.event.event_type.empty()) r_.event.event_type = "click";
+    if (r_.event.event_type.empty()) r_.event.event_type = kDefaultEventType;
     r_.ok = true;
     return r_;
   }

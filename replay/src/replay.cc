@@ -26,7 +26,7 @@ std::string EncodeClickJson(const ClickEvent& e, bool with_ts) {
     out += std::to_string(e.ts_ms);
   }
   out += ",\"event\":";
-  AppendJsonString(out, e.event_type.empty() ? "click" : e.event_type);
+  AppendJsonString(out, e.event_type.empty() ? kDefaultEventType : e.event_type);
   out += '}';
   return out;
 }
@@ -127,7 +127,7 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
     const auto& ev = events[static_cast<size_t>(sent)];
     click.user_id = ev.user_id;
     click.item_id = ev.item_id;
-    click.event_type = ev.event;  // (empty: "click")
+    click.event_type = ev.event;  // (empty: kDefaultEventType)
     click.ts_ms = options.stamp_send_time ? SystemClock::Get().NowMs() : ev.ts_ms;
     const std::string value = EncodeClickJson(click, ev.has_time || options.stamp_send_time);
     if (Status s = produce(sent, ev.user_id, value); !s.ok()) {

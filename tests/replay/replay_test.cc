@@ -150,6 +150,32 @@ TEST(ReplayKafkaTest, ADatasetsEventTypesGoOutWithTheirClicks) {
   }
   EXPECT_EQ(types["v1"], (std::vector<std::string>{"view", "addtocart", "transaction"}));
   EXPECT_EQ(types["v2"], (std::vector<std::string>{"view"}));
+  EXPECT_EQ(out.find("does not accept"), std::string::npos) << "every type is accepted by default: " << out;
+  // Types the configured ingest leaves out are said before sending (a list spelt "purchase" for
+  // "transaction" skipped every event in silence), and so are ids ingest dead-letters.
+  const auto replay_accepting = [&](const std::string& file) {
+    std::string said;
+    EXPECT_EQ(RunCommand(Gsau() + " replay --no-progress --set 'ingest.accepted_event_types=[transaction, purchase]' "
+                                  "--data " + file + " --bootstrap " + KafkaBootstrap() + " --topic " +
+                             UniqueTopic("replay-skip") + " 2>&1",
+                         &said),
+              0)
+        << said;
+    return said;
+  };
+  out = replay_accepting(dir.File("events.csv"));
+  EXPECT_NE(out.find("replay: 3 of 4 events have a type ingest.accepted_event_types [transaction, purchase] does not "
+                     "accept (addtocart 1, view 2): ingest skips them"),
+            std::string::npos)
+      << out;
+  gsau::testing::WriteFile(dir.File("long.csv"), "timestamp,visitorid,event,itemid\n1433221332121,v3,transaction," +
+                                                     std::string(300, 'x') + "\n");
+  out = replay_accepting(dir.File("long.csv"));
+  EXPECT_NE(out.find("replay: 1 of 1 events have an id over 256 bytes, which ingest dead-letters as bad_id (the "
+                     "first: user 2 bytes, item 300 bytes)"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("does not accept"), std::string::npos) << out;
 }
 
 TEST(ReplayKafkaTest, UserLinesWithoutTimesLeaveTsToKafkaAndKeepOrder) {
