@@ -448,13 +448,16 @@ TEST_F(Reliability, R4SoakKeepsMemoryAndLagBounded) {
   child->Signal(SIGTERM);
   EXPECT_EQ(child->Wait(60000), 0) << Tail(g.log);
   std::vector<int64_t> peaks, nows;
-  double max_lag = 0;
+  // Lag after warm-up: the first samples count from before the consumer joined its group (the
+  // producer starts with the process), so a slow join read as lag in a steady pipeline.
+  double max_lag = 0, warmup_max_lag = 0;
   for (const auto& s : samples) {
     if (s.t > warmup_s && s.rss_peak_kib > 0 && s.rss_kib > 0) {
       peaks.push_back(s.rss_peak_kib);
       nows.push_back(s.rss_kib);
     }
-    max_lag = std::max(max_lag, s.lag);
+    double& lag = s.t > warmup_s ? max_lag : warmup_max_lag;
+    lag = std::max(lag, s.lag);
   }
   ASSERT_GE(peaks.size(), 3u);
   struct Band {
@@ -475,7 +478,7 @@ TEST_F(Reliability, R4SoakKeepsMemoryAndLagBounded) {
     // leak, and reports the band it saw.
     EXPECT_LE(peak.max, 2.0 * (1 << 20)) << "resident memory stays under 2 GiB";
   }
-  EXPECT_LE(max_lag, rate * 10) << "lag stays below 10 s of traffic";
+  EXPECT_LE(max_lag, rate * 10) << "lag after warm-up stays below 10 s of traffic";
   if (!OutDir().empty()) {
     std::filesystem::create_directories(OutDir());
     std::ofstream csv(OutDir() + "/soak.csv");
@@ -497,7 +500,7 @@ TEST_F(Reliability, R4SoakKeepsMemoryAndLagBounded) {
          Fmt(" .. %+.1f%%)", peak.hi * 100));
   Figure(Fmt("instantaneous rss median %.0f MiB", now.median / 1024) + Fmt(" (%+.1f%%", now.lo * 100) +
          Fmt(" .. %+.1f%%)", now.hi * 100));
-  Figure(Fmt("max lag %.0f", max_lag));
+  Figure(Fmt("max lag %.0f after warm-up", max_lag) + Fmt(" (%.0f during it)", warmup_max_lag));
 }
 
 // The newest complete checkpoint folder under `dir` (ckpt-<12-digit state batch>); "" when none.
