@@ -91,7 +91,8 @@ inline void ProduceClicks(const kafka::KafkaOptions& k, const std::string& topic
   ASSERT_TRUE((*producer)->Flush(30000).ok());
 }
 
-// Produces `clicks` on a thread at about `rate` per second; Join() waits for every ack.
+// Produces `clicks` on a thread at about `rate` per second (or the first of them, up to a
+// Stop()); Join() waits for every ack.
 class BackgroundProducer {
  public:
   BackgroundProducer(const std::string& bootstrap, const std::string& topic, const std::vector<ClickEvent>& clicks,
@@ -103,10 +104,11 @@ class BackgroundProducer {
     producer_ = std::move(p).value();
     thread_ = std::thread([this, topic, &clicks, rate] {
       const auto start = std::chrono::steady_clock::now();
-      for (size_t i = 0; i < clicks.size(); ++i) {
+      for (size_t i = 0; i < clicks.size() && !stop_; ++i) {
         std::this_thread::sleep_until(start + std::chrono::microseconds(static_cast<int64_t>(1e6 * i / rate)));
         const auto& c = clicks[i];
         if (!producer_->Produce(topic, c.user_id, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok()) ok_ = false;
+        produced_ = i + 1;
         producer_->Poll();
       }
       if (!producer_->Flush(200000).ok()) ok_ = false;
@@ -119,6 +121,9 @@ class BackgroundProducer {
     thread_.join();
     return ok_;
   }
+  // Produces no more clicks: Produced() of them, the first ones, are all there will be.
+  void Stop() { stop_ = true; }
+  size_t Produced() const { return produced_; }
   // Records the broker acknowledged (after Join).
   int64_t Delivered() const { return producer_->counts().delivered; }
 
@@ -126,6 +131,8 @@ class BackgroundProducer {
   std::unique_ptr<kafka::Producer> producer_;
   std::thread thread_;
   std::atomic<bool> ok_{true};
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> produced_{0};
 };
 
 // Waits until the process's state holds `n` events (gsau_state_events on its /metrics): true

@@ -79,8 +79,9 @@ TEST(IngestProcessTest, KillNineAtRandomMomentsLosesNothingAndAppliesNothingTwic
   IngestProcess p{KafkaBootstrap(), topic, UniqueTopic("kill9-group"), dir.File("state"), dir.File("ingest.log"),
                   "ingest-1"};
   p.port = FreePort();
-  const auto clicks = MakeClicks(24000, 500, 800, 99);
-  // ~40 s of events: longer than the kill loop, so every kill lands while events arrive.
+  auto clicks = MakeClicks(72000, 500, 800, 99);
+  // Events arrive until the kill loop ends (at most 120 s of them), so every kill lands while
+  // they do: a fixed 40 s of them ran out before the loop did on a slow machine.
   BackgroundProducer producer(KafkaBootstrap(), topic, clicks, 600);
 
   std::mt19937 rng(2020);
@@ -103,7 +104,11 @@ TEST(IngestProcessTest, KillNineAtRandomMomentsLosesNothingAndAppliesNothingTwic
     ASSERT_EQ(child->Wait(10000), 128 + SIGKILL);
     after_kill.push_back(CheckWholeBatches(p.state));
   }
+  const bool all_sent = producer.Produced() == clicks.size();
+  producer.Stop();
   ASSERT_TRUE(producer.Join());
+  EXPECT_FALSE(all_sent) << "the stream ended before the kill loop";
+  clicks.resize(producer.Produced());
   int progressed = 0;
   for (size_t k = 1; k < after_kill.size(); ++k) progressed += after_kill[k] > after_kill[k - 1];
   EXPECT_GE(progressed, kKills / 2) << "the kills must land while events are being applied";
