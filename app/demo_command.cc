@@ -334,6 +334,7 @@ int RunDemo(const DemoFlags& f) {
                   static_cast<long long>(s.users_published), static_cast<long long>(s.items_published),
                   static_cast<long long>(s.model_version));
     std::string text = line;
+    if (s.skipped > 0) text += "  skipped " + std::to_string(s.skipped) + " (event types not accepted)";
     if (s.publish_failures > 0) text += "  publishing failures " + std::to_string(s.publish_failures);
     if (tty) {
       std::cout << "\r\033[K" << text << std::flush;
@@ -351,13 +352,19 @@ int RunDemo(const DemoFlags& f) {
 
   const auto s = (*p)->status();
   p->reset();  // closes the state and flushes the publisher before the broker goes
+  // Events of types ingest.accepted_event_types leaves out (a dataset's views when only its
+  // purchases are accepted): counted, or the summary hid most of the stream.
+  const std::string skipped =
+      s.skipped == 0 ? std::string()
+                     : ", " + std::to_string(s.skipped) + " skipped (types ingest.accepted_event_types leaves out)";
   std::printf(
-      "demo: %llu events applied, %llu dead-lettered, in %.1f s; %lld learner steps; %lld user and %lld item "
+      "demo: %llu events applied, %llu dead-lettered%s, in %.1f s; %lld learner steps; %lld user and %lld item "
       "records published\n"
       "demo: online recall@20 %.4f vs most-popular %.4f over %lld clicks ranked before training on them; "
       "ndcg@20 %.4f\n"
       "demo: state and checkpoints in %s (gsau inspect --dir %s)\n",
-      static_cast<unsigned long long>(s.applied), static_cast<unsigned long long>(s.dead_lettered), elapsed(),
+      static_cast<unsigned long long>(s.applied), static_cast<unsigned long long>(s.dead_lettered), skipped.c_str(),
+      elapsed(),
       static_cast<long long>(s.steps), static_cast<long long>(s.users_published),
       static_cast<long long>(s.items_published), s.recall20, s.popular_recall20,
       static_cast<long long>(s.prequential_count), s.ndcg20, f.dir.c_str(), f.dir.c_str());

@@ -107,6 +107,7 @@ int RunPipeline(const RunFlags& f) {
       const auto s = (*p)->status();
       // Publishing's failures, once there are any: without them the line only froze while the
       // brokers refused every record.
+      const std::string skipped = s.skipped == 0 ? std::string() : " skipped " + std::to_string(s.skipped);
       const std::string failures =
           s.publish_failures == 0
               ? std::string()
@@ -115,11 +116,11 @@ int RunPipeline(const RunFlags& f) {
       // Online recall: the last window's first (since the start, it moved ever more slowly and
       // began again at a restart, which read as a jump on the same traffic).
       GSAU_LOG_INFO(
-          "run: {:.0f} events/s; applied {} dead-lettered {} queued {}; learner: {} steps ({:.3f} s, loss {:.4f}), "
+          "run: {:.0f} events/s; applied {} dead-lettered {}{} queued {}; learner: {} steps ({:.3f} s, loss {:.4f}), "
           "{} users {} items {} edges; online recall@20 {:.4f} (most-popular {:.4f}) over the last window, "
           "recall@20 {:.4f} ndcg@20 {:.4f} over {} since the start; published {} user {} item records, "
           "model_version {}{}",
-          static_cast<double>(s.applied - prev.applied) / dt, s.applied, s.dead_lettered, s.queued, s.steps,
+          static_cast<double>(s.applied - prev.applied) / dt, s.applied, s.dead_lettered, skipped, s.queued, s.steps,
           s.last_step_s, s.last_loss, s.users, s.items, s.edges, s.window_recall20, s.window_popular_recall20,
           s.recall20, s.ndcg20, s.prequential_count, s.users_published, s.items_published, s.model_version, failures);
       prev = s;

@@ -2183,6 +2183,7 @@ PipelineStatus Pipeline::status() const {
   s.consumed = static_cast<uint64_t>(c.consumed);
   s.applied = static_cast<uint64_t>(c.applied);
   s.dead_lettered = static_cast<uint64_t>(c.dead_lettered);
+  s.skipped = static_cast<uint64_t>(c.skipped);
   const auto& m = *impl_->m;
   s.publish_failures =
       static_cast<int64_t>(m.delivery_errors.Value() + m.produce_errors.Value() + m.publish_errors.Value() +

@@ -122,6 +122,7 @@ struct PipelineOptions {
 
 struct PipelineStatus {
   uint64_t consumed = 0, applied = 0, dead_lettered = 0;
+  uint64_t skipped = 0;  // good events of a type ingest.accepted_event_types leaves out
   int64_t steps = 0, users = 0, items = 0, edges = 0;
   double last_step_s = 0, last_loss = 0;
   int64_t users_published = 0, items_published = 0;  // records the sink sends (Publishable ones)
