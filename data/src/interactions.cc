@@ -534,16 +534,18 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
     if (dated == std::nullopt) dated = !number;
     // DIGINETICA's days order a session's clicks by its milliseconds since the session's first
     // (SR-GNN sorts by them too): by the day alone, a third of its clicks followed one they came
-    // before, in file order. Dates only: a time of day (or a number) has its own precision.
+    // before, in file order. They order the day's clicks (the tie-break), and the time stays the
+    // day: a session's milliseconds run past its day (up to 153 days in the purchases file),
+    // and added to it they moved a click months later. Dates only: a time of day (or a number)
+    // has its own precision.
+    double offset_ms = 0;
     if (const std::string_view written = Optional(f, cols.offset);
         !written.empty() && !number && TrimSpaces(time).size() == kDateChars) {
-      double offset_ms;
       if (!ParseDouble(written, &offset_ms) || offset_ms < 0 || offset_ms >= kMaxTimeOffsetMs) {
         error = LineError(path, lineno, std::string(kTimeOffsetColumn) + " '" + std::string(written) +
                                             "' is not a number of milliseconds, at least 0 and below 1e12");
         return false;
       }
-      ts += offset_ms;
     }
     if (*dated == number) {
       error = LineError(path, lineno, "timestamp '" + std::string(time) + "' is " +
@@ -569,7 +571,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
         error = LineError(path, lineno, OutOfRange("timestamp", time));
         return false;
       }
-      auto_times.Written(ts);
+      auto_times.Written(ts + offset_ms);
     } else if (unit == TimeUnit::kAuto) {
       auto_times.Add(ts, time, lineno);
     } else if (!ToMs(ts, unit, &ts_ms)) {

@@ -190,11 +190,12 @@ TEST(InteractionsTest, DateTimesReadAsUtcMilliseconds) {
        {1569888000000, 1569888000000, 1569888000000}},
       // A header naming the time twice, a name read before and one added since: the one read before.
       {"user_id,item_id,date,timestamp\nu1,i1,2016-05-09,1462752001\n", {1462752001000}},
-      // DIGINETICA's train-item-views.csv: sessions as users, the day plus the timeframe's
-      // milliseconds as the time; and its purchases file, the timeframe before the day.
-      {"sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n", {1462752526309}},
-      {"sessionId;userId;timeframe;eventdate;ordernumber;itemId\n150;18278;17100868;2016-05-06;16421;25911\n",
-       {1462492800000 + 17100868}},
+      // DIGINETICA's train-item-views.csv: sessions as users, the day as the time (the timeframe
+      // orders the day's clicks, below); and its purchases file, whose timeframes run past the
+      // day (153 days at most): still the day, not months later.
+      {"sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n", {1462752000000}},
+      {"sessionId;userId;timeframe;eventdate;ordernumber;itemId\n1;NA;13245633294;2016-06-09;1;69061\n",
+       {1465430400000}},
       // With numeric times or a time of day, a timeframe column is one more column ignored; a
       // missing one (empty, NA, or not in the row) adds nothing.
       {"user_id,item_id,timestamp,timeframe\nu1,i1,1462752001,526309\n", {1462752001000}},
@@ -217,13 +218,16 @@ TEST(InteractionsTest, DateTimesReadAsUtcMilliseconds) {
   SortByTime(*r);
   EXPECT_EQ((*r)[0].item_id, "early");
   // A day's clicks in DIGINETICA's file order are not in their order: the timeframe orders them.
+  // A timeframe past the day keeps its click on its day.
   WriteFile(dir.File("day.csv"), "session_id;user_id;item_id;timeframe;eventdate\n1;NA;second;1031018;2016-05-09\n"
-                                 "1;NA;first;526309;2016-05-09\n1;NA;next_day;0;2016-05-10\n");
+                                 "1;NA;next_day;0;2016-05-10\n1;NA;third;90000000;2016-05-09\n"
+                                 "1;NA;first;526309;2016-05-09\n");
   auto day = ReadInteractions(dir.File("day.csv"));
   ASSERT_TRUE(day.ok()) << day.status();
   SortByTime(*day);
-  ASSERT_EQ(day->size(), 3u);
-  EXPECT_EQ((*day)[0].item_id + "," + (*day)[1].item_id + "," + (*day)[2].item_id, "first,second,next_day");
+  std::string order;
+  for (const auto& e : *day) order += e.item_id + ",";
+  EXPECT_EQ(order, "first,second,third,next_day,");
   const std::vector<std::array<std::string, 3>> refused = {
       {"feb.csv", "u,i,t\nu1,i1,2016-02-30\n", "feb.csv:2: timestamp '2016-02-30' is not a number nor a date-time"},
       {"frame.csv", "session_id;item_id;timeframe;eventdate\n1;i1;526309;2016-05-09\n1;i1;soon;2016-05-09\n",

@@ -16,9 +16,9 @@
 //    other columns are ignored; otherwise they are the first three, and more than three columns
 //    are an error (which one is the time would be a guess: MovieLens' third is its rating).
 //    With dates (YYYY-MM-DD, no time of day), a column named kTimeOffsetColumn (`timeframe`,
-//    any case: DIGINETICA's milliseconds since the session's first click, below 1e12) is added
-//    to the time, so that a day's clicks keep their order; with date-times or numbers it is
-//    ignored. A column named event/event_type/eventtype (any case, the leftmost; RetailRocket's
+//    any case: DIGINETICA's milliseconds since the session's first click, below 1e12) orders
+//    the clicks of a day (Interaction::order), so that a session's keep their order; the time
+//    stays the date. With date-times or numbers it is ignored. A column named event/event_type/eventtype (any case, the leftmost; RetailRocket's
 //    view/addtocart/transaction) is each row's event type (Interaction::event, spaces around it
 //    trimmed), which replay sends as the click's. Both are optional in a row: missing, empty or
 //    a missing value's mark (NA, null, nan, ...) is no offset, or no type.
