@@ -1,13 +1,11 @@
 // gsau replay: a dataset file (or the synthetic stream) -> click events on Kafka.
-#include <algorithm>
 #include <iostream>
-#include <map>
 #include <memory>
 
 #include "cli_checks.h"
 #include "commands.h"
 #include "config_flags.h"
-#include "gsau/common/event.h"
+#include "dataset_checks.h"
 #include "gsau/common/log.h"
 #include "gsau/common/stop_signal.h"
 #include "gsau/data/interactions.h"
@@ -15,67 +13,6 @@
 
 namespace gsau::app {
 namespace {
-
-// Times that ingest's decoder dead-letters (bad_time): before ingest.min_event_time_s or after
-// 2100. Said before anything is sent, as a dataset whose times are sequence numbers, or in a
-// unit the magnitude rule misreads, would otherwise arrive only in the dead-letter topic.
-void WarnOfTimesIngestRefuses(const std::vector<data::Interaction>& events, const config::Config& cfg) {
-  const auto decoder = config::ToIngestOptions(cfg).decoder;
-  const int64_t floor_ms = decoder.min_ts_ms;
-  int64_t early = 0, late = 0;
-  const data::Interaction* first = nullptr;
-  for (const auto& e : events) {
-    if (!e.has_time || (e.ts_ms >= floor_ms && e.ts_ms <= decoder.max_ts_ms)) continue;
-    (e.ts_ms < floor_ms ? early : late)++;
-    if (first == nullptr) first = &e;
-  }
-  if (first == nullptr) return;
-  GSAU_LOG_WARN(
-      "replay: {} of {} events have times ingest dead-letters as bad_time ({} before ingest.min_event_time_s = {} s, "
-      "{} after 2100; the first: user {} at {} ms): check --ts-unit, or set ingest.min_event_time_s=0 for times that "
-      "are sequence numbers",
-      early + late, events.size(), early, cfg.ingest.min_event_time_s, late, first->user_id, first->ts_ms);
-}
-
-// Events ingest would not apply for what they are, not when: ids over kMaxIdBytes (dead-lettered
-// as bad_id) and types ingest.accepted_event_types leaves out (skipped, as a dataset's views when
-// only purchases are accepted, or a type spelt otherwise than the list: "purchase", "transaction").
-void WarnOfEventsIngestLeaves(const std::vector<data::Interaction>& events, const config::Config& cfg) {
-  const auto& accepted = cfg.ingest.accepted_event_types;
-  int64_t long_ids = 0, skipped = 0;
-  const data::Interaction* first_long = nullptr;
-  std::map<std::string, int64_t> skipped_types;
-  for (const auto& e : events) {
-    if (e.user_id.size() > kMaxIdBytes || e.item_id.size() > kMaxIdBytes) {
-      if (long_ids++ == 0) first_long = &e;
-    }
-    const std::string_view type = e.event.empty() ? kDefaultEventType : std::string_view(e.event);
-    if (!accepted.empty() && std::find(accepted.begin(), accepted.end(), type) == accepted.end()) {
-      ++skipped;
-      ++skipped_types[std::string(type)];
-    }
-  }
-  if (first_long != nullptr) {
-    GSAU_LOG_WARN("replay: {} of {} events have an id over {} bytes, which ingest dead-letters as bad_id (the first: "
-                  "user {} bytes, item {} bytes)",
-                  long_ids, events.size(), kMaxIdBytes, first_long->user_id.size(), first_long->item_id.size());
-  }
-  if (skipped > 0) {
-    std::string types;
-    for (const auto& [type, n] : skipped_types) {
-      if (types.size() > 200) {
-        types += ", ...";
-        break;
-      }
-      types += (types.empty() ? "" : ", ") + type + " " + std::to_string(n);
-    }
-    std::string list;
-    for (const auto& a : accepted) list += (list.empty() ? "" : ", ") + a;
-    GSAU_LOG_WARN("replay: {} of {} events have a type ingest.accepted_event_types [{}] does not accept ({}): ingest "
-                  "skips them",
-                  skipped, events.size(), list, types);
-  }
-}
 
 struct ReplayFlags {
   ConfigFlags config;

@@ -638,6 +638,11 @@ TEST(AppTest, ADemoOfATypedDatasetSaysWhatIngestSkipped) {
                      std::to_string(others) + " skipped (types ingest.accepted_event_types leaves out)"),
             std::string::npos)
       << out;
+  // Said before the stream starts, as replay says it.
+  EXPECT_NE(out.find(std::to_string(others) + " of 600 events have a type ingest.accepted_event_types [transaction] "
+                     "does not accept (addtocart 120, view 360)"),
+            std::string::npos)
+      << out;
 }
 
 TEST(AppTest, EvaluateRanksTheLeaveOneOutSamplesOfAFileWithTheOnlineModel) {

@@ -321,6 +321,22 @@ TEST(JsonTest, StringsEscapeQuotesBackslashesAndControlCharacters) {
   EXPECT_EQ(out, "{\"k\":\"v\"");
 }
 
+// Well-formed UTF-8 as RFC 3629 (and Python's bytes.decode('utf-8')) has it: the boundaries of
+// each length, overlong forms, surrogates and code points past U+10FFFF.
+TEST(JsonTest, Utf8IsWellFormedOnlyAsRfc3629Says) {
+  for (const std::string ok : {"", "abc", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9D\x84\x9E", "\xF4\x8F\xBF\xBF",
+                               "\xED\x9F\xBF", "\xEE\x80\x80", "\xE0\xA0\x80", "\xF0\x90\x80\x80", "\xC2\x80",
+                               "\x7F"}) {
+    EXPECT_TRUE(IsValidUtf8(ok)) << JsonString(ok);
+  }
+  for (const std::string bad : {"Jos\xE9", "\x80", "\xC0\xAF", "\xC1\xBF", "\xE0\x80\xAF", "\xE0\x9F\xBF",
+                                "\xED\xA0\x80", "\xED\xBF\xBF", "\xF0\x8F\xBF\xBF", "\xF4\x90\x80\x80",
+                                "\xF5\x80\x80\x80", "\xFF", "\xC3", "\xE2\x82", "\xF0\x9D\x84", "\xE2\x28\xA1",
+                                "a\xC3\xA9\xC3"}) {
+    EXPECT_FALSE(IsValidUtf8(bad)) << JsonString(bad);
+  }
+}
+
 // A process pinned to one core, or given a quota of 1.5 cores, sized its thread pools by the
 // machine's cores (hardware_concurrency), and every parallel region waited on threads with no
 // core to run on.

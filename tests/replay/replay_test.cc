@@ -176,6 +176,15 @@ TEST(ReplayKafkaTest, ADatasetsEventTypesGoOutWithTheirClicks) {
             std::string::npos)
       << out;
   EXPECT_EQ(out.find("does not accept"), std::string::npos) << out;
+  // A Latin-1 file's ids read offline, but their events are not valid JSON: said before sending.
+  gsau::testing::WriteFile(dir.File("latin1.csv"), "timestamp,visitorid,event,itemid\n"
+                                                   "1433221332121,Jos\xE9,transaction,i1\n"
+                                                   "1433221332122,v4,transaction,i1\n");
+  out = replay_accepting(dir.File("latin1.csv"));
+  EXPECT_NE(out.find("replay: 1 of 2 events have an id or type that is not UTF-8, which ingest dead-letters as "
+                     "not_json (the first: user Jos\\xE9)"),
+            std::string::npos)
+      << out;
 }
 
 TEST(ReplayKafkaTest, UserLinesWithoutTimesLeaveTsToKafkaAndKeepOrder) {

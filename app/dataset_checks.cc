@@ -1,0 +1,112 @@
+// The warnings replay and demo give before they send a dataset: what the configured ingest would
+// dead-letter or skip, said up front rather than found in the dead-letter topic.
+#include "dataset_checks.h"
+
+#include <algorithm>
+#include <map>
+#include <string>
+
+#include "gsau/common/event.h"
+#include "gsau/common/json.h"
+#include "gsau/common/log.h"
+
+namespace gsau::app {
+
+// Times that ingest's decoder dead-letters (bad_time): before ingest.min_event_time_s or after
+// 2100. Said before anything is sent, as a dataset whose times are sequence numbers, or in a
+// unit the magnitude rule misreads, would otherwise arrive only in the dead-letter topic.
+void WarnOfTimesIngestRefuses(const std::vector<data::Interaction>& events, const config::Config& cfg) {
+  const auto decoder = config::ToIngestOptions(cfg).decoder;
+  const int64_t floor_ms = decoder.min_ts_ms;
+  int64_t early = 0, late = 0;
+  const data::Interaction* first = nullptr;
+  for (const auto& e : events) {
+    if (!e.has_time || (e.ts_ms >= floor_ms && e.ts_ms <= decoder.max_ts_ms)) continue;
+    (e.ts_ms < floor_ms ? early : late)++;
+    if (first == nullptr) first = &e;
+  }
+  if (first == nullptr) return;
+  GSAU_LOG_WARN(
+      "replay: {} of {} events have times ingest dead-letters as bad_time ({} before ingest.min_event_time_s = {} s, "
+      "{} after 2100; the first: user {} at {} ms): check --ts-unit, or set ingest.min_event_time_s=0 for times that "
+      "are sequence numbers",
+      early + late, events.size(), early, cfg.ingest.min_event_time_s, late, first->user_id, first->ts_ms);
+}
+
+namespace {
+
+// `s` with every byte outside printable ASCII as \xNN: an id that is not UTF-8, said readably.
+std::string Escaped(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b >= 0x20 && b < 0x7F) {
+      out += c;
+    } else {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      out += "\\x";
+      out += kHex[b >> 4];
+      out += kHex[b & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// Events ingest would not apply for what they are, not when: ids over kMaxIdBytes (dead-lettered
+// as bad_id), ids or types that are not UTF-8 (their JSON is not valid: not_json; a Latin-1 file's
+// "Jos\xE9" reads fine offline) and types ingest.accepted_event_types leaves out (skipped, as a
+// dataset's views when only purchases are accepted, or a type spelt otherwise than the list:
+// "purchase", "transaction").
+void WarnOfEventsIngestLeaves(const std::vector<data::Interaction>& events, const config::Config& cfg) {
+  const auto& accepted = cfg.ingest.accepted_event_types;
+  int64_t long_ids = 0, not_utf8 = 0, skipped = 0;
+  const data::Interaction* first_long = nullptr;
+  std::string first_not_utf8;
+  std::map<std::string, int64_t> skipped_types;
+  for (const auto& e : events) {
+    if (e.user_id.size() > kMaxIdBytes || e.item_id.size() > kMaxIdBytes) {
+      if (long_ids++ == 0) first_long = &e;
+    }
+    if (!IsValidUtf8(e.user_id) || !IsValidUtf8(e.item_id) || !IsValidUtf8(e.event)) {
+      if (not_utf8++ == 0) {
+        first_not_utf8 = !IsValidUtf8(e.user_id)   ? "user " + Escaped(e.user_id)
+                         : !IsValidUtf8(e.item_id) ? "item " + Escaped(e.item_id)
+                                                   : "event type " + Escaped(e.event);
+      }
+    }
+    const std::string_view type = e.event.empty() ? kDefaultEventType : std::string_view(e.event);
+    if (!accepted.empty() && std::find(accepted.begin(), accepted.end(), type) == accepted.end()) {
+      ++skipped;
+      ++skipped_types[std::string(type)];
+    }
+  }
+  if (first_long != nullptr) {
+    GSAU_LOG_WARN("replay: {} of {} events have an id over {} bytes, which ingest dead-letters as bad_id (the first: "
+                  "user {} bytes, item {} bytes)",
+                  long_ids, events.size(), kMaxIdBytes, first_long->user_id.size(), first_long->item_id.size());
+  }
+  if (not_utf8 > 0) {
+    GSAU_LOG_WARN("replay: {} of {} events have an id or type that is not UTF-8, which ingest dead-letters as "
+                  "not_json (the first: {}): convert the file to UTF-8 (iconv -f latin1 -t utf-8)",
+                  not_utf8, events.size(), first_not_utf8);
+  }
+  if (skipped > 0) {
+    std::string types;
+    for (const auto& [type, n] : skipped_types) {
+      if (types.size() > 200) {
+        types += ", ...";
+        break;
+      }
+      types += (types.empty() ? "" : ", ") + type + " " + std::to_string(n);
+    }
+    std::string list;
+    for (const auto& a : accepted) list += (list.empty() ? "" : ", ") + a;
+    GSAU_LOG_WARN("replay: {} of {} events have a type ingest.accepted_event_types [{}] does not accept ({}): ingest "
+                  "skips them",
+                  skipped, events.size(), list, types);
+  }
+}
+
+}  // namespace gsau::app
