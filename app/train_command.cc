@@ -177,8 +177,8 @@ void AddTrainCommand(CLI::App& root, int* exit_code) {
       ->check(Within(1, 10000))
       ->capture_default_str();
   cmd->add_option("--train-fraction", args->train_fraction,
-                  "train on the first fraction of the training stream (global time order); validation and test "
-                  "unchanged")
+                  "train on the first fraction of the training stream (global time order: the data needs times); "
+                  "validation and test unchanged")
       ->check(Share(false, true))
       ->capture_default_str();
   cmd->add_option("--graph-layers", o.graph_layers, "LightGCN layers")->check(NonNegative())->capture_default_str();

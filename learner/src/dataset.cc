@@ -76,6 +76,16 @@ Result<LeaveOneOutData> BuildLeaveOneOut(const std::vector<data::Interaction>& e
     return Status::InvalidArgument("train_fraction must be in (0, 1]");
   }
   if (events.empty()) return Status::InvalidArgument("no interactions");
+  // Without times the "first fraction" is of positions, users interleaved round-robin: no
+  // stream's order (gsau split refused such data; gsau train took it).
+  if (options.train_fraction < 1.0 &&
+      std::any_of(events.begin(), events.end(), [](const data::Interaction& e) { return !e.has_time; })) {
+    std::ostringstream m;
+    m << "train_fraction " << options.train_fraction
+      << " takes the first part of the training stream in event-time order, but the interactions have no times "
+         "(per-user lines need a times file)";
+    return Status::InvalidArgument(m.str());
+  }
   LeaveOneOutData d;
   d.max_len = options.max_len;
   d.train_fraction = options.train_fraction;

@@ -52,5 +52,18 @@ TEST(DatasetTest, SmallTrainFractionLeavingNoSampleNamesTheFraction) {
   EXPECT_TRUE(BuildLeaveOneOut(events, most).ok());
 }
 
+// Per-user lines without times: positions, not times, so there is no stream to take the first
+// part of (the first half interleaved users round-robin).
+TEST(DatasetTest, ATrainFractionNeedsTimes) {
+  auto events = Users({4, 4});
+  for (auto& e : events) e.has_time = false;
+  const std::string m = BuildError(events, 0.5);
+  EXPECT_NE(m.find("train_fraction 0.5 takes the first part of the training stream in event-time order, but the "
+                   "interactions have no times"),
+            std::string::npos)
+      << m;
+  EXPECT_TRUE(BuildLeaveOneOut(events).ok()) << "the whole of it needs no order";
+}
+
 }  // namespace
 }  // namespace gsau::learner
