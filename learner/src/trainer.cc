@@ -89,7 +89,14 @@ std::string SettingsDiff(const std::string& saved, const std::string& now, doubl
         std::strtod(value.c_str(), nullptr) == default_init_std) {
       continue;
     }
-    diff += (diff.empty() ? "" : "; ") + key + " " + it->second + ", now " + value;
+    // users and items count the padding row 0: said as the log and report.json count them (the
+    // stored values stay, or every checkpoint written before would be refused).
+    const auto shown = [&](const std::string& v) {
+      if (key != "users" && key != "items") return v;
+      const long long n = std::strtoll(v.c_str(), nullptr, 10);
+      return n > 0 ? std::to_string(n - 1) : v;
+    };
+    diff += (diff.empty() ? "" : "; ") + key + " " + shown(it->second) + ", now " + shown(value);
   }
   return diff;
 }

@@ -771,6 +771,8 @@ TEST(Trainer, AResumeTakesTheDefaultInitForWhatItMeans) {
             "init_std -1, now 0.050000000000000003");
   EXPECT_EQ(SettingsDiff(saved, "model=gsau-rec\ninit_std=0\nlr=0.01\ngamma=0.1\n", 0.0), "lr 0.001, now 0.01")
       << "a key the checkpoint lacks is no difference";
+  // Stored with the padding row, said as the log and the report count users and items.
+  EXPECT_EQ(SettingsDiff("users=31\nitems=21\n", "users=22\nitems=32\n", 0.0), "items 20, now 31; users 30, now 21");
 }
 
 // A resume compares the options the model uses: one it ignores (gamma for SASRec-only, the

@@ -173,6 +173,7 @@ Status ValidateTrainOptions(const TrainOptions& options);
 // as "lr 0.001, now 0.1; ...", empty when none. A key only one side has is no difference
 // (settings added to a later binary must not refuse runs begun before), and a saved init_std
 // below 0 (written before settings held the init the model got) stands for `default_init_std`.
+// users and items are said without the padding row their stored values count.
 std::string SettingsDiff(const std::string& saved, const std::string& now, double default_init_std);
 
 // The init the model gets: options.init_std, or for -1 the model's default (0.02 for sasrec,
