@@ -695,6 +695,14 @@ size_t GzipSizeHint(const std::string& path) {
   return hint >= static_cast<uint64_t>(size) ? static_cast<size_t>(hint) : 0;
 }
 
+// Whether the file starts with gzip's magic bytes: a compressed file without the .gz suffix (a
+// download saved as .csv) read as one field per line of binary.
+bool IsGzip(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[2] = {};
+  return in.read(magic, 2) && magic[0] == '\x1f' && magic[1] == '\x8b';
+}
+
 }  // namespace
 
 Result<std::string> ReadFileText(const std::string& path) {
@@ -702,7 +710,7 @@ Result<std::string> ReadFileText(const std::string& path) {
   if (std::error_code ec; std::filesystem::is_directory(path, ec)) {
     return Status::InvalidArgument(path + " is a directory, not a file");
   }
-  if (EndsWith(path, ".gz")) {
+  if (EndsWith(path, ".gz") || IsGzip(path)) {
 #if defined(GSAU_HAVE_ZLIB)
     gzFile f = gzopen(path.c_str(), "rb");
     if (f == nullptr) return Status::NotFound("cannot open " + path);

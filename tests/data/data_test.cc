@@ -686,6 +686,11 @@ TEST(InteractionsTest, ReadsGzipAndHonoursLimit) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->size(), 2u);
   EXPECT_EQ((*r)[1].item_id, "i2");
+  // Compressed under another name (a download saved as .csv): told by its first bytes.
+  std::filesystem::rename(dir.File("a.tsv.gz"), dir.File("plain.csv"));
+  r = ReadInteractions(dir.File("plain.csv"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->size(), 3u);
 }
 
 }  // namespace

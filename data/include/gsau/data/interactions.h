@@ -30,8 +30,8 @@
 //    (the first row's).
 //    Blank lines and blanks around a time are skipped;
 //    blanks around an id are an error (they would make another id of it).
-//    Gzip-compressed when the name ends in .gz (needs zlib at build time); a truncated or
-//    corrupt stream is an error.
+//    Gzip-compressed when the name ends in .gz or the file starts with gzip's magic bytes
+//    (needs zlib at build time); a truncated or corrupt stream is an error.
 //  - kUserLines: one line per user (a user id on two lines is an error), `uid i1 i2 ...` in
 //    the user's order, optionally with an aligned times file of the same shape and line count
 //    (`uid t1 t2 ...`, in ReadOptions::time_unit; a blank items line has a blank times line).
@@ -102,7 +102,8 @@ void SortByTime(std::vector<Interaction>& events);
 // IoError naming the file.
 Status WriteInteractionsTsv(const std::string& path, const std::vector<Interaction>& events);
 
-// Reads a whole file, transparently gunzipping names ending in .gz, without a UTF-8 byte-order mark.
+// Reads a whole file, transparently gunzipping gzip files (named .gz, or starting with its magic
+// bytes), without a UTF-8 byte-order mark.
 Result<std::string> ReadFileText(const std::string& path);
 
 }  // namespace gsau::data
