@@ -1,4 +1,5 @@
 // gsau replay: a dataset file (or the synthetic stream) -> click events on Kafka.
+#include <cmath>
 #include <iostream>
 #include <memory>
 
@@ -102,7 +103,7 @@ int RunReplay(const ReplayFlags& f) {
     return kExitFailure;
   }
   std::cout << "replayed " << stats->events << " events in " << stats->seconds << " s ("
-            << static_cast<int64_t>(stats->events_per_s()) << " events/s) to " << opt.topic << "\n";
+            << std::llround(stats->events_per_s()) << " events/s) to " << opt.topic << "\n";
   return kExitOk;
 }
 
