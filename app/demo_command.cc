@@ -126,7 +126,7 @@ int RunDemo(const DemoFlags& f) {
     std::cerr << "gsau demo: " << events.status().message() << "\n";
     return kExitFailure;
   }
-  if (!f.data.empty()) WarnOfEventsIngestLeaves(*events, *cfg);  // (its times are the send times)
+  if (!f.data.empty()) WarnOfEventsIngestLeaves(*events, *cfg, "demo");  // (its times are the send times)
 
   // A fresh directory each run: the embedded broker starts empty, so offsets stored by an
   // earlier run would point past its end. Only what a demo leaves is deleted: a --dir that

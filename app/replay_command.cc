@@ -78,8 +78,8 @@ int RunReplay(const ReplayFlags& f) {
   // What is sent, the first --limit in time order: the log line and the warning counted the
   // whole file.
   if (f.limit > 0 && static_cast<size_t>(f.limit) < events.size()) events.resize(static_cast<size_t>(f.limit));
-  if (f.synthetic == 0 && !f.from_now) WarnOfTimesIngestRefuses(events, *cfg);
-  if (f.synthetic == 0) WarnOfEventsIngestLeaves(events, *cfg);
+  if (f.synthetic == 0 && !f.from_now) WarnOfTimesIngestRefuses(events, *cfg, "replay");
+  if (f.synthetic == 0) WarnOfEventsIngestLeaves(events, *cfg, "replay");
 
   replay::ReplayOptions opt;
   opt.topic = f.topic.empty() ? cfg->topics.clicks : f.topic;

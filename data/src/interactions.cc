@@ -370,8 +370,12 @@ std::string Lower(std::string_view s) {
 
 // Milliseconds are below this (31 years): a larger value is another unit or another column.
 constexpr double kMaxTimeOffsetMs = 1e12;
-// A date without a time of day: YYYY-MM-DD.
-constexpr size_t kDateChars = 10;
+// Whether a date-time ParseDateTime reads has a time of day (2016-05-09T10:00, not 2016-05-09
+// or 2016-05-09Z): a T, t or space after the YYYY-MM-DD, then a digit.
+bool HasTimeOfDay(std::string_view s) {
+  s = TrimSpaces(s);
+  return s.size() > 11 && (s[10] == 'T' || s[10] == 't' || s[10] == ' ') && s[11] >= '0' && s[11] <= '9';
+}
 
 // A missing value's mark as dataset tools write it (pandas, R, SQL dumps), or nothing, any case.
 bool IsMissing(std::string_view v) {
@@ -540,7 +544,7 @@ Result<std::vector<Interaction>> ReadTsv(const std::string& path, const std::str
     // has its own precision.
     double offset_ms = 0;
     if (const std::string_view written = Optional(f, cols.offset);
-        !written.empty() && !number && TrimSpaces(time).size() == kDateChars) {
+        !written.empty() && !number && !HasTimeOfDay(time)) {
       if (!ParseDouble(written, &offset_ms) || offset_ms < 0 || offset_ms >= kMaxTimeOffsetMs) {
         error = LineError(path, lineno, std::string(kTimeOffsetColumn) + " '" + std::string(written) +
                                             "' is not a number of milliseconds, at least 0 and below 1e12");
@@ -684,20 +688,25 @@ std::string WithoutByteOrderMark(std::string text) {
 }
 
 // The uncompressed size a gzip file's trailer gives (ISIZE: its last member's, modulo 4 GiB),
-// when it is at least the file's own size; else 0. A hint for reserve(): the text grown by
-// doubling held up to three times itself while it moved.
+// when it is at least the file's own size; else 0; at most kMaxGzipRatio times that (a
+// truncated file's last bytes are no trailer: a 3 MB one gave 3.4 GB). A hint for reserve():
+// the text grown by doubling held up to three times itself while it moved.
 size_t GzipSizeHint(const std::string& path) {
+  static constexpr uint64_t kMaxGzipRatio = 16;  // text tables compress 4-10x
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   const std::streamoff size = in ? static_cast<std::streamoff>(in.tellg()) : 0;
   unsigned char isize[4];
   if (size < 18 || !in.seekg(size - 4) || !in.read(reinterpret_cast<char*>(isize), 4)) return 0;
   const uint64_t hint = isize[0] | (isize[1] << 8) | (isize[2] << 16) | (uint64_t{isize[3]} << 24);
-  return hint >= static_cast<uint64_t>(size) ? static_cast<size_t>(hint) : 0;
+  const auto file = static_cast<uint64_t>(size);
+  return hint >= file ? static_cast<size_t>(std::min(hint, file * kMaxGzipRatio)) : 0;
 }
 
 // Whether the file starts with gzip's magic bytes: a compressed file without the .gz suffix (a
-// download saved as .csv) read as one field per line of binary.
+// download saved as .csv) read as one field per line of binary. Regular files only: a pipe's
+// bytes read here would be gone for the reader (<(zcat ...) lost its header).
 bool IsGzip(const std::string& path) {
+  if (std::error_code ec; !std::filesystem::is_regular_file(path, ec)) return false;
   std::ifstream in(path, std::ios::binary);
   char magic[2] = {};
   return in.read(magic, 2) && magic[0] == '\x1f' && magic[1] == '\x8b';

@@ -199,7 +199,8 @@ TEST(InteractionsTest, DateTimesReadAsUtcMilliseconds) {
       // With numeric times or a time of day, a timeframe column is one more column ignored; a
       // missing one (empty, NA, or not in the row) adds nothing.
       {"user_id,item_id,timestamp,timeframe\nu1,i1,1462752001,526309\n", {1462752001000}},
-      {"user_id,item_id,timestamp,timeframe\nu1,i1,2016-05-09T00:00:01Z,5\n", {1462752001000}},
+      {"user_id,item_id,timestamp,timeframe\nu1,i1,2016-05-09T00:00:01Z,soon\n", {1462752001000}},
+      {"user_id,item_id,timestamp,timeframe\nu1,i1,2016-05-09 10:00,soon\n", {1462788000000}},
       {"sessionId;itemId;eventdate;timeframe\n1;81766;2016-05-09;\n1;81767;2016-05-09;NA\n1;81768;2016-05-09\n",
        {1462752000000, 1462752000000, 1462752000000}},
   };
@@ -236,6 +237,9 @@ TEST(InteractionsTest, DateTimesReadAsUtcMilliseconds) {
        "frame2.csv:2: timeframe '-5' is not a number of milliseconds"},
       {"frame3.csv", "session_id;item_id;timeframe;eventdate\n1;i1;1e12;2016-05-09\n",
        "frame3.csv:2: timeframe '1e12' is not a number of milliseconds"},
+      // A date with a zone has no time of day either: its timeframe is read.
+      {"frame4.csv", "session_id;item_id;timeframe;eventdate\n1;i1;soon;2016-05-09Z\n",
+       "frame4.csv:2: timeframe 'soon' is not a number of milliseconds"},
       {"hour.csv", "u,i,t\nu1,i1,2016-05-09T24:00\n", "hour.csv:2: timestamp '2016-05-09T24:00' is not a number"},
       {"zone.csv", "u,i,t\nu1,i1,2016-05-09 10:00 PST\n", "zone.csv:2: timestamp '2016-05-09 10:00 PST' is not"},
       {"mixed.csv", "u,i,t\nu1,i1,2016-05-09\nu1,i2,1462752000\n",

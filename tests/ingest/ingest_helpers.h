@@ -114,7 +114,8 @@ class BackgroundProducer {
       if (!producer_->Flush(200000).ok()) ok_ = false;
     });
   }
-  ~BackgroundProducer() {
+  ~BackgroundProducer() {  // (a test that failed part-way does not wait for the rest of the stream)
+    stop_ = true;
     if (thread_.joinable()) thread_.join();
   }
   bool Join() {
