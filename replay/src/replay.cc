@@ -97,7 +97,6 @@ Result<ReplayStats> Replay(const std::vector<data::Interaction>& events, const k
     }
   };
   ClickEvent click;
-  click.event_type = "click";
   Pacer pacer(options.rate, start);
   const int64_t unacknowledged_cap = MaxUnacknowledged(options.rate);
   int64_t sent = 0;
