@@ -16,7 +16,7 @@
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/metrics.h"
 #include "gsau/learner/online.h"
-#include "gsau/pipeline/pipeline.h"
+#include "gsau/pipeline/checkpoints.h"
 #include "gsau/state/state_store.h"
 #include "output_paths.h"
 #include "pipeline_config.h"

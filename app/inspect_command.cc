@@ -15,7 +15,7 @@
 #include "config_flags.h"
 #include "gsau/common/log.h"
 #include "gsau/learner/online.h"
-#include "gsau/pipeline/pipeline.h"
+#include "gsau/pipeline/checkpoints.h"
 #include "gsau/state/state_store.h"
 #include "pipeline_config.h"
 

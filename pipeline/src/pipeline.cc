@@ -36,7 +36,9 @@
 #include "gsau/learner/dataset.h"
 #include "gsau/learner/metrics.h"
 #include "gsau/metrics/metrics.h"
+#include "gsau/pipeline/checkpoints.h"
 #include "gsau/pipeline/due_users.h"
+#include "pipeline_metrics.h"
 #include "gsau/state/state_store.h"
 
 namespace gsau::pipeline {
@@ -118,276 +120,17 @@ class FanoutSink final : public ingest::AppliedSink {
   prometheus::Gauge* queued_;
 };
 
-struct Metrics {
-  explicit Metrics(prometheus::Registry& r)
-      : steps(prometheus::BuildCounter().Name("gsau_learner_steps_total").Help("Training steps").Register(r).Add({})),
-        samples_family(prometheus::BuildCounter()
-                           .Name("gsau_learner_samples_total")
-                           .Help("Samples trained on, by source (fresh or replay)")
-                           .Register(r)),
-        fresh(samples_family.Add({{"source", "fresh"}})),
-        replay(samples_family.Add({{"source", "replay"}})),
-        skipped(prometheus::BuildCounter()
-                    .Name("gsau_learner_skipped_samples_total")
-                    .Help("Fresh samples of failed steps, dropped untrained (their clicks stay in the state and the "
-                          "graph); each failed step counts in gsau_errors_total{stage=\"learner\",kind=\"step\"}")
-                    .Register(r)
-                    .Add({})),
-        step_seconds(prometheus::BuildHistogram()
-                         .Name("gsau_learner_step_seconds")
-                         .Help("Wall time of one training step")
-                         .Register(r)
-                         .Add({}, std::vector<double>{0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10})),
-        loss_family(prometheus::BuildGauge()
-                        .Name("gsau_learner_loss")
-                        .Help("Loss of the last step, by term (total, graph_align, graph_unif, seq_align, seq_unif); "
-                              "seq_align is the rec variant's cross-entropy over all items, which takes the "
-                              "sequential alignment's place; seq_* are the last step's that had sequence samples")
-                        .Register(r)),
-        loss(loss_family.Add({{"term", "total"}})),
-        graph_align(loss_family.Add({{"term", "graph_align"}})),
-        graph_unif(loss_family.Add({{"term", "graph_unif"}})),
-        seq_align(loss_family.Add({{"term", "seq_align"}})),
-        seq_unif(loss_family.Add({{"term", "seq_unif"}})),
-        events_observed(prometheus::BuildCounter()
-                            .Name("gsau_learner_events_total")
-                            .Help("Applied clicks the learner has taken in from ingest (not the start-up catch-up)")
-                            .Register(r)
-                            .Add({})),
-        queued(prometheus::BuildGauge()
-                   .Name("gsau_learner_queue_events")
-                   .Help("Applied events waiting for the learner")
-                   .Register(r)
-                   .Add({})),
-        pending(prometheus::BuildGauge()
-                    .Name("gsau_learner_pending_samples")
-                    .Help("Fresh samples taken in and not trained yet (at most the learner's max_pending, 100,000)")
-                    .Register(r)
-                    .Add({})),
-        shed(prometheus::BuildCounter()
-                 .Name("gsau_learner_shed_samples_total")
-                 .Help("Fresh samples moved to replay untrained because the learner's max_pending were waiting: "
-                       "training slower than clicks arrive (ingest is not held back for it)")
-                 .Register(r)
-                 .Add({})),
-        idle(prometheus::BuildGauge()
-                 .Name("gsau_learner_idle")
-                 .Help("1 while the learner waits for fresh clicks (learner.idle_train_s of training on replay "
-                       "alone have gone by), else 0")
-                 .Register(r)
-                 .Add({})),
-        table_family(prometheus::BuildGauge()
-                         .Name("gsau_learner_table_rows")
-                         .Help("Live rows of the embedding tables, by table (user, item)")
-                         .Register(r)),
-        user_rows(table_family.Add({{"table", "user"}})),
-        item_rows(table_family.Add({{"table", "item"}})),
-        preq_count(prometheus::BuildCounter()
-                       .Name("gsau_learner_prequential_predictions_total")
-                       .Help("Clicks ranked before training on them")
-                       .Register(r)
-                       .Add({})),
-        preq_family(prometheus::BuildGauge()
-                        .Name("gsau_learner_online_metric")
-                        .Help("Prequential figures over the last window with clicks (metric=recall|ndcg, k=10|20)")
-                        .Register(r)),
-        recall10(preq_family.Add({{"metric", "recall"}, {"k", "10"}})),
-        recall20(preq_family.Add({{"metric", "recall"}, {"k", "20"}})),
-        ndcg10(preq_family.Add({{"metric", "ndcg"}, {"k", "10"}})),
-        ndcg20(preq_family.Add({{"metric", "ndcg"}, {"k", "20"}})),
-        pop_family(prometheus::BuildGauge()
-                       .Name("gsau_learner_online_popularity_metric")
-                       .Help("The prequential figures of a most-popular ranking on the same clicks, the baseline "
-                             "(metric=recall|ndcg, k=10|20)")
-                       .Register(r)),
-        pop_recall10(pop_family.Add({{"metric", "recall"}, {"k", "10"}})),
-        pop_recall20(pop_family.Add({{"metric", "recall"}, {"k", "20"}})),
-        pop_ndcg10(pop_family.Add({{"metric", "ndcg"}, {"k", "10"}})),
-        pop_ndcg20(pop_family.Add({{"metric", "ndcg"}, {"k", "20"}})),
-        checkpoints(prometheus::BuildCounter()
-                        .Name("gsau_learner_checkpoints_total")
-                        .Help("Checkpoints written")
-                        .Register(r)
-                        .Add({})),
-        checkpoint_seconds(prometheus::BuildHistogram()
-                               .Name("gsau_learner_checkpoint_seconds")
-                               .Help("Time to write one checkpoint (model and state)")
-                               .Register(r)
-                               .Add({}, std::vector<double>{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})),
-        learner_errors(metrics::ErrorCounter(r, "learner", "internal")),
-        step_errors(metrics::ErrorCounter(r, "learner", "step")),
-        serving_errors(metrics::ErrorCounter(r, "learner", "serving_snapshot")),
-        checkpoint_errors(metrics::ErrorCounter(r, "learner", "checkpoint")),
-        prequential_errors(metrics::ErrorCounter(r, "learner", "prequential")),
-        publish_errors(metrics::ErrorCounter(r, "publisher", "publish")),
-        delivery_errors(metrics::ErrorCounter(r, "publisher", "delivery")),
-        produce_errors(metrics::ErrorCounter(r, "publisher", "produce")),
-        broker_errors(metrics::ErrorCounter(r, "publisher", "broker")),
-        refresh_family(prometheus::BuildCounter()
-                           .Name("gsau_publisher_user_refreshes_total")
-                           .Help("Passes publishing every user of the state again, counted as they are asked "
-                                 "for (one asked while another is under way extends it), by reason: start (an "
-                                 "empty user topic, no checkpoint, a rollback, a change feed gap), trained (a cold "
-                                 "start's model has trained over the history), idle (the learner went idle after "
-                                 "replay alone), scheduled (publisher.user_refresh_s of training)")
-                           .Register(r)),
-        refresh_start(refresh_family.Add({{"reason", "start"}})),
-        refresh_trained(refresh_family.Add({{"reason", "trained"}})),
-        refresh_idle(refresh_family.Add({{"reason", "idle"}})),
-        refresh_scheduled(refresh_family.Add({{"reason", "scheduled"}})),
-        users_due(prometheus::BuildGauge()
-                      .Name("gsau_publisher_users_due")
-                      .Help("Users whose record is owed, after the last flush: clicked and not published yet "
-                            "(waiting for an item, or failed), marked again by a start-up or a republish, and "
-                            "those of a refresh under way not published yet")
-                      .Register(r)
-                      .Add({})) {}
-
-  prometheus::Counter& steps;
-  prometheus::Family<prometheus::Counter>& samples_family;
-  prometheus::Counter& fresh;
-  prometheus::Counter& replay;
-  prometheus::Counter& skipped;
-  prometheus::Histogram& step_seconds;
-  prometheus::Family<prometheus::Gauge>& loss_family;
-  prometheus::Gauge &loss, &graph_align, &graph_unif, &seq_align, &seq_unif;
-  prometheus::Counter& events_observed;
-  prometheus::Gauge& queued;
-  prometheus::Gauge& pending;
-  prometheus::Counter& shed;
-  prometheus::Gauge& idle;
-  prometheus::Family<prometheus::Gauge>& table_family;
-  prometheus::Gauge &user_rows, &item_rows;
-  prometheus::Counter& preq_count;
-  prometheus::Family<prometheus::Gauge>& preq_family;
-  prometheus::Gauge &recall10, &recall20, &ndcg10, &ndcg20;
-  prometheus::Family<prometheus::Gauge>& pop_family;
-  prometheus::Gauge &pop_recall10, &pop_recall20, &pop_ndcg10, &pop_ndcg20;
-  prometheus::Counter& checkpoints;
-  prometheus::Histogram& checkpoint_seconds;
-  prometheus::Counter& learner_errors;
-  prometheus::Counter& step_errors;
-  prometheus::Counter& serving_errors;
-  prometheus::Counter& checkpoint_errors;
-  prometheus::Counter& prequential_errors;
-  prometheus::Counter& publish_errors;
-  // The publisher's (counted by KafkaPublisher), read for the status.
-  prometheus::Counter& delivery_errors;
-  prometheus::Counter& produce_errors;
-  prometheus::Counter& broker_errors;
-  prometheus::Family<prometheus::Counter>& refresh_family;
-  prometheus::Counter &refresh_start, &refresh_trained, &refresh_idle, &refresh_scheduled;
-  prometheus::Gauge& users_due;
-};
-
 }  // namespace
 
 namespace {
 
-constexpr std::string_view kTmpSuffix = ".tmp";
 constexpr const char* kUsersPublishedThrough = "users_published_through";
 // In a checkpoint written while a cold start's republish of every user was not yet delivered:
 // the learner step after which it is due (a restart from it publishes every user again then).
 constexpr const char* kUsersRepublishAtStep = "users_republish_at_step";
-// In checkpoint_dir from the first step of a rollback until the restored pair is in place: a
-// rollback stopped half-way (state moved aside, checkpoints moved aside, a copy cut short) must
-// not be taken by a plain start for a cold one. Holds the target's path.
-constexpr const char* kRollbackMarker = "ROLLBACK_IN_PROGRESS";
-constexpr std::string_view kReplacedSuffix = ".replaced";
-
-// ckpt-<digits> and nothing else: not a checkpoint being built (.tmp) or retired (.replaced).
-bool IsCheckpointName(std::string_view name) {
-  constexpr std::string_view prefix = "ckpt-";
-  if (!name.starts_with(prefix) || name.size() == prefix.size()) return false;
-  return std::all_of(name.begin() + static_cast<long>(prefix.size()), name.end(),
-                     [](char c) { return c >= '0' && c <= '9'; });
-}
-
-std::vector<std::string> Checkpoints(const std::string& dir, bool as_recovered) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
-  // The calls that do not throw: an entry stat() refuses (a checkpoint copied in by another user,
-  // a stale network handle) threw out of the learner's interval checkpoint and ended the pipeline.
-  // Such an entry is left out, as one without model.pt is, and named in the log.
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code entry_ec;
-    const fs::path& path = it->path();
-    if (!it->is_directory(entry_ec) || !fs::exists(path / "model.pt", entry_ec)) {
-      if (entry_ec) GSAU_LOG_WARN("pipeline: {} left out of the checkpoints: {}", path.string(), entry_ec.message());
-      continue;
-    }
-    const std::string name = path.filename().string();
-    if (IsCheckpointName(name)) {
-      out.push_back(path.string());
-    } else if (const size_t base = name.size() - kReplacedSuffix.size();
-               as_recovered && name.ends_with(kReplacedSuffix) && IsCheckpointName(name.substr(0, base)) &&
-               !fs::exists(path.parent_path() / name.substr(0, base) / "model.pt", entry_ec)) {
-      out.push_back(path.string());  // RecoverCheckpoints would put it back
-    }
-  }
-  if (ec) GSAU_LOG_WARN("listing the checkpoints in {}: {}: the list may be short", dir, ec.message());
-  // Zero-padded sequence numbers: oldest first (a ".replaced" stands where its twin is not).
-  std::sort(out.begin(), out.end());
-  return out;
-}
+constexpr std::string_view kTmpSuffix = ".tmp";
 
 }  // namespace
-
-std::vector<std::string> ListCheckpoints(const std::string& dir) { return Checkpoints(dir, false); }
-
-uint64_t CheckpointBatch(const std::string& path) {
-  std::string name = fs::path(path).lexically_normal().filename().string();
-  if (name.empty()) name = fs::path(path).lexically_normal().parent_path().filename().string();  // "<dir>/ckpt-1/"
-  if (name.ends_with(kReplacedSuffix)) name.resize(name.size() - kReplacedSuffix.size());
-  if (!IsCheckpointName(name) || name.size() > 5 + 20) return 0;
-  return std::strtoull(name.c_str() + 5, nullptr, 10);
-}
-
-std::vector<std::string> ListCheckpointsAsRecovered(const std::string& dir) { return Checkpoints(dir, true); }
-
-Status InstallCheckpoint(const std::string& built, const std::string& final_dir) {
-  std::error_code ec;
-  const std::string replaced = final_dir + std::string(kReplacedSuffix);
-  if (fs::exists(final_dir, ec)) {
-    // Renamed, not removed, until the new one is in place: with checkpoint_keep = 1 it may be
-    // the only checkpoint there is.
-    fs::remove_all(replaced, ec);
-    fs::rename(final_dir, replaced, ec);
-    if (ec) return Status::IoError("renaming " + final_dir + " aside: " + ec.message());
-  }
-  fs::rename(built, final_dir, ec);
-  if (ec) {
-    const std::string why = ec.message();
-    if (fs::exists(replaced, ec)) fs::rename(replaced, final_dir, ec);
-    return Status::IoError("renaming " + built + " to " + final_dir + ": " + why);
-  }
-  // Checkpoints are what a --rollback restores after the state was lost, a power cut included:
-  // the rename must be on disk before the old one goes.
-  GSAU_RETURN_IF_ERROR(SyncPath(fs::path(final_dir).parent_path().string()));
-  fs::remove_all(replaced, ec);
-  return Status::Ok();
-}
-
-int PruneCheckpoints(const std::string& dir, int keep) {
-  const auto all = ListCheckpoints(dir);
-  int removed = 0;
-  for (size_t k = 0; k + static_cast<size_t>(std::max(keep, 0)) < all.size(); ++k) {
-    std::error_code ec;
-    const std::string doomed = all[k] + std::string(kTmpSuffix);
-    fs::rename(all[k], doomed, ec);
-    Status s = ec ? Status::IoError("renaming it to " + doomed + ": " + ec.message()) : SyncPath(dir);
-    if (s.ok() && (fs::remove_all(doomed, ec), ec)) s = Status::IoError(ec.message());
-    if (!s.ok()) {
-      // Left for the next checkpoint to remove (or, renamed, for the next start); meanwhile it
-      // takes disk space.
-      GSAU_LOG_WARN("pipeline: removing the old checkpoint {}: {}", all[k], s.message());
-      continue;
-    }
-    ++removed;
-  }
-  return removed;
-}
 
 namespace {
 
@@ -477,56 +220,6 @@ Result<std::vector<learner::OnlineEvent>> HistoryEvents(
                               }
                             }).status());
   return std::move(out).Take();
-}
-
-std::optional<std::string> UnfinishedRollback(const std::string& checkpoint_dir) {
-  std::ifstream marker(fs::path(checkpoint_dir) / kRollbackMarker);
-  if (!marker) return std::nullopt;
-  std::string target;
-  std::getline(marker, target);
-  return target;
-}
-
-Result<int> RecoverCheckpoints(const std::string& dir) {
-  int restored = 0;
-  std::error_code ec;
-  auto failed = [&](const std::string& what, const fs::path& p) {
-    return Status::IoError("checkpoints: " + what + " " + p.string() + ": " + ec.message());
-  };
-  if (!fs::is_directory(dir, ec)) {
-    if (ec && ec != std::errc::no_such_file_or_directory) return failed("reading", dir);
-    return restored;
-  }
-  std::vector<fs::path> entries;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(it->path());
-  if (ec) return failed("listing", dir);
-  // Each failure stops the start: a checkpoint left aside would let it start from an older one
-  // (or none), and a half-built one holds the disk space the state's open checks for.
-  for (const auto& p : entries) {
-    const std::string name = p.filename().string();
-    if (name.ends_with(kTmpSuffix) && IsCheckpointName(name.substr(0, name.size() - kTmpSuffix.size()))) {
-      fs::remove_all(p, ec);  // never renamed into place: incomplete, or complete with its twin there
-      if (ec) return failed("removing", p);
-    } else if (name.ends_with(kReplacedSuffix) &&
-               IsCheckpointName(name.substr(0, name.size() - kReplacedSuffix.size()))) {
-      const fs::path twin = p.parent_path() / name.substr(0, name.size() - kReplacedSuffix.size());
-      const bool successor = fs::exists(twin / "model.pt", ec);
-      if (ec) return failed("reading", twin);
-      const bool complete = !successor && fs::exists(p / "model.pt", ec);
-      if (ec) return failed("reading", p);
-      if (successor) {
-        fs::remove_all(p, ec);  // its successor made it
-        if (ec) return failed("removing", p);
-      } else if (complete) {
-        fs::remove_all(twin, ec);
-        if (ec) return failed("removing the incomplete", twin);
-        fs::rename(p, twin, ec);
-        if (ec) return failed("putting back", p);
-        ++restored;
-      }
-    }
-  }
-  return restored;
 }
 
 struct Pipeline::Impl {
@@ -699,7 +392,7 @@ struct Pipeline::Impl {
       // and checkpoints from under it. The state's own lock says whether one runs, held until
       // the state is moved aside (a store opened there meanwhile would be moved with it).
       GSAU_ASSIGN_OR_RETURN(auto hold, state::StateStore::HoldExclusive(opt.state.path));
-      GSAU_RETURN_IF_ERROR(WriteRollbackMarker());
+      GSAU_RETURN_IF_ERROR(WriteRollbackMarker(opt.checkpoint_dir, opt.rollback_from));
       GSAU_RETURN_IF_ERROR(RecoverInterruptedCheckpoint());
       const std::string suffix = "before-rollback-" + std::to_string(clock->NowMs());
       // The checkpoints first, then the state: stopped anywhere from here on, the marker keeps a
@@ -727,7 +420,7 @@ struct Pipeline::Impl {
         return Status::InvalidArgument("a rollback to " + *target +
                                        " did not finish (the process stopped during it): run it again (--rollback " +
                                        *target + "), or delete " +
-                                       (fs::path(opt.checkpoint_dir) / kRollbackMarker).string() +
+                                       RollbackMarkerPath(opt.checkpoint_dir) +
                                        " to start from what is there now (and " +
                                        state::StateStore::RestoringPath(opt.state.path) +
                                        ", if there: the rollback's unfinished copy)");
@@ -754,29 +447,6 @@ struct Pipeline::Impl {
                     "copies the whole state instead of linking its files, and ingest waits while it does",
                     opt.checkpoint_dir, opt.state.path);
     }
-  }
-
-  Status WriteRollbackMarker() {
-    std::error_code ec;
-    fs::create_directories(opt.checkpoint_dir, ec);
-    if (ec) return Status::IoError("rollback: creating " + opt.checkpoint_dir + ": " + ec.message());
-    const fs::path marker = fs::path(opt.checkpoint_dir) / kRollbackMarker;
-    // Absolute: a restart may run elsewhere. Whole or not there: a crash between creating the
-    // file and its fsync could leave it empty, a refusal naming no target to roll back to.
-    const std::string target = fs::absolute(opt.rollback_from, ec).lexically_normal().string() + "\n";
-    if (ec) return Status::IoError("rollback: " + opt.rollback_from + ": " + ec.message());
-    const Status s = WriteTextAtomically(marker.string(), target);
-    if (!s.ok()) return Status::IoError("rollback: " + s.message());
-    return Status::Ok();
-  }
-
-  // The rollback's pair is in place (the target the newest checkpoint of checkpoint_dir, or the
-  // restored pair checkpointed there): a plain restart resumes from it.
-  Status ClearRollbackMarker() {
-    std::error_code ec;
-    fs::remove(fs::path(opt.checkpoint_dir) / kRollbackMarker, ec);
-    if (ec) return Status::IoError("rollback: removing its marker: " + ec.message());
-    return SyncPath(opt.checkpoint_dir);
   }
 
   // The users of clicks applied after the checkpoint's users_published_through (`from_seq`),
@@ -1383,10 +1053,8 @@ struct Pipeline::Impl {
   Status Checkpoint() {
     const auto t0 = SteadyClock::now();
     std::error_code ec;
-    char name[64];
-    std::snprintf(name, sizeof name, "ckpt-%012llu", static_cast<unsigned long long>(watermark));
-    const fs::path final_dir = fs::path(opt.checkpoint_dir) / name;
-    const fs::path tmp = fs::path(opt.checkpoint_dir) / (std::string(name) + std::string(kTmpSuffix));
+    const fs::path final_dir = CheckpointPath(opt.checkpoint_dir, watermark);
+    const fs::path tmp = CheckpointBuildPath(final_dir.string());
     const int64_t steps = learner->Stats().steps;
     const uint64_t through = UsersPublishedThroughNow();
     const bool republish = republish_outstanding.load();
@@ -2016,8 +1684,8 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
   if (Status s = impl->OpenState(); !s.ok()) return InStage("state", s);
   impl->WarnIfCheckpointsCopyTheState();
   if (Status s = impl->StartLearner(); !s.ok()) return InStage("learner", s);
-  if (!options.rollback_from.empty()) {
-    if (Status s = impl->ClearRollbackMarker(); !s.ok()) return InStage("state", s);
+  if (!options.rollback_from.empty()) {  // its pair is in place: a plain restart resumes from it
+    if (Status s = ClearRollbackMarker(impl->opt.checkpoint_dir); !s.ok()) return InStage("state", s);
   }
   // Run waits up to 30 s for the last deliveries (after the last checkpoint); the producer's
   // close must not wait that long again (a SIGTERM's grace period ran out during it).

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "gsau/pipeline/checkpoints.h"
 #include "gsau/pipeline/pipeline.h"
 #include "temp_dir.h"
 
@@ -89,6 +90,45 @@ TEST(CheckpointTest, TheBatchOfACheckpointComesFromItsName) {
   EXPECT_EQ(CheckpointBatch("/c/ckpt-12x"), 0u);
   EXPECT_EQ(CheckpointBatch("/c/ckpt-"), 0u);
   EXPECT_EQ(CheckpointBatch("/c/before-rollback-17"), 0u);
+}
+
+// The name a checkpoint is written under reads back as its batch; the folder it is built in is
+// never listed, and start-up removes one a stop left.
+TEST(CheckpointTest, ACheckpointIsBuiltBesideItsNameAndOnlyListedOnceInPlace) {
+  TempDir dir("gsau-ckpt-name");
+  const std::string final_dir = CheckpointPath(dir.path(), 42);
+  EXPECT_EQ(fs::path(final_dir), fs::path(dir.path()) / "ckpt-000000000042");
+  EXPECT_EQ(CheckpointBatch(final_dir), 42u);
+  EXPECT_EQ(CheckpointBatch(CheckpointPath(dir.path(), 18446744073709551615u)), 18446744073709551615u);
+  const std::string built = CheckpointBuildPath(final_dir);
+  EXPECT_EQ(fs::path(built).parent_path(), fs::path(dir.path())) << "a sibling: the rename stays in one folder";
+  MakeCheckpoint(dir, fs::path(built).filename().string(), "model");
+  EXPECT_TRUE(ListCheckpoints(dir.path()).empty());
+  EXPECT_TRUE(ListCheckpointsAsRecovered(dir.path()).empty());
+  EXPECT_EQ(Recovered(dir.path()), 0);
+  EXPECT_FALSE(fs::exists(built)) << "a stop before the rename leaves nothing start-up keeps";
+  ASSERT_TRUE(fs::create_directories(built));
+  WriteFile((fs::path(built) / "model.pt").string(), "model");
+  ASSERT_TRUE(InstallCheckpoint(built, final_dir).ok());
+  EXPECT_EQ(ListCheckpoints(dir.path()), std::vector<std::string>{final_dir});
+}
+
+// The rollback marker names its target absolute (a restart may run elsewhere) and is gone once
+// cleared; clearing none is no error.
+TEST(CheckpointTest, TheRollbackMarkerNamesItsTargetUntilCleared) {
+  TempDir dir("gsau-marker");
+  const std::string checkpoints = dir.File("checkpoints");
+  EXPECT_FALSE(UnfinishedRollback(checkpoints).has_value());
+  const std::string target = dir.File("archive/../archive/ckpt-000000000003");
+  ASSERT_TRUE(WriteRollbackMarker(checkpoints, fs::relative(target).string()).ok());
+  EXPECT_TRUE(fs::exists(RollbackMarkerPath(checkpoints)));
+  EXPECT_EQ(fs::path(RollbackMarkerPath(checkpoints)).parent_path(), fs::path(checkpoints));
+  EXPECT_EQ(UnfinishedRollback(checkpoints), fs::path(target).lexically_normal().string());
+  EXPECT_TRUE(ListCheckpoints(checkpoints).empty()) << "the marker is not a checkpoint";
+  ASSERT_TRUE(ClearRollbackMarker(checkpoints).ok());
+  EXPECT_FALSE(UnfinishedRollback(checkpoints).has_value());
+  EXPECT_FALSE(fs::exists(RollbackMarkerPath(checkpoints)));
+  EXPECT_TRUE(ClearRollbackMarker(checkpoints).ok());
 }
 
 // An entry stat() refuses threw std::filesystem::filesystem_error out of the listing: in the

@@ -19,6 +19,7 @@
 #include "gsau/kafka/admin.h"
 #include "gsau/kafka/producer.h"
 #include "gsau/learner/online.h"
+#include "gsau/pipeline/checkpoints.h"
 #include "gsau/pipeline/pipeline.h"
 #include "gsau/state/state_store.h"
 #include "kafka_broker.h"

@@ -142,42 +142,6 @@ struct PipelineStatus {
   size_t queued = 0;
 };
 
-// The complete checkpoints (ckpt-<digits>/model.pt) under `dir`, oldest first; none when `dir`
-// does not exist.
-std::vector<std::string> ListCheckpoints(const std::string& dir);
-// The state batch a checkpoint's folder name gives (<dir>/ckpt-<digits>, or its .replaced); 0
-// for any other name.
-uint64_t CheckpointBatch(const std::string& path);
-// The same as RecoverCheckpoints would leave them, without touching `dir`: a complete
-// <name>.replaced whose <name> is not complete (a stop inside InstallCheckpoint) is listed, under
-// its own path, in its place. For readers beside a stopped or running pipeline (inspect, evaluate).
-std::vector<std::string> ListCheckpointsAsRecovered(const std::string& dir);
-
-// The checkpoint a rollback marked in `checkpoint_dir` (ROLLBACK_IN_PROGRESS) and did not
-// finish, as the marker names it; none when there is no marker.
-std::optional<std::string> UnfinishedRollback(const std::string& checkpoint_dir);
-
-// Puts the checkpoint built in `built` (a sibling folder) in place as `final_dir`. One already
-// there (the same state batch, an older model) is renamed to <final_dir>.replaced and removed
-// only after the new one is in place, so that a stop at any point leaves a complete checkpoint
-// under one of the two names. Not thread-safe for the same `final_dir`.
-Status InstallCheckpoint(const std::string& built, const std::string& final_dir);
-
-// Removes all but the newest `keep` complete checkpoints under `dir`. Each is first renamed to
-// <name>.tmp (and the rename synced), so that a stop part-way through the removal leaves no
-// folder that still looks complete (model.pt there, state files gone) to be offered as a
-// rollback target; RecoverCheckpoints removes what is left. Returns the number removed; a
-// failure is logged and the checkpoint left for the next call.
-int PruneCheckpoints(const std::string& dir, int keep);
-
-// Mends what a stop inside InstallCheckpoint or a checkpoint's build leaves under `dir`: a
-// <name>.replaced whose <name> is missing or incomplete is renamed back, one whose <name> is
-// complete removed, and <name>.tmp folders (never put in place) removed. Returns the number
-// put back (0 when `dir` does not exist); kIoError naming the path when one of these steps
-// fails (the pipeline then does not start). Call only while no other process checkpoints into
-// `dir`.
-Result<int> RecoverCheckpoints(const std::string& dir);
-
 // A user's newest items, oldest first, at most max_len of them (a max_len of 0 adds nothing): the
 // prefix the live path gives the user's next click. The pipeline keeps one per user ever seen,
 // so it is a vector rather than a deque: a deque takes ~730 bytes even for one item (its first
