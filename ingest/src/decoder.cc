@@ -56,6 +56,7 @@ class Decoder::Impl {
                                            std::to_string(options_.max_value_bytes));
     }
     std::memcpy(buffer_.data(), value.data(), value.size());
+    size_ = value.size();
     simdjson::dom::element doc;
     if (auto err = parser_.parse(reinterpret_cast<const uint8_t*>(buffer_.data()), value.size(), false).get(doc);
         err != simdjson::SUCCESS) {
@@ -254,8 +255,10 @@ class Decoder::Impl {
       case od::json_type::number:
         return IsJsonNumber(Trimmed(v.raw_json_token())) ? simdjson::SUCCESS : simdjson::NUMBER_ERROR;
       case od::json_type::boolean: {
+        // (get_bool's own error on a broken true/false says "not the requested type")
         bool b = false;
-        return v.get_bool().get(b);
+        if (v.get_bool().get(b) == simdjson::SUCCESS) return simdjson::SUCCESS;
+        return Trimmed(v.raw_json_token()).starts_with('t') ? simdjson::T_ATOM_ERROR : simdjson::F_ATOM_ERROR;
       }
       case od::json_type::null: {
         bool null = false;
@@ -310,7 +313,7 @@ class Decoder::Impl {
     if ((f.seen & Fields::kItem) == 0) return Bad(BadReason::kMissingField, "missing item_id");
     int64_t ts = f.ts;
     if (!f.has_ts) {
-      if (kafka_ts_ms <= 0) return Bad(BadReason::kBadTime, "no ts and no message timestamp");
+      if (kafka_ts_ms < 0) return Bad(BadReason::kBadTime, "no ts and no message timestamp");
       ts = kafka_ts_ms;
     }
     if (ts < options_.min_ts_ms || ts > options_.max_ts_ms) {
@@ -333,6 +336,11 @@ class Decoder::Impl {
   const DecodeResult& EmptyEvent() { return Bad(BadReason::kWrongType, "event is an empty string"); }
 
   const DecodeResult& NotJson(simdjson::error_code err) {
+    // A byte order mark in front (a Windows tool's UTF-8) fails as a structure error far from it.
+    if (std::string_view(buffer_.data(), size_).starts_with("\xEF\xBB\xBF")) {
+      return Bad(BadReason::kNotJson, "not valid JSON: the value starts with a UTF-8 byte order mark (EF BB BF), "
+                                      "which JSON sent between systems must not (RFC 8259, 8.1)");
+    }
     return Bad(BadReason::kNotJson, std::string("not valid JSON: ") + simdjson::error_message(err));
   }
 
@@ -384,6 +392,7 @@ class Decoder::Impl {
   simdjson::dom::parser parser_;
   simdjson::ondemand::parser lazy_parser_;  // DecodeFieldsOnly's
   std::string buffer_;
+  size_t size_ = 0;  // of the value in buffer_ (past it: padding, and earlier values' bytes)
   DecodeResult r_;
 };
 

@@ -181,6 +181,15 @@ TEST(DecoderTest, TimesInSecondsAreBad) {
   ASSERT_TRUE(zero.ok) << zero.message;
   EXPECT_EQ(zero.event.ts_ms, 0);
   EXPECT_TRUE(from_epoch.Decode(R"({"user_id":"u","item_id":"i"})", 7).ok);
+  // A message timestamp of 0 is the epoch, not "none" (librdkafka says none with -1).
+  const auto& kafka_zero = from_epoch.Decode(R"({"user_id":"u","item_id":"i"})", 0);
+  ASSERT_TRUE(kafka_zero.ok) << kafka_zero.message;
+  EXPECT_EQ(kafka_zero.event.ts_ms, 0);
+  EXPECT_FALSE(from_epoch.Decode(R"({"user_id":"u","item_id":"i"})", -1).ok);
+  const auto& kafka_zero_default = d.Decode(R"({"user_id":"u","item_id":"i"})", 0);
+  ASSERT_FALSE(kafka_zero_default.ok);
+  EXPECT_NE(kafka_zero_default.message.find("the message timestamp 0 is before 1973-03-03"), std::string::npos)
+      << kafka_zero_default.message;
   EXPECT_FALSE(from_epoch.Decode(R"({"user_id":"u","item_id":"i","ts":-1})", 7).ok);
 }
 
@@ -193,6 +202,16 @@ TEST(DecoderTest, BadEventsHaveReasons) {
       {"{\"user_id\":\"u\xff\",\"item_id\":\"i\",\"ts\":1}", false, BadReason::kNotJson, "not valid JSON"},
       {std::string("\x00\x01\x02\xfe", 4), false, BadReason::kNotJson, "not valid JSON"},
       {"[1,2]", false, BadReason::kNotObject, "not a JSON object"},
+      {"\xEF\xBB\xBF{\"user_id\":\"u\",\"item_id\":\"i\",\"ts\":1}", false, BadReason::kNotJson,
+       "not valid JSON: the value starts with a UTF-8 byte order mark"},
+      // A broken atom after what the tree parser cannot hold (read field by field) is named as
+      // the tree parser names it.
+      {R"({"x":)" + std::string(70, '[') + std::string(70, ']') + R"(,"y":tru,"user_id":"u","item_id":"i"})", false,
+       BadReason::kNotJson, "not valid JSON: Problem while parsing an atom starting with the letter 't'"},
+      {R"({"x":123456789012345678901234567890,"y":fals,"user_id":"u","item_id":"i"})", false, BadReason::kNotJson,
+       "not valid JSON: Problem while parsing an atom starting with the letter 'f'"},
+      {R"({"y":tru,"user_id":"u","item_id":"i"})", false, BadReason::kNotJson,
+       "not valid JSON: Problem while parsing an atom starting with the letter 't'"},
       {"\"just a string\"", false, BadReason::kNotObject, "not a JSON object"},
       {R"({"item_id":"i","ts":1})", false, BadReason::kMissingField, "missing user_id"},
       {R"({"user_id":"u","ts":1})", false, BadReason::kMissingField, "missing item_id"},
@@ -227,6 +246,11 @@ TEST(DecoderTest, BadEventsHaveReasons) {
       EXPECT_NE(r.message.find(c.message_part), std::string::npos) << c.value << " -> " << r.message;
     }
   }
+  // The bytes of the value before, still in the decoder's buffer, are not this one's.
+  ASSERT_FALSE(d.Decode("\xEF\xBB\xBF{}", 0).ok);
+  const auto& lone = d.Decode("\xEF", 0);
+  ASSERT_FALSE(lone.ok);
+  EXPECT_EQ(lone.message.find("byte order mark"), std::string::npos) << lone.message;
 }
 
 TEST(DecoderTest, HugeValuesAreRejectedUnparsed) {

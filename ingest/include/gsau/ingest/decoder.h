@@ -67,7 +67,8 @@ class Decoder {
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
-  // `kafka_ts_ms` is the record's timestamp (<= 0 when it has none).
+  // `kafka_ts_ms` is the record's timestamp (negative when it has none: librdkafka's -1; 0 is a
+  // time, the epoch, held to the range as a ts is).
   // The result is valid until the next call.
   const DecodeResult& Decode(std::string_view value, int64_t kafka_ts_ms);
 
