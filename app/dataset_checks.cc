@@ -7,7 +7,7 @@
 #include <string>
 
 #include "gsau/common/event.h"
-#include "gsau/common/json.h"
+#include "gsau/common/text.h"
 #include "gsau/common/log.h"
 
 namespace gsau::app {
@@ -31,29 +31,8 @@ void WarnOfTimesIngestRefuses(const std::vector<data::Interaction>& events, cons
       "{}: {} of {} events have times ingest dead-letters as bad_time ({} before ingest.min_event_time_s = {} s, "
       "{} after 2100; the first: user {} at {} ms): check --ts-unit, or set ingest.min_event_time_s=0 for times that "
       "are sequence numbers",
-      who, early + late, events.size(), early, cfg.ingest.min_event_time_s, late, first->user_id, first->ts_ms);
+      who, early + late, events.size(), early, cfg.ingest.min_event_time_s, late, DisplayText(first->user_id), first->ts_ms);
 }
-
-namespace {
-
-// `s` with every byte outside printable ASCII as \xNN: an id that is not UTF-8, said readably.
-std::string Escaped(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    const auto b = static_cast<unsigned char>(c);
-    if (b >= 0x20 && b < 0x7F) {
-      out += c;
-    } else {
-      static constexpr char kHex[] = "0123456789ABCDEF";
-      out += "\\x";
-      out += kHex[b >> 4];
-      out += kHex[b & 15];
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 // Events ingest would not apply for what they are, not when: ids over kMaxIdBytes (dead-lettered
 // as bad_id), ids or types that are not UTF-8 (their JSON is not valid: not_json; a Latin-1 file's
@@ -71,9 +50,9 @@ void WarnOfEventsIngestLeaves(const std::vector<data::Interaction>& events, cons
     // Each event counted once, for what ingest does first: the JSON, then the ids, then the type.
     if (!IsValidUtf8(e.user_id) || !IsValidUtf8(e.item_id) || !IsValidUtf8(e.event)) {
       if (not_utf8++ == 0) {
-        first_not_utf8 = !IsValidUtf8(e.user_id)   ? "user " + Escaped(e.user_id)
-                         : !IsValidUtf8(e.item_id) ? "item " + Escaped(e.item_id)
-                                                   : "event type " + Escaped(e.event);
+        first_not_utf8 = !IsValidUtf8(e.user_id)   ? "user " + DisplayText(e.user_id)
+                         : !IsValidUtf8(e.item_id) ? "item " + DisplayText(e.item_id)
+                                                   : "event type " + DisplayText(e.event);
       }
       continue;
     }

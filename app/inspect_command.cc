@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "gsau/common/log.h"
+#include "gsau/common/text.h"
 #include "gsau/learner/online.h"
 #include "gsau/pipeline/checkpoints.h"
 #include "gsau/state/state_store.h"
@@ -79,10 +80,11 @@ class Inspector {
 
   Status PrintUser(const std::string& external) const {
     const auto u = store_.FindUser(external);
-    if (!u) return Status::NotFound("no user '" + external + "' in the state");
+    if (!u) return Status::NotFound("no user '" + DisplayText(external) + "' in the state");
     GSAU_ASSIGN_OR_RETURN(auto session, store_.Session(*u));
     const auto st = store_.UserStats(*u);
-    std::printf("user %s (id %u): %llu clicks on %u items; session (last %zu, oldest first):\n", external.c_str(), *u,
+    std::printf("user %s (id %u): %llu clicks on %u items; session (last %zu, oldest first):\n",
+                DisplayText(external).c_str(), *u,
                 static_cast<unsigned long long>(st.clicks), st.degree, session.size());
     std::vector<uint32_t> items;
     for (const auto& e : session) {
@@ -109,9 +111,9 @@ class Inspector {
 
   Status PrintItem(const std::string& external) const {
     const auto item = store_.FindItem(external);
-    if (!item) return Status::NotFound("no item '" + external + "' in the state");
+    if (!item) return Status::NotFound("no item '" + DisplayText(external) + "' in the state");
     const auto st = store_.ItemStats(*item);
-    std::printf("item %s (id %u): %llu clicks by %u users\n", external.c_str(), *item,
+    std::printf("item %s (id %u): %llu clicks by %u users\n", DisplayText(external).c_str(), *item,
                 static_cast<unsigned long long>(st.clicks), st.degree);
     if (model_ == nullptr) return Status::Ok();
     const int64_t n = model_->Stats().items;
@@ -152,7 +154,7 @@ class Inspector {
  private:
   std::string ItemName(state::ItemId i) const {
     auto name = store_.ItemExternalId(i);
-    return name.ok() ? *name : "#" + std::to_string(i);
+    return name.ok() ? DisplayText(*name) : "#" + std::to_string(i);  // (ids are bytes: an ESC drives the terminal)
   }
 
   const state::StateStore& store_;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -25,6 +26,7 @@
 #include "gsau/common/memory.h"
 #include "gsau/common/progress.h"
 #include "gsau/common/status.h"
+#include "gsau/common/text.h"
 #include "gsau/common/stop_signal.h"
 #include "gsau/common/throttle.h"
 
@@ -334,6 +336,56 @@ TEST(JsonTest, Utf8IsWellFormedOnlyAsRfc3629Says) {
                                 "\xF5\x80\x80\x80", "\xFF", "\xC3", "\xE2\x82", "\xF0\x9D\x84", "\xE2\x28\xA1",
                                 "a\xC3\xA9\xC3"}) {
     EXPECT_FALSE(IsValidUtf8(bad)) << JsonString(bad);
+  }
+}
+
+TEST(TextTest, Utf8SequenceLengthsAreTheLeadBytesWhenWellFormed) {
+  const std::string s = "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xE9z";
+  EXPECT_EQ(Utf8SequenceLength(s, 0), 1u);
+  EXPECT_EQ(Utf8SequenceLength(s, 1), 2u);
+  EXPECT_EQ(Utf8SequenceLength(s, 3), 3u);
+  EXPECT_EQ(Utf8SequenceLength(s, 6), 4u);
+  EXPECT_EQ(Utf8SequenceLength(s, 10), 0u) << "a Latin-1 byte before an ASCII one";
+  EXPECT_EQ(Utf8SequenceLength(s, 2), 0u) << "a continuation byte";
+  EXPECT_EQ(Utf8SequenceLength("\xF0\x9F\x98", 0), 0u) << "cut short";
+}
+
+// Ids shown to a person: what would act on a terminal (ESC, C1 controls, bidi overrides), cut a
+// C string (NUL) or break a line is escaped; the escapes are told apart from text that spells
+// them (a backslash is doubled); well-formed UTF-8 text stays as it is.
+TEST(TextTest, DisplayTextEscapesWhatWouldActAndKeepsTheRest) {
+  EXPECT_EQ(DisplayText("sku-9 u42"), "sku-9 u42");
+  const std::string utf8 = "\xC3\xA9\xE2\x9C\x93\xF0\x9F\x98\x80 \xE2\x81\xB0";  // é✓😀 and U+2070
+  EXPECT_EQ(DisplayText(utf8), utf8);
+  EXPECT_EQ(DisplayText("a\\b"), "a\\\\b");
+  EXPECT_EQ(DisplayText("l1\nl2\r\t"), "l1\\nl2\\r\\t");
+  EXPECT_EQ(DisplayText(std::string("nul\0A", 5)), "nul\\x00A");
+  EXPECT_EQ(DisplayText("\x1B[31mred\x1B]0;title\x07\x7F"), "\\x1B[31mred\\x1B]0;title\\x07\\x7F");
+  EXPECT_EQ(DisplayText("Jos\xE9"), "Jos\\xE9");
+  EXPECT_EQ(DisplayText("\xC2\x9B" "2J"), "\\u{009B}2J") << "C1 CSI";
+  EXPECT_EQ(DisplayText("abc\xE2\x80\xAE" "fdp.exe"), "abc\\u{202E}fdp.exe") << "right-to-left override";
+  EXPECT_EQ(DisplayText("\xE2\x81\xA6x\xE2\x81\xA9"), "\\u{2066}x\\u{2069}");
+  EXPECT_EQ(DisplayText("\xE2\x80\xAF\xC2\xA0"), "\xE2\x80\xAF\xC2\xA0") << "spaces next to those ranges stay";
+  EXPECT_EQ(DisplayText("\xED\xA0\x80"), "\\xED\\xA0\\x80") << "a surrogate is not UTF-8";
+  // Text that spells an escape stays apart from the byte it names.
+  EXPECT_NE(DisplayText(std::string("a\0", 2)), DisplayText("a\\x00"));
+  EXPECT_NE(DisplayText("\n"), DisplayText("\\n"));
+}
+
+// Whatever the bytes, the text shown is well-formed UTF-8 with no control character on one line.
+TEST(TextTest, DisplayTextOfAnyBytesIsOneLineOfPrintableUtf8) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> byte(0, 255), length(0, 24);
+  for (int trial = 0; trial < 20000; ++trial) {
+    std::string s(static_cast<size_t>(length(rng)), '\0');
+    for (char& c : s) c = static_cast<char>(byte(rng));
+    const std::string shown = DisplayText(s);
+    ASSERT_TRUE(IsValidUtf8(shown)) << JsonString(s);
+    for (size_t i = 0; i < shown.size(); i += Utf8SequenceLength(shown, i)) {
+      const auto b = static_cast<unsigned char>(shown[i]);
+      ASSERT_FALSE(b < 0x20 || b == 0x7F) << JsonString(s);
+      ASSERT_FALSE(b == 0xC2 && static_cast<unsigned char>(shown[i + 1]) < 0xA0) << JsonString(s);
+    }
   }
 }
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "gsau/common/text.h"  // IsValidUtf8: JSON text must be UTF-8
+
 namespace gsau {
 
 // Appends `s` to `out` as a quoted JSON string.
@@ -33,42 +35,6 @@ inline void AppendJsonString(std::string& out, std::string_view s) {
     }
   }
   out += '"';
-}
-
-// True when `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past
-// U+10FFFF), which JSON text must be: a Latin-1 id ("Jos\xe9") makes the event invalid JSON.
-inline bool IsValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    if (b < 0x80) {
-      ++i;
-      continue;
-    }
-    // The length the lead byte gives, and the range its second byte must lie in.
-    size_t n = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (b >= 0xC2 && b <= 0xDF) {
-      n = 2;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-      n = 3;
-      if (b == 0xE0) lo = 0xA0;  // overlong below U+0800
-      if (b == 0xED) hi = 0x9F;  // surrogates U+D800..DFFF
-    } else if (b >= 0xF0 && b <= 0xF4) {
-      n = 4;
-      if (b == 0xF0) lo = 0x90;  // overlong below U+10000
-      if (b == 0xF4) hi = 0x8F;  // past U+10FFFF
-    } else {
-      return false;
-    }
-    if (i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k) {
-      const auto c = static_cast<unsigned char>(s[i + k]);
-      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) return false;
-    }
-    i += n;
-  }
-  return true;
 }
 
 // `s` as a quoted JSON string.
