@@ -91,7 +91,7 @@ void AddIngestCommand(CLI::App& root, int* exit_code) {
   auto* cmd = root.add_subcommand("ingest", "Run the ingest stage alone: Kafka clicks -> the state store, exactly once");
   cmd->add_option("--bootstrap", flags->bootstrap, "Kafka bootstrap servers (default: kafka.bootstrap_servers)");
   cmd->add_option("--state", flags->state_path, "State store directory (default: state.path)");
-  cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines")
+  cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines (default 10)")
       ->check(Positive());
   AddConfigFlags(cmd, &flags->config);
   cmd->callback([flags, exit_code] { *exit_code = RunIngest(*flags); });

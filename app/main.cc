@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   // never written).
   std::signal(SIGPIPE, SIG_IGN);
   gsau::log::Init();
-  CLI::App root{"gsau: continual GSAU training on live click streams (LightGCN + SASRec, one item table)"};
+  CLI::App root{"gsau: continual GSAU training on live click streams (LightGCN + SASRec, one item table)", "gsau"};
   root.require_subcommand(1);
   root.set_version_flag("--version", "gsau 0.1.0");
   int exit_code = kExitOk;

@@ -114,14 +114,15 @@ void AddReplayCommand(CLI::App& root, int* exit_code) {
   auto* cmd = root.add_subcommand(
       "replay", "Replay a dataset (or a synthetic stream) as click events on Kafka, in event-time order");
   cmd->add_option("--data", flags->data,
-                  "Interactions: a table of user_id, item_id, timestamp with header, separated by tabs, commas, "
-                  "semicolons or '|' (.gz ok), or per-user lines 'uid i1 i2 ...'");
+                  "Interactions: a table of user_id, item_id, timestamp (a header may name them among other "
+                  "columns), separated by tabs, commas, semicolons or '|' (.gz ok), or per-user lines 'uid i1 i2 ...'");
   cmd->add_option("--times", flags->times,
                   "Aligned times file for per-user lines ('uid t1 t2 ...'; unit as --ts-unit, auto: told apart "
                   "by the magnitude, one unit per file)");
   cmd->add_option("--format", flags->format, "auto | tsv | lines")->check(CLI::IsMember({"auto", "tsv", "lines"}));
   cmd->add_option("--ts-unit", flags->ts_unit,
-                  "Timestamp unit of numeric times in the file (ISO 8601 date-times need none): auto | s | ms")
+                  "Timestamp unit of numeric times in the file (ISO 8601 date-times need none): auto (s, ms, us or ns, "
+                  "told apart by the magnitude of the file's largest) | s | ms")
       ->check(CLI::IsMember({"auto", "s", "ms"}));
   cmd->add_option("--synthetic", flags->synthetic, "Instead of --data: N events of the synthetic stream")
       ->check(Positive());
@@ -132,7 +133,7 @@ void AddReplayCommand(CLI::App& root, int* exit_code) {
       ->check(Positive());
   cmd->add_option("--items", flags->items, "Items of the synthetic stream (default " + std::to_string(shape.items) + ")")
       ->check(Positive());
-  cmd->add_option("--rate", flags->rate, "Events per second (0 = as fast as possible)")->check(NonNegative());
+  cmd->add_option("--rate", flags->rate, "Events per second (default 0: as fast as possible)")->check(NonNegative());
   cmd->add_option("--limit", flags->limit, "Stop after N events (0 = all)")->check(NonNegative());
   cmd->add_option("--topic", flags->topic, "Target topic (default: topics.clicks)");
   cmd->add_option("--bootstrap", flags->bootstrap, "Kafka bootstrap servers (default: kafka.bootstrap_servers)");

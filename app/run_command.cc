@@ -174,7 +174,7 @@ void AddRunCommand(CLI::App& root, int* exit_code) {
   cmd->add_option("--duration", flags->duration_s,
                   "Stop after this many seconds from the start, start-up included (0: run until SIGINT/SIGTERM)")
       ->check(NonNegative());
-  cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines")
+  cmd->add_option("--status-interval", flags->status_interval_s, "Seconds between status lines (default 10)")
       ->check(Positive());
   AddConfigFlags(cmd, &flags->config);
   cmd->callback([flags, exit_code] { *exit_code = RunPipeline(*flags); });

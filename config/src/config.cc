@@ -29,6 +29,7 @@ struct Field {
   std::function<Status(Config&, const std::string&)> set;
   std::function<std::string(const Config&)> get;
   std::function<std::string(const Config&)> check;  // "" when valid, else the problem
+  std::string range = {};  // the values `check` takes, for the docs ("" when it says no range)
 };
 
 Status ParseInt(const std::string& text, int* out) {
@@ -88,38 +89,42 @@ using Member = S Config::*;
 
 template <typename S>
 Field IntField(std::string key, Member<S> sec, int S::*m, std::string unit, std::string desc, int min, int max) {
-  return Field{std::move(key),
-               "int",
-               std::move(unit),
-               std::move(desc),
-               [=](Config& c, const std::string& t) { return ParseInt(t, &((c.*sec).*m)); },
-               [=](const Config& c) { return std::to_string((c.*sec).*m); },
-               [=](const Config& c) -> std::string {
-                 const int v = (c.*sec).*m;
-                 if (v < min || v > max) {
-                   return "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " +
-                          std::to_string(v);
-                 }
-                 return "";
-               }};
+  Field f{std::move(key),
+          "int",
+          std::move(unit),
+          std::move(desc),
+          [=](Config& c, const std::string& t) { return ParseInt(t, &((c.*sec).*m)); },
+          [=](const Config& c) { return std::to_string((c.*sec).*m); },
+          [=](const Config& c) -> std::string {
+            const int v = (c.*sec).*m;
+            if (v < min || v > max) {
+              return "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " +
+                     std::to_string(v);
+            }
+            return "";
+          }};
+  f.range = "[" + std::to_string(min) + ", " + std::to_string(max) + "]";
+  return f;
 }
 
 template <typename S>
 Field DoubleField(std::string key, Member<S> sec, double S::*m, std::string unit, std::string desc, double min,
                   double max) {
-  return Field{std::move(key),
-               "float",
-               std::move(unit),
-               std::move(desc),
-               [=](Config& c, const std::string& t) { return ParseDouble(t, &((c.*sec).*m)); },
-               [=](const Config& c) { return FormatDouble((c.*sec).*m); },
-               [=](const Config& c) -> std::string {
-                 const double v = (c.*sec).*m;
-                 if (v < min || v > max) {
-                   return "must be in [" + FormatDouble(min) + ", " + FormatDouble(max) + "], got " + FormatDouble(v);
-                 }
-                 return "";
-               }};
+  Field f{std::move(key),
+          "float",
+          std::move(unit),
+          std::move(desc),
+          [=](Config& c, const std::string& t) { return ParseDouble(t, &((c.*sec).*m)); },
+          [=](const Config& c) { return FormatDouble((c.*sec).*m); },
+          [=](const Config& c) -> std::string {
+            const double v = (c.*sec).*m;
+            if (v < min || v > max) {
+              return "must be in [" + FormatDouble(min) + ", " + FormatDouble(max) + "], got " + FormatDouble(v);
+            }
+            return "";
+          }};
+  f.range = "[" + FormatDouble(min) + ", " + FormatDouble(max) + "]";
+  return f;
 }
 
 // `allowed` empty = any string; `non_empty` rejects "".
@@ -161,7 +166,8 @@ Field BoolField(std::string key, Member<S> sec, bool S::*m, std::string desc) {
                  } else if (t == "false" || t == "0" || t == "no" || t == "off") {
                    (c.*sec).*m = false;
                  } else {
-                   return Status::InvalidArgument("expected true or false, got '" + text + "'");
+                   return Status::InvalidArgument("expected true or false (or yes/no, on/off, 1/0), got '" + text +
+                                                  "'");
                  }
                  return Status::Ok();
                },
@@ -374,7 +380,20 @@ Status SetKey(Config& c, const std::string& key, const std::string& text, const 
     return Status::Ok();
   }
   const Field* f = FindField(key);
+  if (key == kPropertiesKey) {
+    return Status::InvalidArgument(std::string(kPropertiesKey) + " (" + origin + "): is a map of librdkafka " +
+                                   "properties; set each as kafka.properties.<name>=<value> (e.g. " +
+                                   "kafka.properties.security.protocol=SSL) or " + std::string(kPropertyEnvPrefix) +
+                                   "<NAME>");
+  }
   if (f == nullptr) {
+    std::string keys;  // `ingest: 5`, or --set ingest=5: a section given a value
+    for (const auto& g : Table()) {
+      if (g.key.rfind(key + ".", 0) == 0) keys += (keys.empty() ? "" : ", ") + g.key;
+    }
+    if (!keys.empty()) {
+      return Status::InvalidArgument(key + " (" + origin + "): is a section, not a value; its keys: " + keys);
+    }
     std::string hint;
     const std::string section = key.substr(0, key.find('.'));
     for (const auto& g : Table()) {
@@ -790,13 +809,14 @@ std::string Config::Redacted() const {
 std::vector<FieldDoc> Fields() {
   const Config defaults;
   std::vector<FieldDoc> out;
-  for (const auto& f : Table()) out.push_back({f.key, f.type, f.unit, f.get(defaults), f.description});
+  for (const auto& f : Table()) out.push_back({f.key, f.type, f.unit, f.get(defaults), f.description, f.range});
   out.push_back({std::string(kPropertiesKey), "map", "", "{}",
                  "librdkafka properties passed verbatim to every client (security.protocol, sasl.*, ssl.*, "
                  "...); env GSAU_KAFKA_PROPERTY_<NAME>. Secret values are never logged. The consumer's own "
                  "group.id, group.instance.id, session.timeout.ms, enable.auto.commit, enable.auto.offset.store, "
                  "auto.offset.reset, enable.partition.eof and isolation.level (but read_committed) are refused "
-                 "(exactly once rests on them)."});
+                 "(exactly once rests on them).",
+                 ""});
   return out;
 }
 
@@ -806,7 +826,8 @@ std::string FieldsMarkdown() {
       "|---|---|---|---|---|---|\n";
   for (const auto& f : Fields()) {
     const std::string env = f.key == kPropertiesKey ? std::string(kPropertyEnvPrefix) + "<NAME>" : EnvName(f.key);
-    out += "| `" + f.key + "` | `" + env + "` | " + f.type + " | " + f.unit + " | `" + f.default_value + "` | " +
+    const std::string type = f.range.empty() ? f.type : f.type + " in " + f.range;
+    out += "| `" + f.key + "` | `" + env + "` | " + type + " | " + f.unit + " | `" + f.default_value + "` | " +
            f.description + " |\n";
   }
   return out;

@@ -283,7 +283,8 @@ TEST(AppTest, FlagsACommandWouldIgnoreAreRefused) {
 TEST(AppTest, HelpConfigListsEveryFieldWithUnitsAndDefaults) {
   std::string out;
   ASSERT_EQ(RunCommand(Gsau() + " replay --help-config 2>&1", &out), 0) << out;
-  EXPECT_NE(out.find("| `ingest.batch_max_events` | `GSAU_INGEST_BATCH_MAX_EVENTS` | int | events | `1000` |"),
+  EXPECT_NE(out.find("| `ingest.batch_max_events` | `GSAU_INGEST_BATCH_MAX_EVENTS` | int in [1, 1000000] | events | "
+                     "`1000` |"),
             std::string::npos)
       << out;
 }

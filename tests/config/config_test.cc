@@ -190,6 +190,49 @@ TEST(ConfigTest, UnknownKeyIsNamed) {
   EXPECT_NE(c.status().message().find("ingest.batch_max_events"), std::string::npos) << "lists the known keys";
 }
 
+// A value where a section or a map belongs was "unknown configuration key 'ingest'" (the key is
+// known: it is a section), and --set kafka.properties=... did not say how properties are set.
+TEST(ConfigTest, AValueGivenToASectionOrToThePropertiesMapSaysHowToSetThem) {
+  TempDir dir;
+  WriteFile(dir.File("c.yaml"), "ingest: 5\n");
+  auto file = LoadWith(dir.File("c.yaml"), {}, {});
+  ASSERT_FALSE(file.ok());
+  EXPECT_NE(file.status().message().find("ingest (file " + dir.File("c.yaml") + "): is a section, not a value; "
+                                         "its keys: "),
+            std::string::npos)
+      << file.status();
+  EXPECT_NE(file.status().message().find("ingest.batch_max_events"), std::string::npos) << file.status();
+  auto set = LoadWith("", {}, {"learner=1"});
+  ASSERT_FALSE(set.ok());
+  EXPECT_NE(set.status().message().find("learner (--set): is a section"), std::string::npos) << set.status();
+  auto properties = LoadWith("", {}, {"kafka.properties=acks=all"});
+  ASSERT_FALSE(properties.ok());
+  EXPECT_NE(properties.status().message().find("kafka.properties (--set): is a map of librdkafka properties; set "
+                                               "each as kafka.properties.<name>=<value>"),
+            std::string::npos)
+      << properties.status();
+  auto unknown = LoadWith("", {}, {"ingestion=1"});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown configuration key 'ingestion'"), std::string::npos)
+      << unknown.status();
+}
+
+// yes/no and on/off are taken (YAML 1.1's words), and a refusal names them too.
+TEST(ConfigTest, ABoolTakesYamlsWordsAndARefusalSaysWhich) {
+  for (const std::string yes : {"true", "True", "yes", "on", "1"}) {
+    auto c = LoadWith("", {}, {"state.sync=" + yes});
+    ASSERT_TRUE(c.ok()) << yes << ": " << c.status();
+    EXPECT_TRUE(c->state.sync) << yes;
+  }
+  auto no = LoadWith("", {}, {"state.sync=off"});
+  ASSERT_TRUE(no.ok()) << no.status();
+  EXPECT_FALSE(no->state.sync);
+  auto maybe = LoadWith("", {}, {"state.sync=maybe"});
+  ASSERT_FALSE(maybe.ok());
+  EXPECT_EQ(maybe.status().message(),
+            "state.sync (--set): expected true or false (or yes/no, on/off, 1/0), got 'maybe'");
+}
+
 // A section whose keys are all commented out is a common way to leave a file's defaults: it
 // stopped start-up as "unknown configuration key 'kafka'".
 TEST(ConfigTest, ASectionWithNoKeysSetsNothing) {
@@ -513,6 +556,28 @@ TEST(ConfigTest, EnvironmentVariablesNamedLikeFieldsButMatchingNoneAreReported) 
                 "GSAU_TOPIC_CLICKS (did you mean GSAU_TOPICS_CLICKS?)",
                 "GSAU_KAFKA_PROPERTIES_SASL_PASSWORD (did you mean GSAU_KAFKA_PROPERTY_SASL_PASSWORD?)"}));
   EXPECT_TRUE(Load(in).ok()) << "not an error";
+}
+
+// The range the docs give a number is the one start-up holds it to: one below its least value
+// is refused, naming that range, and the least value itself is not refused for being out of it.
+TEST(ConfigTest, TheDocumentedRangesAreTheOnesEnforced) {
+  int checked = 0;
+  for (const auto& f : Fields()) {
+    if (f.type != "int" || f.range.empty()) continue;
+    const long long least = std::stoll(f.range.substr(1, f.range.find(',') - 1));
+    auto below = LoadWith("", {}, {f.key + "=" + std::to_string(least - 1)});
+    ASSERT_FALSE(below.ok()) << f.key;
+    EXPECT_NE(below.status().message().find(f.key + " (--set): must be in " + f.range), std::string::npos)
+        << below.status();
+    auto at = LoadWith("", {}, {f.key + "=" + std::to_string(least)});
+    if (!at.ok()) {
+      EXPECT_EQ(at.status().message().find("must be in " + f.range), std::string::npos) << at.status();
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 20);
+  EXPECT_NE(FieldsMarkdown().find("| `state.session_length` | `GSAU_STATE_SESSION_LENGTH` | int in [50, 100000] |"),
+            std::string::npos);
 }
 
 TEST(ConfigTest, DocsListEveryField) {

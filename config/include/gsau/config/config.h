@@ -155,6 +155,7 @@ struct FieldDoc {
   std::string unit;
   std::string default_value;
   std::string description;
+  std::string range;  // "[min, max]" of a number; "" when any value of the type is taken
 };
 std::vector<FieldDoc> Fields();
 // Fields() as a Markdown table (docs/CONFIG.md is this text; a test keeps them equal).
