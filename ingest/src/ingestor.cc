@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "gsau/common/log.h"
+#include "gsau/common/text.h"
 #include "gsau/common/throttle.h"
 #include "gsau/ingest/dead_letter.h"
 #include "gsau/kafka/admin.h"
@@ -70,6 +71,12 @@ struct IngestMetrics {
                     .Help("Valid events of a type not accepted by ingest.accepted_event_types")
                     .Register(r)
                     .Add({})),
+        miskeyed(prometheus::BuildCounter()
+                     .Name("gsau_ingest_events_miskeyed_total")
+                     .Help("Applied events whose Kafka key is not their user_id (or none): one user's clicks may "
+                           "then lie on several partitions and be applied out of order")
+                     .Register(r)
+                     .Add({})),
         redelivered(prometheus::BuildCounter()
                         .Name("gsau_ingest_records_redelivered_total")
                         .Help("Records the client delivered again below the partition's next offset (already "
@@ -78,7 +85,8 @@ struct IngestMetrics {
                         .Add({})),
         dead_letter_family(prometheus::BuildCounter()
                                .Name("gsau_ingest_events_dead_lettered_total")
-                               .Help("Bad events written to the dead-letter topic, by reason")
+                               .Help("Bad events written to the dead-letter topic, by reason (the code their "
+                                     "gsau.error.code header holds, e.g. not_json)")
                                .Register(r)),
         batches(prometheus::BuildCounter()
                     .Name("gsau_ingest_batches_total")
@@ -146,6 +154,7 @@ struct IngestMetrics {
   prometheus::Counter& consumed;
   prometheus::Counter& applied;
   prometheus::Counter& skipped;
+  prometheus::Counter& miskeyed;
   prometheus::Counter& redelivered;
   prometheus::Family<prometheus::Counter>& dead_letter_family;
   prometheus::Counter* dead_letter[kBadReasonCount] = {};
@@ -838,6 +847,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       ++batch_skipped_;
       return;
     }
+    if (msg.key_pointer() == nullptr || key != r.event.user_id) NoteMiskeyed(msg, key, r.event.user_id);
     pending_events_.push_back(r.event);
   }
 
@@ -863,6 +873,20 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                   tp.topic, tp.partition, offset, next,
                   unread_.count(tp) != 0 ? " (the state has not read this partition: from its start)" : "");
     return true;
+  }
+
+  // SYSTEM.md keys a click by its user so that a user's clicks stay in one partition, in order.
+  // Applied all the same (the state is keyed by user_id); said once, counted always.
+  void NoteMiskeyed(const RdKafka::Message& msg, std::string_view key, const std::string& user) {
+    ++batch_miskeyed_;
+    if (warned_miskeyed_) return;
+    warned_miskeyed_ = true;
+    GSAU_LOG_WARN("ingest: {}/{}@{} is keyed {} but its user_id is '{}': producers should key a click by its user, "
+                  "or one user's clicks can land on several partitions and be applied out of order (counted in "
+                  "gsau_ingest_events_miskeyed_total; said once)",
+                  msg.topic_name(), msg.partition(), msg.offset(),
+                  msg.key_pointer() == nullptr ? std::string("with no key") : "'" + DisplayText(key) + "'",
+                  DisplayText(user));
   }
 
   void DeadLetter(RdKafka::Message& msg, const DecodeResult& r) {
@@ -1082,6 +1106,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     metrics_.consumed.Increment(static_cast<double>(batch_consumed_));
     metrics_.applied.Increment(static_cast<double>(n_applied));
     metrics_.skipped.Increment(static_cast<double>(batch_skipped_));
+    metrics_.miskeyed.Increment(static_cast<double>(batch_miskeyed_));
     for (int i = 0; i < kBadReasonCount; ++i) {
       if (batch_bad_[i] > 0) metrics_.DeadLettered(static_cast<BadReason>(i)).Increment(batch_bad_[i]);
     }
@@ -1092,6 +1117,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       counters_.applied += n_applied;
       counters_.dead_lettered += batch_dead_lettered_;
       counters_.skipped += batch_skipped_;
+      counters_.miskeyed += batch_miskeyed_;
       counters_.batches += 1;
     }
     PublishStateGauges();
@@ -1112,7 +1138,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     dead_letters_unsent_ = false;
     pending_records_ = 0;
     resend_dead_letters_ = 0;
-    batch_consumed_ = batch_dead_lettered_ = batch_skipped_ = 0;
+    batch_consumed_ = batch_dead_lettered_ = batch_skipped_ = batch_miskeyed_ = 0;
     std::fill(std::begin(batch_bad_), std::end(batch_bad_), 0);
   }
 
@@ -1322,7 +1348,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   std::map<TopicPartition, int64_t> to_commit_;  // applied, not yet committed to Kafka
   Clock::time_point last_commit_{};
   int64_t pending_records_ = 0;
-  int64_t batch_consumed_ = 0, batch_dead_lettered_ = 0, batch_skipped_ = 0;
+  int64_t batch_consumed_ = 0, batch_dead_lettered_ = 0, batch_skipped_ = 0, batch_miskeyed_ = 0;
+  bool warned_miskeyed_ = false;
   int64_t batch_bad_[kBadReasonCount] = {};
   Clock::time_point batch_deadline_{};
 

@@ -801,6 +801,46 @@ double Value(prometheus::Registry& registry, const std::string& name,
   return -1;
 }
 
+// Clicks keyed otherwise than by their user (another id, an empty key, none) are applied like
+// the others and counted: their user's clicks may lie on several partitions, out of order.
+TEST(IngestTest, EventsKeyedOtherwiseThanByTheirUserAreAppliedAndCounted) {
+  const std::string topic = UniqueTopic("miskeyed");
+  ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()), {{topic, 2, 1, {}}}, 20000).ok());
+  auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
+  ASSERT_TRUE(producer.ok());
+  const auto clicks = MakeClicks(200, 20, 30, 5);
+  int64_t miskeyed = 0;
+  for (size_t i = 0; i < clicks.size(); ++i) {
+    const auto& c = clicks[i];
+    std::string_view key = c.user_id;
+    const std::string session = "session-" + std::to_string(i % 7);
+    if (i % 10 == 3) key = session;
+    if (i % 10 == 5) key = std::string_view("", 0);
+    if (i % 10 == 7) key = std::string_view();
+    miskeyed += key.data() != c.user_id.data() ? 1 : 0;
+    ASSERT_TRUE((*producer)->Produce(topic, key, ClickJson(c.user_id, c.item_id, c.ts_ms)).ok());
+  }
+  // A bad event is not counted as miskeyed (it is dead-lettered, whatever its key).
+  ASSERT_TRUE((*producer)->Produce(topic, "someone", R"({"user_id":"u1"})").ok());
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  ASSERT_EQ(miskeyed, 60);
+
+  TempDir dir;
+  auto store = OpenState(dir.File("state"));
+  prometheus::Registry registry;
+  Ingestor ingestor(Options(topic), store.get(), nullptr, &registry);
+  const int64_t total = static_cast<int64_t>(clicks.size()) + 1;
+  ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= total; }).ok());
+  EXPECT_EQ(ingestor.counters().applied, static_cast<int64_t>(clicks.size()));
+  EXPECT_EQ(ingestor.counters().miskeyed, miskeyed);
+  EXPECT_EQ(Value(registry, "gsau_ingest_events_miskeyed_total"), static_cast<double>(miskeyed));
+  TempDir ref_dir;
+  auto ref = OpenState(ref_dir.File("state"));
+  ASSERT_TRUE(ref->ApplyBatch(clicks, {}).ok());
+  EXPECT_EQ(store->Counts().events, ref->Counts().events);
+  EXPECT_EQ(store->Counts().users, ref->Counts().users);
+}
+
 // Each reason's dead-letter series is there, at 0, before any bad event: dashboards and rate()
 // see a 0, not "no data".
 TEST(IngestTest, EveryDeadLetterReasonIsExportedFromTheStart) {

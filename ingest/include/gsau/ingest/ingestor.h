@@ -5,7 +5,8 @@
 // opened, whichever comes first):
 //  1. consume records; decode each; bad ones go to the dead-letter topic (original key,
 //     value and headers plus gsau.error.{reason,code,topic,partition,offset}); event types
-//     not accepted are skipped;
+//     not accepted are skipped; a good event keyed otherwise than by its user_id is applied and
+//     counted (IngestCounters::miskeyed);
 //  2. wait until every dead-letter record of the batch is acknowledged (so a bad event is
 //     never lost), then apply the good events and the partitions' next offsets as ONE state
 //     batch;
@@ -90,6 +91,7 @@ struct IngestCounters {
   int64_t applied = 0;        // good events committed to the state
   int64_t dead_lettered = 0;  // bad events acknowledged by the dead-letter topic
   int64_t skipped = 0;        // good events of a type not accepted
+  int64_t miskeyed = 0;       // applied events whose record key is not their user_id (or none)
   int64_t batches = 0;        // state batches committed
   int64_t paused = 0;         // times the partitions were paused for backpressure
   int64_t redelivered = 0;    // records below a partition's next offset, skipped as read before
