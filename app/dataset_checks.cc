@@ -31,7 +31,8 @@ void WarnOfTimesIngestRefuses(const std::vector<data::Interaction>& events, cons
       "{}: {} of {} events have times ingest dead-letters as bad_time ({} before ingest.min_event_time_s = {} s, "
       "{} after 2100; the first: user {} at {} ms): check --ts-unit, or set ingest.min_event_time_s=0 for times that "
       "are sequence numbers",
-      who, early + late, events.size(), early, cfg.ingest.min_event_time_s, late, DisplayText(first->user_id), first->ts_ms);
+      who, early + late, events.size(), early, cfg.ingest.min_event_time_s, late, DisplayText(first->user_id),
+      first->ts_ms);
 }
 
 // Events ingest would not apply for what they are, not when: ids over kMaxIdBytes (dead-lettered
@@ -83,10 +84,10 @@ void WarnOfEventsIngestLeaves(const std::vector<data::Interaction>& events, cons
         types += ", ...";
         break;
       }
-      types += (types.empty() ? "" : ", ") + type + " " + std::to_string(n);
+      types += (types.empty() ? "" : ", ") + DisplayText(type) + " " + std::to_string(n);
     }
     std::string list;
-    for (const auto& a : accepted) list += (list.empty() ? "" : ", ") + a;
+    for (const auto& a : accepted) list += (list.empty() ? "" : ", ") + DisplayText(a);
     GSAU_LOG_WARN("{}: {} of {} events have a type ingest.accepted_event_types [{}] does not accept ({}): ingest "
                   "skips them",
                   who, skipped, events.size(), list, types);

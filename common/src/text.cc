@@ -50,6 +50,15 @@ char32_t CodePoint(std::string_view s, size_t i, size_t n) {
   return c;
 }
 
+// C1 controls, and the format characters that show nothing or reorder what follows: an id
+// holding one looks like one without it (a BOM in front of "u1", a zero-width space), or like
+// another text (a right-to-left override), and U+2028/2029 break the line.
+bool Invisible(char32_t c) {
+  return (c >= 0x80 && c <= 0x9F) || c == 0xAD || c == 0x61C || c == 0x180E || (c >= 0x200B && c <= 0x200F) ||
+         (c >= 0x2028 && c <= 0x202E) || (c >= 0x2060 && c <= 0x2064) || (c >= 0x2066 && c <= 0x206F) ||
+         c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFB);
+}
+
 }  // namespace
 
 std::string DisplayText(std::string_view s) {
@@ -74,7 +83,7 @@ std::string DisplayText(std::string_view s) {
       continue;
     } else if (n > 1) {
       const char32_t c = CodePoint(s, i, n);
-      if ((c >= 0x80 && c <= 0x9F) || (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069)) {
+      if (Invisible(c)) {
         std::snprintf(buf, sizeof buf, "\\u{%04X}", static_cast<unsigned>(c));
         out += buf;
       } else {

@@ -127,6 +127,12 @@ Field DoubleField(std::string key, Member<S> sec, double S::*m, std::string unit
   return f;
 }
 
+// `f` with the range the docs give it, for a field that a rule of ValidateFrom narrows further.
+Field WithRange(Field f, std::string range) {
+  f.range = std::move(range);
+  return f;
+}
+
 // `allowed` empty = any string; `non_empty` rejects "".
 template <typename S>
 Field StringField(std::string key, Member<S> sec, std::string S::*m, std::string desc,
@@ -265,8 +271,9 @@ const std::vector<Field>& Table() {
       IntField("learner.threads", &C::learner, &LearnerSection::threads, "threads",
                "CPU threads of the learner (LibTorch); 0 = every core the process may use (affinity, cgroup CPU quota) but one, "
                "which ingest and the publisher need (at least 1).", 0, 1024),
-      IntField("learner.embedding_dim", &C::learner, &LearnerSection::embedding_dim, "floats",
-               "Embedding width d of users and items (even: two attention heads split it).", 2, 4096),
+      WithRange(IntField("learner.embedding_dim", &C::learner, &LearnerSection::embedding_dim, "floats",
+                         "Embedding width d of users and items (even: two attention heads split it).", 2, 4096),
+                "[2, 4096], even"),
       IntField("learner.batch_size", &C::learner, &LearnerSection::batch_size, "samples",
                "Graph pairs and sequence samples per training step (each).", 1, 1000000),
       DoubleField("learner.learning_rate", &C::learner, &LearnerSection::learning_rate, "",
@@ -275,8 +282,10 @@ const std::vector<Field>& Table() {
                   1e-9, 10.0),
       DoubleField("learner.gamma", &C::learner, &LearnerSection::gamma, "",
                   "Weight of the uniformity terms in the GSAU loss.", 0.0, 100.0),
-      DoubleField("learner.replay_ratio", &C::learner, &LearnerSection::replay_ratio, "fraction",
-                  "Share of each batch drawn from older data (replay) rather than fresh events (below 1).", 0.0, 1.0),
+      WithRange(DoubleField("learner.replay_ratio", &C::learner, &LearnerSection::replay_ratio, "fraction",
+                            "Share of each batch drawn from older data (replay) rather than fresh events (below 1).",
+                            0.0, 1.0),
+                "[0, 1)"),
       IntField("learner.replay_capacity", &C::learner, &LearnerSection::replay_capacity, "samples",
                "Older samples kept for replay (a uniform reservoir over everything seen); the learner's memory "
                "grows until it is full.",
@@ -328,12 +337,13 @@ const std::vector<Field>& Table() {
                   "row last published (relative L2 distance); 0 = whenever training moved it at all. Higher: "
                   "fewer item records, each up to this far behind the model.",
                   0.0, 100.0),
-      IntField("publisher.user_refresh_s", &C::publisher, &PublisherSection::user_refresh_s, "s",
-               "Every user's record goes out again this often while the model trains (a user who stops clicking "
-               "would otherwise keep a vector of a model the item records have moved away from), after those who "
-               "clicked, at most 1,024 a flush; 0 = never (only when the learner goes idle, and after a cold "
-               "start); at least 60.",
-               0, 31536000),
+      WithRange(IntField("publisher.user_refresh_s", &C::publisher, &PublisherSection::user_refresh_s, "s",
+                         "Every user's record goes out again this often while the model trains (a user who stops "
+                         "clicking would otherwise keep a vector of a model the item records have moved away from), "
+                         "after those who clicked, at most 1,024 a flush; 0 = never (only when the learner goes "
+                         "idle, and after a cold start); at least 60.",
+                         0, 31536000),
+                "[60, 31536000] or 0"),
       IntField("publisher.stop_flush_ms", &C::publisher, &PublisherSection::stop_flush_ms, "ms",
                "At a stop, how long to wait for the last records' deliveries (the last checkpoint is written "
                "before it); what is not delivered by then the next start publishes again. Keep it below an "
@@ -391,6 +401,7 @@ Status SetKey(Config& c, const std::string& key, const std::string& text, const 
     for (const auto& g : Table()) {
       if (g.key.rfind(key + ".", 0) == 0) keys += (keys.empty() ? "" : ", ") + g.key;
     }
+    if (key + "." == std::string(kPropertiesKey).substr(0, key.size() + 1)) keys += ", kafka.properties.<name>";
     if (!keys.empty()) {
       return Status::InvalidArgument(key + " (" + origin + "): is a section, not a value; its keys: " + keys);
     }
@@ -554,6 +565,14 @@ std::vector<std::string> UnknownEnvironment(const LoadInput& input) {
   std::vector<std::string> out;
   for (const auto& [name, value] : input.env) {
     if (name.rfind(kPropertyEnvPrefix, 0) == 0) continue;
+    if (name == EnvName(std::string(kPropertiesKey))) {  // the map as one variable
+      out.push_back(name + " (did you mean " + std::string(kPropertyEnvPrefix) + "<NAME>, one variable a property?)");
+      continue;
+    }
+    if (std::find(sections.begin(), sections.end(), name + "_") != sections.end()) {  // a section given a value
+      out.push_back(name + " (did you mean one of the section's fields, " + name + "_<FIELD>?)");
+      continue;
+    }
     // The YAML key's plural, kafka.properties: the variables' prefix is singular.
     constexpr std::string_view kPlural = "GSAU_KAFKA_PROPERTIES_";
     if (name.rfind(kPlural, 0) == 0) {

@@ -320,8 +320,10 @@ class Decoder::Impl {
       const std::string what = (f.has_ts ? "ts " : "the message timestamp ") + std::to_string(ts);
       if (ts < 0) return Bad(BadReason::kBadTime, what + " is negative");
       if (ts < options_.min_ts_ms) {
-        return Bad(BadReason::kBadTime, what + " is before " + UtcDate(options_.min_ts_ms) +
-                                            " (ingest.min_event_time_s): seconds, not milliseconds?");
+        // A message timestamp of 0: a producer that set the record's time to the epoch, not seconds.
+        const char* why = !f.has_ts && ts == 0 ? ": the producer set no real time?" : ": seconds, not milliseconds?";
+        return Bad(BadReason::kBadTime,
+                   what + " is before " + UtcDate(options_.min_ts_ms) + " (ingest.min_event_time_s)" + why);
       }
       return Bad(BadReason::kBadTime, what + " is after 2100 (not milliseconds?)");
     }

@@ -847,7 +847,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       ++batch_skipped_;
       return;
     }
-    if (msg.key_pointer() == nullptr || key != r.event.user_id) NoteMiskeyed(msg, key, r.event.user_id);
+    if (key != r.event.user_id) NoteMiskeyed(msg, key, r.event.user_id);  // (no key: empty; an id is not)
     pending_events_.push_back(r.event);
   }
 

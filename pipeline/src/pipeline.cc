@@ -38,8 +38,8 @@
 #include "gsau/metrics/metrics.h"
 #include "gsau/pipeline/checkpoints.h"
 #include "gsau/pipeline/due_users.h"
-#include "pipeline_metrics.h"
 #include "gsau/state/state_store.h"
+#include "pipeline_metrics.h"
 
 namespace gsau::pipeline {
 namespace fs = std::filesystem;
@@ -227,7 +227,7 @@ struct Pipeline::Impl {
   const Clock* clock = nullptr;
   std::unique_ptr<prometheus::Registry> own_registry;
   prometheus::Registry* registry = nullptr;
-  std::unique_ptr<Metrics> m;
+  std::unique_ptr<internal::Metrics> m;
 
   std::unique_ptr<state::StateStore> store;
   std::unique_ptr<learner::OnlineLearner> learner;
@@ -1680,7 +1680,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
     registry = impl->own_registry.get();
   }
   impl->registry = registry;
-  impl->m = std::make_unique<Metrics>(*registry);
+  impl->m = std::make_unique<internal::Metrics>(*registry);
   if (Status s = impl->OpenState(); !s.ok()) return InStage("state", s);
   impl->WarnIfCheckpointsCopyTheState();
   if (Status s = impl->StartLearner(); !s.ok()) return InStage("learner", s);

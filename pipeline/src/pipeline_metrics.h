@@ -16,7 +16,7 @@
 
 #include "gsau/metrics/metrics.h"
 
-namespace gsau::pipeline {
+namespace gsau::pipeline::internal {
 
 struct Metrics {
   explicit Metrics(prometheus::Registry& r)
@@ -180,4 +180,4 @@ struct Metrics {
   prometheus::Gauge& users_due;
 };
 
-}  // namespace gsau::pipeline
+}  // namespace gsau::pipeline::internal

@@ -365,7 +365,11 @@ TEST(TextTest, DisplayTextEscapesWhatWouldActAndKeepsTheRest) {
   EXPECT_EQ(DisplayText("\xC2\x9B" "2J"), "\\u{009B}2J") << "C1 CSI";
   EXPECT_EQ(DisplayText("abc\xE2\x80\xAE" "fdp.exe"), "abc\\u{202E}fdp.exe") << "right-to-left override";
   EXPECT_EQ(DisplayText("\xE2\x81\xA6x\xE2\x81\xA9"), "\\u{2066}x\\u{2069}");
-  EXPECT_EQ(DisplayText("\xE2\x80\xAF\xC2\xA0"), "\xE2\x80\xAF\xC2\xA0") << "spaces next to those ranges stay";
+  EXPECT_EQ(DisplayText("\xEF\xBB\xBFu1"), "\\u{FEFF}u1") << "a BOM in front: not shown as u1";
+  EXPECT_EQ(DisplayText("u\xE2\x80\x8B" "1\xE2\x80\xA8"), "u\\u{200B}1\\u{2028}") << "zero-width space, line separator";
+  EXPECT_EQ(DisplayText("a\xC2\xAD" "b\xE2\x81\xA0"), "a\\u{00AD}b\\u{2060}");
+  EXPECT_EQ(DisplayText("\xE2\x80\xAF\xC2\xA0\xE2\x80\x8A"), "\xE2\x80\xAF\xC2\xA0\xE2\x80\x8A")
+      << "visible spaces next to those ranges stay";
   EXPECT_EQ(DisplayText("\xED\xA0\x80"), "\\xED\\xA0\\x80") << "a surrogate is not UTF-8";
   // Text that spells an escape stays apart from the byte it names.
   EXPECT_NE(DisplayText(std::string("a\0", 2)), DisplayText("a\\x00"));

@@ -6,6 +6,8 @@
 
 #include <cstring>
 #include <fstream>
+#include <iomanip>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -202,6 +204,10 @@ TEST(ConfigTest, AValueGivenToASectionOrToThePropertiesMapSaysHowToSetThem) {
             std::string::npos)
       << file.status();
   EXPECT_NE(file.status().message().find("ingest.batch_max_events"), std::string::npos) << file.status();
+  auto kafka = LoadWith("", {}, {"kafka=broker:9092"});
+  ASSERT_FALSE(kafka.ok());
+  EXPECT_NE(kafka.status().message().find("kafka.client_id, kafka.properties.<name>"), std::string::npos)
+      << kafka.status();
   auto set = LoadWith("", {}, {"learner=1"});
   ASSERT_FALSE(set.ok());
   EXPECT_NE(set.status().message().find("learner (--set): is a section"), std::string::npos) << set.status();
@@ -548,36 +554,64 @@ TEST(ConfigTest, EnvironmentVariablesNamedLikeFieldsButMatchingNoneAreReported) 
             {"GSAU_SOURCE_DIR", "/src"},        {"GSAU_KAFKA_PROPERTY_SASL_USERNAME", "a"},
             {"GSAU_TOPICS_CLICK", "c"},         {"HOME", "/root"},
             {"GSAU_TOPIC_CLICKS", "c"},         {"GSAU_KAFKA_PROPERTIES_SASL_PASSWORD", "p"},
-            {"GSAU_TEST_KAFKA_DIR", "/tmp/kb"}};
+            {"GSAU_TEST_KAFKA_DIR", "/tmp/kb"},  {"GSAU_KAFKA_PROPERTIES", "acks=all"},
+            {"GSAU_INGEST", "5"}};
   EXPECT_EQ(UnknownEnvironment(in),
             (std::vector<std::string>{
                 "GSAU_LEARNER_BATCHSIZE (did you mean GSAU_LEARNER_BATCH_SIZE?)",
                 "GSAU_TOPICS_CLICK (did you mean GSAU_TOPICS_CLICKS?)",
                 "GSAU_TOPIC_CLICKS (did you mean GSAU_TOPICS_CLICKS?)",
-                "GSAU_KAFKA_PROPERTIES_SASL_PASSWORD (did you mean GSAU_KAFKA_PROPERTY_SASL_PASSWORD?)"}));
+                "GSAU_KAFKA_PROPERTIES_SASL_PASSWORD (did you mean GSAU_KAFKA_PROPERTY_SASL_PASSWORD?)",
+                "GSAU_KAFKA_PROPERTIES (did you mean GSAU_KAFKA_PROPERTY_<NAME>, one variable a property?)",
+                "GSAU_INGEST (did you mean one of the section's fields, GSAU_INGEST_<FIELD>?)"}));
   EXPECT_TRUE(Load(in).ok()) << "not an error";
 }
 
-// The range the docs give a number is the one start-up holds it to: one below its least value
-// is refused, naming that range, and the least value itself is not refused for being out of it.
+// The range the docs give a number is the one start-up holds it to: just outside it is refused,
+// naming that range, and its ends are not refused as out of it. Fields a rule narrows further
+// say so in their range.
 TEST(ConfigTest, TheDocumentedRangesAreTheOnesEnforced) {
   int checked = 0;
   for (const auto& f : Fields()) {
-    if (f.type != "int" || f.range.empty()) continue;
-    const long long least = std::stoll(f.range.substr(1, f.range.find(',') - 1));
-    auto below = LoadWith("", {}, {f.key + "=" + std::to_string(least - 1)});
-    ASSERT_FALSE(below.ok()) << f.key;
-    EXPECT_NE(below.status().message().find(f.key + " (--set): must be in " + f.range), std::string::npos)
-        << below.status();
-    auto at = LoadWith("", {}, {f.key + "=" + std::to_string(least)});
-    if (!at.ok()) {
-      EXPECT_EQ(at.status().message().find("must be in " + f.range), std::string::npos) << at.status();
+    if ((f.type != "int" && f.type != "float") || f.range.empty()) continue;
+    if (f.range.front() != '[' || f.range.back() != ']') continue;  // narrowed: below
+    const double least = std::stod(f.range.substr(1, f.range.find(',') - 1));
+    const double most = std::stod(f.range.substr(f.range.find(',') + 1));
+    const auto text = [&](double v) {
+      std::ostringstream out;
+      out << std::setprecision(17) << v;
+      return out.str();
+    };
+    const double step = f.type == "int" ? 1.0 : std::max(1e-6, least * 1e-3);
+    for (const double outside : {least - step, most + step}) {
+      auto refused = LoadWith("", {}, {f.key + "=" + text(outside)});
+      ASSERT_FALSE(refused.ok()) << f.key << "=" << text(outside);
+      EXPECT_NE(refused.status().message().find(f.key + " (--set): must be in " + f.range), std::string::npos)
+          << refused.status();
+    }
+    for (const double end : {least, most}) {
+      auto taken = LoadWith("", {}, {f.key + "=" + text(end)});
+      if (!taken.ok()) {  // (a rule across fields may refuse it, e.g. a queue below a batch)
+        EXPECT_EQ(taken.status().message().find("must be in"), std::string::npos) << taken.status();
+      }
     }
     ++checked;
   }
-  EXPECT_GE(checked, 20);
+  EXPECT_GE(checked, 25);
   EXPECT_NE(FieldsMarkdown().find("| `state.session_length` | `GSAU_STATE_SESSION_LENGTH` | int in [50, 100000] |"),
             std::string::npos);
+  // The narrowed ones, at the edges their range text draws.
+  EXPECT_FALSE(LoadWith("", {}, {"learner.replay_ratio=1"}).ok());
+  EXPECT_TRUE(LoadWith("", {}, {"learner.replay_ratio=0.99"}).ok());
+  EXPECT_FALSE(LoadWith("", {}, {"publisher.user_refresh_s=59"}).ok());
+  EXPECT_TRUE(LoadWith("", {}, {"publisher.user_refresh_s=60"}).ok());
+  EXPECT_TRUE(LoadWith("", {}, {"publisher.user_refresh_s=0"}).ok());
+  EXPECT_FALSE(LoadWith("", {}, {"learner.embedding_dim=63"}).ok());
+  EXPECT_TRUE(LoadWith("", {}, {"learner.embedding_dim=4096"}).ok());
+  std::map<std::string, std::string> ranges;
+  for (const auto& f : Fields()) ranges[f.key] = f.range;
+  EXPECT_EQ(ranges["learner.replay_ratio"], "[0, 1)");
+  EXPECT_EQ(ranges["publisher.user_refresh_s"], "[60, 31536000] or 0");
 }
 
 TEST(ConfigTest, DocsListEveryField) {

@@ -19,11 +19,13 @@ size_t Utf8SequenceLength(std::string_view s, size_t i);
 // event invalid JSON.
 bool IsValidUtf8(std::string_view s);
 
-// `s` for a terminal or a log line, unambiguous and on one line: well-formed UTF-8 passes, except
-// what would act rather than show. A backslash is doubled; \n, \r and \t are written so; other
-// control characters (below 0x20, DEL) and bytes that are not UTF-8 are \xNN; C1 controls
-// (U+0080-U+009F) and the bidirectional overrides and isolates (U+202A-U+202E, U+2066-U+2069,
-// which reorder the text after them) are \u{NNNN}.
+// `s` for a terminal or a log line, on one line, two different ids never shown alike: well-formed
+// UTF-8 passes, except what would act, or show nothing, rather than show. A backslash is doubled;
+// \n, \r and \t are written so; other control characters (below 0x20, DEL) and bytes that are not
+// UTF-8 are \xNN; C1 controls (U+0080-U+009F) and the invisible format characters (soft hyphen,
+// zero-width spaces and joiners, direction marks, overrides and isolates, line and paragraph
+// separators, word joiner, BOM, interlinear annotation) are \u{NNNN}. (Letters that merely look
+// alike, Latin a and Cyrillic а, stay as they are.)
 std::string DisplayText(std::string_view s);
 
 }  // namespace gsau

@@ -3,9 +3,9 @@
 // stop part-way leaves and how it is mended, and the marker of a rollback in progress. What a
 // checkpoint holds (model.pt, state/, users_published_through) is the pipeline's (pipeline.h).
 //
-// Layout: <dir>/ckpt-<state batch seq, 12 digits>/ (complete when model.pt is there), built as
-// <name>.tmp and renamed; <name>.replaced while InstallCheckpoint replaces a checkpoint of the
-// same batch; <dir>/ROLLBACK_IN_PROGRESS holding a rollback's target.
+// Layout: <dir>/ckpt-<state batch seq, 12 digits or more>/ (complete when model.pt is there),
+// built as <name>.tmp and renamed; <name>.replaced while InstallCheckpoint replaces a checkpoint
+// of the same batch; <dir>/ROLLBACK_IN_PROGRESS holding a rollback's target.
 //
 // Thread safety: no state is kept; calls that write to one `dir` must not overlap (the pipeline
 // that owns it is its only writer).
@@ -65,9 +65,9 @@ Status ClearRollbackMarker(const std::string& checkpoint_dir);
 // The marker's path in `checkpoint_dir`, for messages that tell an operator what to delete.
 std::string RollbackMarkerPath(const std::string& checkpoint_dir);
 
-// The folder a checkpoint of state batch `batch` goes to under `dir` (ckpt-<12 digits>) and the
-// sibling it is built in first (<that>.tmp: never offered as a checkpoint; RecoverCheckpoints
-// removes one a stop left).
+// The folder a checkpoint of state batch `batch` goes to under `dir` (ckpt-<12 digits or more>)
+// and the sibling it is built in first (<that>.tmp: never offered as a checkpoint;
+// RecoverCheckpoints removes one a stop left).
 std::string CheckpointPath(const std::string& dir, uint64_t batch);
 std::string CheckpointBuildPath(const std::string& checkpoint_path);
 
