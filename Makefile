@@ -45,7 +45,7 @@ test-unit: build
 	$(call run_ctest,$(BUILD),--output-on-failure -L unit -j2)
 
 test-kafka: build
-	$(call run_ctest,$(BUILD),--output-on-failure -L kafka)
+	$(call run_ctest,$(BUILD),--output-on-failure -L kafka -j2)
 
 demo: build
 	$(BUILD)/gsau demo $(DEMO_ARGS)

@@ -232,7 +232,7 @@ TEST(KafkaTest, EnsureTopicsEndsWithinItsTimeoutAgainstASilentBroker) {
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   close(fd);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
-  EXPECT_LT(took, 3.0) << s;
+  EXPECT_LT(took, 3.5) << s;  // the whole timeout twice (4 s) was the defect
 }
 
 // Sum of the partitions' end offsets (records written), from a plain librdkafka client; -1

@@ -554,6 +554,24 @@ void FillDisk(const std::string& dir, uintmax_t leave) {
   }
 }
 
+// The state's event count once ingest holds at the disk's floor: the floor refused a batch
+// (gsau_errors_total{kind="apply"} rose) and the count then stayed the same for two seconds; -1
+// when that did not come within `timeout`. A fixed wait could read it while a batch that passed
+// the free-space check was still going in, late with the test beside this one on the other core.
+double HeldStateEvents(int port, seconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  if (!WaitFor([&] { return Sum(port, "gsau_errors_total{kind=\"apply\"", 0) > 0; }, timeout)) return -1;
+  double last = Sum(port, "gsau_state_events");
+  int same = 0;
+  while (same < 2 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(seconds(1));
+    const double now = Sum(port, "gsau_state_events");
+    same = now == last ? same + 1 : 0;
+    last = now;
+  }
+  return same == 2 ? last : -1;
+}
+
 TEST_F(Reliability, R5FullDiskStopsIngestWhichRecoversWhenSpaceReturns) {
   Record("R5 state disk fills, then frees");
   const int hold_s = Full() ? 30 : 10;
@@ -572,8 +590,8 @@ TEST_F(Reliability, R5FullDiskStopsIngestWhichRecoversWhenSpaceReturns) {
   BackgroundProducer producer(KafkaBootstrap(), topic, clicks, n / (hold_s + 20.0));
   ASSERT_TRUE(WaitFor([&] { return Sum(g.port, "gsau_state_events") > 500; }, seconds(60))) << Tail(g.log);
   FillDisk(fs, 8u << 20);  // up to 8 MiB short of full: under the 16 MiB floor
-  std::this_thread::sleep_for(seconds(2));
-  const double held_at = Sum(g.port, "gsau_state_events");
+  const double held_at = HeldStateEvents(g.port, seconds(30));
+  ASSERT_GE(held_at, 0) << "ingest did not hold at the floor\n" << Tail(g.log);
   std::this_thread::sleep_for(seconds(hold_s));
   const double still = Sum(g.port, "gsau_state_events");
   const double apply_errors = Sum(g.port, "gsau_errors_total{kind=\"apply\"");
@@ -645,13 +663,8 @@ TEST_F(Reliability, R7FullDiskDuringRunFailsCheckpointsNotTheProcess) {
   // free-space check when the disk filled could fail inside RocksDB (the path Debian's RocksDB
   // 7.8 asserts on), which is not what this check is about.
   FillDisk(fs, 8u << 20);
-  double held_at = -1;
-  for (int k = 0; k < 30; ++k) {
-    std::this_thread::sleep_for(seconds(1));
-    const double now = Sum(g.port, "gsau_state_events");
-    if (now == held_at) break;
-    held_at = now;
-  }
+  const double held_at = HeldStateEvents(g.port, seconds(30));
+  ASSERT_GE(held_at, 0) << "ingest did not hold at the floor\n" << Tail(g.log);
   FillDisk(fs, 0);
   std::this_thread::sleep_for(seconds(2));
   std::this_thread::sleep_for(seconds(hold_s));

@@ -329,7 +329,7 @@ TEST(ReplayKafkaTest, AStopDuringTheWaitForTheNextEventEndsIt) {
   t.join();
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped_at).count();
   ASSERT_TRUE(first) << "the first event never arrived";
-  EXPECT_LT(took, 2.0) << "the stop waited for the next event's time";
+  EXPECT_LT(took, 10.0) << "the stop waited for the next event's time";  // 50 s away
   EXPECT_EQ(stats.status().code(), StatusCode::kAborted);  // a stopped replay says how far it got
   EXPECT_EQ(ConsumeAll(KafkaBootstrap(), topic, 2, 3000).size(), 1u) << "an event produced after the stop";
 }
