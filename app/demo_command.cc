@@ -29,6 +29,7 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "dataset_checks.h"
+#include "demo_status.h"
 #include "gsau/common/log.h"
 #include "gsau/common/stop_signal.h"
 #include "gsau/kafka/admin.h"
@@ -261,8 +262,13 @@ int RunDemo(const DemoFlags& f) {
   }
   constexpr int kMalformedEvery = 1000;  // records that are not JSON, for the dead-letter path
   std::cout << "playing " << events->size() << (f.data.empty() ? " synthetic" : "") << " clicks (and "
-            << events->size() / kMalformedEvery << " malformed records, one per " << kMalformedEvery << ") at "
-            << f.rate << "/s into " << c.topics.clicks << " (state, checkpoints and prequential.csv in " << f.dir
+            << events->size() / kMalformedEvery << " malformed records, one per " << kMalformedEvery << ") ";
+  if (f.rate > 0) {
+    std::cout << "at " << f.rate << "/s";
+  } else {
+    std::cout << "as fast as possible";
+  }
+  std::cout << " into " << c.topics.clicks << " (state, checkpoints and prequential.csv in " << f.dir
             << "); Ctrl-C stops\n"
             << std::flush;
 
@@ -310,27 +316,13 @@ int RunDemo(const DemoFlags& f) {
     if (s.consumed > 0 && first_consumed_at < 0) first_consumed_at = elapsed();
     const double dt = elapsed() - last_print;
     if (dt < f.status_interval_s) continue;
-    // Where the stream stands: the first seconds go to ingest joining its consumer group, which
-    // read as a stalled demo ("0 events/s").
-    char where[128];
-    if (s.consumed == 0) {
-      std::snprintf(where, sizeof where, "0 of %llu (ingest joining its consumer group)",
-                    static_cast<unsigned long long>(total));
-    } else {
-      const double taken_s = elapsed() - first_consumed_at;
-      // No faster than the player's pace: a backlog taken in at once is not the rate ahead.
-      const double rate = taken_s > 0 ? std::min(f.rate, static_cast<double>(s.consumed) / taken_s) : 0;
-      const double left = static_cast<double>(total > s.consumed ? total - s.consumed : 0);
-      std::snprintf(where, sizeof where, "%llu of %llu (%.0f%%, ETA %.0f s)",
-                    static_cast<unsigned long long>(s.consumed), static_cast<unsigned long long>(total),
-                    100.0 * static_cast<double>(s.consumed) / static_cast<double>(std::max<uint64_t>(total, 1)),
-                    rate > 0 ? left / rate : 0.0);
-    }
+    const std::string where =
+        StreamPosition(s.consumed, total, s.consumed > 0 ? elapsed() - first_consumed_at : 0, f.rate);
     char line[640];
     std::snprintf(line, sizeof line,
                   "[%4.0fs] %s  %5.0f events/s  applied %llu  dead-lettered %llu  step %.3f s  online recall@20 "
                   "%.3f (most-popular %.3f)  published %lld user %lld item records  model_version %lld",
-                  elapsed(), where, static_cast<double>(s.consumed - prev.consumed) / dt,
+                  elapsed(), where.c_str(), static_cast<double>(s.consumed - prev.consumed) / dt,
                   static_cast<unsigned long long>(s.applied), static_cast<unsigned long long>(s.dead_lettered),
                   s.last_step_s, s.window_recall20, s.window_popular_recall20,
                   static_cast<long long>(s.users_published), static_cast<long long>(s.items_published),
@@ -407,7 +399,8 @@ void AddDemoCommand(CLI::App& root, int* exit_code) {
                   "Chance that a synthetic click follows the user's item-to-item habit")
       ->capture_default_str()
       ->check(Share(true, true));
-  cmd->add_option("--rate", flags->rate, "Clicks per second (default 1000)")->check(Positive());
+  cmd->add_option("--rate", flags->rate, "Clicks per second (default 1000; 0: as fast as possible, as replay's)")
+      ->check(NonNegative());
   cmd->add_option("--dir", flags->dir,
                   "Directory for the state, checkpoints and CSV; replaced, so it must be new, empty or a demo's "
                   "(default gsau-demo)");

@@ -594,13 +594,16 @@ TEST(AppTest, DemoRunsTheWholeLoopOnTheEmbeddedBrokerAndInspectShowsIt) {
   EXPECT_NE(out.find("model " + newest + ": "), std::string::npos) << out;
   // This state is behind the unreadable one's batch: gsau run refuses the pair, inspect says so.
   EXPECT_NE(out.find("is behind the unreadable checkpoint (batch 999999999999)"), std::string::npos) << out;
-  // A demo's directory carries its marker, and the next demo replaces it.
+  // A demo's directory carries its marker, and the next demo replaces it; --rate 0 plays as fast
+  // as it can, as replay's (it was refused).
   EXPECT_TRUE(std::filesystem::exists(dir.File("small/.gsau-demo")));
-  EXPECT_EQ(RunCommand(Gsau() + " demo --events 100 --rate 1000 --users 50 --items 40 --dir " + dir.File("small") +
+  EXPECT_EQ(RunCommand(Gsau() + " demo --events 100 --rate 0 --users 50 --items 40 --dir " + dir.File("small") +
                            " --set metrics.listen_address=127.0.0.1:0 --set learner.threads=1 2>&1",
                        &out),
             0)
       << out;
+  EXPECT_NE(out.find("malformed records, one per 1000) as fast as possible into "), std::string::npos) << out;
+  EXPECT_NE(out.find("demo: 100 events applied, 0 dead-lettered"), std::string::npos) << out;
   // The default directory as a demo before the marker left it (make demo refused it): replaced.
   std::filesystem::create_directories(dir.File("cwd/gsau-demo/state"));
   std::filesystem::create_directories(dir.File("cwd/gsau-demo/checkpoints"));
