@@ -93,6 +93,19 @@ int main(int argc, char** argv) {
   }
   try {
     root.parse(argc, argv);
+  } catch (const CLI::RequiredError& e) {
+    // CLI11 checks required flags before it reports arguments it did not know, so a mistyped
+    // flag read "--data is required" (`gsau train --dat x`), and a flag that this command lacks
+    // (`gsau train --help-config`) the same: the unknown one is what to say.
+    const std::vector<std::string> unknown = root.remaining(/*recurse=*/true);
+    if (unknown.empty()) return root.exit(e) == 0 ? kExitOk : kExitUsage;
+    const auto parsed = root.get_subcommands();
+    const std::string name = parsed.empty() ? "gsau" : "gsau " + parsed.front()->get_name();
+    std::string list;
+    for (const auto& arg : unknown) list += (list.empty() ? "" : " ") + arg;
+    std::cerr << name << ": unknown argument" << (unknown.size() > 1 ? "s " : " ") << list << " (" << name
+              << " --help lists its flags)\n";
+    return kExitUsage;
   } catch (const CLI::ParseError& e) {
     // CLI11 prints the message (or the help); a bad flag exits kExitUsage like a bad
     // configuration, not with CLI11's own code (105 and up).

@@ -263,6 +263,21 @@ TEST(AppTest, BadFlagValuesAndMistypedCommandsAreUsageErrorsNamingThem) {
   EXPECT_NE(out.find("train"), std::string::npos) << out;
 }
 
+// A mistyped flag, or one the command lacks, was answered with the first required flag missing
+// ("--data is required" to `gsau train --dat x` and to `gsau train --help-config`).
+TEST(AppTest, AnUnknownFlagIsNamedBeforeAMissingRequiredOne) {
+  if (!kHaveTrain) GTEST_SKIP() << "this build has no train";
+  std::string out;
+  EXPECT_EQ(RunCommand(Gsau() + " train --dat x 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("gsau train: unknown arguments --dat x (gsau train --help lists its flags)"), std::string::npos)
+      << out;
+  EXPECT_EQ(RunCommand(Gsau() + " split --help-config 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("gsau split: unknown argument --help-config"), std::string::npos) << out;
+  // Nothing unknown: the missing flag is still what is said.
+  EXPECT_EQ(RunCommand(Gsau() + " train --data x 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("--out is required"), std::string::npos) << out;
+}
+
 // Flags that were parsed and dropped without a word are usage errors now, and evaluate's
 // --help-config answered "--checkpoint is required".
 TEST(AppTest, FlagsACommandWouldIgnoreAreRefused) {
