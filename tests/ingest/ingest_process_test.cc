@@ -23,11 +23,11 @@ using std::chrono::seconds;
 
 struct IngestProcess {
   std::string bootstrap, topic, group, state, log, instance;
-  int port = 0;
+  int port = 0;  // of the running process's metrics, set by Start
   int batch = 200;
   int session_timeout_ms = 6000;
 
-  std::unique_ptr<ChildProcess> Start() const {
+  std::unique_ptr<ChildProcess> Start() {
     std::vector<std::string> argv = {BinaryDir() + "/gsau",
                                      "ingest",
                                      "--bootstrap",
@@ -49,12 +49,15 @@ struct IngestProcess {
                                      "--set",
                                      "ingest.session_timeout_ms=" + std::to_string(session_timeout_ms),
                                      "--set",
-                                     "metrics.listen_address=127.0.0.1:" + std::to_string(port)};
+                                     std::string("metrics.listen_address=") + kAnyMetricsAddress};
     if (!instance.empty()) {
       argv.push_back("--set");
       argv.push_back("ingest.group_instance_id=" + instance);
     }
-    return std::make_unique<ChildProcess>(argv, log);
+    const uintmax_t from = FileSize(log);
+    auto child = std::make_unique<ChildProcess>(argv, log);
+    port = AnnouncedMetricsPort(log, from, *child);
+    return child;
   }
 };
 
@@ -78,7 +81,6 @@ TEST(IngestProcessTest, KillNineAtRandomMomentsLosesNothingAndAppliesNothingTwic
   TempDir dir;
   IngestProcess p{KafkaBootstrap(), topic, UniqueTopic("kill9-group"), dir.File("state"), dir.File("ingest.log"),
                   "ingest-1"};
-  p.port = FreePort();
   auto clicks = MakeClicks(72000, 500, 800, 99);
   // Events arrive until the kill loop ends (at most 120 s of them), so every kill lands while
   // they do: a fixed 40 s of them ran out before the loop did on a slow machine.
@@ -150,8 +152,6 @@ TEST(IngestProcessTest, TwoProcessesSplitPartitionsAndTheSurvivorTakesOver) {
   const std::string group = UniqueTopic("failover-group");
   IngestProcess a{KafkaBootstrap(), topic, group, dir.File("a"), dir.File("a.log"), ""};
   IngestProcess b{KafkaBootstrap(), topic, group, dir.File("b"), dir.File("b.log"), ""};
-  a.port = FreePort();
-  b.port = FreePort();
   const auto clicks = MakeClicks(12000, 400, 600, 5);
   auto pa = a.Start();
   auto pb = b.Start();
@@ -204,7 +204,6 @@ TEST(IngestProcessTest, TheLagIsKnownBeforeTheFirstAssignmentAfterAKill) {
   ASSERT_TRUE(kafka::EnsureTopics(k, {{topic, 1, 1, {}}}, 20000).ok());
   IngestProcess p{broker.bootstrap, topic, UniqueTopic("lag-restart-group"), dir.File("state"),
                   dir.File("ingest.log"), /*instance=*/""};
-  p.port = FreePort();
   // The window before the restarted process is assigned anything: its start against the stopped
   // broker (the dead-letter topic's 10 s metadata wait, the first ask) comes out of it.
   p.session_timeout_ms = 90000;
@@ -259,7 +258,6 @@ TEST(IngestProcessTest, ATopicDeletedUnderIngestDoesNotHangItsExit) {
   TempDir dir;
   IngestProcess p{KafkaBootstrap(), topic, UniqueTopic("deleted-group"), dir.File("state"), dir.File("ingest.log"),
                   /*instance=*/""};
-  p.port = FreePort();
   ProduceClicks(k, topic, MakeClicks(400, 50, 80, 43));
   auto child = p.Start();
   ASSERT_TRUE(WaitForStateEvents(p.port, 400, seconds(60))) << Tail(p.log);
@@ -279,7 +277,6 @@ TEST(IngestProcessTest, BrokerStoppedForTwentySecondsMidStreamLosesNothing) {
   const std::string topic = "clicks-outage";
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{topic, 2, 1, {}}}, 20000).ok());
   IngestProcess p{bootstrap, topic, "outage-group", dir.File("state"), dir.File("ingest.log"), ""};
-  p.port = FreePort();
   auto child = p.Start();
   const auto clicks = MakeClicks(12000, 300, 500, 21);
   BackgroundProducer producer(bootstrap, topic, clicks, 400);  // ~30 s of events

@@ -67,7 +67,6 @@ class OpsPipelineTest : public ::testing::Test {
     dir_ = new TempDir("gsau-ops");
     const std::string bootstrap = KafkaBootstrap();
     const std::string clicks = UniqueTopic("ops-clicks");
-    port_ = FreePort();
     log_ = dir_->File("run.log");
     if (!kafka::EnsureTopics(KafkaAt(bootstrap), {{clicks, 4, 1, {}}}, 20000).ok()) {
       setup_error_ = "cannot create " + clicks;
@@ -82,11 +81,16 @@ class OpsPipelineTest : public ::testing::Test {
           "ingest.group_id=" + clicks + "-group", std::string("ingest.batch_max_wait_ms=50"),
           std::string("learner.threads=1"), std::string("learner.batch_size=128"),
           "learner.prequential_csv=" + dir_->File("prequential.csv"),
-          "metrics.listen_address=127.0.0.1:" + std::to_string(port_)}) {
+          std::string("metrics.listen_address=") + kAnyMetricsAddress}) {
       argv.push_back("--set");
       argv.push_back(kv);
     }
     run_ = new ChildProcess(argv, log_);
+    port_ = AnnouncedMetricsPort(log_, 0, *run_);
+    if (port_ < 0) {
+      setup_error_ = "gsau run announced no metrics port";
+      return;
+    }
 
     // A small replay of the synthetic stream, and a few records ingest must dead-letter.
     std::string out;

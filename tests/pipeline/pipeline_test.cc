@@ -38,9 +38,9 @@ using std::chrono::seconds;
 
 struct RunProcess {
   std::string bootstrap, clicks, users_topic, items_topic, state, checkpoints, log, csv;
-  int port = 0;
+  int port = 0;  // of the running process's metrics, set by Start
 
-  // Fresh topics named after `prefix`, files in `dir`, a free metrics port.
+  // Fresh topics named after `prefix`, files in `dir`.
   static RunProcess In(const std::string& bootstrap, const TempDir& dir, const std::string& prefix) {
     return {bootstrap,
             UniqueTopic(prefix + "-clicks"),
@@ -49,11 +49,10 @@ struct RunProcess {
             dir.File("state"),
             dir.File("checkpoints"),
             dir.File("run.log"),
-            dir.File("prequential.csv"),
-            FreePort()};
+            dir.File("prequential.csv")};
   }
 
-  std::unique_ptr<ChildProcess> Start(const std::string& format, const std::vector<std::string>& extra = {}) const {
+  std::unique_ptr<ChildProcess> Start(const std::string& format, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {BinaryDir() + "/gsau", "run", "--bootstrap", bootstrap, "--state", state,
                                      "--checkpoints", checkpoints, "--status-interval", "2"};
     for (const std::string& kv :
@@ -63,12 +62,15 @@ struct RunProcess {
           std::string("learner.batch_size=128"), std::string("learner.checkpoint_interval_s=2"),
           std::string("learner.prequential_interval_s=1"),
           "learner.prequential_csv=" + csv, "publisher.format=" + format,
-          "metrics.listen_address=127.0.0.1:" + std::to_string(port)}) {
+          std::string("metrics.listen_address=") + kAnyMetricsAddress}) {
       argv.push_back("--set");
       argv.push_back(kv);
     }
     argv.insert(argv.end(), extra.begin(), extra.end());  // after: a --set here wins
-    return std::make_unique<ChildProcess>(argv, log);
+    const uintmax_t from = FileSize(log);
+    auto child = std::make_unique<ChildProcess>(argv, log);
+    port = AnnouncedMetricsPort(log, from, *child);
+    return child;
   }
 };
 
@@ -462,7 +464,7 @@ TEST(PipelineProcessTest, RollbackRereadsKafkaRepublishesAndSticksAcrossARestart
 
 // Starts `p` with no new click, waits (up to 60 s) until every user of `clicks` has a record on
 // the user topic, stops it cleanly and expects that none is missing.
-void ExpectEveryUserPublishedAfterARestart(const RunProcess& p, const std::string& format,
+void ExpectEveryUserPublishedAfterARestart(RunProcess& p, const std::string& format,
                                            const std::vector<ClickEvent>& clicks) {
   auto run = p.Start(format);
   const auto deadline = std::chrono::steady_clock::now() + seconds(60);
@@ -1028,14 +1030,14 @@ TEST(PipelineProcessTest, WarmStartFromAnOfflineRunKeepsItsRanking) {
   const std::string topic = UniqueTopic("warm-clicks");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(bootstrap), {{topic, 4, 1, {}}}, 20000).ok());
   Produce(bootstrap, topic, clicks);
-  const int port = FreePort();
   const std::vector<std::string> common = {
       "--bootstrap", bootstrap, "--state", dir.File("state"), "--set", "topics.clicks=" + topic,
       "--set", "topics.dead_letter=" + topic + ".dlq", "--set", "ingest.group_id=" + topic + "-group",
-      "--set", "metrics.listen_address=127.0.0.1:" + std::to_string(port)};
+      "--set", std::string("metrics.listen_address=") + kAnyMetricsAddress};
   std::vector<std::string> ingest = {BinaryDir() + "/gsau", "ingest"};
   ingest.insert(ingest.end(), common.begin(), common.end());
   auto in = std::make_unique<ChildProcess>(ingest, dir.File("ingest.log"));
+  const int port = AnnouncedMetricsPort(dir.File("ingest.log"), 0, *in);
   ASSERT_TRUE(WaitForMetric(port, "gsau_state_events", static_cast<double>(clicks.size()), seconds(120)))
       << Tail(dir.File("ingest.log"));
   in->Signal(SIGTERM);

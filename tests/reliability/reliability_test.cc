@@ -112,17 +112,17 @@ double Sum(int port, const std::string& name, double if_none = std::numeric_limi
 struct Gsau {
   std::string command = "run";
   std::string bootstrap, topic, state, checkpoints, log;
-  int port = 0;
+  int port = 0;  // of the running process's metrics, set by Start
   std::vector<std::string> extra;
 
-  std::unique_ptr<ChildProcess> Start() const {
+  std::unique_ptr<ChildProcess> Start() {
     std::vector<std::string> argv = {BinaryDir() + "/gsau", command, "--bootstrap", bootstrap, "--state", state,
                                      "--status-interval", "5",
                                      "--set", "topics.clicks=" + topic,
                                      "--set", "topics.dead_letter=" + topic + ".dlq",
                                      "--set", "ingest.group_id=" + topic + "-group",
                                      "--set", "ingest.session_timeout_ms=6000",
-                                     "--set", "metrics.listen_address=127.0.0.1:" + std::to_string(port)};
+                                     "--set", std::string("metrics.listen_address=") + kAnyMetricsAddress};
     if (command == "run") {
       for (const std::string& s : std::vector<std::string>{"--checkpoints", checkpoints, "--set", "topics.user_embeddings=" + topic + "-users", "--set",
             "topics.item_embeddings=" + topic + "-items", "--set", "learner.threads=1", "--set",
@@ -131,7 +131,10 @@ struct Gsau {
       }
     }
     argv.insert(argv.end(), extra.begin(), extra.end());
-    return std::make_unique<ChildProcess>(argv, log);
+    const uintmax_t from = FileSize(log);
+    auto child = std::make_unique<ChildProcess>(argv, log);
+    port = AnnouncedMetricsPort(log, from, *child);
+    return child;
   }
 };
 
@@ -143,7 +146,6 @@ Gsau MakeGsau(const TempDir& dir, const std::string& bootstrap, const std::strin
   g.state = dir.File("state");
   g.checkpoints = dir.File("checkpoints");
   g.log = dir.File(command + ".log");
-  g.port = FreePort();
   return g;
 }
 

@@ -10,12 +10,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 extern char** environ;
@@ -134,6 +137,34 @@ int FreePort() {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+uintmax_t FileSize(const std::string& path) {
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  return ec ? 0 : size;
+}
+
+int AnnouncedMetricsPort(const std::string& log_path, uintmax_t from, ChildProcess& child, int timeout_ms) {
+  static constexpr std::string_view kNeedle = "metrics at http://127.0.0.1:";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    // Read before the running check: a process that said its port and then exited still said it.
+    const bool running = child.Running();
+    std::ifstream in(log_path);
+    in.seekg(static_cast<std::streamoff>(from));
+    for (std::string line; std::getline(in, line);) {
+      const auto at = line.find(kNeedle);
+      if (at == std::string::npos || in.eof()) continue;  // at the end without a newline: half written
+      int port = 0;
+      const char* begin = line.data() + at + kNeedle.size();
+      const auto [end, ec] = std::from_chars(begin, line.data() + line.size(), port);
+      if (ec == std::errc() && end != begin && port > 0) return port;
+    }
+    if (!running || std::chrono::steady_clock::now() >= deadline) return -1;
+    // Soon after the line: a test that signals a start-up in progress has ~100 ms to do it in.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }
 
 std::string HttpGet(int port, const std::string& path, const std::string& host) {

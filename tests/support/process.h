@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,8 +38,23 @@ std::string Tail(const std::string& path, size_t bytes = 4000);
 // The lines of the file at `path` that contain `needle`, the last `max_lines` of them.
 std::string GrepLines(const std::string& path, const std::string& needle, size_t max_lines = 80);
 
-// A TCP port on 127.0.0.1 that was free a moment ago.
+// A TCP port on 127.0.0.1 that was free a moment ago. For a gsau process, prefer
+// kAnyMetricsAddress and AnnouncedMetricsPort: a port picked here is free only until another test
+// running beside this one picks it, and one kept across a restart is free while the process is
+// down.
 int FreePort();
+
+// metrics.listen_address for a gsau process: the kernel picks a free port at the bind.
+inline constexpr const char* kAnyMetricsAddress = "127.0.0.1:0";
+
+// The size of the file at `path` in bytes, 0 if it does not exist: where a child started now
+// begins its lines in a log it appends to.
+uintmax_t FileSize(const std::string& path);
+
+// The metrics port that a gsau process announced in its log ("metrics at http://127.0.0.1:PORT"),
+// on the first such line after the log's first `from` bytes. Waits up to `timeout_ms` while
+// `child` runs; -1 when it said none (it exited first, or its metrics are off).
+int AnnouncedMetricsPort(const std::string& log_path, uintmax_t from, ChildProcess& child, int timeout_ms = 60000);
 
 // GET http://host:port/path, host a numeric address (127.0.0.1, ::1); empty on failure.
 std::string HttpGet(int port, const std::string& path, const std::string& host = "127.0.0.1");
