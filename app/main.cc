@@ -97,10 +97,21 @@ int main(int argc, char** argv) {
     // CLI11 checks required flags before it reports arguments it did not know, so a mistyped
     // flag read "--data is required" (`gsau train --dat x`), and a flag that this command lacks
     // (`gsau train --help-config`) the same: the unknown one is what to say.
-    const std::vector<std::string> unknown = root.remaining(/*recurse=*/true);
-    if (unknown.empty()) return root.exit(e) == 0 ? kExitOk : kExitUsage;
+    // The root's own first (`gsau --foo train`), else the command's; a `--` separator is no
+    // argument (CLI11 lists it all the same).
     const auto parsed = root.get_subcommands();
-    const std::string name = parsed.empty() ? "gsau" : "gsau " + parsed.front()->get_name();
+    auto unknown_of = [](const CLI::App& app) {
+      std::vector<std::string> out = app.remaining();
+      out.erase(std::remove(out.begin(), out.end(), "--"), out.end());
+      return out;
+    };
+    std::vector<std::string> unknown = unknown_of(root);
+    std::string name = "gsau";
+    if (unknown.empty() && !parsed.empty()) {
+      unknown = unknown_of(*parsed.front());
+      name += " " + parsed.front()->get_name();
+    }
+    if (unknown.empty()) return root.exit(e) == 0 ? kExitOk : kExitUsage;
     std::string list;
     for (const auto& arg : unknown) list += (list.empty() ? "" : " ") + arg;
     std::cerr << name << ": unknown argument" << (unknown.size() > 1 ? "s " : " ") << list << " (" << name

@@ -273,6 +273,9 @@ TEST(AppTest, AnUnknownFlagIsNamedBeforeAMissingRequiredOne) {
       << out;
   EXPECT_EQ(RunCommand(Gsau() + " split --help-config 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("gsau split: unknown argument --help-config"), std::string::npos) << out;
+  // One of the root's is the root's to name, not the command's.
+  EXPECT_EQ(RunCommand(Gsau() + " --bogus train --data x 2>&1", &out), 2) << out;
+  EXPECT_NE(out.find("gsau: unknown argument --bogus (gsau --help lists its flags)"), std::string::npos) << out;
   // Nothing unknown: the missing flag is still what is said.
   EXPECT_EQ(RunCommand(Gsau() + " train --data x 2>&1", &out), 2) << out;
   EXPECT_NE(out.find("--out is required"), std::string::npos) << out;

@@ -88,7 +88,7 @@ class OpsPipelineTest : public ::testing::Test {
     run_ = new ChildProcess(argv, log_);
     port_ = AnnouncedMetricsPort(log_, 0, *run_);
     if (port_ < 0) {
-      setup_error_ = "gsau run announced no metrics port";
+      setup_error_ = kNoMetricsPort;
       return;
     }
 

@@ -70,6 +70,7 @@ struct RunProcess {
     const uintmax_t from = FileSize(log);
     auto child = std::make_unique<ChildProcess>(argv, log);
     port = AnnouncedMetricsPort(log, from, *child);
+    if (port < 0 && child->Running()) ADD_FAILURE() << kNoMetricsPort << Tail(log);
     return child;
   }
 };
@@ -1038,6 +1039,7 @@ TEST(PipelineProcessTest, WarmStartFromAnOfflineRunKeepsItsRanking) {
   ingest.insert(ingest.end(), common.begin(), common.end());
   auto in = std::make_unique<ChildProcess>(ingest, dir.File("ingest.log"));
   const int port = AnnouncedMetricsPort(dir.File("ingest.log"), 0, *in);
+  ASSERT_GT(port, 0) << kNoMetricsPort << Tail(dir.File("ingest.log"));
   ASSERT_TRUE(WaitForMetric(port, "gsau_state_events", static_cast<double>(clicks.size()), seconds(120)))
       << Tail(dir.File("ingest.log"));
   in->Signal(SIGTERM);

@@ -134,6 +134,7 @@ struct Gsau {
     const uintmax_t from = FileSize(log);
     auto child = std::make_unique<ChildProcess>(argv, log);
     port = AnnouncedMetricsPort(log, from, *child);
+    if (port < 0 && child->Running()) ADD_FAILURE() << kNoMetricsPort << Tail(log);
     return child;
   }
 };

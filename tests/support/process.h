@@ -55,6 +55,9 @@ uintmax_t FileSize(const std::string& path);
 // on the first such line after the log's first `from` bytes. Waits up to `timeout_ms` while
 // `child` runs; -1 when it said none (it exited first, or its metrics are off).
 int AnnouncedMetricsPort(const std::string& log_path, uintmax_t from, ChildProcess& child, int timeout_ms = 60000);
+// What to say when a running process announced none: it logs the line at info.
+inline constexpr const char* kNoMetricsPort =
+    "no 'metrics at' line from a running gsau (GSAU_LOG_LEVEL=warn or error hides it)\n";
 
 // GET http://host:port/path, host a numeric address (127.0.0.1, ::1); empty on failure.
 std::string HttpGet(int port, const std::string& path, const std::string& host = "127.0.0.1");
