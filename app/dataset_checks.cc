@@ -7,8 +7,8 @@
 #include <string>
 
 #include "gsau/common/event.h"
-#include "gsau/common/text.h"
 #include "gsau/common/log.h"
+#include "gsau/common/text.h"
 
 namespace gsau::app {
 
