@@ -43,8 +43,11 @@ Result<config::Config> LoadConfig(const std::string& command, const ConfigFlags&
 
 std::string MetricsUrl(const std::string& listen, int port) {
   const auto colon = listen.rfind(':');
-  return "http://" + (colon == std::string::npos ? listen : listen.substr(0, colon)) + ":" + std::to_string(port) +
-         "/metrics";
+  std::string host = colon == std::string::npos ? listen : listen.substr(0, colon);
+  // "http://:9464/metrics" is no address a browser or curl takes.
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "[::]") host = "[::1]";
+  return "http://" + host + ":" + std::to_string(port) + "/metrics";
 }
 
 bool MaybePrintConfigHelp(const ConfigFlags& flags) {

@@ -29,7 +29,8 @@ bool MaybePrintConfigHelp(const ConfigFlags& flags);
 
 // The address of /metrics served on `port` for metrics.listen_address `listen` ("host:port", the
 // port 0 for any free one): http://host:port/metrics with the port actually bound (the line read
-// "http://127.0.0.1:0/metrics (port 41833)", and a pasted URL missed it).
+// "http://127.0.0.1:0/metrics (port 41833)", and a pasted URL missed it). A host that means every
+// address (empty, 0.0.0.0, [::]) is given as the loopback one, which it includes.
 std::string MetricsUrl(const std::string& listen, int port);
 
 }  // namespace gsau::app

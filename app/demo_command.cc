@@ -241,10 +241,25 @@ int RunDemo(const DemoFlags& f) {
   }
 
   metrics::Metrics metrics;
-  if (Status s = metrics.Serve(config::ToMetricsOptions(c)); !s.ok()) {
-    GSAU_LOG_WARN("demo: {} (continuing without /metrics)", s.ToString());
+  metrics::MetricsOptions mo = config::ToMetricsOptions(c);
+  mo.bind_attempts = 1;  // a busy port is not waited for: a free one serves as well here
+  Status served = metrics.Serve(mo);
+  std::string instead;
+  if (!served.ok() && served.code() != StatusCode::kInvalidArgument) {
+    // Another demo or exporter on the port (9464 by default): the zero-setup run serves /metrics
+    // on a free port of the same host rather than going without, and says which.
+    const std::string taken = mo.listen_address;
+    mo.listen_address = taken.substr(0, taken.rfind(':')) + ":0";
+    if (metrics.Serve(mo).ok()) {
+      const std::string& why = served.message();  // "metrics endpoint on A: A: <strerror>"
+      instead = " (" + taken + ": " + why.substr(why.rfind(": ") == std::string::npos ? 0 : why.rfind(": ") + 2) + ")";
+      served = Status::Ok();
+    }
+  }
+  if (!served.ok()) {
+    GSAU_LOG_WARN("demo: {} (continuing without /metrics)", served.ToString());
   } else if (metrics.port() != 0) {
-    std::cout << "metrics at http://127.0.0.1:" << metrics.port() << "/metrics\n";
+    std::cout << "metrics at " << MetricsUrl(mo.listen_address, metrics.port()) << instead << "\n";
   }
 
   pipeline::PipelineOptions po = ToPipelineOptions(c);
