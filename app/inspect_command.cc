@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <numeric>
@@ -80,7 +81,13 @@ class Inspector {
 
   Status PrintUser(const std::string& external) const {
     const auto u = store_.FindUser(external);
-    if (!u) return Status::NotFound("no user '" + DisplayText(external) + "' in the state");
+    if (!u) {
+      return Status::NotFound("no user '" + DisplayText(external) + "' in the state" +
+                              Examples(store_.Counts().users, "users", [&](uint32_t id) {
+                                auto name = store_.UserExternalId(id);
+                                return name.ok() ? DisplayText(*name) : std::string();
+                              }));
+    }
     GSAU_ASSIGN_OR_RETURN(auto session, store_.Session(*u));
     const auto st = store_.UserStats(*u);
     std::printf("user %s (id %u): %llu clicks on %u items; session (last %zu, oldest first):\n",
@@ -111,7 +118,10 @@ class Inspector {
 
   Status PrintItem(const std::string& external) const {
     const auto item = store_.FindItem(external);
-    if (!item) return Status::NotFound("no item '" + DisplayText(external) + "' in the state");
+    if (!item) {
+      return Status::NotFound("no item '" + DisplayText(external) + "' in the state" +
+                              Examples(store_.Counts().items, "items", [&](uint32_t id) { return ItemName(id); }));
+    }
     const auto st = store_.ItemStats(*item);
     std::printf("item %s (id %u): %llu clicks by %u users\n", DisplayText(external).c_str(), *item,
                 static_cast<unsigned long long>(st.clicks), st.degree);
@@ -152,6 +162,15 @@ class Inspector {
   }
 
  private:
+  // " (it has N <what>, e.g. a, b, c)": a mistyped id is easier to see next to real ones (the
+  // README's `--user u1` is one a short demo may not have had).
+  static std::string Examples(uint64_t n, const char* what, const std::function<std::string(uint32_t)>& name_of) {
+    if (n == 0) return std::string(" (it has no ") + what + ")";
+    std::string out = " (it has " + std::to_string(n) + " " + what + ", e.g.";
+    for (uint32_t id = 0; id < std::min<uint64_t>(n, 3); ++id) out += (id == 0 ? " " : ", ") + name_of(id);
+    return out + ")";
+  }
+
   std::string ItemName(state::ItemId i) const {
     auto name = store_.ItemExternalId(i);
     return name.ok() ? DisplayText(*name) : "#" + std::to_string(i);  // (ids are bytes: an ESC drives the terminal)
