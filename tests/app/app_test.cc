@@ -1,10 +1,5 @@
 // The gsau executable as a user meets it: --help everywhere, broken configurations stop
 // start-up naming the field, the demo runs the whole loop and inspect shows what it left.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -685,22 +680,14 @@ TEST(AppTest, ADemoOfATypedDatasetSaysWhatIngestSkipped) {
 // It serves them on a free port of the same host and says so, with a URL a browser takes (the
 // host ":P" means every address: http://:P/metrics was printed for it).
 TEST(AppTest, ADemoWhoseMetricsPortIsTakenServesThemOnAnother) {
-  const int held = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(held, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&addr), len), 0);
-  ASSERT_EQ(listen(held, 1), 0);
-  ASSERT_EQ(getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const std::string port = std::to_string(ntohs(addr.sin_port));
+  const gsau::testing::SilentListener held;
+  ASSERT_GT(held.port(), 0);
+  const std::string port = std::to_string(held.port());
   gsau::testing::TempDir dir;
   std::string out;
   const int rc = RunCommand(Gsau() + " demo --events 200 --rate 0 --dir " + dir.File("d") +
                                 " --set metrics.listen_address=:" + port + " --set learner.threads=1 2>&1",
                             &out);
-  close(held);
   if (rc == 3 && !kHaveRun) GTEST_SKIP() << "this build has no learner: " << out;
   ASSERT_EQ(rc, 0) << out;
   const std::regex line("metrics at http://127\\.0\\.0\\.1:([0-9]+)/metrics \\(:" + port + ": [^)]+\\)");

@@ -2,10 +2,6 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -23,6 +19,7 @@
 #include "gsau/kafka/producer.h"
 #include "gsau/kafka/tail.h"
 #include "kafka_broker.h"
+#include "process.h"
 
 namespace gsau::kafka {
 namespace {
@@ -216,21 +213,13 @@ TEST(KafkaTest, WaitForClusterEndsWhenStopped) {
 // port): EnsureTopics gives up within its timeout. Its metadata request and then CreateTopics
 // each took the whole timeout (and 2 s more), so start-up hung twice as long as asked.
 TEST(KafkaTest, EnsureTopicsEndsWithinItsTimeoutAgainstASilentBroker) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(fd, 16), 0);  // the kernel completes the handshakes; nobody reads
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const gsau::testing::SilentListener silent;
+  ASSERT_GT(silent.port(), 0);
   KafkaOptions k;
-  k.bootstrap_servers = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  k.bootstrap_servers = "127.0.0.1:" + std::to_string(silent.port());
   const auto start = std::chrono::steady_clock::now();
   const Status s = EnsureTopics(k, {{UniqueTopic("silent"), 1, 1, {}}}, 2000);
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  close(fd);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s;
   EXPECT_LT(took, 3.5) << s;  // the whole timeout twice (4 s) was the defect
 }

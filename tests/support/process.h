@@ -38,6 +38,22 @@ std::string Tail(const std::string& path, size_t bytes = 4000);
 // The lines of the file at `path` that contain `needle`, the last `max_lines` of them.
 std::string GrepLines(const std::string& path, const std::string& needle, size_t max_lines = 80);
 
+// A TCP socket listening on 127.0.0.1 at a free port that nobody answers: the kernel completes the
+// handshakes and the bytes sent are never read (a stalled broker, a port another process holds).
+// port() is -1 when the socket could not be made. Closed on destruction.
+class SilentListener {
+ public:
+  SilentListener();
+  ~SilentListener();
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = -1;
+};
+
 // A TCP port on 127.0.0.1 that was free a moment ago. For a gsau process, prefer
 // kAnyMetricsAddress and AnnouncedMetricsPort: a port picked here is free only until another test
 // running beside this one picks it, and one kept across a restart is free while the process is
