@@ -245,11 +245,13 @@ int RunDemo(const DemoFlags& f) {
   mo.bind_attempts = 1;  // a busy port is not waited for: a free one serves as well here
   Status served = metrics.Serve(mo);
   std::string instead;
-  if (!served.ok() && served.code() != StatusCode::kInvalidArgument) {
+  if (!served.ok()) {
     // Another demo or exporter on the port (9464 by default): the zero-setup run serves /metrics
-    // on a free port of the same host rather than going without, and says which.
+    // on a free port of the same host rather than going without, and says which. A few tries:
+    // each picks a port afresh (one free on one address family may be taken on the other).
     const std::string taken = mo.listen_address;
     mo.listen_address = taken.substr(0, taken.rfind(':')) + ":0";
+    mo.bind_attempts = 5;
     if (metrics.Serve(mo).ok()) {
       const std::string& why = served.message();  // "metrics endpoint on A: A: <strerror>"
       instead = " (" + taken + ": " + why.substr(why.rfind(": ") == std::string::npos ? 0 : why.rfind(": ") + 2) + ")";

@@ -85,7 +85,7 @@ class Inspector {
       return Status::NotFound("no user '" + DisplayText(external) + "' in the state" +
                               Examples(store_.Counts().users, "users", [&](uint32_t id) {
                                 auto name = store_.UserExternalId(id);
-                                return name.ok() ? DisplayText(*name) : std::string();
+                                return name.ok() ? DisplayText(*name) : "#" + std::to_string(id);
                               }));
     }
     GSAU_ASSIGN_OR_RETURN(auto session, store_.Session(*u));

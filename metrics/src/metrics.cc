@@ -301,7 +301,7 @@ Status Metrics::Serve(const MetricsOptions& options) {
       return Status::Ok();
     }
     error = listening.status();
-    if (error.code() == StatusCode::kInvalidArgument) break;
+    if (error.code() == StatusCode::kInvalidArgument || attempt + 1 == options.bind_attempts) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(options.bind_retry_ms));
   }
   return Status::Unavailable("metrics endpoint on " + options.listen_address + ": " + error.message());
