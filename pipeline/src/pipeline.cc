@@ -75,7 +75,7 @@ class DirtyUsers {
   // All users of one applied batch at once: Take() never sees part of a batch.
   void MarkBatch(const ingest::AppliedBatch& batch) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& e : batch.events) MarkLocked(e.user, {e.ts_ms, batch.batch_seq, /*clicked=*/true});
+    for (const auto& e : batch.events) MarkLocked(e.user, {e.ts_ms, batch.batch_seq, /*clicked=*/true, e.ts_ms});
     through_seq_ = std::max(through_seq_, batch.batch_seq);
   }
   // The users marked since the last call; *through_seq: every user of the batches up to it
@@ -1561,6 +1561,9 @@ struct Pipeline::Impl {
       r.id = std::move(id).value();
       r.event_time_ms = marks[k].ts_ms;
       r.observe_freshness = marks[k].clicked;
+      if (marks[k].clicked && marks[k].oldest_click_ms < marks[k].ts_ms) {
+        r.oldest_event_time_ms = marks[k].oldest_click_ms;
+      }
       r.embedding.assign(rows.begin() + static_cast<long>(k * dim), rows.begin() + static_cast<long>((k + 1) * dim));
       recs.push_back(std::move(r));
       rec_users.push_back(users[k]);

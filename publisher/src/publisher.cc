@@ -384,7 +384,9 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records, size_t*
     if (r.tombstone) {
       metrics_->tombstones.Increment();
     } else if (r.kind == EntityKind::kUser && r.event_time_ms > 0 && r.observe_freshness) {
-      metrics_->freshness.Observe(static_cast<double>(std::max<int64_t>(0, now - r.event_time_ms)) / 1000.0);
+      const int64_t since =
+          r.oldest_event_time_ms > 0 ? std::min(r.oldest_event_time_ms, r.event_time_ms) : r.event_time_ms;
+      metrics_->freshness.Observe(static_cast<double>(std::max<int64_t>(0, now - since)) / 1000.0);
     }
     last_version_ = std::max(last_version_, r.model_version);
     metrics_->version.Set(static_cast<double>(last_version_));  // also when a later record fails

@@ -14,7 +14,7 @@
 namespace gsau::pipeline {
 namespace {
 
-DueUser Click(int64_t ts_ms, uint64_t seq) { return {ts_ms, seq, /*clicked=*/true}; }
+DueUser Click(int64_t ts_ms, uint64_t seq) { return {ts_ms, seq, /*clicked=*/true, ts_ms}; }
 DueUser StartUp(int64_t ts_ms) { return {ts_ms, 1, false}; }
 DueUser Refresh(int64_t ts_ms) { return {ts_ms, kNoClickSeq, false}; }
 
@@ -78,6 +78,27 @@ TEST(DueUsers, AClickMovesAMarkedUserToThoseWhoClicked) {
   EXPECT_EQ(Clicked(due), (std::set<state::UserId>{2}));
   EXPECT_EQ(due.Find(2)->ts_ms, 300);
   EXPECT_EQ(due.marked(), 1u);
+}
+
+// A record reflecting several clicks is as late for the oldest as for any: freshness counts
+// from it (from the newest, a click that waited 30 s for its item showed as the next click's
+// 0.1 s). Marks without a click have no click time to give.
+TEST(DueUsers, AnEntryKeepsItsNewestAndItsOldestClick) {
+  DueUsers due;
+  due.Merge(4, Click(500, 3));
+  due.Merge(4, Click(200, 4));  // events need not come in time order
+  due.Merge(4, Click(900, 5));
+  due.Merge(4, Refresh(0));
+  ASSERT_TRUE(due.Find(4).has_value());
+  EXPECT_EQ(due.Find(4)->ts_ms, 900);
+  EXPECT_EQ(due.Find(4)->oldest_click_ms, 200);
+  due.Merge(5, StartUp(700));
+  EXPECT_EQ(due.Find(5)->oldest_click_ms, kNoClickMs);
+  due.Merge(5, Click(800, 6));
+  EXPECT_EQ(due.Find(5)->oldest_click_ms, 800) << "a start-up's session time is no click";
+  due.Erase(4);
+  due.Merge(4, Click(1000, 7));
+  EXPECT_EQ(due.Find(4)->oldest_click_ms, 1000) << "a published entry's clicks are not carried on";
 }
 
 TEST(DueUsers, MarkedAgainKeepsItsPlace) {
@@ -167,6 +188,7 @@ TEST(DueUsers, AgreesWithAPlainMapOverRandomOperations) {
         EXPECT_EQ(got->ts_ms, d.ts_ms);
         EXPECT_EQ(got->first_seq, d.first_seq);
         EXPECT_EQ(got->clicked, d.clicked);
+        EXPECT_EQ(got->oldest_click_ms, d.oldest_click_ms);
       }
       ASSERT_EQ(due.MinFirstSeq(), min_seq);
       ASSERT_EQ(Clicked(due), clicked);

@@ -212,6 +212,50 @@ TEST(PipelinePublishingTest, UsersOfNewItemsArePublishedWithoutAStep) {
   EXPECT_EQ(steps, 0) << "a step took the snapshot: the test shows nothing";
 }
 
+// A record that reflects several clicks is measured from the oldest: with both publish intervals
+// an hour, the stop's flush publishes a user's two clicks, 60 s apart in event time, as one
+// record. Measured from the newest click (the record's event_time_ms), freshness showed a few
+// seconds for a click that had waited a minute.
+TEST(PipelinePublishingTest, FreshnessOfACoalescedRecordCountsFromItsOldestClick) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  prometheus::Registry registry;
+  auto p = Pipeline::Create(o, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  RunningPipeline running(**p);
+  const int64_t now = SystemClock::Get().NowMs();
+  {
+    auto producer = kafka::Producer::Create(o.ingest.kafka, {});
+    ASSERT_TRUE(producer.ok()) << producer.status();
+    for (const auto& [item, ts] : {std::pair{"i0", now - 60'000}, std::pair{"i1", now}}) {
+      const std::string value = std::string(R"({"user_id": "u1", "item_id": ")") + item + R"(", "ts": )" +
+                                std::to_string(ts) + "}";
+      ASSERT_TRUE((*producer)->Produce(o.ingest.topic, "u1", value).ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(20000).ok());
+  }
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while ((*p)->status().applied < 2 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ((*p)->status().applied, 2u);
+  const Status result = running.Stop();
+  EXPECT_TRUE(result.ok()) << result;
+  const auto records = ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, -1);
+  ASSERT_EQ(records.size(), 1u) << "the two clicks were to go out as one record";
+  double count = -1, sum = -1;
+  for (const auto& f : registry.Collect()) {
+    if (f.name == "gsau_publisher_freshness_seconds" && !f.metric.empty()) {
+      count = static_cast<double>(f.metric[0].histogram.sample_count);
+      sum = f.metric[0].histogram.sample_sum;
+    }
+  }
+  EXPECT_EQ(count, 1.0);
+  EXPECT_GE(sum, 60.0) << "measured from the newer click";
+  EXPECT_LT(sum, 600.0);
+}
+
 // A cold start over a state publishes every user from the untrained model at once; the model
 // then trains on the state's history (replay). Each user goes out again when it has trained over
 // that history once, and when the learner goes idle: a user who clicks no more kept a vector of

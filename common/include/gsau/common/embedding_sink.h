@@ -32,6 +32,9 @@ struct EmbeddingRecord {
   // event_time_ms is a click this process applied (not a user published again at a restart,
   // whose click may be hours old): the sink's freshness measure counts it.
   bool observe_freshness = true;
+  // The oldest event the record is the first to reflect, when it coalesces several (0: none
+  // older than event_time_ms): freshness measures from it, since that event waited longest.
+  int64_t oldest_event_time_ms = 0;
 };
 
 // A record a sink sends downstream: a tombstone, or a vector of finite values only. A NaN or an

@@ -20,6 +20,9 @@ namespace gsau::pipeline {
 // first_seq of a user marked without a click (a refresh): its record holds no batch back.
 inline constexpr uint64_t kNoClickSeq = std::numeric_limits<uint64_t>::max();
 
+// oldest_click_ms of a user marked without a click.
+inline constexpr int64_t kNoClickMs = std::numeric_limits<int64_t>::max();
+
 // Why a user's record is due: the time of its newest click, and the first state batch with a
 // click of it not published yet (what a checkpoint's users_published_through must stay below;
 // kNoClickSeq: a refresh, which holds nothing back).
@@ -27,11 +30,15 @@ struct DueUser {
   int64_t ts_ms = 0;
   uint64_t first_seq = 1;  // batch numbers start at 1
   bool clicked = false;    // by a click this process applied (not marked again at start-up)
+  // The event time of the oldest of those clicks: the record that reflects them all is as late
+  // for it as for any (freshness counts from it).
+  int64_t oldest_click_ms = kNoClickMs;
 
   void Merge(const DueUser& other) {
     ts_ms = std::max(ts_ms, other.ts_ms);
     first_seq = std::min(first_seq, other.first_seq);
     clicked = clicked || other.clicked;
+    oldest_click_ms = std::min(oldest_click_ms, other.oldest_click_ms);
   }
 };
 
