@@ -223,7 +223,7 @@ const std::vector<Field>& Table() {
                "Longest a micro-batch stays open while records keep arriving (it is applied as soon as no fetched record is left).", 1, 60000),
       IntField("ingest.queue_capacity", &C::ingest, &IngestSection::queue_capacity, "events",
                "Applied events queued for the learner before ingest pauses its partitions (at least "
-               "ingest.batch_max_events).", 1, 100000000),
+               "ingest.batch_max_events); it resumes when the learner has taken half of them.", 1, 100000000),
       ListField("ingest.accepted_event_types", &C::ingest, &IngestSection::accepted_event_types,
                 "Event types kept (comma-separated, matched exactly: case counts; an event without a type is a "
                 "click); the others are skipped, counted in gsau_ingest_events_skipped_total, their offsets taken. "

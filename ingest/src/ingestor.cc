@@ -705,7 +705,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   // nothing from the paused partitions but still serves the group.
   bool ApplyBackpressure() {
     if (sink_ == nullptr) return true;
-    const bool room = sink_->HasRoom(static_cast<size_t>(options_.batch_max_events));
+    // Paused, it waits for the queue to drain to half: resumed at the first room, it paused and
+    // resumed once a learner round (two log lines and a refetch each) while the learner was the
+    // slower, for as long as a backlog lasted.
+    const auto batch = static_cast<size_t>(options_.batch_max_events);
+    const size_t capacity = sink_->capacity();
+    const bool room = sink_->HasRoom(paused_ ? std::max(batch, capacity - capacity / 2) : batch);
     if (room == !paused_) return true;
     std::vector<RdKafka::TopicPartition*> parts;
     consumer_->assignment(parts);
@@ -719,12 +724,15 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       metrics_.pauses.Increment();
       metrics_.paused.Set(1);
       Bump(&IngestCounters::paused, 1);
-      GSAU_LOG_INFO("ingest: learner queue full, pausing {} partitions", parts.size());
+      if (const int64_t n = pause_log_.Due()) {
+        GSAU_LOG_INFO("ingest: learner queue full, pausing {} partitions until it drains to half{}", parts.size(),
+                      n > 1 ? " (" + std::to_string(n) + " pauses since the last line)" : std::string());
+      }
     } else {
       consumer_->resume(parts);
       paused_ = false;
       metrics_.paused.Set(0);
-      GSAU_LOG_INFO("ingest: learner queue drained, resuming");
+      GSAU_LOG_DEBUG("ingest: learner queue drained to half, resuming");
     }
     RdKafka::TopicPartition::destroy(parts);
     if (paused_) {
@@ -1369,6 +1377,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   Throttle broker_log_{std::chrono::seconds(5)};
   Throttle consume_log_{std::chrono::seconds(5)};
   Throttle redelivered_log_{std::chrono::seconds(5)};
+  Throttle pause_log_{std::chrono::seconds(30)};  // a backlog pauses ingest every few learner rounds
   KeyedThrottle librdkafka_log_{std::chrono::seconds(5)};  // per facility
 
   mutable std::mutex counters_mu_;

@@ -108,6 +108,7 @@ class FanoutSink final : public ingest::AppliedSink {
   FanoutSink(ingest::AppliedQueue* queue, DirtyUsers* dirty, prometheus::Gauge* queued)
       : queue_(queue), dirty_(dirty), queued_(queued) {}
   bool HasRoom(size_t events) const override { return queue_->HasRoom(events); }
+  size_t capacity() const override { return queue_->capacity(); }
   void Push(ingest::AppliedBatch batch) override {
     dirty_->MarkBatch(batch);
     queue_->Push(std::move(batch));

@@ -765,8 +765,19 @@ TEST(IngestTest, FullLearnerQueuePausesAndDrainingResumes) {
   EXPECT_GE(ingestor.counters().paused, 1);
   EXPECT_LE(queue.queued_events(), 600u) << "bounded by the capacity plus one batch";
   EXPECT_LT(ingestor.counters().applied, 1000);
-  // Drain: everything arrives, in batches, each event once.
+  // Room for a batch again, but the queue more than half full: still paused (resumed at the first
+  // room, ingest paused and resumed once a learner round for as long as a backlog lasted).
   int64_t drained = 0;
+  while (!queue.HasRoom(100) && std::chrono::steady_clock::now() < until + std::chrono::seconds(10)) {
+    if (auto b = queue.Pop(200)) drained += static_cast<int64_t>(b->events.size());
+  }
+  ASSERT_TRUE(queue.HasRoom(100));
+  ASSERT_GT(queue.queued_events(), 250u) << "batches larger than the test assumes";
+  const uint64_t applied_paused = ingestor.counters().applied;
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(ingestor.counters().applied, applied_paused) << "resumed before the queue drained to half";
+  EXPECT_EQ(ingestor.counters().paused, 1);
+  // Drain: everything arrives, in batches, each event once.
   while (drained < static_cast<int64_t>(clicks.size()) && std::chrono::steady_clock::now() < until + std::chrono::seconds(30)) {
     if (auto b = queue.Pop(200)) drained += static_cast<int64_t>(b->events.size());
   }

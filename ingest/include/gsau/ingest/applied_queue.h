@@ -3,7 +3,7 @@
 // Ingest pushes each applied batch, one without events too (records skipped or dead-lettered:
 // the state's batch sequence moved); the learner pops them. The queue is bounded by a count of
 // events: when it has no room, ingest pauses its partitions (backpressure) instead of
-// buffering without bound, and resumes once the learner has drained it. Batches without events
+// buffering without bound, and resumes once the learner has drained it to half the bound. Batches without events
 // do not count there: one pushed behind another such batch replaces it (only the newest
 // sequence number says anything), so a stream of bad records cannot grow the queue while the
 // learner is held up.
@@ -36,6 +36,9 @@ class AppliedSink {
   virtual ~AppliedSink() = default;
   // True when `events` more events fit.
   virtual bool HasRoom(size_t events) const = 0;
+  // The bound, in events. Ingest, once paused for want of room, resumes when the queue has
+  // drained to half of it (or to one batch below it, for a batch larger than that).
+  virtual size_t capacity() const = 0;
   // Takes the batch. May exceed the bound by one batch (the check comes before consuming).
   virtual void Push(AppliedBatch batch) = 0;
 };
@@ -48,6 +51,7 @@ class AppliedQueue final : public AppliedSink {
     std::lock_guard<std::mutex> lock(mu_);
     return queued_events_ + events <= capacity_;
   }
+  size_t capacity() const override { return capacity_; }
 
   void Push(AppliedBatch batch) override {
     {
@@ -79,7 +83,6 @@ class AppliedQueue final : public AppliedSink {
     std::lock_guard<std::mutex> lock(mu_);
     return queued_events_;
   }
-  size_t capacity() const { return capacity_; }
 
  private:
   const size_t capacity_;

@@ -26,7 +26,7 @@
 // had it) and each state holds every event of the partitions it consumed exactly once.
 //
 // Backpressure: when the sink has no room for another batch, every assigned partition is
-// paused; consumption resumes when it has room again.
+// paused; consumption resumes when it has drained to half its capacity (AppliedSink).
 // Dead letters are timestamped when produced; the original record's timestamp, when it had one,
 // is in gsau.error.timestamp (ms). A fatal error of the dead-letter producer, or a refusal as too
 // large (whose batches must then shrink), replaces it with a new one, which produces again the
