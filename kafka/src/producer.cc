@@ -102,6 +102,11 @@ class FailedRecords {
     std::lock_guard<std::mutex> lock(mu_);
     return failed_.size();
   }
+  size_t CountOf(std::string_view topic) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<size_t>(
+        std::count_if(failed_.begin(), failed_.end(), [&](const auto& f) { return f.second.second.topic == topic; }));
+  }
   uint64_t LastSeq() const {
     std::lock_guard<std::mutex> lock(mu_);
     return next_seq_;
@@ -151,6 +156,9 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
       too_large.fetch_add(1, std::memory_order_relaxed);
     }
     std::lock_guard<std::mutex> lock(mu);
+    // After kept.Done: one who reads this count and then the kept records finds the failure in
+    // one or the other (or both), never in neither.
+    ++failed_by_topic[message.topic_name()];
     if (first_error.ok()) {
       first_error = Status::Unavailable("delivery to " + message.topic_name() + " failed: " + message.errstr());
     }
@@ -170,6 +178,11 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
     const auto it = delivered_by_topic.find(std::string(topic));
     return it == delivered_by_topic.end() ? 0 : it->second;
   }
+  int64_t FailedTo(std::string_view topic) const {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto it = failed_by_topic.find(std::string(topic));
+    return it == failed_by_topic.end() ? 0 : it->second;
+  }
 
   std::atomic<int64_t> delivered{0};
   std::atomic<int64_t> failed{0};
@@ -181,6 +194,7 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
   mutable std::mutex mu;
   Status first_error;
   std::unordered_map<std::string, int64_t> delivered_by_topic;
+  std::unordered_map<std::string, int64_t> failed_by_topic;
 };
 
 // librdkafka's log lines and client errors (a broker away, authentication) through gsau's log,
@@ -319,6 +333,7 @@ class RdProducer final : public Producer {
 
   int64_t max_message_bytes() const override { return max_message_bytes_; }
   int64_t delivered_to(std::string_view topic) const override { return tracker_->DeliveredTo(topic); }
+  int64_t failed_to(std::string_view topic) const override { return tracker_->FailedTo(topic); }
 
   std::vector<FailedRecord> TakeFailed() override { return tracker_->kept.Take(); }
   uint64_t last_numbered() const override { return tracker_->kept.LastSeq(); }
@@ -327,6 +342,7 @@ class RdProducer final : public Producer {
     return tracker_->kept.ReportedThrough();
   }
   size_t KeptFailedCount() const override { return tracker_->kept.Count(); }
+  size_t KeptFailedCountOf(std::string_view topic) const override { return tracker_->kept.CountOf(topic); }
 
   bool failed_fatally() const override {
     std::string reason;

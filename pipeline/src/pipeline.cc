@@ -538,7 +538,7 @@ struct Pipeline::Impl {
   // no longer outstanding.
   void FollowRepublish(const DueUsers& due) {
     if (republish_handing && due.MinFirstSeq() > republish_seq) {
-      if (auto mark = pub->Mark()) {  // none while a failed record waits: the next flush
+      if (auto mark = pub->Mark(EntityKind::kUser)) {  // none while a failed record waits: the next flush
         republish_mark = *mark;
         republish_handing = false;
       }
@@ -1608,7 +1608,7 @@ struct Pipeline::Impl {
           marks.pop_front();
         }
         if (produced_through > std::max(users_confirmed_seq.load(), marks.empty() ? 0 : marks.back().first)) {
-          if (auto mark = pub->Mark()) marks.emplace_back(produced_through, *mark);
+          if (auto mark = pub->Mark(EntityKind::kUser)) marks.emplace_back(produced_through, *mark);
           if (marks.size() > kMaxMarks) marks.pop_front();
         }
       }

@@ -305,12 +305,16 @@ bool KafkaPublisher::WaitSettled(int timeout_ms) {
   return c.produced == c.delivered + c.failed && producer_->KeptFailedCount() == 0 && refused_.empty();
 }
 
-std::optional<KafkaPublisher::DeliveryMark> KafkaPublisher::Mark() {
+std::optional<KafkaPublisher::DeliveryMark> KafkaPublisher::Mark(EntityKind kind) {
+  const std::string& topic = TopicOf(kind);
   // The count first: a failure reported after it breaks the mark, one before it is kept below.
   CountDeliveryReports();
   DeliveryMark mark;
-  mark.failed = producer_->counts().failed;
-  if (producer_->KeptFailedCount() > 0 || !refused_.empty() || producer_->failed_fatally()) return std::nullopt;
+  mark.kind = kind;
+  mark.failed = producer_->failed_to(topic);
+  const bool refused =
+      std::any_of(refused_.begin(), refused_.end(), [&](const auto& r) { return r.second.topic == topic; });
+  if (producer_->KeptFailedCountOf(topic) > 0 || refused || producer_->failed_fatally()) return std::nullopt;
   mark.numbered = producer_->last_numbered();
   return mark;
 }
@@ -318,7 +322,9 @@ std::optional<KafkaPublisher::DeliveryMark> KafkaPublisher::Mark() {
 KafkaPublisher::MarkState KafkaPublisher::Check(const DeliveryMark& mark) {
   const uint64_t reported = producer_->reported_through();
   CountDeliveryReports();
-  if (producer_->counts().failed != mark.failed || producer_->failed_fatally()) return MarkState::kBroken;
+  if (producer_->failed_to(TopicOf(mark.kind)) != mark.failed || producer_->failed_fatally()) {
+    return MarkState::kBroken;
+  }
   return reported >= mark.numbered ? MarkState::kDelivered : MarkState::kPending;
 }
 
@@ -366,7 +372,7 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records, size_t*
     // Each record's own time: a full queue can hold one Produce for queue_full_timeout_ms, and
     // one time per call stamped the later records (and their freshness) as produced earlier.
     const int64_t now = clock_.NowMs();
-    const std::string& topic = r.kind == EntityKind::kUser ? options_.user_topic : options_.item_topic;
+    const std::string& topic = TopicOf(r.kind);
     Status s;
     if (options_.format == Format::kJson) {
       s = r.tombstone ? producer_->Produce(topic, r.id, "", {}, 0, true)

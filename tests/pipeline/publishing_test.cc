@@ -769,6 +769,54 @@ TEST(PipelinePublishingTest, ARefusedRecordCountsOnceInThePublishersErrors) {
   EXPECT_EQ(PublisherErrors(registry, "publish"), 0) << "the publisher's refusals counted again by the pipeline";
 }
 
+// An item topic that refuses every record (here its max.message.bytes; a deleted topic or an
+// ACL alike) holds back no user confirmation. Any failed delivery broke every delivery mark:
+// under steady clicks, training moved items every interval, each item record failed, no user
+// mark lived a second, users_published_through stayed where it was in every checkpoint, and
+// each restart published every user since then again.
+TEST(PipelinePublishingTest, AnItemTopicRefusingEveryRecordHoldsNoUserConfirmationBack) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  o.user_flush_ms = 50;
+  o.item_interval_ms = 200;
+  o.stop_flush_ms = 2000;  // the item records never go out
+  o.publisher.producer.compression = "none";
+  ASSERT_TRUE(kafka::EnsureTopics(o.publisher.kafka,
+                                  {{o.publisher.item_topic, 1, 1, {{"cleanup.policy", "compact"},
+                                                                   {"max.message.bytes", "100"}}}},
+                                  20000)
+                  .ok());
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  prometheus::Registry registry;
+  auto p = Pipeline::Create(o, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  RunningPipeline running(**p);
+  WaitForAssignment(registry);
+  // A click every 50 ms for 8 s, until the stop: the learner trains all along.
+  auto producer = kafka::Producer::Create(o.ingest.kafka, {});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  for (int k = 0; k < 160; ++k) {
+    const std::string user = "u" + std::to_string(k % 7);
+    const std::string value = R"({"user_id": ")" + user + R"(", "item_id": "i)" + std::to_string(k % 5) +
+                              R"(", "ts": )" + std::to_string(1'700'000'100'000 + k) + "}";
+    ASSERT_TRUE((*producer)->Produce(o.ingest.topic, user, value).ok());
+    ASSERT_TRUE((*producer)->Flush(20000).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const double failed = PublisherErrors(registry, "delivery");
+  const int64_t steps = (*p)->status().steps;
+  const Status stopped = running.Stop();
+  EXPECT_NE(stopped.message().find("not delivered at the stop"), std::string::npos) << stopped;
+  ASSERT_GE(steps, 10) << "too few steps to move the items";
+  ASSERT_GE(failed, 10) << "too few item records refused: the test shows nothing";
+  EXPECT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.item_topic, -1).size(), 0u);
+  const auto ckpts = ListCheckpoints(o.checkpoint_dir);
+  ASSERT_FALSE(ckpts.empty());
+  uint64_t through = 0;
+  std::ifstream(std::filesystem::path(ckpts.back()) / "users_published_through") >> through;
+  EXPECT_GE(through, 20u) << "the users of the clicks were hardly ever confirmed: through batch " << through;
+}
+
 // A session the user publisher cannot read (a damaged entry) fails that user alone: counted,
 // and every other due user goes out. (The read's failure ended the flush: the users gathered
 // with it were dropped, and, the user staying due, every later flush came round to it again.)

@@ -4,6 +4,7 @@
 // tested against a real broker in publisher_test.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -66,9 +67,14 @@ class ScriptedProducer final : public kafka::Producer {
   }
   std::vector<kafka::FailedRecord> TakeFailed() override { return std::exchange(kept_, {}); }
   size_t KeptFailedCount() const override { return kept_.size(); }
+  size_t KeptFailedCountOf(std::string_view topic) const override {
+    return static_cast<size_t>(
+        std::count_if(kept_.begin(), kept_.end(), [&](const auto& r) { return r.topic == topic; }));
+  }
   uint64_t last_numbered() const override { return static_cast<uint64_t>(counts_.produced); }
   uint64_t reported_through() override { return static_cast<uint64_t>(counts_.produced - reports_behind); }
   int64_t delivered_to(std::string_view) const override { return delivered_; }
+  int64_t failed_to(std::string_view) const override { return counts_.failed; }
   bool failed_fatally() const override { return fatal; }
   void RaiseFatalErrorForTesting() override { fatal = true; }
   std::string ConfigValueForTesting(const std::string&) const override { return ""; }

@@ -93,8 +93,10 @@ class Producer {
   // newer than any record of its key produced before it; a record produced for the key since
   // its failure drops it (that one is newer). Empty without keep_failed.
   virtual std::vector<FailedRecord> TakeFailed() = 0;
-  // keep_failed: how many records TakeFailed() would hand back now.
+  // keep_failed: how many records TakeFailed() would hand back now, and how many of them are
+  // of `topic`.
   virtual size_t KeptFailedCount() const = 0;
+  virtual size_t KeptFailedCountOf(std::string_view topic) const = 0;
   // keep_failed: records are numbered 1, 2, ... as Produce() takes them. The number of the last
   // one, and the largest n such that every record numbered up to n has had its delivery report
   // (delivered or failed; serves the reports due first), so that a caller can learn that what
@@ -102,8 +104,10 @@ class Producer {
   // 0 without keep_failed.
   virtual uint64_t last_numbered() const = 0;
   virtual uint64_t reported_through() = 0;
-  // Records of `topic` the broker acknowledged so far (counted as delivery reports are served).
+  // Records of `topic` the broker acknowledged so far, and those whose delivery failed for good
+  // (counted as delivery reports are served; a failure is counted here only once it is kept).
   virtual int64_t delivered_to(std::string_view topic) const = 0;
+  virtual int64_t failed_to(std::string_view topic) const = 0;
   // True once the producer has hit a fatal error (see Produce).
   virtual bool failed_fatally() const = 0;
   // Raises a fatal error in the client, as the broker could (librdkafka's test hook). Tests only.

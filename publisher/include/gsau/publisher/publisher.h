@@ -138,17 +138,20 @@ class KafkaPublisher final : public EmbeddingSink {
   bool WaitSettled(int timeout_ms);
 
   // Delivery marks: under a steady flow WaitSettled(0) may never find a moment with nothing in
-  // flight; a mark tells when everything handed over before it was delivered, whatever came
-  // after. Mark(): none while a failed record waits to go again (it would go out numbered after
-  // the mark). Check(): kDelivered once every record before the mark was delivered; kBroken
-  // once any delivery failed after the mark was taken (its record goes again numbered later):
-  // take a new mark.
+  // flight; a mark tells when every record of one kind (one topic) handed over before it was
+  // delivered, whatever came after. Mark(kind): none while a failed record of that kind waits
+  // to go again (it would go out numbered after the mark). Check(): kDelivered once every
+  // record of the mark's kind before it was delivered; kBroken once a delivery of that kind
+  // failed after the mark was taken (its record goes again numbered later): take a new mark.
+  // A topic that fails every record (deleted, or an ACL refusing writes) breaks no mark of the
+  // other: the user records' marks, which checkpoints follow, held while item records failed.
   struct DeliveryMark {
+    EntityKind kind = EntityKind::kUser;
     uint64_t numbered = 0;  // the producer's last record number when the mark was taken
-    int64_t failed = 0;     // failed deliveries counted then
+    int64_t failed = 0;     // failed deliveries to the kind's topic counted then
   };
   enum class MarkState { kPending, kDelivered, kBroken };
-  std::optional<DeliveryMark> Mark();
+  std::optional<DeliveryMark> Mark(EntityKind kind);
   MarkState Check(const DeliveryMark& mark);
   // True once the producer hit a fatal error: nothing will be delivered any more, the owner
   // should stop (a restart takes a new producer).
@@ -167,6 +170,9 @@ class KafkaPublisher final : public EmbeddingSink {
   static std::unique_ptr<KafkaPublisher> Assemble(const PublisherOptions& options,
                                                   std::unique_ptr<kafka::Producer> producer,
                                                   prometheus::Registry* registry, const Clock& clock);
+  const std::string& TopicOf(EntityKind kind) const {
+    return kind == EntityKind::kUser ? options_.user_topic : options_.item_topic;
+  }
 
   PublisherOptions options_;
   std::unique_ptr<kafka::Producer> producer_;
