@@ -1057,9 +1057,9 @@ struct Pipeline::Impl {
     const fs::path final_dir = CheckpointPath(opt.checkpoint_dir, watermark);
     const fs::path tmp = CheckpointBuildPath(final_dir.string());
     const int64_t steps = learner->Stats().steps;
-    const uint64_t through = UsersPublishedThroughNow();
     const bool republish = republish_outstanding.load();
-    if (Status s = WriteCheckpoint(tmp, final_dir, republish); !s.ok()) {
+    uint64_t through = 0;  // as written: the user thread may confirm more while it is
+    if (Status s = WriteCheckpoint(tmp, final_dir, republish, &through); !s.ok()) {
       fs::remove_all(tmp, ec);  // a full disk's space back, at least what it took
       m->checkpoint_errors.Increment();
       return s.WithContext("checkpoint " + final_dir.string());
@@ -1080,7 +1080,8 @@ struct Pipeline::Impl {
     return Status::Ok();
   }
 
-  Status WriteCheckpoint(const fs::path& tmp, const fs::path& final_dir, bool republish) {
+  // *through: the users_published_through it wrote.
+  Status WriteCheckpoint(const fs::path& tmp, const fs::path& final_dir, bool republish, uint64_t* through) {
     std::error_code ec;
     fs::create_directories(opt.checkpoint_dir, ec);
     if (ec) return Status::IoError("creating " + opt.checkpoint_dir + ": " + ec.message());
@@ -1089,7 +1090,7 @@ struct Pipeline::Impl {
     if (ec) return Status::IoError("creating " + tmp.string() + ": " + ec.message());
     GSAU_RETURN_IF_ERROR(learner->Save((tmp / "model.pt").string(), {watermark, version.load()}));
     GSAU_RETURN_IF_ERROR(store->CreateCheckpoint((tmp / "state").string()).status());
-    GSAU_RETURN_IF_ERROR(WriteUsersPublishedThrough(tmp / kUsersPublishedThrough));
+    GSAU_RETURN_IF_ERROR(WriteUsersPublishedThrough(tmp / kUsersPublishedThrough, through));
     if (republish) {
       {
         std::ofstream at(tmp / kUsersRepublishAtStep);
@@ -1115,11 +1116,15 @@ struct Pipeline::Impl {
            republish_outstanding.load() == checkpointed_republish;
   }
 
-  // Writes users_published_through (never past the checkpoint's own batch) to `file`, synced.
-  Status WriteUsersPublishedThrough(const fs::path& file) {
+  // Writes users_published_through (never past the checkpoint's own batch) to `file`, synced;
+  // *written: the value. (Read before the write and recorded as the checkpoint's, a value the
+  // user thread had confirmed meanwhile made the file newer than the record, and the next idle
+  // check wrote the same model again.)
+  Status WriteUsersPublishedThrough(const fs::path& file, uint64_t* written) {
+    *written = UsersPublishedThroughNow();
     {
       std::ofstream through(file);
-      through << UsersPublishedThroughNow() << '\n';
+      through << *written << '\n';
       if (!through.flush()) return Status::IoError("writing " + file.string());
     }
     return SyncPath(file.string());
@@ -1131,10 +1136,12 @@ struct Pipeline::Impl {
   Status RecordUsersPublishedThrough() {
     const fs::path file = last_checkpoint_dir / kUsersPublishedThrough;
     const fs::path tmp = last_checkpoint_dir / (std::string(kUsersPublishedThrough) + std::string(kTmpSuffix));
-    GSAU_RETURN_IF_ERROR(WriteUsersPublishedThrough(tmp));
+    uint64_t through = 0;
+    GSAU_RETURN_IF_ERROR(WriteUsersPublishedThrough(tmp, &through));
     std::error_code ec;
     fs::rename(tmp, file, ec);
     if (ec) return Status::IoError("renaming " + tmp.string() + ": " + ec.message());
+    checkpointed_through = through;
     if (!republish_outstanding) {
       fs::remove(last_checkpoint_dir / kUsersRepublishAtStep, ec);
       if (ec) return Status::IoError("removing " + (last_checkpoint_dir / kUsersRepublishAtStep).string() + ": " +
