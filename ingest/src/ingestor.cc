@@ -732,7 +732,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       consumer_->resume(parts);
       paused_ = false;
       metrics_.paused.Set(0);
-      GSAU_LOG_DEBUG("ingest: learner queue drained to half, resuming");
+      if (const int64_t n = resume_log_.Due()) {
+        GSAU_LOG_INFO("ingest: learner queue drained to half, resuming{}",
+                      n > 1 ? " (" + std::to_string(n) + " resumes since the last line)" : std::string());
+      }
     }
     RdKafka::TopicPartition::destroy(parts);
     if (paused_) {
@@ -1378,6 +1381,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   Throttle consume_log_{std::chrono::seconds(5)};
   Throttle redelivered_log_{std::chrono::seconds(5)};
   Throttle pause_log_{std::chrono::seconds(30)};  // a backlog pauses ingest every few learner rounds
+  Throttle resume_log_{std::chrono::seconds(30)};
   KeyedThrottle librdkafka_log_{std::chrono::seconds(5)};  // per facility
 
   mutable std::mutex counters_mu_;

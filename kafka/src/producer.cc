@@ -24,6 +24,9 @@ std::string KeyOf(std::string_view topic, const void* key, size_t key_len) {
   return k;
 }
 
+// The topic of a KeyOf (a topic name holds no NUL).
+std::string_view TopicOfKey(std::string_view key) { return key.substr(0, key.find('\0')); }
+
 // keep_failed: which record of each key is the newest in flight (by a sequence number carried
 // as the message's opaque), the newest failed one of each key, and which numbers still await
 // their delivery report.
@@ -37,6 +40,7 @@ class FailedRecords {
     if (newest != 0) replaced_[seq] = newest;
     newest = seq;
     unreported_.insert(seq);  // now, not at Enqueued: another thread's poll() may report it first
+    unreported_by_topic_[std::string(TopicOfKey(key))].insert(seq);
     return seq;
   }
   void Enqueued(const std::string& key, uint64_t seq) {
@@ -50,7 +54,7 @@ class FailedRecords {
   // newest again (its failure is kept). A full queue makes refusals common (the publisher's).
   void NotEnqueued(const std::string& key, uint64_t seq) {
     std::lock_guard<std::mutex> lock(mu_);
-    unreported_.erase(seq);
+    Reported(key, seq);
     uint64_t before = 0;
     if (auto r = replaced_.find(seq); r != replaced_.end()) {
       before = r->second;
@@ -69,7 +73,11 @@ class FailedRecords {
   void Done(const std::string& key, uint64_t seq, RdKafka::Message& m, std::atomic<int64_t>& counter) {
     std::lock_guard<std::mutex> lock(mu_);
     counter.fetch_add(1, std::memory_order_relaxed);
-    unreported_.erase(seq);
+    Reported(key, seq);
+    // Under the lock with the report: whoever finds a record reported (ReportedThrough) finds
+    // its failure counted, and whoever reads this count and then the kept records finds the
+    // failure in one or the other.
+    if (m.err() != RdKafka::ERR_NO_ERROR) ++failed_by_topic_[std::string(TopicOfKey(key))];
     auto it = newest_.find(key);
     if (it == newest_.end()) return;
     if (it->second == seq) {
@@ -115,6 +123,18 @@ class FailedRecords {
     std::lock_guard<std::mutex> lock(mu_);
     return unreported_.empty() ? next_seq_ : *unreported_.begin() - 1;
   }
+  // The same over the records of `topic` only: a record of another topic still in flight (for
+  // message.timeout.ms while its partition has no leader) holds nothing back.
+  uint64_t ReportedThrough(std::string_view topic) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto it = unreported_by_topic_.find(std::string(topic));
+    return it == unreported_by_topic_.end() || it->second.empty() ? next_seq_ : *it->second.begin() - 1;
+  }
+  int64_t FailedTo(std::string_view topic) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto it = failed_by_topic_.find(std::string(topic));
+    return it == failed_by_topic_.end() ? 0 : it->second;
+  }
   std::vector<FailedRecord> Take() {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<FailedRecord> out;
@@ -125,9 +145,19 @@ class FailedRecords {
   }
 
  private:
+  // Under mu_: `seq` (of `key`) has had its report, or was refused at once.
+  void Reported(const std::string& key, uint64_t seq) {
+    unreported_.erase(seq);
+    if (auto it = unreported_by_topic_.find(std::string(TopicOfKey(key))); it != unreported_by_topic_.end()) {
+      it->second.erase(seq);
+    }
+  }
+
   mutable std::mutex mu_;
   uint64_t next_seq_ = 0;
   std::set<uint64_t> unreported_;  // numbered, not refused at once, no delivery report yet
+  std::unordered_map<std::string, std::set<uint64_t>> unreported_by_topic_;  // the same by topic
+  std::unordered_map<std::string, int64_t> failed_by_topic_;  // failed delivery reports
   std::unordered_map<std::string, uint64_t> newest_;
   // Numbers between Producing and Enqueued / NotEnqueued: the newest of their key they replaced.
   std::unordered_map<uint64_t, uint64_t> replaced_;
@@ -156,9 +186,7 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
       too_large.fetch_add(1, std::memory_order_relaxed);
     }
     std::lock_guard<std::mutex> lock(mu);
-    // After kept.Done: one who reads this count and then the kept records finds the failure in
-    // one or the other (or both), never in neither.
-    ++failed_by_topic[message.topic_name()];
+    if (!keep_failed_) ++failed_by_topic[message.topic_name()];  // else counted by kept.Done
     if (first_error.ok()) {
       first_error = Status::Unavailable("delivery to " + message.topic_name() + " failed: " + message.errstr());
     }
@@ -179,6 +207,7 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
     return it == delivered_by_topic.end() ? 0 : it->second;
   }
   int64_t FailedTo(std::string_view topic) const {
+    if (keep_failed_) return kept.FailedTo(topic);
     std::lock_guard<std::mutex> lock(mu);
     const auto it = failed_by_topic.find(std::string(topic));
     return it == failed_by_topic.end() ? 0 : it->second;
@@ -340,6 +369,10 @@ class RdProducer final : public Producer {
   uint64_t reported_through() override {
     producer_->poll(0);  // serves the delivery reports due
     return tracker_->kept.ReportedThrough();
+  }
+  uint64_t reported_through_of(std::string_view topic) override {
+    producer_->poll(0);
+    return tracker_->kept.ReportedThrough(topic);
   }
   size_t KeptFailedCount() const override { return tracker_->kept.Count(); }
   size_t KeptFailedCountOf(std::string_view topic) const override { return tracker_->kept.CountOf(topic); }

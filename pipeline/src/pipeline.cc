@@ -1778,8 +1778,10 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
   user_thread.join();
   // Every user handed out has its record delivered: confirm them all (under pub_mu).
   const auto confirm_all = [&] {
+    // The user records alone: item records failing (a topic refusing them) held every user of
+    // the last flushes unconfirmed, and a restart published them again.
     if (!user_status.ok() || !im.item_publish_status.ok() || im.pub->failed_fatally() || im.users_left_due ||
-        !im.pub->WaitSettled(0)) {
+        !im.pub->Settled(EntityKind::kUser)) {
       return false;
     }
     im.users_confirmed_seq = std::max(im.users_confirmed_seq.load(), im.users_taken_seq);

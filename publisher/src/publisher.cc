@@ -94,7 +94,8 @@ struct KafkaPublisher::Metrics {
                     .Add({})),
         freshness(prometheus::BuildHistogram()
                       .Name("gsau_publisher_freshness_seconds")
-                      .Help("Event time of the click that made a refresh due, to the time its embedding was produced")
+                      .Help("Event time of a user's click (of several one record reflects, the oldest), to the time "
+                            "the record was produced")
                       .Register(r)
                       .Add({}, std::vector<double>{0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60,
                                                    300, 3600})),
@@ -320,12 +321,17 @@ std::optional<KafkaPublisher::DeliveryMark> KafkaPublisher::Mark(EntityKind kind
 }
 
 KafkaPublisher::MarkState KafkaPublisher::Check(const DeliveryMark& mark) {
-  const uint64_t reported = producer_->reported_through();
+  const uint64_t reported = producer_->reported_through_of(TopicOf(mark.kind));
   CountDeliveryReports();
   if (producer_->failed_to(TopicOf(mark.kind)) != mark.failed || producer_->failed_fatally()) {
     return MarkState::kBroken;
   }
   return reported >= mark.numbered ? MarkState::kDelivered : MarkState::kPending;
+}
+
+bool KafkaPublisher::Settled(EntityKind kind) {
+  const auto mark = Mark(kind);
+  return mark && Check(*mark) == MarkState::kDelivered;
 }
 
 Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records) { return Publish(records, nullptr); }

@@ -214,8 +214,9 @@ TEST(PipelinePublishingTest, UsersOfNewItemsArePublishedWithoutAStep) {
 
 // A record that reflects several clicks is measured from the oldest: with both publish intervals
 // an hour, the stop's flush publishes a user's two clicks, 60 s apart in event time, as one
-// record. Measured from the newest click (the record's event_time_ms), freshness showed a few
-// seconds for a click that had waited a minute.
+// record (the stop drains the learner's queue and refreshes serving before the user thread's
+// last flush, so the new items are known). Measured from the newest click (the record's
+// event_time_ms), freshness showed a few seconds for a click that had waited a minute.
 TEST(PipelinePublishingTest, FreshnessOfACoalescedRecordCountsFromItsOldestClick) {
   TempDir dir("gsau-pipeline-publishing");
   auto o = Options(dir);

@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -24,6 +25,7 @@ namespace {
 // Settles every record at once: the first `fail_deliveries` records accepted fail (kept for
 // TakeFailed), the rest are delivered; while `refusals` holds statuses, each Produce() call
 // takes the next one and refuses with it before sending (an Ok one lets its call through).
+// Records of `held_topic` stay in flight instead (a partition without a leader).
 class ScriptedProducer final : public kafka::Producer {
  public:
   int fail_deliveries = 0;
@@ -32,6 +34,7 @@ class ScriptedProducer final : public kafka::Producer {
   bool fatal = false;
   bool one_in_flight = false;  // counts() shows one more record produced than settled: a steady flow
   int64_t reports_behind = 0;  // reported_through() lags the records produced by this many
+  std::string held_topic;
   std::vector<std::string> values;             // of every record taken
   std::function<void()> after_produce = [] {};  // e.g. a clock that moves while records wait
 
@@ -47,9 +50,12 @@ class ScriptedProducer final : public kafka::Producer {
       if (!s.ok()) return s;
     }
     ++counts_.produced;
-    if (fail_deliveries > 0) {
+    if (topic == held_topic) {
+      if (first_held_ == 0) first_held_ = static_cast<uint64_t>(counts_.produced);
+    } else if (fail_deliveries > 0) {
       --fail_deliveries;
       ++counts_.failed;
+      ++failed_to_[std::string(topic)];
       kept_.push_back({std::string(topic), std::string(key), false, std::string(value), tombstone, headers,
                        "refused by the topic"});
     } else {
@@ -72,9 +78,18 @@ class ScriptedProducer final : public kafka::Producer {
         std::count_if(kept_.begin(), kept_.end(), [&](const auto& r) { return r.topic == topic; }));
   }
   uint64_t last_numbered() const override { return static_cast<uint64_t>(counts_.produced); }
-  uint64_t reported_through() override { return static_cast<uint64_t>(counts_.produced - reports_behind); }
+  uint64_t reported_through() override {
+    const auto through = static_cast<uint64_t>(counts_.produced - reports_behind);
+    return first_held_ == 0 ? through : std::min(through, first_held_ - 1);
+  }
+  uint64_t reported_through_of(std::string_view topic) override {
+    return topic == held_topic ? reported_through() : static_cast<uint64_t>(counts_.produced - reports_behind);
+  }
   int64_t delivered_to(std::string_view) const override { return delivered_; }
-  int64_t failed_to(std::string_view) const override { return counts_.failed; }
+  int64_t failed_to(std::string_view topic) const override {
+    const auto it = failed_to_.find(std::string(topic));
+    return it == failed_to_.end() ? 0 : it->second;
+  }
   bool failed_fatally() const override { return fatal; }
   void RaiseFatalErrorForTesting() override { fatal = true; }
   std::string ConfigValueForTesting(const std::string&) const override { return ""; }
@@ -82,14 +97,16 @@ class ScriptedProducer final : public kafka::Producer {
 
  private:
   kafka::DeliveryCounts counts_;
+  uint64_t first_held_ = 0;  // the number of the first record of held_topic (0: none)
+  std::map<std::string, int64_t> failed_to_;
   std::vector<kafka::FailedRecord> kept_;
   int64_t delivered_ = 0;
 };
 
-EmbeddingRecord User(const std::string& id, int64_t model_version = 1) {
+EmbeddingRecord User(const std::string& id, int64_t model_version = 1, EntityKind kind = EntityKind::kUser) {
   EmbeddingRecord r;
   r.id = id;
-  r.kind = EntityKind::kUser;
+  r.kind = kind;
   r.model_version = model_version;
   r.embedding = {0.5f, -0.25f};
   return r;
@@ -297,6 +314,38 @@ TEST(PublisherRedeliveryTest, TheBackoffHoldsWhileTheLastRoundsRecordsAreUnrepor
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250)) << "the backoff was reset";
+}
+
+// Delivery marks follow one topic: an item record in flight (its partition without a leader,
+// for up to message.timeout.ms) or failing holds no user mark back; a user record failing
+// breaks it. Marks covered every record of both topics: with an item topic refusing its
+// records, no user delivery was ever confirmed.
+TEST(PublisherRedeliveryTest, DeliveryMarksFollowTheirOwnTopic) {
+  using State = KafkaPublisher::MarkState;
+  Fixture f;
+  f.producer->held_topic = PublisherOptions{}.item_topic;
+  ASSERT_TRUE(f.pub->Publish(std::vector<EmbeddingRecord>{User("i1", 1, EntityKind::kItem)}).ok());
+  ASSERT_TRUE(f.pub->Publish(std::vector<EmbeddingRecord>{User("u1", 2)}).ok());
+  const auto users = f.pub->Mark(EntityKind::kUser);
+  ASSERT_TRUE(users.has_value());
+  EXPECT_EQ(f.pub->Check(*users), State::kDelivered) << "held back by the item record in flight";
+  EXPECT_TRUE(f.pub->Settled(EntityKind::kUser));
+  EXPECT_FALSE(f.pub->Settled(EntityKind::kItem));
+  EXPECT_FALSE(f.pub->WaitSettled(0));
+
+  f.producer->held_topic.clear();
+  const auto items = f.pub->Mark(EntityKind::kItem);
+  ASSERT_TRUE(items.has_value());
+  f.producer->fail_deliveries = 1;
+  ASSERT_TRUE(f.pub->Publish(std::vector<EmbeddingRecord>{User("i2", 3, EntityKind::kItem)}).ok());
+  EXPECT_EQ(f.pub->Check(*items), State::kBroken);
+  EXPECT_EQ(f.pub->Check(*users), State::kDelivered) << "broken by an item record's failure";
+  EXPECT_FALSE(f.pub->Mark(EntityKind::kItem).has_value()) << "i2 waits to go again";
+  const auto later = f.pub->Mark(EntityKind::kUser);
+  ASSERT_TRUE(later.has_value()) << "refused while an item record waits to go again";
+  f.producer->fail_deliveries = 2;  // u2's, and i2's if this publish produces it again first
+  ASSERT_TRUE(f.pub->Publish(std::vector<EmbeddingRecord>{User("u2", 4)}).ok());
+  EXPECT_EQ(f.pub->Check(*later), State::kBroken);
 }
 
 }  // namespace

@@ -33,7 +33,7 @@ struct EmbeddingRecord {
   // whose click may be hours old): the sink's freshness measure counts it.
   bool observe_freshness = true;
   // The oldest event the record is the first to reflect, when it coalesces several (0: none
-  // older than event_time_ms): freshness measures from it, since that event waited longest.
+  // older than event_time_ms): freshness measures from it (the record is that late for it).
   int64_t oldest_event_time_ms = 0;
 };
 

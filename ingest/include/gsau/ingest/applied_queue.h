@@ -3,10 +3,10 @@
 // Ingest pushes each applied batch, one without events too (records skipped or dead-lettered:
 // the state's batch sequence moved); the learner pops them. The queue is bounded by a count of
 // events: when it has no room, ingest pauses its partitions (backpressure) instead of
-// buffering without bound, and resumes once the learner has drained it to half the bound. Batches without events
-// do not count there: one pushed behind another such batch replaces it (only the newest
-// sequence number says anything), so a stream of bad records cannot grow the queue while the
-// learner is held up.
+// buffering without bound, and resumes once the learner has drained it to half the bound.
+// Batches without events do not count there: one pushed behind another such batch replaces it
+// (only the newest sequence number says anything), so a stream of bad records cannot grow the
+// queue while the learner is held up.
 //
 // Thread safety: AppliedQueue is safe for one or more producers and consumers.
 #pragma once

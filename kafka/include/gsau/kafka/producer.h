@@ -104,8 +104,13 @@ class Producer {
   // 0 without keep_failed.
   virtual uint64_t last_numbered() const = 0;
   virtual uint64_t reported_through() = 0;
+  // The same over the records of `topic` only: every record of it numbered up to the result
+  // has had its report (records of other topics still in flight hold nothing back).
+  virtual uint64_t reported_through_of(std::string_view topic) = 0;
   // Records of `topic` the broker acknowledged so far, and those whose delivery failed for good
-  // (counted as delivery reports are served; a failure is counted here only once it is kept).
+  // (counted as delivery reports are served; with keep_failed, together with the report: a
+  // record ReportedThrough covers has its failure counted, and a failure counted is kept
+  // already unless a newer record of its key superseded it).
   virtual int64_t delivered_to(std::string_view topic) const = 0;
   virtual int64_t failed_to(std::string_view topic) const = 0;
   // True once the producer has hit a fatal error (see Produce).

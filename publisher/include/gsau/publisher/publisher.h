@@ -143,8 +143,9 @@ class KafkaPublisher final : public EmbeddingSink {
   // to go again (it would go out numbered after the mark). Check(): kDelivered once every
   // record of the mark's kind before it was delivered; kBroken once a delivery of that kind
   // failed after the mark was taken (its record goes again numbered later): take a new mark.
-  // A topic that fails every record (deleted, or an ACL refusing writes) breaks no mark of the
-  // other: the user records' marks, which checkpoints follow, held while item records failed.
+  // A topic that fails every record (deleted, or an ACL refusing writes), or whose records wait
+  // for message.timeout.ms (a partition without a leader), holds no mark of the other back: the
+  // user records' marks, which checkpoints follow, broke or waited while item records failed.
   struct DeliveryMark {
     EntityKind kind = EntityKind::kUser;
     uint64_t numbered = 0;  // the producer's last record number when the mark was taken
@@ -153,6 +154,10 @@ class KafkaPublisher final : public EmbeddingSink {
   enum class MarkState { kPending, kDelivered, kBroken };
   std::optional<DeliveryMark> Mark(EntityKind kind);
   MarkState Check(const DeliveryMark& mark);
+  // True when every record of `kind` handed over so far was delivered (none in flight, none
+  // kept to go again), whatever the other kind's: WaitSettled(0) for one topic, served reports
+  // included.
+  bool Settled(EntityKind kind);
   // True once the producer hit a fatal error: nothing will be delivered any more, the owner
   // should stop (a restart takes a new producer).
   bool failed_fatally() const { return producer_->failed_fatally(); }
