@@ -538,7 +538,7 @@ struct Pipeline::Impl {
   // no longer outstanding.
   void FollowRepublish(const DueUsers& due) {
     if (republish_handing && due.MinFirstSeq() > republish_seq) {
-      if (auto mark = pub->Mark(EntityKind::kUser)) {  // none while a failed record waits: the next flush
+      if (auto mark = pub->Mark(EntityKind::kUser)) {  // none while a failed user record waits: next flush
         republish_mark = *mark;
         republish_handing = false;
       }
@@ -1829,7 +1829,9 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
         flush = Status(flush.code(), "publisher: " + std::string(kUndelivered) + ": " + std::string(why));
       }
     }
-    if (flush.ok() && last_checkpoint.ok() && learner_status.ok() && !confirmed && confirm_all()) {
+    // Not only after a flush that delivered everything: item records failing (a topic refusing
+    // them) failed it, and the users of the last flushes, delivered, went out again at the restart.
+    if (last_checkpoint.ok() && learner_status.ok() && !confirmed && confirm_all()) {
       last_checkpoint = im.RecordUsersPublishedThrough();
     }
   }

@@ -25,7 +25,8 @@ namespace {
 // Settles every record at once: the first `fail_deliveries` records accepted fail (kept for
 // TakeFailed), the rest are delivered; while `refusals` holds statuses, each Produce() call
 // takes the next one and refuses with it before sending (an Ok one lets its call through).
-// Records of `held_topic` stay in flight instead (a partition without a leader).
+// Records of `held_topic` stay in flight instead (a partition without a leader), for good: the
+// first of them caps reported_through() for the rest of the test.
 class ScriptedProducer final : public kafka::Producer {
  public:
   int fail_deliveries = 0;

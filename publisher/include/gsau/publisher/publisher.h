@@ -144,8 +144,8 @@ class KafkaPublisher final : public EmbeddingSink {
   // record of the mark's kind before it was delivered; kBroken once a delivery of that kind
   // failed after the mark was taken (its record goes again numbered later): take a new mark.
   // A topic that fails every record (deleted, or an ACL refusing writes), or whose records wait
-  // for message.timeout.ms (a partition without a leader), holds no mark of the other back: the
-  // user records' marks, which checkpoints follow, broke or waited while item records failed.
+  // for message.timeout.ms (a partition without a leader), holds no mark of the other back (the
+  // user records' marks, which checkpoints follow, once broke or waited on item records).
   struct DeliveryMark {
     EntityKind kind = EntityKind::kUser;
     uint64_t numbered = 0;  // the producer's last record number when the mark was taken
