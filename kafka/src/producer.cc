@@ -4,9 +4,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <unordered_map>
 
 #include "conf.h"
@@ -27,6 +29,14 @@ std::string KeyOf(std::string_view topic, const void* key, size_t key_len) {
 // The topic of a KeyOf (a topic name holds no NUL).
 std::string_view TopicOfKey(std::string_view key) { return key.substr(0, key.find('\0')); }
 
+// A map by topic name looked up by a string_view, without a string made per record.
+struct TopicHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view topic) const { return std::hash<std::string_view>{}(topic); }
+};
+template <typename T>
+using ByTopic = std::unordered_map<std::string, T, TopicHash, std::equal_to<>>;
+
 // keep_failed: which record of each key is the newest in flight (by a sequence number carried
 // as the message's opaque), the newest failed one of each key, and which numbers still await
 // their delivery report.
@@ -39,8 +49,11 @@ class FailedRecords {
     auto& newest = newest_[key];
     if (newest != 0) replaced_[seq] = newest;
     newest = seq;
-    unreported_.insert(seq);  // now, not at Enqueued: another thread's poll() may report it first
-    unreported_by_topic_[std::string(TopicOfKey(key))].insert(seq);
+    // Now, not at Enqueued: another thread's poll() may report it first.
+    const std::string_view topic = TopicOfKey(key);
+    auto it = unreported_.find(topic);
+    if (it == unreported_.end()) it = unreported_.emplace(std::string(topic), std::set<uint64_t>{}).first;
+    it->second.insert(seq);
     return seq;
   }
   void Enqueued(const std::string& key, uint64_t seq) {
@@ -62,7 +75,7 @@ class FailedRecords {
     }
     auto it = newest_.find(key);
     if (it == newest_.end() || it->second != seq) return;
-    if (before != 0 && unreported_.count(before) > 0) {
+    if (before != 0 && Unreported(key).count(before) > 0) {  // (of the same key: the same topic)
       it->second = before;
     } else {
       newest_.erase(it);
@@ -77,7 +90,12 @@ class FailedRecords {
     // Under the lock with the report: whoever finds a record reported (ReportedThrough) finds
     // its failure counted, and whoever reads this count and then the kept records finds the
     // failure in one or the other.
-    if (m.err() != RdKafka::ERR_NO_ERROR) ++failed_by_topic_[std::string(TopicOfKey(key))];
+    if (m.err() != RdKafka::ERR_NO_ERROR) {
+      const std::string_view topic = TopicOfKey(key);
+      auto f = failed_by_topic_.find(topic);
+      if (f == failed_by_topic_.end()) f = failed_by_topic_.emplace(std::string(topic), 0).first;
+      ++f->second;
+    }
     auto it = newest_.find(key);
     if (it == newest_.end()) return;
     if (it->second == seq) {
@@ -121,18 +139,22 @@ class FailedRecords {
   }
   uint64_t ReportedThrough() const {
     std::lock_guard<std::mutex> lock(mu_);
-    return unreported_.empty() ? next_seq_ : *unreported_.begin() - 1;
+    uint64_t through = next_seq_;
+    for (const auto& [topic, seqs] : unreported_) {
+      if (!seqs.empty()) through = std::min(through, *seqs.begin() - 1);
+    }
+    return through;
   }
   // The same over the records of `topic` only: a record of another topic still in flight (for
   // message.timeout.ms while its partition has no leader) holds nothing back.
   uint64_t ReportedThrough(std::string_view topic) const {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto it = unreported_by_topic_.find(std::string(topic));
-    return it == unreported_by_topic_.end() || it->second.empty() ? next_seq_ : *it->second.begin() - 1;
+    const auto it = unreported_.find(topic);
+    return it == unreported_.end() || it->second.empty() ? next_seq_ : *it->second.begin() - 1;
   }
   int64_t FailedTo(std::string_view topic) const {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto it = failed_by_topic_.find(std::string(topic));
+    const auto it = failed_by_topic_.find(topic);
     return it == failed_by_topic_.end() ? 0 : it->second;
   }
   std::vector<FailedRecord> Take() {
@@ -147,17 +169,21 @@ class FailedRecords {
  private:
   // Under mu_: `seq` (of `key`) has had its report, or was refused at once.
   void Reported(const std::string& key, uint64_t seq) {
-    unreported_.erase(seq);
-    if (auto it = unreported_by_topic_.find(std::string(TopicOfKey(key))); it != unreported_by_topic_.end()) {
-      it->second.erase(seq);
-    }
+    if (auto it = unreported_.find(TopicOfKey(key)); it != unreported_.end()) it->second.erase(seq);
+  }
+  // Under mu_: the unreported numbers of `key`'s topic (an empty set when it has none).
+  const std::set<uint64_t>& Unreported(const std::string& key) const {
+    static const std::set<uint64_t> kNone;
+    const auto it = unreported_.find(TopicOfKey(key));
+    return it == unreported_.end() ? kNone : it->second;
   }
 
   mutable std::mutex mu_;
   uint64_t next_seq_ = 0;
-  std::set<uint64_t> unreported_;  // numbered, not refused at once, no delivery report yet
-  std::unordered_map<std::string, std::set<uint64_t>> unreported_by_topic_;  // the same by topic
-  std::unordered_map<std::string, int64_t> failed_by_topic_;  // failed delivery reports
+  // Numbered, not refused at once, no delivery report yet, by topic (ReportedThrough takes the
+  // least over the topics: a publisher has two).
+  ByTopic<std::set<uint64_t>> unreported_;
+  ByTopic<int64_t> failed_by_topic_;  // failed delivery reports
   std::unordered_map<std::string, uint64_t> newest_;
   // Numbers between Producing and Enqueued / NotEnqueued: the newest of their key they replaced.
   std::unordered_map<uint64_t, uint64_t> replaced_;
@@ -186,7 +212,6 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
       too_large.fetch_add(1, std::memory_order_relaxed);
     }
     std::lock_guard<std::mutex> lock(mu);
-    if (!keep_failed_) ++failed_by_topic[message.topic_name()];  // else counted by kept.Done
     if (first_error.ok()) {
       first_error = Status::Unavailable("delivery to " + message.topic_name() + " failed: " + message.errstr());
     }
@@ -206,12 +231,6 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
     const auto it = delivered_by_topic.find(std::string(topic));
     return it == delivered_by_topic.end() ? 0 : it->second;
   }
-  int64_t FailedTo(std::string_view topic) const {
-    if (keep_failed_) return kept.FailedTo(topic);
-    std::lock_guard<std::mutex> lock(mu);
-    const auto it = failed_by_topic.find(std::string(topic));
-    return it == failed_by_topic.end() ? 0 : it->second;
-  }
 
   std::atomic<int64_t> delivered{0};
   std::atomic<int64_t> failed{0};
@@ -223,7 +242,6 @@ class DeliveryTracker : public RdKafka::DeliveryReportCb {
   mutable std::mutex mu;
   Status first_error;
   std::unordered_map<std::string, int64_t> delivered_by_topic;
-  std::unordered_map<std::string, int64_t> failed_by_topic;
 };
 
 // librdkafka's log lines and client errors (a broker away, authentication) through gsau's log,
@@ -362,7 +380,7 @@ class RdProducer final : public Producer {
 
   int64_t max_message_bytes() const override { return max_message_bytes_; }
   int64_t delivered_to(std::string_view topic) const override { return tracker_->DeliveredTo(topic); }
-  int64_t failed_to(std::string_view topic) const override { return tracker_->FailedTo(topic); }
+  int64_t failed_to(std::string_view topic) const override { return tracker_->kept.FailedTo(topic); }
 
   std::vector<FailedRecord> TakeFailed() override { return tracker_->kept.Take(); }
   uint64_t last_numbered() const override { return tracker_->kept.LastSeq(); }

@@ -107,11 +107,11 @@ class Producer {
   // The same over the records of `topic` only: every record of it numbered up to the result
   // has had its report (records of other topics still in flight hold nothing back).
   virtual uint64_t reported_through_of(std::string_view topic) = 0;
-  // Records of `topic` the broker acknowledged so far, and those whose delivery failed for good
-  // (counted as delivery reports are served; with keep_failed, together with the report: a
-  // record ReportedThrough covers has its failure counted, and a failure counted is kept
-  // already unless a newer record of its key superseded it).
+  // Records of `topic` the broker acknowledged so far (counted as delivery reports are served).
   virtual int64_t delivered_to(std::string_view topic) const = 0;
+  // keep_failed: records of `topic` whose delivery failed for good, counted together with the
+  // report (a record reported_through_of covers has its failure counted, and a failure counted
+  // is kept already unless a newer record of its key superseded it). 0 without keep_failed.
   virtual int64_t failed_to(std::string_view topic) const = 0;
   // True once the producer has hit a fatal error (see Produce).
   virtual bool failed_fatally() const = 0;
