@@ -319,6 +319,12 @@ struct Pipeline::Impl {
     int64_t items_seen = 0;  // the snapshot's item count at the last look
   };
   std::unordered_map<state::UserId, Waiting> waiting_users;
+  // User publisher thread: users whose record went out without an item of their session (the
+  // wait for it ran out), by the highest item id the snapshot did not know then; marked due again
+  // once a snapshot knows it. A record that carries a click's time but not its effect was
+  // otherwise the user's last until the next click or refresh (an hour by default).
+  std::unordered_map<state::UserId, uint32_t> published_without;
+  int64_t published_without_items = -1;  // the snapshot's item count when they were last looked at
   // User publisher thread: the refresh of every user under way.
   struct Refresh {
     RefreshPass pass;
@@ -1297,6 +1303,7 @@ struct Pipeline::Impl {
       // A round takes what is queued up to 20,000 events or half a second of taking in, then
       // steps, refreshes serving, publishes and hears a stop: with a slow Observe (a wide model)
       // a round of 20,000 took 11 s, and no user was published meanwhile.
+      if (opt.learner_round_hook) opt.learner_round_hook();
       const auto round_start = SteadyClock::now();
       auto b = queue.Pop(can_train ? 0 : 100);
       while (b) {
@@ -1430,12 +1437,6 @@ struct Pipeline::Impl {
   // ------------------------------------------------------------------------------------
   // User publisher thread
 
-  // How long a user's record waits for the serving snapshot to learn the item just clicked (a
-  // new item gets its row when the learner takes the click in, behind any backlog of its
-  // queue, and reaches serving at the end of that round, after its step); then it goes out
-  // without it.
-  static constexpr int64_t kNewItemWaitNs = 30'000'000'000;
-
   // Users embedded by one forward pass: a restart can make every user of the state due at once,
   // and one pass over all of them would need memory in proportion (tens of GB at a million).
   static constexpr size_t kUsersPerForward = 1024;
@@ -1443,6 +1444,27 @@ struct Pipeline::Impl {
   // while every user goes out again waits for one such group at most (an operator measured click
   // freshness p50 0.70 s, p99 4.8 s during refreshes of 8,192 a flush, 36 ms / 129 ms outside).
   static constexpr size_t kMarkedUsersPerFlush = kUsersPerForward;
+
+  // A new item gets its row when the learner takes the click in, behind any backlog of its queue,
+  // and reaches serving at the end of that round, after its step: a user's record waits this
+  // long for it (PipelineOptions::new_item_wait_ms).
+  int64_t NewItemWaitNs() const { return int64_t{opt.new_item_wait_ms} * 1'000'000; }
+
+  // Marks due again the users whose record went out without an item the snapshot now knows.
+  void RemarkUsersPublishedWithout(DueUsers& due) {
+    if (published_without.empty()) return;
+    const int64_t items = learner->Serving()->items();
+    if (items == published_without_items) return;
+    published_without_items = items;
+    for (auto it = published_without.begin(); it != published_without.end();) {
+      if (static_cast<int64_t>(it->second) < items) {
+        due.Merge(it->first, DueUser{0, kNoClickSeq, false});
+        it = published_without.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
 
   // The user publisher's read of a session (the test fault first, when one is set).
   Result<std::vector<state::SessionEntry>> ReadSession(state::UserId u) const {
@@ -1478,7 +1500,7 @@ struct Pipeline::Impl {
       }
       auto waiting = waiting_users.find(u);
       if (waiting != waiting_users.end() && waiting->second.items_seen == serving->items() &&
-          now_ns - waiting->second.since_ns < kNewItemWaitNs) {
+          now_ns - waiting->second.since_ns < NewItemWaitNs()) {
         return Status::Ok();  // no new item in the snapshot since the last look: no need to read again
       }
       auto read = Counted(ReadSession(u));
@@ -1507,7 +1529,7 @@ struct Pipeline::Impl {
       if (!serving->KnowsAll(s)) {
         auto& w = waiting_users.try_emplace(u, Waiting{now_ns, 0}).first->second;
         w.items_seen = serving->items();
-        if (now_ns - w.since_ns < kNewItemWaitNs) return Status::Ok();
+        if (now_ns - w.since_ns < NewItemWaitNs()) return Status::Ok();
       }
       DueUser mark = d;
       // Marked without a click (a refresh marks by id): the record's event time is the
@@ -1553,6 +1575,7 @@ struct Pipeline::Impl {
     const auto dim = static_cast<size_t>(serving.dim());
     std::vector<EmbeddingRecord> recs;
     std::vector<state::UserId> rec_users;  // whose each of recs is
+    std::vector<size_t> rec_groups;        // and its place in `users`
     recs.reserve(users.size());
     for (size_t k = 0; k < users.size(); ++k) {
       auto id = store->UserExternalId(users[k]);
@@ -1575,6 +1598,7 @@ struct Pipeline::Impl {
       r.embedding.assign(rows.begin() + static_cast<long>(k * dim), rows.begin() + static_cast<long>((k + 1) * dim));
       recs.push_back(std::move(r));
       rec_users.push_back(users[k]);
+      rec_groups.push_back(k);
     }
     // Those handed over are no longer due, also when a full queue refused the rest: produced
     // again at the next flush, they went out twice.
@@ -1583,6 +1607,12 @@ struct Pipeline::Impl {
     for (size_t k = 0; k < handed_over; ++k) {
       due.Erase(rec_users[k]);
       waiting_users.erase(rec_users[k]);
+      const auto& session = sessions_now[rec_groups[k]];
+      if (serving.KnowsAll(session)) {
+        published_without.erase(rec_users[k]);
+      } else {
+        published_without[rec_users[k]] = *std::max_element(session.begin(), session.end());
+      }
     }
     std::lock_guard<std::mutex> lock(status_mu);
     st.users_published += std::count_if(recs.begin(), recs.begin() + static_cast<std::ptrdiff_t>(handed_over),
@@ -1626,7 +1656,10 @@ struct Pipeline::Impl {
         // A new click: look at the session again (its wait, if any, goes on from where it was).
         if (auto w = waiting_users.find(u); w != waiting_users.end()) w->second.items_seen = -1;
       }
-      if (!stop) ContinueRefresh(due);  // the stop's last flush publishes no more than it has
+      if (!stop) {  // the stop's last flush publishes no more than it has
+        RemarkUsersPublishedWithout(due);
+        ContinueRefresh(due);
+      }
       users_taken_seq = std::max(users_taken_seq, through);
       const Status published = PublishUsers(due, stop);
       const auto users = static_cast<size_t>(store->Counts().users);
@@ -1678,6 +1711,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const PipelineOptions& option
     return Status::InvalidArgument("publish intervals must be >= 1 ms");
   }
   if (options.stop_flush_ms < 0) return Status::InvalidArgument("stop_flush_ms must be >= 0");
+  if (options.new_item_wait_ms < 0) return Status::InvalidArgument("new_item_wait_ms must be >= 0");
   // Ingest waits for room for a whole batch: a smaller queue paused it for ever, without a word
   // (config/ checks this for gsau run; a caller of the library had no such check).
   if (options.queue_capacity < static_cast<size_t>(std::max(options.ingest.batch_max_events, 1))) {

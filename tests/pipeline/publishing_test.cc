@@ -2,12 +2,14 @@
 // topic and what a refused record counts. In-process pipelines on the real broker, stopped as
 // they start; with both publish intervals an hour, the stop's publishing is the only one.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <prometheus/registry.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -210,6 +212,70 @@ TEST(PipelinePublishingTest, UsersOfNewItemsArePublishedWithoutAStep) {
   ASSERT_FALSE(got.empty()) << "no user record while the pipeline ran";
   EXPECT_EQ(got[0].key, "u1");
   EXPECT_EQ(steps, 0) << "a step took the snapshot: the test shows nothing";
+}
+
+// A user's record waits new_item_wait_ms for the serving snapshot to learn a new item of the
+// session, then goes out without it; once a snapshot knows the item, it goes out again. That
+// record was the user's last until the next click or the hourly refresh: downstream kept a
+// vector without the click's effect beside an event time saying it had it. The learner is held
+// (a backlog behind it) while the second click's wait runs out.
+TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemGoesOutAgainOnceTheModelKnowsIt) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  o.min_step_samples = 1'000'000;  // no step: a user's vector changes with its session alone
+  o.user_flush_ms = 50;
+  o.new_item_wait_ms = 500;
+  std::atomic<bool> hold{false}, held{false};
+  o.learner_round_hook = [&] {
+    while (hold) {
+      held = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    held = false;
+  };
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  prometheus::Registry registry;
+  auto p = Pipeline::Create(o, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  RunningPipeline running(**p);
+  struct Release {  // before the pipeline stops, however the test ends
+    std::atomic<bool>* hold;
+    ~Release() { *hold = false; }
+  } release{&hold};
+  auto producer = kafka::Producer::Create(o.ingest.kafka, {});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  const auto click = [&](const std::string& item) {
+    const std::string value = R"({"user_id": "u1", "item_id": ")" + item + R"(", "ts": 1700000000000})";
+    ASSERT_TRUE((*producer)->Produce(o.ingest.topic, "u1", value).ok());
+    ASSERT_TRUE((*producer)->Flush(20000).ok());
+  };
+  const auto wait_for = [](const std::function<bool()>& done) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return done();
+  };
+  click("i0");
+  ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 1).size(), 1u) << "the first click's record";
+  hold = true;
+  ASSERT_TRUE(wait_for([&] { return held.load(); })) << "the learner was not held";
+  click("i1");
+  ASSERT_TRUE(wait_for([&] { return (*p)->status().applied == 2; }));
+  ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 2).size(), 2u) << "no record after the wait";
+  ASSERT_EQ((*p)->status().items, 1) << "the learner learnt i1 while held: the test shows nothing";
+  hold = false;
+  const auto records = ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 3, 10000);
+  const Status result = running.Stop();
+  EXPECT_TRUE(result.ok()) << result;
+  ASSERT_EQ(records.size(), 3u) << "not published again once the model knew i1";
+  std::vector<std::vector<float>> vectors;
+  for (const auto& r : records) {
+    EXPECT_EQ(r.key, "u1");
+    vectors.push_back(nlohmann::json::parse(r.value).at("embedding").get<std::vector<float>>());
+  }
+  EXPECT_EQ(vectors[1], vectors[0]) << "the second record was to leave i1 out (no step between them)";
+  EXPECT_NE(vectors[2], vectors[1]) << "the third record does not reflect i1";
 }
 
 // A record that reflects several clicks is measured from the oldest: with both publish intervals

@@ -103,9 +103,17 @@ struct PipelineOptions {
   // set does not grow with the state. Not in the config file (a tuning of the pipeline's, smaller
   // in tests).
   size_t refresh_part_users = 16384;
+  // How long a user's record waits for the serving snapshot to learn a new item of its session
+  // (the learner takes the click in behind any backlog of its queue); then it goes out without
+  // that item, and again once the snapshot knows it. Not in the config file (smaller in tests).
+  // Unit: ms.
+  int new_item_wait_ms = 30000;
   // Tests only: a non-OK status fails the publisher's read of that user's session as a damaged
   // entry would (the learner's and the start-up's reads are not affected). Not in the config.
   std::function<Status(state::UserId)> session_read_fault;
+  // Tests only: called by the learner thread before each round takes applied events in; it may
+  // block, holding the learner back as a backlog would (a stop waits for it). Not in the config.
+  std::function<void()> learner_round_hook;
   std::string prequential_csv;         // empty = no CSV
   int prequential_interval_s = 10;     // CSV rows and metric windows
   int prequential_max_per_batch = 512;  // clicks ranked between two steps, at most (the rest skipped)
