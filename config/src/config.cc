@@ -137,25 +137,29 @@ Field WithRange(Field f, std::string range) {
 template <typename S>
 Field StringField(std::string key, Member<S> sec, std::string S::*m, std::string desc,
                   std::vector<std::string> allowed = {}, bool non_empty = false) {
-  return Field{std::move(key),
-               "string",
-               "",
-               std::move(desc),
-               [=](Config& c, const std::string& t) {
-                 (c.*sec).*m = t;
-                 return Status::Ok();
-               },
-               [=](const Config& c) { return (c.*sec).*m; },
-               [=](const Config& c) -> std::string {
-                 const std::string& v = (c.*sec).*m;
-                 if (non_empty && v.empty()) return "must not be empty";
-                 if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
-                   std::string list;
-                   for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-                   return "must be one of " + list + ", got '" + v + "'";
-                 }
-                 return "";
-               }};
+  std::string range;  // the docs' list of the values taken: "string in {a, b}"
+  for (const auto& a : allowed) range += (range.empty() ? "{" : ", ") + a;
+  if (!range.empty()) range += "}";
+  Field f{std::move(key),
+          "string",
+          "",
+          std::move(desc),
+          [=](Config& c, const std::string& t) {
+            (c.*sec).*m = t;
+            return Status::Ok();
+          },
+          [=](const Config& c) { return (c.*sec).*m; },
+          [=](const Config& c) -> std::string {
+            const std::string& v = (c.*sec).*m;
+            if (non_empty && v.empty()) return "must not be empty";
+            if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+              std::string list;
+              for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+              return "must be one of " + list + ", got '" + v + "'";
+            }
+            return "";
+          }};
+  return WithRange(std::move(f), std::move(range));
 }
 
 template <typename S>
@@ -347,7 +351,8 @@ const std::vector<Field>& Table() {
       IntField("publisher.stop_flush_ms", &C::publisher, &PublisherSection::stop_flush_ms, "ms",
                "At a stop, how long to wait for the last records' deliveries (the last checkpoint is written "
                "before it); what is not delivered by then the next start publishes again. Keep it below an "
-               "orchestrator's grace period (Kubernetes: 30 s by default, the checkpoint's time included). 0: "
+               "orchestrator's grace period less the last checkpoint's time (Kubernetes' grace period: 30 s by "
+               "default). 0: "
                "no wait (the producer's close still gives them up to 1 s), and undelivered records are no failure.",
                0, 3600000),
       StringField("metrics.listen_address", &C::metrics, &MetricsSection::listen_address,
@@ -563,8 +568,11 @@ std::vector<std::string> UnknownEnvironment(const LoadInput& input) {
     return best;
   };
   std::vector<std::string> out;
+  // The project's own variables that share a section's prefix (scripts/kafka_fetch.sh's).
+  static constexpr std::string_view kNotConfig[] = {"GSAU_KAFKA_VERSION"};
   for (const auto& [name, value] : input.env) {
     if (name.rfind(kPropertyEnvPrefix, 0) == 0) continue;
+    if (std::find(std::begin(kNotConfig), std::end(kNotConfig), name) != std::end(kNotConfig)) continue;
     if (name == EnvName(std::string(kPropertiesKey))) {  // the map as one variable
       out.push_back(name + " (did you mean " + std::string(kPropertyEnvPrefix) + "<NAME>, one variable a property?)");
       continue;
@@ -609,6 +617,10 @@ namespace fs = std::filesystem;
 // host:port with a numeric port in [0, 65535] (0: any free port), or empty.
 Status CheckListenAddress(const std::string& address) {
   if (address.empty()) return Status::Ok();
+  if (address.find("://") != std::string::npos) {
+    return Status::InvalidArgument("expected host:port without a scheme or path (e.g. 0.0.0.0:9464), got '" +
+                                   address + "'");
+  }
   const auto colon = address.rfind(':');
   if (colon == std::string::npos) return Status::InvalidArgument("expected host:port, got '" + address + "'");
   // An IPv6 host goes in brackets ([::1]:9464): "::1" read as host ':' and port 1.
@@ -780,7 +792,21 @@ Status ValidateFrom(const Config& c, const Origins* origins, LoadInput::Director
       }
     }
   }
+  // Set from their own keys first, a property would override them without a word: with
+  // bootstrap.servers, `gsau demo` (no kafka.bootstrap_servers: an embedded broker) sent its
+  // synthetic clicks and embeddings to the brokers the property named, and --bootstrap lost to it.
+  static constexpr std::pair<std::string_view, std::string_view> kOwnKeys[] = {
+      {"bootstrap.servers", "kafka.bootstrap_servers (or --bootstrap)"},
+      {"metadata.broker.list", "kafka.bootstrap_servers (or --bootstrap)"},
+      {"client.id", "kafka.client_id"},
+  };
   for (const auto& [name, value] : c.kafka.properties) {
+    for (const auto& [property, key] : kOwnKeys) {
+      if (name == property) {
+        return invalid(std::string(kPropertiesKey) + "." + name,
+                       "is set from " + std::string(key) + "; set that instead");
+      }
+    }
     if (const auto why = ingest::ConsumerOwnedProperty(name, value); !why.empty()) {
       return invalid(std::string(kPropertiesKey) + "." + name,
                      "is set by gsau's consumer and cannot be changed here: " + std::string(why));
@@ -834,7 +860,8 @@ std::vector<FieldDoc> Fields() {
                  "...); env GSAU_KAFKA_PROPERTY_<NAME>. Secret values are never logged. The consumer's own "
                  "group.id, group.instance.id, session.timeout.ms, enable.auto.commit, enable.auto.offset.store, "
                  "auto.offset.reset, enable.partition.eof and isolation.level (but read_committed) are refused "
-                 "(exactly once rests on them).",
+                 "(exactly once rests on them), and so are bootstrap.servers, metadata.broker.list and client.id "
+                 "(set kafka.bootstrap_servers and kafka.client_id).",
                  ""});
   return out;
 }

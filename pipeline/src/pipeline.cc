@@ -1822,7 +1822,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop) {
     if (im.republish_taken) im.RepublishDelivered();  // handed out (none left due) and delivered
     return true;
   };
-  // The last checkpoint before the publisher's flush: a flush can wait 30 s (stop_flush_ms) on a
+  // The last checkpoint before the publisher's flush: a flush can wait 20 s (stop_flush_ms) on a
   // slow broker, and an orchestrator's grace period (Kubernetes' default is 30 s) would SIGKILL
   // the process before a checkpoint written after it. Its users_published_through says how far users'
   // records were delivered by then; a kill during the flush only makes a restart publish more.

@@ -452,6 +452,32 @@ TEST(ConfigTest, TheConsumersOwnSettingsAreRefusedAsProperties) {
     EXPECT_EQ(c.status().message().rfind(message, 0), 0u) << c.status();
   }
   EXPECT_TRUE(LoadWith("", {}, {"kafka.properties.fetch.max.bytes=1048576"}).ok());
+}
+
+// Properties that gsau sets from its own keys are refused: applied after them, they won without a
+// word (bootstrap.servers beat --bootstrap, and sent `gsau demo`'s synthetic clicks, meant for its
+// embedded broker, to the brokers it named).
+TEST(ConfigTest, PropertiesSetFromTheirOwnKeysAreRefused) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"kafka.properties.bootstrap.servers=b:9092",
+       "kafka.properties.bootstrap.servers (--set): is set from kafka.bootstrap_servers (or --bootstrap); set that "
+       "instead"},
+      {"kafka.properties.metadata.broker.list=b:9092",
+       "kafka.properties.metadata.broker.list (--set): is set from kafka.bootstrap_servers"},
+      {"kafka.properties.client.id=x", "kafka.properties.client.id (--set): is set from kafka.client_id"},
+  };
+  for (const auto& [set, message] : cases) {
+    auto c = LoadWith("", {}, {set});
+    ASSERT_FALSE(c.ok()) << set;
+    EXPECT_EQ(c.status().message().rfind(message, 0), 0u) << c.status();
+  }
+  auto env = LoadWith("", {{"GSAU_KAFKA_PROPERTY_BOOTSTRAP_SERVERS", "b:9092"}}, {});
+  ASSERT_FALSE(env.ok());
+  EXPECT_EQ(env.status().message().rfind("kafka.properties.bootstrap.servers (environment "
+                                         "GSAU_KAFKA_PROPERTY_BOOTSTRAP_SERVERS): is set from",
+                                         0),
+            0u)
+      << env.status();
   // The consumer's own isolation level may be said again; another is refused.
   EXPECT_TRUE(LoadWith("", {}, {"kafka.properties.isolation.level=read_committed"}).ok());
   EXPECT_FALSE(LoadWith("", {}, {"kafka.properties.isolation.level=read_uncommitted"}).ok());
@@ -510,6 +536,9 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
       {{"metrics.listen_address=::1"},
        "metrics.listen_address (--set): expected host:port with an IPv6 host in brackets ([::1]:9464), got '::1'"},
       {{"metrics.listen_address=foo"}, "metrics.listen_address (--set): expected host:port, got 'foo'"},
+      {{"metrics.listen_address=http://0.0.0.0:9464/metrics"},
+       "metrics.listen_address (--set): expected host:port without a scheme or path (e.g. 0.0.0.0:9464), got "
+       "'http://0.0.0.0:9464/metrics'"},
       {{"metrics.listen_address=127.0.0.1:99999"},
        "metrics.listen_address (--set): the port must be a number in [0, 65535], got '127.0.0.1:99999'"},
       {{"metrics.listen_address=:http"},
@@ -555,7 +584,7 @@ TEST(ConfigTest, EnvironmentVariablesNamedLikeFieldsButMatchingNoneAreReported) 
             {"GSAU_TOPICS_CLICK", "c"},         {"HOME", "/root"},
             {"GSAU_TOPIC_CLICKS", "c"},         {"GSAU_KAFKA_PROPERTIES_SASL_PASSWORD", "p"},
             {"GSAU_TEST_KAFKA_DIR", "/tmp/kb"},  {"GSAU_KAFKA_PROPERTIES", "acks=all"},
-            {"GSAU_INGEST", "5"}};
+            {"GSAU_INGEST", "5"},               {"GSAU_KAFKA_VERSION", "4.1.1"}};  // scripts/kafka_fetch.sh's
   EXPECT_EQ(UnknownEnvironment(in),
             (std::vector<std::string>{
                 "GSAU_LEARNER_BATCHSIZE (did you mean GSAU_LEARNER_BATCH_SIZE?)",

@@ -546,7 +546,7 @@ TEST(PipelinePublishingTest, RecordsUndeliveredAtTheStopAreSaidToGoOutAtTheNextS
             0u)
       << s;
   EXPECT_EQ(s.message().find("later calls"), std::string::npos) << s;
-  EXPECT_LT(run_s, 15.0) << "stop_flush_ms not used";  // 2 s asked for; the default waits 30 s
+  EXPECT_LT(run_s, 15.0) << "stop_flush_ms not used";  // 2 s asked for; the default waits 20 s
   EXPECT_GT(status.publish_failures, 0);
   prometheus::Registry again;
   ASSERT_TRUE(RunStoppedAtOnce(o, &again, &status).ok());

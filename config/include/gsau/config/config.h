@@ -92,7 +92,7 @@ struct PublisherSection {
   int interval_ms = 50;         // user embeddings
   int item_interval_ms = 1000;  // item embeddings
   double item_change_threshold = 0.01;  // relative L2 move since the item's last record
-  int stop_flush_ms = 30000;  // the stop's wait for the last deliveries
+  int stop_flush_ms = 20000;  // the stop's wait for the last deliveries
   int user_refresh_s = 3600;  // every user again this often while training goes on; 0 = never
 };
 

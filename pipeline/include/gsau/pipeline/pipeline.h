@@ -93,7 +93,7 @@ struct PipelineOptions {
   int item_interval_ms = 1000;         // item rows that moved are published per interval
   // The stop's wait for the last deliveries (after the last checkpoint); records still undelivered
   // then fail Run (the next start publishes them again), except with 0: no wait asked for. Unit: ms.
-  int stop_flush_ms = 30000;
+  int stop_flush_ms = 20000;
   // Every user is published again after this long with training steps since every user last went
   // out (item records follow the model; a user's record changes only with a click). 0: never
   // (only when the learner goes idle, and after a cold start). Unit: s.
