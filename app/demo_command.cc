@@ -116,7 +116,7 @@ int RunDemo(const DemoFlags& f) {
     return kExitUsage;
   }
   auto cfg = LoadConfig("demo", f.config);
-  if (!cfg.ok()) return kExitUsage;
+  if (!cfg.ok() || !LearnerDeviceUsable("demo", *cfg)) return kExitUsage;
   const std::atomic<bool>& stop_requested = InstallStopSignals();
   const StopAfter stop_at(stop_requested, f.duration_s);  // a signal or --duration, start-up included
   const auto t0 = std::chrono::steady_clock::now();

@@ -106,7 +106,7 @@ int RunEvaluate(const EvaluateFlags& f) {
     }
   }
   auto cfg = LoadConfig("evaluate", f.config);
-  if (!cfg.ok()) return kExitUsage;
+  if (!cfg.ok() || !LearnerDeviceUsable("evaluate", *cfg)) return kExitUsage;
   fs::path ckpt = f.checkpoint;
   if (!fs::exists(ckpt / "model.pt")) {
     const auto all = pipeline::ListCheckpointsAsRecovered(f.checkpoint);

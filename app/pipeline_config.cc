@@ -1,6 +1,7 @@
 #include "pipeline_config.h"
 
 #include <algorithm>
+#include <iostream>
 
 #include "gsau/common/cpu.h"
 
@@ -43,6 +44,16 @@ pipeline::PipelineOptions ToPipelineOptions(const config::Config& c) {
   o.prequential_csv = c.learner.prequential_csv;
   o.prequential_interval_s = c.learner.prequential_interval_s;
   return o;
+}
+
+// Checked with the configuration: the learner refused it only once the metrics port was bound,
+// as a failure (exit 1) whose message named no field.
+bool LearnerDeviceUsable(const std::string& command, const config::Config& c) {
+  if (c.learner.device != "cuda" || learner::CudaAvailable()) return true;
+  std::cerr << "gsau " << command
+            << ": configuration error: learner.device: cuda, but LibTorch sees no CUDA device on this machine "
+               "(auto uses one when there is)\n";
+  return false;
 }
 
 }  // namespace gsau::app

@@ -3,6 +3,8 @@
 // LibTorch so that the pipeline's other stages build without it.
 #pragma once
 
+#include <string>
+
 #include "gsau/config/config.h"
 #include "gsau/learner/online.h"
 #include "gsau/pipeline/pipeline.h"
@@ -11,5 +13,10 @@ namespace gsau::app {
 
 learner::OnlineOptions ToOnlineOptions(const config::Config& c);
 pipeline::PipelineOptions ToPipelineOptions(const config::Config& c);
+
+// Whether the configuration's learner.device is usable on this machine ("cuda" needs a device
+// LibTorch sees); if not, prints "gsau <command>: configuration error: learner.device: ..." and
+// returns false (the command exits kExitUsage, as for any configuration error).
+bool LearnerDeviceUsable(const std::string& command, const config::Config& c);
 
 }  // namespace gsau::app

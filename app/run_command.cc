@@ -35,7 +35,7 @@ int RunPipeline(const RunFlags& f) {
                         {{"kafka.bootstrap_servers", f.bootstrap, "--bootstrap"},
                          {"state.path", f.state_path, "--state"},
                          {"learner.checkpoint_dir", f.checkpoint_dir, "--checkpoints"}});
-  if (!cfg.ok()) return kExitUsage;
+  if (!cfg.ok() || !LearnerDeviceUsable("run", *cfg)) return kExitUsage;
   if (cfg->kafka.bootstrap_servers.empty()) {
     std::cerr << "gsau run: no Kafka broker: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers "
                  "(`gsau demo` runs everything with an embedded broker)\n";

@@ -1399,6 +1399,8 @@ Status ValidateOptions(const OnlineOptions& o) {
 
 }  // namespace
 
+bool CudaAvailable() { return torch::cuda::is_available(); }
+
 Result<std::unique_ptr<OnlineLearner>> OnlineLearner::Create(const OnlineOptions& options) {
   GSAU_RETURN_IF_ERROR(ValidateOptions(options));
   auto impl = std::make_unique<Impl>();

@@ -15,6 +15,9 @@
 #include <gtest/gtest.h>
 
 #include "gsau/kafka/admin.h"
+#ifdef GSAU_HAVE_RUN
+#include "gsau/learner/online.h"
+#endif
 #include "gsau/replay/replay.h"
 
 #include "kafka_broker.h"
@@ -77,6 +80,20 @@ TEST(AppTest, BrokenConfigurationNamesTheFieldAndStops) {
   EXPECT_NE(out.find("publisher.format (environment GSAU_PUBLISHER_FORMAT): must be one of json, binary, got 'xml'"),
             std::string::npos)
       << out;
+#ifdef GSAU_HAVE_RUN
+  // A learner device this machine lacks: refused as the configuration's error, before anything
+  // starts (the learner refused it after the metrics port was bound, exit 1, naming no field).
+  if (!learner::CudaAvailable()) {
+    EXPECT_EQ(RunCommand(Gsau() + " run --bootstrap 127.0.0.1:1 --set learner.device=cuda --set state.path=" +
+                             dir.File("state") + " --set learner.checkpoint_dir=" + dir.File("ckpt") + " 2>&1",
+                         &out),
+              2)
+        << out;
+    EXPECT_NE(out.find("gsau run: configuration error: learner.device: cuda, but LibTorch sees no CUDA device"),
+              std::string::npos)
+        << out;
+  }
+#endif
 }
 
 // The same for the commands that need the learner (run, demo, evaluate); a build without it has

@@ -259,6 +259,9 @@ class ServingModel {
 
 struct LoadedCheckpoint;
 
+// Whether LibTorch sees a CUDA device (device "cuda" needs one; "auto" uses it when there is).
+bool CudaAvailable();
+
 class OnlineLearner {
  public:
   // kInvalidArgument for bad options, kUnavailable for device "cuda" without CUDA.
