@@ -320,10 +320,17 @@ struct Pipeline::Impl {
   };
   std::unordered_map<state::UserId, Waiting> waiting_users;
   // User publisher thread: users whose record went out without an item of their session (the
-  // wait for it ran out), by the highest item id the snapshot did not know then; marked due again
-  // once a snapshot knows it. A record that carries a click's time but not its effect was
-  // otherwise the user's last until the next click or refresh (an hour by default).
-  std::unordered_map<state::UserId, uint32_t> published_without;
+  // wait for it ran out): the highest item id the snapshot did not know then, and the first state
+  // batch whose click is not reflected yet; marked due again once a snapshot knows the item. A
+  // record that carries a click's time but not its effect was otherwise the user's last until the
+  // next click or refresh (an hour by default). Their batches stay unconfirmed meanwhile (as a
+  // due user's), so that a stop or a crash before then leaves them to the restart.
+  struct PublishedWithout {
+    uint32_t item = 0;
+    uint64_t first_seq = kNoClickSeq;
+  };
+  std::unordered_map<state::UserId, PublishedWithout> published_without;
+  std::map<uint64_t, size_t> published_without_held;  // first_seq -> users (kNoClickSeq not counted)
   int64_t published_without_items = -1;  // the snapshot's item count when they were last looked at
   // User publisher thread: the refresh of every user under way.
   struct Refresh {
@@ -1450,20 +1457,55 @@ struct Pipeline::Impl {
   // long for it (PipelineOptions::new_item_wait_ms).
   int64_t NewItemWaitNs() const { return int64_t{opt.new_item_wait_ms} * 1'000'000; }
 
-  // Marks due again the users whose record went out without an item the snapshot now knows.
+  // Marks due again the users whose record went out without an item the snapshot now knows. A
+  // scan of those waiting, when the snapshot has new items: as many as clicked a new item while
+  // the learner was over new_item_wait_ms behind.
   void RemarkUsersPublishedWithout(DueUsers& due) {
     if (published_without.empty()) return;
     const int64_t items = learner->Serving()->items();
     if (items == published_without_items) return;
     published_without_items = items;
     for (auto it = published_without.begin(); it != published_without.end();) {
-      if (static_cast<int64_t>(it->second) < items) {
-        due.Merge(it->first, DueUser{0, kNoClickSeq, false});
-        it = published_without.erase(it);
+      if (static_cast<int64_t>(it->second.item) < items) {
+        due.Merge(it->first, DueUser{0, it->second.first_seq, false});  // due holds its batch back now
+        it = ForgetPublishedWithout(it);
       } else {
         ++it;
       }
     }
+  }
+
+  // `user`'s record went out from `session` (first_seq: what it was due for) with or without
+  // every item of it.
+  void NotePublished(const learner::ServingModel& serving, state::UserId user, const std::vector<uint32_t>& session,
+                     uint64_t first_seq) {
+    auto it = published_without.find(user);
+    if (serving.KnowsAll(session)) {
+      if (it != published_without.end()) ForgetPublishedWithout(it);
+      return;
+    }
+    const uint32_t item = *std::max_element(session.begin(), session.end());
+    if (it != published_without.end()) {
+      first_seq = std::min(first_seq, it->second.first_seq);  // the older click is still not reflected
+      ForgetPublishedWithout(it);
+    }
+    published_without.emplace(user, PublishedWithout{item, first_seq});
+    if (first_seq != kNoClickSeq) ++published_without_held[first_seq];
+  }
+
+  std::unordered_map<state::UserId, PublishedWithout>::iterator ForgetPublishedWithout(
+      std::unordered_map<state::UserId, PublishedWithout>::iterator it) {
+    if (const uint64_t seq = it->second.first_seq; seq != kNoClickSeq) {
+      auto held = published_without_held.find(seq);
+      if (--held->second == 0) published_without_held.erase(held);
+    }
+    return published_without.erase(it);
+  }
+
+  // The oldest batch of the users due or published without an item (kNoClickSeq: none).
+  uint64_t MinUnpublishedSeq(const DueUsers& due) const {
+    const uint64_t without = published_without_held.empty() ? kNoClickSeq : published_without_held.begin()->first;
+    return std::min(due.MinFirstSeq(), without);
   }
 
   // The user publisher's read of a session (the test fault first, when one is set).
@@ -1585,6 +1627,7 @@ struct Pipeline::Impl {
         GSAU_LOG_ERROR("pipeline: user {} not published: {}", users[k], id.status().ToString());
         due.Erase(users[k]);
         waiting_users.erase(users[k]);
+        if (auto w = published_without.find(users[k]); w != published_without.end()) ForgetPublishedWithout(w);
         continue;
       }
       EmbeddingRecord r;
@@ -1607,12 +1650,7 @@ struct Pipeline::Impl {
     for (size_t k = 0; k < handed_over; ++k) {
       due.Erase(rec_users[k]);
       waiting_users.erase(rec_users[k]);
-      const auto& session = sessions_now[rec_groups[k]];
-      if (serving.KnowsAll(session)) {
-        published_without.erase(rec_users[k]);
-      } else {
-        published_without[rec_users[k]] = *std::max_element(session.begin(), session.end());
-      }
+      NotePublished(serving, rec_users[k], sessions_now[rec_groups[k]], marks[rec_groups[k]].first_seq);
     }
     std::lock_guard<std::mutex> lock(status_mu);
     st.users_published += std::count_if(recs.begin(), recs.begin() + static_cast<std::ptrdiff_t>(handed_over),
@@ -1633,8 +1671,10 @@ struct Pipeline::Impl {
       if (SecondsSince(last_confirm) >= 1.0) {  // at most once a second, without waiting
         last_confirm = SteadyClock::now();
         // The last flush produced every user of the batches up to users_taken_seq but those it
-        // left due (waiting for a new item, or failed), whose clicks begin at their first_seq.
-        const uint64_t produced_through = std::min(users_taken_seq, std::max<uint64_t>(due.MinFirstSeq(), 1) - 1);
+        // left due (waiting for a new item, or failed) or published without a new item, whose
+        // clicks begin at their first_seq.
+        const uint64_t produced_through =
+            std::min(users_taken_seq, std::max<uint64_t>(MinUnpublishedSeq(due), 1) - 1);
         std::lock_guard<std::mutex> lock(pub_mu);
         while (!marks.empty()) {
           const auto state = pub->Check(marks.front().second);
@@ -1656,10 +1696,9 @@ struct Pipeline::Impl {
         // A new click: look at the session again (its wait, if any, goes on from where it was).
         if (auto w = waiting_users.find(u); w != waiting_users.end()) w->second.items_seen = -1;
       }
-      if (!stop) {  // the stop's last flush publishes no more than it has
-        RemarkUsersPublishedWithout(due);
-        ContinueRefresh(due);
-      }
+      // The stop's last flush too: the learner has taken in what ingest applied.
+      RemarkUsersPublishedWithout(due);
+      if (!stop) ContinueRefresh(due);  // the stop's last flush publishes no more than it has
       users_taken_seq = std::max(users_taken_seq, through);
       const Status published = PublishUsers(due, stop);
       const auto users = static_cast<size_t>(store->Counts().users);
@@ -1691,7 +1730,7 @@ struct Pipeline::Impl {
     }
     Status last = flush();
     // Refreshes left due hold nothing back: the stop may confirm every click's user.
-    users_left_due = due.MinFirstSeq() != kNoClickSeq;
+    users_left_due = MinUnpublishedSeq(due) != kNoClickSeq;
     return last;
   }
 };
