@@ -13,6 +13,9 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <string>
+#include <string_view>
+#include <tuple>
 
 extern char** environ;
 
@@ -795,16 +798,17 @@ Status ValidateFrom(const Config& c, const Origins* origins, LoadInput::Director
   // Set from their own keys first, a property would override them without a word: with
   // bootstrap.servers, `gsau demo` (no kafka.bootstrap_servers: an embedded broker) sent its
   // synthetic clicks and embeddings to the brokers the property named, and --bootstrap lost to it.
-  static constexpr std::pair<std::string_view, std::string_view> kOwnKeys[] = {
-      {"bootstrap.servers", "kafka.bootstrap_servers (or --bootstrap)"},
-      {"metadata.broker.list", "kafka.bootstrap_servers (or --bootstrap)"},
-      {"client.id", "kafka.client_id"},
+  // The same value as the key's changes nothing and is taken.
+  const std::tuple<std::string_view, std::string_view, const std::string*> kOwnKeys[] = {
+      {"bootstrap.servers", "kafka.bootstrap_servers (or --bootstrap)", &c.kafka.bootstrap_servers},
+      {"metadata.broker.list", "kafka.bootstrap_servers (or --bootstrap)", &c.kafka.bootstrap_servers},
+      {"client.id", "kafka.client_id", &c.kafka.client_id},
   };
   for (const auto& [name, value] : c.kafka.properties) {
-    for (const auto& [property, key] : kOwnKeys) {
-      if (name == property) {
+    for (const auto& [property, key, own] : kOwnKeys) {
+      if (name == property && value != *own) {
         return invalid(std::string(kPropertiesKey) + "." + name,
-                       "is set from " + std::string(key) + "; set that instead");
+                       "is set from " + std::string(key) + " ('" + *own + "'); set that instead");
       }
     }
     if (const auto why = ingest::ConsumerOwnedProperty(name, value); !why.empty()) {
@@ -861,7 +865,7 @@ std::vector<FieldDoc> Fields() {
                  "group.id, group.instance.id, session.timeout.ms, enable.auto.commit, enable.auto.offset.store, "
                  "auto.offset.reset, enable.partition.eof and isolation.level (but read_committed) are refused "
                  "(exactly once rests on them), and so are bootstrap.servers, metadata.broker.list and client.id "
-                 "(set kafka.bootstrap_servers and kafka.client_id).",
+                 "unless equal to kafka.bootstrap_servers and kafka.client_id (set those instead).",
                  ""});
   return out;
 }

@@ -460,17 +460,22 @@ TEST(ConfigTest, TheConsumersOwnSettingsAreRefusedAsProperties) {
 TEST(ConfigTest, PropertiesSetFromTheirOwnKeysAreRefused) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"kafka.properties.bootstrap.servers=b:9092",
-       "kafka.properties.bootstrap.servers (--set): is set from kafka.bootstrap_servers (or --bootstrap); set that "
-       "instead"},
+       "kafka.properties.bootstrap.servers (--set): is set from kafka.bootstrap_servers (or --bootstrap) (''); set "
+       "that instead"},
       {"kafka.properties.metadata.broker.list=b:9092",
        "kafka.properties.metadata.broker.list (--set): is set from kafka.bootstrap_servers"},
-      {"kafka.properties.client.id=x", "kafka.properties.client.id (--set): is set from kafka.client_id"},
+      {"kafka.properties.client.id=x", "kafka.properties.client.id (--set): is set from kafka.client_id ('gsau')"},
   };
   for (const auto& [set, message] : cases) {
     auto c = LoadWith("", {}, {set});
     ASSERT_FALSE(c.ok()) << set;
     EXPECT_EQ(c.status().message().rfind(message, 0), 0u) << c.status();
   }
+  // Said again with the key's own value: nothing changes, nothing to refuse.
+  EXPECT_TRUE(LoadWith("", {}, {"kafka.bootstrap_servers=b:9092", "kafka.properties.bootstrap.servers=b:9092",
+                                "kafka.properties.client.id=gsau"})
+                  .ok());
+  EXPECT_FALSE(LoadWith("", {}, {"kafka.bootstrap_servers=b:9092", "kafka.properties.bootstrap.servers=c:9092"}).ok());
   auto env = LoadWith("", {{"GSAU_KAFKA_PROPERTY_BOOTSTRAP_SERVERS", "b:9092"}}, {});
   ASSERT_FALSE(env.ok());
   EXPECT_EQ(env.status().message().rfind("kafka.properties.bootstrap.servers (environment "
