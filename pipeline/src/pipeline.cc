@@ -323,11 +323,14 @@ struct Pipeline::Impl {
   // wait for it ran out): the highest item id the snapshot did not know then, and the first state
   // batch whose click is not reflected yet; marked due again once a snapshot knows the item. A
   // record that carries a click's time but not its effect was otherwise the user's last until the
-  // next click or refresh (an hour by default). Their batches stay unconfirmed meanwhile (as a
-  // due user's), so that a stop or a crash before then leaves them to the restart.
+  // next click or refresh (an hour by default). Their batches stay unconfirmed until the user's
+  // next record (as a due user's), so that a stop or a crash before then leaves them to the
+  // restart; the mark itself holds nothing (a click's batch merged into it would otherwise be
+  // held by a user who kept clicking new items while the learner stayed behind).
   struct PublishedWithout {
     uint32_t item = 0;
     uint64_t first_seq = kNoClickSeq;
+    bool remarked = false;  // due again: the item is known now
   };
   std::unordered_map<state::UserId, PublishedWithout> published_without;
   std::map<uint64_t, size_t> published_without_held;  // first_seq -> users (kNoClickSeq not counted)
@@ -1465,12 +1468,10 @@ struct Pipeline::Impl {
     const int64_t items = learner->Serving()->items();
     if (items == published_without_items) return;
     published_without_items = items;
-    for (auto it = published_without.begin(); it != published_without.end();) {
-      if (static_cast<int64_t>(it->second.item) < items) {
-        due.Merge(it->first, DueUser{0, it->second.first_seq, false});  // due holds its batch back now
-        it = ForgetPublishedWithout(it);
-      } else {
-        ++it;
+    for (auto& [user, w] : published_without) {
+      if (!w.remarked && static_cast<int64_t>(w.item) < items) {
+        due.Merge(user, DueUser{0, kNoClickSeq, false});
+        w.remarked = true;
       }
     }
   }
@@ -1486,11 +1487,18 @@ struct Pipeline::Impl {
     }
     const uint32_t item = *std::max_element(session.begin(), session.end());
     if (it != published_without.end()) {
-      first_seq = std::min(first_seq, it->second.first_seq);  // the older click is still not reflected
+      // Its older click is still not reflected when its item is still unknown.
+      if (static_cast<int64_t>(it->second.item) >= serving.items()) {
+        first_seq = std::min(first_seq, it->second.first_seq);
+      }
       ForgetPublishedWithout(it);
     }
     published_without.emplace(user, PublishedWithout{item, first_seq});
     if (first_seq != kNoClickSeq) ++published_without_held[first_seq];
+  }
+
+  void ForgetPublishedWithout(state::UserId user) {
+    if (auto it = published_without.find(user); it != published_without.end()) ForgetPublishedWithout(it);
   }
 
   std::unordered_map<state::UserId, PublishedWithout>::iterator ForgetPublishedWithout(
@@ -1500,6 +1508,16 @@ struct Pipeline::Impl {
       if (--held->second == 0) published_without_held.erase(held);
     }
     return published_without.erase(it);
+  }
+
+  // A mark without a click that cannot go out (its session unreadable, or no item of it known):
+  // dropped, as the next refresh marks the user again, and with it a re-mark's hold (nothing
+  // else would release it).
+  void DropMark(DueUsers& due, state::UserId user) {
+    due.Erase(user);
+    if (auto it = published_without.find(user); it != published_without.end() && it->second.remarked) {
+      ForgetPublishedWithout(it);
+    }
   }
 
   // The oldest batch of the users due or published without an item (kNoClickSeq: none).
@@ -1551,7 +1569,7 @@ struct Pipeline::Impl {
         // back every user after it, and every flush came round to it again. A refresh's mark
         // alone is dropped (the next refresh tries again); a click's or a start-up's stays due.
         if (unread.ok()) unread = read.status().WithContext("reading the session of user " + std::to_string(u));
-        if (!d.clicked && d.first_seq == kNoClickSeq) due.Erase(u);
+        if (!d.clicked && d.first_seq == kNoClickSeq) DropMark(due, u);
         return Status::Ok();
       }
       const auto& entries = *read;
@@ -1565,7 +1583,7 @@ struct Pipeline::Impl {
       if (!serving->CanEmbed(s)) {
         // A refresh alone (marked by id) owes nothing: kept due, a user no snapshot can embed yet
         // would hold the refresh's next parts back (its click, when it comes, marks it again).
-        if (!d.clicked && d.first_seq == kNoClickSeq) due.Erase(u);
+        if (!d.clicked && d.first_seq == kNoClickSeq) DropMark(due, u);
         return Status::Ok();
       }
       if (!serving->KnowsAll(s)) {
@@ -1627,7 +1645,7 @@ struct Pipeline::Impl {
         GSAU_LOG_ERROR("pipeline: user {} not published: {}", users[k], id.status().ToString());
         due.Erase(users[k]);
         waiting_users.erase(users[k]);
-        if (auto w = published_without.find(users[k]); w != published_without.end()) ForgetPublishedWithout(w);
+        ForgetPublishedWithout(users[k]);
         continue;
       }
       EmbeddingRecord r;

@@ -219,52 +219,98 @@ TEST(PipelinePublishingTest, UsersOfNewItemsArePublishedWithoutAStep) {
 // record was the user's last until the next click or the hourly refresh: downstream kept a
 // vector without the click's effect beside an event time saying it had it. The learner is held
 // (a backlog behind it) while the second click's wait runs out.
-TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemGoesOutAgainOnceTheModelKnowsIt) {
-  TempDir dir("gsau-pipeline-publishing");
-  auto o = Options(dir);
-  o.min_step_samples = 1'000'000;  // no step: a user's vector changes with its session alone
-  o.user_flush_ms = 50;
-  o.new_item_wait_ms = 500;
-  std::atomic<bool> hold{false}, held{false};
-  o.learner_round_hook = [&] {
-    while (hold) {
-      held = true;
+class PublishedWithoutANewItem {
+ public:
+  explicit PublishedWithoutANewItem(PipelineOptions o) : o_(std::move(o)) {
+    o_.min_step_samples = 1'000'000;  // no step: a user's vector changes with its session alone
+    o_.user_flush_ms = 50;
+    o_.new_item_wait_ms = 500;
+    o_.learner_round_hook = [this] {
+      while (hold_ && rounds_ == 0) {
+        held_ = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      held_ = false;
+      if (hold_ && rounds_ > 0) --rounds_;
+    };
+    o_.session_read_fault = [this](state::UserId) {
+      while (block_reads_) {
+        reading_ = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      reading_ = false;
+      return Status::Ok();
+    };
+  }
+  // Declared after the pipeline's RunningPipeline: the learner goes on before the pipeline stops,
+  // however the test ends (a stop waits for a held learner).
+  struct ReleaseAtExit {
+    PublishedWithoutANewItem* test;
+    ~ReleaseAtExit() { test->Release(); }
+  };
+
+  const PipelineOptions& options() const { return o_; }
+
+  // Clicks u1 on i0 (learnt and published), holds the learner, clicks u1 on i1 and waits for the
+  // record that leaves i1 out; the learner stays held.
+  void PublishWithoutI1(Pipeline& p, kafka::Producer& producer) {
+    Click(producer, "i0");
+    ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o_.publisher.user_topic, 1).size(), 1u) << "the first click's record";
+    hold_ = true;
+    ASSERT_TRUE(WaitFor([&] { return held_.load(); })) << "the learner was not held";
+    Click(producer, "i1");
+    ASSERT_TRUE(WaitFor([&] { return p.status().applied == 2; }));
+    ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o_.publisher.user_topic, 2).size(), 2u) << "no record after the wait";
+    ASSERT_EQ(p.status().items, 1) << "the learner learnt i1 while held: the test shows nothing";
+  }
+  void Release() {
+    hold_ = false;
+    block_reads_ = false;
+  }
+  // Lets the held learner take one round (what is queued) in; returns once it is held again.
+  void OneRound() {
+    rounds_ = 1;
+    ASSERT_TRUE(WaitFor([&] { return rounds_ == 0 && held_; })) << "the learner took no round";
+  }
+  // While set, the user publisher's read of a session waits (reading() says it does).
+  void BlockSessionReads(bool block) { block_reads_ = block; }
+  bool reading() const { return reading_; }
+
+  void Click(kafka::Producer& producer, const std::string& item) {
+    const std::string value = R"({"user_id": "u1", "item_id": ")" + item + R"(", "ts": 1700000000000})";
+    ASSERT_TRUE(producer.Produce(o_.ingest.topic, "u1", value).ok());
+    ASSERT_TRUE(producer.Flush(20000).ok());
+  }
+
+  static bool WaitFor(const std::function<bool()>& done) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!done() && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    held = false;
-  };
+    return done();
+  }
+
+ private:
+  PipelineOptions o_;
+  std::atomic<bool> hold_{false}, held_{false}, block_reads_{false}, reading_{false};
+  std::atomic<int> rounds_{0};
+};
+
+TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemGoesOutAgainOnceTheModelKnowsIt) {
+  TempDir dir("gsau-pipeline-publishing");
+  PublishedWithoutANewItem test(Options(dir));
+  const auto& o = test.options();
   ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
   prometheus::Registry registry;
   auto p = Pipeline::Create(o, &registry);
   ASSERT_TRUE(p.ok()) << p.status();
   RunningPipeline running(**p);
-  struct Release {  // before the pipeline stops, however the test ends
-    std::atomic<bool>* hold;
-    ~Release() { *hold = false; }
-  } release{&hold};
+  const PublishedWithoutANewItem::ReleaseAtExit release{&test};
   auto producer = kafka::Producer::Create(o.ingest.kafka, {});
   ASSERT_TRUE(producer.ok()) << producer.status();
-  const auto click = [&](const std::string& item) {
-    const std::string value = R"({"user_id": "u1", "item_id": ")" + item + R"(", "ts": 1700000000000})";
-    ASSERT_TRUE((*producer)->Produce(o.ingest.topic, "u1", value).ok());
-    ASSERT_TRUE((*producer)->Flush(20000).ok());
-  };
-  const auto wait_for = [](const std::function<bool()>& done) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!done() && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return done();
-  };
-  click("i0");
-  ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 1).size(), 1u) << "the first click's record";
-  hold = true;
-  ASSERT_TRUE(wait_for([&] { return held.load(); })) << "the learner was not held";
-  click("i1");
-  ASSERT_TRUE(wait_for([&] { return (*p)->status().applied == 2; }));
-  ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 2).size(), 2u) << "no record after the wait";
-  ASSERT_EQ((*p)->status().items, 1) << "the learner learnt i1 while held: the test shows nothing";
-  hold = false;
+  test.PublishWithoutI1(**p, **producer);
+  if (::testing::Test::HasFatalFailure()) return;
+  test.Release();
   const auto records = ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 3, 10000);
   const Status result = running.Stop();
   EXPECT_TRUE(result.ok()) << result;
@@ -276,6 +322,84 @@ TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemGoesOutAgainOnceTheMod
   }
   EXPECT_EQ(vectors[1], vectors[0]) << "the second record was to leave i1 out (no step between them)";
   EXPECT_NE(vectors[2], vectors[1]) << "the third record does not reflect i1";
+}
+
+// Until then the click's batch is not confirmed: a checkpoint written meanwhile (here the one
+// the learner writes as it takes i1 in, before the user is published again) leaves it to a
+// restart. Confirmed while the user waited, a crash then lost the re-publish: the restart
+// marked no user of that batch.
+TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemHoldsItsBatchUnconfirmedUntilThen) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto with_checkpoints = Options(dir);
+  with_checkpoints.checkpoint_interval_s = 1;
+  PublishedWithoutANewItem test(with_checkpoints);
+  const auto& o = test.options();
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  prometheus::Registry registry;
+  auto p = Pipeline::Create(o, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  RunningPipeline running(**p);
+  const PublishedWithoutANewItem::ReleaseAtExit release{&test};
+  auto producer = kafka::Producer::Create(o.ingest.kafka, {});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  test.PublishWithoutI1(**p, **producer);
+  if (::testing::Test::HasFatalFailure()) return;
+  // Confirmations are looked at once a second: three chances to confirm batch 2 while held.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  test.Release();
+  const std::filesystem::path second = std::filesystem::path(o.checkpoint_dir) / "ckpt-000000000002";
+  ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return std::filesystem::exists(second); }))
+      << "no checkpoint as the learner took i1 in";
+  uint64_t through = 99;
+  std::ifstream(second / "users_published_through") >> through;
+  EXPECT_EQ(through, 1u) << "batch 2 confirmed while its user's record left i1 out";
+  EXPECT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 3, 10000).size(), 3u);
+  const Status result = running.Stop();
+  EXPECT_TRUE(result.ok()) << result;
+}
+
+// The record that goes out again reflects the click it was owed; it holds that click's batch back
+// no longer when it leaves out a newer item in turn (the learner still behind). The batch was
+// held by the user's next wait, and the next, for as long as the user kept clicking new items.
+// Here the learner takes i1 in alone; the user's session is read (held) once the snapshot knows
+// i1, and i2 is clicked meanwhile: the record that follows reflects i1, not i2.
+TEST(PipelinePublishingTest, ARecordThatReflectsAnOwedClickReleasesItsBatch) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto with_checkpoints = Options(dir);
+  with_checkpoints.checkpoint_interval_s = 1;
+  PublishedWithoutANewItem test(with_checkpoints);
+  const auto& o = test.options();
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  prometheus::Registry registry;
+  auto p = Pipeline::Create(o, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  RunningPipeline running(**p);
+  const PublishedWithoutANewItem::ReleaseAtExit release{&test};
+  auto producer = kafka::Producer::Create(o.ingest.kafka, {});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  test.PublishWithoutI1(**p, **producer);
+  if (::testing::Test::HasFatalFailure()) return;
+  test.BlockSessionReads(true);
+  test.OneRound();
+  if (::testing::Test::HasFatalFailure()) return;
+  ASSERT_EQ((*p)->status().items, 2) << "i1 not taken in";
+  ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return test.reading(); })) << "u1 not due again for i1";
+  test.Click(**producer, "i2");
+  ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return (*p)->status().applied == 3; }));
+  test.BlockSessionReads(false);
+  ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 3).size(), 3u) << "no record without i2";
+  // Confirmations are looked at once a second: batch 2 (its click reflected) may be confirmed now.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  test.Release();
+  const std::filesystem::path third = std::filesystem::path(o.checkpoint_dir) / "ckpt-000000000003";
+  ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return std::filesystem::exists(third); }))
+      << "no checkpoint as the learner took i2 in";
+  uint64_t through = 99;
+  std::ifstream(third / "users_published_through") >> through;
+  EXPECT_EQ(through, 2u) << "batch 2, whose click the third record reflects, still held back";
+  EXPECT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 4, 10000).size(), 4u) << "not published with i2";
+  const Status result = running.Stop();
+  EXPECT_TRUE(result.ok()) << result;
 }
 
 // A record that reflects several clicks is measured from the oldest: with both publish intervals
