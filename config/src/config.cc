@@ -798,7 +798,8 @@ Status ValidateFrom(const Config& c, const Origins* origins, LoadInput::Director
   // Set from their own keys first, a property would override them without a word: with
   // bootstrap.servers, `gsau demo` (no kafka.bootstrap_servers: an embedded broker) sent its
   // synthetic clicks and embeddings to the brokers the property named, and --bootstrap lost to it.
-  // The same value as the key's changes nothing and is taken.
+  // The same value as the key's changes nothing and is taken; not an empty one (`gsau demo` sets
+  // an unset kafka.bootstrap_servers to its embedded broker's address after this).
   const std::tuple<std::string_view, std::string_view, const std::string*> kOwnKeys[] = {
       {"bootstrap.servers", "kafka.bootstrap_servers (or --bootstrap)", &c.kafka.bootstrap_servers},
       {"metadata.broker.list", "kafka.bootstrap_servers (or --bootstrap)", &c.kafka.bootstrap_servers},
@@ -806,9 +807,10 @@ Status ValidateFrom(const Config& c, const Origins* origins, LoadInput::Director
   };
   for (const auto& [name, value] : c.kafka.properties) {
     for (const auto& [property, key, own] : kOwnKeys) {
-      if (name == property && value != *own) {
+      if (name == property && (value != *own || own->empty())) {
+        const std::string now = own->empty() ? ", unset here" : " ('" + *own + "')";
         return invalid(std::string(kPropertiesKey) + "." + name,
-                       "is set from " + std::string(key) + " ('" + *own + "'); set that instead");
+                       "is set from " + std::string(key) + now + "; set that instead");
       }
     }
     if (const auto why = ingest::ConsumerOwnedProperty(name, value); !why.empty()) {

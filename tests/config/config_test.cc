@@ -460,8 +460,9 @@ TEST(ConfigTest, TheConsumersOwnSettingsAreRefusedAsProperties) {
 TEST(ConfigTest, PropertiesSetFromTheirOwnKeysAreRefused) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"kafka.properties.bootstrap.servers=b:9092",
-       "kafka.properties.bootstrap.servers (--set): is set from kafka.bootstrap_servers (or --bootstrap) (''); set "
-       "that instead"},
+       "kafka.properties.bootstrap.servers (--set): is set from kafka.bootstrap_servers (or --bootstrap), unset "
+       "here; set that instead"},
+      {"kafka.properties.bootstrap.servers=", "kafka.properties.bootstrap.servers (--set): is set from"},
       {"kafka.properties.metadata.broker.list=b:9092",
        "kafka.properties.metadata.broker.list (--set): is set from kafka.bootstrap_servers"},
       {"kafka.properties.client.id=x", "kafka.properties.client.id (--set): is set from kafka.client_id ('gsau')"},
