@@ -246,7 +246,7 @@ class PublishedWithoutANewItem {
   // however the test ends (a stop waits for a held learner).
   struct ReleaseAtExit {
     PublishedWithoutANewItem* test;
-    ~ReleaseAtExit() { test->Release(); }
+    ~ReleaseAtExit() { test->ReleaseAll(); }
   };
 
   const PipelineOptions& options() const { return o_; }
@@ -263,7 +263,9 @@ class PublishedWithoutANewItem {
     ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o_.publisher.user_topic, 2).size(), 2u) << "no record after the wait";
     ASSERT_EQ(p.status().items, 1) << "the learner learnt i1 while held: the test shows nothing";
   }
-  void Release() {
+  void Release() { hold_ = false; }
+  // Both, however the test ends.
+  void ReleaseAll() {
     hold_ = false;
     block_reads_ = false;
   }
@@ -346,6 +348,9 @@ TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemHoldsItsBatchUnconfirm
   if (::testing::Test::HasFatalFailure()) return;
   // Confirmations are looked at once a second: three chances to confirm batch 2 while held.
   std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  // The user's record goes out again, and is confirmed, only once the checkpoint is read: the
+  // re-mark's read of the session waits (a slow checkpoint would otherwise see it confirmed).
+  test.BlockSessionReads(true);
   test.Release();
   const std::filesystem::path second = std::filesystem::path(o.checkpoint_dir) / "ckpt-000000000002";
   ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return std::filesystem::exists(second); }))
@@ -353,6 +358,7 @@ TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemHoldsItsBatchUnconfirm
   uint64_t through = 99;
   std::ifstream(second / "users_published_through") >> through;
   EXPECT_EQ(through, 1u) << "batch 2 confirmed while its user's record left i1 out";
+  test.BlockSessionReads(false);
   EXPECT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 3, 10000).size(), 3u);
   const Status result = running.Stop();
   EXPECT_TRUE(result.ok()) << result;
@@ -389,7 +395,8 @@ TEST(PipelinePublishingTest, ARecordThatReflectsAnOwedClickReleasesItsBatch) {
   test.BlockSessionReads(false);
   ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 3).size(), 3u) << "no record without i2";
   // Confirmations are looked at once a second: batch 2 (its click reflected) may be confirmed now.
-  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(4500));
+  test.BlockSessionReads(true);  // as above: nothing confirmed past batch 2 before the checkpoint is read
   test.Release();
   const std::filesystem::path third = std::filesystem::path(o.checkpoint_dir) / "ckpt-000000000003";
   ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return std::filesystem::exists(third); }))
@@ -397,6 +404,7 @@ TEST(PipelinePublishingTest, ARecordThatReflectsAnOwedClickReleasesItsBatch) {
   uint64_t through = 99;
   std::ifstream(third / "users_published_through") >> through;
   EXPECT_EQ(through, 2u) << "batch 2, whose click the third record reflects, still held back";
+  test.BlockSessionReads(false);
   EXPECT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 4, 10000).size(), 4u) << "not published with i2";
   const Status result = running.Stop();
   EXPECT_TRUE(result.ok()) << result;
