@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -221,7 +222,8 @@ TEST(PipelinePublishingTest, UsersOfNewItemsArePublishedWithoutAStep) {
 // (a backlog behind it) while the second click's wait runs out.
 class PublishedWithoutANewItem {
  public:
-  explicit PublishedWithoutANewItem(PipelineOptions o) : o_(std::move(o)) {
+  explicit PublishedWithoutANewItem(int checkpoint_interval_s = 3600) : o_(Options(dir_)) {
+    o_.checkpoint_interval_s = checkpoint_interval_s;
     o_.min_step_samples = 1'000'000;  // no step: a user's vector changes with its session alone
     o_.user_flush_ms = 50;
     o_.new_item_wait_ms = 500;
@@ -242,46 +244,72 @@ class PublishedWithoutANewItem {
       return Status::Ok();
     };
   }
-  // Declared after the pipeline's RunningPipeline: the learner goes on before the pipeline stops,
-  // however the test ends (a stop waits for a held learner).
-  struct ReleaseAtExit {
-    PublishedWithoutANewItem* test;
-    ~ReleaseAtExit() { test->ReleaseAll(); }
-  };
+  // The learner and the reads go on before the pipeline (a member) stops, however the test ends:
+  // a stop waits for a held learner.
+  ~PublishedWithoutANewItem() { ReleaseAll(); }
 
   const PipelineOptions& options() const { return o_; }
+  Pipeline& pipeline() { return *pipeline_; }
 
-  // Clicks u1 on i0 (learnt and published), holds the learner, clicks u1 on i1 and waits for the
-  // record that leaves i1 out; the learner stays held.
-  void PublishWithoutI1(Pipeline& p, kafka::Producer& producer) {
-    Click(producer, "i0");
+  // Starts the pipeline; clicks u1 on i0 (learnt and published), holds the learner, clicks u1
+  // on i1 and waits for the record that leaves i1 out; the learner stays held.
+  void StartAndPublishWithoutI1() {
+    ASSERT_TRUE(kafka::EnsureTopics(o_.ingest.kafka, {{o_.ingest.topic, 1, 1, {}}}, 20000).ok());
+    auto p = Pipeline::Create(o_, &registry_);
+    ASSERT_TRUE(p.ok()) << p.status();
+    pipeline_ = std::move(p).value();
+    running_ = std::make_unique<RunningPipeline>(*pipeline_);
+    auto producer = kafka::Producer::Create(o_.ingest.kafka, {});
+    ASSERT_TRUE(producer.ok()) << producer.status();
+    producer_ = std::move(producer).value();
+    Click("i0");
     ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o_.publisher.user_topic, 1).size(), 1u) << "the first click's record";
     hold_ = true;
     ASSERT_TRUE(WaitFor([&] { return held_.load(); })) << "the learner was not held";
-    Click(producer, "i1");
-    ASSERT_TRUE(WaitFor([&] { return p.status().applied == 2; }));
+    Click("i1");
+    ASSERT_TRUE(WaitFor([&] { return pipeline_->status().applied == 2; }));
     ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o_.publisher.user_topic, 2).size(), 2u) << "no record after the wait";
-    ASSERT_EQ(p.status().items, 1) << "the learner learnt i1 while held: the test shows nothing";
+    ASSERT_EQ(pipeline_->status().items, 1) << "the learner learnt i1 while held: the test shows nothing";
   }
-  void Release() { hold_ = false; }
-  // Both, however the test ends.
-  void ReleaseAll() {
-    hold_ = false;
-    block_reads_ = false;
+
+  void Click(const std::string& item) {
+    const std::string value = R"({"user_id": "u1", "item_id": ")" + item + R"(", "ts": 1700000000000})";
+    ASSERT_TRUE(producer_->Produce(o_.ingest.topic, "u1", value).ok());
+    ASSERT_TRUE(producer_->Flush(20000).ok());
   }
+
   // Lets the held learner take one round (what is queued) in; returns once it is held again.
   void OneRound() {
     rounds_ = 1;
     ASSERT_TRUE(WaitFor([&] { return rounds_ == 0 && held_; })) << "the learner took no round";
   }
+  void Release() { hold_ = false; }
+  void ReleaseAll() {
+    hold_ = false;
+    block_reads_ = false;
+  }
   // While set, the user publisher's read of a session waits (reading() says it does).
   void BlockSessionReads(bool block) { block_reads_ = block; }
   bool reading() const { return reading_; }
 
-  void Click(kafka::Producer& producer, const std::string& item) {
-    const std::string value = R"({"user_id": "u1", "item_id": ")" + item + R"(", "ts": 1700000000000})";
-    ASSERT_TRUE(producer.Produce(o_.ingest.topic, "u1", value).ok());
-    ASSERT_TRUE(producer.Flush(20000).ok());
+  // Lets the held learner go on and reads *through, the users_published_through of the
+  // checkpoint it writes as it takes state batch `batch` in. Until then the user publisher's
+  // session reads wait, so that the user who goes out again is not confirmed before (a
+  // checkpoint slower than a confirmation, on a loaded machine, would read that).
+  void ReleaseAndReadCheckpoint(uint64_t batch, uint64_t* through) {
+    BlockSessionReads(true);
+    Release();
+    char name[32];
+    std::snprintf(name, sizeof name, "ckpt-%012llu", static_cast<unsigned long long>(batch));
+    const std::filesystem::path ckpt = std::filesystem::path(o_.checkpoint_dir) / name;
+    ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(ckpt); })) << "no checkpoint of batch " << batch;
+    std::ifstream(ckpt / "users_published_through") >> *through;
+    BlockSessionReads(false);
+  }
+
+  Status Stop() {
+    ReleaseAll();
+    return running_ ? running_->Stop() : Status::Ok();
   }
 
   static bool WaitFor(const std::function<bool()>& done) {
@@ -293,28 +321,23 @@ class PublishedWithoutANewItem {
   }
 
  private:
+  TempDir dir_{"gsau-pipeline-publishing"};
   PipelineOptions o_;
   std::atomic<bool> hold_{false}, held_{false}, block_reads_{false}, reading_{false};
   std::atomic<int> rounds_{0};
+  prometheus::Registry registry_;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<RunningPipeline> running_;  // stops the pipeline first (declared after it)
+  std::unique_ptr<kafka::Producer> producer_;
 };
 
 TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemGoesOutAgainOnceTheModelKnowsIt) {
-  TempDir dir("gsau-pipeline-publishing");
-  PublishedWithoutANewItem test(Options(dir));
-  const auto& o = test.options();
-  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
-  prometheus::Registry registry;
-  auto p = Pipeline::Create(o, &registry);
-  ASSERT_TRUE(p.ok()) << p.status();
-  RunningPipeline running(**p);
-  const PublishedWithoutANewItem::ReleaseAtExit release{&test};
-  auto producer = kafka::Producer::Create(o.ingest.kafka, {});
-  ASSERT_TRUE(producer.ok()) << producer.status();
-  test.PublishWithoutI1(**p, **producer);
+  PublishedWithoutANewItem test;
+  test.StartAndPublishWithoutI1();
   if (::testing::Test::HasFatalFailure()) return;
   test.Release();
-  const auto records = ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 3, 10000);
-  const Status result = running.Stop();
+  const auto records = ConsumeAll(KafkaBootstrap(), test.options().publisher.user_topic, 3, 10000);
+  const Status result = test.Stop();
   EXPECT_TRUE(result.ok()) << result;
   ASSERT_EQ(records.size(), 3u) << "not published again once the model knew i1";
   std::vector<std::vector<float>> vectors;
@@ -331,36 +354,17 @@ TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemGoesOutAgainOnceTheMod
 // restart. Confirmed while the user waited, a crash then lost the re-publish: the restart
 // marked no user of that batch.
 TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemHoldsItsBatchUnconfirmedUntilThen) {
-  TempDir dir("gsau-pipeline-publishing");
-  auto with_checkpoints = Options(dir);
-  with_checkpoints.checkpoint_interval_s = 1;
-  PublishedWithoutANewItem test(with_checkpoints);
-  const auto& o = test.options();
-  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
-  prometheus::Registry registry;
-  auto p = Pipeline::Create(o, &registry);
-  ASSERT_TRUE(p.ok()) << p.status();
-  RunningPipeline running(**p);
-  const PublishedWithoutANewItem::ReleaseAtExit release{&test};
-  auto producer = kafka::Producer::Create(o.ingest.kafka, {});
-  ASSERT_TRUE(producer.ok()) << producer.status();
-  test.PublishWithoutI1(**p, **producer);
+  PublishedWithoutANewItem test(/*checkpoint_interval_s=*/1);
+  test.StartAndPublishWithoutI1();
   if (::testing::Test::HasFatalFailure()) return;
   // Confirmations are looked at once a second: three chances to confirm batch 2 while held.
   std::this_thread::sleep_for(std::chrono::milliseconds(3500));
-  // The user's record goes out again, and is confirmed, only once the checkpoint is read: the
-  // re-mark's read of the session waits (a slow checkpoint would otherwise see it confirmed).
-  test.BlockSessionReads(true);
-  test.Release();
-  const std::filesystem::path second = std::filesystem::path(o.checkpoint_dir) / "ckpt-000000000002";
-  ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return std::filesystem::exists(second); }))
-      << "no checkpoint as the learner took i1 in";
   uint64_t through = 99;
-  std::ifstream(second / "users_published_through") >> through;
+  test.ReleaseAndReadCheckpoint(2, &through);
+  if (::testing::Test::HasFatalFailure()) return;
   EXPECT_EQ(through, 1u) << "batch 2 confirmed while its user's record left i1 out";
-  test.BlockSessionReads(false);
-  EXPECT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 3, 10000).size(), 3u);
-  const Status result = running.Stop();
+  EXPECT_EQ(ConsumeAll(KafkaBootstrap(), test.options().publisher.user_topic, 3, 10000).size(), 3u);
+  const Status result = test.Stop();
   EXPECT_TRUE(result.ok()) << result;
 }
 
@@ -370,43 +374,27 @@ TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemHoldsItsBatchUnconfirm
 // Here the learner takes i1 in alone; the user's session is read (held) once the snapshot knows
 // i1, and i2 is clicked meanwhile: the record that follows reflects i1, not i2.
 TEST(PipelinePublishingTest, ARecordThatReflectsAnOwedClickReleasesItsBatch) {
-  TempDir dir("gsau-pipeline-publishing");
-  auto with_checkpoints = Options(dir);
-  with_checkpoints.checkpoint_interval_s = 1;
-  PublishedWithoutANewItem test(with_checkpoints);
-  const auto& o = test.options();
-  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
-  prometheus::Registry registry;
-  auto p = Pipeline::Create(o, &registry);
-  ASSERT_TRUE(p.ok()) << p.status();
-  RunningPipeline running(**p);
-  const PublishedWithoutANewItem::ReleaseAtExit release{&test};
-  auto producer = kafka::Producer::Create(o.ingest.kafka, {});
-  ASSERT_TRUE(producer.ok()) << producer.status();
-  test.PublishWithoutI1(**p, **producer);
+  PublishedWithoutANewItem test(/*checkpoint_interval_s=*/1);
+  test.StartAndPublishWithoutI1();
   if (::testing::Test::HasFatalFailure()) return;
   test.BlockSessionReads(true);
   test.OneRound();
   if (::testing::Test::HasFatalFailure()) return;
-  ASSERT_EQ((*p)->status().items, 2) << "i1 not taken in";
+  ASSERT_EQ(test.pipeline().status().items, 2) << "i1 not taken in";
   ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return test.reading(); })) << "u1 not due again for i1";
-  test.Click(**producer, "i2");
-  ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return (*p)->status().applied == 3; }));
+  test.Click("i2");
+  ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return test.pipeline().status().applied == 3; }));
   test.BlockSessionReads(false);
-  ASSERT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 3).size(), 3u) << "no record without i2";
+  const std::string& users = test.options().publisher.user_topic;
+  ASSERT_EQ(ConsumeAll(KafkaBootstrap(), users, 3).size(), 3u) << "no record without i2";
   // Confirmations are looked at once a second: batch 2 (its click reflected) may be confirmed now.
   std::this_thread::sleep_for(std::chrono::milliseconds(4500));
-  test.BlockSessionReads(true);  // as above: nothing confirmed past batch 2 before the checkpoint is read
-  test.Release();
-  const std::filesystem::path third = std::filesystem::path(o.checkpoint_dir) / "ckpt-000000000003";
-  ASSERT_TRUE(PublishedWithoutANewItem::WaitFor([&] { return std::filesystem::exists(third); }))
-      << "no checkpoint as the learner took i2 in";
   uint64_t through = 99;
-  std::ifstream(third / "users_published_through") >> through;
+  test.ReleaseAndReadCheckpoint(3, &through);
+  if (::testing::Test::HasFatalFailure()) return;
   EXPECT_EQ(through, 2u) << "batch 2, whose click the third record reflects, still held back";
-  test.BlockSessionReads(false);
-  EXPECT_EQ(ConsumeAll(KafkaBootstrap(), o.publisher.user_topic, 4, 10000).size(), 4u) << "not published with i2";
-  const Status result = running.Stop();
+  EXPECT_EQ(ConsumeAll(KafkaBootstrap(), users, 4, 10000).size(), 4u) << "not published with i2";
+  const Status result = test.Stop();
   EXPECT_TRUE(result.ok()) << result;
 }
 
