@@ -15,9 +15,9 @@ learner::OnlineOptions ToOnlineOptions(const config::Config& c);
 pipeline::PipelineOptions ToPipelineOptions(const config::Config& c);
 
 // For the commands that run a learner on learner.device (run, demo, evaluate): whether it is
-// usable on this machine ("cuda" needs a device
-// LibTorch sees); if not, prints "gsau <command>: configuration error: learner.device: ..." and
-// returns false (the command exits kExitUsage, as for any configuration error).
+// usable on this machine ("cuda" needs a device LibTorch sees); if not, prints "gsau <command>:
+// configuration error: learner.device: ..." and returns false (the command exits kExitUsage, as
+// for any configuration error).
 bool LearnerDeviceUsable(const std::string& command, const config::Config& c);
 
 }  // namespace gsau::app

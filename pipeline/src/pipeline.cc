@@ -333,7 +333,7 @@ struct Pipeline::Impl {
     bool remarked = false;  // due again: the item is known now
   };
   std::unordered_map<state::UserId, PublishedWithout> published_without;
-  std::map<uint64_t, size_t> published_without_held;  // first_seq -> users (kNoClickSeq not counted)
+  HeldBatches published_without_held;  // their first_seq
   int64_t published_without_items = -1;  // the snapshot's item count when they were last looked at
   // User publisher thread: the refresh of every user under way.
   struct Refresh {
@@ -1494,7 +1494,7 @@ struct Pipeline::Impl {
       ForgetPublishedWithout(it);
     }
     published_without.emplace(user, PublishedWithout{item, first_seq});
-    if (first_seq != kNoClickSeq) ++published_without_held[first_seq];
+    published_without_held.Add(first_seq);
   }
 
   void ForgetPublishedWithout(state::UserId user) {
@@ -1503,10 +1503,7 @@ struct Pipeline::Impl {
 
   std::unordered_map<state::UserId, PublishedWithout>::iterator ForgetPublishedWithout(
       std::unordered_map<state::UserId, PublishedWithout>::iterator it) {
-    if (const uint64_t seq = it->second.first_seq; seq != kNoClickSeq) {
-      auto held = published_without_held.find(seq);
-      if (--held->second == 0) published_without_held.erase(held);
-    }
+    published_without_held.Remove(it->second.first_seq);
     return published_without.erase(it);
   }
 
@@ -1522,8 +1519,7 @@ struct Pipeline::Impl {
 
   // The oldest batch of the users due or published without an item (kNoClickSeq: none).
   uint64_t MinUnpublishedSeq(const DueUsers& due) const {
-    const uint64_t without = published_without_held.empty() ? kNoClickSeq : published_without_held.begin()->first;
-    return std::min(due.MinFirstSeq(), without);
+    return std::min(due.MinFirstSeq(), published_without_held.Min());
   }
 
   // The user publisher's read of a session (the test fault first, when one is set).

@@ -42,6 +42,23 @@ struct DueUser {
   }
 };
 
+// How many entries hold each state batch back (by the first_seq of their clicks), and the oldest
+// held. Not thread-safe.
+class HeldBatches {
+ public:
+  void Add(uint64_t first_seq) { ++count_[first_seq]; }
+  // One entry Add()ed with `first_seq` no longer holds it.
+  void Remove(uint64_t first_seq) {
+    auto it = count_.find(first_seq);
+    if (--it->second == 0) count_.erase(it);
+  }
+  // The oldest batch held; kNoClickSeq when none is (nothing held, or refreshes only).
+  uint64_t Min() const { return count_.empty() ? kNoClickSeq : count_.begin()->first; }
+
+ private:
+  std::map<uint64_t, size_t> count_;  // first_seq -> entries (kNoClickSeq included)
+};
+
 // The due set. Those who clicked are kept apart from those marked again without a click (a
 // start-up, a refresh: up to every user of the state), and the batches held back are counted
 // per batch, so that a flush costs in proportion to the users it looks at (every one who
@@ -60,7 +77,7 @@ class DueUsers {
     }
     auto m = marked_.find(user);
     if (m == marked_.end()) {
-      Count(d.first_seq, +1);
+      held_.Add(d.first_seq);
       if (d.clicked) {
         clicked_.emplace(user, d);
       } else {
@@ -79,10 +96,10 @@ class DueUsers {
   // No longer due (published, or never publishable). Nothing when `user` is not due.
   void Erase(state::UserId user) {
     if (auto c = clicked_.find(user); c != clicked_.end()) {
-      Count(c->second.first_seq, -1);
+      held_.Remove(c->second.first_seq);
       clicked_.erase(c);
     } else if (auto m = marked_.find(user); m != marked_.end()) {
-      Count(m->second.due.first_seq, -1);
+      held_.Remove(m->second.due.first_seq);
       marked_.erase(m);
     }
     if (marked_.empty()) order_.clear();  // only stale places left
@@ -101,7 +118,7 @@ class DueUsers {
 
   // The smallest first_seq of the users due (the oldest batch whose users are not all handed
   // out); kNoClickSeq when none holds a batch back (nobody due, or refreshes only).
-  uint64_t MinFirstSeq() const { return held_.empty() ? kNoClickSeq : held_.begin()->first; }
+  uint64_t MinFirstSeq() const { return held_.Min(); }
 
   // Every user who clicked, in no particular order (a copy: publishing them erases them). As
   // many as clicked since the last flush or wait for an item: not the whole state.
@@ -135,15 +152,9 @@ class DueUsers {
     const uint64_t before = entry.first_seq;
     entry.Merge(d);
     if (entry.first_seq != before) {
-      Count(before, -1);
-      Count(entry.first_seq, +1);
+      held_.Remove(before);
+      held_.Add(entry.first_seq);
     }
-  }
-
-  void Count(uint64_t first_seq, int delta) {
-    auto& n = held_[first_seq];
-    n = static_cast<size_t>(static_cast<int64_t>(n) + delta);
-    if (n == 0) held_.erase(first_seq);
   }
 
   std::unordered_map<state::UserId, DueUser> clicked_;
@@ -152,7 +163,7 @@ class DueUsers {
   // entry is gone (or a newer one's) are dropped when they come up.
   std::deque<std::pair<state::UserId, uint64_t>> order_;
   uint64_t next_tag_ = 0;
-  std::map<uint64_t, size_t> held_;  // first_seq -> users due with it (kNoClickSeq included)
+  HeldBatches held_;  // the first_seq of each user due
 };
 
 // Which users a refresh of every user marks next, a part at a time: user ids are dense (0 ..
