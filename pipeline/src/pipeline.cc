@@ -1507,14 +1507,18 @@ struct Pipeline::Impl {
     return published_without.erase(it);
   }
 
-  // A mark without a click that cannot go out (its session unreadable, or no item of it known):
-  // dropped, as the next refresh marks the user again, and with it a re-mark's hold (nothing
-  // else would release it).
+  // Whether `user` is due again for an item its last record left out.
+  bool Remarked(state::UserId user) const {
+    const auto it = published_without.find(user);
+    return it != published_without.end() && it->second.remarked;
+  }
+
+  // A mark without a click that cannot go out (a refresh's with its session unreadable, or no
+  // item of it known): dropped, as the next refresh marks the user again, and with it a
+  // re-mark's hold (nothing else would release it).
   void DropMark(DueUsers& due, state::UserId user) {
     due.Erase(user);
-    if (auto it = published_without.find(user); it != published_without.end() && it->second.remarked) {
-      ForgetPublishedWithout(it);
-    }
+    if (Remarked(user)) ForgetPublishedWithout(user);
   }
 
   // The oldest batch of the users due or published without an item (kNoClickSeq: none).
@@ -1563,9 +1567,10 @@ struct Pipeline::Impl {
       if (!read.ok()) {
         // Not the flush's failure: returned, a session that cannot be read (a damaged entry) held
         // back every user after it, and every flush came round to it again. A refresh's mark
-        // alone is dropped (the next refresh tries again); a click's or a start-up's stays due.
+        // alone is dropped (the next refresh tries again); a click's or a start-up's stays due,
+        // as does a re-mark for an item its last record left out (owed a click's effect too).
         if (unread.ok()) unread = read.status().WithContext("reading the session of user " + std::to_string(u));
-        if (!d.clicked && d.first_seq == kNoClickSeq) DropMark(due, u);
+        if (!d.clicked && d.first_seq == kNoClickSeq && !Remarked(u)) DropMark(due, u);
         return Status::Ok();
       }
       const auto& entries = *read;

@@ -241,6 +241,10 @@ class PublishedWithoutANewItem {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
       reading_ = false;
+      if (failed_reads_ > 0) {
+        --failed_reads_;
+        return Status::IoError("injected session read failure");
+      }
       return Status::Ok();
     };
   }
@@ -291,6 +295,9 @@ class PublishedWithoutANewItem {
   // While set, the user publisher's read of a session waits (reading() says it does).
   void BlockSessionReads(bool block) { block_reads_ = block; }
   bool reading() const { return reading_; }
+  // The user publisher's next `n` reads of a session fail.
+  void FailSessionReads(int n) { failed_reads_ = n; }
+  int failed_reads_left() const { return failed_reads_; }
 
   // Lets the held learner go on and reads *through, the users_published_through of the
   // checkpoint it writes as it takes state batch `batch` in. Until then the user publisher's
@@ -324,7 +331,7 @@ class PublishedWithoutANewItem {
   TempDir dir_{"gsau-pipeline-publishing"};
   PipelineOptions o_;
   std::atomic<bool> hold_{false}, held_{false}, block_reads_{false}, reading_{false};
-  std::atomic<int> rounds_{0};
+  std::atomic<int> rounds_{0}, failed_reads_{0};
   prometheus::Registry registry_;
   std::unique_ptr<Pipeline> pipeline_;
   std::unique_ptr<RunningPipeline> running_;  // stops the pipeline first (declared after it)
@@ -347,6 +354,23 @@ TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemGoesOutAgainOnceTheMod
   }
   EXPECT_EQ(vectors[1], vectors[0]) << "the second record was to leave i1 out (no step between them)";
   EXPECT_NE(vectors[2], vectors[1]) << "the third record does not reflect i1";
+}
+
+// The re-mark is owed the click's effect, as the click's own mark was: a read of the session
+// that fails leaves it due, not dropped as a refresh's mark is (the record without i1 stayed the
+// user's last, its batch confirmed).
+TEST(PipelinePublishingTest, AUserPublishedWithoutANewItemGoesOutAgainAfterAFailedRead) {
+  PublishedWithoutANewItem test;
+  test.StartAndPublishWithoutI1();
+  if (::testing::Test::HasFatalFailure()) return;
+  test.FailSessionReads(1);
+  test.Release();
+  const auto records = ConsumeAll(KafkaBootstrap(), test.options().publisher.user_topic, 3, 10000);
+  const int reads_left = test.failed_reads_left();
+  const Status result = test.Stop();
+  EXPECT_TRUE(result.ok()) << result;
+  EXPECT_EQ(reads_left, 0) << "no read of the session failed: the test shows nothing";
+  EXPECT_EQ(records.size(), 3u) << "not published again after the read of its session failed";
 }
 
 // Until then the click's batch is not confirmed: a checkpoint written meanwhile (here the one
