@@ -1592,10 +1592,14 @@ struct Pipeline::Impl {
         w.items_seen = serving->items();
         if (now_ns - w.since_ns < NewItemWaitNs()) return Status::Ok();
       }
+      // The record's event time is the newest click it reflects: of the session, not its last
+      // entry (kept in the order applied, which a late click, older in event time, breaks), nor
+      // a click's mark alone (the clicks since the last record: a late one took the user's
+      // event time back). Marked without a click (a refresh, a start-up), the session's alone.
       DueUser mark = d;
-      // Marked without a click (a refresh marks by id): the record's event time is the
-      // session's newest click, as for a start-up's marks.
-      if (!d.clicked) mark.ts_ms = entries.back().ts_ms;
+      int64_t newest = entries.front().ts_ms;
+      for (const auto& e : entries) newest = std::max(newest, e.ts_ms);
+      mark.ts_ms = d.clicked ? std::max(d.ts_ms, newest) : newest;
       users.push_back(u);
       sessions_now.push_back(std::move(s));
       marks.push_back(mark);

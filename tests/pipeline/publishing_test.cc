@@ -467,6 +467,49 @@ TEST(PipelinePublishingTest, FreshnessOfACoalescedRecordCountsFromItsOldestClick
   EXPECT_LT(sum, 600.0);
 }
 
+// A user's event_time_ms is the newest click its record reflects, also after a late click (an
+// event time older than one already published): taken from that click alone, the user's event
+// time went back, and a reader keeping the newest (user, event time) took the record for stale.
+// The same for a start-up's record (a cold start over the state; a refresh's alike): the
+// session keeps the order applied, its last entry the late click.
+TEST(PipelinePublishingTest, ALateClickDoesNotTakeTheUsersEventTimeBack) {
+  TempDir dir("gsau-pipeline-publishing");
+  auto o = Options(dir);
+  o.user_flush_ms = 50;
+  ASSERT_TRUE(kafka::EnsureTopics(o.ingest.kafka, {{o.ingest.topic, 1, 1, {}}}, 20000).ok());
+  constexpr int64_t kNewest = 1'700'000'060'000, kLate = 1'700'000'000'000;
+  const auto& users = o.publisher.user_topic;
+  {
+    prometheus::Registry registry;
+    auto p = Pipeline::Create(o, &registry);
+    ASSERT_TRUE(p.ok()) << p.status();
+    RunningPipeline running(**p);
+    auto producer = kafka::Producer::Create(o.ingest.kafka, {});
+    ASSERT_TRUE(producer.ok()) << producer.status();
+    for (const int64_t ts : {kNewest, kLate}) {
+      const std::string value = R"({"user_id": "u1", "item_id": "i0", "ts": )" + std::to_string(ts) + "}";
+      ASSERT_TRUE((*producer)->Produce(o.ingest.topic, "u1", value).ok());
+      ASSERT_TRUE((*producer)->Flush(20000).ok());
+      const size_t n = ts == kNewest ? 1 : 2;
+      ASSERT_EQ(ConsumeAll(KafkaBootstrap(), users, static_cast<int>(n)).size(), n) << "the click's record";
+    }
+    const Status result = running.Stop();
+    ASSERT_TRUE(result.ok()) << result;
+  }
+  std::filesystem::remove_all(o.checkpoint_dir);  // the next start is a cold one over the state
+  prometheus::Registry registry;
+  auto p = Pipeline::Create(o, &registry);
+  ASSERT_TRUE(p.ok()) << p.status();
+  RunningPipeline running(**p);
+  const auto records = ConsumeAll(KafkaBootstrap(), users, 3, 10000);
+  const Status result = running.Stop();
+  EXPECT_TRUE(result.ok()) << result;
+  ASSERT_EQ(records.size(), 3u) << "no record at the cold start";
+  for (size_t k = 0; k < records.size(); ++k) {
+    EXPECT_EQ(nlohmann::json::parse(records[k].value).at("event_time_ms").get<int64_t>(), kNewest) << "record " << k;
+  }
+}
+
 // A cold start over a state publishes every user from the untrained model at once; the model
 // then trains on the state's history (replay). Each user goes out again when it has trained over
 // that history once, and when the learner goes idle: a user who clicks no more kept a vector of
