@@ -14,7 +14,7 @@ CMAKE_ARGS ?=
 DEMO_ARGS  ?=
 
 .PHONY: all setup configure build test test-unit test-kafka demo clean \
-        test-asan test-tsan bench-replay bench-state bench-train bench-online bench-online-quality bench-ingest bench-freshness bench-due-users \
+        test-asan test-tsan bench-replay bench-state bench-train bench-online bench-online-quality bench-rank bench-ingest bench-freshness bench-due-users \
         fuzz-decoder reliability
 
 all: build
@@ -102,6 +102,10 @@ bench-train: build
 # One continual-training step, incremental graph propagation vs a full LightGCN pass (Beauty).
 bench-online: build
 	$(BUILD)/bench/learner/bench_online
+
+# A learner round's prequential ranking (512 clicks among 1M items): grouped vs one whole matrix.
+bench-rank: build
+	$(BUILD)/bench/learner/bench_rank
 
 # Prequential quality of the incremental graph propagation against the full one (Beauty, ~13 min
 # on 2 cores); the CSV of windows goes to docs/results/online-quality/.

@@ -668,6 +668,33 @@ torch::Tensor TargetRanks(const torch::Tensor& scores, const torch::Tensor& targ
   return torch::where(target_scores.isnan().squeeze(-1), torch::full_like(ranks, kMissRank), ranks);
 }
 
+std::vector<int64_t> RankTargets(const torch::Tensor& users, const torch::Tensor& items,
+                                 std::span<const uint32_t> targets, int64_t num_items, int64_t max_scores) {
+  TORCH_CHECK(users.size(0) == static_cast<int64_t>(targets.size()), "RankTargets: users and targets differ in number");
+  std::vector<int64_t> ranks(targets.size(), kMissRank);
+  std::vector<int64_t> rows;  // the users whose target can be ranked
+  for (size_t k = 0; k < targets.size(); ++k) {
+    if (static_cast<int64_t>(targets[k]) < num_items) rows.push_back(static_cast<int64_t>(k));
+  }
+  const int64_t n = static_cast<int64_t>(rows.size());
+  const int64_t group = std::clamp<int64_t>(max_scores / std::max<int64_t>(items.size(0), 1), 1, std::max<int64_t>(n, 1));
+  const auto items_t = items.t();
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  for (int64_t begin = 0; begin < n; begin += group) {
+    const int64_t end = std::min(n, begin + group);
+    std::vector<int64_t> cols;
+    for (int64_t k = begin; k < end; ++k) cols.push_back(static_cast<int64_t>(targets[static_cast<size_t>(rows[k])]) + 1);
+    const auto r = torch::from_blob(rows.data() + begin, {end - begin}, i64).to(users.device());
+    const auto c = torch::tensor(cols, i64).to(users.device()).unsqueeze(1);
+    auto scores = torch::matmul(users.index_select(0, r), items_t);
+    scores.select(1, 0).fill_(-std::numeric_limits<float>::infinity());
+    const auto higher = TargetRanks(scores, scores.gather(1, c)).to(torch::kCPU).contiguous();
+    const auto* h = higher.data_ptr<int64_t>();
+    for (int64_t k = begin; k < end; ++k) ranks[static_cast<size_t>(rows[k])] = h[k - begin];
+  }
+  return ranks;
+}
+
 void MaskClickedItems(torch::Tensor& scores, const std::vector<SequenceSample>& samples, int64_t begin, int64_t end,
                       const std::vector<std::vector<int32_t>>& sequences) {
   std::vector<int64_t> rows, cols;

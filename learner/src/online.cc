@@ -124,26 +124,6 @@ torch::Tensor I64(const std::vector<int64_t>& v, const torch::Device& device) {
   return torch::tensor(v, torch::kInt64).to(device);
 }
 
-// Ranks (TargetRanks: ties and NaN count against) of targets[k] in row k of `scores` ([B,
-// rows], row 0 = padding, already -inf); a target >= num_items is a miss (kMissRank).
-std::vector<int64_t> RanksOf(const torch::Tensor& scores, std::span<const uint32_t> targets, int64_t num_items,
-                             const torch::Device& device) {
-  std::vector<int64_t> ranks(targets.size(), kMissRank);
-  std::vector<int64_t> rows, cols;
-  for (size_t k = 0; k < targets.size(); ++k) {
-    if (static_cast<int64_t>(targets[k]) >= num_items) continue;
-    rows.push_back(static_cast<int64_t>(k));
-    cols.push_back(static_cast<int64_t>(targets[k]) + 1);
-  }
-  if (rows.empty()) return ranks;
-  const auto r = I64(rows, device), c = I64(cols, device);
-  const auto target_scores = scores.index({r, c}).unsqueeze(1);
-  const auto higher = TargetRanks(scores.index_select(0, r), target_scores).to(torch::kCPU).contiguous();
-  const auto* h = higher.data_ptr<int64_t>();
-  for (size_t k = 0; k < rows.size(); ++k) ranks[static_cast<size_t>(rows[k])] = h[k];
-  return ranks;
-}
-
 // The last `max_len` items of `session` that are below `num_items` (known to the model).
 std::vector<uint32_t> KnownSuffixOf(const std::vector<uint32_t>& session, int64_t num_items, int64_t max_len) {
   std::vector<uint32_t> out;
@@ -1585,9 +1565,8 @@ Result<std::vector<int64_t>> OnlineLearner::ScoreRanks(std::span<const std::vect
   return Guarded("scoring", [&]() -> Result<std::vector<int64_t>> {
     if (sessions.empty()) return std::vector<int64_t>{};
     torch::NoGradGuard no_grad;
-    auto scores = torch::matmul(impl_->UserVectors(sessions), impl_->ItemTable().slice(0, 0, impl_->ItemRows()).t());
-    scores.select(1, 0).fill_(-std::numeric_limits<float>::infinity());
-    return RanksOf(scores, targets, impl_->num_items, impl_->device);
+    return RankTargets(impl_->UserVectors(sessions), impl_->ItemTable().slice(0, 0, impl_->ItemRows()), targets,
+                       impl_->num_items);
   });
 }
 
@@ -1613,7 +1592,7 @@ Result<std::vector<int64_t>> ServingModel::ScoreRanks(std::span<const std::vecto
   return Guarded("scoring", [&]() -> Result<std::vector<int64_t>> {
     if (sessions.empty()) return std::vector<int64_t>{};
     torch::NoGradGuard no_grad;
-    return RanksOf(impl_->Scores(sessions), targets, impl_->num_items, impl_->device);
+    return RankTargets(impl_->UserVectors(sessions), impl_->model->item_table(), targets, impl_->num_items);
   });
 }
 

@@ -466,6 +466,33 @@ TEST(Model, TargetRanksCountTiesAndNaNAgainstTheTarget) {
             (std::vector<int64_t>{3, 4, 1, kMissRank}));
 }
 
+// Grouped ranking equals ranks counted by hand from the dot products, whatever the group (one
+// user, several, a last group short, all at once): small integer vectors, so that every score
+// is exact and ties are many; a target beyond num_items is a miss; row 0 (padding) never counts.
+TEST(Model, RankTargetsInGroupsEqualsRanksCountedByHand) {
+  torch::manual_seed(3);
+  const int64_t b = 7, d = 3, num_items = 8;
+  const auto users = torch::randint(-2, 3, {b, d}).to(torch::kFloat32);
+  const auto items = torch::randint(-2, 3, {num_items + 1, d}).to(torch::kFloat32);
+  const std::vector<uint32_t> targets = {0, 3, 7, 8, 5, 5, 1};  // 8: not in the model
+  std::vector<int64_t> expected;
+  for (int64_t k = 0; k < b; ++k) {
+    if (targets[static_cast<size_t>(k)] >= num_items) {
+      expected.push_back(kMissRank);
+      continue;
+    }
+    auto score = [&](int64_t row) { return (users[k] * items[row]).sum().item<float>(); };
+    const float target = score(targets[static_cast<size_t>(k)] + 1);
+    int64_t above = 0;
+    for (int64_t row = 1; row <= num_items; ++row) above += score(row) >= target ? 1 : 0;
+    expected.push_back(above - 1);
+  }
+  ASSERT_NE(std::count(expected.begin(), expected.end(), 0), b - 1) << "ranks too plain to tell groups apart";
+  for (const int64_t max_scores : {int64_t{1}, num_items + 1, 2 * (num_items + 1), 3 * (num_items + 1), int64_t{1} << 24}) {
+    EXPECT_EQ(RankTargets(users, items, targets, num_items, max_scores), expected) << "max_scores " << max_scores;
+  }
+}
+
 // LightGCN-only's mask: the items before the target (only those, only in the sample's own row,
 // for the batch's rows begin..end), and never the target, even when the user clicked it before.
 TEST(Model, MaskClickedItemsMasksEarlierClicksButNotTheTarget) {

@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <utility>
+#include <span>
 #include <vector>
 
 #include "gsau/learner/dataset.h"
@@ -138,6 +139,15 @@ TORCH_MODULE(GsauModel);
 // Ties count against the target (a model scoring every item alike ranks no target first), and
 // so does a NaN score; a NaN target score is kMissRank (a miss at every cut-off).
 torch::Tensor TargetRanks(const torch::Tensor& scores, const torch::Tensor& target_scores);
+
+// Ranks (as TargetRanks) of targets[k] among the items for user vector k: users [B, d], items
+// [rows, d] with row 0 the padding (ranked below every item), item i in row i + 1. A target >=
+// num_items is kMissRank. Scored a group of users at a time, so that at most about max_scores
+// scores (one group's [group, rows]; at least one user's) are held at once: a whole [B, rows]
+// matrix and its masks took gigabytes at a million items. Returns B ranks.
+std::vector<int64_t> RankTargets(const torch::Tensor& users, const torch::Tensor& items,
+                                 std::span<const uint32_t> targets, int64_t num_items,
+                                 int64_t max_scores = int64_t{16} << 20);
 
 // LightGCN-only's history mask: sets to -inf, in row k of scores [end - begin, N], every item
 // the user of samples[begin + k] clicked before that sample's target (sequences[user][0, end)),
