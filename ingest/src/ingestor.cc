@@ -83,6 +83,13 @@ struct IngestMetrics {
                               "taken), skipped")
                         .Register(r)
                         .Add({})),
+        lost(prometheus::BuildCounter()
+                 .Name("gsau_ingest_records_lost_total")
+                 .Help("Records of the clicks topic its retention deleted before this state read them "
+                       "(found at an assignment, or while reading when the client's position fell off the log's "
+                       "start)")
+                 .Register(r)
+                 .Add({})),
         dead_letter_family(prometheus::BuildCounter()
                                .Name("gsau_ingest_events_dead_lettered_total")
                                .Help("Bad events written to the dead-letter topic, by reason (the code their "
@@ -156,6 +163,7 @@ struct IngestMetrics {
   prometheus::Counter& skipped;
   prometheus::Counter& miskeyed;
   prometheus::Counter& redelivered;
+  prometheus::Counter& lost;
   prometheus::Family<prometheus::Counter>& dead_letter_family;
   prometheus::Counter* dead_letter[kBadReasonCount] = {};
   prometheus::Counter& batches;
@@ -261,9 +269,12 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     // Records skipped as read before are said too: the throttled line counts only those up to its
     // last (a burst of them after a reset left "1 record(s) delivered again" as the only trace).
     GSAU_LOG_INFO("ingest: stopped after {} records: {} applied, {} dead-lettered, {} skipped; {} delivered again "
-                  "below a partition's next offset (skipped as read before)",
+                  "below a partition's next offset (skipped as read before){}",
                   counters_.consumed, counters_.applied, counters_.dead_lettered, counters_.skipped,
-                  counters_.redelivered);
+                  counters_.redelivered,
+                  counters_.lost == 0 ? std::string()
+                                      : "; " + std::to_string(counters_.lost) +
+                                            " deleted by the topic's retention before they were read");
     return result;
   }
 
@@ -499,13 +510,40 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
       if (stored > high) {
         StopAsCutShort(tp, high, stored, "at its assignment");
       } else if (stored < low) {
-        metrics_.err_consume.Increment();
+        CountLost(low - stored);
         GSAU_LOG_ERROR("ingest: partition {}: records {}..{} were deleted by the topic's retention before this state "
                        "read them; going on from {}",
                        where, stored, low - 1, low);
       }
     }
     return answered;
+  }
+
+  // Records deleted by retention before this state read them: gone, said and counted (the
+  // stage's error alert too), not an error that stops ingest.
+  void CountLost(int64_t n) {
+    metrics_.err_consume.Increment();
+    metrics_.lost.Increment(static_cast<double>(n));
+    Bump(&IngestCounters::lost, n);
+  }
+
+  // A record at `offset` came after `expected` on a partition read on from there: a gap in the
+  // log (transaction markers, compaction) or, when the log now starts above `expected`, records
+  // its retention deleted while ingest was behind (paused for backpressure, or slow): the client
+  // found its position gone and went on from the log's start (auto.offset.reset) with nothing
+  // but a warning of its own. The start is the one the fetch that brought the record reported
+  // (get_watermark_offsets: cached, no request).
+  void CheckGap(const TopicPartition& tp, int64_t expected, int64_t offset) {
+    int64_t low = -1, high = -1;
+    if (consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high) != RdKafka::ERR_NO_ERROR ||
+        low <= expected) {
+      return;
+    }
+    const int64_t end = std::min(low, offset);
+    CountLost(end - expected);
+    GSAU_LOG_ERROR("ingest: partition {}/{}: records {}..{} were deleted by the topic's retention before this state "
+                   "read them (ingest was behind while the log's start moved past it); going on from {}",
+                   tp.topic, tp.partition, expected, end - 1, offset);
   }
 
   // The partition's log ends at `high`, below `consumed` (the offset this state has read it
@@ -800,6 +838,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     const uint64_t fingerprint = RecordFingerprint(key, value, ts_ms);
     const int64_t expected = guard_.Next(tp);
     const bool comparing = guard_.Comparing(tp);
+    const bool read_on = guard_.Checked(tp);  // read on from `expected` (not a start to check)
     auto verdict = guard_.Take(tp, msg.offset(), fingerprint);
     if (verdict == OffsetGuard::Verdict::kCompareAgain) {
       std::unique_ptr<RdKafka::TopicPartition> at(
@@ -839,6 +878,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
         }
         CheckLogStillReaches({tp});
         return;
+      case OffsetGuard::Verdict::kNew:
+        if (read_on && msg.offset() > expected) CheckGap(tp, expected, msg.offset());
+        break;
       default:
         break;
     }

@@ -95,6 +95,7 @@ struct IngestCounters {
   int64_t batches = 0;        // state batches committed
   int64_t paused = 0;         // times the partitions were paused for backpressure
   int64_t redelivered = 0;    // records below a partition's next offset, skipped as read before
+  int64_t lost = 0;           // records the topic's retention deleted before they were read
 };
 
 class Ingestor {

@@ -168,6 +168,13 @@ class OffsetGuard {
     return v;
   }
 
+  // Whether the partition is read on from Next(): assigned, and a record taken since (its
+  // start checked).
+  bool Checked(const TopicPartition& tp) const {
+    auto it = next_.find(tp);
+    return it != next_.end() && it->second.checked && it->second.next >= 0;
+  }
+
   // Where the partition continues (-1: a partition never assigned).
   int64_t Next(const TopicPartition& tp) const {
     auto it = next_.find(tp);
