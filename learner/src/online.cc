@@ -1434,10 +1434,13 @@ Result<OnlineStepResult> OnlineLearner::Step() {
   if (!r.ok() || !r->trained) return r;
   // The step is made: a copy for serving that fails (out of memory) is not its failure. The
   // previous snapshot serves on until a later step or RefreshServing takes a new one.
+  const auto start = Clock::now();
   const Status snapshot = Guarded("taking the serving snapshot", [&]() -> Status {
     impl_->TakeServingSnapshot();
     return Status::Ok();
   });
+  r->snapshot_s = Since(start);
+  r->total_s += r->snapshot_s;
   if (!snapshot.ok()) r->serving_error = snapshot.ToString();
   return r;
 }

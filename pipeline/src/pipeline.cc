@@ -1357,9 +1357,10 @@ struct Pipeline::Impl {
         if (r.total_s >= 1.0 && SecondsSince(last_slow_log) >= 30) {
           GSAU_LOG_WARN(
               "pipeline: slow learner step {:.2f} s: batch {:.2f}, cache refresh {:.2f}, graph {:.2f} + backward "
-              "{:.2f}, sequence {:.2f} + backward {:.2f}, optimiser {:.2f}; {} samples, {} propagated edges",
+              "{:.2f}, sequence {:.2f} + backward {:.2f}, optimiser {:.2f}, serving snapshot {:.2f}; {} samples, {} "
+              "propagated edges",
               r.total_s, r.batch_s, r.refresh_s, r.graph_s, r.graph_backward_s, r.seq_s, r.seq_backward_s,
-              r.optimizer_s, r.fresh + r.replay, r.propagated_edges);
+              r.optimizer_s, r.snapshot_s, r.fresh + r.replay, r.propagated_edges);
           last_slow_log = SteadyClock::now();
         }
         m->loss.Set(r.loss);

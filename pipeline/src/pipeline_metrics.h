@@ -35,7 +35,7 @@ struct Metrics {
                     .Add({})),
         step_seconds(prometheus::BuildHistogram()
                          .Name("gsau_learner_step_seconds")
-                         .Help("Wall time of one training step")
+                         .Help("Wall time of one training step, the serving snapshot taken after it included")
                          .Register(r)
                          .Add({}, std::vector<double>{0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10})),
         loss_family(prometheus::BuildGauge()

@@ -151,9 +151,10 @@ struct OnlineStepResult {
   int64_t propagated_edges = 0;  // edge terms (edges x layers) in this step's propagation
   // Wall time in seconds (CPU; on CUDA only `total_s` is synchronised). graph_s and seq_s are
   // forward + loss; refresh_s is the cache refresh (incremental) or the adjacency rebuild after
-  // graph changes (full).
+  // graph changes (full); snapshot_s the serving snapshot taken after the step (a copy of the
+  // item table: it grows with the catalogue). total_s includes them all.
   double batch_s = 0, refresh_s = 0, graph_s = 0, graph_backward_s = 0, seq_s = 0, seq_backward_s = 0,
-         optimizer_s = 0, total_s = 0;
+         optimizer_s = 0, snapshot_s = 0, total_s = 0;
   // Not empty when the step was made but the serving snapshot after it could not be taken (the
   // previous one serves on): why.
   std::string serving_error;
