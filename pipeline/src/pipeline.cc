@@ -1308,7 +1308,7 @@ struct Pipeline::Impl {
       // Wait for data only when there is nothing to train on. Each applied batch is ranked,
       // then observed, on its own: merged, a burst's clicks were all ranked before any of it
       // was observed, so a cold learner could rank none of them (prefix items unknown).
-      int preq_budget = opt.prequential_max_per_batch;  // clicks ranked per step, at most
+      int preq_budget = opt.prequential_max_per_batch;  // clicks ranked this round, at most
       size_t taken = 0;
       // A round takes what is queued up to 20,000 events or half a second of taking in, then
       // steps, refreshes serving, publishes and hears a stop: with a slow Observe (a wide model)

@@ -10,10 +10,10 @@
 // degrees of both ends and so the normalisation of their neighbours' edges) and queues a
 // sample: the graph pair (user, item) and, when the prefix is non-empty, the sequence sample
 // prefix -> item. Step() trains on up to batch_size samples: fresh ones (queued, oldest first)
-// and a replay sample of older ones (recent_fraction of it from a window of the latest trained
-// samples, the rest from a reservoir uniform over everything so far), with the loss of
-// GSAU.md: L_GA + gamma L_GU + CE(normalise(s_u) . I^T) + gamma L_SU. A trained fresh sample
-// goes to the window and the reservoir.
+// and a replay sample of older ones (recent_fraction of it from a window of the latest samples
+// to leave the queue, the rest from a reservoir uniform over everything so far), with the loss
+// of GSAU.md: L_GA + gamma L_GU + CE(normalise(s_u) . I^T) + gamma L_SU. A fresh sample goes to
+// the window and the reservoir once trained, or when a full queue drops it untrained.
 //
 // Incremental graph propagation (LightGCN, K = graph_layers <= 2). The full propagation costs
 // K sparse products over every edge forward and again backward, every step. Instead, a step
@@ -204,12 +204,12 @@ struct PropagationCheck {
   int64_t rows = 0;
 };
 
-// Prequential hit rate and NDCG at 10 and 20 (one target per prediction; rank is 0-based, the
-// number of other items scored at least as high as the target, or kMissRank).
 // True when `session` holds an item a model of `items` live items knows (id < items): what
 // embedding the session needs (unknown items are left out of it).
 bool CanEmbed(std::span<const uint32_t> session, int64_t items);
 
+// Prequential hit rate and NDCG at 10 and 20 (one target per prediction; rank is 0-based, the
+// number of other items scored at least as high as the target, or kMissRank).
 struct PrequentialStats {
   int64_t count = 0;
   double hits10 = 0, hits20 = 0, ndcg10 = 0, ndcg20 = 0;  // sums

@@ -116,7 +116,7 @@ struct PipelineOptions {
   std::function<void()> learner_round_hook;
   std::string prequential_csv;         // empty = no CSV
   int prequential_interval_s = 10;     // CSV rows and metric windows
-  int prequential_max_per_batch = 512;  // clicks ranked between two steps, at most (the rest skipped)
+  int prequential_max_per_batch = 512;  // clicks ranked a learner round, at most (the rest skipped)
   int64_t min_step_samples = 1;        // train only when at least this many samples exist
   // Training on replay alone (no fresh sample queued) goes on for at most this long after the
   // last fresh sample, and until it has gone 200 times over the replay pool; then the learner
