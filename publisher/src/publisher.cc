@@ -381,8 +381,11 @@ Status KafkaPublisher::Publish(std::span<const EmbeddingRecord> records, size_t*
     const std::string& topic = TopicOf(r.kind);
     Status s;
     if (options_.format == Format::kJson) {
-      s = r.tombstone ? producer_->Produce(topic, r.id, "", {}, 0, true)
-                      : producer_->Produce(topic, r.id, EncodeJson(r, now));
+      // The format in a header too (binary records carry "f32le"): a topic whose
+      // publisher.format changed holds both until every id went out again.
+      static const kafka::Headers kJsonHeaders = {{"gsau.format", "json"}};
+      s = r.tombstone ? producer_->Produce(topic, r.id, "", kJsonHeaders, 0, true)
+                      : producer_->Produce(topic, r.id, EncodeJson(r, now), kJsonHeaders);
     } else {
       s = producer_->Produce(topic, r.id, r.tombstone ? std::string() : EncodeBinaryValue(r), BinaryHeaders(r, now), 0,
                              r.tombstone);

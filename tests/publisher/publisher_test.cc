@@ -101,6 +101,8 @@ TEST(PublisherTest, JsonRecordsTombstonesAndCompactedTopics) {
   int64_t last_version = 0;
   for (const auto& u : users) {
     EXPECT_EQ(u.key, "u1");
+    // The format named as binary records name theirs: a topic whose format changed holds both.
+    EXPECT_EQ(u.headers, (decltype(u.headers){{"gsau.format", "json"}}));
     const auto j = nlohmann::json::parse(u.value);
     EXPECT_GT(j["model_version"].get<int64_t>(), last_version) << "in order per key";
     last_version = j["model_version"];
@@ -111,6 +113,7 @@ TEST(PublisherTest, JsonRecordsTombstonesAndCompactedTopics) {
   std::map<std::string, const gsau::testing::ConsumedRecord*> by_key;
   for (const auto& r : items) by_key[r.key] = &r;
   EXPECT_TRUE(by_key.at("i9")->null_value) << "a removed id is a tombstone";
+  EXPECT_EQ(by_key.at("i9")->headers, (decltype(by_key.at("i9")->headers){{"gsau.format", "json"}}));
   EXPECT_EQ(nlohmann::json::parse(by_key.at("i1")->value)["embedding"], nlohmann::json::parse("[4.0,5.0,6.0]"));
 }
 

@@ -6,11 +6,11 @@
 // Formats (PublisherOptions::format):
 //  - JSON (default): {"id":"u42","kind":"user","model_version":1732600000148,"dim":64,
 //    "event_time_ms":...,"produced_at_ms":...,"embedding":[0.1,...]}; floats printed in their
-//    shortest form that reads back to the same float32.
+//    shortest form that reads back to the same float32; one header, gsau.format ("json").
 //  - binary: the value is the dim float32 values, little-endian, nothing else; the rest rides
 //    in headers gsau.id, gsau.kind, gsau.model_version, gsau.dim, gsau.event_time_ms,
 //    gsau.produced_at_ms, gsau.format ("f32le").
-// A tombstone is a record with a null value (and the same headers in binary mode).
+// A tombstone is a record with a null value and the format's headers.
 // A record whose embedding holds a NaN or an infinity is not published (the id's last vector
 // stays in the topic), counted in gsau_errors_total{stage="publisher",kind="nonfinite"}.
 // The producer is idempotent with acks=all: a downstream reader may see a record twice
