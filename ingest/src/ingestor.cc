@@ -589,11 +589,11 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                    ? ": the topic was deleted and created again, its log was cut short (an unclean leader election) "
                      "and written again, or this is another cluster. Point kafka.bootstrap_servers at the cluster "
                      "this state came from; to read this log, start from an empty state.path and "
-                     "learner.checkpoint_dir"
+                     "learner.checkpoint_dir (and new embedding topics: the old ones keep the old model's vectors)"
                    : ": the topic was deleted and created again, its log was cut short (an unclean leader election), "
                      "or this is another cluster. Point kafka.bootstrap_servers at the cluster this state came from; "
                      "to read this log from its start, start from an empty state.path and learner.checkpoint_dir "
-                     "(after an unclean leader election, gsau run --rollback to a checkpoint whose offsets the log "
+                     "and new embedding topics (after an unclean leader election, gsau run --rollback to a checkpoint whose offsets the log "
                      "still reaches keeps what was read up to there)";
     // Not kCorruption: the state is intact; the log under its topic's name is another one.
     fatal_ = Status::FailedPrecondition(std::move(message));
