@@ -48,7 +48,9 @@ size_t DeadLetterWireBytes(const DeadLetterRecord& r) {
 bool FitDeadLetter(DeadLetterRecord& r, size_t max_bytes) {
   if (DeadLetterWireBytes(r) <= max_bytes) return false;
   // Each note is added before measuring, so that the room it takes is counted.
-  Note(r, "gsau.error.value_bytes", r.value.size());
+  const bool value_cut_before = Noted(r, "gsau.error.value_bytes");
+  const size_t value_bytes = r.value.size();
+  Note(r, "gsau.error.value_bytes", value_bytes);
   auto over = [&] { return DeadLetterWireBytes(r) - std::min(max_bytes, DeadLetterWireBytes(r)); };
   if (over() <= r.value.size()) {
     CutTail(r.value, over());
@@ -58,7 +60,15 @@ bool FitDeadLetter(DeadLetterRecord& r, size_t max_bytes) {
     Note(r, "gsau.error.headers_dropped", r.headers.size());
     r.headers.clear();
   }
-  if (CutTail(r.value, over()) == 0) return true;
+  if (CutTail(r.value, over()) == 0) {
+    // The headers alone made room: a note of a value cut on a whole one misled an operator
+    // looking for the letters whose value was cut.
+    if (!value_cut_before && r.value.size() == value_bytes) {
+      r.error.erase(std::find_if(r.error.begin(), r.error.end(),
+                                 [](const auto& h) { return h.first == "gsau.error.value_bytes"; }));
+    }
+    return true;
+  }
   Note(r, "gsau.error.key_bytes", r.key.size());
   CutTail(r.key, over());
   return true;

@@ -64,6 +64,7 @@ TEST(DeadLetterTest, LargeOriginalHeadersGoBeforeASmallValueThenTheKeyIsCut) {
   EXPECT_TRUE(r.headers.empty()) << "every original header, even one named gsau.error.*";
   auto e = Errors(r);
   EXPECT_EQ(e["gsau.error.headers_dropped"], "2");
+  EXPECT_EQ(e.count("gsau.error.value_bytes"), 0u) << "the value was not cut";
   EXPECT_EQ(e["gsau.error.code"], "too_large") << "the dead letter's own reason is kept";
   EXPECT_EQ(e["gsau.error.offset"], "17");
   EXPECT_EQ(r.key, std::string(10, 'k'));
