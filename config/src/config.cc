@@ -867,7 +867,8 @@ std::vector<FieldDoc> Fields() {
                  "group.id, group.instance.id, session.timeout.ms, enable.auto.commit, enable.auto.offset.store, "
                  "auto.offset.reset, enable.partition.eof and isolation.level (but read_committed) are refused "
                  "(exactly once rests on them), and so are bootstrap.servers, metadata.broker.list and client.id "
-                 "unless equal to kafka.bootstrap_servers and kafka.client_id (set those instead).",
+                 "unless equal to kafka.bootstrap_servers and kafka.client_id (set those instead), and "
+                 "partitioner=random (a key's records must stay on one partition).",
                  ""});
   return out;
 }

@@ -25,6 +25,11 @@ Result<std::unique_ptr<RdKafka::Conf>> BuildConf(const KafkaOptions& kafka, cons
 // after the user's properties; else kInvalidArgument naming `who` and the values left.
 Status CheckIdempotent(RdKafka::Conf& conf, const std::string& who);
 
+// kInvalidArgument when the partitioner `conf` holds ignores the key (random): an id's
+// records would spread over partitions, where compaction keeps a stale one in each, and a
+// user's replayed clicks would lose their order.
+Status CheckKeyedPartitioner(RdKafka::Conf& conf);
+
 // Same for the C API (admin); the caller owns the result (rd_kafka_conf_destroy). Its clients'
 // librdkafka log lines go through LogClientLine as "kafka admin <handle name>".
 Result<rd_kafka_conf_t*> BuildCConf(const KafkaOptions& kafka, const Props& defaults);

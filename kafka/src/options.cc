@@ -32,10 +32,22 @@ Status ValidateKafkaOptions(const KafkaOptions& options) {
   // producer, replay), and the properties reach them all.
   auto conf = internal::BuildConf(options, {{"enable.idempotence", "true"}, {"acks", "all"}});
   if (!conf.ok()) return conf.status();
+  GSAU_RETURN_IF_ERROR(internal::CheckKeyedPartitioner(**conf));
   return internal::CheckIdempotent(**conf, "gsau's producers");
 }
 
 namespace internal {
+
+Status CheckKeyedPartitioner(RdKafka::Conf& conf) {
+  std::string partitioner;
+  if (conf.get("partitioner", partitioner) == RdKafka::Conf::CONF_OK && partitioner == "random") {
+    return Status::InvalidArgument(
+        "kafka property 'partitioner' = random places a key's records on any partition: an id's embedding "
+        "records would lie on several, where compaction keeps a stale one in each, and a user's clicks would "
+        "lose their order; use murmur2_random (the default) or consistent_random");
+  }
+  return Status::Ok();
+}
 
 Status CheckIdempotent(RdKafka::Conf& conf, const std::string& who) {
   // The properties come after our defaults, and librdkafka takes enable.idempotence=false with

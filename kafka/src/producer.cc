@@ -457,6 +457,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& kafka, co
     defaults.emplace_back("max.in.flight.requests.per.connection", "1");
   }
   GSAU_ASSIGN_OR_RETURN(auto conf, internal::BuildConf(kafka, defaults));
+  GSAU_RETURN_IF_ERROR(internal::CheckKeyedPartitioner(*conf));
   if (options.idempotent) {
     GSAU_RETURN_IF_ERROR(internal::CheckIdempotent(*conf, options.name));
     // Read back rather than scanning `properties`: librdkafka has aliases for this key.

@@ -307,6 +307,15 @@ TEST(ConfigTest, EnumsAndKafkaPropertiesAreChecked) {
                                       "transactional.id: gsau's producers must be idempotent, not transactional"),
             std::string::npos)
       << t.status();
+  // A partitioner that ignores the key spread an id's embedding records over partitions (a stale
+  // one kept by compaction in each); the ones that hash the key are taken.
+  auto random = LoadWith("", {}, {"kafka.properties.partitioner=random"});
+  ASSERT_FALSE(random.ok());
+  EXPECT_NE(random.status().message().find("kafka.properties.partitioner (--set): kafka property 'partitioner' = "
+                                           "random places a key's records on any partition"),
+            std::string::npos)
+      << random.status();
+  EXPECT_TRUE(LoadWith("", {}, {"kafka.properties.partitioner=consistent_random"}).ok());
   // A misspelt secret is unknown to librdkafka, and so to the redaction: its value is not shown.
   auto typo = LoadWith("", {{"GSAU_KAFKA_PROPERTY_SASL_PASWORD", "hunter2"}}, {});
   ASSERT_FALSE(typo.ok());
