@@ -528,22 +528,24 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   }
 
   // A record at `offset` came after `expected` on a partition read on from there: a gap in the
-  // log (transaction markers, compaction) or, when the log now starts above `expected`, records
-  // its retention deleted while ingest was behind (paused for backpressure, or slow): the client
-  // found its position gone and went on from the log's start (auto.offset.reset) with nothing
-  // but a warning of its own. The start is the one the fetch that brought the record reported
-  // (get_watermark_offsets: cached, no request).
+  // log (transaction markers, aborted records, compaction) or, when the log now starts between
+  // the two, records its retention deleted while ingest was behind (paused for backpressure, or
+  // slow): the client found its position gone and went on from the log's start
+  // (auto.offset.reset) with nothing but a warning of its own. The start is the one the client's
+  // last fetch reported (get_watermark_offsets: cached, no request). A start above the record
+  // itself means the record was fetched before retention passed it (the client reads ahead of
+  // ingest): its gap is the log's own. (A start that moved past the reset's first record before
+  // ingest took it leaves that reset uncounted: counted at least, not exactly.)
   void CheckGap(const TopicPartition& tp, int64_t expected, int64_t offset) {
     int64_t low = -1, high = -1;
     if (consumer_->get_watermark_offsets(tp.topic, tp.partition, &low, &high) != RdKafka::ERR_NO_ERROR ||
-        low <= expected) {
+        low <= expected || low > offset) {
       return;
     }
-    const int64_t end = std::min(low, offset);
-    CountLost(end - expected);
+    CountLost(low - expected);
     GSAU_LOG_ERROR("ingest: partition {}/{}: records {}..{} were deleted by the topic's retention before this state "
                    "read them (ingest was behind while the log's start moved past it); going on from {}",
-                   tp.topic, tp.partition, expected, end - 1, offset);
+                   tp.topic, tp.partition, expected, low - 1, offset);
   }
 
   // The partition's log ends at `high`, below `consumed` (the offset this state has read it

@@ -1513,6 +1513,11 @@ struct Pipeline::Impl {
     const auto it = published_without.find(user);
     return it != published_without.end() && it->second.remarked;
   }
+  // ... and owes a click's effect (holds its batch), not a refresh's.
+  bool RemarkedForAClick(state::UserId user) const {
+    const auto it = published_without.find(user);
+    return it != published_without.end() && it->second.remarked && it->second.first_seq != kNoClickSeq;
+  }
 
   // A mark without a click that cannot go out (a refresh's with its session unreadable, or no
   // item of it known): dropped, as the next refresh marks the user again, and with it a
@@ -1569,9 +1574,9 @@ struct Pipeline::Impl {
         // Not the flush's failure: returned, a session that cannot be read (a damaged entry) held
         // back every user after it, and every flush came round to it again. A refresh's mark
         // alone is dropped (the next refresh tries again); a click's or a start-up's stays due,
-        // as does a re-mark for an item its last record left out (owed a click's effect too).
+        // as does a re-mark for a clicked item its last record left out (owed the click's effect).
         if (unread.ok()) unread = read.status().WithContext("reading the session of user " + std::to_string(u));
-        if (!d.clicked && d.first_seq == kNoClickSeq && !Remarked(u)) DropMark(due, u);
+        if (!d.clicked && d.first_seq == kNoClickSeq && !RemarkedForAClick(u)) DropMark(due, u);
         return Status::Ok();
       }
       const auto& entries = *read;

@@ -26,7 +26,7 @@ struct EmbeddingRecord {
   EntityKind kind = EntityKind::kUser;
   std::string id;                // the external id (the Kafka key downstream)
   int64_t model_version = 0;
-  int64_t event_time_ms = 0;     // time of the event that made this refresh due (freshness)
+  int64_t event_time_ms = 0;     // user: its newest click the record reflects; item: when taken
   std::vector<float> embedding;  // empty when `tombstone`
   bool tombstone = false;        // the id left the model: downstream deletes it
   // event_time_ms is a click this process applied (not a user published again at a restart,

@@ -24,8 +24,8 @@
 // A broker the producer cannot reach shows sooner, in gsau_errors_total{stage="publisher",
 // kind="broker"} (librdkafka's client errors, counted whenever the publisher serves reports).
 // gsau_publisher_freshness_seconds observes user records with observe_freshness set only
-// (event_time_ms, the click that made the record due, or oldest_event_time_ms when the record
-// coalesces older clicks, to its produce time); a user record
+// (from oldest_event_time_ms when set, the oldest click the record is the first to reflect, else
+// from event_time_ms, the newest click it reflects, to its produce time); a user record
 // published again without a click (a refresh, a start-up) carries its session's newest click,
 // possibly old, and is not observed; an item record is made due by training, not by a click, and
 // its event_time_ms is when it was taken from the model.
