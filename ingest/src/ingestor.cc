@@ -1063,6 +1063,13 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                       options_.dead_letter_topic, dlq_fit_bytes_);
         for (auto& d : pending_dead_letters_) FitDeadLetter(d, dlq_fit_bytes_);
         if (RenewDeadLetterProducer("batches of dead letters must shrink too")) continue;
+      } else if (counts.too_large != dlq_too_large_seen_) {
+        dlq_too_large_seen_ = counts.too_large;
+        if (const int64_t n = dlq_floor_log_.Due()) {
+          GSAU_LOG_ERROR("ingest: {} refuses dead letters of {} bytes, the least they are cut to (their gsau.error.* "
+                         "headers), {}x since the last line: raise the topic's max.message.bytes; retrying",
+                         options_.dead_letter_topic, kMinDeadLetterBytes, n);
+        }
       }
       for (const auto& d : pending_dead_letters_) {
         if (ProduceDeadLetter(d)) continue;
@@ -1396,8 +1403,10 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   int64_t dlq_failed_seen_ = 0;     // the producer's failed deliveries, handled
   int64_t dlq_too_large_seen_ = 0;  // of those, refused as too large
   // Dead letters are cut to this (the producer's message.max.bytes, halved after each refusal
-  // as too large, down to kMinDeadLetterBytes).
-  static constexpr size_t kMinDeadLetterBytes = 4096;
+  // as too large, down to kMinDeadLetterBytes: room for the gsau.error.* headers and a record's
+  // framing, at librdkafka's least message.max.bytes; 4 KiB left a topic of a smaller
+  // max.message.bytes refusing every letter, and ingest stalled on them).
+  static constexpr size_t kMinDeadLetterBytes = 1024;
   size_t dlq_fit_bytes_ = 0;
   OffsetGuard guard_;
   std::map<TopicPartition, int64_t> to_commit_;  // applied, not yet committed to Kafka
@@ -1424,6 +1433,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
   Throttle broker_log_{std::chrono::seconds(5)};
   Throttle consume_log_{std::chrono::seconds(5)};
   Throttle redelivered_log_{std::chrono::seconds(5)};
+  Throttle dlq_floor_log_{std::chrono::seconds(30)};
   Throttle pause_log_{std::chrono::seconds(30)};  // a backlog pauses ingest every few learner rounds
   Throttle resume_log_{std::chrono::seconds(30)};
   KeyedThrottle librdkafka_log_{std::chrono::seconds(5)};  // per facility

@@ -290,10 +290,12 @@ TEST(IngestTest, ADeadLetterTheTopicRefusesAsTooLargeIsCutFurther) {
 // batch, so cutting each record could never make them fit (ingest stalled on them for ever).
 // Also with a batch.size in kafka.properties (for the publisher's throughput, say), which came
 // after ingest's own and undid its shrinking.
-void ExpectManySmallDeadLettersToFit(const std::vector<std::pair<std::string, std::string>>& properties) {
+void ExpectManySmallDeadLettersToFit(const std::vector<std::pair<std::string, std::string>>& properties,
+                                     const std::string& dlq_max_message_bytes = "20000") {
   const std::string topic = UniqueTopic("many-bad");
   ASSERT_TRUE(kafka::EnsureTopics(KafkaAt(KafkaBootstrap()),
-                                  {{topic, 1, 1, {}}, {topic + ".dlq", 1, 1, {{"max.message.bytes", "20000"}}}},
+                                  {{topic, 1, 1, {}},
+                                   {topic + ".dlq", 1, 1, {{"max.message.bytes", dlq_max_message_bytes}}}},
                                   20000)
                   .ok());
   auto producer = kafka::Producer::Create(KafkaAt(KafkaBootstrap()), {});
@@ -323,6 +325,10 @@ TEST(IngestTest, ManySmallDeadLettersFitATopicWithASmallLimit) { ExpectManySmall
 TEST(IngestTest, ManySmallDeadLettersFitATopicWithASmallLimitWhateverBatchSizeIsSet) {
   ExpectManySmallDeadLettersToFit({{"batch.size", "1000000"}});
 }
+
+// Below 4 KiB too: cutting stopped there, and a topic of a smaller limit refused every letter
+// for ever (ingest stalled on them).
+TEST(IngestTest, DeadLettersFitATopicOfTwoKilobytes) { ExpectManySmallDeadLettersToFit({}, "2000"); }
 
 // librdkafka's mock cluster, for failures on demand: `bad` (a value that is not JSON, key "bad")
 // and then `good` written to its topic "clicks".
