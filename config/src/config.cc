@@ -222,6 +222,11 @@ const std::vector<Field>& Table() {
                   "Compacted topic of item embeddings.", {}, true),
       IntField("topics.partitions", &C::topics, &TopicsSection::partitions, "partitions",
                "Partitions of a topic that gsau creates because it is missing.", 1, 10000),
+      IntField("topics.replication_factor", &C::topics, &TopicsSection::replication_factor, "replicas",
+               "Replicas of a topic that gsau creates because it is missing (the dead-letter and embedding "
+               "topics; demo's clicks topic on a real broker); -1 takes the brokers' default.replication.factor, "
+               "which is 1 unless set there: a broker lost then loses the topic's records. Not 0.",
+               -1, 32767),
       StringField("ingest.group_id", &C::ingest, &IngestSection::group_id, "Kafka consumer group of ingest.", {},
                   true),
       IntField("ingest.batch_max_events", &C::ingest, &IngestSection::batch_max_events, "events",
@@ -719,6 +724,9 @@ Status ValidateFrom(const Config& c, const Origins* origins, LoadInput::Director
     return invalid("learner.embedding_dim", "must be even (the sequence encoder's 2 attention heads "
                                    "split it), got " + std::to_string(c.learner.embedding_dim));
   }
+  if (c.topics.replication_factor == 0) {
+    return invalid("topics.replication_factor", "must be -1 (the brokers' default) or at least 1, got 0");
+  }
   if (c.publisher.user_refresh_s > 0 && c.publisher.user_refresh_s < 60) {
     return invalid("publisher.user_refresh_s", "must be 0 (off) or at least 60 (each refresh publishes every user "
                                    "of the state again), got " + std::to_string(c.publisher.user_refresh_s));
@@ -929,6 +937,7 @@ ingest::IngestOptions ToIngestOptions(const Config& c) {
   o.decoder.max_value_bytes = static_cast<size_t>(c.ingest.max_value_bytes);
   o.decoder.min_ts_ms = int64_t{c.ingest.min_event_time_s} * 1000;
   o.dead_letter_partitions = c.topics.partitions;
+  o.dead_letter_replication_factor = c.topics.replication_factor;
   return o;
 }
 
@@ -939,6 +948,7 @@ publisher::PublisherOptions ToPublisherOptions(const Config& c) {
   o.item_topic = c.topics.item_embeddings;
   o.format = c.publisher.format == "binary" ? publisher::Format::kBinary : publisher::Format::kJson;
   o.partitions = c.topics.partitions;
+  o.replication_factor = c.topics.replication_factor;
   return o;
 }
 

@@ -206,7 +206,9 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     PublishStateGauges();
     // A broker with auto.create.topics.enable=false would refuse dead letters: create the topic
     // up front. Without the right to (ACLs), warn and rely on it existing.
-    if (Status s = kafka::EnsureTopics(options_.kafka, {{options_.dead_letter_topic, options_.dead_letter_partitions, -1, {}}},
+    if (Status s = kafka::EnsureTopics(options_.kafka,
+                                       {{options_.dead_letter_topic, options_.dead_letter_partitions,
+                                         options_.dead_letter_replication_factor, {}}},
                                        10000);
         !s.ok()) {
       GSAU_LOG_WARN("ingest: could not make sure the dead-letter topic {} exists: {}", options_.dead_letter_topic,

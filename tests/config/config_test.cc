@@ -57,7 +57,8 @@ TEST(ConfigTest, MinEventTimeReachesTheDecoderInMilliseconds) {
 TEST(ConfigTest, ModuleOptionsCarryEveryConfiguredField) {
   auto c = LoadWith("", {},
                     {"kafka.bootstrap_servers=b1:9092", "kafka.client_id=cid", "topics.clicks=tc",
-                     "topics.dead_letter=td", "topics.user_embeddings=tu", "topics.item_embeddings=ti", "topics.partitions=7",
+                     "topics.dead_letter=td", "topics.user_embeddings=tu", "topics.item_embeddings=ti",
+                     "topics.partitions=7", "topics.replication_factor=3",
                      "ingest.group_id=grp", "ingest.batch_max_events=321", "ingest.batch_max_wait_ms=37",
                      "ingest.accepted_event_types=[click, view]", "ingest.session_timeout_ms=12345",
                      "ingest.group_instance_id=inst-1", "ingest.max_value_bytes=4097", "ingest.min_event_time_s=5",
@@ -99,6 +100,7 @@ TEST(ConfigTest, ModuleOptionsCarryEveryConfiguredField) {
   EXPECT_EQ(i.decoder.max_value_bytes, 4097u);
   EXPECT_EQ(i.decoder.min_ts_ms, 5000);
   EXPECT_EQ(i.dead_letter_partitions, 7);
+  EXPECT_EQ(i.dead_letter_replication_factor, 3);
 
   const auto p = ToPublisherOptions(*c);
   EXPECT_EQ(p.kafka.client_id, "cid");
@@ -106,6 +108,7 @@ TEST(ConfigTest, ModuleOptionsCarryEveryConfiguredField) {
   EXPECT_EQ(p.item_topic, "ti");
   EXPECT_EQ(p.format, publisher::Format::kBinary);
   EXPECT_EQ(p.partitions, 7);
+  EXPECT_EQ(p.replication_factor, 3);
   // A list given as YAML writes it, in a --set or the environment.
   for (const char* list : {"click,view", " [click, view] ", "['click', \"view\"]"}) {
     auto l = LoadWith("", {{"GSAU_INGEST_ACCEPTED_EVENT_TYPES", list}}, {});
@@ -526,6 +529,8 @@ TEST(ConfigTest, RulesAcrossFieldsNameTheFieldToChange) {
       {{"publisher.user_refresh_s=59"},
        "publisher.user_refresh_s (--set): must be 0 (off) or at least 60 (each refresh publishes every user of the "
        "state again), got 59"},
+      {{"topics.replication_factor=0"},
+       "topics.replication_factor (--set): must be -1 (the brokers' default) or at least 1, got 0"},
       {{"learner.replay_ratio=1"},
        "learner.replay_ratio (--set): must be below 1 (at 1 no fresh click is ever trained on), got 1"},
       {{"topics.dead_letter=clicks"},

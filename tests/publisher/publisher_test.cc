@@ -117,6 +117,19 @@ TEST(PublisherTest, JsonRecordsTombstonesAndCompactedTopics) {
   EXPECT_EQ(nlohmann::json::parse(by_key.at("i1")->value)["embedding"], nlohmann::json::parse("[4.0,5.0,6.0]"));
 }
 
+// The topics are created with the replication factor asked for (topics.replication_factor):
+// the suite's one broker cannot hold two replicas, and says so.
+TEST(PublisherTest, TopicsAreCreatedWithTheReplicationFactorAskedFor) {
+  auto o = Options(Format::kJson);
+  o.replication_factor = 2;
+  o.connect_timeout_ms = 10000;
+  auto p = KafkaPublisher::Create(o, nullptr);
+  ASSERT_FALSE(p.ok()) << "two replicas on one broker";
+  EXPECT_NE(p.status().message().find("replication"), std::string::npos) << p.status();
+  o.replication_factor = 1;
+  EXPECT_TRUE(KafkaPublisher::Create(o, nullptr).ok());
+}
+
 // A NaN or an infinity in an embedding (a diverged model) would replace the id's last usable
 // vector in the compacted topic (JSON has no NaN: it was written as null); it is counted instead.
 TEST(PublisherTest, ANonFiniteEmbeddingIsCountedNotPublished) {

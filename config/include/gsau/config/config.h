@@ -42,6 +42,7 @@ struct TopicsSection {
   std::string user_embeddings = "gsau.user-embeddings";
   std::string item_embeddings = "gsau.item-embeddings";
   int partitions = 4;  // used when gsau creates a missing topic
+  int replication_factor = -1;  // likewise; -1: the brokers' default.replication.factor
 };
 
 struct IngestSection {

@@ -81,6 +81,7 @@ struct IngestOptions {
   int session_timeout_ms = 10000;  // consumer group session timeout, ms: failover speed vs flapping
   std::string group_instance_id;   // static membership (group.instance.id); empty = dynamic
   int dead_letter_partitions = 4;  // partitions of the dead-letter topic when ingest creates it
+  int dead_letter_replication_factor = -1;  // its replicas then; -1: the brokers' default
   int commit_interval_ms = 1000;   // Kafka's committed offsets (for lag tools) at most this often, ms
   int retry_backoff_max_ms = 5000; // cap of the exponential backoff of our own retries, ms
   int dlq_flush_timeout_ms = 10000;  // one wait for dead-letter acknowledgements, ms
