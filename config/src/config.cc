@@ -249,6 +249,11 @@ const std::vector<Field>& Table() {
                   "without a rebalance. Empty: dynamic membership."),
       IntField("ingest.max_value_bytes", &C::ingest, &IngestSection::max_value_bytes, "bytes",
                "Click records larger than this are dead-lettered unparsed.", 64, 16 << 20),
+      IntField("ingest.max_event_time_ahead_s", &C::ingest, &IngestSection::max_event_time_ahead_s, "s",
+               "Latest event time accepted, seconds ahead of this machine's clock. A click whose ts or message "
+               "timestamp is later is dead-lettered as bad_time (a producer's clock ahead: it would sort after every "
+               "real click and pin its user's event_time_ms). 0: no limit but the year 2100.",
+               0, 2000000000),
       IntField("ingest.min_event_time_s", &C::ingest, &IngestSection::min_event_time_s, "s",
                "Earliest event time accepted, seconds since the epoch (100000000 = 1973-03-03). A click whose ts "
                "(milliseconds) or message timestamp is earlier is dead-lettered as bad_time: such a value is almost "
@@ -936,6 +941,7 @@ ingest::IngestOptions ToIngestOptions(const Config& c) {
   o.group_instance_id = c.ingest.group_instance_id;
   o.decoder.max_value_bytes = static_cast<size_t>(c.ingest.max_value_bytes);
   o.decoder.min_ts_ms = int64_t{c.ingest.min_event_time_s} * 1000;
+  o.decoder.max_ahead_ms = int64_t{c.ingest.max_event_time_ahead_s} * 1000;
   o.dead_letter_partitions = c.topics.partitions;
   o.dead_letter_replication_factor = c.topics.replication_factor;
   return o;

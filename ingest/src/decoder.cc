@@ -327,6 +327,13 @@ class Decoder::Impl {
       }
       return Bad(BadReason::kBadTime, what + " is after 2100 (not milliseconds?)");
     }
+    if (options_.max_ahead_ms > 0 && now_ms >= 0 && ts - now_ms > options_.max_ahead_ms) {
+      return Bad(BadReason::kBadTime, (f.has_ts ? "ts " : "the message timestamp ") + std::to_string(ts) + " is " +
+                                          std::to_string((ts - now_ms) / 1000) +
+                                          " s ahead of this machine's clock, over ingest.max_event_time_ahead_s (" +
+                                          std::to_string(options_.max_ahead_ms / 1000) +
+                                          "): the producer's clock ahead?");
+    }
     r_.event.ts_ms = ts;
     if (r_.event.event_type.empty()) r_.event.event_type = kDefaultEventType;
     r_.ok = true;
@@ -396,12 +403,16 @@ class Decoder::Impl {
   std::string buffer_;
   size_t size_ = 0;  // of the value in buffer_ (past it: padding, and earlier values' bytes)
   DecodeResult r_;
+
+ public:
+  int64_t now_ms = -1;  // the clock of the current Decode (Decoder::Decode's now_ms)
 };
 
 Decoder::Decoder(DecoderOptions options) : impl_(std::make_unique<Impl>(options)) {}
 Decoder::~Decoder() = default;
 
-const DecodeResult& Decoder::Decode(std::string_view value, int64_t kafka_ts_ms) {
+const DecodeResult& Decoder::Decode(std::string_view value, int64_t kafka_ts_ms, int64_t now_ms) {
+  impl_->now_ms = now_ms;
   return impl_->Decode(value, kafka_ts_ms);
 }
 

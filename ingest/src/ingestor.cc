@@ -15,6 +15,7 @@
 #include <thread>
 #include <tuple>
 
+#include "gsau/common/clock.h"
 #include "gsau/common/log.h"
 #include "gsau/common/text.h"
 #include "gsau/common/throttle.h"
@@ -895,7 +896,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     ++batch_consumed_;
     pending_last_records_[tp] = fingerprint;
     pending_offsets_[std::move(tp)] = msg.offset() + 1;
-    const DecodeResult& r = decoder_.Decode(value, ts_ms);
+    const DecodeResult& r = decoder_.Decode(value, ts_ms, SystemClock::Get().NowMs());
     if (!r.ok) {
       DeadLetter(msg, r);
       return;

@@ -62,6 +62,7 @@ TEST(ConfigTest, ModuleOptionsCarryEveryConfiguredField) {
                      "ingest.group_id=grp", "ingest.batch_max_events=321", "ingest.batch_max_wait_ms=37",
                      "ingest.accepted_event_types=[click, view]", "ingest.session_timeout_ms=12345",
                      "ingest.group_instance_id=inst-1", "ingest.max_value_bytes=4097", "ingest.min_event_time_s=5",
+                     "ingest.max_event_time_ahead_s=600",
                      "state.path=/s/p", "state.session_length=77", "state.block_cache_mb=3", "state.write_buffer_mb=5",
                      "state.min_free_disk_mb=11", "state.changelog_retention_batches=1300", "state.compression=zstd",
                      "state.sync=true", "publisher.format=binary", "metrics.listen_address=0.0.0.0:9999"});
@@ -99,6 +100,7 @@ TEST(ConfigTest, ModuleOptionsCarryEveryConfiguredField) {
   EXPECT_EQ(i.group_instance_id, "inst-1");
   EXPECT_EQ(i.decoder.max_value_bytes, 4097u);
   EXPECT_EQ(i.decoder.min_ts_ms, 5000);
+  EXPECT_EQ(i.decoder.max_ahead_ms, 600'000);
   EXPECT_EQ(i.dead_letter_partitions, 7);
   EXPECT_EQ(i.dead_letter_replication_factor, 3);
 

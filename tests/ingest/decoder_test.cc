@@ -266,6 +266,29 @@ TEST(DecoderTest, HugeValuesAreRejectedUnparsed) {
   EXPECT_NE(r.message.find(std::to_string(huge.size()) + " bytes"), std::string::npos) << r.message;
 }
 
+// A time more than max_ahead_ms after the clock given is bad (a producer's clock ahead); up to it,
+// without a clock given, or with the limit off, it is taken. The message timestamp alike.
+TEST(DecoderTest, ATimeTooFarAheadOfTheClockIsBad) {
+  DecoderOptions o;
+  o.max_ahead_ms = 86'400'000;
+  Decoder d(o);
+  constexpr int64_t kNow = 1'796'000'000'000;
+  auto event = [](int64_t ts) { return R"({"user_id":"u","item_id":"i","ts":)" + std::to_string(ts) + "}"; };
+  EXPECT_TRUE(d.Decode(event(kNow + 86'400'000), -1, kNow).ok) << "a day ahead, at the limit";
+  const auto& ahead = d.Decode(event(kNow + 2 * 86'400'000), -1, kNow);
+  EXPECT_FALSE(ahead.ok);
+  EXPECT_EQ(ahead.reason, BadReason::kBadTime);
+  EXPECT_NE(ahead.message.find("is 172800 s ahead of this machine's clock, over ingest.max_event_time_ahead_s (86400)"),
+            std::string::npos)
+      << ahead.message;
+  const auto& stamped = d.Decode(R"({"user_id":"u","item_id":"i"})", kNow + 2 * 86'400'000, kNow);
+  EXPECT_EQ(stamped.reason, BadReason::kBadTime);
+  EXPECT_NE(stamped.message.find("the message timestamp"), std::string::npos) << stamped.message;
+  EXPECT_TRUE(d.Decode(event(kNow + 2 * 86'400'000), -1).ok) << "no clock given: not checked";
+  Decoder off;  // max_ahead_ms 0
+  EXPECT_TRUE(off.Decode(event(kNow + 2 * 86'400'000), -1, kNow).ok) << "the limit off";
+}
+
 // Seeded random mutations of good events: the decoder never crashes, and whatever it accepts
 // satisfies the rules (so a mutation cannot smuggle a bad event into the state).
 TEST(DecoderTest, SeededRandomMutationsNeverBreakTheRules) {

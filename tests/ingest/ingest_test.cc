@@ -81,6 +81,14 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
       {R"({"user_id":")" + long_id + R"(","item_id":"i1","ts":1700000000000})", "bad_id", "user_id is 300 bytes"},
       {R"({"user_id":"u1","item_id":"i1","ts":-1})", "bad_time", "ts -1 is negative"},
       {R"({"user_id":"u1","item_id":"i1","ts":1700000000})", "bad_time", "seconds, not milliseconds?"},
+      // Two days ahead of the clock (decoder.max_ahead_ms below: a day).
+      {R"({"user_id":"u1","item_id":"i1","ts":)" +
+           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count() +
+                          2 * 86'400'000) +
+           "}",
+       "bad_time", "ahead of this machine's clock"},
       {R"({"user_id":{"a":1},"item_id":"i1","ts":1700000000000})", "wrong_type", "user_id must be a string"},
       {R"({"user_id":"u1","item_id":"i1","ts":"noon"})", "wrong_type", "ts must be an integer"},
       {"", "empty_value", "empty value"},
@@ -116,7 +124,8 @@ TEST(IngestTest, GoodEventsReachTheStateBadOnesTheDeadLetterTopic) {
 
   TempDir dir;
   auto store = OpenState(dir.File("state"));
-  const IngestOptions options = Options(topic);
+  IngestOptions options = Options(topic);
+  options.decoder.max_ahead_ms = 86'400'000;
   Ingestor ingestor(options, store.get(), nullptr, nullptr);
   ASSERT_TRUE(RunUntil(ingestor, [&] { return ingestor.counters().consumed >= total; }).ok());
 

@@ -209,7 +209,7 @@ TEST(PipelineProcessTest, ClicksInEmbeddingsOutAcrossAKillAndBothFormats) {
   // Phase 2, binary, after kill -9: resumes from the checkpoint; 600 clicks, 50 of new users.
   run = p.Start("binary");
   std::vector<ClickEvent> second = MakeClicks(550, 300, 220, 2);
-  for (int k = 0; k < 50; ++k) second.push_back({"new-user-" + std::to_string(k), "item-" + std::to_string(k), 1800000000000 + k, "click"});
+  for (int k = 0; k < 50; ++k) second.push_back({"new-user-" + std::to_string(k), "item-" + std::to_string(k), 1750000000000 + k, "click"});
   Produce(bootstrap, p.clicks, second);
   ASSERT_TRUE(WaitForMetric(p.port, "gsau_ingest_events_applied_total", 600, seconds(120))) << Tail(p.log, 6000);
   std::this_thread::sleep_for(seconds(2));
@@ -510,7 +510,7 @@ TEST(PipelineProcessTest, UsersOfClicksAfterTheCheckpointArePublishedAfterAKill)
   run = p.Start("json", {"--set", "publisher.interval_ms=600000", "--set", "learner.checkpoint_interval_s=3600"});
   std::vector<ClickEvent> late;
   for (int k = 0; k < 40; ++k) {
-    late.push_back({"late-user-" + std::to_string(k), "item-" + std::to_string(k % 30), 1800000000000 + k, "click"});
+    late.push_back({"late-user-" + std::to_string(k), "item-" + std::to_string(k % 30), 1750000000000 + k, "click"});
   }
   Produce(bootstrap, p.clicks, late);
   ASSERT_TRUE(WaitForStateEvents(p.port, 640, seconds(120))) << Tail(p.log, 6000);
@@ -670,7 +670,7 @@ TEST(PipelineProcessTest, CheckpointsFollowTheStateThroughBatchesOfSkippedRecord
     const std::string user = "user-" + std::to_string(k % 10);
     ASSERT_TRUE((*producer)
                     ->Produce(p.clicks, user,
-                              R"({"user_id":")" + user + R"(","item_id":"item-1","ts":1800000000000,"event":"view"})")
+                              R"({"user_id":")" + user + R"(","item_id":"item-1","ts":1750000000000,"event":"view"})")
                     .ok());
   }
   ASSERT_TRUE((*producer)->Flush(60000).ok());
@@ -704,7 +704,7 @@ TEST(PipelineProcessTest, EveryUserPublishedAgainGoesOutInGroupsOfAtMost1024) {
   constexpr int kUsers = 2500;
   std::vector<ClickEvent> clicks;
   for (int k = 0; k < kUsers; ++k) {
-    clicks.push_back({"g-user-" + std::to_string(k), "item-" + std::to_string(k % 1500), 1800000000000 + k, "click"});
+    clicks.push_back({"g-user-" + std::to_string(k), "item-" + std::to_string(k % 1500), 1750000000000 + k, "click"});
   }
 
   // Run 1 publishes no user (a 10-minute flush interval) and writes no checkpoint, then dies.
@@ -888,7 +888,7 @@ TEST(PipelineProcessTest, PublishedEmbeddingsAreTheLastCheckpointsModelAndOnlyTh
       for (int u = 0; u < 3; ++u) {
         for (int k = 0; k < 60; ++k) {
           clicks.push_back({"heavy-user-" + std::to_string(u), "item-" + std::to_string((u * 7 + k * 3) % 60),
-                            1800000000000 + u * 100 + k, "click"});
+                            1750000000000 + u * 100 + k, "click"});
         }
       }
     }

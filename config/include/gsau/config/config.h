@@ -55,6 +55,7 @@ struct IngestSection {
   std::string group_instance_id;  // empty = dynamic membership
   int max_value_bytes = 65536;
   int min_event_time_s = 100000000;  // 1973-03-03: an earlier ts is taken to be in seconds
+  int max_event_time_ahead_s = 86400;  // a later ts (than the clock) is a bad time; 0: no limit
 };
 
 struct StateSection {

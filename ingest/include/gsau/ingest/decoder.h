@@ -51,6 +51,11 @@ struct DecoderOptions {
   // sort before all others (its session, the freshness metrics). 0 accepts any time from the
   // epoch on.
   int64_t min_ts_ms = 100'000'000'000;
+  // Latest acceptable event time relative to the clock Decode is given, ms (0: no such limit,
+  // max_ts_ms alone). A click stamped days ahead (a producer's clock ahead) would sort after
+  // every real one, pin its edge's time and its user's event_time_ms, and hide from the
+  // freshness histogram (a negative age).
+  int64_t max_ahead_ms = 0;
 };
 
 struct DecodeResult {
@@ -68,9 +73,10 @@ class Decoder {
   Decoder& operator=(const Decoder&) = delete;
 
   // `kafka_ts_ms` is the record's timestamp (negative when it has none: librdkafka's -1; 0 is a
-  // time, the epoch, held to the range as a ts is).
+  // time, the epoch, held to the range as a ts is). `now_ms`: the wall clock, for max_ahead_ms
+  // (negative: not checked).
   // The result is valid until the next call.
-  const DecodeResult& Decode(std::string_view value, int64_t kafka_ts_ms);
+  const DecodeResult& Decode(std::string_view value, int64_t kafka_ts_ms, int64_t now_ms = -1);
 
  private:
   class Impl;
