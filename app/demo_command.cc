@@ -230,7 +230,8 @@ int RunDemo(const DemoFlags& f) {
     c.ingest.group_id = run;
     // The clicks topic before the first click: a broker that does not create topics on use
     // would refuse the player's records.
-    if (Status s = kafka::EnsureTopics(config::ToKafkaOptions(c), {{c.topics.clicks, c.topics.partitions, c.topics.replication_factor, {}}},
+    if (Status s = kafka::EnsureTopics(config::ToKafkaOptions(c),
+                                       {{c.topics.clicks, c.topics.partitions, c.topics.replication_factor, {}}},
                                        30000);
         !s.ok()) {
       std::cerr << "gsau demo: " << s.ToString() << "\n";

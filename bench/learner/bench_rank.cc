@@ -1,9 +1,9 @@
 // bench_rank: the prequential scoring of one learner round (RankTargets: the rank of each
 // clicked item among every item, for up to 512 clicks a round) at a large catalogue, scored a
 // group of users at a time (the learner's way) and as one [users, items] matrix (as before
-// 2026-12-08, when that matrix was also copied once more), side by side. Each mode runs in a process of its own (this binary again, with
-// --mode), so that each one's peak resident memory (VmHWM) is its own; the figure reported is
-// the peak above what the tables alone take.
+// 2026-12-08, when that matrix was also copied once more), side by side. Each mode runs in a
+// process of its own (this binary again, with --mode), so that each one's peak resident memory
+// (VmHWM) is its own; the figure reported is the peak above what the tables alone take.
 // Usage: bench_rank [--items N] [--users N] [--dim N] [--threads N] [--reps N]
 // Last line: BENCH rank items=<n> users=<n> grouped_ms=<ms> grouped_extra_mb=<MB> whole_ms=<ms>
 // whole_extra_mb=<MB>.

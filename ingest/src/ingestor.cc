@@ -15,7 +15,6 @@
 #include <thread>
 #include <tuple>
 
-#include "gsau/common/clock.h"
 #include "gsau/common/log.h"
 #include "gsau/common/text.h"
 #include "gsau/common/throttle.h"
@@ -598,8 +597,8 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
                    : ": the topic was deleted and created again, its log was cut short (an unclean leader election), "
                      "or this is another cluster. Point kafka.bootstrap_servers at the cluster this state came from; "
                      "to read this log from its start, start from an empty state.path and learner.checkpoint_dir "
-                     "and new embedding topics (after an unclean leader election, gsau run --rollback to a checkpoint whose offsets the log "
-                     "still reaches keeps what was read up to there)";
+                     "and new embedding topics (after an unclean leader election, gsau run --rollback to a "
+                     "checkpoint whose offsets the log still reaches keeps what was read up to there)";
     // Not kCorruption: the state is intact; the log under its topic's name is another one.
     fatal_ = Status::FailedPrecondition(std::move(message));
     if (another_log_.size() == 1) {
@@ -896,7 +895,7 @@ class Ingestor::Impl : public RdKafka::RebalanceCb, public RdKafka::EventCb, pub
     ++batch_consumed_;
     pending_last_records_[tp] = fingerprint;
     pending_offsets_[std::move(tp)] = msg.offset() + 1;
-    const DecodeResult& r = decoder_.Decode(value, ts_ms, SystemClock::Get().NowMs());
+    const DecodeResult& r = decoder_.Decode(value, ts_ms, WallMs());
     if (!r.ok) {
       DeadLetter(msg, r);
       return;

@@ -677,13 +677,16 @@ std::vector<int64_t> RankTargets(const torch::Tensor& users, const torch::Tensor
     if (static_cast<int64_t>(targets[k]) < num_items) rows.push_back(static_cast<int64_t>(k));
   }
   const int64_t n = static_cast<int64_t>(rows.size());
-  const int64_t group = std::clamp<int64_t>(max_scores / std::max<int64_t>(items.size(0), 1), 1, std::max<int64_t>(n, 1));
+  const int64_t group =
+      std::clamp<int64_t>(max_scores / std::max<int64_t>(items.size(0), 1), 1, std::max<int64_t>(n, 1));
   const auto items_t = items.t();
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   for (int64_t begin = 0; begin < n; begin += group) {
     const int64_t end = std::min(n, begin + group);
     std::vector<int64_t> cols;
-    for (int64_t k = begin; k < end; ++k) cols.push_back(static_cast<int64_t>(targets[static_cast<size_t>(rows[k])]) + 1);
+    for (int64_t k = begin; k < end; ++k) {
+      cols.push_back(static_cast<int64_t>(targets[static_cast<size_t>(rows[k])]) + 1);
+    }
     const auto r = torch::from_blob(rows.data() + begin, {end - begin}, i64).to(users.device());
     const auto c = torch::tensor(cols, i64).to(users.device()).unsqueeze(1);
     auto scores = torch::matmul(users.index_select(0, r), items_t);

@@ -488,7 +488,8 @@ TEST(Model, RankTargetsInGroupsEqualsRanksCountedByHand) {
     expected.push_back(above - 1);
   }
   ASSERT_NE(std::count(expected.begin(), expected.end(), 0), b - 1) << "ranks too plain to tell groups apart";
-  for (const int64_t max_scores : {int64_t{1}, num_items + 1, 2 * (num_items + 1), 3 * (num_items + 1), int64_t{1} << 24}) {
+  const int64_t row = num_items + 1;  // the scores of one user
+  for (const int64_t max_scores : {int64_t{1}, row, 2 * row, 3 * row, int64_t{1} << 24}) {
     EXPECT_EQ(RankTargets(users, items, targets, num_items, max_scores), expected) << "max_scores " << max_scores;
   }
 }
